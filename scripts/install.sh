@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs everything Warren's build, tests and benchmarks need on Debian bookworm.
+# Idempotent: re-running it only checks. Run as root (or with sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBS=(
+  # toolchain
+  g++ cmake ninja-build ccache pkg-config git clang libclang-rt-14-dev
+  # service
+  libboost1.81-dev libboost-context1.81-dev nlohmann-json3-dev libcurl4-openssl-dev
+  libsqlite3-dev sqlite3 libpq-dev postgresql libssl-dev
+  libcli11-dev libfmt-dev libexpected-dev libre2-dev libarchive-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # sandbox runtime
+  libseccomp-dev libcap-dev btrfs-progs iproute2 nftables busybox-static bash-static
+  bubblewrap debootstrap util-linux procps psmisc kmod
+  # runner tools and conformance
+  ripgrep nodejs unzip tar xz-utils ca-certificates curl jq
+)
+
+missing=()
+for p in "${DEBS[@]}"; do
+  dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install.sh: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq -t bookworm --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm: Debian's nodejs may come without npm on some images; the conformance
+# suite needs npm to install its locked packages.
+if ! command -v npm >/dev/null 2>&1; then
+  apt-get install -y -qq -t bookworm npm >/dev/null
+fi
+
+# Node packages (locked): the official SDK for conformance, and Node 22 for the
+# SDK's worker and toolset (spec section 9: Debian's node 20 lacks fs.glob).
+if [ -f tests/conformance/package-lock.json ]; then
+  (cd tests/conformance && { [ -d node_modules ] && npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund --loglevel=error; })
+fi
+echo "install.sh: ok" >&2
