@@ -1,0 +1,594 @@
+#include "http/http_server.h"
+
+#include <boost/asio.hpp>
+#include <boost/asio/experimental/as_tuple.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <atomic>
+#include <list>
+#include <mutex>
+#include <thread>
+
+#include "common/ids.h"
+#include "common/log.h"
+
+namespace warren::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using asio::awaitable;
+using asio::use_awaitable;
+constexpr auto kTuple = asio::experimental::as_tuple(asio::use_awaitable);
+
+// ---------------------------------------------------------------- helpers
+
+static bool IEquals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); i++)
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
+      return false;
+  return true;
+}
+
+const std::string* Headers::Find(std::string_view name) const {
+  for (const auto& [k, v] : items_)
+    if (IEquals(k, name)) return &v;
+  return nullptr;
+}
+
+std::optional<std::string> HttpRequest::Query(std::string_view name) const {
+  std::optional<std::string> out;
+  for (const auto& [k, v] : query)
+    if (k == name) out = v;
+  return out;
+}
+
+std::vector<std::string> HttpRequest::QueryAll(std::string_view name) const {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : query)
+    if (k == name) out.push_back(v);
+  return out;
+}
+
+static int HexVal(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool PercentDecode(std::string_view s, bool plus_is_space, std::string* out) {
+  out->clear();
+  out->reserve(s.size());
+  for (size_t i = 0; i < s.size(); i++) {
+    char c = s[i];
+    if (c == '%') {
+      if (i + 2 >= s.size()) return false;
+      int hi = HexVal(s[i + 1]), lo = HexVal(s[i + 2]);
+      if (hi < 0 || lo < 0) return false;
+      out->push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else if (c == '+' && plus_is_space) {
+      out->push_back(' ');
+    } else {
+      out->push_back(c);
+    }
+  }
+  return true;
+}
+
+// Splits the target into path and query. False on malformed escapes.
+static bool ParseTarget(std::string_view target, HttpRequest* req) {
+  size_t q = target.find('?');
+  std::string_view path = target.substr(0, q);
+  if (!PercentDecode(path, false, &req->path)) return false;
+  if (q == std::string_view::npos) return true;
+  std::string_view rest = target.substr(q + 1);
+  size_t hash = rest.find('#');
+  if (hash != std::string_view::npos) rest = rest.substr(0, hash);
+  while (!rest.empty()) {
+    size_t amp = rest.find('&');
+    std::string_view part = rest.substr(0, amp);
+    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+    if (part.empty()) continue;
+    size_t eq = part.find('=');
+    std::string k, v;
+    if (!PercentDecode(part.substr(0, eq), true, &k)) return false;
+    if (eq != std::string_view::npos && !PercentDecode(part.substr(eq + 1), true, &v)) return false;
+    req->query.emplace_back(std::move(k), std::move(v));
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------- impl
+
+// Lets wakers reach the loop from any thread, and stop once it is gone.
+struct LoopRef {
+  std::mutex mu;
+  asio::io_context* ioc = nullptr;
+  void Post(std::function<void()> fn) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (ioc) asio::post(*ioc, std::move(fn));
+  }
+};
+
+// Wake-up state of one parked connection; touched only on the I/O thread
+// except through LoopRef::Post.
+struct Parked {
+  asio::steady_timer* timer = nullptr;  // valid while `alive`
+  bool alive = true;
+  bool pending = false;
+};
+
+struct HttpServer::Impl {
+  ServerOptions opts;
+  Handler handler;
+  ErrorRenderer errors;
+  asio::io_context ioc{1};
+  asio::thread_pool pool;
+  std::thread io_thread;
+  std::shared_ptr<LoopRef> loop = std::make_shared<LoopRef>();
+  std::optional<asio::ip::tcp::acceptor> tcp_acceptor;
+  std::optional<asio::local::stream_protocol::acceptor> unix_acceptor;
+  std::string url;
+  uint16_t port = 0;
+  std::atomic<size_t> conns{0};
+  std::atomic<int> in_handlers{0};
+  bool stopping = false;  // I/O thread only
+  std::atomic<bool> stopped{false};
+  // Close hooks of live connections (I/O thread only).
+  std::list<std::function<void()>> closers;
+
+  Impl(ServerOptions o, Handler h, ErrorRenderer e)
+      : opts(std::move(o)), handler(std::move(h)), errors(std::move(e)),
+        pool(static_cast<size_t>(std::max(1, opts.worker_threads))) {}
+
+  template <class Acceptor>
+  awaitable<void> AcceptLoop(Acceptor& acceptor);
+  template <class Socket>
+  awaitable<void> Serve(Socket socket, std::string remote);
+
+  HttpResponse RenderError(int status, std::string_view type, std::string_view msg, const std::string& rid) {
+    return errors(status, type, msg, rid);
+  }
+};
+
+template <class Stream>
+static awaitable<beast::error_code> WriteResponse(Stream& stream, const HttpResponse& r,
+                                                   const std::string& request_id, bool keep_alive,
+                                                   unsigned version) {
+  bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), version};
+  res.set(bhttp::field::server, "warren");
+  res.set(bhttp::field::content_type, r.content_type);
+  res.set("request-id", request_id);
+  for (const auto& [k, v] : r.headers.items()) res.set(k, v);
+  res.body() = r.body;
+  res.keep_alive(keep_alive);
+  res.prepare_payload();
+  auto [ec, n] = co_await bhttp::async_write(stream, res, kTuple);
+  co_return ec;
+}
+
+template <class Acceptor>
+awaitable<void> HttpServer::Impl::AcceptLoop(Acceptor& acceptor) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(kTuple);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || stopping) co_return;
+      log::Warn("http.accept_failed", {{"error", ec.message()}});
+      // EMFILE and friends: back off briefly instead of spinning.
+      asio::steady_timer t(ioc, std::chrono::milliseconds(50));
+      co_await t.async_wait(kTuple);
+      continue;
+    }
+    std::string remote;
+    if constexpr (std::is_same_v<Acceptor, asio::ip::tcp::acceptor>) {
+      beast::error_code ignored;
+      socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+      auto ep = socket.remote_endpoint(ignored);
+      remote = ep.address().to_string() + ":" + std::to_string(ep.port());
+    } else {
+      remote = "unix";
+    }
+    if (conns.load() >= opts.max_connections) {
+      // Over the cap: answer 503 and close, without parking anything.
+      auto body = RenderError(503, "overloaded_error", "too many connections", NewId(idprefix::kRequest));
+      std::string raw = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+                        std::to_string(body.body.size()) + "\r\n\r\n" + body.body;
+      beast::error_code ignored;
+      asio::write(socket, asio::buffer(raw), ignored);
+      socket.close(ignored);
+      continue;
+    }
+    asio::co_spawn(ioc, Serve(std::move(socket), std::move(remote)), asio::detached);
+  }
+}
+
+template <class Socket>
+awaitable<void> HttpServer::Impl::Serve(Socket socket, std::string remote) {
+  using Protocol = typename Socket::protocol_type;
+  beast::basic_stream<Protocol, asio::any_io_executor, beast::unlimited_rate_policy> stream(std::move(socket));
+  conns++;
+  // Shutdown may only interrupt a connection that is idle (waiting for a
+  // request) or parked (stream, long-poll); a response being computed or
+  // written is allowed to finish.
+  enum class Phase { kIdle, kBusy, kParked };
+  Phase phase = Phase::kIdle;
+  std::shared_ptr<Parked> parked_now;
+  auto closer_it = closers.insert(closers.end(), [&stream, &phase, &parked_now] {
+    if (phase == Phase::kIdle) {
+      beast::error_code ignored;
+      stream.socket().shutdown(Protocol::socket::shutdown_receive, ignored);
+      stream.cancel();
+    } else if (phase == Phase::kParked && parked_now && parked_now->alive) {
+      parked_now->pending = true;
+      parked_now->timer->cancel();
+    }
+  });
+  struct Guard {
+    Impl* self;
+    decltype(closer_it) it;
+    ~Guard() {
+      self->closers.erase(it);
+      self->conns--;
+    }
+  } guard{this, closer_it};
+
+  beast::flat_buffer buffer;
+  bool first = true;
+  for (;;) {
+    if (stopping) break;
+    bhttp::request_parser<bhttp::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(opts.max_header_bytes));
+    parser.body_limit(opts.max_body_bytes);
+    stream.expires_after(first ? opts.header_timeout : opts.idle_timeout);
+    phase = Phase::kIdle;
+    auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, kTuple);
+    phase = Phase::kBusy;
+    std::string rid = NewId(idprefix::kRequest);
+    if (ec) {
+      if (ec == bhttp::error::header_limit) {
+        co_await WriteResponse(stream, RenderError(431, "invalid_request_error", "request headers too large", rid),
+                               rid, false, 11);
+      } else if (ec == bhttp::error::body_limit) {
+        co_await WriteResponse(stream,
+                               RenderError(413, "request_too_large",
+                                           "request body exceeds " + std::to_string(opts.max_body_bytes) + " bytes", rid),
+                               rid, false, 11);
+      } else if (ec != bhttp::error::end_of_stream && ec != beast::error::timeout &&
+                 ec != asio::error::operation_aborted && ec != asio::error::connection_reset &&
+                 ec != asio::error::eof && buffer.size() > 0) {
+        co_await WriteResponse(stream, RenderError(400, "invalid_request_error", "malformed HTTP request", rid), rid,
+                               false, 11);
+      }
+      break;
+    }
+    first = false;
+    unsigned version = parser.get().version();
+    stream.expires_after(opts.body_timeout);
+    if (!parser.is_done()) {
+      auto [ec2, n2] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
+      if (ec2) {
+        if (ec2 == bhttp::error::body_limit) {
+          co_await WriteResponse(stream,
+                                 RenderError(413, "request_too_large",
+                                             "request body exceeds " + std::to_string(opts.max_body_bytes) + " bytes",
+                                             rid),
+                                 rid, false, version);
+          // Drain (bounded) so the client reads the answer, not a reset.
+          stream.expires_after(std::chrono::seconds(2));
+          beast::error_code ignored;
+          stream.socket().shutdown(Protocol::socket::shutdown_send, ignored);
+          char sink[16384];
+          size_t drained = 0;
+          while (drained < (64u << 20)) {
+            auto [e3, got] = co_await stream.async_read_some(asio::buffer(sink), kTuple);
+            if (e3) break;
+            drained += got;
+          }
+        } else if (ec2 == beast::error::timeout) {
+          co_await WriteResponse(stream, RenderError(408, "timeout_error", "request body read timed out", rid), rid,
+                                 false, version);
+        }
+        break;
+      }
+    }
+    stream.expires_never();
+
+    auto msg = parser.release();
+    HttpRequest req;
+    req.method = std::string(msg.method_string());
+    req.target = std::string(msg.target());
+    req.remote = remote;
+    req.request_id = rid;
+    for (const auto& f : msg) req.headers.Add(std::string(f.name_string()), std::string(f.value()));
+    req.body = std::move(msg.body());
+    bool keep_alive = msg.keep_alive();
+    if (!ParseTarget(req.target, &req)) {
+      co_await WriteResponse(stream, RenderError(400, "invalid_request_error", "malformed request target", rid), rid,
+                             false, version);
+      break;
+    }
+
+    int64_t t0 = std::chrono::duration_cast<std::chrono::microseconds>(
+                     std::chrono::steady_clock::now().time_since_epoch()).count();
+    in_handlers++;
+    HandlerResult result = co_await asio::co_spawn(
+        pool,
+        [this, &req]() -> awaitable<HandlerResult> {
+          try {
+            co_return handler(req);
+          } catch (const std::exception& e) {
+            log::Error("http.handler_exception", {{"error", e.what()}, {"path", req.path}});
+            co_return HandlerResult{RenderError(500, "api_error", "internal error", req.request_id), nullptr, nullptr};
+          }
+        },
+        use_awaitable);
+    in_handlers--;
+
+    if (result.poll) {
+      auto poll = result.poll;
+      asio::steady_timer timer(ioc);
+      auto parked = std::make_shared<Parked>();
+      parked->timer = &timer;
+      parked_now = parked;
+      phase = Phase::kParked;
+      auto loop_ref = loop;
+      poll->SetWaker([loop_ref, parked] {
+        loop_ref->Post([parked] {
+          if (!parked->alive) return;
+          parked->pending = true;
+          parked->timer->cancel();
+        });
+      });
+      auto deadline = std::chrono::steady_clock::now() + poll->Timeout();
+      std::optional<HttpResponse> done;
+      bool deadline_passed = false;
+      for (;;) {
+        in_handlers++;
+        done = co_await asio::co_spawn(
+            pool, [poll, deadline_passed]() -> awaitable<std::optional<HttpResponse>> {
+              co_return poll->TryComplete(deadline_passed);
+            },
+            use_awaitable);
+        in_handlers--;
+        if (done || deadline_passed) break;
+        if (parked->pending) {
+          parked->pending = false;
+          continue;
+        }
+        if (stopping) {
+          deadline_passed = true;
+          continue;
+        }
+        timer.expires_at(deadline);
+        auto [tec] = co_await timer.async_wait(kTuple);
+        if (!tec) deadline_passed = true;
+        parked->pending = false;
+      }
+      parked->alive = false;
+      phase = Phase::kBusy;
+      poll->OnClose();
+      if (!done) done = RenderError(500, "api_error", "long-poll produced no response", rid);
+      stream.expires_after(opts.write_timeout);
+      auto wec = co_await WriteResponse(stream, *done, rid, keep_alive && !stopping, version);
+      if (wec || !keep_alive) break;
+      continue;
+    }
+
+    if (result.stream) {
+      auto src = result.stream;
+      // Headers, then chunked frames until the source ends or the peer goes.
+      std::string head = "HTTP/1.1 " + std::to_string(result.response.status) + " OK\r\n";
+      head += "Content-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n";
+      head += "X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\nrequest-id: " + rid + "\r\n";
+      for (const auto& [k, v] : result.response.headers.items()) head += k + ": " + v + "\r\n";
+      head += "\r\n";
+      stream.expires_after(opts.write_timeout);
+      auto [hec, hn] = co_await asio::async_write(stream, asio::buffer(head), kTuple);
+      if (hec) {
+        src->OnClose();
+        break;
+      }
+      asio::steady_timer timer(ioc);
+      auto parked = std::make_shared<Parked>();
+      parked->timer = &timer;
+      parked_now = parked;
+      phase = Phase::kParked;
+      auto loop_ref = loop;
+      src->SetWaker([loop_ref, parked] {
+        loop_ref->Post([parked] {
+          if (!parked->alive) return;
+          parked->pending = true;
+          parked->timer->cancel();
+        });
+      });
+      // Detect the peer closing while we only write.
+      auto peer_gone = std::make_shared<bool>(false);
+      asio::co_spawn(
+          ioc,
+          [&stream, peer_gone, parked]() -> awaitable<void> {
+            char scratch[512];
+            for (;;) {
+              auto [e, got] = co_await stream.async_read_some(asio::buffer(scratch), kTuple);
+              if (e) break;
+            }
+            *peer_gone = true;
+            if (parked->alive) {
+              parked->pending = true;
+              parked->timer->cancel();
+            }
+          },
+          asio::detached);
+      std::vector<std::shared_ptr<const std::string>> frames;
+      bool more = true;
+      while (more && !*peer_gone && !stopping) {
+        frames.clear();
+        more = src->Pull(&frames);
+        if (!frames.empty()) {
+          std::string out;
+          for (const auto& f : frames) {
+            char size[32];
+            int sn = std::snprintf(size, sizeof size, "%zx\r\n", f->size());
+            out.append(size, static_cast<size_t>(sn));
+            out += *f;
+            out += "\r\n";
+          }
+          stream.expires_after(opts.write_timeout);
+          auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(out), kTuple);
+          if (wec) break;
+          continue;
+        }
+        if (!more) break;
+        if (parked->pending) {
+          parked->pending = false;
+          continue;
+        }
+        timer.expires_after(src->KeepAliveInterval());
+        auto [tec] = co_await timer.async_wait(kTuple);
+        if (!tec) {
+          // Silence: send a keep-alive.
+          std::string ka = src->KeepAliveChunk();
+          char size[32];
+          int sn = std::snprintf(size, sizeof size, "%zx\r\n", ka.size());
+          std::string out(size, static_cast<size_t>(sn));
+          out += ka + "\r\n";
+          stream.expires_after(opts.write_timeout);
+          auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(out), kTuple);
+          if (wec) break;
+        }
+        parked->pending = false;
+      }
+      if (!more && !*peer_gone) {
+        stream.expires_after(opts.write_timeout);
+        static const std::string kLast = "0\r\n\r\n";
+        co_await asio::async_write(stream, asio::buffer(kLast), kTuple);
+      }
+      parked->alive = false;
+      src->OnClose();
+      // Let the reader coroutine finish before `stream` goes away.
+      beast::error_code ignored;
+      stream.socket().shutdown(Protocol::socket::shutdown_both, ignored);
+      stream.cancel();
+      while (!*peer_gone) {
+        asio::steady_timer t(ioc, std::chrono::milliseconds(1));
+        co_await t.async_wait(kTuple);
+      }
+      break;
+    }
+
+    int64_t t1 = std::chrono::duration_cast<std::chrono::microseconds>(
+                     std::chrono::steady_clock::now().time_since_epoch()).count();
+    log::Debug("http.request", {{"method", req.method}, {"path", req.path}, {"status", result.response.status},
+                                {"us", t1 - t0}, {"request_id", rid}});
+    stream.expires_after(opts.write_timeout);
+    bool ka = keep_alive && !stopping;
+    auto wec = co_await WriteResponse(stream, result.response, rid, ka, version);
+    if (wec || !ka) break;
+  }
+  beast::error_code ignored;
+  stream.socket().shutdown(Protocol::socket::shutdown_both, ignored);
+  stream.socket().close(ignored);
+}
+
+// ---------------------------------------------------------------- server
+
+HttpServer::HttpServer(ServerOptions options, Handler handler, ErrorRenderer errors)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(handler), std::move(errors))) {}
+
+HttpServer::~HttpServer() { Stop(std::chrono::milliseconds(2000)); }
+
+Status HttpServer::Start() {
+  Impl& s = *impl_;
+  beast::error_code ec;
+  const std::string& listen = s.opts.listen;
+  if (listen.rfind("unix:", 0) == 0) {
+    std::string path = listen.substr(5);
+    ::unlink(path.c_str());
+    s.unix_acceptor.emplace(s.ioc);
+    asio::local::stream_protocol::endpoint ep(path);
+    s.unix_acceptor->open(ep.protocol(), ec);
+    if (!ec) s.unix_acceptor->bind(ep, ec);
+    if (!ec) s.unix_acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) return Status::IOError("listen on " + listen + ": " + ec.message());
+    s.url = listen;
+    asio::co_spawn(s.ioc, s.AcceptLoop(*s.unix_acceptor), asio::detached);
+  } else {
+    size_t colon = listen.rfind(':');
+    if (colon == std::string::npos) return Status::InvalidArgument("listen address must be HOST:PORT or unix:PATH");
+    std::string host = listen.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    int port = 0;
+    try {
+      port = std::stoi(listen.substr(colon + 1));
+    } catch (...) {
+      return Status::InvalidArgument("bad port in listen address " + listen);
+    }
+    if (port < 0 || port > 65535) return Status::InvalidArgument("bad port in listen address " + listen);
+    auto addr = asio::ip::make_address(host.empty() ? "0.0.0.0" : (host == "localhost" ? "127.0.0.1" : host), ec);
+    if (ec) return Status::InvalidArgument("bad host in listen address " + listen + ": " + ec.message());
+    asio::ip::tcp::endpoint ep(addr, static_cast<uint16_t>(port));
+    s.tcp_acceptor.emplace(s.ioc);
+    s.tcp_acceptor->open(ep.protocol(), ec);
+    if (!ec) s.tcp_acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) s.tcp_acceptor->bind(ep, ec);
+    if (!ec) s.tcp_acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) return Status::IOError("listen on " + listen + ": " + ec.message());
+    s.port = s.tcp_acceptor->local_endpoint().port();
+    std::string shown = addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string();
+    s.url = "http://" + shown + ":" + std::to_string(s.port);
+    asio::co_spawn(s.ioc, s.AcceptLoop(*s.tcp_acceptor), asio::detached);
+  }
+  {
+    std::lock_guard<std::mutex> lock(s.loop->mu);
+    s.loop->ioc = &s.ioc;
+  }
+  s.io_thread = std::thread([&s] {
+    for (;;) {
+      try {
+        s.ioc.run();
+        break;
+      } catch (const std::exception& e) {
+        log::Error("http.loop_exception", {{"error", e.what()}});
+      }
+    }
+  });
+  return Status::Ok();
+}
+
+std::string HttpServer::url() const { return impl_->url; }
+uint16_t HttpServer::port() const { return impl_->port; }
+size_t HttpServer::connections() const { return impl_->conns.load(); }
+
+void HttpServer::Stop(std::chrono::milliseconds grace) {
+  Impl& s = *impl_;
+  if (s.stopped.exchange(true)) return;
+  if (!s.io_thread.joinable()) return;
+  asio::post(s.ioc, [&s] {
+    s.stopping = true;
+    beast::error_code ignored;
+    if (s.tcp_acceptor) s.tcp_acceptor->close(ignored);
+    if (s.unix_acceptor) s.unix_acceptor->close(ignored);
+    // Idle connections and parked streams end now; in-flight handlers finish.
+    for (auto& close : s.closers) close();
+  });
+  auto deadline = std::chrono::steady_clock::now() + grace;
+  while ((s.conns.load() > 0 || s.in_handlers.load() > 0) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    // Closers again: a handler that finished may have parked a keep-alive read.
+    asio::post(s.ioc, [&s] {
+      for (auto& close : s.closers) close();
+    });
+  }
+  {
+    std::lock_guard<std::mutex> lock(s.loop->mu);
+    s.loop->ioc = nullptr;
+  }
+  s.ioc.stop();
+  s.io_thread.join();
+  s.pool.join();
+}
+
+}  // namespace warren::http

@@ -1,0 +1,154 @@
+// HttpServer: an HTTP/1.1 server on Boost.Beast/Asio with one event loop.
+//
+// Threading: one I/O thread runs every socket (accept, parse, write, SSE
+// streams, long-polls); request handlers run on a small worker pool so that
+// blocking store calls never stall the loop. A streaming response (SSE) or a
+// long-poll is a parked coroutine on the I/O thread, not a thread.
+//
+// Limits: header and body sizes, read timeouts (headers, body, keep-alive
+// idle), a connection cap, and a write deadline that disconnects slow
+// consumers. Errors the server produces itself (413, 431, 503, 408) are
+// rendered through the application's ErrorRenderer so they use the API's
+// error envelope.
+//
+// Beast types stay in http_server.cc (compile time); this header is light.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+
+namespace warren::http {
+
+// Case-insensitive header lookup over a small vector.
+class Headers {
+ public:
+  void Add(std::string name, std::string value) { items_.emplace_back(std::move(name), std::move(value)); }
+  // First value of `name` (case-insensitive), or nullptr.
+  const std::string* Find(std::string_view name) const;
+  const std::vector<std::pair<std::string, std::string>>& items() const { return items_; }
+
+ private:
+  std::vector<std::pair<std::string, std::string>> items_;
+};
+
+struct HttpRequest {
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // raw request target
+  std::string path;    // percent-decoded path, no query
+  std::vector<std::pair<std::string, std::string>> query;  // decoded, in order
+  Headers headers;
+  std::string body;
+  std::string remote;  // peer address
+  std::string request_id;  // assigned by the server ("req_...")
+
+  // Last value of query parameter `name`, if present.
+  std::optional<std::string> Query(std::string_view name) const;
+  // All values of `name` (for `types[]=a&types[]=b`).
+  std::vector<std::string> QueryAll(std::string_view name) const;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  Headers headers;
+  std::string body;
+};
+
+// A source of streamed chunks (SSE). Implemented by the application; the
+// server drives it from the I/O thread.
+class StreamSource {
+ public:
+  virtual ~StreamSource() = default;
+  // Installs the waker. The source calls it, from any thread, whenever new
+  // data is ready or the stream has ended. Called once, before Pull.
+  virtual void SetWaker(std::function<void()> waker) = 0;
+  // Appends ready chunks to `out`. Returns false once the stream is over
+  // (after `out` has been filled with any final chunks).
+  virtual bool Pull(std::vector<std::shared_ptr<const std::string>>* out) = 0;
+  // The chunk sent after `KeepAliveInterval` of silence (e.g. an SSE ping).
+  virtual std::string KeepAliveChunk() const = 0;
+  virtual std::chrono::milliseconds KeepAliveInterval() const { return std::chrono::seconds(15); }
+  // The connection closed (client gone, write error or server shutdown).
+  virtual void OnClose() {}
+};
+
+// A long-poll: the server parks the connection until the poll completes or
+// its deadline passes. Implemented by the application.
+class LongPoll {
+ public:
+  virtual ~LongPoll() = default;
+  // Installed before the first TryComplete; call it (any thread) when
+  // TryComplete may now succeed.
+  virtual void SetWaker(std::function<void()> waker) = 0;
+  // Runs on the worker pool. Returns the response if the poll is satisfied,
+  // or if `deadline_passed` (then it must return a response).
+  virtual std::optional<HttpResponse> TryComplete(bool deadline_passed) = 0;
+  virtual std::chrono::milliseconds Timeout() const = 0;
+  virtual void OnClose() {}
+};
+
+// What a handler returns: a plain response, or headers plus a stream, or a
+// long-poll.
+struct HandlerResult {
+  HttpResponse response;                 // for streams: status + headers only
+  std::shared_ptr<StreamSource> stream;  // non-null => streaming response
+  std::shared_ptr<LongPoll> poll;        // non-null => parked long-poll
+};
+
+using Handler = std::function<HandlerResult(HttpRequest&)>;
+// Renders a server-generated error (status, error.type, message) in the
+// application's envelope.
+using ErrorRenderer = std::function<HttpResponse(int status, std::string_view type,
+                                                 std::string_view message, std::string_view request_id)>;
+
+struct ServerOptions {
+  std::string listen = "127.0.0.1:8400";  // "host:port" or "unix:/path"
+  size_t max_header_bytes = 16 * 1024;
+  size_t max_body_bytes = 8 * 1024 * 1024;
+  std::chrono::seconds header_timeout{30};
+  std::chrono::seconds body_timeout{60};
+  std::chrono::seconds idle_timeout{75};
+  std::chrono::seconds write_timeout{30};
+  size_t max_connections = 20000;
+  int worker_threads = 4;
+};
+
+class HttpServer final {
+ public:
+  HttpServer(ServerOptions options, Handler handler, ErrorRenderer errors);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds and starts the I/O thread. After OK, url() is valid.
+  Status Start();
+  // "http://127.0.0.1:PORT" or "unix:/path".
+  std::string url() const;
+  uint16_t port() const;
+
+  // Graceful shutdown: stop accepting, end streams and polls, let in-flight
+  // handlers finish (up to `grace`), then close everything. Idempotent.
+  void Stop(std::chrono::milliseconds grace = std::chrono::seconds(10));
+
+  // Live connection count (for metrics and tests).
+  size_t connections() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Percent-decodes `s` ('+' stays '+' in paths, becomes ' ' in queries when
+// `plus_is_space`). Returns false on a malformed escape.
+bool PercentDecode(std::string_view s, bool plus_is_space, std::string* out);
+
+}  // namespace warren::http

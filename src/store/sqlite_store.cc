@@ -1,0 +1,674 @@
+#include "store/sqlite_store.h"
+
+#include <sqlite3.h>
+
+#include <variant>
+
+#include "common/clock.h"
+#include "common/log.h"
+
+namespace warren::store {
+namespace {
+
+using Param = std::variant<int64_t, std::string, std::nullptr_t>;
+
+Status SqlError(sqlite3* db, std::string_view what) {
+  int code = sqlite3_extended_errcode(db);
+  std::string msg = std::string(what) + ": " + sqlite3_errmsg(db);
+  if ((code & 0xff) == SQLITE_CONSTRAINT) return Status::Conflict(msg);
+  if ((code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED) return Status::Unavailable(msg);
+  return Status::IOError(msg);
+}
+
+// RAII prepared statement.
+class Stmt final {
+ public:
+  Stmt(sqlite3* db, std::string_view sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &st_, nullptr);
+  }
+  ~Stmt() { sqlite3_finalize(st_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  Status prepared() const { return rc_ == SQLITE_OK ? Status::Ok() : SqlError(db_, "prepare"); }
+  Stmt& Bind(const std::vector<Param>& params) {
+    for (size_t i = 0; i < params.size(); i++) BindOne(static_cast<int>(i + 1), params[i]);
+    return *this;
+  }
+  void BindOne(int idx, const Param& p) {
+    if (auto* i = std::get_if<int64_t>(&p)) sqlite3_bind_int64(st_, idx, *i);
+    else if (auto* s = std::get_if<std::string>(&p)) sqlite3_bind_text(st_, idx, s->data(), static_cast<int>(s->size()), SQLITE_TRANSIENT);
+    else sqlite3_bind_null(st_, idx);
+  }
+  // SQLITE_ROW -> true, SQLITE_DONE -> false, else error.
+  Result<bool> Step() {
+    int rc = sqlite3_step(st_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return SqlError(db_, "step");
+  }
+  Status Exec() {
+    auto r = Step();
+    return r.ok() ? Status::Ok() : r.status();
+  }
+  int64_t Int(int col) const { return sqlite3_column_int64(st_, col); }
+  bool IsNull(int col) const { return sqlite3_column_type(st_, col) == SQLITE_NULL; }
+  std::string Text(int col) const {
+    auto* p = reinterpret_cast<const char*>(sqlite3_column_text(st_, col));
+    return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(st_, col))) : std::string();
+  }
+  Result<Json> JsonCol(int col) const {
+    return ParseJson(Text(col), 256);
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* st_ = nullptr;
+  int rc_;
+};
+
+Status ExecSql(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown";
+    sqlite3_free(err);
+    return Status::IOError(std::string("sql: ") + msg);
+  }
+  return Status::Ok();
+}
+
+// A write transaction: BEGIN IMMEDIATE, ROLLBACK unless committed.
+class Txn final {
+ public:
+  explicit Txn(sqlite3* db) : db_(db) { status_ = ExecSql(db, "BEGIN IMMEDIATE"); }
+  ~Txn() {
+    if (status_.ok() && !done_) (void)ExecSql(db_, "ROLLBACK");
+  }
+  Txn(const Txn&) = delete;
+  Txn& operator=(const Txn&) = delete;
+  const Status& status() const { return status_; }
+  Status Commit() {
+    done_ = true;
+    Status s = ExecSql(db_, "COMMIT");
+    if (!s.ok()) (void)ExecSql(db_, "ROLLBACK");
+    return s;
+  }
+
+ private:
+  sqlite3* db_;
+  Status status_;
+  bool done_ = false;
+};
+
+// Schema migrations, applied in order; never edit a shipped entry.
+const char* const kMigrations[] = {
+    // 1: initial schema
+    R"sql(
+CREATE TABLE agents (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  version INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  archived INTEGER NOT NULL DEFAULT 0,
+  body TEXT NOT NULL);
+CREATE TABLE agent_versions (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  agent_id TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  UNIQUE (agent_id, version));
+CREATE TABLE environments (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  name TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL,
+  archived INTEGER NOT NULL DEFAULT 0,
+  body TEXT NOT NULL);
+CREATE TABLE sessions (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  environment_id TEXT NOT NULL,
+  agent_id TEXT NOT NULL,
+  agent_version INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  deployment_id TEXT,
+  created_at INTEGER NOT NULL,
+  archived INTEGER NOT NULL DEFAULT 0,
+  body TEXT NOT NULL);
+CREATE INDEX sessions_by_env ON sessions (environment_id, seq);
+CREATE INDEX sessions_by_agent ON sessions (agent_id, seq);
+CREATE TABLE events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  session_id TEXT NOT NULL,
+  id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  ts INTEGER NOT NULL,
+  body TEXT NOT NULL);
+CREATE INDEX events_by_session ON events (session_id, seq);
+CREATE UNIQUE INDEX events_by_id ON events (session_id, id);
+CREATE TABLE keys (
+  hash TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  environment_id TEXT,
+  session_id TEXT,
+  work_id TEXT,
+  created_at INTEGER NOT NULL);
+)sql",
+};
+
+std::string KindName(KeyKind k) {
+  switch (k) {
+    case KeyKind::kApi: return "api";
+    case KeyKind::kEnvironment: return "environment";
+    case KeyKind::kSession: return "session";
+  }
+  return "api";
+}
+
+void AddRange(const TimeRange& r, const std::string& col, std::string* where, std::vector<Param>* params) {
+  if (r.gt) { *where += " AND " + col + " > ?"; params->push_back(*r.gt); }
+  if (r.gte) { *where += " AND " + col + " >= ?"; params->push_back(*r.gte); }
+  if (r.lt) { *where += " AND " + col + " < ?"; params->push_back(*r.lt); }
+  if (r.lte) { *where += " AND " + col + " <= ?"; params->push_back(*r.lte); }
+}
+
+int64_t TimeOf(const Json& obj, const char* field) {
+  if (obj.contains(field) && obj[field].is_string())
+    if (auto t = ParseRfc3339(obj[field].get<std::string>())) return *t;
+  return Clock::Real()->NowMicros();
+}
+
+// Runs a paged query over `table` with `where` (starting with "1=1").
+Result<Page> QueryPage(sqlite3* db, const std::string& table, const std::string& where,
+                       const std::vector<Param>& params, const PageSpec& spec, int body_col_json = 1) {
+  const bool desc = spec.order == Order::kDesc;
+  int limit = std::clamp(spec.limit, 1, 1000);
+  std::string sql = "SELECT seq, body FROM " + table + " WHERE " + where;
+  std::vector<Param> p = params;
+  bool backwards = false;
+  if (spec.after) {
+    sql += desc ? " AND seq < ?" : " AND seq > ?";
+    p.push_back(*spec.after);
+  } else if (spec.before) {
+    sql += desc ? " AND seq > ?" : " AND seq < ?";
+    p.push_back(*spec.before);
+    backwards = true;
+  }
+  bool asc_scan = desc == backwards;  // scan direction
+  sql += asc_scan ? " ORDER BY seq ASC" : " ORDER BY seq DESC";
+  sql += " LIMIT " + std::to_string(limit + 1);
+  Stmt st(db, sql);
+  WARREN_RETURN_IF_ERROR(st.prepared());
+  st.Bind(p);
+  Page page;
+  std::vector<std::pair<int64_t, std::string>> rows;
+  for (;;) {
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    rows.emplace_back(st.Int(0), st.Text(1));
+  }
+  bool extra = rows.size() > static_cast<size_t>(limit);
+  if (extra) rows.pop_back();
+  if (backwards) std::reverse(rows.begin(), rows.end());
+  for (auto& [seq, body] : rows) {
+    WARREN_ASSIGN_OR_RETURN(Json j, ParseJson(body, 256));
+    page.items.push_back(std::move(j));
+    page.seqs.push_back(seq);
+  }
+  (void)body_col_json;
+  if (rows.empty()) {
+    page.more_after = false;
+    page.more_before = false;
+    if (spec.before) page.more_after = true;
+    if (spec.after) page.more_before = true;
+    return page;
+  }
+  if (backwards) {
+    page.more_before = extra;
+  } else {
+    page.more_after = extra;
+  }
+  // The other direction: does any row precede the first / follow the last?
+  auto exists = [&](bool before_first) -> Result<bool> {
+    int64_t pivot = before_first ? page.seqs.front() : page.seqs.back();
+    bool lower = before_first != desc;  // seq smaller than pivot?
+    std::string q = "SELECT 1 FROM " + table + " WHERE " + where + (lower ? " AND seq < ?" : " AND seq > ?") + " LIMIT 1";
+    std::vector<Param> ep = params;
+    ep.push_back(pivot);
+    Stmt es(db, q);
+    WARREN_RETURN_IF_ERROR(es.prepared());
+    es.Bind(ep);
+    return es.Step();
+  };
+  if (backwards) {
+    WARREN_ASSIGN_OR_RETURN(page.more_after, exists(false));
+  } else {
+    WARREN_ASSIGN_OR_RETURN(page.more_before, exists(true));
+  }
+  return page;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& options) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(options.path.c_str(), &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return Status::IOError("open " + options.path + ": " + msg);
+  }
+  std::unique_ptr<SqliteStore> store(new SqliteStore(db));
+  sqlite3_busy_timeout(db, options.busy_timeout_ms);
+  std::string sync = options.synchronous == "NORMAL" ? "NORMAL" : "FULL";
+  WARREN_RETURN_IF_ERROR(ExecSql(db, "PRAGMA journal_mode=WAL"));
+  WARREN_RETURN_IF_ERROR(ExecSql(db, ("PRAGMA synchronous=" + sync).c_str()));
+  WARREN_RETURN_IF_ERROR(ExecSql(db, "PRAGMA foreign_keys=ON"));
+  WARREN_RETURN_IF_ERROR(store->Migrate());
+  return store;
+}
+
+SqliteStore::~SqliteStore() { sqlite3_close(db_); }
+
+Status SqliteStore::Migrate() {
+  std::lock_guard<std::mutex> lock(mu_);
+  WARREN_RETURN_IF_ERROR(ExecSql(db_, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"));
+  int current = 0;
+  {
+    Stmt st(db_, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+    WARREN_RETURN_IF_ERROR(st.prepared());
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (row) current = static_cast<int>(st.Int(0));
+  }
+  const int total = static_cast<int>(std::size(kMigrations));
+  if (current > total)
+    return Status::FailedPrecondition("database schema version " + std::to_string(current) +
+                                      " is newer than this binary (" + std::to_string(total) + ")");
+  for (int v = current + 1; v <= total; v++) {
+    Txn txn(db_);
+    WARREN_RETURN_IF_ERROR(txn.status());
+    WARREN_RETURN_IF_ERROR(ExecSql(db_, kMigrations[v - 1]).WithContext("migration " + std::to_string(v)));
+    Stmt st(db_, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)");
+    st.Bind({int64_t{v}, Clock::Real()->NowMicros()});
+    WARREN_RETURN_IF_ERROR(st.Exec());
+    WARREN_RETURN_IF_ERROR(txn.Commit());
+    log::Info("store.migrated", {{"version", v}});
+  }
+  return Status::Ok();
+}
+
+int SqliteStore::schema_version() {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+  auto r = st.Step();
+  return r.ok() && *r ? static_cast<int>(st.Int(0)) : 0;
+}
+
+// ------------------------------------------------------------------ agents
+
+Status SqliteStore::CreateAgent(const Json& agent) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Txn txn(db_);
+  WARREN_RETURN_IF_ERROR(txn.status());
+  std::string body = DumpJson(agent);
+  std::string id = agent.at("id").get<std::string>();
+  int64_t version = agent.at("version").get<int64_t>();
+  Stmt a(db_, "INSERT INTO agents (id, version, created_at, body) VALUES (?, ?, ?, ?)");
+  a.Bind({id, version, TimeOf(agent, "created_at"), body});
+  WARREN_RETURN_IF_ERROR(a.Exec());
+  Stmt v(db_, "INSERT INTO agent_versions (agent_id, version, body) VALUES (?, ?, ?)");
+  v.Bind({id, version, body});
+  WARREN_RETURN_IF_ERROR(v.Exec());
+  return txn.Commit();
+}
+
+Result<Json> SqliteStore::GetAgent(const std::string& id, std::optional<int> version) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (version) {
+    Stmt st(db_, "SELECT body FROM agent_versions WHERE agent_id = ? AND version = ?");
+    st.Bind({id, int64_t{*version}});
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) {
+      Stmt any(db_, "SELECT 1 FROM agents WHERE id = ?");
+      any.Bind({id});
+      WARREN_ASSIGN_OR_RETURN(bool exists, any.Step());
+      if (!exists) return Status::NotFound("agent " + id + " not found");
+      return Status::NotFound("agent " + id + " has no version " + std::to_string(*version));
+    }
+    WARREN_ASSIGN_OR_RETURN(Json j, st.JsonCol(0));
+    // Archival is a property of the agent, not of a version.
+    Stmt cur(db_, "SELECT json_extract(body, '$.archived_at') FROM agents WHERE id = ?");
+    cur.Bind({id});
+    WARREN_ASSIGN_OR_RETURN(bool crow, cur.Step());
+    if (crow && !cur.IsNull(0)) j["archived_at"] = cur.Text(0);
+    return j;
+  }
+  Stmt st(db_, "SELECT body FROM agents WHERE id = ?");
+  st.Bind({id});
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return Status::NotFound("agent " + id + " not found");
+  return st.JsonCol(0);
+}
+
+Result<Json> SqliteStore::UpdateAgent(const std::string& id, const Mutator& mutate) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Txn txn(db_);
+  WARREN_RETURN_IF_ERROR(txn.status());
+  Stmt st(db_, "SELECT body FROM agents WHERE id = ?");
+  st.Bind({id});
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return Status::NotFound("agent " + id + " not found");
+  WARREN_ASSIGN_OR_RETURN(Json current, st.JsonCol(0));
+  WARREN_ASSIGN_OR_RETURN(Json next, mutate(current));
+  if (next == current) return current;  // no-op update: no new version
+  int64_t version = next.at("version").get<int64_t>();
+  std::string body = DumpJson(next);
+  Stmt up(db_, "UPDATE agents SET version = ?, archived = ?, body = ? WHERE id = ?");
+  up.Bind({version, int64_t{next.value("archived_at", Json()).is_null() ? 0 : 1}, body, id});
+  WARREN_RETURN_IF_ERROR(up.Exec());
+  if (version != current.at("version").get<int64_t>()) {
+    Stmt v(db_, "INSERT INTO agent_versions (agent_id, version, body) VALUES (?, ?, ?)");
+    v.Bind({id, version, body});
+    WARREN_RETURN_IF_ERROR(v.Exec());
+  }
+  WARREN_RETURN_IF_ERROR(txn.Commit());
+  return next;
+}
+
+Result<Page> SqliteStore::ListAgents(const AgentFilter& filter, const PageSpec& page) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string where = "1=1";
+  std::vector<Param> params;
+  if (!filter.include_archived) where += " AND archived = 0";
+  AddRange(filter.created, "created_at", &where, &params);
+  return QueryPage(db_, "agents", where, params, page);
+}
+
+Result<Page> SqliteStore::ListAgentVersions(const std::string& id, const PageSpec& page) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt any(db_, "SELECT 1 FROM agents WHERE id = ?");
+  any.Bind({id});
+  WARREN_ASSIGN_OR_RETURN(bool exists, any.Step());
+  if (!exists) return Status::NotFound("agent " + id + " not found");
+  return QueryPage(db_, "agent_versions", "agent_id = ?", {id}, page);
+}
+
+// ------------------------------------------------------------ environments
+
+Status SqliteStore::CreateEnvironment(const Json& env) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Txn txn(db_);
+  WARREN_RETURN_IF_ERROR(txn.status());
+  std::string name = env.at("name").get<std::string>();
+  Stmt dup(db_, "SELECT id FROM environments WHERE name = ?");
+  dup.Bind({name});
+  WARREN_ASSIGN_OR_RETURN(bool exists, dup.Step());
+  if (exists) return Status::Conflict("an environment named '" + name + "' already exists (" + dup.Text(0) + ")");
+  Stmt st(db_, "INSERT INTO environments (id, name, created_at, body) VALUES (?, ?, ?, ?)");
+  st.Bind({env.at("id").get<std::string>(), name, TimeOf(env, "created_at"), DumpJson(env)});
+  WARREN_RETURN_IF_ERROR(st.Exec());
+  return txn.Commit();
+}
+
+Result<Json> SqliteStore::GetEnvironment(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_, "SELECT body FROM environments WHERE id = ?");
+  st.Bind({id});
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return Status::NotFound("environment " + id + " not found");
+  return st.JsonCol(0);
+}
+
+Result<Json> SqliteStore::UpdateEnvironment(const std::string& id, const Mutator& mutate) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Txn txn(db_);
+  WARREN_RETURN_IF_ERROR(txn.status());
+  Stmt st(db_, "SELECT body FROM environments WHERE id = ?");
+  st.Bind({id});
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return Status::NotFound("environment " + id + " not found");
+  WARREN_ASSIGN_OR_RETURN(Json current, st.JsonCol(0));
+  WARREN_ASSIGN_OR_RETURN(Json next, mutate(current));
+  std::string name = next.at("name").get<std::string>();
+  if (name != current.at("name").get<std::string>()) {
+    Stmt dup(db_, "SELECT id FROM environments WHERE name = ? AND id != ?");
+    dup.Bind({name, id});
+    WARREN_ASSIGN_OR_RETURN(bool exists, dup.Step());
+    if (exists) return Status::Conflict("an environment named '" + name + "' already exists (" + dup.Text(0) + ")");
+  }
+  Stmt up(db_, "UPDATE environments SET name = ?, archived = ?, body = ? WHERE id = ?");
+  up.Bind({name, int64_t{next.value("archived_at", Json()).is_null() ? 0 : 1}, DumpJson(next), id});
+  WARREN_RETURN_IF_ERROR(up.Exec());
+  WARREN_RETURN_IF_ERROR(txn.Commit());
+  return next;
+}
+
+Result<Page> SqliteStore::ListEnvironments(bool include_archived, const PageSpec& page) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return QueryPage(db_, "environments", include_archived ? "1=1" : "archived = 0", {}, page);
+}
+
+Status SqliteStore::DeleteEnvironment(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Txn txn(db_);
+  WARREN_RETURN_IF_ERROR(txn.status());
+  Stmt st(db_, "DELETE FROM environments WHERE id = ?");
+  st.Bind({id});
+  WARREN_RETURN_IF_ERROR(st.Exec());
+  if (sqlite3_changes(db_) == 0) return Status::NotFound("environment " + id + " not found");
+  Stmt keys(db_, "DELETE FROM keys WHERE environment_id = ?");
+  keys.Bind({id});
+  WARREN_RETURN_IF_ERROR(keys.Exec());
+  return txn.Commit();
+}
+
+// ---------------------------------------------------------------- sessions
+
+Result<std::vector<StoredEvent>> SqliteStore::InsertEventsLocked(const std::string& session_id,
+                                                                 const std::vector<Json>& events) {
+  std::vector<StoredEvent> out;
+  out.reserve(events.size());
+  for (const Json& ev : events) {
+    int64_t ts = ev.contains("processed_at") && ev["processed_at"].is_string() ? TimeOf(ev, "processed_at")
+                                                                                : Clock::Real()->NowMicros();
+    std::string body = DumpJson(ev);
+    Stmt ins(db_, "INSERT INTO events (session_id, id, type, ts, body) VALUES (?, ?, ?, ?, ?)");
+    ins.Bind({session_id, ev.at("id").get<std::string>(), ev.at("type").get<std::string>(), ts, body});
+    WARREN_RETURN_IF_ERROR(ins.Exec());
+    out.push_back(StoredEvent{sqlite3_last_insert_rowid(db_), ev});
+  }
+  return out;
+}
+
+Result<std::vector<StoredEvent>> SqliteStore::CreateSession(const Json& session, const std::vector<Json>& initial_events,
+                                                            const CommitHook& hook) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Txn txn(db_);
+  WARREN_RETURN_IF_ERROR(txn.status());
+  const Json& agent = session.at("agent");
+  Stmt st(db_,
+          "INSERT INTO sessions (id, environment_id, agent_id, agent_version, status, deployment_id, created_at, body) "
+          "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+  Param deployment = session.contains("deployment_id") && session["deployment_id"].is_string()
+                         ? Param(session["deployment_id"].get<std::string>())
+                         : Param(nullptr);
+  st.Bind({session.at("id").get<std::string>(), session.at("environment_id").get<std::string>(),
+           agent.at("id").get<std::string>(), agent.at("version").get<int64_t>(),
+           session.at("status").get<std::string>(), deployment, TimeOf(session, "created_at"), DumpJson(session)});
+  WARREN_RETURN_IF_ERROR(st.Exec());
+  WARREN_ASSIGN_OR_RETURN(auto stored, InsertEventsLocked(session.at("id").get<std::string>(), initial_events));
+  WARREN_RETURN_IF_ERROR(txn.Commit());
+  if (hook && !stored.empty()) hook(stored);
+  return stored;
+}
+
+Result<Json> SqliteStore::GetSession(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_, "SELECT body FROM sessions WHERE id = ?");
+  st.Bind({id});
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return Status::NotFound("session " + id + " not found");
+  return st.JsonCol(0);
+}
+
+Result<Json> SqliteStore::UpdateSession(const std::string& id, const Mutator& mutate, const std::vector<Json>& events,
+                                        const CommitHook& hook) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Txn txn(db_);
+  WARREN_RETURN_IF_ERROR(txn.status());
+  Stmt st(db_, "SELECT body FROM sessions WHERE id = ?");
+  st.Bind({id});
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return Status::NotFound("session " + id + " not found");
+  WARREN_ASSIGN_OR_RETURN(Json current, st.JsonCol(0));
+  WARREN_ASSIGN_OR_RETURN(Json next, mutate(current));
+  Stmt up(db_, "UPDATE sessions SET status = ?, archived = ?, body = ? WHERE id = ?");
+  up.Bind({next.at("status").get<std::string>(), int64_t{next.value("archived_at", Json()).is_null() ? 0 : 1},
+           DumpJson(next), id});
+  WARREN_RETURN_IF_ERROR(up.Exec());
+  WARREN_ASSIGN_OR_RETURN(auto stored, InsertEventsLocked(id, events));
+  WARREN_RETURN_IF_ERROR(txn.Commit());
+  if (hook && !stored.empty()) hook(stored);
+  return next;
+}
+
+Result<Page> SqliteStore::ListSessions(const SessionFilter& f, const PageSpec& page) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string where = "1=1";
+  std::vector<Param> params;
+  if (!f.include_archived) where += " AND archived = 0";
+  if (f.agent_id) { where += " AND agent_id = ?"; params.push_back(*f.agent_id); }
+  if (f.agent_version) { where += " AND agent_version = ?"; params.push_back(int64_t{*f.agent_version}); }
+  if (f.environment_id) { where += " AND environment_id = ?"; params.push_back(*f.environment_id); }
+  if (f.deployment_id) { where += " AND deployment_id = ?"; params.push_back(*f.deployment_id); }
+  if (f.memory_store_id) {
+    where += " AND EXISTS (SELECT 1 FROM json_each(sessions.body, '$.resources') r "
+             "WHERE json_extract(r.value, '$.memory_store_id') = ?)";
+    params.push_back(*f.memory_store_id);
+  }
+  if (!f.statuses.empty()) {
+    where += " AND status IN (";
+    for (size_t i = 0; i < f.statuses.size(); i++) {
+      where += i ? ", ?" : "?";
+      params.push_back(f.statuses[i]);
+    }
+    where += ")";
+  }
+  AddRange(f.created, "created_at", &where, &params);
+  return QueryPage(db_, "sessions", where, params, page);
+}
+
+Status SqliteStore::DeleteSession(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Txn txn(db_);
+  WARREN_RETURN_IF_ERROR(txn.status());
+  Stmt st(db_, "DELETE FROM sessions WHERE id = ?");
+  st.Bind({id});
+  WARREN_RETURN_IF_ERROR(st.Exec());
+  if (sqlite3_changes(db_) == 0) return Status::NotFound("session " + id + " not found");
+  Stmt ev(db_, "DELETE FROM events WHERE session_id = ?");
+  ev.Bind({id});
+  WARREN_RETURN_IF_ERROR(ev.Exec());
+  Stmt keys(db_, "DELETE FROM keys WHERE session_id = ?");
+  keys.Bind({id});
+  WARREN_RETURN_IF_ERROR(keys.Exec());
+  return txn.Commit();
+}
+
+// ------------------------------------------------------------------ events
+
+Result<std::vector<StoredEvent>> SqliteStore::AppendEvents(const std::string& session_id,
+                                                           const std::function<Status(const Json& session)>& check,
+                                                           const std::vector<Json>& events, const CommitHook& hook) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Txn txn(db_);
+  WARREN_RETURN_IF_ERROR(txn.status());
+  Stmt st(db_, "SELECT body FROM sessions WHERE id = ?");
+  st.Bind({session_id});
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return Status::NotFound("session " + session_id + " not found");
+  if (check) {
+    WARREN_ASSIGN_OR_RETURN(Json session, st.JsonCol(0));
+    WARREN_RETURN_IF_ERROR(check(session));
+  }
+  WARREN_ASSIGN_OR_RETURN(auto stored, InsertEventsLocked(session_id, events));
+  WARREN_RETURN_IF_ERROR(txn.Commit());
+  if (hook && !stored.empty()) hook(stored);
+  return stored;
+}
+
+Result<Page> SqliteStore::ListEvents(const std::string& session_id, const EventFilter& filter, const PageSpec& page) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string where = "session_id = ?";
+  std::vector<Param> params{session_id};
+  if (!filter.types.empty()) {
+    where += " AND type IN (";
+    for (size_t i = 0; i < filter.types.size(); i++) {
+      where += i ? ", ?" : "?";
+      params.push_back(filter.types[i]);
+    }
+    where += ")";
+  }
+  AddRange(filter.processed, "ts", &where, &params);
+  return QueryPage(db_, "events", where, params, page);
+}
+
+Result<std::vector<StoredEvent>> SqliteStore::EventsAfter(const std::string& session_id, int64_t after_seq, int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_, "SELECT seq, body FROM events WHERE session_id = ? AND seq > ? ORDER BY seq ASC LIMIT ?");
+  st.Bind({session_id, after_seq, int64_t{limit}});
+  std::vector<StoredEvent> out;
+  for (;;) {
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    WARREN_ASSIGN_OR_RETURN(Json body, st.JsonCol(1));
+    out.push_back(StoredEvent{st.Int(0), std::move(body)});
+  }
+  return out;
+}
+
+Result<std::optional<int64_t>> SqliteStore::EventSeq(const std::string& session_id, const std::string& event_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_, "SELECT seq FROM events WHERE session_id = ? AND id = ?");
+  st.Bind({session_id, event_id});
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return std::optional<int64_t>();
+  return std::optional<int64_t>(st.Int(0));
+}
+
+// ------------------------------------------------------------------- keys
+
+Status SqliteStore::PutKey(const std::string& key_hash, const KeyRecord& r) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_, "INSERT INTO keys (hash, kind, environment_id, session_id, work_id, created_at) VALUES (?, ?, ?, ?, ?, ?)");
+  auto opt = [](const std::string& s) { return s.empty() ? Param(nullptr) : Param(s); };
+  st.Bind({key_hash, KindName(r.kind), opt(r.environment_id), opt(r.session_id), opt(r.work_id),
+           Clock::Real()->NowMicros()});
+  return st.Exec();
+}
+
+Result<std::optional<KeyRecord>> SqliteStore::LookupKey(const std::string& key_hash) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_, "SELECT kind, environment_id, session_id, work_id FROM keys WHERE hash = ?");
+  st.Bind({key_hash});
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return std::optional<KeyRecord>();
+  KeyRecord r;
+  std::string kind = st.Text(0);
+  r.kind = kind == "environment" ? KeyKind::kEnvironment : kind == "session" ? KeyKind::kSession : KeyKind::kApi;
+  r.environment_id = st.Text(1);
+  r.session_id = st.Text(2);
+  r.work_id = st.Text(3);
+  return std::optional<KeyRecord>(r);
+}
+
+Result<int64_t> SqliteStore::CountKeys(KeyKind kind) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_, "SELECT COUNT(*) FROM keys WHERE kind = ?");
+  st.Bind({KindName(kind)});
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  return row ? st.Int(0) : 0;
+}
+
+}  // namespace warren::store

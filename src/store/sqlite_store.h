@@ -1,0 +1,76 @@
+// SqliteStore: the embedded Store on SQLite in WAL mode.
+//
+// One connection guarded by a mutex: SQLite has one writer anyway, and the
+// critical section also orders CommitHooks. `synchronous=FULL` by default, so
+// an acknowledged write survives a crash of the process or of the machine.
+// Thread-safe.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "store/store.h"
+
+struct sqlite3;
+
+namespace warren::store {
+
+struct SqliteOptions {
+  std::string path;                 // database file
+  std::string synchronous = "FULL";  // FULL | NORMAL
+  int busy_timeout_ms = 5000;
+};
+
+class SqliteStore final : public Store {
+ public:
+  // Opens (creating if needed) and migrates the database.
+  static Result<std::unique_ptr<SqliteStore>> Open(const SqliteOptions& options);
+  ~SqliteStore() override;
+  SqliteStore(const SqliteStore&) = delete;
+  SqliteStore& operator=(const SqliteStore&) = delete;
+
+  // Current schema version (for tests and `warren doctor`).
+  int schema_version();
+
+  Status CreateAgent(const Json& agent) override;
+  Result<Json> GetAgent(const std::string& id, std::optional<int> version) override;
+  Result<Json> UpdateAgent(const std::string& id, const Mutator& mutate) override;
+  Result<Page> ListAgents(const AgentFilter& filter, const PageSpec& page) override;
+  Result<Page> ListAgentVersions(const std::string& id, const PageSpec& page) override;
+
+  Status CreateEnvironment(const Json& env) override;
+  Result<Json> GetEnvironment(const std::string& id) override;
+  Result<Json> UpdateEnvironment(const std::string& id, const Mutator& mutate) override;
+  Result<Page> ListEnvironments(bool include_archived, const PageSpec& page) override;
+  Status DeleteEnvironment(const std::string& id) override;
+
+  Result<std::vector<StoredEvent>> CreateSession(const Json& session, const std::vector<Json>& initial_events,
+                                                 const CommitHook& hook) override;
+  Result<Json> GetSession(const std::string& id) override;
+  Result<Json> UpdateSession(const std::string& id, const Mutator& mutate, const std::vector<Json>& events,
+                             const CommitHook& hook) override;
+  Result<Page> ListSessions(const SessionFilter& filter, const PageSpec& page) override;
+  Status DeleteSession(const std::string& id) override;
+
+  Result<std::vector<StoredEvent>> AppendEvents(const std::string& session_id,
+                                                const std::function<Status(const Json& session)>& check,
+                                                const std::vector<Json>& events, const CommitHook& hook) override;
+  Result<Page> ListEvents(const std::string& session_id, const EventFilter& filter, const PageSpec& page) override;
+  Result<std::vector<StoredEvent>> EventsAfter(const std::string& session_id, int64_t after_seq, int limit) override;
+  Result<std::optional<int64_t>> EventSeq(const std::string& session_id, const std::string& event_id) override;
+
+  Status PutKey(const std::string& key_hash, const KeyRecord& record) override;
+  Result<std::optional<KeyRecord>> LookupKey(const std::string& key_hash) override;
+  Result<int64_t> CountKeys(KeyKind kind) override;
+
+ private:
+  explicit SqliteStore(sqlite3* db) : db_(db) {}
+  Status Migrate();
+  Result<std::vector<StoredEvent>> InsertEventsLocked(const std::string& session_id, const std::vector<Json>& events);
+
+  std::mutex mu_;
+  sqlite3* db_;
+};
+
+}  // namespace warren::store

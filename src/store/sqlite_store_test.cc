@@ -1,0 +1,183 @@
+#include "store/sqlite_store.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "common/clock.h"
+
+namespace warren::store {
+namespace {
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/warren_store_XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    Reopen();
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void Reopen() {
+    store_.reset();
+    auto r = SqliteStore::Open({dir_ + "/warren.db"});
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    store_ = std::move(r).value();
+  }
+  static Json Agent(const std::string& id, int version = 1) {
+    return Json{{"id", id}, {"type", "agent"}, {"name", "a"}, {"version", version},
+                {"created_at", FormatRfc3339(Clock::Real()->NowMicros())}, {"archived_at", nullptr}};
+  }
+  static Json Session(const std::string& id, const std::string& env, const std::string& status = "idle") {
+    return Json{{"id", id},
+                {"type", "session"},
+                {"status", status},
+                {"environment_id", env},
+                {"agent", {{"id", "agent_1"}, {"version", 1}}},
+                {"resources", Json::array({{{"type", "memory_store"}, {"memory_store_id", "memstore_x"}}})},
+                {"created_at", FormatRfc3339(Clock::Real()->NowMicros())},
+                {"archived_at", nullptr}};
+  }
+  static Json Event(const std::string& id, const std::string& type) {
+    return Json{{"id", id}, {"type", type}, {"processed_at", nullptr}};
+  }
+  std::string dir_;
+  std::unique_ptr<SqliteStore> store_;
+};
+
+TEST_F(SqliteStoreTest, AgentVersions) {
+  ASSERT_TRUE(store_->CreateAgent(Agent("agent_a")).ok());
+  auto up = store_->UpdateAgent("agent_a", [](const Json& cur) -> Result<Json> {
+    Json n = cur;
+    n["version"] = cur["version"].get<int>() + 1;
+    n["name"] = "b";
+    return n;
+  });
+  ASSERT_TRUE(up.ok());
+  EXPECT_EQ((*store_->GetAgent("agent_a", std::nullopt))["version"], 2);
+  EXPECT_EQ((*store_->GetAgent("agent_a", 1))["name"], "a");
+  EXPECT_EQ((*store_->GetAgent("agent_a", 2))["name"], "b");
+  EXPECT_EQ(store_->GetAgent("agent_a", 3).status().code(), Code::kNotFound);
+  EXPECT_EQ(store_->GetAgent("agent_zz", std::nullopt).status().code(), Code::kNotFound);
+  auto versions = store_->ListAgentVersions("agent_a", PageSpec{10, Order::kAsc});
+  ASSERT_TRUE(versions.ok());
+  ASSERT_EQ(versions->items.size(), 2u);
+  EXPECT_EQ(versions->items[0]["version"], 1);
+}
+
+TEST_F(SqliteStoreTest, FailedMutatorWritesNothing) {
+  ASSERT_TRUE(store_->CreateAgent(Agent("agent_a")).ok());
+  auto up = store_->UpdateAgent("agent_a", [](const Json&) -> Result<Json> { return Status::Conflict("stale"); });
+  EXPECT_EQ(up.status().code(), Code::kConflict);
+  EXPECT_EQ((*store_->GetAgent("agent_a", std::nullopt))["version"], 1);
+}
+
+TEST_F(SqliteStoreTest, PagingBothDirections) {
+  for (int i = 0; i < 7; i++) ASSERT_TRUE(store_->CreateAgent(Agent("agent_" + std::to_string(i))).ok());
+  PageSpec spec{3, Order::kDesc};
+  auto p1 = store_->ListAgents({}, spec);
+  ASSERT_TRUE(p1.ok());
+  ASSERT_EQ(p1->items.size(), 3u);
+  EXPECT_EQ(p1->items[0]["id"], "agent_6");
+  EXPECT_TRUE(p1->more_after);
+  EXPECT_FALSE(p1->more_before);
+  spec.after = p1->seqs.back();
+  auto p2 = store_->ListAgents({}, spec);
+  ASSERT_EQ(p2->items[0]["id"], "agent_3");
+  EXPECT_TRUE(p2->more_after);
+  EXPECT_TRUE(p2->more_before);
+  spec.after = p2->seqs.back();
+  auto p3 = store_->ListAgents({}, spec);
+  ASSERT_EQ(p3->items.size(), 1u);
+  EXPECT_EQ(p3->items[0]["id"], "agent_0");
+  EXPECT_FALSE(p3->more_after);
+  // Back from page 3 gives page 2 again.
+  PageSpec back{3, Order::kDesc};
+  back.before = p3->seqs.front();
+  auto b2 = store_->ListAgents({}, back);
+  ASSERT_EQ(b2->items.size(), 3u);
+  EXPECT_EQ(b2->items[0]["id"], "agent_3");
+  EXPECT_EQ(b2->items[2]["id"], "agent_1");
+  EXPECT_TRUE(b2->more_before);
+  EXPECT_TRUE(b2->more_after);
+}
+
+TEST_F(SqliteStoreTest, EnvironmentNamesUnique) {
+  Json env{{"id", "env_1"}, {"name", "prod"}, {"archived_at", nullptr}};
+  ASSERT_TRUE(store_->CreateEnvironment(env).ok());
+  env["id"] = "env_2";
+  EXPECT_EQ(store_->CreateEnvironment(env).code(), Code::kConflict);
+  ASSERT_TRUE(store_->DeleteEnvironment("env_1").ok());
+  EXPECT_TRUE(store_->CreateEnvironment(env).ok());
+  EXPECT_EQ(store_->DeleteEnvironment("env_1").code(), Code::kNotFound);
+}
+
+TEST_F(SqliteStoreTest, SessionsFiltersAndEvents) {
+  std::vector<StoredEvent> published;
+  auto hook = [&](const std::vector<StoredEvent>& evs) { published.insert(published.end(), evs.begin(), evs.end()); };
+  ASSERT_TRUE(store_->CreateSession(Session("sesn_1", "env_a"), {Event("sevt_1", "user.message")}, hook).ok());
+  ASSERT_TRUE(store_->CreateSession(Session("sesn_2", "env_b", "running"), {}, hook).ok());
+  EXPECT_EQ(published.size(), 1u);
+  SessionFilter f;
+  f.environment_id = "env_a";
+  EXPECT_EQ(store_->ListSessions(f, {})->items.size(), 1u);
+  SessionFilter g;
+  g.statuses = {"running", "terminated"};
+  auto running = store_->ListSessions(g, {});
+  ASSERT_EQ(running->items.size(), 1u);
+  EXPECT_EQ(running->items[0]["id"], "sesn_2");
+  SessionFilter m;
+  m.memory_store_id = "memstore_x";
+  EXPECT_EQ(store_->ListSessions(m, {})->items.size(), 2u);
+  m.memory_store_id = "memstore_y";
+  EXPECT_EQ(store_->ListSessions(m, {})->items.size(), 0u);
+
+  auto app = store_->AppendEvents("sesn_1", nullptr,
+                                  {Event("sevt_2", "user.message"), Event("sevt_3", "user.interrupt")}, hook);
+  ASSERT_TRUE(app.ok());
+  EXPECT_LT(published[0].seq, published[1].seq);
+  EXPECT_LT(published[1].seq, published[2].seq);
+  EventFilter types;
+  types.types = {"user.interrupt"};
+  EXPECT_EQ(store_->ListEvents("sesn_1", types, PageSpec{10, Order::kAsc})->items.size(), 1u);
+  auto all = store_->ListEvents("sesn_1", {}, PageSpec{10, Order::kAsc});
+  ASSERT_EQ(all->items.size(), 3u);
+  EXPECT_EQ(all->items[0]["id"], "sevt_1");
+  auto after = store_->EventsAfter("sesn_1", published[0].seq, 10);
+  ASSERT_EQ(after->size(), 2u);
+  EXPECT_EQ((*store_->EventSeq("sesn_1", "sevt_2")).value(), published[1].seq);
+
+  // A rejected check appends nothing.
+  auto rejected = store_->AppendEvents(
+      "sesn_1", [](const Json&) { return Status::Conflict("archived"); }, {Event("sevt_4", "user.message")}, hook);
+  EXPECT_EQ(rejected.status().code(), Code::kConflict);
+  EXPECT_EQ(store_->ListEvents("sesn_1", {}, {})->items.size(), 3u);
+  // Duplicate event ids are refused atomically.
+  auto dup = store_->AppendEvents("sesn_1", nullptr, {Event("sevt_5", "user.message"), Event("sevt_1", "x")}, hook);
+  EXPECT_FALSE(dup.ok());
+  EXPECT_EQ(store_->ListEvents("sesn_1", {}, {})->items.size(), 3u);
+
+  ASSERT_TRUE(store_->DeleteSession("sesn_1").ok());
+  EXPECT_EQ(store_->GetSession("sesn_1").status().code(), Code::kNotFound);
+  EXPECT_EQ(store_->EventsAfter("sesn_1", 0, 10)->size(), 0u);
+}
+
+TEST_F(SqliteStoreTest, SurvivesReopenAndKeys) {
+  ASSERT_TRUE(store_->PutKey("hash1", KeyRecord{KeyKind::kEnvironment, "env_1", "", ""}).ok());
+  ASSERT_TRUE(store_->CreateAgent(Agent("agent_p")).ok());
+  Reopen();
+  EXPECT_EQ(store_->schema_version(), 1);
+  auto k = store_->LookupKey("hash1");
+  ASSERT_TRUE(k.ok() && k->has_value());
+  EXPECT_EQ((*k)->kind, KeyKind::kEnvironment);
+  EXPECT_EQ((*k)->environment_id, "env_1");
+  EXPECT_FALSE(store_->LookupKey("nope")->has_value());
+  EXPECT_EQ(*store_->CountKeys(KeyKind::kEnvironment), 1);
+  EXPECT_TRUE(store_->GetAgent("agent_p", std::nullopt).ok());
+}
+
+}  // namespace
+}  // namespace warren::store
