@@ -1,0 +1,550 @@
+#include "sandbox/process.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "common/unique_fd.h"
+#include "sandbox/mounts.h"
+#include "sandbox/sys.h"
+
+namespace warren::sandbox {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Message from init to the host once setup finished (err == 0) or failed.
+struct InitReply {
+  int err;
+  char where[96];
+};
+
+// Everything the init needs, as plain C data prepared before fork.
+struct InitPlan {
+  int sock;
+  const char* rootfs;
+  const char* hostname;
+  size_t hostname_len;
+  const BindSpec* binds;
+  size_t nbinds;
+  const char* const* bind_rel;  // sandbox paths without the leading '/'
+};
+
+[[noreturn]] void InitFail(int sock, const char* where, int err) {
+  InitReply r;
+  memset(&r, 0, sizeof(r));
+  r.err = err < 0 ? -err : err;
+  if (r.err == 0) r.err = EIO;
+  strncpy(r.where, where, sizeof(r.where) - 1);
+  (void)send(sock, &r, sizeof(r), MSG_NOSIGNAL);
+  _exit(1);
+}
+
+int LoopbackUp() {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return -errno;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof(ifr));
+  strcpy(ifr.ifr_name, "lo");
+  int rc = 0;
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) {
+    rc = -errno;
+  } else {
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) rc = -errno;
+  }
+  close(s);
+  return rc;
+}
+
+// Runs in the cloned child: pid 1 of the new namespaces.
+[[noreturn]] void InitMain(const InitPlan& p) {
+  int sock = p.sock;
+  prctl(PR_SET_NAME, "warren-init", 0, 0, 0);
+  prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+  // Only the control socket survives; stdio goes to /dev/null.
+  if (sock != 3) {
+    if (dup3(sock, 3, O_CLOEXEC) < 0) _exit(1);
+    sock = 3;
+  }
+  close_range(4, ~0U, 0);
+  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (devnull >= 0) {
+    dup2(devnull, 0);
+    dup2(devnull, 1);
+    dup2(devnull, 2);
+    close(devnull);
+  }
+  // Wait for the host: id maps written, cgroups joined, rootfs fd attached.
+  char byte;
+  char cbuf[CMSG_SPACE(sizeof(int))];
+  struct iovec iov = {&byte, 1};
+  struct msghdr msg;
+  memset(&msg, 0, sizeof(msg));
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof(cbuf);
+  ssize_t n;
+  do {
+    n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n != 1 || byte != 'G') _exit(1);
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  if (c == nullptr || c->cmsg_type != SCM_RIGHTS) InitFail(sock, "no rootfs fd", EPROTO);
+  int treefd;
+  memcpy(&treefd, CMSG_DATA(c), sizeof(int));
+
+  if (setgroups(0, nullptr) < 0) InitFail(sock, "setgroups", errno);
+  if (setresgid(0, 0, 0) < 0) InitFail(sock, "setresgid", errno);
+  if (setresuid(0, 0, 0) < 0) InitFail(sock, "setresuid", errno);
+  if (unshare(CLONE_NEWCGROUP) < 0) InitFail(sock, "unshare cgroup ns", errno);
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) InitFail(sock, "make / private", errno);
+  if (move_mount(treefd, "", AT_FDCWD, p.rootfs, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+    InitFail(sock, "attach rootfs", errno);
+  }
+  close(treefd);
+  int rootfd = open(p.rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0) InitFail(sock, "open rootfs", errno);
+  const char* where = "";
+  int rc = mounts::SetupProc(rootfd, &where);
+  if (rc < 0) InitFail(sock, where, rc);
+  rc = mounts::SetupDev(rootfd, &where);
+  if (rc < 0) InitFail(sock, where, rc);
+  (void)mounts::SetupSys(rootfd);  // best effort
+  for (size_t i = 0; i < p.nbinds; ++i) {
+    unsigned attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (p.binds[i].read_only ? MOUNT_ATTR_RDONLY : 0);
+    rc = mounts::BindAt(p.binds[i].host_path.c_str(), rootfd, p.bind_rel[i], attrs, false);
+    if (rc < 0) InitFail(sock, "bind volume", rc);
+  }
+  rc = mounts::PivotInto(rootfd);
+  if (rc < 0) InitFail(sock, "pivot_root", rc);
+  close(rootfd);
+  if (sethostname(p.hostname, p.hostname_len) < 0) InitFail(sock, "sethostname", errno);
+  rc = LoopbackUp();
+  if (rc < 0) InitFail(sock, "loopback up", rc);
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) InitFail(sock, "no_new_privs", errno);
+  rc = ApplyCapabilities(CapSet{});
+  if (rc < 0) InitFail(sock, "drop capabilities", rc);
+
+  sigset_t all;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, nullptr);
+  InitReply ok;
+  memset(&ok, 0, sizeof(ok));
+  (void)send(sock, &ok, sizeof(ok), MSG_NOSIGNAL);
+  close(sock);
+  // Reaper loop: pid 1 of the namespace adopts orphans.
+  for (;;) {
+    siginfo_t info;
+    int sig = sigwaitinfo(&all, &info);
+    if (sig == SIGCHLD) {
+      while (waitpid(-1, nullptr, WNOHANG) > 0) {
+      }
+    }
+  }
+}
+
+Status SendFd(int sock, int fd) {
+  char byte = 'G';
+  char cbuf[CMSG_SPACE(sizeof(int))];
+  memset(cbuf, 0, sizeof(cbuf));
+  struct iovec iov = {&byte, 1};
+  struct msghdr msg;
+  memset(&msg, 0, sizeof(msg));
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof(cbuf);
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  if (sendmsg(sock, &msg, MSG_NOSIGNAL) != 1) return ErrnoStatus("sendmsg rootfs fd");
+  return Status::Ok();
+}
+
+// Waits up to `timeout` for `fd` to become readable.
+bool WaitReadable(int fd, std::chrono::milliseconds timeout) {
+  struct pollfd pfd = {fd, POLLIN, 0};
+  int rc;
+  do {
+    rc = poll(&pfd, 1, static_cast<int>(timeout.count()));
+  } while (rc < 0 && errno == EINTR);
+  return rc > 0;
+}
+
+}  // namespace
+
+Result<InitHandle> SpawnInit(const InitSpec& spec, CgroupManager& cgroups, const std::string& cgroup_name) {
+  if (!spec.ids.valid()) return Status::InvalidArgument("sandbox has no id range");
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return ErrnoStatus("socketpair");
+  UniqueFd host_sock(sv[0]), child_sock(sv[1]);
+
+  std::vector<std::string> bind_rel_store;
+  for (const auto& b : spec.binds) {
+    if (b.sandbox_path.size() < 2 || b.sandbox_path[0] != '/') {
+      return Status::InvalidArgument("bind target must be absolute: " + b.sandbox_path);
+    }
+    bind_rel_store.push_back(b.sandbox_path.substr(1));
+  }
+  std::vector<const char*> bind_rel;
+  for (const auto& r : bind_rel_store) bind_rel.push_back(r.c_str());
+  InitPlan plan{child_sock.get(),      spec.rootfs.c_str(), spec.hostname.c_str(), spec.hostname.size(),
+                spec.binds.data(),     spec.binds.size(),   bind_rel.data()};
+
+  pid_t helper = fork();
+  if (helper < 0) return ErrnoStatus("fork");
+  if (helper == 0) {
+    // Helper: clone the init into new namespaces, report its pid, exit so
+    // the init is reparented away from the caller.
+    pid_t init = SysCloneFork(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS |
+                              CLONE_NEWIPC);
+    if (init == 0) InitMain(plan);
+    int32_t v = init < 0 ? -errno : init;
+    (void)send(plan.sock, &v, sizeof(v), MSG_NOSIGNAL);
+    _exit(init < 0 ? 1 : 0);
+  }
+  child_sock.reset();
+  int st;
+  while (waitpid(helper, &st, 0) < 0 && errno == EINTR) {
+  }
+  int32_t v = 0;
+  if (!WaitReadable(host_sock.get(), spec.timeout) || recv(host_sock.get(), &v, sizeof(v), 0) != sizeof(v)) {
+    return Status::Internal("sandbox init did not report its pid");
+  }
+  if (v < 0) return Status::FromErrno(-v, "clone sandbox init");
+  pid_t pid = v;
+  UniqueFd pidfd(SysPidfdOpen(pid, 0));
+  auto fail = [&](Status s) -> Status {
+    if (pidfd) SysPidfdSendSignal(pidfd.get(), SIGKILL);
+    else kill(pid, SIGKILL);
+    return s;
+  };
+  if (!pidfd) return fail(ErrnoStatus("pidfd_open init"));
+  if (Status s = WriteIdMaps(pid, spec.ids); !s.ok()) return fail(s);
+  if (Status s = cgroups.AddProcess(cgroup_name, pid); !s.ok()) return fail(s);
+  UniqueFd userns(open(("/proc/" + std::to_string(pid) + "/ns/user").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!userns) return fail(ErrnoStatus("open init userns"));
+  auto tree = CloneIdmappedTree(spec.rootfs, userns.get(), MOUNT_ATTR_NODEV);
+  if (!tree.ok()) return fail(tree.status());
+  if (Status s = SendFd(host_sock.get(), tree->get()); !s.ok()) return fail(s);
+  InitReply reply;
+  memset(&reply, 0, sizeof(reply));
+  if (!WaitReadable(host_sock.get(), spec.timeout)) return fail(Status::Timeout("sandbox init setup timed out"));
+  ssize_t n = recv(host_sock.get(), &reply, sizeof(reply), 0);
+  if (n != sizeof(reply)) return fail(Status::Internal("sandbox init exited during setup"));
+  if (reply.err != 0) {
+    return fail(Status::FromErrno(reply.err, std::string("sandbox init: ") + reply.where));
+  }
+  auto start = ProcessStartTime(pid);
+  if (!start.ok()) return fail(start.status());
+  return InitHandle{pid, *start};
+}
+
+namespace {
+
+// Tagged messages on the exec report pipe (atomic: < PIPE_BUF).
+struct ReportMsg {
+  char tag;  // 'P' = pid of the command (host pid), 'E' = exec errno, 'S' = setup errno
+  int32_t value;
+  char where[32];
+};
+
+[[noreturn]] void ExecFail(int fd, char tag, const char* where, int err) {
+  ReportMsg m;
+  memset(&m, 0, sizeof(m));
+  m.tag = tag;
+  m.value = err < 0 ? -err : err;
+  strncpy(m.where, where, sizeof(m.where) - 1);
+  (void)WriteAll(fd, &m, sizeof(m));
+  _exit(127);
+}
+
+struct ExecPlan {
+  int pidfd;
+  const char* const* procs_files;
+  size_t nprocs;
+  int in_rd, out_wr, err_wr, report_wr;
+  char* const* argv;
+  char* const* envp;
+  const char* cwd;
+  const char* path_env;  // PATH value for lookup
+  uint32_t uid, gid;
+  const SeccompProgram* seccomp;
+  CapSet caps;
+};
+
+[[noreturn]] void ExecCommand(const ExecPlan& p) {
+  int report = p.report_wr;
+  setsid();
+  if (dup2(p.in_rd, 0) < 0 || dup2(p.out_wr, 1) < 0 || dup2(p.err_wr, 2) < 0) {
+    ExecFail(report, 'S', "dup2", errno);
+  }
+  if (report != 3) {
+    if (dup3(report, 3, O_CLOEXEC) < 0) ExecFail(report, 'S', "dup3", errno);
+    report = 3;
+  }
+  close_range(4, ~0U, 0);
+  signal(SIGPIPE, SIG_DFL);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  int rc = ApplyCapabilities(p.caps);
+  if (rc < 0) ExecFail(report, 'S', "capabilities", rc);
+  if (setgroups(0, nullptr) < 0) ExecFail(report, 'S', "setgroups", errno);
+  if (setresgid(p.gid, p.gid, p.gid) < 0) ExecFail(report, 'S', "setgid", errno);
+  if (setresuid(p.uid, p.uid, p.uid) < 0) ExecFail(report, 'S', "setuid", errno);
+  if (chdir(p.cwd) < 0) ExecFail(report, 'S', "chdir", errno);
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) ExecFail(report, 'S', "no_new_privs", errno);
+  rc = p.seccomp->Install();
+  if (rc < 0) ExecFail(report, 'S', "seccomp", rc);
+  const char* file = p.argv[0];
+  if (strchr(file, '/') != nullptr) {
+    execve(file, p.argv, p.envp);
+    ExecFail(report, 'E', "execve", errno);
+  }
+  int saved = ENOENT;
+  char buf[4096];
+  const char* s = p.path_env;
+  size_t flen = strlen(file);
+  while (*s != '\0') {
+    const char* e = strchr(s, ':');
+    size_t dlen = e ? static_cast<size_t>(e - s) : strlen(s);
+    if (dlen == 0) {
+      buf[0] = '.';
+      dlen = 1;
+    } else if (dlen + flen + 2 < sizeof(buf)) {
+      memcpy(buf, s, dlen);
+    } else {
+      dlen = 0;
+    }
+    if (dlen > 0 && dlen + flen + 2 < sizeof(buf)) {
+      buf[dlen] = '/';
+      memcpy(buf + dlen + 1, file, flen + 1);
+      execve(buf, p.argv, p.envp);
+      if (errno == EACCES) saved = EACCES;
+      else if (errno != ENOENT && errno != ENOTDIR) saved = errno;
+    }
+    if (e == nullptr) break;
+    s = e + 1;
+  }
+  ExecFail(report, 'E', "execve", saved);
+}
+
+[[noreturn]] void ExecIntermediate(const ExecPlan& p) {
+  // Join the sandbox's cgroups, then all its namespaces.
+  for (size_t i = 0; i < p.nprocs; ++i) {
+    int fd = open(p.procs_files[i], O_WRONLY | O_CLOEXEC);
+    if (fd < 0) ExecFail(p.report_wr, 'S', "open cgroup.procs", errno);
+    if (write(fd, "0", 1) != 1) ExecFail(p.report_wr, 'S', "join cgroup", errno);
+    close(fd);
+  }
+  if (setns(p.pidfd, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC |
+                         CLONE_NEWCGROUP) < 0) {
+    ExecFail(p.report_wr, 'S', "setns", errno);
+  }
+  pid_t child = fork();
+  if (child < 0) ExecFail(p.report_wr, 'S', "fork", errno);
+  if (child == 0) ExecCommand(p);
+  ReportMsg m;
+  memset(&m, 0, sizeof(m));
+  m.tag = 'P';
+  m.value = child;
+  (void)WriteAll(p.report_wr, &m, sizeof(m));
+  close(p.report_wr);
+  close(p.out_wr);
+  close(p.err_wr);
+  close(p.in_rd);
+  int st = 0;
+  while (waitpid(child, &st, 0) < 0) {
+    if (errno != EINTR) _exit(127);
+  }
+  if (WIFEXITED(st)) _exit(WEXITSTATUS(st));
+  _exit(128 + WTERMSIG(st));
+}
+
+struct Pipe {
+  UniqueFd rd, wr;
+  Status Open() {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) return ErrnoStatus("pipe2");
+    rd.reset(p[0]);
+    wr.reset(p[1]);
+    return Status::Ok();
+  }
+};
+
+}  // namespace
+
+Result<ExecResult> ExecInSandbox(pid_t init_pid, const std::vector<std::string>& procs_files,
+                                 const ExecSpec& spec, const SeccompProgram& seccomp, CapSet caps) {
+  if (spec.argv.empty()) return Status::InvalidArgument("exec needs a command");
+  UniqueFd init_fd(SysPidfdOpen(init_pid, 0));
+  if (!init_fd) return ErrnoStatus("pidfd_open sandbox init");
+  Pipe in, out, err, report;
+  WARREN_RETURN_IF_ERROR(in.Open());
+  WARREN_RETURN_IF_ERROR(out.Open());
+  WARREN_RETURN_IF_ERROR(err.Open());
+  WARREN_RETURN_IF_ERROR(report.Open());
+
+  std::vector<char*> argv, envp;
+  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::string path_env = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  for (const auto& e : spec.env) {
+    envp.push_back(const_cast<char*>(e.c_str()));
+    if (e.rfind("PATH=", 0) == 0) path_env = e.substr(5);
+  }
+  envp.push_back(nullptr);
+  std::vector<const char*> procs;
+  for (const auto& f : procs_files) procs.push_back(f.c_str());
+  ExecPlan plan{init_fd.get(), procs.data(),  procs.size(),     in.rd.get(),      out.wr.get(),
+                err.wr.get(),  report.wr.get(), argv.data(),    envp.data(),      spec.cwd.c_str(),
+                path_env.c_str(), spec.uid,   spec.gid,         &seccomp,         caps};
+
+  pid_t mid = fork();
+  if (mid < 0) return ErrnoStatus("fork");
+  if (mid == 0) ExecIntermediate(plan);
+  UniqueFd mid_fd(SysPidfdOpen(mid, 0));
+  in.rd.reset();
+  out.wr.reset();
+  err.wr.reset();
+  report.wr.reset();
+  for (int fd : {in.wr.get(), out.rd.get(), err.rd.get(), report.rd.get()}) {
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  }
+  size_t in_off = 0;
+  if (spec.stdin_data.empty()) in.wr.reset();
+
+  ExecResult result;
+  pid_t cmd_pid = -1;
+  int exec_errno = 0;
+  std::string setup_where;
+  int setup_errno = 0;
+  bool mid_exited = false;
+  auto deadline = spec.timeout.count() > 0 ? Clock::now() + spec.timeout : Clock::time_point::max();
+  Clock::time_point drain_until = Clock::time_point::max();
+  char buf[65536];
+  auto emit = [&](bool is_out, std::string_view data) {
+    if (is_out) {
+      if (spec.on_stdout) spec.on_stdout(data);
+      else result.stdout_data.append(data);
+    } else {
+      if (spec.on_stderr) spec.on_stderr(data);
+      else result.stderr_data.append(data);
+    }
+  };
+  for (;;) {
+    struct pollfd pfds[5];
+    int n = 0;
+    int idx_out = -1, idx_err = -1, idx_rep = -1, idx_in = -1, idx_mid = -1;
+    if (out.rd) { idx_out = n; pfds[n++] = {out.rd.get(), POLLIN, 0}; }
+    if (err.rd) { idx_err = n; pfds[n++] = {err.rd.get(), POLLIN, 0}; }
+    if (report.rd) { idx_rep = n; pfds[n++] = {report.rd.get(), POLLIN, 0}; }
+    if (in.wr) { idx_in = n; pfds[n++] = {in.wr.get(), POLLOUT, 0}; }
+    if (!mid_exited && mid_fd) { idx_mid = n; pfds[n++] = {mid_fd.get(), POLLIN, 0}; }
+    if (n == 0 || (!out.rd && !err.rd && mid_exited)) break;
+    auto now = Clock::now();
+    if (now >= deadline && !result.timed_out) {
+      result.timed_out = true;
+      if (cmd_pid > 0) {
+        kill(-cmd_pid, SIGKILL);
+        kill(cmd_pid, SIGKILL);
+      } else {
+        kill(mid, SIGKILL);
+      }
+      deadline = Clock::time_point::max();
+    }
+    if (mid_exited && now >= drain_until) break;
+    auto next = std::min(deadline, drain_until);
+    int wait_ms = next == Clock::time_point::max()
+                      ? 1000
+                      : static_cast<int>(std::max<int64_t>(
+                            0, std::chrono::duration_cast<std::chrono::milliseconds>(next - now).count() + 1));
+    int rc = poll(pfds, static_cast<nfds_t>(n), std::min(wait_ms, 1000));
+    if (rc < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus("poll");
+    }
+    auto drain = [&](UniqueFd& fd, bool is_out) {
+      for (;;) {
+        ssize_t r = read(fd.get(), buf, sizeof(buf));
+        if (r > 0) {
+          emit(is_out, std::string_view(buf, static_cast<size_t>(r)));
+          continue;
+        }
+        if (r == 0) fd.reset();
+        break;  // EAGAIN or EOF
+      }
+    };
+    if (idx_out >= 0 && pfds[idx_out].revents) drain(out.rd, true);
+    if (idx_err >= 0 && pfds[idx_err].revents) drain(err.rd, false);
+    if (idx_rep >= 0 && pfds[idx_rep].revents) {
+      ReportMsg m;
+      for (;;) {
+        ssize_t r = read(report.rd.get(), &m, sizeof(m));
+        if (r == static_cast<ssize_t>(sizeof(m))) {
+          if (m.tag == 'P') cmd_pid = m.value;
+          else if (m.tag == 'E') exec_errno = m.value;
+          else if (m.tag == 'S') {
+            setup_errno = m.value;
+            setup_where.assign(m.where, strnlen(m.where, sizeof(m.where)));
+          }
+          continue;
+        }
+        if (r == 0) report.rd.reset();
+        break;
+      }
+    }
+    if (idx_in >= 0 && pfds[idx_in].revents) {
+      if (pfds[idx_in].revents & (POLLERR | POLLHUP)) {
+        in.wr.reset();
+      } else {
+        ssize_t w = write(in.wr.get(), spec.stdin_data.data() + in_off, spec.stdin_data.size() - in_off);
+        if (w > 0) in_off += static_cast<size_t>(w);
+        if (w < 0 && errno != EAGAIN) in.wr.reset();
+        if (in_off >= spec.stdin_data.size()) in.wr.reset();
+      }
+    }
+    if (idx_mid >= 0 && pfds[idx_mid].revents) {
+      mid_exited = true;
+      // Background processes may keep the pipes open: read what is there
+      // for a short moment, then stop.
+      drain_until = Clock::now() + std::chrono::milliseconds(50);
+    }
+  }
+  int st = 0;
+  while (waitpid(mid, &st, 0) < 0) {
+    if (errno != EINTR) return ErrnoStatus("waitpid exec");
+  }
+  if (setup_errno != 0) {
+    return Status::FromErrno(setup_errno, "exec setup: " + setup_where);
+  }
+  if (WIFEXITED(st)) result.exit_code = WEXITSTATUS(st);
+  else result.exit_code = 128 + WTERMSIG(st);
+  if (exec_errno != 0) {
+    result.exit_code = exec_errno == ENOENT ? 127 : 126;
+    emit(false, "warren: cannot execute " + spec.argv[0] + ": " + strerror(exec_errno) + "\n");
+  }
+  return result;
+}
+
+}  // namespace warren::sandbox
