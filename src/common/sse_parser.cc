@@ -17,6 +17,11 @@ bool SseParser::Feed(std::string_view chunk) {
       size_t from_chunk = 3 - line_.size();
       line_.clear();
       chunk.remove_prefix(from_chunk);
+    } else if (line_.size() > max_bytes_) {
+      // Bytes held back while probing for a split BOM count towards the
+      // bound exactly as if they had arrived in one chunk (found by fuzzing).
+      failed_ = true;
+      return false;
     }
   }
   for (size_t i = 0; i < chunk.size(); i++) {
