@@ -1,0 +1,150 @@
+// Conformance: sending and listing events (spec 1.4 and 2.1, check 4 of section 9).
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { BadRequestError, NotFoundError } from '@anthropic-ai/sdk';
+import { serverFixture, assertApiError, collect } from './lib/util.mjs';
+
+const fx = serverFixture();
+const msg = (text) => ({ type: 'user.message', content: [{ type: 'text', text }] });
+
+describe('events: send and list', { skip: fx.skip }, () => {
+  before(fx.start);
+  after(fx.stop);
+
+  let agent, env, cloudEnv, sid;
+  before(async () => {
+    agent = await fx.client.beta.agents.create({ name: 'events agent', model: 'claude-sonnet-4-6' });
+    env = await fx.client.beta.environments.create({ name: 'events-env', config: { type: 'self_hosted' } });
+    cloudEnv = await fx.client.beta.environments.create({ name: 'events-cloud', config: { type: 'cloud' } });
+    sid = (await fx.client.beta.sessions.create({ agent: agent.id, environment_id: env.id })).id;
+  });
+
+  let first;
+  test('send user.message echoes the event with a sevt_ id', async () => {
+    const res = await fx.client.beta.sessions.events.send(sid, { events: [msg('hello')] });
+    assert.ok(Array.isArray(res.data), 'response is {data:[...]}');
+    assert.equal(res.data.length, 1);
+    first = res.data[0];
+    assert.match(first.id, /^sevt_[A-Za-z0-9]+/);
+    assert.equal(first.type, 'user.message');
+    assert.deepEqual(first.content, [{ type: 'text', text: 'hello' }]);
+    assert.ok('processed_at' in first, 'processed_at present (null or timestamp)');
+    assert.ok(first.processed_at === null || typeof first.processed_at === 'string');
+  });
+
+  test('several events in one request keep their order and get distinct ids', async () => {
+    const res = await fx.client.beta.sessions.events.send(sid, { events: [msg('a'), msg('b'), msg('c')] });
+    assert.equal(res.data.length, 3);
+    assert.deepEqual(res.data.map((e) => e.content[0].text), ['a', 'b', 'c']);
+    assert.equal(new Set(res.data.map((e) => e.id)).size, 3);
+  });
+
+  test('list returns the persisted events in send order (asc) and reversed (desc)', async () => {
+    const asc = await collect(fx.client.beta.sessions.events.list(sid, { order: 'asc' }));
+    const texts = asc.filter((e) => e.type === 'user.message').map((e) => e.content[0].text);
+    assert.deepEqual(texts, ['hello', 'a', 'b', 'c']);
+    assert.equal(asc.find((e) => e.type === 'user.message').id, first.id);
+    const desc = await collect(fx.client.beta.sessions.events.list(sid, { order: 'desc' }));
+    assert.deepEqual(desc.map((e) => e.id), asc.map((e) => e.id).reverse());
+    const dflt = await collect(fx.client.beta.sessions.events.list(sid));
+    assert.deepEqual(dflt.map((e) => e.id), asc.map((e) => e.id), 'default order is asc');
+    for (const e of asc) {
+      assert.equal(typeof e.id, 'string');
+      assert.equal(typeof e.type, 'string');
+      assert.ok('processed_at' in e);
+    }
+  });
+
+  test('user.message + system.message, user.interrupt and user.define_outcome are accepted', async () => {
+    // system.message needs a model that supports mid-conversation system turns (Opus 4.8, spec 2.1).
+    const opus = await fx.client.beta.agents.create({ name: 'opus agent', model: 'claude-opus-4-8' });
+    const s = (await fx.client.beta.sessions.create({ agent: opus.id, environment_id: env.id })).id;
+    const res = await fx.client.beta.sessions.events.send(s, {
+      events: [
+        msg('with a system note'),
+        { type: 'system.message', content: [{ type: 'text', text: 'system note' }] },
+      ],
+    });
+    assert.deepEqual(res.data.map((e) => e.type), ['user.message', 'system.message']);
+    const more = [
+      { type: 'user.interrupt' },
+      { type: 'user.define_outcome', description: 'write a haiku', rubric: { type: 'text', content: '5-7-5' }, max_iterations: 2 },
+    ];
+    for (const ev of more) {
+      const r = await fx.client.beta.sessions.events.send(s, { events: [ev] });
+      assert.equal(r.data.length, 1, ev.type);
+      assert.equal(r.data[0].type, ev.type);
+      if (ev.type === 'user.define_outcome') assert.match(r.data[0].outcome_id, /^outc_/, 'define_outcome echo adds outcome_id');
+    }
+  });
+
+  test('user.tool_result is rejected on a cloud environment', async () => {
+    const s = (await fx.client.beta.sessions.create({ agent: agent.id, environment_id: cloudEnv.id })).id;
+    await assertApiError(
+      fx.client.beta.sessions.events.send(s, { events: [{ type: 'user.tool_result', tool_use_id: 'sevt_x', content: [] }] }),
+      BadRequestError, 400, 'invalid_request_error', 'tool_result on cloud');
+    const list = await collect(fx.client.beta.sessions.events.list(s));
+    assert.equal(list.filter((e) => e.type === 'user.tool_result').length, 0, 'nothing persisted');
+  });
+
+  test('unknown and server-only event types are 400 and persist nothing', async () => {
+    const before = (await collect(fx.client.beta.sessions.events.list(sid))).length;
+    await assertApiError(fx.client.beta.sessions.events.send(sid, { events: [{ type: 'user.bogus' }] }),
+      BadRequestError, 400, 'invalid_request_error', 'unknown type');
+    await assertApiError(fx.client.beta.sessions.events.send(sid, { events: [{ type: 'agent.message', content: [{ type: 'text', text: 'x' }] }] }),
+      BadRequestError, 400, 'invalid_request_error', 'server-only type');
+    // A valid event followed by a bad one: the whole request is rejected.
+    await assertApiError(fx.client.beta.sessions.events.send(sid, { events: [msg('half'), { type: 'user.bogus' }] }),
+      BadRequestError, 400, 'invalid_request_error', 'mixed batch');
+    const after = await collect(fx.client.beta.sessions.events.list(sid));
+    assert.equal(after.length, before, 'no event persisted by rejected requests');
+    assert.ok(!after.some((e) => e.type === 'user.message' && e.content?.[0]?.text === 'half'));
+  });
+
+  test('types[] filter', async () => {
+    const s = (await fx.client.beta.sessions.create({ agent: agent.id, environment_id: env.id })).id;
+    await fx.client.beta.sessions.events.send(s, { events: [msg('one')] });
+    await fx.client.beta.sessions.events.send(s, { events: [{ type: 'user.interrupt' }] });
+    await fx.client.beta.sessions.events.send(s, { events: [msg('two')] });
+    const onlyMsgs = await collect(fx.client.beta.sessions.events.list(s, { types: ['user.message'] }));
+    assert.deepEqual(onlyMsgs.map((e) => e.content[0].text), ['one', 'two']);
+    const onlyInt = await collect(fx.client.beta.sessions.events.list(s, { types: ['user.interrupt'] }));
+    assert.equal(onlyInt.length, 1);
+    assert.equal(onlyInt[0].type, 'user.interrupt');
+    const both = await collect(fx.client.beta.sessions.events.list(s, { types: ['user.message', 'user.interrupt'] }));
+    assert.deepEqual(both.map((e) => e.type), ['user.message', 'user.interrupt', 'user.message']);
+    const none = await collect(fx.client.beta.sessions.events.list(s, { types: ['agent.message'] }));
+    assert.deepEqual(none, []);
+  });
+
+  test('auto-pagination across pages, both orders', async () => {
+    const s = (await fx.client.beta.sessions.create({ agent: agent.id, environment_id: env.id })).id;
+    const sent = [];
+    for (let i = 0; i < 5; i++) {
+      const r = await fx.client.beta.sessions.events.send(s, { events: [0, 1, 2, 3, 4].map((j) => msg(`m${i * 5 + j}`)) });
+      sent.push(...r.data.map((e) => e.id));
+    }
+    const page = await fx.client.beta.sessions.events.list(s, { limit: 7 });
+    assert.equal(page.data.length, 7);
+    assert.equal(typeof page.next_page, 'string');
+    const asc = await collect(fx.client.beta.sessions.events.list(s, { limit: 7, order: 'asc' }));
+    assert.deepEqual(asc.map((e) => e.id), sent);
+    const desc = await collect(fx.client.beta.sessions.events.list(s, { limit: 4, order: 'desc' }));
+    assert.deepEqual(desc.map((e) => e.id), [...sent].reverse());
+    const filtered = await collect(fx.client.beta.sessions.events.list(s, { limit: 3, types: ['user.message'] }));
+    assert.equal(filtered.length, 25);
+  });
+
+  test('a cursor reused with the other order is 400', async () => {
+    const page = await fx.client.beta.sessions.events.list(sid, { limit: 1, order: 'asc' });
+    assert.equal(typeof page.next_page, 'string');
+    await assertApiError(fx.client.beta.sessions.events.list(sid, { limit: 1, order: 'desc', page: page.next_page }),
+      BadRequestError, 400, 'invalid_request_error', 'cursor with other order');
+  });
+
+  test('events of an unknown session are 404', async () => {
+    await assertApiError(fx.client.beta.sessions.events.send('sesn_nope', { events: [msg('x')] }),
+      NotFoundError, 404, 'not_found_error', 'send');
+    await assertApiError(fx.client.beta.sessions.events.list('sesn_nope'), NotFoundError, 404, 'not_found_error', 'list');
+  });
+});
