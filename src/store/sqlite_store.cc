@@ -512,8 +512,7 @@ Result<Json> SqliteStore::GetSession(const std::string& id) {
   return st.JsonCol(0);
 }
 
-Result<Json> SqliteStore::UpdateSession(const std::string& id, const Mutator& mutate, const std::vector<Json>& events,
-                                        const CommitHook& hook) {
+Result<Json> SqliteStore::UpdateSession(const std::string& id, const SessionMutator& mutate, const CommitHook& hook) {
   std::lock_guard<std::mutex> lock(mu_);
   Txn txn(db_);
   WARREN_RETURN_IF_ERROR(txn.status());
@@ -522,7 +521,8 @@ Result<Json> SqliteStore::UpdateSession(const std::string& id, const Mutator& mu
   WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return Status::NotFound("session " + id + " not found");
   WARREN_ASSIGN_OR_RETURN(Json current, st.JsonCol(0));
-  WARREN_ASSIGN_OR_RETURN(Json next, mutate(current));
+  std::vector<Json> events;
+  WARREN_ASSIGN_OR_RETURN(Json next, mutate(current, &events));
   Stmt up(db_, "UPDATE sessions SET status = ?, archived = ?, body = ? WHERE id = ?");
   up.Bind({next.at("status").get<std::string>(), int64_t{next.value("archived_at", Json()).is_null() ? 0 : 1},
            DumpJson(next), id});
@@ -628,13 +628,14 @@ Result<std::vector<StoredEvent>> SqliteStore::EventsAfter(const std::string& ses
   return out;
 }
 
-Result<std::optional<int64_t>> SqliteStore::EventSeq(const std::string& session_id, const std::string& event_id) {
+Result<std::optional<StoredEvent>> SqliteStore::GetEvent(const std::string& session_id, const std::string& event_id) {
   std::lock_guard<std::mutex> lock(mu_);
-  Stmt st(db_, "SELECT seq FROM events WHERE session_id = ? AND id = ?");
+  Stmt st(db_, "SELECT seq, body FROM events WHERE session_id = ? AND id = ?");
   st.Bind({session_id, event_id});
   WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
-  if (!row) return std::optional<int64_t>();
-  return std::optional<int64_t>(st.Int(0));
+  if (!row) return std::optional<StoredEvent>();
+  WARREN_ASSIGN_OR_RETURN(Json body, st.JsonCol(1));
+  return std::optional<StoredEvent>(StoredEvent{st.Int(0), std::move(body)});
 }
 
 // ------------------------------------------------------------------- keys

@@ -48,8 +48,7 @@ class SqliteStore final : public Store {
   Result<std::vector<StoredEvent>> CreateSession(const Json& session, const std::vector<Json>& initial_events,
                                                  const CommitHook& hook) override;
   Result<Json> GetSession(const std::string& id) override;
-  Result<Json> UpdateSession(const std::string& id, const Mutator& mutate, const std::vector<Json>& events,
-                             const CommitHook& hook) override;
+  Result<Json> UpdateSession(const std::string& id, const SessionMutator& mutate, const CommitHook& hook) override;
   Result<Page> ListSessions(const SessionFilter& filter, const PageSpec& page) override;
   Status DeleteSession(const std::string& id) override;
 
@@ -58,7 +57,7 @@ class SqliteStore final : public Store {
                                                 const std::vector<Json>& events, const CommitHook& hook) override;
   Result<Page> ListEvents(const std::string& session_id, const EventFilter& filter, const PageSpec& page) override;
   Result<std::vector<StoredEvent>> EventsAfter(const std::string& session_id, int64_t after_seq, int limit) override;
-  Result<std::optional<int64_t>> EventSeq(const std::string& session_id, const std::string& event_id) override;
+  Result<std::optional<StoredEvent>> GetEvent(const std::string& session_id, const std::string& event_id) override;
 
   Status PutKey(const std::string& key_hash, const KeyRecord& record) override;
   Result<std::optional<KeyRecord>> LookupKey(const std::string& key_hash) override;

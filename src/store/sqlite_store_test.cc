@@ -148,7 +148,8 @@ TEST_F(SqliteStoreTest, SessionsFiltersAndEvents) {
   EXPECT_EQ(all->items[0]["id"], "sevt_1");
   auto after = store_->EventsAfter("sesn_1", published[0].seq, 10);
   ASSERT_EQ(after->size(), 2u);
-  EXPECT_EQ((*store_->EventSeq("sesn_1", "sevt_2")).value(), published[1].seq);
+  EXPECT_EQ((*store_->GetEvent("sesn_1", "sevt_2"))->seq, published[1].seq);
+  EXPECT_FALSE(store_->GetEvent("sesn_1", "sevt_nope")->has_value());
 
   // A rejected check appends nothing.
   auto rejected = store_->AppendEvents(

@@ -85,6 +85,8 @@ using CommitHook = std::function<void(const std::vector<StoredEvent>&)>;
 // Mutation callback for read-modify-write updates. Receives the current
 // object, returns the new one (or an error, which aborts the transaction).
 using Mutator = std::function<Result<Json>(const Json& current)>;
+// Session variant: may also append events (to `*events`) atomically.
+using SessionMutator = std::function<Result<Json>(const Json& current, std::vector<Json>* events)>;
 
 class Store {
  public:
@@ -113,9 +115,8 @@ class Store {
   virtual Result<std::vector<StoredEvent>> CreateSession(const Json& session, const std::vector<Json>& initial_events,
                                                          const CommitHook& hook) = 0;
   virtual Result<Json> GetSession(const std::string& id) = 0;
-  // `events` (may be empty) are appended in the same transaction.
-  virtual Result<Json> UpdateSession(const std::string& id, const Mutator& mutate,
-                                     const std::vector<Json>& events, const CommitHook& hook) = 0;
+  // `mutate` may add events to append in the same transaction.
+  virtual Result<Json> UpdateSession(const std::string& id, const SessionMutator& mutate, const CommitHook& hook) = 0;
   virtual Result<Page> ListSessions(const SessionFilter& filter, const PageSpec& page) = 0;
   // Deletes the session and its events; appends nothing.
   virtual Status DeleteSession(const std::string& id) = 0;
@@ -131,8 +132,8 @@ class Store {
   // Events of a session with seq > after_seq, ascending (stream replay).
   virtual Result<std::vector<StoredEvent>> EventsAfter(const std::string& session_id, int64_t after_seq,
                                                        int limit) = 0;
-  // seq of an event id within a session, if present.
-  virtual Result<std::optional<int64_t>> EventSeq(const std::string& session_id, const std::string& event_id) = 0;
+  // One event of a session by id, if present.
+  virtual Result<std::optional<StoredEvent>> GetEvent(const std::string& session_id, const std::string& event_id) = 0;
 
   // ---- credentials (only hashes are stored)
   virtual Status PutKey(const std::string& key_hash, const KeyRecord& record) = 0;

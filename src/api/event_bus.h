@@ -1,0 +1,91 @@
+// EventBus: in-process fan-out of persisted session events to live SSE
+// streams. Publishing happens inside the store's commit critical section
+// (CommitHook), so every subscriber sees a session's events in commit order.
+//
+// Each subscriber (SseStream) has a bounded queue; one that falls behind by
+// more than its bound is disconnected (it can resume by re-listing). Frames
+// are serialised once and shared by all subscribers. Thread-safe.
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "http/http_server.h"
+#include "store/store.h"
+
+namespace warren::api {
+
+// Renders one SSE frame: "id: ..\nevent: <type>\ndata: <json>\n\n".
+std::shared_ptr<const std::string> SseFrame(const Json& event, bool with_id = true);
+
+class EventBus;
+
+// One live stream of one session. Created by EventBus::Subscribe.
+class SseStream final : public http::StreamSource, public std::enable_shared_from_this<SseStream> {
+ public:
+  SseStream(EventBus* bus, std::string session_id, size_t max_queue, std::set<std::string> deltas);
+  ~SseStream() override;
+
+  void SetWaker(std::function<void()> waker) override;
+  bool Pull(std::vector<std::shared_ptr<const std::string>>* out) override;
+  std::string KeepAliveChunk() const override;
+  std::chrono::milliseconds KeepAliveInterval() const override { return keepalive_; }
+  void OnClose() override;
+
+  // Called by the bus. `seq` orders persisted events (0 for previews).
+  void Push(int64_t seq, std::shared_ptr<const std::string> frame);
+  // Ends the stream after queued frames.
+  void End();
+  // Seeds replay frames (Last-Event-ID) and the high-water mark so that live
+  // events already replayed are not sent twice.
+  void Replay(const std::vector<store::StoredEvent>& events);
+  const std::string& session_id() const { return session_id_; }
+  bool wants_delta(const std::string& type) const { return deltas_.count(type) > 0; }
+  void set_keepalive(std::chrono::milliseconds k) { keepalive_ = k; }
+
+ private:
+  EventBus* bus_;
+  std::string session_id_;
+  size_t max_queue_;
+  std::set<std::string> deltas_;
+  std::chrono::milliseconds keepalive_{15000};
+  std::mutex mu_;
+  std::function<void()> waker_;
+  std::deque<std::pair<int64_t, std::shared_ptr<const std::string>>> queue_;
+  int64_t high_water_ = 0;
+  bool ended_ = false;
+  bool overflowed_ = false;
+  bool closed_ = false;
+};
+
+class EventBus final {
+ public:
+  explicit EventBus(size_t max_queue = 10000) : max_queue_(max_queue) {}
+
+  std::shared_ptr<SseStream> Subscribe(const std::string& session_id, std::set<std::string> deltas = {});
+  void Unsubscribe(SseStream* s);
+
+  // Persisted events, in commit order.
+  void Publish(const std::string& session_id, const std::vector<store::StoredEvent>& events);
+  // A stream-only frame (event_start / event_delta previews) for streams
+  // that asked for deltas of `preview_of` ("agent.message"/"agent.thinking").
+  void PublishPreview(const std::string& session_id, const std::string& preview_of, const Json& frame);
+  // Sends `final_event` (e.g. session.deleted) and ends every stream of it.
+  void EndSession(const std::string& session_id, const Json& final_event);
+  // Ends all streams (shutdown).
+  void EndAll();
+  size_t subscribers() const;
+
+ private:
+  size_t max_queue_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::set<SseStream*>> subs_;
+};
+
+}  // namespace warren::api

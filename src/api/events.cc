@@ -1,0 +1,196 @@
+// Session events: send, list, stream (spec 1.4 and 2).
+#include <set>
+
+#include "api/service.h"
+#include "api/validate.h"
+#include "common/ids.h"
+#include "common/log.h"
+
+namespace warren::api {
+namespace {
+
+const std::set<std::string> kSendable = {"user.message",          "user.interrupt",    "user.tool_confirmation",
+                                         "user.custom_tool_result", "user.define_outcome", "user.tool_result",
+                                         "system.message"};
+
+}  // namespace
+
+Result<std::vector<Json>> ApiService::ValidateClientEvents(const Json& events, const Json& session,
+                                                           const std::string& path, bool initial) {
+  std::vector<Json> out;
+  const std::string sid = session["id"].get<std::string>();
+  bool self_hosted = false;
+  if (!initial) {
+    auto env = store_->GetEnvironment(session["environment_id"].get<std::string>());
+    self_hosted = env.ok() && (*env)["config"]["type"] == "self_hosted";
+  }
+  std::set<std::string> referenced;
+  for (size_t i = 0; i < events.size(); i++) {
+    std::string p = IndexPath(path, i);
+    const Json& e = events[i];
+    WARREN_RETURN_IF_ERROR(ExpectObject(e, p));
+    std::optional<std::string> type;
+    WARREN_RETURN_IF_ERROR(ReadString(e, "type", p, {.required = true, .min = 1, .max = 64}, &type));
+    if (!kSendable.count(*type))
+      return Invalid(JoinPath(p, "type"), "unknown or non-sendable event type '" + type->substr(0, 64) + "'");
+    if (initial && *type != "user.message" && *type != "user.define_outcome")
+      return Invalid(JoinPath(p, "type"), "initial_events accept only user.message and user.define_outcome");
+    Json ev = e;
+    std::optional<std::string> s;
+    // Events that answer an earlier agent event must name it.
+    auto check_ref = [&](const char* field, std::initializer_list<const char*> types) -> Status {
+      WARREN_RETURN_IF_ERROR(ReadString(e, field, p, {.required = true, .min = 1, .max = 128}, &s));
+      if (!referenced.insert(std::string(field) + ":" + *s).second)
+        return Invalid(JoinPath(p, field), "answers " + *s + " twice in one request");
+      WARREN_ASSIGN_OR_RETURN(auto ref, store_->GetEvent(sid, *s));
+      bool ok = ref.has_value();
+      if (ok) {
+        std::string rt = ref->body.value("type", "");
+        ok = false;
+        for (const char* t : types) ok = ok || rt == t;
+      }
+      if (!ok) {
+        std::string want;
+        for (const char* t : types) want += (want.empty() ? "" : " or ") + std::string(t);
+        return Invalid(JoinPath(p, field), "'" + *s + "' is not the id of an " + want + " event in this session");
+      }
+      return Status::Ok();
+    };
+    if (*type == "user.message") {
+      WARREN_RETURN_IF_ERROR(ExpectKnownFields(e, {"type", "content"}, p));
+      if (!e.contains("content")) return Invalid(JoinPath(p, "content"), "field required");
+      WARREN_RETURN_IF_ERROR(ValidateContent(e["content"], JoinPath(p, "content"), {"text", "image", "document", "redacted"}));
+    } else if (*type == "user.interrupt") {
+      WARREN_RETURN_IF_ERROR(ExpectKnownFields(e, {"type", "session_thread_id"}, p));
+      WARREN_RETURN_IF_ERROR(ReadString(e, "session_thread_id", p, {.nullable = true, .min = 1, .max = 128}, &s));
+    } else if (*type == "user.tool_confirmation") {
+      WARREN_RETURN_IF_ERROR(ExpectKnownFields(e, {"type", "tool_use_id", "result", "deny_message", "session_thread_id"}, p));
+      std::optional<std::string> result, deny;
+      WARREN_RETURN_IF_ERROR(ReadString(e, "result", p, {.required = true, .min = 1, .max = 16}, &result));
+      if (*result != "allow" && *result != "deny") return Invalid(JoinPath(p, "result"), "must be 'allow' or 'deny'");
+      WARREN_RETURN_IF_ERROR(ReadString(e, "deny_message", p, {.nullable = true, .max = 10000}, &deny));
+      if (deny && *result != "deny") return Invalid(JoinPath(p, "deny_message"), "is only allowed with result 'deny'");
+      WARREN_RETURN_IF_ERROR(check_ref("tool_use_id", {"agent.tool_use", "agent.mcp_tool_use"}));
+    } else if (*type == "user.custom_tool_result") {
+      WARREN_RETURN_IF_ERROR(ExpectKnownFields(e, {"type", "custom_tool_use_id", "content", "is_error", "session_thread_id"}, p));
+      std::optional<bool> is_error;
+      WARREN_RETURN_IF_ERROR(ReadBool(e, "is_error", p, &is_error));
+      if (e.contains("content") && !e["content"].is_null())
+        WARREN_RETURN_IF_ERROR(ValidateContent(e["content"], JoinPath(p, "content"), {"text", "image", "document", "search_result"}, 0));
+      WARREN_RETURN_IF_ERROR(check_ref("custom_tool_use_id", {"agent.custom_tool_use"}));
+    } else if (*type == "user.tool_result") {
+      WARREN_RETURN_IF_ERROR(ExpectKnownFields(e, {"type", "tool_use_id", "content", "is_error"}, p));
+      if (!self_hosted)
+        return Invalid(JoinPath(p, "type"), "user.tool_result is only accepted on sessions in self_hosted environments");
+      std::optional<bool> is_error;
+      WARREN_RETURN_IF_ERROR(ReadBool(e, "is_error", p, &is_error));
+      if (e.contains("content") && !e["content"].is_null())
+        WARREN_RETURN_IF_ERROR(ValidateContent(e["content"], JoinPath(p, "content"), {"text", "image", "document", "search_result"}, 0));
+      WARREN_RETURN_IF_ERROR(check_ref("tool_use_id", {"agent.tool_use"}));
+    } else if (*type == "user.define_outcome") {
+      WARREN_RETURN_IF_ERROR(ExpectKnownFields(e, {"type", "description", "rubric", "max_iterations"}, p));
+      WARREN_RETURN_IF_ERROR(ReadString(e, "description", p, {.required = true, .min = 1, .max = 100000}, &s));
+      if (!e.contains("rubric")) return Invalid(JoinPath(p, "rubric"), "field required");
+      const Json& r = e["rubric"];
+      std::string rp = JoinPath(p, "rubric");
+      WARREN_RETURN_IF_ERROR(ExpectObject(r, rp));
+      std::optional<std::string> rt;
+      WARREN_RETURN_IF_ERROR(ReadString(r, "type", rp, {.required = true, .min = 1, .max = 16}, &rt));
+      if (*rt == "text") {
+        WARREN_RETURN_IF_ERROR(ExpectKnownFields(r, {"type", "content"}, rp));
+        WARREN_RETURN_IF_ERROR(ReadString(r, "content", rp, {.required = true, .min = 1}, &s));
+      } else if (*rt == "file") {
+        WARREN_RETURN_IF_ERROR(ExpectKnownFields(r, {"type", "file_id"}, rp));
+        WARREN_RETURN_IF_ERROR(ReadString(r, "file_id", rp, {.required = true, .min = 1, .max = 256}, &s));
+        return Status::NotFound("file " + *s + " not found");
+      } else {
+        return Invalid(JoinPath(rp, "type"), "must be 'text' or 'file'");
+      }
+      std::optional<int64_t> iters;
+      WARREN_RETURN_IF_ERROR(ReadInt(e, "max_iterations", p, 1, 20, &iters));
+      ev["max_iterations"] = iters.value_or(3);
+      ev["outcome_id"] = NewId("outc_");
+    } else if (*type == "system.message") {
+      WARREN_RETURN_IF_ERROR(ExpectKnownFields(e, {"type", "content"}, p));
+      if (!e.contains("content")) return Invalid(JoinPath(p, "content"), "field required");
+      WARREN_RETURN_IF_ERROR(ValidateContent(e["content"], JoinPath(p, "content"), {"text"}, 1, 1000));
+      if (i + 1 != events.size()) return Invalid(p, "system.message must be the last event of the request");
+      if (i == 0) return Invalid(p, "system.message must directly follow a user.message, user.tool_result or user.custom_tool_result");
+      std::string prev = events[i - 1].value("type", "");
+      if (prev != "user.message" && prev != "user.tool_result" && prev != "user.custom_tool_result")
+        return Invalid(p, "system.message must directly follow a user.message, user.tool_result or user.custom_tool_result");
+    }
+    ev["id"] = NewId(idprefix::kEvent);
+    ev["processed_at"] = nullptr;
+    out.push_back(std::move(ev));
+  }
+  return out;
+}
+
+Result<http::HandlerResult> ApiService::SendEvents(http::HttpRequest& req, const Params& params, const Principal& p) {
+  const std::string& id = params.at("session_id");
+  WARREN_ASSIGN_OR_RETURN(Json body, BodyObject(req));
+  WARREN_RETURN_IF_ERROR(ExpectKnownFields(body, {"events"}, ""));
+  if (!body.contains("events")) return Invalid("events", "field required");
+  const Json& events = body["events"];
+  if (!events.is_array()) return Invalid("events", "expected an array, got " + std::string(JsonTypeName(events)));
+  if (events.empty()) return Invalid("events", "must contain at least one event");
+  if (events.size() > options_.max_events_per_request)
+    return Invalid("events", "at most " + std::to_string(options_.max_events_per_request) + " events per request");
+  WARREN_ASSIGN_OR_RETURN(Json session, AccessibleSession(id, p));
+  WARREN_ASSIGN_OR_RETURN(std::vector<Json> evs, ValidateClientEvents(events, session, "events", false));
+  auto check = [&](const Json& cur) -> Status {
+    if (!cur["archived_at"].is_null()) return Status::Conflict("session " + id + " is archived and read-only");
+    if (cur["status"] == "terminated") return Status::Conflict("session " + id + " is terminated");
+    return Status::Ok();
+  };
+  WARREN_ASSIGN_OR_RETURN(auto stored, store_->AppendEvents(id, check, evs, [&](const std::vector<store::StoredEvent>& s) {
+                            bus_->Publish(id, s);
+                          }));
+  if (observer_) observer_->OnClientEvents(session, stored);
+  Json data = Json::array();
+  for (const auto& e : stored) data.push_back(e.body);
+  return JsonResult({{"data", data}});
+}
+
+Result<http::HandlerResult> ApiService::ListEvents(http::HttpRequest& req, const Params& params, const Principal& p) {
+  const std::string& id = params.at("session_id");
+  WARREN_ASSIGN_OR_RETURN(auto spec, ParsePaging(req, 1000, 1000, store::Order::kAsc, true));
+  store::EventFilter f;
+  WARREN_RETURN_IF_ERROR(ParseTimeRange(req, "created_at", &f.processed));
+  for (const std::string& t : req.QueryAll("types[]")) {
+    if (t.empty() || t.size() > 64) return Invalid("types[]", "invalid event type");
+    f.types.push_back(t);
+  }
+  WARREN_RETURN_IF_ERROR(AccessibleSession(id, p).status());
+  WARREN_ASSIGN_OR_RETURN(auto page, store_->ListEvents(id, f, spec));
+  return JsonResult(PageBody(page, spec, false));
+}
+
+Result<http::HandlerResult> ApiService::StreamEvents(http::HttpRequest& req, const Params& params, const Principal& p) {
+  const std::string& id = params.at("session_id");
+  std::set<std::string> deltas;
+  for (const std::string& d : req.QueryAll("event_deltas[]")) {
+    if (d != "agent.message" && d != "agent.thinking")
+      return Invalid("event_deltas[]", "must be 'agent.message' or 'agent.thinking', got '" + d.substr(0, 64) + "'");
+    deltas.insert(d);
+  }
+  WARREN_RETURN_IF_ERROR(AccessibleSession(id, p).status());
+  auto stream = bus_->Subscribe(id, std::move(deltas));
+  stream->set_keepalive(options_.sse_keepalive);
+  // Re-check after subscribing: a delete in between must not leave a stream
+  // open on nothing.
+  if (!store_->GetSession(id).ok()) return Status::NotFound("session " + id + " not found");
+  if (const std::string* last = req.headers.Find("last-event-id"); last && !last->empty()) {
+    WARREN_ASSIGN_OR_RETURN(auto ev, store_->GetEvent(id, *last));
+    if (!ev) return Invalid("Last-Event-ID", "'" + last->substr(0, 64) + "' is not an event of this session");
+    WARREN_ASSIGN_OR_RETURN(auto replay, store_->EventsAfter(id, ev->seq, 100000));
+    stream->Replay(replay);
+  }
+  http::HandlerResult r;
+  r.response.status = 200;
+  r.stream = stream;
+  return r;
+}
+
+}  // namespace warren::api

@@ -1,0 +1,36 @@
+// Router: matches (method, path) against patterns like
+// "/v1/sessions/{session_id}/events" and calls the route's handler with the
+// captured parameters. Distinguishes 404 (no path) from 405 (wrong method).
+// Immutable after setup; thread-safe for concurrent Match.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "http/http_server.h"
+
+namespace warren::api {
+
+using Params = std::map<std::string, std::string>;
+using RouteHandler = std::function<http::HandlerResult(http::HttpRequest&, const Params&)>;
+
+class Router final {
+ public:
+  void Add(std::string method, std::string pattern, RouteHandler handler);
+
+  enum class MatchResult { kFound, kNoPath, kWrongMethod };
+  MatchResult Match(const std::string& method, const std::string& path, const RouteHandler** handler,
+                    Params* params) const;
+
+ private:
+  struct Route {
+    std::string method;
+    std::vector<std::string> segments;  // "{x}" = capture
+    RouteHandler handler;
+  };
+  std::vector<Route> routes_;
+};
+
+}  // namespace warren::api

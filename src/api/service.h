@@ -1,0 +1,115 @@
+// ApiService: the Managed Agents HTTP API (spec sections 0-2) over a Store.
+//
+// Owns the routing table; handlers validate input, authorise the caller,
+// and perform each write as one store transaction. Persisted events are
+// published to live streams through the EventBus from inside the commit.
+// Thread-safe: handlers run concurrently on the HTTP worker pool.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "api/auth.h"
+#include "api/event_bus.h"
+#include "api/router.h"
+#include "common/clock.h"
+#include "http/http_server.h"
+#include "store/store.h"
+
+namespace warren::api {
+
+// Notified after client events are persisted (the engine and the work
+// queue subscribe). Implementations must be thread-safe and must not block.
+class SessionObserver {
+ public:
+  virtual ~SessionObserver() = default;
+  virtual void OnSessionCreated(const Json& session) = 0;
+  virtual void OnClientEvents(const Json& session, const std::vector<store::StoredEvent>& events) = 0;
+  virtual void OnSessionDeleted(const std::string& session_id) = 0;
+};
+
+struct ApiOptions {
+  size_t max_events_per_request = 100;
+  std::chrono::milliseconds sse_keepalive{15000};
+};
+
+class ApiService final {
+ public:
+  ApiService(store::Store* store, EventBus* bus, Authenticator* auth, Clock* clock, ApiOptions options = {});
+
+  // Entry point for the HTTP server.
+  http::HandlerResult Handle(http::HttpRequest& req);
+
+  // Optional; set before serving.
+  void set_observer(SessionObserver* observer) { observer_ = observer; }
+  // Extra routes (work queue, Warren extensions) registered by other modules.
+  Router& router() { return router_; }
+
+  // Shared helpers for route modules.
+  static http::HandlerResult JsonResult(const Json& body, int status = 200);
+  static http::HandlerResult ErrorResult(const Status& s, const http::HttpRequest& req);
+  std::string Now() const { return FormatRfc3339(clock_->NowMicros()); }
+  Result<Principal> Authenticate(const http::HttpRequest& req) const { return auth_->Authenticate(req); }
+
+ private:
+  void RegisterRoutes();
+  using Fn = Result<http::HandlerResult> (ApiService::*)(http::HttpRequest&, const Params&, const Principal&);
+  void Route(const char* method, const char* pattern, Fn fn);
+
+  // agents
+  Result<http::HandlerResult> CreateAgent(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> GetAgent(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> UpdateAgent(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> ListAgents(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> ArchiveAgent(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> ListAgentVersions(http::HttpRequest&, const Params&, const Principal&);
+  // environments
+  Result<http::HandlerResult> CreateEnvironment(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> GetEnvironment(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> UpdateEnvironment(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> ListEnvironments(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> ArchiveEnvironment(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> DeleteEnvironment(http::HttpRequest&, const Params&, const Principal&);
+  // sessions
+  Result<http::HandlerResult> CreateSession(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> GetSession(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> UpdateSession(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> ListSessions(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> ArchiveSession(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> DeleteSession(http::HttpRequest&, const Params&, const Principal&);
+  // events
+  Result<http::HandlerResult> SendEvents(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> ListEvents(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> StreamEvents(http::HttpRequest&, const Params&, const Principal&);
+
+  // Loads a session the principal may access (404 / 403).
+  Result<Json> AccessibleSession(const std::string& id, const Principal& p);
+  Result<Json> ResolveSessionAgent(const Json& spec, const std::string& path);
+  Result<std::vector<Json>> ValidateClientEvents(const Json& events, const Json& session, const std::string& path,
+                                                 bool initial);
+
+  store::Store* store_;
+  EventBus* bus_;
+  Authenticator* auth_;
+  Clock* clock_;
+  ApiOptions options_;
+  SessionObserver* observer_ = nullptr;
+  Router router_;
+};
+
+// ---- paging helpers shared by route modules
+
+struct ListQuery {
+  store::PageSpec spec;
+};
+// Parses `limit`, `page`, and (if allow_order) `order` with defaults.
+Result<store::PageSpec> ParsePaging(const http::HttpRequest& req, int default_limit, int max_limit,
+                                    store::Order default_order, bool allow_order);
+// Parses created_at[gt|gte|lt|lte] into `range`.
+Status ParseTimeRange(const http::HttpRequest& req, const std::string& field, store::TimeRange* range);
+// {"data":[...],"next_page":...[,"prev_page":...]}
+Json PageBody(const store::Page& page, const store::PageSpec& spec, bool bidirectional);
+// Parses the JSON body as an object (400 when empty, broken or not an object).
+Result<Json> BodyObject(const http::HttpRequest& req, bool allow_empty = false);
+
+}  // namespace warren::api

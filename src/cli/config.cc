@@ -1,0 +1,99 @@
+#include "cli/config.h"
+
+#include <fstream>
+#include <sstream>
+
+namespace warren::cli {
+namespace {
+
+struct Key {
+  const char* name;
+  const char* env;
+  enum Kind { kString, kSize, kInt } kind;
+  void* slot;
+};
+
+std::vector<Key> Keys(ServeConfig* c) {
+  return {
+      {"data_dir", "WARREN_DATA_DIR", Key::kString, &c->data_dir},
+      {"listen", "WARREN_LISTEN", Key::kString, &c->listen},
+      {"log_level", "WARREN_LOG_LEVEL", Key::kString, &c->log_level},
+      {"log_format", "WARREN_LOG_FORMAT", Key::kString, &c->log_format},
+      {"sqlite_synchronous", "WARREN_SQLITE_SYNCHRONOUS", Key::kString, &c->sqlite_synchronous},
+      {"max_body_bytes", "WARREN_MAX_BODY_BYTES", Key::kSize, &c->max_body_bytes},
+      {"max_connections", "WARREN_MAX_CONNECTIONS", Key::kSize, &c->max_connections},
+      {"worker_threads", "WARREN_WORKER_THREADS", Key::kInt, &c->worker_threads},
+      {"sse_keepalive_ms", "WARREN_SSE_KEEPALIVE_MS", Key::kInt, &c->sse_keepalive_ms},
+  };
+}
+
+Status SetFromString(const Key& k, const std::string& v) {
+  switch (k.kind) {
+    case Key::kString: *static_cast<std::string*>(k.slot) = v; return Status::Ok();
+    case Key::kSize:
+    case Key::kInt: {
+      try {
+        size_t pos = 0;
+        long long n = std::stoll(v, &pos);
+        if (pos != v.size() || n < 0) throw std::invalid_argument("x");
+        if (k.kind == Key::kSize) *static_cast<size_t*>(k.slot) = static_cast<size_t>(n);
+        else *static_cast<int*>(k.slot) = static_cast<int>(n);
+      } catch (...) {
+        return Status::InvalidArgument(std::string(k.name) + ": expected a non-negative integer, got '" + v + "'");
+      }
+      return Status::Ok();
+    }
+  }
+  return Status::Ok();
+}
+
+Status Check(const ServeConfig& c) {
+  if (c.sqlite_synchronous != "FULL" && c.sqlite_synchronous != "NORMAL")
+    return Status::InvalidArgument("sqlite_synchronous must be FULL or NORMAL");
+  if (c.worker_threads < 1 || c.worker_threads > 256) return Status::InvalidArgument("worker_threads must be 1..256");
+  if (c.sse_keepalive_ms < 100) return Status::InvalidArgument("sse_keepalive_ms must be at least 100");
+  if (c.max_body_bytes < 1024) return Status::InvalidArgument("max_body_bytes must be at least 1024");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ApplyConfigJson(const Json& file, ServeConfig* cfg) {
+  if (!file.is_object()) return Status::InvalidArgument("config file must hold a JSON object");
+  auto keys = Keys(cfg);
+  for (auto it = file.begin(); it != file.end(); ++it) {
+    const Key* key = nullptr;
+    for (const Key& k : keys)
+      if (it.key() == k.name) key = &k;
+    if (!key) return Status::InvalidArgument("unknown config key '" + it.key() + "'");
+    const Json& v = it.value();
+    if (key->kind == Key::kString) {
+      if (!v.is_string()) return Status::InvalidArgument(it.key() + ": expected a string");
+      WARREN_RETURN_IF_ERROR(SetFromString(*key, v.get<std::string>()));
+    } else {
+      if (!v.is_number_integer()) return Status::InvalidArgument(it.key() + ": expected an integer");
+      WARREN_RETURN_IF_ERROR(SetFromString(*key, std::to_string(v.get<long long>())));
+    }
+  }
+  return Check(*cfg);
+}
+
+Status ApplyEnvironment(ServeConfig* cfg, const std::function<const char*(const char*)>& getenv_fn) {
+  for (const Key& k : Keys(cfg)) {
+    const char* v = getenv_fn(k.env);
+    if (v && *v) WARREN_RETURN_IF_ERROR(SetFromString(k, v).WithContext(k.env));
+  }
+  return Check(*cfg);
+}
+
+Status LoadConfigFile(const std::string& path, ServeConfig* cfg) {
+  std::ifstream in(path);
+  if (!in) return Status::NotFound("cannot read config file " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto j = ParseJson(ss.str());
+  if (!j.ok()) return j.status().WithContext(path);
+  return ApplyConfigJson(*j, cfg).WithContext(path);
+}
+
+}  // namespace warren::cli

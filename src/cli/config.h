@@ -1,0 +1,35 @@
+// ServeConfig: `warren serve` settings from, in rising precedence, built-in
+// defaults, a JSON config file (`--config FILE`, else DATA_DIR/warren.json
+// when present), WARREN_* environment variables, and command-line flags.
+// See docs/CONFIG.md for every key.
+#pragma once
+
+#include <string>
+
+#include "common/json.h"
+#include "common/status.h"
+
+namespace warren::cli {
+
+struct ServeConfig {
+  std::string data_dir = "warren-data";
+  std::string listen = "127.0.0.1:8400";
+  std::string log_level = "info";
+  std::string log_format = "text";
+  std::string sqlite_synchronous = "FULL";
+  size_t max_body_bytes = 8 * 1024 * 1024;
+  size_t max_connections = 20000;
+  int worker_threads = 4;
+  int sse_keepalive_ms = 15000;
+};
+
+// Applies the keys of `file` (a JSON object) onto `cfg`; unknown keys and
+// wrong types are errors.
+Status ApplyConfigJson(const Json& file, ServeConfig* cfg);
+// Applies WARREN_LISTEN, WARREN_DATA_DIR, WARREN_LOG_LEVEL, ... from
+// `getenv`.
+Status ApplyEnvironment(ServeConfig* cfg, const std::function<const char*(const char*)>& getenv_fn);
+// Reads and applies a config file.
+Status LoadConfigFile(const std::string& path, ServeConfig* cfg);
+
+}  // namespace warren::cli

@@ -1,0 +1,35 @@
+#include "cli/config.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+namespace warren::cli {
+namespace {
+
+TEST(ConfigTest, FileThenEnvironment) {
+  ServeConfig c;
+  ASSERT_TRUE(ApplyConfigJson(Json{{"listen", "0.0.0.0:9000"}, {"worker_threads", 8}}, &c).ok());
+  EXPECT_EQ(c.listen, "0.0.0.0:9000");
+  EXPECT_EQ(c.worker_threads, 8);
+  std::map<std::string, std::string> env = {{"WARREN_LISTEN", "127.0.0.1:1"}, {"WARREN_MAX_BODY_BYTES", "4096"}};
+  ASSERT_TRUE(ApplyEnvironment(&c, [&](const char* n) -> const char* {
+                auto it = env.find(n);
+                return it == env.end() ? nullptr : it->second.c_str();
+              }).ok());
+  EXPECT_EQ(c.listen, "127.0.0.1:1");
+  EXPECT_EQ(c.max_body_bytes, 4096u);
+}
+
+TEST(ConfigTest, RejectsUnknownAndBadValues) {
+  ServeConfig c;
+  EXPECT_FALSE(ApplyConfigJson(Json{{"lisen", "x"}}, &c).ok());
+  EXPECT_FALSE(ApplyConfigJson(Json{{"worker_threads", "8"}}, &c).ok());
+  EXPECT_FALSE(ApplyConfigJson(Json{{"sqlite_synchronous", "OFF"}}, &c).ok());
+  EXPECT_FALSE(ApplyConfigJson(Json::array(), &c).ok());
+  auto bad_env = [](const char* n) -> const char* { return std::string(n) == "WARREN_WORKER_THREADS" ? "many" : nullptr; };
+  EXPECT_FALSE(ApplyEnvironment(&c, bad_env).ok());
+}
+
+}  // namespace
+}  // namespace warren::cli
