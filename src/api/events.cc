@@ -147,7 +147,7 @@ Result<http::HandlerResult> ApiService::SendEvents(http::HttpRequest& req, const
   WARREN_ASSIGN_OR_RETURN(auto stored, store_->AppendEvents(id, check, evs, [&](const std::vector<store::StoredEvent>& s) {
                             bus_->Publish(id, s);
                           }));
-  if (observer_) observer_->OnClientEvents(session, stored);
+  for (SessionObserver* o : observers_) o->OnClientEvents(session, stored);
   Json data = Json::array();
   for (const auto& e : stored) data.push_back(e.body);
   return JsonResult({{"data", data}});

@@ -40,8 +40,8 @@ class ApiService final {
   // Entry point for the HTTP server.
   http::HandlerResult Handle(http::HttpRequest& req);
 
-  // Optional; set before serving.
-  void set_observer(SessionObserver* observer) { observer_ = observer; }
+  // Observers are notified in registration order; add before serving.
+  void add_observer(SessionObserver* observer) { observers_.push_back(observer); }
   // Extra routes (work queue, Warren extensions) registered by other modules.
   Router& router() { return router_; }
 
@@ -93,7 +93,7 @@ class ApiService final {
   Authenticator* auth_;
   Clock* clock_;
   ApiOptions options_;
-  SessionObserver* observer_ = nullptr;
+  std::vector<SessionObserver*> observers_;
   Router router_;
 };
 

@@ -252,9 +252,9 @@ Result<http::HandlerResult> ApiService::CreateSession(http::HttpRequest& req, co
   WARREN_ASSIGN_OR_RETURN(auto events, store_->CreateSession(stored, initial, [&](const std::vector<store::StoredEvent>& evs) {
                             bus_->Publish(sid, evs);
                           }));
-  if (observer_) {
-    observer_->OnSessionCreated(stored);
-    if (!events.empty()) observer_->OnClientEvents(stored, events);
+  for (SessionObserver* o : observers_) {
+    o->OnSessionCreated(stored);
+    if (!events.empty()) o->OnClientEvents(stored, events);
   }
   return JsonResult(session);
 }
@@ -396,7 +396,7 @@ Result<http::HandlerResult> ApiService::DeleteSession(http::HttpRequest&, const 
     return Status::InvalidArgument("cannot delete session " + id + " while it is running; send user.interrupt first");
   WARREN_RETURN_IF_ERROR(store_->DeleteSession(id));
   bus_->EndSession(id, {{"type", "session.deleted"}, {"id", NewId(idprefix::kEvent)}, {"processed_at", Now()}});
-  if (observer_) observer_->OnSessionDeleted(id);
+  for (SessionObserver* o : observers_) o->OnSessionDeleted(id);
   return JsonResult({{"id", id}, {"type", "session_deleted"}});
 }
 
