@@ -1,0 +1,111 @@
+#include "runner/tools.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <thread>
+
+namespace warren::runner {
+namespace {
+
+std::string Text(const ToolResult& r) { return r.content.at(0).value("text", ""); }
+
+class ToolsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/warren-tools-XXXXXX";
+    root_ = mkdtemp(tmpl);
+    work_ = root_ + "/w";
+    mem_ = root_ + "/mem";
+    mkdir(work_.c_str(), 0755);
+    mkdir(mem_.c_str(), 0755);
+    std::ofstream(mem_ + "/note.md") << "remember\n";
+  }
+  void TearDown() override { system(("rm -rf " + root_).c_str()); }
+  std::string root_, work_, mem_;
+};
+
+TEST_F(ToolsTest, BashStatePersistsAndScrubsCredentials) {
+  setenv("ANTHROPIC_API_KEY", "secret", 1);
+  setenv("anthropic_lower", "secret", 1);
+  Toolset t({work_});
+  EXPECT_EQ(Text(t.Run("bash", {{"command", "cd /tmp && X=1"}})), "(no output)");
+  EXPECT_EQ(Text(t.Run("bash", {{"command", "echo $X $PWD ${ANTHROPIC_API_KEY:-none} ${anthropic_lower:-none}"}})),
+            "1 /tmp none none");
+  unsetenv("ANTHROPIC_API_KEY");
+  unsetenv("anthropic_lower");
+}
+
+TEST_F(ToolsTest, BashTimeoutKillsShell) {
+  Toolset t({work_});
+  auto r = t.Run("bash", {{"command", "Y=2; sleep 10"}, {"timeout_ms", 200}});
+  EXPECT_TRUE(r.is_error);
+  EXPECT_EQ(Text(r), "bash: bash command timed out after 200ms");
+  EXPECT_EQ(Text(t.Run("bash", {{"command", "echo ${Y:-fresh}"}})), "fresh");
+}
+
+TEST_F(ToolsTest, BashCancelFromAnotherThread) {
+  Toolset t({work_});
+  std::atomic<bool> cancel{false};
+  std::thread killer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    cancel = true;
+  });
+  auto start = std::chrono::steady_clock::now();
+  auto r = t.Run("bash", {{"command", "sleep 20"}}, &cancel);
+  killer.join();
+  EXPECT_TRUE(r.is_error);
+  EXPECT_EQ(Text(r), "bash: This operation was aborted");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+TEST_F(ToolsTest, AllowedAndReadOnlyRoots) {
+  ToolsetOptions o{work_};
+  o.allowed_roots = {mem_};
+  o.read_only_roots = {mem_};
+  Toolset t(o);
+  EXPECT_EQ(Text(t.Run("read", {{"file_path", mem_ + "/note.md"}})), "remember\n");
+  auto w = t.Run("write", {{"file_path", mem_ + "/x.md"}, {"content", "x"}});
+  EXPECT_TRUE(w.is_error);
+  EXPECT_EQ(Text(w), "write: " + mem_ + "/x.md is inside read-only directory " + mem_);
+  auto e = t.Run("edit", {{"file_path", mem_ + "/note.md"}, {"old_string", "re"}, {"new_string", "x"}});
+  EXPECT_TRUE(e.is_error);
+  EXPECT_FALSE(t.Run("write", {{"file_path", "ok.txt"}, {"content", "x"}}).is_error);
+}
+
+TEST_F(ToolsTest, MaxFileBytesConfigurable) {
+  ToolsetOptions o{work_};
+  o.max_file_bytes = 4;
+  Toolset t(o);
+  std::ofstream(work_ + "/five.txt") << "12345";
+  auto r = t.Run("read", {{"file_path", "five.txt"}});
+  EXPECT_TRUE(r.is_error);
+  o.max_file_bytes = std::nullopt;
+  Toolset u(o);
+  EXPECT_EQ(Text(u.Run("read", {{"file_path", "five.txt"}})), "12345");
+}
+
+TEST_F(ToolsTest, GrepWalkerTimeoutIsReported) {
+  ToolsetOptions o{work_};
+  o.grep_timeout_ms = 0;
+  Toolset t(o);
+  std::ofstream(work_ + "/a.txt") << "hit\n";
+  setenv("PATH", "/nonexistent", 1);  // no rg: the built-in walker runs
+  auto r = t.Run("grep", {{"pattern", "hit"}});
+  setenv("PATH", "/usr/local/bin:/usr/bin:/bin", 1);
+  EXPECT_TRUE(r.is_error);
+  EXPECT_EQ(Text(r), "grep: timed out after 0s");
+}
+
+TEST_F(ToolsTest, UnknownToolAndBadTypes) {
+  Toolset t({work_});
+  EXPECT_TRUE(t.Run("nope", Json::object()).is_error);
+  EXPECT_EQ(Text(t.Run("read", {{"file_path", 5}})), "read: file_path must be a string");
+  EXPECT_EQ(Base64Encode("hi"), "aGk=");
+}
+
+}  // namespace
+}  // namespace warren::runner

@@ -1,0 +1,398 @@
+#include "runner/worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <thread>
+
+#include "common/ids.h"
+#include "common/log.h"
+#include "runner/text_util.h"
+
+extern char** environ;
+
+namespace warren::runner {
+namespace {
+
+constexpr int64_t kHeartbeatDefaultMs = 30000;
+constexpr int64_t kTtlDefaultMs = 90000;
+
+int64_t JitterMs(int64_t lo, int64_t hi) {
+  uint32_t r;
+  RandomBytes(&r, sizeof r);
+  return lo + static_cast<int64_t>(r % static_cast<uint32_t>(std::max<int64_t>(1, hi - lo)));
+}
+
+// The lease of one item: why heartbeating ended, first reason wins.
+class Lease final {
+ public:
+  void Finish(LeaseEnd why) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (end_ == LeaseEnd::kNone) end_ = why;
+    cv_.notify_all();
+  }
+  bool done() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return end_ != LeaseEnd::kNone;
+  }
+  LeaseEnd end() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return end_;
+  }
+  bool lost() const {
+    LeaseEnd e = end();
+    return e == LeaseEnd::kLeaseLost || e == LeaseEnd::kAssumedLost;
+  }
+  // Waits up to `ms`; true if the lease ended meanwhile.
+  bool WaitFor(int64_t ms) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return end_ != LeaseEnd::kNone; });
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  LeaseEnd end_ = LeaseEnd::kNone;
+};
+
+}  // namespace
+
+std::string SessionsTokenFromSecret(const std::string& secret) {
+  if (secret.empty()) return "";
+  std::string norm = secret;
+  for (auto& c : norm) {
+    if (c == '+') c = '-';
+    else if (c == '/') c = '_';
+  }
+  while (!norm.empty() && norm.back() == '=') norm.pop_back();
+  std::string decoded;
+  if (!Base64UrlDecode(norm, &decoded)) return "";
+  auto parsed = ParseJson(decoded);
+  if (!parsed.ok() || !parsed->is_object()) return "";
+  const Json& j = *parsed;
+  if (!j.contains("sessions_token") || !j["sessions_token"].is_string()) return "";
+  return j["sessions_token"].get<std::string>();
+}
+
+std::string DefaultWorkerId() {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  std::string hex = RandomUuid();
+  hex.erase(std::remove(hex.begin(), hex.end(), '-'), hex.end());
+  std::string id = hex.substr(0, 12);
+  return host[0] ? std::string(host) + "-" + id : id;
+}
+
+Worker::Worker(HttpClient http, WorkerOptions options) : http_(std::move(http)), opts_(std::move(options)) {
+  if (opts_.worker_id.empty()) opts_.worker_id = DefaultWorkerId();
+}
+
+void Worker::Shutdown() {
+  shutdown_.store(true);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (active_runner_ != nullptr) active_runner_->Stop(/*post_cancelled_result=*/true);
+  if (on_work_pid_ > 0) kill(on_work_pid_, SIGTERM);
+}
+
+Status Worker::HandleItem(const std::string& work_id, const std::string& session_id,
+                          const std::string& secret, const std::string& data_type) {
+  const std::string token = SessionsTokenFromSecret(secret);
+  const std::string cred = token.empty() ? opts_.environment_key : token;
+  if (cred.empty()) {
+    return Status::InvalidArgument(
+        "the work item carried no sessions token and there is no environment key to fall back to");
+  }
+  if (!secret.empty() && token.empty()) {
+    log::Warn("work item carried a secret but no sessions token could be extracted; using the environment key",
+              {{"work_id", work_id}});
+  }
+  ApiClient api(http_, cred, "environments-worker");
+  const std::string env = opts_.environment_id;
+  Lease lease;
+  std::mutex runner_mu;
+  SessionRunner* runner = nullptr;
+  std::atomic<int64_t> ttl_ms{kTtlDefaultMs};
+
+  auto stop_runner = [&](bool post) {
+    std::lock_guard<std::mutex> lock(runner_mu);
+    if (runner != nullptr) runner->Stop(post);
+  };
+
+  std::thread heartbeat([&] {
+    int64_t interval = kHeartbeatDefaultMs;
+    int64_t ttl = kTtlDefaultMs;
+    int64_t last_success = NowMs();
+    std::string last = "NO_HEARTBEAT";
+    auto beat = [&] {
+      ApiResult r = api.Heartbeat(env, work_id, last, std::chrono::milliseconds(interval),
+                                  [&] { return lease.done(); });
+      if (lease.done()) return;
+      if (r.ok() && r.body.is_object()) {
+        last_success = NowMs();
+        if (r.body.contains("last_heartbeat") && r.body["last_heartbeat"].is_string()) {
+          last = r.body["last_heartbeat"].get<std::string>();
+        }
+        if (r.body.contains("ttl_seconds") && r.body["ttl_seconds"].is_number() &&
+            r.body["ttl_seconds"].get<double>() > 0) {
+          ttl = static_cast<int64_t>(r.body["ttl_seconds"].get<double>() * 1000);
+          interval = std::clamp<int64_t>(ttl / 2, 1000, kHeartbeatDefaultMs);
+          ttl_ms.store(ttl);
+          std::lock_guard<std::mutex> lock(runner_mu);
+          if (runner != nullptr) runner->SetSendRetryWindow(ttl);
+        }
+        const std::string state = r.body.value("state", "");
+        if (state == "stopping" || state == "stopped") {
+          log::Info("heartbeat signals shutdown", {{"work_id", work_id}, {"state", state}});
+          lease.Finish(LeaseEnd::kHeartbeatStop);
+          stop_runner(true);
+        } else if (r.body.contains("lease_extended") && r.body["lease_extended"].is_boolean() &&
+                   !r.body["lease_extended"].get<bool>()) {
+          log::Warn("lease not extended, shutting down", {{"work_id", work_id}});
+          lease.Finish(LeaseEnd::kHeartbeatStop);
+          stop_runner(true);
+        }
+        return;
+      }
+      if (r.status == 412) {
+        Json cs;
+        if (r.body.is_object() && r.body.contains("error") && r.body["error"].is_object() &&
+            r.body["error"].contains("details") && r.body["error"]["details"].is_object()) {
+          cs = r.body["error"]["details"].value("current_state", Json());
+        }
+        log::Error("lease lost: heartbeat precondition failed", {{"work_id", work_id}, {"server_state", cs}});
+        lease.Finish(LeaseEnd::kLeaseLost);
+        stop_runner(false);
+        return;
+      }
+      if (r.fatal()) {
+        log::Error("permanent heartbeat failure", {{"work_id", work_id}, {"error", r.Describe()}});
+        lease.Finish(LeaseEnd::kRejected);
+        stop_runner(true);
+        return;
+      }
+      if (NowMs() - last_success > ttl) {
+        log::Error("lease assumed lost: no successful heartbeat in ttl",
+                   {{"work_id", work_id}, {"ttl_ms", ttl}, {"error", r.Describe()}});
+        lease.Finish(LeaseEnd::kAssumedLost);
+        stop_runner(false);
+        return;
+      }
+      log::Warn("transient heartbeat failure", {{"work_id", work_id}, {"error", r.Describe()}});
+    };
+    beat();
+    while (!lease.done()) {
+      if (lease.WaitFor(interval)) break;
+      beat();
+    }
+  });
+
+  Status result;
+  do {
+    if (data_type != "session") {
+      log::Info("skipping non-session work item", {{"work_id", work_id}, {"type", data_type}});
+      break;
+    }
+    ApiResult sess = api.GetSession(session_id, [&] { return lease.done() || shutdown_.load(); });
+    if (!sess.ok()) {
+      result = Status::Unavailable("session retrieve failed: " + sess.Describe());
+      log::Error("work item failed", {{"work_id", work_id}, {"error", sess.Describe()}});
+      break;
+    }
+    if (sess.body.is_object() && sess.body.value("status", "") == "terminated") {
+      log::Info("skipping the work item of a terminated session",
+                {{"work_id", work_id}, {"session_id", session_id}});
+      break;
+    }
+    if (lease.done() || shutdown_.load()) break;
+    Toolset tools(opts_.tools);
+    SessionRunnerOptions ro;
+    ro.session_id = session_id;
+    ro.max_idle_ms = opts_.max_idle_ms;
+    ro.tool_timeout_ms = opts_.tool_timeout_ms;
+    ro.send_retry_window_ms = ttl_ms.load();
+    ApiClient runner_api = api.WithToken(cred, "session-tool-runner");
+    SessionRunner session_runner(&runner_api, &tools, ro);
+    {
+      std::lock_guard<std::mutex> lock(runner_mu);
+      runner = &session_runner;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      active_runner_ = &session_runner;
+    }
+    if (lease.done() || shutdown_.load()) session_runner.Stop(!lease.lost());
+    SessionRunner::End end = session_runner.Run();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      active_runner_ = nullptr;
+    }
+    {
+      std::lock_guard<std::mutex> lock(runner_mu);
+      runner = nullptr;
+    }
+    tools.Close();
+    if (end == SessionRunner::End::kFatal) result = Status::Unavailable("session event stream failed");
+  } while (false);
+
+  lease.Finish(shutdown_.load() ? LeaseEnd::kShutdown : LeaseEnd::kRunnerDone);
+  heartbeat.join();
+  last_lease_end_.store(lease.end());
+  if (lease.lost()) {
+    log::Info("lease lost; released without stopping it", {{"work_id", work_id}});
+  } else {
+    ApiResult s = api.StopWork(env, work_id, /*force=*/true);
+    if (!s.ok() && s.status != 409) {
+      log::Error("force-stop on exit failed", {{"work_id", work_id}, {"error", s.Describe()}});
+    }
+  }
+  return result;
+}
+
+Status Worker::PollLoop() {
+  ApiClient api(http_, opts_.environment_key, "environments-work-poller");
+  int attempt = 0;
+  auto stopped = [this] { return shutdown_.load(); };
+  log::Info("poller starting", {{"environment_id", opts_.environment_id}, {"worker_id", opts_.worker_id}});
+  while (!shutdown_.load()) {
+    ApiResult r = api.Poll(opts_.environment_id, 999, opts_.worker_id, std::nullopt, stopped);
+    if (shutdown_.load()) break;
+    if (!r.ok()) {
+      if (r.fatal()) {
+        log::Error("poll failed permanently, stopping poller", {{"error", r.Describe()}});
+        return Status::FailedPrecondition("poll failed: " + r.Describe());
+      }
+      int64_t wait = std::min<int64_t>(int64_t{1000} << std::min(attempt, 6), 60000) + JitterMs(0, 1000);
+      ++attempt;
+      log::Warn("poll failed, backing off", {{"error", r.Describe()}, {"backoff_ms", wait}});
+      for (int64_t t = 0; t < wait && !shutdown_.load(); t += 50) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      continue;
+    }
+    attempt = 0;
+    if (r.body.is_null() || !r.body.is_object()) {
+      int64_t wait = JitterMs(1000, 3000);
+      for (int64_t t = 0; t < wait && !shutdown_.load(); t += 50) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      continue;
+    }
+    const Json work = r.body;
+    const std::string work_id = work.value("id", "");
+    const std::string env = work.value("environment_id", opts_.environment_id);
+    const Json data = work.value("data", Json::object());
+    const std::string type = data.is_object() ? data.value("type", "") : "";
+    const std::string sid = data.is_object() ? data.value("id", "") : "";
+    const std::string secret = work.contains("secret") && work["secret"].is_string() ? work["secret"].get<std::string>() : "";
+    log::Info("claimed work", {{"work_id", work_id}, {"work_type", type}});
+    ApiResult ack = api.Ack(env, work_id);
+    if (!ack.ok()) {
+      log::Error("ack failed", {{"work_id", work_id}, {"error", ack.Describe()}});
+      continue;
+    }
+    if (!opts_.on_work.empty()) {
+      if (type != "session") {
+        log::Info("skipping non-session work item", {{"work_id", work_id}, {"type", type}});
+        api.StopWork(env, work_id, true);
+        continue;
+      }
+      Status st = RunOnWork(work);
+      if (st.code() == Code::kFailedPrecondition) return st;  // script cannot be run
+      ApiResult s = api.StopWork(env, work_id, /*force=*/false);
+      if (!s.ok() && s.status != 409) log::Warn("stop failed", {{"work_id", work_id}, {"error", s.Describe()}});
+      continue;
+    }
+    Status st = HandleItem(work_id, sid, secret, type);
+    if (!st.ok()) log::Error("work item failed", {{"work_id", work_id}, {"error", st.ToString()}});
+  }
+  return Status::Ok();
+}
+
+Status Worker::RunOnWork(const Json& work) {
+  const std::string payload = DumpJson(work);
+  const Json data = work.value("data", Json::object());
+  std::vector<std::string> env_storage;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) env_storage.emplace_back(*e);
+  auto set = [&](const std::string& k, const std::string& v) {
+    env_storage.erase(std::remove_if(env_storage.begin(), env_storage.end(),
+                                     [&](const std::string& kv) { return kv.rfind(k + "=", 0) == 0; }),
+                      env_storage.end());
+    env_storage.push_back(k + "=" + v);
+  };
+  set("ANTHROPIC_WORK_ID", work.value("id", ""));
+  set("ANTHROPIC_ENVIRONMENT_ID", work.value("environment_id", opts_.environment_id));
+  set("ANTHROPIC_SESSION_ID", data.value("id", ""));
+  set("ANTHROPIC_ENVIRONMENT_KEY", opts_.environment_key);
+  std::vector<char*> envp;
+  for (auto& s : env_storage) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  int in_p[2], err_p[2];
+  if (pipe2(in_p, O_CLOEXEC) != 0 || pipe2(err_p, O_CLOEXEC) != 0) return Status::FromErrno(errno, "pipe");
+  std::string script = opts_.on_work;
+  char* argv[] = {script.data(), nullptr};
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(in_p[0], 0);
+    dup2(2, 1);  // the script's stdout goes to our stderr
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    signal(SIGPIPE, SIG_DFL);
+    execve(script.c_str(), argv, envp.data());
+    int e = errno;
+    (void)!write(err_p[1], &e, sizeof e);
+    _exit(127);
+  }
+  close(in_p[0]);
+  close(err_p[1]);
+  if (pid < 0) {
+    close(in_p[1]);
+    close(err_p[0]);
+    return Status::FromErrno(errno, "fork");
+  }
+  int exec_errno = 0;
+  ssize_t got = read(err_p[0], &exec_errno, sizeof exec_errno);
+  close(err_p[0]);
+  if (got == sizeof exec_errno) {
+    close(in_p[1]);
+    waitpid(pid, nullptr, 0);
+    log::Error("--on-work script cannot be run", {{"script", script}, {"error", strerror(exec_errno)}});
+    return Status::FailedPrecondition("--on-work script cannot be run: " + std::string(strerror(exec_errno)));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    on_work_pid_ = pid;
+  }
+  size_t off = 0;
+  while (off < payload.size()) {
+    ssize_t n = write(in_p[1], payload.data() + off, payload.size() - off);
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
+  close(in_p[1]);
+  int status = 0;
+  int64_t term_sent_at = -1;
+  for (;;) {
+    pid_t w = waitpid(pid, &status, WNOHANG);
+    if (w == pid) break;
+    if (shutdown_.load()) {
+      if (term_sent_at < 0) {
+        kill(pid, SIGTERM);
+        term_sent_at = NowMs();
+      } else if (NowMs() - term_sent_at > opts_.on_work_kill_delay_ms) {
+        kill(pid, SIGKILL);
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    on_work_pid_ = -1;
+  }
+  log::Info("--on-work script exited", {{"work_id", work.value("id", "")}, {"status", status}});
+  return Status::Ok();
+}
+
+}  // namespace warren::runner
