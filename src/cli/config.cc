@@ -9,7 +9,7 @@ namespace {
 struct Key {
   const char* name;
   const char* env;
-  enum Kind { kString, kSize, kInt } kind;
+  enum Kind { kString, kSize, kInt, kModelField } kind;
   void* slot;
 };
 
@@ -24,12 +24,19 @@ std::vector<Key> Keys(ServeConfig* c) {
       {"max_connections", "WARREN_MAX_CONNECTIONS", Key::kSize, &c->max_connections},
       {"worker_threads", "WARREN_WORKER_THREADS", Key::kInt, &c->worker_threads},
       {"sse_keepalive_ms", "WARREN_SSE_KEEPALIVE_MS", Key::kInt, &c->sse_keepalive_ms},
+      {"engine_threads", "WARREN_ENGINE_THREADS", Key::kInt, &c->engine_threads},
+      // Environment shortcuts into the "model" object.
+      {"provider", "WARREN_MODEL_PROVIDER", Key::kModelField, &c->model},
+      {"script", "WARREN_MODEL_SCRIPT", Key::kModelField, &c->model},
+      {"model", "WARREN_MODEL", Key::kModelField, &c->model},
+      {"base_url", "WARREN_MODEL_BASE_URL", Key::kModelField, &c->model},
   };
 }
 
 Status SetFromString(const Key& k, const std::string& v) {
   switch (k.kind) {
     case Key::kString: *static_cast<std::string*>(k.slot) = v; return Status::Ok();
+    case Key::kModelField: (*static_cast<Json*>(k.slot))[k.name] = v; return Status::Ok();
     case Key::kSize:
     case Key::kInt: {
       try {
@@ -53,6 +60,7 @@ Status Check(const ServeConfig& c) {
   if (c.worker_threads < 1 || c.worker_threads > 256) return Status::InvalidArgument("worker_threads must be 1..256");
   if (c.sse_keepalive_ms < 100) return Status::InvalidArgument("sse_keepalive_ms must be at least 100");
   if (c.max_body_bytes < 1024) return Status::InvalidArgument("max_body_bytes must be at least 1024");
+  if (c.engine_threads < 1 || c.engine_threads > 1024) return Status::InvalidArgument("engine_threads must be 1..1024");
   return Status::Ok();
 }
 
@@ -62,9 +70,14 @@ Status ApplyConfigJson(const Json& file, ServeConfig* cfg) {
   if (!file.is_object()) return Status::InvalidArgument("config file must hold a JSON object");
   auto keys = Keys(cfg);
   for (auto it = file.begin(); it != file.end(); ++it) {
+    if (it.key() == "model") {
+      if (!it.value().is_object()) return Status::InvalidArgument("model: expected an object (see docs/MODELS.md)");
+      cfg->model = it.value();
+      continue;
+    }
     const Key* key = nullptr;
     for (const Key& k : keys)
-      if (it.key() == k.name) key = &k;
+      if (it.key() == k.name && k.kind != Key::kModelField) key = &k;
     if (!key) return Status::InvalidArgument("unknown config key '" + it.key() + "'");
     const Json& v = it.value();
     if (key->kind == Key::kString) {

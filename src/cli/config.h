@@ -21,6 +21,10 @@ struct ServeConfig {
   size_t max_connections = 20000;
   int worker_threads = 4;
   int sse_keepalive_ms = 15000;
+  int engine_threads = 4;
+  // The model provider (models::ModelConfigFromJson keys); scripted offline
+  // by default.
+  Json model = Json{{"provider", "scripted"}};
 };
 
 // Applies the keys of `file` (a JSON object) onto `cfg`; unknown keys and

@@ -18,6 +18,8 @@
 #include "cli/config.h"
 #include "common/log.h"
 #include "common/unique_fd.h"
+#include "engine/engine.h"
+#include "models/model_factory.h"
 #include "http/http_server.h"
 #include "store/sqlite_store.h"
 
@@ -76,10 +78,19 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
     first_key = *key;
   }
 
+  auto model_cfg = models::ModelConfigFromJson(cfg.model);
+  if (!model_cfg.ok()) return Fail(model_cfg.status().WithContext("model config"));
+  auto provider = models::NewModelProvider(*model_cfg);
+  if (!provider.ok()) return Fail(provider.status().WithContext("model provider"));
+
   api::EventBus bus;
   api::ApiOptions api_opts;
   api_opts.sse_keepalive = std::chrono::milliseconds(cfg.sse_keepalive_ms);
   api::ApiService service(store.get(), &bus, &auth, Clock::Real(), api_opts);
+  engine::EngineOptions engine_opts;
+  engine_opts.threads = cfg.engine_threads;
+  engine::Engine engine(store.get(), &bus, provider->get(), Clock::Real(), engine_opts);
+  service.add_observer(&engine);
 
   http::ServerOptions opts;
   opts.listen = cfg.listen;
@@ -87,19 +98,23 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   opts.max_connections = cfg.max_connections;
   opts.worker_threads = cfg.worker_threads;
   http::HttpServer server(opts, [&service](http::HttpRequest& req) { return service.Handle(req); }, api::RenderError);
-  Status s = server.Start();
+  Status s = engine.Start();
+  if (!s.ok()) return Fail(s.WithContext("engine"));
+  s = server.Start();
   if (!s.ok()) return Fail(s);
 
   std::printf("Warren listening on %s\n", server.url().c_str());
   if (!first_key.empty()) std::printf("API key: %s\n", first_key.c_str());
   std::fflush(stdout);
-  log::Info("serve.started", {{"url", server.url()}, {"data_dir", cfg.data_dir}, {"config", config_path}});
+  log::Info("serve.started", {{"url", server.url()}, {"data_dir", cfg.data_dir}, {"config", config_path},
+                              {"model_provider", (*provider)->name()}});
 
   int sig = 0;
   sigwait(&sigs, &sig);
   log::Info("serve.stopping", {{"signal", sig}});
   bus.EndAll();
   server.Stop(std::chrono::seconds(10));
+  engine.Stop();
   log::Info("serve.stopped");
   return 0;
 }

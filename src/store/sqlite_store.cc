@@ -154,6 +154,36 @@ CREATE TABLE keys (
   work_id TEXT,
   created_at INTEGER NOT NULL);
 )sql",
+    // 2: self-hosted work queue (spec 3.3). One row per work item; the
+    // scheduling columns are authoritative, `body` is the public Work object.
+    // At most one live (queued/starting/active) item per session, enforced
+    // by a partial unique index.
+    R"sql(
+CREATE TABLE work_items (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  environment_id TEXT NOT NULL,
+  session_id TEXT,
+  state TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  delivered_at INTEGER,
+  deliveries INTEGER NOT NULL DEFAULT 0,
+  deadline INTEGER,
+  last_heartbeat TEXT,
+  ttl_seconds INTEGER NOT NULL,
+  body TEXT NOT NULL);
+CREATE INDEX work_by_env ON work_items (environment_id, seq);
+CREATE INDEX work_by_env_state ON work_items (environment_id, state, seq);
+CREATE INDEX work_by_session ON work_items (session_id);
+CREATE INDEX work_by_deadline ON work_items (deadline) WHERE deadline IS NOT NULL;
+CREATE UNIQUE INDEX work_live_per_session ON work_items (session_id)
+  WHERE session_id IS NOT NULL AND state IN ('queued', 'starting', 'active');
+CREATE TABLE work_workers (
+  environment_id TEXT NOT NULL,
+  worker_id TEXT NOT NULL,
+  last_poll_at INTEGER NOT NULL,
+  PRIMARY KEY (environment_id, worker_id));
+)sql",
 };
 
 std::string KindName(KeyKind k) {
@@ -533,6 +563,52 @@ Result<Json> SqliteStore::UpdateSession(const std::string& id, const SessionMuta
   return next;
 }
 
+Result<Json> SqliteStore::StepSession(const std::string& id, const StepMutator& mutate, const CommitHook& hook) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Txn txn(db_);
+  WARREN_RETURN_IF_ERROR(txn.status());
+  Stmt st(db_, "SELECT body FROM sessions WHERE id = ?");
+  st.Bind({id});
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return Status::NotFound("session " + id + " not found");
+  WARREN_ASSIGN_OR_RETURN(Json current, st.JsonCol(0));
+  SessionStep step;
+  WARREN_ASSIGN_OR_RETURN(Json next, mutate(current, &step));
+  Stmt up(db_, "UPDATE sessions SET status = ?, archived = ?, body = ? WHERE id = ?");
+  up.Bind({next.at("status").get<std::string>(), int64_t{next.value("archived_at", Json()).is_null() ? 0 : 1},
+           DumpJson(next), id});
+  WARREN_RETURN_IF_ERROR(up.Exec());
+  for (const Json& ev : step.replace) {
+    Stmt rep(db_, "UPDATE events SET body = ?, ts = ? WHERE session_id = ? AND id = ?");
+    rep.Bind({DumpJson(ev), TimeOf(ev, "processed_at"), id, ev.at("id").get<std::string>()});
+    WARREN_RETURN_IF_ERROR(rep.Exec());
+    if (sqlite3_changes(db_) == 0) return Status::NotFound("event " + ev.at("id").get<std::string>() + " not found");
+  }
+  WARREN_ASSIGN_OR_RETURN(auto stored, InsertEventsLocked(id, step.append));
+  WARREN_RETURN_IF_ERROR(txn.Commit());
+  if (hook) {
+    for (const Json& ev : step.replace) stored.push_back(StoredEvent{0, ev});
+    if (!stored.empty()) hook(stored);
+  }
+  return next;
+}
+
+Result<std::vector<std::string>> SqliteStore::SessionsNeedingEngine() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> out;
+  Stmt st(db_,
+          "SELECT id FROM sessions WHERE status IN ('running', 'rescheduling') "
+          "UNION SELECT DISTINCT session_id FROM events WHERE (type LIKE 'user.%' OR type = 'system.message') "
+          "AND json_extract(body, '$.processed_at') IS NULL");
+  WARREN_RETURN_IF_ERROR(st.prepared());
+  for (;;) {
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(st.Text(0));
+  }
+  return out;
+}
+
 Result<Page> SqliteStore::ListSessions(const SessionFilter& f, const PageSpec& page) {
   std::lock_guard<std::mutex> lock(mu_);
   std::string where = "1=1";
@@ -670,6 +746,198 @@ Result<int64_t> SqliteStore::CountKeys(KeyKind kind) {
   st.Bind({KindName(kind)});
   WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
   return row ? st.Int(0) : 0;
+}
+
+// ------------------------------------------------------------------- work
+
+namespace {
+
+constexpr const char* kWorkCols =
+    "seq, id, environment_id, session_id, state, created_at, delivered_at, deliveries, deadline, last_heartbeat, "
+    "ttl_seconds, body";
+
+Param OptInt(const std::optional<int64_t>& v) { return v ? Param(*v) : Param(nullptr); }
+Param OptText(const std::optional<std::string>& v) { return v ? Param(*v) : Param(nullptr); }
+
+Result<WorkRecord> WorkFromRow(const Stmt& st) {
+  WorkRecord w;
+  w.seq = st.Int(0);
+  w.id = st.Text(1);
+  w.environment_id = st.Text(2);
+  w.session_id = st.Text(3);
+  w.state = st.Text(4);
+  w.created_at = st.Int(5);
+  if (!st.IsNull(6)) w.delivered_at = st.Int(6);
+  w.deliveries = st.Int(7);
+  if (!st.IsNull(8)) w.deadline = st.Int(8);
+  if (!st.IsNull(9)) w.last_heartbeat = st.Text(9);
+  w.ttl_seconds = static_cast<int>(st.Int(10));
+  WARREN_ASSIGN_OR_RETURN(w.body, st.JsonCol(11));
+  return w;
+}
+
+}  // namespace
+
+Result<std::optional<WorkRecord>> SqliteStore::ReadWorkLocked(const std::string& id) {
+  Stmt st(db_, std::string("SELECT ") + kWorkCols + " FROM work_items WHERE id = ?");
+  WARREN_RETURN_IF_ERROR(st.prepared());
+  st.Bind({id});
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return std::optional<WorkRecord>();
+  WARREN_ASSIGN_OR_RETURN(WorkRecord w, WorkFromRow(st));
+  return std::optional<WorkRecord>(std::move(w));
+}
+
+Status SqliteStore::WriteWorkLocked(const WorkRecord& w) {
+  Stmt up(db_,
+          "UPDATE work_items SET state = ?, delivered_at = ?, deliveries = ?, deadline = ?, last_heartbeat = ?, "
+          "ttl_seconds = ?, body = ? WHERE id = ?");
+  WARREN_RETURN_IF_ERROR(up.prepared());
+  up.Bind({w.state, OptInt(w.delivered_at), w.deliveries, OptInt(w.deadline), OptText(w.last_heartbeat),
+           int64_t{w.ttl_seconds}, DumpJson(w.body), w.id});
+  return up.Exec();
+}
+
+Status SqliteStore::CreateWork(const WorkRecord& w) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_,
+          "INSERT INTO work_items (id, environment_id, session_id, state, created_at, delivered_at, deliveries, "
+          "deadline, last_heartbeat, ttl_seconds, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  WARREN_RETURN_IF_ERROR(st.prepared());
+  st.Bind({w.id, w.environment_id, w.session_id.empty() ? Param(nullptr) : Param(w.session_id), w.state, w.created_at,
+           OptInt(w.delivered_at), w.deliveries, OptInt(w.deadline), OptText(w.last_heartbeat),
+           int64_t{w.ttl_seconds}, DumpJson(w.body)});
+  Status s = st.Exec();
+  if (s.code() == Code::kConflict)
+    return Status::Conflict("session " + w.session_id + " already has a live work item");
+  return s;
+}
+
+Result<WorkRecord> SqliteStore::GetWork(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  WARREN_ASSIGN_OR_RETURN(auto w, ReadWorkLocked(id));
+  if (!w) return Status::NotFound("work item " + id + " not found");
+  return std::move(*w);
+}
+
+Result<WorkRecord> SqliteStore::UpdateWork(const std::string& id, const std::function<Status(WorkRecord*)>& mutate) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Txn txn(db_);
+  WARREN_RETURN_IF_ERROR(txn.status());
+  WARREN_ASSIGN_OR_RETURN(auto cur, ReadWorkLocked(id));
+  if (!cur) return Status::NotFound("work item " + id + " not found");
+  WorkRecord next = *cur;
+  WARREN_RETURN_IF_ERROR(mutate(&next));
+  next.id = cur->id;
+  next.seq = cur->seq;
+  next.environment_id = cur->environment_id;
+  next.session_id = cur->session_id;
+  next.created_at = cur->created_at;
+  WARREN_RETURN_IF_ERROR(WriteWorkLocked(next));
+  WARREN_RETURN_IF_ERROR(txn.Commit());
+  return next;
+}
+
+Result<std::optional<WorkRecord>> SqliteStore::ClaimWork(const std::string& environment_id, int64_t now,
+                                                         int64_t redeliver_before) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Txn txn(db_);
+  WARREN_RETURN_IF_ERROR(txn.status());
+  Stmt st(db_, std::string("SELECT ") + kWorkCols +
+                   " FROM work_items WHERE environment_id = ? AND state = 'queued' AND "
+                   "(delivered_at IS NULL OR delivered_at <= ?) ORDER BY seq ASC LIMIT 1");
+  WARREN_RETURN_IF_ERROR(st.prepared());
+  st.Bind({environment_id, redeliver_before});
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return std::optional<WorkRecord>();
+  WARREN_ASSIGN_OR_RETURN(WorkRecord w, WorkFromRow(st));
+  w.delivered_at = now;
+  w.deliveries++;
+  WARREN_RETURN_IF_ERROR(WriteWorkLocked(w));
+  WARREN_RETURN_IF_ERROR(txn.Commit());
+  return std::optional<WorkRecord>(std::move(w));
+}
+
+Result<Page> SqliteStore::ListWork(const std::string& environment_id, const PageSpec& page) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return QueryPage(db_, "work_items", "environment_id = ?", {environment_id}, page);
+}
+
+Result<std::vector<WorkRecord>> SqliteStore::UnstoppedWorkForSession(const std::string& session_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_, std::string("SELECT ") + kWorkCols +
+                   " FROM work_items WHERE session_id = ? AND state != 'stopped' ORDER BY seq ASC");
+  WARREN_RETURN_IF_ERROR(st.prepared());
+  st.Bind({session_id});
+  std::vector<WorkRecord> out;
+  for (;;) {
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    WARREN_ASSIGN_OR_RETURN(WorkRecord w, WorkFromRow(st));
+    out.push_back(std::move(w));
+  }
+  return out;
+}
+
+Result<std::vector<std::string>> SqliteStore::DueWork(const std::string& environment_id, int64_t now, int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string sql =
+      "SELECT id FROM work_items WHERE deadline IS NOT NULL AND deadline <= ? AND "
+      "state IN ('starting', 'active', 'stopping')";
+  std::vector<Param> params{now};
+  if (!environment_id.empty()) {
+    sql += " AND environment_id = ?";
+    params.push_back(environment_id);
+  }
+  sql += " ORDER BY deadline ASC LIMIT ?";
+  params.push_back(int64_t{std::max(limit, 1)});
+  Stmt st(db_, sql);
+  WARREN_RETURN_IF_ERROR(st.prepared());
+  st.Bind(params);
+  std::vector<std::string> out;
+  for (;;) {
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(st.Text(0));
+  }
+  return out;
+}
+
+Status SqliteStore::RecordWorkerPoll(const std::string& environment_id, const std::string& worker_id, int64_t now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_,
+          "INSERT INTO work_workers (environment_id, worker_id, last_poll_at) VALUES (?, ?, ?) "
+          "ON CONFLICT (environment_id, worker_id) DO UPDATE SET last_poll_at = MAX(last_poll_at, excluded.last_poll_at)");
+  WARREN_RETURN_IF_ERROR(st.prepared());
+  st.Bind({environment_id, worker_id, now});
+  return st.Exec();
+}
+
+Result<WorkCounts> SqliteStore::CountWork(const std::string& environment_id, int64_t workers_since) {
+  std::lock_guard<std::mutex> lock(mu_);
+  WorkCounts c;
+  Stmt st(db_,
+          "SELECT COALESCE(SUM(delivered_at IS NULL), 0), COALESCE(SUM(delivered_at IS NOT NULL), 0), MIN(created_at) "
+          "FROM work_items WHERE environment_id = ? AND state = 'queued'");
+  WARREN_RETURN_IF_ERROR(st.prepared());
+  st.Bind({environment_id});
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (row) {
+    c.depth = st.Int(0);
+    c.pending = st.Int(1);
+    if (!st.IsNull(2)) c.oldest_queued_at = st.Int(2);
+  }
+  // Forget workers silent for a day (worker ids are per process).
+  Stmt prune(db_, "DELETE FROM work_workers WHERE environment_id = ? AND last_poll_at < ?");
+  WARREN_RETURN_IF_ERROR(prune.prepared());
+  prune.Bind({environment_id, workers_since - int64_t{86'400'000'000}});
+  WARREN_RETURN_IF_ERROR(prune.Exec());
+  Stmt wk(db_, "SELECT COUNT(*) FROM work_workers WHERE environment_id = ? AND last_poll_at >= ?");
+  WARREN_RETURN_IF_ERROR(wk.prepared());
+  wk.Bind({environment_id, workers_since});
+  WARREN_ASSIGN_OR_RETURN(bool wrow, wk.Step());
+  if (wrow) c.workers = wk.Int(0);
+  return c;
 }
 
 }  // namespace warren::store

@@ -50,6 +50,8 @@ class SqliteStore final : public Store {
   Result<Json> GetSession(const std::string& id) override;
   Result<Json> UpdateSession(const std::string& id, const SessionMutator& mutate, const CommitHook& hook) override;
   Result<Page> ListSessions(const SessionFilter& filter, const PageSpec& page) override;
+  Result<Json> StepSession(const std::string& id, const StepMutator& mutate, const CommitHook& hook) override;
+  Result<std::vector<std::string>> SessionsNeedingEngine() override;
   Status DeleteSession(const std::string& id) override;
 
   Result<std::vector<StoredEvent>> AppendEvents(const std::string& session_id,
@@ -63,9 +65,22 @@ class SqliteStore final : public Store {
   Result<std::optional<KeyRecord>> LookupKey(const std::string& key_hash) override;
   Result<int64_t> CountKeys(KeyKind kind) override;
 
+  Status CreateWork(const WorkRecord& work) override;
+  Result<WorkRecord> GetWork(const std::string& id) override;
+  Result<WorkRecord> UpdateWork(const std::string& id, const std::function<Status(WorkRecord*)>& mutate) override;
+  Result<std::optional<WorkRecord>> ClaimWork(const std::string& environment_id, int64_t now,
+                                              int64_t redeliver_before) override;
+  Result<Page> ListWork(const std::string& environment_id, const PageSpec& page) override;
+  Result<std::vector<WorkRecord>> UnstoppedWorkForSession(const std::string& session_id) override;
+  Result<std::vector<std::string>> DueWork(const std::string& environment_id, int64_t now, int limit) override;
+  Status RecordWorkerPoll(const std::string& environment_id, const std::string& worker_id, int64_t now) override;
+  Result<WorkCounts> CountWork(const std::string& environment_id, int64_t workers_since) override;
+
  private:
   explicit SqliteStore(sqlite3* db) : db_(db) {}
   Status Migrate();
+  Result<std::optional<WorkRecord>> ReadWorkLocked(const std::string& id);
+  Status WriteWorkLocked(const WorkRecord& w);
   Result<std::vector<StoredEvent>> InsertEventsLocked(const std::string& session_id, const std::vector<Json>& events);
 
   std::mutex mu_;

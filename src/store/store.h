@@ -78,6 +78,34 @@ struct KeyRecord {
   std::string work_id;         // kSession
 };
 
+// A work item of a self-hosted environment's queue (spec 3.3). The
+// scheduling fields are the store's indexed columns; `body` is the public
+// Work object (its `secret` always null: secrets are never stored).
+struct WorkRecord {
+  int64_t seq = 0;  // set by the store
+  std::string id;
+  std::string environment_id;
+  std::string session_id;  // data.id of a session item; empty otherwise
+  std::string state;       // queued | starting | active | stopping | stopped
+  int64_t created_at = 0;  // micros
+  // Last poll delivery of a queued item (pending = delivered, not acked).
+  std::optional<int64_t> delivered_at;
+  int64_t deliveries = 0;
+  // Lease end (starting/active) or forced completion (stopping), micros.
+  std::optional<int64_t> deadline;
+  // Compare-and-set token of the lease; nullopt = NO_HEARTBEAT.
+  std::optional<std::string> last_heartbeat;
+  int ttl_seconds = 90;
+  Json body;
+};
+
+struct WorkCounts {
+  int64_t depth = 0;    // queued, not delivered
+  int64_t pending = 0;  // queued, delivered, not acked
+  std::optional<int64_t> oldest_queued_at;  // micros, over depth + pending
+  int64_t workers = 0;  // distinct worker ids that polled since `workers_since`
+};
+
 // Called inside the write transaction's critical section, after commit, in
 // commit order (used to publish events to live streams in order).
 using CommitHook = std::function<void(const std::vector<StoredEvent>&)>;
@@ -118,6 +146,19 @@ class Store {
   // `mutate` may add events to append in the same transaction.
   virtual Result<Json> UpdateSession(const std::string& id, const SessionMutator& mutate, const CommitHook& hook) = 0;
   virtual Result<Page> ListSessions(const SessionFilter& filter, const PageSpec& page) = 0;
+  // The engine's atomic step: `mutate` gets the session and returns the new
+  // one; it may append events and replace the bodies of existing events
+  // (same id, e.g. processed_at set). The hook sees appended events with
+  // their seq and replaced ones with seq 0, in that order.
+  struct SessionStep {
+    std::vector<Json> append;
+    std::vector<Json> replace;
+  };
+  using StepMutator = std::function<Result<Json>(const Json& current, SessionStep* step)>;
+  virtual Result<Json> StepSession(const std::string& id, const StepMutator& mutate, const CommitHook& hook) = 0;
+  // Ids of sessions the engine must look at after a restart: status running
+  // or rescheduling, or holding client events not yet processed.
+  virtual Result<std::vector<std::string>> SessionsNeedingEngine() = 0;
   // Deletes the session and its events; appends nothing.
   virtual Status DeleteSession(const std::string& id) = 0;
 
@@ -139,6 +180,57 @@ class Store {
   virtual Status PutKey(const std::string& key_hash, const KeyRecord& record) = 0;
   virtual Result<std::optional<KeyRecord>> LookupKey(const std::string& key_hash) = 0;
   virtual Result<int64_t> CountKeys(KeyKind kind) = 0;
+
+  // ---- work queue (spec 3.3). Defaults return Unimplemented so that stores
+  // and fakes without a queue need not implement them.
+  // Inserts a new item. Conflict if its session already has a live
+  // (queued/starting/active) item.
+  virtual Status CreateWork(const WorkRecord& work);
+  virtual Result<WorkRecord> GetWork(const std::string& id);
+  // Read-modify-write in one transaction; `mutate` edits the record (not its
+  // id, environment or session) or returns an error that aborts.
+  virtual Result<WorkRecord> UpdateWork(const std::string& id, const std::function<Status(WorkRecord*)>& mutate);
+  // Atomically claims the oldest queued item of `environment_id` that was
+  // never delivered or last delivered at or before `redeliver_before`: sets
+  // delivered_at = now and counts the delivery. nullopt when none.
+  virtual Result<std::optional<WorkRecord>> ClaimWork(const std::string& environment_id, int64_t now,
+                                                      int64_t redeliver_before);
+  // Work objects of one environment, paged by seq.
+  virtual Result<Page> ListWork(const std::string& environment_id, const PageSpec& page);
+  // Items of one session that are not stopped, oldest first.
+  virtual Result<std::vector<WorkRecord>> UnstoppedWorkForSession(const std::string& session_id);
+  // Ids of starting/active/stopping items whose deadline <= now (all
+  // environments when `environment_id` is empty), oldest deadline first.
+  virtual Result<std::vector<std::string>> DueWork(const std::string& environment_id, int64_t now, int limit);
+  // Remembers that `worker_id` polled `environment_id` at `now`.
+  virtual Status RecordWorkerPoll(const std::string& environment_id, const std::string& worker_id, int64_t now);
+  virtual Result<WorkCounts> CountWork(const std::string& environment_id, int64_t workers_since);
 };
+
+inline Status Store::CreateWork(const WorkRecord&) { return Status::Unimplemented("work queue not supported by this store"); }
+inline Result<WorkRecord> Store::GetWork(const std::string&) {
+  return Status::Unimplemented("work queue not supported by this store");
+}
+inline Result<WorkRecord> Store::UpdateWork(const std::string&, const std::function<Status(WorkRecord*)>&) {
+  return Status::Unimplemented("work queue not supported by this store");
+}
+inline Result<std::optional<WorkRecord>> Store::ClaimWork(const std::string&, int64_t, int64_t) {
+  return Status::Unimplemented("work queue not supported by this store");
+}
+inline Result<Page> Store::ListWork(const std::string&, const PageSpec&) {
+  return Status::Unimplemented("work queue not supported by this store");
+}
+inline Result<std::vector<WorkRecord>> Store::UnstoppedWorkForSession(const std::string&) {
+  return Status::Unimplemented("work queue not supported by this store");
+}
+inline Result<std::vector<std::string>> Store::DueWork(const std::string&, int64_t, int) {
+  return Status::Unimplemented("work queue not supported by this store");
+}
+inline Status Store::RecordWorkerPoll(const std::string&, const std::string&, int64_t) {
+  return Status::Unimplemented("work queue not supported by this store");
+}
+inline Result<WorkCounts> Store::CountWork(const std::string&, int64_t) {
+  return Status::Unimplemented("work queue not supported by this store");
+}
 
 }  // namespace warren::store

@@ -1,0 +1,113 @@
+// Engine: the agent loop. Each session is a state machine driven by its
+// durable event log (DESIGN decisions 2 and 8):
+//
+//   client events (user.message, tool results, confirmations, interrupts)
+//     -> consumed in order, each re-published with processed_at set
+//     -> model turn: session.status_running, span.model_request_start,
+//        previews, agent.thinking/agent.message/agent.tool_use...,
+//        span.model_request_end, session.usage
+//     -> tool calls: built-ins become agent.tool_use with evaluated_permission
+//        (the worker answers with user.tool_result), custom tools become
+//        agent.custom_tool_use; the session idles with requires_action
+//     -> end_turn: session.status_idle
+//
+// Every step is one store transaction (StepSession) that writes the events
+// and the engine's derived state (session["_engine"]) together, so a crash at
+// any point leaves the session resumable: on Start() the engine re-schedules
+// sessions that were running or have unprocessed client events; a model call
+// cut off by a crash is closed with span.model_request_end{is_error} and
+// made again, and its result is recorded once.
+//
+// Threading: a pool of worker threads; one session is processed by at most
+// one worker at a time. Thread-safe.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "api/event_bus.h"
+#include "api/service.h"
+#include "common/clock.h"
+#include "common/http_client.h"
+#include "models/model_provider.h"
+#include "store/store.h"
+
+namespace warren::engine {
+
+struct EngineOptions {
+  int threads = 4;
+  int64_t max_tokens = 8192;
+  // Compact when the estimated prompt exceeds this fraction of the model's
+  // context window; keep at least this many recent messages verbatim.
+  double compaction_threshold = 0.8;
+  size_t keep_recent_messages = 6;
+  // Upper bound of model calls in one turn without a client answer (guards
+  // against a model looping on tool errors).
+  int max_model_calls_per_turn = 100;
+};
+
+// Told when a session has built-in tool calls waiting for a worker.
+using WorkNeeded = std::function<void(const std::string& session_id)>;
+
+class Engine final : public api::SessionObserver {
+ public:
+  Engine(store::Store* store, api::EventBus* bus, models::ModelProvider* provider, Clock* clock,
+         EngineOptions options = {});
+  ~Engine() override;
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  void set_work_needed(WorkNeeded fn) { work_needed_ = std::move(fn); }
+
+  // Starts the workers and re-schedules sessions left mid-turn.
+  Status Start();
+  // Cancels model calls in flight and joins the workers.
+  void Stop();
+  // Blocks until no session is scheduled or being processed (tests).
+  void WaitIdle();
+
+  void OnSessionCreated(const Json& session) override;
+  void OnClientEvents(const Json& session, const std::vector<store::StoredEvent>& events) override;
+  void OnSessionDeleted(const std::string& session_id) override;
+
+ private:
+  void Schedule(const std::string& session_id);
+  void WorkerLoop();
+  // Runs steps for one session until it needs nothing more.
+  void Process(const std::string& session_id);
+  // One consume step; returns true if a model call is now due.
+  Result<bool> ConsumeClientEvents(const std::string& session_id);
+  // One model call and its recording; returns true if another is due.
+  Result<bool> ModelTurn(const std::string& session_id);
+  Status Compact(const std::string& session_id, const Json& session, models::ModelRequest* request);
+  std::string Now() const { return FormatRfc3339(clock_->NowMicros()); }
+  Status Step(const std::string& session_id, const store::Store::StepMutator& mutate);
+
+  store::Store* store_;
+  api::EventBus* bus_;
+  models::ModelProvider* provider_;
+  Clock* clock_;
+  EngineOptions options_;
+  WorkNeeded work_needed_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::string> queue_;
+  std::set<std::string> queued_;   // in queue_
+  std::set<std::string> running_;  // being processed
+  std::set<std::string> dirty_;    // scheduled again while running
+  std::map<std::string, std::shared_ptr<CancelToken>> inflight_;  // model calls
+  std::set<std::string> started_here_;  // model phases opened by this process
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace warren::engine

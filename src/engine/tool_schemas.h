@@ -1,0 +1,21 @@
+// Model-facing definitions of the built-in toolset agent_toolset_20260401
+// (input schemas of spec section 4.1) and the session's tool list.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/json.h"
+#include "models/model_types.h"
+
+namespace warren::engine {
+
+// Definition of built-in tool `name` (bash, read, write, edit, glob, grep).
+// Returns false for tools Warren does not run (web_fetch, web_search).
+bool BuiltinToolDefinition(const std::string& name, models::ToolDefinition* out);
+
+// Tools offered to the model for a resolved session agent `tools` array:
+// enabled built-ins and custom tools.
+std::vector<models::ToolDefinition> ToolsForAgent(const Json& tools);
+
+}  // namespace warren::engine
