@@ -107,7 +107,7 @@ asio::awaitable<void> Exchange(Stream& stream, const http::request<http::string_
   while (!parser.is_done()) {
     parser.get().body().data = chunk;
     parser.get().body().size = sizeof chunk;
-    auto [ec, n] = co_await http::async_read(stream, buf, parser, asio::as_tuple(asio::use_awaitable));
+    auto [ec, n] = co_await http::async_read_some(stream, buf, parser, asio::as_tuple(asio::use_awaitable));
     (void)n;
     if (ec == http::error::need_buffer) ec = {};
     if (ec == http::error::end_of_stream || ec == asio::error::eof) break;

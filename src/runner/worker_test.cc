@@ -1,0 +1,187 @@
+#include "runner/worker.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "common/ids.h"
+#include "runner/fake_server.h"
+
+namespace warren::runner {
+namespace {
+
+using testing::FakeApi;
+
+std::vector<std::string> Expected(FakeApi& f) {
+  std::vector<std::string> out;
+  for (const auto& r : f.Requests("/heartbeat")) out.push_back(r.query.at("expected_last_heartbeat"));
+  return out;
+}
+
+std::vector<testing::ReceivedRequest> Stops(FakeApi& f) { return f.Requests("/stop"); }
+
+WorkerOptions Opts() {
+  WorkerOptions o;
+  o.environment_id = "env_1";
+  o.environment_key = "envkey";
+  o.tools.workdir = "/tmp";
+  o.max_idle_ms = 0;
+  return o;
+}
+
+std::string Secret(const std::string& token) {
+  return Base64UrlEncode("{\"sessions_token\":\"" + token + "\"}");
+}
+
+TEST(Worker, SecretDecoding) {
+  EXPECT_EQ(SessionsTokenFromSecret(Secret("tok")), "tok");
+  EXPECT_EQ(SessionsTokenFromSecret(Secret("tok") + "=="), "tok");
+  EXPECT_EQ(SessionsTokenFromSecret("!!!"), "");
+  EXPECT_EQ(SessionsTokenFromSecret(Base64UrlEncode("{\"x\":1}")), "");
+}
+
+TEST(Worker, HeartbeatsCompareAndSetAndAStopRequestEndsServing) {
+  FakeApi f;
+  f.ttl_seconds = 2;  // interval clamp(ttl/2) = 1 s
+  Worker w(HttpClient(*ParseBaseUrl(f.base_url())), Opts());
+  std::thread t([&] { EXPECT_TRUE(w.HandleItem("work_1", "sesn_1", Secret("sess-token")).ok()); });
+  ASSERT_TRUE(f.WaitFor([&] { return f.Requests("/heartbeat").size() >= 2; }));
+  auto start = std::chrono::steady_clock::now();
+  f.SetWorkState("stopping");
+  t.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(2500));
+  auto exp = Expected(f);
+  ASSERT_GE(exp.size(), 2u);
+  EXPECT_EQ(exp[0], "NO_HEARTBEAT");
+  EXPECT_EQ(exp[1], "2026-11-24T06:00:00.100001Z");
+  EXPECT_EQ(f.Requests("/heartbeat")[0].headers["authorization"], "Bearer sess-token");
+  auto stops = Stops(f);
+  ASSERT_EQ(stops.size(), 1u);
+  EXPECT_EQ(stops[0].body["force"], true);
+  EXPECT_EQ(w.last_lease_end(), LeaseEnd::kHeartbeatStop);
+}
+
+TEST(Worker, A412StopsServingWithoutStoppingTheItem) {
+  FakeApi f;
+  f.heartbeat_412 = 1;
+  Worker w(HttpClient(*ParseBaseUrl(f.base_url())), Opts());
+  EXPECT_TRUE(w.HandleItem("work_1", "sesn_1", "").ok());
+  EXPECT_EQ(w.last_lease_end(), LeaseEnd::kLeaseLost);
+  EXPECT_TRUE(Stops(f).empty());
+  EXPECT_EQ(f.Requests("/heartbeat")[0].headers["authorization"], "Bearer envkey");
+}
+
+TEST(Worker, TerminatedSessionIsReleasedWithoutRunningTools) {
+  FakeApi f;
+  f.session_status = "terminated";
+  Worker w(HttpClient(*ParseBaseUrl(f.base_url())), Opts());
+  EXPECT_TRUE(w.HandleItem("work_1", "sesn_1", "").ok());
+  EXPECT_TRUE(f.Requests("/events/stream").empty());
+  ASSERT_EQ(Stops(f).size(), 1u);
+}
+
+// --- the real binary ---
+
+std::string Slurp(const std::string& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+pid_t Spawn(const std::vector<std::string>& args, const std::vector<std::string>& env) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int WaitExit(pid_t pid, int ms) {
+  for (int i = 0; i < ms / 20; ++i) {
+    int st;
+    if (waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  return -1;
+}
+
+TEST(RunnerBinary, RunOverUnixSocketExitsCleanlyOnSigterm) {
+  FakeApi f(/*unix_socket=*/true);
+  char tmpl[] = "/tmp/warren-run-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  std::string secret_file = dir + "/secret";
+  std::ofstream(secret_file) << Secret("sess-token") << "\n";
+  chmod(secret_file.c_str(), 0644);
+  std::vector<std::string> base = {WARREN_RUNNER_BIN, "run", "--workdir", dir, "--base-url", f.base_url(),
+                                   "--work-secret-file", secret_file};
+  std::vector<std::string> env = {"ANTHROPIC_SESSION_ID=sesn_1", "ANTHROPIC_WORK_ID=work_1",
+                                  "ANTHROPIC_ENVIRONMENT_ID=env_1"};
+  // World-readable secret files are refused.
+  EXPECT_EQ(WaitExit(Spawn(base, env), 10000), 2);
+  chmod(secret_file.c_str(), 0600);
+  pid_t pid = Spawn(base, env);
+  ASSERT_TRUE(f.WaitFor([&] { return !f.Requests("/events/stream").empty(); }));
+  f.Append({{"type", "agent.tool_use"}, {"id", "sevt_1"}, {"name", "bash"},
+            {"input", {{"command", "echo $ANTHROPIC_SESSION_ID-x; sleep 30"}}}});
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  kill(pid, SIGTERM);
+  EXPECT_EQ(WaitExit(pid, 10000), 0);
+  auto posted = f.PostedEvents();
+  ASSERT_EQ(posted.size(), 1u);
+  EXPECT_EQ(posted[0]["tool_use_id"], "sevt_1");
+  EXPECT_EQ(posted[0]["is_error"], true);
+  auto stops = Stops(f);
+  ASSERT_EQ(stops.size(), 1u);
+  EXPECT_EQ(stops[0].body["force"], true);
+  EXPECT_EQ(stops[0].headers["authorization"], "Bearer sess-token");
+  system(("rm -rf " + dir).c_str());
+}
+
+TEST(RunnerBinary, PollHandsItemsToTheOnWorkScript) {
+  FakeApi f;
+  char tmpl[] = "/tmp/warren-poll-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  std::string script = dir + "/on-work.sh";
+  std::ofstream(script) << "#!/bin/sh\n"
+                        << "echo \"$ANTHROPIC_WORK_ID $ANTHROPIC_SESSION_ID $ANTHROPIC_ENVIRONMENT_ID "
+                           "$ANTHROPIC_ENVIRONMENT_KEY\" > " << dir << "/env.txt\n"
+                        << "cat > " << dir << "/stdin.json\n";
+  chmod(script.c_str(), 0755);
+  f.QueueWork({{"type", "work"}, {"id", "work_9"}, {"environment_id", "env_1"},
+               {"data", {{"type", "session"}, {"id", "sesn_9"}}}, {"state", "queued"}, {"secret", Secret("t9")}});
+  pid_t pid = Spawn({WARREN_RUNNER_BIN, "poll", "--environment-id", "env_1", "--environment-key", "envkey",
+                     "--base-url", f.base_url(), "--worker-id", "w-test", "--on-work", script},
+                    {});
+  ASSERT_TRUE(f.WaitFor([&] { return !Stops(f).empty(); }));
+  kill(pid, SIGTERM);
+  EXPECT_EQ(WaitExit(pid, 10000), 0);
+  EXPECT_EQ(Slurp(dir + "/env.txt"), "work_9 sesn_9 env_1 envkey\n");
+  auto item = ParseJson(Slurp(dir + "/stdin.json"));
+  ASSERT_TRUE(item.ok());
+  EXPECT_EQ((*item)["secret"], Secret("t9"));
+  EXPECT_EQ(Stops(f)[0].body["force"], false);
+  auto polls = f.Requests("/work/poll");
+  ASSERT_FALSE(polls.empty());
+  EXPECT_EQ(polls[0].headers["anthropic-worker-id"], "w-test");
+  EXPECT_EQ(polls[0].query["block_ms"], "999");
+  EXPECT_EQ(f.Requests("/ack").size(), 1u);
+  system(("rm -rf " + dir).c_str());
+}
+
+}  // namespace
+}  // namespace warren::runner
