@@ -3,7 +3,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  AuthenticationError, PermissionDeniedError, NotFoundError, BadRequestError, ConflictError,
+  AuthenticationError, PermissionDeniedError, NotFoundError, BadRequestError, ConflictError, ContentTooLargeError,
 } from '@anthropic-ai/sdk';
 import { serverFixture, assertApiError, collect, waitFor, withTimeout } from './lib/util.mjs';
 import { api, envelopeProblems } from './lib/http.mjs';
@@ -114,6 +114,19 @@ describe('auth and error classes', { skip: fx.skip }, () => {
       ConflictError, 409, 'invalid_request_error', '409 duplicate env');
     await assertApiError(fx.client.beta.agents.update(agent.id, { version: 7, name: 'x' }),
       ConflictError, 409, 'invalid_request_error', '409 stale version');
+  });
+
+  test('an oversized body surfaces as ContentTooLargeError (413 request_too_large), every time', async () => {
+    // The answer must reach a client that is still sending: the server has to
+    // read (discard) the rest of the body or linger before closing, otherwise
+    // the close resets the connection and the SDK sees APIConnectionError.
+    const before = (await collect(fx.client.beta.agents.list({ limit: 100, include_archived: true }))).length;
+    for (let i = 0; i < 5; i++) {
+      await assertApiError(fx.client.beta.agents.create({ name: 'big', model: 'm', system: 'a'.repeat(20 << 20) }),
+        ContentTooLargeError, 413, 'request_too_large', `oversized create, attempt ${i + 1}`);
+    }
+    const after = (await collect(fx.client.beta.agents.list({ limit: 100, include_archived: true }))).length;
+    assert.equal(after, before);
   });
 
   test('unknown anthropic-beta values, x-stainless-helper and anthropic-workspace-id are ignored', async () => {

@@ -151,10 +151,12 @@ describe('durability under SIGKILL', { skip }, () => {
       let acks = 0;
       let stop = false;
       let failures = 0;
+      let inflight = 0;
       const victim = srv;
       const worker = async (w) => {
         for (let i = 0; !stop && i < 100_000; i++) {
           const kind = i % 3;
+          inflight++;
           try {
             if (kind === 0) {
               const name = `r${round}-w${w}-agent-${i}`;
@@ -187,6 +189,8 @@ describe('durability under SIGKILL', { skip }, () => {
             // Connection refused/reset: the server is gone. Not acknowledged.
             if (!victim.alive) return;
             failures++;
+          } finally {
+            inflight--;
           }
         }
       };
@@ -194,10 +198,12 @@ describe('durability under SIGKILL', { skip }, () => {
       const t0 = Date.now();
       while (acks < killAfterAcks && Date.now() - t0 < 60_000) await sleep(1);
       assert.ok(acks >= killAfterAcks, `only ${acks} writes acknowledged in 60 s`);
+      const inflightAtKill = inflight;
       await victim.kill9();
       stop = true;
       await Promise.all(running);
       assert.equal(failures, 0, 'no request failed with a non-2xx answer before the kill');
+      assert.ok(inflightAtKill > 0, 'the kill landed while requests were in flight');
       await restart();
       await verifyAll(`after kill mid-load, round ${round + 1}`);
       // The restarted server keeps appending after the recovered log.

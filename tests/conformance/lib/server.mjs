@@ -22,9 +22,9 @@ export const REPO_ROOT = path.resolve(here, '../../..');
 
 export const WARREN_BIN = process.env.WARREN_BIN || path.join(REPO_ROOT, 'build/src/cli/warren');
 
-/** Reason to skip a suite, or null when the binary exists. */
+/** Reason to skip a suite, or false when the binary exists. */
 export function missingBinaryReason() {
-  return existsSync(WARREN_BIN) ? null : `warren binary not found at ${WARREN_BIN} (set WARREN_BIN)`;
+  return existsSync(WARREN_BIN) ? false : `warren binary not found at ${WARREN_BIN} (set WARREN_BIN)`;
 }
 
 export async function makeDataDir(tag = 'conf') {
