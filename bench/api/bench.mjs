@@ -81,6 +81,7 @@ function machine() {
     mem_total_mib: Math.round(os.totalmem() / 1048576),
     kernel: `${os.type()} ${os.release()}`,
     node: process.version,
+    loadavg_1m_at_start: os.loadavg()[0],
   };
 }
 
@@ -176,6 +177,8 @@ async function main() {
       await new Promise((r2) => setTimeout(r2, 500));
     }
     results.rss_end = rss();
+    results.loadavg_1m_at_end = os.loadavg()[0];
+    console.log(`load average (1 min) at start ${results.machine.loadavg_1m_at_start.toFixed(2)}, at end ${results.loadavg_1m_at_end.toFixed(2)}`);
     console.log(`server RSS at end ${f1(results.rss_end.rss_mib)} MiB, peak (VmHWM) ${f1(results.rss_end.hwm_mib)} MiB`);
     if (process.env.BENCH_JSON) writeFileSync(process.env.BENCH_JSON, JSON.stringify(results, null, 2));
   } finally {

@@ -99,6 +99,22 @@ describe('agents', { skip: fx.skip }, () => {
       ConflictError, 409, 'invalid_request_error', 'stale version with retries');
   });
 
+  test('concurrent updates with the same version: exactly one wins, the rest are 409', async () => {
+    const a = await fx.client.beta.agents.create({ name: uniq('race'), model: 'm' });
+    const results = await Promise.allSettled(Array.from({ length: 8 }, (_, i) =>
+      fx.client.beta.agents.update(a.id, { version: 1, description: `writer ${i}` })));
+    const won = results.filter((r) => r.status === 'fulfilled');
+    const lost = results.filter((r) => r.status === 'rejected');
+    assert.equal(won.length, 1, `exactly one update wins: ${results.map((r) => r.status === 'fulfilled' ? 'ok' : r.reason?.status).join(',')}`);
+    for (const r of lost) assert.ok(r.reason instanceof ConflictError, `loser gets ConflictError, got ${r.reason?.constructor?.name} ${r.reason?.message}`);
+    assert.equal(won[0].value.version, 2);
+    const cur = await fx.client.beta.agents.retrieve(a.id);
+    assert.equal(cur.version, 2);
+    assert.equal(cur.description, won[0].value.description);
+    const versions = await collect(fx.client.beta.agents.versions.list(a.id));
+    assert.equal(versions.length, 2, 'losers created no version');
+  });
+
   test('retrieve with version returns that immutable version; without it the latest', async () => {
     const v1 = await fx.client.beta.agents.retrieve(agent.id, { version: 1 });
     assert.equal(v1.version, 1);

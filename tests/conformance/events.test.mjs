@@ -135,6 +135,43 @@ describe('events: send and list', { skip: fx.skip }, () => {
     assert.equal(filtered.length, 25);
   });
 
+  test('concurrent sends to one session: every event persisted once, list order = stream order', async () => {
+    const s = (await fx.client.beta.sessions.create({ agent: agent.id, environment_id: env.id })).id;
+    const stream = await fx.client.beta.sessions.events.stream(s);
+    const seen = [];
+    const done = (async () => { for await (const e of stream) seen.push(e); })();
+    const res = await Promise.all(Array.from({ length: 40 }, (_, i) =>
+      fx.client.beta.sessions.events.send(s, { events: [msg(`c${i}a`), msg(`c${i}b`)] })));
+    const sentIds = res.flatMap((r) => r.data.map((e) => e.id));
+    assert.equal(new Set(sentIds).size, 80, 'distinct ids');
+    const listed = await collect(fx.client.beta.sessions.events.list(s, { order: 'asc' }));
+    const listedIds = listed.map((e) => e.id);
+    assert.deepEqual([...listedIds].sort(), [...sentIds].sort(), 'every acknowledged event listed exactly once');
+    for (const r of res) {
+      const [a, b] = r.data.map((e) => listedIds.indexOf(e.id));
+      assert.equal(b, a + 1, 'the events of one request are contiguous and in order');
+    }
+    const t0 = Date.now();
+    while (seen.filter((e) => e.processed_at === null).length < 80 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 10));
+    const streamedIds = seen.filter((e) => e.processed_at === null).map((e) => e.id);
+    assert.deepEqual(streamedIds, listedIds, 'stream order equals the persisted order');
+    stream.controller.abort();
+    await done.catch(() => {});
+  });
+
+  test('a ~6 MB user.message (under the 8 MiB body limit) round-trips intact', async () => {
+    const s = (await fx.client.beta.sessions.create({ agent: agent.id, environment_id: env.id })).id;
+    // Three 1,000,000-character text blocks of a 2-byte UTF-8 character. (Warren caps
+    // one text block at 1 Mi characters; the spec sets no such limit.)
+    const content = [0, 1, 2].map((i) => ({ type: 'text', text: `${i}` + 'é'.repeat(999_999) }));
+    const sent = (await fx.client.beta.sessions.events.send(s, { events: [{ type: 'user.message', content }] })).data[0];
+    const listed = await collect(fx.client.beta.sessions.events.list(s));
+    assert.equal(listed.length, 1);
+    assert.equal(listed[0].id, sent.id);
+    assert.equal(listed[0].content.length, 3);
+    for (let i = 0; i < 3; i++) assert.ok(listed[0].content[i].text === content[i].text, `block ${i} unchanged (UTF-8 preserved)`);
+  });
+
   test('a cursor reused with the other order is 400', async () => {
     const page = await fx.client.beta.sessions.events.list(sid, { limit: 1, order: 'asc' });
     assert.equal(typeof page.next_page, 'string');

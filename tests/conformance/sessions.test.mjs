@@ -170,6 +170,22 @@ describe('sessions', { skip: fx.skip }, () => {
       assert.equal(page.next_page, null);
     });
 
+    test('a cursor stays valid while new sessions are created (keyset paging)', async () => {
+      const seen = [];
+      let page = await fx.client.beta.sessions.list({ limit: 2, order: 'asc' });
+      seen.push(...page.data.map((s) => s.id));
+      const extra = [];
+      for (let i = 0; i < 3; i++) extra.push((await fx.client.beta.sessions.create({ agent: agentB.id, environment_id: env2.id })).id);
+      while (page.hasNextPage()) {
+        page = await page.getNextPage();
+        seen.push(...page.data.map((s) => s.id));
+      }
+      assert.equal(new Set(seen).size, seen.length, 'no duplicates across pages');
+      for (const id of made) assert.ok(seen.includes(id), `${id} seen`);
+      assert.deepEqual(seen.slice(-3), extra, 'sessions created mid-walk appear at the end in asc order');
+      bOnes.push(...extra);
+    });
+
     test('agent_id filter', async () => {
       const all = await collect(fx.client.beta.sessions.list({ agent_id: agentB.id, limit: 2 }));
       assert.ok(all.length >= bOnes.length);
