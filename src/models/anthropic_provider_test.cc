@@ -12,6 +12,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/testing/fake_http_client.h"
 #include "common/testing/fake_http_server.h"
 
 namespace warren::models {
@@ -648,6 +649,47 @@ TEST(CacheBreakpoints, SkipsThinkingAndEmptyTextAndHonoursOptOut) {
   req.messages = {Message::User("u")};
   req.auto_cache = false;
   EXPECT_EQ(CountBreakpoints(BuildAnthropicBody(req, "m", true)), 0);
+}
+
+}  // namespace
+}  // namespace warren::models
+
+// The same provider over the in-memory FakeHttpClient (no sockets): every
+// possible cut of a stream into two chunks decodes to the same response.
+
+namespace warren::models {
+namespace {
+
+TEST(AnthropicOverFakeClient, EverySplitOfTheStreamDecodesTheSame) {
+  auto fake = std::make_shared<testing::FakeHttpClient>();
+  AnthropicOptions o;
+  o.api_key = "k";
+  o.base_url = "http://fake.invalid";
+  auto p = NewAnthropicProvider(o, fake);
+  ModelRequest req;
+  req.messages.push_back(Message::User("hi"));
+  const std::string stream = ToolUseStream();
+  for (size_t cut = 0; cut <= stream.size(); cut += 13) {
+    fake->Push({Status::Ok(), 200, {{"content-type", "text/event-stream"}}, {stream.substr(0, cut), stream.substr(cut)}});
+    ModelResult r = p->Call(req);
+    ASSERT_TRUE(r.ok()) << "cut " << cut << ": " << r.error().ToString();
+    ASSERT_EQ(r.response().content.size(), 2u);
+    EXPECT_EQ(r.response().content[1].input["command"], "ls -la /tmp") << cut;
+  }
+  auto reqs = fake->requests();
+  ASSERT_FALSE(reqs.empty());
+  EXPECT_EQ(reqs[0].url, "http://fake.invalid/v1/messages");
+  // A transport failure after part of the stream is a retryable request_failed.
+  RecordingSleeper sleeper;
+  o.retry_deps.sleeper = &sleeper;
+  o.retry.max_attempts = 2;
+  auto q = NewAnthropicProvider(o, fake);
+  fake->Push({Status::Unavailable("reset"), 200, {}, {stream.substr(0, 300)}});
+  fake->Push({Status::Unavailable("reset"), 200, {}, {}});
+  ModelResult r = q->Call(req);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().kind, ModelErrorKind::kRequestFailed);
+  EXPECT_EQ(r.error().attempts, 2);
 }
 
 }  // namespace
