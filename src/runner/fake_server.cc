@@ -242,6 +242,10 @@ void FakeApi::Handle(int fd, const ReceivedRequest& req) {
   if (ends("/heartbeat")) {
     std::lock_guard<std::mutex> lock(mu_);
     std::string expected = req.query.count("expected_last_heartbeat") ? req.query.at("expected_last_heartbeat") : "";
+    auto now = std::chrono::steady_clock::now();
+    if (last_heartbeat_ != "NO_HEARTBEAT" && now - last_beat_at_ > std::chrono::seconds(ttl_seconds.load())) {
+      last_heartbeat_ = "NO_HEARTBEAT";  // the lease expired
+    }
     if (heartbeat_412 || expected != last_heartbeat_) {
       Json body = Err("invalid_request_error", "heartbeat precondition failed");
       body["error"]["details"] = {{"error_code", "heartbeat_precondition_failed"},
@@ -251,6 +255,7 @@ void FakeApi::Handle(int fd, const ReceivedRequest& req) {
       return;
     }
     last_heartbeat_ = "2026-11-24T06:00:00." + std::to_string(100000 + ++beat_) + "Z";
+    last_beat_at_ = now;
     WriteResponse(fd, 200, {{"type", "work_heartbeat"}, {"last_heartbeat", last_heartbeat_},
                             {"lease_extended", true}, {"state", work_state}, {"ttl_seconds", ttl_seconds.load()}});
     return;

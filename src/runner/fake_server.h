@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -51,6 +52,8 @@ class FakeApi {
   std::atomic<int> page_size{1000};     // events per list page
   std::atomic<int> heartbeat_412{0};    // 1: every heartbeat answers 412
   std::atomic<int> ttl_seconds{2};
+  // A lease not renewed for ttl_seconds expires: the next claimant's
+  // NO_HEARTBEAT matches again (spec section 8, lease expiry).
   std::string work_state = "active";   // reported by heartbeats (guarded by mu_)
   std::string session_status = "idle";  // GET /v1/sessions/{id}
   Json poll_queue = Json::array();      // items handed out by poll (guarded by mu_)
@@ -80,6 +83,7 @@ class FakeApi {
   int stream_generation_ = 0;
   int next_id_ = 1;
   std::string last_heartbeat_ = "NO_HEARTBEAT";
+  std::chrono::steady_clock::time_point last_beat_at_{};
   int beat_ = 0;
 };
 

@@ -118,6 +118,7 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
   std::mutex runner_mu;
   SessionRunner* runner = nullptr;
   std::atomic<int64_t> ttl_ms{kTtlDefaultMs};
+  std::atomic<bool> first_beat_done{false};
 
   auto stop_runner = [&](bool post) {
     std::lock_guard<std::mutex> lock(runner_mu);
@@ -186,14 +187,21 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
       log::Warn("transient heartbeat failure", {{"work_id", work_id}, {"error", r.Describe()}});
     };
     beat();
+    first_beat_done.store(true);
     while (!lease.done()) {
       if (lease.WaitFor(interval)) break;
       beat();
     }
   });
 
+  // Serve only once the first heartbeat answered: a 412 there means another
+  // worker holds the lease, and running its calls too would double them.
+  while (!first_beat_done.load() && !lease.done() && !shutdown_.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   Status result;
   do {
+    if (lease.done()) break;
     if (data_type != "session") {
       log::Info("skipping non-session work item", {{"work_id", work_id}, {"type", data_type}});
       break;

@@ -87,6 +87,21 @@ TEST(Worker, TerminatedSessionIsReleasedWithoutRunningTools) {
   ASSERT_EQ(Stops(f).size(), 1u);
 }
 
+TEST(Worker, LeaseLostMidToolPostsNothing) {
+  FakeApi f;
+  f.ttl_seconds = 2;
+  Worker w(HttpClient(*ParseBaseUrl(f.base_url())), Opts());
+  std::thread t([&] { EXPECT_TRUE(w.HandleItem("work_1", "sesn_1", "").ok()); });
+  ASSERT_TRUE(f.WaitFor([&] { return !f.Requests("/events/stream").empty(); }));
+  f.Append({{"type", "agent.tool_use"}, {"id", "sevt_1"}, {"name", "bash"}, {"input", {{"command", "sleep 20"}}}});
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  f.heartbeat_412 = 1;
+  t.join();
+  EXPECT_EQ(w.last_lease_end(), LeaseEnd::kLeaseLost);
+  EXPECT_TRUE(f.PostedEvents().empty());
+  EXPECT_TRUE(Stops(f).empty());
+}
+
 // --- the real binary ---
 
 std::string Slurp(const std::string& p) {
@@ -149,6 +164,45 @@ TEST(RunnerBinary, RunOverUnixSocketExitsCleanlyOnSigterm) {
   ASSERT_EQ(stops.size(), 1u);
   EXPECT_EQ(stops[0].body["force"], true);
   EXPECT_EQ(stops[0].headers["authorization"], "Bearer sess-token");
+  system(("rm -rf " + dir).c_str());
+}
+
+TEST(RunnerBinary, AKilledRunnersCallIsServedOnceByTheNextRunner) {
+  FakeApi f;
+  f.ttl_seconds = 2;
+  char tmpl[] = "/tmp/warren-kill-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  std::vector<std::string> args = {WARREN_RUNNER_BIN, "run", "--workdir", dir, "--base-url", f.base_url(),
+                                   "--session-id", "sesn_1", "--work-id", "work_1", "--environment-id", "env_1",
+                                   "--environment-key", "envkey", "--max-idle", "0"};
+  pid_t a = Spawn(args, {});
+  ASSERT_TRUE(f.WaitFor([&] { return !f.Requests("/events/stream").empty(); }));
+  f.Append({{"type", "agent.tool_use"}, {"id", "sevt_k"}, {"name", "bash"}, {"evaluated_permission", "allow"},
+            {"input", {{"command", "echo run >> " + dir + "/runs; sleep 1; echo finished"}}}});
+  ASSERT_TRUE(f.WaitFor([&] { return Slurp(dir + "/runs") == "run\n"; }));
+  kill(a, SIGKILL);
+  waitpid(a, nullptr, 0);
+  EXPECT_TRUE(f.PostedEvents().empty());
+  // A second runner cannot take the lease while it is live ...
+  size_t streams_live = f.Requests("/events/stream").size();
+  pid_t early = Spawn(args, {});
+  EXPECT_EQ(WaitExit(early, 10000), 0);
+  EXPECT_TRUE(f.PostedEvents().empty());
+  EXPECT_EQ(f.Requests("/events/stream").size(), streams_live);  // never attached
+  EXPECT_EQ(Slurp(dir + "/runs"), "run\n");
+  // ... but can once it expired (ttl 2 s without heartbeats).
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  size_t streams_before = f.Requests("/events/stream").size();
+  pid_t b = Spawn(args, {});
+  ASSERT_TRUE(f.WaitFor([&] { return f.PostedEvents().size() == 1; }));
+  f.Append({{"type", "session.status_terminated"}});
+  EXPECT_EQ(WaitExit(b, 10000), 0);
+  EXPECT_GT(f.Requests("/events/stream").size(), streams_before);
+  auto posted = f.PostedEvents();
+  ASSERT_EQ(posted.size(), 1u);  // not lost, not doubled
+  EXPECT_EQ(posted[0]["tool_use_id"], "sevt_k");
+  EXPECT_EQ(posted[0]["content"][0]["text"], "finished");
+  EXPECT_EQ(Slurp(dir + "/runs"), "run\nrun\n");  // at-least-once execution
   system(("rm -rf " + dir).c_str());
 }
 
