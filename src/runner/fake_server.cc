@@ -174,6 +174,12 @@ void FakeApi::WriteResponse(int fd, int status, const Json& body) {
   WriteAll(fd, head + b);
 }
 
+void FakeApi::WriteRaw(int fd, int status, const std::string& b, const std::string& type) {
+  std::string head = "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Type: " + type +
+                     "\r\nContent-Length: " + std::to_string(b.size()) + "\r\nConnection: close\r\n\r\n";
+  WriteAll(fd, head + b);
+}
+
 static Json Err(const std::string& type, const std::string& msg) {
   return {{"type", "error"}, {"error", {{"type", type}, {"message", msg}}}};
 }
@@ -221,7 +227,21 @@ void FakeApi::Handle(int fd, const ReceivedRequest& req) {
   }
   if (p.find("/v1/sessions/") == 0 && req.method == "GET") {
     std::lock_guard<std::mutex> lock(mu_);
-    WriteResponse(fd, 200, {{"type", "session"}, {"id", p.substr(13)}, {"status", session_status}});
+    Json sess = {{"type", "session"}, {"id", p.substr(13)}, {"status", session_status}};
+    if (!session_agent.is_null()) sess["agent"] = session_agent;
+    WriteResponse(fd, 200, sess);
+    return;
+  }
+  if (p.find("/v1/skills/") == 0) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (ends("/content")) {
+      WriteRaw(fd, 200, skill_archive, "application/octet-stream");
+    } else if (ends("/versions")) {
+      WriteResponse(fd, 200, {{"data", skill_versions}, {"next_page", nullptr}});
+    } else {
+      std::string v = p.substr(p.rfind('/') + 1);
+      WriteResponse(fd, 200, {{"type", "skill_version"}, {"id", v}, {"version", v}, {"name", skill_name}});
+    }
     return;
   }
   if (ends("/work/poll")) {

@@ -57,6 +57,10 @@ class FakeApi {
   std::string work_state = "active";   // reported by heartbeats (guarded by mu_)
   std::string session_status = "idle";  // GET /v1/sessions/{id}
   Json poll_queue = Json::array();      // items handed out by poll (guarded by mu_)
+  Json session_agent = nullptr;         // "agent" of GET /v1/sessions/{id} (set before use)
+  Json skill_versions = Json::array();  // GET /v1/skills/{id}/versions data
+  std::string skill_name;               // name of every skill version
+  std::string skill_archive;            // bytes of every skill version's content
   void SetWorkState(const std::string& s);
   void QueueWork(const Json& item);
 
@@ -65,6 +69,7 @@ class FakeApi {
   void Serve(int fd);
   void Handle(int fd, const ReceivedRequest& req);
   void WriteResponse(int fd, int status, const Json& body);
+  void WriteRaw(int fd, int status, const std::string& body, const std::string& type);
   void RunStream(int fd);
 
   bool unix_;

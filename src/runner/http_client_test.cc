@@ -38,6 +38,8 @@ class TlsTest : public ::testing::Test {
                       "-subj /CN=localhost -addext subjectAltName=DNS:localhost >/dev/null 2>&1";
     ASSERT_EQ(system(cmd.c_str()), 0);
     port_ = FreePort();
+    fflush(stdout);
+    fflush(stderr);
     pid_ = fork();
     if (pid_ == 0) {
       freopen("/dev/null", "w", stdout);

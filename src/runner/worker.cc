@@ -13,6 +13,7 @@
 
 #include "common/ids.h"
 #include "common/log.h"
+#include "runner/skills.h"
 #include "runner/text_util.h"
 
 extern char** environ;
@@ -218,6 +219,13 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
       break;
     }
     if (lease.done() || shutdown_.load()) break;
+    // Skills are downloaded after the first heartbeat (3.3: heartbeats begin
+    // before the download) and removed when the item ends.
+    std::vector<std::string> skill_dirs = DownloadSkills(http_, cred, sess.body, opts_.tools.workdir);
+    struct SkillCleanup {
+      std::vector<std::string>* dirs;
+      ~SkillCleanup() { RemoveSkillDirs(*dirs); }
+    } cleanup{&skill_dirs};
     Toolset tools(opts_.tools);
     SessionRunnerOptions ro;
     ro.session_id = session_id;

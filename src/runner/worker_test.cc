@@ -13,6 +13,7 @@
 
 #include "common/ids.h"
 #include "runner/fake_server.h"
+#include "runner/skills.h"
 
 namespace warren::runner {
 namespace {
@@ -26,6 +27,13 @@ std::vector<std::string> Expected(FakeApi& f) {
 }
 
 std::vector<testing::ReceivedRequest> Stops(FakeApi& f) { return f.Requests("/stop"); }
+
+std::string Slurp0(const std::string& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 WorkerOptions Opts() {
   WorkerOptions o;
@@ -100,6 +108,48 @@ TEST(Worker, LeaseLostMidToolPostsNothing) {
   EXPECT_EQ(w.last_lease_end(), LeaseEnd::kLeaseLost);
   EXPECT_TRUE(f.PostedEvents().empty());
   EXPECT_TRUE(Stops(f).empty());
+}
+
+TEST(Worker, DownloadsSkillsIntoTheWorkdirAndRemovesThemAfterwards) {
+  if (system("command -v tar >/dev/null") != 0) GTEST_SKIP() << "no tar";
+  char tmpl[] = "/tmp/warren-skills-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  std::string src = dir + "/src";
+  ASSERT_EQ(system(("mkdir -p " + src + "/pdf-tools/bin && echo '# PDF' > " + src + "/pdf-tools/SKILL.md && " +
+                    "printf '#!/bin/sh\\necho ok\\n' > " + src + "/pdf-tools/bin/run.sh && chmod 700 " + src +
+                    "/pdf-tools/bin/run.sh && ln -s /etc/passwd " + src + "/pdf-tools/leak && tar czf " + dir +
+                    "/skill.tgz -C " + src + " pdf-tools").c_str()), 0);
+  FakeApi f;
+  f.session_agent = {{"skills", {{{"type", "custom"}, {"skill_id", "skill_1"}, {"version", "latest"}}}}};
+  f.skill_versions = {{{"version", "1759178010641129"}}, {{"version", "1759178010641130"}}, {{"version", "x"}}};
+  f.skill_name = "pdf-tools";
+  f.skill_archive = Slurp0(dir + "/skill.tgz");
+  WorkerOptions o = Opts();
+  o.tools.workdir = dir + "/work";
+  Worker w(HttpClient(*ParseBaseUrl(f.base_url())), o);
+  std::thread t([&] { EXPECT_TRUE(w.HandleItem("work_1", "sesn_1", "").ok()); });
+  ASSERT_TRUE(f.WaitFor([&] { return !f.Requests("/events/stream").empty(); }));
+  f.Append({{"type", "agent.tool_use"}, {"id", "sevt_s"}, {"name", "bash"},
+            {"input", {{"command", "cd skills/pdf-tools && cat SKILL.md && stat -c '%a %n' bin/run.sh SKILL.md . && ls -A"}}}});
+  ASSERT_TRUE(f.WaitFor([&] { return f.PostedEvents().size() == 1; }));
+  f.Append({{"type", "session.status_terminated"}});
+  t.join();
+  EXPECT_EQ(f.PostedEvents()[0]["content"][0]["text"], "# PDF\n755 bin/run.sh\n644 SKILL.md\n700 .\nSKILL.md\nbin");
+  EXPECT_FALSE(f.Requests("/v1/skills/skill_1/versions/1759178010641130/content").empty());
+  struct stat st;
+  EXPECT_NE(stat((dir + "/work/skills/pdf-tools").c_str(), &st), 0);  // removed at the end
+  system(("rm -rf " + dir).c_str());
+}
+
+TEST(Skills, UnsafeArchivesAreRefused) {
+  if (system("command -v tar >/dev/null") != 0) GTEST_SKIP() << "no tar";
+  char tmpl[] = "/tmp/warren-skills-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  ASSERT_EQ(system(("mkdir -p " + dir + "/a/b " + dir + "/dest && echo x > " + dir + "/a/evil && cd " + dir +
+                    "/a/b && tar cPf " + dir + "/bad.tar ../evil 2>/dev/null").c_str()), 0);
+  std::string err = ExtractSkillArchive(Slurp0(dir + "/bad.tar"), dir + "/dest");
+  EXPECT_NE(err.find("unsafe archive member"), std::string::npos) << err;
+  system(("rm -rf " + dir).c_str());
 }
 
 // --- the real binary ---
