@@ -1,5 +1,6 @@
 // Sessions (spec 1.3).
 #include "api/agent_config.h"
+#include "api/pricing.h"
 #include "api/service.h"
 #include "api/validate.h"
 #include "common/ids.h"
@@ -13,7 +14,7 @@ Json ZeroUsage() {
           {"cache_read_input_tokens", 0},
           {"cache_creation", {{"ephemeral_5m_input_tokens", 0}, {"ephemeral_1h_input_tokens", 0}}},
           {"server_tool_use", {{"web_search_requests", 0}, {"web_fetch_requests", 0}}},
-          {"list_cost", 0},
+          {"list_cost", MonetaryAmount(0)},
           {"active_seconds", 0}};
 }
 
@@ -26,17 +27,11 @@ Status ValidateBudget(const Json& b, Json* out) {
   WARREN_RETURN_IF_ERROR(ExpectKnownFields(b, {"type", "max_list_cost"}, "budget"));
   if (b.value("type", Json()) != "limit") return Invalid("budget.type", "must be 'limit'");
   if (!b.contains("max_list_cost")) return Invalid("budget.max_list_cost", "field required");
-  const Json& c = b["max_list_cost"];
-  bool ok = c.is_number() ? c.get<double>() > 0 : false;
-  if (c.is_string()) {
-    try {
-      ok = std::stod(c.get<std::string>()) > 0;
-    } catch (...) {
-      ok = false;
-    }
-  }
-  if (!ok) return Invalid("budget.max_list_cost", "must be a positive amount");
-  *out = b;
+  int64_t micros = 0;
+  if (!ParseMonetaryAmount(b["max_list_cost"], &micros) || micros <= 0)
+    return Invalid("budget.max_list_cost",
+                   "expected {\"amount\": \"<positive cents as an integer string>\", \"currency\": \"USD\"}");
+  *out = {{"type", "limit"}, {"max_list_cost", b["max_list_cost"]}};
   return Status::Ok();
 }
 
@@ -153,6 +148,10 @@ Result<http::HandlerResult> ApiService::CreateSession(http::HttpRequest& req, co
   }
   Json budget = nullptr;
   if (body.contains("budget")) WARREN_RETURN_IF_ERROR(ValidateBudget(body["budget"], &budget));
+  if (!budget.is_null() && !PriceFor(agent["model"].value("id", "")))
+    return Status::InvalidArgument("budget: model '" + agent["model"].value("id", "") +
+                                   "' has no public list price, so a budget cannot be tracked")
+        .WithDetailCode("model_not_budgetable");
   std::string now = Now();
   std::string sid = NewId(idprefix::kSession);
   Json resources = Json::array();
@@ -321,6 +320,15 @@ Result<http::HandlerResult> ApiService::UpdateSession(http::HttpRequest& req, co
               if (next["metadata"] != cur["metadata"]) changed["metadata"] = next["metadata"];
             }
             if (body.contains("budget")) {
+              if (cur["budget"].is_null() && !budget.is_null())
+                return Status::InvalidArgument("a budget can only be set when the session is created (budget_create_only)");
+              if (!budget.is_null()) {
+                int64_t max = 0, spent = 0;
+                ParseMonetaryAmount(budget["max_list_cost"], &max);
+                if (cur["usage"].contains("list_cost")) ParseMonetaryAmount(cur["usage"]["list_cost"], &spent);
+                if (max <= spent)
+                  return Status::InvalidArgument("max_list_cost must stay above the consumed list cost (budget_not_raised)");
+              }
               next["budget"] = budget;
               if (budget != cur["budget"]) changed["budget"] = budget;
             }

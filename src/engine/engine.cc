@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include "api/agent_config.h"
+#include "api/pricing.h"
 #include "common/ids.h"
 #include "common/log.h"
 #include "engine/tool_schemas.h"
@@ -20,7 +21,8 @@ Json DefaultState() {
           {"phase", "idle"},             // idle | model | tools
           {"pending", Json::array()},    // outstanding tool calls
           {"model_request_start_id", nullptr},
-          {"calls_this_turn", 0}};
+          {"calls_this_turn", 0},
+          {"cost_micros", 0}};
 }
 
 Json State(const Json& session) {
@@ -74,6 +76,14 @@ Json IdleEvent(const std::string& now, const Json& stop_reason) {
   Json e = Event("session.status_idle", now);
   e["stop_reason"] = stop_reason;
   return e;
+}
+
+// True if the session has a budget and its list cost has reached it.
+bool BudgetReached(const Json& session, const Json& state) {
+  if (!session.contains("budget") || session["budget"].is_null()) return false;
+  int64_t max = 0;
+  if (!api::ParseMonetaryAmount(session["budget"]["max_list_cost"], &max)) return false;
+  return state.value("cost_micros", int64_t{0}) >= max;
 }
 
 Json Unresolved(const Json& pending) {
@@ -395,6 +405,12 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
         out->append.push_back(IdleEvent(now, {{"type", "end_turn"}}));
       }
     }
+    if (need_model && BudgetReached(cur, s)) {
+      need_model = false;
+      s["phase"] = "idle";
+      next["status"] = "idle";
+      out->append.push_back(IdleEvent(now, {{"type", "budget_reached"}}));
+    }
     if (need_model) {
       if (status != "running") {
         next["status"] = "running";
@@ -617,8 +633,15 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
     end["model_usage"] = resp.usage.ToJson();
     out->append.push_back(end);
     AddUsage(&next["usage"], resp.usage);
+    if (auto price = api::PriceFor(cur["agent"]["model"].value("id", ""))) {
+      s["cost_micros"] = s.value("cost_micros", int64_t{0}) +
+                         api::CostMicros(*price, resp.usage.input_tokens, resp.usage.output_tokens,
+                                         resp.usage.cache_read_input_tokens, resp.usage.cache_creation_input_tokens);
+      next["usage"]["list_cost"] = api::MonetaryAmount(s["cost_micros"].get<int64_t>());
+    }
     Json usage_ev = Event("session.usage", now);
     usage_ev["usage"] = next["usage"];
+    if (!cur["budget"].is_null()) usage_ev["budget"] = cur["budget"];
     out->append.push_back(usage_ev);
     s["messages"].push_back({{"role", "assistant"}, {"content", assistant}});
     s["calls_this_turn"] = s["calls_this_turn"].get<int>() + 1;
@@ -632,7 +655,11 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
       for (const Json& p : pending)
         results.push_back(ToolResultBlock(p["toolu_id"], p["result"]["content"], p["result"]["is_error"].get<bool>()));
       s["messages"].push_back({{"role", "user"}, {"content", results}});
-      if (s["calls_this_turn"].get<int>() >= options_.max_model_calls_per_turn) {
+      if (BudgetReached(cur, s)) {
+        s["phase"] = "idle";
+        next["status"] = "idle";
+        out->append.push_back(IdleEvent(now, {{"type", "budget_reached"}}));
+      } else if (s["calls_this_turn"].get<int>() >= options_.max_model_calls_per_turn) {
         s["phase"] = "idle";
         next["status"] = "idle";
         Json e = Event("session.error", now);

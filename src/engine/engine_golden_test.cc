@@ -170,7 +170,10 @@ TEST_P(GoldenTest, Run) {
     for (auto it = g["environment"].begin(); it != g["environment"].end(); ++it) env_body[it.key()] = it.value();
   Json env = h.Call("POST", "/v1/environments", env_body);
   ASSERT_TRUE(env.contains("id")) << env.dump();
-  Json session = h.Call("POST", "/v1/sessions", {{"agent", agent["id"]}, {"environment_id", env["id"]}});
+  Json session_body = {{"agent", agent["id"]}, {"environment_id", env["id"]}};
+  if (g.contains("session"))
+    for (auto it = g["session"].begin(); it != g["session"].end(); ++it) session_body[it.key()] = it.value();
+  Json session = h.Call("POST", "/v1/sessions", session_body);
   ASSERT_TRUE(session.contains("id")) << session.dump();
   const std::string sid = session["id"];
   size_t seen = 0;
