@@ -882,7 +882,7 @@ Result<std::vector<WorkRecord>> SqliteStore::UnstoppedWorkForSession(const std::
 Result<std::vector<std::string>> SqliteStore::DueWork(const std::string& environment_id, int64_t now, int limit) {
   std::lock_guard<std::mutex> lock(mu_);
   std::string sql =
-      "SELECT id FROM work_items WHERE deadline IS NOT NULL AND deadline <= ? AND "
+      "SELECT id FROM work_items WHERE deadline IS NOT NULL AND deadline < ? AND "
       "state IN ('starting', 'active', 'stopping')";
   std::vector<Param> params{now};
   if (!environment_id.empty()) {

@@ -199,7 +199,7 @@ class Store {
   virtual Result<Page> ListWork(const std::string& environment_id, const PageSpec& page);
   // Items of one session that are not stopped, oldest first.
   virtual Result<std::vector<WorkRecord>> UnstoppedWorkForSession(const std::string& session_id);
-  // Ids of starting/active/stopping items whose deadline <= now (all
+  // Ids of starting/active/stopping items whose deadline < now (all
   // environments when `environment_id` is empty), oldest deadline first.
   virtual Result<std::vector<std::string>> DueWork(const std::string& environment_id, int64_t now, int limit);
   // Remembers that `worker_id` polled `environment_id` at `now`.

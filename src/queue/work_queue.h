@@ -1,0 +1,140 @@
+// WorkQueue: the per-environment work queue of self-hosted environments
+// (spec 3.1-3.4, 3.13 and the decisions of section 8).
+//
+//   queued --poll--> (pending: delivered, still queued) --ack--> starting
+//   starting --first heartbeat--> active --stop--> stopping --confirm | force | 1 TTL--> stopped
+//   starting/active --lease expires--> queued (last_heartbeat reset)
+//
+// The queue state lives in the Store (one row per item, see
+// store::WorkRecord); this class holds no item state of its own, only the
+// parked long-polls waiting per environment. Leases are evaluated lazily:
+// every operation on an environment first applies the expiries that are due
+// (Sweep), so behaviour is a pure function of the store and the Clock
+// (FakeClock in tests). An optional background sweeper thread (Start) also
+// applies them periodically, so that parked polls wake when a lease lapses.
+//
+// It is also the engine's enqueue interface (EnsureWork) and a
+// SessionObserver that enqueues on session creation and on user events.
+//
+// Ownership: borrows the store, authenticator and clock, which must outlive
+// it; it must outlive the HTTP server whose routes it registered.
+// Thread-safety: all methods are thread-safe.
+#pragma once
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "api/auth.h"
+#include "api/service.h"
+#include "common/clock.h"
+#include "common/json.h"
+#include "common/status.h"
+#include "store/store.h"
+
+namespace warren::queue {
+
+struct WorkQueueOptions {
+  int default_ttl_seconds = 90;  // lease TTL until the worker asks for another
+  int min_ttl_seconds = 30;      // desired_ttl_seconds is clamped into [min, max]
+  int max_ttl_seconds = 600;
+  int64_t default_reclaim_ms = 5000;  // poll's reclaim_older_than_ms default
+  int64_t workers_window_ms = 30000;  // stats.workers_polling window
+  std::chrono::milliseconds sweep_interval{1000};  // background sweeper period
+};
+
+// The literal first-heartbeat sentinel.
+inline constexpr std::string_view kNoHeartbeat = "NO_HEARTBEAT";
+
+class WorkQueue final : public api::SessionObserver {
+ public:
+  WorkQueue(store::Store* store, api::Authenticator* auth, Clock* clock, WorkQueueOptions options = {});
+  ~WorkQueue() override;
+  WorkQueue(const WorkQueue&) = delete;
+  WorkQueue& operator=(const WorkQueue&) = delete;
+
+  // Registers the /v1/environments/{env}/work... routes on the service.
+  void RegisterRoutes(api::ApiService* service);
+
+  // Starts / stops the background sweeper (optional; Stop is idempotent and
+  // run by the destructor).
+  void Start();
+  void Stop();
+
+  // ---- enqueue (engine interface)
+  // Makes sure the session has a live (queued/starting/active) work item if
+  // its environment is self_hosted; creates one otherwise. A no-op (OK) for
+  // cloud environments and for archived or terminated sessions.
+  Status EnsureWork(const std::string& session_id);
+
+  // ---- SessionObserver
+  void OnSessionCreated(const Json& session) override;
+  void OnClientEvents(const Json& session, const std::vector<store::StoredEvent>& events) override;
+  void OnSessionDeleted(const std::string& session_id) override;
+
+  // ---- operations behind the endpoints (auth is checked by the routes)
+  // The environment, if it exists and is self_hosted (404 / 400 otherwise).
+  Result<Json> SelfHostedEnvironment(const std::string& environment_id);
+  // Claims one item, issuing a fresh sessions token into its `secret`.
+  // nullopt when nothing is claimable. Records `worker_id` when non-empty.
+  Result<std::optional<Json>> Claim(const std::string& environment_id, int64_t reclaim_older_than_ms);
+  Status RecordWorker(const std::string& environment_id, const std::string& worker_id);
+  Result<Json> Ack(const std::string& environment_id, const std::string& work_id);
+  // Success: the work_heartbeat body. On a compare-and-set mismatch returns
+  // FailedPrecondition and fills `*current_state` (spec 8's 412 body).
+  Result<Json> Heartbeat(const std::string& environment_id, const std::string& work_id,
+                         const std::string& expected_last_heartbeat, std::optional<int64_t> desired_ttl_seconds,
+                         Json* current_state);
+  Result<Json> StopWork(const std::string& environment_id, const std::string& work_id, bool force);
+  Result<Json> Get(const std::string& environment_id, const std::string& work_id);
+  Result<Json> UpdateMetadata(const std::string& environment_id, const std::string& work_id, const Json& patch);
+  Result<store::Page> List(const std::string& environment_id, const store::PageSpec& page);
+  Result<Json> Stats(const std::string& environment_id);
+
+  // Applies due lease expiries and stopping deadlines in one environment
+  // (all when empty). Wakes pollers of environments that got items back.
+  // Returns the number of items changed.
+  Result<int> Sweep(const std::string& environment_id = "");
+
+  // ---- parked long-polls
+  // Registers `waker` under `key` (the poll object); called, from any
+  // thread and never under a queue lock, when an item may be claimable.
+  void AddWaiter(const std::string& environment_id, const void* key, std::function<void()> waker);
+  void RemoveWaiter(const std::string& environment_id, const void* key);
+  // Wakes every poll parked on the environment.
+  void Wake(const std::string& environment_id);
+  size_t waiters(const std::string& environment_id);
+
+  Clock* clock() const { return clock_; }
+  const WorkQueueOptions& options() const { return options_; }
+
+  // The Work object of a record (`secret` null unless given).
+  static Json Render(const store::WorkRecord& w, const Json& secret = nullptr);
+
+ private:
+  Status Enqueue(const std::string& session_id, const std::string& environment_id);
+  Result<store::WorkRecord> LoadInEnvironment(const std::string& environment_id, const std::string& work_id);
+  std::string NowString() const { return FormatRfc3339(clock_->NowMicros()); }
+  void SweeperLoop();
+
+  store::Store* store_;
+  api::Authenticator* auth_;
+  Clock* clock_;
+  WorkQueueOptions options_;
+
+  std::mutex waiters_mu_;
+  std::map<std::string, std::map<const void*, std::function<void()>>> waiters_;
+
+  std::mutex sweeper_mu_;
+  std::condition_variable sweeper_cv_;
+  bool sweeper_stop_ = false;
+  std::thread sweeper_;
+};
+
+}  // namespace warren::queue

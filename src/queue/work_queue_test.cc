@@ -1,0 +1,620 @@
+// Work queue tests: the state machine, heartbeat compare-and-set, leases and
+// reclaim, stop, stats, enqueue rules and the parked long-poll, driven through
+// the real ApiService routes in process (no sockets) on a FakeClock.
+#include "queue/work_queue.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+
+#include "api/event_bus.h"
+#include "api/service.h"
+#include "common/ids.h"
+#include "store/sqlite_store.h"
+
+namespace warren::queue {
+namespace {
+
+constexpr int64_t kSec = 1'000'000;
+
+struct Reply {
+  int status = 0;
+  Json json;
+  std::shared_ptr<http::LongPoll> poll;
+};
+
+class WorkQueueTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/warren_queue_XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    auto s = store::SqliteStore::Open({dir_ + "/warren.db", "NORMAL"});
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(s).value();
+    auth_ = std::make_unique<api::Authenticator>(store_.get());
+    service_ = std::make_unique<api::ApiService>(store_.get(), &bus_, auth_.get(), &clock_);
+    queue_ = std::make_unique<WorkQueue>(store_.get(), auth_.get(), &clock_);
+    queue_->RegisterRoutes(service_.get());
+    service_->add_observer(queue_.get());
+    api_key_ = *auth_->IssueApiKey();
+
+    Json agent = Call("POST", "/v1/agents", {{"name", "a"}, {"model", "claude-sonnet-4-6"}}).json;
+    agent_ = agent["id"];
+    env_ = Call("POST", "/v1/environments", {{"name", "sh"}, {"config", {{"type", "self_hosted"}}}}).json["id"];
+    env2_ = Call("POST", "/v1/environments", {{"name", "sh2"}, {"config", {{"type", "self_hosted"}}}}).json["id"];
+    cloud_ = Call("POST", "/v1/environments", {{"name", "cl"}, {"config", {{"type", "cloud"}}}}).json["id"];
+    ASSERT_FALSE(env_.empty());
+    env_key_ = *auth_->IssueEnvironmentKey(env_);
+    env2_key_ = *auth_->IssueEnvironmentKey(env2_);
+  }
+  void TearDown() override {
+    queue_.reset();
+    service_.reset();
+    auth_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // One in-process request. `target` may carry a query string (not
+  // percent-decoded: tests use plain values). `cred` empty = org API key.
+  Reply Call(const std::string& method, const std::string& target, const Json& body = nullptr,
+             const std::string& bearer = "", std::vector<std::pair<std::string, std::string>> headers = {}) {
+    http::HttpRequest req;
+    req.method = method;
+    req.target = target;
+    size_t q = target.find('?');
+    req.path = target.substr(0, q);
+    if (q != std::string::npos) {
+      std::string qs = target.substr(q + 1);
+      size_t i = 0;
+      while (i <= qs.size()) {
+        size_t amp = qs.find('&', i);
+        if (amp == std::string::npos) amp = qs.size();
+        std::string kv = qs.substr(i, amp - i);
+        size_t eq = kv.find('=');
+        if (!kv.empty()) req.query.emplace_back(kv.substr(0, eq), eq == std::string::npos ? "" : kv.substr(eq + 1));
+        i = amp + 1;
+      }
+    }
+    if (bearer.empty()) req.headers.Add("x-api-key", api_key_);
+    else req.headers.Add("authorization", "Bearer " + bearer);
+    for (auto& [k, v] : headers) req.headers.Add(k, v);
+    if (!body.is_null()) req.body = DumpJson(body);
+    req.request_id = NewId(idprefix::kRequest);
+    http::HandlerResult hr = service_->Handle(req);
+    Reply r;
+    r.poll = hr.poll;
+    r.status = hr.response.status;
+    if (!hr.response.body.empty()) r.json = Json::parse(hr.response.body);
+    return r;
+  }
+
+  std::string NewSession(const std::string& env) {
+    Reply r = Call("POST", "/v1/sessions", {{"agent", agent_}, {"environment_id", env}});
+    EXPECT_EQ(r.status, 200) << r.json.dump();
+    return r.json["id"];
+  }
+  std::string W(const std::string& env = "") { return "/v1/environments/" + (env.empty() ? env_ : env) + "/work"; }
+  Reply Poll(const std::string& query = "", const std::string& bearer = "") {
+    return Call("GET", W() + "/poll" + (query.empty() ? "" : "?" + query), nullptr, bearer.empty() ? env_key_ : bearer);
+  }
+  Reply Ack(const std::string& id, const std::string& bearer = "") {
+    return Call("POST", W() + "/" + id + "/ack", nullptr, bearer.empty() ? env_key_ : bearer);
+  }
+  Reply Beat(const std::string& id, const std::string& expected, const std::string& extra = "",
+             const std::string& bearer = "") {
+    return Call("POST", W() + "/" + id + "/heartbeat?expected_last_heartbeat=" + expected + extra, nullptr,
+                bearer.empty() ? env_key_ : bearer);
+  }
+  Reply StopReq(const std::string& id, bool force, const std::string& bearer = "") {
+    return Call("POST", W() + "/" + id + "/stop", Json{{"force", force}}, bearer.empty() ? env_key_ : bearer);
+  }
+  Reply Get(const std::string& id) { return Call("GET", W() + "/" + id); }
+  Json Stats() { return Call("GET", W() + "/stats", nullptr, env_key_).json; }
+  std::vector<Json> Items(const std::string& env = "") {
+    Reply r = Call("GET", W(env) + "?limit=100");
+    EXPECT_EQ(r.status, 200) << r.json.dump();
+    return r.json["data"].get<std::vector<Json>>();
+  }
+  static std::string TokenOf(const Json& work) {
+    std::string raw;
+    EXPECT_TRUE(Base64UrlDecode(work["secret"].get<std::string>(), &raw));
+    return Json::parse(raw)["sessions_token"];
+  }
+  void SendMessage(const std::string& sid) {
+    Reply r = Call("POST", "/v1/sessions/" + sid + "/events",
+                   {{"events", {{{"type", "user.message"}, {"content", {{{"type", "text"}, {"text", "hi"}}}}}}}});
+    ASSERT_EQ(r.status, 200) << r.json.dump();
+  }
+  // Claims, acks and takes the lease of the next item; returns the item.
+  Json Lease(std::string* last = nullptr) {
+    Json w = Poll().json;
+    EXPECT_TRUE(w.is_object()) << w.dump();
+    EXPECT_EQ(Ack(w["id"]).status, 200);
+    Reply hb = Beat(w["id"], "NO_HEARTBEAT");
+    EXPECT_EQ(hb.status, 200) << hb.json.dump();
+    if (last) *last = hb.json["last_heartbeat"];
+    return w;
+  }
+
+  std::string dir_;
+  FakeClock clock_;
+  api::EventBus bus_;
+  std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<api::Authenticator> auth_;
+  std::unique_ptr<api::ApiService> service_;
+  std::unique_ptr<WorkQueue> queue_;
+  std::string api_key_, env_key_, env2_key_;
+  std::string agent_, env_, env2_, cloud_;
+};
+
+TEST_F(WorkQueueTest, SessionCreateEnqueuesOnlyOnSelfHosted) {
+  EXPECT_EQ(Stats()["depth"], 0);
+  EXPECT_TRUE(Poll().json.is_null());
+  std::string sid = NewSession(env_);
+  NewSession(cloud_);
+  Json s = Stats();
+  EXPECT_EQ(s["type"], "work_queue_stats");
+  EXPECT_EQ(s["depth"], 1);
+  EXPECT_EQ(s["pending"], 0);
+  EXPECT_EQ(s["oldest_queued_at"], FormatRfc3339(clock_.NowMicros()));
+  auto items = Items();
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(items[0]["type"], "work");
+  EXPECT_EQ(items[0]["state"], "queued");
+  EXPECT_EQ(items[0]["data"], (Json{{"type", "session"}, {"id", sid}}));
+  EXPECT_EQ(items[0]["environment_id"], env_);
+  EXPECT_TRUE(items[0]["secret"].is_null());
+  for (const char* f : {"acknowledged_at", "started_at", "latest_heartbeat_at", "stop_requested_at", "stopped_at"})
+    EXPECT_TRUE(items[0][f].is_null()) << f;
+  // The cloud environment has no queue.
+  EXPECT_EQ(Call("GET", W(cloud_) + "/poll").status, 400);
+}
+
+TEST_F(WorkQueueTest, PollDeliversWithSecretAndRedeliversAfterReclaim) {
+  std::string sid = NewSession(env_);
+  Reply first = Poll("", env_key_);
+  ASSERT_EQ(first.status, 200);
+  ASSERT_TRUE(first.json.is_object());
+  EXPECT_EQ(first.json["state"], "queued");
+  std::string secret = first.json["secret"];
+  EXPECT_EQ(secret.find('='), std::string::npos) << "unpadded base64url";
+  EXPECT_EQ(secret.find_first_of("+/"), std::string::npos);
+  std::string token = TokenOf(first.json);
+  EXPECT_FALSE(token.empty());
+  // Pending: not visible again until reclaim_older_than_ms (default 5 s).
+  EXPECT_TRUE(Poll().json.is_null());
+  EXPECT_EQ(Stats()["depth"], 0);
+  EXPECT_EQ(Stats()["pending"], 1);
+  clock_.Advance(4 * kSec);
+  EXPECT_TRUE(Poll().json.is_null());
+  EXPECT_EQ(Poll("reclaim_older_than_ms=4000").json["id"], first.json["id"]);
+  clock_.Advance(5 * kSec);
+  Json again = Poll().json;
+  ASSERT_TRUE(again.is_object());
+  EXPECT_EQ(again["id"], first.json["id"]);
+  EXPECT_NE(TokenOf(again), token) << "each delivery carries its own token";
+  // The sessions token reads the session it is scoped to.
+  EXPECT_EQ(Call("GET", "/v1/sessions/" + sid, nullptr, token).status, 200);
+}
+
+TEST_F(WorkQueueTest, PollValidation) {
+  EXPECT_EQ(Poll("block_ms=0").status, 400);
+  EXPECT_EQ(Poll("block_ms=1000").status, 400);
+  EXPECT_EQ(Poll("block_ms=abc").status, 400);
+  EXPECT_EQ(Poll("block_ms=").status, 400);
+  EXPECT_EQ(Poll("reclaim_older_than_ms=0").status, 400);
+  EXPECT_EQ(Poll("reclaim_older_than_ms=x").status, 400);
+  Reply nf = Call("GET", "/v1/environments/env_nope/work/poll");
+  EXPECT_EQ(nf.status, 404);
+  EXPECT_EQ(nf.json["error"]["details"]["error_code"], "environment_not_found");
+  // Another environment's key.
+  EXPECT_EQ(Poll("", env2_key_).status, 403);
+  // Org key may poll (ops tooling).
+  EXPECT_EQ(Call("GET", W() + "/poll").status, 200);
+  EXPECT_EQ(Poll("block_ms=999").status, 200);
+}
+
+TEST_F(WorkQueueTest, AckHeartbeatCompareAndSet) {
+  NewSession(env_);
+  Json w = Poll().json;
+  std::string id = w["id"];
+  Reply ack = Ack(id);
+  ASSERT_EQ(ack.status, 200) << ack.json.dump();
+  EXPECT_EQ(ack.json["state"], "starting");
+  EXPECT_EQ(ack.json["acknowledged_at"], FormatRfc3339(clock_.NowMicros()));
+  EXPECT_TRUE(ack.json["secret"].is_null());
+  EXPECT_EQ(Stats()["pending"], 0);
+  EXPECT_EQ(Stats()["depth"], 0);
+  // Acked items are never delivered again.
+  clock_.Advance(10 * kSec);
+  EXPECT_TRUE(Poll().json.is_null());
+
+  Reply hb = Beat(id, "NO_HEARTBEAT");
+  ASSERT_EQ(hb.status, 200) << hb.json.dump();
+  EXPECT_EQ(hb.json["type"], "work_heartbeat");
+  EXPECT_EQ(hb.json["state"], "active");
+  EXPECT_EQ(hb.json["lease_extended"], true);
+  EXPECT_EQ(hb.json["ttl_seconds"], 90);
+  std::string t1 = hb.json["last_heartbeat"];
+  EXPECT_TRUE(ParseRfc3339(t1).has_value());
+  Json got = Get(id).json;
+  EXPECT_EQ(got["state"], "active");
+  EXPECT_EQ(got["latest_heartbeat_at"], t1);
+  EXPECT_FALSE(got["started_at"].is_null());
+
+  // A second NO_HEARTBEAT is a competing claimant: 412 with the lease state.
+  Reply stale = Beat(id, "NO_HEARTBEAT");
+  EXPECT_EQ(stale.status, 412);
+  EXPECT_EQ(stale.json["type"], "error");
+  EXPECT_EQ(stale.json["error"]["type"], "invalid_request_error");
+  EXPECT_TRUE(stale.json["error"]["message"].is_string());
+  EXPECT_TRUE(stale.json["request_id"].is_string());
+  const Json& d = stale.json["error"]["details"];
+  EXPECT_EQ(d["error_code"], "heartbeat_precondition_failed");
+  EXPECT_EQ(d["current_state"],
+            (Json{{"state", "active"}, {"ttl_seconds", 90}, {"last_heartbeat", t1}, {"lease_extended", false}}));
+
+  // Same clock instant: the next token still differs (strictly increasing).
+  Reply hb2 = Beat(id, t1);
+  ASSERT_EQ(hb2.status, 200);
+  std::string t2 = hb2.json["last_heartbeat"];
+  EXPECT_NE(t2, t1);
+  EXPECT_EQ(Beat(id, t1).status, 412) << "the previous token is stale now";
+  // Byte-exact: an equal instant spelled differently does not match.
+  std::string respelled = t2.substr(0, t2.size() - 1) + "+00:00";
+  EXPECT_EQ(Beat(id, respelled).status, 412);
+  EXPECT_EQ(Beat(id, t2).status, 200);
+
+  // Missing expected_last_heartbeat is a 400.
+  EXPECT_EQ(Call("POST", W() + "/" + id + "/heartbeat", nullptr, env_key_).status, 400);
+  // Ack again is idempotent while the item is held; unknown item is 404.
+  EXPECT_EQ(Ack(id).json["state"], "active");
+  EXPECT_EQ(Ack("work_missing").status, 404);
+}
+
+TEST_F(WorkQueueTest, DesiredTtlIsClamped) {
+  NewSession(env_);
+  Json w = Poll().json;
+  std::string id = w["id"];
+  ASSERT_EQ(Ack(id).status, 200);
+  Reply a = Beat(id, "NO_HEARTBEAT", "&desired_ttl_seconds=5");
+  ASSERT_EQ(a.status, 200);
+  EXPECT_EQ(a.json["ttl_seconds"], 30);
+  Reply b = Beat(id, a.json["last_heartbeat"], "&desired_ttl_seconds=100000");
+  EXPECT_EQ(b.json["ttl_seconds"], 600);
+  Reply c = Beat(id, b.json["last_heartbeat"], "&desired_ttl_seconds=120");
+  EXPECT_EQ(c.json["ttl_seconds"], 120);
+  // Omitted keeps the current TTL.
+  Reply d = Beat(id, c.json["last_heartbeat"]);
+  EXPECT_EQ(d.json["ttl_seconds"], 120);
+  EXPECT_EQ(Beat(id, d.json["last_heartbeat"], "&desired_ttl_seconds=abc").status, 400);
+  // The lease honours the TTL: alive at 119 s, expired after 120 s.
+  clock_.Advance(119 * kSec);
+  EXPECT_EQ(Get(id).json["state"], "active");
+  clock_.Advance(2 * kSec);
+  EXPECT_EQ(Get(id).json["state"], "queued");
+}
+
+TEST_F(WorkQueueTest, LeaseExpiryRequeuesAndOldHolderGets412) {
+  NewSession(env_);
+  std::string t1;
+  Json w = Lease(&t1);
+  std::string id = w["id"];
+  clock_.Advance(89 * kSec);
+  Reply ok = Beat(id, t1);
+  ASSERT_EQ(ok.status, 200);
+  std::string t2 = ok.json["last_heartbeat"];
+  clock_.Advance(91 * kSec);  // no beat within the TTL
+  Json got = Get(id).json;
+  EXPECT_EQ(got["state"], "queued");
+  EXPECT_TRUE(got["acknowledged_at"].is_null());
+  EXPECT_TRUE(got["latest_heartbeat_at"].is_null());
+  EXPECT_EQ(Stats()["depth"], 1);
+  // The old holder learns it lost the lease.
+  Reply lost = Beat(id, t2);
+  EXPECT_EQ(lost.status, 412);
+  EXPECT_EQ(lost.json["error"]["details"]["current_state"]["state"], "queued");
+  EXPECT_TRUE(lost.json["error"]["details"]["current_state"]["last_heartbeat"].is_null());
+  // The next claimant gets it and its NO_HEARTBEAT matches.
+  Json again = Poll().json;
+  ASSERT_EQ(again["id"], id);
+  ASSERT_EQ(Ack(id).json["state"], "starting");
+  Reply hb = Beat(id, "NO_HEARTBEAT", "", TokenOf(again));
+  EXPECT_EQ(hb.status, 200) << hb.json.dump();
+  EXPECT_EQ(hb.json["state"], "active");
+  EXPECT_EQ(Beat(id, t2).status, 412);
+}
+
+TEST_F(WorkQueueTest, AckedButNeverHeartbeatExpiresAfterTtl) {
+  NewSession(env_);
+  Json w = Poll().json;
+  ASSERT_EQ(Ack(w["id"]).status, 200);
+  clock_.Advance(90 * kSec);
+  EXPECT_EQ(Get(w["id"]).json["state"], "starting");
+  clock_.Advance(1);
+  EXPECT_EQ(Get(w["id"]).json["state"], "queued");
+  EXPECT_EQ(Poll().json["id"], w["id"]);
+}
+
+TEST_F(WorkQueueTest, GracefulStopReachesHolderThenConfirm) {
+  NewSession(env_);
+  std::string t1;
+  Json w = Lease(&t1);
+  std::string id = w["id"];
+  Reply s = Call("POST", W() + "/" + id + "/stop", Json::object());  // ops, org key, default = graceful
+  ASSERT_EQ(s.status, 200) << s.json.dump();
+  EXPECT_EQ(s.json["state"], "stopping");
+  EXPECT_FALSE(s.json["stop_requested_at"].is_null());
+  EXPECT_TRUE(s.json["stopped_at"].is_null());
+  // The holder's next heartbeat (any expected value) reports stopping.
+  Reply hb = Beat(id, "whatever");
+  ASSERT_EQ(hb.status, 200) << hb.json.dump();
+  EXPECT_EQ(hb.json["state"], "stopping");
+  EXPECT_EQ(hb.json["lease_extended"], true);
+  // The worker confirms with its own token.
+  Reply c = StopReq(id, false, TokenOf(w));
+  ASSERT_EQ(c.status, 200) << c.json.dump();
+  EXPECT_EQ(c.json["state"], "stopped");
+  EXPECT_FALSE(c.json["stopped_at"].is_null());
+  EXPECT_EQ(StopReq(id, true).status, 409);
+  EXPECT_EQ(StopReq(id, false).status, 409);
+  // Heartbeats on a stopped item say so without extending anything.
+  Reply after = Beat(id, "NO_HEARTBEAT");
+  EXPECT_EQ(after.status, 200);
+  EXPECT_EQ(after.json["state"], "stopped");
+  EXPECT_EQ(after.json["lease_extended"], false);
+  EXPECT_EQ(Ack(id).status, 409);
+}
+
+TEST_F(WorkQueueTest, ForceStopAndStoppingTimesOut) {
+  std::string s1 = NewSession(env_);
+  Json a = Lease();
+  Reply f = StopReq(a["id"], true);
+  EXPECT_EQ(f.json["state"], "stopped");
+  EXPECT_EQ(f.json["stopped_at"], FormatRfc3339(clock_.NowMicros()));
+  EXPECT_EQ(StopReq(a["id"], true).status, 409);
+
+  std::string s2 = NewSession(env_);
+  Json b = Lease();
+  ASSERT_EQ(b["data"]["id"], s2);
+  EXPECT_EQ(StopReq(b["id"], false).json["state"], "stopping");
+  clock_.Advance(90 * kSec);
+  EXPECT_EQ(Get(b["id"]).json["state"], "stopping");
+  clock_.Advance(1);
+  EXPECT_EQ(Get(b["id"]).json["state"], "stopped");
+
+  // A queued item nobody holds stops at once even when graceful.
+  NewSession(env_);
+  Json q = Items().front();
+  ASSERT_EQ(q["state"], "queued");
+  EXPECT_EQ(StopReq(q["id"], false).json["state"], "stopped");
+  EXPECT_TRUE(Poll().json.is_null());
+  EXPECT_EQ(Call("POST", W() + "/" + std::string(q["id"]) + "/stop", Json{{"force", "yes"}}).status, 400);
+}
+
+TEST_F(WorkQueueTest, EnqueueRulesOneLiveItemPerSession) {
+  std::string sid = NewSession(env_);
+  SendMessage(sid);  // item still queued: nothing new
+  EXPECT_EQ(Items().size(), 1u);
+  Json w = Lease();
+  SendMessage(sid);  // active: nothing new
+  EXPECT_EQ(Items().size(), 1u);
+  ASSERT_TRUE(queue_->EnsureWork(sid).ok());
+  EXPECT_EQ(Items().size(), 1u);
+  // Stopping is not live: the next user event gets a fresh item.
+  EXPECT_EQ(StopReq(w["id"], false).json["state"], "stopping");
+  SendMessage(sid);
+  auto items = Items();
+  ASSERT_EQ(items.size(), 2u);
+  EXPECT_EQ(items[0]["state"], "queued");  // newest first
+  EXPECT_NE(items[0]["id"], w["id"]);
+  // After that one stops too, user.interrupt enqueues again.
+  ASSERT_EQ(StopReq(items[0]["id"], true).status, 200);
+  Reply r = Call("POST", "/v1/sessions/" + sid + "/events", {{"events", {{{"type", "user.interrupt"}}}}});
+  ASSERT_EQ(r.status, 200) << r.json.dump();
+  EXPECT_EQ(Items().size(), 3u);
+  EXPECT_EQ(Items()[0]["state"], "queued");
+  // EnsureWork is a no-op on cloud sessions and an error for unknown ones.
+  std::string cs = NewSession(cloud_);
+  EXPECT_TRUE(queue_->EnsureWork(cs).ok());
+  EXPECT_EQ(queue_->EnsureWork("sesn_missing").code(), Code::kNotFound);
+  // Another session of the same environment has its own item.
+  NewSession(env_);
+  EXPECT_EQ(Items().size(), 4u);
+}
+
+TEST_F(WorkQueueTest, SessionDeleteForceStopsItsItems) {
+  std::string sid = NewSession(env_);
+  Json w = Lease();
+  ASSERT_EQ(StopReq(w["id"], false).json["state"], "stopping");
+  SendMessage(sid);  // a second, queued item
+  ASSERT_EQ(Items().size(), 2u);
+  Reply del = Call("DELETE", "/v1/sessions/" + sid);
+  ASSERT_EQ(del.status, 200) << del.json.dump();
+  for (const Json& it : Items()) {
+    EXPECT_EQ(it["state"], "stopped");
+    EXPECT_FALSE(it["stopped_at"].is_null());
+  }
+  EXPECT_TRUE(Poll().json.is_null());
+}
+
+TEST_F(WorkQueueTest, CredentialsPerEndpoint) {
+  NewSession(env_);
+  NewSession(env_);
+  Json a = Poll().json;
+  Json b = Poll().json;
+  ASSERT_TRUE(a.is_object() && b.is_object());
+  std::string ta = TokenOf(a), tb = TokenOf(b);
+  std::string ida = a["id"], idb = b["id"];
+  // The item's own token serves ack / heartbeat / stop.
+  EXPECT_EQ(Ack(ida, ta).status, 200);
+  EXPECT_EQ(Beat(ida, "NO_HEARTBEAT", "", ta).status, 200);
+  // Another item's token is refused.
+  EXPECT_EQ(Ack(ida, tb).status, 403);
+  EXPECT_EQ(Beat(ida, "NO_HEARTBEAT", "", tb).status, 403);
+  EXPECT_EQ(StopReq(ida, true, tb).status, 403);
+  // Tokens cannot poll, list or read stats.
+  EXPECT_EQ(Poll("", ta).status, 403);
+  EXPECT_EQ(Call("GET", W(), nullptr, ta).status, 403);
+  EXPECT_EQ(Call("GET", W() + "/stats", nullptr, ta).status, 403);
+  // Retrieve and update take only the org key (spec 3.2, 9).
+  EXPECT_EQ(Call("GET", W() + "/" + ida, nullptr, env_key_).status, 403);
+  EXPECT_EQ(Call("GET", W() + "/" + ida, nullptr, ta).status, 403);
+  Reply org = Call("GET", W() + "/" + ida);
+  EXPECT_EQ(org.status, 200);
+  EXPECT_TRUE(org.json["secret"].is_null());
+  EXPECT_EQ(Call("POST", W() + "/" + ida, {{"metadata", {{"k", "v"}}}}, env_key_).status, 403);
+  // Env key of another environment, and items looked up through the wrong
+  // environment.
+  EXPECT_EQ(Call("POST", W() + "/" + ida + "/ack", nullptr, env2_key_).status, 403);
+  EXPECT_EQ(Call("GET", W(env2_) + "/" + ida).status, 404);
+  EXPECT_EQ(Call("POST", W(env2_) + "/" + idb + "/ack", nullptr, env2_key_).status, 404);
+  // Env key and org key both stop.
+  EXPECT_EQ(StopReq(idb, true, env_key_).status, 200);
+  EXPECT_EQ(Call("POST", W() + "/" + ida + "/stop", Json{{"force", true}}).status, 200);
+}
+
+TEST_F(WorkQueueTest, MetadataPatchAndList) {
+  NewSession(env_);
+  NewSession(env_);
+  NewSession(env_);
+  std::string id = Items()[0]["id"];
+  Reply u = Call("POST", W() + "/" + id, {{"metadata", {{"a", "1"}, {"b", "2"}}}});
+  ASSERT_EQ(u.status, 200) << u.json.dump();
+  EXPECT_EQ(u.json["metadata"], (Json{{"a", "1"}, {"b", "2"}}));
+  u = Call("POST", W() + "/" + id, {{"metadata", {{"a", nullptr}}}});
+  EXPECT_EQ(u.json["metadata"], (Json{{"b", "2"}}));
+  Reply bad = Call("POST", W() + "/" + id, {{"metadata", {{"a", 5}}}});
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(bad.json["error"]["details"]["error_code"], "invalid_metadata");
+  EXPECT_EQ(Call("POST", W() + "/" + id, Json{{"other", 1}}).status, 400);
+  // Paging.
+  Reply p1 = Call("GET", W() + "?limit=2", nullptr, env_key_);
+  ASSERT_EQ(p1.status, 200);
+  EXPECT_EQ(p1.json["data"].size(), 2u);
+  ASSERT_TRUE(p1.json["next_page"].is_string());
+  Reply p2 = Call("GET", W() + "?limit=2&page=" + p1.json["next_page"].get<std::string>(), nullptr, env_key_);
+  EXPECT_EQ(p2.json["data"].size(), 1u);
+  EXPECT_TRUE(p2.json["next_page"].is_null());
+  EXPECT_TRUE(Items(env2_).empty());
+}
+
+TEST_F(WorkQueueTest, StatsCountsWorkersInWindow) {
+  EXPECT_EQ(Stats()["workers_polling"], 0);
+  EXPECT_TRUE(Stats()["oldest_queued_at"].is_null());
+  Call("GET", W() + "/poll", nullptr, env_key_, {{"Anthropic-Worker-ID", "w1"}});
+  Call("GET", W() + "/poll", nullptr, env_key_, {{"Anthropic-Worker-ID", "w1"}});
+  clock_.Advance(10 * kSec);
+  Call("GET", W() + "/poll", nullptr, env_key_, {{"Anthropic-Worker-ID", "w2"}});
+  Call("GET", W(env2_) + "/poll", nullptr, env2_key_, {{"Anthropic-Worker-ID", "w3"}});
+  EXPECT_EQ(Stats()["workers_polling"], 2);
+  clock_.Advance(21 * kSec);  // w1 last polled 31 s ago
+  EXPECT_EQ(Stats()["workers_polling"], 1);
+  clock_.Advance(10 * kSec);
+  EXPECT_EQ(Stats()["workers_polling"], 0);
+  // Org key may read stats; oldest_queued_at spans queued and pending.
+  int64_t t0 = clock_.NowMicros();
+  NewSession(env_);
+  clock_.Advance(kSec);
+  NewSession(env_);
+  ASSERT_TRUE(Poll().json.is_object());
+  Json s = Call("GET", W() + "/stats").json;
+  EXPECT_EQ(s["depth"], 1);
+  EXPECT_EQ(s["pending"], 1);
+  EXPECT_EQ(s["oldest_queued_at"], FormatRfc3339(t0));
+}
+
+TEST_F(WorkQueueTest, LongPollParksAndWakesOnEnqueue) {
+  Reply r = Poll("block_ms=999");
+  ASSERT_EQ(r.status, 200);
+  ASSERT_TRUE(r.poll) << "block_ms makes a parked long-poll";
+  EXPECT_EQ(r.poll->Timeout(), std::chrono::milliseconds(999));
+  std::atomic<int> wakes{0};
+  r.poll->SetWaker([&] { wakes++; });
+  EXPECT_EQ(queue_->waiters(env_), 1u);
+  EXPECT_FALSE(r.poll->TryComplete(false).has_value());
+  NewSession(env2_);  // another environment: no wake
+  EXPECT_EQ(wakes.load(), 0);
+  std::string sid = NewSession(env_);
+  EXPECT_GE(wakes.load(), 1);
+  auto done = r.poll->TryComplete(false);
+  ASSERT_TRUE(done.has_value());
+  EXPECT_EQ(done->status, 200);
+  Json w = Json::parse(done->body);
+  EXPECT_EQ(w["data"]["id"], sid);
+  EXPECT_TRUE(w["secret"].is_string());
+  r.poll->OnClose();
+  EXPECT_EQ(queue_->waiters(env_), 0u);
+
+  // An empty queue at the deadline answers 200 null.
+  Reply e = Poll("block_ms=5");
+  ASSERT_TRUE(e.poll);
+  e.poll->SetWaker([] {});
+  EXPECT_FALSE(e.poll->TryComplete(false).has_value());
+  auto end = e.poll->TryComplete(true);
+  ASSERT_TRUE(end.has_value());
+  EXPECT_EQ(end->status, 200);
+  EXPECT_EQ(end->body, "null");
+  e.poll.reset();  // destruction unregisters too
+  EXPECT_EQ(queue_->waiters(env_), 0u);
+}
+
+TEST_F(WorkQueueTest, SweepWakesPollersWhenLeaseExpires) {
+  NewSession(env_);
+  Json w = Lease();
+  Reply r = Poll("block_ms=999");
+  ASSERT_TRUE(r.poll);
+  std::atomic<int> wakes{0};
+  r.poll->SetWaker([&] { wakes++; });
+  EXPECT_FALSE(r.poll->TryComplete(false).has_value());
+  clock_.Advance(91 * kSec);
+  auto n = queue_->Sweep();
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 1);
+  EXPECT_EQ(wakes.load(), 1);
+  auto done = r.poll->TryComplete(false);
+  ASSERT_TRUE(done.has_value());
+  EXPECT_EQ(Json::parse(done->body)["id"], w["id"]);
+  EXPECT_EQ(*queue_->Sweep(), 0);
+}
+
+TEST_F(WorkQueueTest, BackgroundSweeperRuns) {
+  WorkQueueOptions o;
+  o.sweep_interval = std::chrono::milliseconds(5);
+  WorkQueue q(store_.get(), auth_.get(), &clock_, o);
+  NewSession(env_);
+  Json w = Lease();
+  std::atomic<int> wakes{0};
+  q.AddWaiter(env_, &wakes, [&] { wakes++; });
+  q.Start();
+  clock_.Advance(91 * kSec);
+  for (int i = 0; i < 400 && wakes.load() == 0; i++) usleep(5000);
+  q.Stop();
+  EXPECT_EQ(wakes.load(), 1);
+  EXPECT_EQ((*store_->GetWork(w["id"])).state, "queued");
+  q.RemoveWaiter(env_, &wakes);
+}
+
+TEST_F(WorkQueueTest, StoreEnforcesOneLiveItemPerSession) {
+  std::string sid = NewSession(env_);
+  store::WorkRecord dup;
+  dup.id = NewId(idprefix::kWork);
+  dup.environment_id = env_;
+  dup.session_id = sid;
+  dup.state = "queued";
+  dup.body = Json::object();
+  EXPECT_EQ(store_->CreateWork(dup).code(), Code::kConflict);
+  EXPECT_EQ(store_->schema_version(), 2);
+  auto live = store_->UnstoppedWorkForSession(sid);
+  ASSERT_TRUE(live.ok());
+  ASSERT_EQ(live->size(), 1u);
+  EXPECT_EQ((*live)[0].deliveries, 0);
+  ASSERT_TRUE(Poll().json.is_object());
+  EXPECT_EQ((*store_->GetWork((*live)[0].id)).deliveries, 1);
+}
+
+}  // namespace
+}  // namespace warren::queue
