@@ -14,7 +14,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { serverFixture } from './lib/util.mjs';
+import { serverFixture, settle } from './lib/util.mjs';
 import { REPO_ROOT } from './lib/server.mjs';
 import { rawRequest, api, envelopeProblems } from './lib/http.mjs';
 
@@ -124,6 +124,9 @@ describe('bad requests (tests/golden/api/bad_requests.jsonl)', { skip: fx.skip }
     const msg = (t) => ({ type: 'user.message', content: [{ type: 'text', text: t }] });
     await post(`/v1/sessions/${F.session_id}/events`, { events: [msg('one'), msg('two')] });
     await post(`/v1/sessions/${F.archived_session_id}/events`, { events: [msg('before archive')] });
+    // The engine answers those messages; wait until it is done so snapshots are stable
+    // (and archive is allowed: not while running).
+    for (const k of ['session_id', 'archived_session_id']) await settle(fx.client, F[k]);
     await post(`/v1/sessions/${F.archived_session_id}/archive`, {});
     const sl = await ok(await api(u, k, 'GET', '/v1/sessions?limit=1&order=asc'), 'sessions cursor');
     assert.ok(sl.next_page, 'sessions list gives a cursor');

@@ -2,7 +2,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { BadRequestError, NotFoundError } from '@anthropic-ai/sdk';
-import { serverFixture, assertApiError, collect } from './lib/util.mjs';
+import { serverFixture, assertApiError, collect, settle } from './lib/util.mjs';
 
 const fx = serverFixture();
 const msg = (text) => ({ type: 'user.message', content: [{ type: 'text', text }] });
@@ -40,6 +40,7 @@ describe('events: send and list', { skip: fx.skip }, () => {
   });
 
   test('list returns the persisted events in send order (asc) and reversed (desc)', async () => {
+    await settle(fx.client, sid);
     const asc = await collect(fx.client.beta.sessions.events.list(sid, { order: 'asc' }));
     const texts = asc.filter((e) => e.type === 'user.message').map((e) => e.content[0].text);
     assert.deepEqual(texts, ['hello', 'a', 'b', 'c']);
@@ -88,6 +89,7 @@ describe('events: send and list', { skip: fx.skip }, () => {
   });
 
   test('unknown and server-only event types are 400 and persist nothing', async () => {
+    await settle(fx.client, sid);
     const before = (await collect(fx.client.beta.sessions.events.list(sid))).length;
     await assertApiError(fx.client.beta.sessions.events.send(sid, { events: [{ type: 'user.bogus' }] }),
       BadRequestError, 400, 'invalid_request_error', 'unknown type');
@@ -113,8 +115,10 @@ describe('events: send and list', { skip: fx.skip }, () => {
     assert.equal(onlyInt[0].type, 'user.interrupt');
     const both = await collect(fx.client.beta.sessions.events.list(s, { types: ['user.message', 'user.interrupt'] }));
     assert.deepEqual(both.map((e) => e.type), ['user.message', 'user.interrupt', 'user.message']);
-    const none = await collect(fx.client.beta.sessions.events.list(s, { types: ['agent.message'] }));
-    assert.deepEqual(none, []);
+    const agentOnly = await collect(fx.client.beta.sessions.events.list(s, { types: ['agent.message'] }));
+    for (const e of agentOnly) assert.equal(e.type, 'agent.message', 'only the requested type');
+    const noneSuch = await collect(fx.client.beta.sessions.events.list(s, { types: ['span.outcome_evaluation_end'] }));
+    assert.deepEqual(noneSuch, []);
   });
 
   test('auto-pagination across pages, both orders', async () => {
@@ -127,10 +131,13 @@ describe('events: send and list', { skip: fx.skip }, () => {
     const page = await fx.client.beta.sessions.events.list(s, { limit: 7 });
     assert.equal(page.data.length, 7);
     assert.equal(typeof page.next_page, 'string');
+    await settle(fx.client, s);
+    const userIds = (evs) => evs.filter((e) => e.type === 'user.message').map((e) => e.id);
     const asc = await collect(fx.client.beta.sessions.events.list(s, { limit: 7, order: 'asc' }));
-    assert.deepEqual(asc.map((e) => e.id), sent);
+    assert.deepEqual(userIds(asc), sent);
     const desc = await collect(fx.client.beta.sessions.events.list(s, { limit: 4, order: 'desc' }));
-    assert.deepEqual(desc.map((e) => e.id), [...sent].reverse());
+    assert.deepEqual(desc.map((e) => e.id), asc.map((e) => e.id).reverse());
+    assert.deepEqual(userIds(desc), [...sent].reverse());
     const filtered = await collect(fx.client.beta.sessions.events.list(s, { limit: 3, types: ['user.message'] }));
     assert.equal(filtered.length, 25);
   });
@@ -144,7 +151,7 @@ describe('events: send and list', { skip: fx.skip }, () => {
       fx.client.beta.sessions.events.send(s, { events: [msg(`c${i}a`), msg(`c${i}b`)] })));
     const sentIds = res.flatMap((r) => r.data.map((e) => e.id));
     assert.equal(new Set(sentIds).size, 80, 'distinct ids');
-    const listed = await collect(fx.client.beta.sessions.events.list(s, { order: 'asc' }));
+    const listed = (await collect(fx.client.beta.sessions.events.list(s, { order: 'asc' }))).filter((e) => e.type === 'user.message');
     const listedIds = listed.map((e) => e.id);
     assert.deepEqual([...listedIds].sort(), [...sentIds].sort(), 'every acknowledged event listed exactly once');
     for (const r of res) {
@@ -152,8 +159,9 @@ describe('events: send and list', { skip: fx.skip }, () => {
       assert.equal(b, a + 1, 'the events of one request are contiguous and in order');
     }
     const t0 = Date.now();
-    while (seen.filter((e) => e.processed_at === null).length < 80 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 10));
-    const streamedIds = seen.filter((e) => e.processed_at === null).map((e) => e.id);
+    const queued = () => seen.filter((e) => e.type === 'user.message' && e.processed_at === null);
+    while (queued().length < 80 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 10));
+    const streamedIds = queued().map((e) => e.id);
     assert.deepEqual(streamedIds, listedIds, 'stream order equals the persisted order');
     stream.controller.abort();
     await done.catch(() => {});
@@ -165,7 +173,7 @@ describe('events: send and list', { skip: fx.skip }, () => {
     // one text block at 1 Mi characters; the spec sets no such limit.)
     const content = [0, 1, 2].map((i) => ({ type: 'text', text: `${i}` + 'é'.repeat(999_999) }));
     const sent = (await fx.client.beta.sessions.events.send(s, { events: [{ type: 'user.message', content }] })).data[0];
-    const listed = await collect(fx.client.beta.sessions.events.list(s));
+    const listed = (await collect(fx.client.beta.sessions.events.list(s))).filter((e) => e.type === 'user.message');
     assert.equal(listed.length, 1);
     assert.equal(listed[0].id, sent.id);
     assert.equal(listed[0].content.length, 3);

@@ -2,7 +2,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { NotFoundError, BadRequestError } from '@anthropic-ai/sdk';
-import { serverFixture, assertTimestamp, assertApiError, collect, uniq } from './lib/util.mjs';
+import { serverFixture, assertTimestamp, assertApiError, collect, uniq, settle } from './lib/util.mjs';
 
 const fx = serverFixture();
 
@@ -255,6 +255,7 @@ describe('sessions', { skip: fx.skip }, () => {
   test('delete answers {id, type:"session_deleted"} and removes the session', async () => {
     const s = await fx.client.beta.sessions.create({ agent: agentA.id, environment_id: env.id });
     await fx.client.beta.sessions.events.send(s.id, { events: [{ type: 'user.message', content: [{ type: 'text', text: 'bye' }] }] });
+    await settle(fx.client, s.id); // delete while running is rejected (spec 1.3)
     const d = await fx.client.beta.sessions.delete(s.id);
     assert.deepEqual(d, { id: s.id, type: 'session_deleted' });
     await assertApiError(fx.client.beta.sessions.retrieve(s.id), NotFoundError, 404, 'not_found_error', 'retrieve deleted');

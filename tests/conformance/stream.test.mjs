@@ -4,7 +4,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { BadRequestError, NotFoundError } from '@anthropic-ai/sdk';
-import { serverFixture, assertApiError, waitFor, withTimeout } from './lib/util.mjs';
+import { serverFixture, assertApiError, waitFor, withTimeout, settle } from './lib/util.mjs';
 import { openSse } from './lib/sse.mjs';
 
 const fx = serverFixture();
@@ -48,6 +48,7 @@ describe('events: stream', { skip: fx.skip }, () => {
     const firstEcho = st.events.find((e) => e.id === sent.id);
     assert.equal(firstEcho.processed_at, null, 'the first echo of a user event is queued (processed_at null)');
 
+    await settle(fx.client, sid); // delete while running is rejected (spec 1.3)
     await fx.client.beta.sessions.delete(sid);
     await withTimeout(st.done, 5000, 'iteration ends after session.deleted');
     assert.equal(st.error, null, `stream ended cleanly: ${st.error}`);
@@ -62,9 +63,10 @@ describe('events: stream', { skip: fx.skip }, () => {
     const sent = (await fx.client.beta.sessions.events.send(sid, { events: [msg('fan'), msg('out')] })).data;
     for (const st of [a, b]) {
       await waitFor(() => sent.every((s) => st.events.some((e) => e.id === s.id)), { what: 'both echoes' });
-      const order = st.events.filter((e) => sent.some((s) => s.id === e.id)).map((e) => e.content[0].text);
-      assert.deepEqual(order.slice(0, 2), ['fan', 'out'], 'stream order = send order');
+      const order = st.events.filter((e) => e.processed_at === null && sent.some((s) => s.id === e.id)).map((e) => e.content[0].text);
+      assert.deepEqual(order, ['fan', 'out'], 'stream order = send order');
     }
+    await settle(fx.client, sid);
     await fx.client.beta.sessions.delete(sid);
     await withTimeout(Promise.all([a.done, b.done]), 5000, 'both streams end');
   });
@@ -80,6 +82,7 @@ describe('events: stream', { skip: fx.skip }, () => {
     assert.equal(data.type, f.event, 'event: line equals the payload type');
     assert.equal(data.id, sent.id);
     assert.equal(f.id, sent.id, 'id: line carries the sevt_ id (spec 8)');
+    await settle(fx.client, sid);
     await fx.client.beta.sessions.delete(sid);
     await withTimeout(s.ended, 5000, 'server closes the stream after session.deleted');
     const del = s.frames.find((x) => x.event === 'session.deleted');
@@ -94,11 +97,12 @@ describe('events: stream', { skip: fx.skip }, () => {
   test('no replay: events sent before connecting are not streamed', async () => {
     const sid = await newSession();
     const before = (await fx.client.beta.sessions.events.send(sid, { events: [msg('before')] })).data[0];
+    await settle(fx.client, sid); // the engine's later echo of `before` would be live, not a replay
     const st = drain(await fx.client.beta.sessions.events.stream(sid));
     const afterEv = (await fx.client.beta.sessions.events.send(sid, { events: [msg('after')] })).data[0];
     await waitFor(() => st.events.some((e) => e.id === afterEv.id), { what: 'live event' });
     assert.ok(!st.events.some((e) => e.id === before.id), 'earlier event not replayed without Last-Event-ID');
-    st.done.catch(() => {});
+    await settle(fx.client, sid);
     await fx.client.beta.sessions.delete(sid);
     await withTimeout(st.done, 5000, 'stream ends');
   });
@@ -106,6 +110,7 @@ describe('events: stream', { skip: fx.skip }, () => {
   test('Last-Event-ID replays persisted events after that id, then goes live (spec 8)', async () => {
     const sid = await newSession();
     const sent = (await fx.client.beta.sessions.events.send(sid, { events: [msg('r1'), msg('r2'), msg('r3')] })).data;
+    await settle(fx.client, sid);
     const s = await openSse(fx.srv.url, `/v1/sessions/${sid}/events/stream`,
       { 'x-api-key': fx.srv.apiKey, 'last-event-id': sent[0].id });
     assert.equal(s.status, 200);
@@ -134,6 +139,7 @@ describe('events: stream', { skip: fx.skip }, () => {
     await new Promise((r) => setTimeout(r, 200));
     assert.ok(!st.events.some((e) => e.type === 'ping'), 'the SDK skips pings');
     raw.close();
+    await settle(fx.client, sid);
     await fx.client.beta.sessions.delete(sid);
     await withTimeout(st.done, 5000, 'stream ends');
   });

@@ -81,3 +81,23 @@ export function serverFixture() {
 export function uniq(prefix = 'x') {
   return `${prefix}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 }
+
+/**
+ * Waits until the engine has finished with a session: status idle (or
+ * terminated) and the event count unchanged across two polls. Needed before
+ * comparing event lists or deleting/archiving (spec 1.3: delete/archive while
+ * running is rejected). Works with an SDK client.
+ */
+export async function settle(client, sid, { timeoutMs = 15_000 } = {}) {
+  const t0 = Date.now();
+  let lastCount = -1;
+  for (;;) {
+    const s = await client.beta.sessions.retrieve(sid);
+    let count = 0;
+    for await (const _ of client.beta.sessions.events.list(sid, { limit: 1000 })) count++;
+    if ((s.status === 'idle' || s.status === 'terminated') && count === lastCount) return s;
+    lastCount = count;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`session ${sid} did not settle in ${timeoutMs} ms (status ${s.status})`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}
