@@ -290,6 +290,7 @@ struct ExecPlan {
   uint32_t uid, gid;
   const SeccompProgram* seccomp;
   CapSet caps;
+  int host_fds[4];  // the host's ends of the pipes: closed in the child
 };
 
 [[noreturn]] void ExecCommand(const ExecPlan& p) {
@@ -350,6 +351,8 @@ struct ExecPlan {
 }
 
 [[noreturn]] void ExecIntermediate(const ExecPlan& p) {
+  // Drop the host's pipe ends, or the command would never see EOF on stdin.
+  for (int fd : p.host_fds) close(fd);
   // Join the sandbox's cgroups, then all its namespaces.
   for (size_t i = 0; i < p.nprocs; ++i) {
     int fd = open(p.procs_files[i], O_WRONLY | O_CLOEXEC);
@@ -418,7 +421,8 @@ Result<ExecResult> ExecInSandbox(pid_t init_pid, const std::vector<std::string>&
   for (const auto& f : procs_files) procs.push_back(f.c_str());
   ExecPlan plan{init_fd.get(), procs.data(),  procs.size(),     in.rd.get(),      out.wr.get(),
                 err.wr.get(),  report.wr.get(), argv.data(),    envp.data(),      spec.cwd.c_str(),
-                path_env.c_str(), spec.uid,   spec.gid,         &seccomp,         caps};
+                path_env.c_str(), spec.uid,   spec.gid,         &seccomp,         caps,
+                {in.wr.get(), out.rd.get(), err.rd.get(), report.rd.get()}};
 
   pid_t mid = fork();
   if (mid < 0) return ErrnoStatus("fork");

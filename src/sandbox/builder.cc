@@ -1,0 +1,625 @@
+// SandboxRuntime: snapshot (image) building and the built-in base image.
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "common/ids.h"
+#include "common/log.h"
+#include "sandbox/recipe.h"
+#include "sandbox/runtime.h"
+#include "sandbox/sys.h"
+
+namespace warren::sandbox {
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr const char* kBuiltinMinimal = "builtin:minimal";
+
+class Hasher final {
+ public:
+  Hasher() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
+  ~Hasher() { EVP_MD_CTX_free(ctx_); }
+  Hasher(const Hasher&) = delete;
+  Hasher& operator=(const Hasher&) = delete;
+  void Add(std::string_view s) {
+    EVP_DigestUpdate(ctx_, s.data(), s.size());
+    EVP_DigestUpdate(ctx_, "\0", 1);
+  }
+  void AddRaw(const void* p, size_t n) { EVP_DigestUpdate(ctx_, p, n); }
+  std::string Hex() {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_DigestFinal_ex(ctx_, md, &n);
+    static const char* kHex = "0123456789abcdef";
+    std::string out;
+    for (unsigned i = 0; i < n; ++i) {
+      out.push_back(kHex[md[i] >> 4]);
+      out.push_back(kHex[md[i] & 15]);
+    }
+    return out;
+  }
+
+ private:
+  EVP_MD_CTX* ctx_;
+};
+
+Status HashFileInto(Hasher& h, const std::string& path) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return ErrnoStatus("open " + path);
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(fd.get(), buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus("read " + path);
+    }
+    if (n == 0) break;
+    h.AddRaw(buf, static_cast<size_t>(n));
+  }
+  return Status::Ok();
+}
+
+// Content hash of a host file or tree: names, types, modes, link targets and
+// file bytes, in sorted order.
+Status HashTreeInto(Hasher& h, const std::string& path, const std::string& rel) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) return ErrnoStatus("stat " + path);
+  h.Add(rel);
+  h.Add(std::to_string(st.st_mode));
+  if (S_ISLNK(st.st_mode)) {
+    char buf[4096];
+    ssize_t n = readlink(path.c_str(), buf, sizeof(buf));
+    if (n < 0) return ErrnoStatus("readlink " + path);
+    h.Add(std::string_view(buf, static_cast<size_t>(n)));
+  } else if (S_ISREG(st.st_mode)) {
+    WARREN_RETURN_IF_ERROR(HashFileInto(h, path));
+  } else if (S_ISDIR(st.st_mode)) {
+    DIR* d = opendir(path.c_str());
+    if (d == nullptr) return ErrnoStatus("opendir " + path);
+    std::vector<std::string> names;
+    while (struct dirent* e = readdir(d)) {
+      if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) names.emplace_back(e->d_name);
+    }
+    closedir(d);
+    std::sort(names.begin(), names.end());
+    for (const auto& n : names) WARREN_RETURN_IF_ERROR(HashTreeInto(h, path + "/" + n, rel + "/" + n));
+  }
+  return Status::Ok();
+}
+
+Result<std::string> HashTree(const std::string& path) {
+  Hasher h;
+  WARREN_RETURN_IF_ERROR(HashTreeInto(h, path, ""));
+  return h.Hex();
+}
+
+std::string Chain(const std::string& prev, const std::string& step) {
+  Hasher h;
+  h.Add(prev);
+  h.Add(step);
+  return h.Hex();
+}
+
+bool Exists(const std::string& p) {
+  struct stat st;
+  return lstat(p.c_str(), &st) == 0;
+}
+
+bool ValidSnapshotName(const std::string& n) {
+  if (n.empty() || n.size() > 63 || !std::isalnum(static_cast<unsigned char>(n[0]))) return false;
+  return std::all_of(n.begin(), n.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+  });
+}
+
+// Resolves a COPY source strictly inside the context dir (no absolute
+// paths, no "..", no symlink leaving the context).
+Result<std::string> ContextPath(const std::string& context, const std::string& src) {
+  if (src.empty() || src[0] == '/') return Status::InvalidArgument("COPY source must be relative: " + src);
+  std::stringstream ss(src);
+  std::string comp;
+  while (std::getline(ss, comp, '/')) {
+    if (comp == "..") return Status::InvalidArgument("COPY source must stay in the context: " + src);
+  }
+  char real_ctx[PATH_MAX], real_src[PATH_MAX];
+  if (realpath(context.c_str(), real_ctx) == nullptr) return ErrnoStatus("context " + context);
+  std::string full = context + "/" + src;
+  if (realpath(full.c_str(), real_src) == nullptr) return ErrnoStatus("COPY source " + src);
+  std::string rc(real_ctx), rs(real_src);
+  if (rs != rc && rs.rfind(rc + "/", 0) != 0) return Status::PermissionDenied("COPY source leaves the context: " + src);
+  return rs;
+}
+
+Status ExtractTarball(const std::string& tarball, const std::string& dest) {
+  struct archive* a = archive_read_new();
+  archive_read_support_filter_all(a);
+  archive_read_support_format_all(a);
+  struct archive* w = archive_write_disk_new();
+  archive_write_disk_set_options(w, ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_OWNER |
+                                        ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
+                                        ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS);
+  Status st;
+  if (archive_read_open_filename(a, tarball.c_str(), 1 << 16) != ARCHIVE_OK) {
+    st = Status::InvalidArgument(std::string("open tarball: ") + archive_error_string(a));
+  }
+  struct archive_entry* e;
+  while (st.ok()) {
+    int r = archive_read_next_header(a, &e);
+    if (r == ARCHIVE_EOF) break;
+    if (r < ARCHIVE_WARN) {
+      st = Status::InvalidArgument(std::string("read tarball: ") + archive_error_string(a));
+      break;
+    }
+    std::string p = archive_entry_pathname(e);
+    while (p.rfind("./", 0) == 0) p = p.substr(2);
+    if (p.empty() || p == ".") continue;
+    archive_entry_set_pathname(e, (dest + "/" + p).c_str());
+    if (const char* hl = archive_entry_hardlink(e)) {
+      std::string h = hl;
+      while (h.rfind("./", 0) == 0) h = h.substr(2);
+      archive_entry_set_hardlink(e, (dest + "/" + h).c_str());
+    }
+    // Device nodes cannot be used inside a sandbox anyway.
+    if (archive_entry_filetype(e) == AE_IFCHR || archive_entry_filetype(e) == AE_IFBLK) continue;
+    if (archive_write_header(w, e) < ARCHIVE_WARN) {
+      st = Status::IOError(std::string("extract ") + p + ": " + archive_error_string(w));
+      break;
+    }
+    const void* buf;
+    size_t size;
+    la_int64_t off;
+    for (;;) {
+      int rr = archive_read_data_block(a, &buf, &size, &off);
+      if (rr == ARCHIVE_EOF) break;
+      if (rr < ARCHIVE_WARN || archive_write_data_block(w, buf, size, off) < ARCHIVE_WARN) {
+        st = Status::IOError("extract data of " + p);
+        break;
+      }
+    }
+    archive_write_finish_entry(w);
+  }
+  archive_read_free(a);
+  archive_write_free(w);
+  return st;
+}
+
+void MergeEnvVector(std::vector<std::string>* env, const std::vector<std::string>& add) {
+  for (const auto& kv : add) {
+    std::string k = kv.substr(0, kv.find('='));
+    auto it = std::find_if(env->begin(), env->end(),
+                           [&](const std::string& e) { return e.substr(0, e.find('=')) == k; });
+    if (it != env->end()) *it = kv;
+    else env->push_back(kv);
+  }
+}
+
+std::string FindBusybox() {
+  for (const char* p : {"/bin/busybox", "/usr/bin/busybox"}) {
+    if (Exists(p)) return p;
+  }
+  return "";
+}
+
+}  // namespace
+
+Result<std::string> SandboxRuntime::EnsureBuiltinLayer(const BuildLog& log) {
+  std::string busybox = FindBusybox();
+  std::string bash = "/usr/bin/bash-static";
+  if (busybox.empty()) return Status::Unavailable("busybox-static is not installed (apt-get install busybox-static)");
+  if (!Exists(bash)) return Status::Unavailable("bash-static is not installed (apt-get install bash-static)");
+  Hasher h;
+  h.Add("builtin:minimal v1");
+  WARREN_RETURN_IF_ERROR(HashFileInto(h, busybox));
+  WARREN_RETURN_IF_ERROR(HashFileInto(h, bash));
+  std::string hash = h.Hex();
+  std::string layer = pool_->root() + "/layers/" + hash;
+  if (!Exists(layer)) {
+    if (log) log("building builtin:minimal from " + busybox + " and " + bash);
+    std::string tmp = pool_->root() + "/tmp/builtin-" + NewId("", 8);
+    WARREN_RETURN_IF_ERROR(pool_->CreateVolume(tmp));
+    auto cleanup = [&](Status s) {
+      (void)pool_->DeleteVolume(tmp);
+      return s;
+    };
+    auto fs = RootFs::Open(tmp);
+    if (!fs.ok()) return cleanup(fs.status());
+    for (const char* d : {"bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin", "etc", "home/sandbox", "proc",
+                          "dev", "sys", "run", "var/log", "mnt", "opt", "srv"}) {
+      if (Status s = fs->Mkdir(d, true); !s.ok()) return cleanup(s);
+    }
+    for (auto [d, mode] : {std::pair<const char*, uint32_t>{"tmp", 01777}, {"var/tmp", 01777}, {"root", 0700}}) {
+      if (Status s = fs->Mkdir(d, true); !s.ok()) return cleanup(s);
+      if (Status s = fs->Chmod(d, mode); !s.ok()) return cleanup(s);
+    }
+    if (Status s = fs->CopyIn(busybox, "/bin/busybox"); !s.ok()) return cleanup(s);
+    if (Status s = fs->CopyIn(bash, "/bin/bash"); !s.ok()) return cleanup(s);
+    std::string list;
+    auto rc = RunCommand({busybox, "--list-full"}, &list);
+    if (!rc.ok() || *rc != 0) return cleanup(Status::Internal("busybox --list-full failed"));
+    std::istringstream in(list);
+    std::string applet;
+    while (std::getline(in, applet)) {
+      if (applet.empty() || applet.find("..") != std::string::npos) continue;
+      std::string path = tmp + "/" + applet;
+      if (Exists(path)) continue;
+      symlink("/bin/busybox", path.c_str());
+    }
+    if (!Exists(tmp + "/bin/sh")) symlink("/bin/busybox", (tmp + "/bin/sh").c_str());
+    const std::pair<const char*, const char*> files[] = {
+        {"/etc/passwd",
+         "root:x:0:0:root:/root:/bin/sh\nsandbox:x:1000:1000:sandbox:/home/sandbox:/bin/sh\n"
+         "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"},
+        {"/etc/group", "root:x:0:\nsandbox:x:1000:\nnogroup:x:65534:\n"},
+        {"/etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost\n"},
+        {"/etc/resolv.conf", ""},
+        {"/etc/os-release", "NAME=\"Warren minimal\"\nID=warren-minimal\nVERSION_ID=1\n"},
+    };
+    for (const auto& [p, content] : files) {
+      if (Status s = fs->WriteFile(p, content); !s.ok()) return cleanup(s);
+    }
+    if (lchown((tmp + "/home/sandbox").c_str(), 1000, 1000) != 0) return cleanup(ErrnoStatus("chown home"));
+    if (Status s = pool_->Snapshot(tmp, layer, true); !s.ok()) return cleanup(s);
+    (void)pool_->DeleteVolume(tmp);
+  }
+  SnapshotRecord rec;
+  rec.name = kBuiltinMinimal;
+  rec.hash = hash;
+  rec.layers = {hash};
+  rec.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+  rec.resources = Resources{0, 1LL << 30, 1024, 0};
+  auto existing = snapshots_.Get(kBuiltinMinimal);
+  if (existing.ok()) {
+    auto r = SnapshotRecord::FromJson(*existing);
+    if (r.ok() && r->hash == hash) return hash;
+  }
+  rec.created_at = Now();
+  WARREN_RETURN_IF_ERROR(snapshots_.Put(kBuiltinMinimal, rec.ToJson()));
+  return hash;
+}
+
+Result<SnapshotRecord> SandboxRuntime::ResolveSnapshotLocked(const std::string& name, const BuildLog& log) {
+  if (name == kBuiltinMinimal || name.empty()) {
+    WARREN_RETURN_IF_ERROR(EnsureBuiltinLayer(log).status());
+  }
+  std::string key = name.empty() ? kBuiltinMinimal : name;
+  std::string want_hash;
+  if (auto at = key.find('@'); at != std::string::npos) {
+    want_hash = key.substr(at + 1);
+    key = key.substr(0, at);
+  }
+  auto j = snapshots_.Get(key);
+  if (!j.ok()) {
+    if (j.status().code() == Code::kNotFound) return Status::NotFound("no snapshot " + name);
+    return j.status();
+  }
+  WARREN_ASSIGN_OR_RETURN(SnapshotRecord rec, SnapshotRecord::FromJson(*j));
+  if (!want_hash.empty() && rec.hash.rfind(want_hash, 0) != 0) {
+    return Status::NotFound("snapshot " + key + " has hash " + rec.hash.substr(0, 12) + ", not " + want_hash);
+  }
+  if (rec.layers.empty() || !Exists(pool_->root() + "/layers/" + rec.layers.back())) {
+    return Status::FailedPrecondition("snapshot " + key + " has lost its layer; rebuild it");
+  }
+  return rec;
+}
+
+Status SandboxRuntime::RunBuildStep(const std::string& rootfs, const SnapshotRecord& cfg, const std::string& cmd,
+                                    const BuildLog& log) {
+  WARREN_ASSIGN_OR_RETURN(int slot, AllocateSlotLocked());
+  std::string id = NewId("", 12);
+  std::string cg = "build-" + id;
+  Json rec{{"slot", slot}, {"rootfs", rootfs}, {"pid", -1}, {"start_time", 0}};
+  WARREN_RETURN_IF_ERROR(builds_.Put(id, rec));
+  auto cleanup = [&](pid_t pid, uint64_t start) {
+    if (pid > 0) {
+      UniqueFd fd(SysPidfdOpen(pid, 0));
+      if (fd && ProcessAlive(pid, start)) SysPidfdSendSignal(fd.get(), SIGKILL);
+    }
+    (void)cgroups_->Destroy(cg);
+    auto deadline = std::chrono::steady_clock::now() + milliseconds(5000);
+    while (pid > 0 && ProcessAlive(pid, start) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(milliseconds(1));
+    }
+    (void)builds_.Remove(id);
+  };
+  if (Status s = cgroups_->Create(cg, Resources{0, 4LL << 30, 4096, 0}); !s.ok()) {
+    cleanup(-1, 0);
+    return s;
+  }
+  InitSpec spec;
+  spec.rootfs = rootfs;
+  spec.hostname = "build";
+  spec.ids = IdRange{slot};
+  auto h = SpawnInit(spec, *cgroups_, cg);
+  if (!h.ok()) {
+    cleanup(-1, 0);
+    return h.status().WithContext("RUN");
+  }
+  rec["pid"] = h->pid;
+  rec["start_time"] = h->start_time;
+  (void)builds_.Put(id, rec);
+  auto fs = RootFs::Open(rootfs);
+  if (!fs.ok()) {
+    cleanup(h->pid, h->start_time);
+    return fs.status();
+  }
+  // Resolve the user inside the layer being built.
+  SandboxRecord dummy;
+  dummy.id = "build";
+  ExecSpec es;
+  es.argv = {"/bin/sh", "-c", cmd};
+  es.env = ExecEnv(&cfg, dummy, {});
+  es.cwd = cfg.workdir.empty() ? "/" : cfg.workdir;
+  std::string user = cfg.user.empty() ? "root" : cfg.user;
+  uint32_t uid = 0, gid = 0;
+  if (user != "root") {
+    auto passwd = fs->ReadFile("/etc/passwd", 1 << 20);
+    bool found = false;
+    if (passwd.ok()) {
+      std::istringstream in(*passwd);
+      std::string line;
+      while (std::getline(in, line) && !found) {
+        std::vector<std::string> f;
+        std::stringstream ls(line);
+        std::string x;
+        while (std::getline(ls, x, ':')) f.push_back(x);
+        if (f.size() >= 4 && f[0] == user) {
+          uid = static_cast<uint32_t>(std::stoul(f[2]));
+          gid = static_cast<uint32_t>(std::stoul(f[3]));
+          found = true;
+        }
+      }
+    }
+    if (!found && !user.empty() && std::all_of(user.begin(), user.end(), ::isdigit)) {
+      uid = gid = static_cast<uint32_t>(std::stoul(user));
+      found = true;
+    }
+    if (!found) {
+      cleanup(h->pid, h->start_time);
+      return Status::InvalidArgument("RUN: unknown USER " + user);
+    }
+  }
+  es.uid = uid;
+  es.gid = gid;
+  std::string pending_out, pending_err;
+  auto sink = [&](std::string* pending, std::string_view d) {
+    pending->append(d);
+    size_t nl;
+    while ((nl = pending->find('\n')) != std::string::npos) {
+      if (log) log(pending->substr(0, nl));
+      pending->erase(0, nl + 1);
+    }
+  };
+  es.on_stdout = [&](std::string_view d) { sink(&pending_out, d); };
+  es.on_stderr = [&](std::string_view d) { sink(&pending_err, d); };
+  auto r = ExecInSandbox(h->pid, cgroups_->ProcsFiles(cg), es, seccomp_, caps_);
+  if (log && !pending_out.empty()) log(pending_out);
+  if (log && !pending_err.empty()) log(pending_err);
+  cleanup(h->pid, h->start_time);
+  if (!r.ok()) return r.status().WithContext("RUN");
+  if (r->exit_code != 0) return Status::FailedPrecondition("RUN " + cmd + " exited with " + std::to_string(r->exit_code));
+  return Status::Ok();
+}
+
+Result<SnapshotRecord> SandboxRuntime::BuildSnapshot(const std::string& name, const std::string& recipe_text,
+                                                     const std::string& context_dir, const BuildLog& log) {
+  Lock l(this);
+  return BuildLocked(name, recipe_text, context_dir, log);
+}
+
+Result<SnapshotRecord> SandboxRuntime::BuildLocked(const std::string& name, const std::string& recipe_text,
+                                                   const std::string& context_dir, const BuildLog& log) {
+  if (!ValidSnapshotName(name)) return Status::InvalidArgument("invalid snapshot name: " + name);
+  WARREN_ASSIGN_OR_RETURN(Recipe recipe, ParseRecipe(recipe_text));
+  SnapshotRecord cfg;
+  cfg.name = name;
+  cfg.recipe = recipe_text;
+  cfg.resources = Resources{0, 1LL << 30, 1024, 0};
+  cfg.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+  std::string chain, layer;  // chain hash so far; current filesystem layer
+  const size_t total = recipe.steps.size();
+  std::string layers_dir = pool_->root() + "/layers/";
+
+  // Makes layer `key` by running `mutate` on a writable copy of the current
+  // layer (or an empty volume for the first), unless it is cached.
+  auto make_layer = [&](const std::string& key, const std::function<Status(const std::string&)>& mutate,
+                        bool* cached) -> Status {
+    *cached = Exists(layers_dir + key);
+    if (*cached) return Status::Ok();
+    std::string tmp = pool_->root() + "/tmp/step-" + NewId("", 10);
+    Status s = layer.empty() ? pool_->CreateVolume(tmp) : pool_->Snapshot(layers_dir + layer, tmp, false);
+    if (s.ok()) s = mutate(tmp);
+    if (s.ok()) s = pool_->Snapshot(tmp, layers_dir + key, true);
+    (void)pool_->DeleteVolume(tmp);
+    return s;
+  };
+
+  for (size_t i = 0; i < total; ++i) {
+    const RecipeStep& st = recipe.steps[i];
+    auto t0 = std::chrono::steady_clock::now();
+    std::string head = "[" + std::to_string(i + 1) + "/" + std::to_string(total) + "] " +
+                       std::string(StepKindName(st.kind)) + " " + st.text;
+    if (log) log(head);
+    bool cached = false;
+    bool new_layer = false;
+    Status s;
+    switch (st.kind) {
+      case RecipeStep::Kind::kFrom: {
+        const std::string& base = st.text;
+        if (base == "scratch") {
+          chain = Chain("", "FROM scratch");
+          s = make_layer(chain, [](const std::string&) { return Status::Ok(); }, &cached);
+          new_layer = true;
+        } else if (base == kBuiltinMinimal) {
+          auto h = EnsureBuiltinLayer(log);
+          if (!h.ok()) return h.status();
+          chain = *h;
+          layer = *h;
+          cached = true;
+        } else if (base.rfind("dir:", 0) == 0) {
+          std::string src = base.substr(4);
+          auto h = HashTree(src);
+          if (!h.ok()) return h.status();
+          chain = Chain("", "FROM dir " + *h);
+          s = make_layer(chain, [&](const std::string& tmp) -> Status {
+            WARREN_ASSIGN_OR_RETURN(RootFs fs, RootFs::Open(tmp));
+            return fs.CopyIn(src, "/");
+          }, &cached);
+          new_layer = true;
+        } else if (base.rfind("tar:", 0) == 0) {
+          std::string src = base.substr(4);
+          Hasher h;
+          if (Status hs = HashFileInto(h, src); !hs.ok()) return hs;
+          chain = Chain("", "FROM tar " + h.Hex());
+          s = make_layer(chain, [&](const std::string& tmp) { return ExtractTarball(src, tmp); }, &cached);
+          new_layer = true;
+        } else {
+          auto b = ResolveSnapshotLocked(base, log);
+          if (!b.ok()) return b.status();
+          chain = b->hash;
+          layer = b->layers.back();
+          cfg.layers = b->layers;
+          cfg.env = b->env;
+          cfg.workdir = b->workdir;
+          cfg.user = b->user;
+          cfg.resources = b->resources;
+          cached = true;
+        }
+        break;
+      }
+      case RecipeStep::Kind::kEnv: {
+        MergeEnvVector(&cfg.env, st.args);
+        chain = Chain(chain, "ENV " + st.text);
+        cached = true;
+        break;
+      }
+      case RecipeStep::Kind::kUser: {
+        cfg.user = st.text;
+        chain = Chain(chain, "USER " + st.text);
+        cached = true;
+        break;
+      }
+      case RecipeStep::Kind::kWorkdir: {
+        cfg.workdir = st.text;
+        chain = Chain(chain, "WORKDIR " + st.text);
+        s = make_layer(chain, [&](const std::string& tmp) -> Status {
+          WARREN_ASSIGN_OR_RETURN(RootFs fs, RootFs::Open(tmp));
+          return fs.Mkdir(st.text, true);
+        }, &cached);
+        new_layer = true;
+        break;
+      }
+      case RecipeStep::Kind::kCopy: {
+        std::vector<std::string> srcs(st.args.begin(), st.args.end() - 1);
+        std::string dst = st.args.back();
+        if (context_dir.empty()) return Status::InvalidArgument("COPY needs a build context directory");
+        std::string desc = "COPY " + dst;
+        std::vector<std::string> resolved;
+        for (const auto& src : srcs) {
+          auto p = ContextPath(context_dir, src);
+          if (!p.ok()) return p.status();
+          auto h = HashTree(*p);
+          if (!h.ok()) return h.status();
+          desc += " " + src + "=" + *h;
+          resolved.push_back(*p);
+        }
+        chain = Chain(chain, desc);
+        bool into_dir = srcs.size() > 1 || dst.back() == '/';
+        s = make_layer(chain, [&](const std::string& tmp) -> Status {
+          WARREN_ASSIGN_OR_RETURN(RootFs fs, RootFs::Open(tmp));
+          std::string d = dst[0] == '/' ? dst : (cfg.workdir.empty() ? "/" : cfg.workdir) + "/" + dst;
+          for (const auto& p : resolved) {
+            struct stat sst;
+            if (stat(p.c_str(), &sst) != 0) return ErrnoStatus("stat " + p);
+            std::string target = d;
+            if (!S_ISDIR(sst.st_mode) && into_dir) {
+              WARREN_RETURN_IF_ERROR(fs.Mkdir(d, true));
+              target = d + "/" + p.substr(p.rfind('/') + 1);
+            }
+            WARREN_RETURN_IF_ERROR(fs.CopyIn(p, target));
+          }
+          return Status::Ok();
+        }, &cached);
+        new_layer = true;
+        break;
+      }
+      case RecipeStep::Kind::kRun: {
+        chain = Chain(chain, "RUN " + st.text);
+        s = make_layer(chain, [&](const std::string& tmp) { return RunBuildStep(tmp, cfg, st.text, log); }, &cached);
+        new_layer = true;
+        break;
+      }
+    }
+    if (!s.ok()) {
+      if (log) log("step failed: " + s.ToString());
+      return s.WithContext("snapshot " + name + " step " + std::to_string(i + 1));
+    }
+    if (new_layer) {
+      layer = chain;
+      cfg.layers.push_back(chain);
+    } else if (cfg.layers.empty() && !layer.empty()) {
+      cfg.layers.push_back(layer);
+    }
+    auto ms = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t0).count();
+    if (log) log(std::string("  -> ") + (cached ? "cached" : "built") + " " + chain.substr(0, 12) + " (" +
+                 std::to_string(ms) + " ms)");
+  }
+  if (layer.empty()) return Status::InvalidArgument("recipe produced no filesystem");
+  if (cfg.layers.empty() || cfg.layers.back() != layer) cfg.layers.push_back(layer);
+  cfg.hash = chain;
+  cfg.created_at = Now();
+  WARREN_RETURN_IF_ERROR(snapshots_.Put(name, cfg.ToJson()));
+  if (log) log("snapshot " + cfg.Ref() + " ready");
+  return cfg;
+}
+
+Result<SnapshotRecord> SandboxRuntime::GetSnapshot(const std::string& name) {
+  Lock l(this);
+  return ResolveSnapshotLocked(name, nullptr);
+}
+
+Result<std::vector<SnapshotRecord>> SandboxRuntime::ListSnapshots() {
+  Lock l(this);
+  std::vector<SnapshotRecord> out;
+  for (const auto& key : snapshots_.Keys()) {
+    auto j = snapshots_.Get(key);
+    if (!j.ok()) continue;
+    auto r = SnapshotRecord::FromJson(*j);
+    if (r.ok()) out.push_back(std::move(*r));
+  }
+  return out;
+}
+
+Status SandboxRuntime::DeleteSnapshot(const std::string& name) {
+  Lock l(this);
+  auto j = snapshots_.Get(name);
+  if (!j.ok()) return j.status().code() == Code::kNotFound ? Status::NotFound("no snapshot " + name) : j.status();
+  WARREN_ASSIGN_OR_RETURN(SnapshotRecord rec, SnapshotRecord::FromJson(*j));
+  WARREN_RETURN_IF_ERROR(snapshots_.Remove(name));
+  // Free layers no other snapshot uses (sandboxes hold their own copies).
+  std::set<std::string> in_use;
+  for (const auto& key : snapshots_.Keys()) {
+    auto jj = snapshots_.Get(key);
+    if (!jj.ok()) continue;
+    auto r = SnapshotRecord::FromJson(*jj);
+    if (r.ok()) in_use.insert(r->layers.begin(), r->layers.end());
+  }
+  for (const auto& layer : rec.layers) {
+    if (!in_use.count(layer)) (void)pool_->DeleteVolume(pool_->root() + "/layers/" + layer);
+  }
+  return Status::Ok();
+}
+
+}  // namespace warren::sandbox

@@ -1,0 +1,315 @@
+#include "sandbox/files.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "sandbox/sys.h"
+
+namespace warren::sandbox {
+namespace {
+
+constexpr uint64_t kResolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+
+Status PathError(int err, const std::string& op, const std::string& path) {
+  if (err == ENOENT) return Status::NotFound(op + " " + path + ": no such file or directory");
+  if (err == EEXIST) return Status::Conflict(op + " " + path + ": already exists");
+  if (err == ENOTDIR) return Status::InvalidArgument(op + " " + path + ": not a directory");
+  if (err == EISDIR) return Status::InvalidArgument(op + " " + path + ": is a directory");
+  if (err == ENOTEMPTY) return Status::FailedPrecondition(op + " " + path + ": directory not empty");
+  if (err == EACCES || err == EPERM || err == EXDEV || err == ELOOP) {
+    return Status::PermissionDenied(op + " " + path + ": " + strerror(err));
+  }
+  return Status::FromErrno(err, op + " " + path);
+}
+
+std::string TypeOf(mode_t m) {
+  if (S_ISREG(m)) return "file";
+  if (S_ISDIR(m)) return "dir";
+  if (S_ISLNK(m)) return "symlink";
+  return "other";
+}
+
+FileInfo InfoFromStat(const std::string& name, const struct stat& st) {
+  FileInfo fi;
+  fi.name = name;
+  fi.type = TypeOf(st.st_mode);
+  fi.size = st.st_size;
+  fi.mode = st.st_mode & 07777;
+  fi.uid = st.st_uid;
+  fi.gid = st.st_gid;
+  fi.mtime_micros = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000 + st.st_mtim.tv_nsec / 1000;
+  return fi;
+}
+
+// Splits "a/b/c" into ("a/b", "c"); leading slashes are dropped (paths are
+// relative to the sandbox root either way). Refuses empty names, "." and "..".
+Result<std::pair<std::string, std::string>> Split(const std::string& path) {
+  std::string p = path;
+  while (!p.empty() && p.back() == '/') p.pop_back();
+  size_t s = p.find_first_not_of('/');
+  if (s == std::string::npos) return Status::InvalidArgument("path names the root: " + path);
+  p = p.substr(s);
+  size_t slash = p.rfind('/');
+  std::string parent = slash == std::string::npos ? "." : p.substr(0, slash);
+  std::string name = slash == std::string::npos ? p : p.substr(slash + 1);
+  if (name == "." || name == ".." || name.empty()) return Status::InvalidArgument("bad path: " + path);
+  return std::make_pair(parent.empty() ? std::string(".") : parent, name);
+}
+
+std::string Rel(const std::string& path) {
+  size_t s = path.find_first_not_of('/');
+  return s == std::string::npos ? "." : path.substr(s);
+}
+
+Status RemoveAt(int parent_fd, const std::string& name, const std::string& display) {
+  struct stat st;
+  if (fstatat(parent_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return PathError(errno, "stat", display);
+  if (S_ISDIR(st.st_mode)) {
+    int sub = openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (sub < 0) return PathError(errno, "open", display);
+    DIR* d = fdopendir(sub);
+    if (d == nullptr) {
+      close(sub);
+      return PathError(errno, "opendir", display);
+    }
+    std::vector<std::string> names;
+    while (struct dirent* e = readdir(d)) {
+      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+      names.emplace_back(e->d_name);
+    }
+    Status s;
+    for (const auto& n : names) {
+      s = RemoveAt(dirfd(d), n, display + "/" + n);
+      if (!s.ok()) break;
+    }
+    closedir(d);
+    if (!s.ok()) return s;
+    if (unlinkat(parent_fd, name.c_str(), AT_REMOVEDIR) != 0) return PathError(errno, "rmdir", display);
+    return Status::Ok();
+  }
+  if (unlinkat(parent_fd, name.c_str(), 0) != 0) return PathError(errno, "unlink", display);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<RootFs> RootFs::Open(const std::string& host_path) {
+  UniqueFd fd(open(host_path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) return ErrnoStatus("open rootfs " + host_path);
+  return RootFs(std::move(fd));
+}
+
+Result<UniqueFd> RootFs::Resolve(const std::string& path, int flags, uint32_t mode) const {
+  int fd = SysOpenat2(fd_.get(), Rel(path).c_str(), static_cast<uint64_t>(flags | O_CLOEXEC), mode, kResolve);
+  if (fd < 0) return PathError(errno, "open", path);
+  return UniqueFd(fd);
+}
+
+Result<std::pair<UniqueFd, std::string>> RootFs::OpenParent(const std::string& path) const {
+  WARREN_ASSIGN_OR_RETURN(auto parts, Split(path));
+  WARREN_ASSIGN_OR_RETURN(UniqueFd pfd, Resolve(parts.first, O_RDONLY | O_DIRECTORY));
+  return std::make_pair(std::move(pfd), parts.second);
+}
+
+Result<std::vector<FileInfo>> RootFs::List(const std::string& path) const {
+  WARREN_ASSIGN_OR_RETURN(UniqueFd dfd, Resolve(path, O_RDONLY | O_DIRECTORY));
+  int dup_fd = dup(dfd.get());
+  if (dup_fd < 0) return ErrnoStatus("dup");
+  DIR* d = fdopendir(dup_fd);
+  if (d == nullptr) {
+    close(dup_fd);
+    return PathError(errno, "list", path);
+  }
+  std::vector<FileInfo> out;
+  while (struct dirent* e = readdir(d)) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    struct stat st;
+    if (fstatat(dfd.get(), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    FileInfo fi = InfoFromStat(e->d_name, st);
+    if (S_ISLNK(st.st_mode)) {
+      char buf[4096];
+      ssize_t n = readlinkat(dfd.get(), e->d_name, buf, sizeof(buf));
+      if (n > 0) fi.link_target.assign(buf, static_cast<size_t>(n));
+    }
+    out.push_back(std::move(fi));
+  }
+  closedir(d);
+  std::sort(out.begin(), out.end(), [](const FileInfo& a, const FileInfo& b) { return a.name < b.name; });
+  return out;
+}
+
+Result<FileInfo> RootFs::Stat(const std::string& path) const {
+  struct stat st;
+  if (Rel(path) == ".") {
+    if (fstat(fd_.get(), &st) != 0) return ErrnoStatus("stat /");
+    return InfoFromStat("/", st);
+  }
+  WARREN_ASSIGN_OR_RETURN(auto parent, OpenParent(path));
+  if (fstatat(parent.first.get(), parent.second.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    return PathError(errno, "stat", path);
+  }
+  FileInfo fi = InfoFromStat(parent.second, st);
+  if (S_ISLNK(st.st_mode)) {
+    char buf[4096];
+    ssize_t n = readlinkat(parent.first.get(), parent.second.c_str(), buf, sizeof(buf));
+    if (n > 0) fi.link_target.assign(buf, static_cast<size_t>(n));
+  }
+  return fi;
+}
+
+Result<UniqueFd> RootFs::OpenRead(const std::string& path) const {
+  WARREN_ASSIGN_OR_RETURN(UniqueFd fd, Resolve(path, O_RDONLY | O_NONBLOCK));
+  struct stat st;
+  if (fstat(fd.get(), &st) != 0) return ErrnoStatus("fstat");
+  if (!S_ISREG(st.st_mode)) return Status::InvalidArgument("not a regular file: " + path);
+  int fl = fcntl(fd.get(), F_GETFL);
+  fcntl(fd.get(), F_SETFL, fl & ~O_NONBLOCK);
+  return fd;
+}
+
+Result<UniqueFd> RootFs::OpenWrite(const std::string& path, uint32_t mode) const {
+  WARREN_ASSIGN_OR_RETURN(UniqueFd fd, Resolve(path, O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK, mode));
+  struct stat st;
+  if (fstat(fd.get(), &st) != 0) return ErrnoStatus("fstat");
+  if (!S_ISREG(st.st_mode)) return Status::InvalidArgument("not a regular file: " + path);
+  int fl = fcntl(fd.get(), F_GETFL);
+  fcntl(fd.get(), F_SETFL, fl & ~O_NONBLOCK);
+  return fd;
+}
+
+Result<std::string> RootFs::ReadFile(const std::string& path, int64_t max_bytes) const {
+  WARREN_ASSIGN_OR_RETURN(UniqueFd fd, OpenRead(path));
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(fd.get(), buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus("read " + path);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    if (static_cast<int64_t>(out.size()) > max_bytes) return Status::TooLarge("file larger than limit: " + path);
+  }
+  return out;
+}
+
+Status RootFs::WriteFile(const std::string& path, std::string_view data, uint32_t mode) const {
+  WARREN_ASSIGN_OR_RETURN(UniqueFd fd, OpenWrite(path, mode));
+  int rc = WriteAll(fd.get(), data.data(), data.size());
+  if (rc < 0) return Status::FromErrno(-rc, "write " + path);
+  return Status::Ok();
+}
+
+Status RootFs::Mkdir(const std::string& path, bool parents, uint32_t mode) const {
+  if (!parents) {
+    WARREN_ASSIGN_OR_RETURN(auto parent, OpenParent(path));
+    if (mkdirat(parent.first.get(), parent.second.c_str(), mode) != 0) return PathError(errno, "mkdir", path);
+    return Status::Ok();
+  }
+  std::string rel = Rel(path);
+  if (rel == ".") return Status::Ok();
+  std::string cur;
+  size_t pos = 0;
+  while (pos <= rel.size()) {
+    size_t next = rel.find('/', pos);
+    if (next == std::string::npos) next = rel.size();
+    std::string comp = rel.substr(pos, next - pos);
+    pos = next + 1;
+    if (comp.empty() || comp == ".") continue;
+    cur = cur.empty() ? comp : cur + "/" + comp;
+    auto existing = Resolve(cur, O_PATH | O_DIRECTORY);
+    if (existing.ok()) continue;
+    WARREN_ASSIGN_OR_RETURN(auto parent, OpenParent(cur));
+    if (mkdirat(parent.first.get(), parent.second.c_str(), mode) != 0 && errno != EEXIST) {
+      return PathError(errno, "mkdir", "/" + cur);
+    }
+  }
+  return Status::Ok();
+}
+
+Status RootFs::Move(const std::string& from, const std::string& to) const {
+  WARREN_ASSIGN_OR_RETURN(auto src, OpenParent(from));
+  WARREN_ASSIGN_OR_RETURN(auto dst, OpenParent(to));
+  if (renameat(src.first.get(), src.second.c_str(), dst.first.get(), dst.second.c_str()) != 0) {
+    return PathError(errno, "move", from);
+  }
+  return Status::Ok();
+}
+
+Status RootFs::Delete(const std::string& path, bool recursive) const {
+  WARREN_ASSIGN_OR_RETURN(auto parent, OpenParent(path));
+  if (recursive) return RemoveAt(parent.first.get(), parent.second, path);
+  struct stat st;
+  if (fstatat(parent.first.get(), parent.second.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    return PathError(errno, "stat", path);
+  }
+  int flags = S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0;
+  if (unlinkat(parent.first.get(), parent.second.c_str(), flags) != 0) return PathError(errno, "delete", path);
+  return Status::Ok();
+}
+
+Status RootFs::Chmod(const std::string& path, uint32_t mode) const {
+  WARREN_ASSIGN_OR_RETURN(UniqueFd fd, Resolve(path, O_PATH));
+  // fchmod refuses O_PATH fds; go through the host's /proc magic link to the
+  // already-resolved inode.
+  std::string proc = "/proc/self/fd/" + std::to_string(fd.get());
+  if (chmod(proc.c_str(), mode & 07777) != 0) return PathError(errno, "chmod", path);
+  return Status::Ok();
+}
+
+Status RootFs::CopyIn(const std::string& host_src, const std::string& dst) const {
+  struct stat st;
+  if (lstat(host_src.c_str(), &st) != 0) return ErrnoStatus("stat " + host_src);
+  if (S_ISLNK(st.st_mode)) {
+    char buf[4096];
+    ssize_t n = readlink(host_src.c_str(), buf, sizeof(buf) - 1);
+    if (n < 0) return ErrnoStatus("readlink " + host_src);
+    buf[n] = '\0';
+    WARREN_ASSIGN_OR_RETURN(auto parent, OpenParent(dst));
+    unlinkat(parent.first.get(), parent.second.c_str(), 0);
+    if (symlinkat(buf, parent.first.get(), parent.second.c_str()) != 0) return PathError(errno, "symlink", dst);
+    return Status::Ok();
+  }
+  if (S_ISDIR(st.st_mode)) {
+    WARREN_RETURN_IF_ERROR(Mkdir(dst, true, st.st_mode & 07777));
+    DIR* d = opendir(host_src.c_str());
+    if (d == nullptr) return ErrnoStatus("opendir " + host_src);
+    std::vector<std::string> names;
+    while (struct dirent* e = readdir(d)) {
+      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+      names.emplace_back(e->d_name);
+    }
+    closedir(d);
+    std::sort(names.begin(), names.end());
+    std::string base = dst;
+    while (!base.empty() && base.back() == '/') base.pop_back();
+    for (const auto& n : names) WARREN_RETURN_IF_ERROR(CopyIn(host_src + "/" + n, base + "/" + n));
+    return Status::Ok();
+  }
+  if (!S_ISREG(st.st_mode)) return Status::InvalidArgument("cannot copy special file " + host_src);
+  UniqueFd in(open(host_src.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!in) return ErrnoStatus("open " + host_src);
+  WARREN_ASSIGN_OR_RETURN(UniqueFd out, OpenWrite(dst, st.st_mode & 07777));
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(in.get(), buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus("read " + host_src);
+    }
+    if (n == 0) break;
+    int rc = WriteAll(out.get(), buf, static_cast<size_t>(n));
+    if (rc < 0) return Status::FromErrno(-rc, "write " + dst);
+  }
+  if (fchmod(out.get(), st.st_mode & 07777) != 0) return ErrnoStatus("chmod " + dst);
+  return Status::Ok();
+}
+
+}  // namespace warren::sandbox

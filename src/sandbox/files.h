@@ -1,0 +1,68 @@
+// Files: a file API over a sandbox's root filesystem, used from the host.
+// Every path is resolved with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+// relative to the rootfs directory fd, so absolute symlinks and ".." inside
+// the sandbox can never reach a host path, even if the sandbox swaps
+// components while we resolve. Operations on a name itself (delete, move,
+// mkdir, lstat) resolve the parent safely and act on the last component
+// without following it.
+//
+// Files written here are owned by on-disk uid/gid 0, which the sandbox sees
+// as its root (its rootfs is an idmapped mount).
+// Ownership: a RootFs owns its directory fd. Thread-safety: thread-safe (all
+// state is the fd; operations are independent syscalls).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "common/unique_fd.h"
+
+namespace warren::sandbox {
+
+struct FileInfo {
+  std::string name;
+  std::string type;  // "file", "dir", "symlink", "other"
+  int64_t size = 0;
+  uint32_t mode = 0;  // permission bits (07777)
+  uint32_t uid = 0, gid = 0;
+  int64_t mtime_micros = 0;
+  std::string link_target;  // for symlinks
+};
+
+class RootFs final {
+ public:
+  static Result<RootFs> Open(const std::string& host_path);
+  RootFs(RootFs&&) = default;
+  RootFs& operator=(RootFs&&) = default;
+  RootFs(const RootFs&) = delete;
+  RootFs& operator=(const RootFs&) = delete;
+
+  Result<std::vector<FileInfo>> List(const std::string& path) const;
+  Result<FileInfo> Stat(const std::string& path) const;  // does not follow a final symlink
+  Result<std::string> ReadFile(const std::string& path, int64_t max_bytes = 64LL << 20) const;
+  Status WriteFile(const std::string& path, std::string_view data, uint32_t mode = 0644) const;
+  Status Mkdir(const std::string& path, bool parents, uint32_t mode = 0755) const;
+  Status Move(const std::string& from, const std::string& to) const;
+  Status Delete(const std::string& path, bool recursive) const;
+  Status Chmod(const std::string& path, uint32_t mode) const;
+  // Opens `path` (following symlinks inside the root) for streaming I/O.
+  Result<UniqueFd> OpenRead(const std::string& path) const;
+  Result<UniqueFd> OpenWrite(const std::string& path, uint32_t mode = 0644) const;
+  // Copies a host file or directory tree (symlinks copied as links) to `dst`.
+  Status CopyIn(const std::string& host_src, const std::string& dst) const;
+
+  int fd() const { return fd_.get(); }
+
+ private:
+  explicit RootFs(UniqueFd fd) : fd_(std::move(fd)) {}
+  // Opens the parent directory of `path` and returns its last component.
+  Result<std::pair<UniqueFd, std::string>> OpenParent(const std::string& path) const;
+  Result<UniqueFd> Resolve(const std::string& path, int flags, uint32_t mode = 0) const;
+  UniqueFd fd_;
+};
+
+}  // namespace warren::sandbox

@@ -1,0 +1,799 @@
+#include "sandbox/runtime.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "common/ids.h"
+#include "common/log.h"
+#include "sandbox/sys.h"
+#include "sandbox/userns.h"
+
+namespace warren::sandbox {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+bool ValidName(const std::string& n) {
+  if (n.empty() || n.size() > 63) return false;
+  for (char c : n) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) return false;
+  }
+  return std::isalnum(static_cast<unsigned char>(n[0]));
+}
+
+bool Live(SandboxState s) {
+  return s == SandboxState::kStarted || s == SandboxState::kPaused;
+}
+
+// Waits until `pid` (with `start`) has gone, up to `timeout`.
+bool WaitGone(pid_t pid, uint64_t start, milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (ProcessAlive(pid, start)) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  return true;
+}
+
+void KillInit(pid_t pid, uint64_t start) {
+  if (pid <= 0) return;
+  UniqueFd fd(SysPidfdOpen(pid, 0));
+  // Re-check identity after opening the pidfd: the pid cannot be reused
+  // while we hold it.
+  if (fd && ProcessAlive(pid, start)) SysPidfdSendSignal(fd.get(), SIGKILL);
+}
+
+std::string EnvKey(const std::string& kv) { return kv.substr(0, kv.find('=')); }
+
+// Appends `add` to `env`, replacing entries with the same key.
+void MergeEnv(std::vector<std::string>* env, const std::vector<std::string>& add) {
+  for (const auto& kv : add) {
+    std::string k = EnvKey(kv);
+    auto it = std::find_if(env->begin(), env->end(), [&](const std::string& e) { return EnvKey(e) == k; });
+    if (it != env->end()) *it = kv;
+    else env->push_back(kv);
+  }
+}
+
+struct UserIds {
+  uint32_t uid = 0, gid = 0;
+  std::string home = "/root";
+};
+
+// Resolves "root", "1000", "1000:1000" or a name from the rootfs's
+// /etc/passwd (read through the safe file API).
+Result<UserIds> ResolveUser(const RootFs& fs, const std::string& user) {
+  UserIds u;
+  if (user.empty() || user == "root" || user == "0") return u;
+  auto all_digits = [](const std::string& s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+  };
+  std::string name = user, group;
+  if (auto colon = user.find(':'); colon != std::string::npos) {
+    name = user.substr(0, colon);
+    group = user.substr(colon + 1);
+  }
+  bool found = false;
+  if (all_digits(name)) {
+    u.uid = static_cast<uint32_t>(std::stoul(name));
+    u.gid = u.uid;
+    u.home = "/";
+    found = true;
+  }
+  auto passwd = fs.ReadFile("/etc/passwd", 1 << 20);
+  if (passwd.ok()) {
+    std::istringstream in(*passwd);
+    std::string line;
+    while (std::getline(in, line)) {
+      std::vector<std::string> f;
+      std::stringstream ls(line);
+      std::string x;
+      while (std::getline(ls, x, ':')) f.push_back(x);
+      if (f.size() < 6 || !all_digits(f[2]) || !all_digits(f[3])) continue;
+      if (f[0] == name || (found && std::to_string(u.uid) == f[2])) {
+        u.uid = static_cast<uint32_t>(std::stoul(f[2]));
+        u.gid = static_cast<uint32_t>(std::stoul(f[3]));
+        u.home = f[5];
+        found = true;
+        break;
+      }
+    }
+  }
+  if (!found) return Status::InvalidArgument("unknown user: " + user);
+  if (!group.empty()) {
+    if (!all_digits(group)) return Status::InvalidArgument("group must be numeric: " + group);
+    u.gid = static_cast<uint32_t>(std::stoul(group));
+  }
+  if (u.uid >= kIdRangeSize || u.gid >= kIdRangeSize) return Status::InvalidArgument("user id outside the sandbox range");
+  return u;
+}
+
+}  // namespace
+
+Json Features::ToJson() const {
+  return Json{{"pool_kind", pool_kind},
+              {"copy_on_write_fork", copy_on_write_fork},
+              {"cgroup_version", cgroup_version},
+              {"idmapped_mounts", idmapped_mounts},
+              {"criu", criu},
+              {"criu_reason", criu_reason},
+              {"network_isolated", network_isolated}};
+}
+
+Json RecoveryReport::ToJson() const {
+  return Json{{"adopted", adopted},
+              {"stopped", stopped},
+              {"removed", removed},
+              {"orphan_cgroups", orphan_cgroups},
+              {"orphan_volumes", orphan_volumes}};
+}
+
+SandboxRuntime::Lock::Lock(SandboxRuntime* rt) : rt_(rt), guard_(rt->mu_) {
+  while (flock(rt_->lock_fd_, LOCK_EX) != 0 && errno == EINTR) {
+  }
+}
+
+SandboxRuntime::Lock::~Lock() { flock(rt_->lock_fd_, LOCK_UN); }
+
+SandboxRuntime::SandboxRuntime(RuntimeOptions opts)
+    : opts_(std::move(opts)),
+      clock_(opts_.clock ? opts_.clock : Clock::Real()),
+      sandboxes_(opts_.data_dir + "/sandboxes"),
+      snapshots_(opts_.data_dir + "/snapshots"),
+      builds_(opts_.data_dir + "/builds") {}
+
+SandboxRuntime::~SandboxRuntime() {
+  if (lock_fd_ >= 0) close(lock_fd_);
+}
+
+Result<std::unique_ptr<SandboxRuntime>> SandboxRuntime::Open(RuntimeOptions opts) {
+  if (geteuid() != 0) return Status::PermissionDenied("the sandbox runtime must run as root");
+  std::unique_ptr<SandboxRuntime> rt(new SandboxRuntime(std::move(opts)));
+  WARREN_RETURN_IF_ERROR(rt->Init());
+  return rt;
+}
+
+Status SandboxRuntime::Init() {
+  WARREN_RETURN_IF_ERROR(MkdirAll(opts_.data_dir));
+  chmod(opts_.data_dir.c_str(), 0711);
+  for (const char* d : {"sandboxes", "snapshots", "builds", "volumes"}) {
+    WARREN_RETURN_IF_ERROR(MkdirAll(opts_.data_dir + "/" + d));
+  }
+  lock_fd_ = open((opts_.data_dir + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd_ < 0) return ErrnoStatus("open lock");
+  {
+    Lock l(this);
+    PoolOptions po{opts_.data_dir, opts_.pool_file_bytes, opts_.pool_kind};
+    WARREN_ASSIGN_OR_RETURN(pool_, OpenStoragePool(po));
+  }
+  WARREN_ASSIGN_OR_RETURN(cgroups_, DetectCgroupManager(opts_.cgroup_prefix));
+  WARREN_ASSIGN_OR_RETURN(seccomp_, SeccompProgram::BuildDefault());
+  caps_ = CapSet::Default();
+  features_.pool_kind = pool_->Kind();
+  features_.copy_on_write_fork = pool_->CopyOnWrite();
+  features_.cgroup_version = cgroups_->Version();
+  std::string out;
+  auto rc = RunCommand({"criu", "check"}, &out);
+  if (!rc.ok()) {
+    features_.criu_reason = "criu is not installed";
+  } else if (*rc != 0) {
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    features_.criu_reason = "criu check failed: " + out.substr(out.size() > 200 ? out.size() - 200 : 0);
+  } else {
+    features_.criu = true;
+    features_.criu_reason = "criu check passed (memory checkpoint not wired yet)";
+  }
+  if (opts_.recover_on_open) {
+    auto rep = Recover();
+    if (!rep.ok()) return rep.status();
+  }
+  return Status::Ok();
+}
+
+std::string SandboxRuntime::RootfsPath(const std::string& id) const {
+  return pool_->root() + "/sandboxes/" + id;
+}
+
+Result<SandboxRecord> SandboxRuntime::LoadLocked(const std::string& id_or_name) {
+  auto j = sandboxes_.Get(id_or_name);
+  if (!j.ok() && j.status().code() == Code::kNotFound) {
+    // Look up by name among live records.
+    for (const auto& key : sandboxes_.Keys()) {
+      auto jj = sandboxes_.Get(key);
+      if (!jj.ok()) continue;
+      auto r = SandboxRecord::FromJson(*jj);
+      if (r.ok() && r->name == id_or_name && r->state != SandboxState::kDestroyed) {
+        j = std::move(jj);
+        break;
+      }
+    }
+  }
+  if (!j.ok()) {
+    if (j.status().code() == Code::kNotFound) return Status::NotFound("no sandbox " + id_or_name);
+    return j.status();
+  }
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, SandboxRecord::FromJson(*j));
+  if (rec.state == SandboxState::kDestroyed) return Status::NotFound("sandbox " + id_or_name + " was deleted");
+  // Under the lock no operation is in flight, so a transitional state here
+  // means the process that set it died: finish or undo the transition now.
+  if (IsTransitional(rec.state)) {
+    WARREN_RETURN_IF_ERROR(RecoverRecordLocked(rec, nullptr));
+    if (rec.state == SandboxState::kDestroyed || rec.id.empty()) return Status::NotFound("no sandbox " + id_or_name);
+  }
+  return rec;
+}
+
+Status SandboxRuntime::SaveLocked(SandboxRecord& rec) {
+  rec.updated_at = Now();
+  return sandboxes_.Put(rec.id, rec.ToJson());
+}
+
+Status SandboxRuntime::SetStateLocked(SandboxRecord& rec, SandboxState s) {
+  if (IsTransitional(s)) {
+    if (!IsTransitional(rec.state)) rec.prev_state = rec.state;
+    rec.state_deadline = Now() + std::chrono::duration_cast<std::chrono::microseconds>(opts_.transition_timeout).count();
+  } else {
+    rec.state_deadline = 0;
+  }
+  rec.state = s;
+  return SaveLocked(rec);
+}
+
+Result<int> SandboxRuntime::AllocateSlotLocked() {
+  std::set<int> used;
+  for (const auto& key : sandboxes_.Keys()) {
+    auto j = sandboxes_.Get(key);
+    if (!j.ok()) continue;
+    auto r = SandboxRecord::FromJson(*j);
+    if (r.ok() && r->state != SandboxState::kDestroyed && r->id_slot >= 0) used.insert(r->id_slot);
+  }
+  for (const auto& key : builds_.Keys()) {
+    auto j = builds_.Get(key);
+    if (j.ok() && j->is_object()) used.insert(j->value("slot", -1));
+  }
+  WARREN_ASSIGN_OR_RETURN(IdRange r, AllocateIdRange(used));
+  return r.slot;
+}
+
+Result<SandboxRecord> SandboxRuntime::Create(const CreateOptions& o) {
+  if (!o.name.empty() && !ValidName(o.name)) return Status::InvalidArgument("invalid sandbox name: " + o.name);
+  if (o.network != "none") return Status::Unimplemented("network policy '" + o.network + "' is not implemented yet (only none)");
+  for (const auto& kv : o.env) {
+    if (kv.find('=') == std::string::npos || kv[0] == '=') return Status::InvalidArgument("env must be KEY=value: " + kv);
+  }
+  for (const auto& v : o.volumes) {
+    if (!ValidName(v.volume)) return Status::InvalidArgument("invalid volume name: " + v.volume);
+    if (v.path.empty() || v.path[0] != '/') return Status::InvalidArgument("volume path must be absolute");
+    if (v.subpath.find("..") != std::string::npos) return Status::InvalidArgument("volume subpath must not contain ..");
+  }
+  Lock l(this);
+  if (!o.name.empty()) {
+    auto existing = LoadLocked(o.name);
+    if (existing.ok()) return Status::Conflict("a sandbox named " + o.name + " exists");
+  }
+  WARREN_ASSIGN_OR_RETURN(SnapshotRecord snap, ResolveSnapshotLocked(o.snapshot, nullptr));
+  WARREN_ASSIGN_OR_RETURN(int slot, AllocateSlotLocked());
+  SandboxRecord rec;
+  rec.id = NewId("sbx_", 16);
+  rec.name = o.name;
+  rec.snapshot = snap.name;
+  rec.snapshot_hash = snap.hash;
+  rec.id_slot = slot;
+  rec.labels = o.labels;
+  rec.env = o.env;
+  rec.resources = snap.resources;
+  if (o.resources.cpus > 0) rec.resources.cpus = o.resources.cpus;
+  if (o.resources.memory_bytes > 0) rec.resources.memory_bytes = o.resources.memory_bytes;
+  if (o.resources.pids > 0) rec.resources.pids = o.resources.pids;
+  if (o.resources.disk_bytes > 0) rec.resources.disk_bytes = o.resources.disk_bytes;
+  rec.network = o.network;
+  rec.user = o.user;
+  rec.workdir = o.workdir;
+  rec.volumes = o.volumes;
+  rec.auto_stop_minutes = o.auto_stop_minutes;
+  rec.created_at = rec.last_activity = Now();
+  rec.state = SandboxState::kCreating;
+  rec.state_deadline = Now() + std::chrono::duration_cast<std::chrono::microseconds>(opts_.transition_timeout).count();
+  WARREN_RETURN_IF_ERROR(SaveLocked(rec));
+  Status s = pool_->Snapshot(pool_->root() + "/layers/" + snap.layers.back(), RootfsPath(rec.id), false);
+  if (!s.ok()) {
+    (void)pool_->DeleteVolume(RootfsPath(rec.id));
+    (void)sandboxes_.Remove(rec.id);
+    return s;
+  }
+  WARREN_RETURN_IF_ERROR(SetStateLocked(rec, SandboxState::kStopped));
+  if (o.start) WARREN_RETURN_IF_ERROR(StartLocked(rec));
+  return rec;
+}
+
+Result<SandboxRecord> SandboxRuntime::Get(const std::string& id) {
+  Lock l(this);
+  return LoadLocked(id);
+}
+
+Result<std::vector<SandboxRecord>> SandboxRuntime::List() {
+  Lock l(this);
+  std::vector<SandboxRecord> out;
+  for (const auto& key : sandboxes_.Keys()) {
+    auto r = LoadLocked(key);
+    if (r.ok()) out.push_back(std::move(*r));
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.created_at < b.created_at; });
+  return out;
+}
+
+Status SandboxRuntime::PrepareVolumesLocked(const SandboxRecord& rec, std::vector<BindSpec>* binds) {
+  if (rec.volumes.empty()) return Status::Ok();
+  WARREN_ASSIGN_OR_RETURN(RootFs fs, RootFs::Open(RootfsPath(rec.id)));
+  for (const auto& v : rec.volumes) {
+    std::string host = opts_.data_dir + "/volumes/" + v.volume;
+    WARREN_RETURN_IF_ERROR(MkdirAll(host));
+    // Volume contents are owned by the sandbox's root: chown the top dir to
+    // on-disk 0 -> each sandbox's idmap... volumes are plain bind mounts, so
+    // map them to the sandbox's host range instead.
+    if (!v.subpath.empty()) {
+      host += "/" + v.subpath;
+      WARREN_RETURN_IF_ERROR(MkdirAll(host));
+    }
+    uint32_t base = IdRange{rec.id_slot}.host_base();
+    if (chown(host.c_str(), base, base) != 0) return ErrnoStatus("chown volume " + host);
+    WARREN_RETURN_IF_ERROR(fs.Mkdir(v.path, true));
+    binds->push_back(BindSpec{host, v.path, v.read_only});
+  }
+  return Status::Ok();
+}
+
+Status SandboxRuntime::StartLocked(SandboxRecord& rec) {
+  if (rec.state == SandboxState::kStarted) return Status::Ok();
+  if (rec.state == SandboxState::kPaused) return Status::Conflict("sandbox is paused; resume it");
+  WARREN_RETURN_IF_ERROR(SetStateLocked(rec, SandboxState::kStarting));
+  auto fail = [&](const Status& s) {
+    (void)cgroups_->Destroy(rec.id);
+    rec.error = s.ToString();
+    rec.init_pid = -1;
+    (void)SetStateLocked(rec, SandboxState::kStopped);
+    return s;
+  };
+  if (Status s = cgroups_->Create(rec.id, rec.resources); !s.ok()) return fail(s);
+  std::vector<BindSpec> binds;
+  if (Status s = PrepareVolumesLocked(rec, &binds); !s.ok()) return fail(s);
+  InitSpec spec;
+  spec.rootfs = RootfsPath(rec.id);
+  spec.hostname = rec.name.empty() ? rec.id : rec.name;
+  spec.ids = IdRange{rec.id_slot};
+  spec.binds = std::move(binds);
+  auto h = SpawnInit(spec, *cgroups_, rec.id);
+  if (!h.ok()) return fail(h.status());
+  rec.init_pid = h->pid;
+  rec.init_start_time = h->start_time;
+  rec.error.clear();
+  rec.last_activity = Now();
+  return SetStateLocked(rec, SandboxState::kStarted);
+}
+
+Result<SandboxRecord> SandboxRuntime::Start(const std::string& id) {
+  Lock l(this);
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+  if (rec.state == SandboxState::kStarted && !ProcessAlive(rec.init_pid, rec.init_start_time)) {
+    WARREN_RETURN_IF_ERROR(RecoverRecordLocked(rec, nullptr));
+  }
+  WARREN_RETURN_IF_ERROR(StartLocked(rec));
+  return rec;
+}
+
+Status SandboxRuntime::StopLocked(SandboxRecord& rec, bool force) {
+  if (rec.state == SandboxState::kStopped || rec.state == SandboxState::kError) {
+    (void)cgroups_->Destroy(rec.id);
+    return Status::Ok();
+  }
+  WARREN_RETURN_IF_ERROR(SetStateLocked(rec, SandboxState::kStopping));
+  bool alive = ProcessAlive(rec.init_pid, rec.init_start_time);
+  if (alive && !force && cgroups_->Exists(rec.id)) {
+    // Freeze for a stable pid list, TERM everything but init, thaw so the
+    // signals can be handled, then give them the grace period.
+    (void)cgroups_->Freeze(rec.id, opts_.freeze_timeout);
+    auto pids = cgroups_->Pids(rec.id);
+    if (pids.ok()) {
+      for (pid_t p : *pids) {
+        if (p != rec.init_pid) kill(p, SIGTERM);
+      }
+    }
+    (void)cgroups_->Thaw(rec.id);
+    auto deadline = std::chrono::steady_clock::now() + opts_.stop_grace;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto left = cgroups_->Pids(rec.id);
+      if (!left.ok() || left->size() <= 1) break;
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+  }
+  if (alive) KillInit(rec.init_pid, rec.init_start_time);
+  Status s = cgroups_->Destroy(rec.id);
+  if (alive) WaitGone(rec.init_pid, rec.init_start_time, milliseconds(5000));
+  if (!s.ok()) {
+    rec.error = s.ToString();
+    (void)SetStateLocked(rec, SandboxState::kError);
+    return s;
+  }
+  rec.init_pid = -1;
+  rec.init_start_time = 0;
+  return SetStateLocked(rec, SandboxState::kStopped);
+}
+
+Result<SandboxRecord> SandboxRuntime::Stop(const std::string& id, bool force) {
+  Lock l(this);
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+  WARREN_RETURN_IF_ERROR(StopLocked(rec, force));
+  return rec;
+}
+
+Result<SandboxRecord> SandboxRuntime::Pause(const std::string& id) {
+  Lock l(this);
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+  if (rec.state == SandboxState::kPaused) return rec;
+  if (rec.state != SandboxState::kStarted) return Status::Conflict("sandbox is " + StateName(rec.state) + ", not started");
+  if (!ProcessAlive(rec.init_pid, rec.init_start_time)) {
+    WARREN_RETURN_IF_ERROR(RecoverRecordLocked(rec, nullptr));
+    return Status::FailedPrecondition("sandbox init has exited; sandbox is now stopped");
+  }
+  WARREN_RETURN_IF_ERROR(SetStateLocked(rec, SandboxState::kPausing));
+  Status s = cgroups_->Freeze(rec.id, opts_.freeze_timeout);
+  if (!s.ok()) {
+    (void)cgroups_->Thaw(rec.id);
+    (void)SetStateLocked(rec, SandboxState::kStarted);
+    return s;
+  }
+  WARREN_RETURN_IF_ERROR(SetStateLocked(rec, SandboxState::kPaused));
+  return rec;
+}
+
+Result<SandboxRecord> SandboxRuntime::Resume(const std::string& id) {
+  Lock l(this);
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+  if (rec.state == SandboxState::kStarted) return rec;
+  if (rec.state != SandboxState::kPaused) return Status::Conflict("sandbox is " + StateName(rec.state) + ", not paused");
+  WARREN_RETURN_IF_ERROR(SetStateLocked(rec, SandboxState::kResuming));
+  Status s = cgroups_->Thaw(rec.id);
+  if (!s.ok()) {
+    (void)SetStateLocked(rec, SandboxState::kPaused);
+    return s;
+  }
+  rec.last_activity = Now();
+  WARREN_RETURN_IF_ERROR(SetStateLocked(rec, SandboxState::kStarted));
+  return rec;
+}
+
+Result<std::vector<SandboxRecord>> SandboxRuntime::Fork(const std::string& id, int count) {
+  if (count < 1 || count > 100) return Status::InvalidArgument("fork count must be 1..100");
+  Lock l(this);
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+  SandboxState prev = rec.state;
+  if (prev != SandboxState::kStarted && prev != SandboxState::kPaused && prev != SandboxState::kStopped) {
+    return Status::Conflict("cannot fork a sandbox that is " + StateName(prev));
+  }
+  if (prev == SandboxState::kStarted && !ProcessAlive(rec.init_pid, rec.init_start_time)) {
+    WARREN_RETURN_IF_ERROR(RecoverRecordLocked(rec, nullptr));
+    prev = rec.state;
+  }
+  std::vector<SandboxRecord> kids;
+  for (int i = 0; i < count; ++i) {
+    SandboxRecord k = rec;
+    k.id = NewId("sbx_", 16);
+    k.name.clear();
+    k.parent = rec.id;
+    k.children.clear();
+    k.init_pid = -1;
+    k.init_start_time = 0;
+    k.error.clear();
+    k.created_at = k.last_activity = Now();
+    k.state = SandboxState::kCreating;
+    k.prev_state = SandboxState::kStopped;
+    WARREN_ASSIGN_OR_RETURN(k.id_slot, AllocateSlotLocked());
+    WARREN_RETURN_IF_ERROR(SaveLocked(k));
+    kids.push_back(std::move(k));
+  }
+  WARREN_RETURN_IF_ERROR(SetStateLocked(rec, SandboxState::kForking));
+  bool froze = false;
+  Status freeze_status;
+  if (prev == SandboxState::kStarted) {
+    freeze_status = cgroups_->Freeze(rec.id, opts_.freeze_timeout);
+    froze = freeze_status.ok();
+  }
+  std::vector<Status> snap_status;
+  if (freeze_status.ok()) {
+    for (auto& k : kids) snap_status.push_back(pool_->Snapshot(RootfsPath(rec.id), RootfsPath(k.id), false));
+  }
+  if (froze) (void)cgroups_->Thaw(rec.id);
+  rec.state = prev;
+  rec.state_deadline = 0;
+  std::vector<SandboxRecord> made;
+  for (size_t i = 0; i < kids.size(); ++i) {
+    if (!freeze_status.ok() || !snap_status[i].ok()) {
+      (void)pool_->DeleteVolume(RootfsPath(kids[i].id));
+      (void)sandboxes_.Remove(kids[i].id);
+      continue;
+    }
+    rec.children.push_back(kids[i].id);
+    made.push_back(kids[i]);
+  }
+  WARREN_RETURN_IF_ERROR(SaveLocked(rec));
+  if (!freeze_status.ok()) return freeze_status.WithContext("freeze parent for fork");
+  if (made.empty()) return snap_status.front().WithContext("fork snapshot");
+  for (auto& k : made) {
+    WARREN_RETURN_IF_ERROR(SetStateLocked(k, SandboxState::kStopped));
+    if (prev == SandboxState::kStarted) {
+      Status s = StartLocked(k);
+      if (!s.ok()) log::Warn("sandbox.fork.start_failed", {{"id", k.id}, {"error", s.ToString()}});
+    }
+  }
+  return made;
+}
+
+Result<ForkTree> SandboxRuntime::Tree(const std::string& id) {
+  Lock l(this);
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+  ForkTree t;
+  t.id = rec.id;
+  t.parent = rec.parent;
+  for (const auto& c : rec.children) {
+    auto j = sandboxes_.Get(c);
+    if (!j.ok()) continue;
+    auto r = SandboxRecord::FromJson(*j);
+    if (r.ok() && r->state != SandboxState::kDestroyed) t.children.push_back(c);
+  }
+  std::string cur = rec.parent;
+  std::set<std::string> seen{rec.id};
+  while (!cur.empty() && seen.insert(cur).second) {
+    t.ancestors.push_back(cur);
+    auto j = sandboxes_.Get(cur);
+    if (!j.ok()) break;
+    auto r = SandboxRecord::FromJson(*j);
+    if (!r.ok()) break;
+    cur = r->parent;
+  }
+  return t;
+}
+
+Status SandboxRuntime::DestroyLocked(SandboxRecord& rec) {
+  if (rec.state != SandboxState::kDestroying) WARREN_RETURN_IF_ERROR(SetStateLocked(rec, SandboxState::kDestroying));
+  bool alive = ProcessAlive(rec.init_pid, rec.init_start_time);
+  if (alive) KillInit(rec.init_pid, rec.init_start_time);
+  WARREN_RETURN_IF_ERROR(cgroups_->Destroy(rec.id));
+  if (alive) WaitGone(rec.init_pid, rec.init_start_time, milliseconds(5000));
+  WARREN_RETURN_IF_ERROR(pool_->DeleteVolume(RootfsPath(rec.id)));
+  rec.init_pid = -1;
+  // Keep a tombstone while fork relatives reference this id.
+  bool related = !rec.parent.empty() || !rec.children.empty();
+  if (related) {
+    rec.state = SandboxState::kDestroyed;
+    rec.deleted = true;
+    rec.state_deadline = 0;
+    return SaveLocked(rec);
+  }
+  return sandboxes_.Remove(rec.id);
+}
+
+Status SandboxRuntime::Delete(const std::string& id) {
+  Lock l(this);
+  auto rec = LoadLocked(id);
+  if (!rec.ok()) return rec.status().code() == Code::kNotFound ? Status::Ok() : rec.status();
+  return DestroyLocked(*rec);
+}
+
+Result<SandboxRecord> SandboxRuntime::SetLabels(const std::string& id, std::map<std::string, std::string> labels) {
+  Lock l(this);
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+  rec.labels = std::move(labels);
+  WARREN_RETURN_IF_ERROR(SaveLocked(rec));
+  return rec;
+}
+
+std::vector<std::string> SandboxRuntime::ExecEnv(const SnapshotRecord* snap, const SandboxRecord& rec,
+                                                 const std::vector<std::string>& extra) const {
+  std::vector<std::string> env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                  "HOSTNAME=" + (rec.name.empty() ? rec.id : rec.name)};
+  if (snap) MergeEnv(&env, snap->env);
+  MergeEnv(&env, rec.env);
+  MergeEnv(&env, extra);
+  return env;
+}
+
+Result<ExecResult> SandboxRuntime::Exec(const std::string& id, const ExecRequest& req) {
+  if (req.argv.empty()) return Status::InvalidArgument("exec needs a command");
+  SandboxRecord rec;
+  std::optional<SnapshotRecord> snap;
+  {
+    Lock l(this);
+    WARREN_ASSIGN_OR_RETURN(rec, LoadLocked(id));
+    if (rec.state == SandboxState::kPaused) return Status::FailedPrecondition("sandbox is paused");
+    if (rec.state != SandboxState::kStarted) return Status::FailedPrecondition("sandbox is " + StateName(rec.state));
+    if (!ProcessAlive(rec.init_pid, rec.init_start_time)) {
+      WARREN_RETURN_IF_ERROR(RecoverRecordLocked(rec, nullptr));
+      return Status::FailedPrecondition("sandbox init has exited; sandbox is now stopped");
+    }
+    auto sj = snapshots_.Get(rec.snapshot);
+    if (sj.ok()) {
+      auto s = SnapshotRecord::FromJson(*sj);
+      if (s.ok()) snap = std::move(*s);
+    }
+    rec.last_activity = Now();
+    WARREN_RETURN_IF_ERROR(SaveLocked(rec));
+  }
+  WARREN_ASSIGN_OR_RETURN(RootFs fs, RootFs::Open(RootfsPath(rec.id)));
+  std::string user = !req.user.empty() ? req.user : !rec.user.empty() ? rec.user : snap ? snap->user : "root";
+  WARREN_ASSIGN_OR_RETURN(UserIds ids, ResolveUser(fs, user));
+  ExecSpec spec;
+  spec.argv = req.argv;
+  std::vector<std::string> base = {"HOME=" + ids.home, "USER=" + (ids.uid == 0 ? std::string("root") : user)};
+  MergeEnv(&base, ExecEnv(snap ? &*snap : nullptr, rec, req.env));
+  spec.env = std::move(base);
+  spec.cwd = !req.cwd.empty() ? req.cwd : !rec.workdir.empty() ? rec.workdir : snap ? snap->workdir : "/";
+  spec.uid = ids.uid;
+  spec.gid = ids.gid;
+  spec.timeout = req.timeout;
+  spec.stdin_data = req.stdin_data;
+  spec.on_stdout = req.on_stdout;
+  spec.on_stderr = req.on_stderr;
+  auto r = ExecInSandbox(rec.init_pid, cgroups_->ProcsFiles(rec.id), spec, seccomp_, caps_);
+  {
+    Lock l(this);
+    auto cur = LoadLocked(rec.id);
+    if (cur.ok()) {
+      cur->last_activity = Now();
+      (void)SaveLocked(*cur);
+    }
+  }
+  return r;
+}
+
+Result<RootFs> SandboxRuntime::Files(const std::string& id) {
+  Lock l(this);
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+  rec.last_activity = Now();
+  WARREN_RETURN_IF_ERROR(SaveLocked(rec));
+  return RootFs::Open(RootfsPath(rec.id));
+}
+
+Result<CgroupStats> SandboxRuntime::Stats(const std::string& id) {
+  Lock l(this);
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+  if (!Live(rec.state)) return CgroupStats{};
+  return cgroups_->Stats(rec.id);
+}
+
+Status SandboxRuntime::RecoverRecordLocked(SandboxRecord& rec, RecoveryReport* report) {
+  bool alive = ProcessAlive(rec.init_pid, rec.init_start_time);
+  auto mark_stopped = [&]() -> Status {
+    if (alive) KillInit(rec.init_pid, rec.init_start_time);
+    WARREN_RETURN_IF_ERROR(cgroups_->Destroy(rec.id));
+    if (alive) WaitGone(rec.init_pid, rec.init_start_time, milliseconds(5000));
+    rec.init_pid = -1;
+    rec.init_start_time = 0;
+    if (report) report->stopped.push_back(rec.id);
+    return SetStateLocked(rec, SandboxState::kStopped);
+  };
+  switch (rec.state) {
+    case SandboxState::kCreating: {
+      if (alive) KillInit(rec.init_pid, rec.init_start_time);
+      (void)cgroups_->Destroy(rec.id);
+      WARREN_RETURN_IF_ERROR(pool_->DeleteVolume(RootfsPath(rec.id)));
+      WARREN_RETURN_IF_ERROR(sandboxes_.Remove(rec.id));
+      if (report) report->removed.push_back(rec.id);
+      rec.id.clear();
+      return Status::Ok();
+    }
+    case SandboxState::kDestroying: {
+      std::string id = rec.id;
+      WARREN_RETURN_IF_ERROR(DestroyLocked(rec));
+      if (report) report->removed.push_back(id);
+      if (rec.state != SandboxState::kDestroyed) rec.id.clear();
+      return Status::Ok();
+    }
+    case SandboxState::kStarted:
+    case SandboxState::kPaused:
+    case SandboxState::kPausing:
+    case SandboxState::kResuming:
+    case SandboxState::kForking: {
+      if (!alive) return mark_stopped();
+      if (rec.state == SandboxState::kForking) {
+        // An interrupted fork: the parent goes back to what it was.
+        if (rec.prev_state == SandboxState::kStarted) (void)cgroups_->Thaw(rec.id);
+        rec.state = rec.prev_state == SandboxState::kPaused ? SandboxState::kPaused : SandboxState::kStarted;
+      } else if (IsTransitional(rec.state)) {
+        auto frozen = cgroups_->IsFrozen(rec.id);
+        rec.state = frozen.ok() && *frozen ? SandboxState::kPaused : SandboxState::kStarted;
+      }
+      if (report) report->adopted.push_back(rec.id);
+      rec.state_deadline = 0;
+      return SaveLocked(rec);
+    }
+    case SandboxState::kStarting:
+    case SandboxState::kStopping:
+      return mark_stopped();
+    case SandboxState::kStopped:
+    case SandboxState::kError:
+      if (alive) return mark_stopped();
+      if (cgroups_->Exists(rec.id)) WARREN_RETURN_IF_ERROR(cgroups_->Destroy(rec.id));
+      return Status::Ok();
+    case SandboxState::kDestroyed:
+      return Status::Ok();
+  }
+  return Status::Ok();
+}
+
+Result<RecoveryReport> SandboxRuntime::Recover() {
+  Lock l(this);
+  RecoveryReport rep;
+  std::set<std::string> keep_volumes, live_cgroups;
+  for (const auto& key : sandboxes_.Keys()) {
+    auto j = sandboxes_.Get(key);
+    if (!j.ok()) continue;
+    auto r = SandboxRecord::FromJson(*j);
+    if (!r.ok()) {
+      log::Warn("sandbox.recover.bad_record", {{"key", key}, {"error", r.status().ToString()}});
+      continue;
+    }
+    if (Status s = RecoverRecordLocked(*r, &rep); !s.ok()) {
+      log::Warn("sandbox.recover.failed", {{"id", key}, {"error", s.ToString()}});
+    }
+    if (!r->id.empty() && r->state != SandboxState::kDestroyed) {
+      keep_volumes.insert(r->id);
+      if (Live(r->state)) live_cgroups.insert(r->id);
+    }
+  }
+  // Interrupted builds: kill their init, drop their cgroup and scratch.
+  for (const auto& key : builds_.Keys()) {
+    auto j = builds_.Get(key);
+    if (j.ok() && j->is_object()) {
+      KillInit(j->value("pid", -1), j->value("start_time", uint64_t{0}));
+      (void)cgroups_->Destroy("build-" + key);
+      std::string rootfs = j->value("rootfs", "");
+      if (!rootfs.empty()) (void)pool_->DeleteVolume(rootfs);
+    }
+    (void)builds_.Remove(key);
+  }
+  auto cgs = cgroups_->List();
+  if (cgs.ok()) {
+    for (const auto& name : *cgs) {
+      if (live_cgroups.count(name)) continue;
+      if (cgroups_->Destroy(name).ok()) ++rep.orphan_cgroups;
+    }
+  }
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(pool_->root() + "/sandboxes", ec)) {
+    std::string id = e.path().filename();
+    if (keep_volumes.count(id)) continue;
+    if (pool_->DeleteVolume(e.path()).ok()) ++rep.orphan_volumes;
+  }
+  for (const auto& e : std::filesystem::directory_iterator(pool_->root() + "/tmp", ec)) {
+    if (pool_->DeleteVolume(e.path()).ok()) ++rep.orphan_volumes;
+  }
+  if (!rep.adopted.empty() || !rep.removed.empty() || !rep.stopped.empty() || rep.orphan_cgroups || rep.orphan_volumes) {
+    log::Info("sandbox.recovered", rep.ToJson());
+  }
+  return rep;
+}
+
+Status SandboxRuntime::UnmountPoolIfIdle() {
+  Lock l(this);
+  for (const auto& key : sandboxes_.Keys()) {
+    auto j = sandboxes_.Get(key);
+    if (!j.ok()) continue;
+    auto r = SandboxRecord::FromJson(*j);
+    if (r.ok() && ProcessAlive(r->init_pid, r->init_start_time)) {
+      return Status::FailedPrecondition("sandbox " + r->id + " is running");
+    }
+  }
+  return pool_->Unmount();
+}
+
+}  // namespace warren::sandbox

@@ -1,0 +1,204 @@
+// SandboxRuntime: Warren's sandbox runtime as an in-process C++ library.
+// The orchestrator and the `warren sandbox` / `warren snapshot` commands
+// call it; it owns the data dir:
+//
+//   <data>/pool.img, <data>/pool/          storage pool (see storage.h)
+//     pool/layers/<hash>                   read-only image layers
+//     pool/sandboxes/<id>                  a sandbox's writable rootfs
+//     pool/tmp/                            build scratch
+//   <data>/sandboxes/<id>.json             sandbox state (state.h)
+//   <data>/snapshots/<name>.json           snapshot (image) metadata
+//   <data>/builds/<id>.json                in-flight build steps (recovery)
+//   <data>/volumes/<name>/                 named host-backed volumes
+//   <data>/lock                            flock: one mutating op at a time
+//
+// Several processes may open the same data dir: mutating operations take an
+// exclusive flock on <data>/lock (and an in-process mutex); exec and file
+// calls run without it. Open() recovers from a previous crash: live
+// sandboxes are re-adopted, half-made ones cleaned (mounts, cgroups,
+// subvolumes, processes).
+//
+// Ownership: the runtime owns no sandbox processes; sandboxes outlive it and
+// are found again by the next Open(). Thread-safety: all methods are
+// thread-safe.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "sandbox/caps.h"
+#include "sandbox/cgroups.h"
+#include "sandbox/files.h"
+#include "sandbox/process.h"
+#include "sandbox/seccomp.h"
+#include "sandbox/state.h"
+#include "sandbox/storage.h"
+
+namespace warren::sandbox {
+
+struct RuntimeOptions {
+  std::string data_dir = "/var/lib/warren";
+  int64_t pool_file_bytes = 32LL << 30;
+  std::string pool_kind;  // "" = auto ("btrfs" / "btrfs-loop", else "copy")
+  std::string cgroup_prefix = "warren";
+  std::chrono::milliseconds stop_grace{3000};
+  std::chrono::milliseconds freeze_timeout{10000};
+  std::chrono::milliseconds transition_timeout{60000};
+  bool recover_on_open = true;
+  Clock* clock = nullptr;  // nullptr = Clock::Real()
+};
+
+struct CreateOptions {
+  std::string name;                        // optional, unique among live sandboxes
+  std::string snapshot = "builtin:minimal";
+  std::map<std::string, std::string> labels;
+  std::vector<std::string> env;  // KEY=value
+  Resources resources;           // 0 fields = the snapshot's defaults
+  std::string network = "none";  // only "none" for now
+  std::string user;              // default exec user
+  std::string workdir;           // default exec cwd
+  std::vector<VolumeMount> volumes;
+  int64_t auto_stop_minutes = 0;
+  bool start = true;
+};
+
+struct ExecRequest {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;
+  std::string cwd;   // "" = sandbox/snapshot default
+  std::string user;  // "" = default; name or uid[:gid]
+  std::chrono::milliseconds timeout{0};
+  std::string stdin_data;
+  std::function<void(std::string_view)> on_stdout;
+  std::function<void(std::string_view)> on_stderr;
+};
+
+struct ForkTree {
+  std::string id;
+  std::string parent;                  // "" for a root
+  std::vector<std::string> ancestors;  // nearest first (may include deleted ids)
+  std::vector<std::string> children;
+};
+
+struct Features {
+  std::string pool_kind;
+  bool copy_on_write_fork = false;
+  std::string cgroup_version;
+  bool idmapped_mounts = true;
+  bool criu = false;
+  std::string criu_reason;
+  bool network_isolated = false;
+  Json ToJson() const;
+};
+
+struct RecoveryReport {
+  std::vector<std::string> adopted;   // live sandboxes kept
+  std::vector<std::string> stopped;   // marked stopped (init gone)
+  std::vector<std::string> removed;   // half-made, cleaned
+  int orphan_cgroups = 0;
+  int orphan_volumes = 0;
+  Json ToJson() const;
+};
+
+using BuildLog = std::function<void(std::string_view line)>;
+
+class SandboxRuntime final {
+ public:
+  static Result<std::unique_ptr<SandboxRuntime>> Open(RuntimeOptions opts);
+  ~SandboxRuntime();
+  SandboxRuntime(const SandboxRuntime&) = delete;
+  SandboxRuntime& operator=(const SandboxRuntime&) = delete;
+
+  // --- sandboxes ---
+  Result<SandboxRecord> Create(const CreateOptions& opts);
+  Result<SandboxRecord> Get(const std::string& id_or_name);
+  Result<std::vector<SandboxRecord>> List();
+  Result<SandboxRecord> Start(const std::string& id);
+  // freeze -> SIGTERM all -> thaw -> grace -> SIGKILL; files kept.
+  Result<SandboxRecord> Stop(const std::string& id, bool force = false);
+  Result<SandboxRecord> Pause(const std::string& id);
+  Result<SandboxRecord> Resume(const std::string& id);
+  // `count` children of a started, paused or stopped sandbox; the rootfs is
+  // snapshotted while the parent is frozen. Children start when the parent
+  // was started. Memory is not copied (no CRIU here).
+  Result<std::vector<SandboxRecord>> Fork(const std::string& id, int count);
+  Result<ForkTree> Tree(const std::string& id);
+  Status Delete(const std::string& id);  // from any state; idempotent
+  Result<SandboxRecord> SetLabels(const std::string& id, std::map<std::string, std::string> labels);
+  Result<ExecResult> Exec(const std::string& id, const ExecRequest& req);
+  // The sandbox's root filesystem for the file API (any state but deleted).
+  Result<RootFs> Files(const std::string& id);
+  Result<CgroupStats> Stats(const std::string& id);
+
+  // --- snapshots (images) ---
+  Result<SnapshotRecord> BuildSnapshot(const std::string& name, const std::string& recipe_text,
+                                       const std::string& context_dir, const BuildLog& log = nullptr);
+  Result<SnapshotRecord> GetSnapshot(const std::string& name);
+  Result<std::vector<SnapshotRecord>> ListSnapshots();
+  Status DeleteSnapshot(const std::string& name);
+
+  // --- maintenance ---
+  Result<RecoveryReport> Recover();
+  // Stops nothing; unmounts a loop pool if no sandbox is running (tests).
+  Status UnmountPoolIfIdle();
+  const Features& features() const { return features_; }
+  const RuntimeOptions& options() const { return opts_; }
+  std::string RootfsPath(const std::string& id) const;
+  std::string LoopDevice() const { return pool_->LoopDevice(); }
+
+ private:
+  // Serialises mutating operations within the process (mutex) and across
+  // processes (flock on <data>/lock).
+  class Lock final {
+   public:
+    explicit Lock(SandboxRuntime* rt);
+    ~Lock();
+    Lock(const Lock&) = delete;
+    Lock& operator=(const Lock&) = delete;
+
+   private:
+    SandboxRuntime* rt_;
+    std::lock_guard<std::mutex> guard_;
+  };
+  explicit SandboxRuntime(RuntimeOptions opts);
+  Status Init();
+  int64_t Now() const { return clock_->NowMicros(); }
+
+  Result<SandboxRecord> LoadLocked(const std::string& id_or_name);
+  Status SaveLocked(SandboxRecord& rec);
+  Status SetStateLocked(SandboxRecord& rec, SandboxState s);
+  Status RecoverRecordLocked(SandboxRecord& rec, RecoveryReport* report);
+  Status StartLocked(SandboxRecord& rec);
+  Status StopLocked(SandboxRecord& rec, bool force);
+  Status DestroyLocked(SandboxRecord& rec);
+  Result<int> AllocateSlotLocked();
+  Result<SnapshotRecord> ResolveSnapshotLocked(const std::string& name, const BuildLog& log);
+  Result<SnapshotRecord> BuildLocked(const std::string& name, const std::string& recipe_text,
+                                     const std::string& context_dir, const BuildLog& log);
+  Result<std::string> EnsureBuiltinLayer(const BuildLog& log);
+  Status RunBuildStep(const std::string& rootfs, const SnapshotRecord& cfg, const std::string& cmd,
+                      const BuildLog& log);
+  std::vector<std::string> ExecEnv(const SnapshotRecord* snap, const SandboxRecord& rec,
+                                   const std::vector<std::string>& extra) const;
+  Status PrepareVolumesLocked(const SandboxRecord& rec, std::vector<BindSpec>* binds);
+
+  RuntimeOptions opts_;
+  Clock* clock_;
+  std::unique_ptr<StoragePool> pool_;
+  std::unique_ptr<CgroupManager> cgroups_;
+  SeccompProgram seccomp_;
+  CapSet caps_;
+  Features features_;
+  JsonDir sandboxes_, snapshots_, builds_;
+  std::mutex mu_;
+  int lock_fd_ = -1;
+};
+
+}  // namespace warren::sandbox

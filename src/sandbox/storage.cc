@@ -1,0 +1,257 @@
+#include "sandbox/storage.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/btrfs.h>
+#include <linux/loop.h>
+#include <linux/magic.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "common/log.h"
+#include "common/unique_fd.h"
+#include "sandbox/mounts.h"
+#include "sandbox/sys.h"
+
+namespace warren::sandbox {
+namespace {
+
+bool IsBtrfs(const std::string& path) {
+  struct statfs sf;
+  return statfs(path.c_str(), &sf) == 0 && sf.f_type == BTRFS_SUPER_MAGIC;
+}
+
+std::pair<std::string, std::string> SplitParent(const std::string& path) {
+  size_t p = path.rfind('/');
+  if (p == std::string::npos) return {".", path};
+  return {p == 0 ? "/" : path.substr(0, p), path.substr(p + 1)};
+}
+
+// The source device of the mount at `mountpoint` ("" if none).
+std::string MountSource(const std::string& mountpoint) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string id, parent, devno, root, mp;
+    ls >> id >> parent >> devno >> root >> mp;
+    if (mp != mountpoint) continue;
+    size_t dash = line.find(" - ");
+    if (dash == std::string::npos) return "";
+    std::istringstream rest(line.substr(dash + 3));
+    std::string fstype, source;
+    rest >> fstype >> source;
+    return source;
+  }
+  return "";
+}
+
+class BtrfsPool final : public StoragePool {
+ public:
+  BtrfsPool(std::string root, std::string kind, std::string loopdev)
+      : root_(std::move(root)), kind_(std::move(kind)), loopdev_(std::move(loopdev)) {}
+
+  std::string Kind() const override { return kind_; }
+  bool CopyOnWrite() const override { return true; }
+  const std::string& root() const override { return root_; }
+  std::string LoopDevice() const override { return loopdev_; }
+
+  Status CreateVolume(const std::string& path) override {
+    auto [parent, name] = SplitParent(path);
+    WARREN_RETURN_IF_ERROR(MkdirAll(parent));
+    UniqueFd pfd(open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!pfd) return ErrnoStatus("open " + parent);
+    struct btrfs_ioctl_vol_args args;
+    memset(&args, 0, sizeof(args));
+    if (name.size() >= sizeof(args.name)) return Status::InvalidArgument("volume name too long");
+    strncpy(args.name, name.c_str(), sizeof(args.name) - 1);
+    if (ioctl(pfd.get(), BTRFS_IOC_SUBVOL_CREATE, &args) != 0) return ErrnoStatus("btrfs subvolume create " + path);
+    return Status::Ok();
+  }
+
+  Status Snapshot(const std::string& src, const std::string& dst, bool read_only) override {
+    auto [parent, name] = SplitParent(dst);
+    WARREN_RETURN_IF_ERROR(MkdirAll(parent));
+    UniqueFd sfd(open(src.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!sfd) return ErrnoStatus("open " + src);
+    UniqueFd pfd(open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!pfd) return ErrnoStatus("open " + parent);
+    struct btrfs_ioctl_vol_args_v2 args;
+    memset(&args, 0, sizeof(args));
+    args.fd = sfd.get();
+    args.flags = read_only ? BTRFS_SUBVOL_RDONLY : 0;
+    if (name.size() >= sizeof(args.name)) return Status::InvalidArgument("volume name too long");
+    strncpy(args.name, name.c_str(), sizeof(args.name) - 1);
+    if (ioctl(pfd.get(), BTRFS_IOC_SNAP_CREATE_V2, &args) != 0) {
+      return ErrnoStatus("btrfs snapshot " + src + " -> " + dst);
+    }
+    return Status::Ok();
+  }
+
+  Status DeleteVolume(const std::string& path) override {
+    struct stat st;
+    if (lstat(path.c_str(), &st) != 0) return errno == ENOENT ? Status::Ok() : ErrnoStatus("stat " + path);
+    if (st.st_ino != 256) return RemoveTree(path);  // a plain directory (half-made)
+    auto [parent, name] = SplitParent(path);
+    UniqueFd pfd(open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!pfd) return ErrnoStatus("open " + parent);
+    // A read-only snapshot must become writable before nested cleanup; the
+    // destroy ioctl itself works on read-only subvolumes as root.
+    struct btrfs_ioctl_vol_args args;
+    memset(&args, 0, sizeof(args));
+    strncpy(args.name, name.c_str(), sizeof(args.name) - 1);
+    for (int i = 0; i < 200; ++i) {
+      if (ioctl(pfd.get(), BTRFS_IOC_SNAP_DESTROY, &args) == 0) return Status::Ok();
+      if (errno != EBUSY) break;
+      // A just-exited sandbox's mount namespace may still pin it briefly.
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return ErrnoStatus("btrfs subvolume delete " + path);
+  }
+
+  Status Unmount() override {
+    if (kind_ != "btrfs-loop") return Status::Ok();
+    if (!IsMountPoint(root_)) return Status::Ok();
+    if (umount2(root_.c_str(), 0) != 0 && umount2(root_.c_str(), MNT_DETACH) != 0) {
+      return ErrnoStatus("umount " + root_);
+    }
+    return Status::Ok();
+  }
+
+ private:
+  std::string root_, kind_, loopdev_;
+};
+
+class CopyPool final : public StoragePool {
+ public:
+  explicit CopyPool(std::string root) : root_(std::move(root)) {}
+  std::string Kind() const override { return "copy"; }
+  bool CopyOnWrite() const override { return false; }
+  const std::string& root() const override { return root_; }
+  std::string LoopDevice() const override { return ""; }
+  Status CreateVolume(const std::string& path) override {
+    if (mkdir(path.c_str(), 0755) != 0) {
+      if (errno == ENOENT) {
+        WARREN_RETURN_IF_ERROR(MkdirAll(path));
+        return Status::Ok();
+      }
+      return ErrnoStatus("mkdir " + path);
+    }
+    return Status::Ok();
+  }
+  Status Snapshot(const std::string& src, const std::string& dst, bool) override {
+    auto [parent, name] = SplitParent(dst);
+    WARREN_RETURN_IF_ERROR(MkdirAll(parent));
+    std::string out;
+    WARREN_ASSIGN_OR_RETURN(int rc, RunCommand({"cp", "-a", "--reflink=auto", src, dst}, &out));
+    if (rc != 0) return Status::IOError("cp -a " + src + ": " + out);
+    return Status::Ok();
+  }
+  Status DeleteVolume(const std::string& path) override { return RemoveTree(path); }
+  Status Unmount() override { return Status::Ok(); }
+
+ private:
+  std::string root_;
+};
+
+// Attaches `file` to a free loop device with LO_FLAGS_AUTOCLEAR. The
+// returned fd must stay open until the device is mounted: autoclear detaches
+// the device at the last close otherwise.
+Result<std::pair<std::string, UniqueFd>> AttachLoop(const std::string& file) {
+  UniqueFd ctl(open("/dev/loop-control", O_RDWR | O_CLOEXEC));
+  if (!ctl) return ErrnoStatus("open /dev/loop-control");
+  UniqueFd ffd(open(file.c_str(), O_RDWR | O_CLOEXEC));
+  if (!ffd) return ErrnoStatus("open " + file);
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    int n = ioctl(ctl.get(), LOOP_CTL_GET_FREE);
+    if (n < 0) return ErrnoStatus("LOOP_CTL_GET_FREE");
+    std::string dev = "/dev/loop" + std::to_string(n);
+    UniqueFd lfd(open(dev.c_str(), O_RDWR | O_CLOEXEC));
+    if (!lfd && errno == ENOENT) {
+      if (mknod(dev.c_str(), S_IFBLK | 0660, makedev(7, n)) != 0 && errno != EEXIST) {
+        return ErrnoStatus("mknod " + dev);
+      }
+      lfd.reset(open(dev.c_str(), O_RDWR | O_CLOEXEC));
+    }
+    if (!lfd) return ErrnoStatus("open " + dev);
+    struct loop_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.fd = static_cast<uint32_t>(ffd.get());
+    cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR;
+    strncpy(reinterpret_cast<char*>(cfg.info.lo_file_name), file.c_str(), LO_NAME_SIZE - 1);
+    if (ioctl(lfd.get(), LOOP_CONFIGURE, &cfg) == 0) return std::make_pair(dev, std::move(lfd));
+    if (errno != EBUSY) return ErrnoStatus("LOOP_CONFIGURE " + dev);
+  }
+  return Status::Unavailable("no free loop device");
+}
+
+}  // namespace
+
+Result<std::unique_ptr<StoragePool>> OpenStoragePool(const PoolOptions& opts) {
+  if (opts.data_dir.empty() || opts.data_dir[0] != '/') return Status::InvalidArgument("data dir must be absolute");
+  WARREN_RETURN_IF_ERROR(MkdirAll(opts.data_dir));
+  std::string root = opts.data_dir + "/pool";
+  WARREN_RETURN_IF_ERROR(MkdirAll(root));
+  std::unique_ptr<StoragePool> pool;
+  if (opts.kind == "copy") {
+    pool = std::make_unique<CopyPool>(root);
+  } else if (opts.kind.empty() && IsBtrfs(opts.data_dir)) {
+    pool = std::make_unique<BtrfsPool>(root, "btrfs", "");
+  } else if (opts.kind.empty() || opts.kind == "btrfs-loop") {
+    if (!IsMountPoint(root)) {
+      std::string img = opts.data_dir + "/pool.img";
+      struct stat st;
+      bool fresh = stat(img.c_str(), &st) != 0;
+      if (fresh) {
+        UniqueFd fd(open(img.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+        if (!fd) return ErrnoStatus("create " + img);
+        if (ftruncate(fd.get(), opts.pool_file_bytes) != 0) return ErrnoStatus("truncate " + img);
+        fd.reset();
+        std::string out;
+        auto rc = RunCommand({"mkfs.btrfs", "-q", "-f", img}, &out);
+        if (!rc.ok() || *rc != 0) {
+          unlink(img.c_str());
+          if (opts.kind.empty()) {
+            log::Warn("sandbox.pool.fallback", {{"reason", "mkfs.btrfs failed: " + out}});
+            pool = std::make_unique<CopyPool>(root);
+          } else {
+            return Status::Unavailable("mkfs.btrfs failed: " + out);
+          }
+        }
+      }
+      if (!pool) {
+        WARREN_ASSIGN_OR_RETURN(auto loop, AttachLoop(img));
+        const std::string& dev = loop.first;
+        if (mount(dev.c_str(), root.c_str(), "btrfs", MS_NOATIME, nullptr) != 0) {
+          Status s = ErrnoStatus("mount " + dev);
+          ioctl(loop.second.get(), LOOP_CLR_FD, 0);
+          if (opts.kind.empty()) {
+            log::Warn("sandbox.pool.fallback", {{"reason", s.ToString()}});
+            pool = std::make_unique<CopyPool>(root);
+          } else {
+            return s;
+          }
+        }
+      }
+    }
+    if (!pool) {
+      if (!IsBtrfs(root)) return Status::FailedPrecondition(root + " is mounted but not btrfs");
+      pool = std::make_unique<BtrfsPool>(root, "btrfs-loop", MountSource(root));
+    }
+  } else {
+    return Status::InvalidArgument("unknown pool kind: " + opts.kind);
+  }
+  for (const char* d : {"layers", "sandboxes", "tmp"}) WARREN_RETURN_IF_ERROR(MkdirAll(root + "/" + d));
+  return pool;
+}
+
+}  // namespace warren::sandbox

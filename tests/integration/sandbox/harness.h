@@ -1,0 +1,130 @@
+// Test harness for root integration tests of the sandbox runtime: a fresh
+// data dir (own loop-mounted btrfs pool) and cgroup prefix per test, torn
+// down afterwards with leak checks (mounts, loop devices, cgroups).
+#pragma once
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "common/ids.h"
+#include "sandbox/runtime.h"
+#include "sandbox/sys.h"
+
+namespace warren::sandbox::testing {
+
+inline std::string SkipReason() {
+  if (geteuid() != 0) return "needs root";
+  if (access("/sys/fs/cgroup/freezer", F_OK) != 0 && access("/sys/fs/cgroup/cgroup.controllers", F_OK) != 0) {
+    return "no cgroup freezer";
+  }
+  if (access("/bin/busybox", X_OK) != 0 && access("/usr/bin/busybox", X_OK) != 0) return "busybox-static missing";
+  return "";
+}
+
+// Lines of /proc/self/mountinfo whose mount point is under `dir`.
+inline std::vector<std::string> MountsUnder(const std::string& dir) {
+  std::vector<std::string> out;
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string a, b, c, d, mp;
+    ls >> a >> b >> c >> d >> mp;
+    if (mp == dir || mp.rfind(dir + "/", 0) == 0) out.push_back(line);
+  }
+  return out;
+}
+
+// Loop devices whose backing file is `file`.
+inline std::vector<std::string> LoopsBacking(const std::string& file) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/sys/block", ec)) {
+    std::string name = e.path().filename();
+    if (name.rfind("loop", 0) != 0) continue;
+    std::ifstream in(e.path() / "loop" / "backing_file");
+    std::string b;
+    if (std::getline(in, b) && (b == file || b.rfind(file + " ", 0) == 0)) out.push_back(name);
+  }
+  return out;
+}
+
+inline std::vector<std::string> CgroupDirs(const std::string& prefix) {
+  std::vector<std::string> out;
+  for (const char* c : {"cpu", "memory", "pids", "freezer"}) {
+    std::string d = std::string("/sys/fs/cgroup/") + c + "/" + prefix;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(d, ec)) {
+      if (e.is_directory()) out.push_back(e.path());
+    }
+  }
+  return out;
+}
+
+class RuntimeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why = SkipReason();
+    if (!why.empty()) GTEST_SKIP() << why;
+    data_dir_ = "/var/tmp/warren-it-" + NewId("", 10);
+    prefix_ = "warren-it-" + NewId("", 8);
+    auto rt = Open();
+    ASSERT_TRUE(rt.ok()) << rt.status().ToString();
+    rt_ = std::move(*rt);
+  }
+
+  Result<std::unique_ptr<SandboxRuntime>> Open() {
+    RuntimeOptions o;
+    o.data_dir = data_dir_;
+    o.pool_file_bytes = 16LL << 30;
+    o.cgroup_prefix = prefix_;
+    o.stop_grace = std::chrono::milliseconds(1000);
+    return SandboxRuntime::Open(o);
+  }
+
+  void TearDown() override {
+    if (!rt_) return;
+    auto list = rt_->List();
+    if (list.ok()) {
+      for (const auto& r : *list) EXPECT_TRUE(rt_->Delete(r.id).ok());
+    }
+    EXPECT_TRUE(rt_->UnmountPoolIfIdle().ok());
+    rt_.reset();
+    EXPECT_TRUE(MountsUnder(data_dir_).empty()) << "leaked mount under " << data_dir_;
+    EXPECT_TRUE(LoopsBacking(data_dir_ + "/pool.img").empty()) << "leaked loop device";
+    EXPECT_TRUE(CgroupDirs(prefix_).empty()) << "leaked cgroup";
+    for (const char* c : {"cpu", "memory", "pids", "freezer"}) {
+      rmdir((std::string("/sys/fs/cgroup/") + c + "/" + prefix_).c_str());
+    }
+    (void)RemoveTree(data_dir_);
+  }
+
+  // Runs `script` with /bin/sh -c in sandbox `id`.
+  ExecResult Sh(const std::string& id, const std::string& script, std::chrono::milliseconds timeout =
+                                                                      std::chrono::milliseconds(30000)) {
+    ExecRequest req;
+    req.argv = {"/bin/sh", "-c", script};
+    req.timeout = timeout;
+    auto r = rt_->Exec(id, req);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : ExecResult{};
+  }
+
+  SandboxRecord MustCreate(CreateOptions o = {}) {
+    auto r = rt_->Create(o);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : SandboxRecord{};
+  }
+
+  std::string data_dir_, prefix_;
+  std::unique_ptr<SandboxRuntime> rt_;
+};
+
+}  // namespace warren::sandbox::testing

@@ -1,0 +1,406 @@
+// Root integration tests: lifecycle, stop/start, pause/resume, fork, fork
+// trees, isolation, resource limits and restart recovery.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <set>
+
+#include "harness.h"
+
+namespace warren::sandbox::testing {
+namespace {
+
+using std::chrono::milliseconds;
+
+std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+TEST_F(RuntimeTest, CreateExecDelete) {
+  auto sb = MustCreate();
+  ASSERT_EQ(sb.state, SandboxState::kStarted);
+  EXPECT_EQ(rt_->features().pool_kind, "btrfs-loop");
+
+  auto r = Sh(sb.id, "echo out; echo err >&2; exit 7");
+  EXPECT_EQ(r.exit_code, 7);
+  EXPECT_EQ(r.stdout_data, "out\n");
+  EXPECT_EQ(r.stderr_data, "err\n");
+
+  // cwd, env, user.
+  ExecRequest req;
+  req.argv = {"sh", "-c", "pwd; echo $FOO; id -u; id -g"};
+  req.cwd = "/tmp";
+  req.env = {"FOO=bar"};
+  req.user = "sandbox";
+  auto r2 = rt_->Exec(sb.id, req);
+  ASSERT_TRUE(r2.ok()) << r2.status().ToString();
+  EXPECT_EQ(r2->stdout_data, "/tmp\nbar\n1000\n1000\n");
+  EXPECT_EQ(r2->exit_code, 0);
+
+  // Streaming and stdin.
+  std::string streamed;
+  int chunks = 0;
+  ExecRequest req3;
+  req3.argv = {"sh", "-c", "cat; echo one; sleep 0.1; echo two"};
+  req3.stdin_data = "from-stdin\n";
+  req3.on_stdout = [&](std::string_view d) {
+    streamed.append(d);
+    ++chunks;
+  };
+  auto r3 = rt_->Exec(sb.id, req3);
+  ASSERT_TRUE(r3.ok());
+  EXPECT_EQ(streamed, "from-stdin\none\ntwo\n");
+  EXPECT_GE(chunks, 2);
+
+  // Timeout kills the command.
+  auto r4 = Sh(sb.id, "sleep 30", milliseconds(300));
+  EXPECT_TRUE(r4.timed_out);
+  EXPECT_NE(r4.exit_code, 0);
+
+  // Missing command: 127 like a shell.
+  ExecRequest req5;
+  req5.argv = {"no-such-command"};
+  auto r5 = rt_->Exec(sb.id, req5);
+  ASSERT_TRUE(r5.ok());
+  EXPECT_EQ(r5->exit_code, 127);
+
+  EXPECT_TRUE(rt_->Delete(sb.id).ok());
+  EXPECT_EQ(rt_->Get(sb.id).status().code(), Code::kNotFound);
+  EXPECT_TRUE(rt_->Delete(sb.id).ok());  // idempotent
+}
+
+TEST_F(RuntimeTest, StopStartKeepsFiles) {
+  CreateOptions o;
+  o.name = "keeper";
+  o.labels = {{"team", "a"}};
+  auto sb = MustCreate(o);
+  EXPECT_EQ(Sh(sb.id, "echo persisted > /root/data.txt; sleep 1000 >/dev/null 2>&1 &").exit_code, 0);
+  auto stopped = rt_->Stop("keeper");
+  ASSERT_TRUE(stopped.ok()) << stopped.status().ToString();
+  EXPECT_EQ(stopped->state, SandboxState::kStopped);
+  ExecRequest req;
+  req.argv = {"true"};
+  EXPECT_EQ(rt_->Exec(sb.id, req).status().code(), Code::kFailedPrecondition);
+  // Files API works on a stopped sandbox.
+  auto fs = rt_->Files(sb.id);
+  ASSERT_TRUE(fs.ok());
+  EXPECT_EQ(*fs->ReadFile("/root/data.txt"), "persisted\n");
+  ASSERT_TRUE(fs->WriteFile("/root/while-stopped.txt", "hello").ok());
+  auto started = rt_->Start(sb.id);
+  ASSERT_TRUE(started.ok()) << started.status().ToString();
+  auto r = Sh(sb.id, "cat /root/data.txt /root/while-stopped.txt; echo; pidof sleep || echo none");
+  EXPECT_EQ(r.stdout_data, "persisted\nhello\nnone\n");  // the old sleep is gone
+  auto labels = rt_->SetLabels(sb.id, {{"team", "b"}});
+  ASSERT_TRUE(labels.ok());
+  EXPECT_EQ(rt_->Get("keeper")->labels.at("team"), "b");
+  // Stop twice is fine; start twice is fine.
+  EXPECT_TRUE(rt_->Stop(sb.id).ok());
+  EXPECT_TRUE(rt_->Stop(sb.id).ok());
+  EXPECT_TRUE(rt_->Start(sb.id).ok());
+  EXPECT_TRUE(rt_->Start(sb.id).ok());
+}
+
+TEST_F(RuntimeTest, StopSendsTermThenKills) {
+  auto sb = MustCreate();
+  // One process exits cleanly on TERM (leaves a mark), one ignores it.
+  Sh(sb.id,
+     "sh -c 'trap \"echo termed > /root/term; exit 0\" TERM; while true; do sleep 0.05; done' "
+     ">/dev/null 2>&1 & sh -c 'trap \"\" TERM; while true; do sleep 0.05; done' >/dev/null 2>&1 &");
+  std::this_thread::sleep_for(milliseconds(200));
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(rt_->Stop(sb.id).ok());
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(took, milliseconds(900));  // waited out the grace for the stubborn one
+  auto fs = rt_->Files(sb.id);
+  EXPECT_EQ(*fs->ReadFile("/root/term"), "termed\n");
+}
+
+TEST_F(RuntimeTest, PauseStopsCounterAndResumeContinuesFromMemory) {
+  auto sb = MustCreate();
+  Sh(sb.id, "sh -c 'i=0; while true; do i=$((i+1)); echo $i > /tmp/c; sleep 0.02; done' "
+            ">/dev/null 2>&1 &");
+  std::this_thread::sleep_for(milliseconds(300));
+  auto fs = rt_->Files(sb.id);
+  ASSERT_TRUE(fs.ok());
+  auto paused = rt_->Pause(sb.id);
+  ASSERT_TRUE(paused.ok()) << paused.status().ToString();
+  EXPECT_EQ(paused->state, SandboxState::kPaused);
+  int c1 = std::stoi(Trim(*fs->ReadFile("/tmp/c")));
+  EXPECT_GT(c1, 0);
+  std::this_thread::sleep_for(milliseconds(400));
+  int c2 = std::stoi(Trim(*fs->ReadFile("/tmp/c")));
+  EXPECT_EQ(c1, c2) << "counter advanced while paused";
+  ExecRequest req;
+  req.argv = {"true"};
+  EXPECT_EQ(rt_->Exec(sb.id, req).status().code(), Code::kFailedPrecondition);
+  ASSERT_TRUE(rt_->Resume(sb.id).ok());
+  std::this_thread::sleep_for(milliseconds(300));
+  int c3 = std::stoi(Trim(*fs->ReadFile("/tmp/c")));
+  EXPECT_GT(c3, c2);
+  // It continued from memory: far from a restart at 0, and close to c2.
+  EXPECT_LT(c3 - c2, 100);
+  EXPECT_EQ(Sh(sb.id, "true").exit_code, 0);
+}
+
+TEST_F(RuntimeTest, ForkRunningSandbox) {
+  auto sb = MustCreate();
+  Sh(sb.id, "echo parent-data > /root/f; sh -c 'while true; do date > /tmp/tick; sleep 0.01; done' "
+            ">/dev/null 2>&1 &");
+  auto kids = rt_->Fork(sb.id, 3);
+  ASSERT_TRUE(kids.ok()) << kids.status().ToString();
+  ASSERT_EQ(kids->size(), 3u);
+  std::set<int> slots{sb.id_slot};
+  for (const auto& k : *kids) {
+    EXPECT_EQ(k.state, SandboxState::kStarted);
+    EXPECT_EQ(k.parent, sb.id);
+    slots.insert(k.id_slot);
+    EXPECT_EQ(Sh(k.id, "cat /root/f").stdout_data, "parent-data\n");
+    EXPECT_EQ(Sh(k.id, "echo child > /root/f; cat /root/f").stdout_data, "child\n");
+  }
+  EXPECT_EQ(slots.size(), 4u) << "each sandbox owns its own id range";
+  EXPECT_EQ(Sh(sb.id, "cat /root/f").stdout_data, "parent-data\n");
+  EXPECT_EQ(rt_->Get(sb.id)->state, SandboxState::kStarted);
+  auto tree = rt_->Tree(sb.id);
+  ASSERT_TRUE(tree.ok());
+  EXPECT_EQ(tree->children.size(), 3u);
+  auto ktree = rt_->Tree((*kids)[0].id);
+  ASSERT_TRUE(ktree.ok());
+  EXPECT_EQ(ktree->parent, sb.id);
+  EXPECT_EQ(ktree->ancestors, std::vector<std::string>{sb.id});
+  // Deleting the parent leaves the children working.
+  ASSERT_TRUE(rt_->Delete(sb.id).ok());
+  for (const auto& k : *kids) EXPECT_EQ(Sh(k.id, "cat /root/f").stdout_data, "child\n");
+  ktree = rt_->Tree((*kids)[1].id);
+  ASSERT_TRUE(ktree.ok());
+  EXPECT_EQ(ktree->ancestors, std::vector<std::string>{sb.id});
+}
+
+TEST_F(RuntimeTest, ForkOneGiBRunningSandbox) {
+  CreateOptions o;
+  o.resources.memory_bytes = 2LL << 30;
+  auto sb = MustCreate(o);
+  auto w = Sh(sb.id, "dd if=/dev/zero of=/root/big bs=1M count=1024 2>/dev/null; head -c 4096 /dev/urandom >> /root/big; md5sum /root/big",
+              milliseconds(120000));
+  ASSERT_EQ(w.exit_code, 0) << w.stderr_data;
+  auto kids = rt_->Fork(sb.id, 1);
+  ASSERT_TRUE(kids.ok()) << kids.status().ToString();
+  EXPECT_EQ(Sh((*kids)[0].id, "md5sum /root/big", milliseconds(120000)).stdout_data, w.stdout_data);
+}
+
+TEST_F(RuntimeTest, ForkTreeDepth20) {
+  CreateOptions o;
+  o.start = false;
+  auto root = MustCreate(o);
+  std::string cur = root.id;
+  std::vector<std::string> chain{root.id};
+  for (int depth = 1; depth <= 20; ++depth) {
+    auto fs = rt_->Files(cur);
+    ASSERT_TRUE(fs.ok());
+    ASSERT_TRUE(fs->WriteFile("/root/level-" + std::to_string(depth), std::to_string(depth)).ok());
+    auto kids = rt_->Fork(cur, 1);
+    ASSERT_TRUE(kids.ok()) << kids.status().ToString();
+    cur = (*kids)[0].id;
+    chain.push_back(cur);
+  }
+  auto tree = rt_->Tree(cur);
+  ASSERT_TRUE(tree.ok());
+  ASSERT_EQ(tree->ancestors.size(), 20u);
+  EXPECT_EQ(tree->ancestors.front(), chain[19]);
+  EXPECT_EQ(tree->ancestors.back(), root.id);
+  ASSERT_TRUE(rt_->Start(cur).ok());
+  EXPECT_EQ(Sh(cur, "ls /root | grep -c level-").stdout_data, "20\n");
+  // Deleting a middle ancestor keeps the leaf working and its lineage.
+  ASSERT_TRUE(rt_->Delete(chain[10]).ok());
+  EXPECT_EQ(Sh(cur, "cat /root/level-20").stdout_data, "20");
+  EXPECT_EQ(rt_->Tree(cur)->ancestors.size(), 20u);
+}
+
+TEST_F(RuntimeTest, IsolationFromHostAndBetweenSandboxes) {
+  std::string marker = "/tmp/warren-host-marker-" + NewId("", 8);
+  ASSERT_TRUE(WriteStringToFile(marker, "host-secret").ok());
+  auto a = MustCreate();
+  auto b = MustCreate();
+  // Host files are invisible.
+  EXPECT_NE(Sh(a.id, "cat " + marker).exit_code, 0);
+  EXPECT_EQ(Sh(a.id, "grep -r host-secret /tmp /root /etc 2>/dev/null | wc -l").stdout_data, "0\n");
+  // Host pids are invisible: only this sandbox's processes are listed.
+  auto ps = Sh(a.id, "ls /proc | grep -c '^[0-9]'");
+  EXPECT_LT(std::stoi(ps.stdout_data), 5);
+  EXPECT_NE(Sh(a.id, "kill -0 " + std::to_string(getpid())).exit_code, 0);
+  // Between sandboxes: files and processes.
+  Sh(a.id, "echo only-a > /tmp/a-file; sleep 999 >/dev/null 2>&1 &");
+  EXPECT_NE(Sh(b.id, "cat /tmp/a-file").exit_code, 0);
+  EXPECT_NE(Sh(a.id, "pidof sleep").stdout_data, "");
+  EXPECT_EQ(Sh(b.id, "pidof sleep || echo none").stdout_data, "none\n");
+  EXPECT_NE(Sh(b.id, "kill -0 " + std::to_string(rt_->Get(a.id)->init_pid)).exit_code, 0);
+  // Different hostnames and user id ranges.
+  EXPECT_NE(Sh(a.id, "hostname").stdout_data, Sh(b.id, "hostname").stdout_data);
+  EXPECT_NE(Sh(a.id, "cat /proc/self/uid_map").stdout_data, Sh(b.id, "cat /proc/self/uid_map").stdout_data);
+  // Network: loopback only.
+  EXPECT_EQ(Trim(Sh(a.id, "ls /sys/class/net").stdout_data), "lo");
+  unlink(marker.c_str());
+}
+
+TEST_F(RuntimeTest, ForkBombStoppedByPidsLimit) {
+  CreateOptions o;
+  o.resources.pids = 64;
+  auto sb = MustCreate(o);
+  auto r = Sh(sb.id, "bomb() { bomb | bomb & }; bomb; sleep 2; echo survived", milliseconds(10000));
+  auto stats = rt_->Stats(sb.id);
+  ASSERT_TRUE(stats.ok());
+  EXPECT_LE(stats->pids, 64);
+  // The host is fine and the sandbox can be stopped cleanly.
+  EXPECT_EQ(*RunCommand({"true"}), 0);
+  auto stopped = rt_->Stop(sb.id, /*force=*/true);
+  ASSERT_TRUE(stopped.ok()) << stopped.status().ToString();
+  ASSERT_TRUE(rt_->Start(sb.id).ok());
+  EXPECT_EQ(Sh(sb.id, "echo ok").stdout_data, "ok\n");
+}
+
+TEST_F(RuntimeTest, MemoryHogKilledInsideWhileHostIsFine) {
+  CreateOptions o;
+  o.resources.memory_bytes = 64LL << 20;
+  auto sb = MustCreate(o);
+  auto r = Sh(sb.id, "dd if=/dev/zero of=/dev/null bs=512M count=1");
+  EXPECT_EQ(r.exit_code, 128 + SIGKILL) << r.stderr_data;
+  auto stats = rt_->Stats(sb.id);
+  ASSERT_TRUE(stats.ok());
+  EXPECT_GE(stats->oom_kills, 1);
+  EXPECT_LE(stats->memory_peak_bytes, 64LL << 20);
+  // The sandbox itself survives (its init was not the victim) and the host too.
+  EXPECT_EQ(Sh(sb.id, "echo alive").stdout_data, "alive\n");
+  EXPECT_EQ(*RunCommand({"true"}), 0);
+}
+
+TEST_F(RuntimeTest, RestartRecoveryReadoptsAndCleans) {
+  auto live = MustCreate();
+  Sh(live.id, "echo before > /root/x");
+  CreateOptions so;
+  so.start = false;
+  auto stopped = MustCreate(so);
+  auto paused = MustCreate();
+  ASSERT_TRUE(rt_->Pause(paused.id).ok());
+  // A half-made sandbox: record in "creating", a subvolume, a cgroup.
+  SandboxRecord half = *rt_->Get(stopped.id);
+  half.id = "sbx_halfmade0000000000";
+  half.state = SandboxState::kCreating;
+  half.id_slot = 9999;
+  ASSERT_TRUE(WriteStringToFile(data_dir_ + "/sandboxes/" + half.id + ".json", half.ToJson().dump()).ok());
+  ASSERT_EQ(*RunCommand({"btrfs", "subvolume", "create", data_dir_ + "/pool/sandboxes/" + half.id}), 0);
+  auto cg = NewCgroupV1("/sys/fs/cgroup", prefix_);
+  ASSERT_TRUE(cg->Create(half.id, Resources{}).ok());
+  // An orphan cgroup and an orphan subvolume with no record at all.
+  ASSERT_TRUE(cg->Create("orphan", Resources{}).ok());
+  ASSERT_EQ(*RunCommand({"btrfs", "subvolume", "create", data_dir_ + "/pool/sandboxes/sbx_orphan"}), 0);
+  // A record stuck in "stopping" whose process is already gone.
+  SandboxRecord stuck = *rt_->Get(stopped.id);
+  stuck.id = "sbx_stuckstopping00000";
+  stuck.state = SandboxState::kStopping;
+  stuck.id_slot = 9998;
+  stuck.init_pid = 999999;
+  ASSERT_TRUE(WriteStringToFile(data_dir_ + "/sandboxes/" + stuck.id + ".json", stuck.ToJson().dump()).ok());
+  ASSERT_TRUE(rt_->Files(stopped.id).ok());
+
+  // "Restart": a new runtime over the same data dir.
+  rt_.reset();
+  auto rt2 = Open();
+  ASSERT_TRUE(rt2.ok()) << rt2.status().ToString();
+  rt_ = std::move(*rt2);
+  auto rep = rt_->Recover();  // Open already recovered; a second pass finds nothing.
+  ASSERT_TRUE(rep.ok());
+  EXPECT_TRUE(rep->removed.empty());
+  EXPECT_EQ(rep->orphan_cgroups, 0);
+  EXPECT_EQ(rt_->Get(half.id).status().code(), Code::kNotFound);
+  EXPECT_EQ(rt_->Get(stuck.id)->state, SandboxState::kStopped);
+  EXPECT_FALSE(cg->Exists(half.id));
+  EXPECT_FALSE(cg->Exists("orphan"));
+  struct stat st;
+  EXPECT_NE(stat((data_dir_ + "/pool/sandboxes/" + half.id).c_str(), &st), 0);
+  EXPECT_NE(stat((data_dir_ + "/pool/sandboxes/sbx_orphan").c_str(), &st), 0);
+  // Live sandboxes were re-adopted, with their processes and state.
+  EXPECT_EQ(rt_->Get(live.id)->state, SandboxState::kStarted);
+  EXPECT_EQ(Sh(live.id, "cat /root/x").stdout_data, "before\n");
+  EXPECT_EQ(rt_->Get(paused.id)->state, SandboxState::kPaused);
+  ASSERT_TRUE(rt_->Resume(paused.id).ok());
+  EXPECT_EQ(Sh(paused.id, "echo back").stdout_data, "back\n");
+  EXPECT_EQ(rt_->Get(stopped.id)->state, SandboxState::kStopped);
+  // TearDown deletes everything and checks no mount, loop device or cgroup leaked.
+}
+
+TEST_F(RuntimeTest, RecoveryAfterInitKilledBehindOurBack) {
+  auto sb = MustCreate();
+  kill(sb.init_pid, SIGKILL);
+  std::this_thread::sleep_for(milliseconds(100));
+  ExecRequest req;
+  req.argv = {"true"};
+  EXPECT_EQ(rt_->Exec(sb.id, req).status().code(), Code::kFailedPrecondition);
+  EXPECT_EQ(rt_->Get(sb.id)->state, SandboxState::kStopped);
+  ASSERT_TRUE(rt_->Start(sb.id).ok());
+  EXPECT_EQ(Sh(sb.id, "echo again").stdout_data, "again\n");
+}
+
+TEST_F(RuntimeTest, VolumesPersistAcrossSandboxes) {
+  CreateOptions o;
+  o.volumes = {VolumeMount{"shared", "/data", "", false}};
+  auto a = MustCreate(o);
+  EXPECT_EQ(Sh(a.id, "echo in-volume > /data/v.txt && cat /data/v.txt").stdout_data, "in-volume\n");
+  ASSERT_TRUE(rt_->Delete(a.id).ok());
+  auto b = MustCreate(o);
+  EXPECT_EQ(Sh(b.id, "cat /data/v.txt").stdout_data, "in-volume\n");
+  CreateOptions ro;
+  ro.volumes = {VolumeMount{"shared", "/ro", "", true}};
+  auto c = MustCreate(ro);
+  EXPECT_NE(Sh(c.id, "echo x > /ro/new").exit_code, 0);
+  EXPECT_EQ(Sh(c.id, "cat /ro/v.txt").stdout_data, "in-volume\n");
+}
+
+TEST_F(RuntimeTest, SnapshotBuildWithCache) {
+  std::string ctx = data_dir_ + "/ctx";
+  ASSERT_TRUE(MkdirAll(ctx + "/app").ok());
+  ASSERT_TRUE(WriteStringToFile(ctx + "/app/main.sh", "echo app-ran\n").ok());
+  std::string recipe =
+      "FROM builtin:minimal\n"
+      "ENV GREETING=hello\n"
+      "RUN mkdir -p /opt/tool && echo built > /opt/tool/marker\n"
+      "COPY app /srv/app\n"
+      "WORKDIR /srv/app\n"
+      "USER sandbox\n";
+  std::vector<std::string> log1;
+  auto s1 = rt_->BuildSnapshot("demo", recipe, ctx, [&](std::string_view l) { log1.emplace_back(l); });
+  ASSERT_TRUE(s1.ok()) << s1.status().ToString();
+  std::vector<std::string> log2;
+  auto s2 = rt_->BuildSnapshot("demo", recipe, ctx, [&](std::string_view l) { log2.emplace_back(l); });
+  ASSERT_TRUE(s2.ok());
+  EXPECT_EQ(s1->hash, s2->hash);
+  int cached = 0;
+  for (const auto& l : log2) cached += l.find("cached") != std::string::npos;
+  EXPECT_EQ(cached, 6);
+  CreateOptions o;
+  o.snapshot = "demo";
+  auto sb = MustCreate(o);
+  auto r = Sh(sb.id, "pwd; id -u; echo $GREETING; cat /opt/tool/marker; sh main.sh");
+  EXPECT_EQ(r.stdout_data, "/srv/app\n1000\nhello\nbuilt\napp-ran\n");
+  // Changing the context invalidates the COPY step and later ones only.
+  ASSERT_TRUE(WriteStringToFile(ctx + "/app/main.sh", "echo v2\n").ok());
+  std::vector<std::string> log3;
+  auto s3 = rt_->BuildSnapshot("demo", recipe, ctx, [&](std::string_view l) { log3.emplace_back(l); });
+  ASSERT_TRUE(s3.ok());
+  EXPECT_NE(s3->hash, s1->hash);
+  cached = 0;
+  for (const auto& l : log3) cached += l.find("cached") != std::string::npos;
+  EXPECT_EQ(cached, 4);  // FROM, ENV, RUN and the metadata-only USER
+  // A failing RUN fails the build.
+  auto bad = rt_->BuildSnapshot("bad", "FROM builtin:minimal\nRUN exit 3\n", "");
+  EXPECT_FALSE(bad.ok());
+  EXPECT_EQ(rt_->GetSnapshot("bad").status().code(), Code::kNotFound);
+  auto list = rt_->ListSnapshots();
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->size(), 2u);  // builtin:minimal, demo
+  EXPECT_TRUE(rt_->DeleteSnapshot("demo").ok());
+  // The sandbox made from it keeps working.
+  EXPECT_EQ(Sh(sb.id, "cat /opt/tool/marker").stdout_data, "built\n");
+}
+
+}  // namespace
+}  // namespace warren::sandbox::testing
