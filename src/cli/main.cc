@@ -21,6 +21,7 @@
 #include "engine/engine.h"
 #include "models/model_factory.h"
 #include "http/http_server.h"
+#include "queue/work_queue.h"
 #include "store/sqlite_store.h"
 
 namespace warren::cli {
@@ -87,6 +88,10 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   api::ApiOptions api_opts;
   api_opts.sse_keepalive = std::chrono::milliseconds(cfg.sse_keepalive_ms);
   api::ApiService service(store.get(), &bus, &auth, Clock::Real(), api_opts);
+  queue::WorkQueue work_queue(store.get(), &auth, Clock::Real());  // spec 3.3; engine calls EnsureWork
+  work_queue.RegisterRoutes(&service);
+  service.add_observer(&work_queue);
+  work_queue.Start();
   engine::EngineOptions engine_opts;
   engine_opts.threads = cfg.engine_threads;
   engine::Engine engine(store.get(), &bus, provider->get(), Clock::Real(), engine_opts);
