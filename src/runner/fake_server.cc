@@ -295,7 +295,9 @@ void FakeApi::Handle(int fd, const ReceivedRequest& req) {
 }
 
 void FakeApi::RunStream(int fd) {
-  WriteAll(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n");
+  const bool chunked = chunked_sse.load();
+  WriteAll(fd, std::string("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n") +
+                   (chunked ? "Transfer-Encoding: chunked\r\n" : "Connection: close\r\n") + "\r\n");
   std::unique_lock<std::mutex> lock(mu_);
   size_t cursor = history_.size();  // no replay: only events after connect
   int gen = stream_generation_;
@@ -310,6 +312,11 @@ void FakeApi::RunStream(int fd) {
       out += "event: " + ev.value("type", "message") + "\ndata: " + DumpJson(ev) + "\n\n";
     }
     if (out.empty()) out = "event: ping\ndata: {\"type\":\"ping\"}\n\n";
+    if (chunked) {
+      char len[32];
+      snprintf(len, sizeof len, "%zx\r\n", out.size());
+      out = len + out + "\r\n";
+    }
     lock.unlock();
     bool ok = WriteAll(fd, out);
     lock.lock();

@@ -52,6 +52,7 @@ class FakeApi {
   std::atomic<int> page_size{1000};     // events per list page
   std::atomic<int> heartbeat_412{0};    // 1: every heartbeat answers 412
   std::atomic<int> ttl_seconds{2};
+  std::atomic<bool> chunked_sse{false};  // SSE with Transfer-Encoding: chunked
   // A lease not renewed for ttl_seconds expires: the next claimant's
   // NO_HEARTBEAT matches again (spec section 8, lease expiry).
   std::string work_state = "active";   // reported by heartbeats (guarded by mu_)

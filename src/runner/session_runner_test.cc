@@ -149,6 +149,18 @@ TEST(SessionRunner, FailedHistoryReadDispatchesNothingUntilAFullRead) {
   EXPECT_EQ(ResultsFor(h.fake, "sevt_a").size(), 1u);
 }
 
+TEST(SessionRunner, ChunkedEventStream) {
+  Harness h;
+  h.fake.chunked_sse = true;
+  h.Start();
+  ASSERT_TRUE(h.fake.WaitFor([&] { return !h.fake.Requests("/events/stream").empty(); }));
+  h.fake.Append(ToolUse("sevt_c", "echo chunked"));
+  ASSERT_TRUE(h.fake.WaitFor([&] { return ResultsFor(h.fake, "sevt_c").size() == 1; }));
+  h.fake.Append({{"type", "session.status_terminated"}});
+  EXPECT_EQ(h.Finish(), SessionRunner::End::kTerminated);
+  EXPECT_EQ(ResultsFor(h.fake, "sevt_c")[0]["content"][0]["text"], "chunked");
+}
+
 TEST(SessionRunner, RetriesTransientResultPosts) {
   Harness h;
   h.fake.fail_send = 1;
