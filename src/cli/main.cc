@@ -95,6 +95,10 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   engine::EngineOptions engine_opts;
   engine_opts.threads = cfg.engine_threads;
   engine::Engine engine(store.get(), &bus, provider->get(), Clock::Real(), engine_opts);
+  engine.set_work_needed([&work_queue](const std::string& session_id) {
+    Status st = work_queue.EnsureWork(session_id);
+    if (!st.ok()) log::Warn("engine.enqueue_failed", {{"session", session_id}, {"error", st.ToString()}});
+  });
   service.add_observer(&engine);
 
   http::ServerOptions opts;
