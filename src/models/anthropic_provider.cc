@@ -21,7 +21,7 @@ bool HasCc(const Json& j) { return j.is_object() && j.contains("cache_control");
 
 bool Cacheable(const Json& block) {
   if (!block.is_object()) return false;
-  std::string type = block.value("type", "");
+  std::string type = JsonStr(block, "type");
   if (type == "thinking" || type == "redacted_thinking") return false;
   if (type == "text") {
     auto it = block.find("text");
@@ -102,13 +102,13 @@ int PlaceCacheBreakpoints(Json& body, int max_breakpoints) {
     int n = static_cast<int>(messages->size());
     int assistant = -1;
     for (int i = n - 2; i >= 0; i--) {
-      if ((*messages)[i].value("role", "") == "assistant") {
+      if (JsonStr((*messages)[i], "role") == "assistant") {
         assistant = i;
         break;
       }
     }
     for (int i = assistant - 1; i >= 0; i--) {
-      if ((*messages)[i].value("role", "") == "user") {
+      if (JsonStr((*messages)[i], "role") == "user") {
         NormalizeContent((*messages)[i]);
         spend(MarkLast((*messages)[i]["content"]));
         break;
@@ -140,13 +140,13 @@ class StreamDecoder final {
       return Fail(ProtocolError(fmt::format("bad JSON in \"{}\" event: {}", ev.event, parsed.status().message())));
     }
     const Json& j = *parsed;
-    std::string type = j.value("type", ev.event);
+    std::string type = JsonStr(j, "type", ev.event);
     if (type == "ping") return true;
     if (type == "message_start") {
-      const Json& m = j.contains("message") ? j["message"] : Json::object();
-      response_.id = m.value("id", "");
-      response_.model = m.value("model", "");
-      if (m.contains("usage")) response_.usage = ModelUsage::FromJson(m["usage"]);
+      const Json& m = JsonObj(j, "message");
+      response_.id = JsonStr(m, "id");
+      response_.model = JsonStr(m, "model");
+      response_.usage = ModelUsage::FromJson(JsonObj(m, "usage"));
       started_ = true;
       if (obs_) obs_->OnMessageStart(response_.id, response_.usage);
       return true;
@@ -176,8 +176,8 @@ class StreamDecoder final {
       return true;
     }
     if (type == "error") {
-      const Json& err = j.contains("error") && j["error"].is_object() ? j["error"] : Json::object();
-      ModelError e = ErrorFromType(err.value("type", "api_error"), err.value("message", "error event in stream"));
+      const Json& err = JsonObj(j, "error");
+      ModelError e = ErrorFromType(JsonStr(err, "type", "api_error"), JsonStr(err, "message", "error event in stream"));
       e.mid_stream = true;
       return Fail(std::move(e));
     }
@@ -221,22 +221,22 @@ class StreamDecoder final {
     int index = idx->get<int>();
     if (blocks_.count(index)) return Fail(ProtocolError(fmt::format("content block {} started twice", index)));
     Partial p;
-    std::string type = cb->value("type", "");
+    std::string type = JsonStr(*cb, "type");
     if (type == "text") {
-      p.block = ContentBlock::Text(cb->value("text", ""));
+      p.block = ContentBlock::Text(JsonStr(*cb, "text"));
       if (obs_) {
         obs_->OnTextStart(index);
         if (!p.block.text.empty()) obs_->OnTextDelta(index, p.block.text);
       }
     } else if (type == "thinking") {
-      p.block = ContentBlock::Thinking(cb->value("thinking", ""), cb->value("signature", ""));
+      p.block = ContentBlock::Thinking(JsonStr(*cb, "thinking"), JsonStr(*cb, "signature"));
       if (obs_) obs_->OnThinkingStart(index);
     } else if (type == "redacted_thinking") {
       p.block.type = BlockType::kRedactedThinking;
-      p.block.data = cb->value("data", "");
+      p.block.data = JsonStr(*cb, "data");
       if (obs_) obs_->OnThinkingStart(index);
     } else if (type == "tool_use") {
-      p.block = ContentBlock::ToolUse(cb->value("id", ""), cb->value("name", ""), Json::object());
+      p.block = ContentBlock::ToolUse(JsonStr(*cb, "id"), JsonStr(*cb, "name"), Json::object());
       if (obs_) obs_->OnToolUseStart(index, p.block.id, p.block.name);
     } else {
       p.block.type = BlockType::kOther;
@@ -250,22 +250,22 @@ class StreamDecoder final {
     Partial* p = Find(j);
     if (p == nullptr || p->stopped) return Fail(ProtocolError("content_block_delta for an unknown block"));
     int index = j["index"].get<int>();
-    const Json& d = j.contains("delta") && j["delta"].is_object() ? j["delta"] : Json::object();
-    std::string type = d.value("type", "");
+    const Json& d = JsonObj(j, "delta");
+    std::string type = JsonStr(d, "type");
     if (type == "text_delta") {
-      std::string t = d.value("text", "");
+      std::string t = JsonStr(d, "text");
       p->block.text += t;
       if (obs_) obs_->OnTextDelta(index, t);
     } else if (type == "input_json_delta") {
-      std::string t = d.value("partial_json", "");
+      std::string t = JsonStr(d, "partial_json");
       p->json += t;
       if (obs_ && p->block.type == BlockType::kToolUse) obs_->OnToolInputDelta(index, t);
     } else if (type == "thinking_delta") {
-      std::string t = d.value("thinking", "");
+      std::string t = JsonStr(d, "thinking");
       p->block.text += t;
       if (obs_) obs_->OnThinkingDelta(index, t);
     } else if (type == "signature_delta") {
-      p->block.signature += d.value("signature", "");
+      p->block.signature += JsonStr(d, "signature");
     }  // citations_delta and future delta types: not kept in the canonical form
     return true;
   }
@@ -358,7 +358,13 @@ class AnthropicProvider final : public ModelProvider {
                       int attempt) {
     StreamDecoder decoder(observer);
     SseParser parser([&](const SseEvent& ev) {
-      if (!decoder.error()) decoder.OnEvent(ev);
+      if (decoder.error()) return;
+      // Backstop: no exception may unwind through libcurl's C frames.
+      try {
+        decoder.OnEvent(ev);
+      } catch (const std::exception& e) {
+        decoder.Fail(ProtocolError(std::string("undecodable event: ") + e.what()));
+      }
     }, options_.max_event_bytes);
     HttpResponse head;
     bool json_body = false;
@@ -409,11 +415,11 @@ class AnthropicProvider final : public ModelProvider {
     auto j = ParseJson(body);
     if (!j.ok() || !j->is_object()) return ProtocolError("non-streamed response is not a JSON object");
     ModelResponse resp;
-    resp.id = j->value("id", "");
-    resp.model = j->value("model", "");
-    resp.stop_reason = j->value("stop_reason", "");
+    resp.id = JsonStr(*j, "id");
+    resp.model = JsonStr(*j, "model");
+    resp.stop_reason = JsonStr(*j, "stop_reason");
     if (auto s = j->find("stop_sequence"); s != j->end() && s->is_string()) resp.stop_sequence = *s;
-    if (j->contains("usage")) resp.usage = ModelUsage::FromJson((*j)["usage"]);
+    resp.usage = ModelUsage::FromJson(JsonObj(*j, "usage"));
     if (auto c = j->find("content"); c != j->end() && c->is_array()) {
       for (const auto& b : *c) {
         auto block = BlockFromJson(b);

@@ -39,7 +39,7 @@ struct AnthropicOptions {
   HttpHeaders extra_headers;
   int64_t connect_timeout_ms = 10'000;
   int64_t idle_timeout_ms = 120'000;           // no byte (not even a ping) for this long = failed attempt
-  int64_t total_timeout_ms = 900'000;
+  int64_t total_timeout_ms = 3'600'000;         // a hard cap per attempt; idle_timeout_ms is the real guard
   int max_cache_breakpoints = 4;
   size_t max_event_bytes = 16u << 20;          // SSE event size bound
   RetryPolicy retry;

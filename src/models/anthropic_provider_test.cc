@@ -694,3 +694,43 @@ TEST(AnthropicOverFakeClient, EverySplitOfTheStreamDecodesTheSame) {
 
 }  // namespace
 }  // namespace warren::models
+
+namespace warren::models {
+namespace {
+
+// Fields of the wrong type in an upstream stream (nlohmann's value() would
+// throw through curl) are protocol errors, never crashes.
+TEST(AnthropicOverFakeClient, WrongTypedFieldsAreProtocolErrors) {
+  auto fake = std::make_shared<testing::FakeHttpClient>();
+  AnthropicOptions o;
+  o.api_key = "k";
+  o.base_url = "http://fake.invalid";
+  o.retry.max_attempts = 1;
+  auto p = NewAnthropicProvider(o, fake);
+  ModelRequest req;
+  req.messages.push_back(Message::User("hi"));
+  const std::vector<std::string> bad = {
+      R"({"type":"message_start","message":{"id":5,"model":[],"usage":{"input_tokens":"x"}}})",
+      R"({"type":"content_block_start","index":0,"content_block":{"type":"text","text":7}})",
+      R"({"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":{},"name":1}})",
+      R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":null}})",
+      R"({"type":"message_delta","delta":"oops","usage":[1]})",
+      R"({"type":"error","error":{"type":529,"message":false}})",
+      R"({"type":5})",
+      R"([1,2,3])",
+  };
+  for (const auto& data : bad) {
+    std::string s = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{}}\n\n"
+                    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,"
+                    "\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n"
+                    "event: x\ndata: " + data + "\n\n";
+    fake->Push({Status::Ok(), 200, {{"content-type", "text/event-stream"}}, {s}});
+    ModelResult r = p->Call(req);  // must not throw or crash
+    if (!r.ok()) {
+      EXPECT_NE(r.error().kind, ModelErrorKind::kCancelled) << data;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace warren::models

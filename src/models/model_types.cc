@@ -329,7 +329,7 @@ Result<ModelRequest> RequestFromJson(const Json& j) {
     }
   }
   if (auto it = j.find("thinking"); it != j.end() && it->is_object()) {
-    r.thinking.enabled = it->value("type", "") == "enabled";
+    r.thinking.enabled = JsonStr(*it, "type") == "enabled";
     if (auto b = it->find("budget_tokens"); b != it->end() && b->is_number_integer()) {
       r.thinking.budget_tokens = b->get<int64_t>();
     }
@@ -357,6 +357,25 @@ Json ResponseToJson(const ModelResponse& r) {
             {"usage", r.usage.ToJson()}};
   j["stop_sequence"] = r.stop_sequence.empty() ? Json(nullptr) : Json(r.stop_sequence);
   return j;
+}
+
+std::string JsonStr(const Json& j, std::string_view key, std::string_view def) {
+  if (!j.is_object()) return std::string(def);
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string(def);
+}
+
+int64_t JsonInt(const Json& j, std::string_view key, int64_t def) {
+  if (!j.is_object()) return def;
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : def;
+}
+
+const Json& JsonObj(const Json& j, std::string_view key) {
+  static const Json kEmpty = Json::object();
+  if (!j.is_object()) return kEmpty;
+  auto it = j.find(key);
+  return it != j.end() && it->is_object() ? *it : kEmpty;
 }
 
 std::string JoinText(const std::vector<ContentBlock>& blocks, std::string_view sep) {

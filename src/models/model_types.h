@@ -137,6 +137,14 @@ Json RequestToJson(const ModelRequest& request, std::string_view default_model =
 Result<ModelRequest> RequestFromJson(const Json& j);
 Json ResponseToJson(const ModelResponse& response);
 
+// Field accessors for untrusted JSON: the default when `j` is not an object,
+// the key is missing or the value has another type (nlohmann's value()
+// throws on a type mismatch; these never do).
+std::string JsonStr(const Json& j, std::string_view key, std::string_view def = "");
+int64_t JsonInt(const Json& j, std::string_view key, int64_t def = 0);
+// The member if it is an object, else an empty object.
+const Json& JsonObj(const Json& j, std::string_view key);
+
 // Text of a block list: text blocks joined with "\n" (tool results: their
 // nested text). Used by the scripted and openai providers.
 std::string JoinText(const std::vector<ContentBlock>& blocks, std::string_view sep = "\n");

@@ -26,20 +26,20 @@ Json UserParts(const std::vector<const ContentBlock*>& blocks, bool* text_only) 
       parts.push_back({{"type", "text"}, {"text", b->text}});
     } else if (b->type == BlockType::kImage && b->raw.contains("source") && b->raw["source"].is_object()) {
       const Json& src = b->raw["source"];
-      std::string kind = src.value("type", "");
+      std::string kind = JsonStr(src, "type");
       std::string url;
       if (kind == "base64") {
-        url = "data:" + src.value("media_type", "image/png") + ";base64," + src.value("data", "");
+        url = "data:" + JsonStr(src, "media_type", "image/png") + ";base64," + JsonStr(src, "data");
       } else if (kind == "url") {
-        url = src.value("url", "");
+        url = JsonStr(src, "url");
       }
       if (!url.empty()) {
         parts.push_back({{"type", "image_url"}, {"image_url", {{"url", url}}}});
         *text_only = false;
       }
     } else if (b->type == BlockType::kDocument && b->raw.contains("source") && b->raw["source"].is_object() &&
-               b->raw["source"].value("type", "") == "text") {
-      parts.push_back({{"type", "text"}, {"text", b->raw["source"].value("data", "")}});
+               JsonStr(b->raw["source"], "type") == "text") {
+      parts.push_back({{"type", "text"}, {"text", JsonStr(b->raw["source"], "data")}});
     }
   }
   return parts;
@@ -107,11 +107,11 @@ Json BuildOpenAiBody(const ModelRequest& r, std::string_view default_model, bool
     body["tools"] = std::move(tools);
   }
   if (r.tool_choice.is_object()) {
-    std::string type = r.tool_choice.value("type", "auto");
+    std::string type = JsonStr(r.tool_choice, "type", "auto");
     if (type == "any") {
       body["tool_choice"] = "required";
     } else if (type == "tool") {
-      body["tool_choice"] = {{"type", "function"}, {"function", {{"name", r.tool_choice.value("name", "")}}}};
+      body["tool_choice"] = {{"type", "function"}, {"function", {{"name", JsonStr(r.tool_choice, "name")}}}};
     } else if (type == "none") {
       body["tool_choice"] = "none";
     } else {
@@ -140,9 +140,9 @@ class ChunkDecoder final {
     if (auto e = j.find("error"); e != j.end() && !e->is_null()) {
       std::string type, message;
       if (e->is_object()) {
-        type = e->value("type", "");
+        type = JsonStr(*e, "type");
         if (type.empty() && e->contains("code") && (*e)["code"].is_string()) type = (*e)["code"];
-        message = e->value("message", "error in stream");
+        message = JsonStr(*e, "message", "error in stream");
       } else if (e->is_string()) {
         message = e->get<std::string>();
       }
@@ -152,25 +152,25 @@ class ChunkDecoder final {
     }
     if (!started_) {
       started_ = true;
-      response_.id = j.value("id", "");
-      response_.model = j.value("model", "");
+      response_.id = JsonStr(j, "id");
+      response_.model = JsonStr(j, "model");
       if (obs_) obs_->OnMessageStart(response_.id, ModelUsage{});
     }
     if (auto u = j.find("usage"); u != j.end() && u->is_object()) {
-      int64_t prompt = u->value("prompt_tokens", int64_t{0});
+      int64_t prompt = JsonInt(*u, "prompt_tokens");
       int64_t cached = 0;
       if (auto d = u->find("prompt_tokens_details"); d != u->end() && d->is_object()) {
-        cached = d->value("cached_tokens", int64_t{0});
+        cached = JsonInt(*d, "cached_tokens");
       }
       response_.usage.input_tokens = std::max<int64_t>(0, prompt - cached);
       response_.usage.cache_read_input_tokens = cached;
-      response_.usage.output_tokens = u->value("completion_tokens", int64_t{0});
+      response_.usage.output_tokens = JsonInt(*u, "completion_tokens");
     }
     auto choices = j.find("choices");
     if (choices == j.end() || !choices->is_array() || choices->empty()) return true;
     const Json& c = (*choices)[0];
     if (!c.is_object()) return true;
-    const Json& d = c.contains("delta") && c["delta"].is_object() ? c["delta"] : Json::object();
+    const Json& d = JsonObj(c, "delta");
     for (const char* key : {"reasoning_content", "reasoning"}) {
       if (auto r = d.find(key); r != d.end() && r->is_string() && !r->get_ref<const std::string&>().empty()) {
         if (thinking_ < 0) {
@@ -196,12 +196,12 @@ class ChunkDecoder final {
         if (!tc.is_object()) continue;
         int key = tc.contains("index") && tc["index"].is_number_integer() ? tc["index"].get<int>() : position;
         position++;
-        const Json& fn = tc.contains("function") && tc["function"].is_object() ? tc["function"] : Json::object();
+        const Json& fn = JsonObj(tc, "function");
         auto it = tools_.find(key);
         if (it == tools_.end()) {
-          std::string id = tc.value("id", "");
+          std::string id = JsonStr(tc, "id");
           if (id.empty()) id = NewId("call_", 24);
-          int index = Add(ContentBlock::ToolUse(id, fn.value("name", ""), Json::object()));
+          int index = Add(ContentBlock::ToolUse(id, JsonStr(fn, "name"), Json::object()));
           it = tools_.emplace(key, index).first;
           if (obs_) obs_->OnToolUseStart(index, id, blocks_[index].name);
         } else if (auto n = fn.find("name"); n != fn.end() && n->is_string() && blocks_[it->second].name.empty()) {
@@ -326,11 +326,16 @@ class OpenAiProvider final : public ModelProvider {
         decoder.Fail(ProtocolError("bad JSON chunk: " + j.status().message()));
         return;
       }
-      if (ev.event == "error" && !j->contains("error")) {
-        decoder.OnChunk(Json{{"error", *j}});
-        return;
+      // Backstop: no exception may unwind through libcurl's C frames.
+      try {
+        if (ev.event == "error" && j->is_object() && !j->contains("error")) {
+          decoder.OnChunk(Json{{"error", *j}});
+          return;
+        }
+        decoder.OnChunk(*j);
+      } catch (const std::exception& e) {
+        decoder.Fail(ProtocolError(std::string("undecodable chunk: ") + e.what()));
       }
-      decoder.OnChunk(*j);
     }, options_.max_event_bytes);
     HttpResponse head;
     bool json_body = false;

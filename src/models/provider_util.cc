@@ -40,7 +40,7 @@ ModelError ErrorFromHttp(const HttpResponse& head, std::string_view body, Clock*
   if (auto j = ParseJson(body); j.ok() && j->is_object()) {
     auto it = j->find("error");
     if (it != j->end() && it->is_object()) {
-      type = it->value("type", "");
+      type = JsonStr(*it, "type");
       if (auto m = it->find("message"); m != it->end() && m->is_string()) message = m->get<std::string>();
       if (type.empty()) {
         if (auto c = it->find("code"); c != it->end() && c->is_string()) type = c->get<std::string>();

@@ -139,7 +139,8 @@ Result<ErrorSpec> ParseError(const Json& j, const std::string& where) {
   Json obj = j.is_string() ? Json{{"type", j}} : j;
   if (!obj.is_object()) return Status::InvalidArgument(where + ": \"error\" must be a string or an object");
   WARREN_RETURN_IF_ERROR(CheckKeys(obj, {"type", "message", "retry_after_ms", "retryable"}, where + ".error"));
-  std::string type = obj.value("type", "overloaded");
+  if (obj.contains("type") && !obj["type"].is_string()) return Status::InvalidArgument(where + ": error \"type\" must be a string");
+  std::string type = JsonStr(obj, "type", "overloaded");
   static const std::pair<std::string_view, ModelErrorKind> kKinds[] = {
       {"overloaded", ModelErrorKind::kOverloaded},         {"rate_limited", ModelErrorKind::kRateLimited},
       {"request_failed", ModelErrorKind::kRequestFailed},  {"authentication", ModelErrorKind::kAuthentication},
@@ -157,7 +158,7 @@ Result<ErrorSpec> ParseError(const Json& j, const std::string& where) {
         "{}: unknown error type \"{}\" (overloaded, rate_limited, request_failed, authentication, permission, "
         "invalid_request, request_too_large, billing)", where, type));
   }
-  e.message = obj.value("message", "scripted " + type + " error");
+  e.message = JsonStr(obj, "message", "scripted " + type + " error");
   if (obj.contains("retry_after_ms")) {
     if (!obj["retry_after_ms"].is_number_integer()) return Status::InvalidArgument(where + ": retry_after_ms must be an integer");
     e.retry_after_ms = obj["retry_after_ms"].get<int64_t>();
@@ -273,7 +274,7 @@ Result<Rule> ParseRule(const Json& j, const std::string& where_in) {
   if (j.contains("name") && j["name"].is_string()) where += " (\"" + j["name"].get<std::string>() + "\")";
   WARREN_RETURN_IF_ERROR(CheckKeys(j, {"name", "when", "match", "times", "reply", "replies"}, where));
   Rule r;
-  r.name = j.value("name", where_in);
+  r.name = JsonStr(j, "name", where_in);
   const Json* when = j.contains("when") ? &j["when"] : j.contains("match") ? &j["match"] : nullptr;
   if (when == nullptr) return Status::InvalidArgument(where + ": \"when\" is required (use \"any\" to match everything)");
   WARREN_ASSIGN_OR_RETURN(r.when, ParseWhen(*when, where + ".when"));
