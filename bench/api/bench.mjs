@@ -9,7 +9,7 @@
 // BENCH_JSON (path to write the results as JSON).
 import http from 'node:http';
 import os from 'node:os';
-import { writeFileSync } from 'node:fs';
+import { writeFileSync, readFileSync } from 'node:fs';
 import { startServer } from '../../tests/conformance/lib/server.mjs';
 import { openSse } from '../../tests/conformance/lib/sse.mjs';
 
@@ -30,6 +30,17 @@ const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : String(x));
 const checkDeadline = () => {
   if (Date.now() > DEADLINE) throw new Error('benchmark deadline exceeded');
 };
+
+/** CPU time (user+system, ms) of a process from /proc/PID/stat; clock ticks are 100 Hz on Linux. */
+function procCpuMs(pid) {
+  try {
+    const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10; // utime, stime (fields 14, 15)
+  } catch {
+    return NaN;
+  }
+}
 
 const keepAlive = new http.Agent({ keepAlive: true, maxSockets: CONC });
 
@@ -97,17 +108,19 @@ async function main() {
     const env = await post(url, key, '/v1/environments', { name: 'bench-env', config: { type: 'self_hosted' } });
 
     // 1. Session creation.
+    let cpu0 = procCpuMs(srv.pid);
     const sc = await closedLoop(SESSIONS, CONC, () => post(url, key, '/v1/sessions', { agent: agent.id, environment_id: env.id }));
-    results.session_create = { n: SESSIONS, concurrency: CONC, rps: sc.rps, p50_ms: pct(sc.lat, 50), p99_ms: pct(sc.lat, 99), ...rss() };
-    console.log(`session create: ${SESSIONS} @${CONC}: ${f1(sc.rps)} req/s, p50 ${f1(pct(sc.lat, 50))} ms, p99 ${f1(pct(sc.lat, 99))} ms, RSS ${f1(rss().rss_mib)} MiB`);
+    results.session_create = { n: SESSIONS, concurrency: CONC, rps: sc.rps, p50_ms: pct(sc.lat, 50), p99_ms: pct(sc.lat, 99), server_cpu_ms_per_req: (procCpuMs(srv.pid) - cpu0) / SESSIONS, ...rss() };
+    console.log(`session create: ${SESSIONS} @${CONC}: ${f1(sc.rps)} req/s, p50 ${f1(pct(sc.lat, 50))} ms, p99 ${f1(pct(sc.lat, 99))} ms, server CPU ${f1(results.session_create.server_cpu_ms_per_req)} ms/req, RSS ${f1(rss().rss_mib)} MiB`);
 
     // 2. Event send: one session per worker, one user.message per request.
     const sids = [];
     for (let w = 0; w < CONC; w++) sids.push((await post(url, key, '/v1/sessions', { agent: agent.id, environment_id: env.id })).id);
     const body = { events: [{ type: 'user.message', content: [{ type: 'text', text: 'benchmark message' }] }] };
+    cpu0 = procCpuMs(srv.pid);
     const es = await closedLoop(EVENTS, CONC, (i, w) => post(url, key, `/v1/sessions/${sids[w]}/events`, body));
-    results.event_send = { n: EVENTS, concurrency: CONC, rps: es.rps, p50_ms: pct(es.lat, 50), p99_ms: pct(es.lat, 99), ...rss() };
-    console.log(`event send:     ${EVENTS} @${CONC}: ${f1(es.rps)} req/s, p50 ${f1(pct(es.lat, 50))} ms, p99 ${f1(pct(es.lat, 99))} ms, RSS ${f1(rss().rss_mib)} MiB`);
+    results.event_send = { n: EVENTS, concurrency: CONC, rps: es.rps, p50_ms: pct(es.lat, 50), p99_ms: pct(es.lat, 99), server_cpu_ms_per_req: (procCpuMs(srv.pid) - cpu0) / EVENTS, ...rss() };
+    console.log(`event send:     ${EVENTS} @${CONC}: ${f1(es.rps)} req/s, p50 ${f1(pct(es.lat, 50))} ms, p99 ${f1(pct(es.lat, 99))} ms, server CPU ${f1(results.event_send.server_cpu_ms_per_req)} ms/req, RSS ${f1(rss().rss_mib)} MiB`);
 
     // 3. SSE fan-out.
     results.fanout = [];
@@ -127,6 +140,8 @@ async function main() {
       const rssOpen = rss();
       const allMs = [];
       const perStream = [];
+      const srvCpu0 = procCpuMs(srv.pid);
+      const cliCpu0 = process.cpuUsage();
       for (let r = 0; r < ROUNDS; r++) {
         checkDeadline();
         let pendingId = null;
@@ -164,14 +179,17 @@ async function main() {
         perStream.push(...arrivals);
         await new Promise((r2) => setTimeout(r2, 100));
       }
+      const cliCpu = process.cpuUsage(cliCpu0);
       const row = {
         n, rounds: ROUNDS, open_ms: openMs,
+        server_cpu_ms_per_event: (procCpuMs(srv.pid) - srvCpu0) / ROUNDS,
+        client_cpu_ms_per_event: (cliCpu.user + cliCpu.system) / 1000 / ROUNDS,
         all_received_p50_ms: pct(allMs, 50), all_received_max_ms: Math.max(...allMs),
         per_stream_p50_ms: pct(perStream, 50), per_stream_p99_ms: pct(perStream, 99),
         rss_mib: rssOpen.rss_mib, rss_per_stream_kib: ((rssOpen.rss_mib - results.event_send.rss_mib) * 1024) / n, hwm_mib: rss().hwm_mib,
       };
       results.fanout.push(row);
-      console.log(`fan-out N=${n}: opened in ${f1(openMs)} ms; all received p50 ${f1(row.all_received_p50_ms)} ms (max ${f1(row.all_received_max_ms)}); per-stream p50 ${f1(row.per_stream_p50_ms)} ms, p99 ${f1(row.per_stream_p99_ms)} ms; RSS ${f1(row.rss_mib)} MiB`);
+      console.log(`fan-out N=${n}: opened in ${f1(openMs)} ms; all received p50 ${f1(row.all_received_p50_ms)} ms (max ${f1(row.all_received_max_ms)}); per-stream p50 ${f1(row.per_stream_p50_ms)} ms, p99 ${f1(row.per_stream_p99_ms)} ms; RSS ${f1(row.rss_mib)} MiB; CPU per event: server ${f1(row.server_cpu_ms_per_event)} ms, client ${f1(row.client_cpu_ms_per_event)} ms`);
       for (const s of streams) s.close();
       await Promise.all(streams.map((s) => s.ended));
       await new Promise((r2) => setTimeout(r2, 500));
