@@ -8,6 +8,9 @@
 
 #include <atomic>
 #include <filesystem>
+#include <map>
+#include <mutex>
+#include <thread>
 
 #include "api/event_bus.h"
 #include "api/service.h"
@@ -596,6 +599,60 @@ TEST_F(WorkQueueTest, BackgroundSweeperRuns) {
   EXPECT_EQ(wakes.load(), 1);
   EXPECT_EQ((*store_->GetWork(w["id"])).state, "queued");
   q.RemoveWaiter(env_, &wakes);
+}
+
+TEST_F(WorkQueueTest, ObserverEnqueuesOnlyForEventsThatNeedAWorker) {
+  std::string sid = NewSession(env_);
+  Json session = *store_->GetSession(sid);
+  auto stop_all = [&] {
+    for (const Json& it : Items()) {
+      if (it["state"] != "stopped") {
+        ASSERT_EQ(StopReq(it["id"], true).status, 200);
+      }
+    }
+  };
+  auto events = [](std::initializer_list<const char*> types) {
+    std::vector<store::StoredEvent> v;
+    for (const char* t : types) v.push_back(store::StoredEvent{0, Json{{"type", t}, {"id", NewId(idprefix::kEvent)}}});
+    return v;
+  };
+  size_t n = Items().size();
+  for (const char* t : {"user.tool_result", "user.define_outcome", "system.message"}) {
+    stop_all();
+    queue_->OnClientEvents(session, events({t}));
+    EXPECT_EQ(Items().size(), n) << t << " must not enqueue";
+  }
+  for (const char* t : {"user.message", "user.interrupt", "user.tool_confirmation", "user.custom_tool_result"}) {
+    stop_all();
+    queue_->OnClientEvents(session, events({"user.tool_result", t}));
+    EXPECT_EQ(Items().size(), ++n) << t << " must enqueue";
+    // Twice in a row: still one live item.
+    queue_->OnClientEvents(session, events({t}));
+    EXPECT_EQ(Items().size(), n) << t;
+  }
+}
+
+TEST_F(WorkQueueTest, ConcurrentClaimsDeliverEachItemOnce) {
+  constexpr int kItems = 40;
+  for (int i = 0; i < kItems; i++) NewSession(env_);
+  std::mutex mu;
+  std::map<std::string, int> seen;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; t++) {
+    threads.emplace_back([&] {
+      for (;;) {
+        auto r = queue_->Claim(env_, 5000);
+        ASSERT_TRUE(r.ok()) << r.status().ToString();
+        if (!*r) return;
+        std::lock_guard<std::mutex> lock(mu);
+        seen[(**r)["id"].get<std::string>()]++;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kItems));
+  for (const auto& [id, count] : seen) EXPECT_EQ(count, 1) << id;
+  EXPECT_EQ(Stats()["pending"], kItems);
 }
 
 TEST_F(WorkQueueTest, StoreEnforcesOneLiveItemPerSession) {
