@@ -180,6 +180,25 @@ describe('events: send and list', { skip: fx.skip }, () => {
     for (let i = 0; i < 3; i++) assert.ok(listed[0].content[i].text === content[i].text, `block ${i} unchanged (UTF-8 preserved)`);
   });
 
+  test('created_at[...] filters compare with processed_at', async () => {
+    const s = (await fx.client.beta.sessions.create({ agent: agent.id, environment_id: env.id })).id;
+    await fx.client.beta.sessions.events.send(s, { events: [msg('early')] });
+    await settle(fx.client, s);
+    await new Promise((r) => setTimeout(r, 50));
+    await fx.client.beta.sessions.events.send(s, { events: [msg('late')] });
+    await settle(fx.client, s);
+    const all = await collect(fx.client.beta.sessions.events.list(s, { order: 'asc' }));
+    const late = all.find((e) => e.type === 'user.message' && e.content[0].text === 'late');
+    assert.equal(typeof late.processed_at, 'string', 'processed by now');
+    const gte = await collect(fx.client.beta.sessions.events.list(s, { 'created_at[gte]': late.processed_at }));
+    assert.ok(gte.some((e) => e.id === late.id), 'gte includes the boundary');
+    assert.ok(!gte.some((e) => e.type === 'user.message' && e.content[0].text === 'early'), 'gte excludes earlier');
+    for (const e of gte) assert.ok(e.processed_at && Date.parse(e.processed_at) >= Date.parse(late.processed_at));
+    const lt = await collect(fx.client.beta.sessions.events.list(s, { 'created_at[lt]': late.processed_at }));
+    assert.ok(!lt.some((e) => e.id === late.id), 'lt excludes the boundary');
+    assert.ok(lt.some((e) => e.type === 'user.message' && e.content[0].text === 'early'), 'lt includes earlier');
+  });
+
   test('a cursor reused with the other order is 400', async () => {
     const page = await fx.client.beta.sessions.events.list(sid, { limit: 1, order: 'asc' });
     assert.equal(typeof page.next_page, 'string');

@@ -2,7 +2,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { NotFoundError, BadRequestError } from '@anthropic-ai/sdk';
-import { serverFixture, assertTimestamp, assertApiError, collect, uniq, settle } from './lib/util.mjs';
+import { serverFixture, assertTimestamp, assertApiError, collect, uniq, settle, waitFor } from './lib/util.mjs';
 
 const fx = serverFixture();
 
@@ -10,7 +10,7 @@ function assertSessionShape(s) {
   assert.equal(s.type, 'session');
   assert.match(s.id, /^sesn_[A-Za-z0-9]+/);
   assert.ok(['rescheduling', 'running', 'idle', 'terminated'].includes(s.status), `status ${s.status}`);
-  for (const k of ['id', 'name', 'model', 'system', 'tools', 'mcp_servers', 'skills', 'version']) {
+  for (const k of ['id', 'name', 'description', 'model', 'system', 'tools', 'mcp_servers', 'skills', 'multiagent', 'version']) {
     assert.ok(k in s.agent, `agent.${k} present in the resolved copy: ${JSON.stringify(s.agent)}`);
   }
   assert.equal(typeof s.environment_id, 'string');
@@ -237,6 +237,22 @@ describe('sessions', { skip: fx.skip }, () => {
     const got = await fx.client.beta.sessions.retrieve(s.id);
     assert.deepEqual(got.metadata, { b: '2', c: '3' });
     assert.equal(got.title, 'renamed');
+  });
+
+  test('update emits session.updated with the changed fields only (spec 1.3, 2.3)', async () => {
+    const s = await fx.client.beta.sessions.create({ agent: agentA.id, environment_id: env.id, title: 'before' });
+    const stream = await fx.client.beta.sessions.events.stream(s.id);
+    const seen = [];
+    const done = (async () => { for await (const e of stream) seen.push(e); })();
+    await fx.client.beta.sessions.update(s.id, { metadata: { k: 'v' } });
+    const ev = await waitFor(() => seen.find((e) => e.type === 'session.updated'), { what: 'session.updated on the stream' });
+    assert.deepEqual(ev.metadata, { k: 'v' });
+    assert.ok(!('title' in ev) || ev.title === undefined, `unchanged title not included: ${JSON.stringify(ev)}`);
+    const listed = await collect(fx.client.beta.sessions.events.list(s.id, { types: ['session.updated'] }));
+    assert.equal(listed.length, 1, 'session.updated is persisted');
+    assert.equal(listed[0].id, ev.id);
+    stream.controller.abort();
+    await done.catch(() => {});
   });
 
   test('archive: archived_at set, hidden from list unless include_archived, read-only', async () => {

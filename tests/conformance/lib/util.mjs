@@ -58,6 +58,7 @@ export async function assertApiError(p, Cls, status, type, what = '') {
   assert.equal(err.error?.type, 'error', `${what}: envelope type`);
   assert.equal(typeof err.error?.request_id, 'string', `${what}: request_id in body`);
   assert.equal(typeof err.error?.error?.message, 'string', `${what}: error.message`);
+  assert.equal(err.requestID, err.error.request_id, `${what}: request-id header (read by the SDK as err.requestID) equals the body's request_id`);
   return err;
 }
 
