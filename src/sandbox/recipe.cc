@@ -21,6 +21,35 @@ std::vector<std::string> Words(const std::string& s) {
   return out;
 }
 
+// Splits on whitespace outside double or single quotes; quotes are removed.
+std::vector<std::string> QuotedWords(const std::string& s, bool* ok) {
+  std::vector<std::string> out;
+  std::string cur;
+  bool in_word = false;
+  char quote = 0;
+  for (char c : s) {
+    if (quote) {
+      if (c == quote) quote = 0;
+      else cur.push_back(c);
+      continue;
+    }
+    if (c == '"' || c == '\'') {
+      quote = c;
+      in_word = true;
+    } else if (std::isspace(static_cast<unsigned char>(c))) {
+      if (in_word) out.push_back(cur);
+      cur.clear();
+      in_word = false;
+    } else {
+      cur.push_back(c);
+      in_word = true;
+    }
+  }
+  if (in_word) out.push_back(cur);
+  *ok = quote == 0;
+  return out;
+}
+
 }  // namespace
 
 std::string_view StepKindName(RecipeStep::Kind k) {
@@ -96,15 +125,13 @@ Result<Recipe> ParseRecipe(std::string_view text) {
           if (ws == std::string::npos) return err("ENV needs KEY=value or KEY value");
           step.args.push_back(rest.substr(0, ws) + "=" + Trim(rest.substr(ws)));
         } else {
-          for (const auto& w : Words(rest)) {
+          bool balanced = true;
+          for (const auto& w : QuotedWords(rest, &balanced)) {
             size_t eq = w.find('=');
             if (eq == std::string::npos || eq == 0) return err("bad ENV pair: " + w);
-            std::string v = w.substr(eq + 1);
-            if (v.size() >= 2 && (v.front() == '"' || v.front() == '\'') && v.back() == v.front()) {
-              v = v.substr(1, v.size() - 2);
-            }
-            step.args.push_back(w.substr(0, eq) + "=" + v);
+            step.args.push_back(w);
           }
+          if (!balanced) return err("unbalanced quote in ENV");
         }
       } else if (instr == "WORKDIR") {
         step.kind = RecipeStep::Kind::kWorkdir;

@@ -777,7 +777,7 @@ Result<RecoveryReport> SandboxRuntime::Recover() {
   for (const auto& e : std::filesystem::directory_iterator(pool_->root() + "/tmp", ec)) {
     if (pool_->DeleteVolume(e.path()).ok()) ++rep.orphan_volumes;
   }
-  if (!rep.adopted.empty() || !rep.removed.empty() || !rep.stopped.empty() || rep.orphan_cgroups || rep.orphan_volumes) {
+  if (!rep.removed.empty() || !rep.stopped.empty() || rep.orphan_cgroups || rep.orphan_volumes) {
     log::Info("sandbox.recovered", rep.ToJson());
   }
   return rep;
