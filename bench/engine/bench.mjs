@@ -1,0 +1,247 @@
+// Warren engine benchmark: the agent loop's overhead per turn and per tool
+// round trip, on loopback, with an instant scripted model
+// (bench/engine/script.json), p50/p99 over a bounded number of iterations.
+//
+//   turn:        POST user.message -> session.status_idle{end_turn} seen on the stream
+//                (consume step, model call, model step: 3 store commits + 1 for the POST)
+//   tool round:  after agent.tool_use: POST user.tool_result -> session.status_idle{end_turn}
+//   long turn:   the same as "turn", in one session that grows to BENCH_LONG turns
+//                (the engine rewrites the session's transcript on every step)
+//
+// Peer, measured in the same run and the same iterations: a raw Warren round
+// trip without the engine, POST of the same event -> its queued echo
+// (processed_at null) on the stream. The API appends and publishes that echo
+// before the engine is told, so it is the floor every engine step adds to.
+// The engine's figures are printed as ratios to that peer.
+//
+// Run through bench/engine/run.sh. Options (env): WARREN_BIN, BENCH_TURNS (300),
+// BENCH_TOOLS (300), BENCH_LONG (300), BENCH_SESSIONS (10), BENCH_WARMUP (20),
+// BENCH_JSON (write results), WARREN_SQLITE_SYNCHRONOUS (FULL | NORMAL, server default FULL).
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { startServer } from '../../tests/conformance/lib/server.mjs';
+import { openSse } from '../../tests/conformance/lib/sse.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const TURNS = Number(process.env.BENCH_TURNS || 300);
+const TOOLS = Number(process.env.BENCH_TOOLS || 300);
+const LONG = Number(process.env.BENCH_LONG || 300);
+const NSESS = Number(process.env.BENCH_SESSIONS || 10);
+const WARMUP = Number(process.env.BENCH_WARMUP || 20);
+const DEADLINE = Date.now() + Number(process.env.BENCH_MAX_SECONDS || 600) * 1000;
+
+const hrms = () => Number(process.hrtime.bigint()) / 1e6;
+const pct = (xs, p) => {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
+};
+const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : String(x));
+/** CPU time (user+system, ms) of a process from /proc/PID/stat (100 Hz clock ticks). */
+function procCpuMs(pid) {
+  try {
+    const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10; // utime, stime
+  } catch {
+    return NaN;
+  }
+}
+
+const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 4 });
+
+function post(url, key, p, body) {
+  const u = new URL(p, url);
+  const data = Buffer.from(JSON.stringify(body));
+  return new Promise((resolve, reject) => {
+    const req = http.request({
+      host: u.hostname, port: u.port, method: 'POST', path: u.pathname, agent: keepAlive,
+      headers: { 'x-api-key': key, 'content-type': 'application/json', 'content-length': data.length, 'anthropic-version': '2023-06-01' },
+    }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString();
+        if (res.statusCode !== 200) reject(new Error(`POST ${p}: ${res.statusCode} ${text.slice(0, 300)}`));
+        else resolve(JSON.parse(text));
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+/** One session with an open stream; `next(pred)` resolves with the arrival time of the next matching event. */
+async function openSession(url, key, agent, env) {
+  const sid = (await post(url, key, '/v1/sessions', { agent, environment_id: env })).id;
+  const s = await openSse(url, `/v1/sessions/${sid}/events/stream`, { 'x-api-key': key });
+  if (s.status !== 200) throw new Error(`stream ${sid}: ${s.status}`);
+  const sess = { sid, stream: s, waiters: [] };
+  s.onFrame = (f) => {
+    const t = hrms();
+    if (!f.data) return;
+    let ev;
+    try {
+      ev = JSON.parse(f.data);
+    } catch {
+      return;
+    }
+    sess.waiters = sess.waiters.filter((w) => {
+      if (!w.pred(ev)) return true;
+      w.resolve({ t, ev });
+      return false;
+    });
+  };
+  sess.next = (pred, what, timeoutMs = 30_000) =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timeout waiting for ${what} on ${sid}`)), timeoutMs);
+      sess.waiters.push({ pred, resolve: (v) => { clearTimeout(timer); resolve(v); } });
+    });
+  return sess;
+}
+
+const isEndTurn = (e) => e.type === 'session.status_idle' && e.stop_reason?.type === 'end_turn';
+const isRequiresAction = (e) => e.type === 'session.status_idle' && e.stop_reason?.type === 'requires_action';
+const text = (t) => [{ type: 'text', text: t }];
+
+/** One turn: returns {peer, ack, total} in ms. */
+async function turn(url, key, sess, label) {
+  const echo = sess.next((e) => e.type === 'user.message' && e.processed_at === null && e.content?.[0]?.text === label, 'queued echo');
+  const idle = sess.next(isEndTurn, 'end_turn');
+  const t0 = hrms();
+  await post(url, key, `/v1/sessions/${sess.sid}/events`, { events: [{ type: 'user.message', content: text(label) }] });
+  const tAck = hrms();
+  const [e, i] = await Promise.all([echo, idle]);
+  return { peer: e.t - t0, ack: tAck - t0, total: i.t - t0 };
+}
+
+/** One tool round trip: user.message -> agent.tool_use (not timed), then the timed result -> end_turn. */
+async function toolRound(url, key, sess, n) {
+  const ra = sess.next(isRequiresAction, 'requires_action');
+  await post(url, key, `/v1/sessions/${sess.sid}/events`, { events: [{ type: 'user.message', content: text(`tool ${n}`) }] });
+  const { ev } = await ra;
+  const useId = ev.stop_reason.event_ids[0];
+  const out = `result ${n}`;
+  const echo = sess.next((e) => e.type === 'user.tool_result' && e.processed_at === null && e.tool_use_id === useId, 'queued echo');
+  const idle = sess.next(isEndTurn, 'end_turn');
+  const t0 = hrms();
+  await post(url, key, `/v1/sessions/${sess.sid}/events`, {
+    events: [{ type: 'user.tool_result', tool_use_id: useId, content: text(out) }],
+  });
+  const tAck = hrms();
+  const [e, i] = await Promise.all([echo, idle]);
+  return { peer: e.t - t0, ack: tAck - t0, total: i.t - t0 };
+}
+
+function machine() {
+  const cpus = os.cpus();
+  return {
+    nproc: cpus.length,
+    cpu_model: cpus[0]?.model ?? 'unknown',
+    mem_total_mib: Math.round(os.totalmem() / 1048576),
+    kernel: `${os.type()} ${os.release()}`,
+    node: process.version,
+    loadavg_1m_at_start: Number(os.loadavg()[0].toFixed(2)),
+  };
+}
+
+function summarize(name, rows, cpuMs) {
+  const col = (k) => rows.map((r) => r[k]);
+  const s = {
+    n: rows.length,
+    peer_p50_ms: pct(col('peer'), 50), peer_p99_ms: pct(col('peer'), 99),
+    ack_p50_ms: pct(col('ack'), 50), ack_p99_ms: pct(col('ack'), 99),
+    p50_ms: pct(col('total'), 50), p99_ms: pct(col('total'), 99),
+    engine_p50_ms: pct(rows.map((r) => r.total - r.peer), 50), engine_p99_ms: pct(rows.map((r) => r.total - r.peer), 99),
+  };
+  s.ratio_p50 = s.p50_ms / s.peer_p50_ms;
+  s.ratio_p99 = s.p99_ms / s.peer_p99_ms;
+  s.server_cpu_ms_per_iter = cpuMs / rows.length;
+  console.log(`${name.padEnd(12)} n=${s.n}: p50 ${f2(s.p50_ms)} ms, p99 ${f2(s.p99_ms)} ms | peer (POST -> queued echo) ` +
+    `p50 ${f2(s.peer_p50_ms)} ms, p99 ${f2(s.peer_p99_ms)} ms | ratio x${f2(s.ratio_p50)} (p50), x${f2(s.ratio_p99)} (p99) | ` +
+    `engine share (total - peer) p50 ${f2(s.engine_p50_ms)} ms, p99 ${f2(s.engine_p99_ms)} ms | ` +
+    `server CPU ${f2(s.server_cpu_ms_per_iter)} ms/iteration`);
+  return s;
+}
+
+async function main() {
+  const sync = process.env.WARREN_SQLITE_SYNCHRONOUS || 'FULL';
+  const results = {
+    machine: machine(), date: new Date().toISOString(),
+    config: { TURNS, TOOLS, LONG, NSESS, WARMUP, sqlite_synchronous: sync, model: 'scripted (instant)' },
+  };
+  console.log(`machine: ${JSON.stringify(results.machine)}`);
+  console.log(`config:  ${JSON.stringify(results.config)}`);
+  const srv = await startServer({
+    env: { WARREN_MODEL_PROVIDER: 'scripted', WARREN_MODEL_SCRIPT: path.join(here, 'script.json'), WARREN_SQLITE_SYNCHRONOUS: sync },
+  });
+  const open = [];
+  try {
+    const { url, apiKey: key } = srv;
+    const agent = (await post(url, key, '/v1/agents', {
+      name: 'bench agent', model: 'claude-sonnet-4-6', tools: [{ type: 'agent_toolset_20260401' }],
+    })).id;
+    const env = (await post(url, key, '/v1/environments', { name: 'bench-env', config: { type: 'self_hosted' } })).id;
+    const sessions = [];
+    for (let i = 0; i < NSESS; i++) sessions.push(await openSession(url, key, agent, env));
+    open.push(...sessions);
+    const check = () => {
+      if (Date.now() > DEADLINE) throw new Error('benchmark deadline exceeded');
+    };
+
+    // Warm-up (not recorded).
+    for (let i = 0; i < WARMUP; i++) await turn(url, key, sessions[i % NSESS], `turn w${i}`);
+    for (let i = 0; i < WARMUP; i++) await toolRound(url, key, sessions[i % NSESS], i);
+
+    // 1. Turns, round-robin over NSESS sessions (each ends with TURNS/NSESS turns).
+    let cpu0 = procCpuMs(srv.pid);
+    const turns = [];
+    for (let i = 0; i < TURNS; i++) {
+      if ((i & 31) === 0) check();
+      turns.push(await turn(url, key, sessions[i % NSESS], `turn ${i}`));
+    }
+    results.turn = summarize('turn', turns, procCpuMs(srv.pid) - cpu0);
+
+    // 2. Tool round trips.
+    cpu0 = procCpuMs(srv.pid);
+    const tools = [];
+    for (let i = 0; i < TOOLS; i++) {
+      if ((i & 31) === 0) check();
+      tools.push(await toolRound(url, key, sessions[i % NSESS], i));
+    }
+    // (CPU here also covers each round's untimed user.message -> agent.tool_use half.)
+    results.tool_round_trip = summarize('tool round', tools, procCpuMs(srv.pid) - cpu0);
+
+    // 3. One long session: how a turn's cost grows with the transcript.
+    const long = await openSession(url, key, agent, env);
+    open.push(long);
+    const longRows = [];
+    const k = Math.max(1, Math.min(50, Math.floor(LONG / 3)));
+    let cpuFirst = 0;
+    cpu0 = procCpuMs(srv.pid);
+    for (let i = 0; i < LONG; i++) {
+      if ((i & 31) === 0) check();
+      if (i === k) cpuFirst = procCpuMs(srv.pid) - cpu0;
+      if (i === LONG - k) cpu0 = procCpuMs(srv.pid);
+      longRows.push(await turn(url, key, long, `turn L${i}`));
+    }
+    results.long_first = summarize(`long 1-${k}`, longRows.slice(0, k), cpuFirst);
+    results.long_last = summarize(`long ${LONG - k + 1}-${LONG}`, longRows.slice(-k), procCpuMs(srv.pid) - cpu0);
+    results.server_rss_mib = (srv.rssKb('VmRSS') ?? NaN) / 1024;
+    console.log(`server RSS ${f2(results.server_rss_mib)} MiB`);
+  } finally {
+    for (const s of open) s.stream.close();
+    keepAlive.destroy();
+    await srv.cleanup();
+  }
+  if (process.env.BENCH_JSON) writeFileSync(process.env.BENCH_JSON, JSON.stringify(results, null, 2));
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
