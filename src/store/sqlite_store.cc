@@ -833,7 +833,11 @@ Result<WorkRecord> SqliteStore::UpdateWork(const std::string& id, const std::fun
   next.environment_id = cur->environment_id;
   next.session_id = cur->session_id;
   next.created_at = cur->created_at;
-  WARREN_RETURN_IF_ERROR(WriteWorkLocked(next));
+  const bool unchanged = next.state == cur->state && next.delivered_at == cur->delivered_at &&
+                         next.deliveries == cur->deliveries && next.deadline == cur->deadline &&
+                         next.last_heartbeat == cur->last_heartbeat && next.ttl_seconds == cur->ttl_seconds &&
+                         next.body == cur->body;
+  if (!unchanged) WARREN_RETURN_IF_ERROR(WriteWorkLocked(next));
   WARREN_RETURN_IF_ERROR(txn.Commit());
   return next;
 }

@@ -188,7 +188,8 @@ class Store {
   virtual Status CreateWork(const WorkRecord& work);
   virtual Result<WorkRecord> GetWork(const std::string& id);
   // Read-modify-write in one transaction; `mutate` edits the record (not its
-  // id, environment or session) or returns an error that aborts.
+  // id, environment or session) or returns an error that aborts. A mutation
+  // that changes nothing writes nothing.
   virtual Result<WorkRecord> UpdateWork(const std::string& id, const std::function<Status(WorkRecord*)>& mutate);
   // Atomically claims the oldest queued item of `environment_id` that was
   // never delivered or last delivered at or before `redeliver_before`: sets
