@@ -8,7 +8,7 @@ import { rmSync } from 'node:fs';
 import { missingBinaryReason, startServer, makeDataDir } from './lib/server.mjs';
 import { api, rawRequest, envelopeProblems } from './lib/http.mjs';
 import { openSse } from './lib/sse.mjs';
-import { withTimeout } from './lib/util.mjs';
+import { withTimeout, waitFor } from './lib/util.mjs';
 
 const skip = missingBinaryReason();
 
@@ -95,6 +95,47 @@ describe('lifecycle', { skip }, () => {
       const r = await api(srv.url, srv.apiKey, 'GET', '/v1/agents');
       assert.equal(r.status, 200, r.text);
       assert.equal(r.json.data.length, 0, 'the half-sent create wrote nothing');
+    });
+
+    test('a stream consumer that stops reading does not block sends or other streams, and is cut off', { timeout: 150_000 }, async () => {
+      const key = srv.apiKey;
+      const ag = await api(srv.url, key, 'POST', '/v1/agents', { name: 'slow', model: 'm' });
+      const env = await api(srv.url, key, 'POST', '/v1/environments', { name: 'slow-env', config: { type: 'self_hosted' } });
+      const s = await api(srv.url, key, 'POST', '/v1/sessions', { agent: ag.json.id, environment_id: env.json.id });
+      const sid = s.json.id;
+      // The stalled consumer: a raw socket that sends the request and never reads.
+      const u = new URL(srv.url);
+      const slow = net.connect({ host: u.hostname, port: Number(u.port) });
+      await new Promise((r) => slow.on('connect', r));
+      slow.on('error', () => {});
+      slow.write(`GET /v1/sessions/${sid}/events/stream HTTP/1.1\r\nhost: x\r\nx-api-key: ${key}\r\n\r\n`);
+      slow.pause();
+      const good = await openSse(srv.url, `/v1/sessions/${sid}/events/stream`, { 'x-api-key': key });
+      // 3,000 user events of ~4 KB (plus their processed echoes): far more bytes
+      // than the socket buffers hold, so the stalled subscriber's queue backs up.
+      const text = 'x'.repeat(4000);
+      const sent = [];
+      const t0 = Date.now();
+      for (let i = 0; i < 30; i++) {
+        const r = await api(srv.url, key, 'POST', `/v1/sessions/${sid}/events`,
+          { events: Array.from({ length: 100 }, (_, j) => ({ type: 'user.message', content: [{ type: 'text', text: `${i}.${j} ${text}` }] })) });
+        assert.equal(r.status, 200, `send ${i}: ${r.text.slice(0, 200)}`);
+        sent.push(...r.json.data.map((e) => e.id));
+      }
+      const sendMs = Date.now() - t0;
+      const goodIds = () => new Set(good.frames.filter((f) => f.event === 'user.message').map((f) => f.id));
+      await waitFor(() => sent.every((id) => goodIds().has(id)), { timeoutMs: 30_000, intervalMs: 100,
+        what: `the reading stream to get all ${sent.length} events (has ${goodIds().size}; sends took ${sendMs} ms)` });
+      // Resume the stalled socket: the server must have cut it (bounded queue or
+      // write deadline), so it ends without the full history.
+      let bytes = 0;
+      let closed = false;
+      slow.on('data', (c) => { bytes += c.length; });
+      slow.on('close', () => { closed = true; });
+      slow.resume();
+      await waitFor(() => closed, { timeoutMs: 45_000, intervalMs: 100, what: 'the stalled stream to be closed by the server' });
+      assert.ok(bytes < sent.length * 4000, `the stalled stream was cut short (${bytes} bytes)`);
+      good.close();
     });
 
     test('a stream client that disconnects abruptly is cleaned up; sends keep working', async () => {

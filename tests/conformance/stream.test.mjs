@@ -130,13 +130,22 @@ describe('events: stream', { skip: fx.skip }, () => {
     await assertApiError(fx.client.beta.sessions.events.stream('sesn_nope'), NotFoundError, 404, 'not_found_error', 'unknown session');
   });
 
-  test('ping keep-alives arrive within ~15 s of silence and are not yielded by the SDK', { timeout: 40_000 }, async () => {
+  test('an idle stream stays open for minutes: pings every ~15 s, never surfaced by the SDK, events still delivered after 40 s', { timeout: 90_000 }, async () => {
     const sid = await newSession();
     const raw = await openSse(fx.srv.url, `/v1/sessions/${sid}/events/stream`, { 'x-api-key': fx.srv.apiKey });
+    let rawEnded = false;
+    const opened = Date.now();
+    raw.ended.then(() => { rawEnded = `closed by the server after ${Date.now() - opened} ms`; });
     const st = drain(await fx.client.beta.sessions.events.stream(sid));
     const ping = await waitFor(() => raw.frames.find((f) => f.event === 'ping'), { timeoutMs: 20_000, intervalMs: 100, what: 'ping frame' });
     assert.deepEqual(JSON.parse(ping.data), { type: 'ping' });
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 40_000 - (Date.now() - opened)));
+    assert.equal(rawEnded, false, 'the server keeps an idle stream open (~40 s)');
+    assert.ok(raw.frames.filter((f) => f.event === 'ping').length >= 2, 'a ping every ~15 s of silence');
+    assert.equal(st.ended, false, `the SDK stream is still open after ~40 s (error: ${st.error})`);
+    const sent = (await fx.client.beta.sessions.events.send(sid, { events: [msg('still listening')] })).data[0];
+    await waitFor(() => st.events.some((e) => e.id === sent.id), { what: 'event delivered on the long-lived SDK stream' });
+    await waitFor(() => raw.frames.some((f) => f.id === sent.id), { what: 'event delivered on the long-lived raw stream' });
     assert.ok(!st.events.some((e) => e.type === 'ping'), 'the SDK skips pings');
     raw.close();
     await settle(fx.client, sid);
