@@ -1,0 +1,218 @@
+#include "http/http_server.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+namespace warren::http {
+namespace {
+
+HttpResponse Err(int status, std::string_view type, std::string_view msg, std::string_view rid) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::string("{\"error\":\"") + std::string(type) + "\"}";
+  return r;
+}
+
+// Raw-socket client: sends bytes, reads until the peer closes or `until`
+// appears.
+class Conn {
+ public:
+  explicit Conn(uint16_t port) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    timeval tv{5, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  ~Conn() { close(fd_); }
+  void Send(const std::string& s) { ASSERT_EQ(write(fd_, s.data(), s.size()), static_cast<ssize_t>(s.size())); }
+  std::string ReadUntil(const std::string& until) {
+    std::string out;
+    char buf[4096];
+    while (out.find(until) == std::string::npos) {
+      ssize_t n = read(fd_, buf, sizeof buf);
+      if (n <= 0) break;
+      out.append(buf, static_cast<size_t>(n));
+    }
+    return out;
+  }
+
+ private:
+  int fd_;
+};
+
+class Source final : public StreamSource {
+ public:
+  void SetWaker(std::function<void()> w) override {
+    std::lock_guard<std::mutex> l(mu);
+    waker = std::move(w);
+  }
+  bool Pull(std::vector<std::shared_ptr<const std::string>>* out) override {
+    std::lock_guard<std::mutex> l(mu);
+    for (auto& f : frames) out->push_back(std::make_shared<const std::string>(f));
+    frames.clear();
+    return !ended;
+  }
+  std::string KeepAliveChunk() const override { return "event: ping\ndata: {}\n\n"; }
+  std::chrono::milliseconds KeepAliveInterval() const override { return std::chrono::milliseconds(50); }
+  void OnClose() override { closed = true; }
+  void Push(std::string f, bool end = false) {
+    std::function<void()> w;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      frames.push_back(std::move(f));
+      ended = end;
+      w = waker;
+    }
+    if (w) w();
+  }
+  std::mutex mu;
+  std::function<void()> waker;
+  std::vector<std::string> frames;
+  bool ended = false;
+  std::atomic<bool> closed{false};
+};
+
+class Poll final : public LongPoll {
+ public:
+  void SetWaker(std::function<void()> w) override { waker = std::move(w); }
+  std::optional<HttpResponse> TryComplete(bool deadline_passed) override {
+    if (ready || deadline_passed) {
+      HttpResponse r;
+      r.body = ready ? "ready" : "null";
+      return r;
+    }
+    return std::nullopt;
+  }
+  std::chrono::milliseconds Timeout() const override { return std::chrono::milliseconds(timeout_ms); }
+  std::function<void()> waker;
+  std::atomic<bool> ready{false};
+  int timeout_ms = 5000;
+};
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void Start(ServerOptions o = {}) {
+    o.listen = "127.0.0.1:0";
+    server_ = std::make_unique<HttpServer>(o, [this](HttpRequest& r) { return Handle(r); }, Err);
+    ASSERT_TRUE(server_->Start().ok());
+  }
+  HandlerResult Handle(HttpRequest& r) {
+    HandlerResult h;
+    if (r.path == "/stream") {
+      h.stream = source;
+    } else if (r.path == "/poll") {
+      h.poll = poll;
+    } else {
+      h.response.body = r.method + " " + r.path + " q=" + r.Query("a").value_or("-") + " n=" +
+                        std::to_string(r.QueryAll("t[]").size()) + " body=" + r.body;
+    }
+    return h;
+  }
+  std::shared_ptr<Source> source = std::make_shared<Source>();
+  std::shared_ptr<Poll> poll = std::make_shared<Poll>();
+  std::unique_ptr<HttpServer> server_;
+};
+
+TEST_F(HttpServerTest, KeepAliveAndQueryDecoding) {
+  Start();
+  Conn c(server_->port());
+  c.Send("GET /x%2Fy?a=b%20c&t[]=1&t%5B%5D=2 HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string r1 = c.ReadUntil("body=");
+  EXPECT_NE(r1.find("200 OK"), std::string::npos);
+  EXPECT_NE(r1.find("request-id: req_"), std::string::npos);
+  EXPECT_NE(r1.find("GET /x/y q=b c n=2"), std::string::npos) << r1;
+  c.Send("POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
+  EXPECT_NE(c.ReadUntil("body=abc").find("body=abc"), std::string::npos);
+}
+
+TEST_F(HttpServerTest, LimitsAnswerWithErrors) {
+  ServerOptions o;
+  o.max_body_bytes = 1024;
+  o.max_header_bytes = 2048;
+  Start(o);
+  {
+    Conn c(server_->port());
+    c.Send("POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + std::string(5000, 'x'));
+    std::string r = c.ReadUntil("}");
+    EXPECT_NE(r.find("413"), std::string::npos) << r;
+    EXPECT_NE(r.find("request_too_large"), std::string::npos) << r;
+  }
+  {
+    Conn c(server_->port());
+    c.Send("GET / HTTP/1.1\r\nX-Big: " + std::string(4000, 'a') + "\r\n\r\n");
+    EXPECT_NE(c.ReadUntil("}").find("431"), std::string::npos);
+  }
+  {
+    Conn c(server_->port());
+    c.Send("GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_NE(c.ReadUntil("}").find("400"), std::string::npos);
+  }
+}
+
+TEST_F(HttpServerTest, ConnectionCap) {
+  ServerOptions o;
+  o.max_connections = 1;
+  Start(o);
+  Conn first(server_->port());
+  first.Send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+  first.ReadUntil("body=");
+  Conn second(server_->port());
+  EXPECT_NE(second.ReadUntil("}").find("503"), std::string::npos);
+}
+
+TEST_F(HttpServerTest, StreamDeliversFramesPingsAndEnds) {
+  Start();
+  Conn c(server_->port());
+  c.Send("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string head = c.ReadUntil("event: ping");
+  EXPECT_NE(head.find("text/event-stream"), std::string::npos);
+  EXPECT_NE(head.find("Transfer-Encoding: chunked"), std::string::npos);
+  source->Push("event: a\ndata: {\"type\":\"a\"}\n\n");
+  EXPECT_NE(c.ReadUntil("\"type\":\"a\"").find("\"type\":\"a\""), std::string::npos);
+  source->Push("event: b\ndata: {}\n\n", /*end=*/true);
+  std::string tail = c.ReadUntil("0\r\n\r\n");
+  EXPECT_NE(tail.find("event: b"), std::string::npos);
+  EXPECT_NE(tail.find("0\r\n\r\n"), std::string::npos);
+}
+
+TEST_F(HttpServerTest, LongPollWakesAndTimesOut) {
+  Start();
+  {
+    poll->timeout_ms = 100;
+    Conn c(server_->port());
+    c.Send("GET /poll HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_NE(c.ReadUntil("null").find("null"), std::string::npos);
+  }
+  poll = std::make_shared<Poll>();
+  Conn c(server_->port());
+  c.Send("GET /poll HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  poll->ready = true;
+  ASSERT_TRUE(poll->waker);
+  poll->waker();
+  EXPECT_NE(c.ReadUntil("ready").find("ready"), std::string::npos);
+}
+
+TEST_F(HttpServerTest, StopEndsParkedStreams) {
+  Start();
+  Conn c(server_->port());
+  c.Send("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+  c.ReadUntil("text/event-stream");
+  server_->Stop(std::chrono::seconds(5));
+  EXPECT_TRUE(source->closed.load());
+  EXPECT_EQ(server_->connections(), 0u);
+}
+
+}  // namespace
+}  // namespace warren::http
