@@ -168,6 +168,14 @@ int main(int argc, char** argv) {
     log::Error("--environment-id (ANTHROPIC_ENVIRONMENT_ID) is required");
     return 2;
   }
+  // The workdir is created when missing (the docs recommend /workspace).
+  std::string partial;
+  for (size_t i = 0; i <= workdir.size(); ++i) {
+    if (i == workdir.size() || (workdir[i] == '/' && i > 0)) {
+      partial = workdir.substr(0, i);
+      mkdir(partial.c_str(), 0755);
+    }
+  }
   Worker worker(HttpClient(*base), wopts);
   InstallShutdown([&worker] { worker.Shutdown(); });
 
