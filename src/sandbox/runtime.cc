@@ -644,14 +644,6 @@ Result<ExecResult> SandboxRuntime::Exec(const std::string& id, const ExecRequest
   spec.on_stdout = req.on_stdout;
   spec.on_stderr = req.on_stderr;
   auto r = ExecInSandbox(rec.init_pid, cgroups_->ProcsFiles(rec.id), spec, seccomp_, caps_);
-  {
-    Lock l(this);
-    auto cur = LoadLocked(rec.id);
-    if (cur.ok()) {
-      cur->last_activity = Now();
-      (void)SaveLocked(*cur);
-    }
-  }
   return r;
 }
 

@@ -101,14 +101,14 @@ Status WriteStringToFile(const std::string& path, std::string_view data) {
   return Status::Ok();
 }
 
-Status WriteFileAtomic(const std::string& path, std::string_view data) {
+Status WriteFileAtomic(const std::string& path, std::string_view data, bool sync) {
   std::string tmp = path + ".tmp";
   {
     UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CLOEXEC | O_CREAT | O_TRUNC, 0600));
     if (!fd) return ErrnoStatus("open " + tmp);
     int rc = WriteAll(fd.get(), data.data(), data.size());
     if (rc < 0) return Status::FromErrno(-rc, "write " + tmp);
-    if (fsync(fd.get()) != 0) return ErrnoStatus("fsync " + tmp);
+    if (sync && fsync(fd.get()) != 0) return ErrnoStatus("fsync " + tmp);
   }
   if (rename(tmp.c_str(), path.c_str()) != 0) return ErrnoStatus("rename " + tmp);
   return Status::Ok();

@@ -36,8 +36,10 @@ size_t FormatUint(uint64_t v, char* buf, size_t cap);
 Status ErrnoStatus(std::string_view what);  // FromErrno(errno, what)
 Result<std::string> ReadFileToString(const std::string& path);
 Status WriteStringToFile(const std::string& path, std::string_view data);
-// Writes via a temp file + fsync + rename (atomic replace).
-Status WriteFileAtomic(const std::string& path, std::string_view data);
+// Writes via a temp file + rename (atomic replace: readers and a crashed
+// writer never leave a torn file). `sync` adds an fsync before the rename
+// (survives a machine crash, costs a disk flush).
+Status WriteFileAtomic(const std::string& path, std::string_view data, bool sync = false);
 // Runs argv (argv[0] resolved through PATH) with stdin=/dev/null; returns
 // exit code; stdout+stderr captured into *output if non-null.
 Result<int> RunCommand(const std::vector<std::string>& argv, std::string* output = nullptr);

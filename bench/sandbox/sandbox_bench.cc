@@ -1,0 +1,209 @@
+// bench_sandbox [--iterations N] [--data-dir DIR] [--markdown]
+//
+// Measures, on this machine, the sandbox runtime's create-to-first-exec,
+// exec, stop, start, pause, resume, fork (with 0, 100 MiB and 1 GiB of data
+// in the parent's rootfs), and delete, as p50/p99 over N runs; and, in the
+// same run, Debian's bubblewrap (`bwrap`) launching the same command over the
+// same rootfs, printed as ratios. Must run as root.
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/ids.h"
+#include "sandbox/runtime.h"
+#include "sandbox/sys.h"
+
+using namespace warren;
+using namespace warren::sandbox;
+using SteadyClock = std::chrono::steady_clock;
+
+namespace {
+
+struct Stat {
+  std::string name;
+  std::vector<double> ms;
+  double Pct(double p) const {
+    if (ms.empty()) return 0;
+    std::vector<double> v = ms;
+    std::sort(v.begin(), v.end());
+    size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
+    return v[std::min(i, v.size() - 1)];
+  }
+};
+
+double Ms(SteadyClock::time_point a, SteadyClock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+void Die(const Status& s, const char* what) {
+  if (!s.ok()) {
+    std::cerr << what << ": " << s.ToString() << "\n";
+    exit(1);
+  }
+}
+
+int RunBwrap(const std::string& rootfs) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int null = open("/dev/null", O_RDWR);
+    dup2(null, 1);
+    dup2(null, 2);
+    execlp("bwrap", "bwrap", "--ro-bind", rootfs.c_str(), "/", "--proc", "/proc", "--dev", "/dev",
+           "--unshare-all", "--die-with-parent", "--new-session", "/bin/sh", "-c", "true", nullptr);
+    _exit(127);
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int n = 20;
+  std::string data_dir = "/var/tmp/warren-bench-" + NewId("", 8);
+  bool markdown = false;
+  for (int i = 1; i < argc; ++i) {
+    if (!strcmp(argv[i], "--iterations") && i + 1 < argc) n = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--data-dir") && i + 1 < argc) data_dir = argv[++i];
+    else if (!strcmp(argv[i], "--markdown")) markdown = true;
+  }
+  if (geteuid() != 0) {
+    std::cerr << "bench_sandbox needs root\n";
+    return 1;
+  }
+  RuntimeOptions o;
+  o.data_dir = data_dir;
+  o.cgroup_prefix = "warren-bench-" + NewId("", 6);
+  o.stop_grace = std::chrono::milliseconds(1000);
+  auto rto = SandboxRuntime::Open(o);
+  Die(rto.status(), "open");
+  auto& rt = **rto;
+  // Warm the builtin image.
+  {
+    CreateOptions co;
+    co.start = false;
+    auto w = rt.Create(co);
+    Die(w.status(), "warm");
+    Die(rt.Delete(w->id), "warm delete");
+  }
+  ExecRequest truth;
+  truth.argv = {"/bin/sh", "-c", "true"};
+  std::map<std::string, Stat> stats;
+  auto add = [&](const std::string& k, double v) {
+    stats[k].name = k;
+    stats[k].ms.push_back(v);
+  };
+  std::vector<std::string> ids;
+  for (int i = 0; i < n; ++i) {
+    auto t0 = SteadyClock::now();
+    auto c = rt.Create({});
+    Die(c.status(), "create");
+    auto t1 = SteadyClock::now();
+    auto e = rt.Exec(c->id, truth);
+    Die(e.status(), "exec");
+    auto t2 = SteadyClock::now();
+    add("create", Ms(t0, t1));
+    add("create_to_first_exec", Ms(t0, t2));
+    auto t3 = SteadyClock::now();
+    Die(rt.Exec(c->id, truth).status(), "exec");
+    add("exec", Ms(t3, SteadyClock::now()));
+    ids.push_back(c->id);
+  }
+  for (const auto& id : ids) {
+    auto t0 = SteadyClock::now();
+    Die(rt.Pause(id).status(), "pause");
+    auto t1 = SteadyClock::now();
+    Die(rt.Resume(id).status(), "resume");
+    auto t2 = SteadyClock::now();
+    add("pause", Ms(t0, t1));
+    add("resume", Ms(t1, t2));
+    auto t3 = SteadyClock::now();
+    Die(rt.Stop(id).status(), "stop");
+    auto t4 = SteadyClock::now();
+    Die(rt.Start(id).status(), "start");
+    auto t5 = SteadyClock::now();
+    add("stop", Ms(t3, t4));
+    add("start", Ms(t4, t5));
+  }
+  // Fork at 0, 100 MiB and 1 GiB of data in a running parent.
+  for (auto [label, mib] : {std::pair<const char*, int>{"fork_0", 0}, {"fork_100MiB", 100}, {"fork_1GiB", 1024}}) {
+    CreateOptions co;
+    auto p = rt.Create(co);
+    Die(p.status(), "create parent");
+    if (mib > 0) {
+      ExecRequest w;
+      w.argv = {"/bin/sh", "-c", "dd if=/dev/zero of=/root/data bs=1M count=" + std::to_string(mib) + " 2>/dev/null"};
+      w.timeout = std::chrono::minutes(5);
+      auto r = rt.Exec(p->id, w);
+      Die(r.status(), "fill");
+    }
+    int iters = mib >= 1024 ? std::max(5, n / 4) : n;
+    for (int i = 0; i < iters; ++i) {
+      auto t0 = SteadyClock::now();
+      auto k = rt.Fork(p->id, 1);
+      Die(k.status(), "fork");
+      add(label, Ms(t0, SteadyClock::now()));
+      Die(rt.Delete((*k)[0].id), "delete child");
+    }
+    ids.push_back(p->id);
+  }
+  for (const auto& id : ids) {
+    auto t0 = SteadyClock::now();
+    Die(rt.Delete(id), "delete");
+    add("delete", Ms(t0, SteadyClock::now()));
+  }
+  // bwrap over the same (read-only) builtin rootfs, same command.
+  auto snap = rt.GetSnapshot("builtin:minimal");
+  Die(snap.status(), "snapshot");
+  std::string layer = data_dir + "/pool/layers/" + snap->layers.back();
+  bool have_bwrap = RunBwrap(layer) == 0;
+  if (have_bwrap) {
+    for (int i = 0; i < n; ++i) {
+      auto t0 = SteadyClock::now();
+      RunBwrap(layer);
+      add("bwrap_launch", Ms(t0, SteadyClock::now()));
+    }
+  }
+  auto features = rt.features().ToJson();
+  Die(rt.UnmountPoolIfIdle(), "unmount");
+  (void)RemoveTree(data_dir);
+  for (const char* c : {"cpu", "memory", "pids", "freezer"}) {
+    rmdir((std::string("/sys/fs/cgroup/") + c + "/" + o.cgroup_prefix).c_str());
+  }
+
+  const char* order[] = {"create",      "create_to_first_exec", "exec",   "stop",     "start", "pause",
+                         "resume",      "fork_0",               "fork_100MiB", "fork_1GiB", "delete",
+                         "bwrap_launch"};
+  double bw50 = have_bwrap ? stats["bwrap_launch"].Pct(0.5) : 0;
+  double bw99 = have_bwrap ? stats["bwrap_launch"].Pct(0.99) : 0;
+  if (markdown) {
+    std::printf("| operation | n | p50 ms | p99 ms | p50 / bwrap p50 |\n|---|---|---|---|---|\n");
+  } else {
+    std::printf("%-22s %4s %9s %9s %14s\n", "operation", "n", "p50 ms", "p99 ms", "p50/bwrap");
+  }
+  for (const char* k : order) {
+    if (!stats.count(k)) continue;
+    const Stat& s = stats[k];
+    double ratio = bw50 > 0 ? s.Pct(0.5) / bw50 : 0;
+    if (markdown) {
+      std::printf("| %s | %zu | %.2f | %.2f | %.2fx |\n", k, s.ms.size(), s.Pct(0.5), s.Pct(0.99), ratio);
+    } else {
+      std::printf("%-22s %4zu %9.2f %9.2f %13.2fx\n", k, s.ms.size(), s.Pct(0.5), s.Pct(0.99), ratio);
+    }
+  }
+  if (!have_bwrap) std::printf("(bwrap not available: no comparison)\n");
+  else std::printf("bwrap p50 %.2f ms, p99 %.2f ms\n", bw50, bw99);
+  std::printf("features: %s\n", features.dump().c_str());
+  return 0;
+}
