@@ -208,6 +208,32 @@ describe('engine end to end with the official SDK', { skip }, () => {
     await st.close();
   });
 
+  // KNOWN BUG (reported 2026-11-24): every SSE stream is cut write_timeout (30 s)
+  // after it opens, busy or idle (the SDK iteration throws `TypeError: terminated`).
+  // src/http/http_server.cc arms the beast stream's timers with
+  // expires_after(write_timeout) before the header write, then starts the
+  // peer-gone reader (stream.async_read_some) that stays pending for the whole
+  // stream; beast's expires_after() leaves the timer of a pending read alone, so
+  // later writes and keep-alives never extend it. Remove `todo` once fixed.
+  test('a stream stays open for a session that works longer than the HTTP write timeout (35 s)', {
+    todo: 'SSE streams are closed 30 s after they open (beast read timer of the peer-gone reader)',
+    timeout: 60_000,
+  }, async () => {
+    const sid = await newSession();
+    const st = drain(await org.beta.sessions.events.stream(sid));
+    await org.beta.sessions.events.send(sid, { events: [msg('run: sleep 35')] });
+    const idle = await st.waitFor((e) => e.type === 'session.status_idle', 'requires_action');
+    await new Promise((r) => setTimeout(r, 35_000)); // the worker's command runs
+    assert.equal(st.error, null, `the stream failed while the tool ran: ${st.error}`);
+    assert.equal(st.ended, false, 'the stream is still open');
+    await org.beta.sessions.events.send(sid, {
+      events: [{ type: 'user.tool_result', tool_use_id: idle.stop_reason.event_ids[0], content: [{ type: 'text', text: 'slept' }] }],
+    });
+    const answer = await st.waitFor((e) => e.type === 'agent.message' && textOf(e).includes('slept'), 'the answer on the same stream');
+    assert.equal(textOf(answer), 'The command printed: slept');
+    await st.close();
+  });
+
   test('a test worker with an environment key answers every agent.tool_use as soon as it appears; two turns complete', async () => {
     const envKey = await srv.createEnvKey(env.id);
     assert.match(envKey, /\S{20,}/);
