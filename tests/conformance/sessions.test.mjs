@@ -160,6 +160,14 @@ describe('sessions', { skip: fx.skip }, () => {
       for (const id of p1.data.map((s) => s.id)) assert.ok(!p2.data.some((s) => s.id === id), 'pages are disjoint');
     });
 
+    test('prev_page also walks back in desc order', async () => {
+      const p1 = await fx.client.beta.sessions.list({ limit: 2, order: 'desc' });
+      const p2 = await p1.getNextPage();
+      assert.equal(typeof p2.prev_page, 'string');
+      const back = await fx.client.beta.sessions.list({ limit: 2, order: 'desc', page: p2.prev_page });
+      assert.deepEqual(back.data.map((s) => s.id), p1.data.map((s) => s.id));
+    });
+
     test('the last page has next_page null', async () => {
       let page = await fx.client.beta.sessions.list({ limit: 5 });
       let n = 0;
