@@ -27,6 +27,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+constexpr size_t kMaxBinds = 16;
+
 // Message from init to the host once setup finished (err == 0) or failed.
 struct InitReply {
   int err;
@@ -91,7 +93,7 @@ int LoopbackUp() {
   }
   // Wait for the host: id maps written, cgroups joined, rootfs fd attached.
   char byte;
-  char cbuf[CMSG_SPACE(sizeof(int))];
+  char cbuf[CMSG_SPACE(sizeof(int) * (1 + kMaxBinds))];
   struct iovec iov = {&byte, 1};
   struct msghdr msg;
   memset(&msg, 0, sizeof(msg));
@@ -106,8 +108,11 @@ int LoopbackUp() {
   if (n != 1 || byte != 'G') _exit(1);
   struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
   if (c == nullptr || c->cmsg_type != SCM_RIGHTS) InitFail(sock, "no rootfs fd", EPROTO);
-  int treefd;
-  memcpy(&treefd, CMSG_DATA(c), sizeof(int));
+  size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+  if (nfds != 1 + p.nbinds) InitFail(sock, "wrong number of mount fds", EPROTO);
+  int fds[1 + kMaxBinds];
+  memcpy(fds, CMSG_DATA(c), sizeof(int) * nfds);
+  int treefd = fds[0];
 
   if (setgroups(0, nullptr) < 0) InitFail(sock, "setgroups", errno);
   if (setresgid(0, 0, 0) < 0) InitFail(sock, "setresgid", errno);
@@ -126,10 +131,11 @@ int LoopbackUp() {
   rc = mounts::SetupDev(rootfd, &where);
   if (rc < 0) InitFail(sock, where, rc);
   (void)mounts::SetupSys(rootfd);  // best effort
+  // Volumes: idmapped detached mounts prepared by the host.
   for (size_t i = 0; i < p.nbinds; ++i) {
-    unsigned attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (p.binds[i].read_only ? MOUNT_ATTR_RDONLY : 0);
-    rc = mounts::BindAt(p.binds[i].host_path.c_str(), rootfd, p.bind_rel[i], attrs, false);
-    if (rc < 0) InitFail(sock, "bind volume", rc);
+    rc = mounts::AttachAt(fds[1 + i], rootfd, p.bind_rel[i]);
+    if (rc < 0) InitFail(sock, "attach volume", rc);
+    close(fds[1 + i]);
   }
   rc = mounts::PivotInto(rootfd);
   if (rc < 0) InitFail(sock, "pivot_root", rc);
@@ -160,9 +166,9 @@ int LoopbackUp() {
   }
 }
 
-Status SendFd(int sock, int fd) {
+Status SendFds(int sock, const std::vector<int>& fds) {
   char byte = 'G';
-  char cbuf[CMSG_SPACE(sizeof(int))];
+  char cbuf[CMSG_SPACE(sizeof(int) * (1 + kMaxBinds))];
   memset(cbuf, 0, sizeof(cbuf));
   struct iovec iov = {&byte, 1};
   struct msghdr msg;
@@ -170,12 +176,12 @@ Status SendFd(int sock, int fd) {
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
   msg.msg_control = cbuf;
-  msg.msg_controllen = sizeof(cbuf);
+  msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
   struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+  memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
   if (sendmsg(sock, &msg, MSG_NOSIGNAL) != 1) return ErrnoStatus("sendmsg rootfs fd");
   return Status::Ok();
 }
@@ -194,6 +200,7 @@ bool WaitReadable(int fd, std::chrono::milliseconds timeout) {
 
 Result<InitHandle> SpawnInit(const InitSpec& spec, CgroupManager& cgroups, const std::string& cgroup_name) {
   if (!spec.ids.valid()) return Status::InvalidArgument("sandbox has no id range");
+  if (spec.binds.size() > kMaxBinds) return Status::InvalidArgument("too many volumes");
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return ErrnoStatus("socketpair");
   UniqueFd host_sock(sv[0]), child_sock(sv[1]);
@@ -245,7 +252,16 @@ Result<InitHandle> SpawnInit(const InitSpec& spec, CgroupManager& cgroups, const
   if (!userns) return fail(ErrnoStatus("open init userns"));
   auto tree = CloneIdmappedTree(spec.rootfs, userns.get(), MOUNT_ATTR_NODEV);
   if (!tree.ok()) return fail(tree.status());
-  if (Status s = SendFd(host_sock.get(), tree->get()); !s.ok()) return fail(s);
+  std::vector<UniqueFd> volumes;
+  std::vector<int> fds{tree->get()};
+  for (const auto& b : spec.binds) {
+    unsigned attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (b.read_only ? MOUNT_ATTR_RDONLY : 0);
+    auto v = CloneIdmappedTree(b.host_path, userns.get(), attrs);
+    if (!v.ok()) return fail(v.status().WithContext("volume " + b.host_path));
+    fds.push_back(v->get());
+    volumes.push_back(std::move(*v));
+  }
+  if (Status s = SendFds(host_sock.get(), fds); !s.ok()) return fail(s);
   InitReply reply;
   memset(&reply, 0, sizeof(reply));
   if (!WaitReadable(host_sock.get(), spec.timeout)) return fail(Status::Timeout("sandbox init setup timed out"));

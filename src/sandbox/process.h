@@ -25,6 +25,9 @@
 
 namespace warren::sandbox {
 
+// A host directory mounted into the sandbox as an idmapped bind (on-disk
+// ids 0..65535 appear as the sandbox's own ids, whatever its host range), so
+// one volume can be shared by sandboxes with different id ranges. At most 16.
 struct BindSpec {
   std::string host_path;     // absolute host path (a volume directory)
   std::string sandbox_path;  // absolute path inside the sandbox

@@ -338,15 +338,12 @@ Status SandboxRuntime::PrepareVolumesLocked(const SandboxRecord& rec, std::vecto
   for (const auto& v : rec.volumes) {
     std::string host = opts_.data_dir + "/volumes/" + v.volume;
     WARREN_RETURN_IF_ERROR(MkdirAll(host));
-    // Volume contents are owned by the sandbox's root: chown the top dir to
-    // on-disk 0 -> each sandbox's idmap... volumes are plain bind mounts, so
-    // map them to the sandbox's host range instead.
+    // Volumes are mounted idmapped like the rootfs: host-side on-disk ids
+    // 0..65535 are the sandbox's own ids, whichever sandbox mounts them.
     if (!v.subpath.empty()) {
       host += "/" + v.subpath;
       WARREN_RETURN_IF_ERROR(MkdirAll(host));
     }
-    uint32_t base = IdRange{rec.id_slot}.host_base();
-    if (chown(host.c_str(), base, base) != 0) return ErrnoStatus("chown volume " + host);
     WARREN_RETURN_IF_ERROR(fs.Mkdir(v.path, true));
     binds->push_back(BindSpec{host, v.path, v.read_only});
   }

@@ -353,6 +353,20 @@ TEST_F(RuntimeTest, VolumesPersistAcrossSandboxes) {
   auto c = MustCreate(ro);
   EXPECT_NE(Sh(c.id, "echo x > /ro/new").exit_code, 0);
   EXPECT_EQ(Sh(c.id, "cat /ro/v.txt").stdout_data, "in-volume\n");
+  // Shared by two live sandboxes with different host id ranges: each sees
+  // the other's files with the right in-sandbox owner (idmapped binds).
+  ASSERT_NE(b.id_slot, c.id_slot);
+  ExecRequest as_user;
+  ASSERT_EQ(Sh(b.id, "mkdir /data/u && chown 1000:1000 /data/u").exit_code, 0);
+  as_user.argv = {"sh", "-c", "echo mine > /data/u/user.txt"};
+  as_user.user = "sandbox";
+  auto w = rt_->Exec(b.id, as_user);
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(w->exit_code, 0) << w->stderr_data;
+  EXPECT_EQ(Sh(c.id, "stat -c %u /ro/u/user.txt /ro/v.txt").stdout_data, "1000\n0\n");
+  struct stat st;
+  ASSERT_EQ(stat((data_dir_ + "/volumes/shared/u/user.txt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1000u);  // on-disk ids are sandbox-relative
 }
 
 TEST_F(RuntimeTest, SnapshotBuildWithCache) {
