@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <chrono>
 #include <memory>
 #include <vector>
 
@@ -91,7 +92,36 @@ Result<std::unique_ptr<BashSession>> BashSession::Start(const std::string& workd
   return std::unique_ptr<BashSession>(new BashSession(pid, in_pipe[1], out_pipe[0]));
 }
 
+BashSession::BashSession(pid_t pid, int in_fd, int out_fd) : pid_(pid), in_fd_(in_fd), out_fd_(out_fd) {
+  reader_ = std::thread([this] { ReadLoop(); });
+}
+
 BashSession::~BashSession() { Close(); }
+
+void BashSession::ReadLoop() {
+  char chunk[65536];
+  while (!stop_reader_.load()) {
+    pollfd pfd = {out_fd_, POLLIN, 0};
+    int r = poll(&pfd, 1, 100);
+    if (r < 0 && errno != EINTR) break;
+    if (r <= 0) continue;
+    ssize_t n = read(out_fd_, chunk, sizeof chunk);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (n <= 0) {
+      eof_ = true;
+      cv_.notify_all();
+      return;
+    }
+    buf_.append(chunk, static_cast<size_t>(n));
+    // Keep the tail so the sentinel stays detectable and memory bounded.
+    if (buf_.size() > kBashOutputLimit) {
+      buf_.erase(0, buf_.size() - kBashOutputLimit);
+      truncated_ = true;
+    }
+    cv_.notify_all();
+  }
+}
 
 void BashSession::Close() {
   if (closed_) return;
@@ -101,6 +131,8 @@ void BashSession::Close() {
     kill(pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);
   }
+  stop_reader_.store(true);
+  if (reader_.joinable()) reader_.join();
   if (in_fd_ >= 0) close(in_fd_);
   if (out_fd_ >= 0) close(out_fd_);
   in_fd_ = out_fd_ = -1;
@@ -109,68 +141,52 @@ void BashSession::Close() {
 Result<BashExecResult> BashSession::Exec(const std::string& command, double timeout_ms,
                                          const std::atomic<bool>* cancel) {
   if (closed_) return Status::Unavailable("bash session terminated");
-  // Drop whatever background jobs printed between calls (the SDK resets its
-  // buffer at the start of each call).
-  char chunk[65536];
-  while (read(out_fd_, chunk, sizeof chunk) > 0) {
-  }
   const std::string sentinel = "__ANT_CMD_" + RandomUuid() + "_DONE__";
   const std::string split = sentinel.substr(0, 8) + "''" + sentinel.substr(8);
-  std::string pending = "{ " + command + "\n} </dev/null 2>&1; printf '\\n" + split + "%d\\n' $?\n";
+  const std::string pending =
+      "{ " + command + "\n} </dev/null 2>&1; printf '\\n" + split + "%d\\n' $?\n";
+  {
+    // Output printed between calls (background jobs) is not this call's.
+    std::lock_guard<std::mutex> lock(mu_);
+    buf_.clear();
+    truncated_ = false;
+  }
   size_t written = 0;
+  const int64_t deadline = MonoMs() + static_cast<int64_t>(timeout_ms);
   std::string buf;
   bool truncated = false;
-  const int64_t deadline = MonoMs() + static_cast<int64_t>(timeout_ms);
   size_t found = std::string::npos;
-  bool eof = false;
-  while (found == std::string::npos) {
-    if (cancel != nullptr && cancel->load()) {
-      Close();
-      return Status::Cancelled("bash command cancelled");
-    }
-    int64_t now = MonoMs();
-    if (now >= deadline) {
-      Close();
-      return Status::Timeout("bash command timed out after " + JsNumber(timeout_ms) + "ms");
-    }
-    pollfd fds[2];
-    int nfds = 0;
-    fds[nfds++] = {out_fd_, POLLIN, 0};
-    if (written < pending.size()) fds[nfds++] = {in_fd_, POLLOUT, 0};
-    int wait_ms = static_cast<int>(std::min<int64_t>(deadline - now, 50));
-    int r = poll(fds, nfds, wait_ms);
-    if (r < 0 && errno != EINTR) {
-      Close();
-      return Status::Unavailable("bash session terminated");
-    }
-    if (r <= 0) continue;
-    if (nfds == 2 && (fds[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
+  for (;;) {
+    if (written < pending.size()) {
       ssize_t n = write(in_fd_, pending.data() + written, pending.size() - written);
       if (n > 0) {
         written += static_cast<size_t>(n);
       } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        written = pending.size();  // shell gone; EOF on the output follows
+        written = pending.size();  // the shell is gone; EOF on its output follows
       }
     }
-    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-      for (;;) {
-        ssize_t n = read(out_fd_, chunk, sizeof chunk);
-        if (n > 0) {
-          buf.append(chunk, static_cast<size_t>(n));
-          if (buf.size() > kBashOutputLimit) {
-            buf.erase(0, buf.size() - kBashOutputLimit);
-            truncated = true;
-          }
-          continue;
-        }
-        if (n == 0) eof = true;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(written < pending.size() ? 5 : 50));
+      found = buf_.find(sentinel);
+      if (found != std::string::npos) {
+        buf = buf_;
+        truncated = truncated_;
         break;
       }
-      found = buf.find(sentinel);
-      if (found == std::string::npos && eof) {
+      if (eof_) {
+        lock.unlock();
         Close();
         return Status::Unavailable("bash session terminated");
       }
+    }
+    if (cancel != nullptr && cancel->load()) {
+      Close();
+      return Status::Cancelled("bash command cancelled");
+    }
+    if (MonoMs() >= deadline) {
+      Close();
+      return Status::Timeout("bash command timed out after " + JsNumber(timeout_ms) + "ms");
     }
   }
   BashExecResult res;

@@ -6,15 +6,22 @@
 // shell runs in its own session (setsid) so Close() kills it together with
 // its foreground and background jobs.
 //
-// Ownership: owns the child process and its pipes. Thread-compatible: one
-// caller at a time (the tool serialises calls); `cancel` may be set from any
-// thread.
+// A reader thread drains the shell's output continuously (as the SDK does),
+// so a background job that keeps printing between calls never blocks on a
+// full pipe; what arrives between calls is dropped when the next call starts.
+//
+// Ownership: owns the child process, its pipes and the reader thread.
+// Thread-compatible: one caller at a time (the tool serialises calls);
+// `cancel` may be set from any thread.
 #pragma once
 
 #include <sys/types.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <map>
+#include <mutex>
+#include <thread>
 #include <memory>
 #include <string>
 
@@ -48,11 +55,20 @@ class BashSession final {
   void Close();
 
  private:
-  BashSession(pid_t pid, int in_fd, int out_fd) : pid_(pid), in_fd_(in_fd), out_fd_(out_fd) {}
+  BashSession(pid_t pid, int in_fd, int out_fd);
+  void ReadLoop();
+
   pid_t pid_;
   int in_fd_;
   int out_fd_;
   bool closed_ = false;
+  std::atomic<bool> stop_reader_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::string buf_;         // guarded by mu_: the tail of the output stream
+  bool truncated_ = false;  // guarded by mu_
+  bool eof_ = false;        // guarded by mu_
+  std::thread reader_;
 };
 
 // The process environment without ANTHROPIC_* (any letter case).

@@ -39,6 +39,17 @@ TEST_F(ToolsTest, BashStatePersistsAndScrubsCredentials) {
   unsetenv("anthropic_lower");
 }
 
+TEST_F(ToolsTest, BackgroundJobOutputBetweenCallsNeverBlocks) {
+  Toolset t({work_});
+  auto r = t.Run("bash", {{"command", "(seq 1 200000; echo finished > bgdone) & echo started"}});
+  EXPECT_EQ(Text(r), "started");
+  // No call runs now; the job's ~1.3 MB of output must still drain.
+  for (int i = 0; i < 100 && access((work_ + "/bgdone").c_str(), F_OK) != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(Text(t.Run("bash", {{"command", "cat bgdone"}})), "finished");
+}
+
 TEST_F(ToolsTest, BashTimeoutKillsShell) {
   Toolset t({work_});
   auto r = t.Run("bash", {{"command", "Y=2; sleep 10"}, {"timeout_ms", 200}});
