@@ -772,6 +772,32 @@ Result<RecoveryReport> SandboxRuntime::Recover() {
   return rep;
 }
 
+Result<std::vector<std::string>> SandboxRuntime::EnforceIdlePolicies() {
+  Lock l(this);
+  std::vector<std::string> stopped;
+  for (const auto& key : sandboxes_.Keys()) {
+    auto rec = LoadLocked(key);
+    if (!rec.ok() || rec->state != SandboxState::kStarted || rec->auto_stop_minutes <= 0) continue;
+    int64_t idle_limit = rec->auto_stop_minutes * 60 * 1000000;
+    // Re-read under the lock: activity recorded just now wins.
+    if (Now() - rec->last_activity <= idle_limit) continue;
+    auto pids = cgroups_->Pids(rec->id);
+    if (pids.ok() && pids->size() > 1) {
+      rec->last_activity = Now();
+      WARREN_RETURN_IF_ERROR(SaveLocked(*rec));
+      continue;
+    }
+    Status s = StopLocked(*rec, false);
+    if (!s.ok()) {
+      log::Warn("sandbox.autostop.failed", {{"id", rec->id}, {"error", s.ToString()}});
+      continue;
+    }
+    log::Info("sandbox.autostop", {{"id", rec->id}});
+    stopped.push_back(rec->id);
+  }
+  return stopped;
+}
+
 Status SandboxRuntime::UnmountPoolIfIdle() {
   Lock l(this);
   for (const auto& key : sandboxes_.Keys()) {

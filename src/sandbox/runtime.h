@@ -145,6 +145,11 @@ class SandboxRuntime final {
   Status DeleteSnapshot(const std::string& name);
 
   // --- maintenance ---
+  // Stops started sandboxes idle for longer than their auto_stop_minutes.
+  // Activity = exec and file calls, and processes other than the init
+  // running inside (a sandbox with a live process is refreshed, not
+  // stopped). Returns the ids stopped. Call it periodically.
+  Result<std::vector<std::string>> EnforceIdlePolicies();
   Result<RecoveryReport> Recover();
   // Stops nothing; unmounts a loop pool if no sandbox is running (tests).
   Status UnmountPoolIfIdle();

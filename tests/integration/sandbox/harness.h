@@ -86,6 +86,7 @@ class RuntimeTest : public ::testing::Test {
     o.pool_file_bytes = 16LL << 30;
     o.cgroup_prefix = prefix_;
     o.stop_grace = std::chrono::milliseconds(1000);
+    o.clock = clock_;
     return SandboxRuntime::Open(o);
   }
 
@@ -124,6 +125,7 @@ class RuntimeTest : public ::testing::Test {
   }
 
   std::string data_dir_, prefix_;
+  Clock* clock_ = nullptr;  // set before SetUp for fake time
   std::unique_ptr<SandboxRuntime> rt_;
 };
 

@@ -416,5 +416,35 @@ TEST_F(RuntimeTest, SnapshotBuildWithCache) {
   EXPECT_EQ(Sh(sb.id, "cat /opt/tool/marker").stdout_data, "built\n");
 }
 
+class IdleTest : public RuntimeTest {
+ protected:
+  void SetUp() override {
+    clock_ = &fake_;
+    RuntimeTest::SetUp();
+  }
+  FakeClock fake_{Clock::Real()->NowMicros()};
+};
+
+TEST_F(IdleTest, AutoStopCountsExecAndRunningProcesses) {
+  CreateOptions o;
+  o.auto_stop_minutes = 10;
+  auto idle = MustCreate(o);
+  auto busy = MustCreate(o);
+  auto never = MustCreate();  // auto-stop off
+  Sh(busy.id, "sleep 3600 >/dev/null 2>&1 &");
+  fake_.Advance(5LL * 60 * 1000000);
+  EXPECT_TRUE(rt_->EnforceIdlePolicies()->empty());
+  Sh(idle.id, "true");  // an exec resets the idle timer
+  fake_.Advance(6LL * 60 * 1000000);
+  EXPECT_TRUE(rt_->EnforceIdlePolicies()->empty());
+  fake_.Advance(5LL * 60 * 1000000);
+  auto stopped = rt_->EnforceIdlePolicies();
+  ASSERT_TRUE(stopped.ok());
+  EXPECT_EQ(*stopped, std::vector<std::string>{idle.id});
+  EXPECT_EQ(rt_->Get(idle.id)->state, SandboxState::kStopped);
+  EXPECT_EQ(rt_->Get(busy.id)->state, SandboxState::kStarted);  // its sleep counts as activity
+  EXPECT_EQ(rt_->Get(never.id)->state, SandboxState::kStarted);
+}
+
 }  // namespace
 }  // namespace warren::sandbox::testing
