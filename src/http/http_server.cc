@@ -348,9 +348,13 @@ awaitable<void> HttpServer::Impl::Serve(Socket socket, std::string remote) {
       bool deadline_passed = false;
       for (;;) {
         in_handlers++;
+        // Capture a raw pointer: GCC 12 destroys a lambda temporary inside a
+        // co_await expression twice (docs/QUEUE.md), which would drop an
+        // extra reference of a shared_ptr capture. `poll` outlives the loop.
+        LongPoll* raw_poll = poll.get();
         done = co_await asio::co_spawn(
-            pool, [poll, deadline_passed]() -> awaitable<std::optional<HttpResponse>> {
-              co_return poll->TryComplete(deadline_passed);
+            pool, [raw_poll, deadline_passed]() -> awaitable<std::optional<HttpResponse>> {
+              co_return raw_poll->TryComplete(deadline_passed);
             },
             use_awaitable);
         in_handlers--;
@@ -405,8 +409,11 @@ awaitable<void> HttpServer::Impl::Serve(Socket socket, std::string remote) {
           parked->timer->cancel();
         });
       });
-      // Detect the peer closing while we only write.
+      // Detect the peer closing while we only write. The read must not
+      // inherit the write deadline (basic_stream arms a read's timer when it
+      // starts): a stream may stay silent for hours.
       auto peer_gone = std::make_shared<bool>(false);
+      stream.expires_never();
       asio::co_spawn(
           ioc,
           [&stream, peer_gone, parked]() -> awaitable<void> {

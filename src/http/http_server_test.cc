@@ -186,6 +186,19 @@ TEST_F(HttpServerTest, StreamDeliversFramesPingsAndEnds) {
   EXPECT_NE(tail.find("0\r\n\r\n"), std::string::npos);
 }
 
+TEST_F(HttpServerTest, SilentStreamOutlivesWriteTimeout) {
+  ServerOptions o;
+  o.write_timeout = std::chrono::seconds(1);
+  Start(o);
+  Conn c(server_->port());
+  c.Send("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+  c.ReadUntil("text/event-stream");
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  source->Push("event: late\ndata: {}\n\n");
+  EXPECT_NE(c.ReadUntil("event: late").find("event: late"), std::string::npos);
+  EXPECT_FALSE(source->closed.load());
+}
+
 TEST_F(HttpServerTest, LongPollWakesAndTimesOut) {
   Start();
   {
