@@ -208,15 +208,10 @@ describe('engine end to end with the official SDK', { skip }, () => {
     await st.close();
   });
 
-  // KNOWN BUG (reported 2026-11-24): every SSE stream is cut write_timeout (30 s)
-  // after it opens, busy or idle (the SDK iteration throws `TypeError: terminated`).
-  // src/http/http_server.cc arms the beast stream's timers with
-  // expires_after(write_timeout) before the header write, then starts the
-  // peer-gone reader (stream.async_read_some) that stays pending for the whole
-  // stream; beast's expires_after() leaves the timer of a pending read alone, so
-  // later writes and keep-alives never extend it. Remove `todo` once fixed.
+  // Regression test: every SSE stream used to be cut write_timeout (30 s) after
+  // it opened, busy or idle (fixed in 77ce3df: the peer-gone reader inherited
+  // the write deadline).
   test('a stream stays open for a session that works longer than the HTTP write timeout (35 s)', {
-    todo: 'SSE streams are closed 30 s after they open (beast read timer of the peer-gone reader)',
     timeout: 60_000,
   }, async () => {
     const sid = await newSession();
