@@ -508,6 +508,8 @@ describe('engine: the server stops while a model response is streaming', { skip,
     { name: 'SIGKILL in the backoff after a 529 (session rescheduling)', mode: 'overload', signal: 'SIGKILL' },
     { name: 'SIGTERM while a model response streams', mode: 'hold', signal: 'SIGTERM',
       todo: 'engine settles a turn cut by graceful shutdown as end_turn instead of resuming it' },
+    { name: 'SIGTERM in the backoff after a 529 (session rescheduling)', mode: 'overload', signal: 'SIGTERM',
+      todo: 'engine settles a turn cut by graceful shutdown as end_turn instead of resuming it' },
   ];
   for (const cs of cases) {
     const { signal } = cs;
