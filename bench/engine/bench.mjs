@@ -16,8 +16,12 @@
 // ratios to it. Also printed: the POST ack and the queued echo of the sent
 // event (processed_at null), which can wait behind the engine's transactions.
 //
+//   throughput:  BENCH_CONCURRENCY sessions each run BENCH_CONC_TURNS turns back to
+//                back, all at once: turns/s and server CPU per turn
+//
 // Run through bench/engine/run.sh. Options (env): WARREN_BIN, BENCH_TURNS (300),
 // BENCH_TOOLS (300), BENCH_LONG (300), BENCH_SESSIONS (10), BENCH_WARMUP (20),
+// BENCH_CONCURRENCY (16), BENCH_CONC_TURNS (20),
 // BENCH_JSON (write results), WARREN_SQLITE_SYNCHRONOUS (FULL | NORMAL, server default FULL).
 import http from 'node:http';
 import os from 'node:os';
@@ -33,6 +37,8 @@ const TOOLS = Number(process.env.BENCH_TOOLS || 300);
 const LONG = Number(process.env.BENCH_LONG || 300);
 const NSESS = Number(process.env.BENCH_SESSIONS || 10);
 const WARMUP = Number(process.env.BENCH_WARMUP || 20);
+const CONC = Number(process.env.BENCH_CONCURRENCY || 16); // sessions turning at once in the throughput phase
+const CONC_TURNS = Number(process.env.BENCH_CONC_TURNS || 20); // turns per session in that phase
 const DEADLINE = Date.now() + Number(process.env.BENCH_MAX_SECONDS || 600) * 1000;
 
 const hrms = () => Number(process.hrtime.bigint()) / 1e6;
@@ -272,6 +278,28 @@ async function main() {
     }
     results.long_first = summarize(`long 1-${k}`, longRows.slice(0, k), cpuFirst);
     results.long_last = summarize(`long ${LONG - k + 1}-${LONG}`, longRows.slice(-k), procCpuMs(srv.pid) - cpu0);
+    // 4. Throughput: CONC sessions each run CONC_TURNS turns back to back, all at once.
+    const conc = [];
+    for (let i = 0; i < CONC; i++) conc.push(await openSession(url, key, agent, env));
+    open.push(...conc);
+    cpu0 = procCpuMs(srv.pid);
+    const tc0 = hrms();
+    const lat = [];
+    await Promise.all(conc.map(async (sess, w) => {
+      for (let i = 0; i < CONC_TURNS; i++) {
+        const r = await turn(url, key, sess, `turn C${w}-${i}`);
+        lat.push(r.total);
+      }
+    }));
+    const wall = hrms() - tc0;
+    results.throughput = {
+      sessions: CONC, turns: CONC * CONC_TURNS, turns_per_s: (CONC * CONC_TURNS * 1000) / wall,
+      p50_ms: pct(lat, 50), p99_ms: pct(lat, 99),
+      server_cpu_ms_per_turn: (procCpuMs(srv.pid) - cpu0) / (CONC * CONC_TURNS),
+    };
+    console.log(`throughput   ${CONC} sessions x ${CONC_TURNS} turns at once: ${f2(results.throughput.turns_per_s)} turns/s, ` +
+      `turn p50 ${f2(results.throughput.p50_ms)} ms, p99 ${f2(results.throughput.p99_ms)} ms, ` +
+      `server CPU ${f2(results.throughput.server_cpu_ms_per_turn)} ms/turn (incl. one peer round trip each)`);
     results.server_rss_mib = (srv.rssKb('VmRSS') ?? NaN) / 1024;
     console.log(`server RSS ${f2(results.server_rss_mib)} MiB`);
   } finally {
