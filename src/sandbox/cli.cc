@@ -111,9 +111,15 @@ void RegisterSandboxCommands(CLI::App& app) {
     c->add_option("--cpus", a->cpus, "CPU limit in cores");
     c->add_option("--memory", a->memory, "Memory limit (e.g. 512M, 2G)");
     c->add_option("--pids", a->pids, "Process limit");
-    c->add_option("--env,-e", a->env, "KEY=value (repeatable)");
-    c->add_option("--label,-l", a->labels, "key=value (repeatable)");
-    c->add_option("--volume,-v", a->volumes, "name:/path[:ro] (repeatable)");
+    c->add_option("--env,-e", a->env, "KEY=value (repeatable)")
+        ->allow_extra_args(false)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    c->add_option("--label,-l", a->labels, "key=value (repeatable)")
+        ->allow_extra_args(false)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    c->add_option("--volume,-v", a->volumes, "name:/path[:ro] (repeatable)")
+        ->allow_extra_args(false)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     c->add_option("--user", a->user, "Default exec user");
     c->add_option("--workdir", a->workdir, "Default exec directory");
     c->add_flag("--no-start", a->no_start, "Create stopped");
@@ -192,7 +198,9 @@ void RegisterSandboxCommands(CLI::App& app) {
     AddCommon(c, common);
     c->add_option("--cwd", a->cwd, "Working directory inside");
     c->add_option("--user,-u", a->user, "User inside (name or uid[:gid])");
-    c->add_option("--env,-e", a->env, "KEY=value (repeatable)");
+    c->add_option("--env,-e", a->env, "KEY=value (repeatable)")
+        ->allow_extra_args(false)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     c->add_option("--timeout", a->timeout, "Seconds before the command is killed");
     c->add_option("id", a->id, "Sandbox id or name")->required();
     c->add_option("command", a->argv, "Command and arguments")->required();

@@ -1,0 +1,70 @@
+// Drives the `warren-sandbox` binary (the same commands `warren sandbox` /
+// `warren snapshot` register) end to end with --json, as root.
+#include "harness.h"
+
+#ifndef WARREN_SANDBOX_CLI
+#define WARREN_SANDBOX_CLI ""
+#endif
+
+namespace warren::sandbox::testing {
+namespace {
+
+class CliTest : public RuntimeTest {
+ protected:
+  // Runs the CLI with --data-dir appended; returns exit code and output.
+  int Run(std::vector<std::string> args, std::string* out) {
+    // Options go right after "sandbox <verb>", before any "--".
+    args.insert(args.begin() + 2, {"--data-dir", data_dir_});
+    args.insert(args.begin(), WARREN_SANDBOX_CLI);
+    auto rc = RunCommand(args, out);
+    EXPECT_TRUE(rc.ok());
+    return rc.value_or(-1);
+  }
+  Json RunJson(std::vector<std::string> args) {
+    args.insert(args.begin() + 2, "--json");
+    std::string out;
+    EXPECT_EQ(Run(args, &out), 0) << out;
+    // Log lines go to stderr, merged here: the JSON starts at the first '{'.
+    auto j = ParseJson(out.substr(std::min(out.find('{'), out.size())));
+    EXPECT_TRUE(j.ok()) << out;
+    return j.ok() ? *j : Json();
+  }
+};
+
+TEST_F(CliTest, SandboxAndSnapshotCommands) {
+  // The CLI opens the runtime itself: let go of the fixture's (same data
+  // dir; the flock makes sharing safe anyway).
+  Json created = RunJson({"sandbox", "create", "--name", "cli-box", "--memory", "256M", "-l", "k=v"});
+  EXPECT_EQ(created["state"], "started");
+  EXPECT_EQ(created["labels"]["k"], "v");
+  EXPECT_EQ(created["resources"]["memory_bytes"], 256LL << 20);
+  std::string out;
+  EXPECT_EQ(Run({"sandbox", "exec", "cli-box", "--", "sh", "-c", "echo hi; exit 4"}, &out), 4);
+  EXPECT_NE(out.find("hi\n"), std::string::npos);
+  Json ex = RunJson({"sandbox", "exec", "cli-box", "-e", "A=b", "--", "sh", "-c", "echo $A"});
+  EXPECT_EQ(ex["stdout"], "b\n");
+  Json kids = RunJson({"sandbox", "fork", "cli-box", "-n", "2"});
+  ASSERT_EQ(kids["data"].size(), 2u);
+  Json tree = RunJson({"sandbox", "tree", "cli-box"});
+  EXPECT_EQ(tree["children"].size(), 2u);
+  EXPECT_EQ(RunJson({"sandbox", "pause", "cli-box"})["state"], "paused");
+  EXPECT_EQ(RunJson({"sandbox", "resume", "cli-box"})["state"], "started");
+  EXPECT_EQ(RunJson({"sandbox", "stop", "cli-box"})["state"], "stopped");
+  EXPECT_EQ(RunJson({"sandbox", "start", "cli-box"})["state"], "started");
+  EXPECT_EQ(RunJson({"sandbox", "list"})["data"].size(), 3u);
+  ASSERT_TRUE(WriteStringToFile(data_dir_ + "/Recipe", "FROM builtin:minimal\nENV X=1\nRUN echo built > /b\n").ok());
+  Json snap = RunJson({"snapshot", "build", "cli-snap", "-f", data_dir_ + "/Recipe"});
+  EXPECT_EQ(snap["name"], "cli-snap");
+  EXPECT_EQ(RunJson({"snapshot", "list"})["data"].size(), 2u);
+  Json from = RunJson({"sandbox", "create", "--snapshot", "cli-snap"});
+  Json cat = RunJson({"sandbox", "exec", from["id"], "--", "cat", "/b"});
+  EXPECT_EQ(cat["stdout"], "built\n");
+  EXPECT_NE(Run({"sandbox", "exec", "no-such-box", "--", "true"}, &out), 0);
+  EXPECT_NE(out.find("NotFound"), std::string::npos) << out;
+  EXPECT_EQ(Run({"sandbox", "rm", "cli-box", from["id"]}, &out), 0) << out;
+  EXPECT_EQ(Run({"snapshot", "rm", "cli-snap"}, &out), 0) << out;
+  EXPECT_EQ(RunJson({"sandbox", "list"})["data"].size(), 2u);  // the two forks remain
+}
+
+}  // namespace
+}  // namespace warren::sandbox::testing
