@@ -400,3 +400,63 @@ describe('engine end to end with the official SDK', { skip }, () => {
     await st.close();
   });
 });
+
+// An interrupt while the model call is in flight. The scripted model answers
+// instantly, so this uses the `anthropic` provider against a minimal fake
+// Messages API that starts a streamed answer and then holds it open.
+describe('engine end to end: user.interrupt during a model call', { skip }, () => {
+  // KNOWN BUG (reported 2026-11-24): the cancelled model call records
+  // span.model_request_end + session.status_idle{end_turn} (ModelTurn), then
+  // consuming the user.interrupt appends a second session.status_idle{end_turn}
+  // (ConsumeClientEvents: status already idle, nothing unresolved). Remove
+  // `todo` once fixed.
+  test('the call is cancelled, the span closes with is_error, the session idles once with end_turn', {
+    todo: 'two session.status_idle{end_turn} for one interrupt during a model call',
+  }, async () => {
+    const http = await import('node:http');
+    const held = [];
+    const fake = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write(`event: message_start\ndata: ${JSON.stringify({ type: 'message_start', message: {
+          id: 'msg_1', type: 'message', role: 'assistant', model: 'claude-sonnet-4-6', content: [],
+          stop_reason: null, usage: { input_tokens: 3, output_tokens: 1 } } })}\n\n`);
+        held.push(res);
+      });
+    });
+    await new Promise((r) => fake.listen(0, '127.0.0.1', r));
+    const srv = await startServer({ env: {
+      WARREN_MODEL_PROVIDER: 'anthropic', WARREN_MODEL_BASE_URL: `http://127.0.0.1:${fake.address().port}`,
+      ANTHROPIC_API_KEY: 'sk-ant-fake-for-tests',
+    } });
+    try {
+      const c = new Anthropic({ apiKey: srv.apiKey, baseURL: srv.url, maxRetries: 0, timeout: 10_000 });
+      const env = await c.beta.environments.create({ name: 'intr-env', config: { type: 'self_hosted' } });
+      const agent = await c.beta.agents.create({ name: 'intr agent', model: 'claude-sonnet-4-6' });
+      const sid = (await c.beta.sessions.create({ agent: agent.id, environment_id: env.id })).id;
+      const st = drain(await c.beta.sessions.events.stream(sid));
+      await c.beta.sessions.events.send(sid, { events: [msg('think for a long time')] });
+      await waitFor(() => held.length > 0, { what: 'the model call' });
+      const intr = (await c.beta.sessions.events.send(sid, { events: [{ type: 'user.interrupt' }] })).data[0];
+      await st.waitFor((e) => e.type === 'session.status_idle', 'idle after the interrupt');
+      await st.waitFor((e) => e.id === intr.id && e.processed_at, 'the interrupt is processed');
+      await new Promise((r) => setTimeout(r, 500)); // let anything else arrive
+      const all = await log(c, sid);
+      const what = `log: ${summary(all)}`;
+      const end = all.filter((e) => e.type === 'span.model_request_end');
+      assert.equal(end.length, 1, what);
+      assert.equal(end[0].is_error, true, what);
+      assert.equal(all.filter((e) => e.type === 'agent.message').length, 0, what);
+      assert.equal((await c.beta.sessions.retrieve(sid)).status, 'idle');
+      const idles = all.filter((e) => e.type === 'session.status_idle');
+      assert.deepEqual(idles.map((e) => e.stop_reason), [{ type: 'end_turn' }], `one idle for the interrupted turn; ${what}`);
+      await st.close();
+    } finally {
+      for (const r of held) r.destroy();
+      await srv.cleanup();
+      fake.closeAllConnections?.();
+      await new Promise((r) => fake.close(r));
+    }
+  });
+});
