@@ -24,6 +24,12 @@
 //   - the session is idle with stop_reason end_turn (none stuck in running);
 //   - after one more SIGKILL + restart nothing changes (settled stays settled).
 //
+// A second suite kills at deterministic points inside a model call: the
+// `anthropic` provider talks to a fake Messages API that holds a streamed
+// answer open (or answers 529 so the session sits in its retry backoff), the
+// server gets SIGKILL or SIGTERM, and after the restart the call must be made
+// again with the same transcript and its answer recorded once.
+//
 // Env: CRASH_SEED (default: random, printed), CRASH_KILLS (default 32),
 // CRASH_SESSIONS (default 20). Bounded: the file finishes in under 3 minutes.
 import { describe, test, after } from 'node:test';
