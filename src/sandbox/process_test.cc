@@ -39,6 +39,9 @@ TEST(ProcessTest, SpawnInitAndExec) {
   EXPECT_EQ(r->exit_code, 3);
   kill(h->pid, SIGKILL);
   EXPECT_TRUE((*cg)->Destroy(name).ok());
+  for (const char* c : {"cpu", "memory", "pids", "freezer"}) {
+    rmdir((std::string("/sys/fs/cgroup/") + c + "/warren-test").c_str());
+  }
   (void)RemoveTree(root);
 }
 
