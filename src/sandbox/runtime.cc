@@ -173,6 +173,15 @@ Status SandboxRuntime::Init() {
   if (lock_fd_ < 0) return ErrnoStatus("open lock");
   {
     Lock l(this);
+    // The cgroup prefix belongs to the data dir: every process opening it
+    // (service, CLI, tests) must find the same cgroups.
+    JsonDir config(opts_.data_dir);
+    auto cfg = config.Get("config");
+    if (cfg.ok() && cfg->is_object() && cfg->contains("cgroup_prefix")) {
+      opts_.cgroup_prefix = cfg->value("cgroup_prefix", opts_.cgroup_prefix);
+    } else {
+      WARREN_RETURN_IF_ERROR(config.Put("config", Json{{"cgroup_prefix", opts_.cgroup_prefix}}));
+    }
     PoolOptions po{opts_.data_dir, opts_.pool_file_bytes, opts_.pool_kind};
     WARREN_ASSIGN_OR_RETURN(pool_, OpenStoragePool(po));
   }

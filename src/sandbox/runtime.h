@@ -11,6 +11,7 @@
 //   <data>/builds/<id>.json                in-flight build steps (recovery)
 //   <data>/volumes/<name>/                 named host-backed volumes
 //   <data>/lock                            flock: one mutating op at a time
+//   <data>/config.json                     settings fixed at first open (cgroup prefix)
 //
 // Several processes may open the same data dir: mutating operations take an
 // exclusive flock on <data>/lock (and an in-process mutex); exec and file
@@ -47,7 +48,7 @@ struct RuntimeOptions {
   std::string data_dir = "/var/lib/warren";
   int64_t pool_file_bytes = 32LL << 30;
   std::string pool_kind;  // "" = auto ("btrfs" / "btrfs-loop", else "copy")
-  std::string cgroup_prefix = "warren";
+  std::string cgroup_prefix = "warren";  // fixed by <data>/config.json once written
   std::chrono::milliseconds stop_grace{3000};
   std::chrono::milliseconds freeze_timeout{10000};
   std::chrono::milliseconds transition_timeout{60000};

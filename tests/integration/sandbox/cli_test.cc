@@ -64,6 +64,9 @@ TEST_F(CliTest, SandboxAndSnapshotCommands) {
   EXPECT_EQ(Run({"sandbox", "rm", "cli-box", from["id"]}, &out), 0) << out;
   EXPECT_EQ(Run({"snapshot", "rm", "cli-snap"}, &out), 0) << out;
   EXPECT_EQ(RunJson({"sandbox", "list"})["data"].size(), 2u);  // the two forks remain
+  // The CLI used the data dir's cgroup prefix, so the fixture's teardown
+  // (which checks for leaked cgroups) sees and removes its sandboxes.
+  EXPECT_EQ(CgroupDirs(prefix_).size(), 2u * 4);
 }
 
 }  // namespace
