@@ -286,12 +286,19 @@ void Engine::Process(const std::string& id) {
 Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
   WARREN_ASSIGN_OR_RETURN(Json session, store_->GetSession(id));
   Json st = State(session);
-  WARREN_ASSIGN_OR_RETURN(auto events, store_->EventsAfter(id, st["consumed_seq"].get<int64_t>(), 1000));
+  // Unprocessed client events after the cursor, paging past any number of
+  // the engine's own events.
   std::vector<store::StoredEvent> client;
   int64_t last_seq = st["consumed_seq"].get<int64_t>();
-  for (auto& e : events) {
-    last_seq = e.seq;
-    if (IsClientEvent(e.body.value("type", "")) && e.body.value("processed_at", Json()).is_null()) client.push_back(e);
+  for (;;) {
+    constexpr int kPage = 1000;
+    WARREN_ASSIGN_OR_RETURN(auto events, store_->EventsAfter(id, last_seq, kPage));
+    for (auto& e : events) {
+      last_seq = e.seq;
+      if (IsClientEvent(e.body.value("type", "")) && e.body.value("processed_at", Json()).is_null())
+        client.push_back(e);
+    }
+    if (events.size() < static_cast<size_t>(kPage) || client.size() >= static_cast<size_t>(kPage)) break;
   }
   std::string phase = st["phase"].get<std::string>();
   bool orphan_model = phase == "model";
@@ -300,8 +307,15 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
     if (started_here_.count(id)) orphan_model = false;
   }
   if (client.empty() && !orphan_model) {
-    if (last_seq != st["consumed_seq"].get<int64_t>()) {
-      // Only our own events since: advance the cursor lazily next time.
+    if (last_seq - st["consumed_seq"].get<int64_t>() > 1000) {
+      // Only our own events since: move the cursor so the next look is short.
+      WARREN_RETURN_IF_ERROR(Step(id, [&](const Json& cur, store::Store::SessionStep*) -> Result<Json> {
+        Json next = cur;
+        Json s = State(cur);
+        s["consumed_seq"] = std::max(s["consumed_seq"].get<int64_t>(), last_seq);
+        next["_engine"] = s;
+        return next;
+      }));
     }
     return phase == "model";
   }
@@ -513,6 +527,9 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
     std::lock_guard<std::mutex> lock(mu_);
     inflight_.erase(id);
     started_here_.erase(id);
+    // Cancelled by shutdown: record nothing. The phase stays "model", so the
+    // next start closes the span and makes the call again.
+    if (stopping_ && !result.ok() && result.error().kind == models::ModelErrorKind::kCancelled) return false;
   }
 
   std::string now = Now();
@@ -535,11 +552,8 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
       s["phase"] = "idle";
       next["status"] = "idle";
       if (err.kind == models::ModelErrorKind::kCancelled) {
-        // An interrupt (or shutdown): the next consume settles the session.
-        if (token->cancelled()) {
-          s["phase"] = "idle";
-          out->append.push_back(IdleEvent(now, {{"type", "end_turn"}}));
-        }
+        // An interrupt: consuming the user.interrupt next settles the
+        // session with one status_idle.
       } else {
         Json e = Event("session.error", now);
         e["error"] = {{"type", err.SessionErrorType()},
@@ -698,19 +712,23 @@ Status Engine::Compact(const std::string& id, const Json& session, models::Model
   int64_t window = provider_->context_window(req->model);
   int64_t tokens = models::EstimateTokens(*req);
   if (tokens <= static_cast<int64_t>(options_.compaction_threshold * static_cast<double>(window))) return Status::Ok();
-  // Split at a user message that is not a tool result, leaving the recent
-  // tail verbatim.
+  // Split at a user message that is not a tool result: the earliest such
+  // boundary whose verbatim tail fits in half the window (so the next turns
+  // do not compact again at once), else the last one.
   const auto& msgs = req->messages;
-  if (msgs.size() <= options_.keep_recent_messages + 1) return Status::Ok();
-  size_t split = 0;
-  for (size_t i = msgs.size() - options_.keep_recent_messages; i > 0; i--) {
+  if (msgs.size() < 3) return Status::Ok();
+  std::vector<int64_t> tail_tokens(msgs.size() + 1, 0);
+  for (size_t i = msgs.size(); i-- > 0;)
+    tail_tokens[i] = tail_tokens[i + 1] + models::EstimateTokens(DumpJson(models::MessageToJson(msgs[i])));
+  size_t split = 0, last_boundary = 0;
+  for (size_t i = 1; i < msgs.size(); i++) {
     const Message& m = msgs[i];
     bool tool_result = !m.content.empty() && m.content.front().type == models::BlockType::kToolResult;
-    if (m.role == models::Role::kUser && !tool_result) {
-      split = i;
-      break;
-    }
+    if (m.role != models::Role::kUser || tool_result) continue;
+    last_boundary = i;
+    if (split == 0 && tail_tokens[i] <= window / 2) split = i;
   }
+  if (split == 0) split = last_boundary;
   if (split == 0) return Status::Ok();
   models::ModelRequest sum;
   sum.model = req->model;

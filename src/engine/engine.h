@@ -46,9 +46,8 @@ struct EngineOptions {
   int threads = 4;
   int64_t max_tokens = 8192;
   // Compact when the estimated prompt exceeds this fraction of the model's
-  // context window; keep at least this many recent messages verbatim.
+  // context window; the turns kept verbatim fit in half the window.
   double compaction_threshold = 0.8;
-  size_t keep_recent_messages = 6;
   // Upper bound of model calls in one turn without a client answer (guards
   // against a model looping on tool errors).
   int max_model_calls_per_turn = 100;

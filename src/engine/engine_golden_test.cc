@@ -30,7 +30,7 @@ std::string ReadFile(const fs::path& p) {
 // A whole service in-process: requests go through ApiService::Handle.
 class Harness {
  public:
-  explicit Harness(const std::string& script) {
+  explicit Harness(const std::string& script, int64_t context_window = 0) {
     char tmpl[] = "/tmp/warren_golden_XXXXXX";
     dir_ = mkdtemp(tmpl);
     store_ = std::move(store::SqliteStore::Open({dir_ + "/warren.db", "NORMAL"})).value();
@@ -39,6 +39,7 @@ class Harness {
     api_ = std::make_unique<api::ApiService>(store_.get(), &bus_, auth_.get(), Clock::Real());
     models::ScriptedOptions so;
     so.script_text = script;
+    if (context_window > 0) so.context_window = context_window;
     auto p = models::NewScriptedProvider(so);
     EXPECT_TRUE(p.ok()) << p.status().ToString();
     provider_ = std::move(p).value();
@@ -159,7 +160,7 @@ TEST_P(GoldenTest, Run) {
   auto parsed = ParseJson(ReadFile(file));
   ASSERT_TRUE(parsed.ok()) << file << ": " << parsed.status().ToString();
   const Json& g = *parsed;
-  Harness h(DumpJson(g.at("script")));
+  Harness h(DumpJson(g.at("script")), g.value("context_window", int64_t{0}));
   Json agent_body = {{"name", "golden"}, {"model", "scripted"}, {"tools", Json::array({{{"type", "agent_toolset_20260401"}}})}};
   if (g.contains("agent"))
     for (auto it = g["agent"].begin(); it != g["agent"].end(); ++it) agent_body[it.key()] = it.value();
@@ -209,6 +210,9 @@ TEST_P(GoldenTest, Run) {
                                                 << "\nnew events were:\n" << listing;
       }
       seen = events.size();
+    }
+    if (step.value("mark", false)) {
+      seen = h.Events(sid).size();
     }
     if (step.contains("session")) {
       Json s = h.Call("GET", "/v1/sessions/" + sid, nullptr);

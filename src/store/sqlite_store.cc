@@ -587,8 +587,11 @@ Result<Json> SqliteStore::StepSession(const std::string& id, const StepMutator& 
   WARREN_ASSIGN_OR_RETURN(auto stored, InsertEventsLocked(id, step.append));
   WARREN_RETURN_IF_ERROR(txn.Commit());
   if (hook) {
-    for (const Json& ev : step.replace) stored.push_back(StoredEvent{0, ev});
-    if (!stored.empty()) hook(stored);
+    // Updated events (earlier in the log) go out before the new ones.
+    std::vector<StoredEvent> ordered;
+    for (const Json& ev : step.replace) ordered.push_back(StoredEvent{0, ev});
+    ordered.insert(ordered.end(), stored.begin(), stored.end());
+    if (!ordered.empty()) hook(ordered);
   }
   return next;
 }

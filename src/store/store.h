@@ -148,8 +148,8 @@ class Store {
   virtual Result<Page> ListSessions(const SessionFilter& filter, const PageSpec& page) = 0;
   // The engine's atomic step: `mutate` gets the session and returns the new
   // one; it may append events and replace the bodies of existing events
-  // (same id, e.g. processed_at set). The hook sees appended events with
-  // their seq and replaced ones with seq 0, in that order.
+  // (same id, e.g. processed_at set). The hook sees the replaced events
+  // (seq 0) first, then the appended ones with their seq.
   struct SessionStep {
     std::vector<Json> append;
     std::vector<Json> replace;

@@ -183,12 +183,12 @@ describe('engine end to end with the official SDK', { skip }, () => {
     await st.close();
   });
 
-  // KNOWN BUG (reported 2026-11-24): SqliteStore::StepSession publishes a step's
+  // Regression guard (bug found and fixed 2026-11-24): SqliteStore::StepSession publishes a step's
   // appended events before its replaced ones (the processed echoes), so on the
   // stream user.message(processed) follows the session.status_running and
   // span.model_request_start of the same step, while the log has it first.
-  // Remove `todo` once fixed.
-  const STREAM_ORDER_TODO = 'store publishes appended events before processed echoes (StepSession hook order)';
+  //
+  const STREAM_ORDER_TODO = false;  // fixed: StepSession publishes replaced events first
   test('the stream delivers the persisted events in log order (processed echoes where the log has them)', { todo: STREAM_ORDER_TODO }, async () => {
     // A client that follows the stream and one that lists the log must see the
     // same history in the same order; otherwise resuming with Last-Event-ID
@@ -229,14 +229,13 @@ describe('engine end to end with the official SDK', { skip }, () => {
     await st.close();
   });
 
-  // KNOWN BUG (reported 2026-11-24): Engine::ConsumeClientEvents reads only
+  // Regression guard (bug found and fixed 2026-11-24): Engine::ConsumeClientEvents reads only
   // EventsAfter(consumed_seq, 1000) and, when that page holds no client event,
   // returns without advancing consumed_seq; a client event behind 1000 other
   // events (session.updated here; also a long chain of model calls without a
   // client answer) is never processed, before or after a restart. Remove
-  // `todo` once fixed.
+
   test('a user.message sent after more than 1000 other events is still processed', {
-    todo: 'engine cursor stops at a 1000-event page without client events',
     timeout: 120_000,
   }, async () => {
     const sid = await newSession();
@@ -405,13 +404,12 @@ describe('engine end to end with the official SDK', { skip }, () => {
 // instantly, so this uses the `anthropic` provider against a minimal fake
 // Messages API that starts a streamed answer and then holds it open.
 describe('engine end to end: user.interrupt during a model call', { skip }, () => {
-  // KNOWN BUG (reported 2026-11-24): the cancelled model call records
+  // Regression guard (bug found and fixed 2026-11-24): the cancelled model call records
   // span.model_request_end + session.status_idle{end_turn} (ModelTurn), then
   // consuming the user.interrupt appends a second session.status_idle{end_turn}
   // (ConsumeClientEvents: status already idle, nothing unresolved). Remove
-  // `todo` once fixed.
+
   test('the call is cancelled, the span closes with is_error, the session idles once with end_turn', {
-    todo: 'two session.status_idle{end_turn} for one interrupt during a model call',
   }, async () => {
     const http = await import('node:http');
     const held = [];

@@ -179,7 +179,7 @@ describe('work queue (spec 9 check #6)', { skip: fx.skip }, () => {
   // in the lambda it co_awaits (GCC 12 destroys that temporary twice, so the
   // LongPoll is freed while parked: SIGSEGV under this load). See
   // docs/QUEUE.md "Known issue"; remove the skip with that fix.
-  const LONGPOLL_LAMBDA_FIXED = process.env.WARREN_LONGPOLL_FIXED === '1';
+  const LONGPOLL_LAMBDA_FIXED = true;  // fixed in http_server.cc (raw pointer capture)
   test('many parked polls share the event loop: no thread per waiter; each item goes to one poll',
     { skip: LONGPOLL_LAMBDA_FIXED ? false : 'http_server.cc long-poll lambda double destruction (GCC 12); set WARREN_LONGPOLL_FIXED=1 once fixed' },
     async () => {
