@@ -23,6 +23,9 @@
 #include "http/http_server.h"
 #include "queue/work_queue.h"
 #include "store/sqlite_store.h"
+#ifdef WARREN_HAVE_SANDBOX_CLI
+#include "sandbox/cli.h"
+#endif
 
 namespace warren::cli {
 namespace {
@@ -158,6 +161,11 @@ int main(int argc, char** argv) {
   auto* create_env = create->add_subcommand("environment", "An environment key (Bearer) for ENV_ID");
   create_env->add_option("ENV_ID", env_id, "Environment id")->required();
   create_env->add_option("--data-dir", key_dir, "Data directory");
+
+#ifdef WARREN_HAVE_SANDBOX_CLI
+  // warren sandbox ... / warren snapshot ... (docs/SANDBOX.md)
+  sandbox::RegisterSandboxCommands(app);
+#endif
 
   CLI11_PARSE(app, argc, argv);
 
