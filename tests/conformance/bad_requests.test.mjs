@@ -5,7 +5,8 @@
 //
 // Row fields: name, method, path, [auth: api|none|bad_api|bad_bearer|env],
 // [headers], [body (raw string) | body_b64 | body_gen: "oversize"], status,
-// error_type, [message_contains], [why]. In path and body, {agent_id}, {env_id},
+// error_type, [message_contains], [why], [todo: "server: <known bug>" marks a row
+// the server fails today; it still runs and reports]. In path and body, {agent_id}, {env_id},
 // {env_name}, {env_b_id}, {cloud_env_id}, {session_id}, {session_b_id},
 // {cloud_session_id}, {opus_session_id}, {archived_session_id},
 // {sessions_asc_cursor}, {events_asc_cursor} name fixtures made below;
@@ -148,7 +149,7 @@ describe('bad requests (tests/golden/api/bad_requests.jsonl)', { skip: fx.skip }
   });
 
   for (const row of rows) {
-    test(`${row.method} ${row.path}: ${row.name} -> ${row.status} ${row.error_type}`, async () => {
+    test(`${row.method} ${row.path}: ${row.name} -> ${row.status} ${row.error_type}`, { todo: row.todo }, async () => {
       const isWrite = row.method !== 'GET';
       const before = isWrite ? await snapshot() : null;
       const headers = { 'anthropic-version': '2023-06-01', ...authHeaders(row.auth) };
