@@ -122,6 +122,17 @@ struct Parked {
   bool pending = false;
 };
 
+// A waker callable from any thread: wakes `parked` on the I/O thread.
+static std::function<void()> MakeWaker(std::shared_ptr<LoopRef> loop, std::shared_ptr<Parked> parked) {
+  return [loop, parked] {
+    loop->Post([parked] {
+      if (!parked->alive) return;
+      parked->pending = true;
+      parked->timer->cancel();
+    });
+  };
+}
+
 struct HttpServer::Impl {
   ServerOptions opts;
   Handler handler;
@@ -335,14 +346,7 @@ awaitable<void> HttpServer::Impl::Serve(Socket socket, std::string remote) {
       parked->timer = &timer;
       parked_now = parked;
       phase = Phase::kParked;
-      auto loop_ref = loop;
-      poll->SetWaker([loop_ref, parked] {
-        loop_ref->Post([parked] {
-          if (!parked->alive) return;
-          parked->pending = true;
-          parked->timer->cancel();
-        });
-      });
+      poll->SetWaker(MakeWaker(loop, parked));
       auto deadline = std::chrono::steady_clock::now() + poll->Timeout();
       std::optional<HttpResponse> done;
       bool deadline_passed = false;
@@ -401,14 +405,7 @@ awaitable<void> HttpServer::Impl::Serve(Socket socket, std::string remote) {
       parked->timer = &timer;
       parked_now = parked;
       phase = Phase::kParked;
-      auto loop_ref = loop;
-      src->SetWaker([loop_ref, parked] {
-        loop_ref->Post([parked] {
-          if (!parked->alive) return;
-          parked->pending = true;
-          parked->timer->cancel();
-        });
-      });
+      src->SetWaker(MakeWaker(loop, parked));
       // Detect the peer closing while we only write. The read must not
       // inherit the write deadline (basic_stream arms a read's timer when it
       // starts): a stream may stay silent for hours.

@@ -543,24 +543,9 @@ Result<Json> SqliteStore::GetSession(const std::string& id) {
 }
 
 Result<Json> SqliteStore::UpdateSession(const std::string& id, const SessionMutator& mutate, const CommitHook& hook) {
-  std::lock_guard<std::mutex> lock(mu_);
-  Txn txn(db_);
-  WARREN_RETURN_IF_ERROR(txn.status());
-  Stmt st(db_, "SELECT body FROM sessions WHERE id = ?");
-  st.Bind({id});
-  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
-  if (!row) return Status::NotFound("session " + id + " not found");
-  WARREN_ASSIGN_OR_RETURN(Json current, st.JsonCol(0));
-  std::vector<Json> events;
-  WARREN_ASSIGN_OR_RETURN(Json next, mutate(current, &events));
-  Stmt up(db_, "UPDATE sessions SET status = ?, archived = ?, body = ? WHERE id = ?");
-  up.Bind({next.at("status").get<std::string>(), int64_t{next.value("archived_at", Json()).is_null() ? 0 : 1},
-           DumpJson(next), id});
-  WARREN_RETURN_IF_ERROR(up.Exec());
-  WARREN_ASSIGN_OR_RETURN(auto stored, InsertEventsLocked(id, events));
-  WARREN_RETURN_IF_ERROR(txn.Commit());
-  if (hook && !stored.empty()) hook(stored);
-  return next;
+  // An update is a step that only appends.
+  return StepSession(
+      id, [&](const Json& current, SessionStep* step) { return mutate(current, &step->append); }, hook);
 }
 
 Result<Json> SqliteStore::StepSession(const std::string& id, const StepMutator& mutate, const CommitHook& hook) {
