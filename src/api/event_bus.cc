@@ -28,6 +28,7 @@ bool SseStream::Pull(std::vector<std::shared_ptr<const std::string>>* out) {
   if (overflowed_) return false;
   for (auto& [seq, frame] : queue_) out->push_back(std::move(frame));
   queue_.clear();
+  queued_bytes_ = 0;
   return !ended_;
 }
 
@@ -52,9 +53,10 @@ void SseStream::Push(int64_t seq, std::shared_ptr<const std::string> frame) {
       if (seq <= high_water_) return;  // already replayed
       high_water_ = seq;
     }
-    if (queue_.size() >= max_queue_) {
+    if (queue_.size() >= max_queue_ || queued_bytes_ + frame->size() > kMaxQueuedBytes) {
       overflowed_ = true;  // slow consumer: disconnect
     } else {
+      queued_bytes_ += frame->size();
       queue_.emplace_back(seq, std::move(frame));
     }
     wake = waker_;
@@ -84,6 +86,8 @@ void SseStream::Replay(const std::vector<store::StoredEvent>& events) {
   for (auto& item : queue_)
     if (item.first == 0 || item.first > hw) merged.push_back(std::move(item));
   queue_ = std::move(merged);
+  queued_bytes_ = 0;
+  for (const auto& item : queue_) queued_bytes_ += item.second->size();
   high_water_ = std::max(high_water_, hw);
 }
 

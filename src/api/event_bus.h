@@ -2,9 +2,10 @@
 // streams. Publishing happens inside the store's commit critical section
 // (CommitHook), so every subscriber sees a session's events in commit order.
 //
-// Each subscriber (SseStream) has a bounded queue; one that falls behind by
-// more than its bound is disconnected (it can resume by re-listing). Frames
-// are serialised once and shared by all subscribers. Thread-safe.
+// Each subscriber (SseStream) has a queue bounded in frames and in bytes; one
+// that falls behind by more than either bound is disconnected (it can resume
+// by re-listing or with Last-Event-ID). Frames are serialised once and shared
+// by all subscribers. Thread-safe.
 #pragma once
 
 #include <deque>
@@ -29,6 +30,7 @@ class EventBus;
 // One live stream of one session. Created by EventBus::Subscribe.
 class SseStream final : public http::StreamSource, public std::enable_shared_from_this<SseStream> {
  public:
+  static constexpr size_t kMaxQueuedBytes = 8 << 20;
   SseStream(EventBus* bus, std::string session_id, size_t max_queue, std::set<std::string> deltas);
   ~SseStream() override;
 
@@ -58,6 +60,7 @@ class SseStream final : public http::StreamSource, public std::enable_shared_fro
   std::mutex mu_;
   std::function<void()> waker_;
   std::deque<std::pair<int64_t, std::shared_ptr<const std::string>>> queue_;
+  size_t queued_bytes_ = 0;
   int64_t high_water_ = 0;
   bool ended_ = false;
   bool overflowed_ = false;

@@ -182,6 +182,22 @@ static awaitable<beast::error_code> WriteResponse(Stream& stream, const HttpResp
   co_return ec;
 }
 
+// Reads and discards up to `bytes` (bounded by kDrainCap and 30 s) so that a
+// client still writing a rejected body reads the answer instead of a reset.
+constexpr uint64_t kDrainCap = uint64_t{1} << 30;
+template <class Stream>
+static awaitable<void> Drain(Stream& stream, uint64_t bytes) {
+  bytes = std::min(bytes, kDrainCap);
+  stream.expires_after(std::chrono::seconds(30));
+  static thread_local char sink[65536];
+  while (bytes > 0) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(bytes, sizeof sink));
+    auto [ec, got] = co_await stream.async_read_some(asio::buffer(sink, want), kTuple);
+    if (ec) break;
+    bytes -= got;
+  }
+}
+
 template <class Acceptor>
 awaitable<void> HttpServer::Impl::AcceptLoop(Acceptor& acceptor) {
   for (;;) {
@@ -264,10 +280,15 @@ awaitable<void> HttpServer::Impl::Serve(Socket socket, std::string remote) {
         co_await WriteResponse(stream, RenderError(431, "invalid_request_error", "request headers too large", rid),
                                rid, false, 11);
       } else if (ec == bhttp::error::body_limit) {
+        // Content-Length over the limit: answer 413, then read and discard
+        // the body so the client (still sending) gets the answer, not a reset.
+        uint64_t declared = parser.content_length().value_or(0);
+        size_t buffered = buffer.size();
         co_await WriteResponse(stream,
                                RenderError(413, "request_too_large",
                                            "request body exceeds " + std::to_string(opts.max_body_bytes) + " bytes", rid),
                                rid, false, 11);
+        co_await Drain(stream, declared > buffered ? declared - buffered : 0);
       } else if (ec != bhttp::error::end_of_stream && ec != beast::error::timeout &&
                  ec != asio::error::operation_aborted && ec != asio::error::connection_reset &&
                  ec != asio::error::eof && buffer.size() > 0) {
@@ -288,17 +309,8 @@ awaitable<void> HttpServer::Impl::Serve(Socket socket, std::string remote) {
                                              "request body exceeds " + std::to_string(opts.max_body_bytes) + " bytes",
                                              rid),
                                  rid, false, version);
-          // Drain (bounded) so the client reads the answer, not a reset.
-          stream.expires_after(std::chrono::seconds(2));
-          beast::error_code ignored;
-          stream.socket().shutdown(Protocol::socket::shutdown_send, ignored);
-          char sink[16384];
-          size_t drained = 0;
-          while (drained < (64u << 20)) {
-            auto [e3, got] = co_await stream.async_read_some(asio::buffer(sink), kTuple);
-            if (e3) break;
-            drained += got;
-          }
+          // Chunked body over the limit: drain what the client still sends.
+          co_await Drain(stream, kDrainCap);
         } else if (ec2 == beast::error::timeout) {
           co_await WriteResponse(stream, RenderError(408, "timeout_error", "request body read timed out", rid), rid,
                                  false, version);

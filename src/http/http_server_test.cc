@@ -199,6 +199,19 @@ TEST_F(HttpServerTest, SilentStreamOutlivesWriteTimeout) {
   EXPECT_FALSE(source->closed.load());
 }
 
+TEST_F(HttpServerTest, StalledConsumerIsCutByWriteDeadline) {
+  ServerOptions o;
+  o.write_timeout = std::chrono::seconds(1);
+  Start(o);
+  Conn c(server_->port());  // never reads after the headers
+  c.Send("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+  c.ReadUntil("text/event-stream");
+  std::string big(1 << 20, 'x');
+  for (int i = 0; i < 64; i++) source->Push("data: " + big + "\n\n");
+  for (int i = 0; i < 100 && !source->closed.load(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_TRUE(source->closed.load());
+}
+
 TEST_F(HttpServerTest, LongPollWakesAndTimesOut) {
   Start();
   {
