@@ -124,6 +124,14 @@ class BtrfsPool final : public StoragePool {
     if (umount2(root_.c_str(), 0) != 0 && umount2(root_.c_str(), MNT_DETACH) != 0) {
       return ErrnoStatus("umount " + root_);
     }
+    // LO_FLAGS_AUTOCLEAR detaches the loop device asynchronously once the
+    // last reference is gone (later under load); wait, bounded, so that a
+    // caller sees the device released when Unmount returns.
+    if (!loopdev_.empty()) {
+      std::string backing = "/sys/block/" + loopdev_.substr(loopdev_.rfind('/') + 1) + "/loop/backing_file";
+      for (int i = 0; i < 500 && access(backing.c_str(), F_OK) == 0; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
     return Status::Ok();
   }
 
