@@ -463,6 +463,18 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
   if (agent["system"].is_string()) req.system.push_back(ContentBlock::Text(agent["system"].get<std::string>()));
   req.tools = ToolsForAgent(agent["tools"]);
   req.max_tokens = options_.max_tokens;
+  // Extended thinking follows the agent's `effort` (spec 1.1: model config);
+  // thinking blocks come back as agent.thinking.
+  if (agent["model"].contains("effort")) {
+    const Json& e = agent["model"]["effort"];
+    std::string effort = e.is_string() ? e.get<std::string>() : e.value("type", "");
+    static const std::map<std::string, int64_t> kBudget = {{"medium", 4096}, {"high", 8192}, {"xhigh", 16384}, {"max", 32000}};
+    if (auto it = kBudget.find(effort); it != kBudget.end()) {
+      req.thinking.enabled = true;
+      req.thinking.budget_tokens = it->second;
+      req.max_tokens = std::max<int64_t>(req.max_tokens, it->second + 4096);
+    }
+  }
   for (const Json& m : st["messages"]) {
     auto msg = models::MessageFromJson(m);
     if (!msg.ok()) return msg.status().WithContext("engine state of " + id);
