@@ -22,6 +22,11 @@ bool Principal::CanAccessEnvironment(const std::string& env_id) const {
   return false;
 }
 
+Status RequireOrg(const Principal& p) {
+  if (!p.is_org()) return Status::PermissionDenied("this operation requires an organization API key (x-api-key)");
+  return Status::Ok();
+}
+
 Result<Principal> Authenticator::Authenticate(const http::HttpRequest& req) const {
   std::string key;
   if (const std::string* k = req.headers.Find("x-api-key"); k && !k->empty()) {

@@ -30,6 +30,9 @@ struct Principal {
   bool CanAccessEnvironment(const std::string& env_id) const;
 };
 
+// PermissionDenied unless `p` is an organization API key.
+Status RequireOrg(const Principal& p);
+
 class Authenticator final {
  public:
   explicit Authenticator(store::Store* store) : store_(store) {}

@@ -6,11 +6,6 @@
 namespace warren::api {
 namespace {
 
-Status RequireOrg(const Principal& p) {
-  if (!p.is_org()) return Status::PermissionDenied("this operation requires an organization API key (x-api-key)");
-  return Status::Ok();
-}
-
 Result<Json> StringArray(const Json& obj, const char* key, const std::string& path, size_t max_items) {
   if (!obj.contains(key) || obj[key].is_null()) return Json::array();
   const Json& a = obj[key];

@@ -167,11 +167,6 @@ Json PageBody(const store::Page& page, const store::PageSpec& spec, bool bidirec
   return body;
 }
 
-static Status RequireOrg(const Principal& p) {
-  if (!p.is_org()) return Status::PermissionDenied("this operation requires an organization API key (x-api-key)");
-  return Status::Ok();
-}
-
 // ------------------------------------------------------------------- agents
 
 // Validates and applies agent fields from `body` onto `agent` (create: all
