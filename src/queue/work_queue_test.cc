@@ -331,6 +331,36 @@ TEST_F(WorkQueueTest, LeaseExpiryRequeuesAndOldHolderGets412) {
   EXPECT_EQ(Beat(id, t2).status, 412);
 }
 
+// A sessions token dies with its holder's lease: after lease expiry the old
+// holder cannot read or post to the session, the new claimant's token works,
+// and stopping the item revokes that one too.
+TEST_F(WorkQueueTest, SessionsTokenRevokedOnLeaseLossAndStop) {
+  std::string sid = NewSession(env_);
+  Json w = Poll().json;
+  std::string id = w["id"], old_token = TokenOf(w);
+  ASSERT_EQ(Ack(id).status, 200);
+  ASSERT_EQ(Beat(id, "NO_HEARTBEAT").status, 200);
+  EXPECT_EQ(Call("GET", "/v1/sessions/" + sid, nullptr, old_token).status, 200);
+  clock_.Advance(91 * kSec);
+  ASSERT_EQ(Get(id).json["state"], "queued");
+  Reply denied = Call("GET", "/v1/sessions/" + sid, nullptr, old_token);
+  EXPECT_EQ(denied.status, 401) << denied.json.dump();
+  EXPECT_EQ(denied.json["error"]["type"], "authentication_error");
+
+  Json again = Poll().json;
+  ASSERT_EQ(again["id"], id);
+  std::string new_token = TokenOf(again);
+  ASSERT_NE(new_token, old_token);
+  ASSERT_EQ(Ack(id).status, 200);
+  ASSERT_EQ(Beat(id, "NO_HEARTBEAT", "", new_token).status, 200);
+  EXPECT_EQ(Call("GET", "/v1/sessions/" + sid, nullptr, new_token).status, 200);
+  EXPECT_EQ(Call("GET", "/v1/sessions/" + sid, nullptr, old_token).status, 401);
+  ASSERT_EQ(StopReq(id, true).json["state"], "stopped");
+  EXPECT_EQ(Call("GET", "/v1/sessions/" + sid, nullptr, new_token).status, 401);
+  // The environment key is untouched.
+  EXPECT_EQ(Call("GET", "/v1/sessions/" + sid, nullptr, env_key_).status, 200);
+}
+
 TEST_F(WorkQueueTest, AckedButNeverHeartbeatExpiresAfterTtl) {
   NewSession(env_);
   Json w = Poll().json;
@@ -664,7 +694,7 @@ TEST_F(WorkQueueTest, StoreEnforcesOneLiveItemPerSession) {
   dup.state = "queued";
   dup.body = Json::object();
   EXPECT_EQ(store_->CreateWork(dup).code(), Code::kConflict);
-  EXPECT_EQ(store_->schema_version(), 2);
+  EXPECT_EQ(store_->schema_version(), 3);  // 3 = keys indexed by work item
   auto live = store_->UnstoppedWorkForSession(sid);
   ASSERT_TRUE(live.ok());
   ASSERT_EQ(live->size(), 1u);

@@ -184,6 +184,10 @@ CREATE TABLE work_workers (
   last_poll_at INTEGER NOT NULL,
   PRIMARY KEY (environment_id, worker_id));
 )sql",
+    // 3: sessions tokens are revoked by work item (UpdateWork).
+    R"sql(
+CREATE INDEX keys_work ON keys(work_id) WHERE work_id IS NOT NULL;
+)sql"
 };
 
 std::string KindName(KeyKind k) {
@@ -826,6 +830,13 @@ Result<WorkRecord> SqliteStore::UpdateWork(const std::string& id, const std::fun
                          next.last_heartbeat == cur->last_heartbeat && next.ttl_seconds == cur->ttl_seconds &&
                          next.body == cur->body;
   if (!unchanged) WARREN_RETURN_IF_ERROR(WriteWorkLocked(next));
+  const bool held = cur->state == "starting" || cur->state == "active" || cur->state == "stopping";
+  if ((next.state == "stopped" && cur->state != "stopped") || (held && next.state == "queued")) {
+    Stmt del(db_, "DELETE FROM keys WHERE kind = 'session' AND work_id = ?");
+    WARREN_RETURN_IF_ERROR(del.prepared());
+    del.Bind({next.id});
+    WARREN_RETURN_IF_ERROR(del.Exec());
+  }
   WARREN_RETURN_IF_ERROR(txn.Commit());
   return next;
 }

@@ -189,7 +189,10 @@ class Store {
   virtual Result<WorkRecord> GetWork(const std::string& id);
   // Read-modify-write in one transaction; `mutate` edits the record (not its
   // id, environment or session) or returns an error that aborts. A mutation
-  // that changes nothing writes nothing.
+  // that changes nothing writes nothing. In the same transaction, the item's
+  // sessions tokens (KeyKind::kSession with its work_id) are revoked when it
+  // becomes `stopped` or loses its lease (starting/active/stopping ->
+  // queued), so a worker that lost the item cannot keep posting for it.
   virtual Result<WorkRecord> UpdateWork(const std::string& id, const std::function<Status(WorkRecord*)>& mutate);
   // Atomically claims the oldest queued item of `environment_id` that was
   // never delivered or last delivered at or before `redeliver_before`: sets
