@@ -25,6 +25,7 @@ std::vector<Key> Keys(ServeConfig* c) {
       {"worker_threads", "WARREN_WORKER_THREADS", Key::kInt, &c->worker_threads},
       {"sse_keepalive_ms", "WARREN_SSE_KEEPALIVE_MS", Key::kInt, &c->sse_keepalive_ms},
       {"engine_threads", "WARREN_ENGINE_THREADS", Key::kInt, &c->engine_threads},
+      {"work_lease_ttl_seconds", "WARREN_WORK_LEASE_TTL_SECONDS", Key::kInt, &c->work_lease_ttl_seconds},
       // Environment shortcuts into the "model" object.
       {"provider", "WARREN_MODEL_PROVIDER", Key::kModelField, &c->model},
       {"script", "WARREN_MODEL_SCRIPT", Key::kModelField, &c->model},
@@ -61,6 +62,8 @@ Status Check(const ServeConfig& c) {
   if (c.sse_keepalive_ms < 100) return Status::InvalidArgument("sse_keepalive_ms must be at least 100");
   if (c.max_body_bytes < 1024) return Status::InvalidArgument("max_body_bytes must be at least 1024");
   if (c.engine_threads < 1 || c.engine_threads > 1024) return Status::InvalidArgument("engine_threads must be 1..1024");
+  if (c.work_lease_ttl_seconds < 1 || c.work_lease_ttl_seconds > 600)
+    return Status::InvalidArgument("work_lease_ttl_seconds must be 1..600");
   return Status::Ok();
 }
 

@@ -22,6 +22,10 @@ struct ServeConfig {
   int worker_threads = 4;
   int sse_keepalive_ms = 15000;
   int engine_threads = 4;
+  // Work-queue lease TTL reported to workers (spec 3.3: heartbeat every
+  // ttl/2). Lower it for fault tests; desired_ttl_seconds may not go below
+  // min(30, this).
+  int work_lease_ttl_seconds = 90;
   // The model provider (models::ModelConfigFromJson keys); scripted offline
   // by default.
   Json model = Json{{"provider", "scripted"}};

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -91,7 +92,10 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   api::ApiOptions api_opts;
   api_opts.sse_keepalive = std::chrono::milliseconds(cfg.sse_keepalive_ms);
   api::ApiService service(store.get(), &bus, &auth, Clock::Real(), api_opts);
-  queue::WorkQueue work_queue(store.get(), &auth, Clock::Real());  // spec 3.3; engine calls EnsureWork
+  queue::WorkQueueOptions queue_opts;
+  queue_opts.default_ttl_seconds = cfg.work_lease_ttl_seconds;
+  queue_opts.min_ttl_seconds = std::min(queue_opts.min_ttl_seconds, cfg.work_lease_ttl_seconds);
+  queue::WorkQueue work_queue(store.get(), &auth, Clock::Real(), queue_opts);  // spec 3.3; engine calls EnsureWork
   work_queue.RegisterRoutes(&service);
   service.add_observer(&work_queue);
   work_queue.Start();

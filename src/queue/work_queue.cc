@@ -289,7 +289,11 @@ Result<Json> WorkQueue::Heartbeat(const std::string& environment_id, const std::
     out = HeartbeatBody(*w, true);
     return Status::Ok();
   });
-  if (!r.ok()) return r.status();
+  if (!r.ok()) {
+    log::Debug("work.heartbeat", {{"work_id", work_id}, {"status", r.status().ToString()}});
+    return r.status();
+  }
+  log::Debug("work.heartbeat", {{"work_id", work_id}, {"state", out.value("state", "")}});
   return out;
 }
 
