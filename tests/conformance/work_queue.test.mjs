@@ -175,13 +175,9 @@ describe('work queue (spec 9 check #6)', { skip: fx.skip }, () => {
     assert.equal(done.state, 'stopped');
   });
 
-  // Skipped until src/http/http_server.cc stops capturing the poll's shared_ptr
-  // in the lambda it co_awaits (GCC 12 destroys that temporary twice, so the
-  // LongPoll is freed while parked: SIGSEGV under this load). See
-  // docs/QUEUE.md "Known issue"; remove the skip with that fix.
-  const LONGPOLL_LAMBDA_FIXED = true;  // fixed in http_server.cc (raw pointer capture)
+  // Regression guard for the GCC 12 double destruction of a lambda temporary
+  // inside co_await (docs/QUEUE.md): 48 parked polls crashed the server.
   test('many parked polls share the event loop: no thread per waiter; each item goes to one poll',
-    { skip: LONGPOLL_LAMBDA_FIXED ? false : 'http_server.cc long-poll lambda double destruction (GCC 12); set WARREN_LONGPOLL_FIXED=1 once fixed' },
     async () => {
     const threads = () => {
       const m = readFileSync(`/proc/${fx.srv.pid}/status`, 'utf8').match(/^Threads:\s+(\d+)/m);
@@ -212,7 +208,7 @@ describe('work queue (spec 9 check #6)', { skip: fx.skip }, () => {
   test('stats counts workers_polling by Anthropic-Worker-ID', async () => {
     const stats = await work().stats(env.id);
     assert.equal(stats.type, 'work_queue_stats');
-    assert.equal(stats.workers_polling, 2 + (LONGPOLL_LAMBDA_FIXED ? 48 : 0), 'w1, w2 (and the parked pollers) polled in the last 30 s');
+    assert.equal(stats.workers_polling, 2 + 48, 'w1, w2 (and the parked pollers) polled in the last 30 s');
     assert.equal(stats.depth, 0);
     assert.equal(stats.pending, 0);
     assert.equal(stats.oldest_queued_at, null);
