@@ -167,7 +167,10 @@ Result<BashExecResult> BashSession::Exec(const std::string& command, double time
     }
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, std::chrono::milliseconds(written < pending.size() ? 5 : 50));
+      // Test before sleeping: output that arrived before this wait began
+      // already notified (a plain wait_for here cost fast commands 50 ms).
+      cv_.wait_for(lock, std::chrono::milliseconds(written < pending.size() ? 5 : 50),
+                   [&] { return eof_ || buf_.find(sentinel) != std::string::npos; });
       found = buf_.find(sentinel);
       if (found != std::string::npos) {
         buf = buf_;
