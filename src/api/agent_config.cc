@@ -1,6 +1,7 @@
 #include "api/agent_config.h"
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -97,6 +98,45 @@ Result<Json> NormalizeModel(const Json& model, std::string_view path) {
   return out;
 }
 
+// The `default_config` and `configs` of a toolset entry `t` at `p`
+// (agent_toolset_20260401 and mcp_toolset share the shape). Unknown fields
+// and duplicate names are errors; `check_name` may reject a name.
+struct ToolsetConfigs {
+  Json def;                                    // the normalized default_config
+  std::vector<std::pair<std::string, Json>> per_tool;  // in request order
+};
+Result<ToolsetConfigs> ParseToolsetConfigs(const Json& t, const std::string& p, size_t max_name,
+                                           const std::function<Status(const std::string&, const std::string&)>& check_name) {
+  ToolsetConfigs out;
+  out.def = {{"enabled", true}, {"permission_policy", {{"type", "always_allow"}}}};
+  if (t.contains("default_config") && !t["default_config"].is_null()) {
+    std::string dp = JoinPath(p, "default_config");
+    WARREN_RETURN_IF_ERROR(ExpectObject(t["default_config"], dp));
+    WARREN_RETURN_IF_ERROR(ExpectKnownFields(t["default_config"], {"enabled", "permission_policy"}, dp));
+    WARREN_ASSIGN_OR_RETURN(out.def, NormalizeToolConfig(t["default_config"], dp, out.def));
+  }
+  if (!t.contains("configs") || t["configs"].is_null()) return out;
+  const Json& cs = t["configs"];
+  if (!cs.is_array()) return Invalid(JoinPath(p, "configs"), "expected an array");
+  std::set<std::string> seen;
+  for (size_t j = 0; j < cs.size(); j++) {
+    std::string cp = IndexPath(JoinPath(p, "configs"), j);
+    WARREN_RETURN_IF_ERROR(ExpectObject(cs[j], cp));
+    WARREN_RETURN_IF_ERROR(ExpectKnownFields(cs[j], {"name", "enabled", "permission_policy"}, cp));
+    std::optional<std::string> name;
+    WARREN_RETURN_IF_ERROR(ReadString(cs[j], "name", cp, {.required = true, .min = 1, .max = max_name}, &name));
+    if (check_name) WARREN_RETURN_IF_ERROR(check_name(*name, JoinPath(cp, "name")));
+    if (!seen.insert(*name).second) return Invalid(JoinPath(cp, "name"), "duplicate config for tool '" + *name + "'");
+    WARREN_ASSIGN_OR_RETURN(Json c, NormalizeToolConfig(cs[j], cp, out.def));
+    out.per_tool.emplace_back(*name, std::move(c));
+  }
+  return out;
+}
+
+Json ConfigEntry(const std::string& name, const Json& c) {
+  return {{"name", name}, {"enabled", c["enabled"]}, {"permission_policy", c["permission_policy"]}};
+}
+
 Result<Json> NormalizeTools(const Json& tools, std::string_view path) {
   if (tools.is_null()) return Json::array();
   if (!tools.is_array()) return Invalid(path, "expected an array, got " + std::string(JsonTypeName(tools)));
@@ -115,33 +155,19 @@ Result<Json> NormalizeTools(const Json& tools, std::string_view path) {
       WARREN_RETURN_IF_ERROR(ExpectKnownFields(t, {"type", "default_config", "configs"}, p));
       if (have_toolset) return Invalid(p, "agent_toolset_20260401 may appear only once");
       have_toolset = true;
-      Json def = {{"enabled", true}, {"permission_policy", {{"type", "always_allow"}}}};
-      if (t.contains("default_config") && !t["default_config"].is_null()) {
-        WARREN_RETURN_IF_ERROR(ExpectObject(t["default_config"], JoinPath(p, "default_config")));
-        WARREN_RETURN_IF_ERROR(ExpectKnownFields(t["default_config"], {"enabled", "permission_policy"}, JoinPath(p, "default_config")));
-        WARREN_ASSIGN_OR_RETURN(def, NormalizeToolConfig(t["default_config"], JoinPath(p, "default_config"), def));
-      }
-      std::map<std::string, Json> per;
-      if (t.contains("configs") && !t["configs"].is_null()) {
-        const Json& cs = t["configs"];
-        if (!cs.is_array()) return Invalid(JoinPath(p, "configs"), "expected an array");
-        for (size_t j = 0; j < cs.size(); j++) {
-          std::string cp = IndexPath(JoinPath(p, "configs"), j);
-          WARREN_RETURN_IF_ERROR(ExpectObject(cs[j], cp));
-          WARREN_RETURN_IF_ERROR(ExpectKnownFields(cs[j], {"name", "enabled", "permission_policy"}, cp));
-          std::optional<std::string> name;
-          WARREN_RETURN_IF_ERROR(ReadString(cs[j], "name", cp, {.required = true, .min = 1, .max = 64}, &name));
-          if (!IsBuiltin(*name))
-            return Invalid(JoinPath(cp, "name"), "unknown tool '" + *name +
-                                                     "' (expected bash, edit, read, write, glob, grep, web_fetch or web_search)");
-          if (per.count(*name)) return Invalid(JoinPath(cp, "name"), "duplicate config for tool '" + *name + "'");
-          WARREN_ASSIGN_OR_RETURN(per[*name], NormalizeToolConfig(cs[j], cp, def));
-        }
-      }
+      WARREN_ASSIGN_OR_RETURN(
+          ToolsetConfigs tc,
+          ParseToolsetConfigs(t, p, 64, [](const std::string& name, const std::string& np) -> Status {
+            if (IsBuiltin(name)) return Status::Ok();
+            return Invalid(np, "unknown tool '" + name +
+                                   "' (expected bash, edit, read, write, glob, grep, web_fetch or web_search)");
+          }));
+      const Json& def = tc.def;
+      std::map<std::string, Json> per(tc.per_tool.begin(), tc.per_tool.end());
       Json configs = Json::array();
       for (std::string_view name : kBuiltinTools) {
-        Json c = per.count(std::string(name)) ? per[std::string(name)] : def;
-        configs.push_back({{"name", name}, {"enabled", c["enabled"]}, {"permission_policy", c["permission_policy"]}});
+        auto it = per.find(std::string(name));
+        configs.push_back(ConfigEntry(std::string(name), it != per.end() ? it->second : def));
       }
       out.push_back({{"type", *type}, {"default_config", def}, {"configs", configs}});
     } else if (*type == "mcp_toolset") {
@@ -149,25 +175,10 @@ Result<Json> NormalizeTools(const Json& tools, std::string_view path) {
       std::optional<std::string> server;
       WARREN_RETURN_IF_ERROR(ReadString(t, "mcp_server_name", p, {.required = true, .min = 1, .max = 255}, &server));
       if (!mcp_names.insert(*server).second) return Invalid(p, "duplicate mcp_toolset for server '" + *server + "'");
-      Json def = {{"enabled", true}, {"permission_policy", {{"type", "always_allow"}}}};
-      if (t.contains("default_config") && !t["default_config"].is_null()) {
-        WARREN_RETURN_IF_ERROR(ExpectObject(t["default_config"], JoinPath(p, "default_config")));
-        WARREN_ASSIGN_OR_RETURN(def, NormalizeToolConfig(t["default_config"], JoinPath(p, "default_config"), def));
-      }
+      WARREN_ASSIGN_OR_RETURN(ToolsetConfigs tc, ParseToolsetConfigs(t, p, 128, nullptr));
+      const Json& def = tc.def;
       Json configs = Json::array();
-      if (t.contains("configs") && !t["configs"].is_null()) {
-        const Json& cs = t["configs"];
-        if (!cs.is_array()) return Invalid(JoinPath(p, "configs"), "expected an array");
-        for (size_t j = 0; j < cs.size(); j++) {
-          std::string cp = IndexPath(JoinPath(p, "configs"), j);
-          WARREN_RETURN_IF_ERROR(ExpectObject(cs[j], cp));
-          WARREN_RETURN_IF_ERROR(ExpectKnownFields(cs[j], {"name", "enabled", "permission_policy"}, cp));
-          std::optional<std::string> name;
-          WARREN_RETURN_IF_ERROR(ReadString(cs[j], "name", cp, {.required = true, .min = 1, .max = 128}, &name));
-          WARREN_ASSIGN_OR_RETURN(Json c, NormalizeToolConfig(cs[j], cp, def));
-          configs.push_back({{"name", *name}, {"enabled", c["enabled"]}, {"permission_policy", c["permission_policy"]}});
-        }
-      }
+      for (const auto& [name, c] : tc.per_tool) configs.push_back(ConfigEntry(name, c));
       out.push_back({{"type", *type}, {"mcp_server_name", *server}, {"default_config", def}, {"configs", configs}});
     } else if (*type == "custom") {
       WARREN_RETURN_IF_ERROR(ExpectKnownFields(t, {"type", "name", "description", "input_schema"}, p));
