@@ -7,6 +7,7 @@
 //      second runner reclaims the item, runs the unanswered call and posts
 //      its result; exactly one result per call, and the dead runner's
 //      sessions token no longer works;
+//      the same with the SDK's EnvironmentWorker as the reclaiming worker;
 //   2. a runner SIGKILLed after it posted a result: the reclaiming runner
 //      does not run or post that call again;
 //   3. a 412 on a heartbeat (someone else took the lease) makes the runner
@@ -21,7 +22,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -193,6 +194,33 @@ describe('warren-runner faults against the real work queue', { skip, timeout: 24
     } finally {
       b.proc.kill('SIGTERM');
       await b.exited;
+    }
+  });
+
+  test('warren-runner killed mid-tool: the SDK EnvironmentWorker reclaims the item and answers once', async () => {
+    const { env, envKey, session } = await setup('kill-then-sdk');
+    const starts = path.join(tmp, 'starts-5');
+    await say(session.id, `run: echo "$PWD" >> ${starts}; sleep 2; echo sdk-took-over`);
+    const a = spawnRunner('a5', env, envKey);
+    const use = await waitToolUse(session.id);
+    await until('runner A started the call', () => lines(starts).length === 1);
+    a.proc.kill('SIGKILL');
+    await a.exited;
+    const workdir = path.join(tmp, 'sdk5');
+    mkdirSync(workdir); // the SDK worker runs bash in it
+    const workerClient = new Anthropic({ apiKey: 'unused', baseURL: srv.url, maxRetries: 2 });
+    const controller = new AbortController();
+    const worker = workerClient.beta.environments.work.worker({
+      environmentId: env.id, environmentKey: envKey, workdir, maxIdleMs: 1000,
+    });
+    const running = worker.run(controller.signal).catch((e) => e);
+    try {
+      const evs = await waitAnswer(session.id, 'printed: sdk-took-over');
+      assert.equal(resultsFor(evs, use.id).length, 1, 'exactly one result for the call');
+      assert.equal(lines(starts).length, 2, 'A started it, the SDK worker ran it again');
+    } finally {
+      controller.abort();
+      await running;
     }
   });
 
