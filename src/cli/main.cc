@@ -16,6 +16,7 @@
 #include "api/errors.h"
 #include "api/event_bus.h"
 #include "api/service.h"
+#include "cli/client.h"
 #include "cli/config.h"
 #include "common/log.h"
 #include "common/unique_fd.h"
@@ -166,12 +167,17 @@ int main(int argc, char** argv) {
   create_env->add_option("ENV_ID", env_id, "Environment id")->required();
   create_env->add_option("--data-dir", key_dir, "Data directory");
 
+  // Client commands against a running service (docs/CLI.md).
+  int client_exit = -1;
+  RegisterClientCommands(app, &client_exit);
+
 #ifdef WARREN_HAVE_SANDBOX_CLI
   // warren sandbox ... / warren snapshot ... (docs/SANDBOX.md)
   sandbox::RegisterSandboxCommands(app);
 #endif
 
   CLI11_PARSE(app, argc, argv);
+  if (client_exit >= 0) return client_exit;
 
   if (serve->parsed()) {
     Status s;

@@ -184,6 +184,16 @@ size_t HeaderCallback(char* data, size_t size, size_t nitems, void* userp) {
     t->response.headers.clear();
     return n;
   }
+  if (Trim(line).empty()) {
+    // End of a header block. A final (non-1xx) response's head goes to the
+    // handler now, not with the first body byte: a stream may stay silent
+    // for a long time after its headers. Redirects are not followed, so
+    // any status >= 200 is final.
+    long code = 0;
+    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &code);
+    if (code >= 200 && !t->DeliverHead()) return 0;
+    return n;
+  }
   size_t colon = line.find(':');
   if (colon == std::string_view::npos || colon == 0) return n;
   std::string name(Trim(line.substr(0, colon)));

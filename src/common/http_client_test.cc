@@ -164,6 +164,38 @@ TEST_F(HttpClientTest, StreamDeliversChunksAsTheyArrive) {
   EXPECT_EQ(chunks[1], "data: two\n\n");
 }
 
+// The head reaches on_headers as soon as the header block ends, before any
+// body byte: a client can act on a stream that is open but still silent.
+TEST_F(HttpClientTest, StreamHeadersArriveBeforeTheFirstBodyByte) {
+  std::promise<void> head_seen;
+  auto head_future = head_seen.get_future();
+  std::atomic<bool> server_waited_ok{false};
+  FakeHttpServer server([&](const FakeRequest&, ResponseWriter& w) {
+    w.WriteHead(200, {{"Content-Type", "text/event-stream"}});
+    server_waited_ok = head_future.wait_for(20s) == std::future_status::ready;
+    w.Write("data: late\n\n");
+    w.End();
+  });
+  std::string body;
+  StreamHandlers h;
+  h.on_headers = [&](const HttpResponse& head) {
+    EXPECT_TRUE(body.empty());
+    EXPECT_EQ(head.status, 200);
+    head_seen.set_value();
+    return true;
+  };
+  h.on_data = [&](std::string_view c) {
+    body.append(c);
+    return true;
+  };
+  HttpRequest req;
+  req.url = server.url() + "/stream";
+  auto r = client_->Stream(req, h);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(server_waited_ok);
+  EXPECT_EQ(body, "data: late\n\n");
+}
+
 TEST_F(HttpClientTest, StreamHeadersWithoutBodyStillReachHandler) {
   FakeHttpServer server([](const FakeRequest&, ResponseWriter& w) { FakeHttpServer::Reply(w, 204, ""); });
   int status = 0;
