@@ -14,7 +14,8 @@ DEBS=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # sandbox runtime
-  libseccomp-dev libcap-dev btrfs-progs iproute2 nftables busybox-static bash-static
+  libseccomp-dev libcap-dev libnl-route-3-dev libnftables-dev btrfs-progs iproute2 nftables
+  busybox-static bash-static
   bubblewrap debootstrap util-linux procps psmisc kmod
   # runner tools and conformance
   ripgrep nodejs unzip tar xz-utils ca-certificates curl jq

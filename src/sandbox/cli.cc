@@ -97,11 +97,11 @@ void RegisterSandboxCommands(CLI::App& app) {
   // sandbox create
   {
     struct Args {
-      std::string name, snapshot = "builtin:minimal", memory, user, workdir;
+      std::string name, snapshot = "builtin:minimal", memory, user, workdir, network = "none";
       double cpus = 0;
       int64_t pids = 0;
-      std::vector<std::string> env, labels, volumes;
-      bool no_start = false;
+      std::vector<std::string> env, labels, volumes, allow_cidrs, dns;
+      bool no_start = false, block_all = false;
     };
     auto a = std::make_shared<Args>();
     CLI::App* c = sb->add_subcommand("create", "Create (and start) a sandbox");
@@ -123,6 +123,16 @@ void RegisterSandboxCommands(CLI::App& app) {
     c->add_option("--user", a->user, "Default exec user");
     c->add_option("--workdir", a->workdir, "Default exec directory");
     c->add_flag("--no-start", a->no_start, "Create stopped");
+    c->add_option("--network", a->network, "Network policy: none (loopback only) or isolated (NAT egress)")
+        ->capture_default_str();
+    c->add_option("--allow-cidr", a->allow_cidrs,
+                  "isolated: IPv4 CIDR reachable despite the default blocks (repeatable, max 10)")
+        ->allow_extra_args(false)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    c->add_flag("--block-all", a->block_all, "isolated: block all egress except --allow-cidr");
+    c->add_option("--dns", a->dns, "isolated: nameserver for /etc/resolv.conf (repeatable, max 3)")
+        ->allow_extra_args(false)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     c->callback([a, common] {
       CreateOptions o;
       o.name = a->name;
@@ -149,6 +159,10 @@ void RegisterSandboxCommands(CLI::App& app) {
       o.user = a->user;
       o.workdir = a->workdir;
       o.start = !a->no_start;
+      o.network = a->network;
+      o.allow_cidrs = a->allow_cidrs;
+      o.block_all = a->block_all;
+      o.dns = a->dns;
       auto rt = OpenOrDie(*common);
       auto r = rt->Create(o);
       Check(r.status());

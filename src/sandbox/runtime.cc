@@ -14,6 +14,8 @@
 
 #include "common/ids.h"
 #include "common/log.h"
+#include "sandbox/netfilter.h"
+#include "sandbox/network.h"
 #include "sandbox/sys.h"
 #include "sandbox/userns.h"
 
@@ -118,6 +120,35 @@ Result<UserIds> ResolveUser(const RootFs& fs, const std::string& user) {
   return u;
 }
 
+// Validates the network fields of a create request; on success
+// `*cidrs` holds the allow list in canonical form.
+Status ValidateNetwork(const CreateOptions& o, const Features& f, std::vector<std::string>* cidrs) {
+  if (o.network != "none" && o.network != "isolated") {
+    return Status::InvalidArgument("unknown network policy '" + o.network + "' (none, isolated)");
+  }
+  if (o.network != "isolated") {
+    if (!o.allow_cidrs.empty() || o.block_all || !o.dns.empty()) {
+      return Status::InvalidArgument("allow_cidrs, block_all and dns need network 'isolated'");
+    }
+    return Status::Ok();
+  }
+  if (!f.network_isolated) {
+    return Status::FailedPrecondition("network 'isolated' is not available on this host: " + f.network_reason);
+  }
+  if (o.allow_cidrs.size() > 10) return Status::InvalidArgument("at most 10 allow_cidrs");
+  for (const auto& c : o.allow_cidrs) {
+    WARREN_ASSIGN_OR_RETURN(Ipv4Cidr cidr, ParseIpv4Cidr(c));
+    std::string canon = cidr.ToString();
+    if (std::find(cidrs->begin(), cidrs->end(), canon) == cidrs->end()) cidrs->push_back(canon);
+  }
+  if (o.dns.size() > 3) return Status::InvalidArgument("at most 3 dns servers");
+  for (const auto& d : o.dns) {
+    auto a = ParseIpv4(d);
+    if (!a.ok()) return Status::InvalidArgument("dns: " + a.status().message());
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Json Features::ToJson() const {
@@ -127,7 +158,8 @@ Json Features::ToJson() const {
               {"idmapped_mounts", idmapped_mounts},
               {"criu", criu},
               {"criu_reason", criu_reason},
-              {"network_isolated", network_isolated}};
+              {"network_isolated", network_isolated},
+              {"network_reason", network_reason}};
 }
 
 Json RecoveryReport::ToJson() const {
@@ -135,7 +167,8 @@ Json RecoveryReport::ToJson() const {
               {"stopped", stopped},
               {"removed", removed},
               {"orphan_cgroups", orphan_cgroups},
-              {"orphan_volumes", orphan_volumes}};
+              {"orphan_volumes", orphan_volumes},
+              {"orphan_links", orphan_links}};
 }
 
 SandboxRuntime::Lock::Lock(SandboxRuntime* rt) : rt_(rt), guard_(rt->mu_) {
@@ -175,13 +208,27 @@ Status SandboxRuntime::Init() {
     Lock l(this);
     // The cgroup prefix belongs to the data dir: every process opening it
     // (service, CLI, tests) must find the same cgroups.
+    // So does the network pool: records' addresses are derived from it.
     JsonDir config(opts_.data_dir);
     auto cfg = config.Get("config");
-    if (cfg.ok() && cfg->is_object() && cfg->contains("cgroup_prefix")) {
-      opts_.cgroup_prefix = cfg->value("cgroup_prefix", opts_.cgroup_prefix);
-    } else {
-      WARREN_RETURN_IF_ERROR(config.Put("config", Json{{"cgroup_prefix", opts_.cgroup_prefix}}));
+    Json c = cfg.ok() && cfg->is_object() ? *cfg : Json::object();
+    bool dirty = false;
+    for (auto [key, field] : {std::pair{"cgroup_prefix", &opts_.cgroup_prefix},
+                              std::pair{"network_pool", &opts_.network_pool}}) {
+      if (c.contains(key) && c[key].is_string()) {
+        *field = c[key].get<std::string>();
+      } else {
+        c[key] = *field;
+        dirty = true;
+      }
     }
+    auto pool = ParseIpv4Cidr(opts_.network_pool);
+    if (!pool.ok()) return pool.status().WithContext("network_pool");
+    if (pool->len < 8 || pool->len > 30) return Status::InvalidArgument("network_pool must be /8 to /30");
+    net_pool_ = *pool;
+    net_if_prefix_ = NetIfPrefix(opts_.cgroup_prefix);
+    fw_table_ = FirewallTableName(opts_.cgroup_prefix);
+    if (dirty) WARREN_RETURN_IF_ERROR(config.Put("config", c));
     PoolOptions po{opts_.data_dir, opts_.pool_file_bytes, opts_.pool_kind};
     WARREN_ASSIGN_OR_RETURN(pool_, OpenStoragePool(po));
   }
@@ -202,6 +249,11 @@ Status SandboxRuntime::Init() {
     features_.criu = true;
     features_.criu_reason = "criu check passed (memory checkpoint not wired yet)";
   }
+  features_.network_reason = FirewallUnsupportedReason();
+  if (features_.network_reason.empty() && access("/proc/sys/net/ipv4/conf/all/forwarding", W_OK) != 0) {
+    features_.network_reason = "/proc/sys/net/ipv4 is not writable (no IPv4 forwarding control)";
+  }
+  features_.network_isolated = features_.network_reason.empty();
   if (opts_.recover_on_open) {
     auto rep = Recover();
     if (!rep.ok()) return rep.status();
@@ -276,7 +328,8 @@ Result<int> SandboxRuntime::AllocateSlotLocked() {
 
 Result<SandboxRecord> SandboxRuntime::Create(const CreateOptions& o) {
   if (!o.name.empty() && !ValidName(o.name)) return Status::InvalidArgument("invalid sandbox name: " + o.name);
-  if (o.network != "none") return Status::Unimplemented("network policy '" + o.network + "' is not implemented yet (only none)");
+  std::vector<std::string> cidrs;
+  WARREN_RETURN_IF_ERROR(ValidateNetwork(o, features_, &cidrs));
   for (const auto& kv : o.env) {
     if (kv.find('=') == std::string::npos || kv[0] == '=') return Status::InvalidArgument("env must be KEY=value: " + kv);
   }
@@ -306,6 +359,9 @@ Result<SandboxRecord> SandboxRuntime::Create(const CreateOptions& o) {
   if (o.resources.pids > 0) rec.resources.pids = o.resources.pids;
   if (o.resources.disk_bytes > 0) rec.resources.disk_bytes = o.resources.disk_bytes;
   rec.network = o.network;
+  rec.allow_cidrs = std::move(cidrs);
+  rec.block_all = o.block_all;
+  rec.dns = o.dns;
   rec.user = o.user;
   rec.workdir = o.workdir;
   rec.volumes = o.volumes;
@@ -373,6 +429,18 @@ Status SandboxRuntime::StartLocked(SandboxRecord& rec) {
   if (Status s = cgroups_->Create(rec.id, rec.resources); !s.ok()) return fail(s);
   std::vector<BindSpec> binds;
   if (Status s = PrepareVolumesLocked(rec, &binds); !s.ok()) return fail(s);
+  if (!rec.dns.empty()) {
+    // Replace, not write through: a symlink (e.g. to systemd-resolved's
+    // stub) would otherwise decide where the text lands.
+    std::string conf;
+    for (const auto& d : rec.dns) conf += "nameserver " + d + "\n";
+    auto fs = RootFs::Open(RootfsPath(rec.id));
+    if (!fs.ok()) return fail(fs.status());
+    (void)fs->Delete("/etc/resolv.conf", false);
+    Status s = fs->Mkdir("/etc", true);
+    if (s.ok()) s = fs->WriteFile("/etc/resolv.conf", conf, 0644);
+    if (!s.ok()) return fail(s.WithContext("write /etc/resolv.conf"));
+  }
   InitSpec spec;
   spec.rootfs = RootfsPath(rec.id);
   spec.hostname = rec.name.empty() ? rec.id : rec.name;
@@ -380,11 +448,83 @@ Status SandboxRuntime::StartLocked(SandboxRecord& rec) {
   spec.binds = std::move(binds);
   auto h = SpawnInit(spec, *cgroups_, rec.id);
   if (!h.ok()) return fail(h.status());
+  if (rec.network == "isolated") {
+    if (Status s = SetupNetworkLocked(rec, h->pid, h->start_time); !s.ok()) {
+      KillInit(h->pid, h->start_time);
+      WaitGone(h->pid, h->start_time, milliseconds(5000));
+      (void)TeardownNetworkLocked(rec);
+      return fail(s);
+    }
+  }
   rec.init_pid = h->pid;
   rec.init_start_time = h->start_time;
   rec.error.clear();
   rec.last_activity = Now();
   return SetStateLocked(rec, SandboxState::kStarted);
+}
+
+Status SandboxRuntime::SetupNetworkLocked(SandboxRecord& rec, pid_t pid, uint64_t start) {
+  WARREN_ASSIGN_OR_RETURN(NetSlot slot, NetSlotFor(net_pool_, net_if_prefix_, rec.id_slot));
+  rec.ip = FormatIpv4(slot.sandbox_addr);
+  WARREN_RETURN_IF_ERROR(SyncFirewallLocked(&rec, ""));
+  UniqueFd pidfd(SysPidfdOpen(pid, 0));
+  // Identity re-checked with the pidfd held: the pid cannot be reused now.
+  if (!pidfd || !ProcessAlive(pid, start)) {
+    return Status::FailedPrecondition("sandbox init exited before its network was set up");
+  }
+  // A link left by a crash under this name is stale: its slot is ours now.
+  WARREN_RETURN_IF_ERROR(DeleteLink(slot.host_if));
+  WARREN_RETURN_IF_ERROR(SetupVeth(slot, pidfd.get()));
+  // Replies to NATed egress arrive on the uplink and are forwarded from
+  // there, so IPv4 forwarding must be on for it too (not host-wide).
+  auto uplinks = DefaultRouteInterfaces();
+  if (uplinks.ok()) {
+    for (const auto& u : *uplinks) {
+      if (Status s = EnableForwarding(u); !s.ok()) {
+        log::Warn("sandbox.network.uplink_forwarding", {{"if", u}, {"error", s.ToString()}});
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status SandboxRuntime::TeardownNetworkLocked(SandboxRecord& rec) {
+  if (rec.network != "isolated") return Status::Ok();
+  rec.ip.clear();
+  Status link = Status::Ok();
+  auto slot = NetSlotFor(net_pool_, net_if_prefix_, rec.id_slot);
+  if (slot.ok()) link = DeleteLink(slot->host_if);
+  Status fw = SyncFirewallLocked(nullptr, rec.id);
+  return link.ok() ? fw : link;
+}
+
+Status SandboxRuntime::SyncFirewallLocked(const SandboxRecord* add, const std::string& drop_id) {
+  if (!features_.network_isolated) return Status::Ok();
+  FirewallSpec spec{fw_table_, net_if_prefix_, net_pool_, {}};
+  auto push = [&](const SandboxRecord& r) {
+    auto slot = NetSlotFor(net_pool_, net_if_prefix_, r.id_slot);
+    if (!slot.ok()) return;
+    SandboxFirewall f{r.id_slot, slot->host_if, slot->sandbox_addr, {}, r.block_all};
+    for (const auto& c : r.allow_cidrs) {
+      auto cidr = ParseIpv4Cidr(c);
+      if (cidr.ok()) f.allow.push_back(*cidr);
+    }
+    spec.sandboxes.push_back(std::move(f));
+  };
+  for (const auto& key : sandboxes_.Keys()) {
+    if (key == drop_id || (add && key == add->id)) continue;
+    auto j = sandboxes_.Get(key);
+    if (!j.ok()) continue;
+    auto r = SandboxRecord::FromJson(*j);
+    if (r.ok() && r->network == "isolated" && r->state != SandboxState::kDestroyed &&
+        ProcessAlive(r->init_pid, r->init_start_time)) {
+      push(*r);
+    }
+  }
+  if (add) push(*add);
+  std::sort(spec.sandboxes.begin(), spec.sandboxes.end(),
+            [](const SandboxFirewall& a, const SandboxFirewall& b) { return a.slot < b.slot; });
+  return ApplyFirewall(spec);
 }
 
 Result<SandboxRecord> SandboxRuntime::Start(const std::string& id) {
@@ -425,6 +565,10 @@ Status SandboxRuntime::StopLocked(SandboxRecord& rec, bool force) {
   if (alive) KillInit(rec.init_pid, rec.init_start_time);
   Status s = cgroups_->Destroy(rec.id);
   if (alive) WaitGone(rec.init_pid, rec.init_start_time, milliseconds(5000));
+  if (Status ns = TeardownNetworkLocked(rec); !ns.ok()) {
+    // Not fatal for the stop: Recover() removes what is left.
+    log::Warn("sandbox.network.teardown_failed", {{"id", rec.id}, {"error", ns.ToString()}});
+  }
   if (!s.ok()) {
     rec.error = s.ToString();
     (void)SetStateLocked(rec, SandboxState::kError);
@@ -499,6 +643,7 @@ Result<std::vector<SandboxRecord>> SandboxRuntime::Fork(const std::string& id, i
     k.children.clear();
     k.init_pid = -1;
     k.init_start_time = 0;
+    k.ip.clear();
     k.error.clear();
     k.created_at = k.last_activity = Now();
     k.state = SandboxState::kCreating;
@@ -575,6 +720,8 @@ Status SandboxRuntime::DestroyLocked(SandboxRecord& rec) {
   if (alive) KillInit(rec.init_pid, rec.init_start_time);
   WARREN_RETURN_IF_ERROR(cgroups_->Destroy(rec.id));
   if (alive) WaitGone(rec.init_pid, rec.init_start_time, milliseconds(5000));
+  rec.init_pid = -1;
+  WARREN_RETURN_IF_ERROR(TeardownNetworkLocked(rec));
   WARREN_RETURN_IF_ERROR(pool_->DeleteVolume(RootfsPath(rec.id)));
   rec.init_pid = -1;
   // Keep a tombstone while fork relatives reference this id.
@@ -676,6 +823,7 @@ Status SandboxRuntime::RecoverRecordLocked(SandboxRecord& rec, RecoveryReport* r
     if (alive) WaitGone(rec.init_pid, rec.init_start_time, milliseconds(5000));
     rec.init_pid = -1;
     rec.init_start_time = 0;
+    WARREN_RETURN_IF_ERROR(TeardownNetworkLocked(rec));
     if (report) report->stopped.push_back(rec.id);
     return SetStateLocked(rec, SandboxState::kStopped);
   };
@@ -683,6 +831,8 @@ Status SandboxRuntime::RecoverRecordLocked(SandboxRecord& rec, RecoveryReport* r
     case SandboxState::kCreating: {
       if (alive) KillInit(rec.init_pid, rec.init_start_time);
       (void)cgroups_->Destroy(rec.id);
+      rec.init_pid = -1;
+      (void)TeardownNetworkLocked(rec);
       WARREN_RETURN_IF_ERROR(pool_->DeleteVolume(RootfsPath(rec.id)));
       WARREN_RETURN_IF_ERROR(sandboxes_.Remove(rec.id));
       if (report) report->removed.push_back(rec.id);
@@ -766,6 +916,28 @@ Result<RecoveryReport> SandboxRuntime::Recover() {
       if (cgroups_->Destroy(name).ok()) ++rep.orphan_cgroups;
     }
   }
+  // Veths of this runtime whose sandbox is not running (a crash between
+  // creating the link and recording the start, or a runtime killed while
+  // stopping), then the nft table re-rendered from the records.
+  std::set<std::string> live_links;
+  for (const auto& key : sandboxes_.Keys()) {
+    auto j = sandboxes_.Get(key);
+    auto r = j.ok() ? SandboxRecord::FromJson(*j) : Result<SandboxRecord>(j.status());
+    if (!r.ok() || r->network != "isolated" || !ProcessAlive(r->init_pid, r->init_start_time)) continue;
+    auto slot = NetSlotFor(net_pool_, net_if_prefix_, r->id_slot);
+    if (slot.ok()) live_links.insert(slot->host_if);
+  }
+  auto links = ListLinks(net_if_prefix_);
+  if (links.ok()) {
+    for (const auto& name : *links) {
+      if (!live_links.count(name) && DeleteLink(name).ok()) ++rep.orphan_links;
+    }
+  } else {
+    log::Warn("sandbox.recover.links_failed", {{"error", links.status().ToString()}});
+  }
+  if (Status s = SyncFirewallLocked(nullptr, ""); !s.ok()) {
+    log::Warn("sandbox.recover.firewall_failed", {{"error", s.ToString()}});
+  }
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(pool_->root() + "/sandboxes", ec)) {
     std::string id = e.path().filename();
@@ -775,7 +947,8 @@ Result<RecoveryReport> SandboxRuntime::Recover() {
   for (const auto& e : std::filesystem::directory_iterator(pool_->root() + "/tmp", ec)) {
     if (pool_->DeleteVolume(e.path()).ok()) ++rep.orphan_volumes;
   }
-  if (!rep.removed.empty() || !rep.stopped.empty() || rep.orphan_cgroups || rep.orphan_volumes) {
+  if (!rep.removed.empty() || !rep.stopped.empty() || rep.orphan_cgroups || rep.orphan_volumes ||
+      rep.orphan_links) {
     log::Info("sandbox.recovered", rep.ToJson());
   }
   return rep;

@@ -37,6 +37,7 @@
 #include "sandbox/caps.h"
 #include "sandbox/cgroups.h"
 #include "sandbox/files.h"
+#include "sandbox/network.h"
 #include "sandbox/process.h"
 #include "sandbox/seccomp.h"
 #include "sandbox/state.h"
@@ -49,6 +50,11 @@ struct RuntimeOptions {
   int64_t pool_file_bytes = 32LL << 30;
   std::string pool_kind;  // "" = auto ("btrfs" / "btrfs-loop", else "copy")
   std::string cgroup_prefix = "warren";  // fixed by <data>/config.json once written
+  // IPv4 pool for `isolated` sandboxes: slot N gets the N-th /30 (host end
+  // .1, sandbox .2). Fixed by <data>/config.json once written. 10.213/16 is
+  // rarely used by cloud VPCs (10.0-10.10), Docker (172.17+) or k8s (10.96,
+  // 10.244) defaults; it holds 16384 /30s, one per id slot.
+  std::string network_pool = "10.213.0.0/16";
   std::chrono::milliseconds stop_grace{3000};
   std::chrono::milliseconds freeze_timeout{10000};
   std::chrono::milliseconds transition_timeout{60000};
@@ -62,7 +68,13 @@ struct CreateOptions {
   std::map<std::string, std::string> labels;
   std::vector<std::string> env;  // KEY=value
   Resources resources;           // 0 fields = the snapshot's defaults
-  std::string network = "none";  // only "none" for now
+  // "none": own netns with loopback only. "isolated": a routed veth /30 to
+  // the host with NAT egress; the host, private, link-local (metadata) and
+  // other sandboxes' addresses are blocked (see network.h, netfilter.h).
+  std::string network = "none";
+  std::vector<std::string> allow_cidrs;  // isolated only; <= 10 IPv4 CIDRs let through the blocks
+  bool block_all = false;                // isolated only; no egress but allow_cidrs
+  std::vector<std::string> dns;          // isolated only; <= 3 nameservers for /etc/resolv.conf
   std::string user;              // default exec user
   std::string workdir;           // default exec cwd
   std::vector<VolumeMount> volumes;
@@ -96,6 +108,7 @@ struct Features {
   bool criu = false;
   std::string criu_reason;
   bool network_isolated = false;
+  std::string network_reason;  // why not, when network_isolated is false
   Json ToJson() const;
 };
 
@@ -105,6 +118,7 @@ struct RecoveryReport {
   std::vector<std::string> removed;   // half-made, cleaned
   int orphan_cgroups = 0;
   int orphan_volumes = 0;
+  int orphan_links = 0;  // veths of this runtime with no running sandbox
   Json ToJson() const;
 };
 
@@ -194,6 +208,14 @@ class SandboxRuntime final {
   std::vector<std::string> ExecEnv(const SnapshotRecord* snap, const SandboxRecord& rec,
                                    const std::vector<std::string>& extra) const;
   Status PrepareVolumesLocked(const SandboxRecord& rec, std::vector<BindSpec>* binds);
+  // isolated network: rules first (so the veth never exists unfiltered),
+  // then the veth into the init's netns. `pid`/`start` identify the init.
+  Status SetupNetworkLocked(SandboxRecord& rec, pid_t pid, uint64_t start);
+  // Removes the sandbox's veth and its chain/set. Idempotent.
+  Status TeardownNetworkLocked(SandboxRecord& rec);
+  // Re-renders the runtime's nft table from the records: every isolated
+  // sandbox whose init is alive, plus `add`, minus `drop_id`.
+  Status SyncFirewallLocked(const SandboxRecord* add, const std::string& drop_id);
 
   RuntimeOptions opts_;
   Clock* clock_;
@@ -202,6 +224,8 @@ class SandboxRuntime final {
   SeccompProgram seccomp_;
   CapSet caps_;
   Features features_;
+  Ipv4Cidr net_pool_;
+  std::string net_if_prefix_, fw_table_;
   JsonDir sandboxes_, snapshots_, builds_;
   std::mutex mu_;
   int lock_fd_ = -1;

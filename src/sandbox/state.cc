@@ -70,6 +70,10 @@ Json SandboxRecord::ToJson() const {
               {"env", env},
               {"resources", ResourcesToJson(resources)},
               {"network", network},
+              {"allow_cidrs", allow_cidrs},
+              {"block_all", block_all},
+              {"dns", dns},
+              {"ip", ip},
               {"user", user},
               {"workdir", workdir},
               {"volumes", vols},
@@ -101,6 +105,10 @@ Result<SandboxRecord> SandboxRecord::FromJson(const Json& j) {
     if (j.contains("env")) r.env = j.at("env").get<std::vector<std::string>>();
     r.resources = ResourcesFromJson(j.value("resources", Json::object()));
     r.network = j.value("network", "none");
+    if (j.contains("allow_cidrs")) r.allow_cidrs = j.at("allow_cidrs").get<std::vector<std::string>>();
+    r.block_all = j.value("block_all", false);
+    if (j.contains("dns")) r.dns = j.at("dns").get<std::vector<std::string>>();
+    r.ip = j.value("ip", "");
     r.user = j.value("user", "");
     r.workdir = j.value("workdir", "");
     for (const auto& v : j.value("volumes", Json::array())) {

@@ -57,7 +57,11 @@ struct SandboxRecord {
   std::map<std::string, std::string> labels;
   std::vector<std::string> env;  // KEY=value, on top of the snapshot's
   Resources resources;
-  std::string network = "none";
+  std::string network = "none";         // "none" or "isolated"
+  std::vector<std::string> allow_cidrs;  // isolated: IPv4 CIDRs let through the blocked ranges
+  bool block_all = false;                // isolated: no egress except allow_cidrs
+  std::vector<std::string> dns;          // isolated: nameservers written to /etc/resolv.conf
+  std::string ip;                        // isolated and running: the sandbox's IPv4 address
   std::string user;     // default exec user ("" = snapshot's)
   std::string workdir;  // default exec cwd ("" = snapshot's)
   std::vector<VolumeMount> volumes;

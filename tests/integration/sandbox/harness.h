@@ -1,6 +1,7 @@
 // Test harness for root integration tests of the sandbox runtime: a fresh
 // data dir (own loop-mounted btrfs pool) and cgroup prefix per test, torn
-// down afterwards with leak checks (mounts, loop devices, cgroups).
+// down afterwards with leak checks (mounts, loop devices, cgroups, veths and
+// the runtime's nftables table).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -14,6 +15,8 @@
 #include <thread>
 
 #include "common/ids.h"
+#include "sandbox/netfilter.h"
+#include "sandbox/network.h"
 #include "sandbox/runtime.h"
 #include "sandbox/sys.h"
 
@@ -68,6 +71,24 @@ inline std::vector<std::string> CgroupDirs(const std::string& prefix) {
   return out;
 }
 
+// Host interfaces whose name starts with `prefix` (/sys/class/net).
+inline std::vector<std::string> LinksWithPrefix(const std::string& prefix) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/sys/class/net", ec)) {
+    std::string name = e.path().filename();
+    if (name.rfind(prefix, 0) == 0) out.push_back(name);
+  }
+  return out;
+}
+
+// Whether nftables holds table `inet <table>` (asks the nft tool).
+inline bool NftTableExists(const std::string& table) {
+  std::string out;
+  auto rc = RunCommand({"nft", "list", "table", "inet", table}, &out);
+  return rc.ok() && *rc == 0;
+}
+
 class RuntimeTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -75,6 +96,9 @@ class RuntimeTest : public ::testing::Test {
     if (!why.empty()) GTEST_SKIP() << why;
     data_dir_ = "/var/tmp/warren-it-" + NewId("", 10);
     prefix_ = "warren-it-" + NewId("", 8);
+    // A /24 of the default pool per test (not .0, which the CLI tests'
+    // default pool hands out first), so concurrent runtimes do not collide.
+    network_pool_ = "10.213." + std::to_string(1 + std::hash<std::string>{}(prefix_) % 254) + ".0/24";
     auto rt = Open();
     ASSERT_TRUE(rt.ok()) << rt.status().ToString();
     rt_ = std::move(*rt);
@@ -85,6 +109,7 @@ class RuntimeTest : public ::testing::Test {
     o.data_dir = data_dir_;
     o.pool_file_bytes = 16LL << 30;
     o.cgroup_prefix = prefix_;
+    o.network_pool = network_pool_;
     o.stop_grace = std::chrono::milliseconds(1000);
     o.clock = clock_;
     return SandboxRuntime::Open(o);
@@ -101,6 +126,8 @@ class RuntimeTest : public ::testing::Test {
     EXPECT_TRUE(MountsUnder(data_dir_).empty()) << "leaked mount under " << data_dir_;
     EXPECT_TRUE(LoopsBacking(data_dir_ + "/pool.img").empty()) << "leaked loop device";
     EXPECT_TRUE(CgroupDirs(prefix_).empty()) << "leaked cgroup";
+    EXPECT_TRUE(LinksWithPrefix(NetIfPrefix(prefix_)).empty()) << "leaked veth";
+    EXPECT_FALSE(NftTableExists(FirewallTableName(prefix_))) << "leaked nft table";
     for (const char* c : {"cpu", "memory", "pids", "freezer"}) {
       rmdir((std::string("/sys/fs/cgroup/") + c + "/" + prefix_).c_str());
     }
@@ -124,7 +151,7 @@ class RuntimeTest : public ::testing::Test {
     return r.ok() ? *r : SandboxRecord{};
   }
 
-  std::string data_dir_, prefix_;
+  std::string data_dir_, prefix_, network_pool_;
   Clock* clock_ = nullptr;  // set before SetUp for fake time
   std::unique_ptr<SandboxRuntime> rt_;
 };

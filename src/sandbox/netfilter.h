@@ -1,0 +1,66 @@
+// Netfilter: the `isolated` policy's nftables rules, through libnftables.
+// One table per runtime (`inet warren_<cgroup prefix>`), with
+//   - input:   anything from the runtime's veths to the host itself (every
+//              host address, the veth's own gateway included) is dropped,
+//              except replies to connections the host opened;
+//   - forward: nothing enters a sandbox's veth unless it answers a
+//              connection the sandbox opened (no inbound, no sandbox to
+//              sandbox); traffic out of a sandbox is dispatched by input
+//              interface (verdict map) to that sandbox's own chain, which
+//              drops spoofed sources and IPv6, accepts its own allow set,
+//              then drops the blocked ranges (or everything, block_all);
+//              unknown veths of the runtime are dropped (fail closed);
+//   - postrouting (nat): egress from the pool is masqueraded.
+// Per sandbox: chain `sbx_<slot>` and interval set `allow_<slot>`.
+//
+// The whole table is rendered from the desired state and replaced in one
+// nftables transaction (atomic: the kernel never sees a half-built table),
+// so setup, teardown and crash recovery are the same idempotent operation.
+//
+// Ownership: the table is a kernel object owned by the runtime; Apply with
+// no sandboxes deletes it. Thread-safety: functions are reentrant; the
+// runtime serialises Apply calls for one table with its lock.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "sandbox/network.h"
+
+namespace warren::sandbox {
+
+// The ranges a sandbox may not reach unless listed in its allow_cidrs:
+// this network, RFC 1918, CGNAT, loopback, link-local (cloud metadata
+// 169.254.169.254 included), multicast and reserved.
+const std::vector<Ipv4Cidr>& BlockedRanges();
+
+struct SandboxFirewall {
+  int slot = -1;
+  std::string ifname;     // host end of its veth
+  uint32_t address = 0;   // the sandbox's own address (anti-spoofing)
+  std::vector<Ipv4Cidr> allow;
+  bool block_all = false;
+};
+
+struct FirewallSpec {
+  std::string table;      // e.g. "warren_warren"
+  std::string if_prefix;  // NetIfPrefix(): matches every veth of this runtime
+  Ipv4Cidr pool;
+  std::vector<SandboxFirewall> sandboxes;
+};
+
+// "warren_" + the cgroup prefix with characters nft names cannot hold
+// replaced by '_'.
+std::string FirewallTableName(const std::string& cgroup_prefix);
+// The nft script that replaces the table with `spec` (or deletes it when
+// spec.sandboxes is empty). Pure; exposed for tests and debugging.
+std::string RenderFirewall(const FirewallSpec& spec);
+// Runs RenderFirewall(spec) in one transaction.
+Status ApplyFirewall(const FirewallSpec& spec);
+// Empty when this kernel and libnftables can hold the table (checked with a
+// dry run of a representative table: inet filter + nat hooks, interval
+// sets, verdict maps), else the reason.
+std::string FirewallUnsupportedReason();
+
+}  // namespace warren::sandbox
