@@ -464,9 +464,12 @@ Status SandboxRuntime::StartLocked(SandboxRecord& rec) {
 }
 
 Status SandboxRuntime::SetupNetworkLocked(SandboxRecord& rec, pid_t pid, uint64_t start) {
+  using Ms = std::chrono::duration<double, std::milli>;
+  auto t0 = std::chrono::steady_clock::now();
   WARREN_ASSIGN_OR_RETURN(NetSlot slot, NetSlotFor(net_pool_, net_if_prefix_, rec.id_slot));
   rec.ip = FormatIpv4(slot.sandbox_addr);
   WARREN_RETURN_IF_ERROR(SyncFirewallLocked(&rec, ""));
+  auto t1 = std::chrono::steady_clock::now();
   UniqueFd pidfd(SysPidfdOpen(pid, 0));
   // Identity re-checked with the pidfd held: the pid cannot be reused now.
   if (!pidfd || !ProcessAlive(pid, start)) {
@@ -475,6 +478,7 @@ Status SandboxRuntime::SetupNetworkLocked(SandboxRecord& rec, pid_t pid, uint64_
   // A link left by a crash under this name is stale: its slot is ours now.
   WARREN_RETURN_IF_ERROR(DeleteLink(slot.host_if));
   WARREN_RETURN_IF_ERROR(SetupVeth(slot, pidfd.get()));
+  auto t2 = std::chrono::steady_clock::now();
   // Replies to NATed egress arrive on the uplink and are forwarded from
   // there, so IPv4 forwarding must be on for it too (not host-wide).
   auto uplinks = DefaultRouteInterfaces();
@@ -485,6 +489,11 @@ Status SandboxRuntime::SetupNetworkLocked(SandboxRecord& rec, pid_t pid, uint64_
       }
     }
   }
+  auto t3 = std::chrono::steady_clock::now();
+  log::Debug("sandbox.network.setup", {{"id", rec.id},
+                                       {"firewall_ms", Ms(t1 - t0).count()},
+                                       {"veth_ms", Ms(t2 - t1).count()},
+                                       {"uplinks_ms", Ms(t3 - t2).count()}});
   return Status::Ok();
 }
 

@@ -69,5 +69,24 @@ TEST_F(CliTest, SandboxAndSnapshotCommands) {
   EXPECT_EQ(CgroupDirs(prefix_).size(), 2u * 4);
 }
 
+TEST_F(CliTest, IsolatedNetwork) {
+  if (!rt_->features().network_isolated) GTEST_SKIP() << rt_->features().network_reason;
+  Json created = RunJson({"sandbox", "create", "--network", "isolated", "--allow-cidr", "10.99.0.0/24",
+                          "--allow-cidr", "10.99.0.0/24", "--dns", "192.0.2.53"});
+  EXPECT_EQ(created["network"], "isolated");
+  EXPECT_EQ(created["allow_cidrs"], Json::array({"10.99.0.0/24"}));
+  EXPECT_EQ(created["dns"], Json::array({"192.0.2.53"}));
+  EXPECT_NE(created["ip"], "");
+  Json ex = RunJson({"sandbox", "exec", created["id"], "--", "sh", "-c", "ls /sys/class/net | tr '\\n' ' '"});
+  EXPECT_EQ(ex["stdout"], "eth0 lo ");
+  std::string out;
+  EXPECT_NE(Run({"sandbox", "create", "--network", "isolated", "--allow-cidr", "10.99.0.1/24"}, &out), 0);
+  EXPECT_NE(out.find("host bits"), std::string::npos) << out;
+  EXPECT_NE(Run({"sandbox", "create", "--network", "bridge"}, &out), 0);
+  EXPECT_NE(out.find("unknown network policy"), std::string::npos) << out;
+  EXPECT_EQ(Run({"sandbox", "rm", created["id"]}, &out), 0) << out;
+  EXPECT_TRUE(LinksWithPrefix(NetIfPrefix(prefix_)).empty());
+}
+
 }  // namespace
 }  // namespace warren::sandbox::testing

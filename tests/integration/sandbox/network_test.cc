@@ -14,8 +14,11 @@
 #include <atomic>
 #include <chrono>
 #include <random>
+#include <set>
+#include <sstream>
 #include <thread>
 
+#include "common/log.h"
 #include "harness.h"
 
 namespace warren::sandbox::testing {
@@ -33,8 +36,73 @@ int Sh0(const std::string& cmd) {
   return rc.ok() ? *rc : -1;
 }
 
-// A network namespace with one veth to the host and a TCP server on
-// 0.0.0.0:8080 inside that answers "peer=<source address>\n".
+// A TCP server on 0.0.0.0:`port` (0 = any) in network namespace `netns`
+// ("" = the host's) that answers every client "peer=<source address>\n"
+// and closes.
+class PeerServer final {
+ public:
+  PeerServer() = default;
+  ~PeerServer() { Stop(); }
+  PeerServer(const PeerServer&) = delete;
+  PeerServer& operator=(const PeerServer&) = delete;
+
+  // Returns once the socket listens; false on failure.
+  bool Start(const std::string& netns, int port) {
+    std::atomic<int> ready{0};
+    thread_ = std::thread([this, &ready, netns, port] { Serve(netns, port, &ready); });
+    while (ready.load() == 0) std::this_thread::sleep_for(milliseconds(1));
+    return ready.load() == 1;
+  }
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  int port() const { return port_; }
+
+ private:
+  void Serve(const std::string& netns, int port, std::atomic<int>* ready) {
+    if (!netns.empty()) {
+      UniqueFd ns(open(("/run/netns/" + netns).c_str(), O_RDONLY | O_CLOEXEC));
+      if (!ns || setns(ns.get(), CLONE_NEWNET) != 0) {
+        ready->store(2);
+        return;
+      }
+    }
+    UniqueFd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    int one = 1;
+    setsockopt(s.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    socklen_t alen = sizeof(a);
+    if (bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(s.get(), 16) != 0 ||
+        getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &alen) != 0) {
+      ready->store(2);
+      return;
+    }
+    port_ = ntohs(a.sin_port);
+    ready->store(1);
+    while (!stop_) {
+      pollfd p{s.get(), POLLIN, 0};
+      if (poll(&p, 1, 50) <= 0) continue;
+      sockaddr_in peer{};
+      socklen_t len = sizeof(peer);
+      UniqueFd c(accept4(s.get(), reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC));
+      if (!c) continue;
+      char buf[INET_ADDRSTRLEN];
+      inet_ntop(AF_INET, &peer.sin_addr, buf, sizeof(buf));
+      std::string msg = std::string("peer=") + buf + "\n";
+      (void)WriteAll(c.get(), msg.data(), msg.size());
+    }
+  }
+
+  std::atomic<bool> stop_{false};
+  std::atomic<int> port_{0};
+  std::thread thread_;
+};
+
+// A network namespace with one veth to the host and a PeerServer on
+// 0.0.0.0:8080 inside.
 class TestNet final {
  public:
   TestNet() {
@@ -80,15 +148,11 @@ class TestNet final {
         return false;
       }
     }
-    std::atomic<int> ready{0};
-    server_ = std::thread([this, &ready] { Serve(&ready); });
-    while (ready.load() == 0) std::this_thread::sleep_for(milliseconds(1));
-    return ready.load() == 1;
+    return server_.Start(name_, 8080);
   }
 
   void Down() {
-    stop_ = true;
-    if (server_.joinable()) server_.join();
+    server_.Stop();
     if (!up_) return;
     Sh0("ip route del 169.254.169.254/32 dev " + name_ + "h 2>/dev/null");
     Sh0("ip link del " + name_ + "h 2>/dev/null");
@@ -103,42 +167,10 @@ class TestNet final {
   std::string private10_cidr() const { return "10.99." + std::to_string(k_) + ".0/24"; }
 
  private:
-  void Serve(std::atomic<int>* ready) {
-    UniqueFd ns(open(("/run/netns/" + name_).c_str(), O_RDONLY | O_CLOEXEC));
-    if (!ns || setns(ns.get(), CLONE_NEWNET) != 0) {
-      ready->store(2);
-      return;
-    }
-    UniqueFd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    int one = 1;
-    setsockopt(s.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(8080);
-    if (bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(s.get(), 16) != 0) {
-      ready->store(2);
-      return;
-    }
-    ready->store(1);
-    while (!stop_) {
-      pollfd p{s.get(), POLLIN, 0};
-      if (poll(&p, 1, 50) <= 0) continue;
-      sockaddr_in peer{};
-      socklen_t len = sizeof(peer);
-      UniqueFd c(accept4(s.get(), reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC));
-      if (!c) continue;
-      char buf[INET_ADDRSTRLEN];
-      inet_ntop(AF_INET, &peer.sin_addr, buf, sizeof(buf));
-      std::string msg = std::string("peer=") + buf + "\n";
-      (void)WriteAll(c.get(), msg.data(), msg.size());
-    }
-  }
-
   std::string name_, host_ip_, public_ip_, private10_, private192_;
   int k_ = 0;
   bool up_ = false;
-  std::atomic<bool> stop_{false};
-  std::thread server_;
+  PeerServer server_;
 };
 
 // Connects from the host (its own netns) to ip:port; true on success.
@@ -212,24 +244,23 @@ TEST_F(NetworkTest, IsolatedReachesInternetThroughNat) {
 TEST_F(NetworkTest, HostPrivateAndMetadataBlocked) {
   TestNet net;
   ASSERT_TRUE(net.Up());
-  // A listener on the host itself, on every host address.
-  UniqueFd l(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  ASSERT_EQ(bind(l.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-  ASSERT_EQ(listen(l.get(), 8), 0);
-  socklen_t len = sizeof(a);
-  getsockname(l.get(), reinterpret_cast<sockaddr*>(&a), &len);
-  int host_port = ntohs(a.sin_port);
-  ASSERT_TRUE(HostConnects(net.host_ip(), host_port));  // the listener works
+  // A server on the host itself, on every host address.
+  PeerServer host;
+  ASSERT_TRUE(host.Start("", 0));
+  ASSERT_TRUE(HostConnects(net.host_ip(), host.port()));  // the listener works
 
   auto sb = Isolated();
   ASSERT_EQ(Fetch(sb.id, net.public_ip()), "peer=" + net.host_ip());  // control: egress works
   std::string gw = FormatIpv4(*ParseIpv4(sb.ip) - 1);
-  for (const std::string& ip : {net.host_ip(), gw, std::string("127.0.0.1")}) {
-    auto r = Sh(sb.id, "nc -w 2 " + ip + " " + std::to_string(host_port) + " </dev/null; echo rc=$?");
-    EXPECT_NE(Trim(r.stdout_data), "rc=0") << "host reachable at " << ip;
+  std::vector<std::string> host_ips = {net.host_ip(), gw};
+  std::string out;
+  ASSERT_EQ(*RunCommand({"ip", "-4", "-o", "addr", "show", "scope", "global"}, &out), 0);
+  std::istringstream in(out);
+  for (std::string line; std::getline(in, line);) {
+    auto inet = line.find(" inet ");
+    if (inet != std::string::npos) host_ips.push_back(line.substr(inet + 6, line.find('/', inet) - inet - 6));
   }
+  for (const auto& ip : host_ips) EXPECT_EQ(Fetch(sb.id, ip, host.port()), "") << "host reachable at " << ip;
   EXPECT_EQ(Fetch(sb.id, net.private10()), "") << "10/8 reachable";
   EXPECT_EQ(Fetch(sb.id, net.private192()), "") << "192.168/16 reachable";
   EXPECT_EQ(Fetch(sb.id, "169.254.169.254"), "") << "metadata reachable";
@@ -399,7 +430,10 @@ TEST_F(NetworkTest, SetupCost) {
     EXPECT_TRUE(rt_->Delete(sb.id).ok());
     return ms[ms.size() / 2];
   };
-  double none = time_starts("none"), isolated = time_starts("isolated");
+  double none = time_starts("none");
+  log::SetLevel(log::Level::kDebug);  // per-phase timings of the network setup
+  double isolated = time_starts("isolated");
+  log::SetLevel(log::Level::kInfo);
   printf("start median: none %.1f ms, isolated %.1f ms (+%.1f ms)\n", none, isolated, isolated - none);
   RecordProperty("start_none_ms", std::to_string(none));
   RecordProperty("start_isolated_ms", std::to_string(isolated));
