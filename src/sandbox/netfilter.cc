@@ -39,6 +39,21 @@ std::string Elements(const std::vector<Ipv4Cidr>& v) {
   return out;
 }
 
+// The rules of chain sbx_<slot>, one per line, without indentation.
+std::vector<std::string> SandboxRules(const SandboxFirewall& s) {
+  std::vector<std::string> r = {"meta nfproto ipv6 drop", "ip saddr != " + FormatIpv4(s.address) + " drop",
+                                "ip daddr @allow_" + std::to_string(s.slot) + " accept"};
+  if (s.block_all) {
+    r.push_back("drop");
+  } else {
+    r.push_back("ip daddr @blocked drop");
+    r.push_back("accept");
+  }
+  return r;
+}
+
+const char kAllowSetType[] = "type ipv4_addr; flags interval; auto-merge;";
+
 }  // namespace
 
 const std::vector<Ipv4Cidr>& BlockedRanges() {
@@ -73,19 +88,11 @@ std::string RenderFirewall(const FirewallSpec& spec) {
   o << "table inet " << t << " {\n";
   o << "  set blocked { type ipv4_addr; flags interval; elements = { " << Elements(BlockedRanges()) << " } }\n";
   for (const auto& s : spec.sandboxes) {
-    o << "  set allow_" << s.slot << " { type ipv4_addr; flags interval; auto-merge;";
+    o << "  set allow_" << s.slot << " { " << kAllowSetType;
     if (!s.allow.empty()) o << " elements = { " << Elements(s.allow) << " }";
     o << " }\n";
     o << "  chain sbx_" << s.slot << " {\n";
-    o << "    meta nfproto ipv6 drop\n";
-    o << "    ip saddr != " << FormatIpv4(s.address) << " drop\n";
-    o << "    ip daddr @allow_" << s.slot << " accept\n";
-    if (s.block_all) {
-      o << "    drop\n";
-    } else {
-      o << "    ip daddr @blocked drop\n";
-      o << "    accept\n";
-    }
+    for (const auto& r : SandboxRules(s)) o << "    " << r << "\n";
     o << "  }\n";
   }
   o << "  map dispatch { type ifname : verdict; elements = { ";
@@ -116,6 +123,38 @@ std::string RenderFirewall(const FirewallSpec& spec) {
 
 Status ApplyFirewall(const FirewallSpec& spec) {
   return RunNft(RenderFirewall(spec), false).WithContext("apply table " + spec.table);
+}
+
+std::string RenderAddSandbox(const std::string& table, const SandboxFirewall& s) {
+  // Every statement is idempotent (add = create or keep, then flush and
+  // refill), so re-adding a sandbox left over by a failed teardown works.
+  std::ostringstream o;
+  std::string t = "inet " + table, slot = std::to_string(s.slot);
+  o << "add set " << t << " allow_" << slot << " { " << kAllowSetType << " }\n";
+  o << "flush set " << t << " allow_" << slot << "\n";
+  if (!s.allow.empty()) o << "add element " << t << " allow_" << slot << " { " << Elements(s.allow) << " }\n";
+  o << "add chain " << t << " sbx_" << slot << "\n";
+  o << "flush chain " << t << " sbx_" << slot << "\n";
+  for (const auto& r : SandboxRules(s)) o << "add rule " << t << " sbx_" << slot << " " << r << "\n";
+  o << "add element " << t << " dispatch { \"" << s.ifname << "\" : jump sbx_" << slot << " }\n";
+  return o.str();
+}
+
+std::string RenderRemoveSandbox(const std::string& table, const SandboxFirewall& s) {
+  std::ostringstream o;
+  std::string t = "inet " + table, slot = std::to_string(s.slot);
+  o << "delete element " << t << " dispatch { \"" << s.ifname << "\" }\n";
+  o << "delete chain " << t << " sbx_" << slot << "\n";
+  o << "delete set " << t << " allow_" << slot << "\n";
+  return o.str();
+}
+
+Status AddSandboxFirewall(const std::string& table, const SandboxFirewall& s) {
+  return RunNft(RenderAddSandbox(table, s), false).WithContext("add sbx_" + std::to_string(s.slot));
+}
+
+Status RemoveSandboxFirewall(const std::string& table, const SandboxFirewall& s) {
+  return RunNft(RenderRemoveSandbox(table, s), false).WithContext("remove sbx_" + std::to_string(s.slot));
 }
 
 std::string FirewallUnsupportedReason() {

@@ -13,9 +13,12 @@
 //   - postrouting (nat): egress from the pool is masqueraded.
 // Per sandbox: chain `sbx_<slot>` and interval set `allow_<slot>`.
 //
-// The whole table is rendered from the desired state and replaced in one
-// nftables transaction (atomic: the kernel never sees a half-built table),
-// so setup, teardown and crash recovery are the same idempotent operation.
+// The whole table can be rendered from the desired state and replaced in
+// one nftables transaction (atomic: the kernel never sees a half-built
+// table): the reconcile used by recovery and as the fallback of every
+// change. Replacing the table re-registers its hooks, which waits for RCU
+// grace periods, so the common start/stop path changes only the one
+// sandbox's set, chain and map entry (also one transaction each).
 //
 // Ownership: the table is a kernel object owned by the runtime; Apply with
 // no sandboxes deletes it. Thread-safety: functions are reentrant; the
@@ -58,6 +61,15 @@ std::string FirewallTableName(const std::string& cgroup_prefix);
 std::string RenderFirewall(const FirewallSpec& spec);
 // Runs RenderFirewall(spec) in one transaction.
 Status ApplyFirewall(const FirewallSpec& spec);
+// The nft script that adds or refreshes one sandbox's set, chain and
+// dispatch entry in an existing table (idempotent), and the one that
+// removes them (fails if any is absent). Pure.
+std::string RenderAddSandbox(const std::string& table, const SandboxFirewall& s);
+std::string RenderRemoveSandbox(const std::string& table, const SandboxFirewall& s);
+// Run the scripts above in one transaction each; an error (e.g. the table
+// does not exist) changes nothing.
+Status AddSandboxFirewall(const std::string& table, const SandboxFirewall& s);
+Status RemoveSandboxFirewall(const std::string& table, const SandboxFirewall& s);
 // Empty when this kernel and libnftables can hold the table (checked with a
 // dry run of a representative table: inet filter + nat hooks, interval
 // sets, verdict maps), else the reason.

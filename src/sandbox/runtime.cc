@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -468,7 +469,7 @@ Status SandboxRuntime::SetupNetworkLocked(SandboxRecord& rec, pid_t pid, uint64_
   auto t0 = std::chrono::steady_clock::now();
   WARREN_ASSIGN_OR_RETURN(NetSlot slot, NetSlotFor(net_pool_, net_if_prefix_, rec.id_slot));
   rec.ip = FormatIpv4(slot.sandbox_addr);
-  WARREN_RETURN_IF_ERROR(SyncFirewallLocked(&rec, ""));
+  WARREN_RETURN_IF_ERROR(SyncFirewallLocked(&rec, nullptr));
   auto t1 = std::chrono::steady_clock::now();
   UniqueFd pidfd(SysPidfdOpen(pid, 0));
   // Identity re-checked with the pidfd held: the pid cannot be reused now.
@@ -499,40 +500,57 @@ Status SandboxRuntime::SetupNetworkLocked(SandboxRecord& rec, pid_t pid, uint64_
 
 Status SandboxRuntime::TeardownNetworkLocked(SandboxRecord& rec) {
   if (rec.network != "isolated") return Status::Ok();
+  // `ip` is set from setup until teardown: without it there are no rules
+  // of this sandbox to remove (a crash in between is Recover()'s job).
+  bool had_rules = !rec.ip.empty();
   rec.ip.clear();
   Status link = Status::Ok();
   auto slot = NetSlotFor(net_pool_, net_if_prefix_, rec.id_slot);
   if (slot.ok()) link = DeleteLink(slot->host_if);
-  Status fw = SyncFirewallLocked(nullptr, rec.id);
+  Status fw = had_rules ? SyncFirewallLocked(nullptr, &rec) : Status::Ok();
   return link.ok() ? fw : link;
 }
 
-Status SandboxRuntime::SyncFirewallLocked(const SandboxRecord* add, const std::string& drop_id) {
+Result<SandboxFirewall> SandboxRuntime::FirewallFor(const SandboxRecord& r) const {
+  WARREN_ASSIGN_OR_RETURN(NetSlot slot, NetSlotFor(net_pool_, net_if_prefix_, r.id_slot));
+  SandboxFirewall f{r.id_slot, slot.host_if, slot.sandbox_addr, {}, r.block_all};
+  for (const auto& c : r.allow_cidrs) {
+    WARREN_ASSIGN_OR_RETURN(Ipv4Cidr cidr, ParseIpv4Cidr(c));
+    f.allow.push_back(cidr);
+  }
+  return f;
+}
+
+Status SandboxRuntime::SyncFirewallLocked(const SandboxRecord* add, const SandboxRecord* drop) {
   if (!features_.network_isolated) return Status::Ok();
   FirewallSpec spec{fw_table_, net_if_prefix_, net_pool_, {}};
-  auto push = [&](const SandboxRecord& r) {
-    auto slot = NetSlotFor(net_pool_, net_if_prefix_, r.id_slot);
-    if (!slot.ok()) return;
-    SandboxFirewall f{r.id_slot, slot->host_if, slot->sandbox_addr, {}, r.block_all};
-    for (const auto& c : r.allow_cidrs) {
-      auto cidr = ParseIpv4Cidr(c);
-      if (cidr.ok()) f.allow.push_back(*cidr);
-    }
-    spec.sandboxes.push_back(std::move(f));
-  };
   for (const auto& key : sandboxes_.Keys()) {
-    if (key == drop_id || (add && key == add->id)) continue;
+    if ((drop && key == drop->id) || (add && key == add->id)) continue;
     auto j = sandboxes_.Get(key);
     if (!j.ok()) continue;
     auto r = SandboxRecord::FromJson(*j);
-    if (r.ok() && r->network == "isolated" && r->state != SandboxState::kDestroyed &&
-        ProcessAlive(r->init_pid, r->init_start_time)) {
-      push(*r);
+    if (!r.ok() || r->network != "isolated" || r->state == SandboxState::kDestroyed ||
+        !ProcessAlive(r->init_pid, r->init_start_time)) {
+      continue;
     }
+    auto f = FirewallFor(*r);
+    if (f.ok()) spec.sandboxes.push_back(std::move(*f));
   }
-  if (add) push(*add);
+  std::optional<SandboxFirewall> changed;
+  if (add || drop) {
+    WARREN_ASSIGN_OR_RETURN(changed, FirewallFor(add ? *add : *drop));
+  }
+  if (add) spec.sandboxes.push_back(*changed);
   std::sort(spec.sandboxes.begin(), spec.sandboxes.end(),
             [](const SandboxFirewall& a, const SandboxFirewall& b) { return a.slot < b.slot; });
+  // One sandbox changed and others keep the table: touch only its set,
+  // chain and map entry. Anything unexpected (entries missing, no table)
+  // falls back to replacing the whole table from the records.
+  if (changed && spec.sandboxes.size() > (add ? 1u : 0u)) {
+    Status s = add ? AddSandboxFirewall(fw_table_, *changed) : RemoveSandboxFirewall(fw_table_, *changed);
+    if (s.ok()) return s;
+    log::Debug("sandbox.network.firewall_full_sync", {{"reason", s.ToString()}});
+  }
   return ApplyFirewall(spec);
 }
 
@@ -944,7 +962,7 @@ Result<RecoveryReport> SandboxRuntime::Recover() {
   } else {
     log::Warn("sandbox.recover.links_failed", {{"error", links.status().ToString()}});
   }
-  if (Status s = SyncFirewallLocked(nullptr, ""); !s.ok()) {
+  if (Status s = SyncFirewallLocked(nullptr, nullptr); !s.ok()) {
     log::Warn("sandbox.recover.firewall_failed", {{"error", s.ToString()}});
   }
   std::error_code ec;

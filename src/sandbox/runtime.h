@@ -37,6 +37,7 @@
 #include "sandbox/caps.h"
 #include "sandbox/cgroups.h"
 #include "sandbox/files.h"
+#include "sandbox/netfilter.h"
 #include "sandbox/network.h"
 #include "sandbox/process.h"
 #include "sandbox/seccomp.h"
@@ -213,9 +214,13 @@ class SandboxRuntime final {
   Status SetupNetworkLocked(SandboxRecord& rec, pid_t pid, uint64_t start);
   // Removes the sandbox's veth and its chain/set. Idempotent.
   Status TeardownNetworkLocked(SandboxRecord& rec);
-  // Re-renders the runtime's nft table from the records: every isolated
-  // sandbox whose init is alive, plus `add`, minus `drop_id`.
-  Status SyncFirewallLocked(const SandboxRecord* add, const std::string& drop_id);
+  // Brings the runtime's nft table to: every isolated sandbox whose init is
+  // alive, plus `add`, minus `drop` (either may be null). With one change
+  // and sandboxes left, only that sandbox's chain/set/map entry is touched;
+  // otherwise (recovery, first or last sandbox, or a failed incremental
+  // change) the whole table is replaced from the records.
+  Status SyncFirewallLocked(const SandboxRecord* add, const SandboxRecord* drop);
+  Result<SandboxFirewall> FirewallFor(const SandboxRecord& rec) const;
 
   RuntimeOptions opts_;
   Clock* clock_;
