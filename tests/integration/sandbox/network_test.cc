@@ -371,6 +371,42 @@ TEST_F(NetworkTest, DeleteAndRecoverLeaveNothing) {
   // TearDown deletes the rest and checks for leaks.
 }
 
+TEST_F(NetworkTest, FailedSetupLeavesNothingRunning) {
+  // A pool with room for one /30: slot 0 fits, slot 1 does not.
+  rt_.reset();
+  auto cfg = JsonDir(data_dir_).Get("config");
+  ASSERT_TRUE(cfg.ok());
+  network_pool_ = (*cfg)["network_pool"].get<std::string>();
+  network_pool_ = network_pool_.substr(0, network_pool_.rfind('/')) + "/30";
+  (*cfg)["network_pool"] = network_pool_;
+  ASSERT_TRUE(JsonDir(data_dir_).Put("config", *cfg).ok());
+  auto reopened = Open();
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  rt_ = std::move(*reopened);
+  EXPECT_EQ(rt_->options().network_pool, network_pool_);
+
+  auto first = Isolated();
+  EXPECT_EQ(first.id_slot, 0);
+  CreateOptions o;
+  o.network = "isolated";
+  auto second = rt_->Create(o);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), Code::kResourceExhausted) << second.status().ToString();
+  auto list = rt_->List();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 2u);
+  for (const auto& r : *list) {
+    if (r.id == first.id) continue;
+    EXPECT_EQ(r.state, SandboxState::kStopped);
+    EXPECT_NE(r.error.find("no room"), std::string::npos) << r.error;
+    EXPECT_EQ(r.ip, "");
+  }
+  // Only the first sandbox's link and cgroup exist; it still works.
+  EXPECT_EQ(LinksWithPrefix(NetIfPrefix(prefix_)), std::vector<std::string>{IfName(first)});
+  EXPECT_EQ(CgroupDirs(prefix_).size(), 4u);
+  EXPECT_EQ(Trim(Sh(first.id, "ls /sys/class/net | tr '\\n' ' '").stdout_data), "eth0 lo");
+}
+
 TEST_F(NetworkTest, BadInputIsRejected) {
   auto bad = [&](CreateOptions o) {
     auto r = rt_->Create(o);
