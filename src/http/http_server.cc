@@ -137,6 +137,7 @@ struct HttpServer::Impl {
   ServerOptions opts;
   Handler handler;
   ErrorRenderer errors;
+  BodyRouter body_router;  // set before Start(); empty = every body buffered
   asio::io_context ioc{1};
   asio::thread_pool pool;
   std::thread io_thread;
@@ -267,28 +268,21 @@ awaitable<void> HttpServer::Impl::Serve(Socket socket, std::string remote) {
   bool first = true;
   for (;;) {
     if (stopping) break;
-    bhttp::request_parser<bhttp::string_body> parser;
-    parser.header_limit(static_cast<std::uint32_t>(opts.max_header_bytes));
-    parser.body_limit(opts.max_body_bytes);
+    // The head is read with an empty body; the body is then read buffered
+    // (string_body, max_body_bytes) or streamed into a BodySink
+    // (buffer_body, the sink's limit), depending on the route.
+    bhttp::request_parser<bhttp::empty_body> head;
+    head.header_limit(static_cast<std::uint32_t>(opts.max_header_bytes));
+    head.body_limit(boost::none);  // checked below, once the route's limit is known
     stream.expires_after(first ? opts.header_timeout : opts.idle_timeout);
     phase = Phase::kIdle;
-    auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, kTuple);
+    auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, head, kTuple);
     phase = Phase::kBusy;
     std::string rid = NewId(idprefix::kRequest);
     if (ec) {
       if (ec == bhttp::error::header_limit) {
         co_await WriteResponse(stream, RenderError(431, "invalid_request_error", "request headers too large", rid),
                                rid, false, 11);
-      } else if (ec == bhttp::error::body_limit) {
-        // Content-Length over the limit: answer 413, then read and discard
-        // the body so the client (still sending) gets the answer, not a reset.
-        uint64_t declared = parser.content_length().value_or(0);
-        size_t buffered = buffer.size();
-        co_await WriteResponse(stream,
-                               RenderError(413, "request_too_large",
-                                           "request body exceeds " + std::to_string(opts.max_body_bytes) + " bytes", rid),
-                               rid, false, 11);
-        co_await Drain(stream, declared > buffered ? declared - buffered : 0);
       } else if (ec != bhttp::error::end_of_stream && ec != beast::error::timeout &&
                  ec != asio::error::operation_aborted && ec != asio::error::connection_reset &&
                  ec != asio::error::eof && buffer.size() > 0) {
@@ -298,58 +292,163 @@ awaitable<void> HttpServer::Impl::Serve(Socket socket, std::string remote) {
       break;
     }
     first = false;
-    unsigned version = parser.get().version();
-    stream.expires_after(opts.body_timeout);
-    if (!parser.is_done()) {
-      auto [ec2, n2] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
-      if (ec2) {
-        if (ec2 == bhttp::error::body_limit) {
-          co_await WriteResponse(stream,
-                                 RenderError(413, "request_too_large",
-                                             "request body exceeds " + std::to_string(opts.max_body_bytes) + " bytes",
-                                             rid),
-                                 rid, false, version);
-          // Chunked body over the limit: drain what the client still sends.
-          co_await Drain(stream, kDrainCap);
-        } else if (ec2 == beast::error::timeout) {
-          co_await WriteResponse(stream, RenderError(408, "timeout_error", "request body read timed out", rid), rid,
-                                 false, version);
-        }
-        break;
-      }
-    }
-    stream.expires_never();
-
-    auto msg = parser.release();
+    unsigned version = head.get().version();
     HttpRequest req;
-    req.method = std::string(msg.method_string());
-    req.target = std::string(msg.target());
+    req.method = std::string(head.get().method_string());
+    req.target = std::string(head.get().target());
     req.remote = remote;
     req.request_id = rid;
-    for (const auto& f : msg) req.headers.Add(std::string(f.name_string()), std::string(f.value()));
-    req.body = std::move(msg.body());
-    bool keep_alive = msg.keep_alive();
+    for (const auto& f : head.get()) req.headers.Add(std::string(f.name_string()), std::string(f.value()));
+    bool keep_alive = head.get().keep_alive();
     if (!ParseTarget(req.target, &req)) {
       co_await WriteResponse(stream, RenderError(400, "invalid_request_error", "malformed request target", rid), rid,
                              false, version);
       break;
     }
+    const uint64_t declared = head.content_length().value_or(0);
+    const std::string* expect = req.headers.Find("expect");
+    const bool expect_continue = expect && IEquals(*expect, "100-continue");
+
+    // Route the body.
+    std::shared_ptr<BodySink> sink;
+    if (!head.is_done() && body_router) {
+      in_handlers++;
+      HttpRequest* req_ptr = &req;
+      auto route_fn = [this, req_ptr]() -> awaitable<BodyRoute> {
+        try {
+          co_return body_router(*req_ptr);
+        } catch (const std::exception& e) {
+          log::Error("http.body_router_exception", {{"error", e.what()}, {"path", req_ptr->path}});
+          co_return BodyRoute{nullptr, RenderError(500, "api_error", "internal error", req_ptr->request_id)};
+        }
+      };
+      BodyRoute route = co_await asio::co_spawn(pool, route_fn, use_awaitable);
+      in_handlers--;
+      if (route.reject) {
+        // Refused before reading the body: answer, then drain what the
+        // client may still send (unless it waits for 100-continue).
+        co_await WriteResponse(stream, *route.reject, rid, false, version);
+        if (!expect_continue) co_await Drain(stream, head.chunked() ? kDrainCap : declared);
+        break;
+      }
+      sink = std::move(route.sink);
+    }
+    const uint64_t limit = sink ? sink->MaxBytes() : opts.max_body_bytes;
+    if (!head.is_done() && head.content_length() && declared > limit) {
+      co_await WriteResponse(
+          stream, RenderError(413, "request_too_large", "request body exceeds " + std::to_string(limit) + " bytes", rid),
+          rid, false, version);
+      if (!expect_continue) co_await Drain(stream, declared - std::min<uint64_t>(declared, buffer.size()));
+      break;
+    }
+    if (!head.is_done() && expect_continue) {
+      static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      stream.expires_after(opts.write_timeout);
+      auto [cec, cn] = co_await asio::async_write(stream, asio::buffer(kContinue), kTuple);
+      if (cec) break;
+    }
 
     int64_t t0 = std::chrono::duration_cast<std::chrono::microseconds>(
                      std::chrono::steady_clock::now().time_since_epoch()).count();
-    in_handlers++;
-    HandlerResult result = co_await asio::co_spawn(
-        pool,
-        [this, &req]() -> awaitable<HandlerResult> {
-          try {
-            co_return handler(req);
-          } catch (const std::exception& e) {
-            log::Error("http.handler_exception", {{"error", e.what()}, {"path", req.path}});
-            co_return HandlerResult{RenderError(500, "api_error", "internal error", req.request_id), nullptr, nullptr};
+    HandlerResult result;
+    if (sink) {
+      // Streamed body: pieces of up to kPiece bytes go to the sink on the
+      // worker pool while the next piece waits in the socket; the timeout
+      // applies per piece, so a long upload is fine as long as it moves.
+      constexpr size_t kPiece = 256 * 1024;
+      bhttp::request_parser<bhttp::buffer_body> bp(std::move(head));
+      bp.body_limit(limit);
+      std::unique_ptr<char[]> piece(new char[kPiece]);
+      Status body_status;
+      bool peer_gone = false;
+      while (!bp.is_done()) {
+        bp.get().body().data = piece.get();
+        bp.get().body().size = kPiece;
+        stream.expires_after(opts.body_timeout);
+        auto [rec, rn] = co_await bhttp::async_read(stream, buffer, bp, kTuple);
+        if (rec == bhttp::error::need_buffer) rec = {};
+        if (rec) {
+          if (rec == bhttp::error::body_limit) {
+            body_status = Status::TooLarge("request body exceeds " + std::to_string(limit) + " bytes");
+          } else if (rec == beast::error::timeout) {
+            body_status = Status::Timeout("request body read timed out");
+          } else {
+            body_status = Status::Cancelled("client went away during the upload");
+            peer_gone = true;
           }
-        },
-        use_awaitable);
-    in_handlers--;
+          break;
+        }
+        size_t got = kPiece - bp.get().body().size;
+        if (got == 0) continue;
+        in_handlers++;
+        BodySink* raw_sink = sink.get();
+        std::string_view data(piece.get(), got);
+        auto write_fn = [raw_sink, data]() -> awaitable<Status> { co_return raw_sink->Write(data); };
+        body_status = co_await asio::co_spawn(pool, write_fn, use_awaitable);
+        in_handlers--;
+        if (!body_status.ok()) break;
+      }
+      stream.expires_never();
+      in_handlers++;
+      BodySink* raw_sink = sink.get();
+      const Status* st = &body_status;
+      auto finish_fn = [this, raw_sink, st, req_ptr = &req]() -> awaitable<HandlerResult> {
+        try {
+          co_return raw_sink->Finish(*st);
+        } catch (const std::exception& e) {
+          log::Error("http.handler_exception", {{"error", e.what()}, {"path", req_ptr->path}});
+          co_return HandlerResult{RenderError(500, "api_error", "internal error", req_ptr->request_id)};
+        }
+      };
+      result = co_await asio::co_spawn(pool, finish_fn, use_awaitable);
+      in_handlers--;
+      if (peer_gone) break;
+      if (!body_status.ok()) {
+        // The rest of the body is unread: answer, drain, close.
+        stream.expires_after(opts.write_timeout);
+        co_await WriteResponse(stream, result.response, rid, false, version);
+        co_await Drain(stream, kDrainCap);
+        break;
+      }
+    } else {
+      bhttp::request_parser<bhttp::string_body> parser(std::move(head));
+      parser.body_limit(opts.max_body_bytes);
+      stream.expires_after(opts.body_timeout);
+      if (!parser.is_done()) {
+        auto [ec2, n2] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
+        if (ec2) {
+          if (ec2 == bhttp::error::body_limit) {
+            co_await WriteResponse(stream,
+                                   RenderError(413, "request_too_large",
+                                               "request body exceeds " + std::to_string(opts.max_body_bytes) + " bytes",
+                                               rid),
+                                   rid, false, version);
+            // Chunked body over the limit: drain what the client still sends.
+            co_await Drain(stream, kDrainCap);
+          } else if (ec2 == beast::error::timeout) {
+            co_await WriteResponse(stream, RenderError(408, "timeout_error", "request body read timed out", rid), rid,
+                                   false, version);
+          }
+          break;
+        }
+      }
+      stream.expires_never();
+      req.body = std::move(parser.get().body());
+      in_handlers++;
+      HandlerResult r = co_await asio::co_spawn(
+          pool,
+          [this, &req]() -> awaitable<HandlerResult> {
+            try {
+              co_return handler(req);
+            } catch (const std::exception& e) {
+              log::Error("http.handler_exception", {{"error", e.what()}, {"path", req.path}});
+              co_return HandlerResult{RenderError(500, "api_error", "internal error", req.request_id)};
+            }
+          },
+          use_awaitable);
+      in_handlers--;
+      result = std::move(r);
+    }
 
     if (result.poll) {
       auto poll = result.poll;
@@ -395,6 +494,63 @@ awaitable<void> HttpServer::Impl::Serve(Socket socket, std::string remote) {
       stream.expires_after(opts.write_timeout);
       auto wec = co_await WriteResponse(stream, *done, rid, keep_alive && !stopping, version);
       if (wec || !keep_alive) break;
+      continue;
+    }
+
+    if (result.body) {
+      // Chunked body read in pieces on the worker pool: one piece in memory.
+      constexpr size_t kPiece = 256 * 1024;
+      const HttpResponse& r = result.response;
+      std::string reason(bhttp::obsolete_reason(static_cast<bhttp::status>(r.status)));
+      bool ka = keep_alive && !stopping;
+      std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " + reason + "\r\n";
+      out += "Server: warren\r\nContent-Type: " + r.content_type + "\r\nTransfer-Encoding: chunked\r\n";
+      out += std::string("Connection: ") + (ka ? "keep-alive" : "close") + "\r\nrequest-id: " + rid + "\r\n";
+      for (const auto& [k, v] : r.headers.items()) out += k + ": " + v + "\r\n";
+      out += "\r\n";
+      BodySource* raw_src = result.body.get();
+      std::string piece;
+      bool more = true, failed = false;
+      while (more) {
+        piece.clear();
+        in_handlers++;
+        std::string* piece_ptr = &piece;
+        bool* more_ptr = &more;
+        // (co_spawn needs a default-constructible result: Status, not Result.)
+        auto read_fn = [raw_src, piece_ptr, more_ptr]() -> awaitable<Status> {
+          try {
+            Result<bool> r = raw_src->Read(piece_ptr, kPiece);
+            if (!r.ok()) co_return r.status();
+            *more_ptr = *r;
+            co_return Status::Ok();
+          } catch (const std::exception& e) {
+            co_return Status::Internal(e.what());
+          }
+        };
+        Status rs = co_await asio::co_spawn(pool, read_fn, use_awaitable);
+        in_handlers--;
+        if (!rs.ok()) {
+          log::Warn("http.body_source_failed", {{"error", rs.ToString()}, {"path", req.path}, {"request_id", rid}});
+          failed = true;
+        }
+        if (!piece.empty()) {
+          char size[32];
+          int sn = std::snprintf(size, sizeof size, "%zx\r\n", piece.size());
+          out.append(size, static_cast<size_t>(sn));
+          out += piece;
+          out += "\r\n";
+        }
+        if (!more && !failed) out += "0\r\n\r\n";
+        if (!out.empty()) {
+          stream.expires_after(opts.write_timeout);
+          auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(out), kTuple);
+          out.clear();
+          if (wec) failed = true;
+        }
+        if (failed || stopping) break;
+      }
+      stream.expires_never();
+      if (failed || more || !ka) break;
       continue;
     }
 
@@ -573,6 +729,8 @@ Status HttpServer::Start() {
   });
   return Status::Ok();
 }
+
+void HttpServer::set_body_router(BodyRouter router) { impl_->body_router = std::move(router); }
 
 std::string HttpServer::url() const { return impl_->url; }
 uint16_t HttpServer::port() const { return impl_->port; }

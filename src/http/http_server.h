@@ -96,15 +96,60 @@ class LongPoll {
   virtual void OnClose() {}
 };
 
+// A response body produced in pieces (downloads): sent with chunked
+// transfer encoding, one piece in memory at a time. Implemented by the
+// application; the server calls Read on the worker pool, never concurrently.
+class BodySource {
+ public:
+  virtual ~BodySource() = default;
+  // Appends the next piece (at most `max` bytes) to `out`, which is empty.
+  // Returns true while more may follow, false at the end (after appending
+  // the last bytes). An error ends the response without the terminating
+  // chunk, so the client sees a truncated transfer, and closes the
+  // connection.
+  virtual Result<bool> Read(std::string* out, size_t max) = 0;
+};
+
 // What a handler returns: a plain response, or headers plus a stream, or a
-// long-poll.
+// long-poll, or headers plus a chunked body.
 struct HandlerResult {
-  HttpResponse response;                 // for streams: status + headers only
-  std::shared_ptr<StreamSource> stream;  // non-null => streaming response
+  HttpResponse response;                 // for streams and bodies: status + headers only
+  std::shared_ptr<StreamSource> stream;  // non-null => streaming response (SSE)
   std::shared_ptr<LongPoll> poll;        // non-null => parked long-poll
+  std::shared_ptr<BodySource> body;      // non-null => chunked response body
+};
+
+// A request body consumed as it arrives (uploads), instead of being
+// buffered whole under `max_body_bytes`. The server calls Write and then
+// Finish on the worker pool, in order, never concurrently.
+class BodySink {
+ public:
+  virtual ~BodySink() = default;
+  // The largest body accepted; a larger Content-Length, or a chunked body
+  // growing past it, ends the upload with Finish(TooLarge).
+  virtual uint64_t MaxBytes() const = 0;
+  // The next consecutive piece of the body. A non-OK status stops reading:
+  // the server calls Finish with it.
+  virtual Status Write(std::string_view piece) = 0;
+  // Called once: with OK after the whole body arrived and every Write
+  // succeeded, else with the reason (the Write error; TooLarge; Timeout when
+  // the client stalled past body_timeout between pieces; Cancelled when the
+  // client went away, in which case the result is discarded). The result is
+  // the response; after a failed body the connection is closed.
+  virtual HandlerResult Finish(const Status& body_status) = 0;
+};
+
+// How the server should take a request's body, decided from its head.
+struct BodyRoute {
+  std::shared_ptr<BodySink> sink;       // non-null => stream the body into it
+  std::optional<HttpResponse> reject;   // set => answer now without reading the body
 };
 
 using Handler = std::function<HandlerResult(HttpRequest&)>;
+// Called on the worker pool for every request that has a body, with the
+// head only (req.body empty). Returning an empty BodyRoute buffers the body
+// as usual and then calls the Handler.
+using BodyRouter = std::function<BodyRoute(HttpRequest& head)>;
 // Renders a server-generated error (status, error.type, message) in the
 // application's envelope.
 using ErrorRenderer = std::function<HttpResponse(int status, std::string_view type,
@@ -128,6 +173,9 @@ class HttpServer final {
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
+
+  // Installs the body router (streamed uploads). Call before Start().
+  void set_body_router(BodyRouter router);
 
   // Binds and starts the I/O thread. After OK, url() is valid.
   Status Start();

@@ -100,17 +100,84 @@ class Poll final : public LongPoll {
   int timeout_ms = 5000;
 };
 
+// Records an upload piece by piece.
+class Sink final : public BodySink {
+ public:
+  explicit Sink(uint64_t max) : max_(max) {}
+  uint64_t MaxBytes() const override { return max_; }
+  Status Write(std::string_view piece) override {
+    pieces++;
+    largest = std::max(largest, piece.size());
+    data.append(piece);
+    if (fail_after && data.size() >= fail_after) return Status::IOError("disk full");
+    return Status::Ok();
+  }
+  HandlerResult Finish(const Status& st) override {
+    finished = st;
+    HandlerResult h;
+    h.response.status = st.ok() ? 201 : st.code() == Code::kTooLarge ? 413 : 500;
+    h.response.body = "got " + std::to_string(data.size());
+    return h;
+  }
+  uint64_t max_;
+  size_t fail_after = 0;
+  int pieces = 0;
+  size_t largest = 0;
+  std::string data;
+  std::optional<Status> finished;
+};
+
+// Produces `n` pieces of `size` bytes, or fails after `fail_at` pieces.
+class Pieces final : public BodySource {
+ public:
+  Pieces(int n, size_t size, int fail_at = -1) : n_(n), size_(size), fail_at_(fail_at) {}
+  Result<bool> Read(std::string* out, size_t max) override {
+    if (i_ == fail_at_) return Status::IOError("read failed");
+    out->assign(std::min(size_, max), static_cast<char>('a' + i_ % 26));
+    return ++i_ < n_;
+  }
+  int n_;
+  size_t size_;
+  int fail_at_;
+  int i_ = 0;
+};
+
+// Decodes a chunked body that starts after the blank line of `raw`.
+std::string Dechunk(const std::string& raw, bool* complete) {
+  size_t p = raw.find("\r\n\r\n");
+  std::string out;
+  *complete = false;
+  if (p == std::string::npos) return out;
+  p += 4;
+  for (;;) {
+    size_t eol = raw.find("\r\n", p);
+    if (eol == std::string::npos) return out;
+    size_t n = std::stoul(raw.substr(p, eol - p), nullptr, 16);
+    if (n == 0) {
+      *complete = true;
+      return out;
+    }
+    if (eol + 2 + n > raw.size()) return out;
+    out += raw.substr(eol + 2, n);
+    p = eol + 2 + n + 2;
+  }
+}
+
 class HttpServerTest : public ::testing::Test {
  protected:
   void Start(ServerOptions o = {}) {
     o.listen = "127.0.0.1:0";
     server_ = std::make_unique<HttpServer>(o, [this](HttpRequest& r) { return Handle(r); }, Err);
+    if (router) server_->set_body_router(router);
     ASSERT_TRUE(server_->Start().ok());
   }
   HandlerResult Handle(HttpRequest& r) {
     HandlerResult h;
     if (r.path == "/stream") {
       h.stream = source;
+    } else if (r.path == "/download") {
+      h.response.content_type = "application/octet-stream";
+      h.body = download;
     } else if (r.path == "/poll") {
       h.poll = poll;
     } else {
@@ -121,6 +188,8 @@ class HttpServerTest : public ::testing::Test {
   }
   std::shared_ptr<Source> source = std::make_shared<Source>();
   std::shared_ptr<Poll> poll = std::make_shared<Poll>();
+  std::shared_ptr<BodySource> download;
+  BodyRouter router;
   std::unique_ptr<HttpServer> server_;
 };
 
@@ -238,6 +307,129 @@ TEST_F(HttpServerTest, StopEndsParkedStreams) {
   server_->Stop(std::chrono::seconds(5));
   EXPECT_TRUE(source->closed.load());
   EXPECT_EQ(server_->connections(), 0u);
+}
+
+TEST_F(HttpServerTest, StreamedUploadReachesSinkInPieces) {
+  ServerOptions o;
+  o.max_body_bytes = 1024;  // the buffered limit does not apply to sink routes
+  auto sink = std::make_shared<Sink>(8 << 20);
+  router = [&sink](HttpRequest& head) {
+    BodyRoute r;
+    if (head.path == "/up") r.sink = sink;
+    return r;
+  };
+  Start(o);
+  std::string body(4 << 20, 'x');
+  for (size_t i = 0; i < body.size(); i += 4093) body[i] = static_cast<char>('a' + (i / 4093) % 26);
+  Conn c(server_->port());
+  c.Send("PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n");
+  c.Send(body);
+  std::string r = c.ReadUntil("got " + std::to_string(body.size()));
+  EXPECT_NE(r.find("201"), std::string::npos) << r;
+  EXPECT_TRUE(sink->data == body);
+  EXPECT_GT(sink->pieces, 1);
+  EXPECT_LE(sink->largest, 256u * 1024);
+  ASSERT_TRUE(sink->finished && sink->finished->ok());
+  // Keep-alive: the same connection serves a buffered request next, whose
+  // limit still holds.
+  c.Send("POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
+  EXPECT_NE(c.ReadUntil("body=abc").find("body=abc"), std::string::npos);
+  Conn big(server_->port());
+  big.Send("POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n" + std::string(2000, 'y'));
+  EXPECT_NE(big.ReadUntil("}").find("413"), std::string::npos);
+}
+
+TEST_F(HttpServerTest, ChunkedUploadAndLimits) {
+  auto sink = std::make_shared<Sink>(100000);
+  router = [&sink](HttpRequest& head) {
+    BodyRoute r;
+    if (head.path == "/up") r.sink = sink;
+    if (head.path == "/deny") {
+      HttpResponse no;
+      no.status = 401;
+      no.body = "denied";
+      r.reject = no;
+    }
+    return r;
+  };
+  Start();
+  {
+    Conn c(server_->port());
+    c.Send("PUT /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+    EXPECT_NE(c.ReadUntil("got 11").find("201"), std::string::npos);
+    EXPECT_EQ(sink->data, "hello world");
+  }
+  {  // a declared length over the sink's limit: 413 before any Write
+    sink = std::make_shared<Sink>(100000);
+    Conn c(server_->port());
+    c.Send("PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n");
+    EXPECT_NE(c.ReadUntil("}").find("413"), std::string::npos);
+    EXPECT_EQ(sink->pieces, 0);
+  }
+  {  // a chunked body growing past the limit: Finish(TooLarge)
+    sink = std::make_shared<Sink>(1000);
+    Conn c(server_->port());
+    c.Send("PUT /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n7d0\r\n" + std::string(2000, 'z') +
+           "\r\n0\r\n\r\n");
+    EXPECT_NE(c.ReadUntil("got").find("413"), std::string::npos);
+    ASSERT_TRUE(sink->finished);
+    EXPECT_EQ(sink->finished->code(), Code::kTooLarge);
+  }
+  {  // a failing Write ends the upload with the sink's answer
+    sink = std::make_shared<Sink>(1 << 20);
+    sink->fail_after = 1;
+    Conn c(server_->port());
+    c.Send("PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789");
+    EXPECT_NE(c.ReadUntil("got").find("500"), std::string::npos);
+    ASSERT_TRUE(sink->finished);
+    EXPECT_EQ(sink->finished->code(), Code::kIOError);
+  }
+  {  // refused from the head: answered without reading the body
+    Conn c(server_->port());
+    c.Send("PUT /deny HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    std::string r = c.ReadUntil("denied");
+    EXPECT_NE(r.find("401"), std::string::npos) << r;
+    EXPECT_EQ(r.find("100 Continue"), std::string::npos) << r;
+  }
+  {  // Expect: 100-continue on an accepted upload
+    sink = std::make_shared<Sink>(1000);
+    Conn c(server_->port());
+    c.Send("PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    EXPECT_NE(c.ReadUntil("100 Continue").find("100 Continue"), std::string::npos);
+    c.Send("abcde");
+    EXPECT_NE(c.ReadUntil("got 5").find("201"), std::string::npos);
+  }
+}
+
+TEST_F(HttpServerTest, ChunkedDownloadInPieces) {
+  Start();
+  download = std::make_shared<Pieces>(5, 100000);
+  Conn c(server_->port());
+  c.Send("GET /download HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string raw = c.ReadUntil("\r\n0\r\n\r\n");
+  EXPECT_NE(raw.find("Transfer-Encoding: chunked"), std::string::npos);
+  EXPECT_NE(raw.find("application/octet-stream"), std::string::npos);
+  bool complete = false;
+  std::string body = Dechunk(raw, &complete);
+  EXPECT_TRUE(complete);
+  ASSERT_EQ(body.size(), 500000u);
+  EXPECT_EQ(body[0], 'a');
+  EXPECT_EQ(body[499999], 'e');
+  // The connection stays usable.
+  c.Send("GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_NE(c.ReadUntil("body=").find("GET /after"), std::string::npos);
+}
+
+TEST_F(HttpServerTest, FailedDownloadIsTruncatedAndClosed) {
+  Start();
+  download = std::make_shared<Pieces>(5, 1000, /*fail_at=*/2);
+  Conn c(server_->port());
+  c.Send("GET /download HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string raw = c.ReadUntil("never appears");  // reads until the server closes
+  bool complete = true;
+  std::string body = Dechunk(raw, &complete);
+  EXPECT_FALSE(complete);
+  EXPECT_EQ(body.size(), 2000u);
 }
 
 }  // namespace
