@@ -19,7 +19,37 @@ static std::vector<std::string> Split(const std::string& path) {
 }
 
 void Router::Add(std::string method, std::string pattern, RouteHandler handler) {
-  routes_.push_back(Route{std::move(method), Split(pattern), std::move(handler)});
+  routes_.push_back(Route{std::move(method), Split(pattern), std::move(handler), nullptr});
+}
+
+void Router::AddUpload(std::string method, std::string pattern, UploadHandler handler) {
+  uploads_.push_back(Route{std::move(method), Split(pattern), nullptr, std::move(handler)});
+}
+
+bool Router::MatchSegments(const Route& r, const std::vector<std::string>& segs, Params* p) {
+  if (r.segments.size() != segs.size()) return false;
+  for (size_t i = 0; i < segs.size(); i++) {
+    const std::string& pat = r.segments[i];
+    if (pat.size() > 2 && pat.front() == '{' && pat.back() == '}') {
+      if (segs[i].empty()) return false;
+      (*p)[pat.substr(1, pat.size() - 2)] = segs[i];
+    } else if (pat != segs[i]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+const UploadHandler* Router::MatchUpload(const std::string& method, const std::string& path, Params* params) const {
+  if (uploads_.empty()) return nullptr;
+  std::vector<std::string> segs = Split(path);
+  for (const Route& r : uploads_) {
+    Params p;
+    if (r.method != method || !MatchSegments(r, segs, &p)) continue;
+    *params = std::move(p);
+    return &r.upload;
+  }
+  return nullptr;
 }
 
 Router::MatchResult Router::Match(const std::string& method, const std::string& path, const RouteHandler** handler,
@@ -27,19 +57,8 @@ Router::MatchResult Router::Match(const std::string& method, const std::string& 
   std::vector<std::string> segs = Split(path);
   bool path_matched = false;
   for (const Route& r : routes_) {
-    if (r.segments.size() != segs.size()) continue;
     Params p;
-    bool ok = true;
-    for (size_t i = 0; i < segs.size() && ok; i++) {
-      const std::string& pat = r.segments[i];
-      if (pat.size() > 2 && pat.front() == '{' && pat.back() == '}') {
-        if (segs[i].empty()) ok = false;
-        else p[pat.substr(1, pat.size() - 2)] = segs[i];
-      } else if (pat != segs[i]) {
-        ok = false;
-      }
-    }
-    if (!ok) continue;
+    if (!MatchSegments(r, segs, &p)) continue;
     path_matched = true;
     if (r.method != method) continue;
     *handler = &r.handler;

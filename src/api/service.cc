@@ -78,6 +78,15 @@ http::HandlerResult ApiService::Handle(http::HttpRequest& req) {
   return ErrorResult(Status::NotFound("no route for " + req.method + " " + path), req);
 }
 
+http::BodyRoute ApiService::RouteBody(http::HttpRequest& head) {
+  std::string path = head.path;
+  if (path.size() > 1 && path.back() == '/') path.pop_back();
+  Params params;
+  const UploadHandler* upload = router_.MatchUpload(head.method, path, &params);
+  if (!upload) return {};
+  return (*upload)(head, params);
+}
+
 // ------------------------------------------------------------------ helpers
 
 Result<Json> BodyObject(const http::HttpRequest& req, bool allow_empty) {

@@ -39,6 +39,9 @@ class ApiService final {
 
   // Entry point for the HTTP server.
   http::HandlerResult Handle(http::HttpRequest& req);
+  // Body router for the HTTP server: streams the body of a request that
+  // matches an upload route (Router::AddUpload); buffers any other.
+  http::BodyRoute RouteBody(http::HttpRequest& head);
 
   // Observers are notified in registration order; add before serving.
   void add_observer(SessionObserver* observer) { observers_.push_back(observer); }
