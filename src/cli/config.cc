@@ -9,7 +9,7 @@ namespace {
 struct Key {
   const char* name;
   const char* env;
-  enum Kind { kString, kSize, kInt, kModelField } kind;
+  enum Kind { kString, kSize, kInt, kModelField, kBool } kind;
   void* slot;
 };
 
@@ -26,6 +26,12 @@ std::vector<Key> Keys(ServeConfig* c) {
       {"sse_keepalive_ms", "WARREN_SSE_KEEPALIVE_MS", Key::kInt, &c->sse_keepalive_ms},
       {"engine_threads", "WARREN_ENGINE_THREADS", Key::kInt, &c->engine_threads},
       {"work_lease_ttl_seconds", "WARREN_WORK_LEASE_TTL_SECONDS", Key::kInt, &c->work_lease_ttl_seconds},
+      {"sandbox.enabled", "WARREN_SANDBOX_ENABLED", Key::kBool, &c->sandbox_enabled},
+      {"sandbox.data_dir", "WARREN_SANDBOX_DATA_DIR", Key::kString, &c->sandbox_data_dir},
+      {"sandbox.pool_bytes", "WARREN_SANDBOX_POOL_BYTES", Key::kSize, &c->sandbox_pool_bytes},
+      {"sandbox.cgroup_prefix", "WARREN_SANDBOX_CGROUP_PREFIX", Key::kString, &c->sandbox_cgroup_prefix},
+      {"sandbox.max_upload_bytes", "WARREN_SANDBOX_MAX_UPLOAD_BYTES", Key::kSize, &c->sandbox_max_upload_bytes},
+      {"sandbox.idle_check_seconds", "WARREN_SANDBOX_IDLE_CHECK_SECONDS", Key::kInt, &c->sandbox_idle_check_seconds},
       // Environment shortcuts into the "model" object.
       {"provider", "WARREN_MODEL_PROVIDER", Key::kModelField, &c->model},
       {"script", "WARREN_MODEL_SCRIPT", Key::kModelField, &c->model},
@@ -38,6 +44,13 @@ Status SetFromString(const Key& k, const std::string& v) {
   switch (k.kind) {
     case Key::kString: *static_cast<std::string*>(k.slot) = v; return Status::Ok();
     case Key::kModelField: (*static_cast<Json*>(k.slot))[k.name] = v; return Status::Ok();
+    case Key::kBool: {
+      auto* b = static_cast<std::optional<bool>*>(k.slot);
+      if (v == "true" || v == "1") *b = true;
+      else if (v == "false" || v == "0") *b = false;
+      else return Status::InvalidArgument(std::string(k.name) + ": expected true or false, got '" + v + "'");
+      return Status::Ok();
+    }
     case Key::kSize:
     case Key::kInt: {
       try {
@@ -64,6 +77,12 @@ Status Check(const ServeConfig& c) {
   if (c.engine_threads < 1 || c.engine_threads > 1024) return Status::InvalidArgument("engine_threads must be 1..1024");
   if (c.work_lease_ttl_seconds < 1 || c.work_lease_ttl_seconds > 600)
     return Status::InvalidArgument("work_lease_ttl_seconds must be 1..600");
+  if (c.sandbox_pool_bytes < (256ULL << 20)) return Status::InvalidArgument("sandbox.pool_bytes must be at least 268435456");
+  if (c.sandbox_idle_check_seconds < 1) return Status::InvalidArgument("sandbox.idle_check_seconds must be at least 1");
+  if (c.sandbox_max_upload_bytes < 1024) return Status::InvalidArgument("sandbox.max_upload_bytes must be at least 1024");
+  if (c.sandbox_cgroup_prefix.empty() || c.sandbox_cgroup_prefix.find('/') != std::string::npos ||
+      c.sandbox_cgroup_prefix.find("..") != std::string::npos)
+    return Status::InvalidArgument("sandbox.cgroup_prefix must be a single path component");
   return Status::Ok();
 }
 
@@ -72,22 +91,35 @@ Status Check(const ServeConfig& c) {
 Status ApplyConfigJson(const Json& file, ServeConfig* cfg) {
   if (!file.is_object()) return Status::InvalidArgument("config file must hold a JSON object");
   auto keys = Keys(cfg);
+  // "sandbox": {"enabled": true} is the same as "sandbox.enabled": true.
+  std::vector<std::pair<std::string, const Json*>> items;
   for (auto it = file.begin(); it != file.end(); ++it) {
-    if (it.key() == "model") {
-      if (!it.value().is_object()) return Status::InvalidArgument("model: expected an object (see docs/MODELS.md)");
-      cfg->model = it.value();
+    if (it.key() == "sandbox") {
+      if (!it.value().is_object()) return Status::InvalidArgument("sandbox: expected an object");
+      for (auto s = it.value().begin(); s != it.value().end(); ++s) items.emplace_back("sandbox." + s.key(), &s.value());
+    } else {
+      items.emplace_back(it.key(), &it.value());
+    }
+  }
+  for (const auto& [name, value] : items) {
+    if (name == "model") {
+      if (!value->is_object()) return Status::InvalidArgument("model: expected an object (see docs/MODELS.md)");
+      cfg->model = *value;
       continue;
     }
     const Key* key = nullptr;
     for (const Key& k : keys)
-      if (it.key() == k.name && k.kind != Key::kModelField) key = &k;
-    if (!key) return Status::InvalidArgument("unknown config key '" + it.key() + "'");
-    const Json& v = it.value();
+      if (name == k.name && k.kind != Key::kModelField) key = &k;
+    if (!key) return Status::InvalidArgument("unknown config key '" + name + "'");
+    const Json& v = *value;
     if (key->kind == Key::kString) {
-      if (!v.is_string()) return Status::InvalidArgument(it.key() + ": expected a string");
+      if (!v.is_string()) return Status::InvalidArgument(name + ": expected a string");
       WARREN_RETURN_IF_ERROR(SetFromString(*key, v.get<std::string>()));
+    } else if (key->kind == Key::kBool) {
+      if (!v.is_boolean()) return Status::InvalidArgument(name + ": expected true or false");
+      WARREN_RETURN_IF_ERROR(SetFromString(*key, v.get<bool>() ? "true" : "false"));
     } else {
-      if (!v.is_number_integer()) return Status::InvalidArgument(it.key() + ": expected an integer");
+      if (!v.is_number_integer()) return Status::InvalidArgument(name + ": expected an integer");
       WARREN_RETURN_IF_ERROR(SetFromString(*key, std::to_string(v.get<long long>())));
     }
   }

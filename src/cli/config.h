@@ -4,6 +4,7 @@
 // See docs/CONFIG.md for every key.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "common/json.h"
@@ -26,6 +27,14 @@ struct ServeConfig {
   // ttl/2). Lower it for fault tests; desired_ttl_seconds may not go below
   // min(30, this).
   int work_lease_ttl_seconds = 90;
+  // The sandbox REST API (/v1/warren/, docs/SANDBOX_API.md); keys
+  // "sandbox.enabled" etc., or a "sandbox" object in the config file.
+  std::optional<bool> sandbox_enabled;    // unset = enabled when running as root
+  std::string sandbox_data_dir;           // "" = /var/lib/warren (as `warren sandbox`)
+  size_t sandbox_pool_bytes = 32ULL << 30;  // sparse btrfs pool file size
+  std::string sandbox_cgroup_prefix = "warren";
+  size_t sandbox_max_upload_bytes = 1ULL << 30;
+  int sandbox_idle_check_seconds = 60;  // EnforceIdlePolicies() period
   // The model provider (models::ModelConfigFromJson keys); scripted offline
   // by default.
   Json model = Json{{"provider", "scripted"}};

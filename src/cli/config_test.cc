@@ -31,5 +31,30 @@ TEST(ConfigTest, RejectsUnknownAndBadValues) {
   EXPECT_FALSE(ApplyEnvironment(&c, bad_env).ok());
 }
 
+TEST(ConfigTest, SandboxKeysNestedFlatAndEnvironment) {
+  ServeConfig c;
+  EXPECT_FALSE(c.sandbox_enabled.has_value());
+  ASSERT_TRUE(ApplyConfigJson(Json{{"sandbox", {{"enabled", false}, {"data_dir", "/srv/sb"}}},
+                                   {"sandbox.pool_bytes", 1LL << 30}},
+                              &c)
+                  .ok());
+  EXPECT_EQ(c.sandbox_enabled, std::optional<bool>(false));
+  EXPECT_EQ(c.sandbox_data_dir, "/srv/sb");
+  EXPECT_EQ(c.sandbox_pool_bytes, 1ULL << 30);
+  auto env = [](const char* n) -> const char* {
+    std::string k = n;
+    if (k == "WARREN_SANDBOX_ENABLED") return "true";
+    if (k == "WARREN_SANDBOX_CGROUP_PREFIX") return "warren-x";
+    return nullptr;
+  };
+  ASSERT_TRUE(ApplyEnvironment(&c, env).ok());
+  EXPECT_EQ(c.sandbox_enabled, std::optional<bool>(true));
+  EXPECT_EQ(c.sandbox_cgroup_prefix, "warren-x");
+  EXPECT_FALSE(ApplyConfigJson(Json{{"sandbox", {{"enabled", "yes"}}}}, &c).ok());
+  EXPECT_FALSE(ApplyConfigJson(Json{{"sandbox", {{"nope", 1}}}}, &c).ok());
+  EXPECT_FALSE(ApplyConfigJson(Json{{"sandbox", 1}}, &c).ok());
+  EXPECT_FALSE(ApplyConfigJson(Json{{"sandbox.cgroup_prefix", "a/b"}}, &c).ok());
+}
+
 }  // namespace
 }  // namespace warren::cli

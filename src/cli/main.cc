@@ -28,6 +28,9 @@
 #ifdef WARREN_HAVE_SANDBOX_CLI
 #include "sandbox/cli.h"
 #endif
+#ifdef WARREN_HAVE_SANDBOX_API
+#include "sandbox_api/sandbox_api.h"
+#endif
 
 namespace warren::cli {
 namespace {
@@ -109,12 +112,33 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   });
   service.add_observer(&engine);
 
+#ifdef WARREN_HAVE_SANDBOX_API
+  // /v1/warren/ sandbox routes; the runtime opens on first use.
+  sandbox_api::SandboxApiOptions sb_opts;
+  sb_opts.enabled = cfg.sandbox_enabled.value_or(geteuid() == 0);
+  // Default: the same data dir as `warren sandbox ...` (/var/lib/warren), so
+  // the CLI and the API see the same sandboxes. (Not under DATA_DIR: that is
+  // mode 0700, which the sandboxes' mapped ids cannot traverse.)
+  if (!cfg.sandbox_data_dir.empty()) sb_opts.runtime.data_dir = cfg.sandbox_data_dir;
+  if (sb_opts.runtime.data_dir[0] != '/') {
+    std::error_code ec;
+    auto abs = std::filesystem::absolute(sb_opts.runtime.data_dir, ec);
+    if (!ec) sb_opts.runtime.data_dir = abs.string();
+  }
+  sb_opts.runtime.pool_file_bytes = static_cast<int64_t>(cfg.sandbox_pool_bytes);
+  sb_opts.runtime.cgroup_prefix = cfg.sandbox_cgroup_prefix;
+  sb_opts.max_upload_bytes = cfg.sandbox_max_upload_bytes;
+  sandbox_api::SandboxApi sandbox_api(&service, sb_opts);
+  sandbox_api.StartIdleTicker(std::chrono::seconds(cfg.sandbox_idle_check_seconds));
+#endif
+
   http::ServerOptions opts;
   opts.listen = cfg.listen;
   opts.max_body_bytes = cfg.max_body_bytes;
   opts.max_connections = cfg.max_connections;
   opts.worker_threads = cfg.worker_threads;
   http::HttpServer server(opts, [&service](http::HttpRequest& req) { return service.Handle(req); }, api::RenderError);
+  server.set_body_router([&service](http::HttpRequest& head) { return service.RouteBody(head); });
   Status s = engine.Start();
   if (!s.ok()) return Fail(s.WithContext("engine"));
   s = server.Start();
@@ -131,6 +155,9 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   log::Info("serve.stopping", {{"signal", sig}});
   bus.EndAll();
   server.Stop(std::chrono::seconds(10));
+#ifdef WARREN_HAVE_SANDBOX_API
+  sandbox_api.Stop();
+#endif
   engine.Stop();
   log::Info("serve.stopped");
   return 0;

@@ -1,0 +1,149 @@
+// SandboxApi: Warren's local REST API for the sandbox runtime, under the
+// Warren-only prefix /v1/warren/ (docs/SANDBOX_API.md): sandboxes, exec
+// (JSON or an SSE stream), files (streamed upload and download), snapshots
+// and features. The Managed Agents routes are untouched.
+//
+// Every route requires an organization API key (api::RequireOrg). The
+// runtime is opened lazily on first use (LazyRuntime), so `warren serve`
+// starts without root and answers 503 with the reason when the runtime is
+// unavailable. Runtime calls block: they run on the HTTP worker pool, and
+// streamed exec/build output is produced on a background thread per stream
+// (owned by SandboxApi, joined by Stop()).
+//
+// Ownership: borrows the ApiService (must outlive this); owns the runtime
+// once opened. Thread-safety: all public methods are thread-safe.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "api/router.h"
+#include "api/service.h"
+#include "common/status.h"
+#include "sandbox/runtime.h"
+
+namespace warren::sandbox_api {
+
+struct SandboxApiOptions {
+  bool enabled = true;               // false: every route answers 503
+  sandbox::RuntimeOptions runtime;   // data dir, pool size, cgroup prefix
+  uint64_t max_upload_bytes = 1ULL << 30;
+  size_t max_exec_output_bytes = 16u << 20;  // per stream, JSON exec results
+  size_t max_stream_backlog_bytes = 4u << 20;  // SSE bytes queued before the producer waits
+};
+
+// The runtime, opened on first use. Thread-safe.
+class LazyRuntime final {
+ public:
+  LazyRuntime(bool enabled, sandbox::RuntimeOptions options);
+  ~LazyRuntime();
+  LazyRuntime(const LazyRuntime&) = delete;
+  LazyRuntime& operator=(const LazyRuntime&) = delete;
+
+  // The runtime, opening it on the first call. Unavailable with the reason
+  // when disabled, not root, or Open failed (Open is retried on the next
+  // call).
+  Result<sandbox::SandboxRuntime*> Get();
+  // The runtime if it is open, else nullptr. Never opens it.
+  sandbox::SandboxRuntime* IfOpen();
+  // Closes the runtime (sandboxes keep running) after unmounting a loop
+  // pool nobody uses. Later Get() calls answer Unavailable.
+  void Close();
+
+ private:
+  std::mutex mu_;
+  bool enabled_;
+  bool closed_ = false;
+  sandbox::RuntimeOptions options_;
+  std::unique_ptr<sandbox::SandboxRuntime> runtime_;
+};
+
+// Counts background threads so that shutdown can wait for them.
+class TaskGroup final {
+ public:
+  // Runs `fn` on a new detached thread, counted until it returns.
+  void Spawn(std::function<void()> fn);
+  // Blocks until every spawned task has returned.
+  void Wait();
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int running_ = 0;
+};
+
+class SandboxApi final {
+ public:
+  // Registers the /v1/warren/ routes on `service`'s router.
+  SandboxApi(api::ApiService* service, SandboxApiOptions options);
+  ~SandboxApi();
+  SandboxApi(const SandboxApi&) = delete;
+  SandboxApi& operator=(const SandboxApi&) = delete;
+
+  // Starts a thread that calls EnforceIdlePolicies() every `interval` once
+  // the runtime is open (it never opens the runtime itself).
+  void StartIdleTicker(std::chrono::milliseconds interval);
+  // Stops the ticker, waits for streamed exec/build threads, and closes the
+  // runtime (unmounting an idle loop pool). Idempotent. Call after the HTTP
+  // server has stopped.
+  void Stop();
+
+  LazyRuntime* runtime() { return &runtime_; }
+
+ private:
+  using Fn = Result<http::HandlerResult> (SandboxApi::*)(http::HttpRequest&, const api::Params&,
+                                                         sandbox::SandboxRuntime*);
+  void Route(const char* method, const char* pattern, Fn fn);
+  void RegisterRoutes();
+  http::HandlerResult Error(const Status& s, const http::HttpRequest& req) const;
+  // Authenticates, requires an org key, and opens the runtime.
+  Result<sandbox::SandboxRuntime*> Admit(const http::HttpRequest& req);
+
+  // sandboxes
+  Result<http::HandlerResult> CreateSandbox(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> ListSandboxes(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> GetSandbox(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> DeleteSandbox(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> StartSandbox(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> StopSandbox(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> PauseSandbox(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> ResumeSandbox(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> ForkSandbox(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> SandboxTree(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> PutLabels(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> SandboxStats(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> Exec(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  // files
+  Result<http::HandlerResult> ListFiles(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> StatFile(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> Download(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> UploadSmall(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> Mkdir(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> Move(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> Chmod(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> DeleteFile(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  http::BodyRoute UploadRoute(http::HttpRequest& head, const api::Params& params);
+  // snapshots, features
+  Result<http::HandlerResult> BuildSnapshot(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> ListSnapshots(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> GetSnapshot(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> DeleteSnapshot(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> GetFeatures(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+
+  api::ApiService* service_;
+  SandboxApiOptions options_;
+  LazyRuntime runtime_;
+  TaskGroup tasks_;
+  std::mutex ticker_mu_;
+  std::condition_variable ticker_cv_;
+  bool ticker_stop_ = false;
+  std::thread ticker_;
+  std::atomic<bool> stopped_{false};
+};
+
+}  // namespace warren::sandbox_api
