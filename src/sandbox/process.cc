@@ -483,6 +483,7 @@ Result<ExecResult> ExecInSandbox(pid_t init_pid, const std::vector<std::string>&
     if (!mid_exited && mid_fd) { idx_mid = n; pfds[n++] = {mid_fd.get(), POLLIN, 0}; }
     if (n == 0 || (!out.rd && !err.rd && mid_exited)) break;
     auto now = Clock::now();
+    if (!result.timed_out && spec.cancelled && spec.cancelled()) deadline = now;  // the caller gave up
     if (now >= deadline && !result.timed_out) {
       result.timed_out = true;
       if (cmd_pid > 0) {

@@ -64,6 +64,9 @@ struct ExecSpec {
   // Streaming sinks; when unset the output is collected into the result.
   std::function<void(std::string_view)> on_stdout;
   std::function<void(std::string_view)> on_stderr;
+  // Polled at least once a second while the command runs; returning true
+  // kills it like a timeout (result.timed_out is set). Optional.
+  std::function<bool()> cancelled;
 };
 
 struct ExecResult {

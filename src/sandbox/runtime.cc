@@ -823,6 +823,7 @@ Result<ExecResult> SandboxRuntime::Exec(const std::string& id, const ExecRequest
   spec.stdin_data = req.stdin_data;
   spec.on_stdout = req.on_stdout;
   spec.on_stderr = req.on_stderr;
+  spec.cancelled = req.cancelled;
   auto r = ExecInSandbox(rec.init_pid, cgroups_->ProcsFiles(rec.id), spec, seccomp_, caps_);
   return r;
 }

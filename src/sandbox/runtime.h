@@ -92,6 +92,9 @@ struct ExecRequest {
   std::string stdin_data;
   std::function<void(std::string_view)> on_stdout;
   std::function<void(std::string_view)> on_stderr;
+  // Polled while the command runs (at least once a second): true kills it
+  // as if it timed out. Used when a streaming client goes away.
+  std::function<bool()> cancelled;
 };
 
 struct ForkTree {

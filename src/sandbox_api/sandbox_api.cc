@@ -720,6 +720,8 @@ Result<HandlerResult> SandboxApi::Exec(HttpRequest& req, const Params& p, Sandbo
     auto err_carry = std::make_shared<std::string>();
     x.on_stdout = [es, out_carry](std::string_view d) { es->SendText("stdout", out_carry.get(), d); };
     x.on_stderr = [es, err_carry](std::string_view d) { es->SendText("stderr", err_carry.get(), d); };
+    // A client that goes away (or server shutdown) kills the command.
+    x.cancelled = [es] { return es->closed(); };
     auto r = rt->Exec(id, x);
     es->SendText("stdout", out_carry.get(), "", /*flush=*/true);
     es->SendText("stderr", err_carry.get(), "", /*flush=*/true);

@@ -261,6 +261,33 @@ describe('sandbox REST API', { skip: skipReason() }, () => {
     assert.equal(viaAccept.at(-1).event, 'exit');
   });
 
+  test('exec: a streaming client that goes away kills its command', async () => {
+    const ac = new AbortController();
+    const res = await fetch(`${fx.srv.url}/v1/warren/sandboxes/${sb.id}/exec`, {
+      method: 'POST', signal: ac.signal,
+      headers: { 'x-api-key': fx.key, 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify({ command: 'echo started; exec sleep 77' }),
+    });
+    assert.equal(res.status, 200);
+    const reader = res.body.getReader();
+    let seen = '';
+    while (!seen.includes('started')) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      seen += Buffer.from(value).toString();
+    }
+    assert.match(seen, /started/);
+    const running = await exec(sb.id, { command: 'ps -o args | grep -c "^[s]leep 77"' });
+    assert.equal(running.stdout.trim(), '1', 'the command runs while the client listens');
+    ac.abort();
+    let left = '1';
+    for (let i = 0; i < 100 && left !== '0'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      left = (await exec(sb.id, { command: 'ps -o args | grep -c "^[s]leep 77"' })).stdout.trim();
+    }
+    assert.equal(left, '0', 'the command was killed after the client left');
+  });
+
   test('files: 64 MiB streamed upload and download, sha256 equal, server RSS does not grow by the file size', async () => {
     const MiB = 64;
     await ok('POST', `/v1/warren/sandboxes/${sb.id}/files/mkdir`, { body: { path: '/data' } }, 201);
