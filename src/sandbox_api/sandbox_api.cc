@@ -108,7 +108,7 @@ Json SandboxJson(const sandbox::SandboxRecord& r) {
               {"labels", r.labels},
               {"env", r.env},
               {"resources", sandbox::ResourcesToJson(r.resources)},
-              {"network", r.network},
+              {"network", {{"type", r.network}, {"allow_cidrs", r.allow_cidrs}, {"block_all", r.block_all}, {"dns", r.dns}}},
               {"user", NullIfEmpty(r.user)},
               {"workdir", NullIfEmpty(r.workdir)},
               {"volumes", vols},
@@ -285,6 +285,47 @@ Result<std::vector<sandbox::VolumeMount>> ReadVolumes(const Json& body) {
     out.push_back({*vol, *path, sub.value_or(""), ro.value_or(false)});
   }
   return out;
+}
+
+// "network": "none" | "isolated" | {"type", "allow_cidrs", "block_all", "dns"}.
+// CIDR and address syntax is checked by the runtime.
+Status ReadNetwork(const Json& body, sandbox::CreateOptions* o) {
+  if (!body.contains("network") || body["network"].is_null()) return Status::Ok();
+  const Json& n = body["network"];
+  auto check_type = [](const std::string& t, std::string_view field) -> Status {
+    if (t != "none" && t != "isolated") return Invalid(field, "must be \"none\" or \"isolated\"");
+    return Status::Ok();
+  };
+  if (n.is_string()) {
+    WARREN_RETURN_IF_ERROR(check_type(n.get<std::string>(), "network"));
+    o->network = n.get<std::string>();
+    return Status::Ok();
+  }
+  if (!n.is_object()) return Invalid("network", "expected \"none\", \"isolated\" or an object");
+  WARREN_RETURN_IF_ERROR(api::ExpectKnownFields(n, {"type", "allow_cidrs", "block_all", "dns"}, "network"));
+  std::optional<std::string> type;
+  WARREN_RETURN_IF_ERROR(api::ReadString(n, "type", "network", {.required = true, .min = 1, .max = 32}, &type));
+  WARREN_RETURN_IF_ERROR(check_type(*type, "network.type"));
+  o->network = *type;
+  for (const char* key : {"allow_cidrs", "dns"}) {
+    if (!n.contains(key) || n[key].is_null()) continue;
+    const Json& a = n[key];
+    std::string p = api::JoinPath("network", key);
+    if (!a.is_array()) return Invalid(p, "expected an array of strings");
+    std::vector<std::string> v;
+    for (size_t i = 0; i < a.size(); i++) {
+      if (!a[i].is_string() || a[i].get<std::string>().size() > 64) return Invalid(api::IndexPath(p, i), "expected an address string");
+      v.push_back(a[i].get<std::string>());
+    }
+    if (std::string(key) == "dns") o->dns = std::move(v);
+    else o->allow_cidrs = std::move(v);
+  }
+  std::optional<bool> block_all;
+  WARREN_RETURN_IF_ERROR(api::ReadBool(n, "block_all", "network", &block_all));
+  o->block_all = block_all.value_or(false);
+  if (o->network == "none" && (o->block_all || !o->allow_cidrs.empty() || !o->dns.empty()))
+    return Invalid("network", "allow_cidrs, block_all and dns apply to the \"isolated\" type only");
+  return Status::Ok();
 }
 
 bool IsGone(const sandbox::SandboxRecord& r) {
@@ -468,12 +509,7 @@ Result<HandlerResult> SandboxApi::CreateSandbox(HttpRequest& req, const Params&,
   WARREN_RETURN_IF_ERROR(CheckLabels(o.labels));
   WARREN_ASSIGN_OR_RETURN(o.env, ReadEnv(body));
   WARREN_ASSIGN_OR_RETURN(o.resources, ReadResources(body));
-  s.reset();
-  WARREN_RETURN_IF_ERROR(api::ReadString(body, "network", "", {.nullable = true, .min = 1, .max = 32}, &s));
-  if (s) {
-    if (*s != "none") return Invalid("network", "only \"none\" is supported on this runtime (see /v1/warren/features)");
-    o.network = *s;
-  }
+  WARREN_RETURN_IF_ERROR(ReadNetwork(body, &o));
   s.reset();
   WARREN_RETURN_IF_ERROR(api::ReadString(body, "user", "", {.nullable = true, .min = 1, .max = 64}, &s));
   if (s) o.user = *s;

@@ -198,6 +198,7 @@ describe('sandbox REST API', { skip: skipReason() }, () => {
     assert.deepEqual(sb.labels, { team: 'qa', role: 'main' });
     assert.equal(sb.resources.memory_bytes, 256 << 20);
     assert.equal(sb.auto_stop_minutes, 60);
+    assert.deepEqual(sb.network, { type: 'none', allow_cidrs: [], block_all: false, dns: [] });
     const other = await ok('POST', '/v1/warren/sandboxes', { body: { labels: { team: 'dev' }, start: false } }, 201);
     made.add(other.id);
     assert.equal(other.state, 'stopped');
@@ -409,7 +410,10 @@ describe('sandbox REST API', { skip: skipReason() }, () => {
       ['POST', '/v1/warren/sandboxes', { labels: { a: 1 } }, 400, /labels\.a/],
       ['POST', '/v1/warren/sandboxes', { env: ['A=1'] }, 400, /env/],
       ['POST', '/v1/warren/sandboxes', { resources: { cpus: 'two' } }, 400, /cpus/],
-      ['POST', '/v1/warren/sandboxes', { network: 'isolated' }, 400, /network/],
+      ['POST', '/v1/warren/sandboxes', { network: 'bridge' }, 400, /network/],
+      ['POST', '/v1/warren/sandboxes', { network: { type: 'none', block_all: true } }, 400, /isolated/],
+      ['POST', '/v1/warren/sandboxes', { network: { type: 'isolated', allow_cidrs: 'x' } }, 400, /allow_cidrs/],
+      ['POST', '/v1/warren/sandboxes', { network: { type: 'isolated', extra: 1 } }, 400, /extra: unknown field/],
       ['POST', '/v1/warren/sandboxes', { snapshot: 'no-such-snapshot' }, 400, /snapshot/],
       ['POST', '/v1/warren/sandboxes', { bogus: true }, 400, /bogus: unknown field/],
       ['POST', '/v1/warren/sandboxes', '{"name":', 400, /not valid JSON/],
@@ -450,6 +454,21 @@ describe('sandbox REST API', { skip: skipReason() }, () => {
       assert.match(r.json.error.message, re, `${method} ${path}: ${r.json.error.message}`);
     }
     assert.ok(fx.srv.alive, 'server alive after the bad-input table');
+  });
+
+  test('network: isolated with an allow list (when the host supports it)', async (t) => {
+    const f = await ok('GET', '/v1/warren/features');
+    if (!f.network_isolated) { t.skip(`isolated network unavailable: ${f.network_reason}`); return; }
+    const s = await ok('POST', '/v1/warren/sandboxes', {
+      body: { network: { type: 'isolated', block_all: true, allow_cidrs: ['192.0.2.0/24'] } },
+    }, 201);
+    made.add(s.id);
+    assert.deepEqual(s.network, { type: 'isolated', allow_cidrs: ['192.0.2.0/24'], block_all: true, dns: [] });
+    const ifs = await exec(s.id, { command: 'ls /sys/class/net | sort | tr "\\n" " "' });
+    assert.equal(ifs.stdout, 'eth0 lo ');
+    assertError(await call('POST', '/v1/warren/sandboxes', { body: { network: { type: 'isolated', allow_cidrs: ['10.0.0.0/33'] } } }), 400, 'invalid_request_error');
+    assert.deepEqual(await ok('DELETE', `/v1/warren/sandboxes/${s.id}`), { id: s.id, type: 'sandbox_deleted' });
+    made.delete(s.id);
   });
 
   test('labels are replaced as a whole', async () => {
