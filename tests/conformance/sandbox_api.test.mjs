@@ -8,6 +8,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { existsSync, readFileSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
 import { startServer, missingBinaryReason, runCli } from './lib/server.mjs';
 import { envelopeProblems } from './lib/http.mjs';
@@ -341,6 +342,22 @@ describe('sandbox REST API', { skip: skipReason() }, () => {
     assert.deepEqual(partBytes, second.next().value.subarray(0, 16));
     const bad = await call('GET', `/v1/warren/sandboxes/${sb.id}/files/content?path=/data/big.bin`, { headers: { range: `bytes=${MiB << 20}-` } });
     assertError(bad, 416);
+  });
+
+  test('files: an upload over sandbox.max_upload_bytes is 413 from its head and leaves no file', async () => {
+    const path = `/v1/warren/sandboxes/${sb.id}/files/content?path=/data/huge.bin`;
+    const raw = await new Promise((resolve, reject) => {
+      const sock = net.connect(Number(new URL(fx.srv.url).port), '127.0.0.1');
+      let got = '';
+      sock.on('connect', () => sock.write(`PUT ${path} HTTP/1.1\r\nHost: x\r\nx-api-key: ${fx.key}\r\nContent-Length: ${2 ** 31}\r\n\r\nsome`));
+      sock.on('data', (d) => { got += d; if (got.includes('}')) { sock.destroy(); resolve(got); } });
+      sock.on('error', reject);
+      setTimeout(() => { sock.destroy(); resolve(got); }, 10_000);
+    });
+    assert.match(raw, /^HTTP\/1\.1 413/, raw);
+    assert.match(raw, /request_too_large/);
+    const ls = await ok('GET', `/v1/warren/sandboxes/${sb.id}/files?path=/data`);
+    assert.deepEqual(ls.data.map((e) => e.name), ['big.bin'], 'no huge.bin, no temp file');
   });
 
   test('files: list, stat, mkdir, move, chmod, delete; small and empty uploads', async () => {
