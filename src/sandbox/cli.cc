@@ -288,13 +288,17 @@ void RegisterSandboxCommands(CLI::App& app) {
   {
     auto id = std::make_shared<std::string>();
     auto count = std::make_shared<int>(1);
+    auto disk = std::make_shared<std::string>();
     CLI::App* c = sb->add_subcommand("fork", "Fork a sandbox's filesystem into COUNT children");
     AddCommon(c, common);
     c->add_option("id", *id, "Sandbox id or name")->required();
     c->add_option("--count,-n", *count, "Number of children")->capture_default_str();
-    c->callback([id, count, common] {
+    c->add_option("--disk", *disk, "Children's disk limit (e.g. 2G; 0 = none; default: the parent's)");
+    c->callback([id, count, disk, common] {
+      int64_t disk_bytes = -1;
+      if (!disk->empty() && !ParseByteSize(*disk, &disk_bytes)) Check(Status::InvalidArgument("bad --disk " + *disk));
       auto rt = OpenOrDie(*common);
-      auto kids = rt->Fork(*id, *count);
+      auto kids = rt->Fork(*id, *count, disk_bytes);
       Check(kids.status());
       if (common->json) {
         Json arr = Json::array();

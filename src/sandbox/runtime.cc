@@ -690,8 +690,12 @@ Result<SandboxRecord> SandboxRuntime::Resume(const std::string& id) {
   return rec;
 }
 
-Result<std::vector<SandboxRecord>> SandboxRuntime::Fork(const std::string& id, int count) {
+Result<std::vector<SandboxRecord>> SandboxRuntime::Fork(const std::string& id, int count, int64_t disk_bytes) {
   if (count < 1 || count > 100) return Status::InvalidArgument("fork count must be 1..100");
+  if (disk_bytes < -1) return Status::InvalidArgument("fork disk limit must be -1 (inherit), 0 (none) or > 0");
+  if (disk_bytes > 0 && !features_.disk_quota) {
+    return Status::FailedPrecondition("disk limits are not supported: " + features_.disk_quota_reason);
+  }
   Lock l(this);
   WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
   SandboxState prev = rec.state;
@@ -718,6 +722,7 @@ Result<std::vector<SandboxRecord>> SandboxRuntime::Fork(const std::string& id, i
     k.init_start_time = 0;
     k.ip.clear();
     k.error.clear();
+    if (disk_bytes >= 0) k.resources.disk_bytes = disk_bytes;
     k.created_at = k.last_activity = Now();
     k.state = SandboxState::kCreating;
     k.prev_state = SandboxState::kStopped;
@@ -736,9 +741,12 @@ Result<std::vector<SandboxRecord>> SandboxRuntime::Fork(const std::string& id, i
   if (freeze_status.ok()) {
     for (auto& k : kids) {
       Status s = pool_->Snapshot(RootfsPath(rec.id), RootfsPath(k.id), false);
-      // Children inherit the parent's disk limit (a snapshot's qgroup starts
-      // without one).
-      if (s.ok() && k.resources.disk_bytes > 0) s = pool_->SetQuota(RootfsPath(k.id), k.resources.disk_bytes);
+      // Children inherit the parent's disk limit unless overridden; set it
+      // (or clear it) explicitly rather than rely on what a snapshot's new
+      // qgroup starts with.
+      if (s.ok() && (k.resources.disk_bytes > 0 || rec.resources.disk_bytes > 0)) {
+        s = pool_->SetQuota(RootfsPath(k.id), k.resources.disk_bytes);
+      }
       snap_status.push_back(s);
     }
   }

@@ -159,8 +159,10 @@ class SandboxRuntime final {
   Result<SandboxRecord> Resume(const std::string& id);
   // `count` children of a started, paused or stopped sandbox; the rootfs is
   // snapshotted while the parent is frozen. Children start when the parent
-  // was started. Memory is not copied (no CRIU here).
-  Result<std::vector<SandboxRecord>> Fork(const std::string& id, int count);
+  // was started. Memory is not copied (no CRIU here). `disk_bytes` is the
+  // children's disk limit: -1 = the parent's (inherited), 0 = none, > 0 =
+  // that many bytes (FailedPrecondition on a pool without quotas).
+  Result<std::vector<SandboxRecord>> Fork(const std::string& id, int count, int64_t disk_bytes = -1);
   Result<ForkTree> Tree(const std::string& id);
   Status Delete(const std::string& id);  // from any state (archived: removes the archive); idempotent
   // Stops the sandbox if started or paused (processes and memory are lost,

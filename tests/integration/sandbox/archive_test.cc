@@ -344,6 +344,17 @@ TEST_F(RuntimeTest, DiskQuotaLimitsWritesAndFollowsTheSandbox) {
   EXPECT_NE(qk->qgroup, q->qgroup);
   auto rk = Sh(kid, kFill);
   EXPECT_EQ(rk.stdout_data.find("rc=0"), std::string::npos) << rk.stdout_data;
+  // ... unless overridden: a bigger limit, or none.
+  auto bigger = rt_->Fork(a.id, 1, 256 * kMiB);
+  ASSERT_TRUE(bigger.ok()) << bigger.status().ToString();
+  EXPECT_EQ(rt_->DiskQuota((*bigger)[0].id)->limit_bytes, 256 * kMiB);
+  EXPECT_EQ((*bigger)[0].resources.disk_bytes, 256 * kMiB);
+  auto rbig = Sh((*bigger)[0].id, kFill);
+  EXPECT_NE(rbig.stdout_data.find("rc=0"), std::string::npos) << rbig.stdout_data;
+  auto unlimited = rt_->Fork(a.id, 1, 0);
+  ASSERT_TRUE(unlimited.ok()) << unlimited.status().ToString();
+  EXPECT_EQ(rt_->DiskQuota((*unlimited)[0].id)->limit_bytes, 0);
+  EXPECT_EQ(rt_->Fork(a.id, 1, -5).status().code(), Code::kInvalidArgument);
 
   // Archive and restore re-apply it.
   ASSERT_TRUE(rt_->Archive(a.id).ok());

@@ -109,6 +109,10 @@ TEST_F(CliTest, ArchiveRestoreAndIdlePolicyFlags) {
   Json plain = RunJson({"sandbox", "create", "--no-start"});
   EXPECT_EQ(plain["auto_delete_minutes"], -1);
   EXPECT_EQ(plain["auto_archive_minutes"], 0);
+  Json kid = RunJson({"sandbox", "fork", "arch-box", "--disk", "0"});
+  ASSERT_EQ(kid["data"].size(), 1u);
+  EXPECT_EQ(kid["data"][0]["resources"]["disk_bytes"], 0);
+  EXPECT_NE(Run({"sandbox", "fork", "arch-box", "--disk", "-3"}, &out), 0);
   EXPECT_NE(Run({"sandbox", "create", "--disk", "lots"}, &out), 0);
   EXPECT_NE(out.find("bad --disk"), std::string::npos) << out;
 }
