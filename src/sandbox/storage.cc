@@ -269,7 +269,9 @@ class BtrfsPool final : public StoragePool {
     // caller sees the device released when Unmount returns.
     if (!loopdev_.empty()) {
       std::string backing = "/sys/block/" + loopdev_.substr(loopdev_.rfind('/') + 1) + "/loop/backing_file";
-      for (int i = 0; i < 500 && access(backing.c_str(), F_OK) == 0; ++i)
+      // Bound: 20 s; a pool with qgroups on can take seconds to tear down
+      // under load (the last commit accounts for freshly deleted subvolumes).
+      for (int i = 0; i < 2000 && access(backing.c_str(), F_OK) == 0; ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     return Status::Ok();

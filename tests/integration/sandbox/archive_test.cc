@@ -5,6 +5,11 @@
 #include <sys/stat.h>
 #include <sys/xattr.h>
 
+#include <archive.h>
+#include <archive_entry.h>
+
+#include <array>
+
 #include "harness.h"
 #include "sandbox/archive.h"
 
@@ -38,6 +43,33 @@ StatOf LStat(const std::string& p) {
   s.ino = st.st_ino;
   s.nlink = st.st_nlink;
   return s;
+}
+
+// Writes a tar.zst with the given {name, "file"|"symlink", data or target}
+// entries, as an attacker who altered an archive would.
+void WriteRawArchive(const std::string& file, const std::vector<std::array<std::string, 3>>& entries) {
+  struct archive* a = archive_write_new();
+  archive_write_add_filter_zstd(a);
+  archive_write_set_format_pax(a);
+  ASSERT_EQ(archive_write_open_filename(a, file.c_str()), ARCHIVE_OK);
+  for (const auto& [name, kind, data] : entries) {
+    struct archive_entry* e = archive_entry_new();
+    archive_entry_set_pathname(e, name.c_str());
+    if (kind == "symlink") {
+      archive_entry_set_filetype(e, AE_IFLNK);
+      archive_entry_set_perm(e, 0777);
+      archive_entry_set_symlink(e, data.c_str());
+    } else {
+      archive_entry_set_filetype(e, AE_IFREG);
+      archive_entry_set_perm(e, 0644);
+      archive_entry_set_size(e, static_cast<la_int64_t>(data.size()));
+    }
+    EXPECT_EQ(archive_write_header(a, e), ARCHIVE_OK);
+    if (kind == "file") archive_write_data(a, data.data(), data.size());
+    archive_entry_free(e);
+  }
+  archive_write_close(a);
+  archive_write_free(a);
 }
 
 // Overwrites the persisted record of `id` with `state` (what a process that
@@ -137,7 +169,11 @@ TEST_F(RuntimeTest, StartRestoresArchivedAndDeleteRemovesArchive) {
   EXPECT_EQ(st->state, SandboxState::kStarted);
   EXPECT_EQ(Sh(sb.id, "cat /root/k").stdout_data, "kept\n");
 
-  ASSERT_TRUE(rt_->Archive(sb.id).ok());
+  ASSERT_TRUE(rt_->Pause(sb.id).ok());
+  auto from_paused = rt_->Archive(sb.id);  // a paused sandbox is stopped first too
+  ASSERT_TRUE(from_paused.ok()) << from_paused.status().ToString();
+  EXPECT_EQ(from_paused->state, SandboxState::kArchived);
+  EXPECT_FALSE(Exists(rt_->RootfsPath(sb.id)));
   const std::string archive = data_dir_ + "/archives/" + sb.id + ".tar.zst";
   ASSERT_TRUE(Exists(archive));
   EXPECT_TRUE(rt_->Delete(sb.id).ok());
@@ -147,6 +183,23 @@ TEST_F(RuntimeTest, StartRestoresArchivedAndDeleteRemovesArchive) {
   auto other = MustCreate();
   EXPECT_TRUE(rt_->Restore(other.id).ok());
   EXPECT_EQ(rt_->Restore(sb.id).status().code(), Code::kNotFound);
+}
+
+TEST_F(RuntimeTest, ExtractRefusesEscapes) {
+  // An altered archive must not write outside the rootfs it is restored into.
+  std::string dst = data_dir_ + "/dst", outside = data_dir_ + "/outside", file = data_dir_ + "/evil.tar.zst";
+  ASSERT_TRUE(MkdirAll(dst).ok());
+  ASSERT_TRUE(MkdirAll(outside).ok());
+  WriteRawArchive(file, {{"../evil", "file", "x"}});
+  EXPECT_EQ(ExtractTreeArchive(file, dst, kIdRangeSize).status().code(), Code::kInvalidArgument);
+  EXPECT_FALSE(Exists(data_dir_ + "/evil"));
+  WriteRawArchive(file, {{"/abs-evil", "file", "x"}});
+  EXPECT_EQ(ExtractTreeArchive(file, dst, kIdRangeSize).status().code(), Code::kInvalidArgument);
+  EXPECT_FALSE(Exists("/abs-evil"));
+  // A symlink planted first, then a file "through" it.
+  WriteRawArchive(file, {{"link", "symlink", outside}, {"link/x", "file", "x"}});
+  EXPECT_FALSE(ExtractTreeArchive(file, dst, kIdRangeSize).ok());
+  EXPECT_FALSE(Exists(outside + "/x"));
 }
 
 TEST_F(RuntimeTest, ExtractRejectsIdsOutsideTheRange) {
@@ -373,6 +426,12 @@ TEST_F(RuntimeTest, DiskQuotaLimitsWritesAndFollowsTheSandbox) {
     show = QgroupShow(pool);
   }
   EXPECT_FALSE(HasQgroup(show, qk->qgroup)) << show;
+  // Leave the pool with nothing for the btrfs cleaner to account, so the
+  // teardown's unmount does not race a long qgroup commit.
+  auto list = rt_->List();
+  ASSERT_TRUE(list.ok());
+  for (const auto& r : *list) EXPECT_TRUE(rt_->Delete(r.id).ok());
+  QgroupShow(pool);
 }
 
 TEST_F(RuntimeTest, CopyPoolRefusesDiskLimits) {
