@@ -17,6 +17,7 @@ DEBS=(
   libseccomp-dev libcap-dev libnl-route-3-dev libnftables-dev btrfs-progs iproute2 nftables
   busybox-static bash-static
   bubblewrap debootstrap util-linux procps psmisc kmod
+  criu  # feature-detected at Open() with `criu check`; optional
   # runner tools and conformance
   ripgrep nodejs unzip tar xz-utils ca-certificates curl jq
 )

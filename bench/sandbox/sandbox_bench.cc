@@ -2,9 +2,12 @@
 //
 // Measures, on this machine, the sandbox runtime's create-to-first-exec,
 // exec, stop, start, pause, resume, fork (with 0, 100 MiB and 1 GiB of data
-// in the parent's rootfs), and delete, as p50/p99 over N runs; and, in the
-// same run, Debian's bubblewrap (`bwrap`) launching the same command over the
-// same rootfs, printed as ratios. Must run as root.
+// in the parent's rootfs), archive and restore (0 and 100 MiB of random
+// data), fork again once btrfs quotas are on (a parent with a disk limit: the
+// cost qgroups add), and delete, as p50/p99 over N runs; and, in the same
+// run, Debian's bubblewrap (`bwrap`) launching the same command over the
+// same rootfs, printed as ratios (bwrap has no peer for archive/restore).
+// Must run as root.
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -158,6 +161,53 @@ int main(int argc, char** argv) {
     }
     ids.push_back(p->id);
   }
+  // Archive and restore of a stopped sandbox holding 0 or 100 MiB of random
+  // (incompressible) data.
+  for (auto [label, mib] : {std::pair<const char*, int>{"0", 0}, {"100MiB", 100}}) {
+    auto p = rt.Create({});
+    Die(p.status(), "create archived");
+    if (mib > 0) {
+      ExecRequest w;
+      w.argv = {"/bin/sh", "-c", "dd if=/dev/urandom of=/root/data bs=1M count=" + std::to_string(mib) + " 2>/dev/null"};
+      w.timeout = std::chrono::minutes(5);
+      Die(rt.Exec(p->id, w).status(), "fill");
+    }
+    Die(rt.Stop(p->id).status(), "stop");
+    int iters = mib > 0 ? std::max(5, n / 2) : n;
+    for (int i = 0; i < iters; ++i) {
+      auto t0 = SteadyClock::now();
+      Die(rt.Archive(p->id).status(), "archive");
+      auto t1 = SteadyClock::now();
+      Die(rt.Restore(p->id).status(), "restore");
+      add(std::string("archive_") + label, Ms(t0, t1));
+      add(std::string("restore_") + label, Ms(t1, SteadyClock::now()));
+    }
+    ids.push_back(p->id);
+  }
+  // The same forks once quota accounting is on: the first disk limit turns
+  // btrfs qgroups on for the whole pool.
+  for (auto [label, mib] : {std::pair<const char*, int>{"fork_0_quota", 0}, {"fork_100MiB_quota", 100}}) {
+    CreateOptions co;
+    co.resources.disk_bytes = 2LL << 30;
+    auto p = rt.Create(co);
+    Die(p.status(), "create parent with disk limit");
+    if (mib > 0) {
+      ExecRequest w;
+      w.argv = {"/bin/sh", "-c", "dd if=/dev/zero of=/root/data bs=1M count=" + std::to_string(mib) + " 2>/dev/null"};
+      w.timeout = std::chrono::minutes(5);
+      Die(rt.Exec(p->id, w).status(), "fill");
+    }
+    for (int i = 0; i < n; ++i) {
+      auto t0 = SteadyClock::now();
+      auto k = rt.Fork(p->id, 1);
+      Die(k.status(), "fork");
+      add(label, Ms(t0, SteadyClock::now()));
+      auto t1 = SteadyClock::now();
+      Die(rt.Delete((*k)[0].id), "delete child");
+      add("delete_quota", Ms(t1, SteadyClock::now()));
+    }
+    ids.push_back(p->id);
+  }
   for (const auto& id : ids) {
     auto t0 = SteadyClock::now();
     Die(rt.Delete(id), "delete");
@@ -182,9 +232,11 @@ int main(int argc, char** argv) {
     rmdir((std::string("/sys/fs/cgroup/") + c + "/" + o.cgroup_prefix).c_str());
   }
 
-  const char* order[] = {"create",      "create_to_first_exec", "exec",   "stop",     "start", "pause",
-                         "resume",      "fork_0",               "fork_100MiB", "fork_1GiB", "delete",
-                         "bwrap_launch"};
+  const char* order[] = {"create",         "create_to_first_exec", "exec",         "stop",
+                         "start",          "pause",                "resume",       "fork_0",
+                         "fork_100MiB",    "fork_1GiB",            "delete",       "archive_0",
+                         "restore_0",      "archive_100MiB",       "restore_100MiB", "fork_0_quota",
+                         "fork_100MiB_quota", "delete_quota",      "bwrap_launch"};
   double bw50 = have_bwrap ? stats["bwrap_launch"].Pct(0.5) : 0;
   double bw99 = have_bwrap ? stats["bwrap_launch"].Pct(0.99) : 0;
   if (markdown) {
@@ -195,11 +247,15 @@ int main(int argc, char** argv) {
   for (const char* k : order) {
     if (!stats.count(k)) continue;
     const Stat& s = stats[k];
-    double ratio = bw50 > 0 ? s.Pct(0.5) / bw50 : 0;
+    // bwrap has no archive/restore: no ratio for those.
+    bool peer = std::strncmp(k, "archive", 7) != 0 && std::strncmp(k, "restore", 7) != 0;
+    double ratio = bw50 > 0 && peer ? s.Pct(0.5) / bw50 : 0;
+    char rs[32] = "-";
+    if (ratio > 0) std::snprintf(rs, sizeof(rs), "%.2fx", ratio);
     if (markdown) {
-      std::printf("| %s | %zu | %.2f | %.2f | %.2fx |\n", k, s.ms.size(), s.Pct(0.5), s.Pct(0.99), ratio);
+      std::printf("| %s | %zu | %.2f | %.2f | %s |\n", k, s.ms.size(), s.Pct(0.5), s.Pct(0.99), rs);
     } else {
-      std::printf("%-22s %4zu %9.2f %9.2f %13.2fx\n", k, s.ms.size(), s.Pct(0.5), s.Pct(0.99), ratio);
+      std::printf("%-22s %4zu %9.2f %9.2f %14s\n", k, s.ms.size(), s.Pct(0.5), s.Pct(0.99), rs);
     }
   }
   if (!have_bwrap) std::printf("(bwrap not available: no comparison)\n");

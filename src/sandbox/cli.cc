@@ -97,9 +97,10 @@ void RegisterSandboxCommands(CLI::App& app) {
   // sandbox create
   {
     struct Args {
-      std::string name, snapshot = "builtin:minimal", memory, user, workdir, network = "none";
+      std::string name, snapshot = "builtin:minimal", memory, disk, user, workdir, network = "none";
       double cpus = 0;
       int64_t pids = 0;
+      int64_t auto_stop = 0, auto_archive = 0, auto_delete = kNeverDelete;
       std::vector<std::string> env, labels, volumes, allow_cidrs, dns;
       bool no_start = false, block_all = false;
     };
@@ -111,6 +112,11 @@ void RegisterSandboxCommands(CLI::App& app) {
     c->add_option("--cpus", a->cpus, "CPU limit in cores");
     c->add_option("--memory", a->memory, "Memory limit (e.g. 512M, 2G)");
     c->add_option("--pids", a->pids, "Process limit");
+    c->add_option("--disk", a->disk, "Disk limit (e.g. 1G; btrfs pools only)");
+    c->add_option("--auto-stop", a->auto_stop, "Stop after this many idle minutes (0 = never)");
+    c->add_option("--auto-archive", a->auto_archive, "Archive after this many minutes stopped (0 = never)");
+    c->add_option("--auto-delete", a->auto_delete,
+                  "Delete after this many minutes stopped (-1 = never, 0 = at the first sweep after it stops)");
     c->add_option("--env,-e", a->env, "KEY=value (repeatable)")
         ->allow_extra_args(false)
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
@@ -142,6 +148,12 @@ void RegisterSandboxCommands(CLI::App& app) {
       if (!a->memory.empty() && !ParseByteSize(a->memory, &o.resources.memory_bytes)) {
         Check(Status::InvalidArgument("bad --memory " + a->memory));
       }
+      if (!a->disk.empty() && !ParseByteSize(a->disk, &o.resources.disk_bytes)) {
+        Check(Status::InvalidArgument("bad --disk " + a->disk));
+      }
+      o.auto_stop_minutes = a->auto_stop;
+      o.auto_archive_minutes = a->auto_archive;
+      o.auto_delete_minutes = a->auto_delete;
       o.env = a->env;
       for (const auto& l : a->labels) o.labels.insert(SplitKv(l));
       for (const auto& v : a->volumes) {
@@ -268,17 +280,25 @@ void RegisterSandboxCommands(CLI::App& app) {
          [](SandboxRuntime& rt, const std::string& id, bool) { return rt.Pause(id); }, false);
   simple("resume", "Thaw a paused sandbox",
          [](SandboxRuntime& rt, const std::string& id, bool) { return rt.Resume(id); }, false);
+  simple("archive", "Stop a sandbox, export its files to <data>/archives and free its disk",
+         [](SandboxRuntime& rt, const std::string& id, bool) { return rt.Archive(id); }, false);
+  simple("restore", "Bring an archived sandbox's files back (stopped)",
+         [](SandboxRuntime& rt, const std::string& id, bool) { return rt.Restore(id); }, false);
   // sandbox fork
   {
     auto id = std::make_shared<std::string>();
     auto count = std::make_shared<int>(1);
+    auto disk = std::make_shared<std::string>();
     CLI::App* c = sb->add_subcommand("fork", "Fork a sandbox's filesystem into COUNT children");
     AddCommon(c, common);
     c->add_option("id", *id, "Sandbox id or name")->required();
     c->add_option("--count,-n", *count, "Number of children")->capture_default_str();
-    c->callback([id, count, common] {
+    c->add_option("--disk", *disk, "Children's disk limit (e.g. 2G; 0 = none; default: the parent's)");
+    c->callback([id, count, disk, common] {
+      int64_t disk_bytes = -1;
+      if (!disk->empty() && !ParseByteSize(*disk, &disk_bytes)) Check(Status::InvalidArgument("bad --disk " + *disk));
       auto rt = OpenOrDie(*common);
-      auto kids = rt->Fork(*id, *count);
+      auto kids = rt->Fork(*id, *count, disk_bytes);
       Check(kids.status());
       if (common->json) {
         Json arr = Json::array();

@@ -10,6 +10,7 @@
 //   <data>/snapshots/<name>.json           snapshot (image) metadata
 //   <data>/builds/<id>.json                in-flight build steps (recovery)
 //   <data>/volumes/<name>/                 named host-backed volumes
+//   <data>/archives/<id>.tar.zst           an archived sandbox's rootfs (archive.h)
 //   <data>/lock                            flock: one mutating op at a time
 //   <data>/config.json                     settings fixed at first open (cgroup prefix)
 //
@@ -59,6 +60,7 @@ struct RuntimeOptions {
   std::chrono::milliseconds stop_grace{3000};
   std::chrono::milliseconds freeze_timeout{10000};
   std::chrono::milliseconds transition_timeout{60000};
+  std::chrono::milliseconds criu_check_timeout{10000};
   bool recover_on_open = true;
   Clock* clock = nullptr;  // nullptr = Clock::Real()
 };
@@ -79,7 +81,9 @@ struct CreateOptions {
   std::string user;              // default exec user
   std::string workdir;           // default exec cwd
   std::vector<VolumeMount> volumes;
-  int64_t auto_stop_minutes = 0;
+  int64_t auto_stop_minutes = 0;     // stop after this long idle; 0 = never
+  int64_t auto_archive_minutes = 0;  // archive after this long stopped; 0 = never
+  int64_t auto_delete_minutes = kNeverDelete;  // delete after this long stopped; 0 = at the first sweep
   bool start = true;
 };
 
@@ -110,7 +114,9 @@ struct Features {
   std::string cgroup_version;
   bool idmapped_mounts = true;
   bool criu = false;
-  std::string criu_reason;
+  std::string criu_reason;  // why not (first stderr line of `criu check`), or "criu check passed"
+  bool disk_quota = false;
+  std::string disk_quota_reason;
   bool network_isolated = false;
   std::string network_reason;  // why not, when network_isolated is false
   Json ToJson() const;
@@ -123,6 +129,16 @@ struct RecoveryReport {
   int orphan_cgroups = 0;
   int orphan_volumes = 0;
   int orphan_links = 0;  // veths of this runtime with no running sandbox
+  int orphan_archives = 0;  // archive files (or temp files) no record owns
+  int stale_qgroups = 0;    // quota groups of subvolumes that are gone
+  Json ToJson() const;
+};
+
+// What one EnforceIdlePolicies() sweep did.
+struct IdleReport {
+  std::vector<std::string> stopped;
+  std::vector<std::string> archived;
+  std::vector<std::string> deleted;
   Json ToJson() const;
 };
 
@@ -146,10 +162,25 @@ class SandboxRuntime final {
   Result<SandboxRecord> Resume(const std::string& id);
   // `count` children of a started, paused or stopped sandbox; the rootfs is
   // snapshotted while the parent is frozen. Children start when the parent
-  // was started. Memory is not copied (no CRIU here).
-  Result<std::vector<SandboxRecord>> Fork(const std::string& id, int count);
+  // was started. Memory is not copied (no CRIU here). `disk_bytes` is the
+  // children's disk limit: -1 = the parent's (inherited), 0 = none, > 0 =
+  // that many bytes (FailedPrecondition on a pool without quotas).
+  Result<std::vector<SandboxRecord>> Fork(const std::string& id, int count, int64_t disk_bytes = -1);
   Result<ForkTree> Tree(const std::string& id);
-  Status Delete(const std::string& id);  // from any state; idempotent
+  Status Delete(const std::string& id);  // from any state (archived: removes the archive); idempotent
+  // Stops the sandbox if started or paused (processes and memory are lost,
+  // like Stop), writes its rootfs to <data>/archives/<id>.tar.zst (temp
+  // file, fsync, rename), then deletes its subvolume -> archived. Files,
+  // exec and fork on an archived sandbox fail with FailedPrecondition;
+  // Start restores first. Idempotent on an archived sandbox.
+  Result<SandboxRecord> Archive(const std::string& id);
+  // Extracts the archive into a new subvolume (disk limit re-applied first)
+  // -> stopped, then removes the archive file. A no-op on a sandbox that is
+  // not archived but has its rootfs (stopped, started, paused).
+  Result<SandboxRecord> Restore(const std::string& id);
+  // Disk quota state of a sandbox's subvolume (NotFound when the pool has no
+  // quota accounting or the sandbox is archived).
+  Result<QuotaInfo> DiskQuota(const std::string& id);
   Result<SandboxRecord> SetLabels(const std::string& id, std::map<std::string, std::string> labels);
   Result<ExecResult> Exec(const std::string& id, const ExecRequest& req);
   // The sandbox's root filesystem for the file API (any state but deleted).
@@ -167,8 +198,13 @@ class SandboxRuntime final {
   // Stops started sandboxes idle for longer than their auto_stop_minutes.
   // Activity = exec and file calls, and processes other than the init
   // running inside (a sandbox with a live process is refreshed, not
-  // stopped). Returns the ids stopped. Call it periodically.
-  Result<std::vector<std::string>> EnforceIdlePolicies();
+  // stopped). Then, counted from when a sandbox stopped (or its last file
+  // call while stopped, whichever is later): deletes stopped or archived
+  // sandboxes past auto_delete_minutes (0 = at the first sweep after the
+  // stop, kNeverDelete = never), else archives stopped ones past
+  // auto_archive_minutes (0 = never). Each record is re-read under the lock
+  // before acting. Call it periodically.
+  Result<IdleReport> EnforceIdlePolicies();
   Result<RecoveryReport> Recover();
   // Stops nothing; unmounts a loop pool if no sandbox is running (tests).
   Status UnmountPoolIfIdle();
@@ -202,6 +238,9 @@ class SandboxRuntime final {
   Status StartLocked(SandboxRecord& rec);
   Status StopLocked(SandboxRecord& rec, bool force);
   Status DestroyLocked(SandboxRecord& rec);
+  Status ArchiveLocked(SandboxRecord& rec);
+  Status RestoreLocked(SandboxRecord& rec);
+  std::string ArchivePath(const std::string& id) const;
   Result<int> AllocateSlotLocked();
   Result<SnapshotRecord> ResolveSnapshotLocked(const std::string& name, const BuildLog& log);
   Result<SnapshotRecord> BuildLocked(const std::string& name, const std::string& recipe_text,

@@ -10,7 +10,8 @@
 namespace warren::sandbox {
 namespace {
 const char* const kStateNames[] = {"creating", "starting", "started",  "stopping",   "stopped", "pausing",
-                                   "paused",   "resuming", "forking",  "destroying", "destroyed", "error"};
+                                   "paused",   "resuming", "forking",  "destroying", "destroyed", "error",
+                                   "archiving", "archived", "restoring"};
 }
 
 std::string StateName(SandboxState s) { return kStateNames[static_cast<int>(s)]; }
@@ -31,6 +32,8 @@ bool IsTransitional(SandboxState s) {
     case SandboxState::kResuming:
     case SandboxState::kForking:
     case SandboxState::kDestroying:
+    case SandboxState::kArchiving:
+    case SandboxState::kRestoring:
       return true;
     default:
       return false;
@@ -84,6 +87,10 @@ Json SandboxRecord::ToJson() const {
               {"last_activity", last_activity},
               {"state_deadline", state_deadline},
               {"auto_stop_minutes", auto_stop_minutes},
+              {"auto_archive_minutes", auto_archive_minutes},
+              {"auto_delete_minutes", auto_delete_minutes},
+              {"stopped_at", stopped_at},
+              {"archive_bytes", archive_bytes},
               {"deleted", deleted}};
 }
 
@@ -122,6 +129,10 @@ Result<SandboxRecord> SandboxRecord::FromJson(const Json& j) {
     r.last_activity = j.value("last_activity", int64_t{0});
     r.state_deadline = j.value("state_deadline", int64_t{0});
     r.auto_stop_minutes = j.value("auto_stop_minutes", int64_t{0});
+    r.auto_archive_minutes = j.value("auto_archive_minutes", int64_t{0});
+    r.auto_delete_minutes = j.value("auto_delete_minutes", kNeverDelete);
+    r.stopped_at = j.value("stopped_at", int64_t{0});
+    r.archive_bytes = j.value("archive_bytes", int64_t{0});
     r.deleted = j.value("deleted", false);
   } catch (const std::exception& e) {
     return Status::InvalidArgument(std::string("bad sandbox record: ") + e.what());

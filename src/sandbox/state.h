@@ -30,7 +30,12 @@ enum class SandboxState {
   kDestroying,
   kDestroyed,  // tombstone kept while fork relatives exist
   kError,
+  kArchiving,  // stopped -> archived: writing <data>/archives/<id>.tar.zst
+  kArchived,   // rootfs only in the archive file; no subvolume
+  kRestoring,  // archived -> stopped: extracting into a new subvolume
 };
+
+inline constexpr int64_t kNeverDelete = -1;
 
 std::string StateName(SandboxState s);
 Result<SandboxState> ParseState(const std::string& s);
@@ -72,6 +77,12 @@ struct SandboxRecord {
   int64_t last_activity = 0;
   int64_t state_deadline = 0;  // micros; transitional states only
   int64_t auto_stop_minutes = 0;
+  // Counted from stopped_at (Daytona semantics). Archive: 0 = off. Delete:
+  // kNeverDelete (-1) = never, 0 = at the first idle sweep after it stops.
+  int64_t auto_archive_minutes = 0;
+  int64_t auto_delete_minutes = -1;
+  int64_t stopped_at = 0;      // micros; when it last entered stopped
+  int64_t archive_bytes = 0;   // size of the archive file while archived
   bool deleted = false;  // tombstone (kept so fork trees stay walkable)
 
   Json ToJson() const;

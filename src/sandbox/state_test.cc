@@ -27,22 +27,33 @@ TEST(StateTest, RecordRoundTrips) {
   r.volumes = {VolumeMount{"v", "/data", "sub", true}};
   r.parent = "sbx_0";
   r.children = {"sbx_2", "sbx_3"};
+  r.auto_archive_minutes = 60;
+  r.auto_delete_minutes = 0;
+  r.stopped_at = 123;
+  r.archive_bytes = 456;
   auto back = SandboxRecord::FromJson(r.ToJson());
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(back->ToJson(), r.ToJson());
   EXPECT_FALSE(SandboxRecord::FromJson(Json{{"state", "started"}}).ok());  // no id
   EXPECT_FALSE(SandboxRecord::FromJson(Json{{"id", "x"}, {"state", "flying"}}).ok());
+  // Records written before the idle policies existed: delete = never.
+  auto old = SandboxRecord::FromJson(Json{{"id", "x"}, {"state", "stopped"}});
+  ASSERT_TRUE(old.ok());
+  EXPECT_EQ(old->auto_delete_minutes, kNeverDelete);
+  EXPECT_EQ(old->auto_archive_minutes, 0);
 }
 
 TEST(StateTest, TransitionalStates) {
   for (auto s : {SandboxState::kCreating, SandboxState::kStarting, SandboxState::kStopping, SandboxState::kPausing,
-                 SandboxState::kResuming, SandboxState::kForking, SandboxState::kDestroying}) {
+                 SandboxState::kResuming, SandboxState::kForking, SandboxState::kDestroying,
+                 SandboxState::kArchiving, SandboxState::kRestoring}) {
     EXPECT_TRUE(IsTransitional(s)) << StateName(s);
     EXPECT_EQ(*ParseState(StateName(s)), s);
   }
   for (auto s : {SandboxState::kStarted, SandboxState::kStopped, SandboxState::kPaused, SandboxState::kError,
-                 SandboxState::kDestroyed}) {
+                 SandboxState::kDestroyed, SandboxState::kArchived}) {
     EXPECT_FALSE(IsTransitional(s)) << StateName(s);
+    EXPECT_EQ(*ParseState(StateName(s)), s);
   }
 }
 

@@ -2,7 +2,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <endian.h>
 #include <linux/btrfs.h>
+#include <linux/btrfs_tree.h>
 #include <linux/loop.h>
 #include <linux/magic.h>
 #include <string.h>
@@ -13,7 +15,9 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <thread>
 
@@ -53,6 +57,61 @@ std::string MountSource(const std::string& mountpoint) {
     return source;
   }
   return "";
+}
+
+
+// The subvolume (tree) id of the btrfs directory open at `fd`.
+Result<uint64_t> SubvolumeId(int fd) {
+  struct btrfs_ioctl_ino_lookup_args args;
+  memset(&args, 0, sizeof(args));
+  args.treeid = 0;
+  args.objectid = BTRFS_FIRST_FREE_OBJECTID;
+  if (ioctl(fd, BTRFS_IOC_INO_LOOKUP, &args) != 0) return ErrnoStatus("BTRFS_IOC_INO_LOOKUP");
+  return static_cast<uint64_t>(args.treeid);
+}
+
+// Calls fn(offset, item, item_len) for every item of `type` with key
+// objectid `objectid` in tree `tree` (BTRFS_IOC_TREE_SEARCH, restarted past
+// the last key until the range is exhausted). NotFound if the tree does not
+// exist (e.g. no quota tree while accounting is off).
+Status SearchTree(int fd, uint64_t tree, uint64_t objectid, uint32_t type,
+                  const std::function<void(uint64_t, const char*, uint32_t)>& fn) {
+  struct btrfs_ioctl_search_args args;
+  memset(&args, 0, sizeof(args));
+  auto& k = args.key;
+  k.tree_id = tree;
+  k.min_objectid = k.max_objectid = objectid;
+  k.min_type = k.max_type = type;
+  k.min_offset = 0;
+  k.max_offset = UINT64_MAX;
+  k.min_transid = 0;
+  k.max_transid = UINT64_MAX;
+  for (;;) {
+    k.nr_items = 4096;
+    if (ioctl(fd, BTRFS_IOC_TREE_SEARCH, &args) != 0) {
+      if (errno == ENOENT) return Status::NotFound("no btrfs tree " + std::to_string(tree));
+      return ErrnoStatus("BTRFS_IOC_TREE_SEARCH");
+    }
+    if (k.nr_items == 0) return Status::Ok();
+    size_t off = 0;
+    uint64_t last = 0;
+    for (uint32_t i = 0; i < k.nr_items; ++i) {
+      struct btrfs_ioctl_search_header sh;
+      memcpy(&sh, args.buf + off, sizeof(sh));
+      off += sizeof(sh);
+      if (sh.objectid == objectid && sh.type == type) fn(sh.offset, args.buf + off, sh.len);
+      off += sh.len;
+      last = sh.offset;
+    }
+    if (last == UINT64_MAX) return Status::Ok();
+    k.min_offset = last + 1;
+  }
+}
+
+uint64_t Le64At(const char* p, size_t field) {
+  uint64_t v;
+  memcpy(&v, p + field * sizeof(uint64_t), sizeof(v));
+  return le64toh(v);
 }
 
 class BtrfsPool final : public StoragePool {
@@ -101,6 +160,14 @@ class BtrfsPool final : public StoragePool {
     struct stat st;
     if (lstat(path.c_str(), &st) != 0) return errno == ENOENT ? Status::Ok() : ErrnoStatus("stat " + path);
     if (st.st_ino != 256) return RemoveTree(path);  // a plain directory (half-made)
+    uint64_t subvol = 0;
+    {
+      UniqueFd vfd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (vfd) {
+        auto id = SubvolumeId(vfd.get());
+        if (id.ok()) subvol = *id;
+      }
+    }
     auto [parent, name] = SplitParent(path);
     UniqueFd pfd(open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!pfd) return ErrnoStatus("open " + parent);
@@ -110,12 +177,85 @@ class BtrfsPool final : public StoragePool {
     memset(&args, 0, sizeof(args));
     strncpy(args.name, name.c_str(), sizeof(args.name) - 1);
     for (int i = 0; i < 200; ++i) {
-      if (ioctl(pfd.get(), BTRFS_IOC_SNAP_DESTROY, &args) == 0) return Status::Ok();
+      if (ioctl(pfd.get(), BTRFS_IOC_SNAP_DESTROY, &args) == 0) {
+        if (subvol != 0) RemoveQuotaGroup(subvol);
+        return Status::Ok();
+      }
       if (errno != EBUSY) break;
       // A just-exited sandbox's mount namespace may still pin it briefly.
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     return ErrnoStatus("btrfs subvolume delete " + path);
+  }
+
+  bool SupportsQuota(std::string*) const override { return true; }
+
+  Status SetQuota(const std::string& path, int64_t bytes) override {
+    if (bytes < 0) return Status::InvalidArgument("disk limit must be >= 0");
+    UniqueFd vfd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!vfd) return ErrnoStatus("open " + path);
+    if (bytes > 0) WARREN_RETURN_IF_ERROR(EnableQuota());
+    struct btrfs_ioctl_qgroup_limit_args args;
+    memset(&args, 0, sizeof(args));
+    args.qgroupid = 0;  // the subvolume `vfd` is in
+    args.lim.flags = BTRFS_QGROUP_LIMIT_MAX_RFER;
+    args.lim.max_rfer = bytes > 0 ? static_cast<uint64_t>(bytes) : UINT64_MAX;  // -1 clears the limit
+    if (ioctl(vfd.get(), BTRFS_IOC_QGROUP_LIMIT, &args) != 0) {
+      if (bytes == 0 && (errno == ENOTCONN || errno == ENOENT)) return Status::Ok();  // no accounting: no limit
+      return ErrnoStatus("BTRFS_IOC_QGROUP_LIMIT " + path);
+    }
+    return Status::Ok();
+  }
+
+  Result<QuotaInfo> GetQuota(const std::string& path) override {
+    UniqueFd vfd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!vfd) return ErrnoStatus("open " + path);
+    WARREN_ASSIGN_OR_RETURN(uint64_t id, SubvolumeId(vfd.get()));
+    QuotaInfo q;
+    bool found = false;
+    auto info = [&](uint64_t off, const char* item, uint32_t len) {
+      if (off != id || len < sizeof(struct btrfs_qgroup_info_item)) return;
+      found = true;
+      q.referenced_bytes = static_cast<int64_t>(Le64At(item, 1));
+      q.exclusive_bytes = static_cast<int64_t>(Le64At(item, 3));
+    };
+    auto limit = [&](uint64_t off, const char* item, uint32_t len) {
+      if (off != id || len < sizeof(struct btrfs_qgroup_limit_item)) return;
+      if (Le64At(item, 0) & BTRFS_QGROUP_LIMIT_MAX_RFER) q.limit_bytes = static_cast<int64_t>(Le64At(item, 1));
+    };
+    WARREN_RETURN_IF_ERROR(SearchTree(vfd.get(), BTRFS_QUOTA_TREE_OBJECTID, 0, BTRFS_QGROUP_INFO_KEY, info));
+    if (!found) return Status::NotFound("no quota group for " + path);
+    WARREN_RETURN_IF_ERROR(SearchTree(vfd.get(), BTRFS_QUOTA_TREE_OBJECTID, 0, BTRFS_QGROUP_LIMIT_KEY, limit));
+    q.qgroup = id;
+    return q;
+  }
+
+  Result<std::vector<uint64_t>> ListQuotaGroups() override {
+    UniqueFd rfd(open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!rfd) return ErrnoStatus("open " + root_);
+    std::vector<uint64_t> ids;
+    Status s = SearchTree(rfd.get(), BTRFS_QUOTA_TREE_OBJECTID, 0, BTRFS_QGROUP_INFO_KEY,
+                          [&](uint64_t off, const char*, uint32_t) {
+                            if ((off >> 48) == 0) ids.push_back(off);  // level 0 only
+                          });
+    if (!s.ok() && s.code() != Code::kNotFound) return s;
+    return ids;
+  }
+
+  Result<int> RemoveStaleQuotaGroups() override {
+    WARREN_ASSIGN_OR_RETURN(std::vector<uint64_t> ids, ListQuotaGroups());
+    UniqueFd rfd(open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!rfd) return ErrnoStatus("open " + root_);
+    int removed = 0;
+    for (uint64_t id : ids) {
+      if (id < BTRFS_FIRST_FREE_OBJECTID) continue;  // the top-level subvolume (5) and internal trees
+      bool exists = false;
+      Status s = SearchTree(rfd.get(), BTRFS_ROOT_TREE_OBJECTID, id, BTRFS_ROOT_ITEM_KEY,
+                            [&](uint64_t, const char*, uint32_t) { exists = true; });
+      if (!s.ok() || exists) continue;
+      if (RemoveQuotaGroup(id)) ++removed;
+    }
+    return removed;
   }
 
   Status Unmount() override {
@@ -129,14 +269,53 @@ class BtrfsPool final : public StoragePool {
     // caller sees the device released when Unmount returns.
     if (!loopdev_.empty()) {
       std::string backing = "/sys/block/" + loopdev_.substr(loopdev_.rfind('/') + 1) + "/loop/backing_file";
-      for (int i = 0; i < 500 && access(backing.c_str(), F_OK) == 0; ++i)
+      // Bound: 20 s; a pool with qgroups on can take seconds to tear down
+      // under load (the last commit accounts for freshly deleted subvolumes).
+      for (int i = 0; i < 2000 && access(backing.c_str(), F_OK) == 0; ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     return Status::Ok();
   }
 
  private:
+  // Turns quota accounting on (idempotent in the kernel) and waits for the
+  // rescan that accounts for existing data.
+  Status EnableQuota() {
+    if (quota_on_) return Status::Ok();
+    UniqueFd rfd(open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!rfd) return ErrnoStatus("open " + root_);
+    struct btrfs_ioctl_quota_ctl_args ctl;
+    memset(&ctl, 0, sizeof(ctl));
+    ctl.cmd = BTRFS_QUOTA_CTL_ENABLE;
+    if (ioctl(rfd.get(), BTRFS_IOC_QUOTA_CTL, &ctl) != 0) return ErrnoStatus("BTRFS_IOC_QUOTA_CTL enable");
+    if (ioctl(rfd.get(), BTRFS_IOC_QUOTA_RESCAN_WAIT, 0) != 0 && errno != ENOTCONN) {
+      return ErrnoStatus("BTRFS_IOC_QUOTA_RESCAN_WAIT");
+    }
+    quota_on_ = true;
+    return Status::Ok();
+  }
+
+  // Removes qgroup 0/<id>. Best effort: without accounting (ENOTCONN) or
+  // qgroup (ENOENT) there is nothing to do; EBUSY means the kernel still
+  // holds usage for a subvolume being cleaned (kernels >= 6.10 drop the
+  // qgroup themselves once it is cleaned; RemoveStaleQuotaGroups catches the
+  // rest).
+  bool RemoveQuotaGroup(uint64_t id) {
+    UniqueFd rfd(open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!rfd) return false;
+    struct btrfs_ioctl_qgroup_create_args args;
+    memset(&args, 0, sizeof(args));
+    args.create = 0;
+    args.qgroupid = id;
+    if (ioctl(rfd.get(), BTRFS_IOC_QGROUP_CREATE, &args) == 0) return true;
+    if (errno != ENOTCONN && errno != ENOENT && errno != EBUSY) {
+      log::Warn("sandbox.pool.qgroup_remove_failed", {{"qgroup", id}, {"error", strerror(errno)}});
+    }
+    return false;
+  }
+
   std::string root_, kind_, loopdev_;
+  bool quota_on_ = false;
 };
 
 class CopyPool final : public StoragePool {
@@ -165,6 +344,19 @@ class CopyPool final : public StoragePool {
     return Status::Ok();
   }
   Status DeleteVolume(const std::string& path) override { return RemoveTree(path); }
+  bool SupportsQuota(std::string* why) const override {
+    if (why) *why = "the copy pool has plain directories, not btrfs subvolumes: no per-sandbox quota groups";
+    return false;
+  }
+  Status SetQuota(const std::string&, int64_t bytes) override {
+    if (bytes == 0) return Status::Ok();
+    return Status::Unimplemented("disk limits need a btrfs pool (this pool is copy)");
+  }
+  Result<QuotaInfo> GetQuota(const std::string& path) override {
+    return Status::NotFound("no quota accounting on the copy pool");
+  }
+  Result<std::vector<uint64_t>> ListQuotaGroups() override { return std::vector<uint64_t>{}; }
+  Result<int> RemoveStaleQuotaGroups() override { return 0; }
   Status Unmount() override { return Status::Ok(); }
 
  private:

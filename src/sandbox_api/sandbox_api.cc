@@ -115,6 +115,10 @@ Json SandboxJson(const sandbox::SandboxRecord& r) {
               {"parent", NullIfEmpty(r.parent)},
               {"children", r.children},
               {"auto_stop_minutes", r.auto_stop_minutes},
+              {"auto_archive_minutes", r.auto_archive_minutes},
+              {"auto_delete_minutes", r.auto_delete_minutes},
+              {"stopped_at", r.stopped_at ? Json(Rfc(r.stopped_at)) : Json(nullptr)},
+              {"archive_bytes", r.archive_bytes},
               {"created_at", Rfc(r.created_at)},
               {"updated_at", Rfc(r.updated_at)},
               {"last_activity_at", Rfc(r.last_activity)}};
@@ -390,9 +394,12 @@ void SandboxApi::StartIdleTicker(std::chrono::milliseconds interval) {
     while (!ticker_cv_.wait_for(lock, interval, [this] { return ticker_stop_; })) {
       lock.unlock();
       if (SandboxRuntime* rt = runtime_.IfOpen()) {
-        auto stopped = rt->EnforceIdlePolicies();
-        if (!stopped.ok()) log::Warn("sandbox_api.idle_tick_failed", {{"error", stopped.status().ToString()}});
-        else if (!stopped->empty()) log::Info("sandbox_api.idle_stopped", {{"ids", *stopped}});
+        auto report = rt->EnforceIdlePolicies();
+        if (!report.ok()) {
+          log::Warn("sandbox_api.idle_tick_failed", {{"error", report.status().ToString()}});
+        } else if (!report->stopped.empty() || !report->archived.empty() || !report->deleted.empty()) {
+          log::Info("sandbox_api.idle_sweep", report->ToJson());
+        }
       }
       lock.lock();
     }
@@ -463,6 +470,8 @@ void SandboxApi::RegisterRoutes() {
   Route("POST", "/v1/warren/sandboxes/{id}/stop", &SandboxApi::StopSandbox);
   Route("POST", "/v1/warren/sandboxes/{id}/pause", &SandboxApi::PauseSandbox);
   Route("POST", "/v1/warren/sandboxes/{id}/resume", &SandboxApi::ResumeSandbox);
+  Route("POST", "/v1/warren/sandboxes/{id}/archive", &SandboxApi::ArchiveSandbox);
+  Route("POST", "/v1/warren/sandboxes/{id}/restore", &SandboxApi::RestoreSandbox);
   Route("POST", "/v1/warren/sandboxes/{id}/fork", &SandboxApi::ForkSandbox);
   Route("GET", "/v1/warren/sandboxes/{id}/tree", &SandboxApi::SandboxTree);
   Route("PUT", "/v1/warren/sandboxes/{id}/labels", &SandboxApi::PutLabels);
@@ -496,7 +505,8 @@ Result<HandlerResult> SandboxApi::CreateSandbox(HttpRequest& req, const Params&,
   WARREN_ASSIGN_OR_RETURN(Json body, api::BodyObject(req, /*allow_empty=*/true));
   WARREN_RETURN_IF_ERROR(api::ExpectKnownFields(body,
                                                 {"snapshot", "name", "labels", "env", "resources", "network", "user",
-                                                 "workdir", "volumes", "auto_stop_minutes", "start"},
+                                                 "workdir", "volumes", "auto_stop_minutes", "auto_archive_minutes",
+                                                 "auto_delete_minutes", "start"},
                                                 ""));
   sandbox::CreateOptions o;
   std::optional<std::string> s;
@@ -523,6 +533,12 @@ Result<HandlerResult> SandboxApi::CreateSandbox(HttpRequest& req, const Params&,
   std::optional<int64_t> minutes;
   WARREN_RETURN_IF_ERROR(api::ReadInt(body, "auto_stop_minutes", "", 0, 60 * 24 * 365, &minutes));
   if (minutes) o.auto_stop_minutes = *minutes;
+  minutes.reset();
+  WARREN_RETURN_IF_ERROR(api::ReadInt(body, "auto_archive_minutes", "", 0, 60 * 24 * 365, &minutes));
+  if (minutes) o.auto_archive_minutes = *minutes;
+  minutes.reset();
+  WARREN_RETURN_IF_ERROR(api::ReadInt(body, "auto_delete_minutes", "", sandbox::kNeverDelete, 60 * 24 * 365, &minutes));
+  if (minutes) o.auto_delete_minutes = *minutes;
   std::optional<bool> start;
   WARREN_RETURN_IF_ERROR(api::ReadBool(body, "start", "", &start));
   o.start = start.value_or(true);
@@ -637,12 +653,28 @@ Result<HandlerResult> SandboxApi::ResumeSandbox(HttpRequest& req, const Params& 
   return Json200(SandboxJson(rec));
 }
 
-Result<HandlerResult> SandboxApi::ForkSandbox(HttpRequest& req, const Params& p, SandboxRuntime* rt) {
-  WARREN_ASSIGN_OR_RETURN(Json body, OptionalBody(req, {"count"}));
-  std::optional<int64_t> count;
-  WARREN_RETURN_IF_ERROR(api::ReadInt(body, "count", "", 1, 100, &count));
+Result<HandlerResult> SandboxApi::ArchiveSandbox(HttpRequest& req, const Params& p, SandboxRuntime* rt) {
+  WARREN_RETURN_IF_ERROR(OptionalBody(req, {}).status());
   WARREN_ASSIGN_OR_RETURN(auto rec, Live(rt, p.at("id")));
-  WARREN_ASSIGN_OR_RETURN(auto children, rt->Fork(rec.id, static_cast<int>(count.value_or(1))));
+  WARREN_ASSIGN_OR_RETURN(rec, rt->Archive(rec.id));
+  return Json200(SandboxJson(rec));
+}
+
+Result<HandlerResult> SandboxApi::RestoreSandbox(HttpRequest& req, const Params& p, SandboxRuntime* rt) {
+  WARREN_RETURN_IF_ERROR(OptionalBody(req, {}).status());
+  WARREN_ASSIGN_OR_RETURN(auto rec, Live(rt, p.at("id")));
+  WARREN_ASSIGN_OR_RETURN(rec, rt->Restore(rec.id));
+  return Json200(SandboxJson(rec));
+}
+
+Result<HandlerResult> SandboxApi::ForkSandbox(HttpRequest& req, const Params& p, SandboxRuntime* rt) {
+  WARREN_ASSIGN_OR_RETURN(Json body, OptionalBody(req, {"count", "disk_bytes"}));
+  std::optional<int64_t> count, disk;
+  WARREN_RETURN_IF_ERROR(api::ReadInt(body, "count", "", 1, 100, &count));
+  WARREN_RETURN_IF_ERROR(api::ReadInt(body, "disk_bytes", "", 0, int64_t{1} << 50, &disk));
+  WARREN_ASSIGN_OR_RETURN(auto rec, Live(rt, p.at("id")));
+  WARREN_ASSIGN_OR_RETURN(auto children,
+                          rt->Fork(rec.id, static_cast<int>(count.value_or(1)), disk.value_or(-1)));
   Json data = Json::array();
   for (const auto& c : children) data.push_back(SandboxJson(c));
   return api::ApiService::JsonResult(Json{{"data", data}}, 201);

@@ -113,6 +113,8 @@ class SandboxApi final {
   Result<http::HandlerResult> StopSandbox(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
   Result<http::HandlerResult> PauseSandbox(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
   Result<http::HandlerResult> ResumeSandbox(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> ArchiveSandbox(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> RestoreSandbox(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
   Result<http::HandlerResult> ForkSandbox(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
   Result<http::HandlerResult> SandboxTree(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
   Result<http::HandlerResult> PutLabels(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);

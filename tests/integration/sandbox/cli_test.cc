@@ -88,5 +88,34 @@ TEST_F(CliTest, IsolatedNetwork) {
   EXPECT_TRUE(LinksWithPrefix(NetIfPrefix(prefix_)).empty());
 }
 
+TEST_F(CliTest, ArchiveRestoreAndIdlePolicyFlags) {
+  Json created = RunJson({"sandbox", "create", "--name", "arch-box", "--auto-stop", "15", "--auto-archive", "60",
+                          "--auto-delete", "1440"});
+  EXPECT_EQ(created["auto_stop_minutes"], 15);
+  EXPECT_EQ(created["auto_archive_minutes"], 60);
+  EXPECT_EQ(created["auto_delete_minutes"], 1440);
+  EXPECT_EQ(RunJson({"sandbox", "get", "arch-box"})["auto_delete_minutes"], 1440);
+  std::string out;
+  ASSERT_EQ(Run({"sandbox", "exec", "arch-box", "--", "sh", "-c", "echo kept > /root/k"}, &out), 0) << out;
+  Json archived = RunJson({"sandbox", "archive", "arch-box"});
+  EXPECT_EQ(archived["state"], "archived");
+  EXPECT_GT(archived["archive_bytes"].get<int64_t>(), 0);
+  EXPECT_NE(Run({"sandbox", "exec", "arch-box", "--", "true"}, &out), 0);
+  EXPECT_NE(out.find("FailedPrecondition"), std::string::npos) << out;
+  EXPECT_EQ(RunJson({"sandbox", "restore", "arch-box"})["state"], "stopped");
+  EXPECT_EQ(RunJson({"sandbox", "start", "arch-box"})["state"], "started");
+  EXPECT_EQ(RunJson({"sandbox", "exec", "arch-box", "--", "cat", "/root/k"})["stdout"], "kept\n");
+  // Defaults: delete never (-1), archive off (0).
+  Json plain = RunJson({"sandbox", "create", "--no-start"});
+  EXPECT_EQ(plain["auto_delete_minutes"], -1);
+  EXPECT_EQ(plain["auto_archive_minutes"], 0);
+  Json kid = RunJson({"sandbox", "fork", "arch-box", "--disk", "0"});
+  ASSERT_EQ(kid["data"].size(), 1u);
+  EXPECT_EQ(kid["data"][0]["resources"]["disk_bytes"], 0);
+  EXPECT_NE(Run({"sandbox", "fork", "arch-box", "--disk", "-3"}, &out), 0);
+  EXPECT_NE(Run({"sandbox", "create", "--disk", "lots"}, &out), 0);
+  EXPECT_NE(out.find("bad --disk"), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace warren::sandbox::testing

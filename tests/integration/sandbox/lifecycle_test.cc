@@ -433,14 +433,14 @@ TEST_F(IdleTest, AutoStopCountsExecAndRunningProcesses) {
   auto never = MustCreate();  // auto-stop off
   Sh(busy.id, "sleep 3600 >/dev/null 2>&1 &");
   fake_.Advance(5LL * 60 * 1000000);
-  EXPECT_TRUE(rt_->EnforceIdlePolicies()->empty());
+  EXPECT_TRUE(rt_->EnforceIdlePolicies()->stopped.empty());
   Sh(idle.id, "true");  // an exec resets the idle timer
   fake_.Advance(6LL * 60 * 1000000);
-  EXPECT_TRUE(rt_->EnforceIdlePolicies()->empty());
+  EXPECT_TRUE(rt_->EnforceIdlePolicies()->stopped.empty());
   fake_.Advance(5LL * 60 * 1000000);
   auto stopped = rt_->EnforceIdlePolicies();
   ASSERT_TRUE(stopped.ok());
-  EXPECT_EQ(*stopped, std::vector<std::string>{idle.id});
+  EXPECT_EQ(stopped->stopped, std::vector<std::string>{idle.id});
   EXPECT_EQ(rt_->Get(idle.id)->state, SandboxState::kStopped);
   EXPECT_EQ(rt_->Get(busy.id)->state, SandboxState::kStarted);  // its sleep counts as activity
   EXPECT_EQ(rt_->Get(never.id)->state, SandboxState::kStarted);
