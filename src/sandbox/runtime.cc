@@ -890,6 +890,14 @@ Result<SessionInfo> SandboxRuntime::CreateSession(const std::string& id, const s
     (void)cgroups_->Destroy(dead->cgroup());
     dead->Close("replaced");
   }
+  // A live session cgroup without a session here belongs to another process
+  // hosting a runtime on this data dir (e.g. a CLI session host).
+  if (!dead && cgroups_->Exists(cgroup)) {
+    auto pids = cgroups_->Pids(cgroup);
+    if (pids.ok() && !pids->empty()) {
+      return Status::Conflict("session " + session_id + " already exists (in another process)");
+    }
+  }
   // Under the runtime lock: a concurrent stop cannot remove the sandbox's
   // cgroup between creating the session's and starting its shell.
   WARREN_RETURN_IF_ERROR(cgroups_->Create(cgroup, Resources{}));
