@@ -428,9 +428,15 @@ TEST_F(SessionTest, PtyRunsAFullScreenEditor) {
   // Let vi draw its screen, then type, leave insert mode, write and quit.
   std::string screen = ReadPty(**p, "note.txt", milliseconds(10000));
   EXPECT_NE(screen.find("\033["), std::string::npos);  // escape sequences: it drew
-  for (const char* keys : {"ihello from vi", "\033", ":wq\r"}) {
+  // Each step waits for vi's screen to show it took the previous keys (an
+  // ESC followed too quickly by ':' reads as an escape sequence).
+  const std::pair<const char*, const char*> steps[] = {
+      {"ihello from vi", "hello from vi"}, {"\033", "- /tmp/note.txt"}, {":wq\r", ""}};
+  for (const auto& [keys, shown] : steps) {
     ASSERT_GT(write((*p)->master(), keys, strlen(keys)), 0);
-    std::this_thread::sleep_for(milliseconds(50));
+    if (*shown) {
+      EXPECT_NE(ReadPty(**p, shown, milliseconds(10000)).find(shown), std::string::npos) << keys;
+    }
   }
   std::string rest = ReadPty(**p, "", milliseconds(5000));
   EXPECT_EQ(WaitExit(**p, milliseconds(5000)), 0) << screen << "\n---\n" << rest;
