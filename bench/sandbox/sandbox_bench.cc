@@ -1,13 +1,13 @@
 // bench_sandbox [--iterations N] [--data-dir DIR] [--markdown]
 //
 // Measures, on this machine, the sandbox runtime's create-to-first-exec,
-// exec, stop, start, pause, resume, fork (with 0, 100 MiB and 1 GiB of data
-// in the parent's rootfs), archive and restore (0 and 100 MiB of random
-// data), fork again once btrfs quotas are on (a parent with a disk limit: the
-// cost qgroups add), and delete, as p50/p99 over N runs; and, in the same
-// run, Debian's bubblewrap (`bwrap`) launching the same command over the
-// same rootfs, printed as ratios (bwrap has no peer for archive/restore).
-// Must run as root.
+// exec, shell session create/exec/delete, PTY open, stop, start, pause,
+// resume, fork (with 0, 100 MiB and 1 GiB of data in the parent's rootfs),
+// archive and restore (0 and 100 MiB of random data), fork again once btrfs
+// quotas are on (a parent with a disk limit: the cost qgroups add), and
+// delete, as p50/p99 over N runs; and, in the same run, Debian's bubblewrap
+// (`bwrap`) launching the same command over the same rootfs, printed as
+// ratios (bwrap has no peer for sessions, archive/restore). Must run as root.
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -121,6 +121,27 @@ int main(int argc, char** argv) {
     auto t3 = SteadyClock::now();
     Die(rt.Exec(c->id, truth).status(), "exec");
     add("exec", Ms(t3, SteadyClock::now()));
+    // Shell sessions: create, a command in the running shell, delete (with a
+    // background job to kill); a PTY open until the program has exec'd.
+    auto s0 = SteadyClock::now();
+    Die(rt.CreateSession(c->id, "b").status(), "session create");
+    auto s1 = SteadyClock::now();
+    Die(rt.SessionExec(c->id, "b", "true").status(), "session exec");
+    auto s2 = SteadyClock::now();
+    Die(rt.SessionExec(c->id, "b", "sleep 1000 &").status(), "session exec");
+    auto s3 = SteadyClock::now();
+    Die(rt.DeleteSession(c->id, "b"), "session delete");
+    auto s4 = SteadyClock::now();
+    add("session_create", Ms(s0, s1));
+    add("session_exec", Ms(s1, s2));
+    add("session_delete", Ms(s3, s4));
+    PtyOptions po;
+    po.argv = {"true"};
+    auto p0 = SteadyClock::now();
+    auto pty = rt.OpenPty(c->id, po);
+    Die(pty.status(), "pty");
+    add("pty_open", Ms(p0, SteadyClock::now()));
+    (void)(*pty)->Wait();
     ids.push_back(c->id);
   }
   for (const auto& id : ids) {
@@ -232,9 +253,10 @@ int main(int argc, char** argv) {
     rmdir((std::string("/sys/fs/cgroup/") + c + "/" + o.cgroup_prefix).c_str());
   }
 
-  const char* order[] = {"create",         "create_to_first_exec", "exec",         "stop",
-                         "start",          "pause",                "resume",       "fork_0",
-                         "fork_100MiB",    "fork_1GiB",            "delete",       "archive_0",
+  const char* order[] = {"create",         "create_to_first_exec", "exec",           "session_create",
+                         "session_exec",   "session_delete",       "pty_open",       "stop",
+                         "start",          "pause",                "resume",         "fork_0",
+                         "fork_100MiB",    "fork_1GiB",            "delete",         "archive_0",
                          "restore_0",      "archive_100MiB",       "restore_100MiB", "fork_0_quota",
                          "fork_100MiB_quota", "delete_quota",      "bwrap_launch"};
   double bw50 = have_bwrap ? stats["bwrap_launch"].Pct(0.5) : 0;

@@ -40,6 +40,53 @@ Result<std::vector<pid_t>> ReadPids(const std::string& procs_file) {
   return pids;
 }
 
+// `dir` and every cgroup below it, children before parents.
+std::vector<std::string> TreePostOrder(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (e.is_directory(ec)) {
+      auto sub = TreePostOrder(e.path());
+      out.insert(out.end(), sub.begin(), sub.end());
+    }
+  }
+  out.push_back(dir);
+  return out;
+}
+
+// The pids in cgroup `dir` and all its descendants (sub-cgroups such as a
+// shell session's belong to the sandbox too).
+Result<std::vector<pid_t>> ReadTreePids(const std::string& dir) {
+  std::vector<pid_t> all;
+  for (const auto& d : TreePostOrder(dir)) {
+    auto p = ReadPids(d + "/cgroup.procs");
+    if (!p.ok()) {
+      if (d != dir && p.status().code() == Code::kNotFound) continue;  // removed meanwhile
+      return p.status();
+    }
+    all.insert(all.end(), p->begin(), p->end());
+  }
+  return all;
+}
+
+// Removes `dir` and its sub-cgroups (must be empty of tasks).
+Status RemoveCgroupTree(const std::string& dir) {
+  for (const auto& d : TreePostOrder(dir)) {
+    // A just-killed task may linger a moment before rmdir succeeds.
+    bool gone = false;
+    for (int i = 0; i < 500; ++i) {
+      if (rmdir(d.c_str()) == 0 || errno == ENOENT) {
+        gone = true;
+        break;
+      }
+      if (errno != EBUSY) return ErrnoStatus("rmdir " + d);
+      std::this_thread::sleep_for(milliseconds(2));
+    }
+    if (!gone) return Status::Timeout("rmdir " + d);
+  }
+  return Status::Ok();
+}
+
 int64_t ReadInt(const std::string& path) {
   auto t = ReadFileToString(path);
   if (!t.ok()) return 0;
@@ -122,7 +169,7 @@ class CgroupV1 final : public CgroupManager {
   }
 
   Result<std::vector<pid_t>> Pids(const std::string& name) const override {
-    return ReadPids(Dir("freezer", name) + "/cgroup.procs");
+    return ReadTreePids(Dir("freezer", name));
   }
 
   Status Freeze(const std::string& name, milliseconds timeout) override {
@@ -173,15 +220,7 @@ class CgroupV1 final : public CgroupManager {
 
   Status Destroy(const std::string& name) override {
     WARREN_RETURN_IF_ERROR(KillAll(name, milliseconds(10000)));
-    for (const char* c : kControllers) {
-      std::string dir = Dir(c, name);
-      // A just-killed task may linger a moment before rmdir succeeds.
-      for (int i = 0; i < 500; ++i) {
-        if (rmdir(dir.c_str()) == 0 || errno == ENOENT) break;
-        if (errno != EBUSY) return ErrnoStatus("rmdir " + dir);
-        std::this_thread::sleep_for(milliseconds(2));
-      }
-    }
+    for (const char* c : kControllers) WARREN_RETURN_IF_ERROR(RemoveCgroupTree(Dir(c, name)));
     return Status::Ok();
   }
 
@@ -259,9 +298,7 @@ class CgroupV2 final : public CgroupManager {
     return WriteCg(Dir(name) + "/cgroup.procs", std::to_string(pid));
   }
 
-  Result<std::vector<pid_t>> Pids(const std::string& name) const override {
-    return ReadPids(Dir(name) + "/cgroup.procs");
-  }
+  Result<std::vector<pid_t>> Pids(const std::string& name) const override { return ReadTreePids(Dir(name)); }
 
   Status Freeze(const std::string& name, milliseconds timeout) override {
     WARREN_RETURN_IF_ERROR(WriteCg(Dir(name) + "/cgroup.freeze", "1"));
@@ -302,13 +339,7 @@ class CgroupV2 final : public CgroupManager {
 
   Status Destroy(const std::string& name) override {
     WARREN_RETURN_IF_ERROR(KillAll(name, milliseconds(10000)));
-    std::string dir = Dir(name);
-    for (int i = 0; i < 500; ++i) {
-      if (rmdir(dir.c_str()) == 0 || errno == ENOENT) return Status::Ok();
-      if (errno != EBUSY) return ErrnoStatus("rmdir " + dir);
-      std::this_thread::sleep_for(milliseconds(2));
-    }
-    return Status::Timeout("rmdir " + dir);
+    return RemoveCgroupTree(Dir(name));
   }
 
   Result<std::vector<std::string>> List() const override {

@@ -4,6 +4,10 @@
 // the host offers. Every sandbox gets a cgroup named by its id under a
 // `prefix` directory ("warren") in each hierarchy.
 //
+// A name may contain '/': "<id>/session-<s>" is a sub-cgroup of a sandbox
+// (a shell session). Pids, KillAll and Destroy cover a cgroup's whole
+// subtree; limits set on a sandbox apply to its sub-cgroups.
+//
 // Ownership: a CgroupManager owns no kernel objects itself; Destroy() removes
 // what Create() made. Thread-safety: thread-compatible; different names may be
 // used from different threads concurrently.
@@ -48,6 +52,7 @@ class CgroupManager {
   // (one per hierarchy); used by async-signal-safe child code.
   virtual std::vector<std::string> ProcsFiles(const std::string& name) const = 0;
   virtual Status AddProcess(const std::string& name, pid_t pid) = 0;
+  // Tasks of `name` and of its sub-cgroups.
   virtual Result<std::vector<pid_t>> Pids(const std::string& name) const = 0;
   // Freezes every task; returns once the kernel reports the group frozen.
   virtual Status Freeze(const std::string& name, std::chrono::milliseconds timeout) = 0;

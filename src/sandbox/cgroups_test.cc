@@ -59,5 +59,27 @@ TEST_F(FakeCgroupRoot, V2WritesLimits) {
   EXPECT_EQ(Read("/warren/sb2/cgroup.freeze"), "0");  // thawed again after the timeout
 }
 
+TEST_F(FakeCgroupRoot, PidsCoverSubCgroups) {
+  // A shell session's cgroup lives below its sandbox's; both backends list
+  // the whole subtree (what KillAll and the stop grace loop rely on).
+  for (auto* make : {&NewCgroupV1, &NewCgroupV2}) {
+    auto cg = (*make)(root_, "warren");
+    ASSERT_TRUE(cg->Create("sb", Resources{}).ok());
+    ASSERT_TRUE(cg->Create("sb/session-a", Resources{}).ok());
+    bool v1 = cg->Version() == "v1";
+    std::string base = root_ + (v1 ? "/freezer" : "") + "/warren/sb";
+    ASSERT_TRUE(WriteStringToFile(base + "/cgroup.procs", "10\n").ok());
+    ASSERT_TRUE(WriteStringToFile(base + "/session-a/cgroup.procs", "11\n12\n").ok());
+    auto all = cg->Pids("sb");
+    ASSERT_TRUE(all.ok()) << all.status().ToString();
+    EXPECT_EQ(*all, (std::vector<pid_t>{11, 12, 10}));  // children first
+    auto sub = cg->Pids("sb/session-a");
+    ASSERT_TRUE(sub.ok());
+    EXPECT_EQ(*sub, (std::vector<pid_t>{11, 12}));
+    (void)RemoveTree(root_ + "/warren");
+    (void)RemoveTree(root_ + "/freezer/warren");
+  }
+}
+
 }  // namespace
 }  // namespace warren::sandbox

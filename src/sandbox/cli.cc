@@ -255,6 +255,7 @@ void RegisterSandboxCommands(CLI::App& app) {
       if (r->exit_code != 0) throw CLI::RuntimeError(r->exit_code);
     });
   }
+  RegisterShellCommands(sb);
   // Simple one-id commands.
   auto simple = [&](const char* name, const char* help,
                     std::function<Result<SandboxRecord>(SandboxRuntime&, const std::string&, bool)> fn,

@@ -306,20 +306,36 @@ struct ExecPlan {
   uint32_t uid, gid;
   const SeccompProgram* seccomp;
   CapSet caps;
-  int host_fds[4];  // the host's ends of the pipes: closed in the child
+  int host_fds[5];  // the host's ends of the pipes: closed in the child (-1 = none)
+  int tty_fd;       // >= 0: terminal slave for fds 0-2 and controlling tty
+  int cmd_rd;       // >= 0: becomes fd 4 (session command channel)
 };
 
 [[noreturn]] void ExecCommand(const ExecPlan& p) {
   int report = p.report_wr;
   setsid();
-  if (dup2(p.in_rd, 0) < 0 || dup2(p.out_wr, 1) < 0 || dup2(p.err_wr, 2) < 0) {
+  if (p.tty_fd >= 0) {
+    if (ioctl(p.tty_fd, TIOCSCTTY, 0) < 0) ExecFail(report, 'S', "TIOCSCTTY", errno);
+    if (dup2(p.tty_fd, 0) < 0 || dup2(p.tty_fd, 1) < 0 || dup2(p.tty_fd, 2) < 0) {
+      ExecFail(report, 'S', "dup2 tty", errno);
+    }
+  } else if (dup2(p.in_rd, 0) < 0 || dup2(p.out_wr, 1) < 0 || dup2(p.err_wr, 2) < 0) {
     ExecFail(report, 'S', "dup2", errno);
   }
-  if (report != 3) {
-    if (dup3(report, 3, O_CLOEXEC) < 0) ExecFail(report, 'S', "dup3", errno);
-    report = 3;
+  // Move the report pipe and the command channel out of the way first, so
+  // placing one on 3 or 4 cannot clobber the other.
+  int cmd = -1;
+  if (p.cmd_rd >= 0) {
+    cmd = fcntl(p.cmd_rd, F_DUPFD_CLOEXEC, 64);
+    if (cmd < 0) ExecFail(report, 'S', "dup command channel", errno);
   }
-  close_range(4, ~0U, 0);
+  int high = fcntl(report, F_DUPFD_CLOEXEC, 64);
+  if (high < 0) ExecFail(report, 'S', "dup report", errno);
+  report = high;
+  if (dup3(report, 3, O_CLOEXEC) < 0) ExecFail(report, 'S', "dup3", errno);
+  report = 3;
+  if (cmd >= 0 && dup2(cmd, 4) < 0) ExecFail(report, 'S', "dup2 command channel", errno);
+  close_range(cmd >= 0 ? 5 : 4, ~0U, 0);
   signal(SIGPIPE, SIG_DFL);
   sigset_t none;
   sigemptyset(&none);
@@ -368,7 +384,9 @@ struct ExecPlan {
 
 [[noreturn]] void ExecIntermediate(const ExecPlan& p) {
   // Drop the host's pipe ends, or the command would never see EOF on stdin.
-  for (int fd : p.host_fds) close(fd);
+  for (int fd : p.host_fds) {
+    if (fd >= 0) close(fd);
+  }
   // Join the sandbox's cgroups, then all its namespaces.
   for (size_t i = 0; i < p.nprocs; ++i) {
     int fd = open(p.procs_files[i], O_WRONLY | O_CLOEXEC);
@@ -388,10 +406,9 @@ struct ExecPlan {
   m.tag = 'P';
   m.value = child;
   (void)WriteAll(p.report_wr, &m, sizeof(m));
-  close(p.report_wr);
-  close(p.out_wr);
-  close(p.err_wr);
-  close(p.in_rd);
+  // Keep nothing of the host: a concurrent thread's pipes may have been
+  // inherited by this fork, and this process may live as long as a session.
+  close_range(3, ~0U, 0);
   int st = 0;
   while (waitpid(child, &st, 0) < 0) {
     if (errno != EINTR) _exit(127);
@@ -438,7 +455,8 @@ Result<ExecResult> ExecInSandbox(pid_t init_pid, const std::vector<std::string>&
   ExecPlan plan{init_fd.get(), procs.data(),  procs.size(),     in.rd.get(),      out.wr.get(),
                 err.wr.get(),  report.wr.get(), argv.data(),    envp.data(),      spec.cwd.c_str(),
                 path_env.c_str(), spec.uid,   spec.gid,         &seccomp,         caps,
-                {in.wr.get(), out.rd.get(), err.rd.get(), report.rd.get()}};
+                {in.wr.get(), out.rd.get(), err.rd.get(), report.rd.get(), -1},
+                -1,            -1};
 
   pid_t mid = fork();
   if (mid < 0) return ErrnoStatus("fork");
@@ -566,6 +584,150 @@ Result<ExecResult> ExecInSandbox(pid_t init_pid, const std::vector<std::string>&
     emit(false, "warren: cannot execute " + spec.argv[0] + ": " + strerror(exec_errno) + "\n");
   }
   return result;
+}
+
+SandboxProcess::~SandboxProcess() { Reset(); }
+
+SandboxProcess::SandboxProcess(SandboxProcess&& o) noexcept { *this = std::move(o); }
+
+SandboxProcess& SandboxProcess::operator=(SandboxProcess&& o) noexcept {
+  if (this == &o) return *this;
+  Reset();
+  pid = std::exchange(o.pid, -1);
+  mid = std::exchange(o.mid, -1);
+  mid_pidfd = std::move(o.mid_pidfd);
+  stdin_wr = std::move(o.stdin_wr);
+  stdout_rd = std::move(o.stdout_rd);
+  stderr_rd = std::move(o.stderr_rd);
+  command_wr = std::move(o.command_wr);
+  exit_code_ = o.exit_code_;
+  reaped_ = std::exchange(o.reaped_, false);
+  return *this;
+}
+
+void SandboxProcess::Kill() {
+  if (reaped_ || mid <= 0) return;
+  if (pid > 0) {
+    kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+  }
+}
+
+void SandboxProcess::Reset() {
+  if (mid > 0 && !reaped_) {
+    Kill();
+    (void)Wait();
+  }
+  pid = mid = -1;
+  reaped_ = false;
+  exit_code_ = -1;
+}
+
+Result<int> SandboxProcess::Wait() {
+  if (reaped_) return exit_code_;
+  if (mid <= 0) return Status::FailedPrecondition("no process");
+  int st = 0;
+  while (waitpid(mid, &st, 0) < 0) {
+    if (errno != EINTR) return ErrnoStatus("waitpid");
+  }
+  reaped_ = true;
+  exit_code_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return exit_code_;
+}
+
+Result<std::optional<int>> SandboxProcess::TryWait() {
+  if (reaped_) return std::optional<int>(exit_code_);
+  if (mid <= 0) return Status::FailedPrecondition("no process");
+  int st = 0;
+  pid_t r;
+  do {
+    r = waitpid(mid, &st, WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) return ErrnoStatus("waitpid");
+  if (r == 0) return std::optional<int>();
+  reaped_ = true;
+  exit_code_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return std::optional<int>(exit_code_);
+}
+
+Result<SandboxProcess> SpawnInSandbox(pid_t init_pid, const std::vector<std::string>& procs_files,
+                                      const SpawnSpec& spec, const SeccompProgram& seccomp, CapSet caps) {
+  if (spec.argv.empty()) return Status::InvalidArgument("spawn needs a command");
+  UniqueFd init_fd(SysPidfdOpen(init_pid, 0));
+  if (!init_fd) return ErrnoStatus("pidfd_open sandbox init");
+  bool tty = spec.tty_fd >= 0;
+  Pipe in, out, err, cmd, report;
+  WARREN_RETURN_IF_ERROR(report.Open());
+  if (!tty) {
+    WARREN_RETURN_IF_ERROR(in.Open());
+    WARREN_RETURN_IF_ERROR(out.Open());
+    WARREN_RETURN_IF_ERROR(err.Open());
+    if (spec.command_channel) WARREN_RETURN_IF_ERROR(cmd.Open());
+  }
+  std::vector<char*> argv, envp;
+  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::string path_env = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  for (const auto& e : spec.env) {
+    envp.push_back(const_cast<char*>(e.c_str()));
+    if (e.rfind("PATH=", 0) == 0) path_env = e.substr(5);
+  }
+  envp.push_back(nullptr);
+  std::vector<const char*> procs;
+  for (const auto& f : procs_files) procs.push_back(f.c_str());
+  auto fd_or = [](const UniqueFd& f) { return f ? f.get() : -1; };
+  ExecPlan plan{init_fd.get(),    procs.data(),  procs.size(),      fd_or(in.rd),  fd_or(out.wr),
+                fd_or(err.wr),    report.wr.get(), argv.data(),     envp.data(),   spec.cwd.c_str(),
+                path_env.c_str(), spec.uid,      spec.gid,          &seccomp,      caps,
+                {fd_or(in.wr), fd_or(out.rd), fd_or(err.rd), report.rd.get(), fd_or(cmd.wr)},
+                spec.tty_fd,      fd_or(cmd.rd)};
+  pid_t mid = fork();
+  if (mid < 0) return ErrnoStatus("fork");
+  if (mid == 0) ExecIntermediate(plan);
+  SandboxProcess proc;
+  proc.mid = mid;
+  proc.mid_pidfd.reset(SysPidfdOpen(mid, 0));
+  in.rd.reset();
+  out.wr.reset();
+  err.wr.reset();
+  cmd.rd.reset();
+  report.wr.reset();
+  proc.stdin_wr = std::move(in.wr);
+  proc.stdout_rd = std::move(out.rd);
+  proc.stderr_rd = std::move(err.rd);
+  proc.command_wr = std::move(cmd.wr);
+  // The report pipe reaches EOF when the program has exec'd (close-on-exec)
+  // or everything on the way has failed.
+  int exec_errno = 0, setup_errno = 0;
+  std::string setup_where;
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0 || !WaitReadable(report.rd.get(), left)) {
+      proc.Kill();
+      kill(mid, SIGKILL);
+      return Status::Timeout("sandbox process did not start");
+    }
+    ReportMsg m;
+    ssize_t r = read(report.rd.get(), &m, sizeof(m));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    if (r != static_cast<ssize_t>(sizeof(m))) break;
+    if (m.tag == 'P') proc.pid = m.value;
+    else if (m.tag == 'E') exec_errno = m.value;
+    else if (m.tag == 'S') {
+      setup_errno = m.value;
+      setup_where.assign(m.where, strnlen(m.where, sizeof(m.where)));
+    }
+  }
+  if (setup_errno != 0 || exec_errno != 0 || proc.pid <= 0) {
+    (void)proc.Wait();
+    if (setup_errno != 0) return Status::FromErrno(setup_errno, "spawn setup: " + setup_where);
+    if (exec_errno == ENOENT) return Status::NotFound("cannot execute " + spec.argv[0] + ": not found");
+    if (exec_errno != 0) return Status::FromErrno(exec_errno, "cannot execute " + spec.argv[0]);
+    return Status::Internal("sandbox process exited during setup");
+  }
+  return proc;
 }
 
 }  // namespace warren::sandbox

@@ -13,11 +13,13 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/status.h"
+#include "common/unique_fd.h"
 #include "sandbox/caps.h"
 #include "sandbox/cgroups.h"
 #include "sandbox/seccomp.h"
@@ -82,5 +84,61 @@ struct ExecResult {
 // session is SIGKILLed).
 Result<ExecResult> ExecInSandbox(pid_t init_pid, const std::vector<std::string>& procs_files,
                                  const ExecSpec& spec, const SeccompProgram& seccomp, CapSet caps);
+
+// A long-lived process started inside a sandbox (a session shell or a PTY
+// program), set up exactly like ExecInSandbox's command: own session
+// (setsid), reduced capabilities, uid/gid, cwd, no_new_privs, seccomp.
+struct SpawnSpec {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;  // "KEY=value"
+  std::string cwd = "/";
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  // >= 0: a terminal slave that becomes fds 0-2 and the controlling tty
+  // (setsid + TIOCSCTTY). The caller keeps its own copy.
+  int tty_fd = -1;
+  // With tty_fd < 0: fds 0, 1, 2 are pipes to the caller. When true, a
+  // fourth pipe is open as fd 4 in the child (the caller writes to it): a
+  // command channel separate from the program's stdin.
+  bool command_channel = false;
+};
+
+// Owner of a process started by SpawnInSandbox. `pid` is the program's host
+// pid; `mid` is the host-side intermediate (a child of the caller, inside
+// the sandbox's cgroup) that waits for it and exits with its status
+// (128+N for signal N). Destruction SIGKILLs the program's process group
+// and reaps the intermediate. Move-only; not thread-safe (one owner).
+class SandboxProcess final {
+ public:
+  SandboxProcess() = default;
+  ~SandboxProcess();
+  SandboxProcess(SandboxProcess&&) noexcept;
+  SandboxProcess& operator=(SandboxProcess&&) noexcept;
+  SandboxProcess(const SandboxProcess&) = delete;
+  SandboxProcess& operator=(const SandboxProcess&) = delete;
+
+  pid_t pid = -1;
+  pid_t mid = -1;
+  UniqueFd mid_pidfd;  // readable once the program has exited
+  UniqueFd stdin_wr, stdout_rd, stderr_rd, command_wr;  // pipes (not with a tty)
+
+  // Blocks until the program exits; returns its exit code. Idempotent.
+  Result<int> Wait();
+  // Non-blocking Wait: the exit code, or nullopt while running.
+  Result<std::optional<int>> TryWait();
+  // SIGKILL to the program's process group and the program.
+  void Kill();
+
+ private:
+  void Reset();
+  int exit_code_ = -1;
+  bool reaped_ = false;
+};
+
+// Starts spec.argv inside the sandbox like ExecInSandbox and returns once
+// the program has been exec'd (or failed to: setup errors are a Status; a
+// program that cannot be executed is NotFound/PermissionDenied).
+Result<SandboxProcess> SpawnInSandbox(pid_t init_pid, const std::vector<std::string>& procs_files,
+                                      const SpawnSpec& spec, const SeccompProgram& seccomp, CapSet caps);
 
 }  // namespace warren::sandbox

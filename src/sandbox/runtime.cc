@@ -208,6 +208,15 @@ SandboxRuntime::SandboxRuntime(RuntimeOptions opts)
       builds_(opts_.data_dir + "/builds") {}
 
 SandboxRuntime::~SandboxRuntime() {
+  std::map<std::string, std::shared_ptr<ShellSession>> sessions;
+  {
+    std::lock_guard<std::mutex> l(sessions_mu_);
+    sessions.swap(sessions_);
+  }
+  for (auto& [key, sess] : sessions) {
+    (void)cgroups_->Destroy(sess->cgroup());
+    sess->Close("runtime closed");
+  }
   if (lock_fd_ >= 0) close(lock_fd_);
 }
 
@@ -637,6 +646,7 @@ Status SandboxRuntime::StopLocked(SandboxRecord& rec, bool force) {
     // Not fatal for the stop: Recover() removes what is left.
     log::Warn("sandbox.network.teardown_failed", {{"id", rec.id}, {"error", ns.ToString()}});
   }
+  EndSessions(rec.id, "sandbox stopped");
   if (!s.ok()) {
     rec.error = s.ToString();
     (void)SetStateLocked(rec, SandboxState::kError);
@@ -808,6 +818,7 @@ Status SandboxRuntime::DestroyLocked(SandboxRecord& rec) {
   WARREN_RETURN_IF_ERROR(cgroups_->Destroy(rec.id));
   if (alive) WaitGone(rec.init_pid, rec.init_start_time, milliseconds(5000));
   rec.init_pid = -1;
+  EndSessions(rec.id, "sandbox deleted");
   WARREN_RETURN_IF_ERROR(TeardownNetworkLocked(rec));
   WARREN_RETURN_IF_ERROR(pool_->DeleteVolume(RootfsPath(rec.id)));
   for (const std::string& f : {ArchivePath(rec.id), ArchivePath(rec.id) + ".tmp"}) {
@@ -927,38 +938,52 @@ std::vector<std::string> SandboxRuntime::ExecEnv(const SnapshotRecord* snap, con
   return env;
 }
 
+Status SandboxRuntime::PrepareProcessLocked(const std::string& id, const std::string& user_req,
+                                            const std::string& cwd, const std::vector<std::string>& env,
+                                            SandboxRecord* out, SpawnSpec* spec) {
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+  if (rec.state == SandboxState::kPaused) return Status::FailedPrecondition("sandbox is paused");
+  if (rec.state != SandboxState::kStarted) return Status::FailedPrecondition("sandbox is " + StateName(rec.state));
+  if (!ProcessAlive(rec.init_pid, rec.init_start_time)) {
+    WARREN_RETURN_IF_ERROR(RecoverRecordLocked(rec, nullptr));
+    return Status::FailedPrecondition("sandbox init has exited; sandbox is now stopped");
+  }
+  std::optional<SnapshotRecord> snap;
+  auto sj = snapshots_.Get(rec.snapshot);
+  if (sj.ok()) {
+    auto sr = SnapshotRecord::FromJson(*sj);
+    if (sr.ok()) snap = std::move(*sr);
+  }
+  rec.last_activity = Now();
+  WARREN_RETURN_IF_ERROR(SaveLocked(rec));
+  WARREN_ASSIGN_OR_RETURN(RootFs fs, RootFs::Open(RootfsPath(rec.id)));
+  std::string user = !user_req.empty() ? user_req : !rec.user.empty() ? rec.user : snap ? snap->user : "root";
+  WARREN_ASSIGN_OR_RETURN(UserIds ids, ResolveUser(fs, user));
+  std::vector<std::string> base = {"HOME=" + ids.home, "USER=" + (ids.uid == 0 ? std::string("root") : user)};
+  MergeEnv(&base, ExecEnv(snap ? &*snap : nullptr, rec, env));
+  spec->env = std::move(base);
+  spec->cwd = !cwd.empty() ? cwd : !rec.workdir.empty() ? rec.workdir : snap ? snap->workdir : "/";
+  if (spec->cwd.empty()) spec->cwd = "/";
+  spec->uid = ids.uid;
+  spec->gid = ids.gid;
+  *out = std::move(rec);
+  return Status::Ok();
+}
+
 Result<ExecResult> SandboxRuntime::Exec(const std::string& id, const ExecRequest& req) {
   if (req.argv.empty()) return Status::InvalidArgument("exec needs a command");
   SandboxRecord rec;
-  std::optional<SnapshotRecord> snap;
+  SpawnSpec prepared;
   {
     Lock l(this);
-    WARREN_ASSIGN_OR_RETURN(rec, LoadLocked(id));
-    if (rec.state == SandboxState::kPaused) return Status::FailedPrecondition("sandbox is paused");
-    if (rec.state != SandboxState::kStarted) return Status::FailedPrecondition("sandbox is " + StateName(rec.state));
-    if (!ProcessAlive(rec.init_pid, rec.init_start_time)) {
-      WARREN_RETURN_IF_ERROR(RecoverRecordLocked(rec, nullptr));
-      return Status::FailedPrecondition("sandbox init has exited; sandbox is now stopped");
-    }
-    auto sj = snapshots_.Get(rec.snapshot);
-    if (sj.ok()) {
-      auto s = SnapshotRecord::FromJson(*sj);
-      if (s.ok()) snap = std::move(*s);
-    }
-    rec.last_activity = Now();
-    WARREN_RETURN_IF_ERROR(SaveLocked(rec));
+    WARREN_RETURN_IF_ERROR(PrepareProcessLocked(id, req.user, req.cwd, req.env, &rec, &prepared));
   }
-  WARREN_ASSIGN_OR_RETURN(RootFs fs, RootFs::Open(RootfsPath(rec.id)));
-  std::string user = !req.user.empty() ? req.user : !rec.user.empty() ? rec.user : snap ? snap->user : "root";
-  WARREN_ASSIGN_OR_RETURN(UserIds ids, ResolveUser(fs, user));
   ExecSpec spec;
   spec.argv = req.argv;
-  std::vector<std::string> base = {"HOME=" + ids.home, "USER=" + (ids.uid == 0 ? std::string("root") : user)};
-  MergeEnv(&base, ExecEnv(snap ? &*snap : nullptr, rec, req.env));
-  spec.env = std::move(base);
-  spec.cwd = !req.cwd.empty() ? req.cwd : !rec.workdir.empty() ? rec.workdir : snap ? snap->workdir : "/";
-  spec.uid = ids.uid;
-  spec.gid = ids.gid;
+  spec.env = std::move(prepared.env);
+  spec.cwd = prepared.cwd;
+  spec.uid = prepared.uid;
+  spec.gid = prepared.gid;
   spec.timeout = req.timeout;
   spec.stdin_data = req.stdin_data;
   spec.on_stdout = req.on_stdout;
@@ -966,6 +991,211 @@ Result<ExecResult> SandboxRuntime::Exec(const std::string& id, const ExecRequest
   spec.cancelled = req.cancelled;
   auto r = ExecInSandbox(rec.init_pid, cgroups_->ProcsFiles(rec.id), spec, seccomp_, caps_);
   return r;
+}
+
+// --- shell sessions ---
+
+std::string SandboxRuntime::ShellFor(const std::string& id) const {
+  auto fs = RootFs::Open(RootfsPath(id));
+  if (fs.ok()) {
+    auto st = fs->Stat("/bin/bash");
+    if (st.ok()) return "/bin/bash";
+  }
+  return "/bin/sh";
+}
+
+Result<SessionInfo> SandboxRuntime::CreateSession(const std::string& id, const std::string& session_id,
+                                                  const SessionOptions& opts) {
+  if (!ValidName(session_id)) {
+    return Status::InvalidArgument("session id must be 1-63 of [A-Za-z0-9_.-], starting alphanumeric");
+  }
+  if (opts.output_cap == 0) return Status::InvalidArgument("output_cap must be positive");
+  Lock l(this);
+  SandboxRecord rec;
+  SpawnSpec spec;
+  WARREN_RETURN_IF_ERROR(PrepareProcessLocked(id, opts.user, opts.cwd, opts.env, &rec, &spec));
+  std::string key = rec.id + "/" + session_id;
+  std::shared_ptr<ShellSession> dead;
+  {
+    std::lock_guard<std::mutex> sl(sessions_mu_);
+    auto it = sessions_.find(key);
+    if (it != sessions_.end()) {
+      if (it->second->Alive()) return Status::Conflict("session " + session_id + " already exists");
+      dead = std::move(it->second);
+      sessions_.erase(it);
+    }
+  }
+  std::string cgroup = rec.id + "/session-" + session_id;
+  if (dead) {
+    (void)cgroups_->Destroy(dead->cgroup());
+    dead->Close("replaced");
+  }
+  // A live session cgroup without a session here belongs to another process
+  // hosting a runtime on this data dir (e.g. a CLI session host).
+  if (!dead && cgroups_->Exists(cgroup)) {
+    auto pids = cgroups_->Pids(cgroup);
+    if (pids.ok() && !pids->empty()) {
+      return Status::Conflict("session " + session_id + " already exists (in another process)");
+    }
+  }
+  // Under the runtime lock: a concurrent stop cannot remove the sandbox's
+  // cgroup between creating the session's and starting its shell.
+  WARREN_RETURN_IF_ERROR(cgroups_->Create(cgroup, Resources{}));
+  SessionInfo info;
+  info.sandbox_id = rec.id;
+  info.session_id = session_id;
+  info.shell = ShellFor(rec.id);
+  spec.argv = SessionShellArgv(info.shell);
+  spec.command_channel = true;
+  auto proc = SpawnInSandbox(rec.init_pid, cgroups_->ProcsFiles(cgroup), spec, seccomp_, caps_);
+  if (!proc.ok()) {
+    (void)cgroups_->Destroy(cgroup);
+    return proc.status().WithContext("start session shell");
+  }
+  auto sess = ShellSession::Start(info, opts, std::move(*proc), cgroup, clock_);
+  if (!sess.ok()) {
+    (void)cgroups_->Destroy(cgroup);
+    return sess.status();
+  }
+  std::shared_ptr<ShellSession> shared(std::move(*sess));
+  {
+    std::lock_guard<std::mutex> sl(sessions_mu_);
+    sessions_[key] = shared;
+  }
+  log::Info("sandbox.session.create", {{"id", rec.id}, {"session", session_id}, {"shell", info.shell}});
+  return shared->Info();
+}
+
+Result<std::shared_ptr<ShellSession>> SandboxRuntime::FindSession(const std::string& id,
+                                                                  const std::string& session_id) {
+  std::string sid = id;
+  {
+    // Accept a sandbox name as well as an id.
+    Lock l(this);
+    WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+    sid = rec.id;
+  }
+  std::lock_guard<std::mutex> sl(sessions_mu_);
+  auto it = sessions_.find(sid + "/" + session_id);
+  if (it == sessions_.end()) return Status::NotFound("no session " + session_id + " in sandbox " + id);
+  return it->second;
+}
+
+Result<CommandInfo> SandboxRuntime::SessionExec(const std::string& id, const std::string& session_id,
+                                                const std::string& command, const SessionExecOptions& opts) {
+  WARREN_ASSIGN_OR_RETURN(auto sess, FindSession(id, session_id));
+  {
+    Lock l(this);
+    WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+    if (rec.state == SandboxState::kPaused) return Status::FailedPrecondition("sandbox is paused");
+    if (rec.state != SandboxState::kStarted) return Status::FailedPrecondition("sandbox is " + StateName(rec.state));
+    rec.last_activity = Now();
+    WARREN_RETURN_IF_ERROR(SaveLocked(rec));
+  }
+  return sess->Exec(command, opts);
+}
+
+Result<CommandInfo> SandboxRuntime::GetCommand(const std::string& id, const std::string& session_id,
+                                               const std::string& command_id) {
+  WARREN_ASSIGN_OR_RETURN(auto sess, FindSession(id, session_id));
+  return sess->Get(command_id);
+}
+
+Result<CommandInfo> SandboxRuntime::CommandLogs(const std::string& id, const std::string& session_id,
+                                                const std::string& command_id, const LogSink& follow,
+                                                std::chrono::milliseconds timeout) {
+  WARREN_ASSIGN_OR_RETURN(auto sess, FindSession(id, session_id));
+  if (!follow) return sess->Get(command_id);
+  return sess->Follow(command_id, follow, timeout);
+}
+
+Status SandboxRuntime::SendInput(const std::string& id, const std::string& session_id,
+                                 const std::string& command_id, std::string_view bytes) {
+  WARREN_ASSIGN_OR_RETURN(auto sess, FindSession(id, session_id));
+  return sess->SendInput(command_id, bytes);
+}
+
+Status SandboxRuntime::DeleteSession(const std::string& id, const std::string& session_id) {
+  WARREN_ASSIGN_OR_RETURN(auto sess, FindSession(id, session_id));
+  {
+    Lock l(this);
+    WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+    // Frozen tasks cannot die until thawed.
+    if (rec.state == SandboxState::kPaused) return Status::FailedPrecondition("sandbox is paused; resume it first");
+  }
+  {
+    std::lock_guard<std::mutex> sl(sessions_mu_);
+    sessions_.erase(sess->Info().sandbox_id + "/" + session_id);
+  }
+  // The cgroup holds the shell, its background jobs and anything that
+  // double-forked or called setsid: freeze, kill all, remove.
+  Status s = cgroups_->Destroy(sess->cgroup());
+  sess->Close("deleted");
+  log::Info("sandbox.session.delete", {{"session", session_id}, {"ok", s.ok()}});
+  return s;
+}
+
+Result<SessionInfo> SandboxRuntime::GetSession(const std::string& id, const std::string& session_id) {
+  WARREN_ASSIGN_OR_RETURN(auto sess, FindSession(id, session_id));
+  return sess->Info();
+}
+
+Result<std::vector<SessionInfo>> SandboxRuntime::ListSessions(const std::string& id) {
+  std::string sid;
+  {
+    Lock l(this);
+    WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+    sid = rec.id;
+  }
+  std::vector<std::shared_ptr<ShellSession>> found;
+  {
+    std::lock_guard<std::mutex> sl(sessions_mu_);
+    for (auto it = sessions_.lower_bound(sid + "/"); it != sessions_.end() && it->first.rfind(sid + "/", 0) == 0;
+         ++it) {
+      found.push_back(it->second);
+    }
+  }
+  std::vector<SessionInfo> out;
+  for (const auto& s : found) out.push_back(s->Info());
+  return out;
+}
+
+void SandboxRuntime::EndSessions(const std::string& id, const std::string& reason) {
+  std::vector<std::shared_ptr<ShellSession>> ended;
+  {
+    std::lock_guard<std::mutex> sl(sessions_mu_);
+    for (auto it = sessions_.lower_bound(id + "/"); it != sessions_.end() && it->first.rfind(id + "/", 0) == 0;) {
+      ended.push_back(it->second);
+      it = sessions_.erase(it);
+    }
+  }
+  for (const auto& s : ended) {
+    (void)cgroups_->Destroy(s->cgroup());
+    s->Close(reason);
+  }
+}
+
+Result<std::unique_ptr<PtySession>> SandboxRuntime::OpenPty(const std::string& id, const PtyOptions& opts) {
+  if (opts.rows == 0 || opts.cols == 0) return Status::InvalidArgument("terminal size must be at least 1x1");
+  std::vector<std::string> env = {"TERM=xterm-256color"};
+  MergeEnv(&env, opts.env);
+  Lock l(this);
+  SandboxRecord rec;
+  SpawnSpec spec;
+  WARREN_RETURN_IF_ERROR(PrepareProcessLocked(id, opts.user, opts.cwd, env, &rec, &spec));
+  spec.argv = opts.argv.empty() ? std::vector<std::string>{ShellFor(rec.id)} : opts.argv;
+  IdRange ids{rec.id_slot};
+  // The slave belongs to the user the program runs as (host ids of the
+  // sandbox's range), so it can reopen its tty by path.
+  WARREN_ASSIGN_OR_RETURN(PtyPair pair,
+                          OpenPtyIn("/proc/" + std::to_string(rec.init_pid) + "/root", opts.rows, opts.cols,
+                                    static_cast<int64_t>(ids.host_base()) + spec.uid,
+                                    static_cast<int64_t>(ids.host_base()) + spec.gid));
+  spec.tty_fd = pair.slave.get();
+  WARREN_ASSIGN_OR_RETURN(SandboxProcess proc,
+                          SpawnInSandbox(rec.init_pid, cgroups_->ProcsFiles(rec.id), spec, seccomp_, caps_));
+  pair.slave.reset();  // the program holds it now; EOF on the master follows its exit
+  return std::make_unique<PtySession>(std::move(pair), std::move(proc));
 }
 
 Result<RootFs> SandboxRuntime::Files(const std::string& id) {
@@ -1177,8 +1407,24 @@ Result<IdleReport> SandboxRuntime::EnforceIdlePolicies() {
     if (!rec.ok()) continue;
     if (rec->state == SandboxState::kStarted && rec->auto_stop_minutes > 0 &&
         Now() - rec->last_activity > rec->auto_stop_minutes * kMicrosPerMinute) {
+      // Activity: a session command running, or any process other than the
+      // init and idle session shells (with their host-side helpers).
+      bool busy = false;
+      std::set<pid_t> helpers{rec->init_pid};
+      {
+        std::lock_guard<std::mutex> sl(sessions_mu_);
+        for (auto it = sessions_.lower_bound(rec->id + "/");
+             it != sessions_.end() && it->first.rfind(rec->id + "/", 0) == 0; ++it) {
+          if (it->second->Busy()) busy = true;
+          for (pid_t p : it->second->HelperPids()) helpers.insert(p);
+        }
+      }
       auto pids = cgroups_->Pids(rec->id);
-      if (pids.ok() && pids->size() > 1) {
+      size_t others = 0;
+      if (pids.ok()) {
+        for (pid_t p : *pids) others += helpers.count(p) ? 0 : 1;
+      }
+      if (busy || others > 0) {
         rec->last_activity = Now();
         WARREN_RETURN_IF_ERROR(SaveLocked(*rec));
         continue;

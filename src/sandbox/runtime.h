@@ -41,7 +41,9 @@
 #include "sandbox/netfilter.h"
 #include "sandbox/network.h"
 #include "sandbox/process.h"
+#include "sandbox/pty.h"
 #include "sandbox/seccomp.h"
+#include "sandbox/shell_session.h"
 #include "sandbox/state.h"
 #include "sandbox/storage.h"
 
@@ -99,6 +101,14 @@ struct ExecRequest {
   // Polled while the command runs (at least once a second): true kills it
   // as if it timed out. Used when a streaming client goes away.
   std::function<bool()> cancelled;
+};
+
+struct PtyOptions {
+  std::vector<std::string> argv;  // empty = the sandbox's shell (bash if present, else sh)
+  std::vector<std::string> env;   // TERM defaults to xterm-256color
+  std::string cwd;
+  std::string user;
+  uint16_t rows = 24, cols = 80;
 };
 
 struct ForkTree {
@@ -183,6 +193,41 @@ class SandboxRuntime final {
   Result<QuotaInfo> DiskQuota(const std::string& id);
   Result<SandboxRecord> SetLabels(const std::string& id, std::map<std::string, std::string> labels);
   Result<ExecResult> Exec(const std::string& id, const ExecRequest& req);
+  // --- shell sessions (shell_session.h) ---
+  // Sessions are owned by this object and end with it (or with the process
+  // hosting it). A sandbox stop or delete ends its sessions; a pause
+  // freezes them (SessionExec then fails with FailedPrecondition).
+  //
+  // Starts a persistent shell (bash if the image has /bin/bash, else
+  // /bin/sh) in its own session, process group and cgroup
+  // (<id>/session-<session_id>). Conflict if a live session has that id;
+  // a session whose shell died is replaced.
+  Result<SessionInfo> CreateSession(const std::string& id, const std::string& session_id,
+                                    const SessionOptions& opts = {});
+  // Runs `command` in the session's shell (state persists: cd, exports,
+  // functions). Counts as sandbox activity.
+  Result<CommandInfo> SessionExec(const std::string& id, const std::string& session_id, const std::string& command,
+                                  const SessionExecOptions& opts = {});
+  Result<CommandInfo> GetCommand(const std::string& id, const std::string& session_id,
+                                 const std::string& command_id);
+  // The command's output so far; with `follow`, streams it and then live
+  // output until the command ends (or `timeout`, 0 = none).
+  Result<CommandInfo> CommandLogs(const std::string& id, const std::string& session_id,
+                                  const std::string& command_id, const LogSink& follow = nullptr,
+                                  std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+  Status SendInput(const std::string& id, const std::string& session_id, const std::string& command_id,
+                   std::string_view bytes);
+  // Kills the session's shell and every process it started (its whole
+  // cgroup, so double-forked daemons too) and forgets it. NotFound if absent.
+  Status DeleteSession(const std::string& id, const std::string& session_id);
+  Result<SessionInfo> GetSession(const std::string& id, const std::string& session_id);
+  Result<std::vector<SessionInfo>> ListSessions(const std::string& id);
+
+  // --- PTY (pty.h) ---
+  // Runs opts.argv on a new terminal from the sandbox's own devpts, as its
+  // controlling tty. The caller owns the returned session (master fd).
+  Result<std::unique_ptr<PtySession>> OpenPty(const std::string& id, const PtyOptions& opts);
+
   // The sandbox's root filesystem for the file API (any state but deleted).
   Result<RootFs> Files(const std::string& id);
   Result<CgroupStats> Stats(const std::string& id);
@@ -263,6 +308,14 @@ class SandboxRuntime final {
   // change) the whole table is replaced from the records.
   Status SyncFirewallLocked(const SandboxRecord* add, const SandboxRecord* drop);
   Result<SandboxFirewall> FirewallFor(const SandboxRecord& rec) const;
+  // Checks that `id` is started and alive, records activity, and fills the
+  // process identity (env, cwd, uid/gid) for a command run as `user`.
+  Status PrepareProcessLocked(const std::string& id, const std::string& user, const std::string& cwd,
+                              const std::vector<std::string>& env, SandboxRecord* rec, SpawnSpec* spec);
+  Result<std::shared_ptr<ShellSession>> FindSession(const std::string& id, const std::string& session_id);
+  // Ends every session of sandbox `id` (after its processes were killed).
+  void EndSessions(const std::string& id, const std::string& reason);
+  std::string ShellFor(const std::string& id) const;
 
   RuntimeOptions opts_;
   Clock* clock_;
@@ -276,6 +329,11 @@ class SandboxRuntime final {
   JsonDir sandboxes_, snapshots_, builds_;
   std::mutex mu_;
   int lock_fd_ = -1;
+  // Shell sessions by "<sandbox id>/<session id>". Lock order: mu_ (the
+  // runtime lock) before sessions_mu_; never call into a ShellSession
+  // while holding sessions_mu_ except to copy pointers.
+  std::mutex sessions_mu_;
+  std::map<std::string, std::shared_ptr<ShellSession>> sessions_;
 };
 
 }  // namespace warren::sandbox

@@ -11,17 +11,18 @@ namespace {
 
 class CliTest : public RuntimeTest {
  protected:
+  static long VerbEnd(const std::vector<std::string>& args) { return args.size() > 2 && args[1] == "session" ? 3 : 2; }
   // Runs the CLI with --data-dir appended; returns exit code and output.
   int Run(std::vector<std::string> args, std::string* out) {
-    // Options go right after "sandbox <verb>", before any "--".
-    args.insert(args.begin() + 2, {"--data-dir", data_dir_});
+    // Options go right after "sandbox <verb>" ("sandbox session <verb>"), before any "--".
+    args.insert(args.begin() + VerbEnd(args), {"--data-dir", data_dir_});
     args.insert(args.begin(), WARREN_SANDBOX_CLI);
     auto rc = RunCommand(args, out);
     EXPECT_TRUE(rc.ok());
     return rc.value_or(-1);
   }
   Json RunJson(std::vector<std::string> args) {
-    args.insert(args.begin() + 2, "--json");
+    args.insert(args.begin() + VerbEnd(args), "--json");
     std::string out;
     EXPECT_EQ(Run(args, &out), 0) << out;
     // Log lines go to stderr, merged here: the JSON starts at the first '{'.
@@ -115,6 +116,66 @@ TEST_F(CliTest, ArchiveRestoreAndIdlePolicyFlags) {
   EXPECT_NE(Run({"sandbox", "fork", "arch-box", "--disk", "-3"}, &out), 0);
   EXPECT_NE(Run({"sandbox", "create", "--disk", "lots"}, &out), 0);
   EXPECT_NE(out.find("bad --disk"), std::string::npos) << out;
+}
+
+TEST_F(CliTest, ShellAndSessionCommands) {
+  Json created = RunJson({"sandbox", "create", "--name", "sess-box"});
+  ASSERT_EQ(created["state"], "started");
+  // Sessions: a detached session host keeps the shell between invocations.
+  Json s = RunJson({"sandbox", "session", "create", "sess-box", "work"});
+  EXPECT_EQ(s["session_id"], "work");
+  EXPECT_TRUE(s["alive"].get<bool>());
+  Json a = RunJson({"sandbox", "session", "exec", "sess-box", "work", "cd /tmp; export V=kept; echo e >&2"});
+  EXPECT_EQ(a["exit_code"], 0);
+  EXPECT_EQ(a["stderr"], "e\n");
+  Json b = RunJson({"sandbox", "session", "exec", "sess-box", "work", "pwd; echo $V; exit_with() { return $1; }"});
+  EXPECT_EQ(b["stdout"], "/tmp\nkept\n");
+  std::string out;
+  // Exits with the command's code (the function defined above persists).
+  EXPECT_EQ(Run({"sandbox", "session", "exec", "sess-box", "work", "echo plain; exit_with 6"}, &out), 6);
+  EXPECT_NE(out.find("plain\n"), std::string::npos);
+  // Async + input + logs.
+  Json c = RunJson({"sandbox", "session", "exec", "--async", "sess-box", "work", "read x; echo got $x"});
+  std::string cid = c["id"];
+  EXPECT_TRUE(c["running"].get<bool>());
+  RunJson({"sandbox", "session", "input", "sess-box", "work", cid, "hi\n"});
+  EXPECT_EQ(Run({"sandbox", "session", "logs", "-f", "sess-box", "work", cid}, &out), 0);
+  EXPECT_NE(out.find("got hi\n"), std::string::npos) << out;
+  Json logs = RunJson({"sandbox", "session", "logs", "sess-box", "work", cid});
+  EXPECT_EQ(logs["stdout"], "got hi\n");
+  EXPECT_EQ(logs["exit_code"], 0);
+  Json list = RunJson({"sandbox", "session", "list", "sess-box"});
+  ASSERT_EQ(list["data"].size(), 1u);
+  EXPECT_EQ(list["data"][0]["commands"].size(), 4u);
+  // Errors: duplicate session, unknown session.
+  EXPECT_NE(Run({"sandbox", "session", "create", "sess-box", "work"}, &out), 0);
+  EXPECT_NE(Run({"sandbox", "session", "exec", "sess-box", "nope", "true"}, &out), 0);
+  EXPECT_NE(out.find("no such session"), std::string::npos) << out;
+  // rm kills the session (and its host).
+  RunJson({"sandbox", "session", "exec", "sess-box", "work", "sleep 1000 >/dev/null 2>&1 &"});
+  RunJson({"sandbox", "session", "rm", "sess-box", "work"});
+  EXPECT_EQ(RunJson({"sandbox", "session", "list", "sess-box"})["data"].size(), 0u);
+  Json ps = RunJson({"sandbox", "exec", "sess-box", "--", "sh", "-c", "ps -o args | grep -c '^sleep 1000' || true"});
+  EXPECT_EQ(ps["stdout"], "0\n");
+
+  // shell, stdin not a terminal: the script is piped in.
+  std::string cli = WARREN_SANDBOX_CLI;
+  auto rc = RunCommand({"sh", "-c", "printf 'echo piped-$((2+3))\\nexit 3\\n' | " + cli + " sandbox shell --data-dir " +
+                                        data_dir_ + " sess-box"},
+                       &out);
+  ASSERT_TRUE(rc.ok());
+  EXPECT_EQ(*rc, 3);
+  EXPECT_NE(out.find("piped-5\n"), std::string::npos) << out;
+  // shell on a terminal (script(1) provides one): a PTY from the sandbox's devpts.
+  if (access("/usr/bin/script", X_OK) == 0) {
+    rc = RunCommand({"script", "-qec",
+                     cli + " sandbox shell --data-dir " + data_dir_ + " sess-box -- sh -c 'tty; stty size; exit 4'",
+                     "/dev/null"},
+                    &out);
+    ASSERT_TRUE(rc.ok());
+    EXPECT_EQ(*rc, 4) << out;
+    EXPECT_NE(out.find("/dev/pts/"), std::string::npos) << out;
+  }
 }
 
 }  // namespace
