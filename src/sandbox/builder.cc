@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -342,6 +343,9 @@ Status SandboxRuntime::RunBuildStep(const std::string& rootfs, const SnapshotRec
   spec.rootfs = rootfs;
   spec.hostname = "build";
   spec.ids = IdRange{slot};
+  spec.root_mount = [this, rootfs, base = spec.ids.host_base()](int userns_fd) {
+    return pool_->SandboxRootMount(rootfs, userns_fd, base, MOUNT_ATTR_NODEV);
+  };
   auto h = SpawnInit(spec, *cgroups_, cg);
   if (!h.ok()) {
     cleanup(-1, 0);
@@ -608,8 +612,9 @@ Status SandboxRuntime::DeleteSnapshot(const std::string& name) {
   if (!j.ok()) return j.status().code() == Code::kNotFound ? Status::NotFound("no snapshot " + name) : j.status();
   WARREN_ASSIGN_OR_RETURN(SnapshotRecord rec, SnapshotRecord::FromJson(*j));
   WARREN_RETURN_IF_ERROR(snapshots_.Remove(name));
-  // Free layers no other snapshot uses (sandboxes hold their own copies).
-  std::set<std::string> in_use;
+  // Free layers no other snapshot uses. Sandboxes on btrfs/copy pools hold
+  // their own copies; overlay volumes are stacked on layers, which then stay.
+  std::set<std::string> in_use = pool_->ReferencedLayers();
   for (const auto& key : snapshots_.Keys()) {
     auto jj = snapshots_.Get(key);
     if (!jj.ok()) continue;

@@ -250,7 +250,8 @@ Result<InitHandle> SpawnInit(const InitSpec& spec, CgroupManager& cgroups, const
   if (Status s = cgroups.AddProcess(cgroup_name, pid); !s.ok()) return fail(s);
   UniqueFd userns(open(("/proc/" + std::to_string(pid) + "/ns/user").c_str(), O_RDONLY | O_CLOEXEC));
   if (!userns) return fail(ErrnoStatus("open init userns"));
-  auto tree = CloneIdmappedTree(spec.rootfs, userns.get(), MOUNT_ATTR_NODEV);
+  auto tree = spec.root_mount ? spec.root_mount(userns.get())
+                              : CloneIdmappedTree(spec.rootfs, userns.get(), MOUNT_ATTR_NODEV);
   if (!tree.ok()) return fail(tree.status());
   std::vector<UniqueFd> volumes;
   std::vector<int> fds{tree->get()};

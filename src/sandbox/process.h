@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/unique_fd.h"
 #include "sandbox/caps.h"
 #include "sandbox/cgroups.h"
 #include "sandbox/seccomp.h"
@@ -40,6 +41,10 @@ struct InitSpec {
   IdRange ids;
   std::vector<BindSpec> binds;
   std::chrono::milliseconds timeout{10000};
+  // Makes the detached root mount for the init's user namespace
+  // `userns_fd` (see StoragePool::SandboxRootMount). Unset: an idmapped
+  // clone of `rootfs` with MOUNT_ATTR_NODEV.
+  std::function<Result<UniqueFd>(int userns_fd)> root_mount;
 };
 
 struct InitHandle {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -230,7 +231,7 @@ Status SandboxRuntime::Init() {
     net_if_prefix_ = NetIfPrefix(opts_.cgroup_prefix);
     fw_table_ = FirewallTableName(opts_.cgroup_prefix);
     if (dirty) WARREN_RETURN_IF_ERROR(config.Put("config", c));
-    PoolOptions po{opts_.data_dir, opts_.pool_file_bytes, opts_.pool_kind};
+    PoolOptions po{opts_.data_dir, opts_.pool_file_bytes, opts_.pool_kind, opts_.mkfs_btrfs};
     WARREN_ASSIGN_OR_RETURN(pool_, OpenStoragePool(po));
   }
   WARREN_ASSIGN_OR_RETURN(cgroups_, DetectCgroupManager(opts_.cgroup_prefix));
@@ -264,6 +265,26 @@ Status SandboxRuntime::Init() {
 
 std::string SandboxRuntime::RootfsPath(const std::string& id) const {
   return pool_->root() + "/sandboxes/" + id;
+}
+
+Result<RootFs> SandboxRuntime::OpenRootFs(const std::string& volume_path) const {
+  WARREN_ASSIGN_OR_RETURN(RootFs fs, RootFs::Open(volume_path));
+  fs.set_host_id_base(pool_->HostViewIdBase(volume_path));
+  return fs;
+}
+
+void SandboxRuntime::CollectLayersLocked(const std::vector<std::string>& layers) {
+  if (layers.empty()) return;
+  std::set<std::string> in_use = pool_->ReferencedLayers();
+  for (const auto& key : snapshots_.Keys()) {
+    auto j = snapshots_.Get(key);
+    if (!j.ok()) continue;
+    auto r = SnapshotRecord::FromJson(*j);
+    if (r.ok()) in_use.insert(r->layers.begin(), r->layers.end());
+  }
+  for (const auto& l : layers) {
+    if (!in_use.count(l)) (void)pool_->DeleteVolume(pool_->root() + "/layers/" + l);
+  }
 }
 
 Result<SandboxRecord> SandboxRuntime::LoadLocked(const std::string& id_or_name) {
@@ -400,7 +421,7 @@ Result<std::vector<SandboxRecord>> SandboxRuntime::List() {
 
 Status SandboxRuntime::PrepareVolumesLocked(const SandboxRecord& rec, std::vector<BindSpec>* binds) {
   if (rec.volumes.empty()) return Status::Ok();
-  WARREN_ASSIGN_OR_RETURN(RootFs fs, RootFs::Open(RootfsPath(rec.id)));
+  WARREN_ASSIGN_OR_RETURN(RootFs fs, OpenRootFs(RootfsPath(rec.id)));
   for (const auto& v : rec.volumes) {
     std::string host = opts_.data_dir + "/volumes/" + v.volume;
     WARREN_RETURN_IF_ERROR(MkdirAll(host));
@@ -447,6 +468,9 @@ Status SandboxRuntime::StartLocked(SandboxRecord& rec) {
   spec.hostname = rec.name.empty() ? rec.id : rec.name;
   spec.ids = IdRange{rec.id_slot};
   spec.binds = std::move(binds);
+  spec.root_mount = [this, path = spec.rootfs, base = spec.ids.host_base()](int userns_fd) {
+    return pool_->SandboxRootMount(path, userns_fd, base, MOUNT_ATTR_NODEV);
+  };
   auto h = SpawnInit(spec, *cgroups_, rec.id);
   if (!h.ok()) return fail(h.status());
   if (rec.network == "isolated") {
@@ -749,8 +773,9 @@ Status SandboxRuntime::DestroyLocked(SandboxRecord& rec) {
   if (alive) WaitGone(rec.init_pid, rec.init_start_time, milliseconds(5000));
   rec.init_pid = -1;
   WARREN_RETURN_IF_ERROR(TeardownNetworkLocked(rec));
+  std::vector<std::string> layers = pool_->VolumeLayers(RootfsPath(rec.id));
   WARREN_RETURN_IF_ERROR(pool_->DeleteVolume(RootfsPath(rec.id)));
-  rec.init_pid = -1;
+  CollectLayersLocked(layers);
   // Keep a tombstone while fork relatives reference this id.
   bool related = !rec.parent.empty() || !rec.children.empty();
   if (related) {
@@ -808,7 +833,7 @@ Result<ExecResult> SandboxRuntime::Exec(const std::string& id, const ExecRequest
     rec.last_activity = Now();
     WARREN_RETURN_IF_ERROR(SaveLocked(rec));
   }
-  WARREN_ASSIGN_OR_RETURN(RootFs fs, RootFs::Open(RootfsPath(rec.id)));
+  WARREN_ASSIGN_OR_RETURN(RootFs fs, OpenRootFs(RootfsPath(rec.id)));
   std::string user = !req.user.empty() ? req.user : !rec.user.empty() ? rec.user : snap ? snap->user : "root";
   WARREN_ASSIGN_OR_RETURN(UserIds ids, ResolveUser(fs, user));
   ExecSpec spec;
@@ -833,7 +858,7 @@ Result<RootFs> SandboxRuntime::Files(const std::string& id) {
   WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
   rec.last_activity = Now();
   WARREN_RETURN_IF_ERROR(SaveLocked(rec));
-  return RootFs::Open(RootfsPath(rec.id));
+  return OpenRootFs(RootfsPath(rec.id));
 }
 
 Result<CgroupStats> SandboxRuntime::Stats(const std::string& id) {

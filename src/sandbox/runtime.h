@@ -49,7 +49,10 @@ namespace warren::sandbox {
 struct RuntimeOptions {
   std::string data_dir = "/var/lib/warren";
   int64_t pool_file_bytes = 32LL << 30;
-  std::string pool_kind;  // "" = auto ("btrfs" / "btrfs-loop", else "copy")
+  // "" = auto: "btrfs" (data dir on btrfs) / "btrfs-loop", else "overlay"
+  // (mkfs.btrfs or loop devices unavailable), else "copy"; or one of those.
+  std::string pool_kind;
+  std::string mkfs_btrfs = "mkfs.btrfs";  // tests: a missing binary = a host without btrfs-progs
   std::string cgroup_prefix = "warren";  // fixed by <data>/config.json once written
   // IPv4 pool for `isolated` sandboxes: slot N gets the N-th /30 (host end
   // .1, sandbox .2). Fixed by <data>/config.json once written. 10.213/16 is
@@ -175,6 +178,9 @@ class SandboxRuntime final {
   const Features& features() const { return features_; }
   const RuntimeOptions& options() const { return opts_; }
   std::string RootfsPath(const std::string& id) const;
+  // The file API over a volume's host view (ids translated when the view is
+  // a running overlay sandbox's own instance).
+  Result<RootFs> OpenRootFs(const std::string& volume_path) const;
   std::string LoopDevice() const { return pool_->LoopDevice(); }
 
  private:
@@ -211,6 +217,9 @@ class SandboxRuntime final {
                       const BuildLog& log);
   std::vector<std::string> ExecEnv(const SnapshotRecord* snap, const SandboxRecord& rec,
                                    const std::vector<std::string>& extra) const;
+  // Overlay pools: deletes the layers in `layers` that no snapshot lists and
+  // no volume is stacked on (a sandbox outliving its snapshot keeps them).
+  void CollectLayersLocked(const std::vector<std::string>& layers);
   Status PrepareVolumesLocked(const SandboxRecord& rec, std::vector<BindSpec>* binds);
   // isolated network: rules first (so the veth never exists unfiltered),
   // then the veth into the init's netns. `pid`/`start` identify the init.

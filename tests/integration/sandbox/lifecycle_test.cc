@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <set>
 
 #include "harness.h"
@@ -17,10 +18,11 @@ std::string Trim(std::string s) {
   return s;
 }
 
-TEST_F(RuntimeTest, CreateExecDelete) {
+TEST_P(PoolTest, CreateExecDelete) {
   auto sb = MustCreate();
   ASSERT_EQ(sb.state, SandboxState::kStarted);
-  EXPECT_EQ(rt_->features().pool_kind, "btrfs-loop");
+  EXPECT_EQ(rt_->features().pool_kind, overlay() ? "overlay" : "btrfs-loop");
+  EXPECT_EQ(rt_->features().copy_on_write_fork, !overlay());
 
   auto r = Sh(sb.id, "echo out; echo err >&2; exit 7");
   EXPECT_EQ(r.exit_code, 7);
@@ -70,7 +72,7 @@ TEST_F(RuntimeTest, CreateExecDelete) {
   EXPECT_TRUE(rt_->Delete(sb.id).ok());  // idempotent
 }
 
-TEST_F(RuntimeTest, StopStartKeepsFiles) {
+TEST_P(PoolTest, StopStartKeepsFiles) {
   CreateOptions o;
   o.name = "keeper";
   o.labels = {{"team", "a"}};
@@ -101,7 +103,7 @@ TEST_F(RuntimeTest, StopStartKeepsFiles) {
   EXPECT_TRUE(rt_->Start(sb.id).ok());
 }
 
-TEST_F(RuntimeTest, StopSendsTermThenKills) {
+TEST_P(PoolTest, StopSendsTermThenKills) {
   auto sb = MustCreate();
   // One process exits cleanly on TERM (leaves a mark), one ignores it.
   Sh(sb.id,
@@ -116,9 +118,11 @@ TEST_F(RuntimeTest, StopSendsTermThenKills) {
   EXPECT_EQ(*fs->ReadFile("/root/term"), "termed\n");
 }
 
-TEST_F(RuntimeTest, PauseStopsCounterAndResumeContinuesFromMemory) {
+TEST_P(PoolTest, PauseStopsCounterAndResumeContinuesFromMemory) {
   auto sb = MustCreate();
-  Sh(sb.id, "sh -c 'i=0; while true; do i=$((i+1)); echo $i > /tmp/c; sleep 0.02; done' "
+  // Write-then-rename: the freezer may stop the loop between a truncate and
+  // a write, and /tmp/c must never be read half-written.
+  Sh(sb.id, "sh -c 'i=0; while true; do i=$((i+1)); echo $i > /tmp/c.new; mv /tmp/c.new /tmp/c; sleep 0.02; done' "
             ">/dev/null 2>&1 &");
   std::this_thread::sleep_for(milliseconds(300));
   auto fs = rt_->Files(sb.id);
@@ -143,7 +147,7 @@ TEST_F(RuntimeTest, PauseStopsCounterAndResumeContinuesFromMemory) {
   EXPECT_EQ(Sh(sb.id, "true").exit_code, 0);
 }
 
-TEST_F(RuntimeTest, ForkRunningSandbox) {
+TEST_P(PoolTest, ForkRunningSandbox) {
   auto sb = MustCreate();
   Sh(sb.id, "echo parent-data > /root/f; sh -c 'while true; do date > /tmp/tick; sleep 0.01; done' "
             ">/dev/null 2>&1 &");
@@ -176,7 +180,7 @@ TEST_F(RuntimeTest, ForkRunningSandbox) {
   EXPECT_EQ(ktree->ancestors, std::vector<std::string>{sb.id});
 }
 
-TEST_F(RuntimeTest, ForkOneGiBRunningSandbox) {
+TEST_P(PoolTest, ForkOneGiBRunningSandbox) {
   CreateOptions o;
   o.resources.memory_bytes = 2LL << 30;
   auto sb = MustCreate(o);
@@ -188,7 +192,7 @@ TEST_F(RuntimeTest, ForkOneGiBRunningSandbox) {
   EXPECT_EQ(Sh((*kids)[0].id, "md5sum /root/big", milliseconds(120000)).stdout_data, w.stdout_data);
 }
 
-TEST_F(RuntimeTest, ForkTreeDepth20) {
+TEST_P(PoolTest, ForkTreeDepth20) {
   CreateOptions o;
   o.start = false;
   auto root = MustCreate(o);
@@ -216,7 +220,7 @@ TEST_F(RuntimeTest, ForkTreeDepth20) {
   EXPECT_EQ(rt_->Tree(cur)->ancestors.size(), 20u);
 }
 
-TEST_F(RuntimeTest, IsolationFromHostAndBetweenSandboxes) {
+TEST_P(PoolTest, IsolationFromHostAndBetweenSandboxes) {
   std::string marker = "/tmp/warren-host-marker-" + NewId("", 8);
   ASSERT_TRUE(WriteStringToFile(marker, "host-secret").ok());
   auto a = MustCreate();
@@ -242,7 +246,7 @@ TEST_F(RuntimeTest, IsolationFromHostAndBetweenSandboxes) {
   unlink(marker.c_str());
 }
 
-TEST_F(RuntimeTest, ForkBombStoppedByPidsLimit) {
+TEST_P(PoolTest, ForkBombStoppedByPidsLimit) {
   CreateOptions o;
   o.resources.pids = 64;
   auto sb = MustCreate(o);
@@ -258,7 +262,7 @@ TEST_F(RuntimeTest, ForkBombStoppedByPidsLimit) {
   EXPECT_EQ(Sh(sb.id, "echo ok").stdout_data, "ok\n");
 }
 
-TEST_F(RuntimeTest, MemoryHogKilledInsideWhileHostIsFine) {
+TEST_P(PoolTest, MemoryHogKilledInsideWhileHostIsFine) {
   CreateOptions o;
   o.resources.memory_bytes = 64LL << 20;
   auto sb = MustCreate(o);
@@ -273,7 +277,22 @@ TEST_F(RuntimeTest, MemoryHogKilledInsideWhileHostIsFine) {
   EXPECT_EQ(*RunCommand({"true"}), 0);
 }
 
-TEST_F(RuntimeTest, RestartRecoveryReadoptsAndCleans) {
+// A sandbox volume without a record, as a crash would leave it: a btrfs
+// subvolume, or an overlay state dir (which the next Open() mounts).
+void MakeRawVolume(const std::string& data_dir, bool overlay, const std::string& id) {
+  if (!overlay) {
+    ASSERT_EQ(*RunCommand({"btrfs", "subvolume", "create", data_dir + "/pool/sandboxes/" + id}), 0);
+    return;
+  }
+  std::string st = data_dir + "/pool/ovl/sandboxes/" + id;
+  ASSERT_TRUE(MkdirAll(st + "/upper").ok());
+  ASSERT_TRUE(MkdirAll(st + "/work").ok());
+  ASSERT_TRUE(WriteStringToFile(st + "/lowers", "").ok());
+  ASSERT_TRUE(MkdirAll(data_dir + "/pool/sandboxes/" + id).ok());
+}
+
+TEST_P(PoolTest, RestartRecoveryReadoptsAndCleans) {
+  auto MakeRawVolume = [&](const std::string& id) { ::warren::sandbox::testing::MakeRawVolume(data_dir_, overlay(), id); };
   auto live = MustCreate();
   Sh(live.id, "echo before > /root/x");
   CreateOptions so;
@@ -287,12 +306,12 @@ TEST_F(RuntimeTest, RestartRecoveryReadoptsAndCleans) {
   half.state = SandboxState::kCreating;
   half.id_slot = 9999;
   ASSERT_TRUE(WriteStringToFile(data_dir_ + "/sandboxes/" + half.id + ".json", half.ToJson().dump()).ok());
-  ASSERT_EQ(*RunCommand({"btrfs", "subvolume", "create", data_dir_ + "/pool/sandboxes/" + half.id}), 0);
+  MakeRawVolume(half.id);
   auto cg = NewCgroupV1("/sys/fs/cgroup", prefix_);
   ASSERT_TRUE(cg->Create(half.id, Resources{}).ok());
   // An orphan cgroup and an orphan subvolume with no record at all.
   ASSERT_TRUE(cg->Create("orphan", Resources{}).ok());
-  ASSERT_EQ(*RunCommand({"btrfs", "subvolume", "create", data_dir_ + "/pool/sandboxes/sbx_orphan"}), 0);
+  MakeRawVolume("sbx_orphan");
   // A record stuck in "stopping" whose process is already gone.
   SandboxRecord stuck = *rt_->Get(stopped.id);
   stuck.id = "sbx_stuckstopping00000";
@@ -328,7 +347,7 @@ TEST_F(RuntimeTest, RestartRecoveryReadoptsAndCleans) {
   // TearDown deletes everything and checks no mount, loop device or cgroup leaked.
 }
 
-TEST_F(RuntimeTest, RecoveryAfterInitKilledBehindOurBack) {
+TEST_P(PoolTest, RecoveryAfterInitKilledBehindOurBack) {
   auto sb = MustCreate();
   kill(sb.init_pid, SIGKILL);
   std::this_thread::sleep_for(milliseconds(100));
@@ -340,7 +359,7 @@ TEST_F(RuntimeTest, RecoveryAfterInitKilledBehindOurBack) {
   EXPECT_EQ(Sh(sb.id, "echo again").stdout_data, "again\n");
 }
 
-TEST_F(RuntimeTest, VolumesPersistAcrossSandboxes) {
+TEST_P(PoolTest, VolumesPersistAcrossSandboxes) {
   CreateOptions o;
   o.volumes = {VolumeMount{"shared", "/data", "", false}};
   auto a = MustCreate(o);
@@ -369,7 +388,7 @@ TEST_F(RuntimeTest, VolumesPersistAcrossSandboxes) {
   EXPECT_EQ(st.st_uid, 1000u);  // on-disk ids are sandbox-relative
 }
 
-TEST_F(RuntimeTest, SnapshotBuildWithCache) {
+TEST_P(PoolTest, SnapshotBuildWithCache) {
   std::string ctx = data_dir_ + "/ctx";
   ASSERT_TRUE(MkdirAll(ctx + "/app").ok());
   ASSERT_TRUE(WriteStringToFile(ctx + "/app/main.sh", "echo app-ran\n").ok());
@@ -414,6 +433,97 @@ TEST_F(RuntimeTest, SnapshotBuildWithCache) {
   EXPECT_TRUE(rt_->DeleteSnapshot("demo").ok());
   // The sandbox made from it keeps working.
   EXPECT_EQ(Sh(sb.id, "cat /opt/tool/marker").stdout_data, "built\n");
+}
+
+INSTANTIATE_TEST_SUITE_P(Pools, PoolTest, ::testing::Values(std::string(), std::string("overlay")), PoolName);
+
+class OverlayTest : public RuntimeTest {
+ protected:
+  void SetUp() override {
+    pool_kind_ = "overlay";
+    RuntimeTest::SetUp();
+  }
+};
+
+TEST_F(OverlayTest, OnDiskIdsAndOneCoherentInstance) {
+  auto sb = MustCreate();
+  ExecRequest req;
+  req.argv = {"/bin/sh", "-c", "echo u > /home/sandbox/f"};
+  req.user = "sandbox";
+  auto r = rt_->Exec(sb.id, req);
+  ASSERT_TRUE(r.ok() && r->exit_code == 0) << (r.ok() ? r->stderr_data : r.status().ToString());
+  Sh(sb.id, "echo r > /root/x");
+  // On disk (the upper layer) files keep sandbox ids 0..65535.
+  std::string upper = data_dir_ + "/pool/ovl/sandboxes/" + sb.id + "/upper";
+  struct stat st;
+  ASSERT_EQ(stat((upper + "/home/sandbox/f").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1000u);
+  ASSERT_EQ(stat((upper + "/root/x").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 0u);
+  // The file API on the running sandbox: writes belong to its root, owners
+  // read back as sandbox ids, and both sides see each other's writes.
+  auto fs = rt_->Files(sb.id);
+  ASSERT_TRUE(fs.ok());
+  ASSERT_TRUE(fs->WriteFile("/tmp/from-host", "h\n").ok());
+  ASSERT_TRUE(fs->Mkdir("/home/sandbox/sub", false).ok());
+  EXPECT_EQ(Sh(sb.id, "cat /tmp/from-host; stat -c %u:%g /tmp/from-host /home/sandbox/sub").stdout_data,
+            "h\n0:0\n0:0\n");
+  EXPECT_EQ(fs->Stat("/home/sandbox/f")->uid, 1000u);
+  EXPECT_EQ(*fs->ReadFile("/root/x"), "r\n");
+  Sh(sb.id, "echo late > /tmp/late");
+  EXPECT_EQ(*fs->ReadFile("/tmp/late"), "late\n");
+  // One host mount per volume; stop/start keeps files; delete leaves none.
+  EXPECT_EQ(MountsUnder(data_dir_ + "/pool/sandboxes").size(), 1u);
+  ASSERT_TRUE(rt_->Stop(sb.id).ok());
+  ASSERT_TRUE(rt_->Start(sb.id).ok());
+  EXPECT_EQ(Sh(sb.id, "cat /tmp/from-host /home/sandbox/f").stdout_data, "h\nu\n");
+  ASSERT_TRUE(rt_->Delete(sb.id).ok());
+  EXPECT_TRUE(MountsUnder(data_dir_ + "/pool/sandboxes").empty());
+}
+
+TEST_F(OverlayTest, LayersOutliveTheirSnapshotWhileASandboxIsStackedOnThem) {
+  auto snap = rt_->BuildSnapshot("img", "FROM builtin:minimal\nRUN echo hi > /x\n", "");
+  ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+  std::string top = data_dir_ + "/pool/layers/" + snap->layers.back();
+  CreateOptions o;
+  o.snapshot = "img";
+  auto sb = MustCreate(o);
+  ASSERT_TRUE(rt_->DeleteSnapshot("img").ok());
+  struct stat st;
+  EXPECT_EQ(stat(top.c_str(), &st), 0) << "layer kept while a sandbox is stacked on it";
+  ASSERT_TRUE(rt_->Stop(sb.id).ok());
+  ASSERT_TRUE(rt_->Start(sb.id).ok());
+  EXPECT_EQ(Sh(sb.id, "cat /x").stdout_data, "hi\n");
+  ASSERT_TRUE(rt_->Delete(sb.id).ok());
+  EXPECT_NE(stat(top.c_str(), &st), 0) << "layer freed with its last user";
+}
+
+class NoBtrfsTest : public RuntimeTest {
+ protected:
+  void SetUp() override {
+    mkfs_btrfs_ = "/nonexistent/mkfs.btrfs";
+    RuntimeTest::SetUp();
+  }
+};
+
+TEST_F(NoBtrfsTest, AutoSelectsOverlayAndSaysSo) {
+  EXPECT_EQ(rt_->features().pool_kind, "overlay");
+  EXPECT_FALSE(rt_->features().copy_on_write_fork);
+  struct stat st;
+  EXPECT_NE(stat((data_dir_ + "/pool.img").c_str(), &st), 0);
+  auto sb = MustCreate();
+  Sh(sb.id, "echo p > /root/p");
+  auto kids = rt_->Fork(sb.id, 1);
+  ASSERT_TRUE(kids.ok()) << kids.status().ToString();
+  EXPECT_EQ(Sh((*kids)[0].id, "cat /root/p").stdout_data, "p\n");
+  // Reopening with auto-selection keeps the overlay pool.
+  rt_.reset();
+  mkfs_btrfs_.clear();
+  auto rt2 = Open();
+  ASSERT_TRUE(rt2.ok()) << rt2.status().ToString();
+  rt_ = std::move(*rt2);
+  EXPECT_EQ(rt_->features().pool_kind, "overlay");
+  EXPECT_EQ(Sh(sb.id, "cat /root/p").stdout_data, "p\n");
 }
 
 class IdleTest : public RuntimeTest {
