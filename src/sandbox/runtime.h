@@ -53,6 +53,11 @@ struct RuntimeOptions {
   // (mkfs.btrfs or loop devices unavailable), else "copy"; or one of those.
   std::string pool_kind;
   std::string mkfs_btrfs = "mkfs.btrfs";  // tests: a missing binary = a host without btrfs-progs
+  // Debian mirror for `FROM debian:<suite>` bases ("" = the first deb URI in
+  // /etc/apt/sources.list*, else http://deb.debian.org/debian). A recipe's
+  // `mirror=` option overrides it.
+  std::string debian_mirror;
+  std::string debootstrap = "debootstrap";  // the tool to run (tests: a missing one)
   std::string cgroup_prefix = "warren";  // fixed by <data>/config.json once written
   // IPv4 pool for `isolated` sandboxes: slot N gets the N-th /30 (host end
   // .1, sandbox .2). Fixed by <data>/config.json once written. 10.213/16 is
@@ -213,6 +218,9 @@ class SandboxRuntime final {
   Result<SnapshotRecord> BuildLocked(const std::string& name, const std::string& recipe_text,
                                      const std::string& context_dir, const BuildLog& log);
   Result<std::string> EnsureBuiltinLayer(const BuildLog& log);
+  // The layer of a `FROM debian:<suite> [mirror=] [include=]` base, made once
+  // with debootstrap and cached by (suite, variant, arch, mirror, includes).
+  Result<std::string> EnsureDebianLayer(const std::string& from, const BuildLog& log);
   Status RunBuildStep(const std::string& rootfs, const SnapshotRecord& cfg, const std::string& cmd,
                       const BuildLog& log);
   std::vector<std::string> ExecEnv(const SnapshotRecord* snap, const SandboxRecord& rec,
