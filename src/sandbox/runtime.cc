@@ -49,6 +49,15 @@ bool WaitGone(pid_t pid, uint64_t start, milliseconds timeout) {
   return true;
 }
 
+// True when `pid` runs the exec'd warren-init (not the in-process fallback).
+bool IsWarrenInit(pid_t pid) {
+  char buf[256];
+  std::string link = "/proc/" + std::to_string(pid) + "/exe";
+  ssize_t n = readlink(link.c_str(), buf, sizeof(buf) - 1);
+  if (n <= 0) return false;
+  return std::string_view(buf, static_cast<size_t>(n)).rfind("/memfd:warren-init", 0) == 0;
+}
+
 void KillInit(pid_t pid, uint64_t start) {
   if (pid <= 0) return;
   UniqueFd fd(SysPidfdOpen(pid, 0));
@@ -596,20 +605,30 @@ Status SandboxRuntime::StopLocked(SandboxRecord& rec, bool force) {
   WARREN_RETURN_IF_ERROR(SetStateLocked(rec, SandboxState::kStopping));
   bool alive = ProcessAlive(rec.init_pid, rec.init_start_time);
   if (alive && !force && cgroups_->Exists(rec.id)) {
-    // Freeze for a stable pid list, TERM everything but init, thaw so the
-    // signals can be handled, then give them the grace period.
-    (void)cgroups_->Freeze(rec.id, opts_.freeze_timeout);
-    auto pids = cgroups_->Pids(rec.id);
-    if (pids.ok()) {
-      for (pid_t p : *pids) {
-        if (p != rec.init_pid) kill(p, SIGTERM);
+    if (IsWarrenInit(rec.init_pid)) {
+      // warren-init forwards TERM to every process of the sandbox (one
+      // kill(-1) inside the pid namespace: no fork race) and exits once they
+      // are gone. Thaw first: frozen tasks cannot handle signals.
+      (void)cgroups_->Thaw(rec.id);
+      UniqueFd fd(SysPidfdOpen(rec.init_pid, 0));
+      if (fd && ProcessAlive(rec.init_pid, rec.init_start_time)) SysPidfdSendSignal(fd.get(), SIGTERM);
+    } else {
+      // An init that does not handle TERM (the in-process fallback): freeze
+      // for a stable pid list, TERM everything but init, thaw.
+      (void)cgroups_->Freeze(rec.id, opts_.freeze_timeout);
+      auto pids = cgroups_->Pids(rec.id);
+      if (pids.ok()) {
+        for (pid_t p : *pids) {
+          if (p != rec.init_pid) kill(p, SIGTERM);
+        }
       }
+      (void)cgroups_->Thaw(rec.id);
     }
-    (void)cgroups_->Thaw(rec.id);
     auto deadline = std::chrono::steady_clock::now() + opts_.stop_grace;
     while (std::chrono::steady_clock::now() < deadline) {
       auto left = cgroups_->Pids(rec.id);
-      if (!left.ok() || left->size() <= 1) break;
+      if (!left.ok() || left->empty()) break;
+      if (left->size() == 1 && (*left)[0] == rec.init_pid && !IsWarrenInit(rec.init_pid)) break;
       std::this_thread::sleep_for(milliseconds(5));
     }
   }

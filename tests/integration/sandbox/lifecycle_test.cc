@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <iostream>
 #include <set>
 
 #include "harness.h"
@@ -484,6 +485,58 @@ TEST_F(RuntimeTest, DebianBaseWithoutDebootstrapIsAClearError) {
   auto r = rt_->BuildSnapshot("deb", "FROM debian:bookworm\n", "");
   EXPECT_EQ(r.status().code(), Code::kUnavailable) << r.status().ToString();
   EXPECT_NE(r.status().ToString().find("debootstrap"), std::string::npos);
+}
+
+// VmRSS of a host process in KiB (-1 if unknown).
+int64_t VmRssKiB(pid_t pid) {
+  auto st = ReadFileToString("/proc/" + std::to_string(pid) + "/status");
+  if (!st.ok()) return -1;
+  auto at = st->find("VmRSS:");
+  return at == std::string::npos ? -1 : std::stoll(st->substr(at + 6));
+}
+
+TEST_F(RuntimeTest, TinyInitIsPid1ReapsOrphansAndExitsOnRequest) {
+  auto sb = MustCreate();
+  int64_t rss = VmRssKiB(sb.init_pid);
+  RecordProperty("init_vmrss_kib", std::to_string(rss));
+  std::cout << "pid 1 VmRSS: " << rss << " KiB\n";
+  EXPECT_EQ(Sh(sb.id, "tr '\\0' ' ' < /proc/1/cmdline; cat /proc/1/comm").stdout_data, "warren-init warren-init\n");
+  char exe[256] = {};
+  ASSERT_GT(readlink(("/proc/" + std::to_string(sb.init_pid) + "/exe").c_str(), exe, sizeof(exe) - 1), 0);
+  EXPECT_EQ(std::string(exe).rfind("/memfd:warren-init", 0), 0u) << exe;
+  EXPECT_GT(rss, 0);
+  EXPECT_LT(rss, 1024) << "pid 1 is a few pages, not a copy of the runtime";
+  // An orphan is reparented to pid 1, which reaps it when it exits.
+  Sh(sb.id, "sh -c 'sleep 0.3 & echo $! > /tmp/orphan'");
+  EXPECT_EQ(Sh(sb.id, "p=$(cat /tmp/orphan); grep PPid /proc/$p/status | tr -d '\\t'").stdout_data, "PPid:1\n");
+  EXPECT_EQ(Sh(sb.id, "p=$(cat /tmp/orphan); i=0; while [ -e /proc/$p ] && [ $i -lt 200 ]; do i=$((i+1)); "
+                      "sleep 0.05; done; [ -e /proc/$p ] && grep State /proc/$p/status || echo reaped")
+                .stdout_data,
+            "reaped\n");
+  // TERM from inside the sandbox does not stop it; SIGKILL is ignored too.
+  EXPECT_EQ(Sh(sb.id, "kill -TERM 1; kill -KILL 1; sleep 0.2; echo alive").stdout_data, "alive\n");
+  EXPECT_TRUE(ProcessAlive(sb.init_pid, sb.init_start_time));
+  // TERM from the host: forwarded to every process, and pid 1 exits once
+  // they are gone (the runtime then finds the sandbox stopped).
+  Sh(sb.id, "sh -c 'trap \"echo termed > /root/term; exit 0\" TERM; while true; do sleep 0.05; done' "
+            ">/dev/null 2>&1 &");
+  std::this_thread::sleep_for(milliseconds(200));
+  ASSERT_EQ(kill(sb.init_pid, SIGTERM), 0);
+  for (int i = 0; i < 400 && ProcessAlive(sb.init_pid, sb.init_start_time); ++i) {
+    std::this_thread::sleep_for(milliseconds(25));
+  }
+  EXPECT_FALSE(ProcessAlive(sb.init_pid, sb.init_start_time)) << "init exits once its sandbox is empty";
+  EXPECT_EQ(*rt_->Files(sb.id)->ReadFile("/root/term"), "termed\n");
+  // Stop of a started sandbox goes through the init: TERM reaches the
+  // process that handles it, and the one ignoring it is killed at the grace.
+  // (Start notices the init is gone and boots a new one.)
+  ASSERT_TRUE(rt_->Start(sb.id).ok());
+  EXPECT_NE(rt_->Get(sb.id)->init_pid, sb.init_pid);
+  Sh(sb.id, "rm /root/term; sh -c 'trap \"echo termed2 > /root/term; exit 0\" TERM; while true; do sleep 0.05; done' "
+            ">/dev/null 2>&1 & sh -c 'trap \"\" TERM; while true; do sleep 0.05; done' >/dev/null 2>&1 &");
+  std::this_thread::sleep_for(milliseconds(200));
+  ASSERT_TRUE(rt_->Stop(sb.id).ok());
+  EXPECT_EQ(*rt_->Files(sb.id)->ReadFile("/root/term"), "termed2\n");
 }
 
 class OverlayTest : public RuntimeTest {
