@@ -5,11 +5,18 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <spawn.h>
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <chrono>
+#include <deque>
+#include <filesystem>
+#include <functional>
 #include <cstring>
 #include <set>
 #include <sstream>
@@ -290,6 +297,198 @@ Result<std::string> SandboxRuntime::EnsureBuiltinLayer(const BuildLog& log) {
   return hash;
 }
 
+namespace {
+
+// The first `deb` URI apt uses on this host (deb822 .sources or one-line
+// .list format), or "".
+std::string HostAptMirror() {
+  std::vector<std::string> files{"/etc/apt/sources.list"};
+  std::error_code ec;
+  std::vector<std::string> more;
+  for (const auto& e : std::filesystem::directory_iterator("/etc/apt/sources.list.d", ec)) {
+    std::string n = e.path().string();
+    if (n.size() > 8 && (n.ends_with(".sources") || n.ends_with(".list"))) more.push_back(n);
+  }
+  std::sort(more.begin(), more.end());
+  files.insert(files.end(), more.begin(), more.end());
+  for (const auto& f : files) {
+    auto text = ReadFileToString(f);
+    if (!text.ok()) continue;
+    std::istringstream in(*text);
+    std::string line;
+    bool deb822_deb = false;
+    while (std::getline(in, line)) {
+      std::istringstream ls(line);
+      std::string w;
+      ls >> w;
+      if (w.empty() || w[0] == '#') {
+        if (w.empty()) deb822_deb = false;  // a blank line ends a stanza
+        continue;
+      }
+      if (w == "Types:") {
+        deb822_deb = line.find(" deb") != std::string::npos &&
+                     (line.find(" deb ") != std::string::npos || line.ends_with(" deb"));
+      } else if (w == "URIs:" && deb822_deb) {
+        std::string uri;
+        ls >> uri;
+        if (uri.find("security") == std::string::npos) return uri;
+      } else if (w == "deb") {
+        std::string uri;
+        while (ls >> uri && uri[0] == '[') {
+          while (uri.back() != ']' && ls >> uri) {
+          }
+        }
+        if (!uri.empty() && uri.find("security") == std::string::npos) return uri;
+      }
+    }
+  }
+  return "";
+}
+
+// Runs argv with stdin=/dev/null, calling `line` for each line of its
+// combined stdout/stderr as it arrives; returns the exit code and keeps the
+// last lines in *tail.
+Result<int> RunStreaming(const std::vector<std::string>& argv, const std::function<void(const std::string&)>& line,
+                         std::string* tail) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) return ErrnoStatus("pipe2");
+  UniqueFd rd(p[0]), wr(p[1]);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, wr.get(), 1);
+  posix_spawn_file_actions_adddup2(&fa, wr.get(), 2);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid;
+  int rc = posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) return Status::FromErrno(rc, "spawn " + argv[0]);
+  wr.reset();
+  std::string pending;
+  std::deque<std::string> last;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(rd.get(), buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    pending.append(buf, static_cast<size_t>(n));
+    size_t nl;
+    while ((nl = pending.find('\n')) != std::string::npos) {
+      std::string l = pending.substr(0, nl);
+      pending.erase(0, nl + 1);
+      if (line) line(l);
+      last.push_back(l);
+      if (last.size() > 5) last.pop_front();
+    }
+  }
+  if (!pending.empty()) {
+    if (line) line(pending);
+    last.push_back(pending);
+  }
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  if (tail) {
+    tail->clear();
+    for (const auto& l : last) *tail += l + "\n";
+  }
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+bool ValidDebianWord(const std::string& s) {
+  if (s.empty() || s.size() > 200) return false;
+  for (char c : s) {
+    if (!isalnum(static_cast<unsigned char>(c)) && std::string_view("-._+:/,~%").find(c) == std::string_view::npos) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<std::string> SandboxRuntime::EnsureDebianLayer(const std::string& from, const BuildLog& log) {
+  std::istringstream in(from);
+  std::string base, w;
+  in >> base;
+  std::string suite = base.substr(7);  // after "debian:"
+  if (suite.ends_with("-slim")) suite.resize(suite.size() - 5);  // minbase is already slim
+  std::string mirror = opts_.debian_mirror, include;
+  while (in >> w) {
+    if (w.rfind("mirror=", 0) == 0) {
+      mirror = w.substr(7);
+    } else if (w.rfind("include=", 0) == 0) {
+      include = w.substr(8);
+    } else {
+      return Status::InvalidArgument("FROM debian: unknown option " + w + " (mirror=URL, include=a,b)");
+    }
+  }
+  if (suite.empty() || suite.find_first_not_of("abcdefghijklmnopqrstuvwxyz-") != std::string::npos) {
+    return Status::InvalidArgument("FROM debian: bad suite '" + suite + "'");
+  }
+  if (mirror.empty()) mirror = HostAptMirror();
+  if (mirror.empty()) mirror = "http://deb.debian.org/debian";
+  if (!ValidDebianWord(mirror) || (mirror.rfind("http://", 0) != 0 && mirror.rfind("https://", 0) != 0 &&
+                                   mirror.rfind("file:/", 0) != 0)) {
+    return Status::InvalidArgument("FROM debian: bad mirror URL " + mirror);
+  }
+  if (!include.empty() && !ValidDebianWord(include)) return Status::InvalidArgument("FROM debian: bad include list");
+  std::string arch;
+  auto rc = RunCommand({"dpkg", "--print-architecture"}, &arch);
+  if (!rc.ok() || *rc != 0) return Status::Unavailable("dpkg --print-architecture failed");
+  while (!arch.empty() && (arch.back() == '\n' || arch.back() == ' ')) arch.pop_back();
+  Hasher h;
+  for (const auto& part : {std::string("debian debootstrap v1"), suite, std::string("minbase"), arch, mirror, include}) {
+    h.Add(part);
+  }
+  std::string hash = h.Hex();
+  std::string layer = pool_->root() + "/layers/" + hash;
+  if (Exists(layer)) {
+    if (log) log("debian:" + suite + " base cached (" + hash.substr(0, 12) + ")");
+    return hash;
+  }
+  std::vector<std::string> argv{"unshare", "--mount", "--propagation", "private", opts_.debootstrap,
+                                "--variant=minbase"};
+  if (!include.empty()) argv.push_back("--include=" + include);
+  std::string tmp = pool_->root() + "/tmp/debian-" + NewId("", 8);
+  argv.insert(argv.end(), {"--arch=" + arch, suite, tmp, mirror});
+  if (access("/usr/bin/unshare", X_OK) != 0 ||
+      (opts_.debootstrap.find('/') != std::string::npos ? access(opts_.debootstrap.c_str(), X_OK) != 0
+                                                         : access(("/usr/sbin/" + opts_.debootstrap).c_str(), X_OK) != 0)) {
+    return Status::Unavailable("debootstrap is not installed (apt-get install debootstrap)");
+  }
+  WARREN_RETURN_IF_ERROR(pool_->CreateVolume(tmp));
+  auto cleanup = [&](Status s) {
+    (void)pool_->DeleteVolume(tmp);
+    return s;
+  };
+  // debootstrap runs in a private mount namespace: the /proc and /sys it
+  // mounts inside the target go away with it, even if it dies half-way.
+  if (log) log("debootstrap --variant=minbase " + suite + " (" + arch + ") from " + mirror);
+  int fetched = 0;
+  auto on_line = [&](const std::string& l) {
+    if (!log) return;
+    // Progress: debootstrap prints one "I: Retrieving"/"I: Extracting"/... line per package.
+    bool retrieving = l.rfind("I: Retrieving", 0) == 0;
+    if (retrieving) ++fetched;
+    log("  debootstrap: " + l + (retrieving ? " [" + std::to_string(fetched) + " fetched]" : ""));
+  };
+  std::string tail;
+  auto r = RunStreaming(argv, on_line, &tail);
+  if (!r.ok()) return cleanup(r.status());
+  if (*r != 0) {
+    return cleanup(Status::Unavailable("debootstrap " + suite + " from " + mirror + " failed (exit " +
+                                       std::to_string(*r) + "; mirror unreachable?): " + tail));
+  }
+  (void)RemoveTree(tmp + "/debootstrap");
+  if (Status s = pool_->Snapshot(tmp, layer, true); !s.ok()) return cleanup(s);
+  (void)pool_->DeleteVolume(tmp);
+  if (log) log("debian:" + suite + " base built (" + hash.substr(0, 12) + ")");
+  return hash;
+}
+
 Result<SnapshotRecord> SandboxRuntime::ResolveSnapshotLocked(const std::string& name, const BuildLog& log) {
   if (name == kBuiltinMinimal || name.empty()) {
     WARREN_RETURN_IF_ERROR(EnsureBuiltinLayer(log).status());
@@ -342,6 +541,9 @@ Status SandboxRuntime::RunBuildStep(const std::string& rootfs, const SnapshotRec
   spec.rootfs = rootfs;
   spec.hostname = "build";
   spec.ids = IdRange{slot};
+  spec.root_mount = [this, rootfs, base = spec.ids.host_base()](int userns_fd) {
+    return pool_->SandboxRootMount(rootfs, userns_fd, base, MOUNT_ATTR_NODEV);
+  };
   auto h = SpawnInit(spec, *cgroups_, cg);
   if (!h.ok()) {
     cleanup(-1, 0);
@@ -464,6 +666,12 @@ Result<SnapshotRecord> SandboxRuntime::BuildLocked(const std::string& name, cons
           new_layer = true;
         } else if (base == kBuiltinMinimal) {
           auto h = EnsureBuiltinLayer(log);
+          if (!h.ok()) return h.status();
+          chain = *h;
+          layer = *h;
+          cached = true;
+        } else if (base.rfind("debian:", 0) == 0) {
+          auto h = EnsureDebianLayer(base, log);
           if (!h.ok()) return h.status();
           chain = *h;
           layer = *h;
@@ -608,8 +816,9 @@ Status SandboxRuntime::DeleteSnapshot(const std::string& name) {
   if (!j.ok()) return j.status().code() == Code::kNotFound ? Status::NotFound("no snapshot " + name) : j.status();
   WARREN_ASSIGN_OR_RETURN(SnapshotRecord rec, SnapshotRecord::FromJson(*j));
   WARREN_RETURN_IF_ERROR(snapshots_.Remove(name));
-  // Free layers no other snapshot uses (sandboxes hold their own copies).
-  std::set<std::string> in_use;
+  // Free layers no other snapshot uses. Sandboxes on btrfs/copy pools hold
+  // their own copies; overlay volumes are stacked on layers, which then stay.
+  std::set<std::string> in_use = pool_->ReferencedLayers();
   for (const auto& key : snapshots_.Keys()) {
     auto jj = snapshots_.Get(key);
     if (!jj.ok()) continue;

@@ -16,11 +16,13 @@ namespace {
 struct Common {
   std::string data_dir = "/var/lib/warren";
   bool json = false;
+  std::string debian_mirror;  // snapshot build only
 };
 
 std::unique_ptr<SandboxRuntime> OpenOrDie(const Common& c) {
   RuntimeOptions o;
   o.data_dir = c.data_dir;
+  o.debian_mirror = c.debian_mirror;
   auto rt = SandboxRuntime::Open(o);
   if (!rt.ok()) {
     std::cerr << "error: " << rt.status().ToString() << "\n";
@@ -358,6 +360,8 @@ void RegisterSandboxCommands(CLI::App& app) {
     c->add_option("name", a->name, "Snapshot name")->required();
     c->add_option("--file,-f", a->file, "Recipe file")->required();
     c->add_option("--context,-c", a->context, "Build context directory for COPY");
+    c->add_option("--debian-mirror", common->debian_mirror,
+                  "Mirror for FROM debian:<suite> (default: the one apt uses here)");
     c->callback([a, common] {
       auto text = ReadFileToString(a->file);
       Check(text.status());

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "sandbox/sys.h"
 
@@ -105,6 +106,24 @@ Result<RootFs> RootFs::Open(const std::string& host_path) {
   return RootFs(std::move(fd));
 }
 
+void RootFs::MapIds(FileInfo* fi) const {
+  if (id_base_ < 0) return;
+  auto map = [&](uint32_t* id) {
+    int64_t v = static_cast<int64_t>(*id) - id_base_;
+    if (v >= 0 && v < 65536) *id = static_cast<uint32_t>(v);
+  };
+  map(&fi->uid);
+  map(&fi->gid);
+}
+
+// Runs the enclosing write as the sandbox root when the view shows host ids.
+#define WARREN_AS_SANDBOX_ROOT()                                                          \
+  std::optional<ScopedFsIds> as_root_;                                                    \
+  if (id_base_ >= 0) {                                                                    \
+    as_root_.emplace(static_cast<uint32_t>(id_base_), static_cast<uint32_t>(id_base_));   \
+    if (!as_root_->status().ok()) return as_root_->status();                              \
+  }
+
 Result<UniqueFd> RootFs::Resolve(const std::string& path, int flags, uint32_t mode) const {
   int fd = SysOpenat2(fd_.get(), Rel(path).c_str(), static_cast<uint64_t>(flags | O_CLOEXEC), mode, kResolve);
   if (fd < 0) return PathError(errno, "open", path);
@@ -132,6 +151,7 @@ Result<std::vector<FileInfo>> RootFs::List(const std::string& path) const {
     struct stat st;
     if (fstatat(dfd.get(), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
     FileInfo fi = InfoFromStat(e->d_name, st);
+    MapIds(&fi);
     if (S_ISLNK(st.st_mode)) {
       char buf[4096];
       ssize_t n = readlinkat(dfd.get(), e->d_name, buf, sizeof(buf));
@@ -148,13 +168,16 @@ Result<FileInfo> RootFs::Stat(const std::string& path) const {
   struct stat st;
   if (Rel(path) == ".") {
     if (fstat(fd_.get(), &st) != 0) return ErrnoStatus("stat /");
-    return InfoFromStat("/", st);
+    FileInfo fi = InfoFromStat("/", st);
+    MapIds(&fi);
+    return fi;
   }
   WARREN_ASSIGN_OR_RETURN(auto parent, OpenParent(path));
   if (fstatat(parent.first.get(), parent.second.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     return PathError(errno, "stat", path);
   }
   FileInfo fi = InfoFromStat(parent.second, st);
+  MapIds(&fi);
   if (S_ISLNK(st.st_mode)) {
     char buf[4096];
     ssize_t n = readlinkat(parent.first.get(), parent.second.c_str(), buf, sizeof(buf));
@@ -174,6 +197,7 @@ Result<UniqueFd> RootFs::OpenRead(const std::string& path) const {
 }
 
 Result<UniqueFd> RootFs::OpenWrite(const std::string& path, uint32_t mode) const {
+  WARREN_AS_SANDBOX_ROOT();
   WARREN_ASSIGN_OR_RETURN(UniqueFd fd, Resolve(path, O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK, mode));
   struct stat st;
   if (fstat(fd.get(), &st) != 0) return ErrnoStatus("fstat");
@@ -208,6 +232,7 @@ Status RootFs::WriteFile(const std::string& path, std::string_view data, uint32_
 }
 
 Status RootFs::Mkdir(const std::string& path, bool parents, uint32_t mode) const {
+  WARREN_AS_SANDBOX_ROOT();
   if (!parents) {
     WARREN_ASSIGN_OR_RETURN(auto parent, OpenParent(path));
     if (mkdirat(parent.first.get(), parent.second.c_str(), mode) != 0) return PathError(errno, "mkdir", path);
@@ -235,6 +260,7 @@ Status RootFs::Mkdir(const std::string& path, bool parents, uint32_t mode) const
 }
 
 Status RootFs::Move(const std::string& from, const std::string& to) const {
+  WARREN_AS_SANDBOX_ROOT();
   WARREN_ASSIGN_OR_RETURN(auto src, OpenParent(from));
   WARREN_ASSIGN_OR_RETURN(auto dst, OpenParent(to));
   if (renameat(src.first.get(), src.second.c_str(), dst.first.get(), dst.second.c_str()) != 0) {
@@ -265,6 +291,7 @@ Status RootFs::Chmod(const std::string& path, uint32_t mode) const {
 }
 
 Status RootFs::CopyIn(const std::string& host_src, const std::string& dst) const {
+  WARREN_AS_SANDBOX_ROOT();
   struct stat st;
   if (lstat(host_src.c_str(), &st) != 0) return ErrnoStatus("stat " + host_src);
   if (S_ISLNK(st.st_mode)) {

@@ -7,7 +7,10 @@
 // without following it.
 //
 // Files written here are owned by on-disk uid/gid 0, which the sandbox sees
-// as its root (its rootfs is an idmapped mount).
+// as its root (its rootfs is an idmapped mount). A view that shows host ids
+// instead (an overlay pool volume whose host view is the running sandbox's
+// own overlay instance) needs set_host_id_base(): writes then run with the
+// sandbox root's host fsuid/fsgid, and reported owners are translated back.
 // Ownership: a RootFs owns its directory fd. Thread-safety: thread-safe (all
 // state is the fd; operations are independent syscalls).
 #pragma once
@@ -56,13 +59,19 @@ class RootFs final {
   Status CopyIn(const std::string& host_src, const std::string& dst) const;
 
   int fd() const { return fd_.get(); }
+  // The host uid/gid that the sandbox's root has in this view (-1: the view
+  // shows on-disk ids, the default).
+  void set_host_id_base(int64_t base) { id_base_ = base; }
 
  private:
   explicit RootFs(UniqueFd fd) : fd_(std::move(fd)) {}
   // Opens the parent directory of `path` and returns its last component.
   Result<std::pair<UniqueFd, std::string>> OpenParent(const std::string& path) const;
   Result<UniqueFd> Resolve(const std::string& path, int flags, uint32_t mode = 0) const;
+  // Translates host ids of this view back to sandbox ids.
+  void MapIds(FileInfo* fi) const;
   UniqueFd fd_;
+  int64_t id_base_ = -1;
 };
 
 }  // namespace warren::sandbox

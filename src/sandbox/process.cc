@@ -12,7 +12,9 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,6 +23,10 @@
 #include "common/unique_fd.h"
 #include "sandbox/mounts.h"
 #include "sandbox/sys.h"
+
+// The static warren-init binary (init/warren_init.c), embedded at build time.
+extern "C" const unsigned char warren_init_blob[];
+extern "C" const unsigned char warren_init_blob_end[];
 
 namespace warren::sandbox {
 namespace {
@@ -73,6 +79,21 @@ int LoopbackUp() {
   return rc;
 }
 
+// A sealed, executable memfd holding warren-init, or -1. Async-signal-safe.
+int MemfdWithInit() {
+  constexpr unsigned kMfdExec = 0x10;  // MFD_EXEC (6.3+): executable even under vm.memfd_noexec=1
+  int fd = memfd_create("warren-init", MFD_CLOEXEC | MFD_ALLOW_SEALING | kMfdExec);
+  if (fd < 0 && errno == EINVAL) fd = memfd_create("warren-init", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return -1;
+  size_t n = static_cast<size_t>(warren_init_blob_end - warren_init_blob);
+  if (WriteAll(fd, warren_init_blob, n) < 0 ||
+      fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 // Runs in the cloned child: pid 1 of the new namespaces.
 [[noreturn]] void InitMain(const InitPlan& p) {
   int sock = p.sock;
@@ -91,6 +112,11 @@ int LoopbackUp() {
     dup2(devnull, 2);
     close(devnull);
   }
+  // The tiny init this process becomes once the sandbox is built, copied
+  // into a sealed memfd now, while the host's filesystem is still reachable
+  // (after pivot_root only the image is). A failure here is not fatal: the
+  // process then stays pid 1 itself (the same reaper loop, without exec).
+  int initfd = MemfdWithInit();
   // Wait for the host: id maps written, cgroups joined, rootfs fd attached.
   char byte;
   char cbuf[CMSG_SPACE(sizeof(int) * (1 + kMaxBinds))];
@@ -155,7 +181,15 @@ int LoopbackUp() {
   memset(&ok, 0, sizeof(ok));
   (void)send(sock, &ok, sizeof(ok), MSG_NOSIGNAL);
   close(sock);
-  // Reaper loop: pid 1 of the namespace adopts orphans.
+  if (initfd >= 0) {
+    // Become warren-init (same pid and start time: the runtime's identity
+    // check is unchanged). The blocked mask and pending signals carry over.
+    char name[] = "warren-init";
+    char* argv[] = {name, nullptr};
+    char* envp[] = {nullptr};
+    syscall(SYS_execveat, initfd, "", argv, envp, AT_EMPTY_PATH);
+  }
+  // Fallback reaper loop: pid 1 of the namespace adopts orphans.
   for (;;) {
     siginfo_t info;
     int sig = sigwaitinfo(&all, &info);
@@ -250,7 +284,8 @@ Result<InitHandle> SpawnInit(const InitSpec& spec, CgroupManager& cgroups, const
   if (Status s = cgroups.AddProcess(cgroup_name, pid); !s.ok()) return fail(s);
   UniqueFd userns(open(("/proc/" + std::to_string(pid) + "/ns/user").c_str(), O_RDONLY | O_CLOEXEC));
   if (!userns) return fail(ErrnoStatus("open init userns"));
-  auto tree = CloneIdmappedTree(spec.rootfs, userns.get(), MOUNT_ATTR_NODEV);
+  auto tree = spec.root_mount ? spec.root_mount(userns.get())
+                              : CloneIdmappedTree(spec.rootfs, userns.get(), MOUNT_ATTR_NODEV);
   if (!tree.ok()) return fail(tree.status());
   std::vector<UniqueFd> volumes;
   std::vector<int> fds{tree->get()};

@@ -42,6 +42,10 @@ struct InitSpec {
   IdRange ids;
   std::vector<BindSpec> binds;
   std::chrono::milliseconds timeout{10000};
+  // Makes the detached root mount for the init's user namespace
+  // `userns_fd` (see StoragePool::SandboxRootMount). Unset: an idmapped
+  // clone of `rootfs` with MOUNT_ATTR_NODEV.
+  std::function<Result<UniqueFd>(int userns_fd)> root_mount;
 };
 
 struct InitHandle {

@@ -106,7 +106,9 @@ Result<Recipe> ParseRecipe(std::string_view text) {
     if (instr == "FROM") {
       if (!r.steps.empty()) return err("FROM must be the first instruction and appear once");
       step.kind = RecipeStep::Kind::kFrom;
-      if (Words(rest).size() != 1) return err("FROM takes one base");
+      auto words = Words(rest);
+      // Only a debian: base takes options (mirror=URL include=a,b).
+      if (words.size() != 1 && words[0].rfind("debian:", 0) != 0) return err("FROM takes one base");
     } else {
       if (r.steps.empty()) return err("the recipe must start with FROM");
       if (instr == "RUN") {

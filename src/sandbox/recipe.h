@@ -1,6 +1,7 @@
 // Recipes: the documented Dockerfile subset snapshots are built from.
 //
 //   FROM scratch | builtin:minimal | dir:/abs/path | tar:/abs/file.tar[.gz] | <snapshot name>
+//        | debian:<suite>[-slim] [mirror=URL] [include=pkg1,pkg2]   (debootstrap --variant=minbase)
 //   RUN <shell command>            (run with /bin/sh -c in a sandbox, network none)
 //   COPY <src>... <dst>            (src relative to the build context; dst in the image)
 //   ENV KEY=value [KEY2=value2]    (also "ENV KEY value")

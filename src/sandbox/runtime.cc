@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -61,6 +62,15 @@ bool WaitGone(pid_t pid, uint64_t start, milliseconds timeout) {
     std::this_thread::sleep_for(milliseconds(1));
   }
   return true;
+}
+
+// True when `pid` runs the exec'd warren-init (not the in-process fallback).
+bool IsWarrenInit(pid_t pid) {
+  char buf[256];
+  std::string link = "/proc/" + std::to_string(pid) + "/exe";
+  ssize_t n = readlink(link.c_str(), buf, sizeof(buf) - 1);
+  if (n <= 0) return false;
+  return std::string_view(buf, static_cast<size_t>(n)).rfind("/memfd:warren-init", 0) == 0;
 }
 
 void KillInit(pid_t pid, uint64_t start) {
@@ -260,7 +270,7 @@ Status SandboxRuntime::Init() {
     net_if_prefix_ = NetIfPrefix(opts_.cgroup_prefix);
     fw_table_ = FirewallTableName(opts_.cgroup_prefix);
     if (dirty) WARREN_RETURN_IF_ERROR(config.Put("config", c));
-    PoolOptions po{opts_.data_dir, opts_.pool_file_bytes, opts_.pool_kind};
+    PoolOptions po{opts_.data_dir, opts_.pool_file_bytes, opts_.pool_kind, opts_.mkfs_btrfs};
     WARREN_ASSIGN_OR_RETURN(pool_, OpenStoragePool(po));
   }
   WARREN_ASSIGN_OR_RETURN(cgroups_, DetectCgroupManager(opts_.cgroup_prefix));
@@ -292,6 +302,26 @@ std::string SandboxRuntime::RootfsPath(const std::string& id) const {
 
 std::string SandboxRuntime::ArchivePath(const std::string& id) const {
   return opts_.data_dir + "/archives/" + id + ".tar.zst";
+}
+
+Result<RootFs> SandboxRuntime::OpenRootFs(const std::string& volume_path) const {
+  WARREN_ASSIGN_OR_RETURN(RootFs fs, RootFs::Open(volume_path));
+  fs.set_host_id_base(pool_->HostViewIdBase(volume_path));
+  return fs;
+}
+
+void SandboxRuntime::CollectLayersLocked(const std::vector<std::string>& layers) {
+  if (layers.empty()) return;
+  std::set<std::string> in_use = pool_->ReferencedLayers();
+  for (const auto& key : snapshots_.Keys()) {
+    auto j = snapshots_.Get(key);
+    if (!j.ok()) continue;
+    auto r = SnapshotRecord::FromJson(*j);
+    if (r.ok()) in_use.insert(r->layers.begin(), r->layers.end());
+  }
+  for (const auto& l : layers) {
+    if (!in_use.count(l)) (void)pool_->DeleteVolume(pool_->root() + "/layers/" + l);
+  }
 }
 
 Result<SandboxRecord> SandboxRuntime::LoadLocked(const std::string& id_or_name) {
@@ -448,7 +478,7 @@ Result<std::vector<SandboxRecord>> SandboxRuntime::List() {
 
 Status SandboxRuntime::PrepareVolumesLocked(const SandboxRecord& rec, std::vector<BindSpec>* binds) {
   if (rec.volumes.empty()) return Status::Ok();
-  WARREN_ASSIGN_OR_RETURN(RootFs fs, RootFs::Open(RootfsPath(rec.id)));
+  WARREN_ASSIGN_OR_RETURN(RootFs fs, OpenRootFs(RootfsPath(rec.id)));
   for (const auto& v : rec.volumes) {
     std::string host = opts_.data_dir + "/volumes/" + v.volume;
     WARREN_RETURN_IF_ERROR(MkdirAll(host));
@@ -484,7 +514,7 @@ Status SandboxRuntime::StartLocked(SandboxRecord& rec) {
     // stub) would otherwise decide where the text lands.
     std::string conf;
     for (const auto& d : rec.dns) conf += "nameserver " + d + "\n";
-    auto fs = RootFs::Open(RootfsPath(rec.id));
+    auto fs = OpenRootFs(RootfsPath(rec.id));
     if (!fs.ok()) return fail(fs.status());
     (void)fs->Delete("/etc/resolv.conf", false);
     Status s = fs->Mkdir("/etc", true);
@@ -496,6 +526,9 @@ Status SandboxRuntime::StartLocked(SandboxRecord& rec) {
   spec.hostname = rec.name.empty() ? rec.id : rec.name;
   spec.ids = IdRange{rec.id_slot};
   spec.binds = std::move(binds);
+  spec.root_mount = [this, path = spec.rootfs, base = spec.ids.host_base()](int userns_fd) {
+    return pool_->SandboxRootMount(path, userns_fd, base, MOUNT_ATTR_NODEV);
+  };
   auto h = SpawnInit(spec, *cgroups_, rec.id);
   if (!h.ok()) return fail(h.status());
   if (rec.network == "isolated") {
@@ -622,20 +655,30 @@ Status SandboxRuntime::StopLocked(SandboxRecord& rec, bool force) {
   WARREN_RETURN_IF_ERROR(SetStateLocked(rec, SandboxState::kStopping));
   bool alive = ProcessAlive(rec.init_pid, rec.init_start_time);
   if (alive && !force && cgroups_->Exists(rec.id)) {
-    // Freeze for a stable pid list, TERM everything but init, thaw so the
-    // signals can be handled, then give them the grace period.
-    (void)cgroups_->Freeze(rec.id, opts_.freeze_timeout);
-    auto pids = cgroups_->Pids(rec.id);
-    if (pids.ok()) {
-      for (pid_t p : *pids) {
-        if (p != rec.init_pid) kill(p, SIGTERM);
+    if (IsWarrenInit(rec.init_pid)) {
+      // warren-init forwards TERM to every process of the sandbox (one
+      // kill(-1) inside the pid namespace: no fork race) and exits once they
+      // are gone. Thaw first: frozen tasks cannot handle signals.
+      (void)cgroups_->Thaw(rec.id);
+      UniqueFd fd(SysPidfdOpen(rec.init_pid, 0));
+      if (fd && ProcessAlive(rec.init_pid, rec.init_start_time)) SysPidfdSendSignal(fd.get(), SIGTERM);
+    } else {
+      // An init that does not handle TERM (the in-process fallback): freeze
+      // for a stable pid list, TERM everything but init, thaw.
+      (void)cgroups_->Freeze(rec.id, opts_.freeze_timeout);
+      auto pids = cgroups_->Pids(rec.id);
+      if (pids.ok()) {
+        for (pid_t p : *pids) {
+          if (p != rec.init_pid) kill(p, SIGTERM);
+        }
       }
+      (void)cgroups_->Thaw(rec.id);
     }
-    (void)cgroups_->Thaw(rec.id);
     auto deadline = std::chrono::steady_clock::now() + opts_.stop_grace;
     while (std::chrono::steady_clock::now() < deadline) {
       auto left = cgroups_->Pids(rec.id);
-      if (!left.ok() || left->size() <= 1) break;
+      if (!left.ok() || left->empty()) break;
+      if (left->size() == 1 && (*left)[0] == rec.init_pid && !IsWarrenInit(rec.init_pid)) break;
       std::this_thread::sleep_for(milliseconds(5));
     }
   }
@@ -820,12 +863,14 @@ Status SandboxRuntime::DestroyLocked(SandboxRecord& rec) {
   rec.init_pid = -1;
   EndSessions(rec.id, "sandbox deleted");
   WARREN_RETURN_IF_ERROR(TeardownNetworkLocked(rec));
+  std::vector<std::string> layers = pool_->VolumeLayers(RootfsPath(rec.id));
   WARREN_RETURN_IF_ERROR(pool_->DeleteVolume(RootfsPath(rec.id)));
   for (const std::string& f : {ArchivePath(rec.id), ArchivePath(rec.id) + ".tmp"}) {
     if (unlink(f.c_str()) != 0 && errno != ENOENT) return ErrnoStatus("unlink " + f);
   }
   rec.archive_bytes = 0;
   rec.init_pid = -1;
+  CollectLayersLocked(layers);
   // Keep a tombstone while fork relatives reference this id.
   bool related = !rec.parent.empty() || !rec.children.empty();
   if (related) {
@@ -956,7 +1001,7 @@ Status SandboxRuntime::PrepareProcessLocked(const std::string& id, const std::st
   }
   rec.last_activity = Now();
   WARREN_RETURN_IF_ERROR(SaveLocked(rec));
-  WARREN_ASSIGN_OR_RETURN(RootFs fs, RootFs::Open(RootfsPath(rec.id)));
+  WARREN_ASSIGN_OR_RETURN(RootFs fs, OpenRootFs(RootfsPath(rec.id)));
   std::string user = !user_req.empty() ? user_req : !rec.user.empty() ? rec.user : snap ? snap->user : "root";
   WARREN_ASSIGN_OR_RETURN(UserIds ids, ResolveUser(fs, user));
   std::vector<std::string> base = {"HOME=" + ids.home, "USER=" + (ids.uid == 0 ? std::string("root") : user)};
@@ -996,7 +1041,7 @@ Result<ExecResult> SandboxRuntime::Exec(const std::string& id, const ExecRequest
 // --- shell sessions ---
 
 std::string SandboxRuntime::ShellFor(const std::string& id) const {
-  auto fs = RootFs::Open(RootfsPath(id));
+  auto fs = OpenRootFs(RootfsPath(id));
   if (fs.ok()) {
     auto st = fs->Stat("/bin/bash");
     if (st.ok()) return "/bin/bash";
@@ -1206,7 +1251,7 @@ Result<RootFs> SandboxRuntime::Files(const std::string& id) {
   }
   rec.last_activity = Now();
   WARREN_RETURN_IF_ERROR(SaveLocked(rec));
-  return RootFs::Open(RootfsPath(rec.id));
+  return OpenRootFs(RootfsPath(rec.id));
 }
 
 Result<CgroupStats> SandboxRuntime::Stats(const std::string& id) {

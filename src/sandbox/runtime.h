@@ -52,7 +52,15 @@ namespace warren::sandbox {
 struct RuntimeOptions {
   std::string data_dir = "/var/lib/warren";
   int64_t pool_file_bytes = 32LL << 30;
-  std::string pool_kind;  // "" = auto ("btrfs" / "btrfs-loop", else "copy")
+  // "" = auto: "btrfs" (data dir on btrfs) / "btrfs-loop", else "overlay"
+  // (mkfs.btrfs or loop devices unavailable), else "copy"; or one of those.
+  std::string pool_kind;
+  std::string mkfs_btrfs = "mkfs.btrfs";  // tests: a missing binary = a host without btrfs-progs
+  // Debian mirror for `FROM debian:<suite>` bases ("" = the first deb URI in
+  // /etc/apt/sources.list*, else http://deb.debian.org/debian). A recipe's
+  // `mirror=` option overrides it.
+  std::string debian_mirror;
+  std::string debootstrap = "debootstrap";  // the tool to run (tests: a missing one)
   std::string cgroup_prefix = "warren";  // fixed by <data>/config.json once written
   // IPv4 pool for `isolated` sandboxes: slot N gets the N-th /30 (host end
   // .1, sandbox .2). Fixed by <data>/config.json once written. 10.213/16 is
@@ -256,6 +264,9 @@ class SandboxRuntime final {
   const Features& features() const { return features_; }
   const RuntimeOptions& options() const { return opts_; }
   std::string RootfsPath(const std::string& id) const;
+  // The file API over a volume's host view (ids translated when the view is
+  // a running overlay sandbox's own instance).
+  Result<RootFs> OpenRootFs(const std::string& volume_path) const;
   std::string LoopDevice() const { return pool_->LoopDevice(); }
 
  private:
@@ -291,10 +302,16 @@ class SandboxRuntime final {
   Result<SnapshotRecord> BuildLocked(const std::string& name, const std::string& recipe_text,
                                      const std::string& context_dir, const BuildLog& log);
   Result<std::string> EnsureBuiltinLayer(const BuildLog& log);
+  // The layer of a `FROM debian:<suite> [mirror=] [include=]` base, made once
+  // with debootstrap and cached by (suite, variant, arch, mirror, includes).
+  Result<std::string> EnsureDebianLayer(const std::string& from, const BuildLog& log);
   Status RunBuildStep(const std::string& rootfs, const SnapshotRecord& cfg, const std::string& cmd,
                       const BuildLog& log);
   std::vector<std::string> ExecEnv(const SnapshotRecord* snap, const SandboxRecord& rec,
                                    const std::vector<std::string>& extra) const;
+  // Overlay pools: deletes the layers in `layers` that no snapshot lists and
+  // no volume is stacked on (a sandbox outliving its snapshot keeps them).
+  void CollectLayersLocked(const std::vector<std::string>& layers);
   Status PrepareVolumesLocked(const SandboxRecord& rec, std::vector<BindSpec>* binds);
   // isolated network: rules first (so the veth never exists unfiltered),
   // then the veth into the init's netns. `pid`/`start` identify the init.

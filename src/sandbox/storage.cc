@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -363,6 +364,279 @@ class CopyPool final : public StoragePool {
   std::string root_;
 };
 
+// Overlay pool (see storage.h). Paths: `layers/<h>/{diff,lowers}`; a
+// volume at `<root>/<rel>` keeps its state in `<root>/ovl/<rel>/` (upper,
+// work, lowers, and `view` = the host uid of the sandbox root when the host
+// view is a sandbox's instance) and is an overlay mount point itself.
+class OverlayPool final : public StoragePool {
+ public:
+  explicit OverlayPool(std::string root) : root_(std::move(root)) {}
+  std::string Kind() const override { return "overlay"; }
+  bool CopyOnWrite() const override { return false; }
+  const std::string& root() const override { return root_; }
+  std::string LoopDevice() const override { return ""; }
+  bool SupportsQuota(std::string* why) const override {
+    if (why) *why = "the overlay pool keeps upper dirs on the data dir's filesystem: no per-sandbox quota (no XFS project quotas)";
+    return false;
+  }
+  Status SetQuota(const std::string&, int64_t bytes) override {
+    if (bytes == 0) return Status::Ok();
+    return Status::Unimplemented("disk limits need a btrfs pool (this pool is overlay)");
+  }
+  Result<QuotaInfo> GetQuota(const std::string&) override {
+    return Status::NotFound("no quota accounting on the overlay pool");
+  }
+  Result<std::vector<uint64_t>> ListQuotaGroups() override { return std::vector<uint64_t>{}; }
+  Result<int> RemoveStaleQuotaGroups() override { return 0; }
+
+  // Mounts the host view of every volume that has state but no mount (after
+  // a reboot or UnmountPoolIfIdle), so recovery sees every volume.
+  Status MountAll() {
+    WARREN_RETURN_IF_ERROR(MkdirAll(root_ + "/ovl/empty"));
+    for (const char* d : {"sandboxes", "tmp"}) {
+      std::error_code ec;
+      for (const auto& e : std::filesystem::directory_iterator(root_ + "/ovl/" + d, ec)) {
+        std::string vol = root_ + "/" + d + "/" + e.path().filename().string();
+        if (IsMountPoint(vol)) continue;
+        (void)unlink((e.path().string() + "/view").c_str());
+        WARREN_RETURN_IF_ERROR(MkdirAll(vol));
+        WARREN_RETURN_IF_ERROR(MountHostView(vol));
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status CreateVolume(const std::string& path) override {
+    WARREN_ASSIGN_OR_RETURN(std::string st, StateDir(path));
+    WARREN_RETURN_IF_ERROR(NewState(st, {}));
+    WARREN_RETURN_IF_ERROR(MkdirAll(path));
+    return MountHostView(path);
+  }
+
+  Status Snapshot(const std::string& src, const std::string& dst, bool read_only) override {
+    if (IsLayer(dst)) {
+      // Volume -> layer: its upper becomes the layer's diff.
+      if (!read_only) return Status::InvalidArgument("overlay layers are read-only");
+      WARREN_ASSIGN_OR_RETURN(std::string sst, StateDir(src));
+      WARREN_ASSIGN_OR_RETURN(std::string lowers, ReadFileToString(sst + "/lowers"));
+      std::string tmp = dst + ".partial";
+      (void)RemoveTree(tmp);
+      WARREN_RETURN_IF_ERROR(MkdirAll(tmp));
+      WARREN_RETURN_IF_ERROR(CopyTree(sst + "/upper", tmp + "/diff"));
+      WARREN_RETURN_IF_ERROR(WriteFileAtomic(tmp + "/lowers", lowers));
+      if (rename(tmp.c_str(), dst.c_str()) != 0) return ErrnoStatus("rename " + tmp);
+      return Status::Ok();
+    }
+    WARREN_ASSIGN_OR_RETURN(std::string dst_st, StateDir(dst));
+    if (IsLayer(src)) {
+      // Layer -> volume: an empty upper over the layer and its lowers.
+      std::string name = src.substr(src.rfind('/') + 1);
+      WARREN_ASSIGN_OR_RETURN(std::string below, ReadFileToString(src + "/lowers"));
+      WARREN_RETURN_IF_ERROR(NewState(dst_st, name + "\n" + below));
+    } else {
+      // Volume -> volume (fork): copy the writable layer.
+      WARREN_ASSIGN_OR_RETURN(std::string src_st, StateDir(src));
+      WARREN_ASSIGN_OR_RETURN(std::string lowers, ReadFileToString(src_st + "/lowers"));
+      (void)RemoveTree(dst_st);
+      WARREN_RETURN_IF_ERROR(MkdirAll(dst_st + "/work"));
+      WARREN_RETURN_IF_ERROR(CopyTree(src_st + "/upper", dst_st + "/upper"));
+      WARREN_RETURN_IF_ERROR(WriteFileAtomic(dst_st + "/lowers", lowers));
+    }
+    WARREN_RETURN_IF_ERROR(MkdirAll(dst));
+    return MountHostView(dst);
+  }
+
+  Status DeleteVolume(const std::string& path) override {
+    if (IsLayer(path)) {
+      (void)RemoveTree(path + ".partial");
+      return RemoveTree(path);
+    }
+    WARREN_RETURN_IF_ERROR(UnmountAll(path));
+    if (rmdir(path.c_str()) != 0 && errno != ENOENT) {
+      // Not a bare mount point (a half-made volume): remove whatever is there.
+      WARREN_RETURN_IF_ERROR(RemoveTree(path));
+    }
+    auto st = StateDir(path);
+    if (st.ok()) WARREN_RETURN_IF_ERROR(RemoveTree(*st));
+    return Status::Ok();
+  }
+
+  Status Unmount() override {
+    for (const char* d : {"sandboxes", "tmp"}) {
+      std::error_code ec;
+      for (const auto& e : std::filesystem::directory_iterator(root_ + "/" + d, ec)) {
+        WARREN_RETURN_IF_ERROR(UnmountAll(e.path()));
+      }
+    }
+    return Status::Ok();
+  }
+
+  Result<UniqueFd> SandboxRootMount(const std::string& path, int userns_fd, uint32_t host_root,
+                                    unsigned attrs) override {
+    WARREN_ASSIGN_OR_RETURN(std::string st, StateDir(path));
+    WARREN_ASSIGN_OR_RETURN(auto lowers, LowerDirs(st));
+    // Idmapped clones of every layer and of the state dir (upper and work
+    // must share one mount), reached through /proc/self/fd magic links.
+    std::vector<UniqueFd> held;
+    std::vector<std::string> lower_paths;
+    for (const auto& l : lowers) {
+      WARREN_ASSIGN_OR_RETURN(UniqueFd fd, CloneIdmappedTree(l, userns_fd, MOUNT_ATTR_RDONLY));
+      lower_paths.push_back("/proc/self/fd/" + std::to_string(fd.get()));
+      held.push_back(std::move(fd));
+    }
+    WARREN_ASSIGN_OR_RETURN(UniqueFd state, CloneIdmappedTree(st, userns_fd, 0));
+    std::string fdp = "/proc/self/fd/" + std::to_string(state.get());
+    std::string upper = fdp + "/upper", work = fdp + "/work";
+    UniqueFd mnt;
+    {
+      // Overlayfs does its own upper-layer work (work dir, copy-up) with the
+      // mounter's credentials; through idmapped layers those must be ids the
+      // mapping knows, i.e. the sandbox root's host ids.
+      ScopedFsIds ids(host_root, host_root);
+      WARREN_RETURN_IF_ERROR(ids.status());
+      WARREN_ASSIGN_OR_RETURN(mnt, NewOverlay(lower_paths, upper, work, attrs));
+    }
+    // Replace the host view with a clone of this instance.
+    UniqueFd view(open_tree(mnt.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
+    if (!view) return ErrnoStatus("open_tree overlay");
+    WARREN_RETURN_IF_ERROR(UnmountAll(path));
+    if (move_mount(view.get(), "", AT_FDCWD, path.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+      Status s = ErrnoStatus("move_mount overlay view " + path);
+      (void)MountHostView(path);
+      return s;
+    }
+    WARREN_RETURN_IF_ERROR(WriteFileAtomic(st + "/view", std::to_string(host_root)));
+    return mnt;
+  }
+
+  int64_t HostViewIdBase(const std::string& path) const override {
+    auto st = StateDir(path);
+    if (!st.ok()) return -1;
+    auto v = ReadFileToString(*st + "/view");
+    if (!v.ok() || v->empty()) return -1;
+    return std::strtoll(v->c_str(), nullptr, 10);
+  }
+
+  std::vector<std::string> VolumeLayers(const std::string& path) const override {
+    auto st = StateDir(path);
+    if (!st.ok()) return {};
+    auto l = ReadFileToString(*st + "/lowers");
+    return l.ok() ? SplitLines(*l) : std::vector<std::string>{};
+  }
+
+  std::set<std::string> ReferencedLayers() const override {
+    std::set<std::string> out;
+    for (const char* d : {"sandboxes", "tmp"}) {
+      std::error_code ec;
+      for (const auto& e : std::filesystem::directory_iterator(root_ + "/ovl/" + d, ec)) {
+        auto l = ReadFileToString(e.path().string() + "/lowers");
+        if (!l.ok()) continue;
+        for (auto& n : SplitLines(*l)) out.insert(std::move(n));
+      }
+    }
+    return out;
+  }
+
+ private:
+  static std::vector<std::string> SplitLines(const std::string& s) {
+    std::vector<std::string> out;
+    std::istringstream in(s);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (!line.empty()) out.push_back(line);
+    }
+    return out;
+  }
+
+  bool IsLayer(const std::string& path) const { return path.rfind(root_ + "/layers/", 0) == 0; }
+
+  Result<std::string> StateDir(const std::string& path) const {
+    if (path.rfind(root_ + "/", 0) != 0 || IsLayer(path) || path.find("/../") != std::string::npos) {
+      return Status::InvalidArgument("not a volume of this pool: " + path);
+    }
+    return root_ + "/ovl/" + path.substr(root_.size() + 1);
+  }
+
+  static Status NewState(const std::string& st, const std::string& lowers) {
+    (void)RemoveTree(st);
+    WARREN_RETURN_IF_ERROR(MkdirAll(st + "/upper"));
+    WARREN_RETURN_IF_ERROR(MkdirAll(st + "/work"));
+    return WriteFileAtomic(st + "/lowers", lowers);
+  }
+
+  static Status CopyTree(const std::string& from, const std::string& to) {
+    std::string out;
+    WARREN_ASSIGN_OR_RETURN(int rc, RunCommand({"cp", "-a", "--reflink=auto", from, to}, &out));
+    if (rc != 0) return Status::IOError("cp -a " + from + ": " + out);
+    return Status::Ok();
+  }
+
+  // Lower directories of a volume, topmost first (an empty dir when none).
+  Result<std::vector<std::string>> LowerDirs(const std::string& st) const {
+    WARREN_ASSIGN_OR_RETURN(std::string l, ReadFileToString(st + "/lowers"));
+    std::vector<std::string> out;
+    for (const auto& n : SplitLines(l)) {
+      if (!ValidLayerName(n)) return Status::Internal("bad layer name in " + st + "/lowers");
+      std::string d = root_ + "/layers/" + n + "/diff";
+      if (access(d.c_str(), F_OK) != 0) return Status::FailedPrecondition("layer " + n + " is missing");
+      out.push_back(d);
+    }
+    if (out.size() > 500) return Status::FailedPrecondition("more than 500 layers");
+    if (out.empty()) out.push_back(root_ + "/ovl/empty");
+    return out;
+  }
+
+  static bool ValidLayerName(const std::string& n) {
+    if (n.empty() || n.size() > 128) return false;
+    for (char c : n) {
+      if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
+    }
+    return n != "." && n != "..";
+  }
+
+  // A detached overlay mount. Layers are passed one by one ("lowerdir+",
+  // kernel >= 6.8) so the chain is not bound by the one-page option string.
+  static Result<UniqueFd> NewOverlay(const std::vector<std::string>& lowers, const std::string& upper,
+                                     const std::string& work, unsigned attrs) {
+    std::vector<const char*> kv;
+    for (const auto& l : lowers) {
+      kv.push_back("lowerdir+");
+      kv.push_back(l.c_str());
+    }
+    for (const char* p : {"upperdir", upper.c_str(), "workdir", work.c_str(), "index", "off", "redirect_dir",
+                          "off", "metacopy", "off"}) {
+      kv.push_back(p);
+    }
+    kv.push_back(nullptr);
+    kv.push_back(nullptr);
+    int fd = mounts::NewFs("overlay", kv.data(), attrs);
+    if (fd < 0) return Status::FromErrno(-fd, "mount overlay (upper " + upper + ")");
+    return UniqueFd(fd);
+  }
+
+  // The host view: an overlay with plain (not idmapped) layers, on-disk ids.
+  Status MountHostView(const std::string& path) {
+    WARREN_ASSIGN_OR_RETURN(std::string st, StateDir(path));
+    WARREN_ASSIGN_OR_RETURN(auto lowers, LowerDirs(st));
+    WARREN_ASSIGN_OR_RETURN(UniqueFd mnt, NewOverlay(lowers, st + "/upper", st + "/work", MOUNT_ATTR_NODEV));
+    if (move_mount(mnt.get(), "", AT_FDCWD, path.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+      return ErrnoStatus("move_mount overlay " + path);
+    }
+    (void)unlink((st + "/view").c_str());
+    return Status::Ok();
+  }
+
+  // Unmounts every mount stacked on `path`.
+  static Status UnmountAll(const std::string& path) {
+    for (int i = 0; i < 16 && IsMountPoint(path); ++i) {
+      if (umount2(path.c_str(), MNT_DETACH) != 0) return ErrnoStatus("umount " + path);
+    }
+    return Status::Ok();
+  }
+
+  std::string root_;
+};
+
 // Attaches `file` to a free loop device with LO_FLAGS_AUTOCLEAR. The
 // returned fd must stay open until the device is mounted: autoclear detaches
 // the device at the last close otherwise.
@@ -396,14 +670,56 @@ Result<std::pair<std::string, UniqueFd>> AttachLoop(const std::string& file) {
 
 }  // namespace
 
+Result<UniqueFd> StoragePool::SandboxRootMount(const std::string& path, int userns_fd, uint32_t host_root,
+                                               unsigned attrs) {
+  (void)host_root;
+  return CloneIdmappedTree(path, userns_fd, attrs);
+}
+
+namespace {
+
+bool OverlaySupported() {
+  std::ifstream in("/proc/filesystems");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.size() >= 7 && line.compare(line.size() - 7, 7, "overlay") == 0) return true;
+  }
+  return false;
+}
+
+// The pool used when btrfs is unavailable: overlay when the kernel has it.
+Result<std::unique_ptr<StoragePool>> Fallback(const std::string& root, const std::string& reason) {
+  if (OverlaySupported()) {
+    log::Warn("sandbox.pool.fallback", {{"kind", "overlay"}, {"reason", reason}});
+    auto pool = std::make_unique<OverlayPool>(root);
+    WARREN_RETURN_IF_ERROR(MkdirAll(root + "/ovl"));
+    WARREN_RETURN_IF_ERROR(pool->MountAll());
+    return std::unique_ptr<StoragePool>(std::move(pool));
+  }
+  log::Warn("sandbox.pool.fallback", {{"kind", "copy"}, {"reason", reason + "; no overlayfs either"}});
+  return std::unique_ptr<StoragePool>(std::make_unique<CopyPool>(root));
+}
+
+}  // namespace
+
 Result<std::unique_ptr<StoragePool>> OpenStoragePool(const PoolOptions& opts) {
   if (opts.data_dir.empty() || opts.data_dir[0] != '/') return Status::InvalidArgument("data dir must be absolute");
   WARREN_RETURN_IF_ERROR(MkdirAll(opts.data_dir));
   std::string root = opts.data_dir + "/pool";
   WARREN_RETURN_IF_ERROR(MkdirAll(root));
   std::unique_ptr<StoragePool> pool;
+  // A data dir keeps the pool kind it was made with: an overlay pool is
+  // recognised by its state dir (auto-selection must not mount a new btrfs
+  // pool over it).
+  bool was_overlay = !IsMountPoint(root) && access((root + "/ovl").c_str(), F_OK) == 0;
   if (opts.kind == "copy") {
     pool = std::make_unique<CopyPool>(root);
+  } else if (opts.kind == "overlay" || (opts.kind.empty() && was_overlay)) {
+    if (!OverlaySupported()) return Status::Unavailable("the kernel has no overlayfs");
+    auto ov = std::make_unique<OverlayPool>(root);
+    WARREN_RETURN_IF_ERROR(MkdirAll(root + "/ovl"));
+    WARREN_RETURN_IF_ERROR(ov->MountAll());
+    pool = std::move(ov);
   } else if (opts.kind.empty() && IsBtrfs(opts.data_dir)) {
     pool = std::make_unique<BtrfsPool>(root, "btrfs", "");
   } else if (opts.kind.empty() || opts.kind == "btrfs-loop") {
@@ -417,29 +733,25 @@ Result<std::unique_ptr<StoragePool>> OpenStoragePool(const PoolOptions& opts) {
         if (ftruncate(fd.get(), opts.pool_file_bytes) != 0) return ErrnoStatus("truncate " + img);
         fd.reset();
         std::string out;
-        auto rc = RunCommand({"mkfs.btrfs", "-q", "-f", img}, &out);
+        auto rc = RunCommand({opts.mkfs_btrfs, "-q", "-f", img}, &out);
         if (!rc.ok() || *rc != 0) {
           unlink(img.c_str());
-          if (opts.kind.empty()) {
-            log::Warn("sandbox.pool.fallback", {{"reason", "mkfs.btrfs failed: " + out}});
-            pool = std::make_unique<CopyPool>(root);
-          } else {
-            return Status::Unavailable("mkfs.btrfs failed: " + out);
-          }
+          std::string why = rc.ok() ? "mkfs.btrfs failed: " + out : "mkfs.btrfs unavailable: " + rc.status().ToString();
+          if (!opts.kind.empty()) return Status::Unavailable(why);
+          WARREN_ASSIGN_OR_RETURN(pool, Fallback(root, why));
         }
       }
       if (!pool) {
-        WARREN_ASSIGN_OR_RETURN(auto loop, AttachLoop(img));
-        const std::string& dev = loop.first;
-        if (mount(dev.c_str(), root.c_str(), "btrfs", MS_NOATIME, nullptr) != 0) {
-          Status s = ErrnoStatus("mount " + dev);
-          ioctl(loop.second.get(), LOOP_CLR_FD, 0);
-          if (opts.kind.empty()) {
-            log::Warn("sandbox.pool.fallback", {{"reason", s.ToString()}});
-            pool = std::make_unique<CopyPool>(root);
-          } else {
-            return s;
-          }
+        auto loop = AttachLoop(img);
+        Status s = loop.status();
+        if (loop.ok() && mount(loop->first.c_str(), root.c_str(), "btrfs", MS_NOATIME, nullptr) != 0) {
+          s = ErrnoStatus("mount " + loop->first);
+          ioctl(loop->second.get(), LOOP_CLR_FD, 0);
+        }
+        if (!s.ok()) {
+          if (!opts.kind.empty()) return s;
+          if (fresh) unlink(img.c_str());
+          WARREN_ASSIGN_OR_RETURN(pool, Fallback(root, "loop device unavailable: " + s.ToString()));
         }
       }
     }

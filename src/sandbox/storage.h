@@ -4,6 +4,16 @@
 //  - "btrfs": the data dir is on btrfs; subvolumes directly under it.
 //  - "btrfs-loop": a sparse pool file (size configurable) formatted btrfs and
 //    loop-mounted (LO_FLAGS_AUTOCLEAR, so unmounting frees the loop device).
+//  - "overlay": hosts without btrfs. An image layer is a read-only directory
+//    holding its diff (`layers/<h>/diff`, overlayfs whiteouts included) and the
+//    names of the layers below it (`layers/<h>/lowers`). A writable volume is
+//    `ovl/<rel>/{upper,work,lowers}` plus an overlay mounted at its path
+//    (the host view). A fork copies `upper` (`cp -a --reflink=auto`: a
+//    reflink on XFS/btrfs, a full copy elsewhere), so it is reported as not
+//    copy-on-write. Overlayfs itself cannot be idmapped (kernel 6.18:
+//    mount_setattr(MOUNT_ATTR_IDMAP) on an overlay gives EINVAL), so a
+//    sandbox gets its own overlay instance over idmapped clones of its
+//    layers (SandboxRootMount), mounted with the sandbox root's host ids.
 //  - "copy": any other filesystem; volumes are directories and a snapshot is
 //    a full copy (`cp -a --reflink=auto`). Reported as not copy-on-write.
 // One subvolume per image layer (read-only) and per sandbox (writable);
@@ -16,10 +26,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "common/status.h"
+#include "common/unique_fd.h"
 
 namespace warren::sandbox {
 
@@ -34,7 +46,10 @@ struct QuotaInfo {
 struct PoolOptions {
   std::string data_dir;                     // absolute
   int64_t pool_file_bytes = 32LL << 30;     // sparse size of pool.img
-  std::string kind;                         // "" = auto, or "btrfs-loop" / "copy"
+  std::string kind;                         // "" = auto, or "btrfs-loop" / "overlay" / "copy"
+  // mkfs.btrfs to run (tests point it at a missing binary to act as a host
+  // without btrfs-progs).
+  std::string mkfs_btrfs = "mkfs.btrfs";
 };
 
 class StoragePool {
@@ -69,6 +84,31 @@ class StoragePool {
   virtual Status Unmount() = 0;
   // The loop device backing the pool, or "" (for leak checks and docs).
   virtual std::string LoopDevice() const = 0;
+
+  // The detached mount a sandbox's init attaches as its root: volume `path`
+  // with ids mapped through the user namespace `userns_fd`, whose root is
+  // host uid/gid `host_root`, plus mount attributes `attrs`. Default: an
+  // idmapped clone of `path`. Overlay: a new overlay instance over idmapped
+  // clones of the volume's layers, created with fsuid/fsgid `host_root`; the
+  // host view at `path` is then replaced by a clone of that instance, so the
+  // host and the sandbox share one overlay (coherent caches).
+  virtual Result<UniqueFd> SandboxRootMount(const std::string& path, int userns_fd, uint32_t host_root,
+                                            unsigned attrs);
+  // When the host view of volume `path` shows host ids (an overlay volume
+  // whose view is a sandbox's instance): the host uid of that sandbox's
+  // root, which file API writes must use. Otherwise -1.
+  virtual int64_t HostViewIdBase(const std::string& path) const {
+    (void)path;
+    return -1;
+  }
+  // Names of the layers a volume is stacked on (overlay; empty otherwise).
+  virtual std::vector<std::string> VolumeLayers(const std::string& path) const {
+    (void)path;
+    return {};
+  }
+  // Names of every layer some volume is stacked on (overlay): such layers
+  // must outlive the snapshots that made them.
+  virtual std::set<std::string> ReferencedLayers() const { return {}; }
 };
 
 Result<std::unique_ptr<StoragePool>> OpenStoragePool(const PoolOptions& opts);

@@ -1,6 +1,7 @@
 #include "sandbox/sys.h"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
@@ -184,6 +185,45 @@ Status RemoveTree(const std::string& path) {
   std::filesystem::remove_all(path, ec);
   if (ec) return Status::IOError("remove " + path + ": " + ec.message());
   return Status::Ok();
+}
+
+ScopedFsIds::ScopedFsIds(uint32_t uid, uint32_t gid) {
+  struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  if (syscall(SYS_capget, &hdr, data) != 0) {
+    status_ = ErrnoStatus("capget");
+    return;
+  }
+  for (int i = 0; i < 2; ++i) {
+    caps_[i][0] = data[i].effective;
+    caps_[i][1] = data[i].permitted;
+    caps_[i][2] = data[i].inheritable;
+  }
+  // setfsuid returns the previous value and cannot report errors directly.
+  old_gid_ = static_cast<uint32_t>(syscall(SYS_setfsgid, gid));
+  old_uid_ = static_cast<uint32_t>(syscall(SYS_setfsuid, uid));
+  active_ = true;
+  if (static_cast<uint32_t>(syscall(SYS_setfsuid, -1)) != uid ||
+      static_cast<uint32_t>(syscall(SYS_setfsgid, -1)) != gid) {
+    status_ = Status::PermissionDenied("setfsuid/setfsgid refused");
+    return;
+  }
+  for (auto& d : data) d.effective = d.permitted;
+  if (syscall(SYS_capset, &hdr, data) != 0) status_ = ErrnoStatus("capset");
+}
+
+ScopedFsIds::~ScopedFsIds() {
+  if (!active_) return;
+  syscall(SYS_setfsuid, old_uid_);
+  syscall(SYS_setfsgid, old_gid_);
+  struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  for (int i = 0; i < 2; ++i) {
+    data[i].effective = caps_[i][0];
+    data[i].permitted = caps_[i][1];
+    data[i].inheritable = caps_[i][2];
+  }
+  syscall(SYS_capset, &hdr, data);
 }
 
 }  // namespace warren::sandbox

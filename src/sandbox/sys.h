@@ -52,4 +52,25 @@ Status MkdirAll(const std::string& path, mode_t mode = 0755);
 // Recursively removes a directory tree (no following of symlinks).
 Status RemoveTree(const std::string& path);
 
+// Switches the calling thread's fsuid/fsgid to (uid, gid) and re-raises the
+// effective capabilities that such a switch drops (CAP_DAC_OVERRIDE,
+// CAP_FOWNER, ...), so a root thread keeps its file powers while what it
+// creates gets those owners. Restores ids and capabilities on destruction.
+// Credentials are per thread in Linux, so other threads are unaffected.
+class ScopedFsIds final {
+ public:
+  ScopedFsIds(uint32_t uid, uint32_t gid);
+  ~ScopedFsIds();
+  ScopedFsIds(const ScopedFsIds&) = delete;
+  ScopedFsIds& operator=(const ScopedFsIds&) = delete;
+  // OK, or why the switch failed (then nothing was changed).
+  const Status& status() const { return status_; }
+
+ private:
+  Status status_;
+  bool active_ = false;
+  uint32_t old_uid_ = 0, old_gid_ = 0;
+  uint32_t caps_[2][3] = {};  // saved effective/permitted/inheritable (capget v3)
+};
+
 }  // namespace warren::sandbox

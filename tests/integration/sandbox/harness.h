@@ -1,7 +1,7 @@
 // Test harness for root integration tests of the sandbox runtime: a fresh
-// data dir (own loop-mounted btrfs pool) and cgroup prefix per test, torn
-// down afterwards with leak checks (mounts, loop devices, cgroups, veths and
-// the runtime's nftables table).
+// data dir (own storage pool: loop-mounted btrfs, or overlay) and cgroup
+// prefix per test, torn down afterwards with leak checks (mounts, loop
+// devices, cgroups, veths and the runtime's nftables table).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -110,6 +110,8 @@ class RuntimeTest : public ::testing::Test {
     o.pool_file_bytes = 16LL << 30;
     o.cgroup_prefix = prefix_;
     o.network_pool = network_pool_;
+    o.pool_kind = pool_kind_;
+    if (!mkfs_btrfs_.empty()) o.mkfs_btrfs = mkfs_btrfs_;
     o.stop_grace = std::chrono::milliseconds(1000);
     o.clock = clock_;
     return SandboxRuntime::Open(o);
@@ -152,8 +154,25 @@ class RuntimeTest : public ::testing::Test {
   }
 
   std::string data_dir_, prefix_, network_pool_;
+  std::string pool_kind_;   // "" = auto (btrfs-loop here); set before SetUp
+  std::string mkfs_btrfs_;  // "" = default; set before SetUp
   Clock* clock_ = nullptr;  // set before SetUp for fake time
   std::unique_ptr<SandboxRuntime> rt_;
 };
+
+// RuntimeTest run once per pool kind: "" (auto: btrfs-loop on these hosts)
+// and "overlay".
+class PoolTest : public RuntimeTest, public ::testing::WithParamInterface<std::string> {
+ protected:
+  void SetUp() override {
+    pool_kind_ = GetParam();
+    RuntimeTest::SetUp();
+  }
+  bool overlay() const { return GetParam() == "overlay"; }
+};
+
+inline std::string PoolName(const ::testing::TestParamInfo<std::string>& p) {
+  return p.param.empty() ? "btrfs" : p.param;
+}
 
 }  // namespace warren::sandbox::testing
