@@ -350,51 +350,27 @@ std::string HostAptMirror() {
 // last lines in *tail.
 Result<int> RunStreaming(const std::vector<std::string>& argv, const std::function<void(const std::string&)>& line,
                          std::string* tail) {
-  int p[2];
-  if (pipe2(p, O_CLOEXEC) != 0) return ErrnoStatus("pipe2");
-  UniqueFd rd(p[0]), wr(p[1]);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, wr.get(), 1);
-  posix_spawn_file_actions_adddup2(&fa, wr.get(), 2);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid;
-  int rc = posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) return Status::FromErrno(rc, "spawn " + argv[0]);
-  wr.reset();
   std::string pending;
   std::deque<std::string> last;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = read(rd.get(), buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    pending.append(buf, static_cast<size_t>(n));
-    size_t nl;
-    while ((nl = pending.find('\n')) != std::string::npos) {
-      std::string l = pending.substr(0, nl);
-      pending.erase(0, nl + 1);
-      if (line) line(l);
-      last.push_back(l);
-      if (last.size() > 5) last.pop_front();
-    }
-  }
-  if (!pending.empty()) {
-    if (line) line(pending);
-    last.push_back(pending);
-  }
-  int st = 0;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-  }
+  auto emit = [&](const std::string& l) {
+    if (line) line(l);
+    last.push_back(l);
+    if (last.size() > 5) last.pop_front();
+  };
+  WARREN_ASSIGN_OR_RETURN(int code, RunCommandStreaming(argv, [&](std::string_view chunk) {
+                            pending.append(chunk);
+                            size_t nl;
+                            while ((nl = pending.find('\n')) != std::string::npos) {
+                              emit(pending.substr(0, nl));
+                              pending.erase(0, nl + 1);
+                            }
+                          }));
+  if (!pending.empty()) emit(pending);
   if (tail) {
     tail->clear();
     for (const auto& l : last) *tail += l + "\n";
   }
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return code;
 }
 
 bool ValidDebianWord(const std::string& s) {

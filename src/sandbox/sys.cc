@@ -115,7 +115,8 @@ Status WriteFileAtomic(const std::string& path, std::string_view data, bool sync
   return Status::Ok();
 }
 
-Result<int> RunCommand(const std::vector<std::string>& argv, std::string* output) {
+Result<int> RunCommandStreaming(const std::vector<std::string>& argv,
+                                const std::function<void(std::string_view)>& on_output) {
   if (argv.empty()) return Status::InvalidArgument("empty argv");
   int pipefd[2];
   if (pipe2(pipefd, O_CLOEXEC) != 0) return ErrnoStatus("pipe2");
@@ -133,21 +134,26 @@ Result<int> RunCommand(const std::vector<std::string>& argv, std::string* output
   posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) return Status::FromErrno(rc, "spawn " + argv[0]);
   wr.reset();
-  std::string out;
   char buf[4096];
   for (;;) {
     ssize_t n = read(rd.get(), buf, sizeof(buf));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
+    if (on_output) on_output(std::string_view(buf, static_cast<size_t>(n)));
   }
   int status = 0;
   while (waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) return ErrnoStatus("waitpid");
   }
-  if (output) *output = std::move(out);
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   return 128 + WTERMSIG(status);
+}
+
+Result<int> RunCommand(const std::vector<std::string>& argv, std::string* output) {
+  std::string out;
+  WARREN_ASSIGN_OR_RETURN(int code, RunCommandStreaming(argv, [&](std::string_view c) { out.append(c); }));
+  if (output) *output = std::move(out);
+  return code;
 }
 
 Result<uint64_t> ProcessStartTime(pid_t pid) {

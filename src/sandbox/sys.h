@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,6 +44,10 @@ Status WriteFileAtomic(const std::string& path, std::string_view data, bool sync
 // Runs argv (argv[0] resolved through PATH) with stdin=/dev/null; returns
 // exit code; stdout+stderr captured into *output if non-null.
 Result<int> RunCommand(const std::vector<std::string>& argv, std::string* output = nullptr);
+// Like RunCommand, but hands the combined stdout/stderr to `on_output` in
+// chunks as they arrive (on the calling thread) instead of collecting it.
+Result<int> RunCommandStreaming(const std::vector<std::string>& argv,
+                                const std::function<void(std::string_view)>& on_output);
 // The start time (clock ticks since boot, /proc/<pid>/stat field 22) of a
 // live process, or NotFound. Used with the pid to identify a process across
 // runtime restarts.

@@ -126,6 +126,13 @@ class RuntimeTest : public ::testing::Test {
     EXPECT_TRUE(rt_->UnmountPoolIfIdle().ok());
     rt_.reset();
     EXPECT_TRUE(MountsUnder(data_dir_).empty()) << "leaked mount under " << data_dir_;
+    // The kernel frees an autoclear loop device once the last reference to
+    // the pool's filesystem is gone; under load (two root suites at once)
+    // the last dying sandbox process can hold it for a while after the
+    // runtime's own bounded wait. A leak is a device that never goes away:
+    // give the release another bounded minute before calling it one.
+    for (int i = 0; i < 600 && !LoopsBacking(data_dir_ + "/pool.img").empty(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
     EXPECT_TRUE(LoopsBacking(data_dir_ + "/pool.img").empty()) << "leaked loop device";
     EXPECT_TRUE(CgroupDirs(prefix_).empty()) << "leaked cgroup";
     EXPECT_TRUE(LinksWithPrefix(NetIfPrefix(prefix_)).empty()) << "leaked veth";
