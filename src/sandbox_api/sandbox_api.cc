@@ -477,6 +477,13 @@ void SandboxApi::RegisterRoutes() {
   Route("PUT", "/v1/warren/sandboxes/{id}/labels", &SandboxApi::PutLabels);
   Route("GET", "/v1/warren/sandboxes/{id}/stats", &SandboxApi::SandboxStats);
   Route("POST", "/v1/warren/sandboxes/{id}/exec", &SandboxApi::Exec);
+  Route("POST", "/v1/warren/sandboxes/{id}/sessions", &SandboxApi::CreateSession);
+  Route("GET", "/v1/warren/sandboxes/{id}/sessions", &SandboxApi::ListSessions);
+  Route("GET", "/v1/warren/sandboxes/{id}/sessions/{sid}", &SandboxApi::GetSession);
+  Route("DELETE", "/v1/warren/sandboxes/{id}/sessions/{sid}", &SandboxApi::DeleteSession);
+  Route("POST", "/v1/warren/sandboxes/{id}/sessions/{sid}/exec", &SandboxApi::SessionExec);
+  Route("GET", "/v1/warren/sandboxes/{id}/sessions/{sid}/commands/{cid}", &SandboxApi::GetCommand);
+  Route("POST", "/v1/warren/sandboxes/{id}/sessions/{sid}/commands/{cid}/input", &SandboxApi::SendInput);
   Route("GET", "/v1/warren/sandboxes/{id}/files", &SandboxApi::ListFiles);
   Route("DELETE", "/v1/warren/sandboxes/{id}/files", &SandboxApi::DeleteFile);
   Route("GET", "/v1/warren/sandboxes/{id}/files/stat", &SandboxApi::StatFile);
@@ -491,6 +498,116 @@ void SandboxApi::RegisterRoutes() {
   Route("GET", "/v1/warren/snapshots", &SandboxApi::ListSnapshots);
   Route("GET", "/v1/warren/snapshots/{name}", &SandboxApi::GetSnapshot);
   Route("DELETE", "/v1/warren/snapshots/{name}", &SandboxApi::DeleteSnapshot);
+}
+
+// ------------------------------------------------------- shell sessions
+// Persistent shells owned by this server's runtime (docs/SANDBOX_API.md):
+// they live as long as `warren serve` and end with the sandbox's stop.
+
+namespace {
+
+// Session and command ids in a URL or body: 1-64 of [A-Za-z0-9_.-].
+Status CheckName(const std::string& v, const char* what) {
+  if (v.empty() || v.size() > 64 || v == "." || v == "..")
+    return Status::InvalidArgument(std::string(what) + " must be 1-64 characters of letters, digits, '_', '-', '.'");
+  for (char c : v)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.')
+      return Status::InvalidArgument(std::string(what) + " must be 1-64 characters of letters, digits, '_', '-', '.'");
+  return Status::Ok();
+}
+
+Json SessionJson(const sandbox::SessionInfo& s) {
+  Json j = s.ToJson();
+  j["type"] = "sandbox_session";
+  return j;
+}
+
+Json CommandJson(const sandbox::CommandInfo& c) {
+  Json j = c.ToJson();
+  j["type"] = "sandbox_command";
+  return j;
+}
+
+}  // namespace
+
+Result<HandlerResult> SandboxApi::CreateSession(HttpRequest& req, const Params& p, SandboxRuntime* rt) {
+  WARREN_ASSIGN_OR_RETURN(Json body, OptionalBody(req, {"session_id", "user", "cwd", "env"}));
+  std::optional<std::string> sid, s;
+  WARREN_RETURN_IF_ERROR(api::ReadString(body, "session_id", "", {.required = true, .min = 1, .max = 64}, &sid));
+  if (Status st = CheckName(*sid, "session_id"); !st.ok()) return Invalid("session_id", st.message());
+  sandbox::SessionOptions o;
+  WARREN_RETURN_IF_ERROR(api::ReadString(body, "user", "", {.nullable = true, .min = 1, .max = 64}, &s));
+  if (s) o.user = *s;
+  s.reset();
+  WARREN_RETURN_IF_ERROR(api::ReadString(body, "cwd", "", {.nullable = true, .min = 1, .max = 4096}, &s));
+  if (s) {
+    if ((*s)[0] != '/') return Invalid("cwd", "must be an absolute path");
+    o.cwd = *s;
+  }
+  WARREN_ASSIGN_OR_RETURN(o.env, ReadEnv(body));
+  WARREN_ASSIGN_OR_RETURN(auto rec, Live(rt, p.at("id")));
+  if (rec.state != sandbox::SandboxState::kStarted)
+    return Status::Conflict("sandbox " + rec.id + " is " + sandbox::StateName(rec.state) + ", not started");
+  WARREN_ASSIGN_OR_RETURN(auto info, rt->CreateSession(rec.id, *sid, o));
+  return api::ApiService::JsonResult(SessionJson(info), 201);
+}
+
+Result<HandlerResult> SandboxApi::ListSessions(HttpRequest&, const Params& p, SandboxRuntime* rt) {
+  WARREN_ASSIGN_OR_RETURN(auto rec, Live(rt, p.at("id")));
+  WARREN_ASSIGN_OR_RETURN(auto list, rt->ListSessions(rec.id));
+  Json data = Json::array();
+  for (const auto& s : list) data.push_back(SessionJson(s));
+  return Json200(Json{{"data", data}});
+}
+
+Result<HandlerResult> SandboxApi::GetSession(HttpRequest&, const Params& p, SandboxRuntime* rt) {
+  if (!CheckName(p.at("sid"), "session id").ok()) return Status::NotFound("session not found");
+  WARREN_ASSIGN_OR_RETURN(auto rec, Live(rt, p.at("id")));
+  WARREN_ASSIGN_OR_RETURN(auto info, rt->GetSession(rec.id, p.at("sid")));
+  return Json200(SessionJson(info));
+}
+
+Result<HandlerResult> SandboxApi::DeleteSession(HttpRequest&, const Params& p, SandboxRuntime* rt) {
+  if (!CheckName(p.at("sid"), "session id").ok()) return Status::NotFound("session not found");
+  WARREN_ASSIGN_OR_RETURN(auto rec, Live(rt, p.at("id")));
+  WARREN_RETURN_IF_ERROR(rt->DeleteSession(rec.id, p.at("sid")));
+  return Json200(Json{{"id", p.at("sid")}, {"type", "sandbox_session_deleted"}});
+}
+
+Result<HandlerResult> SandboxApi::SessionExec(HttpRequest& req, const Params& p, SandboxRuntime* rt) {
+  if (!CheckName(p.at("sid"), "session id").ok()) return Status::NotFound("session not found");
+  WARREN_ASSIGN_OR_RETURN(Json body, OptionalBody(req, {"command", "async", "timeout_ms"}));
+  std::optional<std::string> command;
+  WARREN_RETURN_IF_ERROR(api::ReadString(body, "command", "", {.required = true, .min = 1, .max = 1u << 20}, &command));
+  sandbox::SessionExecOptions o;
+  std::optional<bool> async;
+  WARREN_RETURN_IF_ERROR(api::ReadBool(body, "async", "", &async));
+  o.async = async.value_or(false);
+  std::optional<int64_t> timeout;
+  WARREN_RETURN_IF_ERROR(api::ReadInt(body, "timeout_ms", "", 0, int64_t{24} * 3600 * 1000, &timeout));
+  o.timeout = std::chrono::milliseconds(timeout.value_or(0));
+  WARREN_ASSIGN_OR_RETURN(auto rec, Live(rt, p.at("id")));
+  WARREN_ASSIGN_OR_RETURN(auto cmd, rt->SessionExec(rec.id, p.at("sid"), *command, o));
+  return Json200(CommandJson(cmd));
+}
+
+Result<HandlerResult> SandboxApi::GetCommand(HttpRequest&, const Params& p, SandboxRuntime* rt) {
+  if (!CheckName(p.at("sid"), "session id").ok() || !CheckName(p.at("cid"), "command id").ok())
+    return Status::NotFound("command not found");
+  WARREN_ASSIGN_OR_RETURN(auto rec, Live(rt, p.at("id")));
+  WARREN_ASSIGN_OR_RETURN(auto cmd, rt->GetCommand(rec.id, p.at("sid"), p.at("cid")));
+  return Json200(CommandJson(cmd));
+}
+
+Result<HandlerResult> SandboxApi::SendInput(HttpRequest& req, const Params& p, SandboxRuntime* rt) {
+  if (!CheckName(p.at("sid"), "session id").ok() || !CheckName(p.at("cid"), "command id").ok())
+    return Status::NotFound("command not found");
+  WARREN_ASSIGN_OR_RETURN(Json body, OptionalBody(req, {"data"}));
+  std::optional<std::string> data;
+  WARREN_RETURN_IF_ERROR(api::ReadString(body, "data", "", {.required = true, .max = 1u << 20}, &data));
+  WARREN_ASSIGN_OR_RETURN(auto rec, Live(rt, p.at("id")));
+  WARREN_RETURN_IF_ERROR(rt->SendInput(rec.id, p.at("sid"), p.at("cid"), *data));
+  return Json200(Json{{"type", "sandbox_input_sent"}, {"bytes", data->size()}});
 }
 
 // ------------------------------------------------------------- sandboxes

@@ -120,6 +120,14 @@ class SandboxApi final {
   Result<http::HandlerResult> PutLabels(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
   Result<http::HandlerResult> SandboxStats(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
   Result<http::HandlerResult> Exec(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  // shell sessions
+  Result<http::HandlerResult> CreateSession(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> ListSessions(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> GetSession(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> DeleteSession(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> SessionExec(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> GetCommand(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> SendInput(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
   // files
   Result<http::HandlerResult> ListFiles(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
   Result<http::HandlerResult> StatFile(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);

@@ -527,6 +527,60 @@ describe('sandbox REST API', { skip: skipReason() }, () => {
     assert.equal((await exec(sb.id, { command: 'echo back' })).stdout, 'back\n');
   });
 
+  test('shell sessions: state persists, separate streams, async + input, delete kills descendants', async () => {
+    const base = `/v1/warren/sandboxes/${sb.id}/sessions`;
+    const sess = await ok('POST', base, { body: { session_id: 'work', env: { GREETING: 'hi' } } }, 201);
+    assert.equal(sess.session_id, 'work');
+    assert.equal(sess.alive, true);
+    assertError(await call('POST', base, { body: { session_id: 'work' } }), 409);
+    assertError(await call('POST', base, { body: { session_id: '../x' } }), 400, 'invalid_request_error', /session_id/);
+    assertError(await call('POST', base, { body: { session_id: 's', color: 1 } }), 400, null, /unknown field/);
+    const x = (command, extra = {}) => ok('POST', `${base}/work/exec`, { body: { command, ...extra } });
+    await x('cd /tmp && export SEEN=yes');
+    const c = await x('pwd; echo $SEEN $GREETING; echo oops >&2; false');
+    assert.equal(c.stdout, '/tmp\nyes hi\n');
+    assert.equal(c.stderr, 'oops\n');
+    assert.equal(c.exit_code, 1);
+    assert.equal(c.running, false);
+    const a = await x('read line; echo "got $line"', { async: true });
+    assert.equal(a.running, true);
+    await ok('POST', `${base}/work/commands/${a.id}/input`, { body: { data: 'ping\n' } });
+    let done;
+    for (let i = 0; i < 100; i++) {
+      done = await ok('GET', `${base}/work/commands/${a.id}`);
+      if (!done.running) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(done.stdout, 'got ping\n');
+    assert.equal(done.exit_code, 0);
+    assert.equal((await ok('GET', base)).data.length, 1);
+    assert.equal((await ok('GET', `${base}/work`)).commands.length >= 3, true);
+    await x('(setsid sleep 1000 &) ; sleep 1000 & echo started');
+    const del = await ok('DELETE', `${base}/work`);
+    assert.equal(del.type, 'sandbox_session_deleted');
+    assertError(await call('GET', `${base}/work`), 404);
+    const ps = await exec(sb.id, { command: 'ps -o comm | grep -c "^sleep" || true' });
+    assert.equal(ps.stdout.trim(), '0', 'no sleep survives the session');
+    assertError(await call('GET', `${base}/nope/commands/cmd-1`), 404);
+  });
+
+  test('archive and restore keep files; exec while archived is refused', async () => {
+    const box = await ok('POST', '/v1/warren/sandboxes', { body: { name: 'to-archive', auto_archive_minutes: 60, auto_delete_minutes: -1 } }, 201);
+    made.add(box.id);
+    assert.equal(box.auto_archive_minutes, 60);
+    assert.equal(box.auto_delete_minutes, -1);
+    await exec(box.id, { command: 'echo archived-data > /root/a.txt' });
+    const ar = await ok('POST', `/v1/warren/sandboxes/${box.id}/archive`);
+    assert.equal(ar.state, 'archived');
+    assert.ok(ar.archive_bytes > 0);
+    assert.notEqual((await call('POST', `/v1/warren/sandboxes/${box.id}/exec`, { body: { command: 'true' } })).status, 200);
+    const rs = await ok('POST', `/v1/warren/sandboxes/${box.id}/restore`);
+    assert.equal(rs.state, 'stopped');
+    assert.equal((await ok('POST', `/v1/warren/sandboxes/${box.id}/start`)).state, 'started');
+    assert.equal((await exec(box.id, { command: 'cat /root/a.txt' })).stdout, 'archived-data\n');
+    assertError(await call('POST', '/v1/warren/sandboxes', { body: { auto_delete_minutes: -2 } }), 400, 'invalid_request_error', /auto_delete_minutes/);
+  });
+
   test('fork and tree', async () => {
     const f = await ok('POST', `/v1/warren/sandboxes/${sb.id}/fork`, { body: { count: 2 } }, 201);
     assert.equal(f.data.length, 2);
