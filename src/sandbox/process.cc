@@ -463,6 +463,26 @@ struct Pipe {
   }
 };
 
+// The child's argv, envp (NULL-terminated, pointing into the caller's
+// strings, which must outlive it), the PATH it searches, and the cgroup
+// procs files it joins: prepared before fork, so the child allocates nothing.
+struct ChildArgs {
+  ChildArgs(const std::vector<std::string>& argv_in, const std::vector<std::string>& env,
+            const std::vector<std::string>& procs_files) {
+    for (const auto& a : argv_in) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    for (const auto& e : env) {
+      envp.push_back(const_cast<char*>(e.c_str()));
+      if (e.rfind("PATH=", 0) == 0) path_env = e.substr(5);
+    }
+    envp.push_back(nullptr);
+    for (const auto& f : procs_files) procs.push_back(f.c_str());
+  }
+  std::vector<char*> argv, envp;
+  std::string path_env = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  std::vector<const char*> procs;
+};
+
 }  // namespace
 
 Result<ExecResult> ExecInSandbox(pid_t init_pid, const std::vector<std::string>& procs_files,
@@ -476,20 +496,10 @@ Result<ExecResult> ExecInSandbox(pid_t init_pid, const std::vector<std::string>&
   WARREN_RETURN_IF_ERROR(err.Open());
   WARREN_RETURN_IF_ERROR(report.Open());
 
-  std::vector<char*> argv, envp;
-  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  std::string path_env = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-  for (const auto& e : spec.env) {
-    envp.push_back(const_cast<char*>(e.c_str()));
-    if (e.rfind("PATH=", 0) == 0) path_env = e.substr(5);
-  }
-  envp.push_back(nullptr);
-  std::vector<const char*> procs;
-  for (const auto& f : procs_files) procs.push_back(f.c_str());
-  ExecPlan plan{init_fd.get(), procs.data(),  procs.size(),     in.rd.get(),      out.wr.get(),
-                err.wr.get(),  report.wr.get(), argv.data(),    envp.data(),      spec.cwd.c_str(),
-                path_env.c_str(), spec.uid,   spec.gid,         &seccomp,         caps,
+  ChildArgs args(spec.argv, spec.env, procs_files);
+  ExecPlan plan{init_fd.get(), args.procs.data(), args.procs.size(), in.rd.get(),      out.wr.get(),
+                err.wr.get(),  report.wr.get(),   args.argv.data(),  args.envp.data(), spec.cwd.c_str(),
+                args.path_env.c_str(), spec.uid,  spec.gid,          &seccomp,         caps,
                 {in.wr.get(), out.rd.get(), err.rd.get(), report.rd.get(), -1},
                 -1,            -1};
 
@@ -699,21 +709,11 @@ Result<SandboxProcess> SpawnInSandbox(pid_t init_pid, const std::vector<std::str
     WARREN_RETURN_IF_ERROR(err.Open());
     if (spec.command_channel) WARREN_RETURN_IF_ERROR(cmd.Open());
   }
-  std::vector<char*> argv, envp;
-  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  std::string path_env = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-  for (const auto& e : spec.env) {
-    envp.push_back(const_cast<char*>(e.c_str()));
-    if (e.rfind("PATH=", 0) == 0) path_env = e.substr(5);
-  }
-  envp.push_back(nullptr);
-  std::vector<const char*> procs;
-  for (const auto& f : procs_files) procs.push_back(f.c_str());
+  ChildArgs args(spec.argv, spec.env, procs_files);
   auto fd_or = [](const UniqueFd& f) { return f ? f.get() : -1; };
-  ExecPlan plan{init_fd.get(),    procs.data(),  procs.size(),      fd_or(in.rd),  fd_or(out.wr),
-                fd_or(err.wr),    report.wr.get(), argv.data(),     envp.data(),   spec.cwd.c_str(),
-                path_env.c_str(), spec.uid,      spec.gid,          &seccomp,      caps,
+  ExecPlan plan{init_fd.get(),    args.procs.data(), args.procs.size(), fd_or(in.rd),      fd_or(out.wr),
+                fd_or(err.wr),    report.wr.get(),   args.argv.data(),  args.envp.data(),  spec.cwd.c_str(),
+                args.path_env.c_str(), spec.uid,     spec.gid,          &seccomp,          caps,
                 {fd_or(in.wr), fd_or(out.rd), fd_or(err.rd), report.rd.get(), fd_or(cmd.wr)},
                 spec.tty_fd,      fd_or(cmd.rd)};
   pid_t mid = fork();

@@ -22,6 +22,12 @@
 
 namespace warren::sandbox::testing {
 
+// `s` without trailing newlines and spaces.
+inline std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
 inline std::string SkipReason() {
   if (geteuid() != 0) return "needs root";
   if (access("/sys/fs/cgroup/freezer", F_OK) != 0 && access("/sys/fs/cgroup/cgroup.controllers", F_OK) != 0) {

@@ -14,11 +14,6 @@ namespace {
 
 using std::chrono::milliseconds;
 
-std::string Trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
 TEST_P(PoolTest, CreateExecDelete) {
   auto sb = MustCreate();
   ASSERT_EQ(sb.state, SandboxState::kStarted);

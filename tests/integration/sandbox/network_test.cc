@@ -26,11 +26,6 @@ namespace {
 
 using std::chrono::milliseconds;
 
-std::string Trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
 int Sh0(const std::string& cmd) {
   auto rc = RunCommand({"/bin/sh", "-c", cmd});
   return rc.ok() ? *rc : -1;
