@@ -34,7 +34,7 @@
 //
 // Env: DELIVERY_SEED (default random, printed), DELIVERY_KILLS (default 30),
 // DELIVERY_SESSIONS (default 12), DELIVERY_TURNS (minimum jobs per session,
-// default 2; sessions keep getting jobs while the killer runs, up to 8),
+// default 2; sessions keep getting jobs while the killer runs, up to 12),
 // DELIVERY_RUNNERS (default 6), DELIVERY_DEADLINE_MS (default 150000).
 // bench/delivery_soak.sh runs a longer variant.
 import { describe, test, after } from 'node:test';
@@ -59,7 +59,7 @@ const SEED = Number(process.env.DELIVERY_SEED || Math.floor(Math.random() * 2 **
 const KILLS = Number(process.env.DELIVERY_KILLS || 30);
 const SESSIONS = Number(process.env.DELIVERY_SESSIONS || 12);
 const MIN_TURNS = Number(process.env.DELIVERY_TURNS || 2); // every session has at least this many jobs
-const MAX_TURNS = Math.max(8, MIN_TURNS); // and keeps getting jobs while the killer runs, up to this many
+const MAX_TURNS = Math.max(12, MIN_TURNS); // and keeps getting jobs while the killer runs, up to this many
 const RUNNERS = Number(process.env.DELIVERY_RUNNERS || 6);
 const DEADLINE_MS = Number(process.env.DELIVERY_DEADLINE_MS || 150_000);
 const STUCK_MS = 40_000; // no progress this long after the last kill = stuck
