@@ -85,14 +85,14 @@ void RegisterPrepareCommand(CLI::App& app) {
       "prepare", "Create a sandbox prepared for a session (warren.mode=prepared): repository, datasets, credentials");
   c->add_option("--data-dir", a->data_dir, "Warren data directory")->capture_default_str();
   c->add_flag("--json", a->json, "Print JSON");
-  c->add_option("--env,--environment-id", a->env_id, "Environment the sandbox is prepared for")->required();
+  c->add_option("--environment,--environment-id", a->env_id, "Environment the sandbox is prepared for (env_...)")->required();
   c->add_option("--name", a->name, "Sandbox name");
   c->add_option("--snapshot", a->snapshot, "Snapshot")->capture_default_str();
   c->add_option("--network", a->network, "none | isolated")->capture_default_str();
   c->add_option("--memory", a->memory, "Memory limit (e.g. 1G)");
   c->add_option("--disk", a->disk, "Disk limit (e.g. 10G; btrfs pools)");
   c->add_option("--label,-l", a->labels, "k=v (repeatable; warren.* is reserved)");
-  c->add_option("--env-var,-e", a->env, "KEY=value for every process (repeatable; not for secrets)");
+  c->add_option("--env,-e", a->env, "KEY=value for every process (repeatable; not for secrets: see --credential-env)");
   c->add_option("--volume,-v", a->volumes, "name:/path[:ro] (repeatable)");
   c->add_option("--repo", a->repo, "Git repository: https://..., or a local path");
   c->add_option("--repo-path", a->repo_path, "Where the clone goes in the sandbox")->capture_default_str();
