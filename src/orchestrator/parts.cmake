@@ -9,7 +9,7 @@ add_executable(warren-webhook-tool webhook_tool.cc)
 target_link_libraries(warren-webhook-tool PRIVATE warren_orchestrator_parts)
 
 warren_test(orchestrator_parts_test
-  SOURCES webhooks_test.cc packages_test.cc
+  SOURCES webhooks_test.cc packages_test.cc prepare_test.cc
   LIBS warren_orchestrator_parts)
 if(TARGET orchestrator_parts_test)
   target_compile_definitions(orchestrator_parts_test PRIVATE
