@@ -32,7 +32,7 @@
 #include "sandbox_api/sandbox_api.h"
 #endif
 #ifdef WARREN_HAVE_ORCHESTRATOR_PARTS
-#include "orchestrator/prepare_cli.h"
+#include "cli/prepare_cli.h"
 #endif
 
 namespace warren::cli {
@@ -207,7 +207,7 @@ int main(int argc, char** argv) {
 #endif
 #if defined(WARREN_HAVE_SANDBOX_CLI) && defined(WARREN_HAVE_ORCHESTRATOR_PARTS)
   // warren sandbox prepare (docs/CLI.md, docs/ORCHESTRATOR.md)
-  orchestrator::RegisterPrepareCommand(app);
+  warren::cli::RegisterPrepareCommand(app);
 #endif
 
   CLI11_PARSE(app, argc, argv);

@@ -2,8 +2,8 @@
 # cloud-environment packages -> snapshots, per-session preparation.
 # Included from src/orchestrator/CMakeLists.txt. Domain code: depends on
 # common and sandbox only (never on http/ or api/).
-add_library(warren_orchestrator_parts webhooks.cc packages.cc prepare.cc prepare_cli.cc)
-target_link_libraries(warren_orchestrator_parts PUBLIC warren_common warren_sandbox OpenSSL::Crypto CLI11::CLI11)
+add_library(warren_orchestrator_parts webhooks.cc packages.cc prepare.cc)
+target_link_libraries(warren_orchestrator_parts PUBLIC warren_common warren_sandbox OpenSSL::Crypto)
 
 add_executable(warren-webhook-tool webhook_tool.cc)
 target_link_libraries(warren-webhook-tool PRIVATE warren_orchestrator_parts)

@@ -1,4 +1,4 @@
-#include "orchestrator/prepare_cli.h"
+#include "cli/prepare_cli.h"
 
 #include <sys/stat.h>
 
@@ -10,11 +10,17 @@
 
 #include "common/json.h"
 #include "orchestrator/prepare.h"
-#include "sandbox/cli.h"
+#include "cli/sandbox_cli.h"
 #include "sandbox/runtime.h"
 
-namespace warren::orchestrator {
+namespace warren::cli {
 namespace {
+
+using orchestrator::CredentialSpec;
+using orchestrator::DatasetSource;
+using orchestrator::PrepareRequest;
+using orchestrator::Preparer;
+using orchestrator::RepoSource;
 
 void Check(const Status& s) {
   if (!s.ok()) {
@@ -193,4 +199,4 @@ void RegisterPrepareCommand(CLI::App& app) {
   });
 }
 
-}  // namespace warren::orchestrator
+}  // namespace warren::cli

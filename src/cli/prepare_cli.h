@@ -1,6 +1,7 @@
 // `warren sandbox prepare` (docs/CLI.md): the command line over Preparer
 // (prepare.h). Registered under the existing `sandbox` command, so call it
-// after sandbox::RegisterSandboxCommands(app). Host paths (local
+// after sandbox::RegisterSandboxCommands(app). Lives in src/cli (the command
+// layer), over the domain's orchestrator::Preparer. Host paths (local
 // repositories, dataset directories and tarballs) are allowed here: the CLI
 // runs as the host user. Tokens and credential values are never taken from
 // argv (they would show in `ps` and shell history): they come from files or
@@ -10,8 +11,8 @@
 
 #include <CLI/CLI.hpp>
 
-namespace warren::orchestrator {
+namespace warren::cli {
 
 void RegisterPrepareCommand(CLI::App& app);
 
-}  // namespace warren::orchestrator
+}  // namespace warren::cli
