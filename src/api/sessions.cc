@@ -518,7 +518,7 @@ Result<http::HandlerResult> ApiService::UpdateSessionResource(http::HttpRequest&
         secrets[rid] = *token;
         next["updated_at"] = now;
         return next;
-      }));
+      }, nullptr));
   (void)updated;
   return JsonResult(out);
 }
@@ -542,7 +542,7 @@ Result<http::HandlerResult> ApiService::DeleteSessionResource(http::HttpRequest&
         if (next.contains("_secrets") && next["_secrets"].is_object()) next["_secrets"].erase(rid);
         next["updated_at"] = Now();
         return next;
-      }));
+      }, nullptr));
   (void)updated;
   return JsonResult({{"id", rid}, {"type", "session_resource_deleted"}});
 }

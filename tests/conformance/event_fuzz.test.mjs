@@ -58,7 +58,7 @@ describe(`event-send type fuzzing (seed ${SEED}, ${EVENTS} events)`, { skip, tim
     for (let i = 0; i < 12; i++) {
       const selfHosted = i % 2 === 1;
       const s = await org.beta.sessions.create({ agent: agent.id, environment_id: selfHosted ? hosted.id : cloud.id });
-      await org.beta.sessions.events.send(s.id, { events: [{ type: 'user.message', content: [{ type: 'text', text: opener[i % 4] }] }] });
+      await org.beta.sessions.events.send(s.id, { events: [{ type: 'user.message', content: [{ type: 'text', text: opener[Math.floor(i / 2) % 4] }] }] });
       sessions.push({ id: s.id, selfHosted });
     }
     // Real ids for the reference fields, once the agent has asked.
