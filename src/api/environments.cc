@@ -156,7 +156,7 @@ Result<http::HandlerResult> ApiService::UpdateEnvironment(http::HttpRequest& req
   WARREN_RETURN_IF_ERROR(ExpectKnownFields(body, {"name", "description", "config", "metadata", "scope"}, ""));
   std::string now = Now();
   WARREN_ASSIGN_OR_RETURN(Json env, store_->UpdateEnvironment(params.at("environment_id"), [&](const Json& cur) -> Result<Json> {
-                            if (!cur["archived_at"].is_null())
+                            if (!FieldOrNull(cur, "archived_at").is_null())
                               return Status::InvalidArgument("environment " + StringField(cur, "id") +
                                                              " is archived and cannot be updated")
                                   .WithDetailCode("environment_archived");
@@ -182,7 +182,7 @@ Result<http::HandlerResult> ApiService::ArchiveEnvironment(http::HttpRequest& re
   WARREN_RETURN_IF_ERROR(RequireOrg(p));
   std::string now = Now();
   WARREN_ASSIGN_OR_RETURN(Json env, store_->UpdateEnvironment(params.at("environment_id"), [&](const Json& cur) -> Result<Json> {
-                            if (!cur["archived_at"].is_null()) return cur;
+                            if (!FieldOrNull(cur, "archived_at").is_null()) return cur;
                             Json next = cur;
                             next["archived_at"] = now;
                             next["updated_at"] = now;

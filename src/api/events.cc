@@ -85,8 +85,8 @@ Result<http::HandlerResult> ApiService::SendEvents(http::HttpRequest& req, const
   WARREN_ASSIGN_OR_RETURN(Json session, AccessibleSession(id, p));
   WARREN_ASSIGN_OR_RETURN(std::vector<Json> evs, ValidateClientEvents(events, session, "events", false));
   auto check = [&](const Json& cur) -> Status {
-    if (!cur["archived_at"].is_null()) return Status::Conflict("session " + id + " is archived and read-only");
-    if (cur["status"] == "terminated") return Status::Conflict("session " + id + " is terminated");
+    if (!FieldOrNull(cur, "archived_at").is_null()) return Status::Conflict("session " + id + " is archived and read-only");
+    if (FieldOrNull(cur, "status") == "terminated") return Status::Conflict("session " + id + " is terminated");
     return Status::Ok();
   };
   WARREN_ASSIGN_OR_RETURN(auto stored, store_->AppendEvents(id, check, evs, [&](const std::vector<store::StoredEvent>& s) {

@@ -385,7 +385,7 @@ Result<http::HandlerResult> ApiService::ArchiveAgent(http::HttpRequest& req, con
   WARREN_RETURN_IF_ERROR(RequireOrg(p));
   std::string now = Now();
   WARREN_ASSIGN_OR_RETURN(Json agent, store_->UpdateAgent(params.at("agent_id"), [&](const Json& cur) -> Result<Json> {
-                            if (!cur["archived_at"].is_null()) return cur;  // idempotent
+                            if (!FieldOrNull(cur, "archived_at").is_null()) return cur;  // idempotent
                             Json next = cur;
                             next["archived_at"] = now;
                             next["updated_at"] = now;

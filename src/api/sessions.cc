@@ -310,37 +310,37 @@ Result<http::HandlerResult> ApiService::UpdateSession(http::HttpRequest& req, co
       store_->UpdateSession(
           id,
           [&](const Json& cur, std::vector<Json>* events) -> Result<Json> {
-            if (!cur["archived_at"].is_null()) return Status::Conflict("session " + id + " is archived and read-only");
+            if (!FieldOrNull(cur, "archived_at").is_null()) return Status::Conflict("session " + id + " is archived and read-only");
             Json next = cur;
             Json changed = Json::object();
             if (body.contains("title")) {
               next["title"] = title ? Json(*title) : Json(nullptr);
-              if (next["title"] != cur["title"]) changed["title"] = next["title"];
+              if (next["title"] != FieldOrNull(cur, "title")) changed["title"] = next["title"];
             }
             if (body.contains("metadata") && !body["metadata"].is_null()) {
               ApplyMetadataPatch(&next["metadata"], body["metadata"]);
               WARREN_RETURN_IF_ERROR(ValidateMetadata(next["metadata"], "metadata", false));
-              if (next["metadata"] != cur["metadata"]) changed["metadata"] = next["metadata"];
+              if (next["metadata"] != FieldOrNull(cur, "metadata")) changed["metadata"] = next["metadata"];
             }
             if (body.contains("budget")) {
-              if (cur["budget"].is_null() && !budget.is_null())
+              if (FieldOrNull(cur, "budget").is_null() && !budget.is_null())
                 return Status::InvalidArgument("a budget can only be set when the session is created (budget_create_only)");
               if (!budget.is_null()) {
                 int64_t max = 0, spent = 0;
                 ParseMonetaryAmount(budget["max_list_cost"], &max);
-                if (cur["usage"].contains("list_cost")) ParseMonetaryAmount(cur["usage"]["list_cost"], &spent);
+                ParseMonetaryAmount(FieldOrNull(FieldOrNull(cur, "usage"), "list_cost"), &spent);
                 if (max <= spent)
                   return Status::InvalidArgument("max_list_cost must stay above the consumed list cost (budget_not_raised)");
               }
               next["budget"] = budget;
-              if (budget != cur["budget"]) changed["budget"] = budget;
+              if (budget != FieldOrNull(cur, "budget")) changed["budget"] = budget;
             }
             if (!agent_patch.is_null()) {
-              if (cur["status"] != "idle")
+              if (FieldOrNull(cur, "status") != "idle")
                 return Status::Conflict("the session's agent can only be changed while the session is idle");
               for (auto it = agent_patch.begin(); it != agent_patch.end(); ++it) next["agent"][it.key()] = it.value();
               WARREN_RETURN_IF_ERROR(CheckMcpReferences(next["agent"]["tools"], next["agent"]["mcp_servers"], "agent"));
-              if (next["agent"] != cur["agent"]) changed["agent"] = next["agent"];
+              if (next["agent"] != FieldOrNull(cur, "agent")) changed["agent"] = next["agent"];
             }
             if (!changed.empty()) {
               next["updated_at"] = now;
@@ -387,8 +387,8 @@ Result<http::HandlerResult> ApiService::ArchiveSession(http::HttpRequest&, const
   WARREN_ASSIGN_OR_RETURN(Json s, store_->UpdateSession(
                                       id,
                                       [&](const Json& cur, std::vector<Json>*) -> Result<Json> {
-                                        if (!cur["archived_at"].is_null()) return cur;
-                                        if (cur["status"] == "running" || cur["status"] == "rescheduling")
+                                        if (!FieldOrNull(cur, "archived_at").is_null()) return cur;
+                                        if (FieldOrNull(cur, "status") == "running" || FieldOrNull(cur, "status") == "rescheduling")
                                           return Status::InvalidArgument("cannot archive session " + id + " while it is running");
                                         Json next = cur;
                                         next["archived_at"] = now;

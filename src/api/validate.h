@@ -18,6 +18,7 @@ namespace warren::api {
 // the API and the engine read client events through one schema.
 using events::ExpectKnownFields;
 using events::ExpectObject;
+using events::FieldOrNull;
 using events::IndexPath;
 using events::Invalid;
 using events::JoinPath;

@@ -158,6 +158,13 @@ std::string TypeOf(const Json& j) {
   return it->get<std::string>();
 }
 
+const Json& FieldOrNull(const Json& obj, std::string_view key) {
+  static const Json kNull;
+  if (!obj.is_object()) return kNull;
+  auto it = obj.find(std::string(key));
+  return it == obj.end() ? kNull : *it;
+}
+
 std::string StringField(const Json& obj, std::string_view key) {
   if (!obj.is_object()) return "";
   auto it = obj.find(std::string(key));

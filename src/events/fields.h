@@ -51,5 +51,8 @@ std::string TypeOf(const Json& j);
 // obj[key] as a string, or "" when obj is not an object or the field is
 // absent or not a string. For reading rows the service wrote itself.
 std::string StringField(const Json& obj, std::string_view key);
+// obj[key], or a null value when obj is not an object or has no such key
+// (nlohmann's const operator[] on a missing key is undefined behaviour).
+const Json& FieldOrNull(const Json& obj, std::string_view key);
 
 }  // namespace warren::events
