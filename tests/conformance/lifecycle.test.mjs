@@ -1,7 +1,7 @@
 // Server lifecycle and HTTP-level robustness: graceful SIGTERM with open streams,
 // data kept across a restart, answers to odd methods and oversized headers in
 // the error envelope, and survival of abusive clients.
-import { describe, test, after } from 'node:test';
+import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { rmSync } from 'node:fs';
@@ -48,7 +48,8 @@ describe('lifecycle', { skip }, () => {
 
   describe('odd requests', () => {
     let srv;
-    test('start', async () => {
+    // One server for these probes (a hook, not a test the others depend on).
+    before(async () => {
       srv = await startServer();
     });
     after(async () => {
