@@ -492,12 +492,19 @@ Status SandboxRuntime::PrepareVolumesLocked(const SandboxRecord& rec, std::vecto
   if (!vols) return ErrnoStatus("open " + volumes);
   for (const auto& v : rec.volumes) {
     if (!ValidName(v.volume)) return Status::InvalidArgument("invalid volume name: " + v.volume);
-    std::string rel = v.volume;
     std::string sub = v.subpath;
     while (!sub.empty() && sub[0] == '/') sub.erase(0, 1);
-    if (!sub.empty()) rel += "/" + sub;
-    auto dir = MkdirBeneath(vols.get(), rel, 0755);
+    // The volume directory itself is the runtime's (an operator may mount
+    // a disk there): made and opened without following a link; the
+    // subpath below it is the sandboxes' and must stay on that mount.
+    if (mkdirat(vols.get(), v.volume.c_str(), 0755) != 0 && errno != EEXIST) {
+      return ErrnoStatus("mkdir volume " + v.volume);
+    }
+    UniqueFd vol(openat(vols.get(), v.volume.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!vol) return ErrnoStatus("open volume " + v.volume);
+    auto dir = MkdirBeneath(vol.get(), sub, 0755);
     if (!dir.ok()) return dir.status().WithContext("volume " + v.volume + " subpath '" + v.subpath + "'");
+    std::string rel = sub.empty() ? v.volume : v.volume + "/" + sub;
     // Volumes are mounted idmapped like the rootfs: host-side on-disk ids
     // 0..65535 are the sandbox's own ids, whichever sandbox mounts them.
     WARREN_RETURN_IF_ERROR(fs.Mkdir(v.path, true));

@@ -86,6 +86,14 @@ static long init_switches(void) {
   return p ? atol(p + strlen("voluntary_ctxt_switches:")) : -1;
 }
 
+/* Whether SIGTERM is still queued for pid 1 (ShdPnd, bit 15 = 0x4000). */
+static int init_term_pending(void) {
+  static char buf[8192];
+  if (slurp("/proc/1/status", buf, sizeof(buf)) < 0) return 0;
+  char* p = strstr(buf, "ShdPnd:");
+  return p ? (strtoull(p + 7, NULL, 16) & (1ULL << (SIGTERM - 1))) != 0 : 0;
+}
+
 /* Sends pid 1 a forged SIGTERM (rt_sigqueueinfo with si_pid 0, as the
  * host's would look, and si_code `code`), waits until pid 1 has handled it
  * and gone back to sleep, then reports whether it forwarded TERM to us
@@ -114,9 +122,8 @@ static int forge_term(int code, int use_pidfd) {
   if (rc < 0) return result(-1);
   /* Delivered: wait (bounded by iterations, not time) until pid 1 woke up
    * for it and went back to sleep. */
-  for (long i = 0; i < 2000000 && init_switches() <= before; ++i) sched_yield();
-  for (int i = 0; i < 1000; ++i) sched_yield();
-  if (init_switches() <= before) {
+  for (long i = 0; i < 2000000 && (init_switches() <= before || init_term_pending()); ++i) sched_yield();
+  if (init_switches() <= before || init_term_pending()) {
     printf("init did not wake up\n");
     return 2;
   }
