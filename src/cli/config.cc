@@ -33,6 +33,8 @@ std::vector<Key> Keys(ServeConfig* c) {
       {"sandbox.cgroup_prefix", "WARREN_SANDBOX_CGROUP_PREFIX", Key::kString, &c->sandbox_cgroup_prefix},
       {"sandbox.max_upload_bytes", "WARREN_SANDBOX_MAX_UPLOAD_BYTES", Key::kSize, &c->sandbox_max_upload_bytes},
       {"sandbox.idle_check_seconds", "WARREN_SANDBOX_IDLE_CHECK_SECONDS", Key::kInt, &c->sandbox_idle_check_seconds},
+      {"sandbox.long_call_threads", "WARREN_SANDBOX_LONG_CALL_THREADS", Key::kInt, &c->sandbox_long_call_threads},
+      {"sandbox.long_call_queue", "WARREN_SANDBOX_LONG_CALL_QUEUE", Key::kInt, &c->sandbox_long_call_queue},
       // Environment shortcuts into the "model" object.
       {"provider", "WARREN_MODEL_PROVIDER", Key::kModelField, &c->model},
       {"script", "WARREN_MODEL_SCRIPT", Key::kModelField, &c->model},
@@ -82,6 +84,10 @@ Status Check(const ServeConfig& c) {
     return Status::InvalidArgument("work_lease_ttl_seconds must be 1..600");
   if (c.sandbox_pool_bytes < (256ULL << 20)) return Status::InvalidArgument("sandbox.pool_bytes must be at least 268435456");
   if (c.sandbox_idle_check_seconds < 1) return Status::InvalidArgument("sandbox.idle_check_seconds must be at least 1");
+  if (c.sandbox_long_call_threads < 1 || c.sandbox_long_call_threads > 1024)
+    return Status::InvalidArgument("sandbox.long_call_threads must be 1..1024");
+  if (c.sandbox_long_call_queue < 0 || c.sandbox_long_call_queue > (1 << 20))
+    return Status::InvalidArgument("sandbox.long_call_queue must be 0..1048576");
   if (c.sandbox_max_upload_bytes < 1024) return Status::InvalidArgument("sandbox.max_upload_bytes must be at least 1024");
   if (c.sandbox_cgroup_prefix.empty() || c.sandbox_cgroup_prefix.find('/') != std::string::npos ||
       c.sandbox_cgroup_prefix.find("..") != std::string::npos)

@@ -67,5 +67,16 @@ TEST(ConfigTest, SandboxKeysNestedFlatAndEnvironment) {
   EXPECT_FALSE(ApplyConfigJson(Json{{"sandbox.cgroup_prefix", "a/b"}}, &c).ok());
 }
 
+TEST(ConfigTest, SandboxDataDirDefaultsUnderDataDirAndLongCallBounds) {
+  ServeConfig c;
+  EXPECT_EQ(c.sandbox_data_dir, "");  // "" = DATA_DIR/sandbox (serve)
+  EXPECT_EQ(c.sandbox_long_call_threads, 32);
+  ASSERT_TRUE(ApplyConfigJson(Json{{"sandbox", {{"long_call_threads", 8}, {"long_call_queue", 0}}}}, &c).ok());
+  EXPECT_EQ(c.sandbox_long_call_threads, 8);
+  EXPECT_EQ(c.sandbox_long_call_queue, 0);
+  EXPECT_FALSE(ApplyConfigJson(Json{{"sandbox", {{"long_call_threads", 0}}}}, &c).ok());
+  EXPECT_FALSE(ApplyConfigJson(Json{{"sandbox", {{"long_call_threads", 5000}}}}, &c).ok());
+}
+
 }  // namespace
 }  // namespace warren::cli

@@ -120,6 +120,7 @@ class RuntimeTest : public ::testing::Test {
     if (!mkfs_btrfs_.empty()) o.mkfs_btrfs = mkfs_btrfs_;
     o.stop_grace = std::chrono::milliseconds(1000);
     o.clock = clock_;
+    o.test_hook = test_hook_;
     return SandboxRuntime::Open(o);
   }
 
@@ -173,6 +174,7 @@ class RuntimeTest : public ::testing::Test {
   std::string pool_kind_;   // "" = auto (btrfs-loop here); set before SetUp
   std::string mkfs_btrfs_;  // "" = default; set before SetUp
   Clock* clock_ = nullptr;  // set before SetUp for fake time
+  std::function<void(const std::string&, const std::string&)> test_hook_;  // RuntimeOptions::test_hook
   std::unique_ptr<SandboxRuntime> rt_;
 };
 
