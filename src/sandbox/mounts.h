@@ -47,6 +47,9 @@ int PivotInto(int rootfd);
 // through the user namespace `userns_fd` (on-disk uid 0 appears as the
 // namespace's root), plus `extra_attrs` (MOUNT_ATTR_NODEV, ...).
 Result<UniqueFd> CloneIdmappedTree(const std::string& path, int userns_fd, unsigned extra_attrs);
+// A read-only, nosuid, nodev detached clone of a host file or directory
+// (not idmapped); a final symlink in `path` is refused.
+Result<UniqueFd> CloneReadOnlyTree(const std::string& path);
 
 // True when `path` is a mount point in the calling process's namespace.
 bool IsMountPoint(const std::string& path);

@@ -34,6 +34,9 @@ struct BindSpec {
   std::string host_path;     // absolute host path (a volume directory)
   std::string sandbox_path;  // absolute path inside the sandbox
   bool read_only = false;
+  // false: a plain read-only clone of a host file or directory (HostBind),
+  // not idmapped; its host owner shows as nobody inside.
+  bool idmapped = true;
 };
 
 struct InitSpec {
