@@ -22,7 +22,8 @@ Result<std::vector<Json>> ApiService::ValidateClientEvents(const Json& events, c
   bool self_hosted = false;
   if (!initial) {
     auto env = store_->GetEnvironment(session["environment_id"].get<std::string>());
-    self_hosted = env.ok() && (*env)["config"]["type"] == "self_hosted";
+    self_hosted = env.ok() && ((*env)["config"]["type"] == "self_hosted" ||
+                               (options_.cloud_tool_results && (*env)["config"]["type"] == "cloud"));
   }
   std::set<std::string> referenced;
   for (size_t i = 0; i < events.size(); i++) {

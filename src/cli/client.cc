@@ -200,6 +200,11 @@ Result<WatchEnd> Watch(const Conn& c, const std::string& sid, const WatchOptions
     std::vector<std::string> rest;
     for (const std::string& id : ids) {
       auto it = uses.find(id);
+      // A built-in call already allowed is a worker's to answer (the
+      // orchestrator's sandbox runner on cloud environments): keep watching.
+      if (it != uses.end() && Str(it->second, "type") == "agent.tool_use" &&
+          (Str(it->second, "evaluated_permission") == "allow" || answered.count(id)))
+        continue;
       bool askable = it != uses.end() && Str(it->second, "type") != "agent.custom_tool_use" &&
                      Str(it->second, "evaluated_permission") == "ask" && !answered.count(id);
       if (!askable || !opts.interactive) {

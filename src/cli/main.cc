@@ -177,6 +177,7 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   queue_opts.min_ttl_seconds = std::min(queue_opts.min_ttl_seconds, cfg.work_lease_ttl_seconds);
 #ifdef WARREN_HAVE_ORCHESTRATOR
   queue_opts.cloud_queues = orch_runtime != nullptr;
+  service.set_cloud_tool_results(orch_runtime != nullptr);
 #endif
   queue::WorkQueue work_queue(store.get(), &auth, Clock::Real(), queue_opts);  // spec 3.3; engine calls EnsureWork
   work_queue.RegisterRoutes(&service);
