@@ -183,7 +183,8 @@ async function say(client, sid, text) {
 }
 
 describe('built-in orchestrator: the default scripted demo in a real sandbox', { skip: skipReason(), timeout: 180_000 }, () => {
-  const fx = new Fixture('demo', { script: null });
+  // A longer runner idle window keeps the sandbox started for the probes.
+  const fx = new Fixture('demo', { script: null, config: { runner_idle_ms: 8000 } });
   before(async () => { await fx.start(); });
   after(async () => { await fx.stopAndCheckLeaks(); });
 
@@ -207,10 +208,16 @@ describe('built-in orchestrator: the default scripted demo in a real sandbox', {
     const [sb] = await fx.sandboxes(s.id);
     assert.equal(sb.labels['warren.environment_id'], env.id);
     assert.equal(sb.labels['warren.mode'], 'session');
-    if (sb.state === 'started') {
-      const r = await fx.exec(sb.id, 'cat /workspace/hello.out');
-      assert.match(r.stdout, /a Warren sandbox/);
-    }
+    assert.equal(sb.state, 'started', 'the runner is still in its idle window');
+    const r = await fx.exec(sb.id, 'cat /workspace/hello.out');
+    assert.match(r.stdout, /a Warren sandbox/);
+    // The runner binary and the socket directory are read-only mounts: a
+    // truncating open reaches the mount's read-only check (EROFS) before any
+    // permission check, so the errno names the mount as what blocks it.
+    const w = await fx.exec(sb.id, 'echo x > /.warren/bin/warren-runner; echo rc=$?; echo y > /.warren/run/planted; echo rc=$?');
+    assert.match(w.stderr, /warren-runner: Read-only file system/);
+    assert.match(w.stderr, /planted: Read-only file system/);
+    assert.doesNotMatch(w.stdout, /rc=0/);
   });
 });
 
