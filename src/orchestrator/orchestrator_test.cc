@@ -459,3 +459,66 @@ TEST_F(OrchestratorTest, PollLoopServesConcurrentSessions) {
 
 }  // namespace
 }  // namespace warren::orchestrator
+
+// ------------------------------------------------------------ HttpWorkSource
+
+#include "common/testing/fake_http_client.h"
+#include "orchestrator/http_work_source.h"
+
+namespace warren::orchestrator {
+namespace {
+
+TEST(HttpWorkSource, SpeaksTheDocumentedProtocol) {
+  auto fake = std::make_shared<warren::testing::FakeHttpClient>();
+  HttpWorkSourceOptions o;
+  o.base_url = "http://svc:8400/";
+  o.environment_id = "env_1";
+  o.environment_key = "wrn-env-key";
+  o.client = fake;
+  HttpWorkSource src(o);
+  fake->Push({Status::Ok(), 200, {}, {"null"}});
+  auto none = src.Poll(999, 2000);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  fake->Push({Status::Ok(), 200, {},
+              {R"({"type":"work","id":"work_1","environment_id":"env_1","data":{"type":"session","id":"sesn_1"},)"
+               R"("secret":"c2VjcmV0","created_at":"2026-01-01T00:00:00Z","state":"queued"})"}});
+  auto got = src.Poll(999, 2000);
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->id, "work_1");
+  EXPECT_EQ((*got)->session_id, "sesn_1");
+  EXPECT_EQ((*got)->secret, "c2VjcmV0");
+  EXPECT_TRUE((*got)->raw["secret"].is_null());  // never kept where it could be logged
+  fake->Push({Status::Ok(), 200, {}, {R"({"type":"work","id":"work_1","state":"starting"})"}});
+  EXPECT_TRUE(src.Ack(**got).ok());
+  fake->Push({Status::Ok(), 409, {}, {R"({"type":"error","error":{"type":"invalid_request_error","message":"stopped"}})"}});
+  EXPECT_TRUE(src.Stop(**got, true).ok());  // already stopped counts as done
+  fake->Push({Status::Ok(), 404, {}, {R"({"type":"error","error":{"type":"not_found_error","message":"no session"}})"}});
+  auto s = src.GetSession("env_1", "sesn_gone");
+  EXPECT_EQ(s.status().code(), Code::kNotFound);
+  auto reqs = fake->requests();
+  ASSERT_EQ(reqs.size(), 5u);
+  EXPECT_EQ(reqs[0].method, "GET");
+  EXPECT_EQ(reqs[0].url, "http://svc:8400/v1/environments/env_1/work/poll?reclaim_older_than_ms=2000&block_ms=999");
+  EXPECT_EQ(reqs[2].url, "http://svc:8400/v1/environments/env_1/work/work_1/ack");
+  EXPECT_EQ(reqs[3].url, "http://svc:8400/v1/environments/env_1/work/work_1/stop");
+  EXPECT_EQ(reqs[3].body, R"({"force":true})");
+  EXPECT_EQ(reqs[4].url, "http://svc:8400/v1/sessions/sesn_gone");
+  EXPECT_EQ(FindHeader(reqs[0].headers, "authorization").value_or(""), "Bearer wrn-env-key");
+}
+
+TEST(HttpWorkSource, RetryableAndPermanentAnswers) {
+  EXPECT_TRUE(IsPermanent(StatusForHttp(400, "")));
+  EXPECT_TRUE(IsPermanent(StatusForHttp(403, "")));
+  EXPECT_TRUE(IsPermanent(StatusForHttp(404, "")));
+  EXPECT_FALSE(IsPermanent(StatusForHttp(408, "")));
+  EXPECT_FALSE(IsPermanent(StatusForHttp(429, "")));
+  EXPECT_FALSE(IsPermanent(StatusForHttp(500, "")));
+  EXPECT_FALSE(IsPermanent(StatusForHttp(529, "")));
+  EXPECT_TRUE(StatusForHttp(204, "").ok());
+  EXPECT_NE(StatusForHttp(400, R"({"error":{"message":"bad block_ms"}})").ToString().find("bad block_ms"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace warren::orchestrator
