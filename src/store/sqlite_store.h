@@ -81,6 +81,7 @@ class SqliteStore final : public Store {
   Status Migrate();
   Result<std::optional<WorkRecord>> ReadWorkLocked(const std::string& id);
   Status WriteWorkLocked(const WorkRecord& w);
+  Status CheckAnswersLocked(const std::string& session_id, const std::vector<Json>& events);
   Result<std::vector<StoredEvent>> InsertEventsLocked(const std::string& session_id, const std::vector<Json>& events);
 
   std::mutex mu_;
