@@ -84,6 +84,7 @@ class Fixture {
     };
     if (this.script) env.WARREN_MODEL_SCRIPT = this.script;
     if (this.apiKey) env.WARREN_API_KEY = this.apiKey;
+    this.dataDir = dataDir;
     this.srv = await startServer({ dataDir, orchestrator: true, env });
     this.apiKey = this.apiKey || this.srv.apiKey;
     let partial = '';
@@ -142,6 +143,7 @@ class Fixture {
       await this.srv.stop(20_000);
     }
     await this.srv.cleanup();
+    rmSync(this.dataDir, { recursive: true, force: true });
     const mounts = mountsUnder(this.sbDir);
     const loops = loopsBacking(`${this.sbDir}/pool.img`);
     const cgs = cgroupsUnder(this.prefix);
