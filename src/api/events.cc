@@ -19,7 +19,8 @@ Result<std::vector<Json>> ApiService::ValidateClientEvents(const Json& events, c
   bool self_hosted = false;
   if (!initial) {
     auto env = store_->GetEnvironment(StringField(session, "environment_id"));
-    self_hosted = env.ok() && env->is_object() && TypeOf(env->value("config", Json::object())) == "self_hosted";
+    const std::string type = env.ok() && env->is_object() ? TypeOf(env->value("config", Json::object())) : "";
+    self_hosted = type == "self_hosted" || (options_.cloud_tool_results && type == "cloud");
   }
   std::set<std::string> referenced;
   for (size_t i = 0; i < events.size(); i++) {

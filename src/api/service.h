@@ -30,12 +30,18 @@ class SessionObserver {
 
 struct ApiOptions {
   size_t max_events_per_request = 100;
+  // True when an orchestrator serves `cloud` environments (warren serve's
+  // built-in one): their workers post user.tool_result like self_hosted ones.
+  bool cloud_tool_results = false;
   std::chrono::milliseconds sse_keepalive{15000};
 };
 
 class ApiService final {
  public:
   ApiService(store::Store* store, EventBus* bus, Authenticator* auth, Clock* clock, ApiOptions options = {});
+
+  // Set before the server starts (see ApiOptions::cloud_tool_results).
+  void set_cloud_tool_results(bool on) { options_.cloud_tool_results = on; }
 
   // Entry point for the HTTP server.
   http::HandlerResult Handle(http::HttpRequest& req);

@@ -200,6 +200,11 @@ Result<WatchEnd> Watch(const Conn& c, const std::string& sid, const WatchOptions
     std::vector<std::string> rest;
     for (const std::string& id : ids) {
       auto it = uses.find(id);
+      // A built-in call already allowed is a worker's to answer (the
+      // orchestrator's sandbox runner on cloud environments): keep watching.
+      if (it != uses.end() && Str(it->second, "type") == "agent.tool_use" &&
+          (Str(it->second, "evaluated_permission") == "allow" || answered.count(id)))
+        continue;
       bool askable = it != uses.end() && Str(it->second, "type") != "agent.custom_tool_use" &&
                      Str(it->second, "evaluated_permission") == "ask" && !answered.count(id);
       if (!askable || !opts.interactive) {
@@ -344,6 +349,19 @@ Result<std::string> DefaultEnvironment(const Conn& c) {
   WARREN_ASSIGN_OR_RETURN(Json env, Call(c, "POST", "/v1/environments",
                                          Json{{"name", "warren-cli"}, {"config", {{"type", "cloud"}}}}));
   return Str(env, "id");
+}
+
+// The agent for `run` without --agent: "warren-cli" with the built-in
+// toolset, made once.
+Result<std::string> DefaultAgent(const Conn& c) {
+  WARREN_ASSIGN_OR_RETURN(auto agents, ListAll(c, "/v1/agents"));
+  for (const Json& a : agents)
+    if (Str(a, "name") == "warren-cli") return Str(a, "id");
+  WARREN_ASSIGN_OR_RETURN(Json agent, Call(c, "POST", "/v1/agents",
+                                           Json{{"name", "warren-cli"},
+                                                {"model", "claude-sonnet-4-5"},
+                                                {"tools", Json::array({{{"type", "agent_toolset_20260401"}}})}}));
+  return Str(agent, "id");
 }
 
 }  // namespace
@@ -536,7 +554,7 @@ void RegisterClientCommands(CLI::App& app, int* exit_code) {
 
   // run: one prompt in a new session, streamed
   auto* runcmd = app.add_subcommand("run", "New session, one message, stream the turn until it ends");
-  runcmd->add_option("--agent", args->agent, "agent id")->required();
+  runcmd->add_option("--agent", args->agent, "agent id (default: an agent named warren-cli with the built-in tools)");
   runcmd->add_option("--env", args->env, "environment id (default: a cloud environment named warren-cli)");
   runcmd->add_option("--title", args->title, "session title");
   runcmd->add_option("TEXT", args->text, "message text")->required();
@@ -545,12 +563,18 @@ void RegisterClientCommands(CLI::App& app, int* exit_code) {
   runcmd->callback(run([=] {
     Conn& c = conn_of();
     std::string env_id = args->env;
+    std::string agent_id = args->agent;
+    if (agent_id.empty()) {
+      auto a = DefaultAgent(c);
+      if (!a.ok()) return Report(a.status());
+      agent_id = *a;
+    }
     if (env_id.empty()) {
       auto e = DefaultEnvironment(c);
       if (!e.ok()) return Report(e.status());
       env_id = *e;
     }
-    Json body = {{"agent", args->agent}, {"environment_id", env_id}};
+    Json body = {{"agent", agent_id}, {"environment_id", env_id}};
     if (!args->title.empty()) body["title"] = args->title;
     auto s = Call(c, "POST", "/v1/sessions", body);
     if (!s.ok()) return Report(s.status());

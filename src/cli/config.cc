@@ -35,6 +35,25 @@ std::vector<Key> Keys(ServeConfig* c) {
       {"sandbox.idle_check_seconds", "WARREN_SANDBOX_IDLE_CHECK_SECONDS", Key::kInt, &c->sandbox_idle_check_seconds},
       {"sandbox.long_call_threads", "WARREN_SANDBOX_LONG_CALL_THREADS", Key::kInt, &c->sandbox_long_call_threads},
       {"sandbox.long_call_queue", "WARREN_SANDBOX_LONG_CALL_QUEUE", Key::kInt, &c->sandbox_long_call_queue},
+      {"orchestrator.enabled", "WARREN_ORCHESTRATOR_ENABLED", Key::kBool, &c->orchestrator_enabled},
+      {"orchestrator.self_hosted_environments", "WARREN_ORCHESTRATOR_SELF_HOSTED_ENVIRONMENTS", Key::kString,
+       &c->orchestrator_self_hosted},
+      {"orchestrator.runner_path", "WARREN_ORCHESTRATOR_RUNNER_PATH", Key::kString, &c->orchestrator_runner_path},
+      {"orchestrator.default_snapshot", "WARREN_ORCHESTRATOR_DEFAULT_SNAPSHOT", Key::kString,
+       &c->orchestrator_default_snapshot},
+      {"orchestrator.max_concurrent_items", "WARREN_ORCHESTRATOR_MAX_CONCURRENT_ITEMS", Key::kInt,
+       &c->orchestrator_max_concurrent_items},
+      {"orchestrator.runner_idle_ms", "WARREN_ORCHESTRATOR_RUNNER_IDLE_MS", Key::kInt, &c->orchestrator_runner_idle_ms},
+      {"orchestrator.sandbox_idle_stop_ms", "WARREN_ORCHESTRATOR_SANDBOX_IDLE_STOP_MS", Key::kInt,
+       &c->orchestrator_sandbox_idle_stop_ms},
+      {"orchestrator.archived_retention_minutes", "WARREN_ORCHESTRATOR_ARCHIVED_RETENTION_MINUTES", Key::kInt,
+       &c->orchestrator_archived_retention_minutes},
+      {"orchestrator.janitor_interval_ms", "WARREN_ORCHESTRATOR_JANITOR_INTERVAL_MS", Key::kInt,
+       &c->orchestrator_janitor_interval_ms},
+      {"orchestrator.session_check_interval_ms", "WARREN_ORCHESTRATOR_SESSION_CHECK_INTERVAL_MS", Key::kInt,
+       &c->orchestrator_session_check_interval_ms},
+      {"orchestrator.reclaim_older_than_ms", "WARREN_ORCHESTRATOR_RECLAIM_OLDER_THAN_MS", Key::kInt,
+       &c->orchestrator_reclaim_older_than_ms},
       // Environment shortcuts into the "model" object.
       {"provider", "WARREN_MODEL_PROVIDER", Key::kModelField, &c->model},
       {"script", "WARREN_MODEL_SCRIPT", Key::kModelField, &c->model},
@@ -92,6 +111,11 @@ Status Check(const ServeConfig& c) {
   if (c.sandbox_cgroup_prefix.empty() || c.sandbox_cgroup_prefix.find('/') != std::string::npos ||
       c.sandbox_cgroup_prefix.find("..") != std::string::npos)
     return Status::InvalidArgument("sandbox.cgroup_prefix must be a single path component");
+  if (c.orchestrator_max_concurrent_items < 1 || c.orchestrator_max_concurrent_items > 1024)
+    return Status::InvalidArgument("orchestrator.max_concurrent_items must be 1..1024");
+  if (c.orchestrator_janitor_interval_ms < 10) return Status::InvalidArgument("orchestrator.janitor_interval_ms must be at least 10");
+  if (c.orchestrator_reclaim_older_than_ms < 1)
+    return Status::InvalidArgument("orchestrator.reclaim_older_than_ms must be at least 1");
   return Status::Ok();
 }
 
@@ -103,9 +127,10 @@ Status ApplyConfigJson(const Json& file, ServeConfig* cfg) {
   // "sandbox": {"enabled": true} is the same as "sandbox.enabled": true.
   std::vector<std::pair<std::string, const Json*>> items;
   for (auto it = file.begin(); it != file.end(); ++it) {
-    if (it.key() == "sandbox") {
-      if (!it.value().is_object()) return Status::InvalidArgument("sandbox: expected an object");
-      for (auto s = it.value().begin(); s != it.value().end(); ++s) items.emplace_back("sandbox." + s.key(), &s.value());
+    if (it.key() == "sandbox" || it.key() == "orchestrator") {
+      if (!it.value().is_object()) return Status::InvalidArgument(it.key() + ": expected an object");
+      for (auto s = it.value().begin(); s != it.value().end(); ++s)
+        items.emplace_back(it.key() + "." + s.key(), &s.value());
     } else {
       items.emplace_back(it.key(), &it.value());
     }

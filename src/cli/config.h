@@ -38,6 +38,19 @@ struct ServeConfig {
   std::string sandbox_cgroup_prefix = "warren";
   size_t sandbox_max_upload_bytes = 1ULL << 30;
   int sandbox_idle_check_seconds = 60;  // EnforceIdlePolicies() period
+  // The built-in orchestrator (docs/ORCHESTRATOR.md); keys
+  // "orchestrator.enabled" etc., or an "orchestrator" object in the file.
+  std::optional<bool> orchestrator_enabled;  // unset = on when the sandbox runtime can open
+  std::string orchestrator_self_hosted;      // comma-separated self_hosted environment ids it also serves
+  std::string orchestrator_runner_path;      // "" = warren-runner beside the warren binary (or the build tree's)
+  std::string orchestrator_default_snapshot = "builtin:minimal";
+  int orchestrator_max_concurrent_items = 16;
+  int orchestrator_runner_idle_ms = 60000;        // runner --max-idle after a turn ends
+  int orchestrator_sandbox_idle_stop_ms = 60000;  // quiet sandbox of an idle session -> stopped
+  int orchestrator_archived_retention_minutes = 43200;  // archived sandbox -> deleted (30 days)
+  int orchestrator_janitor_interval_ms = 5000;
+  int orchestrator_session_check_interval_ms = 30000;
+  int orchestrator_reclaim_older_than_ms = 2000;
   // The model provider (models::ModelConfigFromJson keys); scripted offline
   // by default.
   Json model = Json{{"provider", "scripted"}};

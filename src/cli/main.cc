@@ -32,6 +32,12 @@
 #ifdef WARREN_HAVE_SANDBOX_API
 #include "sandbox_api/sandbox_api.h"
 #endif
+#ifdef WARREN_HAVE_ORCHESTRATOR
+#include "orchestrator/http_work_source.h"
+#include "orchestrator/local_work_source.h"
+#include "orchestrator/orchestrator.h"
+#include "orchestrator/sandbox_host.h"
+#endif
 #ifdef WARREN_HAVE_ORCHESTRATOR_PARTS
 #include "cli/prepare_cli.h"
 #endif
@@ -70,6 +76,26 @@ Result<std::unique_ptr<store::SqliteStore>> OpenStore(const std::string& data_di
   if (ec) return Status::IOError("create data dir " + data_dir + ": " + ec.message());
   ::chmod(data_dir.c_str(), 0700);
   return store::SqliteStore::Open({data_dir + "/warren.db", sync});
+}
+
+std::string AbsolutePath(const std::string& p) {
+  std::error_code ec;
+  auto abs = std::filesystem::absolute(p, ec);
+  return ec ? p : abs.lexically_normal().string();
+}
+
+// warren-runner for the sandboxes: the configured path, else beside this
+// binary, else the build tree's src/runner/warren-runner.
+std::string FindRunner(const std::string& configured) {
+  if (!configured.empty()) return AbsolutePath(configured);
+  if (const char* e = std::getenv("WARREN_RUNNER_BIN"); e && *e) return AbsolutePath(e);
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return "";
+  for (auto cand : {self.parent_path() / "warren-runner", self.parent_path().parent_path() / "runner" / "warren-runner"}) {
+    if (::access(cand.c_str(), X_OK) == 0) return cand.string();
+  }
+  return "";
 }
 
 int Serve(ServeConfig cfg, const std::string& config_path) {
@@ -120,22 +146,6 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   api::ApiOptions api_opts;
   api_opts.sse_keepalive = std::chrono::milliseconds(cfg.sse_keepalive_ms);
   api::ApiService service(store.get(), &bus, &auth, Clock::Real(), api_opts);
-  queue::WorkQueueOptions queue_opts;
-  queue_opts.default_ttl_seconds = cfg.work_lease_ttl_seconds;
-  queue_opts.min_ttl_seconds = std::min(queue_opts.min_ttl_seconds, cfg.work_lease_ttl_seconds);
-  queue::WorkQueue work_queue(store.get(), &auth, Clock::Real(), queue_opts);  // spec 3.3; engine calls EnsureWork
-  work_queue.RegisterRoutes(&service);
-  service.add_observer(&work_queue);
-  work_queue.Start();
-  engine::EngineOptions engine_opts;
-  engine_opts.threads = cfg.engine_threads;
-  engine::Engine engine(store.get(), &bus, provider->get(), Clock::Real(), engine_opts);
-  engine.set_work_needed([&work_queue](const std::string& session_id) {
-    Status st = work_queue.EnsureWork(session_id);
-    if (!st.ok()) log::Warn("engine.enqueue_failed", {{"session", session_id}, {"error", st.ToString()}});
-  });
-  service.add_observer(&engine);
-
 #ifdef WARREN_HAVE_SANDBOX_API
   // /v1/warren/ sandbox routes; the runtime opens on first use.
   sandbox_api::SandboxApiOptions sb_opts;
@@ -166,6 +176,59 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   sandbox_api.StartIdleTicker(std::chrono::seconds(cfg.sandbox_idle_check_seconds));
 #endif
 
+#ifdef WARREN_HAVE_ORCHESTRATOR
+  // The built-in orchestrator (docs/ORCHESTRATOR.md): on by default wherever
+  // the sandbox runtime opens; it serves the cloud environments and the
+  // self_hosted ones the config names.
+  sandbox::SandboxRuntime* orch_runtime = nullptr;
+  std::string orch_off_reason;
+  std::string runner_path = FindRunner(cfg.orchestrator_runner_path);
+  UniqueFd orch_lock;
+  if (!cfg.orchestrator_enabled.value_or(true)) {
+    orch_off_reason = "disabled (--no-orchestrator or orchestrator.enabled=false)";
+  } else if (runner_path.empty()) {
+    orch_off_reason = "warren-runner not found (set orchestrator.runner_path)";
+  } else {
+    auto rt = sandbox_api.runtime()->Get();
+    if (!rt.ok()) {
+      orch_off_reason = "sandbox runtime unavailable: " + rt.status().ToString();
+    } else {
+      // One orchestrator per runtime data dir: two would fight over the
+      // same sandboxes (docs/ORCHESTRATOR.md, "several orchestrators").
+      std::string lock_path = sb_opts.runtime.data_dir + "/orchestrator.lock";
+      orch_lock.reset(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+      if (!orch_lock || ::flock(orch_lock.get(), LOCK_EX | LOCK_NB) != 0) {
+        orch_off_reason = "another orchestrator holds " + lock_path;
+      } else {
+        orch_runtime = *rt;
+      }
+    }
+  }
+#endif
+
+  queue::WorkQueueOptions queue_opts;
+  queue_opts.default_ttl_seconds = cfg.work_lease_ttl_seconds;
+  queue_opts.min_ttl_seconds = std::min(queue_opts.min_ttl_seconds, cfg.work_lease_ttl_seconds);
+#ifdef WARREN_HAVE_ORCHESTRATOR
+  queue_opts.cloud_queues = orch_runtime != nullptr;
+  service.set_cloud_tool_results(orch_runtime != nullptr);
+#endif
+  queue::WorkQueue work_queue(store.get(), &auth, Clock::Real(), queue_opts);  // spec 3.3; engine calls EnsureWork
+  work_queue.RegisterRoutes(&service);
+  service.add_observer(&work_queue);
+  work_queue.Start();
+  engine::EngineOptions engine_opts;
+  engine_opts.threads = cfg.engine_threads;
+#ifdef WARREN_HAVE_ORCHESTRATOR
+  engine_opts.cloud_workers = orch_runtime != nullptr;
+#endif
+  engine::Engine engine(store.get(), &bus, provider->get(), Clock::Real(), engine_opts);
+  engine.set_work_needed([&work_queue](const std::string& session_id) {
+    Status st = work_queue.EnsureWork(session_id);
+    if (!st.ok()) log::Warn("engine.enqueue_failed", {{"session", session_id}, {"error", st.ToString()}});
+  });
+  service.add_observer(&engine);
+
   http::ServerOptions opts;
   opts.listen = cfg.listen;
   opts.max_body_bytes = cfg.max_body_bytes;
@@ -179,6 +242,64 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   s = server.Start();
   if (!s.ok()) return Fail(s);
 
+#ifdef WARREN_HAVE_ORCHESTRATOR
+  // The runners in the sandboxes reach the service over a unix socket in
+  // DATA_DIR/run, a directory mounted read-only into each sandbox (the
+  // socket is re-created at every start; the directory mount follows it).
+  std::unique_ptr<http::HttpServer> socket_server;
+  std::unique_ptr<orchestrator::RuntimeSandboxHost> orch_host;
+  std::unique_ptr<orchestrator::LocalWorkSource> orch_source;
+  std::unique_ptr<orchestrator::Orchestrator> orch;
+  if (orch_runtime != nullptr) {
+    std::string run_dir = AbsolutePath(cfg.data_dir) + "/run";
+    std::error_code ec;
+    std::filesystem::create_directories(run_dir, ec);
+    ::chmod(run_dir.c_str(), 0755);
+    http::ServerOptions sopts = opts;
+    sopts.listen = "unix:" + run_dir + "/api.sock";
+    socket_server = std::make_unique<http::HttpServer>(
+        sopts, [&service](http::HttpRequest& req) { return service.Handle(req); }, api::RenderError);
+    socket_server->set_body_router([&service](http::HttpRequest& head) { return service.RouteBody(head); });
+    s = socket_server->Start();
+    if (!s.ok()) return Fail(s.WithContext("runner socket"));
+    ::chmod((run_dir + "/api.sock").c_str(), 0666);
+
+    orchestrator::LocalWorkSourceOptions src_opts;
+    for (size_t pos = 0; pos < cfg.orchestrator_self_hosted.size();) {
+      size_t comma = cfg.orchestrator_self_hosted.find(',', pos);
+      if (comma == std::string::npos) comma = cfg.orchestrator_self_hosted.size();
+      std::string id = cfg.orchestrator_self_hosted.substr(pos, comma - pos);
+      if (!id.empty()) src_opts.self_hosted.push_back(id);
+      pos = comma + 1;
+    }
+    orch_source = std::make_unique<orchestrator::LocalWorkSource>(&work_queue, store.get(), src_opts);
+    orch_host = std::make_unique<orchestrator::RuntimeSandboxHost>(orch_runtime);
+    orchestrator::OrchestratorOptions oo;
+    oo.instance = "embedded";
+    oo.max_concurrent_items = cfg.orchestrator_max_concurrent_items;
+    oo.reclaim_older_than_ms = cfg.orchestrator_reclaim_older_than_ms;
+    oo.default_snapshot = cfg.orchestrator_default_snapshot;
+    oo.runner_host_path = runner_path;
+    oo.runner_base_url = std::string("unix:") + orchestrator::kSocketDir + "/api.sock";
+    oo.socket_host_dir = run_dir;
+    oo.runner_max_idle = std::chrono::milliseconds(cfg.orchestrator_runner_idle_ms);
+    oo.sandbox_idle_stop = std::chrono::milliseconds(cfg.orchestrator_sandbox_idle_stop_ms);
+    oo.archived_retention = std::chrono::minutes(cfg.orchestrator_archived_retention_minutes);
+    oo.janitor_interval = std::chrono::milliseconds(cfg.orchestrator_janitor_interval_ms);
+    oo.session_check_interval = std::chrono::milliseconds(cfg.orchestrator_session_check_interval_ms);
+    orch = std::make_unique<orchestrator::Orchestrator>(orch_source.get(), orch_host.get(), Clock::Real(), oo);
+    s = orch->Start();
+    if (!s.ok()) return Fail(s.WithContext("orchestrator"));
+    log::Info("serve.orchestrator", {{"enabled", true}, {"runner", runner_path}, {"socket", sopts.listen},
+                                     {"sandbox_data_dir", sb_opts.runtime.data_dir},
+                                     {"self_hosted", cfg.orchestrator_self_hosted}});
+  } else {
+    log::Info("serve.orchestrator", {{"enabled", false}, {"reason", orch_off_reason}});
+  }
+#else
+  log::Info("serve.orchestrator", {{"enabled", false}, {"reason", "built without the sandbox runtime"}});
+#endif
+
   std::printf("Warren listening on %s\n", server.url().c_str());
   if (!first_key.empty()) std::printf("API key: %s\n", first_key.c_str());
   std::fflush(stdout);
@@ -188,8 +309,14 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   int sig = 0;
   sigwait(&sigs, &sig);
   log::Info("serve.stopping", {{"signal", sig}});
+#ifdef WARREN_HAVE_ORCHESTRATOR
+  if (orch) orch->Stop();  // runners keep running; the next start re-adopts them
+#endif
   bus.EndAll();
   server.Stop(std::chrono::seconds(10));
+#ifdef WARREN_HAVE_ORCHESTRATOR
+  if (socket_server) socket_server->Stop(std::chrono::seconds(2));
+#endif
 #ifdef WARREN_HAVE_SANDBOX_API
   sandbox_api.Stop();
 #endif
@@ -197,6 +324,77 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   log::Info("serve.stopped");
   return 0;
 }
+
+#ifdef WARREN_HAVE_ORCHESTRATOR
+struct StandaloneArgs {
+  std::string base_url, environment_id, environment_key, data_dir = "/var/lib/warren-orchestrator";
+  std::string runner_path, runner_base_url, network = "isolated", default_snapshot = "builtin:minimal";
+  std::vector<std::string> allow_cidrs;
+  int max_concurrent_items = 16, runner_idle_ms = 60000, sandbox_idle_stop_ms = 60000, janitor_interval_ms = 5000;
+  int archived_retention_minutes = 43200, session_check_interval_ms = 30000;
+  std::string cgroup_prefix = "warren-orch";
+};
+
+// `warren orchestrator`: the standalone orchestrator. Speaks only the
+// documented work protocol to --base-url (a remote Warren or Anthropic's
+// hosted API) and keeps its own sandbox runtime in --data-dir.
+int Standalone(StandaloneArgs a) {
+  log::SetFormat(log::Format::kJson);
+  if (a.environment_key.empty()) {
+    if (const char* k = std::getenv("ANTHROPIC_ENVIRONMENT_KEY"); k && *k) a.environment_key = k;
+  }
+  if (a.base_url.empty() || a.environment_id.empty() || a.environment_key.empty())
+    return Fail(Status::InvalidArgument("--base-url, --environment-id and an environment key "
+                                        "(--environment-key or ANTHROPIC_ENVIRONMENT_KEY) are required"));
+  std::string runner = FindRunner(a.runner_path);
+  if (runner.empty()) return Fail(Status::NotFound("warren-runner not found (--runner-path)"));
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  sandbox::RuntimeOptions ro;
+  ro.data_dir = AbsolutePath(a.data_dir);
+  ro.cgroup_prefix = a.cgroup_prefix;
+  std::error_code ec;
+  std::filesystem::create_directories(ro.data_dir, ec);
+  UniqueFd lock(::open((ro.data_dir + "/orchestrator.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!lock || ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0)
+    return Fail(Status::Unavailable("another orchestrator is using " + ro.data_dir +
+                                    " (one orchestrator per sandbox data dir; docs/ORCHESTRATOR.md)"));
+  auto rt = sandbox::SandboxRuntime::Open(ro);
+  if (!rt.ok()) return Fail(rt.status().WithContext("sandbox runtime"));
+  orchestrator::HttpWorkSourceOptions so;
+  so.base_url = a.base_url;
+  so.environment_id = a.environment_id;
+  so.environment_key = a.environment_key;
+  orchestrator::HttpWorkSource source(so);
+  orchestrator::RuntimeSandboxHost host(rt->get());
+  orchestrator::OrchestratorOptions oo;
+  oo.instance = "standalone-" + a.environment_id;
+  oo.max_concurrent_items = a.max_concurrent_items;
+  oo.default_snapshot = a.default_snapshot;
+  oo.runner_host_path = runner;
+  oo.runner_base_url = a.runner_base_url.empty() ? a.base_url : a.runner_base_url;
+  oo.network = a.network;
+  oo.allow_cidrs = a.allow_cidrs;
+  oo.runner_max_idle = std::chrono::milliseconds(a.runner_idle_ms);
+  oo.sandbox_idle_stop = std::chrono::milliseconds(a.sandbox_idle_stop_ms);
+  oo.archived_retention = std::chrono::minutes(a.archived_retention_minutes);
+  oo.janitor_interval = std::chrono::milliseconds(a.janitor_interval_ms);
+  oo.session_check_interval = std::chrono::milliseconds(a.session_check_interval_ms);
+  orchestrator::Orchestrator orch(&source, &host, Clock::Real(), oo);
+  Status s = orch.Start();
+  if (!s.ok()) return Fail(s);
+  std::printf("Warren orchestrator serving %s at %s\n", a.environment_id.c_str(), a.base_url.c_str());
+  std::fflush(stdout);
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  orch.Stop();
+  return 0;
+}
+#endif
 
 }  // namespace
 }  // namespace warren::cli
@@ -215,6 +413,8 @@ int main(int argc, char** argv) {
   serve->add_option("--config", config_path, "JSON config file (default: DATA_DIR/warren.json if present)");
   serve->add_option("--data-dir", data_dir_flag, "Data directory (SQLite, storage pool)");
   serve->add_option("--listen", listen_flag, "HOST:PORT or unix:PATH (default 127.0.0.1:8400)");
+  bool no_orchestrator = false;
+  serve->add_flag("--no-orchestrator", no_orchestrator, "Do not run the built-in orchestrator (cloud tool calls then fail)");
 
   // keys
   auto* keys = app.add_subcommand("keys", "Issue credentials");
@@ -242,7 +442,31 @@ int main(int argc, char** argv) {
   warren::cli::RegisterPrepareCommand(app);
 #endif
 
+#ifdef WARREN_HAVE_ORCHESTRATOR
+  StandaloneArgs orch_args;
+  auto* orch_cmd = app.add_subcommand("orchestrator", "Serve one environment's work queue with local sandboxes (docs/ORCHESTRATOR.md)");
+  orch_cmd->add_option("--base-url", orch_args.base_url, "the service (https://api.anthropic.com or a Warren)")->required();
+  orch_cmd->add_option("--environment-id", orch_args.environment_id, "environment to serve")->required();
+  orch_cmd->add_option("--environment-key", orch_args.environment_key, "environment key (default: ANTHROPIC_ENVIRONMENT_KEY)");
+  orch_cmd->add_option("--data-dir", orch_args.data_dir, "its own sandbox runtime data dir")->capture_default_str();
+  orch_cmd->add_option("--cgroup-prefix", orch_args.cgroup_prefix, "cgroup directory of its runtime")->capture_default_str();
+  orch_cmd->add_option("--runner-path", orch_args.runner_path, "host path of warren-runner");
+  orch_cmd->add_option("--runner-base-url", orch_args.runner_base_url, "the service as seen from inside a sandbox (default --base-url)");
+  orch_cmd->add_option("--network", orch_args.network, "sandbox network: isolated or none")->capture_default_str();
+  orch_cmd->add_option("--allow-cidr", orch_args.allow_cidrs, "let this IPv4 CIDR through the isolated network's blocks (repeatable)");
+  orch_cmd->add_option("--default-snapshot", orch_args.default_snapshot)->capture_default_str();
+  orch_cmd->add_option("--max-concurrent-items", orch_args.max_concurrent_items)->capture_default_str();
+  orch_cmd->add_option("--runner-idle-ms", orch_args.runner_idle_ms)->capture_default_str();
+  orch_cmd->add_option("--sandbox-idle-stop-ms", orch_args.sandbox_idle_stop_ms)->capture_default_str();
+  orch_cmd->add_option("--janitor-interval-ms", orch_args.janitor_interval_ms)->capture_default_str();
+  orch_cmd->add_option("--session-check-interval-ms", orch_args.session_check_interval_ms)->capture_default_str();
+  orch_cmd->add_option("--archived-retention-minutes", orch_args.archived_retention_minutes)->capture_default_str();
+#endif
+
   CLI11_PARSE(app, argc, argv);
+#ifdef WARREN_HAVE_ORCHESTRATOR
+  if (orch_cmd->parsed()) return Standalone(orch_args);
+#endif
   if (client_exit >= 0) return client_exit;
 
   if (serve->parsed()) {
@@ -260,6 +484,7 @@ int main(int argc, char** argv) {
     if (!s.ok()) return Fail(s);
     if (!data_dir_flag.empty()) cfg.data_dir = data_dir_flag;
     if (!listen_flag.empty()) cfg.listen = listen_flag;
+    if (no_orchestrator) cfg.orchestrator_enabled = false;
     return Serve(cfg, path);
   }
   if (create_api->parsed() || create_env->parsed()) {

@@ -560,7 +560,8 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
   std::string now = Now();
   const std::string env_id = session["environment_id"].get<std::string>();
   auto env = store_->GetEnvironment(env_id);
-  const bool self_hosted = env.ok() && (*env)["config"]["type"] == "self_hosted";
+  const bool self_hosted = env.ok() && ((*env)["config"]["type"] == "self_hosted" ||
+                                        (options_.cloud_workers && (*env)["config"]["type"] == "cloud"));
   bool again = false;
   bool need_worker = false;
   Status step = Step(id, [&](const Json& cur, store::Store::SessionStep* out) -> Result<Json> {
@@ -641,7 +642,8 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
           }
           out->append.push_back(e);
           if (p["result"].is_null() && !self_hosted) {
-            // Warren runs no sandbox for cloud environments yet: answer now.
+            // No orchestrator serves cloud environments (--no-orchestrator,
+            // no sandbox runtime): answer now.
             Json r = Event("agent.tool_result", now);
             r["tool_use_id"] = e["id"];
             r["is_error"] = true;

@@ -51,6 +51,10 @@ struct EngineOptions {
   // Upper bound of model calls in one turn without a client answer (guards
   // against a model looping on tool errors).
   int max_model_calls_per_turn = 100;
+  // True when an orchestrator serves `cloud` environments (warren serve's
+  // built-in one): their built-in tool calls then wait for a worker like
+  // self_hosted ones, instead of being answered with an error at once.
+  bool cloud_workers = false;
 };
 
 // Told when a session has built-in tool calls waiting for a worker.

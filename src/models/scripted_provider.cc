@@ -15,8 +15,25 @@ namespace warren::models {
 namespace {
 
 constexpr std::string_view kBuiltin = R"({
-  // Warren's built-in offline model: no script configured.
-  "rules": [],
+  // Warren's built-in offline model: no script configured. When the agent
+  // has the built-in tools it runs a small demo in the session's sandbox
+  // (writes a program, runs it, reads its output); otherwise it echoes.
+  "rules": [
+    {"name": "demo: write", "when": {"offered_tool": {"equals": "bash"}, "user": {"regex": "(?s).+"}, "step": 0},
+     "reply": {"text": "(Scripted demo model: offline, no script configured; set ANTHROPIC_API_KEY for Claude.) You asked: {{user}}\nI will write a small program, run it, and read its output.",
+               "tool_calls": [{"name": "write", "input": {"file_path": "/workspace/hello.sh",
+                 "content": "#!/bin/sh\necho \"Hello from $(hostname), a Warren sandbox\"\necho \"kernel: $(uname -sr)\"\necho \"files in /workspace: $(ls /workspace | wc -l)\"\n"}}]}},
+    {"name": "demo: run", "when": {"tool_name": "write", "is_error": false, "step": 1},
+     "reply": {"text": "Wrote /workspace/hello.sh. Running it:",
+               "tool_calls": [{"name": "bash", "input": {"command": "sh /workspace/hello.sh > /workspace/hello.out 2>&1; echo \"exit status $?\""}}]}},
+    {"name": "demo: read", "when": {"tool_name": "bash", "is_error": false, "step": 2},
+     "reply": {"text": "It ran ({{tool_result}}). Reading its output:",
+               "tool_calls": [{"name": "read", "input": {"file_path": "/workspace/hello.out"}}]}},
+    {"name": "demo: report", "when": {"tool_name": "read", "is_error": false, "step": 3},
+     "reply": "Done. I wrote /workspace/hello.sh, ran it with sh (output saved to /workspace/hello.out), and read the output back:\n{{tool_result}}"},
+    {"name": "demo: tool failed", "when": {"is_error": true},
+     "reply": "A tool call failed, so I stopped the demo: {{tool_result}}"}
+  ],
   "default": {"text": "Scripted model (no script configured). You said: {{user}}"}
 })";
 
@@ -90,6 +107,7 @@ struct Conditions {
   std::optional<Matcher> last_user;    // the latest user text anywhere
   std::optional<Matcher> system;       // the system prompt
   std::optional<int> step;             // model calls since the latest user text (0 = answering it)
+  std::optional<Matcher> offered_tool;  // a tool offered to the model in this request
 };
 
 struct ErrorSpec {
@@ -241,7 +259,7 @@ Result<Conditions> ParseWhen(const Json& j, const std::string& where) {
     return c;
   }
   if (!j.is_object()) return Status::InvalidArgument(where + ": \"when\" is \"any\" or an object of conditions");
-  WARREN_RETURN_IF_ERROR(CheckKeys(j, {"any", "user", "tool_result", "tool_name", "is_error", "last_user", "system", "step"}, where));
+  WARREN_RETURN_IF_ERROR(CheckKeys(j, {"any", "user", "tool_result", "tool_name", "is_error", "last_user", "system", "step", "offered_tool"}, where));
   if (j.contains("any")) c.any = j["any"] == true;
   auto matcher = [&](const char* key, std::optional<Matcher>* out) -> Status {
     if (!j.contains(key)) return Status::Ok();
@@ -254,6 +272,7 @@ Result<Conditions> ParseWhen(const Json& j, const std::string& where) {
   WARREN_RETURN_IF_ERROR(matcher("tool_name", &c.tool_name));
   WARREN_RETURN_IF_ERROR(matcher("last_user", &c.last_user));
   WARREN_RETURN_IF_ERROR(matcher("system", &c.system));
+  WARREN_RETURN_IF_ERROR(matcher("offered_tool", &c.offered_tool));
   if (j.contains("is_error")) {
     if (!j["is_error"].is_boolean()) return Status::InvalidArgument(where + ".is_error: must be a boolean");
     c.is_error = j["is_error"].get<bool>();
@@ -262,7 +281,8 @@ Result<Conditions> ParseWhen(const Json& j, const std::string& where) {
     if (!j["step"].is_number_integer()) return Status::InvalidArgument(where + ".step: must be an integer");
     c.step = j["step"].get<int>();
   }
-  if (!c.any && !c.user && !c.tool_result && !c.tool_name && !c.is_error && !c.last_user && !c.system && !c.step) {
+  if (!c.any && !c.user && !c.tool_result && !c.tool_name && !c.is_error && !c.last_user && !c.system && !c.step &&
+      !c.offered_tool) {
     return Status::InvalidArgument(where + ": no condition given (use \"any\" to match everything)");
   }
   return c;
@@ -354,11 +374,13 @@ struct Turn {
   std::string last_user;                // newest user text anywhere
   std::string system;
   int step = 0;
+  std::vector<std::string> offered;  // names of the tools in the request
 };
 
 Turn Inspect(const ModelRequest& req) {
   Turn t;
   t.system = JoinText(req.system);
+  for (const auto& tool : req.tools) t.offered.push_back(tool.name);
   if (!req.messages.empty() && req.messages.back().role == Role::kUser) {
     const Message& m = req.messages.back();
     std::vector<ContentBlock> texts;
@@ -434,6 +456,12 @@ bool Matches(const Conditions& c, const Turn& t, std::vector<std::string>* caps)
   if (c.system) {
     constrained = true;
     if (!c.system->Match(t.system, caps)) return false;
+  }
+  if (c.offered_tool) {
+    constrained = true;
+    bool hit = false;
+    for (const auto& n : t.offered) hit = hit || c.offered_tool->Match(n, caps);
+    if (!hit) return false;
   }
   if (c.step) {
     constrained = true;

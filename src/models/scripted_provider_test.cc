@@ -198,6 +198,31 @@ TEST(ScriptedProvider, BuiltinScriptEchoes) {
   EXPECT_TRUE(ValidateScript(BuiltinScript()).ok());
 }
 
+TEST(ScriptedProvider, BuiltinScriptRunsTheToolDemoWhenToolsAreOffered) {
+  auto p = NewScriptedProvider({});
+  ASSERT_TRUE(p.ok());
+  ModelRequest req = Ask("show me");
+  for (const char* n : {"bash", "read", "write"}) req.tools.push_back({n, "", Json::object(), false});
+  std::vector<std::string> calls;
+  for (const char* out : {"wrote 90 bytes", "exit status 0", "Hello from s1, a Warren sandbox"}) {
+    auto r = (*p)->Call(req);
+    ASSERT_EQ(r.response().ToolUses().size(), 1u) << r.response().Text();
+    calls.push_back(r.response().ToolUses()[0]->name);
+    Answer(req, r.response(), out);
+  }
+  EXPECT_EQ(calls, (std::vector<std::string>{"write", "bash", "read"}));
+  auto last = (*p)->Call(req);
+  EXPECT_TRUE(last.response().ToolUses().empty());
+  EXPECT_NE(last.response().Text().find("I wrote /workspace/hello.sh, ran it"), std::string::npos);
+  EXPECT_NE(last.response().Text().find("Hello from s1, a Warren sandbox"), std::string::npos);
+  // A failing tool ends the demo.
+  ModelRequest bad = Ask("again");
+  bad.tools = req.tools;
+  auto first = (*p)->Call(bad);
+  Answer(bad, first.response(), "permission denied", true);
+  EXPECT_NE((*p)->Call(bad).response().Text().find("A tool call failed"), std::string::npos);
+}
+
 TEST(ScriptedProvider, DeterministicAcrossInstances) {
   auto run = [] {
     auto p = Load("example.json", nullptr);

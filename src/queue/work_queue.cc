@@ -112,7 +112,7 @@ Result<Json> WorkQueue::SelfHostedEnvironment(const std::string& environment_id)
     if (env.status().code() == Code::kNotFound) return env.status().WithDetailCode("environment_not_found");
     return env.status();
   }
-  if ((*env)["config"]["type"] != "self_hosted")
+  if ((*env)["config"]["type"] != "self_hosted" && !(options_.cloud_queues && (*env)["config"]["type"] == "cloud"))
     return Status::InvalidArgument("environment " + environment_id +
                                    " is not a self_hosted environment: only self_hosted environments have a work queue");
   return std::move(env).value();
@@ -157,13 +157,18 @@ Status WorkQueue::InsertItem(const std::string& session_id, const std::string& e
   return Status::Ok();
 }
 
-Status WorkQueue::EnsureWork(const std::string& session_id) {
+Status WorkQueue::EnsureWork(const std::string& session_id) { return EnsureWorkFor(session_id, true); }
+
+Status WorkQueue::EnsureWorkFor(const std::string& session_id, bool tool_calls_waiting) {
   WARREN_ASSIGN_OR_RETURN(Json session, store_->GetSession(session_id));
   if (!session["archived_at"].is_null() || session["status"] == "terminated") return Status::Ok();
   std::string env_id = session["environment_id"].get<std::string>();
   auto env = store_->GetEnvironment(env_id);
   if (!env.ok()) return env.status().code() == Code::kNotFound ? Status::Ok() : env.status();
-  if ((*env)["config"]["type"] != "self_hosted") return Status::Ok();
+  const Json& type = (*env)["config"]["type"];
+  // Cloud sessions get a sandbox only when a built-in tool call waits for
+  // one (the engine's EnsureWork), not for every session created or message.
+  if (type != "self_hosted" && !(options_.cloud_queues && type == "cloud" && tool_calls_waiting)) return Status::Ok();
   return Enqueue(session_id, env_id);
 }
 
@@ -211,7 +216,8 @@ Result<bool> WorkQueue::CheckSession(const std::string& session_id) {
   std::string env_id = (*session)["environment_id"].get<std::string>();
   auto env = store_->GetEnvironment(env_id);
   if (!env.ok()) return env.status().code() == Code::kNotFound ? Result<bool>(false) : env.status();
-  if ((*env)["config"]["type"] != "self_hosted") return false;
+  const Json& type = (*env)["config"]["type"];
+  if (type != "self_hosted" && !(options_.cloud_queues && type == "cloud")) return false;
   WARREN_ASSIGN_OR_RETURN(bool needs, HasCallsForWorker(session_id));
   if (!needs) return false;
   Status s = InsertItem(session_id, env_id);
@@ -236,8 +242,9 @@ Result<int> WorkQueue::CheckAllSessions() {
   for (;;) {
     WARREN_ASSIGN_OR_RETURN(store::Page envs, store_->ListEnvironments(/*include_archived=*/true, envs_page));
     for (const Json& env : envs.items) {
-      if (!env.contains("config") || !env["config"].is_object() || env["config"].value("type", "") != "self_hosted")
-        continue;
+      if (!env.contains("config") || !env["config"].is_object()) continue;
+      const std::string type = env["config"].value("type", "");
+      if (type != "self_hosted" && !(options_.cloud_queues && type == "cloud")) continue;
       store::SessionFilter f;
       f.environment_id = env["id"].get<std::string>();
       store::PageSpec page;
@@ -262,7 +269,7 @@ Result<int> WorkQueue::CheckAllSessions() {
 }
 
 void WorkQueue::OnSessionCreated(const Json& session) {
-  Status s = EnsureWork(session["id"].get<std::string>());
+  Status s = EnsureWorkFor(session["id"].get<std::string>(), false);
   if (!s.ok()) log::Error("work.enqueue_failed", {{"session_id", session["id"]}, {"error", s.ToString()}});
 }
 
@@ -270,7 +277,12 @@ void WorkQueue::OnClientEvents(const Json& session, const std::vector<store::Sto
   bool needs = std::any_of(events.begin(), events.end(),
                            [](const store::StoredEvent& e) { return NeedsWorker(e.body.value("type", "")); });
   if (!needs) return;
-  Status s = EnsureWork(session["id"].get<std::string>());
+  // A confirmation releases a built-in call that waits for a worker, on
+  // cloud environments too.
+  bool confirms = std::any_of(events.begin(), events.end(), [](const store::StoredEvent& e) {
+    return e.body.value("type", "") == "user.tool_confirmation";
+  });
+  Status s = EnsureWorkFor(session["id"].get<std::string>(), confirms);
   if (!s.ok()) log::Error("work.enqueue_failed", {{"session_id", session["id"]}, {"error", s.ToString()}});
 }
 

@@ -47,6 +47,9 @@ struct WorkQueueOptions {
   int64_t default_reclaim_ms = 5000;  // poll's reclaim_older_than_ms default
   int64_t workers_window_ms = 30000;  // stats.workers_polling window
   std::chrono::milliseconds sweep_interval{1000};  // background sweeper period
+  // True when an orchestrator serves `cloud` environments: they get work
+  // items too, and their work endpoints answer (docs/ORCHESTRATOR.md).
+  bool cloud_queues = false;
 };
 
 // The literal first-heartbeat sentinel.
@@ -141,6 +144,9 @@ class WorkQueue final : public api::SessionObserver {
 
  private:
   Status Enqueue(const std::string& session_id, const std::string& environment_id);
+  // EnsureWork; `tool_calls_waiting` is false for the session-event
+  // triggers, which do not enqueue on cloud environments.
+  Status EnsureWorkFor(const std::string& session_id, bool tool_calls_waiting);
   // Inserts a queued item; Conflict when the session has a live one.
   Status InsertItem(const std::string& session_id, const std::string& environment_id);
   // CheckSession after an item of the session stopped; logs failures.

@@ -296,6 +296,20 @@ Result<UniqueFd> CloneIdmappedTreeAt(int dirfd, int userns_fd, unsigned extra_at
   return IdmapClone(std::move(fd), "(fd)", userns_fd, extra_attrs);
 }
 
+Result<UniqueFd> CloneReadOnlyTree(const std::string& path) {
+  // The source is opened without following a final symlink, then cloned
+  // from the fd (so what is checked is what is mounted).
+  UniqueFd src(open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!src) return ErrnoStatus("open " + path);
+  UniqueFd fd(open_tree(src.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
+  if (!fd) return ErrnoStatus("open_tree " + path);
+  struct mount_attr a;
+  memset(&a, 0, sizeof(a));
+  a.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+  if (mount_setattr(fd.get(), "", AT_EMPTY_PATH, &a, sizeof(a)) != 0) return ErrnoStatus("mount_setattr ro " + path);
+  return fd;
+}
+
 bool IsMountPoint(const std::string& path) {
   std::ifstream in("/proc/self/mountinfo");
   std::string line;

@@ -51,6 +51,9 @@ Result<UniqueFd> CloneIdmappedTree(const std::string& path, int userns_fd, unsig
 // The same for a directory the caller already opened (O_PATH is enough):
 // the form to use for anything a sandbox could have written.
 Result<UniqueFd> CloneIdmappedTreeAt(int dirfd, int userns_fd, unsigned extra_attrs);
+// A read-only, nosuid, nodev detached clone of a host file or directory
+// (not idmapped); a final symlink in `path` is refused.
+Result<UniqueFd> CloneReadOnlyTree(const std::string& path);
 
 // True when `path` is a mount point in the calling process's namespace.
 bool IsMountPoint(const std::string& path);

@@ -305,8 +305,9 @@ Result<InitHandle> SpawnInit(const InitSpec& spec, CgroupManager& cgroups, const
   std::vector<int> fds{tree->get()};
   for (const auto& b : spec.binds) {
     unsigned attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (b.read_only ? MOUNT_ATTR_RDONLY : 0);
-    auto v = b.host_dir ? CloneIdmappedTreeAt(b.host_dir->get(), userns.get(), attrs)
-                        : CloneIdmappedTree(b.host_path, userns.get(), attrs);
+    auto v = !b.idmapped ? CloneReadOnlyTree(b.host_path)
+             : b.host_dir ? CloneIdmappedTreeAt(b.host_dir->get(), userns.get(), attrs)
+                          : CloneIdmappedTree(b.host_path, userns.get(), attrs);
     if (!v.ok()) return fail(v.status().WithContext("volume " + b.host_path));
     fds.push_back(v->get());
     volumes.push_back(std::move(*v));

@@ -40,6 +40,9 @@ struct BindSpec {
   // for any directory a sandbox can write (volumes): a path would be
   // re-resolved and could be redirected by a planted symlink.
   std::shared_ptr<const UniqueFd> host_dir;
+  // false: a plain read-only clone of a host file or directory (HostBind),
+  // not idmapped; its host owner shows as nobody inside.
+  bool idmapped = true;
 };
 
 struct InitSpec {

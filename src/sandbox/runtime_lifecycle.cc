@@ -45,6 +45,16 @@ Result<SandboxRecord> SandboxRuntime::Create(const CreateOptions& o) {
     if (v.path.empty() || v.path[0] != '/') return Status::InvalidArgument("volume path must be absolute");
     if (v.subpath.find("..") != std::string::npos) return Status::InvalidArgument("volume subpath must not contain ..");
   }
+  if (o.host_binds.size() > 4) return Status::InvalidArgument("at most 4 host binds");
+  for (const auto& b : o.host_binds) {
+    if (b.host_path.empty() || b.host_path[0] != '/') return Status::InvalidArgument("host bind source must be absolute");
+    if (b.path.size() < 2 || b.path[0] != '/' || b.path.find("/../") != std::string::npos ||
+        b.path.find("/./") != std::string::npos || b.path.back() == '/' || b.path.ends_with("/..")) {
+      return Status::InvalidArgument("host bind target must be a normalised absolute path: " + b.path);
+    }
+    struct stat st;
+    if (::stat(b.host_path.c_str(), &st) != 0) return ErrnoStatus("host bind " + b.host_path);
+  }
   if (o.auto_stop_minutes < 0 || o.auto_archive_minutes < 0 || o.auto_delete_minutes < kNeverDelete) {
     return Status::InvalidArgument("auto-stop/-archive minutes must be >= 0, auto-delete >= -1 (never)");
   }
@@ -84,6 +94,7 @@ Result<SandboxRecord> SandboxRuntime::Create(const CreateOptions& o) {
   rec.user = o.user;
   rec.workdir = o.workdir;
   rec.volumes = o.volumes;
+  rec.host_binds = o.host_binds;
   rec.auto_stop_minutes = o.auto_stop_minutes;
   rec.auto_archive_minutes = o.auto_archive_minutes;
   rec.auto_delete_minutes = o.auto_delete_minutes;
@@ -135,7 +146,7 @@ Result<std::vector<SandboxRecord>> SandboxRuntime::List() {
 }
 
 Status SandboxRuntime::PrepareVolumesLocked(const SandboxRecord& rec, std::vector<BindSpec>* binds) {
-  if (rec.volumes.empty()) return Status::Ok();
+  if (rec.volumes.empty() && rec.host_binds.empty()) return Status::Ok();
   WARREN_ASSIGN_OR_RETURN(RootFs fs, OpenRootFs(RootfsPath(rec.id)));
   // volumes/ is the runtime's; everything inside volumes/<name> may have
   // been written by a sandbox. From the volume's directory on, every
@@ -168,6 +179,23 @@ Status SandboxRuntime::PrepareVolumesLocked(const SandboxRecord& rec, std::vecto
     BindSpec b{volumes + "/" + rel, v.path, v.read_only, nullptr};
     b.host_dir = std::make_shared<const UniqueFd>(std::move(*dir));
     binds->push_back(std::move(b));
+  }
+  // Host binds: the mount point is made through the rootfs file API (every
+  // component opened relative to the root, no symlink followed), as an
+  // empty file or directory like its source; the source keeps its owner.
+  for (const auto& b : rec.host_binds) {
+    struct stat st;
+    if (::stat(b.host_path.c_str(), &st) != 0) return ErrnoStatus("host bind " + b.host_path);
+    size_t slash = b.path.rfind('/');
+    if (slash > 0) WARREN_RETURN_IF_ERROR(fs.Mkdir(b.path.substr(0, slash), true));
+    if (S_ISDIR(st.st_mode)) {
+      WARREN_RETURN_IF_ERROR(fs.Mkdir(b.path, true));
+    } else if (!fs.Stat(b.path).ok()) {
+      WARREN_RETURN_IF_ERROR(fs.WriteFile(b.path, "", 0644));
+    }
+    BindSpec spec{b.host_path, b.path, true};
+    spec.idmapped = false;
+    binds->push_back(std::move(spec));
   }
   return Status::Ok();
 }

@@ -59,6 +59,7 @@ struct CreateOptions {
   std::string user;              // default exec user
   std::string workdir;           // default exec cwd
   std::vector<VolumeMount> volumes;
+  std::vector<HostBind> host_binds;  // read-only host files/dirs (state.h); at most 4
   int64_t auto_stop_minutes = 0;     // stop after this long idle; 0 = never
   int64_t auto_archive_minutes = 0;  // archive after this long stopped; 0 = never
   int64_t auto_delete_minutes = kNeverDelete;  // delete after this long stopped; 0 = at the first sweep

@@ -55,6 +55,8 @@ Resources ResourcesFromJson(const Json& j) {
 }
 
 Json SandboxRecord::ToJson() const {
+  Json binds = Json::array();
+  for (const auto& b : host_binds) binds.push_back({{"host_path", b.host_path}, {"path", b.path}});
   Json vols = Json::array();
   for (const auto& v : volumes) {
     vols.push_back({{"volume", v.volume}, {"path", v.path}, {"subpath", v.subpath}, {"read_only", v.read_only}});
@@ -80,6 +82,7 @@ Json SandboxRecord::ToJson() const {
               {"user", user},
               {"workdir", workdir},
               {"volumes", vols},
+              {"host_binds", binds},
               {"parent", parent},
               {"children", children},
               {"created_at", created_at},
@@ -121,6 +124,9 @@ Result<SandboxRecord> SandboxRecord::FromJson(const Json& j) {
     for (const auto& v : j.value("volumes", Json::array())) {
       r.volumes.push_back(VolumeMount{v.value("volume", ""), v.value("path", ""), v.value("subpath", ""),
                                       v.value("read_only", false)});
+    }
+    for (const auto& b : j.value("host_binds", Json::array())) {
+      r.host_binds.push_back(HostBind{b.value("host_path", ""), b.value("path", "")});
     }
     r.parent = j.value("parent", "");
     if (j.contains("children")) r.children = j.at("children").get<std::vector<std::string>>();

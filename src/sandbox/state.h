@@ -48,6 +48,16 @@ struct VolumeMount {
   bool read_only = false;
 };
 
+// A host file or directory mounted read-only into the sandbox at `path`
+// (nosuid, nodev; no id mapping: it keeps its host owner, which the sandbox
+// sees as nobody). For operator-chosen paths only (the orchestrator mounts
+// the warren-runner binary and the service's socket directory this way);
+// the mount point inside is created and resolved without following links.
+struct HostBind {
+  std::string host_path;  // absolute host path
+  std::string path;       // absolute path inside the sandbox
+};
+
 struct SandboxRecord {
   std::string id;
   std::string name;
@@ -70,6 +80,7 @@ struct SandboxRecord {
   std::string user;     // default exec user ("" = snapshot's)
   std::string workdir;  // default exec cwd ("" = snapshot's)
   std::vector<VolumeMount> volumes;
+  std::vector<HostBind> host_binds;
   std::string parent;                 // fork parent id, "" for roots
   std::vector<std::string> children;  // fork children ids (in order)
   int64_t created_at = 0;             // micros since epoch

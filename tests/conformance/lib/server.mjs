@@ -153,7 +153,10 @@ export function runCli(args, { timeoutMs = 20_000 } = {}) {
  * by cleanup()). Resolves once the listening line (and, on a fresh dir, the
  * API key line) has been printed.
  */
-export async function startServer({ dataDir, startTimeoutMs = 20_000, extraArgs = [], env = {} } = {}) {
+export async function startServer({ dataDir, startTimeoutMs = 20_000, extraArgs = [], env = {}, orchestrator = false } = {}) {
+  // The built-in orchestrator makes sandboxes for cloud tool calls: only the
+  // suites that test it turn it on (with their own sandbox data dir).
+  if (!orchestrator) extraArgs = ['--no-orchestrator', ...extraArgs];
   let ownsDir = false;
   if (!dataDir) {
     dataDir = await makeDataDir();

@@ -1,0 +1,91 @@
+#include "orchestrator/http_work_source.h"
+
+#include <algorithm>
+
+namespace warren::orchestrator {
+
+Status StatusForHttp(int status, const std::string& body) {
+  if (status >= 200 && status < 300) return Status::Ok();
+  std::string msg = "HTTP " + std::to_string(status);
+  auto j = ParseJson(body);
+  if (j.ok() && j->is_object() && j->contains("error") && (*j)["error"].is_object() &&
+      (*j)["error"].contains("message") && (*j)["error"]["message"].is_string()) {
+    msg += ": " + (*j)["error"]["message"].get<std::string>();
+  }
+  switch (status) {
+    case 400: return Status::InvalidArgument(msg);
+    case 401: return Status::Unauthenticated(msg);
+    case 403: return Status::PermissionDenied(msg);
+    case 404: return Status::NotFound(msg);
+    case 409: return Status::Conflict(msg);
+    case 412: return Status::FailedPrecondition(msg);
+    case 413: return Status::TooLarge(msg);
+    case 429: return Status::ResourceExhausted(msg);
+    case 408: return Status::Unavailable(msg);
+    default: break;
+  }
+  if (status >= 400 && status < 500) return Status::InvalidArgument(msg);
+  return Status::Unavailable(msg);
+}
+
+HttpWorkSource::HttpWorkSource(HttpWorkSourceOptions options) : options_(std::move(options)) {
+  while (!options_.base_url.empty() && options_.base_url.back() == '/') options_.base_url.pop_back();
+  if (!options_.client) options_.client = NewCurlHttpClient();
+}
+
+Result<Json> HttpWorkSource::Call(const std::string& method, const std::string& path, const std::string& body,
+                                  int64_t timeout_ms) {
+  HttpRequest req;
+  req.method = method;
+  req.url = options_.base_url + path;
+  req.headers = {{"authorization", "Bearer " + options_.environment_key},
+                 {"anthropic-version", "2023-06-01"},
+                 {"anthropic-beta", "managed-agents-2026-04-01"},
+                 {"anthropic-worker-id", options_.worker_id},
+                 {"x-stainless-helper", "warren-orchestrator"}};
+  if (!body.empty()) {
+    req.headers.push_back({"content-type", "application/json"});
+    req.body = body;
+  }
+  req.total_timeout_ms = timeout_ms;
+  WARREN_ASSIGN_OR_RETURN(HttpResponse resp, options_.client->Send(req, &cancel_));
+  WARREN_RETURN_IF_ERROR(StatusForHttp(resp.status, resp.body));
+  if (resp.body.empty()) return Json(nullptr);
+  return ParseJson(resp.body);
+}
+
+Result<std::optional<WorkItem>> HttpWorkSource::Poll(int block_ms, int64_t reclaim_older_than_ms) {
+  if (cancel_.cancelled()) return std::optional<WorkItem>();
+  std::string path = "/v1/environments/" + options_.environment_id + "/work/poll?reclaim_older_than_ms=" +
+                     std::to_string(reclaim_older_than_ms);
+  if (block_ms > 0) path += "&block_ms=" + std::to_string(std::min(block_ms, 999));
+  auto j = Call("GET", path, "", block_ms + 30000);
+  if (!j.ok()) {
+    if (cancel_.cancelled()) return std::optional<WorkItem>();
+    return j.status();
+  }
+  if (j->is_null()) return std::optional<WorkItem>();
+  WARREN_ASSIGN_OR_RETURN(WorkItem w, ParseWorkItem(*j));
+  if (w.environment_id.empty()) w.environment_id = options_.environment_id;
+  return std::optional<WorkItem>(std::move(w));
+}
+
+Status HttpWorkSource::Ack(const WorkItem& item) {
+  return Call("POST", "/v1/environments/" + options_.environment_id + "/work/" + item.id + "/ack", "{}", 30000)
+      .status();
+}
+
+Status HttpWorkSource::Stop(const WorkItem& item, bool force) {
+  auto r = Call("POST", "/v1/environments/" + options_.environment_id + "/work/" + item.id + "/stop",
+                DumpJson(Json{{"force", force}}), 30000);
+  if (!r.ok() && r.status().code() == Code::kConflict) return Status::Ok();
+  return r.status();
+}
+
+Result<Json> HttpWorkSource::GetSession(const std::string& /*environment_id*/, const std::string& session_id) {
+  return Call("GET", "/v1/sessions/" + session_id, "", 30000);
+}
+
+void HttpWorkSource::Interrupt() { cancel_.Cancel(); }
+
+}  // namespace warren::orchestrator

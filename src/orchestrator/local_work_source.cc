@@ -1,0 +1,111 @@
+#include "orchestrator/local_work_source.h"
+
+#include <algorithm>
+
+#include "common/log.h"
+
+namespace warren::orchestrator {
+
+LocalWorkSource::LocalWorkSource(queue::WorkQueue* queue, store::Store* store, LocalWorkSourceOptions options)
+    : queue_(queue), store_(store), options_(std::move(options)) {}
+
+LocalWorkSource::~LocalWorkSource() {
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& env : envs_) queue_->RemoveWaiter(env, this);
+}
+
+Status LocalWorkSource::Refresh() {
+  std::set<std::string> now(options_.self_hosted.begin(), options_.self_hosted.end());
+  if (options_.serve_cloud) {
+    // The newest 1000 environments (not archived).
+    store::PageSpec page;
+    page.limit = 1000;
+    WARREN_ASSIGN_OR_RETURN(store::Page p, store_->ListEnvironments(false, page));
+    for (const Json& env : p.items) {
+      if (env.contains("config") && env["config"].is_object() && env["config"].value("type", "") == "cloud")
+        now.insert(env.value("id", ""));
+    }
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& env : now) {
+    if (envs_.count(env)) continue;
+    queue_->AddWaiter(env, this, [this] {
+      {
+        std::lock_guard<std::mutex> wl(mu_);
+        ++wakes_;
+      }
+      cv_.notify_all();
+    });
+  }
+  for (const auto& env : envs_)
+    if (!now.count(env)) queue_->RemoveWaiter(env, this);
+  envs_ = std::move(now);
+  refreshed_ = std::chrono::steady_clock::now();
+  return Status::Ok();
+}
+
+std::vector<std::string> LocalWorkSource::Environments() {
+  std::lock_guard<std::mutex> l(mu_);
+  return {envs_.begin(), envs_.end()};
+}
+
+Result<std::optional<WorkItem>> LocalWorkSource::Poll(int block_ms, int64_t reclaim_older_than_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(block_ms);
+  while (true) {
+    bool stale;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (interrupted_) return std::optional<WorkItem>();
+      stale = std::chrono::steady_clock::now() - refreshed_ >= options_.refresh;
+    }
+    if (stale) WARREN_RETURN_IF_ERROR(Refresh());
+    uint64_t wakes_before;
+    std::vector<std::string> envs;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      wakes_before = wakes_;
+      envs.assign(envs_.begin(), envs_.end());
+    }
+    for (size_t i = 0; i < envs.size(); ++i) {
+      const std::string& env = envs[(next_ + i) % envs.size()];
+      (void)queue_->RecordWorker(env, options_.worker_id);
+      auto c = queue_->Claim(env, reclaim_older_than_ms);
+      if (!c.ok()) {
+        if (c.status().code() == Code::kNotFound) continue;  // environment deleted meanwhile
+        return c.status();
+      }
+      if (c->has_value()) {
+        next_ = (next_ + i + 1) % std::max<size_t>(envs.size(), 1);
+        WARREN_ASSIGN_OR_RETURN(WorkItem w, ParseWorkItem(**c));
+        return std::optional<WorkItem>(std::move(w));
+      }
+    }
+    std::unique_lock<std::mutex> l(mu_);
+    auto wait_until = std::min(deadline, refreshed_ + options_.refresh);
+    if (std::chrono::steady_clock::now() >= deadline) return std::optional<WorkItem>();
+    cv_.wait_until(l, wait_until, [&] { return interrupted_ || wakes_ != wakes_before; });
+    if (interrupted_) return std::optional<WorkItem>();
+  }
+}
+
+Status LocalWorkSource::Ack(const WorkItem& item) { return queue_->Ack(item.environment_id, item.id).status(); }
+
+Status LocalWorkSource::Stop(const WorkItem& item, bool force) {
+  auto r = queue_->StopWork(item.environment_id, item.id, force);
+  if (!r.ok() && r.status().code() == Code::kConflict) return Status::Ok();
+  return r.status();
+}
+
+Result<Json> LocalWorkSource::GetSession(const std::string& /*environment_id*/, const std::string& session_id) {
+  return store_->GetSession(session_id);
+}
+
+void LocalWorkSource::Interrupt() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    interrupted_ = true;
+  }
+  cv_.notify_all();
+}
+
+}  // namespace warren::orchestrator

@@ -1,0 +1,647 @@
+#include "orchestrator/orchestrator.h"
+
+#include <poll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "common/log.h"
+#include "sandbox/sys.h"
+
+namespace warren::orchestrator {
+namespace {
+
+using sandbox::SandboxRecord;
+using sandbox::SandboxState;
+
+std::string Label(const SandboxRecord& r, const char* key) {
+  auto it = r.labels.find(key);
+  return it == r.labels.end() ? std::string() : it->second;
+}
+
+std::string MetaString(const Json& session, const char* key) {
+  const Json* meta = session.is_object() && session.contains("metadata") ? &session["metadata"] : nullptr;
+  if (meta == nullptr || !meta->is_object() || !meta->contains(key) || !(*meta)[key].is_string()) return "";
+  return (*meta)[key].get<std::string>();
+}
+
+std::string JsonString(const Json& j, const char* key) {
+  if (!j.is_object() || !j.contains(key) || !j[key].is_string()) return "";
+  return j[key].get<std::string>();
+}
+
+// The session no longer wants a sandbox: archived, terminated.
+bool SessionGone(const Json& s) {
+  if (!s.is_object()) return true;
+  if (s.contains("archived_at") && !s["archived_at"].is_null()) return true;
+  return JsonString(s, "status") == "terminated";
+}
+
+bool IsRunnerArgv(const std::vector<std::string>& argv) {
+  return !argv.empty() && argv[0] == kRunnerPath && argv.size() > 1 && argv[1] == "run";
+}
+
+std::string ArgAfter(const std::vector<std::string>& argv, const std::string& flag) {
+  for (size_t i = 0; i + 1 < argv.size(); ++i)
+    if (argv[i] == flag) return argv[i + 1];
+  return "";
+}
+
+bool Live(SandboxState s) { return s != SandboxState::kDestroyed && s != SandboxState::kDestroying; }
+
+}  // namespace
+
+Result<WorkItem> ParseWorkItem(const Json& work) {
+  if (!work.is_object()) return Status::InvalidArgument("work item is not an object");
+  WorkItem w;
+  w.id = JsonString(work, "id");
+  w.environment_id = JsonString(work, "environment_id");
+  w.created_at = JsonString(work, "created_at");
+  w.secret = JsonString(work, "secret");
+  if (work.contains("data") && work["data"].is_object()) {
+    w.type = JsonString(work["data"], "type");
+    w.session_id = JsonString(work["data"], "id");
+  }
+  if (w.id.empty()) return Status::InvalidArgument("work item has no id");
+  w.raw = work;
+  w.raw["secret"] = nullptr;
+  return w;
+}
+
+bool IsPermanent(const Status& s) {
+  switch (s.code()) {
+    case Code::kInvalidArgument:
+    case Code::kUnauthenticated:
+    case Code::kPermissionDenied:
+    case Code::kNotFound:
+    case Code::kConflict:
+    case Code::kFailedPrecondition:
+    case Code::kTooLarge:
+      return true;
+    default:
+      return false;
+  }
+}
+
+Orchestrator::Orchestrator(WorkSource* source, SandboxHost* sandboxes, Clock* clock, OrchestratorOptions options)
+    : source_(source), sandboxes_(sandboxes), clock_(clock), options_(std::move(options)) {
+  if (options_.max_concurrent_items < 1) options_.max_concurrent_items = 1;
+  if (options_.drain_batch < 1) options_.drain_batch = 1;
+}
+
+Orchestrator::~Orchestrator() {
+  Stop();
+  for (auto& [id, r] : runners_)
+    if (r.pidfd >= 0) ::close(r.pidfd);
+}
+
+Status Orchestrator::Start() {
+  stopping_ = false;
+  Adopt();
+  for (int i = 0; i < options_.max_concurrent_items; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  poller_ = std::thread([this] { PollLoop(); });
+  supervisor_ = std::thread([this] { SupervisorLoop(); });
+  janitor_ = std::thread([this] { JanitorLoop(); });
+  log::Info("orchestrator.started", {{"instance", options_.instance},
+                                     {"max_concurrent_items", options_.max_concurrent_items},
+                                     {"runners_adopted", stats().runners_adopted}});
+  return Status::Ok();
+}
+
+void Orchestrator::Stop() {
+  if (stopping_.exchange(true)) return;
+  source_->Interrupt();
+  cv_.notify_all();
+  space_cv_.notify_all();
+  if (poller_.joinable()) poller_.join();
+  for (auto& t : workers_)
+    if (t.joinable()) t.join();
+  workers_.clear();
+  if (supervisor_.joinable()) supervisor_.join();
+  if (janitor_.joinable()) janitor_.join();
+  log::Info("orchestrator.stopped", {{"instance", options_.instance}});
+}
+
+bool Orchestrator::Sleep(std::chrono::milliseconds d) {
+  std::unique_lock<std::mutex> l(mu_);
+  cv_.wait_for(l, d, [this] { return stopping_.load(); });
+  return !stopping_;
+}
+
+bool Orchestrator::Ours(const SandboxRecord& rec) const {
+  return !rec.deleted && Label(rec, kLabelOrchestrator) == options_.instance && !Label(rec, kLabelSession).empty();
+}
+
+OrchestratorStats Orchestrator::stats() {
+  std::lock_guard<std::mutex> l(mu_);
+  return stats_;
+}
+
+std::vector<std::string> Orchestrator::Runners() {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<std::string> out;
+  for (const auto& [id, r] : runners_) out.push_back(id);
+  return out;
+}
+
+std::mutex* Orchestrator::SessionLock(const std::string& session_id) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto& p = session_locks_[session_id];
+  if (!p) p = std::make_unique<std::mutex>();
+  return p.get();
+}
+
+// ------------------------------------------------------------------ claiming
+
+std::vector<WorkItem> Orchestrator::Dedupe(std::vector<WorkItem>* items) {
+  std::map<std::string, size_t> newest;  // session -> index
+  std::vector<WorkItem> keep, drop;
+  for (size_t i = 0; i < items->size(); ++i) {
+    const WorkItem& w = (*items)[i];
+    if (w.type != "session" || w.session_id.empty()) {
+      keep.push_back(w);  // HandleItem force-stops other types
+      continue;
+    }
+    auto it = newest.find(w.session_id);
+    if (it == newest.end()) {
+      newest[w.session_id] = i;
+    } else if ((*items)[it->second].created_at < w.created_at) {
+      drop.push_back((*items)[it->second]);
+      it->second = i;
+    } else {
+      drop.push_back(w);
+    }
+  }
+  for (const auto& [sid, i] : newest) keep.push_back((*items)[i]);
+  *items = std::move(keep);
+  return drop;
+}
+
+void Orchestrator::PollLoop() {
+  int failures = 0;
+  while (!stopping_) {
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      space_cv_.wait(l, [this] {
+        return stopping_ || busy_ + static_cast<int>(items_.size()) < options_.max_concurrent_items;
+      });
+      if (stopping_) break;
+    }
+    auto first = source_->Poll(options_.poll_block_ms, options_.reclaim_older_than_ms);
+    if (!first.ok()) {
+      ++failures;
+      auto backoff = std::min(options_.retry_max, options_.retry_initial * (1 << std::min(failures, 6)));
+      log::Warn("orchestrator.poll_failed", {{"error", first.status().ToString()}, {"retry_ms", backoff.count()}});
+      Sleep(backoff);
+      continue;
+    }
+    failures = 0;
+    if (!first->has_value()) continue;
+    std::vector<WorkItem> batch{std::move(**first)};
+    // Drain what else is waiting (non-blocking), bounded by the batch size
+    // and by the free pool slots.
+    int room;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      room = options_.max_concurrent_items - busy_ - static_cast<int>(items_.size());
+    }
+    while (static_cast<int>(batch.size()) < std::min(options_.drain_batch, std::max(room, 1)) && !stopping_) {
+      auto more = source_->Poll(0, options_.reclaim_older_than_ms);
+      if (!more.ok() || !more->has_value()) break;
+      batch.push_back(std::move(**more));
+    }
+    std::vector<WorkItem> dupes = Dedupe(&batch);
+    for (const WorkItem& d : dupes) {
+      log::Info("orchestrator.duplicate_stopped", {{"work_id", d.id}, {"session_id", d.session_id}});
+      Status s = source_->Stop(d, true);
+      if (!s.ok()) log::Warn("orchestrator.stop_failed", {{"work_id", d.id}, {"error", s.ToString()}});
+    }
+    std::lock_guard<std::mutex> l(mu_);
+    stats_.items_claimed += static_cast<int64_t>(batch.size() + dupes.size());
+    stats_.items_deduped += static_cast<int64_t>(dupes.size());
+    for (auto& w : batch) items_.push_back(std::move(w));
+    cv_.notify_all();
+  }
+}
+
+void Orchestrator::WorkerLoop() {
+  while (true) {
+    WorkItem item;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait(l, [this] { return stopping_ || !items_.empty(); });
+      if (stopping_) return;  // queued items are acked later by redelivery
+      item = std::move(items_.front());
+      items_.pop_front();
+      ++busy_;
+    }
+    HandleItem(item);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      --busy_;
+    }
+    space_cv_.notify_all();
+  }
+}
+
+// ------------------------------------------------------------------ per item
+
+void Orchestrator::HandleItem(const WorkItem& item) {
+  if (item.type != "session" || item.session_id.empty()) {
+    log::Info("orchestrator.item_ignored", {{"work_id", item.id}, {"type", item.type}});
+    (void)source_->Stop(item, true);
+    return;
+  }
+  auto backoff = options_.retry_initial;
+  for (int attempt = 1; !stopping_; ++attempt) {
+    Status s = source_->Ack(item);
+    if (s.ok()) s = ServeItem(item);
+    if (s.ok()) return;
+    if (IsPermanent(s)) {
+      log::Warn("orchestrator.item_failed",
+                {{"work_id", item.id}, {"session_id", item.session_id}, {"error", s.ToString()}, {"permanent", true}});
+      // The item cannot be served (stopped already, session gone, bad
+      // metadata): release it so nothing waits on it.
+      if (s.code() != Code::kConflict) (void)source_->Stop(item, true);
+      return;
+    }
+    if (attempt >= options_.max_item_attempts) {
+      // Never lost: the item keeps its lease until it lapses, then it is
+      // delivered again.
+      log::Error("orchestrator.item_deferred",
+                 {{"work_id", item.id}, {"session_id", item.session_id}, {"error", s.ToString()}, {"attempts", attempt}});
+      return;
+    }
+    log::Warn("orchestrator.item_retry", {{"work_id", item.id}, {"session_id", item.session_id},
+                                          {"error", s.ToString()}, {"retry_ms", backoff.count()}});
+    if (!Sleep(backoff)) return;
+    backoff = std::min(options_.retry_max, backoff * 2);
+  }
+}
+
+Status Orchestrator::ServeItem(const WorkItem& item) {
+  auto session = source_->GetSession(item.environment_id, item.session_id);
+  if (!session.ok()) {
+    if (session.status().code() == Code::kNotFound) {
+      log::Info("orchestrator.session_gone", {{"work_id", item.id}, {"session_id", item.session_id}});
+      (void)source_->Stop(item, true);
+      return Status::Ok();
+    }
+    return session.status();
+  }
+  std::lock_guard<std::mutex> sl(*SessionLock(item.session_id));
+  if (SessionGone(*session)) {
+    log::Info("orchestrator.session_ended", {{"work_id", item.id}, {"session_id", item.session_id}});
+    (void)source_->Stop(item, true);
+    auto rec = FindSessionSandbox(item.session_id);
+    if (rec.ok()) ArchiveFor(*rec, "session ended");
+    return Status::Ok();
+  }
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, EnsureSandbox(item, *session));
+  return LaunchRunner(item, rec);
+}
+
+Result<SandboxRecord> Orchestrator::FindSessionSandbox(const std::string& session_id) {
+  WARREN_ASSIGN_OR_RETURN(auto all, sandboxes_->List());
+  for (auto& r : all) {
+    if (r.deleted || !Live(r.state)) continue;
+    if (Label(r, kLabelSession) == session_id) return r;
+  }
+  return Status::NotFound("no sandbox for session " + session_id);
+}
+
+Result<SandboxRecord> Orchestrator::EnsureSandbox(const WorkItem& item, const Json& session) {
+  auto found = FindSessionSandbox(item.session_id);
+  SandboxRecord rec;
+  if (found.ok()) {
+    rec = std::move(found).value();
+    if (Label(rec, kLabelEnvironment) != item.environment_id)
+      return Status::FailedPrecondition("sandbox " + rec.id + " of session " + item.session_id +
+                                        " belongs to another environment");
+  } else if (found.status().code() != Code::kNotFound) {
+    return found.status();
+  } else if (std::string prepared = MetaString(session, "warren.sandbox_id"); !prepared.empty()) {
+    auto p = sandboxes_->Get(prepared);
+    if (!p.ok()) {
+      if (p.status().code() == Code::kNotFound)
+        return Status::FailedPrecondition("prepared sandbox " + prepared + " does not exist");
+      return p.status();
+    }
+    if (Label(*p, kLabelMode) != "prepared" || !Label(*p, kLabelSession).empty())
+      return Status::FailedPrecondition("sandbox " + prepared + " is not a prepared sandbox (warren.mode=prepared, unbound)");
+    if (Label(*p, kLabelEnvironment) != item.environment_id)
+      return Status::FailedPrecondition("prepared sandbox " + prepared + " belongs to another environment");
+    auto labels = p->labels;
+    labels[kLabelSession] = item.session_id;
+    labels[kLabelMode] = "session";
+    labels[kLabelOrchestrator] = options_.instance;
+    labels["warren.prepared"] = "true";
+    WARREN_ASSIGN_OR_RETURN(rec, sandboxes_->SetLabels(p->id, labels));
+    log::Info("orchestrator.sandbox_bound", {{"sandbox", rec.id}, {"session_id", item.session_id}});
+  } else {
+    sandbox::CreateOptions c;
+    c.name = item.session_id;
+    std::string snap = MetaString(session, "warren.snapshot");
+    c.snapshot = snap.empty() ? options_.default_snapshot : snap;
+    c.labels = {{kLabelSession, item.session_id},
+                {kLabelEnvironment, item.environment_id},
+                {kLabelMode, "session"},
+                {kLabelOrchestrator, options_.instance}};
+    c.network = options_.network;
+    if (c.network == "isolated") c.allow_cidrs = options_.allow_cidrs;
+    c.workdir = options_.workdir;
+    if (!options_.runner_host_path.empty()) c.host_binds.push_back({options_.runner_host_path, kRunnerPath});
+    if (!options_.socket_host_dir.empty()) c.host_binds.push_back({options_.socket_host_dir, kSocketDir});
+    auto created = sandboxes_->Create(c);
+    if (!created.ok()) {
+      // A bad snapshot name in metadata is the session's problem, not a
+      // transient one.
+      if (created.status().code() == Code::kNotFound) return Status::FailedPrecondition(created.status().ToString());
+      return created.status();
+    }
+    rec = std::move(created).value();
+    std::lock_guard<std::mutex> l(mu_);
+    ++stats_.sandboxes_created;
+    log::Info("orchestrator.sandbox_created", {{"sandbox", rec.id}, {"session_id", item.session_id},
+                                               {"snapshot", c.snapshot}});
+  }
+  if (rec.state == SandboxState::kArchived) {
+    WARREN_ASSIGN_OR_RETURN(rec, sandboxes_->Restore(rec.id));
+    log::Info("orchestrator.sandbox_restored", {{"sandbox", rec.id}, {"session_id", item.session_id}});
+  }
+  if (rec.state == SandboxState::kStopped || rec.state == SandboxState::kError) {
+    WARREN_ASSIGN_OR_RETURN(rec, sandboxes_->Start(rec.id));
+    std::lock_guard<std::mutex> l(mu_);
+    ++stats_.sandboxes_started;
+    log::Info("orchestrator.sandbox_started", {{"sandbox", rec.id}, {"session_id", item.session_id}});
+  }
+  if (rec.state != SandboxState::kStarted)
+    return Status::Unavailable("sandbox " + rec.id + " is " + sandbox::StateName(rec.state));
+  std::lock_guard<std::mutex> l(mu_);
+  memo_[rec.id].quiet_since = 0;
+  return rec;
+}
+
+Status Orchestrator::LaunchRunner(const WorkItem& item, const SandboxRecord& rec) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (runners_.count(item.id)) return Status::Ok();  // already served (a redelivery of an item we run)
+  }
+  // A runner already serving this item (adopted after a restart)?
+  WARREN_ASSIGN_OR_RETURN(auto procs, sandboxes_->Processes(rec.id));
+  for (const auto& p : procs) {
+    if (IsRunnerArgv(p.argv) && ArgAfter(p.argv, "--work-id") == item.id) {
+      Track(Runner{item, rec.id, p.host_pid, p.start_time, -1, NowMs(), true});
+      return Status::Ok();
+    }
+  }
+  // The runner is detached inside the sandbox (its own session, output to
+  // a log file there) so that it outlives this process; the subshell records
+  // its exit status next to the log.
+  const std::string dir = kRunnerStateDir;
+  // (The subshell's own stdio is redirected too, or the exec would wait
+  // for the runner to close its output pipes.)
+  std::string script = "mkdir -p " + dir + " \"" + options_.workdir + "\" || exit 1; ( \"$@\" >>" + dir +
+                       "/$ANTHROPIC_WORK_ID.log 2>&1; echo $? >" + dir +
+                       "/$ANTHROPIC_WORK_ID.exit ) </dev/null >/dev/null 2>&1 & exit 0";
+  sandbox::ExecRequest req;
+  req.argv = {"/bin/sh", "-c", script, "sh", kRunnerPath, "run", "--work-id", item.id, "--session-id",
+              item.session_id, "--environment-id", item.environment_id, "--workdir", options_.workdir,
+              "--max-idle", std::to_string(options_.runner_max_idle.count()) + "ms", "--log-format", "json"};
+  req.env = {"ANTHROPIC_WORK_ID=" + item.id, "ANTHROPIC_WORK_SECRET=" + item.secret,
+             "ANTHROPIC_BASE_URL=" + options_.runner_base_url};
+  req.cwd = "/";  // the workdir may not exist yet: the script makes it
+  req.timeout = std::chrono::milliseconds(30000);
+  WARREN_ASSIGN_OR_RETURN(sandbox::ExecResult r, sandboxes_->Exec(rec.id, req));
+  if (r.exit_code != 0)
+    return Status::Internal("runner launch exited " + std::to_string(r.exit_code) + ": " + r.stderr_data.substr(0, 500));
+  // Find it (the subshell has forked it by now or very soon).
+  for (int i = 0; i < 200 && !stopping_; ++i) {
+    WARREN_ASSIGN_OR_RETURN(procs, sandboxes_->Processes(rec.id));
+    for (const auto& p : procs) {
+      if (IsRunnerArgv(p.argv) && ArgAfter(p.argv, "--work-id") == item.id) {
+        Track(Runner{item, rec.id, p.host_pid, p.start_time, -1, NowMs(), false});
+        log::Info("orchestrator.runner_launched", {{"work_id", item.id}, {"session_id", item.session_id},
+                                                   {"sandbox", rec.id}, {"pid", p.host_pid}});
+        return Status::Ok();
+      }
+    }
+    auto exit_file = sandboxes_->ReadFile(rec.id, dir + "/" + item.id + ".exit");
+    if (exit_file.ok()) {
+      // It ran and ended already (a stopped item, say): nothing to supervise.
+      log::Info("orchestrator.runner_exited", {{"work_id", item.id}, {"status", exit_file.value()}});
+      return Status::Ok();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return Status::Internal("runner for " + item.id + " did not start");
+}
+
+void Orchestrator::Track(Runner r) {
+  r.pidfd = static_cast<int>(::syscall(SYS_pidfd_open, r.host_pid, 0));
+  if (r.pidfd >= 0 && !sandbox::ProcessAlive(r.host_pid, r.start_time)) {
+    ::close(r.pidfd);
+    r.pidfd = -1;
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  if (r.adopted) ++stats_.runners_adopted;
+  else ++stats_.runners_launched;
+  memo_[r.sandbox_id].quiet_since = 0;
+  bool inserted = runners_.emplace(r.item.id, r).second;
+  if (!inserted) {
+    if (r.pidfd >= 0) ::close(r.pidfd);
+  }
+}
+
+void Orchestrator::Adopt() {
+  auto all = sandboxes_->List();
+  if (!all.ok()) {
+    log::Warn("orchestrator.adopt_failed", {{"error", all.status().ToString()}});
+    return;
+  }
+  for (const auto& rec : *all) {
+    if (!Ours(rec) || rec.state != SandboxState::kStarted) continue;
+    auto procs = sandboxes_->Processes(rec.id);
+    if (!procs.ok()) continue;
+    for (const auto& p : *procs) {
+      if (!IsRunnerArgv(p.argv)) continue;
+      WorkItem w;
+      w.id = ArgAfter(p.argv, "--work-id");
+      w.session_id = ArgAfter(p.argv, "--session-id");
+      w.environment_id = ArgAfter(p.argv, "--environment-id");
+      w.type = "session";
+      if (w.id.empty()) continue;
+      Track(Runner{w, rec.id, p.host_pid, p.start_time, -1, NowMs(), true});
+      log::Info("orchestrator.runner_adopted", {{"work_id", w.id}, {"session_id", w.session_id}, {"sandbox", rec.id}});
+    }
+  }
+}
+
+// ---------------------------------------------------------------- supervision
+
+void Orchestrator::SupervisorLoop() {
+  while (!stopping_) {
+    std::vector<pollfd> fds;
+    std::vector<std::string> ids;
+    std::vector<std::string> dead;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (const auto& [id, r] : runners_) {
+        if (r.pidfd < 0) {
+          if (!sandbox::ProcessAlive(r.host_pid, r.start_time)) dead.push_back(id);
+          continue;
+        }
+        fds.push_back({r.pidfd, POLLIN, 0});
+        ids.push_back(id);
+      }
+    }
+    if (dead.empty()) {
+      int n = ::poll(fds.data(), fds.size(), 250);
+      if (n > 0) {
+        for (size_t i = 0; i < fds.size(); ++i)
+          if (fds[i].revents != 0) dead.push_back(ids[i]);
+      }
+    }
+    for (const auto& id : dead) {
+      Runner r;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        auto it = runners_.find(id);
+        if (it == runners_.end()) continue;
+        r = it->second;
+        runners_.erase(it);
+        if (r.pidfd >= 0) ::close(r.pidfd);
+      }
+      std::string status = "unknown";
+      auto f = sandboxes_->ReadFile(r.sandbox_id, std::string(kRunnerStateDir) + "/" + id + ".exit");
+      if (f.ok()) {
+        status = *f;
+        while (!status.empty() && (status.back() == '\n' || status.back() == ' ')) status.pop_back();
+      }
+      bool clean = status == "0";
+      // A crashed runner keeps its item's lease until it lapses; the item
+      // is then delivered again and served by a new runner.
+      log::Info(clean ? "orchestrator.runner_exited" : "orchestrator.runner_crashed",
+                {{"work_id", id}, {"session_id", r.item.session_id}, {"sandbox", r.sandbox_id}, {"exit", status}});
+    }
+  }
+}
+
+// ------------------------------------------------------------------- janitor
+
+void Orchestrator::JanitorLoop() {
+  while (Sleep(options_.janitor_interval)) JanitorPass();
+}
+
+void Orchestrator::JanitorPass() {
+  auto all = sandboxes_->List();
+  if (!all.ok()) {
+    log::Warn("orchestrator.janitor_failed", {{"error", all.status().ToString()}});
+    return;
+  }
+  for (const auto& rec : *all) {
+    if (stopping_) return;
+    if (!Ours(rec)) continue;
+    JanitorOne(rec);
+  }
+}
+
+void Orchestrator::ArchiveFor(const SandboxRecord& rec, const std::string& why) {
+  if (rec.state == SandboxState::kArchived) return;
+  auto r = sandboxes_->Archive(rec.id);
+  if (!r.ok()) {
+    log::Warn("orchestrator.archive_failed", {{"sandbox", rec.id}, {"error", r.status().ToString()}});
+    return;
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  ++stats_.sandboxes_archived;
+  memo_.erase(rec.id);
+  log::Info("orchestrator.sandbox_archived", {{"sandbox", rec.id}, {"session_id", Label(rec, kLabelSession)},
+                                              {"reason", why}});
+}
+
+void Orchestrator::JanitorOne(const SandboxRecord& rec_in) {
+  const std::string sid = Label(rec_in, kLabelSession);
+  const std::string env = Label(rec_in, kLabelEnvironment);
+  const int64_t now = NowMs();
+  if (rec_in.state == SandboxState::kArchived) {
+    int64_t since = (rec_in.stopped_at > 0 ? rec_in.stopped_at : rec_in.updated_at) / 1000;
+    if (now - since >= options_.archived_retention.count()) {
+      Status s = sandboxes_->Delete(rec_in.id);
+      std::lock_guard<std::mutex> l(mu_);
+      if (s.ok()) {
+        ++stats_.sandboxes_deleted;
+        log::Info("orchestrator.sandbox_deleted", {{"sandbox", rec_in.id}, {"session_id", sid}});
+      }
+    }
+    return;
+  }
+  if (rec_in.state != SandboxState::kStarted && rec_in.state != SandboxState::kStopped) return;
+  // Session liveness: every pass for started sandboxes that are quiet,
+  // every session_check_interval for the others.
+  bool quiet = false;
+  if (rec_in.state == SandboxState::kStarted) {
+    auto procs = sandboxes_->Processes(rec_in.id);
+    if (!procs.ok()) return;
+    quiet = std::all_of(procs->begin(), procs->end(), [](const SandboxProcess& p) { return p.ns_pid == 1; });
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& [id, r] : runners_)
+      if (r.sandbox_id == rec_in.id) quiet = false;
+    SandboxMemo& m = memo_[rec_in.id];
+    if (!quiet) {
+      m.quiet_since = 0;
+    } else if (m.quiet_since == 0) {
+      m.quiet_since = now;
+    }
+  }
+  bool check;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    SandboxMemo& m = memo_[rec_in.id];
+    bool stop_due = quiet && now - m.quiet_since >= options_.sandbox_idle_stop.count();
+    check = stop_due || now - m.session_checked >= options_.session_check_interval.count();
+    if (check) m.session_checked = now;
+  }
+  if (!check) return;
+  auto session = source_->GetSession(env, sid);
+  if (!session.ok() && session.status().code() != Code::kNotFound) return;  // try again later
+  std::lock_guard<std::mutex> sl(*SessionLock(sid));
+  auto rec = sandboxes_->Get(rec_in.id);  // re-read under the session lock
+  if (!rec.ok()) return;
+  if (!session.ok() || SessionGone(*session)) {
+    ArchiveFor(*rec, session.ok() ? "session ended" : "session deleted");
+    return;
+  }
+  if (rec->state != SandboxState::kStarted) return;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    SandboxMemo& m = memo_[rec->id];
+    if (m.quiet_since == 0 || now - m.quiet_since < options_.sandbox_idle_stop.count()) return;
+    for (const auto& [id, r] : runners_)
+      if (r.sandbox_id == rec->id) return;
+  }
+  if (JsonString(*session, "status") != "idle") return;
+  // Re-check what runs inside right before stopping: a process the agent
+  // started is never killed by an idle stop.
+  auto procs = sandboxes_->Processes(rec->id);
+  if (!procs.ok()) return;
+  for (const auto& p : *procs) {
+    if (p.ns_pid != 1) {
+      std::lock_guard<std::mutex> l(mu_);
+      memo_[rec->id].quiet_since = 0;
+      return;
+    }
+  }
+  auto stopped = sandboxes_->Stop(rec->id, false);
+  if (!stopped.ok()) {
+    log::Warn("orchestrator.stop_failed", {{"sandbox", rec->id}, {"error", stopped.status().ToString()}});
+    return;
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  ++stats_.sandboxes_stopped;
+  memo_[rec->id].quiet_since = 0;
+  log::Info("orchestrator.sandbox_stopped", {{"sandbox", rec->id}, {"session_id", sid}, {"reason", "idle"}});
+}
+
+}  // namespace warren::orchestrator

@@ -1,0 +1,175 @@
+// Orchestrator: gives every session its own sandbox and runs warren-runner
+// in it (DESIGN 1 "a session's life", docs/ORCHESTRATOR.md).
+//
+//   poll (block_ms, reclaim) -> drain up to `drain_batch` more -> dedupe per
+//   session (newest kept, others force-stopped) -> per item, on a bounded
+//   pool: ack -> check the session (404/terminated/archived: stop the item)
+//   -> find or create the session's sandbox (labels warren.session_id,
+//   warren.environment_id, warren.mode, warren.orchestrator; snapshot from
+//   session.metadata["warren.snapshot"] or the default; or bind the prepared
+//   sandbox named by session.metadata["warren.sandbox_id"]) -> restore/start
+//   it -> launch warren-runner inside (bind-mounted read-only, the item's
+//   credentials in its environment) -> supervise it (pidfd).
+//
+// A janitor stops a sandbox once nothing but its init runs in it (the
+// runner exited after its idle window and no process the agent started is
+// left) for `sandbox_idle_stop` and its session is idle; archives the
+// sandbox of an archived, terminated or deleted session; deletes archived
+// sandboxes after `archived_retention`.
+//
+// Runners outlive the orchestrator process (a crash or restart of the
+// service does not kill them); Start() re-adopts them by scanning the
+// sandboxes that carry this orchestrator's label. A runner that dies keeps
+// its work item's lease until the lease lapses; the item is then delivered
+// again and a new runner launched (the heartbeat compare-and-set makes a
+// relaunch with the old lease impossible by design).
+//
+// Ownership: borrows the WorkSource and SandboxHost (must outlive it).
+// Thread-safety: Start/Stop from one thread; everything else is internal.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "orchestrator/sandbox_host.h"
+#include "orchestrator/work_source.h"
+
+namespace warren::orchestrator {
+
+// Paths inside every session sandbox.
+inline constexpr const char* kRunnerPath = "/.warren/bin/warren-runner";
+inline constexpr const char* kSocketDir = "/.warren/run";
+inline constexpr const char* kRunnerStateDir = "/tmp/.warren-runner";
+
+// Labels.
+inline constexpr const char* kLabelSession = "warren.session_id";
+inline constexpr const char* kLabelEnvironment = "warren.environment_id";
+inline constexpr const char* kLabelMode = "warren.mode";  // "session" | "prepared"
+inline constexpr const char* kLabelOrchestrator = "warren.orchestrator";
+
+struct OrchestratorOptions {
+  // Value of the warren.orchestrator label on the sandboxes it manages;
+  // only those are adopted, stopped, archived or deleted.
+  std::string instance = "embedded";
+  int max_concurrent_items = 16;  // items prepared at once (claim -> runner launched)
+  int poll_block_ms = 999;
+  int64_t reclaim_older_than_ms = 2000;
+  int drain_batch = 25;
+  std::string default_snapshot = "builtin:minimal";
+  std::string runner_host_path;   // host path of the static warren-runner (bind-mounted read-only)
+  std::string runner_base_url;    // the service as the runner sees it from inside
+  std::string socket_host_dir;    // host dir mounted read-only at kSocketDir ("" = none)
+  std::string network = "none";   // sandbox network ("none" with the unix socket)
+  std::vector<std::string> allow_cidrs;  // isolated network: let through (e.g. a private service address)
+  std::string workdir = "/workspace";
+  std::chrono::milliseconds runner_max_idle{60000};     // runner --max-idle after end_turn
+  std::chrono::milliseconds sandbox_idle_stop{60000};   // quiet (init only) and session idle this long -> stop
+  std::chrono::milliseconds archived_retention{std::chrono::hours(24 * 30)};  // archived -> deleted
+  std::chrono::milliseconds janitor_interval{5000};
+  std::chrono::milliseconds session_check_interval{30000};  // liveness checks of stopped sandboxes' sessions
+  std::chrono::milliseconds retry_initial{500};
+  std::chrono::milliseconds retry_max{30000};
+  int max_item_attempts = 6;  // then the item is left to its lease (redelivered later)
+};
+
+struct OrchestratorStats {
+  int64_t items_claimed = 0;
+  int64_t items_deduped = 0;
+  int64_t runners_launched = 0;
+  int64_t runners_adopted = 0;
+  int64_t sandboxes_created = 0;
+  int64_t sandboxes_started = 0;
+  int64_t sandboxes_stopped = 0;
+  int64_t sandboxes_archived = 0;
+  int64_t sandboxes_deleted = 0;
+};
+
+class Orchestrator final {
+ public:
+  Orchestrator(WorkSource* source, SandboxHost* sandboxes, Clock* clock, OrchestratorOptions options);
+  ~Orchestrator();
+  Orchestrator(const Orchestrator&) = delete;
+  Orchestrator& operator=(const Orchestrator&) = delete;
+
+  // Re-adopts this instance's sandboxes and runners, then starts the poll
+  // loop, the item pool, the runner supervisor and the janitor.
+  Status Start();
+  // Stops claiming and joins every thread. Runners keep running.
+  void Stop();
+
+  // One janitor pass (tests call it directly with janitor_interval huge).
+  void JanitorPass();
+  // Handles one item synchronously (tests; the poll loop uses the pool).
+  void HandleItem(const WorkItem& item);
+  // Keeps the newest item per session; returns the rest (to force-stop).
+  static std::vector<WorkItem> Dedupe(std::vector<WorkItem>* items);
+
+  OrchestratorStats stats();
+  // Work ids of the runners being supervised.
+  std::vector<std::string> Runners();
+
+ private:
+  struct Runner {
+    WorkItem item;
+    std::string sandbox_id;
+    pid_t host_pid = -1;
+    uint64_t start_time = 0;
+    int pidfd = -1;
+    int64_t launched_at = 0;
+    bool adopted = false;
+  };
+  struct SandboxMemo {
+    int64_t quiet_since = 0;      // first pass that saw only init (0 = not quiet)
+    int64_t session_checked = 0;  // last session liveness check
+  };
+
+  void PollLoop();
+  void WorkerLoop();
+  void SupervisorLoop();
+  void JanitorLoop();
+  Status ServeItem(const WorkItem& item);
+  Result<sandbox::SandboxRecord> EnsureSandbox(const WorkItem& item, const Json& session);
+  Result<sandbox::SandboxRecord> FindSessionSandbox(const std::string& session_id);
+  Status LaunchRunner(const WorkItem& item, const sandbox::SandboxRecord& rec);
+  void Track(Runner r);
+  void Adopt();
+  // Archives the sandbox (if any) of a session that is gone.
+  void ArchiveFor(const sandbox::SandboxRecord& rec, const std::string& why);
+  void JanitorOne(const sandbox::SandboxRecord& rec);
+  std::mutex* SessionLock(const std::string& session_id);
+  bool Sleep(std::chrono::milliseconds d);  // false when stopping
+  bool Ours(const sandbox::SandboxRecord& rec) const;
+  int64_t NowMs() const { return clock_->NowMicros() / 1000; }
+
+  WorkSource* source_;
+  SandboxHost* sandboxes_;
+  Clock* clock_;
+  OrchestratorOptions options_;
+
+  std::atomic<bool> stopping_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;        // items queued / stopping
+  std::condition_variable space_cv_;  // a pool slot freed
+  std::deque<WorkItem> items_;
+  int busy_ = 0;
+  std::map<std::string, std::unique_ptr<std::mutex>> session_locks_;
+  std::map<std::string, Runner> runners_;  // by work id
+  std::map<std::string, SandboxMemo> memo_;  // by sandbox id
+  OrchestratorStats stats_;
+
+  std::thread poller_, supervisor_, janitor_;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace warren::orchestrator

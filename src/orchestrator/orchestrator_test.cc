@@ -1,0 +1,524 @@
+// Orchestrator loop with fakes: a scripted WorkSource and an in-memory
+// SandboxHost whose "runner" is a real child process (so the pidfd
+// supervision is the production code path). FakeClock drives the janitor.
+#include "orchestrator/orchestrator.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "sandbox/sys.h"
+
+namespace warren::orchestrator {
+namespace {
+
+using sandbox::SandboxRecord;
+using sandbox::SandboxState;
+
+class FakeSource final : public WorkSource {
+ public:
+  Result<std::optional<WorkItem>> Poll(int block_ms, int64_t) override {
+    std::unique_lock<std::mutex> l(mu);
+    if (queue.empty()) {
+      l.unlock();
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(block_ms, 10)));
+      return std::optional<WorkItem>();
+    }
+    WorkItem w = queue.front();
+    queue.erase(queue.begin());
+    return std::optional<WorkItem>(w);
+  }
+  Status Ack(const WorkItem& item) override {
+    std::lock_guard<std::mutex> l(mu);
+    if (ack_failures > 0) {
+      --ack_failures;
+      return Status::Unavailable("flaky");
+    }
+    acked.push_back(item.id);
+    return Status::Ok();
+  }
+  Status Stop(const WorkItem& item, bool force) override {
+    std::lock_guard<std::mutex> l(mu);
+    stopped.push_back(item.id + (force ? ":force" : ""));
+    return Status::Ok();
+  }
+  Result<Json> GetSession(const std::string&, const std::string& id) override {
+    std::lock_guard<std::mutex> l(mu);
+    auto it = sessions.find(id);
+    if (it == sessions.end()) return Status::NotFound("no session " + id);
+    return it->second;
+  }
+  std::vector<std::string> Environments() override { return {"env_1"}; }
+  void Interrupt() override {}
+
+  std::mutex mu;
+  std::vector<WorkItem> queue;
+  std::map<std::string, Json> sessions;
+  std::vector<std::string> acked, stopped;
+  int ack_failures = 0;
+};
+
+class FakeSandboxes final : public SandboxHost {
+ public:
+  ~FakeSandboxes() override {
+    for (auto& [id, pids] : procs)
+      for (auto& p : pids) Kill(p.host_pid);
+  }
+  static void Kill(pid_t pid) {
+    if (pid <= 0) return;
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+  }
+  // A real process standing for one inside the sandbox.
+  static SandboxProcess Spawn(std::vector<std::string> argv, pid_t ns_pid) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::pause();
+      ::_exit(0);
+    }
+    SandboxProcess p;
+    p.host_pid = pid;
+    p.ns_pid = ns_pid;
+    p.start_time = sandbox::ProcessStartTime(pid).value();
+    p.argv = std::move(argv);
+    return p;
+  }
+  Result<SandboxRecord> Create(const sandbox::CreateOptions& o) override {
+    std::lock_guard<std::mutex> l(mu);
+    SandboxRecord r;
+    r.id = "sbx_" + std::to_string(++next);
+    r.name = o.name;
+    r.snapshot = o.snapshot;
+    r.labels = o.labels;
+    r.host_binds = o.host_binds;
+    r.state = o.start ? SandboxState::kStarted : SandboxState::kStopped;
+    recs[r.id] = r;
+    creates.push_back(o);
+    return r;
+  }
+  Result<SandboxRecord> Get(const std::string& id) override {
+    std::lock_guard<std::mutex> l(mu);
+    auto it = recs.find(id);
+    if (it == recs.end()) return Status::NotFound("no sandbox " + id);
+    return it->second;
+  }
+  Result<std::vector<SandboxRecord>> List() override {
+    std::lock_guard<std::mutex> l(mu);
+    std::vector<SandboxRecord> out;
+    for (auto& [id, r] : recs) out.push_back(r);
+    return out;
+  }
+  Result<SandboxRecord> SetState(const std::string& id, SandboxState s) {
+    std::lock_guard<std::mutex> l(mu);
+    auto it = recs.find(id);
+    if (it == recs.end()) return Status::NotFound("no sandbox " + id);
+    it->second.state = s;
+    log.push_back(id + ":" + sandbox::StateName(s));
+    if (s != SandboxState::kStarted) {
+      for (auto& p : procs[id]) Kill(p.host_pid);
+      procs[id].clear();
+    }
+    if (s == SandboxState::kStopped || s == SandboxState::kArchived) it->second.stopped_at = stopped_at;
+    return it->second;
+  }
+  Result<SandboxRecord> Start(const std::string& id) override { return SetState(id, SandboxState::kStarted); }
+  Result<SandboxRecord> Stop(const std::string& id, bool) override { return SetState(id, SandboxState::kStopped); }
+  Result<SandboxRecord> Archive(const std::string& id) override { return SetState(id, SandboxState::kArchived); }
+  Result<SandboxRecord> Restore(const std::string& id) override { return SetState(id, SandboxState::kStopped); }
+  Status Delete(const std::string& id) override {
+    std::lock_guard<std::mutex> l(mu);
+    recs.erase(id);
+    log.push_back(id + ":deleted");
+    return Status::Ok();
+  }
+  Result<SandboxRecord> SetLabels(const std::string& id, std::map<std::string, std::string> labels) override {
+    std::lock_guard<std::mutex> l(mu);
+    auto it = recs.find(id);
+    if (it == recs.end()) return Status::NotFound("no sandbox " + id);
+    it->second.labels = std::move(labels);
+    return it->second;
+  }
+  Result<sandbox::ExecResult> Exec(const std::string& id, const sandbox::ExecRequest& req) override {
+    std::lock_guard<std::mutex> l(mu);
+    execs.push_back(req);
+    if (recs[id].state != SandboxState::kStarted) return Status::FailedPrecondition("not started");
+    // The launch script backgrounds "$@": the runner's argv starts after "sh".
+    std::vector<std::string> argv(req.argv.begin() + 4, req.argv.end());
+    procs[id].push_back(Spawn(argv, 100 + static_cast<int>(procs[id].size())));
+    return sandbox::ExecResult{0, false, "", ""};
+  }
+  Result<std::vector<SandboxProcess>> Processes(const std::string& id) override {
+    std::lock_guard<std::mutex> l(mu);
+    std::vector<SandboxProcess> out;
+    if (recs.count(id) == 0 || recs[id].state != SandboxState::kStarted) return out;
+    SandboxProcess init;
+    init.ns_pid = 1;
+    out.push_back(init);
+    for (auto& p : procs[id])
+      if (sandbox::ProcessAlive(p.host_pid, p.start_time)) out.push_back(p);
+    return out;
+  }
+  Result<std::string> ReadFile(const std::string&, const std::string& path) override {
+    std::lock_guard<std::mutex> l(mu);
+    auto it = files.find(path);
+    if (it == files.end()) return Status::NotFound(path);
+    return it->second;
+  }
+  // Ends the runner process(es) of a sandbox (the runner exits).
+  void EndRunners(const std::string& id) {
+    std::lock_guard<std::mutex> l(mu);
+    auto& v = procs[id];
+    for (auto it = v.begin(); it != v.end();) {
+      if (!it->argv.empty() && it->argv[0] == kRunnerPath) {
+        Kill(it->host_pid);
+        it = v.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  std::mutex mu;
+  int next = 0;
+  int64_t stopped_at = 0;
+  std::map<std::string, SandboxRecord> recs;
+  std::map<std::string, std::vector<SandboxProcess>> procs;
+  std::map<std::string, std::string> files;
+  std::vector<sandbox::CreateOptions> creates;
+  std::vector<sandbox::ExecRequest> execs;
+  std::vector<std::string> log;
+};
+
+WorkItem Item(const std::string& id, const std::string& session, const std::string& created = "2026-01-01T00:00:00Z") {
+  WorkItem w;
+  w.id = id;
+  w.environment_id = "env_1";
+  w.type = "session";
+  w.session_id = session;
+  w.secret = "c2VjcmV0";
+  w.created_at = created;
+  return w;
+}
+
+Json Session(const std::string& id, const std::string& status = "idle", Json metadata = Json::object()) {
+  return {{"id", id}, {"status", status}, {"archived_at", nullptr}, {"metadata", metadata}};
+}
+
+class OrchestratorTest : public ::testing::Test {
+ protected:
+  OrchestratorTest() {
+    opts.runner_host_path = "/usr/lib/warren/warren-runner";
+    opts.runner_base_url = "unix:/.warren/run/api.sock";
+    opts.socket_host_dir = "/var/lib/warren-data/run";
+    opts.sandbox_idle_stop = std::chrono::milliseconds(1000);
+    opts.archived_retention = std::chrono::milliseconds(5000);
+    opts.session_check_interval = std::chrono::milliseconds(0);
+    opts.retry_initial = std::chrono::milliseconds(1);
+    opts.max_item_attempts = 3;
+    opts.janitor_interval = std::chrono::hours(1);  // passes are run by hand
+  }
+  std::unique_ptr<Orchestrator> Make() { return std::make_unique<Orchestrator>(&source, &sb, &clock, opts); }
+  std::string OnlySandbox() {
+    EXPECT_EQ(sb.recs.size(), 1u);
+    return sb.recs.empty() ? "" : sb.recs.begin()->first;
+  }
+
+  FakeSource source;
+  FakeSandboxes sb;
+  FakeClock clock;
+  OrchestratorOptions opts;
+};
+
+TEST_F(OrchestratorTest, DedupeKeepsNewestPerSession) {
+  std::vector<WorkItem> items{Item("w1", "s1", "2026-01-01T00:00:01Z"), Item("w2", "s1", "2026-01-01T00:00:03Z"),
+                              Item("w3", "s2"), Item("w4", "s1", "2026-01-01T00:00:02Z")};
+  auto dropped = Orchestrator::Dedupe(&items);
+  ASSERT_EQ(items.size(), 2u);
+  std::set<std::string> kept{items[0].id, items[1].id};
+  EXPECT_EQ(kept, (std::set<std::string>{"w2", "w3"}));
+  std::set<std::string> gone;
+  for (auto& d : dropped) gone.insert(d.id);
+  EXPECT_EQ(gone, (std::set<std::string>{"w1", "w4"}));
+}
+
+TEST_F(OrchestratorTest, NewSessionGetsLabelledSandboxAndRunner) {
+  source.sessions["s1"] = Session("s1", "running");
+  auto o = Make();
+  o->HandleItem(Item("w1", "s1"));
+  EXPECT_EQ(source.acked, std::vector<std::string>{"w1"});
+  ASSERT_EQ(sb.creates.size(), 1u);
+  const auto& c = sb.creates[0];
+  EXPECT_EQ(c.labels.at(kLabelSession), "s1");
+  EXPECT_EQ(c.labels.at(kLabelEnvironment), "env_1");
+  EXPECT_EQ(c.labels.at(kLabelMode), "session");
+  EXPECT_EQ(c.snapshot, "builtin:minimal");
+  ASSERT_EQ(c.host_binds.size(), 2u);
+  EXPECT_EQ(c.host_binds[0].path, kRunnerPath);
+  EXPECT_EQ(c.host_binds[1].path, kSocketDir);
+  ASSERT_EQ(sb.execs.size(), 1u);
+  const auto& env = sb.execs[0].env;
+  EXPECT_NE(std::find(env.begin(), env.end(), "ANTHROPIC_WORK_SECRET=c2VjcmV0"), env.end());
+  EXPECT_NE(std::find(env.begin(), env.end(), "ANTHROPIC_BASE_URL=unix:/.warren/run/api.sock"), env.end());
+  EXPECT_EQ(o->Runners(), std::vector<std::string>{"w1"});
+  EXPECT_TRUE(source.stopped.empty());
+  // The same item again (a redelivery) does not launch a second runner.
+  o->HandleItem(Item("w1", "s1"));
+  EXPECT_EQ(sb.execs.size(), 1u);
+}
+
+TEST_F(OrchestratorTest, SnapshotFromSessionMetadata) {
+  source.sessions["s1"] = Session("s1", "running", {{"warren.snapshot", "py311"}});
+  auto o = Make();
+  o->HandleItem(Item("w1", "s1"));
+  ASSERT_EQ(sb.creates.size(), 1u);
+  EXPECT_EQ(sb.creates[0].snapshot, "py311");
+}
+
+TEST_F(OrchestratorTest, MissingOrEndedSessionStopsTheItem) {
+  auto o = Make();
+  o->HandleItem(Item("w1", "gone"));
+  EXPECT_EQ(source.stopped, std::vector<std::string>{"w1:force"});
+  EXPECT_TRUE(sb.creates.empty());
+
+  source.sessions["s2"] = Session("s2", "running");
+  o->HandleItem(Item("w2", "s2"));
+  std::string id = OnlySandbox();
+  source.sessions["s2"] = Session("s2", "terminated");
+  o->HandleItem(Item("w3", "s2"));
+  EXPECT_EQ(source.stopped.back(), "w3:force");
+  EXPECT_EQ(sb.recs[id].state, SandboxState::kArchived);
+}
+
+TEST_F(OrchestratorTest, PreparedSandboxIsCheckedThenBound) {
+  sandbox::CreateOptions p;
+  p.labels = {{kLabelMode, "prepared"}, {kLabelEnvironment, "env_other"}};
+  std::string wrong = sb.Create(p).value().id;
+  p.labels[kLabelEnvironment] = "env_1";
+  std::string right = sb.Create(p).value().id;
+  sb.creates.clear();
+  auto o = Make();
+  source.sessions["s1"] = Session("s1", "running", {{"warren.sandbox_id", wrong}});
+  o->HandleItem(Item("w1", "s1"));
+  EXPECT_EQ(source.stopped, std::vector<std::string>{"w1:force"});  // permanent: another environment
+  EXPECT_TRUE(sb.execs.empty());
+
+  source.sessions["s2"] = Session("s2", "running", {{"warren.sandbox_id", right}});
+  o->HandleItem(Item("w2", "s2"));
+  EXPECT_TRUE(sb.creates.empty());
+  EXPECT_EQ(sb.recs[right].labels[kLabelSession], "s2");
+  EXPECT_EQ(sb.recs[right].labels[kLabelMode], "session");
+  EXPECT_EQ(sb.execs.size(), 1u);
+  // A bound sandbox cannot be handed to a second session.
+  source.sessions["s3"] = Session("s3", "running", {{"warren.sandbox_id", right}});
+  o->HandleItem(Item("w3", "s3"));
+  EXPECT_EQ(source.stopped.back(), "w3:force");
+}
+
+TEST_F(OrchestratorTest, TransientFailuresAreRetried) {
+  source.sessions["s1"] = Session("s1", "running");
+  source.ack_failures = 2;
+  auto o = Make();
+  o->HandleItem(Item("w1", "s1"));
+  EXPECT_EQ(source.acked, std::vector<std::string>{"w1"});
+  EXPECT_EQ(sb.execs.size(), 1u);
+  // More failures than attempts: the item is left to its lease, not stopped.
+  source.ack_failures = 10;
+  source.sessions["s2"] = Session("s2", "running");
+  o->HandleItem(Item("w2", "s2"));
+  EXPECT_TRUE(source.stopped.empty());
+}
+
+TEST_F(OrchestratorTest, JanitorStopsQuietIdleSandboxesOnly) {
+  source.sessions["s1"] = Session("s1", "running");
+  auto o = Make();
+  ASSERT_TRUE(o->Start().ok());
+  o->HandleItem(Item("w1", "s1"));
+  std::string id = OnlySandbox();
+  o->JanitorPass();
+  EXPECT_EQ(sb.recs[id].state, SandboxState::kStarted);  // runner alive
+  // A process the agent started outlives the runner.
+  {
+    std::lock_guard<std::mutex> l(sb.mu);
+    sb.procs[id].push_back(FakeSandboxes::Spawn({"/bin/sleep", "1000"}, 50));
+  }
+  sb.EndRunners(id);
+  for (int i = 0; i < 200 && !o->Runners().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_TRUE(o->Runners().empty());  // the supervisor saw the runner exit
+  source.sessions["s1"] = Session("s1", "idle");
+  o->JanitorPass();
+  clock.Advance(5'000'000);
+  o->JanitorPass();
+  EXPECT_EQ(sb.recs[id].state, SandboxState::kStarted);  // never stopped under a running process
+  // The process ends: quiet from now on; stopped once the idle window passed.
+  {
+    std::lock_guard<std::mutex> l(sb.mu);
+    for (auto& p : sb.procs[id]) FakeSandboxes::Kill(p.host_pid);
+    sb.procs[id].clear();
+  }
+  o->JanitorPass();
+  EXPECT_EQ(sb.recs[id].state, SandboxState::kStarted);
+  clock.Advance(500'000);
+  o->JanitorPass();
+  EXPECT_EQ(sb.recs[id].state, SandboxState::kStarted);
+  clock.Advance(600'000);
+  o->JanitorPass();
+  EXPECT_EQ(sb.recs[id].state, SandboxState::kStopped);
+  // New work starts it again.
+  source.sessions["s1"] = Session("s1", "running");
+  o->HandleItem(Item("w2", "s1"));
+  EXPECT_EQ(sb.recs[id].state, SandboxState::kStarted);
+  EXPECT_EQ(sb.execs.size(), 2u);
+  o->Stop();
+}
+
+TEST_F(OrchestratorTest, JanitorKeepsQuietSandboxOfBusySession) {
+  source.sessions["s1"] = Session("s1", "running");
+  auto o = Make();
+  o->HandleItem(Item("w1", "s1"));
+  std::string id = OnlySandbox();
+  sb.EndRunners(id);
+  // Not supervised (Start not called): forget the runner the way the
+  // supervisor would.
+  o->JanitorPass();
+  clock.Advance(10'000'000);
+  o->JanitorPass();
+  EXPECT_EQ(sb.recs[id].state, SandboxState::kStarted);  // session running: the model may call a tool
+}
+
+TEST_F(OrchestratorTest, JanitorArchivesEndedSessionsThenDeletes) {
+  source.sessions["s1"] = Session("s1", "running");
+  source.sessions["s2"] = Session("s2", "running");
+  auto o = Make();
+  o->HandleItem(Item("w1", "s1"));
+  o->HandleItem(Item("w2", "s2"));
+  ASSERT_EQ(sb.recs.size(), 2u);
+  std::string a = sb.recs.begin()->first, b = std::next(sb.recs.begin())->first;
+  source.sessions["s1"]["archived_at"] = "2026-01-01T00:00:00Z";
+  source.sessions.erase("s2");  // deleted: the sandbox is an orphan
+  sb.stopped_at = clock.NowMicros();
+  o->JanitorPass();
+  EXPECT_EQ(sb.recs[a].state, SandboxState::kArchived);
+  EXPECT_EQ(sb.recs[b].state, SandboxState::kArchived);
+  clock.Advance(4'000'000);
+  o->JanitorPass();
+  EXPECT_EQ(sb.recs.size(), 2u);
+  clock.Advance(2'000'000);
+  o->JanitorPass();
+  EXPECT_TRUE(sb.recs.empty());
+  EXPECT_EQ(o->stats().sandboxes_deleted, 2);
+}
+
+TEST_F(OrchestratorTest, OtherSandboxesAreNeverTouched) {
+  sandbox::CreateOptions p;
+  p.labels = {{kLabelSession, "s9"}, {kLabelOrchestrator, "someone-else"}};
+  std::string id = sb.Create(p).value().id;
+  auto o = Make();
+  clock.Advance(100'000'000);
+  o->JanitorPass();
+  o->JanitorPass();
+  EXPECT_EQ(sb.recs[id].state, SandboxState::kStarted);
+}
+
+TEST_F(OrchestratorTest, RestartAdoptsRunningRunners) {
+  source.sessions["s1"] = Session("s1", "running");
+  {
+    auto o = Make();
+    o->HandleItem(Item("w1", "s1"));
+  }  // the orchestrator goes away; the runner keeps running
+  auto o2 = Make();
+  ASSERT_TRUE(o2->Start().ok());
+  EXPECT_EQ(o2->Runners(), std::vector<std::string>{"w1"});
+  EXPECT_EQ(o2->stats().runners_adopted, 1);
+  // A redelivery of the adopted item launches nothing new.
+  o2->HandleItem(Item("w1", "s1"));
+  EXPECT_EQ(sb.execs.size(), 1u);
+  o2->Stop();
+}
+
+TEST_F(OrchestratorTest, PollLoopServesConcurrentSessions) {
+  for (int i = 0; i < 6; ++i) {
+    std::string s = "s" + std::to_string(i);
+    source.sessions[s] = Session(s, "running");
+    source.queue.push_back(Item("w" + std::to_string(i), s));
+  }
+  opts.max_concurrent_items = 3;
+  opts.poll_block_ms = 10;
+  auto o = Make();
+  ASSERT_TRUE(o->Start().ok());
+  for (int i = 0; i < 500 && o->Runners().size() < 6; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(o->Runners().size(), 6u);
+  EXPECT_EQ(sb.recs.size(), 6u);
+  o->Stop();
+}
+
+}  // namespace
+}  // namespace warren::orchestrator
+
+// ------------------------------------------------------------ HttpWorkSource
+
+#include "common/testing/fake_http_client.h"
+#include "orchestrator/http_work_source.h"
+
+namespace warren::orchestrator {
+namespace {
+
+TEST(HttpWorkSource, SpeaksTheDocumentedProtocol) {
+  auto fake = std::make_shared<warren::testing::FakeHttpClient>();
+  HttpWorkSourceOptions o;
+  o.base_url = "http://svc:8400/";
+  o.environment_id = "env_1";
+  o.environment_key = "wrn-env-key";
+  o.client = fake;
+  HttpWorkSource src(o);
+  fake->Push({Status::Ok(), 200, {}, {"null"}});
+  auto none = src.Poll(999, 2000);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  fake->Push({Status::Ok(), 200, {},
+              {R"({"type":"work","id":"work_1","environment_id":"env_1","data":{"type":"session","id":"sesn_1"},)"
+               R"("secret":"c2VjcmV0","created_at":"2026-01-01T00:00:00Z","state":"queued"})"}});
+  auto got = src.Poll(999, 2000);
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->id, "work_1");
+  EXPECT_EQ((*got)->session_id, "sesn_1");
+  EXPECT_EQ((*got)->secret, "c2VjcmV0");
+  EXPECT_TRUE((*got)->raw["secret"].is_null());  // never kept where it could be logged
+  fake->Push({Status::Ok(), 200, {}, {R"({"type":"work","id":"work_1","state":"starting"})"}});
+  EXPECT_TRUE(src.Ack(**got).ok());
+  fake->Push({Status::Ok(), 409, {}, {R"({"type":"error","error":{"type":"invalid_request_error","message":"stopped"}})"}});
+  EXPECT_TRUE(src.Stop(**got, true).ok());  // already stopped counts as done
+  fake->Push({Status::Ok(), 404, {}, {R"({"type":"error","error":{"type":"not_found_error","message":"no session"}})"}});
+  auto s = src.GetSession("env_1", "sesn_gone");
+  EXPECT_EQ(s.status().code(), Code::kNotFound);
+  auto reqs = fake->requests();
+  ASSERT_EQ(reqs.size(), 5u);
+  EXPECT_EQ(reqs[0].method, "GET");
+  EXPECT_EQ(reqs[0].url, "http://svc:8400/v1/environments/env_1/work/poll?reclaim_older_than_ms=2000&block_ms=999");
+  EXPECT_EQ(reqs[2].url, "http://svc:8400/v1/environments/env_1/work/work_1/ack");
+  EXPECT_EQ(reqs[3].url, "http://svc:8400/v1/environments/env_1/work/work_1/stop");
+  EXPECT_EQ(reqs[3].body, R"({"force":true})");
+  EXPECT_EQ(reqs[4].url, "http://svc:8400/v1/sessions/sesn_gone");
+  EXPECT_EQ(FindHeader(reqs[0].headers, "authorization").value_or(""), "Bearer wrn-env-key");
+}
+
+TEST(HttpWorkSource, RetryableAndPermanentAnswers) {
+  EXPECT_TRUE(IsPermanent(StatusForHttp(400, "")));
+  EXPECT_TRUE(IsPermanent(StatusForHttp(403, "")));
+  EXPECT_TRUE(IsPermanent(StatusForHttp(404, "")));
+  EXPECT_FALSE(IsPermanent(StatusForHttp(408, "")));
+  EXPECT_FALSE(IsPermanent(StatusForHttp(429, "")));
+  EXPECT_FALSE(IsPermanent(StatusForHttp(500, "")));
+  EXPECT_FALSE(IsPermanent(StatusForHttp(529, "")));
+  EXPECT_TRUE(StatusForHttp(204, "").ok());
+  EXPECT_NE(StatusForHttp(400, R"({"error":{"message":"bad block_ms"}})").ToString().find("bad block_ms"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace warren::orchestrator

@@ -1,0 +1,64 @@
+// WorkSource: where the orchestrator gets work items from (the port of
+// DESIGN 2a). Two implementations share one orchestrator loop:
+//   - LocalWorkSource (local_work_source.h): the in-process WorkQueue of
+//     `warren serve` (embedded mode), no HTTP in between;
+//   - HttpWorkSource (http_work_source.h): the documented work protocol of
+//     spec section 3 (poll, ack, stop, session retrieve) over HTTP(S), with
+//     an environment key (standalone mode: a remote Warren or Anthropic's
+//     hosted API).
+// The runner that serves an item always speaks HTTP itself (heartbeats,
+// events), so a WorkSource only claims, acknowledges, stops and looks up.
+//
+// Errors: Status codes follow the HTTP answer where there is one
+// (NotFound = 404, InvalidArgument = 400, ...); `IsPermanent` tells which
+// failures must not be retried.
+// Thread-safety: implementations are thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/json.h"
+#include "common/status.h"
+
+namespace warren::orchestrator {
+
+struct WorkItem {
+  std::string id;
+  std::string environment_id;
+  std::string type;        // data.type: "session" (others are force-stopped)
+  std::string session_id;  // data.id for session items
+  std::string secret;      // the opaque work secret (base64url JSON); never logged
+  std::string created_at;  // RFC 3339, orders items of one session
+  Json raw;                // the Work object as received (secret removed)
+};
+
+// Parses a Work object (as returned by poll). InvalidArgument on a shape
+// that is not a work item.
+Result<WorkItem> ParseWorkItem(const Json& work);
+
+class WorkSource {
+ public:
+  virtual ~WorkSource() = default;
+  // Claims one item, waiting up to `block_ms` (0 = do not wait) for one to
+  // appear. nullopt when none is claimable.
+  virtual Result<std::optional<WorkItem>> Poll(int block_ms, int64_t reclaim_older_than_ms) = 0;
+  virtual Status Ack(const WorkItem& item) = 0;
+  // Stops the item; Conflict (already stopped) is reported as OK.
+  virtual Status Stop(const WorkItem& item, bool force) = 0;
+  // The session object (spec 2), NotFound when it does not exist.
+  virtual Result<Json> GetSession(const std::string& environment_id, const std::string& session_id) = 0;
+  // The environments this source serves (for labels and logs).
+  virtual std::vector<std::string> Environments() = 0;
+  // Wakes a Poll that is waiting (used by Stop of the orchestrator).
+  virtual void Interrupt() = 0;
+};
+
+// True for failures that retrying cannot fix: 4xx answers except 408 and
+// 429 (InvalidArgument, NotFound, PermissionDenied, Unauthenticated,
+// FailedPrecondition, Conflict).
+bool IsPermanent(const Status& s);
+
+}  // namespace warren::orchestrator

@@ -1,0 +1,343 @@
+// The built-in orchestrator (docs/ORCHESTRATOR.md) against a real `warren
+// serve`, real sandboxes and the real warren-runner, driven by the official
+// SDK. Needs root; skips with the reason otherwise.
+//
+// Short thresholds through the config (runner idle 1 s, sandbox idle stop
+// 1 s, janitor 200 ms), so the lifecycle shows in seconds. Each suite uses
+// its own sandbox data dir and cgroup prefix, deletes what it made and checks
+// that no mount, loop device or cgroup is left.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync, rmSync, rmdirSync, mkdirSync, chmodSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Anthropic from '@anthropic-ai/sdk';
+import { startServer, missingBinaryReason, makeDataDir, REPO_ROOT } from './lib/server.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const SCRIPT = path.resolve(here, '../golden/engine_e2e/sdk_session.json');
+const RUNNER = process.env.WARREN_RUNNER_BIN || path.join(REPO_ROOT, 'build/src/runner/warren-runner');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function skipReason() {
+  const missing = missingBinaryReason();
+  if (missing) return missing;
+  if (!existsSync(RUNNER)) return `warren-runner not found at ${RUNNER}`;
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) return 'needs root (sandboxes)';
+  if (!existsSync('/sys/fs/cgroup/freezer') && !existsSync('/sys/fs/cgroup/cgroup.controllers')) return 'no cgroup freezer';
+  if (!existsSync('/bin/busybox') && !existsSync('/usr/bin/busybox')) return 'busybox-static missing (builtin:minimal)';
+  return false;
+}
+const CONTROLLERS = ['cpu', 'memory', 'pids', 'freezer'];
+function mountsUnder(dir) {
+  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
+    .filter((l) => { const mp = l.split(' ')[4]; return mp === dir || (mp && mp.startsWith(dir + '/')); });
+}
+function loopsBacking(file) {
+  const out = [];
+  for (const n of readdirSync('/sys/block')) {
+    if (!n.startsWith('loop')) continue;
+    try {
+      const b = readFileSync(`/sys/block/${n}/loop/backing_file`, 'utf8').trim();
+      if (b === file || b.startsWith(file + ' ')) out.push(n);
+    } catch { /* not bound */ }
+  }
+  return out;
+}
+function cgroupsUnder(prefix) {
+  const out = [];
+  for (const c of CONTROLLERS) {
+    try {
+      for (const e of readdirSync(`/sys/fs/cgroup/${c}/${prefix}`, { withFileTypes: true })) if (e.isDirectory()) out.push(`${c}/${e.name}`);
+    } catch { /* absent */ }
+  }
+  return out;
+}
+
+/** One `warren serve` with the orchestrator on, its own sandbox dir and cgroup prefix. */
+class Fixture {
+  constructor(name, { script = SCRIPT, config = {} } = {}) {
+    const tag = `${process.pid}-${randomBytes(3).toString('hex')}`;
+    this.sbDir = `/var/tmp/warren-orch-${name}-${tag}`;
+    this.prefix = `warren-orch-${tag}`;
+    this.script = script;
+    this.config = config;
+    this.srv = null;
+    this.log = [];
+  }
+  async start(dataDir) {
+    if (!dataDir) {
+      dataDir = await makeDataDir('orch');
+      mkdirSync(this.sbDir, { recursive: true });
+      chmodSync(this.sbDir, 0o755);
+      writeFileSync(path.join(dataDir, 'warren.json'), JSON.stringify({
+        orchestrator: {
+          runner_path: RUNNER, runner_idle_ms: 1000, sandbox_idle_stop_ms: 1000, janitor_interval_ms: 200,
+          session_check_interval_ms: 300, ...this.config,
+        },
+      }));
+    }
+    const env = {
+      WARREN_SANDBOX_ENABLED: 'true', WARREN_SANDBOX_DATA_DIR: this.sbDir, WARREN_SANDBOX_CGROUP_PREFIX: this.prefix,
+      WARREN_SANDBOX_POOL_BYTES: String(8 * 2 ** 30), WARREN_LOG_FORMAT: 'json',
+    };
+    if (this.script) env.WARREN_MODEL_SCRIPT = this.script;
+    if (this.apiKey) env.WARREN_API_KEY = this.apiKey;
+    this.dataDir = dataDir;
+    this.srv = await startServer({ dataDir, orchestrator: true, env });
+    this.apiKey = this.apiKey || this.srv.apiKey;
+    let partial = '';
+    this.srv.child.stderr.on('data', (d) => {
+      partial += d;
+      const lines = partial.split('\n');
+      partial = lines.pop();
+      for (const l of lines) if (l.includes('orchestrator')) { try { this.log.push(JSON.parse(l)); } catch { /* text */ } }
+    });
+    this.client = new Anthropic({ apiKey: this.apiKey, baseURL: this.srv.url, maxRetries: 2 });
+  }
+  async call(method, p, body) {
+    const res = await fetch(this.srv.url + p, {
+      method, headers: { 'x-api-key': this.apiKey, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    let json; try { json = JSON.parse(text); } catch { json = undefined; }
+    return { status: res.status, json, text };
+  }
+  async sandboxes(sessionId) {
+    const q = sessionId ? `&label=${encodeURIComponent(`warren.session_id=${sessionId}`)}` : '';
+    const out = [];
+    let page = '';
+    for (;;) {
+      const r = await this.call('GET', `/v1/warren/sandboxes?limit=100${q}${page}`);
+      assert.equal(r.status, 200, r.text);
+      out.push(...r.json.data);
+      if (!r.json.next_page) return out;
+      page = `&page=${encodeURIComponent(r.json.next_page)}`;
+    }
+  }
+  async exec(id, cmd, { check = true } = {}) {
+    const r = await this.call('POST', `/v1/warren/sandboxes/${id}/exec`, { command: cmd, cwd: '/' });
+    if (check) assert.equal(r.status, 200, r.text);
+    return r.status === 200 ? r.json : { stdout: '', stderr: r.text, exit_code: -1 };
+  }
+  /** Waits until the sandbox of `sessionId` is in `state`; returns it. */
+  async waitSandbox(sessionId, state, timeoutMs = 30_000) {
+    const end = Date.now() + timeoutMs;
+    let last;
+    while (Date.now() < end) {
+      const l = await this.sandboxes(sessionId);
+      last = l;
+      if (l.length === 1 && l[0].state === state) return l[0];
+      await sleep(100);
+    }
+    assert.fail(`sandbox of ${sessionId} never ${state}: ${JSON.stringify(last?.map((s) => s.state))}`);
+  }
+  async stopAndCheckLeaks() {
+    if (!this.srv) return;
+    const alive = this.srv.alive;
+    const tail = this.srv.tail();
+    if (alive) {
+      for (const s of await this.sandboxes()) await this.call('DELETE', `/v1/warren/sandboxes/${s.id}`);
+      await this.srv.stop(20_000);
+    }
+    await this.srv.cleanup();
+    rmSync(this.dataDir, { recursive: true, force: true });
+    const mounts = mountsUnder(this.sbDir);
+    const loops = loopsBacking(`${this.sbDir}/pool.img`);
+    const cgs = cgroupsUnder(this.prefix);
+    for (const c of CONTROLLERS) { try { rmdirSync(`/sys/fs/cgroup/${c}/${this.prefix}`); } catch { /* absent */ } }
+    if (mounts.length === 0 && loops.length === 0) rmSync(this.sbDir, { recursive: true, force: true });
+    assert.ok(alive, `warren serve died:\n${tail}`);
+    assert.deepEqual(mounts, [], 'no mount left');
+    assert.deepEqual(loops, [], 'no loop device left');
+    assert.deepEqual(cgs, [], 'no cgroup left');
+  }
+}
+
+async function events(client, sid) {
+  const out = [];
+  for await (const e of client.beta.sessions.events.list(sid, { limit: 1000 })) out.push(e);
+  return out;
+}
+async function waitIdle(client, sid, nMessages, timeoutMs = 60_000) {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    const s = await client.beta.sessions.retrieve(sid);
+    if (s.status === 'idle') {
+      const evs = await events(client, sid);
+      const msgs = evs.filter((e) => e.type === 'agent.message');
+      const idles = evs.filter((e) => e.type === 'session.status_idle' && e.stop_reason?.type === 'end_turn');
+      if (idles.length >= nMessages) return { evs, msgs };
+    }
+    await sleep(100);
+  }
+  const evs = await events(client, sid);
+  assert.fail(`session ${sid} not idle: ${JSON.stringify(evs.map((e) => e.type))}`);
+}
+function lastText(msgs) {
+  const m = msgs[msgs.length - 1];
+  return m ? m.content.map((c) => c.text).join('') : '';
+}
+async function say(client, sid, text) {
+  await client.beta.sessions.events.send(sid, { events: [{ type: 'user.message', content: [{ type: 'text', text }] }] });
+}
+
+describe('built-in orchestrator: the default scripted demo in a real sandbox', { skip: skipReason(), timeout: 180_000 }, () => {
+  // A longer runner idle window keeps the sandbox started for the probes.
+  const fx = new Fixture('demo', { script: null, config: { runner_idle_ms: 8000 } });
+  before(async () => { await fx.start(); });
+  after(async () => { await fx.stopAndCheckLeaks(); });
+
+  test('a cloud session runs write, bash and read in its own sandbox and says what it did', async () => {
+    const c = fx.client;
+    const env = await c.beta.environments.create({ name: 'cloud-demo', config: { type: 'cloud' } });
+    const agent = await c.beta.agents.create({ name: 'demo', model: 'claude-sonnet-4-6', tools: [{ type: 'agent_toolset_20260401' }] });
+    const s = await c.beta.sessions.create({ agent: agent.id, environment_id: env.id });
+    assert.equal((await fx.sandboxes(s.id)).length, 0, 'no sandbox before a tool call');
+    await say(c, s.id, 'show me what you can do');
+    const { evs, msgs } = await waitIdle(c, s.id, 1);
+    const uses = evs.filter((e) => e.type === 'agent.tool_use').map((e) => e.name);
+    assert.deepEqual(uses, ['write', 'bash', 'read']);
+    const results = evs.filter((e) => e.type === 'user.tool_result');
+    assert.equal(results.length, 3);
+    assert.ok(results.every((r) => !r.is_error), JSON.stringify(results));
+    const text = lastText(msgs);
+    assert.match(text, /I wrote \/workspace\/hello\.sh, ran it/);
+    assert.match(text, /Hello from .*a Warren sandbox/);
+    // It really ran in the session's sandbox: the file is there.
+    const [sb] = await fx.sandboxes(s.id);
+    assert.equal(sb.labels['warren.environment_id'], env.id);
+    assert.equal(sb.labels['warren.mode'], 'session');
+    assert.equal(sb.state, 'started', 'the runner is still in its idle window');
+    const r = await fx.exec(sb.id, 'cat /workspace/hello.out');
+    assert.match(r.stdout, /a Warren sandbox/);
+    // The runner binary and the socket directory are read-only mounts: a
+    // truncating open reaches the mount's read-only check (EROFS) before any
+    // permission check, so the errno names the mount as what blocks it.
+    const w = await fx.exec(sb.id, 'echo x > /.warren/bin/warren-runner; echo rc=$?; echo y > /.warren/run/planted; echo rc=$?');
+    assert.match(w.stderr, /warren-runner: Read-only file system/);
+    assert.match(w.stderr, /planted: Read-only file system/);
+    assert.doesNotMatch(w.stdout, /rc=0/);
+  });
+});
+
+describe('built-in orchestrator: lifecycle', { skip: skipReason(), timeout: 600_000 }, () => {
+  const fx = new Fixture('life');
+  let env; let agent;
+  before(async () => {
+    await fx.start();
+    env = await fx.client.beta.environments.create({ name: 'cloud', config: { type: 'cloud' } });
+    agent = await fx.client.beta.agents.create({ name: 'a', model: 'claude-sonnet-4-6', tools: [{ type: 'agent_toolset_20260401' }] });
+  });
+  after(async () => { await fx.stopAndCheckLeaks(); });
+  const newSession = () => fx.client.beta.sessions.create({ agent: agent.id, environment_id: env.id });
+
+  test('idle session: sandbox stopped with files kept; a later message starts it and the files are there', async () => {
+    const c = fx.client;
+    const s = await newSession();
+    await say(c, s.id, 'run: echo kept-across-stop > /workspace/note.txt && echo written');
+    let r = await waitIdle(c, s.id, 1);
+    assert.match(lastText(r.msgs), /printed: written/);
+    const stopped = await fx.waitSandbox(s.id, 'stopped');
+    assert.ok(fx.log.some((l) => l.msg === 'orchestrator.sandbox_stopped' && l.sandbox === stopped.id));
+    await say(c, s.id, 'run: cat /workspace/note.txt');
+    r = await waitIdle(c, s.id, 2);
+    assert.match(lastText(r.msgs), /printed: kept-across-stop/);
+    const again = await fx.sandboxes(s.id);
+    assert.equal(again.length, 1);
+    assert.equal(again[0].id, stopped.id, 'the same sandbox, started again');
+  });
+
+  test('a long command outlives the idle threshold without being stopped', async () => {
+    const c = fx.client;
+    const s = await newSession();
+    const from = fx.log.length;
+    await say(c, s.id, 'run: sleep 4; echo long-command-done');
+    const r = await waitIdle(c, s.id, 1);
+    assert.match(lastText(r.msgs), /printed: long-command-done/);
+    const sb = (await fx.sandboxes(s.id))[0];
+    assert.ok(!fx.log.slice(from).some((l) => l.msg === 'orchestrator.sandbox_stopped' && l.sandbox === sb.id),
+      'not stopped while the command ran (idle thresholds are 1 s)');
+  });
+
+  test('a process the agent started keeps the sandbox running after the runner exits', async () => {
+    const c = fx.client;
+    const s = await newSession();
+    // setsid: the job leaves the bash tool's process group, so it outlives
+    // the runner (which kills its shell's group when it exits).
+    await say(c, s.id, "run: setsid sh -c 'sleep 4; echo finished > /workspace/bg.txt' >/dev/null 2>&1 & echo started");
+    await waitIdle(c, s.id, 1);
+    // The runner exits after 1 s and the idle stop is 1 s: without the
+    // process check the sandbox would be stopped (the job killed) before 4 s.
+    const sb = await fx.waitSandbox(s.id, 'stopped', 30_000);
+    const r = await fx.call('GET', `/v1/warren/sandboxes/${sb.id}/files/stat?path=${encodeURIComponent('/workspace/bg.txt')}`);
+    assert.equal(r.status, 200, `the background job finished before the stop: ${r.text}`);
+  });
+
+  test('an archived session archives its sandbox', async () => {
+    const c = fx.client;
+    const s = await newSession();
+    await say(c, s.id, 'run: echo x');
+    await waitIdle(c, s.id, 1);
+    await fx.waitSandbox(s.id, 'stopped');
+    await c.beta.sessions.archive(s.id);
+    await fx.waitSandbox(s.id, 'archived');
+  });
+
+  test('20 concurrent sessions: each in its own sandbox, none sees another\'s files', async () => {
+    const c = fx.client;
+    const sessions = await Promise.all(Array.from({ length: 20 }, () => newSession()));
+    await Promise.all(sessions.map((s, i) => say(c, s.id, `run: echo ${i} > /workspace/mine-${i}.txt && ls /workspace | tr '\\n' ' '`)));
+    const outs = await Promise.all(sessions.map((s) => waitIdle(c, s.id, 1, 180_000)));
+    outs.forEach((o, i) => {
+      const t = lastText(o.msgs);
+      assert.match(t, new RegExp(`printed: mine-${i}\\.txt\\s*$`), `session ${i} sees only its file: ${t}`);
+    });
+    const ids = new Set();
+    for (const s of sessions) {
+      const l = await fx.sandboxes(s.id);
+      assert.equal(l.length, 1);
+      ids.add(l[0].id);
+    }
+    assert.equal(ids.size, 20);
+  });
+});
+
+describe('built-in orchestrator: SIGKILL of the service mid-tool', { skip: skipReason(), timeout: 300_000 }, () => {
+  const fx = new Fixture('kill');
+  after(async () => { await fx.stopAndCheckLeaks(); });
+
+  test('the session completes after a restart, the tool ran once, no second sandbox', async () => {
+    await fx.start();
+    const c = fx.client;
+    const env = await c.beta.environments.create({ name: 'cloud', config: { type: 'cloud' } });
+    const agent = await c.beta.agents.create({ name: 'k', model: 'claude-sonnet-4-6', tools: [{ type: 'agent_toolset_20260401' }] });
+    const s = await c.beta.sessions.create({ agent: agent.id, environment_id: env.id });
+    await say(c, s.id, 'run: echo ran >> /workspace/side.txt; sleep 3; wc -l < /workspace/side.txt');
+    // Wait until the tool runs inside the sandbox, then kill the service.
+    const end = Date.now() + 60_000;
+    let sb;
+    while (Date.now() < end) {
+      const l = await fx.sandboxes(s.id);
+      if (l.length === 1 && l[0].state === 'started') {
+        // (may race the sandbox's start: not checked)
+        const r = await fx.exec(l[0].id, 'cat /workspace/side.txt 2>/dev/null', { check: false });
+        if (r.stdout.includes('ran')) { sb = l[0]; break; }
+      }
+      await sleep(50);
+    }
+    assert.ok(sb, 'the tool started');
+    const dataDir = fx.srv.dataDir;
+    await fx.srv.kill9();
+    await fx.start(dataDir);
+    const { evs, msgs } = await waitIdle(fx.client, s.id, 1, 120_000);
+    assert.match(lastText(msgs), /printed: 1\s*$/, 'the command ran exactly once');
+    assert.equal(evs.filter((e) => e.type === 'user.tool_result').length, 1, 'one result');
+    const l = await fx.sandboxes(s.id);
+    assert.equal(l.length, 1, 'no second sandbox');
+    assert.equal(l[0].id, sb.id);
+    assert.ok(fx.log.some((x) => x.msg === 'orchestrator.runner_adopted' || x.msg === 'orchestrator.runner_launched'));
+  });
+});
