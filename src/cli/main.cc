@@ -419,6 +419,9 @@ int Standalone(StandaloneArgs a) {
   sigwait(&sigs, &sig);
   orch.Stop();  // runners keep running; the next start re-adopts them
   if (relay) relay->Stop();
+  // Like `warren serve`: the loop pool is unmounted when no sandbox runs.
+  if (Status u = (*rt)->UnmountPoolIfIdle(); !u.ok() && u.code() != Code::kFailedPrecondition)
+    log::Warn("orchestrator.unmount_failed", {{"error", u.ToString()}});
   return 0;
 }
 #endif

@@ -120,7 +120,7 @@ describe('standalone orchestrator serves a separate warren serve over HTTP only'
     '--data-dir', dirB, '--cgroup-prefix', prefix, '--runner-path', RUNNER,
     '--runner-idle-ms', '8000', '--sandbox-idle-stop-ms', '1000', '--janitor-interval-ms', '200',
     '--session-check-interval-ms', '300'];
-  const listB = async () => JSON.parse((await cli(['sandbox', 'list', '--json', '--data-dir', dirB])).stdout);
+  const listB = async () => JSON.parse((await cli(['sandbox', 'list', '--json', '--data-dir', dirB])).stdout).data;
 
   before(async () => {
     mkdirSync(dirB, { recursive: true });
@@ -191,6 +191,8 @@ describe('standalone orchestrator serves a separate warren serve over HTTP only'
     assert.equal(all.length, 6);
     assert.ok(all.every((r) => !r.is_error), JSON.stringify(all.slice(3)));
     assert.match(resultText(all[5]), /files in \/workspace: 3/, 'kept.txt is still there');
+    assert.ok(orch.log.some((l) => l.msg === 'orchestrator.runner_adopted' || l.msg === 'orchestrator.runner_launched'),
+      'the restarted orchestrator adopted or launched the runner');
     sbs = await listB();
     assert.equal(sbs.length, 1, 'no second sandbox');
     assert.equal(sbs[0].id, sb.id);
