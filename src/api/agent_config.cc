@@ -276,16 +276,4 @@ Status ValidateExecutionIdentity(const Json& ei, std::string_view path) {
   return Invalid(JoinPath(path, "type"), "must be 'service_account' or 'aws_role'");
 }
 
-std::optional<std::string> BuiltinToolPolicy(const Json& tools, std::string_view name) {
-  for (const Json& t : tools) {
-    if (t.value("type", "") != "agent_toolset_20260401") continue;
-    for (const Json& c : t["configs"]) {
-      if (c["name"] != name) continue;
-      if (!c["enabled"].get<bool>()) return std::nullopt;
-      return c["permission_policy"]["type"].get<std::string>();
-    }
-  }
-  return std::nullopt;
-}
-
 }  // namespace warren::api

@@ -11,6 +11,7 @@
 
 #include "api/auth.h"
 #include "api/event_bus.h"
+#include "domain/session_observer.h"
 #include "api/router.h"
 #include "common/clock.h"
 #include "http/http_server.h"
@@ -18,15 +19,9 @@
 
 namespace warren::api {
 
-// Notified after client events are persisted (the engine and the work
-// queue subscribe). Implementations must be thread-safe and must not block.
-class SessionObserver {
- public:
-  virtual ~SessionObserver() = default;
-  virtual void OnSessionCreated(const Json& session) = 0;
-  virtual void OnClientEvents(const Json& session, const std::vector<store::StoredEvent>& events) = 0;
-  virtual void OnSessionDeleted(const std::string& session_id) = 0;
-};
+// Told after client events are persisted (the engine and the work queue
+// implement it); the interface lives in the domain layer.
+using SessionObserver = domain::SessionObserver;
 
 struct ApiOptions {
   size_t max_events_per_request = 100;

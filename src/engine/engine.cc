@@ -1,9 +1,10 @@
 #include "engine/engine.h"
 
-#include "api/agent_config.h"
-#include "api/pricing.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "domain/pricing.h"
+#include "domain/tool_policy.h"
+#include "engine/json_read.h"
 #include "engine/tool_schemas.h"
 
 namespace warren::engine {
@@ -25,18 +26,33 @@ Json DefaultState() {
           {"cost_micros", 0}};
 }
 
+// The engine state of `session`, with every field of its expected type (a
+// field of another type, e.g. from a damaged row, reads as its default).
 Json State(const Json& session) {
-  Json st = session.contains("_engine") && session["_engine"].is_object() ? session["_engine"] : DefaultState();
-  const Json defaults = DefaultState();
-  for (auto it = defaults.begin(); it != defaults.end(); ++it)
-    if (!st.contains(it.key())) st[it.key()] = it.value();
+  Json st = DefaultState();
+  const Json& raw = jr::Get(session, "_engine");
+  if (!raw.is_object()) return st;
+  for (auto it = st.begin(); it != st.end(); ++it) {
+    const Json& v = jr::Get(raw, it.key());
+    if (v.is_null()) continue;
+    bool same = v.type() == it.value().type() || (v.is_number_integer() && it.value().is_number_integer()) ||
+                (it.key() == "model_request_start_id" && v.is_string());
+    if (same) it.value() = v;
+  }
+  // Pending calls and messages are objects; anything else is dropped.
+  for (const char* key : {"messages", "pending"}) {
+    Json kept = Json::array();
+    for (const Json& x : st[key])
+      if (x.is_object()) kept.push_back(x);
+    st[key] = std::move(kept);
+  }
   return st;
 }
 
 // Appends `blocks` as user content, merging into a trailing user message.
 void AppendUser(Json* messages, const Json& blocks) {
   if (blocks.empty()) return;
-  if (!messages->empty() && messages->back()["role"] == "user") {
+  if (!messages->empty() && jr::Str(messages->back(), "role") == "user" && messages->back()["content"].is_array()) {
     for (const Json& b : blocks) messages->back()["content"].push_back(b);
   } else {
     messages->push_back({{"role", "user"}, {"content", blocks}});
@@ -48,9 +64,10 @@ Json ToModelContent(const Json& content) {
   Json out = Json::array();
   if (!content.is_array()) return out;
   for (const Json& b : content) {
-    std::string t = b.value("type", "");
-    if (t == "text") out.push_back({{"type", "text"}, {"text", b.value("text", "")}});
-    else if (t == "image" || t == "document" || t == "search_result") {
+    std::string t = jr::Str(b, "type");
+    if (t == "text") {
+      if (jr::Get(b, "text").is_string()) out.push_back({{"type", "text"}, {"text", jr::Str(b, "text")}});
+    } else if (t == "image" || t == "document" || t == "search_result") {
       Json c = b;
       c.erase("cache_control");
       out.push_back(c);
@@ -68,6 +85,12 @@ Json ToolResultBlock(const std::string& toolu_id, const Json& content, bool is_e
 
 Json TextContent(const std::string& s) { return Json::array({{{"type", "text"}, {"text", s}}}); }
 
+// The tool_result block of an answered pending call.
+Json ResultBlockOf(const Json& pending_call) {
+  const Json& r = jr::Get(pending_call, "result");
+  return ToolResultBlock(jr::Str(pending_call, "toolu_id"), jr::Get(r, "content"), jr::Bool(r, "is_error", false));
+}
+
 Json Event(const std::string& type, const std::string& now) {
   return {{"id", NewId(idprefix::kEvent)}, {"type", type}, {"processed_at", now}};
 }
@@ -80,27 +103,29 @@ Json IdleEvent(const std::string& now, const Json& stop_reason) {
 
 // True if the session has a budget and its list cost has reached it.
 bool BudgetReached(const Json& session, const Json& state) {
-  if (!session.contains("budget") || session["budget"].is_null()) return false;
+  const Json& budget = jr::Get(session, "budget");
+  if (!budget.is_object()) return false;
   int64_t max = 0;
-  if (!api::ParseMonetaryAmount(session["budget"]["max_list_cost"], &max)) return false;
-  return state.value("cost_micros", int64_t{0}) >= max;
+  if (!domain::ParseMonetaryAmount(jr::Get(budget, "max_list_cost"), &max)) return false;
+  return jr::Int(state, "cost_micros", 0) >= max;
 }
 
 Json Unresolved(const Json& pending) {
   Json ids = Json::array();
-  for (const Json& p : pending)
-    if (p["result"].is_null()) ids.push_back(p["event_id"]);
+  for (const Json& p : jr::AsArr(pending))
+    if (jr::Get(p, "result").is_null()) ids.push_back(jr::Get(p, "event_id"));
   return ids;
 }
 
 // Adds `u` (Anthropic usage) into the session's usage object.
 void AddUsage(Json* usage, const models::ModelUsage& u) {
-  (*usage)["input_tokens"] = usage->value("input_tokens", int64_t{0}) + u.input_tokens;
-  (*usage)["output_tokens"] = usage->value("output_tokens", int64_t{0}) + u.output_tokens;
-  (*usage)["cache_read_input_tokens"] = usage->value("cache_read_input_tokens", int64_t{0}) + u.cache_read_input_tokens;
+  if (!usage->is_object()) *usage = Json::object();
+  (*usage)["input_tokens"] = jr::Int(*usage, "input_tokens", 0) + u.input_tokens;
+  (*usage)["output_tokens"] = jr::Int(*usage, "output_tokens", 0) + u.output_tokens;
+  (*usage)["cache_read_input_tokens"] = jr::Int(*usage, "cache_read_input_tokens", 0) + u.cache_read_input_tokens;
   Json& cc = (*usage)["cache_creation"];
   if (!cc.is_object()) cc = {{"ephemeral_5m_input_tokens", 0}, {"ephemeral_1h_input_tokens", 0}};
-  cc["ephemeral_5m_input_tokens"] = cc.value("ephemeral_5m_input_tokens", int64_t{0}) + u.cache_creation_input_tokens;
+  cc["ephemeral_5m_input_tokens"] = jr::Int(cc, "ephemeral_5m_input_tokens", 0) + u.cache_creation_input_tokens;
 }
 
 // Streams previews (event_start / event_delta) of agent.message and
@@ -108,7 +133,7 @@ void AddUsage(Json* usage, const models::ModelUsage& u) {
 // are reused for the persisted events.
 class PreviewObserver final : public models::ModelStreamObserver {
  public:
-  PreviewObserver(api::EventBus* bus, std::string session_id) : bus_(bus), sid_(std::move(session_id)) {}
+  PreviewObserver(domain::EventSink* bus, std::string session_id) : bus_(bus), sid_(std::move(session_id)) {}
 
   void OnAttemptStart(int attempt) override {
     ids_.clear();
@@ -153,7 +178,7 @@ class PreviewObserver final : public models::ModelStreamObserver {
   std::function<void(const models::ModelError&, int, int64_t)> on_retry;
 
  private:
-  api::EventBus* bus_;
+  domain::EventSink* bus_;
   std::string sid_;
   std::map<int, std::string> ids_;
   int last_text_index_ = -2;
@@ -161,7 +186,7 @@ class PreviewObserver final : public models::ModelStreamObserver {
 
 }  // namespace
 
-Engine::Engine(store::Store* store, api::EventBus* bus, models::ModelProvider* provider, Clock* clock,
+Engine::Engine(store::Store* store, domain::EventSink* bus, models::ModelProvider* provider, Clock* clock,
                EngineOptions options)
     : store_(store), bus_(bus), provider_(provider), clock_(clock), options_(options) {}
 
@@ -212,9 +237,10 @@ void Engine::Schedule(const std::string& id) {
 void Engine::OnSessionCreated(const Json& session) {}
 
 void Engine::OnClientEvents(const Json& session, const std::vector<store::StoredEvent>& events) {
-  const std::string id = session["id"].get<std::string>();
+  const std::string id = jr::Str(session, "id");
+  if (id.empty()) return;
   for (const auto& e : events) {
-    if (e.body.value("type", "") == "user.interrupt") {
+    if (jr::Str(e.body, "type") == "user.interrupt") {
       std::lock_guard<std::mutex> lock(mu_);
       if (auto it = inflight_.find(id); it != inflight_.end()) it->second->Cancel();
     }
@@ -240,7 +266,28 @@ void Engine::WorkerLoop() {
       running_.insert(id);
     }
     for (;;) {
-      Process(id);
+      // Nothing thrown while processing one session reaches the thread's
+      // top: the session is marked failed and every other one goes on.
+      std::string failure;
+      try {
+        Process(id);
+      } catch (const std::exception& e) {
+        failure = std::string("exception: ") + e.what();
+      } catch (...) {
+        failure = "non-standard exception";
+      }
+      if (!failure.empty()) {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          inflight_.erase(id);
+          started_here_.erase(id);
+        }
+        try {
+          FailSession(id, failure);
+        } catch (...) {
+          log::Error("engine.session_fail_unrecorded", {{"session", id}, {"error", failure}});
+        }
+      }
       std::lock_guard<std::mutex> lock(mu_);
       if (dirty_.erase(id) && !stopping_) continue;
       running_.erase(id);
@@ -251,10 +298,86 @@ void Engine::WorkerLoop() {
 }
 
 Status Engine::Step(const std::string& id, const store::Store::StepMutator& mutate) {
-  auto r = store_->StepSession(id, mutate, [this, &id](const std::vector<store::StoredEvent>& evs) {
-    bus_->Publish(id, evs);
+  // No exception crosses into the store: a mutator that throws aborts its
+  // transaction with an Internal error instead.
+  auto guarded = [&](const Json& cur, store::Store::SessionStep* out) -> Result<Json> {
+    try {
+      return mutate(cur, out);
+    } catch (const std::exception& e) {
+      return Status::Internal(std::string("engine step threw: ") + e.what());
+    } catch (...) {
+      return Status::Internal("engine step threw a non-standard exception");
+    }
+  };
+  auto r = store_->StepSession(id, guarded, [this, &id](const std::vector<store::StoredEvent>& evs) {
+    try {
+      bus_->Publish(id, evs);
+    } catch (const std::exception& e) {
+      log::Error("engine.publish_failed", {{"session", id}, {"error", e.what()}});
+    }
   });
   return r.status();
+}
+
+void Engine::FailSession(const std::string& id, const std::string& what) {
+  log::Error("engine.session_failed", {{"session", id}, {"error", what}});
+  // The client events not yet processed are the ones that may have caused
+  // the failure: they are marked processed so that no restart meets them
+  // again, and named in the error.
+  std::vector<Json> unprocessed;
+  auto session = store_->GetSession(id);
+  if (!session.ok()) return;
+  int64_t after = jr::Int(State(*session), "consumed_seq", 0);
+  for (int pages = 0; pages < 100; pages++) {
+    auto events = store_->EventsAfter(id, after, 1000);
+    if (!events.ok()) break;
+    for (const auto& e : *events) {
+      after = e.seq;
+      if (IsClientEvent(jr::Str(e.body, "type")) && jr::Get(e.body, "processed_at").is_null())
+        unprocessed.push_back(e.body);
+    }
+    if (events->size() < 1000) break;
+  }
+  const int64_t consumed = after;
+  std::string now = Now();
+  Status st = Step(id, [&](const Json& cur, store::Store::SessionStep* out) -> Result<Json> {
+    Json next = cur;
+    Json s = State(cur);
+    std::string dropped;
+    for (const Json& body : unprocessed) {
+      Json done = body;
+      done["processed_at"] = now;
+      out->replace.push_back(done);
+      dropped += (dropped.empty() ? "" : ", ") + jr::Str(body, "id");
+    }
+    if (jr::Str(s, "phase") == "model") {
+      Json end = Event("span.model_request_end", now);
+      end["model_request_start_id"] = s["model_request_start_id"];
+      end["is_error"] = true;
+      end["model_usage"] = models::ModelUsage().ToJson();
+      out->append.push_back(end);
+    }
+    Json e = Event("session.error", now);
+    std::string message = "the engine could not process this session: " + what;
+    if (!dropped.empty()) message += " (events not used: " + dropped + ")";
+    e["error"] = {{"type", "unknown_error"}, {"message", message}, {"retry_status", {{"type", "terminal"}}}};
+    out->append.push_back(e);
+    // Calls still waiting for an answer keep waiting: a later valid answer
+    // resumes the turn.
+    Json unresolved = Unresolved(s["pending"]);
+    s["phase"] = unresolved.empty() ? "idle" : "tools";
+    if (unresolved.empty()) s["pending"] = Json::array();
+    s["consumed_seq"] = std::max(jr::Int(s, "consumed_seq", 0), consumed);
+    next["_engine"] = s;
+    next["status"] = "idle";
+    next["updated_at"] = now;
+    out->append.push_back(unresolved.empty()
+                              ? IdleEvent(now, {{"type", "retries_exhausted"}})
+                              : IdleEvent(now, {{"type", "requires_action"}, {"event_ids", unresolved}}));
+    return next;
+  });
+  if (!st.ok() && st.code() != Code::kNotFound)
+    log::Error("engine.session_fail_unrecorded", {{"session", id}, {"error", st.ToString()}});
 }
 
 void Engine::Process(const std::string& id) {
@@ -265,15 +388,13 @@ void Engine::Process(const std::string& id) {
     }
     auto due = ConsumeClientEvents(id);
     if (!due.ok()) {
-      if (due.status().code() != Code::kNotFound)
-        log::Error("engine.consume_failed", {{"session", id}, {"error", due.status().ToString()}});
+      if (due.status().code() != Code::kNotFound) FailSession(id, due.status().ToString());
       return;
     }
     if (!*due) return;
     auto more = ModelTurn(id);
     if (!more.ok()) {
-      if (more.status().code() != Code::kNotFound)
-        log::Error("engine.model_turn_failed", {{"session", id}, {"error", more.status().ToString()}});
+      if (more.status().code() != Code::kNotFound) FailSession(id, more.status().ToString());
       return;
     }
     if (!*more) {
@@ -289,30 +410,31 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
   // Unprocessed client events after the cursor, paging past any number of
   // the engine's own events.
   std::vector<store::StoredEvent> client;
-  int64_t last_seq = st["consumed_seq"].get<int64_t>();
+  const int64_t consumed = jr::Int(st, "consumed_seq", 0);
+  int64_t last_seq = consumed;
   for (;;) {
     constexpr int kPage = 1000;
     WARREN_ASSIGN_OR_RETURN(auto events, store_->EventsAfter(id, last_seq, kPage));
     for (auto& e : events) {
       last_seq = e.seq;
-      if (IsClientEvent(e.body.value("type", "")) && e.body.value("processed_at", Json()).is_null())
+      if (IsClientEvent(jr::Str(e.body, "type")) && jr::Get(e.body, "processed_at").is_null())
         client.push_back(e);
     }
     if (events.size() < static_cast<size_t>(kPage) || client.size() >= static_cast<size_t>(kPage)) break;
   }
-  std::string phase = st["phase"].get<std::string>();
+  std::string phase = jr::Str(st, "phase", "idle");
   bool orphan_model = phase == "model";
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (started_here_.count(id)) orphan_model = false;
   }
   if (client.empty() && !orphan_model) {
-    if (last_seq - st["consumed_seq"].get<int64_t>() > 1000) {
+    if (last_seq - consumed > 1000) {
       // Only our own events since: move the cursor so the next look is short.
       WARREN_RETURN_IF_ERROR(Step(id, [&](const Json& cur, store::Store::SessionStep*) -> Result<Json> {
         Json next = cur;
         Json s = State(cur);
-        s["consumed_seq"] = std::max(s["consumed_seq"].get<int64_t>(), last_seq);
+        s["consumed_seq"] = std::max(jr::Int(s, "consumed_seq", 0), last_seq);
         next["_engine"] = s;
         return next;
       }));
@@ -343,20 +465,20 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
       Json done = e.body;
       done["processed_at"] = now;
       out->replace.push_back(done);
-      const std::string type = e.body["type"].get<std::string>();
+      const std::string type = jr::Str(e.body, "type");
       auto find_pending = [&](const std::string& event_id) -> Json* {
         for (Json& p : pending)
-          if (p["event_id"] == event_id) return &p;
+          if (jr::Str(p, "event_id") == event_id) return &p;
         return nullptr;
       };
       if (type == "user.message") {
-        AppendUser(&messages, ToModelContent(e.body["content"]));
+        AppendUser(&messages, ToModelContent(jr::Get(e.body, "content")));
         need_model = true;
         interrupted = false;
       } else if (type == "system.message") {
         Json blocks = Json::array();
-        for (const Json& b : e.body["content"])
-          blocks.push_back({{"type", "text"}, {"text", "[system message] " + b.value("text", "")}});
+        for (const Json& b : jr::Arr(e.body, "content"))
+          blocks.push_back({{"type", "text"}, {"text", "[system message] " + jr::Str(b, "text")}});
         AppendUser(&messages, blocks);
         need_model = true;
       } else if (type == "user.interrupt") {
@@ -365,39 +487,41 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
         need_model = false;
         interrupted = true;
       } else if (type == "user.tool_confirmation") {
-        Json* p = find_pending(e.body.value("tool_use_id", ""));
-        if (!p || !(*p)["result"].is_null()) continue;
-        (*p)["confirmed"] = e.body["result"];
-        if (e.body["result"] == "deny") {
-          std::string msg = e.body.value("deny_message", Json()).is_string()
-                                ? e.body["deny_message"].get<std::string>()
-                                : "The user denied permission to use this tool.";
+        Json* p = find_pending(jr::Str(e.body, "tool_use_id"));
+        if (!p || !jr::Get(*p, "result").is_null()) continue;
+        const std::string answer = jr::Str(e.body, "result");
+        if (answer != "allow" && answer != "deny") continue;  // not an answer: recorded, ignored
+        (*p)["confirmed"] = answer;
+        if (answer == "deny") {
+          std::string msg = jr::Str(e.body, "deny_message", "The user denied permission to use this tool.");
           (*p)["result"] = {{"content", TextContent(msg)}, {"is_error", true}};
-        } else if ((*p)["kind"] == "builtin") {
+        } else if (jr::Str(*p, "kind") == "builtin") {
           work_sessions.push_back(id);
         }
       } else if (type == "user.tool_result" || type == "user.custom_tool_result") {
-        std::string ref = type == "user.tool_result" ? e.body.value("tool_use_id", "") : e.body.value("custom_tool_use_id", "");
+        std::string ref = jr::Str(e.body, type == "user.tool_result" ? "tool_use_id" : "custom_tool_use_id");
         Json* p = find_pending(ref);
-        if (!p || !(*p)["result"].is_null()) continue;  // late or duplicate answer: recorded, ignored
-        if ((*p)["permission"] == "ask" && (*p)["confirmed"] != "allow" && type == "user.tool_result") {
+        if (!p || !jr::Get(*p, "result").is_null()) continue;  // late or duplicate answer: recorded, ignored
+        if (jr::Str(*p, "permission") == "ask" && jr::Str(*p, "confirmed") != "allow" && type == "user.tool_result") {
           // Fail closed: a result for an unconfirmed gated call is not used.
           continue;
         }
-        (*p)["result"] = {{"content", e.body.value("content", Json::array())}, {"is_error", e.body.value("is_error", false)}};
+        // A null or absent is_error is false; content of another type
+        // carries nothing for the model (ToModelContent).
+        (*p)["result"] = {{"content", jr::Arr(e.body, "content")}, {"is_error", jr::Bool(e.body, "is_error", false)}};
       }
     }
     Json unresolved = Unresolved(pending);
-    std::string status = cur["status"].get<std::string>();
+    std::string status = jr::Str(cur, "status");
     if (!pending.empty() && unresolved.empty()) {
       // Every call answered: the tool results go back to the model.
       Json results = Json::array();
       for (const Json& p : pending)
-        results.push_back(ToolResultBlock(p["toolu_id"], p["result"]["content"], p["result"]["is_error"].get<bool>()));
+        results.push_back(ResultBlockOf(p));
       // Tool results must lead the user turn that follows the tool_use turn.
       Json tail = Json::array();
-      if (!messages.empty() && messages.back()["role"] == "user") {
-        tail = messages.back()["content"];
+      if (!messages.empty() && jr::Str(messages.back(), "role") == "user") {
+        tail = jr::Arr(messages.back(), "content");
         messages.erase(messages.end() - 1);
       }
       for (const Json& b : tail) results.push_back(b);
@@ -438,7 +562,7 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
     } else if (s["phase"] == "model") {
       s["phase"] = "idle";
     }
-    s["consumed_seq"] = std::max(s["consumed_seq"].get<int64_t>(), last_seq);
+    s["consumed_seq"] = std::max(jr::Int(s, "consumed_seq", 0), last_seq);
     next["_engine"] = s;
     next["updated_at"] = now;
     due = need_model;
@@ -457,17 +581,17 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
   WARREN_ASSIGN_OR_RETURN(Json session, store_->GetSession(id));
   Json st = State(session);
   if (st["phase"] != "model") return false;
-  const Json& agent = session["agent"];
+  const Json& agent = jr::Obj(session, "agent");
+  const Json& model = jr::Get(agent, "model");
   models::ModelRequest req;
-  req.model = agent["model"].value("id", "");
-  if (agent["system"].is_string()) req.system.push_back(ContentBlock::Text(agent["system"].get<std::string>()));
-  req.tools = ToolsForAgent(agent["tools"]);
+  req.model = jr::Str(model, "id");
+  if (jr::Get(agent, "system").is_string()) req.system.push_back(ContentBlock::Text(jr::Str(agent, "system")));
+  req.tools = ToolsForAgent(jr::Get(agent, "tools"));
   req.max_tokens = options_.max_tokens;
   // Extended thinking follows the agent's `effort` (spec 1.1: model config);
   // thinking blocks come back as agent.thinking.
-  if (agent["model"].contains("effort")) {
-    const Json& e = agent["model"]["effort"];
-    std::string effort = e.is_string() ? e.get<std::string>() : e.value("type", "");
+  if (const Json& e = jr::Get(model, "effort"); !e.is_null()) {
+    std::string effort = e.is_string() ? e.get<std::string>() : jr::Str(e, "type");
     static const std::map<std::string, int64_t> kBudget = {{"medium", 4096}, {"high", 8192}, {"xhigh", 16384}, {"max", 32000}};
     if (auto it = kBudget.find(effort); it != kBudget.end()) {
       req.thinking.enabled = true;
@@ -499,13 +623,45 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
     }));
     return false;
   }
-  WARREN_RETURN_IF_ERROR(Compact(id, session, &req));
-
+  // The token covers compaction and the call: an interrupt cancels either.
   auto token = std::make_shared<CancelToken>();
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return false;
     inflight_[id] = token;
+  }
+  auto forget_call = [&] {
+    std::lock_guard<std::mutex> lock(mu_);
+    inflight_.erase(id);
+    started_here_.erase(id);
+  };
+  bool compaction_spent_budget = false;
+  Status compacted = Compact(id, session, &req, token.get(), &compaction_spent_budget);
+  if (!compacted.ok() && compacted.code() != Code::kCancelled) {
+    forget_call();
+    return compacted;
+  }
+  if (compacted.ok() && compaction_spent_budget) {
+    // Compaction's own model cost reached the budget: no further call.
+    forget_call();
+    std::string now = Now();
+    WARREN_RETURN_IF_ERROR(Step(id, [&](const Json& cur, store::Store::SessionStep* out) -> Result<Json> {
+      Json next = cur;
+      Json s = State(cur);
+      if (s["phase"] != "model") return cur;
+      s["phase"] = "idle";
+      next["_engine"] = s;
+      next["status"] = "idle";
+      next["updated_at"] = now;
+      Json end = Event("span.model_request_end", now);
+      end["model_request_start_id"] = s["model_request_start_id"];
+      end["is_error"] = false;
+      end["model_usage"] = models::ModelUsage().ToJson();
+      out->append.push_back(end);
+      out->append.push_back(IdleEvent(now, {{"type", "budget_reached"}}));
+      return next;
+    }));
+    return false;
   }
   PreviewObserver observer(bus_, id);
   observer.on_retry = [&](const models::ModelError& err, int next_attempt, int64_t delay_ms) {
@@ -525,7 +681,7 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
     std::string now = Now();
     (void)Step(id, [&](const Json& cur, store::Store::SessionStep* out) -> Result<Json> {
       Json next = cur;
-      if (cur["status"] != "running") {
+      if (jr::Str(cur, "status") != "running") {
         next["status"] = "running";
         out->append.push_back(Event("session.status_running", now));
       }
@@ -534,7 +690,17 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
   };
   models::CallOptions call_opts;
   call_opts.cancel = token.get();
-  models::ModelResult result = provider_->Call(req, &observer, call_opts);
+  auto call = [&]() -> models::ModelResult {
+    if (compacted.code() == Code::kCancelled) {
+      // Interrupted during compaction: recorded as a cancelled call.
+      models::ModelError e;
+      e.kind = models::ModelErrorKind::kCancelled;
+      e.message = "compaction cancelled";
+      return e;
+    }
+    return provider_->Call(req, &observer, call_opts);
+  };
+  models::ModelResult result = call();
   {
     std::lock_guard<std::mutex> lock(mu_);
     inflight_.erase(id);
@@ -545,9 +711,9 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
   }
 
   std::string now = Now();
-  const std::string env_id = session["environment_id"].get<std::string>();
+  const std::string env_id = jr::Str(session, "environment_id");
   auto env = store_->GetEnvironment(env_id);
-  const bool self_hosted = env.ok() && (*env)["config"]["type"] == "self_hosted";
+  const bool self_hosted = env.ok() && jr::Str(jr::Get(*env, "config"), "type") == "self_hosted";
   bool again = false;
   bool need_worker = false;
   Status step = Step(id, [&](const Json& cur, store::Store::SessionStep* out) -> Result<Json> {
@@ -579,7 +745,7 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
       return next;
     }
     const models::ModelResponse& resp = result.response();
-    const Json& tools = cur["agent"]["tools"];
+    const Json& tools = jr::AsArr(jr::Get(jr::Get(cur, "agent"), "tools"));
     Json assistant = Json::array();
     Json text_run = Json::array();
     std::string text_id;
@@ -606,12 +772,12 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
         t["id"] = observer.IdFor(static_cast<int>(i));
         out->append.push_back(t);
       } else if (b.type == models::BlockType::kToolUse) {
-        bool builtin = std::find(std::begin(api::kBuiltinTools), std::end(api::kBuiltinTools), b.name) != std::end(api::kBuiltinTools);
+        bool builtin = domain::IsBuiltinTool(b.name);
         bool custom = false;
         for (const Json& t : tools)
-          if (t.value("type", "") == "custom" && t.value("name", "") == b.name) custom = true;
+          if (jr::Str(t, "type") == "custom" && jr::Str(t, "name") == b.name) custom = true;
         if (builtin) {
-          auto policy = api::BuiltinToolPolicy(tools, b.name);
+          auto policy = domain::BuiltinToolPolicy(tools, b.name);
           Json e = Event("agent.tool_use", now);
           e["name"] = b.name;
           e["input"] = b.input;
@@ -659,18 +825,18 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
     end["model_usage"] = resp.usage.ToJson();
     out->append.push_back(end);
     AddUsage(&next["usage"], resp.usage);
-    if (auto price = api::PriceFor(cur["agent"]["model"].value("id", ""))) {
-      s["cost_micros"] = s.value("cost_micros", int64_t{0}) +
-                         api::CostMicros(*price, resp.usage.input_tokens, resp.usage.output_tokens,
+    if (auto price = domain::PriceFor(jr::Str(jr::Get(jr::Get(cur, "agent"), "model"), "id"))) {
+      s["cost_micros"] = jr::Int(s, "cost_micros", 0) +
+                         domain::CostMicros(*price, resp.usage.input_tokens, resp.usage.output_tokens,
                                          resp.usage.cache_read_input_tokens, resp.usage.cache_creation_input_tokens);
-      next["usage"]["list_cost"] = api::MonetaryAmount(s["cost_micros"].get<int64_t>());
+      next["usage"]["list_cost"] = domain::MonetaryAmount(jr::Int(s, "cost_micros", 0));
     }
     Json usage_ev = Event("session.usage", now);
     usage_ev["usage"] = next["usage"];
-    if (!cur["budget"].is_null()) usage_ev["budget"] = cur["budget"];
+    if (!jr::Get(cur, "budget").is_null()) usage_ev["budget"] = jr::Get(cur, "budget");
     out->append.push_back(usage_ev);
     s["messages"].push_back({{"role", "assistant"}, {"content", assistant}});
-    s["calls_this_turn"] = s["calls_this_turn"].get<int>() + 1;
+    s["calls_this_turn"] = jr::Int(s, "calls_this_turn", 0) + 1;
     Json unresolved = Unresolved(pending);
     if (pending.empty()) {
       s["phase"] = "idle";
@@ -679,13 +845,13 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
     } else if (unresolved.empty()) {
       Json results = Json::array();
       for (const Json& p : pending)
-        results.push_back(ToolResultBlock(p["toolu_id"], p["result"]["content"], p["result"]["is_error"].get<bool>()));
+        results.push_back(ResultBlockOf(p));
       s["messages"].push_back({{"role", "user"}, {"content", results}});
       if (BudgetReached(cur, s)) {
         s["phase"] = "idle";
         next["status"] = "idle";
         out->append.push_back(IdleEvent(now, {{"type", "budget_reached"}}));
-      } else if (s["calls_this_turn"].get<int>() >= options_.max_model_calls_per_turn) {
+      } else if (jr::Int(s, "calls_this_turn", 0) >= options_.max_model_calls_per_turn) {
         s["phase"] = "idle";
         next["status"] = "idle";
         Json e = Event("session.error", now);
@@ -720,7 +886,8 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
   return again;
 }
 
-Status Engine::Compact(const std::string& id, const Json& session, models::ModelRequest* req) {
+Status Engine::Compact(const std::string& id, const Json& session, models::ModelRequest* req,
+                       const CancelToken* cancel, bool* budget_reached) {
   int64_t window = provider_->context_window(req->model);
   int64_t tokens = models::EstimateTokens(*req);
   if (tokens <= static_cast<int64_t>(options_.compaction_threshold * static_cast<double>(window))) return Status::Ok();
@@ -756,7 +923,11 @@ Status Engine::Compact(const std::string& id, const Json& session, models::Model
   } else {
     sum.messages.push_back(ask);
   }
-  models::ModelResult r = provider_->Call(sum, nullptr, {});
+  models::CallOptions opts;
+  opts.cancel = cancel;
+  models::ModelResult r = provider_->Call(sum, nullptr, opts);
+  if (!r.ok() && (r.error().kind == models::ModelErrorKind::kCancelled || (cancel && cancel->cancelled())))
+    return Status::Cancelled("compaction cancelled");
   if (!r.ok()) {
     log::Warn("engine.compaction_failed", {{"session", id}, {"error", r.error().ToString()}});
     return Status::Ok();  // carry on uncompacted; the model call may still fit
@@ -783,7 +954,18 @@ Status Engine::Compact(const std::string& id, const Json& session, models::Model
     Json e = Event("agent.thread_context_compacted", now);
     e["pre_compaction_tokens"] = tokens;
     out->append.push_back(e);
-    AddUsage(&next["usage"], r.response().usage);
+    // The summary is a model call like any other: its tokens and list cost
+    // count in the session's usage and against its budget.
+    const models::ModelUsage& u = r.response().usage;
+    AddUsage(&next["usage"], u);
+    if (auto price = domain::PriceFor(jr::Str(jr::Get(jr::Get(cur, "agent"), "model"), "id"))) {
+      s["cost_micros"] = jr::Int(s, "cost_micros", 0) +
+                         domain::CostMicros(*price, u.input_tokens, u.output_tokens, u.cache_read_input_tokens,
+                                            u.cache_creation_input_tokens);
+      next["usage"]["list_cost"] = domain::MonetaryAmount(jr::Int(s, "cost_micros", 0));
+    }
+    next["_engine"] = s;
+    *budget_reached = BudgetReached(cur, s);
     return next;
   }));
   req->messages = std::move(compacted);

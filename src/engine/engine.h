@@ -33,10 +33,10 @@
 #include <thread>
 #include <vector>
 
-#include "api/event_bus.h"
-#include "api/service.h"
 #include "common/clock.h"
 #include "common/http_client.h"
+#include "domain/event_sink.h"
+#include "domain/session_observer.h"
 #include "models/model_provider.h"
 #include "store/store.h"
 
@@ -56,9 +56,9 @@ struct EngineOptions {
 // Told when a session has built-in tool calls waiting for a worker.
 using WorkNeeded = std::function<void(const std::string& session_id)>;
 
-class Engine final : public api::SessionObserver {
+class Engine final : public domain::SessionObserver {
  public:
-  Engine(store::Store* store, api::EventBus* bus, models::ModelProvider* provider, Clock* clock,
+  Engine(store::Store* store, domain::EventSink* bus, models::ModelProvider* provider, Clock* clock,
          EngineOptions options = {});
   ~Engine() override;
   Engine(const Engine&) = delete;
@@ -86,12 +86,21 @@ class Engine final : public api::SessionObserver {
   Result<bool> ConsumeClientEvents(const std::string& session_id);
   // One model call and its recording; returns true if another is due.
   Result<bool> ModelTurn(const std::string& session_id);
-  Status Compact(const std::string& session_id, const Json& session, models::ModelRequest* request);
+  // Summarises older turns when the prompt nears the context window. The
+  // summary call is cancelled by `cancel` (an interrupt: Cancelled); its cost
+  // counts in the session's usage, and *budget_reached says whether the
+  // budget is now spent.
+  Status Compact(const std::string& session_id, const Json& session, models::ModelRequest* request,
+                 const CancelToken* cancel, bool* budget_reached);
   std::string Now() const { return FormatRfc3339(clock_->NowMicros()); }
   Status Step(const std::string& session_id, const store::Store::StepMutator& mutate);
+  // Records an engine failure of one session: session.error (terminal), its
+  // unprocessed client events marked processed, the session idle. Never
+  // throws out of a store transaction.
+  void FailSession(const std::string& session_id, const std::string& what);
 
   store::Store* store_;
-  api::EventBus* bus_;
+  domain::EventSink* bus_;
   models::ModelProvider* provider_;
   Clock* clock_;
   EngineOptions options_;
