@@ -1,5 +1,7 @@
 #include "engine/engine.h"
 
+#include <algorithm>
+
 #include "common/ids.h"
 #include "common/log.h"
 #include "domain/pricing.h"
@@ -14,50 +16,6 @@ using models::ContentBlock;
 using models::Message;
 
 bool IsClientEvent(const std::string& type) { return type.rfind("user.", 0) == 0 || type == "system.message"; }
-
-// Engine state kept in session["_engine"].
-Json DefaultState() {
-  return {{"messages", Json::array()},   // canonical Messages (Anthropic shape)
-          {"consumed_seq", 0},           // last event seq consumed
-          {"phase", "idle"},             // idle | model | tools
-          {"pending", Json::array()},    // outstanding tool calls
-          {"model_request_start_id", nullptr},
-          {"calls_this_turn", 0},
-          {"cost_micros", 0}};
-}
-
-// The engine state of `session`, with every field of its expected type (a
-// field of another type, e.g. from a damaged row, reads as its default).
-Json State(const Json& session) {
-  Json st = DefaultState();
-  const Json& raw = jr::Get(session, "_engine");
-  if (!raw.is_object()) return st;
-  for (auto it = st.begin(); it != st.end(); ++it) {
-    const Json& v = jr::Get(raw, it.key());
-    if (v.is_null()) continue;
-    bool same = v.type() == it.value().type() || (v.is_number_integer() && it.value().is_number_integer()) ||
-                (it.key() == "model_request_start_id" && v.is_string());
-    if (same) it.value() = v;
-  }
-  // Pending calls and messages are objects; anything else is dropped.
-  for (const char* key : {"messages", "pending"}) {
-    Json kept = Json::array();
-    for (const Json& x : st[key])
-      if (x.is_object()) kept.push_back(x);
-    st[key] = std::move(kept);
-  }
-  return st;
-}
-
-// Appends `blocks` as user content, merging into a trailing user message.
-void AppendUser(Json* messages, const Json& blocks) {
-  if (blocks.empty()) return;
-  if (!messages->empty() && jr::Str(messages->back(), "role") == "user" && messages->back()["content"].is_array()) {
-    for (const Json& b : blocks) messages->back()["content"].push_back(b);
-  } else {
-    messages->push_back({{"role", "user"}, {"content", blocks}});
-  }
-}
 
 // Client content blocks -> model content blocks.
 Json ToModelContent(const Json& content) {
@@ -86,9 +44,9 @@ Json ToolResultBlock(const std::string& toolu_id, const Json& content, bool is_e
 Json TextContent(const std::string& s) { return Json::array({{{"type", "text"}, {"text", s}}}); }
 
 // The tool_result block of an answered pending call.
-Json ResultBlockOf(const Json& pending_call) {
-  const Json& r = jr::Get(pending_call, "result");
-  return ToolResultBlock(jr::Str(pending_call, "toolu_id"), jr::Get(r, "content"), jr::Bool(r, "is_error", false));
+Json ResultBlockOf(const PendingCall& p) {
+  return p.result ? ToolResultBlock(p.toolu_id, p.result->content, p.result->is_error)
+                  : ToolResultBlock(p.toolu_id, Json::array(), true);
 }
 
 Json Event(const std::string& type, const std::string& now) {
@@ -101,20 +59,21 @@ Json IdleEvent(const std::string& now, const Json& stop_reason) {
   return e;
 }
 
+Json SpanEnd(const std::string& now, const EngineState& st, bool is_error, const models::ModelUsage& usage) {
+  Json end = Event("span.model_request_end", now);
+  end["model_request_start_id"] = st.model_request_start_id.empty() ? Json() : Json(st.model_request_start_id);
+  end["is_error"] = is_error;
+  end["model_usage"] = usage.ToJson();
+  return end;
+}
+
 // True if the session has a budget and its list cost has reached it.
-bool BudgetReached(const Json& session, const Json& state) {
+bool BudgetReached(const Json& session, const EngineState& st) {
   const Json& budget = jr::Get(session, "budget");
   if (!budget.is_object()) return false;
   int64_t max = 0;
   if (!domain::ParseMonetaryAmount(jr::Get(budget, "max_list_cost"), &max)) return false;
-  return jr::Int(state, "cost_micros", 0) >= max;
-}
-
-Json Unresolved(const Json& pending) {
-  Json ids = Json::array();
-  for (const Json& p : jr::AsArr(pending))
-    if (jr::Get(p, "result").is_null()) ids.push_back(jr::Get(p, "event_id"));
-  return ids;
+  return st.cost_micros >= max;
 }
 
 // Adds `u` (Anthropic usage) into the session's usage object.
@@ -126,6 +85,50 @@ void AddUsage(Json* usage, const models::ModelUsage& u) {
   Json& cc = (*usage)["cache_creation"];
   if (!cc.is_object()) cc = {{"ephemeral_5m_input_tokens", 0}, {"ephemeral_1h_input_tokens", 0}};
   cc["ephemeral_5m_input_tokens"] = jr::Int(cc, "ephemeral_5m_input_tokens", 0) + u.cache_creation_input_tokens;
+}
+
+// Prices `u` for the session's model into st->cost_micros and the session's
+// usage.list_cost (models without a list price cost nothing).
+void AddCost(const Json& session, const models::ModelUsage& u, EngineState* st, Json* next) {
+  auto price = domain::PriceFor(jr::Str(jr::Get(jr::Get(session, "agent"), "model"), "id"));
+  if (!price) return;
+  st->cost_micros += domain::CostMicros(*price, u.input_tokens, u.output_tokens, u.cache_read_input_tokens,
+                                        u.cache_creation_input_tokens);
+  (*next)["usage"]["list_cost"] = domain::MonetaryAmount(st->cost_micros);
+}
+
+// Appends one transcript row (a message of `role`) in the step.
+void AppendRow(EngineState* st, store::Store::SessionStep* out, const char* role, Json content) {
+  if (!content.is_array() || content.empty()) return;
+  out->transcript.push_back({st->transcript_next++, role, std::move(content)});
+}
+
+// The engine state kept in session["_engine"] by binaries before migration 4
+// of the store, read with checked accessors.
+struct LegacyState {
+  EngineState state;
+  std::vector<store::TranscriptEntry> rows;
+};
+std::optional<LegacyState> ReadLegacyState(const Json& session) {
+  const Json& raw = jr::Get(session, "_engine");
+  if (!raw.is_object()) return std::nullopt;
+  LegacyState l;
+  l.state.phase = ParsePhase(jr::Str(raw, "phase", "idle"));
+  l.state.consumed_seq = jr::Int(raw, "consumed_seq", 0);
+  l.state.model_request_start_id = jr::Str(raw, "model_request_start_id");
+  l.state.calls_this_turn = jr::Int(raw, "calls_this_turn", 0);
+  l.state.cost_micros = jr::Int(raw, "cost_micros", 0);
+  for (const Json& p : jr::Arr(raw, "pending"))
+    if (p.is_object()) l.state.pending.push_back(PendingCall::FromJson(p));
+  for (const Json& m : jr::Arr(raw, "messages")) {
+    std::string role = jr::Str(m, "role");
+    if (role != "user" && role != "assistant") continue;
+    const Json& content = jr::Get(m, "content");
+    Json blocks = content.is_string() ? TextContent(content.get<std::string>()) : jr::AsArr(content);
+    if (blocks.empty()) continue;
+    l.rows.push_back({l.state.transcript_next++, role, blocks});
+  }
+  return l;
 }
 
 // Streams previews (event_start / event_delta) of agent.message and
@@ -185,6 +188,50 @@ class PreviewObserver final : public models::ModelStreamObserver {
 };
 
 }  // namespace
+
+// ---- the in-memory transcript of one session
+
+void Engine::Conversation::Reset(const EngineState& st) {
+  base = st.transcript_base;
+  next = st.transcript_base;
+  summary = st.summary;
+  messages.clear();
+  first_idx.clear();
+  approx_tokens = 0;
+  if (!summary.empty()) {
+    messages.push_back(Message::User(summary));
+    first_idx.push_back(base);
+    approx_tokens += models::EstimateTokens(summary);
+  }
+}
+
+Status Engine::Conversation::Add(const store::TranscriptEntry& row) {
+  Message m;
+  m.role = row.role == "assistant" ? models::Role::kAssistant : models::Role::kUser;
+  for (const Json& b : jr::AsArr(row.content)) {
+    auto block = models::BlockFromJson(b);
+    if (!block.ok()) return block.status().WithContext("transcript row " + std::to_string(row.idx));
+    m.content.push_back(std::move(block).value());
+  }
+  next = row.idx + 1;
+  if (m.content.empty()) return Status::Ok();
+  // Each row counted as a message of its own: at least its share of the
+  // prompt's estimate (merged rows share one wrapper).
+  approx_tokens += models::EstimateTokens(DumpJson(row.content)) + 8;
+  if (!messages.empty() && messages.back().role == m.role) {
+    // Consecutive rows of one role form one message; in a user message the
+    // tool results lead (they must follow the tool_use turn at once).
+    auto& blocks = messages.back().content;
+    for (auto& b : m.content) blocks.push_back(std::move(b));
+    if (m.role == models::Role::kUser)
+      std::stable_partition(blocks.begin(), blocks.end(),
+                            [](const ContentBlock& b) { return b.type == models::BlockType::kToolResult; });
+    return Status::Ok();
+  }
+  messages.push_back(std::move(m));
+  first_idx.push_back(row.idx);
+  return Status::Ok();
+}
 
 Engine::Engine(store::Store* store, domain::EventSink* bus, models::ModelProvider* provider, Clock* clock,
                EngineOptions options)
@@ -251,6 +298,7 @@ void Engine::OnClientEvents(const Json& session, const std::vector<store::Stored
 void Engine::OnSessionDeleted(const std::string& session_id) {
   std::lock_guard<std::mutex> lock(mu_);
   if (auto it = inflight_.find(session_id); it != inflight_.end()) it->second->Cancel();
+  conversations_.erase(session_id);
 }
 
 void Engine::WorkerLoop() {
@@ -281,6 +329,7 @@ void Engine::WorkerLoop() {
           std::lock_guard<std::mutex> lock(mu_);
           inflight_.erase(id);
           started_here_.erase(id);
+          conversations_.erase(id);
         }
         try {
           FailSession(id, failure);
@@ -297,37 +346,110 @@ void Engine::WorkerLoop() {
   }
 }
 
-Status Engine::Step(const std::string& id, const store::Store::StepMutator& mutate) {
-  // No exception crosses into the store: a mutator that throws aborts its
-  // transaction with an Internal error instead.
-  auto guarded = [&](const Json& cur, store::Store::SessionStep* out) -> Result<Json> {
+Status Engine::Transition(const std::string& id, std::string_view name, const TransitionFn& fn) {
+  // No exception crosses into the store: a transition that throws aborts
+  // its transaction with an Internal error instead.
+  auto mutate = [&](const Json& cur, store::Store::SessionStep* out) -> Result<Json> {
     try {
-      return mutate(cur, out);
+      EngineState st;
+      Json next = cur;
+      if (out->engine_in) {
+        st = EngineState::FromRecord(*out->engine_in);
+      } else if (auto legacy = ReadLegacyState(cur)) {
+        // A session last stepped by a binary that kept the conversation in
+        // the session body: its state and messages move to their tables in
+        // this same transaction.
+        st = legacy->state;
+        for (auto& row : legacy->rows) out->transcript.push_back(std::move(row));
+      }
+      next.erase("_engine");
+      WARREN_RETURN_IF_ERROR(fn(cur, &st, &next, out));
+      out->engine = st.ToRecord();
+      return next;
     } catch (const std::exception& e) {
       return Status::Internal(std::string("engine step threw: ") + e.what());
     } catch (...) {
       return Status::Internal("engine step threw a non-standard exception");
     }
   };
-  auto r = store_->StepSession(id, guarded, [this, &id](const std::vector<store::StoredEvent>& evs) {
+  auto r = store_->StepSession(id, mutate, [this, &id](const std::vector<store::StoredEvent>& evs) {
     try {
       bus_->Publish(id, evs);
     } catch (const std::exception& e) {
       log::Error("engine.publish_failed", {{"session", id}, {"error", e.what()}});
     }
   });
+  if (!r.ok() && r.status().code() != Code::kNotFound) return r.status().WithContext(std::string(name));
   return r.status();
+}
+
+Result<EngineState> Engine::LoadState(const std::string& id, const Json& session) {
+  WARREN_ASSIGN_OR_RETURN(auto rec, store_->GetEngineState(id));
+  if (rec) return EngineState::FromRecord(*rec);
+  if (auto legacy = ReadLegacyState(session)) return legacy->state;
+  return EngineState();
+}
+
+Status Engine::LoadConversation(const std::string& id, const Json& session, const EngineState& st,
+                                std::shared_ptr<Conversation>* out) {
+  std::shared_ptr<Conversation> c;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = conversations_.find(id);
+    if (it != conversations_.end()) c = it->second;
+  }
+  if (!c || c->base != st.transcript_base || c->summary != st.summary || c->next > st.transcript_next) {
+    c = std::make_shared<Conversation>();
+    c->Reset(st);
+    auto rec = store_->GetEngineState(id);
+    if (rec.ok() && !*rec) {
+      // Not migrated yet: the rows are still in the session body.
+      if (auto legacy = ReadLegacyState(session))
+        for (const auto& row : legacy->rows) WARREN_RETURN_IF_ERROR(c->Add(row));
+    }
+  }
+  // Only the rows appended since the last look are read: the cost of a step
+  // does not grow with the transcript.
+  while (c->next < st.transcript_next) {
+    WARREN_ASSIGN_OR_RETURN(auto rows, store_->ReadTranscript(id, c->next, 1000));
+    if (rows.empty()) break;
+    for (const auto& row : rows) {
+      if (row.idx >= st.transcript_next) break;
+      WARREN_RETURN_IF_ERROR(c->Add(row));
+    }
+    if (rows.size() < 1000) break;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (conversations_.size() >= static_cast<size_t>(std::max(1, options_.cached_conversations)) &&
+        !conversations_.count(id)) {
+      // Forget a session that is not being processed (reloaded on demand).
+      for (auto it = conversations_.begin(); it != conversations_.end(); ++it)
+        if (!running_.count(it->first)) {
+          conversations_.erase(it);
+          break;
+        }
+    }
+    conversations_[id] = c;
+  }
+  *out = std::move(c);
+  return Status::Ok();
 }
 
 void Engine::FailSession(const std::string& id, const std::string& what) {
   log::Error("engine.session_failed", {{"session", id}, {"error", what}});
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    conversations_.erase(id);
+  }
   // The client events not yet processed are the ones that may have caused
   // the failure: they are marked processed so that no restart meets them
   // again, and named in the error.
   std::vector<Json> unprocessed;
   auto session = store_->GetSession(id);
   if (!session.ok()) return;
-  int64_t after = jr::Int(State(*session), "consumed_seq", 0);
+  auto loaded = LoadState(id, *session);
+  int64_t after = loaded.ok() ? loaded->consumed_seq : 0;
   for (int pages = 0; pages < 100; pages++) {
     auto events = store_->EventsAfter(id, after, 1000);
     if (!events.ok()) break;
@@ -340,9 +462,7 @@ void Engine::FailSession(const std::string& id, const std::string& what) {
   }
   const int64_t consumed = after;
   std::string now = Now();
-  Status st = Step(id, [&](const Json& cur, store::Store::SessionStep* out) -> Result<Json> {
-    Json next = cur;
-    Json s = State(cur);
+  Status st = Transition(id, "fail", [&](const Json& cur, EngineState* s, Json* next, store::Store::SessionStep* out) {
     std::string dropped;
     for (const Json& body : unprocessed) {
       Json done = body;
@@ -350,13 +470,7 @@ void Engine::FailSession(const std::string& id, const std::string& what) {
       out->replace.push_back(done);
       dropped += (dropped.empty() ? "" : ", ") + jr::Str(body, "id");
     }
-    if (jr::Str(s, "phase") == "model") {
-      Json end = Event("span.model_request_end", now);
-      end["model_request_start_id"] = s["model_request_start_id"];
-      end["is_error"] = true;
-      end["model_usage"] = models::ModelUsage().ToJson();
-      out->append.push_back(end);
-    }
+    if (s->phase == Phase::kModel) out->append.push_back(SpanEnd(now, *s, true, {}));
     Json e = Event("session.error", now);
     std::string message = "the engine could not process this session: " + what;
     if (!dropped.empty()) message += " (events not used: " + dropped + ")";
@@ -364,17 +478,16 @@ void Engine::FailSession(const std::string& id, const std::string& what) {
     out->append.push_back(e);
     // Calls still waiting for an answer keep waiting: a later valid answer
     // resumes the turn.
-    Json unresolved = Unresolved(s["pending"]);
-    s["phase"] = unresolved.empty() ? "idle" : "tools";
-    if (unresolved.empty()) s["pending"] = Json::array();
-    s["consumed_seq"] = std::max(jr::Int(s, "consumed_seq", 0), consumed);
-    next["_engine"] = s;
-    next["status"] = "idle";
-    next["updated_at"] = now;
+    Json unresolved = s->Unresolved();
+    s->phase = unresolved.empty() ? Phase::kIdle : Phase::kTools;
+    if (unresolved.empty()) s->pending.clear();
+    s->consumed_seq = std::max(s->consumed_seq, consumed);
+    (*next)["status"] = "idle";
+    (*next)["updated_at"] = now;
     out->append.push_back(unresolved.empty()
                               ? IdleEvent(now, {{"type", "retries_exhausted"}})
                               : IdleEvent(now, {{"type", "requires_action"}, {"event_ids", unresolved}}));
-    return next;
+    return Status::Ok();
   });
   if (!st.ok() && st.code() != Code::kNotFound)
     log::Error("engine.session_fail_unrecorded", {{"session", id}, {"error", st.ToString()}});
@@ -406,11 +519,11 @@ void Engine::Process(const std::string& id) {
 
 Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
   WARREN_ASSIGN_OR_RETURN(Json session, store_->GetSession(id));
-  Json st = State(session);
+  WARREN_ASSIGN_OR_RETURN(EngineState loaded, LoadState(id, session));
   // Unprocessed client events after the cursor, paging past any number of
   // the engine's own events.
   std::vector<store::StoredEvent> client;
-  const int64_t consumed = jr::Int(st, "consumed_seq", 0);
+  const int64_t consumed = loaded.consumed_seq;
   int64_t last_seq = consumed;
   for (;;) {
     constexpr int kPage = 1000;
@@ -422,8 +535,7 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
     }
     if (events.size() < static_cast<size_t>(kPage) || client.size() >= static_cast<size_t>(kPage)) break;
   }
-  std::string phase = jr::Str(st, "phase", "idle");
-  bool orphan_model = phase == "model";
+  bool orphan_model = loaded.phase == Phase::kModel;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (started_here_.count(id)) orphan_model = false;
@@ -431,102 +543,82 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
   if (client.empty() && !orphan_model) {
     if (last_seq - consumed > 1000) {
       // Only our own events since: move the cursor so the next look is short.
-      WARREN_RETURN_IF_ERROR(Step(id, [&](const Json& cur, store::Store::SessionStep*) -> Result<Json> {
-        Json next = cur;
-        Json s = State(cur);
-        s["consumed_seq"] = std::max(jr::Int(s, "consumed_seq", 0), last_seq);
-        next["_engine"] = s;
-        return next;
+      WARREN_RETURN_IF_ERROR(Transition(id, "advance_cursor", [&](const Json&, EngineState* s, Json*, store::Store::SessionStep*) {
+        s->consumed_seq = std::max(s->consumed_seq, last_seq);
+        return Status::Ok();
       }));
     }
-    return phase == "model";
+    return loaded.phase == Phase::kModel;
   }
 
   bool due = false;
-  std::vector<std::string> work_sessions;
+  bool need_worker = false;
   std::string now = Now();
-  Status step = Step(id, [&](const Json& cur, store::Store::SessionStep* out) -> Result<Json> {
-    Json next = cur;
-    Json s = State(cur);
-    Json& messages = s["messages"];
-    Json& pending = s["pending"];
-    bool need_model = s["phase"] == "model";
+  Status step = Transition(id, "consume", [&](const Json& cur, EngineState* s, Json* next, store::Store::SessionStep* out) {
+    bool need_model = s->phase == Phase::kModel;
     bool interrupted = false;
-    if (orphan_model) {
-      // A model call was cut off (crash): close its span; it is made again.
-      Json end = Event("span.model_request_end", now);
-      end["model_request_start_id"] = s["model_request_start_id"];
-      end["is_error"] = true;
-      end["model_usage"] = models::ModelUsage().ToJson();
-      out->append.push_back(end);
-    }
-    Json unresolved_before = Unresolved(pending);
+    // A model call cut off by a crash: close its span; it is made again.
+    if (orphan_model && s->phase == Phase::kModel) out->append.push_back(SpanEnd(now, *s, true, {}));
+    Json unresolved_before = s->Unresolved();
     for (const auto& e : client) {
       Json done = e.body;
       done["processed_at"] = now;
       out->replace.push_back(done);
       const std::string type = jr::Str(e.body, "type");
-      auto find_pending = [&](const std::string& event_id) -> Json* {
-        for (Json& p : pending)
-          if (jr::Str(p, "event_id") == event_id) return &p;
+      auto find_pending = [&](const std::string& event_id) -> PendingCall* {
+        for (PendingCall& p : s->pending)
+          if (p.event_id == event_id) return &p;
         return nullptr;
       };
       if (type == "user.message") {
-        AppendUser(&messages, ToModelContent(jr::Get(e.body, "content")));
+        AppendRow(s, out, "user", ToModelContent(jr::Get(e.body, "content")));
         need_model = true;
         interrupted = false;
       } else if (type == "system.message") {
         Json blocks = Json::array();
         for (const Json& b : jr::Arr(e.body, "content"))
           blocks.push_back({{"type", "text"}, {"text", "[system message] " + jr::Str(b, "text")}});
-        AppendUser(&messages, blocks);
+        AppendRow(s, out, "user", std::move(blocks));
         need_model = true;
       } else if (type == "user.interrupt") {
-        for (Json& p : pending)
-          if (p["result"].is_null()) p["result"] = {{"content", TextContent("Interrupted by the user.")}, {"is_error", true}};
+        for (PendingCall& p : s->pending)
+          if (!p.result) p.result = ToolOutcome{TextContent("Interrupted by the user."), true};
         need_model = false;
         interrupted = true;
       } else if (type == "user.tool_confirmation") {
-        Json* p = find_pending(jr::Str(e.body, "tool_use_id"));
-        if (!p || !jr::Get(*p, "result").is_null()) continue;
+        PendingCall* p = find_pending(jr::Str(e.body, "tool_use_id"));
+        if (!p || p->result) continue;
         const std::string answer = jr::Str(e.body, "result");
         if (answer != "allow" && answer != "deny") continue;  // not an answer: recorded, ignored
-        (*p)["confirmed"] = answer;
+        p->confirmed = answer;
         if (answer == "deny") {
           std::string msg = jr::Str(e.body, "deny_message", "The user denied permission to use this tool.");
-          (*p)["result"] = {{"content", TextContent(msg)}, {"is_error", true}};
-        } else if (jr::Str(*p, "kind") == "builtin") {
-          work_sessions.push_back(id);
+          p->result = ToolOutcome{TextContent(msg), true};
+        } else if (p->kind == "builtin") {
+          need_worker = true;
         }
       } else if (type == "user.tool_result" || type == "user.custom_tool_result") {
         std::string ref = jr::Str(e.body, type == "user.tool_result" ? "tool_use_id" : "custom_tool_use_id");
-        Json* p = find_pending(ref);
-        if (!p || !jr::Get(*p, "result").is_null()) continue;  // late or duplicate answer: recorded, ignored
-        if (jr::Str(*p, "permission") == "ask" && jr::Str(*p, "confirmed") != "allow" && type == "user.tool_result") {
+        PendingCall* p = find_pending(ref);
+        if (!p || p->result) continue;  // late or duplicate answer: recorded, ignored
+        if (p->permission == "ask" && p->confirmed != "allow" && type == "user.tool_result") {
           // Fail closed: a result for an unconfirmed gated call is not used.
           continue;
         }
         // A null or absent is_error is false; content of another type
         // carries nothing for the model (ToModelContent).
-        (*p)["result"] = {{"content", jr::Arr(e.body, "content")}, {"is_error", jr::Bool(e.body, "is_error", false)}};
+        p->result = ToolOutcome{jr::Arr(e.body, "content"), jr::Bool(e.body, "is_error", false)};
       }
     }
-    Json unresolved = Unresolved(pending);
+    Json unresolved = s->Unresolved();
     std::string status = jr::Str(cur, "status");
-    if (!pending.empty() && unresolved.empty()) {
-      // Every call answered: the tool results go back to the model.
+    if (!s->pending.empty() && unresolved.empty()) {
+      // Every call answered: the tool results go back to the model (they
+      // lead the user turn when the conversation is read).
       Json results = Json::array();
-      for (const Json& p : pending)
-        results.push_back(ResultBlockOf(p));
-      // Tool results must lead the user turn that follows the tool_use turn.
-      Json tail = Json::array();
-      if (!messages.empty() && jr::Str(messages.back(), "role") == "user") {
-        tail = jr::Arr(messages.back(), "content");
-        messages.erase(messages.end() - 1);
-      }
-      for (const Json& b : tail) results.push_back(b);
-      AppendUser(&messages, results);
-      pending = Json::array();
+      for (const PendingCall& p : s->pending) results.push_back(ResultBlockOf(p));
+      AppendRow(s, out, "user", std::move(results));
+      s->pending.clear();
       need_model = !interrupted;
     } else if (!unresolved.empty()) {
       need_model = false;
@@ -535,52 +627,53 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
       }
     }
     if (interrupted && !need_model) {
-      s["phase"] = "idle";
+      s->phase = Phase::kIdle;
       if (status != "idle" || orphan_model) {
-        next["status"] = "idle";
+        (*next)["status"] = "idle";
         out->append.push_back(IdleEvent(now, {{"type", "end_turn"}}));
       } else if (unresolved.empty()) {
         out->append.push_back(IdleEvent(now, {{"type", "end_turn"}}));
       }
     }
-    if (need_model && BudgetReached(cur, s)) {
+    if (need_model && BudgetReached(cur, *s)) {
       need_model = false;
-      s["phase"] = "idle";
-      next["status"] = "idle";
+      s->phase = Phase::kIdle;
+      (*next)["status"] = "idle";
       out->append.push_back(IdleEvent(now, {{"type", "budget_reached"}}));
     }
     if (need_model) {
       if (status != "running") {
-        next["status"] = "running";
+        (*next)["status"] = "running";
         out->append.push_back(Event("session.status_running", now));
       }
       Json start = Event("span.model_request_start", now);
-      s["model_request_start_id"] = start["id"];
+      s->model_request_start_id = start["id"].get<std::string>();
       out->append.push_back(start);
-      s["phase"] = "model";
-      s["calls_this_turn"] = 0;
-    } else if (s["phase"] == "model") {
-      s["phase"] = "idle";
+      s->phase = Phase::kModel;
+      s->calls_this_turn = 0;
+    } else if (s->phase == Phase::kModel) {
+      s->phase = Phase::kIdle;
+    } else if (!unresolved.empty()) {
+      s->phase = Phase::kTools;
     }
-    s["consumed_seq"] = std::max(jr::Int(s, "consumed_seq", 0), last_seq);
-    next["_engine"] = s;
-    next["updated_at"] = now;
+    s->consumed_seq = std::max(s->consumed_seq, last_seq);
+    (*next)["updated_at"] = now;
     due = need_model;
-    return next;
+    return Status::Ok();
   });
   WARREN_RETURN_IF_ERROR(step);
   if (due) {
     std::lock_guard<std::mutex> lock(mu_);
     started_here_.insert(id);
   }
-  if (!work_sessions.empty() && work_needed_) work_needed_(id);
+  if (need_worker && work_needed_) work_needed_(id);
   return due;
 }
 
 Result<bool> Engine::ModelTurn(const std::string& id) {
   WARREN_ASSIGN_OR_RETURN(Json session, store_->GetSession(id));
-  Json st = State(session);
-  if (st["phase"] != "model") return false;
+  WARREN_ASSIGN_OR_RETURN(EngineState st, LoadState(id, session));
+  if (st.phase != Phase::kModel) return false;
   const Json& agent = jr::Obj(session, "agent");
   const Json& model = jr::Get(agent, "model");
   models::ModelRequest req;
@@ -599,27 +692,19 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
       req.max_tokens = std::max<int64_t>(req.max_tokens, it->second + 4096);
     }
   }
-  for (const Json& m : st["messages"]) {
-    auto msg = models::MessageFromJson(m);
-    if (!msg.ok()) return msg.status().WithContext("engine state of " + id);
-    req.messages.push_back(std::move(msg).value());
-  }
+  std::shared_ptr<Conversation> conv;
+  WARREN_RETURN_IF_ERROR(LoadConversation(id, session, st, &conv).WithContext("transcript of " + id));
+  req.messages = conv->messages;
   if (req.messages.empty()) {
     // Nothing to send (e.g. only redacted content): settle idle.
     std::string now = Now();
-    WARREN_RETURN_IF_ERROR(Step(id, [&](const Json& cur, store::Store::SessionStep* out) -> Result<Json> {
-      Json next = cur;
-      Json s = State(cur);
-      s["phase"] = "idle";
-      next["_engine"] = s;
-      next["status"] = "idle";
-      Json end = Event("span.model_request_end", now);
-      end["model_request_start_id"] = s["model_request_start_id"];
-      end["is_error"] = false;
-      end["model_usage"] = models::ModelUsage().ToJson();
-      out->append.push_back(end);
+    WARREN_RETURN_IF_ERROR(Transition(id, "settle_empty", [&](const Json&, EngineState* s, Json* next, store::Store::SessionStep* out) {
+      if (s->phase != Phase::kModel) return Status::Ok();
+      s->phase = Phase::kIdle;
+      (*next)["status"] = "idle";
+      out->append.push_back(SpanEnd(now, *s, false, {}));
       out->append.push_back(IdleEvent(now, {{"type", "end_turn"}}));
-      return next;
+      return Status::Ok();
     }));
     return false;
   }
@@ -636,7 +721,7 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
     started_here_.erase(id);
   };
   bool compaction_spent_budget = false;
-  Status compacted = Compact(id, session, &req, token.get(), &compaction_spent_budget);
+  Status compacted = Compact(id, session, *conv, &req, token.get(), &compaction_spent_budget);
   if (!compacted.ok() && compacted.code() != Code::kCancelled) {
     forget_call();
     return compacted;
@@ -645,47 +730,38 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
     // Compaction's own model cost reached the budget: no further call.
     forget_call();
     std::string now = Now();
-    WARREN_RETURN_IF_ERROR(Step(id, [&](const Json& cur, store::Store::SessionStep* out) -> Result<Json> {
-      Json next = cur;
-      Json s = State(cur);
-      if (s["phase"] != "model") return cur;
-      s["phase"] = "idle";
-      next["_engine"] = s;
-      next["status"] = "idle";
-      next["updated_at"] = now;
-      Json end = Event("span.model_request_end", now);
-      end["model_request_start_id"] = s["model_request_start_id"];
-      end["is_error"] = false;
-      end["model_usage"] = models::ModelUsage().ToJson();
-      out->append.push_back(end);
+    WARREN_RETURN_IF_ERROR(Transition(id, "budget_after_compaction", [&](const Json&, EngineState* s, Json* next, store::Store::SessionStep* out) {
+      if (s->phase != Phase::kModel) return Status::Ok();
+      s->phase = Phase::kIdle;
+      (*next)["status"] = "idle";
+      (*next)["updated_at"] = now;
+      out->append.push_back(SpanEnd(now, *s, false, {}));
       out->append.push_back(IdleEvent(now, {{"type", "budget_reached"}}));
-      return next;
+      return Status::Ok();
     }));
     return false;
   }
   PreviewObserver observer(bus_, id);
   observer.on_retry = [&](const models::ModelError& err, int next_attempt, int64_t delay_ms) {
     std::string now = Now();
-    (void)Step(id, [&](const Json& cur, store::Store::SessionStep* out) -> Result<Json> {
-      Json next = cur;
+    (void)Transition(id, "retrying", [&](const Json&, EngineState*, Json* next, store::Store::SessionStep* out) {
       Json e = Event("session.error", now);
       e["error"] = {{"type", err.SessionErrorType()}, {"message", err.message}, {"retry_status", {{"type", "retrying"}}}};
       out->append.push_back(e);
       out->append.push_back(Event("session.status_rescheduled", now));
-      next["status"] = "rescheduling";
-      return next;
+      (*next)["status"] = "rescheduling";
+      return Status::Ok();
     });
   };
   observer.on_attempt = [&](int attempt) {
     if (attempt <= 1) return;
     std::string now = Now();
-    (void)Step(id, [&](const Json& cur, store::Store::SessionStep* out) -> Result<Json> {
-      Json next = cur;
+    (void)Transition(id, "resume_running", [&](const Json& cur, EngineState*, Json* next, store::Store::SessionStep* out) {
       if (jr::Str(cur, "status") != "running") {
-        next["status"] = "running";
+        (*next)["status"] = "running";
         out->append.push_back(Event("session.status_running", now));
       }
-      return next;
+      return Status::Ok();
     });
   };
   models::CallOptions call_opts;
@@ -705,7 +781,7 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
     std::lock_guard<std::mutex> lock(mu_);
     inflight_.erase(id);
     started_here_.erase(id);
-    // Cancelled by shutdown: record nothing. The phase stays "model", so the
+    // Cancelled by shutdown: record nothing. The phase stays kModel, so the
     // next start closes the span and makes the call again.
     if (stopping_ && !result.ok() && result.error().kind == models::ModelErrorKind::kCancelled) return false;
   }
@@ -716,19 +792,14 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
   const bool self_hosted = env.ok() && jr::Str(jr::Get(*env, "config"), "type") == "self_hosted";
   bool again = false;
   bool need_worker = false;
-  Status step = Step(id, [&](const Json& cur, store::Store::SessionStep* out) -> Result<Json> {
-    Json next = cur;
-    Json s = State(cur);
-    if (s["phase"] != "model") return cur;  // settled meanwhile (interrupt)
-    Json end = Event("span.model_request_end", now);
-    end["model_request_start_id"] = s["model_request_start_id"];
+  Status step = Transition(id, "record_answer", [&](const Json& cur, EngineState* s, Json* next, store::Store::SessionStep* out) {
+    if (s->phase != Phase::kModel) return Status::Ok();  // settled meanwhile (interrupt)
+    (*next)["updated_at"] = now;
     if (!result.ok()) {
       const models::ModelError& err = result.error();
-      end["is_error"] = true;
-      end["model_usage"] = models::ModelUsage().ToJson();
-      out->append.push_back(end);
-      s["phase"] = "idle";
-      next["status"] = "idle";
+      out->append.push_back(SpanEnd(now, *s, true, {}));
+      s->phase = Phase::kIdle;
+      (*next)["status"] = "idle";
       if (err.kind == models::ModelErrorKind::kCancelled) {
         // An interrupt: consuming the user.interrupt next settles the
         // session with one status_idle.
@@ -740,9 +811,7 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
         out->append.push_back(e);
         out->append.push_back(IdleEvent(now, {{"type", "retries_exhausted"}}));
       }
-      next["_engine"] = s;
-      next["updated_at"] = now;
-      return next;
+      return Status::Ok();
     }
     const models::ModelResponse& resp = result.response();
     const Json& tools = jr::AsArr(jr::Get(jr::Get(cur, "agent"), "tools"));
@@ -757,7 +826,7 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
       out->append.push_back(m);
       text_run = Json::array();
     };
-    Json pending = Json::array();
+    std::vector<PendingCall> pending;
     for (size_t i = 0; i < resp.content.size(); i++) {
       const ContentBlock& b = resp.content[i];
       assistant.push_back(models::BlockToJson(b));
@@ -781,19 +850,18 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
           Json e = Event("agent.tool_use", now);
           e["name"] = b.name;
           e["input"] = b.input;
-          Json p = {{"event_id", e["id"]}, {"toolu_id", b.id}, {"kind", "builtin"}, {"name", b.name},
-                    {"confirmed", nullptr}, {"result", nullptr}};
+          PendingCall p{e["id"].get<std::string>(), b.id, "builtin", b.name, "", std::nullopt, std::nullopt};
           if (!policy) {
             e["evaluated_permission"] = "deny";
-            p["permission"] = "deny";
-            p["result"] = {{"content", TextContent("Tool '" + b.name + "' is not enabled for this agent.")}, {"is_error", true}};
+            p.permission = "deny";
+            p.result = ToolOutcome{TextContent("Tool '" + b.name + "' is not enabled for this agent."), true};
           } else {
             std::string perm = *policy == "always_ask" ? "ask" : "allow";
             e["evaluated_permission"] = perm;
-            p["permission"] = perm;
+            p.permission = perm;
           }
           out->append.push_back(e);
-          if (p["result"].is_null() && !self_hosted) {
+          if (!p.result && !self_hosted) {
             // Warren runs no sandbox for cloud environments yet: answer now.
             Json r = Event("agent.tool_result", now);
             r["tool_use_id"] = e["id"];
@@ -801,59 +869,51 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
             r["content"] = TextContent("No sandbox is attached to environment " + env_id +
                                        ": Warren executes built-in tools only through self_hosted workers.");
             out->append.push_back(r);
-            p["result"] = {{"content", r["content"]}, {"is_error", true}};
+            p.result = ToolOutcome{r["content"], true};
           }
-          if (p["result"].is_null()) need_worker = true;
-          pending.push_back(p);
+          if (!p.result) need_worker = true;
+          pending.push_back(std::move(p));
         } else if (custom) {
           Json e = Event("agent.custom_tool_use", now);
           e["name"] = b.name;
           e["input"] = b.input;
           out->append.push_back(e);
-          pending.push_back({{"event_id", e["id"]}, {"toolu_id", b.id}, {"kind", "custom"}, {"name", b.name},
-                             {"permission", "allow"}, {"confirmed", nullptr}, {"result", nullptr}});
+          pending.push_back(PendingCall{e["id"].get<std::string>(), b.id, "custom", b.name, "allow", std::nullopt, std::nullopt});
         } else {
           // A tool the agent does not have: tell the model.
-          pending.push_back({{"event_id", ""}, {"toolu_id", b.id}, {"kind", "unknown"}, {"name", b.name},
-                             {"permission", "deny"}, {"confirmed", nullptr},
-                             {"result", {{"content", TextContent("Unknown tool '" + b.name + "'.")}, {"is_error", true}}}});
+          pending.push_back(PendingCall{"", b.id, "unknown", b.name, "deny", std::nullopt,
+                                        ToolOutcome{TextContent("Unknown tool '" + b.name + "'."), true}});
         }
       }
     }
     flush_text();
-    end["is_error"] = false;
-    end["model_usage"] = resp.usage.ToJson();
-    out->append.push_back(end);
-    AddUsage(&next["usage"], resp.usage);
-    if (auto price = domain::PriceFor(jr::Str(jr::Get(jr::Get(cur, "agent"), "model"), "id"))) {
-      s["cost_micros"] = jr::Int(s, "cost_micros", 0) +
-                         domain::CostMicros(*price, resp.usage.input_tokens, resp.usage.output_tokens,
-                                         resp.usage.cache_read_input_tokens, resp.usage.cache_creation_input_tokens);
-      next["usage"]["list_cost"] = domain::MonetaryAmount(jr::Int(s, "cost_micros", 0));
-    }
+    out->append.push_back(SpanEnd(now, *s, false, resp.usage));
+    AddUsage(&(*next)["usage"], resp.usage);
+    AddCost(cur, resp.usage, s, next);
     Json usage_ev = Event("session.usage", now);
-    usage_ev["usage"] = next["usage"];
+    usage_ev["usage"] = (*next)["usage"];
     if (!jr::Get(cur, "budget").is_null()) usage_ev["budget"] = jr::Get(cur, "budget");
     out->append.push_back(usage_ev);
-    s["messages"].push_back({{"role", "assistant"}, {"content", assistant}});
-    s["calls_this_turn"] = jr::Int(s, "calls_this_turn", 0) + 1;
-    Json unresolved = Unresolved(pending);
-    if (pending.empty()) {
-      s["phase"] = "idle";
-      next["status"] = "idle";
+    AppendRow(s, out, "assistant", std::move(assistant));
+    s->calls_this_turn++;
+    s->pending = std::move(pending);
+    Json unresolved = s->Unresolved();
+    if (s->pending.empty()) {
+      s->phase = Phase::kIdle;
+      (*next)["status"] = "idle";
       out->append.push_back(IdleEvent(now, {{"type", "end_turn"}}));
     } else if (unresolved.empty()) {
       Json results = Json::array();
-      for (const Json& p : pending)
-        results.push_back(ResultBlockOf(p));
-      s["messages"].push_back({{"role", "user"}, {"content", results}});
-      if (BudgetReached(cur, s)) {
-        s["phase"] = "idle";
-        next["status"] = "idle";
+      for (const PendingCall& p : s->pending) results.push_back(ResultBlockOf(p));
+      AppendRow(s, out, "user", std::move(results));
+      s->pending.clear();
+      if (BudgetReached(cur, *s)) {
+        s->phase = Phase::kIdle;
+        (*next)["status"] = "idle";
         out->append.push_back(IdleEvent(now, {{"type", "budget_reached"}}));
-      } else if (jr::Int(s, "calls_this_turn", 0) >= options_.max_model_calls_per_turn) {
-        s["phase"] = "idle";
-        next["status"] = "idle";
+      } else if (s->calls_this_turn >= options_.max_model_calls_per_turn) {
+        s->phase = Phase::kIdle;
+        (*next)["status"] = "idle";
         Json e = Event("session.error", now);
         e["error"] = {{"type", "unknown_error"},
                       {"message", "the model made " + std::to_string(options_.max_model_calls_per_turn) +
@@ -863,19 +923,16 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
         out->append.push_back(IdleEvent(now, {{"type", "end_turn"}}));
       } else {
         Json start = Event("span.model_request_start", now);
-        s["model_request_start_id"] = start["id"];
+        s->model_request_start_id = start["id"].get<std::string>();
         out->append.push_back(start);
         again = true;
       }
     } else {
-      s["phase"] = "tools";
-      s["pending"] = pending;
-      next["status"] = "idle";
+      s->phase = Phase::kTools;
+      (*next)["status"] = "idle";
       out->append.push_back(IdleEvent(now, {{"type", "requires_action"}, {"event_ids", unresolved}}));
     }
-    next["_engine"] = s;
-    next["updated_at"] = now;
-    return next;
+    return Status::Ok();
   });
   WARREN_RETURN_IF_ERROR(step);
   if (again) {
@@ -886,16 +943,24 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
   return again;
 }
 
-Status Engine::Compact(const std::string& id, const Json& session, models::ModelRequest* req,
+Status Engine::Compact(const std::string& id, const Json& session, const Conversation& conv, models::ModelRequest* req,
                        const CancelToken* cancel, bool* budget_reached) {
-  int64_t window = provider_->context_window(req->model);
+  const int64_t window = provider_->context_window(req->model);
+  const int64_t threshold = static_cast<int64_t>(options_.compaction_threshold * static_cast<double>(window));
+  // The running estimate of the rows (kept as they are appended; an upper
+  // bound of their share of the prompt) decides whether the full estimate,
+  // whose cost grows with the prompt, is worth computing at all.
+  int64_t fixed = 64;  // the request's own fields
+  for (const auto& t : req->tools) fixed += models::EstimateTokens(DumpJson(models::ToolToJson(t)));
+  for (const auto& b : req->system) fixed += models::EstimateTokens(b.text) + 8;
+  if (conv.approx_tokens + fixed < threshold) return Status::Ok();
   int64_t tokens = models::EstimateTokens(*req);
-  if (tokens <= static_cast<int64_t>(options_.compaction_threshold * static_cast<double>(window))) return Status::Ok();
+  if (tokens <= threshold) return Status::Ok();
   // Split at a user message that is not a tool result: the earliest such
   // boundary whose verbatim tail fits in half the window (so the next turns
   // do not compact again at once), else the last one.
   const auto& msgs = req->messages;
-  if (msgs.size() < 3) return Status::Ok();
+  if (msgs.size() < 3 || conv.first_idx.size() != msgs.size()) return Status::Ok();
   std::vector<int64_t> tail_tokens(msgs.size() + 1, 0);
   for (size_t i = msgs.size(); i-- > 0;)
     tail_tokens[i] = tail_tokens[i + 1] + models::EstimateTokens(DumpJson(models::MessageToJson(msgs[i])));
@@ -932,10 +997,33 @@ Status Engine::Compact(const std::string& id, const Json& session, models::Model
     log::Warn("engine.compaction_failed", {{"session", id}, {"error", r.error().ToString()}});
     return Status::Ok();  // carry on uncompacted; the model call may still fit
   }
-  std::string summary = r.response().Text();
+  // The new base: the summary, then the rows from the split on, which stay
+  // where they are in the append-only transcript.
+  const std::string summary =
+      "Summary of the earlier conversation (older turns were compacted):\n" + r.response().Text();
+  const int64_t new_base = conv.first_idx[split];
+  const int64_t old_base = conv.base;
+  std::string now = Now();
+  bool applied = false;
+  WARREN_RETURN_IF_ERROR(Transition(id, "compact", [&](const Json& cur, EngineState* s, Json* next, store::Store::SessionStep* out) {
+    if (s->phase != Phase::kModel || s->transcript_base != old_base) return Status::Ok();  // settled meanwhile
+    s->transcript_base = new_base;
+    s->summary = summary;
+    Json e = Event("agent.thread_context_compacted", now);
+    e["pre_compaction_tokens"] = tokens;
+    out->append.push_back(e);
+    // The summary is a model call like any other: its tokens and list cost
+    // count in the session's usage and against its budget.
+    const models::ModelUsage& u = r.response().usage;
+    AddUsage(&(*next)["usage"], u);
+    AddCost(cur, u, s, next);
+    *budget_reached = BudgetReached(cur, *s);
+    applied = true;
+    return Status::Ok();
+  }));
+  if (!applied) return Status::Ok();
   std::vector<Message> compacted;
-  Message head = Message::User("Summary of the earlier conversation (older turns were compacted):\n" + summary);
-  compacted.push_back(head);
+  compacted.push_back(Message::User(summary));
   for (size_t i = split; i < msgs.size(); i++) {
     if (i == split && msgs[i].role == models::Role::kUser) {
       for (const auto& b : msgs[i].content) compacted.front().content.push_back(b);
@@ -943,31 +1031,6 @@ Status Engine::Compact(const std::string& id, const Json& session, models::Model
     }
     compacted.push_back(msgs[i]);
   }
-  std::string now = Now();
-  Json stored = Json::array();
-  for (const auto& m : compacted) stored.push_back(models::MessageToJson(m));
-  WARREN_RETURN_IF_ERROR(Step(id, [&](const Json& cur, store::Store::SessionStep* out) -> Result<Json> {
-    Json next = cur;
-    Json s = State(cur);
-    s["messages"] = stored;
-    next["_engine"] = s;
-    Json e = Event("agent.thread_context_compacted", now);
-    e["pre_compaction_tokens"] = tokens;
-    out->append.push_back(e);
-    // The summary is a model call like any other: its tokens and list cost
-    // count in the session's usage and against its budget.
-    const models::ModelUsage& u = r.response().usage;
-    AddUsage(&next["usage"], u);
-    if (auto price = domain::PriceFor(jr::Str(jr::Get(jr::Get(cur, "agent"), "model"), "id"))) {
-      s["cost_micros"] = jr::Int(s, "cost_micros", 0) +
-                         domain::CostMicros(*price, u.input_tokens, u.output_tokens, u.cache_read_input_tokens,
-                                            u.cache_creation_input_tokens);
-      next["usage"]["list_cost"] = domain::MonetaryAmount(jr::Int(s, "cost_micros", 0));
-    }
-    next["_engine"] = s;
-    *budget_reached = BudgetReached(cur, s);
-    return next;
-  }));
   req->messages = std::move(compacted);
   return Status::Ok();
 }

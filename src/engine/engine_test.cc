@@ -73,6 +73,7 @@ class ThrowingProvider final : public models::ModelProvider {
         return e;
       }
     }
+    if (!summary) last_messages = request.messages.size();
     if (!request.messages.empty())
       for (const auto& b : request.messages.back().content)
         if (b.type == models::BlockType::kText && b.text.find("boom") != std::string::npos) {
@@ -87,6 +88,7 @@ class ThrowingProvider final : public models::ModelProvider {
   }
   std::atomic<int> throws{0};
   std::atomic<int> compactions{0};
+  std::atomic<size_t> last_messages{0};
   std::atomic<bool> block_compaction{false};
 
  private:
@@ -272,8 +274,8 @@ TEST_F(EngineTest, AThrowFailsOneSessionOnly) {
   EXPECT_EQ(provider_->throws.load(), 1);
 }
 
-// A damaged engine state in the session row (wrong types everywhere) reads
-// as defaults instead of throwing.
+// A damaged engine state left in the session body by an older binary
+// (wrong types everywhere) reads as defaults instead of throwing.
 TEST_F(EngineTest, DamagedEngineStateDoesNotThrow) {
   StartEngine();
   std::string sid = NewSession();
@@ -344,8 +346,90 @@ TEST_F(EngineTest, CompactionCostCountsInListCost) {
   int64_t expected = domain::CostMicros(*price, u["input_tokens"].get<int64_t>(), u["output_tokens"].get<int64_t>(),
                                         u["cache_read_input_tokens"].get<int64_t>(),
                                         u["cache_creation"]["ephemeral_5m_input_tokens"].get<int64_t>());
-  EXPECT_EQ(s["_engine"]["cost_micros"].get<int64_t>(), expected);
+  auto st = store_->GetEngineState(sid);
+  ASSERT_TRUE(st.ok() && st->has_value());
+  EXPECT_EQ((*st)->cost_micros, expected);
   EXPECT_EQ(s["usage"]["list_cost"], domain::MonetaryAmount(expected));
+}
+
+// The conversation goes into the transcript table row by row; rows are never
+// rewritten, and the session body carries no engine state.
+TEST_F(EngineTest, TranscriptIsAppendOnly) {
+  StartEngine();
+  std::string sid = NewSession();
+  for (int i = 0; i < 3; i++) Send(sid, {UserText("hello " + std::to_string(i))});
+  auto first = store_->ReadTranscript(sid, 0, 100);
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(first->size(), 6u);
+  for (size_t i = 0; i < first->size(); i++) {
+    EXPECT_EQ((*first)[i].idx, static_cast<int64_t>(i));
+    EXPECT_EQ((*first)[i].role, i % 2 == 0 ? "user" : "assistant");
+  }
+  for (int i = 3; i < 5; i++) Send(sid, {UserText("hello " + std::to_string(i))});
+  auto later = store_->ReadTranscript(sid, 0, 100);
+  ASSERT_TRUE(later.ok());
+  ASSERT_EQ(later->size(), 10u);
+  for (size_t i = 0; i < first->size(); i++) EXPECT_EQ((*later)[i].content, (*first)[i].content);
+  auto st = store_->GetEngineState(sid);
+  ASSERT_TRUE(st.ok() && st->has_value());
+  EXPECT_EQ((*st)->phase, "idle");
+  EXPECT_EQ((*st)->transcript_next, 10);
+  EXPECT_EQ((*st)->transcript_base, 0);
+  EXPECT_GT((*st)->consumed_seq, 0);
+  EXPECT_FALSE(store_->GetSession(sid)->contains("_engine"));
+  // The model saw the whole conversation: 9 messages before its 5th answer.
+  EXPECT_EQ(provider_->last_messages.load(), 9u);
+}
+
+// Compaction writes a new base (a summary and a later first row) and leaves
+// the rows below it as they were.
+TEST_F(EngineTest, CompactionWritesANewBase) {
+  StartEngine();
+  std::string sid = NewSession();
+  for (int n = 1; n < 20 && provider_->compactions.load() == 0; n++) Send(sid, {UserText(Turn(n))});
+  ASSERT_GT(provider_->compactions.load(), 0);
+  auto st = store_->GetEngineState(sid);
+  ASSERT_TRUE(st.ok() && st->has_value());
+  EXPECT_GT((*st)->transcript_base, 0);
+  EXPECT_NE((*st)->summary.find("SUMMARY"), std::string::npos);
+  auto rows = store_->ReadTranscript(sid, 0, 1000);
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ(static_cast<int64_t>(rows->size()), (*st)->transcript_next);
+  EXPECT_NE((*rows)[0].content.dump().find("turn 1 "), std::string::npos);
+  // The next turn sends the summary, then the rows from the base.
+  Send(sid, {UserText("hello after compaction")});
+  EXPECT_LT(provider_->last_messages.load(), static_cast<size_t>((*st)->transcript_next));
+}
+
+// A session stepped by an older binary keeps its conversation in the session
+// body ("_engine"); its next step moves it to the engine's tables.
+TEST_F(EngineTest, LegacyStateIsMigrated) {
+  StartEngine();
+  std::string sid = NewSession();
+  auto r = store_->UpdateSession(
+      sid,
+      [](const Json& cur, std::vector<Json>*) -> Result<Json> {
+        Json next = cur;
+        next["_engine"] = {{"messages", Json::array({{{"role", "user"}, {"content", "hello old"}},
+                                                     {{"role", "assistant"},
+                                                      {"content", Json::array({{{"type", "text"}, {"text", "old answer"}}})}}})},
+                           {"consumed_seq", 0}, {"phase", "idle"}, {"pending", Json::array()},
+                           {"model_request_start_id", nullptr}, {"calls_this_turn", 0}, {"cost_micros", 7}};
+        return next;
+      },
+      nullptr);
+  ASSERT_TRUE(r.ok());
+  Send(sid, {UserText("hello again")});
+  EXPECT_EQ(provider_->last_messages.load(), 3u);  // the old turn, then the new message
+  auto st = store_->GetEngineState(sid);
+  ASSERT_TRUE(st.ok() && st->has_value());
+  EXPECT_EQ((*st)->cost_micros, 7);
+  EXPECT_EQ((*st)->transcript_next, 4);
+  auto rows = store_->ReadTranscript(sid, 0, 100);
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 4u);
+  EXPECT_EQ((*rows)[0].content[0]["text"], "hello old");
+  EXPECT_FALSE(store_->GetSession(sid)->contains("_engine"));
 }
 
 }  // namespace

@@ -57,6 +57,7 @@ class Stmt final {
     auto* p = reinterpret_cast<const char*>(sqlite3_column_text(st_, col));
     return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(st_, col))) : std::string();
   }
+  sqlite3_stmt* raw() { return st_; }
   Result<Json> JsonCol(int col) const {
     return ParseJson(Text(col), 256);
   }
@@ -187,6 +188,31 @@ CREATE TABLE work_workers (
     // 3: sessions tokens are revoked by work item (UpdateWork).
     R"sql(
 CREATE INDEX keys_work ON keys(work_id) WHERE work_id IS NOT NULL;
+)sql",
+    // 4: the engine's typed state (one row of columns per session) and its
+    // append-only transcript. Sessions stepped by older binaries keep their
+    // state in the session body ("_engine"); the engine moves it here at its
+    // next step of that session (engine.cc, MigrateLegacyState).
+    R"sql(
+CREATE TABLE engine_state (
+  session_id TEXT PRIMARY KEY,
+  phase TEXT NOT NULL,
+  consumed_seq INTEGER NOT NULL,
+  model_request_start_id TEXT NOT NULL,
+  calls_this_turn INTEGER NOT NULL,
+  cost_micros INTEGER NOT NULL,
+  transcript_base INTEGER NOT NULL,
+  transcript_next INTEGER NOT NULL,
+  summary TEXT NOT NULL,
+  pending TEXT NOT NULL
+);
+CREATE TABLE transcript (
+  session_id TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  role TEXT NOT NULL,
+  content TEXT NOT NULL,
+  PRIMARY KEY (session_id, idx)
+) WITHOUT ROWID;
 )sql"
 };
 
@@ -562,11 +588,35 @@ Result<Json> SqliteStore::StepSession(const std::string& id, const StepMutator& 
   if (!row) return Status::NotFound("session " + id + " not found");
   WARREN_ASSIGN_OR_RETURN(Json current, st.JsonCol(0));
   SessionStep step;
+  WARREN_ASSIGN_OR_RETURN(step.engine_in, EngineStateLocked(id));
   WARREN_ASSIGN_OR_RETURN(Json next, mutate(current, &step));
+  if (!next.is_object() || !next.contains("status") || !next["status"].is_string())
+    return Status::InvalidArgument("session step: the new session has no status");
+  const Json& archived_at = next.contains("archived_at") ? next["archived_at"] : Json();
   Stmt up(db_, "UPDATE sessions SET status = ?, archived = ?, body = ? WHERE id = ?");
-  up.Bind({next.at("status").get<std::string>(), int64_t{next.value("archived_at", Json()).is_null() ? 0 : 1},
-           DumpJson(next), id});
+  up.Bind({next["status"].get<std::string>(), int64_t{archived_at.is_null() ? 0 : 1}, DumpJson(next), id});
   WARREN_RETURN_IF_ERROR(up.Exec());
+  if (step.engine) {
+    const EngineRecord& r = *step.engine;
+    Stmt es(db_,
+            "INSERT INTO engine_state (session_id, phase, consumed_seq, model_request_start_id, calls_this_turn, "
+            "cost_micros, transcript_base, transcript_next, summary, pending) VALUES (?,?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT(session_id) DO UPDATE SET phase = excluded.phase, consumed_seq = excluded.consumed_seq, "
+            "model_request_start_id = excluded.model_request_start_id, calls_this_turn = excluded.calls_this_turn, "
+            "cost_micros = excluded.cost_micros, transcript_base = excluded.transcript_base, "
+            "transcript_next = excluded.transcript_next, summary = excluded.summary, pending = excluded.pending");
+    es.Bind({id, r.phase, r.consumed_seq, r.model_request_start_id, r.calls_this_turn, r.cost_micros, r.transcript_base,
+             r.transcript_next, r.summary, DumpJson(r.pending)});
+    WARREN_RETURN_IF_ERROR(es.Exec());
+  }
+  for (const TranscriptEntry& t : step.transcript) {
+    Stmt tr(db_, "INSERT INTO transcript (session_id, idx, role, content) VALUES (?, ?, ?, ?)");
+    tr.Bind({id, t.idx, t.role, DumpJson(t.content)});
+    int rc = sqlite3_step(tr.raw());
+    if (rc == SQLITE_CONSTRAINT || (rc & 0xff) == SQLITE_CONSTRAINT)
+      return Status::Conflict("transcript row " + std::to_string(t.idx) + " of " + id + " exists");
+    if (rc != SQLITE_DONE) return SqlError(db_, "transcript insert");
+  }
   for (const Json& ev : step.replace) {
     Stmt rep(db_, "UPDATE events SET body = ?, ts = ? WHERE session_id = ? AND id = ?");
     rep.Bind({DumpJson(ev), TimeOf(ev, "processed_at"), id, ev.at("id").get<std::string>()});
@@ -641,7 +691,66 @@ Status SqliteStore::DeleteSession(const std::string& id) {
   Stmt keys(db_, "DELETE FROM keys WHERE session_id = ?");
   keys.Bind({id});
   WARREN_RETURN_IF_ERROR(keys.Exec());
+  for (const char* sql : {"DELETE FROM engine_state WHERE session_id = ?", "DELETE FROM transcript WHERE session_id = ?"}) {
+    Stmt del(db_, sql);
+    del.Bind({id});
+    WARREN_RETURN_IF_ERROR(del.Exec());
+  }
   return txn.Commit();
+}
+
+// ------------------------------------------------------------------ engine state
+
+Result<std::optional<EngineRecord>> SqliteStore::EngineStateLocked(const std::string& session_id) {
+  Stmt st(db_,
+          "SELECT phase, consumed_seq, model_request_start_id, calls_this_turn, cost_micros, transcript_base, "
+          "transcript_next, summary, pending FROM engine_state WHERE session_id = ?");
+  WARREN_RETURN_IF_ERROR(st.prepared());
+  st.Bind({session_id});
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return std::optional<EngineRecord>();
+  EngineRecord r;
+  r.phase = st.Text(0);
+  r.consumed_seq = st.Int(1);
+  r.model_request_start_id = st.Text(2);
+  r.calls_this_turn = st.Int(3);
+  r.cost_micros = st.Int(4);
+  r.transcript_base = st.Int(5);
+  r.transcript_next = st.Int(6);
+  r.summary = st.Text(7);
+  auto pending = st.JsonCol(8);
+  r.pending = pending.ok() && pending->is_array() ? *pending : Json::array();
+  return std::optional<EngineRecord>(std::move(r));
+}
+
+Result<std::optional<EngineRecord>> SqliteStore::GetEngineState(const std::string& session_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_, "SELECT 1 FROM sessions WHERE id = ?");
+  st.Bind({session_id});
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return Status::NotFound("session " + session_id + " not found");
+  return EngineStateLocked(session_id);
+}
+
+Result<std::vector<TranscriptEntry>> SqliteStore::ReadTranscript(const std::string& session_id, int64_t from_idx,
+                                                                 int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_, "SELECT idx, role, content FROM transcript WHERE session_id = ? AND idx >= ? ORDER BY idx LIMIT ?");
+  WARREN_RETURN_IF_ERROR(st.prepared());
+  st.Bind({session_id, from_idx, int64_t{std::max(1, limit)}});
+  std::vector<TranscriptEntry> out;
+  for (;;) {
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    TranscriptEntry t;
+    t.idx = st.Int(0);
+    t.role = st.Text(1);
+    auto content = st.JsonCol(2);
+    if (!content.ok()) return content.status().WithContext("transcript row " + std::to_string(t.idx) + " of " + session_id);
+    t.content = std::move(content).value();
+    out.push_back(std::move(t));
+  }
+  return out;
 }
 
 // ------------------------------------------------------------------ events
