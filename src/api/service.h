@@ -11,6 +11,7 @@
 
 #include "api/auth.h"
 #include "api/event_bus.h"
+#include "common/secret_box.h"
 #include "domain/session_observer.h"
 #include "api/router.h"
 #include "common/clock.h"
@@ -24,6 +25,9 @@ namespace warren::api {
 using SessionObserver = domain::SessionObserver;
 
 struct ApiOptions {
+  // Seals session secrets (github_repository authorization tokens) before
+  // they reach the store; without it such resources are refused.
+  const SecretBox* secret_box = nullptr;
   size_t max_events_per_request = 100;
   std::chrono::milliseconds sse_keepalive{15000};
 };

@@ -555,6 +555,9 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
   bool need_worker = false;
   std::string now = Now();
   Status step = Transition(id, "consume", [&](const Json& cur, EngineState* s, Json* next, store::Store::SessionStep* out) {
+    // A mutator may run more than once (store retries): outputs start afresh.
+    due = false;
+    need_worker = false;
     bool need_model = s->phase == Phase::kModel;
     bool interrupted = false;
     // A model call cut off by a crash: close its span; it is made again.
@@ -793,6 +796,8 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
   bool again = false;
   bool need_worker = false;
   Status step = Transition(id, "record_answer", [&](const Json& cur, EngineState* s, Json* next, store::Store::SessionStep* out) {
+    again = false;
+    need_worker = false;
     if (s->phase != Phase::kModel) return Status::Ok();  // settled meanwhile (interrupt)
     (*next)["updated_at"] = now;
     if (!result.ok()) {
@@ -1006,6 +1011,8 @@ Status Engine::Compact(const std::string& id, const Json& session, const Convers
   std::string now = Now();
   bool applied = false;
   WARREN_RETURN_IF_ERROR(Transition(id, "compact", [&](const Json& cur, EngineState* s, Json* next, store::Store::SessionStep* out) {
+    applied = false;
+    *budget_reached = false;
     if (s->phase != Phase::kModel || s->transcript_base != old_base) return Status::Ok();  // settled meanwhile
     s->transcript_base = new_base;
     s->summary = summary;

@@ -213,6 +213,15 @@ CREATE TABLE transcript (
   content TEXT NOT NULL,
   PRIMARY KEY (session_id, idx)
 ) WITHOUT ROWID;
+)sql",
+    // 5: session secrets, sealed by the caller (hex of the sealed bytes).
+    R"sql(
+CREATE TABLE session_secrets (
+  session_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  sealed TEXT NOT NULL,
+  PRIMARY KEY (session_id, name)
+) WITHOUT ROWID;
 )sql"
 };
 
@@ -691,12 +700,68 @@ Status SqliteStore::DeleteSession(const std::string& id) {
   Stmt keys(db_, "DELETE FROM keys WHERE session_id = ?");
   keys.Bind({id});
   WARREN_RETURN_IF_ERROR(keys.Exec());
-  for (const char* sql : {"DELETE FROM engine_state WHERE session_id = ?", "DELETE FROM transcript WHERE session_id = ?"}) {
+  for (const char* sql : {"DELETE FROM engine_state WHERE session_id = ?", "DELETE FROM transcript WHERE session_id = ?",
+                          "DELETE FROM session_secrets WHERE session_id = ?"}) {
     Stmt del(db_, sql);
     del.Bind({id});
     WARREN_RETURN_IF_ERROR(del.Exec());
   }
   return txn.Commit();
+}
+
+// ------------------------------------------------------------------ session secrets
+
+namespace {
+std::string ToHex(const std::string& bytes) {
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 15]);
+  }
+  return out;
+}
+bool FromHex(const std::string& hex, std::string* out) {
+  auto val = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1; };
+  if (hex.size() % 2) return false;
+  out->clear();
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    int hi = val(hex[i]), lo = val(hex[i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out->push_back(static_cast<char>(hi * 16 + lo));
+  }
+  return true;
+}
+}  // namespace
+
+Status SqliteStore::PutSessionSecrets(const std::string& session_id, const std::map<std::string, std::string>& sealed) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Txn txn(db_);
+  WARREN_RETURN_IF_ERROR(txn.status());
+  for (const auto& [name, value] : sealed) {
+    Stmt st(db_, "INSERT INTO session_secrets (session_id, name, sealed) VALUES (?, ?, ?) "
+                 "ON CONFLICT(session_id, name) DO UPDATE SET sealed = excluded.sealed");
+    st.Bind({session_id, name, ToHex(value)});
+    WARREN_RETURN_IF_ERROR(st.Exec());
+  }
+  return txn.Commit();
+}
+
+Result<std::map<std::string, std::string>> SqliteStore::GetSessionSecrets(const std::string& session_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_, "SELECT name, sealed FROM session_secrets WHERE session_id = ? ORDER BY name");
+  WARREN_RETURN_IF_ERROR(st.prepared());
+  st.Bind({session_id});
+  std::map<std::string, std::string> out;
+  for (;;) {
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    std::string bytes;
+    if (!FromHex(st.Text(1), &bytes)) return Status::IOError("session secret " + st.Text(0) + " of " + session_id + ": damaged");
+    out[st.Text(0)] = std::move(bytes);
+  }
+  return out;
 }
 
 // ------------------------------------------------------------------ engine state

@@ -232,5 +232,22 @@ TEST_F(SqliteStoreTest, EngineStateAndTranscript) {
   EXPECT_TRUE(store_->ReadTranscript("sesn_e", 0, 10)->empty());
 }
 
+// Sealed session secrets: opaque bytes (any byte value) kept apart from the
+// session's JSON, replaced by name, removed with the session.
+TEST_F(SqliteStoreTest, SessionSecrets) {
+  ASSERT_TRUE(store_->PutSessionSecrets("sesn_s", {{"sesrsc_1", std::string("w1\0\xff\x01sealed", 11)}}).ok());
+  ASSERT_TRUE(store_->CreateSession(Session("sesn_s", "env_a"), {}, nullptr).ok());
+  ASSERT_TRUE(store_->PutSessionSecrets("sesn_s", {{"sesrsc_2", "two"}}).ok());
+  Reopen();
+  auto got = store_->GetSessionSecrets("sesn_s");
+  ASSERT_TRUE(got.ok());
+  ASSERT_EQ(got->size(), 2u);
+  EXPECT_EQ(got->at("sesrsc_1"), std::string("w1\0\xff\x01sealed", 11));
+  EXPECT_EQ(got->at("sesrsc_2"), "two");
+  EXPECT_EQ(store_->GetSession("sesn_s")->dump().find("sealed"), std::string::npos);
+  ASSERT_TRUE(store_->DeleteSession("sesn_s").ok());
+  EXPECT_TRUE(store_->GetSessionSecrets("sesn_s")->empty());
+}
+
 }  // namespace
 }  // namespace warren::store

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -197,6 +198,14 @@ class Store {
   // Deletes the session, its events, engine state and transcript; appends
   // nothing.
   virtual Status DeleteSession(const std::string& id) = 0;
+
+  // ---- session secrets (e.g. a github_repository's authorization_token):
+  // values sealed by the caller (common/secret_box.h, AES-256-GCM) and opaque
+  // to the store, never part of a session's JSON. The API writes them before
+  // the session row, so no session exists without its secrets; DeleteSession
+  // removes them. Put replaces the named values given.
+  virtual Status PutSessionSecrets(const std::string& session_id, const std::map<std::string, std::string>& sealed) = 0;
+  virtual Result<std::map<std::string, std::string>> GetSessionSecrets(const std::string& session_id) = 0;
 
   // ---- engine state (written only through StepSession)
   // The committed engine record of a session; nullopt if the engine never
