@@ -26,10 +26,13 @@
 #include "queue/work_queue.h"
 #include "store/sqlite_store.h"
 #ifdef WARREN_HAVE_SANDBOX_CLI
-#include "sandbox/cli.h"
+#include "cli/sandbox_cli.h"
 #endif
 #ifdef WARREN_HAVE_SANDBOX_API
 #include "sandbox_api/sandbox_api.h"
+#endif
+#ifdef WARREN_HAVE_ORCHESTRATOR_PARTS
+#include "cli/prepare_cli.h"
 #endif
 
 namespace warren::cli {
@@ -210,6 +213,10 @@ int main(int argc, char** argv) {
 #ifdef WARREN_HAVE_SANDBOX_CLI
   // warren sandbox ... / warren snapshot ... (docs/SANDBOX.md)
   sandbox::RegisterSandboxCommands(app);
+#endif
+#if defined(WARREN_HAVE_SANDBOX_CLI) && defined(WARREN_HAVE_ORCHESTRATOR_PARTS)
+  // warren sandbox prepare (docs/CLI.md, docs/ORCHESTRATOR.md)
+  warren::cli::RegisterPrepareCommand(app);
 #endif
 
   CLI11_PARSE(app, argc, argv);
