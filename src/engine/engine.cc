@@ -103,7 +103,7 @@ void AppendRow(EngineState* st, store::Store::SessionStep* out, const char* role
   out->transcript.push_back({st->transcript_next++, role, std::move(content)});
 }
 
-// The engine state kept in session["_engine"] by binaries before migration 4
+// The engine state kept in session["_engine"] by binaries before store migration 5
 // of the store, read with checked accessors.
 struct LegacyState {
   EngineState state;

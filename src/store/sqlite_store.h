@@ -87,6 +87,7 @@ class SqliteStore final : public Store {
   Result<std::optional<WorkRecord>> ReadWorkLocked(const std::string& id);
   Status WriteWorkLocked(const WorkRecord& w);
   Result<std::optional<EngineRecord>> EngineStateLocked(const std::string& session_id);
+  Status CheckAnswersLocked(const std::string& session_id, const std::vector<Json>& events);
   Result<std::vector<StoredEvent>> InsertEventsLocked(const std::string& session_id, const std::vector<Json>& events);
 
   std::mutex mu_;

@@ -249,5 +249,44 @@ TEST_F(SqliteStoreTest, SessionSecrets) {
   EXPECT_TRUE(store_->GetSessionSecrets("sesn_s")->empty());
 }
 
+// Issue 13: a tool call is answered at most once, decided inside
+// AppendEvents' transaction.
+TEST_F(SqliteStoreTest, AToolCallIsAnsweredAtMostOnce) {
+  ASSERT_TRUE(store_->CreateSession(Session("sesn_a", "env_1"), {}, nullptr).ok());
+  auto answer = [](const std::string& id, const char* type, const char* field, const std::string& call) {
+    Json e = Event(id, type);
+    e[field] = call;
+    return e;
+  };
+  ASSERT_TRUE(store_->AppendEvents("sesn_a", nullptr, {Event("sevt_use", "agent.tool_use")}, nullptr).ok());
+  ASSERT_TRUE(store_->AppendEvents("sesn_a", nullptr, {answer("sevt_r1", "user.tool_result", "tool_use_id", "sevt_use")},
+                                   nullptr).ok());
+  auto again = store_->AppendEvents(
+      "sesn_a", nullptr,
+      {Event("sevt_m", "user.message"), answer("sevt_r2", "user.tool_result", "tool_use_id", "sevt_use")}, nullptr);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.status().code(), Code::kConflict);
+  EXPECT_EQ(again.status().detail_code(), kAlreadyAnswered);
+  EXPECT_FALSE((*store_->GetEvent("sesn_a", "sevt_m")).has_value()) << "nothing of the request is appended";
+  // Twice in one request.
+  auto twice = store_->AppendEvents("sesn_a", nullptr,
+                                    {answer("sevt_c1", "user.custom_tool_result", "custom_tool_use_id", "sevt_cu"),
+                                     answer("sevt_c2", "user.custom_tool_result", "custom_tool_use_id", "sevt_cu")},
+                                    nullptr);
+  EXPECT_EQ(twice.status().detail_code(), kAlreadyAnswered);
+  // Answers are per call, per answer type and per session.
+  EXPECT_TRUE(store_->AppendEvents("sesn_a", nullptr,
+                                   {answer("sevt_c3", "user.custom_tool_result", "custom_tool_use_id", "sevt_use")},
+                                   nullptr).ok());
+  ASSERT_TRUE(store_->CreateSession(Session("sesn_b", "env_1"), {}, nullptr).ok());
+  EXPECT_TRUE(store_->AppendEvents("sesn_b", nullptr, {answer("sevt_r1", "user.tool_result", "tool_use_id", "sevt_use")},
+                                   nullptr).ok());
+  // And it survives a reopen (the check reads the table, not memory).
+  Reopen();
+  EXPECT_EQ(store_->AppendEvents("sesn_a", nullptr, {answer("sevt_r3", "user.tool_result", "tool_use_id", "sevt_use")},
+                                 nullptr).status().detail_code(),
+            kAlreadyAnswered);
+}
+
 }  // namespace
 }  // namespace warren::store
