@@ -23,6 +23,7 @@ std::vector<Key> Keys(ServeConfig* c) {
       {"max_body_bytes", "WARREN_MAX_BODY_BYTES", Key::kSize, &c->max_body_bytes},
       {"max_connections", "WARREN_MAX_CONNECTIONS", Key::kSize, &c->max_connections},
       {"worker_threads", "WARREN_WORKER_THREADS", Key::kInt, &c->worker_threads},
+      {"max_queued_requests", "WARREN_MAX_QUEUED_REQUESTS", Key::kInt, &c->max_queued_requests},
       {"sse_keepalive_ms", "WARREN_SSE_KEEPALIVE_MS", Key::kInt, &c->sse_keepalive_ms},
       {"engine_threads", "WARREN_ENGINE_THREADS", Key::kInt, &c->engine_threads},
       {"work_lease_ttl_seconds", "WARREN_WORK_LEASE_TTL_SECONDS", Key::kInt, &c->work_lease_ttl_seconds},
@@ -72,6 +73,8 @@ Status Check(const ServeConfig& c) {
   if (c.sqlite_synchronous != "FULL" && c.sqlite_synchronous != "NORMAL")
     return Status::InvalidArgument("sqlite_synchronous must be FULL or NORMAL");
   if (c.worker_threads < 1 || c.worker_threads > 256) return Status::InvalidArgument("worker_threads must be 1..256");
+  if (c.max_queued_requests < 1 || c.max_queued_requests > 1000000)
+    return Status::InvalidArgument("max_queued_requests must be 1..1000000");
   if (c.sse_keepalive_ms < 100) return Status::InvalidArgument("sse_keepalive_ms must be at least 100");
   if (c.max_body_bytes < 1024) return Status::InvalidArgument("max_body_bytes must be at least 1024");
   if (c.engine_threads < 1 || c.engine_threads > 1024) return Status::InvalidArgument("engine_threads must be 1..1024");

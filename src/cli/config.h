@@ -21,6 +21,7 @@ struct ServeConfig {
   size_t max_body_bytes = 8 * 1024 * 1024;
   size_t max_connections = 20000;
   int worker_threads = 4;
+  int max_queued_requests = 1024;  // HTTP requests waiting for a worker; beyond: 503
   int sse_keepalive_ms = 15000;
   int engine_threads = 4;
   // Work-queue lease TTL reported to workers (spec 3.3: heartbeat every

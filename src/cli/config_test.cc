@@ -31,6 +31,17 @@ TEST(ConfigTest, RejectsUnknownAndBadValues) {
   EXPECT_FALSE(ApplyEnvironment(&c, bad_env).ok());
 }
 
+TEST(ConfigTest, MaxQueuedRequests) {
+  ServeConfig c;
+  EXPECT_EQ(c.max_queued_requests, 1024);
+  ASSERT_TRUE(ApplyConfigJson(Json{{"max_queued_requests", 16}}, &c).ok());
+  EXPECT_EQ(c.max_queued_requests, 16);
+  auto env = [](const char* n) -> const char* { return std::string(n) == "WARREN_MAX_QUEUED_REQUESTS" ? "64" : nullptr; };
+  ASSERT_TRUE(ApplyEnvironment(&c, env).ok());
+  EXPECT_EQ(c.max_queued_requests, 64);
+  EXPECT_FALSE(ApplyConfigJson(Json{{"max_queued_requests", "16"}}, &c).ok());
+}
+
 TEST(ConfigTest, SandboxKeysNestedFlatAndEnvironment) {
   ServeConfig c;
   EXPECT_FALSE(c.sandbox_enabled.has_value());

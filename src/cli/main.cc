@@ -149,6 +149,7 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   opts.max_body_bytes = cfg.max_body_bytes;
   opts.max_connections = cfg.max_connections;
   opts.worker_threads = cfg.worker_threads;
+  opts.max_queued_requests = static_cast<size_t>(cfg.max_queued_requests);
   http::HttpServer server(opts, [&service](http::HttpRequest& req) { return service.Handle(req); }, api::RenderError);
   server.set_body_router([&service](http::HttpRequest& head) { return service.RouteBody(head); });
   Status s = engine.Start();

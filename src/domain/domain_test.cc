@@ -18,13 +18,15 @@ TEST(ToolPolicy, ReadsTheResolvedToolset) {
   EXPECT_FALSE(IsBuiltinTool("shell"));
 }
 
-TEST(ToolPolicy, DamagedToolsReadAsDisabled) {
-  for (const Json& tools :
-       {Json(), Json("x"), Json::array({1, nullptr}), Toolset(nullptr), Toolset(Json::array({1})),
-        Toolset(Json::array({{{"name", "bash"}, {"enabled", nullptr}}})),
-        Toolset(Json::array({{{"name", "bash"}, {"enabled", true}, {"permission_policy", 3}}})),
-        Toolset(Json::array({{{"name", 7}, {"enabled", true}}}))}) {
+TEST(ToolPolicy, DamagedToolsFailClosed) {
+  for (const Json& tools : {Json(), Json("x"), Json::array({1, nullptr}), Toolset(nullptr), Toolset(Json::array({1})),
+                            Toolset(Json::array({{{"name", 7}, {"enabled", true}}}))}) {
     EXPECT_EQ(BuiltinToolPolicy(tools, "bash"), std::nullopt) << tools.dump();
+  }
+  // An entry for the tool whose fields cannot be read asks, never allows.
+  for (const Json& tools : {Toolset(Json::array({{{"name", "bash"}, {"enabled", nullptr}}})),
+                            Toolset(Json::array({{{"name", "bash"}, {"enabled", true}, {"permission_policy", 3}}}))}) {
+    EXPECT_EQ(BuiltinToolPolicy(tools, "bash"), "always_ask") << tools.dump();
   }
 }
 

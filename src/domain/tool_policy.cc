@@ -26,9 +26,11 @@ std::optional<std::string> BuiltinToolPolicy(const Json& tools, std::string_view
     if (!configs.is_array()) continue;
     for (const Json& c : configs) {
       if (Member(c, "name") != name) continue;
-      if (Member(c, "enabled") != true) return std::nullopt;
+      // A malformed entry fails closed: only an explicit `false` disables
+      // the tool, and a policy that cannot be read asks.
+      if (Member(c, "enabled") == false) return std::nullopt;
       const Json& policy = Member(Member(c, "permission_policy"), "type");
-      if (!policy.is_string()) return std::nullopt;
+      if (!policy.is_string() || policy.get_ref<const std::string&>().empty()) return std::string("always_ask");
       return policy.get<std::string>();
     }
   }

@@ -18,7 +18,7 @@ bool IsBuiltinTool(std::string_view name);
 
 // Effective permission policy ("always_allow"/"always_ask") of built-in tool
 // `name` under resolved `tools`; nullopt if the toolset is absent or the
-// tool is disabled.
+// tool is disabled. A malformed entry fails closed: "always_ask".
 std::optional<std::string> BuiltinToolPolicy(const Json& tools, std::string_view name);
 
 }  // namespace warren::domain

@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <variant>
 
 #include "common/ids.h"
 #include "common/log.h"
@@ -8,6 +9,8 @@
 #include "domain/tool_policy.h"
 #include "engine/json_read.h"
 #include "engine/tool_schemas.h"
+#include "events/client_events.h"
+#include "events/fields.h"
 
 namespace warren::engine {
 namespace {
@@ -567,19 +570,37 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
       Json done = e.body;
       done["processed_at"] = now;
       out->replace.push_back(done);
-      const std::string type = jr::Str(e.body, "type");
+      // The same schema as the API's validation (src/events): a stored
+      // event that does not parse (written before a fix, or by hand) is
+      // marked processed and skipped, never read with throwing accessors.
       auto find_pending = [&](const std::string& event_id) -> PendingCall* {
         for (PendingCall& p : s->pending)
           if (p.event_id == event_id) return &p;
         return nullptr;
       };
+      auto parsed = events::ParseClientEvent(e.body, "event", events::Origin::kStored);
+      if (!parsed.ok()) {
+        log::Error("engine.bad_client_event", {{"session", id}, {"seq", e.seq}, {"error", parsed.status().ToString()}});
+        // An unreadable answer to a waiting call still answers it (the store
+        // takes one answer per call): as an error the model sees, so the
+        // turn goes on instead of waiting forever.
+        const std::string raw_type = jr::Str(e.body, "type");
+        const std::string ref = raw_type == "user.tool_result"          ? jr::Str(e.body, "tool_use_id")
+                                : raw_type == "user.custom_tool_result" ? jr::Str(e.body, "custom_tool_use_id")
+                                                                        : "";
+        PendingCall* p = ref.empty() ? nullptr : find_pending(ref);
+        if (p && !p->result && !(p->permission == "ask" && p->confirmed != "allow" && raw_type == "user.tool_result"))
+          p->result = ToolOutcome{TextContent("The tool result could not be read: " + parsed.status().message()), true};
+        continue;
+      }
+      const std::string type(events::TypeName(*parsed));
       if (type == "user.message") {
-        AppendRow(s, out, "user", ToModelContent(jr::Get(e.body, "content")));
+        AppendRow(s, out, "user", ToModelContent(std::get<events::UserMessage>(*parsed).content));
         need_model = true;
         interrupted = false;
       } else if (type == "system.message") {
         Json blocks = Json::array();
-        for (const Json& b : jr::Arr(e.body, "content"))
+        for (const Json& b : std::get<events::SystemMessage>(*parsed).content)
           blocks.push_back({{"type", "text"}, {"text", "[system message] " + jr::Str(b, "text")}});
         AppendRow(s, out, "user", std::move(blocks));
         need_model = true;
@@ -589,28 +610,27 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
         need_model = false;
         interrupted = true;
       } else if (type == "user.tool_confirmation") {
-        PendingCall* p = find_pending(jr::Str(e.body, "tool_use_id"));
+        const auto& c = std::get<events::ToolConfirmation>(*parsed);
+        PendingCall* p = find_pending(c.tool_use_id);
         if (!p || p->result) continue;
-        const std::string answer = jr::Str(e.body, "result");
-        if (answer != "allow" && answer != "deny") continue;  // not an answer: recorded, ignored
-        p->confirmed = answer;
-        if (answer == "deny") {
-          std::string msg = jr::Str(e.body, "deny_message", "The user denied permission to use this tool.");
-          p->result = ToolOutcome{TextContent(msg), true};
+        p->confirmed = c.allow ? "allow" : "deny";
+        if (!c.allow) {
+          p->result = ToolOutcome{TextContent(c.deny_message.value_or("The user denied permission to use this tool.")), true};
         } else if (p->kind == "builtin") {
           need_worker = true;
         }
       } else if (type == "user.tool_result" || type == "user.custom_tool_result") {
-        std::string ref = jr::Str(e.body, type == "user.tool_result" ? "tool_use_id" : "custom_tool_use_id");
+        const auto* tr = std::get_if<events::ToolResult>(&*parsed);
+        const auto* cr = std::get_if<events::CustomToolResult>(&*parsed);
+        std::string ref = tr ? tr->tool_use_id : cr->custom_tool_use_id;
         PendingCall* p = find_pending(ref);
         if (!p || p->result) continue;  // late or duplicate answer: recorded, ignored
         if (p->permission == "ask" && p->confirmed != "allow" && type == "user.tool_result") {
           // Fail closed: a result for an unconfirmed gated call is not used.
           continue;
         }
-        // A null or absent is_error is false; content of another type
-        // carries nothing for the model (ToModelContent).
-        p->result = ToolOutcome{jr::Arr(e.body, "content"), jr::Bool(e.body, "is_error", false)};
+        // A null or absent is_error is false (the schema's reading).
+        p->result = ToolOutcome{tr ? tr->content : cr->content, tr ? tr->is_error : cr->is_error};
       }
     }
     Json unresolved = s->Unresolved();

@@ -726,13 +726,15 @@ Result<SnapshotRecord> SandboxRuntime::BuildLocked(const std::string& name, cons
           std::string d = dst[0] == '/' ? dst : (cfg.workdir.empty() ? "/" : cfg.workdir) + "/" + dst;
           for (const auto& p : resolved) {
             struct stat sst;
-            if (stat(p.c_str(), &sst) != 0) return ErrnoStatus("stat " + p);
+            if (lstat(p.c_str(), &sst) != 0) return ErrnoStatus("stat " + p);
             std::string target = d;
             if (!S_ISDIR(sst.st_mode) && into_dir) {
               WARREN_RETURN_IF_ERROR(fs.Mkdir(d, true));
               target = d + "/" + p.substr(p.rfind('/') + 1);
             }
-            WARREN_RETURN_IF_ERROR(fs.CopyIn(p, target));
+            // `p` is realpath'd (no symlink in it): a component swapped for
+            // a link since then fails instead of being followed.
+            WARREN_RETURN_IF_ERROR(fs.CopyIn(p, target, /*no_symlinks=*/true));
           }
           return Status::Ok();
         }, &cached);

@@ -24,6 +24,7 @@
 #include "sandbox/netfilter.h"
 #include "sandbox/network.h"
 #include "sandbox/runtime_internal.h"
+#include "sandbox/safe_path.h"
 #include "sandbox/sys.h"
 #include "sandbox/userns.h"
 
@@ -120,17 +121,37 @@ Result<std::vector<SandboxRecord>> SandboxRuntime::List() {
 Status SandboxRuntime::PrepareVolumesLocked(const SandboxRecord& rec, std::vector<BindSpec>* binds) {
   if (rec.volumes.empty()) return Status::Ok();
   WARREN_ASSIGN_OR_RETURN(RootFs fs, OpenRootFs(RootfsPath(rec.id)));
+  // volumes/ is the runtime's; everything inside volumes/<name> may have
+  // been written by a sandbox. From the volume's directory on, every
+  // component is resolved relative to its parent's fd without following
+  // symlinks or crossing mounts, missing ones are made with mkdirat, and
+  // the mount is cloned from the final fd: a symlink planted as (part of)
+  // the subpath fails with ELOOP instead of mounting a host directory.
+  const std::string volumes = opts_.data_dir + "/volumes";
+  WARREN_RETURN_IF_ERROR(MkdirAll(volumes, 0755));
+  UniqueFd vols(open(volumes.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!vols) return ErrnoStatus("open " + volumes);
   for (const auto& v : rec.volumes) {
-    std::string host = opts_.data_dir + "/volumes/" + v.volume;
-    WARREN_RETURN_IF_ERROR(MkdirAll(host));
+    if (!ValidName(v.volume)) return Status::InvalidArgument("invalid volume name: " + v.volume);
+    std::string sub = v.subpath;
+    while (!sub.empty() && sub[0] == '/') sub.erase(0, 1);
+    // The volume directory itself is the runtime's (an operator may mount
+    // a disk there): made and opened without following a link; the
+    // subpath below it is the sandboxes' and must stay on that mount.
+    if (mkdirat(vols.get(), v.volume.c_str(), 0755) != 0 && errno != EEXIST) {
+      return ErrnoStatus("mkdir volume " + v.volume);
+    }
+    UniqueFd vol(openat(vols.get(), v.volume.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!vol) return ErrnoStatus("open volume " + v.volume);
+    auto dir = MkdirBeneath(vol.get(), sub, 0755);
+    if (!dir.ok()) return dir.status().WithContext("volume " + v.volume + " subpath '" + v.subpath + "'");
+    std::string rel = sub.empty() ? v.volume : v.volume + "/" + sub;
     // Volumes are mounted idmapped like the rootfs: host-side on-disk ids
     // 0..65535 are the sandbox's own ids, whichever sandbox mounts them.
-    if (!v.subpath.empty()) {
-      host += "/" + v.subpath;
-      WARREN_RETURN_IF_ERROR(MkdirAll(host));
-    }
     WARREN_RETURN_IF_ERROR(fs.Mkdir(v.path, true));
-    binds->push_back(BindSpec{host, v.path, v.read_only});
+    BindSpec b{volumes + "/" + rel, v.path, v.read_only, nullptr};
+    b.host_dir = std::make_shared<const UniqueFd>(std::move(*dir));
+    binds->push_back(std::move(b));
   }
   return Status::Ok();
 }
