@@ -729,7 +729,7 @@ TEST_F(WorkQueueTest, StoreEnforcesOneLiveItemPerSession) {
   dup.state = "queued";
   dup.body = Json::object();
   EXPECT_EQ(store_->CreateWork(dup).code(), Code::kConflict);
-  EXPECT_EQ(store_->schema_version(), 4);  // 4 = stopping is live, answers indexed
+  EXPECT_GE(store_->schema_version(), 4);  // 4 = stopping is live, answers indexed (later migrations add tables)
   auto live = store_->UnstoppedWorkForSession(sid);
   ASSERT_TRUE(live.ok());
   ASSERT_EQ(live->size(), 1u);

@@ -58,6 +58,7 @@ class Stmt final {
     auto* p = reinterpret_cast<const char*>(sqlite3_column_text(st_, col));
     return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(st_, col))) : std::string();
   }
+  sqlite3_stmt* raw() { return st_; }
   Result<Json> JsonCol(int col) const {
     return ParseJson(Text(col), 256);
   }
@@ -212,6 +213,40 @@ CREATE INDEX events_tool_answers ON events (session_id, json_extract(body, '$.to
   WHERE type = 'user.tool_result';
 CREATE INDEX events_custom_answers ON events (session_id, json_extract(body, '$.custom_tool_use_id'))
   WHERE type = 'user.custom_tool_result';
+)sql",
+    // 5: the engine's typed state (one row of columns per session) and its
+    // append-only transcript. Sessions stepped by older binaries keep their
+    // state in the session body ("_engine"); the engine moves it here at its
+    // next step of that session (engine.cc, MigrateLegacyState).
+    R"sql(
+CREATE TABLE engine_state (
+  session_id TEXT PRIMARY KEY,
+  phase TEXT NOT NULL,
+  consumed_seq INTEGER NOT NULL,
+  model_request_start_id TEXT NOT NULL,
+  calls_this_turn INTEGER NOT NULL,
+  cost_micros INTEGER NOT NULL,
+  transcript_base INTEGER NOT NULL,
+  transcript_next INTEGER NOT NULL,
+  summary TEXT NOT NULL,
+  pending TEXT NOT NULL
+);
+CREATE TABLE transcript (
+  session_id TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  role TEXT NOT NULL,
+  content TEXT NOT NULL,
+  PRIMARY KEY (session_id, idx)
+) WITHOUT ROWID;
+)sql",
+    // 6: session secrets, sealed by the caller (hex of the sealed bytes).
+    R"sql(
+CREATE TABLE session_secrets (
+  session_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  sealed TEXT NOT NULL,
+  PRIMARY KEY (session_id, name)
+) WITHOUT ROWID;
 )sql"
 };
 
@@ -587,11 +622,35 @@ Result<Json> SqliteStore::StepSession(const std::string& id, const StepMutator& 
   if (!row) return Status::NotFound("session " + id + " not found");
   WARREN_ASSIGN_OR_RETURN(Json current, st.JsonCol(0));
   SessionStep step;
+  WARREN_ASSIGN_OR_RETURN(step.engine_in, EngineStateLocked(id));
   WARREN_ASSIGN_OR_RETURN(Json next, mutate(current, &step));
+  if (!next.is_object() || !next.contains("status") || !next["status"].is_string())
+    return Status::InvalidArgument("session step: the new session has no status");
+  const Json& archived_at = next.contains("archived_at") ? next["archived_at"] : Json();
   Stmt up(db_, "UPDATE sessions SET status = ?, archived = ?, body = ? WHERE id = ?");
-  up.Bind({next.at("status").get<std::string>(), int64_t{next.value("archived_at", Json()).is_null() ? 0 : 1},
-           DumpJson(next), id});
+  up.Bind({next["status"].get<std::string>(), int64_t{archived_at.is_null() ? 0 : 1}, DumpJson(next), id});
   WARREN_RETURN_IF_ERROR(up.Exec());
+  if (step.engine) {
+    const EngineRecord& r = *step.engine;
+    Stmt es(db_,
+            "INSERT INTO engine_state (session_id, phase, consumed_seq, model_request_start_id, calls_this_turn, "
+            "cost_micros, transcript_base, transcript_next, summary, pending) VALUES (?,?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT(session_id) DO UPDATE SET phase = excluded.phase, consumed_seq = excluded.consumed_seq, "
+            "model_request_start_id = excluded.model_request_start_id, calls_this_turn = excluded.calls_this_turn, "
+            "cost_micros = excluded.cost_micros, transcript_base = excluded.transcript_base, "
+            "transcript_next = excluded.transcript_next, summary = excluded.summary, pending = excluded.pending");
+    es.Bind({id, r.phase, r.consumed_seq, r.model_request_start_id, r.calls_this_turn, r.cost_micros, r.transcript_base,
+             r.transcript_next, r.summary, DumpJson(r.pending)});
+    WARREN_RETURN_IF_ERROR(es.Exec());
+  }
+  for (const TranscriptEntry& t : step.transcript) {
+    Stmt tr(db_, "INSERT INTO transcript (session_id, idx, role, content) VALUES (?, ?, ?, ?)");
+    tr.Bind({id, t.idx, t.role, DumpJson(t.content)});
+    int rc = sqlite3_step(tr.raw());
+    if (rc == SQLITE_CONSTRAINT || (rc & 0xff) == SQLITE_CONSTRAINT)
+      return Status::Conflict("transcript row " + std::to_string(t.idx) + " of " + id + " exists");
+    if (rc != SQLITE_DONE) return SqlError(db_, "transcript insert");
+  }
   for (const Json& ev : step.replace) {
     Stmt rep(db_, "UPDATE events SET body = ?, ts = ? WHERE session_id = ? AND id = ?");
     rep.Bind({DumpJson(ev), TimeOf(ev, "processed_at"), id, ev.at("id").get<std::string>()});
@@ -666,7 +725,122 @@ Status SqliteStore::DeleteSession(const std::string& id) {
   Stmt keys(db_, "DELETE FROM keys WHERE session_id = ?");
   keys.Bind({id});
   WARREN_RETURN_IF_ERROR(keys.Exec());
+  for (const char* sql : {"DELETE FROM engine_state WHERE session_id = ?", "DELETE FROM transcript WHERE session_id = ?",
+                          "DELETE FROM session_secrets WHERE session_id = ?"}) {
+    Stmt del(db_, sql);
+    del.Bind({id});
+    WARREN_RETURN_IF_ERROR(del.Exec());
+  }
   return txn.Commit();
+}
+
+// ------------------------------------------------------------------ session secrets
+
+namespace {
+std::string ToHex(const std::string& bytes) {
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 15]);
+  }
+  return out;
+}
+bool FromHex(const std::string& hex, std::string* out) {
+  auto val = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1; };
+  if (hex.size() % 2) return false;
+  out->clear();
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    int hi = val(hex[i]), lo = val(hex[i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out->push_back(static_cast<char>(hi * 16 + lo));
+  }
+  return true;
+}
+}  // namespace
+
+Status SqliteStore::PutSessionSecrets(const std::string& session_id, const std::map<std::string, std::string>& sealed) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Txn txn(db_);
+  WARREN_RETURN_IF_ERROR(txn.status());
+  for (const auto& [name, value] : sealed) {
+    Stmt st(db_, "INSERT INTO session_secrets (session_id, name, sealed) VALUES (?, ?, ?) "
+                 "ON CONFLICT(session_id, name) DO UPDATE SET sealed = excluded.sealed");
+    st.Bind({session_id, name, ToHex(value)});
+    WARREN_RETURN_IF_ERROR(st.Exec());
+  }
+  return txn.Commit();
+}
+
+Result<std::map<std::string, std::string>> SqliteStore::GetSessionSecrets(const std::string& session_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_, "SELECT name, sealed FROM session_secrets WHERE session_id = ? ORDER BY name");
+  WARREN_RETURN_IF_ERROR(st.prepared());
+  st.Bind({session_id});
+  std::map<std::string, std::string> out;
+  for (;;) {
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    std::string bytes;
+    if (!FromHex(st.Text(1), &bytes)) return Status::IOError("session secret " + st.Text(0) + " of " + session_id + ": damaged");
+    out[st.Text(0)] = std::move(bytes);
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------ engine state
+
+Result<std::optional<EngineRecord>> SqliteStore::EngineStateLocked(const std::string& session_id) {
+  Stmt st(db_,
+          "SELECT phase, consumed_seq, model_request_start_id, calls_this_turn, cost_micros, transcript_base, "
+          "transcript_next, summary, pending FROM engine_state WHERE session_id = ?");
+  WARREN_RETURN_IF_ERROR(st.prepared());
+  st.Bind({session_id});
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return std::optional<EngineRecord>();
+  EngineRecord r;
+  r.phase = st.Text(0);
+  r.consumed_seq = st.Int(1);
+  r.model_request_start_id = st.Text(2);
+  r.calls_this_turn = st.Int(3);
+  r.cost_micros = st.Int(4);
+  r.transcript_base = st.Int(5);
+  r.transcript_next = st.Int(6);
+  r.summary = st.Text(7);
+  auto pending = st.JsonCol(8);
+  r.pending = pending.ok() && pending->is_array() ? *pending : Json::array();
+  return std::optional<EngineRecord>(std::move(r));
+}
+
+Result<std::optional<EngineRecord>> SqliteStore::GetEngineState(const std::string& session_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_, "SELECT 1 FROM sessions WHERE id = ?");
+  st.Bind({session_id});
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return Status::NotFound("session " + session_id + " not found");
+  return EngineStateLocked(session_id);
+}
+
+Result<std::vector<TranscriptEntry>> SqliteStore::ReadTranscript(const std::string& session_id, int64_t from_idx,
+                                                                 int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_, "SELECT idx, role, content FROM transcript WHERE session_id = ? AND idx >= ? ORDER BY idx LIMIT ?");
+  WARREN_RETURN_IF_ERROR(st.prepared());
+  st.Bind({session_id, from_idx, int64_t{std::max(1, limit)}});
+  std::vector<TranscriptEntry> out;
+  for (;;) {
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    TranscriptEntry t;
+    t.idx = st.Int(0);
+    t.role = st.Text(1);
+    auto content = st.JsonCol(2);
+    if (!content.ok()) return content.status().WithContext("transcript row " + std::to_string(t.idx) + " of " + session_id);
+    t.content = std::move(content).value();
+    out.push_back(std::move(t));
+  }
+  return out;
 }
 
 // ------------------------------------------------------------------ events

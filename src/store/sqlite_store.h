@@ -53,6 +53,11 @@ class SqliteStore final : public Store {
   Result<Json> StepSession(const std::string& id, const StepMutator& mutate, const CommitHook& hook) override;
   Result<std::vector<std::string>> SessionsNeedingEngine() override;
   Status DeleteSession(const std::string& id) override;
+  Status PutSessionSecrets(const std::string& session_id, const std::map<std::string, std::string>& sealed) override;
+  Result<std::map<std::string, std::string>> GetSessionSecrets(const std::string& session_id) override;
+  Result<std::optional<EngineRecord>> GetEngineState(const std::string& session_id) override;
+  Result<std::vector<TranscriptEntry>> ReadTranscript(const std::string& session_id, int64_t from_idx,
+                                                      int limit) override;
 
   Result<std::vector<StoredEvent>> AppendEvents(const std::string& session_id,
                                                 const std::function<Status(const Json& session)>& check,
@@ -81,6 +86,7 @@ class SqliteStore final : public Store {
   Status Migrate();
   Result<std::optional<WorkRecord>> ReadWorkLocked(const std::string& id);
   Status WriteWorkLocked(const WorkRecord& w);
+  Result<std::optional<EngineRecord>> EngineStateLocked(const std::string& session_id);
   Status CheckAnswersLocked(const std::string& session_id, const std::vector<Json>& events);
   Result<std::vector<StoredEvent>> InsertEventsLocked(const std::string& session_id, const std::vector<Json>& events);
 

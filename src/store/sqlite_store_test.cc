@@ -182,6 +182,73 @@ TEST_F(SqliteStoreTest, SurvivesReopenAndKeys) {
   EXPECT_TRUE(store_->GetAgent("agent_p", std::nullopt).ok());
 }
 
+// The engine's state and transcript ride in StepSession's transaction: the
+// record is replaced, rows are appended, a duplicate row aborts the whole
+// step, and they survive a reopen and go with the session.
+TEST_F(SqliteStoreTest, EngineStateAndTranscript) {
+  ASSERT_TRUE(store_->CreateSession(Session("sesn_e", "env_a"), {}, nullptr).ok());
+  auto none = store_->GetEngineState("sesn_e");
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  EXPECT_EQ(store_->GetEngineState("sesn_missing").status().code(), Code::kNotFound);
+  auto step = [&](int64_t first_idx, int rows, const std::string& phase) {
+    return store_->StepSession(
+        "sesn_e",
+        [&](const Json& cur, Store::SessionStep* out) -> Result<Json> {
+          EngineRecord r = out->engine_in.value_or(EngineRecord());
+          r.phase = phase;
+          r.consumed_seq += 1;
+          for (int i = 0; i < rows; i++)
+            out->transcript.push_back({first_idx + i, i % 2 ? "assistant" : "user",
+                                       Json::array({{{"type", "text"}, {"text", "m" + std::to_string(first_idx + i)}}})});
+          r.transcript_next = first_idx + rows;
+          r.pending = Json::array({{{"event_id", "sevt_1"}}});
+          out->engine = r;
+          return cur;
+        },
+        nullptr);
+  };
+  ASSERT_TRUE(step(0, 2, "model").ok());
+  ASSERT_TRUE(step(2, 1, "tools").ok());
+  // A row that exists already: Conflict, and nothing of the step is kept.
+  auto dup = step(2, 1, "idle");
+  EXPECT_EQ(dup.status().code(), Code::kConflict);
+  Reopen();
+  auto st = store_->GetEngineState("sesn_e");
+  ASSERT_TRUE(st.ok() && st->has_value());
+  EXPECT_EQ((*st)->phase, "tools");
+  EXPECT_EQ((*st)->consumed_seq, 2);
+  EXPECT_EQ((*st)->transcript_next, 3);
+  EXPECT_EQ((*st)->pending[0]["event_id"], "sevt_1");
+  auto rows = store_->ReadTranscript("sesn_e", 1, 10);
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].idx, 1);
+  EXPECT_EQ((*rows)[0].role, "assistant");
+  EXPECT_EQ((*rows)[1].content[0]["text"], "m2");
+  ASSERT_TRUE(store_->DeleteSession("sesn_e").ok());
+  ASSERT_TRUE(store_->CreateSession(Session("sesn_e", "env_a"), {}, nullptr).ok());
+  EXPECT_FALSE(store_->GetEngineState("sesn_e")->has_value());
+  EXPECT_TRUE(store_->ReadTranscript("sesn_e", 0, 10)->empty());
+}
+
+// Sealed session secrets: opaque bytes (any byte value) kept apart from the
+// session's JSON, replaced by name, removed with the session.
+TEST_F(SqliteStoreTest, SessionSecrets) {
+  ASSERT_TRUE(store_->PutSessionSecrets("sesn_s", {{"sesrsc_1", std::string("w1\0\xff\x01sealed", 11)}}).ok());
+  ASSERT_TRUE(store_->CreateSession(Session("sesn_s", "env_a"), {}, nullptr).ok());
+  ASSERT_TRUE(store_->PutSessionSecrets("sesn_s", {{"sesrsc_2", "two"}}).ok());
+  Reopen();
+  auto got = store_->GetSessionSecrets("sesn_s");
+  ASSERT_TRUE(got.ok());
+  ASSERT_EQ(got->size(), 2u);
+  EXPECT_EQ(got->at("sesrsc_1"), std::string("w1\0\xff\x01sealed", 11));
+  EXPECT_EQ(got->at("sesrsc_2"), "two");
+  EXPECT_EQ(store_->GetSession("sesn_s")->dump().find("sealed"), std::string::npos);
+  ASSERT_TRUE(store_->DeleteSession("sesn_s").ok());
+  EXPECT_TRUE(store_->GetSessionSecrets("sesn_s")->empty());
+}
+
 // Issue 13: a tool call is answered at most once, decided inside
 // AppendEvents' transaction.
 TEST_F(SqliteStoreTest, AToolCallIsAnsweredAtMostOnce) {

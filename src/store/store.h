@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -122,6 +123,32 @@ struct WorkCounts {
   int64_t workers = 0;  // distinct worker ids that polled since `workers_since`
 };
 
+// The engine's typed state of one session (DESIGN decision 10), kept as the
+// columns of its own table and changed only inside StepSession. Its meaning
+// belongs to the engine (engine/engine_state.h); the store keeps it.
+struct EngineRecord {
+  std::string phase = "idle";
+  int64_t consumed_seq = 0;
+  std::string model_request_start_id;
+  int64_t calls_this_turn = 0;
+  int64_t cost_micros = 0;
+  // The conversation is `summary` (if not empty) followed by the transcript
+  // rows with idx >= transcript_base; transcript_next is the next idx.
+  int64_t transcript_base = 0;
+  int64_t transcript_next = 0;
+  std::string summary;
+  Json pending = Json::array();  // tool calls of the current model answer (one answer's worth)
+};
+
+// One row of a session's append-only transcript: a Messages-shape message
+// (`content` is its array of blocks). Rows are never rewritten; compaction
+// moves the engine's base past them.
+struct TranscriptEntry {
+  int64_t idx = 0;
+  std::string role;  // user | assistant
+  Json content = Json::array();
+};
+
 // Called inside the write transaction's critical section, after commit, in
 // commit order (used to publish events to live streams in order).
 using CommitHook = std::function<void(const std::vector<StoredEvent>&)>;
@@ -166,17 +193,43 @@ class Store {
   // one; it may append events and replace the bodies of existing events
   // (same id, e.g. processed_at set). The hook sees the replaced events
   // (seq 0) first, then the appended ones with their seq.
+  //
+  // Engine state rides in the same transaction: the store fills
+  // `engine_in` with the committed EngineRecord (nullopt before the engine's
+  // first step) before calling `mutate`; if `mutate` sets `engine`, that
+  // record replaces it, and `transcript` rows are appended (each idx must be
+  // new for the session, else the transaction fails with Conflict).
   struct SessionStep {
     std::vector<Json> append;
     std::vector<Json> replace;
+    std::optional<EngineRecord> engine_in;
+    std::optional<EngineRecord> engine;
+    std::vector<TranscriptEntry> transcript;
   };
   using StepMutator = std::function<Result<Json>(const Json& current, SessionStep* step)>;
   virtual Result<Json> StepSession(const std::string& id, const StepMutator& mutate, const CommitHook& hook) = 0;
   // Ids of sessions the engine must look at after a restart: status running
   // or rescheduling, or holding client events not yet processed.
   virtual Result<std::vector<std::string>> SessionsNeedingEngine() = 0;
-  // Deletes the session and its events; appends nothing.
+  // Deletes the session, its events, engine state and transcript; appends
+  // nothing.
   virtual Status DeleteSession(const std::string& id) = 0;
+
+  // ---- session secrets (e.g. a github_repository's authorization_token):
+  // values sealed by the caller (common/secret_box.h, AES-256-GCM) and opaque
+  // to the store, never part of a session's JSON. The API writes them before
+  // the session row, so no session exists without its secrets; DeleteSession
+  // removes them. Put replaces the named values given.
+  virtual Status PutSessionSecrets(const std::string& session_id, const std::map<std::string, std::string>& sealed) = 0;
+  virtual Result<std::map<std::string, std::string>> GetSessionSecrets(const std::string& session_id) = 0;
+
+  // ---- engine state (written only through StepSession)
+  // The committed engine record of a session; nullopt if the engine never
+  // stepped it. NotFound if the session does not exist.
+  virtual Result<std::optional<EngineRecord>> GetEngineState(const std::string& session_id) = 0;
+  // Transcript rows with idx >= from_idx, ascending, at most `limit`.
+  virtual Result<std::vector<TranscriptEntry>> ReadTranscript(const std::string& session_id, int64_t from_idx,
+                                                              int limit) = 0;
 
   // ---- events
   // Appends events to a session atomically, after `check` (run inside the
