@@ -33,7 +33,7 @@ class Harness {
   explicit Harness(const std::string& script, int64_t context_window = 0) {
     char tmpl[] = "/tmp/warren_golden_XXXXXX";
     dir_ = mkdtemp(tmpl);
-    store_ = std::move(store::SqliteStore::Open({dir_ + "/warren.db", "NORMAL"})).value();
+    store_ = std::move(store::SqliteStore::Open({dir_ + "/warren.db", "NORMAL"}, Clock::Real())).value();
     auth_ = std::make_unique<api::Authenticator>(store_.get());
     key_ = *auth_->IssueApiKey();
     api_ = std::make_unique<api::ApiService>(store_.get(), &bus_, auth_.get(), Clock::Real());

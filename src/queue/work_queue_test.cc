@@ -33,7 +33,7 @@ class WorkQueueTest : public ::testing::Test {
   void SetUp() override {
     char tmpl[] = "/tmp/warren_queue_XXXXXX";
     dir_ = mkdtemp(tmpl);
-    auto s = store::SqliteStore::Open({dir_ + "/warren.db", "NORMAL"});
+    auto s = store::SqliteStore::Open({dir_ + "/warren.db", "NORMAL"}, &clock_);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(s).value();
     auth_ = std::make_unique<api::Authenticator>(store_.get());
