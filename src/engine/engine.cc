@@ -324,6 +324,10 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
   std::vector<std::string> work_sessions;
   std::string now = Now();
   Status step = Step(id, [&](const Json& cur, store::Store::SessionStep* out) -> Result<Json> {
+    // The store may run this more than once (store.h contract 4): outputs
+    // captured by reference are reset, never accumulated.
+    work_sessions.clear();
+    due = false;
     Json next = cur;
     Json s = State(cur);
     Json& messages = s["messages"];
@@ -551,6 +555,8 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
   bool again = false;
   bool need_worker = false;
   Status step = Step(id, [&](const Json& cur, store::Store::SessionStep* out) -> Result<Json> {
+    again = false;  // may run more than once (store.h contract 4)
+    need_worker = false;
     Json next = cur;
     Json s = State(cur);
     if (s["phase"] != "model") return cur;  // settled meanwhile (interrupt)

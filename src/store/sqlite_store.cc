@@ -674,7 +674,7 @@ Result<Json> SqliteStore::StepSession(const std::string& id, const StepMutator& 
     Stmt up(db_, "UPDATE sessions SET status = ?, archived = ?, body = ? WHERE id = ?");
     up.Bind({status, ArchivedFlag(next), DumpJson(next), id});
     WARREN_RETURN_IF_ERROR(up.Exec());
-    if (next.value("resources", Json()) != current.value("resources", Json()))
+    if (MemoryStoresOf(next) != MemoryStoresOf(current))
       WARREN_RETURN_IF_ERROR(SetMemoryStoresLocked(id, next));
     for (const Json& ev : step.replace) {
       WARREN_ASSIGN_OR_RETURN(std::string eid, StrField(ev, "id", "event"));

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/log.h"
 #include "store/memory_store.h"
 #include "store/sqlite_store.h"
 
@@ -31,6 +32,12 @@ struct StoreFactory {
 };
 
 constexpr int64_t kSec = 1'000'000;
+
+// Migrations log at info for every store the suite opens.
+[[maybe_unused]] const bool kQuietLogs = [] {
+  log::SetLevel(log::Level::kWarn);
+  return true;
+}();
 
 class StoreConformance : public ::testing::TestWithParam<StoreFactory> {
  protected:
