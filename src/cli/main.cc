@@ -26,7 +26,7 @@
 #include "queue/work_queue.h"
 #include "store/sqlite_store.h"
 #ifdef WARREN_HAVE_SANDBOX_CLI
-#include "sandbox/cli.h"
+#include "cli/sandbox_cli.h"
 #endif
 #ifdef WARREN_HAVE_SANDBOX_API
 #include "sandbox_api/sandbox_api.h"

@@ -4,7 +4,6 @@
 
 #include "common/ids.h"
 #include "sandbox/caps.h"
-#include "sandbox/cli.h"
 #include "sandbox/seccomp.h"
 #include "sandbox/sys.h"
 #include "sandbox/userns.h"
@@ -106,21 +105,6 @@ TEST(CapsTest, DefaultSetExcludesDangerousCaps) {
   ASSERT_TRUE(parsed.ok());
   EXPECT_EQ(parsed->mask, d.mask);
   EXPECT_FALSE(CapSet::FromNames({"cap_bogus"}).ok());
-}
-
-TEST(CliTest, ParseByteSize) {
-  int64_t v = 0;
-  EXPECT_TRUE(ParseByteSize("512M", &v));
-  EXPECT_EQ(v, 512LL << 20);
-  EXPECT_TRUE(ParseByteSize("2GiB", &v));
-  EXPECT_EQ(v, 2LL << 30);
-  EXPECT_TRUE(ParseByteSize("4096", &v));
-  EXPECT_EQ(v, 4096);
-  EXPECT_TRUE(ParseByteSize("64k", &v));
-  EXPECT_EQ(v, 64 << 10);
-  EXPECT_FALSE(ParseByteSize("", &v));
-  EXPECT_FALSE(ParseByteSize("lots", &v));
-  EXPECT_FALSE(ParseByteSize("5X", &v));
 }
 
 }  // namespace

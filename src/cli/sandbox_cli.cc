@@ -1,4 +1,4 @@
-#include "sandbox/cli.h"
+#include "cli/sandbox_cli.h"
 
 #include <unistd.h>
 

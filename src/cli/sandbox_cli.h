@@ -18,7 +18,7 @@ namespace warren::sandbox {
 void RegisterSandboxCommands(CLI::App& app);
 
 // `sandbox shell` and `sandbox session create|exec|logs|input|rm|list`
-// under the `sandbox` command (session_cli.cc); called by the above.
+// under the `sandbox` command (sandbox_session_cli.cc); called by the above.
 void RegisterShellCommands(CLI::App* sandbox_cmd);
 
 // Parses "1073741824", "512M", "1G", "64k" into bytes (binary units).

@@ -23,7 +23,7 @@
 #include <thread>
 
 #include "common/json.h"
-#include "sandbox/cli.h"
+#include "cli/sandbox_cli.h"
 #include "sandbox/runtime.h"
 #include "sandbox/sys.h"
 

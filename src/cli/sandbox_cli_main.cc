@@ -3,7 +3,7 @@
 // before the main CLI wires them in).
 #include <CLI/CLI.hpp>
 
-#include "sandbox/cli.h"
+#include "cli/sandbox_cli.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Warren sandbox runtime"};

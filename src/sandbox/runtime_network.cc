@@ -1,0 +1,123 @@
+// SandboxRuntime: isolated networking (veth setup/teardown, nft table sync).
+#include "sandbox/runtime.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "common/ids.h"
+#include "common/log.h"
+#include "sandbox/archive.h"
+#include "sandbox/criu.h"
+#include "sandbox/netfilter.h"
+#include "sandbox/network.h"
+#include "sandbox/runtime_internal.h"
+#include "sandbox/sys.h"
+#include "sandbox/userns.h"
+
+namespace warren::sandbox {
+
+using std::chrono::milliseconds;
+
+Status SandboxRuntime::SetupNetworkLocked(SandboxRecord& rec, pid_t pid, uint64_t start) {
+  using Ms = std::chrono::duration<double, std::milli>;
+  auto t0 = std::chrono::steady_clock::now();
+  WARREN_ASSIGN_OR_RETURN(NetSlot slot, NetSlotFor(net_pool_, net_if_prefix_, rec.id_slot));
+  rec.ip = FormatIpv4(slot.sandbox_addr);
+  WARREN_RETURN_IF_ERROR(SyncFirewallLocked(&rec, nullptr));
+  auto t1 = std::chrono::steady_clock::now();
+  UniqueFd pidfd(SysPidfdOpen(pid, 0));
+  // Identity re-checked with the pidfd held: the pid cannot be reused now.
+  if (!pidfd || !ProcessAlive(pid, start)) {
+    return Status::FailedPrecondition("sandbox init exited before its network was set up");
+  }
+  // A link left by a crash under this name is stale: its slot is ours now.
+  WARREN_RETURN_IF_ERROR(DeleteLink(slot.host_if));
+  WARREN_RETURN_IF_ERROR(SetupVeth(slot, pidfd.get()));
+  auto t2 = std::chrono::steady_clock::now();
+  // Replies to NATed egress arrive on the uplink and are forwarded from
+  // there, so IPv4 forwarding must be on for it too (not host-wide).
+  auto uplinks = DefaultRouteInterfaces();
+  if (uplinks.ok()) {
+    for (const auto& u : *uplinks) {
+      if (Status s = EnableForwarding(u); !s.ok()) {
+        log::Warn("sandbox.network.uplink_forwarding", {{"if", u}, {"error", s.ToString()}});
+      }
+    }
+  }
+  auto t3 = std::chrono::steady_clock::now();
+  log::Debug("sandbox.network.setup", {{"id", rec.id},
+                                       {"firewall_ms", Ms(t1 - t0).count()},
+                                       {"veth_ms", Ms(t2 - t1).count()},
+                                       {"uplinks_ms", Ms(t3 - t2).count()}});
+  return Status::Ok();
+}
+
+Status SandboxRuntime::TeardownNetworkLocked(SandboxRecord& rec) {
+  if (rec.network != "isolated") return Status::Ok();
+  // `ip` is set from setup until teardown: without it there are no rules
+  // of this sandbox to remove (a crash in between is Recover()'s job).
+  bool had_rules = !rec.ip.empty();
+  rec.ip.clear();
+  Status link = Status::Ok();
+  auto slot = NetSlotFor(net_pool_, net_if_prefix_, rec.id_slot);
+  if (slot.ok()) link = DeleteLink(slot->host_if);
+  Status fw = had_rules ? SyncFirewallLocked(nullptr, &rec) : Status::Ok();
+  return link.ok() ? fw : link;
+}
+
+Result<SandboxFirewall> SandboxRuntime::FirewallFor(const SandboxRecord& r) const {
+  WARREN_ASSIGN_OR_RETURN(NetSlot slot, NetSlotFor(net_pool_, net_if_prefix_, r.id_slot));
+  SandboxFirewall f{r.id_slot, slot.host_if, slot.sandbox_addr, {}, r.block_all};
+  for (const auto& c : r.allow_cidrs) {
+    WARREN_ASSIGN_OR_RETURN(Ipv4Cidr cidr, ParseIpv4Cidr(c));
+    f.allow.push_back(cidr);
+  }
+  return f;
+}
+
+Status SandboxRuntime::SyncFirewallLocked(const SandboxRecord* add, const SandboxRecord* drop) {
+  if (!features_.network_isolated) return Status::Ok();
+  FirewallSpec spec{fw_table_, net_if_prefix_, net_pool_, {}};
+  for (const auto& key : sandboxes_.Keys()) {
+    if ((drop && key == drop->id) || (add && key == add->id)) continue;
+    auto j = sandboxes_.Get(key);
+    if (!j.ok()) continue;
+    auto r = SandboxRecord::FromJson(*j);
+    if (!r.ok() || r->network != "isolated" || r->state == SandboxState::kDestroyed ||
+        !ProcessAlive(r->init_pid, r->init_start_time)) {
+      continue;
+    }
+    auto f = FirewallFor(*r);
+    if (f.ok()) spec.sandboxes.push_back(std::move(*f));
+  }
+  std::optional<SandboxFirewall> changed;
+  if (add || drop) {
+    WARREN_ASSIGN_OR_RETURN(changed, FirewallFor(add ? *add : *drop));
+  }
+  if (add) spec.sandboxes.push_back(*changed);
+  std::sort(spec.sandboxes.begin(), spec.sandboxes.end(),
+            [](const SandboxFirewall& a, const SandboxFirewall& b) { return a.slot < b.slot; });
+  // One sandbox changed and others keep the table: touch only its set,
+  // chain and map entry. Anything unexpected (entries missing, no table)
+  // falls back to replacing the whole table from the records.
+  if (changed && spec.sandboxes.size() > (add ? 1u : 0u)) {
+    Status s = add ? AddSandboxFirewall(fw_table_, *changed) : RemoveSandboxFirewall(fw_table_, *changed);
+    if (s.ok()) return s;
+    log::Debug("sandbox.network.firewall_full_sync", {{"reason", s.ToString()}});
+  }
+  return ApplyFirewall(spec);
+}
+
+}  // namespace warren::sandbox
