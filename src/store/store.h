@@ -222,7 +222,8 @@ class Store {
   // Conflict when the new name is taken by another environment.
   virtual Result<Json> UpdateEnvironment(const std::string& id, const Mutator& mutate) = 0;
   virtual Result<Page> ListEnvironments(bool include_archived, const PageSpec& page) = 0;
-  // Deletes the environment and its environment keys. NotFound if absent.
+  // Deletes the environment and every key scoped to it (environment keys,
+  // sessions tokens). NotFound if absent. Its sessions and work items stay.
   virtual Status DeleteEnvironment(const std::string& id) = 0;
 
   // ---- sessions
