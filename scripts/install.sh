@@ -20,6 +20,8 @@ DEBS=(
   criu  # feature-detected at Open() with `criu check`; optional
   # runner tools and conformance
   ripgrep nodejs unzip tar xz-utils ca-certificates curl jq
+  # orchestrator preparation tests: a dumb-protocol git server and hostile tarballs
+  python3
 )
 
 missing=()

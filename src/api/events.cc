@@ -1,4 +1,6 @@
 // Session events: send, list, stream (spec 1.4 and 2).
+#include <map>
+#include <optional>
 #include <set>
 
 #include "api/service.h"
@@ -144,13 +146,106 @@ Result<http::HandlerResult> ApiService::SendEvents(http::HttpRequest& req, const
     if (cur["status"] == "terminated") return Status::Conflict("session " + id + " is terminated");
     return Status::Ok();
   };
-  WARREN_ASSIGN_OR_RETURN(auto stored, store_->AppendEvents(id, check, evs, [&](const std::vector<store::StoredEvent>& s) {
-                            bus_->Publish(id, s);
-                          }));
-  for (SessionObserver* o : observers_) o->OnClientEvents(session, stored);
-  Json data = Json::array();
-  for (const auto& e : stored) data.push_back(e.body);
-  return JsonResult({{"data", data}});
+  // A tool call is answered once (docs/QUEUE.md, "Delivery guarantees"): the
+  // store refuses a second answer inside its transaction; an identical
+  // repeat (a worker re-posting after a lost answer) then gets the recorded
+  // event back and nothing is appended, a different one a 409.
+  WARREN_RETURN_IF_ERROR(CheckGatedResults(id, evs));
+  std::vector<std::optional<Json>> repeats(evs.size());
+  for (int attempt = 0;; attempt++) {
+    std::vector<Json> append;
+    for (size_t i = 0; i < evs.size(); i++)
+      if (!repeats[i]) append.push_back(evs[i]);
+    Result<std::vector<store::StoredEvent>> stored = std::vector<store::StoredEvent>();
+    if (!append.empty()) {
+      stored = store_->AppendEvents(id, check, append,
+                                    [&](const std::vector<store::StoredEvent>& s) { bus_->Publish(id, s); });
+    }
+    if (!stored.ok() && stored.status().detail_code() == store::kAlreadyAnswered && attempt < 3) {
+      WARREN_ASSIGN_OR_RETURN(repeats, RecordedAnswers(id, evs));
+      continue;
+    }
+    WARREN_RETURN_IF_ERROR(stored.status());
+    if (!stored->empty())
+      for (SessionObserver* o : observers_) o->OnClientEvents(session, *stored);
+    Json data = Json::array();
+    size_t next = 0;
+    for (size_t i = 0; i < evs.size(); i++) data.push_back(repeats[i] ? *repeats[i] : (*stored)[next++].body);
+    if (append.size() < evs.size())
+      log::Info("events.repeated_answer", {{"session_id", id}, {"repeated", evs.size() - append.size()}});
+    return JsonResult({{"data", data}});
+  }
+}
+
+Status ApiService::CheckGatedResults(const std::string& session_id, const std::vector<Json>& events) {
+  for (const Json& e : events) {
+    if (store::AnswerField(e) != "tool_use_id") continue;
+    const std::string call = e["tool_use_id"].get<std::string>();
+    WARREN_ASSIGN_OR_RETURN(auto use, store_->GetEvent(session_id, call));
+    if (!use || use->body.value("evaluated_permission", Json()) != "ask") continue;
+    bool allowed = false;
+    store::EventFilter filter;
+    filter.types = {"user.tool_confirmation"};
+    store::PageSpec page;
+    page.limit = 1000;
+    page.order = store::Order::kAsc;
+    for (;;) {
+      WARREN_ASSIGN_OR_RETURN(store::Page p, store_->ListEvents(session_id, filter, page));
+      for (const Json& c : p.items)
+        if (c.value("tool_use_id", Json()) == call && c.value("result", Json()) == "allow") allowed = true;
+      if (allowed || !p.more_after || p.seqs.empty()) break;
+      page.after = p.seqs.back();
+    }
+    if (!allowed) {
+      return Status::Conflict("tool call " + call +
+                              " needs a user.tool_confirmation with result 'allow' before its result is accepted")
+          .WithDetailCode("tool_confirmation_pending");
+    }
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<std::optional<Json>>> ApiService::RecordedAnswers(const std::string& session_id,
+                                                                     const std::vector<Json>& events) {
+  std::vector<std::optional<Json>> out(events.size());
+  std::map<std::string, size_t> wanted;  // "type:call id" -> index in events
+  std::set<std::string> types;
+  for (size_t i = 0; i < events.size(); i++) {
+    std::string field = store::AnswerField(events[i]);
+    if (field.empty()) continue;
+    std::string type = events[i]["type"].get<std::string>();
+    wanted[type + ":" + events[i][field].get<std::string>()] = i;
+    types.insert(type);
+  }
+  if (wanted.empty()) return out;
+  auto normalized = [](const Json& e) {
+    const Json content = e.contains("content") && !e["content"].is_null() ? e["content"] : Json::array();
+    const bool is_error = e.contains("is_error") && e["is_error"].is_boolean() && e["is_error"].get<bool>();
+    return Json{{"content", content}, {"is_error", is_error}};
+  };
+  store::EventFilter filter;
+  filter.types.assign(types.begin(), types.end());
+  store::PageSpec page;
+  page.limit = 1000;
+  page.order = store::Order::kAsc;
+  for (;;) {
+    WARREN_ASSIGN_OR_RETURN(store::Page p, store_->ListEvents(session_id, filter, page));
+    for (const Json& rec : p.items) {
+      std::string field = store::AnswerField(rec);
+      if (field.empty()) continue;
+      auto it = wanted.find(rec["type"].get<std::string>() + ":" + rec[field].get<std::string>());
+      if (it == wanted.end() || out[it->second]) continue;
+      if (normalized(rec) != normalized(events[it->second])) {
+        return Status::Conflict("tool call " + rec[field].get<std::string>() + " already has a different result (" +
+                                rec.value("id", "") + "); a tool call is answered once")
+            .WithDetailCode(store::kAlreadyAnswered);
+      }
+      out[it->second] = rec;
+    }
+    if (!p.more_after || p.seqs.empty()) break;
+    page.after = p.seqs.back();
+  }
+  return out;
 }
 
 Result<http::HandlerResult> ApiService::ListEvents(http::HttpRequest& req, const Params& params, const Principal& p) {

@@ -88,6 +88,15 @@ class ApiService final {
   // Loads a session the principal may access (404 / 403).
   Result<Json> AccessibleSession(const std::string& id, const Principal& p);
   Result<Json> ResolveSessionAgent(const Json& spec, const std::string& path);
+  // For each event of `events`, the answer already recorded in the session
+  // for the same tool call when the event repeats it identically (nullopt
+  // for events to append). Conflict (409) when a recorded answer differs.
+  // A user.tool_result for an `ask` call is accepted only once a
+  // user.tool_confirmation allowed it (409 before): the one result recorded
+  // for a call is the one the engine uses.
+  Status CheckGatedResults(const std::string& session_id, const std::vector<Json>& events);
+  Result<std::vector<std::optional<Json>>> RecordedAnswers(const std::string& session_id,
+                                                           const std::vector<Json>& events);
   Result<std::vector<Json>> ValidateClientEvents(const Json& events, const Json& session, const std::string& path,
                                                  bool initial);
 

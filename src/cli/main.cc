@@ -31,6 +31,9 @@
 #ifdef WARREN_HAVE_SANDBOX_API
 #include "sandbox_api/sandbox_api.h"
 #endif
+#ifdef WARREN_HAVE_ORCHESTRATOR_PARTS
+#include "cli/prepare_cli.h"
+#endif
 
 namespace warren::cli {
 namespace {
@@ -202,6 +205,10 @@ int main(int argc, char** argv) {
 #ifdef WARREN_HAVE_SANDBOX_CLI
   // warren sandbox ... / warren snapshot ... (docs/SANDBOX.md)
   sandbox::RegisterSandboxCommands(app);
+#endif
+#if defined(WARREN_HAVE_SANDBOX_CLI) && defined(WARREN_HAVE_ORCHESTRATOR_PARTS)
+  // warren sandbox prepare (docs/CLI.md, docs/ORCHESTRATOR.md)
+  warren::cli::RegisterPrepareCommand(app);
 #endif
 
   CLI11_PARSE(app, argc, argv);

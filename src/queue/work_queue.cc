@@ -1,6 +1,7 @@
 #include "queue/work_queue.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "api/validate.h"
@@ -63,6 +64,11 @@ WorkQueue::WorkQueue(store::Store* store, api::Authenticator* auth, Clock* clock
 WorkQueue::~WorkQueue() { Stop(); }
 
 void WorkQueue::Start() {
+  // Start-up: leases that lapsed while the service was down, then every
+  // session whose calls wait without a live item.
+  if (auto r = Sweep(); !r.ok()) log::Warn("work.sweep_failed", {{"error", r.status().ToString()}});
+  if (auto r = CheckAllSessions(); !r.ok())
+    log::Error("work.invariant_check_failed", {{"after", "start"}, {"error", r.status().ToString()}});
   if (options_.sweep_interval.count() <= 0) return;
   std::lock_guard<std::mutex> lock(sweeper_mu_);
   if (sweeper_.joinable()) return;
@@ -117,6 +123,12 @@ Status WorkQueue::Enqueue(const std::string& session_id, const std::string& envi
   // its deadline must be able to get a fresh item now.
   auto swept = Sweep(environment_id);
   if (!swept.ok()) return swept.status();
+  Status s = InsertItem(session_id, environment_id);
+  if (s.code() == Code::kConflict) return Status::Ok();  // the session already has a live item
+  return s;
+}
+
+Status WorkQueue::InsertItem(const std::string& session_id, const std::string& environment_id) {
   int64_t now = clock_->NowMicros();
   std::string ts = FormatRfc3339(now);
   store::WorkRecord w;
@@ -139,9 +151,7 @@ Status WorkQueue::Enqueue(const std::string& session_id, const std::string& envi
             {"latest_heartbeat_at", nullptr},
             {"stop_requested_at", nullptr},
             {"stopped_at", nullptr}};
-  Status s = store_->CreateWork(w);
-  if (s.code() == Code::kConflict) return Status::Ok();  // the session already has a live item
-  WARREN_RETURN_IF_ERROR(s);
+  WARREN_RETURN_IF_ERROR(store_->CreateWork(w));
   log::Info("work.enqueued", {{"work_id", w.id}, {"session_id", session_id}, {"environment_id", environment_id}});
   Wake(environment_id);
   return Status::Ok();
@@ -155,6 +165,100 @@ Status WorkQueue::EnsureWork(const std::string& session_id) {
   if (!env.ok()) return env.status().code() == Code::kNotFound ? Status::Ok() : env.status();
   if ((*env)["config"]["type"] != "self_hosted") return Status::Ok();
   return Enqueue(session_id, env_id);
+}
+
+Result<bool> WorkQueue::HasCallsForWorker(const std::string& session_id) {
+  store::EventFilter filter;
+  filter.types = {"agent.tool_use", "user.tool_result", "user.tool_confirmation", "user.interrupt"};
+  store::PageSpec page;
+  page.limit = 1000;
+  page.order = store::Order::kAsc;
+  std::map<std::string, bool> open;  // agent.tool_use id -> runnable (allow, or confirmed)
+  auto str = [](const Json& e, const char* k) {
+    auto it = e.find(k);
+    return it != e.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  for (;;) {
+    WARREN_ASSIGN_OR_RETURN(store::Page p, store_->ListEvents(session_id, filter, page));
+    for (const Json& e : p.items) {
+      const std::string type = str(e, "type");
+      if (type == "agent.tool_use") {
+        const std::string perm = str(e, "evaluated_permission");
+        if (perm != "deny") open[str(e, "id")] = perm == "allow" || perm.empty();
+      } else if (type == "user.tool_result") {
+        open.erase(str(e, "tool_use_id"));
+      } else if (type == "user.tool_confirmation") {
+        auto it = open.find(str(e, "tool_use_id"));
+        if (it == open.end()) continue;
+        if (str(e, "result") == "allow") it->second = true;
+        else open.erase(it);
+      } else if (type == "user.interrupt") {
+        open.clear();  // the engine settles every open call as interrupted
+      }
+    }
+    if (!p.more_after || p.seqs.empty()) break;
+    page.after = p.seqs.back();
+  }
+  for (const auto& [id, runnable] : open)
+    if (runnable) return true;
+  return false;
+}
+
+Result<bool> WorkQueue::CheckSession(const std::string& session_id) {
+  auto session = store_->GetSession(session_id);
+  if (!session.ok()) return session.status().code() == Code::kNotFound ? Result<bool>(false) : session.status();
+  if (!(*session)["archived_at"].is_null() || (*session)["status"] == "terminated") return false;
+  std::string env_id = (*session)["environment_id"].get<std::string>();
+  auto env = store_->GetEnvironment(env_id);
+  if (!env.ok()) return env.status().code() == Code::kNotFound ? Result<bool>(false) : env.status();
+  if ((*env)["config"]["type"] != "self_hosted") return false;
+  WARREN_ASSIGN_OR_RETURN(bool needs, HasCallsForWorker(session_id));
+  if (!needs) return false;
+  Status s = InsertItem(session_id, env_id);
+  if (s.code() == Code::kConflict) return false;  // a live item exists
+  WARREN_RETURN_IF_ERROR(s);
+  log::Info("work.invariant_enqueued", {{"session_id", session_id}, {"environment_id", env_id}});
+  return true;
+}
+
+void WorkQueue::CheckAfterStop(const std::string& session_id, const char* why) {
+  if (session_id.empty()) return;
+  auto r = CheckSession(session_id);
+  if (!r.ok())
+    log::Error("work.invariant_check_failed", {{"session_id", session_id}, {"after", why}, {"error", r.status().ToString()}});
+}
+
+Result<int> WorkQueue::CheckAllSessions() {
+  int queued = 0;
+  store::PageSpec envs_page;
+  envs_page.limit = 100;
+  envs_page.order = store::Order::kAsc;
+  for (;;) {
+    WARREN_ASSIGN_OR_RETURN(store::Page envs, store_->ListEnvironments(/*include_archived=*/true, envs_page));
+    for (const Json& env : envs.items) {
+      if (!env.contains("config") || !env["config"].is_object() || env["config"].value("type", "") != "self_hosted")
+        continue;
+      store::SessionFilter f;
+      f.environment_id = env["id"].get<std::string>();
+      store::PageSpec page;
+      page.limit = 100;
+      page.order = store::Order::kAsc;
+      for (;;) {
+        WARREN_ASSIGN_OR_RETURN(store::Page sessions, store_->ListSessions(f, page));
+        for (const Json& s : sessions.items) {
+          if (s.value("status", "") == "terminated") continue;
+          WARREN_ASSIGN_OR_RETURN(bool q, CheckSession(s["id"].get<std::string>()));
+          if (q) queued++;
+        }
+        if (!sessions.more_after || sessions.seqs.empty()) break;
+        page.after = sessions.seqs.back();
+      }
+    }
+    if (!envs.more_after || envs.seqs.empty()) break;
+    envs_page.after = envs.seqs.back();
+  }
+  log::Info("work.invariant_checked", {{"queued", queued}});
+  return queued;
 }
 
 void WorkQueue::OnSessionCreated(const Json& session) {
@@ -245,7 +349,8 @@ Result<Json> WorkQueue::Ack(const std::string& environment_id, const std::string
 }
 
 Result<Json> WorkQueue::Heartbeat(const std::string& environment_id, const std::string& work_id,
-                                  const std::string& expected_last_heartbeat, std::optional<int64_t> desired_ttl_seconds,
+                                  const std::optional<std::string>& expected_last_heartbeat,
+                                  std::optional<int64_t> desired_ttl_seconds,
                                   Json* current_state) {
   WARREN_RETURN_IF_ERROR(Sweep(environment_id).status());
   int64_t now = clock_->NowMicros();
@@ -270,7 +375,7 @@ Result<Json> WorkQueue::Heartbeat(const std::string& environment_id, const std::
       return Status::Ok();
     }
     const std::string stored = w->last_heartbeat.value_or(std::string(kNoHeartbeat));
-    if (w->state == kQueued || expected_last_heartbeat != stored) {
+    if (w->state == kQueued || (expected_last_heartbeat && *expected_last_heartbeat != stored)) {
       if (current_state) *current_state = LeaseState(*w);
       std::string why = w->state == kQueued
                             ? "work item " + work_id + " is queued: its lease is not held (acknowledge it first)"
@@ -326,6 +431,7 @@ Result<Json> WorkQueue::StopWork(const std::string& environment_id, const std::s
                             return Status::Ok();
                           }));
   log::Info("work.stop", {{"work_id", work_id}, {"from", from}, {"to", w.state}, {"force", force}});
+  if (w.state == kStopped) CheckAfterStop(w.session_id, "stop");
   return Render(w);
 }
 
@@ -413,6 +519,12 @@ Result<int> WorkQueue::Sweep(const std::string& environment_id) {
       changed++;
       log::Info("work.lease_expired", {{"work_id", id}, {"from", from}, {"to", r->state}});
       if (r->state == kQueued) requeued_in.insert(r->environment_id);
+      // A lapsed lease requeues the same item (still live); a lapsed stop
+      // ends it, so the session may need a new one.
+      if (r->state == kStopped) {
+        CheckAfterStop(r->session_id, "lease_lapse");
+        requeued_in.insert(r->environment_id);
+      }
     }
     if (static_cast<int>(ids.size()) < kBatch) break;
   }

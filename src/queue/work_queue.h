@@ -63,7 +63,8 @@ class WorkQueue final : public api::SessionObserver {
   void RegisterRoutes(api::ApiService* service);
 
   // Starts / stops the background sweeper (optional; Stop is idempotent and
-  // run by the destructor).
+  // run by the destructor). Start first checks the delivery invariant on
+  // every session (CheckAllSessions).
   void Start();
   void Stop();
 
@@ -72,6 +73,24 @@ class WorkQueue final : public api::SessionObserver {
   // its environment is self_hosted; creates one otherwise. A no-op (OK) for
   // cloud environments and for archived or terminated sessions.
   Status EnsureWork(const std::string& session_id);
+
+  // ---- the delivery invariant (docs/QUEUE.md, "Delivery guarantees"):
+  // whenever a session of a self_hosted environment has built-in calls
+  // that a worker must answer and no live item, a new item is queued.
+  // Checked when an item stops (StopWork, the stopping deadline, session
+  // delete excepted), when a lease lapses (Sweep) and at start-up.
+  //
+  // True if the session has an agent.tool_use that needs a worker: not
+  // answered by a user.tool_result, not denied (evaluated_permission
+  // "deny" or a user.tool_confirmation "deny"), not awaiting a confirmation
+  // ("ask" without an "allow"), and not settled by a later user.interrupt.
+  Result<bool> HasCallsForWorker(const std::string& session_id);
+  // Queues an item when the session has calls for a worker and no live
+  // item (Conflict from the store = it has one). Returns true if it queued.
+  Result<bool> CheckSession(const std::string& session_id);
+  // CheckSession over every non-terminated session of every self_hosted
+  // environment. Returns the number of items queued.
+  Result<int> CheckAllSessions();
 
   // ---- SessionObserver
   void OnSessionCreated(const Json& session) override;
@@ -88,8 +107,11 @@ class WorkQueue final : public api::SessionObserver {
   Result<Json> Ack(const std::string& environment_id, const std::string& work_id);
   // Success: the work_heartbeat body. On a compare-and-set mismatch returns
   // FailedPrecondition and fills `*current_state` (spec 8's 412 body).
+  // Without `expected_last_heartbeat` nothing is compared: a held lease
+  // (starting/active) is renewed whatever its token; a queued item is 412.
   Result<Json> Heartbeat(const std::string& environment_id, const std::string& work_id,
-                         const std::string& expected_last_heartbeat, std::optional<int64_t> desired_ttl_seconds,
+                         const std::optional<std::string>& expected_last_heartbeat,
+                         std::optional<int64_t> desired_ttl_seconds,
                          Json* current_state);
   Result<Json> StopWork(const std::string& environment_id, const std::string& work_id, bool force);
   Result<Json> Get(const std::string& environment_id, const std::string& work_id);
@@ -119,6 +141,10 @@ class WorkQueue final : public api::SessionObserver {
 
  private:
   Status Enqueue(const std::string& session_id, const std::string& environment_id);
+  // Inserts a queued item; Conflict when the session has a live one.
+  Status InsertItem(const std::string& session_id, const std::string& environment_id);
+  // CheckSession after an item of the session stopped; logs failures.
+  void CheckAfterStop(const std::string& session_id, const char* why);
   Result<store::WorkRecord> LoadInEnvironment(const std::string& environment_id, const std::string& work_id);
   std::string NowString() const { return FormatRfc3339(clock_->NowMicros()); }
   void SweeperLoop();

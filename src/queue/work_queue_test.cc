@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "api/event_bus.h"
@@ -141,6 +142,27 @@ class WorkQueueTest : public ::testing::Test {
     Reply r = Call("POST", "/v1/sessions/" + sid + "/events",
                    {{"events", {{{"type", "user.message"}, {"content", {{{"type", "text"}, {"text", "hi"}}}}}}}});
     ASSERT_EQ(r.status, 200) << r.json.dump();
+  }
+  // Records an agent.tool_use as the engine would (no engine runs here).
+  std::string AddToolUse(const std::string& sid, const char* perm = "allow") {
+    Json ev = {{"type", "agent.tool_use"}, {"id", NewId(idprefix::kEvent)}, {"name", "bash"},
+               {"input", {{"command", "true"}}}, {"evaluated_permission", perm}, {"processed_at", nullptr}};
+    auto r = store_->AppendEvents(sid, nullptr, {ev}, nullptr);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return ev["id"];
+  }
+  Reply PostEvents(const std::string& sid, const Json& events, const std::string& bearer = "") {
+    return Call("POST", "/v1/sessions/" + sid + "/events", {{"events", events}}, bearer.empty() ? env_key_ : bearer);
+  }
+  static Json ResultEv(const std::string& tool_use_id, const std::string& text, bool is_error = false) {
+    return {{"type", "user.tool_result"}, {"tool_use_id", tool_use_id}, {"is_error", is_error},
+            {"content", {{{"type", "text"}, {"text", text}}}}};
+  }
+  int CountEvents(const std::string& sid, const std::string& type) {
+    Reply r = Call("GET", "/v1/sessions/" + sid + "/events?limit=1000");
+    int n = 0;
+    for (const Json& e : r.json["data"]) n += e["type"] == type;
+    return n;
   }
   // Claims, acks and takes the lease of the next item; returns the item.
   Json Lease(std::string* last = nullptr) {
@@ -282,8 +304,15 @@ TEST_F(WorkQueueTest, AckHeartbeatCompareAndSet) {
   EXPECT_EQ(Beat(id, respelled).status, 412);
   EXPECT_EQ(Beat(id, t2).status, 200);
 
-  // Missing expected_last_heartbeat is a 400.
-  EXPECT_EQ(Call("POST", W() + "/" + id + "/heartbeat", nullptr, env_key_).status, 400);
+  // Without expected_last_heartbeat (optional in the SDK) nothing is
+  // compared: the held lease is renewed and the token moves on.
+  Reply bare = Call("POST", W() + "/" + id + "/heartbeat", nullptr, env_key_);
+  ASSERT_EQ(bare.status, 200) << bare.json.dump();
+  EXPECT_EQ(bare.json["state"], "active");
+  EXPECT_EQ(bare.json["lease_extended"], true);
+  EXPECT_NE(bare.json["last_heartbeat"], t2);
+  EXPECT_EQ(Beat(id, t2).status, 412);
+  EXPECT_EQ(Beat(id, bare.json["last_heartbeat"]).status, 200);
   // Ack again is idempotent while the item is held; unknown item is 404.
   EXPECT_EQ(Ack(id).json["state"], "active");
   EXPECT_EQ(Ack("work_missing").status, 404);
@@ -448,8 +477,14 @@ TEST_F(WorkQueueTest, EnqueueRulesOneLiveItemPerSession) {
   EXPECT_EQ(Items().size(), 1u);
   ASSERT_TRUE(queue_->EnsureWork(sid).ok());
   EXPECT_EQ(Items().size(), 1u);
-  // Stopping is not live: the next user event gets a fresh item.
+  // Stopping is still live (issue 13): its holder works until its next
+  // heartbeat, so a second runner must not be handed the session.
   EXPECT_EQ(StopReq(w["id"], false).json["state"], "stopping");
+  SendMessage(sid);
+  ASSERT_TRUE(queue_->EnsureWork(sid).ok());
+  EXPECT_EQ(Items().size(), 1u);
+  // Once it is stopped, the next user event gets a fresh item.
+  ASSERT_EQ(StopReq(w["id"], false).json["state"], "stopped");
   SendMessage(sid);
   auto items = Items();
   ASSERT_EQ(items.size(), 2u);
@@ -474,8 +509,8 @@ TEST_F(WorkQueueTest, SessionDeleteForceStopsItsItems) {
   std::string sid = NewSession(env_);
   Json w = Lease();
   ASSERT_EQ(StopReq(w["id"], false).json["state"], "stopping");
-  SendMessage(sid);  // a second, queued item
-  ASSERT_EQ(Items().size(), 2u);
+  SendMessage(sid);  // stopping is live: no second item
+  ASSERT_EQ(Items().size(), 1u);
   Reply del = Call("DELETE", "/v1/sessions/" + sid);
   ASSERT_EQ(del.status, 200) << del.json.dump();
   for (const Json& it : Items()) {
@@ -705,13 +740,142 @@ TEST_F(WorkQueueTest, StoreEnforcesOneLiveItemPerSession) {
   dup.state = "queued";
   dup.body = Json::object();
   EXPECT_EQ(store_->CreateWork(dup).code(), Code::kConflict);
-  EXPECT_GE(store_->schema_version(), 3);  // 3 = keys indexed by work item
+  EXPECT_GE(store_->schema_version(), 4);  // 4 = stopping is live, answers indexed
   auto live = store_->UnstoppedWorkForSession(sid);
   ASSERT_TRUE(live.ok());
   ASSERT_EQ(live->size(), 1u);
   EXPECT_EQ((*live)[0].deliveries, 0);
   ASSERT_TRUE(Poll().json.is_object());
   EXPECT_EQ((*store_->GetWork((*live)[0].id)).deliveries, 1);
+}
+
+// ---------------------------------------------------------- issue 13
+
+// Defect 1: a repeated result for one call is an idempotent success when
+// identical (the recorded event comes back, nothing is appended) and a 409
+// when it differs.
+TEST_F(WorkQueueTest, AToolCallIsAnsweredOnce) {
+  std::string sid = NewSession(env_);
+  std::string call = AddToolUse(sid);
+  Reply first = PostEvents(sid, Json::array({ResultEv(call, "out")}));
+  ASSERT_EQ(first.status, 200) << first.json.dump();
+  std::string rid = first.json["data"][0]["id"];
+  Reply again = PostEvents(sid, Json::array({ResultEv(call, "out")}));
+  ASSERT_EQ(again.status, 200) << again.json.dump();
+  EXPECT_EQ(again.json["data"][0]["id"], rid);
+  Reply other = PostEvents(sid, Json::array({ResultEv(call, "different")}));
+  ASSERT_EQ(other.status, 409) << other.json.dump();
+  EXPECT_EQ(other.json["type"], "error");
+  EXPECT_EQ(other.json["error"]["details"]["error_code"], store::kAlreadyAnswered);
+  EXPECT_NE(other.json["error"]["message"].get<std::string>().find(call), std::string::npos);
+  EXPECT_EQ(PostEvents(sid, Json::array({ResultEv(call, "out", true)})).status, 409);
+  EXPECT_EQ(CountEvents(sid, "user.tool_result"), 1);
+  // A request mixing a repeat with a new answer appends only the new one.
+  std::string call2 = AddToolUse(sid);
+  Reply mixed = PostEvents(sid, Json::array({ResultEv(call, "out"), ResultEv(call2, "two")}));
+  ASSERT_EQ(mixed.status, 200) << mixed.json.dump();
+  EXPECT_EQ(mixed.json["data"][0]["id"], rid);
+  EXPECT_EQ(CountEvents(sid, "user.tool_result"), 2);
+  // The store refuses the second answer by itself, inside its transaction.
+  Json dup = ResultEv(call2, "two");
+  dup["id"] = NewId(idprefix::kEvent);
+  auto r = store_->AppendEvents(sid, nullptr, {dup}, nullptr);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kConflict);
+  EXPECT_EQ(r.status().detail_code(), store::kAlreadyAnswered);
+}
+
+TEST_F(WorkQueueTest, ConcurrentRepeatedResultsAppendOnce) {
+  std::string sid = NewSession(env_);
+  std::string call = AddToolUse(sid);
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::vector<Reply> replies;
+  for (int i = 0; i < 8; i++) {
+    threads.emplace_back([&, i] {
+      Reply r = PostEvents(sid, Json::array({ResultEv(call, i % 2 ? "same" : "same")}));
+      std::lock_guard<std::mutex> lock(mu);
+      replies.push_back(r);
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::set<std::string> ids;
+  for (const Reply& r : replies) {
+    ASSERT_EQ(r.status, 200) << r.json.dump();
+    ids.insert(r.json["data"][0]["id"].get<std::string>());
+  }
+  EXPECT_EQ(ids.size(), 1u);
+  EXPECT_EQ(CountEvents(sid, "user.tool_result"), 1);
+}
+
+// Defect 3: the invariant "unanswered built-in calls => a live item".
+TEST_F(WorkQueueTest, AStoppedItemWithUnansweredCallsIsReplaced) {
+  std::string sid = NewSession(env_);
+  Json w = Lease();
+  AddToolUse(sid);
+  ASSERT_TRUE(queue_->EnsureWork(sid).ok());
+  ASSERT_EQ(Items().size(), 1u);
+  // The holder gives the item up while the call is still open.
+  ASSERT_EQ(StopReq(w["id"], true).json["state"], "stopped");
+  auto items = Items();
+  ASSERT_EQ(items.size(), 2u);
+  EXPECT_EQ(items[0]["state"], "queued");
+  EXPECT_EQ(items[0]["data"]["id"], sid);
+  // Same through a graceful stop that lapses.
+  Json w2 = Lease();
+  ASSERT_EQ(w2["id"], items[0]["id"]);
+  ASSERT_EQ(StopReq(w2["id"], false).json["state"], "stopping");
+  EXPECT_EQ(Items().size(), 2u);
+  clock_.Advance(91 * kSec);
+  ASSERT_TRUE(queue_->Sweep().ok());
+  items = Items();
+  ASSERT_EQ(items.size(), 3u);
+  EXPECT_EQ(items[0]["state"], "queued");
+  EXPECT_EQ(items[1]["state"], "stopped");
+}
+
+TEST_F(WorkQueueTest, StopsWithoutCallsForAWorkerQueueNothing) {
+  std::string sid = NewSession(env_);
+  std::string answered = AddToolUse(sid);
+  ASSERT_EQ(PostEvents(sid, Json::array({ResultEv(answered, "ok")})).status, 200);
+  AddToolUse(sid, "deny");
+  std::string gated = AddToolUse(sid, "ask");  // waits for the user, not a worker
+  Json w = Lease();
+  ASSERT_EQ(StopReq(w["id"], true).status, 200);
+  EXPECT_EQ(Items().size(), 1u);
+  EXPECT_FALSE(*queue_->HasCallsForWorker(sid));
+  // Confirmed: now a worker must run it.
+  Reply conf = Call("POST", "/v1/sessions/" + sid + "/events",
+                    {{"events", {{{"type", "user.tool_confirmation"}, {"tool_use_id", gated}, {"result", "allow"}}}}});
+  ASSERT_EQ(conf.status, 200) << conf.json.dump();
+  EXPECT_TRUE(*queue_->HasCallsForWorker(sid));
+  // An interrupt settles every open call.
+  ASSERT_EQ(Call("POST", "/v1/sessions/" + sid + "/events", {{"events", {{{"type", "user.interrupt"}}}}}).status, 200);
+  EXPECT_FALSE(*queue_->HasCallsForWorker(sid));
+}
+
+TEST_F(WorkQueueTest, StartUpQueuesWorkForWaitingSessions) {
+  std::string waiting = NewSession(env_);
+  std::string idle = NewSession(env_);
+  AddToolUse(waiting);
+  // Both items end behind the queue's back (e.g. written by an older
+  // version that did not keep the invariant).
+  for (const Json& it : Items()) {
+    ASSERT_TRUE(store_->UpdateWork(it["id"], [](store::WorkRecord* w) -> Status {
+                      w->state = "stopped";
+                      w->body["state"] = "stopped";
+                      return Status::Ok();
+                    }).ok());
+  }
+  WorkQueueOptions o;
+  o.sweep_interval = std::chrono::milliseconds(0);
+  WorkQueue restarted(store_.get(), auth_.get(), &clock_, o);
+  restarted.Start();
+  auto items = Items();
+  ASSERT_EQ(items.size(), 3u);
+  EXPECT_EQ(items[0]["state"], "queued");
+  EXPECT_EQ(items[0]["data"]["id"], waiting);
+  EXPECT_EQ(*restarted.CheckAllSessions(), 0) << "idempotent";
 }
 
 }  // namespace

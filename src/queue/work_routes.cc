@@ -164,10 +164,10 @@ void WorkQueue::RegisterRoutes(api::ApiService* service) {
     const std::string& id = params.at("work_id");
     WARREN_RETURN_IF_ERROR(Authorize(p, env, id, Access::kItem));
     WARREN_RETURN_IF_ERROR(SelfHostedEnvironment(env).status());
-    auto expected = req.Query("expected_last_heartbeat");
-    if (!expected)
-      return api::Invalid("expected_last_heartbeat",
-                          "required: send NO_HEARTBEAT on the first heartbeat, then the previous last_heartbeat");
+    // Absent = renew without compare-and-set (docs/QUEUE.md); the SDK
+    // declares the parameter optional.
+    std::optional<std::string> expected;
+    expected = req.Query("expected_last_heartbeat");
     std::optional<int64_t> ttl;
     if (auto t = req.Query("desired_ttl_seconds"); t && !t->empty()) {
       int64_t v;
@@ -176,7 +176,7 @@ void WorkQueue::RegisterRoutes(api::ApiService* service) {
       ttl = v;
     }
     Json current_state;
-    auto r = Heartbeat(env, id, *expected, ttl, &current_state);
+    auto r = Heartbeat(env, id, expected, ttl, &current_state);
     if (!r.ok() && r.status().code() == Code::kFailedPrecondition && !current_state.is_null()) {
       // Spec 8: the 412 body carries the lease as the server holds it.
       Json body = {{"type", "error"},

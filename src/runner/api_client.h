@@ -28,6 +28,11 @@ struct ApiResult {
     return transport.ok() && status >= 400 && status < 500 && status != 408 && status != 409 &&
            status != 429;
   }
+  // Worth retrying: no answer at all (reset, timeout, lost answer), 5xx,
+  // 408 or 429. A request that got no answer may have been committed.
+  bool transient() const {
+    return !transport.ok() || status == 0 || status >= 500 || status == 408 || status == 429;
+  }
   std::string Describe() const;
 };
 

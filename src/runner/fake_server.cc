@@ -222,10 +222,19 @@ void FakeApi::Handle(int fd, const ReceivedRequest& req) {
       Append(e);
       echoed.push_back(e);
     }
+    if (drop_send_answer > 0) {
+      --drop_send_answer;
+      return;  // committed; the connection closes without an answer
+    }
     WriteResponse(fd, 200, {{"data", echoed}});
     return;
   }
   if (p.find("/v1/sessions/") == 0 && req.method == "GET") {
+    if (fail_session_get > 0) {
+      --fail_session_get;
+      WriteResponse(fd, 503, Err("overloaded_error", "try later"));
+      return;
+    }
     std::lock_guard<std::mutex> lock(mu_);
     Json sess = {{"type", "session"}, {"id", p.substr(13)}, {"status", session_status}};
     if (!session_agent.is_null()) sess["agent"] = session_agent;
@@ -266,6 +275,10 @@ void FakeApi::Handle(int fd, const ReceivedRequest& req) {
     if (last_heartbeat_ != "NO_HEARTBEAT" && now - last_beat_at_ > std::chrono::seconds(ttl_seconds.load())) {
       last_heartbeat_ = "NO_HEARTBEAT";  // the lease expired
     }
+    if (heartbeat_401) {
+      WriteResponse(fd, 401, Err("authentication_error", "invalid credential"));
+      return;
+    }
     if (heartbeat_412 || expected != last_heartbeat_) {
       Json body = Err("invalid_request_error", "heartbeat precondition failed");
       body["error"]["details"] = {{"error_code", "heartbeat_precondition_failed"},
@@ -276,6 +289,10 @@ void FakeApi::Handle(int fd, const ReceivedRequest& req) {
     }
     last_heartbeat_ = "2026-11-24T06:00:00." + std::to_string(100000 + ++beat_) + "Z";
     last_beat_at_ = now;
+    if (drop_heartbeat_answer > 0) {
+      --drop_heartbeat_answer;
+      return;  // committed; the connection closes without an answer
+    }
     WriteResponse(fd, 200, {{"type", "work_heartbeat"}, {"last_heartbeat", last_heartbeat_},
                             {"lease_extended", true}, {"state", work_state}, {"ttl_seconds", ttl_seconds.load()}});
     return;

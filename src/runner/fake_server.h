@@ -51,6 +51,12 @@ class FakeApi {
   std::atomic<int> fail_send{0};        // next N sends answer 503
   std::atomic<int> page_size{1000};     // events per list page
   std::atomic<int> heartbeat_412{0};    // 1: every heartbeat answers 412
+  std::atomic<int> heartbeat_401{0};    // 1: every heartbeat answers 401 (token revoked)
+  std::atomic<int> fail_session_get{0};  // next N GET /v1/sessions/{id} answer 503
+  // Next N sends / heartbeats are committed, then the connection is closed
+  // without an answer (the "committed, answer lost" crash point).
+  std::atomic<int> drop_send_answer{0};
+  std::atomic<int> drop_heartbeat_answer{0};
   std::atomic<int> ttl_seconds{2};
   std::atomic<bool> chunked_sse{false};  // SSE with Transfer-Encoding: chunked
   // A lease not renewed for ttl_seconds expires: the next claimant's

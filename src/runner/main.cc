@@ -199,6 +199,8 @@ int main(int argc, char** argv) {
       return 2;
     }
     Status st = worker.HandleItem(work_id, session_id, secret);
+    const LeaseEnd end = worker.last_lease_end();
+    if (end == LeaseEnd::kLeaseLost || end == LeaseEnd::kAssumedLost) return kExitLeaseLost;
     if (!st.ok()) {
       log::Error("work item failed", {{"error", st.ToString()}});
       return 1;

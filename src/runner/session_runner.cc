@@ -95,6 +95,7 @@ SessionRunner::End SessionRunner::Run() {
     if (r.fatal()) {
       log::Error("permanent stream failure, shutting down", {{"error", r.Describe()}});
       fatal_ = true;
+      fatal_status_.store(r.status);
       break;
     }
     log::Warn("stream disconnected, reconnecting", {{"error", r.Describe()}, {"backoff_ms", backoff}});
@@ -108,6 +109,7 @@ SessionRunner::End SessionRunner::Run() {
 }
 
 bool SessionRunner::HandleFrame(const SseEvent& frame) {
+  if (reconcile_failed_) return false;  // reconnect: the next open reads the history again
   if (frame.event == "ping") return true;
   if (frame.event == "error") {
     log::Warn("stream error frame", {{"data", frame.data.substr(0, 512)}});
@@ -147,14 +149,17 @@ void SessionRunner::Reconcile() {
   std::vector<Json> pending;
   bool last_ended_turn = false;
   std::string page;
+  reconcile_failed_ = false;
   for (;;) {
-    ApiResult r = api_->ListEvents(opts_.session_id, page, [this] { return stop_.load(); });
+    ApiResult r = ListPage(page);
     if (!r.ok() || !r.body.is_object() || !r.body.contains("data") || !r.body["data"].is_array()) {
       // A partial history must not dispatch anything: a call whose result
-      // lies in the unread part would run twice.
+      // lies in the unread part would run twice. The stream is reopened and
+      // the history read again, so the calls are not forgotten.
       log::Warn("reconcile list failed", {{"error", r.Describe()}});
       for (const auto& ev : pending) seen_.erase(Str(ev, "id"));
       idle_may_be_stale_ = true;
+      reconcile_failed_ = !stop_.load();
       ReleaseTerminatedHolds();
       return;
     }
@@ -343,20 +348,75 @@ void SessionRunner::Execute(const Json& ev, const std::string& confirmation) {
   Record({id, name, result.is_error, posted, confirmation});
 }
 
+ApiResult SessionRunner::ListPage(const std::string& page, bool interruptible) {
+  int64_t backoff = opts_.list_retry_start_ms;
+  auto stop = [this, interruptible] { return interruptible && stop_.load(); };
+  for (int attempt = 1;; ++attempt) {
+    ApiResult r = api_->ListEvents(opts_.session_id, page, stop);
+    if (r.ok() || !r.transient() || attempt >= 5 || stop()) return r;
+    log::Warn("event list failed; retrying", {{"attempt", attempt}, {"backoff_ms", backoff}, {"error", r.Describe()}});
+    SleepUnless(backoff, stop);
+    backoff = std::min<int64_t>(backoff * 2, 4000);
+  }
+}
+
+std::optional<bool> SessionRunner::AnsweredInHistory(const std::string& id) {
+  std::string page;
+  for (;;) {
+    // Not cut short by Stop(): a cancelled result is still posted on a clean
+    // shutdown, and it must not be posted twice either.
+    ApiResult r = ListPage(page, /*interruptible=*/false);
+    if (!r.ok() || !r.body.is_object() || !r.body.contains("data") || !r.body["data"].is_array()) return std::nullopt;
+    for (const auto& ev : r.body["data"]) {
+      if (Str(ev, "type") == "user.tool_result" && Str(ev, "tool_use_id") == id) return true;
+    }
+    const Json& next = r.body.contains("next_page") ? r.body["next_page"] : Json();
+    if (!next.is_string() || next.get<std::string>().empty() || r.body["data"].empty()) return false;
+    page = next.get<std::string>();
+  }
+}
+
 bool SessionRunner::SendResult(const Json& result, const std::string& id) {
   const int64_t start = NowMs();
   int64_t backoff = 1000;
+  // Set once a post got no clean answer: it may have been committed, so the
+  // history is read before posting again (one result per call, docs/QUEUE.md).
+  bool maybe_recorded = false;
   for (int attempt = 1;; ++attempt) {
-    // While shutting down the result is still sent, but briefly.
-    ApiResult r = api_->SendEvents(opts_.session_id, Json::array({result}), std::chrono::seconds(15),
-                                   nullptr);
-    if (r.ok()) {
+    ApiResult r;
+    std::optional<bool> recorded = maybe_recorded ? AnsweredInHistory(id) : std::optional<bool>(false);
+    if (recorded.value_or(false)) {
+      log::Info("tool result already recorded; not posting it again", {{"tool_use_id", id}});
       answered_.insert(id);
       return true;
     }
-    if (r.fatal()) {
-      log::Error("failed to send tool result", {{"tool_use_id", id}, {"error", r.Describe()}});
-      return false;
+    if (recorded.has_value()) {
+      // While shutting down the result is still sent, but briefly.
+      r = api_->SendEvents(opts_.session_id, Json::array({result}), std::chrono::seconds(15), nullptr);
+      if (r.ok()) {
+        answered_.insert(id);
+        return true;
+      }
+      if (r.status == 409) {
+        // The service records one result per call: this one has an answer
+        // already (or the session ended). Read the history to tell.
+        std::optional<bool> a = AnsweredInHistory(id);
+        if (a.value_or(false)) {
+          log::Info("tool result already recorded (409); not posting it again", {{"tool_use_id", id}});
+          answered_.insert(id);
+          return true;
+        }
+        if (a.has_value()) {
+          log::Error("failed to send tool result", {{"tool_use_id", id}, {"error", r.Describe()}});
+          return false;
+        }
+      } else if (r.fatal()) {
+        log::Error("failed to send tool result", {{"tool_use_id", id}, {"error", r.Describe()}});
+        return false;
+      }
+      maybe_recorded = true;
+    } else {
+      r.transport = Status::Unavailable("the history could not be read to check for an earlier result");
     }
     const int64_t window = stop_.load() ? 5000 : send_window_ms_.load();
     const int64_t remaining = window - (NowMs() - start);

@@ -34,6 +34,7 @@ struct SessionRunnerOptions {
   int64_t stream_idle_timeout_ms = 90000;  // no bytes (not even a ping) for this long: reconnect
   int64_t reconnect_start_ms = 500;
   int64_t reconnect_cap_ms = 10000;
+  int64_t list_retry_start_ms = 250;  // backoff of a failed history page (5 attempts, doubling, cap 4 s)
 };
 
 // One dispatched call, for observers and tests.
@@ -63,6 +64,10 @@ class SessionRunner final {
 
   std::vector<DispatchedCall> calls() const;
 
+  // The HTTP status of the failure that ended Run() with kFatal (e.g. 401:
+  // the sessions token was revoked because the lease lapsed), else 0.
+  int fatal_status() const { return fatal_status_.load(); }
+
  private:
   bool Stopping() const { return stop_.load(); }
   bool ShouldStopIo();
@@ -75,6 +80,11 @@ class SessionRunner final {
   void ApplyVerdict(const Json& ev, const std::string& verdict);
   void Execute(const Json& ev, const std::string& confirmation);
   bool SendResult(const Json& result, const std::string& id);
+  // Whether the session's history holds an answer to `id` (nullopt when the
+  // history could not be read).
+  std::optional<bool> AnsweredInHistory(const std::string& id);
+  // One page of the history, retrying transient failures with backoff.
+  ApiResult ListPage(const std::string& page, bool interruptible = true);
   bool InTerminatedThread(const Json& ev) const;
   void ReleaseTerminatedHolds();
   void Record(DispatchedCall c);
@@ -96,6 +106,8 @@ class SessionRunner final {
   bool terminated_ = false;
   bool idle_fired_ = false;
   bool fatal_ = false;
+  bool reconcile_failed_ = false;  // the history read failed: reconnect and read it again
+  std::atomic<int> fatal_status_{0};
 
   std::set<std::string> seen_, answered_, terminated_threads_;
   std::map<std::string, std::string> verdicts_;

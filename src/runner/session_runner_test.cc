@@ -35,6 +35,7 @@ struct Harness {
     o.session_id = "sesn_1";
     o.max_idle_ms = max_idle_ms;
     o.reconnect_start_ms = 50;
+    o.list_retry_start_ms = 10;
     runner = std::make_unique<SessionRunner>(&api, &tools, o);
   }
   void Start() {
@@ -137,16 +138,49 @@ TEST(SessionRunner, PermissionRoutingFailsClosed) {
 TEST(SessionRunner, FailedHistoryReadDispatchesNothingUntilAFullRead) {
   Harness h;
   h.fake.Append(ToolUse("sevt_a", "echo a"));
-  h.fake.fail_list = 1;
+  h.fake.fail_list = 1000;  // every retry of the read fails
   h.Start();
-  ASSERT_TRUE(h.fake.WaitFor([&] { return h.fake.Requests("/events").size() >= 2; }));
+  ASSERT_TRUE(h.fake.WaitFor([&] { return h.fake.Requests("/events").size() >= 6; }));  // stream + 5 attempts
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_TRUE(ResultsFor(h.fake, "sevt_a").empty());
+  h.fake.fail_list = 0;
   h.fake.CloseStreams();  // reconnect: reconcile again, now successfully
   ASSERT_TRUE(h.fake.WaitFor([&] { return ResultsFor(h.fake, "sevt_a").size() == 1; }));
   h.fake.Append({{"type", "session.status_terminated"}});
   EXPECT_EQ(h.Finish(), SessionRunner::End::kTerminated);
   EXPECT_EQ(ResultsFor(h.fake, "sevt_a").size(), 1u);
+}
+
+// Issue 13, defect 3: one failed history read must not strand the calls.
+TEST(SessionRunner, TransientHistoryReadsAreRetriedWithoutAReconnect) {
+  Harness h;
+  h.fake.Append(ToolUse("sevt_t", "echo t"));
+  h.fake.fail_list = 2;
+  h.Start();
+  ASSERT_TRUE(h.fake.WaitFor([&] { return ResultsFor(h.fake, "sevt_t").size() == 1; }));
+  EXPECT_EQ(h.fake.Requests("/events/stream").size(), 1u);
+  h.fake.Append({{"type", "session.status_terminated"}});
+  EXPECT_EQ(h.Finish(), SessionRunner::End::kTerminated);
+}
+
+// Issue 13, defect 1: the result post is committed but its answer is lost;
+// the runner reads the history before posting again and finds it there.
+TEST(SessionRunner, AResultWhoseAnswerWasLostIsNotPostedTwice) {
+  Harness h;
+  h.fake.drop_send_answer = 1;
+  h.Start();
+  ASSERT_TRUE(h.fake.WaitFor([&] { return !h.fake.Requests("/events/stream").empty(); }));
+  h.fake.Append(ToolUse("sevt_l", "echo once"));
+  ASSERT_TRUE(h.fake.WaitFor([&] {
+    auto c = h.runner->calls();
+    return c.size() == 1 && c[0].posted;
+  }));
+  h.fake.Append({{"type", "session.status_terminated"}});
+  h.Finish();
+  int posts = 0;
+  for (const auto& r : h.fake.Requests("/events")) posts += r.method == "POST";
+  EXPECT_EQ(posts, 1);
+  EXPECT_EQ(ResultsFor(h.fake, "sevt_l").size(), 1u);
 }
 
 TEST(SessionRunner, ChunkedEventStream) {

@@ -131,10 +131,14 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
     int64_t ttl = kTtlDefaultMs;
     int64_t last_success = NowMs();
     std::string last = "NO_HEARTBEAT";
+    bool answer_lost = false;  // the previous beat got no answer: it may have been committed
+    bool beat_now = false;     // adopted the server's token: renew at once, the lease still runs from the lost beat
     auto beat = [&] {
       ApiResult r = api.Heartbeat(env, work_id, last, std::chrono::milliseconds(interval),
                                   [&] { return lease.done(); });
       if (lease.done()) return;
+      const bool prev_lost = answer_lost;
+      answer_lost = r.status == 0;
       if (r.ok() && r.body.is_object()) {
         last_success = NowMs();
         if (r.body.contains("last_heartbeat") && r.body["last_heartbeat"].is_string()) {
@@ -167,7 +171,28 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
             r.body["error"].contains("details") && r.body["error"]["details"].is_object()) {
           cs = r.body["error"]["details"].value("current_state", Json());
         }
+        // Our previous beat was committed but its answer was lost. With a
+        // sessions token this is provable: the token dies with the lease
+        // (a lapse answers 401, not 412), and nobody else knows the token a
+        // held lease moved to. Adopt the server's token and carry on.
+        const std::string state = cs.is_object() ? cs.value("state", "") : "";
+        if (prev_lost && !token.empty() && (state == "active" || state == "starting") && cs.is_object() &&
+            cs.contains("last_heartbeat") && cs["last_heartbeat"].is_string()) {
+          log::Warn("heartbeat answer was lost but the beat was recorded; adopting the server's token",
+                    {{"work_id", work_id}});
+          last = cs["last_heartbeat"].get<std::string>();
+          beat_now = true;
+          return;
+        }
         log::Error("lease lost: heartbeat precondition failed", {{"work_id", work_id}, {"server_state", cs}});
+        lease.Finish(LeaseEnd::kLeaseLost);
+        stop_runner(false);
+        return;
+      }
+      if (r.status == 401) {
+        // The sessions token was revoked: the lease lapsed or the item was
+        // stopped. The item is no longer ours; never stop it.
+        log::Error("lease lost: credential revoked", {{"work_id", work_id}, {"error", r.Describe()}});
         lease.Finish(LeaseEnd::kLeaseLost);
         stop_runner(false);
         return;
@@ -190,7 +215,8 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
     beat();
     first_beat_done.store(true);
     while (!lease.done()) {
-      if (lease.WaitFor(interval)) break;
+      if (!beat_now && lease.WaitFor(interval)) break;
+      beat_now = false;
       beat();
     }
   });
@@ -207,7 +233,22 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
       log::Info("skipping non-session work item", {{"work_id", work_id}, {"type", data_type}});
       break;
     }
-    ApiResult sess = api.GetSession(session_id, [&] { return lease.done() || shutdown_.load(); });
+    // Transient failures (resets, 5xx, lost answers) are retried with
+    // backoff while the lease holds: giving the item up here would leave
+    // the session's calls waiting until the lease lapses.
+    ApiResult sess;
+    for (int64_t backoff = 250;; backoff = std::min<int64_t>(backoff * 2, 5000)) {
+      sess = api.GetSession(session_id, [&] { return lease.done() || shutdown_.load(); });
+      if (sess.ok() || !sess.transient() || lease.done() || shutdown_.load()) break;
+      log::Warn("session retrieve failed; retrying", {{"work_id", work_id}, {"backoff_ms", backoff}, {"error", sess.Describe()}});
+      lease.WaitFor(backoff);
+    }
+    if (lease.done() || shutdown_.load()) break;
+    if (sess.status == 401) {
+      log::Error("lease lost: credential revoked", {{"work_id", work_id}, {"error", sess.Describe()}});
+      lease.Finish(LeaseEnd::kLeaseLost);
+      break;
+    }
     if (!sess.ok()) {
       result = Status::Unavailable("session retrieve failed: " + sess.Describe());
       log::Error("work item failed", {{"work_id", work_id}, {"error", sess.Describe()}});
@@ -253,7 +294,12 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
       runner = nullptr;
     }
     tools.Close();
-    if (end == SessionRunner::End::kFatal) result = Status::Unavailable("session event stream failed");
+    if (end == SessionRunner::End::kFatal && session_runner.fatal_status() == 401) {
+      log::Error("lease lost: credential revoked", {{"work_id", work_id}});
+      lease.Finish(LeaseEnd::kLeaseLost);
+    } else if (end == SessionRunner::End::kFatal) {
+      result = Status::Unavailable("session event stream failed");
+    }
   } while (false);
 
   lease.Finish(shutdown_.load() ? LeaseEnd::kShutdown : LeaseEnd::kRunnerDone);
@@ -314,10 +360,22 @@ Status Worker::PollLoop() {
         api.StopWork(env, work_id, true);
         continue;
       }
-      Status st = RunOnWork(work);
+      int exit_code = -1;
+      Status st = RunOnWork(work, &exit_code);
       if (st.code() == Code::kFailedPrecondition) return st;  // script cannot be run
-      ApiResult s = api.StopWork(env, work_id, /*force=*/false);
-      if (!s.ok() && s.status != 409) log::Warn("stop failed", {{"work_id", work_id}, {"error", s.Describe()}});
+      // Never stop an item that its runner no longer holds: a runner that
+      // lost the lease says so by its exit code, and the stop is sent with
+      // the item's sessions token, which the service revokes when the lease
+      // lapses, so it cannot reach an item handed to another runner.
+      if (exit_code == kExitLeaseLost) {
+        log::Info("the runner lost the lease; not stopping the item", {{"work_id", work_id}});
+        continue;
+      }
+      const std::string token = SessionsTokenFromSecret(secret);
+      ApiResult s = token.empty() ? api.StopWork(env, work_id, /*force=*/false)
+                                  : api.WithToken(token, "environments-work-poller").StopWork(env, work_id, false);
+      if (s.status == 401) log::Info("item no longer held by this delivery; not stopped", {{"work_id", work_id}});
+      else if (!s.ok() && s.status != 409) log::Warn("stop failed", {{"work_id", work_id}, {"error", s.Describe()}});
       continue;
     }
     Status st = HandleItem(work_id, sid, secret, type);
@@ -326,7 +384,7 @@ Status Worker::PollLoop() {
   return Status::Ok();
 }
 
-Status Worker::RunOnWork(const Json& work) {
+Status Worker::RunOnWork(const Json& work, int* exit_code) {
   const std::string payload = DumpJson(work);
   const Json data = work.value("data", Json::object());
   std::vector<std::string> env_storage;
@@ -407,6 +465,7 @@ Status Worker::RunOnWork(const Json& work) {
     std::lock_guard<std::mutex> lock(mu_);
     on_work_pid_ = -1;
   }
+  if (exit_code) *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   log::Info("--on-work script exited", {{"work_id", work.value("id", "")}, {"status", status}});
   return Status::Ok();
 }

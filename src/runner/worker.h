@@ -5,9 +5,13 @@
 // the server says otherwise, interval clamp(ttl/2, 1 s, 30 s), each beat
 // bounded by one interval, compare-and-set on last_heartbeat starting from
 // NO_HEARTBEAT), runs a SessionRunner for the item's session, stops serving
-// on stopping/stopped, lease_extended=false, 412, a fatal 4xx or no
+// on stopping/stopped, lease_extended=false, 412, 401, a fatal 4xx or no
 // successful beat for a TTL, and finally force-stops the item unless the lease
-// was lost.
+// was lost (412, 401: the sessions token dies with the lease, or no beat for
+// a TTL). A 412 right after a beat whose answer was lost, while the server
+// still reports the lease held, is that beat's own success: the worker adopts
+// the server's token. Transient failures of the session retrieve are retried
+// while the lease holds.
 //
 // Threading: HandleItem/PollLoop block the caller; Shutdown() is thread-safe
 // (SIGTERM path: cancels the running tool, posts its error result, releases
@@ -42,6 +46,11 @@ struct WorkerOptions {
 // optional), or "" when absent or undecodable.
 std::string SessionsTokenFromSecret(const std::string& secret);
 
+// Exit status of `warren-runner run` when its lease was lost (412, 401 or
+// no successful beat for a TTL): the item belongs to someone else now, so
+// `poll --on-work` must not stop it.
+inline constexpr int kExitLeaseLost = 3;
+
 enum class LeaseEnd { kNone, kRunnerDone, kHeartbeatStop, kLeaseLost, kRejected, kAssumedLost, kShutdown };
 
 class Worker final {
@@ -65,7 +74,7 @@ class Worker final {
   LeaseEnd last_lease_end() const { return last_lease_end_.load(); }
 
  private:
-  Status RunOnWork(const Json& work);
+  Status RunOnWork(const Json& work, int* exit_code);
   HttpClient http_;
   WorkerOptions opts_;
   std::atomic<bool> shutdown_{false};

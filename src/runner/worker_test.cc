@@ -86,6 +86,57 @@ TEST(Worker, A412StopsServingWithoutStoppingTheItem) {
   EXPECT_EQ(f.Requests("/heartbeat")[0].headers["authorization"], "Bearer envkey");
 }
 
+// Issue 13, defect 3: a revoked sessions token (the lease lapsed) is a lost
+// lease, not a failure: the item is someone else's now and is not stopped.
+TEST(Worker, A401HeartbeatIsALostLeaseAndTheItemIsNotStopped) {
+  FakeApi f;
+  f.heartbeat_401 = 1;
+  Worker w(HttpClient(*ParseBaseUrl(f.base_url())), Opts());
+  EXPECT_TRUE(w.HandleItem("work_1", "sesn_1", Secret("revoked")).ok());
+  EXPECT_EQ(w.last_lease_end(), LeaseEnd::kLeaseLost);
+  EXPECT_TRUE(Stops(f).empty());
+}
+
+// Issue 13, defect 3: a beat that was committed but whose answer was lost is
+// not a lost lease: the 412 that follows reports the lease still held, and
+// the worker adopts the server's token and keeps serving.
+TEST(Worker, ALostHeartbeatAnswerIsNotALostLease) {
+  FakeApi f;
+  f.ttl_seconds = 2;  // interval 1 s
+  Worker w(HttpClient(*ParseBaseUrl(f.base_url())), Opts());
+  std::thread t([&] { EXPECT_TRUE(w.HandleItem("work_1", "sesn_1", Secret("sess-token")).ok()); });
+  ASSERT_TRUE(f.WaitFor([&] { return f.Requests("/heartbeat").size() >= 1; }));
+  f.drop_heartbeat_answer = 1;
+  ASSERT_TRUE(f.WaitFor([&] { return f.Requests("/heartbeat").size() >= 4; }));
+  f.SetWorkState("stopping");
+  t.join();
+  EXPECT_EQ(w.last_lease_end(), LeaseEnd::kHeartbeatStop);
+  ASSERT_EQ(Stops(f).size(), 1u);
+  // Somewhere a token was sent twice (the lost beat and its 412), and the
+  // beat after that carried the server's newer token.
+  auto exp = Expected(f);
+  bool adopted = false;
+  for (size_t i = 0; i + 2 < exp.size(); ++i)
+    if (exp[i] == exp[i + 1] && exp[i + 2] != exp[i]) adopted = true;
+  EXPECT_TRUE(adopted) << ::testing::PrintToString(exp);
+}
+
+// Issue 13, defect 3: one transient failure of the session retrieve must not
+// make the worker give the item up.
+TEST(Worker, TransientSessionRetrieveIsRetried) {
+  FakeApi f;
+  f.fail_session_get = 2;
+  f.Append({{"type", "agent.tool_use"}, {"id", "sevt_g"}, {"name", "bash"}, {"input", {{"command", "echo got"}}},
+            {"evaluated_permission", "allow"}});
+  Worker w(HttpClient(*ParseBaseUrl(f.base_url())), Opts());
+  std::thread t([&] { EXPECT_TRUE(w.HandleItem("work_1", "sesn_1", Secret("sess-token")).ok()); });
+  ASSERT_TRUE(f.WaitFor([&] { return f.PostedEvents().size() == 1; }));
+  f.SetWorkState("stopping");
+  t.join();
+  EXPECT_EQ(f.PostedEvents()[0]["tool_use_id"], "sevt_g");
+  EXPECT_EQ(f.Requests("/v1/sessions/sesn_1").size() >= 3, true);
+}
+
 TEST(Worker, TerminatedSessionIsReleasedWithoutRunningTools) {
   FakeApi f;
   f.session_status = "terminated";
@@ -236,7 +287,7 @@ TEST(RunnerBinary, AKilledRunnersCallIsServedOnceByTheNextRunner) {
   // A second runner cannot take the lease while it is live ...
   size_t streams_live = f.Requests("/events/stream").size();
   pid_t early = Spawn(args, {});
-  EXPECT_EQ(WaitExit(early, 10000), 0);
+  EXPECT_EQ(WaitExit(early, 10000), kExitLeaseLost);  // 412 on its first beat
   EXPECT_TRUE(f.PostedEvents().empty());
   EXPECT_EQ(f.Requests("/events/stream").size(), streams_live);  // never attached
   EXPECT_EQ(Slurp(dir + "/runs"), "run\n");
@@ -279,11 +330,39 @@ TEST(RunnerBinary, PollHandsItemsToTheOnWorkScript) {
   ASSERT_TRUE(item.ok());
   EXPECT_EQ((*item)["secret"], Secret("t9"));
   EXPECT_EQ(Stops(f)[0].body["force"], false);
+  // The stop travels with the item's sessions token, which dies with the
+  // lease: it can never stop an item handed to another runner.
+  EXPECT_EQ(Stops(f)[0].headers["authorization"], "Bearer t9");
   auto polls = f.Requests("/work/poll");
   ASSERT_FALSE(polls.empty());
   EXPECT_EQ(polls[0].headers["anthropic-worker-id"], "w-test");
   EXPECT_EQ(polls[0].query["block_ms"], "999");
   EXPECT_EQ(f.Requests("/ack").size(), 1u);
+  system(("rm -rf " + dir).c_str());
+}
+
+// Issue 13, defect 3: a runner that lost its lease exits 3, and the poller
+// then leaves the item alone.
+TEST(RunnerBinary, PollDoesNotStopAnItemWhoseRunnerLostTheLease) {
+  FakeApi f;
+  char tmpl[] = "/tmp/warren-poll-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  std::string script = dir + "/on-work.sh";
+  std::ofstream(script) << "#!/bin/sh\ncat > /dev/null\n[ \"$ANTHROPIC_WORK_ID\" = work_lost ] && exit 3\nexit 0\n";
+  chmod(script.c_str(), 0755);
+  for (const char* id : {"work_lost", "work_done"})
+    f.QueueWork({{"type", "work"}, {"id", id}, {"environment_id", "env_1"},
+                 {"data", {{"type", "session"}, {"id", "sesn_9"}}}, {"state", "queued"}, {"secret", Secret("t9")}});
+  pid_t pid = Spawn({WARREN_RUNNER_BIN, "poll", "--environment-id", "env_1", "--environment-key", "envkey",
+                     "--base-url", f.base_url(), "--worker-id", "w-test", "--on-work", script},
+                    {});
+  ASSERT_TRUE(f.WaitFor([&] { return !Stops(f).empty(); }));
+  kill(pid, SIGTERM);
+  EXPECT_EQ(WaitExit(pid, 10000), 0);
+  auto stops = Stops(f);
+  ASSERT_EQ(stops.size(), 1u);
+  EXPECT_NE(stops[0].path.find("work_done"), std::string::npos);
+  EXPECT_EQ(f.Requests("/ack").size(), 2u);
   system(("rm -rf " + dir).c_str());
 }
 

@@ -160,7 +160,12 @@ Result<ArchiveStats> WriteTreeArchive(const std::string& src_dir, const std::str
 Result<ArchiveStats> ExtractTreeArchive(const std::string& file, const std::string& dst_dir, uint32_t max_id) {
   ReadPtr a(archive_read_new(), archive_read_free);
   if (!a) return Status::Internal("archive_read_new");
+  // zstd for the runtime's own archives; gzip, xz and bzip2 for dataset
+  // tarballs (orchestrator/prepare.h). All in-process (no external programs).
   archive_read_support_filter_zstd(a.get());
+  archive_read_support_filter_gzip(a.get());
+  archive_read_support_filter_xz(a.get());
+  archive_read_support_filter_bzip2(a.get());
   archive_read_support_format_tar(a.get());
   WritePtr w(archive_write_disk_new(), archive_write_free);
   if (!w) return Status::Internal("archive_write_disk_new");

@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "sandbox/recipe.h"
 #include "sandbox/sys.h"
+#include "orchestrator/prepare.h"
 #include "sandbox_api/streams.h"
 
 namespace warren::sandbox_api {
@@ -377,6 +378,51 @@ Json ErrorEvent(const Status& s) {
   return Json{{"type", "error"}, {"error", {{"type", api::ErrorTypeFor(code)}, {"message", msg}}}};
 }
 
+// The fields of a create body (also accepted by prepare), for ExpectKnownFields.
+#define WARREN_CREATE_FIELDS                                                                           \
+  "snapshot", "name", "labels", "env", "resources", "network", "user", "workdir", "volumes", \
+      "auto_stop_minutes", "auto_archive_minutes", "auto_delete_minutes", "start"
+
+// The sandbox fields of a create (or prepare) body; unknown fields are the
+// caller's check.
+Status ReadCreateOptions(const Json& body, sandbox::CreateOptions* out) {
+  sandbox::CreateOptions& o = *out;
+  std::optional<std::string> s;
+  WARREN_RETURN_IF_ERROR(api::ReadString(body, "snapshot", "", {.nullable = true, .min = 1, .max = 256}, &s));
+  if (s) o.snapshot = *s;
+  s.reset();
+  WARREN_RETURN_IF_ERROR(api::ReadString(body, "name", "", {.nullable = true, .min = 1, .max = 63}, &s));
+  if (s) o.name = *s;
+  WARREN_ASSIGN_OR_RETURN(o.labels, ReadStringMap(body, "labels", 64, 128, 512));
+  WARREN_RETURN_IF_ERROR(CheckLabels(o.labels));
+  WARREN_ASSIGN_OR_RETURN(o.env, ReadEnv(body));
+  WARREN_ASSIGN_OR_RETURN(o.resources, ReadResources(body));
+  WARREN_RETURN_IF_ERROR(ReadNetwork(body, &o));
+  s.reset();
+  WARREN_RETURN_IF_ERROR(api::ReadString(body, "user", "", {.nullable = true, .min = 1, .max = 64}, &s));
+  if (s) o.user = *s;
+  s.reset();
+  WARREN_RETURN_IF_ERROR(api::ReadString(body, "workdir", "", {.nullable = true, .min = 1, .max = 4096}, &s));
+  if (s) {
+    if ((*s)[0] != '/') return Invalid("workdir", "must be an absolute path");
+    o.workdir = *s;
+  }
+  WARREN_ASSIGN_OR_RETURN(o.volumes, ReadVolumes(body));
+  std::optional<int64_t> minutes;
+  WARREN_RETURN_IF_ERROR(api::ReadInt(body, "auto_stop_minutes", "", 0, 60 * 24 * 365, &minutes));
+  if (minutes) o.auto_stop_minutes = *minutes;
+  minutes.reset();
+  WARREN_RETURN_IF_ERROR(api::ReadInt(body, "auto_archive_minutes", "", 0, 60 * 24 * 365, &minutes));
+  if (minutes) o.auto_archive_minutes = *minutes;
+  minutes.reset();
+  WARREN_RETURN_IF_ERROR(api::ReadInt(body, "auto_delete_minutes", "", sandbox::kNeverDelete, 60 * 24 * 365, &minutes));
+  if (minutes) o.auto_delete_minutes = *minutes;
+  std::optional<bool> start;
+  WARREN_RETURN_IF_ERROR(api::ReadBool(body, "start", "", &start));
+  o.start = start.value_or(true);
+  return Status::Ok();
+}
+
 }  // namespace
 
 // ============================================================== SandboxApi
@@ -463,6 +509,8 @@ void SandboxApi::RegisterRoutes() {
   constexpr const char* kSb = "/v1/warren/sandboxes/{id}";
   Route("GET", "/v1/warren/features", &SandboxApi::GetFeatures);
   Route("POST", "/v1/warren/sandboxes", &SandboxApi::CreateSandbox);
+  Route("POST", "/v1/warren/prepare", &SandboxApi::PrepareSandbox);
+  Route("PUT", "/v1/warren/sandboxes/{id}/dataset", &SandboxApi::UploadDataset);
   Route("GET", "/v1/warren/sandboxes", &SandboxApi::ListSandboxes);
   Route("GET", kSb, &SandboxApi::GetSandbox);
   Route("DELETE", kSb, &SandboxApi::DeleteSandbox);
@@ -620,45 +668,9 @@ Result<HandlerResult> SandboxApi::GetFeatures(HttpRequest&, const Params&, Sandb
 
 Result<HandlerResult> SandboxApi::CreateSandbox(HttpRequest& req, const Params&, SandboxRuntime* rt) {
   WARREN_ASSIGN_OR_RETURN(Json body, api::BodyObject(req, /*allow_empty=*/true));
-  WARREN_RETURN_IF_ERROR(api::ExpectKnownFields(body,
-                                                {"snapshot", "name", "labels", "env", "resources", "network", "user",
-                                                 "workdir", "volumes", "auto_stop_minutes", "auto_archive_minutes",
-                                                 "auto_delete_minutes", "start"},
-                                                ""));
+  WARREN_RETURN_IF_ERROR(api::ExpectKnownFields(body, {WARREN_CREATE_FIELDS}, ""));
   sandbox::CreateOptions o;
-  std::optional<std::string> s;
-  WARREN_RETURN_IF_ERROR(api::ReadString(body, "snapshot", "", {.nullable = true, .min = 1, .max = 256}, &s));
-  if (s) o.snapshot = *s;
-  s.reset();
-  WARREN_RETURN_IF_ERROR(api::ReadString(body, "name", "", {.nullable = true, .min = 1, .max = 63}, &s));
-  if (s) o.name = *s;
-  WARREN_ASSIGN_OR_RETURN(o.labels, ReadStringMap(body, "labels", 64, 128, 512));
-  WARREN_RETURN_IF_ERROR(CheckLabels(o.labels));
-  WARREN_ASSIGN_OR_RETURN(o.env, ReadEnv(body));
-  WARREN_ASSIGN_OR_RETURN(o.resources, ReadResources(body));
-  WARREN_RETURN_IF_ERROR(ReadNetwork(body, &o));
-  s.reset();
-  WARREN_RETURN_IF_ERROR(api::ReadString(body, "user", "", {.nullable = true, .min = 1, .max = 64}, &s));
-  if (s) o.user = *s;
-  s.reset();
-  WARREN_RETURN_IF_ERROR(api::ReadString(body, "workdir", "", {.nullable = true, .min = 1, .max = 4096}, &s));
-  if (s) {
-    if ((*s)[0] != '/') return Invalid("workdir", "must be an absolute path");
-    o.workdir = *s;
-  }
-  WARREN_ASSIGN_OR_RETURN(o.volumes, ReadVolumes(body));
-  std::optional<int64_t> minutes;
-  WARREN_RETURN_IF_ERROR(api::ReadInt(body, "auto_stop_minutes", "", 0, 60 * 24 * 365, &minutes));
-  if (minutes) o.auto_stop_minutes = *minutes;
-  minutes.reset();
-  WARREN_RETURN_IF_ERROR(api::ReadInt(body, "auto_archive_minutes", "", 0, 60 * 24 * 365, &minutes));
-  if (minutes) o.auto_archive_minutes = *minutes;
-  minutes.reset();
-  WARREN_RETURN_IF_ERROR(api::ReadInt(body, "auto_delete_minutes", "", sandbox::kNeverDelete, 60 * 24 * 365, &minutes));
-  if (minutes) o.auto_delete_minutes = *minutes;
-  std::optional<bool> start;
-  WARREN_RETURN_IF_ERROR(api::ReadBool(body, "start", "", &start));
-  o.start = start.value_or(true);
+  WARREN_RETURN_IF_ERROR(ReadCreateOptions(body, &o));
   auto rec = rt->Create(o);
   if (!rec.ok()) {
     // An unknown snapshot is the caller's mistake, not a missing route.
@@ -1162,6 +1174,107 @@ Result<HandlerResult> SandboxApi::DeleteSnapshot(HttpRequest&, const Params& p, 
   WARREN_RETURN_IF_ERROR(s.status());
   WARREN_RETURN_IF_ERROR(rt->DeleteSnapshot(s->name));
   return Json200(Json{{"name", s->name}, {"type", "snapshot_deleted"}});
+}
+
+// ------------------------------------------------------------ preparation
+
+orchestrator::Preparer* SandboxApi::PreparerFor(SandboxRuntime* rt) {
+  std::lock_guard<std::mutex> l(preparer_mu_);
+  if (!preparer_ || preparer_rt_ != rt) {
+    preparer_ = std::make_unique<orchestrator::Preparer>(rt);
+    preparer_rt_ = rt;
+  }
+  return preparer_.get();
+}
+
+Result<HandlerResult> SandboxApi::PrepareSandbox(HttpRequest& req, const Params&, SandboxRuntime* rt) {
+  WARREN_ASSIGN_OR_RETURN(Json body, api::BodyObject(req, /*allow_empty=*/false));
+  Json rest = body;
+  for (const char* k : {"environment_id", "repositories", "credentials"}) rest.erase(k);
+  WARREN_RETURN_IF_ERROR(api::ExpectKnownFields(rest, {WARREN_CREATE_FIELDS}, ""));
+  orchestrator::PrepareRequest pr;
+  WARREN_RETURN_IF_ERROR(ReadCreateOptions(body, &pr.sandbox));
+  std::optional<std::string> env;
+  WARREN_RETURN_IF_ERROR(api::ReadString(body, "environment_id", "", {.min = 1, .max = 128}, &env));
+  if (!env) return Invalid("environment_id", "is required");
+  pr.environment_id = *env;
+  if (body.contains("repositories") && !body["repositories"].is_null()) {
+    const Json& a = body["repositories"];
+    if (!a.is_array() || a.size() > 16) return Invalid("repositories", "expected an array of at most 16 objects");
+    for (size_t i = 0; i < a.size(); i++) {
+      std::string p = api::IndexPath("repositories", i);
+      WARREN_RETURN_IF_ERROR(api::ExpectObject(a[i], p));
+      WARREN_RETURN_IF_ERROR(api::ExpectKnownFields(
+          a[i], {"url", "authorization_token", "username", "branch", "commit", "mount_path"}, p));
+      orchestrator::RepoSource r;
+      std::optional<std::string> v;
+      WARREN_RETURN_IF_ERROR(api::ReadString(a[i], "url", p, {.min = 1, .max = 2048}, &v));
+      if (!v) return Invalid(api::JoinPath(p, "url"), "is required");
+      r.url = *v;
+      v.reset();
+      WARREN_RETURN_IF_ERROR(api::ReadString(a[i], "authorization_token", p, {.nullable = true, .min = 1, .max = 4096}, &v));
+      if (v) r.token = *v;
+      v.reset();
+      WARREN_RETURN_IF_ERROR(api::ReadString(a[i], "username", p, {.nullable = true, .min = 1, .max = 128}, &v));
+      if (v) r.username = *v;
+      v.reset();
+      WARREN_RETURN_IF_ERROR(api::ReadString(a[i], "branch", p, {.nullable = true, .min = 1, .max = 255}, &v));
+      if (v) r.branch = *v;
+      v.reset();
+      WARREN_RETURN_IF_ERROR(api::ReadString(a[i], "commit", p, {.nullable = true, .min = 4, .max = 64}, &v));
+      if (v) r.commit = *v;
+      v.reset();
+      WARREN_RETURN_IF_ERROR(api::ReadString(a[i], "mount_path", p, {.nullable = true, .min = 1, .max = 4096}, &v));
+      if (v) r.path = *v;
+      pr.repos.push_back(std::move(r));
+    }
+  }
+  if (body.contains("credentials") && !body["credentials"].is_null()) {
+    const Json& a = body["credentials"];
+    if (!a.is_array() || a.size() > 64) return Invalid("credentials", "expected an array of at most 64 objects");
+    for (size_t i = 0; i < a.size(); i++) {
+      std::string p = api::IndexPath("credentials", i);
+      WARREN_RETURN_IF_ERROR(api::ExpectObject(a[i], p));
+      WARREN_RETURN_IF_ERROR(api::ExpectKnownFields(a[i], {"name", "value", "type", "ttl_seconds"}, p));
+      orchestrator::CredentialSpec c;
+      std::optional<std::string> v;
+      WARREN_RETURN_IF_ERROR(api::ReadString(a[i], "name", p, {.min = 1, .max = 64}, &v));
+      if (!v) return Invalid(api::JoinPath(p, "name"), "is required");
+      c.name = *v;
+      v.reset();
+      WARREN_RETURN_IF_ERROR(api::ReadString(a[i], "value", p, {.min = 0, .max = 65536}, &v));
+      if (!v) return Invalid(api::JoinPath(p, "value"), "is required");
+      c.value = *v;
+      v.reset();
+      WARREN_RETURN_IF_ERROR(api::ReadString(a[i], "type", p, {.nullable = true, .min = 1, .max = 8}, &v));
+      if (v && *v != "file" && *v != "env") return Invalid(api::JoinPath(p, "type"), "must be 'file' or 'env'");
+      c.kind = v && *v == "env" ? orchestrator::CredentialSpec::Kind::kEnv : orchestrator::CredentialSpec::Kind::kFile;
+      std::optional<int64_t> ttl;
+      WARREN_RETURN_IF_ERROR(api::ReadInt(a[i], "ttl_seconds", p, 1, 30LL * 24 * 3600, &ttl));
+      if (ttl) c.ttl_seconds = *ttl;
+      pr.credentials.push_back(std::move(c));
+    }
+  }
+  pr.allow_host_paths = false;  // no host paths over HTTP (like FROM dir:)
+  auto res = PreparerFor(rt)->Prepare(pr);
+  if (!res.ok()) {
+    if (res.status().code() == Code::kNotFound) return Invalid("snapshot", res.status().message());
+    // A clone that git refused (bad URL, bad token, unknown branch) is the
+    // caller's to fix.
+    if (res.status().code() == Code::kFailedPrecondition) return Invalid("repositories", res.status().message());
+    return res.status();
+  }
+  Json j = res->ToJson();
+  j["type"] = "prepared_sandbox";
+  j["sandbox"] = SandboxJson(res->sandbox);
+  return api::ApiService::JsonResult(j, 201);
+}
+
+Result<HandlerResult> SandboxApi::UploadDataset(HttpRequest& req, const Params& params, SandboxRuntime* rt) {
+  WARREN_ASSIGN_OR_RETURN(std::string path, PathQuery(req));
+  WARREN_ASSIGN_OR_RETURN(auto rec, Live(rt, params.at("id")));
+  WARREN_RETURN_IF_ERROR(PreparerFor(rt)->LoadDatasetBytes(rec.id, req.body, path));
+  return Json200(Json{{"type", "dataset_loaded"}, {"path", path}, {"bytes", req.body.size()}});
 }
 
 }  // namespace warren::sandbox_api

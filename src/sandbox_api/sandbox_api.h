@@ -1,7 +1,9 @@
 // SandboxApi: Warren's local REST API for the sandbox runtime, under the
 // Warren-only prefix /v1/warren/ (docs/SANDBOX_API.md): sandboxes, exec
 // (JSON or an SSE stream), files (streamed upload and download), snapshots
-// and features. The Managed Agents routes are untouched.
+// features, and prepared sandboxes (POST /v1/warren/prepare, PUT
+// .../{id}/dataset: orchestrator/prepare.h). The Managed Agents routes are
+// untouched.
 //
 // Every route requires an organization API key (api::RequireOrg). The
 // runtime is opened lazily on first use (LazyRuntime), so `warren serve`
@@ -25,6 +27,7 @@
 #include "api/router.h"
 #include "api/service.h"
 #include "common/status.h"
+#include "orchestrator/prepare.h"
 #include "sandbox/runtime.h"
 
 namespace warren::sandbox_api {
@@ -144,6 +147,10 @@ class SandboxApi final {
   Result<http::HandlerResult> GetSnapshot(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
   Result<http::HandlerResult> DeleteSnapshot(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
   Result<http::HandlerResult> GetFeatures(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  // preparation (orchestrator/prepare.h)
+  Result<http::HandlerResult> PrepareSandbox(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> UploadDataset(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  orchestrator::Preparer* PreparerFor(sandbox::SandboxRuntime* rt);
 
   api::ApiService* service_;
   SandboxApiOptions options_;
@@ -154,6 +161,9 @@ class SandboxApi final {
   bool ticker_stop_ = false;
   std::thread ticker_;
   std::atomic<bool> stopped_{false};
+  std::mutex preparer_mu_;
+  std::unique_ptr<orchestrator::Preparer> preparer_;  // made for the open runtime
+  sandbox::SandboxRuntime* preparer_rt_ = nullptr;
 };
 
 }  // namespace warren::sandbox_api

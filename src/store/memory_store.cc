@@ -368,6 +368,19 @@ Result<std::vector<StoredEvent>> MemoryStore::AppendEvents(const std::string& se
     if (it == sessions_.end()) return Status::NotFound("session " + session_id + " not found");
     if (check) WARREN_RETURN_IF_ERROR(check(it->second.body));
     SessionEvents log = events_[session_id];
+    // A tool call is answered at most once (store.h AppendEvents).
+    std::set<std::string> answered;
+    for (const auto& [seq, e] : log.by_seq) {
+      std::string field = AnswerField(e.body);
+      if (!field.empty()) answered.insert(e.type + ":" + e.body[field].get<std::string>());
+    }
+    for (const Json& e : events) {
+      std::string field = AnswerField(e);
+      if (field.empty()) continue;
+      const std::string ref = e[field].get<std::string>();
+      if (!answered.insert(e["type"].get<std::string>() + ":" + ref).second)
+        return Status::Conflict("tool call " + ref + " already has a result").WithDetailCode(kAlreadyAnswered);
+    }
     const int64_t seq_before = next_seq_;
     auto stored = InsertEventsLocked(session_id, events, &log);
     if (!stored.ok() || attempt < abort_attempts_) next_seq_ = seq_before;

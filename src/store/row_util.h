@@ -54,9 +54,9 @@ inline std::vector<std::string> MemoryStoresOf(const Json& session) {
   return out;
 }
 
-// A work item is live (at most one per session) while queued/starting/active.
+// A work item is live (at most one per session) until it is stopped.
 inline bool LiveWorkState(const std::string& state) {
-  return state == "queued" || state == "starting" || state == "active";
+  return state == "queued" || state == "starting" || state == "active" || state == "stopping";
 }
 
 }  // namespace warren::store::internal

@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <set>
 #include <variant>
 
 #include "common/clock.h"
@@ -196,7 +197,31 @@ CREATE TABLE work_workers (
     R"sql(
 CREATE INDEX keys_work ON keys(work_id) WHERE work_id IS NOT NULL;
 )sql",
-    // 4: scheduling and filters read columns, never JSON bodies (store.h
+    // 4: delivery under crashes (issue 13).
+    // - An item in `stopping` is still its session's live item: its holder
+    //   works until its next heartbeat. Rows that the old rule let pile up
+    //   (a stopping item beside a newer live one) are completed first.
+    // - Answers to tool calls are looked up by the call they answer, so that
+    //   AppendEvents can refuse a second answer inside its transaction.
+    R"sql(
+DELETE FROM keys WHERE kind = 'session' AND work_id IN (
+  SELECT w.id FROM work_items w WHERE w.state = 'stopping' AND w.session_id IS NOT NULL AND EXISTS (
+    SELECT 1 FROM work_items o WHERE o.session_id = w.session_id AND o.seq > w.seq
+      AND o.state IN ('queued', 'starting', 'active', 'stopping')));
+UPDATE work_items SET state = 'stopped', deadline = NULL,
+  body = json_set(body, '$.state', 'stopped', '$.stopped_at', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+  WHERE state = 'stopping' AND session_id IS NOT NULL AND EXISTS (
+    SELECT 1 FROM work_items o WHERE o.session_id = work_items.session_id AND o.seq > work_items.seq
+      AND o.state IN ('queued', 'starting', 'active', 'stopping'));
+DROP INDEX work_live_per_session;
+CREATE UNIQUE INDEX work_live_per_session ON work_items (session_id)
+  WHERE session_id IS NOT NULL AND state IN ('queued', 'starting', 'active', 'stopping');
+CREATE INDEX events_tool_answers ON events (session_id, json_extract(body, '$.tool_use_id'))
+  WHERE type = 'user.tool_result';
+CREATE INDEX events_custom_answers ON events (session_id, json_extract(body, '$.custom_tool_use_id'))
+  WHERE type = 'user.custom_tool_result';
+)sql",
+    // 5: scheduling and filters read columns, never JSON bodies (store.h
     // contract). `awaiting_engine` marks client events (user.*,
     // system.message) whose processed_at is null; memory stores of a
     // session's resources get their own table. Backfilled from the bodies.
@@ -777,10 +802,34 @@ Result<std::vector<StoredEvent>> SqliteStore::AppendEvents(const std::string& se
       WARREN_ASSIGN_OR_RETURN(Json session, st.JsonCol(0));
       WARREN_RETURN_IF_ERROR(check(session));
     }
+    WARREN_RETURN_IF_ERROR(CheckAnswersLocked(session_id, events));
     return InsertEventsLocked(session_id, events);
   });
   if (r.ok() && hook && !r->empty()) hook(*r);
   return r;
+}
+
+Status SqliteStore::CheckAnswersLocked(const std::string& session_id, const std::vector<Json>& events) {
+  std::set<std::string> seen;
+  for (const Json& e : events) {
+    std::string field = AnswerField(e);
+    if (field.empty()) continue;
+    const std::string ref = e[field].get<std::string>();
+    const std::string type = e["type"].get<std::string>();
+    if (!seen.insert(type + ":" + ref).second)
+      return Status::Conflict("tool call " + ref + " is answered twice in one request").WithDetailCode(kAlreadyAnswered);
+    // The literal type keeps the partial index usable.
+    Stmt st(db_, type == "user.tool_result"
+                     ? "SELECT 1 FROM events WHERE session_id = ? AND type = 'user.tool_result' AND "
+                       "json_extract(body, '$.tool_use_id') = ? LIMIT 1"
+                     : "SELECT 1 FROM events WHERE session_id = ? AND type = 'user.custom_tool_result' AND "
+                       "json_extract(body, '$.custom_tool_use_id') = ? LIMIT 1");
+    WARREN_RETURN_IF_ERROR(st.prepared());
+    st.Bind({session_id, ref});
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (row) return Status::Conflict("tool call " + ref + " already has a result").WithDetailCode(kAlreadyAnswered);
+  }
+  return Status::Ok();
 }
 
 Result<Page> SqliteStore::ListEvents(const std::string& session_id, const EventFilter& filter, const PageSpec& page) {

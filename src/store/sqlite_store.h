@@ -104,6 +104,7 @@ class SqliteStore final : public Store {
   Status SetMemoryStoresLocked(const std::string& session_id, const Json& session);
   Result<std::optional<WorkRecord>> ReadWorkLocked(const std::string& id);
   Status WriteWorkLocked(const WorkRecord& w);
+  Status CheckAnswersLocked(const std::string& session_id, const std::vector<Json>& events);
   Result<std::vector<StoredEvent>> InsertEventsLocked(const std::string& session_id, const std::vector<Json>& events);
 
   std::mutex mu_;

@@ -91,18 +91,18 @@ TEST_F(SqliteStoreTest, MigrationTimestampsComeFromTheInjectedClock) {
   sqlite3_close(db);
 }
 
-// A database as release 3 of the schema left it: migration 4 backfills the
+// A database as schema 4 left it: migration 5 backfills the
 // scheduling columns from the JSON bodies.
-TEST_F(SqliteStoreTest, Migration4BackfillsSchedulingColumns) {
+TEST_F(SqliteStoreTest, Migration5BackfillsSchedulingColumns) {
   store_.reset();
   std::filesystem::remove_all(dir_);
   std::filesystem::create_directories(dir_);
   SqliteOptions v3{dir_ + "/warren.db"};
-  v3.migrate_to = 3;
+  v3.migrate_to = 4;
   {
     auto old = SqliteStore::Open(v3, &clock_);
     ASSERT_TRUE(old.ok()) << old.status().ToString();
-    EXPECT_EQ((*old)->schema_version(), 3);
+    EXPECT_EQ((*old)->schema_version(), 4);
   }
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((dir_ + "/warren.db").c_str(), &db), SQLITE_OK);
@@ -121,7 +121,7 @@ INSERT INTO events (session_id, id, type, ts, body) VALUES
   ASSERT_EQ(sqlite3_exec(db, rows, nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
   sqlite3_close(db);
   Reopen();
-  EXPECT_GE(store_->schema_version(), 4);
+  EXPECT_GE(store_->schema_version(), 5);
   auto need = store_->SessionsNeedingEngine();
   ASSERT_TRUE(need.ok());
   std::vector<std::string> ids = *need;
@@ -223,6 +223,45 @@ TEST_F(SqliteStoreTest, SchedulingQueriesUseIndexes) {
   EXPECT_NE(plan_of("memory_store_id = ?").find("session_memory_stores"), std::string::npos);
   EXPECT_NE(plan_of("AND environment_id = ? ORDER BY").find("sessions_by_env_live"), std::string::npos)
       << plan_of("AND environment_id = ? ORDER BY");
+}
+
+// Issue 13: a tool call is answered at most once, decided inside
+// AppendEvents' transaction.
+TEST_F(SqliteStoreTest, AToolCallIsAnsweredAtMostOnce) {
+  ASSERT_TRUE(store_->CreateSession(Session("sesn_a", "env_1"), {}, nullptr).ok());
+  auto answer = [](const std::string& id, const char* type, const char* field, const std::string& call) {
+    Json e = Event(id, type);
+    e[field] = call;
+    return e;
+  };
+  ASSERT_TRUE(store_->AppendEvents("sesn_a", nullptr, {Event("sevt_use", "agent.tool_use")}, nullptr).ok());
+  ASSERT_TRUE(store_->AppendEvents("sesn_a", nullptr, {answer("sevt_r1", "user.tool_result", "tool_use_id", "sevt_use")},
+                                   nullptr).ok());
+  auto again = store_->AppendEvents(
+      "sesn_a", nullptr,
+      {Event("sevt_m", "user.message"), answer("sevt_r2", "user.tool_result", "tool_use_id", "sevt_use")}, nullptr);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.status().code(), Code::kConflict);
+  EXPECT_EQ(again.status().detail_code(), kAlreadyAnswered);
+  EXPECT_FALSE((*store_->GetEvent("sesn_a", "sevt_m")).has_value()) << "nothing of the request is appended";
+  // Twice in one request.
+  auto twice = store_->AppendEvents("sesn_a", nullptr,
+                                    {answer("sevt_c1", "user.custom_tool_result", "custom_tool_use_id", "sevt_cu"),
+                                     answer("sevt_c2", "user.custom_tool_result", "custom_tool_use_id", "sevt_cu")},
+                                    nullptr);
+  EXPECT_EQ(twice.status().detail_code(), kAlreadyAnswered);
+  // Answers are per call, per answer type and per session.
+  EXPECT_TRUE(store_->AppendEvents("sesn_a", nullptr,
+                                   {answer("sevt_c3", "user.custom_tool_result", "custom_tool_use_id", "sevt_use")},
+                                   nullptr).ok());
+  ASSERT_TRUE(store_->CreateSession(Session("sesn_b", "env_1"), {}, nullptr).ok());
+  EXPECT_TRUE(store_->AppendEvents("sesn_b", nullptr, {answer("sevt_r1", "user.tool_result", "tool_use_id", "sevt_use")},
+                                   nullptr).ok());
+  // And it survives a reopen (the check reads the table, not memory).
+  Reopen();
+  EXPECT_EQ(store_->AppendEvents("sesn_a", nullptr, {answer("sevt_r3", "user.tool_result", "tool_use_id", "sevt_use")},
+                                 nullptr).status().detail_code(),
+            kAlreadyAnswered);
 }
 
 }  // namespace

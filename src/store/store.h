@@ -142,6 +142,22 @@ struct StoredEvent {
   Json body;
 };
 
+// Detail code of AppendEvents' Conflict for a call that already has an answer.
+inline constexpr const char kAlreadyAnswered[] = "tool_result_already_recorded";
+
+// The field of an answer event that names the call it answers:
+// "tool_use_id" for user.tool_result, "custom_tool_use_id" for
+// user.custom_tool_result; "" for other events or when it is not a string.
+inline std::string AnswerField(const Json& event) {
+  if (!event.is_object()) return "";
+  auto t = event.find("type");
+  if (t == event.end() || !t->is_string()) return "";
+  const char* field = *t == "user.tool_result" ? "tool_use_id" : *t == "user.custom_tool_result" ? "custom_tool_use_id" : nullptr;
+  if (field == nullptr) return "";
+  auto f = event.find(field);
+  return f != event.end() && f->is_string() ? std::string(field) : "";
+}
+
 enum class KeyKind { kApi, kEnvironment, kSession };
 
 struct KeyRecord {
@@ -259,6 +275,11 @@ class Store {
   // Appends events to a session atomically, after `check` (run inside the
   // transaction with the current session; may run more than once) accepts.
   // Returns the stored events. Conflict if an event id repeats in the session.
+  // A tool call is answered at most once: an answer (AnswerField) to a call
+  // that already has an answer of the same type in the session, or two
+  // answers to one call in `events`, is Conflict with detail code
+  // kAlreadyAnswered, and nothing is appended. The check is part of the
+  // transaction, so of two concurrent appends of an answer one fails.
   virtual Result<std::vector<StoredEvent>> AppendEvents(
       const std::string& session_id, const std::function<Status(const Json& session)>& check,
       const std::vector<Json>& events, const CommitHook& hook) = 0;
@@ -280,7 +301,9 @@ class Store {
 
   // ---- work queue (spec 3.3)
   // Inserts a new item (seq assigned by the store). Conflict if the id
-  // exists or its session already has a live (queued/starting/active) item.
+  // exists or its session already has a live (queued/starting/active/
+  // stopping) item: a stopping item's holder still works until it confirms,
+  // its lease lapses or the stop is forced.
   virtual Status CreateWork(const WorkRecord& work) = 0;
   virtual Result<WorkRecord> GetWork(const std::string& id) = 0;
   // Read-modify-write in one transaction; `mutate` edits the record (not its

@@ -592,6 +592,31 @@ TEST_P(StoreConformance, AppendEventsDuplicateIdConflictAtomic) {
   EXPECT_TRUE(store_->AppendEvents("sesn_2", nullptr, {Ev("e1")}, nullptr).ok()) << "ids are per session";
 }
 
+TEST_P(StoreConformance, AToolCallIsAnsweredAtMostOnce) {
+  MakeSession("sesn_a");
+  MakeSession("sesn_b");
+  auto answer = [](const std::string& id, const char* type, const char* field, const std::string& call) {
+    Json e = Ev(id, type);
+    e[field] = call;
+    return e;
+  };
+  ASSERT_TRUE(store_->AppendEvents("sesn_a", nullptr, {answer("r1", "user.tool_result", "tool_use_id", "use")}, nullptr).ok());
+  auto again = store_->AppendEvents(
+      "sesn_a", nullptr, {Ev("m", "user.message"), answer("r2", "user.tool_result", "tool_use_id", "use")}, nullptr);
+  EXPECT_EQ(again.status().code(), Code::kConflict);
+  EXPECT_EQ(again.status().detail_code(), kAlreadyAnswered);
+  EXPECT_FALSE(store_->GetEvent("sesn_a", "m")->has_value());
+  auto twice = store_->AppendEvents("sesn_a", nullptr,
+                                    {answer("c1", "user.custom_tool_result", "custom_tool_use_id", "cu"),
+                                     answer("c2", "user.custom_tool_result", "custom_tool_use_id", "cu")},
+                                    nullptr);
+  EXPECT_EQ(twice.status().detail_code(), kAlreadyAnswered);
+  EXPECT_TRUE(store_->AppendEvents("sesn_a", nullptr, {answer("c3", "user.custom_tool_result", "custom_tool_use_id", "use")},
+                                   nullptr)
+                  .ok());
+  EXPECT_TRUE(store_->AppendEvents("sesn_b", nullptr, {answer("r1", "user.tool_result", "tool_use_id", "use")}, nullptr).ok());
+}
+
 TEST_P(StoreConformance, EventSeqsIncreaseAcrossWrites) {
   MakeSession("sesn_1");
   int64_t last = 0;
@@ -1071,14 +1096,19 @@ TEST_P(StoreConformance, WorkOneLiveItemPerSession) {
                       w->state = "stopping";
                       return Status::Ok();
                     }).ok());
-  ASSERT_TRUE(store_->CreateWork(Work("work_2", "env_1", "sesn_1")).ok()) << "stopping is not live";
+  EXPECT_EQ(store_->CreateWork(Work("work_2", "env_1", "sesn_1")).code(), Code::kConflict) << "stopping is live";
+  ASSERT_TRUE(store_->UpdateWork("work_1", [](WorkRecord* w) {
+                      w->state = "stopped";
+                      return Status::Ok();
+                    }).ok());
+  ASSERT_TRUE(store_->CreateWork(Work("work_2", "env_1", "sesn_1")).ok());
   // Back to live while work_2 is live: conflict, nothing written.
   auto r = store_->UpdateWork("work_1", [](WorkRecord* w) {
     w->state = "queued";
     return Status::Ok();
   });
   EXPECT_EQ(r.status().code(), Code::kConflict);
-  EXPECT_EQ(store_->GetWork("work_1")->state, "stopping");
+  EXPECT_EQ(store_->GetWork("work_1")->state, "stopped");
 }
 
 TEST_P(StoreConformance, WorkUpdateKeepsIdentityFieldsAndErrorsWriteNothing) {
@@ -1211,23 +1241,37 @@ TEST_P(StoreConformance, WorkDueByDeadlineStateAndEnvironment) {
 }
 
 TEST_P(StoreConformance, WorkUnstoppedForSessionOldestFirst) {
+  // Items with another state than `queued` at creation are not live-limited
+  // only when stopped; a stopped one first, then two unstopped.
+  WorkRecord old = Work("work_0", "env_1", "sesn_1");
+  old.state = "stopped";
+  ASSERT_TRUE(store_->CreateWork(old).ok());
   ASSERT_TRUE(store_->CreateWork(Work("work_a", "env_1", "sesn_1")).ok());
   ASSERT_TRUE(store_->UpdateWork("work_a", [](WorkRecord* w) {
                       w->state = "stopping";
                       return Status::Ok();
                     }).ok());
-  ASSERT_TRUE(store_->CreateWork(Work("work_b", "env_1", "sesn_1")).ok());
+  WorkRecord b = Work("work_b", "env_1", "sesn_1");
+  b.state = "stopped";
+  ASSERT_TRUE(store_->CreateWork(b).ok());
   ASSERT_TRUE(store_->CreateWork(Work("work_c", "env_1", "sesn_2")).ok());
+  ASSERT_TRUE(store_->UpdateWork("work_b", [](WorkRecord* w) {
+                      w->state = "queued";  // a stopped item re-queued beside a live one
+                      return Status::Ok();
+                    }).status().code() == Code::kConflict);
   auto items = store_->UnstoppedWorkForSession("sesn_1");
   ASSERT_TRUE(items.ok());
-  ASSERT_EQ(items->size(), 2u);
+  ASSERT_EQ(items->size(), 1u);
   EXPECT_EQ((*items)[0].id, "work_a");
-  EXPECT_EQ((*items)[1].id, "work_b");
   ASSERT_TRUE(store_->UpdateWork("work_a", [](WorkRecord* w) {
                       w->state = "stopped";
                       return Status::Ok();
                     }).ok());
-  EXPECT_EQ(store_->UnstoppedWorkForSession("sesn_1")->size(), 1u);
+  ASSERT_TRUE(store_->CreateWork(Work("work_c2", "env_1", "sesn_1")).ok());
+  ASSERT_TRUE(store_->CreateWork(Work("work_d", "env_1", "sesn_9")).ok());
+  items = store_->UnstoppedWorkForSession("sesn_1");
+  ASSERT_EQ(items->size(), 1u);
+  EXPECT_EQ((*items)[0].id, "work_c2");
   EXPECT_TRUE(store_->UnstoppedWorkForSession("sesn_zz")->empty());
 }
 

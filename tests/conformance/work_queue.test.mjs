@@ -114,6 +114,19 @@ describe('work queue (spec 9 check #6)', { skip: fx.skip }, () => {
       work().heartbeat(item.id, { environment_id: env.id, expected_last_heartbeat: 'NO_HEARTBEAT' }),
       BetaHeartbeatPreconditionFailedError, 412, 'invalid_request_error', 'second claimant');
 
+    // expected_last_heartbeat is optional in the SDK: without it the held
+    // lease is renewed without compare-and-set (docs/QUEUE.md).
+    const bare = await tc.beta.environments.work.heartbeat(item.id, { environment_id: env.id });
+    assert.equal(bare.type, 'work_heartbeat');
+    assert.equal(bare.state, 'active');
+    assert.equal(bare.lease_extended, true);
+    assert.equal(bare.ttl_seconds, 30);
+    assert.notEqual(bare.last_heartbeat, last);
+    await assertApiError(
+      work().heartbeat(item.id, { environment_id: env.id, expected_last_heartbeat: last }),
+      BetaHeartbeatPreconditionFailedError, 412, 'invalid_request_error', 'the bare beat moved the token');
+    last = bare.last_heartbeat;
+
     const item2 = await fx.client.beta.environments.work.retrieve(item.id, { environment_id: env.id });
     assert.equal(item2.state, 'active');
     assert.equal(item2.latest_heartbeat_at, last);
@@ -170,6 +183,11 @@ describe('work queue (spec 9 check #6)', { skip: fx.skip }, () => {
     const seen = await work().heartbeat(item.id, { environment_id: env.id, expected_last_heartbeat: hb.last_heartbeat });
     assert.equal(seen.state, 'stopping');
     assert.equal(seen.lease_extended, true);
+    // A stopping item is still the session's live item (issue 13): its holder
+    // works until it confirms, so a user event queues no second item.
+    await fx.client.beta.sessions.events.send(sessionId, { events: [msg('while stopping')] });
+    const during = (await collect(work().list(env.id))).filter((w) => w.data.id === sessionId && w.state !== 'stopped');
+    assert.deepEqual(during.map((w) => `${w.id}:${w.state}`), [`${item.id}:stopping`]);
     const done = await fx.srv.bearerClient(decodeSecret(item.secret)).beta.environments.work.stop(item.id,
       { environment_id: env.id, force: true });
     assert.equal(done.state, 'stopped');

@@ -1,0 +1,378 @@
+#include "orchestrator/packages.h"
+
+#include <algorithm>
+#include <array>
+
+#include "common/ids.h"
+
+namespace warren::orchestrator {
+namespace {
+
+constexpr size_t kMaxEntryBytes = 214;  // npm's limit; ample for the others
+constexpr int kRecipeFormat = 1;        // bump when the recipe text changes
+constexpr size_t kMaxKeptLogLines = 20000;
+
+bool IsAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
+bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+
+// True if every character of `s` is alphanumeric or in `extra`.
+bool AllOf(std::string_view s, std::string_view extra) {
+  return std::all_of(s.begin(), s.end(), [&](char c) { return IsAlnum(c) || extra.find(c) != std::string_view::npos; });
+}
+
+Status Bad(std::string_view manager, std::string_view entry, std::string why) {
+  return Status::InvalidArgument("'" + std::string(entry.substr(0, 64)) + "' is not a valid " + std::string(manager) +
+                                 " package: " + why);
+}
+
+Status ValidateApt(std::string_view e) {
+  if (e.find('=') != std::string_view::npos) {
+    return Bad("apt", e,
+               "version pins are not supported (the Debian base is made by debootstrap, which installs the "
+               "suite's current version)");
+  }
+  if (e.size() < 2 || !IsLowerAlnum(e[0]) ||
+      !std::all_of(e.begin(), e.end(), [](char c) { return IsLowerAlnum(c) || c == '+' || c == '-' || c == '.'; })) {
+    return Bad("apt", e, "Debian package names are 2+ characters of [a-z0-9+.-], starting with a letter or digit");
+  }
+  return Status::Ok();
+}
+
+// pip: name[extra,...] then optional comma-separated clauses <op><version>.
+Status ValidatePip(std::string_view e) {
+  size_t i = 0;
+  while (i < e.size() && (IsAlnum(e[i]) || e[i] == '.' || e[i] == '_' || e[i] == '-')) ++i;
+  std::string_view name = e.substr(0, i);
+  if (name.empty() || !IsAlnum(name.front()) || !IsAlnum(name.back())) {
+    return Bad("pip", e, "expected a project name of [A-Za-z0-9._-] starting and ending with a letter or digit");
+  }
+  if (i < e.size() && e[i] == '[') {
+    size_t close = e.find(']', i);
+    if (close == std::string_view::npos) return Bad("pip", e, "unclosed [extras]");
+    std::string_view extras = e.substr(i + 1, close - i - 1);
+    if (extras.empty() || !AllOf(extras, "._-,")) return Bad("pip", e, "extras are names of [A-Za-z0-9._-]");
+    i = close + 1;
+  }
+  if (i == e.size()) return Status::Ok();
+  std::string_view spec = e.substr(i);
+  size_t p = 0;
+  while (p < spec.size()) {
+    static constexpr std::array<std::string_view, 8> kOps = {"===", "==", "!=", "<=", ">=", "~=", "<", ">"};
+    size_t oplen = 0;
+    for (auto op : kOps) {
+      if (spec.substr(p, op.size()) == op) {
+        oplen = op.size();
+        break;
+      }
+    }
+    if (oplen == 0) return Bad("pip", e, "expected a version clause (==, >=, <=, ~=, !=, <, >) after the name");
+    p += oplen;
+    size_t end = spec.find(',', p);
+    std::string_view ver = spec.substr(p, end == std::string_view::npos ? std::string_view::npos : end - p);
+    if (ver.empty() || !AllOf(ver, ".*+!_-")) return Bad("pip", e, "versions are [A-Za-z0-9.*+!_-]");
+    if (end == std::string_view::npos) break;
+    p = end + 1;
+    if (p == spec.size()) return Bad("pip", e, "trailing comma");
+  }
+  return Status::Ok();
+}
+
+// npm: [@scope/]name[@spec]
+Status ValidateNpm(std::string_view e) {
+  std::string_view rest = e;
+  std::string_view scope;
+  if (!rest.empty() && rest[0] == '@') {
+    size_t slash = rest.find('/');
+    if (slash == std::string_view::npos) return Bad("npm", e, "a scoped name is @scope/name");
+    scope = rest.substr(1, slash - 1);
+    rest = rest.substr(slash + 1);
+    if (scope.empty() || !AllOf(scope, "._~-") || !IsAlnum(scope[0])) return Bad("npm", e, "bad scope");
+  }
+  size_t at = rest.find('@');
+  std::string_view name = rest.substr(0, at);
+  if (name.empty() || !IsAlnum(name[0]) || !AllOf(name, "._~-")) {
+    return Bad("npm", e, "names are [A-Za-z0-9._~-] starting with a letter or digit");
+  }
+  if (at != std::string_view::npos) {
+    std::string_view spec = rest.substr(at + 1);
+    if (spec.empty() || !AllOf(spec, ".^~*+_=<>-")) {
+      return Bad("npm", e, "versions and ranges are [A-Za-z0-9.^~*+_=<>-] (no spaces, URLs or paths)");
+    }
+  }
+  return Status::Ok();
+}
+
+// gem: name[:version]
+Status ValidateGem(std::string_view e) {
+  size_t colon = e.find(':');
+  std::string_view name = e.substr(0, colon);
+  if (name.empty() || !IsAlnum(name[0]) || !AllOf(name, "._-")) return Bad("gem", e, "names are [A-Za-z0-9._-]");
+  if (colon != std::string_view::npos) {
+    std::string_view ver = e.substr(colon + 1);
+    if (ver.empty() || !AllOf(ver, ".")) return Bad("gem", e, "name:version with a version of [A-Za-z0-9.]");
+  }
+  return Status::Ok();
+}
+
+// cargo: name[@version]
+Status ValidateCargo(std::string_view e) {
+  size_t at = e.find('@');
+  std::string_view name = e.substr(0, at);
+  if (name.empty() || !IsAlnum(name[0]) || !AllOf(name, "_-")) return Bad("cargo", e, "crate names are [A-Za-z0-9_-]");
+  if (at != std::string_view::npos) {
+    std::string_view ver = e.substr(at + 1);
+    if (ver.empty() || !AllOf(ver, ".+^~*=-")) return Bad("cargo", e, "name@version with a version of [A-Za-z0-9.+^~*=-]");
+  }
+  return Status::Ok();
+}
+
+// go: module/path[@version]; the first element is a host (has a dot).
+Status ValidateGo(std::string_view e) {
+  size_t at = e.find('@');
+  std::string_view path = e.substr(0, at);
+  if (path.empty() || !IsAlnum(path[0]) || !AllOf(path, "._~/-")) {
+    return Bad("go", e, "a package path of [A-Za-z0-9._~/-] (e.g. golang.org/x/tools/cmd/goimports@latest)");
+  }
+  size_t start = 0;
+  bool first = true;
+  while (start <= path.size()) {
+    size_t slash = path.find('/', start);
+    std::string_view el = path.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+    if (el.empty() || el == "." || el == "..") return Bad("go", e, "empty, '.' or '..' path element");
+    if (first && el.find('.') == std::string_view::npos) return Bad("go", e, "the path must start with a host name");
+    first = false;
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  if (at != std::string_view::npos) {
+    std::string_view ver = e.substr(at + 1);
+    if (ver.empty() || !AllOf(ver, ".+_-")) return Bad("go", e, "@version of [A-Za-z0-9.+_-] (or @latest)");
+  }
+  return Status::Ok();
+}
+
+std::string Join(const std::vector<std::string>& v, std::string_view sep) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) out += sep;
+    out += v[i];
+  }
+  return out;
+}
+
+std::string QuotedArgs(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += " " + ShellQuote(s);
+  return out;
+}
+
+}  // namespace
+
+std::string ShellQuote(std::string_view text) {
+  std::string out = "'";
+  for (char c : text) {
+    if (c == '\'') out += "'\\''";
+    else out += c;
+  }
+  return out + "'";
+}
+
+Status ValidatePackage(std::string_view manager, std::string_view entry) {
+  if (entry.empty()) return Bad(manager, entry, "empty");
+  if (entry.size() > kMaxEntryBytes) return Bad(manager, entry, "longer than 214 characters");
+  if (entry[0] == '-') return Bad(manager, entry, "must not start with '-'");
+  if (manager == "apt") return ValidateApt(entry);
+  if (manager == "pip") return ValidatePip(entry);
+  if (manager == "npm") return ValidateNpm(entry);
+  if (manager == "gem") return ValidateGem(entry);
+  if (manager == "cargo") return ValidateCargo(entry);
+  if (manager == "go") return ValidateGo(entry);
+  return Status::InvalidArgument("unknown package manager " + std::string(manager));
+}
+
+Result<PackageSet> NormalisePackages(PackageSet set) {
+  auto norm = [](std::string_view mgr, std::vector<std::string>* list) -> Status {
+    for (size_t i = 0; i < list->size(); ++i) {
+      std::string& s = (*list)[i];
+      size_t b = s.find_first_not_of(" \t");
+      size_t e = s.find_last_not_of(" \t");
+      s = b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
+      Status st = ValidatePackage(mgr, s);
+      if (!st.ok()) return st.WithContext("config.packages." + std::string(mgr) + "[" + std::to_string(i) + "]");
+    }
+    std::sort(list->begin(), list->end());
+    list->erase(std::unique(list->begin(), list->end()), list->end());
+    return Status::Ok();
+  };
+  WARREN_RETURN_IF_ERROR(norm("apt", &set.apt));
+  WARREN_RETURN_IF_ERROR(norm("cargo", &set.cargo));
+  WARREN_RETURN_IF_ERROR(norm("gem", &set.gem));
+  WARREN_RETURN_IF_ERROR(norm("go", &set.go));
+  WARREN_RETURN_IF_ERROR(norm("npm", &set.npm));
+  WARREN_RETURN_IF_ERROR(norm("pip", &set.pip));
+  return set;
+}
+
+Result<PackageSet> ParsePackages(const Json& packages) {
+  PackageSet set;
+  if (packages.is_null()) return set;
+  if (!packages.is_object()) return Status::InvalidArgument("config.packages: expected an object");
+  for (auto it = packages.begin(); it != packages.end(); ++it) {
+    const std::string& k = it.key();
+    if (k == "type") {
+      if (!it->is_string() || it->get<std::string>() != "packages") {
+        return Status::InvalidArgument("config.packages.type: must be 'packages'");
+      }
+      continue;
+    }
+    std::vector<std::string>* list = k == "apt"     ? &set.apt
+                                     : k == "cargo" ? &set.cargo
+                                     : k == "gem"   ? &set.gem
+                                     : k == "go"    ? &set.go
+                                     : k == "npm"   ? &set.npm
+                                     : k == "pip"   ? &set.pip
+                                                    : nullptr;
+    if (list == nullptr) return Status::InvalidArgument("config.packages." + k + ": unknown field");
+    if (it->is_null()) continue;
+    if (!it->is_array()) return Status::InvalidArgument("config.packages." + k + ": expected an array of strings");
+    if (it->size() > 1000) return Status::InvalidArgument("config.packages." + k + ": at most 1000 entries");
+    for (size_t i = 0; i < it->size(); ++i) {
+      const Json& v = (*it)[i];
+      if (!v.is_string()) {
+        return Status::InvalidArgument("config.packages." + k + "[" + std::to_string(i) + "]: expected a string");
+      }
+      list->push_back(v.get<std::string>());
+    }
+  }
+  return NormalisePackages(std::move(set));
+}
+
+Result<PackageRecipe> PackagesRecipe(const PackageSet& in, const PackageRecipeOptions& opts) {
+  WARREN_ASSIGN_OR_RETURN(PackageSet set, NormalisePackages(in));
+  if (opts.suite.empty() || opts.suite.find_first_not_of("abcdefghijklmnopqrstuvwxyz") != std::string::npos) {
+    return Status::InvalidArgument("packages: bad Debian suite " + opts.suite);
+  }
+  if (!opts.mirror.empty() && (!AllOf(opts.mirror, ":/._~-%+") ||
+                               (opts.mirror.rfind("http://", 0) != 0 && opts.mirror.rfind("https://", 0) != 0))) {
+    return Status::InvalidArgument("packages: bad mirror URL " + opts.mirror);
+  }
+  Json canon = {{"format", kRecipeFormat}, {"suite", opts.suite}, {"mirror", opts.mirror},
+                {"apt", set.apt},          {"cargo", set.cargo}, {"gem", set.gem},
+                {"go", set.go},            {"npm", set.npm},     {"pip", set.pip}};
+  PackageRecipe r;
+  r.hash = Sha256Hex(DumpJson(canon));
+  r.snapshot_name = "pkgs-" + r.hash.substr(0, 32);
+  // debootstrap installs the apt set plus the toolchains the other
+  // managers need (no network needed in RUN for these).
+  std::vector<std::string> include = set.apt;
+  if (set.needs_build_network()) include.push_back("ca-certificates");
+  if (!set.pip.empty()) include.push_back("python3-pip");
+  if (!set.npm.empty()) include.push_back("npm");
+  if (!set.gem.empty()) include.push_back("ruby");
+  if (!set.cargo.empty()) include.push_back("cargo");
+  if (!set.go.empty()) include.insert(include.end(), {"golang-go", "git"});
+  std::sort(include.begin(), include.end());
+  include.erase(std::unique(include.begin(), include.end()), include.end());
+  std::string text = "# Warren packages snapshot " + r.hash + " (generated; docs/ORCHESTRATOR.md)\n";
+  text += "FROM debian:" + opts.suite;
+  if (!include.empty()) text += " include=" + Join(include, ",");
+  if (!opts.mirror.empty()) text += " mirror=" + opts.mirror;
+  text += "\n";
+  if (!set.pip.empty()) {
+    text += "RUN python3 -m pip install --no-cache-dir --no-input --break-system-packages" + QuotedArgs(set.pip) + "\n";
+  }
+  if (!set.npm.empty()) text += "RUN npm install -g --no-fund --no-audit --no-update-notifier" + QuotedArgs(set.npm) + "\n";
+  if (!set.gem.empty()) text += "RUN gem install --no-document" + QuotedArgs(set.gem) + "\n";
+  if (!set.cargo.empty()) text += "RUN cargo install --root /usr/local" + QuotedArgs(set.cargo) + "\n";
+  if (!set.go.empty()) {
+    text += "RUN export GOBIN=/usr/local/bin GOPATH=/tmp/go GOCACHE=/tmp/go-cache";
+    for (const auto& g : set.go) {
+      text += " && go install " + ShellQuote(g.find('@') == std::string::npos ? g + "@latest" : g);
+    }
+    text += " && rm -rf /tmp/go /tmp/go-cache\n";
+  }
+  r.recipe = std::move(text);
+  return r;
+}
+
+int PackageSnapshots::builds_started() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return builds_started_;
+}
+
+Result<sandbox::SnapshotRecord> PackageSnapshots::Ensure(const PackageSet& in, const sandbox::BuildLog& log) {
+  WARREN_ASSIGN_OR_RETURN(PackageSet set, NormalisePackages(in));
+  WARREN_ASSIGN_OR_RETURN(PackageRecipe r, PackagesRecipe(set, opts_));
+  if (set.needs_build_network() && !backend_->BuildsHaveNetwork()) {
+    return Status::FailedPrecondition(
+        "config.packages: cargo, gem, go, npm and pip packages need network during the snapshot build, which the "
+        "sandbox runtime does not give RUN steps yet (network none); apt packages are supported");
+  }
+  auto existing = backend_->GetSnapshot(r.snapshot_name);
+  if (existing.ok()) {
+    if (log) log("packages snapshot " + r.snapshot_name + " cached");
+    return existing;
+  }
+  if (existing.status().code() != Code::kNotFound && existing.status().code() != Code::kFailedPrecondition) {
+    return existing.status();  // FailedPrecondition = lost its layer: rebuild
+  }
+
+  std::shared_ptr<Flight> f;
+  bool leader = false;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = flights_.find(r.snapshot_name);
+    if (it == flights_.end()) {
+      f = std::make_shared<Flight>();
+      flights_[r.snapshot_name] = f;
+      leader = true;
+      ++builds_started_;
+    } else {
+      f = it->second;
+    }
+  }
+  {
+    std::lock_guard<std::mutex> l(f->mu);
+    if (log && !f->done) {
+      for (const auto& line : f->lines) log(line);
+      f->listeners[f->next_listener++] = log;
+    }
+  }
+  if (leader) {
+    // A build that finished between our lookup and our flight: use it.
+    if (auto again = backend_->GetSnapshot(r.snapshot_name); again.ok()) {
+      {
+        std::lock_guard<std::mutex> l(f->mu);
+        f->done = true;
+        f->listeners.clear();
+        f->record = *again;
+      }
+      f->cv.notify_all();
+      std::lock_guard<std::mutex> l(mu_);
+      flights_.erase(r.snapshot_name);
+      return *again;
+    }
+    auto broadcast = [f](std::string_view line) {
+      std::lock_guard<std::mutex> l(f->mu);
+      if (f->lines.size() < kMaxKeptLogLines) f->lines.emplace_back(line);
+      for (auto& [id, fn] : f->listeners) fn(line);
+    };
+    auto built = backend_->BuildSnapshot(r.snapshot_name, r.recipe, broadcast);
+    {
+      std::lock_guard<std::mutex> l(f->mu);
+      f->done = true;
+      f->listeners.clear();
+      if (built.ok()) f->record = *built;
+      else f->status = built.status();
+    }
+    f->cv.notify_all();
+    std::lock_guard<std::mutex> l(mu_);
+    flights_.erase(r.snapshot_name);
+  }
+  std::unique_lock<std::mutex> l(f->mu);
+  f->cv.wait(l, [&] { return f->done; });
+  if (!f->status.ok()) return f->status.WithContext("packages snapshot " + r.snapshot_name);
+  return f->record;
+}
+
+}  // namespace warren::orchestrator

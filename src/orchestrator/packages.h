@@ -1,0 +1,147 @@
+// Packages: a cloud environment's `config.packages` (spec 1.2: apt, cargo,
+// gem, go, npm, pip; arrays of strings) turned into a snapshot of the
+// sandbox runtime, built once and cached by content.
+//
+//  - ParsePackages() reads the config object and validates every entry
+//    against a strict per-manager grammar (docs/ORCHESTRATOR.md, section
+//    "Preparation, packages and webhooks"): names and versions made of
+//    letters, digits and a few punctuation marks, never a leading '-' (no
+//    option injection) and never a shell metacharacter, space or quote. The
+//    recipe single-quotes every argument as well (belt and braces).
+//  - Normalise: each list trimmed, deduplicated and sorted, so the order in
+//    the config never matters. PackagesRecipe() then yields a recipe (the
+//    runtime's Dockerfile subset, sandbox/recipe.h) on `FROM debian:<suite>`
+//    whose snapshot name is `pkgs-<first 32 hex of sha256>` of the
+//    normalised set (plus the base suite, the mirror and the recipe format
+//    version): the same set always names the same snapshot.
+//  - apt packages are installed by debootstrap itself (`include=`), so they
+//    need no network inside the build. The other managers are RUN steps
+//    that fetch from their registries; the runtime runs RUN steps with
+//    network "none" today, so PackageSnapshots refuses them with
+//    FailedPrecondition until the backend reports build networking.
+//  - PackageSnapshots::Ensure() returns the snapshot, building it if it is
+//    missing; concurrent callers for the same set share one build, and
+//    every caller's log receives the build log (lines so far, then live).
+//
+// Ownership: PackageSnapshots borrows its SnapshotBackend (must outlive
+// it). Thread-safety: the free functions are reentrant; PackageSnapshots is
+// thread-safe; RuntimeSnapshotBackend is as thread-safe as the runtime.
+#pragma once
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/json.h"
+#include "common/status.h"
+#include "sandbox/runtime.h"
+
+namespace warren::orchestrator {
+
+struct PackageSet {
+  std::vector<std::string> apt, cargo, gem, go, npm, pip;
+  bool empty() const {
+    return apt.empty() && cargo.empty() && gem.empty() && go.empty() && npm.empty() && pip.empty();
+  }
+  // True if installing this set needs network inside the build (anything
+  // but apt).
+  bool needs_build_network() const {
+    return !cargo.empty() || !gem.empty() || !go.empty() || !npm.empty() || !pip.empty();
+  }
+  bool operator==(const PackageSet&) const = default;
+};
+
+// `packages` is the environment's config.packages object (or null/absent
+// fields). Validates and normalises. Errors: InvalidArgument naming the
+// field, e.g. "config.packages.pip[2]: ...".
+Result<PackageSet> ParsePackages(const Json& packages);
+
+// Trims, deduplicates and sorts each list; validates each entry.
+Result<PackageSet> NormalisePackages(PackageSet set);
+
+// One entry's validity for a manager ("apt", "pip", ...): OK or
+// InvalidArgument with the reason.
+Status ValidatePackage(std::string_view manager, std::string_view entry);
+
+// `'text'`, with embedded quotes as '\''. For /bin/sh -c.
+std::string ShellQuote(std::string_view text);
+
+struct PackageRecipeOptions {
+  std::string suite = "bookworm";  // FROM debian:<suite>
+  std::string mirror;              // "" = the runtime's default mirror
+};
+
+struct PackageRecipe {
+  std::string hash;           // sha256 hex of the normalised set + options
+  std::string snapshot_name;  // "pkgs-" + hash[0:32]
+  std::string recipe;         // the recipe text
+};
+
+// A pure function of the (normalised) set and the options.
+Result<PackageRecipe> PackagesRecipe(const PackageSet& set, const PackageRecipeOptions& opts = {});
+
+// What PackageSnapshots needs from the runtime (a port: tests use a fake).
+class SnapshotBackend {
+ public:
+  virtual ~SnapshotBackend() = default;
+  virtual Result<sandbox::SnapshotRecord> GetSnapshot(const std::string& name) = 0;
+  virtual Result<sandbox::SnapshotRecord> BuildSnapshot(const std::string& name, const std::string& recipe,
+                                                        const sandbox::BuildLog& log) = 0;
+  // Whether RUN steps can reach the network during a build.
+  virtual bool BuildsHaveNetwork() const = 0;
+};
+
+// The SandboxRuntime as a SnapshotBackend. Borrows the runtime.
+class RuntimeSnapshotBackend final : public SnapshotBackend {
+ public:
+  explicit RuntimeSnapshotBackend(sandbox::SandboxRuntime* rt) : rt_(rt) {}
+  Result<sandbox::SnapshotRecord> GetSnapshot(const std::string& name) override { return rt_->GetSnapshot(name); }
+  Result<sandbox::SnapshotRecord> BuildSnapshot(const std::string& name, const std::string& recipe,
+                                                const sandbox::BuildLog& log) override {
+    return rt_->BuildSnapshot(name, recipe, "", log);
+  }
+  bool BuildsHaveNetwork() const override { return false; }  // RUN steps: network "none"
+
+ private:
+  sandbox::SandboxRuntime* rt_;
+};
+
+class PackageSnapshots final {
+ public:
+  explicit PackageSnapshots(SnapshotBackend* backend, PackageRecipeOptions opts = {})
+      : backend_(backend), opts_(std::move(opts)) {}
+  PackageSnapshots(const PackageSnapshots&) = delete;
+  PackageSnapshots& operator=(const PackageSnapshots&) = delete;
+
+  // The snapshot for `set` (built if missing). `log` may be called from
+  // another caller's thread (when joining its build) and must be
+  // thread-safe; it is never called after Ensure returns. A failed build is
+  // not cached: the next call tries again.
+  Result<sandbox::SnapshotRecord> Ensure(const PackageSet& set, const sandbox::BuildLog& log = nullptr);
+
+  // Builds actually started (tests: concurrent callers share one).
+  int builds_started() const;
+
+ private:
+  struct Flight {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    Status status;
+    sandbox::SnapshotRecord record;
+    std::vector<std::string> lines;
+    std::map<int, sandbox::BuildLog> listeners;
+    int next_listener = 0;
+  };
+
+  SnapshotBackend* backend_;
+  PackageRecipeOptions opts_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Flight>> flights_;  // by snapshot name
+  int builds_started_ = 0;
+};
+
+}  // namespace warren::orchestrator

@@ -1,0 +1,321 @@
+// Preparation (orchestrator/prepare.h) and package snapshots
+// (orchestrator/packages.h) over a real runtime: git over a local path and
+// over http with a token (a tiny dumb-protocol git server that checks the
+// Authorization header), the token absent from every file of the sandbox and
+// of the preparer's state, datasets from a directory and from tarballs
+// (hostile ones refused), credentials that expire and vanish, a volume.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "../sandbox/harness.h"
+#include "common/clock.h"
+#include "orchestrator/packages.h"
+#include "orchestrator/prepare.h"
+#include "orchestrator/webhooks.h"
+
+namespace warren::orchestrator {
+namespace {
+
+using namespace warren::sandbox;
+using sandbox::testing::RuntimeTest;
+
+// Runs a host shell command; returns its exit code and stdout.
+int Host(const std::string& cmd, std::string* out = nullptr) {
+  std::string o;
+  auto rc = RunCommand({"/bin/sh", "-c", cmd}, &o);
+  if (out) *out = o;
+  return rc.ok() ? *rc : -1;
+}
+
+class PrepareTest : public RuntimeTest {
+ protected:
+  void SetUp() override {
+    RuntimeTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    if (access("/usr/bin/git", X_OK) != 0) GTEST_SKIP() << "git is not installed";
+    work_ = data_dir_ + "-host";
+    ASSERT_EQ(Host("mkdir -p " + work_), 0);
+    // A repository with one commit, and a bare copy of it.
+    ASSERT_EQ(Host("cd " + work_ + " && git init -q -b main src && cd src && echo 'hello from the repo' > README && "
+                   "mkdir -p sub && echo nested > sub/file && git add . && "
+                   "git -c user.name=t -c user.email=t@e commit -q -m init && cd .. && "
+                   "git clone -q --bare src repo.git && git -C repo.git update-server-info"),
+              0);
+    PreparerOptions po;
+    po.clock = &clock_;
+    prep_ = std::make_unique<Preparer>(rt_.get(), po);
+  }
+  void TearDown() override {
+    if (server_pid_ > 0) {
+      kill(server_pid_, SIGKILL);
+      waitpid(server_pid_, nullptr, 0);
+    }
+    prep_.reset();
+    RuntimeTest::TearDown();
+    if (!work_.empty()) Host("rm -rf " + work_);
+  }
+
+  // Starts a dumb-protocol git server over work_ that answers 401 unless the
+  // request carries `Authorization: Basic base64(user:token)`; counts the
+  // authorized requests in work_/authorized.
+  int StartServer(const std::string& user, const std::string& token) {
+    std::string script = work_ + "/server.py";
+    std::ofstream(script) << R"PY(
+import base64, http.server, os, sys, functools
+root, expected = sys.argv[1], "Basic " + base64.b64encode(sys.argv[2].encode()).decode()
+class H(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        if self.headers.get("Authorization") != expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.end_headers()
+            return
+        with open(os.path.join(root, "authorized"), "a") as f:
+            f.write(self.path + "\n")
+        super().do_GET()
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(H, directory=root))
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+)PY";
+    int p[2];
+    EXPECT_EQ(pipe(p), 0);
+    server_pid_ = fork();
+    if (server_pid_ == 0) {
+      dup2(p[1], 1);
+      close(p[0]);
+      execlp("python3", "python3", script.c_str(), work_.c_str(), (user + ":" + token).c_str(), nullptr);
+      _exit(127);
+    }
+    close(p[1]);
+    std::string line;
+    char c;
+    while (read(p[0], &c, 1) == 1 && c != '\n') line += c;
+    close(p[0]);
+    return line.empty() ? -1 : std::stoi(line);
+  }
+
+  // grep -r over the sandbox's rootfs on the host: true if `needle` is found.
+  bool RootfsContains(const std::string& id, const std::string& needle) {
+    return Host("grep -r -F -l -q -- '" + needle + "' " + rt_->RootfsPath(id)) == 0;
+  }
+
+  FakeClock clock_;
+  std::string work_;
+  std::unique_ptr<Preparer> prep_;
+  pid_t server_pid_ = -1;
+};
+
+TEST_F(PrepareTest, LocalRepoDatasetsCredentialsAndVolume) {
+  ASSERT_EQ(Host("mkdir -p " + work_ + "/ds/inner && echo alpha > " + work_ + "/ds/a.txt && echo beta > " + work_ +
+                 "/ds/inner/b.txt && mkdir -p " + work_ + "/t/top && echo gamma > " + work_ +
+                 "/t/top/c.txt && tar -C " + work_ + "/t -czf " + work_ + "/data.tar.gz top"),
+            0);
+  PrepareRequest req;
+  req.environment_id = "env_test1";
+  req.allow_host_paths = true;
+  req.sandbox.labels = {{"team", "ml"}};
+  req.sandbox.volumes = {VolumeMount{"prepvol", "/mnt/shared", "", false}};
+  req.repos = {RepoSource{work_ + "/repo.git", "", "x-access-token", "main", "", "/workspace/repo"}};
+  req.datasets = {DatasetSource{work_ + "/ds", "", "/data/dir"}, DatasetSource{"", work_ + "/data.tar.gz", "/data/tar"}};
+  req.credentials = {CredentialSpec{"api-key.txt", "s3cr3t-file", CredentialSpec::Kind::kFile, 60},
+                     CredentialSpec{"SERVICE_TOKEN", "s3cr3t-env", CredentialSpec::Kind::kEnv, 120}};
+  auto res = prep_->Prepare(req);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  const std::string id = res->sandbox.id;
+  EXPECT_EQ(res->sandbox.labels.at("warren.mode"), "prepared");
+  EXPECT_EQ(res->sandbox.labels.at("warren.environment_id"), "env_test1");
+  EXPECT_EQ(res->sandbox.labels.at("team"), "ml");
+  EXPECT_EQ(res->sandbox.labels.at("warren.credentials_expire_at"), FormatRfc3339(clock_.NowMicros() + 60'000'000));
+  ASSERT_EQ(res->repos.size(), 1u);
+  EXPECT_EQ(res->repos[0].head.size(), 40u);
+  EXPECT_EQ(Sh(id, "cat /workspace/repo/README /workspace/repo/sub/file").stdout_data, "hello from the repo\nnested\n");
+  EXPECT_EQ(Sh(id, "cd /workspace/repo && git rev-parse HEAD 2>/dev/null || cat .git/HEAD").exit_code, 0);
+  EXPECT_EQ(Sh(id, "cat /data/dir/a.txt /data/dir/inner/b.txt /data/tar/top/c.txt").stdout_data, "alpha\nbeta\ngamma\n");
+  auto cred = Sh(id, "stat -c '%a %u' /run/warren/credentials/api-key.txt /run/warren/credentials; "
+                     "cat /run/warren/credentials/api-key.txt");
+  EXPECT_EQ(cred.stdout_data, "400 0\n700 0\ns3cr3t-file");
+  EXPECT_FALSE(RootfsContains(id, "s3cr3t-env")) << "env credentials stay on the host";
+  EXPECT_EQ(*prep_->RunnerEnv(id), std::vector<std::string>{"SERVICE_TOKEN=s3cr3t-env"});
+  // The volume is attached.
+  EXPECT_EQ(Sh(id, "echo shared > /mnt/shared/x && cat /mnt/shared/x").stdout_data, "shared\n");
+  // The orchestrator's label check.
+  auto rec = rt_->Get(id);
+  EXPECT_TRUE(Preparer::CheckPrepared(*rec, "env_test1").ok());
+  EXPECT_EQ(Preparer::CheckPrepared(*rec, "env_other").code(), Code::kPermissionDenied);
+  auto plain = MustCreate();
+  EXPECT_EQ(Preparer::CheckPrepared(plain, "env_test1").code(), Code::kFailedPrecondition);
+
+  // Nothing expired yet: the sweep changes nothing.
+  auto s0 = prep_->Sweep();
+  ASSERT_TRUE(s0.ok());
+  EXPECT_TRUE(s0->files_removed.empty() && s0->env_expired.empty());
+  // The file credential expires first: gone from the sandbox, the env one stays.
+  clock_.Advance(61'000'000);
+  auto s1 = prep_->Sweep();
+  ASSERT_TRUE(s1.ok()) << s1.status().ToString();
+  EXPECT_EQ(s1->files_removed, std::vector<std::string>{id + ":/run/warren/credentials/api-key.txt"});
+  EXPECT_TRUE(s1->env_expired.empty());
+  EXPECT_NE(Sh(id, "test -e /run/warren/credentials/api-key.txt").exit_code, 0);
+  EXPECT_EQ(rt_->Get(id)->labels.at("warren.credentials_expire_at"), FormatRfc3339(clock_.NowMicros() + 59'000'000));
+  // The env one: never handed out once expired, even before a sweep; the
+  // sweep reports it (the orchestrator relaunches the runner) and drops it.
+  clock_.Advance(60'000'000);
+  EXPECT_TRUE(prep_->RunnerEnv(id)->empty());
+  auto s2 = prep_->Sweep();
+  ASSERT_TRUE(s2.ok());
+  EXPECT_EQ(s2->env_expired, std::vector<std::string>{id});
+  EXPECT_EQ(rt_->Get(id)->labels.count("warren.credentials_expire_at"), 0u);
+  EXPECT_FALSE(std::filesystem::exists(prep_->state_dir() + "/" + id + ".json"));
+  // A deleted sandbox's state is forgotten.
+  ASSERT_TRUE(prep_->PlaceCredentials(plain.id, {{"K", "v", CredentialSpec::Kind::kEnv, 10}}).ok());
+  ASSERT_TRUE(rt_->Delete(plain.id).ok());
+  auto s3 = prep_->Sweep();
+  ASSERT_TRUE(s3.ok());
+  EXPECT_EQ(s3->forgotten, std::vector<std::string>{plain.id});
+}
+
+TEST_F(PrepareTest, HttpCloneWithTokenLeavesNoTraceOfIt) {
+  const std::string token = "ghp_" + NewId("", 30);
+  int port = StartServer("x-access-token", token);
+  ASSERT_GT(port, 0);
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/repo.git";
+  // Without the token the server refuses: the clone fails, nothing is left.
+  PrepareRequest bad;
+  bad.environment_id = "env_http";
+  bad.repos = {RepoSource{url, "wrong-" + token.substr(4), "x-access-token", "", "", "/workspace"}};
+  auto refused = prep_->Prepare(bad);
+  EXPECT_EQ(refused.status().code(), Code::kFailedPrecondition) << refused.status().ToString();
+  EXPECT_EQ(refused.status().message().find(token.substr(4)), std::string::npos) << "no token in the error";
+  EXPECT_TRUE(rt_->List()->empty()) << "a failed prepare deletes its sandbox";
+
+  PrepareRequest req;
+  req.environment_id = "env_http";
+  req.repos = {RepoSource{url, token, "x-access-token", "", "", "/workspace"}};
+  auto res = prep_->Prepare(req);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  const std::string id = res->sandbox.id;
+  EXPECT_EQ(Sh(id, "cat /workspace/README").stdout_data, "hello from the repo\n");
+  std::string authorized;
+  Host("cat " + work_ + "/authorized", &authorized);
+  EXPECT_NE(authorized.find("/info/refs"), std::string::npos) << "the server saw the token: " << authorized;
+  // grep over the sandbox's whole rootfs from the host: the repository's
+  // content is found (the probe works), the token and its header are not.
+  EXPECT_TRUE(RootfsContains(id, "hello from the repo"));
+  EXPECT_FALSE(RootfsContains(id, token));
+  EXPECT_FALSE(RootfsContains(id, Base64Encode("x-access-token:" + token)));
+  EXPECT_EQ(Sh(id, "cat /workspace/.git/config").stdout_data.find("extraheader"), std::string::npos);
+  EXPECT_NE(Sh(id, "cat /workspace/.git/config").stdout_data.find(url), std::string::npos);
+  // Not in the runner's environment, the sandbox's env, its processes, or
+  // the preparer's state.
+  auto env = prep_->RunnerEnv(id);
+  ASSERT_TRUE(env.ok());
+  for (const auto& e : *env) EXPECT_EQ(e.find(token), std::string::npos);
+  auto rec = rt_->Get(id);
+  ASSERT_TRUE(rec.ok());
+  for (const auto& e : rec->env) EXPECT_EQ(e.find(token), std::string::npos);
+  EXPECT_EQ(Sh(id, "cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c " + token + " || true").stdout_data,
+            "0\n");
+  EXPECT_NE(Host("grep -r -F -q -- " + token + " " + prep_->state_dir()), 0);
+  EXPECT_NE(Host("grep -r -F -q -- " + token + " " + data_dir_ + "/sandboxes"), 0);
+  // No private clone dir is left behind.
+  std::string left;
+  Host("ls -A " + prep_->state_dir() + "/tmp", &left);
+  EXPECT_EQ(left, "");
+  // A token over plain http to a non-loopback host is refused up front.
+  PrepareRequest remote;
+  remote.environment_id = "env_http";
+  remote.repos = {RepoSource{"http://example.com/r.git", token, "x-access-token", "", "", "/w"}};
+  EXPECT_EQ(prep_->Prepare(remote).status().code(), Code::kInvalidArgument);
+  remote.repos = {RepoSource{"https://user:pw@example.com/r.git", "", "x-access-token", "", "", "/w"}};
+  EXPECT_EQ(prep_->Prepare(remote).status().code(), Code::kInvalidArgument);
+  remote.repos = {RepoSource{work_ + "/repo.git", "", "x-access-token", "", "", "/w"}};
+  EXPECT_EQ(prep_->Prepare(remote).status().code(), Code::kInvalidArgument) << "local paths need allow_host_paths";
+}
+
+TEST_F(PrepareTest, HostileTarballsAreRefused) {
+  auto sb = MustCreate();
+  const std::string outside = work_ + "/outside";
+  ASSERT_EQ(Host("mkdir -p " + outside), 0);
+  // Each archive would write into `outside` (or the sandbox's /etc) if it
+  // were extracted naively.
+  const std::string py = R"PY(
+import io, sys, tarfile
+kind, dst, outside = sys.argv[1], sys.argv[2], sys.argv[3]
+def add(t, name, data=b"pwned\n", **kw):
+    ti = tarfile.TarInfo(name); ti.size = len(data)
+    for k, v in kw.items(): setattr(ti, k, v)
+    t.addfile(ti, io.BytesIO(data))
+with tarfile.open(dst, "w:gz") as t:
+    if kind == "dotdot": add(t, "../../../../../../../.." + outside + "/dotdot")
+    if kind == "abs": add(t, outside + "/abs")
+    if kind == "symlink":
+        ti = tarfile.TarInfo("link"); ti.type = tarfile.SYMTYPE; ti.linkname = outside; t.addfile(ti)
+        add(t, "link/through")
+)PY";
+  std::ofstream(work_ + "/mk.py") << py;
+  for (const std::string kind : {"dotdot", "abs", "symlink"}) {
+    const std::string tar = work_ + "/" + kind + ".tar.gz";
+    ASSERT_EQ(Host("python3 " + work_ + "/mk.py " + kind + " " + tar + " " + outside), 0);
+    std::ifstream in(tar, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    Status s = prep_->LoadDatasetBytes(sb.id, bytes, "/data");
+    EXPECT_FALSE(s.ok()) << kind;
+    EXPECT_EQ(s.code(), Code::kInvalidArgument) << kind << ": " << s.ToString();
+  }
+  std::string listing;
+  Host("ls -A " + outside, &listing);
+  EXPECT_EQ(listing, "") << "nothing written outside";
+  EXPECT_NE(Sh(sb.id, "ls /data/link/through 2>&1").exit_code, 0);
+  // A well-formed upload works.
+  ASSERT_EQ(Host("mkdir -p " + work_ + "/ok/d && echo fine > " + work_ + "/ok/d/f && tar -C " + work_ +
+                 "/ok -cJf " + work_ + "/ok.tar.xz d"),
+            0);
+  std::ifstream in(work_ + "/ok.tar.xz", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_TRUE(prep_->LoadDatasetBytes(sb.id, bytes, "/data/up").ok());
+  EXPECT_EQ(Sh(sb.id, "cat /data/up/d/f").stdout_data, "fine\n");
+}
+
+// config.packages {"apt":["jq"]} -> a Debian snapshot with jq, built once by
+// debootstrap (its --include) and then cached. Needs the Debian mirror apt
+// uses here; skips with the reason when debootstrap or the mirror is missing.
+TEST_F(PrepareTest, AptPackagesSnapshotBuiltOnceThenCached) {
+  if (access("/usr/sbin/debootstrap", X_OK) != 0) GTEST_SKIP() << "debootstrap is not installed";
+  RuntimeSnapshotBackend backend(rt_.get());
+  PackageSnapshots snaps(&backend);
+  auto set = ParsePackages(Json::parse(R"({"type":"packages","apt":["jq"]})"));
+  ASSERT_TRUE(set.ok());
+  std::vector<std::string> log;
+  std::mutex mu;
+  auto snap = snaps.Ensure(*set, [&](std::string_view l) {
+    std::lock_guard<std::mutex> g(mu);
+    log.emplace_back(l);
+  });
+  if (!snap.ok() && snap.status().code() == Code::kUnavailable) GTEST_SKIP() << snap.status().ToString();
+  ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+  EXPECT_EQ(snap->name, PackagesRecipe(*set)->snapshot_name);
+  EXPECT_GT(log.size(), 10u) << "the debootstrap log is streamed";
+  CreateOptions o;
+  o.snapshot = snap->name;
+  auto sb = MustCreate(o);
+  auto jq = Sh(sb.id, "echo '{\"a\":[1,2]}' | jq -c .a");
+  EXPECT_EQ(jq.stdout_data, "[1,2]\n") << jq.stderr_data;
+  std::vector<std::string> again;
+  auto cached = snaps.Ensure(*ParsePackages(Json::parse(R"({"apt":["jq","jq"]})")),
+                             [&](std::string_view l) { again.emplace_back(l); });
+  ASSERT_TRUE(cached.ok());
+  EXPECT_EQ(cached->hash, snap->hash);
+  EXPECT_EQ(again, std::vector<std::string>{"packages snapshot " + snap->name + " cached"});
+  EXPECT_EQ(snaps.builds_started(), 1);
+}
+
+}  // namespace
+}  // namespace warren::orchestrator
