@@ -100,12 +100,15 @@ Result<Json> NormalizeModel(const Json& model, std::string_view path) {
 
 // The `default_config` and `configs` of a toolset entry `t` at `p`
 // (agent_toolset_20260401 and mcp_toolset share the shape). Unknown fields
-// and duplicate names are errors; `check_name` may reject a name.
+// and duplicate names are errors; `check_name` may reject a name. With
+// `typed` (the agent toolset) an entry may also carry `type`, which the SDK
+// declares as the tool's name again (`{"name":"bash","type":"bash"}`): it
+// must equal `name`.
 struct ToolsetConfigs {
   Json def;                                    // the normalized default_config
   std::vector<std::pair<std::string, Json>> per_tool;  // in request order
 };
-Result<ToolsetConfigs> ParseToolsetConfigs(const Json& t, const std::string& p, size_t max_name,
+Result<ToolsetConfigs> ParseToolsetConfigs(const Json& t, const std::string& p, size_t max_name, bool typed,
                                            const std::function<Status(const std::string&, const std::string&)>& check_name) {
   ToolsetConfigs out;
   out.def = {{"enabled", true}, {"permission_policy", {{"type", "always_allow"}}}};
@@ -122,10 +125,16 @@ Result<ToolsetConfigs> ParseToolsetConfigs(const Json& t, const std::string& p, 
   for (size_t j = 0; j < cs.size(); j++) {
     std::string cp = IndexPath(JoinPath(p, "configs"), j);
     WARREN_RETURN_IF_ERROR(ExpectObject(cs[j], cp));
-    WARREN_RETURN_IF_ERROR(ExpectKnownFields(cs[j], {"name", "enabled", "permission_policy"}, cp));
-    std::optional<std::string> name;
+    if (typed) WARREN_RETURN_IF_ERROR(ExpectKnownFields(cs[j], {"name", "type", "enabled", "permission_policy"}, cp));
+    else WARREN_RETURN_IF_ERROR(ExpectKnownFields(cs[j], {"name", "enabled", "permission_policy"}, cp));
+    std::optional<std::string> name, ctype;
     WARREN_RETURN_IF_ERROR(ReadString(cs[j], "name", cp, {.required = true, .min = 1, .max = max_name}, &name));
     if (check_name) WARREN_RETURN_IF_ERROR(check_name(*name, JoinPath(cp, "name")));
+    if (typed) {
+      WARREN_RETURN_IF_ERROR(ReadString(cs[j], "type", cp, {.min = 1, .max = max_name}, &ctype));
+      if (ctype && *ctype != *name)
+        return Invalid(JoinPath(cp, "type"), "must equal the tool's name '" + *name + "', got '" + *ctype + "'");
+    }
     if (!seen.insert(*name).second) return Invalid(JoinPath(cp, "name"), "duplicate config for tool '" + *name + "'");
     WARREN_ASSIGN_OR_RETURN(Json c, NormalizeToolConfig(cs[j], cp, out.def));
     out.per_tool.emplace_back(*name, std::move(c));
@@ -157,7 +166,7 @@ Result<Json> NormalizeTools(const Json& tools, std::string_view path) {
       have_toolset = true;
       WARREN_ASSIGN_OR_RETURN(
           ToolsetConfigs tc,
-          ParseToolsetConfigs(t, p, 64, [](const std::string& name, const std::string& np) -> Status {
+          ParseToolsetConfigs(t, p, 64, /*typed=*/true, [](const std::string& name, const std::string& np) -> Status {
             if (IsBuiltin(name)) return Status::Ok();
             return Invalid(np, "unknown tool '" + name +
                                    "' (expected bash, edit, read, write, glob, grep, web_fetch or web_search)");
@@ -167,7 +176,9 @@ Result<Json> NormalizeTools(const Json& tools, std::string_view path) {
       Json configs = Json::array();
       for (std::string_view name : kBuiltinTools) {
         auto it = per.find(std::string(name));
-        configs.push_back(ConfigEntry(std::string(name), it != per.end() ? it->second : def));
+        Json entry = ConfigEntry(std::string(name), it != per.end() ? it->second : def);
+        entry["type"] = std::string(name);  // the SDK's resolved config carries it
+        configs.push_back(std::move(entry));
       }
       out.push_back({{"type", *type}, {"default_config", def}, {"configs", configs}});
     } else if (*type == "mcp_toolset") {
@@ -175,7 +186,7 @@ Result<Json> NormalizeTools(const Json& tools, std::string_view path) {
       std::optional<std::string> server;
       WARREN_RETURN_IF_ERROR(ReadString(t, "mcp_server_name", p, {.required = true, .min = 1, .max = 255}, &server));
       if (!mcp_names.insert(*server).second) return Invalid(p, "duplicate mcp_toolset for server '" + *server + "'");
-      WARREN_ASSIGN_OR_RETURN(ToolsetConfigs tc, ParseToolsetConfigs(t, p, 128, nullptr));
+      WARREN_ASSIGN_OR_RETURN(ToolsetConfigs tc, ParseToolsetConfigs(t, p, 128, /*typed=*/false, nullptr));
       const Json& def = tc.def;
       Json configs = Json::array();
       for (const auto& [name, c] : tc.per_tool) configs.push_back(ConfigEntry(name, c));
@@ -236,10 +247,10 @@ Result<Json> NormalizeMcpServers(const Json& servers, std::string_view path) {
 
 Status CheckMcpReferences(const Json& tools, const Json& servers, std::string_view path) {
   std::set<std::string> names, used;
-  for (const Json& s : servers) names.insert(s["name"].get<std::string>());
+  for (const Json& s : servers) names.insert(StringField(s, "name"));
   for (const Json& t : tools) {
-    if (t["type"] != "mcp_toolset") continue;
-    std::string n = t["mcp_server_name"].get<std::string>();
+    if (TypeOf(t) != "mcp_toolset") continue;
+    std::string n = StringField(t, "mcp_server_name");
     if (!names.count(n)) return Invalid(JoinPath(path, "tools"), "mcp_toolset references unknown MCP server '" + n + "'");
     used.insert(n);
   }
@@ -277,12 +288,20 @@ Status ValidateExecutionIdentity(const Json& ei, std::string_view path) {
 }
 
 std::optional<std::string> BuiltinToolPolicy(const Json& tools, std::string_view name) {
+  // Reads a stored agent: checked accessors only; a malformed entry fails
+  // closed (the call is asked for, never silently allowed).
+  if (!tools.is_array()) return std::nullopt;
   for (const Json& t : tools) {
-    if (t.value("type", "") != "agent_toolset_20260401") continue;
-    for (const Json& c : t["configs"]) {
-      if (c["name"] != name) continue;
-      if (!c["enabled"].get<bool>()) return std::nullopt;
-      return c["permission_policy"]["type"].get<std::string>();
+    if (TypeOf(t) != "agent_toolset_20260401") continue;
+    auto configs = t.find("configs");
+    if (configs == t.end() || !configs->is_array()) continue;
+    for (const Json& c : *configs) {
+      if (StringField(c, "name") != name) continue;
+      auto enabled = c.find("enabled");
+      if (enabled != c.end() && enabled->is_boolean() && !enabled->get<bool>()) return std::nullopt;
+      auto policy = c.find("permission_policy");
+      std::string type = policy != c.end() ? TypeOf(*policy) : "";
+      return type.empty() ? std::string("always_ask") : type;
     }
   }
   return std::nullopt;

@@ -98,8 +98,8 @@ Status ApplyEnvFields(const Json& body, Json* env, bool update) {
     if (update && body["config"].is_null()) return Status::Ok();
     WARREN_ASSIGN_OR_RETURN(Json cfg, NormalizeConfig(body["config"]));
     if (update && cfg["type"] != (*env)["config"]["type"])
-      return Status::InvalidArgument("config.type cannot change from '" + (*env)["config"]["type"].get<std::string>() +
-                                     "' to '" + cfg["type"].get<std::string>() + "'")
+      return Status::InvalidArgument("config.type cannot change from '" + TypeOf(env->value("config", Json::object())) +
+                                     "' to '" + TypeOf(cfg) + "'")
           .WithDetailCode("invalid_config_type_change");
     (*env)["config"] = cfg;
   }
@@ -156,8 +156,8 @@ Result<http::HandlerResult> ApiService::UpdateEnvironment(http::HttpRequest& req
   WARREN_RETURN_IF_ERROR(ExpectKnownFields(body, {"name", "description", "config", "metadata", "scope"}, ""));
   std::string now = Now();
   WARREN_ASSIGN_OR_RETURN(Json env, store_->UpdateEnvironment(params.at("environment_id"), [&](const Json& cur) -> Result<Json> {
-                            if (!cur["archived_at"].is_null())
-                              return Status::InvalidArgument("environment " + cur["id"].get<std::string>() +
+                            if (!FieldOrNull(cur, "archived_at").is_null())
+                              return Status::InvalidArgument("environment " + StringField(cur, "id") +
                                                              " is archived and cannot be updated")
                                   .WithDetailCode("environment_archived");
                             Json next = cur;
@@ -182,7 +182,7 @@ Result<http::HandlerResult> ApiService::ArchiveEnvironment(http::HttpRequest& re
   WARREN_RETURN_IF_ERROR(RequireOrg(p));
   std::string now = Now();
   WARREN_ASSIGN_OR_RETURN(Json env, store_->UpdateEnvironment(params.at("environment_id"), [&](const Json& cur) -> Result<Json> {
-                            if (!cur["archived_at"].is_null()) return cur;
+                            if (!FieldOrNull(cur, "archived_at").is_null()) return cur;
                             Json next = cur;
                             next["archived_at"] = now;
                             next["updated_at"] = now;

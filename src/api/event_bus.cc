@@ -1,12 +1,16 @@
 #include "api/event_bus.h"
 
+#include "common/log.h"
+#include "events/fields.h"
+
 namespace warren::api {
 
 std::shared_ptr<const std::string> SseFrame(const Json& event, bool with_id) {
   std::string f;
   if (with_id && event.contains("id") && event["id"].is_string() && !event["id"].get<std::string>().empty())
     f += "id: " + event["id"].get<std::string>() + "\n";
-  f += "event: " + event.value("type", std::string("message")) + "\n";
+  std::string type = events::TypeOf(event);
+  f += "event: " + (type.empty() ? std::string("message") : type) + "\n";
   f += "data: " + DumpJson(event) + "\n\n";
   return std::make_shared<const std::string>(std::move(f));
 }
@@ -24,12 +28,48 @@ void SseStream::SetWaker(std::function<void()> waker) {
 }
 
 bool SseStream::Pull(std::vector<std::shared_ptr<const std::string>>* out) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   if (overflowed_) return false;
+  // Replay: the next page only once the client has taken the previous one.
+  // A page that comes back short while a live event beyond it was pushed is
+  // read again (that event's commit is visible once its hook has run).
+  for (int tries = 0; replaying_ && queue_.empty() && tries < 4; tries++) {
+    int64_t cursor = replay_cursor_;
+    ReplayPager pager = pager_;
+    lock.unlock();
+    auto page = pager(cursor, kReplayPage);
+    lock.lock();
+    if (!page.ok()) {
+      log::Warn("sse.replay_failed", {{"session", session_id_}, {"error", page.status().ToString()}});
+      overflowed_ = true;  // ends the stream; the client resumes with Last-Event-ID
+      return false;
+    }
+    for (const auto& ev : *page) {
+      replay_cursor_ = std::max(replay_cursor_, ev.seq);
+      if (ev.seq <= high_water_) continue;
+      high_water_ = ev.seq;
+      auto frame = SseFrame(ev.body);
+      queued_bytes_ += frame->size();
+      queue_.emplace_back(ev.seq, std::move(frame));
+    }
+    max_queued_seen_ = std::max(max_queued_seen_, queue_.size());
+    if (page->size() < static_cast<size_t>(kReplayPage) && replay_cursor_ >= live_max_seq_) {
+      // Caught up: from here on live events are queued as they come.
+      replaying_ = false;
+      pager_ = nullptr;
+      for (auto& f : held_) queue_.emplace_back(0, std::move(f));
+      held_.clear();
+    }
+  }
   for (auto& [seq, frame] : queue_) out->push_back(std::move(frame));
   queue_.clear();
   queued_bytes_ = 0;
-  return !ended_;
+  return !ended_ || replaying_;
+}
+
+size_t SseStream::max_queued_frames() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return max_queued_seen_;
 }
 
 std::string SseStream::KeepAliveChunk() const { return "event: ping\ndata: {\"type\":\"ping\"}\n\n"; }
@@ -49,15 +89,28 @@ void SseStream::Push(int64_t seq, std::shared_ptr<const std::string> frame) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (ended_ || closed_) return;
-    if (seq > 0) {
-      if (seq <= high_water_) return;  // already replayed
-      high_water_ = seq;
-    }
-    if (queue_.size() >= max_queue_ || queued_bytes_ + frame->size() > kMaxQueuedBytes) {
-      overflowed_ = true;  // slow consumer: disconnect
+    if (replaying_) {
+      // The pager reads persisted events from the store; stream-only frames
+      // wait (bounded) until the replay has caught up.
+      if (seq > 0) {
+        live_max_seq_ = std::max(live_max_seq_, seq);
+      } else if (held_.size() >= max_queue_) {
+        overflowed_ = true;
+      } else {
+        held_.push_back(std::move(frame));
+      }
     } else {
-      queued_bytes_ += frame->size();
-      queue_.emplace_back(seq, std::move(frame));
+      if (seq > 0) {
+        if (seq <= high_water_) return;  // already replayed
+        high_water_ = seq;
+      }
+      if (queue_.size() >= max_queue_ || queued_bytes_ + frame->size() > kMaxQueuedBytes) {
+        overflowed_ = true;  // slow consumer: disconnect
+      } else {
+        queued_bytes_ += frame->size();
+        queue_.emplace_back(seq, std::move(frame));
+        max_queued_seen_ = std::max(max_queued_seen_, queue_.size());
+      }
     }
     wake = waker_;
   }
@@ -74,21 +127,20 @@ void SseStream::End() {
   if (wake) wake();
 }
 
-void SseStream::Replay(const std::vector<store::StoredEvent>& events) {
+void SseStream::StartReplay(int64_t after_seq, ReplayPager pager) {
   std::lock_guard<std::mutex> lock(mu_);
-  // Replayed frames go before anything live already queued.
-  std::deque<std::pair<int64_t, std::shared_ptr<const std::string>>> merged;
-  int64_t hw = high_water_;
-  for (const auto& ev : events) {
-    merged.emplace_back(ev.seq, SseFrame(ev.body));
-    hw = std::max(hw, ev.seq);
+  // Live frames queued since Subscribe: persisted ones are read again by the
+  // pager (in order), stream-only ones wait for the replay to catch up.
+  for (auto& [seq, frame] : queue_) {
+    if (seq > 0) live_max_seq_ = std::max(live_max_seq_, seq);
+    else held_.push_back(std::move(frame));
   }
-  for (auto& item : queue_)
-    if (item.first == 0 || item.first > hw) merged.push_back(std::move(item));
-  queue_ = std::move(merged);
+  queue_.clear();
   queued_bytes_ = 0;
-  for (const auto& item : queue_) queued_bytes_ += item.second->size();
-  high_water_ = std::max(high_water_, hw);
+  high_water_ = after_seq;
+  replay_cursor_ = after_seq;
+  pager_ = std::move(pager);
+  replaying_ = true;
 }
 
 std::shared_ptr<SseStream> EventBus::Subscribe(const std::string& session_id, std::set<std::string> deltas) {

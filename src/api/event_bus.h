@@ -5,7 +5,9 @@
 // Each subscriber (SseStream) has a queue bounded in frames and in bytes; one
 // that falls behind by more than either bound is disconnected (it can resume
 // by re-listing or with Last-Event-ID). Frames are serialised once and shared
-// by all subscribers. Thread-safe.
+// by all subscribers. A Last-Event-ID replay respects the same bound: it is
+// read from the store one page at a time, the next page only once the client
+// has taken the previous one (StartReplay). Thread-safe.
 #pragma once
 
 #include <deque>
@@ -17,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "common/status.h"
 #include "http/http_server.h"
 #include "store/store.h"
 
@@ -44,9 +47,18 @@ class SseStream final : public http::StreamSource, public std::enable_shared_fro
   void Push(int64_t seq, std::shared_ptr<const std::string> frame);
   // Ends the stream after queued frames.
   void End();
-  // Seeds replay frames (Last-Event-ID) and the high-water mark so that live
-  // events already replayed are not sent twice.
-  void Replay(const std::vector<store::StoredEvent>& events);
+  // Reads up to `limit` persisted events of the session with seq > after.
+  using ReplayPager = std::function<Result<std::vector<store::StoredEvent>>(int64_t after, int limit)>;
+  static constexpr int kReplayPage = 256;
+  // Starts a Last-Event-ID replay of the events after `after_seq`. Pull
+  // reads them through `pager` a page at a time, when the queue is empty, so
+  // a long history never sits in memory at once. Live persisted events that
+  // arrive meanwhile are not queued (the pager reads them from the store);
+  // live stream-only frames are held (bounded) until the replay has caught
+  // up. Call before the stream is handed to the server.
+  void StartReplay(int64_t after_seq, ReplayPager pager);
+  // Largest number of frames queued at once so far (tests).
+  size_t max_queued_frames() const;
   const std::string& session_id() const { return session_id_; }
   bool wants_delta(const std::string& type) const { return deltas_.count(type) > 0; }
   void set_keepalive(std::chrono::milliseconds k) { keepalive_ = k; }
@@ -57,11 +69,18 @@ class SseStream final : public http::StreamSource, public std::enable_shared_fro
   size_t max_queue_;
   std::set<std::string> deltas_;
   std::chrono::milliseconds keepalive_{15000};
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::function<void()> waker_;
   std::deque<std::pair<int64_t, std::shared_ptr<const std::string>>> queue_;
   size_t queued_bytes_ = 0;
   int64_t high_water_ = 0;
+  size_t max_queued_seen_ = 0;
+  // Replay state (StartReplay); the pager is called without mu_ held.
+  bool replaying_ = false;
+  ReplayPager pager_;
+  int64_t replay_cursor_ = 0;
+  int64_t live_max_seq_ = 0;  // highest persisted seq pushed during the replay
+  std::deque<std::shared_ptr<const std::string>> held_;  // stream-only frames pushed during the replay
   bool ended_ = false;
   bool overflowed_ = false;
   bool closed_ = false;

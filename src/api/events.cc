@@ -2,123 +2,68 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <variant>
 
 #include "api/service.h"
 #include "api/validate.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "events/client_events.h"
 
 namespace warren::api {
-namespace {
-
-const std::set<std::string> kSendable = {"user.message",          "user.interrupt",    "user.tool_confirmation",
-                                         "user.custom_tool_result", "user.define_outcome", "user.tool_result",
-                                         "system.message"};
-
-}  // namespace
 
 Result<std::vector<Json>> ApiService::ValidateClientEvents(const Json& events, const Json& session,
                                                            const std::string& path, bool initial) {
   std::vector<Json> out;
-  const std::string sid = session["id"].get<std::string>();
+  const std::string sid = StringField(session, "id");
   bool self_hosted = false;
   if (!initial) {
-    auto env = store_->GetEnvironment(session["environment_id"].get<std::string>());
-    self_hosted = env.ok() && (*env)["config"]["type"] == "self_hosted";
+    auto env = store_->GetEnvironment(StringField(session, "environment_id"));
+    self_hosted = env.ok() && env->is_object() && TypeOf(env->value("config", Json::object())) == "self_hosted";
   }
   std::set<std::string> referenced;
   for (size_t i = 0; i < events.size(); i++) {
     std::string p = IndexPath(path, i);
     const Json& e = events[i];
-    WARREN_RETURN_IF_ERROR(ExpectObject(e, p));
-    std::optional<std::string> type;
-    WARREN_RETURN_IF_ERROR(ReadString(e, "type", p, {.required = true, .min = 1, .max = 64}, &type));
-    if (!kSendable.count(*type))
-      return Invalid(JoinPath(p, "type"), "unknown or non-sendable event type '" + type->substr(0, 64) + "'");
-    if (initial && *type != "user.message" && *type != "user.define_outcome")
+    // One schema per type (src/events): the engine reads the stored event
+    // with the same parser, so whatever passes here it can read.
+    WARREN_ASSIGN_OR_RETURN(events::ClientEvent parsed, events::ParseClientEvent(e, p));
+    const std::string_view type = events::TypeName(parsed);
+    if (initial && type != "user.message" && type != "user.define_outcome")
       return Invalid(JoinPath(p, "type"), "initial_events accept only user.message and user.define_outcome");
     Json ev = e;
-    std::optional<std::string> s;
     // Events that answer an earlier agent event must name it.
-    auto check_ref = [&](const char* field, std::initializer_list<const char*> types) -> Status {
-      WARREN_RETURN_IF_ERROR(ReadString(e, field, p, {.required = true, .min = 1, .max = 128}, &s));
-      if (!referenced.insert(std::string(field) + ":" + *s).second)
-        return Invalid(JoinPath(p, field), "answers " + *s + " twice in one request");
-      WARREN_ASSIGN_OR_RETURN(auto ref, store_->GetEvent(sid, *s));
-      bool ok = ref.has_value();
-      if (ok) {
-        std::string rt = ref->body.value("type", "");
-        ok = false;
+    auto check_ref = [&](const char* field, const std::string& ref, std::initializer_list<const char*> types) -> Status {
+      if (!referenced.insert(std::string(field) + ":" + ref).second)
+        return Invalid(JoinPath(p, field), "answers " + ref + " twice in one request");
+      WARREN_ASSIGN_OR_RETURN(auto stored, store_->GetEvent(sid, ref));
+      bool ok = false;
+      if (stored.has_value()) {
+        std::string rt = TypeOf(stored->body);
         for (const char* t : types) ok = ok || rt == t;
       }
       if (!ok) {
         std::string want;
         for (const char* t : types) want += (want.empty() ? "" : " or ") + std::string(t);
-        return Invalid(JoinPath(p, field), "'" + *s + "' is not the id of an " + want + " event in this session");
+        return Invalid(JoinPath(p, field), "'" + ref + "' is not the id of an " + want + " event in this session");
       }
       return Status::Ok();
     };
-    if (*type == "user.message") {
-      WARREN_RETURN_IF_ERROR(ExpectKnownFields(e, {"type", "content"}, p));
-      if (!e.contains("content")) return Invalid(JoinPath(p, "content"), "field required");
-      WARREN_RETURN_IF_ERROR(ValidateContent(e["content"], JoinPath(p, "content"), {"text", "image", "document", "redacted"}));
-    } else if (*type == "user.interrupt") {
-      WARREN_RETURN_IF_ERROR(ExpectKnownFields(e, {"type", "session_thread_id"}, p));
-      WARREN_RETURN_IF_ERROR(ReadString(e, "session_thread_id", p, {.nullable = true, .min = 1, .max = 128}, &s));
-    } else if (*type == "user.tool_confirmation") {
-      WARREN_RETURN_IF_ERROR(ExpectKnownFields(e, {"type", "tool_use_id", "result", "deny_message", "session_thread_id"}, p));
-      std::optional<std::string> result, deny;
-      WARREN_RETURN_IF_ERROR(ReadString(e, "result", p, {.required = true, .min = 1, .max = 16}, &result));
-      if (*result != "allow" && *result != "deny") return Invalid(JoinPath(p, "result"), "must be 'allow' or 'deny'");
-      WARREN_RETURN_IF_ERROR(ReadString(e, "deny_message", p, {.nullable = true, .max = 10000}, &deny));
-      if (deny && *result != "deny") return Invalid(JoinPath(p, "deny_message"), "is only allowed with result 'deny'");
-      WARREN_RETURN_IF_ERROR(check_ref("tool_use_id", {"agent.tool_use", "agent.mcp_tool_use"}));
-    } else if (*type == "user.custom_tool_result") {
-      WARREN_RETURN_IF_ERROR(ExpectKnownFields(e, {"type", "custom_tool_use_id", "content", "is_error", "session_thread_id"}, p));
-      std::optional<bool> is_error;
-      WARREN_RETURN_IF_ERROR(ReadBool(e, "is_error", p, &is_error));
-      if (e.contains("content") && !e["content"].is_null())
-        WARREN_RETURN_IF_ERROR(ValidateContent(e["content"], JoinPath(p, "content"), {"text", "image", "document", "search_result"}, 0));
-      WARREN_RETURN_IF_ERROR(check_ref("custom_tool_use_id", {"agent.custom_tool_use"}));
-    } else if (*type == "user.tool_result") {
-      WARREN_RETURN_IF_ERROR(ExpectKnownFields(e, {"type", "tool_use_id", "content", "is_error"}, p));
+    if (auto* c = std::get_if<events::ToolConfirmation>(&parsed)) {
+      WARREN_RETURN_IF_ERROR(check_ref("tool_use_id", c->tool_use_id, {"agent.tool_use", "agent.mcp_tool_use"}));
+    } else if (auto* r = std::get_if<events::CustomToolResult>(&parsed)) {
+      WARREN_RETURN_IF_ERROR(check_ref("custom_tool_use_id", r->custom_tool_use_id, {"agent.custom_tool_use"}));
+    } else if (auto* t = std::get_if<events::ToolResult>(&parsed)) {
       if (!self_hosted)
         return Invalid(JoinPath(p, "type"), "user.tool_result is only accepted on sessions in self_hosted environments");
-      std::optional<bool> is_error;
-      WARREN_RETURN_IF_ERROR(ReadBool(e, "is_error", p, &is_error));
-      if (e.contains("content") && !e["content"].is_null())
-        WARREN_RETURN_IF_ERROR(ValidateContent(e["content"], JoinPath(p, "content"), {"text", "image", "document", "search_result"}, 0));
-      WARREN_RETURN_IF_ERROR(check_ref("tool_use_id", {"agent.tool_use"}));
-    } else if (*type == "user.define_outcome") {
-      WARREN_RETURN_IF_ERROR(ExpectKnownFields(e, {"type", "description", "rubric", "max_iterations"}, p));
-      WARREN_RETURN_IF_ERROR(ReadString(e, "description", p, {.required = true, .min = 1, .max = 100000}, &s));
-      if (!e.contains("rubric")) return Invalid(JoinPath(p, "rubric"), "field required");
-      const Json& r = e["rubric"];
-      std::string rp = JoinPath(p, "rubric");
-      WARREN_RETURN_IF_ERROR(ExpectObject(r, rp));
-      std::optional<std::string> rt;
-      WARREN_RETURN_IF_ERROR(ReadString(r, "type", rp, {.required = true, .min = 1, .max = 16}, &rt));
-      if (*rt == "text") {
-        WARREN_RETURN_IF_ERROR(ExpectKnownFields(r, {"type", "content"}, rp));
-        WARREN_RETURN_IF_ERROR(ReadString(r, "content", rp, {.required = true, .min = 1}, &s));
-      } else if (*rt == "file") {
-        WARREN_RETURN_IF_ERROR(ExpectKnownFields(r, {"type", "file_id"}, rp));
-        WARREN_RETURN_IF_ERROR(ReadString(r, "file_id", rp, {.required = true, .min = 1, .max = 256}, &s));
-        return Status::NotFound("file " + *s + " not found");
-      } else {
-        return Invalid(JoinPath(rp, "type"), "must be 'text' or 'file'");
-      }
-      std::optional<int64_t> iters;
-      WARREN_RETURN_IF_ERROR(ReadInt(e, "max_iterations", p, 1, 20, &iters));
-      ev["max_iterations"] = iters.value_or(3);
+      WARREN_RETURN_IF_ERROR(check_ref("tool_use_id", t->tool_use_id, {"agent.tool_use"}));
+    } else if (auto* d = std::get_if<events::DefineOutcome>(&parsed)) {
+      if (d->rubric_type == "file") return Status::NotFound("file " + d->rubric_file_id + " not found");
+      ev["max_iterations"] = d->max_iterations;
       ev["outcome_id"] = NewId("outc_");
-    } else if (*type == "system.message") {
-      WARREN_RETURN_IF_ERROR(ExpectKnownFields(e, {"type", "content"}, p));
-      if (!e.contains("content")) return Invalid(JoinPath(p, "content"), "field required");
-      WARREN_RETURN_IF_ERROR(ValidateContent(e["content"], JoinPath(p, "content"), {"text"}, 1, 1000));
+    } else if (std::holds_alternative<events::SystemMessage>(parsed)) {
       if (i + 1 != events.size()) return Invalid(p, "system.message must be the last event of the request");
-      if (i == 0) return Invalid(p, "system.message must directly follow a user.message, user.tool_result or user.custom_tool_result");
-      std::string prev = events[i - 1].value("type", "");
+      std::string prev = i == 0 ? "" : TypeOf(events[i - 1]);
       if (prev != "user.message" && prev != "user.tool_result" && prev != "user.custom_tool_result")
         return Invalid(p, "system.message must directly follow a user.message, user.tool_result or user.custom_tool_result");
     }
@@ -142,8 +87,8 @@ Result<http::HandlerResult> ApiService::SendEvents(http::HttpRequest& req, const
   WARREN_ASSIGN_OR_RETURN(Json session, AccessibleSession(id, p));
   WARREN_ASSIGN_OR_RETURN(std::vector<Json> evs, ValidateClientEvents(events, session, "events", false));
   auto check = [&](const Json& cur) -> Status {
-    if (!cur["archived_at"].is_null()) return Status::Conflict("session " + id + " is archived and read-only");
-    if (cur["status"] == "terminated") return Status::Conflict("session " + id + " is terminated");
+    if (!FieldOrNull(cur, "archived_at").is_null()) return Status::Conflict("session " + id + " is archived and read-only");
+    if (FieldOrNull(cur, "status") == "terminated") return Status::Conflict("session " + id + " is terminated");
     return Status::Ok();
   };
   // A tool call is answered once (docs/QUEUE.md, "Delivery guarantees"): the
@@ -279,8 +224,10 @@ Result<http::HandlerResult> ApiService::StreamEvents(http::HttpRequest& req, con
   if (const std::string* last = req.headers.Find("last-event-id"); last && !last->empty()) {
     WARREN_ASSIGN_OR_RETURN(auto ev, store_->GetEvent(id, *last));
     if (!ev) return Invalid("Last-Event-ID", "'" + last->substr(0, 64) + "' is not an event of this session");
-    WARREN_ASSIGN_OR_RETURN(auto replay, store_->EventsAfter(id, ev->seq, 100000));
-    stream->Replay(replay);
+    // Paged: the stream reads the history a page at a time as the client
+    // takes it, within the subscriber queue's bound.
+    store::Store* store = store_;
+    stream->StartReplay(ev->seq, [store, id](int64_t after, int limit) { return store->EventsAfter(id, after, limit); });
   }
   http::HandlerResult r;
   r.response.status = 200;

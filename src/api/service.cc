@@ -44,6 +44,11 @@ void ApiService::RegisterRoutes() {
   Route("POST", "/v1/sessions/{session_id}", &ApiService::UpdateSession);
   Route("DELETE", "/v1/sessions/{session_id}", &ApiService::DeleteSession);
   Route("POST", "/v1/sessions/{session_id}/archive", &ApiService::ArchiveSession);
+  Route("GET", "/v1/sessions/{session_id}/resources", &ApiService::ListSessionResources);
+  Route("POST", "/v1/sessions/{session_id}/resources", &ApiService::AddSessionResource);
+  Route("GET", "/v1/sessions/{session_id}/resources/{resource_id}", &ApiService::GetSessionResource);
+  Route("POST", "/v1/sessions/{session_id}/resources/{resource_id}", &ApiService::UpdateSessionResource);
+  Route("DELETE", "/v1/sessions/{session_id}/resources/{resource_id}", &ApiService::DeleteSessionResource);
   Route("POST", "/v1/sessions/{session_id}/events", &ApiService::SendEvents);
   Route("GET", "/v1/sessions/{session_id}/events", &ApiService::ListEvents);
   Route("GET", "/v1/sessions/{session_id}/events/stream", &ApiService::StreamEvents);
@@ -258,16 +263,16 @@ static Status ValidateMultiagent(const Json& m, const std::string& self_id, int 
     std::optional<int64_t> version;
     if (a.is_string()) {
       id = a.get<std::string>();
-    } else if (a.is_object() && a.value("type", "") == "self") {
+    } else if (a.is_object() && TypeOf(a) == "self") {
       if (++selfs > 1) return Invalid(p, "at most one 'self' entry is allowed");
       id = self_id;
       version = self_version;
-    } else if (a.is_object() && a.value("type", "") == "agent") {
+    } else if (a.is_object() && TypeOf(a) == "agent") {
       std::optional<std::string> sid;
       WARREN_RETURN_IF_ERROR(ReadString(a, "id", p, {.required = true, .min = 1, .max = 128}, &sid));
       id = *sid;
       WARREN_RETURN_IF_ERROR(ReadInt(a, "version", p, 1, INT32_MAX, &version));
-    } else if (a.is_object() && a.value("type", "") == "advisor") {
+    } else if (a.is_object() && TypeOf(a) == "advisor") {
       if (!a.contains("model")) return Invalid(JoinPath(p, "model"), "field required");
       WARREN_ASSIGN_OR_RETURN(Json model, NormalizeModel(a["model"], JoinPath(p, "model")));
       roster.push_back({{"type", "advisor"}, {"model", model}});
@@ -280,7 +285,9 @@ static Status ValidateMultiagent(const Json& m, const std::string& self_id, int 
       auto ag = store->GetAgent(id, version ? std::optional<int>(static_cast<int>(*version)) : std::nullopt);
       if (!ag.ok()) return Invalid(p, ag.status().message());
       if (!(*ag)["multiagent"].is_null()) return Invalid(p, "agent '" + id + "' is itself a coordinator (depth is limited to 1)");
-      version = (*ag)["version"].get<int64_t>();
+      auto v = ag->find("version");
+      if (v == ag->end() || !v->is_number_integer()) return Status::Internal("agent " + id + " has no version");
+      version = v->get<int64_t>();
     }
     roster.push_back({{"type", "agent"}, {"id", id}, {"version", *version}});
   }
@@ -353,8 +360,10 @@ Result<http::HandlerResult> ApiService::UpdateAgent(http::HttpRequest& req, cons
   WARREN_ASSIGN_OR_RETURN(
       Json updated, store_->UpdateAgent(agent_id, [&](const Json& current) -> Result<Json> {
         if (!current["archived_at"].is_null())
-          return Status::Conflict("agent " + current["id"].get<std::string>() + " is archived and read-only");
-        int64_t cur = current["version"].get<int64_t>();
+          return Status::Conflict("agent " + StringField(current, "id") + " is archived and read-only");
+        auto v = current.find("version");
+        if (v == current.end() || !v->is_number_integer()) return Status::Internal("stored agent has no version");
+        int64_t cur = v->get<int64_t>();
         if (expected && *expected != cur)
           return Status::Conflict("version " + std::to_string(*expected) + " is stale: the current version is " +
                                   std::to_string(cur));
@@ -389,7 +398,7 @@ Result<http::HandlerResult> ApiService::ArchiveAgent(http::HttpRequest& req, con
   WARREN_RETURN_IF_ERROR(RequireOrg(p));
   std::string now = Now();
   WARREN_ASSIGN_OR_RETURN(Json agent, store_->UpdateAgent(params.at("agent_id"), [&](const Json& cur) -> Result<Json> {
-                            if (!cur["archived_at"].is_null()) return cur;  // idempotent
+                            if (!FieldOrNull(cur, "archived_at").is_null()) return cur;  // idempotent
                             Json next = cur;
                             next["archived_at"] = now;
                             next["updated_at"] = now;

@@ -81,6 +81,11 @@ class ApiService final {
   Result<http::HandlerResult> ArchiveSession(http::HttpRequest&, const Params&, const Principal&);
   Result<http::HandlerResult> DeleteSession(http::HttpRequest&, const Params&, const Principal&);
   // events
+  Result<http::HandlerResult> ListSessionResources(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> AddSessionResource(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> GetSessionResource(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> UpdateSessionResource(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> DeleteSessionResource(http::HttpRequest&, const Params&, const Principal&);
   Result<http::HandlerResult> SendEvents(http::HttpRequest&, const Params&, const Principal&);
   Result<http::HandlerResult> ListEvents(http::HttpRequest&, const Params&, const Principal&);
   Result<http::HandlerResult> StreamEvents(http::HttpRequest&, const Params&, const Principal&);

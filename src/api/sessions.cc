@@ -82,7 +82,10 @@ Result<Json> ApiService::ResolveSessionAgent(const Json& spec, const std::string
   auto agent_r = store_->GetAgent(id, version ? std::optional<int>(static_cast<int>(*version)) : std::nullopt);
   if (!agent_r.ok()) return agent_r.status();
   Json agent = *agent_r;
-  if (!agent["archived_at"].is_null()) return Invalid(path, "agent " + id + " is archived");
+  // An archived agent is a state conflict, like every archived object
+  // (docs/API.md): 409.
+  if (!agent.value("archived_at", Json()).is_null())
+    return Status::Conflict(path + ": agent " + id + " is archived; sessions cannot be created on it");
   Json out = {{"type", "agent"}};
   for (const char* k : {"id", "name", "description", "model", "system", "tools", "mcp_servers", "skills",
                         "multiagent", "execution_identity", "version"})
@@ -148,8 +151,8 @@ Result<http::HandlerResult> ApiService::CreateSession(http::HttpRequest& req, co
   }
   Json budget = nullptr;
   if (body.contains("budget")) WARREN_RETURN_IF_ERROR(ValidateBudget(body["budget"], &budget));
-  if (!budget.is_null() && !PriceFor(agent["model"].value("id", "")))
-    return Status::InvalidArgument("budget: model '" + agent["model"].value("id", "") +
+  if (!budget.is_null() && !PriceFor(StringField(agent.value("model", Json::object()), "id")))
+    return Status::InvalidArgument("budget: model '" + StringField(agent.value("model", Json::object()), "id") +
                                    "' has no public list price, so a budget cannot be tracked")
         .WithDetailCode("model_not_budgetable");
   std::string now = Now();
@@ -266,7 +269,7 @@ static Json PublicSession(Json s) {
 
 Result<Json> ApiService::AccessibleSession(const std::string& id, const Principal& p) {
   WARREN_ASSIGN_OR_RETURN(Json s, store_->GetSession(id));
-  if (!p.CanAccessSession(id, s["environment_id"].get<std::string>()))
+  if (!p.CanAccessSession(id, StringField(s, "environment_id")))
     return Status::PermissionDenied("this key cannot access session " + id);
   return s;
 }
@@ -307,37 +310,37 @@ Result<http::HandlerResult> ApiService::UpdateSession(http::HttpRequest& req, co
       store_->UpdateSession(
           id,
           [&](const Json& cur, std::vector<Json>* events) -> Result<Json> {
-            if (!cur["archived_at"].is_null()) return Status::Conflict("session " + id + " is archived and read-only");
+            if (!FieldOrNull(cur, "archived_at").is_null()) return Status::Conflict("session " + id + " is archived and read-only");
             Json next = cur;
             Json changed = Json::object();
             if (body.contains("title")) {
               next["title"] = title ? Json(*title) : Json(nullptr);
-              if (next["title"] != cur["title"]) changed["title"] = next["title"];
+              if (next["title"] != FieldOrNull(cur, "title")) changed["title"] = next["title"];
             }
             if (body.contains("metadata") && !body["metadata"].is_null()) {
               ApplyMetadataPatch(&next["metadata"], body["metadata"]);
               WARREN_RETURN_IF_ERROR(ValidateMetadata(next["metadata"], "metadata", false));
-              if (next["metadata"] != cur["metadata"]) changed["metadata"] = next["metadata"];
+              if (next["metadata"] != FieldOrNull(cur, "metadata")) changed["metadata"] = next["metadata"];
             }
             if (body.contains("budget")) {
-              if (cur["budget"].is_null() && !budget.is_null())
+              if (FieldOrNull(cur, "budget").is_null() && !budget.is_null())
                 return Status::InvalidArgument("a budget can only be set when the session is created (budget_create_only)");
               if (!budget.is_null()) {
                 int64_t max = 0, spent = 0;
                 ParseMonetaryAmount(budget["max_list_cost"], &max);
-                if (cur["usage"].contains("list_cost")) ParseMonetaryAmount(cur["usage"]["list_cost"], &spent);
+                ParseMonetaryAmount(FieldOrNull(FieldOrNull(cur, "usage"), "list_cost"), &spent);
                 if (max <= spent)
                   return Status::InvalidArgument("max_list_cost must stay above the consumed list cost (budget_not_raised)");
               }
               next["budget"] = budget;
-              if (budget != cur["budget"]) changed["budget"] = budget;
+              if (budget != FieldOrNull(cur, "budget")) changed["budget"] = budget;
             }
             if (!agent_patch.is_null()) {
-              if (cur["status"] != "idle")
+              if (FieldOrNull(cur, "status") != "idle")
                 return Status::Conflict("the session's agent can only be changed while the session is idle");
               for (auto it = agent_patch.begin(); it != agent_patch.end(); ++it) next["agent"][it.key()] = it.value();
               WARREN_RETURN_IF_ERROR(CheckMcpReferences(next["agent"]["tools"], next["agent"]["mcp_servers"], "agent"));
-              if (next["agent"] != cur["agent"]) changed["agent"] = next["agent"];
+              if (next["agent"] != FieldOrNull(cur, "agent")) changed["agent"] = next["agent"];
             }
             if (!changed.empty()) {
               next["updated_at"] = now;
@@ -384,8 +387,8 @@ Result<http::HandlerResult> ApiService::ArchiveSession(http::HttpRequest&, const
   WARREN_ASSIGN_OR_RETURN(Json s, store_->UpdateSession(
                                       id,
                                       [&](const Json& cur, std::vector<Json>*) -> Result<Json> {
-                                        if (!cur["archived_at"].is_null()) return cur;
-                                        if (cur["status"] == "running" || cur["status"] == "rescheduling")
+                                        if (!FieldOrNull(cur, "archived_at").is_null()) return cur;
+                                        if (FieldOrNull(cur, "status") == "running" || FieldOrNull(cur, "status") == "rescheduling")
                                           return Status::InvalidArgument("cannot archive session " + id + " while it is running");
                                         Json next = cur;
                                         next["archived_at"] = now;
@@ -406,6 +409,142 @@ Result<http::HandlerResult> ApiService::DeleteSession(http::HttpRequest&, const 
   bus_->EndSession(id, {{"type", "session.deleted"}, {"id", NewId(idprefix::kEvent)}, {"processed_at", Now()}});
   for (SessionObserver* o : observers_) o->OnSessionDeleted(id);
   return JsonResult({{"id", id}, {"type", "session_deleted"}});
+}
+
+// ---------------------------------------------------------------- resources
+// Session resources (spec 1.3.1): list, add, retrieve, update, delete.
+// Decisions in docs/API.md ("Session resources").
+
+namespace {
+
+const Json* FindResource(const Json& session, const std::string& rid) {
+  auto rs = session.find("resources");
+  if (rs == session.end() || !rs->is_array()) return nullptr;
+  for (const Json& r : *rs)
+    if (StringField(r, "id") == rid) return &r;
+  return nullptr;
+}
+
+}  // namespace
+
+Result<http::HandlerResult> ApiService::ListSessionResources(http::HttpRequest& req, const Params& params,
+                                                            const Principal& p) {
+  const std::string& id = params.at("session_id");
+  // `limit` 1..1000, omitted = all; `page` is the opaque cursor of a
+  // previous answer (the id of the last resource it returned).
+  int64_t limit = 1000;
+  if (auto l = req.Query("limit")) WARREN_RETURN_IF_ERROR(ParseIntParam(*l, "limit", 1, 1000, &limit));
+  std::optional<std::string> page = req.Query("page");
+  WARREN_ASSIGN_OR_RETURN(Json s, AccessibleSession(id, p));
+  Json all = s.value("resources", Json::array());
+  if (!all.is_array()) all = Json::array();
+  size_t start = 0;
+  if (page && !page->empty()) {
+    if (page->rfind("page_", 0) != 0) return Invalid("page", "invalid cursor");
+    std::string after = page->substr(5);
+    size_t i = 0;
+    while (i < all.size() && StringField(all[i], "id") != after) i++;
+    if (i == all.size()) return Invalid("page", "invalid cursor (the resource it points after is gone)");
+    start = i + 1;
+  }
+  Json data = Json::array();
+  for (size_t i = start; i < all.size() && data.size() < static_cast<size_t>(limit); i++) data.push_back(all[i]);
+  Json next = nullptr;
+  if (start + data.size() < all.size() && !data.empty()) next = "page_" + StringField(data.back(), "id");
+  return JsonResult({{"data", data}, {"next_page", next}});
+}
+
+Result<http::HandlerResult> ApiService::GetSessionResource(http::HttpRequest&, const Params& params, const Principal& p) {
+  WARREN_ASSIGN_OR_RETURN(Json s, AccessibleSession(params.at("session_id"), p));
+  const std::string& rid = params.at("resource_id");
+  const Json* r = FindResource(s, rid);
+  if (!r) return Status::NotFound("resource " + rid + " not found in session " + params.at("session_id"));
+  return JsonResult(*r);
+}
+
+Result<http::HandlerResult> ApiService::AddSessionResource(http::HttpRequest& req, const Params& params,
+                                                          const Principal& p) {
+  WARREN_RETURN_IF_ERROR(RequireOrg(p));
+  WARREN_ASSIGN_OR_RETURN(Json body, BodyObject(req));
+  std::optional<std::string> type, file_id, mount;
+  WARREN_RETURN_IF_ERROR(ReadString(body, "type", "", {.required = true, .min = 1, .max = 64}, &type));
+  if (*type == "github_repository" || *type == "memory_store")
+    return Invalid("type", "only 'file' resources can be added after the session is created");
+  if (*type != "file") return Invalid("type", "unknown resource type '" + type->substr(0, 64) + "'");
+  WARREN_RETURN_IF_ERROR(ExpectKnownFields(body, {"type", "file_id", "mount_path"}, ""));
+  WARREN_RETURN_IF_ERROR(ReadString(body, "file_id", "", {.required = true, .min = 1, .max = 256}, &file_id));
+  WARREN_RETURN_IF_ERROR(ValidateMountPath(body, "", &mount));
+  const std::string& id = params.at("session_id");
+  WARREN_ASSIGN_OR_RETURN(Json s, AccessibleSession(id, p));
+  if (!s.value("archived_at", Json()).is_null()) return Status::Conflict("session " + id + " is archived and read-only");
+  auto env = store_->GetEnvironment(StringField(s, "environment_id"));
+  if (env.ok() && TypeOf(env->value("config", Json::object())) == "self_hosted")
+    return Status::InvalidArgument("Environment " + StringField(s, "environment_id") +
+                                   " is a self-hosted environment. `resources` are not supported with self-hosted "
+                                   "environments.");
+  // Warren has no Files API yet: no file id can name a file here (the same
+  // answer as a file resource at session create).
+  return Status::NotFound("file " + *file_id + " not found");
+}
+
+Result<http::HandlerResult> ApiService::UpdateSessionResource(http::HttpRequest& req, const Params& params,
+                                                             const Principal& p) {
+  WARREN_RETURN_IF_ERROR(RequireOrg(p));
+  WARREN_ASSIGN_OR_RETURN(Json body, BodyObject(req));
+  WARREN_RETURN_IF_ERROR(ExpectKnownFields(body, {"authorization_token"}, ""));
+  std::optional<std::string> token;
+  WARREN_RETURN_IF_ERROR(ReadString(body, "authorization_token", "", {.required = true, .min = 1, .max = 4096}, &token));
+  const std::string& id = params.at("session_id");
+  const std::string& rid = params.at("resource_id");
+  WARREN_RETURN_IF_ERROR(AccessibleSession(id, p).status());
+  std::string now = Now();
+  Json out;
+  WARREN_ASSIGN_OR_RETURN(
+      Json updated, store_->UpdateSession(id, [&](const Json& cur, std::vector<Json>*) -> Result<Json> {
+        if (!cur.value("archived_at", Json()).is_null())
+          return Status::Conflict("session " + id + " is archived and read-only");
+        const Json* r = FindResource(cur, rid);
+        if (!r) return Status::NotFound("resource " + rid + " not found in session " + id);
+        if (TypeOf(*r) != "github_repository")
+          return Invalid("authorization_token", "only github_repository resources have a token to rotate");
+        Json next = cur;
+        for (Json& x : next["resources"]) {
+          if (StringField(x, "id") != rid) continue;
+          x["updated_at"] = now;
+          out = x;
+        }
+        Json& secrets = next["_secrets"];
+        if (!secrets.is_object()) secrets = Json::object();
+        secrets[rid] = *token;
+        next["updated_at"] = now;
+        return next;
+      }, nullptr));
+  (void)updated;
+  return JsonResult(out);
+}
+
+Result<http::HandlerResult> ApiService::DeleteSessionResource(http::HttpRequest&, const Params& params,
+                                                             const Principal& p) {
+  WARREN_RETURN_IF_ERROR(RequireOrg(p));
+  const std::string& id = params.at("session_id");
+  const std::string& rid = params.at("resource_id");
+  WARREN_RETURN_IF_ERROR(AccessibleSession(id, p).status());
+  WARREN_ASSIGN_OR_RETURN(
+      Json updated, store_->UpdateSession(id, [&](const Json& cur, std::vector<Json>*) -> Result<Json> {
+        if (!cur.value("archived_at", Json()).is_null())
+          return Status::Conflict("session " + id + " is archived and read-only");
+        if (!FindResource(cur, rid)) return Status::NotFound("resource " + rid + " not found in session " + id);
+        Json next = cur;
+        Json kept = Json::array();
+        for (const Json& x : next["resources"])
+          if (StringField(x, "id") != rid) kept.push_back(x);
+        next["resources"] = kept;
+        if (next.contains("_secrets") && next["_secrets"].is_object()) next["_secrets"].erase(rid);
+        next["updated_at"] = Now();
+        return next;
+      }, nullptr));
+  (void)updated;
+  return JsonResult({{"id", rid}, {"type", "session_resource_deleted"}});
 }
 
 }  // namespace warren::api

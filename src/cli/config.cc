@@ -23,6 +23,7 @@ std::vector<Key> Keys(ServeConfig* c) {
       {"max_body_bytes", "WARREN_MAX_BODY_BYTES", Key::kSize, &c->max_body_bytes},
       {"max_connections", "WARREN_MAX_CONNECTIONS", Key::kSize, &c->max_connections},
       {"worker_threads", "WARREN_WORKER_THREADS", Key::kInt, &c->worker_threads},
+      {"max_queued_requests", "WARREN_MAX_QUEUED_REQUESTS", Key::kInt, &c->max_queued_requests},
       {"sse_keepalive_ms", "WARREN_SSE_KEEPALIVE_MS", Key::kInt, &c->sse_keepalive_ms},
       {"engine_threads", "WARREN_ENGINE_THREADS", Key::kInt, &c->engine_threads},
       {"work_lease_ttl_seconds", "WARREN_WORK_LEASE_TTL_SECONDS", Key::kInt, &c->work_lease_ttl_seconds},
@@ -32,6 +33,8 @@ std::vector<Key> Keys(ServeConfig* c) {
       {"sandbox.cgroup_prefix", "WARREN_SANDBOX_CGROUP_PREFIX", Key::kString, &c->sandbox_cgroup_prefix},
       {"sandbox.max_upload_bytes", "WARREN_SANDBOX_MAX_UPLOAD_BYTES", Key::kSize, &c->sandbox_max_upload_bytes},
       {"sandbox.idle_check_seconds", "WARREN_SANDBOX_IDLE_CHECK_SECONDS", Key::kInt, &c->sandbox_idle_check_seconds},
+      {"sandbox.long_call_threads", "WARREN_SANDBOX_LONG_CALL_THREADS", Key::kInt, &c->sandbox_long_call_threads},
+      {"sandbox.long_call_queue", "WARREN_SANDBOX_LONG_CALL_QUEUE", Key::kInt, &c->sandbox_long_call_queue},
       // Environment shortcuts into the "model" object.
       {"provider", "WARREN_MODEL_PROVIDER", Key::kModelField, &c->model},
       {"script", "WARREN_MODEL_SCRIPT", Key::kModelField, &c->model},
@@ -72,6 +75,8 @@ Status Check(const ServeConfig& c) {
   if (c.sqlite_synchronous != "FULL" && c.sqlite_synchronous != "NORMAL")
     return Status::InvalidArgument("sqlite_synchronous must be FULL or NORMAL");
   if (c.worker_threads < 1 || c.worker_threads > 256) return Status::InvalidArgument("worker_threads must be 1..256");
+  if (c.max_queued_requests < 1 || c.max_queued_requests > 1000000)
+    return Status::InvalidArgument("max_queued_requests must be 1..1000000");
   if (c.sse_keepalive_ms < 100) return Status::InvalidArgument("sse_keepalive_ms must be at least 100");
   if (c.max_body_bytes < 1024) return Status::InvalidArgument("max_body_bytes must be at least 1024");
   if (c.engine_threads < 1 || c.engine_threads > 1024) return Status::InvalidArgument("engine_threads must be 1..1024");
@@ -79,6 +84,10 @@ Status Check(const ServeConfig& c) {
     return Status::InvalidArgument("work_lease_ttl_seconds must be 1..600");
   if (c.sandbox_pool_bytes < (256ULL << 20)) return Status::InvalidArgument("sandbox.pool_bytes must be at least 268435456");
   if (c.sandbox_idle_check_seconds < 1) return Status::InvalidArgument("sandbox.idle_check_seconds must be at least 1");
+  if (c.sandbox_long_call_threads < 1 || c.sandbox_long_call_threads > 1024)
+    return Status::InvalidArgument("sandbox.long_call_threads must be 1..1024");
+  if (c.sandbox_long_call_queue < 0 || c.sandbox_long_call_queue > (1 << 20))
+    return Status::InvalidArgument("sandbox.long_call_queue must be 0..1048576");
   if (c.sandbox_max_upload_bytes < 1024) return Status::InvalidArgument("sandbox.max_upload_bytes must be at least 1024");
   if (c.sandbox_cgroup_prefix.empty() || c.sandbox_cgroup_prefix.find('/') != std::string::npos ||
       c.sandbox_cgroup_prefix.find("..") != std::string::npos)

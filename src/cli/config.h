@@ -21,6 +21,7 @@ struct ServeConfig {
   size_t max_body_bytes = 8 * 1024 * 1024;
   size_t max_connections = 20000;
   int worker_threads = 4;
+  int max_queued_requests = 1024;  // HTTP requests waiting for a worker; beyond: 503
   int sse_keepalive_ms = 15000;
   int engine_threads = 4;
   // Work-queue lease TTL reported to workers (spec 3.3: heartbeat every
@@ -30,7 +31,9 @@ struct ServeConfig {
   // The sandbox REST API (/v1/warren/, docs/SANDBOX_API.md); keys
   // "sandbox.enabled" etc., or a "sandbox" object in the config file.
   std::optional<bool> sandbox_enabled;    // unset = enabled when running as root
-  std::string sandbox_data_dir;           // "" = /var/lib/warren (as `warren sandbox`)
+  std::string sandbox_data_dir;           // "" = DATA_DIR/sandbox
+  int sandbox_long_call_threads = 32;     // sandbox API executor (long calls at once)
+  int sandbox_long_call_queue = 256;      // long calls waiting; past that 503
   size_t sandbox_pool_bytes = 32ULL << 30;  // sparse btrfs pool file size
   std::string sandbox_cgroup_prefix = "warren";
   size_t sandbox_max_upload_bytes = 1ULL << 30;

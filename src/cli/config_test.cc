@@ -31,6 +31,17 @@ TEST(ConfigTest, RejectsUnknownAndBadValues) {
   EXPECT_FALSE(ApplyEnvironment(&c, bad_env).ok());
 }
 
+TEST(ConfigTest, MaxQueuedRequests) {
+  ServeConfig c;
+  EXPECT_EQ(c.max_queued_requests, 1024);
+  ASSERT_TRUE(ApplyConfigJson(Json{{"max_queued_requests", 16}}, &c).ok());
+  EXPECT_EQ(c.max_queued_requests, 16);
+  auto env = [](const char* n) -> const char* { return std::string(n) == "WARREN_MAX_QUEUED_REQUESTS" ? "64" : nullptr; };
+  ASSERT_TRUE(ApplyEnvironment(&c, env).ok());
+  EXPECT_EQ(c.max_queued_requests, 64);
+  EXPECT_FALSE(ApplyConfigJson(Json{{"max_queued_requests", "16"}}, &c).ok());
+}
+
 TEST(ConfigTest, SandboxKeysNestedFlatAndEnvironment) {
   ServeConfig c;
   EXPECT_FALSE(c.sandbox_enabled.has_value());
@@ -54,6 +65,17 @@ TEST(ConfigTest, SandboxKeysNestedFlatAndEnvironment) {
   EXPECT_FALSE(ApplyConfigJson(Json{{"sandbox", {{"nope", 1}}}}, &c).ok());
   EXPECT_FALSE(ApplyConfigJson(Json{{"sandbox", 1}}, &c).ok());
   EXPECT_FALSE(ApplyConfigJson(Json{{"sandbox.cgroup_prefix", "a/b"}}, &c).ok());
+}
+
+TEST(ConfigTest, SandboxDataDirDefaultsUnderDataDirAndLongCallBounds) {
+  ServeConfig c;
+  EXPECT_EQ(c.sandbox_data_dir, "");  // "" = DATA_DIR/sandbox (serve)
+  EXPECT_EQ(c.sandbox_long_call_threads, 32);
+  ASSERT_TRUE(ApplyConfigJson(Json{{"sandbox", {{"long_call_threads", 8}, {"long_call_queue", 0}}}}, &c).ok());
+  EXPECT_EQ(c.sandbox_long_call_threads, 8);
+  EXPECT_EQ(c.sandbox_long_call_queue, 0);
+  EXPECT_FALSE(ApplyConfigJson(Json{{"sandbox", {{"long_call_threads", 0}}}}, &c).ok());
+  EXPECT_FALSE(ApplyConfigJson(Json{{"sandbox", {{"long_call_threads", 5000}}}}, &c).ok());
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 
@@ -42,6 +43,26 @@ int Fail(const Status& s) {
   std::fprintf(stderr, "warren: %s\n", s.ToString().c_str());
   return 1;
 }
+
+#ifdef WARREN_HAVE_SANDBOX_API
+// Lets the sandboxes' mapped ids traverse (not list) the data dir, after
+// making every file in it private (0600; SQLite creates its -wal/-shm files
+// with the database's mode).
+Status OpenDataDirToSandboxes(const std::string& data_dir) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(data_dir, ec)) {
+    if (e.is_symlink(ec) || !e.is_regular_file(ec)) continue;
+    if (::chmod(e.path().c_str(), 0600) != 0) {
+      return Status::IOError("chmod 0600 " + e.path().string() + ": " + std::strerror(errno));
+    }
+  }
+  if (ec) return Status::IOError("list data dir " + data_dir + ": " + ec.message());
+  if (::chmod(data_dir.c_str(), 0711) != 0) {
+    return Status::IOError("chmod 0711 " + data_dir + ": " + std::strerror(errno));
+  }
+  return Status::Ok();
+}
+#endif
 
 Result<std::unique_ptr<store::SqliteStore>> OpenStore(const std::string& data_dir, const std::string& sync) {
   std::error_code ec;
@@ -120,10 +141,18 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   // /v1/warren/ sandbox routes; the runtime opens on first use.
   sandbox_api::SandboxApiOptions sb_opts;
   sb_opts.enabled = cfg.sandbox_enabled.value_or(geteuid() == 0);
-  // Default: the same data dir as `warren sandbox ...` (/var/lib/warren), so
-  // the CLI and the API see the same sandboxes. (Not under DATA_DIR: that is
-  // mode 0700, which the sandboxes' mapped ids cannot traverse.)
-  if (!cfg.sandbox_data_dir.empty()) sb_opts.runtime.data_dir = cfg.sandbox_data_dir;
+  // Default: DATA_DIR/sandbox, so that one data dir holds everything and two
+  // services with different data dirs never share sandboxes. The sandboxes'
+  // mapped ids must traverse DATA_DIR to reach their rootfs: DATA_DIR becomes
+  // 0711 (traverse, no listing) and every file directly in it 0600.
+  // `sandbox.data_dir` puts the runtime elsewhere (e.g. /var/lib/warren,
+  // shared with `warren sandbox ...`).
+  if (!cfg.sandbox_data_dir.empty()) {
+    sb_opts.runtime.data_dir = cfg.sandbox_data_dir;
+  } else {
+    sb_opts.runtime.data_dir = (std::filesystem::path(cfg.data_dir) / "sandbox").string();
+    if (Status s = OpenDataDirToSandboxes(cfg.data_dir); !s.ok()) return Fail(s);
+  }
   if (sb_opts.runtime.data_dir[0] != '/') {
     std::error_code ec;
     auto abs = std::filesystem::absolute(sb_opts.runtime.data_dir, ec);
@@ -132,6 +161,8 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   sb_opts.runtime.pool_file_bytes = static_cast<int64_t>(cfg.sandbox_pool_bytes);
   sb_opts.runtime.cgroup_prefix = cfg.sandbox_cgroup_prefix;
   sb_opts.max_upload_bytes = cfg.sandbox_max_upload_bytes;
+  sb_opts.long_call_threads = cfg.sandbox_long_call_threads;
+  sb_opts.long_call_queue = static_cast<size_t>(cfg.sandbox_long_call_queue);
   sandbox_api::SandboxApi sandbox_api(&service, sb_opts);
   sandbox_api.StartIdleTicker(std::chrono::seconds(cfg.sandbox_idle_check_seconds));
 #endif
@@ -141,6 +172,7 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   opts.max_body_bytes = cfg.max_body_bytes;
   opts.max_connections = cfg.max_connections;
   opts.worker_threads = cfg.worker_threads;
+  opts.max_queued_requests = static_cast<size_t>(cfg.max_queued_requests);
   http::HttpServer server(opts, [&service](http::HttpRequest& req) { return service.Handle(req); }, api::RenderError);
   server.set_body_router([&service](http::HttpRequest& head) { return service.RouteBody(head); });
   Status s = engine.Start();

@@ -1,10 +1,14 @@
 #include "engine/engine.h"
 
+#include <variant>
+
 #include "api/agent_config.h"
 #include "api/pricing.h"
 #include "common/ids.h"
 #include "common/log.h"
 #include "engine/tool_schemas.h"
+#include "events/client_events.h"
+#include "events/fields.h"
 
 namespace warren::engine {
 namespace {
@@ -214,7 +218,7 @@ void Engine::OnSessionCreated(const Json& session) {}
 void Engine::OnClientEvents(const Json& session, const std::vector<store::StoredEvent>& events) {
   const std::string id = session["id"].get<std::string>();
   for (const auto& e : events) {
-    if (e.body.value("type", "") == "user.interrupt") {
+    if (events::TypeOf(e.body) == "user.interrupt") {
       std::lock_guard<std::mutex> lock(mu_);
       if (auto it = inflight_.find(id); it != inflight_.end()) it->second->Cancel();
     }
@@ -295,7 +299,7 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
     WARREN_ASSIGN_OR_RETURN(auto events, store_->EventsAfter(id, last_seq, kPage));
     for (auto& e : events) {
       last_seq = e.seq;
-      if (IsClientEvent(e.body.value("type", "")) && e.body.value("processed_at", Json()).is_null())
+      if (IsClientEvent(events::TypeOf(e.body)) && e.body.value("processed_at", Json()).is_null())
         client.push_back(e);
     }
     if (events.size() < static_cast<size_t>(kPage) || client.size() >= static_cast<size_t>(kPage)) break;
@@ -347,19 +351,27 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
       Json done = e.body;
       done["processed_at"] = now;
       out->replace.push_back(done);
-      const std::string type = e.body["type"].get<std::string>();
+      // The same schema as the API's validation (src/events): a stored
+      // event that does not parse (written before a fix, or by hand) is
+      // marked processed and skipped, never read with throwing accessors.
+      auto parsed = events::ParseClientEvent(e.body, "event", events::Origin::kStored);
+      if (!parsed.ok()) {
+        log::Error("engine.bad_client_event", {{"session", id}, {"seq", e.seq}, {"error", parsed.status().ToString()}});
+        continue;
+      }
+      const std::string type(events::TypeName(*parsed));
       auto find_pending = [&](const std::string& event_id) -> Json* {
         for (Json& p : pending)
           if (p["event_id"] == event_id) return &p;
         return nullptr;
       };
       if (type == "user.message") {
-        AppendUser(&messages, ToModelContent(e.body["content"]));
+        AppendUser(&messages, ToModelContent(std::get<events::UserMessage>(*parsed).content));
         need_model = true;
         interrupted = false;
       } else if (type == "system.message") {
         Json blocks = Json::array();
-        for (const Json& b : e.body["content"])
+        for (const Json& b : std::get<events::SystemMessage>(*parsed).content)
           blocks.push_back({{"type", "text"}, {"text", "[system message] " + b.value("text", "")}});
         AppendUser(&messages, blocks);
         need_model = true;
@@ -369,26 +381,27 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
         need_model = false;
         interrupted = true;
       } else if (type == "user.tool_confirmation") {
-        Json* p = find_pending(e.body.value("tool_use_id", ""));
+        const auto& c = std::get<events::ToolConfirmation>(*parsed);
+        Json* p = find_pending(c.tool_use_id);
         if (!p || !(*p)["result"].is_null()) continue;
-        (*p)["confirmed"] = e.body["result"];
-        if (e.body["result"] == "deny") {
-          std::string msg = e.body.value("deny_message", Json()).is_string()
-                                ? e.body["deny_message"].get<std::string>()
-                                : "The user denied permission to use this tool.";
+        (*p)["confirmed"] = c.allow ? "allow" : "deny";
+        if (!c.allow) {
+          std::string msg = c.deny_message.value_or("The user denied permission to use this tool.");
           (*p)["result"] = {{"content", TextContent(msg)}, {"is_error", true}};
         } else if ((*p)["kind"] == "builtin") {
           work_sessions.push_back(id);
         }
       } else if (type == "user.tool_result" || type == "user.custom_tool_result") {
-        std::string ref = type == "user.tool_result" ? e.body.value("tool_use_id", "") : e.body.value("custom_tool_use_id", "");
+        const auto* tr = std::get_if<events::ToolResult>(&*parsed);
+        const auto* cr = std::get_if<events::CustomToolResult>(&*parsed);
+        std::string ref = tr ? tr->tool_use_id : cr->custom_tool_use_id;
         Json* p = find_pending(ref);
         if (!p || !(*p)["result"].is_null()) continue;  // late or duplicate answer: recorded, ignored
         if ((*p)["permission"] == "ask" && (*p)["confirmed"] != "allow" && type == "user.tool_result") {
           // Fail closed: a result for an unconfirmed gated call is not used.
           continue;
         }
-        (*p)["result"] = {{"content", e.body.value("content", Json::array())}, {"is_error", e.body.value("is_error", false)}};
+        (*p)["result"] = {{"content", tr ? tr->content : cr->content}, {"is_error", tr ? tr->is_error : cr->is_error}};
       }
     }
     Json unresolved = Unresolved(pending);

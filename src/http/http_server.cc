@@ -32,6 +32,25 @@ static bool IEquals(std::string_view a, std::string_view b) {
   return true;
 }
 
+// A body the parser refused as malformed (bad chunk size or framing), as
+// opposed to a client that went away or stalled.
+static bool IsMalformedBody(const beast::error_code& ec) {
+  if (ec.category() != bhttp::make_error_code(bhttp::error::bad_chunk).category()) return false;
+  switch (static_cast<bhttp::error>(ec.value())) {
+    case bhttp::error::bad_chunk:
+    case bhttp::error::bad_chunk_extension:
+    case bhttp::error::bad_line_ending:
+    case bhttp::error::bad_transfer_encoding:
+    case bhttp::error::bad_field:
+    case bhttp::error::bad_value:
+    case bhttp::error::bad_obs_fold:
+    case bhttp::error::unexpected_body:
+      return true;
+    default:
+      return false;
+  }
+}
+
 const std::string* Headers::Find(std::string_view name) const {
   for (const auto& [k, v] : items_)
     if (IEquals(k, name)) return &v;
@@ -148,6 +167,7 @@ struct HttpServer::Impl {
   uint16_t port = 0;
   std::atomic<size_t> conns{0};
   std::atomic<int> in_handlers{0};
+  std::atomic<size_t> queued{0};  // handlers posted to the pool, not yet started
   bool stopping = false;  // I/O thread only
   std::atomic<bool> stopped{false};
   // Close hooks of live connections (I/O thread only).
@@ -372,6 +392,8 @@ awaitable<void> HttpServer::Impl::Serve(Socket socket, std::string remote) {
             body_status = Status::TooLarge("request body exceeds " + std::to_string(limit) + " bytes");
           } else if (rec == beast::error::timeout) {
             body_status = Status::Timeout("request body read timed out");
+          } else if (IsMalformedBody(rec)) {
+            body_status = Status::InvalidArgument("malformed request body: " + rec.message());
           } else {
             body_status = Status::Cancelled("client went away during the upload");
             peer_gone = true;
@@ -428,16 +450,36 @@ awaitable<void> HttpServer::Impl::Serve(Socket socket, std::string remote) {
           } else if (ec2 == beast::error::timeout) {
             co_await WriteResponse(stream, RenderError(408, "timeout_error", "request body read timed out", rid), rid,
                                    false, version);
+          } else if (IsMalformedBody(ec2)) {
+            // A bad chunk size ("ZZZ", or one that overflows) or framing:
+            // answered like every other malformed request, then closed.
+            co_await WriteResponse(
+                stream, RenderError(400, "invalid_request_error", "malformed request body: " + ec2.message(), rid), rid,
+                false, version);
           }
           break;
         }
       }
       stream.expires_never();
       req.body = std::move(parser.get().body());
+      if (queued.load() >= opts.max_queued_requests) {
+        // The pool's queue is full: refuse now rather than queue without
+        // bound. The body was read, so the connection can stay open.
+        co_await WriteResponse(stream,
+                               RenderError(503, "overloaded_error",
+                                           "server busy: " + std::to_string(opts.max_queued_requests) +
+                                               " requests are waiting for a worker; retry later",
+                                           rid),
+                               rid, keep_alive, version);
+        if (!keep_alive) break;
+        continue;
+      }
       in_handlers++;
+      queued++;
       HandlerResult r = co_await asio::co_spawn(
           pool,
           [this, &req]() -> awaitable<HandlerResult> {
+            queued--;
             try {
               co_return handler(req);
             } catch (const std::exception& e) {
@@ -734,6 +776,8 @@ void HttpServer::set_body_router(BodyRouter router) { impl_->body_router = std::
 
 std::string HttpServer::url() const { return impl_->url; }
 uint16_t HttpServer::port() const { return impl_->port; }
+size_t HttpServer::queued_requests() const { return impl_->queued.load(); }
+
 size_t HttpServer::connections() const { return impl_->conns.load(); }
 
 void HttpServer::Stop(std::chrono::milliseconds grace) {

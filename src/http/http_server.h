@@ -165,6 +165,9 @@ struct ServerOptions {
   std::chrono::seconds write_timeout{30};
   size_t max_connections = 20000;
   int worker_threads = 4;
+  // Requests waiting for a free worker (not yet running). One more is
+  // answered 503 overloaded_error at once, without running its handler.
+  size_t max_queued_requests = 1024;
 };
 
 class HttpServer final {
@@ -189,6 +192,8 @@ class HttpServer final {
 
   // Live connection count (for metrics and tests).
   size_t connections() const;
+  // Requests waiting for a worker right now (for metrics and tests).
+  size_t queued_requests() const;
 
  private:
   struct Impl;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 
@@ -180,12 +181,31 @@ class HttpServerTest : public ::testing::Test {
       h.body = download;
     } else if (r.path == "/poll") {
       h.poll = poll;
+    } else if (r.path == "/block") {
+      std::unique_lock<std::mutex> l(block_mu);
+      blocked++;
+      block_cv.notify_all();
+      block_cv.wait(l, [this] { return released; });
+      h.response.body = "unblocked";
     } else {
       h.response.body = r.method + " " + r.path + " q=" + r.Query("a").value_or("-") + " n=" +
                         std::to_string(r.QueryAll("t[]").size()) + " body=" + r.body;
     }
     return h;
   }
+  void Release() {
+    std::lock_guard<std::mutex> l(block_mu);
+    released = true;
+    block_cv.notify_all();
+  }
+  void WaitBlocked(int n) {
+    std::unique_lock<std::mutex> l(block_mu);
+    block_cv.wait(l, [&] { return blocked >= n; });
+  }
+  std::mutex block_mu;
+  std::condition_variable block_cv;
+  int blocked = 0;
+  bool released = false;
   std::shared_ptr<Source> source = std::make_shared<Source>();
   std::shared_ptr<Poll> poll = std::make_shared<Poll>();
   std::shared_ptr<BodySource> download;
@@ -430,6 +450,60 @@ TEST_F(HttpServerTest, FailedDownloadIsTruncatedAndClosed) {
   std::string body = Dechunk(raw, &complete);
   EXPECT_FALSE(complete);
   EXPECT_EQ(body.size(), 2000u);
+}
+
+}  // namespace
+}  // namespace warren::http
+
+namespace warren::http {
+namespace {
+
+// The pool's queue is bounded: with one worker busy and one request
+// waiting, the next is answered 503 in the error envelope at once, and the
+// waiting ones still complete.
+TEST_F(HttpServerTest, FullWorkerQueueAnswers503) {
+  ServerOptions o;
+  o.worker_threads = 1;
+  o.max_queued_requests = 1;
+  Start(o);
+  Conn a(server_->port()), b(server_->port()), c(server_->port());
+  a.Send("GET /block HTTP/1.1\r\nHost: x\r\n\r\n");
+  WaitBlocked(1);  // the only worker is busy
+  b.Send("GET /block HTTP/1.1\r\nHost: x\r\n\r\n");
+  while (server_->queued_requests() < 1) std::this_thread::yield();  // b waits for the worker
+  c.Send("GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string rc = c.ReadUntil("}");
+  EXPECT_NE(rc.find("HTTP/1.1 503"), std::string::npos) << rc;
+  EXPECT_NE(rc.find("{\"error\":\"overloaded_error\"}"), std::string::npos) << rc;
+  // The refused connection stays usable once there is room again.
+  Release();
+  EXPECT_NE(a.ReadUntil("unblocked").find("200 OK"), std::string::npos);
+  EXPECT_NE(b.ReadUntil("unblocked").find("200 OK"), std::string::npos);
+  c.Send("GET /y HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_NE(c.ReadUntil("body=").find("200 OK"), std::string::npos);
+}
+
+// A malformed chunked body gets a 400 in the envelope, not a bare close.
+TEST_F(HttpServerTest, MalformedChunkedBodyIs400) {
+  Start();
+  for (const char* size : {"ZZZ", "fffffffffffffffffffff", "-1", "1;\x01"}) {
+    Conn c(server_->port());
+    c.Send(std::string("POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n") + size + "\r\nabc\r\n0\r\n\r\n");
+    std::string r = c.ReadUntil("}");
+    EXPECT_NE(r.find("HTTP/1.1 400"), std::string::npos) << size << ": " << r;
+    EXPECT_NE(r.find("{\"error\":\"invalid_request_error\"}"), std::string::npos) << size << ": " << r;
+  }
+  // The same through a streamed-upload route: the sink is told, the
+  // client gets the sink's answer.
+  auto sink = std::make_shared<Sink>(1 << 20);
+  router = [sink](HttpRequest& h) { return BodyRoute{h.path == "/sink" ? sink : nullptr, std::nullopt}; };
+  server_.reset();
+  Start();
+  Conn c(server_->port());
+  c.Send("POST /sink HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\nabc\r\n0\r\n\r\n");
+  std::string r = c.ReadUntil("got ");
+  ASSERT_TRUE(sink->finished.has_value()) << r;
+  EXPECT_EQ(sink->finished->code(), Code::kInvalidArgument);
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 
 #include "common/ids.h"
 #include "common/log.h"
+#include "sandbox/locks.h"
 #include "sandbox/recipe.h"
 #include "sandbox/runtime.h"
 #include "sandbox/sys.h"
@@ -223,6 +224,9 @@ std::string FindBusybox() {
 }  // namespace
 
 Result<std::string> SandboxRuntime::EnsureBuiltinLayer(const BuildLog& log) {
+  // One maker of the base at a time (per process and across processes).
+  NamedLock base_lock(locks_.get(), "base-builtin");
+  WARREN_RETURN_IF_ERROR(base_lock.status());
   std::string busybox = FindBusybox();
   std::string bash = "/usr/bin/bash-static";
   if (busybox.empty()) return Status::Unavailable("busybox-static is not installed (apt-get install busybox-static)");
@@ -386,6 +390,8 @@ bool ValidDebianWord(const std::string& s) {
 }  // namespace
 
 Result<std::string> SandboxRuntime::EnsureDebianLayer(const std::string& from, const BuildLog& log) {
+  NamedLock base_lock(locks_.get(), "base-debian");
+  WARREN_RETURN_IF_ERROR(base_lock.status());
   std::istringstream in(from);
   std::string base, w;
   in >> base;
@@ -492,11 +498,17 @@ Result<SnapshotRecord> SandboxRuntime::ResolveSnapshotLocked(const std::string& 
 
 Status SandboxRuntime::RunBuildStep(const std::string& rootfs, const SnapshotRecord& cfg, const std::string& cmd,
                                     const BuildLog& log) {
-  WARREN_ASSIGN_OR_RETURN(int slot, AllocateSlotLocked());
   std::string id = NewId("", 12);
   std::string cg = "build-" + id;
-  Json rec{{"slot", slot}, {"rootfs", rootfs}, {"pid", -1}, {"start_time", 0}};
-  WARREN_RETURN_IF_ERROR(builds_.Put(id, rec));
+  Json rec;
+  int slot = -1;
+  {
+    NamedLock reg(locks_.get(), kRegistryLock);
+    WARREN_RETURN_IF_ERROR(reg.status());
+    WARREN_ASSIGN_OR_RETURN(slot, AllocateSlotLocked());
+    rec = Json{{"slot", slot}, {"rootfs", rootfs}, {"pid", -1}, {"start_time", 0}};
+    WARREN_RETURN_IF_ERROR(builds_.Put(id, rec));
+  }
   auto cleanup = [&](pid_t pid, uint64_t start) {
     if (pid > 0) {
       UniqueFd fd(SysPidfdOpen(pid, 0));
@@ -593,7 +605,13 @@ Status SandboxRuntime::RunBuildStep(const std::string& rootfs, const SnapshotRec
 
 Result<SnapshotRecord> SandboxRuntime::BuildSnapshot(const std::string& name, const std::string& recipe_text,
                                                      const std::string& context_dir, const BuildLog& log) {
-  Lock l(this);
+  if (!ValidSnapshotName(name)) return Status::InvalidArgument("invalid snapshot name: " + name);
+  WorldLock world(locks_.get(), false);
+  WARREN_RETURN_IF_ERROR(world.status());
+  // Builds of one name queue; builds of other names and every sandbox
+  // operation go on meanwhile.
+  NamedLock build(locks_.get(), "snapshot-" + name);
+  WARREN_RETURN_IF_ERROR(build.status());
   return BuildLocked(name, recipe_text, context_dir, log);
 }
 
@@ -619,7 +637,12 @@ Result<SnapshotRecord> SandboxRuntime::BuildLocked(const std::string& name, cons
     std::string tmp = pool_->root() + "/tmp/step-" + NewId("", 10);
     Status s = layer.empty() ? pool_->CreateVolume(tmp) : pool_->Snapshot(layers_dir + layer, tmp, false);
     if (s.ok()) s = mutate(tmp);
-    if (s.ok()) s = pool_->Snapshot(tmp, layers_dir + key, true);
+    if (s.ok()) {
+      // Another build may have made the same layer meanwhile: keep theirs.
+      NamedLock layers_lock(locks_.get(), kLayersLock);
+      s = layers_lock.status();
+      if (s.ok() && !Exists(layers_dir + key)) s = pool_->Snapshot(tmp, layers_dir + key, true);
+    }
     (void)pool_->DeleteVolume(tmp);
     return s;
   };
@@ -726,13 +749,15 @@ Result<SnapshotRecord> SandboxRuntime::BuildLocked(const std::string& name, cons
           std::string d = dst[0] == '/' ? dst : (cfg.workdir.empty() ? "/" : cfg.workdir) + "/" + dst;
           for (const auto& p : resolved) {
             struct stat sst;
-            if (stat(p.c_str(), &sst) != 0) return ErrnoStatus("stat " + p);
+            if (lstat(p.c_str(), &sst) != 0) return ErrnoStatus("stat " + p);
             std::string target = d;
             if (!S_ISDIR(sst.st_mode) && into_dir) {
               WARREN_RETURN_IF_ERROR(fs.Mkdir(d, true));
               target = d + "/" + p.substr(p.rfind('/') + 1);
             }
-            WARREN_RETURN_IF_ERROR(fs.CopyIn(p, target));
+            // `p` is realpath'd (no symlink in it): a component swapped for
+            // a link since then fails instead of being followed.
+            WARREN_RETURN_IF_ERROR(fs.CopyIn(p, target, /*no_symlinks=*/true));
           }
           return Status::Ok();
         }, &cached);
@@ -764,18 +789,22 @@ Result<SnapshotRecord> SandboxRuntime::BuildLocked(const std::string& name, cons
   if (cfg.layers.empty() || cfg.layers.back() != layer) cfg.layers.push_back(layer);
   cfg.hash = chain;
   cfg.created_at = Now();
-  WARREN_RETURN_IF_ERROR(snapshots_.Put(name, cfg.ToJson()));
+  {
+    NamedLock layers_lock(locks_.get(), kLayersLock);
+    WARREN_RETURN_IF_ERROR(layers_lock.status());
+    WARREN_RETURN_IF_ERROR(snapshots_.Put(name, cfg.ToJson()));
+  }
   if (log) log("snapshot " + cfg.Ref() + " ready");
   return cfg;
 }
 
 Result<SnapshotRecord> SandboxRuntime::GetSnapshot(const std::string& name) {
-  Lock l(this);
+  WorldLock world(locks_.get(), false);
+  WARREN_RETURN_IF_ERROR(world.status());
   return ResolveSnapshotLocked(name, nullptr);
 }
 
 Result<std::vector<SnapshotRecord>> SandboxRuntime::ListSnapshots() {
-  Lock l(this);
   std::vector<SnapshotRecord> out;
   for (const auto& key : snapshots_.Keys()) {
     auto j = snapshots_.Get(key);
@@ -787,7 +816,13 @@ Result<std::vector<SnapshotRecord>> SandboxRuntime::ListSnapshots() {
 }
 
 Status SandboxRuntime::DeleteSnapshot(const std::string& name) {
-  Lock l(this);
+  if (!ValidSnapshotName(name) && name != kBuiltinMinimal) return Status::NotFound("no snapshot " + name);
+  WorldLock world(locks_.get(), false);
+  WARREN_RETURN_IF_ERROR(world.status());
+  NamedLock build(locks_.get(), "snapshot-" + name);
+  WARREN_RETURN_IF_ERROR(build.status());
+  NamedLock layers_lock(locks_.get(), kLayersLock);
+  WARREN_RETURN_IF_ERROR(layers_lock.status());
   auto j = snapshots_.Get(name);
   if (!j.ok()) return j.status().code() == Code::kNotFound ? Status::NotFound("no snapshot " + name) : j.status();
   WARREN_ASSIGN_OR_RETURN(SnapshotRecord rec, SnapshotRecord::FromJson(*j));

@@ -290,14 +290,34 @@ Status RootFs::Chmod(const std::string& path, uint32_t mode) const {
   return Status::Ok();
 }
 
-Status RootFs::CopyIn(const std::string& host_src, const std::string& dst) const {
+Status RootFs::CopyIn(const std::string& host_src, const std::string& dst, bool no_symlinks) const {
+  std::string src = host_src;
+  while (src.size() > 1 && src.back() == '/') src.pop_back();
+  size_t slash = src.rfind('/');
+  std::string parent = slash == std::string::npos ? "." : slash == 0 ? "/" : src.substr(0, slash);
+  std::string name = slash == std::string::npos ? src : src.substr(slash + 1);
+  if (name.empty() || name == "..") return Status::InvalidArgument("bad copy source: " + host_src);
+  // From here on the source tree is walked fd-relative and never through a
+  // symlink, so swapping a component for a link while we copy (the source
+  // may be writable by someone else, e.g. a build context in a volume)
+  // cannot make us read a file outside it.
+  int pfd = no_symlinks ? SysOpenat2(AT_FDCWD, parent.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
+                                     RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
+                        : open(parent.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (pfd < 0) return ErrnoStatus("open " + parent);
+  UniqueFd parent_fd(pfd);
+  return CopyInAt(parent_fd.get(), name, host_src, dst);
+}
+
+Status RootFs::CopyInAt(int src_dirfd, const std::string& name, const std::string& display,
+                        const std::string& dst) const {
   WARREN_AS_SANDBOX_ROOT();
   struct stat st;
-  if (lstat(host_src.c_str(), &st) != 0) return ErrnoStatus("stat " + host_src);
+  if (fstatat(src_dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return ErrnoStatus("stat " + display);
   if (S_ISLNK(st.st_mode)) {
     char buf[4096];
-    ssize_t n = readlink(host_src.c_str(), buf, sizeof(buf) - 1);
-    if (n < 0) return ErrnoStatus("readlink " + host_src);
+    ssize_t n = readlinkat(src_dirfd, name.c_str(), buf, sizeof(buf) - 1);
+    if (n < 0) return ErrnoStatus("readlink " + display);
     buf[n] = '\0';
     WARREN_ASSIGN_OR_RETURN(auto parent, OpenParent(dst));
     unlinkat(parent.first.get(), parent.second.c_str(), 0);
@@ -306,8 +326,15 @@ Status RootFs::CopyIn(const std::string& host_src, const std::string& dst) const
   }
   if (S_ISDIR(st.st_mode)) {
     WARREN_RETURN_IF_ERROR(Mkdir(dst, true, st.st_mode & 07777));
-    DIR* d = opendir(host_src.c_str());
-    if (d == nullptr) return ErrnoStatus("opendir " + host_src);
+    int dfd = openat(src_dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0) return ErrnoStatus("open " + display);
+    UniqueFd dir_fd(dfd);
+    int lfd = dup(dfd);
+    DIR* d = lfd < 0 ? nullptr : fdopendir(lfd);
+    if (d == nullptr) {
+      if (lfd >= 0) close(lfd);
+      return ErrnoStatus("opendir " + display);
+    }
     std::vector<std::string> names;
     while (struct dirent* e = readdir(d)) {
       if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
@@ -317,19 +344,22 @@ Status RootFs::CopyIn(const std::string& host_src, const std::string& dst) const
     std::sort(names.begin(), names.end());
     std::string base = dst;
     while (!base.empty() && base.back() == '/') base.pop_back();
-    for (const auto& n : names) WARREN_RETURN_IF_ERROR(CopyIn(host_src + "/" + n, base + "/" + n));
+    for (const auto& n : names) WARREN_RETURN_IF_ERROR(CopyInAt(dir_fd.get(), n, display + "/" + n, base + "/" + n));
     return Status::Ok();
   }
-  if (!S_ISREG(st.st_mode)) return Status::InvalidArgument("cannot copy special file " + host_src);
-  UniqueFd in(open(host_src.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!in) return ErrnoStatus("open " + host_src);
+  if (!S_ISREG(st.st_mode)) return Status::InvalidArgument("cannot copy special file " + display);
+  // O_NOFOLLOW: swapped for a symlink since the fstatat -> ELOOP, not followed.
+  UniqueFd in(openat(src_dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (!in) return ErrnoStatus("open " + display);
+  struct stat ist;
+  if (fstat(in.get(), &ist) != 0 || !S_ISREG(ist.st_mode)) return Status::InvalidArgument("not a regular file: " + display);
   WARREN_ASSIGN_OR_RETURN(UniqueFd out, OpenWrite(dst, st.st_mode & 07777));
   char buf[65536];
   for (;;) {
     ssize_t n = read(in.get(), buf, sizeof(buf));
     if (n < 0) {
       if (errno == EINTR) continue;
-      return ErrnoStatus("read " + host_src);
+      return ErrnoStatus("read " + display);
     }
     if (n == 0) break;
     int rc = WriteAll(out.get(), buf, static_cast<size_t>(n));

@@ -56,7 +56,10 @@ class RootFs final {
   Result<UniqueFd> OpenRead(const std::string& path) const;
   Result<UniqueFd> OpenWrite(const std::string& path, uint32_t mode = 0644) const;
   // Copies a host file or directory tree (symlinks copied as links) to `dst`.
-  Status CopyIn(const std::string& host_src, const std::string& dst) const;
+  // Below `host_src` the walk is fd-relative and never follows a link;
+  // `no_symlinks` also refuses (ELOOP) a symlink anywhere in `host_src`'s
+  // own path (for sources someone else may write, e.g. a build context).
+  Status CopyIn(const std::string& host_src, const std::string& dst, bool no_symlinks = false) const;
 
   int fd() const { return fd_.get(); }
   // The host uid/gid that the sandbox's root has in this view (-1: the view
@@ -68,6 +71,7 @@ class RootFs final {
   // Opens the parent directory of `path` and returns its last component.
   Result<std::pair<UniqueFd, std::string>> OpenParent(const std::string& path) const;
   Result<UniqueFd> Resolve(const std::string& path, int flags, uint32_t mode = 0) const;
+  Status CopyInAt(int src_dirfd, const std::string& name, const std::string& display, const std::string& dst) const;
   // Translates host ids of this view back to sandbox ids.
   void MapIds(FileInfo* fi) const;
   UniqueFd fd_;

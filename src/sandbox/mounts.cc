@@ -102,7 +102,9 @@ int SetupProc(int rootfd, const char** where) {
   // Files hidden behind /dev/null.
   static const char* const kMaskFiles[] = {"kcore",      "keys",        "sysrq-trigger", "timer_list",
                                            "sched_debug", "latency_stats", "kallsyms",    "kmsg",
-                                           "kpageflags", "kpagecount",  "kpagecgroup",   "config.gz"};
+                                           "kpageflags", "kpagecount",  "kpagecgroup",   "config.gz",
+                                           // The kernel command line names host devices and paths.
+                                           "cmdline"};
   for (const char* f : kMaskFiles) {
     *where = f;
     int tfd = openat(procfd, f, O_PATH | O_CLOEXEC | O_NOFOLLOW);
@@ -206,13 +208,48 @@ int SetupDev(int rootfd, const char** where) {
   return 0;
 }
 
+namespace {
+
+// Covers directory `rel` of the tree open at `dirfd` with an empty
+// read-only tmpfs. 0 when covered or absent on this kernel.
+int MaskDir(int dirfd, const char* rel) {
+  int tfd = SysOpenat2(dirfd, rel, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW, 0,
+                       RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+  if (tfd < 0) return errno == ENOENT || errno == ENOTDIR || errno == ELOOP ? 0 : Err();
+  FdCloser tc{tfd};
+  static const char* const kOpts[] = {"size", "4k", "mode", "0555", nullptr};
+  int mfd = NewFs("tmpfs", kOpts, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+  if (mfd < 0) return mfd;
+  FdCloser mc{mfd};
+  if (move_mount(mfd, "", tfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) return Err();
+  return 0;
+}
+
+}  // namespace
+
 int SetupSys(int rootfd) {
   if (mkdirat(rootfd, "sys", 0555) < 0 && errno != EEXIST) return Err();
   int mfd = NewFs("sysfs", nullptr,
                   MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
   if (mfd < 0) return mfd;
   FdCloser mc{mfd};
-  return AttachAt(mfd, rootfd, "sys");
+  if (int rc = AttachAt(mfd, rootfd, "sys"); rc < 0) return rc;
+  int sysfd = OpenInRoot(rootfd, "sys", O_PATH | O_DIRECTORY);
+  if (sysfd < 0) return sysfd;
+  FdCloser sc{sysfd};
+  // Block devices name host storage: loop devices' backing files (every
+  // sandbox pool file), disk models and serials, btrfs device lists. No
+  // workload inside needs them: cover them all with empty directories.
+  static const char* const kHidden[] = {"block",    "class/block", "dev/block", "devices/virtual/block",
+                                        "fs/btrfs", "fs/ext4",     "firmware",  "class/loop"};
+  for (const char* d : kHidden) {
+    if (int rc = MaskDir(sysfd, d); rc < 0) {
+      // Never leave the unmasked view: hide all of /sys instead.
+      int all = MaskDir(rootfd, "sys");
+      return all < 0 ? all : rc;
+    }
+  }
+  return 0;
 }
 
 int PivotInto(int rootfd) {
@@ -230,17 +267,33 @@ int PivotInto(int rootfd) {
 
 }  // namespace mounts
 
-Result<UniqueFd> CloneIdmappedTree(const std::string& path, int userns_fd, unsigned extra_attrs) {
-  UniqueFd fd(open_tree(AT_FDCWD, path.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
-  if (!fd) return ErrnoStatus("open_tree " + path);
+namespace {
+
+Result<UniqueFd> IdmapClone(UniqueFd fd, const std::string& what, int userns_fd, unsigned extra_attrs) {
   struct mount_attr a;
   memset(&a, 0, sizeof(a));
   a.attr_set = MOUNT_ATTR_IDMAP | extra_attrs;
   a.userns_fd = static_cast<uint64_t>(userns_fd);
   if (mount_setattr(fd.get(), "", AT_EMPTY_PATH, &a, sizeof(a)) != 0) {
-    return ErrnoStatus("mount_setattr idmap " + path);
+    return ErrnoStatus("mount_setattr idmap " + what);
   }
   return fd;
+}
+
+}  // namespace
+
+Result<UniqueFd> CloneIdmappedTree(const std::string& path, int userns_fd, unsigned extra_attrs) {
+  UniqueFd fd(open_tree(AT_FDCWD, path.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+  if (!fd) return ErrnoStatus("open_tree " + path);
+  return IdmapClone(std::move(fd), path, userns_fd, extra_attrs);
+}
+
+Result<UniqueFd> CloneIdmappedTreeAt(int dirfd, int userns_fd, unsigned extra_attrs) {
+  // AT_EMPTY_PATH: the directory already resolved (safely) by the caller;
+  // no path is looked up here, so nothing can be redirected.
+  UniqueFd fd(open_tree(dirfd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
+  if (!fd) return ErrnoStatus("open_tree (fd)");
+  return IdmapClone(std::move(fd), "(fd)", userns_fd, extra_attrs);
 }
 
 bool IsMountPoint(const std::string& path) {

@@ -46,7 +46,11 @@ int PivotInto(int rootfd);
 // Host side: a detached clone of the mount at `path` whose ids are mapped
 // through the user namespace `userns_fd` (on-disk uid 0 appears as the
 // namespace's root), plus `extra_attrs` (MOUNT_ATTR_NODEV, ...).
+// `path` must be host-trusted (it is resolved following symlinks).
 Result<UniqueFd> CloneIdmappedTree(const std::string& path, int userns_fd, unsigned extra_attrs);
+// The same for a directory the caller already opened (O_PATH is enough):
+// the form to use for anything a sandbox could have written.
+Result<UniqueFd> CloneIdmappedTreeAt(int dirfd, int userns_fd, unsigned extra_attrs);
 
 // True when `path` is a mount point in the calling process's namespace.
 bool IsMountPoint(const std::string& path);

@@ -117,6 +117,13 @@ int MemfdWithInit() {
   // (after pivot_root only the image is). A failure here is not fatal: the
   // process then stays pid 1 itself (the same reaper loop, without exec).
   int initfd = MemfdWithInit();
+  // The directory the rootfs is attached over: the helper made it our cwd
+  // before clone (CLONE_NEWNS carries the cwd over into the new mount
+  // namespace), so no lookup from "/" is needed. Opened now, while our
+  // credentials are still the helper's (the id maps are not written yet):
+  // a data dir below a 0700 directory is not traversable by the sandbox's
+  // ids. The treefd itself is what we later pivot into.
+  int attach_dir = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
   // Wait for the host: id maps written, cgroups joined, rootfs fd attached.
   char byte;
   char cbuf[CMSG_SPACE(sizeof(int) * (1 + kMaxBinds))];
@@ -145,12 +152,13 @@ int MemfdWithInit() {
   if (setresuid(0, 0, 0) < 0) InitFail(sock, "setresuid", errno);
   if (unshare(CLONE_NEWCGROUP) < 0) InitFail(sock, "unshare cgroup ns", errno);
   if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) InitFail(sock, "make / private", errno);
-  if (move_mount(treefd, "", AT_FDCWD, p.rootfs, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+  if (attach_dir < 0) InitFail(sock, "open rootfs mount point", EACCES);
+  if (move_mount(treefd, "", attach_dir, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) {
     InitFail(sock, "attach rootfs", errno);
   }
-  close(treefd);
-  int rootfd = open(p.rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (rootfd < 0) InitFail(sock, "open rootfs", errno);
+  close(attach_dir);
+  // Once attached, the tree fd names the root of the new mount.
+  int rootfd = treefd;
   const char* where = "";
   int rc = mounts::SetupProc(rootfd, &where);
   if (rc < 0) InitFail(sock, where, rc);
@@ -255,7 +263,13 @@ Result<InitHandle> SpawnInit(const InitSpec& spec, CgroupManager& cgroups, const
   if (helper < 0) return ErrnoStatus("fork");
   if (helper == 0) {
     // Helper: clone the init into new namespaces, report its pid, exit so
-    // the init is reparented away from the caller.
+    // the init is reparented away from the caller. The rootfs directory
+    // becomes the cwd the init inherits (see InitMain).
+    if (chdir(plan.rootfs) != 0) {
+      int32_t e = -errno;
+      (void)send(plan.sock, &e, sizeof(e), MSG_NOSIGNAL);
+      _exit(1);
+    }
     pid_t init = SysCloneFork(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS |
                               CLONE_NEWIPC);
     if (init == 0) InitMain(plan);
@@ -291,7 +305,8 @@ Result<InitHandle> SpawnInit(const InitSpec& spec, CgroupManager& cgroups, const
   std::vector<int> fds{tree->get()};
   for (const auto& b : spec.binds) {
     unsigned attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (b.read_only ? MOUNT_ATTR_RDONLY : 0);
-    auto v = CloneIdmappedTree(b.host_path, userns.get(), attrs);
+    auto v = b.host_dir ? CloneIdmappedTreeAt(b.host_dir->get(), userns.get(), attrs)
+                        : CloneIdmappedTree(b.host_path, userns.get(), attrs);
     if (!v.ok()) return fail(v.status().WithContext("volume " + b.host_path));
     fds.push_back(v->get());
     volumes.push_back(std::move(*v));

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -31,9 +32,14 @@ namespace warren::sandbox {
 // ids 0..65535 appear as the sandbox's own ids, whatever its host range), so
 // one volume can be shared by sandboxes with different id ranges. At most 16.
 struct BindSpec {
-  std::string host_path;     // absolute host path (a volume directory)
+  std::string host_path;     // absolute host path (host-trusted; see host_dir)
   std::string sandbox_path;  // absolute path inside the sandbox
   bool read_only = false;
+  // When set, the directory to mount, already resolved without following
+  // links (safe_path.h); host_path is then only a label for errors. Use it
+  // for any directory a sandbox can write (volumes): a path would be
+  // re-resolved and could be redirected by a planted symlink.
+  std::shared_ptr<const UniqueFd> host_dir;
 };
 
 struct InitSpec {

@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "sandbox/archive.h"
 #include "sandbox/criu.h"
+#include "sandbox/locks.h"
 #include "sandbox/netfilter.h"
 #include "sandbox/network.h"
 #include "sandbox/runtime_internal.h"
@@ -57,19 +58,13 @@ Json RecoveryReport::ToJson() const {
 
 Json IdleReport::ToJson() const { return Json{{"stopped", stopped}, {"archived", archived}, {"deleted", deleted}}; }
 
-SandboxRuntime::Lock::Lock(SandboxRuntime* rt) : rt_(rt), guard_(rt->mu_) {
-  while (flock(rt_->lock_fd_, LOCK_EX) != 0 && errno == EINTR) {
-  }
-}
-
-SandboxRuntime::Lock::~Lock() { flock(rt_->lock_fd_, LOCK_UN); }
-
 SandboxRuntime::SandboxRuntime(RuntimeOptions opts)
     : opts_(std::move(opts)),
       clock_(opts_.clock ? opts_.clock : Clock::Real()),
       sandboxes_(opts_.data_dir + "/sandboxes"),
       snapshots_(opts_.data_dir + "/snapshots"),
-      builds_(opts_.data_dir + "/builds") {}
+      builds_(opts_.data_dir + "/builds"),
+      locks_(std::make_unique<LockSet>(opts_.data_dir + "/locks", opts_.data_dir + "/lock")) {}
 
 SandboxRuntime::~SandboxRuntime() {
   std::map<std::string, std::shared_ptr<ShellSession>> sessions;
@@ -81,7 +76,6 @@ SandboxRuntime::~SandboxRuntime() {
     (void)cgroups_->Destroy(sess->cgroup());
     sess->Close("runtime closed");
   }
-  if (lock_fd_ >= 0) close(lock_fd_);
 }
 
 Result<std::unique_ptr<SandboxRuntime>> SandboxRuntime::Open(RuntimeOptions opts) {
@@ -94,13 +88,12 @@ Result<std::unique_ptr<SandboxRuntime>> SandboxRuntime::Open(RuntimeOptions opts
 Status SandboxRuntime::Init() {
   WARREN_RETURN_IF_ERROR(MkdirAll(opts_.data_dir));
   chmod(opts_.data_dir.c_str(), 0711);
-  for (const char* d : {"sandboxes", "snapshots", "builds", "volumes", "archives"}) {
+  for (const char* d : {"sandboxes", "snapshots", "builds", "volumes", "archives", "locks"}) {
     WARREN_RETURN_IF_ERROR(MkdirAll(opts_.data_dir + "/" + d));
   }
-  lock_fd_ = open((opts_.data_dir + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (lock_fd_ < 0) return ErrnoStatus("open lock");
   {
-    Lock l(this);
+    WorldLock l(locks_.get(), true);
+    WARREN_RETURN_IF_ERROR(l.status());
     // The cgroup prefix belongs to the data dir: every process opening it
     // (service, CLI, tests) must find the same cgroups.
     // So does the network pool: records' addresses are derived from it.
@@ -166,6 +159,8 @@ Result<RootFs> SandboxRuntime::OpenRootFs(const std::string& volume_path) const 
 
 void SandboxRuntime::CollectLayersLocked(const std::vector<std::string>& layers) {
   if (layers.empty()) return;
+  NamedLock l(locks_.get(), kLayersLock);
+  if (!l.status().ok()) return;
   std::set<std::string> in_use = pool_->ReferencedLayers();
   for (const auto& key : snapshots_.Keys()) {
     auto j = snapshots_.Get(key);
@@ -198,13 +193,56 @@ Result<SandboxRecord> SandboxRuntime::LoadLocked(const std::string& id_or_name) 
   }
   WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, SandboxRecord::FromJson(*j));
   if (rec.state == SandboxState::kDestroyed) return Status::NotFound("sandbox " + id_or_name + " was deleted");
-  // Under the lock no operation is in flight, so a transitional state here
-  // means the process that set it died: finish or undo the transition now.
+  // Under the sandbox's lock no operation on it is in flight, so a
+  // transitional state here means the process that set it died: finish or
+  // undo the transition now.
   if (IsTransitional(rec.state)) {
     WARREN_RETURN_IF_ERROR(RecoverRecordLocked(rec, nullptr));
     if (rec.state == SandboxState::kDestroyed || rec.id.empty()) return Status::NotFound("no sandbox " + id_or_name);
   }
   return rec;
+}
+
+Result<std::string> SandboxRuntime::ResolveId(const std::string& id_or_name) {
+  auto j = sandboxes_.Get(id_or_name);
+  if (j.ok()) return id_or_name;
+  if (j.status().code() != Code::kNotFound) return j.status();
+  for (const auto& key : sandboxes_.Keys()) {
+    auto jj = sandboxes_.Get(key);
+    if (!jj.ok()) continue;
+    auto r = SandboxRecord::FromJson(*jj);
+    if (r.ok() && r->name == id_or_name && r->state != SandboxState::kDestroyed) return r->id;
+  }
+  return Status::NotFound("no sandbox " + id_or_name);
+}
+
+Result<SandboxRecord> SandboxRuntime::ReadRecord(const std::string& id_or_name) {
+  WARREN_ASSIGN_OR_RETURN(std::string id, ResolveId(id_or_name));
+  auto j = sandboxes_.Get(id);
+  if (!j.ok()) {
+    if (j.status().code() == Code::kNotFound) return Status::NotFound("no sandbox " + id_or_name);
+    return j.status();
+  }
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, SandboxRecord::FromJson(*j));
+  if (rec.state == SandboxState::kDestroyed) return Status::NotFound("sandbox " + id_or_name + " was deleted");
+  if (IsTransitional(rec.state)) {
+    // Busy: an operation is in flight; report the state it set. Free: the
+    // process that set it died; recover under the lock.
+    auto l = locks_->TryLock(rec.id);
+    if (l) return LoadLocked(rec.id);
+  }
+  return rec;
+}
+
+Result<SandboxRecord> SandboxRuntime::LockSandbox(const std::string& id_or_name, SandboxGuard* g) {
+  if (!g->world) {
+    g->world = std::make_unique<WorldLock>(locks_.get(), false);
+    WARREN_RETURN_IF_ERROR(g->world->status());
+  }
+  WARREN_ASSIGN_OR_RETURN(std::string id, ResolveId(id_or_name));
+  g->sandbox = std::make_unique<NamedLock>(locks_.get(), id);
+  WARREN_RETURN_IF_ERROR(g->sandbox->status());
+  return LoadLocked(id);
 }
 
 Status SandboxRuntime::SaveLocked(SandboxRecord& rec) {
@@ -245,7 +283,8 @@ Result<int> SandboxRuntime::AllocateSlotLocked() {
 }
 
 Status SandboxRuntime::UnmountPoolIfIdle() {
-  Lock l(this);
+  WorldLock l(locks_.get(), true);
+  WARREN_RETURN_IF_ERROR(l.status());
   for (const auto& key : sandboxes_.Keys()) {
     auto j = sandboxes_.Get(key);
     if (!j.ok()) continue;

@@ -1,6 +1,7 @@
-// SandboxRuntime: Warren's sandbox runtime as an in-process C++ library.
-// The orchestrator and the `warren sandbox` / `warren snapshot` commands
-// call it; it owns the data dir:
+// SandboxRuntime: Warren's sandbox runtime as an in-process C++ library,
+// the real implementation of the Sandboxes port (sandboxes.h). The
+// orchestrator, the sandbox REST API and the `warren sandbox` / `warren
+// snapshot` commands call it; it owns the data dir:
 //
 //   <data>/pool.img, <data>/pool/          storage pool (see storage.h)
 //     pool/layers/<hash>                   read-only image layers
@@ -11,14 +12,43 @@
 //   <data>/builds/<id>.json                in-flight build steps (recovery)
 //   <data>/volumes/<name>/                 named host-backed volumes
 //   <data>/archives/<id>.tar.zst           an archived sandbox's rootfs (archive.h)
-//   <data>/lock                            flock: one mutating op at a time
+//   <data>/lock                            flock: the world lock (below)
+//   <data>/locks/<name>                    flock files of the named locks (below)
 //   <data>/config.json                     settings fixed at first open (cgroup prefix)
 //
-// Several processes may open the same data dir: mutating operations take an
-// exclusive flock on <data>/lock (and an in-process mutex); exec and file
-// calls run without it. Open() recovers from a previous crash: live
-// sandboxes are re-adopted, half-made ones cleaned (mounts, cgroups,
-// subvolumes, processes).
+// Locking. Several processes may open the same data dir (the service, the
+// CLI, a session host), and many threads call one runtime. Each lock below
+// is an in-process mutex plus an flock, so it holds both within the process
+// and across processes (locks.h). Lock order (a thread never takes an
+// earlier lock while holding a later one):
+//
+//   1. world: <data>/lock, shared by every public operation, exclusive for
+//      Recover() (and Open's config read, UnmountPoolIfIdle), which judge
+//      every record and orphan at once.
+//   2. one sandbox: locks/<id>. Held by every operation that changes the
+//      sandbox (create, start, stop, pause, resume, fork, archive, restore,
+//      delete, labels, files, exec/session/PTY setup) for its whole length,
+//      so a slow archive blocks only its own sandbox. At most one at a time,
+//      except Fork: the parent, then each new child. Exec holds it only to
+//      check the state and record activity; the command runs without it.
+//      Reads (Get, List, Tree, session lookups) take no sandbox lock: they
+//      read the record file (rename-atomic) and report an in-flight
+//      transition as it is; a transitional state whose lock is free was left
+//      by a dead process and is recovered on the spot.
+//      The idle sweep tries each sandbox's lock in turn, never waits for one
+//      (a busy sandbox is not idle) and never holds two.
+//   3. snapshot build per name: locks/snapshot-<name> (a build or delete of
+//      that snapshot); then the base-image makers locks/base-builtin,
+//      locks/base-debian.
+//   4. leaf locks, each held briefly and never with another leaf:
+//      locks/registry (name uniqueness and id-slot allocation, up to the
+//      record being saved), locks/firewall (the runtime's nft table),
+//      locks/layers (layer dirs and snapshot records: placing or deleting
+//      a layer, copying one into a new sandbox).
+//   5. sessions_mu_ (in-process), only to copy session pointers.
+//
+// Open() recovers from a previous crash: live sandboxes are re-adopted,
+// half-made ones cleaned (mounts, cgroups, subvolumes, processes).
 //
 // Ownership: the runtime owns no sandbox processes; sandboxes outlive it and
 // are found again by the next Open(). Thread-safety: all methods are
@@ -38,6 +68,7 @@
 #include "sandbox/caps.h"
 #include "sandbox/cgroups.h"
 #include "sandbox/files.h"
+#include "sandbox/locks.h"
 #include "sandbox/netfilter.h"
 #include "sandbox/network.h"
 #include "sandbox/process.h"
@@ -45,6 +76,7 @@
 #include "sandbox/seccomp.h"
 #include "sandbox/shell_session.h"
 #include "sandbox/state.h"
+#include "sandbox/sandboxes.h"
 #include "sandbox/storage.h"
 
 namespace warren::sandbox {
@@ -73,71 +105,9 @@ struct RuntimeOptions {
   std::chrono::milliseconds criu_check_timeout{10000};
   bool recover_on_open = true;
   Clock* clock = nullptr;  // nullptr = Clock::Real()
-};
-
-struct CreateOptions {
-  std::string name;                        // optional, unique among live sandboxes
-  std::string snapshot = "builtin:minimal";
-  std::map<std::string, std::string> labels;
-  std::vector<std::string> env;  // KEY=value
-  Resources resources;           // 0 fields = the snapshot's defaults
-  // "none": own netns with loopback only. "isolated": a routed veth /30 to
-  // the host with NAT egress; the host, private, link-local (metadata) and
-  // other sandboxes' addresses are blocked (see network.h, netfilter.h).
-  std::string network = "none";
-  std::vector<std::string> allow_cidrs;  // isolated only; <= 10 IPv4 CIDRs let through the blocks
-  bool block_all = false;                // isolated only; no egress but allow_cidrs
-  std::vector<std::string> dns;          // isolated only; <= 3 nameservers for /etc/resolv.conf
-  std::string user;              // default exec user
-  std::string workdir;           // default exec cwd
-  std::vector<VolumeMount> volumes;
-  int64_t auto_stop_minutes = 0;     // stop after this long idle; 0 = never
-  int64_t auto_archive_minutes = 0;  // archive after this long stopped; 0 = never
-  int64_t auto_delete_minutes = kNeverDelete;  // delete after this long stopped; 0 = at the first sweep
-  bool start = true;
-};
-
-struct ExecRequest {
-  std::vector<std::string> argv;
-  std::vector<std::string> env;
-  std::string cwd;   // "" = sandbox/snapshot default
-  std::string user;  // "" = default; name or uid[:gid]
-  std::chrono::milliseconds timeout{0};
-  std::string stdin_data;
-  std::function<void(std::string_view)> on_stdout;
-  std::function<void(std::string_view)> on_stderr;
-  // Polled while the command runs (at least once a second): true kills it
-  // as if it timed out. Used when a streaming client goes away.
-  std::function<bool()> cancelled;
-};
-
-struct PtyOptions {
-  std::vector<std::string> argv;  // empty = the sandbox's shell (bash if present, else sh)
-  std::vector<std::string> env;   // TERM defaults to xterm-256color
-  std::string cwd;
-  std::string user;
-  uint16_t rows = 24, cols = 80;
-};
-
-struct ForkTree {
-  std::string id;
-  std::string parent;                  // "" for a root
-  std::vector<std::string> ancestors;  // nearest first (may include deleted ids)
-  std::vector<std::string> children;
-};
-
-struct Features {
-  std::string pool_kind;
-  bool copy_on_write_fork = false;
-  std::string cgroup_version;
-  bool idmapped_mounts = true;
-  bool criu = false;
-  std::string criu_reason;  // why not (first stderr line of `criu check`), or "criu check passed"
-  bool disk_quota = false;
-  std::string disk_quota_reason;
-  bool network_isolated = false;
-  std::string network_reason;  // why not, when network_isolated is false
-  Json ToJson() const;
+  // Tests only: called at named points while the sandbox's lock is held
+  // ("archive": before its rootfs is written). May block.
+  std::function<void(const std::string& point, const std::string& id)> test_hook;
 };
 
 struct RecoveryReport {
@@ -152,17 +122,7 @@ struct RecoveryReport {
   Json ToJson() const;
 };
 
-// What one EnforceIdlePolicies() sweep did.
-struct IdleReport {
-  std::vector<std::string> stopped;
-  std::vector<std::string> archived;
-  std::vector<std::string> deleted;
-  Json ToJson() const;
-};
-
-using BuildLog = std::function<void(std::string_view line)>;
-
-class SandboxRuntime final {
+class SandboxRuntime final : public Sandboxes {
  public:
   static Result<std::unique_ptr<SandboxRuntime>> Open(RuntimeOptions opts);
   ~SandboxRuntime();
@@ -170,37 +130,37 @@ class SandboxRuntime final {
   SandboxRuntime& operator=(const SandboxRuntime&) = delete;
 
   // --- sandboxes ---
-  Result<SandboxRecord> Create(const CreateOptions& opts);
-  Result<SandboxRecord> Get(const std::string& id_or_name);
-  Result<std::vector<SandboxRecord>> List();
-  Result<SandboxRecord> Start(const std::string& id);
+  Result<SandboxRecord> Create(const CreateOptions& opts) override;
+  Result<SandboxRecord> Get(const std::string& id_or_name) override;
+  Result<std::vector<SandboxRecord>> List() override;
+  Result<SandboxRecord> Start(const std::string& id) override;
   // freeze -> SIGTERM all -> thaw -> grace -> SIGKILL; files kept.
-  Result<SandboxRecord> Stop(const std::string& id, bool force = false);
-  Result<SandboxRecord> Pause(const std::string& id);
-  Result<SandboxRecord> Resume(const std::string& id);
+  Result<SandboxRecord> Stop(const std::string& id, bool force = false) override;
+  Result<SandboxRecord> Pause(const std::string& id) override;
+  Result<SandboxRecord> Resume(const std::string& id) override;
   // `count` children of a started, paused or stopped sandbox; the rootfs is
   // snapshotted while the parent is frozen. Children start when the parent
   // was started. Memory is not copied (no CRIU here). `disk_bytes` is the
   // children's disk limit: -1 = the parent's (inherited), 0 = none, > 0 =
   // that many bytes (FailedPrecondition on a pool without quotas).
-  Result<std::vector<SandboxRecord>> Fork(const std::string& id, int count, int64_t disk_bytes = -1);
-  Result<ForkTree> Tree(const std::string& id);
-  Status Delete(const std::string& id);  // from any state (archived: removes the archive); idempotent
+  Result<std::vector<SandboxRecord>> Fork(const std::string& id, int count, int64_t disk_bytes = -1) override;
+  Result<ForkTree> Tree(const std::string& id) override;
+  Status Delete(const std::string& id) override;  // from any state (archived: removes the archive); idempotent
   // Stops the sandbox if started or paused (processes and memory are lost,
   // like Stop), writes its rootfs to <data>/archives/<id>.tar.zst (temp
   // file, fsync, rename), then deletes its subvolume -> archived. Files,
   // exec and fork on an archived sandbox fail with FailedPrecondition;
   // Start restores first. Idempotent on an archived sandbox.
-  Result<SandboxRecord> Archive(const std::string& id);
+  Result<SandboxRecord> Archive(const std::string& id) override;
   // Extracts the archive into a new subvolume (disk limit re-applied first)
   // -> stopped, then removes the archive file. A no-op on a sandbox that is
   // not archived but has its rootfs (stopped, started, paused).
-  Result<SandboxRecord> Restore(const std::string& id);
+  Result<SandboxRecord> Restore(const std::string& id) override;
   // Disk quota state of a sandbox's subvolume (NotFound when the pool has no
   // quota accounting or the sandbox is archived).
-  Result<QuotaInfo> DiskQuota(const std::string& id);
-  Result<SandboxRecord> SetLabels(const std::string& id, std::map<std::string, std::string> labels);
-  Result<ExecResult> Exec(const std::string& id, const ExecRequest& req);
+  Result<QuotaInfo> DiskQuota(const std::string& id) override;
+  Result<SandboxRecord> SetLabels(const std::string& id, std::map<std::string, std::string> labels) override;
+  Result<ExecResult> Exec(const std::string& id, const ExecRequest& req) override;
   // --- shell sessions (shell_session.h) ---
   // Sessions are owned by this object and end with it (or with the process
   // hosting it). A sandbox stop or delete ends its sessions; a pause
@@ -211,41 +171,41 @@ class SandboxRuntime final {
   // (<id>/session-<session_id>). Conflict if a live session has that id;
   // a session whose shell died is replaced.
   Result<SessionInfo> CreateSession(const std::string& id, const std::string& session_id,
-                                    const SessionOptions& opts = {});
+                                    const SessionOptions& opts = {}) override;
   // Runs `command` in the session's shell (state persists: cd, exports,
   // functions). Counts as sandbox activity.
   Result<CommandInfo> SessionExec(const std::string& id, const std::string& session_id, const std::string& command,
-                                  const SessionExecOptions& opts = {});
+                                  const SessionExecOptions& opts = {}) override;
   Result<CommandInfo> GetCommand(const std::string& id, const std::string& session_id,
-                                 const std::string& command_id);
+                                 const std::string& command_id) override;
   // The command's output so far; with `follow`, streams it and then live
   // output until the command ends (or `timeout`, 0 = none).
   Result<CommandInfo> CommandLogs(const std::string& id, const std::string& session_id,
                                   const std::string& command_id, const LogSink& follow = nullptr,
-                                  std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+                                  std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) override;
   Status SendInput(const std::string& id, const std::string& session_id, const std::string& command_id,
-                   std::string_view bytes);
+                   std::string_view bytes) override;
   // Kills the session's shell and every process it started (its whole
   // cgroup, so double-forked daemons too) and forgets it. NotFound if absent.
-  Status DeleteSession(const std::string& id, const std::string& session_id);
-  Result<SessionInfo> GetSession(const std::string& id, const std::string& session_id);
-  Result<std::vector<SessionInfo>> ListSessions(const std::string& id);
+  Status DeleteSession(const std::string& id, const std::string& session_id) override;
+  Result<SessionInfo> GetSession(const std::string& id, const std::string& session_id) override;
+  Result<std::vector<SessionInfo>> ListSessions(const std::string& id) override;
 
   // --- PTY (pty.h) ---
   // Runs opts.argv on a new terminal from the sandbox's own devpts, as its
   // controlling tty. The caller owns the returned session (master fd).
-  Result<std::unique_ptr<PtySession>> OpenPty(const std::string& id, const PtyOptions& opts);
+  Result<std::unique_ptr<PtySession>> OpenPty(const std::string& id, const PtyOptions& opts) override;
 
   // The sandbox's root filesystem for the file API (any state but deleted).
-  Result<RootFs> Files(const std::string& id);
-  Result<CgroupStats> Stats(const std::string& id);
+  Result<RootFs> Files(const std::string& id) override;
+  Result<CgroupStats> Stats(const std::string& id) override;
 
   // --- snapshots (images) ---
   Result<SnapshotRecord> BuildSnapshot(const std::string& name, const std::string& recipe_text,
-                                       const std::string& context_dir, const BuildLog& log = nullptr);
-  Result<SnapshotRecord> GetSnapshot(const std::string& name);
-  Result<std::vector<SnapshotRecord>> ListSnapshots();
-  Status DeleteSnapshot(const std::string& name);
+                                       const std::string& context_dir, const BuildLog& log = nullptr) override;
+  Result<SnapshotRecord> GetSnapshot(const std::string& name) override;
+  Result<std::vector<SnapshotRecord>> ListSnapshots() override;
+  Status DeleteSnapshot(const std::string& name) override;
 
   // --- maintenance ---
   // Stops started sandboxes idle for longer than their auto_stop_minutes.
@@ -257,11 +217,11 @@ class SandboxRuntime final {
   // stop, kNeverDelete = never), else archives stopped ones past
   // auto_archive_minutes (0 = never). Each record is re-read under the lock
   // before acting. Call it periodically.
-  Result<IdleReport> EnforceIdlePolicies();
+  Result<IdleReport> EnforceIdlePolicies() override;
   Result<RecoveryReport> Recover();
   // Stops nothing; unmounts a loop pool if no sandbox is running (tests).
   Status UnmountPoolIfIdle();
-  const Features& features() const { return features_; }
+  const Features& features() const override { return features_; }
   const RuntimeOptions& options() const { return opts_; }
   std::string RootfsPath(const std::string& id) const;
   // The file API over a volume's host view (ids translated when the view is
@@ -270,23 +230,29 @@ class SandboxRuntime final {
   std::string LoopDevice() const { return pool_->LoopDevice(); }
 
  private:
-  // Serialises mutating operations within the process (mutex) and across
-  // processes (flock on <data>/lock).
-  class Lock final {
-   public:
-    explicit Lock(SandboxRuntime* rt);
-    ~Lock();
-    Lock(const Lock&) = delete;
-    Lock& operator=(const Lock&) = delete;
-
-   private:
-    SandboxRuntime* rt_;
-    std::lock_guard<std::mutex> guard_;
+  // Names of the leaf locks (see the lock order above).
+  static constexpr const char* kRegistryLock = "registry";
+  static constexpr const char* kFirewallLock = "firewall";
+  static constexpr const char* kLayersLock = "layers";
+  // The world lock (shared) and one sandbox's lock, for one operation.
+  struct SandboxGuard {
+    std::unique_ptr<WorldLock> world;
+    std::unique_ptr<NamedLock> sandbox;
   };
   explicit SandboxRuntime(RuntimeOptions opts);
   Status Init();
   int64_t Now() const { return clock_->NowMicros(); }
 
+  // The id of a sandbox given by id or name (no lock; names are immutable).
+  Result<std::string> ResolveId(const std::string& id_or_name);
+  // The record without its lock (world lock held): an in-flight transition
+  // is reported as is; one left by a dead process is recovered first.
+  Result<SandboxRecord> ReadRecord(const std::string& id_or_name);
+  // Takes the world lock (if `g` has none) and the sandbox's lock into `g`,
+  // then loads the record.
+  Result<SandboxRecord> LockSandbox(const std::string& id_or_name, SandboxGuard* g);
+  // "Locked" methods below: the caller holds the sandbox's lock (or the
+  // world lock exclusively); they take leaf locks themselves.
   Result<SandboxRecord> LoadLocked(const std::string& id_or_name);
   Status SaveLocked(SandboxRecord& rec);
   Status SetStateLocked(SandboxRecord& rec, SandboxState s);
@@ -344,11 +310,10 @@ class SandboxRuntime final {
   Ipv4Cidr net_pool_;
   std::string net_if_prefix_, fw_table_;
   JsonDir sandboxes_, snapshots_, builds_;
-  std::mutex mu_;
-  int lock_fd_ = -1;
-  // Shell sessions by "<sandbox id>/<session id>". Lock order: mu_ (the
-  // runtime lock) before sessions_mu_; never call into a ShellSession
-  // while holding sessions_mu_ except to copy pointers.
+  std::unique_ptr<LockSet> locks_;
+  // Shell sessions by "<sandbox id>/<session id>". Lock order: every other
+  // lock before sessions_mu_; never call into a ShellSession while holding
+  // sessions_mu_ except to copy pointers.
   std::mutex sessions_mu_;
   std::map<std::string, std::shared_ptr<ShellSession>> sessions_;
 };

@@ -48,6 +48,7 @@ Status SandboxRuntime::ArchiveLocked(SandboxRecord& rec) {
   // Order matters for crash recovery: the archive is complete and durable
   // (renamed) before the subvolume goes; a crash in between leaves
   // "archiving + subvolume present", which recovery undoes.
+  if (opts_.test_hook) opts_.test_hook("archive", rec.id);
   auto stats = WriteTreeArchive(RootfsPath(rec.id), archive);
   if (!stats.ok()) return undo(stats.status().WithContext("archive " + rec.id));
   if (Status s = pool_->DeleteVolume(RootfsPath(rec.id)); !s.ok()) return undo(s.WithContext("free disk of " + rec.id));
@@ -58,8 +59,8 @@ Status SandboxRuntime::ArchiveLocked(SandboxRecord& rec) {
 }
 
 Result<SandboxRecord> SandboxRuntime::Archive(const std::string& id) {
-  Lock l(this);
-  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+  SandboxGuard guard;
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LockSandbox(id, &guard));
   WARREN_RETURN_IF_ERROR(ArchiveLocked(rec));
   return rec;
 }
@@ -93,8 +94,8 @@ Status SandboxRuntime::RestoreLocked(SandboxRecord& rec) {
 }
 
 Result<SandboxRecord> SandboxRuntime::Restore(const std::string& id) {
-  Lock l(this);
-  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+  SandboxGuard guard;
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LockSandbox(id, &guard));
   WARREN_RETURN_IF_ERROR(RestoreLocked(rec));
   return rec;
 }

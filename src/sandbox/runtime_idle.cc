@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "sandbox/archive.h"
 #include "sandbox/criu.h"
+#include "sandbox/locks.h"
 #include "sandbox/netfilter.h"
 #include "sandbox/network.h"
 #include "sandbox/runtime_internal.h"
@@ -31,9 +32,19 @@ namespace warren::sandbox {
 using std::chrono::milliseconds;
 
 Result<IdleReport> SandboxRuntime::EnforceIdlePolicies() {
-  Lock l(this);
+  WorldLock world(locks_.get(), false);
+  WARREN_RETURN_IF_ERROR(world.status());
   IdleReport report;
   for (const auto& key : sandboxes_.Keys()) {
+    // One sandbox's lock at a time, never waiting for it: a sandbox with an
+    // operation in flight is not idle, and the next sweep looks again.
+    auto unlocked = ReadRecord(key);
+    if (!unlocked.ok() || (unlocked->auto_stop_minutes <= 0 && unlocked->auto_archive_minutes <= 0 &&
+                           unlocked->auto_delete_minutes == kNeverDelete)) {
+      continue;
+    }
+    auto held = locks_->TryLock(key);
+    if (!held) continue;
     // Re-read under the lock: activity recorded just now wins.
     auto rec = LoadLocked(key);
     if (!rec.ok()) continue;

@@ -21,9 +21,11 @@
 #include "common/log.h"
 #include "sandbox/archive.h"
 #include "sandbox/criu.h"
+#include "sandbox/locks.h"
 #include "sandbox/netfilter.h"
 #include "sandbox/network.h"
 #include "sandbox/runtime_internal.h"
+#include "sandbox/safe_path.h"
 #include "sandbox/sys.h"
 #include "sandbox/userns.h"
 
@@ -51,19 +53,19 @@ Result<SandboxRecord> SandboxRuntime::Create(const CreateOptions& o) {
     // A limit that is silently not enforced is worse than none: refuse.
     return Status::FailedPrecondition("disk limits are not supported: " + features_.disk_quota_reason);
   }
-  Lock l(this);
-  if (!o.name.empty()) {
-    auto existing = LoadLocked(o.name);
-    if (existing.ok()) return Status::Conflict("a sandbox named " + o.name + " exists");
-  }
-  WARREN_ASSIGN_OR_RETURN(SnapshotRecord snap, ResolveSnapshotLocked(o.snapshot, nullptr));
-  WARREN_ASSIGN_OR_RETURN(int slot, AllocateSlotLocked());
+  WorldLock world(locks_.get(), false);
+  WARREN_RETURN_IF_ERROR(world.status());
   SandboxRecord rec;
   rec.id = NewId("sbx_", 16);
+  // The new sandbox's own lock from the start: its record becomes visible
+  // (state creating) before it is made, and nobody may "recover" it meanwhile.
+  NamedLock own(locks_.get(), rec.id);
+  WARREN_RETURN_IF_ERROR(own.status());
+  if (!o.name.empty() && ResolveId(o.name).ok()) return Status::Conflict("a sandbox named " + o.name + " exists");
+  WARREN_ASSIGN_OR_RETURN(SnapshotRecord snap, ResolveSnapshotLocked(o.snapshot, nullptr));
   rec.name = o.name;
   rec.snapshot = snap.name;
   rec.snapshot_hash = snap.hash;
-  rec.id_slot = slot;
   rec.labels = o.labels;
   rec.env = o.env;
   rec.resources = snap.resources;
@@ -88,8 +90,21 @@ Result<SandboxRecord> SandboxRuntime::Create(const CreateOptions& o) {
   rec.created_at = rec.last_activity = Now();
   rec.state = SandboxState::kCreating;
   rec.state_deadline = Now() + std::chrono::duration_cast<std::chrono::microseconds>(opts_.transition_timeout).count();
-  WARREN_RETURN_IF_ERROR(SaveLocked(rec));
-  Status s = pool_->Snapshot(pool_->root() + "/layers/" + snap.layers.back(), RootfsPath(rec.id), false);
+  {
+    // Name check, slot and record in one step under the registry lock.
+    NamedLock reg(locks_.get(), kRegistryLock);
+    WARREN_RETURN_IF_ERROR(reg.status());
+    if (!o.name.empty() && ResolveId(o.name).ok()) return Status::Conflict("a sandbox named " + o.name + " exists");
+    WARREN_ASSIGN_OR_RETURN(rec.id_slot, AllocateSlotLocked());
+    WARREN_RETURN_IF_ERROR(SaveLocked(rec));
+  }
+  Status s;
+  {
+    // The layer cannot be collected (snapshot deleted) while it is copied.
+    NamedLock layers(locks_.get(), kLayersLock);
+    s = layers.status();
+    if (s.ok()) s = pool_->Snapshot(pool_->root() + "/layers/" + snap.layers.back(), RootfsPath(rec.id), false);
+  }
   if (s.ok() && rec.resources.disk_bytes > 0) s = pool_->SetQuota(RootfsPath(rec.id), rec.resources.disk_bytes);
   if (!s.ok()) {
     (void)pool_->DeleteVolume(RootfsPath(rec.id));
@@ -102,15 +117,17 @@ Result<SandboxRecord> SandboxRuntime::Create(const CreateOptions& o) {
 }
 
 Result<SandboxRecord> SandboxRuntime::Get(const std::string& id) {
-  Lock l(this);
-  return LoadLocked(id);
+  WorldLock world(locks_.get(), false);
+  WARREN_RETURN_IF_ERROR(world.status());
+  return ReadRecord(id);
 }
 
 Result<std::vector<SandboxRecord>> SandboxRuntime::List() {
-  Lock l(this);
+  WorldLock world(locks_.get(), false);
+  WARREN_RETURN_IF_ERROR(world.status());
   std::vector<SandboxRecord> out;
   for (const auto& key : sandboxes_.Keys()) {
-    auto r = LoadLocked(key);
+    auto r = ReadRecord(key);
     if (r.ok()) out.push_back(std::move(*r));
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.created_at < b.created_at; });
@@ -120,17 +137,37 @@ Result<std::vector<SandboxRecord>> SandboxRuntime::List() {
 Status SandboxRuntime::PrepareVolumesLocked(const SandboxRecord& rec, std::vector<BindSpec>* binds) {
   if (rec.volumes.empty()) return Status::Ok();
   WARREN_ASSIGN_OR_RETURN(RootFs fs, OpenRootFs(RootfsPath(rec.id)));
+  // volumes/ is the runtime's; everything inside volumes/<name> may have
+  // been written by a sandbox. From the volume's directory on, every
+  // component is resolved relative to its parent's fd without following
+  // symlinks or crossing mounts, missing ones are made with mkdirat, and
+  // the mount is cloned from the final fd: a symlink planted as (part of)
+  // the subpath fails with ELOOP instead of mounting a host directory.
+  const std::string volumes = opts_.data_dir + "/volumes";
+  WARREN_RETURN_IF_ERROR(MkdirAll(volumes, 0755));
+  UniqueFd vols(open(volumes.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!vols) return ErrnoStatus("open " + volumes);
   for (const auto& v : rec.volumes) {
-    std::string host = opts_.data_dir + "/volumes/" + v.volume;
-    WARREN_RETURN_IF_ERROR(MkdirAll(host));
+    if (!ValidName(v.volume)) return Status::InvalidArgument("invalid volume name: " + v.volume);
+    std::string sub = v.subpath;
+    while (!sub.empty() && sub[0] == '/') sub.erase(0, 1);
+    // The volume directory itself is the runtime's (an operator may mount
+    // a disk there): made and opened without following a link; the
+    // subpath below it is the sandboxes' and must stay on that mount.
+    if (mkdirat(vols.get(), v.volume.c_str(), 0755) != 0 && errno != EEXIST) {
+      return ErrnoStatus("mkdir volume " + v.volume);
+    }
+    UniqueFd vol(openat(vols.get(), v.volume.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!vol) return ErrnoStatus("open volume " + v.volume);
+    auto dir = MkdirBeneath(vol.get(), sub, 0755);
+    if (!dir.ok()) return dir.status().WithContext("volume " + v.volume + " subpath '" + v.subpath + "'");
+    std::string rel = sub.empty() ? v.volume : v.volume + "/" + sub;
     // Volumes are mounted idmapped like the rootfs: host-side on-disk ids
     // 0..65535 are the sandbox's own ids, whichever sandbox mounts them.
-    if (!v.subpath.empty()) {
-      host += "/" + v.subpath;
-      WARREN_RETURN_IF_ERROR(MkdirAll(host));
-    }
     WARREN_RETURN_IF_ERROR(fs.Mkdir(v.path, true));
-    binds->push_back(BindSpec{host, v.path, v.read_only});
+    BindSpec b{volumes + "/" + rel, v.path, v.read_only, nullptr};
+    b.host_dir = std::make_shared<const UniqueFd>(std::move(*dir));
+    binds->push_back(std::move(b));
   }
   return Status::Ok();
 }
@@ -188,8 +225,8 @@ Status SandboxRuntime::StartLocked(SandboxRecord& rec) {
 }
 
 Result<SandboxRecord> SandboxRuntime::Start(const std::string& id) {
-  Lock l(this);
-  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+  SandboxGuard guard;
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LockSandbox(id, &guard));
   if (rec.state == SandboxState::kStarted && !ProcessAlive(rec.init_pid, rec.init_start_time)) {
     WARREN_RETURN_IF_ERROR(RecoverRecordLocked(rec, nullptr));
   }
@@ -252,15 +289,15 @@ Status SandboxRuntime::StopLocked(SandboxRecord& rec, bool force) {
 }
 
 Result<SandboxRecord> SandboxRuntime::Stop(const std::string& id, bool force) {
-  Lock l(this);
-  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+  SandboxGuard guard;
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LockSandbox(id, &guard));
   WARREN_RETURN_IF_ERROR(StopLocked(rec, force));
   return rec;
 }
 
 Result<SandboxRecord> SandboxRuntime::Pause(const std::string& id) {
-  Lock l(this);
-  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+  SandboxGuard guard;
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LockSandbox(id, &guard));
   if (rec.state == SandboxState::kPaused) return rec;
   if (rec.state != SandboxState::kStarted) return Status::Conflict("sandbox is " + StateName(rec.state) + ", not started");
   if (!ProcessAlive(rec.init_pid, rec.init_start_time)) {
@@ -279,8 +316,8 @@ Result<SandboxRecord> SandboxRuntime::Pause(const std::string& id) {
 }
 
 Result<SandboxRecord> SandboxRuntime::Resume(const std::string& id) {
-  Lock l(this);
-  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+  SandboxGuard guard;
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LockSandbox(id, &guard));
   if (rec.state == SandboxState::kStarted) return rec;
   if (rec.state != SandboxState::kPaused) return Status::Conflict("sandbox is " + StateName(rec.state) + ", not paused");
   WARREN_RETURN_IF_ERROR(SetStateLocked(rec, SandboxState::kResuming));
@@ -300,8 +337,8 @@ Result<std::vector<SandboxRecord>> SandboxRuntime::Fork(const std::string& id, i
   if (disk_bytes > 0 && !features_.disk_quota) {
     return Status::FailedPrecondition("disk limits are not supported: " + features_.disk_quota_reason);
   }
-  Lock l(this);
-  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+  SandboxGuard guard;
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LockSandbox(id, &guard));
   SandboxState prev = rec.state;
   if (prev == SandboxState::kArchived) {
     // Restoring implicitly would silently re-grow the parent on disk; the
@@ -316,6 +353,7 @@ Result<std::vector<SandboxRecord>> SandboxRuntime::Fork(const std::string& id, i
     prev = rec.state;
   }
   std::vector<SandboxRecord> kids;
+  std::vector<std::unique_ptr<NamedLock>> kid_locks;
   for (int i = 0; i < count; ++i) {
     SandboxRecord k = rec;
     k.id = NewId("sbx_", 16);
@@ -330,8 +368,15 @@ Result<std::vector<SandboxRecord>> SandboxRuntime::Fork(const std::string& id, i
     k.created_at = k.last_activity = Now();
     k.state = SandboxState::kCreating;
     k.prev_state = SandboxState::kStopped;
-    WARREN_ASSIGN_OR_RETURN(k.id_slot, AllocateSlotLocked());
-    WARREN_RETURN_IF_ERROR(SaveLocked(k));
+    // Lock order: the parent, then each new child (ids nobody else knows yet).
+    kid_locks.push_back(std::make_unique<NamedLock>(locks_.get(), k.id));
+    WARREN_RETURN_IF_ERROR(kid_locks.back()->status());
+    {
+      NamedLock reg(locks_.get(), kRegistryLock);
+      WARREN_RETURN_IF_ERROR(reg.status());
+      WARREN_ASSIGN_OR_RETURN(k.id_slot, AllocateSlotLocked());
+      WARREN_RETURN_IF_ERROR(SaveLocked(k));
+    }
     kids.push_back(std::move(k));
   }
   WARREN_RETURN_IF_ERROR(SetStateLocked(rec, SandboxState::kForking));
@@ -381,8 +426,9 @@ Result<std::vector<SandboxRecord>> SandboxRuntime::Fork(const std::string& id, i
 }
 
 Result<ForkTree> SandboxRuntime::Tree(const std::string& id) {
-  Lock l(this);
-  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+  WorldLock world(locks_.get(), false);
+  WARREN_RETURN_IF_ERROR(world.status());
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, ReadRecord(id));
   ForkTree t;
   t.id = rec.id;
   t.parent = rec.parent;
@@ -434,22 +480,22 @@ Status SandboxRuntime::DestroyLocked(SandboxRecord& rec) {
 }
 
 Status SandboxRuntime::Delete(const std::string& id) {
-  Lock l(this);
-  auto rec = LoadLocked(id);
+  SandboxGuard guard;
+  auto rec = LockSandbox(id, &guard);
   if (!rec.ok()) return rec.status().code() == Code::kNotFound ? Status::Ok() : rec.status();
   return DestroyLocked(*rec);
 }
 
 Result<QuotaInfo> SandboxRuntime::DiskQuota(const std::string& id) {
-  Lock l(this);
-  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+  SandboxGuard guard;
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LockSandbox(id, &guard));
   if (Archived(rec.state)) return Status::NotFound("sandbox " + rec.id + " is " + StateName(rec.state));
   return pool_->GetQuota(RootfsPath(rec.id));
 }
 
 Result<SandboxRecord> SandboxRuntime::SetLabels(const std::string& id, std::map<std::string, std::string> labels) {
-  Lock l(this);
-  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+  SandboxGuard guard;
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LockSandbox(id, &guard));
   rec.labels = std::move(labels);
   WARREN_RETURN_IF_ERROR(SaveLocked(rec));
   return rec;
@@ -502,7 +548,8 @@ Result<ExecResult> SandboxRuntime::Exec(const std::string& id, const ExecRequest
   SandboxRecord rec;
   SpawnSpec prepared;
   {
-    Lock l(this);
+    SandboxGuard guard;
+    WARREN_RETURN_IF_ERROR(LockSandbox(id, &guard).status());
     WARREN_RETURN_IF_ERROR(PrepareProcessLocked(id, req.user, req.cwd, req.env, &rec, &prepared));
   }
   ExecSpec spec;
@@ -521,8 +568,8 @@ Result<ExecResult> SandboxRuntime::Exec(const std::string& id, const ExecRequest
 }
 
 Result<RootFs> SandboxRuntime::Files(const std::string& id) {
-  Lock l(this);
-  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+  SandboxGuard guard;
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LockSandbox(id, &guard));
   if (Archived(rec.state)) {
     return Status::FailedPrecondition("sandbox is " + StateName(rec.state) + "; restore or start it to use its files");
   }
@@ -532,8 +579,8 @@ Result<RootFs> SandboxRuntime::Files(const std::string& id) {
 }
 
 Result<CgroupStats> SandboxRuntime::Stats(const std::string& id) {
-  Lock l(this);
-  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+  SandboxGuard guard;
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LockSandbox(id, &guard));
   if (!Live(rec.state)) return CgroupStats{};
   return cgroups_->Stats(rec.id);
 }

@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "sandbox/archive.h"
 #include "sandbox/criu.h"
+#include "sandbox/locks.h"
 #include "sandbox/netfilter.h"
 #include "sandbox/network.h"
 #include "sandbox/runtime_internal.h"
@@ -35,6 +36,12 @@ Status SandboxRuntime::SetupNetworkLocked(SandboxRecord& rec, pid_t pid, uint64_
   auto t0 = std::chrono::steady_clock::now();
   WARREN_ASSIGN_OR_RETURN(NetSlot slot, NetSlotFor(net_pool_, net_if_prefix_, rec.id_slot));
   rec.ip = FormatIpv4(slot.sandbox_addr);
+  // Recorded before the firewall sync: a full sync by another sandbox's
+  // start or stop (under the firewall lock, not this sandbox's) renders the
+  // table from the records and must keep this sandbox's rules.
+  rec.init_pid = pid;
+  rec.init_start_time = start;
+  WARREN_RETURN_IF_ERROR(SaveLocked(rec));
   WARREN_RETURN_IF_ERROR(SyncFirewallLocked(&rec, nullptr));
   auto t1 = std::chrono::steady_clock::now();
   UniqueFd pidfd(SysPidfdOpen(pid, 0));
@@ -89,6 +96,8 @@ Result<SandboxFirewall> SandboxRuntime::FirewallFor(const SandboxRecord& r) cons
 
 Status SandboxRuntime::SyncFirewallLocked(const SandboxRecord* add, const SandboxRecord* drop) {
   if (!features_.network_isolated) return Status::Ok();
+  NamedLock fw_lock(locks_.get(), kFirewallLock);
+  WARREN_RETURN_IF_ERROR(fw_lock.status());
   FirewallSpec spec{fw_table_, net_if_prefix_, net_pool_, {}};
   for (const auto& key : sandboxes_.Keys()) {
     if ((drop && key == drop->id) || (add && key == add->id)) continue;

@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "sandbox/archive.h"
 #include "sandbox/criu.h"
+#include "sandbox/locks.h"
 #include "sandbox/netfilter.h"
 #include "sandbox/network.h"
 #include "sandbox/runtime_internal.h"
@@ -127,7 +128,10 @@ Status SandboxRuntime::RecoverRecordLocked(SandboxRecord& rec, RecoveryReport* r
 }
 
 Result<RecoveryReport> SandboxRuntime::Recover() {
-  Lock l(this);
+  // Exclusive: no operation holds any sandbox's lock meanwhile, in this
+  // process or another, so every record and orphan can be judged at once.
+  WorldLock l(locks_.get(), true);
+  WARREN_RETURN_IF_ERROR(l.status());
   RecoveryReport rep;
   std::set<std::string> keep_volumes, live_cgroups, keep_archives;
   for (const auto& key : sandboxes_.Keys()) {
@@ -202,6 +206,14 @@ Result<RecoveryReport> SandboxRuntime::Recover() {
   for (const auto& e : std::filesystem::directory_iterator(opts_.data_dir + "/archives", ec)) {
     if (keep_archives.count(e.path().filename())) continue;
     if (unlink(e.path().c_str()) == 0) ++rep.orphan_archives;
+  }
+  // Lock files of sandboxes that are gone (ids only; the shared lock names
+  // stay).
+  for (const auto& e : std::filesystem::directory_iterator(opts_.data_dir + "/locks", ec)) {
+    std::string name = e.path().filename();
+    if (name.rfind("sbx_", 0) != 0) continue;
+    auto j = sandboxes_.Get(name);
+    if (!j.ok() && j.status().code() == Code::kNotFound) locks_->RemoveLockFile(name);
   }
   auto stale = pool_->RemoveStaleQuotaGroups();
   if (stale.ok()) rep.stale_qgroups = *stale;

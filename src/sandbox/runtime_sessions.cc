@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "sandbox/archive.h"
 #include "sandbox/criu.h"
+#include "sandbox/locks.h"
 #include "sandbox/netfilter.h"
 #include "sandbox/network.h"
 #include "sandbox/runtime_internal.h"
@@ -45,7 +46,8 @@ Result<SessionInfo> SandboxRuntime::CreateSession(const std::string& id, const s
     return Status::InvalidArgument("session id must be 1-63 of [A-Za-z0-9_.-], starting alphanumeric");
   }
   if (opts.output_cap == 0) return Status::InvalidArgument("output_cap must be positive");
-  Lock l(this);
+  SandboxGuard guard;
+  WARREN_RETURN_IF_ERROR(LockSandbox(id, &guard).status());
   SandboxRecord rec;
   SpawnSpec spec;
   WARREN_RETURN_IF_ERROR(PrepareProcessLocked(id, opts.user, opts.cwd, opts.env, &rec, &spec));
@@ -73,7 +75,7 @@ Result<SessionInfo> SandboxRuntime::CreateSession(const std::string& id, const s
       return Status::Conflict("session " + session_id + " already exists (in another process)");
     }
   }
-  // Under the runtime lock: a concurrent stop cannot remove the sandbox's
+  // Under the sandbox's lock: a concurrent stop cannot remove the sandbox's
   // cgroup between creating the session's and starting its shell.
   WARREN_RETURN_IF_ERROR(cgroups_->Create(cgroup, Resources{}));
   SessionInfo info;
@@ -106,8 +108,9 @@ Result<std::shared_ptr<ShellSession>> SandboxRuntime::FindSession(const std::str
   std::string sid = id;
   {
     // Accept a sandbox name as well as an id.
-    Lock l(this);
-    WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+    WorldLock world(locks_.get(), false);
+    WARREN_RETURN_IF_ERROR(world.status());
+    WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, ReadRecord(id));
     sid = rec.id;
   }
   std::lock_guard<std::mutex> sl(sessions_mu_);
@@ -120,8 +123,8 @@ Result<CommandInfo> SandboxRuntime::SessionExec(const std::string& id, const std
                                                 const std::string& command, const SessionExecOptions& opts) {
   WARREN_ASSIGN_OR_RETURN(auto sess, FindSession(id, session_id));
   {
-    Lock l(this);
-    WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+    SandboxGuard guard;
+    WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LockSandbox(id, &guard));
     if (rec.state == SandboxState::kPaused) return Status::FailedPrecondition("sandbox is paused");
     if (rec.state != SandboxState::kStarted) return Status::FailedPrecondition("sandbox is " + StateName(rec.state));
     rec.last_activity = Now();
@@ -153,8 +156,8 @@ Status SandboxRuntime::SendInput(const std::string& id, const std::string& sessi
 Status SandboxRuntime::DeleteSession(const std::string& id, const std::string& session_id) {
   WARREN_ASSIGN_OR_RETURN(auto sess, FindSession(id, session_id));
   {
-    Lock l(this);
-    WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+    SandboxGuard guard;
+    WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LockSandbox(id, &guard));
     // Frozen tasks cannot die until thawed.
     if (rec.state == SandboxState::kPaused) return Status::FailedPrecondition("sandbox is paused; resume it first");
   }
@@ -178,8 +181,9 @@ Result<SessionInfo> SandboxRuntime::GetSession(const std::string& id, const std:
 Result<std::vector<SessionInfo>> SandboxRuntime::ListSessions(const std::string& id) {
   std::string sid;
   {
-    Lock l(this);
-    WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LoadLocked(id));
+    WorldLock world(locks_.get(), false);
+    WARREN_RETURN_IF_ERROR(world.status());
+    WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, ReadRecord(id));
     sid = rec.id;
   }
   std::vector<std::shared_ptr<ShellSession>> found;
@@ -214,7 +218,8 @@ Result<std::unique_ptr<PtySession>> SandboxRuntime::OpenPty(const std::string& i
   if (opts.rows == 0 || opts.cols == 0) return Status::InvalidArgument("terminal size must be at least 1x1");
   std::vector<std::string> env = {"TERM=xterm-256color"};
   MergeEnv(&env, opts.env);
-  Lock l(this);
+  SandboxGuard guard;
+  WARREN_RETURN_IF_ERROR(LockSandbox(id, &guard).status());
   SandboxRecord rec;
   SpawnSpec spec;
   WARREN_RETURN_IF_ERROR(PrepareProcessLocked(id, opts.user, opts.cwd, env, &rec, &spec));

@@ -9,6 +9,8 @@
 
 #include <linux/seccomp.h>
 
+#include <utility>
+
 #include "common/unique_fd.h"
 #include "sandbox/sys.h"
 
@@ -33,6 +35,24 @@ const char* const kDenied[] = {
     // Attack surface with a poor record.
     "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register",
     "fanotify_init",
+};
+
+// (mask, value) pairs over the low 16 bits of an ioctl number (type byte
+// 0x94, then the command number): btrfs commands refused to sandboxes.
+constexpr std::pair<uint64_t, uint64_t> kBtrfsIoctlBlocks[] = {
+    {0xff80, 0x9480},  // 128..255
+    {0xffc0, 0x9440},  // 64..127
+    {0xfff0, 0x9420},  // 32..47
+    {0xfffc, 0x9430},  // 48..51
+    {0xfffe, 0x9434},  // 52..53
+    {0xffff, 0x9437},  // 55
+    {0xfff8, 0x9438},  // 56..63
+    {0xfff0, 0x9410},  // 16..31
+    {0xfff8, 0x9400},  // 0..7
+    {0xffff, 0x9408},  // 8
+    {0xfffe, 0x940a},  // 10..11
+    {0xffff, 0x940c},  // 12
+    {0xfffe, 0x940e},  // 14..15
 };
 
 }  // namespace
@@ -68,6 +88,22 @@ Result<SeccompProgram> SeccompProgram::BuildDefault() {
     if ((ns_flags & bit) == 0) continue;
     if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), clone_nr, 1, SCMP_A0(SCMP_CMP_MASKED_EQ, bit, bit)) < 0) {
       return Status::Internal("seccomp clone flag rule");
+    }
+  }
+  // Every btrfs ioctl (type 0x94: subvolume/snapshot create and destroy,
+  // qgroup create/assign/limit, quota control, balance, send, ...) but the
+  // generic reflink/dedupe ones that share the type (FICLONE 9,
+  // FICLONERANGE 13, FIDEDUPERANGE 54: they add references to extents the
+  // caller's qgroup is charged for, and `cp` uses them). A nested
+  // subvolume gets a qgroup of its own with no limit, so allowing the rest
+  // lets a sandbox write past its disk limit; no workload needs them
+  // (docs/SECURITY.md). The kernel takes ioctl's cmd as 32 bits; each rule
+  // masks the type byte plus a block of command numbers, together covering
+  // 0..255 except 9, 13 and 54.
+  int ioctl_nr = seccomp_syscall_resolve_name("ioctl");
+  for (const auto& [mask, value] : kBtrfsIoctlBlocks) {
+    if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), ioctl_nr, 1, SCMP_A1(SCMP_CMP_MASKED_EQ, mask, value)) < 0) {
+      return Status::Internal("seccomp btrfs ioctl rule");
     }
   }
   // Export the BPF through a memfd (libseccomp 2.5 has no in-memory export).

@@ -1,5 +1,6 @@
 #include "sandbox/storage.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <endian.h>
@@ -177,10 +178,24 @@ class BtrfsPool final : public StoragePool {
     struct btrfs_ioctl_vol_args args;
     memset(&args, 0, sizeof(args));
     strncpy(args.name, name.c_str(), sizeof(args.name) - 1);
+    bool nested_done = false;
     for (int i = 0; i < 200; ++i) {
       if (ioctl(pfd.get(), BTRFS_IOC_SNAP_DESTROY, &args) == 0) {
         if (subvol != 0) RemoveQuotaGroup(subvol);
         return Status::Ok();
+      }
+      if (errno == ENOTEMPTY && !nested_done) {
+        // Subvolumes nested inside (made by a sandbox before BTRFS ioctls
+        // were refused to it, or by a recipe step): destroy them
+        // depth-first, then retry. Without this a delete sticks forever.
+        nested_done = true;
+        int e = errno;
+        UniqueFd vfd(SysOpenat2(pfd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0,
+                                RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV));
+        if (!vfd) return Status::FromErrno(e, "btrfs subvolume delete " + path);
+        WARREN_RETURN_IF_ERROR(DestroyNested(vfd.get(), path, 0).WithContext("nested subvolumes of " + path));
+        --i;
+        continue;
       }
       if (errno != EBUSY) break;
       // A just-exited sandbox's mount namespace may still pin it briefly.
@@ -190,6 +205,54 @@ class BtrfsPool final : public StoragePool {
   }
 
   bool SupportsQuota(std::string*) const override { return true; }
+
+  // Destroys every subvolume below the directory open at `dfd` (children
+  // before parents), clearing read-only flags on the way. The walk is
+  // fd-relative, never follows symlinks and never leaves the mount.
+  Status DestroyNested(int dfd, const std::string& display, int depth) {
+    if (depth > 256) return Status::FailedPrecondition("subvolume tree too deep at " + display);
+    int rfd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (rfd < 0) return ErrnoStatus("open " + display);
+    DIR* d = fdopendir(rfd);
+    if (d == nullptr) {
+      close(rfd);
+      return ErrnoStatus("opendir " + display);
+    }
+    std::vector<std::string> dirs;
+    while (struct dirent* e = readdir(d)) {
+      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+      if (e->d_type == DT_DIR || e->d_type == DT_UNKNOWN) dirs.emplace_back(e->d_name);
+    }
+    closedir(d);
+    for (const auto& n : dirs) {
+      UniqueFd sub(SysOpenat2(dfd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0,
+                              RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV));
+      if (!sub) {
+        if (errno == ENOTDIR || errno == ELOOP || errno == ENOENT) continue;  // not a directory (any more)
+        return ErrnoStatus("open " + display + "/" + n);
+      }
+      struct stat st;
+      if (fstat(sub.get(), &st) != 0) return ErrnoStatus("stat " + display + "/" + n);
+      bool subvolume = st.st_ino == BTRFS_FIRST_FREE_OBJECTID;
+      uint64_t flags = 0;
+      if (subvolume && ioctl(sub.get(), BTRFS_IOC_SUBVOL_GETFLAGS, &flags) == 0 && (flags & BTRFS_SUBVOL_RDONLY)) {
+        // Writable first: its own nested subvolumes are unlinked from it.
+        flags &= ~static_cast<uint64_t>(BTRFS_SUBVOL_RDONLY);
+        (void)ioctl(sub.get(), BTRFS_IOC_SUBVOL_SETFLAGS, &flags);
+      }
+      WARREN_RETURN_IF_ERROR(DestroyNested(sub.get(), display + "/" + n, depth + 1));
+      if (!subvolume) continue;  // a plain directory
+      auto id = SubvolumeId(sub.get());
+      sub.reset();
+      struct btrfs_ioctl_vol_args args;
+      memset(&args, 0, sizeof(args));
+      strncpy(args.name, n.c_str(), sizeof(args.name) - 1);
+      if (ioctl(dfd, BTRFS_IOC_SNAP_DESTROY, &args) != 0) return ErrnoStatus("btrfs subvolume delete " + display + "/" + n);
+      if (id.ok()) RemoveQuotaGroup(*id);
+      log::Info("sandbox.pool.nested_subvolume_deleted", {{"path", display + "/" + n}});
+    }
+    return Status::Ok();
+  }
 
   Status SetQuota(const std::string& path, int64_t bytes) override {
     if (bytes < 0) return Status::InvalidArgument("disk limit must be >= 0");

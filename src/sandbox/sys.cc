@@ -12,9 +12,10 @@
 
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <sstream>
+
+#include "sandbox/safe_path.h"
 
 extern char** environ;
 
@@ -179,18 +180,41 @@ bool ProcessAlive(pid_t pid, uint64_t start_time) {
 }
 
 Status MkdirAll(const std::string& path, mode_t mode) {
-  std::error_code ec;
-  std::filesystem::create_directories(path, ec);
-  if (ec) return Status::IOError("mkdir " + path + ": " + ec.message());
-  (void)mode;
+  if (path.empty()) return Status::InvalidArgument("mkdir: empty path");
+  // Host-trusted paths only (the data dir and below); each directory we
+  // create gets exactly `mode` (mkdir applies the umask, chmod does not).
+  size_t pos = path[0] == '/' ? 1 : 0;
+  while (pos <= path.size()) {
+    size_t next = path.find('/', pos);
+    if (next == std::string::npos) next = path.size();
+    std::string prefix = path.substr(0, next);
+    pos = next + 1;
+    if (prefix.empty() || prefix.back() == '/') continue;
+    if (mkdir(prefix.c_str(), mode) == 0) {
+      if (chmod(prefix.c_str(), mode & 07777) != 0) return ErrnoStatus("chmod " + prefix);
+    } else if (errno != EEXIST) {
+      return ErrnoStatus("mkdir " + prefix);
+    }
+  }
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return ErrnoStatus("stat " + path);
+  if (!S_ISDIR(st.st_mode)) return Status::FailedPrecondition("not a directory: " + path);
   return Status::Ok();
 }
 
 Status RemoveTree(const std::string& path) {
-  std::error_code ec;
-  std::filesystem::remove_all(path, ec);
-  if (ec) return Status::IOError("remove " + path + ": " + ec.message());
-  return Status::Ok();
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  size_t slash = p.rfind('/');
+  std::string parent = slash == std::string::npos ? "." : slash == 0 ? "/" : p.substr(0, slash);
+  std::string name = slash == std::string::npos ? p : p.substr(slash + 1);
+  if (name.empty() || name == "." || name == "..") return Status::InvalidArgument("refusing to remove " + path);
+  // The parent is a host path the runtime chose; everything below it may
+  // have been written by a sandbox, so the walk is fd-relative, no-follow
+  // and stays on one mount.
+  UniqueFd pfd(open(parent.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!pfd) return errno == ENOENT ? Status::Ok() : ErrnoStatus("open " + parent);
+  return RemoveTreeAt(pfd.get(), name).WithContext("remove " + path);
 }
 
 ScopedFsIds::ScopedFsIds(uint32_t uid, uint32_t gid) {

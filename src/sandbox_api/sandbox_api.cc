@@ -15,6 +15,7 @@
 #include "sandbox/recipe.h"
 #include "sandbox/sys.h"
 #include "orchestrator/prepare.h"
+#include "sandbox_api/executor.h"
 #include "sandbox_api/streams.h"
 
 namespace warren::sandbox_api {
@@ -61,26 +62,6 @@ void LazyRuntime::Close() {
   Status s = runtime_->UnmountPoolIfIdle();
   if (!s.ok()) log::Warn("sandbox_api.unmount_failed", {{"error", s.ToString()}});
   runtime_.reset();
-}
-
-// ============================================================== TaskGroup
-
-void TaskGroup::Spawn(std::function<void()> fn) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    running_++;
-  }
-  std::thread([this, fn = std::move(fn)] {
-    fn();
-    std::lock_guard<std::mutex> lock(mu_);
-    running_--;
-    cv_.notify_all();
-  }).detach();
-}
-
-void TaskGroup::Wait() {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return running_ == 0; });
 }
 
 // ================================================================ helpers
@@ -428,7 +409,10 @@ Status ReadCreateOptions(const Json& body, sandbox::CreateOptions* out) {
 // ============================================================== SandboxApi
 
 SandboxApi::SandboxApi(api::ApiService* service, SandboxApiOptions options)
-    : service_(service), options_(std::move(options)), runtime_(options_.enabled, options_.runtime) {
+    : service_(service),
+      options_(std::move(options)),
+      runtime_(options_.enabled, options_.runtime),
+      executor_(options_.long_call_threads, options_.long_call_queue) {
   RegisterRoutes();
 }
 
@@ -460,7 +444,7 @@ void SandboxApi::Stop() {
   }
   ticker_cv_.notify_all();
   if (ticker_.joinable()) ticker_.join();
-  tasks_.Wait();
+  executor_.Stop();
   runtime_.Close();
 }
 
@@ -487,40 +471,80 @@ Result<SandboxRuntime*> SandboxApi::Admit(const HttpRequest& req) {
   return runtime_.Get();
 }
 
+Result<SandboxRuntime*> SandboxApi::AdmitRoute(const HttpRequest& req, const Params& params) {
+  WARREN_ASSIGN_OR_RETURN(SandboxRuntime * rt, Admit(req));
+  if (auto it = params.find("id"); it != params.end()) WARREN_RETURN_IF_ERROR(CheckId(it->second));
+  if (auto it = params.find("name"); it != params.end()) {
+    if (!CheckId(it->second).ok()) return Status::NotFound("snapshot " + it->second.substr(0, 128) + " not found");
+  }
+  return rt;
+}
+
 void SandboxApi::Route(const char* method, const char* pattern, Fn fn) {
   service_->router().Add(method, pattern, [this, fn](HttpRequest& req, const Params& params) -> HandlerResult {
-    auto rt = Admit(req);
+    auto rt = AdmitRoute(req, params);
     if (!rt.ok()) return Error(rt.status(), req);
-    if (auto it = params.find("id"); it != params.end()) {
-      Status st = CheckId(it->second);
-      if (!st.ok()) return Error(st, req);
-    }
-    if (auto it = params.find("name"); it != params.end()) {
-      Status st = CheckId(it->second);
-      if (!st.ok()) return Error(Status::NotFound("snapshot " + it->second.substr(0, 128) + " not found"), req);
-    }
     auto r = (this->*fn)(req, params, *rt);
     if (!r.ok()) return Error(r.status(), req);
     return std::move(r).value();
   });
 }
 
+void SandboxApi::RouteLong(const char* method, const char* pattern, Fn fn) {
+  service_->router().Add(method, pattern, [this, fn](HttpRequest& req, const Params& params) -> HandlerResult {
+    auto rt = AdmitRoute(req, params);
+    if (!rt.ok()) return Error(rt.status(), req);
+    // The whole handler runs on the executor, on a copy of the request.
+    return Defer(req, std::chrono::hours(25),
+                 [this, fn, copy = req, params, runtime = *rt](const CancelToken&) mutable -> HandlerResult {
+                   auto r = (this->*fn)(copy, params, runtime);
+                   if (!r.ok()) return Error(r.status(), copy);
+                   return std::move(r).value();
+                 });
+  });
+}
+
+HandlerResult SandboxApi::Defer(const HttpRequest& req, std::chrono::milliseconds timeout,
+                                std::function<HandlerResult(const CancelToken&)> call) {
+  auto resp = std::make_shared<AsyncResponse>(timeout, req.request_id);
+  std::string rid = req.request_id;
+  Status s = executor_.Submit(
+      [resp, rid, call = std::move(call)](const CancelToken& token) {
+        if (token->load()) {
+          resp->Complete(api::RenderError(503, api::ErrorTypeFor(503), "the sandbox API is shutting down", rid));
+          return;
+        }
+        try {
+          HandlerResult h = call(token);
+          resp->Complete(std::move(h.response));
+        } catch (const std::exception& e) {
+          log::Error("sandbox_api.call_exception", {{"error", e.what()}});
+          resp->Complete(api::RenderError(500, "api_error", "internal error", rid));
+        }
+      },
+      resp->token());
+  if (!s.ok()) return Error(s, req);
+  HandlerResult h;
+  h.poll = std::move(resp);
+  return h;
+}
+
 void SandboxApi::RegisterRoutes() {
   constexpr const char* kSb = "/v1/warren/sandboxes/{id}";
   Route("GET", "/v1/warren/features", &SandboxApi::GetFeatures);
-  Route("POST", "/v1/warren/sandboxes", &SandboxApi::CreateSandbox);
-  Route("POST", "/v1/warren/prepare", &SandboxApi::PrepareSandbox);
+  RouteLong("POST", "/v1/warren/sandboxes", &SandboxApi::CreateSandbox);
+  RouteLong("POST", "/v1/warren/prepare", &SandboxApi::PrepareSandbox);
   Route("PUT", "/v1/warren/sandboxes/{id}/dataset", &SandboxApi::UploadDataset);
   Route("GET", "/v1/warren/sandboxes", &SandboxApi::ListSandboxes);
   Route("GET", kSb, &SandboxApi::GetSandbox);
-  Route("DELETE", kSb, &SandboxApi::DeleteSandbox);
-  Route("POST", "/v1/warren/sandboxes/{id}/start", &SandboxApi::StartSandbox);
-  Route("POST", "/v1/warren/sandboxes/{id}/stop", &SandboxApi::StopSandbox);
-  Route("POST", "/v1/warren/sandboxes/{id}/pause", &SandboxApi::PauseSandbox);
-  Route("POST", "/v1/warren/sandboxes/{id}/resume", &SandboxApi::ResumeSandbox);
-  Route("POST", "/v1/warren/sandboxes/{id}/archive", &SandboxApi::ArchiveSandbox);
-  Route("POST", "/v1/warren/sandboxes/{id}/restore", &SandboxApi::RestoreSandbox);
-  Route("POST", "/v1/warren/sandboxes/{id}/fork", &SandboxApi::ForkSandbox);
+  RouteLong("DELETE", kSb, &SandboxApi::DeleteSandbox);
+  RouteLong("POST", "/v1/warren/sandboxes/{id}/start", &SandboxApi::StartSandbox);
+  RouteLong("POST", "/v1/warren/sandboxes/{id}/stop", &SandboxApi::StopSandbox);
+  RouteLong("POST", "/v1/warren/sandboxes/{id}/pause", &SandboxApi::PauseSandbox);
+  RouteLong("POST", "/v1/warren/sandboxes/{id}/resume", &SandboxApi::ResumeSandbox);
+  RouteLong("POST", "/v1/warren/sandboxes/{id}/archive", &SandboxApi::ArchiveSandbox);
+  RouteLong("POST", "/v1/warren/sandboxes/{id}/restore", &SandboxApi::RestoreSandbox);
+  RouteLong("POST", "/v1/warren/sandboxes/{id}/fork", &SandboxApi::ForkSandbox);
   Route("GET", "/v1/warren/sandboxes/{id}/tree", &SandboxApi::SandboxTree);
   Route("PUT", "/v1/warren/sandboxes/{id}/labels", &SandboxApi::PutLabels);
   Route("GET", "/v1/warren/sandboxes/{id}/stats", &SandboxApi::SandboxStats);
@@ -529,7 +553,7 @@ void SandboxApi::RegisterRoutes() {
   Route("GET", "/v1/warren/sandboxes/{id}/sessions", &SandboxApi::ListSessions);
   Route("GET", "/v1/warren/sandboxes/{id}/sessions/{sid}", &SandboxApi::GetSession);
   Route("DELETE", "/v1/warren/sandboxes/{id}/sessions/{sid}", &SandboxApi::DeleteSession);
-  Route("POST", "/v1/warren/sandboxes/{id}/sessions/{sid}/exec", &SandboxApi::SessionExec);
+  RouteLong("POST", "/v1/warren/sandboxes/{id}/sessions/{sid}/exec", &SandboxApi::SessionExec);
   Route("GET", "/v1/warren/sandboxes/{id}/sessions/{sid}/commands/{cid}", &SandboxApi::GetCommand);
   Route("POST", "/v1/warren/sandboxes/{id}/sessions/{sid}/commands/{cid}/input", &SandboxApi::SendInput);
   Route("GET", "/v1/warren/sandboxes/{id}/files", &SandboxApi::ListFiles);
@@ -884,41 +908,52 @@ Result<HandlerResult> SandboxApi::Exec(HttpRequest& req, const Params& p, Sandbo
     return Status::Conflict("sandbox " + rec.id + " is " + sandbox::StateName(rec.state) + ", not started");
 
   if (!WantsEventStream(req, body)) {
-    // Collected output, bounded per stream.
+    // On the executor; the connection is parked meanwhile. The response
+    // gives up (and kills the command) a minute after the command's own
+    // timeout, or at shutdown.
+    auto deadline = x.timeout.count() > 0 ? x.timeout + std::chrono::minutes(1) : std::chrono::hours(25);
+    std::string id = rec.id;
     const size_t cap = options_.max_exec_output_bytes;
-    std::string out, err;
-    bool out_cut = false, err_cut = false;
-    x.on_stdout = [&out, &out_cut, cap](std::string_view d) {
-      size_t room = cap - std::min(cap, out.size());
-      if (d.size() > room) out_cut = true;
-      out.append(d.substr(0, room));
-    };
-    x.on_stderr = [&err, &err_cut, cap](std::string_view d) {
-      size_t room = cap - std::min(cap, err.size());
-      if (d.size() > room) err_cut = true;
-      err.append(d.substr(0, room));
-    };
-    WARREN_ASSIGN_OR_RETURN(auto r, rt->Exec(rec.id, x));
-    return Json200(Json{{"type", "exec_result"},
-                        {"exit_code", r.exit_code},
-                        {"timed_out", r.timed_out},
-                        {"stdout", out},
-                        {"stderr", err},
-                        {"stdout_truncated", out_cut},
-                        {"stderr_truncated", err_cut}});
+    return Defer(req, std::chrono::duration_cast<std::chrono::milliseconds>(deadline),
+                 [this, rt, id, cap, x = std::move(x), copy = req](const CancelToken& token) mutable -> HandlerResult {
+                   // Collected output, bounded per stream.
+                   std::string out, err;
+                   bool out_cut = false, err_cut = false;
+                   x.on_stdout = [&out, &out_cut, cap](std::string_view d) {
+                     size_t room = cap - std::min(cap, out.size());
+                     if (d.size() > room) out_cut = true;
+                     out.append(d.substr(0, room));
+                   };
+                   x.on_stderr = [&err, &err_cut, cap](std::string_view d) {
+                     size_t room = cap - std::min(cap, err.size());
+                     if (d.size() > room) err_cut = true;
+                     err.append(d.substr(0, room));
+                   };
+                   x.cancelled = [token] { return token->load(); };
+                   auto r = rt->Exec(id, x);
+                   if (!r.ok()) return Error(r.status(), copy);
+                   return api::ApiService::JsonResult(Json{{"type", "exec_result"},
+                                                           {"exit_code", r->exit_code},
+                                                           {"timed_out", r->timed_out},
+                                                           {"stdout", out},
+                                                           {"stderr", err},
+                                                           {"stdout_truncated", out_cut},
+                                                           {"stderr_truncated", err_cut}},
+                                                      200);
+                 });
   }
 
-  // SSE: the command runs on a background thread; output frames are queued
-  // with back-pressure and pulled by the I/O loop.
+  // SSE: the command runs on the executor; output frames are queued with
+  // back-pressure and pulled by the I/O loop.
   auto es = std::make_shared<EventStream>(options_.max_stream_backlog_bytes);
   std::string id = rec.id;
-  tasks_.Spawn([rt, id, x = std::move(x), es]() mutable {
+  WARREN_RETURN_IF_ERROR(executor_.Submit([rt, id, x = std::move(x), es](const CancelToken& token) mutable {
     auto out_carry = std::make_shared<std::string>();
     auto err_carry = std::make_shared<std::string>();
     x.on_stdout = [es, out_carry](std::string_view d) { es->SendText("stdout", out_carry.get(), d); };
     x.on_stderr = [es, err_carry](std::string_view d) { es->SendText("stderr", err_carry.get(), d); };
     // A client that goes away (or server shutdown) kills the command.
-    x.cancelled = [es] { return es->closed(); };
+    x.cancelled = [es, token] { return es->closed() || token->load(); };
     auto r = rt->Exec(id, x);
     es->SendText("stdout", out_carry.get(), "", /*flush=*/true);
     es->SendText("stderr", err_carry.get(), "", /*flush=*/true);
@@ -930,7 +965,7 @@ Result<HandlerResult> SandboxApi::Exec(HttpRequest& req, const Params& p, Sandbo
       es->Send("error", ErrorEvent(st));
     }
     es->End();
-  });
+  }));
   HandlerResult h;
   h.stream = es;
   return h;
@@ -1124,17 +1159,23 @@ Result<HandlerResult> SandboxApi::BuildSnapshot(HttpRequest& req, const Params&,
   if (::mkdir(ctx.c_str(), 0700) != 0) return Status::FromErrno(errno, "mkdir build context");
 
   if (!WantsEventStream(req, body)) {
-    auto snap = rt->BuildSnapshot(*name, *recipe, ctx);
-    ::rmdir(ctx.c_str());
-    if (!snap.ok()) {
-      if (snap.status().code() == Code::kIOError || snap.status().code() == Code::kInternal)
-        return Status::InvalidArgument("build failed: " + snap.status().message());
-      return snap.status();
-    }
-    return api::ApiService::JsonResult(SnapshotJson(*snap), 201);
+    auto h = Defer(req, std::chrono::hours(25),
+                   [this, rt, n = *name, r = *recipe, ctx, copy = req](const CancelToken&) -> HandlerResult {
+                     auto snap = rt->BuildSnapshot(n, r, ctx);
+                     ::rmdir(ctx.c_str());
+                     if (!snap.ok()) {
+                       Status st = snap.status();
+                       if (st.code() == Code::kIOError || st.code() == Code::kInternal)
+                         st = Status::InvalidArgument("build failed: " + st.message());
+                       return Error(st, copy);
+                     }
+                     return api::ApiService::JsonResult(SnapshotJson(*snap), 201);
+                   });
+    if (!h.poll) ::rmdir(ctx.c_str());  // not queued (503)
+    return h;
   }
   auto es = std::make_shared<EventStream>(options_.max_stream_backlog_bytes);
-  tasks_.Spawn([rt, es, n = *name, r = *recipe, ctx] {
+  Status queued = executor_.Submit([rt, es, n = *name, r = *recipe, ctx](const CancelToken&) {
     auto log = [es](std::string_view line) { es->Send("log", Json{{"type", "log"}, {"line", line}}); };
     auto snap = rt->BuildSnapshot(n, r, ctx, log);
     ::rmdir(ctx.c_str());
@@ -1148,6 +1189,10 @@ Result<HandlerResult> SandboxApi::BuildSnapshot(HttpRequest& req, const Params&,
     }
     es->End();
   });
+  if (!queued.ok()) {
+    ::rmdir(ctx.c_str());
+    return queued;
+  }
   HandlerResult h;
   h.stream = es;
   return h;

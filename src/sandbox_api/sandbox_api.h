@@ -8,12 +8,19 @@
 // Every route requires an organization API key (api::RequireOrg). The
 // runtime is opened lazily on first use (LazyRuntime), so `warren serve`
 // starts without root and answers 503 with the reason when the runtime is
-// unavailable. Runtime calls block: they run on the HTTP worker pool, and
-// streamed exec/build output is produced on a background thread per stream
-// (owned by SandboxApi, joined by Stop()).
+// unavailable.
+//
+// Threading: quick calls (get, list, files, labels, sessions) run on the
+// HTTP worker pool. Long calls (exec up to its timeout, builds, create,
+// start, stop, pause, resume, archive, restore, fork, delete, session exec)
+// run on a bounded CallExecutor (executor.h): the handler returns a parked
+// response (no thread) or an SSE stream, and the executor completes it.
+// A full executor answers 503. Streamed exec/build output comes from the
+// executor too: no thread per request.
 //
 // Ownership: borrows the ApiService (must outlive this); owns the runtime
-// once opened. Thread-safety: all public methods are thread-safe.
+// once opened and the executor. Thread-safety: all public methods are
+// thread-safe.
 #pragma once
 
 #include <atomic>
@@ -29,6 +36,7 @@
 #include "common/status.h"
 #include "orchestrator/prepare.h"
 #include "sandbox/runtime.h"
+#include "sandbox_api/executor.h"
 
 namespace warren::sandbox_api {
 
@@ -38,6 +46,8 @@ struct SandboxApiOptions {
   uint64_t max_upload_bytes = 1ULL << 30;
   size_t max_exec_output_bytes = 16u << 20;  // per stream, JSON exec results
   size_t max_stream_backlog_bytes = 4u << 20;  // SSE bytes queued before the producer waits
+  int long_call_threads = 32;      // long calls running at once (executor.h)
+  size_t long_call_queue = 256;    // more waiting; past that, 503
 };
 
 // The runtime, opened on first use. Thread-safe.
@@ -66,20 +76,6 @@ class LazyRuntime final {
   std::unique_ptr<sandbox::SandboxRuntime> runtime_;
 };
 
-// Counts background threads so that shutdown can wait for them.
-class TaskGroup final {
- public:
-  // Runs `fn` on a new detached thread, counted until it returns.
-  void Spawn(std::function<void()> fn);
-  // Blocks until every spawned task has returned.
-  void Wait();
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int running_ = 0;
-};
-
 class SandboxApi final {
  public:
   // Registers the /v1/warren/ routes on `service`'s router.
@@ -91,17 +87,26 @@ class SandboxApi final {
   // Starts a thread that calls EnforceIdlePolicies() every `interval` once
   // the runtime is open (it never opens the runtime itself).
   void StartIdleTicker(std::chrono::milliseconds interval);
-  // Stops the ticker, waits for streamed exec/build threads, and closes the
-  // runtime (unmounting an idle loop pool). Idempotent. Call after the HTTP
-  // server has stopped.
+  // Stops the ticker, cancels and waits for the long calls (streamed or
+  // not), and closes the runtime (unmounting an idle loop pool). Idempotent.
+  // Call after the HTTP server has stopped.
   void Stop();
 
   LazyRuntime* runtime() { return &runtime_; }
+  const CallExecutor& executor() const { return executor_; }
 
  private:
   using Fn = Result<http::HandlerResult> (SandboxApi::*)(http::HttpRequest&, const api::Params&,
                                                          sandbox::SandboxRuntime*);
   void Route(const char* method, const char* pattern, Fn fn);
+  // Like Route, but the handler runs on the executor (a long call).
+  void RouteLong(const char* method, const char* pattern, Fn fn);
+  // Admission shared by Route and RouteLong: auth, runtime, path ids.
+  Result<sandbox::SandboxRuntime*> AdmitRoute(const http::HttpRequest& req, const api::Params& params);
+  // Runs `call` on the executor; returns the parked response it completes
+  // (plain responses only), or the executor's 503.
+  http::HandlerResult Defer(const http::HttpRequest& req, std::chrono::milliseconds timeout,
+                            std::function<http::HandlerResult(const CancelToken&)> call);
   void RegisterRoutes();
   http::HandlerResult Error(const Status& s, const http::HttpRequest& req) const;
   // Authenticates, requires an org key, and opens the runtime.
@@ -155,7 +160,7 @@ class SandboxApi final {
   api::ApiService* service_;
   SandboxApiOptions options_;
   LazyRuntime runtime_;
-  TaskGroup tasks_;
+  CallExecutor executor_;  // after runtime_: destroyed (stopped) first
   std::mutex ticker_mu_;
   std::condition_variable ticker_cv_;
   bool ticker_stop_ = false;

@@ -122,6 +122,8 @@ describe('bad requests (tests/golden/api/bad_requests.jsonl)', { skip: fx.skip }
     F.cloud_session_id = await sess(F.agent_id, F.cloud_env_id);
     F.opus_session_id = await sess(F.opus_agent_id, F.env_id);
     F.archived_session_id = await sess(F.agent_id, F.env_id);
+    F.archived_agent_id = (await post('/v1/agents', { name: 'table archived agent', model: 'claude-sonnet-4-6' })).id;
+    await post(`/v1/agents/${F.archived_agent_id}/archive`, {});
     const msg = (t) => ({ type: 'user.message', content: [{ type: 'text', text: t }] });
     await post(`/v1/sessions/${F.session_id}/events`, { events: [msg('one'), msg('two')] });
     await post(`/v1/sessions/${F.archived_session_id}/events`, { events: [msg('before archive')] });

@@ -123,6 +123,29 @@ describe('events: stream', { skip: fx.skip }, () => {
     s.close();
   });
 
+  test('Last-Event-ID over a long history: every event after it exactly once, in log order, then live (paged replay)', async () => {
+    const sid = await newSession();
+    for (let i = 0; i < 25; i++) {
+      await fx.client.beta.sessions.events.send(sid, { events: Array.from({ length: 100 }, (_, j) => msg(`h${i}-${j}`)) });
+    }
+    await settle(fx.client, sid);
+    const log = [];
+    for await (const e of fx.client.beta.sessions.events.list(sid, { limit: 1000 })) log.push(e.id);
+    assert.ok(log.length > 2500, `a long history (${log.length} events)`);
+    const s = await openSse(fx.srv.url, `/v1/sessions/${sid}/events/stream`,
+      { 'x-api-key': fx.srv.apiKey, 'last-event-id': log[10] });
+    assert.equal(s.status, 200);
+    await waitFor(() => s.frames.filter((f) => f.id).length >= log.length - 11, { timeoutMs: 20_000, what: 'the whole replay' });
+    const live = (await fx.client.beta.sessions.events.send(sid, { events: [msg('after the long replay')] })).data[0];
+    await waitFor(() => s.frames.some((f) => f.id === live.id), { what: 'live frame after the replay' });
+    const ids = s.frames.filter((f) => f.id).map((f) => f.id);
+    // The replay is the log after the given id, in order, each once; live
+    // frames (the new event and the engine's echoes of it) follow.
+    assert.deepEqual(ids.slice(0, log.length - 11), log.slice(11));
+    assert.equal(ids.indexOf(live.id), log.length - 11, 'the live event comes right after the replay');
+    s.close();
+  });
+
   test('an unknown event_deltas[] value is 400; an unknown session is 404', async () => {
     const sid = await newSession();
     await assertApiError(fx.client.beta.sessions.events.stream(sid, { event_deltas: ['agent.tool_use'] }),

@@ -5,8 +5,8 @@
 // execs this program from a memfd (the bytes are embedded in the runtime, so
 // no image needs to contain it). Its only jobs (bar §4.1):
 //  - reap zombies: every orphan in the pid namespace is reparented here;
-//  - exit on request: a SIGTERM sent from outside the sandbox (si_pid == 0,
-//    the sender is in an ancestor pid namespace) is forwarded to every
+//  - exit on request: a SIGTERM sent from outside the sandbox (si_code ==
+//    SI_USER and si_pid == 0: the sender is in an ancestor pid namespace) is forwarded to every
 //    process in the sandbox; the init exits once they are all gone, or at
 //    once on a second request (then everything left is SIGKILLed: when pid 1
 //    of a pid namespace exits, the kernel kills the rest);
@@ -71,7 +71,13 @@ __attribute__((noreturn, used)) void warren_init_main(void) {
     // While shutting down, wake up periodically: processes that joined the
     // sandbox through setns are not our children until their parent exits.
     long sig = SYS(__NR_rt_sigtimedwait, &all, &info, requests ? &poll : 0, sizeof(all));
-    if (sig == SIGTERM && info.si_pid == 0) {
+    // The host's request is kill()/pidfd_send_signal() without info: the
+    // kernel fills si_code = SI_USER and si_pid = 0 (the sender is outside
+    // our pid namespace). rt_sigqueueinfo/rt_tgsigqueueinfo and
+    // pidfd_send_signal with info let a sandbox process choose si_pid, but
+    // the kernel refuses si_code >= 0 (SI_USER is 0) from any process but
+    // the target itself, so SI_USER with si_pid 0 cannot be forged inside.
+    if (sig == SIGTERM && info.si_code == SI_USER && info.si_pid == 0) {
       ++requests;
       if (requests > 1) {
         SYS(__NR_kill, -1, SIGKILL, 0, 0);

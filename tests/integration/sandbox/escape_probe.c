@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
+#include <linux/btrfs.h>
+#include <linux/fs.h>
 #include <linux/perf_event.h>
 #include <linux/keyctl.h>
 #include <netinet/in.h>
@@ -17,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/io.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/ptrace.h>
 #include <sys/reboot.h>
@@ -31,11 +34,107 @@
 
 static int result(long rc) {
   if (rc < 0) {
-    printf("blocked: %s\n", strerror(errno));
+    /* The errno name first, so the suite can assert the exact errno. */
+    const char* name = strerrorname_np(errno);
+    printf("blocked: %s (%s)\n", name ? name : "?", strerror(errno));
     return 0;
   }
   printf("ESCAPED\n");
   return 1;
+}
+
+/* A valid 1 MiB swap area at `path` (what mkswap writes: version 1 header,
+ * last page, "SWAPSPACE2" at the end of the first page), so swapon could
+ * only fail for lack of permission. */
+static int make_swapfile(const char* path) {
+  int fd = open(path, O_CREAT | O_TRUNC | O_RDWR, 0600);
+  if (fd < 0) return -1;
+  long page = sysconf(_SC_PAGESIZE);
+  unsigned npages = (unsigned)((1 << 20) / page);
+  char* buf = calloc(1, (size_t)page);
+  if (buf == NULL) return -1;
+  unsigned* hdr = (unsigned*)(buf + 1024); /* union swap_header.info */
+  hdr[0] = 1;                              /* version */
+  hdr[1] = npages - 1;                     /* last_page */
+  memcpy(buf + page - 10, "SWAPSPACE2", 10);
+  int ok = write(fd, buf, (size_t)page) == page && ftruncate(fd, (off_t)npages * page) == 0;
+  free(buf);
+  close(fd);
+  return ok ? 0 : -1;
+}
+
+/* Reads `path` fully (up to 64 KiB) into a static buffer; -1 on error. */
+static long slurp(const char* path, char* buf, size_t cap) {
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return -1;
+  size_t n = 0;
+  for (;;) {
+    ssize_t r = read(fd, buf + n, cap - 1 - n);
+    if (r <= 0) break;
+    n += (size_t)r;
+  }
+  close(fd);
+  buf[n] = 0;
+  return (long)n;
+}
+
+/* voluntary_ctxt_switches of pid 1 (or -1). */
+static long init_switches(void) {
+  static char buf[8192];
+  if (slurp("/proc/1/status", buf, sizeof(buf)) < 0) return -1;
+  char* p = strstr(buf, "voluntary_ctxt_switches:");
+  return p ? atol(p + strlen("voluntary_ctxt_switches:")) : -1;
+}
+
+/* Whether SIGTERM is still queued for pid 1 (ShdPnd, bit 15 = 0x4000). */
+static int init_term_pending(void) {
+  static char buf[8192];
+  if (slurp("/proc/1/status", buf, sizeof(buf)) < 0) return 0;
+  char* p = strstr(buf, "ShdPnd:");
+  return p ? (strtoull(p + 7, NULL, 16) & (1ULL << (SIGTERM - 1))) != 0 : 0;
+}
+
+/* Sends pid 1 a forged SIGTERM (rt_sigqueueinfo with si_pid 0, as the
+ * host's would look, and si_code `code`), waits until pid 1 has handled it
+ * and gone back to sleep, then reports whether it forwarded TERM to us
+ * (it does so for a request it accepts). SIGTERM is blocked here so a
+ * forwarded one stays pending instead of killing the probe. */
+static int forge_term(int code, int use_pidfd) {
+  sigset_t term;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  sigprocmask(SIG_BLOCK, &term, NULL);
+  long before = init_switches();
+  siginfo_t si;
+  memset(&si, 0, sizeof(si));
+  si.si_signo = SIGTERM;
+  si.si_code = code;
+  si.si_pid = 0;
+  si.si_uid = 0;
+  long rc;
+  if (use_pidfd) {
+    int pfd = (int)syscall(SYS_pidfd_open, 1, 0);
+    if (pfd < 0) return result(-1);
+    rc = syscall(SYS_pidfd_send_signal, pfd, SIGTERM, &si, 0);
+  } else {
+    rc = syscall(SYS_rt_sigqueueinfo, 1, SIGTERM, &si);
+  }
+  if (rc < 0) return result(-1);
+  /* Delivered: wait (bounded by iterations, not time) until pid 1 woke up
+   * for it and went back to sleep. */
+  for (long i = 0; i < 2000000 && (init_switches() <= before || init_term_pending()); ++i) sched_yield();
+  if (init_switches() <= before || init_term_pending()) {
+    printf("init did not wake up\n");
+    return 2;
+  }
+  sigset_t pending;
+  sigpending(&pending);
+  if (kill(1, 0) != 0 || sigismember(&pending, SIGTERM)) {
+    printf("ESCAPED: pid 1 took the forged TERM\n");
+    return 1;
+  }
+  printf("ignored: delivered, pid 1 still running and forwarded nothing\n");
+  return 0;
 }
 
 int main(int argc, char** argv) {
@@ -68,7 +167,18 @@ int main(int argc, char** argv) {
   if (!strcmp(a, "mknod_char_mem")) return result(mknod("/tmp/mem", S_IFCHR | 0600, makedev(1, 1)));
   if (!strcmp(a, "add_key")) return result(syscall(SYS_add_key, "user", "x", "y", 1, KEY_SPEC_USER_KEYRING));
   if (!strcmp(a, "keyctl")) return result(syscall(SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0));
-  if (!strcmp(a, "init_module")) return result(syscall(SYS_init_module, "", 0, ""));
+  if (!strcmp(a, "init_module")) {
+    /* arg: a kernel module file (a real .ko from the host when it has one)
+     * or, without one, a buffer that starts like an ELF object: either way
+     * the kernel would parse it if the call were let through. */
+    static char image[1 << 20];
+    long n = arg[0] ? slurp(arg, image, sizeof(image)) : -1;
+    if (n <= 0) {
+      memcpy(image, "\177ELF\2\1\1", 7);
+      n = 4096;
+    }
+    return result(syscall(SYS_init_module, image, (unsigned long)n, ""));
+  }
   if (!strcmp(a, "finit_module")) {
     int fd = open("/bin/busybox", O_RDONLY);
     return result(syscall(SYS_finit_module, fd, "", 0));
@@ -106,7 +216,68 @@ int main(int argc, char** argv) {
   }
   if (!strcmp(a, "iopl")) return result(iopl(3));
   if (!strcmp(a, "ioperm")) return result(ioperm(0x80, 1, 1));
-  if (!strcmp(a, "swapon")) return result(swapon("/tmp/swap", 0));
+  if (!strcmp(a, "swapon")) {
+    if (make_swapfile("/tmp/swap") != 0) return 2;
+    return result(swapon("/tmp/swap", 0));
+  }
+  if (!strcmp(a, "forge_term_sigqueue")) return forge_term(SI_QUEUE, 0);
+  if (!strcmp(a, "forge_term_pidfd")) return forge_term(SI_QUEUE, 1);
+  if (!strcmp(a, "forge_term_si_user")) return forge_term(SI_USER, 0);
+  if (!strcmp(a, "btrfs_subvol_create")) {
+    /* arg: directory on the sandbox's btrfs rootfs. */
+    int fd = open(arg, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return 2;
+    struct btrfs_ioctl_vol_args va;
+    memset(&va, 0, sizeof(va));
+    strcpy(va.name, "nested");
+    return result(ioctl(fd, BTRFS_IOC_SUBVOL_CREATE, &va));
+  }
+  if (!strcmp(a, "btrfs_snapshot")) {
+    /* Snapshot of the rootfs subvolume ("/") into `arg`. */
+    int src = open("/", O_RDONLY | O_DIRECTORY);
+    int dst = open(arg, O_RDONLY | O_DIRECTORY);
+    if (src < 0 || dst < 0) return 2;
+    struct btrfs_ioctl_vol_args_v2 va;
+    memset(&va, 0, sizeof(va));
+    va.fd = src;
+    strcpy(va.name, "snap");
+    return result(ioctl(dst, BTRFS_IOC_SNAP_CREATE_V2, &va));
+  }
+  if (!strcmp(a, "btrfs_qgroup_create")) {
+    int fd = open("/", O_RDONLY | O_DIRECTORY);
+    struct btrfs_ioctl_qgroup_create_args qa;
+    memset(&qa, 0, sizeof(qa));
+    qa.create = 1;
+    qa.qgroupid = (1ULL << 48) | 77; /* a level-1 group */
+    return result(ioctl(fd, BTRFS_IOC_QGROUP_CREATE, &qa));
+  }
+  if (!strcmp(a, "btrfs_qgroup_limit")) {
+    int fd = open("/", O_RDONLY | O_DIRECTORY);
+    struct btrfs_ioctl_qgroup_limit_args la;
+    memset(&la, 0, sizeof(la));
+    la.lim.flags = BTRFS_QGROUP_LIMIT_MAX_RFER;
+    la.lim.max_rfer = 0; /* lift our own limit */
+    return result(ioctl(fd, BTRFS_IOC_QGROUP_LIMIT, &la));
+  }
+  if (!strcmp(a, "btrfs_subvol_setflags")) {
+    int fd = open("/", O_RDONLY | O_DIRECTORY);
+    unsigned long long flags = 0;
+    return result(ioctl(fd, BTRFS_IOC_SUBVOL_SETFLAGS, &flags));
+  }
+  if (!strcmp(a, "reflink")) {
+    /* FICLONE stays allowed (cp --reflink): clone a file onto a new one. */
+    int s = open("/tmp/reflink-src", O_CREAT | O_TRUNC | O_RDWR, 0600);
+    int d = open("/tmp/reflink-dst", O_CREAT | O_TRUNC | O_RDWR, 0600);
+    char blk[4096];
+    memset(blk, 'r', sizeof(blk));
+    if (s < 0 || d < 0 || write(s, blk, sizeof(blk)) != (ssize_t)sizeof(blk) || fsync(s) != 0) return 2;
+    if (ioctl(d, FICLONE, s) != 0) {
+      printf("failed: %s\n", strerrorname_np(errno));
+      return 1;
+    }
+    printf("cloned\n");
+    return 0;
+  }
   if (!strcmp(a, "reboot")) return result(reboot(RB_POWER_OFF));
   if (!strcmp(a, "clock_settime")) {
     struct timespec ts = {0, 0};

@@ -100,7 +100,7 @@ class RuntimeTest : public ::testing::Test {
   void SetUp() override {
     std::string why = SkipReason();
     if (!why.empty()) GTEST_SKIP() << why;
-    data_dir_ = "/var/tmp/warren-it-" + NewId("", 10);
+    data_dir_ = data_root_ + "/warren-it-" + NewId("", 10);
     prefix_ = "warren-it-" + NewId("", 8);
     // A /24 of the default pool per test (not .0, which the CLI tests'
     // default pool hands out first), so concurrent runtimes do not collide.
@@ -120,6 +120,7 @@ class RuntimeTest : public ::testing::Test {
     if (!mkfs_btrfs_.empty()) o.mkfs_btrfs = mkfs_btrfs_;
     o.stop_grace = std::chrono::milliseconds(1000);
     o.clock = clock_;
+    o.test_hook = test_hook_;
     return SandboxRuntime::Open(o);
   }
 
@@ -167,9 +168,13 @@ class RuntimeTest : public ::testing::Test {
   }
 
   std::string data_dir_, prefix_, network_pool_;
+  // Where per-test data dirs go: $WARREN_IT_DATA_ROOT (e.g. a directory
+  // below a 0700 one, like /root/x) or /var/tmp. Set before SetUp.
+  std::string data_root_ = getenv("WARREN_IT_DATA_ROOT") ? getenv("WARREN_IT_DATA_ROOT") : "/var/tmp";
   std::string pool_kind_;   // "" = auto (btrfs-loop here); set before SetUp
   std::string mkfs_btrfs_;  // "" = default; set before SetUp
   Clock* clock_ = nullptr;  // set before SetUp for fake time
+  std::function<void(const std::string&, const std::string&)> test_hook_;  // RuntimeOptions::test_hook
   std::unique_ptr<SandboxRuntime> rt_;
 };
 
