@@ -75,7 +75,8 @@ Result<std::unique_ptr<store::SqliteStore>> OpenStore(const std::string& data_di
   std::filesystem::create_directories(data_dir, ec);
   if (ec) return Status::IOError("create data dir " + data_dir + ": " + ec.message());
   ::chmod(data_dir.c_str(), 0700);
-  return store::SqliteStore::Open({data_dir + "/warren.db", sync});
+  // The composition root: the only place the real clock is chosen.
+  return store::SqliteStore::Open({data_dir + "/warren.db", sync}, Clock::Real());
 }
 
 std::string AbsolutePath(const std::string& p) {

@@ -103,7 +103,7 @@ class EngineTest : public ::testing::Test {
   void SetUp() override {
     char tmpl[] = "/tmp/warren_engine_XXXXXX";
     dir_ = mkdtemp(tmpl);
-    store_ = std::move(store::SqliteStore::Open({dir_ + "/warren.db", "NORMAL"})).value();
+    store_ = std::move(store::SqliteStore::Open({dir_ + "/warren.db", "NORMAL"}, Clock::Real())).value();
     models::ScriptedOptions so;
     so.script_text = kScript;
     so.context_window = 1000;  // compaction after a few "turn" messages
