@@ -76,7 +76,8 @@ Result<std::unique_ptr<store::SqliteStore>> OpenStore(const std::string& data_di
   std::filesystem::create_directories(data_dir, ec);
   if (ec) return Status::IOError("create data dir " + data_dir + ": " + ec.message());
   ::chmod(data_dir.c_str(), 0700);
-  return store::SqliteStore::Open({data_dir + "/warren.db", sync});
+  // The composition root: the only place the real clock is chosen.
+  return store::SqliteStore::Open({data_dir + "/warren.db", sync}, Clock::Real());
 }
 
 std::string AbsolutePath(const std::string& p) {
@@ -143,8 +144,17 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   auto provider = models::NewModelProvider(*model_cfg);
   if (!provider.ok()) return Fail(provider.status().WithContext("model provider"));
 
+  // Session secrets are sealed under this key: WARREN_SECRETS_KEY (64 hex
+  // digits) or DATA_DIR/secrets.key, created (0600) on first start.
+  Result<SecretBox> secret_box = [&]() -> Result<SecretBox> {
+    if (const char* k = std::getenv("WARREN_SECRETS_KEY"); k && *k) return SecretBox::FromHex(k);
+    return SecretBox::FromKeyFile(cfg.data_dir + "/secrets.key");
+  }();
+  if (!secret_box.ok()) return Fail(secret_box.status().WithContext("secrets key"));
+
   api::EventBus bus;
   api::ApiOptions api_opts;
+  api_opts.secret_box = &*secret_box;
   api_opts.sse_keepalive = std::chrono::milliseconds(cfg.sse_keepalive_ms);
   api::ApiService service(store.get(), &bus, &auth, Clock::Real(), api_opts);
 #ifdef WARREN_HAVE_SANDBOX_API
