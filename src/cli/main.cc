@@ -397,6 +397,10 @@ int Standalone(StandaloneArgs a) {
     if (Status s = relay->Start(); !s.ok()) return Fail(s.WithContext("runner relay"));
     runner_base_url = relay->RunnerBaseUrl(std::string(orchestrator::kSocketDir) + "/api.sock");
   }
+  if (!a.runner_base_url.empty() && a.network == "none" && a.runner_base_url.rfind("unix:", 0) != 0)
+    log::Warn("orchestrator.runner_unreachable",
+              {{"runner_base_url", a.runner_base_url},
+               {"hint", "sandboxes on network none reach only unix sockets: use --network isolated (and --allow-cidr)"}});
   orchestrator::HttpWorkSourceOptions so;
   so.base_url = a.base_url;
   so.environment_id = a.environment_id;
