@@ -344,6 +344,7 @@ struct StandaloneArgs {
   int max_concurrent_items = 16, runner_idle_ms = 60000, sandbox_idle_stop_ms = 60000, janitor_interval_ms = 5000;
   int archived_retention_minutes = 43200, session_check_interval_ms = 30000, relay_max_connections = 128;
   std::string cgroup_prefix = "warren-orch";
+  std::string ca_file;
 };
 
 // `warren orchestrator`: the standalone orchestrator. Speaks only the
@@ -393,6 +394,7 @@ int Standalone(StandaloneArgs a) {
     rlo.socket_path = run_dir + "/api.sock";
     rlo.upstream_url = a.base_url;
     rlo.max_connections = a.relay_max_connections;
+    rlo.ca_file = a.ca_file;
     relay = std::make_unique<orchestrator::RunnerRelay>(rlo);
     if (Status s = relay->Start(); !s.ok()) return Fail(s.WithContext("runner relay"));
     runner_base_url = relay->RunnerBaseUrl(std::string(orchestrator::kSocketDir) + "/api.sock");
@@ -499,6 +501,7 @@ int main(int argc, char** argv) {
                        "the service as seen from inside a sandbox (default: the relay socket, forwarding to --base-url)");
   orch_cmd->add_option("--relay-max-connections", orch_args.relay_max_connections,
                        "runner connections the relay forwards at once")->capture_default_str();
+  orch_cmd->add_option("--ca-file", orch_args.ca_file, "PEM CA certificates the relay trusts for an https --base-url (default: the host's store)");
   orch_cmd->add_option("--network", orch_args.network, "sandbox network: none or isolated")->capture_default_str();
   orch_cmd->add_option("--allow-cidr", orch_args.allow_cidrs, "let this IPv4 CIDR through the isolated network's blocks (repeatable)");
   orch_cmd->add_option("--default-snapshot", orch_args.default_snapshot)->capture_default_str();

@@ -235,7 +235,9 @@ Status RunnerRelay::Start() {
     if (ctx == nullptr) return Status::Internal("SSL_CTX_new failed");
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
-    if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+    int ok = options_.ca_file.empty() ? SSL_CTX_set_default_verify_paths(ctx)
+                                      : SSL_CTX_load_verify_locations(ctx, options_.ca_file.c_str(), nullptr);
+    if (ok != 1) {
       SSL_CTX_free(ctx);
       return Status::Internal("no CA store for TLS verification");
     }

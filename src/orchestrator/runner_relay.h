@@ -46,6 +46,7 @@ namespace warren::orchestrator {
 struct RunnerRelayOptions {
   std::string socket_path;   // unix socket to listen on (re-created)
   std::string upstream_url;  // http://host[:port][/prefix] or https://...
+  std::string ca_file;       // PEM CAs for an https upstream ("" = the host's store)
   int max_connections = 128;
   size_t max_header_bytes = 64 * 1024;
 };

@@ -2,10 +2,16 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -165,6 +171,123 @@ TEST(RunnerRelay, RefusesAbsoluteTargetsAndReportsAnUnreachableUpstream) {
   EXPECT_EQ(b.rfind("HTTP/1.1 502 ", 0), 0u) << b;
   relay.Stop();
   std::filesystem::remove_all(std::filesystem::path(o.socket_path).parent_path());
+}
+
+}  // namespace
+}  // namespace warren::orchestrator
+
+// TLS upstream: a self-signed certificate for "localhost", made here.
+namespace warren::orchestrator {
+namespace {
+
+struct TlsServer {
+  EVP_PKEY* key = nullptr;
+  X509* cert = nullptr;
+  SSL_CTX* ctx = nullptr;
+  int fd = -1;
+  int port = 0;
+  std::string got;
+  std::thread th;
+
+  explicit TlsServer(const std::string& ca_path) {
+    key = EVP_RSA_gen(2048);
+    cert = X509_new();
+    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+    X509_gmtime_adj(X509_getm_notBefore(cert), -60);
+    X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+    X509_set_pubkey(cert, key);
+    X509_NAME* name = X509_get_subject_name(cert);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
+    X509_set_issuer_name(cert, name);
+    X509V3_CTX v3;
+    X509V3_set_ctx_nodb(&v3);
+    X509V3_set_ctx(&v3, cert, cert, nullptr, nullptr, 0);
+    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &v3, NID_subject_alt_name, "DNS:localhost");
+    X509_add_ext(cert, ext, -1);
+    X509_EXTENSION_free(ext);
+    X509_sign(cert, key, EVP_sha256());
+    if (!ca_path.empty()) {
+      FILE* f = std::fopen(ca_path.c_str(), "w");
+      PEM_write_X509(f, cert);
+      std::fclose(f);
+    }
+    ctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX_use_certificate(ctx, cert);
+    SSL_CTX_use_PrivateKey(ctx, key);
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(fd, 4);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+    th = std::thread([this] {
+      int c = ::accept(fd, nullptr, nullptr);
+      if (c < 0) return;
+      SSL* ssl = SSL_new(ctx);
+      SSL_set_fd(ssl, c);
+      if (SSL_accept(ssl) == 1) {
+        char b[4096];
+        while (got.find("\r\n\r\n") == std::string::npos) {
+          int r = SSL_read(ssl, b, sizeof b);
+          if (r <= 0) break;
+          got.append(b, static_cast<size_t>(r));
+        }
+        std::string ans = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 6\r\n\r\nsecure";
+        SSL_write(ssl, ans.data(), static_cast<int>(ans.size()));
+        SSL_shutdown(ssl);
+      }
+      SSL_free(ssl);
+      ::close(c);
+    });
+  }
+  ~TlsServer() {
+    ::shutdown(fd, SHUT_RDWR);
+    th.join();
+    ::close(fd);
+    SSL_CTX_free(ctx);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+  }
+};
+
+TEST(RunnerRelay, HttpsUpstreamIsVerifiedAgainstItsCa) {
+  std::string sock = TempSocket();
+  std::string ca = std::filesystem::path(sock).parent_path() / "ca.pem";
+  TlsServer server(ca);
+  RunnerRelayOptions o;
+  o.socket_path = sock;
+  o.upstream_url = "https://localhost:" + std::to_string(server.port);
+  o.ca_file = ca;
+  RunnerRelay relay(o);
+  ASSERT_TRUE(relay.Start().ok());
+  std::string a = Roundtrip(sock, "GET /v1/sessions/s HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  EXPECT_NE(a.find("200 OK"), std::string::npos) << a;
+  EXPECT_NE(a.find("secure"), std::string::npos) << a;
+  relay.Stop();
+  EXPECT_NE(server.got.find("Host: localhost:" + std::to_string(server.port) + "\r\n"), std::string::npos) << server.got;
+  std::filesystem::remove_all(std::filesystem::path(sock).parent_path());
+}
+
+TEST(RunnerRelay, HttpsUpstreamWithAnUntrustedCertificateIsRefused) {
+  std::string sock = TempSocket();
+  TlsServer server("");  // its certificate is in no CA store
+  std::string other_ca = std::filesystem::path(sock).parent_path() / "other.pem";
+  { TlsServer unrelated(other_ca); }  // writes a CA that did not sign `server`'s certificate
+  RunnerRelayOptions o;
+  o.socket_path = sock;
+  o.upstream_url = "https://localhost:" + std::to_string(server.port);
+  o.ca_file = other_ca;
+  RunnerRelay relay(o);
+  ASSERT_TRUE(relay.Start().ok());
+  std::string a = Roundtrip(sock, "GET /v1/sessions/s HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  EXPECT_EQ(a.rfind("HTTP/1.1 502 ", 0), 0u) << a;
+  EXPECT_NE(a.find("TLS handshake"), std::string::npos) << a;
+  relay.Stop();
+  EXPECT_EQ(server.got, "");  // nothing was sent to an unverified peer
+  std::filesystem::remove_all(std::filesystem::path(sock).parent_path());
 }
 
 }  // namespace
