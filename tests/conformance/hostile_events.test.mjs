@@ -110,34 +110,45 @@ describe('hostile client events (issue 14)', { skip, timeout: 120_000 }, () => {
       const { session, use } = await pendingToolUse(srv, 'echo poisoned');
       await srv.stop();
       // What a pre-fix build stored: the engine's old `value("is_error", false)`
-      // threw on it. Inserted unprocessed, as the API would have.
+      // threw on it. Inserted unprocessed, as the API would have (and as
+      // store migration 7 backfills such rows: awaiting_engine = 1).
       const db = path.join(dataDir, 'warren.db');
       const body = JSON.stringify({ type: 'user.tool_result', tool_use_id: use.id, is_error: 'poison', content: 7, id: 'sevt_poison', processed_at: null });
-      const sql = `INSERT INTO events (session_id, id, type, ts, body) VALUES ('${session.id}', 'sevt_poison', 'user.tool_result', 0, '${body.replaceAll("'", "''")}');`;
+      const sql = `INSERT INTO events (session_id, id, type, ts, body, awaiting_engine) VALUES ('${session.id}', 'sevt_poison', 'user.tool_result', 0, '${body.replaceAll("'", "''")}', 1);`;
       await run('sqlite3', [db, sql]);
 
       for (let restart = 0; restart < 2; restart++) {
         srv = await startServer({ dataDir, env: ENV });
         srv.apiKey = apiKey;
         const org = srv.client();
-        // The engine consumed the poisoned event (marked processed) and is
-        // still up; the tool use is still waiting for a valid answer.
+        // The engine consumed the poisoned event (marked processed, once) and
+        // is still up. The row is the call's one recorded answer (a tool call
+        // is answered once, docs/QUEUE.md), read as an error result, so the
+        // turn goes on and the session settles.
         await waitFor(async () => {
           const evs = await allEvents(org, session.id);
           return evs.find((e) => e.id === 'sevt_poison')?.processed_at;
         }, { timeoutMs: 10_000, what: 'the poisoned event to be processed' });
         assert.ok(srv.alive, `the service died on the poisoned event:\n${srv.tail()}`);
+        const evs = await settled(org, session.id, 'the session to settle after the poisoned answer');
+        assert.equal(evs.filter((e) => e.id === 'sevt_poison').length, 1);
         const s = await org.beta.sessions.retrieve(session.id);
         assert.equal(s.status, 'idle');
         if (restart === 0) await srv.stop();
       }
-      // A valid answer goes through and the session finishes its turn.
+      // A second, different answer to the same call is refused: 409 in the
+      // envelope, nothing appended; the service stays up.
       const org = srv.client();
-      await org.beta.sessions.events.send(session.id, {
-        events: [{ type: 'user.tool_result', tool_use_id: use.id, content: [{ type: 'text', text: 'fine' }] }],
-      });
-      const evs = await settled(org, session.id, 'the session to settle after the valid answer');
-      assert.match(JSON.stringify(evs.filter((e) => e.type === 'agent.message').at(-1).content), /printed: fine/);
+      const before = (await allEvents(org, session.id)).length;
+      let err;
+      try {
+        await org.beta.sessions.events.send(session.id, {
+          events: [{ type: 'user.tool_result', tool_use_id: use.id, content: [{ type: 'text', text: 'fine' }] }],
+        });
+      } catch (e) { err = e; }
+      assert.equal(err?.status, 409, `expected 409, got ${err?.status} ${err?.message}`);
+      assert.equal(err.error.error.details?.error_code, 'tool_result_already_recorded');
+      assert.equal((await allEvents(org, session.id)).length, before);
       assert.ok(srv.alive, srv.tail());
     } finally {
       await srv.cleanup();
