@@ -225,6 +225,7 @@ bool Orchestrator::ClaimBatch(int block_ms, int* failures) {
 }
 
 void Orchestrator::Wake() {
+  source_->Invalidate();  // the run may be in an environment made since the last refresh
   {
     std::lock_guard<std::mutex> l(mu_);
     wake_ = true;
