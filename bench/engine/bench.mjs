@@ -5,8 +5,11 @@
 //   turn:        POST user.message -> session.status_idle{end_turn} seen on the stream
 //                (consume step, model call, model step: 3 store commits + 1 for the POST)
 //   tool round:  after agent.tool_use: POST user.tool_result -> session.status_idle{end_turn}
-//   long turn:   the same as "turn", in one session that grows to BENCH_LONG turns
-//                (the engine rewrites the session's transcript on every step)
+//   long turn:   the same as "turn" with 250-character messages, in one session
+//                that grows to BENCH_LONG (1000) turns; server CPU per turn is printed
+//                over 50-turn windows starting at turns 1, 300 and 1,000 (the last
+//                50), with their ratios: the transcript is an append-only table and
+//                the engine reads only new rows, so these should agree within 20%
 //
 // Peer, measured in the same run, interleaved with the engine's iterations on
 // the same sessions and streams: a raw Warren round trip without the engine,
@@ -20,7 +23,7 @@
 //                back, all at once: turns/s and server CPU per turn
 //
 // Run through bench/engine/run.sh. Options (env): WARREN_BIN, BENCH_TURNS (300),
-// BENCH_TOOLS (300), BENCH_LONG (300), BENCH_SESSIONS (10), BENCH_WARMUP (20),
+// BENCH_TOOLS (300), BENCH_LONG (1000), BENCH_SESSIONS (10), BENCH_WARMUP (20),
 // BENCH_CONCURRENCY (16), BENCH_CONC_TURNS (20),
 // BENCH_JSON (write results), WARREN_SQLITE_SYNCHRONOUS (FULL | NORMAL, server default FULL).
 import http from 'node:http';
@@ -34,7 +37,7 @@ import { openSse } from '../../tests/conformance/lib/sse.mjs';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const TURNS = Number(process.env.BENCH_TURNS || 300);
 const TOOLS = Number(process.env.BENCH_TOOLS || 300);
-const LONG = Number(process.env.BENCH_LONG || 300);
+const LONG = Number(process.env.BENCH_LONG || 1000);
 const NSESS = Number(process.env.BENCH_SESSIONS || 10);
 const WARMUP = Number(process.env.BENCH_WARMUP || 20);
 const CONC = Number(process.env.BENCH_CONCURRENCY || 16); // sessions turning at once in the throughput phase
@@ -264,20 +267,40 @@ async function main() {
     results.tool_round_trip = summarize('tool round', tools, procCpuMs(srv.pid) - cpu0);
 
     // 3. One long session: how a turn's cost grows with the transcript.
+    // Server CPU per turn over 50-turn windows at turn 1, 300 and 1,000.
     const long = await openSession(url, key, agent, env);
     open.push(long);
     const longRows = [];
-    const k = Math.max(1, Math.min(50, Math.floor(LONG / 3)));
-    let cpuFirst = 0;
-    cpu0 = procCpuMs(srv.pid);
-    for (let i = 0; i < LONG; i++) {
+    const k = Math.max(1, Math.min(50, Math.floor(LONG / 4)));
+    const mid = Math.min(299, Math.max(k, LONG - 2 * k));  // 0-based start of the "turn 300" window
+    const windows = [
+      { name: `long 1-${k}`, from: 0 },
+      { name: `long ${mid + 1}-${mid + k}`, from: mid },
+      { name: `long ${LONG - k + 1}-${LONG}`, from: LONG - k },
+    ];
+    const cpuAt = new Map();
+    const pad = 'x'.repeat(250);
+    for (let i = 0; i <= LONG; i++) {
+      for (const w of windows) {
+        if (i === w.from) cpuAt.set(`${w.from}s`, procCpuMs(srv.pid));
+        if (i === w.from + k) cpuAt.set(`${w.from}e`, procCpuMs(srv.pid));
+      }
+      if (i === LONG) break;
       if ((i & 31) === 0) check();
-      if (i === k) cpuFirst = procCpuMs(srv.pid) - cpu0;
-      if (i === LONG - k) cpu0 = procCpuMs(srv.pid);
-      longRows.push(await turn(url, key, long, `turn L${i}`));
+      const msg = `turn L${i} ${pad}`.slice(0, 250);
+      longRows.push(await turn(url, key, long, msg));
     }
-    results.long_first = summarize(`long 1-${k}`, longRows.slice(0, k), cpuFirst);
-    results.long_last = summarize(`long ${LONG - k + 1}-${LONG}`, longRows.slice(-k), procCpuMs(srv.pid) - cpu0);
+    const longStats = windows.map((w) => summarize(w.name, longRows.slice(w.from, w.from + k),
+      cpuAt.get(`${w.from}e`) - cpuAt.get(`${w.from}s`)));
+    [results.long_first, results.long_mid, results.long_last] = longStats;
+    const c1 = longStats[0].server_cpu_ms_per_iter;
+    results.long_cpu_ratio_mid = longStats[1].server_cpu_ms_per_iter / c1;
+    results.long_cpu_ratio_last = longStats[2].server_cpu_ms_per_iter / c1;
+    const within = Math.abs(results.long_cpu_ratio_mid - 1) <= 0.2 && Math.abs(results.long_cpu_ratio_last - 1) <= 0.2;
+    console.log(`long session server CPU per turn: ${f2(c1)} ms (turn 1) | ` +
+      `${f2(longStats[1].server_cpu_ms_per_iter)} ms (turn ${mid + 1}), x${f2(results.long_cpu_ratio_mid)} | ` +
+      `${f2(longStats[2].server_cpu_ms_per_iter)} ms (turn ${LONG}), x${f2(results.long_cpu_ratio_last)} | ` +
+      `within 20%: ${within ? 'yes' : 'NO'}`);
     // 4. Throughput: CONC sessions each run CONC_TURNS turns back to back, all at once.
     const conc = [];
     for (let i = 0; i < CONC; i++) conc.push(await openSession(url, key, agent, env));

@@ -287,24 +287,4 @@ Status ValidateExecutionIdentity(const Json& ei, std::string_view path) {
   return Invalid(JoinPath(path, "type"), "must be 'service_account' or 'aws_role'");
 }
 
-std::optional<std::string> BuiltinToolPolicy(const Json& tools, std::string_view name) {
-  // Reads a stored agent: checked accessors only; a malformed entry fails
-  // closed (the call is asked for, never silently allowed).
-  if (!tools.is_array()) return std::nullopt;
-  for (const Json& t : tools) {
-    if (TypeOf(t) != "agent_toolset_20260401") continue;
-    auto configs = t.find("configs");
-    if (configs == t.end() || !configs->is_array()) continue;
-    for (const Json& c : *configs) {
-      if (StringField(c, "name") != name) continue;
-      auto enabled = c.find("enabled");
-      if (enabled != c.end() && enabled->is_boolean() && !enabled->get<bool>()) return std::nullopt;
-      auto policy = c.find("permission_policy");
-      std::string type = policy != c.end() ? TypeOf(*policy) : "";
-      return type.empty() ? std::string("always_ask") : type;
-    }
-  }
-  return std::nullopt;
-}
-
 }  // namespace warren::api

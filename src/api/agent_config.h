@@ -8,10 +8,13 @@
 
 #include "common/json.h"
 #include "common/status.h"
+#include "domain/tool_policy.h"
 
 namespace warren::api {
 
-inline constexpr std::string_view kBuiltinTools[] = {"bash", "edit", "read", "write", "glob", "grep", "web_fetch", "web_search"};
+// Built-in tool names and policy live in the domain layer (domain/tool_policy.h).
+using domain::BuiltinToolPolicy;
+using domain::kBuiltinTools;
 
 // "claude-x" or {"id":...,"effort"?,"inference_geo"?,"speed"?} -> the object form.
 Result<Json> NormalizeModel(const Json& model, std::string_view path);
@@ -23,9 +26,5 @@ Result<Json> NormalizeSkills(const Json& skills, std::string_view path);
 Status CheckMcpReferences(const Json& tools, const Json& servers, std::string_view path);
 Status ValidateExecutionIdentity(const Json& ei, std::string_view path);
 
-// Effective permission policy ("always_allow"/"always_ask") and enabled
-// flag of built-in tool `name` under resolved `tools`; nullopt if the
-// toolset is absent or the tool is disabled.
-std::optional<std::string> BuiltinToolPolicy(const Json& tools, std::string_view name);
 
 }  // namespace warren::api

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "domain/event_sink.h"
 #include "http/http_server.h"
 #include "store/store.h"
 
@@ -86,7 +87,8 @@ class SseStream final : public http::StreamSource, public std::enable_shared_fro
   bool closed_ = false;
 };
 
-class EventBus final {
+// The transport's implementation of the domain's EventSink port.
+class EventBus final : public domain::EventSink {
  public:
   explicit EventBus(size_t max_queue = 10000) : max_queue_(max_queue) {}
 
@@ -94,10 +96,10 @@ class EventBus final {
   void Unsubscribe(SseStream* s);
 
   // Persisted events, in commit order.
-  void Publish(const std::string& session_id, const std::vector<store::StoredEvent>& events);
+  void Publish(const std::string& session_id, const std::vector<store::StoredEvent>& events) override;
   // A stream-only frame (event_start / event_delta previews) for streams
   // that asked for deltas of `preview_of` ("agent.message"/"agent.thinking").
-  void PublishPreview(const std::string& session_id, const std::string& preview_of, const Json& frame);
+  void PublishPreview(const std::string& session_id, const std::string& preview_of, const Json& frame) override;
   // Sends `final_event` (e.g. session.deleted) and ends every stream of it.
   void EndSession(const std::string& session_id, const Json& final_event);
   // Ends all streams (shutdown).

@@ -1,32 +1,16 @@
-// List prices of Anthropic models, for `usage.list_cost` and budgets
-// (spec section 6 "Budgets"). Amounts are kept in micro-dollars internally
-// and shown as BetaMonetaryAmount {"amount": "<cents>", "currency": "USD"}.
-// Stateless; thread-safe.
+// List prices moved to the domain layer (domain/pricing.h) so that the
+// engine can use them without depending on the API; these names keep the
+// API's route code unchanged.
 #pragma once
 
-#include <cstdint>
-#include <optional>
-#include <string_view>
-
-#include "common/json.h"
+#include "domain/pricing.h"
 
 namespace warren::api {
 
-struct ModelPrice {
-  // USD per million tokens.
-  double input = 0, output = 0, cache_read = 0, cache_write_5m = 0;
-};
-
-// The list price of `model` (matched by family: opus, sonnet, haiku), or
-// nullopt for models without a public price (local or scripted models).
-std::optional<ModelPrice> PriceFor(std::string_view model);
-
-// Cost in micro-dollars of one request's usage.
-int64_t CostMicros(const ModelPrice& price, int64_t input, int64_t output, int64_t cache_read, int64_t cache_write);
-
-// {"amount": "<cents>", "currency": "USD"} (cents rounded down).
-Json MonetaryAmount(int64_t micros);
-// Parses a BetaMonetaryAmount into micro-dollars; false if malformed.
-bool ParseMonetaryAmount(const Json& j, int64_t* micros);
+using domain::CostMicros;
+using domain::ModelPrice;
+using domain::MonetaryAmount;
+using domain::ParseMonetaryAmount;
+using domain::PriceFor;
 
 }  // namespace warren::api

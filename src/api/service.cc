@@ -348,8 +348,17 @@ Result<http::HandlerResult> ApiService::UpdateAgent(http::HttpRequest& req, cons
   std::optional<int64_t> expected;
   WARREN_RETURN_IF_ERROR(ReadInt(body, "version", "", 1, INT32_MAX, &expected));
   std::string now = Now();
+  const std::string& agent_id = params.at("agent_id");
+  // The roster reads other agents, so it is resolved before the
+  // transaction: a mutator never calls the Store (store.h contract 4). Its
+  // "self" entries get their version inside, from the version updated.
+  Json roster;
+  if (body.contains("multiagent")) {
+    WARREN_RETURN_IF_ERROR(store_->GetAgent(agent_id, std::nullopt).status());
+    WARREN_RETURN_IF_ERROR(ValidateMultiagent(body["multiagent"], agent_id, 0, store_, &roster));
+  }
   WARREN_ASSIGN_OR_RETURN(
-      Json updated, store_->UpdateAgent(params.at("agent_id"), [&](const Json& current) -> Result<Json> {
+      Json updated, store_->UpdateAgent(agent_id, [&](const Json& current) -> Result<Json> {
         if (!current["archived_at"].is_null())
           return Status::Conflict("agent " + StringField(current, "id") + " is archived and read-only");
         auto v = current.find("version");
@@ -360,9 +369,13 @@ Result<http::HandlerResult> ApiService::UpdateAgent(http::HttpRequest& req, cons
                                   std::to_string(cur));
         Json next = current;
         WARREN_RETURN_IF_ERROR(ApplyAgentFields(body, &next, true));
-        if (body.contains("multiagent"))
-          WARREN_RETURN_IF_ERROR(ValidateMultiagent(body["multiagent"], current["id"], static_cast<int>(cur + 1),
-                                                    store_, &next["multiagent"]));
+        if (body.contains("multiagent")) {
+          Json m = roster;
+          if (m.is_object() && m.contains("agents") && m["agents"].is_array())
+            for (Json& a : m["agents"])
+              if (a.value("type", "") == "agent" && a.value("id", "") == agent_id) a["version"] = cur + 1;
+          next["multiagent"] = m;
+        }
         if (next == current) return current;  // nothing changed: no new version
         next["version"] = cur + 1;
         next["updated_at"] = now;

@@ -11,6 +11,8 @@
 
 #include "api/auth.h"
 #include "api/event_bus.h"
+#include "common/secret_box.h"
+#include "domain/session_observer.h"
 #include "api/router.h"
 #include "common/clock.h"
 #include "http/http_server.h"
@@ -18,17 +20,14 @@
 
 namespace warren::api {
 
-// Notified after client events are persisted (the engine and the work
-// queue subscribe). Implementations must be thread-safe and must not block.
-class SessionObserver {
- public:
-  virtual ~SessionObserver() = default;
-  virtual void OnSessionCreated(const Json& session) = 0;
-  virtual void OnClientEvents(const Json& session, const std::vector<store::StoredEvent>& events) = 0;
-  virtual void OnSessionDeleted(const std::string& session_id) = 0;
-};
+// Told after client events are persisted (the engine and the work queue
+// implement it); the interface lives in the domain layer.
+using SessionObserver = domain::SessionObserver;
 
 struct ApiOptions {
+  // Seals session secrets (github_repository authorization tokens) before
+  // they reach the store; without it such resources are refused.
+  const SecretBox* secret_box = nullptr;
   size_t max_events_per_request = 100;
   // True when an orchestrator serves `cloud` environments (warren serve's
   // built-in one): their workers post user.tool_result like self_hosted ones.

@@ -250,7 +250,20 @@ Result<http::HandlerResult> ApiService::CreateSession(http::HttpRequest& req, co
     WARREN_ASSIGN_OR_RETURN(initial, ValidateClientEvents(body["initial_events"], session, "initial_events", true));
   }
   Json stored = session;
-  if (!secrets.empty()) stored["_secrets"] = secrets;
+  if (!secrets.empty()) {
+    // Secrets never ride in the session's JSON: sealed (AES-256-GCM, bound to
+    // the session and resource ids) into their own table, before the session
+    // row exists.
+    if (options_.secret_box == nullptr)
+      return Status::FailedPrecondition("this server has no secrets key, so it cannot keep a repository's "
+                                        "authorization_token");
+    std::map<std::string, std::string> sealed;
+    for (auto it = secrets.begin(); it != secrets.end(); ++it) {
+      WARREN_ASSIGN_OR_RETURN(sealed[it.key()],
+                              options_.secret_box->Seal(it.value().get<std::string>(), sid + "/" + it.key()));
+    }
+    WARREN_RETURN_IF_ERROR(store_->PutSessionSecrets(sid, sealed));
+  }
   WARREN_ASSIGN_OR_RETURN(auto events, store_->CreateSession(stored, initial, [&](const std::vector<store::StoredEvent>& evs) {
                             bus_->Publish(sid, evs);
                           }));

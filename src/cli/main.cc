@@ -38,6 +38,7 @@
 #include "orchestrator/orchestrator.h"
 #include "orchestrator/packages.h"
 #include "orchestrator/prepare.h"
+#include "orchestrator/runner_relay.h"
 #include "orchestrator/webhooks.h"
 #include "cli/orchestrator_webhook.h"
 #include "orchestrator/sandbox_host.h"
@@ -79,7 +80,8 @@ Result<std::unique_ptr<store::SqliteStore>> OpenStore(const std::string& data_di
   std::filesystem::create_directories(data_dir, ec);
   if (ec) return Status::IOError("create data dir " + data_dir + ": " + ec.message());
   ::chmod(data_dir.c_str(), 0700);
-  return store::SqliteStore::Open({data_dir + "/warren.db", sync});
+  // The composition root: the only place the real clock is chosen.
+  return store::SqliteStore::Open({data_dir + "/warren.db", sync}, Clock::Real());
 }
 
 std::string AbsolutePath(const std::string& p) {
@@ -170,8 +172,17 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   auto provider = models::NewModelProvider(*model_cfg);
   if (!provider.ok()) return Fail(provider.status().WithContext("model provider"));
 
+  // Session secrets are sealed under this key: WARREN_SECRETS_KEY (64 hex
+  // digits) or DATA_DIR/secrets.key, created (0600) on first start.
+  Result<SecretBox> secret_box = [&]() -> Result<SecretBox> {
+    if (const char* k = std::getenv("WARREN_SECRETS_KEY"); k && *k) return SecretBox::FromHex(k);
+    return SecretBox::FromKeyFile(cfg.data_dir + "/secrets.key");
+  }();
+  if (!secret_box.ok()) return Fail(secret_box.status().WithContext("secrets key"));
+
   api::EventBus bus;
   api::ApiOptions api_opts;
+  api_opts.secret_box = &*secret_box;
   api_opts.sse_keepalive = std::chrono::milliseconds(cfg.sse_keepalive_ms);
   api::ApiService service(store.get(), &bus, &auth, Clock::Real(), api_opts);
 #ifdef WARREN_HAVE_SANDBOX_API
@@ -390,11 +401,12 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
 #ifdef WARREN_HAVE_ORCHESTRATOR
 struct StandaloneArgs {
   std::string base_url, environment_id, environment_key, data_dir = "/var/lib/warren-orchestrator";
-  std::string runner_path, runner_base_url, network = "isolated", default_snapshot = "builtin:minimal";
+  std::string runner_path, runner_base_url, network = "none", default_snapshot = "builtin:minimal";
   std::vector<std::string> allow_cidrs;
   int max_concurrent_items = 16, runner_idle_ms = 60000, sandbox_idle_stop_ms = 60000, janitor_interval_ms = 5000;
-  int archived_retention_minutes = 43200, session_check_interval_ms = 30000;
+  int archived_retention_minutes = 43200, session_check_interval_ms = 30000, relay_max_connections = 128;
   std::string cgroup_prefix = "warren-orch";
+  std::string ca_file;
   std::string webhook_listen, webhook_secret;  // wake-up by webhook (secret also ANTHROPIC_WEBHOOK_SIGNING_KEY)
   int fallback_drain_ms = 30000;
 };
@@ -410,6 +422,8 @@ int Standalone(StandaloneArgs a) {
   if (a.base_url.empty() || a.environment_id.empty() || a.environment_key.empty())
     return Fail(Status::InvalidArgument("--base-url, --environment-id and an environment key "
                                         "(--environment-key or ANTHROPIC_ENVIRONMENT_KEY) are required"));
+  if (a.relay_max_connections < 1 || a.relay_max_connections > 4096)
+    return Fail(Status::InvalidArgument("--relay-max-connections must be 1..4096"));
   std::string runner = FindRunner(a.runner_path);
   if (runner.empty()) return Fail(Status::NotFound("warren-runner not found (--runner-path)"));
   sigset_t sigs;
@@ -429,6 +443,30 @@ int Standalone(StandaloneArgs a) {
                                     " (one orchestrator per sandbox data dir; docs/ORCHESTRATOR.md)"));
   auto rt = sandbox::SandboxRuntime::Open(ro);
   if (!rt.ok()) return Fail(rt.status().WithContext("sandbox runtime"));
+  // The runners reach --base-url through the relay: a unix socket in
+  // DATA_DIR/run, mounted read-only into each sandbox like the embedded
+  // service socket (docs/ORCHESTRATOR.md, "standalone mode: the relay").
+  // --runner-base-url skips it (the sandbox network must then reach that URL).
+  std::unique_ptr<orchestrator::RunnerRelay> relay;
+  std::string run_dir;
+  std::string runner_base_url = a.runner_base_url;
+  if (runner_base_url.empty()) {
+    run_dir = ro.data_dir + "/run";
+    std::filesystem::create_directories(run_dir, ec);
+    ::chmod(run_dir.c_str(), 0755);
+    orchestrator::RunnerRelayOptions rlo;
+    rlo.socket_path = run_dir + "/api.sock";
+    rlo.upstream_url = a.base_url;
+    rlo.max_connections = a.relay_max_connections;
+    rlo.ca_file = a.ca_file;
+    relay = std::make_unique<orchestrator::RunnerRelay>(rlo);
+    if (Status s = relay->Start(); !s.ok()) return Fail(s.WithContext("runner relay"));
+    runner_base_url = relay->RunnerBaseUrl(std::string(orchestrator::kSocketDir) + "/api.sock");
+  }
+  if (!a.runner_base_url.empty() && a.network == "none" && a.runner_base_url.rfind("unix:", 0) != 0)
+    log::Warn("orchestrator.runner_unreachable",
+              {{"runner_base_url", a.runner_base_url},
+               {"hint", "sandboxes on network none reach only unix sockets: use --network isolated (and --allow-cidr)"}});
   orchestrator::HttpWorkSourceOptions so;
   so.base_url = a.base_url;
   so.environment_id = a.environment_id;
@@ -440,7 +478,8 @@ int Standalone(StandaloneArgs a) {
   oo.max_concurrent_items = a.max_concurrent_items;
   oo.default_snapshot = a.default_snapshot;
   oo.runner_host_path = runner;
-  oo.runner_base_url = a.runner_base_url.empty() ? a.base_url : a.runner_base_url;
+  oo.runner_base_url = runner_base_url;
+  oo.socket_host_dir = run_dir;
   oo.network = a.network;
   oo.allow_cidrs = a.allow_cidrs;
   oo.runner_max_idle = std::chrono::milliseconds(a.runner_idle_ms);
@@ -490,13 +529,21 @@ int Standalone(StandaloneArgs a) {
     if (!s.ok()) return Fail(s.WithContext("--webhook-listen"));
     std::printf("Webhook receiver on %s%s\n", webhook_server->url().c_str(), kOrchestratorWebhookPath);
   }
+  log::Info("orchestrator.standalone", {{"base_url", a.base_url}, {"environment_id", a.environment_id},
+                                        {"data_dir", ro.data_dir}, {"runner", runner}, {"network", a.network},
+                                        {"runner_base_url", runner_base_url}, {"relay", relay != nullptr},
+                                        {"wake_up", webhook_server ? "webhook" : "poll"}});
   std::printf("Warren orchestrator serving %s at %s\n", a.environment_id.c_str(), a.base_url.c_str());
   std::fflush(stdout);
   int sig = 0;
   sigwait(&sigs, &sig);
   closing = true;
-  orch.Stop();
+  orch.Stop();  // runners keep running; the next start re-adopts them
   if (webhook_server) webhook_server->Stop(std::chrono::seconds(2));
+  if (relay) relay->Stop();
+  // Like `warren serve`: the loop pool is unmounted when no sandbox runs.
+  if (Status u = (*rt)->UnmountPoolIfIdle(); !u.ok() && u.code() != Code::kFailedPrecondition)
+    log::Warn("orchestrator.unmount_failed", {{"error", u.ToString()}});
   return 0;
 }
 #endif
@@ -556,8 +603,12 @@ int main(int argc, char** argv) {
   orch_cmd->add_option("--data-dir", orch_args.data_dir, "its own sandbox runtime data dir")->capture_default_str();
   orch_cmd->add_option("--cgroup-prefix", orch_args.cgroup_prefix, "cgroup directory of its runtime")->capture_default_str();
   orch_cmd->add_option("--runner-path", orch_args.runner_path, "host path of warren-runner");
-  orch_cmd->add_option("--runner-base-url", orch_args.runner_base_url, "the service as seen from inside a sandbox (default --base-url)");
-  orch_cmd->add_option("--network", orch_args.network, "sandbox network: isolated or none")->capture_default_str();
+  orch_cmd->add_option("--runner-base-url", orch_args.runner_base_url,
+                       "the service as seen from inside a sandbox (default: the relay socket, forwarding to --base-url)");
+  orch_cmd->add_option("--relay-max-connections", orch_args.relay_max_connections,
+                       "runner connections the relay forwards at once")->capture_default_str();
+  orch_cmd->add_option("--ca-file", orch_args.ca_file, "PEM CA certificates the relay trusts for an https --base-url (default: the host's store)");
+  orch_cmd->add_option("--network", orch_args.network, "sandbox network: none or isolated")->capture_default_str();
   orch_cmd->add_option("--allow-cidr", orch_args.allow_cidrs, "let this IPv4 CIDR through the isolated network's blocks (repeatable)");
   orch_cmd->add_option("--default-snapshot", orch_args.default_snapshot)->capture_default_str();
   orch_cmd->add_option("--max-concurrent-items", orch_args.max_concurrent_items)->capture_default_str();

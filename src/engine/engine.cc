@@ -1,11 +1,13 @@
 #include "engine/engine.h"
 
+#include <algorithm>
 #include <variant>
 
-#include "api/agent_config.h"
-#include "api/pricing.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "domain/pricing.h"
+#include "domain/tool_policy.h"
+#include "engine/json_read.h"
 #include "engine/tool_schemas.h"
 #include "events/client_events.h"
 #include "events/fields.h"
@@ -18,43 +20,15 @@ using models::Message;
 
 bool IsClientEvent(const std::string& type) { return type.rfind("user.", 0) == 0 || type == "system.message"; }
 
-// Engine state kept in session["_engine"].
-Json DefaultState() {
-  return {{"messages", Json::array()},   // canonical Messages (Anthropic shape)
-          {"consumed_seq", 0},           // last event seq consumed
-          {"phase", "idle"},             // idle | model | tools
-          {"pending", Json::array()},    // outstanding tool calls
-          {"model_request_start_id", nullptr},
-          {"calls_this_turn", 0},
-          {"cost_micros", 0}};
-}
-
-Json State(const Json& session) {
-  Json st = session.contains("_engine") && session["_engine"].is_object() ? session["_engine"] : DefaultState();
-  const Json defaults = DefaultState();
-  for (auto it = defaults.begin(); it != defaults.end(); ++it)
-    if (!st.contains(it.key())) st[it.key()] = it.value();
-  return st;
-}
-
-// Appends `blocks` as user content, merging into a trailing user message.
-void AppendUser(Json* messages, const Json& blocks) {
-  if (blocks.empty()) return;
-  if (!messages->empty() && messages->back()["role"] == "user") {
-    for (const Json& b : blocks) messages->back()["content"].push_back(b);
-  } else {
-    messages->push_back({{"role", "user"}, {"content", blocks}});
-  }
-}
-
 // Client content blocks -> model content blocks.
 Json ToModelContent(const Json& content) {
   Json out = Json::array();
   if (!content.is_array()) return out;
   for (const Json& b : content) {
-    std::string t = b.value("type", "");
-    if (t == "text") out.push_back({{"type", "text"}, {"text", b.value("text", "")}});
-    else if (t == "image" || t == "document" || t == "search_result") {
+    std::string t = jr::Str(b, "type");
+    if (t == "text") {
+      if (jr::Get(b, "text").is_string()) out.push_back({{"type", "text"}, {"text", jr::Str(b, "text")}});
+    } else if (t == "image" || t == "document" || t == "search_result") {
       Json c = b;
       c.erase("cache_control");
       out.push_back(c);
@@ -72,6 +46,12 @@ Json ToolResultBlock(const std::string& toolu_id, const Json& content, bool is_e
 
 Json TextContent(const std::string& s) { return Json::array({{{"type", "text"}, {"text", s}}}); }
 
+// The tool_result block of an answered pending call.
+Json ResultBlockOf(const PendingCall& p) {
+  return p.result ? ToolResultBlock(p.toolu_id, p.result->content, p.result->is_error)
+                  : ToolResultBlock(p.toolu_id, Json::array(), true);
+}
+
 Json Event(const std::string& type, const std::string& now) {
   return {{"id", NewId(idprefix::kEvent)}, {"type", type}, {"processed_at", now}};
 }
@@ -82,29 +62,76 @@ Json IdleEvent(const std::string& now, const Json& stop_reason) {
   return e;
 }
 
-// True if the session has a budget and its list cost has reached it.
-bool BudgetReached(const Json& session, const Json& state) {
-  if (!session.contains("budget") || session["budget"].is_null()) return false;
-  int64_t max = 0;
-  if (!api::ParseMonetaryAmount(session["budget"]["max_list_cost"], &max)) return false;
-  return state.value("cost_micros", int64_t{0}) >= max;
+Json SpanEnd(const std::string& now, const EngineState& st, bool is_error, const models::ModelUsage& usage) {
+  Json end = Event("span.model_request_end", now);
+  end["model_request_start_id"] = st.model_request_start_id.empty() ? Json() : Json(st.model_request_start_id);
+  end["is_error"] = is_error;
+  end["model_usage"] = usage.ToJson();
+  return end;
 }
 
-Json Unresolved(const Json& pending) {
-  Json ids = Json::array();
-  for (const Json& p : pending)
-    if (p["result"].is_null()) ids.push_back(p["event_id"]);
-  return ids;
+// True if the session has a budget and its list cost has reached it.
+bool BudgetReached(const Json& session, const EngineState& st) {
+  const Json& budget = jr::Get(session, "budget");
+  if (!budget.is_object()) return false;
+  int64_t max = 0;
+  if (!domain::ParseMonetaryAmount(jr::Get(budget, "max_list_cost"), &max)) return false;
+  return st.cost_micros >= max;
 }
 
 // Adds `u` (Anthropic usage) into the session's usage object.
 void AddUsage(Json* usage, const models::ModelUsage& u) {
-  (*usage)["input_tokens"] = usage->value("input_tokens", int64_t{0}) + u.input_tokens;
-  (*usage)["output_tokens"] = usage->value("output_tokens", int64_t{0}) + u.output_tokens;
-  (*usage)["cache_read_input_tokens"] = usage->value("cache_read_input_tokens", int64_t{0}) + u.cache_read_input_tokens;
+  if (!usage->is_object()) *usage = Json::object();
+  (*usage)["input_tokens"] = jr::Int(*usage, "input_tokens", 0) + u.input_tokens;
+  (*usage)["output_tokens"] = jr::Int(*usage, "output_tokens", 0) + u.output_tokens;
+  (*usage)["cache_read_input_tokens"] = jr::Int(*usage, "cache_read_input_tokens", 0) + u.cache_read_input_tokens;
   Json& cc = (*usage)["cache_creation"];
   if (!cc.is_object()) cc = {{"ephemeral_5m_input_tokens", 0}, {"ephemeral_1h_input_tokens", 0}};
-  cc["ephemeral_5m_input_tokens"] = cc.value("ephemeral_5m_input_tokens", int64_t{0}) + u.cache_creation_input_tokens;
+  cc["ephemeral_5m_input_tokens"] = jr::Int(cc, "ephemeral_5m_input_tokens", 0) + u.cache_creation_input_tokens;
+}
+
+// Prices `u` for the session's model into st->cost_micros and the session's
+// usage.list_cost (models without a list price cost nothing).
+void AddCost(const Json& session, const models::ModelUsage& u, EngineState* st, Json* next) {
+  auto price = domain::PriceFor(jr::Str(jr::Get(jr::Get(session, "agent"), "model"), "id"));
+  if (!price) return;
+  st->cost_micros += domain::CostMicros(*price, u.input_tokens, u.output_tokens, u.cache_read_input_tokens,
+                                        u.cache_creation_input_tokens);
+  (*next)["usage"]["list_cost"] = domain::MonetaryAmount(st->cost_micros);
+}
+
+// Appends one transcript row (a message of `role`) in the step.
+void AppendRow(EngineState* st, store::Store::SessionStep* out, const char* role, Json content) {
+  if (!content.is_array() || content.empty()) return;
+  out->transcript.push_back({st->transcript_next++, role, std::move(content)});
+}
+
+// The engine state kept in session["_engine"] by binaries before store migration 5
+// of the store, read with checked accessors.
+struct LegacyState {
+  EngineState state;
+  std::vector<store::TranscriptEntry> rows;
+};
+std::optional<LegacyState> ReadLegacyState(const Json& session) {
+  const Json& raw = jr::Get(session, "_engine");
+  if (!raw.is_object()) return std::nullopt;
+  LegacyState l;
+  l.state.phase = ParsePhase(jr::Str(raw, "phase", "idle"));
+  l.state.consumed_seq = jr::Int(raw, "consumed_seq", 0);
+  l.state.model_request_start_id = jr::Str(raw, "model_request_start_id");
+  l.state.calls_this_turn = jr::Int(raw, "calls_this_turn", 0);
+  l.state.cost_micros = jr::Int(raw, "cost_micros", 0);
+  for (const Json& p : jr::Arr(raw, "pending"))
+    if (p.is_object()) l.state.pending.push_back(PendingCall::FromJson(p));
+  for (const Json& m : jr::Arr(raw, "messages")) {
+    std::string role = jr::Str(m, "role");
+    if (role != "user" && role != "assistant") continue;
+    const Json& content = jr::Get(m, "content");
+    Json blocks = content.is_string() ? TextContent(content.get<std::string>()) : jr::AsArr(content);
+    if (blocks.empty()) continue;
+    l.rows.push_back({l.state.transcript_next++, role, blocks});
+  }
+  return l;
 }
 
 // Streams previews (event_start / event_delta) of agent.message and
@@ -112,7 +139,7 @@ void AddUsage(Json* usage, const models::ModelUsage& u) {
 // are reused for the persisted events.
 class PreviewObserver final : public models::ModelStreamObserver {
  public:
-  PreviewObserver(api::EventBus* bus, std::string session_id) : bus_(bus), sid_(std::move(session_id)) {}
+  PreviewObserver(domain::EventSink* bus, std::string session_id) : bus_(bus), sid_(std::move(session_id)) {}
 
   void OnAttemptStart(int attempt) override {
     ids_.clear();
@@ -157,7 +184,7 @@ class PreviewObserver final : public models::ModelStreamObserver {
   std::function<void(const models::ModelError&, int, int64_t)> on_retry;
 
  private:
-  api::EventBus* bus_;
+  domain::EventSink* bus_;
   std::string sid_;
   std::map<int, std::string> ids_;
   int last_text_index_ = -2;
@@ -165,7 +192,51 @@ class PreviewObserver final : public models::ModelStreamObserver {
 
 }  // namespace
 
-Engine::Engine(store::Store* store, api::EventBus* bus, models::ModelProvider* provider, Clock* clock,
+// ---- the in-memory transcript of one session
+
+void Engine::Conversation::Reset(const EngineState& st) {
+  base = st.transcript_base;
+  next = st.transcript_base;
+  summary = st.summary;
+  messages.clear();
+  first_idx.clear();
+  approx_tokens = 0;
+  if (!summary.empty()) {
+    messages.push_back(Message::User(summary));
+    first_idx.push_back(base);
+    approx_tokens += models::EstimateTokens(summary);
+  }
+}
+
+Status Engine::Conversation::Add(const store::TranscriptEntry& row) {
+  Message m;
+  m.role = row.role == "assistant" ? models::Role::kAssistant : models::Role::kUser;
+  for (const Json& b : jr::AsArr(row.content)) {
+    auto block = models::BlockFromJson(b);
+    if (!block.ok()) return block.status().WithContext("transcript row " + std::to_string(row.idx));
+    m.content.push_back(std::move(block).value());
+  }
+  next = row.idx + 1;
+  if (m.content.empty()) return Status::Ok();
+  // Each row counted as a message of its own: at least its share of the
+  // prompt's estimate (merged rows share one wrapper).
+  approx_tokens += models::EstimateTokens(DumpJson(row.content)) + 8;
+  if (!messages.empty() && messages.back().role == m.role) {
+    // Consecutive rows of one role form one message; in a user message the
+    // tool results lead (they must follow the tool_use turn at once).
+    auto& blocks = messages.back().content;
+    for (auto& b : m.content) blocks.push_back(std::move(b));
+    if (m.role == models::Role::kUser)
+      std::stable_partition(blocks.begin(), blocks.end(),
+                            [](const ContentBlock& b) { return b.type == models::BlockType::kToolResult; });
+    return Status::Ok();
+  }
+  messages.push_back(std::move(m));
+  first_idx.push_back(row.idx);
+  return Status::Ok();
+}
+
+Engine::Engine(store::Store* store, domain::EventSink* bus, models::ModelProvider* provider, Clock* clock,
                EngineOptions options)
     : store_(store), bus_(bus), provider_(provider), clock_(clock), options_(options) {}
 
@@ -216,9 +287,10 @@ void Engine::Schedule(const std::string& id) {
 void Engine::OnSessionCreated(const Json& session) {}
 
 void Engine::OnClientEvents(const Json& session, const std::vector<store::StoredEvent>& events) {
-  const std::string id = session["id"].get<std::string>();
+  const std::string id = jr::Str(session, "id");
+  if (id.empty()) return;
   for (const auto& e : events) {
-    if (events::TypeOf(e.body) == "user.interrupt") {
+    if (jr::Str(e.body, "type") == "user.interrupt") {
       std::lock_guard<std::mutex> lock(mu_);
       if (auto it = inflight_.find(id); it != inflight_.end()) it->second->Cancel();
     }
@@ -229,6 +301,7 @@ void Engine::OnClientEvents(const Json& session, const std::vector<store::Stored
 void Engine::OnSessionDeleted(const std::string& session_id) {
   std::lock_guard<std::mutex> lock(mu_);
   if (auto it = inflight_.find(session_id); it != inflight_.end()) it->second->Cancel();
+  conversations_.erase(session_id);
 }
 
 void Engine::WorkerLoop() {
@@ -244,7 +317,29 @@ void Engine::WorkerLoop() {
       running_.insert(id);
     }
     for (;;) {
-      Process(id);
+      // Nothing thrown while processing one session reaches the thread's
+      // top: the session is marked failed and every other one goes on.
+      std::string failure;
+      try {
+        Process(id);
+      } catch (const std::exception& e) {
+        failure = std::string("exception: ") + e.what();
+      } catch (...) {
+        failure = "non-standard exception";
+      }
+      if (!failure.empty()) {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          inflight_.erase(id);
+          started_here_.erase(id);
+          conversations_.erase(id);
+        }
+        try {
+          FailSession(id, failure);
+        } catch (...) {
+          log::Error("engine.session_fail_unrecorded", {{"session", id}, {"error", failure}});
+        }
+      }
       std::lock_guard<std::mutex> lock(mu_);
       if (dirty_.erase(id) && !stopping_) continue;
       running_.erase(id);
@@ -254,11 +349,151 @@ void Engine::WorkerLoop() {
   }
 }
 
-Status Engine::Step(const std::string& id, const store::Store::StepMutator& mutate) {
+Status Engine::Transition(const std::string& id, std::string_view name, const TransitionFn& fn) {
+  // No exception crosses into the store: a transition that throws aborts
+  // its transaction with an Internal error instead.
+  auto mutate = [&](const Json& cur, store::Store::SessionStep* out) -> Result<Json> {
+    try {
+      EngineState st;
+      Json next = cur;
+      if (out->engine_in) {
+        st = EngineState::FromRecord(*out->engine_in);
+      } else if (auto legacy = ReadLegacyState(cur)) {
+        // A session last stepped by a binary that kept the conversation in
+        // the session body: its state and messages move to their tables in
+        // this same transaction.
+        st = legacy->state;
+        for (auto& row : legacy->rows) out->transcript.push_back(std::move(row));
+      }
+      next.erase("_engine");
+      WARREN_RETURN_IF_ERROR(fn(cur, &st, &next, out));
+      out->engine = st.ToRecord();
+      return next;
+    } catch (const std::exception& e) {
+      return Status::Internal(std::string("engine step threw: ") + e.what());
+    } catch (...) {
+      return Status::Internal("engine step threw a non-standard exception");
+    }
+  };
   auto r = store_->StepSession(id, mutate, [this, &id](const std::vector<store::StoredEvent>& evs) {
-    bus_->Publish(id, evs);
+    try {
+      bus_->Publish(id, evs);
+    } catch (const std::exception& e) {
+      log::Error("engine.publish_failed", {{"session", id}, {"error", e.what()}});
+    }
   });
+  if (!r.ok() && r.status().code() != Code::kNotFound) return r.status().WithContext(std::string(name));
   return r.status();
+}
+
+Result<EngineState> Engine::LoadState(const std::string& id, const Json& session) {
+  WARREN_ASSIGN_OR_RETURN(auto rec, store_->GetEngineState(id));
+  if (rec) return EngineState::FromRecord(*rec);
+  if (auto legacy = ReadLegacyState(session)) return legacy->state;
+  return EngineState();
+}
+
+Status Engine::LoadConversation(const std::string& id, const Json& session, const EngineState& st,
+                                std::shared_ptr<Conversation>* out) {
+  std::shared_ptr<Conversation> c;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = conversations_.find(id);
+    if (it != conversations_.end()) c = it->second;
+  }
+  if (!c || c->base != st.transcript_base || c->summary != st.summary || c->next > st.transcript_next) {
+    c = std::make_shared<Conversation>();
+    c->Reset(st);
+    auto rec = store_->GetEngineState(id);
+    if (rec.ok() && !*rec) {
+      // Not migrated yet: the rows are still in the session body.
+      if (auto legacy = ReadLegacyState(session))
+        for (const auto& row : legacy->rows) WARREN_RETURN_IF_ERROR(c->Add(row));
+    }
+  }
+  // Only the rows appended since the last look are read: the cost of a step
+  // does not grow with the transcript.
+  while (c->next < st.transcript_next) {
+    WARREN_ASSIGN_OR_RETURN(auto rows, store_->ReadTranscript(id, c->next, 1000));
+    if (rows.empty()) break;
+    for (const auto& row : rows) {
+      if (row.idx >= st.transcript_next) break;
+      WARREN_RETURN_IF_ERROR(c->Add(row));
+    }
+    if (rows.size() < 1000) break;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (conversations_.size() >= static_cast<size_t>(std::max(1, options_.cached_conversations)) &&
+        !conversations_.count(id)) {
+      // Forget a session that is not being processed (reloaded on demand).
+      for (auto it = conversations_.begin(); it != conversations_.end(); ++it)
+        if (!running_.count(it->first)) {
+          conversations_.erase(it);
+          break;
+        }
+    }
+    conversations_[id] = c;
+  }
+  *out = std::move(c);
+  return Status::Ok();
+}
+
+void Engine::FailSession(const std::string& id, const std::string& what) {
+  log::Error("engine.session_failed", {{"session", id}, {"error", what}});
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    conversations_.erase(id);
+  }
+  // The client events not yet processed are the ones that may have caused
+  // the failure: they are marked processed so that no restart meets them
+  // again, and named in the error.
+  std::vector<Json> unprocessed;
+  auto session = store_->GetSession(id);
+  if (!session.ok()) return;
+  auto loaded = LoadState(id, *session);
+  int64_t after = loaded.ok() ? loaded->consumed_seq : 0;
+  for (int pages = 0; pages < 100; pages++) {
+    auto events = store_->EventsAfter(id, after, 1000);
+    if (!events.ok()) break;
+    for (const auto& e : *events) {
+      after = e.seq;
+      if (IsClientEvent(jr::Str(e.body, "type")) && jr::Get(e.body, "processed_at").is_null())
+        unprocessed.push_back(e.body);
+    }
+    if (events->size() < 1000) break;
+  }
+  const int64_t consumed = after;
+  std::string now = Now();
+  Status st = Transition(id, "fail", [&](const Json& cur, EngineState* s, Json* next, store::Store::SessionStep* out) {
+    std::string dropped;
+    for (const Json& body : unprocessed) {
+      Json done = body;
+      done["processed_at"] = now;
+      out->replace.push_back(done);
+      dropped += (dropped.empty() ? "" : ", ") + jr::Str(body, "id");
+    }
+    if (s->phase == Phase::kModel) out->append.push_back(SpanEnd(now, *s, true, {}));
+    Json e = Event("session.error", now);
+    std::string message = "the engine could not process this session: " + what;
+    if (!dropped.empty()) message += " (events not used: " + dropped + ")";
+    e["error"] = {{"type", "unknown_error"}, {"message", message}, {"retry_status", {{"type", "terminal"}}}};
+    out->append.push_back(e);
+    // Calls still waiting for an answer keep waiting: a later valid answer
+    // resumes the turn.
+    Json unresolved = s->Unresolved();
+    s->phase = unresolved.empty() ? Phase::kIdle : Phase::kTools;
+    if (unresolved.empty()) s->pending.clear();
+    s->consumed_seq = std::max(s->consumed_seq, consumed);
+    (*next)["status"] = "idle";
+    (*next)["updated_at"] = now;
+    out->append.push_back(unresolved.empty()
+                              ? IdleEvent(now, {{"type", "retries_exhausted"}})
+                              : IdleEvent(now, {{"type", "requires_action"}, {"event_ids", unresolved}}));
+    return Status::Ok();
+  });
+  if (!st.ok() && st.code() != Code::kNotFound)
+    log::Error("engine.session_fail_unrecorded", {{"session", id}, {"error", st.ToString()}});
 }
 
 void Engine::Process(const std::string& id) {
@@ -269,15 +504,13 @@ void Engine::Process(const std::string& id) {
     }
     auto due = ConsumeClientEvents(id);
     if (!due.ok()) {
-      if (due.status().code() != Code::kNotFound)
-        log::Error("engine.consume_failed", {{"session", id}, {"error", due.status().ToString()}});
+      if (due.status().code() != Code::kNotFound) FailSession(id, due.status().ToString());
       return;
     }
     if (!*due) return;
     auto more = ModelTurn(id);
     if (!more.ok()) {
-      if (more.status().code() != Code::kNotFound)
-        log::Error("engine.model_turn_failed", {{"session", id}, {"error", more.status().ToString()}});
+      if (more.status().code() != Code::kNotFound) FailSession(id, more.status().ToString());
       return;
     }
     if (!*more) {
@@ -289,60 +522,50 @@ void Engine::Process(const std::string& id) {
 
 Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
   WARREN_ASSIGN_OR_RETURN(Json session, store_->GetSession(id));
-  Json st = State(session);
+  WARREN_ASSIGN_OR_RETURN(EngineState loaded, LoadState(id, session));
   // Unprocessed client events after the cursor, paging past any number of
   // the engine's own events.
   std::vector<store::StoredEvent> client;
-  int64_t last_seq = st["consumed_seq"].get<int64_t>();
+  const int64_t consumed = loaded.consumed_seq;
+  int64_t last_seq = consumed;
   for (;;) {
     constexpr int kPage = 1000;
     WARREN_ASSIGN_OR_RETURN(auto events, store_->EventsAfter(id, last_seq, kPage));
     for (auto& e : events) {
       last_seq = e.seq;
-      if (IsClientEvent(events::TypeOf(e.body)) && e.body.value("processed_at", Json()).is_null())
+      if (IsClientEvent(jr::Str(e.body, "type")) && jr::Get(e.body, "processed_at").is_null())
         client.push_back(e);
     }
     if (events.size() < static_cast<size_t>(kPage) || client.size() >= static_cast<size_t>(kPage)) break;
   }
-  std::string phase = st["phase"].get<std::string>();
-  bool orphan_model = phase == "model";
+  bool orphan_model = loaded.phase == Phase::kModel;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (started_here_.count(id)) orphan_model = false;
   }
   if (client.empty() && !orphan_model) {
-    if (last_seq - st["consumed_seq"].get<int64_t>() > 1000) {
+    if (last_seq - consumed > 1000) {
       // Only our own events since: move the cursor so the next look is short.
-      WARREN_RETURN_IF_ERROR(Step(id, [&](const Json& cur, store::Store::SessionStep*) -> Result<Json> {
-        Json next = cur;
-        Json s = State(cur);
-        s["consumed_seq"] = std::max(s["consumed_seq"].get<int64_t>(), last_seq);
-        next["_engine"] = s;
-        return next;
+      WARREN_RETURN_IF_ERROR(Transition(id, "advance_cursor", [&](const Json&, EngineState* s, Json*, store::Store::SessionStep*) {
+        s->consumed_seq = std::max(s->consumed_seq, last_seq);
+        return Status::Ok();
       }));
     }
-    return phase == "model";
+    return loaded.phase == Phase::kModel;
   }
 
   bool due = false;
-  std::vector<std::string> work_sessions;
+  bool need_worker = false;
   std::string now = Now();
-  Status step = Step(id, [&](const Json& cur, store::Store::SessionStep* out) -> Result<Json> {
-    Json next = cur;
-    Json s = State(cur);
-    Json& messages = s["messages"];
-    Json& pending = s["pending"];
-    bool need_model = s["phase"] == "model";
+  Status step = Transition(id, "consume", [&](const Json& cur, EngineState* s, Json* next, store::Store::SessionStep* out) {
+    // A mutator may run more than once (store retries): outputs start afresh.
+    due = false;
+    need_worker = false;
+    bool need_model = s->phase == Phase::kModel;
     bool interrupted = false;
-    if (orphan_model) {
-      // A model call was cut off (crash): close its span; it is made again.
-      Json end = Event("span.model_request_end", now);
-      end["model_request_start_id"] = s["model_request_start_id"];
-      end["is_error"] = true;
-      end["model_usage"] = models::ModelUsage().ToJson();
-      out->append.push_back(end);
-    }
-    Json unresolved_before = Unresolved(pending);
+    // A model call cut off by a crash: close its span; it is made again.
+    if (orphan_model && s->phase == Phase::kModel) out->append.push_back(SpanEnd(now, *s, true, {}));
+    Json unresolved_before = s->Unresolved();
     for (const auto& e : client) {
       Json done = e.body;
       done["processed_at"] = now;
@@ -350,72 +573,75 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
       // The same schema as the API's validation (src/events): a stored
       // event that does not parse (written before a fix, or by hand) is
       // marked processed and skipped, never read with throwing accessors.
+      auto find_pending = [&](const std::string& event_id) -> PendingCall* {
+        for (PendingCall& p : s->pending)
+          if (p.event_id == event_id) return &p;
+        return nullptr;
+      };
       auto parsed = events::ParseClientEvent(e.body, "event", events::Origin::kStored);
       if (!parsed.ok()) {
         log::Error("engine.bad_client_event", {{"session", id}, {"seq", e.seq}, {"error", parsed.status().ToString()}});
+        // An unreadable answer to a waiting call still answers it (the store
+        // takes one answer per call): as an error the model sees, so the
+        // turn goes on instead of waiting forever.
+        const std::string raw_type = jr::Str(e.body, "type");
+        const std::string ref = raw_type == "user.tool_result"          ? jr::Str(e.body, "tool_use_id")
+                                : raw_type == "user.custom_tool_result" ? jr::Str(e.body, "custom_tool_use_id")
+                                                                        : "";
+        PendingCall* p = ref.empty() ? nullptr : find_pending(ref);
+        if (p && !p->result && !(p->permission == "ask" && p->confirmed != "allow" && raw_type == "user.tool_result"))
+          p->result = ToolOutcome{TextContent("The tool result could not be read: " + parsed.status().message()), true};
         continue;
       }
       const std::string type(events::TypeName(*parsed));
-      auto find_pending = [&](const std::string& event_id) -> Json* {
-        for (Json& p : pending)
-          if (p["event_id"] == event_id) return &p;
-        return nullptr;
-      };
       if (type == "user.message") {
-        AppendUser(&messages, ToModelContent(std::get<events::UserMessage>(*parsed).content));
+        AppendRow(s, out, "user", ToModelContent(std::get<events::UserMessage>(*parsed).content));
         need_model = true;
         interrupted = false;
       } else if (type == "system.message") {
         Json blocks = Json::array();
         for (const Json& b : std::get<events::SystemMessage>(*parsed).content)
-          blocks.push_back({{"type", "text"}, {"text", "[system message] " + b.value("text", "")}});
-        AppendUser(&messages, blocks);
+          blocks.push_back({{"type", "text"}, {"text", "[system message] " + jr::Str(b, "text")}});
+        AppendRow(s, out, "user", std::move(blocks));
         need_model = true;
       } else if (type == "user.interrupt") {
-        for (Json& p : pending)
-          if (p["result"].is_null()) p["result"] = {{"content", TextContent("Interrupted by the user.")}, {"is_error", true}};
+        for (PendingCall& p : s->pending)
+          if (!p.result) p.result = ToolOutcome{TextContent("Interrupted by the user."), true};
         need_model = false;
         interrupted = true;
       } else if (type == "user.tool_confirmation") {
         const auto& c = std::get<events::ToolConfirmation>(*parsed);
-        Json* p = find_pending(c.tool_use_id);
-        if (!p || !(*p)["result"].is_null()) continue;
-        (*p)["confirmed"] = c.allow ? "allow" : "deny";
+        PendingCall* p = find_pending(c.tool_use_id);
+        if (!p || p->result) continue;
+        p->confirmed = c.allow ? "allow" : "deny";
         if (!c.allow) {
-          std::string msg = c.deny_message.value_or("The user denied permission to use this tool.");
-          (*p)["result"] = {{"content", TextContent(msg)}, {"is_error", true}};
-        } else if ((*p)["kind"] == "builtin") {
-          work_sessions.push_back(id);
+          p->result = ToolOutcome{TextContent(c.deny_message.value_or("The user denied permission to use this tool.")), true};
+        } else if (p->kind == "builtin") {
+          need_worker = true;
         }
       } else if (type == "user.tool_result" || type == "user.custom_tool_result") {
         const auto* tr = std::get_if<events::ToolResult>(&*parsed);
         const auto* cr = std::get_if<events::CustomToolResult>(&*parsed);
         std::string ref = tr ? tr->tool_use_id : cr->custom_tool_use_id;
-        Json* p = find_pending(ref);
-        if (!p || !(*p)["result"].is_null()) continue;  // late or duplicate answer: recorded, ignored
-        if ((*p)["permission"] == "ask" && (*p)["confirmed"] != "allow" && type == "user.tool_result") {
+        PendingCall* p = find_pending(ref);
+        if (!p || p->result) continue;  // late or duplicate answer: recorded, ignored
+        if (p->permission == "ask" && p->confirmed != "allow" && type == "user.tool_result") {
           // Fail closed: a result for an unconfirmed gated call is not used.
           continue;
         }
-        (*p)["result"] = {{"content", tr ? tr->content : cr->content}, {"is_error", tr ? tr->is_error : cr->is_error}};
+        // A null or absent is_error is false (the schema's reading).
+        p->result = ToolOutcome{tr ? tr->content : cr->content, tr ? tr->is_error : cr->is_error};
       }
     }
-    Json unresolved = Unresolved(pending);
-    std::string status = cur["status"].get<std::string>();
-    if (!pending.empty() && unresolved.empty()) {
-      // Every call answered: the tool results go back to the model.
+    Json unresolved = s->Unresolved();
+    std::string status = jr::Str(cur, "status");
+    if (!s->pending.empty() && unresolved.empty()) {
+      // Every call answered: the tool results go back to the model (they
+      // lead the user turn when the conversation is read).
       Json results = Json::array();
-      for (const Json& p : pending)
-        results.push_back(ToolResultBlock(p["toolu_id"], p["result"]["content"], p["result"]["is_error"].get<bool>()));
-      // Tool results must lead the user turn that follows the tool_use turn.
-      Json tail = Json::array();
-      if (!messages.empty() && messages.back()["role"] == "user") {
-        tail = messages.back()["content"];
-        messages.erase(messages.end() - 1);
-      }
-      for (const Json& b : tail) results.push_back(b);
-      AppendUser(&messages, results);
-      pending = Json::array();
+      for (const PendingCall& p : s->pending) results.push_back(ResultBlockOf(p));
+      AppendRow(s, out, "user", std::move(results));
+      s->pending.clear();
       need_model = !interrupted;
     } else if (!unresolved.empty()) {
       need_model = false;
@@ -424,63 +650,64 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
       }
     }
     if (interrupted && !need_model) {
-      s["phase"] = "idle";
+      s->phase = Phase::kIdle;
       if (status != "idle" || orphan_model) {
-        next["status"] = "idle";
+        (*next)["status"] = "idle";
         out->append.push_back(IdleEvent(now, {{"type", "end_turn"}}));
       } else if (unresolved.empty()) {
         out->append.push_back(IdleEvent(now, {{"type", "end_turn"}}));
       }
     }
-    if (need_model && BudgetReached(cur, s)) {
+    if (need_model && BudgetReached(cur, *s)) {
       need_model = false;
-      s["phase"] = "idle";
-      next["status"] = "idle";
+      s->phase = Phase::kIdle;
+      (*next)["status"] = "idle";
       out->append.push_back(IdleEvent(now, {{"type", "budget_reached"}}));
     }
     if (need_model) {
       if (status != "running") {
-        next["status"] = "running";
+        (*next)["status"] = "running";
         out->append.push_back(Event("session.status_running", now));
       }
       Json start = Event("span.model_request_start", now);
-      s["model_request_start_id"] = start["id"];
+      s->model_request_start_id = start["id"].get<std::string>();
       out->append.push_back(start);
-      s["phase"] = "model";
-      s["calls_this_turn"] = 0;
-    } else if (s["phase"] == "model") {
-      s["phase"] = "idle";
+      s->phase = Phase::kModel;
+      s->calls_this_turn = 0;
+    } else if (s->phase == Phase::kModel) {
+      s->phase = Phase::kIdle;
+    } else if (!unresolved.empty()) {
+      s->phase = Phase::kTools;
     }
-    s["consumed_seq"] = std::max(s["consumed_seq"].get<int64_t>(), last_seq);
-    next["_engine"] = s;
-    next["updated_at"] = now;
+    s->consumed_seq = std::max(s->consumed_seq, last_seq);
+    (*next)["updated_at"] = now;
     due = need_model;
-    return next;
+    return Status::Ok();
   });
   WARREN_RETURN_IF_ERROR(step);
   if (due) {
     std::lock_guard<std::mutex> lock(mu_);
     started_here_.insert(id);
   }
-  if (!work_sessions.empty() && work_needed_) work_needed_(id);
+  if (need_worker && work_needed_) work_needed_(id);
   return due;
 }
 
 Result<bool> Engine::ModelTurn(const std::string& id) {
   WARREN_ASSIGN_OR_RETURN(Json session, store_->GetSession(id));
-  Json st = State(session);
-  if (st["phase"] != "model") return false;
-  const Json& agent = session["agent"];
+  WARREN_ASSIGN_OR_RETURN(EngineState st, LoadState(id, session));
+  if (st.phase != Phase::kModel) return false;
+  const Json& agent = jr::Obj(session, "agent");
+  const Json& model = jr::Get(agent, "model");
   models::ModelRequest req;
-  req.model = agent["model"].value("id", "");
-  if (agent["system"].is_string()) req.system.push_back(ContentBlock::Text(agent["system"].get<std::string>()));
-  req.tools = ToolsForAgent(agent["tools"]);
+  req.model = jr::Str(model, "id");
+  if (jr::Get(agent, "system").is_string()) req.system.push_back(ContentBlock::Text(jr::Str(agent, "system")));
+  req.tools = ToolsForAgent(jr::Get(agent, "tools"));
   req.max_tokens = options_.max_tokens;
   // Extended thinking follows the agent's `effort` (spec 1.1: model config);
   // thinking blocks come back as agent.thinking.
-  if (agent["model"].contains("effort")) {
-    const Json& e = agent["model"]["effort"];
-    std::string effort = e.is_string() ? e.get<std::string>() : e.value("type", "");
+  if (const Json& e = jr::Get(model, "effort"); !e.is_null()) {
+    std::string effort = e.is_string() ? e.get<std::string>() : jr::Str(e, "type");
     static const std::map<std::string, int64_t> kBudget = {{"medium", 4096}, {"high", 8192}, {"xhigh", 16384}, {"max", 32000}};
     if (auto it = kBudget.find(effort); it != kBudget.end()) {
       req.thinking.enabled = true;
@@ -488,95 +715,117 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
       req.max_tokens = std::max<int64_t>(req.max_tokens, it->second + 4096);
     }
   }
-  for (const Json& m : st["messages"]) {
-    auto msg = models::MessageFromJson(m);
-    if (!msg.ok()) return msg.status().WithContext("engine state of " + id);
-    req.messages.push_back(std::move(msg).value());
-  }
+  std::shared_ptr<Conversation> conv;
+  WARREN_RETURN_IF_ERROR(LoadConversation(id, session, st, &conv).WithContext("transcript of " + id));
+  req.messages = conv->messages;
   if (req.messages.empty()) {
     // Nothing to send (e.g. only redacted content): settle idle.
     std::string now = Now();
-    WARREN_RETURN_IF_ERROR(Step(id, [&](const Json& cur, store::Store::SessionStep* out) -> Result<Json> {
-      Json next = cur;
-      Json s = State(cur);
-      s["phase"] = "idle";
-      next["_engine"] = s;
-      next["status"] = "idle";
-      Json end = Event("span.model_request_end", now);
-      end["model_request_start_id"] = s["model_request_start_id"];
-      end["is_error"] = false;
-      end["model_usage"] = models::ModelUsage().ToJson();
-      out->append.push_back(end);
+    WARREN_RETURN_IF_ERROR(Transition(id, "settle_empty", [&](const Json&, EngineState* s, Json* next, store::Store::SessionStep* out) {
+      if (s->phase != Phase::kModel) return Status::Ok();
+      s->phase = Phase::kIdle;
+      (*next)["status"] = "idle";
+      out->append.push_back(SpanEnd(now, *s, false, {}));
       out->append.push_back(IdleEvent(now, {{"type", "end_turn"}}));
-      return next;
+      return Status::Ok();
     }));
     return false;
   }
-  WARREN_RETURN_IF_ERROR(Compact(id, session, &req));
-
+  // The token covers compaction and the call: an interrupt cancels either.
   auto token = std::make_shared<CancelToken>();
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return false;
     inflight_[id] = token;
   }
+  auto forget_call = [&] {
+    std::lock_guard<std::mutex> lock(mu_);
+    inflight_.erase(id);
+    started_here_.erase(id);
+  };
+  bool compaction_spent_budget = false;
+  Status compacted = Compact(id, session, *conv, &req, token.get(), &compaction_spent_budget);
+  if (!compacted.ok() && compacted.code() != Code::kCancelled) {
+    forget_call();
+    return compacted;
+  }
+  if (compacted.ok() && compaction_spent_budget) {
+    // Compaction's own model cost reached the budget: no further call.
+    forget_call();
+    std::string now = Now();
+    WARREN_RETURN_IF_ERROR(Transition(id, "budget_after_compaction", [&](const Json&, EngineState* s, Json* next, store::Store::SessionStep* out) {
+      if (s->phase != Phase::kModel) return Status::Ok();
+      s->phase = Phase::kIdle;
+      (*next)["status"] = "idle";
+      (*next)["updated_at"] = now;
+      out->append.push_back(SpanEnd(now, *s, false, {}));
+      out->append.push_back(IdleEvent(now, {{"type", "budget_reached"}}));
+      return Status::Ok();
+    }));
+    return false;
+  }
   PreviewObserver observer(bus_, id);
   observer.on_retry = [&](const models::ModelError& err, int next_attempt, int64_t delay_ms) {
     std::string now = Now();
-    (void)Step(id, [&](const Json& cur, store::Store::SessionStep* out) -> Result<Json> {
-      Json next = cur;
+    (void)Transition(id, "retrying", [&](const Json&, EngineState*, Json* next, store::Store::SessionStep* out) {
       Json e = Event("session.error", now);
       e["error"] = {{"type", err.SessionErrorType()}, {"message", err.message}, {"retry_status", {{"type", "retrying"}}}};
       out->append.push_back(e);
       out->append.push_back(Event("session.status_rescheduled", now));
-      next["status"] = "rescheduling";
-      return next;
+      (*next)["status"] = "rescheduling";
+      return Status::Ok();
     });
   };
   observer.on_attempt = [&](int attempt) {
     if (attempt <= 1) return;
     std::string now = Now();
-    (void)Step(id, [&](const Json& cur, store::Store::SessionStep* out) -> Result<Json> {
-      Json next = cur;
-      if (cur["status"] != "running") {
-        next["status"] = "running";
+    (void)Transition(id, "resume_running", [&](const Json& cur, EngineState*, Json* next, store::Store::SessionStep* out) {
+      if (jr::Str(cur, "status") != "running") {
+        (*next)["status"] = "running";
         out->append.push_back(Event("session.status_running", now));
       }
-      return next;
+      return Status::Ok();
     });
   };
   models::CallOptions call_opts;
   call_opts.cancel = token.get();
-  models::ModelResult result = provider_->Call(req, &observer, call_opts);
+  auto call = [&]() -> models::ModelResult {
+    if (compacted.code() == Code::kCancelled) {
+      // Interrupted during compaction: recorded as a cancelled call.
+      models::ModelError e;
+      e.kind = models::ModelErrorKind::kCancelled;
+      e.message = "compaction cancelled";
+      return e;
+    }
+    return provider_->Call(req, &observer, call_opts);
+  };
+  models::ModelResult result = call();
   {
     std::lock_guard<std::mutex> lock(mu_);
     inflight_.erase(id);
     started_here_.erase(id);
-    // Cancelled by shutdown: record nothing. The phase stays "model", so the
+    // Cancelled by shutdown: record nothing. The phase stays kModel, so the
     // next start closes the span and makes the call again.
     if (stopping_ && !result.ok() && result.error().kind == models::ModelErrorKind::kCancelled) return false;
   }
 
   std::string now = Now();
-  const std::string env_id = session["environment_id"].get<std::string>();
+  const std::string env_id = jr::Str(session, "environment_id");
   auto env = store_->GetEnvironment(env_id);
-  const bool self_hosted = env.ok() && ((*env)["config"]["type"] == "self_hosted" ||
-                                        (options_.cloud_workers && (*env)["config"]["type"] == "cloud"));
+  const std::string env_type = env.ok() ? jr::Str(jr::Get(*env, "config"), "type") : std::string();
+  const bool self_hosted = env.ok() && (env_type == "self_hosted" || (options_.cloud_workers && env_type == "cloud"));
   bool again = false;
   bool need_worker = false;
-  Status step = Step(id, [&](const Json& cur, store::Store::SessionStep* out) -> Result<Json> {
-    Json next = cur;
-    Json s = State(cur);
-    if (s["phase"] != "model") return cur;  // settled meanwhile (interrupt)
-    Json end = Event("span.model_request_end", now);
-    end["model_request_start_id"] = s["model_request_start_id"];
+  Status step = Transition(id, "record_answer", [&](const Json& cur, EngineState* s, Json* next, store::Store::SessionStep* out) {
+    again = false;
+    need_worker = false;
+    if (s->phase != Phase::kModel) return Status::Ok();  // settled meanwhile (interrupt)
+    (*next)["updated_at"] = now;
     if (!result.ok()) {
       const models::ModelError& err = result.error();
-      end["is_error"] = true;
-      end["model_usage"] = models::ModelUsage().ToJson();
-      out->append.push_back(end);
-      s["phase"] = "idle";
-      next["status"] = "idle";
+      out->append.push_back(SpanEnd(now, *s, true, {}));
+      s->phase = Phase::kIdle;
+      (*next)["status"] = "idle";
       if (err.kind == models::ModelErrorKind::kCancelled) {
         // An interrupt: consuming the user.interrupt next settles the
         // session with one status_idle.
@@ -588,12 +837,10 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
         out->append.push_back(e);
         out->append.push_back(IdleEvent(now, {{"type", "retries_exhausted"}}));
       }
-      next["_engine"] = s;
-      next["updated_at"] = now;
-      return next;
+      return Status::Ok();
     }
     const models::ModelResponse& resp = result.response();
-    const Json& tools = cur["agent"]["tools"];
+    const Json& tools = jr::AsArr(jr::Get(jr::Get(cur, "agent"), "tools"));
     Json assistant = Json::array();
     Json text_run = Json::array();
     std::string text_id;
@@ -605,7 +852,7 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
       out->append.push_back(m);
       text_run = Json::array();
     };
-    Json pending = Json::array();
+    std::vector<PendingCall> pending;
     for (size_t i = 0; i < resp.content.size(); i++) {
       const ContentBlock& b = resp.content[i];
       assistant.push_back(models::BlockToJson(b));
@@ -620,28 +867,27 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
         t["id"] = observer.IdFor(static_cast<int>(i));
         out->append.push_back(t);
       } else if (b.type == models::BlockType::kToolUse) {
-        bool builtin = std::find(std::begin(api::kBuiltinTools), std::end(api::kBuiltinTools), b.name) != std::end(api::kBuiltinTools);
+        bool builtin = domain::IsBuiltinTool(b.name);
         bool custom = false;
         for (const Json& t : tools)
-          if (t.value("type", "") == "custom" && t.value("name", "") == b.name) custom = true;
+          if (jr::Str(t, "type") == "custom" && jr::Str(t, "name") == b.name) custom = true;
         if (builtin) {
-          auto policy = api::BuiltinToolPolicy(tools, b.name);
+          auto policy = domain::BuiltinToolPolicy(tools, b.name);
           Json e = Event("agent.tool_use", now);
           e["name"] = b.name;
           e["input"] = b.input;
-          Json p = {{"event_id", e["id"]}, {"toolu_id", b.id}, {"kind", "builtin"}, {"name", b.name},
-                    {"confirmed", nullptr}, {"result", nullptr}};
+          PendingCall p{e["id"].get<std::string>(), b.id, "builtin", b.name, "", std::nullopt, std::nullopt};
           if (!policy) {
             e["evaluated_permission"] = "deny";
-            p["permission"] = "deny";
-            p["result"] = {{"content", TextContent("Tool '" + b.name + "' is not enabled for this agent.")}, {"is_error", true}};
+            p.permission = "deny";
+            p.result = ToolOutcome{TextContent("Tool '" + b.name + "' is not enabled for this agent."), true};
           } else {
             std::string perm = *policy == "always_ask" ? "ask" : "allow";
             e["evaluated_permission"] = perm;
-            p["permission"] = perm;
+            p.permission = perm;
           }
           out->append.push_back(e);
-          if (p["result"].is_null() && !self_hosted) {
+          if (!p.result && !self_hosted) {
             // No orchestrator serves cloud environments (--no-orchestrator,
             // no sandbox runtime): answer now.
             Json r = Event("agent.tool_result", now);
@@ -650,59 +896,51 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
             r["content"] = TextContent("No sandbox is attached to environment " + env_id +
                                        ": Warren executes built-in tools only through self_hosted workers.");
             out->append.push_back(r);
-            p["result"] = {{"content", r["content"]}, {"is_error", true}};
+            p.result = ToolOutcome{r["content"], true};
           }
-          if (p["result"].is_null()) need_worker = true;
-          pending.push_back(p);
+          if (!p.result) need_worker = true;
+          pending.push_back(std::move(p));
         } else if (custom) {
           Json e = Event("agent.custom_tool_use", now);
           e["name"] = b.name;
           e["input"] = b.input;
           out->append.push_back(e);
-          pending.push_back({{"event_id", e["id"]}, {"toolu_id", b.id}, {"kind", "custom"}, {"name", b.name},
-                             {"permission", "allow"}, {"confirmed", nullptr}, {"result", nullptr}});
+          pending.push_back(PendingCall{e["id"].get<std::string>(), b.id, "custom", b.name, "allow", std::nullopt, std::nullopt});
         } else {
           // A tool the agent does not have: tell the model.
-          pending.push_back({{"event_id", ""}, {"toolu_id", b.id}, {"kind", "unknown"}, {"name", b.name},
-                             {"permission", "deny"}, {"confirmed", nullptr},
-                             {"result", {{"content", TextContent("Unknown tool '" + b.name + "'.")}, {"is_error", true}}}});
+          pending.push_back(PendingCall{"", b.id, "unknown", b.name, "deny", std::nullopt,
+                                        ToolOutcome{TextContent("Unknown tool '" + b.name + "'."), true}});
         }
       }
     }
     flush_text();
-    end["is_error"] = false;
-    end["model_usage"] = resp.usage.ToJson();
-    out->append.push_back(end);
-    AddUsage(&next["usage"], resp.usage);
-    if (auto price = api::PriceFor(cur["agent"]["model"].value("id", ""))) {
-      s["cost_micros"] = s.value("cost_micros", int64_t{0}) +
-                         api::CostMicros(*price, resp.usage.input_tokens, resp.usage.output_tokens,
-                                         resp.usage.cache_read_input_tokens, resp.usage.cache_creation_input_tokens);
-      next["usage"]["list_cost"] = api::MonetaryAmount(s["cost_micros"].get<int64_t>());
-    }
+    out->append.push_back(SpanEnd(now, *s, false, resp.usage));
+    AddUsage(&(*next)["usage"], resp.usage);
+    AddCost(cur, resp.usage, s, next);
     Json usage_ev = Event("session.usage", now);
-    usage_ev["usage"] = next["usage"];
-    if (!cur["budget"].is_null()) usage_ev["budget"] = cur["budget"];
+    usage_ev["usage"] = (*next)["usage"];
+    if (!jr::Get(cur, "budget").is_null()) usage_ev["budget"] = jr::Get(cur, "budget");
     out->append.push_back(usage_ev);
-    s["messages"].push_back({{"role", "assistant"}, {"content", assistant}});
-    s["calls_this_turn"] = s["calls_this_turn"].get<int>() + 1;
-    Json unresolved = Unresolved(pending);
-    if (pending.empty()) {
-      s["phase"] = "idle";
-      next["status"] = "idle";
+    AppendRow(s, out, "assistant", std::move(assistant));
+    s->calls_this_turn++;
+    s->pending = std::move(pending);
+    Json unresolved = s->Unresolved();
+    if (s->pending.empty()) {
+      s->phase = Phase::kIdle;
+      (*next)["status"] = "idle";
       out->append.push_back(IdleEvent(now, {{"type", "end_turn"}}));
     } else if (unresolved.empty()) {
       Json results = Json::array();
-      for (const Json& p : pending)
-        results.push_back(ToolResultBlock(p["toolu_id"], p["result"]["content"], p["result"]["is_error"].get<bool>()));
-      s["messages"].push_back({{"role", "user"}, {"content", results}});
-      if (BudgetReached(cur, s)) {
-        s["phase"] = "idle";
-        next["status"] = "idle";
+      for (const PendingCall& p : s->pending) results.push_back(ResultBlockOf(p));
+      AppendRow(s, out, "user", std::move(results));
+      s->pending.clear();
+      if (BudgetReached(cur, *s)) {
+        s->phase = Phase::kIdle;
+        (*next)["status"] = "idle";
         out->append.push_back(IdleEvent(now, {{"type", "budget_reached"}}));
-      } else if (s["calls_this_turn"].get<int>() >= options_.max_model_calls_per_turn) {
-        s["phase"] = "idle";
-        next["status"] = "idle";
+      } else if (s->calls_this_turn >= options_.max_model_calls_per_turn) {
+        s->phase = Phase::kIdle;
+        (*next)["status"] = "idle";
         Json e = Event("session.error", now);
         e["error"] = {{"type", "unknown_error"},
                       {"message", "the model made " + std::to_string(options_.max_model_calls_per_turn) +
@@ -712,19 +950,16 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
         out->append.push_back(IdleEvent(now, {{"type", "end_turn"}}));
       } else {
         Json start = Event("span.model_request_start", now);
-        s["model_request_start_id"] = start["id"];
+        s->model_request_start_id = start["id"].get<std::string>();
         out->append.push_back(start);
         again = true;
       }
     } else {
-      s["phase"] = "tools";
-      s["pending"] = pending;
-      next["status"] = "idle";
+      s->phase = Phase::kTools;
+      (*next)["status"] = "idle";
       out->append.push_back(IdleEvent(now, {{"type", "requires_action"}, {"event_ids", unresolved}}));
     }
-    next["_engine"] = s;
-    next["updated_at"] = now;
-    return next;
+    return Status::Ok();
   });
   WARREN_RETURN_IF_ERROR(step);
   if (again) {
@@ -735,15 +970,24 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
   return again;
 }
 
-Status Engine::Compact(const std::string& id, const Json& session, models::ModelRequest* req) {
-  int64_t window = provider_->context_window(req->model);
+Status Engine::Compact(const std::string& id, const Json& session, const Conversation& conv, models::ModelRequest* req,
+                       const CancelToken* cancel, bool* budget_reached) {
+  const int64_t window = provider_->context_window(req->model);
+  const int64_t threshold = static_cast<int64_t>(options_.compaction_threshold * static_cast<double>(window));
+  // The running estimate of the rows (kept as they are appended; an upper
+  // bound of their share of the prompt) decides whether the full estimate,
+  // whose cost grows with the prompt, is worth computing at all.
+  int64_t fixed = 64;  // the request's own fields
+  for (const auto& t : req->tools) fixed += models::EstimateTokens(DumpJson(models::ToolToJson(t)));
+  for (const auto& b : req->system) fixed += models::EstimateTokens(b.text) + 8;
+  if (conv.approx_tokens + fixed < threshold) return Status::Ok();
   int64_t tokens = models::EstimateTokens(*req);
-  if (tokens <= static_cast<int64_t>(options_.compaction_threshold * static_cast<double>(window))) return Status::Ok();
+  if (tokens <= threshold) return Status::Ok();
   // Split at a user message that is not a tool result: the earliest such
   // boundary whose verbatim tail fits in half the window (so the next turns
   // do not compact again at once), else the last one.
   const auto& msgs = req->messages;
-  if (msgs.size() < 3) return Status::Ok();
+  if (msgs.size() < 3 || conv.first_idx.size() != msgs.size()) return Status::Ok();
   std::vector<int64_t> tail_tokens(msgs.size() + 1, 0);
   for (size_t i = msgs.size(); i-- > 0;)
     tail_tokens[i] = tail_tokens[i + 1] + models::EstimateTokens(DumpJson(models::MessageToJson(msgs[i])));
@@ -771,15 +1015,44 @@ Status Engine::Compact(const std::string& id, const Json& session, models::Model
   } else {
     sum.messages.push_back(ask);
   }
-  models::ModelResult r = provider_->Call(sum, nullptr, {});
+  models::CallOptions opts;
+  opts.cancel = cancel;
+  models::ModelResult r = provider_->Call(sum, nullptr, opts);
+  if (!r.ok() && (r.error().kind == models::ModelErrorKind::kCancelled || (cancel && cancel->cancelled())))
+    return Status::Cancelled("compaction cancelled");
   if (!r.ok()) {
     log::Warn("engine.compaction_failed", {{"session", id}, {"error", r.error().ToString()}});
     return Status::Ok();  // carry on uncompacted; the model call may still fit
   }
-  std::string summary = r.response().Text();
+  // The new base: the summary, then the rows from the split on, which stay
+  // where they are in the append-only transcript.
+  const std::string summary =
+      "Summary of the earlier conversation (older turns were compacted):\n" + r.response().Text();
+  const int64_t new_base = conv.first_idx[split];
+  const int64_t old_base = conv.base;
+  std::string now = Now();
+  bool applied = false;
+  WARREN_RETURN_IF_ERROR(Transition(id, "compact", [&](const Json& cur, EngineState* s, Json* next, store::Store::SessionStep* out) {
+    applied = false;
+    *budget_reached = false;
+    if (s->phase != Phase::kModel || s->transcript_base != old_base) return Status::Ok();  // settled meanwhile
+    s->transcript_base = new_base;
+    s->summary = summary;
+    Json e = Event("agent.thread_context_compacted", now);
+    e["pre_compaction_tokens"] = tokens;
+    out->append.push_back(e);
+    // The summary is a model call like any other: its tokens and list cost
+    // count in the session's usage and against its budget.
+    const models::ModelUsage& u = r.response().usage;
+    AddUsage(&(*next)["usage"], u);
+    AddCost(cur, u, s, next);
+    *budget_reached = BudgetReached(cur, *s);
+    applied = true;
+    return Status::Ok();
+  }));
+  if (!applied) return Status::Ok();
   std::vector<Message> compacted;
-  Message head = Message::User("Summary of the earlier conversation (older turns were compacted):\n" + summary);
-  compacted.push_back(head);
+  compacted.push_back(Message::User(summary));
   for (size_t i = split; i < msgs.size(); i++) {
     if (i == split && msgs[i].role == models::Role::kUser) {
       for (const auto& b : msgs[i].content) compacted.front().content.push_back(b);
@@ -787,20 +1060,6 @@ Status Engine::Compact(const std::string& id, const Json& session, models::Model
     }
     compacted.push_back(msgs[i]);
   }
-  std::string now = Now();
-  Json stored = Json::array();
-  for (const auto& m : compacted) stored.push_back(models::MessageToJson(m));
-  WARREN_RETURN_IF_ERROR(Step(id, [&](const Json& cur, store::Store::SessionStep* out) -> Result<Json> {
-    Json next = cur;
-    Json s = State(cur);
-    s["messages"] = stored;
-    next["_engine"] = s;
-    Json e = Event("agent.thread_context_compacted", now);
-    e["pre_compaction_tokens"] = tokens;
-    out->append.push_back(e);
-    AddUsage(&next["usage"], r.response().usage);
-    return next;
-  }));
   req->messages = std::move(compacted);
   return Status::Ok();
 }

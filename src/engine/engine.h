@@ -1,5 +1,6 @@
-// Engine: the agent loop. Each session is a state machine driven by its
-// durable event log (DESIGN decisions 2 and 8):
+// Engine: the agent loop. Each session is a typed state machine
+// (engine_state.h: phase, pending calls, cursor) driven by its durable event
+// log (DESIGN decisions 2, 8 and 10):
 //
 //   client events (user.message, tool results, confirmations, interrupts)
 //     -> consumed in order, each re-published with processed_at set
@@ -11,12 +12,25 @@
 //        agent.custom_tool_use; the session idles with requires_action
 //     -> end_turn: session.status_idle
 //
-// Every step is one store transaction (StepSession) that writes the events
-// and the engine's derived state (session["_engine"]) together, so a crash at
-// any point leaves the session resumable: on Start() the engine re-schedules
-// sessions that were running or have unprocessed client events; a model call
-// cut off by a crash is closed with span.model_request_end{is_error} and
-// made again, and its result is recorded once.
+// The state changes only by named transitions (consume, advance_cursor,
+// record_answer, compact, retrying, resume_running, settle_empty,
+// budget_after_compaction, fail), each one store transaction (StepSession)
+// that writes the events, the engine record (its own table's columns) and
+// the transcript rows it appends, together. The transcript is append-only;
+// compaction writes a new base (a summary and a later first row). The
+// engine keeps each session's conversation in memory and reads only the rows
+// appended since its last look, so a step's cost does not grow with the
+// session's length. A crash at any point leaves the session resumable: on
+// Start() the engine re-schedules sessions that were running or have
+// unprocessed client events; a model call cut off by a crash is closed with
+// span.model_request_end{is_error} and made again, and its result is
+// recorded once.
+//
+// Failures: nothing thrown while processing a session leaves the worker
+// thread. A session whose step fails (an error or an exception) gets a
+// terminal session.error and goes idle; its unprocessed client events are
+// marked processed, so a poisoned event is handled once, not at every
+// restart. Every other session goes on.
 //
 // Threading: a pool of worker threads; one session is processed by at most
 // one worker at a time. Thread-safe.
@@ -30,13 +44,15 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
-#include "api/event_bus.h"
-#include "api/service.h"
 #include "common/clock.h"
 #include "common/http_client.h"
+#include "domain/event_sink.h"
+#include "domain/session_observer.h"
+#include "engine/engine_state.h"
 #include "models/model_provider.h"
 #include "store/store.h"
 
@@ -55,14 +71,17 @@ struct EngineOptions {
   // built-in one): their built-in tool calls then wait for a worker like
   // self_hosted ones, instead of being answered with an error at once.
   bool cloud_workers = false;
+  // Conversations kept in memory (others are re-read from the transcript
+  // table when their session next needs a model call).
+  int cached_conversations = 1024;
 };
 
 // Told when a session has built-in tool calls waiting for a worker.
 using WorkNeeded = std::function<void(const std::string& session_id)>;
 
-class Engine final : public api::SessionObserver {
+class Engine final : public domain::SessionObserver {
  public:
-  Engine(store::Store* store, api::EventBus* bus, models::ModelProvider* provider, Clock* clock,
+  Engine(store::Store* store, domain::EventSink* bus, models::ModelProvider* provider, Clock* clock,
          EngineOptions options = {});
   ~Engine() override;
   Engine(const Engine&) = delete;
@@ -82,6 +101,23 @@ class Engine final : public api::SessionObserver {
   void OnSessionDeleted(const std::string& session_id) override;
 
  private:
+  // The conversation of one session as the model sees it: the summary (if
+  // any) and the transcript rows from the base, merged into messages.
+  struct Conversation {
+    int64_t base = -1;
+    int64_t next = 0;  // next row idx to read
+    std::string summary;
+    std::vector<models::Message> messages;
+    std::vector<int64_t> first_idx;  // transcript idx of each message's first row
+    int64_t approx_tokens = 0;       // running estimate, an upper bound of the rows' share
+    void Reset(const EngineState& st);
+    Status Add(const store::TranscriptEntry& row);
+  };
+  // A named transition: edits the state, the new session object and the
+  // step's events and transcript rows, inside one store transaction.
+  using TransitionFn = std::function<Status(const Json& session, EngineState* state, Json* next,
+                                            store::Store::SessionStep* out)>;
+
   void Schedule(const std::string& session_id);
   void WorkerLoop();
   // Runs steps for one session until it needs nothing more.
@@ -90,12 +126,24 @@ class Engine final : public api::SessionObserver {
   Result<bool> ConsumeClientEvents(const std::string& session_id);
   // One model call and its recording; returns true if another is due.
   Result<bool> ModelTurn(const std::string& session_id);
-  Status Compact(const std::string& session_id, const Json& session, models::ModelRequest* request);
+  // Summarises older turns when the prompt nears the context window. The
+  // summary call is cancelled by `cancel` (an interrupt: Cancelled); its cost
+  // counts in the session's usage, and *budget_reached says whether the
+  // budget is now spent.
+  Status Compact(const std::string& session_id, const Json& session, const Conversation& conv,
+                 models::ModelRequest* request, const CancelToken* cancel, bool* budget_reached);
   std::string Now() const { return FormatRfc3339(clock_->NowMicros()); }
-  Status Step(const std::string& session_id, const store::Store::StepMutator& mutate);
+  Status Transition(const std::string& session_id, std::string_view name, const TransitionFn& fn);
+  Result<EngineState> LoadState(const std::string& session_id, const Json& session);
+  Status LoadConversation(const std::string& session_id, const Json& session, const EngineState& st,
+                          std::shared_ptr<Conversation>* out);
+  // Records an engine failure of one session: session.error (terminal), its
+  // unprocessed client events marked processed, the session idle. Never
+  // throws out of a store transaction.
+  void FailSession(const std::string& session_id, const std::string& what);
 
   store::Store* store_;
-  api::EventBus* bus_;
+  domain::EventSink* bus_;
   models::ModelProvider* provider_;
   Clock* clock_;
   EngineOptions options_;
@@ -109,6 +157,7 @@ class Engine final : public api::SessionObserver {
   std::set<std::string> dirty_;    // scheduled again while running
   std::map<std::string, std::shared_ptr<CancelToken>> inflight_;  // model calls
   std::set<std::string> started_here_;  // model phases opened by this process
+  std::map<std::string, std::shared_ptr<Conversation>> conversations_;
   bool stopping_ = false;
   std::vector<std::thread> threads_;
 };

@@ -27,13 +27,24 @@ std::string ReadFile(const fs::path& p) {
   return ss.str();
 }
 
+// Every transaction's mutator runs three times (two attempts discarded, as
+// serialization retries would be): the store.h contract says mutators may be
+// retried, so the code under test must give the same result.
+store::SqliteOptions StoreOptions(const std::string& dir) {
+  store::SqliteOptions o;
+  o.path = dir + "/warren.db";
+  o.synchronous = "NORMAL";
+  o.abort_attempts = 2;
+  return o;
+}
+
 // A whole service in-process: requests go through ApiService::Handle.
 class Harness {
  public:
   explicit Harness(const std::string& script, int64_t context_window = 0) {
     char tmpl[] = "/tmp/warren_golden_XXXXXX";
     dir_ = mkdtemp(tmpl);
-    store_ = std::move(store::SqliteStore::Open({dir_ + "/warren.db", "NORMAL"})).value();
+    store_ = std::move(store::SqliteStore::Open(StoreOptions(dir_), Clock::Real())).value();
     auth_ = std::make_unique<api::Authenticator>(store_.get());
     key_ = *auth_->IssueApiKey();
     api_ = std::make_unique<api::ApiService>(store_.get(), &bus_, auth_.get(), Clock::Real());

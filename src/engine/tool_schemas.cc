@@ -1,6 +1,6 @@
 #include "engine/tool_schemas.h"
 
-#include "api/agent_config.h"
+#include "engine/json_read.h"
 
 namespace warren::engine {
 
@@ -48,19 +48,19 @@ bool BuiltinToolDefinition(const std::string& name, models::ToolDefinition* out)
 
 std::vector<models::ToolDefinition> ToolsForAgent(const Json& tools) {
   std::vector<models::ToolDefinition> out;
-  for (const Json& t : tools) {
-    std::string type = t.value("type", "");
+  for (const Json& t : jr::AsArr(tools)) {
+    std::string type = jr::Str(t, "type");
     if (type == "agent_toolset_20260401") {
-      for (const Json& c : t["configs"]) {
-        if (!c.value("enabled", true)) continue;
+      for (const Json& c : jr::Arr(t, "configs")) {
+        if (!jr::Bool(c, "enabled", true)) continue;
         models::ToolDefinition def;
-        if (BuiltinToolDefinition(c["name"].get<std::string>(), &def)) out.push_back(std::move(def));
+        if (BuiltinToolDefinition(jr::Str(c, "name"), &def)) out.push_back(std::move(def));
       }
     } else if (type == "custom") {
       models::ToolDefinition def;
-      def.name = t["name"].get<std::string>();
-      def.description = t.value("description", "");
-      def.input_schema = t["input_schema"];
+      def.name = jr::Str(t, "name");
+      def.description = jr::Str(t, "description");
+      def.input_schema = jr::Get(t, "input_schema");
       out.push_back(std::move(def));
     }
   }

@@ -29,12 +29,23 @@ struct Reply {
   std::shared_ptr<http::LongPoll> poll;
 };
 
+// Every transaction's mutator runs three times (two attempts discarded, as
+// serialization retries would be): the store.h contract says mutators may be
+// retried, so the code under test must give the same result.
+store::SqliteOptions StoreOptions(const std::string& dir) {
+  store::SqliteOptions o;
+  o.path = dir + "/warren.db";
+  o.synchronous = "NORMAL";
+  o.abort_attempts = 2;
+  return o;
+}
+
 class WorkQueueTest : public ::testing::Test {
  protected:
   void SetUp() override {
     char tmpl[] = "/tmp/warren_queue_XXXXXX";
     dir_ = mkdtemp(tmpl);
-    auto s = store::SqliteStore::Open({dir_ + "/warren.db", "NORMAL"});
+    auto s = store::SqliteStore::Open(StoreOptions(dir_), &clock_);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(s).value();
     auth_ = std::make_unique<api::Authenticator>(store_.get());
@@ -729,7 +740,7 @@ TEST_F(WorkQueueTest, StoreEnforcesOneLiveItemPerSession) {
   dup.state = "queued";
   dup.body = Json::object();
   EXPECT_EQ(store_->CreateWork(dup).code(), Code::kConflict);
-  EXPECT_EQ(store_->schema_version(), 4);  // 4 = stopping is live, answers indexed
+  EXPECT_GE(store_->schema_version(), 4);  // 4 = stopping is live, answers indexed
   auto live = store_->UnstoppedWorkForSession(sid);
   ASSERT_TRUE(live.ok());
   ASSERT_EQ(live->size(), 1u);

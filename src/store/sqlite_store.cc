@@ -7,9 +7,17 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "store/row_util.h"
 
 namespace warren::store {
 namespace {
+
+using internal::ArchivedFlag;
+using internal::AwaitingEngine;
+using internal::IntField;
+using internal::MemoryStoresOf;
+using internal::StrField;
+using internal::TimeOf;
 
 using Param = std::variant<int64_t, std::string, std::nullptr_t>;
 
@@ -58,6 +66,7 @@ class Stmt final {
     auto* p = reinterpret_cast<const char*>(sqlite3_column_text(st_, col));
     return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(st_, col))) : std::string();
   }
+  sqlite3_stmt* raw() { return st_; }
   Result<Json> JsonCol(int col) const {
     return ParseJson(Text(col), 256);
   }
@@ -212,6 +221,69 @@ CREATE INDEX events_tool_answers ON events (session_id, json_extract(body, '$.to
   WHERE type = 'user.tool_result';
 CREATE INDEX events_custom_answers ON events (session_id, json_extract(body, '$.custom_tool_use_id'))
   WHERE type = 'user.custom_tool_result';
+)sql",
+    // 5: the engine's typed state (one row of columns per session) and its
+    // append-only transcript. Sessions stepped by older binaries keep their
+    // state in the session body ("_engine"); the engine moves it here at its
+    // next step of that session (engine.cc, MigrateLegacyState).
+    R"sql(
+CREATE TABLE engine_state (
+  session_id TEXT PRIMARY KEY,
+  phase TEXT NOT NULL,
+  consumed_seq INTEGER NOT NULL,
+  model_request_start_id TEXT NOT NULL,
+  calls_this_turn INTEGER NOT NULL,
+  cost_micros INTEGER NOT NULL,
+  transcript_base INTEGER NOT NULL,
+  transcript_next INTEGER NOT NULL,
+  summary TEXT NOT NULL,
+  pending TEXT NOT NULL
+);
+CREATE TABLE transcript (
+  session_id TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  role TEXT NOT NULL,
+  content TEXT NOT NULL,
+  PRIMARY KEY (session_id, idx)
+) WITHOUT ROWID;
+)sql",
+    // 6: session secrets, sealed by the caller (hex of the sealed bytes).
+    R"sql(
+CREATE TABLE session_secrets (
+  session_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  sealed TEXT NOT NULL,
+  PRIMARY KEY (session_id, name)
+) WITHOUT ROWID;
+)sql",
+    // 7: scheduling and filters read columns, never JSON bodies (store.h
+    // contract). `awaiting_engine` marks client events (user.*,
+    // system.message) whose processed_at is null; memory stores of a
+    // session's resources get their own table. Backfilled from the bodies.
+    R"sql(
+ALTER TABLE events ADD COLUMN awaiting_engine INTEGER NOT NULL DEFAULT 0;
+UPDATE events SET awaiting_engine = 1
+  WHERE (type LIKE 'user.%' OR type = 'system.message') AND json_extract(body, '$.processed_at') IS NULL;
+CREATE INDEX events_awaiting_engine ON events (session_id) WHERE awaiting_engine = 1;
+CREATE INDEX sessions_by_status ON sessions (status, seq);
+CREATE INDEX sessions_live ON sessions (archived, seq);
+CREATE INDEX sessions_by_env_live ON sessions (environment_id, archived, seq);
+CREATE INDEX sessions_by_agent_live ON sessions (agent_id, archived, seq);
+CREATE INDEX agents_live ON agents (archived, seq);
+CREATE INDEX environments_live ON environments (archived, seq);
+CREATE TABLE session_memory_stores (
+  memory_store_id TEXT NOT NULL,
+  session_id TEXT NOT NULL,
+  PRIMARY KEY (memory_store_id, session_id)) WITHOUT ROWID;
+CREATE INDEX session_memory_stores_by_session ON session_memory_stores (session_id);
+INSERT OR IGNORE INTO session_memory_stores (memory_store_id, session_id)
+  SELECT m, id FROM (
+    SELECT CASE WHEN r.type = 'object' THEN json_extract(r.value, '$.memory_store_id') END AS m, s.id AS id
+    FROM sessions s, json_each(s.body, '$.resources') r)
+  WHERE typeof(m) = 'text';
+CREATE INDEX keys_by_session ON keys (session_id) WHERE session_id IS NOT NULL;
+CREATE INDEX keys_by_environment ON keys (environment_id) WHERE environment_id IS NOT NULL;
+CREATE INDEX keys_by_kind ON keys (kind);
 )sql"
 };
 
@@ -229,12 +301,6 @@ void AddRange(const TimeRange& r, const std::string& col, std::string* where, st
   if (r.gte) { *where += " AND " + col + " >= ?"; params->push_back(*r.gte); }
   if (r.lt) { *where += " AND " + col + " < ?"; params->push_back(*r.lt); }
   if (r.lte) { *where += " AND " + col + " <= ?"; params->push_back(*r.lte); }
-}
-
-int64_t TimeOf(const Json& obj, const char* field) {
-  if (obj.contains(field) && obj[field].is_string())
-    if (auto t = ParseRfc3339(obj[field].get<std::string>())) return *t;
-  return Clock::Real()->NowMicros();
 }
 
 // Runs a paged query over `table` with `where` (starting with "1=1").
@@ -309,7 +375,8 @@ Result<Page> QueryPage(sqlite3* db, const std::string& table, const std::string&
 
 }  // namespace
 
-Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& options) {
+Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& options, Clock* clock) {
+  if (clock == nullptr) return Status::InvalidArgument("SqliteStore::Open: a Clock is required");
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(options.path.c_str(), &db,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
@@ -318,19 +385,32 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& opti
     sqlite3_close(db);
     return Status::IOError("open " + options.path + ": " + msg);
   }
-  std::unique_ptr<SqliteStore> store(new SqliteStore(db));
+  std::unique_ptr<SqliteStore> store(new SqliteStore(db, clock, std::max(0, options.abort_attempts)));
   sqlite3_busy_timeout(db, options.busy_timeout_ms);
   std::string sync = options.synchronous == "NORMAL" ? "NORMAL" : "FULL";
   WARREN_RETURN_IF_ERROR(ExecSql(db, "PRAGMA journal_mode=WAL"));
   WARREN_RETURN_IF_ERROR(ExecSql(db, ("PRAGMA synchronous=" + sync).c_str()));
   WARREN_RETURN_IF_ERROR(ExecSql(db, "PRAGMA foreign_keys=ON"));
-  WARREN_RETURN_IF_ERROR(store->Migrate());
+  WARREN_RETURN_IF_ERROR(store->Migrate(options.migrate_to));
   return store;
 }
 
 SqliteStore::~SqliteStore() { sqlite3_close(db_); }
 
-Status SqliteStore::Migrate() {
+template <typename F>
+auto SqliteStore::InTxn(F&& body) -> decltype(body()) {
+  for (int attempt = 0;; attempt++) {
+    Txn txn(db_);
+    WARREN_RETURN_IF_ERROR(txn.status());
+    auto r = body();
+    if (!r.ok()) return r;
+    if (attempt < abort_attempts_) continue;  // as a serialization failure: rolled back, run again
+    WARREN_RETURN_IF_ERROR(txn.Commit());
+    return r;
+  }
+}
+
+Status SqliteStore::Migrate(int migrate_to) {
   std::lock_guard<std::mutex> lock(mu_);
   WARREN_RETURN_IF_ERROR(ExecSql(db_, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"));
   int current = 0;
@@ -344,12 +424,13 @@ Status SqliteStore::Migrate() {
   if (current > total)
     return Status::FailedPrecondition("database schema version " + std::to_string(current) +
                                       " is newer than this binary (" + std::to_string(total) + ")");
-  for (int v = current + 1; v <= total; v++) {
+  const int target = migrate_to > 0 ? std::min(migrate_to, total) : total;
+  for (int v = current + 1; v <= target; v++) {
     Txn txn(db_);
     WARREN_RETURN_IF_ERROR(txn.status());
     WARREN_RETURN_IF_ERROR(ExecSql(db_, kMigrations[v - 1]).WithContext("migration " + std::to_string(v)));
     Stmt st(db_, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)");
-    st.Bind({int64_t{v}, Clock::Real()->NowMicros()});
+    st.Bind({int64_t{v}, clock_->NowMicros()});
     WARREN_RETURN_IF_ERROR(st.Exec());
     WARREN_RETURN_IF_ERROR(txn.Commit());
     log::Info("store.migrated", {{"version", v}});
@@ -364,22 +445,56 @@ int SqliteStore::schema_version() {
   return r.ok() && *r ? static_cast<int>(st.Int(0)) : 0;
 }
 
+void SqliteStore::TraceStatements(std::vector<std::string>* sink) {
+  std::lock_guard<std::mutex> lock(mu_);
+  trace_ = sink;
+  if (sink == nullptr) {
+    sqlite3_trace_v2(db_, 0, nullptr, nullptr);
+    return;
+  }
+  sqlite3_trace_v2(
+      db_, SQLITE_TRACE_STMT,
+      [](unsigned, void* ctx, void* stmt, void*) -> int {
+        auto* self = static_cast<SqliteStore*>(ctx);
+        if (self->trace_ && stmt) {
+          const char* sql = sqlite3_sql(static_cast<sqlite3_stmt*>(stmt));
+          if (sql) self->trace_->push_back(sql);
+        }
+        return 0;
+      },
+      this);
+}
+
+Result<std::vector<std::string>> SqliteStore::ExplainQueryPlan(const std::string& sql) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_, "EXPLAIN QUERY PLAN " + sql);
+  WARREN_RETURN_IF_ERROR(st.prepared());
+  std::vector<std::string> out;
+  for (;;) {
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(st.Text(3));
+  }
+  return out;
+}
+
 // ------------------------------------------------------------------ agents
 
 Status SqliteStore::CreateAgent(const Json& agent) {
+  WARREN_ASSIGN_OR_RETURN(std::string id, StrField(agent, "id", "agent"));
+  WARREN_ASSIGN_OR_RETURN(int64_t version, IntField(agent, "version", "agent"));
   std::lock_guard<std::mutex> lock(mu_);
-  Txn txn(db_);
-  WARREN_RETURN_IF_ERROR(txn.status());
-  std::string body = DumpJson(agent);
-  std::string id = agent.at("id").get<std::string>();
-  int64_t version = agent.at("version").get<int64_t>();
-  Stmt a(db_, "INSERT INTO agents (id, version, created_at, body) VALUES (?, ?, ?, ?)");
-  a.Bind({id, version, TimeOf(agent, "created_at"), body});
-  WARREN_RETURN_IF_ERROR(a.Exec());
-  Stmt v(db_, "INSERT INTO agent_versions (agent_id, version, body) VALUES (?, ?, ?)");
-  v.Bind({id, version, body});
-  WARREN_RETURN_IF_ERROR(v.Exec());
-  return txn.Commit();
+  return InTxn([&]() -> Status {
+    std::string body = DumpJson(agent);
+    Stmt a(db_, "INSERT INTO agents (id, version, created_at, archived, body) VALUES (?, ?, ?, ?, ?)");
+    a.Bind({id, version, TimeOf(agent, "created_at", clock_), ArchivedFlag(agent), body});
+    Status s = a.Exec();
+    if (s.code() == Code::kConflict) return Status::Conflict("agent " + id + " already exists");
+    WARREN_RETURN_IF_ERROR(s);
+    Stmt v(db_, "INSERT INTO agent_versions (agent_id, version, body) VALUES (?, ?, ?)");
+    v.Bind({id, version, body});
+    return v.Exec();
+  });
 }
 
 Result<Json> SqliteStore::GetAgent(const std::string& id, std::optional<int> version) {
@@ -397,10 +512,13 @@ Result<Json> SqliteStore::GetAgent(const std::string& id, std::optional<int> ver
     }
     WARREN_ASSIGN_OR_RETURN(Json j, st.JsonCol(0));
     // Archival is a property of the agent, not of a version.
-    Stmt cur(db_, "SELECT json_extract(body, '$.archived_at') FROM agents WHERE id = ?");
+    Stmt cur(db_, "SELECT body FROM agents WHERE id = ?");
     cur.Bind({id});
     WARREN_ASSIGN_OR_RETURN(bool crow, cur.Step());
-    if (crow && !cur.IsNull(0)) j["archived_at"] = cur.Text(0);
+    if (crow) {
+      WARREN_ASSIGN_OR_RETURN(Json latest, cur.JsonCol(0));
+      if (j.is_object() && latest.is_object() && latest.contains("archived_at")) j["archived_at"] = latest["archived_at"];
+    }
     return j;
   }
   Stmt st(db_, "SELECT body FROM agents WHERE id = ?");
@@ -412,27 +530,30 @@ Result<Json> SqliteStore::GetAgent(const std::string& id, std::optional<int> ver
 
 Result<Json> SqliteStore::UpdateAgent(const std::string& id, const Mutator& mutate) {
   std::lock_guard<std::mutex> lock(mu_);
-  Txn txn(db_);
-  WARREN_RETURN_IF_ERROR(txn.status());
-  Stmt st(db_, "SELECT body FROM agents WHERE id = ?");
-  st.Bind({id});
-  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
-  if (!row) return Status::NotFound("agent " + id + " not found");
-  WARREN_ASSIGN_OR_RETURN(Json current, st.JsonCol(0));
-  WARREN_ASSIGN_OR_RETURN(Json next, mutate(current));
-  if (next == current) return current;  // no-op update: no new version
-  int64_t version = next.at("version").get<int64_t>();
-  std::string body = DumpJson(next);
-  Stmt up(db_, "UPDATE agents SET version = ?, archived = ?, body = ? WHERE id = ?");
-  up.Bind({version, int64_t{next.value("archived_at", Json()).is_null() ? 0 : 1}, body, id});
-  WARREN_RETURN_IF_ERROR(up.Exec());
-  if (version != current.at("version").get<int64_t>()) {
-    Stmt v(db_, "INSERT INTO agent_versions (agent_id, version, body) VALUES (?, ?, ?)");
-    v.Bind({id, version, body});
-    WARREN_RETURN_IF_ERROR(v.Exec());
-  }
-  WARREN_RETURN_IF_ERROR(txn.Commit());
-  return next;
+  return InTxn([&]() -> Result<Json> {
+    Stmt st(db_, "SELECT body FROM agents WHERE id = ?");
+    st.Bind({id});
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return Status::NotFound("agent " + id + " not found");
+    WARREN_ASSIGN_OR_RETURN(Json current, st.JsonCol(0));
+    WARREN_ASSIGN_OR_RETURN(Json next, mutate(current));
+    if (next == current) return current;  // no-op update: no new version
+    WARREN_ASSIGN_OR_RETURN(int64_t version, IntField(next, "version", "agent"));
+    WARREN_ASSIGN_OR_RETURN(int64_t cur_version, IntField(current, "version", "agent"));
+    if (version != cur_version && version != cur_version + 1)
+      return Status::Conflict("agent " + id + ": version " + std::to_string(version) + " does not follow " +
+                              std::to_string(cur_version));
+    std::string body = DumpJson(next);
+    Stmt up(db_, "UPDATE agents SET version = ?, archived = ?, body = ? WHERE id = ?");
+    up.Bind({version, ArchivedFlag(next), body, id});
+    WARREN_RETURN_IF_ERROR(up.Exec());
+    if (version != cur_version) {
+      Stmt v(db_, "INSERT INTO agent_versions (agent_id, version, body) VALUES (?, ?, ?)");
+      v.Bind({id, version, body});
+      WARREN_RETURN_IF_ERROR(v.Exec());
+    }
+    return next;
+  });
 }
 
 Result<Page> SqliteStore::ListAgents(const AgentFilter& filter, const PageSpec& page) {
@@ -456,18 +577,21 @@ Result<Page> SqliteStore::ListAgentVersions(const std::string& id, const PageSpe
 // ------------------------------------------------------------ environments
 
 Status SqliteStore::CreateEnvironment(const Json& env) {
+  WARREN_ASSIGN_OR_RETURN(std::string id, StrField(env, "id", "environment"));
+  WARREN_ASSIGN_OR_RETURN(std::string name, StrField(env, "name", "environment"));
   std::lock_guard<std::mutex> lock(mu_);
-  Txn txn(db_);
-  WARREN_RETURN_IF_ERROR(txn.status());
-  std::string name = env.at("name").get<std::string>();
-  Stmt dup(db_, "SELECT id FROM environments WHERE name = ?");
-  dup.Bind({name});
-  WARREN_ASSIGN_OR_RETURN(bool exists, dup.Step());
-  if (exists) return Status::Conflict("an environment named '" + name + "' already exists (" + dup.Text(0) + ")");
-  Stmt st(db_, "INSERT INTO environments (id, name, created_at, body) VALUES (?, ?, ?, ?)");
-  st.Bind({env.at("id").get<std::string>(), name, TimeOf(env, "created_at"), DumpJson(env)});
-  WARREN_RETURN_IF_ERROR(st.Exec());
-  return txn.Commit();
+  return InTxn([&]() -> Status {
+    Stmt dup(db_, "SELECT id FROM environments WHERE name = ? OR id = ?");
+    dup.Bind({name, id});
+    WARREN_ASSIGN_OR_RETURN(bool exists, dup.Step());
+    if (exists) {
+      if (dup.Text(0) == id) return Status::Conflict("environment " + id + " already exists");
+      return Status::Conflict("an environment named '" + name + "' already exists (" + dup.Text(0) + ")");
+    }
+    Stmt st(db_, "INSERT INTO environments (id, name, created_at, archived, body) VALUES (?, ?, ?, ?, ?)");
+    st.Bind({id, name, TimeOf(env, "created_at", clock_), ArchivedFlag(env), DumpJson(env)});
+    return st.Exec();
+  });
 }
 
 Result<Json> SqliteStore::GetEnvironment(const std::string& id) {
@@ -481,26 +605,24 @@ Result<Json> SqliteStore::GetEnvironment(const std::string& id) {
 
 Result<Json> SqliteStore::UpdateEnvironment(const std::string& id, const Mutator& mutate) {
   std::lock_guard<std::mutex> lock(mu_);
-  Txn txn(db_);
-  WARREN_RETURN_IF_ERROR(txn.status());
-  Stmt st(db_, "SELECT body FROM environments WHERE id = ?");
-  st.Bind({id});
-  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
-  if (!row) return Status::NotFound("environment " + id + " not found");
-  WARREN_ASSIGN_OR_RETURN(Json current, st.JsonCol(0));
-  WARREN_ASSIGN_OR_RETURN(Json next, mutate(current));
-  std::string name = next.at("name").get<std::string>();
-  if (name != current.at("name").get<std::string>()) {
+  return InTxn([&]() -> Result<Json> {
+    Stmt st(db_, "SELECT body FROM environments WHERE id = ?");
+    st.Bind({id});
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return Status::NotFound("environment " + id + " not found");
+    WARREN_ASSIGN_OR_RETURN(Json current, st.JsonCol(0));
+    WARREN_ASSIGN_OR_RETURN(Json next, mutate(current));
+    if (next == current) return current;
+    WARREN_ASSIGN_OR_RETURN(std::string name, StrField(next, "name", "environment"));
     Stmt dup(db_, "SELECT id FROM environments WHERE name = ? AND id != ?");
     dup.Bind({name, id});
     WARREN_ASSIGN_OR_RETURN(bool exists, dup.Step());
     if (exists) return Status::Conflict("an environment named '" + name + "' already exists (" + dup.Text(0) + ")");
-  }
-  Stmt up(db_, "UPDATE environments SET name = ?, archived = ?, body = ? WHERE id = ?");
-  up.Bind({name, int64_t{next.value("archived_at", Json()).is_null() ? 0 : 1}, DumpJson(next), id});
-  WARREN_RETURN_IF_ERROR(up.Exec());
-  WARREN_RETURN_IF_ERROR(txn.Commit());
-  return next;
+    Stmt up(db_, "UPDATE environments SET name = ?, archived = ?, body = ? WHERE id = ?");
+    up.Bind({name, ArchivedFlag(next), DumpJson(next), id});
+    WARREN_RETURN_IF_ERROR(up.Exec());
+    return next;
+  });
 }
 
 Result<Page> SqliteStore::ListEnvironments(bool include_archived, const PageSpec& page) {
@@ -510,16 +632,15 @@ Result<Page> SqliteStore::ListEnvironments(bool include_archived, const PageSpec
 
 Status SqliteStore::DeleteEnvironment(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu_);
-  Txn txn(db_);
-  WARREN_RETURN_IF_ERROR(txn.status());
-  Stmt st(db_, "DELETE FROM environments WHERE id = ?");
-  st.Bind({id});
-  WARREN_RETURN_IF_ERROR(st.Exec());
-  if (sqlite3_changes(db_) == 0) return Status::NotFound("environment " + id + " not found");
-  Stmt keys(db_, "DELETE FROM keys WHERE environment_id = ?");
-  keys.Bind({id});
-  WARREN_RETURN_IF_ERROR(keys.Exec());
-  return txn.Commit();
+  return InTxn([&]() -> Status {
+    Stmt st(db_, "DELETE FROM environments WHERE id = ?");
+    st.Bind({id});
+    WARREN_RETURN_IF_ERROR(st.Exec());
+    if (sqlite3_changes(db_) == 0) return Status::NotFound("environment " + id + " not found");
+    Stmt keys(db_, "DELETE FROM keys WHERE environment_id = ?");
+    keys.Bind({id});
+    return keys.Exec();
+  });
 }
 
 // ---------------------------------------------------------------- sessions
@@ -529,37 +650,57 @@ Result<std::vector<StoredEvent>> SqliteStore::InsertEventsLocked(const std::stri
   std::vector<StoredEvent> out;
   out.reserve(events.size());
   for (const Json& ev : events) {
-    int64_t ts = ev.contains("processed_at") && ev["processed_at"].is_string() ? TimeOf(ev, "processed_at")
-                                                                                : Clock::Real()->NowMicros();
-    std::string body = DumpJson(ev);
-    Stmt ins(db_, "INSERT INTO events (session_id, id, type, ts, body) VALUES (?, ?, ?, ?, ?)");
-    ins.Bind({session_id, ev.at("id").get<std::string>(), ev.at("type").get<std::string>(), ts, body});
-    WARREN_RETURN_IF_ERROR(ins.Exec());
+    WARREN_ASSIGN_OR_RETURN(std::string id, StrField(ev, "id", "event"));
+    WARREN_ASSIGN_OR_RETURN(std::string type, StrField(ev, "type", "event"));
+    int64_t ts = TimeOf(ev, "processed_at", clock_);
+    Stmt ins(db_, "INSERT INTO events (session_id, id, type, ts, awaiting_engine, body) VALUES (?, ?, ?, ?, ?, ?)");
+    ins.Bind({session_id, id, type, ts, AwaitingEngine(type, ev), DumpJson(ev)});
+    Status s = ins.Exec();
+    if (s.code() == Code::kConflict) return Status::Conflict("event " + id + " already exists in session " + session_id);
+    WARREN_RETURN_IF_ERROR(s);
     out.push_back(StoredEvent{sqlite3_last_insert_rowid(db_), ev});
   }
   return out;
 }
 
+Status SqliteStore::SetMemoryStoresLocked(const std::string& session_id, const Json& session) {
+  Stmt del(db_, "DELETE FROM session_memory_stores WHERE session_id = ?");
+  del.Bind({session_id});
+  WARREN_RETURN_IF_ERROR(del.Exec());
+  for (const std::string& m : MemoryStoresOf(session)) {
+    Stmt ins(db_, "INSERT OR IGNORE INTO session_memory_stores (memory_store_id, session_id) VALUES (?, ?)");
+    ins.Bind({m, session_id});
+    WARREN_RETURN_IF_ERROR(ins.Exec());
+  }
+  return Status::Ok();
+}
+
 Result<std::vector<StoredEvent>> SqliteStore::CreateSession(const Json& session, const std::vector<Json>& initial_events,
                                                             const CommitHook& hook) {
-  std::lock_guard<std::mutex> lock(mu_);
-  Txn txn(db_);
-  WARREN_RETURN_IF_ERROR(txn.status());
-  const Json& agent = session.at("agent");
-  Stmt st(db_,
-          "INSERT INTO sessions (id, environment_id, agent_id, agent_version, status, deployment_id, created_at, body) "
-          "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+  WARREN_ASSIGN_OR_RETURN(std::string id, StrField(session, "id", "session"));
+  WARREN_ASSIGN_OR_RETURN(std::string env_id, StrField(session, "environment_id", "session"));
+  WARREN_ASSIGN_OR_RETURN(std::string status, StrField(session, "status", "session"));
+  const Json agent = session.contains("agent") ? session["agent"] : Json();
+  WARREN_ASSIGN_OR_RETURN(std::string agent_id, StrField(agent, "id", "session.agent"));
+  WARREN_ASSIGN_OR_RETURN(int64_t agent_version, IntField(agent, "version", "session.agent"));
   Param deployment = session.contains("deployment_id") && session["deployment_id"].is_string()
                          ? Param(session["deployment_id"].get<std::string>())
                          : Param(nullptr);
-  st.Bind({session.at("id").get<std::string>(), session.at("environment_id").get<std::string>(),
-           agent.at("id").get<std::string>(), agent.at("version").get<int64_t>(),
-           session.at("status").get<std::string>(), deployment, TimeOf(session, "created_at"), DumpJson(session)});
-  WARREN_RETURN_IF_ERROR(st.Exec());
-  WARREN_ASSIGN_OR_RETURN(auto stored, InsertEventsLocked(session.at("id").get<std::string>(), initial_events));
-  WARREN_RETURN_IF_ERROR(txn.Commit());
-  if (hook && !stored.empty()) hook(stored);
-  return stored;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto r = InTxn([&]() -> Result<std::vector<StoredEvent>> {
+    Stmt st(db_,
+            "INSERT INTO sessions (id, environment_id, agent_id, agent_version, status, deployment_id, created_at, "
+            "archived, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    st.Bind({id, env_id, agent_id, agent_version, status, deployment, TimeOf(session, "created_at", clock_),
+             ArchivedFlag(session), DumpJson(session)});
+    Status s = st.Exec();
+    if (s.code() == Code::kConflict) return Status::Conflict("session " + id + " already exists");
+    WARREN_RETURN_IF_ERROR(s);
+    WARREN_RETURN_IF_ERROR(SetMemoryStoresLocked(id, session));
+    return InsertEventsLocked(id, initial_events);
+  });
+  if (r.ok() && hook && !r->empty()) hook(*r);
+  return r;
 }
 
 Result<Json> SqliteStore::GetSession(const std::string& id) {
@@ -579,35 +720,69 @@ Result<Json> SqliteStore::UpdateSession(const std::string& id, const SessionMuta
 
 Result<Json> SqliteStore::StepSession(const std::string& id, const StepMutator& mutate, const CommitHook& hook) {
   std::lock_guard<std::mutex> lock(mu_);
-  Txn txn(db_);
-  WARREN_RETURN_IF_ERROR(txn.status());
-  Stmt st(db_, "SELECT body FROM sessions WHERE id = ?");
-  st.Bind({id});
-  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
-  if (!row) return Status::NotFound("session " + id + " not found");
-  WARREN_ASSIGN_OR_RETURN(Json current, st.JsonCol(0));
   SessionStep step;
-  WARREN_ASSIGN_OR_RETURN(Json next, mutate(current, &step));
-  Stmt up(db_, "UPDATE sessions SET status = ?, archived = ?, body = ? WHERE id = ?");
-  up.Bind({next.at("status").get<std::string>(), int64_t{next.value("archived_at", Json()).is_null() ? 0 : 1},
-           DumpJson(next), id});
-  WARREN_RETURN_IF_ERROR(up.Exec());
-  for (const Json& ev : step.replace) {
-    Stmt rep(db_, "UPDATE events SET body = ?, ts = ? WHERE session_id = ? AND id = ?");
-    rep.Bind({DumpJson(ev), TimeOf(ev, "processed_at"), id, ev.at("id").get<std::string>()});
-    WARREN_RETURN_IF_ERROR(rep.Exec());
-    if (sqlite3_changes(db_) == 0) return Status::NotFound("event " + ev.at("id").get<std::string>() + " not found");
-  }
-  WARREN_ASSIGN_OR_RETURN(auto stored, InsertEventsLocked(id, step.append));
-  WARREN_RETURN_IF_ERROR(txn.Commit());
-  if (hook) {
+  std::vector<StoredEvent> stored;
+  auto r = InTxn([&]() -> Result<Json> {
+    step = SessionStep();
+    Stmt st(db_, "SELECT body FROM sessions WHERE id = ?");
+    st.Bind({id});
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return Status::NotFound("session " + id + " not found");
+    WARREN_ASSIGN_OR_RETURN(Json current, st.JsonCol(0));
+    WARREN_ASSIGN_OR_RETURN(step.engine_in, EngineStateLocked(id));
+    WARREN_ASSIGN_OR_RETURN(Json next, mutate(current, &step));
+    WARREN_ASSIGN_OR_RETURN(std::string status, StrField(next, "status", "session"));
+    Stmt up(db_, "UPDATE sessions SET status = ?, archived = ?, body = ? WHERE id = ?");
+    up.Bind({status, ArchivedFlag(next), DumpJson(next), id});
+    WARREN_RETURN_IF_ERROR(up.Exec());
+    if (MemoryStoresOf(next) != MemoryStoresOf(current))
+      WARREN_RETURN_IF_ERROR(SetMemoryStoresLocked(id, next));
+    if (step.engine) {
+      const EngineRecord& er = *step.engine;
+      Stmt es(db_,
+              "INSERT INTO engine_state (session_id, phase, consumed_seq, model_request_start_id, calls_this_turn, "
+              "cost_micros, transcript_base, transcript_next, summary, pending) VALUES (?,?,?,?,?,?,?,?,?,?) "
+              "ON CONFLICT(session_id) DO UPDATE SET phase = excluded.phase, consumed_seq = excluded.consumed_seq, "
+              "model_request_start_id = excluded.model_request_start_id, calls_this_turn = excluded.calls_this_turn, "
+              "cost_micros = excluded.cost_micros, transcript_base = excluded.transcript_base, "
+              "transcript_next = excluded.transcript_next, summary = excluded.summary, pending = excluded.pending");
+      es.Bind({id, er.phase, er.consumed_seq, er.model_request_start_id, er.calls_this_turn, er.cost_micros,
+               er.transcript_base, er.transcript_next, er.summary, DumpJson(er.pending)});
+      WARREN_RETURN_IF_ERROR(es.Exec());
+    }
+    for (const TranscriptEntry& t : step.transcript) {
+      Stmt tr(db_, "INSERT INTO transcript (session_id, idx, role, content) VALUES (?, ?, ?, ?)");
+      tr.Bind({id, t.idx, t.role, DumpJson(t.content)});
+      int rc = sqlite3_step(tr.raw());
+      if (rc == SQLITE_CONSTRAINT || (rc & 0xff) == SQLITE_CONSTRAINT)
+        return Status::Conflict("transcript row " + std::to_string(t.idx) + " of " + id + " exists");
+      if (rc != SQLITE_DONE) return SqlError(db_, "transcript insert");
+    }
+    for (const Json& ev : step.replace) {
+      WARREN_ASSIGN_OR_RETURN(std::string eid, StrField(ev, "id", "event"));
+      WARREN_ASSIGN_OR_RETURN(std::string type, StrField(ev, "type", "event"));
+      // The event's time becomes its processed_at; without one it keeps the
+      // time it was appended at.
+      Stmt rep(db_,
+               "UPDATE events SET body = ?, ts = COALESCE(?, ts), type = ?, awaiting_engine = ? "
+               "WHERE session_id = ? AND id = ?");
+      Param ts = ev.contains("processed_at") && ev["processed_at"].is_string() ? Param(TimeOf(ev, "processed_at", clock_))
+                                                                               : Param(nullptr);
+      rep.Bind({DumpJson(ev), ts, type, AwaitingEngine(type, ev), id, eid});
+      WARREN_RETURN_IF_ERROR(rep.Exec());
+      if (sqlite3_changes(db_) == 0) return Status::NotFound("event " + eid + " not found in session " + id);
+    }
+    WARREN_ASSIGN_OR_RETURN(stored, InsertEventsLocked(id, step.append));
+    return next;
+  });
+  if (r.ok() && hook) {
     // Updated events (earlier in the log) go out before the new ones.
     std::vector<StoredEvent> ordered;
     for (const Json& ev : step.replace) ordered.push_back(StoredEvent{0, ev});
     ordered.insert(ordered.end(), stored.begin(), stored.end());
     if (!ordered.empty()) hook(ordered);
   }
-  return next;
+  return r;
 }
 
 Result<std::vector<std::string>> SqliteStore::SessionsNeedingEngine() {
@@ -615,8 +790,7 @@ Result<std::vector<std::string>> SqliteStore::SessionsNeedingEngine() {
   std::vector<std::string> out;
   Stmt st(db_,
           "SELECT id FROM sessions WHERE status IN ('running', 'rescheduling') "
-          "UNION SELECT DISTINCT session_id FROM events WHERE (type LIKE 'user.%' OR type = 'system.message') "
-          "AND json_extract(body, '$.processed_at') IS NULL");
+          "UNION SELECT session_id FROM events WHERE awaiting_engine = 1");
   WARREN_RETURN_IF_ERROR(st.prepared());
   for (;;) {
     WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
@@ -636,8 +810,7 @@ Result<Page> SqliteStore::ListSessions(const SessionFilter& f, const PageSpec& p
   if (f.environment_id) { where += " AND environment_id = ?"; params.push_back(*f.environment_id); }
   if (f.deployment_id) { where += " AND deployment_id = ?"; params.push_back(*f.deployment_id); }
   if (f.memory_store_id) {
-    where += " AND EXISTS (SELECT 1 FROM json_each(sessions.body, '$.resources') r "
-             "WHERE json_extract(r.value, '$.memory_store_id') = ?)";
+    where += " AND id IN (SELECT session_id FROM session_memory_stores WHERE memory_store_id = ?)";
     params.push_back(*f.memory_store_id);
   }
   if (!f.statuses.empty()) {
@@ -654,19 +827,129 @@ Result<Page> SqliteStore::ListSessions(const SessionFilter& f, const PageSpec& p
 
 Status SqliteStore::DeleteSession(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu_);
+  return InTxn([&]() -> Status {
+    Stmt st(db_, "DELETE FROM sessions WHERE id = ?");
+    st.Bind({id});
+    WARREN_RETURN_IF_ERROR(st.Exec());
+    if (sqlite3_changes(db_) == 0) return Status::NotFound("session " + id + " not found");
+    for (const char* sql : {"DELETE FROM events WHERE session_id = ?", "DELETE FROM session_memory_stores WHERE session_id = ?",
+                            "DELETE FROM keys WHERE session_id = ?", "DELETE FROM engine_state WHERE session_id = ?",
+                            "DELETE FROM transcript WHERE session_id = ?", "DELETE FROM session_secrets WHERE session_id = ?"}) {
+      Stmt del(db_, sql);
+      del.Bind({id});
+      WARREN_RETURN_IF_ERROR(del.Exec());
+    }
+    return Status::Ok();
+  });
+}
+
+// ------------------------------------------------------------------ session secrets
+
+namespace {
+std::string ToHex(const std::string& bytes) {
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 15]);
+  }
+  return out;
+}
+bool FromHex(const std::string& hex, std::string* out) {
+  auto val = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1; };
+  if (hex.size() % 2) return false;
+  out->clear();
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    int hi = val(hex[i]), lo = val(hex[i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out->push_back(static_cast<char>(hi * 16 + lo));
+  }
+  return true;
+}
+}  // namespace
+
+Status SqliteStore::PutSessionSecrets(const std::string& session_id, const std::map<std::string, std::string>& sealed) {
+  std::lock_guard<std::mutex> lock(mu_);
   Txn txn(db_);
   WARREN_RETURN_IF_ERROR(txn.status());
-  Stmt st(db_, "DELETE FROM sessions WHERE id = ?");
-  st.Bind({id});
-  WARREN_RETURN_IF_ERROR(st.Exec());
-  if (sqlite3_changes(db_) == 0) return Status::NotFound("session " + id + " not found");
-  Stmt ev(db_, "DELETE FROM events WHERE session_id = ?");
-  ev.Bind({id});
-  WARREN_RETURN_IF_ERROR(ev.Exec());
-  Stmt keys(db_, "DELETE FROM keys WHERE session_id = ?");
-  keys.Bind({id});
-  WARREN_RETURN_IF_ERROR(keys.Exec());
+  for (const auto& [name, value] : sealed) {
+    Stmt st(db_, "INSERT INTO session_secrets (session_id, name, sealed) VALUES (?, ?, ?) "
+                 "ON CONFLICT(session_id, name) DO UPDATE SET sealed = excluded.sealed");
+    st.Bind({session_id, name, ToHex(value)});
+    WARREN_RETURN_IF_ERROR(st.Exec());
+  }
   return txn.Commit();
+}
+
+Result<std::map<std::string, std::string>> SqliteStore::GetSessionSecrets(const std::string& session_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_, "SELECT name, sealed FROM session_secrets WHERE session_id = ? ORDER BY name");
+  WARREN_RETURN_IF_ERROR(st.prepared());
+  st.Bind({session_id});
+  std::map<std::string, std::string> out;
+  for (;;) {
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    std::string bytes;
+    if (!FromHex(st.Text(1), &bytes)) return Status::IOError("session secret " + st.Text(0) + " of " + session_id + ": damaged");
+    out[st.Text(0)] = std::move(bytes);
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------ engine state
+
+Result<std::optional<EngineRecord>> SqliteStore::EngineStateLocked(const std::string& session_id) {
+  Stmt st(db_,
+          "SELECT phase, consumed_seq, model_request_start_id, calls_this_turn, cost_micros, transcript_base, "
+          "transcript_next, summary, pending FROM engine_state WHERE session_id = ?");
+  WARREN_RETURN_IF_ERROR(st.prepared());
+  st.Bind({session_id});
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return std::optional<EngineRecord>();
+  EngineRecord r;
+  r.phase = st.Text(0);
+  r.consumed_seq = st.Int(1);
+  r.model_request_start_id = st.Text(2);
+  r.calls_this_turn = st.Int(3);
+  r.cost_micros = st.Int(4);
+  r.transcript_base = st.Int(5);
+  r.transcript_next = st.Int(6);
+  r.summary = st.Text(7);
+  auto pending = st.JsonCol(8);
+  r.pending = pending.ok() && pending->is_array() ? *pending : Json::array();
+  return std::optional<EngineRecord>(std::move(r));
+}
+
+Result<std::optional<EngineRecord>> SqliteStore::GetEngineState(const std::string& session_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_, "SELECT 1 FROM sessions WHERE id = ?");
+  st.Bind({session_id});
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return Status::NotFound("session " + session_id + " not found");
+  return EngineStateLocked(session_id);
+}
+
+Result<std::vector<TranscriptEntry>> SqliteStore::ReadTranscript(const std::string& session_id, int64_t from_idx,
+                                                                 int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_, "SELECT idx, role, content FROM transcript WHERE session_id = ? AND idx >= ? ORDER BY idx LIMIT ?");
+  WARREN_RETURN_IF_ERROR(st.prepared());
+  st.Bind({session_id, from_idx, int64_t{std::max(1, limit)}});
+  std::vector<TranscriptEntry> out;
+  for (;;) {
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    TranscriptEntry t;
+    t.idx = st.Int(0);
+    t.role = st.Text(1);
+    auto content = st.JsonCol(2);
+    if (!content.ok()) return content.status().WithContext("transcript row " + std::to_string(t.idx) + " of " + session_id);
+    t.content = std::move(content).value();
+    out.push_back(std::move(t));
+  }
+  return out;
 }
 
 // ------------------------------------------------------------------ events
@@ -675,21 +958,20 @@ Result<std::vector<StoredEvent>> SqliteStore::AppendEvents(const std::string& se
                                                            const std::function<Status(const Json& session)>& check,
                                                            const std::vector<Json>& events, const CommitHook& hook) {
   std::lock_guard<std::mutex> lock(mu_);
-  Txn txn(db_);
-  WARREN_RETURN_IF_ERROR(txn.status());
-  Stmt st(db_, "SELECT body FROM sessions WHERE id = ?");
-  st.Bind({session_id});
-  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
-  if (!row) return Status::NotFound("session " + session_id + " not found");
-  if (check) {
-    WARREN_ASSIGN_OR_RETURN(Json session, st.JsonCol(0));
-    WARREN_RETURN_IF_ERROR(check(session));
-  }
-  WARREN_RETURN_IF_ERROR(CheckAnswersLocked(session_id, events));
-  WARREN_ASSIGN_OR_RETURN(auto stored, InsertEventsLocked(session_id, events));
-  WARREN_RETURN_IF_ERROR(txn.Commit());
-  if (hook && !stored.empty()) hook(stored);
-  return stored;
+  auto r = InTxn([&]() -> Result<std::vector<StoredEvent>> {
+    Stmt st(db_, "SELECT body FROM sessions WHERE id = ?");
+    st.Bind({session_id});
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return Status::NotFound("session " + session_id + " not found");
+    if (check) {
+      WARREN_ASSIGN_OR_RETURN(Json session, st.JsonCol(0));
+      WARREN_RETURN_IF_ERROR(check(session));
+    }
+    WARREN_RETURN_IF_ERROR(CheckAnswersLocked(session_id, events));
+    return InsertEventsLocked(session_id, events);
+  });
+  if (r.ok() && hook && !r->empty()) hook(*r);
+  return r;
 }
 
 Status SqliteStore::CheckAnswersLocked(const std::string& session_id, const std::vector<Json>& events) {
@@ -733,6 +1015,7 @@ Result<Page> SqliteStore::ListEvents(const std::string& session_id, const EventF
 
 Result<std::vector<StoredEvent>> SqliteStore::EventsAfter(const std::string& session_id, int64_t after_seq, int limit) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (limit <= 0) return std::vector<StoredEvent>();
   Stmt st(db_, "SELECT seq, body FROM events WHERE session_id = ? AND seq > ? ORDER BY seq ASC LIMIT ?");
   st.Bind({session_id, after_seq, int64_t{limit}});
   std::vector<StoredEvent> out;
@@ -762,8 +1045,10 @@ Status SqliteStore::PutKey(const std::string& key_hash, const KeyRecord& r) {
   Stmt st(db_, "INSERT INTO keys (hash, kind, environment_id, session_id, work_id, created_at) VALUES (?, ?, ?, ?, ?, ?)");
   auto opt = [](const std::string& s) { return s.empty() ? Param(nullptr) : Param(s); };
   st.Bind({key_hash, KindName(r.kind), opt(r.environment_id), opt(r.session_id), opt(r.work_id),
-           Clock::Real()->NowMicros()});
-  return st.Exec();
+           clock_->NowMicros()});
+  Status s = st.Exec();
+  if (s.code() == Code::kConflict) return Status::Conflict("key already exists");
+  return s;
 }
 
 Result<std::optional<KeyRecord>> SqliteStore::LookupKey(const std::string& key_hash) {
@@ -850,7 +1135,8 @@ Status SqliteStore::CreateWork(const WorkRecord& w) {
            int64_t{w.ttl_seconds}, DumpJson(w.body)});
   Status s = st.Exec();
   if (s.code() == Code::kConflict)
-    return Status::Conflict("session " + w.session_id + " already has a live work item");
+    return Status::Conflict("work item " + w.id + ": the id exists or session " + w.session_id +
+                            " already has a live work item");
   return s;
 }
 
@@ -863,51 +1149,54 @@ Result<WorkRecord> SqliteStore::GetWork(const std::string& id) {
 
 Result<WorkRecord> SqliteStore::UpdateWork(const std::string& id, const std::function<Status(WorkRecord*)>& mutate) {
   std::lock_guard<std::mutex> lock(mu_);
-  Txn txn(db_);
-  WARREN_RETURN_IF_ERROR(txn.status());
-  WARREN_ASSIGN_OR_RETURN(auto cur, ReadWorkLocked(id));
-  if (!cur) return Status::NotFound("work item " + id + " not found");
-  WorkRecord next = *cur;
-  WARREN_RETURN_IF_ERROR(mutate(&next));
-  next.id = cur->id;
-  next.seq = cur->seq;
-  next.environment_id = cur->environment_id;
-  next.session_id = cur->session_id;
-  next.created_at = cur->created_at;
-  const bool unchanged = next.state == cur->state && next.delivered_at == cur->delivered_at &&
-                         next.deliveries == cur->deliveries && next.deadline == cur->deadline &&
-                         next.last_heartbeat == cur->last_heartbeat && next.ttl_seconds == cur->ttl_seconds &&
-                         next.body == cur->body;
-  if (!unchanged) WARREN_RETURN_IF_ERROR(WriteWorkLocked(next));
-  const bool held = cur->state == "starting" || cur->state == "active" || cur->state == "stopping";
-  if ((next.state == "stopped" && cur->state != "stopped") || (held && next.state == "queued")) {
-    Stmt del(db_, "DELETE FROM keys WHERE kind = 'session' AND work_id = ?");
-    WARREN_RETURN_IF_ERROR(del.prepared());
-    del.Bind({next.id});
-    WARREN_RETURN_IF_ERROR(del.Exec());
-  }
-  WARREN_RETURN_IF_ERROR(txn.Commit());
-  return next;
+  return InTxn([&]() -> Result<WorkRecord> {
+    WARREN_ASSIGN_OR_RETURN(auto cur, ReadWorkLocked(id));
+    if (!cur) return Status::NotFound("work item " + id + " not found");
+    WorkRecord next = *cur;
+    WARREN_RETURN_IF_ERROR(mutate(&next));
+    next.id = cur->id;
+    next.seq = cur->seq;
+    next.environment_id = cur->environment_id;
+    next.session_id = cur->session_id;
+    next.created_at = cur->created_at;
+    const bool unchanged = next.state == cur->state && next.delivered_at == cur->delivered_at &&
+                           next.deliveries == cur->deliveries && next.deadline == cur->deadline &&
+                           next.last_heartbeat == cur->last_heartbeat && next.ttl_seconds == cur->ttl_seconds &&
+                           next.body == cur->body;
+    if (!unchanged) {
+      Status s = WriteWorkLocked(next);
+      if (s.code() == Code::kConflict)
+        return Status::Conflict("session " + next.session_id + " already has a live work item");
+      WARREN_RETURN_IF_ERROR(s);
+    }
+    const bool held = cur->state == "starting" || cur->state == "active" || cur->state == "stopping";
+    if ((next.state == "stopped" && cur->state != "stopped") || (held && next.state == "queued")) {
+      Stmt del(db_, "DELETE FROM keys WHERE kind = 'session' AND work_id = ?");
+      WARREN_RETURN_IF_ERROR(del.prepared());
+      del.Bind({next.id});
+      WARREN_RETURN_IF_ERROR(del.Exec());
+    }
+    return next;
+  });
 }
 
 Result<std::optional<WorkRecord>> SqliteStore::ClaimWork(const std::string& environment_id, int64_t now,
                                                          int64_t redeliver_before) {
   std::lock_guard<std::mutex> lock(mu_);
-  Txn txn(db_);
-  WARREN_RETURN_IF_ERROR(txn.status());
-  Stmt st(db_, std::string("SELECT ") + kWorkCols +
-                   " FROM work_items WHERE environment_id = ? AND state = 'queued' AND "
-                   "(delivered_at IS NULL OR delivered_at <= ?) ORDER BY seq ASC LIMIT 1");
-  WARREN_RETURN_IF_ERROR(st.prepared());
-  st.Bind({environment_id, redeliver_before});
-  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
-  if (!row) return std::optional<WorkRecord>();
-  WARREN_ASSIGN_OR_RETURN(WorkRecord w, WorkFromRow(st));
-  w.delivered_at = now;
-  w.deliveries++;
-  WARREN_RETURN_IF_ERROR(WriteWorkLocked(w));
-  WARREN_RETURN_IF_ERROR(txn.Commit());
-  return std::optional<WorkRecord>(std::move(w));
+  return InTxn([&]() -> Result<std::optional<WorkRecord>> {
+    Stmt st(db_, std::string("SELECT ") + kWorkCols +
+                     " FROM work_items WHERE environment_id = ? AND state = 'queued' AND "
+                     "(delivered_at IS NULL OR delivered_at <= ?) ORDER BY seq ASC LIMIT 1");
+    WARREN_RETURN_IF_ERROR(st.prepared());
+    st.Bind({environment_id, redeliver_before});
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return std::optional<WorkRecord>();
+    WARREN_ASSIGN_OR_RETURN(WorkRecord w, WorkFromRow(st));
+    w.delivered_at = now;
+    w.deliveries++;
+    WARREN_RETURN_IF_ERROR(WriteWorkLocked(w));
+    return std::optional<WorkRecord>(std::move(w));
+  });
 }
 
 Result<Page> SqliteStore::ListWork(const std::string& environment_id, const PageSpec& page) {
@@ -941,7 +1230,7 @@ Result<std::vector<std::string>> SqliteStore::DueWork(const std::string& environ
     sql += " AND environment_id = ?";
     params.push_back(environment_id);
   }
-  sql += " ORDER BY deadline ASC LIMIT ?";
+  sql += " ORDER BY deadline ASC, seq ASC LIMIT ?";
   params.push_back(int64_t{std::max(limit, 1)});
   Stmt st(db_, sql);
   WARREN_RETURN_IF_ERROR(st.prepared());

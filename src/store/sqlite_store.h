@@ -3,13 +3,19 @@
 // One connection guarded by a mutex: SQLite has one writer anyway, and the
 // critical section also orders CommitHooks. `synchronous=FULL` by default, so
 // an acknowledged write survives a crash of the process or of the machine.
-// Thread-safe.
+// Keeps the Store contract (store.h): every write is BEGIN IMMEDIATE under
+// the mutex, so event seqs (AUTOINCREMENT) follow commit order store-wide and
+// hooks run in commit order; time comes from the injected Clock; scheduling
+// queries are served by indexes (migration 4, checked with EXPLAIN QUERY
+// PLAN in sqlite_store_test.cc). Thread-safe; the Clock must outlive it.
 #pragma once
 
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
+#include "common/clock.h"
 #include "store/store.h"
 
 struct sqlite3;
@@ -20,18 +26,30 @@ struct SqliteOptions {
   std::string path;                 // database file
   std::string synchronous = "FULL";  // FULL | NORMAL
   int busy_timeout_ms = 5000;
+  // Test hook (store.h contract 4): roll back this many attempts of every
+  // mutating transaction after its mutator ran, then run it again.
+  int abort_attempts = 0;
+  // Test hook: migrate only up to this schema version (0 = latest), to
+  // build databases as older releases left them.
+  int migrate_to = 0;
 };
 
 class SqliteStore final : public Store {
  public:
-  // Opens (creating if needed) and migrates the database.
-  static Result<std::unique_ptr<SqliteStore>> Open(const SqliteOptions& options);
+  // Opens (creating if needed) and migrates the database. `clock` (not
+  // owned, required) is the store's only source of time.
+  static Result<std::unique_ptr<SqliteStore>> Open(const SqliteOptions& options, Clock* clock);
   ~SqliteStore() override;
   SqliteStore(const SqliteStore&) = delete;
   SqliteStore& operator=(const SqliteStore&) = delete;
 
   // Current schema version (for tests and `warren doctor`).
   int schema_version();
+  // For tests: records the SQL text (with `?` placeholders) of every
+  // statement run until called again with nullptr.
+  void TraceStatements(std::vector<std::string>* sink);
+  // For tests: the detail column of EXPLAIN QUERY PLAN for `sql`.
+  Result<std::vector<std::string>> ExplainQueryPlan(const std::string& sql);
 
   Status CreateAgent(const Json& agent) override;
   Result<Json> GetAgent(const std::string& id, std::optional<int> version) override;
@@ -53,6 +71,11 @@ class SqliteStore final : public Store {
   Result<Json> StepSession(const std::string& id, const StepMutator& mutate, const CommitHook& hook) override;
   Result<std::vector<std::string>> SessionsNeedingEngine() override;
   Status DeleteSession(const std::string& id) override;
+  Status PutSessionSecrets(const std::string& session_id, const std::map<std::string, std::string>& sealed) override;
+  Result<std::map<std::string, std::string>> GetSessionSecrets(const std::string& session_id) override;
+  Result<std::optional<EngineRecord>> GetEngineState(const std::string& session_id) override;
+  Result<std::vector<TranscriptEntry>> ReadTranscript(const std::string& session_id, int64_t from_idx,
+                                                      int limit) override;
 
   Result<std::vector<StoredEvent>> AppendEvents(const std::string& session_id,
                                                 const std::function<Status(const Json& session)>& check,
@@ -77,15 +100,24 @@ class SqliteStore final : public Store {
   Result<WorkCounts> CountWork(const std::string& environment_id, int64_t workers_since) override;
 
  private:
-  explicit SqliteStore(sqlite3* db) : db_(db) {}
-  Status Migrate();
+  SqliteStore(sqlite3* db, Clock* clock, int abort_attempts)
+      : db_(db), clock_(clock), abort_attempts_(abort_attempts) {}
+  Status Migrate(int migrate_to);
+  // Runs `body` in a write transaction, retrying per abort_attempts_.
+  template <typename F>
+  auto InTxn(F&& body) -> decltype(body());
+  Status SetMemoryStoresLocked(const std::string& session_id, const Json& session);
   Result<std::optional<WorkRecord>> ReadWorkLocked(const std::string& id);
   Status WriteWorkLocked(const WorkRecord& w);
+  Result<std::optional<EngineRecord>> EngineStateLocked(const std::string& session_id);
   Status CheckAnswersLocked(const std::string& session_id, const std::vector<Json>& events);
   Result<std::vector<StoredEvent>> InsertEventsLocked(const std::string& session_id, const std::vector<Json>& events);
 
   std::mutex mu_;
   sqlite3* db_;
+  Clock* clock_;
+  const int abort_attempts_;
+  std::vector<std::string>* trace_ = nullptr;
 };
 
 }  // namespace warren::store

@@ -1,15 +1,79 @@
-// Store: Warren's durable state behind one interface (DESIGN decision 3).
+// Store: Warren's durable state behind one interface (DESIGN decisions 3, 11).
 //
 // Objects are kept as their rendered API JSON plus the indexed columns that
-// queries need; each method is one transaction. Lists page by an opaque
-// position (`seq`, a store-wide creation counter), never by offset.
+// queries need. Implementations: SqliteStore (embedded default, WAL) and
+// MemoryStore (in-memory fake for unit tests). A PostgreSQL store will
+// implement the same interface and must pass the same conformance suite
+// (store_conformance_test.cc: add one factory there).
 //
-// Implementations: SqliteStore (embedded default). A PostgreSQL store will
-// implement the same interface. Every implementation is thread-safe.
+// THE CONTRACT (every implementation keeps it; the conformance suite tests it)
+//
+// 1. Transactions. Each method is one transaction: it commits whole or not at
+//    all. A method that fails returns a non-OK Status and leaves no trace.
+//    Errors: NotFound for a missing object (the message names it), Conflict
+//    for a uniqueness or state conflict, Unavailable when the backend is busy
+//    past its timeout, IOError for backend failures, InvalidArgument for an
+//    object that lacks a field the store indexes.
+//
+// 2. Event order. Within one session, event seqs are unique, positive and
+//    strictly increasing in COMMIT order: when an event with seq N is visible
+//    to a reader, every event of that session with a seq below N is visible
+//    too (or was never committed). A reader that tails a session with
+//    EventsAfter(last_seen) therefore never skips an event. Seqs may have
+//    gaps and need not be comparable across sessions.
+//    - SqliteStore: one writer (BEGIN IMMEDIATE under the store mutex), and
+//      seq is assigned inside that transaction, so commit order = seq order
+//      store-wide.
+//    - PostgreSQL must NOT take event seqs from a plain SEQUENCE (nextval is
+//      not transactional: T1 takes 5, T2 takes 6 and commits first, a reader
+//      sees 6 and moves past 5 before T1 commits). It serialises writers of
+//      one session while assigning seqs: `SELECT next_event_seq FROM sessions
+//      WHERE id = $1 FOR UPDATE` (or pg_advisory_xact_lock on the session),
+//      takes seqs from that per-session counter and updates it, all in the
+//      writing transaction. The lock is held to commit, so two writers of one
+//      session commit in seq order.
+//
+// 3. Commit hooks. A CommitHook runs after its transaction committed, never
+//    for a failed one, with the events that transaction wrote. For one
+//    session, hooks run one at a time and in commit order, so a live stream
+//    fed by hooks sees events in seq order. SqliteStore and MemoryStore run
+//    the hook inside their write critical section (all hooks in commit
+//    order). A PostgreSQL store holds a per-session in-process lock from
+//    before the seq assignment until its hook returned (other processes
+//    learn of events by tailing, e.g. after LISTEN/NOTIFY). Hooks must be
+//    quick and must not call the Store (they run under its lock).
+//
+// 4. Mutators (Mutator, SessionMutator, StepMutator, UpdateWork's mutate,
+//    AppendEvents' check) run inside the transaction and MAY RUN MORE THAN
+//    ONCE: a store retries the transaction after a serialization failure
+//    (PostgreSQL SERIALIZABLE / deadlock), discarding the attempt. So a
+//    mutator must be a function of its input: it must not call the Store
+//    (deadlock on SqliteStore, a different transaction elsewhere), must not
+//    publish, log as done, schedule work or otherwise act outside the
+//    transaction, and must reset (not accumulate into) any captured output.
+//    Act on what the method RETURNS, after it returns. The out-parameters
+//    (`events`, `step`, the WorkRecord) are fresh for every attempt. Stores
+//    honour `abort_attempts` in their options (a test hook that discards
+//    that many attempts of every mutating transaction), so callers can test
+//    their mutators under retries.
+//
+// 5. Time. A store reads time only from the Clock it was given (for rows
+//    without their own timestamp: event times before processing, key
+//    creation, migrations); it never calls Clock::Real() itself. Scheduling
+//    times (`now` of ClaimWork, DueWork, ...) are passed in by the caller.
+//
+// 6. Paging. Lists page by `seq` (a per-table creation counter), never by
+//    offset, so inserts and deletes between pages neither repeat nor skip
+//    rows. See PageSpec. Filters are applied before the page is cut.
+//
+// 7. Thread-safety. Every method may be called from any thread at the same
+//    time; the object is owned by the composition root (src/cli) and
+//    outlives its users.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,8 +86,10 @@ namespace warren::store {
 
 enum class Order { kAsc, kDesc };
 
-// A page request over `seq`. With `after`, rows strictly past it in `order`;
-// with `before`, rows strictly before it in `order` (used for prev pages).
+// A page request over `seq`. `order` is the listing order. With `after`,
+// rows strictly past that seq in `order` (next page); with `before`, rows
+// strictly before it in `order` (previous page), still returned in `order`.
+// `after` wins when both are set. `limit` is clamped to [1, 1000].
 struct PageSpec {
   int limit = 20;
   Order order = Order::kDesc;
@@ -31,6 +97,10 @@ struct PageSpec {
   std::optional<int64_t> before;
 };
 
+// One page. `more_after`: rows matching the filter exist past the last item
+// (in `order`); `more_before`: rows exist before the first item. On an empty
+// page, `more_before` is true when `after` was given and `more_after` when
+// `before` was given (the cursor's own side is assumed non-empty).
 struct Page {
   std::vector<Json> items;
   std::vector<int64_t> seqs;  // seq of each item, same order
@@ -38,6 +108,7 @@ struct Page {
   bool more_before = false;   // rows exist before the first item
 };
 
+// Bounds in micros since the epoch; each one set is applied (AND).
 struct TimeRange {
   std::optional<int64_t> gt, gte, lt, lte;  // micros
 };
@@ -47,11 +118,12 @@ struct AgentFilter {
   bool include_archived = false;
 };
 
+// All set fields must match (AND); `statuses` matches any of them.
 struct SessionFilter {
   std::optional<std::string> agent_id;
   std::optional<int> agent_version;
   std::optional<std::string> environment_id;  // key scope
-  std::optional<std::string> memory_store_id;
+  std::optional<std::string> memory_store_id;  // any resources[].memory_store_id
   std::optional<std::string> deployment_id;
   std::vector<std::string> statuses;
   TimeRange created;
@@ -60,7 +132,9 @@ struct SessionFilter {
 
 struct EventFilter {
   std::vector<std::string> types;
-  TimeRange processed;  // compared with processed_at (or created when null)
+  // Compared with the event's time: its processed_at, or the store's clock
+  // at append while processed_at is null.
+  TimeRange processed;
 };
 
 // A stored event: its JSON (with "id", "type", "processed_at") and seq.
@@ -122,14 +196,42 @@ struct WorkCounts {
   int64_t workers = 0;  // distinct worker ids that polled since `workers_since`
 };
 
-// Called inside the write transaction's critical section, after commit, in
-// commit order (used to publish events to live streams in order).
+// The engine's typed state of one session (DESIGN decision 10), kept as the
+// columns of its own table and changed only inside StepSession. Its meaning
+// belongs to the engine (engine/engine_state.h); the store keeps it.
+struct EngineRecord {
+  std::string phase = "idle";
+  int64_t consumed_seq = 0;
+  std::string model_request_start_id;
+  int64_t calls_this_turn = 0;
+  int64_t cost_micros = 0;
+  // The conversation is `summary` (if not empty) followed by the transcript
+  // rows with idx >= transcript_base; transcript_next is the next idx.
+  int64_t transcript_base = 0;
+  int64_t transcript_next = 0;
+  std::string summary;
+  Json pending = Json::array();  // tool calls of the current model answer (one answer's worth)
+};
+
+// One row of a session's append-only transcript: a Messages-shape message
+// (`content` is its array of blocks). Rows are never rewritten; compaction
+// moves the engine's base past them.
+struct TranscriptEntry {
+  int64_t idx = 0;
+  std::string role;  // user | assistant
+  Json content = Json::array();
+};
+
+// Called after commit with the events the transaction wrote, in commit order
+// per session (contract 3). Not called when nothing was written.
 using CommitHook = std::function<void(const std::vector<StoredEvent>&)>;
 
 // Mutation callback for read-modify-write updates. Receives the current
 // object, returns the new one (or an error, which aborts the transaction).
+// May run more than once (contract 4).
 using Mutator = std::function<Result<Json>(const Json& current)>;
-// Session variant: may also append events (to `*events`) atomically.
+// Session variant: may also append events (to `*events`, empty on every
+// attempt) atomically. May run more than once (contract 4).
 using SessionMutator = std::function<Result<Json>(const Json& current, std::vector<Json>* events)>;
 
 class Store {
@@ -137,25 +239,39 @@ class Store {
   virtual ~Store() = default;
 
   // ---- agents (every update is a new immutable version)
+  // Stores version agent["version"] as the first. Conflict if the id exists.
   virtual Status CreateAgent(const Json& agent) = 0;
-  // Latest when `version` is empty.
+  // Latest when `version` is empty. A past version carries the agent's
+  // current `archived_at` (archival is a property of the agent). NotFound
+  // for an unknown agent or version.
   virtual Result<Json> GetAgent(const std::string& id, std::optional<int> version) = 0;
-  // `mutate` gets the latest version and returns the next one (its "version"
-  // must be latest+1).
+  // `mutate` gets the latest version and returns the next one. Returning
+  // the current object unchanged writes nothing; a changed object with the
+  // same "version" rewrites the latest in place (archival); a new "version"
+  // (it must be latest+1, else Conflict) is recorded as a new version.
+  // Optimistic concurrency is the mutator's: it compares the version it was
+  // given with the one its caller expected and returns Conflict.
   virtual Result<Json> UpdateAgent(const std::string& id, const Mutator& mutate) = 0;
+  // Latest versions, by creation; archived ones only with include_archived.
   virtual Result<Page> ListAgents(const AgentFilter& filter, const PageSpec& page) = 0;
+  // Versions of one agent (NotFound for an unknown agent).
   virtual Result<Page> ListAgentVersions(const std::string& id, const PageSpec& page) = 0;
 
   // ---- environments
-  // Conflict if a non-deleted environment has the same name.
+  // Conflict if an environment (archived or not; deleted ones free their
+  // name) has the same name or id.
   virtual Status CreateEnvironment(const Json& env) = 0;
   virtual Result<Json> GetEnvironment(const std::string& id) = 0;
+  // Conflict when the new name is taken by another environment.
   virtual Result<Json> UpdateEnvironment(const std::string& id, const Mutator& mutate) = 0;
   virtual Result<Page> ListEnvironments(bool include_archived, const PageSpec& page) = 0;
+  // Deletes the environment and every key scoped to it (environment keys,
+  // sessions tokens). NotFound if absent. Its sessions and work items stay.
   virtual Status DeleteEnvironment(const std::string& id) = 0;
 
   // ---- sessions
-  // Creates the session and appends `initial_events` atomically.
+  // Creates the session and appends `initial_events` atomically; the hook
+  // gets the stored events. Conflict if the id exists.
   virtual Result<std::vector<StoredEvent>> CreateSession(const Json& session, const std::vector<Json>& initial_events,
                                                          const CommitHook& hook) = 0;
   virtual Result<Json> GetSession(const std::string& id) = 0;
@@ -164,23 +280,54 @@ class Store {
   virtual Result<Page> ListSessions(const SessionFilter& filter, const PageSpec& page) = 0;
   // The engine's atomic step: `mutate` gets the session and returns the new
   // one; it may append events and replace the bodies of existing events
-  // (same id, e.g. processed_at set). The hook sees the replaced events
-  // (seq 0) first, then the appended ones with their seq.
+  // (same id and seq, e.g. processed_at set; NotFound aborts the step when
+  // the id is not an event of this session). The hook sees the replaced
+  // events (seq 0) first, then the appended ones with their seq.
+  //
+  // Engine state rides in the same transaction: the store fills
+  // `engine_in` with the committed EngineRecord (nullopt before the engine's
+  // first step) before calling `mutate`; if `mutate` sets `engine`, that
+  // record replaces it, and `transcript` rows are appended (each idx must be
+  // new for the session, else the transaction fails with Conflict).
   struct SessionStep {
     std::vector<Json> append;
     std::vector<Json> replace;
+    std::optional<EngineRecord> engine_in;
+    std::optional<EngineRecord> engine;
+    std::vector<TranscriptEntry> transcript;
   };
   using StepMutator = std::function<Result<Json>(const Json& current, SessionStep* step)>;
   virtual Result<Json> StepSession(const std::string& id, const StepMutator& mutate, const CommitHook& hook) = 0;
   // Ids of sessions the engine must look at after a restart: status running
-  // or rescheduling, or holding client events not yet processed.
+  // or rescheduling, or holding client events (user.* and system.message)
+  // whose processed_at is null. Each id once, in no particular order.
+  // Served by indexes, never by a scan of bodies.
   virtual Result<std::vector<std::string>> SessionsNeedingEngine() = 0;
-  // Deletes the session and its events; appends nothing.
+  // Deletes the session, its events, its sessions keys, its engine state,
+  // transcript and secrets; appends nothing. NotFound if absent. Work items
+  // are the queue's to stop.
   virtual Status DeleteSession(const std::string& id) = 0;
+
+  // ---- session secrets (e.g. a github_repository's authorization_token):
+  // values sealed by the caller (common/secret_box.h, AES-256-GCM) and opaque
+  // to the store, never part of a session's JSON. The API writes them before
+  // the session row, so no session exists without its secrets; DeleteSession
+  // removes them. Put replaces the named values given.
+  virtual Status PutSessionSecrets(const std::string& session_id, const std::map<std::string, std::string>& sealed) = 0;
+  virtual Result<std::map<std::string, std::string>> GetSessionSecrets(const std::string& session_id) = 0;
+
+  // ---- engine state (written only through StepSession)
+  // The committed engine record of a session; nullopt if the engine never
+  // stepped it. NotFound if the session does not exist.
+  virtual Result<std::optional<EngineRecord>> GetEngineState(const std::string& session_id) = 0;
+  // Transcript rows with idx >= from_idx, ascending, at most `limit`.
+  virtual Result<std::vector<TranscriptEntry>> ReadTranscript(const std::string& session_id, int64_t from_idx,
+                                                              int limit) = 0;
 
   // ---- events
   // Appends events to a session atomically, after `check` (run inside the
-  // transaction with the current session) accepts. Returns stored events.
+  // transaction with the current session; may run more than once) accepts.
+  // Returns the stored events. Conflict if an event id repeats in the session.
   // A tool call is answered at most once: an answer (AnswerField) to a call
   // that already has an answer of the same type in the session, or two
   // answers to one call in `events`, is Conflict with detail code
@@ -189,74 +336,59 @@ class Store {
   virtual Result<std::vector<StoredEvent>> AppendEvents(
       const std::string& session_id, const std::function<Status(const Json& session)>& check,
       const std::vector<Json>& events, const CommitHook& hook) = 0;
+  // Paged by seq; NotFound-free: an unknown session lists empty.
   virtual Result<Page> ListEvents(const std::string& session_id, const EventFilter& filter,
                                   const PageSpec& page) = 0;
-  // Events of a session with seq > after_seq, ascending (stream replay).
+  // Events of a session with seq > after_seq, ascending, at most `limit`
+  // (stream replay and tailing; contract 2 makes tailing gap-free).
   virtual Result<std::vector<StoredEvent>> EventsAfter(const std::string& session_id, int64_t after_seq,
                                                        int limit) = 0;
   // One event of a session by id, if present.
   virtual Result<std::optional<StoredEvent>> GetEvent(const std::string& session_id, const std::string& event_id) = 0;
 
   // ---- credentials (only hashes are stored)
+  // Conflict if the hash exists.
   virtual Status PutKey(const std::string& key_hash, const KeyRecord& record) = 0;
   virtual Result<std::optional<KeyRecord>> LookupKey(const std::string& key_hash) = 0;
   virtual Result<int64_t> CountKeys(KeyKind kind) = 0;
 
-  // ---- work queue (spec 3.3). Defaults return Unimplemented so that stores
-  // and fakes without a queue need not implement them.
-  // Inserts a new item. Conflict if its session already has a live
-  // (queued/starting/active/stopping) item: a stopping item's holder still
-  // works until it confirms, its lease lapses or the stop is forced.
-  virtual Status CreateWork(const WorkRecord& work);
-  virtual Result<WorkRecord> GetWork(const std::string& id);
+  // ---- work queue (spec 3.3)
+  // Inserts a new item (seq assigned by the store). Conflict if the id
+  // exists or its session already has a live (queued/starting/active/
+  // stopping) item: a stopping item's holder still works until it confirms,
+  // its lease lapses or the stop is forced.
+  virtual Status CreateWork(const WorkRecord& work) = 0;
+  virtual Result<WorkRecord> GetWork(const std::string& id) = 0;
   // Read-modify-write in one transaction; `mutate` edits the record (not its
-  // id, environment or session) or returns an error that aborts. A mutation
+  // id, seq, environment, session or created_at: those edits are ignored)
+  // or returns an error that aborts. May run more than once. A mutation
   // that changes nothing writes nothing. In the same transaction, the item's
   // sessions tokens (KeyKind::kSession with its work_id) are revoked when it
   // becomes `stopped` or loses its lease (starting/active/stopping ->
   // queued), so a worker that lost the item cannot keep posting for it.
-  virtual Result<WorkRecord> UpdateWork(const std::string& id, const std::function<Status(WorkRecord*)>& mutate);
-  // Atomically claims the oldest queued item of `environment_id` that was
-  // never delivered or last delivered at or before `redeliver_before`: sets
-  // delivered_at = now and counts the delivery. nullopt when none.
+  // Conflict if the edit would give its session a second live item.
+  virtual Result<WorkRecord> UpdateWork(const std::string& id, const std::function<Status(WorkRecord*)>& mutate) = 0;
+  // Atomically claims the oldest (by seq) queued item of `environment_id`
+  // that was never delivered or last delivered at or before
+  // `redeliver_before`: sets delivered_at = now and counts the delivery.
+  // nullopt when none. Two concurrent claims never get the same delivery.
   virtual Result<std::optional<WorkRecord>> ClaimWork(const std::string& environment_id, int64_t now,
-                                                      int64_t redeliver_before);
-  // Work objects of one environment, paged by seq.
-  virtual Result<Page> ListWork(const std::string& environment_id, const PageSpec& page);
+                                                      int64_t redeliver_before) = 0;
+  // Work objects (bodies) of one environment, paged by seq.
+  virtual Result<Page> ListWork(const std::string& environment_id, const PageSpec& page) = 0;
   // Items of one session that are not stopped, oldest first.
-  virtual Result<std::vector<WorkRecord>> UnstoppedWorkForSession(const std::string& session_id);
+  virtual Result<std::vector<WorkRecord>> UnstoppedWorkForSession(const std::string& session_id) = 0;
   // Ids of starting/active/stopping items whose deadline < now (all
-  // environments when `environment_id` is empty), oldest deadline first.
-  virtual Result<std::vector<std::string>> DueWork(const std::string& environment_id, int64_t now, int limit);
-  // Remembers that `worker_id` polled `environment_id` at `now`.
-  virtual Status RecordWorkerPoll(const std::string& environment_id, const std::string& worker_id, int64_t now);
-  virtual Result<WorkCounts> CountWork(const std::string& environment_id, int64_t workers_since);
+  // environments when `environment_id` is empty), oldest deadline first
+  // (ties by seq), at most max(limit, 1).
+  virtual Result<std::vector<std::string>> DueWork(const std::string& environment_id, int64_t now, int limit) = 0;
+  // Remembers that `worker_id` polled `environment_id` at `now` (the later
+  // of two polls wins).
+  virtual Status RecordWorkerPoll(const std::string& environment_id, const std::string& worker_id, int64_t now) = 0;
+  // Queue depth of one environment, and the workers that polled it at or
+  // after `workers_since` (workers silent for a day before that are
+  // forgotten).
+  virtual Result<WorkCounts> CountWork(const std::string& environment_id, int64_t workers_since) = 0;
 };
-
-inline Status Store::CreateWork(const WorkRecord&) { return Status::Unimplemented("work queue not supported by this store"); }
-inline Result<WorkRecord> Store::GetWork(const std::string&) {
-  return Status::Unimplemented("work queue not supported by this store");
-}
-inline Result<WorkRecord> Store::UpdateWork(const std::string&, const std::function<Status(WorkRecord*)>&) {
-  return Status::Unimplemented("work queue not supported by this store");
-}
-inline Result<std::optional<WorkRecord>> Store::ClaimWork(const std::string&, int64_t, int64_t) {
-  return Status::Unimplemented("work queue not supported by this store");
-}
-inline Result<Page> Store::ListWork(const std::string&, const PageSpec&) {
-  return Status::Unimplemented("work queue not supported by this store");
-}
-inline Result<std::vector<WorkRecord>> Store::UnstoppedWorkForSession(const std::string&) {
-  return Status::Unimplemented("work queue not supported by this store");
-}
-inline Result<std::vector<std::string>> Store::DueWork(const std::string&, int64_t, int) {
-  return Status::Unimplemented("work queue not supported by this store");
-}
-inline Status Store::RecordWorkerPoll(const std::string&, const std::string&, int64_t) {
-  return Status::Unimplemented("work queue not supported by this store");
-}
-inline Result<WorkCounts> Store::CountWork(const std::string&, int64_t) {
-  return Status::Unimplemented("work queue not supported by this store");
-}
 
 }  // namespace warren::store

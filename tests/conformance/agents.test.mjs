@@ -220,6 +220,30 @@ describe('agents', { skip: fx.skip }, () => {
     assert.ok(withArchived.some((x) => x.id === a.id), 'include_archived shows it');
   });
 
+  // Regression: the roster is resolved outside the store transaction (a
+  // mutator that read the store deadlocked the embedded store).
+  test('update sets a multiagent roster naming another agent and self', async () => {
+    const helper = await fx.client.beta.agents.create({ name: 'roster helper', model: 'claude-sonnet-4-6' });
+    const lead = await fx.client.beta.agents.create({ name: 'roster lead', model: 'claude-sonnet-4-6' });
+    const updated = await fx.client.beta.agents.update(lead.id, {
+      version: lead.version,
+      multiagent: { type: 'coordinator', agents: [helper.id, { type: 'self' }] },
+    });
+    assert.equal(updated.version, lead.version + 1);
+    assert.deepEqual(updated.multiagent, {
+      type: 'coordinator',
+      agents: [
+        { type: 'agent', id: helper.id, version: helper.version },
+        { type: 'agent', id: lead.id, version: lead.version + 1 },
+      ],
+    });
+    await assertApiError(
+      fx.client.beta.agents.update(lead.id, { version: updated.version, multiagent: { type: 'coordinator', agents: ['agent_nope'] } }),
+      BadRequestError, 400, 'invalid_request_error', 'a roster naming an unknown agent');
+    const still = await fx.client.beta.agents.retrieve(lead.id);
+    assert.equal(still.version, updated.version, 'a refused roster writes no version');
+  });
+
   test('unknown agent ids are 404 NotFoundError', async () => {
     await assertApiError(fx.client.beta.agents.retrieve('agent_doesnotexist'), NotFoundError, 404, 'not_found_error', 'retrieve');
     await assertApiError(fx.client.beta.agents.update('agent_doesnotexist', { name: 'x' }), NotFoundError, 404, 'not_found_error', 'update');

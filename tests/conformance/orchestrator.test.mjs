@@ -14,6 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Anthropic from '@anthropic-ai/sdk';
 import { startServer, missingBinaryReason, makeDataDir, REPO_ROOT } from './lib/server.mjs';
+import { CONTROLLERS, mountsUnder, loopsBacking, cgroupsUnder } from './lib/host.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const SCRIPT = path.resolve(here, '../golden/engine_e2e/sdk_session.json');
@@ -28,31 +29,6 @@ function skipReason() {
   if (!existsSync('/sys/fs/cgroup/freezer') && !existsSync('/sys/fs/cgroup/cgroup.controllers')) return 'no cgroup freezer';
   if (!existsSync('/bin/busybox') && !existsSync('/usr/bin/busybox')) return 'busybox-static missing (builtin:minimal)';
   return false;
-}
-const CONTROLLERS = ['cpu', 'memory', 'pids', 'freezer'];
-function mountsUnder(dir) {
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
-    .filter((l) => { const mp = l.split(' ')[4]; return mp === dir || (mp && mp.startsWith(dir + '/')); });
-}
-function loopsBacking(file) {
-  const out = [];
-  for (const n of readdirSync('/sys/block')) {
-    if (!n.startsWith('loop')) continue;
-    try {
-      const b = readFileSync(`/sys/block/${n}/loop/backing_file`, 'utf8').trim();
-      if (b === file || b.startsWith(file + ' ')) out.push(n);
-    } catch { /* not bound */ }
-  }
-  return out;
-}
-function cgroupsUnder(prefix) {
-  const out = [];
-  for (const c of CONTROLLERS) {
-    try {
-      for (const e of readdirSync(`/sys/fs/cgroup/${c}/${prefix}`, { withFileTypes: true })) if (e.isDirectory()) out.push(`${c}/${e.name}`);
-    } catch { /* absent */ }
-  }
-  return out;
 }
 
 /** One `warren serve` with the orchestrator on, its own sandbox dir and cgroup prefix. */

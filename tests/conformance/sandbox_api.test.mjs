@@ -12,6 +12,7 @@ import net from 'node:net';
 import { existsSync, readFileSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
 import { startServer, missingBinaryReason, runCli } from './lib/server.mjs';
 import { envelopeProblems } from './lib/http.mjs';
+import { CONTROLLERS, mountsUnder, loopsBacking, cgroupsUnder } from './lib/host.mjs';
 
 function skipReason() {
   const missing = missingBinaryReason();
@@ -25,32 +26,7 @@ function skipReason() {
 const tag = `${process.pid}-${randomBytes(3).toString('hex')}`;
 const SB_DIR = `/var/tmp/warren-api-conf-${tag}`;
 const PREFIX = `warren-api-${tag}`;
-const CONTROLLERS = ['cpu', 'memory', 'pids', 'freezer'];
 
-function mountsUnder(dir) {
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
-    .filter((l) => { const mp = l.split(' ')[4]; return mp === dir || (mp && mp.startsWith(dir + '/')); });
-}
-function loopsBacking(file) {
-  const out = [];
-  for (const n of readdirSync('/sys/block')) {
-    if (!n.startsWith('loop')) continue;
-    try {
-      const b = readFileSync(`/sys/block/${n}/loop/backing_file`, 'utf8').trim();
-      if (b === file || b.startsWith(file + ' ')) out.push(n);
-    } catch { /* not bound */ }
-  }
-  return out;
-}
-function cgroupsUnder(prefix) {
-  const out = [];
-  for (const c of CONTROLLERS) {
-    try {
-      for (const e of readdirSync(`/sys/fs/cgroup/${c}/${prefix}`, { withFileTypes: true })) if (e.isDirectory()) out.push(`${c}/${e.name}`);
-    } catch { /* absent */ }
-  }
-  return out;
-}
 
 const fx = { srv: null, key: null };
 

@@ -16,6 +16,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, rmdirSync, statSync } from 'node:fs';
 import { startServer, missingBinaryReason } from './lib/server.mjs';
+import { mountsUnder } from './lib/host.mjs';
 
 function skipReason() {
   const missing = missingBinaryReason();
@@ -29,10 +30,6 @@ const tag = `${process.pid}-${randomBytes(3).toString('hex')}`;
 const PREFIX = `warren-exq-${tag}`;
 const N = 8;
 
-function mountsUnder(dir) {
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
-    .filter((l) => { const mp = l.split(' ')[4]; return mp === dir || (mp && mp.startsWith(dir + '/')); });
-}
 
 /** Rejects if `p` has not settled after `ms` (a hang guard, not a measurement). */
 function guard(p, ms, what) {

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startServer, missingBinaryReason, WARREN_BIN } from './lib/server.mjs';
 import { envelopeProblems } from './lib/http.mjs';
+import { CONTROLLERS, mountsUnder, cgroupsUnder } from './lib/host.mjs';
 
 function skipReason() {
   const missing = missingBinaryReason();
@@ -29,22 +30,8 @@ function skipReason() {
 const tag = `${process.pid}-${randomBytes(3).toString('hex')}`;
 const SB_DIR = `/var/tmp/warren-prep-conf-${tag}`;
 const PREFIX = `warren-prep-${tag}`;
-const CONTROLLERS = ['cpu', 'memory', 'pids', 'freezer'];
 const TOKEN = `ghp_${randomBytes(18).toString('hex')}`;
 
-function mountsUnder(dir) {
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
-    .filter((l) => { const mp = l.split(' ')[4]; return mp === dir || (mp && mp.startsWith(dir + '/')); });
-}
-function cgroupsUnder(prefix) {
-  const out = [];
-  for (const c of CONTROLLERS) {
-    try {
-      for (const e of readdirSync(`/sys/fs/cgroup/${c}/${prefix}`, { withFileTypes: true })) if (e.isDirectory()) out.push(`${c}/${e.name}`);
-    } catch { /* absent */ }
-  }
-  return out;
-}
 function sh(cmd, opts = {}) { return execFileSync('/bin/sh', ['-c', cmd], { encoding: 'utf8', ...opts }); }
 /** True if grep finds `needle` in any file under `dir` (not following symlinks). */
 function treeContains(dir, needle) {

@@ -1,8 +1,8 @@
-#include "api/pricing.h"
+#include "domain/pricing.h"
 
 #include <cmath>
 
-namespace warren::api {
+namespace warren::domain {
 
 std::optional<ModelPrice> PriceFor(std::string_view m) {
   auto has = [&](std::string_view s) { return m.find(s) != std::string_view::npos; };
@@ -43,4 +43,4 @@ bool ParseMonetaryAmount(const Json& j, int64_t* micros) {
   return true;
 }
 
-}  // namespace warren::api
+}  // namespace warren::domain

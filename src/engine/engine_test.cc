@@ -1,0 +1,443 @@
+// Engine unit tests against a real SqliteStore in a temp dir and the
+// scripted model: inputs of the wrong type, poisoned events already in the
+// log, and a failure inside one session that must not stop the others.
+#include "engine/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <thread>
+#include <filesystem>
+#include <future>
+#include <mutex>
+#include <stdexcept>
+
+#include "common/ids.h"
+#include "domain/pricing.h"
+#include "models/scripted_provider.h"
+#include "store/sqlite_store.h"
+
+namespace warren::engine {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kScript = R"({"rules": [
+  {"when": {"user": "Summarise the conversation above"}, "reply": "SUMMARY"},
+  {"when": {"user": "turn"}, "reply": "ok yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"},
+  {"when": {"user": "list"}, "reply": {"text": "Listing.", "tool_calls": [{"name": "bash", "input": {"command": "ls"}}]}},
+  {"when": {"tool_name": "bash"}, "reply": "Files: {{tool_result}}"}
+]})";
+
+// Records what the engine publishes (the EventSink port's fake).
+class RecordingSink final : public domain::EventSink {
+ public:
+  void Publish(const std::string&, const std::vector<store::StoredEvent>& events) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& e : events) published.push_back(e.body);
+  }
+  void PublishPreview(const std::string&, const std::string&, const Json&) override {}
+  std::vector<Json> published;
+
+ private:
+  std::mutex mu_;
+};
+
+// Delegates to the scripted model, but throws when the last user text says
+// "boom" (an engine-side bug stand-in: anything may throw on a thread).
+class ThrowingProvider final : public models::ModelProvider {
+ public:
+  explicit ThrowingProvider(models::ModelProvider* inner) : inner_(inner) {}
+  std::string_view name() const override { return "throwing"; }
+  std::string default_model() const override { return inner_->default_model(); }
+  int64_t context_window(std::string_view model) const override { return inner_->context_window(model); }
+  models::ModelResult Call(const models::ModelRequest& request, models::ModelStreamObserver* observer,
+                           const models::CallOptions& options) override {
+    bool summary = !request.system.empty() && request.system[0].text.find("You compress") != std::string::npos;
+    if (summary) {
+      compactions++;
+      if (block_compaction) {
+        // Held until the caller cancels: an interrupt must reach it.
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          entered_ = true;
+        }
+        cv_.notify_all();
+        while (options.cancel == nullptr || !options.cancel->cancelled())
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        models::ModelError e;
+        e.kind = models::ModelErrorKind::kCancelled;
+        e.message = "cancelled";
+        return e;
+      }
+    }
+    if (!summary) last_messages = request.messages.size();
+    if (!request.messages.empty())
+      for (const auto& b : request.messages.back().content)
+        if (b.type == models::BlockType::kText && b.text.find("boom") != std::string::npos) {
+          throws++;
+          throw std::runtime_error("provider exploded");
+        }
+    return inner_->Call(request, observer, options);
+  }
+  bool entered() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return entered_;
+  }
+  std::atomic<int> throws{0};
+  std::atomic<int> compactions{0};
+  std::atomic<size_t> last_messages{0};
+  std::atomic<bool> block_compaction{false};
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool entered_ = false;
+  models::ModelProvider* inner_;
+};
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/warren_engine_XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    store_ = std::move(store::SqliteStore::Open({dir_ + "/warren.db", "NORMAL"}, Clock::Real())).value();
+    models::ScriptedOptions so;
+    so.script_text = kScript;
+    so.context_window = 1000;  // compaction after a few "turn" messages
+    scripted_ = std::move(models::NewScriptedProvider(so)).value();
+    provider_ = std::make_unique<ThrowingProvider>(scripted_.get());
+    Json env = {{"id", "env_1"}, {"type", "environment"}, {"name", "e"}, {"config", {{"type", "self_hosted"}}},
+                {"created_at", "2026-01-01T00:00:00Z"}, {"archived_at", nullptr}};
+    ASSERT_TRUE(store_->CreateEnvironment(env).ok());
+  }
+  void TearDown() override {
+    if (engine_) engine_->Stop();
+    engine_.reset();
+    fs::remove_all(dir_);
+  }
+
+  void StartEngine() {
+    if (engine_) engine_->Stop();
+    engine_ = std::make_unique<Engine>(store_.get(), &bus_, provider_.get(), Clock::Real());
+    ASSERT_TRUE(engine_->Start().ok());
+  }
+
+  std::string NewSession(const std::string& model = "scripted") {
+    Json tools = Json::array({{{"type", "agent_toolset_20260401"},
+                               {"configs", Json::array({{{"name", "bash"},
+                                                         {"enabled", true},
+                                                         {"permission_policy", {{"type", "always_allow"}}}}})}}});
+    Json agent = {{"id", "agent_1"}, {"version", 1}, {"type", "agent"}, {"name", "a"},
+                  {"model", {{"id", model}}}, {"system", nullptr}, {"tools", tools}};
+    std::string id = NewId(idprefix::kSession);
+    Json s = {{"id", id}, {"type", "session"}, {"status", "idle"}, {"environment_id", "env_1"},
+              {"agent", agent}, {"usage", Json::object()}, {"budget", nullptr}, {"archived_at", nullptr},
+              {"created_at", "2026-01-01T00:00:00Z"}, {"updated_at", "2026-01-01T00:00:00Z"}, {"metadata", Json::object()}};
+    auto r = store_->CreateSession(s, {}, nullptr);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return id;
+  }
+
+  // Appends client events as the API would (processed_at null) and tells
+  // the engine if it runs.
+  void Send(const std::string& sid, std::vector<Json> events, bool wait = true) {
+    for (Json& e : events) {
+      if (!e.contains("id")) e["id"] = NewId(idprefix::kEvent);
+      e["processed_at"] = nullptr;
+    }
+    auto stored = store_->AppendEvents(sid, nullptr, events, nullptr);
+    ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+    if (engine_) {
+      engine_->OnClientEvents(*store_->GetSession(sid), *stored);
+      if (wait) engine_->WaitIdle();
+    }
+  }
+
+  static Json UserText(const std::string& text) {
+    return {{"type", "user.message"}, {"content", Json::array({{{"type", "text"}, {"text", text}}})}};
+  }
+
+  std::vector<Json> Events(const std::string& sid) {
+    auto page = store_->ListEvents(sid, {}, store::PageSpec{1000, store::Order::kAsc});
+    EXPECT_TRUE(page.ok());
+    return page.ok() ? page->items : std::vector<Json>{};
+  }
+  std::vector<Json> OfType(const std::string& sid, const std::string& type) {
+    std::vector<Json> out;
+    for (const Json& e : Events(sid))
+      if (e["type"] == type) out.push_back(e);
+    return out;
+  }
+  std::string Status(const std::string& sid) { return (*store_->GetSession(sid))["status"].get<std::string>(); }
+  // Every client event carries processed_at.
+  bool AllProcessed(const std::string& sid) {
+    for (const Json& e : Events(sid)) {
+      std::string t = e["type"];
+      if ((t.rfind("user.", 0) == 0 || t == "system.message") && e["processed_at"].is_null()) return false;
+    }
+    return true;
+  }
+
+  std::string dir_;
+  std::unique_ptr<store::SqliteStore> store_;
+  RecordingSink bus_;
+  std::unique_ptr<models::ModelProvider> scripted_;
+  std::unique_ptr<ThrowingProvider> provider_;
+  std::unique_ptr<Engine> engine_;
+};
+
+// The crash reproducer of issue 14: a tool result with "is_error": null used
+// to throw inside the store mutator (std::terminate, and again on restart).
+TEST_F(EngineTest, NullIsErrorToolResultSettlesTheTurn) {
+  StartEngine();
+  std::string sid = NewSession();
+  Send(sid, {UserText("list files")});
+  auto uses = OfType(sid, "agent.tool_use");
+  ASSERT_EQ(uses.size(), 1u);
+  Send(sid, {{{"type", "user.tool_result"}, {"tool_use_id", uses[0]["id"]}, {"is_error", nullptr},
+              {"content", Json::array({{{"type", "text"}, {"text", "a.txt"}}})}}});
+  EXPECT_EQ(Status(sid), "idle");
+  EXPECT_TRUE(AllProcessed(sid));
+  auto msgs = OfType(sid, "agent.message");
+  ASSERT_EQ(msgs.size(), 2u);
+  EXPECT_EQ(msgs[1]["content"][0]["text"], "Files: a.txt");  // null is_error reads as false
+  EXPECT_TRUE(OfType(sid, "session.error").empty());
+}
+
+// Events of the right names with wrong types at every field, already in the
+// log when the service starts (the restart half of the crash loop).
+TEST_F(EngineTest, PoisonedEventsInTheLogAreProcessedOnceAtStart) {
+  std::string sid = NewSession();
+  Send(sid, {UserText("list files")});  // engine not running yet: stays unprocessed
+  StartEngine();
+  engine_->WaitIdle();
+  auto uses = OfType(sid, "agent.tool_use");
+  ASSERT_EQ(uses.size(), 1u);
+  engine_->Stop();
+  engine_.reset();
+  const std::string use_id = uses[0]["id"];
+  Send(sid, {
+                {{"type", "user.tool_result"}, {"tool_use_id", Json::object()}, {"is_error", "yes"}, {"content", 7}},
+                {{"type", "user.tool_result"}, {"tool_use_id", use_id}, {"is_error", 3}, {"content", "text"}},
+                {{"type", "user.tool_confirmation"}, {"tool_use_id", use_id}, {"result", 5}, {"deny_message", Json::array()}},
+                {{"type", "user.custom_tool_result"}, {"custom_tool_use_id", nullptr}, {"content", {{"a", 1}}}},
+                {{"type", "user.message"}, {"content", "not an array"}},
+                {{"type", "user.message"}, {"content", Json::array({1, nullptr, {{"type", 5}}, {{"type", "text"}, {"text", 9}}})}},
+                {{"type", "system.message"}, {"content", nullptr}},
+                {{"type", "user.interrupt"}, {"session_thread_id", 12}},
+            });
+  StartEngine();
+  engine_->WaitIdle();
+  EXPECT_TRUE(AllProcessed(sid));
+  EXPECT_EQ(Status(sid), "idle");
+  const size_t settled = Events(sid).size();
+  // A second start finds nothing left to do.
+  StartEngine();
+  engine_->WaitIdle();
+  EXPECT_EQ(Events(sid).size(), settled);
+  // Events that do not parse under the client-event schema are skipped, but
+  // the unreadable answer to the waiting call answers it as an error (the
+  // store keeps one answer per call), so the turn went on.
+  auto rows = store_->ReadTranscript(sid, 0, 100);
+  ASSERT_TRUE(rows.ok());
+  EXPECT_NE(DumpJson(Json::array({(*rows)[2].content})).find("could not be read"), std::string::npos);
+  EXPECT_EQ(OfType(sid, "agent.message").size(), 2u);
+  // And the session still works.
+  Send(sid, {UserText("hello again")});
+  EXPECT_EQ(Status(sid), "idle");
+  EXPECT_EQ(OfType(sid, "session.status_idle").back()["stop_reason"]["type"], "end_turn");
+}
+
+// An exception on an engine thread marks that session failed; the others go
+// on.
+TEST_F(EngineTest, AThrowFailsOneSessionOnly) {
+  StartEngine();
+  std::string bad = NewSession();
+  std::string good = NewSession();
+  Send(bad, {UserText("boom")});
+  Send(good, {UserText("hello")});
+  EXPECT_EQ(provider_->throws.load(), 1);
+  auto errors = OfType(bad, "session.error");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0]["error"]["type"], "unknown_error");
+  EXPECT_EQ(errors[0]["error"]["retry_status"]["type"], "terminal");
+  EXPECT_EQ(Status(bad), "idle");
+  auto ends = OfType(bad, "span.model_request_end");
+  ASSERT_EQ(ends.size(), 1u);
+  EXPECT_EQ(ends[0]["is_error"], true);
+  EXPECT_EQ(OfType(bad, "session.status_idle").back()["stop_reason"]["type"], "retries_exhausted");
+
+  EXPECT_TRUE(OfType(good, "session.error").empty());
+  EXPECT_EQ(OfType(good, "agent.message").size(), 1u);
+  EXPECT_EQ(Status(good), "idle");
+
+  // The failure is recorded once, not replayed at the next start.
+  StartEngine();
+  engine_->WaitIdle();
+  EXPECT_EQ(OfType(bad, "session.error").size(), 1u);
+  EXPECT_EQ(provider_->throws.load(), 1);
+}
+
+// A damaged engine state left in the session body by an older binary
+// (wrong types everywhere) reads as defaults instead of throwing.
+TEST_F(EngineTest, DamagedEngineStateDoesNotThrow) {
+  StartEngine();
+  std::string sid = NewSession();
+  auto r = store_->UpdateSession(
+      sid,
+      [](const Json& cur, std::vector<Json>*) -> Result<Json> {
+        Json next = cur;
+        next["_engine"] = {{"messages", "x"}, {"consumed_seq", "y"}, {"phase", 3}, {"pending", {{"a", 1}}},
+                           {"calls_this_turn", nullptr}, {"cost_micros", Json::array()}};
+        next["usage"] = "none";
+        return next;
+      },
+      nullptr);
+  ASSERT_TRUE(r.ok());
+  Send(sid, {UserText("hello")});
+  EXPECT_EQ(Status(sid), "idle");
+  EXPECT_EQ(OfType(sid, "agent.message").size(), 1u);
+  EXPECT_TRUE(AllProcessed(sid));
+}
+
+std::string Turn(int n) { return "turn " + std::to_string(n) + " " + std::string(500, 'x'); }
+
+// An interrupt during compaction cancels the summary call: nothing is
+// compacted, the span closes as an error, and the session settles once.
+TEST_F(EngineTest, InterruptCancelsCompaction) {
+  StartEngine();
+  std::string sid = NewSession();
+  provider_->block_compaction = true;
+  bool entered = false;
+  size_t idles = 0;
+  for (int n = 1; n < 20 && !entered; n++) {
+    idles = OfType(sid, "session.status_idle").size();
+    Send(sid, {UserText(Turn(n))}, /*wait=*/false);
+    auto idle = std::async(std::launch::async, [this] { engine_->WaitIdle(); });
+    while (idle.wait_for(std::chrono::milliseconds(1)) != std::future_status::ready) {
+      if (provider_->entered()) {
+        entered = true;
+        Send(sid, {{{"type", "user.interrupt"}}});  // cancels the held summary call
+        break;
+      }
+    }
+    idle.wait();
+  }
+  ASSERT_TRUE(entered) << "no compaction in 20 turns";
+  EXPECT_TRUE(OfType(sid, "agent.thread_context_compacted").empty());
+  auto ends = OfType(sid, "span.model_request_end");
+  ASSERT_FALSE(ends.empty());
+  EXPECT_EQ(ends.back()["is_error"], true);
+  EXPECT_EQ(Status(sid), "idle");
+  EXPECT_TRUE(AllProcessed(sid));
+  auto idle = OfType(sid, "session.status_idle");
+  ASSERT_EQ(idle.size(), idles + 1);
+  EXPECT_EQ(idle.back()["stop_reason"]["type"], "end_turn");
+}
+
+// The summary call's tokens are priced into the session's list cost (and so
+// count against its budget) like any other model call.
+TEST_F(EngineTest, CompactionCostCountsInListCost) {
+  StartEngine();
+  std::string sid = NewSession("claude-haiku-4-5");
+  for (int n = 1; n < 20 && provider_->compactions.load() == 0; n++) Send(sid, {UserText(Turn(n))});
+  ASSERT_GT(provider_->compactions.load(), 0);
+  Json s = *store_->GetSession(sid);
+  const Json& u = s["usage"];
+  auto price = domain::PriceFor("claude-haiku-4-5");
+  ASSERT_TRUE(price.has_value());
+  // Haiku 4.5 prices are whole micro-dollars per token: no rounding.
+  int64_t expected = domain::CostMicros(*price, u["input_tokens"].get<int64_t>(), u["output_tokens"].get<int64_t>(),
+                                        u["cache_read_input_tokens"].get<int64_t>(),
+                                        u["cache_creation"]["ephemeral_5m_input_tokens"].get<int64_t>());
+  auto st = store_->GetEngineState(sid);
+  ASSERT_TRUE(st.ok() && st->has_value());
+  EXPECT_EQ((*st)->cost_micros, expected);
+  EXPECT_EQ(s["usage"]["list_cost"], domain::MonetaryAmount(expected));
+}
+
+// The conversation goes into the transcript table row by row; rows are never
+// rewritten, and the session body carries no engine state.
+TEST_F(EngineTest, TranscriptIsAppendOnly) {
+  StartEngine();
+  std::string sid = NewSession();
+  for (int i = 0; i < 3; i++) Send(sid, {UserText("hello " + std::to_string(i))});
+  auto first = store_->ReadTranscript(sid, 0, 100);
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(first->size(), 6u);
+  for (size_t i = 0; i < first->size(); i++) {
+    EXPECT_EQ((*first)[i].idx, static_cast<int64_t>(i));
+    EXPECT_EQ((*first)[i].role, i % 2 == 0 ? "user" : "assistant");
+  }
+  for (int i = 3; i < 5; i++) Send(sid, {UserText("hello " + std::to_string(i))});
+  auto later = store_->ReadTranscript(sid, 0, 100);
+  ASSERT_TRUE(later.ok());
+  ASSERT_EQ(later->size(), 10u);
+  for (size_t i = 0; i < first->size(); i++) EXPECT_EQ((*later)[i].content, (*first)[i].content);
+  auto st = store_->GetEngineState(sid);
+  ASSERT_TRUE(st.ok() && st->has_value());
+  EXPECT_EQ((*st)->phase, "idle");
+  EXPECT_EQ((*st)->transcript_next, 10);
+  EXPECT_EQ((*st)->transcript_base, 0);
+  EXPECT_GT((*st)->consumed_seq, 0);
+  EXPECT_FALSE(store_->GetSession(sid)->contains("_engine"));
+  // The model saw the whole conversation: 9 messages before its 5th answer.
+  EXPECT_EQ(provider_->last_messages.load(), 9u);
+}
+
+// Compaction writes a new base (a summary and a later first row) and leaves
+// the rows below it as they were.
+TEST_F(EngineTest, CompactionWritesANewBase) {
+  StartEngine();
+  std::string sid = NewSession();
+  for (int n = 1; n < 20 && provider_->compactions.load() == 0; n++) Send(sid, {UserText(Turn(n))});
+  ASSERT_GT(provider_->compactions.load(), 0);
+  auto st = store_->GetEngineState(sid);
+  ASSERT_TRUE(st.ok() && st->has_value());
+  EXPECT_GT((*st)->transcript_base, 0);
+  EXPECT_NE((*st)->summary.find("SUMMARY"), std::string::npos);
+  auto rows = store_->ReadTranscript(sid, 0, 1000);
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ(static_cast<int64_t>(rows->size()), (*st)->transcript_next);
+  EXPECT_NE((*rows)[0].content.dump().find("turn 1 "), std::string::npos);
+  // The next turn sends the summary, then the rows from the base.
+  Send(sid, {UserText("hello after compaction")});
+  EXPECT_LT(provider_->last_messages.load(), static_cast<size_t>((*st)->transcript_next));
+}
+
+// A session stepped by an older binary keeps its conversation in the session
+// body ("_engine"); its next step moves it to the engine's tables.
+TEST_F(EngineTest, LegacyStateIsMigrated) {
+  StartEngine();
+  std::string sid = NewSession();
+  auto r = store_->UpdateSession(
+      sid,
+      [](const Json& cur, std::vector<Json>*) -> Result<Json> {
+        Json next = cur;
+        next["_engine"] = {{"messages", Json::array({{{"role", "user"}, {"content", "hello old"}},
+                                                     {{"role", "assistant"},
+                                                      {"content", Json::array({{{"type", "text"}, {"text", "old answer"}}})}}})},
+                           {"consumed_seq", 0}, {"phase", "idle"}, {"pending", Json::array()},
+                           {"model_request_start_id", nullptr}, {"calls_this_turn", 0}, {"cost_micros", 7}};
+        return next;
+      },
+      nullptr);
+  ASSERT_TRUE(r.ok());
+  Send(sid, {UserText("hello again")});
+  EXPECT_EQ(provider_->last_messages.load(), 3u);  // the old turn, then the new message
+  auto st = store_->GetEngineState(sid);
+  ASSERT_TRUE(st.ok() && st->has_value());
+  EXPECT_EQ((*st)->cost_micros, 7);
+  EXPECT_EQ((*st)->transcript_next, 4);
+  auto rows = store_->ReadTranscript(sid, 0, 100);
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 4u);
+  EXPECT_EQ((*rows)[0].content[0]["text"], "hello old");
+  EXPECT_FALSE(store_->GetSession(sid)->contains("_engine"));
+}
+
+}  // namespace
+}  // namespace warren::engine

@@ -1,0 +1,629 @@
+#include "store/memory_store.h"
+
+#include <algorithm>
+#include <set>
+
+#include "store/row_util.h"
+
+namespace warren::store {
+namespace {
+
+using internal::ArchivedFlag;
+using internal::AwaitingEngine;
+using internal::IntField;
+using internal::LiveWorkState;
+using internal::MemoryStoresOf;
+using internal::StrField;
+using internal::TimeOf;
+
+// A string member of an object, or "" (never throws on odd rows).
+std::string StrOr(const Json& obj, const char* key) {
+  if (!obj.is_object() || !obj.contains(key) || !obj[key].is_string()) return "";
+  return obj[key].get<std::string>();
+}
+
+bool InRange(const TimeRange& r, int64_t t) {
+  if (r.gt && !(t > *r.gt)) return false;
+  if (r.gte && !(t >= *r.gte)) return false;
+  if (r.lt && !(t < *r.lt)) return false;
+  if (r.lte && !(t <= *r.lte)) return false;
+  return true;
+}
+
+// Keyset paging over rows sorted by ascending seq; the same semantics as
+// SqliteStore's QueryPage (store.h PageSpec/Page).
+Page PageOf(const std::vector<std::pair<int64_t, const Json*>>& rows, const PageSpec& spec) {
+  const bool desc = spec.order == Order::kDesc;
+  const size_t limit = static_cast<size_t>(std::clamp(spec.limit, 1, 1000));
+  bool backwards = false;
+  std::vector<std::pair<int64_t, const Json*>> cand;
+  for (const auto& r : rows) {
+    if (spec.after) {
+      if (desc ? !(r.first < *spec.after) : !(r.first > *spec.after)) continue;
+    } else if (spec.before) {
+      if (desc ? !(r.first > *spec.before) : !(r.first < *spec.before)) continue;
+    }
+    cand.push_back(r);
+  }
+  if (!spec.after && spec.before) backwards = true;
+  const bool asc_scan = desc == backwards;
+  if (!asc_scan) std::reverse(cand.begin(), cand.end());
+  bool extra = cand.size() > limit;
+  if (extra) cand.resize(limit);
+  if (backwards) std::reverse(cand.begin(), cand.end());
+  Page page;
+  for (const auto& [seq, body] : cand) {
+    page.items.push_back(*body);
+    page.seqs.push_back(seq);
+  }
+  if (cand.empty()) {
+    page.more_after = spec.before.has_value();
+    page.more_before = spec.after.has_value();
+    return page;
+  }
+  auto exists = [&](bool lower, int64_t pivot) {
+    for (const auto& r : rows)
+      if (lower ? r.first < pivot : r.first > pivot) return true;
+    return false;
+  };
+  if (backwards) {
+    page.more_before = extra;
+    page.more_after = exists(desc, page.seqs.back());
+  } else {
+    page.more_after = extra;
+    page.more_before = exists(!desc, page.seqs.front());
+  }
+  return page;
+}
+
+}  // namespace
+
+MemoryStore::MemoryStore(Clock* clock, MemoryStoreOptions options)
+    : clock_(clock), abort_attempts_(std::max(0, options.abort_attempts)) {}
+
+// Every mutating method computes its writes on copies, so an aborted attempt
+// (abort_attempts_) is simply discarded; the committing attempt applies them
+// under the same lock and then runs the hook.
+
+// ------------------------------------------------------------------ agents
+
+Status MemoryStore::CreateAgent(const Json& agent) {
+  WARREN_ASSIGN_OR_RETURN(std::string id, StrField(agent, "id", "agent"));
+  WARREN_ASSIGN_OR_RETURN(int64_t version, IntField(agent, "version", "agent"));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (agents_.count(id)) return Status::Conflict("agent " + id + " already exists");
+  agents_[id] = Row{next_seq_++, TimeOf(agent, "created_at", clock_), ArchivedFlag(agent) != 0, agent};
+  versions_[id][version] = {next_seq_++, agent};
+  return Status::Ok();
+}
+
+Result<Json> MemoryStore::GetAgent(const std::string& id, std::optional<int> version) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = agents_.find(id);
+  if (it == agents_.end()) return Status::NotFound("agent " + id + " not found");
+  if (!version) return it->second.body;
+  auto& vs = versions_[id];
+  auto v = vs.find(*version);
+  if (v == vs.end()) return Status::NotFound("agent " + id + " has no version " + std::to_string(*version));
+  Json j = v->second.second;
+  if (j.is_object() && it->second.body.contains("archived_at")) j["archived_at"] = it->second.body["archived_at"];
+  return j;
+}
+
+Result<Json> MemoryStore::UpdateAgent(const std::string& id, const Mutator& mutate) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (int attempt = 0;; attempt++) {
+    auto it = agents_.find(id);
+    if (it == agents_.end()) return Status::NotFound("agent " + id + " not found");
+    const Json current = it->second.body;
+    WARREN_ASSIGN_OR_RETURN(Json next, mutate(current));
+    if (next == current) {
+      if (attempt < abort_attempts_) continue;
+      return current;
+    }
+    WARREN_ASSIGN_OR_RETURN(int64_t version, IntField(next, "version", "agent"));
+    WARREN_ASSIGN_OR_RETURN(int64_t cur_version, IntField(current, "version", "agent"));
+    if (version != cur_version && version != cur_version + 1)
+      return Status::Conflict("agent " + id + ": version " + std::to_string(version) + " does not follow " +
+                              std::to_string(cur_version));
+    if (attempt < abort_attempts_) continue;
+    it->second.body = next;
+    it->second.archived = ArchivedFlag(next) != 0;
+    if (version != cur_version) versions_[id][version] = {next_seq_++, next};
+    return next;
+  }
+}
+
+Result<Page> MemoryStore::ListAgents(const AgentFilter& filter, const PageSpec& page) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::pair<int64_t, const Json*>> rows;
+  for (const auto& [id, r] : agents_)
+    if ((filter.include_archived || !r.archived) && InRange(filter.created, r.created_at)) rows.emplace_back(r.seq, &r.body);
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return PageOf(rows, page);
+}
+
+Result<Page> MemoryStore::ListAgentVersions(const std::string& id, const PageSpec& page) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!agents_.count(id)) return Status::NotFound("agent " + id + " not found");
+  std::vector<std::pair<int64_t, const Json*>> rows;
+  for (const auto& [v, row] : versions_[id]) rows.emplace_back(row.first, &row.second);
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return PageOf(rows, page);
+}
+
+// ------------------------------------------------------------ environments
+
+Status MemoryStore::CreateEnvironment(const Json& env) {
+  WARREN_ASSIGN_OR_RETURN(std::string id, StrField(env, "id", "environment"));
+  WARREN_ASSIGN_OR_RETURN(std::string name, StrField(env, "name", "environment"));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (envs_.count(id)) return Status::Conflict("environment " + id + " already exists");
+  for (const auto& [other, r] : envs_)
+    if (StrOr(r.body, "name") == name)
+      return Status::Conflict("an environment named '" + name + "' already exists (" + other + ")");
+  envs_[id] = Row{next_seq_++, TimeOf(env, "created_at", clock_), ArchivedFlag(env) != 0, env};
+  return Status::Ok();
+}
+
+Result<Json> MemoryStore::GetEnvironment(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = envs_.find(id);
+  if (it == envs_.end()) return Status::NotFound("environment " + id + " not found");
+  return it->second.body;
+}
+
+Result<Json> MemoryStore::UpdateEnvironment(const std::string& id, const Mutator& mutate) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (int attempt = 0;; attempt++) {
+    auto it = envs_.find(id);
+    if (it == envs_.end()) return Status::NotFound("environment " + id + " not found");
+    const Json current = it->second.body;
+    WARREN_ASSIGN_OR_RETURN(Json next, mutate(current));
+    if (next != current) {
+      WARREN_ASSIGN_OR_RETURN(std::string name, StrField(next, "name", "environment"));
+      for (const auto& [other, r] : envs_)
+        if (other != id && StrOr(r.body, "name") == name)
+          return Status::Conflict("an environment named '" + name + "' already exists (" + other + ")");
+    }
+    if (attempt < abort_attempts_) continue;
+    it->second.body = next;
+    it->second.archived = ArchivedFlag(next) != 0;
+    return next;
+  }
+}
+
+Result<Page> MemoryStore::ListEnvironments(bool include_archived, const PageSpec& page) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::pair<int64_t, const Json*>> rows;
+  for (const auto& [id, r] : envs_)
+    if (include_archived || !r.archived) rows.emplace_back(r.seq, &r.body);
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return PageOf(rows, page);
+}
+
+Status MemoryStore::DeleteEnvironment(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!envs_.erase(id)) return Status::NotFound("environment " + id + " not found");
+  for (auto it = keys_.begin(); it != keys_.end();)
+    it = it->second.environment_id == id ? keys_.erase(it) : std::next(it);
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------- sessions
+
+Result<std::vector<StoredEvent>> MemoryStore::InsertEventsLocked(const std::string& session_id,
+                                                                 const std::vector<Json>& events, SessionEvents* log) {
+  std::vector<StoredEvent> out;
+  for (const Json& ev : events) {
+    WARREN_ASSIGN_OR_RETURN(std::string id, StrField(ev, "id", "event"));
+    WARREN_ASSIGN_OR_RETURN(std::string type, StrField(ev, "type", "event"));
+    if (log->seq_by_id.count(id)) return Status::Conflict("event " + id + " already exists in session " + session_id);
+    int64_t seq = next_seq_++;
+    log->by_seq[seq] = EventRow{seq, id, type, TimeOf(ev, "processed_at", clock_), ev};
+    log->seq_by_id[id] = seq;
+    out.push_back(StoredEvent{seq, ev});
+  }
+  return out;
+}
+
+Result<std::vector<StoredEvent>> MemoryStore::CreateSession(const Json& session, const std::vector<Json>& initial_events,
+                                                            const CommitHook& hook) {
+  WARREN_ASSIGN_OR_RETURN(std::string id, StrField(session, "id", "session"));
+  WARREN_RETURN_IF_ERROR(StrField(session, "environment_id", "session").status());
+  WARREN_RETURN_IF_ERROR(StrField(session, "status", "session").status());
+  const Json agent = session.contains("agent") ? session["agent"] : Json();
+  WARREN_RETURN_IF_ERROR(StrField(agent, "id", "session.agent").status());
+  WARREN_RETURN_IF_ERROR(IntField(agent, "version", "session.agent").status());
+  std::lock_guard<std::mutex> lock(mu_);
+  if (sessions_.count(id)) return Status::Conflict("session " + id + " already exists");
+  int64_t seq_before = next_seq_;
+  SessionEvents log;
+  int64_t session_seq = next_seq_++;
+  auto stored = InsertEventsLocked(id, initial_events, &log);
+  if (!stored.ok()) {
+    next_seq_ = seq_before;  // rolled back
+    return stored.status();
+  }
+  sessions_[id] = Row{session_seq, TimeOf(session, "created_at", clock_), ArchivedFlag(session) != 0, session};
+  events_[id] = std::move(log);
+  if (hook && !stored->empty()) hook(*stored);
+  return stored;
+}
+
+Result<Json> MemoryStore::GetSession(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return Status::NotFound("session " + id + " not found");
+  return it->second.body;
+}
+
+Result<Json> MemoryStore::UpdateSession(const std::string& id, const SessionMutator& mutate, const CommitHook& hook) {
+  return StepSession(
+      id, [&](const Json& current, SessionStep* step) { return mutate(current, &step->append); }, hook);
+}
+
+Result<Json> MemoryStore::StepSession(const std::string& id, const StepMutator& mutate, const CommitHook& hook) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (int attempt = 0;; attempt++) {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return Status::NotFound("session " + id + " not found");
+    const Json current = it->second.body;
+    SessionStep step;
+    auto committed = engine_.find(id);
+    if (committed != engine_.end()) step.engine_in = committed->second;
+    WARREN_ASSIGN_OR_RETURN(Json next, mutate(current, &step));
+    WARREN_RETURN_IF_ERROR(StrField(next, "status", "session").status());
+    {
+      const auto rows = transcript_.find(id);
+      for (const TranscriptEntry& t : step.transcript)
+        if (rows != transcript_.end() && rows->second.count(t.idx))
+          return Status::Conflict("transcript row " + std::to_string(t.idx) + " of " + id + " exists");
+    }
+    // Stage on a copy of the session's log; commit by swapping it in.
+    SessionEvents log = events_[id];
+    for (const Json& ev : step.replace) {
+      WARREN_ASSIGN_OR_RETURN(std::string eid, StrField(ev, "id", "event"));
+      WARREN_ASSIGN_OR_RETURN(std::string type, StrField(ev, "type", "event"));
+      auto s = log.seq_by_id.find(eid);
+      if (s == log.seq_by_id.end()) return Status::NotFound("event " + eid + " not found in session " + id);
+      EventRow& row = log.by_seq[s->second];
+      row.body = ev;
+      row.type = type;
+      if (ev.contains("processed_at") && ev["processed_at"].is_string()) row.ts = TimeOf(ev, "processed_at", clock_);
+    }
+    const int64_t seq_before = next_seq_;
+    auto stored = InsertEventsLocked(id, step.append, &log);
+    if (!stored.ok()) {
+      next_seq_ = seq_before;
+      return stored.status();
+    }
+    if (attempt < abort_attempts_) {
+      next_seq_ = seq_before;
+      continue;
+    }
+    it->second.body = next;
+    it->second.archived = ArchivedFlag(next) != 0;
+    events_[id] = std::move(log);
+    if (step.engine) engine_[id] = *step.engine;
+    for (const TranscriptEntry& t : step.transcript) transcript_[id][t.idx] = t;
+    if (hook) {
+      std::vector<StoredEvent> ordered;
+      for (const Json& ev : step.replace) ordered.push_back(StoredEvent{0, ev});
+      ordered.insert(ordered.end(), stored->begin(), stored->end());
+      if (!ordered.empty()) hook(ordered);
+    }
+    return next;
+  }
+}
+
+Result<Page> MemoryStore::ListSessions(const SessionFilter& f, const PageSpec& page) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::pair<int64_t, const Json*>> rows;
+  for (const auto& [id, r] : sessions_) {
+    const Json& b = r.body;
+    if (!f.include_archived && r.archived) continue;
+    const Json agent = b.contains("agent") ? b["agent"] : Json();
+    if (f.agent_id && StrOr(agent, "id") != *f.agent_id) continue;
+    if (f.agent_version && !(agent.is_object() && agent.contains("version") && agent["version"] == *f.agent_version))
+      continue;
+    if (f.environment_id && StrOr(b, "environment_id") != *f.environment_id) continue;
+    if (f.deployment_id && StrOr(b, "deployment_id") != *f.deployment_id) continue;
+    if (f.memory_store_id) {
+      auto ms = MemoryStoresOf(b);
+      if (std::find(ms.begin(), ms.end(), *f.memory_store_id) == ms.end()) continue;
+    }
+    if (!f.statuses.empty() &&
+        std::find(f.statuses.begin(), f.statuses.end(), StrOr(b, "status")) == f.statuses.end())
+      continue;
+    if (!InRange(f.created, r.created_at)) continue;
+    rows.emplace_back(r.seq, &r.body);
+  }
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return PageOf(rows, page);
+}
+
+Result<std::vector<std::string>> MemoryStore::SessionsNeedingEngine() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::set<std::string> out;
+  for (const auto& [id, r] : sessions_) {
+    std::string status = StrOr(r.body, "status");
+    if (status == "running" || status == "rescheduling") out.insert(id);
+  }
+  for (const auto& [sid, log] : events_)
+    for (const auto& [seq, e] : log.by_seq)
+      if (AwaitingEngine(e.type, e.body)) {
+        out.insert(sid);
+        break;
+      }
+  return std::vector<std::string>(out.begin(), out.end());
+}
+
+Status MemoryStore::DeleteSession(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!sessions_.erase(id)) return Status::NotFound("session " + id + " not found");
+  events_.erase(id);
+  engine_.erase(id);
+  transcript_.erase(id);
+  secrets_.erase(id);
+  for (auto it = keys_.begin(); it != keys_.end();) it = it->second.session_id == id ? keys_.erase(it) : std::next(it);
+  return Status::Ok();
+}
+
+// ------------------------------------------------------------------ session secrets, engine state
+
+Status MemoryStore::PutSessionSecrets(const std::string& session_id, const std::map<std::string, std::string>& sealed) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [name, value] : sealed) secrets_[session_id][name] = value;
+  return Status::Ok();
+}
+
+Result<std::map<std::string, std::string>> MemoryStore::GetSessionSecrets(const std::string& session_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = secrets_.find(session_id);
+  return it == secrets_.end() ? std::map<std::string, std::string>() : it->second;
+}
+
+Result<std::optional<EngineRecord>> MemoryStore::GetEngineState(const std::string& session_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!sessions_.count(session_id)) return Status::NotFound("session " + session_id + " not found");
+  auto it = engine_.find(session_id);
+  if (it == engine_.end()) return std::optional<EngineRecord>();
+  return std::optional<EngineRecord>(it->second);
+}
+
+Result<std::vector<TranscriptEntry>> MemoryStore::ReadTranscript(const std::string& session_id, int64_t from_idx,
+                                                                 int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<TranscriptEntry> out;
+  auto it = transcript_.find(session_id);
+  if (it == transcript_.end()) return out;
+  for (auto r = it->second.lower_bound(from_idx); r != it->second.end() && static_cast<int>(out.size()) < std::max(1, limit); ++r)
+    out.push_back(r->second);
+  return out;
+}
+
+// ------------------------------------------------------------------ events
+
+Result<std::vector<StoredEvent>> MemoryStore::AppendEvents(const std::string& session_id,
+                                                           const std::function<Status(const Json& session)>& check,
+                                                           const std::vector<Json>& events, const CommitHook& hook) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (int attempt = 0;; attempt++) {
+    auto it = sessions_.find(session_id);
+    if (it == sessions_.end()) return Status::NotFound("session " + session_id + " not found");
+    if (check) WARREN_RETURN_IF_ERROR(check(it->second.body));
+    SessionEvents log = events_[session_id];
+    // A tool call is answered at most once (store.h AppendEvents).
+    std::set<std::string> answered;
+    for (const auto& [seq, e] : log.by_seq) {
+      std::string field = AnswerField(e.body);
+      if (!field.empty()) answered.insert(e.type + ":" + e.body[field].get<std::string>());
+    }
+    for (const Json& e : events) {
+      std::string field = AnswerField(e);
+      if (field.empty()) continue;
+      const std::string ref = e[field].get<std::string>();
+      if (!answered.insert(e["type"].get<std::string>() + ":" + ref).second)
+        return Status::Conflict("tool call " + ref + " already has a result").WithDetailCode(kAlreadyAnswered);
+    }
+    const int64_t seq_before = next_seq_;
+    auto stored = InsertEventsLocked(session_id, events, &log);
+    if (!stored.ok() || attempt < abort_attempts_) next_seq_ = seq_before;
+    if (!stored.ok()) return stored.status();
+    if (attempt < abort_attempts_) continue;
+    events_[session_id] = std::move(log);
+    if (hook && !stored->empty()) hook(*stored);
+    return stored;
+  }
+}
+
+Result<Page> MemoryStore::ListEvents(const std::string& session_id, const EventFilter& filter, const PageSpec& page) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::pair<int64_t, const Json*>> rows;
+  auto it = events_.find(session_id);
+  if (it == events_.end()) return PageOf(rows, page);
+  for (const auto& [seq, e] : it->second.by_seq) {
+    if (!filter.types.empty() && std::find(filter.types.begin(), filter.types.end(), e.type) == filter.types.end())
+      continue;
+    if (!InRange(filter.processed, e.ts)) continue;
+    rows.emplace_back(seq, &e.body);
+  }
+  return PageOf(rows, page);
+}
+
+Result<std::vector<StoredEvent>> MemoryStore::EventsAfter(const std::string& session_id, int64_t after_seq, int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<StoredEvent> out;
+  auto it = events_.find(session_id);
+  if (it == events_.end()) return out;
+  for (auto e = it->second.by_seq.upper_bound(after_seq);
+       e != it->second.by_seq.end() && static_cast<int64_t>(out.size()) < int64_t{limit}; ++e)
+    out.push_back(StoredEvent{e->first, e->second.body});
+  return out;
+}
+
+Result<std::optional<StoredEvent>> MemoryStore::GetEvent(const std::string& session_id, const std::string& event_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = events_.find(session_id);
+  if (it == events_.end()) return std::optional<StoredEvent>();
+  auto s = it->second.seq_by_id.find(event_id);
+  if (s == it->second.seq_by_id.end()) return std::optional<StoredEvent>();
+  return std::optional<StoredEvent>(StoredEvent{s->second, it->second.by_seq.at(s->second).body});
+}
+
+// ------------------------------------------------------------------- keys
+
+Status MemoryStore::PutKey(const std::string& key_hash, const KeyRecord& record) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!keys_.emplace(key_hash, record).second) return Status::Conflict("key already exists");
+  return Status::Ok();
+}
+
+Result<std::optional<KeyRecord>> MemoryStore::LookupKey(const std::string& key_hash) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = keys_.find(key_hash);
+  if (it == keys_.end()) return std::optional<KeyRecord>();
+  return std::optional<KeyRecord>(it->second);
+}
+
+Result<int64_t> MemoryStore::CountKeys(KeyKind kind) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int64_t>(
+      std::count_if(keys_.begin(), keys_.end(), [&](const auto& k) { return k.second.kind == kind; }));
+}
+
+// ------------------------------------------------------------------- work
+
+bool MemoryStore::LiveWorkForSessionLocked(const std::string& session_id, const std::string& except_id) const {
+  if (session_id.empty()) return false;
+  for (const auto& [id, w] : work_)
+    if (id != except_id && w.session_id == session_id && LiveWorkState(w.state)) return true;
+  return false;
+}
+
+Status MemoryStore::CreateWork(const WorkRecord& work) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (work_.count(work.id) || (LiveWorkState(work.state) && LiveWorkForSessionLocked(work.session_id, work.id)))
+    return Status::Conflict("work item " + work.id + ": the id exists or session " + work.session_id +
+                            " already has a live work item");
+  WorkRecord w = work;
+  w.seq = next_seq_++;
+  work_[w.id] = std::move(w);
+  return Status::Ok();
+}
+
+Result<WorkRecord> MemoryStore::GetWork(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = work_.find(id);
+  if (it == work_.end()) return Status::NotFound("work item " + id + " not found");
+  return it->second;
+}
+
+Result<WorkRecord> MemoryStore::UpdateWork(const std::string& id, const std::function<Status(WorkRecord*)>& mutate) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (int attempt = 0;; attempt++) {
+    auto it = work_.find(id);
+    if (it == work_.end()) return Status::NotFound("work item " + id + " not found");
+    const WorkRecord cur = it->second;
+    WorkRecord next = cur;
+    WARREN_RETURN_IF_ERROR(mutate(&next));
+    next.id = cur.id;
+    next.seq = cur.seq;
+    next.environment_id = cur.environment_id;
+    next.session_id = cur.session_id;
+    next.created_at = cur.created_at;
+    if (LiveWorkState(next.state) && !LiveWorkState(cur.state) && LiveWorkForSessionLocked(next.session_id, id))
+      return Status::Conflict("session " + next.session_id + " already has a live work item");
+    if (attempt < abort_attempts_) continue;
+    it->second = next;
+    const bool held = cur.state == "starting" || cur.state == "active" || cur.state == "stopping";
+    if ((next.state == "stopped" && cur.state != "stopped") || (held && next.state == "queued")) {
+      for (auto k = keys_.begin(); k != keys_.end();)
+        k = k->second.kind == KeyKind::kSession && k->second.work_id == id ? keys_.erase(k) : std::next(k);
+    }
+    return next;
+  }
+}
+
+Result<std::optional<WorkRecord>> MemoryStore::ClaimWork(const std::string& environment_id, int64_t now,
+                                                         int64_t redeliver_before) {
+  std::lock_guard<std::mutex> lock(mu_);
+  WorkRecord* best = nullptr;
+  for (auto& [id, w] : work_) {
+    if (w.environment_id != environment_id || w.state != "queued") continue;
+    if (w.delivered_at && *w.delivered_at > redeliver_before) continue;
+    if (!best || w.seq < best->seq) best = &w;
+  }
+  if (!best) return std::optional<WorkRecord>();
+  best->delivered_at = now;
+  best->deliveries++;
+  return std::optional<WorkRecord>(*best);
+}
+
+Result<Page> MemoryStore::ListWork(const std::string& environment_id, const PageSpec& page) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::pair<int64_t, const Json*>> rows;
+  for (const auto& [id, w] : work_)
+    if (w.environment_id == environment_id) rows.emplace_back(w.seq, &w.body);
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return PageOf(rows, page);
+}
+
+Result<std::vector<WorkRecord>> MemoryStore::UnstoppedWorkForSession(const std::string& session_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<WorkRecord> out;
+  for (const auto& [id, w] : work_)
+    if (w.session_id == session_id && w.state != "stopped") out.push_back(w);
+  std::sort(out.begin(), out.end(), [](const WorkRecord& a, const WorkRecord& b) { return a.seq < b.seq; });
+  return out;
+}
+
+Result<std::vector<std::string>> MemoryStore::DueWork(const std::string& environment_id, int64_t now, int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<const WorkRecord*> due;
+  for (const auto& [id, w] : work_) {
+    if (!w.deadline || !(*w.deadline < now)) continue;
+    if (w.state != "starting" && w.state != "active" && w.state != "stopping") continue;
+    if (!environment_id.empty() && w.environment_id != environment_id) continue;
+    due.push_back(&w);
+  }
+  std::sort(due.begin(), due.end(), [](const WorkRecord* a, const WorkRecord* b) {
+    return *a->deadline != *b->deadline ? *a->deadline < *b->deadline : a->seq < b->seq;
+  });
+  std::vector<std::string> out;
+  for (const WorkRecord* w : due) {
+    if (static_cast<int>(out.size()) >= std::max(limit, 1)) break;
+    out.push_back(w->id);
+  }
+  return out;
+}
+
+Status MemoryStore::RecordWorkerPoll(const std::string& environment_id, const std::string& worker_id, int64_t now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto [it, inserted] = workers_.emplace(std::make_pair(environment_id, worker_id), now);
+  if (!inserted) it->second = std::max(it->second, now);
+  return Status::Ok();
+}
+
+Result<WorkCounts> MemoryStore::CountWork(const std::string& environment_id, int64_t workers_since) {
+  std::lock_guard<std::mutex> lock(mu_);
+  WorkCounts c;
+  for (const auto& [id, w] : work_) {
+    if (w.environment_id != environment_id || w.state != "queued") continue;
+    (w.delivered_at ? c.pending : c.depth)++;
+    if (!c.oldest_queued_at || w.created_at < *c.oldest_queued_at) c.oldest_queued_at = w.created_at;
+  }
+  const int64_t forget_before = workers_since - int64_t{86'400'000'000};
+  for (auto it = workers_.begin(); it != workers_.end();) {
+    if (it->first.first == environment_id && it->second < forget_before) {
+      it = workers_.erase(it);
+      continue;
+    }
+    if (it->first.first == environment_id && it->second >= workers_since) c.workers++;
+    ++it;
+  }
+  return c;
+}
+
+}  // namespace warren::store
