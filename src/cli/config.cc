@@ -54,6 +54,10 @@ std::vector<Key> Keys(ServeConfig* c) {
        &c->orchestrator_session_check_interval_ms},
       {"orchestrator.reclaim_older_than_ms", "WARREN_ORCHESTRATOR_RECLAIM_OLDER_THAN_MS", Key::kInt,
        &c->orchestrator_reclaim_older_than_ms},
+      {"orchestrator.webhook_secret", "WARREN_ORCHESTRATOR_WEBHOOK_SECRET", Key::kString,
+       &c->orchestrator_webhook_secret},
+      {"orchestrator.fallback_drain_ms", "WARREN_ORCHESTRATOR_FALLBACK_DRAIN_MS", Key::kInt,
+       &c->orchestrator_fallback_drain_ms},
       // Environment shortcuts into the "model" object.
       {"provider", "WARREN_MODEL_PROVIDER", Key::kModelField, &c->model},
       {"script", "WARREN_MODEL_SCRIPT", Key::kModelField, &c->model},
@@ -114,6 +118,8 @@ Status Check(const ServeConfig& c) {
   if (c.orchestrator_max_concurrent_items < 1 || c.orchestrator_max_concurrent_items > 1024)
     return Status::InvalidArgument("orchestrator.max_concurrent_items must be 1..1024");
   if (c.orchestrator_janitor_interval_ms < 10) return Status::InvalidArgument("orchestrator.janitor_interval_ms must be at least 10");
+  if (c.orchestrator_fallback_drain_ms < 100)
+    return Status::InvalidArgument("orchestrator.fallback_drain_ms must be at least 100");
   if (c.orchestrator_reclaim_older_than_ms < 1)
     return Status::InvalidArgument("orchestrator.reclaim_older_than_ms must be at least 1");
   return Status::Ok();

@@ -51,6 +51,11 @@ struct ServeConfig {
   int orchestrator_janitor_interval_ms = 5000;
   int orchestrator_session_check_interval_ms = 30000;
   int orchestrator_reclaim_older_than_ms = 2000;
+  // Wake-up by webhook: with a secret (whsec_...), POST
+  // /v1/warren/orchestrator/webhook verifies deliveries and the poller drains
+  // on session.status_run_started and every fallback_drain_ms.
+  std::string orchestrator_webhook_secret;
+  int orchestrator_fallback_drain_ms = 30000;
   // The model provider (models::ModelConfigFromJson keys); scripted offline
   // by default.
   Json model = Json{{"provider", "scripted"}};

@@ -36,7 +36,11 @@
 #include "orchestrator/http_work_source.h"
 #include "orchestrator/local_work_source.h"
 #include "orchestrator/orchestrator.h"
+#include "orchestrator/packages.h"
+#include "orchestrator/prepare.h"
 #include "orchestrator/runner_relay.h"
+#include "orchestrator/webhooks.h"
+#include "cli/orchestrator_webhook.h"
 #include "orchestrator/sandbox_host.h"
 #endif
 #ifdef WARREN_HAVE_ORCHESTRATOR_PARTS
@@ -99,6 +103,30 @@ std::string FindRunner(const std::string& configured) {
   }
   return "";
 }
+
+#ifdef WARREN_HAVE_ORCHESTRATOR
+// Prepared sandboxes (orchestrator/prepare.h): the runner of a bound one
+// gets its live env credentials; the janitor sweeps expired ones.
+void UsePreparer(orchestrator::Preparer* p, orchestrator::OrchestratorOptions* oo) {
+  oo->prepared_runner_env = [p](const std::string& id) { return p->RunnerEnv(id); };
+  oo->sweep_credentials = [p]() -> Result<std::vector<std::string>> {
+    WARREN_ASSIGN_OR_RETURN(orchestrator::SweepReport rep, p->Sweep());
+    if (!rep.files_removed.empty() || !rep.env_expired.empty())
+      log::Info("orchestrator.credentials_swept", {{"report", rep.ToJson()}});
+    return rep.env_expired;
+  };
+}
+
+// A cloud environment's config.packages -> its snapshot (built once, cached
+// by content; the build log goes to the service log). "" = none.
+Result<std::string> EnvironmentSnapshot(store::Store* st, orchestrator::PackageSnapshots* snaps,
+                                        const std::string& environment_id) {
+  WARREN_ASSIGN_OR_RETURN(Json env, st->GetEnvironment(environment_id));
+  return orchestrator::SnapshotForEnvironment(env, snaps, [environment_id](std::string_view line) {
+    log::Info("orchestrator.packages_build", {{"environment_id", environment_id}, {"line", std::string(line)}});
+  });
+}
+#endif
 
 int Serve(ServeConfig cfg, const std::string& config_path) {
   log::Level level;
@@ -240,6 +268,27 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   });
   service.add_observer(&engine);
 
+#ifdef WARREN_HAVE_ORCHESTRATOR
+  // Wake-up by webhook (docs/ORCHESTRATOR.md): the route exists only with a
+  // secret; the orchestrator is set once it runs (503 until then).
+  std::unique_ptr<orchestrator::WebhookVerifier> webhook_verifier;
+  std::atomic<orchestrator::Orchestrator*> webhook_target{nullptr};
+  std::atomic<bool> webhook_closed{false};
+  if (orch_runtime != nullptr && !cfg.orchestrator_webhook_secret.empty()) {
+    auto key = orchestrator::WebhookKey::Parse(cfg.orchestrator_webhook_secret);
+    if (!key.ok()) return Fail(key.status().WithContext("orchestrator.webhook_secret"));
+    webhook_verifier = std::make_unique<orchestrator::WebhookVerifier>(
+        std::vector<orchestrator::WebhookKey>{*key}, Clock::Real());
+    service.router().Add("POST", kOrchestratorWebhookPath, [&](http::HttpRequest& req, const api::Params&) {
+      orchestrator::Orchestrator* o = webhook_target.load();
+      std::atomic<bool> not_ready{o == nullptr};
+      return HandleOrchestratorWebhook(
+          req, webhook_verifier.get(), [o] { if (o != nullptr) o->Wake(); },
+          o == nullptr ? &not_ready : &webhook_closed);
+    });
+  }
+#endif
+
   http::ServerOptions opts;
   opts.listen = cfg.listen;
   opts.max_body_bytes = cfg.max_body_bytes;
@@ -260,6 +309,8 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   std::unique_ptr<http::HttpServer> socket_server;
   std::unique_ptr<orchestrator::RuntimeSandboxHost> orch_host;
   std::unique_ptr<orchestrator::LocalWorkSource> orch_source;
+  std::unique_ptr<orchestrator::RuntimeSnapshotBackend> pkg_backend;  // one per process
+  std::unique_ptr<orchestrator::PackageSnapshots> pkg_snapshots;
   std::unique_ptr<orchestrator::Orchestrator> orch;
   if (orch_runtime != nullptr) {
     std::string run_dir = AbsolutePath(cfg.data_dir) + "/run";
@@ -298,12 +349,22 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
     oo.archived_retention = std::chrono::minutes(cfg.orchestrator_archived_retention_minutes);
     oo.janitor_interval = std::chrono::milliseconds(cfg.orchestrator_janitor_interval_ms);
     oo.session_check_interval = std::chrono::milliseconds(cfg.orchestrator_session_check_interval_ms);
+    UsePreparer(sandbox_api.PreparerFor(orch_runtime), &oo);
+    pkg_backend = std::make_unique<orchestrator::RuntimeSnapshotBackend>(orch_runtime);
+    pkg_snapshots = std::make_unique<orchestrator::PackageSnapshots>(pkg_backend.get());
+    oo.environment_snapshot = [st = store.get(), ps = pkg_snapshots.get()](const std::string& env_id) {
+      return EnvironmentSnapshot(st, ps, env_id);
+    };
+    oo.poll_continuously = webhook_verifier == nullptr;
+    oo.fallback_drain = std::chrono::milliseconds(cfg.orchestrator_fallback_drain_ms);
     orch = std::make_unique<orchestrator::Orchestrator>(orch_source.get(), orch_host.get(), Clock::Real(), oo);
     s = orch->Start();
     if (!s.ok()) return Fail(s.WithContext("orchestrator"));
+    webhook_target = orch.get();
     log::Info("serve.orchestrator", {{"enabled", true}, {"runner", runner_path}, {"socket", sopts.listen},
                                      {"sandbox_data_dir", sb_opts.runtime.data_dir},
-                                     {"self_hosted", cfg.orchestrator_self_hosted}});
+                                     {"self_hosted", cfg.orchestrator_self_hosted},
+                                     {"wake_up", webhook_verifier ? "webhook" : "poll"}});
   } else {
     log::Info("serve.orchestrator", {{"enabled", false}, {"reason", orch_off_reason}});
   }
@@ -321,6 +382,7 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   sigwait(&sigs, &sig);
   log::Info("serve.stopping", {{"signal", sig}});
 #ifdef WARREN_HAVE_ORCHESTRATOR
+  webhook_closed = true;  // deliveries answered 503 (the sender retries)
   if (orch) orch->Stop();  // runners keep running; the next start re-adopts them
 #endif
   bus.EndAll();
@@ -345,6 +407,8 @@ struct StandaloneArgs {
   int archived_retention_minutes = 43200, session_check_interval_ms = 30000, relay_max_connections = 128;
   std::string cgroup_prefix = "warren-orch";
   std::string ca_file;
+  std::string webhook_listen, webhook_secret;  // wake-up by webhook (secret also ANTHROPIC_WEBHOOK_SIGNING_KEY)
+  int fallback_drain_ms = 30000;
 };
 
 // `warren orchestrator`: the standalone orchestrator. Speaks only the
@@ -423,17 +487,59 @@ int Standalone(StandaloneArgs a) {
   oo.archived_retention = std::chrono::minutes(a.archived_retention_minutes);
   oo.janitor_interval = std::chrono::milliseconds(a.janitor_interval_ms);
   oo.session_check_interval = std::chrono::milliseconds(a.session_check_interval_ms);
+  orchestrator::Preparer preparer(rt->get());
+  UsePreparer(&preparer, &oo);
+  // Wake-up by webhook: a small listener (put TLS in front of it).
+  if (a.webhook_secret.empty()) {
+    if (const char* k = std::getenv("ANTHROPIC_WEBHOOK_SIGNING_KEY"); k && *k) a.webhook_secret = k;
+  }
+  if (a.webhook_listen.empty() != a.webhook_secret.empty())
+    return Fail(Status::InvalidArgument("--webhook-listen and --webhook-secret (or ANTHROPIC_WEBHOOK_SIGNING_KEY) go together"));
+  std::unique_ptr<orchestrator::WebhookVerifier> verifier;
+  if (!a.webhook_secret.empty()) {
+    auto key = orchestrator::WebhookKey::Parse(a.webhook_secret);
+    if (!key.ok()) return Fail(key.status().WithContext("--webhook-secret"));
+    verifier = std::make_unique<orchestrator::WebhookVerifier>(std::vector<orchestrator::WebhookKey>{*key}, Clock::Real());
+    oo.poll_continuously = false;
+    oo.fallback_drain = std::chrono::milliseconds(std::max(100, a.fallback_drain_ms));
+  }
   orchestrator::Orchestrator orch(&source, &host, Clock::Real(), oo);
+  std::atomic<bool> closing{false};
+  std::unique_ptr<http::HttpServer> webhook_server;
+  if (verifier) {
+    http::ServerOptions wo;
+    wo.listen = a.webhook_listen;
+    wo.max_body_bytes = 1 << 20;
+    wo.worker_threads = 2;
+    webhook_server = std::make_unique<http::HttpServer>(
+        wo,
+        [&](http::HttpRequest& req) -> http::HandlerResult {
+          if (req.path != kOrchestratorWebhookPath && req.path != "/")
+            return api::ApiService::ErrorResult(Status::NotFound("POST deliveries to / or " +
+                                                                 std::string(kOrchestratorWebhookPath)), req);
+          if (req.method != "POST") return api::ApiService::ErrorResult(Status::InvalidArgument("POST only"), req);
+          return HandleOrchestratorWebhook(req, verifier.get(), [&orch] { orch.Wake(); }, &closing);
+        },
+        api::RenderError);
+  }
   Status s = orch.Start();
   if (!s.ok()) return Fail(s);
+  if (webhook_server) {
+    s = webhook_server->Start();
+    if (!s.ok()) return Fail(s.WithContext("--webhook-listen"));
+    std::printf("Webhook receiver on %s%s\n", webhook_server->url().c_str(), kOrchestratorWebhookPath);
+  }
   log::Info("orchestrator.standalone", {{"base_url", a.base_url}, {"environment_id", a.environment_id},
                                         {"data_dir", ro.data_dir}, {"runner", runner}, {"network", a.network},
-                                        {"runner_base_url", runner_base_url}, {"relay", relay != nullptr}});
+                                        {"runner_base_url", runner_base_url}, {"relay", relay != nullptr},
+                                        {"wake_up", webhook_server ? "webhook" : "poll"}});
   std::printf("Warren orchestrator serving %s at %s\n", a.environment_id.c_str(), a.base_url.c_str());
   std::fflush(stdout);
   int sig = 0;
   sigwait(&sigs, &sig);
+  closing = true;
   orch.Stop();  // runners keep running; the next start re-adopts them
+  if (webhook_server) webhook_server->Stop(std::chrono::seconds(2));
   if (relay) relay->Stop();
   // Like `warren serve`: the loop pool is unmounted when no sandbox runs.
   if (Status u = (*rt)->UnmountPoolIfIdle(); !u.ok() && u.code() != Code::kFailedPrecondition)
@@ -511,6 +617,12 @@ int main(int argc, char** argv) {
   orch_cmd->add_option("--janitor-interval-ms", orch_args.janitor_interval_ms)->capture_default_str();
   orch_cmd->add_option("--session-check-interval-ms", orch_args.session_check_interval_ms)->capture_default_str();
   orch_cmd->add_option("--archived-retention-minutes", orch_args.archived_retention_minutes)->capture_default_str();
+  orch_cmd->add_option("--webhook-listen", orch_args.webhook_listen,
+                       "HOST:PORT of a webhook receiver (wake-up on session.status_run_started)");
+  orch_cmd->add_option("--webhook-secret", orch_args.webhook_secret,
+                       "whsec_... signing key (default: ANTHROPIC_WEBHOOK_SIGNING_KEY)");
+  orch_cmd->add_option("--fallback-drain-ms", orch_args.fallback_drain_ms,
+                       "webhook mode: drain this often anyway (lost deliveries)")->capture_default_str();
 #endif
 
   CLI11_PARSE(app, argc, argv);

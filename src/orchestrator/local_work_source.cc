@@ -100,6 +100,11 @@ Result<Json> LocalWorkSource::GetSession(const std::string& /*environment_id*/, 
   return store_->GetSession(session_id);
 }
 
+void LocalWorkSource::Invalidate() {
+  std::lock_guard<std::mutex> l(mu_);
+  refreshed_ = {};  // stale: the next Poll re-reads the environments
+}
+
 void LocalWorkSource::Interrupt() {
   {
     std::lock_guard<std::mutex> l(mu_);

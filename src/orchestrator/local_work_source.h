@@ -44,6 +44,7 @@ class LocalWorkSource final : public WorkSource {
   Result<Json> GetSession(const std::string& environment_id, const std::string& session_id) override;
   std::vector<std::string> Environments() override;
   void Interrupt() override;
+  void Invalidate() override;
 
  private:
   Status Refresh();

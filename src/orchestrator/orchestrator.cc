@@ -1,6 +1,7 @@
 #include "orchestrator/orchestrator.h"
 
 #include <poll.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -178,50 +179,90 @@ std::vector<WorkItem> Orchestrator::Dedupe(std::vector<WorkItem>* items) {
   return drop;
 }
 
+bool Orchestrator::ClaimBatch(int block_ms, int* failures) {
+  {
+    std::unique_lock<std::mutex> l(mu_);
+    space_cv_.wait(l, [this] {
+      return stopping_ || busy_ + static_cast<int>(items_.size()) < options_.max_concurrent_items;
+    });
+    if (stopping_) return true;
+  }
+  auto first = source_->Poll(block_ms, options_.reclaim_older_than_ms);
+  if (!first.ok()) {
+    ++*failures;
+    auto backoff = std::min(options_.retry_max, options_.retry_initial * (1 << std::min(*failures, 6)));
+    log::Warn("orchestrator.poll_failed", {{"error", first.status().ToString()}, {"retry_ms", backoff.count()}});
+    Sleep(backoff);
+    return false;
+  }
+  *failures = 0;
+  if (!first->has_value()) return true;
+  std::vector<WorkItem> batch{std::move(**first)};
+  // Drain what else is waiting (non-blocking), bounded by the batch size
+  // and by the free pool slots.
+  int room;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    room = options_.max_concurrent_items - busy_ - static_cast<int>(items_.size());
+  }
+  while (static_cast<int>(batch.size()) < std::min(options_.drain_batch, std::max(room, 1)) && !stopping_) {
+    auto more = source_->Poll(0, options_.reclaim_older_than_ms);
+    if (!more.ok() || !more->has_value()) break;
+    batch.push_back(std::move(**more));
+  }
+  std::vector<WorkItem> dupes = Dedupe(&batch);
+  for (const WorkItem& d : dupes) {
+    log::Info("orchestrator.duplicate_stopped", {{"work_id", d.id}, {"session_id", d.session_id}});
+    Status s = source_->Stop(d, true);
+    if (!s.ok()) log::Warn("orchestrator.stop_failed", {{"work_id", d.id}, {"error", s.ToString()}});
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  stats_.items_claimed += static_cast<int64_t>(batch.size() + dupes.size());
+  stats_.items_deduped += static_cast<int64_t>(dupes.size());
+  for (auto& w : batch) items_.push_back(std::move(w));
+  cv_.notify_all();
+  return true;
+}
+
+void Orchestrator::Wake() {
+  source_->Invalidate();  // the run may be in an environment made since the last refresh
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    wake_ = true;
+  }
+  cv_.notify_all();
+}
+
 void Orchestrator::PollLoop() {
   int failures = 0;
+  if (options_.poll_continuously) {
+    while (!stopping_) ClaimBatch(options_.poll_block_ms, &failures);
+    return;
+  }
+  // Webhook mode: drain on Wake() and every fallback_drain. A drain claims
+  // until the queue is empty (or the pool is full: then it waits for room
+  // and goes on, so nothing woken for is left behind).
+  bool first = true;  // one drain at start: work queued while we were down
   while (!stopping_) {
-    {
+    std::string reason = "start";
+    if (!first) {
       std::unique_lock<std::mutex> l(mu_);
-      space_cv_.wait(l, [this] {
-        return stopping_ || busy_ + static_cast<int>(items_.size()) < options_.max_concurrent_items;
-      });
-      if (stopping_) break;
+      bool woken = cv_.wait_for(l, options_.fallback_drain, [this] { return stopping_ || wake_; });
+      if (stopping_) return;
+      reason = woken ? "webhook" : "fallback";
     }
-    auto first = source_->Poll(options_.poll_block_ms, options_.reclaim_older_than_ms);
-    if (!first.ok()) {
-      ++failures;
-      auto backoff = std::min(options_.retry_max, options_.retry_initial * (1 << std::min(failures, 6)));
-      log::Warn("orchestrator.poll_failed", {{"error", first.status().ToString()}, {"retry_ms", backoff.count()}});
-      Sleep(backoff);
-      continue;
-    }
-    failures = 0;
-    if (!first->has_value()) continue;
-    std::vector<WorkItem> batch{std::move(**first)};
-    // Drain what else is waiting (non-blocking), bounded by the batch size
-    // and by the free pool slots.
-    int room;
+    first = false;
     {
       std::lock_guard<std::mutex> l(mu_);
-      room = options_.max_concurrent_items - busy_ - static_cast<int>(items_.size());
+      wake_ = false;
+      ++stats_.drains;
     }
-    while (static_cast<int>(batch.size()) < std::min(options_.drain_batch, std::max(room, 1)) && !stopping_) {
-      auto more = source_->Poll(0, options_.reclaim_older_than_ms);
-      if (!more.ok() || !more->has_value()) break;
-      batch.push_back(std::move(**more));
-    }
-    std::vector<WorkItem> dupes = Dedupe(&batch);
-    for (const WorkItem& d : dupes) {
-      log::Info("orchestrator.duplicate_stopped", {{"work_id", d.id}, {"session_id", d.session_id}});
-      Status s = source_->Stop(d, true);
-      if (!s.ok()) log::Warn("orchestrator.stop_failed", {{"work_id", d.id}, {"error", s.ToString()}});
-    }
-    std::lock_guard<std::mutex> l(mu_);
-    stats_.items_claimed += static_cast<int64_t>(batch.size() + dupes.size());
-    stats_.items_deduped += static_cast<int64_t>(dupes.size());
-    for (auto& w : batch) items_.push_back(std::move(w));
-    cv_.notify_all();
+    log::Info("orchestrator.drain", {{"reason", reason}});
+    int64_t before;
+    do {
+      before = stats().items_claimed;
+      if (!ClaimBatch(0, &failures)) break;
+    } while (!stopping_ && stats().items_claimed > before);
   }
 }
 
@@ -302,6 +343,13 @@ Status Orchestrator::ServeItem(const WorkItem& item) {
   return LaunchRunner(item, rec);
 }
 
+std::vector<sandbox::HostBind> Orchestrator::RunnerBinds() const {
+  std::vector<sandbox::HostBind> b;
+  if (!options_.runner_host_path.empty()) b.push_back({options_.runner_host_path, kRunnerPath});
+  if (!options_.socket_host_dir.empty()) b.push_back({options_.socket_host_dir, kSocketDir});
+  return b;
+}
+
 Result<SandboxRecord> Orchestrator::FindSessionSandbox(const std::string& session_id) {
   WARREN_ASSIGN_OR_RETURN(auto all, sandboxes_->List());
   for (auto& r : all) {
@@ -336,13 +384,16 @@ Result<SandboxRecord> Orchestrator::EnsureSandbox(const WorkItem& item, const Js
     labels[kLabelSession] = item.session_id;
     labels[kLabelMode] = "session";
     labels[kLabelOrchestrator] = options_.instance;
-    labels["warren.prepared"] = "true";
+    labels[kLabelPrepared] = "true";  // every other label (credential expiry, the caller's) is kept
     WARREN_ASSIGN_OR_RETURN(rec, sandboxes_->SetLabels(p->id, labels));
     log::Info("orchestrator.sandbox_bound", {{"sandbox", rec.id}, {"session_id", item.session_id}});
   } else {
     sandbox::CreateOptions c;
     c.name = item.session_id;
     std::string snap = MetaString(session, "warren.snapshot");
+    if (snap.empty() && options_.environment_snapshot) {
+      WARREN_ASSIGN_OR_RETURN(snap, options_.environment_snapshot(item.environment_id));
+    }
     c.snapshot = snap.empty() ? options_.default_snapshot : snap;
     c.labels = {{kLabelSession, item.session_id},
                 {kLabelEnvironment, item.environment_id},
@@ -351,8 +402,7 @@ Result<SandboxRecord> Orchestrator::EnsureSandbox(const WorkItem& item, const Js
     c.network = options_.network;
     if (c.network == "isolated") c.allow_cidrs = options_.allow_cidrs;
     c.workdir = options_.workdir;
-    if (!options_.runner_host_path.empty()) c.host_binds.push_back({options_.runner_host_path, kRunnerPath});
-    if (!options_.socket_host_dir.empty()) c.host_binds.push_back({options_.socket_host_dir, kSocketDir});
+    c.host_binds = RunnerBinds();
     auto created = sandboxes_->Create(c);
     if (!created.ok()) {
       // A bad snapshot name in metadata is the session's problem, not a
@@ -365,6 +415,31 @@ Result<SandboxRecord> Orchestrator::EnsureSandbox(const WorkItem& item, const Js
     ++stats_.sandboxes_created;
     log::Info("orchestrator.sandbox_created", {{"sandbox", rec.id}, {"session_id", item.session_id},
                                                {"snapshot", c.snapshot}});
+  }
+  if (Label(rec, kLabelPrepared) == "true") {
+    // A prepared sandbox was made without the runner and the socket dir:
+    // they are bind mounts, fixed at start, so it is stopped (its files
+    // kept), given them, and started below. Idempotent after a crash.
+    std::vector<sandbox::HostBind> binds = RunnerBinds();
+    bool missing = false;
+    for (const auto& b : binds) {
+      bool has = std::any_of(rec.host_binds.begin(), rec.host_binds.end(),
+                             [&](const sandbox::HostBind& h) { return h.path == b.path && h.host_path == b.host_path; });
+      missing = missing || !has;
+    }
+    if (missing) {
+      for (const auto& h : rec.host_binds)
+        if (std::none_of(binds.begin(), binds.end(), [&](const sandbox::HostBind& b) { return b.path == h.path; }))
+          binds.push_back(h);
+      if (rec.state == SandboxState::kArchived) {
+        WARREN_ASSIGN_OR_RETURN(rec, sandboxes_->Restore(rec.id));
+      }
+      if (rec.state == SandboxState::kStarted || rec.state == SandboxState::kPaused || rec.state == SandboxState::kError) {
+        WARREN_ASSIGN_OR_RETURN(rec, sandboxes_->Stop(rec.id, false));
+      }
+      WARREN_ASSIGN_OR_RETURN(rec, sandboxes_->SetHostBinds(rec.id, binds));
+      log::Info("orchestrator.runner_mounted", {{"sandbox", rec.id}, {"session_id", item.session_id}});
+    }
   }
   if (rec.state == SandboxState::kArchived) {
     WARREN_ASSIGN_OR_RETURN(rec, sandboxes_->Restore(rec.id));
@@ -411,6 +486,19 @@ Status Orchestrator::LaunchRunner(const WorkItem& item, const SandboxRecord& rec
               "--max-idle", std::to_string(options_.runner_max_idle.count()) + "ms", "--log-format", "json"};
   req.env = {"ANTHROPIC_WORK_ID=" + item.id, "ANTHROPIC_WORK_SECRET=" + item.secret,
              "ANTHROPIC_BASE_URL=" + options_.runner_base_url};
+  if (Label(rec, kLabelPrepared) == "true" && options_.prepared_runner_env) {
+    // The prepared sandbox's live env credentials (never expired ones). A
+    // credential never shadows the runner's own variables.
+    WARREN_ASSIGN_OR_RETURN(std::vector<std::string> extra, options_.prepared_runner_env(rec.id));
+    for (auto& e : extra) {
+      std::string name = e.substr(0, e.find('='));
+      if (name == "ANTHROPIC_WORK_ID" || name == "ANTHROPIC_WORK_SECRET" || name == "ANTHROPIC_BASE_URL") {
+        log::Warn("orchestrator.credential_skipped", {{"sandbox", rec.id}, {"name", name}});
+        continue;
+      }
+      req.env.push_back(std::move(e));
+    }
+  }
   req.cwd = "/";  // the workdir may not exist yet: the script makes it
   req.timeout = std::chrono::milliseconds(30000);
   WARREN_ASSIGN_OR_RETURN(sandbox::ExecResult r, sandboxes_->Exec(rec.id, req));
@@ -534,7 +622,41 @@ void Orchestrator::JanitorLoop() {
   while (Sleep(options_.janitor_interval)) JanitorPass();
 }
 
+void Orchestrator::ExpireCredentials() {
+  if (!options_.sweep_credentials) return;
+  auto expired = options_.sweep_credentials();
+  if (!expired.ok()) {
+    log::Warn("orchestrator.credential_sweep_failed", {{"error", expired.status().ToString()}});
+    return;
+  }
+  for (const std::string& sbx : *expired) {
+    // The runner's environment still holds the expired values: end it. It
+    // posts a cancelled result for a tool call in flight and releases its
+    // item; the next work item of the session launches a runner without
+    // them (LaunchRunner reads the live entries only).
+    std::vector<Runner> victims;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (const auto& [id, r] : runners_)
+        if (r.sandbox_id == sbx) victims.push_back(r);
+    }
+    for (const Runner& r : victims) {
+      int rc = -1;
+      if (r.pidfd >= 0) {
+        rc = static_cast<int>(::syscall(SYS_pidfd_send_signal, r.pidfd, SIGTERM, nullptr, 0));
+      } else if (sandbox::ProcessAlive(r.host_pid, r.start_time)) {
+        rc = ::kill(r.host_pid, SIGTERM);
+      }
+      std::lock_guard<std::mutex> l(mu_);
+      if (rc == 0) ++stats_.runners_credentials_expired;
+      log::Info("orchestrator.runner_credentials_expired",
+                {{"work_id", r.item.id}, {"session_id", r.item.session_id}, {"sandbox", sbx}, {"signalled", rc == 0}});
+    }
+  }
+}
+
 void Orchestrator::JanitorPass() {
+  ExpireCredentials();
   auto all = sandboxes_->List();
   if (!all.ok()) {
     log::Warn("orchestrator.janitor_failed", {{"error", all.status().ToString()}});

@@ -32,6 +32,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -57,6 +58,7 @@ inline constexpr const char* kLabelSession = "warren.session_id";
 inline constexpr const char* kLabelEnvironment = "warren.environment_id";
 inline constexpr const char* kLabelMode = "warren.mode";  // "session" | "prepared"
 inline constexpr const char* kLabelOrchestrator = "warren.orchestrator";
+inline constexpr const char* kLabelPrepared = "warren.prepared";  // "true" once bound from a prepared sandbox
 
 struct OrchestratorOptions {
   // Value of the warren.orchestrator label on the sandboxes it manages;
@@ -81,6 +83,28 @@ struct OrchestratorOptions {
   std::chrono::milliseconds retry_initial{500};
   std::chrono::milliseconds retry_max{30000};
   int max_item_attempts = 6;  // then the item is left to its lease (redelivered later)
+
+  // Prepared sandboxes (Preparer, prepare.h). Both optional.
+  // "NAME=value" entries added to the environment of a runner launched in a
+  // sandbox that was bound from a prepared one (label warren.prepared=true).
+  std::function<Result<std::vector<std::string>>(const std::string& sandbox_id)> prepared_runner_env;
+  // Called at the start of every janitor pass: removes expired credentials
+  // and returns the sandboxes whose env credentials expired; their runners
+  // are terminated (SIGTERM) so that the next one starts without them.
+  std::function<Result<std::vector<std::string>>()> sweep_credentials;
+
+  // The snapshot of a new session sandbox from its environment (a cloud
+  // environment's config.packages -> PackageSnapshots, packages.h); "" =
+  // default_snapshot. May build (minutes). Session metadata
+  // "warren.snapshot" wins. InvalidArgument/FailedPrecondition (a package
+  // set that cannot be built) are permanent: the item is stopped.
+  std::function<Result<std::string>(const std::string& environment_id)> environment_snapshot;
+
+  // Wake-up by webhook (webhooks.h). When false the poller no longer
+  // long-polls continuously: it drains the queue when Wake() is called and
+  // every `fallback_drain` (lost deliveries).
+  bool poll_continuously = true;
+  std::chrono::milliseconds fallback_drain{30000};
 };
 
 struct OrchestratorStats {
@@ -93,6 +117,8 @@ struct OrchestratorStats {
   int64_t sandboxes_stopped = 0;
   int64_t sandboxes_archived = 0;
   int64_t sandboxes_deleted = 0;
+  int64_t drains = 0;                       // drains run (webhook mode)
+  int64_t runners_credentials_expired = 0;  // runners terminated after env credentials expired
 };
 
 class Orchestrator final {
@@ -107,6 +133,10 @@ class Orchestrator final {
   Status Start();
   // Stops claiming and joins every thread. Runners keep running.
   void Stop();
+
+  // Webhook mode: drain the queue now (a session.status_run_started
+  // delivery). Cheap; coalesces; callable from any thread.
+  void Wake();
 
   // One janitor pass (tests call it directly with janitor_interval huge).
   void JanitorPass();
@@ -135,12 +165,17 @@ class Orchestrator final {
   };
 
   void PollLoop();
+  // Claims up to the free pool slots; `block_ms` for the first item.
+  // Returns false on a poll failure (after its backoff).
+  bool ClaimBatch(int block_ms, int* failures);
+  void ExpireCredentials();
   void WorkerLoop();
   void SupervisorLoop();
   void JanitorLoop();
   Status ServeItem(const WorkItem& item);
   Result<sandbox::SandboxRecord> EnsureSandbox(const WorkItem& item, const Json& session);
   Result<sandbox::SandboxRecord> FindSessionSandbox(const std::string& session_id);
+  std::vector<sandbox::HostBind> RunnerBinds() const;  // the runner and the socket dir
   Status LaunchRunner(const WorkItem& item, const sandbox::SandboxRecord& rec);
   void Track(Runner r);
   void Adopt();
@@ -162,6 +197,7 @@ class Orchestrator final {
   std::condition_variable cv_;        // items queued / stopping
   std::condition_variable space_cv_;  // a pool slot freed
   std::deque<WorkItem> items_;
+  bool wake_ = false;  // webhook mode: a drain was asked for
   int busy_ = 0;
   std::map<std::string, std::unique_ptr<std::mutex>> session_locks_;
   std::map<std::string, Runner> runners_;  // by work id

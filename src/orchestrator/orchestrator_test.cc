@@ -144,6 +144,15 @@ class FakeSandboxes final : public SandboxHost {
     it->second.labels = std::move(labels);
     return it->second;
   }
+  Result<SandboxRecord> SetHostBinds(const std::string& id, std::vector<sandbox::HostBind> binds) override {
+    std::lock_guard<std::mutex> l(mu);
+    auto it = recs.find(id);
+    if (it == recs.end()) return Status::NotFound("no sandbox " + id);
+    if (it->second.state != SandboxState::kStopped) return Status::FailedPrecondition("not stopped");
+    it->second.host_binds = std::move(binds);
+    log.push_back(id + ":binds");
+    return it->second;
+  }
   Result<sandbox::ExecResult> Exec(const std::string& id, const sandbox::ExecRequest& req) override {
     std::lock_guard<std::mutex> l(mu);
     execs.push_back(req);
@@ -318,6 +327,160 @@ TEST_F(OrchestratorTest, PreparedSandboxIsCheckedThenBound) {
   source.sessions["s3"] = Session("s3", "running", {{"warren.sandbox_id", right}});
   o->HandleItem(Item("w3", "s3"));
   EXPECT_EQ(source.stopped.back(), "w3:force");
+}
+
+TEST_F(OrchestratorTest, PreparedSandboxRunnerGetsItsCredentialsAndKeepsLabels) {
+  sandbox::CreateOptions p;
+  p.labels = {{kLabelMode, "prepared"},
+              {kLabelEnvironment, "env_1"},
+              {"warren.credentials_expire_at", "2026-01-01T01:00:00Z"},
+              {"team", "blue"}};
+  std::string prepared = sb.Create(p).value().id;
+  std::vector<std::string> asked;
+  opts.prepared_runner_env = [&](const std::string& id) -> Result<std::vector<std::string>> {
+    asked.push_back(id);
+    return std::vector<std::string>{"API_TOKEN=tok-123", "ANTHROPIC_WORK_SECRET=forged"};
+  };
+  auto o = Make();
+  source.sessions["s1"] = Session("s1", "running", {{"warren.sandbox_id", prepared}});
+  o->HandleItem(Item("w1", "s1"));
+  ASSERT_EQ(sb.execs.size(), 1u);
+  EXPECT_EQ(asked, std::vector<std::string>{prepared});
+  const auto& env = sb.execs[0].env;
+  EXPECT_NE(std::find(env.begin(), env.end(), "API_TOKEN=tok-123"), env.end());
+  EXPECT_NE(std::find(env.begin(), env.end(), "ANTHROPIC_WORK_SECRET=c2VjcmV0"), env.end());
+  EXPECT_EQ(std::find(env.begin(), env.end(), "ANTHROPIC_WORK_SECRET=forged"), env.end());  // never shadowed
+  // Binding kept every other label (the credential expiry drives the sweep).
+  auto& labels = sb.recs[prepared].labels;
+  EXPECT_EQ(labels["warren.credentials_expire_at"], "2026-01-01T01:00:00Z");
+  EXPECT_EQ(labels["team"], "blue");
+  EXPECT_EQ(labels[kLabelPrepared], "true");
+  // It was stopped, given the runner and the socket dir, and started.
+  ASSERT_EQ(sb.recs[prepared].host_binds.size(), 2u);
+  EXPECT_EQ(sb.recs[prepared].host_binds[0].path, kRunnerPath);
+  EXPECT_EQ(sb.recs[prepared].host_binds[1].path, kSocketDir);
+  EXPECT_EQ(sb.log, (std::vector<std::string>{prepared + ":stopped", prepared + ":binds", prepared + ":started"}));
+  // A session sandbox that was not prepared gets no credentials.
+  source.sessions["s2"] = Session("s2", "running");
+  o->HandleItem(Item("w2", "s2"));
+  EXPECT_EQ(asked.size(), 1u);
+  // A failing credential store is transient: retried, then left to the lease.
+  opts.prepared_runner_env = [](const std::string&) -> Result<std::vector<std::string>> {
+    return Status::Unavailable("state dir unreadable");
+  };
+  sandbox::CreateOptions p2;
+  p2.labels = {{kLabelMode, "prepared"}, {kLabelEnvironment, "env_1"}};
+  std::string prepared2 = sb.Create(p2).value().id;
+  auto o2 = Make();
+  source.sessions["s3"] = Session("s3", "running", {{"warren.sandbox_id", prepared2}});
+  size_t execs = sb.execs.size();
+  o2->HandleItem(Item("w3", "s3"));
+  EXPECT_EQ(sb.execs.size(), execs);
+  EXPECT_TRUE(source.stopped.empty());
+}
+
+TEST_F(OrchestratorTest, ExpiredEnvCredentialsEndTheRunner) {
+  sandbox::CreateOptions p;
+  p.labels = {{kLabelMode, "prepared"}, {kLabelEnvironment, "env_1"}};
+  std::string prepared = sb.Create(p).value().id;
+  opts.prepared_runner_env = [](const std::string&) -> Result<std::vector<std::string>> {
+    return std::vector<std::string>{"API_TOKEN=tok"};
+  };
+  std::vector<std::string> expired;
+  int sweeps = 0;
+  opts.sweep_credentials = [&]() -> Result<std::vector<std::string>> {
+    ++sweeps;
+    return expired;
+  };
+  source.sessions["s1"] = Session("s1", "running", {{"warren.sandbox_id", prepared}});
+  auto o = Make();
+  ASSERT_TRUE(o->Start().ok());
+  o->HandleItem(Item("w1", "s1"));
+  ASSERT_EQ(o->Runners(), std::vector<std::string>{"w1"});
+  o->JanitorPass();  // nothing expired: the runner stays
+  EXPECT_EQ(sweeps, 1);
+  EXPECT_EQ(o->Runners(), std::vector<std::string>{"w1"});
+  expired = {"sbx_other"};
+  o->JanitorPass();
+  EXPECT_EQ(o->Runners(), std::vector<std::string>{"w1"});
+  expired = {prepared};
+  o->JanitorPass();
+  EXPECT_EQ(o->stats().runners_credentials_expired, 1);
+  // The fake runner dies of the SIGTERM; the supervisor sees it go.
+  for (int i = 0; i < 500 && !o->Runners().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_TRUE(o->Runners().empty());
+  o->Stop();
+}
+
+TEST_F(OrchestratorTest, WebhookModeDrainsOnWake) {
+  opts.poll_continuously = false;
+  opts.fallback_drain = std::chrono::hours(1);
+  auto o = Make();
+  ASSERT_TRUE(o->Start().ok());
+  for (int i = 0; i < 500 && o->stats().drains < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(o->stats().drains, 1);  // the drain at start
+  for (int i = 0; i < 3; ++i) {
+    std::string s = "s" + std::to_string(i);
+    std::lock_guard<std::mutex> l(source.mu);
+    source.sessions[s] = Session(s, "running");
+    source.queue.push_back(Item("w" + std::to_string(i), s));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(o->stats().items_claimed, 0);  // no poll between drains
+  o->Wake();
+  for (int i = 0; i < 500 && o->Runners().size() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(o->Runners().size(), 3u);  // one wake-up drains everything waiting
+  EXPECT_EQ(o->stats().drains, 2);
+  o->Stop();
+}
+
+TEST_F(OrchestratorTest, WebhookModeFallbackDrain) {
+  opts.poll_continuously = false;
+  opts.fallback_drain = std::chrono::milliseconds(20);
+  source.sessions["s1"] = Session("s1", "running");
+  auto o = Make();
+  ASSERT_TRUE(o->Start().ok());
+  for (int i = 0; i < 500 && o->stats().drains < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  {
+    std::lock_guard<std::mutex> l(source.mu);
+    source.queue.push_back(Item("w1", "s1"));
+  }
+  for (int i = 0; i < 500 && o->Runners().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(o->Runners(), std::vector<std::string>{"w1"});  // no Wake(): the fallback drain found it
+  o->Stop();
+}
+
+TEST_F(OrchestratorTest, SnapshotFromEnvironmentPackages) {
+  std::vector<std::string> asked;
+  Status fail = Status::Ok();
+  opts.environment_snapshot = [&](const std::string& env) -> Result<std::string> {
+    asked.push_back(env);
+    if (!fail.ok()) return fail;
+    return std::string("pkgs-0123");
+  };
+  auto o = Make();
+  source.sessions["s1"] = Session("s1", "running");
+  o->HandleItem(Item("w1", "s1"));
+  ASSERT_EQ(sb.creates.size(), 1u);
+  EXPECT_EQ(sb.creates[0].snapshot, "pkgs-0123");
+  EXPECT_EQ(asked, std::vector<std::string>{"env_1"});
+  // The session's own snapshot wins (no build asked for).
+  source.sessions["s2"] = Session("s2", "running", {{"warren.snapshot", "mine"}});
+  o->HandleItem(Item("w2", "s2"));
+  EXPECT_EQ(sb.creates.back().snapshot, "mine");
+  EXPECT_EQ(asked.size(), 1u);
+  // A package set that cannot be built stops the item; no sandbox.
+  fail = Status::FailedPrecondition("config.packages: pip needs build networking");
+  source.sessions["s3"] = Session("s3", "running");
+  o->HandleItem(Item("w3", "s3"));
+  EXPECT_EQ(source.stopped, std::vector<std::string>{"w3:force"});
+  EXPECT_EQ(sb.creates.size(), 2u);
+  // A transient failure (a build that broke) is retried, not stopped.
+  fail = Status::Unavailable("mirror down");
+  source.sessions["s4"] = Session("s4", "running");
+  o->HandleItem(Item("w4", "s4"));
+  EXPECT_EQ(source.stopped.size(), 1u);
+  EXPECT_EQ(sb.creates.size(), 2u);
 }
 
 TEST_F(OrchestratorTest, TransientFailuresAreRetried) {

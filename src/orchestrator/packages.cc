@@ -375,4 +375,20 @@ Result<sandbox::SnapshotRecord> PackageSnapshots::Ensure(const PackageSet& in, c
   return f->record;
 }
 
+Result<std::string> SnapshotForEnvironment(const Json& env, PackageSnapshots* snapshots, const sandbox::BuildLog& log) {
+  const std::string id = env.is_object() && env.contains("id") && env["id"].is_string() ? env["id"].get<std::string>() : "";
+  if (!env.is_object() || !env.contains("config") || !env["config"].is_object() || !env["config"].contains("packages"))
+    return std::string();
+  auto set = ParsePackages(env["config"]["packages"]);
+  if (!set.ok()) return Status::FailedPrecondition("environment " + id + ": " + set.status().message());
+  if (set->empty()) return std::string();
+  auto snap = snapshots->Ensure(*set, log);
+  if (!snap.ok()) {
+    if (snap.status().code() == Code::kFailedPrecondition || snap.status().code() == Code::kInvalidArgument)
+      return Status::FailedPrecondition("environment " + id + " config.packages: " + snap.status().message());
+    return snap.status();
+  }
+  return snap->name;
+}
+
 }  // namespace warren::orchestrator

@@ -144,4 +144,12 @@ class PackageSnapshots final {
   int builds_started_ = 0;
 };
 
+// The snapshot for an environment object (spec 1.2): "" when its
+// config.packages is absent or empty, else PackageSnapshots::Ensure's name.
+// A set that is invalid or cannot be built here (non-apt managers today)
+// is FailedPrecondition naming the environment (the orchestrator stops the
+// item); other failures keep their code (retried).
+Result<std::string> SnapshotForEnvironment(const Json& environment, PackageSnapshots* snapshots,
+                                           const sandbox::BuildLog& log = nullptr);
+
 }  // namespace warren::orchestrator

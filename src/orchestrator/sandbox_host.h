@@ -41,6 +41,9 @@ class SandboxHost {
   virtual Status Delete(const std::string& id) = 0;
   virtual Result<sandbox::SandboxRecord> SetLabels(const std::string& id,
                                                    std::map<std::string, std::string> labels) = 0;
+  // Replaces the read-only host binds of a stopped sandbox (applied at its
+  // next start): a prepared sandbox gets the runner and the socket dir.
+  virtual Result<sandbox::SandboxRecord> SetHostBinds(const std::string& id, std::vector<sandbox::HostBind> binds) = 0;
   virtual Result<sandbox::ExecResult> Exec(const std::string& id, const sandbox::ExecRequest& req) = 0;
   // Every process of a started sandbox, its init included. Empty when the
   // sandbox is not started.
@@ -67,6 +70,9 @@ class RuntimeSandboxHost final : public SandboxHost {
   Status Delete(const std::string& id) override { return rt_->Delete(id); }
   Result<sandbox::SandboxRecord> SetLabels(const std::string& id, std::map<std::string, std::string> labels) override {
     return rt_->SetLabels(id, std::move(labels));
+  }
+  Result<sandbox::SandboxRecord> SetHostBinds(const std::string& id, std::vector<sandbox::HostBind> binds) override {
+    return rt_->SetHostBinds(id, std::move(binds));
   }
   Result<sandbox::ExecResult> Exec(const std::string& id, const sandbox::ExecRequest& req) override {
     return rt_->Exec(id, req);

@@ -54,6 +54,10 @@ class WorkSource {
   virtual std::vector<std::string> Environments() = 0;
   // Wakes a Poll that is waiting (used by Stop of the orchestrator).
   virtual void Interrupt() = 0;
+  // New work may be in an environment the source does not know yet (a
+  // webhook arrived): re-read the served set at the next poll. Default: no
+  // cache, nothing to do.
+  virtual void Invalidate() {}
 };
 
 // True for failures that retrying cannot fix: 4xx answers except 408 and

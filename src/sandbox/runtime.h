@@ -160,6 +160,10 @@ class SandboxRuntime final : public Sandboxes {
   // quota accounting or the sandbox is archived).
   Result<QuotaInfo> DiskQuota(const std::string& id) override;
   Result<SandboxRecord> SetLabels(const std::string& id, std::map<std::string, std::string> labels) override;
+  // Replaces the read-only host binds of a stopped sandbox (validated like
+  // Create's; applied at the next start). FailedPrecondition unless stopped.
+  // The orchestrator uses it to give a prepared sandbox the runner.
+  Result<SandboxRecord> SetHostBinds(const std::string& id, std::vector<HostBind> binds);
   Result<ExecResult> Exec(const std::string& id, const ExecRequest& req) override;
   // --- shell sessions (shell_session.h) ---
   // Sessions are owned by this object and end with it (or with the process

@@ -529,6 +529,26 @@ Result<SandboxRecord> SandboxRuntime::SetLabels(const std::string& id, std::map<
   return rec;
 }
 
+Result<SandboxRecord> SandboxRuntime::SetHostBinds(const std::string& id, std::vector<HostBind> binds) {
+  if (binds.size() > 4) return Status::InvalidArgument("at most 4 host binds");
+  for (const auto& b : binds) {
+    if (b.host_path.empty() || b.host_path[0] != '/') return Status::InvalidArgument("host bind source must be absolute");
+    if (b.path.size() < 2 || b.path[0] != '/' || b.path.find("/../") != std::string::npos ||
+        b.path.find("/./") != std::string::npos || b.path.back() == '/' || b.path.ends_with("/..")) {
+      return Status::InvalidArgument("host bind target must be a normalised absolute path: " + b.path);
+    }
+    struct stat st;
+    if (::stat(b.host_path.c_str(), &st) != 0) return ErrnoStatus("host bind " + b.host_path);
+  }
+  SandboxGuard guard;
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LockSandbox(id, &guard));
+  if (rec.state != SandboxState::kStopped)
+    return Status::FailedPrecondition("host binds change only on a stopped sandbox (it is " + StateName(rec.state) + ")");
+  rec.host_binds = std::move(binds);
+  WARREN_RETURN_IF_ERROR(SaveLocked(rec));
+  return rec;
+}
+
 std::vector<std::string> SandboxRuntime::ExecEnv(const SnapshotRecord* snap, const SandboxRecord& rec,
                                                  const std::vector<std::string>& extra) const {
   std::vector<std::string> env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

@@ -94,6 +94,9 @@ class SandboxApi final {
 
   LazyRuntime* runtime() { return &runtime_; }
   const CallExecutor& executor() const { return executor_; }
+  // The one Preparer of this process for `rt` (the prepare routes and the
+  // built-in orchestrator share it: one Preparer per state dir).
+  orchestrator::Preparer* PreparerFor(sandbox::SandboxRuntime* rt);
 
  private:
   using Fn = Result<http::HandlerResult> (SandboxApi::*)(http::HttpRequest&, const api::Params&,
@@ -155,7 +158,6 @@ class SandboxApi final {
   // preparation (orchestrator/prepare.h)
   Result<http::HandlerResult> PrepareSandbox(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
   Result<http::HandlerResult> UploadDataset(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
-  orchestrator::Preparer* PreparerFor(sandbox::SandboxRuntime* rt);
 
   api::ApiService* service_;
   SandboxApiOptions options_;

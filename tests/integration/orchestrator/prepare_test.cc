@@ -15,6 +15,7 @@
 
 #include "../sandbox/harness.h"
 #include "common/clock.h"
+#include "orchestrator/orchestrator.h"
 #include "orchestrator/packages.h"
 #include "orchestrator/prepare.h"
 #include "orchestrator/webhooks.h"
@@ -284,6 +285,23 @@ with tarfile.open(dst, "w:gz") as t:
   EXPECT_EQ(Sh(sb.id, "cat /data/up/d/f").stdout_data, "fine\n");
 }
 
+// One session item, one session (for the orchestrator-level check below).
+class OneItemSource final : public WorkSource {
+ public:
+  Result<std::optional<WorkItem>> Poll(int, int64_t) override { return std::optional<WorkItem>(); }
+  Status Ack(const WorkItem&) override { return Status::Ok(); }
+  Status Stop(const WorkItem& item, bool) override {
+    stopped.push_back(item.id);
+    return Status::Ok();
+  }
+  Result<Json> GetSession(const std::string&, const std::string& id) override {
+    return Json{{"id", id}, {"status", "running"}, {"archived_at", nullptr}, {"metadata", Json::object()}};
+  }
+  std::vector<std::string> Environments() override { return {"env_pkgs"}; }
+  void Interrupt() override {}
+  std::vector<std::string> stopped;
+};
+
 // config.packages {"apt":["jq"]} -> a Debian snapshot with jq, built once by
 // debootstrap (its --include) and then cached. Needs the Debian mirror apt
 // uses here; skips with the reason when debootstrap or the mirror is missing.
@@ -315,6 +333,41 @@ TEST_F(PrepareTest, AptPackagesSnapshotBuiltOnceThenCached) {
   EXPECT_EQ(cached->hash, snap->hash);
   EXPECT_EQ(again, std::vector<std::string>{"packages snapshot " + snap->name + " cached"});
   EXPECT_EQ(snaps.builds_started(), 1);
+
+  // The orchestrator: a cloud environment with these packages gives its
+  // session a sandbox from the snapshot (cached now), where the agent's
+  // bash finds jq; a pip set is refused clearly and the item stopped.
+  OneItemSource source;
+  RuntimeSandboxHost host(rt_.get());
+  OrchestratorOptions oo;
+  oo.instance = "pkgs-test";
+  oo.max_item_attempts = 1;
+  oo.environment_snapshot = [&](const std::string& env_id) {
+    Json env = {{"id", env_id}, {"config", {{"type", "cloud"}, {"packages", {{"apt", {"jq"}}}}}}};
+    if (env_id == "env_pip") env["config"]["packages"] = {{"pip", {"requests"}}};
+    return SnapshotForEnvironment(env, &snaps);
+  };
+  Orchestrator orch(&source, &host, Clock::Real(), oo);
+  WorkItem item;
+  item.id = "work_pkgs";
+  item.environment_id = "env_pkgs";
+  item.type = "session";
+  item.session_id = "sesn_pkgs";
+  orch.HandleItem(item);  // no runner binary here: the launch records its exit and returns
+  auto mine = rt_->Get("sesn_pkgs");
+  ASSERT_TRUE(mine.ok()) << mine.status().ToString();
+  EXPECT_EQ(mine->snapshot, snap->name);
+  auto v = Sh(mine->id, "jq --version");
+  EXPECT_EQ(v.exit_code, 0) << v.stderr_data;
+  EXPECT_EQ(v.stdout_data.rfind("jq-", 0), 0u) << v.stdout_data;
+  EXPECT_EQ(snaps.builds_started(), 1);
+  item.id = "work_pip";
+  item.environment_id = "env_pip";
+  item.session_id = "sesn_pip";
+  orch.HandleItem(item);
+  EXPECT_EQ(source.stopped, std::vector<std::string>{"work_pip"});
+  EXPECT_EQ(rt_->Get("sesn_pip").status().code(), Code::kNotFound);
+  orch.Stop();
 }
 
 }  // namespace
