@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import Anthropic from '@anthropic-ai/sdk';
 import { startServer, missingBinaryReason, makeDataDir, REPO_ROOT, WARREN_BIN } from './lib/server.mjs';
+import { CONTROLLERS, mountsUnder, cgroupsUnder } from './lib/host.mjs';
 
 const require = createRequire(import.meta.url);
 const { Webhook } = require('standardwebhooks');
@@ -32,20 +33,6 @@ function skipReason() {
   if (!existsSync('/bin/busybox') && !existsSync('/usr/bin/busybox')) return 'busybox-static missing (builtin:minimal)';
   try { execFileSync('git', ['--version']); } catch { return 'git missing'; }
   return false;
-}
-const CONTROLLERS = ['cpu', 'memory', 'pids', 'freezer'];
-function mountsUnder(dir) {
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
-    .filter((l) => { const mp = l.split(' ')[4]; return mp === dir || (mp && mp.startsWith(dir + '/')); });
-}
-function cgroupsUnder(prefix) {
-  const out = [];
-  for (const c of CONTROLLERS) {
-    try {
-      for (const e of readdirSync(`/sys/fs/cgroup/${c}/${prefix}`, { withFileTypes: true })) if (e.isDirectory()) out.push(`${c}/${e.name}`);
-    } catch { /* absent */ }
-  }
-  return out;
 }
 
 /** One `warren serve` with the orchestrator on, its own sandbox dir and cgroup prefix. */
