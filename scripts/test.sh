@@ -32,7 +32,11 @@ if ((${#suites[@]})); then
   n_fail=$(grep -Eo '^ℹ fail [0-9]+' "$BUILD_DIR/node.log" | grep -Eo '[0-9]+' || echo 0)
   n_skip=$(grep -Eo '^ℹ skipped [0-9]+' "$BUILD_DIR/node.log" | grep -Eo '[0-9]+' || echo 0)
   passed=$((passed + n_pass)); failed=$((failed + n_fail)); skipped=$((skipped + n_skip))
-  if [ "$node_rc" -ne 0 ] && [ "$n_fail" -eq 0 ]; then failed=$((failed + 1)); fi
+  # A failing suite hook (e.g. a leak check in `after`) fails no single
+  # test: count it from the runner's "failing tests" list or its exit code.
+  if [ "$n_fail" -eq 0 ] && { [ "$node_rc" -ne 0 ] || grep -q '^✖ failing tests:' "$BUILD_DIR/node.log"; }; then
+    failed=$((failed + 1))
+  fi
 fi
 
 echo

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Anthropic from '@anthropic-ai/sdk';
 import { startServer, missingBinaryReason, makeDataDir, REPO_ROOT } from './lib/server.mjs';
-import { CONTROLLERS, mountsUnder, loopsBacking, cgroupsUnder } from './lib/host.mjs';
+import { CONTROLLERS, mountsUnder, loopsLeft, cgroupsUnder } from './lib/host.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const SCRIPT = path.resolve(here, '../golden/engine_e2e/sdk_session.json');
@@ -121,7 +121,7 @@ class Fixture {
     await this.srv.cleanup();
     rmSync(this.dataDir, { recursive: true, force: true });
     const mounts = mountsUnder(this.sbDir);
-    const loops = loopsBacking(`${this.sbDir}/pool.img`);
+    const loops = await loopsLeft(`${this.sbDir}/pool.img`);
     const cgs = cgroupsUnder(this.prefix);
     for (const c of CONTROLLERS) { try { rmdirSync(`/sys/fs/cgroup/${c}/${this.prefix}`); } catch { /* absent */ } }
     if (mounts.length === 0 && loops.length === 0) rmSync(this.sbDir, { recursive: true, force: true });

@@ -12,7 +12,7 @@ import { spawn, execFile } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, rmSync, rmdirSync, mkdirSync, chmodSync } from 'node:fs';
 import path from 'node:path';
 import { startServer, missingBinaryReason, WARREN_BIN, REPO_ROOT } from './lib/server.mjs';
-import { CONTROLLERS, mountsUnder, loopsBacking, cgroupsUnder } from './lib/host.mjs';
+import { CONTROLLERS, mountsUnder, loopsLeft, cgroupsUnder } from './lib/host.mjs';
 
 const RUNNER = process.env.WARREN_RUNNER_BIN || path.join(REPO_ROOT, 'build/src/runner/warren-runner');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -118,7 +118,7 @@ describe('standalone orchestrator serves a separate warren serve over HTTP only'
     const srvAlive = srv?.alive;
     if (srv) { await srv.stop(10_000); await srv.cleanup(); }
     const mounts = mountsUnder(dirB);
-    const loops = loopsBacking(`${dirB}/pool.img`);
+    const loops = await loopsLeft(`${dirB}/pool.img`);
     const cgs = cgroupsUnder(prefix);
     for (const c of CONTROLLERS) { try { rmdirSync(`/sys/fs/cgroup/${c}/${prefix}`); } catch { /* absent */ } }
     if (mounts.length === 0 && loops.length === 0) rmSync(dirB, { recursive: true, force: true });

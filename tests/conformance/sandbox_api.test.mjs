@@ -12,7 +12,7 @@ import net from 'node:net';
 import { existsSync, readFileSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
 import { startServer, missingBinaryReason, runCli } from './lib/server.mjs';
 import { envelopeProblems } from './lib/http.mjs';
-import { CONTROLLERS, mountsUnder, loopsBacking, cgroupsUnder } from './lib/host.mjs';
+import { CONTROLLERS, mountsUnder, loopsLeft, cgroupsUnder } from './lib/host.mjs';
 
 function skipReason() {
   const missing = missingBinaryReason();
@@ -127,7 +127,7 @@ describe('sandbox REST API', { skip: skipReason() }, () => {
     await fx.srv.cleanup();
     // Leak checks: the runtime unmounts its idle pool at shutdown.
     const mounts = mountsUnder(SB_DIR);
-    const loops = loopsBacking(`${SB_DIR}/pool.img`);
+    const loops = await loopsLeft(`${SB_DIR}/pool.img`);
     const cgs = cgroupsUnder(PREFIX);
     for (const c of CONTROLLERS) { try { rmdirSync(`/sys/fs/cgroup/${c}/${PREFIX}`); } catch { /* absent */ } }
     if (mounts.length === 0 && loops.length === 0) rmSync(SB_DIR, { recursive: true, force: true });

@@ -33,3 +33,18 @@ export function cgroupsUnder(prefix) {
   }
   return out;
 }
+
+/**
+ * Loop devices still bound to `file` after waiting up to `ms` for the kernel
+ * to release them: a detached loop device whose last user just closed it is
+ * released asynchronously, slowly under load (the C++ harness waits too).
+ * A device still bound after the wait is a leak.
+ */
+export async function loopsLeft(file, ms = 60_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const loops = loopsBacking(file);
+    if (loops.length === 0 || Date.now() >= deadline) return loops;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
