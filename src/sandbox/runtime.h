@@ -232,6 +232,12 @@ class SandboxRuntime final : public Sandboxes {
   // a running overlay sandbox's own instance).
   Result<RootFs> OpenRootFs(const std::string& volume_path) const;
   std::string LoopDevice() const { return pool_->LoopDevice(); }
+  // The host directory of volume `name`: inside the pool when the pool is a
+  // filesystem of its own (a btrfs loop pool), so a sandbox's mountinfo
+  // shows the volume's root as /volumes/<name> on the pool device instead of
+  // a host path; a volume made before that (under <data dir>/volumes) stays
+  // where it is. See docs/SECURITY.md, "What a sandbox can still see".
+  std::string VolumeDir(const std::string& name) const;
 
  private:
   // Names of the leaf locks (see the lock order above).
