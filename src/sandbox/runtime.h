@@ -7,10 +7,11 @@
 //     pool/layers/<hash>                   read-only image layers
 //     pool/sandboxes/<id>                  a sandbox's writable rootfs
 //     pool/tmp/                            build scratch
+//     pool/volumes/<name>/                 named volumes (btrfs loop pool; VolumeDir)
 //   <data>/sandboxes/<id>.json             sandbox state (state.h)
 //   <data>/snapshots/<name>.json           snapshot (image) metadata
 //   <data>/builds/<id>.json                in-flight build steps (recovery)
-//   <data>/volumes/<name>/                 named host-backed volumes
+//   <data>/volumes/<name>/                 named volumes (other pools; older ones)
 //   <data>/archives/<id>.tar.zst           an archived sandbox's rootfs (archive.h)
 //   <data>/lock                            flock: the world lock (below)
 //   <data>/locks/<name>                    flock files of the named locks (below)
