@@ -147,6 +147,17 @@ std::string SandboxRuntime::RootfsPath(const std::string& id) const {
   return pool_->root() + "/sandboxes/" + id;
 }
 
+std::string SandboxRuntime::VolumeDir(const std::string& name) const {
+  const std::string legacy = opts_.data_dir + "/volumes/" + name;
+  // Only a pool with a superblock of its own hides the host path: a btrfs
+  // data dir, a copy or an overlay pool live on the host filesystem, where
+  // the mount root would still name the data dir.
+  if (pool_->LoopDevice().empty()) return legacy;
+  struct stat st;
+  if (fstatat(AT_FDCWD, legacy.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) return legacy;
+  return pool_->root() + "/volumes/" + name;
+}
+
 std::string SandboxRuntime::ArchivePath(const std::string& id) const {
   return opts_.data_dir + "/archives/" + id + ".tar.zst";
 }

@@ -7,10 +7,11 @@
 //     pool/layers/<hash>                   read-only image layers
 //     pool/sandboxes/<id>                  a sandbox's writable rootfs
 //     pool/tmp/                            build scratch
+//     pool/volumes/<name>/                 named volumes (btrfs loop pool; VolumeDir)
 //   <data>/sandboxes/<id>.json             sandbox state (state.h)
 //   <data>/snapshots/<name>.json           snapshot (image) metadata
 //   <data>/builds/<id>.json                in-flight build steps (recovery)
-//   <data>/volumes/<name>/                 named host-backed volumes
+//   <data>/volumes/<name>/                 named volumes (other pools; older ones)
 //   <data>/archives/<id>.tar.zst           an archived sandbox's rootfs (archive.h)
 //   <data>/lock                            flock: the world lock (below)
 //   <data>/locks/<name>                    flock files of the named locks (below)
@@ -232,6 +233,12 @@ class SandboxRuntime final : public Sandboxes {
   // a running overlay sandbox's own instance).
   Result<RootFs> OpenRootFs(const std::string& volume_path) const;
   std::string LoopDevice() const { return pool_->LoopDevice(); }
+  // The host directory of volume `name`: inside the pool when the pool is a
+  // filesystem of its own (a btrfs loop pool), so a sandbox's mountinfo
+  // shows the volume's root as /volumes/<name> on the pool device instead of
+  // a host path; a volume made before that (under <data dir>/volumes) stays
+  // where it is. See docs/SECURITY.md, "What a sandbox can still see".
+  std::string VolumeDir(const std::string& name) const;
 
  private:
   // Names of the leaf locks (see the lock order above).

@@ -154,17 +154,19 @@ Status SandboxRuntime::PrepareVolumesLocked(const SandboxRecord& rec, std::vecto
   // symlinks or crossing mounts, missing ones are made with mkdirat, and
   // the mount is cloned from the final fd: a symlink planted as (part of)
   // the subpath fails with ELOOP instead of mounting a host directory.
-  const std::string volumes = opts_.data_dir + "/volumes";
-  WARREN_RETURN_IF_ERROR(MkdirAll(volumes, 0755));
-  UniqueFd vols(open(volumes.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!vols) return ErrnoStatus("open " + volumes);
   for (const auto& v : rec.volumes) {
     if (!ValidName(v.volume)) return Status::InvalidArgument("invalid volume name: " + v.volume);
     std::string sub = v.subpath;
     while (!sub.empty() && sub[0] == '/') sub.erase(0, 1);
-    // The volume directory itself is the runtime's (an operator may mount
-    // a disk there): made and opened without following a link; the
-    // subpath below it is the sandboxes' and must stay on that mount.
+    // The volumes directory (legacy <data dir>/volumes, or volumes/ in a
+    // loop pool) and the volume directory itself are the runtime's (an
+    // operator may mount a disk there): made and opened without following a
+    // link; the subpath below it is the sandboxes' and must stay on that mount.
+    std::string vdir = VolumeDir(v.volume);
+    const std::string volumes = vdir.substr(0, vdir.rfind('/'));
+    WARREN_RETURN_IF_ERROR(MkdirAll(volumes, 0755));
+    UniqueFd vols(open(volumes.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!vols) return ErrnoStatus("open " + volumes);
     if (mkdirat(vols.get(), v.volume.c_str(), 0755) != 0 && errno != EEXIST) {
       return ErrnoStatus("mkdir volume " + v.volume);
     }

@@ -120,7 +120,7 @@ TEST_F(HostileTest, VolumeSubpathSymlinkToHostRootIsRefused) {
   auto sb = MustCreate(ok);
   EXPECT_EQ(Sh(sb.id, "echo hi > /v/f && cat /v/f").stdout_data, "hi\n");
   struct stat st;
-  ASSERT_EQ(stat((data_dir_ + "/volumes/probe/fresh/dir").c_str(), &st), 0);
+  ASSERT_EQ(stat((rt_->VolumeDir("probe") + "/fresh/dir").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0755u);
 }
 
@@ -178,7 +178,7 @@ TEST_F(HostileTest, VolumeSubpathSwapRaceNeverMountsTheHost) {
     EXPECT_EQ(r.stdout_data.find("proc"), std::string::npos) << "host root mounted: " << r.stdout_data;
     ASSERT_TRUE(rt_->Stop(sb.id, true).ok());
   }
-  ASSERT_TRUE(WriteStringToFile(data_dir_ + "/volumes/probe/stop", "").ok());
+  ASSERT_TRUE(WriteStringToFile(rt_->VolumeDir("probe") + "/stop", "").ok());
   swapper.join();
   EXPECT_TRUE(swapped.load());
   EXPECT_EQ(mounted + refused, 25);
@@ -255,6 +255,16 @@ TEST_P(PoolTest, DeleteAndForkDoNotFollowPlantedLinks) {
   ASSERT_TRUE(rt_->Delete(sa.id).ok());
   EXPECT_EQ(*ReadFileToString(secret_dir + "/sub/secret"), "host-secret");
   EXPECT_TRUE(RemoveTree(secret_dir).ok());
+}
+
+// Both pools: the rootfs line of a sandbox without volumes names no path of
+// the data dir (btrfs: /sandboxes/<id> on the pool device; overlay: layers
+// passed as /proc/self/fd/N).
+TEST_P(PoolTest, RootfsMountinfoNamesNoDataDir) {
+  auto sa = MustCreate();
+  auto mi = Sh(sa.id, "cat /proc/self/mountinfo");
+  ASSERT_EQ(mi.exit_code, 0);
+  EXPECT_EQ(mi.stdout_data.find(data_dir_.substr(data_dir_.rfind('/') + 1)), std::string::npos) << mi.stdout_data;
 }
 
 INSTANTIATE_TEST_SUITE_P(Pools, PoolTest, ::testing::Values("", "overlay"), PoolName);
@@ -399,6 +409,43 @@ TEST_F(HostileTest, HostPathsAreHiddenInProcAndSys) {
   // Without volumes, the mount table names no host path of the data dir.
   auto mi = Sh(sa.id, "cat /proc/self/mountinfo");
   EXPECT_EQ(mi.stdout_data.find(data_dir_), std::string::npos) << mi.stdout_data;
+}
+
+// A volume's mount root is printed relative to its filesystem's root: under
+// <data dir>/volumes it named the data dir (the marker: this test's unique
+// data dir name). In a loop pool the volume lives on the pool filesystem and
+// its root reads /volumes/<name>/<subpath>; the volume still works both ways.
+TEST_F(HostileTest, VolumeMountinfoNamesNoHostPath) {
+  if (rt_->LoopDevice().empty()) GTEST_SKIP() << "volumes hide the host path only in a btrfs loop pool";
+  const std::string marker = data_dir_.substr(data_dir_.rfind('/') + 1);
+  ASSERT_NE(marker.find("warren-it-"), std::string::npos);
+  CreateOptions o;
+  o.volumes = {VolumeMount{"mivol", "/data", "sub", false}, VolumeMount{"mivol", "/whole", "", true}};
+  auto sa = MustCreate(o);
+  ASSERT_EQ(sa.state, SandboxState::kStarted) << sa.error;
+  EXPECT_EQ(Sh(sa.id, "echo hi > /data/f && cat /whole/sub/f").stdout_data, "hi\n");
+  // The file is in the volume on the host, where VolumeDir says.
+  EXPECT_EQ(*ReadFileToString(rt_->VolumeDir("mivol") + "/sub/f"), "hi\n");
+  auto mi = Sh(sa.id, "cat /proc/self/mountinfo");
+  ASSERT_NE(mi.stdout_data.find(" /data "), std::string::npos) << mi.stdout_data;
+  EXPECT_EQ(mi.stdout_data.find(marker), std::string::npos) << mi.stdout_data;
+  EXPECT_NE(mi.stdout_data.find(" /volumes/mivol/sub /data "), std::string::npos) << mi.stdout_data;
+  EXPECT_NE(mi.stdout_data.find(" /volumes/mivol /whole "), std::string::npos) << mi.stdout_data;
+  // Every process's view, not only the reader's own.
+  EXPECT_EQ(Sh(sa.id, "cat /proc/1/mountinfo /proc/self/mounts | grep -c " + marker).stdout_data, "0\n");
+}
+
+// A volume made under <data dir>/volumes by an older runtime stays there
+// (its data is not moved); only its mountinfo line still names the data dir.
+TEST_F(HostileTest, LegacyVolumeDirectoryIsStillUsed) {
+  ASSERT_TRUE(MkdirAll(data_dir_ + "/volumes/old", 0755).ok());
+  ASSERT_TRUE(WriteStringToFile(data_dir_ + "/volumes/old/keep", "kept").ok());
+  EXPECT_EQ(rt_->VolumeDir("old"), data_dir_ + "/volumes/old");
+  CreateOptions o;
+  o.volumes = {VolumeMount{"old", "/old", "", true}};
+  auto sa = MustCreate(o);
+  ASSERT_EQ(sa.state, SandboxState::kStarted) << sa.error;
+  EXPECT_EQ(Sh(sa.id, "cat /old/keep").stdout_data, "kept");
 }
 
 // --- issue 14: a data dir below a 0700 directory --------------------------

@@ -380,7 +380,7 @@ TEST_P(PoolTest, VolumesPersistAcrossSandboxes) {
   EXPECT_EQ(w->exit_code, 0) << w->stderr_data;
   EXPECT_EQ(Sh(c.id, "stat -c %u /ro/u/user.txt /ro/v.txt").stdout_data, "1000\n0\n");
   struct stat st;
-  ASSERT_EQ(stat((data_dir_ + "/volumes/shared/u/user.txt").c_str(), &st), 0);
+  ASSERT_EQ(stat((rt_->VolumeDir("shared") + "/u/user.txt").c_str(), &st), 0);
   EXPECT_EQ(st.st_uid, 1000u);  // on-disk ids are sandbox-relative
 }
 
