@@ -13,19 +13,8 @@ import { existsSync, readFileSync, readdirSync, rmSync, rmdirSync, mkdirSync, ch
 import path from 'node:path';
 import { startServer, missingBinaryReason, WARREN_BIN, REPO_ROOT } from './lib/server.mjs';
 import { CONTROLLERS, mountsUnder, loopsLeft, cgroupsUnder } from './lib/host.mjs';
+import { orchestratorSkipReason as skipReason, sleep, RUNNER } from './lib/orchestrator.mjs';
 
-const RUNNER = process.env.WARREN_RUNNER_BIN || path.join(REPO_ROOT, 'build/src/runner/warren-runner');
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function skipReason() {
-  const missing = missingBinaryReason();
-  if (missing) return missing;
-  if (!existsSync(RUNNER)) return `warren-runner not found at ${RUNNER}`;
-  if (typeof process.getuid === 'function' && process.getuid() !== 0) return 'needs root (sandboxes)';
-  if (!existsSync('/sys/fs/cgroup/freezer') && !existsSync('/sys/fs/cgroup/cgroup.controllers')) return 'no cgroup freezer';
-  if (!existsSync('/bin/busybox') && !existsSync('/usr/bin/busybox')) return 'busybox-static missing (builtin:minimal)';
-  return false;
-}
 function cli(args, { check = true } = {}) {
   return new Promise((resolve, reject) => {
     execFile(WARREN_BIN, args, { timeout: 30_000 }, (err, stdout, stderr) => {

@@ -15,119 +15,17 @@ import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import Anthropic from '@anthropic-ai/sdk';
 import { startServer, missingBinaryReason, makeDataDir, REPO_ROOT, WARREN_BIN } from './lib/server.mjs';
-import { CONTROLLERS, mountsUnder, cgroupsUnder } from './lib/host.mjs';
+import { Fixture, orchestratorSkipReason, events, waitIdle, lastText, say, sleep, RUNNER } from './lib/orchestrator.mjs';
 
 const require = createRequire(import.meta.url);
 const { Webhook } = require('standardwebhooks');
 const here = path.dirname(fileURLToPath(import.meta.url));
-const SCRIPT = path.resolve(here, '../golden/engine_e2e/sdk_session.json');
-const RUNNER = process.env.WARREN_RUNNER_BIN || path.join(REPO_ROOT, 'build/src/runner/warren-runner');
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function skipReason() {
-  const missing = missingBinaryReason();
-  if (missing) return missing;
-  if (!existsSync(RUNNER)) return `warren-runner not found at ${RUNNER}`;
-  if (typeof process.getuid === 'function' && process.getuid() !== 0) return 'needs root (sandboxes)';
-  if (!existsSync('/sys/fs/cgroup/freezer') && !existsSync('/sys/fs/cgroup/cgroup.controllers')) return 'no cgroup freezer';
-  if (!existsSync('/bin/busybox') && !existsSync('/usr/bin/busybox')) return 'busybox-static missing (builtin:minimal)';
+  const base = orchestratorSkipReason();
+  if (base) return base;
   try { execFileSync('git', ['--version']); } catch { return 'git missing'; }
   return false;
-}
-
-/** One `warren serve` with the orchestrator on, its own sandbox dir and cgroup prefix. */
-class Fixture {
-  constructor(name, config = {}) {
-    const tag = `${process.pid}-${randomBytes(3).toString('hex')}`;
-    this.sbDir = `/var/tmp/warren-orchw-${name}-${tag}`;
-    this.prefix = `warren-orchw-${tag}`;
-    this.config = config;
-    this.log = [];
-  }
-  async start() {
-    const dataDir = await makeDataDir('orchw');
-    mkdirSync(this.sbDir, { recursive: true });
-    chmodSync(this.sbDir, 0o755);
-    writeFileSync(path.join(dataDir, 'warren.json'), JSON.stringify({
-      orchestrator: {
-        runner_path: RUNNER, runner_idle_ms: 1000, sandbox_idle_stop_ms: 1000, janitor_interval_ms: 200,
-        session_check_interval_ms: 300, ...this.config,
-      },
-    }));
-    const env = {
-      WARREN_SANDBOX_ENABLED: 'true', WARREN_SANDBOX_DATA_DIR: this.sbDir, WARREN_SANDBOX_CGROUP_PREFIX: this.prefix,
-      WARREN_SANDBOX_POOL_BYTES: String(8 * 2 ** 30), WARREN_LOG_FORMAT: 'json', WARREN_MODEL_SCRIPT: SCRIPT,
-    };
-    this.dataDir = dataDir;
-    this.srv = await startServer({ dataDir, orchestrator: true, env });
-    this.apiKey = this.srv.apiKey;
-    let partial = '';
-    this.srv.child.stderr.on('data', (d) => {
-      partial += d;
-      const lines = partial.split('\n');
-      partial = lines.pop();
-      for (const l of lines) if (l.includes('orchestrator')) { try { this.log.push(JSON.parse(l)); } catch { /* text */ } }
-    });
-    this.client = new Anthropic({ apiKey: this.apiKey, baseURL: this.srv.url, maxRetries: 2 });
-  }
-  async call(method, p, body, headers = {}) {
-    const res = await fetch(this.srv.url + p, {
-      method, headers: { 'x-api-key': this.apiKey, 'content-type': 'application/json', ...headers },
-      body: body === undefined ? undefined : (typeof body === 'string' ? body : JSON.stringify(body)),
-    });
-    const text = await res.text();
-    let json; try { json = JSON.parse(text); } catch { json = undefined; }
-    return { status: res.status, json, text };
-  }
-  async sandboxes(sessionId) {
-    const q = sessionId ? `&label=${encodeURIComponent(`warren.session_id=${sessionId}`)}` : '';
-    const r = await this.call('GET', `/v1/warren/sandboxes?limit=100${q}`);
-    assert.equal(r.status, 200, r.text);
-    return r.json.data;
-  }
-  async stopAndCheckLeaks() {
-    if (!this.srv) return;
-    const alive = this.srv.alive;
-    const tail = this.srv.tail();
-    if (alive) {
-      for (const s of await this.sandboxes()) await this.call('DELETE', `/v1/warren/sandboxes/${s.id}`);
-      await this.srv.stop(20_000);
-    }
-    await this.srv.cleanup();
-    rmSync(this.dataDir, { recursive: true, force: true });
-    const mounts = mountsUnder(this.sbDir);
-    const cgs = cgroupsUnder(this.prefix);
-    for (const c of CONTROLLERS) { try { rmdirSync(`/sys/fs/cgroup/${c}/${this.prefix}`); } catch { /* absent */ } }
-    if (mounts.length === 0) rmSync(this.sbDir, { recursive: true, force: true });
-    assert.ok(alive, `warren serve died:\n${tail}`);
-    assert.deepEqual(mounts, [], 'no mount left');
-    assert.deepEqual(cgs, [], 'no cgroup left');
-  }
-}
-
-async function events(client, sid) {
-  const out = [];
-  for await (const e of client.beta.sessions.events.list(sid, { limit: 1000 })) out.push(e);
-  return out;
-}
-async function waitIdle(client, sid, nMessages, timeoutMs = 60_000) {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    const s = await client.beta.sessions.retrieve(sid);
-    if (s.status === 'idle') {
-      const evs = await events(client, sid);
-      const msgs = evs.filter((e) => e.type === 'agent.message');
-      const idles = evs.filter((e) => e.type === 'session.status_idle' && e.stop_reason?.type === 'end_turn');
-      if (idles.length >= nMessages) return { evs, msgs };
-    }
-    await sleep(100);
-  }
-  const evs = await events(client, sid);
-  assert.fail(`session ${sid} not idle: ${JSON.stringify(evs.map((e) => e.type))}`);
-}
-const lastText = (msgs) => (msgs.length ? msgs[msgs.length - 1].content.map((c) => c.text).join('') : '');
-async function say(client, sid, text) {
-  await client.beta.sessions.events.send(sid, { events: [{ type: 'user.message', content: [{ type: 'text', text }] }] });
 }
 
 describe('built-in orchestrator: a prepared sandbox bound by session metadata', { skip: skipReason(), timeout: 240_000 }, () => {
@@ -185,7 +83,7 @@ describe('built-in orchestrator: wake-up by webhook', { skip: skipReason(), time
   const key = `whsec_${randomBytes(32).toString('base64')}`;
   // A fallback drain far longer than the test: a claim can only come from a
   // webhook (or the drain at start, before any work exists).
-  const fx = new Fixture('hook', { webhook_secret: key, fallback_drain_ms: 600_000 });
+  const fx = new Fixture('hook', { config: { webhook_secret: key, fallback_drain_ms: 600_000 } });
   const wh = new Webhook(key);
   const hookPath = '/v1/warren/orchestrator/webhook';
   const deliver = (id, body, { when = new Date(), signer = wh, headers = {} } = {}) => {
