@@ -220,6 +220,22 @@ Result<std::string> FindInTree(const std::string& dir, const std::vector<std::st
 
 std::string KindName(CredentialSpec::Kind k) { return k == CredentialSpec::Kind::kEnv ? "env" : "file"; }
 
+// Owns a private temp dir (PrivateTempDir): removes it, and everything
+// below it, when it goes out of scope. Not copyable.
+class ScopedTempDir final {
+ public:
+  explicit ScopedTempDir(std::string dir) : dir_(std::move(dir)) {}
+  ~ScopedTempDir() {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  ScopedTempDir(const ScopedTempDir&) = delete;
+  ScopedTempDir& operator=(const ScopedTempDir&) = delete;
+
+ private:
+  std::string dir_;
+};
+
 }  // namespace
 
 Json PrepareResult::ToJson() const {
@@ -279,13 +295,7 @@ Result<PreparedRepo> Preparer::CloneRepo(const std::string& id, const RepoSource
     }
   }
   WARREN_ASSIGN_OR_RETURN(std::string tmp, PrivateTempDir("clone"));
-  struct Cleanup {
-    std::string dir;
-    ~Cleanup() {
-      std::error_code ec;
-      fs::remove_all(dir, ec);
-    }
-  } cleanup{tmp};
+  ScopedTempDir cleanup(tmp);
   const std::string dest = tmp + "/repo", tmpl = tmp + "/template";
   if (mkdir(tmpl.c_str(), 0700) != 0) return Status::FromErrno(errno, "mkdir " + tmpl);
   std::vector<std::string> env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -359,13 +369,7 @@ Status Preparer::LoadDataset(const std::string& id, const DatasetSource& ds, boo
     return Status::InvalidArgument("dataset: " + ds.tarball + " is not a file");
   }
   WARREN_ASSIGN_OR_RETURN(std::string tmp, PrivateTempDir("dataset"));
-  struct Cleanup {
-    std::string dir;
-    ~Cleanup() {
-      std::error_code ec;
-      fs::remove_all(dir, ec);
-    }
-  } cleanup{tmp};
+  ScopedTempDir cleanup(tmp);
   const std::string out = tmp + "/x";
   if (mkdir(out.c_str(), 0700) != 0) return Status::FromErrno(errno, "mkdir " + out);
   auto ex = sandbox::ExtractTreeArchive(ds.tarball, out, 65536);
@@ -381,13 +385,7 @@ Status Preparer::LoadDatasetBytes(const std::string& id, std::string_view tarbal
   WARREN_RETURN_IF_ERROR(ValidSandboxPath(path, "dataset path"));
   if (tarball.empty()) return Status::InvalidArgument("dataset: empty upload");
   WARREN_ASSIGN_OR_RETURN(std::string tmp, PrivateTempDir("upload"));
-  struct Cleanup {
-    std::string dir;
-    ~Cleanup() {
-      std::error_code ec;
-      fs::remove_all(dir, ec);
-    }
-  } cleanup{tmp};
+  ScopedTempDir cleanup(tmp);
   const std::string file = tmp + "/dataset.tar";
   UniqueFd fd(open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd) return Status::FromErrno(errno, "open " + file);
