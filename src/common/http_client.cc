@@ -9,6 +9,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <ctime>
+#include <map>
+#include <thread>
 
 namespace warren {
 namespace {
@@ -105,6 +107,14 @@ int CancelToken::AddWaker(std::function<void()> wake) {
 void CancelToken::RemoveWaker(int handle) {
   std::lock_guard<std::mutex> lock(mu_);
   std::erase_if(wakers_, [handle](const auto& w) { return w.first == handle; });
+}
+
+void HttpClient::StreamAsync(HttpRequest request, StreamHandlers handlers, const CancelToken* cancel,
+                             StreamDone done) {
+  // For fakes: a thread of its own per call.
+  std::thread([this, request = std::move(request), handlers = std::move(handlers), cancel,
+               done = std::move(done)]() mutable { done(Stream(request, handlers, cancel)); })
+      .detach();
 }
 
 namespace {
@@ -248,6 +258,250 @@ Status MapCurlError(CURLcode rc, const char* errbuf, const std::string& url) {
   }
 }
 
+// The outcome of a finished transfer (see the file comment of http_client.h).
+Status TransferStatus(bool cancelled, bool idle_expired, Transfer* t, CURLcode result, const char* errbuf,
+                      const HttpRequest& req) {
+  if (cancelled) return Status::Cancelled(fmt::format("{}: request cancelled", req.url));
+  if (idle_expired) return Status::Timeout(fmt::format("{}: no data for {} ms", req.url, req.idle_timeout_ms));
+  if (t->handler_aborted) return Status::Cancelled(fmt::format("{}: aborted by the response handler", req.url));
+  if (t->too_large)
+    return Status::TooLarge(fmt::format("{}: response body over {} bytes", req.url, req.max_response_bytes));
+  if (result != CURLE_OK) return MapCurlError(result, errbuf, req.url);
+  if (!t->DeliverHead())  // no body at all: headers still go to the handler
+    return Status::Cancelled(fmt::format("{}: aborted by the response handler", req.url));
+  return Status::Ok();
+}
+
+// Sets every option of one transfer on `easy` (after curl_easy_reset).
+// `t`, `headers` and `errbuf` (CURL_ERROR_SIZE) must outlive the transfer.
+Status SetupEasy(CURL* easy, const HttpRequest& req, const CurlHttpClientOptions& options, Transfer* t,
+                 SlistOwner* headers, char* errbuf) {
+  curl_easy_setopt(easy, CURLOPT_URL, req.url.c_str());
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(req.connect_timeout_ms));
+  if (req.total_timeout_ms > 0) curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(req.total_timeout_ms));
+  curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(easy, CURLOPT_USERAGENT, options.user_agent.c_str());
+  if (!options.verify_tls) {
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (!options.ca_file.empty()) curl_easy_setopt(easy, CURLOPT_CAINFO, options.ca_file.c_str());
+  if (req.proxy == "-") {
+    curl_easy_setopt(easy, CURLOPT_PROXY, "");
+  } else if (!req.proxy.empty()) {
+    curl_easy_setopt(easy, CURLOPT_PROXY, req.proxy.c_str());
+  }
+
+  // Method and body.
+  if (req.method == "GET") {
+    curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+  } else if (req.method == "HEAD") {
+    curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+  } else {
+    if (req.method != "POST") curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req.body.data());
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+  }
+  bool has_content_type = false;
+  for (const auto& [k, v] : req.headers) {
+    if (k.find_first_of("\r\n:") != std::string::npos || v.find_first_of("\r\n") != std::string::npos) {
+      return Status::InvalidArgument(fmt::format("invalid header '{}'", k));
+    }
+    if (IEquals(k, "content-type")) has_content_type = true;
+    headers->Append(v.empty() ? k + ";" : k + ": " + v);
+  }
+  if (!req.body.empty() && !has_content_type) headers->Append("Content-Type: application/json");
+  headers->Append("Expect:");
+  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers->get());
+
+  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, HeaderCallback);
+  curl_easy_setopt(easy, CURLOPT_HEADERDATA, t);
+  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, WriteCallback);
+  curl_easy_setopt(easy, CURLOPT_WRITEDATA, t);
+  return Status::Ok();
+}
+
+
+// One async transfer: owns its easy handle and everything curl points into.
+struct AsyncTransfer {
+  HttpRequest request;
+  StreamHandlers handlers;
+  StreamDone done;
+  const CancelToken* cancel = nullptr;
+  int waker = -1;
+  CURL* easy = nullptr;
+  Transfer t;
+  SlistOwner headers;
+  char errbuf[CURL_ERROR_SIZE] = {0};
+  std::atomic<bool> cancel_seen{false};
+
+  AsyncTransfer() = default;
+  ~AsyncTransfer() {
+    if (easy != nullptr) curl_easy_cleanup(easy);
+  }
+  AsyncTransfer(const AsyncTransfer&) = delete;
+  AsyncTransfer& operator=(const AsyncTransfer&) = delete;
+};
+
+// The event loop of StreamAsync: one multi handle, one thread, any number of
+// transfers. Submissions and cancellations reach the thread through a queue
+// and curl_multi_wakeup. Callbacks (handlers, done) run on the thread with no
+// lock held.
+class CurlMultiLoop final {
+ public:
+  explicit CurlMultiLoop(const CurlHttpClientOptions& options) : options_(options), multi_(curl_multi_init()) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~CurlMultiLoop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    curl_multi_wakeup(multi_);
+    thread_.join();
+    curl_multi_cleanup(multi_);
+  }
+  CurlMultiLoop(const CurlMultiLoop&) = delete;
+  CurlMultiLoop& operator=(const CurlMultiLoop&) = delete;
+
+  void Submit(std::shared_ptr<AsyncTransfer> x) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!stopping_) {
+        incoming_.push_back(std::move(x));
+        x = nullptr;
+      }
+    }
+    if (x) {
+      x->done(Status::Cancelled(fmt::format("{}: client shutting down", x->request.url)));
+      return;
+    }
+    curl_multi_wakeup(multi_);
+  }
+
+ private:
+  void Finish(const std::shared_ptr<AsyncTransfer>& x, Status status) {
+    if (x->cancel != nullptr && x->waker >= 0) const_cast<CancelToken*>(x->cancel)->RemoveWaker(x->waker);
+    x->waker = -1;
+    StreamDone done = std::move(x->done);
+    x->done = nullptr;
+    // Backstop: nothing thrown by a completion may end the loop thread.
+    try {
+      if (!status.ok()) {
+        done(std::move(status));
+      } else {
+        done(std::move(x->t.response));
+      }
+    } catch (...) {
+    }
+  }
+
+  void Start(const std::shared_ptr<AsyncTransfer>& x) {
+    if (x->cancel != nullptr && x->cancel->cancelled()) {
+      Finish(x, Status::Cancelled(fmt::format("{}: request cancelled", x->request.url)));
+      return;
+    }
+    x->easy = curl_easy_init();
+    if (x->easy == nullptr) {
+      Finish(x, Status::Internal("curl: cannot allocate a handle"));
+      return;
+    }
+    x->t.easy = x->easy;
+    x->t.handlers = &x->handlers;
+    x->t.max_body = x->request.max_response_bytes;
+    Status st = SetupEasy(x->easy, x->request, options_, &x->t, &x->headers, x->errbuf);
+    if (!st.ok()) {
+      Finish(x, std::move(st));
+      return;
+    }
+    curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x.get());
+    if (curl_multi_add_handle(multi_, x->easy) != CURLM_OK) {
+      Finish(x, Status::Internal("curl_multi_add_handle failed"));
+      return;
+    }
+    x->t.last_byte_ms = MonoMillis();
+    active_[x->easy] = x;
+    if (x->cancel != nullptr) {
+      std::weak_ptr<AsyncTransfer> weak = x;
+      CURLM* multi = multi_;
+      x->waker = const_cast<CancelToken*>(x->cancel)->AddWaker([weak, multi] {
+        if (auto t = weak.lock()) t->cancel_seen.store(true);
+        curl_multi_wakeup(multi);
+      });
+    }
+  }
+
+  void End(CURL* easy, bool cancelled, bool idle_expired, CURLcode result) {
+    auto it = active_.find(easy);
+    if (it == active_.end()) return;
+    std::shared_ptr<AsyncTransfer> x = std::move(it->second);
+    active_.erase(it);
+    curl_multi_remove_handle(multi_, easy);
+    char* eff = nullptr;
+    if (curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &eff) == CURLE_OK && eff != nullptr)
+      x->t.response.effective_url = eff;
+    Status status = TransferStatus(cancelled, idle_expired, &x->t, result, x->errbuf, x->request);
+    Finish(x, std::move(status));
+  }
+
+  void Run() {
+    for (;;) {
+      std::vector<std::shared_ptr<AsyncTransfer>> incoming;
+      bool stopping;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        incoming.swap(incoming_);
+        stopping = stopping_;
+      }
+      if (stopping) {
+        for (auto& x : incoming) Finish(x, Status::Cancelled(fmt::format("{}: client shutting down", x->request.url)));
+        while (!active_.empty()) End(active_.begin()->first, true, false, CURLE_OK);
+        return;
+      }
+      for (auto& x : incoming) Start(x);
+      int running = 0;
+      curl_multi_perform(multi_, &running);
+      int queued = 0;
+      while (CURLMsg* msg = curl_multi_info_read(multi_, &queued)) {
+        if (msg->msg == CURLMSG_DONE) End(msg->easy_handle, false, false, msg->data.result);
+      }
+      // Cancellations and idle deadlines.
+      int poll_ms = 1000;
+      const int64_t now = MonoMillis();
+      std::vector<std::pair<CURL*, bool>> ended;  // (easy, idle expired)
+      for (auto& [easy, x] : active_) {
+        if (x->cancel_seen.load() || (x->cancel != nullptr && x->cancel->cancelled())) {
+          ended.emplace_back(easy, false);
+          continue;
+        }
+        if (x->request.idle_timeout_ms > 0) {
+          int64_t left = x->t.last_byte_ms + x->request.idle_timeout_ms - now;
+          if (left <= 0) {
+            ended.emplace_back(easy, true);
+            continue;
+          }
+          poll_ms = static_cast<int>(std::min<int64_t>(poll_ms, left));
+        }
+      }
+      for (auto& [easy, idle] : ended) End(easy, !idle, idle, CURLE_OK);
+      if (!ended.empty()) continue;
+      curl_multi_poll(multi_, nullptr, 0, poll_ms, nullptr);
+    }
+  }
+
+  const CurlHttpClientOptions options_;
+  CURLM* multi_;
+  std::mutex mu_;
+  std::vector<std::shared_ptr<AsyncTransfer>> incoming_;
+  bool stopping_ = false;
+  std::map<CURL*, std::shared_ptr<AsyncTransfer>> active_;  // loop thread only
+  std::thread thread_;
+};
+
 class CurlHttpClient final : public HttpClient {
  public:
   explicit CurlHttpClient(CurlHttpClientOptions options) : options_(std::move(options)) { GlobalInit(); }
@@ -261,7 +515,26 @@ class CurlHttpClient final : public HttpClient {
     return Run(request, &handlers, cancel);
   }
 
+  void StreamAsync(HttpRequest request, StreamHandlers handlers, const CancelToken* cancel,
+                   StreamDone done) override {
+    if ((request.method == "GET" || request.method == "HEAD") && !request.body.empty()) {
+      done(Status::InvalidArgument("GET/HEAD request with a body"));
+      return;
+    }
+    auto x = std::make_shared<AsyncTransfer>();
+    x->request = std::move(request);
+    x->handlers = std::move(handlers);
+    x->cancel = cancel;
+    x->done = std::move(done);
+    Loop()->Submit(std::move(x));
+  }
+
  private:
+  CurlMultiLoop* Loop() {
+    std::call_once(loop_once_, [this] { loop_ = std::make_unique<CurlMultiLoop>(options_); });
+    return loop_.get();
+  }
+
   std::unique_ptr<CurlSlot> Acquire() {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -295,54 +568,8 @@ class CurlHttpClient final : public HttpClient {
     t.handlers = handlers;
     t.max_body = req.max_response_bytes;
     char errbuf[CURL_ERROR_SIZE] = {0};
-
-    curl_easy_setopt(easy, CURLOPT_URL, req.url.c_str());
-    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(req.connect_timeout_ms));
-    if (req.total_timeout_ms > 0) curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(req.total_timeout_ms));
-    curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(easy, CURLOPT_USERAGENT, options_.user_agent.c_str());
-    if (!options_.verify_tls) {
-      curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L);
-      curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
-    if (!options_.ca_file.empty()) curl_easy_setopt(easy, CURLOPT_CAINFO, options_.ca_file.c_str());
-    if (req.proxy == "-") {
-      curl_easy_setopt(easy, CURLOPT_PROXY, "");
-    } else if (!req.proxy.empty()) {
-      curl_easy_setopt(easy, CURLOPT_PROXY, req.proxy.c_str());
-    }
-
-    // Method and body.
-    if (req.method == "GET") {
-      curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
-    } else if (req.method == "HEAD") {
-      curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
-    } else {
-      if (req.method != "POST") curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req.method.c_str());
-      curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req.body.data());
-      curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
-    }
     SlistOwner headers;
-    bool has_content_type = false;
-    for (const auto& [k, v] : req.headers) {
-      if (k.find_first_of("\r\n:") != std::string::npos || v.find_first_of("\r\n") != std::string::npos) {
-        return Status::InvalidArgument(fmt::format("invalid header '{}'", k));
-      }
-      if (IEquals(k, "content-type")) has_content_type = true;
-      headers.Append(v.empty() ? k + ";" : k + ": " + v);
-    }
-    if (!req.body.empty() && !has_content_type) headers.Append("Content-Type: application/json");
-    headers.Append("Expect:");
-    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers.get());
-
-    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, HeaderCallback);
-    curl_easy_setopt(easy, CURLOPT_HEADERDATA, &t);
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, WriteCallback);
-    curl_easy_setopt(easy, CURLOPT_WRITEDATA, &t);
+    WARREN_RETURN_IF_ERROR(SetupEasy(easy, req, options_, &t, &headers, errbuf));
 
     CURLM* multi = slot->multi();
     if (curl_multi_add_handle(multi, easy) != CURLM_OK) return Status::Internal("curl_multi_add_handle failed");
@@ -391,20 +618,7 @@ class CurlHttpClient final : public HttpClient {
     char* eff = nullptr;
     if (curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &eff) == CURLE_OK && eff != nullptr) t.response.effective_url = eff;
 
-    Status status;
-    if (cancelled) {
-      status = Status::Cancelled(fmt::format("{}: request cancelled", req.url));
-    } else if (idle_expired) {
-      status = Status::Timeout(fmt::format("{}: no data for {} ms", req.url, req.idle_timeout_ms));
-    } else if (t.handler_aborted) {
-      status = Status::Cancelled(fmt::format("{}: aborted by the response handler", req.url));
-    } else if (t.too_large) {
-      status = Status::TooLarge(fmt::format("{}: response body over {} bytes", req.url, req.max_response_bytes));
-    } else if (result != CURLE_OK) {
-      status = MapCurlError(result, errbuf, req.url);
-    } else if (!t.DeliverHead()) {  // no body at all: headers still go to the handler
-      status = Status::Cancelled(fmt::format("{}: aborted by the response handler", req.url));
-    }
+    Status status = TransferStatus(cancelled, idle_expired, &t, result, errbuf, req);
     // An interrupted transfer's connection is closed by curl on removal, so
     // the slot is fine to reuse either way.
     Release(std::move(slot));
@@ -415,6 +629,8 @@ class CurlHttpClient final : public HttpClient {
   const CurlHttpClientOptions options_;
   std::mutex mu_;
   std::vector<std::unique_ptr<CurlSlot>> pool_;
+  std::once_flag loop_once_;
+  std::unique_ptr<CurlMultiLoop> loop_;  // destroyed first: ends async transfers
 };
 
 }  // namespace

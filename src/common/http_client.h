@@ -9,9 +9,15 @@
 // upper-case `HTTP_PROXY`), and cancellation through a CancelToken that wakes
 // the transfer immediately (curl_multi_wakeup), not at the next progress tick.
 //
-// A call blocks the calling thread until the response is complete, fails, or
-// is cancelled. Streaming responses (SSE) are delivered chunk by chunk, as the
-// bytes arrive, to StreamHandlers::on_data on the calling thread.
+// Send/Stream block the calling thread until the response is complete, fails,
+// or is cancelled. Streaming responses (SSE) are delivered chunk by chunk, as
+// the bytes arrive, to StreamHandlers::on_data on the calling thread.
+//
+// StreamAsync starts a streamed request and returns at once: the curl client
+// runs every async transfer on one event-loop thread (libcurl's multi
+// interface, curl_multi_poll + curl_multi_wakeup), so a thousand concurrent
+// model streams cost one thread, not a thousand. Handlers and the completion
+// run on that thread and must not block.
 //
 // Failures of the transport (DNS, connect, TLS, timeout, cancellation) are a
 // non-OK Status; any HTTP status, including 4xx/5xx, is a successful call
@@ -109,6 +115,9 @@ struct StreamHandlers {
   std::function<bool(std::string_view chunk)> on_data;
 };
 
+// Completion of StreamAsync: the same result Stream() would have returned.
+using StreamDone = std::function<void(Result<HttpResponse>)>;
+
 class HttpClient {
  public:
   virtual ~HttpClient() = default;
@@ -121,6 +130,14 @@ class HttpClient {
   // HttpResponse has status and headers but an empty body.
   virtual Result<HttpResponse> Stream(const HttpRequest& request, const StreamHandlers& handlers,
                                       const CancelToken* cancel = nullptr) = 0;
+
+  // Starts `request` and returns at once. `handlers` and then `done` (exactly
+  // once) run on another thread: the curl client's event loop, shared by all
+  // async transfers. `cancel`, when not null, must outlive `done`; Cancel()
+  // ends the transfer promptly with kCancelled. The default implementation
+  // (for fakes) runs Stream() on a thread of its own.
+  virtual void StreamAsync(HttpRequest request, StreamHandlers handlers, const CancelToken* cancel,
+                           StreamDone done);
 };
 
 struct CurlHttpClientOptions {
@@ -134,7 +151,10 @@ struct CurlHttpClientOptions {
 
 // The libcurl implementation. Thread-safe: any number of threads may call
 // Send/Stream concurrently; each call uses its own curl handle (taken from a
-// small pool so that keep-alive connections are reused).
+// small pool so that keep-alive connections are reused). StreamAsync
+// transfers share one multi handle (and so its connection cache) driven by
+// one thread, started at the first StreamAsync; destroying the client ends
+// the transfers still running with kCancelled and joins it.
 std::shared_ptr<HttpClient> NewCurlHttpClient(CurlHttpClientOptions options = {});
 
 }  // namespace warren

@@ -314,98 +314,130 @@ class AnthropicProvider final : public ModelProvider {
   std::string_view name() const override { return "anthropic"; }
   std::string default_model() const override { return options_.default_model; }
 
-  ModelResult Call(const ModelRequest& request, ModelStreamObserver* observer, const CallOptions& options) override {
+  void CallAsync(ModelRequest request, ModelStreamObserver* observer, CallOptions options,
+                 ModelCallback done) override {
     if (api_key_.empty() && auth_token_.empty()) {
       ModelError e;
       e.kind = ModelErrorKind::kAuthentication;
       e.message = fmt::format("no API key: set {} or the provider's api_key", options_.api_key_env);
-      return e;
+      done(std::move(e));
+      return;
     }
-    HttpRequest req;
-    req.method = "POST";
-    req.url = base_url_ + "/v1/messages";
-    req.body = DumpJson(BuildAnthropicBody(request, options_.default_model, true, options_.max_cache_breakpoints));
-    req.connect_timeout_ms = options_.connect_timeout_ms;
-    req.idle_timeout_ms = options_.idle_timeout_ms;
-    req.total_timeout_ms = options_.total_timeout_ms;
+    auto req = std::make_shared<HttpRequest>();
+    req->method = "POST";
+    req->url = base_url_ + "/v1/messages";
+    req->body = DumpJson(BuildAnthropicBody(request, options_.default_model, true, options_.max_cache_breakpoints));
+    req->connect_timeout_ms = options_.connect_timeout_ms;
+    req->idle_timeout_ms = options_.idle_timeout_ms;
+    req->total_timeout_ms = options_.total_timeout_ms;
     if (!api_key_.empty()) {
-      req.headers.emplace_back("x-api-key", api_key_);
+      req->headers.emplace_back("x-api-key", api_key_);
     } else {
-      req.headers.emplace_back("authorization", "Bearer " + auth_token_);
+      req->headers.emplace_back("authorization", "Bearer " + auth_token_);
     }
-    req.headers.emplace_back("anthropic-version", options_.version);
+    req->headers.emplace_back("anthropic-version", options_.version);
     if (!options_.betas.empty()) {
       std::string betas;
       for (const auto& b : options_.betas) betas += (betas.empty() ? "" : ",") + b;
-      req.headers.emplace_back("anthropic-beta", betas);
+      req->headers.emplace_back("anthropic-beta", betas);
     }
-    req.headers.emplace_back("content-type", "application/json");
-    req.headers.emplace_back("accept", "text/event-stream");
-    for (const auto& h : options_.extra_headers) req.headers.push_back(h);
+    req->headers.emplace_back("content-type", "application/json");
+    req->headers.emplace_back("accept", "text/event-stream");
+    for (const auto& h : options_.extra_headers) req->headers.push_back(h);
 
-    ModelResult result = CallWithRetries(options_.retry, options_.retry_deps, options, observer,
-                                         [&](int attempt) { return Attempt(req, observer, options, attempt); });
-    if (!result.ok()) {
-      const ModelError& e = result.error();
-      log::Warn("model.error", {{"provider", "anthropic"}, {"kind", ModelErrorKindName(e.kind)},
-                                {"status", e.http_status}, {"attempts", e.attempts}, {"message", e.message}});
-    }
-    return result;
+    CallWithRetriesAsync(
+        options_.retry, options_.retry_deps, options, observer,
+        [this, req, observer, options](int attempt, AttemptDone attempt_done) {
+          Attempt(*req, observer, options, attempt, std::move(attempt_done));
+        },
+        [done = std::move(done)](ModelResult result) {
+          if (!result.ok()) {
+            const ModelError& e = result.error();
+            log::Warn("model.error", {{"provider", "anthropic"}, {"kind", ModelErrorKindName(e.kind)},
+                                      {"status", e.http_status}, {"attempts", e.attempts}, {"message", e.message}});
+          }
+          done(std::move(result));
+        });
   }
 
  private:
-  ModelResult Attempt(const HttpRequest& req, ModelStreamObserver* observer, const CallOptions& options,
-                      int attempt) {
-    StreamDecoder decoder(observer);
-    SseParser parser([&](const SseEvent& ev) {
-      if (decoder.error()) return;
-      // Backstop: no exception may unwind through libcurl's C frames.
-      try {
-        decoder.OnEvent(ev);
-      } catch (const std::exception& e) {
-        decoder.Fail(ProtocolError(std::string("undecodable event: ") + e.what()));
-      }
-    }, options_.max_event_bytes);
+  // One attempt's decoding state, shared by the stream's handlers and its
+  // completion (which run on the HTTP client's event loop).
+  struct AttemptState {
+    explicit AttemptState(ModelStreamObserver* observer) : decoder(observer) {}
+    StreamDecoder decoder;
+    std::unique_ptr<SseParser> parser;
     HttpResponse head;
     bool json_body = false;
     std::string raw_body;  // error bodies and non-streamed JSON answers
+  };
+
+  void Attempt(const HttpRequest& req, ModelStreamObserver* observer, const CallOptions& options, int attempt,
+               AttemptDone done) {
+    auto st = std::make_shared<AttemptState>(observer);
+    AttemptState* s = st.get();
+    s->parser = std::make_unique<SseParser>([s](const SseEvent& ev) {
+      if (s->decoder.error()) return;
+      // Backstop: no exception may unwind through libcurl's C frames.
+      try {
+        s->decoder.OnEvent(ev);
+      } catch (const std::exception& e) {
+        s->decoder.Fail(ProtocolError(std::string("undecodable event: ") + e.what()));
+      }
+    }, options_.max_event_bytes);
     StreamHandlers handlers;
-    handlers.on_headers = [&](const HttpResponse& h) {
-      head = h;
+    handlers.on_headers = [st](const HttpResponse& h) {
+      st->head = h;
       std::string ct = h.Header("content-type").value_or("");
-      json_body = h.status == 200 && ct.rfind("application/json", 0) == 0;
+      st->json_body = h.status == 200 && ct.rfind("application/json", 0) == 0;
       return true;
     };
-    handlers.on_data = [&](std::string_view chunk) {
-      if (head.status != 200 || json_body) {
-        if (raw_body.size() < (8u << 20)) raw_body.append(chunk);
+    handlers.on_data = [st](std::string_view chunk) {
+      if (st->head.status != 200 || st->json_body) {
+        if (st->raw_body.size() < (8u << 20)) st->raw_body.append(chunk);
         return true;
       }
-      if (!parser.Feed(chunk)) {
-        decoder.Fail(ProtocolError("SSE event over the size bound"));
+      if (!st->parser->Feed(chunk)) {
+        st->decoder.Fail(ProtocolError("SSE event over the size bound"));
         return false;
       }
-      return !decoder.error().has_value();
+      return !st->decoder.error().has_value();
     };
-    auto r = http_->Stream(req, handlers, options.cancel);
-    if (decoder.error()) return *decoder.error();
+    http_->StreamAsync(req, std::move(handlers), options.cancel,
+                       [this, st, observer, cancel = options.cancel, attempt,
+                        done = std::move(done)](Result<HttpResponse> r) {
+                         ModelResult result = [&]() -> ModelResult {
+                           try {
+                             return Complete(*st, r, observer, cancel, attempt);
+                           } catch (const std::exception& e) {
+                             return ProtocolError(std::string("undecodable answer: ") + e.what());
+                           }
+                         }();
+                         done(std::move(result));
+                       });
+  }
+
+  ModelResult Complete(AttemptState& st, const Result<HttpResponse>& r, ModelStreamObserver* observer,
+                       const CancelToken* cancel, int attempt) {
+    if (st.decoder.error()) return *st.decoder.error();
     if (!r.ok()) {
-      if (options.cancel != nullptr && options.cancel->cancelled()) {
-        return ErrorFromTransport(Status::Cancelled("cancelled"), decoder.started());
+      if (cancel != nullptr && cancel->cancelled()) {
+        return ErrorFromTransport(Status::Cancelled("cancelled"), st.decoder.started());
       }
-      ModelError e = ErrorFromTransport(r.status(), decoder.started());
+      ModelError e = ErrorFromTransport(r.status(), st.decoder.started());
       return e;
     }
+    const HttpResponse& head = st.head;
     if (head.status != 200) {
-      ModelError e = ErrorFromHttp(head, raw_body, options_.clock);
+      ModelError e = ErrorFromHttp(head, st.raw_body, options_.clock);
       log::Info("model.attempt_failed", {{"provider", "anthropic"}, {"attempt", attempt}, {"status", head.status},
                                          {"kind", ModelErrorKindName(e.kind)}});
       return e;
     }
-    if (json_body) return FromJsonBody(raw_body, observer);
-    parser.Finish();
-    if (!decoder.stopped()) return ProtocolError("stream ended before message_stop");
-    ModelResponse resp = decoder.Finish();
+    if (st.json_body) return FromJsonBody(st.raw_body, observer);
+    st.parser->Finish();
+    if (!st.decoder.stopped()) return ProtocolError("stream ended before message_stop");
+    ModelResponse resp = st.decoder.Finish();
     resp.attempts = attempt;
     return resp;
   }

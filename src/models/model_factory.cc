@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "models/anthropic_provider.h"
+#include "models/bounded_provider.h"
 #include "models/openai_provider.h"
 #include "models/scripted_provider.h"
 
@@ -41,6 +44,25 @@ Result<ModelConfig> ModelConfigFromJson(const Json& j) {
     } else if (key == "context_window") {
       if (!v.is_number_integer() || v.get<int64_t>() < 1) return Status::InvalidArgument("model.context_window must be a positive integer");
       c.context_window = v.get<int64_t>();
+    } else if (key == "max_concurrent_calls") {
+      // WARREN_MODEL_MAX_CONCURRENT arrives as a string.
+      int64_t n = 0;
+      bool ok = false;
+      if (v.is_number_integer()) {
+        n = v.get<int64_t>();
+        ok = true;
+      } else if (v.is_string()) {
+        const std::string& t = v.get_ref<const std::string&>();
+        ok = !t.empty() && t.size() <= 9 && t.find_first_not_of("0123456789") == std::string::npos;
+        if (ok) n = std::stoll(t);
+      }
+      if (!ok || n < 1 || n > 100000)
+        return Status::InvalidArgument("model.max_concurrent_calls must be an integer 1..100000");
+      c.max_concurrent_calls = static_cast<int>(n);
+    } else if (key == "latency_ms") {
+      if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 3'600'000)
+        return Status::InvalidArgument("model.latency_ms must be an integer 0..3600000");
+      c.latency_ms = v.get<int64_t>();
     } else {
       return Status::InvalidArgument(fmt::format("model: unknown key \"{}\"", key));
     }
@@ -48,7 +70,9 @@ Result<ModelConfig> ModelConfigFromJson(const Json& j) {
   return c;
 }
 
-Result<std::unique_ptr<ModelProvider>> NewModelProvider(const ModelConfig& c, const ProviderDeps& deps) {
+namespace {
+
+Result<std::unique_ptr<ModelProvider>> NewUnboundedProvider(const ModelConfig& c, const ProviderDeps& deps) {
   RetryDeps retry_deps{deps.sleeper, deps.uniform01};
   if (c.provider == "anthropic") {
     AnthropicOptions o;
@@ -81,9 +105,21 @@ Result<std::unique_ptr<ModelProvider>> NewModelProvider(const ModelConfig& c, co
     if (c.context_window > 0) o.context_window = c.context_window;
     if (c.max_attempts > 0) o.retry.max_attempts = c.max_attempts;
     o.retry_deps = retry_deps;
+    o.latency_ms = c.latency_ms;
     return NewScriptedProvider(std::move(o));
   }
   return Status::InvalidArgument(fmt::format("unknown model provider \"{}\" (anthropic, openai, scripted)", c.provider));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ModelProvider>> NewModelProvider(const ModelConfig& c, const ProviderDeps& deps) {
+  if (c.latency_ms > 0 && c.provider != "scripted" && !c.provider.empty())
+    return Status::InvalidArgument("model.latency_ms applies to the scripted provider only");
+  WARREN_ASSIGN_OR_RETURN(auto inner, NewUnboundedProvider(c, deps));
+  std::unique_ptr<ModelProvider> bounded =
+      std::make_unique<BoundedProvider>(std::move(inner), std::max(1, c.max_concurrent_calls));
+  return bounded;
 }
 
 }  // namespace warren::models

@@ -30,10 +30,18 @@ struct ModelConfig {
   std::vector<std::string> betas;     // anthropic-beta values
   int max_attempts = 0;               // 0 = provider default (anthropic/openai 5, scripted 3)
   int64_t context_window = 0;         // 0 = provider default
+  // Model calls in flight at once to this provider (BoundedProvider); the
+  // rest wait FIFO. Set by the operator for the provider's rate limits.
+  int max_concurrent_calls = kDefaultMaxConcurrentCalls;
+  int64_t latency_ms = 0;             // scripted: simulated latency per attempt (a timer)
+
+  static constexpr int kDefaultMaxConcurrentCalls = 64;
 };
 
 // Keys: provider, model, base_url, api_key, api_key_env, script (or
-// script_path), betas, max_attempts, context_window. Unknown keys are errors.
+// script_path), betas, max_attempts, context_window, max_concurrent_calls
+// (an integer 1..100000, or its decimal string, as the environment gives
+// it), latency_ms (scripted). Unknown keys are errors.
 Result<ModelConfig> ModelConfigFromJson(const Json& j);
 
 // Test seams; production passes {}.
@@ -44,6 +52,7 @@ struct ProviderDeps {
   std::function<double()> uniform01;   // jitter source
 };
 
+// The provider comes wrapped in a BoundedProvider of max_concurrent_calls.
 // Errors: InvalidArgument for an unknown provider or a bad script; IOError
 // for an unreadable script file.
 Result<std::unique_ptr<ModelProvider>> NewModelProvider(const ModelConfig& config, const ProviderDeps& deps = {});

@@ -4,17 +4,32 @@
 //   if (!r.ok()) { r.error().kind, r.error().retryable, r.error().attempts ... }
 //   else         { r.response().content, stop_reason, usage, attempts }
 //
-// Call() blocks the calling thread for the whole streamed response, including
-// the provider's own retries (exponential backoff with jitter, honouring
-// retry-after; see retry.h). The observer receives deltas as they arrive and
-// OnRetry() before each new attempt: whatever it received since the last
+//   provider->CallAsync(request, &observer, {.cancel = &token},
+//                       [](ModelResult r) { ... });   // returns at once
+//
+// CallAsync() starts the call and returns at once; `done` runs exactly once
+// when the answer is complete (or failed, or cancelled), including the
+// provider's own retries (exponential backoff with jitter, honouring
+// retry-after; see retry.h), whose waits are timers, not sleeping threads.
+// The HTTP providers stream on the shared curl-multi event loop
+// (HttpClient::StreamAsync), so in-flight calls hold no thread; the observer
+// and `done` run on that loop's thread (or the timer thread, or inline
+// before CallAsync returns) and must not block. The observer, the cancel
+// token and whatever `done` refers to must outlive `done`.
+//
+// Call() is the blocking form (the calling thread waits for the same
+// CallAsync), kept for tools and tests; the observer then runs on another
+// thread while the caller waits. The observer receives deltas as they arrive
+// and OnRetry() before each new attempt: whatever it received since the last
 // OnAttemptStart belongs to a failed attempt and must be discarded.
 //
 // Implementations (anthropic, openai, scripted) are thread-safe: one provider
-// object may serve many sessions concurrently. The observer is called on the
-// calling thread only.
+// object may serve many sessions concurrently. An implementation overrides
+// CallAsync (the providers here) or Call (simple fakes: CallAsync then runs
+// Call on a thread of its own); overriding neither recurses.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -105,6 +120,9 @@ struct CallOptions {
   const CancelToken* cancel = nullptr;  // Cancel() aborts the stream and any backoff sleep
 };
 
+// Completion of ModelProvider::CallAsync.
+using ModelCallback = std::function<void(ModelResult)>;
+
 class ModelProvider {
  public:
   virtual ~ModelProvider() = default;
@@ -116,9 +134,13 @@ class ModelProvider {
   // Context window of `model` in tokens (for compaction thresholds).
   virtual int64_t context_window(std::string_view model) const { return 200'000; }
 
+  // Asynchronous, thread-safe; see the file comment. `observer` may be null.
+  virtual void CallAsync(ModelRequest request, ModelStreamObserver* observer, CallOptions options,
+                         ModelCallback done);
+
   // Blocking, thread-safe; see the file comment. `observer` may be null.
   virtual ModelResult Call(const ModelRequest& request, ModelStreamObserver* observer = nullptr,
-                           const CallOptions& options = {}) = 0;
+                           const CallOptions& options = {});
 };
 
 }  // namespace warren::models

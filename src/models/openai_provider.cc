@@ -290,32 +290,51 @@ class OpenAiProvider final : public ModelProvider {
   std::string default_model() const override { return options_.default_model; }
   int64_t context_window(std::string_view) const override { return options_.context_window; }
 
-  ModelResult Call(const ModelRequest& request, ModelStreamObserver* observer, const CallOptions& options) override {
-    HttpRequest req;
-    req.method = "POST";
-    req.url = endpoint_;
-    req.body = DumpJson(BuildOpenAiBody(request, options_.default_model, true, options_.stream_usage));
-    req.connect_timeout_ms = options_.connect_timeout_ms;
-    req.idle_timeout_ms = options_.idle_timeout_ms;
-    req.total_timeout_ms = options_.total_timeout_ms;
-    if (!api_key_.empty()) req.headers.emplace_back("authorization", "Bearer " + api_key_);
-    req.headers.emplace_back("content-type", "application/json");
-    req.headers.emplace_back("accept", "text/event-stream");
-    for (const auto& h : options_.extra_headers) req.headers.push_back(h);
-    ModelResult result = CallWithRetries(options_.retry, options_.retry_deps, options, observer,
-                                         [&](int attempt) { return Attempt(req, observer, options, attempt); });
-    if (!result.ok()) {
-      const ModelError& e = result.error();
-      log::Warn("model.error", {{"provider", "openai"}, {"kind", ModelErrorKindName(e.kind)},
-                                {"status", e.http_status}, {"attempts", e.attempts}, {"message", e.message}});
-    }
-    return result;
+  void CallAsync(ModelRequest request, ModelStreamObserver* observer, CallOptions options,
+                 ModelCallback done) override {
+    auto req = std::make_shared<HttpRequest>();
+    req->method = "POST";
+    req->url = endpoint_;
+    req->body = DumpJson(BuildOpenAiBody(request, options_.default_model, true, options_.stream_usage));
+    req->connect_timeout_ms = options_.connect_timeout_ms;
+    req->idle_timeout_ms = options_.idle_timeout_ms;
+    req->total_timeout_ms = options_.total_timeout_ms;
+    if (!api_key_.empty()) req->headers.emplace_back("authorization", "Bearer " + api_key_);
+    req->headers.emplace_back("content-type", "application/json");
+    req->headers.emplace_back("accept", "text/event-stream");
+    for (const auto& h : options_.extra_headers) req->headers.push_back(h);
+    CallWithRetriesAsync(
+        options_.retry, options_.retry_deps, options, observer,
+        [this, req, observer, options](int, AttemptDone attempt_done) {
+          Attempt(*req, observer, options, std::move(attempt_done));
+        },
+        [done = std::move(done)](ModelResult result) {
+          if (!result.ok()) {
+            const ModelError& e = result.error();
+            log::Warn("model.error", {{"provider", "openai"}, {"kind", ModelErrorKindName(e.kind)},
+                                      {"status", e.http_status}, {"attempts", e.attempts}, {"message", e.message}});
+          }
+          done(std::move(result));
+        });
   }
 
  private:
-  ModelResult Attempt(const HttpRequest& req, ModelStreamObserver* observer, const CallOptions& options, int) {
-    ChunkDecoder decoder(observer);
-    SseParser parser([&](const SseEvent& ev) {
+  // One attempt's decoding state, shared by the stream's handlers and its
+  // completion (which run on the HTTP client's event loop).
+  struct AttemptState {
+    explicit AttemptState(ModelStreamObserver* observer) : decoder(observer) {}
+    ChunkDecoder decoder;
+    std::unique_ptr<SseParser> parser;
+    HttpResponse head;
+    bool json_body = false;
+    std::string raw_body;
+  };
+
+  void Attempt(const HttpRequest& req, ModelStreamObserver* observer, const CallOptions& options, AttemptDone done) {
+    auto st = std::make_shared<AttemptState>(observer);
+    AttemptState* s = st.get();
+    s->parser = std::make_unique<SseParser>([s](const SseEvent& ev) {
+      ChunkDecoder& decoder = s->decoder;
       if (decoder.error()) return;
       if (ev.data == "[DONE]") {
         decoder.Done();
@@ -337,36 +356,49 @@ class OpenAiProvider final : public ModelProvider {
         decoder.Fail(ProtocolError(std::string("undecodable chunk: ") + e.what()));
       }
     }, options_.max_event_bytes);
-    HttpResponse head;
-    bool json_body = false;
-    std::string raw_body;
     StreamHandlers handlers;
-    handlers.on_headers = [&](const HttpResponse& h) {
-      head = h;
-      json_body = h.status == 200 && h.Header("content-type").value_or("").rfind("application/json", 0) == 0;
+    handlers.on_headers = [st](const HttpResponse& h) {
+      st->head = h;
+      st->json_body = h.status == 200 && h.Header("content-type").value_or("").rfind("application/json", 0) == 0;
       return true;
     };
-    handlers.on_data = [&](std::string_view chunk) {
-      if (head.status != 200 || json_body) {
-        if (raw_body.size() < (8u << 20)) raw_body.append(chunk);
+    handlers.on_data = [st](std::string_view chunk) {
+      if (st->head.status != 200 || st->json_body) {
+        if (st->raw_body.size() < (8u << 20)) st->raw_body.append(chunk);
         return true;
       }
-      if (!parser.Feed(chunk)) {
-        decoder.Fail(ProtocolError("SSE event over the size bound"));
+      if (!st->parser->Feed(chunk)) {
+        st->decoder.Fail(ProtocolError("SSE event over the size bound"));
         return false;
       }
-      return !decoder.error().has_value();
+      return !st->decoder.error().has_value();
     };
-    auto r = http_->Stream(req, handlers, options.cancel);
+    http_->StreamAsync(req, std::move(handlers), options.cancel,
+                       [this, st, cancel = options.cancel, done = std::move(done)](Result<HttpResponse> r) {
+                         ModelResult result = [&]() -> ModelResult {
+                           try {
+                             return Complete(*st, r, cancel);
+                           } catch (const std::exception& e) {
+                             return ProtocolError(std::string("undecodable answer: ") + e.what());
+                           }
+                         }();
+                         done(std::move(result));
+                       });
+  }
+
+  ModelResult Complete(AttemptState& st, const Result<HttpResponse>& r, const CancelToken* cancel) {
+    ChunkDecoder& decoder = st.decoder;
     if (decoder.error()) return *decoder.error();
     if (!r.ok()) {
-      if (options.cancel != nullptr && options.cancel->cancelled()) {
+      if (cancel != nullptr && cancel->cancelled()) {
         return ErrorFromTransport(Status::Cancelled("cancelled"), decoder.started());
       }
       return ErrorFromTransport(r.status(), decoder.started());
     }
+    const HttpResponse& head = st.head;
+    const std::string& raw_body = st.raw_body;
     if (head.status != 200) return ErrorFromHttp(head, raw_body, options_.clock);
-    if (json_body) {
+    if (st.json_body) {
       // A server that ignored "stream": one chat.completion object, decoded
       // as a single chunk whose delta is the message.
       auto j = ParseJson(raw_body);
@@ -387,7 +419,7 @@ class OpenAiProvider final : public ModelProvider {
       decoder.Done();
       return decoder.Finish();
     }
-    parser.Finish();
+    st.parser->Finish();
     if (!decoder.complete()) return ProtocolError("stream ended before a finish_reason or [DONE]");
     return decoder.Finish();
   }

@@ -7,7 +7,11 @@
 #include <cmath>
 #include <condition_variable>
 #include <random>
+#include <future>
+#include <memory>
 #include <thread>
+
+#include "common/timer_loop.h"
 
 namespace warren::models {
 
@@ -118,6 +122,18 @@ bool RecordingSleeper::SleepFor(int64_t ms, const CancelToken* cancel) {
   return cancel == nullptr || !cancel->cancelled();
 }
 
+void Sleeper::SleepAsync(int64_t ms, const CancelToken* cancel, std::function<void(bool)> done) {
+  TimerLoop::Shared()->After(ms, cancel, std::move(done));
+}
+
+void RecordingSleeper::SleepAsync(int64_t ms, const CancelToken* cancel, std::function<void(bool)> done) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    delays_.push_back(ms);
+  }
+  done(cancel == nullptr || !cancel->cancelled());
+}
+
 std::vector<int64_t> RecordingSleeper::delays() const {
   std::lock_guard<std::mutex> lock(mu_);
   return delays_;
@@ -151,6 +167,118 @@ ModelResult CallWithRetries(const RetryPolicy& policy, const RetryDeps& deps, co
     if (observer != nullptr) observer->OnRetry(e, n + 1, delay);
     if (!sleeper->SleepFor(delay, options.cancel)) return cancelled(n);
   }
+}
+
+namespace {
+
+ModelResult CancelledResult(int attempts) {
+  ModelError e;
+  e.kind = ModelErrorKind::kCancelled;
+  e.message = "cancelled";
+  e.attempts = attempts;
+  return ModelResult(std::move(e));
+}
+
+// The state of one CallWithRetriesAsync, shared by its attempts and timers.
+struct RetryRun final : std::enable_shared_from_this<RetryRun> {
+  RetryPolicy policy;
+  RetryDeps deps;
+  CallOptions options;
+  ModelStreamObserver* observer = nullptr;
+  AsyncAttempt attempt;
+  ModelCallback done;
+  int n = 0;
+
+  void Next() {
+    n++;
+    if (options.cancel != nullptr && options.cancel->cancelled()) {
+      Finish(CancelledResult(n - 1));
+      return;
+    }
+    if (observer != nullptr) observer->OnAttemptStart(n);
+    auto self = shared_from_this();
+    attempt(n, [self](ModelResult r) { self->OnAttempt(std::move(r)); });
+  }
+
+  void OnAttempt(ModelResult r) {
+    const int max_attempts = std::max(1, policy.max_attempts);
+    if (r.ok()) {
+      r.mutable_response().attempts = n;
+      Finish(std::move(r));
+      return;
+    }
+    ModelError& e = r.mutable_error();
+    e.attempts = n;
+    if (e.kind == ModelErrorKind::kCancelled || !e.retryable || n >= max_attempts) {
+      Finish(std::move(r));
+      return;
+    }
+    double u = deps.uniform01 ? deps.uniform01() : DefaultUniform();
+    int64_t delay = policy.DelayMs(n, e, u);
+    if (observer != nullptr) observer->OnRetry(e, n + 1, delay);
+    Sleeper* sleeper = deps.sleeper != nullptr ? deps.sleeper : Sleeper::Real();
+    auto self = shared_from_this();
+    sleeper->SleepAsync(delay, options.cancel, [self](bool slept) {
+      if (!slept) {
+        self->Finish(CancelledResult(self->n));
+        return;
+      }
+      self->Next();
+    });
+  }
+
+  void Finish(ModelResult r) {
+    ModelCallback cb = std::move(done);
+    done = nullptr;
+    attempt = nullptr;  // breaks the cycle through captured state
+    if (cb) cb(std::move(r));
+  }
+};
+
+}  // namespace
+
+void CallWithRetriesAsync(const RetryPolicy& policy, const RetryDeps& deps, const CallOptions& options,
+                          ModelStreamObserver* observer, AsyncAttempt attempt, ModelCallback done) {
+  auto run = std::make_shared<RetryRun>();
+  run->policy = policy;
+  run->deps = deps;
+  run->options = options;
+  run->observer = observer;
+  run->attempt = std::move(attempt);
+  run->done = std::move(done);
+  run->Next();
+}
+
+void ModelProvider::CallAsync(ModelRequest request, ModelStreamObserver* observer, CallOptions options,
+                              ModelCallback done) {
+  // For providers that only implement the blocking Call (simple fakes): a
+  // thread of its own. What Call throws becomes a terminal error.
+  std::thread([this, request = std::move(request), observer, options, done = std::move(done)]() mutable {
+    ModelResult r = [&]() -> ModelResult {
+      try {
+        return Call(request, observer, options);
+      } catch (const std::exception& e) {
+        ModelError err;
+        err.kind = ModelErrorKind::kRequestFailed;
+        err.message = std::string("the model provider threw: ") + e.what();
+        return err;
+      } catch (...) {
+        ModelError err;
+        err.kind = ModelErrorKind::kRequestFailed;
+        err.message = "the model provider threw";
+        return err;
+      }
+    }();
+    done(std::move(r));
+  }).detach();
+}
+
+ModelResult ModelProvider::Call(const ModelRequest& request, ModelStreamObserver* observer,
+                                const CallOptions& options) {
+  auto promise = std::make_shared<std::promise<ModelResult>>();
+  auto future = promise->get_future();
+  CallAsync(request, observer, options, [promise](ModelResult r) { promise->set_value(std::move(r)); });
+  return future.get();
 }
 
 }  // namespace warren::models

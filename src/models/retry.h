@@ -35,6 +35,10 @@ class Sleeper {
   virtual ~Sleeper() = default;
   // Sleeps `ms`; returns false early if `cancel` fires.
   virtual bool SleepFor(int64_t ms, const CancelToken* cancel) = 0;
+  // Waits `ms` without holding the calling thread: `done(true)` after the
+  // delay, `done(false)` as soon as `cancel` fires. The default is a timer on
+  // TimerLoop::Shared() (one thread for every backoff in the process).
+  virtual void SleepAsync(int64_t ms, const CancelToken* cancel, std::function<void(bool)> done);
   // The process-wide real sleeper (condition variable wait, cancellable).
   static Sleeper* Real();
 };
@@ -43,6 +47,8 @@ class Sleeper {
 class RecordingSleeper final : public Sleeper {
  public:
   bool SleepFor(int64_t ms, const CancelToken* cancel) override;
+  // Records and calls `done` at once, on the calling thread.
+  void SleepAsync(int64_t ms, const CancelToken* cancel, std::function<void(bool)> done) override;
   std::vector<int64_t> delays() const;
 
  private:
@@ -60,5 +66,16 @@ struct RetryDeps {
 // null) with OnAttemptStart/OnRetry. The final result's attempts field is set.
 ModelResult CallWithRetries(const RetryPolicy& policy, const RetryDeps& deps, const CallOptions& options,
                             ModelStreamObserver* observer, const std::function<ModelResult(int)>& attempt);
+
+// One attempt started asynchronously; it calls its AttemptDone exactly once.
+using AttemptDone = std::function<void(ModelResult)>;
+using AsyncAttempt = std::function<void(int attempt, AttemptDone done)>;
+
+// The asynchronous form: the same attempts, notifications and final result,
+// with the waits between attempts as Sleeper::SleepAsync timers. Returns at
+// once; `done` runs exactly once, on whichever thread finished the last
+// attempt or timer. `observer` and `options.cancel` must outlive `done`.
+void CallWithRetriesAsync(const RetryPolicy& policy, const RetryDeps& deps, const CallOptions& options,
+                          ModelStreamObserver* observer, AsyncAttempt attempt, ModelCallback done);
 
 }  // namespace warren::models

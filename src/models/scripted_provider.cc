@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "common/log.h"
+#include "common/timer_loop.h"
 
 namespace warren::models {
 namespace {
@@ -558,10 +559,34 @@ class ScriptedProvider final : public ModelProvider {
   std::string default_model() const override { return options_.default_model; }
   int64_t context_window(std::string_view) const override { return options_.context_window; }
 
-  ModelResult Call(const ModelRequest& request, ModelStreamObserver* observer, const CallOptions& options) override {
-    Turn turn = Inspect(request);
-    return CallWithRetries(options_.retry, options_.retry_deps, options, observer,
-                           [&](int) { return Attempt(request, turn, observer); });
+  // Instant without latency_ms (the answer and `done` run inline, before
+  // CallAsync returns); with it, each attempt answers from a TimerLoop timer,
+  // so a slow scripted model holds no thread either.
+  void CallAsync(ModelRequest request, ModelStreamObserver* observer, CallOptions options,
+                 ModelCallback done) override {
+    auto turn = std::make_shared<const Turn>(Inspect(request));
+    auto req = std::make_shared<const ModelRequest>(std::move(request));
+    const CancelToken* cancel = options.cancel;
+    CallWithRetriesAsync(
+        options_.retry, options_.retry_deps, options, observer,
+        [this, req, turn, observer, cancel](int, AttemptDone attempt_done) {
+          if (options_.latency_ms <= 0) {
+            attempt_done(Attempt(*req, *turn, observer));
+            return;
+          }
+          TimerLoop::Shared()->After(options_.latency_ms, cancel,
+                                     [this, req, turn, observer, attempt_done = std::move(attempt_done)](bool fired) {
+                                       if (!fired) {
+                                         ModelError e;
+                                         e.kind = ModelErrorKind::kCancelled;
+                                         e.message = "cancelled";
+                                         attempt_done(std::move(e));
+                                         return;
+                                       }
+                                       attempt_done(Attempt(*req, *turn, observer));
+                                     });
+        },
+        std::move(done));
   }
 
  private:

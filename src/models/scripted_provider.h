@@ -12,7 +12,7 @@
 // one). Rule counters (`times`, successive `replies`) live in the provider
 // object: they start at zero when the process starts.
 //
-// Thread-safe: Call() may run concurrently (counters under a mutex).
+// Thread-safe: calls may run concurrently (counters under a mutex).
 #pragma once
 
 #include <memory>
@@ -30,6 +30,8 @@ struct ScriptedOptions {
   std::string script_text;  // the script itself (tests); "" and no path = the built-in echo script
   std::string default_model = "scripted";
   int64_t context_window = 200'000;
+  // Simulated latency of every attempt (a timer, no thread held); 0 = instant.
+  int64_t latency_ms = 0;
   // Simulated errors go through the same retry loop as real providers.
   // No jitter: delays are deterministic too.
   RetryPolicy retry = {.max_attempts = 3, .initial_backoff_ms = 10, .max_backoff_ms = 100, .jitter = 0};
