@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <optional>
 #include <variant>
 
 #include "common/ids.h"
@@ -192,6 +193,15 @@ class PreviewObserver final : public models::ModelStreamObserver {
 
 }  // namespace
 
+struct Engine::InflightCall {
+  std::shared_ptr<CancelToken> token;
+  std::string environment_id;
+  // Called on the provider's thread while the call streams; read by the
+  // worker that records the answer (after the completion, under mu_).
+  std::unique_ptr<PreviewObserver> observer;
+  std::optional<models::ModelResult> result;
+};
+
 // ---- the in-memory transcript of one session
 
 void Engine::Conversation::Reset(const EngineState& st) {
@@ -256,14 +266,28 @@ Status Engine::Start() {
 
 void Engine::Stop() {
   std::vector<std::thread> threads;
+  auto cancel_all = [this] {
+    std::vector<std::shared_ptr<CancelToken>> tokens;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto& [sid, token] : inflight_) tokens.push_back(token);
+    }
+    for (auto& t : tokens) t->Cancel();  // outside mu_ (see OnClientEvents)
+  };
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
-    for (auto& [sid, token] : inflight_) token->Cancel();
     threads.swap(threads_);
   }
+  cancel_all();
   cv_.notify_all();
   for (auto& t : threads) t.join();
+  // Calls started by a worker after the first pass are cancelled now; their
+  // completions must not outlive the engine.
+  cancel_all();
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [this] { return calls_outstanding_ == 0; });
+  completed_.clear();
 }
 
 void Engine::WaitIdle() {
@@ -291,17 +315,26 @@ void Engine::OnClientEvents(const Json& session, const std::vector<store::Stored
   if (id.empty()) return;
   for (const auto& e : events) {
     if (jr::Str(e.body, "type") == "user.interrupt") {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (auto it = inflight_.find(id); it != inflight_.end()) it->second->Cancel();
+      // Cancelled outside mu_: a provider may complete from the token's waker.
+      std::shared_ptr<CancelToken> token;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (auto it = inflight_.find(id); it != inflight_.end()) token = it->second;
+      }
+      if (token) token->Cancel();
     }
   }
   Schedule(id);
 }
 
 void Engine::OnSessionDeleted(const std::string& session_id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (auto it = inflight_.find(session_id); it != inflight_.end()) it->second->Cancel();
-  conversations_.erase(session_id);
+  std::shared_ptr<CancelToken> token;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = inflight_.find(session_id); it != inflight_.end()) token = it->second;
+    conversations_.erase(session_id);
+  }
+  if (token) token->Cancel();
 }
 
 void Engine::WorkerLoop() {
@@ -320,8 +353,9 @@ void Engine::WorkerLoop() {
       // Nothing thrown while processing one session reaches the thread's
       // top: the session is marked failed and every other one goes on.
       std::string failure;
+      bool awaiting = false;
       try {
-        Process(id);
+        awaiting = Process(id);
       } catch (const std::exception& e) {
         failure = std::string("exception: ") + e.what();
       } catch (...) {
@@ -341,6 +375,9 @@ void Engine::WorkerLoop() {
         }
       }
       std::lock_guard<std::mutex> lock(mu_);
+      // A model call in flight: the session stays in running_ (events that
+      // arrive mark it dirty) and its completion queues it again.
+      if (awaiting && failure.empty()) break;
       if (dirty_.erase(id) && !stopping_) continue;
       running_.erase(id);
       break;
@@ -496,28 +533,43 @@ void Engine::FailSession(const std::string& id, const std::string& what) {
     log::Error("engine.session_fail_unrecorded", {{"session", id}, {"error", st.ToString()}});
 }
 
-void Engine::Process(const std::string& id) {
+bool Engine::Process(const std::string& id) {
+  // A model answer that arrived for this session is recorded first.
+  std::shared_ptr<InflightCall> answered;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = completed_.find(id); it != completed_.end()) {
+      answered = std::move(it->second);
+      completed_.erase(it);
+    }
+  }
+  if (answered) {
+    auto recorded = RecordAnswer(id, *answered);
+    if (!recorded.ok()) {
+      if (recorded.status().code() != Code::kNotFound) FailSession(id, recorded.status().ToString());
+      return false;
+    }
+  }
   for (int guard = 0; guard < 10000; guard++) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_) return;
+      if (stopping_) return false;
     }
     auto due = ConsumeClientEvents(id);
     if (!due.ok()) {
       if (due.status().code() != Code::kNotFound) FailSession(id, due.status().ToString());
-      return;
+      return false;
     }
-    if (!*due) return;
-    auto more = ModelTurn(id);
-    if (!more.ok()) {
-      if (more.status().code() != Code::kNotFound) FailSession(id, more.status().ToString());
-      return;
+    if (!*due) return false;
+    auto step = ModelTurn(id);
+    if (!step.ok()) {
+      if (step.status().code() != Code::kNotFound) FailSession(id, step.status().ToString());
+      return false;
     }
-    if (!*more) {
-      // Events may have arrived during the call; loop to consume them.
-      continue;
-    }
+    if (*step == Step::kAwaiting) return true;
+    // Events may have arrived during the call; loop to consume them.
   }
+  return false;
 }
 
 Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
@@ -693,10 +745,10 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
   return due;
 }
 
-Result<bool> Engine::ModelTurn(const std::string& id) {
+Result<Engine::Step> Engine::ModelTurn(const std::string& id) {
   WARREN_ASSIGN_OR_RETURN(Json session, store_->GetSession(id));
   WARREN_ASSIGN_OR_RETURN(EngineState st, LoadState(id, session));
-  if (st.phase != Phase::kModel) return false;
+  if (st.phase != Phase::kModel) return Step::kDone;
   const Json& agent = jr::Obj(session, "agent");
   const Json& model = jr::Get(agent, "model");
   models::ModelRequest req;
@@ -729,13 +781,13 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
       out->append.push_back(IdleEvent(now, {{"type", "end_turn"}}));
       return Status::Ok();
     }));
-    return false;
+    return Step::kDone;
   }
   // The token covers compaction and the call: an interrupt cancels either.
   auto token = std::make_shared<CancelToken>();
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_) return false;
+    if (stopping_) return Step::kDone;
     inflight_[id] = token;
   }
   auto forget_call = [&] {
@@ -762,10 +814,16 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
       out->append.push_back(IdleEvent(now, {{"type", "budget_reached"}}));
       return Status::Ok();
     }));
-    return false;
+    return Step::kDone;
   }
-  PreviewObserver observer(bus_, id);
-  observer.on_retry = [&](const models::ModelError& err, int next_attempt, int64_t delay_ms) {
+  auto call = std::make_shared<InflightCall>();
+  call->token = token;
+  call->environment_id = jr::Str(session, "environment_id");
+  call->observer = std::make_unique<PreviewObserver>(bus_, id);
+  PreviewObserver& observer = *call->observer;
+  // These run on the provider's event loop (or timer) thread, between
+  // attempts; each is one transaction of its own.
+  observer.on_retry = [this, id](const models::ModelError& err, int next_attempt, int64_t delay_ms) {
     std::string now = Now();
     (void)Transition(id, "retrying", [&](const Json&, EngineState*, Json* next, store::Store::SessionStep* out) {
       Json e = Event("session.error", now);
@@ -776,7 +834,7 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
       return Status::Ok();
     });
   };
-  observer.on_attempt = [&](int attempt) {
+  observer.on_attempt = [this, id](int attempt) {
     if (attempt <= 1) return;
     std::string now = Now();
     (void)Transition(id, "resume_running", [&](const Json& cur, EngineState*, Json* next, store::Store::SessionStep* out) {
@@ -787,30 +845,74 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
       return Status::Ok();
     });
   };
+  if (compacted.code() == Code::kCancelled) {
+    // Interrupted during compaction: recorded as a cancelled call.
+    models::ModelError e;
+    e.kind = models::ModelErrorKind::kCancelled;
+    e.message = "compaction cancelled";
+    call->result = models::ModelResult(std::move(e));
+    return RecordAnswer(id, *call);
+  }
   models::CallOptions call_opts;
   call_opts.cancel = token.get();
-  auto call = [&]() -> models::ModelResult {
-    if (compacted.code() == Code::kCancelled) {
-      // Interrupted during compaction: recorded as a cancelled call.
-      models::ModelError e;
-      e.kind = models::ModelErrorKind::kCancelled;
-      e.message = "compaction cancelled";
-      return e;
+  if (options_.pin_model_calls) {
+    // The pre-async mode (a benchmark peer): this thread waits for the answer.
+    call->result = provider_->Call(req, &observer, call_opts);
+    return RecordAnswer(id, *call);
+  }
+  // The call holds no engine thread: its completion queues the session
+  // again, and a worker records the answer (RecordAnswer) in one step.
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    calls_outstanding_++;
+  }
+  try {
+    provider_->CallAsync(std::move(req), &observer, call_opts,
+                         [this, id, call](models::ModelResult r) { OnModelDone(id, call, std::move(r)); });
+  } catch (...) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      calls_outstanding_--;
     }
-    return provider_->Call(req, &observer, call_opts);
-  };
-  models::ModelResult result = call();
+    cv_.notify_all();
+    throw;
+  }
+  return Step::kAwaiting;
+}
+
+void Engine::OnModelDone(const std::string& id, std::shared_ptr<InflightCall> call, models::ModelResult result) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    call->result = std::move(result);
+    calls_outstanding_--;
+    if (stopping_) {
+      // Shutdown: nothing is recorded. The phase stays kModel, so the next
+      // start closes the span and makes the call again.
+      inflight_.erase(id);
+      started_here_.erase(id);
+      running_.erase(id);
+    } else {
+      completed_[id] = std::move(call);
+      if (queued_.insert(id).second) queue_.push_back(id);
+    }
+  }
+  cv_.notify_all();
+}
+
+Result<Engine::Step> Engine::RecordAnswer(const std::string& id, InflightCall& call) {
+  const models::ModelResult& result = *call.result;
+  PreviewObserver& observer = *call.observer;
   {
     std::lock_guard<std::mutex> lock(mu_);
     inflight_.erase(id);
     started_here_.erase(id);
     // Cancelled by shutdown: record nothing. The phase stays kModel, so the
     // next start closes the span and makes the call again.
-    if (stopping_ && !result.ok() && result.error().kind == models::ModelErrorKind::kCancelled) return false;
+    if (stopping_ && !result.ok() && result.error().kind == models::ModelErrorKind::kCancelled) return Step::kDone;
   }
 
   std::string now = Now();
-  const std::string env_id = jr::Str(session, "environment_id");
+  const std::string& env_id = call.environment_id;
   auto env = store_->GetEnvironment(env_id);
   const std::string env_type = env.ok() ? jr::Str(jr::Get(*env, "config"), "type") : std::string();
   const bool self_hosted = env.ok() && (env_type == "self_hosted" || (options_.cloud_workers && env_type == "cloud"));
@@ -967,7 +1069,7 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
     started_here_.insert(id);
   }
   if (need_worker && work_needed_) work_needed_(id);
-  return again;
+  return again ? Step::kMore : Step::kDone;
 }
 
 Status Engine::Compact(const std::string& id, const Json& session, const Conversation& conv, models::ModelRequest* req,

@@ -32,6 +32,17 @@
 // marked processed, so a poisoned event is handled once, not at every
 // restart. Every other session goes on.
 //
+// Model calls do not hold a worker: ModelTurn starts the call
+// (ModelProvider::CallAsync) and the worker moves on to other sessions. The
+// session stays "running" (one step of a session at a time: events that
+// arrive meanwhile only mark it dirty) until the completion, which arrives
+// on the provider's event-loop thread, queues it again; a worker then
+// records the whole answer in one StepSession transaction (RecordAnswer).
+// How many calls are in flight is the provider's bound (BoundedProvider),
+// not the thread count. An interrupt cancels the call's token; Stop()
+// cancels every call and waits for their completions (nothing is recorded:
+// the call is redone at the next start, as after a crash).
+//
 // Threading: a pool of worker threads; one session is processed by at most
 // one worker at a time. Thread-safe.
 #pragma once
@@ -74,6 +85,9 @@ struct EngineOptions {
   // Conversations kept in memory (others are re-read from the transcript
   // table when their session next needs a model call).
   int cached_conversations = 1024;
+  // The mode before issue 14, kept as a benchmark peer: a model call holds
+  // its engine thread for the whole stream (at most `threads` in flight).
+  bool pin_model_calls = false;
 };
 
 // Told when a session has built-in tool calls waiting for a worker.
@@ -118,14 +132,24 @@ class Engine final : public domain::SessionObserver {
   using TransitionFn = std::function<Status(const Json& session, EngineState* state, Json* next,
                                             store::Store::SessionStep* out)>;
 
+  // A model call started by ModelTurn, until its answer is recorded.
+  struct InflightCall;
+  enum class Step { kDone, kMore, kAwaiting };
+
   void Schedule(const std::string& session_id);
   void WorkerLoop();
-  // Runs steps for one session until it needs nothing more.
-  void Process(const std::string& session_id);
+  // Runs steps for one session until it needs nothing more (false) or waits
+  // for a model call in flight (true).
+  bool Process(const std::string& session_id);
   // One consume step; returns true if a model call is now due.
   Result<bool> ConsumeClientEvents(const std::string& session_id);
-  // One model call and its recording; returns true if another is due.
-  Result<bool> ModelTurn(const std::string& session_id);
+  // Starts one model call (kAwaiting), or settles the turn without one
+  // (kDone); in pinned mode also records the answer (kMore: another is due).
+  Result<Step> ModelTurn(const std::string& session_id);
+  // The provider's completion (any thread): queues the session for recording.
+  void OnModelDone(const std::string& session_id, std::shared_ptr<InflightCall> call, models::ModelResult result);
+  // Records a call's answer in one step; kMore if another call is due.
+  Result<Step> RecordAnswer(const std::string& session_id, InflightCall& call);
   // Summarises older turns when the prompt nears the context window. The
   // summary call is cancelled by `cancel` (an interrupt: Cancelled); its cost
   // counts in the session's usage, and *budget_reached says whether the
@@ -158,6 +182,8 @@ class Engine final : public domain::SessionObserver {
   std::map<std::string, std::shared_ptr<CancelToken>> inflight_;  // model calls
   std::set<std::string> started_here_;  // model phases opened by this process
   std::map<std::string, std::shared_ptr<Conversation>> conversations_;
+  std::map<std::string, std::shared_ptr<InflightCall>> completed_;  // answers to record
+  int calls_outstanding_ = 0;  // CallAsync started, completion not yet seen
   bool stopping_ = false;
   std::vector<std::thread> threads_;
 };

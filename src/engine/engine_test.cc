@@ -53,8 +53,10 @@ class ThrowingProvider final : public models::ModelProvider {
   std::string_view name() const override { return "throwing"; }
   std::string default_model() const override { return inner_->default_model(); }
   int64_t context_window(std::string_view model) const override { return inner_->context_window(model); }
-  models::ModelResult Call(const models::ModelRequest& request, models::ModelStreamObserver* observer,
-                           const models::CallOptions& options) override {
+  // Runs on the engine thread that starts the call, so a throw here is an
+  // engine-side failure; the summary call (the blocking Call) holds there.
+  void CallAsync(models::ModelRequest request, models::ModelStreamObserver* observer, models::CallOptions options,
+                 models::ModelCallback done) override {
     bool summary = !request.system.empty() && request.system[0].text.find("You compress") != std::string::npos;
     if (summary) {
       compactions++;
@@ -70,7 +72,8 @@ class ThrowingProvider final : public models::ModelProvider {
         models::ModelError e;
         e.kind = models::ModelErrorKind::kCancelled;
         e.message = "cancelled";
-        return e;
+        done(std::move(e));
+        return;
       }
     }
     if (!summary) last_messages = request.messages.size();
@@ -80,7 +83,7 @@ class ThrowingProvider final : public models::ModelProvider {
           throws++;
           throw std::runtime_error("provider exploded");
         }
-    return inner_->Call(request, observer, options);
+    inner_->CallAsync(std::move(request), observer, options, std::move(done));
   }
   bool entered() {
     std::lock_guard<std::mutex> lock(mu_);
