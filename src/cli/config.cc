@@ -26,6 +26,7 @@ std::vector<Key> Keys(ServeConfig* c) {
       {"max_queued_requests", "WARREN_MAX_QUEUED_REQUESTS", Key::kInt, &c->max_queued_requests},
       {"sse_keepalive_ms", "WARREN_SSE_KEEPALIVE_MS", Key::kInt, &c->sse_keepalive_ms},
       {"engine_threads", "WARREN_ENGINE_THREADS", Key::kInt, &c->engine_threads},
+      {"engine_pin_model_calls", "WARREN_ENGINE_PIN_MODEL_CALLS", Key::kBool, &c->engine_pin_model_calls},
       {"work_lease_ttl_seconds", "WARREN_WORK_LEASE_TTL_SECONDS", Key::kInt, &c->work_lease_ttl_seconds},
       {"sandbox.enabled", "WARREN_SANDBOX_ENABLED", Key::kBool, &c->sandbox_enabled},
       {"sandbox.data_dir", "WARREN_SANDBOX_DATA_DIR", Key::kString, &c->sandbox_data_dir},
@@ -63,6 +64,7 @@ std::vector<Key> Keys(ServeConfig* c) {
       {"script", "WARREN_MODEL_SCRIPT", Key::kModelField, &c->model},
       {"model", "WARREN_MODEL", Key::kModelField, &c->model},
       {"base_url", "WARREN_MODEL_BASE_URL", Key::kModelField, &c->model},
+      {"max_concurrent_calls", "WARREN_MODEL_MAX_CONCURRENT", Key::kModelField, &c->model},
   };
 }
 

@@ -24,6 +24,9 @@ struct ServeConfig {
   int max_queued_requests = 1024;  // HTTP requests waiting for a worker; beyond: 503
   int sse_keepalive_ms = 15000;
   int engine_threads = 4;
+  // The pre-async mode, a benchmark peer: each model call holds an engine
+  // thread (docs/MODELS.md). Unset = off.
+  std::optional<bool> engine_pin_model_calls;
   // Work-queue lease TTL reported to workers (spec 3.3: heartbeat every
   // ttl/2). Lower it for fault tests; desired_ttl_seconds may not go below
   // min(30, this).

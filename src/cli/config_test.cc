@@ -4,6 +4,8 @@
 
 #include <map>
 
+#include "models/model_factory.h"
+
 namespace warren::cli {
 namespace {
 
@@ -29,6 +31,43 @@ TEST(ConfigTest, RejectsUnknownAndBadValues) {
   EXPECT_FALSE(ApplyConfigJson(Json::array(), &c).ok());
   auto bad_env = [](const char* n) -> const char* { return std::string(n) == "WARREN_WORKER_THREADS" ? "many" : nullptr; };
   EXPECT_FALSE(ApplyEnvironment(&c, bad_env).ok());
+}
+
+// The bound on model calls in flight is per provider (inside "model"), set
+// by file or WARREN_MODEL_MAX_CONCURRENT, and independent of engine_threads.
+TEST(ConfigTest, ModelMaxConcurrentCallsFromFileAndEnvironment) {
+  ServeConfig c;
+  ASSERT_TRUE(ApplyConfigJson(Json{{"engine_threads", 2},
+                                   {"model", {{"provider", "anthropic"}, {"max_concurrent_calls", 128}}}},
+                              &c)
+                  .ok());
+  auto m = models::ModelConfigFromJson(c.model);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->max_concurrent_calls, 128);
+  EXPECT_EQ(c.engine_threads, 2);
+  std::map<std::string, std::string> env = {{"WARREN_MODEL_MAX_CONCURRENT", "300"},
+                                            {"WARREN_ENGINE_PIN_MODEL_CALLS", "true"}};
+  ASSERT_TRUE(ApplyEnvironment(&c, [&](const char* n) -> const char* {
+                auto it = env.find(n);
+                return it == env.end() ? nullptr : it->second.c_str();
+              }).ok());
+  m = models::ModelConfigFromJson(c.model);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->max_concurrent_calls, 300);
+  EXPECT_EQ(m->provider, "anthropic");
+  EXPECT_TRUE(c.engine_pin_model_calls.value_or(false));
+  // Bad values are errors when the model config is read, naming the key.
+  for (const char* bad : {"0", "-1", "many", "1e3", ""}) {
+    ServeConfig d;
+    d.model["max_concurrent_calls"] = bad;
+    auto r = models::ModelConfigFromJson(d.model);
+    EXPECT_FALSE(r.ok()) << bad;
+    if (!r.ok()) {
+      EXPECT_NE(r.status().message().find("max_concurrent_calls"), std::string::npos);
+    }
+  }
+  EXPECT_EQ(models::ModelConfigFromJson(Json::object())->max_concurrent_calls,
+            models::ModelConfig::kDefaultMaxConcurrentCalls);
 }
 
 TEST(ConfigTest, MaxQueuedRequests) {

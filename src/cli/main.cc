@@ -258,6 +258,7 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   work_queue.Start();
   engine::EngineOptions engine_opts;
   engine_opts.threads = cfg.engine_threads;
+  engine_opts.pin_model_calls = cfg.engine_pin_model_calls.value_or(false);
 #ifdef WARREN_HAVE_ORCHESTRATOR
   engine_opts.cloud_workers = orch_runtime != nullptr;
 #endif
@@ -376,7 +377,8 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   if (!first_key.empty()) std::printf("API key: %s\n", first_key.c_str());
   std::fflush(stdout);
   log::Info("serve.started", {{"url", server.url()}, {"data_dir", cfg.data_dir}, {"config", config_path},
-                              {"model_provider", (*provider)->name()}});
+                              {"model_provider", (*provider)->name()},
+                              {"model_max_concurrent_calls", model_cfg->max_concurrent_calls}});
 
   int sig = 0;
   sigwait(&sigs, &sig);

@@ -5,7 +5,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cstdlib>
 #include <future>
 #include <thread>
@@ -389,6 +392,176 @@ TEST_F(HttpClientTest, ProxyFromEnvironmentAndExplicit) {
   ::unsetenv("http_proxy");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->body, "direct");
+}
+
+
+// ---- StreamAsync: every async transfer on one curl-multi event loop
+
+namespace async_test {
+
+struct Outcome {
+  std::promise<Result<HttpResponse>> promise;
+  std::string body;
+  std::thread::id handler_thread;
+};
+
+}  // namespace async_test
+
+// 16 streams in flight at once: the server answers none of them until all
+// 16 requests have arrived, so they cannot have run one after another; all
+// handlers and completions run on one thread that is not the caller's.
+TEST_F(HttpClientTest, StreamAsyncRunsManyTransfersOnOneThread) {
+  constexpr int kN = 16;
+  std::mutex mu;
+  std::condition_variable cv;
+  int arrived = 0;
+  FakeHttpServer server([&](const FakeRequest& r, ResponseWriter& w) {
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      arrived++;
+      cv.notify_all();
+      cv.wait_for(lock, 30s, [&] { return arrived == kN; });
+    }
+    w.WriteHead(200, {{"Content-Type", "text/event-stream"}});
+    w.Write("data: " + r.target + "\n\n");
+    w.Write("data: end\n\n");
+    w.End();
+  });
+  std::vector<std::unique_ptr<async_test::Outcome>> outs;
+  for (int i = 0; i < kN; i++) {
+    auto o = std::make_unique<async_test::Outcome>();
+    auto* out = o.get();
+    HttpRequest req;
+    req.url = server.url() + "/s" + std::to_string(i);
+    StreamHandlers h;
+    h.on_data = [out](std::string_view c) {
+      out->body.append(c);
+      out->handler_thread = std::this_thread::get_id();
+      return true;
+    };
+    client_->StreamAsync(std::move(req), std::move(h), nullptr,
+                         [out](Result<HttpResponse> r) { out->promise.set_value(std::move(r)); });
+    outs.push_back(std::move(o));
+  }
+  std::thread::id loop_thread;
+  for (int i = 0; i < kN; i++) {
+    auto r = outs[i]->promise.get_future().get();
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(outs[i]->body, "data: /s" + std::to_string(i) + "\n\ndata: end\n\n");
+    if (i == 0) loop_thread = outs[i]->handler_thread;
+    EXPECT_EQ(outs[i]->handler_thread, loop_thread);
+  }
+  EXPECT_NE(loop_thread, std::this_thread::get_id());
+  EXPECT_EQ(arrived, kN);
+}
+
+// Cancel() ends one stalled async stream promptly (the server sees the
+// connection go) while another transfer on the same loop carries on.
+TEST_F(HttpClientTest, StreamAsyncCancelEndsOneTransferOnly) {
+  std::atomic<bool> peer_closed{false};
+  std::atomic<bool> release_other{false};
+  FakeHttpServer server([&](const FakeRequest& r, ResponseWriter& w) {
+    w.WriteHead(200, {{"Content-Type", "text/event-stream"}});
+    w.Write(": hi\n\n");
+    if (r.target == "/stall") {
+      for (int i = 0; i < 6000 && !peer_closed; i++) {
+        std::this_thread::sleep_for(5ms);
+        peer_closed = w.PeerClosed();
+      }
+      return;
+    }
+    for (int i = 0; i < 6000 && !release_other; i++) std::this_thread::sleep_for(5ms);
+    w.Write("data: done\n\n");
+    w.End();
+  });
+  CancelToken token;
+  std::promise<void> first_byte;
+  std::atomic<bool> signalled{false};
+  std::promise<Result<HttpResponse>> stalled, other;
+  HttpRequest a;
+  a.url = server.url() + "/stall";
+  StreamHandlers ha;
+  ha.on_data = [&](std::string_view) {
+    if (!signalled.exchange(true)) first_byte.set_value();
+    return true;
+  };
+  client_->StreamAsync(a, ha, &token, [&](Result<HttpResponse> r) { stalled.set_value(std::move(r)); });
+  HttpRequest b;
+  b.url = server.url() + "/other";
+  std::string body;
+  StreamHandlers hb;
+  hb.on_data = [&](std::string_view c) {
+    body.append(c);
+    return true;
+  };
+  client_->StreamAsync(b, hb, nullptr, [&](Result<HttpResponse> r) { other.set_value(std::move(r)); });
+  first_byte.get_future().get();
+  token.Cancel();
+  auto r = stalled.get_future().get();
+  EXPECT_EQ(r.status().code(), Code::kCancelled) << r.status().ToString();
+  for (int i = 0; i < 2000 && !peer_closed; i++) std::this_thread::sleep_for(5ms);
+  EXPECT_TRUE(peer_closed);
+  release_other = true;
+  auto o = other.get_future().get();
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(body, ": hi\n\ndata: done\n\n");
+}
+
+TEST_F(HttpClientTest, StreamAsyncErrorsAndTimeouts) {
+  FakeHttpServer server([](const FakeRequest& r, ResponseWriter& w) {
+    if (r.target == "/429") {
+      FakeHttpServer::Reply(w, 429, "{}", {{"retry-after-ms", "1500"}});
+      return;
+    }
+    w.WriteHead(200, {});
+    w.Write("x");
+    for (int i = 0; i < 400 && !w.PeerClosed(); i++) std::this_thread::sleep_for(10ms);
+  });
+  auto run = [&](HttpRequest req, const CancelToken* token = nullptr) {
+    std::promise<Result<HttpResponse>> p;
+    client_->StreamAsync(std::move(req), {}, token, [&](Result<HttpResponse> r) { p.set_value(std::move(r)); });
+    return p.get_future().get();
+  };
+  HttpRequest limited;
+  limited.url = server.url() + "/429";
+  auto r = run(limited);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->status, 429);
+  EXPECT_EQ(r->RetryAfterMs(0), 1500);
+  HttpRequest idle;
+  idle.url = server.url() + "/idle";
+  idle.idle_timeout_ms = 200;
+  EXPECT_EQ(run(idle).status().code(), Code::kTimeout);
+  CancelToken cancelled;
+  cancelled.Cancel();
+  EXPECT_EQ(run(idle, &cancelled).status().code(), Code::kCancelled);
+  HttpRequest refused;
+  refused.url = "http://127.0.0.1:1/";
+  EXPECT_EQ(run(refused).status().code(), Code::kUnavailable);
+}
+
+// Destroying the client ends async transfers still running with kCancelled.
+TEST_F(HttpClientTest, StreamAsyncEndsWithTheClient) {
+  FakeHttpServer server([](const FakeRequest&, ResponseWriter& w) {
+    w.WriteHead(200, {});
+    w.Write("x");
+    for (int i = 0; i < 3000 && !w.PeerClosed(); i++) std::this_thread::sleep_for(10ms);
+  });
+  auto client = NewCurlHttpClient();
+  std::promise<Result<HttpResponse>> p;
+  std::promise<void> started;
+  HttpRequest req;
+  req.url = server.url() + "/";
+  StreamHandlers h;
+  h.on_data = [&](std::string_view) {
+    started.set_value();
+    return true;
+  };
+  client->StreamAsync(req, h, nullptr, [&](Result<HttpResponse> r) { p.set_value(std::move(r)); });
+  started.get_future().get();
+  client.reset();
+  EXPECT_EQ(p.get_future().get().status().code(), Code::kCancelled);
 }
 
 }  // namespace

@@ -6,7 +6,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdlib>
+#include <future>
 #include <deque>
 #include <functional>
 #include <mutex>
@@ -730,6 +733,122 @@ TEST(AnthropicOverFakeClient, WrongTypedFieldsAreProtocolErrors) {
       EXPECT_NE(r.error().kind, ModelErrorKind::kCancelled) << data;
     }
   }
+}
+
+
+// ---- CallAsync over the shared curl-multi loop
+
+// 8 calls in flight at once from one thread: the fake API answers none until
+// all 8 requests have arrived, so they cannot have run one after another.
+TEST_F(AnthropicProviderTest, CallAsyncStreamsManyCallsAtOnce) {
+  constexpr int kN = 8;
+  std::mutex mu;
+  std::condition_variable cv;
+  int arrived = 0;
+  for (int i = 0; i < kN; i++) {
+    api_.Then([&](const FakeRequest& r, ResponseWriter& w) {
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        arrived++;
+        cv.notify_all();
+        cv.wait_for(lock, std::chrono::seconds(30), [&] { return arrived == kN; });
+      }
+      std::string text = Json::parse(r.body)["messages"][0]["content"][0]["text"];
+      StreamInPieces(w, TextStream("re: " + text));
+    });
+  }
+  auto p = Provider();
+  std::vector<std::promise<ModelResult>> results(kN);
+  std::vector<Recorder> recorders(kN);
+  for (int i = 0; i < kN; i++) {
+    ModelRequest req;
+    req.messages.push_back(Message::User("q" + std::to_string(i)));
+    p->CallAsync(req, &recorders[i], {}, [&results, i](ModelResult r) { results[i].set_value(std::move(r)); });
+  }
+  for (int i = 0; i < kN; i++) {
+    ModelResult r = results[i].get_future().get();
+    ASSERT_TRUE(r.ok()) << r.error().ToString();
+    EXPECT_EQ(r.response().Text(), "re: q" + std::to_string(i));
+    EXPECT_EQ(recorders[i].text, "re: q" + std::to_string(i));  // previews streamed
+  }
+  EXPECT_EQ(arrived, kN);
+}
+
+// Retries of an async call wait on timers (the real sleeper: TimerLoop), and
+// a cancel during the backoff ends the call at once without another attempt.
+TEST_F(AnthropicProviderTest, CallAsyncRetriesOnTimersAndCancelsDuringBackoff) {
+  AnthropicOptions o;
+  o.api_key = "sk-test-key";
+  o.base_url = api_.url();
+  o.retry.max_attempts = 3;
+  o.retry_deps.uniform01 = [] { return 0.0; };
+  auto p = NewAnthropicProvider(o, NewCurlHttpClient());
+  // 1. 529, then success after a 20 ms retry-after: two attempts.
+  api_.ThenError(529, "overloaded_error", {{"retry-after-ms", "20"}});
+  api_.ThenStream(TextStream("second time"));
+  Recorder rec;
+  std::promise<ModelResult> first;
+  ModelRequest req;
+  req.messages.push_back(Message::User("hi"));
+  p->CallAsync(req, &rec, {}, [&](ModelResult r) { first.set_value(std::move(r)); });
+  ModelResult r = first.get_future().get();
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r.response().attempts, 2);
+  EXPECT_EQ(rec.Count("retry 2 overloaded 20"), 1);
+  // 2. 429 with a one-hour retry-after: the cancel ends the wait.
+  api_.ThenError(429, "rate_limit_error", {{"retry-after", "3600"}});
+  CancelToken token;
+  Recorder rec2;
+  std::promise<void> retrying;
+  struct RetrySignal : Recorder {
+    std::promise<void>* p = nullptr;
+    void OnRetry(const ModelError& e, int n, int64_t d) override {
+      Recorder::OnRetry(e, n, d);
+      p->set_value();
+    }
+  } obs;
+  obs.p = &retrying;
+  std::promise<ModelResult> second;
+  p->CallAsync(req, &obs, {.cancel = &token}, [&](ModelResult r2) { second.set_value(std::move(r2)); });
+  retrying.get_future().get();
+  token.Cancel();
+  ModelResult c = second.get_future().get();
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().kind, ModelErrorKind::kCancelled);
+  EXPECT_EQ(api_.requests().size(), 3u);  // no attempt after the cancel
+}
+
+// A cancel while the stream is open ends the call promptly with kCancelled.
+TEST_F(AnthropicProviderTest, CallAsyncCancelMidStream) {
+  std::atomic<bool> closed{false};
+  api_.Then([&](const FakeRequest&, ResponseWriter& w) {
+    w.WriteHead(200, {{"Content-Type", "text/event-stream"}});
+    std::string s = TextStream("never finished");
+    w.Write(s.substr(0, s.find("content_block_stop")));
+    for (int i = 0; i < 6000 && !closed; i++) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      closed = w.PeerClosed();
+    }
+  });
+  auto p = Provider();
+  CancelToken token;
+  struct CancelOnText : Recorder {
+    CancelToken* token = nullptr;
+    void OnTextDelta(int i, std::string_view t) override {
+      Recorder::OnTextDelta(i, t);
+      token->Cancel();
+    }
+  } obs;
+  obs.token = &token;
+  std::promise<ModelResult> done;
+  ModelRequest req;
+  req.messages.push_back(Message::User("hi"));
+  p->CallAsync(req, &obs, {.cancel = &token}, [&](ModelResult r) { done.set_value(std::move(r)); });
+  ModelResult r = done.get_future().get();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().kind, ModelErrorKind::kCancelled);
+  for (int i = 0; i < 2000 && !closed; i++) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_TRUE(closed);
 }
 
 }  // namespace
