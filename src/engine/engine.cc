@@ -288,6 +288,7 @@ void Engine::Stop() {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [this] { return calls_outstanding_ == 0; });
   completed_.clear();
+  notices_.clear();
 }
 
 void Engine::WaitIdle() {
@@ -534,15 +535,26 @@ void Engine::FailSession(const std::string& id, const std::string& what) {
 }
 
 bool Engine::Process(const std::string& id) {
-  // A model answer that arrived for this session is recorded first.
+  // Retry notices of this session's call, then its answer if it has arrived
+  // (notices are posted before the completion, so one snapshot sees all of
+  // them); while the call is still in flight nothing else may run.
   std::shared_ptr<InflightCall> answered;
+  std::vector<std::function<void()>> notices;
+  bool in_flight = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = notices_.find(id); it != notices_.end()) {
+      notices = std::move(it->second);
+      notices_.erase(it);
+    }
     if (auto it = completed_.find(id); it != completed_.end()) {
       answered = std::move(it->second);
       completed_.erase(it);
     }
+    in_flight = awaiting_.count(id) > 0;
   }
+  for (auto& notice : notices) notice();
+  if (in_flight) return true;
   if (answered) {
     auto recorded = RecordAnswer(id, *answered);
     if (!recorded.ok()) {
@@ -821,28 +833,39 @@ Result<Engine::Step> Engine::ModelTurn(const std::string& id) {
   call->environment_id = jr::Str(session, "environment_id");
   call->observer = std::make_unique<PreviewObserver>(bus_, id);
   PreviewObserver& observer = *call->observer;
-  // These run on the provider's event loop (or timer) thread, between
-  // attempts; each is one transaction of its own.
+  // The provider tells of retries on its event-loop (or timer) thread,
+  // between attempts. Each notice is one transaction of its own, run by an
+  // engine worker before the answer is recorded (Process), so no store write
+  // ever stalls the loop that carries every other session's stream. In
+  // pinned mode the waiting worker owns the session: the notice runs inline.
   observer.on_retry = [this, id](const models::ModelError& err, int next_attempt, int64_t delay_ms) {
-    std::string now = Now();
-    (void)Transition(id, "retrying", [&](const Json&, EngineState*, Json* next, store::Store::SessionStep* out) {
-      Json e = Event("session.error", now);
-      e["error"] = {{"type", err.SessionErrorType()}, {"message", err.message}, {"retry_status", {{"type", "retrying"}}}};
-      out->append.push_back(e);
-      out->append.push_back(Event("session.status_rescheduled", now));
-      (*next)["status"] = "rescheduling";
-      return Status::Ok();
+    std::string type(err.SessionErrorType());
+    std::string message = err.message;
+    PostNotice(id, [this, id, type, message] {
+      std::string now = Now();
+      (void)Transition(id, "retrying", [&](const Json&, EngineState* s, Json* next, store::Store::SessionStep* out) {
+        if (s->phase != Phase::kModel) return Status::Ok();
+        Json e = Event("session.error", now);
+        e["error"] = {{"type", type}, {"message", message}, {"retry_status", {{"type", "retrying"}}}};
+        out->append.push_back(e);
+        out->append.push_back(Event("session.status_rescheduled", now));
+        (*next)["status"] = "rescheduling";
+        return Status::Ok();
+      });
     });
   };
   observer.on_attempt = [this, id](int attempt) {
     if (attempt <= 1) return;
-    std::string now = Now();
-    (void)Transition(id, "resume_running", [&](const Json& cur, EngineState*, Json* next, store::Store::SessionStep* out) {
-      if (jr::Str(cur, "status") != "running") {
-        (*next)["status"] = "running";
-        out->append.push_back(Event("session.status_running", now));
-      }
-      return Status::Ok();
+    PostNotice(id, [this, id] {
+      std::string now = Now();
+      (void)Transition(id, "resume_running", [&](const Json& cur, EngineState* s, Json* next, store::Store::SessionStep* out) {
+        if (s->phase != Phase::kModel) return Status::Ok();
+        if (jr::Str(cur, "status") != "running") {
+          (*next)["status"] = "running";
+          out->append.push_back(Event("session.status_running", now));
+        }
+        return Status::Ok();
+      });
     });
   };
   if (compacted.code() == Code::kCancelled) {
@@ -865,6 +888,7 @@ Result<Engine::Step> Engine::ModelTurn(const std::string& id) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     calls_outstanding_++;
+    awaiting_.insert(id);
   }
   try {
     provider_->CallAsync(std::move(req), &observer, call_opts,
@@ -873,6 +897,7 @@ Result<Engine::Step> Engine::ModelTurn(const std::string& id) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       calls_outstanding_--;
+      awaiting_.erase(id);
     }
     cv_.notify_all();
     throw;
@@ -880,11 +905,26 @@ Result<Engine::Step> Engine::ModelTurn(const std::string& id) {
   return Step::kAwaiting;
 }
 
+void Engine::PostNotice(const std::string& id, std::function<void()> fn) {
+  if (options_.pin_model_calls) {
+    fn();
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    notices_[id].push_back(std::move(fn));
+    if (queued_.insert(id).second) queue_.push_back(id);
+  }
+  cv_.notify_all();
+}
+
 void Engine::OnModelDone(const std::string& id, std::shared_ptr<InflightCall> call, models::ModelResult result) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     call->result = std::move(result);
     calls_outstanding_--;
+    awaiting_.erase(id);
     if (stopping_) {
       // Shutdown: nothing is recorded. The phase stays kModel, so the next
       // start closes the span and makes the call again.

@@ -146,6 +146,9 @@ class Engine final : public domain::SessionObserver {
   // Starts one model call (kAwaiting), or settles the turn without one
   // (kDone); in pinned mode also records the answer (kMore: another is due).
   Result<Step> ModelTurn(const std::string& session_id);
+  // A retry notice from the provider's thread: queued for a worker, which
+  // runs it before the answer is recorded (inline in pinned mode).
+  void PostNotice(const std::string& session_id, std::function<void()> fn);
   // The provider's completion (any thread): queues the session for recording.
   void OnModelDone(const std::string& session_id, std::shared_ptr<InflightCall> call, models::ModelResult result);
   // Records a call's answer in one step; kMore if another call is due.
@@ -183,6 +186,8 @@ class Engine final : public domain::SessionObserver {
   std::set<std::string> started_here_;  // model phases opened by this process
   std::map<std::string, std::shared_ptr<Conversation>> conversations_;
   std::map<std::string, std::shared_ptr<InflightCall>> completed_;  // answers to record
+  std::map<std::string, std::vector<std::function<void()>>> notices_;  // retry notices to write
+  std::set<std::string> awaiting_;  // sessions whose CallAsync has not completed
   int calls_outstanding_ = 0;  // CallAsync started, completion not yet seen
   bool stopping_ = false;
   std::vector<std::thread> threads_;
