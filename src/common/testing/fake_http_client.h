@@ -2,7 +2,9 @@
 // any other HTTP user without sockets. Responses are scripted in order; every
 // request is recorded. Streamed bodies are delivered in the scripted chunks.
 //
-// Thread-safe (one mutex); handlers run on the calling thread.
+// Thread-safe (one mutex); handlers run on the calling thread. StreamAsync
+// runs the same scripted reply inline: handlers and `done` run before it
+// returns (no thread per call, deterministic for the fuzz targets).
 #pragma once
 
 #include <deque>
@@ -45,6 +47,11 @@ class FakeHttpClient final : public HttpClient {
     if (!r.ok()) return r;
     r->body = std::move(body);
     return r;
+  }
+
+  void StreamAsync(HttpRequest request, StreamHandlers handlers, const CancelToken* cancel,
+                   StreamDone done) override {
+    done(Stream(request, handlers, cancel));
   }
 
   Result<HttpResponse> Stream(const HttpRequest& request, const StreamHandlers& handlers,
