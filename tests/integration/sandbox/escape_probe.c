@@ -141,6 +141,8 @@ int main(int argc, char** argv) {
   if (argc < 2) return 2;
   const char* a = argv[1];
   const char* arg = argc > 2 ? argv[2] : "";
+  /* The mount point exists, so only the permission check can refuse. */
+  if (!strncmp(a, "mount_", 6)) (void)mkdir("/mnt", 0755);
   if (!strcmp(a, "mount_tmpfs")) return result(mount("none", "/mnt", "tmpfs", 0, NULL));
   if (!strcmp(a, "mount_bind_root")) return result(mount("/", "/mnt", NULL, MS_BIND | MS_REC, NULL));
   if (!strcmp(a, "umount_proc_mask")) return result(umount2("/proc/kcore", MNT_DETACH));
@@ -243,6 +245,36 @@ int main(int argc, char** argv) {
     strcpy(va.name, "snap");
     return result(ioctl(dst, BTRFS_IOC_SNAP_CREATE_V2, &va));
   }
+  if (!strcmp(a, "btrfs_snapshot_of")) {
+    /* Snapshot of the subvolume at `arg` (a volume's root) into itself. */
+    int fd = open(arg, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return 2;
+    struct btrfs_ioctl_vol_args_v2 va;
+    memset(&va, 0, sizeof(va));
+    va.fd = fd;
+    strcpy(va.name, "snap");
+    return result(ioctl(fd, BTRFS_IOC_SNAP_CREATE_V2, &va));
+  }
+  if (!strcmp(a, "fill")) {
+    /* arg: a file to write 1 MiB at a time, each chunk synced, up to 64 MiB.
+     * Prints "blocked: <errno>" at the first failing write or fsync, else
+     * "filled 64 MiB" (exit 1). */
+    static char chunk[1 << 20];
+    memset(chunk, 'q', sizeof(chunk));
+    int fd = open(arg, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+    if (fd < 0) return 2;
+    for (int i = 0; i < 64; ++i) {
+      size_t off = 0;
+      while (off < sizeof(chunk)) {
+        ssize_t w = write(fd, chunk + off, sizeof(chunk) - off);
+        if (w < 0) return result(-1);
+        off += (size_t)w;
+      }
+      if (fsync(fd) != 0) return result(-1);
+    }
+    printf("filled 64 MiB\n");
+    return 1;
+  }
   if (!strcmp(a, "btrfs_qgroup_create")) {
     int fd = open("/", O_RDONLY | O_DIRECTORY);
     struct btrfs_ioctl_qgroup_create_args qa;
@@ -291,7 +323,8 @@ int main(int argc, char** argv) {
     if (fd < 0) return result(-1);
     return result(write(fd, "1", 1));
   }
-  if (!strcmp(a, "open_dev_mem")) return result(open("/dev/mem", O_RDONLY));
+  /* arg: a device node the host has (default /dev/mem). */
+  if (!strcmp(a, "open_dev_mem")) return result(open(arg[0] ? arg : "/dev/mem", O_RDONLY));
   if (!strcmp(a, "setuid_host_root")) {
     /* uid 0 inside is not host root: chown to an id outside the map fails. */
     int fd = open("/tmp/own", O_CREAT | O_WRONLY, 0600);
