@@ -45,10 +45,17 @@ static int result(long rc) {
 
 /* A valid 1 MiB swap area at `path` (what mkswap writes: version 1 header,
  * last page, "SWAPSPACE2" at the end of the first page), so swapon could
- * only fail for lack of permission. */
+ * only fail for lack of permission: every page written (a swap file may have
+ * no holes) and, on btrfs, the file made NOCOW first (btrfs refuses swap on
+ * copy-on-write files; chattr +C, FS_IOC_SETFLAGS is not a btrfs ioctl). */
 static int make_swapfile(const char* path) {
   int fd = open(path, O_CREAT | O_TRUNC | O_RDWR, 0600);
   if (fd < 0) return -1;
+  int flags = 0;
+  if (ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0) {
+    flags |= FS_NOCOW_FL;
+    (void)ioctl(fd, FS_IOC_SETFLAGS, &flags); /* not every filesystem has it */
+  }
   long page = sysconf(_SC_PAGESIZE);
   unsigned npages = (unsigned)((1 << 20) / page);
   char* buf = calloc(1, (size_t)page);
@@ -57,7 +64,10 @@ static int make_swapfile(const char* path) {
   hdr[0] = 1;                              /* version */
   hdr[1] = npages - 1;                     /* last_page */
   memcpy(buf + page - 10, "SWAPSPACE2", 10);
-  int ok = write(fd, buf, (size_t)page) == page && ftruncate(fd, (off_t)npages * page) == 0;
+  int ok = write(fd, buf, (size_t)page) == page;
+  memset(buf, 0, (size_t)page);
+  for (unsigned i = 1; ok && i < npages; ++i) ok = write(fd, buf, (size_t)page) == page;
+  ok = ok && fsync(fd) == 0;
   free(buf);
   close(fd);
   return ok ? 0 : -1;

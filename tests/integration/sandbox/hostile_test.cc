@@ -4,9 +4,12 @@
 //  - symlink, hardlink and swap races against every host-side path
 //    operation on a tree a sandbox can write (volumes and their subpaths,
 //    the file API, archive/restore, fork, the idle sweep, delete);
-//  - nested btrfs subvolumes, snapshots and qgroup ioctls (disk quota);
+//  - nested btrfs subvolumes, snapshots and qgroup ioctls (disk quota), in
+//    the rootfs and in a volume, and a volume's own size (EDQUOT);
+//  - builder COPY through links a RUN step planted;
 //  - forged signals to pid 1;
-//  - host paths read from /proc and /sys;
+//  - host paths read from /proc and /sys, and the whole mount table
+//    (mountinfo, mounts) searched for host paths in every pool kind;
 //  - a data dir below a 0700 directory (the sandbox ids cannot traverse it).
 #include <fcntl.h>
 #include <linux/btrfs.h>
