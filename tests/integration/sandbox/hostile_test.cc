@@ -15,6 +15,7 @@
 #include <linux/btrfs.h>
 #include <linux/magic.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 
@@ -534,7 +535,45 @@ TEST_F(HostileTest, LegacyVolumeDirectoryIsStillUsed) {
 // prints a bind's root relative to its filesystem: exactly the lines
 // docs/SECURITY.md lists may show them (volumes; the copy pool's rootfs),
 // and no other.
-class MountTableTest : public PoolTest {};
+// "native": the data dir on a btrfs filesystem of its own (a loop-mounted
+// image made here), where the runtime auto-selects the native btrfs pool.
+class MountTableTest : public PoolTest {
+ protected:
+  void SetUp() override {
+    if (GetParam() != "native") return PoolTest::SetUp();
+    std::string why = SkipReason();
+    if (!why.empty()) GTEST_SKIP() << why;
+    native_root_ = "/var/tmp/warren-it-native-" + NewId("", 8);
+    ASSERT_TRUE(MkdirAll(native_root_ + "/mnt", 0755).ok());
+    const std::string img = native_root_ + "/fs.img";
+    {
+      UniqueFd fd(open(img.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+      ASSERT_TRUE(fd);
+      ASSERT_EQ(ftruncate(fd.get(), 4LL << 30), 0);
+    }
+    std::string out;
+    auto mk = RunCommand({"mkfs.btrfs", "-q", "-f", img}, &out);
+    if (!mk.ok() || *mk != 0) GTEST_SKIP() << "no mkfs.btrfs: " << out;
+    auto mnt = RunCommand({"mount", "-o", "loop", img, native_root_ + "/mnt"}, &out);
+    if (!mnt.ok() || *mnt != 0) GTEST_SKIP() << "cannot loop-mount a btrfs image: " << out;
+    mounted_ = true;
+    data_root_ = native_root_ + "/mnt";
+    RuntimeTest::SetUp();  // pool kind "" (auto): the native btrfs pool
+    if (rt_) {
+      ASSERT_TRUE(rt_->LoopDevice().empty());
+    }
+  }
+  void TearDown() override {
+    RuntimeTest::TearDown();
+    if (native_root_.empty()) return;
+    if (mounted_ && umount2((native_root_ + "/mnt").c_str(), 0) != 0) {
+      EXPECT_EQ(umount2((native_root_ + "/mnt").c_str(), MNT_DETACH), 0) << strerror(errno);
+    }
+    (void)RemoveTree(native_root_);
+  }
+  std::string native_root_;
+  bool mounted_ = false;
+};
 
 std::string HostRootDevice() {
   std::ifstream in("/proc/self/mountinfo");
@@ -583,11 +622,13 @@ TEST_P(MountTableTest, NamesNoHostPath) {
   }
   std::set<std::string> expected;
   if (GetParam() != "") expected = {"/data", "/whole"};  // volumes in <data dir>/volumes
-  if (GetParam() == "copy") expected.insert("/");        // the rootfs is a host directory
+  // The rootfs is a host directory (copy), or a subvolume whose path in the
+  // host's btrfs names the data dir (native).
+  if (GetParam() == "copy" || GetParam() == "native") expected.insert("/");
   EXPECT_EQ(leaking, expected) << "pool kind \"" << GetParam() << "\"";
 }
 
-INSTANTIATE_TEST_SUITE_P(Pools, MountTableTest, ::testing::Values("", "overlay", "copy"), PoolName);
+INSTANTIATE_TEST_SUITE_P(Pools, MountTableTest, ::testing::Values("", "overlay", "copy", "native"), PoolName);
 
 // --- issue 14: a data dir below a 0700 directory --------------------------
 
