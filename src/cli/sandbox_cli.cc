@@ -65,6 +65,8 @@ std::pair<std::string, std::string> SplitKv(const std::string& kv) {
   return {kv.substr(0, eq), kv.substr(eq + 1)};
 }
 
+void RegisterVolumeCommands(CLI::App& app, const std::shared_ptr<Common>& common);
+
 }  // namespace
 
 bool ParseByteSize(const std::string& s, int64_t* out) {
@@ -409,6 +411,81 @@ void RegisterSandboxCommands(CLI::App& app) {
       if (common->json) std::cout << Json{{"deleted", *names}}.dump(2) << "\n";
     });
   }
+  RegisterVolumeCommands(app, common);
 }
+
+namespace {
+
+void RegisterVolumeCommands(CLI::App& app, const std::shared_ptr<Common>& common) {
+  CLI::App* vol = app.add_subcommand("volume", "Manage named volumes (mounted with sandbox create --volume)");
+  vol->require_subcommand(1);
+  auto print = [common](const VolumeInfo& v) {
+    if (common->json) {
+      std::cout << v.ToJson().dump(2) << "\n";
+      return;
+    }
+    std::cout << v.name << "\t" << (v.size_bytes > 0 ? std::to_string(v.size_bytes) : "-") << "\t"
+              << (v.used_bytes >= 0 ? std::to_string(v.used_bytes) : "-") << "\t" << v.sandboxes.size() << "\n";
+  };
+  // volume create
+  {
+    auto name = std::make_shared<std::string>();
+    auto size = std::make_shared<std::string>();
+    CLI::App* c = vol->add_subcommand("create", "Create a volume, optionally with a size limit");
+    AddCommon(c, common);
+    c->add_option("name", *name, "Volume name")->required();
+    c->add_option("--size", *size, "Size limit (e.g. 512M, 10G; at least 1M; btrfs pools only). Default: none");
+    c->callback([name, size, common, print] {
+      int64_t bytes = 0;
+      if (!size->empty() && !ParseByteSize(*size, &bytes)) Check(Status::InvalidArgument("bad --size " + *size));
+      auto rt = OpenOrDie(*common);
+      auto v = rt->CreateVolume(*name, bytes);
+      Check(v.status());
+      print(*v);
+    });
+  }
+  // volume list / get
+  {
+    CLI::App* c = vol->add_subcommand("list", "List volumes (NAME SIZE USED SANDBOXES)");
+    AddCommon(c, common);
+    c->callback([common, print] {
+      auto rt = OpenOrDie(*common);
+      auto list = rt->ListVolumes();
+      Check(list.status());
+      if (common->json) {
+        Json arr = Json::array();
+        for (const auto& v : *list) arr.push_back(v.ToJson());
+        std::cout << Json{{"data", arr}}.dump(2) << "\n";
+        return;
+      }
+      std::cout << "NAME\tSIZE\tUSED\tSANDBOXES\n";
+      for (const auto& v : *list) print(v);
+    });
+    auto name = std::make_shared<std::string>();
+    CLI::App* g = vol->add_subcommand("get", "Show one volume");
+    AddCommon(g, common);
+    g->add_option("name", *name, "Volume name")->required();
+    g->callback([name, common] {
+      auto rt = OpenOrDie(*common);
+      auto v = rt->GetVolume(*name);
+      Check(v.status());
+      std::cout << v->ToJson().dump(2) << "\n";
+    });
+  }
+  // volume rm
+  {
+    auto names = std::make_shared<std::vector<std::string>>();
+    CLI::App* c = vol->add_subcommand("rm", "Delete volumes and their files (refused while a sandbox lists them)");
+    AddCommon(c, common);
+    c->add_option("names", *names, "Volume names")->required();
+    c->callback([names, common] {
+      auto rt = OpenOrDie(*common);
+      for (const auto& n : *names) Check(rt->DeleteVolume(n));
+      if (common->json) std::cout << Json{{"deleted", *names}}.dump(2) << "\n";
+    });
+  }
+}
+
+}  // namespace
 
 }  // namespace warren::sandbox

@@ -45,7 +45,8 @@
 //      locks/registry (name uniqueness and id-slot allocation, up to the
 //      record being saved), locks/firewall (the runtime's nft table),
 //      locks/layers (layer dirs and snapshot records: placing or deleting
-//      a layer, copying one into a new sandbox).
+//      a layer, copying one into a new sandbox), locks/volume-<name> (making
+//      or deleting a named volume).
 //   5. sessions_mu_ (in-process), only to copy session pointers.
 //
 // Open() recovers from a previous crash: live sandboxes are re-adopted,
@@ -110,6 +111,25 @@ struct RuntimeOptions {
   // ("archive": before its rootfs is written). May block.
   std::function<void(const std::string& point, const std::string& id)> test_hook;
 };
+
+// A named volume (docs/SANDBOX.md, "Volumes"). A volume outlives the
+// sandboxes that mount it; it is made by CreateVolume or on first mount.
+struct VolumeInfo {
+  std::string name;
+  // Quota limit on the bytes the volume references (btrfs qgroup max_rfer on
+  // its subvolume); 0 = no limit of its own (it shares the pool's space).
+  int64_t size_bytes = 0;
+  int64_t used_bytes = -1;  // referenced bytes; -1 = not accounted (no quota accounting yet)
+  // A btrfs subvolume of its own (a size can be set); false for plain
+  // directories (overlay/copy pools, volumes made by older runtimes).
+  bool subvolume = false;
+  std::vector<std::string> sandboxes;  // ids of sandboxes (not deleted) that mount it
+  Json ToJson() const;
+};
+
+// Smallest volume size accepted (a btrfs qgroup below a few MiB leaves no
+// room for the subvolume's own metadata).
+inline constexpr int64_t kMinVolumeBytes = 1LL << 20;
 
 struct RecoveryReport {
   std::vector<std::string> adopted;   // live sandboxes kept
@@ -212,6 +232,18 @@ class SandboxRuntime final : public Sandboxes {
   Result<std::vector<SnapshotRecord>> ListSnapshots() override;
   Status DeleteSnapshot(const std::string& name) override;
 
+  // --- volumes (runtime_volumes.cc) ---
+  // Makes volume `name` (ValidName) with a size limit of `size_bytes`
+  // (0 = none, else >= kMinVolumeBytes). Writes past the size fail with
+  // EDQUOT inside the sandbox. Conflict if it exists; FailedPrecondition
+  // for a size on a pool without quotas (overlay, copy).
+  Result<VolumeInfo> CreateVolume(const std::string& name, int64_t size_bytes = 0);
+  Result<VolumeInfo> GetVolume(const std::string& name);
+  Result<std::vector<VolumeInfo>> ListVolumes();
+  // Deletes a volume and everything in it. Conflict while a sandbox (in any
+  // state but deleted) lists it; NotFound if absent.
+  Status DeleteVolume(const std::string& name);
+
   // --- maintenance ---
   // Stops started sandboxes idle for longer than their auto_stop_minutes.
   // Activity = exec and file calls, and processes other than the init
@@ -290,6 +322,11 @@ class SandboxRuntime final : public Sandboxes {
   // no volume is stacked on (a sandbox outliving its snapshot keeps them).
   void CollectLayersLocked(const std::vector<std::string>& layers);
   Status PrepareVolumesLocked(const SandboxRecord& rec, std::vector<BindSpec>* binds);
+  // Makes volume `name` if it does not exist (a btrfs subvolume on btrfs
+  // pools, else a 0755 directory); *created says whether it did. Takes the
+  // volume's leaf lock (locks/volume-<name>).
+  Status EnsureVolume(const std::string& name, bool* created);
+  Result<VolumeInfo> VolumeInfoFor(const std::string& name, const std::vector<SandboxRecord>& records);
   // isolated network: rules first (so the veth never exists unfiltered),
   // then the veth into the init's netns. `pid`/`start` identify the init.
   Status SetupNetworkLocked(SandboxRecord& rec, pid_t pid, uint64_t start);

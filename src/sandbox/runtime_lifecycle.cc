@@ -162,14 +162,14 @@ Status SandboxRuntime::PrepareVolumesLocked(const SandboxRecord& rec, std::vecto
     // loop pool) and the volume directory itself are the runtime's (an
     // operator may mount a disk there): made and opened without following a
     // link; the subpath below it is the sandboxes' and must stay on that mount.
+    // A volume named for the first time is made here (a subvolume on btrfs
+    // pools, without a size; CreateVolume makes one with a size).
+    bool created = false;
+    WARREN_RETURN_IF_ERROR(EnsureVolume(v.volume, &created));
     std::string vdir = VolumeDir(v.volume);
     const std::string volumes = vdir.substr(0, vdir.rfind('/'));
-    WARREN_RETURN_IF_ERROR(MkdirAll(volumes, 0755));
     UniqueFd vols(open(volumes.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!vols) return ErrnoStatus("open " + volumes);
-    if (mkdirat(vols.get(), v.volume.c_str(), 0755) != 0 && errno != EEXIST) {
-      return ErrnoStatus("mkdir volume " + v.volume);
-    }
     UniqueFd vol(openat(vols.get(), v.volume.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!vol) return ErrnoStatus("open volume " + v.volume);
     auto dir = MkdirBeneath(vol.get(), sub, 0755);

@@ -570,6 +570,10 @@ void SandboxApi::RegisterRoutes() {
   Route("GET", "/v1/warren/snapshots", &SandboxApi::ListSnapshots);
   Route("GET", "/v1/warren/snapshots/{name}", &SandboxApi::GetSnapshot);
   Route("DELETE", "/v1/warren/snapshots/{name}", &SandboxApi::DeleteSnapshot);
+  Route("POST", "/v1/warren/volumes", &SandboxApi::CreateVolume);
+  Route("GET", "/v1/warren/volumes", &SandboxApi::ListVolumes);
+  Route("GET", "/v1/warren/volumes/{name}", &SandboxApi::GetVolume);
+  Route("DELETE", "/v1/warren/volumes/{name}", &SandboxApi::DeleteVolume);
 }
 
 // ------------------------------------------------------- shell sessions
@@ -1219,6 +1223,57 @@ Result<HandlerResult> SandboxApi::DeleteSnapshot(HttpRequest&, const Params& p, 
   WARREN_RETURN_IF_ERROR(s.status());
   WARREN_RETURN_IF_ERROR(rt->DeleteSnapshot(s->name));
   return Json200(Json{{"name", s->name}, {"type", "snapshot_deleted"}});
+}
+
+// ---------------------------------------------------------------- volumes
+
+namespace {
+
+Json VolumeJson(const sandbox::VolumeInfo& v) {
+  Json j = v.ToJson();
+  j["type"] = "volume";
+  return j;
+}
+
+}  // namespace
+
+// POST {"name": "...", "size_bytes": N}: size_bytes 0 or absent = no limit
+// of its own, else at least 1 MiB (a btrfs qgroup on the volume).
+Result<HandlerResult> SandboxApi::CreateVolume(HttpRequest& req, const Params&, SandboxRuntime* rt) {
+  WARREN_ASSIGN_OR_RETURN(Json body, api::BodyObject(req));
+  WARREN_RETURN_IF_ERROR(api::ExpectKnownFields(body, {"name", "size_bytes"}, ""));
+  std::optional<std::string> name;
+  std::optional<int64_t> size;
+  WARREN_RETURN_IF_ERROR(api::ReadString(body, "name", "", {.required = true, .min = 1, .max = 63}, &name));
+  WARREN_RETURN_IF_ERROR(api::ReadInt(body, "size_bytes", "", 0, int64_t{1} << 50, &size));
+  if (size && *size > 0 && *size < sandbox::kMinVolumeBytes) return Invalid("size_bytes", "must be 0 (no limit) or at least 1048576 (1 MiB)");
+  auto v = rt->CreateVolume(*name, size.value_or(0));
+  if (!v.ok() && v.status().code() == Code::kInvalidArgument) return Invalid("name", v.status().message());
+  WARREN_RETURN_IF_ERROR(v.status());
+  return api::ApiService::JsonResult(VolumeJson(*v), 201);
+}
+
+Result<HandlerResult> SandboxApi::ListVolumes(HttpRequest&, const Params&, SandboxRuntime* rt) {
+  WARREN_ASSIGN_OR_RETURN(auto all, rt->ListVolumes());
+  Json data = Json::array();
+  for (const auto& v : all) data.push_back(VolumeJson(v));
+  return Json200(Json{{"data", data}, {"next_page", nullptr}});
+}
+
+Result<HandlerResult> SandboxApi::GetVolume(HttpRequest&, const Params& p, SandboxRuntime* rt) {
+  auto v = rt->GetVolume(p.at("name"));
+  if (!v.ok() && (v.status().code() == Code::kNotFound || v.status().code() == Code::kInvalidArgument))
+    return Status::NotFound("volume " + p.at("name") + " not found");
+  WARREN_RETURN_IF_ERROR(v.status());
+  return Json200(VolumeJson(*v));
+}
+
+Result<HandlerResult> SandboxApi::DeleteVolume(HttpRequest&, const Params& p, SandboxRuntime* rt) {
+  Status s = rt->DeleteVolume(p.at("name"));
+  if (s.code() == Code::kNotFound || s.code() == Code::kInvalidArgument)
+    return Status::NotFound("volume " + p.at("name") + " not found");
+  WARREN_RETURN_IF_ERROR(s);
+  return Json200(Json{{"name", p.at("name")}, {"type", "volume_deleted"}});
 }
 
 // ------------------------------------------------------------ preparation

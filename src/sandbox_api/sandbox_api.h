@@ -154,6 +154,10 @@ class SandboxApi final {
   Result<http::HandlerResult> ListSnapshots(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
   Result<http::HandlerResult> GetSnapshot(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
   Result<http::HandlerResult> DeleteSnapshot(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> CreateVolume(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> ListVolumes(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> GetVolume(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> DeleteVolume(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
   Result<http::HandlerResult> GetFeatures(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
   // preparation (orchestrator/prepare.h)
   Result<http::HandlerResult> PrepareSandbox(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);

@@ -577,6 +577,43 @@ describe('sandbox REST API', { skip: skipReason() }, () => {
     assert.deepEqual(ct.ancestors, [sb.id]);
   });
 
+  test('volumes: create with a size, bad input, list/get, EDQUOT past the size, delete refused while used', async () => {
+    const bad = [
+      [{ name: 'a/b' }, 400, /volume name/],
+      [{ name: 'v', size_bytes: 4096 }, 400, /size_bytes/],
+      [{ name: 'v', size_bytes: -1 }, 400, /size_bytes/],
+      [{ name: 'v', size_bytes: '1G' }, 400, /size_bytes/],
+      [{ name: 'v', extra: 1 }, 400, /extra: unknown field/],
+      [{}, 400, /name/],
+    ];
+    for (const [body, status, re] of bad) {
+      const r = await call('POST', '/v1/warren/volumes', { body });
+      assert.equal(r.status, status, `${JSON.stringify(body)} -> ${r.status} ${r.text.slice(0, 300)}`);
+      assert.deepEqual(envelopeProblems(r), []);
+      assert.match(r.json.error.message, re);
+    }
+    assertError(await call('GET', '/v1/warren/volumes/no-such'), 404, null, /not found/);
+    const v = await ok('POST', '/v1/warren/volumes', { body: { name: 'capped', size_bytes: 8 * 2 ** 20 } }, 201);
+    assert.equal(v.type, 'volume');
+    assert.equal(v.size_bytes, 8 * 2 ** 20);
+    assert.equal(v.subvolume, true);
+    assertError(await call('POST', '/v1/warren/volumes', { body: { name: 'capped' } }), 409, null, /exists/);
+    const s = await ok('POST', '/v1/warren/sandboxes', { body: { volumes: [{ volume: 'capped', path: '/cap' }] } }, 201);
+    made.add(s.id);
+    const fill = await exec(s.id, { command: 'dd if=/dev/zero of=/cap/f bs=1M count=32 conv=fsync 2>&1; echo rc=$?' });
+    assert.match(fill.stdout, /Disk quota exceeded/, fill.stdout);
+    const got = await ok('GET', '/v1/warren/volumes/capped');
+    assert.ok(got.used_bytes <= 8 * 2 ** 20, `used ${got.used_bytes}`);
+    assert.deepEqual(got.sandboxes, [s.id]);
+    const list = await ok('GET', '/v1/warren/volumes');
+    assert.ok(list.data.some((x) => x.name === 'capped'));
+    assertError(await call('DELETE', '/v1/warren/volumes/capped'), 409, null, /used by sandbox/);
+    await ok('DELETE', `/v1/warren/sandboxes/${s.id}`);
+    made.delete(s.id);
+    assert.deepEqual(await ok('DELETE', '/v1/warren/volumes/capped'), { name: 'capped', type: 'volume_deleted' });
+    assertError(await call('GET', '/v1/warren/volumes/capped'), 404);
+  });
+
   test('snapshot build with a streamed log; create from it; list, get, delete', async () => {
     const name = `snap-${tag}`;
     const recipe = 'FROM builtin:minimal\nRUN echo built-by-api > /built.txt && echo step-output\nENV ANSWER=42\nWORKDIR /srv\n';

@@ -70,6 +70,27 @@ TEST_F(CliTest, SandboxAndSnapshotCommands) {
   EXPECT_EQ(CgroupDirs(prefix_).size(), 2u * 4);
 }
 
+TEST_F(CliTest, VolumeCommands) {
+  std::string out;
+  EXPECT_NE(Run({"volume", "create", "v1", "--size", "12X"}, &out), 0);
+  EXPECT_NE(out.find("bad --size"), std::string::npos) << out;
+  EXPECT_NE(Run({"volume", "create", "v1", "--size", "4K"}, &out), 0);
+  EXPECT_NE(out.find("at least 1 MiB"), std::string::npos) << out;
+  Json v = RunJson({"volume", "create", "v1", "--size", "8M"});
+  EXPECT_EQ(v["name"], "v1");
+  EXPECT_EQ(v["size_bytes"], 8LL << 20);
+  Json sb = RunJson({"sandbox", "create", "-v", "v1:/v"});
+  ASSERT_EQ(sb["state"], "started");
+  Json list = RunJson({"volume", "list"});
+  ASSERT_EQ(list["data"].size(), 1u);
+  EXPECT_EQ(list["data"][0]["sandboxes"][0], sb["id"]);
+  EXPECT_NE(Run({"volume", "rm", "v1"}, &out), 0);
+  EXPECT_NE(out.find("used by sandbox"), std::string::npos) << out;
+  ASSERT_TRUE(rt_->Delete(sb["id"].get<std::string>()).ok());
+  EXPECT_EQ(Run({"volume", "rm", "v1"}, &out), 0) << out;
+  EXPECT_EQ(RunJson({"volume", "list"})["data"].size(), 0u);
+}
+
 TEST_F(CliTest, IsolatedNetwork) {
   if (!rt_->features().network_isolated) GTEST_SKIP() << rt_->features().network_reason;
   Json created = RunJson({"sandbox", "create", "--network", "isolated", "--allow-cidr", "10.99.0.0/24",

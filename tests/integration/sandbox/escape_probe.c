@@ -45,10 +45,17 @@ static int result(long rc) {
 
 /* A valid 1 MiB swap area at `path` (what mkswap writes: version 1 header,
  * last page, "SWAPSPACE2" at the end of the first page), so swapon could
- * only fail for lack of permission. */
+ * only fail for lack of permission: every page written (a swap file may have
+ * no holes) and, on btrfs, the file made NOCOW first (btrfs refuses swap on
+ * copy-on-write files; chattr +C, FS_IOC_SETFLAGS is not a btrfs ioctl). */
 static int make_swapfile(const char* path) {
   int fd = open(path, O_CREAT | O_TRUNC | O_RDWR, 0600);
   if (fd < 0) return -1;
+  int flags = 0;
+  if (ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0) {
+    flags |= FS_NOCOW_FL;
+    (void)ioctl(fd, FS_IOC_SETFLAGS, &flags); /* not every filesystem has it */
+  }
   long page = sysconf(_SC_PAGESIZE);
   unsigned npages = (unsigned)((1 << 20) / page);
   char* buf = calloc(1, (size_t)page);
@@ -57,7 +64,10 @@ static int make_swapfile(const char* path) {
   hdr[0] = 1;                              /* version */
   hdr[1] = npages - 1;                     /* last_page */
   memcpy(buf + page - 10, "SWAPSPACE2", 10);
-  int ok = write(fd, buf, (size_t)page) == page && ftruncate(fd, (off_t)npages * page) == 0;
+  int ok = write(fd, buf, (size_t)page) == page;
+  memset(buf, 0, (size_t)page);
+  for (unsigned i = 1; ok && i < npages; ++i) ok = write(fd, buf, (size_t)page) == page;
+  ok = ok && fsync(fd) == 0;
   free(buf);
   close(fd);
   return ok ? 0 : -1;
@@ -141,6 +151,8 @@ int main(int argc, char** argv) {
   if (argc < 2) return 2;
   const char* a = argv[1];
   const char* arg = argc > 2 ? argv[2] : "";
+  /* The mount point exists, so only the permission check can refuse. */
+  if (!strncmp(a, "mount_", 6)) (void)mkdir("/mnt", 0755);
   if (!strcmp(a, "mount_tmpfs")) return result(mount("none", "/mnt", "tmpfs", 0, NULL));
   if (!strcmp(a, "mount_bind_root")) return result(mount("/", "/mnt", NULL, MS_BIND | MS_REC, NULL));
   if (!strcmp(a, "umount_proc_mask")) return result(umount2("/proc/kcore", MNT_DETACH));
@@ -153,8 +165,10 @@ int main(int argc, char** argv) {
     return result(pid);
   }
   if (!strcmp(a, "setns_host")) {
-    int fd = open("/proc/1/ns/mnt", O_RDONLY);
-    if (fd < 0) return result(-1);
+    /* Its own mount namespace: the open succeeds (pid 1 is not dumpable,
+     * so /proc/1/ns would fail at the open), leaving setns to refuse. */
+    int fd = open("/proc/self/ns/mnt", O_RDONLY);
+    if (fd < 0) return 2;
     return result(setns(fd, 0));
   }
   if (!strcmp(a, "chroot")) return result(chroot("/tmp"));
@@ -243,6 +257,36 @@ int main(int argc, char** argv) {
     strcpy(va.name, "snap");
     return result(ioctl(dst, BTRFS_IOC_SNAP_CREATE_V2, &va));
   }
+  if (!strcmp(a, "btrfs_snapshot_of")) {
+    /* Snapshot of the subvolume at `arg` (a volume's root) into itself. */
+    int fd = open(arg, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return 2;
+    struct btrfs_ioctl_vol_args_v2 va;
+    memset(&va, 0, sizeof(va));
+    va.fd = fd;
+    strcpy(va.name, "snap");
+    return result(ioctl(fd, BTRFS_IOC_SNAP_CREATE_V2, &va));
+  }
+  if (!strcmp(a, "fill")) {
+    /* arg: a file to write 1 MiB at a time, each chunk synced, up to 64 MiB.
+     * Prints "blocked: <errno>" at the first failing write or fsync, else
+     * "filled 64 MiB" (exit 1). */
+    static char chunk[1 << 20];
+    memset(chunk, 'q', sizeof(chunk));
+    int fd = open(arg, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+    if (fd < 0) return 2;
+    for (int i = 0; i < 64; ++i) {
+      size_t off = 0;
+      while (off < sizeof(chunk)) {
+        ssize_t w = write(fd, chunk + off, sizeof(chunk) - off);
+        if (w < 0) return result(-1);
+        off += (size_t)w;
+      }
+      if (fsync(fd) != 0) return result(-1);
+    }
+    printf("filled 64 MiB\n");
+    return 1;
+  }
   if (!strcmp(a, "btrfs_qgroup_create")) {
     int fd = open("/", O_RDONLY | O_DIRECTORY);
     struct btrfs_ioctl_qgroup_create_args qa;
@@ -291,7 +335,8 @@ int main(int argc, char** argv) {
     if (fd < 0) return result(-1);
     return result(write(fd, "1", 1));
   }
-  if (!strcmp(a, "open_dev_mem")) return result(open("/dev/mem", O_RDONLY));
+  /* arg: a device node the host has (default /dev/mem). */
+  if (!strcmp(a, "open_dev_mem")) return result(open(arg[0] ? arg : "/dev/mem", O_RDONLY));
   if (!strcmp(a, "setuid_host_root")) {
     /* uid 0 inside is not host root: chown to an id outside the map fails. */
     int fd = open("/tmp/own", O_CREAT | O_WRONLY, 0600);

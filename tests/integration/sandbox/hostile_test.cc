@@ -4,19 +4,26 @@
 //  - symlink, hardlink and swap races against every host-side path
 //    operation on a tree a sandbox can write (volumes and their subpaths,
 //    the file API, archive/restore, fork, the idle sweep, delete);
-//  - nested btrfs subvolumes, snapshots and qgroup ioctls (disk quota);
+//  - nested btrfs subvolumes, snapshots and qgroup ioctls (disk quota), in
+//    the rootfs and in a volume, and a volume's own size (EDQUOT);
+//  - builder COPY through links a RUN step planted;
 //  - forged signals to pid 1;
-//  - host paths read from /proc and /sys;
+//  - host paths read from /proc and /sys, and the whole mount table
+//    (mountinfo, mounts) searched for host paths in every pool kind;
 //  - a data dir below a 0700 directory (the sandbox ids cannot traverse it).
 #include <fcntl.h>
 #include <linux/btrfs.h>
 #include <linux/magic.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 
 #include <atomic>
 #include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
 
 #include "harness.h"
 #include "sandbox/state.h"
@@ -232,6 +239,31 @@ TEST_F(HostileTest, ArchiveRestoreKeepsLinksAsLinks) {
   EXPECT_FALSE(fs->ReadFile("/seclink").ok());  // resolves inside the sandbox, where it does not exist
 }
 
+// Builder COPY after a RUN step (hostile code at build time) planted links
+// to host directories: the links resolve on the host (to this test's secret
+// directory, and to /), so a path-following copy would write there. COPY
+// resolves its destination inside the layer being built, so the host is
+// untouched; where the link's target does not exist inside the image, the
+// step fails instead.
+TEST_F(HostileTest, BuilderCopyThroughPlantedLinksStaysInside) {
+  std::string ctx = secret_dir_ + "-ctx";
+  ASSERT_TRUE(MkdirAll(ctx, 0755).ok());
+  ASSERT_TRUE(WriteStringToFile(ctx + "/payload", "pwned").ok());
+  const std::string recipe = "FROM builtin:minimal\nRUN ln -s " + secret_dir_ + " /planted && ln -s / /rootlink && mkdir -p /rootlink" +
+                             secret_dir_ + "\nCOPY payload /rootlink" + secret_dir_ + "/made\nCOPY payload /planted/secret\n";
+  auto snap = rt_->BuildSnapshot("hostile-copy", recipe, ctx);
+  EXPECT_FALSE(Exists(secret_dir_ + "/made")) << "COPY wrote into a host directory";
+  EXPECT_TRUE(snap.ok()) << snap.status().ToString();
+  if (snap.ok()) {
+    CreateOptions o;
+    o.snapshot = "hostile-copy";
+    auto sb = MustCreate(o);
+    // Both copies landed inside the image, where its own links lead.
+    EXPECT_EQ(Sh(sb.id, "cat " + secret_dir_ + "/made " + secret_dir_ + "/secret").stdout_data, "pwnedpwned");
+  }
+  (void)RemoveTree(ctx);
+}
+
 // Fork and delete do not walk into links, and an overlay/copy pool's
 // path-walking delete never follows a symlink (to an absolute host path)
 // planted in the rootfs, even while the sandbox swaps it in and out.
@@ -315,6 +347,52 @@ TEST_F(HostileTest, DiskLimitCannotBeEscapedWithSubvolumes) {
   ASSERT_TRUE(q.ok());
   EXPECT_LE(q->exclusive_bytes, 64 * kMiB + 4 * kMiB) << w.stdout_data;
   EXPECT_EQ(Sh(sa.id, "ls -la /tmp/nested 2>&1 | grep -c 'No such'").stdout_data, "1\n");
+}
+
+// A volume's size is a qgroup limit on its own subvolume. The same fill
+// succeeds in a volume without a size (so the write would succeed if the
+// limit were not there), and fails with EDQUOT in a 16 MiB one; the volume
+// holds no more than its limit, and the rest of the pool (the sandbox's
+// rootfs, other volumes) is unaffected. Nested subvolumes and snapshots
+// inside the volume, which would carry qgroups of their own without a
+// limit, are refused (EPERM) as in the rootfs.
+TEST_F(HostileTest, VolumeSizeLimitHoldsWithEdquot) {
+  if (!PoolIsBtrfs()) GTEST_SKIP() << "volume sizes need a btrfs pool";
+  auto made = rt_->CreateVolume("quota", 16 * kMiB);
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  EXPECT_TRUE(made->subvolume);
+  EXPECT_EQ(made->size_bytes, 16 * kMiB);
+  CreateOptions o;
+  o.volumes = {VolumeMount{"quota", "/q", "", false}, VolumeMount{"free", "/free", "", false}};
+  auto sa = WithProbe(o);
+  ASSERT_EQ(sa.state, SandboxState::kStarted) << sa.error;
+  // The control: 64 MiB fit in a volume without a size.
+  auto ok = Probe(sa.id, "fill", "/free/f");
+  EXPECT_EQ(ok.exit_code, 1) << ok.stdout_data << ok.stderr_data;
+  EXPECT_NE(ok.stdout_data.find("filled 64 MiB"), std::string::npos) << ok.stdout_data;
+  ExpectErrno(sa.id, "fill", "EDQUOT", "/q/f");
+  auto q = rt_->GetVolume("quota");
+  ASSERT_TRUE(q.ok()) << q.status().ToString();
+  EXPECT_LE(q->used_bytes, 16 * kMiB) << "the volume holds more than its size";
+  EXPECT_EQ(q->sandboxes, std::vector<std::string>{sa.id});
+  // The rest of the pool still takes writes.
+  EXPECT_EQ(Sh(sa.id, "dd if=/dev/zero of=/root/after bs=1M count=8 2>/dev/null && rm /q/f && "
+                      "echo again > /q/g && cat /q/g")
+                .stdout_data,
+            "again\n");
+  // Nested subvolumes and snapshots in the volume: refused, none made.
+  ExpectErrno(sa.id, "btrfs_subvol_create", "EPERM", "/q");
+  ExpectErrno(sa.id, "btrfs_snapshot_of", "EPERM", "/q");
+  ExpectErrno(sa.id, "btrfs_qgroup_limit", "EPERM");
+  EXPECT_FALSE(Exists(rt_->VolumeDir("quota") + "/nested"));
+  EXPECT_FALSE(Exists(rt_->VolumeDir("quota") + "/snap"));
+  // Deleting a volume a sandbox lists is refused; after the sandbox, it goes
+  // with its quota group.
+  EXPECT_EQ(rt_->DeleteVolume("quota").code(), Code::kConflict);
+  ASSERT_TRUE(rt_->Delete(sa.id).ok());
+  ASSERT_TRUE(rt_->DeleteVolume("quota").ok());
+  EXPECT_FALSE(Exists(rt_->VolumeDir("quota")));
+  EXPECT_EQ(rt_->GetVolume("quota").status().code(), Code::kNotFound);
 }
 
 // Subvolumes nested in a rootfs (made by a sandbox under an older runtime)
@@ -447,6 +525,110 @@ TEST_F(HostileTest, LegacyVolumeDirectoryIsStillUsed) {
   ASSERT_EQ(sa.state, SandboxState::kStarted) << sa.error;
   EXPECT_EQ(Sh(sa.id, "cat /old/keep").stdout_data, "kept");
 }
+
+// Every storage mode this host can run: the sandbox's whole mount table
+// (its own /proc/self/mountinfo and /proc/self/mounts, and pid 1's) is
+// searched for host paths: the data dir (by its unique name), the directory
+// the data dirs live in, and the host's root device. With a btrfs loop pool
+// (the default) none appears, volumes included. The overlay and copy pools
+// keep their files in directories of the host filesystem, and the kernel
+// prints a bind's root relative to its filesystem: exactly the lines
+// docs/SECURITY.md lists may show them (volumes; the copy pool's rootfs),
+// and no other.
+// "native": the data dir on a btrfs filesystem of its own (a loop-mounted
+// image made here), where the runtime auto-selects the native btrfs pool.
+class MountTableTest : public PoolTest {
+ protected:
+  void SetUp() override {
+    if (GetParam() != "native") return PoolTest::SetUp();
+    std::string why = SkipReason();
+    if (!why.empty()) GTEST_SKIP() << why;
+    native_root_ = "/var/tmp/warren-it-native-" + NewId("", 8);
+    ASSERT_TRUE(MkdirAll(native_root_ + "/mnt", 0755).ok());
+    const std::string img = native_root_ + "/fs.img";
+    {
+      UniqueFd fd(open(img.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+      ASSERT_TRUE(fd);
+      ASSERT_EQ(ftruncate(fd.get(), 4LL << 30), 0);
+    }
+    std::string out;
+    auto mk = RunCommand({"mkfs.btrfs", "-q", "-f", img}, &out);
+    if (!mk.ok() || *mk != 0) GTEST_SKIP() << "no mkfs.btrfs: " << out;
+    auto mnt = RunCommand({"mount", "-o", "loop", img, native_root_ + "/mnt"}, &out);
+    if (!mnt.ok() || *mnt != 0) GTEST_SKIP() << "cannot loop-mount a btrfs image: " << out;
+    mounted_ = true;
+    data_root_ = native_root_ + "/mnt";
+    RuntimeTest::SetUp();  // pool kind "" (auto): the native btrfs pool
+    if (rt_) {
+      ASSERT_TRUE(rt_->LoopDevice().empty());
+    }
+  }
+  void TearDown() override {
+    RuntimeTest::TearDown();
+    if (native_root_.empty()) return;
+    if (mounted_ && umount2((native_root_ + "/mnt").c_str(), 0) != 0) {
+      EXPECT_EQ(umount2((native_root_ + "/mnt").c_str(), MNT_DETACH), 0) << strerror(errno);
+    }
+    (void)RemoveTree(native_root_);
+  }
+  std::string native_root_;
+  bool mounted_ = false;
+};
+
+std::string HostRootDevice() {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string a, b, c, root, mp;
+    ls >> a >> b >> c >> root >> mp;
+    size_t dash = line.find(" - ");
+    if (mp != "/" || dash == std::string::npos) continue;
+    std::istringstream rest(line.substr(dash + 3));
+    std::string fstype, source;
+    rest >> fstype >> source;
+    return source.rfind("/dev/", 0) == 0 ? source : "";
+  }
+  return "";
+}
+
+TEST_P(MountTableTest, NamesNoHostPath) {
+  const std::string marker = data_dir_.substr(data_dir_.rfind('/') + 1);
+  std::vector<std::string> host = {marker, data_root_ + "/", rt_->options().data_dir};
+  if (std::string dev = HostRootDevice(); !dev.empty()) host.push_back(dev + " ");
+  CreateOptions o;
+  o.volumes = {VolumeMount{"mt", "/data", "sub", false}, VolumeMount{"mt", "/whole", "", true}};
+  auto sa = MustCreate(o);
+  ASSERT_EQ(sa.state, SandboxState::kStarted) << sa.error;
+  EXPECT_EQ(Sh(sa.id, "echo hi > /data/f && cat /whole/sub/f").stdout_data, "hi\n");
+  // Mount points whose line names a host path, per file.
+  std::set<std::string> leaking;
+  for (const char* file : {"/proc/self/mountinfo", "/proc/self/mounts", "/proc/1/mountinfo"}) {
+    auto r = Sh(sa.id, std::string("cat ") + file);
+    ASSERT_EQ(r.exit_code, 0) << file;
+    ASSERT_NE(r.stdout_data.find(" /data "), std::string::npos) << file << ": " << r.stdout_data;
+    std::istringstream in(r.stdout_data);
+    std::string line;
+    bool mountinfo = std::string(file).find("mountinfo") != std::string::npos;
+    while (std::getline(in, line)) {
+      std::istringstream ls(line);
+      std::string f[5];
+      for (auto& x : f) ls >> x;
+      const std::string& mp = mountinfo ? f[4] : f[1];
+      for (const auto& h : host) {
+        if (line.find(h) != std::string::npos) leaking.insert(mp);
+      }
+    }
+  }
+  std::set<std::string> expected;
+  if (GetParam() != "") expected = {"/data", "/whole"};  // volumes in <data dir>/volumes
+  // The rootfs is a host directory (copy), or a subvolume whose path in the
+  // host's btrfs names the data dir (native).
+  if (GetParam() == "copy" || GetParam() == "native") expected.insert("/");
+  EXPECT_EQ(leaking, expected) << "pool kind \"" << GetParam() << "\"";
+}
+
+INSTANTIATE_TEST_SUITE_P(Pools, MountTableTest, ::testing::Values("", "overlay", "copy", "native"), PoolName);
 
 // --- issue 14: a data dir below a 0700 directory --------------------------
 

@@ -384,6 +384,53 @@ TEST_P(PoolTest, VolumesPersistAcrossSandboxes) {
   EXPECT_EQ(st.st_uid, 1000u);  // on-disk ids are sandbox-relative
 }
 
+// Named volumes made explicitly: validated, listed with their size and the
+// sandboxes that mount them, refused to delete while a sandbox lists them.
+// A size needs quota groups (btrfs); the overlay pool says so.
+TEST_P(PoolTest, NamedVolumesCreateGetListDelete) {
+  EXPECT_EQ(rt_->CreateVolume("bad/name").status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(rt_->CreateVolume("small", 4096).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(rt_->CreateVolume("neg", -1).status().code(), Code::kInvalidArgument);
+  if (overlay()) {
+    auto sized = rt_->CreateVolume("sized", 8 << 20);
+    EXPECT_EQ(sized.status().code(), Code::kFailedPrecondition) << sized.status().ToString();
+    EXPECT_EQ(rt_->GetVolume("sized").status().code(), Code::kNotFound);
+  } else {
+    auto sized = rt_->CreateVolume("sized", 8 << 20);
+    ASSERT_TRUE(sized.ok()) << sized.status().ToString();
+    EXPECT_EQ(sized->size_bytes, 8 << 20);
+    EXPECT_TRUE(sized->subvolume);
+    EXPECT_GE(sized->used_bytes, 0);
+  }
+  auto plain = rt_->CreateVolume("plain");
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_EQ(plain->size_bytes, 0);
+  EXPECT_EQ(plain->subvolume, !overlay());
+  EXPECT_EQ(rt_->CreateVolume("plain").status().code(), Code::kConflict);
+  CreateOptions o;
+  o.volumes = {VolumeMount{"plain", "/p", "", false}, VolumeMount{"implicit", "/i", "", false}};
+  auto sb = MustCreate(o);
+  auto list = rt_->ListVolumes();
+  ASSERT_TRUE(list.ok());
+  std::vector<std::string> names;
+  for (const auto& v : *list) {
+    names.push_back(v.name);
+    if (v.name != "sized") {
+      EXPECT_EQ(v.sandboxes, std::vector<std::string>{sb.id}) << v.name;
+    }
+  }
+  std::vector<std::string> want = {"implicit", "plain"};
+  if (!overlay()) want.push_back("sized");
+  EXPECT_EQ(names, want);
+  EXPECT_EQ(rt_->DeleteVolume("plain").code(), Code::kConflict);
+  ASSERT_TRUE(rt_->Delete(sb.id).ok());
+  for (const auto& n : want) EXPECT_TRUE(rt_->DeleteVolume(n).ok()) << n;
+  EXPECT_EQ(rt_->DeleteVolume("plain").code(), Code::kNotFound);
+  list = rt_->ListVolumes();
+  ASSERT_TRUE(list.ok());
+  EXPECT_TRUE(list->empty());
+}
+
 TEST_P(PoolTest, SnapshotBuildWithCache) {
   std::string ctx = data_dir_ + "/ctx";
   ASSERT_TRUE(MkdirAll(ctx + "/app").ok());
