@@ -36,6 +36,7 @@
 #include "orchestrator/http_work_source.h"
 #include "orchestrator/local_work_source.h"
 #include "orchestrator/orchestrator.h"
+#include "orchestrator/networking.h"
 #include "orchestrator/packages.h"
 #include "orchestrator/prepare.h"
 #include "orchestrator/runner_relay.h"
@@ -126,6 +127,27 @@ Result<std::string> EnvironmentSnapshot(store::Store* st, orchestrator::PackageS
     log::Info("orchestrator.packages_build", {{"environment_id", environment_id}, {"line", std::string(line)}});
   });
 }
+
+// A cloud environment's config.networking -> its session sandboxes' network
+// (orchestrator/networking.h). `unrestricted` falls back to `none`, with a
+// warning, where this host cannot build the isolated network; `limited`
+// cannot fall back (it would either leak or break): a permanent failure.
+Result<orchestrator::OrchestratorOptions::SandboxNetworkChoice> EnvironmentNetwork(
+    store::Store* st, sandbox::SandboxRuntime* rt, const std::string& unrestricted, const std::string& environment_id,
+    const Json& session) {
+  WARREN_ASSIGN_OR_RETURN(Json env, st->GetEnvironment(environment_id));
+  auto net = orchestrator::NetworkForEnvironment(env, session, unrestricted);
+  if (!net.ok()) return net.status().WithContext("environment " + environment_id);
+  if (net->network != "none" && !net->network.empty() && !rt->features().network_isolated) {
+    if (net->network == "limited")
+      return Status::FailedPrecondition("environment " + environment_id + " networking: limited needs the isolated "
+                                        "network, unavailable here: " + rt->features().network_reason);
+    log::Warn("orchestrator.network_unavailable",
+              {{"environment_id", environment_id}, {"reason", rt->features().network_reason}, {"using", "none"}});
+    net->network = "none";
+  }
+  return orchestrator::OrchestratorOptions::SandboxNetworkChoice{net->network, net->allow_hosts};
+}
 #endif
 
 int Serve(ServeConfig cfg, const std::string& config_path) {
@@ -208,6 +230,10 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   }
   sb_opts.runtime.pool_file_bytes = static_cast<int64_t>(cfg.sandbox_pool_bytes);
   sb_opts.runtime.cgroup_prefix = cfg.sandbox_cgroup_prefix;
+  // The service is long-lived: it runs the egress proxy of `limited`
+  // sandboxes (docs/SANDBOX.md "limited").
+  sb_opts.runtime.egress_proxy = true;
+  if (auto hosts = ParseEgressHosts(cfg.sandbox_egress_hosts); hosts.ok()) sb_opts.runtime.egress.hosts_override = *hosts;
   sb_opts.max_upload_bytes = cfg.sandbox_max_upload_bytes;
   sb_opts.long_call_threads = cfg.sandbox_long_call_threads;
   sb_opts.long_call_queue = static_cast<size_t>(cfg.sandbox_long_call_queue);
@@ -354,6 +380,11 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
     pkg_snapshots = std::make_unique<orchestrator::PackageSnapshots>(pkg_backend.get());
     oo.environment_snapshot = [st = store.get(), ps = pkg_snapshots.get()](const std::string& env_id) {
       return EnvironmentSnapshot(st, ps, env_id);
+    };
+    oo.environment_network = [st = store.get(), rt = orch_runtime, unrestricted = cfg.orchestrator_unrestricted_network](
+                                 const std::string& env_id,
+                                 const Json& session) -> Result<orchestrator::OrchestratorOptions::SandboxNetworkChoice> {
+      return EnvironmentNetwork(st, rt, unrestricted, env_id, session);
     };
     oo.poll_continuously = webhook_verifier == nullptr;
     oo.fallback_drain = std::chrono::milliseconds(cfg.orchestrator_fallback_drain_ms);

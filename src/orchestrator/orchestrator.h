@@ -99,6 +99,17 @@ struct OrchestratorOptions {
   // "warren.snapshot" wins. InvalidArgument/FailedPrecondition (a package
   // set that cannot be built) are permanent: the item is stopped.
   std::function<Result<std::string>(const std::string& environment_id)> environment_snapshot;
+  // The network of a new session sandbox from its environment (a cloud
+  // environment's config.networking -> networking.h) and the retrieved
+  // session (its agent's MCP servers). A result with an empty `network`
+  // keeps `network`/`allow_cidrs` above. FailedPrecondition/InvalidArgument
+  // are permanent: the item is stopped.
+  struct SandboxNetworkChoice {
+    std::string network;
+    std::vector<std::string> allow_hosts;
+  };
+  std::function<Result<SandboxNetworkChoice>(const std::string& environment_id, const Json& session)>
+      environment_network;
 
   // Wake-up by webhook (webhooks.h). When false the poller no longer
   // long-polls continuously: it drains the queue when Wake() is called and

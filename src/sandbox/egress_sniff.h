@@ -48,7 +48,7 @@ class HostAllowlist final {
   // InvalidArgument naming the bad entry: empty, "*", "*.com"-style
   // patterns with a single label, wildcards anywhere but a leading "*.",
   // ports, schemes, paths, IPv6, more than `max_entries`.
-  static Result<HostAllowlist> Parse(const std::vector<std::string>& entries, size_t max_entries = 256);
+  static Result<HostAllowlist> Parse(const std::vector<std::string>& entries, size_t max_entries = 1024);
   bool Allows(std::string_view host) const;
   const std::vector<std::string>& entries() const { return entries_; }  // canonical
 
