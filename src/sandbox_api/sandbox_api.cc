@@ -80,6 +80,8 @@ Json SandboxJson(const sandbox::SandboxRecord& r) {
   Json vols = Json::array();
   for (const auto& v : r.volumes)
     vols.push_back({{"volume", v.volume}, {"path", v.path}, {"subpath", v.subpath}, {"read_only", v.read_only}});
+  Json network = {{"type", r.network}, {"allow_cidrs", r.allow_cidrs}, {"block_all", r.block_all}, {"dns", r.dns}};
+  if (r.network == "limited") network["allow_hosts"] = r.allow_hosts;  // the egress proxy's allowlist
   return Json{{"type", "sandbox"},
               {"id", r.id},
               {"name", NullIfEmpty(r.name)},
@@ -90,8 +92,7 @@ Json SandboxJson(const sandbox::SandboxRecord& r) {
               {"labels", r.labels},
               {"env", r.env},
               {"resources", sandbox::ResourcesToJson(r.resources)},
-              {"network", {{"type", r.network}, {"allow_cidrs", r.allow_cidrs}, {"block_all", r.block_all}, {"dns", r.dns},
-                          {"allow_hosts", r.allow_hosts}}},
+              {"network", network},
               {"user", NullIfEmpty(r.user)},
               {"workdir", NullIfEmpty(r.workdir)},
               {"volumes", vols},
