@@ -199,7 +199,8 @@ TEST(EgressSniffTest, Allowlist) {
                           "[::1]", "a..com", "-a.com", "a b.com", "*.", "1.2.3"}) {
     EXPECT_FALSE(HostAllowlist::Parse({bad}).ok()) << bad;
   }
-  EXPECT_FALSE(HostAllowlist::Parse(std::vector<std::string>(257, "a.com")).ok());
+  EXPECT_FALSE(HostAllowlist::Parse(std::vector<std::string>(1025, "a.com")).ok());
+  EXPECT_TRUE(HostAllowlist::Parse(std::vector<std::string>(1024, "a.com")).ok());
   EXPECT_TRUE(HostAllowlist::Parse({}).ok());  // limited with no hosts: nothing is reachable
   EXPECT_FALSE(HostAllowlist::Parse({})->Allows("a.com"));
 }
