@@ -433,7 +433,7 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
 struct StandaloneArgs {
   std::string base_url, environment_id, environment_key, data_dir = "/var/lib/warren-orchestrator";
   std::string runner_path, runner_base_url, network = "none", default_snapshot = "builtin:minimal";
-  std::vector<std::string> allow_cidrs;
+  std::vector<std::string> allow_cidrs, allow_hosts;
   int max_concurrent_items = 16, runner_idle_ms = 60000, sandbox_idle_stop_ms = 60000, janitor_interval_ms = 5000;
   int archived_retention_minutes = 43200, session_check_interval_ms = 30000, relay_max_connections = 128;
   std::string cgroup_prefix = "warren-orch";
@@ -466,6 +466,7 @@ int Standalone(StandaloneArgs a) {
   sandbox::RuntimeOptions ro;
   ro.data_dir = AbsolutePath(a.data_dir);
   ro.cgroup_prefix = a.cgroup_prefix;
+  ro.egress_proxy = true;  // long-lived: serves `--network limited` (docs/SANDBOX.md "limited")
   std::error_code ec;
   std::filesystem::create_directories(ro.data_dir, ec);
   UniqueFd lock(::open((ro.data_dir + "/orchestrator.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
@@ -513,6 +514,7 @@ int Standalone(StandaloneArgs a) {
   oo.socket_host_dir = run_dir;
   oo.network = a.network;
   oo.allow_cidrs = a.allow_cidrs;
+  oo.allow_hosts = a.allow_hosts;
   oo.runner_max_idle = std::chrono::milliseconds(a.runner_idle_ms);
   oo.sandbox_idle_stop = std::chrono::milliseconds(a.sandbox_idle_stop_ms);
   oo.archived_retention = std::chrono::minutes(a.archived_retention_minutes);
@@ -639,8 +641,10 @@ int main(int argc, char** argv) {
   orch_cmd->add_option("--relay-max-connections", orch_args.relay_max_connections,
                        "runner connections the relay forwards at once")->capture_default_str();
   orch_cmd->add_option("--ca-file", orch_args.ca_file, "PEM CA certificates the relay trusts for an https --base-url (default: the host's store)");
-  orch_cmd->add_option("--network", orch_args.network, "sandbox network: none or isolated")->capture_default_str();
+  orch_cmd->add_option("--network", orch_args.network, "sandbox network: none, isolated or limited (--allow-host)")->capture_default_str();
   orch_cmd->add_option("--allow-cidr", orch_args.allow_cidrs, "let this IPv4 CIDR through the isolated network's blocks (repeatable)");
+  orch_cmd->add_option("--allow-host", orch_args.allow_hosts,
+                       "--network limited: a host the sandboxes may reach (name, *.suffix or IPv4; repeatable)");
   orch_cmd->add_option("--default-snapshot", orch_args.default_snapshot)->capture_default_str();
   orch_cmd->add_option("--max-concurrent-items", orch_args.max_concurrent_items)->capture_default_str();
   orch_cmd->add_option("--runner-idle-ms", orch_args.runner_idle_ms)->capture_default_str();

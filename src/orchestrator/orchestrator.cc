@@ -400,10 +400,13 @@ Result<SandboxRecord> Orchestrator::EnsureSandbox(const WorkItem& item, const Js
                 {kLabelMode, "session"},
                 {kLabelOrchestrator, options_.instance}};
     c.network = options_.network;
+    if (c.network == "limited") c.allow_hosts = options_.allow_hosts;
     if (options_.environment_network) {
       WARREN_ASSIGN_OR_RETURN(auto net, options_.environment_network(item.environment_id, session));
-      if (!net.network.empty()) c.network = net.network;
-      if (c.network == "limited") c.allow_hosts = net.allow_hosts;
+      if (!net.network.empty()) {
+        c.network = net.network;
+        c.allow_hosts = c.network == "limited" ? net.allow_hosts : std::vector<std::string>{};
+      }
     }
     if (c.network == "isolated" || c.network == "limited") c.allow_cidrs = options_.allow_cidrs;
     c.workdir = options_.workdir;

@@ -74,6 +74,7 @@ struct OrchestratorOptions {
   std::string socket_host_dir;    // host dir mounted read-only at kSocketDir ("" = none)
   std::string network = "none";   // sandbox network ("none" with the unix socket)
   std::vector<std::string> allow_cidrs;  // isolated network: let through (e.g. a private service address)
+  std::vector<std::string> allow_hosts;  // limited network: the hosts the egress proxy lets through
   std::string workdir = "/workspace";
   std::chrono::milliseconds runner_max_idle{60000};     // runner --max-idle after end_turn
   std::chrono::milliseconds sandbox_idle_stop{60000};   // quiet (init only) and session idle this long -> stop

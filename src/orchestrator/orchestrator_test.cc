@@ -522,6 +522,18 @@ TEST_F(OrchestratorTest, NetworkFromEnvironment) {
   EXPECT_EQ(source.stopped, std::vector<std::string>{"w4:force"});
 }
 
+TEST_F(OrchestratorTest, OwnLimitedNetworkWhenTheEnvironmentDoesNotDecide) {
+  // warren orchestrator --network limited --allow-host ... (standalone: no environments read).
+  opts.network = "limited";
+  opts.allow_hosts = {"api.example.com"};
+  auto o = Make();
+  source.sessions["s1"] = Session("s1", "running");
+  o->HandleItem(Item("w1", "s1"));
+  ASSERT_EQ(sb.creates.size(), 1u);
+  EXPECT_EQ(sb.creates[0].network, "limited");
+  EXPECT_EQ(sb.creates[0].allow_hosts, opts.allow_hosts);
+}
+
 TEST_F(OrchestratorTest, TransientFailuresAreRetried) {
   source.sessions["s1"] = Session("s1", "running");
   source.ack_failures = 2;
