@@ -177,7 +177,12 @@ Status SandboxRuntime::InitEgress() {
     p = EgressProxy::Start(again, lookup);
   }
   if (!p.ok()) p = EgressProxy::Start(po, lookup);
-  if (!p.ok()) return p.status();
+  if (!p.ok()) {
+    // Not fatal for the runtime: limited sandboxes then reach nothing (their
+    // rules redirect nowhere) and new ones are refused; the rest works.
+    log::Error("sandbox.egress.unavailable", {{"error", p.status().ToString()}});
+    return Status::Ok();
+  }
   egress_ = std::move(*p);
   egress_tcp_port_ = egress_->tcp_port();
   egress_dns_port_ = egress_->dns_port();
