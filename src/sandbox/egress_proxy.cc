@@ -447,8 +447,8 @@ struct EgressProxy::Impl {
       if (!pol) continue;
       auto ans = AnswerDnsQuery(std::string_view(b.data(), n), pol->gateway);
       if (!ans) continue;
-      auto [sec, m] = co_await dns.async_send_to(asio::buffer(*ans), from, kTuple);
-      if (!sec) ++dns_answers;
+      ++dns_answers;  // counted before the send: a client may read its answer before the send completes here
+      (void)co_await dns.async_send_to(asio::buffer(*ans), from, kTuple);
     }
   }
 };
