@@ -1,6 +1,7 @@
 // Environments (spec 1.2).
 #include "api/service.h"
 #include "api/validate.h"
+#include "common/host_names.h"
 #include "common/ids.h"
 
 namespace warren::api {
@@ -50,6 +51,14 @@ Result<Json> NormalizeConfig(const Json& c) {
       WARREN_RETURN_IF_ERROR(ExpectKnownFields(
           n, {"type", "allowed_hosts", "allow_mcp_servers", "allow_package_managers"}, "config.networking"));
       WARREN_ASSIGN_OR_RETURN(Json hosts, StringArray(n, "allowed_hosts", "config.networking", 1000));
+      // What the egress proxy can enforce (docs/SANDBOX.md "limited"): names,
+      // "*.suffix" patterns, IPv4 literals; refused here rather than when a
+      // session's sandbox is made.
+      for (size_t i = 0; i < hosts.size(); i++) {
+        auto pattern = CanonicalHostPattern(hosts[i].get<std::string>());
+        if (!pattern.ok())
+          return Invalid(IndexPath("config.networking.allowed_hosts", i), pattern.status().message());
+      }
       std::optional<bool> mcp, pkg;
       WARREN_RETURN_IF_ERROR(ReadBool(n, "allow_mcp_servers", "config.networking", &mcp));
       WARREN_RETURN_IF_ERROR(ReadBool(n, "allow_package_managers", "config.networking", &pkg));

@@ -1,5 +1,7 @@
 #include "cli/config.h"
 
+#include <cctype>
+
 #include <fstream>
 #include <sstream>
 
@@ -34,6 +36,7 @@ std::vector<Key> Keys(ServeConfig* c) {
       {"sandbox.cgroup_prefix", "WARREN_SANDBOX_CGROUP_PREFIX", Key::kString, &c->sandbox_cgroup_prefix},
       {"sandbox.max_upload_bytes", "WARREN_SANDBOX_MAX_UPLOAD_BYTES", Key::kSize, &c->sandbox_max_upload_bytes},
       {"sandbox.idle_check_seconds", "WARREN_SANDBOX_IDLE_CHECK_SECONDS", Key::kInt, &c->sandbox_idle_check_seconds},
+      {"sandbox.egress_hosts", "WARREN_SANDBOX_EGRESS_HOSTS", Key::kString, &c->sandbox_egress_hosts},
       {"sandbox.long_call_threads", "WARREN_SANDBOX_LONG_CALL_THREADS", Key::kInt, &c->sandbox_long_call_threads},
       {"sandbox.long_call_queue", "WARREN_SANDBOX_LONG_CALL_QUEUE", Key::kInt, &c->sandbox_long_call_queue},
       {"orchestrator.enabled", "WARREN_ORCHESTRATOR_ENABLED", Key::kBool, &c->orchestrator_enabled},
@@ -55,6 +58,8 @@ std::vector<Key> Keys(ServeConfig* c) {
        &c->orchestrator_session_check_interval_ms},
       {"orchestrator.reclaim_older_than_ms", "WARREN_ORCHESTRATOR_RECLAIM_OLDER_THAN_MS", Key::kInt,
        &c->orchestrator_reclaim_older_than_ms},
+      {"orchestrator.unrestricted_network", "WARREN_ORCHESTRATOR_UNRESTRICTED_NETWORK", Key::kString,
+       &c->orchestrator_unrestricted_network},
       {"orchestrator.webhook_secret", "WARREN_ORCHESTRATOR_WEBHOOK_SECRET", Key::kString,
        &c->orchestrator_webhook_secret},
       {"orchestrator.fallback_drain_ms", "WARREN_ORCHESTRATOR_FALLBACK_DRAIN_MS", Key::kInt,
@@ -124,10 +129,40 @@ Status Check(const ServeConfig& c) {
     return Status::InvalidArgument("orchestrator.fallback_drain_ms must be at least 100");
   if (c.orchestrator_reclaim_older_than_ms < 1)
     return Status::InvalidArgument("orchestrator.reclaim_older_than_ms must be at least 1");
+  if (c.orchestrator_unrestricted_network != "isolated" && c.orchestrator_unrestricted_network != "none")
+    return Status::InvalidArgument("orchestrator.unrestricted_network must be 'isolated' or 'none'");
+  if (!ParseEgressHosts(c.sandbox_egress_hosts).ok())
+    return ParseEgressHosts(c.sandbox_egress_hosts).status().WithContext("sandbox.egress_hosts");
   return Status::Ok();
 }
 
 }  // namespace
+
+Result<std::map<std::string, std::string>> ParseEgressHosts(const std::string& spec) {
+  std::map<std::string, std::string> out;
+  size_t pos = 0;
+  while (pos < spec.size()) {
+    size_t comma = spec.find(',', pos);
+    if (comma == std::string::npos) comma = spec.size();
+    std::string item = spec.substr(pos, comma - pos);
+    pos = comma + 1;
+    if (item.empty()) continue;
+    size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == item.size())
+      return Status::InvalidArgument("'" + item + "' is not name=IPv4");
+    std::string name = item.substr(0, eq), ip = item.substr(eq + 1);
+    int dots = 0;
+    bool digits_and_dots = !ip.empty();
+    for (char ch : ip) {
+      if (ch == '.') ++dots;
+      else if (ch < '0' || ch > '9') digits_and_dots = false;
+    }
+    if (!digits_and_dots || dots != 3) return Status::InvalidArgument("'" + ip + "' is not an IPv4 address");
+    for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    out[name] = ip;
+  }
+  return out;
+}
 
 Status ApplyConfigJson(const Json& file, ServeConfig* cfg) {
   if (!file.is_object()) return Status::InvalidArgument("config file must hold a JSON object");

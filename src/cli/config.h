@@ -4,6 +4,7 @@
 // See docs/CONFIG.md for every key.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 
@@ -41,6 +42,11 @@ struct ServeConfig {
   std::string sandbox_cgroup_prefix = "warren";
   size_t sandbox_max_upload_bytes = 1ULL << 30;
   int sandbox_idle_check_seconds = 60;  // EnforceIdlePolicies() period
+  // The egress proxy of `limited` sandboxes (docs/SANDBOX.md): names it
+  // resolves itself, "name=IPv4,name=IPv4" (tests: hosts in network
+  // namespaces; split horizon). The addresses still pass the blocked-range
+  // check.
+  std::string sandbox_egress_hosts;
   // The built-in orchestrator (docs/ORCHESTRATOR.md); keys
   // "orchestrator.enabled" etc., or an "orchestrator" object in the file.
   std::optional<bool> orchestrator_enabled;  // unset = on when the sandbox runtime can open
@@ -54,6 +60,10 @@ struct ServeConfig {
   int orchestrator_janitor_interval_ms = 5000;
   int orchestrator_session_check_interval_ms = 30000;
   int orchestrator_reclaim_older_than_ms = 2000;
+  // The network of a cloud environment with `networking: unrestricted`:
+  // "isolated" (NAT egress; host, private and metadata addresses blocked)
+  // or "none" (offline sandboxes).
+  std::string orchestrator_unrestricted_network = "isolated";
   // Wake-up by webhook: with a secret (whsec_...), POST
   // /v1/warren/orchestrator/webhook verifies deliveries and the poller drains
   // on session.status_run_started and every fallback_drain_ms.
@@ -67,6 +77,8 @@ struct ServeConfig {
 // Applies the keys of `file` (a JSON object) onto `cfg`; unknown keys and
 // wrong types are errors.
 Status ApplyConfigJson(const Json& file, ServeConfig* cfg);
+// "name=IPv4,name=IPv4" (sandbox.egress_hosts) -> lower-case name -> address.
+Result<std::map<std::string, std::string>> ParseEgressHosts(const std::string& spec);
 // Applies WARREN_LISTEN, WARREN_DATA_DIR, WARREN_LOG_LEVEL, ... from
 // `getenv`.
 Status ApplyEnvironment(ServeConfig* cfg, const std::function<const char*(const char*)>& getenv_fn);

@@ -36,6 +36,7 @@
 #include "orchestrator/http_work_source.h"
 #include "orchestrator/local_work_source.h"
 #include "orchestrator/orchestrator.h"
+#include "orchestrator/networking.h"
 #include "orchestrator/packages.h"
 #include "orchestrator/prepare.h"
 #include "orchestrator/runner_relay.h"
@@ -126,6 +127,27 @@ Result<std::string> EnvironmentSnapshot(store::Store* st, orchestrator::PackageS
     log::Info("orchestrator.packages_build", {{"environment_id", environment_id}, {"line", std::string(line)}});
   });
 }
+
+// A cloud environment's config.networking -> its session sandboxes' network
+// (orchestrator/networking.h). `unrestricted` falls back to `none`, with a
+// warning, where this host cannot build the isolated network; `limited`
+// cannot fall back (it would either leak or break): a permanent failure.
+Result<orchestrator::OrchestratorOptions::SandboxNetworkChoice> EnvironmentNetwork(
+    store::Store* st, sandbox::SandboxRuntime* rt, const std::string& unrestricted, const std::string& environment_id,
+    const Json& session) {
+  WARREN_ASSIGN_OR_RETURN(Json env, st->GetEnvironment(environment_id));
+  auto net = orchestrator::NetworkForEnvironment(env, session, unrestricted);
+  if (!net.ok()) return net.status().WithContext("environment " + environment_id);
+  if (net->network != "none" && !net->network.empty() && !rt->features().network_isolated) {
+    if (net->network == "limited")
+      return Status::FailedPrecondition("environment " + environment_id + " networking: limited needs the isolated "
+                                        "network, unavailable here: " + rt->features().network_reason);
+    log::Warn("orchestrator.network_unavailable",
+              {{"environment_id", environment_id}, {"reason", rt->features().network_reason}, {"using", "none"}});
+    net->network = "none";
+  }
+  return orchestrator::OrchestratorOptions::SandboxNetworkChoice{net->network, net->allow_hosts};
+}
 #endif
 
 int Serve(ServeConfig cfg, const std::string& config_path) {
@@ -208,6 +230,10 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   }
   sb_opts.runtime.pool_file_bytes = static_cast<int64_t>(cfg.sandbox_pool_bytes);
   sb_opts.runtime.cgroup_prefix = cfg.sandbox_cgroup_prefix;
+  // The service is long-lived: it runs the egress proxy of `limited`
+  // sandboxes (docs/SANDBOX.md "limited").
+  sb_opts.runtime.egress_proxy = true;
+  if (auto hosts = ParseEgressHosts(cfg.sandbox_egress_hosts); hosts.ok()) sb_opts.runtime.egress.hosts_override = *hosts;
   sb_opts.max_upload_bytes = cfg.sandbox_max_upload_bytes;
   sb_opts.long_call_threads = cfg.sandbox_long_call_threads;
   sb_opts.long_call_queue = static_cast<size_t>(cfg.sandbox_long_call_queue);
@@ -356,6 +382,11 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
     oo.environment_snapshot = [st = store.get(), ps = pkg_snapshots.get()](const std::string& env_id) {
       return EnvironmentSnapshot(st, ps, env_id);
     };
+    oo.environment_network = [st = store.get(), rt = orch_runtime, unrestricted = cfg.orchestrator_unrestricted_network](
+                                 const std::string& env_id,
+                                 const Json& session) -> Result<orchestrator::OrchestratorOptions::SandboxNetworkChoice> {
+      return EnvironmentNetwork(st, rt, unrestricted, env_id, session);
+    };
     oo.poll_continuously = webhook_verifier == nullptr;
     oo.fallback_drain = std::chrono::milliseconds(cfg.orchestrator_fallback_drain_ms);
     orch = std::make_unique<orchestrator::Orchestrator>(orch_source.get(), orch_host.get(), Clock::Real(), oo);
@@ -404,7 +435,7 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
 struct StandaloneArgs {
   std::string base_url, environment_id, environment_key, data_dir = "/var/lib/warren-orchestrator";
   std::string runner_path, runner_base_url, network = "none", default_snapshot = "builtin:minimal";
-  std::vector<std::string> allow_cidrs;
+  std::vector<std::string> allow_cidrs, allow_hosts;
   int max_concurrent_items = 16, runner_idle_ms = 60000, sandbox_idle_stop_ms = 60000, janitor_interval_ms = 5000;
   int archived_retention_minutes = 43200, session_check_interval_ms = 30000, relay_max_connections = 128;
   std::string cgroup_prefix = "warren-orch";
@@ -437,6 +468,7 @@ int Standalone(StandaloneArgs a) {
   sandbox::RuntimeOptions ro;
   ro.data_dir = AbsolutePath(a.data_dir);
   ro.cgroup_prefix = a.cgroup_prefix;
+  ro.egress_proxy = true;  // long-lived: serves `--network limited` (docs/SANDBOX.md "limited")
   std::error_code ec;
   std::filesystem::create_directories(ro.data_dir, ec);
   UniqueFd lock(::open((ro.data_dir + "/orchestrator.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
@@ -484,6 +516,7 @@ int Standalone(StandaloneArgs a) {
   oo.socket_host_dir = run_dir;
   oo.network = a.network;
   oo.allow_cidrs = a.allow_cidrs;
+  oo.allow_hosts = a.allow_hosts;
   oo.runner_max_idle = std::chrono::milliseconds(a.runner_idle_ms);
   oo.sandbox_idle_stop = std::chrono::milliseconds(a.sandbox_idle_stop_ms);
   oo.archived_retention = std::chrono::minutes(a.archived_retention_minutes);
@@ -610,8 +643,10 @@ int main(int argc, char** argv) {
   orch_cmd->add_option("--relay-max-connections", orch_args.relay_max_connections,
                        "runner connections the relay forwards at once")->capture_default_str();
   orch_cmd->add_option("--ca-file", orch_args.ca_file, "PEM CA certificates the relay trusts for an https --base-url (default: the host's store)");
-  orch_cmd->add_option("--network", orch_args.network, "sandbox network: none or isolated")->capture_default_str();
+  orch_cmd->add_option("--network", orch_args.network, "sandbox network: none, isolated or limited (--allow-host)")->capture_default_str();
   orch_cmd->add_option("--allow-cidr", orch_args.allow_cidrs, "let this IPv4 CIDR through the isolated network's blocks (repeatable)");
+  orch_cmd->add_option("--allow-host", orch_args.allow_hosts,
+                       "--network limited: a host the sandboxes may reach (name, *.suffix or IPv4; repeatable)");
   orch_cmd->add_option("--default-snapshot", orch_args.default_snapshot)->capture_default_str();
   orch_cmd->add_option("--max-concurrent-items", orch_args.max_concurrent_items)->capture_default_str();
   orch_cmd->add_option("--runner-idle-ms", orch_args.runner_idle_ms)->capture_default_str();

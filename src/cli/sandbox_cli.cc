@@ -105,7 +105,7 @@ void RegisterSandboxCommands(CLI::App& app) {
       double cpus = 0;
       int64_t pids = 0;
       int64_t auto_stop = 0, auto_archive = 0, auto_delete = kNeverDelete;
-      std::vector<std::string> env, labels, volumes, allow_cidrs, dns;
+      std::vector<std::string> env, labels, volumes, allow_cidrs, dns, allow_hosts;
       bool no_start = false, block_all = false;
     };
     auto a = std::make_shared<Args>();
@@ -133,8 +133,13 @@ void RegisterSandboxCommands(CLI::App& app) {
     c->add_option("--user", a->user, "Default exec user");
     c->add_option("--workdir", a->workdir, "Default exec directory");
     c->add_flag("--no-start", a->no_start, "Create stopped");
-    c->add_option("--network", a->network, "Network policy: none (loopback only) or isolated (NAT egress)")
+    c->add_option("--network", a->network,
+                  "Network policy: none (loopback only), isolated (NAT egress) or limited (only --allow-host, "
+                  "through the egress proxy of a running `warren serve` on this data dir)")
         ->capture_default_str();
+    c->add_option("--allow-host", a->allow_hosts, "limited: host name, *.suffix or IPv4 literal (repeatable)")
+        ->allow_extra_args(false)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     c->add_option("--allow-cidr", a->allow_cidrs,
                   "isolated: IPv4 CIDR reachable despite the default blocks (repeatable, max 10)")
         ->allow_extra_args(false)
@@ -177,6 +182,7 @@ void RegisterSandboxCommands(CLI::App& app) {
       o.start = !a->no_start;
       o.network = a->network;
       o.allow_cidrs = a->allow_cidrs;
+      o.allow_hosts = a->allow_hosts;
       o.block_all = a->block_all;
       o.dns = a->dns;
       auto rt = OpenOrDie(*common);

@@ -400,7 +400,15 @@ Result<SandboxRecord> Orchestrator::EnsureSandbox(const WorkItem& item, const Js
                 {kLabelMode, "session"},
                 {kLabelOrchestrator, options_.instance}};
     c.network = options_.network;
-    if (c.network == "isolated") c.allow_cidrs = options_.allow_cidrs;
+    if (c.network == "limited") c.allow_hosts = options_.allow_hosts;
+    if (options_.environment_network) {
+      WARREN_ASSIGN_OR_RETURN(auto net, options_.environment_network(item.environment_id, session));
+      if (!net.network.empty()) {
+        c.network = net.network;
+        c.allow_hosts = c.network == "limited" ? net.allow_hosts : std::vector<std::string>{};
+      }
+    }
+    if (c.network == "isolated" || c.network == "limited") c.allow_cidrs = options_.allow_cidrs;
     c.workdir = options_.workdir;
     c.host_binds = RunnerBinds();
     auto created = sandboxes_->Create(c);
@@ -414,7 +422,7 @@ Result<SandboxRecord> Orchestrator::EnsureSandbox(const WorkItem& item, const Js
     std::lock_guard<std::mutex> l(mu_);
     ++stats_.sandboxes_created;
     log::Info("orchestrator.sandbox_created", {{"sandbox", rec.id}, {"session_id", item.session_id},
-                                               {"snapshot", c.snapshot}});
+                                               {"snapshot", c.snapshot}, {"network", c.network}});
   }
   if (Label(rec, kLabelPrepared) == "true") {
     // A prepared sandbox was made without the runner and the socket dir:

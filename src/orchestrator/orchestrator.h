@@ -74,6 +74,7 @@ struct OrchestratorOptions {
   std::string socket_host_dir;    // host dir mounted read-only at kSocketDir ("" = none)
   std::string network = "none";   // sandbox network ("none" with the unix socket)
   std::vector<std::string> allow_cidrs;  // isolated network: let through (e.g. a private service address)
+  std::vector<std::string> allow_hosts;  // limited network: the hosts the egress proxy lets through
   std::string workdir = "/workspace";
   std::chrono::milliseconds runner_max_idle{60000};     // runner --max-idle after end_turn
   std::chrono::milliseconds sandbox_idle_stop{60000};   // quiet (init only) and session idle this long -> stop
@@ -99,6 +100,17 @@ struct OrchestratorOptions {
   // "warren.snapshot" wins. InvalidArgument/FailedPrecondition (a package
   // set that cannot be built) are permanent: the item is stopped.
   std::function<Result<std::string>(const std::string& environment_id)> environment_snapshot;
+  // The network of a new session sandbox from its environment (a cloud
+  // environment's config.networking -> networking.h) and the retrieved
+  // session (its agent's MCP servers). A result with an empty `network`
+  // keeps `network`/`allow_cidrs` above. FailedPrecondition/InvalidArgument
+  // are permanent: the item is stopped.
+  struct SandboxNetworkChoice {
+    std::string network;
+    std::vector<std::string> allow_hosts;
+  };
+  std::function<Result<SandboxNetworkChoice>(const std::string& environment_id, const Json& session)>
+      environment_network;
 
   // Wake-up by webhook (webhooks.h). When false the poller no longer
   // long-polls continuously: it drains the queue when Wake() is called and

@@ -483,6 +483,57 @@ TEST_F(OrchestratorTest, SnapshotFromEnvironmentPackages) {
   EXPECT_EQ(sb.creates.size(), 2u);
 }
 
+TEST_F(OrchestratorTest, NetworkFromEnvironment) {
+  std::vector<std::string> asked;
+  opts.network = "none";
+  opts.allow_cidrs = {"192.0.2.0/24"};
+  opts.environment_network = [&](const std::string& env, const Json& session)
+      -> Result<OrchestratorOptions::SandboxNetworkChoice> {
+    asked.push_back(env + "/" + session.value("id", ""));
+    if (env == "env_bad") return Status::FailedPrecondition("config.networking: allowed host '*' is invalid");
+    if (env == "env_open") return OrchestratorOptions::SandboxNetworkChoice{"isolated", {}};
+    if (env == "env_self") return OrchestratorOptions::SandboxNetworkChoice{};
+    return OrchestratorOptions::SandboxNetworkChoice{"limited", {"allowed.test", "*.pythonhosted.org"}};
+  };
+  auto o = Make();
+  source.sessions["s1"] = Session("s1", "running");
+  o->HandleItem(Item("w1", "s1"));
+  ASSERT_EQ(sb.creates.size(), 1u);
+  EXPECT_EQ(sb.creates[0].network, "limited");
+  EXPECT_EQ(sb.creates[0].allow_hosts, (std::vector<std::string>{"allowed.test", "*.pythonhosted.org"}));
+  EXPECT_EQ(sb.creates[0].allow_cidrs, opts.allow_cidrs);
+  EXPECT_EQ(asked, std::vector<std::string>{"env_1/s1"});
+  auto other_env = [&](const std::string& work, const std::string& session, const std::string& env) {
+    WorkItem it = Item(work, session);
+    it.environment_id = env;
+    source.sessions[session] = Session(session, "running");
+    o->HandleItem(it);
+  };
+  other_env("w2", "s2", "env_open");
+  EXPECT_EQ(sb.creates.back().network, "isolated");
+  EXPECT_TRUE(sb.creates.back().allow_hosts.empty());
+  other_env("w3", "s3", "env_self");  // nothing decided: the orchestrator's own network
+  EXPECT_EQ(sb.creates.back().network, "none");
+  EXPECT_TRUE(sb.creates.back().allow_cidrs.empty());
+  // A policy that cannot be enforced stops the item; no sandbox is made.
+  size_t made = sb.creates.size();
+  other_env("w4", "s4", "env_bad");
+  EXPECT_EQ(sb.creates.size(), made);
+  EXPECT_EQ(source.stopped, std::vector<std::string>{"w4:force"});
+}
+
+TEST_F(OrchestratorTest, OwnLimitedNetworkWhenTheEnvironmentDoesNotDecide) {
+  // warren orchestrator --network limited --allow-host ... (standalone: no environments read).
+  opts.network = "limited";
+  opts.allow_hosts = {"api.example.com"};
+  auto o = Make();
+  source.sessions["s1"] = Session("s1", "running");
+  o->HandleItem(Item("w1", "s1"));
+  ASSERT_EQ(sb.creates.size(), 1u);
+  EXPECT_EQ(sb.creates[0].network, "limited");
+  EXPECT_EQ(sb.creates[0].allow_hosts, opts.allow_hosts);
+}
+
 TEST_F(OrchestratorTest, TransientFailuresAreRetried) {
   source.sessions["s1"] = Session("s1", "running");
   source.ack_failures = 2;

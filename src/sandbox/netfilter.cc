@@ -54,6 +54,19 @@ std::vector<std::string> SandboxRules(const SandboxFirewall& s) {
 
 const char kAllowSetType[] = "type ipv4_addr; flags interval; auto-merge;";
 
+// The rules of chain pre_<slot> (nat prerouting) of a limited sandbox.
+std::vector<std::string> PreRules(const SandboxFirewall& s) {
+  std::vector<std::string> r = {"meta nfproto ipv6 return", "ip saddr != " + FormatIpv4(s.address) + " return",
+                                "ip daddr @allow_" + std::to_string(s.slot) + " return"};
+  if (s.proxy_port) r.push_back("meta l4proto tcp redirect to :" + std::to_string(s.proxy_port));
+  if (s.dns_port) r.push_back("udp dport 53 redirect to :" + std::to_string(s.dns_port));
+  return r;
+}
+
+std::string LimitedElement(const SandboxFirewall& s) {
+  return "\"" + s.ifname + "\" . " + FormatIpv4(s.address);
+}
+
 }  // namespace
 
 const std::vector<Ipv4Cidr>& BlockedRanges() {
@@ -94,7 +107,24 @@ std::string RenderFirewall(const FirewallSpec& spec) {
     o << "  chain sbx_" << s.slot << " {\n";
     for (const auto& r : SandboxRules(s)) o << "    " << r << "\n";
     o << "  }\n";
+    if (s.limited) {
+      o << "  chain pre_" << s.slot << " {\n";
+      for (const auto& r : PreRules(s)) o << "    " << r << "\n";
+      o << "  }\n";
+    }
   }
+  std::string limited_src, pre_dispatch;
+  for (const auto& s : spec.sandboxes) {
+    if (!s.limited) continue;
+    limited_src += (limited_src.empty() ? "" : ", ") + LimitedElement(s);
+    pre_dispatch += (pre_dispatch.empty() ? "" : ", ") + ("\"" + s.ifname + "\" : jump pre_" + std::to_string(s.slot));
+  }
+  o << "  set limited_src { type ifname . ipv4_addr;";
+  if (!limited_src.empty()) o << " elements = { " << limited_src << " }";
+  o << " }\n";
+  o << "  map pre_dispatch { type ifname : verdict;";
+  if (!pre_dispatch.empty()) o << " elements = { " << pre_dispatch << " }";
+  o << " }\n";
   o << "  map dispatch { type ifname : verdict; elements = { ";
   for (size_t i = 0; i < spec.sandboxes.size(); ++i) {
     const auto& s = spec.sandboxes[i];
@@ -103,8 +133,10 @@ std::string RenderFirewall(const FirewallSpec& spec) {
   o << " } }\n";
   o << "  chain input {\n"
     << "    type filter hook input priority filter; policy accept;\n"
-    << "    iifname " << glob << " ct state established,related accept\n"
-    << "    iifname " << glob << " drop\n"
+    << "    iifname " << glob << " ct state established,related accept\n";
+  if (spec.proxy_port) o << "    iifname . ip saddr @limited_src tcp dport " << spec.proxy_port << " accept\n";
+  if (spec.dns_port) o << "    iifname . ip saddr @limited_src udp dport " << spec.dns_port << " accept\n";
+  o << "    iifname " << glob << " drop\n"
     << "  }\n";
   o << "  chain forward {\n"
     << "    type filter hook forward priority filter; policy accept;\n"
@@ -116,6 +148,10 @@ std::string RenderFirewall(const FirewallSpec& spec) {
   o << "  chain postrouting {\n"
     << "    type nat hook postrouting priority srcnat; policy accept;\n"
     << "    ip saddr " << spec.pool.ToString() << " oifname != " << glob << " masquerade\n"
+    << "  }\n";
+  o << "  chain prerouting {\n"
+    << "    type nat hook prerouting priority dstnat; policy accept;\n"
+    << "    iifname " << glob << " iifname vmap @pre_dispatch\n"
     << "  }\n";
   o << "}\n";
   return o.str();
@@ -137,6 +173,13 @@ std::string RenderAddSandbox(const std::string& table, const SandboxFirewall& s)
   o << "flush chain " << t << " sbx_" << slot << "\n";
   for (const auto& r : SandboxRules(s)) o << "add rule " << t << " sbx_" << slot << " " << r << "\n";
   o << "add element " << t << " dispatch { \"" << s.ifname << "\" : jump sbx_" << slot << " }\n";
+  if (s.limited) {
+    o << "add chain " << t << " pre_" << slot << "\n";
+    o << "flush chain " << t << " pre_" << slot << "\n";
+    for (const auto& r : PreRules(s)) o << "add rule " << t << " pre_" << slot << " " << r << "\n";
+    o << "add element " << t << " pre_dispatch { \"" << s.ifname << "\" : jump pre_" << slot << " }\n";
+    o << "add element " << t << " limited_src { " << LimitedElement(s) << " }\n";
+  }
   return o.str();
 }
 
@@ -144,6 +187,11 @@ std::string RenderRemoveSandbox(const std::string& table, const SandboxFirewall&
   std::ostringstream o;
   std::string t = "inet " + table, slot = std::to_string(s.slot);
   o << "delete element " << t << " dispatch { \"" << s.ifname << "\" }\n";
+  if (s.limited) {
+    o << "delete element " << t << " pre_dispatch { \"" << s.ifname << "\" }\n";
+    o << "delete element " << t << " limited_src { " << LimitedElement(s) << " }\n";
+    o << "delete chain " << t << " pre_" << slot << "\n";
+  }
   o << "delete chain " << t << " sbx_" << slot << "\n";
   o << "delete set " << t << " allow_" << slot << "\n";
   return o.str();
@@ -162,7 +210,10 @@ std::string FirewallUnsupportedReason() {
   probe.table = "warren_probe";
   probe.if_prefix = "wprobe";
   probe.pool = Ipv4Cidr{0x0AD50000, 16};
+  probe.proxy_port = 15001;
+  probe.dns_port = 15053;
   probe.sandboxes.push_back(SandboxFirewall{0, "wprobe0", 0x0AD50002, {Ipv4Cidr{0x0A000000, 8}}, false});
+  probe.sandboxes.push_back(SandboxFirewall{1, "wprobe1", 0x0AD50006, {}, true, true, 15001, 15053});
   Status s = RunNft(RenderFirewall(probe), true);
   return s.ok() ? "" : s.ToString();
 }

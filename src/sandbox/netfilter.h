@@ -10,8 +10,13 @@
 //              drops spoofed sources and IPv6, accepts its own allow set,
 //              then drops the blocked ranges (or everything, block_all);
 //              unknown veths of the runtime are dropped (fail closed);
-//   - postrouting (nat): egress from the pool is masqueraded.
-// Per sandbox: chain `sbx_<slot>` and interval set `allow_<slot>`.
+//   - postrouting (nat): egress from the pool is masqueraded;
+//   - prerouting (nat): a `limited` sandbox's TCP and DNS are redirected to
+//     the egress proxy on the host (chain `pre_<slot>`, dispatched by
+//     interface), and input accepts exactly those from that sandbox's own
+//     (interface, address) pair (set `limited_src`).
+// Per sandbox: chain `sbx_<slot>` and interval set `allow_<slot>` (and
+// `pre_<slot>` when limited).
 //
 // The whole table can be rendered from the desired state and replaced in
 // one nftables transaction (atomic: the kernel never sees a half-built
@@ -44,6 +49,12 @@ struct SandboxFirewall {
   uint32_t address = 0;   // the sandbox's own address (anti-spoofing)
   std::vector<Ipv4Cidr> allow;
   bool block_all = false;
+  // `limited`: TCP (except to `allow`) is redirected to the egress proxy's
+  // port and UDP port 53 to its DNS port (egress_proxy.h); everything else
+  // is dropped (block_all). Ports 0 = no proxy known: nothing redirected,
+  // so nothing gets out (fail closed).
+  bool limited = false;
+  uint16_t proxy_port = 0, dns_port = 0;
 };
 
 struct FirewallSpec {
@@ -51,6 +62,7 @@ struct FirewallSpec {
   std::string if_prefix;  // NetIfPrefix(): matches every veth of this runtime
   Ipv4Cidr pool;
   std::vector<SandboxFirewall> sandboxes;
+  uint16_t proxy_port = 0, dns_port = 0;  // the egress proxy (limited sandboxes); 0 = none
 };
 
 // "warren_" + the cgroup prefix with characters nft names cannot hold

@@ -67,6 +67,7 @@ SandboxRuntime::SandboxRuntime(RuntimeOptions opts)
       locks_(std::make_unique<LockSet>(opts_.data_dir + "/locks", opts_.data_dir + "/lock")) {}
 
 SandboxRuntime::~SandboxRuntime() {
+  egress_.reset();  // no more lookups from the proxy's thread
   std::map<std::string, std::shared_ptr<ShellSession>> sessions;
   {
     std::lock_guard<std::mutex> l(sessions_mu_);
@@ -136,11 +137,56 @@ Status SandboxRuntime::Init() {
     features_.network_reason = "/proc/sys/net/ipv4 is not writable (no IPv4 forwarding control)";
   }
   features_.network_isolated = features_.network_reason.empty();
+  if (features_.network_isolated) WARREN_RETURN_IF_ERROR(InitEgress());
   if (opts_.recover_on_open) {
     auto rep = Recover();
     if (!rep.ok()) return rep.status();
   }
   return Status::Ok();
+}
+
+Status SandboxRuntime::InitEgress() {
+  // The ports of the proxy that serves this data dir: ours, or the ones the
+  // long-lived owner recorded (so that a CLI's table re-render keeps its
+  // redirects).
+  JsonDir config(opts_.data_dir);
+  auto rec = config.Get("egress");
+  uint16_t old_tcp = 0, old_dns = 0;
+  if (rec.ok() && rec->is_object()) {
+    auto port = [&](const char* k) -> uint16_t {
+      auto it = rec->find(k);
+      if (it == rec->end() || !it->is_number_unsigned() || it->get<uint64_t>() > 65535) return 0;
+      return static_cast<uint16_t>(it->get<uint64_t>());
+    };
+    old_tcp = port("tcp_port");
+    old_dns = port("dns_port");
+  }
+  if (!opts_.egress_proxy) {
+    egress_tcp_port_ = old_tcp;
+    egress_dns_port_ = old_dns;
+    return Status::Ok();
+  }
+  EgressProxyOptions po = opts_.egress;
+  auto lookup = [this](uint32_t a) { return EgressPolicyFor(a); };
+  Result<std::unique_ptr<EgressProxy>> p = Status::Internal("unset");
+  if (po.tcp_port == 0 && po.dns_port == 0 && old_tcp && old_dns) {
+    // The previous owner's ports, so running sandboxes' rules stay right.
+    EgressProxyOptions again = po;
+    again.tcp_port = old_tcp;
+    again.dns_port = old_dns;
+    p = EgressProxy::Start(again, lookup);
+  }
+  if (!p.ok()) p = EgressProxy::Start(po, lookup);
+  if (!p.ok()) {
+    // Not fatal for the runtime: limited sandboxes then reach nothing (their
+    // rules redirect nowhere) and new ones are refused; the rest works.
+    log::Error("sandbox.egress.unavailable", {{"error", p.status().ToString()}});
+    return Status::Ok();
+  }
+  egress_ = std::move(*p);
+  egress_tcp_port_ = egress_->tcp_port();
+  egress_dns_port_ = egress_->dns_port();
+  return config.Put("egress", Json{{"tcp_port", egress_tcp_port_}, {"dns_port", egress_dns_port_}});
 }
 
 std::string SandboxRuntime::RootfsPath(const std::string& id) const {

@@ -62,6 +62,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,7 @@
 #include "common/status.h"
 #include "sandbox/caps.h"
 #include "sandbox/cgroups.h"
+#include "sandbox/egress_proxy.h"
 #include "sandbox/files.h"
 #include "sandbox/locks.h"
 #include "sandbox/netfilter.h"
@@ -101,6 +103,14 @@ struct RuntimeOptions {
   // rarely used by cloud VPCs (10.0-10.10), Docker (172.17+) or k8s (10.96,
   // 10.244) defaults; it holds 16384 /30s, one per id slot.
   std::string network_pool = "10.213.0.0/16";
+  // Run the egress proxy of `limited` sandboxes in this process
+  // (egress_proxy.h; docs/SANDBOX.md "limited"). Long-lived owners only
+  // (`warren serve`, `warren orchestrator`): the proxy lives as long as the
+  // runtime object. Its ports are written to <data>/config.json so that
+  // other processes opening the data dir (the CLI) render the same
+  // redirects; without a running proxy a limited sandbox reaches nothing.
+  bool egress_proxy = false;
+  EgressProxyOptions egress;
   std::chrono::milliseconds stop_grace{3000};
   std::chrono::milliseconds freeze_timeout{10000};
   std::chrono::milliseconds transition_timeout{60000};
@@ -260,6 +270,8 @@ class SandboxRuntime final : public Sandboxes {
   Status UnmountPoolIfIdle();
   const Features& features() const override { return features_; }
   const RuntimeOptions& options() const { return opts_; }
+  // The egress proxy this runtime runs (nullptr when egress_proxy is off).
+  EgressProxy* egress_proxy() const { return egress_.get(); }
   std::string RootfsPath(const std::string& id) const;
   // The file API over a volume's host view (ids translated when the view is
   // a running overlay sandbox's own instance).
@@ -284,6 +296,9 @@ class SandboxRuntime final : public Sandboxes {
   };
   explicit SandboxRuntime(RuntimeOptions opts);
   Status Init();
+  // Starts the egress proxy (opts_.egress_proxy) or reads the ports of the
+  // one that serves this data dir.
+  Status InitEgress();
   int64_t Now() const { return clock_->NowMicros(); }
 
   // The id of a sandbox given by id or name (no lock; names are immutable).
@@ -339,6 +354,9 @@ class SandboxRuntime final : public Sandboxes {
   // change) the whole table is replaced from the records.
   Status SyncFirewallLocked(const SandboxRecord* add, const SandboxRecord* drop);
   Result<SandboxFirewall> FirewallFor(const SandboxRecord& rec) const;
+  // The egress proxy's lookup: the policy of the running limited sandbox
+  // whose address is `addr` (cached by slot, checked against its init).
+  std::optional<EgressPolicy> EgressPolicyFor(uint32_t addr);
   // Checks that `id` is started and alive, records activity, and fills the
   // process identity (env, cwd, uid/gid) for a command run as `user`.
   Status PrepareProcessLocked(const std::string& id, const std::string& user, const std::string& cwd,
@@ -357,6 +375,16 @@ class SandboxRuntime final : public Sandboxes {
   Features features_;
   Ipv4Cidr net_pool_;
   std::string net_if_prefix_, fw_table_;
+  uint16_t egress_tcp_port_ = 0, egress_dns_port_ = 0;  // the proxy's (ours or the one recorded in config.json)
+  struct EgressCacheEntry {
+    pid_t init_pid = -1;
+    uint64_t init_start_time = 0;
+    EgressPolicy policy;
+  };
+  std::mutex egress_mu_;
+  std::map<int, EgressCacheEntry> egress_cache_;  // by slot
+  // Declared last: destroyed first, so its lookups never see a dying runtime.
+  std::unique_ptr<EgressProxy> egress_;
   JsonDir sandboxes_, snapshots_, builds_;
   std::unique_ptr<LockSet> locks_;
   // Shell sessions by "<sandbox id>/<session id>". Lock order: every other

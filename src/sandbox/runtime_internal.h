@@ -42,7 +42,10 @@ struct UserIds {
 // /etc/passwd (read through the safe file API).
 Result<UserIds> ResolveUser(const RootFs& fs, const std::string& user);
 // Validates the network fields of a create request; on success
-// `*cidrs` holds the allow list in canonical form.
-Status ValidateNetwork(const CreateOptions& o, const Features& f, std::vector<std::string>* cidrs);
+// `*cidrs` and `*hosts` hold the allow lists in canonical form.
+Status ValidateNetwork(const CreateOptions& o, const Features& f, std::vector<std::string>* cidrs,
+                       std::vector<std::string>* hosts);
+// Networks with a veth and rules ("isolated", "limited").
+inline bool RoutedNetwork(const std::string& n) { return n == "isolated" || n == "limited"; }
 
 }  // namespace warren::sandbox

@@ -35,8 +35,13 @@ using std::chrono::milliseconds;
 
 Result<SandboxRecord> SandboxRuntime::Create(const CreateOptions& o) {
   if (!o.name.empty() && !ValidName(o.name)) return Status::InvalidArgument("invalid sandbox name: " + o.name);
-  std::vector<std::string> cidrs;
-  WARREN_RETURN_IF_ERROR(ValidateNetwork(o, features_, &cidrs));
+  std::vector<std::string> cidrs, hosts;
+  WARREN_RETURN_IF_ERROR(ValidateNetwork(o, features_, &cidrs, &hosts));
+  if (o.network == "limited" && egress_tcp_port_ == 0) {
+    return Status::FailedPrecondition(
+        "network 'limited' needs the egress proxy, which runs in `warren serve` or `warren orchestrator` on this "
+        "data dir; none has run here");
+  }
   for (const auto& kv : o.env) {
     if (kv.find('=') == std::string::npos || kv[0] == '=') return Status::InvalidArgument("env must be KEY=value: " + kv);
   }
@@ -89,6 +94,7 @@ Result<SandboxRecord> SandboxRuntime::Create(const CreateOptions& o) {
   }
   rec.network = o.network;
   rec.allow_cidrs = std::move(cidrs);
+  rec.allow_hosts = std::move(hosts);
   rec.block_all = o.block_all;
   rec.dns = o.dns;
   rec.user = o.user;
@@ -217,11 +223,19 @@ Status SandboxRuntime::StartLocked(SandboxRecord& rec) {
   if (Status s = cgroups_->Create(rec.id, rec.resources); !s.ok()) return fail(s);
   std::vector<BindSpec> binds;
   if (Status s = PrepareVolumesLocked(rec, &binds); !s.ok()) return fail(s);
-  if (!rec.dns.empty()) {
+  std::vector<std::string> nameservers = rec.dns;
+  if (nameservers.empty() && rec.network == "limited") {
+    // The egress proxy answers DNS on the gateway (any :53 is redirected
+    // there anyway); the image's resolver may be a loopback stub.
+    auto slot = NetSlotFor(net_pool_, net_if_prefix_, rec.id_slot);
+    if (!slot.ok()) return fail(slot.status());
+    nameservers.push_back(FormatIpv4(slot->host_addr));
+  }
+  if (!nameservers.empty()) {
     // Replace, not write through: a symlink (e.g. to systemd-resolved's
     // stub) would otherwise decide where the text lands.
     std::string conf;
-    for (const auto& d : rec.dns) conf += "nameserver " + d + "\n";
+    for (const auto& d : nameservers) conf += "nameserver " + d + "\n";
     auto fs = OpenRootFs(RootfsPath(rec.id));
     if (!fs.ok()) return fail(fs.status());
     (void)fs->Delete("/etc/resolv.conf", false);
@@ -239,7 +253,7 @@ Status SandboxRuntime::StartLocked(SandboxRecord& rec) {
   };
   auto h = SpawnInit(spec, *cgroups_, rec.id);
   if (!h.ok()) return fail(h.status());
-  if (rec.network == "isolated") {
+  if (RoutedNetwork(rec.network)) {
     if (Status s = SetupNetworkLocked(rec, h->pid, h->start_time); !s.ok()) {
       KillInit(h->pid, h->start_time);
       WaitGone(h->pid, h->start_time, milliseconds(5000));

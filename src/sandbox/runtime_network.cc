@@ -72,7 +72,7 @@ Status SandboxRuntime::SetupNetworkLocked(SandboxRecord& rec, pid_t pid, uint64_
 }
 
 Status SandboxRuntime::TeardownNetworkLocked(SandboxRecord& rec) {
-  if (rec.network != "isolated") return Status::Ok();
+  if (!RoutedNetwork(rec.network)) return Status::Ok();
   // `ip` is set from setup until teardown: without it there are no rules
   // of this sandbox to remove (a crash in between is Recover()'s job).
   bool had_rules = !rec.ip.empty();
@@ -91,20 +91,66 @@ Result<SandboxFirewall> SandboxRuntime::FirewallFor(const SandboxRecord& r) cons
     WARREN_ASSIGN_OR_RETURN(Ipv4Cidr cidr, ParseIpv4Cidr(c));
     f.allow.push_back(cidr);
   }
+  if (r.network == "limited") {
+    f.limited = true;
+    f.block_all = true;  // what the proxy does not carry does not leave
+    f.proxy_port = egress_tcp_port_;
+    f.dns_port = egress_dns_port_;
+  }
   return f;
+}
+
+std::optional<EgressPolicy> SandboxRuntime::EgressPolicyFor(uint32_t addr) {
+  if (!net_pool_.Contains(addr)) return std::nullopt;
+  uint32_t off = addr - net_pool_.addr;
+  if (off % 4 != 2) return std::nullopt;
+  int slot = static_cast<int>(off / 4);
+  std::lock_guard<std::mutex> l(egress_mu_);
+  auto it = egress_cache_.find(slot);
+  if (it != egress_cache_.end()) {
+    if (ProcessAlive(it->second.init_pid, it->second.init_start_time)) return it->second.policy;
+    egress_cache_.erase(it);
+  }
+  // A miss (first connection, or a sandbox another process started): the
+  // records are the truth. Only limited sandboxes can reach the proxy at
+  // all (input chain), so this scan is rare.
+  for (const auto& key : sandboxes_.Keys()) {
+    auto j = sandboxes_.Get(key);
+    if (!j.ok()) continue;
+    auto r = SandboxRecord::FromJson(*j);
+    if (!r.ok() || r->id_slot != slot || r->network != "limited" || r->state != SandboxState::kStarted ||
+        !ProcessAlive(r->init_pid, r->init_start_time)) {
+      continue;
+    }
+    auto hosts = HostAllowlist::Parse(r->allow_hosts);
+    if (!hosts.ok()) return std::nullopt;  // a record edited by hand: refuse, fail closed
+    EgressCacheEntry e;
+    e.init_pid = r->init_pid;
+    e.init_start_time = r->init_start_time;
+    e.policy.sandbox_id = r->id;
+    e.policy.hosts = std::move(*hosts);
+    e.policy.gateway = net_pool_.addr + static_cast<uint32_t>(slot) * 4 + 1;
+    for (const auto& c : r->allow_cidrs) {
+      auto cidr = ParseIpv4Cidr(c);
+      if (cidr.ok()) e.policy.allow_cidrs.push_back(*cidr);
+    }
+    egress_cache_[slot] = e;
+    return e.policy;
+  }
+  return std::nullopt;
 }
 
 Status SandboxRuntime::SyncFirewallLocked(const SandboxRecord* add, const SandboxRecord* drop) {
   if (!features_.network_isolated) return Status::Ok();
   NamedLock fw_lock(locks_.get(), kFirewallLock);
   WARREN_RETURN_IF_ERROR(fw_lock.status());
-  FirewallSpec spec{fw_table_, net_if_prefix_, net_pool_, {}};
+  FirewallSpec spec{fw_table_, net_if_prefix_, net_pool_, {}, egress_tcp_port_, egress_dns_port_};
   for (const auto& key : sandboxes_.Keys()) {
     if ((drop && key == drop->id) || (add && key == add->id)) continue;
     auto j = sandboxes_.Get(key);
     if (!j.ok()) continue;
     auto r = SandboxRecord::FromJson(*j);
-    if (!r.ok() || r->network != "isolated" || r->state == SandboxState::kDestroyed ||
+    if (!r.ok() || !RoutedNetwork(r->network) || r->state == SandboxState::kDestroyed ||
         !ProcessAlive(r->init_pid, r->init_start_time)) {
       continue;
     }

@@ -176,7 +176,7 @@ Result<RecoveryReport> SandboxRuntime::Recover() {
   for (const auto& key : sandboxes_.Keys()) {
     auto j = sandboxes_.Get(key);
     auto r = j.ok() ? SandboxRecord::FromJson(*j) : Result<SandboxRecord>(j.status());
-    if (!r.ok() || r->network != "isolated" || !ProcessAlive(r->init_pid, r->init_start_time)) continue;
+    if (!r.ok() || !RoutedNetwork(r->network) || !ProcessAlive(r->init_pid, r->init_start_time)) continue;
     auto slot = NetSlotFor(net_pool_, net_if_prefix_, r->id_slot);
     if (slot.ok()) live_links.insert(slot->host_if);
   }

@@ -22,6 +22,7 @@
 #include "sandbox/criu.h"
 #include "sandbox/netfilter.h"
 #include "sandbox/network.h"
+#include "sandbox/egress_sniff.h"
 #include "sandbox/runtime_internal.h"
 #include "sandbox/sys.h"
 #include "sandbox/userns.h"
@@ -143,18 +144,26 @@ Result<UserIds> ResolveUser(const RootFs& fs, const std::string& user) {
 
 // Validates the network fields of a create request; on success
 // `*cidrs` holds the allow list in canonical form.
-Status ValidateNetwork(const CreateOptions& o, const Features& f, std::vector<std::string>* cidrs) {
-  if (o.network != "none" && o.network != "isolated") {
-    return Status::InvalidArgument("unknown network policy '" + o.network + "' (none, isolated)");
+Status ValidateNetwork(const CreateOptions& o, const Features& f, std::vector<std::string>* cidrs,
+                       std::vector<std::string>* hosts) {
+  if (o.network != "none" && o.network != "isolated" && o.network != "limited") {
+    return Status::InvalidArgument("unknown network policy '" + o.network + "' (none, isolated, limited)");
   }
-  if (o.network != "isolated") {
+  if (o.network != "limited" && !o.allow_hosts.empty()) {
+    return Status::InvalidArgument("allow_hosts needs network 'limited'");
+  }
+  if (o.network == "none") {
     if (!o.allow_cidrs.empty() || o.block_all || !o.dns.empty()) {
-      return Status::InvalidArgument("allow_cidrs, block_all and dns need network 'isolated'");
+      return Status::InvalidArgument("allow_cidrs, block_all and dns need network 'isolated' or 'limited'");
     }
     return Status::Ok();
   }
   if (!f.network_isolated) {
-    return Status::FailedPrecondition("network 'isolated' is not available on this host: " + f.network_reason);
+    return Status::FailedPrecondition("network '" + o.network + "' is not available on this host: " + f.network_reason);
+  }
+  if (o.network == "limited") {
+    WARREN_ASSIGN_OR_RETURN(HostAllowlist l, HostAllowlist::Parse(o.allow_hosts));
+    *hosts = l.entries();
   }
   if (o.allow_cidrs.size() > 10) return Status::InvalidArgument("at most 10 allow_cidrs");
   for (const auto& c : o.allow_cidrs) {

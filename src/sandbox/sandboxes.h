@@ -49,13 +49,19 @@ struct CreateOptions {
   std::map<std::string, std::string> labels;
   std::vector<std::string> env;  // KEY=value
   Resources resources;           // 0 fields = the snapshot's defaults
-  // "none": own netns with loopback only. "isolated": a routed veth /30 to
+  // "none": own netns with loopback only. "isolated" (and "limited",
+  // below): a routed veth /30 to
   // the host with NAT egress; the host, private, link-local (metadata) and
   // other sandboxes' addresses are blocked (see network.h, netfilter.h).
   std::string network = "none";
   std::vector<std::string> allow_cidrs;  // isolated only; <= 10 IPv4 CIDRs let through the blocks
   bool block_all = false;                // isolated only; no egress but allow_cidrs
   std::vector<std::string> dns;          // isolated only; <= 3 nameservers for /etc/resolv.conf
+  // "limited": like isolated, but TCP goes through the egress proxy, which
+  // lets through only connections to these hosts (exact names, "*.suffix",
+  // IPv4 literals; <= 256), and DNS is answered by the proxy. allow_cidrs
+  // still bypass it. See egress_proxy.h.
+  std::vector<std::string> allow_hosts;
   std::string user;              // default exec user
   std::string workdir;           // default exec cwd
   std::vector<VolumeMount> volumes;

@@ -76,6 +76,7 @@ Json SandboxRecord::ToJson() const {
               {"resources", ResourcesToJson(resources)},
               {"network", network},
               {"allow_cidrs", allow_cidrs},
+              {"allow_hosts", allow_hosts},
               {"block_all", block_all},
               {"dns", dns},
               {"ip", ip},
@@ -116,6 +117,7 @@ Result<SandboxRecord> SandboxRecord::FromJson(const Json& j) {
     r.resources = ResourcesFromJson(j.value("resources", Json::object()));
     r.network = j.value("network", "none");
     if (j.contains("allow_cidrs")) r.allow_cidrs = j.at("allow_cidrs").get<std::vector<std::string>>();
+    if (j.contains("allow_hosts")) r.allow_hosts = j.at("allow_hosts").get<std::vector<std::string>>();
     r.block_all = j.value("block_all", false);
     if (j.contains("dns")) r.dns = j.at("dns").get<std::vector<std::string>>();
     r.ip = j.value("ip", "");

@@ -72,7 +72,8 @@ struct SandboxRecord {
   std::map<std::string, std::string> labels;
   std::vector<std::string> env;  // KEY=value, on top of the snapshot's
   Resources resources;
-  std::string network = "none";         // "none" or "isolated"
+  std::string network = "none";         // "none", "isolated" or "limited"
+  std::vector<std::string> allow_hosts;  // limited: the egress proxy's host allowlist (canonical)
   std::vector<std::string> allow_cidrs;  // isolated: IPv4 CIDRs let through the blocked ranges
   bool block_all = false;                // isolated: no egress except allow_cidrs
   std::vector<std::string> dns;          // isolated: nameservers written to /etc/resolv.conf

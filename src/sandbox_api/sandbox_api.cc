@@ -80,6 +80,8 @@ Json SandboxJson(const sandbox::SandboxRecord& r) {
   Json vols = Json::array();
   for (const auto& v : r.volumes)
     vols.push_back({{"volume", v.volume}, {"path", v.path}, {"subpath", v.subpath}, {"read_only", v.read_only}});
+  Json network = {{"type", r.network}, {"allow_cidrs", r.allow_cidrs}, {"block_all", r.block_all}, {"dns", r.dns}};
+  if (r.network == "limited") network["allow_hosts"] = r.allow_hosts;  // the egress proxy's allowlist
   return Json{{"type", "sandbox"},
               {"id", r.id},
               {"name", NullIfEmpty(r.name)},
@@ -90,7 +92,7 @@ Json SandboxJson(const sandbox::SandboxRecord& r) {
               {"labels", r.labels},
               {"env", r.env},
               {"resources", sandbox::ResourcesToJson(r.resources)},
-              {"network", {{"type", r.network}, {"allow_cidrs", r.allow_cidrs}, {"block_all", r.block_all}, {"dns", r.dns}}},
+              {"network", network},
               {"user", NullIfEmpty(r.user)},
               {"workdir", NullIfEmpty(r.workdir)},
               {"volumes", vols},
@@ -273,13 +275,15 @@ Result<std::vector<sandbox::VolumeMount>> ReadVolumes(const Json& body) {
   return out;
 }
 
-// "network": "none" | "isolated" | {"type", "allow_cidrs", "block_all", "dns"}.
-// CIDR and address syntax is checked by the runtime.
+// "network": "none" | "isolated" | "limited" | {"type", "allow_cidrs",
+// "block_all", "dns", "allow_hosts"}. CIDR, address and host pattern syntax
+// is checked by the runtime.
 Status ReadNetwork(const Json& body, sandbox::CreateOptions* o) {
   if (!body.contains("network") || body["network"].is_null()) return Status::Ok();
   const Json& n = body["network"];
   auto check_type = [](const std::string& t, std::string_view field) -> Status {
-    if (t != "none" && t != "isolated") return Invalid(field, "must be \"none\" or \"isolated\"");
+    if (t != "none" && t != "isolated" && t != "limited")
+      return Invalid(field, "must be \"none\", \"isolated\" or \"limited\"");
     return Status::Ok();
   };
   if (n.is_string()) {
@@ -287,12 +291,22 @@ Status ReadNetwork(const Json& body, sandbox::CreateOptions* o) {
     o->network = n.get<std::string>();
     return Status::Ok();
   }
-  if (!n.is_object()) return Invalid("network", "expected \"none\", \"isolated\" or an object");
-  WARREN_RETURN_IF_ERROR(api::ExpectKnownFields(n, {"type", "allow_cidrs", "block_all", "dns"}, "network"));
+  if (!n.is_object()) return Invalid("network", "expected \"none\", \"isolated\", \"limited\" or an object");
+  WARREN_RETURN_IF_ERROR(
+      api::ExpectKnownFields(n, {"type", "allow_cidrs", "block_all", "dns", "allow_hosts"}, "network"));
   std::optional<std::string> type;
   WARREN_RETURN_IF_ERROR(api::ReadString(n, "type", "network", {.required = true, .min = 1, .max = 32}, &type));
   WARREN_RETURN_IF_ERROR(check_type(*type, "network.type"));
   o->network = *type;
+  if (n.contains("allow_hosts") && !n["allow_hosts"].is_null()) {
+    const Json& a = n["allow_hosts"];
+    if (!a.is_array() || a.size() > 1024) return Invalid("network.allow_hosts", "expected an array of at most 1024 host names");
+    for (size_t i = 0; i < a.size(); i++) {
+      if (!a[i].is_string() || a[i].get<std::string>().size() > 255)
+        return Invalid(api::IndexPath("network.allow_hosts", i), "expected a host name");
+      o->allow_hosts.push_back(a[i].get<std::string>());
+    }
+  }
   for (const char* key : {"allow_cidrs", "dns"}) {
     if (!n.contains(key) || n[key].is_null()) continue;
     const Json& a = n[key];
@@ -310,7 +324,9 @@ Status ReadNetwork(const Json& body, sandbox::CreateOptions* o) {
   WARREN_RETURN_IF_ERROR(api::ReadBool(n, "block_all", "network", &block_all));
   o->block_all = block_all.value_or(false);
   if (o->network == "none" && (o->block_all || !o->allow_cidrs.empty() || !o->dns.empty()))
-    return Invalid("network", "allow_cidrs, block_all and dns apply to the \"isolated\" type only");
+    return Invalid("network", "allow_cidrs, block_all and dns apply to the \"isolated\" and \"limited\" types only");
+  if (o->network != "limited" && !o->allow_hosts.empty())
+    return Invalid("network.allow_hosts", "applies to the \"limited\" type only");
   return Status::Ok();
 }
 

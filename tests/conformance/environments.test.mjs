@@ -87,6 +87,24 @@ describe('environments', { skip: fx.skip }, () => {
       BadRequestError, 400, 'invalid_request_error', 'self_hosted + networking');
   });
 
+  test('limited allowed_hosts the egress proxy cannot enforce are 400, naming the entry', async () => {
+    for (const [host, why] of [['https://pypi.org/simple', /not a URL/], ['*', /not a valid host name|wildcard/],
+      ['*.com', /two labels/], ['pypi.org:443', /no port/], ['a.*.org', /leading/]]) {
+      const err = await assertApiError(
+        fx.client.beta.environments.create({
+          name: uniq('hosts'), config: { type: 'cloud', networking: { type: 'limited', allowed_hosts: ['ok.example.com', host] } },
+        }),
+        BadRequestError, 400, 'invalid_request_error', `allowed host ${host}`);
+      assert.match(err.message, /config\.networking\.allowed_hosts\[1\]/);
+      assert.match(err.message, why);
+    }
+    const ok = await fx.client.beta.environments.create({
+      name: uniq('hosts-ok'),
+      config: { type: 'cloud', networking: { type: 'limited', allowed_hosts: ['*.pythonhosted.org', 'Example.COM', '203.0.113.7'] } },
+    });
+    assert.deepEqual(ok.config.networking.allowed_hosts, ['*.pythonhosted.org', 'Example.COM', '203.0.113.7'], 'echoed as sent');
+  });
+
   test('list auto-paginates', async () => {
     const made = [];
     for (let i = 0; i < 7; i++) {

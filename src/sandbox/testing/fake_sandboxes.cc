@@ -1,5 +1,6 @@
 #include "sandbox/testing/fake_sandboxes.h"
 
+
 #include <stdlib.h>
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 #include <set>
 
 #include "common/ids.h"
+#include "sandbox/egress_sniff.h"
 
 namespace warren::sandbox {
 
@@ -160,8 +162,14 @@ Result<SandboxRecord> FakeSandboxes::Create(const CreateOptions& o) {
   std::lock_guard<std::mutex> l(mu_);
   WARREN_RETURN_IF_ERROR(Enter("Create"));
   if (!o.name.empty() && !ValidName(o.name)) return Status::InvalidArgument("invalid sandbox name: " + o.name);
-  if (o.network != "none" && o.network != "isolated") {
-    return Status::InvalidArgument("unknown network policy '" + o.network + "' (none, isolated)");
+  if (o.network != "none" && o.network != "isolated" && o.network != "limited") {
+    return Status::InvalidArgument("unknown network policy '" + o.network + "' (none, isolated, limited)");
+  }
+  if (o.network != "limited" && !o.allow_hosts.empty()) return Status::InvalidArgument("allow_hosts needs network 'limited'");
+  std::vector<std::string> hosts;
+  if (o.network == "limited") {
+    WARREN_ASSIGN_OR_RETURN(HostAllowlist list, HostAllowlist::Parse(o.allow_hosts));
+    hosts = list.entries();
   }
   for (const auto& kv : o.env) {
     if (kv.find('=') == std::string::npos || kv[0] == '=') return Status::InvalidArgument("env must be KEY=value: " + kv);
@@ -188,6 +196,7 @@ Result<SandboxRecord> FakeSandboxes::Create(const CreateOptions& o) {
   if (o.resources.disk_bytes > 0) rec.resources.disk_bytes = o.resources.disk_bytes;
   rec.network = o.network;
   rec.allow_cidrs = o.allow_cidrs;
+  rec.allow_hosts = hosts;
   rec.block_all = o.block_all;
   rec.dns = o.dns;
   rec.user = o.user;

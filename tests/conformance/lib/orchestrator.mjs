@@ -28,12 +28,17 @@ export function orchestratorSkipReason() {
 
 /** One `warren serve` with the orchestrator on, its own sandbox dir and cgroup prefix. */
 export class Fixture {
-  constructor(name, { script = SCRIPT, config = {} } = {}) {
+  constructor(name, { script = SCRIPT, config = {}, env = {} } = {}) {
     const tag = `${process.pid}-${randomBytes(3).toString('hex')}`;
     this.sbDir = `/var/tmp/warren-orch-${name}-${tag}`;
     this.prefix = `warren-orch-${tag}`;
     this.script = script;
     this.config = config;
+    this.extraEnv = env;
+    // Cloud sandboxes get the isolated network (networking: unrestricted):
+    // a /24 of the runtime's default pool per fixture, so that fixtures
+    // running at the same time never hand out the same addresses.
+    this.networkPool = `10.213.${1 + randomBytes(1)[0] % 254}.0/24`;
     this.srv = null;
     this.log = [];
   }
@@ -42,6 +47,7 @@ export class Fixture {
       dataDir = await makeDataDir('orch');
       mkdirSync(this.sbDir, { recursive: true });
       chmodSync(this.sbDir, 0o755);
+      writeFileSync(path.join(this.sbDir, 'config.json'), JSON.stringify({ network_pool: this.networkPool }));
       writeFileSync(path.join(dataDir, 'warren.json'), JSON.stringify({
         orchestrator: {
           runner_path: RUNNER, runner_idle_ms: 1000, sandbox_idle_stop_ms: 1000, janitor_interval_ms: 200,
@@ -51,7 +57,7 @@ export class Fixture {
     }
     const env = {
       WARREN_SANDBOX_ENABLED: 'true', WARREN_SANDBOX_DATA_DIR: this.sbDir, WARREN_SANDBOX_CGROUP_PREFIX: this.prefix,
-      WARREN_SANDBOX_POOL_BYTES: String(8 * 2 ** 30), WARREN_LOG_FORMAT: 'json',
+      WARREN_SANDBOX_POOL_BYTES: String(8 * 2 ** 30), WARREN_LOG_FORMAT: 'json', ...this.extraEnv,
     };
     if (this.script) env.WARREN_MODEL_SCRIPT = this.script;
     if (this.apiKey) env.WARREN_API_KEY = this.apiKey;
@@ -63,7 +69,7 @@ export class Fixture {
       partial += d;
       const lines = partial.split('\n');
       partial = lines.pop();
-      for (const l of lines) if (l.includes('orchestrator')) { try { this.log.push(JSON.parse(l)); } catch { /* text */ } }
+      for (const l of lines) if (l.includes('orchestrator') || l.includes('sandbox.egress')) { try { this.log.push(JSON.parse(l)); } catch { /* text */ } }
     });
     this.client = new Anthropic({ apiKey: this.apiKey, baseURL: this.srv.url, maxRetries: 2 });
   }

@@ -121,6 +121,8 @@ class RuntimeTest : public ::testing::Test {
     o.stop_grace = std::chrono::milliseconds(1000);
     o.clock = clock_;
     o.test_hook = test_hook_;
+    o.egress_proxy = egress_proxy_;
+    o.egress = egress_;
     return SandboxRuntime::Open(o);
   }
 
@@ -175,6 +177,8 @@ class RuntimeTest : public ::testing::Test {
   std::string mkfs_btrfs_;  // "" = default; set before SetUp
   Clock* clock_ = nullptr;  // set before SetUp for fake time
   std::function<void(const std::string&, const std::string&)> test_hook_;  // RuntimeOptions::test_hook
+  bool egress_proxy_ = false;  // RuntimeOptions::egress_proxy / egress; set before SetUp
+  EgressProxyOptions egress_;
   std::unique_ptr<SandboxRuntime> rt_;
 };
 

@@ -1,0 +1,313 @@
+// Root integration test of the `limited` network: a sandbox whose egress
+// goes through the runtime's egress proxy (sandbox/egress_proxy.h).
+//
+// The test makes its own "internet": a network namespace joined to the host
+// by a veth, holding allowed.test (a TEST-NET-2 address), denied.test (a
+// TEST-NET-3 address) and internal.test (a 10.x address), each an HTTP
+// server on :80 that says which address it was reached at, plus a raw
+// server on :443. The names resolve only through the proxy's hosts
+// override (a test-only setting). Everything it adds (netns, veth, routes)
+// is removed, and the harness checks that no veth or nft table of the
+// runtime is left.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <random>
+
+#include "harness.h"
+
+namespace warren::sandbox::testing {
+namespace {
+
+using std::chrono::milliseconds;
+
+int Sh0(const std::string& cmd) {
+  auto rc = RunCommand({"/bin/sh", "-c", cmd});
+  return rc.ok() ? *rc : -1;
+}
+
+// HTTP on 0.0.0.0:80 ("hello from <address the client reached>") and a raw
+// answer on 0.0.0.0:443 ("tls-port local=<address> got=<bytes>"), inside
+// network namespace `netns`.
+class Hosts final {
+ public:
+  ~Hosts() { Stop(); }
+  bool Start(const std::string& netns) {
+    std::atomic<int> ready{0};
+    thread_ = std::thread([this, &ready, netns] { Serve(netns, &ready); });
+    while (ready.load() == 0) std::this_thread::sleep_for(milliseconds(1));
+    return ready.load() == 1;
+  }
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  static int Listen(int port) {
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    if (bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(s, 16) != 0) {
+      close(s);
+      return -1;
+    }
+    return s;
+  }
+  void Serve(const std::string& netns, std::atomic<int>* ready) {
+    UniqueFd ns(open(("/run/netns/" + netns).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!ns || setns(ns.get(), CLONE_NEWNET) != 0) {
+      ready->store(2);
+      return;
+    }
+    UniqueFd http(Listen(80)), tls(Listen(443));
+    if (!http || !tls) {
+      ready->store(2);
+      return;
+    }
+    ready->store(1);
+    while (!stop_) {
+      pollfd p[2] = {{http.get(), POLLIN, 0}, {tls.get(), POLLIN, 0}};
+      if (poll(p, 2, 50) <= 0) continue;
+      for (int i = 0; i < 2; ++i) {
+        if (!(p[i].revents & POLLIN)) continue;
+        UniqueFd c(accept4(p[i].fd, nullptr, nullptr, SOCK_CLOEXEC));
+        if (!c) continue;
+        sockaddr_in local{};
+        socklen_t len = sizeof(local);
+        getsockname(c.get(), reinterpret_cast<sockaddr*>(&local), &len);
+        char ip[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &local.sin_addr, ip, sizeof(ip));
+        std::string got;
+        char buf[4096];
+        while (got.size() < 65536 && (i == 1 ? got.empty() : got.find("\r\n\r\n") == std::string::npos)) {
+          pollfd r{c.get(), POLLIN, 0};
+          if (poll(&r, 1, 2000) <= 0) break;
+          ssize_t n = read(c.get(), buf, sizeof(buf));
+          if (n <= 0) break;
+          got.append(buf, static_cast<size_t>(n));
+        }
+        std::string msg = i == 0 ? "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello from " + std::string(ip) + "\n"
+                                 : "tls-port local=" + std::string(ip) + " got=" + std::to_string(got.size()) + "\n";
+        (void)WriteAll(c.get(), msg.data(), msg.size());
+      }
+    }
+  }
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+class EgressNet final {
+ public:
+  EgressNet() {
+    std::mt19937 rng(std::random_device{}());
+    char hex[8];
+    snprintf(hex, sizeof(hex), "%06x", static_cast<unsigned>(rng() & 0xffffff));
+    name_ = std::string("we") + hex;
+    k_ = static_cast<int>(rng() % 60) + 1;
+    host_ip_ = "198.51.100." + std::to_string(4 * k_ + 1);
+    allowed_ip_ = "198.51.100." + std::to_string(4 * k_ + 2);
+    denied_ip_ = "203.0.113." + std::to_string(4 * k_ + 2);
+    internal_ip_ = "10.98." + std::to_string(k_) + ".2";
+  }
+  ~EgressNet() { Down(); }
+
+  bool Up() {
+    std::string h = name_ + "h", p = name_ + "p", ns = "ip netns exec " + name_ + " ";
+    std::string cmds[] = {
+        "ip netns add " + name_,
+        "ip link add " + h + " type veth peer name " + p,
+        "ip link set " + p + " netns " + name_,
+        "ip addr add " + host_ip_ + "/30 dev " + h,
+        "ip link set " + h + " up",
+        // An uplink like any other: forwarding on so NATed replies (the
+        // isolated sandbox's) can pass.
+        "echo 1 > /proc/sys/net/ipv4/conf/" + h + "/forwarding",
+        ns + "ip addr add " + allowed_ip_ + "/30 dev " + p,
+        ns + "ip addr add " + denied_ip_ + "/32 dev " + p,
+        ns + "ip addr add " + internal_ip_ + "/32 dev " + p,
+        ns + "ip link set lo up",
+        ns + "ip link set " + p + " up",
+        ns + "ip route add default via " + host_ip_,
+        "ip route add " + denied_ip_ + "/32 dev " + h,
+        "ip route add " + internal_ip_ + "/32 dev " + h,
+    };
+    up_ = true;
+    for (const auto& c : cmds) {
+      if (Sh0(c) != 0) {
+        ADD_FAILURE() << "setup failed: " << c;
+        return false;
+      }
+    }
+    return hosts_.Start(name_);
+  }
+  void Down() {
+    hosts_.Stop();
+    if (!up_) return;
+    Sh0("ip link del " + name_ + "h 2>/dev/null");  // the routes go with it
+    Sh0("ip netns del " + name_ + " 2>/dev/null");
+    up_ = false;
+  }
+  const std::string& name() const { return name_; }
+  std::map<std::string, std::string> Names() const {
+    return {{"allowed.test", allowed_ip_}, {"denied.test", denied_ip_}, {"internal.test", internal_ip_}};
+  }
+  std::string allowed_ip_, denied_ip_, internal_ip_;
+
+ private:
+  std::string name_, host_ip_;
+  int k_ = 0;
+  bool up_ = false;
+  Hosts hosts_;
+};
+
+std::string U16(size_t v) { return std::string{static_cast<char>((v >> 8) & 0xff), static_cast<char>(v & 0xff)}; }
+
+std::string ClientHello(const std::string& sni) {
+  std::string list = std::string(1, '\0') + U16(sni.size()) + sni;
+  std::string ext = U16(0) + U16(list.size() + 2) + U16(list.size()) + list;
+  std::string b = "\x03\x03" + std::string(32, 'r') + std::string(1, '\0') + U16(2) + std::string("\x13\x01", 2) +
+                  std::string("\x01\x00", 2) + U16(ext.size()) + ext;
+  std::string hs = std::string(1, 1) + std::string(1, '\0') + U16(b.size()) + b;
+  return std::string("\x16\x03\x01", 3) + U16(hs.size()) + hs;
+}
+
+class EgressTest : public RuntimeTest {
+ protected:
+  void SetUp() override {
+    egress_proxy_ = true;
+    egress_.hosts_override = net_.Names();
+    RuntimeTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    if (!rt_->features().network_isolated) GTEST_SKIP() << "isolated network unavailable: " << rt_->features().network_reason;
+    if (access("/usr/sbin/ip", X_OK) != 0 && access("/sbin/ip", X_OK) != 0) GTEST_SKIP() << "iproute2 missing";
+    ASSERT_NE(rt_->egress_proxy(), nullptr);
+    ASSERT_TRUE(net_.Up());
+  }
+  void TearDown() override {
+    RuntimeTest::TearDown();
+    std::string name = net_.name();
+    net_.Down();
+    EXPECT_FALSE(std::filesystem::exists("/run/netns/" + name)) << "leaked netns";
+    EXPECT_FALSE(std::filesystem::exists("/sys/class/net/" + name + "h")) << "leaked veth";
+  }
+  SandboxRecord Limited(std::vector<std::string> hosts, std::vector<std::string> cidrs = {}) {
+    CreateOptions o;
+    o.network = "limited";
+    o.allow_hosts = std::move(hosts);
+    o.allow_cidrs = std::move(cidrs);
+    return MustCreate(o);
+  }
+  // A raw HTTP/1.0 request with `host` in its Host header, sent with nc to
+  // `dial` (a name or an address) port 80.
+  std::string Get(const std::string& id, const std::string& dial, const std::string& host) {
+    return Sh(id, "printf 'GET / HTTP/1.0\\r\\nHost: " + host + "\\r\\n\\r\\n' | nc -w 5 " + dial + " 80").stdout_data;
+  }
+  // Sends a ClientHello naming `sni` to `dial`:443 and returns the answer in hex.
+  std::string Tls(const std::string& id, const std::string& dial, const std::string& sni) {
+    auto fs = rt_->Files(id);
+    EXPECT_TRUE(fs.ok());
+    if (!fs.ok()) return "";
+    EXPECT_TRUE(fs->WriteFile("/tmp/hello-" + sni, ClientHello(sni), 0644).ok());
+    return Trim(Sh(id, "nc -w 5 " + dial + " 443 < /tmp/hello-" + sni + " | od -An -c | tr -s ' \\n' ' '").stdout_data);
+  }
+  EgressNet net_;
+};
+
+TEST_F(EgressTest, AllowedHostReachableOthersRefusedWithTheReason) {
+  auto sb = Limited({"allowed.test", "internal.test"});
+  ASSERT_FALSE(sb.ip.empty());
+  // DNS is the proxy's, on the gateway.
+  std::string gw = Trim(Sh(sb.id, "sed -n 's/^nameserver //p' /etc/resolv.conf").stdout_data);
+  EXPECT_EQ(gw.substr(0, gw.rfind('.')), sb.ip.substr(0, sb.ip.rfind('.')));
+
+  // The allowed host answers, by name, with an ordinary client (busybox wget).
+  EXPECT_EQ(Sh(sb.id, "wget -q -O - http://allowed.test/").stdout_data, "hello from " + net_.allowed_ip_ + "\n");
+  // The other one is refused, with the reason, by name and by address.
+  std::string denied = Get(sb.id, "denied.test", "denied.test");
+  EXPECT_EQ(denied.rfind("HTTP/1.1 403 Forbidden", 0), 0u) << denied;
+  EXPECT_NE(denied.find("warren egress: host denied.test is not in this sandbox's allowed hosts"), std::string::npos)
+      << denied;
+  std::string by_ip = Get(sb.id, net_.denied_ip_, "denied.test");
+  EXPECT_NE(by_ip.find("host denied.test is not in this sandbox's allowed hosts"), std::string::npos) << by_ip;
+  auto wget = Sh(sb.id, "wget -q -O - http://denied.test/; echo rc=$?");
+  EXPECT_EQ(wget.stdout_data, "rc=1\n");
+  EXPECT_NE(wget.stderr_data.find("403"), std::string::npos) << wget.stderr_data;
+  // The dialed address does not count: a request for allowed.test sent to
+  // denied.test's address reaches allowed.test's own address.
+  std::string cross = Get(sb.id, net_.denied_ip_, "allowed.test");
+  EXPECT_NE(cross.find("hello from " + net_.allowed_ip_ + "\n"), std::string::npos) << cross;
+  // An allowed name that resolves to a private address is refused (SSRF).
+  std::string internal = Get(sb.id, "internal.test", "internal.test");
+  EXPECT_NE(internal.find("host internal.test resolves only to blocked addresses (" + net_.internal_ip_ + ")"),
+            std::string::npos)
+      << internal;
+
+  // TLS: the SNI decides. Allowed: the bytes reach allowed.test's :443.
+  auto fs = rt_->Files(sb.id);
+  ASSERT_TRUE(fs.ok());
+  ASSERT_TRUE(fs->WriteFile("/tmp/hello-allowed", ClientHello("allowed.test"), 0644).ok());
+  std::string tls_ok = Sh(sb.id, "nc -w 5 " + net_.denied_ip_ + " 443 < /tmp/hello-allowed").stdout_data;
+  EXPECT_EQ(tls_ok.rfind("tls-port local=" + net_.allowed_ip_ + " got=", 0), 0u) << tls_ok;
+  // Denied: a fatal TLS alert, access_denied (0x15 0x03 0x03 0x00 0x02 0x02 0x31 = '1').
+  std::string alert = Tls(sb.id, "denied.test", "denied.test");
+  EXPECT_EQ(Trim(alert.substr(alert.find_first_not_of(' '))), "025 003 003 \\0 002 002 1") << alert;
+
+  auto stats = rt_->egress_proxy()->stats();
+  EXPECT_GE(stats.allowed, 3);
+  EXPECT_GE(stats.denied, 5);
+  EXPECT_GE(stats.dns_answers, 3);
+}
+
+TEST_F(EgressTest, NothingElseLeavesAndOtherSandboxesCannotUseTheProxy) {
+  auto limited = Limited({"allowed.test"});
+  // Bytes that are neither TLS nor HTTP, to the allowed host's own address
+  // on a port whose server answers anything: the proxy cannot name the
+  // destination, so it cuts the connection.
+  std::string raw = Sh(limited.id, "echo hi | nc -w 3 " + net_.allowed_ip_ + " 443; echo rc=$?").stdout_data;
+  EXPECT_EQ(raw.find("tls-port"), std::string::npos) << raw;
+  // An isolated sandbox reaches the internet directly but not the proxy
+  // (the host's input chain drops it), so it cannot borrow another
+  // sandbox's policy.
+  CreateOptions o;
+  o.network = "isolated";
+  auto iso = MustCreate(o);
+  std::string gw = iso.ip.substr(0, iso.ip.rfind('.')) + "." + std::to_string(std::stoi(iso.ip.substr(iso.ip.rfind('.') + 1)) - 1);
+  std::string port = std::to_string(rt_->egress_proxy()->tcp_port());
+  // The proxy itself would refuse an unknown source too, and count it: an
+  // unchanged count proves the connection never reached it.
+  int64_t denied_before = rt_->egress_proxy()->stats().denied;
+  auto probe = Sh(iso.id, "printf 'CONNECT allowed.test:80 HTTP/1.1\\r\\n\\r\\n' | nc -w 3 " + gw + " " + port + "; echo rc=$?");
+  EXPECT_EQ(probe.stdout_data.find("200"), std::string::npos) << probe.stdout_data;
+  EXPECT_EQ(rt_->egress_proxy()->stats().denied, denied_before);
+  // (That sandbox does have egress, directly.)
+  EXPECT_EQ(Sh(iso.id, "wget -q -O - http://" + net_.allowed_ip_ + "/").stdout_data,
+            "hello from " + net_.allowed_ip_ + "\n");
+  // Stop and start: the policy and redirect come back.
+  ASSERT_TRUE(rt_->Stop(limited.id).ok());
+  ASSERT_TRUE(rt_->Start(limited.id).ok());
+  EXPECT_EQ(Sh(limited.id, "wget -q -O - http://allowed.test/").stdout_data, "hello from " + net_.allowed_ip_ + "\n");
+}
+
+TEST_F(EgressTest, BadPoliciesRefused) {
+  CreateOptions o;
+  o.network = "limited";
+  o.allow_hosts = {"http://allowed.test/"};
+  EXPECT_EQ(rt_->Create(o).status().code(), Code::kInvalidArgument);
+  o.allow_hosts = {"*.test"};
+  EXPECT_EQ(rt_->Create(o).status().code(), Code::kInvalidArgument);
+  o.network = "isolated";
+  o.allow_hosts = {"allowed.test"};
+  EXPECT_EQ(rt_->Create(o).status().code(), Code::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace warren::sandbox::testing
