@@ -75,64 +75,81 @@ async function closeAll(streams) {
   await sleep(500);
 }
 
-async function main() {
-  const results = {
-    date: new Date().toISOString(), config: { PAGES, PAGE_SESSIONS, HISTORY },
-    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, mem_gib: os.totalmem() / 2 ** 30, loadavg_1m_at_start: os.loadavg()[0] },
-  };
+/** A fresh server with PAGES sessions of HISTORY messages each. */
+async function setup() {
   const srv = await startServer();
-  try {
-    const { url, apiKey: key } = srv;
-    const rssMib = () => (srv.rssKb('VmRSS') ?? NaN) / 1024;
-    const ag = await post(url, key, '/v1/agents', { name: 'console bench', model: 'claude-sonnet-4-6' });
-    const env = await post(url, key, '/v1/environments', { name: 'console-bench', config: { type: 'self_hosted' } });
-    // One session per page, each with a short history.
-    const sids = [];
-    for (let i = 0; i < PAGES; i++) sids.push((await post(url, key, '/v1/sessions', { agent: ag.id, environment_id: env.id, title: `page ${i}` })).id);
-    const msg = (t) => ({ events: [{ type: 'user.message', content: [{ type: 'text', text: t }] }] });
-    for (let h = 0; h < HISTORY; h++) await Promise.all(sids.map((sid) => post(url, key, `/v1/sessions/${sid}/events`, msg(`history ${h}`))));
-    await sleep(2000);  // let the engine settle the sessions
-    console.log(`setup: ${PAGES} sessions x ${HISTORY} messages; server RSS ${f1(rssMib())} MiB`);
+  const { url, apiKey: key } = srv;
+  const ag = await post(url, key, '/v1/agents', { name: 'console bench', model: 'claude-sonnet-4-6' });
+  const env = await post(url, key, '/v1/environments', { name: 'console-bench', config: { type: 'self_hosted' } });
+  const sids = [];
+  for (let i = 0; i < PAGES; i++) sids.push((await post(url, key, '/v1/sessions', { agent: ag.id, environment_id: env.id, title: `page ${i}` })).id);
+  for (let h = 0; h < HISTORY; h++) await Promise.all(sids.map((sid) => post(url, key, `/v1/sessions/${sid}/events`, msg(`history ${h}`))));
+  await sleep(2000);  // let the engine settle the sessions
+  return { srv, url, key, sids, rssMib: () => (srv.rssKb('VmRSS') ?? NaN) / 1024 };
+}
+const msg = (t) => ({ events: [{ type: 'user.message', content: [{ type: 'text', text: t }] }] });
 
-    // --- multiplexed: one stream per page.
+async function multiplexed() {
+  const { srv, url, key, sids, rssMib } = await setup();
+  try {
     const rss0 = rssMib();
     const mux = await openAll(url, key, sids.map((sid) => `/v1/warren/stream?session=${sid}&sessions_list=1`));
     const histOf = (s) => s.frames.filter((f) => f.event === 'session_event').length;
     await until(() => mux.every((s) => histOf(s) >= HISTORY), 60_000, 'mux history replayed');
     await sleep(1000);
-    const rssMux = rssMib();
+    const rss1 = rssMib();
     // Live check: a title change reaches every page through sessions_list.
     const before = mux.map((s) => s.frames.filter((f) => f.event === 'session').length);
     await post(url, key, `/v1/sessions/${sids[0]}`, { title: 'renamed during the bench' });
     await until(() => mux.every((s, i) => s.frames.filter((f) => f.event === 'session').length > before[i]), 30_000,
       'sessions_list frame on every page');
-    results.mux = { streams: mux.length, rss_before_mib: rss0, rss_open_mib: rssMux, growth_mib: rssMux - rss0, per_page_kib: ((rssMux - rss0) * 1024) / PAGES };
-    console.log(`multiplexed: ${PAGES} pages = ${mux.length} streams; RSS ${f1(rss0)} -> ${f1(rssMux)} MiB, growth ${f1(results.mux.growth_mib)} MiB (${f1(results.mux.per_page_kib)} KiB/page); target < 20 MiB: ${results.mux.growth_mib < 20 ? 'met' : 'NOT MET'}`);
     await closeAll(mux);
+    return { streams: mux.length, rss_before_mib: rss0, rss_open_mib: rss1, growth_mib: rss1 - rss0, per_page_kib: ((rss1 - rss0) * 1024) / PAGES };
+  } finally {
+    await srv.cleanup();
+  }
+}
 
-    // --- peer: per-session streams, PAGE_SESSIONS per page.
-    const rss1 = rssMib();
+async function perSession() {
+  const { srv, url, key, sids, rssMib } = await setup();
+  try {
+    const rss0 = rssMib();
     const paths = [];
     for (let p = 0; p < PAGES; p++)
       for (let k = 0; k < PAGE_SESSIONS; k++) paths.push(`/v1/sessions/${sids[(p + k) % PAGES]}/events/stream`);
     const peer = await openAll(url, key, paths);
     await sleep(1000);
-    const rssPeer = rssMib();
+    const rss1 = rssMib();
     // Live check: one event on session 0 reaches every stream that follows it.
     const sent = await post(url, key, `/v1/sessions/${sids[0]}/events`, msg('live check'));
     const followers = peer.filter((_, i) => paths[i].includes(sids[0]));
     await until(() => followers.every((s) => s.frames.some((f) => f.data.includes(sent.data[0].id))), 30_000, 'peer live');
-    results.peer = { streams: peer.length, rss_before_mib: rss1, rss_open_mib: rssPeer, growth_mib: rssPeer - rss1, per_page_kib: ((rssPeer - rss1) * 1024) / PAGES };
-    console.log(`per-session peer: ${PAGES} pages x ${PAGE_SESSIONS} = ${peer.length} streams; RSS ${f1(rss1)} -> ${f1(rssPeer)} MiB, growth ${f1(results.peer.growth_mib)} MiB (${f1(results.peer.per_page_kib)} KiB/page)`);
     await closeAll(peer);
-    results.ratio_peer_over_mux = results.peer.growth_mib / results.mux.growth_mib;
-    console.log(`ratio (per-session peer / multiplexed): ${f1(results.ratio_peer_over_mux)}x server RSS growth; connections ${peer.length} vs ${mux.length}`);
-    results.loadavg_1m_at_end = os.loadavg()[0];
-    if (process.env.BENCH_JSON) writeFileSync(process.env.BENCH_JSON, JSON.stringify(results, null, 2));
+    return { streams: peer.length, rss_before_mib: rss0, rss_open_mib: rss1, growth_mib: rss1 - rss0, per_page_kib: ((rss1 - rss0) * 1024) / PAGES };
   } finally {
     await srv.cleanup();
-    agent.destroy();
   }
+}
+
+async function main() {
+  const results = {
+    date: new Date().toISOString(), config: { PAGES, PAGE_SESSIONS, HISTORY },
+    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, mem_gib: os.totalmem() / 2 ** 30, loadavg_1m_at_start: os.loadavg()[0] },
+  };
+  // Each variant on its own fresh server (same setup), so neither reuses
+  // heap the other freed.
+  results.mux = await multiplexed();
+  const m = results.mux;
+  console.log(`multiplexed: ${PAGES} pages = ${m.streams} streams; RSS ${f1(m.rss_before_mib)} -> ${f1(m.rss_open_mib)} MiB, growth ${f1(m.growth_mib)} MiB (${f1(m.per_page_kib)} KiB/page); target < 20 MiB: ${m.growth_mib < 20 ? 'met' : 'NOT MET'}`);
+  results.peer = await perSession();
+  const p = results.peer;
+  console.log(`per-session peer: ${PAGES} pages x ${PAGE_SESSIONS} = ${p.streams} streams; RSS ${f1(p.rss_before_mib)} -> ${f1(p.rss_open_mib)} MiB, growth ${f1(p.growth_mib)} MiB (${f1(p.per_page_kib)} KiB/page)`);
+  results.ratio_peer_over_mux = p.growth_mib / m.growth_mib;
+  console.log(`ratio (per-session peer / multiplexed): ${f1(results.ratio_peer_over_mux)}x server RSS growth; connections ${p.streams} vs ${m.streams}`);
+  results.loadavg_1m_at_end = os.loadavg()[0];
+  console.log(`load average (1 min) at start ${results.machine.loadavg_1m_at_start.toFixed(2)}, at end ${results.loadavg_1m_at_end.toFixed(2)}`);
+  if (process.env.BENCH_JSON) writeFileSync(process.env.BENCH_JSON, JSON.stringify(results, null, 2));
+  agent.destroy();
 }
 
 main().catch((e) => {
