@@ -2,8 +2,9 @@
 //
 // Threading: one I/O thread runs every socket (accept, parse, write, SSE
 // streams, long-polls); request handlers run on a small worker pool so that
-// blocking store calls never stall the loop. A streaming response (SSE) or a
-// long-poll is a parked coroutine on the I/O thread, not a thread.
+// blocking store calls never stall the loop. A streaming response (SSE), a
+// long-poll or an open WebSocket is a parked coroutine on the I/O thread,
+// not a thread.
 //
 // Limits: header and body sizes, read timeouts (headers, body, keep-alive
 // idle), a connection cap, and a write deadline that disconnects slow
