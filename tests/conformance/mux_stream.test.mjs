@@ -6,6 +6,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { serverFixture, waitFor, settle } from './lib/util.mjs';
 import { envelopeProblems } from './lib/http.mjs';
+import { startServer } from './lib/server.mjs';
 
 const fx = serverFixture();
 const msg = (text) => ({ type: 'user.message', content: [{ type: 'text', text }] });
@@ -183,5 +184,27 @@ describe('multiplexed stream', { skip: fx.skip }, () => {
     assert.equal(s.frames.filter((f) => f.event === 'session_event').length, 0);
     s.close();
     await s.done;
+  });
+});
+
+describe('multiplexed stream keep-alive', { skip: fx.skip }, () => {
+  test('a silent stream gets `: ping` comments (keep-alive shortened to 200 ms)', async () => {
+    const srv = await startServer({ env: { WARREN_SSE_KEEPALIVE_MS: '200' } });
+    try {
+      const ctrl = new AbortController();
+      const res = await fetch(`${srv.url}/v1/warren/stream?sessions_list=1`, { headers: { 'x-api-key': srv.apiKey }, signal: ctrl.signal });
+      assert.equal(res.status, 200);
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let text = '';
+      while ((text.match(/^: ping$/gm) ?? []).length < 2) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += value;
+      }
+      assert.match(text, /^: ping\n\n: ping\n\n/, 'only pings on a silent stream');
+      ctrl.abort();
+    } finally {
+      await srv.cleanup();
+    }
   });
 });
