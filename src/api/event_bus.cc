@@ -15,8 +15,35 @@ std::shared_ptr<const std::string> SseFrame(const Json& event, bool with_id) {
   return std::make_shared<const std::string>(std::move(f));
 }
 
-SseStream::SseStream(EventBus* bus, std::string session_id, size_t max_queue, std::set<std::string> deltas)
-    : bus_(bus), session_id_(std::move(session_id)), max_queue_(max_queue), deltas_(std::move(deltas)) {}
+std::shared_ptr<const std::string> MuxEventFrame(const std::string& session_id, const Json& event) {
+  std::string f;
+  if (event.contains("id") && event["id"].is_string() && !event["id"].get<std::string>().empty())
+    f += "id: " + session_id + "@" + event["id"].get<std::string>() + "\n";
+  f += "event: session_event\ndata: {\"session_id\":" + DumpJson(Json(session_id)) + ",\"event\":" + DumpJson(event) +
+       "}\n\n";
+  return std::make_shared<const std::string>(std::move(f));
+}
+
+std::shared_ptr<const std::string> MuxPreviewFrame(const std::string& session_id, const Json& frame) {
+  std::string f = "event: preview\ndata: {\"session_id\":" + DumpJson(Json(session_id)) + ",\"frame\":" +
+                  DumpJson(frame) + "}\n\n";
+  return std::make_shared<const std::string>(std::move(f));
+}
+
+// Renders persisted or final events for a stream of `framing`.
+static std::shared_ptr<const std::string> FrameFor(Framing framing, const std::string& session_id, const Json& event) {
+  return framing == Framing::kMux ? MuxEventFrame(session_id, event) : SseFrame(event);
+}
+
+SseStream::SseStream(EventBus* bus, std::string session_id, size_t max_queue, std::set<std::string> deltas,
+                     Framing framing)
+    : bus_(bus), session_id_(std::move(session_id)), max_queue_(max_queue), deltas_(std::move(deltas)),
+      framing_(framing) {}
+
+bool SseStream::failed() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return overflowed_;
+}
 
 SseStream::~SseStream() {
   if (!closed_) bus_->Unsubscribe(this);
@@ -48,7 +75,7 @@ bool SseStream::Pull(std::vector<std::shared_ptr<const std::string>>* out) {
       replay_cursor_ = std::max(replay_cursor_, ev.seq);
       if (ev.seq <= high_water_) continue;
       high_water_ = ev.seq;
-      auto frame = SseFrame(ev.body);
+      auto frame = FrameFor(framing_, session_id_, ev.body);
       queued_bytes_ += frame->size();
       queue_.emplace_back(ev.seq, std::move(frame));
     }
@@ -143,8 +170,9 @@ void SseStream::StartReplay(int64_t after_seq, ReplayPager pager) {
   replaying_ = true;
 }
 
-std::shared_ptr<SseStream> EventBus::Subscribe(const std::string& session_id, std::set<std::string> deltas) {
-  auto s = std::make_shared<SseStream>(this, session_id, max_queue_, std::move(deltas));
+std::shared_ptr<SseStream> EventBus::Subscribe(const std::string& session_id, std::set<std::string> deltas,
+                                               Framing framing) {
+  auto s = std::make_shared<SseStream>(this, session_id, max_queue_, std::move(deltas), framing);
   std::lock_guard<std::mutex> lock(mu_);
   subs_[session_id].insert(s.get());
   return s;
@@ -159,31 +187,66 @@ void EventBus::Unsubscribe(SseStream* s) {
 }
 
 void EventBus::Publish(const std::string& session_id, const std::vector<store::StoredEvent>& events) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = subs_.find(session_id);
-  if (it == subs_.end()) return;
-  for (const auto& ev : events) {
-    auto frame = SseFrame(ev.body);
-    for (SseStream* s : it->second) s->Push(ev.seq, frame);
+  bool changed = false;
+  for (const auto& ev : events) changed = changed || events::TypeOf(ev.body).rfind("session.", 0) == 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = subs_.find(session_id);
+    if (it != subs_.end()) {
+      for (const auto& ev : events) {
+        // Each framing is rendered once per event and shared.
+        std::shared_ptr<const std::string> frames[2];
+        for (SseStream* s : it->second) {
+          auto& f = frames[s->framing() == Framing::kMux ? 1 : 0];
+          if (!f) f = FrameFor(s->framing(), session_id, ev.body);
+          s->Push(ev.seq, f);
+        }
+      }
+    }
   }
+  if (changed) SessionChanged(session_id);
+}
+
+void EventBus::AddSessionListener(SessionChangeListener* l) {
+  std::lock_guard<std::mutex> lock(listeners_mu_);
+  listeners_.insert(l);
+}
+
+void EventBus::RemoveSessionListener(SessionChangeListener* l) {
+  std::lock_guard<std::mutex> lock(listeners_mu_);
+  listeners_.erase(l);
+}
+
+void EventBus::SessionChanged(const std::string& session_id) {
+  std::lock_guard<std::mutex> lock(listeners_mu_);
+  uint64_t gen = ++generation_;
+  for (SessionChangeListener* l : listeners_) l->OnSessionChanged(session_id, gen);
+}
+
+size_t EventBus::session_listeners() const {
+  std::lock_guard<std::mutex> lock(listeners_mu_);
+  return listeners_.size();
 }
 
 void EventBus::PublishPreview(const std::string& session_id, const std::string& preview_of, const Json& frame_json) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = subs_.find(session_id);
   if (it == subs_.end()) return;
-  auto frame = SseFrame(frame_json, false);
-  for (SseStream* s : it->second)
-    if (s->wants_delta(preview_of)) s->Push(0, frame);
+  std::shared_ptr<const std::string> frames[2];
+  for (SseStream* s : it->second) {
+    if (!s->wants_delta(preview_of)) continue;
+    auto& f = frames[s->framing() == Framing::kMux ? 1 : 0];
+    if (!f) f = s->framing() == Framing::kMux ? MuxPreviewFrame(session_id, frame_json) : SseFrame(frame_json, false);
+    s->Push(0, f);
+  }
 }
 
 void EventBus::EndSession(const std::string& session_id, const Json& final_event) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = subs_.find(session_id);
   if (it == subs_.end()) return;
-  auto frame = SseFrame(final_event);
   for (SseStream* s : it->second) {
-    s->Push(0, frame);
+    s->Push(0, FrameFor(s->framing(), session_id, final_event));
     s->End();
   }
 }

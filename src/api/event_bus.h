@@ -10,6 +10,7 @@
 // has taken the previous one (StartReplay). Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <map>
@@ -29,13 +30,34 @@ namespace warren::api {
 // Renders one SSE frame: "id: ..\nevent: <type>\ndata: <json>\n\n".
 std::shared_ptr<const std::string> SseFrame(const Json& event, bool with_id = true);
 
+// How a stream frames a session's events. kSession: the per-session stream
+// (GET /v1/sessions/{id}/events/stream), one SSE event per session event.
+// kMux: the multiplexed stream (GET /v1/warren/stream, docs/API.md):
+//   id: <session_id>@<event_id>
+//   event: session_event
+//   data: {"session_id":"...","event":<event>}
+// and previews as `event: preview` / {"session_id","frame"}.
+enum class Framing { kSession, kMux };
+std::shared_ptr<const std::string> MuxEventFrame(const std::string& session_id, const Json& event);
+std::shared_ptr<const std::string> MuxPreviewFrame(const std::string& session_id, const Json& frame);
+
+// Told when a session may have changed (created, status, title, usage,
+// archived, deleted). May be called inside a store commit hook: must not
+// block and must not call the store. `generation` grows with every change.
+class SessionChangeListener {
+ public:
+  virtual ~SessionChangeListener() = default;
+  virtual void OnSessionChanged(const std::string& session_id, uint64_t generation) = 0;
+};
+
 class EventBus;
 
 // One live stream of one session. Created by EventBus::Subscribe.
 class SseStream final : public http::StreamSource, public std::enable_shared_from_this<SseStream> {
  public:
   static constexpr size_t kMaxQueuedBytes = 8 << 20;
-  SseStream(EventBus* bus, std::string session_id, size_t max_queue, std::set<std::string> deltas);
+  SseStream(EventBus* bus, std::string session_id, size_t max_queue, std::set<std::string> deltas,
+            Framing framing = Framing::kSession);
   ~SseStream() override;
 
   void SetWaker(std::function<void()> waker) override;
@@ -62,6 +84,10 @@ class SseStream final : public http::StreamSource, public std::enable_shared_fro
   size_t max_queued_frames() const;
   const std::string& session_id() const { return session_id_; }
   bool wants_delta(const std::string& type) const { return deltas_.count(type) > 0; }
+  Framing framing() const { return framing_; }
+  // True once the stream ended because it fell behind or its replay failed
+  // (as opposed to its session ending).
+  bool failed() const;
   void set_keepalive(std::chrono::milliseconds k) { keepalive_ = k; }
 
  private:
@@ -69,6 +95,7 @@ class SseStream final : public http::StreamSource, public std::enable_shared_fro
   std::string session_id_;
   size_t max_queue_;
   std::set<std::string> deltas_;
+  Framing framing_;
   std::chrono::milliseconds keepalive_{15000};
   mutable std::mutex mu_;
   std::function<void()> waker_;
@@ -92,8 +119,18 @@ class EventBus final : public domain::EventSink {
  public:
   explicit EventBus(size_t max_queue = 10000) : max_queue_(max_queue) {}
 
-  std::shared_ptr<SseStream> Subscribe(const std::string& session_id, std::set<std::string> deltas = {});
+  std::shared_ptr<SseStream> Subscribe(const std::string& session_id, std::set<std::string> deltas = {},
+                                       Framing framing = Framing::kSession);
   void Unsubscribe(SseStream* s);
+
+  // Session change notifications (the multiplexed stream's sessions_list).
+  // Publish() reports sessions whose persisted events include a session.*
+  // event (status, usage, updates); the API reports creation, archive and
+  // deletion through SessionChanged().
+  void AddSessionListener(SessionChangeListener* l);
+  void RemoveSessionListener(SessionChangeListener* l);
+  void SessionChanged(const std::string& session_id);
+  size_t session_listeners() const;
 
   // Persisted events, in commit order.
   void Publish(const std::string& session_id, const std::vector<store::StoredEvent>& events) override;
@@ -110,6 +147,9 @@ class EventBus final : public domain::EventSink {
   size_t max_queue_;
   mutable std::mutex mu_;
   std::map<std::string, std::set<SseStream*>> subs_;
+  mutable std::mutex listeners_mu_;
+  std::set<SessionChangeListener*> listeners_;
+  std::atomic<uint64_t> generation_{0};
 };
 
 }  // namespace warren::api

@@ -9,7 +9,8 @@
 namespace warren::api {
 
 ApiService::ApiService(store::Store* store, EventBus* bus, Authenticator* auth, Clock* clock, ApiOptions options)
-    : store_(store), bus_(bus), auth_(auth), clock_(clock), options_(options) {
+    : store_(store), bus_(bus), auth_(auth), clock_(clock), options_(options),
+      snapshots_(std::make_unique<SessionSnapshots>(store)) {
   RegisterRoutes();
 }
 
@@ -52,6 +53,7 @@ void ApiService::RegisterRoutes() {
   Route("POST", "/v1/sessions/{session_id}/events", &ApiService::SendEvents);
   Route("GET", "/v1/sessions/{session_id}/events", &ApiService::ListEvents);
   Route("GET", "/v1/sessions/{session_id}/events/stream", &ApiService::StreamEvents);
+  Route("GET", "/v1/warren/stream", &ApiService::MultiplexedStream);
 }
 
 http::HandlerResult ApiService::JsonResult(const Json& body, int status) {

@@ -11,6 +11,7 @@
 
 #include "api/auth.h"
 #include "api/event_bus.h"
+#include "api/mux_stream.h"
 #include "common/secret_box.h"
 #include "domain/session_observer.h"
 #include "api/router.h"
@@ -94,6 +95,8 @@ class ApiService final {
   Result<http::HandlerResult> SendEvents(http::HttpRequest&, const Params&, const Principal&);
   Result<http::HandlerResult> ListEvents(http::HttpRequest&, const Params&, const Principal&);
   Result<http::HandlerResult> StreamEvents(http::HttpRequest&, const Params&, const Principal&);
+  // GET /v1/warren/stream (mux_routes.cc)
+  Result<http::HandlerResult> MultiplexedStream(http::HttpRequest&, const Params&, const Principal&);
 
   // Loads a session the principal may access (404 / 403).
   Result<Json> AccessibleSession(const std::string& id, const Principal& p);
@@ -117,6 +120,7 @@ class ApiService final {
   ApiOptions options_;
   std::vector<SessionObserver*> observers_;
   Router router_;
+  std::unique_ptr<SessionSnapshots> snapshots_;  // sessions_list frames of the multiplexed stream
 };
 
 // ---- paging helpers shared by route modules

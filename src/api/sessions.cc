@@ -267,6 +267,7 @@ Result<http::HandlerResult> ApiService::CreateSession(http::HttpRequest& req, co
   WARREN_ASSIGN_OR_RETURN(auto events, store_->CreateSession(stored, initial, [&](const std::vector<store::StoredEvent>& evs) {
                             bus_->Publish(sid, evs);
                           }));
+  bus_->SessionChanged(sid);
   for (SessionObserver* o : observers_) {
     o->OnSessionCreated(stored);
     if (!events.empty()) o->OnClientEvents(stored, events);
@@ -409,6 +410,7 @@ Result<http::HandlerResult> ApiService::ArchiveSession(http::HttpRequest&, const
                                         return next;
                                       },
                                       nullptr));
+  bus_->SessionChanged(id);
   return JsonResult(PublicSession(s));
 }
 
@@ -420,6 +422,7 @@ Result<http::HandlerResult> ApiService::DeleteSession(http::HttpRequest&, const 
     return Status::InvalidArgument("cannot delete session " + id + " while it is running; send user.interrupt first");
   WARREN_RETURN_IF_ERROR(store_->DeleteSession(id));
   bus_->EndSession(id, {{"type", "session.deleted"}, {"id", NewId(idprefix::kEvent)}, {"processed_at", Now()}});
+  bus_->SessionChanged(id);
   for (SessionObserver* o : observers_) o->OnSessionDeleted(id);
   return JsonResult({{"id", id}, {"type", "session_deleted"}});
 }

@@ -4,8 +4,10 @@
 #include <boost/asio/experimental/as_tuple.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 
 #include <atomic>
+#include <deque>
 #include <list>
 #include <mutex>
 #include <thread>
@@ -18,6 +20,7 @@ namespace warren::http {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
+namespace bws = boost::beast::websocket;
 using asio::awaitable;
 using asio::use_awaitable;
 constexpr auto kTuple = asio::experimental::as_tuple(asio::use_awaitable);
@@ -152,6 +155,104 @@ static std::function<void()> MakeWaker(std::shared_ptr<LoopRef> loop, std::share
   };
 }
 
+bool IsWebSocketUpgrade(const HttpRequest& req) {
+  if (req.method != "GET") return false;
+  const std::string* up = req.headers.Find("upgrade");
+  const std::string* conn = req.headers.Find("connection");
+  const std::string* key = req.headers.Find("sec-websocket-key");
+  const std::string* ver = req.headers.Find("sec-websocket-version");
+  if (!up || !conn || !key || key->empty() || !ver || *ver != "13") return false;
+  if (!IEquals(*up, "websocket")) return false;
+  // Connection is a token list ("keep-alive, Upgrade").
+  std::string lower;
+  for (char c : *conn) lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  return lower.find("upgrade") != std::string::npos;
+}
+
+// The server's side of one WebSocket: a send queue filled from any thread
+// and drained by the writer coroutine on the I/O thread.
+class WsConn final : public WebSocketConnection {
+ public:
+  WsConn(std::shared_ptr<LoopRef> loop, std::shared_ptr<Parked> writer, std::shared_ptr<Parked> reader,
+         size_t max_queue)
+      : loop_(std::move(loop)), writer_(std::move(writer)), reader_(std::move(reader)), max_queue_(max_queue) {}
+
+  SendResult Send(std::string data, bool binary) override {
+    SendResult r = SendResult::kOk;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closing_ || gone_) return SendResult::kClosed;
+      bytes_ += data.size();
+      queue_.emplace_back(std::move(data), binary);
+      if (bytes_ > max_queue_) {
+        full_ = true;
+        r = SendResult::kFull;
+      }
+    }
+    MakeWaker(loop_, writer_)();
+    return r;
+  }
+  void Close(uint16_t code, std::string reason) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closing_ || gone_) return;
+      closing_ = true;
+      close_code_ = code;
+      close_reason_ = std::move(reason);
+    }
+    MakeWaker(loop_, writer_)();
+  }
+  void ResumeReading() override { MakeWaker(loop_, reader_)(); }
+
+  // Writer side (I/O thread).
+  struct Batch {
+    std::deque<std::pair<std::string, bool>> messages;
+    bool close = false;
+    uint16_t code = 1000;
+    std::string reason;
+  };
+  Batch Take() {
+    std::lock_guard<std::mutex> lock(mu_);
+    Batch b;
+    b.messages.swap(queue_);
+    b.close = closing_;
+    b.code = close_code_;
+    b.reason = close_reason_;
+    return b;
+  }
+  // After a batch was written: bytes off the queue; true when a kFull
+  // producer should now be told (queue empty again).
+  bool Written(size_t n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    bytes_ -= std::min(bytes_, n);
+    if (full_ && queue_.empty()) {
+      full_ = false;
+      return true;
+    }
+    return false;
+  }
+  void MarkGone() {
+    std::lock_guard<std::mutex> lock(mu_);
+    gone_ = true;
+    queue_.clear();
+    bytes_ = 0;
+  }
+
+ private:
+  std::shared_ptr<LoopRef> loop_;
+  std::shared_ptr<Parked> writer_;
+  std::shared_ptr<Parked> reader_;
+  const size_t max_queue_;
+  std::mutex mu_;
+  std::deque<std::pair<std::string, bool>> queue_;
+  size_t bytes_ = 0;
+  bool full_ = false;
+  bool closing_ = false;
+  bool gone_ = false;
+  uint16_t close_code_ = 1000;
+  std::string close_reason_;
+};
+
 struct HttpServer::Impl {
   ServerOptions opts;
   Handler handler;
@@ -168,6 +269,7 @@ struct HttpServer::Impl {
   std::atomic<size_t> conns{0};
   std::atomic<int> in_handlers{0};
   std::atomic<size_t> queued{0};  // handlers posted to the pool, not yet started
+  std::atomic<size_t> websockets{0};
   bool stopping = false;  // I/O thread only
   std::atomic<bool> stopped{false};
   // Close hooks of live connections (I/O thread only).
@@ -262,7 +364,7 @@ awaitable<void> HttpServer::Impl::Serve(Socket socket, std::string remote) {
   // Shutdown may only interrupt a connection that is idle (waiting for a
   // request) or parked (stream, long-poll); a response being computed or
   // written is allowed to finish.
-  enum class Phase { kIdle, kBusy, kParked };
+  enum class Phase { kIdle, kBusy, kParked, kWebSocket };
   Phase phase = Phase::kIdle;
   std::shared_ptr<Parked> parked_now;
   auto closer_it = closers.insert(closers.end(), [&stream, &phase, &parked_now] {
@@ -270,6 +372,15 @@ awaitable<void> HttpServer::Impl::Serve(Socket socket, std::string remote) {
       beast::error_code ignored;
       stream.socket().shutdown(Protocol::socket::shutdown_receive, ignored);
       stream.cancel();
+    } else if (phase == Phase::kWebSocket) {
+      // Ends the reader (reading or paused); the writer follows.
+      beast::error_code ignored;
+      stream.socket().shutdown(Protocol::socket::shutdown_both, ignored);
+      stream.cancel();
+      if (parked_now && parked_now->alive) {
+        parked_now->pending = true;
+        parked_now->timer->cancel();
+      }
     } else if (phase == Phase::kParked && parked_now && parked_now->alive) {
       parked_now->pending = true;
       parked_now->timer->cancel();
@@ -325,6 +436,9 @@ awaitable<void> HttpServer::Impl::Serve(Socket socket, std::string remote) {
                              false, version);
       break;
     }
+    // Kept for the WebSocket handshake (the parser is moved below).
+    std::optional<bhttp::request<bhttp::empty_body>> upgrade_req;
+    if (bws::is_upgrade(head.get())) upgrade_req = head.get();
     const uint64_t declared = head.content_length().value_or(0);
     const std::string* expect = req.headers.Find("expect");
     const bool expect_continue = expect && IEquals(*expect, "100-continue");
@@ -596,6 +710,125 @@ awaitable<void> HttpServer::Impl::Serve(Socket socket, std::string remote) {
       continue;
     }
 
+    if (result.websocket) {
+      auto handler_ws = result.websocket;
+      if (!upgrade_req || !IsWebSocketUpgrade(req)) {
+        stream.expires_after(opts.write_timeout);
+        HttpResponse r = RenderError(426, "invalid_request_error",
+                                     "this route needs a WebSocket upgrade (Upgrade: websocket, "
+                                     "Sec-WebSocket-Version: 13)",
+                                     rid);
+        r.headers.Add("Upgrade", "websocket");
+        co_await WriteResponse(stream, r, rid, false, version);
+        break;
+      }
+      const WebSocketLimits limits = handler_ws->Limits();
+      stream.expires_never();  // the websocket stream runs its own timers
+      bws::stream<decltype(stream)&> ws(stream);
+      bws::stream_base::timeout to;
+      to.handshake_timeout = opts.write_timeout;
+      to.idle_timeout = limits.idle_timeout;
+      to.keep_alive_pings = true;
+      ws.set_option(to);
+      ws.read_message_max(limits.max_message_bytes);
+      ws.auto_fragment(false);
+      ws.set_option(bws::stream_base::decorator([rid](bws::response_type& res) {
+        res.set(bhttp::field::server, "warren");
+        res.set("request-id", rid);
+      }));
+      phase = Phase::kWebSocket;
+      auto [aec] = co_await ws.async_accept(*upgrade_req, kTuple);
+      if (aec) break;
+      websockets++;
+      asio::steady_timer writer_timer(ioc), reader_timer(ioc);
+      auto writer_parked = std::make_shared<Parked>();
+      writer_parked->timer = &writer_timer;
+      auto reader_parked = std::make_shared<Parked>();
+      reader_parked->timer = &reader_timer;
+      parked_now = reader_parked;
+      auto conn = std::make_shared<WsConn>(loop, writer_parked, reader_parked, limits.max_send_queue_bytes);
+      handler_ws->OnOpen(conn);
+      // Writer: drains the send queue; a Close() request ends it with a
+      // close frame (which also ends the reader).
+      auto writer_done = std::make_shared<bool>(false);
+      bool* reader_over = nullptr;
+      bool reader_over_flag = false;
+      reader_over = &reader_over_flag;
+      asio::co_spawn(
+          ioc,
+          [&ws, conn, writer_parked, reader_parked, writer_done, reader_over, handler_ws]() -> awaitable<void> {
+            for (;;) {
+              WsConn::Batch b = conn->Take();
+              bool failed = false;
+              size_t n = 0;
+              for (auto& [data, binary] : b.messages) {
+                ws.binary(binary);
+                auto [wec, wn] = co_await ws.async_write(asio::buffer(data), kTuple);
+                if (wec) {
+                  failed = true;
+                  break;
+                }
+                n += data.size();
+              }
+              if (failed || *reader_over) break;
+              if (conn->Written(n)) handler_ws->OnDrained();
+              if (b.messages.empty() && b.close) {
+                bws::close_reason cr(static_cast<bws::close_code>(b.code), b.reason);
+                co_await ws.async_close(cr, kTuple);
+                break;
+              }
+              if (!b.messages.empty()) continue;
+              if (writer_parked->pending) {
+                writer_parked->pending = false;
+                continue;
+              }
+              writer_parked->timer->expires_at(asio::steady_timer::time_point::max());
+              co_await writer_parked->timer->async_wait(kTuple);
+              writer_parked->pending = false;
+            }
+            conn->MarkGone();
+            *writer_done = true;
+            if (reader_parked->alive) reader_parked->timer->cancel();
+          },
+          asio::detached);
+      // Reader: one message at a time to the handler; paused while the
+      // handler asks (OnMessage false) until ResumeReading.
+      beast::flat_buffer rb;
+      for (;;) {
+        if (stopping) break;
+        auto [rec, rn] = co_await ws.async_read(rb, kTuple);
+        if (rec) break;
+        std::string_view data(static_cast<const char*>(rb.data().data()), rb.size());
+        bool more = handler_ws->OnMessage(data, ws.got_binary());
+        rb.consume(rb.size());
+        if (!more) {
+          while (!reader_parked->pending && !stopping && !*writer_done) {
+            reader_parked->timer->expires_at(asio::steady_timer::time_point::max());
+            co_await reader_parked->timer->async_wait(kTuple);
+          }
+          reader_parked->pending = false;
+          if (*writer_done) break;
+        }
+      }
+      reader_parked->alive = false;
+      *reader_over = true;
+      conn->MarkGone();
+      // Let the writer finish before `ws` goes away.
+      if (writer_parked->alive) writer_parked->timer->cancel();
+      beast::error_code ignored;
+      stream.socket().shutdown(Protocol::socket::shutdown_both, ignored);
+      stream.cancel();
+      while (!*writer_done) {
+        writer_parked->timer->cancel();
+        asio::steady_timer t(ioc, std::chrono::milliseconds(1));
+        co_await t.async_wait(kTuple);
+      }
+      writer_parked->alive = false;
+      websockets--;
+      handler_ws->OnClose();
+      break;
+    }
+
     if (result.stream) {
       auto src = result.stream;
       // Headers, then chunked frames until the source ends or the peer goes.
@@ -779,6 +1012,7 @@ uint16_t HttpServer::port() const { return impl_->port; }
 size_t HttpServer::queued_requests() const { return impl_->queued.load(); }
 
 size_t HttpServer::connections() const { return impl_->conns.load(); }
+size_t HttpServer::websockets() const { return impl_->websockets.load(); }
 
 void HttpServer::Stop(std::chrono::milliseconds grace) {
   Impl& s = *impl_;

@@ -2,8 +2,9 @@
 //
 // Threading: one I/O thread runs every socket (accept, parse, write, SSE
 // streams, long-polls); request handlers run on a small worker pool so that
-// blocking store calls never stall the loop. A streaming response (SSE) or a
-// long-poll is a parked coroutine on the I/O thread, not a thread.
+// blocking store calls never stall the loop. A streaming response (SSE), a
+// long-poll or an open WebSocket is a parked coroutine on the I/O thread,
+// not a thread.
 //
 // Limits: header and body sizes, read timeouts (headers, body, keep-alive
 // idle), a connection cap, and a write deadline that disconnects slow
@@ -110,14 +111,75 @@ class BodySource {
   virtual Result<bool> Read(std::string* out, size_t max) = 0;
 };
 
+// ---- WebSocket (RFC 6455), e.g. the sandbox terminal.
+//
+// A handler accepts an upgrade by returning a WebSocketHandler (after its own
+// checks: a refused upgrade is a plain HTTP response, in the API's error
+// envelope, sent before any 101). The server performs the handshake and
+// then parks the connection on the I/O thread like an SSE stream: a reader
+// and a writer coroutine, no thread. Beast stays inside http_server.cc.
+
+struct WebSocketLimits {
+  size_t max_message_bytes = 1 << 20;  // a larger client message closes with 1009
+  // No frame from the client for this long closes the connection; the
+  // server pings at half of it, so a live idle browser stays connected.
+  std::chrono::seconds idle_timeout{60};
+  // Send() reports kFull once this many bytes wait to be written: the
+  // producer pauses until OnDrained (output backpressure).
+  size_t max_send_queue_bytes = 1 << 20;
+};
+
+// The server's side of one open WebSocket, handed to the handler in OnOpen.
+// Thread-safe: Send, Close and ResumeReading may be called from any thread.
+class WebSocketConnection {
+ public:
+  virtual ~WebSocketConnection() = default;
+  enum class SendResult {
+    kOk,      // queued
+    kFull,    // queued, but the queue is over max_send_queue_bytes: pause until OnDrained
+    kClosed,  // dropped: the connection is closing or gone
+  };
+  virtual SendResult Send(std::string data, bool binary) = 0;
+  // Sends a close frame with `code` after the queued messages, then ends.
+  virtual void Close(uint16_t code, std::string reason) = 0;
+  // Reading paused by OnMessage returning false resumes.
+  virtual void ResumeReading() = 0;
+};
+
+// Implemented by the application. Callbacks run on the server's I/O thread,
+// one at a time, and must not block.
+class WebSocketHandler {
+ public:
+  virtual ~WebSocketHandler() = default;
+  virtual WebSocketLimits Limits() const { return {}; }
+  // Once, after the handshake. Keep `conn` to send.
+  virtual void OnOpen(std::shared_ptr<WebSocketConnection> conn) = 0;
+  // One client message. Return false to stop reading (input backpressure)
+  // until conn->ResumeReading().
+  virtual bool OnMessage(std::string_view data, bool binary) = 0;
+  // The send queue, after a kFull, has been written out.
+  virtual void OnDrained() {}
+  // Once, when the connection is over (closed by either side, timed out,
+  // failed, or the server stopped). Not called if the handshake failed
+  // before OnOpen.
+  virtual void OnClose() = 0;
+};
+
 // What a handler returns: a plain response, or headers plus a stream, or a
-// long-poll, or headers plus a chunked body.
+// long-poll, or headers plus a chunked body, or a WebSocket upgrade.
 struct HandlerResult {
   HttpResponse response;                 // for streams and bodies: status + headers only
   std::shared_ptr<StreamSource> stream;  // non-null => streaming response (SSE)
   std::shared_ptr<LongPoll> poll;        // non-null => parked long-poll
   std::shared_ptr<BodySource> body;      // non-null => chunked response body
+  // non-null => accept the WebSocket upgrade (a request that is not one is
+  // answered 426 upgrade_required in the error envelope).
+  std::shared_ptr<WebSocketHandler> websocket;
 };
+
+// True when the request asks for a WebSocket upgrade (GET, Upgrade:
+// websocket, Connection: upgrade, Sec-WebSocket-Key and version 13).
+bool IsWebSocketUpgrade(const HttpRequest& req);
 
 // A request body consumed as it arrives (uploads), instead of being
 // buffered whole under `max_body_bytes`. The server calls Write and then
@@ -194,6 +256,8 @@ class HttpServer final {
   size_t connections() const;
   // Requests waiting for a worker right now (for metrics and tests).
   size_t queued_requests() const;
+  // Open WebSocket connections (for metrics and tests).
+  size_t websockets() const;
 
  private:
   struct Impl;

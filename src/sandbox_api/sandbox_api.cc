@@ -461,6 +461,11 @@ void SandboxApi::Stop() {
   ticker_cv_.notify_all();
   if (ticker_.joinable()) ticker_.join();
   executor_.Stop();
+  {
+    // Programs of terminals still open are killed.
+    std::lock_guard<std::mutex> lock(pump_mu_);
+    pump_.reset();
+  }
   runtime_.Close();
 }
 
@@ -565,6 +570,11 @@ void SandboxApi::RegisterRoutes() {
   Route("PUT", "/v1/warren/sandboxes/{id}/labels", &SandboxApi::PutLabels);
   Route("GET", "/v1/warren/sandboxes/{id}/stats", &SandboxApi::SandboxStats);
   Route("POST", "/v1/warren/sandboxes/{id}/exec", &SandboxApi::Exec);
+  Route("POST", "/v1/warren/sandboxes/{id}/terminal_tickets", &SandboxApi::CreateTerminalTicket);
+  // No API key here (browsers cannot set headers on a WebSocket): the
+  // single-use ticket is the credential.
+  service_->router().Add("GET", "/v1/warren/sandboxes/{id}/terminal",
+                         [this](HttpRequest& req, const Params& params) { return OpenTerminal(req, params); });
   Route("POST", "/v1/warren/sandboxes/{id}/sessions", &SandboxApi::CreateSession);
   Route("GET", "/v1/warren/sandboxes/{id}/sessions", &SandboxApi::ListSessions);
   Route("GET", "/v1/warren/sandboxes/{id}/sessions/{sid}", &SandboxApi::GetSession);
@@ -1391,6 +1401,99 @@ Result<HandlerResult> SandboxApi::UploadDataset(HttpRequest& req, const Params& 
   WARREN_ASSIGN_OR_RETURN(auto rec, Live(rt, params.at("id")));
   WARREN_RETURN_IF_ERROR(PreparerFor(rt)->LoadDatasetBytes(rec.id, req.body, path));
   return Json200(Json{{"type", "dataset_loaded"}, {"path", path}, {"bytes", req.body.size()}});
+}
+
+// ---------------------------------------------------------------- terminal
+
+PtyPump* SandboxApi::Pump() {
+  std::lock_guard<std::mutex> lock(pump_mu_);
+  if (!pump_ && !stopped_.load()) pump_ = std::make_unique<PtyPump>();
+  return pump_.get();
+}
+
+Result<HandlerResult> SandboxApi::CreateTerminalTicket(HttpRequest& req, const Params& p, SandboxRuntime* rt) {
+  WARREN_ASSIGN_OR_RETURN(Json body, OptionalBody(req, {"cols", "rows", "command", "user", "cwd", "env"}));
+  TerminalSpec spec;
+  std::optional<int64_t> n;
+  WARREN_RETURN_IF_ERROR(api::ReadInt(body, "cols", "", 1, 1000, &n));
+  if (n) spec.pty.cols = static_cast<uint16_t>(*n);
+  n.reset();
+  WARREN_RETURN_IF_ERROR(api::ReadInt(body, "rows", "", 1, 1000, &n));
+  if (n) spec.pty.rows = static_cast<uint16_t>(*n);
+  if (body.contains("command") && !body["command"].is_null()) {
+    const Json& c = body["command"];
+    if (!c.is_array() || c.empty() || c.size() > 256)
+      return Invalid("command", "expected a non-empty array of strings (argv), at most 256");
+    for (size_t i = 0; i < c.size(); i++) {
+      if (!c[i].is_string() || c[i].get<std::string>().size() > 4096 ||
+          c[i].get<std::string>().find('\0') != std::string::npos)
+        return Invalid(api::IndexPath("command", i), "expected a string of at most 4096 bytes");
+      spec.pty.argv.push_back(c[i].get<std::string>());
+    }
+    if (spec.pty.argv[0].empty()) return Invalid("command[0]", "the program must not be empty");
+  }
+  std::optional<std::string> s;
+  WARREN_RETURN_IF_ERROR(api::ReadString(body, "user", "", {.nullable = true, .min = 1, .max = 64}, &s));
+  if (s) spec.pty.user = *s;
+  s.reset();
+  WARREN_RETURN_IF_ERROR(api::ReadString(body, "cwd", "", {.nullable = true, .min = 1, .max = 4096}, &s));
+  if (s) {
+    if ((*s)[0] != '/') return Invalid("cwd", "must be an absolute path");
+    spec.pty.cwd = *s;
+  }
+  WARREN_ASSIGN_OR_RETURN(spec.pty.env, ReadEnv(body));
+  WARREN_ASSIGN_OR_RETURN(auto rec, Live(rt, p.at("id")));
+  if (rec.state != sandbox::SandboxState::kStarted)
+    return Status::Conflict("sandbox " + rec.id + " is " + sandbox::StateName(rec.state) +
+                            ", not started; a terminal needs a running sandbox");
+  spec.sandbox_id = rec.id;
+  spec.sandbox_name = rec.name;
+  WARREN_ASSIGN_OR_RETURN(auto issued, tickets_.Issue(std::move(spec)));
+  return api::ApiService::JsonResult(Json{{"type", "terminal_ticket"},
+                                          {"ticket", issued.ticket},
+                                          {"sandbox_id", rec.id},
+                                          {"expires_at", FormatRfc3339(issued.expires_at_micros)}},
+                                     201);
+}
+
+HandlerResult SandboxApi::OpenTerminal(HttpRequest& req, const Params& params) {
+  // Refusals are plain HTTP answers in the error envelope, before any 101.
+  if (!http::IsWebSocketUpgrade(req)) {
+    HandlerResult r;
+    r.response = api::RenderError(426, "invalid_request_error",
+                                  "the terminal is a WebSocket: send Upgrade: websocket (Sec-WebSocket-Version: 13)",
+                                  req.request_id);
+    r.response.headers.Add("Upgrade", "websocket");
+    return r;
+  }
+  for (const auto& [k, v] : req.query)
+    if (k != "ticket") return Error(Invalid(k.substr(0, 64), "unknown query parameter (expected ticket)"), req);
+  auto ticket = req.Query("ticket");
+  if (!ticket || ticket->empty())
+    return Error(Status::Unauthenticated("a terminal needs ?ticket= from POST /v1/warren/sandboxes/{id}/terminal_tickets"),
+                 req);
+  auto spec = tickets_.Redeem(*ticket, params.at("id"));
+  if (!spec.ok()) return Error(spec.status(), req);
+  auto rt = runtime_.Get();
+  if (!rt.ok()) return Error(rt.status(), req);
+  auto rec = Live(*rt, spec->sandbox_id);
+  if (!rec.ok()) return Error(rec.status(), req);
+  if (rec->state != sandbox::SandboxState::kStarted)
+    return Error(Status::Conflict("sandbox " + rec->id + " is " + sandbox::StateName(rec->state) + ", not started"),
+                 req);
+  PtyPump* pump = Pump();
+  if (pump == nullptr) return Error(Status::Unavailable("the server is shutting down"), req);
+  if (!pump->status().ok()) return Error(pump->status(), req);
+  auto pty = (*rt)->OpenPty(rec->id, spec->pty);
+  if (!pty.ok()) {
+    // A command that does not exist is the caller's to fix.
+    if (pty.status().code() == Code::kNotFound) return Error(Invalid("command", pty.status().message()), req);
+    return Error(pty.status(), req);
+  }
+  log::Info("terminal.open", {{"sandbox_id", rec->id}, {"request_id", req.request_id}});
+  HandlerResult r;
+  r.websocket = pump->Bridge(std::move(*pty));
+  return r;
 }
 
 }  // namespace warren::sandbox_api

@@ -37,6 +37,7 @@
 #include "orchestrator/prepare.h"
 #include "sandbox/runtime.h"
 #include "sandbox_api/executor.h"
+#include "sandbox_api/terminal.h"
 
 namespace warren::sandbox_api {
 
@@ -159,6 +160,10 @@ class SandboxApi final {
   Result<http::HandlerResult> GetVolume(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
   Result<http::HandlerResult> DeleteVolume(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
   Result<http::HandlerResult> GetFeatures(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  // terminal (terminal.h): tickets, and the WebSocket that redeems one
+  Result<http::HandlerResult> CreateTerminalTicket(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  http::HandlerResult OpenTerminal(http::HttpRequest& req, const api::Params& params);
+  PtyPump* Pump();
   // preparation (orchestrator/prepare.h)
   Result<http::HandlerResult> PrepareSandbox(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
   Result<http::HandlerResult> UploadDataset(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
@@ -175,6 +180,9 @@ class SandboxApi final {
   std::mutex preparer_mu_;
   std::unique_ptr<orchestrator::Preparer> preparer_;  // made for the open runtime
   sandbox::SandboxRuntime* preparer_rt_ = nullptr;
+  TerminalTickets tickets_{Clock::Real()};
+  std::mutex pump_mu_;
+  std::unique_ptr<PtyPump> pump_;  // made on the first terminal; stopped in Stop()
 };
 
 }  // namespace warren::sandbox_api
