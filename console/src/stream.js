@@ -53,8 +53,10 @@ export class EventStream {
     let backoff = 500;
     while (!signal.aborted) {
       try {
-        if (this.mode === 'multiplexed') await this.runMultiplexed(signal);
-        else await this.runFallback(signal);
+        if (this.mode === 'multiplexed') {
+          await this.runMultiplexed(signal);
+          if (this.mode === 'fallback') continue; // the server has no multiplexed stream: switch at once
+        } else await this.runFallback(signal);
         backoff = 500;
       } catch (e) {
         if (signal.aborted) return;

@@ -68,9 +68,11 @@ export const toasts = signal([]);
 let toastId = 0;
 export function toast(message, tone = 'ok') {
   const id = ++toastId;
-  toasts.set([...toasts.get(), { id, message, tone }]);
+  toasts.set([...toasts.get(), { id, message, tone }].slice(-3));
   setTimeout(() => toasts.set(toasts.get().filter((t) => t.id !== id)), tone === 'bad' ? 7000 : 3500);
 }
+// A toast belongs to the page it was raised on.
+addEventListener('hashchange', () => toasts.set([]));
 export function Toasts() {
   const list = toasts.use();
   return html`<div class="toasts" role="status" aria-live="polite">

@@ -47,7 +47,14 @@ describe('web console in a browser', { skip }, () => {
       tools: [{ type: 'agent_toolset_20260401', default_config: { permission_policy: { type: 'always_ask' } } }],
     });
     await c.beta.agents.update(agent.id, { version: agent.version, system: 'You are careful. Ask before running anything.' });
-    await c.beta.agents.create({ name: 'Researcher', model: 'claude-sonnet-4-6', tools: [{ type: 'agent_toolset_20260401' }] });
+    const researcher = await c.beta.agents.create({ name: 'Researcher', model: 'claude-sonnet-4-6', tools: [{ type: 'agent_toolset_20260401' }] });
+    // A few other sessions, so the list looks like a day's work.
+    for (const [a, title, text] of [[researcher, 'Summarise the release notes', 'stream please'],
+      [researcher, 'Draft the quarterly report', 'Draft the quarterly report from the notes.'],
+      [agent, 'Clean up old branches', 'run: git branch --merged']]) {
+      const s = await c.beta.sessions.create({ agent: a.id, environment_id: env.id, title });
+      await c.beta.sessions.events.send(s.id, { events: [{ type: 'user.message', content: [{ type: 'text', text }] }] });
+    }
     mux = (await fx.call('GET', '/v1/warren/stream?session=sesn_probe_absent')).status !== 404
       || !/no route/.test((await fx.call('GET', '/v1/warren/stream')).text);
     const tk = await fx.call('POST', '/v1/warren/sandboxes/sbx_none/terminal_tickets', { cols: 80, rows: 24 });
@@ -234,6 +241,13 @@ describe('web console in a browser', { skip }, () => {
     await panel.locator('button.file-row[data-file="notes.txt"]').click();
     await panel.locator('pre.file-text').filter({ hasText: 'approved-by-console' }).waitFor();
     await shot('session-sandbox-files');
+    const [dl] = await Promise.all([page.waitForEvent('download'), panel.locator('button:text("Download")').click()]);
+    assert.equal(dl.suggestedFilename(), 'notes.txt');
+    const chunks = [];
+    for await (const ch of await dl.createReadStream()) chunks.push(ch);
+    assert.equal(Buffer.concat(chunks).toString(), 'approved-by-console\n');
+    await panel.locator('button:text("← Back")').click();
+    await panel.locator('button.file-row[data-file="notes.txt"]').waitFor();
     if (!terminal) {
       t.diagnostic('the server has no terminal route yet (CONSOLE_CONTRACT section 2): terminal step skipped');
       return;

@@ -73,10 +73,10 @@ function Overview({ sandbox }) {
   const row = (k, v) => html`<div><dt>${k}</dt><dd>${v}</dd></div>`;
   return html`<dl class="kv panel-pad">
     ${row('Snapshot', html`<span class="mono">${sandbox.snapshot || '—'}</span>`)}
-    ${row('CPUs', r.cpus || '—')}
-    ${row('Memory', r.memory_bytes ? bytes(r.memory_bytes) : '—')}
-    ${row('Disk', r.disk_bytes ? bytes(r.disk_bytes) : '—')}
-    ${row('Processes', r.pids || '—')}
+    ${row('CPUs', r.cpus || 'no limit')}
+    ${row('Memory', r.memory_bytes ? bytes(r.memory_bytes) : 'no limit')}
+    ${row('Disk', r.disk_bytes ? bytes(r.disk_bytes) : 'no limit')}
+    ${row('Processes', r.pids || 'no limit')}
     ${stats && row('Memory used', `${bytes(stats.memory_bytes)} (peak ${bytes(stats.memory_peak_bytes)})`)}
     ${stats && row('CPU time', `${(stats.cpu_usage_ns / 1e9).toFixed(2)} s`)}
     ${row('Network', sandbox.network?.type || '—')}
@@ -124,7 +124,7 @@ function Files({ id, start }) {
   return html`<div class="files">
     <nav class="crumbs" aria-label="Path">
       <button type="button" class="link" onClick=${() => (setPath('/'), setView(null))}>/</button>
-      ${parts.map((p, i) => html`<span class="faint">/</span><button type="button" class="link" onClick=${() => (setPath('/' + parts.slice(0, i + 1).join('/')), setView(null))}>${p}</button>`)}
+      ${parts.map((p, i) => html`${i > 0 && html`<span class="faint">/</span>`}<button type="button" class="link" onClick=${() => (setPath('/' + parts.slice(0, i + 1).join('/')), setView(null))}>${p}</button>`)}
       <button type="button" class="icon-btn" aria-label="Refresh" onClick=${reload}>↻</button>
     </nav>
     <${ErrorNote} error=${err} />

@@ -304,7 +304,9 @@ export function SessionPage({ id }) {
         </form>
         <p class="composer-hint faint">Enter sends · Shift+Enter new line · Esc interrupts</p>
       </div>
-      ${panel && html`<aside class="panel" aria-label="Sandbox"><${SandboxPanel} sessionId=${id} /></aside>`}
+      ${panel && html`<aside class="panel" aria-label="Sandbox">
+        <button type="button" class="icon-btn panel-close" aria-label="Close the sandbox panel" onClick=${() => setPanel(false)}>✕</button>
+        <${SandboxPanel} sessionId=${id} /></aside>`}
     </div>
   </section>`;
 }
