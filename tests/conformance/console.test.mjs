@@ -55,8 +55,10 @@ describe('web console in a browser', { skip }, () => {
       const s = await c.beta.sessions.create({ agent: a.id, environment_id: env.id, title });
       await c.beta.sessions.events.send(s.id, { events: [{ type: 'user.message', content: [{ type: 'text', text }] }] });
     }
-    mux = (await fx.call('GET', '/v1/warren/stream?session=sesn_probe_absent')).status !== 404
-      || !/no route/.test((await fx.call('GET', '/v1/warren/stream')).text);
+    // A bad query answers 400 from the multiplexed stream, 404 "no route" without it
+    // (a good one would open a stream that never ends).
+    const probe = await fx.call('GET', '/v1/warren/stream?probe=1');
+    mux = !(probe.status === 404 && /no route/.test(probe.text));
     const tk = await fx.call('POST', '/v1/warren/sandboxes/sbx_none/terminal_tickets', { cols: 80, rows: 24 });
     terminal = !(tk.status === 404 && /no route/.test(tk.text));
 
@@ -123,7 +125,8 @@ describe('web console in a browser', { skip }, () => {
     assert.equal(r.headers.get('cache-control'), 'public, max-age=31536000, immutable');
   });
 
-  test('create a session from the list and watch its events arrive live', async () => {
+  test('create a session from the list and watch its events arrive live', async (t) => {
+    t.diagnostic(mux ? 'server has GET /v1/warren/stream: the pages must use it' : 'server lacks GET /v1/warren/stream: the pages fall back to per-session streams');
     await page.click('button:text("New session")');
     await page.selectOption('#ns-agent', agent.id);
     await page.selectOption('#ns-env', env.id);
