@@ -37,7 +37,7 @@ export function SandboxPanel({ sessionId }) {
   return html`<${SandboxView} sandbox=${sb} compact onChange=${setSb} />`;
 }
 
-export function SandboxView({ sandbox, compact, onChange }) {
+export function SandboxView({ sandbox, compact, title, onChange }) {
   const [tab, setTab] = useState('overview');
   const [busy, run] = useAction();
   const id = sandbox.id;
@@ -45,7 +45,7 @@ export function SandboxView({ sandbox, compact, onChange }) {
   const tabs = [['overview', 'Overview'], ['files', 'Files'], ['terminal', 'Terminal']];
   return html`<div class="sandbox-view">
     <div class="panel-pad sv-head">
-      <div class="sv-title"><h2 class="panel-title">${compact ? 'Sandbox' : sandbox.name || sandbox.id}</h2><${Badge} status=${sandbox.state} /></div>
+      <div class="sv-title"><h2 class="panel-title">${title || 'Sandbox'}</h2><${Badge} status=${sandbox.state} /></div>
       ${compact && html`<a class="mono faint small-link" href=${`#/sandboxes/${id}`}>${id}</a>`}
       <div class="btn-row">
         ${sandbox.state === 'stopped' || sandbox.state === 'archived' ? html`<button type="button" class="ghost small" disabled=${!!busy} onClick=${() => act('start')}>Start</button>` : null}

@@ -85,6 +85,18 @@ export function SandboxesPage() {
   </section>`;
 }
 
+// The chain of ancestors (root first), this sandbox, and its children, nested.
+function Lineage({ sb, tree }) {
+  const idOf = (x) => (typeof x === 'string' ? x : x?.id);
+  const ancestors = [...(tree.ancestors || [])].reverse().map(idOf);
+  const children = (tree.children || []).map(idOf);
+  let node = html`<li><span class="tree-node current"><${Badge} status=${sb.state} label=" " /><strong>${sb.name || shortId(sb.id)}</strong> <span class="faint">(this)</span></span>
+    ${children.length > 0 && html`<ul>${children.map((c) => html`<li key=${c}><a class="tree-node mono" href=${`#/sandboxes/${c}`}>${shortId(c)}</a></li>`)}</ul>`}</li>`;
+  for (let i = ancestors.length - 1; i >= 0; i--)
+    node = html`<li><a class="tree-node mono" href=${`#/sandboxes/${ancestors[i]}`}>${shortId(ancestors[i])}</a><ul>${node}</ul></li>`;
+  return html`<ul class="tree" aria-label="Fork lineage">${node}</ul>`;
+}
+
 export function SandboxPage({ id }) {
   const [sb, err, reload, setSb] = useLoad(() => get(`/v1/warren/sandboxes/${id}`), [id]);
   const [tree, , reloadTree] = useLoad(() => get(`/v1/warren/sandboxes/${id}/tree`), [id, sb?.state]);
@@ -95,18 +107,14 @@ export function SandboxPage({ id }) {
   if (!sb) return html`<section class="page"><div class="center"><${Spinner} /></div></section>`;
   return html`<section class="page">
     <a href="#/sandboxes" class="back">← Sandboxes</a>
-    <${PageHead} title=${sb.name || 'Sandbox'} sub=${html`<${CopyId} id=${sb.id} />`}>
+    <${PageHead} title=${sb.name || (sb.parent ? `Fork of ${shortId(sb.parent)}` : 'Sandbox')} sub=${html`<${CopyId} id=${sb.id} />`}>
       <button type="button" class="ghost" disabled=${!!busy || sb.state === 'archived'} onClick=${fork}>Fork</button>
       <button type="button" class="danger-ghost" disabled=${!!busy} onClick=${() => confirm('Delete this sandbox and its files?') && remove()}>Delete</button>
     <//>
     <div class="grid-2">
-      <div class="card"><${SandboxView} sandbox=${sb} onChange=${setSb} /></div>
+      <div class="card"><${SandboxView} sandbox=${sb} title="Details" onChange=${setSb} /></div>
       <div class="card pad"><h2 class="panel-title">Lineage</h2>
-        ${tree ? html`<ul class="tree" aria-label="Fork tree">
-          ${[...(tree.ancestors || [])].reverse().map((a) => html`<li><a class="tree-node mono" href=${`#/sandboxes/${a.id || a}`}>${shortId(a.id || a)}</a></li>`)}
-          <li><span class="tree-node current"><${Badge} status=${sb.state} label=" " /><strong>${sb.name || shortId(sb.id)}</strong> <span class="faint">(this)</span></span>
-            ${(tree.children || []).length > 0 && html`<ul>${tree.children.map((c) => html`<li><a class="tree-node mono" href=${`#/sandboxes/${c.id || c}`}>${shortId(c.id || c)}</a></li>`)}</ul>`}</li>
-        </ul>` : html`<${Spinner} />`}
+        ${tree ? html`<${Lineage} sb=${sb} tree=${tree} />` : html`<${Spinner} />`}
       </div>
     </div>
   </section>`;

@@ -75,17 +75,18 @@ export function SessionsPage() {
           <p>Start one: pick an agent and an environment and say what to do.</p>
           <button type="button" class="primary" onClick=${() => setCreating(true)}>New session</button><//>`
       : html`<div class="table-wrap"><table class="table sessions">
-        <thead><tr><th scope="col">Status</th><th scope="col">Title</th><th scope="col">Agent</th>
-          <th scope="col" class="hide-sm">Environment</th><th scope="col" class="hide-sm">Tokens</th><th scope="col" class="num">Cost</th><th scope="col" class="num">Age</th></tr></thead>
+        <thead><tr><th scope="col">Status</th><th scope="col">Title</th><th scope="col" class="hide-sm">Agent</th>
+          <th scope="col" class="hide-sm">Environment</th><th scope="col" class="hide-sm">Tokens</th><th scope="col" class="num hide-sm">Cost</th><th scope="col" class="num hide-sm">Age</th></tr></thead>
         <tbody>${list.data.map((s) => html`<tr key=${s.id} class="row-link" data-session=${s.id}>
           <td><${Badge} status=${s.status} /></td>
           <td class="title-cell"><a href=${`#/sessions/${s.id}`}>${s.title || html`<span class="muted">Untitled</span>`}</a>
-            <div class="mono faint">${s.id}</div></td>
-          <td>${s.agent?.name || '—'}${s.agent?.version ? html` <span class="faint">v${s.agent.version}</span>` : ''}</td>
+            <div class="mono faint hide-sm">${s.id}</div>
+            <div class="show-sm faint small">${s.agent?.name || ''} · ${cost(s.usage?.list_cost)} · ${age(s.created_at)}</div></td>
+          <td class="hide-sm">${s.agent?.name || '—'}${s.agent?.version ? html` <span class="faint">v${s.agent.version}</span>` : ''}</td>
           <td class="hide-sm">${envName.get(s.environment_id) || html`<span class="mono faint">${s.environment_id}</span>`}</td>
           <td class="hide-sm mono">${tokens((s.usage?.input_tokens || 0) + (s.usage?.output_tokens || 0))}</td>
-          <td class="num mono">${cost(s.usage?.list_cost)}</td>
-          <td class="num faint" title=${s.created_at}>${age(s.created_at)}</td>
+          <td class="num mono hide-sm">${cost(s.usage?.list_cost)}</td>
+          <td class="num faint hide-sm" title=${s.created_at}>${age(s.created_at)}</td>
         </tr>`)}</tbody></table></div>
         <nav class="pager" aria-label="Pages">
           <button type="button" class="ghost" disabled=${pages.length < 2 || loading} onClick=${() => setPages(pages.slice(0, -1))}>← Newer</button>
