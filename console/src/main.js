@@ -1,4 +1,5 @@
 // The console's shell: login gate, navigation, hash routes, theme.
+import './csp.js';
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { html, Toasts, Field } from './ui.js';

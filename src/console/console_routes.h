@@ -12,8 +12,13 @@
 
 namespace warren::console {
 
-// The Content-Security-Policy sent with every console answer.
-extern const std::string_view kContentSecurityPolicy;
+// The Content-Security-Policy of a console answer. index.html gets a fresh
+// nonce per response (written into its <meta name="csp-nonce">, which the
+// page gives to the <style> elements xterm.js creates); other files none.
+std::string ContentSecurityPolicy(std::string_view style_nonce);
+
+// The placeholder in index.html that Serve replaces with the nonce.
+inline constexpr std::string_view kNoncePlaceholder = "__WARREN_CSP_NONCE__";
 
 // Adds GET /console, /console/{file} and /console/assets/{file}.
 void RegisterRoutes(api::Router* router);
