@@ -169,7 +169,9 @@ describe('web console in a browser', { skip }, () => {
     await card.locator('.approve-btn').waitFor();
     assert.equal(await card.getAttribute('data-state'), 'needs approval');
     await shot('session-approval');
-    await card.locator('.approve-btn').click();
+    // Keyboard: the approval is a real button, reachable and pressed with Enter.
+    await card.locator('.approve-btn').focus();
+    await page.keyboard.press('Enter');
     await page.waitForFunction(() => document.querySelector('.timeline article.tool')?.dataset.state === 'running');
     // The agent works (the call runs in the sandbox): Interrupt is offered.
     await page.locator('.working').waitFor();
@@ -325,6 +327,27 @@ describe('web console in a browser', { skip }, () => {
     for await (const e of c.beta.environments.list()) envs.push(e);
     const ld = envs.find((e) => e.name === 'locked-down');
     assert.deepEqual(ld.config.networking.allowed_hosts, ['pypi.org', 'api.github.com']);
+  });
+
+  test('accessible names: every control is labelled', async () => {
+    for (const hash of ['#/sessions', `#/sessions/${sid}`, '#/sandboxes', '#/snapshots', '#/agents', '#/environments']) {
+      await page.goto(`${base}/console/${hash}`);
+      await page.locator('main h1').first().waitFor();
+      await page.locator('main .table-wrap, main .cards, main .timeline [data-id], main .empty').first().waitFor();
+      const bad = await page.evaluate(() => {
+        const out = [];
+        for (const el of document.querySelectorAll('button, a[href], input, select, textarea')) {
+          if (el.closest('.xterm')) continue;
+          const name = (el.getAttribute('aria-label') || el.textContent || '').trim()
+            || (el.id && document.querySelector(`label[for="${el.id}"]`)?.textContent.trim())
+            || el.closest('label')?.textContent.trim() || el.getAttribute('placeholder');
+          if (!name) out.push(el.outerHTML.slice(0, 120));
+        }
+        if (document.querySelectorAll('main h1').length !== 1) out.push('one h1 per page');
+        return out;
+      });
+      assert.deepEqual(bad, [], `unlabelled controls on ${hash}`);
+    }
   });
 
   test('phone width and dark theme', async () => {
