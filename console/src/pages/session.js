@@ -266,7 +266,8 @@ export function SessionPage({ id }) {
       <div class="sh-main">
         <h1>${session ? session.title || 'Untitled session' : html`<${Spinner} />`}</h1>
         <div class="sh-meta">
-          ${session && html`<${Badge} status=${session.status} />`}
+          ${session && (session.status === 'idle' && info.inflight > 0
+            ? html`<${Badge} status="running" label="working" />` : html`<${Badge} status=${session.status} />`)}
           ${session && html`<span>${session.agent?.name}</span><span class="faint">v${session.agent?.version}</span>`}
           ${session && html`<${CopyId} id=${id} />`}
           ${session && html`<span class="faint" title=${session.created_at}>started ${age(session.created_at)}</span>`}

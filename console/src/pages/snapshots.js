@@ -3,7 +3,7 @@ import { useRef, useState } from 'preact/hooks';
 import { html, Empty, ErrorNote, PageHead, Spinner, Modal, Field, Badge, useLoad, useAction, toast } from '../ui.js';
 import { get, del, headers, errorFrom } from '../api.js';
 import { readSse } from '../sse.js';
-import { when, bytes } from '../util.js';
+import { when } from '../util.js';
 
 export function SnapshotsPage() {
   const [list, err, reload] = useLoad(() => get('/v1/warren/snapshots'), []);
@@ -17,11 +17,11 @@ export function SnapshotsPage() {
     ${list === undefined ? html`<div class="center"><${Spinner} /></div>`
       : list.data.length === 0 ? html`<${Empty} title="No snapshots yet"><p>Sandboxes use <code>builtin:minimal</code> until you build one.</p><//>`
       : html`<div class="table-wrap"><table class="table">
-        <thead><tr><th scope="col">Name</th><th scope="col" class="hide-sm">Base</th><th scope="col" class="num">Size</th><th scope="col" class="num hide-sm">Built</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
+        <thead><tr><th scope="col">Name</th><th scope="col" class="hide-sm">Base</th><th scope="col" class="num">Layers</th><th scope="col" class="num hide-sm">Built</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
         <tbody>${list.data.map((s) => html`<tr key=${s.name}>
           <td class="title-cell"><strong>${s.name}</strong><div class="mono faint">${(s.hash || s.id || '').slice(0, 19)}</div></td>
-          <td class="hide-sm mono">${s.base || s.parent || '—'}</td>
-          <td class="num mono">${bytes(s.size_bytes ?? s.bytes ?? s.size)}</td>
+          <td class="hide-sm mono">${(/^\s*FROM\s+(\S+)/im.exec(s.recipe || '') || [])[1] || (s.name.startsWith('builtin:') ? 'built in' : '—')}</td>
+          <td class="num mono">${Array.isArray(s.layers) ? s.layers.length : '—'}</td>
           <td class="num faint hide-sm">${when(s.created_at)}</td>
           <td class="num"><button type="button" class="ghost small" disabled=${!!busy} aria-label=${`Delete snapshot ${s.name}`}
             onClick=${() => confirm(`Delete snapshot ${s.name}?`) && run('del', async () => { await del(`/v1/warren/snapshots/${encodeURIComponent(s.name)}`); reload(); }, 'Snapshot deleted')}>Delete</button></td>
