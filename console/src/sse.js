@@ -27,6 +27,8 @@ export async function readSse(res, onFrame, signal) {
       buf += dec.decode(value, { stream: true });
       let nl;
       while ((nl = buf.search(/\r\n|\n|\r/)) >= 0) {
+        // A CR at the end of what arrived may be the first half of a CRLF.
+        if (buf[nl] === '\r' && nl === buf.length - 1) break;
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + (buf[nl] === '\r' && buf[nl + 1] === '\n' ? 2 : 1));
         flushLine(line);

@@ -28,6 +28,29 @@ function skipReason() {
 }
 const skip = skipReason();
 
+// The console's SSE reader (console/src/sse.js), fed in awkward pieces.
+test('console SSE reader: frames split anywhere, CRLF, comments, multi-line data, ids', async () => {
+  const { readSse } = await import(path.join(CONSOLE_DIR, 'src/sse.js'));
+  const text = ': ping\r\nevent: session_event\r\nid: sesn_1@sevt_1\r\ndata: {"a":\r\ndata: 1}\r\n\r\n'
+    + 'event: preview\ndata: {"b":"é"}\n\n: another ping\n\ndata: plain\n\nevent: cut\ndata: never ends';
+  const bytes = new TextEncoder().encode(text);
+  for (const size of [1, 2, 3, 7, bytes.length]) {
+    const body = new ReadableStream({
+      start(c) {
+        for (let i = 0; i < bytes.length; i += size) c.enqueue(bytes.slice(i, i + size));
+        c.close();
+      },
+    });
+    const frames = [];
+    await readSse(new Response(body), (f) => frames.push(f));
+    assert.deepEqual(frames, [
+      { event: 'session_event', data: '{"a":\n1}', id: 'sesn_1@sevt_1' },
+      { event: 'preview', data: '{"b":"é"}', id: null },
+      { event: 'message', data: 'plain', id: null },
+    ], `pieces of ${size} bytes`);
+  }
+});
+
 describe('web console in a browser', { skip }, () => {
   const fx = new Fixture('console', { script: SCRIPT });
   let ctx, page, profile, base, c, agent, env, sid;
