@@ -51,6 +51,42 @@ test('console SSE reader: frames split anywhere, CRLF, comments, multi-line data
   }
 });
 
+// The console's stream client (console/src/stream.js) over a scripted fetch: a
+// dropped connection is resumed with session=<id>@<last event id>, and an event
+// sent again after the reconnect is shown once.
+test('console stream client: resumes from the last event id, drops duplicates', async () => {
+  globalThis.sessionStorage ??= { getItem: () => 'sk-test', setItem() {}, removeItem() {} };
+  const { EventStream } = await import(path.join(CONSOLE_DIR, 'src/stream.js'));
+  const frame = (sid, id) => `event: session_event\nid: ${sid}@${id}\ndata: ${JSON.stringify({ session_id: sid, event: { id, type: 'agent.message' } })}\n\n`;
+  const urls = [];
+  const answers = [
+    frame('sesn_a', 'sevt_1') + frame('sesn_a', 'sevt_2'), // then the connection drops
+    frame('sesn_a', 'sevt_2') + frame('sesn_a', 'sevt_3'), // a server may repeat one
+  ];
+  const realFetch = globalThis.fetch;
+  let done;
+  const finished = new Promise((r) => (done = r));
+  globalThis.fetch = async (url, init) => {
+    urls.push(url);
+    assert.equal(init.headers['x-api-key'], 'sk-test');
+    const body = answers.shift();
+    if (body === undefined) { done(); return new Promise(() => {}); }
+    return new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream' } });
+  };
+  const seen = [];
+  const s = new EventStream({ sessions: ['sesn_a'], on: { event: (sid, ev) => seen.push(`${sid}/${ev.id}`) } }).start();
+  try {
+    await finished;
+  } finally {
+    s.stop();
+    globalThis.fetch = realFetch;
+  }
+  assert.deepEqual(seen, ['sesn_a/sevt_1', 'sesn_a/sevt_2', 'sesn_a/sevt_3']);
+  assert.equal(urls[0], '/v1/warren/stream?session=sesn_a');
+  assert.equal(urls[1], '/v1/warren/stream?session=sesn_a%40sevt_2');
+  assert.equal(urls[2], '/v1/warren/stream?session=sesn_a%40sevt_3');
+});
+
 describe('web console in a browser', { skip }, () => {
   const fx = new Fixture('console', { script: SCRIPT });
   let ctx, page, profile, base, c, agent, env, sid;
