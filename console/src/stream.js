@@ -149,6 +149,15 @@ export class EventStream {
     this.setState('live');
     while (!signal.aborted) {
       const r = await request('GET', '/v1/sessions' + qs({ limit: 100 }), undefined, { signal });
+      if (!r.next_page) {
+        // The whole list came back: a session no longer in it was deleted.
+        const now = new Set(r.data.map((s) => s.id));
+        for (const id of [...last.keys()])
+          if (!now.has(id)) {
+            last.delete(id);
+            this.on.session?.({ id, type: 'session_deleted' });
+          }
+      }
       for (const s of r.data) {
         const k = JSON.stringify([s.status, s.title, s.usage, s.updated_at]);
         if (last.get(s.id) !== k) {

@@ -89,7 +89,7 @@ test('console stream client: resumes from the last event id, drops duplicates', 
 
 describe('web console in a browser', { skip }, () => {
   const fx = new Fixture('console', { script: SCRIPT });
-  let ctx, page, profile, base, c, agent, env, sid;
+  let ctx, page, profile, base, c, agent, env, sid, draftId;
   let mux = false; // the server has GET /v1/warren/stream
   let terminal = false; // the server has terminal tickets
   const consoleErrors = [];
@@ -112,6 +112,7 @@ describe('web console in a browser', { skip }, () => {
       [researcher, 'Draft the quarterly report', 'Draft the quarterly report from the notes.'],
       [agent, 'Clean up old branches', 'run: git branch --merged']]) {
       const s = await c.beta.sessions.create({ agent: a.id, environment_id: env.id, title });
+      if (title.startsWith('Draft')) draftId = s.id;
       await c.beta.sessions.events.send(s.id, { events: [{ type: 'user.message', content: [{ type: 'text', text }] }] });
     }
     // A bad query answers 400 from the multiplexed stream, 404 "no route" without it
@@ -417,6 +418,10 @@ describe('web console in a browser', { skip }, () => {
     await page.goto(`${base}/console/#/sessions`);
     await page.locator(`tr[data-session="${sid}"]`).waitFor();
     await shot('phone-sessions');
+    // Live: a session deleted elsewhere leaves the list without a reload.
+    await page.locator(`tr[data-session="${draftId}"]`).waitFor();
+    await c.beta.sessions.delete(draftId);
+    await page.locator(`tr[data-session="${draftId}"]`).waitFor({ state: 'detached' });
     // Keyboard: the menu opens and a nav link is reachable.
     await page.click('.menu-btn');
     await page.locator('nav a:text("Agents")').waitFor();

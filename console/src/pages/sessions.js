@@ -35,6 +35,9 @@ export function SessionsPage() {
           setList((cur) => {
             if (!cur) return cur;
             const i = cur.data.findIndex((x) => x.id === obj.id);
+            // Deleted (or archived while archived ones are hidden): the row goes.
+            if (obj.type === 'session_deleted' || (obj.archived_at && !archived))
+              return i >= 0 ? { ...cur, data: cur.data.filter((x) => x.id !== obj.id) } : cur;
             if (i >= 0) {
               const data = cur.data.slice();
               data[i] = { ...data[i], ...obj };
@@ -49,7 +52,7 @@ export function SessionsPage() {
     }).start();
     const t = setInterval(() => tick((n) => n + 1), 30000);
     return () => (s.stop(), clearInterval(t));
-  }, [page, status, agent]);
+  }, [page, status, agent, archived]);
 
   const resetPaging = () => setPages([undefined]);
   return html`<section class="page">
