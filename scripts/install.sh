@@ -22,6 +22,8 @@ DEBS=(
   ripgrep nodejs unzip tar xz-utils ca-certificates curl jq
   # orchestrator preparation tests: a dumb-protocol git server and hostile tarballs
   python3
+  # web console browser tests (playwright-core drives Debian's chromium)
+  chromium
 )
 
 missing=()
@@ -45,5 +47,10 @@ fi
 # SDK's worker and toolset (spec section 9: Debian's node 20 lacks fs.glob).
 if [ -f tests/conformance/package-lock.json ]; then
   (cd tests/conformance && { [ -d node_modules ] && npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund --loglevel=error; })
+fi
+# The web console (console/): Vite and its packages (locked), built and
+# embedded into the binary by the CMake build (src/console/embed.cmake).
+if [ -f console/package-lock.json ]; then
+  (cd console && { [ -d node_modules ] && npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund --loglevel=error; })
 fi
 echo "install.sh: ok" >&2

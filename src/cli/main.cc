@@ -32,6 +32,9 @@
 #ifdef WARREN_HAVE_SANDBOX_API
 #include "sandbox_api/sandbox_api.h"
 #endif
+#ifdef WARREN_HAVE_CONSOLE
+#include "console/console_routes.h"
+#endif
 #ifdef WARREN_HAVE_ORCHESTRATOR
 #include "orchestrator/http_work_source.h"
 #include "orchestrator/local_work_source.h"
@@ -207,6 +210,9 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   api_opts.secret_box = &*secret_box;
   api_opts.sse_keepalive = std::chrono::milliseconds(cfg.sse_keepalive_ms);
   api::ApiService service(store.get(), &bus, &auth, Clock::Real(), api_opts);
+#ifdef WARREN_HAVE_CONSOLE
+  console::RegisterRoutes(&service.router());  // the web console at /console/ (docs/CONSOLE.md)
+#endif
 #ifdef WARREN_HAVE_SANDBOX_API
   // /v1/warren/ sandbox routes; the runtime opens on first use.
   sandbox_api::SandboxApiOptions sb_opts;
