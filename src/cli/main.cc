@@ -349,6 +349,8 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
     oo.archived_retention = std::chrono::minutes(cfg.orchestrator_archived_retention_minutes);
     oo.janitor_interval = std::chrono::milliseconds(cfg.orchestrator_janitor_interval_ms);
     oo.session_check_interval = std::chrono::milliseconds(cfg.orchestrator_session_check_interval_ms);
+    oo.runner_max_relaunches = cfg.orchestrator_runner_max_relaunches;
+    oo.relaunch_initial = std::chrono::milliseconds(cfg.orchestrator_relaunch_initial_ms);
     UsePreparer(sandbox_api.PreparerFor(orch_runtime), &oo);
     pkg_backend = std::make_unique<orchestrator::RuntimeSnapshotBackend>(orch_runtime);
     pkg_snapshots = std::make_unique<orchestrator::PackageSnapshots>(pkg_backend.get());
@@ -409,6 +411,7 @@ struct StandaloneArgs {
   std::string ca_file;
   std::string webhook_listen, webhook_secret;  // wake-up by webhook (secret also ANTHROPIC_WEBHOOK_SIGNING_KEY)
   int fallback_drain_ms = 30000;
+  int runner_max_relaunches = 3, relaunch_initial_ms = 200;
 };
 
 // `warren orchestrator`: the standalone orchestrator. Speaks only the
@@ -487,6 +490,8 @@ int Standalone(StandaloneArgs a) {
   oo.archived_retention = std::chrono::minutes(a.archived_retention_minutes);
   oo.janitor_interval = std::chrono::milliseconds(a.janitor_interval_ms);
   oo.session_check_interval = std::chrono::milliseconds(a.session_check_interval_ms);
+  oo.runner_max_relaunches = std::clamp(a.runner_max_relaunches, 0, 100);
+  oo.relaunch_initial = std::chrono::milliseconds(std::clamp(a.relaunch_initial_ms, 1, 600000));
   orchestrator::Preparer preparer(rt->get());
   UsePreparer(&preparer, &oo);
   // Wake-up by webhook: a small listener (put TLS in front of it).
@@ -617,6 +622,10 @@ int main(int argc, char** argv) {
   orch_cmd->add_option("--janitor-interval-ms", orch_args.janitor_interval_ms)->capture_default_str();
   orch_cmd->add_option("--session-check-interval-ms", orch_args.session_check_interval_ms)->capture_default_str();
   orch_cmd->add_option("--archived-retention-minutes", orch_args.archived_retention_minutes)->capture_default_str();
+  orch_cmd->add_option("--runner-max-relaunches", orch_args.runner_max_relaunches,
+                       "relaunches of a crashed runner per item, then the item is stopped")->capture_default_str();
+  orch_cmd->add_option("--relaunch-initial-ms", orch_args.relaunch_initial_ms,
+                       "backoff before the first relaunch (doubling)")->capture_default_str();
   orch_cmd->add_option("--webhook-listen", orch_args.webhook_listen,
                        "HOST:PORT of a webhook receiver (wake-up on session.status_run_started)");
   orch_cmd->add_option("--webhook-secret", orch_args.webhook_secret,

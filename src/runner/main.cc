@@ -121,6 +121,12 @@ int main(int argc, char** argv) {
   run->add_option("--session-id", session_id)->envname("ANTHROPIC_SESSION_ID");
   run->add_option("--work-id", work_id)->envname("ANTHROPIC_WORK_ID");
   run->add_option("--work-secret-file", secret_file)->envname("ANTHROPIC_WORK_SECRET_FILE");
+  bool resume_lease = false;
+  std::string call_journal;
+  run->add_flag("--resume-lease", resume_lease,
+                "take over the lease of a dead runner of the same delivery (supervisor relaunch)");
+  run->add_option("--call-journal", call_journal,
+                  "directory recording started and finished calls, so a relaunched runner never runs one twice");
   CLI::App* poll = app.add_subcommand("poll", "claim work items in a loop");
   add_common(poll);
   add_worker(poll);
@@ -164,6 +170,8 @@ int main(int argc, char** argv) {
   wopts.tools = topts;
   wopts.max_idle_ms = idle_ms;
   wopts.on_work = on_work == "in-process" ? "" : on_work;
+  wopts.resume_lease = resume_lease;
+  wopts.call_journal_dir = call_journal;
   if (env_id.empty()) {
     log::Error("--environment-id (ANTHROPIC_ENVIRONMENT_ID) is required");
     return 2;

@@ -131,7 +131,9 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
     int64_t ttl = kTtlDefaultMs;
     int64_t last_success = NowMs();
     std::string last = "NO_HEARTBEAT";
-    bool answer_lost = false;  // the previous beat got no answer: it may have been committed
+    // The previous beat got no answer: it may have been committed. A
+    // resumed lease starts that way: the dead runner's last beat is ours.
+    bool answer_lost = opts_.resume_lease;
     bool beat_now = false;     // adopted the server's token: renew at once, the lease still runs from the lost beat
     auto beat = [&] {
       ApiResult r = api.Heartbeat(env, work_id, last, std::chrono::milliseconds(interval),
@@ -273,6 +275,7 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
     ro.max_idle_ms = opts_.max_idle_ms;
     ro.tool_timeout_ms = opts_.tool_timeout_ms;
     ro.send_retry_window_ms = ttl_ms.load();
+    ro.call_journal_dir = opts_.call_journal_dir;
     ApiClient runner_api = api.WithToken(cred, "session-tool-runner");
     SessionRunner session_runner(&runner_api, &tools, ro);
     {

@@ -28,12 +28,13 @@ export function orchestratorSkipReason() {
 
 /** One `warren serve` with the orchestrator on, its own sandbox dir and cgroup prefix. */
 export class Fixture {
-  constructor(name, { script = SCRIPT, config = {} } = {}) {
+  constructor(name, { script = SCRIPT, config = {}, top = {} } = {}) {
     const tag = `${process.pid}-${randomBytes(3).toString('hex')}`;
     this.sbDir = `/var/tmp/warren-orch-${name}-${tag}`;
     this.prefix = `warren-orch-${tag}`;
     this.script = script;
     this.config = config;
+    this.top = top;  // top-level keys of warren.json (e.g. work_lease_ttl_seconds)
     this.srv = null;
     this.log = [];
   }
@@ -43,6 +44,7 @@ export class Fixture {
       mkdirSync(this.sbDir, { recursive: true });
       chmodSync(this.sbDir, 0o755);
       writeFileSync(path.join(dataDir, 'warren.json'), JSON.stringify({
+        ...this.top,
         orchestrator: {
           runner_path: RUNNER, runner_idle_ms: 1000, sandbox_idle_stop_ms: 1000, janitor_interval_ms: 200,
           session_check_interval_ms: 300, ...this.config,
