@@ -41,6 +41,7 @@
 #include "orchestrator/runner_relay.h"
 #include "orchestrator/webhooks.h"
 #include "cli/orchestrator_webhook.h"
+#include "cli/orchestrator_session_errors.h"
 #include "orchestrator/sandbox_host.h"
 #endif
 #ifdef WARREN_HAVE_ORCHESTRATOR_PARTS
@@ -334,6 +335,10 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
       if (!id.empty()) src_opts.self_hosted.push_back(id);
       pos = comma + 1;
     }
+    src_opts.fail_session = [st = store.get(), b = &bus, observers = std::vector<api::SessionObserver*>{&work_queue, &engine}](
+                                const std::string& session_id, const std::string& message) {
+      return ReportSessionFailure(st, b, observers, session_id, message);
+    };
     orch_source = std::make_unique<orchestrator::LocalWorkSource>(&work_queue, store.get(), src_opts);
     orch_host = std::make_unique<orchestrator::RuntimeSandboxHost>(orch_runtime);
     orchestrator::OrchestratorOptions oo;

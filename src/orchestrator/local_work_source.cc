@@ -96,6 +96,11 @@ Status LocalWorkSource::Stop(const WorkItem& item, bool force) {
   return r.status();
 }
 
+Status LocalWorkSource::FailItem(const WorkItem& item, const std::string& message) {
+  if (!options_.fail_session) return WorkSource::FailItem(item, message);
+  return options_.fail_session(item.session_id, message);
+}
+
 Result<Json> LocalWorkSource::GetSession(const std::string& /*environment_id*/, const std::string& session_id) {
   return store_->GetSession(session_id);
 }

@@ -99,6 +99,32 @@ Result<WorkItem> ParseWorkItem(const Json& work) {
   return w;
 }
 
+std::vector<std::string> UnansweredToolUses(const std::vector<Json>& events) {
+  std::vector<std::string> uses;
+  std::set<std::string> answered;
+  for (const Json& e : events) {
+    const std::string type = JsonString(e, "type");
+    if (type == "agent.tool_use") uses.push_back(JsonString(e, "id"));
+    else if (type == "user.tool_result" || type == "agent.tool_result") answered.insert(JsonString(e, "tool_use_id"));
+  }
+  std::vector<std::string> out;
+  for (auto& id : uses)
+    if (!id.empty() && !answered.count(id)) out.push_back(id);
+  return out;
+}
+
+Json FailedToolResult(const std::string& tool_use_id, const std::string& message) {
+  Json block = Json::object();
+  block["type"] = "text";
+  block["text"] = message;
+  Json e = Json::object();
+  e["type"] = "user.tool_result";
+  e["tool_use_id"] = tool_use_id;
+  e["is_error"] = true;
+  e["content"] = Json::array({block});
+  return e;
+}
+
 bool IsPermanent(const Status& s) {
   switch (s.code()) {
     case Code::kInvalidArgument:
@@ -335,6 +361,7 @@ void Orchestrator::HandleItem(const WorkItem& item) {
     if (IsPermanent(s)) {
       log::Warn("orchestrator.item_failed",
                 {{"work_id", item.id}, {"session_id", item.session_id}, {"error", s.ToString()}, {"permanent", true}});
+      ReportToSession(item, s);
       // The item cannot be served (stopped already, session gone, bad
       // metadata): release it so nothing waits on it.
       if (s.code() != Code::kConflict) (void)source_->Stop(item, true);
@@ -754,6 +781,23 @@ void Orchestrator::ScheduleRelaunch(const WorkItem& item, const std::string& san
                                                        {"delay_ms", delay.count()}});
 }
 
+void Orchestrator::ReportToSession(const WorkItem& item, const Status& s) {
+  // FailedPrecondition / InvalidArgument: the session's own setup cannot be
+  // served (its environment's packages, a prepared sandbox or a snapshot
+  // named in its metadata). Without a word to the session its calls would
+  // wait, and be delivered again, forever.
+  if (s.code() != Code::kFailedPrecondition && s.code() != Code::kInvalidArgument) return;
+  const std::string message = "Warren could not prepare the sandbox for this session: " + s.message();
+  Status r = source_->FailItem(item, message);
+  if (r.ok()) {
+    log::Info("orchestrator.session_error_reported", {{"work_id", item.id}, {"session_id", item.session_id},
+                                                      {"message", message}});
+  } else {
+    log::Warn("orchestrator.session_error_unreported",
+              {{"work_id", item.id}, {"session_id", item.session_id}, {"error", r.ToString()}});
+  }
+}
+
 void Orchestrator::Relaunch(const WorkItem& item, int attempt) {
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -774,6 +818,7 @@ void Orchestrator::Relaunch(const WorkItem& item, int attempt) {
       std::lock_guard<std::mutex> l(mu_);
       relaunch_count_.erase(item.id);
     }
+    ReportToSession(item, s);
     if (s.code() != Code::kConflict) (void)source_->Stop(item, true);
     return;
   }

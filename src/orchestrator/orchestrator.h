@@ -200,7 +200,9 @@ class Orchestrator final {
   // no exit status was written).
   void OnRunnerExit(const Runner& r, const std::string& status);
   void Relaunch(const WorkItem& item, int attempt);
-  void ReleaseDueRelaunches();  // moves relaunches whose backoff ended to the pool
+  void ReleaseDueRelaunches();
+  // A permanent failure that is the session's own: WorkSource::FailItem.
+  void ReportToSession(const WorkItem& item, const Status& s);  // moves relaunches whose backoff ended to the pool
   // Schedules relaunch `attempt` of `item`, or gives the item up after the cap.
   void ScheduleRelaunch(const WorkItem& item, const std::string& sandbox_id, int attempt, const std::string& why);
   Result<sandbox::SandboxRecord> EnsureSandbox(const WorkItem& item, const Json& session);

@@ -56,6 +56,12 @@ class FakeSource final : public WorkSource {
   }
   std::vector<std::string> Environments() override { return {"env_1"}; }
   void Interrupt() override {}
+  Status FailItem(const WorkItem& item, const std::string& message) override {
+    std::lock_guard<std::mutex> l(mu);
+    failed.push_back(item.session_id + ": " + message);
+    return Status::Ok();
+  }
+  std::vector<std::string> failed;
 
   std::mutex mu;
   std::vector<WorkItem> queue;
@@ -475,12 +481,18 @@ TEST_F(OrchestratorTest, SnapshotFromEnvironmentPackages) {
   o->HandleItem(Item("w3", "s3"));
   EXPECT_EQ(source.stopped, std::vector<std::string>{"w3:force"});
   EXPECT_EQ(sb.creates.size(), 2u);
+  // ... and the session is told why, in plain words (session.error and
+  // error results for its calls), so it neither waits nor loops.
+  ASSERT_EQ(source.failed.size(), 1u);
+  EXPECT_EQ(source.failed[0],
+            "s3: Warren could not prepare the sandbox for this session: config.packages: pip needs build networking");
   // A transient failure (a build that broke) is retried, not stopped.
   fail = Status::Unavailable("mirror down");
   source.sessions["s4"] = Session("s4", "running");
   o->HandleItem(Item("w4", "s4"));
   EXPECT_EQ(source.stopped.size(), 1u);
   EXPECT_EQ(sb.creates.size(), 2u);
+  EXPECT_EQ(source.failed.size(), 1u) << "a transient failure is not reported to the session";
 }
 
 TEST_F(OrchestratorTest, TransientFailuresAreRetried) {
