@@ -45,6 +45,13 @@ bool IsRunnerArgv(const std::vector<std::string>& argv) {
   return !argv.empty() && argv[0] == kRunnerPath && argv.size() > 1 && argv[1] == "run";
 }
 
+// The launch shell of LaunchRunner (and its subshell, which waits for the
+// runner): /bin/sh -c SCRIPT sh RUNNER run --work-id ... It lives as long as
+// its runner, and briefly before the runner exists.
+bool IsLauncherArgv(const std::vector<std::string>& argv) {
+  return argv.size() > 5 && argv[0] == "/bin/sh" && argv[3] == "sh" && argv[4] == kRunnerPath && argv[5] == "run";
+}
+
 std::string ArgAfter(const std::vector<std::string>& argv, const std::string& flag) {
   for (size_t i = 0; i + 1 < argv.size(); ++i)
     if (argv[i] == flag) return argv[i + 1];
@@ -534,18 +541,43 @@ Status Orchestrator::LaunchRunner(const WorkItem& item, const SandboxRecord& rec
       }
     }
   }
-  // A runner already serving this item (adopted after a restart)?
-  WARREN_ASSIGN_OR_RETURN(auto procs, sandboxes_->Processes(rec.id));
-  for (const auto& p : procs) {
-    if (IsRunnerArgv(p.argv) && ArgAfter(p.argv, "--work-id") == item.id) {
-      Track(Runner{item, rec.id, p.host_pid, p.start_time, -1, NowMs(), true});
-      return Status::Ok();
+  // A runner already serving this item (adopted after a restart)? A launch
+  // of an earlier incarnation of this process may still be under way (its
+  // shell survives a SIGKILL of the service and starts the runner a moment
+  // later): wait for it to settle rather than launch a second runner.
+  std::vector<SandboxProcess> procs;
+  for (int settle = 0;; ++settle) {
+    WARREN_ASSIGN_OR_RETURN(procs, sandboxes_->Processes(rec.id));
+    bool launching = false;
+    for (const auto& p : procs) {
+      if (IsRunnerArgv(p.argv) && ArgAfter(p.argv, "--work-id") == item.id) {
+        Track(Runner{item, rec.id, p.host_pid, p.start_time, -1, NowMs(), true});
+        log::Info("orchestrator.runner_adopted", {{"work_id", item.id}, {"session_id", item.session_id},
+                                                  {"sandbox", rec.id}});
+        return Status::Ok();
+      }
+      if (IsRunnerArgv(p.argv) && ArgAfter(p.argv, "--session-id") == item.session_id) {
+        if (resume) {
+          log::Info("orchestrator.relaunch_skipped", {{"work_id", item.id}, {"session_id", item.session_id},
+                                                      {"reason", "a runner of the session runs in its sandbox"}});
+          return Status::Ok();
+        }
+        // A runner of an earlier delivery (its lease lapsed while the
+        // service was down, say) is still winding down: it ends at its next
+        // heartbeat, after recording the result of a call in flight in the
+        // journal. Never two runners for one session: wait for it (retried
+        // with backoff).
+        return Status::Unavailable("a runner of an earlier delivery (" + ArgAfter(p.argv, "--work-id") +
+                                   ") still runs in sandbox " + rec.id);
+      }
+      if (IsLauncherArgv(p.argv) && ArgAfter(p.argv, "--session-id") == item.session_id) launching = true;
     }
-    if (resume && IsRunnerArgv(p.argv) && ArgAfter(p.argv, "--session-id") == item.session_id) {
-      log::Info("orchestrator.relaunch_skipped", {{"work_id", item.id}, {"session_id", item.session_id},
-                                                  {"reason", "a runner of the session runs in its sandbox"}});
-      return Status::Ok();
+    if (!launching) break;
+    if (settle >= 150 || stopping_) {
+      return Status::Unavailable("a launch of a runner for session " + item.session_id + " is still under way in sandbox " +
+                                 rec.id);
     }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   // The runner is detached inside the sandbox (its own session, output to
   // a log file there) so that it outlives this process; the subshell records
@@ -916,6 +948,28 @@ void Orchestrator::JanitorOne(const SandboxRecord& rec_in) {
     auto procs = sandboxes_->Processes(rec_in.id);
     if (!procs.ok()) return;
     quiet = std::all_of(procs->begin(), procs->end(), [](const SandboxProcess& p) { return p.ns_pid == 1; });
+    // A runner nobody supervises (its launch finished after a restart of
+    // this process had already re-adopted the sandbox): adopt it now, so
+    // that a crash of it is seen and relaunched.
+    for (const auto& p : *procs) {
+      if (!IsRunnerArgv(p.argv)) continue;
+      const std::string wid = ArgAfter(p.argv, "--work-id");
+      bool known;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        known = wid.empty() || runners_.count(wid) > 0;
+      }
+      if (known) continue;
+      WorkItem w;
+      w.id = wid;
+      w.session_id = ArgAfter(p.argv, "--session-id");
+      w.environment_id = ArgAfter(p.argv, "--environment-id");
+      w.type = "session";
+      w.secret = RunnerSecret(p.host_pid);
+      Track(Runner{w, rec_in.id, p.host_pid, p.start_time, -1, NowMs(), true});
+      log::Info("orchestrator.runner_adopted", {{"work_id", wid}, {"session_id", w.session_id}, {"sandbox", rec_in.id},
+                                                {"by", "janitor"}});
+    }
     std::lock_guard<std::mutex> l(mu_);
     for (const auto& [id, r] : runners_)
       if (r.sandbox_id == rec_in.id) quiet = false;

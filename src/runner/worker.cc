@@ -135,6 +135,7 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
     // resumed lease starts that way: the dead runner's last beat is ours.
     bool answer_lost = opts_.resume_lease;
     bool beat_now = false;     // adopted the server's token: renew at once, the lease still runs from the lost beat
+    bool retry_soon = false;   // the last beat failed transiently
     auto beat = [&] {
       ApiResult r = api.Heartbeat(env, work_id, last, std::chrono::milliseconds(interval),
                                   [&] { return lease.done(); });
@@ -213,11 +214,18 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
         return;
       }
       log::Warn("transient heartbeat failure", {{"work_id", work_id}, {"error", r.Describe()}});
+      // Try again soon, not a whole interval later: the interval is half the
+      // TTL, so one failed beat (a service restarting for a second) followed
+      // by a full interval would land the next beat right on the lease's
+      // expiry.
+      retry_soon = true;
     };
     beat();
     first_beat_done.store(true);
     while (!lease.done()) {
-      if (!beat_now && lease.WaitFor(interval)) break;
+      const int64_t wait = retry_soon ? std::min<int64_t>(interval, JitterMs(500, 1500)) : interval;
+      retry_soon = false;
+      if (!beat_now && lease.WaitFor(wait)) break;
       beat_now = false;
       beat();
     }
