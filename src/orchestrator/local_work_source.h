@@ -50,6 +50,9 @@ class LocalWorkSource final : public WorkSource {
   void Interrupt() override;
   void Invalidate() override;
   Status FailItem(const WorkItem& item, const std::string& message) override;
+  // Held items of the cloud environments (only this orchestrator serves
+  // them), the newest 1000 items of each environment.
+  Result<std::vector<WorkItem>> HeldItems() override;
 
  private:
   Status Refresh();

@@ -162,6 +162,7 @@ Orchestrator::~Orchestrator() {
 Status Orchestrator::Start() {
   stopping_ = false;
   Adopt();
+  ResumeHeldItems();
   for (int i = 0; i < options_.max_concurrent_items; ++i) workers_.emplace_back([this] { WorkerLoop(); });
   poller_ = std::thread([this] { PollLoop(); });
   supervisor_ = std::thread([this] { SupervisorLoop(); });
@@ -677,6 +678,24 @@ void Orchestrator::Adopt() {
       Track(Runner{w, rec.id, p.host_pid, p.start_time, -1, NowMs(), true});
       log::Info("orchestrator.runner_adopted", {{"work_id", w.id}, {"session_id", w.session_id}, {"sandbox", rec.id}});
     }
+  }
+}
+
+void Orchestrator::ResumeHeldItems() {
+  auto held = source_->HeldItems();
+  if (!held.ok()) {
+    log::Warn("orchestrator.resume_failed", {{"error", held.status().ToString()}});
+    return;
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  for (WorkItem& w : *held) {
+    if (w.type != "session" || w.session_id.empty() || runners_.count(w.id)) continue;  // adopted: its runner lives
+    // Relaunched like a crashed runner (resume the lease), a moment later
+    // so that a launch of the previous incarnation still under way is seen
+    // by LaunchRunner (which then adopts its runner instead).
+    log::Info("orchestrator.item_resumed", {{"work_id", w.id}, {"session_id", w.session_id}});
+    const std::string id = w.id;
+    relaunches_[id] = PendingRelaunch{std::move(w), "", 1, NowMs() + 300};
   }
 }
 

@@ -211,6 +211,11 @@ class Orchestrator final {
   Status LaunchRunner(const WorkItem& item, const sandbox::SandboxRecord& rec, bool resume = false);
   void Track(Runner r);
   void Adopt();
+  // After Adopt: items whose lease we hold but whose runner is gone (the
+  // process died between the ack and the launch, or the runner died while
+  // it was down) are relaunched with --resume-lease instead of waiting for
+  // their lease to lapse.
+  void ResumeHeldItems();
   // Archives the sandbox (if any) of a session that is gone.
   void ArchiveFor(const sandbox::SandboxRecord& rec, const std::string& why);
   void JanitorOne(const sandbox::SandboxRecord& rec);

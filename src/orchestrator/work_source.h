@@ -69,6 +69,12 @@ class WorkSource {
   virtual Status FailItem(const WorkItem& item, const std::string& message) {
     return Status::Unimplemented("this work source cannot report failures to the session");
   }
+  // Items whose lease this orchestrator may hold (acked, not stopped), with
+  // fresh credentials, for a source that knows nobody else serves them (the
+  // embedded source's cloud environments). After a restart the orchestrator
+  // resumes those that have no live runner (a SIGKILL between the ack and
+  // the launch) instead of waiting for their lease to lapse. Default: none.
+  virtual Result<std::vector<WorkItem>> HeldItems() { return std::vector<WorkItem>(); }
 };
 
 // The agent.tool_use ids among `events` (a session's events, in order) that

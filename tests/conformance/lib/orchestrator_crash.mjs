@@ -81,7 +81,7 @@ export async function runCrashCampaign({ seed, points = 54, report = () => {} })
   const fx = new Fixture('crash', {
     script: CRASH_SCRIPT,
     top: { work_lease_ttl_seconds: 10 },
-    config: { runner_idle_ms: 400, sandbox_idle_stop_ms: 400, janitor_interval_ms: 100, session_check_interval_ms: 300 },
+    config: { runner_idle_ms: 300, sandbox_idle_stop_ms: 300, janitor_interval_ms: 50, session_check_interval_ms: 300 },
   });
   // Every JSON line of the service (Fixture.log keeps the orchestrator's).
   let lines = [];
