@@ -97,14 +97,25 @@ export async function runCrashCampaign({ seed, points = 54, report = () => {} })
   const kills = [];
   const sessions = new Map();  // id -> { tags: [] }
   let twoRunners = null;
+  // Two runner processes of one session seen in two samples at least 30 ms
+  // apart (a duplicate launch that loses the runner's flock exits within a
+  // few ms without serving anything; one that serves lives for seconds).
+  let suspect = new Map();  // session -> { pids, at }
   const sample = () => {
+    const seen = new Map();
     for (const [sid, pids] of runnersBySession(new Set(sessions.keys()))) {
-      if (pids.length > 1 && !twoRunners) {
+      if (pids.length < 2) continue;
+      const key = pids.slice().sort().join(',');
+      const before = suspect.get(sid);
+      seen.set(sid, before && before.key === key ? before : { key, at: Date.now() });
+      if (!before || before.key !== key || Date.now() - before.at < 30) continue;
+      if (!twoRunners) {
         const argv = pids.map((p) => { try { return readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' '); } catch { return '(gone)'; } });
         const mine = fx.log.filter((l) => l.session_id === sid || JSON.stringify(l).includes(sid)).map((l) => JSON.stringify(l));
         twoRunners = `session ${sid} has runners ${pids.join(', ')}: ${argv.join(' | ')}\n${mine.join('\n')}`;
       }
     }
+    suspect = seen;
   };
   let failed = true;
   const t0 = Date.now();
