@@ -1,5 +1,6 @@
 // warren: the command-line entry point (serve, keys, and the subsystems'
 // commands). Scriptable: machine-readable output on stdout, logs on stderr.
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -8,6 +9,8 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -50,6 +53,22 @@
 
 namespace warren::cli {
 namespace {
+
+// flock(LOCK_EX) that waits up to `grace` for the holder to go away. A
+// predecessor killed a moment ago (SIGKILL, then an immediate restart) can
+// leave helpers it had forked but not yet exec'd (sandbox exec and init
+// helpers) holding its descriptors, this lock's included, for a few
+// milliseconds more; a restart must not fail, or run without its
+// orchestrator, because of them. A live server holds the lock for good and
+// still gets the error.
+bool FlockWithGrace(int fd, std::chrono::milliseconds grace = std::chrono::milliseconds(3000)) {
+  const auto end = std::chrono::steady_clock::now() + grace;
+  for (;;) {
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return true;
+    if (errno != EWOULDBLOCK || std::chrono::steady_clock::now() >= end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
 
 int Fail(const Status& s) {
   std::fprintf(stderr, "warren: %s\n", s.ToString().c_str());
@@ -151,7 +170,7 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
 
   // One server per data directory.
   UniqueFd lock(::open((cfg.data_dir + "/warren.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!lock || ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0)
+  if (!lock || !FlockWithGrace(lock.get()))
     return Fail(Status::Unavailable("another warren serve is using " + cfg.data_dir));
 
   api::Authenticator auth(store.get());
@@ -237,7 +256,7 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
       // same sandboxes (docs/ORCHESTRATOR.md, "several orchestrators").
       std::string lock_path = sb_opts.runtime.data_dir + "/orchestrator.lock";
       orch_lock.reset(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-      if (!orch_lock || ::flock(orch_lock.get(), LOCK_EX | LOCK_NB) != 0) {
+      if (!orch_lock || !FlockWithGrace(orch_lock.get())) {
         orch_off_reason = "another orchestrator holds " + lock_path;
       } else {
         orch_runtime = *rt;
@@ -446,7 +465,7 @@ int Standalone(StandaloneArgs a) {
   std::error_code ec;
   std::filesystem::create_directories(ro.data_dir, ec);
   UniqueFd lock(::open((ro.data_dir + "/orchestrator.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!lock || ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0)
+  if (!lock || !FlockWithGrace(lock.get()))
     return Fail(Status::Unavailable("another orchestrator is using " + ro.data_dir +
                                     " (one orchestrator per sandbox data dir; docs/ORCHESTRATOR.md)"));
   auto rt = sandbox::SandboxRuntime::Open(ro);
