@@ -64,6 +64,10 @@ std::vector<Key> Keys(ServeConfig* c) {
        &c->orchestrator_webhook_secret},
       {"orchestrator.fallback_drain_ms", "WARREN_ORCHESTRATOR_FALLBACK_DRAIN_MS", Key::kInt,
        &c->orchestrator_fallback_drain_ms},
+      {"orchestrator.runner_max_relaunches", "WARREN_ORCHESTRATOR_RUNNER_MAX_RELAUNCHES", Key::kInt,
+       &c->orchestrator_runner_max_relaunches},
+      {"orchestrator.relaunch_initial_ms", "WARREN_ORCHESTRATOR_RELAUNCH_INITIAL_MS", Key::kInt,
+       &c->orchestrator_relaunch_initial_ms},
       // Environment shortcuts into the "model" object.
       {"provider", "WARREN_MODEL_PROVIDER", Key::kModelField, &c->model},
       {"script", "WARREN_MODEL_SCRIPT", Key::kModelField, &c->model},
@@ -127,6 +131,10 @@ Status Check(const ServeConfig& c) {
   if (c.orchestrator_janitor_interval_ms < 10) return Status::InvalidArgument("orchestrator.janitor_interval_ms must be at least 10");
   if (c.orchestrator_fallback_drain_ms < 100)
     return Status::InvalidArgument("orchestrator.fallback_drain_ms must be at least 100");
+  if (c.orchestrator_runner_max_relaunches < 0 || c.orchestrator_runner_max_relaunches > 100)
+    return Status::InvalidArgument("orchestrator.runner_max_relaunches must be 0..100");
+  if (c.orchestrator_relaunch_initial_ms < 1 || c.orchestrator_relaunch_initial_ms > 600000)
+    return Status::InvalidArgument("orchestrator.relaunch_initial_ms must be 1..600000");
   if (c.orchestrator_reclaim_older_than_ms < 1)
     return Status::InvalidArgument("orchestrator.reclaim_older_than_ms must be at least 1");
   if (c.orchestrator_unrestricted_network != "isolated" && c.orchestrator_unrestricted_network != "none")

@@ -69,6 +69,8 @@ struct ServeConfig {
   // on session.status_run_started and every fallback_drain_ms.
   std::string orchestrator_webhook_secret;
   int orchestrator_fallback_drain_ms = 30000;
+  int orchestrator_runner_max_relaunches = 3;  // relaunches of a crashed runner per item, then the item is stopped
+  int orchestrator_relaunch_initial_ms = 200;  // backoff before the first relaunch (doubling)
   // The model provider (models::ModelConfigFromJson keys); scripted offline
   // by default.
   Json model = Json{{"provider", "scripted"}};

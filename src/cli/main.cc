@@ -1,5 +1,6 @@
 // warren: the command-line entry point (serve, keys, and the subsystems'
 // commands). Scriptable: machine-readable output on stdout, logs on stderr.
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -8,6 +9,8 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -45,6 +48,7 @@
 #include "orchestrator/runner_relay.h"
 #include "orchestrator/webhooks.h"
 #include "cli/orchestrator_webhook.h"
+#include "cli/orchestrator_session_errors.h"
 #include "orchestrator/sandbox_host.h"
 #endif
 #ifdef WARREN_HAVE_ORCHESTRATOR_PARTS
@@ -53,6 +57,22 @@
 
 namespace warren::cli {
 namespace {
+
+// flock(LOCK_EX) that waits up to `grace` for the holder to go away. A
+// predecessor killed a moment ago (SIGKILL, then an immediate restart) can
+// leave helpers it had forked but not yet exec'd (sandbox exec and init
+// helpers) holding its descriptors, this lock's included, for a few
+// milliseconds more; a restart must not fail, or run without its
+// orchestrator, because of them. A live server holds the lock for good and
+// still gets the error.
+bool FlockWithGrace(int fd, std::chrono::milliseconds grace = std::chrono::milliseconds(3000)) {
+  const auto end = std::chrono::steady_clock::now() + grace;
+  for (;;) {
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return true;
+    if (errno != EWOULDBLOCK || std::chrono::steady_clock::now() >= end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
 
 int Fail(const Status& s) {
   std::fprintf(stderr, "warren: %s\n", s.ToString().c_str());
@@ -175,7 +195,7 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
 
   // One server per data directory.
   UniqueFd lock(::open((cfg.data_dir + "/warren.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!lock || ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0)
+  if (!lock || !FlockWithGrace(lock.get()))
     return Fail(Status::Unavailable("another warren serve is using " + cfg.data_dir));
 
   api::Authenticator auth(store.get());
@@ -268,7 +288,7 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
       // same sandboxes (docs/ORCHESTRATOR.md, "several orchestrators").
       std::string lock_path = sb_opts.runtime.data_dir + "/orchestrator.lock";
       orch_lock.reset(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-      if (!orch_lock || ::flock(orch_lock.get(), LOCK_EX | LOCK_NB) != 0) {
+      if (!orch_lock || !FlockWithGrace(orch_lock.get())) {
         orch_off_reason = "another orchestrator holds " + lock_path;
       } else {
         orch_runtime = *rt;
@@ -367,6 +387,10 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
       if (!id.empty()) src_opts.self_hosted.push_back(id);
       pos = comma + 1;
     }
+    src_opts.fail_session = [st = store.get(), b = &bus, observers = std::vector<api::SessionObserver*>{&work_queue, &engine}](
+                                const std::string& session_id, const std::string& message) {
+      return ReportSessionFailure(st, b, observers, session_id, message);
+    };
     orch_source = std::make_unique<orchestrator::LocalWorkSource>(&work_queue, store.get(), src_opts);
     orch_host = std::make_unique<orchestrator::RuntimeSandboxHost>(orch_runtime);
     orchestrator::OrchestratorOptions oo;
@@ -382,6 +406,8 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
     oo.archived_retention = std::chrono::minutes(cfg.orchestrator_archived_retention_minutes);
     oo.janitor_interval = std::chrono::milliseconds(cfg.orchestrator_janitor_interval_ms);
     oo.session_check_interval = std::chrono::milliseconds(cfg.orchestrator_session_check_interval_ms);
+    oo.runner_max_relaunches = cfg.orchestrator_runner_max_relaunches;
+    oo.relaunch_initial = std::chrono::milliseconds(cfg.orchestrator_relaunch_initial_ms);
     UsePreparer(sandbox_api.PreparerFor(orch_runtime), &oo);
     pkg_backend = std::make_unique<orchestrator::RuntimeSnapshotBackend>(orch_runtime);
     pkg_snapshots = std::make_unique<orchestrator::PackageSnapshots>(pkg_backend.get());
@@ -448,6 +474,7 @@ struct StandaloneArgs {
   std::string ca_file;
   std::string webhook_listen, webhook_secret;  // wake-up by webhook (secret also ANTHROPIC_WEBHOOK_SIGNING_KEY)
   int fallback_drain_ms = 30000;
+  int runner_max_relaunches = 3, relaunch_initial_ms = 200;
 };
 
 // `warren orchestrator`: the standalone orchestrator. Speaks only the
@@ -478,7 +505,7 @@ int Standalone(StandaloneArgs a) {
   std::error_code ec;
   std::filesystem::create_directories(ro.data_dir, ec);
   UniqueFd lock(::open((ro.data_dir + "/orchestrator.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!lock || ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0)
+  if (!lock || !FlockWithGrace(lock.get()))
     return Fail(Status::Unavailable("another orchestrator is using " + ro.data_dir +
                                     " (one orchestrator per sandbox data dir; docs/ORCHESTRATOR.md)"));
   auto rt = sandbox::SandboxRuntime::Open(ro);
@@ -528,6 +555,8 @@ int Standalone(StandaloneArgs a) {
   oo.archived_retention = std::chrono::minutes(a.archived_retention_minutes);
   oo.janitor_interval = std::chrono::milliseconds(a.janitor_interval_ms);
   oo.session_check_interval = std::chrono::milliseconds(a.session_check_interval_ms);
+  oo.runner_max_relaunches = std::clamp(a.runner_max_relaunches, 0, 100);
+  oo.relaunch_initial = std::chrono::milliseconds(std::clamp(a.relaunch_initial_ms, 1, 600000));
   orchestrator::Preparer preparer(rt->get());
   UsePreparer(&preparer, &oo);
   // Wake-up by webhook: a small listener (put TLS in front of it).
@@ -660,6 +689,10 @@ int main(int argc, char** argv) {
   orch_cmd->add_option("--janitor-interval-ms", orch_args.janitor_interval_ms)->capture_default_str();
   orch_cmd->add_option("--session-check-interval-ms", orch_args.session_check_interval_ms)->capture_default_str();
   orch_cmd->add_option("--archived-retention-minutes", orch_args.archived_retention_minutes)->capture_default_str();
+  orch_cmd->add_option("--runner-max-relaunches", orch_args.runner_max_relaunches,
+                       "relaunches of a crashed runner per item, then the item is stopped")->capture_default_str();
+  orch_cmd->add_option("--relaunch-initial-ms", orch_args.relaunch_initial_ms,
+                       "backoff before the first relaunch (doubling)")->capture_default_str();
   orch_cmd->add_option("--webhook-listen", orch_args.webhook_listen,
                        "HOST:PORT of a webhook receiver (wake-up on session.status_run_started)");
   orch_cmd->add_option("--webhook-secret", orch_args.webhook_secret,

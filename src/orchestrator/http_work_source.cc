@@ -86,6 +86,29 @@ Result<Json> HttpWorkSource::GetSession(const std::string& /*environment_id*/, c
   return Call("GET", "/v1/sessions/" + session_id, "", 30000);
 }
 
+Status HttpWorkSource::FailItem(const WorkItem& item, const std::string& message) {
+  // A client cannot post session.error: the pending built-in calls are
+  // answered with an error that carries the message (the model and the
+  // user see it), which also keeps them from being delivered again.
+  std::vector<Json> events;
+  std::string page;
+  for (int pages = 0; pages < 100; ++pages) {
+    std::string path = "/v1/sessions/" + item.session_id + "/events?limit=1000";
+    if (!page.empty()) path += "&page=" + page;
+    WARREN_ASSIGN_OR_RETURN(Json j, Call("GET", path, "", 30000));
+    if (!j.is_object() || !j.contains("data") || !j["data"].is_array()) break;
+    for (const Json& e : j["data"]) events.push_back(e);
+    if (!j.contains("next_page") || !j["next_page"].is_string() || j["next_page"].get<std::string>().empty()) break;
+    page = j["next_page"].get<std::string>();
+  }
+  Json out = Json::array();
+  for (const std::string& id : UnansweredToolUses(events)) out.push_back(FailedToolResult(id, message));
+  if (out.empty()) return Status::Ok();
+  Json body = Json::object();
+  body["events"] = out;
+  return Call("POST", "/v1/sessions/" + item.session_id + "/events", DumpJson(body), 30000).status();
+}
+
 void HttpWorkSource::Interrupt() { cancel_.Cancel(); }
 
 }  // namespace warren::orchestrator

@@ -39,6 +39,7 @@ class HttpWorkSource final : public WorkSource {
   Result<Json> GetSession(const std::string& environment_id, const std::string& session_id) override;
   std::vector<std::string> Environments() override { return {options_.environment_id}; }
   void Interrupt() override;
+  Status FailItem(const WorkItem& item, const std::string& message) override;
 
  private:
   Result<Json> Call(const std::string& method, const std::string& path, const std::string& body,

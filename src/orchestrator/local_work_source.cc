@@ -96,6 +96,33 @@ Status LocalWorkSource::Stop(const WorkItem& item, bool force) {
   return r.status();
 }
 
+Result<std::vector<WorkItem>> LocalWorkSource::HeldItems() {
+  std::vector<WorkItem> out;
+  if (!options_.serve_cloud) return out;
+  store::PageSpec page;
+  page.limit = 1000;
+  WARREN_ASSIGN_OR_RETURN(store::Page envs, store_->ListEnvironments(false, page));
+  for (const Json& env : envs.items) {
+    if (!env.contains("config") || !env["config"].is_object() || env["config"].value("type", "") != "cloud") continue;
+    const std::string env_id = env.value("id", "");
+    WARREN_ASSIGN_OR_RETURN(store::Page items, store_->ListWork(env_id, page));
+    for (const Json& w : items.items) {
+      const std::string state = w.is_object() ? w.value("state", "") : "";
+      if (state != "starting" && state != "active") continue;
+      auto fresh = queue_->Reissue(env_id, w.value("id", ""));
+      if (!fresh.ok()) continue;  // stopped or lapsed meanwhile
+      auto item = ParseWorkItem(*fresh);
+      if (item.ok()) out.push_back(std::move(item).value());
+    }
+  }
+  return out;
+}
+
+Status LocalWorkSource::FailItem(const WorkItem& item, const std::string& message) {
+  if (!options_.fail_session) return WorkSource::FailItem(item, message);
+  return options_.fail_session(item.session_id, message);
+}
+
 Result<Json> LocalWorkSource::GetSession(const std::string& /*environment_id*/, const std::string& session_id) {
   return store_->GetSession(session_id);
 }

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <string>
@@ -29,6 +30,9 @@ struct LocalWorkSourceOptions {
   std::vector<std::string> self_hosted;  // environment ids
   std::chrono::milliseconds refresh{2000};
   std::string worker_id = "warren-orchestrator";
+  // WorkSource::FailItem for the embedded service (wired by `warren serve`:
+  // appends session.error and error tool results through the service).
+  std::function<Status(const std::string& session_id, const std::string& message)> fail_session;
 };
 
 class LocalWorkSource final : public WorkSource {
@@ -45,6 +49,10 @@ class LocalWorkSource final : public WorkSource {
   std::vector<std::string> Environments() override;
   void Interrupt() override;
   void Invalidate() override;
+  Status FailItem(const WorkItem& item, const std::string& message) override;
+  // Held items of the cloud environments (only this orchestrator serves
+  // them), the newest 1000 items of each environment.
+  Result<std::vector<WorkItem>> HeldItems() override;
 
  private:
   Status Refresh();

@@ -1,5 +1,7 @@
 #include "orchestrator/orchestrator.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -43,6 +45,13 @@ bool IsRunnerArgv(const std::vector<std::string>& argv) {
   return !argv.empty() && argv[0] == kRunnerPath && argv.size() > 1 && argv[1] == "run";
 }
 
+// The launch shell of LaunchRunner (and its subshell, which waits for the
+// runner): /bin/sh -c SCRIPT sh RUNNER run --work-id ... It lives as long as
+// its runner, and briefly before the runner exists.
+bool IsLauncherArgv(const std::vector<std::string>& argv) {
+  return argv.size() > 5 && argv[0] == "/bin/sh" && argv[3] == "sh" && argv[4] == kRunnerPath && argv[5] == "run";
+}
+
 std::string ArgAfter(const std::vector<std::string>& argv, const std::string& flag) {
   for (size_t i = 0; i + 1 < argv.size(); ++i)
     if (argv[i] == flag) return argv[i + 1];
@@ -50,6 +59,33 @@ std::string ArgAfter(const std::vector<std::string>& argv, const std::string& fl
 }
 
 bool Live(SandboxState s) { return s != SandboxState::kDestroyed && s != SandboxState::kDestroying; }
+
+// ANTHROPIC_WORK_SECRET from the environment of a host process ("" when
+// unreadable).
+std::string RunnerSecret(pid_t pid) {
+  std::string path = "/proc/" + std::to_string(pid) + "/environ";
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  std::string env;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0 || env.size() > (1u << 20)) break;
+    env.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  static constexpr std::string_view kKey = "ANTHROPIC_WORK_SECRET=";
+  size_t pos = 0;
+  while (pos < env.size()) {
+    size_t end = env.find('\0', pos);
+    if (end == std::string::npos) end = env.size();
+    std::string_view e(env.data() + pos, end - pos);
+    if (e.substr(0, kKey.size()) == kKey) return std::string(e.substr(kKey.size()));
+    pos = end + 1;
+  }
+  return "";
+}
 
 }  // namespace
 
@@ -68,6 +104,32 @@ Result<WorkItem> ParseWorkItem(const Json& work) {
   w.raw = work;
   w.raw["secret"] = nullptr;
   return w;
+}
+
+std::vector<std::string> UnansweredToolUses(const std::vector<Json>& events) {
+  std::vector<std::string> uses;
+  std::set<std::string> answered;
+  for (const Json& e : events) {
+    const std::string type = JsonString(e, "type");
+    if (type == "agent.tool_use") uses.push_back(JsonString(e, "id"));
+    else if (type == "user.tool_result" || type == "agent.tool_result") answered.insert(JsonString(e, "tool_use_id"));
+  }
+  std::vector<std::string> out;
+  for (auto& id : uses)
+    if (!id.empty() && !answered.count(id)) out.push_back(id);
+  return out;
+}
+
+Json FailedToolResult(const std::string& tool_use_id, const std::string& message) {
+  Json block = Json::object();
+  block["type"] = "text";
+  block["text"] = message;
+  Json e = Json::object();
+  e["type"] = "user.tool_result";
+  e["tool_use_id"] = tool_use_id;
+  e["is_error"] = true;
+  e["content"] = Json::array({block});
+  return e;
 }
 
 bool IsPermanent(const Status& s) {
@@ -100,6 +162,7 @@ Orchestrator::~Orchestrator() {
 Status Orchestrator::Start() {
   stopping_ = false;
   Adopt();
+  ResumeHeldItems();
   for (int i = 0; i < options_.max_concurrent_items; ++i) workers_.emplace_back([this] { WorkerLoop(); });
   poller_ = std::thread([this] { PollLoop(); });
   supervisor_ = std::thread([this] { SupervisorLoop(); });
@@ -219,7 +282,7 @@ bool Orchestrator::ClaimBatch(int block_ms, int* failures) {
   std::lock_guard<std::mutex> l(mu_);
   stats_.items_claimed += static_cast<int64_t>(batch.size() + dupes.size());
   stats_.items_deduped += static_cast<int64_t>(dupes.size());
-  for (auto& w : batch) items_.push_back(std::move(w));
+  for (auto& w : batch) items_.push_back(Job{std::move(w), 0});
   cv_.notify_all();
   return true;
 }
@@ -268,16 +331,20 @@ void Orchestrator::PollLoop() {
 
 void Orchestrator::WorkerLoop() {
   while (true) {
-    WorkItem item;
+    Job job;
     {
       std::unique_lock<std::mutex> l(mu_);
       cv_.wait(l, [this] { return stopping_ || !items_.empty(); });
       if (stopping_) return;  // queued items are acked later by redelivery
-      item = std::move(items_.front());
+      job = std::move(items_.front());
       items_.pop_front();
       ++busy_;
     }
-    HandleItem(item);
+    if (job.relaunch > 0) {
+      Relaunch(job.item, job.relaunch);
+    } else {
+      HandleItem(job.item);
+    }
     {
       std::lock_guard<std::mutex> l(mu_);
       --busy_;
@@ -302,6 +369,7 @@ void Orchestrator::HandleItem(const WorkItem& item) {
     if (IsPermanent(s)) {
       log::Warn("orchestrator.item_failed",
                 {{"work_id", item.id}, {"session_id", item.session_id}, {"error", s.ToString()}, {"permanent", true}});
+      ReportToSession(item, s);
       // The item cannot be served (stopped already, session gone, bad
       // metadata): release it so nothing waits on it.
       if (s.code() != Code::kConflict) (void)source_->Stop(item, true);
@@ -321,7 +389,7 @@ void Orchestrator::HandleItem(const WorkItem& item) {
   }
 }
 
-Status Orchestrator::ServeItem(const WorkItem& item) {
+Status Orchestrator::ServeItem(const WorkItem& item, bool resume) {
   auto session = source_->GetSession(item.environment_id, item.session_id);
   if (!session.ok()) {
     if (session.status().code() == Code::kNotFound) {
@@ -340,7 +408,7 @@ Status Orchestrator::ServeItem(const WorkItem& item) {
     return Status::Ok();
   }
   WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, EnsureSandbox(item, *session));
-  return LaunchRunner(item, rec);
+  return LaunchRunner(item, rec, resume);
 }
 
 std::vector<sandbox::HostBind> Orchestrator::RunnerBinds() const {
@@ -466,18 +534,59 @@ Result<SandboxRecord> Orchestrator::EnsureSandbox(const WorkItem& item, const Js
   return rec;
 }
 
-Status Orchestrator::LaunchRunner(const WorkItem& item, const SandboxRecord& rec) {
+Status Orchestrator::LaunchRunner(const WorkItem& item, const SandboxRecord& rec, bool resume) {
   {
     std::lock_guard<std::mutex> l(mu_);
     if (runners_.count(item.id)) return Status::Ok();  // already served (a redelivery of an item we run)
-  }
-  // A runner already serving this item (adopted after a restart)?
-  WARREN_ASSIGN_OR_RETURN(auto procs, sandboxes_->Processes(rec.id));
-  for (const auto& p : procs) {
-    if (IsRunnerArgv(p.argv) && ArgAfter(p.argv, "--work-id") == item.id) {
-      Track(Runner{item, rec.id, p.host_pid, p.start_time, -1, NowMs(), true});
-      return Status::Ok();
+    if (resume) {
+      // Never two runners for one session: a relaunch yields to any live
+      // runner of the session (it serves the session's calls).
+      for (const auto& [id, r] : runners_) {
+        if (r.item.session_id == item.session_id) {
+          log::Info("orchestrator.relaunch_skipped", {{"work_id", item.id}, {"session_id", item.session_id},
+                                                      {"reason", "runner " + id + " serves the session"}});
+          return Status::Ok();
+        }
+      }
     }
+  }
+  // A runner already serving this item (adopted after a restart)? A launch
+  // of an earlier incarnation of this process may still be under way (its
+  // shell survives a SIGKILL of the service and starts the runner a moment
+  // later): wait for it to settle rather than launch a second runner.
+  std::vector<SandboxProcess> procs;
+  for (int settle = 0;; ++settle) {
+    WARREN_ASSIGN_OR_RETURN(procs, sandboxes_->Processes(rec.id));
+    bool launching = false;
+    for (const auto& p : procs) {
+      if (IsRunnerArgv(p.argv) && ArgAfter(p.argv, "--work-id") == item.id) {
+        Track(Runner{item, rec.id, p.host_pid, p.start_time, -1, NowMs(), true});
+        log::Info("orchestrator.runner_adopted", {{"work_id", item.id}, {"session_id", item.session_id},
+                                                  {"sandbox", rec.id}});
+        return Status::Ok();
+      }
+      if (IsRunnerArgv(p.argv) && ArgAfter(p.argv, "--session-id") == item.session_id) {
+        if (resume) {
+          log::Info("orchestrator.relaunch_skipped", {{"work_id", item.id}, {"session_id", item.session_id},
+                                                      {"reason", "a runner of the session runs in its sandbox"}});
+          return Status::Ok();
+        }
+        // A runner of an earlier delivery (its lease lapsed while the
+        // service was down, say) is still winding down: it ends at its next
+        // heartbeat, after recording the result of a call in flight in the
+        // journal. Never two runners for one session: wait for it (retried
+        // with backoff).
+        return Status::Unavailable("a runner of an earlier delivery (" + ArgAfter(p.argv, "--work-id") +
+                                   ") still runs in sandbox " + rec.id);
+      }
+      if (IsLauncherArgv(p.argv) && ArgAfter(p.argv, "--session-id") == item.session_id) launching = true;
+    }
+    if (!launching) break;
+    if (settle >= 150 || stopping_) {
+      return Status::Unavailable("a launch of a runner for session " + item.session_id + " is still under way in sandbox " +
+                                 rec.id);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   // The runner is detached inside the sandbox (its own session, output to
   // a log file there) so that it outlives this process; the subshell records
@@ -485,13 +594,16 @@ Status Orchestrator::LaunchRunner(const WorkItem& item, const SandboxRecord& rec
   const std::string dir = kRunnerStateDir;
   // (The subshell's own stdio is redirected too, or the exec would wait
   // for the runner to close its output pipes.)
-  std::string script = "mkdir -p " + dir + " \"" + options_.workdir + "\" || exit 1; ( \"$@\" >>" + dir +
+  std::string script = "mkdir -p " + dir + " \"" + options_.workdir + "\" || exit 1; rm -f " + dir +
+                       "/$ANTHROPIC_WORK_ID.exit; ( \"$@\" >>" + dir +
                        "/$ANTHROPIC_WORK_ID.log 2>&1; echo $? >" + dir +
                        "/$ANTHROPIC_WORK_ID.exit ) </dev/null >/dev/null 2>&1 & exit 0";
   sandbox::ExecRequest req;
   req.argv = {"/bin/sh", "-c", script, "sh", kRunnerPath, "run", "--work-id", item.id, "--session-id",
               item.session_id, "--environment-id", item.environment_id, "--workdir", options_.workdir,
-              "--max-idle", std::to_string(options_.runner_max_idle.count()) + "ms", "--log-format", "json"};
+              "--max-idle", std::to_string(options_.runner_max_idle.count()) + "ms", "--log-format", "json",
+              "--call-journal", dir + "/calls"};
+  if (resume) req.argv.push_back("--resume-lease");
   req.env = {"ANTHROPIC_WORK_ID=" + item.id, "ANTHROPIC_WORK_SECRET=" + item.secret,
              "ANTHROPIC_BASE_URL=" + options_.runner_base_url};
   if (Label(rec, kLabelPrepared) == "true" && options_.prepared_runner_env) {
@@ -568,9 +680,30 @@ void Orchestrator::Adopt() {
       w.environment_id = ArgAfter(p.argv, "--environment-id");
       w.type = "session";
       if (w.id.empty()) continue;
+      // The delivery's credentials, so that a crash of this runner can be
+      // relaunched with them (its environment, read through /proc).
+      w.secret = RunnerSecret(p.host_pid);
       Track(Runner{w, rec.id, p.host_pid, p.start_time, -1, NowMs(), true});
       log::Info("orchestrator.runner_adopted", {{"work_id", w.id}, {"session_id", w.session_id}, {"sandbox", rec.id}});
     }
+  }
+}
+
+void Orchestrator::ResumeHeldItems() {
+  auto held = source_->HeldItems();
+  if (!held.ok()) {
+    log::Warn("orchestrator.resume_failed", {{"error", held.status().ToString()}});
+    return;
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  for (WorkItem& w : *held) {
+    if (w.type != "session" || w.session_id.empty() || runners_.count(w.id)) continue;  // adopted: its runner lives
+    // Relaunched like a crashed runner (resume the lease), a moment later
+    // so that a launch of the previous incarnation still under way is seen
+    // by LaunchRunner (which then adopts its runner instead).
+    log::Info("orchestrator.item_resumed", {{"work_id", w.id}, {"session_id", w.session_id}});
+    const std::string id = w.id;
+    relaunches_[id] = PendingRelaunch{std::move(w), "", 1, NowMs() + 300};
   }
 }
 
@@ -592,8 +725,9 @@ void Orchestrator::SupervisorLoop() {
         ids.push_back(id);
       }
     }
+    ReleaseDueRelaunches();
     if (dead.empty()) {
-      int n = ::poll(fds.data(), fds.size(), 250);
+      int n = ::poll(fds.data(), fds.size(), 100);
       if (n > 0) {
         for (size_t i = 0; i < fds.size(); ++i)
           if (fds[i].revents != 0) dead.push_back(ids[i]);
@@ -610,18 +744,144 @@ void Orchestrator::SupervisorLoop() {
         if (r.pidfd >= 0) ::close(r.pidfd);
       }
       std::string status = "unknown";
-      auto f = sandboxes_->ReadFile(r.sandbox_id, std::string(kRunnerStateDir) + "/" + id + ".exit");
-      if (f.ok()) {
-        status = *f;
-        while (!status.empty() && (status.back() == '\n' || status.back() == ' ')) status.pop_back();
+      // The subshell writes the status right after the runner's exit: a
+      // short wait covers the race with the pidfd.
+      for (int i = 0; i < 20; ++i) {
+        auto f = sandboxes_->ReadFile(r.sandbox_id, std::string(kRunnerStateDir) + "/" + id + ".exit");
+        if (f.ok() && !f->empty()) {
+          status = *f;
+          while (!status.empty() && (status.back() == '\n' || status.back() == ' ')) status.pop_back();
+          break;
+        }
+        if (stopping_) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
       }
-      bool clean = status == "0";
-      // A crashed runner keeps its item's lease until it lapses; the item
-      // is then delivered again and served by a new runner.
-      log::Info(clean ? "orchestrator.runner_exited" : "orchestrator.runner_crashed",
-                {{"work_id", id}, {"session_id", r.item.session_id}, {"sandbox", r.sandbox_id}, {"exit", status}});
+      OnRunnerExit(r, status);
     }
   }
+}
+
+void Orchestrator::ReleaseDueRelaunches() {
+  std::lock_guard<std::mutex> l(mu_);
+  const int64_t now = NowMs();
+  bool any = false;
+  for (auto it = relaunches_.begin(); it != relaunches_.end();) {
+    if (it->second.due_ms > now) {
+      ++it;
+      continue;
+    }
+    items_.push_back(Job{std::move(it->second.item), it->second.attempt});
+    it = relaunches_.erase(it);
+    any = true;
+  }
+  if (any) cv_.notify_all();
+}
+
+void Orchestrator::OnRunnerExit(const Runner& r, const std::string& status) {
+  const std::string& id = r.item.id;
+  // 0: the idle window ended or the item stopped. 3: the lease was lost
+  // (the item is someone else's now). 2: a usage error, which a relaunch
+  // cannot fix. Anything else (a signal: 128+N, a failure, no status at
+  // all) is a crash.
+  if (status == "0" || status == "2" || status == "3") {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      relaunch_count_.erase(id);
+    }
+    log::Info("orchestrator.runner_exited",
+              {{"work_id", id}, {"session_id", r.item.session_id}, {"sandbox", r.sandbox_id}, {"exit", status}});
+    return;
+  }
+  int attempt;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    ++stats_.runners_crashed;
+    attempt = relaunch_count_[id] + 1;
+  }
+  log::Warn("orchestrator.runner_crashed",
+            {{"work_id", id}, {"session_id", r.item.session_id}, {"sandbox", r.sandbox_id}, {"exit", status}});
+  ScheduleRelaunch(r.item, r.sandbox_id, attempt, "runner exited " + status);
+}
+
+void Orchestrator::ScheduleRelaunch(const WorkItem& item, const std::string& sandbox_id, int attempt,
+                                    const std::string& why) {
+  if (stopping_) return;  // the next start re-adopts or the lease lapses
+  const bool no_secret = item.secret.empty();
+  if (no_secret || attempt > options_.runner_max_relaunches) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      relaunch_count_.erase(item.id);
+      ++stats_.items_given_up;
+    }
+    log::Error("orchestrator.runner_gave_up",
+               {{"work_id", item.id},
+                {"session_id", item.session_id},
+                {"sandbox", sandbox_id},
+                {"relaunches", attempt - 1},
+                {"error", why},
+                {"reason", no_secret ? "the item's credentials are unknown (adopted runner)"
+                                     : "the runner kept crashing"},
+                {"action", "work item force-stopped; the queue delivers the session's pending calls again"}});
+    Status s = source_->Stop(item, true);
+    if (!s.ok()) log::Warn("orchestrator.stop_failed", {{"work_id", item.id}, {"error", s.ToString()}});
+    return;
+  }
+  auto delay = options_.relaunch_initial * (1 << std::min(attempt - 1, 10));
+  delay = std::min(delay, options_.retry_max);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    relaunches_[item.id] = PendingRelaunch{item, sandbox_id, attempt, NowMs() + delay.count()};
+    if (!sandbox_id.empty()) memo_[sandbox_id].quiet_since = 0;
+  }
+  log::Info("orchestrator.runner_relaunch_scheduled", {{"work_id", item.id},
+                                                       {"session_id", item.session_id},
+                                                       {"attempt", attempt},
+                                                       {"max", options_.runner_max_relaunches},
+                                                       {"delay_ms", delay.count()}});
+}
+
+void Orchestrator::ReportToSession(const WorkItem& item, const Status& s) {
+  // FailedPrecondition / InvalidArgument: the session's own setup cannot be
+  // served (its environment's packages, a prepared sandbox or a snapshot
+  // named in its metadata). Without a word to the session its calls would
+  // wait, and be delivered again, forever.
+  if (s.code() != Code::kFailedPrecondition && s.code() != Code::kInvalidArgument) return;
+  const std::string message = "Warren could not prepare the sandbox for this session: " + s.message();
+  Status r = source_->FailItem(item, message);
+  if (r.ok()) {
+    log::Info("orchestrator.session_error_reported", {{"work_id", item.id}, {"session_id", item.session_id},
+                                                      {"message", message}});
+  } else {
+    log::Warn("orchestrator.session_error_unreported",
+              {{"work_id", item.id}, {"session_id", item.session_id}, {"error", r.ToString()}});
+  }
+}
+
+void Orchestrator::Relaunch(const WorkItem& item, int attempt) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    relaunch_count_[item.id] = attempt;
+  }
+  Status s = ServeItem(item, /*resume=*/true);
+  if (s.ok()) {
+    std::lock_guard<std::mutex> l(mu_);
+    ++stats_.runners_relaunched;
+    log::Info("orchestrator.runner_relaunched",
+              {{"work_id", item.id}, {"session_id", item.session_id}, {"attempt", attempt}});
+    return;
+  }
+  if (IsPermanent(s)) {
+    log::Warn("orchestrator.item_failed",
+              {{"work_id", item.id}, {"session_id", item.session_id}, {"error", s.ToString()}, {"permanent", true}});
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      relaunch_count_.erase(item.id);
+    }
+    ReportToSession(item, s);
+    if (s.code() != Code::kConflict) (void)source_->Stop(item, true);
+    return;
+  }
+  ScheduleRelaunch(item, "", attempt + 1, s.ToString());
 }
 
 // ------------------------------------------------------------------- janitor
@@ -715,9 +975,35 @@ void Orchestrator::JanitorOne(const SandboxRecord& rec_in) {
     auto procs = sandboxes_->Processes(rec_in.id);
     if (!procs.ok()) return;
     quiet = std::all_of(procs->begin(), procs->end(), [](const SandboxProcess& p) { return p.ns_pid == 1; });
+    // A runner nobody supervises (its launch finished after a restart of
+    // this process had already re-adopted the sandbox): adopt it now, so
+    // that a crash of it is seen and relaunched.
+    for (const auto& p : *procs) {
+      if (!IsRunnerArgv(p.argv)) continue;
+      const std::string wid = ArgAfter(p.argv, "--work-id");
+      bool known;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        known = wid.empty() || runners_.count(wid) > 0;
+      }
+      if (known) continue;
+      WorkItem w;
+      w.id = wid;
+      w.session_id = ArgAfter(p.argv, "--session-id");
+      w.environment_id = ArgAfter(p.argv, "--environment-id");
+      w.type = "session";
+      w.secret = RunnerSecret(p.host_pid);
+      Track(Runner{w, rec_in.id, p.host_pid, p.start_time, -1, NowMs(), true});
+      log::Info("orchestrator.runner_adopted", {{"work_id", wid}, {"session_id", w.session_id}, {"sandbox", rec_in.id},
+                                                {"by", "janitor"}});
+    }
     std::lock_guard<std::mutex> l(mu_);
     for (const auto& [id, r] : runners_)
       if (r.sandbox_id == rec_in.id) quiet = false;
+    for (const auto& [id, p] : relaunches_)
+      if (p.sandbox_id == rec_in.id || p.item.session_id == sid) quiet = false;
+    for (const auto& j : items_)
+      if (j.item.session_id == sid) quiet = false;
     SandboxMemo& m = memo_[rec_in.id];
     if (!quiet) {
       m.quiet_since = 0;
@@ -750,6 +1036,10 @@ void Orchestrator::JanitorOne(const SandboxRecord& rec_in) {
     if (m.quiet_since == 0 || now - m.quiet_since < options_.sandbox_idle_stop.count()) return;
     for (const auto& [id, r] : runners_)
       if (r.sandbox_id == rec->id) return;
+    for (const auto& [id, p] : relaunches_)
+      if (p.item.session_id == sid) return;
+    for (const auto& j : items_)
+      if (j.item.session_id == sid) return;
   }
   if (JsonString(*session, "status") != "idle") return;
   // Re-check what runs inside right before stopping: a process the agent

@@ -19,10 +19,14 @@
 //
 // Runners outlive the orchestrator process (a crash or restart of the
 // service does not kill them); Start() re-adopts them by scanning the
-// sandboxes that carry this orchestrator's label. A runner that dies keeps
-// its work item's lease until the lease lapses; the item is then delivered
-// again and a new runner launched (the heartbeat compare-and-set makes a
-// relaunch with the old lease impossible by design).
+// sandboxes that carry this orchestrator's label. A runner that dies
+// abnormally (a signal, no exit status, a failure) while its item is live
+// is relaunched at once with the same delivery (`--resume-lease`: it takes
+// over the dead runner's lease), under the session lock and only when no
+// other runner of the session is alive, with backoff; after
+// `runner_max_relaunches` the item is force-stopped so that the queue
+// delivers the session's calls again. The runners keep a call journal in
+// the sandbox, so a relaunch never runs a call twice.
 //
 // Ownership: borrows the WorkSource and SandboxHost (must outlive it).
 // Thread-safety: Start/Stop from one thread; everything else is internal.
@@ -84,6 +88,10 @@ struct OrchestratorOptions {
   std::chrono::milliseconds retry_initial{500};
   std::chrono::milliseconds retry_max{30000};
   int max_item_attempts = 6;  // then the item is left to its lease (redelivered later)
+  // Relaunches of a crashed runner per item (then the item is stopped), and
+  // the backoff before each (doubling from relaunch_initial).
+  int runner_max_relaunches = 3;
+  std::chrono::milliseconds relaunch_initial{200};
 
   // Prepared sandboxes (Preparer, prepare.h). Both optional.
   // "NAME=value" entries added to the environment of a runner launched in a
@@ -131,6 +139,9 @@ struct OrchestratorStats {
   int64_t sandboxes_deleted = 0;
   int64_t drains = 0;                       // drains run (webhook mode)
   int64_t runners_credentials_expired = 0;  // runners terminated after env credentials expired
+  int64_t runners_crashed = 0;              // abnormal runner exits seen
+  int64_t runners_relaunched = 0;           // relaunches after a crash (with the same delivery)
+  int64_t items_given_up = 0;               // items stopped after runner_max_relaunches
 };
 
 class Orchestrator final {
@@ -171,6 +182,18 @@ class Orchestrator final {
     int64_t launched_at = 0;
     bool adopted = false;
   };
+  // A unit of work for the pool: a claimed item, or the relaunch of a
+  // crashed runner (relaunch > 0: the attempt number).
+  struct Job {
+    WorkItem item;
+    int relaunch = 0;
+  };
+  struct PendingRelaunch {
+    WorkItem item;
+    std::string sandbox_id;
+    int attempt = 0;
+    int64_t due_ms = 0;
+  };
   struct SandboxMemo {
     int64_t quiet_since = 0;      // first pass that saw only init (0 = not quiet)
     int64_t session_checked = 0;  // last session liveness check
@@ -184,13 +207,27 @@ class Orchestrator final {
   void WorkerLoop();
   void SupervisorLoop();
   void JanitorLoop();
-  Status ServeItem(const WorkItem& item);
+  Status ServeItem(const WorkItem& item, bool resume = false);
+  // The supervisor saw the runner of `r` end with `status` ("unknown" when
+  // no exit status was written).
+  void OnRunnerExit(const Runner& r, const std::string& status);
+  void Relaunch(const WorkItem& item, int attempt);
+  void ReleaseDueRelaunches();
+  // A permanent failure that is the session's own: WorkSource::FailItem.
+  void ReportToSession(const WorkItem& item, const Status& s);  // moves relaunches whose backoff ended to the pool
+  // Schedules relaunch `attempt` of `item`, or gives the item up after the cap.
+  void ScheduleRelaunch(const WorkItem& item, const std::string& sandbox_id, int attempt, const std::string& why);
   Result<sandbox::SandboxRecord> EnsureSandbox(const WorkItem& item, const Json& session);
   Result<sandbox::SandboxRecord> FindSessionSandbox(const std::string& session_id);
   std::vector<sandbox::HostBind> RunnerBinds() const;  // the runner and the socket dir
-  Status LaunchRunner(const WorkItem& item, const sandbox::SandboxRecord& rec);
+  Status LaunchRunner(const WorkItem& item, const sandbox::SandboxRecord& rec, bool resume = false);
   void Track(Runner r);
   void Adopt();
+  // After Adopt: items whose lease we hold but whose runner is gone (the
+  // process died between the ack and the launch, or the runner died while
+  // it was down) are relaunched with --resume-lease instead of waiting for
+  // their lease to lapse.
+  void ResumeHeldItems();
   // Archives the sandbox (if any) of a session that is gone.
   void ArchiveFor(const sandbox::SandboxRecord& rec, const std::string& why);
   void JanitorOne(const sandbox::SandboxRecord& rec);
@@ -208,7 +245,9 @@ class Orchestrator final {
   std::mutex mu_;
   std::condition_variable cv_;        // items queued / stopping
   std::condition_variable space_cv_;  // a pool slot freed
-  std::deque<WorkItem> items_;
+  std::deque<Job> items_;
+  std::map<std::string, PendingRelaunch> relaunches_;  // by work id: waiting for their backoff
+  std::map<std::string, int> relaunch_count_;          // by work id: relaunches so far
   bool wake_ = false;  // webhook mode: a drain was asked for
   int busy_ = 0;
   std::map<std::string, std::unique_ptr<std::mutex>> session_locks_;

@@ -56,6 +56,17 @@ class FakeSource final : public WorkSource {
   }
   std::vector<std::string> Environments() override { return {"env_1"}; }
   void Interrupt() override {}
+  Status FailItem(const WorkItem& item, const std::string& message) override {
+    std::lock_guard<std::mutex> l(mu);
+    failed.push_back(item.session_id + ": " + message);
+    return Status::Ok();
+  }
+  std::vector<std::string> failed;
+  Result<std::vector<WorkItem>> HeldItems() override {
+    std::lock_guard<std::mutex> l(mu);
+    return held;
+  }
+  std::vector<WorkItem> held;
 
   std::mutex mu;
   std::vector<WorkItem> queue;
@@ -475,12 +486,18 @@ TEST_F(OrchestratorTest, SnapshotFromEnvironmentPackages) {
   o->HandleItem(Item("w3", "s3"));
   EXPECT_EQ(source.stopped, std::vector<std::string>{"w3:force"});
   EXPECT_EQ(sb.creates.size(), 2u);
+  // ... and the session is told why, in plain words (session.error and
+  // error results for its calls), so it neither waits nor loops.
+  ASSERT_EQ(source.failed.size(), 1u);
+  EXPECT_EQ(source.failed[0],
+            "s3: Warren could not prepare the sandbox for this session: config.packages: pip needs build networking");
   // A transient failure (a build that broke) is retried, not stopped.
   fail = Status::Unavailable("mirror down");
   source.sessions["s4"] = Session("s4", "running");
   o->HandleItem(Item("w4", "s4"));
   EXPECT_EQ(source.stopped.size(), 1u);
   EXPECT_EQ(sb.creates.size(), 2u);
+  EXPECT_EQ(source.failed.size(), 1u) << "a transient failure is not reported to the session";
 }
 
 TEST_F(OrchestratorTest, NetworkFromEnvironment) {
@@ -653,6 +670,31 @@ TEST_F(OrchestratorTest, RestartAdoptsRunningRunners) {
   o2->HandleItem(Item("w1", "s1"));
   EXPECT_EQ(sb.execs.size(), 1u);
   o2->Stop();
+}
+
+TEST_F(OrchestratorTest, HeldItemWithoutRunnerIsResumedAtStart) {
+  // The service died between the ack and the launch: at the next start the
+  // item (still held, no runner) is relaunched with --resume-lease instead of
+  // waiting for its lease to lapse; an item whose runner lives is adopted.
+  source.sessions["s1"] = Session("s1", "running");
+  source.sessions["s2"] = Session("s2", "running");
+  {
+    auto o = Make();
+    o->HandleItem(Item("w2", "s2"));
+  }
+  source.held = {Item("w1", "s1"), Item("w2", "s2")};
+  auto o = Make();
+  ASSERT_TRUE(o->Start().ok());
+  clock.Advance(1'000'000);  // past the settle delay
+  for (int i = 0; i < 500 && o->Runners().size() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(o->Runners(), (std::vector<std::string>{"w1", "w2"}));
+  ASSERT_EQ(sb.execs.size(), 2u) << "one launch for w2 before, one resume for w1";
+  const auto& argv = sb.execs[1].argv;
+  EXPECT_NE(std::find(argv.begin(), argv.end(), "--resume-lease"), argv.end());
+  EXPECT_NE(std::find(argv.begin(), argv.end(), "w1"), argv.end());
+  EXPECT_EQ(source.acked, std::vector<std::string>{"w2"}) << "a resumed item is not acked again";
+  EXPECT_EQ(o->stats().runners_relaunched, 1);
+  o->Stop();
 }
 
 TEST_F(OrchestratorTest, PollLoopServesConcurrentSessions) {

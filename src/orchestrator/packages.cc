@@ -1,5 +1,8 @@
 #include "orchestrator/packages.h"
 
+#include <deque>
+#include <mutex>
+
 #include <algorithm>
 #include <array>
 
@@ -382,11 +385,36 @@ Result<std::string> SnapshotForEnvironment(const Json& env, PackageSnapshots* sn
   auto set = ParsePackages(env["config"]["packages"]);
   if (!set.ok()) return Status::FailedPrecondition("environment " + id + ": " + set.status().message());
   if (set->empty()) return std::string();
-  auto snap = snapshots->Ensure(*set, log);
+  // The last lines of the build log go into the failure, so the session
+  // learns why in plain words (the apt error, not just "exit 100").
+  std::mutex tail_mu;
+  std::deque<std::string> tail;
+  auto logged = [&](std::string_view line) {
+    {
+      std::lock_guard<std::mutex> l(tail_mu);
+      tail.emplace_back(line.substr(0, 300));
+      if (tail.size() > 4) tail.pop_front();
+    }
+    if (log) log(line);
+  };
+  auto snap = snapshots->Ensure(*set, logged);
   if (!snap.ok()) {
     if (snap.status().code() == Code::kFailedPrecondition || snap.status().code() == Code::kInvalidArgument)
       return Status::FailedPrecondition("environment " + id + " config.packages: " + snap.status().message());
-    return snap.status();
+    if (snap.status().code() == Code::kCancelled) return snap.status();
+    // A build that ran and failed (a package that does not exist, a mirror
+    // that is down) is the session's problem too: retrying the item would
+    // rebuild for minutes at each delivery and never tell anyone. It is
+    // reported to the session (the item stopped); the next turn that needs
+    // the sandbox tries the build again (failures are not cached).
+    std::string why = "the environment's packages could not be installed (environment " + id +
+                      ", snapshot build failed: " + snap.status().message() + ")";
+    std::lock_guard<std::mutex> l(tail_mu);
+    if (!tail.empty()) {
+      why += "; last lines of the build log:";
+      for (const auto& t : tail) why += "\n  " + t;
+    }
+    return Status::FailedPrecondition(why);
   }
   return snap->name;
 }

@@ -228,5 +228,27 @@ TEST(PackageSnapshotsTest, FailedBuildIsNotCachedAndNetworkIsChecked) {
   EXPECT_EQ(ps.Ensure(bad).status().code(), Code::kInvalidArgument);
 }
 
+TEST(PackageSnapshotsTest, EnvironmentBuildFailureIsPermanentAndSaysWhy) {
+  FakeBackend be;
+  be.Release();
+  be.fail_next = true;
+  PackageSnapshots ps(&be);
+  Json env = {{"id", "env_pk"}, {"config", {{"type", "cloud"}, {"packages", {{"type", "packages"}, {"apt", {"jq"}}}}}}};
+  Lines seen;
+  auto failed = SnapshotForEnvironment(env, &ps, seen.Sink());
+  // Permanent (the orchestrator reports it to the session and stops the
+  // item), in plain words, with the build's last log lines.
+  ASSERT_EQ(failed.status().code(), Code::kFailedPrecondition);
+  const std::string& m = failed.status().message();
+  EXPECT_NE(m.find("the environment's packages could not be installed (environment env_pk"), std::string::npos) << m;
+  EXPECT_NE(m.find("mirror unreachable"), std::string::npos) << m;
+  EXPECT_NE(m.find("last lines of the build log:\n  [1/1] FROM pkgs-"), std::string::npos) << m;
+  EXPECT_GE(seen.v.size(), 2u) << "the caller's log still gets every line";
+  // Not cached: the next turn builds again, and succeeds.
+  auto again = SnapshotForEnvironment(env, &ps);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(be.builds.load(), 2);
+}
+
 }  // namespace
 }  // namespace warren::orchestrator

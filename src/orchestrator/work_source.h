@@ -58,7 +58,30 @@ class WorkSource {
   // webhook arrived): re-read the served set at the next poll. Default: no
   // cache, nothing to do.
   virtual void Invalidate() {}
+  // The item cannot be served for a reason that is the session's own (its
+  // environment's packages cannot be built, a bad prepared sandbox or
+  // snapshot in its metadata): tell the session in plain words, so that it
+  // does not wait forever, and answer its pending built-in calls with an
+  // error carrying `message`, so that the queue does not deliver them again
+  // (the orchestrator stops the item right after). Embedded: a
+  // `session.error` event plus error tool results; over HTTP: error tool
+  // results (a client cannot post `session.error`).
+  virtual Status FailItem(const WorkItem& item, const std::string& message) {
+    return Status::Unimplemented("this work source cannot report failures to the session");
+  }
+  // Items whose lease this orchestrator may hold (acked, not stopped), with
+  // fresh credentials, for a source that knows nobody else serves them (the
+  // embedded source's cloud environments). After a restart the orchestrator
+  // resumes those that have no live runner (a SIGKILL between the ack and
+  // the launch) instead of waiting for their lease to lapse. Default: none.
+  virtual Result<std::vector<WorkItem>> HeldItems() { return std::vector<WorkItem>(); }
 };
+
+// The agent.tool_use ids among `events` (a session's events, in order) that
+// no user.tool_result / agent.tool_result answers yet.
+std::vector<std::string> UnansweredToolUses(const std::vector<Json>& events);
+// A user.tool_result that answers `tool_use_id` with an error saying `message`.
+Json FailedToolResult(const std::string& tool_use_id, const std::string& message);
 
 // True for failures that retrying cannot fix: 4xx answers except 408 and
 // 429 (InvalidArgument, NotFound, PermissionDenied, Unauthenticated,

@@ -339,6 +339,17 @@ Result<std::optional<Json>> WorkQueue::Claim(const std::string& environment_id, 
   return std::optional<Json>(Render(w, secret));
 }
 
+Result<Json> WorkQueue::Reissue(const std::string& environment_id, const std::string& work_id) {
+  WARREN_RETURN_IF_ERROR(Sweep(environment_id).status());
+  WARREN_ASSIGN_OR_RETURN(auto w, LoadInEnvironment(environment_id, work_id));
+  if (w.state != kStarting && w.state != kActive)
+    return Status::FailedPrecondition("work item " + work_id + " is " + w.state + ", not held");
+  WARREN_ASSIGN_OR_RETURN(std::string token, auth_->IssueSessionsToken(w.session_id, environment_id, w.id));
+  Json secret = Base64UrlEncode(DumpJson(Json{{"sessions_token", token}}));
+  log::Info("work.reissued", {{"work_id", w.id}, {"environment_id", environment_id}});
+  return Render(w, secret);
+}
+
 Result<Json> WorkQueue::Ack(const std::string& environment_id, const std::string& work_id) {
   WARREN_RETURN_IF_ERROR(Sweep(environment_id).status());
   int64_t now = clock_->NowMicros();

@@ -108,6 +108,12 @@ class WorkQueue final : public api::SessionObserver {
   Result<std::optional<Json>> Claim(const std::string& environment_id, int64_t reclaim_older_than_ms);
   Status RecordWorker(const std::string& environment_id, const std::string& worker_id);
   Result<Json> Ack(const std::string& environment_id, const std::string& work_id);
+  // The Work object of an item whose lease is held (starting/active), with a
+  // fresh sessions token in its `secret`: for the embedded orchestrator,
+  // which after a restart resumes the items it held whose runner was never
+  // launched (docs/ORCHESTRATOR.md, "Restart safety"). FailedPrecondition
+  // when the item is not held.
+  Result<Json> Reissue(const std::string& environment_id, const std::string& work_id);
   // Success: the work_heartbeat body. On a compare-and-set mismatch returns
   // FailedPrecondition and fills `*current_state` (spec 8's 412 body).
   // Without `expected_last_heartbeat` nothing is compared: a held lease

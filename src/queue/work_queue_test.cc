@@ -401,6 +401,28 @@ TEST_F(WorkQueueTest, SessionsTokenRevokedOnLeaseLossAndStop) {
   EXPECT_EQ(Call("GET", "/v1/sessions/" + sid, nullptr, env_key_).status, 200);
 }
 
+TEST_F(WorkQueueTest, ReissueGivesAHeldItemFreshCredentials) {
+  std::string sid = NewSession(env_);
+  Json w = Poll().json;
+  std::string id = w["id"];
+  // Not held yet (queued): refused.
+  EXPECT_EQ(queue_->Reissue(env_, id).status().code(), Code::kFailedPrecondition);
+  ASSERT_EQ(Ack(id).status, 200);
+  Reply beat = Beat(id, "NO_HEARTBEAT");
+  ASSERT_EQ(beat.status, 200);
+  auto again = queue_->Reissue(env_, id);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  std::string token = TokenOf(*again);
+  ASSERT_FALSE(token.empty());
+  // The fresh token serves the item: the session, and the lease (compare-
+  // and-set on the stored heartbeat, as a resumed runner does).
+  EXPECT_EQ(Call("GET", "/v1/sessions/" + sid, nullptr, token).status, 200);
+  EXPECT_EQ(Beat(id, beat.json["last_heartbeat"].get<std::string>(), "", token).status, 200);
+  EXPECT_EQ(queue_->Reissue("env_other", id).status().code(), Code::kNotFound);
+  ASSERT_EQ(StopReq(id, true).json["state"], "stopped");
+  EXPECT_EQ(queue_->Reissue(env_, id).status().code(), Code::kFailedPrecondition);
+}
+
 TEST_F(WorkQueueTest, AckedButNeverHeartbeatExpiresAfterTtl) {
   NewSession(env_);
   Json w = Poll().json;

@@ -3,8 +3,12 @@
 //   warren-runner run  ...                 serve one work item (`ant beta:worker run`)
 //   warren-runner poll ...                 claim items in a loop (`ant beta:worker poll`)
 // Flags and environment variables follow spec section 3.9; see docs/TOOLS.md.
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -121,6 +125,12 @@ int main(int argc, char** argv) {
   run->add_option("--session-id", session_id)->envname("ANTHROPIC_SESSION_ID");
   run->add_option("--work-id", work_id)->envname("ANTHROPIC_WORK_ID");
   run->add_option("--work-secret-file", secret_file)->envname("ANTHROPIC_WORK_SECRET_FILE");
+  bool resume_lease = false;
+  std::string call_journal;
+  run->add_flag("--resume-lease", resume_lease,
+                "take over the lease of a dead runner of the same delivery (supervisor relaunch)");
+  run->add_option("--call-journal", call_journal,
+                  "directory recording started and finished calls, so a relaunched runner never runs one twice");
   CLI::App* poll = app.add_subcommand("poll", "claim work items in a loop");
   add_common(poll);
   add_worker(poll);
@@ -164,6 +174,8 @@ int main(int argc, char** argv) {
   wopts.tools = topts;
   wopts.max_idle_ms = idle_ms;
   wopts.on_work = on_work == "in-process" ? "" : on_work;
+  wopts.resume_lease = resume_lease;
+  wopts.call_journal_dir = call_journal;
   if (env_id.empty()) {
     log::Error("--environment-id (ANTHROPIC_ENVIRONMENT_ID) is required");
     return 2;
@@ -197,6 +209,28 @@ int main(int argc, char** argv) {
     if (env_key.empty() && SessionsTokenFromSecret(secret).empty()) {
       log::Error("--environment-key (ANTHROPIC_ENVIRONMENT_KEY) is required when there is no work secret");
       return 2;
+    }
+    // One runner per delivery in a sandbox: with a call journal (the
+    // orchestrator's launches), the runner holds an exclusive flock on
+    // <journal>/<work id>.lock for its whole life (released by the kernel
+    // when it dies, even by SIGKILL). A second runner for the same item,
+    // from a launch racing a restart of the orchestrator, leaves at once.
+    if (!call_journal.empty()) {
+      bool safe = !work_id.empty() && work_id.size() <= 200;
+      for (char ch : work_id)
+        safe = safe && (isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-');
+      if (safe) {
+        mkdir(call_journal.c_str(), 0700);
+        const std::string lock_path = call_journal + "/" + work_id + ".lock";
+        int fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0) {
+          if (errno == EWOULDBLOCK) {
+            log::Warn("another runner already serves this work item; leaving it to that one", {{"work_id", work_id}});
+            return 0;
+          }
+        }
+        // (fd stays open until exit: it holds the lock.)
+      }
     }
     Status st = worker.HandleItem(work_id, session_id, secret);
     const LeaseEnd end = worker.last_lease_end();

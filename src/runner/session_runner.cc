@@ -1,6 +1,9 @@
 #include "runner/session_runner.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -22,6 +25,51 @@ std::string Str(const Json& j, const char* key) {
   if (!j.is_object()) return "";
   auto it = j.find(key);
   return (it != j.end() && it->is_string()) ? it->get<std::string>() : "";
+}
+
+// A journal file name for `id`, or "" when the id has characters that do
+// not belong in a file name (then the call is not journalled).
+std::string JournalName(const std::string& id) {
+  if (id.empty() || id.size() > 200) return "";
+  for (char c : id)
+    if (!(isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-')) return "";
+  return id;
+}
+
+bool ReadSmallFile(const std::string& path, std::string* out) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return false;
+  out->clear();
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out->append(buf, static_cast<size_t>(n));
+    if (out->size() > (64u << 20)) break;
+  }
+  ::close(fd);
+  return true;
+}
+
+// Writes `data` to `path` through a temporary file and a rename, so a
+// reader never sees half a result.
+bool WriteFileAtomic(const std::string& path, const std::string& data) {
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return false;
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ::close(fd);
+      return false;
+    }
+    off += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  return ::rename(tmp.c_str(), path.c_str()) == 0;
 }
 
 bool EndsTurn(const Json& ev) {
@@ -298,6 +346,46 @@ void SessionRunner::Execute(const Json& ev, const std::string& confirmation) {
     return;
   }
   if (stop_.load()) return;
+  // The call journal: never run a call that an earlier runner of this
+  // session started (see SessionRunnerOptions::call_journal_dir).
+  std::string journal;
+  if (!opts_.call_journal_dir.empty() && !JournalName(id).empty()) {
+    ::mkdir(opts_.call_journal_dir.c_str(), 0700);
+    journal = opts_.call_journal_dir + "/" + JournalName(id);
+    std::string recorded;
+    if (ReadSmallFile(journal + ".result", &recorded)) {
+      auto parsed = ParseJson(recorded);
+      if (parsed.ok() && parsed->is_object() && Str(*parsed, "tool_use_id") == id) {
+        log::Info("tool call finished under an earlier runner; posting its recorded result", {{"tool_use_id", id}});
+        bool posted = SendResult(*parsed, id);
+        Record({id, name, parsed->value("is_error", false), posted, confirmation});
+        return;
+      }
+    }
+    int fd = ::open((journal + ".started").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0) {
+      ::close(fd);
+    } else if (errno == EEXIST) {
+      log::Warn("tool call started under a runner that died; not running it again", {{"tool", name}, {"tool_use_id", id}});
+      const std::string text = "The tool runner stopped unexpectedly while this '" + name +
+                               "' call ran, so it may have run partly or completely. It was not run again (a call "
+                               "never runs twice); check its effects before retrying it.";
+      Json block = Json::object();
+      block["type"] = "text";
+      block["text"] = text;
+      Json event = Json::object();
+      event["type"] = "user.tool_result";
+      event["tool_use_id"] = id;
+      event["is_error"] = true;
+      event["content"] = Json::array({block});
+      bool posted = SendResult(event, id);
+      Record({id, name, true, posted, confirmation});
+      return;
+    } else {
+      log::Warn("call journal unavailable; running without it", {{"tool_use_id", id}, {"errno", errno}});
+      journal.clear();
+    }
+  }
   log::Info("executing tool", {{"tool", name}, {"tool_use_id", id}});
   const Json input = ev.contains("input") ? ev["input"] : Json::object();
   int64_t limit = opts_.tool_timeout_ms;
@@ -335,15 +423,18 @@ void SessionRunner::Execute(const Json& ev, const std::string& confirmation) {
     result.is_error = true;
     result.content = Json::array({Json{{"type", "text"}, {"text", "tool '" + name + "' timed out"}}});
   }
+  Json event = {{"type", "user.tool_result"},
+                {"tool_use_id", id},
+                {"is_error", result.is_error},
+                {"content", result.content}};
+  // Recorded first: whoever serves the session next posts it if we cannot.
+  if (!journal.empty() && !WriteFileAtomic(journal + ".result", DumpJson(event)))
+    log::Warn("could not record the tool result in the call journal", {{"tool_use_id", id}});
   if (stop_.load() && !post_on_stop_.load()) {
     log::Warn("lease lost while a tool ran; not posting its result", {{"tool_use_id", id}});
     Record({id, name, result.is_error, false, confirmation});
     return;
   }
-  Json event = {{"type", "user.tool_result"},
-                {"tool_use_id", id},
-                {"is_error", result.is_error},
-                {"content", result.content}};
   bool posted = SendResult(event, id);
   Record({id, name, result.is_error, posted, confirmation});
 }

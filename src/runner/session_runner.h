@@ -35,6 +35,14 @@ struct SessionRunnerOptions {
   int64_t reconnect_start_ms = 500;
   int64_t reconnect_cap_ms = 10000;
   int64_t list_retry_start_ms = 250;  // backoff of a failed history page (5 attempts, doubling, cap 4 s)
+  // Call journal ("" = none): a directory that outlives this process (the
+  // orchestrator's relaunch after a crash). Before a built-in call runs,
+  // `<dir>/<tool_use_id>.started` is created; once it finished, its result
+  // goes to `<dir>/<tool_use_id>.result` before it is posted. A later runner
+  // of the session therefore never runs a call twice: it posts the recorded
+  // result, or, for a call that started but never finished (the runner died
+  // mid-call), an error result saying so (at most once; docs/ORCHESTRATOR.md).
+  std::string call_journal_dir;
 };
 
 // One dispatched call, for observers and tests.

@@ -27,13 +27,14 @@ std::vector<Json> ResultsFor(FakeApi& api, const std::string& id) {
 }
 
 struct Harness {
-  explicit Harness(bool unix_socket = false, int64_t max_idle_ms = 0)
+  explicit Harness(bool unix_socket = false, int64_t max_idle_ms = 0, std::string journal = "")
       : fake(unix_socket),
         api(HttpClient(*ParseBaseUrl(fake.base_url())), "tok", "session-tool-runner"),
         tools(ToolsetOptions{"/tmp"}) {
     SessionRunnerOptions o;
     o.session_id = "sesn_1";
     o.max_idle_ms = max_idle_ms;
+    o.call_journal_dir = journal;
     o.reconnect_start_ms = 50;
     o.list_retry_start_ms = 10;
     runner = std::make_unique<SessionRunner>(&api, &tools, o);
@@ -106,6 +107,54 @@ TEST(SessionRunner, ReconcilesHistoryThenServesTheStreamOncePerCall) {
   ASSERT_FALSE(reqs.empty());
   EXPECT_EQ(reqs[0].headers["authorization"], "Bearer tok");
   EXPECT_EQ(reqs[0].headers["anthropic-beta"], "managed-agents-2026-04-01");
+}
+
+TEST(SessionRunner, CallJournalNeverRunsACallTwice) {
+  char tmpl[] = "/tmp/warren_journal_XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const std::string journal = dir + "/calls";
+  const std::string side = dir + "/side.txt";
+  {
+    // A first runner runs and records a call; the result is posted.
+    Harness h(false, 0, journal);
+    h.fake.Append(ToolUse("sevt_a", "echo a >> " + side + "; echo ran-a"));
+    h.Start();
+    ASSERT_TRUE(h.fake.WaitFor([&] { return ResultsFor(h.fake, "sevt_a").size() == 1; }));
+    h.fake.Append({{"type", "session.status_terminated"}});
+    h.Finish();
+  }
+  // The journal as a runner leaves it when it dies: a call that finished
+  // but whose result was never posted, and one that started and never
+  // finished.
+  ASSERT_EQ(system(("cp " + journal + "/sevt_a.result " + journal + "/sevt_b.result && sed -i s/sevt_a/sevt_b/ " +
+                    journal + "/sevt_b.result && touch " + journal + "/sevt_b.started " + journal + "/sevt_c.started")
+                       .c_str()),
+            0);
+  Harness h(false, 0, journal);
+  h.fake.Append(ToolUse("sevt_b", "echo b >> " + side));
+  h.fake.Append(ToolUse("sevt_c", "echo c >> " + side));
+  h.fake.Append(ToolUse("sevt_d", "echo d >> " + side + "; echo ran-d"));
+  h.Start();
+  ASSERT_TRUE(h.fake.WaitFor([&] { return ResultsFor(h.fake, "sevt_d").size() == 1; }));
+  h.fake.Append({{"type", "session.status_terminated"}});
+  h.Finish();
+  auto b = ResultsFor(h.fake, "sevt_b");
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(b[0]["is_error"], false);
+  EXPECT_EQ(b[0]["content"][0]["text"], "ran-a") << "the recorded result is posted, the call not run";
+  auto c = ResultsFor(h.fake, "sevt_c");
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0]["is_error"], true);
+  EXPECT_NE(c[0]["content"][0]["text"].get<std::string>().find("It was not run again"), std::string::npos);
+  EXPECT_EQ(ResultsFor(h.fake, "sevt_d")[0]["content"][0]["text"], "ran-d");
+  // The side effects: a and d ran once each; b and c never ran here.
+  FILE* f = fopen(side.c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  char buf[64] = {0};
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  EXPECT_EQ(std::string(buf, n), "a\nd\n");
+  ASSERT_EQ(system(("rm -rf " + dir).c_str()), 0);
 }
 
 TEST(SessionRunner, PermissionRoutingFailsClosed) {

@@ -131,8 +131,11 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
     int64_t ttl = kTtlDefaultMs;
     int64_t last_success = NowMs();
     std::string last = "NO_HEARTBEAT";
-    bool answer_lost = false;  // the previous beat got no answer: it may have been committed
+    // The previous beat got no answer: it may have been committed. A
+    // resumed lease starts that way: the dead runner's last beat is ours.
+    bool answer_lost = opts_.resume_lease;
     bool beat_now = false;     // adopted the server's token: renew at once, the lease still runs from the lost beat
+    bool retry_soon = false;   // the last beat failed transiently
     auto beat = [&] {
       ApiResult r = api.Heartbeat(env, work_id, last, std::chrono::milliseconds(interval),
                                   [&] { return lease.done(); });
@@ -211,11 +214,18 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
         return;
       }
       log::Warn("transient heartbeat failure", {{"work_id", work_id}, {"error", r.Describe()}});
+      // Try again soon, not a whole interval later: the interval is half the
+      // TTL, so one failed beat (a service restarting for a second) followed
+      // by a full interval would land the next beat right on the lease's
+      // expiry.
+      retry_soon = true;
     };
     beat();
     first_beat_done.store(true);
     while (!lease.done()) {
-      if (!beat_now && lease.WaitFor(interval)) break;
+      const int64_t wait = retry_soon ? std::min<int64_t>(interval, JitterMs(500, 1500)) : interval;
+      retry_soon = false;
+      if (!beat_now && lease.WaitFor(wait)) break;
       beat_now = false;
       beat();
     }
@@ -273,6 +283,7 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
     ro.max_idle_ms = opts_.max_idle_ms;
     ro.tool_timeout_ms = opts_.tool_timeout_ms;
     ro.send_retry_window_ms = ttl_ms.load();
+    ro.call_journal_dir = opts_.call_journal_dir;
     ApiClient runner_api = api.WithToken(cred, "session-tool-runner");
     SessionRunner session_runner(&runner_api, &tools, ro);
     {

@@ -40,6 +40,14 @@ struct WorkerOptions {
   int64_t tool_timeout_ms = 150000;
   std::string on_work;  // poll: script run per claimed session item ("" = in process)
   int64_t on_work_kill_delay_ms = 30000;
+  // `run` relaunched by its supervisor after the previous runner of the
+  // same delivery died (the orchestrator saw it exit through its pidfd): a
+  // 412 on the first beat while the server reports the lease held is that
+  // dead runner's lease, which this one takes over (the sessions token is
+  // per delivery and dies with a lapse, so no other worker can hold it).
+  bool resume_lease = false;
+  // SessionRunnerOptions::call_journal_dir ("" = none).
+  std::string call_journal_dir;
 };
 
 // The sessions token inside a work item's `secret` (base64url JSON, padding

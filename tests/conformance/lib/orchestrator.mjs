@@ -28,7 +28,7 @@ export function orchestratorSkipReason() {
 
 /** One `warren serve` with the orchestrator on, its own sandbox dir and cgroup prefix. */
 export class Fixture {
-  constructor(name, { script = SCRIPT, config = {}, env = {} } = {}) {
+  constructor(name, { script = SCRIPT, config = {}, env = {}, top = {} } = {}) {
     const tag = `${process.pid}-${randomBytes(3).toString('hex')}`;
     this.sbDir = `/var/tmp/warren-orch-${name}-${tag}`;
     this.prefix = `warren-orch-${tag}`;
@@ -39,6 +39,7 @@ export class Fixture {
     // a /24 of the runtime's default pool per fixture, so that fixtures
     // running at the same time never hand out the same addresses.
     this.networkPool = `10.213.${1 + randomBytes(1)[0] % 254}.0/24`;
+    this.top = top;  // top-level keys of warren.json (e.g. work_lease_ttl_seconds)
     this.srv = null;
     this.log = [];
   }
@@ -49,6 +50,7 @@ export class Fixture {
       chmodSync(this.sbDir, 0o755);
       writeFileSync(path.join(this.sbDir, 'config.json'), JSON.stringify({ network_pool: this.networkPool }));
       writeFileSync(path.join(dataDir, 'warren.json'), JSON.stringify({
+        ...this.top,
         orchestrator: {
           runner_path: RUNNER, runner_idle_ms: 1000, sandbox_idle_stop_ms: 1000, janitor_interval_ms: 200,
           session_check_interval_ms: 300, ...this.config,

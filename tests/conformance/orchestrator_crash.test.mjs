@@ -1,0 +1,29 @@
+// Issue 10 step 8, "Must show": at least 50 SIGKILL points across a
+// session's life (claim, create, start, launch, mid-tool, stop) of `warren
+// serve` with its built-in orchestrator; each tool call runs exactly once
+// (a side-effect line per call), every session completes, never two runners
+// or two sandboxes for a session, nothing leaks after teardown. Seeded:
+// WARREN_CRASH_SEED replays a run (the default seed is fixed, so CI runs the
+// same points each time). The campaign is lib/orchestrator_crash.mjs; the
+// long variant is bench/orchestrator/crash_soak.mjs. Needs root.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { orchestratorSkipReason as skipReason } from './lib/orchestrator.mjs';
+import { runCrashCampaign, PHASES } from './lib/orchestrator_crash.mjs';
+
+const SEED = Number(process.env.WARREN_CRASH_SEED || 20261002);
+const POINTS = Number(process.env.WARREN_CRASH_POINTS || 54);
+
+describe('orchestrator: SIGKILL of warren serve across a session\'s life', { skip: skipReason(), timeout: 600_000 }, () => {
+  test(`${POINTS} kill points, seed ${SEED}: every session completes, each call ran once, nothing leaks`, async (t) => {
+    const { kills, jobs, sessions } = await runCrashCampaign({ seed: SEED, points: POINTS, report: (l) => t.diagnostic(l) });
+    assert.ok(kills.length >= 50, 'at least 50 kill points');
+    for (const p of PHASES) {
+      const at = kills.filter((k) => k.phase === p);
+      const anchored = at.filter((k) => k.anchor).length;
+      t.diagnostic(`${p}: ${at.length} kills, ${anchored} after their anchor`);
+      assert.ok(anchored >= Math.floor(POINTS / PHASES.length) - 2, `${p}: most kills after their anchor (${anchored}/${at.length})`);
+    }
+    t.diagnostic(`${jobs} jobs in ${sessions} sessions`);
+  });
+});
