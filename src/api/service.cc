@@ -52,6 +52,7 @@ void ApiService::RegisterRoutes() {
   Route("POST", "/v1/sessions/{session_id}/events", &ApiService::SendEvents);
   Route("GET", "/v1/sessions/{session_id}/events", &ApiService::ListEvents);
   Route("GET", "/v1/sessions/{session_id}/events/stream", &ApiService::StreamEvents);
+  RegisterVaultRoutes();
 }
 
 http::HandlerResult ApiService::JsonResult(const Json& body, int status) {
