@@ -50,10 +50,16 @@ Json ContentFromMcpResult(const Json& result, size_t max_bytes, bool* is_error) 
       std::string type = Str(b, "type");
       if (type == "text") {
         add_text(Str(b, "text"));
-      } else if (type == "image" && !Str(b, "data").empty() && Str(b, "data").size() + used <= max_bytes) {
-        used += Str(b, "data").size();
+      } else if (type == "image") {
+        const std::string data = Str(b, "data");
+        if (data.empty()) continue;
+        if (used + data.size() > max_bytes) {
+          cut = true;  // an image that does not fit the budget is left out
+          continue;
+        }
+        used += data.size();
         out.push_back({{"type", "image"},
-                       {"source", {{"type", "base64"}, {"media_type", Str(b, "mimeType")}, {"data", Str(b, "data")}}}});
+                       {"source", {{"type", "base64"}, {"media_type", Str(b, "mimeType")}, {"data", data}}}});
       } else if (type == "resource") {
         const Json& r = Get(b, "resource");
         add_text(!Str(r, "text").empty() ? Str(r, "text") : "[resource " + Str(r, "uri") + "]");
@@ -69,7 +75,8 @@ Json ContentFromMcpResult(const Json& result, size_t max_bytes, bool* is_error) 
   if (cut)
     out.push_back({{"type", "text"},
                    {"text", "[output truncated: the tool returned " + std::to_string(total) +
-                                " bytes of text; the model was given the first " + std::to_string(used) + "]"}});
+                                " bytes of text; the model was given a preview of " + std::to_string(used) +
+                                " bytes (images that did not fit were left out)]"}});
   return out;
 }
 
