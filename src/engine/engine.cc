@@ -1072,6 +1072,7 @@ Result<bool> Engine::RunMcpCalls(const std::string& id) {
     std::atomic<size_t> next_call{0};
     auto worker = [&] {
       for (size_t i; (i = next_call.fetch_add(1)) < calls.size();) {
+        if (token->cancelled()) break;  // interrupted: start no more calls
         try {
           outcomes[i] = mcp_->CallTool(session, calls[i].mcp_server, calls[i].name, inputs[i], token.get());
         } catch (const std::exception& e) {

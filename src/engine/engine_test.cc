@@ -30,6 +30,10 @@ constexpr const char* kScript = R"({"rules": [
   {"when": {"user": "list"}, "reply": {"text": "Listing.", "tool_calls": [{"name": "bash", "input": {"command": "ls"}}]}},
   {"when": {"tool_name": "bash"}, "reply": "Files: {{tool_result}}"},
   {"when": {"user": "search docs"}, "reply": {"text": "Searching.", "tool_calls": [{"name": "mcp__docs__search", "input": {"q": "x"}}]}},
+  {"when": {"user": "six searches"}, "reply": {"tool_calls": [
+    {"name": "mcp__docs__search", "input": {"q": "1"}}, {"name": "mcp__docs__search", "input": {"q": "2"}},
+    {"name": "mcp__docs__search", "input": {"q": "3"}}, {"name": "mcp__docs__search", "input": {"q": "4"}},
+    {"name": "mcp__docs__search", "input": {"q": "5"}}, {"name": "mcp__docs__search", "input": {"q": "6"}}]}},
   {"when": {"tool_name": "mcp__docs__search"}, "reply": "Found: {{tool_result}}"}
 ]})";
 
@@ -55,6 +59,33 @@ class FakeMcp final : public domain::McpTools {
 
  private:
   std::atomic<bool> dead_reported_{false};
+};
+
+// Holds every call until released (or cancelled), counting how many run at once.
+class GatedMcp final : public domain::McpTools {
+ public:
+  domain::McpListing ListTools(const Json&, const CancelToken*) override {
+    domain::McpListing l;
+    l.tools.push_back({"mcp__docs__search", "docs", "search", "Searches", {{"type", "object"}}});
+    return l;
+  }
+  domain::McpCallOutcome CallTool(const Json&, const std::string&, const std::string&, const Json& input,
+                                  const CancelToken* cancel) override {
+    std::unique_lock<std::mutex> lock(mu);
+    inflight++;
+    max_inflight = std::max(max_inflight, inflight);
+    cv.notify_all();
+    while (!released && !(cancel && cancel->cancelled())) cv.wait_for(lock, std::chrono::milliseconds(5));
+    inflight--;
+    domain::McpCallOutcome o;
+    o.content = Json::array({{{"type", "text"}, {"text", "r" + input.value("q", "")}}});
+    return o;
+  }
+  void ForgetSession(const std::string&) override {}
+  std::mutex mu;
+  std::condition_variable cv;
+  int inflight = 0, max_inflight = 0;
+  bool released = false;
 };
 
 // Records what the engine publishes (the EventSink port's fake).
@@ -541,6 +572,46 @@ TEST_F(EngineTest, McpDenyNeverCallsTheServer) {
   Send(sid, {{{"type", "user.tool_confirmation"}, {"tool_use_id", uses[0]["id"]}, {"result", "deny"}, {"deny_message", "no"}}});
   EXPECT_EQ(mcp.calls.load(), 0);
   EXPECT_EQ(OfType(sid, "agent.message").back()["content"][0]["text"], "Found: no");
+}
+
+TEST_F(EngineTest, McpCallsOfOneSessionRunConcurrentlyUpToTheBound) {
+  GatedMcp mcp;
+  StartEngine(&mcp);  // default mcp_concurrency: 4
+  std::string sid = NewSession("scripted", "always_allow");
+  Send(sid, {UserText("six searches")}, /*wait=*/false);
+  {
+    std::unique_lock<std::mutex> lock(mcp.mu);
+    ASSERT_TRUE(mcp.cv.wait_for(lock, std::chrono::seconds(20), [&] { return mcp.inflight == 4; }));
+  }
+  // Give an unbounded engine every chance to start a fifth call.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  {
+    std::lock_guard<std::mutex> lock(mcp.mu);
+    EXPECT_EQ(mcp.max_inflight, 4);
+    mcp.released = true;
+  }
+  engine_->WaitIdle();
+  EXPECT_EQ(OfType(sid, "agent.mcp_tool_result").size(), 6u);
+  EXPECT_EQ(OfType(sid, "agent.message").back()["content"][0]["text"], "Found: r1\nr2\nr3\nr4\nr5\nr6");
+  EXPECT_EQ(mcp.max_inflight, 4);
+}
+
+TEST_F(EngineTest, InterruptCancelsMcpCallsInFlight) {
+  GatedMcp mcp;
+  StartEngine(&mcp);
+  std::string sid = NewSession("scripted", "always_allow");
+  Send(sid, {UserText("six searches")}, /*wait=*/false);
+  {
+    std::unique_lock<std::mutex> lock(mcp.mu);
+    ASSERT_TRUE(mcp.cv.wait_for(lock, std::chrono::seconds(20), [&] { return mcp.inflight == 4; }));
+  }
+  Send(sid, {{{"type", "user.interrupt"}}});  // waits until the engine is idle: the calls were cancelled
+  EXPECT_EQ(Status(sid), "idle");
+  EXPECT_TRUE(OfType(sid, "agent.mcp_tool_result").empty()) << "interrupted calls record no result";
+  auto idles = OfType(sid, "session.status_idle");
+  ASSERT_FALSE(idles.empty());
+  EXPECT_EQ(idles.back()["stop_reason"]["type"], "end_turn");
+  EXPECT_TRUE(AllProcessed(sid));
 }
 
 }  // namespace

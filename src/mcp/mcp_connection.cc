@@ -266,8 +266,18 @@ Result<Json> McpConnection::Request(const std::string& method, const Json& param
                                     const CancelToken* cancel) {
   int64_t id = next_id_++;
   Json msg = {{"jsonrpc", "2.0"}, {"id", id}, {"method", method}, {"params", params}};
-  if (transport_ == McpTransport::kHttpSse) return LegacyRequest(id, DumpJson(msg), timeout_ms, cancel);
-  return StreamableRequest(id, DumpJson(msg), timeout_ms, cancel);
+  auto r = transport_ == McpTransport::kHttpSse ? LegacyRequest(id, DumpJson(msg), timeout_ms, cancel)
+                                                 : StreamableRequest(id, DumpJson(msg), timeout_ms, cancel);
+  if (!r.ok() && (r.status().code() == Code::kCancelled || r.status().code() == Code::kTimeout)) {
+    // Tell the server to stop working on it (MCP cancellation; best effort,
+    // bounded by its own short timeout, not by the fired token).
+    Json note = {{"jsonrpc", "2.0"},
+                 {"method", "notifications/cancelled"},
+                 {"params", {{"requestId", id}, {"reason", r.status().code() == Code::kCancelled ? "cancelled by the client" : "timed out"}}}};
+    const std::string target = transport_ == McpTransport::kHttpSse ? post_url_ : url_;
+    (void)Post(target, DumpJson(note), 2000, nullptr);
+  }
+  return r;
 }
 
 Status McpConnection::Notify(const std::string& method, const CancelToken* cancel) {

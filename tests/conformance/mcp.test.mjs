@@ -28,6 +28,9 @@ const SCRIPT = {
     call('call legacy echo', 'mcp__legacy__echo', { text: 'old' }),
     call('call oauth echo', 'mcp__oauth__echo', { text: 'tok' }),
     call('call big', 'mcp__str__big', { bytes: 600000 }),
+    call('call slow', 'mcp__str__slow', {}),
+    call('grow tools', 'mcp__str__grow', {}),
+    { when: { tool_name: 'mcp__str__grow', offered_tool: 'mcp__str__late' }, reply: 'the late tool is offered' },
     { when: { tool_name: 'mcp__str__big' }, reply: 'big done' },
     { when: { tool_name: { regex: '^mcp__' } }, reply: 'Tool said: {{tool_result}}' },
   ],
@@ -162,6 +165,22 @@ describe('MCP servers and vaults with the official SDK', { skip }, () => {
     await assert.rejects(org.beta.sessions.create({ agent: 'agent_x', environment_id: env.id, vault_ids: ['vlt_nope'] }), (e) => e.status >= 400);
   });
 
+  test('a missing secrets key is a clear start-up error once a vault exists', async () => {
+    const own = await startServer({ env: { WARREN_MODEL_PROVIDER: 'scripted' } });
+    const dataDir = own.dataDir;
+    try {
+      const c = new Anthropic({ apiKey: own.apiKey, baseURL: own.url, maxRetries: 0 });
+      await c.beta.vaults.create({ display_name: 'keyed' });
+      await own.stop();
+      await rm(path.join(dataDir, 'secrets.key'));
+      await assert.rejects(startServer({ dataDir, startTimeoutMs: 10_000 }),
+        (e) => /vault\(s\) but no secrets key/.test(e.message) && /WARREN_SECRETS_KEY/.test(e.message));
+    } finally {
+      await own.cleanup();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
   test('Streamable HTTP: the model calls an MCP tool with the vault bearer; right events and result', async () => {
     const token = secret(`bearer-${Date.now()}-STR`);
     mcp.state.tokens.str = token;
@@ -294,6 +313,29 @@ describe('MCP servers and vaults with the official SDK', { skip }, () => {
     const text = textOf(res);
     assert.ok(text.length < 600000, `cut: ${text.length}`);
     assert.match(text, /output truncated: the tool returned 600000 bytes/);
+  });
+
+  test('user.interrupt cancels an MCP call in flight (the server sees notifications/cancelled)', async () => {
+    const agent = await agentWith([{ name: 'str', url: `${mcp.base}/mcp` }]);
+    const s = await org.beta.sessions.create({ agent: agent.id, environment_id: env.id });
+    const started = mcp.state.slowStarted;
+    const aborted = mcp.state.slowAborted;
+    await org.beta.sessions.events.send(s.id, { events: [msg('call slow')] });
+    await waitFor(() => mcp.state.slowStarted > started, { timeoutMs: 20_000, what: 'the slow tool started' });
+    await org.beta.sessions.events.send(s.id, { events: [{ type: 'user.interrupt' }] });
+    await waitFor(() => mcp.state.slowAborted > aborted, { timeoutMs: 20_000, what: 'the server saw the cancellation' });
+    await waitFor(async () => lastIdle(await events(s.id))?.stop_reason.type === 'end_turn',
+      { timeoutMs: 20_000, what: 'idle end_turn after the interrupt' });
+    const evs = await events(s.id);
+    assert.ok(!evs.some((e) => e.type === 'agent.mcp_tool_result' && textOf(e) === 'slow done'), 'no late result');
+    assert.equal((await org.beta.sessions.retrieve(s.id)).status, 'idle');
+  });
+
+  test('notifications/tools/list_changed makes the next model call see the new tool', async () => {
+    const agent = await agentWith([{ name: 'str', url: `${mcp.base}/mcp` }]);
+    const { evs } = await runTurn(agent, 'grow tools');
+    assert.equal(textOf(evs.find((e) => e.type === 'agent.mcp_tool_result')), 'grown');
+    assert.equal(textOf(evs.filter((e) => e.type === 'agent.message').at(-1)), 'the late tool is offered');
   });
 
   test('no secret is in any vault response, session event or server log line', async () => {

@@ -18,8 +18,31 @@ import { z } from 'zod';
 export { Client } from '@modelcontextprotocol/sdk/client/index.js';
 export { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
-function newMcp(tag) {
+function newMcp(tag, state) {
   const server = new McpServer({ name: `warren-test-${tag}`, version: '1.0.0' });
+  // Waits until the client cancels (notifications/cancelled aborts `signal`) or 60 s.
+  server.registerTool('slow', { description: 'Waits until cancelled', inputSchema: {} }, async (_args, extra) => {
+    state.slowStarted++;
+    await new Promise((resolve) => {
+      const t = setTimeout(resolve, 60_000);
+      extra.signal.addEventListener('abort', () => {
+        state.slowAborted++;
+        clearTimeout(t);
+        resolve();
+      });
+    });
+    return { content: [{ type: 'text', text: 'slow done' }] };
+  });
+  // Adds a tool and says so on this request's stream (notifications/tools/list_changed).
+  server.registerTool('grow', { description: 'Adds the tool late', inputSchema: {} }, async (_args, extra) => {
+    if (!state.grown.has(server)) {
+      state.grown.add(server);
+      server.registerTool('late', { description: 'Added at run time', inputSchema: {} },
+        async () => ({ content: [{ type: 'text', text: 'late answer' }] }));
+    }
+    await extra.sendNotification({ method: 'notifications/tools/list_changed' });
+    return { content: [{ type: 'text', text: 'grown' }] };
+  });
   server.registerTool('echo', { description: 'Echoes its text', inputSchema: { text: z.string() } },
     async ({ text }) => ({ content: [{ type: 'text', text: `${tag}-echo:${text}` }] }));
   server.registerTool('big', { description: 'A large answer', inputSchema: { bytes: z.number() } },
@@ -43,6 +66,9 @@ export async function startMcpServer() {
     tokens: { str: null, legacy: null },
     oauth: { access: 'at-initial-never-valid', refresh: null, clientSecret: null, issued: 0 },
     toolCalls: 0,
+    slowStarted: 0,
+    slowAborted: 0,
+    grown: new WeakSet(),
   };
   const streamable = new Map(); // session id -> transport
   const legacy = new Map();
@@ -66,7 +92,7 @@ export async function startMcpServer() {
         sessionIdGenerator: () => randomUUID(),
         onsessioninitialized: (id) => streamable.set(id, transport),
       });
-      await newMcp(tag).connect(transport);
+      await newMcp(tag, state).connect(transport);
     }
     if (body?.method === 'tools/call') state.toolCalls++;
     await transport.handleRequest(req, res, body);
@@ -107,7 +133,7 @@ export async function startMcpServer() {
           const t = new SSEServerTransport('/messages', res);
           legacy.set(t.sessionId, t);
           res.on('close', () => legacy.delete(t.sessionId));
-          await newMcp('legacy').connect(t);
+          await newMcp('legacy', state).connect(t);
           return;
         }
         if (url.pathname === '/messages' && req.method === 'POST') {
