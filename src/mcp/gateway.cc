@@ -86,13 +86,30 @@ McpGateway::McpGateway(store::Store* store, HttpClient* http, const SecretBox* b
 
 std::shared_ptr<McpGateway::Server> McpGateway::ServerFor(const std::string& session_id, const std::string& name,
                                                           const std::string& url) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto& slot = sessions_[session_id][name];
-  if (!slot || slot->url != url) {
-    slot = std::make_shared<Server>();
-    slot->url = url;
+  std::shared_ptr<Server> out;
+  std::map<std::string, std::shared_ptr<Server>> evicted;  // closed outside the lock
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& sess = sessions_[session_id];
+    sess.last_used = clock_->MonoMicros();
+    auto& slot = sess.servers[name];
+    if (!slot || slot->url != url) {
+      slot = std::make_shared<Server>();
+      slot->url = url;
+    }
+    out = slot;
+    if (sessions_.size() > std::max<size_t>(1, options_.max_sessions)) {
+      auto oldest = sessions_.end();
+      for (auto it = sessions_.begin(); it != sessions_.end(); ++it)
+        if (it->first != session_id && (oldest == sessions_.end() || it->second.last_used < oldest->second.last_used))
+          oldest = it;
+      if (oldest != sessions_.end()) {
+        evicted.swap(oldest->second.servers);
+        sessions_.erase(oldest);
+      }
+    }
   }
-  return slot;
+  return out;
 }
 
 domain::McpServerFailure McpGateway::FailureOf(const std::string& server, const Status& st) const {
@@ -150,6 +167,7 @@ domain::McpListing McpGateway::ListTools(const Json& session, const CancelToken*
   auto run = [&](Job& job) {
     Server* s = job.server.get();
     std::lock_guard<std::mutex> lock(s->mu);
+    if (!s->conn && clock_->MonoMicros() < s->retry_after) return;  // failed recently: tools absent
     auto conn = Connect(session, job.name, s, cancel);
     Status st = conn.status();
     if (st.ok()) {
@@ -167,6 +185,7 @@ domain::McpListing McpGateway::ListTools(const Json& session, const CancelToken*
     if (!st.ok()) {
       s->conn.reset();
       s->listed = false;
+      s->retry_after = clock_->MonoMicros() + options_.failure_backoff_ms * 1000;
       if (st.code() != Code::kCancelled && !s->failure_reported) {
         s->failure_reported = true;
         job.failure = FailureOf(job.name, st);
@@ -255,7 +274,7 @@ void McpGateway::ForgetSession(const std::string& session_id) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = sessions_.find(session_id);
     if (it == sessions_.end()) return;
-    dropped.swap(it->second);
+    dropped.swap(it->second.servers);
     sessions_.erase(it);
   }
   // Connections close here, outside the lock (legacy readers are joined).

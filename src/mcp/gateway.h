@@ -35,6 +35,13 @@ namespace warren::mcp {
 struct McpGatewayOptions {
   McpConnectionOptions connection;
   size_t max_output_bytes = 400'000;  // ~100K tokens
+  // A server that failed is not tried again by listings for this long (its
+  // tools are absent meanwhile), so a hanging server does not delay every
+  // model call of the session by its timeout.
+  int64_t failure_backoff_ms = 30'000;
+  // Sessions whose connections are kept; the least recently used beyond
+  // this are closed (and reconnect on their next use).
+  size_t max_sessions = 256;
 };
 
 // MCP tool result -> client content blocks (text, image), cut at max_bytes.
@@ -66,6 +73,11 @@ class McpGateway final : public domain::McpTools {
     bool listed = false;
     std::vector<Json> tools;
     bool failure_reported = false;
+    int64_t retry_after = 0;  // mono micros; listings skip the server until then
+  };
+  struct SessionServers {
+    int64_t last_used = 0;  // mono micros
+    std::map<std::string, std::shared_ptr<Server>> servers;
   };
   std::shared_ptr<Server> ServerFor(const std::string& session_id, const std::string& name, const std::string& url);
   // Connected (initialised) connection of `s`, or the failure.
@@ -79,7 +91,7 @@ class McpGateway final : public domain::McpTools {
   McpGatewayOptions options_;
   CredentialResolver credentials_;
   std::mutex mu_;
-  std::map<std::string, std::map<std::string, std::shared_ptr<Server>>> sessions_;
+  std::map<std::string, SessionServers> sessions_;
 };
 
 }  // namespace warren::mcp

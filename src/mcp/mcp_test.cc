@@ -296,5 +296,54 @@ TEST_F(CredentialsTest, OAuthRefreshesWhenExpiredStoresRotatedTokensAndReportsFa
   EXPECT_EQ(bad.status().message().find("rt-3"), std::string::npos);
 }
 
+TEST_F(CredentialsTest, GatewayListsLiveServersReportsAFailureOnceAndBacksOff) {
+  StreamableServer live;
+  live.token = "";  // no credential needed... the server still checks "Bearer " + token
+  std::atomic<int> broken_hits{0};
+  FakeHttpServer broken([&](const FakeRequest&, ResponseWriter& w) {
+    broken_hits++;
+    FakeHttpServer::Reply(w, 500, "oops");
+  });
+  auto http = NewCurlHttpClient();
+  AddVault("vlt_g");
+  domain::CredentialSecrets sec;
+  sec.token = "live-token";
+  AddCredential("vlt_g", "vcrd_g", {{"type", "static_bearer"}, {"mcp_server_url", live.url()}}, sec);
+  live.token = "live-token";
+  McpGateway gw(&store_, http.get(), &box_, &clock_);
+  Json toolset = {{"type", "mcp_toolset"}, {"default_config", {{"enabled", true}, {"permission_policy", {{"type", "always_allow"}}}}}};
+  Json t1 = toolset, t2 = toolset;
+  t1["mcp_server_name"] = "live";
+  t2["mcp_server_name"] = "broken";
+  Json session = {{"id", "sesn_g"},
+                  {"vault_ids", {"vlt_g"}},
+                  {"agent",
+                   {{"mcp_servers",
+                     {{{"type", "url"}, {"name", "live"}, {"url", live.url()}},
+                      {{"type", "url"}, {"name", "broken"}, {"url", broken.url() + "/mcp"}}}},
+                    {"tools", {t1, t2}}}}};
+  auto l1 = gw.ListTools(session, nullptr);
+  ASSERT_EQ(l1.tools.size(), 1u);
+  EXPECT_EQ(l1.tools[0].exposed_name, "mcp__live__echo");
+  ASSERT_EQ(l1.failures.size(), 1u);
+  EXPECT_EQ(l1.failures[0].server, "broken");
+  EXPECT_EQ(l1.failures[0].error_type, "mcp_connection_failed_error");
+  int hits = broken_hits.load();
+  // Within the backoff: not tried, not reported again; the live server's tools stay.
+  auto l2 = gw.ListTools(session, nullptr);
+  EXPECT_EQ(l2.tools.size(), 1u);
+  EXPECT_TRUE(l2.failures.empty());
+  EXPECT_EQ(broken_hits.load(), hits);
+  // After it: tried again (still failing, still reported only once).
+  clock_.Advance(31'000'000);
+  auto l3 = gw.ListTools(session, nullptr);
+  EXPECT_GT(broken_hits.load(), hits);
+  EXPECT_TRUE(l3.failures.empty());
+  // A call goes through the cached connection with the vault's token.
+  auto out = gw.CallTool(session, "live", "echo", {{"text", "x"}}, nullptr);
+  EXPECT_FALSE(out.is_error);
+  EXPECT_EQ(out.content[0]["text"], "echo:x");
+}
+
 }  // namespace
 }  // namespace warren::mcp
