@@ -38,7 +38,10 @@ Json ContentFromMcpResult(const Json& result, size_t max_bytes, bool* is_error) 
     }
     std::string piece = t;
     if (used + piece.size() > max_bytes) {
-      piece.resize(max_bytes - used);
+      // Cut at a UTF-8 character boundary: the preview stays valid text.
+      size_t n = max_bytes - used;
+      while (n > 0 && (static_cast<unsigned char>(piece[n]) & 0xC0) == 0x80) n--;
+      piece.resize(n);
       cut = true;
     }
     used += piece.size();

@@ -166,7 +166,10 @@ void McpConnection::OnLegacyMessage(const std::string& data) {
     if (IsNotification(m, "notifications/tools/list_changed")) tools_changed_ = true;
     if (m.is_object() && m.contains("id") && m["id"].is_number_integer() && (m.contains("result") || m.contains("error"))) {
       std::lock_guard<std::mutex> lock(mu_);
-      responses_[m["id"].get<int64_t>()] = m;
+      // Only answers to requests this connection sent, and a bounded
+      // number of them (a server cannot grow the map without end).
+      int64_t id = m["id"].get<int64_t>();
+      if (id > 0 && id < next_id_.load() && responses_.size() < 1024) responses_[id] = m;
     }
   };
   if (j->is_array()) {

@@ -72,6 +72,10 @@ TEST(McpContent, ConvertsBlocksAndCutsLargeText) {
   ASSERT_GE(c.size(), 2u);
   EXPECT_EQ(c[0]["text"].get<std::string>().size(), 100u);
   EXPECT_NE(c.back()["text"].get<std::string>().find("1000 bytes"), std::string::npos);
+  // A cut inside a multi-byte character backs off to the character's start.
+  Json utf = ContentFromMcpResult({{"content", {{{"type", "text"}, {"text", "ab\xc3\xa9\xc3\xa9"}}}}}, 3, &is_error);
+  EXPECT_EQ(utf[0]["text"], "ab");
+  EXPECT_NO_THROW((void)utf.dump());
   Json small = ContentFromMcpResult({{"content", {{{"type", "image"}, {"mimeType", "image/png"}, {"data", "AAAA"}}}}},
                                     100, &is_error);
   EXPECT_FALSE(is_error);
