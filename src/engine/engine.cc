@@ -724,27 +724,7 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
   req.model = jr::Str(model, "id");
   if (jr::Get(agent, "system").is_string()) req.system.push_back(ContentBlock::Text(jr::Str(agent, "system")));
   req.tools = ToolsForAgent(jr::Get(agent, "tools"));
-  // MCP tools (docs/MCP.md): listed per session (cached by the gateway);
-  // a server that fails is reported once and its tools are left out.
-  std::map<std::string, domain::McpToolDef> mcp_defs;
-  if (mcp_ != nullptr && !jr::Arr(agent, "mcp_servers").empty()) {
-    domain::McpListing listing = mcp_->ListTools(session, nullptr);
-    for (auto& t : listing.tools) {
-      models::ToolDefinition d;
-      d.name = t.exposed_name;
-      d.description = t.description;
-      if (t.input_schema.is_object()) d.input_schema = t.input_schema;
-      req.tools.push_back(std::move(d));
-      mcp_defs[t.exposed_name] = std::move(t);
-    }
-    if (!listing.failures.empty()) {
-      std::string now = Now();
-      WARREN_RETURN_IF_ERROR(Transition(id, "mcp_failed", [&](const Json&, EngineState*, Json*, store::Store::SessionStep* out) {
-        for (const auto& f : listing.failures) out->append.push_back(McpErrorEvent(now, f));
-        return Status::Ok();
-      }));
-    }
-  }
+  std::map<std::string, domain::McpToolDef> mcp_defs;  // filled below, once the call is cancellable
   req.max_tokens = options_.max_tokens;
   // Extended thinking follows the agent's `effort` (spec 1.1: model config);
   // thinking blocks come back as agent.thinking.
@@ -785,6 +765,31 @@ Result<bool> Engine::ModelTurn(const std::string& id) {
     inflight_.erase(id);
     started_here_.erase(id);
   };
+  // MCP tools (docs/MCP.md): listed per session (cached by the gateway; an
+  // interrupt cancels the listing); a server that fails is reported once
+  // and its tools are left out.
+  if (mcp_ != nullptr && !jr::Arr(agent, "mcp_servers").empty()) {
+    domain::McpListing listing = mcp_->ListTools(session, token.get());
+    for (auto& t : listing.tools) {
+      models::ToolDefinition d;
+      d.name = t.exposed_name;
+      d.description = t.description;
+      if (t.input_schema.is_object()) d.input_schema = t.input_schema;
+      req.tools.push_back(std::move(d));
+      mcp_defs[t.exposed_name] = std::move(t);
+    }
+    if (!listing.failures.empty()) {
+      std::string now = Now();
+      Status st = Transition(id, "mcp_failed", [&](const Json&, EngineState*, Json*, store::Store::SessionStep* out) {
+        for (const auto& f : listing.failures) out->append.push_back(McpErrorEvent(now, f));
+        return Status::Ok();
+      });
+      if (!st.ok()) {
+        forget_call();
+        return st;
+      }
+    }
+  }
   bool compaction_spent_budget = false;
   Status compacted = Compact(id, session, *conv, &req, token.get(), &compaction_spent_budget);
   if (!compacted.ok() && compacted.code() != Code::kCancelled) {

@@ -188,7 +188,7 @@ domain::McpListing McpGateway::ListTools(const Json& session, const CancelToken*
     if (!st.ok()) {
       s->conn.reset();
       s->listed = false;
-      s->retry_after = clock_->MonoMicros() + options_.failure_backoff_ms * 1000;
+      if (st.code() != Code::kCancelled) s->retry_after = clock_->MonoMicros() + options_.failure_backoff_ms * 1000;
       if (st.code() != Code::kCancelled && !s->failure_reported) {
         s->failure_reported = true;
         job.failure = FailureOf(job.name, st);
