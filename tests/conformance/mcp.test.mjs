@@ -30,6 +30,7 @@ const SCRIPT = {
     call('call big', 'mcp__str__big', { bytes: 600000 }),
     call('call slow', 'mcp__str__slow', {}),
     call('grow tools', 'mcp__str__grow', {}),
+    call('call gate', 'mcp__str__gate', {}),
     { when: { tool_name: 'mcp__str__grow', offered_tool: 'mcp__str__late' }, reply: 'the late tool is offered' },
     { when: { tool_name: 'mcp__str__big' }, reply: 'big done' },
     { when: { tool_name: { regex: '^mcp__' } }, reply: 'Tool said: {{tool_result}}' },
@@ -329,6 +330,48 @@ describe('MCP servers and vaults with the official SDK', { skip }, () => {
     const evs = await events(s.id);
     assert.ok(!evs.some((e) => e.type === 'agent.mcp_tool_result' && textOf(e) === 'slow done'), 'no late result');
     assert.equal((await org.beta.sessions.retrieve(s.id)).status, 'idle');
+  });
+
+  test('a SIGKILL during an MCP call: after a restart the call is made again and the turn completes once', async () => {
+    const script = path.join(dir, 'script.json');
+    const own = await startServer({ env: { WARREN_MODEL_PROVIDER: 'scripted', WARREN_MODEL_SCRIPT: script } });
+    let again;
+    try {
+      let c = new Anthropic({ apiKey: own.apiKey, baseURL: own.url, maxRetries: 0 });
+      const e = await c.beta.environments.create({ name: 'crash-env', config: { type: 'self_hosted' } });
+      const a = await c.beta.agents.create({
+        name: 'crash agent', model: 'claude-sonnet-4-6',
+        mcp_servers: [{ type: 'url', name: 'str', url: `${mcp.base}/mcp` }],
+        tools: [{ type: 'mcp_toolset', mcp_server_name: 'str' }],
+      });
+      const s = await c.beta.sessions.create({ agent: a.id, environment_id: e.id });
+      mcp.state.gateOpen = false;
+      const started = mcp.state.gateStarted;
+      await c.beta.sessions.events.send(s.id, { events: [msg('call gate')] });
+      await waitFor(() => mcp.state.gateStarted > started, { timeoutMs: 20_000, what: 'the gate tool started' });
+      await own.kill9();
+      again = await startServer({ dataDir: own.dataDir, env: { WARREN_MODEL_PROVIDER: 'scripted', WARREN_MODEL_SCRIPT: script } });
+      c = new Anthropic({ apiKey: own.apiKey, baseURL: again.url, maxRetries: 0 });
+      await waitFor(() => mcp.state.gateStarted > started + 1, { timeoutMs: 20_000, what: 'the call made again after the restart' });
+      mcp.state.gateOpen = true;
+      await waitFor(async () => {
+        const evs = [];
+        for await (const x of c.beta.sessions.events.list(s.id, { limit: 1000 })) evs.push(x);
+        return lastIdle(evs)?.stop_reason.type === 'end_turn';
+      }, { timeoutMs: 20_000, what: 'end_turn after the restart' });
+      const evs = [];
+      for await (const x of c.beta.sessions.events.list(s.id, { limit: 1000 })) evs.push(x);
+      assert.equal(evs.filter((x) => x.type === 'agent.mcp_tool_use').length, 1);
+      const results = evs.filter((x) => x.type === 'agent.mcp_tool_result');
+      assert.equal(results.length, 1, 'one recorded result');
+      assert.equal(textOf(results[0]), 'gate passed');
+      assert.equal(textOf(evs.filter((x) => x.type === 'agent.message').at(-1)), 'Tool said: gate passed');
+    } finally {
+      mcp.state.gateOpen = true;
+      if (again) await again.kill9();
+      await own.cleanup();
+      await rm(own.dataDir, { recursive: true, force: true });
+    }
   });
 
   test('notifications/tools/list_changed makes the next model call see the new tool', async () => {

@@ -33,6 +33,12 @@ function newMcp(tag, state) {
     });
     return { content: [{ type: 'text', text: 'slow done' }] };
   });
+  // Waits until the test opens the gate (state.gateOpen) or the call is cancelled.
+  server.registerTool('gate', { description: 'Waits for the gate', inputSchema: {} }, async (_args, extra) => {
+    state.gateStarted++;
+    while (!state.gateOpen && !extra.signal.aborted) await new Promise((r) => setTimeout(r, 10));
+    return { content: [{ type: 'text', text: 'gate passed' }] };
+  });
   // Adds a tool and says so on this request's stream (notifications/tools/list_changed).
   server.registerTool('grow', { description: 'Adds the tool late', inputSchema: {} }, async (_args, extra) => {
     if (!state.grown.has(server)) {
@@ -68,6 +74,8 @@ export async function startMcpServer() {
     toolCalls: 0,
     slowStarted: 0,
     slowAborted: 0,
+    gateStarted: 0,
+    gateOpen: false,
     grown: new WeakSet(),
   };
   const streamable = new Map(); // session id -> transport
