@@ -1137,6 +1137,19 @@ Result<bool> Engine::RunMcpCalls(const std::string& id) {
       out->append.push_back(IdleEvent(now, {{"type", "budget_reached"}}));
       return Status::Ok();
     }
+    if (s->calls_this_turn >= options_.max_model_calls_per_turn) {
+      // The same guard as for built-in results: a model looping on MCP calls ends.
+      s->phase = Phase::kIdle;
+      (*next)["status"] = "idle";
+      Json e = Event("session.error", now);
+      e["error"] = {{"type", "unknown_error"},
+                    {"message", "the model made " + std::to_string(options_.max_model_calls_per_turn) +
+                                    " calls in one turn without a client answer"},
+                    {"retry_status", {{"type", "terminal"}}}};
+      out->append.push_back(e);
+      out->append.push_back(IdleEvent(now, {{"type", "end_turn"}}));
+      return Status::Ok();
+    }
     Json start = Event("span.model_request_start", now);
     s->model_request_start_id = start["id"].get<std::string>();
     out->append.push_back(start);

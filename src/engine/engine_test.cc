@@ -34,6 +34,8 @@ constexpr const char* kScript = R"({"rules": [
     {"name": "mcp__docs__search", "input": {"q": "1"}}, {"name": "mcp__docs__search", "input": {"q": "2"}},
     {"name": "mcp__docs__search", "input": {"q": "3"}}, {"name": "mcp__docs__search", "input": {"q": "4"}},
     {"name": "mcp__docs__search", "input": {"q": "5"}}, {"name": "mcp__docs__search", "input": {"q": "6"}}]}},
+  {"when": {"user": "loop forever"}, "reply": {"tool_calls": [{"name": "mcp__docs__search", "input": {"q": "l"}}]}},
+  {"when": {"last_user": "loop forever", "tool_name": "mcp__docs__search"}, "reply": {"tool_calls": [{"name": "mcp__docs__search", "input": {"q": "l"}}]}},
   {"when": {"tool_name": "mcp__docs__search"}, "reply": "Found: {{tool_result}}"}
 ]})";
 
@@ -612,6 +614,18 @@ TEST_F(EngineTest, InterruptCancelsMcpCallsInFlight) {
   ASSERT_FALSE(idles.empty());
   EXPECT_EQ(idles.back()["stop_reason"]["type"], "end_turn");
   EXPECT_TRUE(AllProcessed(sid));
+}
+
+TEST_F(EngineTest, AModelLoopingOnMcpCallsIsStopped) {
+  FakeMcp mcp;
+  StartEngine(&mcp);
+  std::string sid = NewSession("scripted", "always_allow");
+  Send(sid, {UserText("loop forever")});
+  EXPECT_EQ(mcp.calls.load(), 100);  // EngineOptions::max_model_calls_per_turn
+  auto errors = OfType(sid, "session.error");
+  ASSERT_FALSE(errors.empty());
+  EXPECT_NE(errors.back()["error"]["message"].get<std::string>().find("100 calls in one turn"), std::string::npos);
+  EXPECT_EQ(Status(sid), "idle");
 }
 
 }  // namespace
