@@ -54,6 +54,7 @@ void ApiService::RegisterRoutes() {
   Route("GET", "/v1/sessions/{session_id}/events", &ApiService::ListEvents);
   Route("GET", "/v1/sessions/{session_id}/events/stream", &ApiService::StreamEvents);
   Route("GET", "/v1/warren/stream", &ApiService::MultiplexedStream);
+  RegisterVaultRoutes();
 }
 
 http::HandlerResult ApiService::JsonResult(const Json& body, int status) {

@@ -6,6 +6,7 @@
 // Thread-safe: handlers run concurrently on the HTTP worker pool.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -34,6 +35,10 @@ struct ApiOptions {
   // built-in one): their workers post user.tool_result like self_hosted ones.
   bool cloud_tool_results = false;
   std::chrono::milliseconds sse_keepalive{15000};
+  // Runs mcp_oauth_validate for a credential (refresh attempt + MCP probe;
+  // src/mcp provides it). Returns the validation object without the ids.
+  // Unset: the status is "unknown".
+  std::function<Result<Json>(const std::string& vault_id, const std::string& credential_id)> validate_credential;
 };
 
 class ApiService final {
@@ -97,6 +102,22 @@ class ApiService final {
   Result<http::HandlerResult> StreamEvents(http::HttpRequest&, const Params&, const Principal&);
   // GET /v1/warren/stream (mux_routes.cc)
   Result<http::HandlerResult> MultiplexedStream(http::HttpRequest&, const Params&, const Principal&);
+
+  // vaults (vaults.cc)
+  void RegisterVaultRoutes();
+  Result<http::HandlerResult> CreateVault(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> GetVault(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> UpdateVault(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> ListVaults(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> ArchiveVault(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> DeleteVault(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> CreateCredential(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> GetCredential(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> ListCredentials(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> UpdateCredential(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> ArchiveCredential(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> DeleteCredential(http::HttpRequest&, const Params&, const Principal&);
+  Result<http::HandlerResult> ValidateCredential(http::HttpRequest&, const Params&, const Principal&);
 
   // Loads a session the principal may access (404 / 403).
   Result<Json> AccessibleSession(const std::string& id, const Principal& p);

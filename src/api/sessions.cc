@@ -146,7 +146,13 @@ Result<http::HandlerResult> ApiService::CreateSession(http::HttpRequest& req, co
       const Json& v = body["vault_ids"][i];
       if (!v.is_string() || !HasIdShape(v.get<std::string>(), "vlt_"))
         return Invalid(IndexPath("vault_ids", i), "expected a vault id (vlt_...)");
-      return Status::NotFound("vault " + v.get<std::string>() + " not found");
+      if (body["vault_ids"].size() > 20) return Invalid("vault_ids", "at most 20 vaults");
+      WARREN_ASSIGN_OR_RETURN(Json vault, store_->GetVault(v.get<std::string>()));
+      if (!FieldOrNull(vault, "archived_at").is_null())
+        return Invalid(IndexPath("vault_ids", i), "vault " + v.get<std::string>() + " is archived");
+      bool dup = false;
+      for (const Json& seen : vaults) dup = dup || seen == v;
+      if (!dup) vaults.push_back(v);
     }
   }
   Json budget = nullptr;

@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "common/unique_fd.h"
 #include "engine/engine.h"
+#include "mcp/gateway.h"
 #include "models/model_factory.h"
 #include "http/http_server.h"
 #include "queue/work_queue.h"
@@ -217,11 +218,22 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   auto provider = models::NewModelProvider(*model_cfg);
   if (!provider.ok()) return Fail(provider.status().WithContext("model provider"));
 
-  // Session secrets are sealed under this key: WARREN_SECRETS_KEY (64 hex
-  // digits) or DATA_DIR/secrets.key, created (0600) on first start.
+  // Session secrets and vault credentials are sealed under this key:
+  // WARREN_SECRETS_KEY (64 hex digits) or DATA_DIR/secrets.key, created
+  // (0600) on first start. Once a vault exists, a missing key is an error
+  // (a fresh key could not open the stored credentials): docs/MCP.md.
   Result<SecretBox> secret_box = [&]() -> Result<SecretBox> {
     if (const char* k = std::getenv("WARREN_SECRETS_KEY"); k && *k) return SecretBox::FromHex(k);
-    return SecretBox::FromKeyFile(cfg.data_dir + "/secrets.key");
+    const std::string key_path = cfg.data_dir + "/secrets.key";
+    if (::access(key_path.c_str(), F_OK) != 0) {
+      auto vaults = store->CountVaults();
+      if (!vaults.ok()) return vaults.status();
+      if (*vaults > 0)
+        return Status::FailedPrecondition(
+            "the store holds " + std::to_string(*vaults) + " vault(s) but no secrets key was found: set WARREN_SECRETS_KEY "
+            "or restore " + key_path + " (a new key could not open the stored credentials)");
+    }
+    return SecretBox::FromKeyFile(key_path);
   }();
   if (!secret_box.ok()) return Fail(secret_box.status().WithContext("secrets key"));
 
@@ -229,6 +241,18 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   api::ApiOptions api_opts;
   api_opts.secret_box = &*secret_box;
   api_opts.sse_keepalive = std::chrono::milliseconds(cfg.sse_keepalive_ms);
+  // MCP servers of agents (docs/MCP.md): the engine reaches them through
+  // this gateway, with credentials from the sessions' vaults.
+  std::shared_ptr<HttpClient> mcp_http = NewCurlHttpClient();
+  mcp::McpGateway mcp_gateway(store.get(), mcp_http.get(), &*secret_box, Clock::Real());
+  mcp_gateway.credentials().on_refresh_failed = [](const std::string& vault_id, const std::string& credential_id) {
+    // vault_credential.refresh_failed (spec 3.8): outgoing webhooks pick it
+    // up from here once they exist; the log line names ids only.
+    log::Warn("vault_credential.refresh_failed", {{"vault", vault_id}, {"credential", credential_id}});
+  };
+  api_opts.validate_credential = [&mcp_gateway](const std::string& vault_id, const std::string& credential_id) {
+    return mcp_gateway.Validate(vault_id, credential_id);
+  };
   api::ApiService service(store.get(), &bus, &auth, Clock::Real(), api_opts);
 #ifdef WARREN_HAVE_CONSOLE
   console::RegisterRoutes(&service.router());  // the web console at /console/ (docs/CONSOLE.md)
@@ -315,6 +339,7 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   engine_opts.cloud_workers = orch_runtime != nullptr;
 #endif
   engine::Engine engine(store.get(), &bus, provider->get(), Clock::Real(), engine_opts);
+  engine.set_mcp_tools(&mcp_gateway);
   engine.set_work_needed([&work_queue](const std::string& session_id) {
     Status st = work_queue.EnsureWork(session_id);
     if (!st.ok()) log::Warn("engine.enqueue_failed", {{"session", session_id}, {"error", st.ToString()}});

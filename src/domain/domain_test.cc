@@ -2,6 +2,7 @@
 
 #include "domain/pricing.h"
 #include "domain/tool_policy.h"
+#include "domain/vault_secrets.h"
 
 namespace warren::domain {
 namespace {
@@ -16,6 +17,38 @@ TEST(ToolPolicy, ReadsTheResolvedToolset) {
   EXPECT_EQ(BuiltinToolPolicy(tools, "grep"), std::nullopt);
   EXPECT_TRUE(IsBuiltinTool("web_fetch"));
   EXPECT_FALSE(IsBuiltinTool("shell"));
+}
+
+TEST(ToolPolicy, McpToolsetDefaultsAndPerToolConfigs) {
+  Json tools = Json::array({{{"type", "mcp_toolset"},
+                             {"mcp_server_name", "gh"},
+                             {"default_config", {{"enabled", true}, {"permission_policy", {{"type", "always_ask"}}}}},
+                             {"configs", Json::array({{{"name", "read_issue"}, {"enabled", true}, {"permission_policy", {{"type", "always_allow"}}}},
+                                                      {{"name", "delete_repo"}, {"enabled", false}, {"permission_policy", {{"type", "always_allow"}}}}})}},
+                            {{"type", "mcp_toolset"}, {"mcp_server_name", "off"}, {"default_config", {{"enabled", false}}}}});
+  EXPECT_EQ(McpToolPolicy(tools, "gh", "read_issue"), "always_allow");
+  EXPECT_EQ(McpToolPolicy(tools, "gh", "create_issue"), "always_ask");  // the default
+  EXPECT_EQ(McpToolPolicy(tools, "gh", "delete_repo"), std::nullopt);
+  EXPECT_EQ(McpToolPolicy(tools, "off", "x"), std::nullopt);
+  EXPECT_EQ(McpToolPolicy(tools, "unknown", "x"), std::nullopt);
+  // A policy that cannot be read asks.
+  Json bad = Json::array({{{"type", "mcp_toolset"}, {"mcp_server_name", "s"}, {"default_config", {{"permission_policy", 5}}}}});
+  EXPECT_EQ(McpToolPolicy(bad, "s", "t"), "always_ask");
+}
+
+TEST(VaultSecrets, SealedPerCredentialAndRedacted) {
+  auto box = SecretBox::FromHex(std::string(64, 'b'));
+  ASSERT_TRUE(box.ok());
+  CredentialSecrets s;
+  s.access_token = "access-token-value";
+  s.refresh_token = "refresh-token-value";
+  auto sealed = SealCredentialSecrets(*box, "vcrd_a", s);
+  ASSERT_TRUE(sealed.ok());
+  EXPECT_EQ(sealed->find("access-token-value"), std::string::npos);
+  EXPECT_EQ(OpenCredentialSecrets(*box, "vcrd_a", *sealed)->refresh_token, "refresh-token-value");
+  // Bound to the credential id: a sealed value copied to another row does not open.
+  EXPECT_FALSE(OpenCredentialSecrets(*box, "vcrd_b", *sealed).ok());
+  EXPECT_EQ(Redact("got access-token-value and refresh-token-value!", s), "got [redacted] and [redacted]!");
 }
 
 TEST(ToolPolicy, DamagedToolsFailClosed) {

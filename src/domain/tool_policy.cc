@@ -37,4 +37,29 @@ std::optional<std::string> BuiltinToolPolicy(const Json& tools, std::string_view
   return std::nullopt;
 }
 
+namespace {
+// enabled + policy of one config object; nullopt when disabled.
+std::optional<std::string> PolicyOf(const Json& c) {
+  if (Member(c, "enabled") == false) return std::nullopt;
+  const Json& policy = Member(Member(c, "permission_policy"), "type");
+  if (!policy.is_string() || policy.get_ref<const std::string&>().empty()) return std::string("always_ask");
+  return policy.get<std::string>();
+}
+}  // namespace
+
+std::optional<std::string> McpToolPolicy(const Json& tools, std::string_view server, std::string_view tool) {
+  if (!tools.is_array()) return std::nullopt;
+  for (const Json& t : tools) {
+    if (Member(t, "type") != "mcp_toolset" || Member(t, "mcp_server_name") != server) continue;
+    const Json& configs = Member(t, "configs");
+    if (configs.is_array())
+      for (const Json& c : configs)
+        if (Member(c, "name") == tool) return PolicyOf(c);
+    const Json& def = Member(t, "default_config");
+    if (!def.is_object()) return std::string("always_allow");
+    return PolicyOf(def);
+  }
+  return std::nullopt;
+}
+
 }  // namespace warren::domain

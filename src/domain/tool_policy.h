@@ -21,4 +21,10 @@ bool IsBuiltinTool(std::string_view name);
 // tool is disabled. A malformed entry fails closed: "always_ask".
 std::optional<std::string> BuiltinToolPolicy(const Json& tools, std::string_view name);
 
+// Effective permission policy of tool `tool` of MCP server `server` under
+// the agent's `mcp_toolset` for that server (spec 1.1.1): a per-tool config
+// overrides the toolset's default_config. nullopt if there is no toolset
+// for the server or the tool is disabled. Malformed entries fail closed.
+std::optional<std::string> McpToolPolicy(const Json& tools, std::string_view server, std::string_view tool);
+
 }  // namespace warren::domain

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <atomic>
 #include <variant>
 
 #include "common/ids.h"
@@ -55,6 +56,15 @@ Json ResultBlockOf(const PendingCall& p) {
 
 Json Event(const std::string& type, const std::string& now) {
   return {{"id", NewId(idprefix::kEvent)}, {"type", type}, {"processed_at", now}};
+}
+
+Json McpErrorEvent(const std::string& now, const domain::McpServerFailure& f) {
+  Json e = Event("session.error", now);
+  e["error"] = {{"type", f.error_type},
+                {"message", f.message},
+                {"mcp_server_name", f.server},
+                {"retry_status", {{"type", "terminal"}}}};
+  return e;
 }
 
 Json IdleEvent(const std::string& now, const Json& stop_reason) {
@@ -336,6 +346,7 @@ void Engine::OnSessionDeleted(const std::string& session_id) {
     conversations_.erase(session_id);
   }
   if (token) token->Cancel();
+  if (mcp_ != nullptr) mcp_->ForgetSession(session_id);
 }
 
 void Engine::WorkerLoop() {
@@ -572,7 +583,16 @@ bool Engine::Process(const std::string& id) {
       if (due.status().code() != Code::kNotFound) FailSession(id, due.status().ToString());
       return false;
     }
-    if (!*due) return false;
+    bool model_due = *due;
+    if (!model_due && mcp_ != nullptr) {
+      auto ran = RunMcpCalls(id);
+      if (!ran.ok()) {
+        if (ran.status().code() != Code::kNotFound) FailSession(id, ran.status().ToString());
+        return false;
+      }
+      model_due = *ran;
+    }
+    if (!model_due) return false;
     auto step = ModelTurn(id);
     if (!step.ok()) {
       if (step.status().code() != Code::kNotFound) FailSession(id, step.status().ToString());
@@ -709,8 +729,9 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
       need_model = !interrupted;
     } else if (!unresolved.empty()) {
       need_model = false;
-      if (unresolved != unresolved_before) {
-        out->append.push_back(IdleEvent(now, {{"type", "requires_action"}, {"event_ids", unresolved}}));
+      Json waiting = s->AwaitingClient();
+      if (unresolved != unresolved_before && !waiting.empty()) {
+        out->append.push_back(IdleEvent(now, {{"type", "requires_action"}, {"event_ids", waiting}}));
       }
     }
     if (interrupted && !need_model) {
@@ -767,6 +788,7 @@ Result<Engine::Step> Engine::ModelTurn(const std::string& id) {
   req.model = jr::Str(model, "id");
   if (jr::Get(agent, "system").is_string()) req.system.push_back(ContentBlock::Text(jr::Str(agent, "system")));
   req.tools = ToolsForAgent(jr::Get(agent, "tools"));
+  std::map<std::string, domain::McpToolDef> mcp_defs;  // filled below, once the call is cancellable
   req.max_tokens = options_.max_tokens;
   // Extended thinking follows the agent's `effort` (spec 1.1: model config);
   // thinking blocks come back as agent.thinking.
@@ -807,6 +829,31 @@ Result<Engine::Step> Engine::ModelTurn(const std::string& id) {
     inflight_.erase(id);
     started_here_.erase(id);
   };
+  // MCP tools (docs/MCP.md): listed per session (cached by the gateway; an
+  // interrupt cancels the listing); a server that fails is reported once
+  // and its tools are left out.
+  if (mcp_ != nullptr && !jr::Arr(agent, "mcp_servers").empty()) {
+    domain::McpListing listing = mcp_->ListTools(session, token.get());
+    for (auto& t : listing.tools) {
+      models::ToolDefinition d;
+      d.name = t.exposed_name;
+      d.description = t.description;
+      if (t.input_schema.is_object()) d.input_schema = t.input_schema;
+      req.tools.push_back(std::move(d));
+      mcp_defs[t.exposed_name] = std::move(t);
+    }
+    if (!listing.failures.empty()) {
+      std::string now = Now();
+      Status st = Transition(id, "mcp_failed", [&](const Json&, EngineState*, Json*, store::Store::SessionStep* out) {
+        for (const auto& f : listing.failures) out->append.push_back(McpErrorEvent(now, f));
+        return Status::Ok();
+      });
+      if (!st.ok()) {
+        forget_call();
+        return st;
+      }
+    }
+  }
   bool compaction_spent_budget = false;
   Status compacted = Compact(id, session, *conv, &req, token.get(), &compaction_spent_budget);
   if (!compacted.ok() && compacted.code() != Code::kCancelled) {
@@ -1042,6 +1089,24 @@ Result<Engine::Step> Engine::RecordAnswer(const std::string& id, InflightCall& c
           }
           if (!p.result) need_worker = true;
           pending.push_back(std::move(p));
+        } else if (auto mt = mcp_defs.find(b.name); mt != mcp_defs.end()) {
+          const domain::McpToolDef& def = mt->second;
+          auto policy = domain::McpToolPolicy(tools, def.server, def.tool);
+          Json e = Event("agent.mcp_tool_use", now);
+          e["name"] = def.tool;
+          e["mcp_server_name"] = def.server;
+          e["input"] = b.input;
+          PendingCall p{e["id"].get<std::string>(), b.id, "mcp", def.tool, "", std::nullopt, std::nullopt};
+          p.mcp_server = def.server;
+          if (!policy) {
+            p.permission = "deny";
+            p.result = ToolOutcome{TextContent("Tool '" + b.name + "' is not enabled for this agent."), true};
+          } else {
+            p.permission = *policy == "always_ask" ? "ask" : "allow";
+          }
+          e["evaluated_permission"] = p.permission;
+          out->append.push_back(e);
+          pending.push_back(std::move(p));
         } else if (custom) {
           Json e = Event("agent.custom_tool_use", now);
           e["name"] = b.name;
@@ -1098,8 +1163,13 @@ Result<Engine::Step> Engine::RecordAnswer(const std::string& id, InflightCall& c
       }
     } else {
       s->phase = Phase::kTools;
-      (*next)["status"] = "idle";
-      out->append.push_back(IdleEvent(now, {{"type", "requires_action"}, {"event_ids", unresolved}}));
+      // MCP calls the service runs keep the session running; the calls
+      // that wait for the client are listed.
+      Json waiting = s->AwaitingClient();
+      if (!waiting.empty()) {
+        (*next)["status"] = "idle";
+        out->append.push_back(IdleEvent(now, {{"type", "requires_action"}, {"event_ids", waiting}}));
+      }
     }
     return Status::Ok();
   });
@@ -1110,6 +1180,130 @@ Result<Engine::Step> Engine::RecordAnswer(const std::string& id, InflightCall& c
   }
   if (need_worker && work_needed_) work_needed_(id);
   return again ? Step::kMore : Step::kDone;
+}
+
+Result<bool> Engine::RunMcpCalls(const std::string& id) {
+  WARREN_ASSIGN_OR_RETURN(Json session, store_->GetSession(id));
+  WARREN_ASSIGN_OR_RETURN(EngineState st, LoadState(id, session));
+  if (st.phase != Phase::kTools || !st.McpCallsDue()) return false;
+  std::vector<PendingCall> calls;
+  for (const PendingCall& p : st.pending)
+    if (p.McpRunnable()) calls.push_back(p);
+  // Requested input of each call: from its agent.mcp_tool_use event.
+  std::vector<Json> inputs;
+  for (const PendingCall& p : calls) {
+    auto ev = store_->GetEvent(id, p.event_id);
+    inputs.push_back(ev.ok() && *ev ? jr::Get((*ev)->body, "input") : Json::object());
+  }
+  if (jr::Str(session, "status") != "running") {
+    // A confirmed call: the session runs again while the service calls it.
+    std::string now = Now();
+    WARREN_RETURN_IF_ERROR(Transition(id, "mcp_running", [&](const Json& cur, EngineState*, Json* next, store::Store::SessionStep* out) {
+      if (jr::Str(cur, "status") == "running") return Status::Ok();
+      (*next)["status"] = "running";
+      (*next)["updated_at"] = now;
+      out->append.push_back(Event("session.status_running", now));
+      return Status::Ok();
+    }));
+  }
+  // An interrupt cancels the calls (the token is the session's in-flight one).
+  auto token = std::make_shared<CancelToken>();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return false;
+    inflight_[id] = token;
+  }
+  std::vector<domain::McpCallOutcome> outcomes(calls.size());
+  {
+    // Bounded concurrency per session: at most mcp_concurrency threads.
+    std::atomic<size_t> next_call{0};
+    auto worker = [&] {
+      for (size_t i; (i = next_call.fetch_add(1)) < calls.size();) {
+        if (token->cancelled()) break;  // interrupted: start no more calls
+        try {
+          outcomes[i] = mcp_->CallTool(session, calls[i].mcp_server, calls[i].name, inputs[i], token.get());
+        } catch (const std::exception& e) {
+          outcomes[i].is_error = true;
+          outcomes[i].content = TextContent(std::string("MCP call failed: ") + e.what());
+        }
+      }
+    };
+    size_t n = std::min<size_t>(calls.size(), static_cast<size_t>(std::max(1, options_.mcp_concurrency)));
+    std::vector<std::thread> threads;
+    for (size_t t = 1; t < n; t++) threads.emplace_back(worker);
+    worker();
+    for (auto& t : threads) t.join();
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = inflight_.find(id); it != inflight_.end() && it->second == token) inflight_.erase(it);
+    if (stopping_) return false;  // re-run after restart (the calls stay pending)
+  }
+  // Interrupted: consuming the user.interrupt answers the calls and settles.
+  if (token->cancelled()) return false;
+  bool due = false;
+  std::string now = Now();
+  WARREN_RETURN_IF_ERROR(Transition(id, "mcp_results", [&](const Json& cur, EngineState* s, Json* next, store::Store::SessionStep* out) {
+    due = false;
+    if (s->phase != Phase::kTools) return Status::Ok();  // settled meanwhile
+    for (size_t i = 0; i < calls.size(); i++) {
+      PendingCall* p = nullptr;
+      for (PendingCall& q : s->pending)
+        if (q.event_id == calls[i].event_id) p = &q;
+      if (p == nullptr || p->result) continue;  // interrupted meanwhile: its result is set
+      const auto& o = outcomes[i];
+      if (o.failure) out->append.push_back(McpErrorEvent(now, *o.failure));
+      Json r = Event("agent.mcp_tool_result", now);
+      r["mcp_tool_use_id"] = p->event_id;
+      r["content"] = o.content;
+      r["is_error"] = o.is_error;
+      out->append.push_back(r);
+      p->result = ToolOutcome{o.content, o.is_error};
+    }
+    (*next)["updated_at"] = now;
+    if (!s->Unresolved().empty()) {
+      Json waiting = s->AwaitingClient();
+      if (!waiting.empty() && !s->McpCallsDue()) {
+        (*next)["status"] = "idle";
+        out->append.push_back(IdleEvent(now, {{"type", "requires_action"}, {"event_ids", waiting}}));
+      }
+      return Status::Ok();
+    }
+    Json results = Json::array();
+    for (const PendingCall& p : s->pending) results.push_back(ResultBlockOf(p));
+    AppendRow(s, out, "user", std::move(results));
+    s->pending.clear();
+    if (BudgetReached(cur, *s)) {
+      s->phase = Phase::kIdle;
+      (*next)["status"] = "idle";
+      out->append.push_back(IdleEvent(now, {{"type", "budget_reached"}}));
+      return Status::Ok();
+    }
+    if (s->calls_this_turn >= options_.max_model_calls_per_turn) {
+      // The same guard as for built-in results: a model looping on MCP calls ends.
+      s->phase = Phase::kIdle;
+      (*next)["status"] = "idle";
+      Json e = Event("session.error", now);
+      e["error"] = {{"type", "unknown_error"},
+                    {"message", "the model made " + std::to_string(options_.max_model_calls_per_turn) +
+                                    " calls in one turn without a client answer"},
+                    {"retry_status", {{"type", "terminal"}}}};
+      out->append.push_back(e);
+      out->append.push_back(IdleEvent(now, {{"type", "end_turn"}}));
+      return Status::Ok();
+    }
+    Json start = Event("span.model_request_start", now);
+    s->model_request_start_id = start["id"].get<std::string>();
+    out->append.push_back(start);
+    s->phase = Phase::kModel;
+    due = true;
+    return Status::Ok();
+  }));
+  if (due) {
+    std::lock_guard<std::mutex> lock(mu_);
+    started_here_.insert(id);
+  }
+  return due;
 }
 
 Status Engine::Compact(const std::string& id, const Json& session, const Conversation& conv, models::ModelRequest* req,

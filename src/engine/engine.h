@@ -9,7 +9,12 @@
 //        span.model_request_end, session.usage
 //     -> tool calls: built-ins become agent.tool_use with evaluated_permission
 //        (the worker answers with user.tool_result), custom tools become
-//        agent.custom_tool_use; the session idles with requires_action
+//        agent.custom_tool_use; the session idles with requires_action.
+//        MCP tools (offered as mcp__<server>__<tool> through the
+//        domain::McpTools port) become agent.mcp_tool_use; allowed or
+//        confirmed ones are run by the service (RunMcpCalls, bounded per
+//        session, cancelled by an interrupt) and recorded as
+//        agent.mcp_tool_result while the session stays running
 //     -> end_turn: session.status_idle
 //
 // The state changes only by named transitions (consume, advance_cursor,
@@ -62,6 +67,7 @@
 #include "common/clock.h"
 #include "common/http_client.h"
 #include "domain/event_sink.h"
+#include "domain/mcp_tools.h"
 #include "domain/session_observer.h"
 #include "engine/engine_state.h"
 #include "models/model_provider.h"
@@ -88,6 +94,8 @@ struct EngineOptions {
   // The mode before issue 14, kept as a benchmark peer: a model call holds
   // its engine thread for the whole stream (at most `threads` in flight).
   bool pin_model_calls = false;
+  // MCP tool calls of one session run at most this many at a time.
+  int mcp_concurrency = 4;
 };
 
 // Told when a session has built-in tool calls waiting for a worker.
@@ -102,6 +110,9 @@ class Engine final : public domain::SessionObserver {
   Engine& operator=(const Engine&) = delete;
 
   void set_work_needed(WorkNeeded fn) { work_needed_ = std::move(fn); }
+  // MCP servers of sessions' agents (docs/MCP.md); without it their tools
+  // are not offered. Set before Start(); not owned.
+  void set_mcp_tools(domain::McpTools* mcp) { mcp_ = mcp; }
 
   // Starts the workers and re-schedules sessions left mid-turn.
   Status Start();
@@ -153,6 +164,9 @@ class Engine final : public domain::SessionObserver {
   void OnModelDone(const std::string& session_id, std::shared_ptr<InflightCall> call, models::ModelResult result);
   // Records a call's answer in one step; kMore if another call is due.
   Result<Step> RecordAnswer(const std::string& session_id, InflightCall& call);
+  // Runs the session's due MCP calls (allowed or confirmed) and records
+  // agent.mcp_tool_result for each; returns true if a model call is now due.
+  Result<bool> RunMcpCalls(const std::string& session_id);
   // Summarises older turns when the prompt nears the context window. The
   // summary call is cancelled by `cancel` (an interrupt: Cancelled); its cost
   // counts in the session's usage, and *budget_reached says whether the
@@ -175,6 +189,7 @@ class Engine final : public domain::SessionObserver {
   Clock* clock_;
   EngineOptions options_;
   WorkNeeded work_needed_;
+  domain::McpTools* mcp_ = nullptr;
 
   std::mutex mu_;
   std::condition_variable cv_;

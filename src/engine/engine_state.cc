@@ -26,6 +26,7 @@ Json PendingCall::ToJson() const {
             {"confirmed", nullptr}, {"result", nullptr}};
   if (confirmed) j["confirmed"] = *confirmed;
   if (result) j["result"] = {{"content", result->content}, {"is_error", result->is_error}};
+  if (!mcp_server.empty()) j["mcp_server"] = mcp_server;
   return j;
 }
 
@@ -36,10 +37,24 @@ PendingCall PendingCall::FromJson(const Json& j) {
   p.kind = jr::Str(j, "kind");
   p.name = jr::Str(j, "name");
   p.permission = jr::Str(j, "permission");
+  p.mcp_server = jr::Str(j, "mcp_server");
   if (jr::Get(j, "confirmed").is_string()) p.confirmed = jr::Str(j, "confirmed");
   const Json& r = jr::Get(j, "result");
   if (r.is_object()) p.result = ToolOutcome{jr::Arr(r, "content"), jr::Bool(r, "is_error", false)};
   return p;
+}
+
+Json EngineState::AwaitingClient() const {
+  Json ids = Json::array();
+  for (const PendingCall& p : pending)
+    if (!p.result && !p.McpRunnable()) ids.push_back(p.event_id);
+  return ids;
+}
+
+bool EngineState::McpCallsDue() const {
+  for (const PendingCall& p : pending)
+    if (p.McpRunnable()) return true;
+  return false;
 }
 
 Json EngineState::Unresolved() const {

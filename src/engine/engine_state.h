@@ -41,15 +41,18 @@ struct ToolOutcome {
 struct PendingCall {
   std::string event_id;  // agent.tool_use / agent.custom_tool_use id ("" for unknown tools)
   std::string toolu_id;  // the model's tool_use id
-  std::string kind;      // builtin | custom | unknown
+  std::string kind;      // builtin | custom | mcp | unknown
   std::string name;
   std::string permission;              // allow | ask | deny
   std::optional<std::string> confirmed;  // allow | deny once answered
   std::optional<ToolOutcome> result;
+  std::string mcp_server;  // kind mcp: the server's name (`name` is the MCP tool's own name)
 
   Json ToJson() const;
   // Checked: fields of another type read as empty.
   static PendingCall FromJson(const Json& j);
+  // An MCP call the service runs now (allowed, or confirmed by the user).
+  bool McpRunnable() const { return kind == "mcp" && !result && (permission == "allow" || confirmed == "allow"); }
 };
 
 struct EngineState {
@@ -66,6 +69,11 @@ struct EngineState {
 
   // Event ids of pending calls without a result, in order.
   Json Unresolved() const;
+  // Unresolved calls that wait for the client (not MCP calls the service
+  // runs itself: allowed or confirmed ones).
+  Json AwaitingClient() const;
+  // True if MCP calls are due to run (unresolved, allowed or confirmed).
+  bool McpCallsDue() const;
 
   store::EngineRecord ToRecord() const;
   static EngineState FromRecord(const store::EngineRecord& r);

@@ -28,8 +28,67 @@ constexpr const char* kScript = R"({"rules": [
   {"when": {"user": "Summarise the conversation above"}, "reply": "SUMMARY"},
   {"when": {"user": "turn"}, "reply": "ok yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"},
   {"when": {"user": "list"}, "reply": {"text": "Listing.", "tool_calls": [{"name": "bash", "input": {"command": "ls"}}]}},
-  {"when": {"tool_name": "bash"}, "reply": "Files: {{tool_result}}"}
+  {"when": {"tool_name": "bash"}, "reply": "Files: {{tool_result}}"},
+  {"when": {"user": "search docs"}, "reply": {"text": "Searching.", "tool_calls": [{"name": "mcp__docs__search", "input": {"q": "x"}}]}},
+  {"when": {"user": "six searches"}, "reply": {"tool_calls": [
+    {"name": "mcp__docs__search", "input": {"q": "1"}}, {"name": "mcp__docs__search", "input": {"q": "2"}},
+    {"name": "mcp__docs__search", "input": {"q": "3"}}, {"name": "mcp__docs__search", "input": {"q": "4"}},
+    {"name": "mcp__docs__search", "input": {"q": "5"}}, {"name": "mcp__docs__search", "input": {"q": "6"}}]}},
+  {"when": {"user": "loop forever"}, "reply": {"tool_calls": [{"name": "mcp__docs__search", "input": {"q": "l"}}]}},
+  {"when": {"last_user": "loop forever", "tool_name": "mcp__docs__search"}, "reply": {"tool_calls": [{"name": "mcp__docs__search", "input": {"q": "l"}}]}},
+  {"when": {"tool_name": "mcp__docs__search"}, "reply": "Found: {{tool_result}}"}
 ]})";
+
+// The McpTools port's fake: server "docs" has one tool; server "dead" fails.
+class FakeMcp final : public domain::McpTools {
+ public:
+  domain::McpListing ListTools(const Json&, const CancelToken*) override {
+    domain::McpListing l;
+    l.tools.push_back({"mcp__docs__search", "docs", "search", "Searches the docs", {{"type", "object"}}});
+    if (!dead_reported_.exchange(true))
+      l.failures.push_back({"dead", "mcp_connection_failed_error", "MCP server 'dead': connection refused"});
+    return l;
+  }
+  domain::McpCallOutcome CallTool(const Json&, const std::string& server, const std::string& tool, const Json& input,
+                                  const CancelToken*) override {
+    calls++;
+    domain::McpCallOutcome o;
+    o.content = Json::array({{{"type", "text"}, {"text", server + "/" + tool + " result for " + input.value("q", "")}}});
+    return o;
+  }
+  void ForgetSession(const std::string&) override {}
+  std::atomic<int> calls{0};
+
+ private:
+  std::atomic<bool> dead_reported_{false};
+};
+
+// Holds every call until released (or cancelled), counting how many run at once.
+class GatedMcp final : public domain::McpTools {
+ public:
+  domain::McpListing ListTools(const Json&, const CancelToken*) override {
+    domain::McpListing l;
+    l.tools.push_back({"mcp__docs__search", "docs", "search", "Searches", {{"type", "object"}}});
+    return l;
+  }
+  domain::McpCallOutcome CallTool(const Json&, const std::string&, const std::string&, const Json& input,
+                                  const CancelToken* cancel) override {
+    std::unique_lock<std::mutex> lock(mu);
+    inflight++;
+    max_inflight = std::max(max_inflight, inflight);
+    cv.notify_all();
+    while (!released && !(cancel && cancel->cancelled())) cv.wait_for(lock, std::chrono::milliseconds(5));
+    inflight--;
+    domain::McpCallOutcome o;
+    o.content = Json::array({{{"type", "text"}, {"text", "r" + input.value("q", "")}}});
+    return o;
+  }
+  void ForgetSession(const std::string&) override {}
+  std::mutex mu;
+  std::condition_variable cv;
+  int inflight = 0, max_inflight = 0;
+  bool released = false;
+};
 
 // Records what the engine publishes (the EventSink port's fake).
 class RecordingSink final : public domain::EventSink {
@@ -122,19 +181,29 @@ class EngineTest : public ::testing::Test {
     fs::remove_all(dir_);
   }
 
-  void StartEngine() {
+  void StartEngine(domain::McpTools* mcp = nullptr) {
     if (engine_) engine_->Stop();
     engine_ = std::make_unique<Engine>(store_.get(), &bus_, provider_.get(), Clock::Real());
+    if (mcp != nullptr) engine_->set_mcp_tools(mcp);
     ASSERT_TRUE(engine_->Start().ok());
   }
 
-  std::string NewSession(const std::string& model = "scripted") {
+  std::string NewSession(const std::string& model = "scripted", const std::string& mcp_policy = "") {
     Json tools = Json::array({{{"type", "agent_toolset_20260401"},
                                {"configs", Json::array({{{"name", "bash"},
                                                          {"enabled", true},
                                                          {"permission_policy", {{"type", "always_allow"}}}}})}}});
     Json agent = {{"id", "agent_1"}, {"version", 1}, {"type", "agent"}, {"name", "a"},
                   {"model", {{"id", model}}}, {"system", nullptr}, {"tools", tools}};
+    if (!mcp_policy.empty()) {
+      agent["mcp_servers"] = {{{"type", "url"}, {"name", "docs"}, {"url", "http://docs"}},
+                              {{"type", "url"}, {"name", "dead"}, {"url", "http://dead"}}};
+      for (const char* name : {"docs", "dead"})
+        agent["tools"].push_back({{"type", "mcp_toolset"},
+                                  {"mcp_server_name", name},
+                                  {"default_config", {{"enabled", true}, {"permission_policy", {{"type", mcp_policy}}}}},
+                                  {"configs", Json::array()}});
+    }
     std::string id = NewId(idprefix::kSession);
     Json s = {{"id", id}, {"type", "session"}, {"status", "idle"}, {"environment_id", "env_1"},
               {"agent", agent}, {"usage", Json::object()}, {"budget", nullptr}, {"archived_at", nullptr},
@@ -440,6 +509,126 @@ TEST_F(EngineTest, LegacyStateIsMigrated) {
   ASSERT_EQ(rows->size(), 4u);
   EXPECT_EQ((*rows)[0].content[0]["text"], "hello old");
   EXPECT_FALSE(store_->GetSession(sid)->contains("_engine"));
+}
+
+}  // namespace
+}  // namespace warren::engine
+
+namespace warren::engine {
+namespace {
+
+TEST_F(EngineTest, McpToolIsCalledByTheServiceAndRecorded) {
+  FakeMcp mcp;
+  StartEngine(&mcp);
+  std::string sid = NewSession("scripted", "always_allow");
+  Send(sid, {UserText("search docs")});
+  auto uses = OfType(sid, "agent.mcp_tool_use");
+  ASSERT_EQ(uses.size(), 1u);
+  EXPECT_EQ(uses[0]["name"], "search");
+  EXPECT_EQ(uses[0]["mcp_server_name"], "docs");
+  EXPECT_EQ(uses[0]["evaluated_permission"], "allow");
+  EXPECT_EQ(uses[0]["input"]["q"], "x");
+  auto results = OfType(sid, "agent.mcp_tool_result");
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0]["mcp_tool_use_id"], uses[0]["id"]);
+  EXPECT_EQ(results[0]["content"][0]["text"], "docs/search result for x");
+  EXPECT_EQ(results[0]["is_error"], false);
+  // The dead server is reported once, naming it, and the turn went on.
+  auto errors = OfType(sid, "session.error");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0]["error"]["type"], "mcp_connection_failed_error");
+  EXPECT_EQ(errors[0]["error"]["mcp_server_name"], "dead");
+  auto msgs = OfType(sid, "agent.message");
+  ASSERT_FALSE(msgs.empty());
+  EXPECT_EQ(msgs.back()["content"][0]["text"], "Found: docs/search result for x");
+  EXPECT_TRUE(OfType(sid, "agent.tool_use").empty());
+  // The session never idled for the client while the service ran the call.
+  for (const Json& idle : OfType(sid, "session.status_idle")) EXPECT_EQ(idle["stop_reason"]["type"], "end_turn");
+  EXPECT_EQ(Status(sid), "idle");
+}
+
+TEST_F(EngineTest, McpAlwaysAskWaitsForConfirmation) {
+  FakeMcp mcp;
+  StartEngine(&mcp);
+  std::string sid = NewSession("scripted", "always_ask");
+  Send(sid, {UserText("search docs")});
+  auto uses = OfType(sid, "agent.mcp_tool_use");
+  ASSERT_EQ(uses.size(), 1u);
+  EXPECT_EQ(uses[0]["evaluated_permission"], "ask");
+  EXPECT_EQ(mcp.calls.load(), 0);
+  auto idles = OfType(sid, "session.status_idle");
+  ASSERT_FALSE(idles.empty());
+  EXPECT_EQ(idles.back()["stop_reason"]["type"], "requires_action");
+  EXPECT_EQ(idles.back()["stop_reason"]["event_ids"][0], uses[0]["id"]);
+  Send(sid, {{{"type", "user.tool_confirmation"}, {"tool_use_id", uses[0]["id"]}, {"result", "allow"}}});
+  EXPECT_EQ(mcp.calls.load(), 1);
+  ASSERT_EQ(OfType(sid, "agent.mcp_tool_result").size(), 1u);
+  EXPECT_EQ(OfType(sid, "agent.message").back()["content"][0]["text"], "Found: docs/search result for x");
+  EXPECT_EQ(Status(sid), "idle");
+}
+
+TEST_F(EngineTest, McpDenyNeverCallsTheServer) {
+  FakeMcp mcp;
+  StartEngine(&mcp);
+  std::string sid = NewSession("scripted", "always_ask");
+  Send(sid, {UserText("search docs")});
+  auto uses = OfType(sid, "agent.mcp_tool_use");
+  ASSERT_EQ(uses.size(), 1u);
+  Send(sid, {{{"type", "user.tool_confirmation"}, {"tool_use_id", uses[0]["id"]}, {"result", "deny"}, {"deny_message", "no"}}});
+  EXPECT_EQ(mcp.calls.load(), 0);
+  EXPECT_EQ(OfType(sid, "agent.message").back()["content"][0]["text"], "Found: no");
+}
+
+TEST_F(EngineTest, McpCallsOfOneSessionRunConcurrentlyUpToTheBound) {
+  GatedMcp mcp;
+  StartEngine(&mcp);  // default mcp_concurrency: 4
+  std::string sid = NewSession("scripted", "always_allow");
+  Send(sid, {UserText("six searches")}, /*wait=*/false);
+  {
+    std::unique_lock<std::mutex> lock(mcp.mu);
+    ASSERT_TRUE(mcp.cv.wait_for(lock, std::chrono::seconds(20), [&] { return mcp.inflight == 4; }));
+  }
+  // Give an unbounded engine every chance to start a fifth call.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  {
+    std::lock_guard<std::mutex> lock(mcp.mu);
+    EXPECT_EQ(mcp.max_inflight, 4);
+    mcp.released = true;
+  }
+  engine_->WaitIdle();
+  EXPECT_EQ(OfType(sid, "agent.mcp_tool_result").size(), 6u);
+  EXPECT_EQ(OfType(sid, "agent.message").back()["content"][0]["text"], "Found: r1\nr2\nr3\nr4\nr5\nr6");
+  EXPECT_EQ(mcp.max_inflight, 4);
+}
+
+TEST_F(EngineTest, InterruptCancelsMcpCallsInFlight) {
+  GatedMcp mcp;
+  StartEngine(&mcp);
+  std::string sid = NewSession("scripted", "always_allow");
+  Send(sid, {UserText("six searches")}, /*wait=*/false);
+  {
+    std::unique_lock<std::mutex> lock(mcp.mu);
+    ASSERT_TRUE(mcp.cv.wait_for(lock, std::chrono::seconds(20), [&] { return mcp.inflight == 4; }));
+  }
+  Send(sid, {{{"type", "user.interrupt"}}});  // waits until the engine is idle: the calls were cancelled
+  EXPECT_EQ(Status(sid), "idle");
+  EXPECT_TRUE(OfType(sid, "agent.mcp_tool_result").empty()) << "interrupted calls record no result";
+  auto idles = OfType(sid, "session.status_idle");
+  ASSERT_FALSE(idles.empty());
+  EXPECT_EQ(idles.back()["stop_reason"]["type"], "end_turn");
+  EXPECT_TRUE(AllProcessed(sid));
+}
+
+TEST_F(EngineTest, AModelLoopingOnMcpCallsIsStopped) {
+  FakeMcp mcp;
+  StartEngine(&mcp);
+  std::string sid = NewSession("scripted", "always_allow");
+  Send(sid, {UserText("loop forever")});
+  EXPECT_EQ(mcp.calls.load(), 100);  // EngineOptions::max_model_calls_per_turn
+  auto errors = OfType(sid, "session.error");
+  ASSERT_FALSE(errors.empty());
+  EXPECT_NE(errors.back()["error"]["message"].get<std::string>().find("100 calls in one turn"), std::string::npos);
+  EXPECT_EQ(Status(sid), "idle");
 }
 
 }  // namespace

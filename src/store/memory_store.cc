@@ -372,6 +372,118 @@ Status MemoryStore::DeleteSession(const std::string& id) {
 
 // ------------------------------------------------------------------ session secrets, engine state
 
+// ------------------------------------------------------------------ vaults
+
+Status MemoryStore::CreateVault(const Json& vault) {
+  WARREN_ASSIGN_OR_RETURN(std::string id, StrField(vault, "id", "vault"));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (vaults_.count(id)) return Status::Conflict("vault " + id + " already exists");
+  vaults_[id] = Row{next_seq_++, TimeOf(vault, "created_at", clock_), ArchivedFlag(vault) != 0, vault};
+  return Status::Ok();
+}
+
+Result<Json> MemoryStore::GetVault(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = vaults_.find(id);
+  if (it == vaults_.end()) return Status::NotFound("vault " + id + " not found");
+  return it->second.body;
+}
+
+Result<Json> MemoryStore::UpdateVault(const std::string& id, const Mutator& mutate) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (int attempt = 0;; attempt++) {
+    auto it = vaults_.find(id);
+    if (it == vaults_.end()) return Status::NotFound("vault " + id + " not found");
+    const Json current = it->second.body;
+    WARREN_ASSIGN_OR_RETURN(Json next, mutate(current));
+    if (attempt < abort_attempts_) continue;
+    it->second.body = next;
+    it->second.archived = ArchivedFlag(next) != 0;
+    return next;
+  }
+}
+
+Result<Page> MemoryStore::ListVaults(bool include_archived, const PageSpec& page) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::pair<int64_t, const Json*>> rows;
+  for (const auto& [id, r] : vaults_)
+    if (include_archived || !r.archived) rows.emplace_back(r.seq, &r.body);
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return PageOf(rows, page);
+}
+
+Status MemoryStore::DeleteVault(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!vaults_.erase(id)) return Status::NotFound("vault " + id + " not found");
+  for (auto it = creds_.begin(); it != creds_.end();)
+    it = StrOr(it->second.rec.body, "vault_id") == id ? creds_.erase(it) : std::next(it);
+  return Status::Ok();
+}
+
+Result<int64_t> MemoryStore::CountVaults() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int64_t>(vaults_.size());
+}
+
+Status MemoryStore::CreateCredential(const CredentialRecord& c, int max_per_vault) {
+  WARREN_ASSIGN_OR_RETURN(std::string id, StrField(c.body, "id", "credential"));
+  WARREN_ASSIGN_OR_RETURN(std::string vault_id, StrField(c.body, "vault_id", "credential"));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!vaults_.count(vault_id)) return Status::NotFound("vault " + vault_id + " not found");
+  if (creds_.count(id)) return Status::Conflict("credential " + id + " already exists");
+  int live = 0;
+  for (const auto& [cid, r] : creds_)
+    if (StrOr(r.rec.body, "vault_id") == vault_id && !ArchivedFlag(r.rec.body)) live++;
+  if (live >= max_per_vault)
+    return Status::Conflict("vault " + vault_id + " already holds " + std::to_string(max_per_vault) +
+                            " credentials (the limit); archive or delete one first")
+        .WithDetailCode("vault_credential_limit");
+  creds_[id] = CredRow{next_seq_++, c};
+  return Status::Ok();
+}
+
+Result<CredentialRecord> MemoryStore::GetCredential(const std::string& vault_id, const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = creds_.find(id);
+  if (it == creds_.end() || StrOr(it->second.rec.body, "vault_id") != vault_id)
+    return Status::NotFound("credential " + id + " not found in vault " + vault_id);
+  return it->second.rec;
+}
+
+Result<CredentialRecord> MemoryStore::UpdateCredential(const std::string& vault_id, const std::string& id,
+                                                       const std::function<Status(CredentialRecord*)>& mutate) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (int attempt = 0;; attempt++) {
+    auto it = creds_.find(id);
+    if (it == creds_.end() || StrOr(it->second.rec.body, "vault_id") != vault_id)
+      return Status::NotFound("credential " + id + " not found in vault " + vault_id);
+    CredentialRecord next = it->second.rec;
+    WARREN_RETURN_IF_ERROR(mutate(&next));
+    if (attempt < abort_attempts_) continue;
+    it->second.rec = next;
+    return next;
+  }
+}
+
+Result<Page> MemoryStore::ListCredentials(const std::string& vault_id, bool include_archived, const PageSpec& page) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::pair<int64_t, const Json*>> rows;
+  for (const auto& [id, r] : creds_)
+    if (StrOr(r.rec.body, "vault_id") == vault_id && (include_archived || !ArchivedFlag(r.rec.body)))
+      rows.emplace_back(r.seq, &r.rec.body);
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return PageOf(rows, page);
+}
+
+Status MemoryStore::DeleteCredential(const std::string& vault_id, const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = creds_.find(id);
+  if (it == creds_.end() || StrOr(it->second.rec.body, "vault_id") != vault_id)
+    return Status::NotFound("credential " + id + " not found in vault " + vault_id);
+  creds_.erase(it);
+  return Status::Ok();
+}
+
 Status MemoryStore::PutSessionSecrets(const std::string& session_id, const std::map<std::string, std::string>& sealed) {
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [name, value] : sealed) secrets_[session_id][name] = value;

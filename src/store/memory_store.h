@@ -69,6 +69,19 @@ class MemoryStore final : public Store {
   Result<std::vector<StoredEvent>> EventsAfter(const std::string& session_id, int64_t after_seq, int limit) override;
   Result<std::optional<StoredEvent>> GetEvent(const std::string& session_id, const std::string& event_id) override;
 
+  Status CreateVault(const Json& vault) override;
+  Result<Json> GetVault(const std::string& id) override;
+  Result<Json> UpdateVault(const std::string& id, const Mutator& mutate) override;
+  Result<Page> ListVaults(bool include_archived, const PageSpec& page) override;
+  Status DeleteVault(const std::string& id) override;
+  Result<int64_t> CountVaults() override;
+  Status CreateCredential(const CredentialRecord& credential, int max_per_vault) override;
+  Result<CredentialRecord> GetCredential(const std::string& vault_id, const std::string& id) override;
+  Result<CredentialRecord> UpdateCredential(const std::string& vault_id, const std::string& id,
+                                            const std::function<Status(CredentialRecord*)>& mutate) override;
+  Result<Page> ListCredentials(const std::string& vault_id, bool include_archived, const PageSpec& page) override;
+  Status DeleteCredential(const std::string& vault_id, const std::string& id) override;
+
   Status PutKey(const std::string& key_hash, const KeyRecord& record) override;
   Result<std::optional<KeyRecord>> LookupKey(const std::string& key_hash) override;
   Result<int64_t> CountKeys(KeyKind kind) override;
@@ -122,6 +135,12 @@ class MemoryStore final : public Store {
   std::map<std::string, std::map<int64_t, TranscriptEntry>> transcript_;  // session id -> idx -> row
   std::map<std::string, std::map<std::string, std::string>> secrets_;     // session id -> name -> sealed
   std::map<std::string, WorkRecord> work_;
+  std::map<std::string, Row> vaults_;
+  struct CredRow {
+    int64_t seq = 0;
+    CredentialRecord rec;
+  };
+  std::map<std::string, CredRow> creds_;  // by credential id
   std::map<std::pair<std::string, std::string>, int64_t> workers_;  // (env, worker) -> last poll
 };
 

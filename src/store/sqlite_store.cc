@@ -284,6 +284,25 @@ INSERT OR IGNORE INTO session_memory_stores (memory_store_id, session_id)
 CREATE INDEX keys_by_session ON keys (session_id) WHERE session_id IS NOT NULL;
 CREATE INDEX keys_by_environment ON keys (environment_id) WHERE environment_id IS NOT NULL;
 CREATE INDEX keys_by_kind ON keys (kind);
+)sql",
+    // 8: vaults and their credentials (spec 6). A credential's secrets are
+    // sealed by the caller (hex of the sealed bytes); `body` never holds one.
+    R"sql(
+CREATE TABLE vaults (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL,
+  archived INTEGER NOT NULL DEFAULT 0,
+  body TEXT NOT NULL);
+CREATE INDEX vaults_live ON vaults (archived, seq);
+CREATE TABLE vault_credentials (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  vault_id TEXT NOT NULL,
+  archived INTEGER NOT NULL DEFAULT 0,
+  body TEXT NOT NULL,
+  sealed TEXT NOT NULL);
+CREATE INDEX vault_credentials_by_vault ON vault_credentials (vault_id, archived, seq);
 )sql"
 };
 
@@ -896,6 +915,145 @@ Result<std::map<std::string, std::string>> SqliteStore::GetSessionSecrets(const 
     out[st.Text(0)] = std::move(bytes);
   }
   return out;
+}
+
+// ------------------------------------------------------------------ vaults
+
+Status SqliteStore::CreateVault(const Json& vault) {
+  WARREN_ASSIGN_OR_RETURN(std::string id, StrField(vault, "id", "vault"));
+  std::lock_guard<std::mutex> lock(mu_);
+  return InTxn([&]() -> Status {
+    Stmt st(db_, "INSERT INTO vaults (id, created_at, archived, body) VALUES (?, ?, ?, ?)");
+    st.Bind({id, TimeOf(vault, "created_at", clock_), ArchivedFlag(vault), DumpJson(vault)});
+    Status s = st.Exec();
+    if (s.code() == Code::kConflict) return Status::Conflict("vault " + id + " already exists");
+    return s;
+  });
+}
+
+Result<Json> SqliteStore::GetVault(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_, "SELECT body FROM vaults WHERE id = ?");
+  st.Bind({id});
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return Status::NotFound("vault " + id + " not found");
+  return st.JsonCol(0);
+}
+
+Result<Json> SqliteStore::UpdateVault(const std::string& id, const Mutator& mutate) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return InTxn([&]() -> Result<Json> {
+    Stmt st(db_, "SELECT body FROM vaults WHERE id = ?");
+    st.Bind({id});
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return Status::NotFound("vault " + id + " not found");
+    WARREN_ASSIGN_OR_RETURN(Json current, st.JsonCol(0));
+    WARREN_ASSIGN_OR_RETURN(Json next, mutate(current));
+    if (next == current) return current;
+    Stmt up(db_, "UPDATE vaults SET archived = ?, body = ? WHERE id = ?");
+    up.Bind({ArchivedFlag(next), DumpJson(next), id});
+    WARREN_RETURN_IF_ERROR(up.Exec());
+    return next;
+  });
+}
+
+Result<Page> SqliteStore::ListVaults(bool include_archived, const PageSpec& page) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return QueryPage(db_, "vaults", include_archived ? "1=1" : "archived = 0", {}, page);
+}
+
+Status SqliteStore::DeleteVault(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return InTxn([&]() -> Status {
+    Stmt st(db_, "DELETE FROM vaults WHERE id = ?");
+    st.Bind({id});
+    WARREN_RETURN_IF_ERROR(st.Exec());
+    if (sqlite3_changes(db_) == 0) return Status::NotFound("vault " + id + " not found");
+    Stmt creds(db_, "DELETE FROM vault_credentials WHERE vault_id = ?");
+    creds.Bind({id});
+    return creds.Exec();
+  });
+}
+
+Result<int64_t> SqliteStore::CountVaults() {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_, "SELECT COUNT(*) FROM vaults");
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  return row ? st.Int(0) : 0;
+}
+
+Status SqliteStore::CreateCredential(const CredentialRecord& c, int max_per_vault) {
+  WARREN_ASSIGN_OR_RETURN(std::string id, StrField(c.body, "id", "credential"));
+  WARREN_ASSIGN_OR_RETURN(std::string vault_id, StrField(c.body, "vault_id", "credential"));
+  std::lock_guard<std::mutex> lock(mu_);
+  return InTxn([&]() -> Status {
+    Stmt v(db_, "SELECT 1 FROM vaults WHERE id = ?");
+    v.Bind({vault_id});
+    WARREN_ASSIGN_OR_RETURN(bool found, v.Step());
+    if (!found) return Status::NotFound("vault " + vault_id + " not found");
+    Stmt n(db_, "SELECT COUNT(*) FROM vault_credentials WHERE vault_id = ? AND archived = 0");
+    n.Bind({vault_id});
+    WARREN_RETURN_IF_ERROR(n.Exec());
+    if (n.Int(0) >= max_per_vault)
+      return Status::Conflict("vault " + vault_id + " already holds " + std::to_string(max_per_vault) +
+                              " credentials (the limit); archive or delete one first")
+          .WithDetailCode("vault_credential_limit");
+    Stmt st(db_, "INSERT INTO vault_credentials (id, vault_id, archived, body, sealed) VALUES (?, ?, ?, ?, ?)");
+    st.Bind({id, vault_id, ArchivedFlag(c.body), DumpJson(c.body), ToHex(c.sealed)});
+    Status s = st.Exec();
+    if (s.code() == Code::kConflict) return Status::Conflict("credential " + id + " already exists");
+    return s;
+  });
+}
+
+Result<CredentialRecord> SqliteStore::GetCredential(const std::string& vault_id, const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_, "SELECT body, sealed FROM vault_credentials WHERE id = ? AND vault_id = ?");
+  st.Bind({id, vault_id});
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return Status::NotFound("credential " + id + " not found in vault " + vault_id);
+  CredentialRecord r;
+  WARREN_ASSIGN_OR_RETURN(r.body, st.JsonCol(0));
+  if (!FromHex(st.Text(1), &r.sealed)) return Status::IOError("credential " + id + ": damaged secret");
+  return r;
+}
+
+Result<CredentialRecord> SqliteStore::UpdateCredential(const std::string& vault_id, const std::string& id,
+                                                       const std::function<Status(CredentialRecord*)>& mutate) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return InTxn([&]() -> Result<CredentialRecord> {
+    Stmt st(db_, "SELECT body, sealed FROM vault_credentials WHERE id = ? AND vault_id = ?");
+    st.Bind({id, vault_id});
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return Status::NotFound("credential " + id + " not found in vault " + vault_id);
+    CredentialRecord cur;
+    WARREN_ASSIGN_OR_RETURN(cur.body, st.JsonCol(0));
+    if (!FromHex(st.Text(1), &cur.sealed)) return Status::IOError("credential " + id + ": damaged secret");
+    CredentialRecord next = cur;
+    WARREN_RETURN_IF_ERROR(mutate(&next));
+    if (next.body == cur.body && next.sealed == cur.sealed) return cur;
+    Stmt up(db_, "UPDATE vault_credentials SET archived = ?, body = ?, sealed = ? WHERE id = ?");
+    up.Bind({ArchivedFlag(next.body), DumpJson(next.body), ToHex(next.sealed), id});
+    WARREN_RETURN_IF_ERROR(up.Exec());
+    return next;
+  });
+}
+
+Result<Page> SqliteStore::ListCredentials(const std::string& vault_id, bool include_archived, const PageSpec& page) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return QueryPage(db_, "vault_credentials", include_archived ? "vault_id = ?" : "vault_id = ? AND archived = 0",
+                   {vault_id}, page);
+}
+
+Status SqliteStore::DeleteCredential(const std::string& vault_id, const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return InTxn([&]() -> Status {
+    Stmt st(db_, "DELETE FROM vault_credentials WHERE id = ? AND vault_id = ?");
+    st.Bind({id, vault_id});
+    WARREN_RETURN_IF_ERROR(st.Exec());
+    if (sqlite3_changes(db_) == 0) return Status::NotFound("credential " + id + " not found in vault " + vault_id);
+    return Status::Ok();
+  });
 }
 
 // ------------------------------------------------------------------ engine state

@@ -84,6 +84,19 @@ class SqliteStore final : public Store {
   Result<std::vector<StoredEvent>> EventsAfter(const std::string& session_id, int64_t after_seq, int limit) override;
   Result<std::optional<StoredEvent>> GetEvent(const std::string& session_id, const std::string& event_id) override;
 
+  Status CreateVault(const Json& vault) override;
+  Result<Json> GetVault(const std::string& id) override;
+  Result<Json> UpdateVault(const std::string& id, const Mutator& mutate) override;
+  Result<Page> ListVaults(bool include_archived, const PageSpec& page) override;
+  Status DeleteVault(const std::string& id) override;
+  Result<int64_t> CountVaults() override;
+  Status CreateCredential(const CredentialRecord& credential, int max_per_vault) override;
+  Result<CredentialRecord> GetCredential(const std::string& vault_id, const std::string& id) override;
+  Result<CredentialRecord> UpdateCredential(const std::string& vault_id, const std::string& id,
+                                            const std::function<Status(CredentialRecord*)>& mutate) override;
+  Result<Page> ListCredentials(const std::string& vault_id, bool include_archived, const PageSpec& page) override;
+  Status DeleteCredential(const std::string& vault_id, const std::string& id) override;
+
   Status PutKey(const std::string& key_hash, const KeyRecord& record) override;
   Result<std::optional<KeyRecord>> LookupKey(const std::string& key_hash) override;
   Result<int64_t> CountKeys(KeyKind kind) override;

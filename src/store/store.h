@@ -222,6 +222,14 @@ struct TranscriptEntry {
   Json content = Json::array();
 };
 
+// A vault credential (spec 6): its public JSON (`body`, the API object,
+// never holding a secret) and its secret material sealed by the caller
+// (common/secret_box.h), opaque to the store.
+struct CredentialRecord {
+  Json body;
+  std::string sealed;
+};
+
 // Called after commit with the events the transaction wrote, in commit order
 // per session (contract 3). Not called when nothing was written.
 using CommitHook = std::function<void(const std::vector<StoredEvent>&)>;
@@ -345,6 +353,31 @@ class Store {
                                                        int limit) = 0;
   // One event of a session by id, if present.
   virtual Result<std::optional<StoredEvent>> GetEvent(const std::string& session_id, const std::string& event_id) = 0;
+
+  // ---- vaults and their credentials (spec 6)
+  // Conflict if the id exists.
+  virtual Status CreateVault(const Json& vault) = 0;
+  virtual Result<Json> GetVault(const std::string& id) = 0;
+  virtual Result<Json> UpdateVault(const std::string& id, const Mutator& mutate) = 0;
+  virtual Result<Page> ListVaults(bool include_archived, const PageSpec& page) = 0;
+  // Deletes the vault and all its credentials. NotFound if absent.
+  virtual Status DeleteVault(const std::string& id) = 0;
+  // Vaults ever created and not deleted (archived ones count).
+  virtual Result<int64_t> CountVaults() = 0;
+  // Inserts a credential into body["vault_id"]. NotFound if the vault does
+  // not exist; Conflict (detail "vault_credential_limit") when the vault
+  // already holds `max_per_vault` credentials that are not archived; the
+  // count and the insert are one transaction.
+  virtual Status CreateCredential(const CredentialRecord& credential, int max_per_vault) = 0;
+  // NotFound unless credential `id` belongs to vault `vault_id`.
+  virtual Result<CredentialRecord> GetCredential(const std::string& vault_id, const std::string& id) = 0;
+  // Read-modify-write; `mutate` edits body and sealed (not the ids). May run
+  // more than once. A mutation that changes nothing writes nothing.
+  virtual Result<CredentialRecord> UpdateCredential(const std::string& vault_id, const std::string& id,
+                                                    const std::function<Status(CredentialRecord*)>& mutate) = 0;
+  // Credentials of one vault (bodies), paged by seq. An unknown vault lists empty.
+  virtual Result<Page> ListCredentials(const std::string& vault_id, bool include_archived, const PageSpec& page) = 0;
+  virtual Status DeleteCredential(const std::string& vault_id, const std::string& id) = 0;
 
   // ---- credentials (only hashes are stored)
   // Conflict if the hash exists.

@@ -244,6 +244,64 @@ TEST_P(StoreConformance, MalformedObjectsAreInvalidArgumentNotCrash) {
 
 // ------------------------------------------------------------ environments
 
+// ---- vaults and credentials (spec 6)
+
+TEST_P(StoreConformance, VaultCrudArchiveAndDelete) {
+  Json v = {{"id", "vlt_a"}, {"type", "vault"}, {"display_name", "a"}, {"archived_at", nullptr}};
+  ASSERT_TRUE(store_->CreateVault(v).ok());
+  EXPECT_EQ(store_->CreateVault(v).code(), Code::kConflict);
+  ASSERT_TRUE(store_->CreateVault({{"id", "vlt_b"}, {"archived_at", nullptr}}).ok());
+  EXPECT_EQ((*store_->GetVault("vlt_a"))["display_name"], "a");
+  EXPECT_EQ(store_->GetVault("vlt_zz").status().code(), Code::kNotFound);
+  EXPECT_EQ(*store_->CountVaults(), 2);
+  ASSERT_TRUE(store_->UpdateVault("vlt_a", [&](const Json& cur) -> Result<Json> {
+                      Json n = cur;
+                      n["archived_at"] = Ts();
+                      return n;
+                    }).ok());
+  PageSpec spec;
+  EXPECT_EQ(store_->ListVaults(false, spec)->items.size(), 1u);
+  EXPECT_EQ(store_->ListVaults(true, spec)->items.size(), 2u);
+  ASSERT_TRUE(store_->CreateCredential({{{"id", "vcrd_1"}, {"vault_id", "vlt_b"}, {"archived_at", nullptr}}, "s1"}, 20).ok());
+  ASSERT_TRUE(store_->DeleteVault("vlt_b").ok());
+  EXPECT_EQ(store_->DeleteVault("vlt_b").code(), Code::kNotFound);
+  EXPECT_EQ(store_->GetCredential("vlt_b", "vcrd_1").status().code(), Code::kNotFound);
+  EXPECT_EQ(*store_->CountVaults(), 1);
+}
+
+TEST_P(StoreConformance, CredentialLimitSealedAndScope) {
+  ASSERT_TRUE(store_->CreateVault({{"id", "vlt_a"}, {"archived_at", nullptr}}).ok());
+  ASSERT_TRUE(store_->CreateVault({{"id", "vlt_b"}, {"archived_at", nullptr}}).ok());
+  auto cred = [](const std::string& id, const std::string& vault) {
+    return CredentialRecord{{{"id", id}, {"vault_id", vault}, {"archived_at", nullptr}}, std::string("\x01\x00sealed", 8)};
+  };
+  EXPECT_EQ(store_->CreateCredential(cred("vcrd_x", "vlt_zz"), 3).code(), Code::kNotFound);
+  for (int i = 0; i < 3; i++) ASSERT_TRUE(store_->CreateCredential(cred("vcrd_" + std::to_string(i), "vlt_a"), 3).ok());
+  Status full = store_->CreateCredential(cred("vcrd_9", "vlt_a"), 3);
+  EXPECT_EQ(full.code(), Code::kConflict);
+  EXPECT_EQ(full.detail_code(), "vault_credential_limit");
+  EXPECT_EQ(store_->CreateCredential(cred("vcrd_0", "vlt_b"), 3).code(), Code::kConflict);  // ids are global
+  // The sealed bytes come back exactly (binary-safe); another vault's id does not reach it.
+  EXPECT_EQ(store_->GetCredential("vlt_a", "vcrd_1")->sealed, std::string("\x01\x00sealed", 8));
+  EXPECT_EQ(store_->GetCredential("vlt_b", "vcrd_1").status().code(), Code::kNotFound);
+  // Archiving frees a slot.
+  ASSERT_TRUE(store_->UpdateCredential("vlt_a", "vcrd_1", [&](CredentialRecord* r) {
+                      r->body["archived_at"] = Ts();
+                      r->sealed = "new";
+                      return Status::Ok();
+                    }).ok());
+  EXPECT_EQ(store_->GetCredential("vlt_a", "vcrd_1")->sealed, "new");
+  PageSpec spec;
+  spec.order = Order::kAsc;
+  EXPECT_EQ(store_->ListCredentials("vlt_a", false, spec)->items.size(), 2u);
+  EXPECT_EQ(store_->ListCredentials("vlt_a", true, spec)->items.size(), 3u);
+  EXPECT_EQ(store_->ListCredentials("vlt_a", true, spec)->items[0]["id"], "vcrd_0");
+  EXPECT_TRUE(store_->CreateCredential(cred("vcrd_9", "vlt_a"), 3).ok());
+  EXPECT_EQ(store_->DeleteCredential("vlt_b", "vcrd_9").code(), Code::kNotFound);
+  EXPECT_TRUE(store_->DeleteCredential("vlt_a", "vcrd_9").ok());
+  EXPECT_EQ(store_->GetCredential("vlt_a", "vcrd_9").status().code(), Code::kNotFound);
+}
+
 TEST_P(StoreConformance, EnvironmentCreateGet) {
   ASSERT_TRUE(store_->CreateEnvironment(Env("env_a", "alpha")).ok());
   EXPECT_EQ((*store_->GetEnvironment("env_a"))["name"], "alpha");

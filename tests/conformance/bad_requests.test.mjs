@@ -73,7 +73,11 @@ async function snapshot() {
   for (const k of ['session_id', 'session_b_id', 'cloud_session_id', 'opus_session_id', 'archived_session_id']) {
     events[k] = (await listAll(`/v1/sessions/${F[k]}/events?limit=1000`)).map((e) => e.id);
   }
-  return { agents, versions, envs, sessions, events };
+  const vaults = (await listAll('/v1/vaults?include_archived=true&limit=100'))
+    .map((v) => pick(v, ['id', 'display_name', 'updated_at', 'archived_at', 'metadata']));
+  const credentials = (await listAll(`/v1/vaults/${F.vault_id}/credentials?include_archived=true&limit=100`))
+    .map((c) => pick(c, ['id', 'display_name', 'updated_at', 'archived_at', 'metadata', 'auth']));
+  return { agents, versions, envs, sessions, events, vaults, credentials };
 }
 
 function authHeaders(kind) {
@@ -138,6 +142,12 @@ describe('bad requests (tests/golden/api/bad_requests.jsonl)', { skip: fx.skip }
     assert.ok(el.next_page, 'events list gives a cursor');
     F.events_asc_cursor = encodeURIComponent(el.next_page);
     F.env_key = await fx.srv.createEnvKey(F.env_id);
+    F.vault_id = (await post('/v1/vaults', { display_name: 'table vault' })).id;
+    F.credential_id = (await post(`/v1/vaults/${F.vault_id}/credentials`, {
+      auth: { type: 'static_bearer', token: 'table-token', mcp_server_url: 'https://mcp.example.invalid/' },
+    })).id;
+    F.archived_vault_id = (await post('/v1/vaults', { display_name: 'table archived vault' })).id;
+    await post(`/v1/vaults/${F.archived_vault_id}/archive`, {});
   });
 
   test('the table has at least 50 rows, each well-formed', () => {

@@ -1,0 +1,173 @@
+// A real MCP server for the tests: the official @modelcontextprotocol/sdk
+// (McpServer) on 127.0.0.1, port 0, over both transports:
+//   /mcp          Streamable HTTP (stateful: Mcp-Session-Id), bearer `tokens.str` if set
+//   /oauth-mcp    Streamable HTTP that accepts only the current OAuth access token
+//   /sse + /messages  the older HTTP+SSE transport, bearer `tokens.legacy` if set
+//   /token        an OAuth token endpoint (refresh_token grant, client_secret_post)
+// Every Authorization header and token request is recorded. Tools: echo,
+// big (a large text), slow (waits until the client goes away).
+import http from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
+import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
+
+// The SDK's client, for peers measured against Warren (bench/mcp).
+export { Client } from '@modelcontextprotocol/sdk/client/index.js';
+export { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+
+function newMcp(tag, state) {
+  const server = new McpServer({ name: `warren-test-${tag}`, version: '1.0.0' });
+  // Waits until the client cancels (notifications/cancelled aborts `signal`) or 60 s.
+  server.registerTool('slow', { description: 'Waits until cancelled', inputSchema: {} }, async (_args, extra) => {
+    state.slowStarted++;
+    await new Promise((resolve) => {
+      const t = setTimeout(resolve, 60_000);
+      extra.signal.addEventListener('abort', () => {
+        state.slowAborted++;
+        clearTimeout(t);
+        resolve();
+      });
+    });
+    return { content: [{ type: 'text', text: 'slow done' }] };
+  });
+  // Waits until the test opens the gate (state.gateOpen) or the call is cancelled.
+  server.registerTool('gate', { description: 'Waits for the gate', inputSchema: {} }, async (_args, extra) => {
+    state.gateStarted++;
+    while (!state.gateOpen && !extra.signal.aborted) await new Promise((r) => setTimeout(r, 10));
+    return { content: [{ type: 'text', text: 'gate passed' }] };
+  });
+  // Adds a tool and says so on this request's stream (notifications/tools/list_changed).
+  server.registerTool('grow', { description: 'Adds the tool late', inputSchema: {} }, async (_args, extra) => {
+    if (!state.grown.has(server)) {
+      state.grown.add(server);
+      server.registerTool('late', { description: 'Added at run time', inputSchema: {} },
+        async () => ({ content: [{ type: 'text', text: 'late answer' }] }));
+    }
+    await extra.sendNotification({ method: 'notifications/tools/list_changed' });
+    return { content: [{ type: 'text', text: 'grown' }] };
+  });
+  server.registerTool('echo', { description: 'Echoes its text', inputSchema: { text: z.string() } },
+    async ({ text }) => ({ content: [{ type: 'text', text: `${tag}-echo:${text}` }] }));
+  server.registerTool('big', { description: 'A large answer', inputSchema: { bytes: z.number() } },
+    async ({ bytes }) => ({ content: [{ type: 'text', text: 'B'.repeat(bytes) }] }));
+  server.registerTool('fail', { description: 'Always fails', inputSchema: {} },
+    async () => ({ content: [{ type: 'text', text: 'it broke' }], isError: true }));
+  return server;
+}
+
+async function readBody(req) {
+  const chunks = [];
+  for await (const c of req) chunks.push(c);
+  const s = Buffer.concat(chunks).toString('utf8');
+  return s ? JSON.parse(s) : undefined;
+}
+
+export async function startMcpServer() {
+  const state = {
+    auth: [],           // { path, authorization }
+    tokenRequests: [],  // parsed form bodies
+    tokens: { str: null, legacy: null },
+    oauth: { access: 'at-initial-never-valid', refresh: null, clientSecret: null, issued: 0 },
+    toolCalls: 0,
+    slowStarted: 0,
+    slowAborted: 0,
+    gateStarted: 0,
+    gateOpen: false,
+    grown: new WeakSet(),
+  };
+  const streamable = new Map(); // session id -> transport
+  const legacy = new Map();
+
+  const unauthorized = (res) => {
+    res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer' });
+    res.end('{"error":"unauthorized"}');
+  };
+
+  async function handleStreamable(req, res, tag) {
+    const body = req.method === 'POST' ? await readBody(req) : undefined;
+    const sid = req.headers['mcp-session-id'];
+    let transport = sid ? streamable.get(sid) : undefined;
+    if (!transport) {
+      if (req.method !== 'POST' || !isInitializeRequest(body)) {
+        res.writeHead(sid ? 404 : 400, { 'content-type': 'application/json' });
+        res.end('{"jsonrpc":"2.0","error":{"code":-32000,"message":"no session"},"id":null}');
+        return;
+      }
+      transport = new StreamableHTTPServerTransport({
+        sessionIdGenerator: () => randomUUID(),
+        onsessioninitialized: (id) => streamable.set(id, transport),
+      });
+      await newMcp(tag, state).connect(transport);
+    }
+    if (body?.method === 'tools/call') state.toolCalls++;
+    await transport.handleRequest(req, res, body);
+  }
+
+  const srv = http.createServer(async (req, res) => {
+    try {
+      const url = new URL(req.url, 'http://x');
+      state.auth.push({ path: url.pathname, authorization: req.headers.authorization ?? null });
+      if (url.pathname === '/token') {
+        const form = new URLSearchParams(await new Promise((r) => { let s = ''; req.on('data', (c) => (s += c)); req.on('end', () => r(s)); }));
+        state.tokenRequests.push(Object.fromEntries(form));
+        const o = state.oauth;
+        if (form.get('grant_type') !== 'refresh_token' || form.get('refresh_token') !== o.refresh ||
+            form.get('client_secret') !== o.clientSecret) {
+          res.writeHead(400, { 'content-type': 'application/json' });
+          res.end('{"error":"invalid_grant"}');
+          return;
+        }
+        o.issued++;
+        o.access = `at-fresh-${o.issued}-${randomUUID()}`;
+        o.refresh = `rt-rotated-${o.issued}-${randomUUID()}`;
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ access_token: o.access, refresh_token: o.refresh, token_type: 'Bearer', expires_in: 3600 }));
+        return;
+      }
+      if (url.pathname === '/mcp') {
+        if (state.tokens.str && req.headers.authorization !== `Bearer ${state.tokens.str}`) return unauthorized(res);
+        return await handleStreamable(req, res, 'str');
+      }
+      if (url.pathname === '/oauth-mcp') {
+        if (req.headers.authorization !== `Bearer ${state.oauth.access}`) return unauthorized(res);
+        return await handleStreamable(req, res, 'oauth');
+      }
+      if (url.pathname === '/sse' || url.pathname === '/messages') {
+        if (state.tokens.legacy && req.headers.authorization !== `Bearer ${state.tokens.legacy}`) return unauthorized(res);
+        if (url.pathname === '/sse' && req.method === 'GET') {
+          const t = new SSEServerTransport('/messages', res);
+          legacy.set(t.sessionId, t);
+          res.on('close', () => legacy.delete(t.sessionId));
+          await newMcp('legacy', state).connect(t);
+          return;
+        }
+        if (url.pathname === '/messages' && req.method === 'POST') {
+          const t = legacy.get(url.searchParams.get('sessionId'));
+          if (!t) { res.writeHead(404).end(); return; }
+          const body = await readBody(req);
+          if (body?.method === 'tools/call') state.toolCalls++;
+          await t.handlePostMessage(req, res, body);
+          return;
+        }
+      }
+      res.writeHead(404).end();
+    } catch (e) {
+      if (!res.headersSent) res.writeHead(500);
+      res.end(String(e));
+    }
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const base = `http://127.0.0.1:${srv.address().port}`;
+  return {
+    base,
+    state,
+    async close() {
+      for (const t of [...streamable.values(), ...legacy.values()]) await t.close().catch(() => {});
+      srv.closeAllConnections?.();
+      await new Promise((r) => srv.close(r));
+    },
+  };
+}

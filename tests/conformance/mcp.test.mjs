@@ -1,0 +1,398 @@
+// MCP servers and vaults with the official SDK (issue 12, parts 1 and 2).
+//
+// A real MCP server (the official @modelcontextprotocol/sdk, lib/mcp_server.mjs)
+// runs in this process over both transports; a real `warren serve` runs the
+// scripted model, whose rules call MCP tools by their model-facing names
+// (mcp__<server>__<tool>). Checked: the events and results of a call over
+// Streamable HTTP and over HTTP+SSE; always_ask waits for user.tool_confirmation;
+// bearer and OAuth credentials from the session's vaults are sent, and a 401
+// triggers exactly one refresh; a dead server gives session.error naming it
+// while the session goes on; vault and credential CRUD, archive, the 20-per-vault
+// limit; and no secret's bytes in any API response, event or server log line.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { writeFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import Anthropic from '@anthropic-ai/sdk';
+import { missingBinaryReason, startServer } from './lib/server.mjs';
+import { startMcpServer } from './lib/mcp_server.mjs';
+import { waitFor, settle } from './lib/util.mjs';
+
+const skip = missingBinaryReason();
+const msg = (text) => ({ type: 'user.message', content: [{ type: 'text', text }] });
+const call = (user, name, input) => ({ when: { user }, reply: { text: `calling ${name}`, tool_calls: [{ name, input }] } });
+const SCRIPT = {
+  rules: [
+    call('call str echo', 'mcp__str__echo', { text: 'hi' }),
+    call('call legacy echo', 'mcp__legacy__echo', { text: 'old' }),
+    call('call oauth echo', 'mcp__oauth__echo', { text: 'tok' }),
+    call('call big', 'mcp__str__big', { bytes: 600000 }),
+    call('call slow', 'mcp__str__slow', {}),
+    call('grow tools', 'mcp__str__grow', {}),
+    call('call gate', 'mcp__str__gate', {}),
+    { when: { tool_name: 'mcp__str__grow', offered_tool: 'mcp__str__late' }, reply: 'the late tool is offered' },
+    { when: { tool_name: 'mcp__str__big' }, reply: 'big done' },
+    { when: { tool_name: { regex: '^mcp__' } }, reply: 'Tool said: {{tool_result}}' },
+  ],
+};
+
+describe('MCP servers and vaults with the official SDK', { skip }, () => {
+  let srv, org, mcp, env, dir;
+  const responses = []; // every vault/credential API answer, as JSON text
+  const secrets = [];
+  const keep = (x) => {
+    responses.push(JSON.stringify(x));
+    return x;
+  };
+  const secret = (s) => {
+    secrets.push(s);
+    return s;
+  };
+
+  before(async () => {
+    mcp = await startMcpServer();
+    dir = await mkdtemp(path.join(tmpdir(), 'warren-mcp-'));
+    const script = path.join(dir, 'script.json');
+    await writeFile(script, JSON.stringify(SCRIPT));
+    srv = await startServer({ env: { WARREN_MODEL_PROVIDER: 'scripted', WARREN_MODEL_SCRIPT: script } });
+    org = new Anthropic({ apiKey: srv.apiKey, baseURL: srv.url, maxRetries: 0, timeout: 60_000 });
+    env = await org.beta.environments.create({ name: 'mcp-env', config: { type: 'self_hosted' } });
+  });
+
+  after(async () => {
+    const alive = srv?.alive;
+    const tail = srv?.tail();
+    if (srv) await srv.cleanup();
+    if (mcp) await mcp.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+    if (srv) assert.ok(alive, `warren serve died during the suite:\n${tail}`);
+  });
+
+  const agentWith = async (servers, policy = 'always_allow') =>
+    org.beta.agents.create({
+      name: `mcp agent ${servers.map((s) => s.name).join('+')} ${policy}`,
+      model: 'claude-sonnet-4-6',
+      mcp_servers: servers.map((s) => ({ type: 'url', name: s.name, url: s.url })),
+      tools: servers.map((s) => ({
+        type: 'mcp_toolset', mcp_server_name: s.name,
+        default_config: { enabled: true, permission_policy: { type: policy } },
+      })),
+    });
+
+  async function events(sid) {
+    const out = [];
+    for await (const e of org.beta.sessions.events.list(sid, { limit: 1000 })) out.push(e);
+    return out;
+  }
+  const lastIdle = (evs) => evs.filter((e) => e.type === 'session.status_idle').at(-1);
+  async function runTurn(agent, text, vaultIds = []) {
+    const s = await org.beta.sessions.create({ agent: agent.id, environment_id: env.id, vault_ids: vaultIds });
+    await org.beta.sessions.events.send(s.id, { events: [msg(text)] });
+    await settle(org, s.id, { timeoutMs: 30_000 });
+    return { sid: s.id, evs: await events(s.id) };
+  }
+  const textOf = (e) => (e.content || []).filter((b) => b.type === 'text').map((b) => b.text).join('');
+
+  test('vaults and credentials: CRUD, archive, the 20-per-vault limit, secrets never returned', async () => {
+    const v = keep(await org.beta.vaults.create({ display_name: 'crud vault', metadata: { team: 'a' } }));
+    assert.match(v.id, /^vlt_/);
+    assert.equal(v.type, 'vault');
+    assert.equal(v.archived_at, null);
+    assert.equal(keep(await org.beta.vaults.retrieve(v.id)).display_name, 'crud vault');
+    const up = keep(await org.beta.vaults.update(v.id, { display_name: 'renamed', metadata: { team: null, x: '1' } }));
+    assert.equal(up.display_name, 'renamed');
+    assert.deepEqual(up.metadata, { x: '1' });
+
+    const tok = secret(`static-${'S'.repeat(20)}-${Date.now()}`);
+    const c = keep(await org.beta.vaults.credentials.create(v.id, {
+      display_name: 'bearer', auth: { type: 'static_bearer', token: tok, mcp_server_url: 'https://example.invalid/mcp' },
+    }));
+    assert.match(c.id, /^vcrd_/);
+    assert.equal(c.type, 'vault_credential');
+    assert.deepEqual(c.auth, { type: 'static_bearer', mcp_server_url: 'https://example.invalid/mcp' });
+    const rt = secret(`rt-secret-${Date.now()}`);
+    const cs = secret(`cs-secret-${Date.now()}`);
+    const at = secret(`at-secret-${Date.now()}`);
+    const o = keep(await org.beta.vaults.credentials.create(v.id, {
+      auth: {
+        type: 'mcp_oauth', access_token: at, mcp_server_url: 'https://example.invalid/o', expires_at: '2030-01-01T00:00:00Z',
+        refresh: { client_id: 'cid', refresh_token: rt, token_endpoint: 'https://example.invalid/token',
+          token_endpoint_auth: { type: 'client_secret_basic', client_secret: cs } },
+      },
+    }));
+    assert.equal(o.auth.refresh.token_endpoint_auth.type, 'client_secret_basic');
+    assert.equal(o.auth.refresh.client_id, 'cid');
+    keep(await org.beta.vaults.credentials.retrieve(o.id, { vault_id: v.id }));
+    const tok2 = secret(`static-rotated-${Date.now()}`);
+    const u = keep(await org.beta.vaults.credentials.update(c.id, { vault_id: v.id, auth: { type: 'static_bearer', token: tok2 } }));
+    assert.equal(u.id, c.id);
+    for await (const x of org.beta.vaults.credentials.list(v.id)) keep(x);
+    for await (const x of org.beta.vaults.list()) keep(x);
+
+    // The limit: 20 live credentials per vault; archiving one frees a slot.
+    const lim = keep(await org.beta.vaults.create({ display_name: 'limit vault' }));
+    const made = [];
+    for (let i = 0; i < 20; i++) {
+      made.push(keep(await org.beta.vaults.credentials.create(lim.id, {
+        auth: { type: 'static_bearer', token: secret(`limit-token-${i}-${Date.now()}`), mcp_server_url: `https://h${i}.invalid/` },
+      })));
+    }
+    await assert.rejects(
+      org.beta.vaults.credentials.create(lim.id, { auth: { type: 'static_bearer', token: 'x-extra-token', mcp_server_url: 'https://x.invalid/' } }),
+      (e) => e.status === 409 && /20/.test(e.message));
+    const arch = keep(await org.beta.vaults.credentials.archive(made[0].id, { vault_id: lim.id }));
+    assert.ok(arch.archived_at);
+    keep(await org.beta.vaults.credentials.create(lim.id, { auth: { type: 'static_bearer', token: secret('after-archive-token'), mcp_server_url: 'https://y.invalid/' } }));
+    await assert.rejects(org.beta.vaults.credentials.update(made[0].id, { vault_id: lim.id, display_name: 'x' }), (e) => e.status === 400);
+
+    // Delete a credential, archive and delete vaults.
+    const del = keep(await org.beta.vaults.credentials.delete(made[1].id, { vault_id: lim.id }));
+    assert.deepEqual(del, { id: made[1].id, type: 'vault_credential_deleted' });
+    await assert.rejects(org.beta.vaults.credentials.retrieve(made[1].id, { vault_id: lim.id }), (e) => e.status === 404);
+    const av = keep(await org.beta.vaults.archive(lim.id));
+    assert.ok(av.archived_at);
+    const archivedCreds = [];
+    for await (const x of org.beta.vaults.credentials.list(lim.id, { include_archived: true })) archivedCreds.push(keep(x));
+    assert.ok(archivedCreds.every((x) => x.archived_at), 'archiving a vault archives its credentials');
+    const listed = [];
+    for await (const x of org.beta.vaults.list()) listed.push(x.id);
+    assert.ok(!listed.includes(lim.id), 'archived vaults are hidden by default');
+    await assert.rejects(
+      org.beta.sessions.create({ agent: (await agentWith([{ name: 'str', url: `${mcp.base}/mcp` }])).id, environment_id: env.id, vault_ids: [lim.id] }),
+      (e) => e.status === 400);
+    assert.deepEqual(keep(await org.beta.vaults.delete(lim.id)), { id: lim.id, type: 'vault_deleted' });
+    await assert.rejects(org.beta.vaults.retrieve(lim.id), (e) => e.status === 404);
+    await assert.rejects(org.beta.sessions.create({ agent: 'agent_x', environment_id: env.id, vault_ids: ['vlt_nope'] }), (e) => e.status >= 400);
+  });
+
+  test('a missing secrets key is a clear start-up error once a vault exists', async () => {
+    const own = await startServer({ env: { WARREN_MODEL_PROVIDER: 'scripted' } });
+    const dataDir = own.dataDir;
+    try {
+      const c = new Anthropic({ apiKey: own.apiKey, baseURL: own.url, maxRetries: 0 });
+      await c.beta.vaults.create({ display_name: 'keyed' });
+      await own.stop();
+      await rm(path.join(dataDir, 'secrets.key'));
+      await assert.rejects(startServer({ dataDir, startTimeoutMs: 10_000 }),
+        (e) => /vault\(s\) but no secrets key/.test(e.message) && /WARREN_SECRETS_KEY/.test(e.message));
+    } finally {
+      await own.cleanup();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  test('Streamable HTTP: the model calls an MCP tool with the vault bearer; right events and result', async () => {
+    const token = secret(`bearer-${Date.now()}-STR`);
+    mcp.state.tokens.str = token;
+    const v = keep(await org.beta.vaults.create({ display_name: 'str vault' }));
+    keep(await org.beta.vaults.credentials.create(v.id, { auth: { type: 'static_bearer', token, mcp_server_url: `${mcp.base}/mcp` } }));
+    const agent = await agentWith([{ name: 'str', url: `${mcp.base}/mcp` }]);
+    const { evs } = await runTurn(agent, 'call str echo', [v.id]);
+    const use = evs.find((e) => e.type === 'agent.mcp_tool_use');
+    assert.ok(use, evs.map((e) => e.type).join(' '));
+    assert.equal(use.name, 'echo');
+    assert.equal(use.mcp_server_name, 'str');
+    assert.equal(use.evaluated_permission, 'allow');
+    assert.deepEqual(use.input, { text: 'hi' });
+    const res = evs.find((e) => e.type === 'agent.mcp_tool_result');
+    assert.equal(res.mcp_tool_use_id, use.id);
+    assert.equal(res.is_error, false);
+    assert.equal(textOf(res), 'str-echo:hi');
+    assert.equal(textOf(evs.filter((e) => e.type === 'agent.message').at(-1)), 'Tool said: str-echo:hi');
+    assert.equal(lastIdle(evs).stop_reason.type, 'end_turn');
+    assert.ok(!evs.some((e) => e.type === 'session.error'), 'no error');
+    assert.ok(mcp.state.auth.some((a) => a.path === '/mcp' && a.authorization === `Bearer ${token}`), 'the bearer was sent');
+  });
+
+  test('HTTP+SSE (older transport): the same call works', async () => {
+    const token = secret(`legacy-${Date.now()}-SSE`);
+    mcp.state.tokens.legacy = token;
+    const v = keep(await org.beta.vaults.create({ display_name: 'legacy vault' }));
+    keep(await org.beta.vaults.credentials.create(v.id, { auth: { type: 'static_bearer', token, mcp_server_url: `${mcp.base}/sse` } }));
+    const agent = await agentWith([{ name: 'legacy', url: `${mcp.base}/sse` }]);
+    const { evs } = await runTurn(agent, 'call legacy echo', [v.id]);
+    const res = evs.find((e) => e.type === 'agent.mcp_tool_result');
+    assert.ok(res, evs.map((e) => e.type).join(' '));
+    assert.equal(textOf(res), 'legacy-echo:old');
+    assert.equal(textOf(evs.filter((e) => e.type === 'agent.message').at(-1)), 'Tool said: legacy-echo:old');
+    assert.ok(mcp.state.auth.some((a) => a.path === '/sse' && a.authorization === `Bearer ${token}`));
+  });
+
+  test('always_ask on an MCP tool waits for user.tool_confirmation', async () => {
+    mcp.state.tokens.str = null;
+    const agent = await agentWith([{ name: 'str', url: `${mcp.base}/mcp` }], 'always_ask');
+    const s = await org.beta.sessions.create({ agent: agent.id, environment_id: env.id });
+    const before = mcp.state.toolCalls;
+    await org.beta.sessions.events.send(s.id, { events: [msg('call str echo')] });
+    await settle(org, s.id, { timeoutMs: 30_000 });
+    let evs = await events(s.id);
+    const use = evs.find((e) => e.type === 'agent.mcp_tool_use');
+    assert.equal(use.evaluated_permission, 'ask');
+    const idle = lastIdle(evs);
+    assert.equal(idle.stop_reason.type, 'requires_action');
+    assert.deepEqual(idle.stop_reason.event_ids, [use.id]);
+    assert.equal(mcp.state.toolCalls, before, 'not called before approval');
+    assert.ok(!evs.some((e) => e.type === 'agent.mcp_tool_result'));
+    await org.beta.sessions.events.send(s.id, { events: [{ type: 'user.tool_confirmation', tool_use_id: use.id, result: 'allow' }] });
+    await waitFor(async () => lastIdle(await events(s.id))?.stop_reason.type === 'end_turn', { timeoutMs: 30_000, what: 'end_turn after approval' });
+    evs = await events(s.id);
+    assert.equal(mcp.state.toolCalls, before + 1);
+    assert.equal(textOf(evs.find((e) => e.type === 'agent.mcp_tool_result')), 'str-echo:hi');
+  });
+
+  test('OAuth: the access token is refused once, refreshed once at the token endpoint, and the call succeeds', async () => {
+    const refresh = secret(`rt-${Date.now()}-OAUTH`);
+    const clientSecret = secret(`cs-${Date.now()}-OAUTH`);
+    mcp.state.oauth.refresh = refresh;
+    mcp.state.oauth.clientSecret = clientSecret;
+    const v = keep(await org.beta.vaults.create({ display_name: 'oauth vault' }));
+    const cred = keep(await org.beta.vaults.credentials.create(v.id, {
+      auth: {
+        type: 'mcp_oauth', access_token: secret(`at-stale-${Date.now()}`), mcp_server_url: `${mcp.base}/oauth-mcp`,
+        expires_at: '2099-01-01T00:00:00Z',
+        refresh: { client_id: 'warren-test', refresh_token: refresh, token_endpoint: `${mcp.base}/token`,
+          token_endpoint_auth: { type: 'client_secret_post', client_secret: clientSecret } },
+      },
+    }));
+    const agent = await agentWith([{ name: 'oauth', url: `${mcp.base}/oauth-mcp` }]);
+    const { evs } = await runTurn(agent, 'call oauth echo', [v.id]);
+    assert.equal(mcp.state.tokenRequests.length, 1, 'exactly one refresh');
+    assert.equal(mcp.state.tokenRequests[0].client_id, 'warren-test');
+    assert.equal(textOf(evs.find((e) => e.type === 'agent.mcp_tool_result')), 'oauth-echo:tok');
+    secret(mcp.state.oauth.access);
+    secret(mcp.state.oauth.refresh);
+    assert.ok(mcp.state.auth.some((a) => a.path === '/oauth-mcp' && a.authorization === `Bearer ${mcp.state.oauth.access}`));
+    const after = keep(await org.beta.vaults.credentials.retrieve(cred.id, { vault_id: v.id }));
+    assert.notEqual(after.auth.expires_at, '2099-01-01T00:00:00Z', 'expires_at follows the new token');
+    // mcp_oauth_validate refreshes (the rotated refresh token works) and probes the server.
+    const val = keep(await org.beta.vaults.credentials.mcpOAuthValidate(cred.id, { vault_id: v.id }));
+    assert.equal(val.type, 'vault_credential_validation');
+    assert.equal(val.refresh.status, 'succeeded');
+    assert.equal(val.status, 'valid');
+    assert.equal(val.mcp_probe.http_response.status_code, 200);
+    secret(mcp.state.oauth.access);
+    secret(mcp.state.oauth.refresh);
+  });
+
+  test('a refused credential gives mcp_authentication_failed_error naming the server', async () => {
+    const v = keep(await org.beta.vaults.create({ display_name: 'bad vault' }));
+    keep(await org.beta.vaults.credentials.create(v.id, {
+      auth: { type: 'static_bearer', token: secret(`wrong-${Date.now()}`), mcp_server_url: `${mcp.base}/oauth-mcp` },
+    }));
+    const agent = await agentWith([{ name: 'oauth', url: `${mcp.base}/oauth-mcp` }]);
+    const { evs } = await runTurn(agent, 'call oauth echo', [v.id]);
+    const err = evs.find((e) => e.type === 'session.error');
+    assert.ok(err, evs.map((e) => e.type).join(' '));
+    assert.equal(err.error.type, 'mcp_authentication_failed_error');
+    assert.equal(err.error.mcp_server_name, 'oauth');
+    assert.equal(lastIdle(evs).stop_reason.type, 'end_turn', 'the session goes on');
+  });
+
+  test('a dead server gives session.error naming it while the other server works', async () => {
+    mcp.state.tokens.str = null;
+    const agent = await agentWith([{ name: 'str', url: `${mcp.base}/mcp` }, { name: 'dead', url: 'http://127.0.0.1:1/mcp' }]);
+    const { sid, evs } = await runTurn(agent, 'call str echo');
+    const err = evs.find((e) => e.type === 'session.error');
+    assert.ok(err, evs.map((e) => e.type).join(' '));
+    assert.equal(err.error.type, 'mcp_connection_failed_error');
+    assert.equal(err.error.mcp_server_name, 'dead');
+    assert.equal(textOf(evs.find((e) => e.type === 'agent.mcp_tool_result')), 'str-echo:hi');
+    assert.equal(lastIdle(evs).stop_reason.type, 'end_turn');
+    // The next turn still works (and the dead server is not reported again).
+    await org.beta.sessions.events.send(sid, { events: [msg('call str echo')] });
+    await settle(org, sid, { timeoutMs: 30_000 });
+    const evs2 = await events(sid);
+    assert.equal(evs2.filter((e) => e.type === 'agent.mcp_tool_result').length, 2);
+    assert.equal(evs2.filter((e) => e.type === 'session.error').length, 1);
+  });
+
+  test('a large output reaches the model as a preview', async () => {
+    const agent = await agentWith([{ name: 'str', url: `${mcp.base}/mcp` }]);
+    const { evs } = await runTurn(agent, 'call big');
+    const res = evs.find((e) => e.type === 'agent.mcp_tool_result');
+    const text = textOf(res);
+    assert.ok(text.length < 600000, `cut: ${text.length}`);
+    assert.match(text, /output truncated: the tool returned 600000 bytes/);
+  });
+
+  test('user.interrupt cancels an MCP call in flight (the server sees notifications/cancelled)', async () => {
+    const agent = await agentWith([{ name: 'str', url: `${mcp.base}/mcp` }]);
+    const s = await org.beta.sessions.create({ agent: agent.id, environment_id: env.id });
+    const started = mcp.state.slowStarted;
+    const aborted = mcp.state.slowAborted;
+    await org.beta.sessions.events.send(s.id, { events: [msg('call slow')] });
+    await waitFor(() => mcp.state.slowStarted > started, { timeoutMs: 20_000, what: 'the slow tool started' });
+    await org.beta.sessions.events.send(s.id, { events: [{ type: 'user.interrupt' }] });
+    await waitFor(() => mcp.state.slowAborted > aborted, { timeoutMs: 20_000, what: 'the server saw the cancellation' });
+    await waitFor(async () => lastIdle(await events(s.id))?.stop_reason.type === 'end_turn',
+      { timeoutMs: 20_000, what: 'idle end_turn after the interrupt' });
+    const evs = await events(s.id);
+    assert.ok(!evs.some((e) => e.type === 'agent.mcp_tool_result' && textOf(e) === 'slow done'), 'no late result');
+    assert.equal((await org.beta.sessions.retrieve(s.id)).status, 'idle');
+  });
+
+  test('a SIGKILL during an MCP call: after a restart the call is made again and the turn completes once', async () => {
+    const script = path.join(dir, 'script.json');
+    const own = await startServer({ env: { WARREN_MODEL_PROVIDER: 'scripted', WARREN_MODEL_SCRIPT: script } });
+    let again;
+    try {
+      let c = new Anthropic({ apiKey: own.apiKey, baseURL: own.url, maxRetries: 0 });
+      const e = await c.beta.environments.create({ name: 'crash-env', config: { type: 'self_hosted' } });
+      const a = await c.beta.agents.create({
+        name: 'crash agent', model: 'claude-sonnet-4-6',
+        mcp_servers: [{ type: 'url', name: 'str', url: `${mcp.base}/mcp` }],
+        tools: [{ type: 'mcp_toolset', mcp_server_name: 'str' }],
+      });
+      const s = await c.beta.sessions.create({ agent: a.id, environment_id: e.id });
+      mcp.state.gateOpen = false;
+      const started = mcp.state.gateStarted;
+      await c.beta.sessions.events.send(s.id, { events: [msg('call gate')] });
+      await waitFor(() => mcp.state.gateStarted > started, { timeoutMs: 20_000, what: 'the gate tool started' });
+      await own.kill9();
+      again = await startServer({ dataDir: own.dataDir, env: { WARREN_MODEL_PROVIDER: 'scripted', WARREN_MODEL_SCRIPT: script } });
+      c = new Anthropic({ apiKey: own.apiKey, baseURL: again.url, maxRetries: 0 });
+      await waitFor(() => mcp.state.gateStarted > started + 1, { timeoutMs: 20_000, what: 'the call made again after the restart' });
+      mcp.state.gateOpen = true;
+      await waitFor(async () => {
+        const evs = [];
+        for await (const x of c.beta.sessions.events.list(s.id, { limit: 1000 })) evs.push(x);
+        return lastIdle(evs)?.stop_reason.type === 'end_turn';
+      }, { timeoutMs: 20_000, what: 'end_turn after the restart' });
+      const evs = [];
+      for await (const x of c.beta.sessions.events.list(s.id, { limit: 1000 })) evs.push(x);
+      assert.equal(evs.filter((x) => x.type === 'agent.mcp_tool_use').length, 1);
+      const results = evs.filter((x) => x.type === 'agent.mcp_tool_result');
+      assert.equal(results.length, 1, 'one recorded result');
+      assert.equal(textOf(results[0]), 'gate passed');
+      assert.equal(textOf(evs.filter((x) => x.type === 'agent.message').at(-1)), 'Tool said: gate passed');
+    } finally {
+      mcp.state.gateOpen = true;
+      if (again) await again.kill9();
+      await own.cleanup();
+      await rm(own.dataDir, { recursive: true, force: true });
+    }
+  });
+
+  test('notifications/tools/list_changed makes the next model call see the new tool', async () => {
+    const agent = await agentWith([{ name: 'str', url: `${mcp.base}/mcp` }]);
+    const { evs } = await runTurn(agent, 'grow tools');
+    assert.equal(textOf(evs.find((e) => e.type === 'agent.mcp_tool_result')), 'grown');
+    assert.equal(textOf(evs.filter((e) => e.type === 'agent.message').at(-1)), 'the late tool is offered');
+  });
+
+  test('no secret is in any vault response, session event or server log line', async () => {
+    assert.ok(secrets.length >= 10, `${secrets.length} secrets tracked`);
+    const sessions = [];
+    for await (const s of org.beta.sessions.list({ limit: 100 })) sessions.push(s.id);
+    const eventText = [];
+    for (const sid of sessions) eventText.push(JSON.stringify(await events(sid)));
+    const logs = srv.stdout + srv.stderr;
+    for (const s of secrets) {
+      for (const r of responses) assert.ok(!r.includes(s), `a response carries a secret: ${r.slice(0, 200)}`);
+      for (const t of eventText) assert.ok(!t.includes(s), 'an event carries a secret');
+      assert.ok(!logs.includes(s), 'the server log carries a secret');
+    }
+    assert.ok(logs.length > 0, 'the server logged something');
+  });
+});
