@@ -51,6 +51,7 @@
 #include "common/clock.h"
 #include "common/http_client.h"
 #include "domain/event_sink.h"
+#include "domain/server_tools.h"
 #include "domain/session_observer.h"
 #include "engine/engine_state.h"
 #include "models/model_provider.h"
@@ -88,6 +89,12 @@ class Engine final : public domain::SessionObserver {
   Engine& operator=(const Engine&) = delete;
 
   void set_work_needed(WorkNeeded fn) { work_needed_ = std::move(fn); }
+  // The tools this service runs itself (web_fetch, web_search; not owned,
+  // must outlive the engine). Set before Start(). Their calls are recorded
+  // as agent.tool_use, run on the session's engine worker (after approval
+  // when always_ask) and answered with agent.tool_result, for every
+  // environment type; the session stays running meanwhile.
+  void set_server_tools(domain::ServerTools* tools) { server_tools_ = tools; }
 
   // Starts the workers and re-schedules sessions left mid-turn.
   Status Start();
@@ -126,6 +133,10 @@ class Engine final : public domain::SessionObserver {
   Result<bool> ConsumeClientEvents(const std::string& session_id);
   // One model call and its recording; returns true if another is due.
   Result<bool> ModelTurn(const std::string& session_id);
+  // Runs the pending server-tool calls that may run (server_tools_) and
+  // records each result (one transition per call); returns true if it
+  // recorded any.
+  Result<bool> RunServerCalls(const std::string& session_id);
   // Summarises older turns when the prompt nears the context window. The
   // summary call is cancelled by `cancel` (an interrupt: Cancelled); its cost
   // counts in the session's usage, and *budget_reached says whether the
@@ -148,6 +159,7 @@ class Engine final : public domain::SessionObserver {
   Clock* clock_;
   EngineOptions options_;
   WorkNeeded work_needed_;
+  domain::ServerTools* server_tools_ = nullptr;
 
   std::mutex mu_;
   std::condition_variable cv_;

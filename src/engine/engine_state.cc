@@ -42,11 +42,21 @@ PendingCall PendingCall::FromJson(const Json& j) {
   return p;
 }
 
+bool PendingCall::RunsInService() const {
+  return kind == "server" && !result && (permission == "allow" || confirmed == "allow");
+}
+
 Json EngineState::Unresolved() const {
   Json ids = Json::array();
   for (const PendingCall& p : pending)
-    if (!p.result) ids.push_back(p.event_id);
+    if (!p.result && !p.RunsInService()) ids.push_back(p.event_id);
   return ids;
+}
+
+bool EngineState::ServerCallsDue() const {
+  for (const PendingCall& p : pending)
+    if (p.RunsInService()) return true;
+  return false;
 }
 
 store::EngineRecord EngineState::ToRecord() const {
