@@ -28,8 +28,27 @@ constexpr const char* kScript = R"({"rules": [
   {"when": {"user": "Summarise the conversation above"}, "reply": "SUMMARY"},
   {"when": {"user": "turn"}, "reply": "ok yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"},
   {"when": {"user": "list"}, "reply": {"text": "Listing.", "tool_calls": [{"name": "bash", "input": {"command": "ls"}}]}},
-  {"when": {"tool_name": "bash"}, "reply": "Files: {{tool_result}}"}
+  {"when": {"tool_name": "bash"}, "reply": "Files: {{tool_result}}"},
+  {"when": {"user": "fetch it"}, "reply": {"tool_calls": [{"name": "web_fetch", "input": {"url": "https://example.com/"}}]}},
+  {"when": {"tool_name": "web_fetch"}, "reply": "Fetched: {{tool_result}}"}
 ]})";
+
+// The ServerTools port's fake: web_fetch answers with the URL it got.
+class FakeServerTools final : public domain::ServerTools {
+ public:
+  bool Handles(std::string_view name) const override { return name == "web_fetch" || name == "web_search"; }
+  std::optional<Json> Definition(std::string_view name) const override {
+    if (name != "web_fetch") return std::nullopt;
+    return Json{{"name", "web_fetch"}, {"description", "fetch"}, {"input_schema", {{"type", "object"}}}};
+  }
+  domain::ServerToolResult Run(std::string_view name, const Json& input, const CancelToken*) override {
+    std::lock_guard<std::mutex> lock(mu);
+    calls.push_back(std::string(name) + " " + input.dump());
+    return {Json::array({{{"type", "text"}, {"text", "page of " + input.value("url", std::string())}}}), false};
+  }
+  std::mutex mu;
+  std::vector<std::string> calls;
+};
 
 // Records what the engine publishes (the EventSink port's fake).
 class RecordingSink final : public domain::EventSink {
@@ -122,14 +141,18 @@ class EngineTest : public ::testing::Test {
   void StartEngine() {
     if (engine_) engine_->Stop();
     engine_ = std::make_unique<Engine>(store_.get(), &bus_, provider_.get(), Clock::Real());
+    engine_->set_server_tools(&server_tools_);
     ASSERT_TRUE(engine_->Start().ok());
   }
 
-  std::string NewSession(const std::string& model = "scripted") {
+  std::string NewSession(const std::string& model = "scripted", const std::string& web_fetch_policy = "always_allow") {
     Json tools = Json::array({{{"type", "agent_toolset_20260401"},
                                {"configs", Json::array({{{"name", "bash"},
                                                          {"enabled", true},
-                                                         {"permission_policy", {{"type", "always_allow"}}}}})}}});
+                                                         {"permission_policy", {{"type", "always_allow"}}}},
+                                                        {{"name", "web_fetch"},
+                                                         {"enabled", true},
+                                                         {"permission_policy", {{"type", web_fetch_policy}}}}})}}});
     Json agent = {{"id", "agent_1"}, {"version", 1}, {"type", "agent"}, {"name", "a"},
                   {"model", {{"id", model}}}, {"system", nullptr}, {"tools", tools}};
     std::string id = NewId(idprefix::kSession);
@@ -187,7 +210,63 @@ class EngineTest : public ::testing::Test {
   std::unique_ptr<models::ModelProvider> scripted_;
   std::unique_ptr<ThrowingProvider> provider_;
   std::unique_ptr<Engine> engine_;
+  FakeServerTools server_tools_;
 };
+
+// web_fetch runs in the service on a self_hosted environment: no worker, no
+// requires_action; the result is an agent.tool_result and goes to the model.
+TEST_F(EngineTest, ServerToolsRunInTheServiceAndFeedTheModel) {
+  StartEngine();
+  std::string sid = NewSession();
+  Send(sid, {UserText("fetch it")});
+  auto uses = OfType(sid, "agent.tool_use");
+  ASSERT_EQ(uses.size(), 1u);
+  EXPECT_EQ(uses[0]["name"], "web_fetch");
+  auto results = OfType(sid, "agent.tool_result");
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0]["tool_use_id"], uses[0]["id"]);
+  EXPECT_EQ(results[0]["is_error"], false);
+  EXPECT_EQ(results[0]["content"][0]["text"], "page of https://example.com/");
+  auto msgs = OfType(sid, "agent.message");
+  ASSERT_FALSE(msgs.empty());
+  EXPECT_EQ(msgs.back()["content"][0]["text"], "Fetched: page of https://example.com/");
+  for (const Json& idle : OfType(sid, "session.status_idle")) EXPECT_EQ(idle["stop_reason"]["type"], "end_turn");
+  EXPECT_EQ(Status(sid), "idle");
+  EXPECT_EQ((*store_->GetSession(sid))["usage"]["server_tool_use"]["web_fetch_requests"], 1);
+  std::lock_guard<std::mutex> lock(server_tools_.mu);
+  EXPECT_EQ(server_tools_.calls, std::vector<std::string>{R"(web_fetch {"url":"https://example.com/"})"});
+}
+
+// always_ask: the call waits for user.tool_confirmation, then runs here.
+TEST_F(EngineTest, GatedServerToolWaitsForApproval) {
+  StartEngine();
+  std::string sid = NewSession("scripted", "always_ask");
+  Send(sid, {UserText("fetch it")});
+  auto uses = OfType(sid, "agent.tool_use");
+  ASSERT_EQ(uses.size(), 1u);
+  EXPECT_EQ(uses[0]["evaluated_permission"], "ask");
+  auto idles = OfType(sid, "session.status_idle");
+  ASSERT_EQ(idles.size(), 1u);
+  EXPECT_EQ(idles[0]["stop_reason"]["type"], "requires_action");
+  EXPECT_TRUE(OfType(sid, "agent.tool_result").empty());
+  {
+    std::lock_guard<std::mutex> lock(server_tools_.mu);
+    EXPECT_TRUE(server_tools_.calls.empty());
+  }
+  Send(sid, {{{"type", "user.tool_confirmation"}, {"tool_use_id", uses[0]["id"]}, {"result", "allow"}}});
+  ASSERT_EQ(OfType(sid, "agent.tool_result").size(), 1u);
+  EXPECT_EQ(OfType(sid, "agent.message").back()["content"][0]["text"], "Fetched: page of https://example.com/");
+  EXPECT_EQ(OfType(sid, "session.status_idle").back()["stop_reason"]["type"], "end_turn");
+  EXPECT_EQ(OfType(sid, "session.status_running").size(), 2u);
+  // A denied one never runs.
+  std::string sid2 = NewSession("scripted", "always_ask");
+  Send(sid2, {UserText("fetch it")});
+  auto use2 = OfType(sid2, "agent.tool_use");
+  ASSERT_EQ(use2.size(), 1u);
+  Send(sid2, {{{"type", "user.tool_confirmation"}, {"tool_use_id", use2[0]["id"]}, {"result", "deny"}}});
+  std::lock_guard<std::mutex> lock(server_tools_.mu);
+  EXPECT_EQ(server_tools_.calls.size(), 1u);
+}
 
 // The crash reproducer of issue 14: a tool result with "is_error": null used
 // to throw inside the store mutator (std::terminate, and again on restart).
