@@ -1119,6 +1119,12 @@ Result<bool> Engine::RunServerCalls(const std::string& id) {
         return false;
       }
     }
+    if (token->cancelled()) {
+      // An interrupt: consuming it (this session is scheduled again) answers
+      // the calls still open with "Interrupted by the user." and settles.
+      forget();
+      return any;
+    }
     if (r.content.empty()) r.content = TextContent(r.is_error ? "(error)" : "(no output)");
     std::string now = Now();
     Status step = Transition(id, "server_tool_result", [&](const Json& cur, EngineState* s, Json* next,

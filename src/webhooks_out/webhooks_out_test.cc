@@ -106,7 +106,7 @@ TEST(Dispatcher, RetriesKeepTheIdAndSignEveryAttempt) {
   store::MemoryStore store(&clock);
   std::mutex mu;
   std::vector<FakeRequest> got;
-  int failures_left = 2;
+  int failures_left = 3;
   FakeHttpServer receiver([&](const FakeRequest& req, ResponseWriter& w) {
     std::lock_guard<std::mutex> lock(mu);
     got.push_back(req);
@@ -123,7 +123,7 @@ TEST(Dispatcher, RetriesKeepTheIdAndSignEveryAttempt) {
   ASSERT_TRUE(store.AppendEvents("sesn_w", nullptr, {Json{{"id", "sevt_r"}, {"type", "session.status_running"}, {"processed_at", "2026-12-02T00:00:01Z"}}}, nullptr).ok());
   auto http = NewCurlHttpClient();
   WebhookDispatcher d(&store, http.get(), &clock, *cfg, [] { return 1.0; });
-  EXPECT_EQ(d.RunOnce(), 2);  // session.created and status_run_started, both fail
+  EXPECT_EQ(d.RunOnce(), 2);  // session.created and status_run_started: both fail
   EXPECT_EQ(d.RunOnce(), 0);  // not due before the backoff
   clock.Advance(1000 * 1000);
   EXPECT_EQ(d.RunOnce(), 2);  // one fails (the third failure), one is delivered

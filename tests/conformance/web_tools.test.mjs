@@ -16,7 +16,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import path from 'node:path';
-import { writeFile } from 'node:fs/promises';
+import { writeFile, rm } from 'node:fs/promises';
 import { missingBinaryReason, startServer, makeDataDir, REPO_ROOT } from './lib/server.mjs';
 import { settle } from './lib/util.mjs';
 
@@ -60,7 +60,7 @@ const ARTICLE = `<!doctype html><html><head><title>Warren &amp; the web</title>
 <ul><li>first</li><li>second</li></ul></main></body></html>`;
 
 describe('web_fetch and web_search run by the service', { skip }, () => {
-  let site, internal, searx, srv, org, agent, cloudEnv, hostedEnv;
+  let site, internal, searx, srv, org, agent, cloudEnv, hostedEnv, cfgPath;
   let internalHits = 0;
   const searxQueries = [];
 
@@ -106,7 +106,7 @@ describe('web_fetch and web_search run by the service', { skip }, () => {
       ] }));
     });
     const dataDir = await makeDataDir('webtools');
-    const cfgPath = path.join(dataDir, '..', `${path.basename(dataDir)}.json`);
+    cfgPath = path.join(dataDir, '..', `${path.basename(dataDir)}.json`);
     await writeFile(cfgPath, JSON.stringify({
       model: { provider: 'scripted', script: SCRIPT },
       web_tools: {
@@ -130,6 +130,7 @@ describe('web_fetch and web_search run by the service', { skip }, () => {
 
   after(async () => {
     for (const s of [site, internal, searx]) s?.close();
+    if (cfgPath) await rm(cfgPath, { force: true });
     if (!srv) return;
     const alive = srv.alive;
     const tail = srv.tail();

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { writeFile, rm } from 'node:fs/promises';
 import { Webhook } from 'standardwebhooks';
 import { missingBinaryReason, startServer, makeDataDir } from './lib/server.mjs';
 import { settle, waitFor } from './lib/util.mjs';
@@ -72,9 +72,13 @@ class Receiver {
 describe('outgoing webhooks', { skip }, () => {
   let srv, receiver, dataDir, cfgPath;
 
+  let apiKey = null;
   async function start() {
     srv = await startServer({ dataDir, extraArgs: ['--config', cfgPath],
       env: { WARREN_MODEL_PROVIDER: 'scripted' } });
+    // A restart on the same data dir prints no new key: keep the first one.
+    if (srv.apiKey) apiKey = srv.apiKey;
+    else srv.apiKey = apiKey;
     return srv.client();
   }
   async function deliveries(query = '') {
@@ -115,6 +119,8 @@ describe('outgoing webhooks', { skip }, () => {
   after(async () => {
     await receiver?.down().catch(() => {});
     if (srv) await srv.cleanup();
+    await rm(dataDir, { recursive: true, force: true }).catch(() => {});
+    await rm(cfgPath, { force: true }).catch(() => {});
   });
 
   test('every delivery verifies with standardwebhooks; run_started on each transition to running', async () => {
