@@ -41,13 +41,23 @@ class FakeServerTools final : public domain::ServerTools {
     if (name != "web_fetch") return std::nullopt;
     return Json{{"name", "web_fetch"}, {"description", "fetch"}, {"input_schema", {{"type", "object"}}}};
   }
-  domain::ServerToolResult Run(std::string_view name, const Json& input, const CancelToken*) override {
-    std::lock_guard<std::mutex> lock(mu);
-    calls.push_back(std::string(name) + " " + input.dump());
+  domain::ServerToolResult Run(std::string_view name, const Json& input, const CancelToken* cancel) override {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      calls.push_back(std::string(name) + " " + input.dump());
+    }
+    if (block) {
+      // A slow fetch: held until the engine cancels it.
+      entered = true;
+      while (cancel == nullptr || !cancel->cancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      return {Json::array({{{"type", "text"}, {"text", "cancelled"}}}), true};
+    }
     return {Json::array({{{"type", "text"}, {"text", "page of " + input.value("url", std::string())}}}), false};
   }
   std::mutex mu;
   std::vector<std::string> calls;
+  std::atomic<bool> block{false};
+  std::atomic<bool> entered{false};
 };
 
 // Records what the engine publishes (the EventSink port's fake).
@@ -235,6 +245,24 @@ TEST_F(EngineTest, ServerToolsRunInTheServiceAndFeedTheModel) {
   EXPECT_EQ((*store_->GetSession(sid))["usage"]["server_tool_use"]["web_fetch_requests"], 1);
   std::lock_guard<std::mutex> lock(server_tools_.mu);
   EXPECT_EQ(server_tools_.calls, std::vector<std::string>{R"(web_fetch {"url":"https://example.com/"})"});
+}
+
+// A user.interrupt cancels a server call in flight; the turn settles idle.
+TEST_F(EngineTest, InterruptCancelsAServerCallInFlight) {
+  server_tools_.block = true;
+  StartEngine();
+  std::string sid = NewSession();
+  Send(sid, {UserText("fetch it")}, /*wait=*/false);
+  for (int i = 0; i < 10000 && !server_tools_.entered; i++) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(server_tools_.entered);
+  EXPECT_EQ(Status(sid), "running");
+  Send(sid, {{{"type", "user.interrupt"}}});
+  EXPECT_EQ(Status(sid), "idle");
+  EXPECT_TRUE(OfType(sid, "agent.tool_result").empty());  // the cancelled run is not recorded
+  EXPECT_EQ(OfType(sid, "session.status_idle").back()["stop_reason"]["type"], "end_turn");
+  EXPECT_EQ(OfType(sid, "span.model_request_start").size(), OfType(sid, "span.model_request_end").size());
+  EXPECT_TRUE(OfType(sid, "session.error").empty());
+  EXPECT_TRUE(AllProcessed(sid));
 }
 
 // always_ask: the call waits for user.tool_confirmation, then runs here.
