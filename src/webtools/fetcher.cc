@@ -116,11 +116,13 @@ class CurlFetcher final : public Fetcher {
       curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(o_.max_bytes));
       if (!o_.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, o_.ca_file.c_str());
       CURLcode rc = curl_easy_perform(c);
-      if (!t.refused.empty())
-        return Fail(Code::kPermissionDenied, "url_not_allowed", "refused to connect for " + url + ": " + t.refused);
       if (t.too_large || rc == CURLE_FILESIZE_EXCEEDED)
         return Fail(Code::kTooLarge, "url_too_large",
                     "the response of " + url + " exceeds " + std::to_string(o_.max_bytes) + " bytes");
+      // A refused address fails the fetch unless curl went on to another
+      // address of the same name that is allowed (happy eyeballs).
+      if (rc != CURLE_OK && !t.refused.empty())
+        return Fail(Code::kPermissionDenied, "url_not_allowed", "refused to connect for " + url + ": " + t.refused);
       if (rc == CURLE_ABORTED_BY_CALLBACK) return Fail(Code::kCancelled, "unavailable", "fetch cancelled");
       if (rc == CURLE_OPERATION_TIMEDOUT)
         return Fail(Code::kTimeout, "unavailable", "fetch of " + url + " timed out");
