@@ -635,6 +635,10 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
         std::string ref = tr ? tr->tool_use_id : cr->custom_tool_use_id;
         PendingCall* p = find_pending(ref);
         if (!p || p->result) continue;  // late or duplicate answer: recorded, ignored
+        // The service answers the calls it runs (web_fetch, web_search): a
+        // client's result for one is recorded and ignored, so a worker cannot
+        // put forged web content in front of the model.
+        if (p->kind == "server") continue;
         if (p->permission == "ask" && p->confirmed != "allow" && type == "user.tool_result") {
           // Fail closed: a result for an unconfirmed gated call is not used.
           continue;
