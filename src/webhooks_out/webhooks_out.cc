@@ -210,6 +210,7 @@ void WebhookDispatcher::Start() {
   std::lock_guard<std::mutex> lock(mu_);
   if (!threads_.empty() || cfg_.endpoints.empty()) return;
   stopping_ = false;
+  threads_.emplace_back([this] { Claimer(); });
   for (int i = 0; i < cfg_.concurrency; i++) threads_.emplace_back([this] { Worker(); });
 }
 
@@ -222,6 +223,7 @@ void WebhookDispatcher::Stop() {
   }
   cancel_.Cancel();
   cv_.notify_all();
+  work_cv_.notify_all();
   for (auto& t : threads) t.join();
 }
 
@@ -252,24 +254,51 @@ int WebhookDispatcher::RunOnce() {
   }
 }
 
-void WebhookDispatcher::Worker() {
+// One claimer fills a hand-off queue with at most `concurrency` claimed rows
+// (claimed + being sent <= concurrency), so one claim transaction serves
+// several deliveries; the workers send them. A claimed row waits at most one
+// attempt for a free worker, which its lease (2 attempts + 1 s) covers.
+void WebhookDispatcher::Claimer() {
   for (;;) {
+    int room = 0;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || static_cast<int>(ready_.size()) + busy_ < cfg_.concurrency; });
       if (stopping_) return;
+      room = cfg_.concurrency - static_cast<int>(ready_.size()) - busy_;
     }
     const int64_t now = clock_->NowMicros();
-    // The lease outlasts one attempt: a row held by a process that died is
-    // due again after it.
-    auto claimed = store_->ClaimDeliveries(now, now + LeaseMs(cfg_) * 1000, 1);
+    auto claimed = store_->ClaimDeliveries(now, now + LeaseMs(cfg_) * 1000, room);
     if (!claimed.ok()) log::Warn("webhooks.claim_failed", {{"error", claimed.status().ToString()}});
+    std::unique_lock<std::mutex> lock(mu_);
     if (claimed.ok() && !claimed->empty()) {
-      Deliver(claimed->front(), &cancel_);
+      for (auto& d : *claimed) ready_.push_back(std::move(d));
+      work_cv_.notify_all();
       continue;
     }
-    std::unique_lock<std::mutex> lock(mu_);
     const int seen = wakes_;
     cv_.wait_for(lock, std::chrono::milliseconds(cfg_.poll_interval_ms), [&] { return stopping_ || wakes_ != seen; });
+  }
+}
+
+void WebhookDispatcher::Worker() {
+  for (;;) {
+    store::OutboxDelivery d;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      work_cv_.wait(lock, [&] { return stopping_ || !ready_.empty(); });
+      // On stop, rows still in ready_ stay claimed: due again after their lease.
+      if (stopping_) return;
+      d = std::move(ready_.front());
+      ready_.pop_front();
+      busy_++;
+    }
+    Deliver(d, &cancel_);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      busy_--;
+    }
+    cv_.notify_all();  // room for the claimer
   }
 }
 

@@ -18,11 +18,16 @@
 //    "data":{"type":"session.status_run_started","id":"sesn_...",
 //            "organization_id":"...","workspace_id":"..."}}
 //
+// Threads: one claimer keeps at most `concurrency` claimed rows between a
+// hand-off queue and the `concurrency` sending workers (one claim
+// transaction serves several deliveries).
+//
 // Ownership: the dispatcher borrows the Store, HttpClient and Clock (they
 // outlive it). Thread-safety: Start/Stop from one thread; Wake from any.
 #pragma once
 
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -98,6 +103,7 @@ class WebhookDispatcher final {
   int RunOnce();
 
  private:
+  void Claimer();
   void Worker();
   // Attempts one claimed row and records the outcome.
   void Deliver(const store::OutboxDelivery& d, const CancelToken* cancel);
@@ -110,7 +116,10 @@ class WebhookDispatcher final {
   std::function<double()> jitter_;
   CancelToken cancel_;
   std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable cv_;       // the claimer: room, wake-ups, stop
+  std::condition_variable work_cv_;  // the workers: claimed rows, stop
+  std::deque<store::OutboxDelivery> ready_;  // claimed, not yet being sent
+  int busy_ = 0;                             // rows being sent
   bool stopping_ = false;
   int wakes_ = 0;
   std::vector<std::thread> threads_;
