@@ -11,6 +11,8 @@ DEBS=(
   libboost1.81-dev libboost-context1.81-dev nlohmann-json3-dev libcurl4-openssl-dev
   libsqlite3-dev sqlite3 libpq-dev postgresql libssl-dev
   libcli11-dev libfmt-dev libexpected-dev libre2-dev libarchive-dev
+  # web_fetch: HTML through a real parser, PDFs to text
+  libgumbo-dev libpoppler-cpp-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # sandbox runtime

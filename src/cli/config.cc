@@ -192,6 +192,14 @@ Status ApplyConfigJson(const Json& file, ServeConfig* cfg) {
       cfg->model = *value;
       continue;
     }
+    if (name == "web_tools" || name == "webhooks") {
+      // Checked key by key when `serve` starts (webtools/, webhooks_out/).
+      if (!value->is_object())
+        return Status::InvalidArgument(name + ": expected an object (see docs/" +
+                                       (name == "webhooks" ? "WEBHOOKS" : "WEBTOOLS") + ".md)");
+      (name == "webhooks" ? cfg->webhooks : cfg->web_tools) = *value;
+      continue;
+    }
     const Key* key = nullptr;
     for (const Key& k : keys)
       if (name == k.name && k.kind != Key::kModelField) key = &k;

@@ -74,6 +74,10 @@ struct ServeConfig {
   // The model provider (models::ModelConfigFromJson keys); scripted offline
   // by default.
   Json model = Json{{"provider", "scripted"}};
+  // Service-side web_fetch / web_search (docs/WEBTOOLS.md) and outgoing
+  // webhooks (docs/WEBHOOKS.md): objects parsed by their modules at start.
+  Json web_tools = Json::object();
+  Json webhooks = Json::object();
 };
 
 // Applies the keys of `file` (a JSON object) onto `cfg`; unknown keys and

@@ -117,5 +117,18 @@ TEST(ConfigTest, SandboxDataDirDefaultsUnderDataDirAndLongCallBounds) {
   EXPECT_FALSE(ApplyConfigJson(Json{{"sandbox", {{"long_call_threads", 5000}}}}, &c).ok());
 }
 
+// The web_tools and webhooks objects are kept whole for their modules
+// (checked key by key at serve start); here only their shape is checked.
+TEST(ConfigTest, WebToolsAndWebhooksObjects) {
+  ServeConfig c;
+  Json file = {{"web_tools", {{"search", {{"provider", "searxng"}, {"base_url", "http://s"}}}}},
+               {"webhooks", {{"endpoints", Json::array()}}}};
+  ASSERT_TRUE(ApplyConfigJson(file, &c).ok());
+  EXPECT_EQ(c.web_tools["search"]["provider"], "searxng");
+  EXPECT_TRUE(c.webhooks["endpoints"].is_array());
+  EXPECT_FALSE(ApplyConfigJson(Json{{"web_tools", 5}}, &c).ok());
+  EXPECT_FALSE(ApplyConfigJson(Json{{"webhooks", "whsec_x"}}, &c).ok());
+}
+
 }  // namespace
 }  // namespace warren::cli

@@ -26,6 +26,9 @@
 #include "common/unique_fd.h"
 #include "engine/engine.h"
 #include "mcp/gateway.h"
+#include "webhooks_out/routes.h"
+#include "webhooks_out/webhooks_out.h"
+#include "webtools/web_tools.h"
 #include "models/model_factory.h"
 #include "http/http_server.h"
 #include "queue/work_queue.h"
@@ -193,6 +196,17 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   auto store_r = OpenStore(cfg.data_dir, cfg.sqlite_synchronous);
   if (!store_r.ok()) return Fail(store_r.status());
   auto store = std::move(store_r).value();
+  // Outgoing webhooks: the outbox rule is installed before the first write,
+  // so every event from now on has its deliveries in its own transaction.
+  auto getenv_fn = [](const char* n) -> const char* { return std::getenv(n); };
+  auto hooks_cfg = webhooks_out::WebhooksConfigFromJson(cfg.webhooks, getenv_fn);
+  if (!hooks_cfg.ok()) return Fail(hooks_cfg.status());
+  store->SetOutboxRule(webhooks_out::MakeOutboxRule(*hooks_cfg));
+  auto web_cfg = webtools::WebToolsConfigFromJson(cfg.web_tools, getenv_fn);
+  if (!web_cfg.ok()) return Fail(web_cfg.status());
+  auto outbound_http = NewCurlHttpClient();
+  auto web_tools = webtools::WebTools::FromConfig(*web_cfg, outbound_http);
+  if (!web_tools.ok()) return Fail(web_tools.status());
 
   // One server per data directory.
   UniqueFd lock(::open((cfg.data_dir + "/warren.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
@@ -344,7 +358,10 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
     Status st = work_queue.EnsureWork(session_id);
     if (!st.ok()) log::Warn("engine.enqueue_failed", {{"session", session_id}, {"error", st.ToString()}});
   });
+  engine.set_server_tools(web_tools->get());
   service.add_observer(&engine);
+  webhooks_out::RegisterRoutes(&service, store.get(), &*hooks_cfg);
+  webhooks_out::WebhookDispatcher webhook_dispatcher(store.get(), outbound_http.get(), Clock::Real(), *hooks_cfg);
 
 #ifdef WARREN_HAVE_ORCHESTRATOR
   // Wake-up by webhook (docs/ORCHESTRATOR.md): the route exists only with a
@@ -379,6 +396,7 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   if (!s.ok()) return Fail(s.WithContext("engine"));
   s = server.Start();
   if (!s.ok()) return Fail(s);
+  webhook_dispatcher.Start();
 
 #ifdef WARREN_HAVE_ORCHESTRATOR
   // The runners in the sandboxes reach the service over a unix socket in
@@ -483,6 +501,7 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
 #ifdef WARREN_HAVE_SANDBOX_API
   sandbox_api.Stop();
 #endif
+  webhook_dispatcher.Stop();
   engine.Stop();
   log::Info("serve.stopped");
   return 0;

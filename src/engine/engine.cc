@@ -584,6 +584,16 @@ bool Engine::Process(const std::string& id) {
       return false;
     }
     bool model_due = *due;
+    if (!model_due && server_tools_ != nullptr) {
+      // Server-run tool calls (web_fetch, web_search) due now: run them,
+      // then look again (their results may make a model call due).
+      auto ran = RunServerCalls(id);
+      if (!ran.ok()) {
+        if (ran.status().code() != Code::kNotFound) FailSession(id, ran.status().ToString());
+        return false;
+      }
+      if (*ran) continue;
+    }
     if (!model_due && mcp_ != nullptr) {
       auto ran = RunMcpCalls(id);
       if (!ran.ok()) {
@@ -702,13 +712,17 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
           p->result = ToolOutcome{TextContent(c.deny_message.value_or("The user denied permission to use this tool.")), true};
         } else if (p->kind == "builtin") {
           need_worker = true;
-        }
+        }  // an allowed "server" call is run by RunServerCalls after this step
       } else if (type == "user.tool_result" || type == "user.custom_tool_result") {
         const auto* tr = std::get_if<events::ToolResult>(&*parsed);
         const auto* cr = std::get_if<events::CustomToolResult>(&*parsed);
         std::string ref = tr ? tr->tool_use_id : cr->custom_tool_use_id;
         PendingCall* p = find_pending(ref);
         if (!p || p->result) continue;  // late or duplicate answer: recorded, ignored
+        // The service answers the calls it runs (web_fetch, web_search): a
+        // client's result for one is recorded and ignored, so a worker cannot
+        // put forged web content in front of the model.
+        if (p->kind == "server") continue;
         if (p->permission == "ask" && p->confirmed != "allow" && type == "user.tool_result") {
           // Fail closed: a result for an unconfirmed gated call is not used.
           continue;
@@ -719,7 +733,13 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
     }
     Json unresolved = s->Unresolved();
     std::string status = jr::Str(cur, "status");
-    if (!s->pending.empty() && unresolved.empty()) {
+    const bool server_due = s->ServerCallsDue();
+    if (server_due && unresolved.empty() && !interrupted && status != "running") {
+      // An approved server-run call: the session works again.
+      (*next)["status"] = "running";
+      out->append.push_back(Event("session.status_running", now));
+    }
+    if (!s->pending.empty() && unresolved.empty() && !server_due) {
       // Every call answered: the tool results go back to the model (they
       // lead the user turn when the conversation is read).
       Json results = Json::array();
@@ -787,7 +807,7 @@ Result<Engine::Step> Engine::ModelTurn(const std::string& id) {
   models::ModelRequest req;
   req.model = jr::Str(model, "id");
   if (jr::Get(agent, "system").is_string()) req.system.push_back(ContentBlock::Text(jr::Str(agent, "system")));
-  req.tools = ToolsForAgent(jr::Get(agent, "tools"));
+  req.tools = ToolsForAgent(jr::Get(agent, "tools"), server_tools_);
   std::map<std::string, domain::McpToolDef> mcp_defs;  // filled below, once the call is cancellable
   req.max_tokens = options_.max_tokens;
   // Extended thinking follows the agent's `effort` (spec 1.1: model config);
@@ -1065,7 +1085,9 @@ Result<Engine::Step> Engine::RecordAnswer(const std::string& id, InflightCall& c
           Json e = Event("agent.tool_use", now);
           e["name"] = b.name;
           e["input"] = b.input;
-          PendingCall p{e["id"].get<std::string>(), b.id, "builtin", b.name, "", std::nullopt, std::nullopt};
+          // web_fetch / web_search run here, whatever the environment.
+          const bool server = server_tools_ != nullptr && server_tools_->Handles(b.name);
+          PendingCall p{e["id"].get<std::string>(), b.id, server ? "server" : "builtin", b.name, "", std::nullopt, std::nullopt};
           if (!policy) {
             e["evaluated_permission"] = "deny";
             p.permission = "deny";
@@ -1076,7 +1098,7 @@ Result<Engine::Step> Engine::RecordAnswer(const std::string& id, InflightCall& c
             p.permission = perm;
           }
           out->append.push_back(e);
-          if (!p.result && !self_hosted) {
+          if (!p.result && !self_hosted && !server) {
             // No orchestrator serves cloud environments (--no-orchestrator,
             // no sandbox runtime): answer now.
             Json r = Event("agent.tool_result", now);
@@ -1087,7 +1109,7 @@ Result<Engine::Step> Engine::RecordAnswer(const std::string& id, InflightCall& c
             out->append.push_back(r);
             p.result = ToolOutcome{r["content"], true};
           }
-          if (!p.result) need_worker = true;
+          if (!p.result && !server) need_worker = true;
           pending.push_back(std::move(p));
         } else if (auto mt = mcp_defs.find(b.name); mt != mcp_defs.end()) {
           const domain::McpToolDef& def = mt->second;
@@ -1132,10 +1154,15 @@ Result<Engine::Step> Engine::RecordAnswer(const std::string& id, InflightCall& c
     s->calls_this_turn++;
     s->pending = std::move(pending);
     Json unresolved = s->Unresolved();
+    const bool server_due = s->ServerCallsDue();
     if (s->pending.empty()) {
       s->phase = Phase::kIdle;
       (*next)["status"] = "idle";
       out->append.push_back(IdleEvent(now, {{"type", "end_turn"}}));
+    } else if (unresolved.empty() && server_due) {
+      // Only server-run calls wait: the session stays running while
+      // RunServerCalls answers them.
+      s->phase = Phase::kTools;
     } else if (unresolved.empty()) {
       Json results = Json::array();
       for (const PendingCall& p : s->pending) results.push_back(ResultBlockOf(p));
@@ -1398,6 +1425,116 @@ Status Engine::Compact(const std::string& id, const Json& session, const Convers
   }
   req->messages = std::move(compacted);
   return Status::Ok();
+}
+
+Result<bool> Engine::RunServerCalls(const std::string& id) {
+  WARREN_ASSIGN_OR_RETURN(Json session, store_->GetSession(id));
+  WARREN_ASSIGN_OR_RETURN(EngineState st, LoadState(id, session));
+  std::vector<PendingCall> due;
+  for (const PendingCall& p : st.pending)
+    if (p.RunsInService()) due.push_back(p);
+  if (due.empty()) return false;
+  auto token = std::make_shared<CancelToken>();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return false;
+    inflight_[id] = token;
+  }
+  auto forget = [&] {
+    std::lock_guard<std::mutex> lock(mu_);
+    inflight_.erase(id);
+  };
+  bool any = false;
+  bool model_due = false;
+  for (const PendingCall& call : due) {
+    Json input = Json::object();
+    auto ev = store_->GetEvent(id, call.event_id);
+    if (ev.ok() && ev->has_value()) input = jr::Get((*ev)->body, "input");
+    domain::ServerToolResult r = server_tools_->Run(call.name, input, token.get());
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      // Shutdown: nothing recorded; the call runs again at the next start.
+      if (stopping_) {
+        inflight_.erase(id);
+        return false;
+      }
+    }
+    if (token->cancelled()) {
+      // An interrupt: consuming it (this session is scheduled again) answers
+      // the calls still open with "Interrupted by the user." and settles.
+      forget();
+      return any;
+    }
+    if (r.content.empty()) r.content = TextContent(r.is_error ? "(error)" : "(no output)");
+    std::string now = Now();
+    Status step = Transition(id, "server_tool_result", [&](const Json& cur, EngineState* s, Json* next,
+                                                           store::Store::SessionStep* out) {
+      model_due = false;
+      PendingCall* p = nullptr;
+      for (PendingCall& q : s->pending)
+        if (q.event_id == call.event_id) p = &q;
+      if (p == nullptr || p->result) return Status::Ok();  // interrupted or answered meanwhile
+      p->result = ToolOutcome{r.content, r.is_error};
+      Json e = Event("agent.tool_result", now);
+      e["tool_use_id"] = call.event_id;
+      e["content"] = r.content;
+      e["is_error"] = r.is_error;
+      out->append.push_back(e);
+      // usage.server_tool_use counts the requests (spec 1.3).
+      Json& usage = (*next)["usage"];
+      if (!usage.is_object()) usage = Json::object();
+      Json& stu = usage["server_tool_use"];
+      if (!stu.is_object()) stu = Json::object();
+      const char* key = call.name == "web_search" ? "web_search_requests" : "web_fetch_requests";
+      stu[key] = (stu.contains(key) && stu[key].is_number_integer() ? stu[key].get<int64_t>() : 0) + 1;
+      (*next)["updated_at"] = now;
+      if (!s->Unresolved().empty() || s->ServerCallsDue()) return Status::Ok();
+      // Every call answered: the results go back to the model.
+      Json results = Json::array();
+      for (const PendingCall& q : s->pending) results.push_back(ResultBlockOf(q));
+      AppendRow(s, out, "user", std::move(results));
+      s->pending.clear();
+      if (BudgetReached(cur, *s)) {
+        s->phase = Phase::kIdle;
+        (*next)["status"] = "idle";
+        out->append.push_back(IdleEvent(now, {{"type", "budget_reached"}}));
+        return Status::Ok();
+      }
+      if (s->calls_this_turn >= options_.max_model_calls_per_turn) {
+        s->phase = Phase::kIdle;
+        (*next)["status"] = "idle";
+        Json err = Event("session.error", now);
+        err["error"] = {{"type", "unknown_error"},
+                        {"message", "the model made " + std::to_string(options_.max_model_calls_per_turn) +
+                                        " calls in one turn without a client answer"},
+                        {"retry_status", {{"type", "terminal"}}}};
+        out->append.push_back(err);
+        out->append.push_back(IdleEvent(now, {{"type", "end_turn"}}));
+        return Status::Ok();
+      }
+      if (jr::Str(cur, "status") != "running") {
+        (*next)["status"] = "running";
+        out->append.push_back(Event("session.status_running", now));
+      }
+      Json start = Event("span.model_request_start", now);
+      s->model_request_start_id = start["id"].get<std::string>();
+      out->append.push_back(start);
+      s->phase = Phase::kModel;
+      model_due = true;
+      return Status::Ok();
+    });
+    if (!step.ok()) {
+      forget();
+      return step;
+    }
+    any = true;
+  }
+  forget();
+  if (model_due) {
+    std::lock_guard<std::mutex> lock(mu_);
+    started_here_.insert(id);
+  }
+  return any;
 }
 
 }  // namespace warren::engine

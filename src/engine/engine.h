@@ -68,6 +68,7 @@
 #include "common/http_client.h"
 #include "domain/event_sink.h"
 #include "domain/mcp_tools.h"
+#include "domain/server_tools.h"
 #include "domain/session_observer.h"
 #include "engine/engine_state.h"
 #include "models/model_provider.h"
@@ -113,6 +114,12 @@ class Engine final : public domain::SessionObserver {
   // MCP servers of sessions' agents (docs/MCP.md); without it their tools
   // are not offered. Set before Start(); not owned.
   void set_mcp_tools(domain::McpTools* mcp) { mcp_ = mcp; }
+  // The tools this service runs itself (web_fetch, web_search; not owned,
+  // must outlive the engine). Set before Start(). Their calls are recorded
+  // as agent.tool_use, run on the session's engine worker (after approval
+  // when always_ask) and answered with agent.tool_result, for every
+  // environment type; the session stays running meanwhile.
+  void set_server_tools(domain::ServerTools* tools) { server_tools_ = tools; }
 
   // Starts the workers and re-schedules sessions left mid-turn.
   Status Start();
@@ -167,6 +174,10 @@ class Engine final : public domain::SessionObserver {
   // Runs the session's due MCP calls (allowed or confirmed) and records
   // agent.mcp_tool_result for each; returns true if a model call is now due.
   Result<bool> RunMcpCalls(const std::string& session_id);
+  // Runs the pending server-tool calls that may run (server_tools_) and
+  // records each result (one transition per call); returns true if it
+  // recorded any.
+  Result<bool> RunServerCalls(const std::string& session_id);
   // Summarises older turns when the prompt nears the context window. The
   // summary call is cancelled by `cancel` (an interrupt: Cancelled); its cost
   // counts in the session's usage, and *budget_reached says whether the
@@ -190,6 +201,7 @@ class Engine final : public domain::SessionObserver {
   EngineOptions options_;
   WorkNeeded work_needed_;
   domain::McpTools* mcp_ = nullptr;
+  domain::ServerTools* server_tools_ = nullptr;
 
   std::mutex mu_;
   std::condition_variable cv_;

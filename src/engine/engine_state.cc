@@ -47,7 +47,7 @@ PendingCall PendingCall::FromJson(const Json& j) {
 Json EngineState::AwaitingClient() const {
   Json ids = Json::array();
   for (const PendingCall& p : pending)
-    if (!p.result && !p.McpRunnable()) ids.push_back(p.event_id);
+    if (!p.result && !p.McpRunnable() && !p.RunsInService()) ids.push_back(p.event_id);
   return ids;
 }
 
@@ -57,11 +57,21 @@ bool EngineState::McpCallsDue() const {
   return false;
 }
 
+bool PendingCall::RunsInService() const {
+  return kind == "server" && !result && (permission == "allow" || confirmed == "allow");
+}
+
 Json EngineState::Unresolved() const {
   Json ids = Json::array();
   for (const PendingCall& p : pending)
-    if (!p.result) ids.push_back(p.event_id);
+    if (!p.result && !p.RunsInService()) ids.push_back(p.event_id);
   return ids;
+}
+
+bool EngineState::ServerCallsDue() const {
+  for (const PendingCall& p : pending)
+    if (p.RunsInService()) return true;
+  return false;
 }
 
 store::EngineRecord EngineState::ToRecord() const {

@@ -41,12 +41,16 @@ struct ToolOutcome {
 struct PendingCall {
   std::string event_id;  // agent.tool_use / agent.custom_tool_use id ("" for unknown tools)
   std::string toolu_id;  // the model's tool_use id
-  std::string kind;      // builtin | custom | mcp | unknown
+  std::string kind;      // builtin | server (web_fetch, web_search: run by the service) | mcp | custom | unknown
   std::string name;
   std::string permission;              // allow | ask | deny
   std::optional<std::string> confirmed;  // allow | deny once answered
   std::optional<ToolOutcome> result;
   std::string mcp_server;  // kind mcp: the server's name (`name` is the MCP tool's own name)
+
+  // A server-run call that may run now (allowed, or confirmed) and has no
+  // result yet: the engine runs it, no client answers it.
+  bool RunsInService() const;
 
   Json ToJson() const;
   // Checked: fields of another type read as empty.
@@ -67,13 +71,16 @@ struct EngineState {
   std::string summary;
   std::vector<PendingCall> pending;
 
-  // Event ids of pending calls without a result, in order.
+  // Event ids of pending calls waiting for the client (no result, and not
+  // being run by the service), in order: the requires_action list.
   Json Unresolved() const;
-  // Unresolved calls that wait for the client (not MCP calls the service
-  // runs itself: allowed or confirmed ones).
+  // Unresolved calls that wait for the client: not the calls the service
+  // runs itself (server tools and MCP calls, allowed or confirmed).
   Json AwaitingClient() const;
   // True if MCP calls are due to run (unresolved, allowed or confirmed).
   bool McpCallsDue() const;
+  // True if some pending call RunsInService().
+  bool ServerCallsDue() const;
 
   store::EngineRecord ToRecord() const;
   static EngineState FromRecord(const store::EngineRecord& r);

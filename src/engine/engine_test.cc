@@ -36,7 +36,9 @@ constexpr const char* kScript = R"({"rules": [
     {"name": "mcp__docs__search", "input": {"q": "5"}}, {"name": "mcp__docs__search", "input": {"q": "6"}}]}},
   {"when": {"user": "loop forever"}, "reply": {"tool_calls": [{"name": "mcp__docs__search", "input": {"q": "l"}}]}},
   {"when": {"last_user": "loop forever", "tool_name": "mcp__docs__search"}, "reply": {"tool_calls": [{"name": "mcp__docs__search", "input": {"q": "l"}}]}},
-  {"when": {"tool_name": "mcp__docs__search"}, "reply": "Found: {{tool_result}}"}
+  {"when": {"tool_name": "mcp__docs__search"}, "reply": "Found: {{tool_result}}"},
+  {"when": {"user": "fetch it"}, "reply": {"tool_calls": [{"name": "web_fetch", "input": {"url": "https://example.com/"}}]}},
+  {"when": {"tool_name": "web_fetch"}, "reply": "Fetched: {{tool_result}}"}
 ]})";
 
 // The McpTools port's fake: server "docs" has one tool; server "dead" fails.
@@ -88,6 +90,35 @@ class GatedMcp final : public domain::McpTools {
   std::condition_variable cv;
   int inflight = 0, max_inflight = 0;
   bool released = false;
+};
+
+// The ServerTools port's fake: web_fetch answers with the URL it got.
+class FakeServerTools final : public domain::ServerTools {
+ public:
+  bool Handles(std::string_view name) const override { return name == "web_fetch" || name == "web_search"; }
+  std::optional<Json> Definition(std::string_view name) const override {
+    if (name != "web_fetch") return std::nullopt;
+    return Json{{"name", "web_fetch"}, {"description", "fetch"}, {"input_schema", {{"type", "object"}}}};
+  }
+  domain::ServerToolResult Run(std::string_view name, const Json& input, const CancelToken* cancel) override {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      calls.push_back(std::string(name) + " " + input.dump());
+    }
+    if (block) {
+      // A slow fetch: held until the engine cancels it.
+      entered = true;
+      while ((cancel == nullptr || !cancel->cancelled()) && !release)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      if (!release) return {Json::array({{{"type", "text"}, {"text", "cancelled"}}}), true};
+    }
+    return {Json::array({{{"type", "text"}, {"text", "page of " + input.value("url", std::string())}}}), false};
+  }
+  std::mutex mu;
+  std::vector<std::string> calls;
+  std::atomic<bool> block{false};
+  std::atomic<bool> entered{false};
+  std::atomic<bool> release{false};
 };
 
 // Records what the engine publishes (the EventSink port's fake).
@@ -185,14 +216,19 @@ class EngineTest : public ::testing::Test {
     if (engine_) engine_->Stop();
     engine_ = std::make_unique<Engine>(store_.get(), &bus_, provider_.get(), Clock::Real());
     if (mcp != nullptr) engine_->set_mcp_tools(mcp);
+    engine_->set_server_tools(&server_tools_);
     ASSERT_TRUE(engine_->Start().ok());
   }
 
-  std::string NewSession(const std::string& model = "scripted", const std::string& mcp_policy = "") {
+  std::string NewSession(const std::string& model = "scripted", const std::string& mcp_policy = "",
+                         const std::string& web_fetch_policy = "always_allow") {
     Json tools = Json::array({{{"type", "agent_toolset_20260401"},
                                {"configs", Json::array({{{"name", "bash"},
                                                          {"enabled", true},
-                                                         {"permission_policy", {{"type", "always_allow"}}}}})}}});
+                                                         {"permission_policy", {{"type", "always_allow"}}}},
+                                                        {{"name", "web_fetch"},
+                                                         {"enabled", true},
+                                                         {"permission_policy", {{"type", web_fetch_policy}}}}})}}});
     Json agent = {{"id", "agent_1"}, {"version", 1}, {"type", "agent"}, {"name", "a"},
                   {"model", {{"id", model}}}, {"system", nullptr}, {"tools", tools}};
     if (!mcp_policy.empty()) {
@@ -259,7 +295,107 @@ class EngineTest : public ::testing::Test {
   std::unique_ptr<models::ModelProvider> scripted_;
   std::unique_ptr<ThrowingProvider> provider_;
   std::unique_ptr<Engine> engine_;
+  FakeServerTools server_tools_;
 };
+
+// web_fetch runs in the service on a self_hosted environment: no worker, no
+// requires_action; the result is an agent.tool_result and goes to the model.
+TEST_F(EngineTest, ServerToolsRunInTheServiceAndFeedTheModel) {
+  StartEngine();
+  std::string sid = NewSession();
+  Send(sid, {UserText("fetch it")});
+  auto uses = OfType(sid, "agent.tool_use");
+  ASSERT_EQ(uses.size(), 1u);
+  EXPECT_EQ(uses[0]["name"], "web_fetch");
+  auto results = OfType(sid, "agent.tool_result");
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0]["tool_use_id"], uses[0]["id"]);
+  EXPECT_EQ(results[0]["is_error"], false);
+  EXPECT_EQ(results[0]["content"][0]["text"], "page of https://example.com/");
+  auto msgs = OfType(sid, "agent.message");
+  ASSERT_FALSE(msgs.empty());
+  EXPECT_EQ(msgs.back()["content"][0]["text"], "Fetched: page of https://example.com/");
+  for (const Json& idle : OfType(sid, "session.status_idle")) EXPECT_EQ(idle["stop_reason"]["type"], "end_turn");
+  EXPECT_EQ(Status(sid), "idle");
+  EXPECT_EQ((*store_->GetSession(sid))["usage"]["server_tool_use"]["web_fetch_requests"], 1);
+  std::lock_guard<std::mutex> lock(server_tools_.mu);
+  EXPECT_EQ(server_tools_.calls, std::vector<std::string>{R"(web_fetch {"url":"https://example.com/"})"});
+}
+
+// A user.interrupt cancels a server call in flight; the turn settles idle.
+TEST_F(EngineTest, InterruptCancelsAServerCallInFlight) {
+  server_tools_.block = true;
+  StartEngine();
+  std::string sid = NewSession();
+  Send(sid, {UserText("fetch it")}, /*wait=*/false);
+  for (int i = 0; i < 10000 && !server_tools_.entered; i++) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(server_tools_.entered);
+  EXPECT_EQ(Status(sid), "running");
+  Send(sid, {{{"type", "user.interrupt"}}});
+  EXPECT_EQ(Status(sid), "idle");
+  EXPECT_TRUE(OfType(sid, "agent.tool_result").empty());  // the cancelled run is not recorded
+  EXPECT_EQ(OfType(sid, "session.status_idle").back()["stop_reason"]["type"], "end_turn");
+  EXPECT_EQ(OfType(sid, "span.model_request_start").size(), OfType(sid, "span.model_request_end").size());
+  EXPECT_TRUE(OfType(sid, "session.error").empty());
+  EXPECT_TRUE(AllProcessed(sid));
+}
+
+// A client's user.tool_result for a call the service runs is recorded and
+// ignored: the model gets the service's result. The forged answer is
+// consumed first here: it arrives while the service is down mid-call, and
+// the call runs again after the restart.
+TEST_F(EngineTest, ClientResultForAServerCallIsIgnored) {
+  server_tools_.block = true;
+  StartEngine();
+  std::string sid = NewSession();
+  Send(sid, {UserText("fetch it")}, /*wait=*/false);
+  for (int i = 0; i < 10000 && !server_tools_.entered; i++) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(server_tools_.entered);
+  engine_->Stop();  // cancels the call; nothing is recorded
+  engine_.reset();
+  auto uses = OfType(sid, "agent.tool_use");
+  ASSERT_EQ(uses.size(), 1u);
+  EXPECT_TRUE(OfType(sid, "agent.tool_result").empty());
+  Send(sid, {{{"type", "user.tool_result"}, {"tool_use_id", uses[0]["id"]},
+              {"content", Json::array({{{"type", "text"}, {"text", "forged page"}}})}}});
+  server_tools_.block = false;
+  StartEngine();
+  engine_->WaitIdle();
+  ASSERT_EQ(OfType(sid, "agent.tool_result").size(), 1u);
+  EXPECT_EQ(OfType(sid, "agent.message").back()["content"][0]["text"], "Fetched: page of https://example.com/");
+  EXPECT_TRUE(AllProcessed(sid));
+}
+
+// always_ask: the call waits for user.tool_confirmation, then runs here.
+TEST_F(EngineTest, GatedServerToolWaitsForApproval) {
+  StartEngine();
+  std::string sid = NewSession("scripted", "", "always_ask");
+  Send(sid, {UserText("fetch it")});
+  auto uses = OfType(sid, "agent.tool_use");
+  ASSERT_EQ(uses.size(), 1u);
+  EXPECT_EQ(uses[0]["evaluated_permission"], "ask");
+  auto idles = OfType(sid, "session.status_idle");
+  ASSERT_EQ(idles.size(), 1u);
+  EXPECT_EQ(idles[0]["stop_reason"]["type"], "requires_action");
+  EXPECT_TRUE(OfType(sid, "agent.tool_result").empty());
+  {
+    std::lock_guard<std::mutex> lock(server_tools_.mu);
+    EXPECT_TRUE(server_tools_.calls.empty());
+  }
+  Send(sid, {{{"type", "user.tool_confirmation"}, {"tool_use_id", uses[0]["id"]}, {"result", "allow"}}});
+  ASSERT_EQ(OfType(sid, "agent.tool_result").size(), 1u);
+  EXPECT_EQ(OfType(sid, "agent.message").back()["content"][0]["text"], "Fetched: page of https://example.com/");
+  EXPECT_EQ(OfType(sid, "session.status_idle").back()["stop_reason"]["type"], "end_turn");
+  EXPECT_EQ(OfType(sid, "session.status_running").size(), 2u);
+  // A denied one never runs.
+  std::string sid2 = NewSession("scripted", "", "always_ask");
+  Send(sid2, {UserText("fetch it")});
+  auto use2 = OfType(sid2, "agent.tool_use");
+  ASSERT_EQ(use2.size(), 1u);
+  Send(sid2, {{{"type", "user.tool_confirmation"}, {"tool_use_id", use2[0]["id"]}, {"result", "deny"}}});
+  std::lock_guard<std::mutex> lock(server_tools_.mu);
+  EXPECT_EQ(server_tools_.calls.size(), 1u);
+}
 
 // The crash reproducer of issue 14: a tool result with "is_error": null used
 // to throw inside the store mutator (std::terminate, and again on restart).

@@ -46,7 +46,7 @@ bool BuiltinToolDefinition(const std::string& name, models::ToolDefinition* out)
   return true;
 }
 
-std::vector<models::ToolDefinition> ToolsForAgent(const Json& tools) {
+std::vector<models::ToolDefinition> ToolsForAgent(const Json& tools, const domain::ServerTools* server) {
   std::vector<models::ToolDefinition> out;
   for (const Json& t : jr::AsArr(tools)) {
     std::string type = jr::Str(t, "type");
@@ -54,7 +54,17 @@ std::vector<models::ToolDefinition> ToolsForAgent(const Json& tools) {
       for (const Json& c : jr::Arr(t, "configs")) {
         if (!jr::Bool(c, "enabled", true)) continue;
         models::ToolDefinition def;
-        if (BuiltinToolDefinition(jr::Str(c, "name"), &def)) out.push_back(std::move(def));
+        const std::string name = jr::Str(c, "name");
+        if (BuiltinToolDefinition(name, &def)) {
+          out.push_back(std::move(def));
+        } else if (server != nullptr) {
+          if (auto d = server->Definition(name)) {
+            def.name = name;
+            def.description = jr::Str(*d, "description");
+            def.input_schema = jr::Get(*d, "input_schema");
+            out.push_back(std::move(def));
+          }
+        }
       }
     } else if (type == "custom") {
       models::ToolDefinition def;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/json.h"
+#include "domain/server_tools.h"
 #include "models/model_types.h"
 
 namespace warren::engine {
@@ -15,7 +16,9 @@ namespace warren::engine {
 bool BuiltinToolDefinition(const std::string& name, models::ToolDefinition* out);
 
 // Tools offered to the model for a resolved session agent `tools` array:
-// enabled built-ins and custom tools.
-std::vector<models::ToolDefinition> ToolsForAgent(const Json& tools);
+// enabled built-ins and custom tools. web_fetch / web_search are offered
+// only when `server` (may be null) has a definition for them, i.e. the
+// service is configured to run them.
+std::vector<models::ToolDefinition> ToolsForAgent(const Json& tools, const domain::ServerTools* server = nullptr);
 
 }  // namespace warren::engine

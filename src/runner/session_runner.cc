@@ -178,7 +178,8 @@ bool SessionRunner::HandleEvent(const Json& ev) {
     if (!id.empty() && seen_.insert(id).second) Route(ev);
   } else if (type == "user.tool_confirmation") {
     NoteConfirmation(Str(ev, "tool_use_id"), Str(ev, "result"));
-  } else if (type == "user.tool_result") {
+  } else if (type == "user.tool_result" || type == "agent.tool_result") {
+    // agent.tool_result: a call the service ran itself (web_fetch, web_search).
     answered_.insert(Str(ev, "tool_use_id"));
   } else if (type == "user.custom_tool_result") {
     answered_.insert(Str(ev, "custom_tool_use_id"));
@@ -251,7 +252,8 @@ void SessionRunner::Ingest(const Json& ev, std::vector<Json>* pending) {
     const std::string id = Str(ev, "id");
     seen_.insert(id);
     if (!answered_.count(id)) pending->push_back(ev);
-  } else if (type == "user.tool_result") {
+  } else if (type == "user.tool_result" || type == "agent.tool_result") {
+    // agent.tool_result: a call the service ran itself (web_fetch, web_search).
     answered_.insert(Str(ev, "tool_use_id"));
   } else if (type == "user.custom_tool_result") {
     answered_.insert(Str(ev, "custom_tool_use_id"));

@@ -223,8 +223,24 @@ Result<std::vector<StoredEvent>> MemoryStore::InsertEventsLocked(const std::stri
     log->by_seq[seq] = EventRow{seq, id, type, TimeOf(ev, "processed_at", clock_), ev};
     log->seq_by_id[id] = seq;
     out.push_back(StoredEvent{seq, ev});
+    if (outbox_rule_)
+      for (OutboxMessage& m : outbox_rule_(session_id, ev)) log->outbox.push_back(std::move(m));
   }
   return out;
+}
+
+void MemoryStore::CommitOutboxLocked(SessionEvents* log) {
+  const int64_t now = clock_->NowMicros();
+  for (OutboxMessage& m : log->outbox) {
+    if (!outbox_keys_.insert({m.message_id, m.endpoint}).second) continue;
+    OutboxDelivery d;
+    d.seq = next_seq_++;
+    d.message = std::move(m);
+    d.created_at = now;
+    d.next_attempt_at = now;
+    outbox_[d.seq] = std::move(d);
+  }
+  log->outbox.clear();
 }
 
 Result<std::vector<StoredEvent>> MemoryStore::CreateSession(const Json& session, const std::vector<Json>& initial_events,
@@ -240,6 +256,8 @@ Result<std::vector<StoredEvent>> MemoryStore::CreateSession(const Json& session,
   int64_t seq_before = next_seq_;
   SessionEvents log;
   int64_t session_seq = next_seq_++;
+  if (outbox_rule_)
+    log.outbox = outbox_rule_(id, Json{{"type", "session.created"}, {"processed_at", session.contains("created_at") ? session["created_at"] : Json()}});
   auto stored = InsertEventsLocked(id, initial_events, &log);
   if (!stored.ok()) {
     next_seq_ = seq_before;  // rolled back
@@ -247,6 +265,7 @@ Result<std::vector<StoredEvent>> MemoryStore::CreateSession(const Json& session,
   }
   sessions_[id] = Row{session_seq, TimeOf(session, "created_at", clock_), ArchivedFlag(session) != 0, session};
   events_[id] = std::move(log);
+  CommitOutboxLocked(&events_[id]);
   if (hook && !stored->empty()) hook(*stored);
   return stored;
 }
@@ -305,6 +324,7 @@ Result<Json> MemoryStore::StepSession(const std::string& id, const StepMutator& 
     it->second.body = next;
     it->second.archived = ArchivedFlag(next) != 0;
     events_[id] = std::move(log);
+  CommitOutboxLocked(&events_[id]);
     if (step.engine) engine_[id] = *step.engine;
     for (const TranscriptEntry& t : step.transcript) transcript_[id][t.idx] = t;
     if (hook) {
@@ -363,6 +383,11 @@ Status MemoryStore::DeleteSession(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!sessions_.erase(id)) return Status::NotFound("session " + id + " not found");
   events_.erase(id);
+  if (outbox_rule_) {
+    SessionEvents staged;
+    staged.outbox = outbox_rule_(id, Json{{"type", "session.deleted"}, {"processed_at", FormatRfc3339(clock_->NowMicros())}});
+    CommitOutboxLocked(&staged);
+  }
   engine_.erase(id);
   transcript_.erase(id);
   secrets_.erase(id);
@@ -545,6 +570,7 @@ Result<std::vector<StoredEvent>> MemoryStore::AppendEvents(const std::string& se
     if (!stored.ok()) return stored.status();
     if (attempt < abort_attempts_) continue;
     events_[session_id] = std::move(log);
+    CommitOutboxLocked(&events_[session_id]);
     if (hook && !stored->empty()) hook(*stored);
     return stored;
   }
@@ -736,6 +762,62 @@ Result<WorkCounts> MemoryStore::CountWork(const std::string& environment_id, int
     ++it;
   }
   return c;
+}
+
+// ------------------------------------------------------------------ webhook outbox
+
+void MemoryStore::SetOutboxRule(OutboxRule rule) {
+  std::lock_guard<std::mutex> lock(mu_);
+  outbox_rule_ = std::move(rule);
+}
+
+Result<std::vector<OutboxDelivery>> MemoryStore::ClaimDeliveries(int64_t now, int64_t lease_until, int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<OutboxDelivery*> due;
+  for (auto& [seq, d] : outbox_)
+    if (d.state == "pending" && d.next_attempt_at <= now) due.push_back(&d);
+  std::stable_sort(due.begin(), due.end(),
+                   [](const OutboxDelivery* a, const OutboxDelivery* b) { return a->next_attempt_at < b->next_attempt_at; });
+  if (due.size() > static_cast<size_t>(std::max(1, limit))) due.resize(static_cast<size_t>(std::max(1, limit)));
+  std::vector<OutboxDelivery> out;
+  for (OutboxDelivery* d : due) {
+    d->next_attempt_at = lease_until;
+    out.push_back(*d);
+  }
+  return out;
+}
+
+Result<OutboxDelivery> MemoryStore::FinishDelivery(int64_t seq, const DeliveryAttempt& attempt) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = outbox_.find(seq);
+  if (it == outbox_.end()) return Status::NotFound("webhook delivery " + std::to_string(seq) + " not found");
+  if (it->second.state != "pending")
+    return Status::Conflict("webhook delivery " + std::to_string(seq) + " is " + it->second.state);
+  ApplyAttempt(attempt, &it->second);
+  return it->second;
+}
+
+Result<OutboxDelivery> MemoryStore::GetDelivery(int64_t seq) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = outbox_.find(seq);
+  if (it == outbox_.end()) return Status::NotFound("webhook delivery " + std::to_string(seq) + " not found");
+  return it->second;
+}
+
+Result<Page> MemoryStore::ListDeliveries(const DeliveryFilter& f, const PageSpec& page) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<Json> bodies;
+  std::vector<int64_t> seqs;
+  for (const auto& [seq, d] : outbox_) {
+    if (!f.endpoint.empty() && d.message.endpoint != f.endpoint) continue;
+    if (!f.state.empty() && d.state != f.state) continue;
+    if (!f.message_id.empty() && d.message.message_id != f.message_id) continue;
+    bodies.push_back(d.ToJson());
+    seqs.push_back(seq);
+  }
+  std::vector<std::pair<int64_t, const Json*>> rows;
+  for (size_t i = 0; i < bodies.size(); i++) rows.emplace_back(seqs[i], &bodies[i]);
+  return PageOf(rows, page);
 }
 
 }  // namespace warren::store

@@ -18,6 +18,8 @@
 #include <utility>
 #include <vector>
 
+#include <set>
+
 #include "common/clock.h"
 #include "store/store.h"
 
@@ -97,6 +99,12 @@ class MemoryStore final : public Store {
   Status RecordWorkerPoll(const std::string& environment_id, const std::string& worker_id, int64_t now) override;
   Result<WorkCounts> CountWork(const std::string& environment_id, int64_t workers_since) override;
 
+  void SetOutboxRule(OutboxRule rule) override;
+  Result<std::vector<OutboxDelivery>> ClaimDeliveries(int64_t now, int64_t lease_until, int limit) override;
+  Result<OutboxDelivery> FinishDelivery(int64_t seq, const DeliveryAttempt& attempt) override;
+  Result<Page> ListDeliveries(const DeliveryFilter& filter, const PageSpec& page) override;
+  Result<OutboxDelivery> GetDelivery(int64_t seq) override;
+
  private:
   struct Row {
     int64_t seq = 0;
@@ -114,10 +122,13 @@ class MemoryStore final : public Store {
   struct SessionEvents {
     std::map<int64_t, EventRow> by_seq;
     std::map<std::string, int64_t> seq_by_id;
+    std::vector<OutboxMessage> outbox;  // staged with the events; moved to outbox_ at commit
   };
 
   Result<std::vector<StoredEvent>> InsertEventsLocked(const std::string& session_id, const std::vector<Json>& events,
                                                       SessionEvents* log);
+  // Moves the outbox rows staged in `log` into outbox_ (at commit).
+  void CommitOutboxLocked(SessionEvents* log);
   bool LiveWorkForSessionLocked(const std::string& session_id, const std::string& except_id) const;
 
   std::mutex mu_;
@@ -142,6 +153,9 @@ class MemoryStore final : public Store {
   };
   std::map<std::string, CredRow> creds_;  // by credential id
   std::map<std::pair<std::string, std::string>, int64_t> workers_;  // (env, worker) -> last poll
+  OutboxRule outbox_rule_;
+  std::map<int64_t, OutboxDelivery> outbox_;                     // by seq
+  std::set<std::pair<std::string, std::string>> outbox_keys_;  // (message_id, endpoint)
 };
 
 }  // namespace warren::store

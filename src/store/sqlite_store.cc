@@ -303,6 +303,31 @@ CREATE TABLE vault_credentials (
   body TEXT NOT NULL,
   sealed TEXT NOT NULL);
 CREATE INDEX vault_credentials_by_vault ON vault_credentials (vault_id, archived, seq);
+)sql",
+    // 9: the outgoing webhooks outbox (webhooks_out/, docs/WEBHOOKS.md): one
+    // row per (message, endpoint), written in the transaction of the event
+    // that caused it; `next_attempt_at` is the due time or a claim's lease.
+    R"sql(
+CREATE TABLE webhook_outbox (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  message_id TEXT NOT NULL,
+  endpoint TEXT NOT NULL,
+  event_type TEXT NOT NULL,
+  session_id TEXT NOT NULL DEFAULT '',
+  payload TEXT NOT NULL,
+  state TEXT NOT NULL DEFAULT 'pending',
+  attempts INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL,
+  next_attempt_at INTEGER NOT NULL,
+  last_attempt_at INTEGER,
+  delivered_at INTEGER,
+  last_status INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT '',
+  UNIQUE (message_id, endpoint)
+);
+CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_at, seq) WHERE state = 'pending';
+CREATE INDEX webhook_outbox_by_endpoint ON webhook_outbox (endpoint, seq);
+CREATE INDEX webhook_outbox_by_state ON webhook_outbox (state, seq);
 )sql"
 };
 
@@ -678,8 +703,126 @@ Result<std::vector<StoredEvent>> SqliteStore::InsertEventsLocked(const std::stri
     if (s.code() == Code::kConflict) return Status::Conflict("event " + id + " already exists in session " + session_id);
     WARREN_RETURN_IF_ERROR(s);
     out.push_back(StoredEvent{sqlite3_last_insert_rowid(db_), ev});
+    WARREN_RETURN_IF_ERROR(OutboxLocked(session_id, ev));
   }
   return out;
+}
+
+Status SqliteStore::OutboxLocked(const std::string& session_id, const Json& event) {
+  if (!outbox_rule_) return Status::Ok();
+  const int64_t now = clock_->NowMicros();
+  for (const OutboxMessage& m : outbox_rule_(session_id, event)) {
+    Stmt ins(db_,
+             "INSERT OR IGNORE INTO webhook_outbox (message_id, endpoint, event_type, session_id, payload, created_at, "
+             "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    ins.Bind({m.message_id, m.endpoint, m.event_type, m.session_id, m.payload, now, now});
+    WARREN_RETURN_IF_ERROR(ins.Exec());
+  }
+  return Status::Ok();
+}
+
+void SqliteStore::SetOutboxRule(OutboxRule rule) {
+  std::lock_guard<std::mutex> lock(mu_);
+  outbox_rule_ = std::move(rule);
+}
+
+namespace {
+constexpr const char* kDeliveryCols =
+    "seq, message_id, endpoint, event_type, session_id, payload, state, attempts, created_at, next_attempt_at, "
+    "last_attempt_at, delivered_at, last_status, last_error";
+
+OutboxDelivery ReadDelivery(const Stmt& st) {
+  OutboxDelivery d;
+  d.seq = st.Int(0);
+  d.message.message_id = st.Text(1);
+  d.message.endpoint = st.Text(2);
+  d.message.event_type = st.Text(3);
+  d.message.session_id = st.Text(4);
+  d.message.payload = st.Text(5);
+  d.state = st.Text(6);
+  d.attempts = static_cast<int>(st.Int(7));
+  d.created_at = st.Int(8);
+  d.next_attempt_at = st.Int(9);
+  if (!st.IsNull(10)) d.last_attempt_at = st.Int(10);
+  if (!st.IsNull(11)) d.delivered_at = st.Int(11);
+  d.last_status = static_cast<int>(st.Int(12));
+  d.last_error = st.Text(13);
+  return d;
+}
+}  // namespace
+
+Result<std::vector<OutboxDelivery>> SqliteStore::ClaimDeliveries(int64_t now, int64_t lease_until, int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return InTxn([&]() -> Result<std::vector<OutboxDelivery>> {
+    std::vector<OutboxDelivery> out;
+    Stmt st(db_, std::string("SELECT ") + kDeliveryCols +
+                     " FROM webhook_outbox WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, seq LIMIT ?");
+    WARREN_RETURN_IF_ERROR(st.prepared());
+    st.Bind({now, int64_t{std::max(1, limit)}});
+    for (;;) {
+      WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      out.push_back(ReadDelivery(st));
+    }
+    for (OutboxDelivery& d : out) {
+      Stmt up(db_, "UPDATE webhook_outbox SET next_attempt_at = ? WHERE seq = ?");
+      up.Bind({lease_until, d.seq});
+      WARREN_RETURN_IF_ERROR(up.Exec());
+      d.next_attempt_at = lease_until;
+    }
+    return out;
+  });
+}
+
+Result<OutboxDelivery> SqliteStore::GetDelivery(int64_t seq) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_, std::string("SELECT ") + kDeliveryCols + " FROM webhook_outbox WHERE seq = ?");
+  WARREN_RETURN_IF_ERROR(st.prepared());
+  st.Bind({seq});
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return Status::NotFound("webhook delivery " + std::to_string(seq) + " not found");
+  return ReadDelivery(st);
+}
+
+Result<OutboxDelivery> SqliteStore::FinishDelivery(int64_t seq, const DeliveryAttempt& a) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return InTxn([&]() -> Result<OutboxDelivery> {
+    Stmt st(db_, std::string("SELECT ") + kDeliveryCols + " FROM webhook_outbox WHERE seq = ?");
+    WARREN_RETURN_IF_ERROR(st.prepared());
+    st.Bind({seq});
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return Status::NotFound("webhook delivery " + std::to_string(seq) + " not found");
+    OutboxDelivery d = ReadDelivery(st);
+    if (d.state != "pending") return Status::Conflict("webhook delivery " + std::to_string(seq) + " is " + d.state);
+    ApplyAttempt(a, &d);
+    Stmt up(db_,
+            "UPDATE webhook_outbox SET state = ?, attempts = ?, next_attempt_at = ?, last_attempt_at = ?, "
+            "delivered_at = ?, last_status = ?, last_error = ? WHERE seq = ?");
+    up.Bind({d.state, int64_t{d.attempts}, d.next_attempt_at, *d.last_attempt_at,
+             d.delivered_at ? Param(*d.delivered_at) : Param(nullptr), int64_t{d.last_status}, d.last_error, seq});
+    WARREN_RETURN_IF_ERROR(up.Exec());
+    return d;
+  });
+}
+
+Result<Page> SqliteStore::ListDeliveries(const DeliveryFilter& filter, const PageSpec& page) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string where = "1=1";
+  std::vector<Param> params;
+  if (!filter.endpoint.empty()) { where += " AND endpoint = ?"; params.push_back(filter.endpoint); }
+  if (!filter.state.empty()) { where += " AND state = ?"; params.push_back(filter.state); }
+  if (!filter.message_id.empty()) { where += " AND message_id = ?"; params.push_back(filter.message_id); }
+  // QueryPage reads (seq, body): render each row's JSON in SQL-free code by
+  // selecting the rows, then mapping.
+  WARREN_ASSIGN_OR_RETURN(Page p, QueryPage(db_, "(SELECT seq, json_object('seq', seq) AS body, endpoint, state, message_id FROM webhook_outbox)", where, params, page));
+  for (size_t i = 0; i < p.items.size(); i++) {
+    Stmt st(db_, std::string("SELECT ") + kDeliveryCols + " FROM webhook_outbox WHERE seq = ?");
+    WARREN_RETURN_IF_ERROR(st.prepared());
+    st.Bind({p.seqs[i]});
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (row) p.items[i] = ReadDelivery(st).ToJson();
+  }
+  return p;
 }
 
 Status SqliteStore::SetMemoryStoresLocked(const std::string& session_id, const Json& session) {
@@ -716,6 +859,7 @@ Result<std::vector<StoredEvent>> SqliteStore::CreateSession(const Json& session,
     if (s.code() == Code::kConflict) return Status::Conflict("session " + id + " already exists");
     WARREN_RETURN_IF_ERROR(s);
     WARREN_RETURN_IF_ERROR(SetMemoryStoresLocked(id, session));
+    WARREN_RETURN_IF_ERROR(OutboxLocked(id, Json{{"type", "session.created"}, {"processed_at", session.contains("created_at") ? session["created_at"] : Json()}}));
     return InsertEventsLocked(id, initial_events);
   });
   if (r.ok() && hook && !r->empty()) hook(*r);
@@ -858,7 +1002,7 @@ Status SqliteStore::DeleteSession(const std::string& id) {
       del.Bind({id});
       WARREN_RETURN_IF_ERROR(del.Exec());
     }
-    return Status::Ok();
+    return OutboxLocked(id, Json{{"type", "session.deleted"}, {"processed_at", FormatRfc3339(clock_->NowMicros())}});
   });
 }
 

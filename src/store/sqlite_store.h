@@ -112,6 +112,12 @@ class SqliteStore final : public Store {
   Status RecordWorkerPoll(const std::string& environment_id, const std::string& worker_id, int64_t now) override;
   Result<WorkCounts> CountWork(const std::string& environment_id, int64_t workers_since) override;
 
+  void SetOutboxRule(OutboxRule rule) override;
+  Result<std::vector<OutboxDelivery>> ClaimDeliveries(int64_t now, int64_t lease_until, int limit) override;
+  Result<OutboxDelivery> FinishDelivery(int64_t seq, const DeliveryAttempt& attempt) override;
+  Result<Page> ListDeliveries(const DeliveryFilter& filter, const PageSpec& page) override;
+  Result<OutboxDelivery> GetDelivery(int64_t seq) override;
+
  private:
   SqliteStore(sqlite3* db, Clock* clock, int abort_attempts)
       : db_(db), clock_(clock), abort_attempts_(abort_attempts) {}
@@ -125,12 +131,15 @@ class SqliteStore final : public Store {
   Result<std::optional<EngineRecord>> EngineStateLocked(const std::string& session_id);
   Status CheckAnswersLocked(const std::string& session_id, const std::vector<Json>& events);
   Result<std::vector<StoredEvent>> InsertEventsLocked(const std::string& session_id, const std::vector<Json>& events);
+  // Writes the outbox rows `event` causes (outbox_rule_), in the open transaction.
+  Status OutboxLocked(const std::string& session_id, const Json& event);
 
   std::mutex mu_;
   sqlite3* db_;
   Clock* clock_;
   const int abort_attempts_;
   std::vector<std::string>* trace_ = nullptr;
+  OutboxRule outbox_rule_;
 };
 
 }  // namespace warren::store

@@ -230,6 +230,64 @@ struct CredentialRecord {
   std::string sealed;
 };
 
+// ---- outgoing webhooks (webhooks_out/, docs/WEBHOOKS.md)
+//
+// A durable outbox: one row per (message, endpoint). Rows are written in the
+// SAME transaction as the event that caused them (see OutboxRule), so a
+// committed event never lacks its deliveries, whatever crashes after.
+struct OutboxMessage {
+  std::string message_id;  // webhook-id, the envelope's "id"; the same on every retry
+  std::string endpoint;    // configured endpoint name
+  std::string event_type;  // the envelope's data.type
+  std::string session_id;  // "" for non-session objects
+  std::string payload;     // the exact body bytes that are signed and sent
+};
+
+struct OutboxDelivery {
+  int64_t seq = 0;  // set by the store; listing order
+  OutboxMessage message;
+  std::string state = "pending";  // pending | delivered | failed
+  int attempts = 0;
+  int64_t created_at = 0;       // micros
+  int64_t next_attempt_at = 0;  // micros; a claimed row's lease end
+  std::optional<int64_t> last_attempt_at;
+  std::optional<int64_t> delivered_at;
+  int last_status = 0;  // HTTP status of the last attempt, 0 = none / network error
+  std::string last_error;
+
+  // The delivery log's JSON (no payload secrets exist: payloads are thin).
+  Json ToJson() const;
+};
+
+struct DeliveryFilter {
+  std::string endpoint;  // "" = any
+  std::string state;     // "" = any
+  std::string message_id;
+};
+
+// The outcome of one delivery attempt (FinishDelivery).
+struct DeliveryAttempt {
+  bool delivered = false;
+  int status = 0;
+  std::string error;
+  int64_t at = 0;  // micros
+  // When not delivered: the next attempt's time, or nullopt to give up
+  // (state failed).
+  std::optional<int64_t> retry_at;
+};
+
+// Applies `attempt` to `d` (attempts, last_*, state): how every store's
+// FinishDelivery updates a pending row.
+void ApplyAttempt(const DeliveryAttempt& attempt, OutboxDelivery* d);
+
+// Decides, inside the writing transaction, which outbox messages an event
+// causes. `session_id` is the session the event belongs to; `event` the
+// stored body. Pseudo-events for object changes without an event of their
+// own use the type "session.created" / "session.deleted" (CreateSession /
+// DeleteSession call the rule with {"type", "processed_at"}). MUST be a pure
+// function of its input (it may run more than once, contract 4) and quick.
+using OutboxRule = std::function<std::vector<OutboxMessage>(const std::string& session_id, const Json& event)>;
+
 // Called after commit with the events the transaction wrote, in commit order
 // per session (contract 3). Not called when nothing was written.
 using CommitHook = std::function<void(const std::vector<StoredEvent>&)>;
@@ -422,6 +480,26 @@ class Store {
   // after `workers_since` (workers silent for a day before that are
   // forgotten).
   virtual Result<WorkCounts> CountWork(const std::string& environment_id, int64_t workers_since) = 0;
+
+  // ---- outgoing webhooks outbox
+  // Installs the rule that turns events into outbox rows in their own
+  // transaction (every event written by CreateSession, UpdateSession,
+  // StepSession and AppendEvents, plus the session.created/deleted pseudo
+  // events). Set once at start-up, before any write; empty = no outbox.
+  virtual void SetOutboxRule(OutboxRule rule) = 0;
+  // Claims up to `limit` pending rows due at `now` (next_attempt_at <= now),
+  // oldest due first: each one's next_attempt_at becomes `lease_until`, so a
+  // process that dies mid-attempt leaves it due again after the lease, and
+  // two dispatchers never hold the same row at once.
+  virtual Result<std::vector<OutboxDelivery>> ClaimDeliveries(int64_t now, int64_t lease_until, int limit) = 0;
+  // Records an attempt of a pending row: delivered, rescheduled
+  // (retry_at) or failed. Counts the attempt. NotFound for an unknown seq;
+  // a row no longer pending is left as it is (Conflict).
+  virtual Result<OutboxDelivery> FinishDelivery(int64_t seq, const DeliveryAttempt& attempt) = 0;
+  // The delivery log, paged by seq; `items` are OutboxDelivery::ToJson().
+  virtual Result<Page> ListDeliveries(const DeliveryFilter& filter, const PageSpec& page) = 0;
+  // One row by seq (NotFound when absent).
+  virtual Result<OutboxDelivery> GetDelivery(int64_t seq) = 0;
 };
 
 }  // namespace warren::store

@@ -1424,6 +1424,117 @@ TEST_P(StoreConformance, EngineStateTranscriptAndSecretsFollowTheSession) {
   EXPECT_TRUE(store_->GetSessionSecrets("sesn_e")->empty());
 }
 
+// ------------------------------------------------------------------ webhook outbox
+
+namespace {
+// One message per event of a type ending in "_w", for two endpoints; plus
+// the session.created / session.deleted pseudo events.
+OutboxRule TestRule() {
+  return [](const std::string& session_id, const Json& event) {
+    std::vector<OutboxMessage> out;
+    const std::string type = event.value("type", "");
+    const bool wanted = type == "session.created" || type == "session.deleted" ||
+                        (type.size() > 2 && type.substr(type.size() - 2) == "_w");
+    if (!wanted) return out;
+    const std::string id = "msg_" + session_id + "_" + (event.contains("id") ? event["id"].get<std::string>() : type);
+    for (const char* ep : {"a", "b"}) out.push_back(OutboxMessage{id, ep, type, session_id, "{\"id\":\"" + id + "\"}"});
+    return out;
+  };
+}
+}  // namespace
+
+TEST_P(StoreConformance, OutboxRowsCommitWithTheirEvents) {
+  store_->SetOutboxRule(TestRule());
+  MakeSession("sesn_1");
+  ASSERT_TRUE(store_->AppendEvents("sesn_1", nullptr, {Ev("e1", "x_w"), Ev("e2", "agent.message")}, nullptr).ok());
+  // A failed transaction leaves no outbox row.
+  auto dup = store_->AppendEvents("sesn_1", nullptr, {Ev("e3", "y_w"), Ev("e1", "x_w")}, nullptr);
+  EXPECT_FALSE(dup.ok());
+  ASSERT_TRUE(store_->StepSession("sesn_1", [&](const Json& cur, Store::SessionStep* step) -> Result<Json> {
+    step->append.push_back(Ev("e4", "z_w"));
+    return cur;
+  }, nullptr).ok());
+  ASSERT_TRUE(store_->DeleteSession("sesn_1").ok());
+  PageSpec all;
+  all.limit = 100;
+  all.order = Order::kAsc;
+  auto page = store_->ListDeliveries({}, all);
+  ASSERT_TRUE(page.ok());
+  std::vector<std::string> got;
+  for (const Json& j : page->items) got.push_back(j["webhook_id"].get<std::string>() + "/" + j["endpoint"].get<std::string>());
+  EXPECT_EQ(got, (std::vector<std::string>{"msg_sesn_1_session.created/a", "msg_sesn_1_session.created/b", "msg_sesn_1_e1/a",
+                                           "msg_sesn_1_e1/b", "msg_sesn_1_e4/a", "msg_sesn_1_e4/b",
+                                           "msg_sesn_1_session.deleted/a", "msg_sesn_1_session.deleted/b"}));
+  auto only_b = store_->ListDeliveries({"b", "", ""}, all);
+  ASSERT_TRUE(only_b.ok());
+  EXPECT_EQ(only_b->items.size(), 4u);
+  auto one = store_->ListDeliveries({"", "", "msg_sesn_1_e4"}, all);
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(one->items.size(), 2u);
+  EXPECT_EQ(one->items[0]["state"], "pending");
+  EXPECT_EQ(one->items[0]["attempts"], 0);
+}
+
+TEST_P(StoreConformance, OutboxRowsSurviveRetriedTransactionsOnce) {
+  auto store = Make(2);
+  ASSERT_NE(store, nullptr);
+  store->SetOutboxRule(TestRule());
+  ASSERT_TRUE(store->CreateSession(Session("sesn_r"), {}, nullptr).ok());
+  ASSERT_TRUE(store->AppendEvents("sesn_r", nullptr, {Ev("e1", "x_w")}, nullptr).ok());
+  auto page = store->ListDeliveries({}, PageSpec{100, Order::kAsc, std::nullopt, std::nullopt});
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->items.size(), 4u);  // created x2, e1 x2: none doubled by the retries
+}
+
+TEST_P(StoreConformance, OutboxClaimLeaseAndFinish) {
+  store_->SetOutboxRule(TestRule());
+  MakeSession("sesn_1");
+  const int64_t now = clock_.NowMicros();
+  auto c1 = store_->ClaimDeliveries(now, now + 10 * kSec, 1);
+  ASSERT_TRUE(c1.ok());
+  ASSERT_EQ(c1->size(), 1u);
+  auto c2 = store_->ClaimDeliveries(now, now + 10 * kSec, 10);
+  ASSERT_TRUE(c2.ok());
+  ASSERT_EQ(c2->size(), 1u);  // the other endpoint's row only
+  EXPECT_NE((*c1)[0].seq, (*c2)[0].seq);
+  EXPECT_TRUE(store_->ClaimDeliveries(now, now + 10 * kSec, 10)->empty());
+  // Claimed rows are due again when the lease ends.
+  auto again = store_->ClaimDeliveries(now + 10 * kSec, now + 20 * kSec, 10);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->size(), 2u);
+  DeliveryAttempt fail;
+  fail.status = 503;
+  fail.error = "HTTP 503";
+  fail.at = now + 11 * kSec;
+  fail.retry_at = now + 15 * kSec;
+  auto f = store_->FinishDelivery((*c1)[0].seq, fail);
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(f->state, "pending");
+  EXPECT_EQ(f->attempts, 1);
+  EXPECT_EQ(f->next_attempt_at, now + 15 * kSec);
+  DeliveryAttempt ok;
+  ok.delivered = true;
+  ok.status = 200;
+  ok.at = now + 16 * kSec;
+  auto d = store_->FinishDelivery((*c1)[0].seq, ok);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->state, "delivered");
+  EXPECT_EQ(d->attempts, 2);
+  EXPECT_EQ(store_->FinishDelivery((*c1)[0].seq, ok).status().code(), Code::kConflict);
+  DeliveryAttempt give_up;
+  give_up.at = now + 16 * kSec;
+  give_up.error = "connection refused";
+  auto g = store_->FinishDelivery((*c2)[0].seq, give_up);
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g->state, "failed");
+  EXPECT_EQ(store_->FinishDelivery(999999, ok).status().code(), Code::kNotFound);
+  auto got = store_->GetDelivery((*c1)[0].seq);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->message.payload, (*c1)[0].message.payload);
+  EXPECT_EQ(got->ToJson()["delivered_at"], FormatRfc3339(now + 16 * kSec));
+  EXPECT_TRUE(store_->ClaimDeliveries(now + 100 * kSec, now + 200 * kSec, 10)->empty());
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Stores, StoreConformance,
     ::testing::Values(
