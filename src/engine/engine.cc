@@ -210,6 +210,9 @@ struct Engine::InflightCall {
   // worker that records the answer (after the completion, under mu_).
   std::unique_ptr<PreviewObserver> observer;
   std::optional<models::ModelResult> result;
+  // The MCP tools offered to this call, by their exposed name: its
+  // tool_use blocks are matched against them when the answer is recorded.
+  std::map<std::string, domain::McpToolDef> mcp_defs;
 };
 
 // ---- the in-memory transcript of one session
@@ -898,6 +901,7 @@ Result<Engine::Step> Engine::ModelTurn(const std::string& id) {
   auto call = std::make_shared<InflightCall>();
   call->token = token;
   call->environment_id = jr::Str(session, "environment_id");
+  call->mcp_defs = std::move(mcp_defs);
   call->observer = std::make_unique<PreviewObserver>(bus_, id);
   PreviewObserver& observer = *call->observer;
   // The provider tells of retries on its event-loop (or timer) thread,
@@ -1111,7 +1115,7 @@ Result<Engine::Step> Engine::RecordAnswer(const std::string& id, InflightCall& c
           }
           if (!p.result && !server) need_worker = true;
           pending.push_back(std::move(p));
-        } else if (auto mt = mcp_defs.find(b.name); mt != mcp_defs.end()) {
+        } else if (auto mt = call.mcp_defs.find(b.name); mt != call.mcp_defs.end()) {
           const domain::McpToolDef& def = mt->second;
           auto policy = domain::McpToolPolicy(tools, def.server, def.tool);
           Json e = Event("agent.mcp_tool_use", now);
