@@ -1,0 +1,162 @@
+// `warren run` / `warren send --wait` on a real terminal (a tmux pane, a pty)
+// against a real `warren serve` with a scripted model and warren-runner
+// serving the tools of a self_hosted environment: the turn streams live,
+// a gated call is approved and another denied with a reason at the prompt,
+// a line typed while the agent works becomes a mid-session user.message, and
+// Ctrl-C sends user.interrupt (a second Ctrl-C leaves with exit 130).
+// The session's events are checked through the official SDK.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import Anthropic from '@anthropic-ai/sdk';
+import { startServer, runCli, missingBinaryReason, WARREN_BIN, REPO_ROOT } from './lib/server.mjs';
+
+const RUNNER = process.env.WARREN_RUNNER_BIN || path.join(REPO_ROOT, 'build/src/runner/warren-runner');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const haveTmux = (() => { try { execFileSync('tmux', ['-V']); return true; } catch { return false; } })();
+const skip = missingBinaryReason() || (!existsSync(RUNNER) && `no runner at ${RUNNER}`) || (!haveTmux && 'tmux is not installed');
+
+const SCRIPT = {
+  rules: [
+    { name: 'streamed', when: { user: 'stream please' },
+      reply: { text: 'This answer is streamed to you in several small pieces.', chunk: 5 } },
+    { name: 'run', when: { user: { regex: '^run: (.+)$' } },
+      reply: { text: 'Running it.', tool_calls: [{ name: 'bash', input: { command: '{{1}}' } }] } },
+    { name: 'bash output', when: { tool_name: 'bash' }, reply: 'The command printed: {{tool_result}}' },
+    { name: 'read', when: { user: { regex: '^read: (.+)$' } },
+      reply: { tool_calls: [{ name: 'read', input: { file_path: '{{1}}' } }] } },
+    { name: 'read output', when: { tool_name: 'read', is_error: false }, reply: 'The file says: {{tool_result}}' },
+    { name: 'read refused', when: { tool_name: 'read', is_error: true }, reply: 'No read: {{tool_result}}' },
+  ],
+  default: { text: 'Heard: {{user}}' },
+};
+
+describe('warren run in a terminal', { skip, timeout: 120_000 }, () => {
+  let srv;
+  let org;
+  let tmp;
+  const runners = [];
+  const sock = `warren-cli-live-${process.pid}`;
+  const tmux = (...a) => execFileSync('tmux', ['-L', sock, '-f', '/dev/null', ...a], { encoding: 'utf8' });
+  const pane = (name) => tmux('capture-pane', '-p', '-J', '-S', '-200', '-t', name);
+
+  async function until(what, fn, ms = 20_000) {
+    let last;
+    for (let t = 0; t < ms; t += 100) {
+      last = await fn();
+      if (last) return last;
+      await sleep(100);
+    }
+    throw new Error(`timed out waiting for ${what}; panes:\n${tmux("list-panes", "-a", "-F", "#{session_name}").split("\n").filter(Boolean).map((n) => `--- ${n}\n${pane(n)}`).join("\n")}`);
+  }
+  const paneShows = (name, re) => until(`${re} in the pane`, () => re.test(pane(name)) && pane(name));
+  async function events(sid) {
+    const out = [];
+    for await (const e of org.beta.sessions.events.list(sid)) out.push(e);
+    return out;
+  }
+  // Starts `warren ARGS` in a 120x40 tmux pane; the pane stays after exit.
+  function term(name, args) {
+    const q = (s) => `'${s.replace(/'/g, `'\\''`)}'`;
+    const cmd = `env WARREN_BASE_URL=${q(srv.url)} WARREN_API_KEY=${q(srv.apiKey)} ${[WARREN_BIN, ...args].map(q).join(' ')}; echo EXIT=$?`;
+    tmux('new-session', '-d', '-x', '120', '-y', '40', '-s', name, cmd);
+  }
+  // A self_hosted environment of its own with a warren-runner serving it
+  // (a runner stays with a session a while, so tests do not share one).
+  async function freshEnv(name) {
+    const envId = (await org.beta.environments.create({ name, config: { type: 'self_hosted' } })).id;
+    const envKey = await runCli(['keys', 'create', 'environment', envId, '--data-dir', srv.dataDir]);
+    runners.push(spawn(RUNNER, ['poll', '--environment-id', envId, '--environment-key', envKey,
+      '--base-url', srv.url, '--workdir', tmp, '--max-idle', '60s'], { stdio: 'ignore' }));
+    return envId;
+  }
+  const sessionOf = (text) => text.match(/session (sesn_\w+)/)[1];
+
+  before(async () => {
+    tmp = await mkdtemp(path.join(tmpdir(), 'warren-cli-live-'));
+    const script = path.join(tmp, 'model.json');
+    writeFileSync(script, JSON.stringify(SCRIPT));
+    srv = await startServer({ env: { WARREN_MODEL_SCRIPT: script } });
+    org = new Anthropic({ apiKey: srv.apiKey, baseURL: srv.url, maxRetries: 0 });
+    // A keeper session holds the tmux server and the global option that keeps
+    // a pane (and its text) after its command exits.
+    tmux('new-session', '-d', '-s', 'keeper', 'sleep 600');
+    tmux('set-option', '-g', 'remain-on-exit', 'on');
+  });
+
+  after(async () => {
+    try { tmux('kill-server'); } catch {}
+    for (const r of runners) r.kill('SIGTERM');
+    if (srv) await srv.cleanup();
+    if (tmp) await rm(tmp, { recursive: true, force: true });
+  });
+
+  test('the turn streams live and ends with exit 0; NO_COLOR-free tty output is coloured', async () => {
+    const agent = await org.beta.agents.create({ name: 'plain', model: 'claude-sonnet-4-6',
+      tools: [{ type: 'agent_toolset_20260401' }] });
+    const envId = await freshEnv('live-' + Math.random().toString(36).slice(2));
+    term('stream', ['run', '--agent', agent.id, '--env', envId, 'stream please']);
+    const text = await paneShows('stream', /EXIT=\d+/);
+    assert.match(text, /EXIT=0/, text);
+    assert.match(text, /^agent: This answer is streamed to you in several small pieces\.$/m, text);
+    assert.match(text, /^user: stream please$/m);
+    assert.equal(text.match(/^agent: /mg).length, 1, 'the streamed text is not printed again');
+    const colored = tmux('capture-pane', '-p', '-e', '-t', 'stream');
+    assert.match(colored, /\x1b\[[0-9;]*m/, 'a terminal gets colours');
+  });
+
+  test('gated calls are asked about: y allows; n denies with the typed reason', async () => {
+    const agent = await org.beta.agents.create({ name: 'asker', model: 'claude-sonnet-4-6',
+      tools: [{ type: 'agent_toolset_20260401', default_config: { permission_policy: { type: 'always_ask' } } }] });
+    const file = path.join(tmp, 'note.txt');
+    writeFileSync(file, 'live-approved-content\n');
+    const envId = await freshEnv('live-ask');
+    term('ask', ['run', '--agent', agent.id, '--env', envId, `read: ${file}`]);
+    let text = await paneShows('ask', /allow read .*\? \[y\/N\]/);
+    const sid = sessionOf(text);
+    tmux('send-keys', '-t', 'ask', 'y', 'Enter');
+    text = await paneShows('ask', /EXIT=\d+/);
+    assert.match(text, /EXIT=0/, text);
+    assert.match(text, /The file says: live-approved-content/);
+    assert.ok((await events(sid)).some((e) => e.type === 'user.tool_confirmation' && e.result === 'allow'));
+
+    term('deny', ['send', sid, `read: ${file}`, '--wait']);
+    await paneShows('deny', /allow read .*\? \[y\/N\]/);
+    tmux('send-keys', '-t', 'deny', 'n', 'Enter');
+    await paneShows('deny', /why \(shown to the agent/);
+    tmux('send-keys', '-t', 'deny', 'not today', 'Enter');
+    text = await paneShows('deny', /EXIT=\d+/);
+    assert.match(text, /EXIT=0/, text);
+    assert.match(text, /No read:/);
+    const evs = await events(sid);
+    assert.ok(evs.some((e) => e.type === 'user.tool_confirmation' && e.result === 'deny' && e.deny_message === 'not today'));
+  });
+
+  // Runs last: warren-runner may still be busy with the interrupted `sleep`.
+  test('a line typed while the agent works is a mid-session message; Ctrl-C interrupts, twice leaves', async () => {
+    const agent = await org.beta.agents.create({ name: 'worker', model: 'claude-sonnet-4-6',
+      tools: [{ type: 'agent_toolset_20260401' }] });
+    const envId = await freshEnv('live-' + Math.random().toString(36).slice(2));
+    term('work', ['run', '--agent', agent.id, '--env', envId, 'run: sleep 30; echo slept']);
+    let text = await paneShows('work', /→ bash/);
+    assert.match(text, /"command":"sleep 30; echo slept"/);
+    const sid = sessionOf(text);
+    tmux('send-keys', '-t', 'work', 'typed while working', 'Enter');
+    await until('the typed user.message', async () => (await events(sid)).some((e) => e.type === 'user.message' &&
+      JSON.stringify(e.content).includes('typed while working')));
+    tmux('send-keys', '-t', 'work', 'C-c');
+    await until('user.interrupt', async () => (await events(sid)).some((e) => e.type === 'user.interrupt'));
+    text = await paneShows('work', /interrupting/);
+    if (!/EXIT=\d+/.test(pane('work'))) {
+      tmux('send-keys', '-t', 'work', 'C-c');
+      text = await paneShows('work', /EXIT=\d+/);
+      assert.match(text, /EXIT=(130|4|0)/, text);
+    }
+    assert.match(pane('work'), /EXIT=\d+/);
+    if (process.env.CLI_LIVE_SHOW) console.log(pane('stream') + pane('ask') + pane('deny') + pane('work'));
+  });
+});
