@@ -344,7 +344,12 @@ class LiveView final {
     }
     EndLineLocked();
     if (type == "session.status_running" || type == "span.model_request_start") spin_label_ = "thinking";
-    if (type == "session.status_idle" || type == "session.status_terminated" || type == "session.error")
+    // requires_action while an allowed call runs on a worker: keep spinning.
+    const bool waits_for_tool = type == "session.status_idle" && spin_label_.rfind("running ", 0) == 0 &&
+                                Str(ev.contains("stop_reason") ? ev["stop_reason"] : Json::object(), "type") ==
+                                    "requires_action";
+    if ((type == "session.status_idle" && !waits_for_tool) || type == "session.status_terminated" ||
+        type == "session.error")
       spin_label_.clear();
     if (type == "agent.tool_use" || type == "agent.custom_tool_use" || type == "agent.mcp_tool_use") {
       std::cout << "  " << style_.Paint("1;33", "→ " + Str(ev, "name")) << " "

@@ -60,9 +60,9 @@ describe('warren run in a terminal', { skip, timeout: 120_000 }, () => {
     return out;
   }
   // Starts `warren ARGS` in a 120x40 tmux pane; the pane stays after exit.
-  function term(name, args) {
+  function term(name, args, extraEnv = '') {
     const q = (s) => `'${s.replace(/'/g, `'\\''`)}'`;
-    const cmd = `env WARREN_BASE_URL=${q(srv.url)} WARREN_API_KEY=${q(srv.apiKey)} ${[WARREN_BIN, ...args].map(q).join(' ')}; echo EXIT=$?`;
+    const cmd = `env ${extraEnv} WARREN_BASE_URL=${q(srv.url)} WARREN_API_KEY=${q(srv.apiKey)} ${[WARREN_BIN, ...args].map(q).join(' ')}; echo EXIT=$?`;
     tmux('new-session', '-d', '-x', '120', '-y', '40', '-s', name, cmd);
   }
   // A self_hosted environment of its own with a warren-runner serving it
@@ -107,9 +107,15 @@ describe('warren run in a terminal', { skip, timeout: 120_000 }, () => {
     assert.equal(text.match(/^agent: /mg).length, 1, 'the streamed text is not printed again');
     const colored = tmux('capture-pane', '-p', '-e', '-t', 'stream');
     assert.match(colored, /\x1b\[[0-9;]*m/, 'a terminal gets colours');
+
+    term('nocolor', ['run', '--agent', agent.id, '--env', envId, 'stream please'], 'NO_COLOR=1');
+    await paneShows('nocolor', /EXIT=0/);
+    const plain = tmux('capture-pane', '-p', '-e', '-t', 'nocolor');
+    assert.match(plain, /^agent: This answer is streamed/m);
+    assert.doesNotMatch(plain, /\x1b\[[0-9;]*m/, 'NO_COLOR turns colours off');
   });
 
-  test('gated calls are asked about: y allows; n denies with the typed reason', async () => {
+  test('gated calls are asked about: y allows; n denies with the typed reason; Ctrl-C twice leaves (130)', async () => {
     const agent = await org.beta.agents.create({ name: 'asker', model: 'claude-sonnet-4-6',
       tools: [{ type: 'agent_toolset_20260401', default_config: { permission_policy: { type: 'always_ask' } } }] });
     const file = path.join(tmp, 'note.txt');
@@ -134,10 +140,47 @@ describe('warren run in a terminal', { skip, timeout: 120_000 }, () => {
     assert.match(text, /No read:/);
     const evs = await events(sid);
     assert.ok(evs.some((e) => e.type === 'user.tool_confirmation' && e.result === 'deny' && e.deny_message === 'not today'));
+
+    // Ctrl-C at a prompt interrupts; a second Ctrl-C leaves with exit 130.
+    term('leave', ['send', sid, `read: ${file}`, '--wait']);
+    await paneShows('leave', /allow read .*\? \[y\/N\]/);
+    tmux('send-keys', '-t', 'leave', 'C-c');
+    await until('user.interrupt', async () => (await events(sid)).some((e) => e.type === 'user.interrupt'));
+    await paneShows('leave', /interrupting/);
+    tmux('send-keys', '-t', 'leave', 'C-c');
+    text = await paneShows('leave', /EXIT=\d+/);
+    assert.match(text, /EXIT=130/, text);
+    assert.match(text, /left; the session goes on: warren watch sesn_/);
+  });
+
+  test('completion scripts for bash and zsh; --help has examples; --json on interrupt', async () => {
+    const script = execFileSync(WARREN_BIN, ['completion', 'bash'], { encoding: 'utf8' });
+    const complete = (words, cword) => execFileSync('bash', ['-c',
+      `${script}\nCOMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${cword}; _warren; echo "\${COMPREPLY[*]}"`],
+    { encoding: 'utf8' }).trim().split(/\s+/);
+    assert.deepEqual(complete(['warren', 'ses'], 1), ['session']);
+    const sub = complete(['warren', 'session', ''], 2);
+    for (const w of ['create', 'list', 'get', 'archive', 'rm']) assert.ok(sub.includes(w), sub.join(' '));
+    assert.ok(complete(['warren', 'run', '--'], 2).includes('--no-input'));
+    assert.ok(complete(['warren', '--base-url', 'x', 'session', 'list', '--'], 5).includes('--json'));
+    const zsh = execFileSync(WARREN_BIN, ['completion', 'zsh'], { encoding: 'utf8' });
+    assert.match(zsh, /^#compdef warren\n/);
+    assert.match(zsh, /bashcompinit/);
+    const help = execFileSync(WARREN_BIN, ['run', '--help'], { encoding: 'utf8' });
+    assert.match(help, /Examples:\n  warren run /);
+    assert.match(help, /Ctrl-C/);
+    assert.match(execFileSync(WARREN_BIN, ['--help'], { encoding: 'utf8' }), /Examples:/);
+
+    const agent = await org.beta.agents.create({ name: 'j', model: 'claude-sonnet-4-6' });
+    const envId = (await org.beta.environments.create({ name: 'json-env', config: { type: 'cloud' } })).id;
+    const sid = (await org.beta.sessions.create({ agent: agent.id, environment_id: envId })).id;
+    const out = execFileSync(WARREN_BIN, ['interrupt', sid, '--json'], {
+      encoding: 'utf8', env: { ...process.env, WARREN_BASE_URL: srv.url, WARREN_API_KEY: srv.apiKey } });
+    assert.equal(JSON.parse(out).data[0].type, 'user.interrupt');
   });
 
   // Runs last: warren-runner may still be busy with the interrupted `sleep`.
-  test('a line typed while the agent works is a mid-session message; Ctrl-C interrupts, twice leaves', async () => {
+  test('a line typed while the agent works is a mid-session message; Ctrl-C interrupts', async () => {
     const agent = await org.beta.agents.create({ name: 'worker', model: 'claude-sonnet-4-6',
       tools: [{ type: 'agent_toolset_20260401' }] });
     const envId = await freshEnv('live-' + Math.random().toString(36).slice(2));
