@@ -992,6 +992,13 @@ void RegisterClientCommands(CLI::App& app, int* exit_code) {
     WatchOptions wo;
     wo.until_idle = args->until_idle;
     wo.on_open = [&] { std::cerr << "watching " << args->session << "\n" << std::flush; };
+    // On a terminal the same live view as `run` (without taking input).
+    const Style style = Style::Detect();
+    std::unique_ptr<LiveView> view;
+    if (style.tty && !c.json) {
+      view = std::make_unique<LiveView>(style, args->session);
+      wo.view = view.get();
+    }
     auto end = Watch(c, args->session, wo);
     if (!end.ok()) return Report(end.status());
     return args->until_idle ? TurnExit(c, args->session, *end) : 0;

@@ -108,6 +108,17 @@ describe('warren run in a terminal', { skip, timeout: 120_000 }, () => {
     const colored = tmux('capture-pane', '-p', '-e', '-t', 'stream');
     assert.match(colored, /\x1b\[[0-9;]*m/, 'a terminal gets colours');
 
+    // watch draws the same live view for a turn started elsewhere.
+    const sid = sessionOf(text);
+    term('watch', ['watch', sid, '--until-idle']);
+    await until('watch attached', () => /watching sesn_/.test(pane('watch')));
+    await org.beta.sessions.events.send(sid, {
+      events: [{ type: 'user.message', content: [{ type: 'text', text: 'stream please' }] }],
+    });
+    const watched = await paneShows('watch', /EXIT=\d+/);
+    assert.match(watched, /EXIT=0/, watched);
+    assert.match(watched, /^agent: This answer is streamed to you in several small pieces\.$/m, watched);
+
     term('nocolor', ['run', '--agent', agent.id, '--env', envId, 'stream please'], 'NO_COLOR=1');
     await paneShows('nocolor', /EXIT=0/);
     const plain = tmux('capture-pane', '-p', '-e', '-t', 'nocolor');
