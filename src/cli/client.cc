@@ -371,6 +371,8 @@ class LiveView final {
       const Json e = ev.contains("error") ? ev["error"] : Json::object();
       std::string msg = Str(e, "message");
       std::cout << style_.Paint("1;31", "error:") << " " << (msg.empty() ? "the session reported an error" : msg) << "\n";
+    } else if (type == "session.status_idle" && waits_for_tool) {
+      // Not a stop for people: the spinner says the tool is running.
     } else if (type == "session.status_idle") {
       const Json sr = ev.contains("stop_reason") ? ev["stop_reason"] : Json::object();
       std::string reason = Str(sr, "type");

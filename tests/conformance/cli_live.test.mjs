@@ -198,6 +198,7 @@ describe('warren run in a terminal', { skip, timeout: 120_000 }, () => {
     term('work', ['run', '--agent', agent.id, '--env', envId, 'run: sleep 30; echo slept']);
     let text = await paneShows('work', /→ bash/);
     assert.match(text, /"command":"sleep 30; echo slept"/);
+    await paneShows('work', /running bash…/);  // the spinner while the worker runs it
     const sid = sessionOf(text);
     tmux('send-keys', '-t', 'work', 'typed while working', 'Enter');
     await until('the typed user.message', async () => (await events(sid)).some((e) => e.type === 'user.message' &&
