@@ -509,7 +509,13 @@ Result<WatchEnd> Watch(const Conn& c, const std::string& sid, const WatchOptions
       std::string answer, why;
       if (opts.input != nullptr && opts.view != nullptr) {
         opts.view->Prompt(question);
-        answer = opts.input->Ask().value_or("");
+        std::optional<std::string> line = opts.input->Ask();
+        if (!line) {  // stdin closed: nobody to ask, leave it pending (exit 3)
+          opts.view->Note("");
+          rest.push_back(id);
+          continue;
+        }
+        answer = *line;
       } else {
         std::cerr << question << std::flush;
         if (!std::getline(std::cin, answer)) answer.clear();
