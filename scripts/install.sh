@@ -15,6 +15,8 @@ DEBS=(
   libgumbo-dev libpoppler-cpp-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
+  # terminal tests of the CLI (tests/conformance/cli_live.test.mjs runs warren in a tmux pty)
+  tmux
   # sandbox runtime
   libseccomp-dev libcap-dev libnl-route-3-dev libnftables-dev btrfs-progs iproute2 nftables
   busybox-static bash-static

@@ -7,6 +7,12 @@
 //   warren approve SESSION TOOL_USE_ID [--deny [MESSAGE]]
 //   warren watch SESSION [--until-idle] [--json]
 //   warren run --agent AGENT [--env ENV] TEXT   (session + message + live stream)
+//   warren completion bash|zsh
+//
+// On a terminal `run` and `send --wait` draw the turn live (previews, a
+// spinner, folded tool output, colours unless NO_COLOR) and are interactive:
+// Ctrl-C interrupts (twice leaves), typed lines become user.message, gated
+// calls are prompted. Piped output stays plain lines.
 //
 // Every command takes --base-url (WARREN_BASE_URL, default
 // http://127.0.0.1:8400) and --api-key (WARREN_API_KEY, else
