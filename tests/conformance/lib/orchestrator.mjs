@@ -118,7 +118,16 @@ export class Fixture {
     const alive = this.srv.alive;
     const tail = this.srv.tail();
     if (alive) {
-      for (const s of await this.sandboxes()) await this.call('DELETE', `/v1/warren/sandboxes/${s.id}`);
+      // The orchestrator may still be (re)starting a sandbox for a session
+      // while we delete: delete until the list stays empty, so that no
+      // sandbox outlives the server (sandboxes survive a restart by design,
+      // and a live one keeps the pool mounted).
+      for (let quiet = 0, round = 0; quiet < 2 && round < 40; round++) {
+        const left = await this.sandboxes();
+        quiet = left.length === 0 ? quiet + 1 : 0;
+        for (const s of left) await this.call('DELETE', `/v1/warren/sandboxes/${s.id}`);
+        if (quiet < 2) await sleep(250);
+      }
       await this.srv.stop(20_000);
     }
     await this.srv.cleanup();
