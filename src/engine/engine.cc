@@ -117,6 +117,44 @@ void AppendRow(EngineState* st, store::Store::SessionStep* out, const char* role
   out->transcript.push_back({st->transcript_next++, role, std::move(content)});
 }
 
+// Opens the span of the next model call in the step.
+void OpenModelSpan(EngineState* st, store::Store::SessionStep* out, const std::string& now) {
+  Json start = Event("span.model_request_start", now);
+  st->model_request_start_id = start["id"].get<std::string>();
+  out->append.push_back(std::move(start));
+}
+
+// Every pending call has its result (built-in, MCP or server-run): the
+// results go back to the model as the next user row. The turn ends instead
+// (idle, with the reason) when the budget is spent, or when the model has
+// made `max_calls` calls in this turn (a model looping on tool calls).
+// Returns true if a model call is due; the caller opens its span.
+bool ReturnResultsToModel(const Json& session, EngineState* st, Json* next, store::Store::SessionStep* out,
+                          const std::string& now, int max_calls) {
+  Json results = Json::array();
+  for (const PendingCall& p : st->pending) results.push_back(ResultBlockOf(p));
+  AppendRow(st, out, "user", std::move(results));
+  st->pending.clear();
+  if (BudgetReached(session, *st)) {
+    st->phase = Phase::kIdle;
+    (*next)["status"] = "idle";
+    out->append.push_back(IdleEvent(now, {{"type", "budget_reached"}}));
+    return false;
+  }
+  if (st->calls_this_turn >= max_calls) {
+    st->phase = Phase::kIdle;
+    (*next)["status"] = "idle";
+    Json e = Event("session.error", now);
+    e["error"] = {{"type", "unknown_error"},
+                  {"message", "the model made " + std::to_string(max_calls) + " calls in one turn without a client answer"},
+                  {"retry_status", {{"type", "terminal"}}}};
+    out->append.push_back(e);
+    out->append.push_back(IdleEvent(now, {{"type", "end_turn"}}));
+    return false;
+  }
+  return true;
+}
+
 // The engine state kept in session["_engine"] by binaries before store migration 5
 // of the store, read with checked accessors.
 struct LegacyState {
@@ -777,9 +815,7 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
         (*next)["status"] = "running";
         out->append.push_back(Event("session.status_running", now));
       }
-      Json start = Event("span.model_request_start", now);
-      s->model_request_start_id = start["id"].get<std::string>();
-      out->append.push_back(start);
+      OpenModelSpan(s, out, now);
       s->phase = Phase::kModel;
       s->calls_this_turn = 0;
     } else if (s->phase == Phase::kModel) {
@@ -1168,28 +1204,8 @@ Result<Engine::Step> Engine::RecordAnswer(const std::string& id, InflightCall& c
       // RunServerCalls answers them.
       s->phase = Phase::kTools;
     } else if (unresolved.empty()) {
-      Json results = Json::array();
-      for (const PendingCall& p : s->pending) results.push_back(ResultBlockOf(p));
-      AppendRow(s, out, "user", std::move(results));
-      s->pending.clear();
-      if (BudgetReached(cur, *s)) {
-        s->phase = Phase::kIdle;
-        (*next)["status"] = "idle";
-        out->append.push_back(IdleEvent(now, {{"type", "budget_reached"}}));
-      } else if (s->calls_this_turn >= options_.max_model_calls_per_turn) {
-        s->phase = Phase::kIdle;
-        (*next)["status"] = "idle";
-        Json e = Event("session.error", now);
-        e["error"] = {{"type", "unknown_error"},
-                      {"message", "the model made " + std::to_string(options_.max_model_calls_per_turn) +
-                                      " calls in one turn without a client answer"},
-                      {"retry_status", {{"type", "terminal"}}}};
-        out->append.push_back(e);
-        out->append.push_back(IdleEvent(now, {{"type", "end_turn"}}));
-      } else {
-        Json start = Event("span.model_request_start", now);
-        s->model_request_start_id = start["id"].get<std::string>();
-        out->append.push_back(start);
+      if (ReturnResultsToModel(cur, s, next, out, now, options_.max_model_calls_per_turn)) {
+        OpenModelSpan(s, out, now);
         again = true;
       }
     } else {
@@ -1300,32 +1316,9 @@ Result<bool> Engine::RunMcpCalls(const std::string& id) {
       }
       return Status::Ok();
     }
-    Json results = Json::array();
-    for (const PendingCall& p : s->pending) results.push_back(ResultBlockOf(p));
-    AppendRow(s, out, "user", std::move(results));
-    s->pending.clear();
-    if (BudgetReached(cur, *s)) {
-      s->phase = Phase::kIdle;
-      (*next)["status"] = "idle";
-      out->append.push_back(IdleEvent(now, {{"type", "budget_reached"}}));
-      return Status::Ok();
-    }
-    if (s->calls_this_turn >= options_.max_model_calls_per_turn) {
-      // The same guard as for built-in results: a model looping on MCP calls ends.
-      s->phase = Phase::kIdle;
-      (*next)["status"] = "idle";
-      Json e = Event("session.error", now);
-      e["error"] = {{"type", "unknown_error"},
-                    {"message", "the model made " + std::to_string(options_.max_model_calls_per_turn) +
-                                    " calls in one turn without a client answer"},
-                    {"retry_status", {{"type", "terminal"}}}};
-      out->append.push_back(e);
-      out->append.push_back(IdleEvent(now, {{"type", "end_turn"}}));
-      return Status::Ok();
-    }
-    Json start = Event("span.model_request_start", now);
-    s->model_request_start_id = start["id"].get<std::string>();
-    out->append.push_back(start);
+    // The same guards as for built-in results: a model looping on MCP calls ends.
+    if (!ReturnResultsToModel(cur, s, next, out, now, options_.max_model_calls_per_turn)) return Status::Ok();
+    OpenModelSpan(s, out, now);
     s->phase = Phase::kModel;
     due = true;
     return Status::Ok();
@@ -1494,35 +1487,12 @@ Result<bool> Engine::RunServerCalls(const std::string& id) {
       (*next)["updated_at"] = now;
       if (!s->Unresolved().empty() || s->ServerCallsDue()) return Status::Ok();
       // Every call answered: the results go back to the model.
-      Json results = Json::array();
-      for (const PendingCall& q : s->pending) results.push_back(ResultBlockOf(q));
-      AppendRow(s, out, "user", std::move(results));
-      s->pending.clear();
-      if (BudgetReached(cur, *s)) {
-        s->phase = Phase::kIdle;
-        (*next)["status"] = "idle";
-        out->append.push_back(IdleEvent(now, {{"type", "budget_reached"}}));
-        return Status::Ok();
-      }
-      if (s->calls_this_turn >= options_.max_model_calls_per_turn) {
-        s->phase = Phase::kIdle;
-        (*next)["status"] = "idle";
-        Json err = Event("session.error", now);
-        err["error"] = {{"type", "unknown_error"},
-                        {"message", "the model made " + std::to_string(options_.max_model_calls_per_turn) +
-                                        " calls in one turn without a client answer"},
-                        {"retry_status", {{"type", "terminal"}}}};
-        out->append.push_back(err);
-        out->append.push_back(IdleEvent(now, {{"type", "end_turn"}}));
-        return Status::Ok();
-      }
+      if (!ReturnResultsToModel(cur, s, next, out, now, options_.max_model_calls_per_turn)) return Status::Ok();
       if (jr::Str(cur, "status") != "running") {
         (*next)["status"] = "running";
         out->append.push_back(Event("session.status_running", now));
       }
-      Json start = Event("span.model_request_start", now);
-      s->model_request_start_id = start["id"].get<std::string>();
-      out->append.push_back(start);
+      OpenModelSpan(s, out, now);
       s->phase = Phase::kModel;
       model_due = true;
       return Status::Ok();
