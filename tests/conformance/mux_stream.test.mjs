@@ -7,8 +7,20 @@ import assert from 'node:assert/strict';
 import { serverFixture, waitFor, settle } from './lib/util.mjs';
 import { envelopeProblems } from './lib/http.mjs';
 import { startServer } from './lib/server.mjs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 
-const fx = serverFixture();
+// Session frames are coalesced (docs/API.md): a burst of changes is one frame
+// with the latest state. An instant scripted model can go running -> idle
+// inside one burst on a loaded machine, so every model call here takes 1 s
+// (a timer in the scripted provider) and "running" is a state that lasts.
+const fx = serverFixture(() => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'warren-mux-cfg-'));
+  const config = path.join(dir, 'warren.json');
+  writeFileSync(config, JSON.stringify({ model: { latency_ms: 1000 } }));
+  return { extraArgs: ['--config', config] };
+});
 const msg = (text) => ({ type: 'user.message', content: [{ type: 'text', text }] });
 
 /** Opens the stream with fetch; frames are parsed as they arrive. */

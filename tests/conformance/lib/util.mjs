@@ -63,10 +63,11 @@ export async function assertApiError(p, Cls, status, type, what = '') {
 }
 
 /** Suite scaffolding: a fresh server for the file; the file fails if the server died. */
-export function serverFixture() {
+/** A shared server for a suite; `options` go to startServer(). */
+export function serverFixture(options = {}) {
   const ctx = { skip: missingBinaryReason(), srv: null, client: null };
   ctx.start = async () => {
-    ctx.srv = await startServer();
+    ctx.srv = await startServer(typeof options === 'function' ? options() : options);
     ctx.client = ctx.srv.client();
   };
   ctx.stop = async () => {
