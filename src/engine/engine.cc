@@ -251,6 +251,17 @@ struct Engine::InflightCall {
   // The MCP tools offered to this call, by their exposed name: its
   // tool_use blocks are matched against them when the answer is recorded.
   std::map<std::string, domain::McpToolDef> mcp_defs;
+  // Set when this is a compaction's summary call (RecordCompaction records
+  // it); the turn's own call follows once it is applied.
+  std::shared_ptr<const CompactionPlan> compaction;
+};
+
+struct Engine::CompactionPlan {
+  models::ModelRequest request;  // the summary call
+  int64_t tokens = 0;            // the prompt's estimate before compaction
+  int64_t old_base = 0;          // transcript base the plan was made at
+  int64_t new_base = 0;          // first transcript row kept verbatim
+  size_t split = 0;              // index in the request's messages of that row
 };
 
 // ---- the in-memory transcript of one session
@@ -340,6 +351,7 @@ void Engine::Stop() {
   cv_.wait(lock, [this] { return calls_outstanding_ == 0; });
   completed_.clear();
   notices_.clear();
+  skip_compaction_.clear();
 }
 
 void Engine::WaitIdle() {
@@ -608,7 +620,7 @@ bool Engine::Process(const std::string& id) {
   for (auto& notice : notices) notice();
   if (in_flight) return true;
   if (answered) {
-    auto recorded = RecordAnswer(id, *answered);
+    auto recorded = answered->compaction ? RecordCompaction(id, *answered) : RecordAnswer(id, *answered);
     if (!recorded.ok()) {
       if (recorded.status().code() != Code::kNotFound) FailSession(id, recorded.status().ToString());
       return false;
@@ -913,26 +925,59 @@ Result<Engine::Step> Engine::ModelTurn(const std::string& id) {
       }
     }
   }
-  bool compaction_spent_budget = false;
-  Status compacted = Compact(id, session, *conv, &req, token.get(), &compaction_spent_budget);
-  if (!compacted.ok() && compacted.code() != Code::kCancelled) {
-    forget_call();
-    return compacted;
+  // Compaction. Pinned: on this thread, before the call. Async: the summary
+  // call is made like a turn's call (no engine thread held) and recorded by
+  // RecordCompaction; the turn's call follows in the next ModelTurn, which
+  // does not compact again at the base it left.
+  Status compacted = Status::Ok();
+  bool skip_compaction = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = skip_compaction_.find(id); it != skip_compaction_.end()) {
+      skip_compaction = it->second == conv->base;
+      skip_compaction_.erase(it);
+    }
   }
-  if (compacted.ok() && compaction_spent_budget) {
-    // Compaction's own model cost reached the budget: no further call.
-    forget_call();
-    std::string now = Now();
-    WARREN_RETURN_IF_ERROR(Transition(id, "budget_after_compaction", [&](const Json&, EngineState* s, Json* next, store::Store::SessionStep* out) {
-      if (s->phase != Phase::kModel) return Status::Ok();
-      s->phase = Phase::kIdle;
-      (*next)["status"] = "idle";
-      (*next)["updated_at"] = now;
-      out->append.push_back(SpanEnd(now, *s, false, {}));
-      out->append.push_back(IdleEvent(now, {{"type", "budget_reached"}}));
-      return Status::Ok();
-    }));
-    return Step::kDone;
+  if (options_.pin_model_calls) {
+    bool compaction_spent_budget = false;
+    compacted = Compact(id, *conv, &req, token.get(), &compaction_spent_budget);
+    if (!compacted.ok() && compacted.code() != Code::kCancelled) {
+      forget_call();
+      return compacted;
+    }
+    if (compacted.ok() && compaction_spent_budget) {
+      forget_call();
+      WARREN_RETURN_IF_ERROR(SettleBudgetAfterCompaction(id));
+      return Step::kDone;
+    }
+  } else if (!skip_compaction) {
+    if (std::optional<CompactionPlan> plan = PlanCompaction(*conv, req)) {
+      auto call = std::make_shared<InflightCall>();
+      call->token = token;
+      call->environment_id = jr::Str(session, "environment_id");
+      call->observer = std::make_unique<PreviewObserver>(bus_, id);
+      call->compaction = std::make_shared<const CompactionPlan>(std::move(*plan));
+      models::CallOptions opts;
+      opts.cancel = token.get();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        calls_outstanding_++;
+        awaiting_.insert(id);
+      }
+      try {
+        provider_->CallAsync(call->compaction->request, nullptr, opts,
+                             [this, id, call](models::ModelResult r) { OnModelDone(id, call, std::move(r)); });
+      } catch (...) {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          calls_outstanding_--;
+          awaiting_.erase(id);
+        }
+        cv_.notify_all();
+        throw;
+      }
+      return Step::kAwaiting;
+    }
   }
   auto call = std::make_shared<InflightCall>();
   call->token = token;
@@ -1330,8 +1375,9 @@ Result<bool> Engine::RunMcpCalls(const std::string& id) {
   return due;
 }
 
-Status Engine::Compact(const std::string& id, const Json& session, const Conversation& conv, models::ModelRequest* req,
-                       const CancelToken* cancel, bool* budget_reached) {
+std::optional<Engine::CompactionPlan> Engine::PlanCompaction(const Conversation& conv,
+                                                             const models::ModelRequest& request) {
+  const models::ModelRequest* req = &request;
   const int64_t window = provider_->context_window(req->model);
   const int64_t threshold = static_cast<int64_t>(options_.compaction_threshold * static_cast<double>(window));
   // The running estimate of the rows (kept as they are appended; an upper
@@ -1340,14 +1386,14 @@ Status Engine::Compact(const std::string& id, const Json& session, const Convers
   int64_t fixed = 64;  // the request's own fields
   for (const auto& t : req->tools) fixed += models::EstimateTokens(DumpJson(models::ToolToJson(t)));
   for (const auto& b : req->system) fixed += models::EstimateTokens(b.text) + 8;
-  if (conv.approx_tokens + fixed < threshold) return Status::Ok();
+  if (conv.approx_tokens + fixed < threshold) return std::nullopt;
   int64_t tokens = models::EstimateTokens(*req);
-  if (tokens <= threshold) return Status::Ok();
+  if (tokens <= threshold) return std::nullopt;
   // Split at a user message that is not a tool result: the earliest such
   // boundary whose verbatim tail fits in half the window (so the next turns
   // do not compact again at once), else the last one.
   const auto& msgs = req->messages;
-  if (msgs.size() < 3 || conv.first_idx.size() != msgs.size()) return Status::Ok();
+  if (msgs.size() < 3 || conv.first_idx.size() != msgs.size()) return std::nullopt;
   std::vector<int64_t> tail_tokens(msgs.size() + 1, 0);
   for (size_t i = msgs.size(); i-- > 0;)
     tail_tokens[i] = tail_tokens[i + 1] + models::EstimateTokens(DumpJson(models::MessageToJson(msgs[i])));
@@ -1360,8 +1406,13 @@ Status Engine::Compact(const std::string& id, const Json& session, const Convers
     if (split == 0 && tail_tokens[i] <= window / 2) split = i;
   }
   if (split == 0) split = last_boundary;
-  if (split == 0) return Status::Ok();
-  models::ModelRequest sum;
+  if (split == 0) return std::nullopt;
+  CompactionPlan plan;
+  plan.tokens = tokens;
+  plan.old_base = conv.base;
+  plan.new_base = conv.first_idx[split];
+  plan.split = split;
+  models::ModelRequest& sum = plan.request;
   sum.model = req->model;
   sum.max_tokens = 2048;
   sum.system.push_back(ContentBlock::Text(
@@ -1375,31 +1426,28 @@ Status Engine::Compact(const std::string& id, const Json& session, const Convers
   } else {
     sum.messages.push_back(ask);
   }
-  models::CallOptions opts;
-  opts.cancel = cancel;
-  models::ModelResult r = provider_->Call(sum, nullptr, opts);
-  if (!r.ok() && (r.error().kind == models::ModelErrorKind::kCancelled || (cancel && cancel->cancelled())))
-    return Status::Cancelled("compaction cancelled");
-  if (!r.ok()) {
-    log::Warn("engine.compaction_failed", {{"session", id}, {"error", r.error().ToString()}});
-    return Status::Ok();  // carry on uncompacted; the model call may still fit
-  }
+  return plan;
+}
+
+static std::string SummaryText(const models::ModelResult& r) {
+  return "Summary of the earlier conversation (older turns were compacted):\n" + r.response().Text();
+}
+
+Result<bool> Engine::ApplyCompaction(const std::string& id, const CompactionPlan& plan, const models::ModelResult& r,
+                                     bool* budget_reached) {
   // The new base: the summary, then the rows from the split on, which stay
   // where they are in the append-only transcript.
-  const std::string summary =
-      "Summary of the earlier conversation (older turns were compacted):\n" + r.response().Text();
-  const int64_t new_base = conv.first_idx[split];
-  const int64_t old_base = conv.base;
+  const std::string summary = SummaryText(r);
   std::string now = Now();
   bool applied = false;
   WARREN_RETURN_IF_ERROR(Transition(id, "compact", [&](const Json& cur, EngineState* s, Json* next, store::Store::SessionStep* out) {
     applied = false;
     *budget_reached = false;
-    if (s->phase != Phase::kModel || s->transcript_base != old_base) return Status::Ok();  // settled meanwhile
-    s->transcript_base = new_base;
+    if (s->phase != Phase::kModel || s->transcript_base != plan.old_base) return Status::Ok();  // settled meanwhile
+    s->transcript_base = plan.new_base;
     s->summary = summary;
     Json e = Event("agent.thread_context_compacted", now);
-    e["pre_compaction_tokens"] = tokens;
+    e["pre_compaction_tokens"] = plan.tokens;
     out->append.push_back(e);
     // The summary is a model call like any other: its tokens and list cost
     // count in the session's usage and against its budget.
@@ -1410,11 +1458,30 @@ Status Engine::Compact(const std::string& id, const Json& session, const Convers
     applied = true;
     return Status::Ok();
   }));
+  return applied;
+}
+
+Status Engine::Compact(const std::string& id, const Conversation& conv, models::ModelRequest* req,
+                       const CancelToken* cancel, bool* budget_reached) {
+  *budget_reached = false;
+  std::optional<CompactionPlan> plan = PlanCompaction(conv, *req);
+  if (!plan) return Status::Ok();
+  models::CallOptions opts;
+  opts.cancel = cancel;
+  models::ModelResult r = provider_->Call(plan->request, nullptr, opts);
+  if (!r.ok() && (r.error().kind == models::ModelErrorKind::kCancelled || (cancel && cancel->cancelled())))
+    return Status::Cancelled("compaction cancelled");
+  if (!r.ok()) {
+    log::Warn("engine.compaction_failed", {{"session", id}, {"error", r.error().ToString()}});
+    return Status::Ok();  // carry on uncompacted; the model call may still fit
+  }
+  WARREN_ASSIGN_OR_RETURN(bool applied, ApplyCompaction(id, *plan, r, budget_reached));
   if (!applied) return Status::Ok();
+  const auto& msgs = req->messages;
   std::vector<Message> compacted;
-  compacted.push_back(Message::User(summary));
-  for (size_t i = split; i < msgs.size(); i++) {
-    if (i == split && msgs[i].role == models::Role::kUser) {
+  compacted.push_back(Message::User(SummaryText(r)));
+  for (size_t i = plan->split; i < msgs.size(); i++) {
+    if (i == plan->split && msgs[i].role == models::Role::kUser) {
       for (const auto& b : msgs[i].content) compacted.front().content.push_back(b);
       continue;
     }
@@ -1422,6 +1489,66 @@ Status Engine::Compact(const std::string& id, const Json& session, const Convers
   }
   req->messages = std::move(compacted);
   return Status::Ok();
+}
+
+Status Engine::SettleBudgetAfterCompaction(const std::string& id) {
+  std::string now = Now();
+  return Transition(id, "budget_after_compaction", [&](const Json&, EngineState* s, Json* next, store::Store::SessionStep* out) {
+    if (s->phase != Phase::kModel) return Status::Ok();
+    s->phase = Phase::kIdle;
+    (*next)["status"] = "idle";
+    (*next)["updated_at"] = now;
+    out->append.push_back(SpanEnd(now, *s, false, {}));
+    out->append.push_back(IdleEvent(now, {{"type", "budget_reached"}}));
+    return Status::Ok();
+  });
+}
+
+Result<Engine::Step> Engine::RecordCompaction(const std::string& id, InflightCall& call) {
+  const models::ModelResult& r = *call.result;
+  const CompactionPlan& plan = *call.compaction;
+  if (!r.ok() && (r.error().kind == models::ModelErrorKind::kCancelled || call.token->cancelled())) {
+    // Interrupted during compaction: recorded as a cancelled call.
+    models::ModelError e;
+    e.kind = models::ModelErrorKind::kCancelled;
+    e.message = "compaction cancelled";
+    call.result = models::ModelResult(std::move(e));
+    call.compaction.reset();
+    return RecordAnswer(id, call);
+  }
+  auto forget = [&](bool keep_turn) {
+    std::lock_guard<std::mutex> lock(mu_);
+    inflight_.erase(id);
+    if (!keep_turn) started_here_.erase(id);
+  };
+  if (!r.ok()) {
+    log::Warn("engine.compaction_failed", {{"session", id}, {"error", r.error().ToString()}});
+    // Carry on uncompacted: the model call may still fit.
+    forget(true);
+    std::lock_guard<std::mutex> lock(mu_);
+    skip_compaction_[id] = plan.old_base;
+    return Step::kMore;
+  }
+  bool budget_reached = false;
+  auto applied = ApplyCompaction(id, plan, r, &budget_reached);
+  if (!applied.ok()) {
+    forget(false);
+    return applied.status();
+  }
+  if (!*applied) {
+    forget(false);  // settled meanwhile
+    return Step::kDone;
+  }
+  if (budget_reached) {
+    // Compaction's own model cost reached the budget: no further call.
+    forget(false);
+    WARREN_RETURN_IF_ERROR(SettleBudgetAfterCompaction(id));
+    return Step::kDone;
+  }
+  forget(true);
+  std::lock_guard<std::mutex> lock(mu_);
+  skip_compaction_[id] = plan.new_base;
+  return Step::kMore;
 }
 
 Result<bool> Engine::RunServerCalls(const std::string& id) {

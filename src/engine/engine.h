@@ -58,6 +58,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -178,12 +179,28 @@ class Engine final : public domain::SessionObserver {
   // records each result (one transition per call); returns true if it
   // recorded any.
   Result<bool> RunServerCalls(const std::string& session_id);
-  // Summarises older turns when the prompt nears the context window. The
-  // summary call is cancelled by `cancel` (an interrupt: Cancelled); its cost
-  // counts in the session's usage, and *budget_reached says whether the
-  // budget is now spent.
-  Status Compact(const std::string& session_id, const Json& session, const Conversation& conv,
-                 models::ModelRequest* request, const CancelToken* cancel, bool* budget_reached);
+  // Compaction (docs/MODELS.md): when the prompt nears the context window,
+  // older turns are summarised by one model call and the transcript's base
+  // moves past them.
+  struct CompactionPlan;
+  // The summary request for `request`, or nothing if no compaction is due.
+  std::optional<CompactionPlan> PlanCompaction(const Conversation& conv, const models::ModelRequest& request);
+  // Records a finished summary call `r` for `plan` in one transition; false
+  // if the session settled meanwhile (nothing recorded). The call's cost
+  // counts in the session's usage; *budget_reached says whether the budget is
+  // now spent. `r` must be ok.
+  Result<bool> ApplyCompaction(const std::string& session_id, const CompactionPlan& plan,
+                               const models::ModelResult& r, bool* budget_reached);
+  // Pinned mode: plans, calls (on this thread) and applies a compaction, and
+  // rewrites request->messages. An interrupt gives Cancelled.
+  Status Compact(const std::string& session_id, const Conversation& conv, models::ModelRequest* request,
+                 const CancelToken* cancel, bool* budget_reached);
+  // Async mode: records the answer of a summary call started by ModelTurn.
+  // kMore: the turn's model call is due next (it is made uncompacted if the
+  // summary failed); kDone: the turn settled (interrupt, budget).
+  Result<Step> RecordCompaction(const std::string& session_id, InflightCall& call);
+  // Settles a turn whose compaction spent the budget.
+  Status SettleBudgetAfterCompaction(const std::string& session_id);
   std::string Now() const { return FormatRfc3339(clock_->NowMicros()); }
   Status Transition(const std::string& session_id, std::string_view name, const TransitionFn& fn);
   Result<EngineState> LoadState(const std::string& session_id, const Json& session);
@@ -215,6 +232,10 @@ class Engine final : public domain::SessionObserver {
   std::map<std::string, std::shared_ptr<InflightCall>> completed_;  // answers to record
   std::map<std::string, std::vector<std::function<void()>>> notices_;  // retry notices to write
   std::set<std::string> awaiting_;  // sessions whose CallAsync has not completed
+  // The next ModelTurn of a session makes its call without compacting when
+  // the transcript base is still this one (set after a summary call: a
+  // compaction was just applied, or it failed). One-shot.
+  std::map<std::string, int64_t> skip_compaction_;
   int calls_outstanding_ = 0;  // CallAsync started, completion not yet seen
   bool stopping_ = false;
   std::vector<std::thread> threads_;

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -51,6 +52,25 @@ bool Eventually(Pred pred) {
   }
   return pred();
 }
+
+// A HeldProvider with a small context window, so that a few long turns make
+// a compaction due.
+class SmallWindowProvider final : public models::ModelProvider {
+ public:
+  explicit SmallWindowProvider(HeldProvider* inner) : inner_(inner) {}
+  std::string_view name() const override { return "held"; }
+  std::string default_model() const override { return "held"; }
+  int64_t context_window(std::string_view) const override { return 1000; }
+  void CallAsync(models::ModelRequest request, models::ModelStreamObserver* observer, models::CallOptions options,
+                 models::ModelCallback done) override {
+    inner_->CallAsync(std::move(request), observer, options, std::move(done));
+  }
+
+ private:
+  HeldProvider* inner_;
+};
+
+constexpr char kSummaryAsk[] = "Summarise the conversation above";
 
 class EngineAsyncTest : public ::testing::Test {
  protected:
@@ -117,7 +137,17 @@ class EngineAsyncTest : public ::testing::Test {
   std::unique_ptr<store::SqliteStore> store_;
   NullSink bus_;
   HeldProvider* held_ = nullptr;
+  // One engine thread, a held model with a 1,000-token window.
+  void StartSmallWindow() {
+    held_owner_ = std::make_unique<HeldProvider>();
+    held_ = held_owner_.get();
+    small_ = std::make_unique<SmallWindowProvider>(held_);
+    StartWith(small_.get());
+  }
+
   std::unique_ptr<models::BoundedProvider> bounded_;
+  std::unique_ptr<HeldProvider> held_owner_;
+  std::unique_ptr<SmallWindowProvider> small_;
   std::unique_ptr<Engine> engine_;
 };
 
@@ -230,6 +260,102 @@ TEST_F(EngineAsyncTest, CallInFlightAtStopIsRedoneAtStart) {
   ASSERT_EQ(OfType(sid, "agent.message").size(), 1u);
   EXPECT_EQ(Status(sid), "idle");
   engine_->Stop();
+}
+
+// Drives `sid` through long turns (answering each call) until a held call
+// is a compaction's summary call; false if none came in 20 turns.
+static bool TurnsUntilSummaryHeld(HeldProvider* held, const std::string& sid,
+                                  const std::function<void(const std::string&, Json)>& send) {
+  for (int n = 1; n < 20; n++) {
+    send(sid, Json{{"type", "user.message"},
+                   {"content", Json::array({{{"type", "text"}, {"text", "turn " + std::to_string(n) + " " + std::string(500, 'x')}}})}});
+    if (!held->WaitStarted(n)) return false;
+    if (!Eventually([&] { return held->held() == 1; })) return false;
+    auto order = held->order();
+    if (order.back().find(kSummaryAsk) != std::string::npos) return true;
+    if (!held->Complete("", HeldProvider::Text("ok " + std::to_string(n)))) return false;
+    if (!Eventually([&] { return held->held() == 0; })) return false;
+  }
+  return false;
+}
+
+// A compaction's summary call holds no engine thread either: with one engine
+// thread, another session's call starts and is answered while the summary
+// is still out; once it is answered, the turn's own call follows, on the
+// compacted transcript.
+TEST_F(EngineAsyncTest, CompactionSummaryHoldsNoEngineThread) {
+  StartSmallWindow();
+  std::string a = NewSession();
+  auto send = [this](const std::string& sid, Json e) { Send(sid, std::move(e)); };
+  ASSERT_TRUE(TurnsUntilSummaryHeld(held_, a, send)) << "no compaction in 20 turns";
+  const int before = held_->started();
+  // The summary call is held; the one engine thread serves another session.
+  std::string b = NewSession();
+  Send(b, UserText("hello b"));
+  ASSERT_TRUE(held_->WaitStarted(before + 1));
+  EXPECT_EQ(held_->order().back(), "hello b");
+  ASSERT_TRUE(held_->Complete("hello b", HeldProvider::Text("answer b")));
+  ASSERT_TRUE(Eventually([&] { return Status(b) == "idle"; }));
+  EXPECT_EQ(Status(a), "running");
+  EXPECT_TRUE(OfType(a, "agent.thread_context_compacted").empty());
+  // The summary comes back: it is recorded, then the turn's call is made
+  // with the summary in front of the kept turns.
+  ASSERT_TRUE(held_->Complete(kSummaryAsk, HeldProvider::Text("SUMMARY")));
+  ASSERT_TRUE(held_->WaitStarted(before + 2));
+  ASSERT_TRUE(Eventually([&] { return held_->held() == 1; }));
+  EXPECT_EQ(OfType(a, "agent.thread_context_compacted").size(), 1u);
+  ASSERT_TRUE(held_->Complete("", HeldProvider::Text("after compaction")));
+  ASSERT_TRUE(Eventually([&] { return Status(a) == "idle"; }));
+  engine_->WaitIdle();
+  auto st = store_->GetEngineState(a);
+  ASSERT_TRUE(st.ok() && st->has_value());
+  EXPECT_GT((*st)->transcript_base, 0);
+  EXPECT_NE((*st)->summary.find("SUMMARY"), std::string::npos);
+  // One turn, one span, one idle: the summary call is not a turn of its own.
+  auto msgs = OfType(a, "agent.message");
+  ASSERT_FALSE(msgs.empty());
+  EXPECT_EQ(msgs.back()["content"][0]["text"], "after compaction");
+  EXPECT_EQ(OfType(a, "span.model_request_end").size(), OfType(a, "session.status_idle").size());
+}
+
+// An interrupt while the summary call is out cancels it: nothing is
+// compacted, the span closes as an error, the session settles once, and no
+// turn call is made.
+TEST_F(EngineAsyncTest, InterruptCancelsAnInFlightCompaction) {
+  StartSmallWindow();
+  std::string a = NewSession();
+  auto send = [this](const std::string& sid, Json e) { Send(sid, std::move(e)); };
+  ASSERT_TRUE(TurnsUntilSummaryHeld(held_, a, send)) << "no compaction in 20 turns";
+  const size_t idles = OfType(a, "session.status_idle").size();
+  const int started = held_->started();
+  Send(a, {{"type", "user.interrupt"}});
+  ASSERT_TRUE(Eventually([&] { return held_->cancelled() == 1; }));
+  ASSERT_TRUE(Eventually([&] { return Status(a) == "idle"; }));
+  engine_->WaitIdle();
+  EXPECT_TRUE(OfType(a, "agent.thread_context_compacted").empty());
+  EXPECT_EQ(OfType(a, "span.model_request_end").back()["is_error"], true);
+  EXPECT_EQ(OfType(a, "session.status_idle").size(), idles + 1);
+  EXPECT_EQ(held_->started(), started);
+}
+
+// A failed summary call does not fail the turn: its call is made
+// uncompacted, once.
+TEST_F(EngineAsyncTest, FailedCompactionCarriesOnUncompacted) {
+  StartSmallWindow();
+  std::string a = NewSession();
+  auto send = [this](const std::string& sid, Json e) { Send(sid, std::move(e)); };
+  ASSERT_TRUE(TurnsUntilSummaryHeld(held_, a, send)) << "no compaction in 20 turns";
+  const int started = held_->started();
+  ASSERT_TRUE(held_->Fail(kSummaryAsk));
+  ASSERT_TRUE(held_->WaitStarted(started + 1));
+  ASSERT_TRUE(Eventually([&] { return held_->held() == 1; }));
+  EXPECT_EQ(held_->order().back().find(kSummaryAsk), std::string::npos);
+  ASSERT_TRUE(held_->Complete("", HeldProvider::Text("uncompacted")));
+  ASSERT_TRUE(Eventually([&] { return Status(a) == "idle"; }));
+  engine_->WaitIdle();
+  EXPECT_TRUE(OfType(a, "agent.thread_context_compacted").empty());
+  EXPECT_EQ(OfType(a, "agent.message").back()["content"][0]["text"], "uncompacted");
+  EXPECT_TRUE(OfType(a, "session.error").empty());
 }
 
 }  // namespace

@@ -96,6 +96,26 @@ class HeldProvider final : public ModelProvider {
     return true;
   }
 
+  // Fails the oldest held call whose last user text contains `marker` with a
+  // non-retryable request error; false if there is none.
+  bool Fail(const std::string& marker) {
+    std::shared_ptr<Held> h;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto& c : held_)
+        if (marker.empty() || LastUserText(c->request).find(marker) != std::string::npos) {
+          h = c;
+          break;
+        }
+    }
+    if (!h || !Take(h)) return false;
+    ModelError e;
+    e.kind = ModelErrorKind::kRequestFailed;
+    e.message = "held call failed by the test";
+    h->done(std::move(e));
+    return true;
+  }
+
   static ModelResponse Text(const std::string& text) {
     ModelResponse r;
     r.content.push_back(ContentBlock::Text(text));
