@@ -342,20 +342,23 @@ describe('MCP servers and vaults with the official SDK', { skip }, () => {
       // The only engine thread is free: the other session's whole turn
       // (listing its MCP tools, the model call, recording) completes while
       // the gate call is still pending.
+      const list = async (sid) => {
+        const out = [];
+        for await (const x of c.beta.sessions.events.list(sid, { limit: 1000 })) out.push(x);
+        return out;
+      };
       await c.beta.sessions.events.send(other.id, { events: [msg('just talk')] });
-      await settle(c, other.id, { timeoutMs: 20_000 });
-      const otherEvs = [];
-      for await (const x of c.beta.sessions.events.list(other.id, { limit: 1000 })) otherEvs.push(x);
+      await waitFor(async () => lastIdle(await list(other.id))?.stop_reason.type === 'end_turn',
+        { timeoutMs: 20_000, what: "the other session's turn to complete while the gate call is pending" });
+      const otherEvs = await list(other.id);
       assert.equal(textOf(otherEvs.filter((x) => x.type === 'agent.message').at(-1)), 'talked');
       assert.equal(lastIdle(otherEvs).stop_reason.type, 'end_turn');
-      const pending = [];
-      for await (const x of c.beta.sessions.events.list(slow.id, { limit: 1000 })) pending.push(x);
-      assert.ok(!pending.some((x) => x.type === 'agent.mcp_tool_result'), 'the gate call is still pending');
+      assert.ok(!(await list(slow.id)).some((x) => x.type === 'agent.mcp_tool_result'), 'the gate call is still pending');
       assert.equal((await c.beta.sessions.retrieve(slow.id)).status, 'running');
       mcp.state.gateOpen = true;
-      await settle(c, slow.id, { timeoutMs: 20_000 });
-      const done = [];
-      for await (const x of c.beta.sessions.events.list(slow.id, { limit: 1000 })) done.push(x);
+      await waitFor(async () => lastIdle(await list(slow.id))?.stop_reason.type === 'end_turn',
+        { timeoutMs: 20_000, what: 'the gate call to complete' });
+      const done = await list(slow.id);
       assert.equal(textOf(done.find((x) => x.type === 'agent.mcp_tool_result')), 'gate passed');
       assert.equal(textOf(done.filter((x) => x.type === 'agent.message').at(-1)), 'Tool said: gate passed');
     } finally {
