@@ -25,6 +25,9 @@ struct ServeConfig {
   int max_queued_requests = 1024;  // HTTP requests waiting for a worker; beyond: 503
   int sse_keepalive_ms = 15000;
   int engine_threads = 4;
+  // Service-run tool calls (MCP, web_fetch, web_search) in flight at once:
+  // they run on this pool, never on the engine threads (docs/MCP.md).
+  int engine_tool_threads = 32;
   // The pre-async mode, a benchmark peer: each model call holds an engine
   // thread (docs/MODELS.md). Unset = off.
   std::optional<bool> engine_pin_model_calls;

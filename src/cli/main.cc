@@ -54,6 +54,7 @@
 #include "cli/orchestrator_webhook.h"
 #include "cli/orchestrator_session_errors.h"
 #include "orchestrator/sandbox_host.h"
+#include "orchestrator/session_files.h"
 #endif
 #ifdef WARREN_HAVE_ORCHESTRATOR_PARTS
 #include "cli/prepare_cli.h"
@@ -348,6 +349,7 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   work_queue.Start();
   engine::EngineOptions engine_opts;
   engine_opts.threads = cfg.engine_threads;
+  engine_opts.tool_threads = cfg.engine_tool_threads;
   engine_opts.pin_model_calls = cfg.engine_pin_model_calls.value_or(false);
 #ifdef WARREN_HAVE_ORCHESTRATOR
   engine_opts.cloud_workers = orch_runtime != nullptr;
@@ -359,6 +361,15 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
     if (!st.ok()) log::Warn("engine.enqueue_failed", {{"session", session_id}, {"error", st.ToString()}});
   });
   engine.set_server_tools(web_tools->get());
+#ifdef WARREN_HAVE_ORCHESTRATOR
+  // Outputs too large for the context go to a file in the session's sandbox
+  // (docs/MCP.md "Large outputs"): the sandboxes of this orchestrator.
+  std::unique_ptr<orchestrator::SandboxSessionFiles> session_files;
+  if (orch_runtime != nullptr) {
+    session_files = std::make_unique<orchestrator::SandboxSessionFiles>(orch_runtime);
+    engine.set_session_files(session_files.get());
+  }
+#endif
   service.add_observer(&engine);
   webhooks_out::RegisterRoutes(&service, store.get(), &*hooks_cfg);
   webhooks_out::WebhookDispatcher webhook_dispatcher(store.get(), outbound_http.get(), Clock::Real(), *hooks_cfg);

@@ -56,6 +56,10 @@ struct McpCallOutcome {
   Json content = Json::array();  // client content blocks (text/image)
   bool is_error = false;
   std::optional<McpServerFailure> failure;  // the server failed (not the tool)
+  // Set when `content` was cut to fit the model's context: the text of
+  // every text block of the result, in full (the engine writes it to the
+  // session's sandbox when it has one; domain/session_files.h).
+  std::optional<std::string> full_text;
 };
 
 class McpTools {

@@ -21,6 +21,10 @@ namespace warren::domain {
 struct ServerToolResult {
   Json content = Json::array();  // session content blocks (text, document, search_result)
   bool is_error = false;
+  // Set when the text in `content` was cut to fit the model's context (a
+  // long page): the whole text (the engine writes it to the session's
+  // sandbox when it has one; domain/session_files.h).
+  std::optional<std::string> full_text;
 };
 
 class ServerTools {

@@ -48,6 +48,14 @@ Json ToolResultBlock(const std::string& toolu_id, const Json& content, bool is_e
 
 Json TextContent(const std::string& s) { return Json::array({{{"type", "text"}, {"text", s}}}); }
 
+// The first bytes of `s`, at most `max`, cut at a UTF-8 character boundary.
+std::string Utf8Head(const std::string& s, size_t max) {
+  if (s.size() <= max) return s;
+  size_t n = max;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) n--;
+  return s.substr(0, n);
+}
+
 // The tool_result block of an answered pending call.
 Json ResultBlockOf(const PendingCall& p) {
   return p.result ? ToolResultBlock(p.toolu_id, p.result->content, p.result->is_error)
@@ -264,6 +272,27 @@ struct Engine::CompactionPlan {
   size_t split = 0;              // index in the request's messages of that row
 };
 
+struct Engine::ToolJob {
+  enum class Kind { kListing, kServer, kMcp };
+  Kind kind = Kind::kMcp;
+  std::string session_id;
+  Json session;  // as read when the job started (agent, vault_ids)
+  std::shared_ptr<CancelToken> token;
+  // kServer, kMcp: the calls and their inputs.
+  std::vector<PendingCall> calls;
+  std::vector<Json> inputs;
+  // kServer: the results of the calls that ended before any interrupt, in
+  // order (the job's only run writes them).
+  std::vector<domain::ServerToolResult> server_results;
+  // kMcp: one outcome per call; each run writes the ones it took.
+  std::vector<domain::McpCallOutcome> mcp_outcomes;
+  std::atomic<size_t> next{0};     // kMcp: the next call to take
+  std::atomic<size_t> runners{0};  // runs not yet ended; the last one completes the job
+  // kListing: the span of the model call it is for, and the result.
+  std::string span_id;
+  domain::McpListing listing;
+};
+
 // ---- the in-memory transcript of one session
 
 void Engine::Conversation::Reset(const EngineState& st) {
@@ -310,7 +339,7 @@ Status Engine::Conversation::Add(const store::TranscriptEntry& row) {
 
 Engine::Engine(store::Store* store, domain::EventSink* bus, models::ModelProvider* provider, Clock* clock,
                EngineOptions options)
-    : store_(store), bus_(bus), provider_(provider), clock_(clock), options_(options) {}
+    : store_(store), bus_(bus), provider_(provider), clock_(clock), options_(options), tool_pool_(options.tool_threads) {}
 
 Engine::~Engine() { Stop(); }
 
@@ -318,6 +347,7 @@ Status Engine::Start() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = false;
+    tool_pool_.Start();
     for (int i = 0; i < std::max(1, options_.threads); i++) threads_.emplace_back([this] { WorkerLoop(); });
   }
   WARREN_ASSIGN_OR_RETURN(auto ids, store_->SessionsNeedingEngine());
@@ -347,9 +377,15 @@ void Engine::Stop() {
   // Calls started by a worker after the first pass are cancelled now; their
   // completions must not outlive the engine.
   cancel_all();
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [this] { return calls_outstanding_ == 0; });
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return calls_outstanding_ == 0; });
+  }
+  tool_pool_.Stop();  // every job has completed: only idle threads to join
+  std::lock_guard<std::mutex> lock(mu_);
   completed_.clear();
+  tool_done_.clear();
+  listings_.clear();
   notices_.clear();
   skip_compaction_.clear();
 }
@@ -397,6 +433,7 @@ void Engine::OnSessionDeleted(const std::string& session_id) {
     std::lock_guard<std::mutex> lock(mu_);
     if (auto it = inflight_.find(session_id); it != inflight_.end()) token = it->second;
     conversations_.erase(session_id);
+    listings_.erase(session_id);
   }
   if (token) token->Cancel();
   if (mcp_ != nullptr) mcp_->ForgetSession(session_id);
@@ -603,6 +640,7 @@ bool Engine::Process(const std::string& id) {
   // (notices are posted before the completion, so one snapshot sees all of
   // them); while the call is still in flight nothing else may run.
   std::shared_ptr<InflightCall> answered;
+  std::shared_ptr<ToolJob> tools_done;
   std::vector<std::function<void()>> notices;
   bool in_flight = false;
   {
@@ -615,6 +653,10 @@ bool Engine::Process(const std::string& id) {
       answered = std::move(it->second);
       completed_.erase(it);
     }
+    if (auto it = tool_done_.find(id); it != tool_done_.end()) {
+      tools_done = std::move(it->second);
+      tool_done_.erase(it);
+    }
     in_flight = awaiting_.count(id) > 0;
   }
   for (auto& notice : notices) notice();
@@ -623,6 +665,13 @@ bool Engine::Process(const std::string& id) {
     auto recorded = answered->compaction ? RecordCompaction(id, *answered) : RecordAnswer(id, *answered);
     if (!recorded.ok()) {
       if (recorded.status().code() != Code::kNotFound) FailSession(id, recorded.status().ToString());
+      return false;
+    }
+  }
+  if (tools_done) {
+    Status recorded = RecordToolJob(id, *tools_done);
+    if (!recorded.ok()) {
+      if (recorded.code() != Code::kNotFound) FailSession(id, recorded.ToString());
       return false;
     }
   }
@@ -636,26 +685,26 @@ bool Engine::Process(const std::string& id) {
       if (due.status().code() != Code::kNotFound) FailSession(id, due.status().ToString());
       return false;
     }
-    bool model_due = *due;
-    if (!model_due && server_tools_ != nullptr) {
-      // Server-run tool calls (web_fetch, web_search) due now: run them,
-      // then look again (their results may make a model call due).
-      auto ran = RunServerCalls(id);
-      if (!ran.ok()) {
-        if (ran.status().code() != Code::kNotFound) FailSession(id, ran.status().ToString());
-        return false;
+    const bool model_due = *due;
+    // Calls the service makes itself run as a job on the tool pool: the
+    // session awaits its completion (this worker moves on), which brings
+    // it back here to record the results. Server-run calls (web_fetch,
+    // web_search) first, then MCP calls, then the MCP listing of a due
+    // model call.
+    auto started = [&](Result<bool> r) {
+      if (!r.ok()) {
+        if (r.status().code() != Code::kNotFound) FailSession(id, r.status().ToString());
+        return std::optional<bool>(false);
       }
-      if (*ran) continue;
-    }
-    if (!model_due && mcp_ != nullptr) {
-      auto ran = RunMcpCalls(id);
-      if (!ran.ok()) {
-        if (ran.status().code() != Code::kNotFound) FailSession(id, ran.status().ToString());
-        return false;
-      }
-      model_due = *ran;
-    }
+      return *r ? std::optional<bool>(true) : std::nullopt;
+    };
+    if (!model_due && server_tools_ != nullptr)
+      if (auto r = started(StartServerCalls(id))) return *r;
+    if (!model_due && mcp_ != nullptr)
+      if (auto r = started(StartMcpCalls(id))) return *r;
     if (!model_due) return false;
+    if (mcp_ != nullptr)
+      if (auto r = started(StartListing(id))) return *r;
     auto step = ModelTurn(id);
     if (!step.ok()) {
       if (step.status().code() != Code::kNotFound) FailSession(id, step.status().ToString());
@@ -765,7 +814,7 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
           p->result = ToolOutcome{TextContent(c.deny_message.value_or("The user denied permission to use this tool.")), true};
         } else if (p->kind == "builtin") {
           need_worker = true;
-        }  // an allowed "server" call is run by RunServerCalls after this step
+        }  // an allowed "server" call is run by StartServerCalls after this step
       } else if (type == "user.tool_result" || type == "user.custom_tool_result") {
         const auto* tr = std::get_if<events::ToolResult>(&*parsed);
         const auto* cr = std::get_if<events::CustomToolResult>(&*parsed);
@@ -900,11 +949,21 @@ Result<Engine::Step> Engine::ModelTurn(const std::string& id) {
     inflight_.erase(id);
     started_here_.erase(id);
   };
-  // MCP tools (docs/MCP.md): listed per session (cached by the gateway; an
-  // interrupt cancels the listing); a server that fails is reported once
-  // and its tools are left out.
+  // MCP tools (docs/MCP.md): listed for this call by a tool job before it
+  // (StartListing; cached by the gateway, an interrupt cancels it); a
+  // server that fails is reported once and its tools are left out.
   if (mcp_ != nullptr && !jr::Arr(agent, "mcp_servers").empty()) {
-    domain::McpListing listing = mcp_->ListTools(session, token.get());
+    std::optional<domain::McpListing> stashed;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (auto it = listings_.find(id); it != listings_.end()) {
+        if (it->second.first == st.model_request_start_id) stashed = std::move(it->second.second);
+        listings_.erase(it);
+      }
+    }
+    // Without a listing for this span (not expected: Process lists first),
+    // the gateway is asked here.
+    domain::McpListing listing = stashed ? std::move(*stashed) : mcp_->ListTools(session, token.get());
     for (auto& t : listing.tools) {
       models::ToolDefinition d;
       d.name = t.exposed_name;
@@ -957,6 +1016,14 @@ Result<Engine::Step> Engine::ModelTurn(const std::string& id) {
       call->environment_id = jr::Str(session, "environment_id");
       call->observer = std::make_unique<PreviewObserver>(bus_, id);
       call->compaction = std::make_shared<const CompactionPlan>(std::move(*plan));
+      if (!mcp_defs.empty()) {
+        // The turn's call comes back here after the summary: it takes this
+        // listing again (its failures, if any, are already recorded).
+        domain::McpListing again;
+        for (const auto& [name, def] : mcp_defs) again.tools.push_back(def);
+        std::lock_guard<std::mutex> lock(mu_);
+        listings_[id] = {st.model_request_start_id, std::move(again)};
+      }
       models::CallOptions opts;
       opts.cancel = token.get();
       {
@@ -1246,7 +1313,7 @@ Result<Engine::Step> Engine::RecordAnswer(const std::string& id, InflightCall& c
       out->append.push_back(IdleEvent(now, {{"type", "end_turn"}}));
     } else if (unresolved.empty() && server_due) {
       // Only server-run calls wait: the session stays running while
-      // RunServerCalls answers them.
+      // a tool job (StartServerCalls) answers them.
       s->phase = Phase::kTools;
     } else if (unresolved.empty()) {
       if (ReturnResultsToModel(cur, s, next, out, now, options_.max_model_calls_per_turn)) {
@@ -1274,18 +1341,21 @@ Result<Engine::Step> Engine::RecordAnswer(const std::string& id, InflightCall& c
   return again ? Step::kMore : Step::kDone;
 }
 
-Result<bool> Engine::RunMcpCalls(const std::string& id) {
+// ---- service-run tool calls: jobs on the tool pool
+
+Result<bool> Engine::StartMcpCalls(const std::string& id) {
   WARREN_ASSIGN_OR_RETURN(Json session, store_->GetSession(id));
   WARREN_ASSIGN_OR_RETURN(EngineState st, LoadState(id, session));
   if (st.phase != Phase::kTools || !st.McpCallsDue()) return false;
-  std::vector<PendingCall> calls;
+  auto job = std::make_shared<ToolJob>();
+  job->kind = ToolJob::Kind::kMcp;
+  job->session_id = id;
   for (const PendingCall& p : st.pending)
-    if (p.McpRunnable()) calls.push_back(p);
+    if (p.McpRunnable()) job->calls.push_back(p);
   // Requested input of each call: from its agent.mcp_tool_use event.
-  std::vector<Json> inputs;
-  for (const PendingCall& p : calls) {
+  for (const PendingCall& p : job->calls) {
     auto ev = store_->GetEvent(id, p.event_id);
-    inputs.push_back(ev.ok() && *ev ? jr::Get((*ev)->body, "input") : Json::object());
+    job->inputs.push_back(ev.ok() && *ev ? jr::Get((*ev)->body, "input") : Json::object());
   }
   if (jr::Str(session, "status") != "running") {
     // A confirmed call: the session runs again while the service calls it.
@@ -1298,41 +1368,180 @@ Result<bool> Engine::RunMcpCalls(const std::string& id) {
       return Status::Ok();
     }));
   }
-  // An interrupt cancels the calls (the token is the session's in-flight one).
-  auto token = std::make_shared<CancelToken>();
+  job->session = std::move(session);
+  job->mcp_outcomes.resize(job->calls.size());
+  // Bounded concurrency per session: at most mcp_concurrency runs of the
+  // job, each taking the next call until none is left.
+  size_t runners = std::min<size_t>(job->calls.size(), static_cast<size_t>(std::max(1, options_.mcp_concurrency)));
+  return SubmitToolJob(job, runners);
+}
+
+Result<bool> Engine::StartServerCalls(const std::string& id) {
+  WARREN_ASSIGN_OR_RETURN(Json session, store_->GetSession(id));
+  WARREN_ASSIGN_OR_RETURN(EngineState st, LoadState(id, session));
+  auto job = std::make_shared<ToolJob>();
+  job->kind = ToolJob::Kind::kServer;
+  job->session_id = id;
+  for (const PendingCall& p : st.pending)
+    if (p.RunsInService()) job->calls.push_back(p);
+  if (job->calls.empty()) return false;
+  for (const PendingCall& p : job->calls) {
+    Json input = Json::object();
+    auto ev = store_->GetEvent(id, p.event_id);
+    if (ev.ok() && ev->has_value()) input = jr::Get((*ev)->body, "input");
+    job->inputs.push_back(std::move(input));
+  }
+  job->session = std::move(session);
+  return SubmitToolJob(job, 1);  // one after the other, as a worker would
+}
+
+Result<bool> Engine::StartListing(const std::string& id) {
+  WARREN_ASSIGN_OR_RETURN(Json session, store_->GetSession(id));
+  if (jr::Arr(jr::Obj(session, "agent"), "mcp_servers").empty()) return false;
+  WARREN_ASSIGN_OR_RETURN(EngineState st, LoadState(id, session));
+  if (st.phase != Phase::kModel) return false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = listings_.find(id);
+    if (it != listings_.end() && it->second.first == st.model_request_start_id) return false;  // listed already
+  }
+  auto job = std::make_shared<ToolJob>();
+  job->kind = ToolJob::Kind::kListing;
+  job->session_id = id;
+  job->span_id = st.model_request_start_id;
+  job->session = std::move(session);
+  return SubmitToolJob(job, 1);
+}
+
+bool Engine::SubmitToolJob(const std::shared_ptr<ToolJob>& job, size_t runners) {
+  job->token = std::make_shared<CancelToken>();
+  job->runners = runners;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return false;
-    inflight_[id] = token;
+    // An interrupt (or the session's deletion, or Stop) cancels the job.
+    inflight_[job->session_id] = job->token;
+    calls_outstanding_++;
+    awaiting_.insert(job->session_id);
   }
-  std::vector<domain::McpCallOutcome> outcomes(calls.size());
-  {
-    // Bounded concurrency per session: at most mcp_concurrency threads.
-    std::atomic<size_t> next_call{0};
-    auto worker = [&] {
-      for (size_t i; (i = next_call.fetch_add(1)) < calls.size();) {
-        if (token->cancelled()) break;  // interrupted: start no more calls
-        try {
-          outcomes[i] = mcp_->CallTool(session, calls[i].mcp_server, calls[i].name, inputs[i], token.get());
-        } catch (const std::exception& e) {
-          outcomes[i].is_error = true;
-          outcomes[i].content = TextContent(std::string("MCP call failed: ") + e.what());
-        }
+  for (size_t i = 0; i < runners; i++) {
+    bool queued = tool_pool_.Submit([this, job] {
+      RunToolJob(*job);
+      if (job->runners.fetch_sub(1) == 1) OnToolDone(job);
+    });
+    if (!queued) {
+      // The pool stops only after every job has completed (Stop), so this
+      // is not expected; the run counts as cancelled, so nothing is recorded.
+      job->token->Cancel();
+      if (job->runners.fetch_sub(1) == 1) OnToolDone(job);
+    }
+  }
+  return true;
+}
+
+void Engine::RunToolJob(ToolJob& job) {
+  const CancelToken* cancel = job.token.get();
+  switch (job.kind) {
+    case ToolJob::Kind::kListing:
+      try {
+        job.listing = mcp_->ListTools(job.session, cancel);
+      } catch (const std::exception& e) {
+        log::Error("engine.mcp_listing_threw", {{"session", job.session_id}, {"error", e.what()}});
+      } catch (...) {
+        log::Error("engine.mcp_listing_threw", {{"session", job.session_id}});
       }
-    };
-    size_t n = std::min<size_t>(calls.size(), static_cast<size_t>(std::max(1, options_.mcp_concurrency)));
-    std::vector<std::thread> threads;
-    for (size_t t = 1; t < n; t++) threads.emplace_back(worker);
-    worker();
-    for (auto& t : threads) t.join();
+      return;
+    case ToolJob::Kind::kServer:
+      for (size_t i = 0; i < job.calls.size(); i++) {
+        if (cancel->cancelled()) return;  // interrupted: start no more calls
+        domain::ServerToolResult r;
+        try {
+          r = server_tools_->Run(job.calls[i].name, job.inputs[i], cancel);
+        } catch (const std::exception& e) {
+          r = {TextContent(job.calls[i].name + " failed: " + e.what()), true};
+        } catch (...) {
+          r = {TextContent(job.calls[i].name + " failed"), true};
+        }
+        // A call that ends with the interrupt is not recorded: consuming the
+        // interrupt answers it "Interrupted by the user.".
+        if (cancel->cancelled()) return;
+        if (r.content.empty()) r.content = TextContent(r.is_error ? "(error)" : "(no output)");
+        PlaceLargeServerOutput(job.session_id, job.calls[i].event_id, &r);
+        job.server_results.push_back(std::move(r));
+      }
+      return;
+    case ToolJob::Kind::kMcp:
+      for (size_t i; (i = job.next.fetch_add(1)) < job.calls.size();) {
+        if (cancel->cancelled()) return;  // interrupted: start no more calls
+        domain::McpCallOutcome& o = job.mcp_outcomes[i];
+        const PendingCall& call = job.calls[i];
+        try {
+          o = mcp_->CallTool(job.session, call.mcp_server, call.name, job.inputs[i], cancel);
+        } catch (const std::exception& e) {
+          o = domain::McpCallOutcome();
+          o.is_error = true;
+          o.content = TextContent(std::string("MCP call failed: ") + e.what());
+        }
+        if (!cancel->cancelled()) PlaceLargeMcpOutput(job.session_id, call.event_id, &o);
+      }
+      return;
   }
+}
+
+void Engine::OnToolDone(const std::shared_ptr<ToolJob>& job) {
+  const std::string& id = job->session_id;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (auto it = inflight_.find(id); it != inflight_.end() && it->second == token) inflight_.erase(it);
-    if (stopping_) return false;  // re-run after restart (the calls stay pending)
+    calls_outstanding_--;
+    awaiting_.erase(id);
+    if (auto it = inflight_.find(id); it != inflight_.end() && it->second == job->token) inflight_.erase(it);
+    if (stopping_) {
+      // Shutdown: nothing is recorded. The calls stay pending (or the model
+      // phase open) and run again at the next start, as after a crash.
+      started_here_.erase(id);
+      running_.erase(id);
+    } else {
+      tool_done_[id] = job;
+      if (queued_.insert(id).second) queue_.push_back(id);
+    }
   }
+  cv_.notify_all();
+}
+
+Status Engine::RecordToolJob(const std::string& id, ToolJob& job) {
+  switch (job.kind) {
+    case ToolJob::Kind::kListing: {
+      if (job.token->cancelled()) {
+        // Interrupted while listing: the due model call ends as an
+        // interrupted call does (its span closed, the session idle);
+        // consuming the interrupt then settles the turn.
+        InflightCall call;
+        call.token = job.token;
+        call.environment_id = jr::Str(job.session, "environment_id");
+        call.observer = std::make_unique<PreviewObserver>(bus_, id);
+        models::ModelError e;
+        e.kind = models::ModelErrorKind::kCancelled;
+        e.message = "interrupted while listing MCP tools";
+        call.result = models::ModelResult(std::move(e));
+        return RecordAnswer(id, call).status();
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      listings_[id] = {job.span_id, std::move(job.listing)};
+      return Status::Ok();
+    }
+    case ToolJob::Kind::kServer:
+      return RecordServerResults(id, job);
+    case ToolJob::Kind::kMcp:
+      return RecordMcpResults(id, job);
+  }
+  return Status::Ok();
+}
+
+Status Engine::RecordMcpResults(const std::string& id, ToolJob& job) {
   // Interrupted: consuming the user.interrupt answers the calls and settles.
-  if (token->cancelled()) return false;
+  if (job.token->cancelled()) return Status::Ok();
+  const auto& calls = job.calls;
+  const auto& outcomes = job.mcp_outcomes;
   bool due = false;
   std::string now = Now();
   WARREN_RETURN_IF_ERROR(Transition(id, "mcp_results", [&](const Json& cur, EngineState* s, Json* next, store::Store::SessionStep* out) {
@@ -1372,7 +1581,105 @@ Result<bool> Engine::RunMcpCalls(const std::string& id) {
     std::lock_guard<std::mutex> lock(mu_);
     started_here_.insert(id);
   }
-  return due;
+  return Status::Ok();
+}
+
+Status Engine::RecordServerResults(const std::string& id, ToolJob& job) {
+  // The calls that ended before any interrupt, one transition each (as a
+  // worker's results would be); the others are answered by the interrupt.
+  bool model_due = false;
+  for (size_t i = 0; i < job.server_results.size(); i++) {
+    const PendingCall& call = job.calls[i];
+    const domain::ServerToolResult& r = job.server_results[i];
+    std::string now = Now();
+    WARREN_RETURN_IF_ERROR(Transition(id, "server_tool_result", [&](const Json& cur, EngineState* s, Json* next,
+                                                                   store::Store::SessionStep* out) {
+      model_due = false;
+      PendingCall* p = nullptr;
+      for (PendingCall& q : s->pending)
+        if (q.event_id == call.event_id) p = &q;
+      if (p == nullptr || p->result) return Status::Ok();  // interrupted or answered meanwhile
+      p->result = ToolOutcome{r.content, r.is_error};
+      Json e = Event("agent.tool_result", now);
+      e["tool_use_id"] = call.event_id;
+      e["content"] = r.content;
+      e["is_error"] = r.is_error;
+      out->append.push_back(e);
+      // usage.server_tool_use counts the requests (spec 1.3).
+      Json& usage = (*next)["usage"];
+      if (!usage.is_object()) usage = Json::object();
+      Json& stu = usage["server_tool_use"];
+      if (!stu.is_object()) stu = Json::object();
+      const char* key = call.name == "web_search" ? "web_search_requests" : "web_fetch_requests";
+      stu[key] = (stu.contains(key) && stu[key].is_number_integer() ? stu[key].get<int64_t>() : 0) + 1;
+      (*next)["updated_at"] = now;
+      if (!s->Unresolved().empty() || s->ServerCallsDue()) return Status::Ok();
+      // Every call answered: the results go back to the model.
+      if (!ReturnResultsToModel(cur, s, next, out, now, options_.max_model_calls_per_turn)) return Status::Ok();
+      if (jr::Str(cur, "status") != "running") {
+        (*next)["status"] = "running";
+        out->append.push_back(Event("session.status_running", now));
+      }
+      OpenModelSpan(s, out, now);
+      s->phase = Phase::kModel;
+      model_due = true;
+      return Status::Ok();
+    }));
+  }
+  if (model_due) {
+    std::lock_guard<std::mutex> lock(mu_);
+    started_here_.insert(id);
+  }
+  return Status::Ok();
+}
+
+// ---- outputs too large for the context (docs/MCP.md "Large outputs")
+
+void Engine::PlaceLargeMcpOutput(const std::string& id, const std::string& call_id, domain::McpCallOutcome* o) {
+  if (!o->full_text) return;
+  const std::string full = std::move(*o->full_text);
+  o->full_text.reset();
+  Result<std::string> path = session_files_ == nullptr
+                                 ? Result<std::string>(Status::NotFound("no sandbox"))
+                                 : session_files_->WriteToolOutput(id, "mcp", call_id, full);
+  if (!path.ok()) {
+    // The cut stays (the gateway's note gives the sizes); say why the rest
+    // is not at hand.
+    if (path.status().code() != Code::kNotFound)
+      log::Warn("engine.output_file_failed", {{"session", id}, {"call", call_id}, {"error", path.status().ToString()}});
+    o->content.push_back({{"type", "text"},
+                          {"text", path.status().code() == Code::kNotFound
+                                       ? "[the full output was not kept: this session has no sandbox to hold it]"
+                                       : "[the full output was not kept: writing it to this session's sandbox failed]"}});
+    return;
+  }
+  const std::string head = Utf8Head(full, options_.output_preview_bytes);
+  Json content = Json::array();
+  content.push_back({{"type", "text"}, {"text", head}});
+  for (const Json& b : o->content)
+    if (jr::Str(b, "type") == "image") content.push_back(b);
+  content.push_back({{"type", "text"},
+                     {"text", "[output too large for the context: the tool returned " + std::to_string(full.size()) +
+                                  " bytes of text; above are the first " + std::to_string(head.size()) +
+                                  " bytes. The full output is in the file " + *path +
+                                  " in this session's sandbox: read it with your tools]"}});
+  o->content = std::move(content);
+}
+
+void Engine::PlaceLargeServerOutput(const std::string& id, const std::string& call_id, domain::ServerToolResult* r) {
+  if (!r->full_text) return;
+  const std::string full = std::move(*r->full_text);
+  r->full_text.reset();
+  if (session_files_ == nullptr) return;  // the document's context says the text was truncated
+  auto path = session_files_->WriteToolOutput(id, "web_fetch", call_id, full);
+  if (!path.ok()) {
+    if (path.status().code() != Code::kNotFound)
+      log::Warn("engine.output_file_failed", {{"session", id}, {"call", call_id}, {"error", path.status().ToString()}});
+    return;
+  }
+  r->content.push_back({{"type", "text"},
+                        {"text", "[the page's full text (" + std::to_string(full.size()) + " bytes) is in the file " +
+                                     *path + " in this session's sandbox: read it with your tools]"}});
 }
 
 std::optional<Engine::CompactionPlan> Engine::PlanCompaction(const Conversation& conv,
@@ -1549,93 +1856,6 @@ Result<Engine::Step> Engine::RecordCompaction(const std::string& id, InflightCal
   std::lock_guard<std::mutex> lock(mu_);
   skip_compaction_[id] = plan.new_base;
   return Step::kMore;
-}
-
-Result<bool> Engine::RunServerCalls(const std::string& id) {
-  WARREN_ASSIGN_OR_RETURN(Json session, store_->GetSession(id));
-  WARREN_ASSIGN_OR_RETURN(EngineState st, LoadState(id, session));
-  std::vector<PendingCall> due;
-  for (const PendingCall& p : st.pending)
-    if (p.RunsInService()) due.push_back(p);
-  if (due.empty()) return false;
-  auto token = std::make_shared<CancelToken>();
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_) return false;
-    inflight_[id] = token;
-  }
-  auto forget = [&] {
-    std::lock_guard<std::mutex> lock(mu_);
-    inflight_.erase(id);
-  };
-  bool any = false;
-  bool model_due = false;
-  for (const PendingCall& call : due) {
-    Json input = Json::object();
-    auto ev = store_->GetEvent(id, call.event_id);
-    if (ev.ok() && ev->has_value()) input = jr::Get((*ev)->body, "input");
-    domain::ServerToolResult r = server_tools_->Run(call.name, input, token.get());
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      // Shutdown: nothing recorded; the call runs again at the next start.
-      if (stopping_) {
-        inflight_.erase(id);
-        return false;
-      }
-    }
-    if (token->cancelled()) {
-      // An interrupt: consuming it (this session is scheduled again) answers
-      // the calls still open with "Interrupted by the user." and settles.
-      forget();
-      return any;
-    }
-    if (r.content.empty()) r.content = TextContent(r.is_error ? "(error)" : "(no output)");
-    std::string now = Now();
-    Status step = Transition(id, "server_tool_result", [&](const Json& cur, EngineState* s, Json* next,
-                                                           store::Store::SessionStep* out) {
-      model_due = false;
-      PendingCall* p = nullptr;
-      for (PendingCall& q : s->pending)
-        if (q.event_id == call.event_id) p = &q;
-      if (p == nullptr || p->result) return Status::Ok();  // interrupted or answered meanwhile
-      p->result = ToolOutcome{r.content, r.is_error};
-      Json e = Event("agent.tool_result", now);
-      e["tool_use_id"] = call.event_id;
-      e["content"] = r.content;
-      e["is_error"] = r.is_error;
-      out->append.push_back(e);
-      // usage.server_tool_use counts the requests (spec 1.3).
-      Json& usage = (*next)["usage"];
-      if (!usage.is_object()) usage = Json::object();
-      Json& stu = usage["server_tool_use"];
-      if (!stu.is_object()) stu = Json::object();
-      const char* key = call.name == "web_search" ? "web_search_requests" : "web_fetch_requests";
-      stu[key] = (stu.contains(key) && stu[key].is_number_integer() ? stu[key].get<int64_t>() : 0) + 1;
-      (*next)["updated_at"] = now;
-      if (!s->Unresolved().empty() || s->ServerCallsDue()) return Status::Ok();
-      // Every call answered: the results go back to the model.
-      if (!ReturnResultsToModel(cur, s, next, out, now, options_.max_model_calls_per_turn)) return Status::Ok();
-      if (jr::Str(cur, "status") != "running") {
-        (*next)["status"] = "running";
-        out->append.push_back(Event("session.status_running", now));
-      }
-      OpenModelSpan(s, out, now);
-      s->phase = Phase::kModel;
-      model_due = true;
-      return Status::Ok();
-    });
-    if (!step.ok()) {
-      forget();
-      return step;
-    }
-    any = true;
-  }
-  forget();
-  if (model_due) {
-    std::lock_guard<std::mutex> lock(mu_);
-    started_here_.insert(id);
-  }
-  return any;
 }
 
 }  // namespace warren::engine

@@ -12,7 +12,7 @@
 //        agent.custom_tool_use; the session idles with requires_action.
 //        MCP tools (offered as mcp__<server>__<tool> through the
 //        domain::McpTools port) become agent.mcp_tool_use; allowed or
-//        confirmed ones are run by the service (RunMcpCalls, bounded per
+//        confirmed ones are run by the service (StartMcpCalls, bounded per
 //        session, cancelled by an interrupt) and recorded as
 //        agent.mcp_tool_result while the session stays running
 //     -> end_turn: session.status_idle
@@ -48,6 +48,18 @@
 // cancels every call and waits for their completions (nothing is recorded:
 // the call is redone at the next start, as after a crash).
 //
+// The calls the service makes itself (MCP tools/list before a model call,
+// MCP tools/call, web_fetch, web_search) do not hold a worker either: the
+// worker starts them as one job on the ToolPool (a bounded pool of their
+// own, tool_pool.h) and moves on; the session stays "running" (awaiting)
+// until the job's completion queues it again, and a worker records the
+// results (RecordToolJob), exactly the transitions and events of a call
+// made inline. An interrupt cancels the job's token; Stop() cancels it and
+// records nothing (the calls stay pending and run again at the next start).
+// A tool output cut to fit the context (full_text) is written to the
+// session's sandbox through the domain::SessionFiles port when there is
+// one, and the model gets a preview and the file's path (docs/MCP.md).
+//
 // Threading: a pool of worker threads; one session is processed by at most
 // one worker at a time. Thread-safe.
 #pragma once
@@ -70,8 +82,10 @@
 #include "domain/event_sink.h"
 #include "domain/mcp_tools.h"
 #include "domain/server_tools.h"
+#include "domain/session_files.h"
 #include "domain/session_observer.h"
 #include "engine/engine_state.h"
+#include "engine/tool_pool.h"
 #include "models/model_provider.h"
 #include "store/store.h"
 
@@ -98,6 +112,12 @@ struct EngineOptions {
   bool pin_model_calls = false;
   // MCP tool calls of one session run at most this many at a time.
   int mcp_concurrency = 4;
+  // Threads of the ToolPool: service-run tool jobs (MCP listings and calls,
+  // web_fetch, web_search) in flight at once across sessions; more wait FIFO.
+  int tool_threads = 32;
+  // With a sandbox to hold the full output (set_session_files), the model
+  // gets this many bytes of a cut MCP output's text as its preview.
+  size_t output_preview_bytes = 20'000;
 };
 
 // Told when a session has built-in tool calls waiting for a worker.
@@ -117,10 +137,14 @@ class Engine final : public domain::SessionObserver {
   void set_mcp_tools(domain::McpTools* mcp) { mcp_ = mcp; }
   // The tools this service runs itself (web_fetch, web_search; not owned,
   // must outlive the engine). Set before Start(). Their calls are recorded
-  // as agent.tool_use, run on the session's engine worker (after approval
-  // when always_ask) and answered with agent.tool_result, for every
-  // environment type; the session stays running meanwhile.
+  // as agent.tool_use, run as a job on the tool pool (after approval when
+  // always_ask) and answered with agent.tool_result, for every environment
+  // type; the session stays running meanwhile.
   void set_server_tools(domain::ServerTools* tools) { server_tools_ = tools; }
+  // Where outputs too large for the context go (a file in the session's
+  // sandbox; not owned, must outlive the engine). Without it they are cut
+  // with a note. Set before Start().
+  void set_session_files(domain::SessionFiles* files) { session_files_ = files; }
 
   // Starts the workers and re-schedules sessions left mid-turn.
   Status Start();
@@ -172,13 +196,31 @@ class Engine final : public domain::SessionObserver {
   void OnModelDone(const std::string& session_id, std::shared_ptr<InflightCall> call, models::ModelResult result);
   // Records a call's answer in one step; kMore if another call is due.
   Result<Step> RecordAnswer(const std::string& session_id, InflightCall& call);
-  // Runs the session's due MCP calls (allowed or confirmed) and records
-  // agent.mcp_tool_result for each; returns true if a model call is now due.
-  Result<bool> RunMcpCalls(const std::string& session_id);
-  // Runs the pending server-tool calls that may run (server_tools_) and
-  // records each result (one transition per call); returns true if it
-  // recorded any.
-  Result<bool> RunServerCalls(const std::string& session_id);
+  // Service-run tool calls of one session in flight on the ToolPool.
+  struct ToolJob;
+  // Start the session's due MCP calls (allowed or confirmed), its due
+  // server-tool calls (web_fetch, web_search), or the MCP listing of the
+  // model call that is due, as one ToolJob; true if a job was started (the
+  // session then awaits its completion).
+  Result<bool> StartMcpCalls(const std::string& session_id);
+  Result<bool> StartServerCalls(const std::string& session_id);
+  Result<bool> StartListing(const std::string& session_id);
+  // Registers `job` (token, awaiting) and queues `runners` runs of it.
+  bool SubmitToolJob(const std::shared_ptr<ToolJob>& job, size_t runners);
+  // One pool run: makes calls of `job` until none is left (or cancelled).
+  void RunToolJob(ToolJob& job);
+  // The last run of a job ended (pool thread): queues the session.
+  void OnToolDone(const std::shared_ptr<ToolJob>& job);
+  // Records a finished job: agent.mcp_tool_result / agent.tool_result (the
+  // transitions of a call made inline: the MCP calls of an answer
+  // together, server calls one each), or keeps the listing for ModelTurn.
+  Status RecordToolJob(const std::string& session_id, ToolJob& job);
+  Status RecordMcpResults(const std::string& session_id, ToolJob& job);
+  Status RecordServerResults(const std::string& session_id, ToolJob& job);
+  // A cut output (full_text) goes to the session's sandbox; the content
+  // becomes a preview naming the file (or keeps the cut, with a note why).
+  void PlaceLargeMcpOutput(const std::string& session_id, const std::string& call_id, domain::McpCallOutcome* o);
+  void PlaceLargeServerOutput(const std::string& session_id, const std::string& call_id, domain::ServerToolResult* r);
   // Compaction (docs/MODELS.md): when the prompt nears the context window,
   // older turns are summarised by one model call and the transcript's base
   // moves past them.
@@ -219,6 +261,8 @@ class Engine final : public domain::SessionObserver {
   WorkNeeded work_needed_;
   domain::McpTools* mcp_ = nullptr;
   domain::ServerTools* server_tools_ = nullptr;
+  domain::SessionFiles* session_files_ = nullptr;
+  ToolPool tool_pool_;
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -230,13 +274,17 @@ class Engine final : public domain::SessionObserver {
   std::set<std::string> started_here_;  // model phases opened by this process
   std::map<std::string, std::shared_ptr<Conversation>> conversations_;
   std::map<std::string, std::shared_ptr<InflightCall>> completed_;  // answers to record
+  std::map<std::string, std::shared_ptr<ToolJob>> tool_done_;       // tool jobs to record
+  // The MCP listing made for a session's due model call, by the call's
+  // span id (a listing for another span is stale).
+  std::map<std::string, std::pair<std::string, domain::McpListing>> listings_;
   std::map<std::string, std::vector<std::function<void()>>> notices_;  // retry notices to write
-  std::set<std::string> awaiting_;  // sessions whose CallAsync has not completed
+  std::set<std::string> awaiting_;  // sessions whose CallAsync or tool job has not completed
   // The next ModelTurn of a session makes its call without compacting when
   // the transcript base is still this one (set after a summary call: a
   // compaction was just applied, or it failed). One-shot.
   std::map<std::string, int64_t> skip_compaction_;
-  int calls_outstanding_ = 0;  // CallAsync started, completion not yet seen
+  int calls_outstanding_ = 0;  // CallAsync or tool jobs started, completion not yet seen
   bool stopping_ = false;
   std::vector<std::thread> threads_;
 };

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <future>
 #include <mutex>
+#include <set>
 #include <stdexcept>
 
 #include "common/ids.h"
@@ -38,6 +39,8 @@ constexpr const char* kScript = R"({"rules": [
   {"when": {"last_user": "loop forever", "tool_name": "mcp__docs__search"}, "reply": {"tool_calls": [{"name": "mcp__docs__search", "input": {"q": "l"}}]}},
   {"when": {"tool_name": "mcp__docs__search"}, "reply": "Found: {{tool_result}}"},
   {"when": {"user": "fetch it"}, "reply": {"tool_calls": [{"name": "web_fetch", "input": {"url": "https://example.com/"}}]}},
+  {"when": {"user": "grab the long page"}, "reply": {"tool_calls": [{"name": "web_fetch", "input": {"url": "https://example.com/long"}}]}},
+  {"when": {"user": "huge lookup"}, "reply": {"tool_calls": [{"name": "mcp__docs__search", "input": {"q": "big"}}]}},
   {"when": {"tool_name": "web_fetch"}, "reply": "Fetched: {{tool_result}}"}
 ]})";
 
@@ -55,6 +58,14 @@ class FakeMcp final : public domain::McpTools {
                                   const CancelToken*) override {
     calls++;
     domain::McpCallOutcome o;
+    if (input.value("q", "") == "big") {
+      // As the gateway answers an output over its cut: a preview, a note,
+      // and the whole text beside them.
+      o.content = Json::array({{{"type", "text"}, {"text", "AAAAAAAAAA"}},
+                               {{"type", "text"}, {"text", "[output truncated: the tool returned 30 bytes]"}}});
+      o.full_text = "AAAAAAAAAABBBBBBBBBBCCCCCCCCCC";
+      return o;
+    }
     o.content = Json::array({{{"type", "text"}, {"text", server + "/" + tool + " result for " + input.value("q", "")}}});
     return o;
   }
@@ -68,7 +79,15 @@ class FakeMcp final : public domain::McpTools {
 // Holds every call until released (or cancelled), counting how many run at once.
 class GatedMcp final : public domain::McpTools {
  public:
-  domain::McpListing ListTools(const Json&, const CancelToken*) override {
+  domain::McpListing ListTools(const Json&, const CancelToken* cancel) override {
+    {
+      // A server slow to list: held until released (or cancelled).
+      std::unique_lock<std::mutex> lock(mu);
+      listing++;
+      cv.notify_all();
+      while (block_list && !(cancel && cancel->cancelled())) cv.wait_for(lock, std::chrono::milliseconds(5));
+      listing--;
+    }
     domain::McpListing l;
     l.tools.push_back({"mcp__docs__search", "docs", "search", "Searches", {{"type", "object"}}});
     return l;
@@ -90,6 +109,8 @@ class GatedMcp final : public domain::McpTools {
   std::condition_variable cv;
   int inflight = 0, max_inflight = 0;
   bool released = false;
+  bool block_list = false;
+  int listing = 0;
 };
 
 // The ServerTools port's fake: web_fetch answers with the URL it got.
@@ -112,13 +133,32 @@ class FakeServerTools final : public domain::ServerTools {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
       if (!release) return {Json::array({{{"type", "text"}, {"text", "cancelled"}}}), true};
     }
-    return {Json::array({{{"type", "text"}, {"text", "page of " + input.value("url", std::string())}}}), false};
+    domain::ServerToolResult r{Json::array({{{"type", "text"}, {"text", "page of " + input.value("url", std::string())}}}), false};
+    if (input.value("url", std::string()).find("/long") != std::string::npos) r.full_text = "the whole long page";
+    return r;
   }
   std::mutex mu;
   std::vector<std::string> calls;
   std::atomic<bool> block{false};
   std::atomic<bool> entered{false};
   std::atomic<bool> release{false};
+};
+
+// The SessionFiles port's fake: a session "has a sandbox" when listed in
+// `sandboxes`; writes are kept by path.
+class FakeSessionFiles final : public domain::SessionFiles {
+ public:
+  Result<std::string> WriteToolOutput(const std::string& session_id, const std::string& kind, const std::string& name,
+                                      std::string_view data) override {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!sandboxes.count(session_id)) return Status::NotFound("no sandbox");
+    std::string path = "/tmp/warren/" + kind + "/" + name + ".txt";
+    written[session_id + ":" + path] = std::string(data);
+    return path;
+  }
+  std::mutex mu;
+  std::set<std::string> sandboxes;
+  std::map<std::string, std::string> written;
 };
 
 // Records what the engine publishes (the EventSink port's fake).
@@ -212,10 +252,12 @@ class EngineTest : public ::testing::Test {
     fs::remove_all(dir_);
   }
 
-  void StartEngine(domain::McpTools* mcp = nullptr) {
+  void StartEngine(domain::McpTools* mcp = nullptr, EngineOptions options = {},
+                   domain::SessionFiles* files = nullptr) {
     if (engine_) engine_->Stop();
-    engine_ = std::make_unique<Engine>(store_.get(), &bus_, provider_.get(), Clock::Real());
+    engine_ = std::make_unique<Engine>(store_.get(), &bus_, provider_.get(), Clock::Real(), options);
     if (mcp != nullptr) engine_->set_mcp_tools(mcp);
+    if (files != nullptr) engine_->set_session_files(files);
     engine_->set_server_tools(&server_tools_);
     ASSERT_TRUE(engine_->Start().ok());
   }
@@ -765,6 +807,171 @@ TEST_F(EngineTest, AModelLoopingOnMcpCallsIsStopped) {
   ASSERT_FALSE(errors.empty());
   EXPECT_NE(errors.back()["error"]["message"].get<std::string>().find("100 calls in one turn"), std::string::npos);
   EXPECT_EQ(Status(sid), "idle");
+}
+
+
+// ---- service-run calls hold no engine thread (tool pool)
+
+// Polls `pred` (a state the engine reaches on other threads); the bound
+// guards against a hang, it is not a timing assertion.
+template <typename Pred>
+bool Eventually(Pred pred) {
+  for (int i = 0; i < 30000; i++) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return pred();
+}
+
+EngineOptions OneThread() {
+  EngineOptions o;
+  o.threads = 1;
+  return o;
+}
+
+// With one engine thread, an MCP call that does not answer leaves that
+// thread free: another session's whole turn completes while the call is
+// still pending, then the call's result is recorded as before.
+TEST_F(EngineTest, SlowMcpCallDoesNotStallOtherSessionsWithOneEngineThread) {
+  GatedMcp mcp;
+  StartEngine(&mcp, OneThread());
+  std::string slow = NewSession("scripted", "always_allow");
+  Send(slow, {UserText("search docs")}, /*wait=*/false);
+  {
+    std::unique_lock<std::mutex> lock(mcp.mu);
+    ASSERT_TRUE(mcp.cv.wait_for(lock, std::chrono::seconds(30), [&] { return mcp.inflight == 1; }));
+  }
+  std::string other = NewSession();
+  Send(other, {UserText("turn")}, /*wait=*/false);
+  ASSERT_TRUE(Eventually([&] { return Status(other) == "idle" && !OfType(other, "agent.message").empty(); }))
+      << "the other session's turn did not complete while the MCP call was pending";
+  {
+    std::lock_guard<std::mutex> lock(mcp.mu);
+    EXPECT_EQ(mcp.inflight, 1) << "the slow call is still pending";
+    EXPECT_TRUE(OfType(slow, "agent.mcp_tool_result").empty());
+    EXPECT_EQ(Status(slow), "running");
+    mcp.released = true;
+  }
+  engine_->WaitIdle();
+  ASSERT_EQ(OfType(slow, "agent.mcp_tool_result").size(), 1u);
+  EXPECT_EQ(OfType(slow, "agent.message").back()["content"][0]["text"], "Found: rx");
+  EXPECT_EQ(OfType(other, "session.status_idle").back()["stop_reason"]["type"], "end_turn");
+}
+
+// The same for a slow web_fetch.
+TEST_F(EngineTest, SlowFetchDoesNotStallOtherSessionsWithOneEngineThread) {
+  server_tools_.block = true;
+  StartEngine(nullptr, OneThread());
+  std::string slow = NewSession();
+  Send(slow, {UserText("fetch it")}, /*wait=*/false);
+  ASSERT_TRUE(Eventually([&] { return server_tools_.entered.load(); }));
+  std::string other = NewSession();
+  Send(other, {UserText("turn")}, /*wait=*/false);
+  ASSERT_TRUE(Eventually([&] { return Status(other) == "idle" && !OfType(other, "agent.message").empty(); }))
+      << "the other session's turn did not complete while the fetch was pending";
+  EXPECT_TRUE(OfType(slow, "agent.tool_result").empty()) << "the fetch is still pending";
+  server_tools_.release = true;
+  engine_->WaitIdle();
+  ASSERT_EQ(OfType(slow, "agent.tool_result").size(), 1u);
+  EXPECT_EQ(OfType(slow, "agent.message").back()["content"][0]["text"], "Fetched: page of https://example.com/");
+}
+
+// The MCP listing before a model call is a tool job too: a server slow to
+// list does not hold the engine thread, and an interrupt during the listing
+// settles the turn with the model span closed.
+TEST_F(EngineTest, SlowMcpListingDoesNotStallAndAnInterruptSettlesIt) {
+  GatedMcp mcp;
+  mcp.block_list = true;
+  StartEngine(&mcp, OneThread());
+  std::string slow = NewSession("scripted", "always_allow");
+  Send(slow, {UserText("search docs")}, /*wait=*/false);
+  {
+    std::unique_lock<std::mutex> lock(mcp.mu);
+    ASSERT_TRUE(mcp.cv.wait_for(lock, std::chrono::seconds(30), [&] { return mcp.listing == 1; }));
+  }
+  std::string other = NewSession();
+  Send(other, {UserText("turn")}, /*wait=*/false);
+  ASSERT_TRUE(Eventually([&] { return Status(other) == "idle" && !OfType(other, "agent.message").empty(); }));
+  Send(slow, {{{"type", "user.interrupt"}}});
+  EXPECT_EQ(Status(slow), "idle");
+  EXPECT_EQ(OfType(slow, "span.model_request_start").size(), OfType(slow, "span.model_request_end").size());
+  EXPECT_EQ(OfType(slow, "session.status_idle").back()["stop_reason"]["type"], "end_turn");
+  EXPECT_TRUE(OfType(slow, "agent.mcp_tool_use").empty());
+  EXPECT_TRUE(OfType(slow, "session.error").empty());
+  EXPECT_TRUE(AllProcessed(slow));
+  // The next turn lists again and works.
+  {
+    std::lock_guard<std::mutex> lock(mcp.mu);
+    mcp.block_list = false;
+    mcp.released = true;
+  }
+  Send(slow, {UserText("search docs")});
+  ASSERT_EQ(OfType(slow, "agent.mcp_tool_result").size(), 1u);
+  EXPECT_EQ(OfType(slow, "agent.message").back()["content"][0]["text"], "Found: rx");
+}
+
+// An MCP output cut to fit the context goes to the session's sandbox: the
+// model gets the first output_preview_bytes and the file's path; the file
+// holds the whole text. Without a sandbox the cut stays, with a note.
+TEST_F(EngineTest, LargeMcpOutputGoesToTheSessionsSandbox) {
+  FakeMcp mcp;
+  FakeSessionFiles files;
+  EngineOptions o;
+  o.output_preview_bytes = 12;
+  StartEngine(&mcp, o, &files);
+  std::string sid = NewSession("scripted", "always_allow");
+  files.sandboxes.insert(sid);
+  Send(sid, {UserText("huge lookup")});
+  auto uses = OfType(sid, "agent.mcp_tool_use");
+  ASSERT_EQ(uses.size(), 1u);
+  auto results = OfType(sid, "agent.mcp_tool_result");
+  ASSERT_EQ(results.size(), 1u);
+  const std::string path = "/tmp/warren/mcp/" + uses[0]["id"].get<std::string>() + ".txt";
+  const Json& content = results[0]["content"];
+  ASSERT_EQ(content.size(), 2u) << content.dump();
+  EXPECT_EQ(content[0]["text"], "AAAAAAAAAABB");
+  const std::string note = content[1]["text"];
+  EXPECT_NE(note.find("returned 30 bytes"), std::string::npos) << note;
+  EXPECT_NE(note.find("first 12 bytes"), std::string::npos) << note;
+  EXPECT_NE(note.find(path), std::string::npos) << note;
+  EXPECT_EQ(files.written.at(sid + ":" + path), "AAAAAAAAAABBBBBBBBBBCCCCCCCCCC");
+  // The model saw the preview and the path.
+  const std::string said = OfType(sid, "agent.message").back()["content"][0]["text"];
+  EXPECT_NE(said.find(path), std::string::npos) << said;
+
+  std::string bare = NewSession("scripted", "always_allow");  // no sandbox
+  Send(bare, {UserText("huge lookup")});
+  auto cut = OfType(bare, "agent.mcp_tool_result");
+  ASSERT_EQ(cut.size(), 1u);
+  ASSERT_EQ(cut[0]["content"].size(), 3u) << cut[0]["content"].dump();
+  EXPECT_EQ(cut[0]["content"][0]["text"], "AAAAAAAAAA");
+  EXPECT_NE(cut[0]["content"][1]["text"].get<std::string>().find("output truncated"), std::string::npos);
+  EXPECT_NE(cut[0]["content"][2]["text"].get<std::string>().find("no sandbox"), std::string::npos);
+}
+
+// A web_fetch page cut at max_text_chars: the whole text goes to the
+// sandbox and the result names the file after the document.
+TEST_F(EngineTest, LongFetchedPageGoesToTheSessionsSandbox) {
+  FakeSessionFiles files;
+  StartEngine(nullptr, {}, &files);
+  std::string sid = NewSession();
+  files.sandboxes.insert(sid);
+  Send(sid, {UserText("grab the long page")});
+  auto uses = OfType(sid, "agent.tool_use");
+  ASSERT_EQ(uses.size(), 1u);
+  auto results = OfType(sid, "agent.tool_result");
+  ASSERT_EQ(results.size(), 1u);
+  const std::string path = "/tmp/warren/web_fetch/" + uses[0]["id"].get<std::string>() + ".txt";
+  ASSERT_EQ(results[0]["content"].size(), 2u) << results[0]["content"].dump();
+  EXPECT_EQ(results[0]["content"][0]["text"], "page of https://example.com/long");
+  EXPECT_NE(results[0]["content"][1]["text"].get<std::string>().find(path), std::string::npos);
+  EXPECT_EQ(files.written.at(sid + ":" + path), "the whole long page");
+  // Without a sandbox the result is the page alone (its context says it was cut).
+  std::string bare = NewSession();
+  Send(bare, {UserText("grab the long page")});
+  auto plain = OfType(bare, "agent.tool_result");
+  ASSERT_EQ(plain.size(), 1u);
+  EXPECT_EQ(plain[0]["content"].size(), 1u);
 }
 
 }  // namespace

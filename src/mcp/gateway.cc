@@ -25,12 +25,15 @@ Json Text(const std::string& s) { return Json::array({{{"type", "text"}, {"text"
 
 }  // namespace
 
-Json ContentFromMcpResult(const Json& result, size_t max_bytes, bool* is_error) {
+Json ContentFromMcpResult(const Json& result, size_t max_bytes, bool* is_error, std::string* full_text) {
   *is_error = Get(result, "isError") == true;
   Json out = Json::array();
   size_t used = 0, total = 0;
   bool cut = false;
+  std::string all;  // every text piece, in full, one per line
   auto add_text = [&](const std::string& t) {
+    if (!all.empty()) all += '\n';
+    all += t;
     total += t.size();
     if (used >= max_bytes) {
       cut = true;
@@ -80,6 +83,7 @@ Json ContentFromMcpResult(const Json& result, size_t max_bytes, bool* is_error) 
                    {"text", "[output truncated: the tool returned " + std::to_string(total) +
                                 " bytes of text; the model was given a preview of " + std::to_string(used) +
                                 " bytes (images that did not fit were left out)]"}});
+  if (cut && full_text != nullptr) *full_text = std::move(all);
   return out;
 }
 
@@ -266,7 +270,9 @@ domain::McpCallOutcome McpGateway::CallTool(const Json& session, const std::stri
     }
     return out;
   }
-  out.content = ContentFromMcpResult(*r, options_.max_output_bytes, &out.is_error);
+  std::string full;
+  out.content = ContentFromMcpResult(*r, options_.max_output_bytes, &out.is_error, &full);
+  if (!full.empty()) out.full_text = std::move(full);
   if (out.content.empty()) out.content = Text("(no output)");
   return out;
 }

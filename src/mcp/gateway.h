@@ -10,8 +10,9 @@
 // per session until it works again. Errors never carry a secret.
 //
 // Large outputs: the text of a tool result is cut at max_output_bytes and
-// the model gets that preview plus a note with the full size (writing the
-// whole output to a file in the session's sandbox is future work).
+// the model gets that preview plus a note with the full size; the full text
+// travels in McpCallOutcome::full_text, which the engine writes to the
+// session's sandbox when it has one (domain/session_files.h).
 //
 // Thread-safety: thread-safe. Owns the connections; not the store, HTTP
 // client, secrets box or clock, which outlive it.
@@ -44,8 +45,11 @@ struct McpGatewayOptions {
   size_t max_sessions = 256;
 };
 
-// MCP tool result -> client content blocks (text, image), cut at max_bytes.
-Json ContentFromMcpResult(const Json& result, size_t max_bytes, bool* is_error);
+// MCP tool result -> client content blocks (text, image), cut at max_bytes
+// (then the last block is a note with the full size). When it was cut and
+// `full_text` is not null, *full_text gets the text of every text piece in
+// full, one per line (images are not in it).
+Json ContentFromMcpResult(const Json& result, size_t max_bytes, bool* is_error, std::string* full_text = nullptr);
 
 class McpGateway final : public domain::McpTools {
  public:

@@ -82,6 +82,20 @@ TEST(McpContent, ConvertsBlocksAndCutsLargeText) {
   EXPECT_EQ(small[0]["source"]["media_type"], "image/png");
 }
 
+// A cut result hands the whole text back for the sandbox file; one that fits
+// does not (no copy for the common case).
+TEST(McpContent, FullTextComesBackOnlyWhenCut) {
+  bool is_error = false;
+  std::string full;
+  Json big = {{"content", {{{"type", "text"}, {"text", std::string(150, 'a')}}, {{"type", "text"}, {"text", "tail"}}}}};
+  Json c = ContentFromMcpResult(big, 100, &is_error, &full);
+  EXPECT_EQ(full, std::string(150, 'a') + "\ntail");
+  EXPECT_EQ(c[0]["text"].get<std::string>().size(), 100u);
+  std::string none;
+  (void)ContentFromMcpResult({{"content", {{{"type", "text"}, {"text", "short"}}}}}, 100, &is_error, &none);
+  EXPECT_TRUE(none.empty());
+}
+
 // A Streamable HTTP server: JSON for initialize, SSE for the rest.
 class StreamableServer {
  public:

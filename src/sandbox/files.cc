@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <optional>
 
+#include "common/ids.h"
+#include "sandbox/safe_path.h"
 #include "sandbox/sys.h"
 
 namespace warren::sandbox {
@@ -205,6 +207,45 @@ Result<UniqueFd> RootFs::OpenWrite(const std::string& path, uint32_t mode) const
   int fl = fcntl(fd.get(), F_GETFL);
   fcntl(fd.get(), F_SETFL, fl & ~O_NONBLOCK);
   return fd;
+}
+
+Status RootFs::ReplaceFileNoFollow(const std::string& path, std::string_view data, uint32_t mode,
+                                   uint32_t dir_mode) const {
+  WARREN_AS_SANDBOX_ROOT();
+  WARREN_ASSIGN_OR_RETURN(auto comps, SplitRelative(Rel(path)));
+  if (comps.empty()) return Status::InvalidArgument("bad path: " + path);
+  const std::string name = comps.back();
+  comps.pop_back();
+  std::string dir;
+  for (const auto& c : comps) dir += (dir.empty() ? "" : "/") + c;
+  UniqueFd dfd;
+  if (dir.empty()) {
+    WARREN_ASSIGN_OR_RETURN(dfd, OpenBeneath(fd_.get(), ".", O_PATH | O_DIRECTORY));
+  } else {
+    auto made = MkdirBeneath(fd_.get(), dir, dir_mode);
+    if (!made.ok()) return made.status().WithContext("write " + path);
+    dfd = std::move(made).value();
+  }
+  unsigned char rnd[8];
+  RandomBytes(rnd, sizeof(rnd));
+  std::string tmp = ".warren-";
+  for (unsigned char b : rnd) {
+    static const char* kHex = "0123456789abcdef";
+    tmp += kHex[b >> 4];
+    tmp += kHex[b & 15];
+  }
+  tmp += ".tmp";
+  int fd = openat(dfd.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode & 07777);
+  if (fd < 0) return PathError(errno, "create", path);
+  UniqueFd out(fd);
+  int rc = WriteAll(out.get(), data.data(), data.size());
+  if (rc == 0 && fchmod(out.get(), mode & 07777) != 0) rc = -errno;  // exactly `mode`, whatever the umask
+  if (rc < 0 || renameat(dfd.get(), tmp.c_str(), dfd.get(), name.c_str()) != 0) {
+    int err = rc < 0 ? -rc : errno;
+    unlinkat(dfd.get(), tmp.c_str(), 0);
+    return PathError(err, "write", path);
+  }
+  return Status::Ok();
 }
 
 Result<std::string> RootFs::ReadFile(const std::string& path, int64_t max_bytes) const {

@@ -52,6 +52,17 @@ class RootFs final {
   Status Move(const std::string& from, const std::string& to) const;
   Status Delete(const std::string& path, bool recursive) const;
   Status Chmod(const std::string& path, uint32_t mode) const;
+  // Writes `data` to `path` with no link followed anywhere, for files the
+  // host leaves in a tree the sandbox may have prepared (tool outputs): the
+  // parent directories are resolved and created (mode `dir_mode`) with
+  // safe_path's MkdirBeneath (RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH |
+  // RESOLVE_NO_XDEV: a symlink component fails with ELOOP); the bytes go to
+  // a fresh temp file in that directory (O_CREAT | O_EXCL | O_NOFOLLOW) that
+  // is then renamed over the last component, so an entry planted there (a
+  // symlink to a host path, say) is replaced, never followed, and readers
+  // see the old file or the whole new one.
+  Status ReplaceFileNoFollow(const std::string& path, std::string_view data, uint32_t mode = 0644,
+                             uint32_t dir_mode = 0755) const;
   // Opens `path` (following symlinks inside the root) for streaming I/O.
   Result<UniqueFd> OpenRead(const std::string& path) const;
   Result<UniqueFd> OpenWrite(const std::string& path, uint32_t mode = 0644) const;

@@ -1,6 +1,7 @@
 #include "sandbox/files.h"
 
 #include <gtest/gtest.h>
+#include <cstring>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -37,6 +38,48 @@ TEST_F(FilesTest, SymlinksResolveInsideTheRoot) {
   EXPECT_EQ(fs_->ReadFile("../outside").status().code(), Code::kNotFound);
   // Resolves to <root><base>/outside, whose parent does not exist inside.
   EXPECT_EQ(fs_->WriteFile("/abs", "x").code(), Code::kNotFound);
+  EXPECT_EQ(*ReadFileToString(base_ + "/outside"), "secret");
+}
+
+// ReplaceFileNoFollow (tool outputs the host leaves in a sandbox): a
+// directory symlink planted on the way fails with ELOOP and writes nothing
+// anywhere; a symlink planted at the file's own name is replaced by the new
+// file, its target untouched; a ".." never leaves the root.
+TEST_F(FilesTest, ReplaceFileNoFollowRefusesPlantedLinks) {
+  ASSERT_TRUE(MkdirAll(base_ + "/hostdir").ok());
+  ASSERT_EQ(symlink((base_ + "/hostdir").c_str(), (root_ + "/tmp").c_str()), 0);  // /tmp -> a host dir
+  Status viaDir = fs_->ReplaceFileNoFollow("/tmp/warren/mcp/a.txt", "payload");
+  EXPECT_FALSE(viaDir.ok());
+  EXPECT_NE(viaDir.message().find(strerror(ELOOP)), std::string::npos) << viaDir.ToString();
+  struct stat st;
+  EXPECT_NE(lstat((base_ + "/hostdir/warren").c_str(), &st), 0) << "nothing created through the link";
+  // A link inside the root to a directory inside the root is refused too.
+  ASSERT_EQ(unlink((root_ + "/tmp").c_str()), 0);
+  ASSERT_EQ(symlink("/etc", (root_ + "/tmp").c_str()), 0);
+  Status inside = fs_->ReplaceFileNoFollow("/tmp/x.txt", "payload");
+  EXPECT_NE(inside.message().find(strerror(ELOOP)), std::string::npos) << inside.ToString();
+  ASSERT_EQ(unlink((root_ + "/tmp").c_str()), 0);
+  // A symlink at the final name (to a host file): replaced, never followed.
+  ASSERT_TRUE(MkdirAll(root_ + "/tmp/warren/mcp").ok());
+  ASSERT_EQ(symlink((base_ + "/outside").c_str(), (root_ + "/tmp/warren/mcp/b.txt").c_str()), 0);
+  ASSERT_TRUE(fs_->ReplaceFileNoFollow("/tmp/warren/mcp/b.txt", "new output", 0644).ok());
+  EXPECT_EQ(*ReadFileToString(base_ + "/outside"), "secret");
+  ASSERT_EQ(lstat((root_ + "/tmp/warren/mcp/b.txt").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0644u);
+  EXPECT_EQ(*ReadFileToString(root_ + "/tmp/warren/mcp/b.txt"), "new output");
+  // Writing again replaces the file (a call made again after a crash).
+  ASSERT_TRUE(fs_->ReplaceFileNoFollow("/tmp/warren/mcp/b.txt", "again").ok());
+  EXPECT_EQ(*ReadFileToString(root_ + "/tmp/warren/mcp/b.txt"), "again");
+  // Missing directories are created with the mode asked for; no temp file is left.
+  ASSERT_TRUE(fs_->ReplaceFileNoFollow("/var/out/c.txt", "c", 0600, 0711).ok());
+  ASSERT_EQ(stat((root_ + "/var/out").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0711u);
+  auto names = fs_->List("/var/out");
+  ASSERT_TRUE(names.ok());
+  ASSERT_EQ(names->size(), 1u);
+  EXPECT_EQ((*names)[0].name, "c.txt");
+  EXPECT_FALSE(fs_->ReplaceFileNoFollow("/../outside", "x").ok());
   EXPECT_EQ(*ReadFileToString(base_ + "/outside"), "secret");
 }
 

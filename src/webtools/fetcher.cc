@@ -200,6 +200,7 @@ class CurlFetcher final : public Fetcher {
       size_t cut = o_.max_text_chars;
       // Do not cut inside a UTF-8 sequence.
       while (cut > 0 && (static_cast<unsigned char>(page->text[cut]) & 0xc0) == 0x80) cut--;
+      page->full_text = page->text;
       page->text.resize(cut);
       page->truncated = true;
     }

@@ -53,6 +53,7 @@ struct FetchedPage {
   std::string title;
   std::string text;
   bool truncated = false;
+  std::string full_text;  // when truncated: the whole text (for a file in the session's sandbox)
   int redirects = 0;
 };
 

@@ -149,6 +149,7 @@ domain::ServerToolResult WebTools::RunFetch(const Json& input, const CancelToken
               {"context", context}};
   domain::ServerToolResult r;
   r.content = Json::array({doc});
+  if (page->truncated && !page->full_text.empty()) r.full_text = std::move(page->full_text);
   return r;
 }
 

@@ -229,6 +229,29 @@ TEST(Fetcher, SizeLimit) {
   EXPECT_TRUE(NewCurlFetcher(o)->Fetch(server.url() + "/big", nullptr).ok());
 }
 
+// A page longer than max_text_chars: the model's text is cut and the whole
+// text travels beside it (the engine writes it to the session's sandbox).
+TEST(WebTools, LongPageKeepsItsFullTextForTheSandbox) {
+  FakeHttpServer server([&](const FakeRequest&, ResponseWriter& w) {
+    FakeHttpServer::Reply(w, 200, std::string(500, 'p') + "END", {{"Content-Type", "text/plain"}});
+  });
+  WebToolsConfig cfg;
+  cfg.fetch = LocalOptions(server.port());
+  cfg.fetch.max_text_chars = 100;
+  auto tools = WebTools::FromConfig(cfg, NewCurlHttpClient());
+  ASSERT_TRUE(tools.ok());
+  auto r = (*tools)->Run("web_fetch", {{"url", server.url() + "/long"}}, nullptr);
+  ASSERT_FALSE(r.is_error) << r.content.dump();
+  EXPECT_EQ(r.content[0]["source"]["data"].get<std::string>().size(), 100u);
+  EXPECT_NE(r.content[0]["context"].get<std::string>().find("truncated"), std::string::npos);
+  ASSERT_TRUE(r.full_text.has_value());
+  EXPECT_EQ(*r.full_text, std::string(500, 'p') + "END");
+  cfg.fetch.max_text_chars = 1000;
+  auto roomy = WebTools::FromConfig(cfg, NewCurlHttpClient());
+  ASSERT_TRUE(roomy.ok());
+  EXPECT_FALSE((*roomy)->Run("web_fetch", {{"url", server.url() + "/long"}}, nullptr).full_text.has_value());
+}
+
 TEST(Fetcher, RefusesPrivateTargetsAtConnectTime) {
   std::atomic<int> other_hits{0};
   FakeHttpServer other([&](const FakeRequest&, ResponseWriter& w) {

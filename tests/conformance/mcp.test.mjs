@@ -18,6 +18,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import { missingBinaryReason, startServer } from './lib/server.mjs';
 import { startMcpServer } from './lib/mcp_server.mjs';
 import { waitFor, settle } from './lib/util.mjs';
+import { Fixture, orchestratorSkipReason, waitIdle, lastText, say } from './lib/orchestrator.mjs';
 
 const skip = missingBinaryReason();
 const msg = (text) => ({ type: 'user.message', content: [{ type: 'text', text }] });
@@ -31,6 +32,7 @@ const SCRIPT = {
     call('call slow', 'mcp__str__slow', {}),
     call('grow tools', 'mcp__str__grow', {}),
     call('call gate', 'mcp__str__gate', {}),
+    { when: { user: 'just talk' }, reply: 'talked' },
     { when: { tool_name: 'mcp__str__grow', offered_tool: 'mcp__str__late' }, reply: 'the late tool is offered' },
     { when: { tool_name: 'mcp__str__big' }, reply: 'big done' },
     { when: { tool_name: { regex: '^mcp__' } }, reply: 'Tool said: {{tool_result}}' },
@@ -314,6 +316,55 @@ describe('MCP servers and vaults with the official SDK', { skip }, () => {
     const text = textOf(res);
     assert.ok(text.length < 600000, `cut: ${text.length}`);
     assert.match(text, /output truncated: the tool returned 600000 bytes/);
+    // A self_hosted session has no sandbox of ours to hold the rest: said so.
+    assert.match(text, /the full output was not kept: this session has no sandbox to hold it/);
+  });
+
+  test('with engine_threads=1, a slow MCP call does not stall another session: its turn completes meanwhile', async () => {
+    const script = path.join(dir, 'script.json');
+    const own = await startServer({
+      env: { WARREN_MODEL_PROVIDER: 'scripted', WARREN_MODEL_SCRIPT: script, WARREN_ENGINE_THREADS: '1' },
+    });
+    try {
+      const c = new Anthropic({ apiKey: own.apiKey, baseURL: own.url, maxRetries: 0 });
+      const e = await c.beta.environments.create({ name: 'one-thread', config: { type: 'self_hosted' } });
+      const a = await c.beta.agents.create({
+        name: 'one-thread agent', model: 'claude-sonnet-4-6',
+        mcp_servers: [{ type: 'url', name: 'str', url: `${mcp.base}/mcp` }],
+        tools: [{ type: 'mcp_toolset', mcp_server_name: 'str' }],
+      });
+      const slow = await c.beta.sessions.create({ agent: a.id, environment_id: e.id });
+      const other = await c.beta.sessions.create({ agent: a.id, environment_id: e.id });
+      mcp.state.gateOpen = false;
+      const started = mcp.state.gateStarted;
+      await c.beta.sessions.events.send(slow.id, { events: [msg('call gate')] });
+      await waitFor(() => mcp.state.gateStarted > started, { timeoutMs: 20_000, what: 'the gate tool started' });
+      // The only engine thread is free: the other session's whole turn
+      // (listing its MCP tools, the model call, recording) completes while
+      // the gate call is still pending.
+      const list = async (sid) => {
+        const out = [];
+        for await (const x of c.beta.sessions.events.list(sid, { limit: 1000 })) out.push(x);
+        return out;
+      };
+      await c.beta.sessions.events.send(other.id, { events: [msg('just talk')] });
+      await waitFor(async () => lastIdle(await list(other.id))?.stop_reason.type === 'end_turn',
+        { timeoutMs: 20_000, what: "the other session's turn to complete while the gate call is pending" });
+      const otherEvs = await list(other.id);
+      assert.equal(textOf(otherEvs.filter((x) => x.type === 'agent.message').at(-1)), 'talked');
+      assert.equal(lastIdle(otherEvs).stop_reason.type, 'end_turn');
+      assert.ok(!(await list(slow.id)).some((x) => x.type === 'agent.mcp_tool_result'), 'the gate call is still pending');
+      assert.equal((await c.beta.sessions.retrieve(slow.id)).status, 'running');
+      mcp.state.gateOpen = true;
+      await waitFor(async () => lastIdle(await list(slow.id))?.stop_reason.type === 'end_turn',
+        { timeoutMs: 20_000, what: 'the gate call to complete' });
+      const done = await list(slow.id);
+      assert.equal(textOf(done.find((x) => x.type === 'agent.mcp_tool_result')), 'gate passed');
+      assert.equal(textOf(done.filter((x) => x.type === 'agent.message').at(-1)), 'Tool said: gate passed');
+    } finally {
+      mcp.state.gateOpen = true;
+      await own.cleanup();
+    }
   });
 
   test('user.interrupt cancels an MCP call in flight (the server sees notifications/cancelled)', async () => {
@@ -396,3 +447,66 @@ describe('MCP servers and vaults with the official SDK', { skip }, () => {
     assert.ok(logs.length > 0, 'the server logged something');
   });
 });
+
+// Large outputs in a cloud session (spec 6 "Large MCP outputs"): the
+// built-in orchestrator's sandbox holds the whole output, the model gets a
+// preview naming the file, and the agent reads the file with its own tools.
+// Needs root (real sandboxes); skips with the reason otherwise.
+describe('MCP large outputs go to a file in the session sandbox (cloud, built-in orchestrator)',
+  { skip: skip || orchestratorSkipReason(), timeout: 240_000 }, () => {
+    let fx, mcpSrv, dir2;
+    before(async () => {
+      mcpSrv = await startMcpServer();
+      dir2 = await mkdtemp(path.join(tmpdir(), 'warren-mcp-cloud-'));
+      const script = path.join(dir2, 'script.json');
+      await writeFile(script, JSON.stringify({
+        rules: [
+          { when: { user: { regex: '^run: (.+)$' } }, reply: { tool_calls: [{ name: 'bash', input: { command: '{{1}}' } }] } },
+          { when: { tool_name: 'bash' }, reply: 'The command printed: {{tool_result}}' },
+          call('call big', 'mcp__str__big', { bytes: 600000 }),
+          { when: { tool_name: 'mcp__str__big' }, reply: 'big done' },
+        ],
+        default: { text: 'No script for: {{user}}' },
+      }));
+      fx = new Fixture('mcpbig', { script, config: { runner_idle_ms: 8000 } });
+      await fx.start();
+    });
+    after(async () => {
+      if (fx) await fx.stopAndCheckLeaks();
+      if (mcpSrv) await mcpSrv.close();
+      if (dir2) await rm(dir2, { recursive: true, force: true });
+    });
+
+    test('the whole output is in /tmp/warren/mcp/<event id>.txt; the model gets a preview and the path', async () => {
+      const c = fx.client;
+      const env = await c.beta.environments.create({ name: 'cloud-mcp', config: { type: 'cloud' } });
+      const agent = await c.beta.agents.create({
+        name: 'cloud mcp', model: 'claude-sonnet-4-6',
+        mcp_servers: [{ type: 'url', name: 'str', url: `${mcpSrv.base}/mcp` }],
+        tools: [{ type: 'agent_toolset_20260401' }, { type: 'mcp_toolset', mcp_server_name: 'str' }],
+      });
+      const s = await c.beta.sessions.create({ agent: agent.id, environment_id: env.id });
+      // A built-in call first: the orchestrator makes the session's sandbox.
+      await say(c, s.id, 'run: echo ready');
+      await waitIdle(c, s.id, 1);
+      await say(c, s.id, 'call big');
+      const { evs } = await waitIdle(c, s.id, 2);
+      const use = evs.find((e) => e.type === 'agent.mcp_tool_use');
+      const res = evs.find((e) => e.type === 'agent.mcp_tool_result');
+      const file = `/tmp/warren/mcp/${use.id}.txt`;
+      const text = res.content.filter((b) => b.type === 'text').map((b) => b.text).join('\n');
+      assert.ok(text.length < 30_000, `a preview, not the output: ${text.length} chars`);
+      assert.ok(text.startsWith('B'.repeat(20_000)), 'the preview is the head of the output');
+      assert.match(text, /the tool returned 600000 bytes of text; above are the first 20000 bytes/);
+      assert.ok(text.includes(`The full output is in the file ${file} in this session's sandbox`), text.slice(-400));
+      assert.equal(res.is_error, false);
+      // The file is in the session's sandbox, whole, owned by its root.
+      const [sb] = await fx.sandboxes(s.id);
+      const st = await fx.exec(sb.id, `wc -c < ${file}; stat -c '%u %a' ${file}; tr -d B < ${file} | wc -c`);
+      assert.deepEqual(st.stdout.trim().split('\n').map((l) => l.trim()), ['600000', '0 644', '0'], st.stderr);
+      // The agent reads it with its own tools (bash in the sandbox, through the runner).
+      await say(c, s.id, `run: wc -c < ${file}`);
+      const after = await waitIdle(c, s.id, 3);
+      assert.match(lastText(after.msgs), /The command printed: 600000/);
+    });
+  });
