@@ -13,9 +13,15 @@
 // Peer, measured in the same run against the same receiver: a Node client
 // sending the same number of bodies with the same concurrency, signed by
 // `standardwebhooks` (no store). Printed: both rates and Warren / peer.
+//   4. wake-up latency: BENCH_LATENCY_N agents created one at a time; for each,
+//      the time from sending POST /v1/agents to the receiver getting its
+//      agent.created delivery. The fallback poll is the default (5 s), so the
+//      figure shows the store's outbox listener waking the dispatcher. Peer:
+//      the POST's own round trip, same run. Printed: p50/p95 and latency / RTT.
+// The endpoint's auto-disable is off (the backlog phase fails on purpose).
 //
 // Run through bench/webhooks_out/run.sh. Env: WARREN_BIN, BENCH_SESSIONS (300),
-// BENCH_CONCURRENCY (4), BENCH_JSON (write results).
+// BENCH_CONCURRENCY (4), BENCH_LATENCY_N (50), BENCH_JSON (write results).
 import http from 'node:http';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -30,12 +36,14 @@ const { Webhook } = createRequire(new URL('../../tests/conformance/package.json'
 
 const SESSIONS = Number(process.env.BENCH_SESSIONS || 300);
 const CONC = Number(process.env.BENCH_CONCURRENCY || 4);
+const LAT_N = Number(process.env.BENCH_LATENCY_N || 50);
 const SECRET = 'whsec_' + randomBytes(32).toString('base64');
 const wh = new Webhook(SECRET);
 const hrms = () => Number(process.hrtime.bigint()) / 1e6;
 
 let open = false;
 const accepted = new Map();
+const arrivals = new Map();  // data.id of agent.created -> arrival (ms)
 let bad = 0;
 const agent = new http.Agent({ keepAlive: true, maxSockets: CONC });
 const receiver = http.createServer((req, res) => {
@@ -44,7 +52,8 @@ const receiver = http.createServer((req, res) => {
   req.on('end', () => {
     if (!open) return res.writeHead(503).end();
     try {
-      wh.verify(Buffer.concat(chunks).toString('utf8'), req.headers);
+      const body = wh.verify(Buffer.concat(chunks).toString('utf8'), req.headers);
+      if (body.data?.type === 'agent.created') arrivals.set(body.data.id, hrms());
       const id = req.headers['webhook-id'];
       accepted.set(id, (accepted.get(id) || 0) + 1);
       res.writeHead(204).end();
@@ -62,7 +71,7 @@ const cfgPath = path.join(dir, 'config.json');
 await writeFile(cfgPath, JSON.stringify({
   webhooks: {
     endpoints: [{ name: 'bench', url: `http://127.0.0.1:${port}/hook`, secret: SECRET }],
-    concurrency: CONC, initial_backoff_ms: 10, max_backoff_ms: 50, poll_interval_ms: 20, max_attempts: 1000,
+    concurrency: CONC, initial_backoff_ms: 10, max_backoff_ms: 50, max_attempts: 1000, disable_after_failures: 0,
   },
 }));
 const srv = await startServer({ extraArgs: ['--config', cfgPath], env: { WARREN_MODEL_PROVIDER: 'scripted' } });
@@ -76,7 +85,8 @@ try {
     await client.beta.sessions.events.send(s.id, { events: [{ type: 'user.message', content: [{ type: 'text', text: `hi ${i}` }] }] });
     sids.push(s.id);
   }
-  const expected = 3 * SESSIONS;
+  // Plus the agent.created and environment.created rows made above.
+  const expected = 3 * SESSIONS + 2;
   const pendingCount = async () => {
     let n = 0;
     let page = null;
@@ -119,17 +129,37 @@ try {
     while (next < bodies.length) await send(bodies[next++]);
   }));
   const peerMs = hrms() - p0;
+  // Wake-up latency: one agent at a time, the receiver open.
+  const lat = [];
+  const rtt = [];
+  for (let i = 0; i < LAT_N; i++) {
+    const t = hrms();
+    const a = await client.beta.agents.create({ name: `lat-${i}`, model: 'm' });
+    rtt.push(hrms() - t);
+    for (const t1 = hrms(); !arrivals.has(a.id); ) {
+      if (hrms() - t1 > 30000) throw new Error(`no agent.created delivery for ${a.id}`);
+      await new Promise((r) => setImmediate(r));
+    }
+    lat.push(arrivals.get(a.id) - t);
+  }
+  const pct = (xs, p) => { const v = [...xs].sort((x, y) => x - y); return v[Math.min(v.length - 1, Math.floor(p * v.length))]; };
   const wRate = expected / (warrenMs / 1000);
   const pRate = bodies.length / (peerMs / 1000);
   const out = {
     deliveries: expected, concurrency: CONC, warren_ms: Math.round(warrenMs), warren_per_s: Math.round(wRate),
     peer: 'node http + standardwebhooks.sign, same receiver and concurrency', peer_ms: Math.round(peerMs),
     peer_per_s: Math.round(pRate), ratio_warren_to_peer: Number((wRate / pRate).toFixed(3)), duplicates: dup, bad_signatures: bad,
+    latency_n: LAT_N, latency_p50_ms: Number(pct(lat, 0.5).toFixed(2)), latency_p95_ms: Number(pct(lat, 0.95).toFixed(2)),
+    create_rtt_p50_ms: Number(pct(rtt, 0.5).toFixed(2)), latency_to_rtt_p50: Number((pct(lat, 0.5) / pct(rtt, 0.5)).toFixed(2)),
+    fallback_poll_ms: 5000,
   };
   console.log(`webhook delivery: ${expected} backlog deliveries, concurrency ${CONC}`);
   console.log(`  warren (outbox claim + sign + POST + record): ${out.warren_per_s}/s (${out.warren_ms} ms)`);
   console.log(`  peer   (${out.peer}): ${out.peer_per_s}/s (${out.peer_ms} ms)`);
   console.log(`  warren / peer: ${out.ratio_warren_to_peer}; duplicates ${dup}; bad signatures ${bad}`);
+  console.log(`wake-up latency (POST /v1/agents sent -> agent.created received; fallback poll 5000 ms), n=${LAT_N}:`);
+  console.log(`  p50 ${out.latency_p50_ms} ms, p95 ${out.latency_p95_ms} ms; POST round trip p50 ${out.create_rtt_p50_ms} ms;` +
+    ` latency / RTT ${out.latency_to_rtt_p50}`);
   if (process.env.BENCH_JSON) writeFileSync(process.env.BENCH_JSON, JSON.stringify(out, null, 2));
 } finally {
   await srv.cleanup();

@@ -22,6 +22,8 @@
 #include "api/service.h"
 #include "cli/client.h"
 #include "cli/config.h"
+#include "common/clock.h"
+#include "common/ids.h"
 #include "common/log.h"
 #include "common/unique_fd.h"
 #include "engine/engine.h"
@@ -203,6 +205,7 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   auto hooks_cfg = webhooks_out::WebhooksConfigFromJson(cfg.webhooks, getenv_fn);
   if (!hooks_cfg.ok()) return Fail(hooks_cfg.status());
   store->SetOutboxRule(webhooks_out::MakeOutboxRule(*hooks_cfg));
+  store->SetObjectOutboxRule(webhooks_out::MakeObjectOutboxRule(*hooks_cfg));
   auto web_cfg = webtools::WebToolsConfigFromJson(cfg.web_tools, getenv_fn);
   if (!web_cfg.ok()) return Fail(web_cfg.status());
   auto outbound_http = NewCurlHttpClient();
@@ -260,10 +263,14 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   // this gateway, with credentials from the sessions' vaults.
   std::shared_ptr<HttpClient> mcp_http = NewCurlHttpClient();
   mcp::McpGateway mcp_gateway(store.get(), mcp_http.get(), &*secret_box, Clock::Real());
-  mcp_gateway.credentials().on_refresh_failed = [](const std::string& vault_id, const std::string& credential_id) {
-    // vault_credential.refresh_failed (spec 3.8): outgoing webhooks pick it
-    // up from here once they exist; the log line names ids only.
+  mcp_gateway.credentials().on_refresh_failed = [store = store.get()](const std::string& vault_id,
+                                                                       const std::string& credential_id) {
+    // vault_credential.refresh_failed (spec 3.8): a webhook delivery through
+    // the outbox (each failure its own message); the log line names ids only.
     log::Warn("vault_credential.refresh_failed", {{"vault", vault_id}, {"credential", credential_id}});
+    Status s = store->RecordObjectChange({"vault_credential.refresh_failed", credential_id, vault_id, NewId("chg_", 20),
+                                          FormatRfc3339(Clock::Real()->NowMicros())});
+    if (!s.ok()) log::Warn("webhooks.record_failed", {{"credential", credential_id}, {"error", s.ToString()}});
   };
   api_opts.validate_credential = [&mcp_gateway](const std::string& vault_id, const std::string& credential_id) {
     return mcp_gateway.Validate(vault_id, credential_id);
@@ -371,7 +378,7 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   }
 #endif
   service.add_observer(&engine);
-  webhooks_out::RegisterRoutes(&service, store.get(), &*hooks_cfg);
+  webhooks_out::RegisterRoutes(&service, store.get(), &*hooks_cfg, Clock::Real());
   webhooks_out::WebhookDispatcher webhook_dispatcher(store.get(), outbound_http.get(), Clock::Real(), *hooks_cfg);
 
 #ifdef WARREN_HAVE_ORCHESTRATOR

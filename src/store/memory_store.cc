@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "common/ids.h"
 #include "store/row_util.h"
 
 namespace warren::store {
@@ -15,6 +16,8 @@ using internal::LiveWorkState;
 using internal::MemoryStoresOf;
 using internal::StrField;
 using internal::TimeOf;
+using internal::TimeStrOf;
+using internal::UpdateChangeType;
 
 // A string member of an object, or "" (never throws on odd rows).
 std::string StrOr(const Json& obj, const char* key) {
@@ -94,6 +97,7 @@ Status MemoryStore::CreateAgent(const Json& agent) {
   if (agents_.count(id)) return Status::Conflict("agent " + id + " already exists");
   agents_[id] = Row{next_seq_++, TimeOf(agent, "created_at", clock_), ArchivedFlag(agent) != 0, agent};
   versions_[id][version] = {next_seq_++, agent};
+  CommitObjectChangeLocked({"agent.created", id, "", "", TimeStrOf(agent, "created_at", clock_)});
   return Status::Ok();
 }
 
@@ -130,6 +134,11 @@ Result<Json> MemoryStore::UpdateAgent(const std::string& id, const Mutator& muta
     it->second.body = next;
     it->second.archived = ArchivedFlag(next) != 0;
     if (version != cur_version) versions_[id][version] = {next_seq_++, next};
+    const std::string change = UpdateChangeType("agent", current, next, version != cur_version ? "agent.updated" : "");
+    if (change == "agent.archived")
+      CommitObjectChangeLocked({change, id, "", "", TimeStrOf(next, "archived_at", clock_)});
+    else if (!change.empty())
+      CommitObjectChangeLocked({change, id, "", "v" + std::to_string(version), TimeStrOf(next, "updated_at", clock_)});
     return next;
   }
 }
@@ -163,6 +172,7 @@ Status MemoryStore::CreateEnvironment(const Json& env) {
     if (StrOr(r.body, "name") == name)
       return Status::Conflict("an environment named '" + name + "' already exists (" + other + ")");
   envs_[id] = Row{next_seq_++, TimeOf(env, "created_at", clock_), ArchivedFlag(env) != 0, env};
+  CommitObjectChangeLocked({"environment.created", id, "", "", TimeStrOf(env, "created_at", clock_)});
   return Status::Ok();
 }
 
@@ -189,6 +199,7 @@ Result<Json> MemoryStore::UpdateEnvironment(const std::string& id, const Mutator
     if (attempt < abort_attempts_) continue;
     it->second.body = next;
     it->second.archived = ArchivedFlag(next) != 0;
+    CommitObjectUpdateLocked("environment", id, "", current, next, "environment.updated");
     return next;
   }
 }
@@ -207,6 +218,7 @@ Status MemoryStore::DeleteEnvironment(const std::string& id) {
   if (!envs_.erase(id)) return Status::NotFound("environment " + id + " not found");
   for (auto it = keys_.begin(); it != keys_.end();)
     it = it->second.environment_id == id ? keys_.erase(it) : std::next(it);
+  CommitObjectChangeLocked({"environment.deleted", id, "", "", FormatRfc3339(clock_->NowMicros())});
   return Status::Ok();
 }
 
@@ -230,17 +242,40 @@ Result<std::vector<StoredEvent>> MemoryStore::InsertEventsLocked(const std::stri
 }
 
 void MemoryStore::CommitOutboxLocked(SessionEvents* log) {
+  CommitMessagesLocked(std::move(log->outbox));
+  log->outbox.clear();
+}
+
+void MemoryStore::CommitMessagesLocked(std::vector<OutboxMessage> messages) {
   const int64_t now = clock_->NowMicros();
-  for (OutboxMessage& m : log->outbox) {
+  bool added = false;
+  for (OutboxMessage& m : messages) {
     if (!outbox_keys_.insert({m.message_id, m.endpoint}).second) continue;
     OutboxDelivery d;
     d.seq = next_seq_++;
+    if (m.object_id.empty()) m.object_id = m.session_id;
     d.message = std::move(m);
     d.created_at = now;
     d.next_attempt_at = now;
     outbox_[d.seq] = std::move(d);
+    added = true;
   }
-  log->outbox.clear();
+  if (added && outbox_listener_) outbox_listener_();
+}
+
+void MemoryStore::CommitObjectChangeLocked(const ObjectChange& change) {
+  if (object_rule_) CommitMessagesLocked(object_rule_(change));
+}
+
+void MemoryStore::CommitObjectUpdateLocked(const std::string& kind, const std::string& id, const std::string& parent_id,
+                                           const Json& current, const Json& next, const std::string& updated_type) {
+  if (!object_rule_) return;
+  const std::string type = UpdateChangeType(kind, current, next, updated_type);
+  if (type.empty()) return;
+  if (type == kind + ".archived")
+    CommitObjectChangeLocked({type, id, parent_id, "", TimeStrOf(next, "archived_at", clock_)});
+  else
+    CommitObjectChangeLocked({type, id, parent_id, NewId("chg_", 20), TimeStrOf(next, "updated_at", clock_)});
 }
 
 Result<std::vector<StoredEvent>> MemoryStore::CreateSession(const Json& session, const std::vector<Json>& initial_events,
@@ -321,10 +356,14 @@ Result<Json> MemoryStore::StepSession(const std::string& id, const StepMutator& 
       next_seq_ = seq_before;
       continue;
     }
+    const bool archived_now = !it->second.archived && ArchivedFlag(next) != 0;
     it->second.body = next;
     it->second.archived = ArchivedFlag(next) != 0;
+    if (archived_now && outbox_rule_)
+      for (OutboxMessage& m : outbox_rule_(id, Json{{"type", "session.archived"}, {"processed_at", next["archived_at"]}}))
+        log.outbox.push_back(std::move(m));
     events_[id] = std::move(log);
-  CommitOutboxLocked(&events_[id]);
+    CommitOutboxLocked(&events_[id]);
     if (step.engine) engine_[id] = *step.engine;
     for (const TranscriptEntry& t : step.transcript) transcript_[id][t.idx] = t;
     if (hook) {
@@ -404,6 +443,7 @@ Status MemoryStore::CreateVault(const Json& vault) {
   std::lock_guard<std::mutex> lock(mu_);
   if (vaults_.count(id)) return Status::Conflict("vault " + id + " already exists");
   vaults_[id] = Row{next_seq_++, TimeOf(vault, "created_at", clock_), ArchivedFlag(vault) != 0, vault};
+  CommitObjectChangeLocked({"vault.created", id, "", "", TimeStrOf(vault, "created_at", clock_)});
   return Status::Ok();
 }
 
@@ -424,6 +464,7 @@ Result<Json> MemoryStore::UpdateVault(const std::string& id, const Mutator& muta
     if (attempt < abort_attempts_) continue;
     it->second.body = next;
     it->second.archived = ArchivedFlag(next) != 0;
+    CommitObjectUpdateLocked("vault", id, "", current, next, "");
     return next;
   }
 }
@@ -442,6 +483,7 @@ Status MemoryStore::DeleteVault(const std::string& id) {
   if (!vaults_.erase(id)) return Status::NotFound("vault " + id + " not found");
   for (auto it = creds_.begin(); it != creds_.end();)
     it = StrOr(it->second.rec.body, "vault_id") == id ? creds_.erase(it) : std::next(it);
+  CommitObjectChangeLocked({"vault.deleted", id, "", "", FormatRfc3339(clock_->NowMicros())});
   return Status::Ok();
 }
 
@@ -464,6 +506,7 @@ Status MemoryStore::CreateCredential(const CredentialRecord& c, int max_per_vaul
                             " credentials (the limit); archive or delete one first")
         .WithDetailCode("vault_credential_limit");
   creds_[id] = CredRow{next_seq_++, c};
+  CommitObjectChangeLocked({"vault_credential.created", id, vault_id, "", TimeStrOf(c.body, "created_at", clock_)});
   return Status::Ok();
 }
 
@@ -485,7 +528,9 @@ Result<CredentialRecord> MemoryStore::UpdateCredential(const std::string& vault_
     CredentialRecord next = it->second.rec;
     WARREN_RETURN_IF_ERROR(mutate(&next));
     if (attempt < abort_attempts_) continue;
+    const Json before = it->second.rec.body;
     it->second.rec = next;
+    CommitObjectUpdateLocked("vault_credential", id, vault_id, before, next.body, "");
     return next;
   }
 }
@@ -506,6 +551,7 @@ Status MemoryStore::DeleteCredential(const std::string& vault_id, const std::str
   if (it == creds_.end() || StrOr(it->second.rec.body, "vault_id") != vault_id)
     return Status::NotFound("credential " + id + " not found in vault " + vault_id);
   creds_.erase(it);
+  CommitObjectChangeLocked({"vault_credential.deleted", id, vault_id, "", FormatRfc3339(clock_->NowMicros())});
   return Status::Ok();
 }
 
@@ -771,6 +817,22 @@ void MemoryStore::SetOutboxRule(OutboxRule rule) {
   outbox_rule_ = std::move(rule);
 }
 
+void MemoryStore::SetObjectOutboxRule(ObjectOutboxRule rule) {
+  std::lock_guard<std::mutex> lock(mu_);
+  object_rule_ = std::move(rule);
+}
+
+void MemoryStore::SetOutboxListener(std::function<void()> listener) {
+  std::lock_guard<std::mutex> lock(mu_);
+  outbox_listener_ = std::move(listener);
+}
+
+Status MemoryStore::RecordObjectChange(const ObjectChange& change) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CommitObjectChangeLocked(change);
+  return Status::Ok();
+}
+
 Result<std::vector<OutboxDelivery>> MemoryStore::ClaimDeliveries(int64_t now, int64_t lease_until, int limit) {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<OutboxDelivery*> due;
@@ -778,23 +840,83 @@ Result<std::vector<OutboxDelivery>> MemoryStore::ClaimDeliveries(int64_t now, in
     if (d.state == "pending" && d.next_attempt_at <= now) due.push_back(&d);
   std::stable_sort(due.begin(), due.end(),
                    [](const OutboxDelivery* a, const OutboxDelivery* b) { return a->next_attempt_at < b->next_attempt_at; });
-  if (due.size() > static_cast<size_t>(std::max(1, limit))) due.resize(static_cast<size_t>(std::max(1, limit)));
+  const size_t want = static_cast<size_t>(std::max(1, limit));
   std::vector<OutboxDelivery> out;
   for (OutboxDelivery* d : due) {
+    if (out.size() >= want) break;
+    auto ep = endpoints_.find(d->message.endpoint);
+    if (ep != endpoints_.end() && ep->second.disabled_at) {
+      d->next_attempt_at = kHeldUntilEnabled;  // parked until the endpoint is enabled
+      continue;
+    }
     d->next_attempt_at = lease_until;
     out.push_back(*d);
   }
   return out;
 }
 
-Result<OutboxDelivery> MemoryStore::FinishDelivery(int64_t seq, const DeliveryAttempt& attempt) {
+Result<std::optional<int64_t>> MemoryStore::NextDeliveryDue() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::optional<int64_t> next;
+  for (const auto& [seq, d] : outbox_)
+    if (d.state == "pending" && d.next_attempt_at != kHeldUntilEnabled && (!next || d.next_attempt_at < *next))
+      next = d.next_attempt_at;
+  return next;
+}
+
+Result<DeliveryOutcome> MemoryStore::FinishDelivery(int64_t seq, const DeliveryAttempt& attempt) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = outbox_.find(seq);
   if (it == outbox_.end()) return Status::NotFound("webhook delivery " + std::to_string(seq) + " not found");
   if (it->second.state != "pending")
     return Status::Conflict("webhook delivery " + std::to_string(seq) + " is " + it->second.state);
-  ApplyAttempt(attempt, &it->second);
-  return it->second;
+  DeliveryOutcome o;
+  o.delivery = it->second;
+  auto ep = endpoints_.find(o.delivery.message.endpoint);
+  if (ep != endpoints_.end()) o.endpoint = ep->second;
+  o.endpoint.name = o.delivery.message.endpoint;
+  o.disabled_endpoint = ApplyAttempt(attempt, &o.delivery, &o.endpoint);
+  it->second = o.delivery;
+  endpoints_[o.endpoint.name] = o.endpoint;
+  return o;
+}
+
+Result<std::vector<EndpointState>> MemoryStore::ListEndpointStates() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<EndpointState> out;
+  for (const auto& [name, ep] : endpoints_) out.push_back(ep);
+  return out;
+}
+
+Result<EndpointState> MemoryStore::EnableEndpoint(const std::string& name, int64_t now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  EndpointState ep;
+  ep.name = name;
+  endpoints_[name] = ep;
+  bool released = false;
+  for (auto& [seq, d] : outbox_)
+    if (d.message.endpoint == name && d.held()) {
+      d.next_attempt_at = now;
+      released = true;
+    }
+  if (released && outbox_listener_) outbox_listener_();
+  return ep;
+}
+
+Result<int64_t> MemoryStore::PruneDeliveries(int64_t finished_before, int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::pair<int64_t, int64_t>> done;  // (last attempt, seq)
+  for (const auto& [seq, d] : outbox_)
+    if ((d.state == "delivered" || d.state == "failed") && d.last_attempt_at && *d.last_attempt_at < finished_before)
+      done.emplace_back(*d.last_attempt_at, seq);
+  std::sort(done.begin(), done.end());
+  if (done.size() > static_cast<size_t>(std::max(1, limit))) done.resize(static_cast<size_t>(std::max(1, limit)));
+  for (const auto& [at, seq] : done) {
+    auto it = outbox_.find(seq);
+    outbox_keys_.erase({it->second.message.message_id, it->second.message.endpoint});
+    outbox_.erase(it);
+  }
+  return static_cast<int64_t>(done.size());
 }
 
 Result<OutboxDelivery> MemoryStore::GetDelivery(int64_t seq) {

@@ -100,10 +100,17 @@ class MemoryStore final : public Store {
   Result<WorkCounts> CountWork(const std::string& environment_id, int64_t workers_since) override;
 
   void SetOutboxRule(OutboxRule rule) override;
+  void SetObjectOutboxRule(ObjectOutboxRule rule) override;
+  Status RecordObjectChange(const ObjectChange& change) override;
+  void SetOutboxListener(std::function<void()> listener) override;
   Result<std::vector<OutboxDelivery>> ClaimDeliveries(int64_t now, int64_t lease_until, int limit) override;
-  Result<OutboxDelivery> FinishDelivery(int64_t seq, const DeliveryAttempt& attempt) override;
+  Result<std::optional<int64_t>> NextDeliveryDue() override;
+  Result<DeliveryOutcome> FinishDelivery(int64_t seq, const DeliveryAttempt& attempt) override;
   Result<Page> ListDeliveries(const DeliveryFilter& filter, const PageSpec& page) override;
   Result<OutboxDelivery> GetDelivery(int64_t seq) override;
+  Result<std::vector<EndpointState>> ListEndpointStates() override;
+  Result<EndpointState> EnableEndpoint(const std::string& name, int64_t now) override;
+  Result<int64_t> PruneDeliveries(int64_t finished_before, int limit) override;
 
  private:
   struct Row {
@@ -129,6 +136,12 @@ class MemoryStore final : public Store {
                                                       SessionEvents* log);
   // Moves the outbox rows staged in `log` into outbox_ (at commit).
   void CommitOutboxLocked(SessionEvents* log);
+  // Adds outbox rows (at commit) and tells the listener.
+  void CommitMessagesLocked(std::vector<OutboxMessage> messages);
+  // The rows of an object change (object_rule_), at commit.
+  void CommitObjectChangeLocked(const ObjectChange& change);
+  void CommitObjectUpdateLocked(const std::string& kind, const std::string& id, const std::string& parent_id,
+                                const Json& current, const Json& next, const std::string& updated_type);
   bool LiveWorkForSessionLocked(const std::string& session_id, const std::string& except_id) const;
 
   std::mutex mu_;
@@ -154,6 +167,9 @@ class MemoryStore final : public Store {
   std::map<std::string, CredRow> creds_;  // by credential id
   std::map<std::pair<std::string, std::string>, int64_t> workers_;  // (env, worker) -> last poll
   OutboxRule outbox_rule_;
+  ObjectOutboxRule object_rule_;
+  std::function<void()> outbox_listener_;
+  std::map<std::string, EndpointState> endpoints_;               // by name
   std::map<int64_t, OutboxDelivery> outbox_;                     // by seq
   std::set<std::pair<std::string, std::string>> outbox_keys_;  // (message_id, endpoint)
 };

@@ -13,10 +13,12 @@ Json OutboxDelivery::ToJson() const {
             {"endpoint", message.endpoint},
             {"event_type", message.event_type},
             {"session_id", message.session_id.empty() ? Json() : Json(message.session_id)},
+            {"object_id", !message.object_id.empty() ? Json(message.object_id)
+                          : message.session_id.empty() ? Json() : Json(message.session_id)},
             {"state", state},
             {"attempts", attempts},
             {"created_at", FormatRfc3339(created_at)},
-            {"next_attempt_at", state == "pending" ? Json(FormatRfc3339(next_attempt_at)) : Json()},
+            {"next_attempt_at", state == "pending" && !held() ? Json(FormatRfc3339(next_attempt_at)) : Json()},
             {"last_attempt_at", time(last_attempt_at)},
             {"delivered_at", time(delivered_at)},
             {"last_status", last_status == 0 ? Json() : Json(last_status)},
@@ -24,7 +26,7 @@ Json OutboxDelivery::ToJson() const {
   return j;
 }
 
-void ApplyAttempt(const DeliveryAttempt& a, OutboxDelivery* d) {
+bool ApplyAttempt(const DeliveryAttempt& a, OutboxDelivery* d, EndpointState* ep) {
   d->attempts++;
   d->last_attempt_at = a.at;
   d->last_status = a.status;
@@ -32,11 +34,24 @@ void ApplyAttempt(const DeliveryAttempt& a, OutboxDelivery* d) {
   if (a.delivered) {
     d->state = "delivered";
     d->delivered_at = a.at;
+    ep->consecutive_failures = 0;
+    return false;
+  }
+  ep->consecutive_failures++;
+  bool disabled_now = false;
+  if (!ep->disabled_at && a.disable_endpoint_after > 0 && ep->consecutive_failures >= a.disable_endpoint_after) {
+    ep->disabled_at = a.at;
+    disabled_now = true;
+  }
+  if (ep->disabled_at) {
+    // Held, not failed: the row goes out after the endpoint is enabled.
+    d->next_attempt_at = kHeldUntilEnabled;
   } else if (a.retry_at) {
     d->next_attempt_at = *a.retry_at;
   } else {
     d->state = "failed";
   }
+  return disabled_now;
 }
 
 }  // namespace warren::store

@@ -54,6 +54,21 @@ inline std::vector<std::string> MemoryStoresOf(const Json& session) {
   return out;
 }
 
+// obj[field] if it is a string (an RFC 3339 time), else the clock's now.
+inline std::string TimeStrOf(const Json& obj, const char* field, const Clock* clock) {
+  if (obj.is_object() && obj.contains(field) && obj[field].is_string()) return obj[field].get<std::string>();
+  return FormatRfc3339(clock->NowMicros());
+}
+
+// The ObjectChange type (store.h) of an update of a `kind` object from `cur`
+// to `next`: "<kind>.archived" when it sets archived_at, else `other` when
+// anything changed ("" = report nothing), else "".
+inline std::string UpdateChangeType(const std::string& kind, const Json& cur, const Json& next, const std::string& other) {
+  if (cur == next) return "";
+  if (!ArchivedFlag(cur) && ArchivedFlag(next)) return kind + ".archived";
+  return other;
+}
+
 // A work item is live (at most one per session) until it is stopped.
 inline bool LiveWorkState(const std::string& state) {
   return state == "queued" || state == "starting" || state == "active" || state == "stopping";

@@ -6,6 +6,7 @@
 #include <variant>
 
 #include "common/clock.h"
+#include "common/ids.h"
 #include "common/log.h"
 #include "store/row_util.h"
 
@@ -18,6 +19,8 @@ using internal::IntField;
 using internal::MemoryStoresOf;
 using internal::StrField;
 using internal::TimeOf;
+using internal::TimeStrOf;
+using internal::UpdateChangeType;
 
 using Param = std::variant<int64_t, std::string, std::nullptr_t>;
 
@@ -328,6 +331,20 @@ CREATE TABLE webhook_outbox (
 CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_at, seq) WHERE state = 'pending';
 CREATE INDEX webhook_outbox_by_endpoint ON webhook_outbox (endpoint, seq);
 CREATE INDEX webhook_outbox_by_state ON webhook_outbox (state, seq);
+)sql",
+    // 10: webhooks for objects without an event log (agents, environments,
+    // vaults, credentials: `object_id` is the envelope's data.id), endpoint
+    // auto-disable state (spec 3.8), and the index the retention pruning
+    // walks (finished rows by their last attempt).
+    R"sql(
+ALTER TABLE webhook_outbox ADD COLUMN object_id TEXT NOT NULL DEFAULT '';
+UPDATE webhook_outbox SET object_id = session_id;
+CREATE TABLE webhook_endpoints (
+  name TEXT PRIMARY KEY,
+  consecutive_failures INTEGER NOT NULL DEFAULT 0,
+  disabled_at INTEGER
+);
+CREATE INDEX webhook_outbox_finished ON webhook_outbox (state, last_attempt_at);
 )sql"
 };
 
@@ -446,10 +463,12 @@ auto SqliteStore::InTxn(F&& body) -> decltype(body()) {
   for (int attempt = 0;; attempt++) {
     Txn txn(db_);
     WARREN_RETURN_IF_ERROR(txn.status());
+    outbox_added_ = false;
     auto r = body();
     if (!r.ok()) return r;
     if (attempt < abort_attempts_) continue;  // as a serialization failure: rolled back, run again
     WARREN_RETURN_IF_ERROR(txn.Commit());
+    if (outbox_added_ && outbox_listener_) outbox_listener_();
     return r;
   }
 }
@@ -537,7 +556,8 @@ Status SqliteStore::CreateAgent(const Json& agent) {
     WARREN_RETURN_IF_ERROR(s);
     Stmt v(db_, "INSERT INTO agent_versions (agent_id, version, body) VALUES (?, ?, ?)");
     v.Bind({id, version, body});
-    return v.Exec();
+    WARREN_RETURN_IF_ERROR(v.Exec());
+    return ObjectOutboxLocked({"agent.created", id, "", "", TimeStrOf(agent, "created_at", clock_)});
   });
 }
 
@@ -596,6 +616,12 @@ Result<Json> SqliteStore::UpdateAgent(const std::string& id, const Mutator& muta
       v.Bind({id, version, body});
       WARREN_RETURN_IF_ERROR(v.Exec());
     }
+    const std::string change = UpdateChangeType("agent", current, next, version != cur_version ? "agent.updated" : "");
+    if (change == "agent.archived")
+      WARREN_RETURN_IF_ERROR(ObjectOutboxLocked({change, id, "", "", TimeStrOf(next, "archived_at", clock_)}));
+    else if (!change.empty())
+      WARREN_RETURN_IF_ERROR(
+          ObjectOutboxLocked({change, id, "", "v" + std::to_string(version), TimeStrOf(next, "updated_at", clock_)}));
     return next;
   });
 }
@@ -634,7 +660,8 @@ Status SqliteStore::CreateEnvironment(const Json& env) {
     }
     Stmt st(db_, "INSERT INTO environments (id, name, created_at, archived, body) VALUES (?, ?, ?, ?, ?)");
     st.Bind({id, name, TimeOf(env, "created_at", clock_), ArchivedFlag(env), DumpJson(env)});
-    return st.Exec();
+    WARREN_RETURN_IF_ERROR(st.Exec());
+    return ObjectOutboxLocked({"environment.created", id, "", "", TimeStrOf(env, "created_at", clock_)});
   });
 }
 
@@ -665,6 +692,7 @@ Result<Json> SqliteStore::UpdateEnvironment(const std::string& id, const Mutator
     Stmt up(db_, "UPDATE environments SET name = ?, archived = ?, body = ? WHERE id = ?");
     up.Bind({name, ArchivedFlag(next), DumpJson(next), id});
     WARREN_RETURN_IF_ERROR(up.Exec());
+    WARREN_RETURN_IF_ERROR(ObjectUpdateLocked("environment", id, "", current, next, "environment.updated"));
     return next;
   });
 }
@@ -683,7 +711,8 @@ Status SqliteStore::DeleteEnvironment(const std::string& id) {
     if (sqlite3_changes(db_) == 0) return Status::NotFound("environment " + id + " not found");
     Stmt keys(db_, "DELETE FROM keys WHERE environment_id = ?");
     keys.Bind({id});
-    return keys.Exec();
+    WARREN_RETURN_IF_ERROR(keys.Exec());
+    return ObjectOutboxLocked({"environment.deleted", id, "", "", FormatRfc3339(clock_->NowMicros())});
   });
 }
 
@@ -708,17 +737,39 @@ Result<std::vector<StoredEvent>> SqliteStore::InsertEventsLocked(const std::stri
   return out;
 }
 
-Status SqliteStore::OutboxLocked(const std::string& session_id, const Json& event) {
-  if (!outbox_rule_) return Status::Ok();
+Status SqliteStore::InsertOutboxLocked(const std::vector<OutboxMessage>& messages) {
   const int64_t now = clock_->NowMicros();
-  for (const OutboxMessage& m : outbox_rule_(session_id, event)) {
+  for (const OutboxMessage& m : messages) {
     Stmt ins(db_,
-             "INSERT OR IGNORE INTO webhook_outbox (message_id, endpoint, event_type, session_id, payload, created_at, "
-             "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)");
-    ins.Bind({m.message_id, m.endpoint, m.event_type, m.session_id, m.payload, now, now});
+             "INSERT OR IGNORE INTO webhook_outbox (message_id, endpoint, event_type, session_id, object_id, payload, "
+             "created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    ins.Bind({m.message_id, m.endpoint, m.event_type, m.session_id, m.object_id.empty() ? m.session_id : m.object_id,
+              m.payload, now, now});
     WARREN_RETURN_IF_ERROR(ins.Exec());
+    if (sqlite3_changes(db_) > 0) outbox_added_ = true;
   }
   return Status::Ok();
+}
+
+Status SqliteStore::OutboxLocked(const std::string& session_id, const Json& event) {
+  if (!outbox_rule_) return Status::Ok();
+  return InsertOutboxLocked(outbox_rule_(session_id, event));
+}
+
+Status SqliteStore::ObjectOutboxLocked(const ObjectChange& change) {
+  if (!object_rule_) return Status::Ok();
+  return InsertOutboxLocked(object_rule_(change));
+}
+
+Status SqliteStore::ObjectUpdateLocked(const std::string& kind, const std::string& id, const std::string& parent_id,
+                                       const Json& current, const Json& next, const std::string& updated_type) {
+  if (!object_rule_) return Status::Ok();
+  const std::string type = UpdateChangeType(kind, current, next, updated_type);
+  if (type.empty()) return Status::Ok();
+  if (type == kind + ".archived")
+    return ObjectOutboxLocked({type, id, parent_id, "", TimeStrOf(next, "archived_at", clock_)});
+  // Updates repeat: each one is its own message.
+  return ObjectOutboxLocked({type, id, parent_id, NewId("chg_", 20), TimeStrOf(next, "updated_at", clock_)});
 }
 
 void SqliteStore::SetOutboxRule(OutboxRule rule) {
@@ -726,10 +777,25 @@ void SqliteStore::SetOutboxRule(OutboxRule rule) {
   outbox_rule_ = std::move(rule);
 }
 
+void SqliteStore::SetObjectOutboxRule(ObjectOutboxRule rule) {
+  std::lock_guard<std::mutex> lock(mu_);
+  object_rule_ = std::move(rule);
+}
+
+void SqliteStore::SetOutboxListener(std::function<void()> listener) {
+  std::lock_guard<std::mutex> lock(mu_);
+  outbox_listener_ = std::move(listener);
+}
+
+Status SqliteStore::RecordObjectChange(const ObjectChange& change) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return InTxn([&]() -> Status { return ObjectOutboxLocked(change); });
+}
+
 namespace {
 constexpr const char* kDeliveryCols =
     "seq, message_id, endpoint, event_type, session_id, payload, state, attempts, created_at, next_attempt_at, "
-    "last_attempt_at, delivered_at, last_status, last_error";
+    "last_attempt_at, delivered_at, last_status, last_error, object_id";
 
 OutboxDelivery ReadDelivery(const Stmt& st) {
   OutboxDelivery d;
@@ -747,31 +813,92 @@ OutboxDelivery ReadDelivery(const Stmt& st) {
   if (!st.IsNull(11)) d.delivered_at = st.Int(11);
   d.last_status = static_cast<int>(st.Int(12));
   d.last_error = st.Text(13);
+  d.message.object_id = st.Text(14);
   return d;
 }
 }  // namespace
 
+Result<EndpointState> SqliteStore::EndpointStateLocked(const std::string& name) {
+  EndpointState ep;
+  ep.name = name;
+  Stmt st(db_, "SELECT consecutive_failures, disabled_at FROM webhook_endpoints WHERE name = ?");
+  WARREN_RETURN_IF_ERROR(st.prepared());
+  st.Bind({name});
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (row) {
+    ep.consecutive_failures = static_cast<int>(st.Int(0));
+    if (!st.IsNull(1)) ep.disabled_at = st.Int(1);
+  }
+  return ep;
+}
+
+Status SqliteStore::WriteEndpointStateLocked(const EndpointState& ep) {
+  Stmt up(db_,
+          "INSERT INTO webhook_endpoints (name, consecutive_failures, disabled_at) VALUES (?, ?, ?) "
+          "ON CONFLICT(name) DO UPDATE SET consecutive_failures = excluded.consecutive_failures, "
+          "disabled_at = excluded.disabled_at");
+  up.Bind({ep.name, int64_t{ep.consecutive_failures}, ep.disabled_at ? Param(*ep.disabled_at) : Param(nullptr)});
+  return up.Exec();
+}
+
 Result<std::vector<OutboxDelivery>> SqliteStore::ClaimDeliveries(int64_t now, int64_t lease_until, int limit) {
   std::lock_guard<std::mutex> lock(mu_);
   return InTxn([&]() -> Result<std::vector<OutboxDelivery>> {
-    std::vector<OutboxDelivery> out;
-    Stmt st(db_, std::string("SELECT ") + kDeliveryCols +
-                     " FROM webhook_outbox WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, seq LIMIT ?");
-    WARREN_RETURN_IF_ERROR(st.prepared());
-    st.Bind({now, int64_t{std::max(1, limit)}});
-    for (;;) {
-      WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
-      if (!row) break;
-      out.push_back(ReadDelivery(st));
+    std::set<std::string> disabled;
+    {
+      Stmt ds(db_, "SELECT name FROM webhook_endpoints WHERE disabled_at IS NOT NULL");
+      WARREN_RETURN_IF_ERROR(ds.prepared());
+      for (;;) {
+        WARREN_ASSIGN_OR_RETURN(bool row, ds.Step());
+        if (!row) break;
+        disabled.insert(ds.Text(0));
+      }
     }
-    for (OutboxDelivery& d : out) {
-      Stmt up(db_, "UPDATE webhook_outbox SET next_attempt_at = ? WHERE seq = ?");
-      up.Bind({lease_until, d.seq});
-      WARREN_RETURN_IF_ERROR(up.Exec());
-      d.next_attempt_at = lease_until;
+    const size_t want = static_cast<size_t>(std::max(1, limit));
+    std::vector<OutboxDelivery> out;
+    // Due rows of a disabled endpoint are parked (never due until enabled),
+    // so each is skipped once, not at every claim.
+    for (;;) {
+      const int64_t ask = static_cast<int64_t>(want - out.size());
+      std::vector<OutboxDelivery> rows;
+      {
+        Stmt st(db_, std::string("SELECT ") + kDeliveryCols +
+                         " FROM webhook_outbox WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, seq LIMIT ?");
+        WARREN_RETURN_IF_ERROR(st.prepared());
+        st.Bind({now, ask});
+        for (;;) {
+          WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+          if (!row) break;
+          rows.push_back(ReadDelivery(st));
+        }
+      }
+      int parked = 0;
+      for (OutboxDelivery& d : rows) {
+        const bool hold = disabled.count(d.message.endpoint) > 0;
+        Stmt up(db_, "UPDATE webhook_outbox SET next_attempt_at = ? WHERE seq = ?");
+        up.Bind({hold ? kHeldUntilEnabled : lease_until, d.seq});
+        WARREN_RETURN_IF_ERROR(up.Exec());
+        if (hold) {
+          parked++;
+          continue;
+        }
+        d.next_attempt_at = lease_until;
+        out.push_back(std::move(d));
+      }
+      if (parked == 0 || static_cast<int64_t>(rows.size()) < ask) break;
     }
     return out;
   });
+}
+
+Result<std::optional<int64_t>> SqliteStore::NextDeliveryDue() {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st(db_, "SELECT MIN(next_attempt_at) FROM webhook_outbox WHERE state = 'pending' AND next_attempt_at < ?");
+  WARREN_RETURN_IF_ERROR(st.prepared());
+  st.Bind({kHeldUntilEnabled});
+  WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row || st.IsNull(0)) return std::optional<int64_t>();
+  return std::optional<int64_t>(st.Int(0));
 }
 
 Result<OutboxDelivery> SqliteStore::GetDelivery(int64_t seq) {
@@ -784,24 +911,79 @@ Result<OutboxDelivery> SqliteStore::GetDelivery(int64_t seq) {
   return ReadDelivery(st);
 }
 
-Result<OutboxDelivery> SqliteStore::FinishDelivery(int64_t seq, const DeliveryAttempt& a) {
+Result<DeliveryOutcome> SqliteStore::FinishDelivery(int64_t seq, const DeliveryAttempt& a) {
   std::lock_guard<std::mutex> lock(mu_);
-  return InTxn([&]() -> Result<OutboxDelivery> {
+  return InTxn([&]() -> Result<DeliveryOutcome> {
     Stmt st(db_, std::string("SELECT ") + kDeliveryCols + " FROM webhook_outbox WHERE seq = ?");
     WARREN_RETURN_IF_ERROR(st.prepared());
     st.Bind({seq});
     WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) return Status::NotFound("webhook delivery " + std::to_string(seq) + " not found");
-    OutboxDelivery d = ReadDelivery(st);
+    DeliveryOutcome o;
+    o.delivery = ReadDelivery(st);
+    OutboxDelivery& d = o.delivery;
     if (d.state != "pending") return Status::Conflict("webhook delivery " + std::to_string(seq) + " is " + d.state);
-    ApplyAttempt(a, &d);
+    WARREN_ASSIGN_OR_RETURN(o.endpoint, EndpointStateLocked(d.message.endpoint));
+    o.disabled_endpoint = ApplyAttempt(a, &d, &o.endpoint);
     Stmt up(db_,
             "UPDATE webhook_outbox SET state = ?, attempts = ?, next_attempt_at = ?, last_attempt_at = ?, "
             "delivered_at = ?, last_status = ?, last_error = ? WHERE seq = ?");
     up.Bind({d.state, int64_t{d.attempts}, d.next_attempt_at, *d.last_attempt_at,
              d.delivered_at ? Param(*d.delivered_at) : Param(nullptr), int64_t{d.last_status}, d.last_error, seq});
     WARREN_RETURN_IF_ERROR(up.Exec());
-    return d;
+    WARREN_RETURN_IF_ERROR(WriteEndpointStateLocked(o.endpoint));
+    return o;
+  });
+}
+
+Result<std::vector<EndpointState>> SqliteStore::ListEndpointStates() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<EndpointState> out;
+  Stmt st(db_, "SELECT name, consecutive_failures, disabled_at FROM webhook_endpoints ORDER BY name");
+  WARREN_RETURN_IF_ERROR(st.prepared());
+  for (;;) {
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    EndpointState ep;
+    ep.name = st.Text(0);
+    ep.consecutive_failures = static_cast<int>(st.Int(1));
+    if (!st.IsNull(2)) ep.disabled_at = st.Int(2);
+    out.push_back(std::move(ep));
+  }
+  return out;
+}
+
+Result<EndpointState> SqliteStore::EnableEndpoint(const std::string& name, int64_t now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return InTxn([&]() -> Result<EndpointState> {
+    EndpointState ep;
+    ep.name = name;
+    WARREN_RETURN_IF_ERROR(WriteEndpointStateLocked(ep));
+    Stmt up(db_, "UPDATE webhook_outbox SET next_attempt_at = ? WHERE endpoint = ? AND state = 'pending' AND next_attempt_at = ?");
+    up.Bind({now, name, kHeldUntilEnabled});
+    WARREN_RETURN_IF_ERROR(up.Exec());
+    if (sqlite3_changes(db_) > 0) outbox_added_ = true;
+    return ep;
+  });
+}
+
+Result<int64_t> SqliteStore::PruneDeliveries(int64_t finished_before, int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return InTxn([&]() -> Result<int64_t> {
+    // One state at a time, so each is one ordered range of the index.
+    int64_t deleted = 0;
+    for (const char* state : {"delivered", "failed"}) {
+      const int64_t left = std::max(1, limit) - deleted;
+      if (left <= 0) break;
+      Stmt del(db_,
+               "DELETE FROM webhook_outbox WHERE seq IN (SELECT seq FROM webhook_outbox WHERE state = ? AND "
+               "last_attempt_at < ? ORDER BY last_attempt_at LIMIT ?)");
+      WARREN_RETURN_IF_ERROR(del.prepared());
+      del.Bind({std::string(state), finished_before, left});
+      WARREN_RETURN_IF_ERROR(del.Exec());
+      deleted += sqlite3_changes(db_);
+    }
+    return deleted;
   });
 }
 
@@ -936,6 +1118,8 @@ Result<Json> SqliteStore::StepSession(const std::string& id, const StepMutator& 
       if (sqlite3_changes(db_) == 0) return Status::NotFound("event " + eid + " not found in session " + id);
     }
     WARREN_ASSIGN_OR_RETURN(stored, InsertEventsLocked(id, step.append));
+    if (!ArchivedFlag(current) && ArchivedFlag(next))
+      WARREN_RETURN_IF_ERROR(OutboxLocked(id, Json{{"type", "session.archived"}, {"processed_at", next["archived_at"]}}));
     return next;
   });
   if (r.ok() && hook) {
@@ -1071,7 +1255,8 @@ Status SqliteStore::CreateVault(const Json& vault) {
     st.Bind({id, TimeOf(vault, "created_at", clock_), ArchivedFlag(vault), DumpJson(vault)});
     Status s = st.Exec();
     if (s.code() == Code::kConflict) return Status::Conflict("vault " + id + " already exists");
-    return s;
+    WARREN_RETURN_IF_ERROR(s);
+    return ObjectOutboxLocked({"vault.created", id, "", "", TimeStrOf(vault, "created_at", clock_)});
   });
 }
 
@@ -1097,6 +1282,7 @@ Result<Json> SqliteStore::UpdateVault(const std::string& id, const Mutator& muta
     Stmt up(db_, "UPDATE vaults SET archived = ?, body = ? WHERE id = ?");
     up.Bind({ArchivedFlag(next), DumpJson(next), id});
     WARREN_RETURN_IF_ERROR(up.Exec());
+    WARREN_RETURN_IF_ERROR(ObjectUpdateLocked("vault", id, "", current, next, ""));
     return next;
   });
 }
@@ -1115,7 +1301,8 @@ Status SqliteStore::DeleteVault(const std::string& id) {
     if (sqlite3_changes(db_) == 0) return Status::NotFound("vault " + id + " not found");
     Stmt creds(db_, "DELETE FROM vault_credentials WHERE vault_id = ?");
     creds.Bind({id});
-    return creds.Exec();
+    WARREN_RETURN_IF_ERROR(creds.Exec());
+    return ObjectOutboxLocked({"vault.deleted", id, "", "", FormatRfc3339(clock_->NowMicros())});
   });
 }
 
@@ -1146,7 +1333,8 @@ Status SqliteStore::CreateCredential(const CredentialRecord& c, int max_per_vaul
     st.Bind({id, vault_id, ArchivedFlag(c.body), DumpJson(c.body), ToHex(c.sealed)});
     Status s = st.Exec();
     if (s.code() == Code::kConflict) return Status::Conflict("credential " + id + " already exists");
-    return s;
+    WARREN_RETURN_IF_ERROR(s);
+    return ObjectOutboxLocked({"vault_credential.created", id, vault_id, "", TimeStrOf(c.body, "created_at", clock_)});
   });
 }
 
@@ -1179,6 +1367,7 @@ Result<CredentialRecord> SqliteStore::UpdateCredential(const std::string& vault_
     Stmt up(db_, "UPDATE vault_credentials SET archived = ?, body = ?, sealed = ? WHERE id = ?");
     up.Bind({ArchivedFlag(next.body), DumpJson(next.body), ToHex(next.sealed), id});
     WARREN_RETURN_IF_ERROR(up.Exec());
+    WARREN_RETURN_IF_ERROR(ObjectUpdateLocked("vault_credential", id, vault_id, cur.body, next.body, ""));
     return next;
   });
 }
@@ -1196,7 +1385,7 @@ Status SqliteStore::DeleteCredential(const std::string& vault_id, const std::str
     st.Bind({id, vault_id});
     WARREN_RETURN_IF_ERROR(st.Exec());
     if (sqlite3_changes(db_) == 0) return Status::NotFound("credential " + id + " not found in vault " + vault_id);
-    return Status::Ok();
+    return ObjectOutboxLocked({"vault_credential.deleted", id, vault_id, "", FormatRfc3339(clock_->NowMicros())});
   });
 }
 

@@ -113,10 +113,17 @@ class SqliteStore final : public Store {
   Result<WorkCounts> CountWork(const std::string& environment_id, int64_t workers_since) override;
 
   void SetOutboxRule(OutboxRule rule) override;
+  void SetObjectOutboxRule(ObjectOutboxRule rule) override;
+  Status RecordObjectChange(const ObjectChange& change) override;
+  void SetOutboxListener(std::function<void()> listener) override;
   Result<std::vector<OutboxDelivery>> ClaimDeliveries(int64_t now, int64_t lease_until, int limit) override;
-  Result<OutboxDelivery> FinishDelivery(int64_t seq, const DeliveryAttempt& attempt) override;
+  Result<std::optional<int64_t>> NextDeliveryDue() override;
+  Result<DeliveryOutcome> FinishDelivery(int64_t seq, const DeliveryAttempt& attempt) override;
   Result<Page> ListDeliveries(const DeliveryFilter& filter, const PageSpec& page) override;
   Result<OutboxDelivery> GetDelivery(int64_t seq) override;
+  Result<std::vector<EndpointState>> ListEndpointStates() override;
+  Result<EndpointState> EnableEndpoint(const std::string& name, int64_t now) override;
+  Result<int64_t> PruneDeliveries(int64_t finished_before, int limit) override;
 
  private:
   SqliteStore(sqlite3* db, Clock* clock, int abort_attempts)
@@ -133,6 +140,14 @@ class SqliteStore final : public Store {
   Result<std::vector<StoredEvent>> InsertEventsLocked(const std::string& session_id, const std::vector<Json>& events);
   // Writes the outbox rows `event` causes (outbox_rule_), in the open transaction.
   Status OutboxLocked(const std::string& session_id, const Json& event);
+  // The same for an object change (object_rule_).
+  Status ObjectOutboxLocked(const ObjectChange& change);
+  // The change an update of an object reports (row_util.h UpdateChangeType), if any.
+  Status ObjectUpdateLocked(const std::string& kind, const std::string& id, const std::string& parent_id,
+                            const Json& current, const Json& next, const std::string& updated_type);
+  Status InsertOutboxLocked(const std::vector<OutboxMessage>& messages);
+  Result<EndpointState> EndpointStateLocked(const std::string& name);
+  Status WriteEndpointStateLocked(const EndpointState& ep);
 
   std::mutex mu_;
   sqlite3* db_;
@@ -140,6 +155,9 @@ class SqliteStore final : public Store {
   const int abort_attempts_;
   std::vector<std::string>* trace_ = nullptr;
   OutboxRule outbox_rule_;
+  ObjectOutboxRule object_rule_;
+  std::function<void()> outbox_listener_;
+  bool outbox_added_ = false;  // the open transaction wrote outbox rows (under mu_)
 };
 
 }  // namespace warren::store

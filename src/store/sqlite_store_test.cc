@@ -292,6 +292,75 @@ TEST_F(SqliteStoreTest, SchedulingQueriesUseIndexes) {
       << plan_of("AND environment_id = ? ORDER BY");
 }
 
+// A database as schema 9 left it, with outbox rows: migration 10 keeps
+// them (object_id = their session) and they are claimed and delivered as
+// before; the outbox queries are served by indexes.
+TEST_F(SqliteStoreTest, Migration10KeepsOutboxRowsAndOutboxQueriesUseIndexes) {
+  store_.reset();
+  std::filesystem::remove_all(dir_);
+  std::filesystem::create_directories(dir_);
+  SqliteOptions v9{dir_ + "/warren.db"};
+  v9.migrate_to = 9;
+  {
+    auto old = SqliteStore::Open(v9, &clock_);
+    ASSERT_TRUE(old.ok()) << old.status().ToString();
+    EXPECT_EQ((*old)->schema_version(), 9);
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ + "/warren.db").c_str(), &db), SQLITE_OK);
+  const std::string now = std::to_string(clock_.NowMicros());
+  const std::string rows =
+      "INSERT INTO webhook_outbox (message_id, endpoint, event_type, session_id, payload, created_at, next_attempt_at) "
+      "VALUES ('event_1', 'ops', 'session.created', 'sesn_old', '{}', " + now + ", " + now + ");";
+  char* err = nullptr;
+  ASSERT_EQ(sqlite3_exec(db, rows.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+  sqlite3_close(db);
+  Reopen();
+  EXPECT_GE(store_->schema_version(), 10);
+  for (int i = 0; i < 30; i++)
+    ASSERT_TRUE(store_->RecordObjectChange({"x", "obj", "", std::to_string(i), ""}).ok());  // no rule: no rows
+  store_->SetObjectOutboxRule([](const ObjectChange& c) {
+    return std::vector<OutboxMessage>{OutboxMessage{"event_" + c.change_id, "ops", c.type, "", "{}", c.id}};
+  });
+  for (int i = 0; i < 30; i++)
+    ASSERT_TRUE(store_->RecordObjectChange({"agent.created", "agent_" + std::to_string(i), "", std::to_string(i), ""}).ok());
+  std::vector<std::string> sql;
+  store_->TraceStatements(&sql);
+  const int64_t t = clock_.NowMicros();
+  auto claimed = store_->ClaimDeliveries(t, t + 1'000'000, 5);
+  ASSERT_TRUE(claimed.ok());
+  ASSERT_EQ(claimed->size(), 5u);
+  EXPECT_EQ((*claimed)[0].message.object_id, "sesn_old");
+  EXPECT_EQ((*claimed)[0].ToJson()["object_id"], "sesn_old");
+  EXPECT_EQ((*claimed)[1].message.object_id, "agent_0");
+  DeliveryAttempt ok;
+  ok.delivered = true;
+  ok.at = t;
+  ASSERT_TRUE(store_->FinishDelivery((*claimed)[0].seq, ok).ok());
+  ASSERT_TRUE(store_->NextDeliveryDue().ok());
+  ASSERT_TRUE(store_->PruneDeliveries(t + 1, 10).ok());
+  ASSERT_TRUE(store_->EnableEndpoint("ops", t).ok());
+  store_->TraceStatements(nullptr);
+  EXPECT_FALSE(store_->GetDelivery((*claimed)[0].seq).ok());  // pruned
+  int checked = 0;
+  for (const std::string& q : sql) {
+    if (q.find("webhook_outbox") == std::string::npos) continue;
+    auto plan = store_->ExplainQueryPlan(q);
+    ASSERT_TRUE(plan.ok()) << q;
+    checked++;
+    for (const std::string& step : *plan) {
+      bool full_scan = step.rfind("SCAN ", 0) == 0 && step.find(" USING ") == std::string::npos;
+      EXPECT_FALSE(full_scan) << "full table scan: " << step << "\n  in: " << q;
+    }
+    if (q.find("DELETE FROM webhook_outbox") != std::string::npos) {
+      std::string all;
+      for (const std::string& step : *plan) all += step + "\n";
+      EXPECT_NE(all.find("webhook_outbox_finished"), std::string::npos) << all;
+    }
+  }
+  EXPECT_GE(checked, 6);
+}
+
 // Issue 13: a tool call is answered at most once, decided inside
 // AppendEvents' transaction.
 TEST_F(SqliteStoreTest, AToolCallIsAnsweredAtMostOnce) {

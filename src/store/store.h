@@ -241,7 +241,12 @@ struct OutboxMessage {
   std::string event_type;  // the envelope's data.type
   std::string session_id;  // "" for non-session objects
   std::string payload;     // the exact body bytes that are signed and sent
+  std::string object_id;   // the envelope's data.id; "" = session_id
 };
+
+// next_attempt_at of a pending row held because its endpoint is disabled:
+// never due until EnableEndpoint makes it due again.
+inline constexpr int64_t kHeldUntilEnabled = INT64_MAX;
 
 struct OutboxDelivery {
   int64_t seq = 0;  // set by the store; listing order
@@ -255,7 +260,9 @@ struct OutboxDelivery {
   int last_status = 0;  // HTTP status of the last attempt, 0 = none / network error
   std::string last_error;
 
+  bool held() const { return state == "pending" && next_attempt_at == kHeldUntilEnabled; }
   // The delivery log's JSON (no payload secrets exist: payloads are thin).
+  // A held row shows next_attempt_at null.
   Json ToJson() const;
 };
 
@@ -274,19 +281,72 @@ struct DeliveryAttempt {
   // When not delivered: the next attempt's time, or nullopt to give up
   // (state failed).
   std::optional<int64_t> retry_at;
+  // Endpoint auto-disable (spec 3.8): when > 0, this many consecutive failed
+  // attempts of the row's endpoint (across its rows) disable it.
+  int disable_endpoint_after = 0;
 };
 
-// Applies `attempt` to `d` (attempts, last_*, state): how every store's
-// FinishDelivery updates a pending row.
-void ApplyAttempt(const DeliveryAttempt& attempt, OutboxDelivery* d);
+// The delivery state of one endpoint, kept by the store (a row appears with
+// the endpoint's first recorded attempt). While `disabled_at` is set, its
+// pending rows are held: ClaimDeliveries never returns them (it parks them
+// at kHeldUntilEnabled) and a failed attempt holds its row instead of
+// retrying or failing it, so nothing is lost; EnableEndpoint releases them.
+struct EndpointState {
+  std::string name;
+  int consecutive_failures = 0;  // attempts since the last delivered one
+  std::optional<int64_t> disabled_at;
+};
+
+// What FinishDelivery recorded.
+struct DeliveryOutcome {
+  OutboxDelivery delivery;
+  EndpointState endpoint;
+  bool disabled_endpoint = false;  // this attempt disabled the endpoint
+};
+
+// Applies `attempt` to `d` (attempts, last_*, state) and to `ep`: how every
+// store's FinishDelivery updates a pending row and its endpoint. Returns
+// true when this attempt disabled the endpoint.
+bool ApplyAttempt(const DeliveryAttempt& attempt, OutboxDelivery* d, EndpointState* ep);
+
+// A change to an object that has no event log of its own, as the outbox
+// sees it (spec 3.8 data.types). The store reports, inside the writing
+// transaction:
+//   CreateAgent                agent.created
+//   UpdateAgent                agent.archived when archived_at goes from null
+//                              to set; agent.updated when a new version is
+//                              recorded (an in-place rewrite reports nothing)
+//   Create/Update/DeleteEnvironment  environment.created, .archived (as
+//                              above), .updated (any other change), .deleted
+//   Create/Update/DeleteVault  vault.created, .archived, .deleted (other
+//                              vault updates report nothing)
+//   Create/Update/DeleteCredential  vault_credential.created, .archived,
+//                              .deleted (parent_id = the vault; rotations
+//                              and token refreshes report nothing)
+// Session archival is reported through the OutboxRule as the pseudo event
+// "session.archived". Changes with no write (vault_credential.refresh_failed)
+// go through RecordObjectChange.
+struct ObjectChange {
+  std::string type;       // "<object>.<action>"
+  std::string id;         // the object's id
+  std::string parent_id;  // a credential's vault; "" otherwise
+  // Tells changes of one object and type apart ("" for a type that happens
+  // once per object: created, archived, deleted). The store uses the
+  // agent's version for agent.updated and a random id for other repeats.
+  std::string change_id;
+  std::string at;  // RFC 3339: the object's created_at / updated_at / archived_at, or the store clock's now
+};
 
 // Decides, inside the writing transaction, which outbox messages an event
 // causes. `session_id` is the session the event belongs to; `event` the
 // stored body. Pseudo-events for object changes without an event of their
-// own use the type "session.created" / "session.deleted" (CreateSession /
-// DeleteSession call the rule with {"type", "processed_at"}). MUST be a pure
+// own use the type "session.created" / "session.deleted" / "session.archived"
+// (CreateSession / DeleteSession / the update that sets archived_at call the
+// rule with {"type", "processed_at"}). MUST be a pure
 // function of its input (it may run more than once, contract 4) and quick.
 using OutboxRule = std::function<std::vector<OutboxMessage>(const std::string& session_id, const Json& event)>;
+// The same for object changes (ObjectChange). Pure and quick, like OutboxRule.
+using ObjectOutboxRule = std::function<std::vector<OutboxMessage>(const ObjectChange& change)>;
 
 // Called after commit with the events the transaction wrote, in commit order
 // per session (contract 3). Not called when nothing was written.
@@ -487,15 +547,43 @@ class Store {
   // StepSession and AppendEvents, plus the session.created/deleted pseudo
   // events). Set once at start-up, before any write; empty = no outbox.
   virtual void SetOutboxRule(OutboxRule rule) = 0;
+  // Installs the rule for object changes (see ObjectChange); set once at
+  // start-up like SetOutboxRule; empty = none.
+  virtual void SetObjectOutboxRule(ObjectOutboxRule rule) = 0;
+  // Writes the outbox rows of a change that is no write of the store
+  // (vault_credential.refresh_failed), in a transaction of its own.
+  virtual Status RecordObjectChange(const ObjectChange& change) = 0;
+  // Called after every committed transaction that added outbox rows or made
+  // held rows due (EnableEndpoint), so a dispatcher in this process can
+  // look now instead of at its next poll. It runs under the store's lock:
+  // it must be quick and must not call the Store. Empty = none. Rows
+  // written by another process are not signalled (poll for them).
+  virtual void SetOutboxListener(std::function<void()> listener) = 0;
   // Claims up to `limit` pending rows due at `now` (next_attempt_at <= now),
   // oldest due first: each one's next_attempt_at becomes `lease_until`, so a
   // process that dies mid-attempt leaves it due again after the lease, and
-  // two dispatchers never hold the same row at once.
+  // two dispatchers never hold the same row at once. Due rows of a disabled
+  // endpoint are not claimed: they are parked (held) instead.
   virtual Result<std::vector<OutboxDelivery>> ClaimDeliveries(int64_t now, int64_t lease_until, int limit) = 0;
-  // Records an attempt of a pending row: delivered, rescheduled
-  // (retry_at) or failed. Counts the attempt. NotFound for an unknown seq;
-  // a row no longer pending is left as it is (Conflict).
-  virtual Result<OutboxDelivery> FinishDelivery(int64_t seq, const DeliveryAttempt& attempt) = 0;
+  // The earliest next_attempt_at of a pending row that is not held (a
+  // claimed row's lease end counts), or nullopt when there is none.
+  virtual Result<std::optional<int64_t>> NextDeliveryDue() = 0;
+  // Records an attempt of a pending row and its effect on the endpoint
+  // (ApplyAttempt), in one transaction: delivered, rescheduled (retry_at),
+  // failed, or held when the endpoint is disabled. Counts the attempt.
+  // NotFound for an unknown seq; a row no longer pending is left as it is
+  // (Conflict).
+  virtual Result<DeliveryOutcome> FinishDelivery(int64_t seq, const DeliveryAttempt& attempt) = 0;
+  // Endpoints with a recorded state, by name.
+  virtual Result<std::vector<EndpointState>> ListEndpointStates() = 0;
+  // Clears the endpoint's disabled_at and failure count, and makes its held
+  // rows due at `now`. An endpoint without a state is returned as a fresh one.
+  virtual Result<EndpointState> EnableEndpoint(const std::string& name, int64_t now) = 0;
+  // Deletes up to `limit` delivered or failed rows whose last attempt was
+  // before `finished_before` (oldest first within each state); never a
+  // pending row. Returns how many were deleted (call again while it returns
+  // `limit`).
+  virtual Result<int64_t> PruneDeliveries(int64_t finished_before, int limit) = 0;
   // The delivery log, paged by seq; `items` are OutboxDelivery::ToJson().
   virtual Result<Page> ListDeliveries(const DeliveryFilter& filter, const PageSpec& page) = 0;
   // One row by seq (NotFound when absent).

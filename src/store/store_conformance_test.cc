@@ -1509,30 +1509,309 @@ TEST_P(StoreConformance, OutboxClaimLeaseAndFinish) {
   fail.retry_at = now + 15 * kSec;
   auto f = store_->FinishDelivery((*c1)[0].seq, fail);
   ASSERT_TRUE(f.ok());
-  EXPECT_EQ(f->state, "pending");
-  EXPECT_EQ(f->attempts, 1);
-  EXPECT_EQ(f->next_attempt_at, now + 15 * kSec);
+  EXPECT_EQ(f->delivery.state, "pending");
+  EXPECT_EQ(f->delivery.attempts, 1);
+  EXPECT_EQ(f->delivery.next_attempt_at, now + 15 * kSec);
+  EXPECT_EQ(f->endpoint.consecutive_failures, 1);
+  EXPECT_FALSE(f->disabled_endpoint);
   DeliveryAttempt ok;
   ok.delivered = true;
   ok.status = 200;
   ok.at = now + 16 * kSec;
   auto d = store_->FinishDelivery((*c1)[0].seq, ok);
   ASSERT_TRUE(d.ok());
-  EXPECT_EQ(d->state, "delivered");
-  EXPECT_EQ(d->attempts, 2);
+  EXPECT_EQ(d->delivery.state, "delivered");
+  EXPECT_EQ(d->delivery.attempts, 2);
+  EXPECT_EQ(d->endpoint.consecutive_failures, 0);
   EXPECT_EQ(store_->FinishDelivery((*c1)[0].seq, ok).status().code(), Code::kConflict);
   DeliveryAttempt give_up;
   give_up.at = now + 16 * kSec;
   give_up.error = "connection refused";
   auto g = store_->FinishDelivery((*c2)[0].seq, give_up);
   ASSERT_TRUE(g.ok());
-  EXPECT_EQ(g->state, "failed");
+  EXPECT_EQ(g->delivery.state, "failed");
   EXPECT_EQ(store_->FinishDelivery(999999, ok).status().code(), Code::kNotFound);
   auto got = store_->GetDelivery((*c1)[0].seq);
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(got->message.payload, (*c1)[0].message.payload);
   EXPECT_EQ(got->ToJson()["delivered_at"], FormatRfc3339(now + 16 * kSec));
   EXPECT_TRUE(store_->ClaimDeliveries(now + 100 * kSec, now + 200 * kSec, 10)->empty());
+}
+
+namespace {
+// Records every object change as one message for endpoint "a", whose id
+// names the change.
+ObjectOutboxRule TestObjectRule() {
+  return [](const ObjectChange& c) {
+    const std::string id = c.type + "/" + c.id + (c.parent_id.empty() ? "" : "@" + c.parent_id) +
+                           (c.change_id.empty() ? "" : "#");
+    return std::vector<OutboxMessage>{OutboxMessage{id + (c.change_id.empty() ? "" : c.change_id), "a", c.type, "",
+                                                    "{}", c.id}};
+  };
+}
+
+// The object changes in the outbox, in order, without their change ids.
+std::vector<std::string> ObjectChanges(Store* store) {
+  PageSpec all;
+  all.limit = 1000;
+  all.order = Order::kAsc;
+  auto page = store->ListDeliveries({}, all);
+  EXPECT_TRUE(page.ok());
+  std::vector<std::string> out;
+  if (!page.ok()) return out;
+  for (const Json& j : page->items) {
+    std::string id = j["webhook_id"].get<std::string>();
+    if (auto h = id.find('#'); h != std::string::npos) id = id.substr(0, h + 1);
+    out.push_back(id);
+  }
+  return out;
+}
+}  // namespace
+
+TEST_P(StoreConformance, ObjectChangesCommitWithTheirWrites) {
+  store_->SetObjectOutboxRule(TestObjectRule());
+  store_->SetOutboxRule(TestRule());
+  auto set = [](const char* field, Json value) {
+    return [field, value](const Json& cur) -> Result<Json> {
+      Json next = cur;
+      next[field] = value;
+      return next;
+    };
+  };
+  // Agents: created; a new version is an update; an in-place rewrite
+  // reports nothing; archival; a failed write reports nothing.
+  ASSERT_TRUE(store_->CreateAgent(Agent("agent_1")).ok());
+  EXPECT_FALSE(store_->CreateAgent(Agent("agent_1")).ok());
+  ASSERT_TRUE(store_->UpdateAgent("agent_1", [](const Json& cur) -> Result<Json> {
+    Json next = cur;
+    next["version"] = 2;
+    next["name"] = "b";
+    return next;
+  }).ok());
+  ASSERT_TRUE(store_->UpdateAgent("agent_1", set("description", "in place")).ok());
+  ASSERT_TRUE(store_->UpdateAgent("agent_1", set("archived_at", Ts())).ok());
+  ASSERT_TRUE(store_->UpdateAgent("agent_1", [](const Json& cur) -> Result<Json> { return cur; }).ok());
+  // Environments.
+  ASSERT_TRUE(store_->CreateEnvironment(Env("env_1", "one")).ok());
+  ASSERT_TRUE(store_->UpdateEnvironment("env_1", set("description", "x")).ok());
+  ASSERT_TRUE(store_->UpdateEnvironment("env_1", set("description", "y")).ok());
+  EXPECT_FALSE(store_->UpdateEnvironment("env_1", [](const Json&) -> Result<Json> {
+    return Status::Conflict("no");
+  }).ok());
+  ASSERT_TRUE(store_->UpdateEnvironment("env_1", set("archived_at", Ts())).ok());
+  ASSERT_TRUE(store_->DeleteEnvironment("env_1").ok());
+  EXPECT_FALSE(store_->DeleteEnvironment("env_1").ok());
+  // Vaults and credentials: updates other than archival report nothing.
+  ASSERT_TRUE(store_->CreateVault({{"id", "vlt_1"}, {"archived_at", nullptr}}).ok());
+  ASSERT_TRUE(store_->UpdateVault("vlt_1", set("display_name", "v")).ok());
+  ASSERT_TRUE(store_->CreateCredential({{{"id", "vcrd_1"}, {"vault_id", "vlt_1"}, {"archived_at", nullptr}}, "s1"}, 20).ok());
+  ASSERT_TRUE(store_->UpdateCredential("vlt_1", "vcrd_1", [](CredentialRecord* r) {
+    r->sealed = "s2";
+    return Status::Ok();
+  }).ok());
+  ASSERT_TRUE(store_->UpdateCredential("vlt_1", "vcrd_1", [&](CredentialRecord* r) {
+    r->body["archived_at"] = Ts();
+    return Status::Ok();
+  }).ok());
+  ASSERT_TRUE(store_->DeleteCredential("vlt_1", "vcrd_1").ok());
+  ASSERT_TRUE(store_->UpdateVault("vlt_1", set("archived_at", Ts())).ok());
+  ASSERT_TRUE(store_->DeleteVault("vlt_1").ok());
+  // A change with no write of its own.
+  ASSERT_TRUE(store_->RecordObjectChange({"vault_credential.refresh_failed", "vcrd_2", "vlt_2", "c1", Ts()}).ok());
+  ASSERT_TRUE(store_->RecordObjectChange({"vault_credential.refresh_failed", "vcrd_2", "vlt_2", "c2", Ts()}).ok());
+  // Session archival goes through the event rule as a pseudo event.
+  store_->SetOutboxRule([](const std::string& sid, const Json& ev) {
+    std::vector<OutboxMessage> out;
+    if (ev.value("type", "") == "session.archived")
+      out.push_back(OutboxMessage{"session.archived/" + sid + "/" + ev.value("processed_at", ""), "a",
+                                  "session.archived", sid, "{}"});
+    return out;
+  });
+  MakeSession("sesn_1");
+  const std::string archived_at = Ts();
+  ASSERT_TRUE(store_->UpdateSession("sesn_1", [&](const Json& cur, std::vector<Json>*) -> Result<Json> {
+    Json next = cur;
+    next["archived_at"] = archived_at;
+    return next;
+  }, nullptr).ok());
+  ASSERT_TRUE(store_->UpdateSession("sesn_1", [&](const Json& cur, std::vector<Json>*) -> Result<Json> {
+    Json next = cur;
+    next["status"] = "idle";
+    return next;
+  }, nullptr).ok());
+  EXPECT_EQ(ObjectChanges(store_.get()),
+            (std::vector<std::string>{"agent.created/agent_1", "agent.updated/agent_1#", "agent.archived/agent_1",
+                                      "environment.created/env_1", "environment.updated/env_1#",
+                                      "environment.updated/env_1#", "environment.archived/env_1",
+                                      "environment.deleted/env_1", "vault.created/vlt_1",
+                                      "vault_credential.created/vcrd_1@vlt_1", "vault_credential.archived/vcrd_1@vlt_1",
+                                      "vault_credential.deleted/vcrd_1@vlt_1", "vault.archived/vlt_1",
+                                      "vault.deleted/vlt_1", "vault_credential.refresh_failed/vcrd_2@vlt_2#",
+                                      "vault_credential.refresh_failed/vcrd_2@vlt_2#",
+                                      "session.archived/sesn_1/" + archived_at}));
+  // Each update is its own message; agent updates are told apart by version.
+  PageSpec all{1000, Order::kAsc, std::nullopt, std::nullopt};
+  auto page = store_->ListDeliveries({}, all);
+  ASSERT_TRUE(page.ok());
+  std::set<std::string> ids;
+  for (const Json& j : page->items) ids.insert(j["webhook_id"].get<std::string>());
+  EXPECT_EQ(ids.size(), page->items.size());
+  EXPECT_TRUE(ids.count("agent.updated/agent_1#v2"));
+  EXPECT_EQ(page->items[0]["object_id"], "agent_1");
+}
+
+TEST_P(StoreConformance, ObjectChangesSurviveRetriedTransactionsOnce) {
+  auto store = Make(2);
+  ASSERT_NE(store, nullptr);
+  store->SetObjectOutboxRule(TestObjectRule());
+  ASSERT_TRUE(store->CreateAgent(Agent("agent_r")).ok());
+  ASSERT_TRUE(store->CreateEnvironment(Env("env_r", "r")).ok());
+  ASSERT_TRUE(store->UpdateEnvironment("env_r", [](const Json& cur) -> Result<Json> {
+    Json next = cur;
+    next["description"] = "changed";
+    return next;
+  }).ok());
+  ASSERT_TRUE(store->CreateVault({{"id", "vlt_r"}, {"archived_at", nullptr}}).ok());
+  EXPECT_EQ(ObjectChanges(store.get()),
+            (std::vector<std::string>{"agent.created/agent_r", "environment.created/env_r", "environment.updated/env_r#",
+                                      "vault.created/vlt_r"}));
+}
+
+TEST_P(StoreConformance, OutboxListenerHearsCommitsThatAddRows) {
+  store_->SetOutboxRule(TestRule());
+  std::atomic<int> heard{0};
+  store_->SetOutboxListener([&] { heard++; });
+  MakeSession("sesn_1");  // session.created rows
+  EXPECT_EQ(heard.load(), 1);
+  ASSERT_TRUE(store_->AppendEvents("sesn_1", nullptr, {Ev("e1", "agent.message")}, nullptr).ok());
+  EXPECT_EQ(heard.load(), 1);  // no rows, no call
+  EXPECT_FALSE(store_->AppendEvents("sesn_1", nullptr, {Ev("e2", "x_w"), Ev("e1", "x_w")}, nullptr).ok());
+  EXPECT_EQ(heard.load(), 1);  // a failed transaction: no call
+  ASSERT_TRUE(store_->AppendEvents("sesn_1", nullptr, {Ev("e3", "x_w")}, nullptr).ok());
+  EXPECT_EQ(heard.load(), 2);
+  store_->SetObjectOutboxRule(TestObjectRule());
+  ASSERT_TRUE(store_->CreateAgent(Agent("agent_1")).ok());
+  EXPECT_EQ(heard.load(), 3);
+  store_->SetOutboxListener({});
+  ASSERT_TRUE(store_->CreateAgent(Agent("agent_2")).ok());
+  EXPECT_EQ(heard.load(), 3);
+}
+
+TEST_P(StoreConformance, AFailingEndpointIsDisabledAndItsRowsHeldUntilEnabled) {
+  store_->SetOutboxRule(TestRule());
+  MakeSession("sesn_1");  // session.created for endpoints a and b
+  ASSERT_TRUE(store_->AppendEvents("sesn_1", nullptr, {Ev("e1", "x_w")}, nullptr).ok());
+  const int64_t now = clock_.NowMicros();
+  auto claimed = store_->ClaimDeliveries(now, now + 10 * kSec, 10);
+  ASSERT_TRUE(claimed.ok());
+  ASSERT_EQ(claimed->size(), 4u);
+  std::vector<int64_t> a_rows;
+  for (const auto& d : *claimed)
+    if (d.message.endpoint == "a") a_rows.push_back(d.seq);
+  ASSERT_EQ(a_rows.size(), 2u);
+  DeliveryAttempt fail;
+  fail.status = 503;
+  fail.error = "HTTP 503";
+  fail.at = now + kSec;
+  fail.retry_at = now + 2 * kSec;
+  fail.disable_endpoint_after = 2;
+  auto f1 = store_->FinishDelivery(a_rows[0], fail);
+  ASSERT_TRUE(f1.ok());
+  EXPECT_FALSE(f1->disabled_endpoint);
+  EXPECT_EQ(f1->delivery.next_attempt_at, now + 2 * kSec);
+  // The second consecutive failure of endpoint a (another row) disables it:
+  // its row is held, not failed, even with no retry left.
+  fail.retry_at.reset();
+  auto f2 = store_->FinishDelivery(a_rows[1], fail);
+  ASSERT_TRUE(f2.ok());
+  EXPECT_TRUE(f2->disabled_endpoint);
+  EXPECT_EQ(f2->endpoint.consecutive_failures, 2);
+  EXPECT_EQ(f2->endpoint.disabled_at, now + kSec);
+  EXPECT_EQ(f2->delivery.state, "pending");
+  EXPECT_TRUE(f2->delivery.held());
+  EXPECT_TRUE(f2->delivery.ToJson()["next_attempt_at"].is_null());
+  auto states = store_->ListEndpointStates();
+  ASSERT_TRUE(states.ok());
+  ASSERT_EQ(states->size(), 1u);
+  EXPECT_EQ((*states)[0].name, "a");
+  EXPECT_TRUE((*states)[0].disabled_at.has_value());
+  // New rows of a are written, and never claimed while it is disabled; b's are.
+  ASSERT_TRUE(store_->AppendEvents("sesn_1", nullptr, {Ev("e2", "x_w")}, nullptr).ok());
+  auto later = store_->ClaimDeliveries(now + 100 * kSec, now + 110 * kSec, 10);
+  ASSERT_TRUE(later.ok());
+  for (const auto& d : *later) EXPECT_EQ(d.message.endpoint, "b");
+  // b's two claimed rows (lease ended) and its new one.
+  EXPECT_EQ(later->size(), 3u);
+  // Held rows are not "due": the next due time is b's lease.
+  auto due = store_->NextDeliveryDue();
+  ASSERT_TRUE(due.ok());
+  ASSERT_TRUE(due->has_value());
+  EXPECT_EQ(**due, now + 110 * kSec);
+  auto held = store_->ListDeliveries({"a", "pending", ""}, PageSpec{100, Order::kAsc, std::nullopt, std::nullopt});
+  ASSERT_TRUE(held.ok());
+  EXPECT_EQ(held->items.size(), 3u);
+  for (const Json& j : held->items) EXPECT_TRUE(j["next_attempt_at"].is_null()) << j.dump();
+  // Enable: every held row of a is due at once; the count starts afresh.
+  auto en = store_->EnableEndpoint("a", now + 200 * kSec);
+  ASSERT_TRUE(en.ok());
+  EXPECT_FALSE(en->disabled_at.has_value());
+  EXPECT_EQ(en->consecutive_failures, 0);
+  auto again = store_->ClaimDeliveries(now + 200 * kSec, now + 210 * kSec, 10);
+  ASSERT_TRUE(again.ok());
+  int a_claimed = 0;
+  for (const auto& d : *again) a_claimed += d.message.endpoint == "a";
+  EXPECT_EQ(a_claimed, 3);
+  DeliveryAttempt ok;
+  ok.delivered = true;
+  ok.status = 204;
+  ok.at = now + 201 * kSec;
+  ok.disable_endpoint_after = 2;
+  for (const auto& d : *again) {
+    auto r = store_->FinishDelivery(d.seq, ok);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->delivery.state, "delivered");
+  }
+  EXPECT_EQ(store_->ListDeliveries({"", "pending", ""}, PageSpec{})->items.size(), 0u);
+  // Enabling an endpoint without a state is a no-op that answers a fresh state.
+  auto fresh = store_->EnableEndpoint("never_failed", now);
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ(fresh->consecutive_failures, 0);
+}
+
+TEST_P(StoreConformance, PruneDeletesOldFinishedRowsNeverPendingOnes) {
+  store_->SetOutboxRule(TestRule());
+  for (int i = 0; i < 5; i++) MakeSession("sesn_" + std::to_string(i));  // 10 rows
+  const int64_t t0 = clock_.NowMicros();
+  auto claimed = store_->ClaimDeliveries(t0, t0 + kSec, 100);
+  ASSERT_TRUE(claimed.ok());
+  ASSERT_EQ(claimed->size(), 10u);
+  // 4 delivered at t0+1s, 2 failed at t0+2s, 2 delivered at t0+50s, 2 left pending.
+  for (size_t i = 0; i < 8; i++) {
+    DeliveryAttempt a;
+    a.at = t0 + (i < 4 ? 1 : i < 6 ? 2 : 50) * kSec;
+    a.delivered = i < 4 || i >= 6;
+    a.status = a.delivered ? 200 : 500;
+    ASSERT_TRUE(store_->FinishDelivery((*claimed)[i].seq, a).ok());
+  }
+  auto n = store_->PruneDeliveries(t0 + 10 * kSec, 3);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 3);
+  n = store_->PruneDeliveries(t0 + 10 * kSec, 3);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 3);
+  n = store_->PruneDeliveries(t0 + 10 * kSec, 3);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 0);
+  PageSpec all{100, Order::kAsc, std::nullopt, std::nullopt};
+  auto left = store_->ListDeliveries({}, all);
+  ASSERT_TRUE(left.ok());
+  ASSERT_EQ(left->items.size(), 4u);
+  EXPECT_EQ(store_->ListDeliveries({"", "pending", ""}, all)->items.size(), 2u);
+  EXPECT_EQ(store_->ListDeliveries({"", "delivered", ""}, all)->items.size(), 2u);
+  // Even a cut-off in the far future never takes a pending row.
+  ASSERT_TRUE(store_->PruneDeliveries(t0 + 1000 * kSec, 100).ok());
+  EXPECT_EQ(store_->ListDeliveries({"", "pending", ""}, all)->items.size(), 2u);
+  EXPECT_EQ(store_->ListDeliveries({}, all)->items.size(), 2u);
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "api/validate.h"
+#include "common/log.h"
 
 namespace warren::webhooks_out {
 
@@ -18,9 +19,19 @@ Status InvalidParam(std::string_view name, std::string_view problem) {
   return Status::InvalidArgument(std::string(name) + ": " + std::string(problem));
 }
 
+Json EndpointJson(const Endpoint& e, const store::EndpointState& st) {
+  return {{"type", "webhook_endpoint"},
+          {"name", e.name},
+          {"url", e.url},
+          {"event_types", e.event_types.empty() ? Json(SupportedEventTypes()) : Json(e.event_types)},
+          {"disabled", st.disabled_at.has_value()},
+          {"consecutive_failures", st.consecutive_failures},
+          {"disabled_at", st.disabled_at ? Json(FormatRfc3339(*st.disabled_at)) : Json()}};
+}
+
 }  // namespace
 
-void RegisterRoutes(ApiService* service, store::Store* store, const WebhooksConfig* cfg) {
+void RegisterRoutes(ApiService* service, store::Store* store, const WebhooksConfig* cfg, Clock* clock) {
   using Fn = std::function<Result<HandlerResult>(HttpRequest&, const Params&, const Principal&)>;
   auto add = [service](const char* method, const char* pattern, Fn fn) {
     service->router().Add(method, pattern, [service, fn](HttpRequest& req, const Params& params) -> HandlerResult {
@@ -34,15 +45,34 @@ void RegisterRoutes(ApiService* service, store::Store* store, const WebhooksConf
     });
   };
 
-  add("GET", "/v1/warren/webhooks/endpoints", [cfg](HttpRequest&, const Params&, const Principal&) -> Result<HandlerResult> {
+  add("GET", "/v1/warren/webhooks/endpoints", [store, cfg](HttpRequest&, const Params&, const Principal&) -> Result<HandlerResult> {
+    WARREN_ASSIGN_OR_RETURN(auto states, store->ListEndpointStates());
     Json data = Json::array();
-    for (const Endpoint& e : cfg->endpoints)
-      data.push_back({{"type", "webhook_endpoint"},
-                      {"name", e.name},
-                      {"url", e.url},
-                      {"event_types", e.event_types.empty() ? Json(SupportedEventTypes()) : Json(e.event_types)}});
+    for (const Endpoint& e : cfg->endpoints) {
+      store::EndpointState st;
+      for (const auto& s : states)
+        if (s.name == e.name) st = s;
+      data.push_back(EndpointJson(e, st));
+    }
     return ApiService::JsonResult({{"data", data}});
   });
+
+  // Re-enables an endpoint (auto-disabled after consecutive failures): its
+  // held deliveries become due now. Enabling an enabled endpoint is a no-op.
+  add("POST", "/v1/warren/webhooks/endpoints/{name}/enable",
+      [store, cfg, clock](HttpRequest& req, const Params& params, const Principal&) -> Result<HandlerResult> {
+        // The body (none, or an empty object) is checked before the name.
+        WARREN_ASSIGN_OR_RETURN(Json body, api::BodyObject(req, true));
+        WARREN_RETURN_IF_ERROR(api::ExpectKnownFields(body, {}, ""));
+        const std::string& name = params.at("name");
+        const Endpoint* ep = nullptr;
+        for (const Endpoint& e : cfg->endpoints)
+          if (e.name == name) ep = &e;
+        if (ep == nullptr) return Status::NotFound("no webhook endpoint '" + name.substr(0, 64) + "' is configured");
+        WARREN_ASSIGN_OR_RETURN(auto st, store->EnableEndpoint(name, clock->NowMicros()));
+        log::Info("webhooks.endpoint_enabled", {{"endpoint", name}});
+        return ApiService::JsonResult(EndpointJson(*ep, st));
+      });
 
   add("GET", "/v1/warren/webhooks/deliveries", [store, cfg](HttpRequest& req, const Params&, const Principal&) -> Result<HandlerResult> {
     WARREN_ASSIGN_OR_RETURN(auto spec, api::ParsePaging(req, 20, 100, store::Order::kDesc, true));

@@ -2,6 +2,8 @@
 // routes (docs/WEBHOOKS.md, docs/API.md), organization API keys only:
 //
 //   GET /v1/warren/webhooks/endpoints                 configured endpoints (never their secrets)
+//                                                     with their state: disabled, consecutive_failures, disabled_at
+//   POST /v1/warren/webhooks/endpoints/{name}/enable  re-enable; its held deliveries go out
 //   GET /v1/warren/webhooks/deliveries                the log: ?endpoint= ?state=pending|delivered|failed
 //                                                     ?webhook_id= ?limit=1..100 ?order= ?page=
 //   GET /v1/warren/webhooks/deliveries/{delivery_id}  one row
@@ -20,7 +22,7 @@
 
 namespace warren::webhooks_out {
 
-// `cfg` and `store` must outlive the service.
-void RegisterRoutes(api::ApiService* service, store::Store* store, const WebhooksConfig* cfg);
+// `cfg`, `store` and `clock` must outlive the service.
+void RegisterRoutes(api::ApiService* service, store::Store* store, const WebhooksConfig* cfg, Clock* clock);
 
 }  // namespace warren::webhooks_out

@@ -18,8 +18,8 @@ std::string Str(const Json& j, const char* key) {
   return it != j.end() && it->is_string() ? it->get<std::string>() : "";
 }
 
-std::string MessageId(const std::string& session_id, const std::string& event_id, const std::string& type) {
-  std::string in = session_id + "\n" + event_id + "\n" + type;
+std::string MessageId(const std::string& object_id, const std::string& change_id, const std::string& type) {
+  std::string in = object_id + "\n" + change_id + "\n" + type;
   unsigned char md[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(in.data()), in.size(), md);
   static const char* kHex = "0123456789abcdef";
@@ -34,6 +34,10 @@ std::string MessageId(const std::string& session_id, const std::string& event_id
 // A claim outlasts one attempt (its timeout) with a margin.
 int64_t LeaseMs(const WebhooksConfig& cfg) { return 2 * cfg.timeout_ms + 1000; }
 
+constexpr int kPruneBatch = 500;
+constexpr int kPruneBatchesPerRound = 20;   // at most 10,000 rows per round; the rest next round
+constexpr int64_t kPruneEveryUs = 60'000'000;
+
 double RandomJitter() {
   uint64_t v = 0;
   if (getrandom(&v, sizeof v, 0) != static_cast<ssize_t>(sizeof v)) return 0.5;
@@ -46,9 +50,15 @@ const std::vector<std::string>& SupportedEventTypes() {
   static const std::vector<std::string> kTypes = {
       "session.created",         "session.status_run_started", "session.status_idled",
       "session.requires_action", "session.budget_reached",     "session.status_rescheduled",
-      "session.status_terminated", "session.updated",          "session.deleted",
-      "session.thread_created",  "session.thread_idled",       "session.thread_terminated",
-      "session.outcome_evaluation_ended"};
+      "session.status_terminated", "session.updated",          "session.archived",
+      "session.deleted",         "session.thread_created",     "session.thread_idled",
+      "session.thread_terminated", "session.outcome_evaluation_ended",
+      "agent.created",           "agent.updated",              "agent.archived",
+      "agent.deleted",  // accepted, never sent: agents cannot be deleted (spec 1.1)
+      "environment.created",     "environment.updated",        "environment.archived",
+      "environment.deleted",     "vault.created",              "vault.archived",
+      "vault.deleted",           "vault_credential.created",   "vault_credential.archived",
+      "vault_credential.deleted", "vault_credential.refresh_failed"};
   return kTypes;
 }
 
@@ -64,7 +74,8 @@ std::vector<std::string> WebhookTypesFor(const Json& event) {
   }
   if (t == "session.status_rescheduled") return {"session.status_rescheduled"};
   if (t == "session.status_terminated") return {"session.status_terminated"};
-  if (t == "session.updated" || t == "session.created" || t == "session.deleted" || t == "session.thread_created")
+  if (t == "session.updated" || t == "session.created" || t == "session.deleted" || t == "session.archived" ||
+      t == "session.thread_created")
     return {t};
   if (t == "session.thread_status_idle") return {"session.thread_idled"};
   if (t == "session.thread_status_terminated") return {"session.thread_terminated"};
@@ -101,6 +112,11 @@ Result<WebhooksConfig> WebhooksConfigFromJson(const Json& j, const std::function
       c.max_attempts = static_cast<int>(n);
     } else if (it.key() == "poll_interval_ms") {
       WARREN_RETURN_IF_ERROR(integer(10, 60000, &c.poll_interval_ms));
+    } else if (it.key() == "disable_after_failures") {
+      WARREN_RETURN_IF_ERROR(integer(0, 100000, &n));
+      c.disable_after_failures = static_cast<int>(n);
+    } else if (it.key() == "retention_hours") {
+      WARREN_RETURN_IF_ERROR(integer(0, 87600, &c.retention_hours));
     } else if (it.key() == "organization_id" || it.key() == "workspace_id") {
       if (!v.is_string() || v.get<std::string>().empty()) return Status::InvalidArgument(name + ": expected a string");
       (it.key() == "organization_id" ? c.organization_id : c.workspace_id) = v.get<std::string>();
@@ -142,7 +158,8 @@ Result<WebhooksConfig> WebhooksConfigFromJson(const Json& j, const std::function
           }
         }
         if (ep.name.empty()) ep.name = "endpoint_" + std::to_string(i);
-        if (ep.name.size() > 64) return Status::InvalidArgument(at + ".name: at most 64 characters");
+        if (ep.name.size() > 64 || ep.name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") != std::string::npos)
+          return Status::InvalidArgument(at + ".name: 1 to 64 characters of A-Z a-z 0-9 _ . - (it is a URL path segment)");
         if (!names.insert(ep.name).second) return Status::InvalidArgument(at + ".name: '" + ep.name + "' is used twice");
         if (ep.url.rfind("https://", 0) != 0 && ep.url.rfind("http://", 0) != 0)
           return Status::InvalidArgument(at + ".url: expected an http(s) URL");
@@ -184,8 +201,30 @@ store::OutboxRule MakeOutboxRule(const WebhooksConfig& cfg) {
       const std::string payload = DumpJson(body);
       for (const Target& t : targets) {
         if (!t.types.empty() && !t.types.count(type)) continue;
-        out.push_back(store::OutboxMessage{id, t.name, type, session_id, payload});
+        out.push_back(store::OutboxMessage{id, t.name, type, session_id, payload, session_id});
       }
+    }
+    return out;
+  };
+}
+
+store::ObjectOutboxRule MakeObjectOutboxRule(const WebhooksConfig& cfg) {
+  if (cfg.endpoints.empty()) return {};
+  std::vector<std::pair<std::string, std::set<std::string>>> targets;
+  for (const Endpoint& e : cfg.endpoints) targets.emplace_back(e.name, std::set<std::string>(e.event_types.begin(), e.event_types.end()));
+  const std::string org = cfg.organization_id, ws = cfg.workspace_id;
+  return [targets, org, ws](const store::ObjectChange& c) {
+    std::vector<store::OutboxMessage> out;
+    const auto& known = SupportedEventTypes();
+    if (std::find(known.begin(), known.end(), c.type) == known.end()) return out;
+    const std::string id = MessageId(c.id, c.change_id, c.type);
+    Json data = {{"type", c.type}, {"id", c.id}, {"organization_id", org}, {"workspace_id", ws}};
+    if (c.type.rfind("vault_credential.", 0) == 0) data["vault_id"] = c.parent_id;
+    Json body = {{"type", "event"}, {"id", id}, {"created_at", c.at.empty() ? Json() : Json(c.at)}, {"data", data}};
+    const std::string payload = DumpJson(body);
+    for (const auto& [name, types] : targets) {
+      if (!types.empty() && !types.count(c.type)) continue;
+      out.push_back(store::OutboxMessage{id, name, c.type, "", payload, c.id});
     }
     return out;
   };
@@ -207,11 +246,15 @@ WebhookDispatcher::WebhookDispatcher(store::Store* store, HttpClient* http, Cloc
 WebhookDispatcher::~WebhookDispatcher() { Stop(); }
 
 void WebhookDispatcher::Start() {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (!threads_.empty() || cfg_.endpoints.empty()) return;
-  stopping_ = false;
-  threads_.emplace_back([this] { Claimer(); });
-  for (int i = 0; i < cfg_.concurrency; i++) threads_.emplace_back([this] { Worker(); });
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!threads_.empty() || cfg_.endpoints.empty()) return;
+    stopping_ = false;
+    threads_.emplace_back([this] { Claimer(); });
+    for (int i = 0; i < cfg_.concurrency; i++) threads_.emplace_back([this] { Worker(); });
+  }
+  // Outside mu_: the listener runs under the store's lock and takes mu_.
+  store_->SetOutboxListener([this] { Wake(); });
 }
 
 void WebhookDispatcher::Stop() {
@@ -221,6 +264,7 @@ void WebhookDispatcher::Stop() {
     stopping_ = true;
     threads.swap(threads_);
   }
+  if (!threads.empty()) store_->SetOutboxListener({});
   cancel_.Cancel();
   cv_.notify_all();
   work_cv_.notify_all();
@@ -254,6 +298,23 @@ int WebhookDispatcher::RunOnce() {
   }
 }
 
+int64_t WebhookDispatcher::Prune() {
+  if (cfg_.retention_hours <= 0) return 0;
+  const int64_t before = clock_->NowMicros() - cfg_.retention_hours * 3'600'000'000;
+  int64_t total = 0;
+  for (int i = 0; i < kPruneBatchesPerRound; i++) {
+    auto n = store_->PruneDeliveries(before, kPruneBatch);
+    if (!n.ok()) {
+      log::Warn("webhooks.prune_failed", {{"error", n.status().ToString()}});
+      break;
+    }
+    total += *n;
+    if (*n < kPruneBatch) break;
+  }
+  if (total > 0) log::Info("webhooks.pruned", {{"rows", total}, {"retention_hours", cfg_.retention_hours}});
+  return total;
+}
+
 // One claimer fills a hand-off queue with at most `concurrency` claimed rows
 // (claimed + being sent <= concurrency), so one claim transaction serves
 // several deliveries; the workers send them. A claimed row waits at most one
@@ -267,17 +328,34 @@ void WebhookDispatcher::Claimer() {
       if (stopping_) return;
       room = cfg_.concurrency - static_cast<int>(ready_.size()) - busy_;
     }
-    const int64_t now = clock_->NowMicros();
+    int64_t now = clock_->NowMicros();
+    if (now >= next_prune_) {
+      Prune();
+      next_prune_ = now + kPruneEveryUs;
+    }
+    // A wake-up that arrives from here on is seen by the wait below.
+    int seen = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      seen = wakes_;
+    }
     auto claimed = store_->ClaimDeliveries(now, now + LeaseMs(cfg_) * 1000, room);
     if (!claimed.ok()) log::Warn("webhooks.claim_failed", {{"error", claimed.status().ToString()}});
-    std::unique_lock<std::mutex> lock(mu_);
     if (claimed.ok() && !claimed->empty()) {
+      std::lock_guard<std::mutex> lock(mu_);
       for (auto& d : *claimed) ready_.push_back(std::move(d));
       work_cv_.notify_all();
       continue;
     }
-    const int seen = wakes_;
-    cv_.wait_for(lock, std::chrono::milliseconds(cfg_.poll_interval_ms), [&] { return stopping_ || wakes_ != seen; });
+    // Nothing due: sleep until the next row is due (a retry, or a lease that
+    // ends), a commit wakes us, or the fallback poll.
+    int64_t wait_ms = cfg_.poll_interval_ms;
+    if (auto next = store_->NextDeliveryDue(); next.ok() && next->has_value()) {
+      now = clock_->NowMicros();
+      wait_ms = std::clamp<int64_t>((**next - now + 999) / 1000, 5, cfg_.poll_interval_ms);
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return stopping_ || wakes_ != seen; });
   }
 }
 
@@ -312,6 +390,7 @@ void WebhookDispatcher::Deliver(const store::OutboxDelivery& d, const CancelToke
     (void)r;
     return;
   }
+  a.disable_endpoint_after = cfg_.disable_after_failures;
   const int64_t ts = clock_->NowMicros() / 1000000;
   WebhookHeaders h = SignWebhook(ep->key, d.message.message_id, ts, d.message.payload);
   HttpRequest req;
@@ -348,9 +427,14 @@ void WebhookDispatcher::Deliver(const store::OutboxDelivery& d, const CancelToke
     log::Warn("webhooks.record_failed", {{"delivery", d.seq}, {"error", r.status().ToString()}});
     return;
   }
-  if (r->state == "failed")
+  if (r->disabled_endpoint)
+    log::Warn("webhooks.endpoint_disabled",
+              {{"endpoint", d.message.endpoint}, {"consecutive_failures", r->endpoint.consecutive_failures},
+               {"error", a.error}, {"hint", "its deliveries are held; POST /v1/warren/webhooks/endpoints/" +
+                                                d.message.endpoint + "/enable sends them"}});
+  if (r->delivery.state == "failed")
     log::Warn("webhooks.delivery_failed", {{"endpoint", d.message.endpoint}, {"webhook_id", d.message.message_id},
-                                           {"attempts", r->attempts}, {"error", a.error}});
+                                           {"attempts", r->delivery.attempts}, {"error", a.error}});
 }
 
 }  // namespace warren::webhooks_out

@@ -1,10 +1,16 @@
 // Outgoing webhooks (spec 3.8, docs/WEBHOOKS.md): Warren notifies configured
-// endpoints of session changes, signed per Standard Webhooks.
+// endpoints of session, agent, environment, vault and credential changes,
+// signed per Standard Webhooks.
 //
 //   event committed ──(OutboxRule, same store transaction)──> outbox rows
+//   object written ──(ObjectOutboxRule, same store transaction)──> outbox rows
 //   WebhookDispatcher: N workers claim due rows (a lease), POST them signed,
 //   and record the attempt: delivered, retried later (exponential backoff
-//   with jitter), or failed after max_attempts.
+//   with jitter), or failed after max_attempts. An endpoint that fails
+//   `disable_after_failures` attempts in a row is disabled (its rows held,
+//   not lost) until it is enabled again. Finished rows are pruned after
+//   `retention_hours`. The store wakes the dispatcher when a transaction
+//   adds rows; a slow poll covers rows written by another process.
 //
 // Delivery is at least once and survives restarts and SIGKILL: a row is
 // written with its event, and one claimed by a process that died is due
@@ -56,7 +62,12 @@ struct WebhooksConfig {
   int64_t initial_backoff_ms = 1000;
   int64_t max_backoff_ms = 300000;  // 5 minutes
   int max_attempts = 20;            // then the row is `failed`
-  int64_t poll_interval_ms = 500;   // idle workers look for due rows this often
+  // Fallback poll for rows another process wrote; rows written in this
+  // process wake the dispatcher at once (Store::SetOutboxListener), and
+  // retries are waited for until they are due.
+  int64_t poll_interval_ms = 5000;
+  int disable_after_failures = 20;  // consecutive failed attempts that disable an endpoint; 0 = never
+  int64_t retention_hours = 168;    // delivered/failed rows are deleted after this; 0 = kept
   std::string organization_id = "org_warren";
   std::string workspace_id = "wrkspc_default";
 };
@@ -67,8 +78,9 @@ const std::vector<std::string>& SupportedEventTypes();
 
 // Parses the "webhooks" config object (keys: endpoints[{name,url,secret |
 // secret_env,event_types}], concurrency, timeout_ms, initial_backoff_ms,
-// max_backoff_ms, max_attempts, poll_interval_ms, organization_id,
-// workspace_id). Secrets must be `whsec_<base64>`.
+// max_backoff_ms, max_attempts, poll_interval_ms, disable_after_failures,
+// retention_hours, organization_id, workspace_id). Secrets must be
+// `whsec_<base64>`.
 Result<WebhooksConfig> WebhooksConfigFromJson(const Json& j, const std::function<const char*(const char*)>& getenv_fn);
 
 // The webhook data.types a session event causes (none for most).
@@ -78,6 +90,12 @@ std::vector<std::string> WebhookTypesFor(const Json& event);
 // outbox message. Message ids are derived from (session, event id, type), so
 // a retried transaction writes the same rows. Pure; thread-safe.
 store::OutboxRule MakeOutboxRule(const WebhooksConfig& cfg);
+
+// The same for object changes (agents, environments, vaults, credentials):
+// the envelope's data is {type, id, organization_id, workspace_id} plus
+// vault_id for a credential. Message ids come from (object, change_id,
+// type). Pure; thread-safe.
+store::ObjectOutboxRule MakeObjectOutboxRule(const WebhooksConfig& cfg);
 
 // Backoff before attempt `attempts + 1` after `attempts` failures:
 // min(max, initial * 2^(attempts-1)) scaled by jitter in [0.5, 1.0].
@@ -92,15 +110,20 @@ class WebhookDispatcher final {
   WebhookDispatcher(const WebhookDispatcher&) = delete;
   WebhookDispatcher& operator=(const WebhookDispatcher&) = delete;
 
+  // Starts the threads and installs the store's outbox listener (a commit
+  // that adds rows wakes the claimer).
   void Start();
-  // Cancels attempts in flight (their rows become due again after the lease)
-  // and joins the workers.
+  // Removes the listener, cancels attempts in flight (their rows become due
+  // again after the lease) and joins the workers.
   void Stop();
   // Looks for due rows now (e.g. after a commit that wrote some).
   void Wake();
   // One pass for tests: claims and delivers every row due now on the calling
   // thread; returns how many attempts were made.
   int RunOnce();
+  // Deletes finished rows older than retention_hours, in batches; returns
+  // how many. The claimer calls it about once a minute.
+  int64_t Prune();
 
  private:
   void Claimer();
@@ -122,6 +145,7 @@ class WebhookDispatcher final {
   int busy_ = 0;                             // rows being sent
   bool stopping_ = false;
   int wakes_ = 0;
+  int64_t next_prune_ = 0;  // micros (clock_); claimer thread only
   std::vector<std::thread> threads_;
 };
 

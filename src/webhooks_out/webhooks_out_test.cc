@@ -2,8 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "common/testing/fake_http_server.h"
 #include "store/memory_store.h"
@@ -73,6 +78,45 @@ TEST(Rule, OneMessagePerWantingEndpointWithStableIds) {
   EXPECT_NE(b[0].message_id, a[0].message_id);
 }
 
+TEST(Rule, ObjectChangesMakeThinEnvelopes) {
+  auto cfg = WebhooksConfigFromJson(
+      Json{{"endpoints",
+            {{{"name", "all"}, {"url", "http://127.0.0.1:1/a"}, {"secret", kSecret}},
+             {{"name", "vaults"}, {"url", "http://127.0.0.1:1/b"}, {"secret", kSecret},
+              {"event_types", {"vault_credential.refresh_failed", "vault.created"}}}}},
+           {"organization_id", "org_x"}, {"workspace_id", "wrkspc_y"}},
+      NoEnv);
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  auto rule = MakeObjectOutboxRule(*cfg);
+  auto agent = rule({"agent.created", "agent_1", "", "", "2026-12-02T00:00:00Z"});
+  ASSERT_EQ(agent.size(), 1u);  // "vaults" does not want it
+  EXPECT_EQ(agent[0].endpoint, "all");
+  EXPECT_EQ(agent[0].object_id, "agent_1");
+  EXPECT_EQ(agent[0].session_id, "");
+  auto body = ParseJson(agent[0].payload);
+  ASSERT_TRUE(body.ok());
+  EXPECT_EQ(*body, (Json{{"type", "event"},
+                         {"id", agent[0].message_id},
+                         {"created_at", "2026-12-02T00:00:00Z"},
+                         {"data", {{"type", "agent.created"}, {"id", "agent_1"}, {"organization_id", "org_x"},
+                                   {"workspace_id", "wrkspc_y"}}}}));
+  // A credential names its vault; each refresh failure is its own message.
+  auto f1 = rule({"vault_credential.refresh_failed", "vcrd_1", "vlt_1", "chg_a", "2026-12-02T00:00:01Z"});
+  auto f2 = rule({"vault_credential.refresh_failed", "vcrd_1", "vlt_1", "chg_b", "2026-12-02T00:00:02Z"});
+  ASSERT_EQ(f1.size(), 2u);
+  ASSERT_EQ(f2.size(), 2u);
+  EXPECT_EQ(f1[0].message_id, f1[1].message_id);
+  EXPECT_NE(f1[0].message_id, f2[0].message_id);
+  EXPECT_EQ(ParseJson(f1[1].payload)->at("data")["vault_id"], "vlt_1");
+  // The same change (a retried transaction) makes the same id.
+  EXPECT_EQ(rule({"vault_credential.refresh_failed", "vcrd_1", "vlt_1", "chg_a", "x"})[0].message_id, f1[0].message_id);
+  EXPECT_TRUE(rule({"memory_store.created", "memstore_1", "", "", ""}).empty());  // not a type Warren sends
+  // Session archival comes as a pseudo event through the session rule.
+  auto archived = MakeOutboxRule(*cfg)("sesn_1", {{"type", "session.archived"}, {"processed_at", "2026-12-02T00:00:03Z"}});
+  ASSERT_EQ(archived.size(), 1u);
+  EXPECT_EQ(archived[0].event_type, "session.archived");
+}
+
 TEST(Config, Errors) {
   for (const Json& bad : {Json{{"endpoints", {{{"url", "http://x/"}}}}},
                           Json{{"endpoints", {{{"url", "http://x/"}, {"secret", "nope"}}}}},
@@ -80,7 +124,9 @@ TEST(Config, Errors) {
                           Json{{"endpoints", {{{"url", "http://x/"}, {"secret", kSecret}, {"event_types", {"session.nope"}}}}}},
                           Json{{"endpoints", {{{"name", "a"}, {"url", "http://x/"}, {"secret", kSecret}},
                                               {{"name", "a"}, {"url", "http://y/"}, {"secret", kSecret}}}}},
+                          Json{{"endpoints", {{{"name", "a/b"}, {"url", "http://x/"}, {"secret", kSecret}}}}},
                           Json{{"concurrency", 0}}, Json{{"max_backoff_ms", 10}, {"initial_backoff_ms", 1000}},
+                          Json{{"disable_after_failures", -1}}, Json{{"retention_hours", "7d"}},
                           Json{{"bogus", 1}}}) {
     auto r = WebhooksConfigFromJson(bad, NoEnv);
     EXPECT_FALSE(r.ok()) << bad.dump();
@@ -181,6 +227,118 @@ TEST(Dispatcher, GivesUpAfterMaxAttemptsAndLeasesClaimedRows) {
   ASSERT_EQ(failed->items.size(), 1u);
   EXPECT_EQ(failed->items[0]["attempts"], 2);
   EXPECT_EQ(failed->items[0]["last_status"], 500);
+}
+
+// An endpoint that fails `disable_after_failures` attempts in a row is
+// disabled: its rows are held (not failed, even past max_attempts), new rows
+// are not sent, and enabling it sends them all.
+TEST(Dispatcher, AutoDisablesAFailingEndpointAndSendsItsHeldRowsAfterEnable) {
+  FakeClock clock;
+  store::MemoryStore store(&clock);
+  std::atomic<bool> up{false};
+  std::mutex mu;
+  std::map<std::string, int> accepted;
+  int requests = 0;
+  FakeHttpServer receiver([&](const FakeRequest& req, ResponseWriter& w) {
+    std::lock_guard<std::mutex> lock(mu);
+    requests++;
+    if (up) accepted[req.Header("webhook-id")]++;
+    FakeHttpServer::Reply(w, up ? 204 : 500, "");
+  });
+  auto cfg = WebhooksConfigFromJson(Json{{"endpoints", {{{"name", "r"}, {"url", receiver.url()}, {"secret", kSecret}}}},
+                                         {"max_attempts", 2}, {"initial_backoff_ms", 10}, {"max_backoff_ms", 10},
+                                         {"disable_after_failures", 3}},
+                                    NoEnv);
+  ASSERT_TRUE(cfg.ok());
+  store.SetOutboxRule(MakeOutboxRule(*cfg));
+  store.SetObjectOutboxRule(MakeObjectOutboxRule(*cfg));
+  ASSERT_TRUE(store.CreateAgent({{"id", "agent_1"}, {"version", 1}, {"archived_at", nullptr}}).ok());
+  ASSERT_TRUE(store.CreateVault({{"id", "vlt_1"}, {"archived_at", nullptr}}).ok());
+  auto http = NewCurlHttpClient();
+  WebhookDispatcher d(&store, http.get(), &clock, *cfg, [] { return 1.0; });
+  EXPECT_EQ(d.RunOnce(), 2);  // 2 consecutive failures
+  clock.Advance(1'000'000);
+  EXPECT_EQ(d.RunOnce(), 2);  // the third disables r; both rows are held, neither failed
+  auto states = store.ListEndpointStates();
+  ASSERT_TRUE(states.ok());
+  ASSERT_EQ(states->size(), 1u);
+  EXPECT_TRUE((*states)[0].disabled_at.has_value());
+  EXPECT_EQ((*states)[0].consecutive_failures, 4);
+  ASSERT_TRUE(store.CreateEnvironment({{"id", "env_1"}, {"name", "e"}, {"archived_at", nullptr}}).ok());
+  clock.Advance(100'000'000);
+  EXPECT_EQ(d.RunOnce(), 0);  // disabled: nothing is sent, however long we wait
+  EXPECT_EQ(requests, 4);
+  auto pending = store.ListDeliveries({"r", "pending", ""}, {});
+  ASSERT_TRUE(pending.ok());
+  EXPECT_EQ(pending->items.size(), 3u);
+  EXPECT_TRUE(store.ListDeliveries({"r", "failed", ""}, {})->items.empty());
+  up = true;
+  ASSERT_TRUE(store.EnableEndpoint("r", clock.NowMicros()).ok());
+  EXPECT_EQ(d.RunOnce(), 3);
+  EXPECT_EQ(store.ListDeliveries({"r", "delivered", ""}, {})->items.size(), 3u);
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(accepted.size(), 3u);
+  for (auto& [id, n] : accepted) EXPECT_EQ(n, 1) << id;
+}
+
+TEST(Dispatcher, PrunesFinishedRowsAfterTheRetention) {
+  FakeClock clock;
+  store::MemoryStore store(&clock);
+  FakeHttpServer receiver([&](const FakeRequest&, ResponseWriter& w) { FakeHttpServer::Reply(w, 204, ""); });
+  auto cfg = WebhooksConfigFromJson(Json{{"endpoints", {{{"name", "r"}, {"url", receiver.url()}, {"secret", kSecret}}}},
+                                         {"retention_hours", 2}},
+                                    NoEnv);
+  ASSERT_TRUE(cfg.ok());
+  store.SetObjectOutboxRule(MakeObjectOutboxRule(*cfg));
+  ASSERT_TRUE(store.CreateAgent({{"id", "agent_1"}, {"version", 1}, {"archived_at", nullptr}}).ok());
+  auto http = NewCurlHttpClient();
+  WebhookDispatcher d(&store, http.get(), &clock, *cfg, [] { return 1.0; });
+  EXPECT_EQ(d.RunOnce(), 1);
+  clock.Advance(3'600'000'000);  // 1 h: kept
+  ASSERT_TRUE(store.CreateAgent({{"id", "agent_2"}, {"version", 1}, {"archived_at", nullptr}}).ok());
+  EXPECT_EQ(d.Prune(), 0);
+  clock.Advance(3'600'000'001);  // the first row is past 2 h; the second is pending
+  EXPECT_EQ(d.Prune(), 1);
+  auto all = store.ListDeliveries({}, {});
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->items.size(), 1u);
+  EXPECT_EQ(all->items[0]["object_id"], "agent_2");
+  EXPECT_EQ(all->items[0]["state"], "pending");
+}
+
+// A commit that adds outbox rows wakes the dispatcher: with a one-minute
+// fallback poll, the delivery still arrives at once.
+TEST(Dispatcher, ACommitWakesTheDispatcher) {
+  FakeClock clock;
+  store::MemoryStore store(&clock);
+  std::mutex mu;
+  std::condition_variable cv;
+  int got = 0;
+  FakeHttpServer receiver([&](const FakeRequest&, ResponseWriter& w) {
+    FakeHttpServer::Reply(w, 204, "");
+    std::lock_guard<std::mutex> lock(mu);
+    got++;
+    cv.notify_all();
+  });
+  auto cfg = WebhooksConfigFromJson(Json{{"endpoints", {{{"name", "r"}, {"url", receiver.url()}, {"secret", kSecret}}}},
+                                         {"poll_interval_ms", 60000}},
+                                    NoEnv);
+  ASSERT_TRUE(cfg.ok());
+  store.SetObjectOutboxRule(MakeObjectOutboxRule(*cfg));
+  auto http = NewCurlHttpClient();
+  WebhookDispatcher d(&store, http.get(), &clock, *cfg, [] { return 1.0; });
+  d.Start();
+  // Let the claimer find nothing and go to sleep on its one-minute poll.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_TRUE(store.CreateAgent({{"id", "agent_1"}, {"version", 1}, {"archived_at", nullptr}}).ok());
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    // Far below the poll interval: only the wake-up can explain a delivery.
+    EXPECT_TRUE(cv.wait_for(lock, std::chrono::seconds(20), [&] { return got == 1; }));
+  }
+  d.Stop();
+  // After Stop the store no longer calls into the dispatcher.
+  ASSERT_TRUE(store.CreateAgent({{"id", "agent_2"}, {"version", 1}, {"archived_at", nullptr}}).ok());
 }
 
 }  // namespace

@@ -5,9 +5,16 @@
 //  - a receiver that is down for a while gets every delivery once it is back,
 //    each webhook-id accepted exactly once, including across a SIGKILL of
 //    the service while deliveries were pending;
-//  - the delivery log (/v1/warren/webhooks/deliveries) lists them.
+//  - the delivery log (/v1/warren/webhooks/deliveries) lists them;
+//  - agent, environment, vault, credential (incl. refresh_failed) and
+//    session.archived events are delivered and verify;
+//  - an endpoint that fails 20 attempts in a row is disabled (state in
+//    GET /v1/warren/webhooks/endpoints, kept across a SIGKILL), its
+//    deliveries held, and POST .../enable sends them, each once.
 // Config: webhooks.endpoints with a whsec_ key; short backoff
-// (initial 100 ms, max 400 ms) and a 50 ms poll so the test is quick.
+// (initial 100 ms, max 400 ms). The default fallback poll (5 s) is kept in
+// the second suite: deliveries arrive sooner because commits wake the
+// dispatcher.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -112,6 +119,9 @@ describe('outgoing webhooks', { skip }, () => {
       webhooks: {
         endpoints: [{ name: 'receiver', url: `http://127.0.0.1:${receiver.port}/hooks`, secret: SECRET }],
         initial_backoff_ms: 100, max_backoff_ms: 400, poll_interval_ms: 50, max_attempts: 1000, concurrency: 2, timeout_ms: 2000,
+        // The down-for-a-while test below fails far more than 20 attempts in
+        // a row; auto-disable has its own suite.
+        disable_after_failures: 0,
       },
     }));
   });
@@ -153,6 +163,80 @@ describe('outgoing webhooks', { skip }, () => {
     assert.ok(!JSON.stringify(eps).includes(SECRET.slice(6)), 'the endpoint list never shows the secret');
   });
 
+  test('agent, environment, vault, credential and session.archived events verify with standardwebhooks', async () => {
+    const client = srv.client();
+    const agent = await client.beta.agents.create({ name: 'objects', model: 'claude-sonnet-4-6' });
+    await client.beta.agents.update(agent.id, { version: agent.version, description: 'v2' });
+    await client.beta.agents.archive(agent.id);
+    const env = await client.beta.environments.create({ name: 'objects-env', config: { type: 'cloud' } });
+    await client.beta.environments.update(env.id, { description: 'changed' });
+    const env2 = await client.beta.environments.create({ name: 'objects-env-2', config: { type: 'cloud' } });
+    await client.beta.environments.archive(env2.id);
+    await client.beta.environments.delete(env2.id);
+    const vault = await client.beta.vaults.create({ display_name: 'objects vault' });
+    const cred = await client.beta.vaults.credentials.create(vault.id, {
+      auth: { type: 'static_bearer', token: 'tok-objects', mcp_server_url: 'https://mcp.example.invalid/' },
+    });
+    await client.beta.vaults.credentials.archive(cred.id, { vault_id: vault.id });
+    await client.beta.vaults.credentials.delete(cred.id, { vault_id: vault.id });
+    // An OAuth refresh that fails (its token endpoint refuses connections):
+    // vault_credential.refresh_failed, a delivery like the others.
+    const oauth = await client.beta.vaults.credentials.create(vault.id, {
+      auth: {
+        type: 'mcp_oauth', access_token: 'at-objects', mcp_server_url: 'http://127.0.0.1:1/mcp', expires_at: '2099-01-01T00:00:00Z',
+        refresh: { client_id: 'c', refresh_token: 'rt-objects', token_endpoint: 'http://127.0.0.1:1/token',
+          token_endpoint_auth: { type: 'none' } },
+      },
+    });
+    const val = await client.beta.vaults.credentials.mcpOAuthValidate(oauth.id, { vault_id: vault.id });
+    assert.notEqual(val.refresh?.status, 'succeeded', JSON.stringify(val));
+    await client.beta.vaults.archive(vault.id);
+    const vault2 = await client.beta.vaults.create({ display_name: 'objects vault 2' });
+    await client.beta.vaults.delete(vault2.id);
+    const s = await client.beta.sessions.create({ agent: (await client.beta.agents.create({ name: 'for-archive', model: 'm' })).id,
+      environment_id: env.id });
+    await client.beta.sessions.archive(s.id);
+
+    const want = [
+      ['agent.created', agent.id], ['agent.updated', agent.id], ['agent.archived', agent.id],
+      ['environment.created', env.id], ['environment.updated', env.id], ['environment.created', env2.id],
+      ['environment.archived', env2.id], ['environment.deleted', env2.id],
+      ['vault.created', vault.id], ['vault_credential.created', cred.id], ['vault_credential.archived', cred.id],
+      ['vault_credential.deleted', cred.id], ['vault_credential.created', oauth.id],
+      ['vault_credential.refresh_failed', oauth.id], ['vault_credential.archived', oauth.id],
+      ['vault.archived', vault.id], ['vault.created', vault2.id], ['vault.deleted', vault2.id],
+      ['session.created', s.id], ['session.archived', s.id],
+    ];
+    const has = ([type, id]) => receiver.ofType(type).some((b) => b.data.id === id);
+    await waitFor(() => want.every(has), {
+      timeoutMs: 15000, what: `object events; missing ${JSON.stringify(want.filter((w) => !has(w)))}`,
+    });
+    assert.deepEqual(receiver.failures, []);
+    for (const [type, id] of want) {
+      const got = receiver.ofType(type).filter((b) => b.data.id === id);
+      const keys = type.startsWith('vault_credential.')
+        ? ['id', 'organization_id', 'type', 'vault_id', 'workspace_id'] : ['id', 'organization_id', 'type', 'workspace_id'];
+      for (const b of got) {
+        assert.deepEqual(Object.keys(b.data).sort(), keys, `${type}: ${JSON.stringify(b)}`);
+        assert.match(b.id, /^event_/);
+        assert.ok(b.created_at, `${type} has created_at`);
+        if (type.startsWith('vault_credential.')) assert.equal(b.data.vault_id, vault.id);
+      }
+    }
+    // One agent.updated per new version; none for the archive (same version).
+    assert.equal(receiver.ofType('agent.updated').filter((b) => b.data.id === agent.id).length, 1);
+    // The delivery log names the object.
+    const log = await deliveries(`webhook_id=${receiver.ofType('agent.archived').find((b) => b.data.id === agent.id).id}`);
+    assert.equal(log.length, 1);
+    assert.equal(log[0].object_id, agent.id);
+    assert.equal(log[0].session_id, null);
+    // The secrets never appear in any body.
+    for (const v of receiver.accepted.values()) {
+      const raw = JSON.stringify(v.body);
+      for (const sec of ['tok-objects', 'at-objects', 'rt-objects']) assert.ok(!raw.includes(sec));
+    }
+  });
+
   test('a receiver down for a while gets every delivery once, across a SIGKILL of the service', async () => {
     let client = srv.client();
     const agent = await client.beta.agents.create({ name: 'hooked2', model: 'claude-sonnet-4-6' });
@@ -189,5 +273,112 @@ describe('outgoing webhooks', { skip }, () => {
     }
     const retried = all.filter((d) => expected.has(d.webhook_id));
     assert.ok(retried.every((d) => d.attempts >= 2), 'each was retried with the same webhook-id');
+  });
+});
+
+describe('outgoing webhooks: endpoint auto-disable', { skip }, () => {
+  let srv, receiver, dataDir, cfgPath, apiKey = null;
+  let failing = true;
+  let requests = 0;
+
+  async function start() {
+    srv = await startServer({ dataDir, extraArgs: ['--config', cfgPath], env: { WARREN_MODEL_PROVIDER: 'scripted' } });
+    if (srv.apiKey) apiKey = srv.apiKey;
+    else srv.apiKey = apiKey;
+    return srv.client();
+  }
+  async function get(p) {
+    const r = await fetch(`${srv.url}${p}`, { headers: { 'x-api-key': srv.apiKey } });
+    assert.equal(r.status, 200, await r.clone().text());
+    return r.json();
+  }
+  async function endpoint() {
+    return (await get('/v1/warren/webhooks/endpoints')).data.find((e) => e.name === 'flaky');
+  }
+  async function pending() {
+    return (await get('/v1/warren/webhooks/deliveries?state=pending&limit=100')).data;
+  }
+
+  before(async () => {
+    receiver = new Receiver();
+    // Answers 500 (after verifying) while `failing`.
+    const verify = receiver.handler.bind(receiver);
+    receiver.handler = (req, res) => {
+      requests++;
+      if (!failing) return verify(req, res);
+      req.resume();
+      req.on('end', () => res.writeHead(500).end());
+    };
+    await receiver.up();
+    dataDir = await makeDataDir('webhooks-disable');
+    cfgPath = path.join(dataDir, '..', `${path.basename(dataDir)}.json`);
+    // disable_after_failures is left at its default (20); poll_interval_ms too.
+    await writeFile(cfgPath, JSON.stringify({
+      webhooks: {
+        endpoints: [{ name: 'flaky', url: `http://127.0.0.1:${receiver.port}/hooks`, secret: SECRET }],
+        initial_backoff_ms: 20, max_backoff_ms: 40, max_attempts: 1000, concurrency: 2, timeout_ms: 2000,
+      },
+    }));
+  });
+
+  after(async () => {
+    await receiver?.down().catch(() => {});
+    if (srv) await srv.cleanup();
+    await rm(dataDir, { recursive: true, force: true }).catch(() => {});
+    await rm(cfgPath, { force: true }).catch(() => {});
+  });
+
+  test('20 failures in a row disable the endpoint; its deliveries are held across a restart and sent after enable', async () => {
+    let client = await start();
+    const ep0 = await endpoint();
+    assert.deepEqual([ep0.disabled, ep0.consecutive_failures, ep0.disabled_at], [false, 0, null]);
+    const agents = [];
+    for (let i = 0; i < 4; i++) agents.push((await client.beta.agents.create({ name: `flaky-${i}`, model: 'm' })).id);
+    const ep = await waitFor(async () => { const e = await endpoint(); return e.disabled ? e : null; },
+      { timeoutMs: 20000, intervalMs: 50, what: 'the endpoint to be disabled' });
+    assert.ok(ep.consecutive_failures >= 20, JSON.stringify(ep));
+    assert.ok(!Number.isNaN(Date.parse(ep.disabled_at)), JSON.stringify(ep));
+    // Every row is held: pending (none failed), with no next attempt.
+    await waitFor(async () => {
+      const p = await pending();
+      return p.length === 4 && p.every((d) => d.next_attempt_at === null);
+    }, { timeoutMs: 10000, what: 'the 4 rows held' });
+    assert.equal((await get('/v1/warren/webhooks/deliveries?state=failed')).data.length, 0);
+    // New deliveries while disabled are written and held, never sent.
+    const sentBefore = requests;
+    for (let i = 4; i < 6; i++) agents.push((await client.beta.agents.create({ name: `flaky-${i}`, model: 'm' })).id);
+    await waitFor(async () => {
+      const p = await pending();
+      return p.length === 6 && p.every((d) => d.next_attempt_at === null);
+    }, { timeoutMs: 10000, what: 'the 2 new rows held (the dispatcher saw them)' });
+    assert.equal(requests, sentBefore, 'nothing was sent to a disabled endpoint');
+    // The state is in the store: a SIGKILL and restart keep it.
+    await srv.kill9();
+    client = await start();
+    const after = await endpoint();
+    assert.equal(after.disabled, true);
+    assert.equal(after.disabled_at, ep.disabled_at);
+    assert.equal((await pending()).length, 6);
+    assert.equal(requests, sentBefore, 'still nothing sent after the restart');
+    // Enable: every held delivery goes out, each once.
+    failing = false;
+    const r = await fetch(`${srv.url}/v1/warren/webhooks/endpoints/flaky/enable`, { method: 'POST', headers: { 'x-api-key': srv.apiKey } });
+    assert.equal(r.status, 200, await r.clone().text());
+    const enabled = await r.json();
+    assert.deepEqual([enabled.type, enabled.name, enabled.disabled, enabled.consecutive_failures, enabled.disabled_at],
+      ['webhook_endpoint', 'flaky', false, 0, null]);
+    await waitFor(() => agents.every((id) => receiver.ofType('agent.created').some((b) => b.data.id === id)),
+      { timeoutMs: 15000, what: 'all 6 agent.created deliveries after enable' });
+    await waitFor(async () => (await pending()).length === 0, { timeoutMs: 10000, what: 'no pending rows' });
+    assert.deepEqual(receiver.failures, []);
+    for (const v of receiver.accepted.values()) assert.equal(v.count, 1, `${v.body.id} accepted once`);
+    assert.equal(receiver.accepted.size, 6);
+    // Enabling again is a no-op; an unknown endpoint is 404.
+    const again = await fetch(`${srv.url}/v1/warren/webhooks/endpoints/flaky/enable`, {
+      method: 'POST', headers: { 'x-api-key': srv.apiKey, 'content-type': 'application/json' }, body: '{}' });
+    assert.equal(again.status, 200);
+    const none = await fetch(`${srv.url}/v1/warren/webhooks/endpoints/ghost/enable`, { method: 'POST', headers: { 'x-api-key': srv.apiKey } });
+    assert.equal(none.status, 404);
+    assert.equal((await none.json()).error.type, 'not_found_error');
   });
 });
