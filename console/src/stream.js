@@ -2,7 +2,8 @@
 // docs/CONSOLE.md): the session page follows its session, the sessions list
 // follows the org's session changes. Reconnects resume from the last event
 // id of each session (`session=<id>@<event_id>`), and events are de-duplicated
-// by id, so a reload or a dropped connection leaves no gap and no duplicate.
+// by id (the processed copy of a queued client event replaces it), so a
+// reload or a dropped connection leaves no gap and no duplicate.
 //
 // Servers without the route (404) are followed the old way: the history is
 // paged from GET /v1/sessions/{id}/events, then /events/stream with
@@ -23,7 +24,7 @@ export class EventStream {
     this.sessionsList = sessionsList;
     this.previews = previews;
     this.on = on;
-    this.seen = new Set();
+    this.seen = new Map();
     this.ctl = new AbortController();
     this.mode = 'multiplexed';
   }
@@ -41,9 +42,17 @@ export class EventStream {
     this.on.state?.(s);
   }
 
+  // Each event once, except the one repeat the API makes on purpose: a
+  // client event seen live arrives queued (processed_at null) and again,
+  // same id, once processed (docs/API.md). That second copy is passed on as
+  // an update of the first (the page replaces it by id); any other repeat
+  // (a reconnect's overlap) is dropped.
   emitEvent(sid, ev) {
-    if (!ev || !ev.id || this.seen.has(ev.id)) return;
-    this.seen.add(ev.id);
+    if (!ev || !ev.id) return;
+    const queued = ev.processed_at === null;
+    const before = this.seen.get(ev.id); // undefined | 'queued' | 'done'
+    if (before === 'done' || (before === 'queued' && queued)) return;
+    this.seen.set(ev.id, queued ? 'queued' : 'done');
     this.cursors.set(sid, ev.id);
     this.on.event?.(sid, ev);
   }

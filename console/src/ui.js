@@ -12,9 +12,10 @@ const STATUS_TONE = {
   restoring: 'run', ready: 'ok', building: 'run', requires_action: 'warn', live: 'ok', reconnecting: 'warn',
 };
 
-export function Badge({ status, label }) {
+// `exact`: the label as written (badges capitalise every word otherwise).
+export function Badge({ status, label, exact }) {
   const tone = STATUS_TONE[status] || 'muted';
-  return html`<span class=${`badge tone-${tone}`}><span class="dot" aria-hidden="true"></span>${label || status || 'unknown'}</span>`;
+  return html`<span class=${`badge tone-${tone}${exact ? ' exact' : ''}`}><span class="dot" aria-hidden="true"></span>${label || status || 'unknown'}</span>`;
 }
 
 export function Spinner({ label = 'Loading' }) {

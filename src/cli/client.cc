@@ -144,6 +144,66 @@ Status SendEvents(const Conn& c, const std::string& sid, const Json& events) {
   return Call(c, "POST", "/v1/sessions/" + sid + "/events", Json{{"events", events}}).status();
 }
 
+// What a person reads for a session's state: its status, except for an
+// idle session stopped with requires_action, which reads
+//   "requires_action" when a pending call waits for a person or a client
+//     (an always_ask built-in or MCP call not yet confirmed, a custom tool),
+//   "running" when every pending call is an allowed built-in call that a
+//     worker runs (the session stays idle meanwhile, spec 3.1).
+// One request (the session's newest 100 status and tool events) per idle
+// session; on any doubt (an error, a call older than that page) the stop
+// reason wins: "requires_action".
+std::string DisplayStatus(const Conn& c, const Json& session) {
+  const std::string status = Str(session, "status");
+  if (status != "idle") return status;
+  std::string path = "/v1/sessions/" + Str(session, "id") + "/events?order=desc&limit=100";
+  for (const char* t : {"session.status_idle", "agent.tool_use", "agent.mcp_tool_use", "agent.custom_tool_use",
+                        "user.tool_confirmation", "user.tool_result", "user.custom_tool_result"})
+    path += std::string("&types%5B%5D=") + t;
+  auto page = Call(c, "GET", path);
+  if (!page.ok() || !page->is_object() || !(*page)["data"].is_array()) return status;
+  const Json& evs = (*page)["data"];
+  std::vector<std::string> pending;
+  bool found_idle = false;
+  std::map<std::string, Json> uses;
+  std::map<std::string, std::string> verdicts;  // call id -> allow/deny
+  std::set<std::string> results;
+  for (const Json& e : evs) {
+    const std::string type = Str(e, "type");
+    if (type == "session.status_idle" && !found_idle) {
+      found_idle = true;
+      const Json sr = e.contains("stop_reason") ? e["stop_reason"] : Json::object();
+      if (Str(sr, "type") != "requires_action") return status;
+      if (sr.contains("event_ids") && sr["event_ids"].is_array())
+        for (const Json& id : sr["event_ids"])
+          if (id.is_string()) pending.push_back(id.get<std::string>());
+    } else if (type == "user.tool_confirmation") {
+      verdicts.emplace(Str(e, "tool_use_id"), Str(e, "result"));
+    } else if (type == "user.tool_result") {
+      results.insert(Str(e, "tool_use_id"));
+    } else if (type == "user.custom_tool_result") {
+      results.insert(Str(e, "custom_tool_use_id"));
+    } else if (type.rfind("agent.", 0) == 0) {
+      uses.emplace(Str(e, "id"), e);
+    }
+  }
+  if (!found_idle) return status;
+  bool working = false;
+  for (const std::string& id : pending) {
+    if (results.count(id)) continue;
+    auto v = verdicts.find(id);
+    if (v != verdicts.end() && v->second == "deny") continue;
+    auto u = uses.find(id);
+    if (u == uses.end()) return "requires_action";
+    const std::string type = Str(u->second, "type");
+    if (type == "agent.custom_tool_use") return "requires_action";
+    const bool allowed = (v != verdicts.end() && v->second == "allow") || Str(u->second, "evaluated_permission") != "ask";
+    if (!allowed) return "requires_action";
+    working = true;
+  }
+  return working ? "running" : status;
+}
+
 Json UserMessage(const std::string& text) {
   return {{"type", "user.message"}, {"content", Json::array({{{"type", "text"}, {"text", text}}})}};
 }
@@ -873,7 +933,13 @@ void RegisterClientCommands(CLI::App& app, int* exit_code) {
     Conn& c = conn_of();
     auto items = ListAll(c, path);
     if (!items.ok()) return Report(items.status());
-    for (const Json& j : *items) std::cout << (c.json ? DumpJson(j) : line(j)) << "\n";
+    // --json: one document, {"data": [...]} like the API's list pages (and
+    // the sandbox commands' lists), so `jq .data[]` and JSON.parse work.
+    if (c.json) {
+      std::cout << DumpJson(Json{{"data", *items}}) << "\n";
+      return 0;
+    }
+    for (const Json& j : *items) std::cout << line(j) << "\n";
     return 0;
   };
 
@@ -930,8 +996,9 @@ void RegisterClientCommands(CLI::App& app, int* exit_code) {
   auto* s_list = session->add_subcommand("list", "List sessions");
   AddConnOptions(s_list, &args->conn);
   s_list->callback(run([=] {
-    return print_list("/v1/sessions", [](const Json& j) {
-      return Str(j, "id") + "  " + Str(j, "status") + "  " + (j.contains("title") && j["title"].is_string() ? Str(j, "title") : "-");
+    return print_list("/v1/sessions", [conn_of](const Json& j) {
+      return Str(j, "id") + "  " + DisplayStatus(conn_of(), j) + "  " +
+             (j.contains("title") && j["title"].is_string() ? Str(j, "title") : "-");
     });
   }));
   for (const char* verb : {"get", "archive", "rm"}) {

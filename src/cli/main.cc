@@ -706,12 +706,15 @@ int main(int argc, char** argv) {
   auto* create = keys->add_subcommand("create", "Create a key and print it on stdout");
   create->require_subcommand(1);
   std::string key_dir = "warren-data";
+  bool keys_json = false;
   auto* create_api = create->add_subcommand("api", "An organization API key (x-api-key)");
   create_api->add_option("--data-dir", key_dir, "Data directory");
+  create_api->add_flag("--json", keys_json, "print {\"type\",\"key\"} instead of the key alone");
   std::string env_id;
   auto* create_env = create->add_subcommand("environment", "An environment key (Bearer) for ENV_ID");
   create_env->add_option("ENV_ID", env_id, "Environment id")->required();
   create_env->add_option("--data-dir", key_dir, "Data directory");
+  create_env->add_flag("--json", keys_json, "print {\"type\",\"key\",\"environment_id\"} instead of the key alone");
 
   // Client commands against a running service (docs/CLI.md).
   int client_exit = -1;
@@ -801,6 +804,12 @@ int main(int argc, char** argv) {
       key = auth.IssueEnvironmentKey(env_id);
     }
     if (!key.ok()) return Fail(key.status());
+    if (keys_json) {
+      Json j = {{"type", create_api->parsed() ? "api_key" : "environment_key"}, {"key", *key}};
+      if (create_env->parsed()) j["environment_id"] = env_id;
+      std::printf("%s\n", DumpJson(j).c_str());
+      return 0;
+    }
     std::printf("%s\n", key->c_str());
     return 0;
   }

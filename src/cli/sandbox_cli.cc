@@ -1,11 +1,22 @@
 #include "cli/sandbox_cli.h"
 
+#include <fcntl.h>
+#include <ftw.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <memory>
+#include <mutex>
+#include <thread>
 
+#include "cli/progress.h"
 #include "common/clock.h"
+#include "common/ids.h"
 #include "common/json.h"
 #include "sandbox/runtime.h"
 #include "sandbox/sys.h"
@@ -63,6 +74,87 @@ std::pair<std::string, std::string> SplitKv(const std::string& kv) {
   auto eq = kv.find('=');
   if (eq == std::string::npos) return {kv, ""};
   return {kv.substr(0, eq), kv.substr(eq + 1)};
+}
+
+using cli::Progress;
+
+// Bytes this process has read so far (read(2) and friends, every thread:
+// /proc/self/io "rchar"), or -1. The runtime archives and restores in
+// process with plain reads, so the growth of this counter while it works is
+// how far it got, without a hook into the archive code.
+int64_t ProcessBytesRead() {
+  std::ifstream io("/proc/self/io");
+  std::string key;
+  int64_t v;
+  while (io >> key >> v)
+    if (key == "rchar:") return v;
+  return -1;
+}
+
+// Polls ProcessBytesRead() every 100 ms while alive and reports the growth
+// since construction to `progress`. RAII: the destructor stops the thread.
+class ReadMeter final {
+ public:
+  explicit ReadMeter(Progress* progress) : progress_(progress), base_(ProcessBytesRead()) {
+    if (base_ >= 0) thread_ = std::thread([this] { Loop(); });
+  }
+  ~ReadMeter() { Stop(); }
+  ReadMeter(const ReadMeter&) = delete;
+  ReadMeter& operator=(const ReadMeter&) = delete;
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> l(mu_);
+    while (!cv_.wait_for(l, std::chrono::milliseconds(100), [this] { return stop_; })) {
+      int64_t now = ProcessBytesRead();
+      if (now >= base_) progress_->Update(now - base_);
+    }
+  }
+  Progress* progress_;
+  const int64_t base_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+// File bytes an archive of `dir` reads: regular files' data, holes excluded
+// (min(size, allocated)); symlinks not followed, mount points not crossed.
+int64_t g_tree_bytes = 0;
+int64_t TreeDataBytes(const std::string& dir) {
+  g_tree_bytes = 0;
+  nftw(
+      dir.c_str(),
+      [](const char*, const struct stat* st, int type, struct FTW*) {
+        if (type == FTW_F && S_ISREG(st->st_mode))
+          g_tree_bytes += std::min<int64_t>(st->st_size, static_cast<int64_t>(st->st_blocks) * 512);
+        return 0;
+      },
+      64, FTW_PHYS | FTW_MOUNT);
+  return g_tree_bytes;
+}
+
+// "[2/6] RUN apt-get ..." (the builder's step heads) -> 2, 6 and the text.
+bool ParseStepHead(std::string_view line, int* step, int* total, std::string_view* text) {
+  if (line.size() < 6 || line[0] != '[') return false;
+  size_t slash = line.find('/'), close = line.find("] ");
+  if (slash == std::string_view::npos || close == std::string_view::npos || slash > close) return false;
+  try {
+    *step = std::stoi(std::string(line.substr(1, slash - 1)));
+    *total = std::stoi(std::string(line.substr(slash + 1, close - slash - 1)));
+  } catch (...) {
+    return false;
+  }
+  *text = line.substr(close + 2);
+  return *step >= 1 && *total >= *step;
 }
 
 void RegisterVolumeCommands(CLI::App& app, const std::shared_ptr<Common>& common);
@@ -265,6 +357,138 @@ void RegisterSandboxCommands(CLI::App& app) {
       if (r->exit_code != 0) throw CLI::RuntimeError(r->exit_code);
     });
   }
+  // sandbox cp: one regular file into or out of a sandbox, streamed with a
+  // progress bar (bytes) on stderr.
+  {
+    struct Args {
+      std::string src, dst;
+    };
+    auto a = std::make_shared<Args>();
+    CLI::App* c = sb->add_subcommand(
+        "cp", "Copy a file into or out of a sandbox: cp HOST_FILE ID:PATH | cp ID:PATH HOST_FILE ('-' = stdin/stdout)");
+    AddCommon(c, common);
+    c->add_option("src", a->src, "HOST_FILE or ID:PATH")->required();
+    c->add_option("dst", a->dst, "ID:PATH or HOST_FILE")->required();
+    c->footer(
+        "Examples:\n"
+        "  warren sandbox cp ./data.tar.gz box:/workspace/        # into the sandbox (keeps the name)\n"
+        "  warren sandbox cp box:/workspace/out.log ./out.log     # out of it\n"
+        "  tar c src | warren sandbox cp - box:/tmp/src.tar        # from stdin");
+    c->callback([a, common] {
+      // "ID:PATH" names a sandbox when the part before ':' has no '/'.
+      auto remote = [](const std::string& s, std::string* id, std::string* path) {
+        size_t colon = s.find(':');
+        if (colon == std::string::npos || colon == 0 || s.substr(0, colon).find('/') != std::string::npos) return false;
+        *id = s.substr(0, colon);
+        *path = s.substr(colon + 1);
+        return true;
+      };
+      std::string id, path;
+      const bool upload = remote(a->dst, &id, &path);
+      std::string id2, path2;
+      if (upload == remote(a->src, &id2, &path2))
+        Check(Status::InvalidArgument("cp: exactly one of SRC and DST is ID:PATH (the other a host file or '-')"));
+      if (!upload) {
+        id = id2;
+        path = path2;
+      }
+      const std::string host = upload ? a->src : a->dst;
+      if (!upload && host == "-" && common->json)
+        Check(Status::InvalidArgument("cp: --json and '-' (the file on stdout) exclude each other"));
+      auto base = [](const std::string& p) {
+        size_t slash = p.find_last_of('/');
+        return slash == std::string::npos ? p : p.substr(slash + 1);
+      };
+      if (path.empty()) path = "/";
+      auto rt = OpenOrDie(*common);
+      auto rec = rt->Get(id);
+      Check(rec.status());
+      auto fs = rt->Files(rec->id);
+      Check(fs.status());
+      int64_t copied = 0;
+      auto pump = [&](int in, int out, Progress* prog) -> Status {
+        std::vector<char> buf(1 << 20);
+        for (;;) {
+          ssize_t n = ::read(in, buf.data(), buf.size());
+          if (n < 0 && errno == EINTR) continue;
+          if (n < 0) return Status::FromErrno(errno, "cp: read");
+          if (n == 0) return Status::Ok();
+          if (int rc = WriteAll(out, buf.data(), static_cast<size_t>(n)); rc < 0) {
+            if (-rc == ENOSPC || -rc == EDQUOT) return Status::ResourceExhausted("cp: no space left");
+            return Status::FromErrno(-rc, "cp: write");
+          }
+          copied += n;
+          prog->Update(copied);
+        }
+      };
+      std::string sandbox_path, host_path = host;
+      if (upload) {
+        UniqueFd in(host == "-" ? ::dup(0) : ::open(host.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!in) Check(Status::FromErrno(errno, "cp: open " + host));
+        struct stat st = {};
+        if (::fstat(in.get(), &st) != 0) Check(Status::FromErrno(errno, "cp: stat " + host));
+        if (host != "-" && !S_ISREG(st.st_mode))
+          Check(Status::InvalidArgument("cp: " + host + " is not a regular file (for a tree: tar c DIR | warren "
+                                        "sandbox exec ID -- tar x -C DEST)"));
+        sandbox_path = path;
+        if (sandbox_path.back() == '/') {
+          sandbox_path += host == "-" ? "stdin" : base(host);
+        } else if (auto fi = fs->Stat(sandbox_path); fi.ok() && fi->type == "dir") {
+          sandbox_path += "/" + (host == "-" ? std::string("stdin") : base(host));
+        }
+        const uint32_t mode = S_ISREG(st.st_mode) ? (st.st_mode & 07777) : 0644;
+        size_t slash = sandbox_path.find_last_of('/');
+        const std::string tmp = sandbox_path.substr(0, slash + 1) + ".warren-upload-" + NewId("", 12);
+        auto out = fs->OpenWrite(tmp, mode);
+        Check(out.status());
+        Progress prog("copy " + (host == "-" ? std::string("stdin") : base(host)) + " → " + rec->id + ":" + sandbox_path,
+                      Progress::Unit::kBytes, S_ISREG(st.st_mode) ? st.st_size : 0, Progress::Style::Detect());
+        Status s = pump(in.get(), out->get(), &prog);
+        if (s.ok() && ::fchmod(out->get(), mode) != 0) s = Status::FromErrno(errno, "cp: chmod");
+        if (s.ok() && ::fsync(out->get()) != 0) s = Status::FromErrno(errno, "cp: fsync");
+        out->reset();
+        if (s.ok()) s = fs->Move(tmp, sandbox_path);
+        if (!s.ok()) (void)fs->Delete(tmp, false);
+        Check(s);
+        prog.Done();
+      } else {
+        sandbox_path = path;
+        auto in = fs->OpenRead(sandbox_path);
+        Check(in.status());
+        struct stat st = {};
+        if (::fstat(in->get(), &st) != 0) Check(Status::FromErrno(errno, "cp: stat " + sandbox_path));
+        if (!S_ISREG(st.st_mode)) Check(Status::InvalidArgument("cp: " + sandbox_path + " is not a regular file"));
+        struct stat hst = {};
+        if (host != "-" && (host.back() == '/' || (::stat(host.c_str(), &hst) == 0 && S_ISDIR(hst.st_mode))))
+          host_path = host + (host.back() == '/' ? "" : "/") + base(sandbox_path);
+        Progress prog("copy " + rec->id + ":" + sandbox_path + " → " + (host == "-" ? "stdout" : host_path),
+                      Progress::Unit::kBytes, st.st_size, Progress::Style::Detect());
+        if (host == "-") {
+          Check(pump(in->get(), 1, &prog));
+        } else {
+          // Written beside the target, then renamed: never half a file.
+          const std::string tmp = host_path + ".warren-tmp-" + NewId("", 8);
+          UniqueFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 0777));
+          if (!out) Check(Status::FromErrno(errno, "cp: create " + tmp));
+          Status s = pump(in->get(), out.get(), &prog);
+          if (s.ok() && ::fsync(out.get()) != 0) s = Status::FromErrno(errno, "cp: fsync");
+          out.reset();
+          if (s.ok() && ::rename(tmp.c_str(), host_path.c_str()) != 0) s = Status::FromErrno(errno, "cp: rename");
+          if (!s.ok()) ::unlink(tmp.c_str());
+          Check(s);
+        }
+        prog.Done();
+      }
+      if (common->json)
+        std::cout << Json{{"sandbox", rec->id},
+                          {"direction", upload ? "in" : "out"},
+                          {"path", sandbox_path},
+                          {"host_path", host_path},
+                          {"bytes", copied}}
+                         .dump(2)
+                  << "\n";
+    });
+  }
   RegisterShellCommands(sb);
   // Simple one-id commands.
   auto simple = [&](const char* name, const char* help,
@@ -291,10 +515,38 @@ void RegisterSandboxCommands(CLI::App& app) {
          [](SandboxRuntime& rt, const std::string& id, bool) { return rt.Pause(id); }, false);
   simple("resume", "Thaw a paused sandbox",
          [](SandboxRuntime& rt, const std::string& id, bool) { return rt.Resume(id); }, false);
+  // archive / restore: long (the whole rootfs, compressed), so with a
+  // progress bar on stderr (cli/progress.h), in bytes read.
   simple("archive", "Stop a sandbox, export its files to <data>/archives and free its disk",
-         [](SandboxRuntime& rt, const std::string& id, bool) { return rt.Archive(id); }, false);
+         [](SandboxRuntime& rt, const std::string& id, bool) -> Result<SandboxRecord> {
+           WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, rt.Get(id));
+           if (rec.state == SandboxState::kArchived) return rec;
+           const int64_t total = TreeDataBytes(rt.RootfsPath(rec.id));
+           Progress prog("archive " + rec.id, Progress::Unit::kBytes, total, Progress::Style::Detect());
+           ReadMeter meter(&prog);
+           auto r = rt.Archive(rec.id);
+           meter.Stop();
+           if (r.ok())
+             prog.Done(cli::HumanBytes(total) + " into " + cli::HumanBytes(r->archive_bytes) + " (" +
+                       rt.options().data_dir + "/archives/" + rec.id + ".tar.zst)");
+           return r;
+         },
+         false);
   simple("restore", "Bring an archived sandbox's files back (stopped)",
-         [](SandboxRuntime& rt, const std::string& id, bool) { return rt.Restore(id); }, false);
+         [](SandboxRuntime& rt, const std::string& id, bool) -> Result<SandboxRecord> {
+           WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, rt.Get(id));
+           if (rec.state != SandboxState::kArchived) return rt.Restore(rec.id);
+           struct stat st = {};
+           const std::string file = rt.options().data_dir + "/archives/" + rec.id + ".tar.zst";
+           Progress prog("restore " + rec.id, Progress::Unit::kBytes, ::stat(file.c_str(), &st) == 0 ? st.st_size : 0,
+                         Progress::Style::Detect());
+           ReadMeter meter(&prog);
+           auto r = rt.Restore(rec.id);
+           meter.Stop();
+           if (r.ok()) prog.Done("restored " + cli::HumanBytes(st.st_size) + " of archive (stopped)");
+           return r;
+         },
+         false);
   // sandbox fork
   {
     auto id = std::make_shared<std::string>();
@@ -379,10 +631,20 @@ void RegisterSandboxCommands(CLI::App& app) {
         ctx = slash == std::string::npos ? "." : a->file.substr(0, slash);
       }
       auto rt = OpenOrDie(*common);
-      auto r = rt->BuildSnapshot(a->name, *text, ctx, [](std::string_view line) {
-        std::cerr << line << "\n";
+      // The build log goes to stderr as before; on a terminal a bar under it
+      // shows the recipe step that runs (cli/progress.h).
+      Progress prog("build " + a->name, Progress::Unit::kSteps, 0, Progress::Style::Detect());
+      auto r = rt->BuildSnapshot(a->name, *text, ctx, [&prog](std::string_view line) {
+        prog.Log(line);
+        int step = 0, total = 0;
+        std::string_view what;
+        if (ParseStepHead(line, &step, &total, &what)) {
+          prog.SetTotal(total);
+          prog.Update(step - 1, what);
+        }
       });
       Check(r.status());
+      prog.Done("snapshot " + r->Ref() + " built");
       if (common->json) std::cout << r->ToJson().dump(2) << "\n";
       else std::cout << r->Ref() << "\n";
     });

@@ -325,7 +325,9 @@ void RegisterShellCommands(CLI::App* sb) {
     c->callback([a, o] {
       auto rt = OpenRuntime(*o);
       int code = 0;
-      if (isatty(0)) {
+      // --json: no terminal session (it has no JSON form); run like exec
+      // with stdin piped in and print {exit_code, stdout, stderr}.
+      if (isatty(0) && !o->json) {
         PtyOptions po;
         po.argv = a->argv;
         po.user = a->user;
@@ -352,11 +354,18 @@ void RegisterShellCommands(CLI::App* sb) {
         req.cwd = a->cwd;
         req.env = a->env;
         req.stdin_data = std::move(input);
-        req.on_stdout = [](std::string_view d) { (void)WriteAll(1, d.data(), d.size()); };
-        req.on_stderr = [](std::string_view d) { (void)WriteAll(2, d.data(), d.size()); };
+        if (!o->json) {
+          req.on_stdout = [](std::string_view d) { (void)WriteAll(1, d.data(), d.size()); };
+          req.on_stderr = [](std::string_view d) { (void)WriteAll(2, d.data(), d.size()); };
+        }
         auto r = rt->Exec(a->id, req);
         if (!r.ok()) Fail(r.status());
         code = r->exit_code;
+        if (o->json)
+          std::cout << Json{{"exit_code", r->exit_code}, {"timed_out", r->timed_out}, {"stdout", r->stdout_data},
+                            {"stderr", r->stderr_data}}
+                           .dump(2)
+                    << "\n";
       }
       if (code != 0) throw CLI::RuntimeError(code);
     });

@@ -14,6 +14,13 @@ struct Asset {
   std::string_view content_type;  // from the file extension
   std::string_view bytes;
   bool hashed;  // the name carries a content hash (Vite's assets/): cacheable forever
+  // The same bytes gzip-compressed at build time (embed.cmake), or empty
+  // when not worth it (small or binary files) or not allowed (index.html,
+  // whose CSP nonce is written into every response).
+  std::string_view gzip;
+  // 32 hex digits of the SHA-256 of `bytes`: the strong validator of the
+  // identity representation ("<etag>-gz" is the gzip one's).
+  std::string_view etag;
 };
 
 // Every embedded file. When the front end could not be built (no

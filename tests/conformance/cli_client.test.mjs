@@ -12,6 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Anthropic from '@anthropic-ai/sdk';
 import { startServer, runCli, missingBinaryReason, WARREN_BIN, REPO_ROOT } from './lib/server.mjs';
+import { settle } from './lib/util.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const SCRIPT = path.resolve(here, '../golden/engine_e2e/sdk_session.json');
@@ -162,6 +163,131 @@ describe('warren client commands', { skip: missingBinaryReason(), timeout: 120_0
     assert.match(out, /agent: This answer is streamed/);
     assert.equal((await cli(['interrupt', sid])).code, 0);
     assert.ok((await events(sid)).some((x) => x.type === 'user.interrupt'));
+  });
+
+  // Every output of --json must be one JSON document (streams: one per line).
+  function parseOne(r, what) {
+    assert.equal(r.code, 0, `${what}: exit ${r.code}\n${r.stderr}`);
+    try {
+      return JSON.parse(r.stdout);
+    } catch {
+      assert.fail(`${what}: stdout is not one JSON document:\n${r.stdout}`);
+    }
+  }
+  function parseLines(r, what) {
+    const lines = r.stdout.split('\n').filter(Boolean);
+    assert.ok(lines.length > 0, `${what}: no output`);
+    return lines.map((l) => {
+      try {
+        return JSON.parse(l);
+      } catch {
+        return assert.fail(`${what}: a line that is not JSON: ${l}`);
+      }
+    });
+  }
+
+  test('--json on every client command group: the resource as one JSON document, lists as {"data":[...]}', async () => {
+    // agent
+    const a = parseOne(await cli(['agent', 'create', '--name', 'json-agent', '--ask', '--json']), 'agent create');
+    assert.equal(a.type, 'agent');
+    assert.deepEqual(await org.beta.agents.retrieve(a.id), a);
+    const agents = parseOne(await cli(['agent', 'list', '--json']), 'agent list');
+    assert.deepEqual(Object.keys(agents), ['data']);
+    assert.deepEqual(agents.data.find((x) => x.id === a.id), a);
+    // env
+    const e = parseOne(await cli(['env', 'create', '--name', 'json-env', '--self-hosted', '--json']), 'env create');
+    assert.equal(e.type, 'environment');
+    assert.equal(e.config.type, 'self_hosted');
+    assert.ok(parseOne(await cli(['env', 'list', '--json']), 'env list').data.some((x) => x.id === e.id));
+    // session
+    const s = parseOne(await cli(['session', 'create', '--agent', a.id, '--env', e.id, '--title', 'js', '--json']), 'session create');
+    assert.equal(s.type, 'session');
+    assert.equal(s.title, 'js');
+    assert.equal(parseOne(await cli(['session', 'get', s.id, '--json']), 'session get').id, s.id);
+    const sessions = parseOne(await cli(['session', 'list', '--json']), 'session list');
+    assert.equal(sessions.data.find((x) => x.id === s.id).status, 'idle', 'the resource itself, unchanged');
+    // events: send, then a gated call streamed as JSON lines (exit 3), approve --deny, interrupt
+    const sent = parseOne(await cli(['send', s.id, 'hello', '--json']), 'send');
+    assert.equal(sent.data[0].type, 'user.message');
+    assert.match(sent.data[0].id, /^sevt_/);
+    await settle(org, s.id);
+    const waited = await cli(['send', s.id, 'read: /nowhere', '--wait', '--json']);
+    assert.equal(waited.code, 3, waited.stderr);
+    const streamed = parseLines(waited, 'send --wait');
+    const use = streamed.find((x) => x.type === 'agent.tool_use');
+    assert.ok(use && use.evaluated_permission === 'ask', JSON.stringify(streamed.map((x) => x.type)));
+    assert.ok(streamed.some((x) => x.type === 'session.status_idle' && x.stop_reason.type === 'requires_action'));
+    const denied = parseOne(await cli(['approve', s.id, use.id, '--deny', '--message', 'no', '--json']), 'approve');
+    assert.equal(denied.data[0].type, 'user.tool_confirmation');
+    assert.equal(denied.data[0].deny_message, 'no');
+    await settle(org, s.id);
+    const intr = parseOne(await cli(['interrupt', s.id, '--json']), 'interrupt');
+    assert.equal(intr.data[0].type, 'user.interrupt');
+    await settle(org, s.id);
+    // run --json: the stream as JSON lines
+    const plain = parseOne(await cli(['agent', 'create', '--name', 'json-plain', '--json']), 'agent create');
+    const ran = await cli(['run', '--agent', plain.id, '--json', 'stream please']);
+    assert.equal(ran.code, 0, ran.stderr);
+    const evs = parseLines(ran, 'run');
+    assert.ok(evs.some((x) => x.type === 'agent.message'));
+    assert.equal(evs.at(-1).type, 'session.status_idle');
+    // watch --json: the same JSON lines for a turn started elsewhere
+    const runSid = ran.stderr.match(/session (sesn_\w+)/)[1];
+    const child = spawn(WARREN_BIN, ['watch', runSid, '--until-idle', '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let wout = '';
+    let werr = '';
+    child.stdout.on('data', (d) => { wout += d; });
+    child.stderr.on('data', (d) => { werr += d; });
+    const wexit = new Promise((res) => child.on('exit', (code) => res(code)));
+    for (let i = 0; i < 100 && !werr.includes('watching'); i++) await sleep(50);
+    await org.beta.sessions.events.send(runSid, { events: [{ type: 'user.message', content: [{ type: 'text', text: 'stream please' }] }] });
+    assert.equal(await wexit, 0, werr);
+    const wevs = parseLines({ stdout: wout }, 'watch');
+    assert.ok(wevs.some((x) => x.type === 'agent.message'));
+    assert.equal(wevs.at(-1).stop_reason.type, 'end_turn');
+    // archive / rm
+    const archived = parseOne(await cli(['session', 'archive', s.id, '--json']), 'session archive');
+    assert.ok(archived.archived_at);
+    assert.deepEqual(parseOne(await cli(['session', 'rm', s.id, '--json']), 'session rm'), { id: s.id, type: 'session_deleted' });
+    // keys
+    const k = parseOne(await cli(['keys', 'create', 'api', '--data-dir', srv.dataDir, '--json']), 'keys create api');
+    assert.equal(k.type, 'api_key');
+    assert.equal((await cli(['agent', 'list'], { apiKey: k.key })).code, 0, 'the new key works');
+    const ek = parseOne(await cli(['keys', 'create', 'environment', e.id, '--data-dir', srv.dataDir, '--json']), 'keys create environment');
+    assert.equal(ek.type, 'environment_key');
+    assert.equal(ek.environment_id, e.id);
+    assert.ok(ek.key.length > 20);
+  });
+
+  test('session list: requires_action when a call waits for a person, running while a worker runs an allowed one', async () => {
+    const asker = (await cli(['agent', 'create', '--name', 'list-asker', '--ask'])).stdout.trim();
+    const doer = (await cli(['agent', 'create', '--name', 'list-doer'])).stdout.trim();
+    // Self-hosted and no worker polls it: an allowed call stays pending.
+    const envId = (await cli(['env', 'create', '--name', 'list-env', '--self-hosted'])).stdout.trim();
+    const mk = async (agentId, title) => (await cli(['session', 'create', '--agent', agentId, '--env', envId, '--title', title])).stdout.trim();
+    const gated = await mk(asker, 'gated');
+    const working = await mk(doer, 'working');
+    const done = await mk(doer, 'done');
+    const fresh = await mk(doer, 'fresh');
+    assert.equal((await cli(['send', gated, 'read: /etc/hostname', '--wait'])).code, 3);
+    // (--wait would wait for the worker: send, then wait for the idle.)
+    assert.equal((await cli(['send', working, 'read: /etc/hostname'])).code, 0);
+    for (let i = 0; i < 200 && !(await events(working)).some((x) => x.stop_reason?.type === 'requires_action'); i++) await sleep(50);
+    assert.equal((await cli(['send', done, 'stream please', '--wait'])).code, 0);
+    for (const sid of [gated, working, done]) await settle(org, sid);
+    const row = (out, sid) => out.split('\n').find((l) => l.startsWith(sid + ' '));
+    let out = (await cli(['session', 'list'])).stdout;
+    assert.match(row(out, gated), /^sesn_\w+\s+requires_action\s+gated$/);
+    assert.match(row(out, working), /^sesn_\w+\s+running\s+working$/);
+    assert.match(row(out, done), /^sesn_\w+\s+idle\s+done$/);
+    assert.match(row(out, fresh), /^sesn_\w+\s+idle\s+fresh$/);
+    // Answered (allowed): a worker's to run now, no longer the person's.
+    const use = (await events(gated)).find((x) => x.type === 'agent.tool_use');
+    assert.equal((await cli(['approve', gated, use.id])).code, 0);
+    out = (await cli(['session', 'list'])).stdout;
+    assert.match(row(out, gated), /^sesn_\w+\s+running\s+gated$/);
+    // The API's own objects are untouched: status idle for all of them.
+    for (const sid of [gated, working]) assert.equal((await org.beta.sessions.retrieve(sid)).status, 'idle');
   });
 
   test('errors: the service envelope on stderr, exit 1; usage errors exit non-zero', async () => {

@@ -87,6 +87,59 @@ test('console stream client: resumes from the last event id, drops duplicates', 
   assert.equal(urls[2], '/v1/warren/stream?session=sesn_a%40sevt_3');
 });
 
+// A client event arrives twice on purpose (queued, then processed, same id;
+// docs/API.md): the stream client passes the processed copy on once, as an
+// update, and drops any other repeat.
+test('console stream client: the processed copy of a queued user event is passed on once', async () => {
+  globalThis.sessionStorage ??= { getItem: () => 'sk-test', setItem() {}, removeItem() {} };
+  const { EventStream } = await import(path.join(CONSOLE_DIR, 'src/stream.js'));
+  const ev = (id, type, processed_at) => ({ id, type, processed_at });
+  const frame = (e) => `event: session_event\nid: sesn_a@${e.id}\ndata: ${JSON.stringify({ session_id: 'sesn_a', event: e })}\n\n`;
+  const answers = [
+    [ev('sevt_u', 'user.message', null), ev('sevt_r', 'session.status_running', 't1'), ev('sevt_u', 'user.message', 't2'),
+      ev('sevt_u', 'user.message', null), ev('sevt_u', 'user.message', 't2'), ev('sevt_a', 'agent.message', 't3')].map(frame).join(''),
+    frame(ev('sevt_a', 'agent.message', 't3')) + frame(ev('sevt_b', 'agent.message', 't4')),
+  ];
+  const realFetch = globalThis.fetch;
+  let done;
+  const finished = new Promise((r) => (done = r));
+  globalThis.fetch = async () => {
+    const body = answers.shift();
+    if (body === undefined) { done(); return new Promise(() => {}); }
+    return new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream' } });
+  };
+  const seen = [];
+  const s = new EventStream({ sessions: ['sesn_a'], on: { event: (sid, e) => seen.push(`${e.id}/${e.processed_at}`) } }).start();
+  try {
+    await finished;
+  } finally {
+    s.stop();
+    globalThis.fetch = realFetch;
+  }
+  assert.deepEqual(seen, ['sevt_u/null', 'sevt_r/t1', 'sevt_u/t2', 'sevt_a/t3', 'sevt_b/t4']);
+});
+
+// What the sessions list says about an idle session (console/src/attention.js,
+// the same rule as `warren session list`).
+test('console attention: requires action, working, or plain idle', async () => {
+  const { attentionOf } = await import(path.join(CONSOLE_DIR, 'src/attention.js'));
+  const idle = (type, ids = []) => ({ type: 'session.status_idle', stop_reason: type === 'requires_action' ? { type, event_ids: ids } : { type } });
+  const use = (id, permission, type = 'agent.tool_use') => ({ id, type, evaluated_permission: permission });
+  const conf = (id, result) => ({ type: 'user.tool_confirmation', tool_use_id: id, result });
+  // newest first
+  assert.equal(attentionOf([]), null);
+  assert.equal(attentionOf([idle('end_turn'), idle('requires_action', ['a'])]), null, 'only the newest idle counts');
+  assert.equal(attentionOf([idle('requires_action', ['a']), use('a', 'ask')]), 'requires_action');
+  assert.equal(attentionOf([conf('a', 'allow'), idle('requires_action', ['a']), use('a', 'ask')]), 'working');
+  assert.equal(attentionOf([conf('a', 'deny'), idle('requires_action', ['a']), use('a', 'ask')]), null);
+  assert.equal(attentionOf([idle('requires_action', ['a']), use('a', 'allow')]), 'working', 'an allowed call runs on a worker');
+  assert.equal(attentionOf([idle('requires_action', ['a', 'b']), use('b', 'ask'), use('a', 'allow')]), 'requires_action');
+  assert.equal(attentionOf([idle('requires_action', ['c']), { id: 'c', type: 'agent.custom_tool_use' }]), 'requires_action', 'a custom tool is the client\'s to answer');
+  assert.equal(attentionOf([{ type: 'user.custom_tool_result', custom_tool_use_id: 'c' }, idle('requires_action', ['c']),
+    { id: 'c', type: 'agent.custom_tool_use' }]), null);
+  assert.equal(attentionOf([idle('requires_action', ['gone'])]), 'requires_action', 'a call older than the page: the stop reason wins');
+});
+
 describe('web console in a browser', { skip }, () => {
   const fx = new Fixture('console', { script: SCRIPT });
   let ctx, page, profile, base, c, agent, env, sid, draftId;
@@ -228,6 +281,8 @@ describe('web console in a browser', { skip }, () => {
     const card = toolCards().nth(0);
     await card.locator('.approve-btn').waitFor();
     assert.equal(await card.getAttribute('data-state'), 'needs approval');
+    // The session is idle, but waiting for a person: the header says so.
+    await waitStatus('Requires action');
     await shot('session-approval');
     // Keyboard: the approval is a real button, reachable and pressed with Enter.
     await card.locator('.approve-btn').focus();

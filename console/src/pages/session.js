@@ -115,7 +115,15 @@ function analyze(events) {
   }
   const inflight = uses.filter((u) => !results.has(u.id) && !interrupted.has(u.id) && u.type === 'agent.tool_use'
     && (confirms.get(u.id)?.result === 'allow' || (u.evaluated_permission !== 'ask' && u.evaluated_permission !== 'deny'))).length;
-  return { results, confirms, pendingIds, interrupted, inflight };
+  // Calls the last idle left waiting for a person or a client: a gated call
+  // not answered yet, a custom tool without its result.
+  const byId = new Map(uses.map((u) => [u.id, u]));
+  const waiting = [...pendingIds].filter((id) => {
+    const u = byId.get(id);
+    if (results.has(id) || interrupted.has(id)) return false;
+    return !u || u.type === 'agent.custom_tool_use' || (u.evaluated_permission === 'ask' && !confirms.has(id));
+  }).length;
+  return { results, confirms, pendingIds, interrupted, inflight, waiting };
 }
 
 function Timeline({ events, previews, sid, running, info }) {
@@ -192,7 +200,22 @@ export function SessionPage({ id }) {
       raf = 0;
       const add = buf;
       buf = [];
-      setEvents((cur) => [...cur, ...add]);
+      // A client event comes again, same id, once processed: it replaces
+      // the queued copy where it stands.
+      setEvents((cur) => {
+        let at = null;
+        const out = cur.slice();
+        for (const ev of add) {
+          if (ev.processed_at !== null && ev.type.startsWith('user.')) {
+            at ??= new Map(out.map((e, i) => [e.id, i]));
+            const i = at.get(ev.id);
+            if (i !== undefined) { out[i] = ev; continue; }
+          }
+          if (at) at.set(ev.id, out.length);
+          out.push(ev);
+        }
+        return out;
+      });
     };
     const s = new EventStream({
       sessions: [id],
@@ -267,7 +290,10 @@ export function SessionPage({ id }) {
         <h1>${session ? session.title || 'Untitled session' : html`<${Spinner} />`}</h1>
         <div class="sh-meta">
           ${session && (session.status === 'idle' && info.inflight > 0
-            ? html`<${Badge} status="running" label="working" />` : html`<${Badge} status=${session.status} />`)}
+            ? html`<${Badge} status="running" label="working" />`
+            : session.status === 'idle' && info.waiting > 0
+              ? html`<${Badge} status="requires_action" label="Requires action" exact />`
+              : html`<${Badge} status=${session.status} />`)}
           ${session && html`<span>${session.agent?.name}</span><span class="faint">v${session.agent?.version}</span>`}
           ${session && html`<${CopyId} id=${id} />`}
           ${session && html`<span class="faint" title=${session.created_at}>started ${age(session.created_at)}</span>`}

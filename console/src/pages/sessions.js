@@ -1,10 +1,11 @@
 // Sessions list: live status, title, agent, environment, age and cost;
 // filters; paging; create a session with its first message.
-import { useEffect, useMemo, useState } from 'preact/hooks';
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { html, Badge, Empty, ErrorNote, PageHead, Modal, Field, Spinner, useLoad, toast } from '../ui.js';
 import { get, post, qs } from '../api.js';
 import { EventStream } from '../stream.js';
 import { age, cost, navigate, tokens } from '../util.js';
+import { attentionOf, ATTENTION_TYPES } from '../attention.js';
 
 const STATUSES = ['running', 'idle', 'rescheduling', 'terminated'];
 
@@ -54,6 +55,36 @@ export function SessionsPage() {
     return () => (s.stop(), clearInterval(t));
   }, [page, status, agent, archived]);
 
+  // An idle session may be waiting for someone (requires_action) or for a
+  // worker running an allowed call: read its newest status and tool events
+  // (one request per idle row, again when a frame says it changed).
+  const [attention, setAttention] = useState(() => new Map());
+  const asked = useRef(new Map()); // id -> updated_at of the answer we hold or wait for
+  useEffect(() => {
+    for (const row of list?.data || []) {
+      const key = `${row.status}|${row.updated_at}`;
+      if (asked.current.get(row.id) === key) continue;
+      asked.current.set(row.id, key);
+      if (row.status !== 'idle') {
+        setAttention((m) => (m.has(row.id) ? (m = new Map(m), m.delete(row.id), m) : m));
+        continue;
+      }
+      get(`/v1/sessions/${row.id}/events` + qs({ order: 'desc', limit: 100, 'types[]': ATTENTION_TYPES }))
+        .then((r) => {
+          if (asked.current.get(row.id) !== key) return; // a newer answer is on its way
+          const a = attentionOf(r.data);
+          setAttention((m) => (m.get(row.id) === a ? m : new Map(m).set(row.id, a)));
+        })
+        .catch(() => {});
+    }
+  }, [list]);
+  const statusBadge = (s) => {
+    const a = s.status === 'idle' ? attention.get(s.id) : null;
+    if (a === 'requires_action') return html`<${Badge} status="requires_action" label="Requires action" exact />`;
+    if (a === 'working') return html`<${Badge} status="running" label="Working" exact />`;
+    return html`<${Badge} status=${s.status} />`;
+  };
+
   const resetPaging = () => setPages([undefined]);
   return html`<section class="page">
     <${PageHead} title="Sessions" sub="Every conversation with an agent, live.">
@@ -81,7 +112,7 @@ export function SessionsPage() {
         <thead><tr><th scope="col">Status</th><th scope="col">Title</th><th scope="col" class="hide-sm">Agent</th>
           <th scope="col" class="hide-sm">Environment</th><th scope="col" class="hide-sm">Tokens</th><th scope="col" class="num hide-sm">Cost</th><th scope="col" class="num hide-sm">Age</th></tr></thead>
         <tbody>${list.data.map((s) => html`<tr key=${s.id} class="row-link" data-session=${s.id}>
-          <td><${Badge} status=${s.status} /></td>
+          <td>${statusBadge(s)}</td>
           <td class="title-cell"><a href=${`#/sessions/${s.id}`}>${s.title || html`<span class="muted">Untitled</span>`}</a>
             <div class="mono faint hide-sm">${s.id}</div>
             <div class="show-sm faint small">${s.agent?.name || ''} · ${cost(s.usage?.list_cost)} · ${age(s.created_at)}</div></td>

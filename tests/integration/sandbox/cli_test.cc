@@ -199,5 +199,118 @@ TEST_F(CliTest, ShellAndSessionCommands) {
   }
 }
 
+// Progress of long commands (docs/CLI.md, "Progress of long work"): a bar
+// redrawn in place on a terminal (script(1) provides one), coloured unless
+// NO_COLOR; plain lines without any escape through a pipe. Also --json on
+// the commands the other tests leave out (cp, shell, get, rm).
+TEST_F(CliTest, ProgressOnATerminalAndPlainLinesOnAPipe) {
+  Json box = RunJson({"sandbox", "create", "--name", "prog-box"});
+  ASSERT_EQ(box["state"], "started");
+  const std::string id = box["id"];
+  // 24 MiB of incompressible data on the host.
+  const std::string big = data_dir_ + "/big.bin";
+  std::string out;
+  ASSERT_EQ(RunCommand({"dd", "if=/dev/urandom", "of=" + big, "bs=1M", "count=24", "status=none"}, &out).value_or(-1), 0)
+      << out;
+  auto count = [](const std::string& s, const std::string& what) {
+    size_t n = 0;
+    for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) n++;
+    return n;
+  };
+
+  // A pipe: plain lines, one per 10%, then the summary; stdout is the JSON.
+  Json cp = RunJson({"sandbox", "cp", big, "prog-box:/tmp/"});
+  EXPECT_EQ(cp["direction"], "in");
+  EXPECT_EQ(cp["path"], "/tmp/big.bin");
+  EXPECT_EQ(cp["bytes"], 24 << 20);
+  EXPECT_EQ(cp["sandbox"], id);
+  ASSERT_EQ(Run({"sandbox", "cp", big, "prog-box:/tmp/again.bin"}, &out), 0) << out;
+  EXPECT_EQ(out.find('\033'), std::string::npos) << "no escapes on a pipe: " << out;
+  EXPECT_EQ(out.find('\r'), std::string::npos) << out;
+  for (int d = 10; d <= 90; d += 10) EXPECT_EQ(count(out, ": " + std::to_string(d) + "% ("), 1u) << d << "\n" << out;
+  EXPECT_NE(out.find("30% (8.0 MiB of 24.0 MiB)\n"), std::string::npos) << out;  // 1 MiB pieces
+  EXPECT_NE(out.find(":/tmp/again.bin: 24.0 MiB in "), std::string::npos) << out;
+  // Out again, byte for byte.
+  Json back = RunJson({"sandbox", "cp", "prog-box:/tmp/big.bin", data_dir_ + "/back.bin"});
+  EXPECT_EQ(back["direction"], "out");
+  EXPECT_EQ(back["bytes"], 24 << 20);
+  ASSERT_EQ(RunCommand({"cmp", big, data_dir_ + "/back.bin"}, &out).value_or(-1), 0) << out;
+  EXPECT_NE(Run({"sandbox", "cp", big, data_dir_ + "/x"}, &out), 0);
+  EXPECT_NE(out.find("exactly one of SRC and DST"), std::string::npos) << out;
+  EXPECT_NE(Run({"sandbox", "cp", "prog-box:/tmp", data_dir_ + "/x"}, &out), 0);
+  EXPECT_NE(out.find("not a regular file"), std::string::npos) << out;
+
+  // --json on shell (run like exec) and get.
+  std::string cli = WARREN_SANDBOX_CLI;
+  ASSERT_EQ(RunCommand({"sh", "-c", "echo 'echo via-shell; exit 2' | " + cli + " sandbox shell --json --data-dir " +
+                                        data_dir_ + " prog-box 2>/dev/null"},
+                       &out)
+                .value_or(-1),
+            2);
+  auto shell = ParseJson(out);
+  ASSERT_TRUE(shell.ok()) << out;
+  EXPECT_EQ((*shell)["stdout"], "via-shell\n");
+  EXPECT_EQ((*shell)["exit_code"], 2);
+  EXPECT_EQ(RunJson({"sandbox", "get", "prog-box"})["id"], id);
+
+  if (access("/usr/bin/script", X_OK) != 0) GTEST_SKIP() << "script(1) is not installed: no terminal to test the bar";
+  // A terminal: the bar is drawn (\r + erase line), in colour unless NO_COLOR.
+  auto in_pty = [&](const std::string& env, const std::string& args, std::string* o) {
+    auto rc = RunCommand({"script", "-qec", env + " " + cli + " " + args, "/dev/null"}, o);
+    return rc.value_or(-1);
+  };
+  ASSERT_EQ(in_pty("env -u NO_COLOR", "sandbox cp --data-dir " + data_dir_ + " " + big + " prog-box:/tmp/tty.bin", &out), 0)
+      << out;
+  EXPECT_NE(out.find("\r\033[K"), std::string::npos) << out;
+  EXPECT_NE(out.find("░"), std::string::npos) << "a bar: " << out;
+  EXPECT_NE(out.find("\033[36m"), std::string::npos) << "colour on a terminal: " << out;
+  EXPECT_NE(out.find(" / 24.0 MiB"), std::string::npos) << out;
+  EXPECT_NE(out.find(":/tmp/tty.bin:\033[0m 24.0 MiB in "), std::string::npos) << out;
+  EXPECT_EQ(count(out, "% ("), 0u) << "no plain 10% lines on a terminal: " << out;
+  ASSERT_EQ(in_pty("env NO_COLOR=1", "sandbox cp --data-dir " + data_dir_ + " " + big + " prog-box:/tmp/tty2.bin", &out), 0)
+      << out;
+  EXPECT_NE(out.find("\r\033[K"), std::string::npos) << out;
+  EXPECT_EQ(out.find("\033[3"), std::string::npos) << "NO_COLOR: no colour: " << out;
+  EXPECT_EQ(out.find("\033[1m"), std::string::npos) << out;
+
+  // A snapshot build: the step bar on a terminal, the log alone on a pipe.
+  ASSERT_TRUE(WriteStringToFile(data_dir_ + "/Recipe", "FROM builtin:minimal\nENV X=1\nRUN echo built > /b\n").ok());
+  ASSERT_EQ(in_pty("env NO_COLOR=1", "snapshot build --data-dir " + data_dir_ + " prog-snap -f " + data_dir_ + "/Recipe",
+                   &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("build prog-snap  ["), std::string::npos) << out;
+  EXPECT_NE(out.find("3/3  RUN echo built > /b"), std::string::npos) << out;
+  EXPECT_NE(out.find("[2/3] ENV X=1"), std::string::npos) << "the log scrolls above the bar: " << out;
+  EXPECT_NE(out.find("build prog-snap: snapshot prog-snap"), std::string::npos) << out;
+  ASSERT_EQ(Run({"snapshot", "build", "prog-snap2", "-f", data_dir_ + "/Recipe"}, &out), 0) << out;
+  EXPECT_EQ(out.find('\033'), std::string::npos) << out;
+  EXPECT_EQ(out.find('\r'), std::string::npos) << out;
+  EXPECT_NE(out.find("[3/3] RUN echo built > /b\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("build prog-snap2: snapshot prog-snap2"), std::string::npos) << out;
+  Json del = RunJson({"snapshot", "rm", "prog-snap", "prog-snap2"});
+  EXPECT_EQ(del["deleted"], Json::array({"prog-snap", "prog-snap2"}));
+
+  // Archive and restore: bytes read, against the rootfs's data (which now
+  // holds 4 x 24 MiB).
+  ASSERT_EQ(in_pty("env -u NO_COLOR", "sandbox archive --data-dir " + data_dir_ + " prog-box", &out), 0) << out;
+  EXPECT_NE(out.find("archive " + id + "\033[0m  [\033[36m"), std::string::npos) << out;
+  EXPECT_NE(out.find("archive " + id + ":"), std::string::npos) << out;
+  EXPECT_NE(out.find(" into "), std::string::npos) << out;
+  EXPECT_EQ(out.find("sandbox.archived"), std::string::npos) << "info logs wait while the bar is up: " << out;
+  EXPECT_EQ(RunJson({"sandbox", "get", "prog-box"})["state"], "archived");
+  ASSERT_EQ(Run({"sandbox", "restore", "prog-box"}, &out), 0) << out;
+  EXPECT_EQ(out.find('\033'), std::string::npos) << out;
+  EXPECT_NE(out.find("restore " + id + ": restored "), std::string::npos) << out;
+  // However fast the restore, no 10% line twice (how many pass depends on
+  // the 100 ms polling, so not asserted).
+  for (int d = 10; d <= 90; d += 10) EXPECT_LE(count(out, "restore " + id + ": " + std::to_string(d) + "% ("), 1u);
+  Json started = RunJson({"sandbox", "start", "prog-box"});
+  EXPECT_EQ(RunJson({"sandbox", "exec", "prog-box", "--", "sh", "-c", "cmp /tmp/big.bin /tmp/tty2.bin && echo same"})["stdout"],
+            "same\n");
+  Json rm = RunJson({"sandbox", "rm", "prog-box"});
+  EXPECT_EQ(rm["deleted"], Json::array({"prog-box"}));
+}
+
 }  // namespace
 }  // namespace warren::sandbox::testing
