@@ -98,7 +98,7 @@ Status HeldItemStore::Flush() {
   return s;
 }
 
-Status HeldItemStore::Put(const WorkItem& item) {
+Status HeldItemStore::Put(const WorkItem& item, bool acked) {
   if (!ValidId(item.id)) return Status::InvalidArgument("work id '" + item.id.substr(0, 64) + "' cannot name a file");
   Json j = Json::object();
   j["id"] = item.id;
@@ -107,6 +107,7 @@ Status HeldItemStore::Put(const WorkItem& item) {
   j["session_id"] = item.session_id;
   j["secret"] = item.secret;
   j["created_at"] = item.created_at;
+  j["acked"] = acked;
   const std::string data = DumpJson(j);
   const std::string name = item.id + ".json";
   const std::string tmp = "." + item.id + ".tmp";
@@ -131,7 +132,7 @@ Status HeldItemStore::Put(const WorkItem& item) {
   return Status::Ok();
 }
 
-Result<WorkItem> HeldItemStore::ReadLocked(const std::string& name) {
+Result<HeldItemStore::Held> HeldItemStore::ReadLocked(const std::string& name) {
   UniqueFd f(::openat(fd_.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (!f) {
     if (errno == ENOENT) return Status::NotFound(name);
@@ -159,7 +160,10 @@ Result<WorkItem> HeldItemStore::ReadLocked(const std::string& name) {
   if (!ValidId(w.id) || name != w.id + ".json") return Status::InvalidArgument(name + " names another item");
   w.raw = Json{{"type", "work"}, {"id", w.id}, {"environment_id", w.environment_id},
                {"data", {{"type", w.type}, {"id", w.session_id}}}, {"secret", nullptr}, {"created_at", w.created_at}};
-  return w;
+  Held h;
+  h.item = std::move(w);
+  h.acked = !j->contains("acked") || !(*j)["acked"].is_boolean() || (*j)["acked"].get<bool>();
+  return h;
 }
 
 Status HeldItemStore::Remove(const std::string& work_id, const std::string& secret) {
@@ -170,7 +174,7 @@ Status HeldItemStore::Remove(const std::string& work_id, const std::string& secr
     auto cur = ReadLocked(name);
     if (!cur.ok() && cur.status().code() == Code::kNotFound) return Status::Ok();
     // A newer delivery of the same work id (other secret) stays.
-    if (cur.ok() && cur->secret != secret) return Status::Ok();
+    if (cur.ok() && cur->item.secret != secret) return Status::Ok();
   }
   if (::unlinkat(fd_.get(), name.c_str(), 0) != 0) {
     if (errno == ENOENT) return Status::Ok();
@@ -183,7 +187,7 @@ Status HeldItemStore::Remove(const std::string& work_id, const std::string& secr
   return Status::Ok();
 }
 
-Result<std::vector<WorkItem>> HeldItemStore::List() {
+Result<std::vector<HeldItemStore::Held>> HeldItemStore::List() {
   std::lock_guard<std::mutex> l(mu_);
   int dup = ::openat(fd_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dup < 0) return Status::FromErrno(errno, "open " + dir_);
@@ -201,11 +205,11 @@ Result<std::vector<WorkItem>> HeldItemStore::List() {
   }
   ::closedir(d);
   std::sort(names.begin(), names.end());
-  std::vector<WorkItem> out;
+  std::vector<Held> out;
   for (const std::string& n : names) {
     const bool tmp = n.size() > 4 && n[0] == '.' && n.compare(n.size() - 4, 4, ".tmp") == 0;
     const bool json = n.size() > 5 && n.compare(n.size() - 5, 5, ".json") == 0;
-    auto w = json ? ReadLocked(n) : Result<WorkItem>(Status::InvalidArgument(n + " is not a held item"));
+    auto w = json ? ReadLocked(n) : Result<Held>(Status::InvalidArgument(n + " is not a held item"));
     if (w.ok()) {
       out.push_back(std::move(w).value());
       continue;

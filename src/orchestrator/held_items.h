@@ -49,15 +49,22 @@ class HeldItemStore final {
   HeldItemStore& operator=(const HeldItemStore&) = delete;
 
   // Records `item` (id, environment, type, session, secret, created_at),
-  // replacing an earlier delivery of the same work id. Durable on return.
-  Status Put(const WorkItem& item);
+  // replacing an earlier delivery of the same work id. `acked` false: the
+  // ack is about to be sent (it may or may not reach the service); true:
+  // the service answered it. Durable against a kill of the process on
+  // return.
+  Status Put(const WorkItem& item, bool acked = true);
   // Forgets the item if the stored delivery is the one given (same
   // secret): a late Remove for an earlier delivery of the same work id (its
   // runner ending after the lease moved on) leaves the newer one alone. An
   // empty `secret` removes whatever is stored. OK when absent.
   Status Remove(const std::string& work_id, const std::string& secret);
+  struct Held {
+    WorkItem item;
+    bool acked = true;
+  };
   // Every stored item, ordered by work id.
-  Result<std::vector<WorkItem>> List();
+  Result<std::vector<Held>> List();
 
   // Waits until everything written so far is fsync'ed (file and directory).
   Status Flush();
@@ -69,7 +76,7 @@ class HeldItemStore final {
 
  private:
   HeldItemStore(std::string dir, UniqueFd fd);
-  Result<WorkItem> ReadLocked(const std::string& name);
+  Result<Held> ReadLocked(const std::string& name);
   void SyncLoop();
 
   std::string dir_;

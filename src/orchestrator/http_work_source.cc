@@ -88,14 +88,25 @@ Result<std::optional<WorkItem>> HttpWorkSource::Poll(int block_ms, int64_t recla
 }
 
 Status HttpWorkSource::Ack(const WorkItem& item) {
-  WARREN_RETURN_IF_ERROR(
-      Call("POST", "/v1/environments/" + options_.environment_id + "/work/" + item.id + "/ack", "{}", 30000).status());
-  if (options_.held != nullptr) {
-    // Remembered, so that a restart resumes it at once. Failing that, the
-    // item is still served; only a restart would wait for its lease.
-    Status s = options_.held->Put(item);
+  // Remembered before the ack is sent (a kill while its answer travels
+  // back would otherwise leave an acked item nobody knows), confirmed once
+  // answered, so that a restart resumes it at once. Failing that, the item
+  // is still served; only a restart would wait for its lease.
+  auto record = [&](bool acked) {
+    if (options_.held == nullptr) return;
+    Status s = options_.held->Put(item, acked);
     if (!s.ok()) log::Warn("orchestrator.held_item_unrecorded", {{"work_id", item.id}, {"error", s.ToString()}});
+  };
+  record(false);
+  Status s =
+      Call("POST", "/v1/environments/" + options_.environment_id + "/work/" + item.id + "/ack", "{}", 30000).status();
+  if (!s.ok()) {
+    // Refused: not ours. A transient failure keeps the record until the
+    // orchestrator retries or releases the item.
+    if (IsPermanent(s)) Forget(item, item.secret, nullptr);
+    return s;
   }
+  record(true);
   return Status::Ok();
 }
 
@@ -127,9 +138,10 @@ void HttpWorkSource::Forget(const WorkItem& item, const std::string& secret, con
 Result<std::vector<WorkItem>> HttpWorkSource::HeldItems() {
   std::vector<WorkItem> out;
   if (options_.held == nullptr) return out;
-  WARREN_ASSIGN_OR_RETURN(std::vector<WorkItem> stored, options_.held->List());
+  WARREN_ASSIGN_OR_RETURN(std::vector<HeldItemStore::Held> stored, options_.held->List());
   bool unreachable = false;  // after one transport failure the rest go unchecked
-  for (WorkItem& w : stored) {
+  for (HeldItemStore::Held& h : stored) {
+    WorkItem& w = h.item;
     if (w.environment_id != options_.environment_id) continue;  // another environment's data dir use: left alone
     const std::string token = SessionsTokenOf(w.secret);
     if (token.empty()) {
@@ -137,6 +149,13 @@ Result<std::vector<WorkItem>> HttpWorkSource::HeldItems() {
       continue;
     }
     if (unreachable || cancel_.cancelled()) {
+      if (!h.acked) {
+        // Whether its ack was ever sent is unknown: an unchecked resume
+        // could take over another worker's lease. Its delivery is reclaimed
+        // by the queue (never acked) or lapses (acked).
+        Forget(w, "", "ack unconfirmed and the service unreachable: left to the queue");
+        continue;
+      }
       out.push_back(std::move(w));
       continue;
     }
@@ -157,7 +176,19 @@ Result<std::vector<WorkItem>> HttpWorkSource::HeldItems() {
         Forget(w, "", "stopping: force-stopped");
         continue;
       }
-      verdict = "held (" + state + ")";
+      if (!h.acked) {
+        // The process died around the ack (this check may itself have
+        // acked it). A runner of ours was never launched for it: if someone
+        // beat its lease already, that is another worker's runner.
+        const bool beaten = r->is_object() && r->contains("latest_heartbeat_at") && !(*r)["latest_heartbeat_at"].is_null();
+        if (beaten) {
+          Forget(w, "", "ack unconfirmed and the lease is beaten by another runner");
+          continue;
+        }
+        w.fresh_lease = true;
+        if (options_.held != nullptr) (void)options_.held->Put(w, true);
+      }
+      verdict = std::string(h.acked ? "held (" : "held, ack confirmed now (") + state + ")";
     } else if (IsPermanent(r.status())) {
       // 401: the token was revoked (the lease lapsed or the item stopped);
       // 404: gone; 409: stopped.

@@ -9,18 +9,22 @@
 //
 // Held items (optional `held`, docs/ORCHESTRATOR.md "Restart safety"): the
 // protocol gives an environment key no way to list the items it holds, so
-// the source records each item it acks in a HeldItemStore and forgets it
-// when it stops it or the orchestrator releases it. HeldItems() (called once
-// at start) checks every recorded item with an ack carrying the item's own
-// sessions token: ack is idempotent on a held item and changes no lease
-// (a heartbeat would move the lease token under a runner that may still be
-// starting), and the token dies with the lease, so
-//   2xx starting/active  -> still ours: returned (the orchestrator resumes it)
+// the source records each item right before it acks it (unconfirmed), marks
+// it acked once the service answered, and forgets it when it stops it or the
+// orchestrator releases it. HeldItems() (called once at start) checks every
+// recorded item with an ack carrying the item's own sessions token: ack is
+// idempotent on a held item and changes no lease (a heartbeat would move the
+// lease token under a runner that may still be starting), and the token dies
+// with the lease, so
+//   2xx starting/active  -> still ours: returned (the orchestrator resumes it);
+//                           unconfirmed: only if nobody beat the lease yet
+//                           (then `fresh_lease`), else dropped
 //   2xx stopping         -> force-stopped and forgotten (a stop was asked)
 //   2xx stopped, 401, 403, 404, 409 -> the lease lapsed or the item ended:
 //                           forgotten
 //   a transport error or 5xx -> returned unchecked (the resumed runner's own
-//                           heartbeat decides; the service may be restarting)
+//                           heartbeat decides; the service may be restarting);
+//                           unconfirmed ones are dropped (left to the queue)
 //
 // Ownership: owns its HTTP client; borrows `held`. Thread-safety: thread-safe.
 #pragma once

@@ -861,12 +861,16 @@ void Orchestrator::ReportToSession(const WorkItem& item, const Status& s) {
   }
 }
 
-void Orchestrator::Relaunch(const WorkItem& item, int attempt) {
+void Orchestrator::Relaunch(const WorkItem& item_in, int attempt) {
   {
     std::lock_guard<std::mutex> l(mu_);
-    relaunch_count_[item.id] = attempt;
+    relaunch_count_[item_in.id] = attempt;
   }
-  Status s = ServeItem(item, /*resume=*/true);
+  // A resumed item whose lease nobody beat yet takes it like a first
+  // launch; any later relaunch of its runner takes over that runner's lease.
+  WorkItem item = item_in;
+  item.fresh_lease = false;
+  Status s = ServeItem(item, /*resume=*/!item_in.fresh_lease);
   if (s.ok()) {
     std::lock_guard<std::mutex> l(mu_);
     ++stats_.runners_relaunched;

@@ -846,7 +846,7 @@ TEST(HeldItemStore, PutListRemoveAndHostileNames) {
   ASSERT_EQ(::stat(dir.c_str(), &sd), 0);
   EXPECT_EQ(sd.st_mode & 0777, 0700u);
   ASSERT_TRUE(h.Put(HeldItem("work_b", "tok-b")).ok());
-  ASSERT_TRUE(h.Put(HeldItem("work_a", "tok-a1")).ok());
+  ASSERT_TRUE(h.Put(HeldItem("work_a", "tok-a1"), /*acked=*/false).ok());
   ASSERT_TRUE(h.Flush().ok());
   struct stat sf {};
   ASSERT_EQ(::stat((dir + "/work_a.json").c_str(), &sf), 0);
@@ -854,20 +854,22 @@ TEST(HeldItemStore, PutListRemoveAndHostileNames) {
   auto l = h.List();
   ASSERT_TRUE(l.ok());
   ASSERT_EQ(l->size(), 2u);
-  EXPECT_EQ((*l)[0].id, "work_a");
-  EXPECT_EQ((*l)[0].session_id, "sesn_work_a");
-  EXPECT_EQ((*l)[0].environment_id, "env_1");
-  EXPECT_EQ((*l)[0].type, "session");
-  EXPECT_EQ((*l)[0].created_at, "2026-01-01T00:00:00Z");
-  EXPECT_EQ(SessionsTokenOf((*l)[0].secret), "tok-a1");
-  EXPECT_TRUE((*l)[0].raw["secret"].is_null());
+  EXPECT_EQ((*l)[0].item.id, "work_a");
+  EXPECT_EQ((*l)[0].item.session_id, "sesn_work_a");
+  EXPECT_EQ((*l)[0].item.environment_id, "env_1");
+  EXPECT_EQ((*l)[0].item.type, "session");
+  EXPECT_EQ((*l)[0].item.created_at, "2026-01-01T00:00:00Z");
+  EXPECT_EQ(SessionsTokenOf((*l)[0].item.secret), "tok-a1");
+  EXPECT_TRUE((*l)[0].item.raw["secret"].is_null());
+  EXPECT_FALSE((*l)[0].acked);
+  EXPECT_TRUE((*l)[1].acked);
   // A later delivery of the same work id replaces the earlier one; a late
   // Remove for the earlier delivery leaves the new one alone.
   ASSERT_TRUE(h.Put(HeldItem("work_a", "tok-a2")).ok());
   ASSERT_TRUE(h.Remove("work_a", SecretFor("tok-a1")).ok());
   l = h.List();
   ASSERT_EQ(l->size(), 2u);
-  EXPECT_EQ(SessionsTokenOf((*l)[0].secret), "tok-a2");
+  EXPECT_EQ(SessionsTokenOf((*l)[0].item.secret), "tok-a2");
   ASSERT_TRUE(h.Remove("work_a", SecretFor("tok-a2")).ok());
   ASSERT_TRUE(h.Remove("work_b", "").ok());
   ASSERT_TRUE(h.Remove("work_gone", "").ok());
@@ -884,7 +886,7 @@ TEST(HeldItemStore, PutListRemoveAndHostileNames) {
   l = h.List();
   ASSERT_TRUE(l.ok());
   ASSERT_EQ(l->size(), 1u);
-  EXPECT_EQ((*l)[0].id, "work_f");
+  EXPECT_EQ((*l)[0].item.id, "work_f");
   EXPECT_FALSE(std::filesystem::exists(dir + "/.work_c.tmp"));
   EXPECT_FALSE(std::filesystem::exists(dir + "/work_d.json"));
   EXPECT_FALSE(std::filesystem::exists(dir + "/work_e.json"));
@@ -935,6 +937,10 @@ TEST(HttpWorkSource, RemembersHeldItemsAndChecksThemAtRestart) {
   WorkItem no_token = HeldItem("work_i", "x");
   no_token.secret = "bm90LWpzb24";  // "not-json"
   ASSERT_TRUE((*held)->Put(no_token).ok());
+  // Recorded right before an ack whose answer never came (the process died):
+  ASSERT_TRUE((*held)->Put(HeldItem("work_c2", "tok-work_c2"), /*acked=*/false).ok());
+  ASSERT_TRUE((*held)->Put(HeldItem("work_c3", "tok-work_c3"), /*acked=*/false).ok());
+  ASSERT_TRUE((*held)->Put(HeldItem("work_f2", "tok-work_f2"), /*acked=*/false).ok());
   const size_t before = fake->requests().size();
 
   // The restart: each item is checked with an ack carrying its own token.
@@ -942,29 +948,80 @@ TEST(HttpWorkSource, RemembersHeldItemsAndChecksThemAtRestart) {
   fake->Push(error(401));           // work_b: token revoked (lease lapsed)
   fake->Push(ok_work("stopping"));  // work_c: a stop was asked ...
   fake->Push(ok_work("stopped"));   //   ... and is forced now
+  // work_c2: unconfirmed, nobody beat the lease: resumed with a fresh lease.
+  fake->Push({Status::Ok(), 200, {}, {R"({"type":"work","state":"starting","latest_heartbeat_at":null})"}});
+  // work_c3: unconfirmed and beaten: another worker's runner holds it.
+  fake->Push({Status::Ok(), 200, {}, {R"({"type":"work","state":"active","latest_heartbeat_at":"2026-01-01T00:00:01Z"})"}});
   fake->Push(error(409));           // work_d: stopped
   fake->Push({Status::Unavailable("connection refused"), 0, {}, {}});  // work_e: unreachable
-  // work_f: not checked after a transport failure (returned as held).
+  // work_f: not checked after a transport failure (returned as held);
+  // work_f2 (unconfirmed) cannot be checked: dropped, left to the queue.
   auto got = src.HeldItems();
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   std::vector<std::string> ids;
-  for (const auto& w : *got) ids.push_back(w.id);
-  EXPECT_EQ(ids, (std::vector<std::string>{"work_a", "work_e", "work_f"}));
+  for (const auto& w : *got) ids.push_back(w.id + (w.fresh_lease ? "+fresh" : ""));
+  EXPECT_EQ(ids, (std::vector<std::string>{"work_a", "work_c2+fresh", "work_e", "work_f"}));
   EXPECT_EQ(SessionsTokenOf((*got)[0].secret), "tok-work_a");
   auto reqs = fake->requests();
-  ASSERT_EQ(reqs.size() - before, 6u);
+  ASSERT_EQ(reqs.size() - before, 8u);
   EXPECT_EQ(reqs[before].method, "POST");
   EXPECT_EQ(reqs[before].url, "http://svc:8400/v1/environments/env_1/work/work_a/ack");
   EXPECT_EQ(FindHeader(reqs[before].headers, "authorization").value_or(""), "Bearer tok-work_a");
   EXPECT_EQ(reqs[before + 3].url, "http://svc:8400/v1/environments/env_1/work/work_c/stop");
   EXPECT_EQ(reqs[before + 3].body, R"({"force":true})");
   EXPECT_EQ(FindHeader(reqs[before + 3].headers, "authorization").value_or(""), "Bearer wrn-env-key");
-  // What is left on disk: the items that may still be ours.
+  EXPECT_EQ(FindHeader(reqs[before + 4].headers, "authorization").value_or(""), "Bearer tok-work_c2");
+  // What is left on disk: the items that may still be ours (work_c2 now
+  // confirmed).
   ids.clear();
   auto left = (*held)->List();
   ASSERT_TRUE(left.ok());
-  for (const auto& w : *left) ids.push_back(w.id);
-  EXPECT_EQ(ids, (std::vector<std::string>{"work_a", "work_e", "work_f"}));
+  for (const auto& h : *left) ids.push_back(h.item.id + (h.acked ? "" : "?"));
+  EXPECT_EQ(ids, (std::vector<std::string>{"work_a", "work_c2", "work_e", "work_f"}));
+}
+
+TEST(HttpWorkSource, RecordsBeforeTheAckAndConfirmsAfter) {
+  TempDir tmp;
+  auto held = HeldItemStore::Open(tmp.path() + "/held");
+  ASSERT_TRUE(held.ok());
+  // A client that looks at the record while the ack is on the wire.
+  class Peek final : public HttpClient {
+   public:
+    explicit Peek(HeldItemStore* h) : h_(h) {}
+    Result<HttpResponse> Send(const HttpRequest& req, const CancelToken*) override {
+      auto l = h_->List();
+      seen.push_back(l.ok() && l->size() == 1 && !(*l)[0].acked ? "unconfirmed" : "other");
+      HttpResponse r;
+      r.status = req.url.find("work_2") != std::string::npos ? 404 : 200;
+      r.body = r.status == 200 ? R"({"type":"work","state":"starting"})" : R"({"type":"error","error":{"message":"no"}})";
+      return r;
+    }
+    Result<HttpResponse> Stream(const HttpRequest& req, const StreamHandlers&, const CancelToken* c) override {
+      return Send(req, c);
+    }
+    void StreamAsync(HttpRequest, StreamHandlers, const CancelToken*, StreamDone done) override {
+      done(Status::Unimplemented("no"));
+    }
+    std::vector<std::string> seen;
+
+   private:
+    HeldItemStore* h_;
+  };
+  auto peek = std::make_shared<Peek>(held->get());
+  HttpWorkSourceOptions o;
+  o.base_url = "http://svc:8400";
+  o.environment_id = "env_1";
+  o.environment_key = "k";
+  o.client = peek;
+  o.held = held->get();
+  HttpWorkSource src(o);
+  ASSERT_TRUE(src.Ack(HeldItem("work_1", "tok-1")).ok());
+  auto l = (*held)->List();
+  ASSERT_EQ(l->size(), 1u);
+  EXPECT_TRUE((*l)[0].acked);
+  EXPECT_EQ(src.Ack(HeldItem("work_2", "tok-2")).code(), Code::kNotFound);
+  EXPECT_EQ(peek->seen, (std::vector<std::string>{"unconfirmed", "other"}));
+  EXPECT_EQ((*held)->List()->size(), 1u) << "a refused ack leaves no record";
 }
 
 TEST(HttpWorkSource, RetryableAndPermanentAnswers) {

@@ -33,6 +33,12 @@ struct WorkItem {
   std::string secret;      // the opaque work secret (base64url JSON); never logged
   std::string created_at;  // RFC 3339, orders items of one session
   Json raw;                // the Work object as received (secret removed)
+  // Set by HeldItems() for an item whose ack may not have reached the
+  // service before a crash and whose lease nobody has beaten: its runner
+  // takes the lease with an ordinary first heartbeat (NO_HEARTBEAT), not
+  // --resume-lease, which would take over a lease another worker's runner
+  // holds (two deliveries of one un-acked item both carry valid tokens).
+  bool fresh_lease = false;
 };
 
 // Parses a Work object (as returned by poll). InvalidArgument on a shape
