@@ -596,10 +596,15 @@ int Standalone(StandaloneArgs a) {
     log::Warn("orchestrator.runner_unreachable",
               {{"runner_base_url", a.runner_base_url},
                {"hint", "sandboxes on network none reach only unix sockets: use --network isolated (and --allow-cidr)"}});
+  // The items it holds, so that a restart resumes them at once
+  // (docs/ORCHESTRATOR.md, "Restart safety"); under orchestrator.lock.
+  auto held = orchestrator::HeldItemStore::Open(ro.data_dir + "/held");
+  if (!held.ok()) return Fail(held.status().WithContext("held items"));
   orchestrator::HttpWorkSourceOptions so;
   so.base_url = a.base_url;
   so.environment_id = a.environment_id;
   so.environment_key = a.environment_key;
+  so.held = held->get();
   orchestrator::HttpWorkSource source(so);
   orchestrator::RuntimeSandboxHost host(rt->get());
   orchestrator::OrchestratorOptions oo;

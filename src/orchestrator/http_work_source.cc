@@ -2,6 +2,9 @@
 
 #include <algorithm>
 
+#include "common/ids.h"
+#include "common/log.h"
+
 namespace warren::orchestrator {
 
 Status StatusForHttp(int status, const std::string& body) {
@@ -28,17 +31,31 @@ Status StatusForHttp(int status, const std::string& body) {
   return Status::Unavailable(msg);
 }
 
+std::string SessionsTokenOf(const std::string& secret) {
+  std::string norm = secret;
+  for (auto& c : norm) {
+    if (c == '+') c = '-';
+    else if (c == '/') c = '_';
+  }
+  while (!norm.empty() && norm.back() == '=') norm.pop_back();
+  std::string decoded;
+  if (norm.empty() || !Base64UrlDecode(norm, &decoded)) return "";
+  auto j = ParseJson(decoded);
+  if (!j.ok() || !j->is_object() || !j->contains("sessions_token") || !(*j)["sessions_token"].is_string()) return "";
+  return (*j)["sessions_token"].get<std::string>();
+}
+
 HttpWorkSource::HttpWorkSource(HttpWorkSourceOptions options) : options_(std::move(options)) {
   while (!options_.base_url.empty() && options_.base_url.back() == '/') options_.base_url.pop_back();
   if (!options_.client) options_.client = NewCurlHttpClient();
 }
 
 Result<Json> HttpWorkSource::Call(const std::string& method, const std::string& path, const std::string& body,
-                                  int64_t timeout_ms) {
+                                  int64_t timeout_ms, const std::string& bearer) {
   HttpRequest req;
   req.method = method;
   req.url = options_.base_url + path;
-  req.headers = {{"authorization", "Bearer " + options_.environment_key},
+  req.headers = {{"authorization", "Bearer " + (bearer.empty() ? options_.environment_key : bearer)},
                  {"anthropic-version", "2023-06-01"},
                  {"anthropic-beta", "managed-agents-2026-04-01"},
                  {"anthropic-worker-id", options_.worker_id},
@@ -71,15 +88,120 @@ Result<std::optional<WorkItem>> HttpWorkSource::Poll(int block_ms, int64_t recla
 }
 
 Status HttpWorkSource::Ack(const WorkItem& item) {
-  return Call("POST", "/v1/environments/" + options_.environment_id + "/work/" + item.id + "/ack", "{}", 30000)
-      .status();
+  // Remembered before the ack is sent (a kill while its answer travels
+  // back would otherwise leave an acked item nobody knows), confirmed once
+  // answered, so that a restart resumes it at once. Failing that, the item
+  // is still served; only a restart would wait for its lease.
+  auto record = [&](bool acked) {
+    if (options_.held == nullptr) return;
+    Status s = options_.held->Put(item, acked);
+    if (!s.ok()) log::Warn("orchestrator.held_item_unrecorded", {{"work_id", item.id}, {"error", s.ToString()}});
+  };
+  record(false);
+  Status s =
+      Call("POST", "/v1/environments/" + options_.environment_id + "/work/" + item.id + "/ack", "{}", 30000).status();
+  if (!s.ok()) {
+    // Refused: not ours. A transient failure keeps the record until the
+    // orchestrator retries or releases the item.
+    if (IsPermanent(s)) Forget(item, item.secret, nullptr);
+    return s;
+  }
+  record(true);
+  return Status::Ok();
 }
 
 Status HttpWorkSource::Stop(const WorkItem& item, bool force) {
   auto r = Call("POST", "/v1/environments/" + options_.environment_id + "/work/" + item.id + "/stop",
                 DumpJson(Json{{"force", force}}), 30000);
-  if (!r.ok() && r.status().code() == Code::kConflict) return Status::Ok();
-  return r.status();
+  Status s = r.status();
+  if (!r.ok() && r.status().code() == Code::kConflict) s = Status::Ok();
+  // Stopped (or gone): no delivery of it is held any more.
+  if (s.ok() || s.code() == Code::kNotFound) Forget(item, "", nullptr);
+  return s;
+}
+
+void HttpWorkSource::Release(const WorkItem& item) {
+  // Without the delivery's secret (a runner adopted whose environment could
+  // not be read) the record cannot be told from a newer delivery's: it stays
+  // until the next start checks it.
+  if (!item.secret.empty()) Forget(item, item.secret, nullptr);
+}
+
+void HttpWorkSource::Forget(const WorkItem& item, const std::string& secret, const char* why) {
+  if (options_.held == nullptr) return;
+  Status s = options_.held->Remove(item.id, secret);
+  if (!s.ok()) log::Warn("orchestrator.held_item_unforgotten", {{"work_id", item.id}, {"error", s.ToString()}});
+  else if (why != nullptr)
+    log::Info("orchestrator.held_item_dropped", {{"work_id", item.id}, {"session_id", item.session_id}, {"reason", why}});
+}
+
+Result<std::vector<WorkItem>> HttpWorkSource::HeldItems() {
+  std::vector<WorkItem> out;
+  if (options_.held == nullptr) return out;
+  WARREN_ASSIGN_OR_RETURN(std::vector<HeldItemStore::Held> stored, options_.held->List());
+  bool unreachable = false;  // after one transport failure the rest go unchecked
+  for (HeldItemStore::Held& h : stored) {
+    WorkItem& w = h.item;
+    if (w.environment_id != options_.environment_id) continue;  // another environment's data dir use: left alone
+    const std::string token = SessionsTokenOf(w.secret);
+    if (token.empty()) {
+      Forget(w, "", "no sessions token in its secret: cannot be checked or resumed");
+      continue;
+    }
+    if (unreachable || cancel_.cancelled()) {
+      if (!h.acked) {
+        // Whether its ack was ever sent is unknown: an unchecked resume
+        // could take over another worker's lease. Its delivery is reclaimed
+        // by the queue (never acked) or lapses (acked).
+        Forget(w, "", "ack unconfirmed and the service unreachable: left to the queue");
+        continue;
+      }
+      out.push_back(std::move(w));
+      continue;
+    }
+    auto r = Call("POST", "/v1/environments/" + options_.environment_id + "/work/" + w.id + "/ack", "{}",
+                  options_.check_timeout_ms, token);
+    std::string verdict;
+    if (r.ok()) {
+      const std::string state = r->is_object() ? r->value("state", "") : "";
+      if (state == "stopped") {
+        Forget(w, "", "stopped");
+        continue;
+      }
+      if (state == "stopping") {
+        // A stop was asked while nobody served it: finish it, so that the
+        // session can get a new item.
+        Status st = Stop(w, true);
+        if (!st.ok()) log::Warn("orchestrator.stop_failed", {{"work_id", w.id}, {"error", st.ToString()}});
+        Forget(w, "", "stopping: force-stopped");
+        continue;
+      }
+      if (!h.acked) {
+        // The process died around the ack (this check may itself have
+        // acked it). A runner of ours was never launched for it: if someone
+        // beat its lease already, that is another worker's runner.
+        const bool beaten = r->is_object() && r->contains("latest_heartbeat_at") && !(*r)["latest_heartbeat_at"].is_null();
+        if (beaten) {
+          Forget(w, "", "ack unconfirmed and the lease is beaten by another runner");
+          continue;
+        }
+        w.fresh_lease = true;
+        if (options_.held != nullptr) (void)options_.held->Put(w, true);
+      }
+      verdict = std::string(h.acked ? "held (" : "held, ack confirmed now (") + state + ")";
+    } else if (IsPermanent(r.status())) {
+      // 401: the token was revoked (the lease lapsed or the item stopped);
+      // 404: gone; 409: stopped.
+      Forget(w, "", ("lease lost: " + r.status().ToString()).c_str());
+      continue;
+    } else {
+      unreachable = true;
+      verdict = "unchecked: " + r.status().ToString();
+    }
+    log::Info("orchestrator.held_item_checked", {{"work_id", w.id}, {"session_id", w.session_id}, {"verdict", verdict}});
+    out.push_back(std::move(w));
+  }
+  return out;
 }
 
 Result<Json> HttpWorkSource::GetSession(const std::string& /*environment_id*/, const std::string& session_id) {

@@ -373,6 +373,7 @@ void Orchestrator::HandleItem(const WorkItem& item) {
       // The item cannot be served (stopped already, session gone, bad
       // metadata): release it so nothing waits on it.
       if (s.code() != Code::kConflict) (void)source_->Stop(item, true);
+      else source_->Release(item);
       return;
     }
     if (attempt >= options_.max_item_attempts) {
@@ -380,6 +381,7 @@ void Orchestrator::HandleItem(const WorkItem& item) {
       // delivered again.
       log::Error("orchestrator.item_deferred",
                  {{"work_id", item.id}, {"session_id", item.session_id}, {"error", s.ToString()}, {"attempts", attempt}});
+      source_->Release(item);
       return;
     }
     log::Warn("orchestrator.item_retry", {{"work_id", item.id}, {"session_id", item.session_id},
@@ -639,6 +641,7 @@ Status Orchestrator::LaunchRunner(const WorkItem& item, const SandboxRecord& rec
     if (exit_file.ok()) {
       // It ran and ended already (a stopped item, say): nothing to supervise.
       log::Info("orchestrator.runner_exited", {{"work_id", item.id}, {"status", exit_file.value()}});
+      source_->Release(item);
       return Status::Ok();
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -790,6 +793,7 @@ void Orchestrator::OnRunnerExit(const Runner& r, const std::string& status) {
     }
     log::Info("orchestrator.runner_exited",
               {{"work_id", id}, {"session_id", r.item.session_id}, {"sandbox", r.sandbox_id}, {"exit", status}});
+    source_->Release(r.item);  // the runner stopped its item or lost the lease
     return;
   }
   int attempt;
@@ -857,12 +861,16 @@ void Orchestrator::ReportToSession(const WorkItem& item, const Status& s) {
   }
 }
 
-void Orchestrator::Relaunch(const WorkItem& item, int attempt) {
+void Orchestrator::Relaunch(const WorkItem& item_in, int attempt) {
   {
     std::lock_guard<std::mutex> l(mu_);
-    relaunch_count_[item.id] = attempt;
+    relaunch_count_[item_in.id] = attempt;
   }
-  Status s = ServeItem(item, /*resume=*/true);
+  // A resumed item whose lease nobody beat yet takes it like a first
+  // launch; any later relaunch of its runner takes over that runner's lease.
+  WorkItem item = item_in;
+  item.fresh_lease = false;
+  Status s = ServeItem(item, /*resume=*/!item_in.fresh_lease);
   if (s.ok()) {
     std::lock_guard<std::mutex> l(mu_);
     ++stats_.runners_relaunched;
@@ -879,6 +887,7 @@ void Orchestrator::Relaunch(const WorkItem& item, int attempt) {
     }
     ReportToSession(item, s);
     if (s.code() != Code::kConflict) (void)source_->Stop(item, true);
+    else source_->Release(item);
     return;
   }
   ScheduleRelaunch(item, "", attempt + 1, s.ToString());

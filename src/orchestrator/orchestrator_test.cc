@@ -67,6 +67,11 @@ class FakeSource final : public WorkSource {
     return held;
   }
   std::vector<WorkItem> held;
+  void Release(const WorkItem& item) override {
+    std::lock_guard<std::mutex> l(mu);
+    released.push_back(item.id);
+  }
+  std::vector<std::string> released;
 
   std::mutex mu;
   std::vector<WorkItem> queue;
@@ -697,6 +702,43 @@ TEST_F(OrchestratorTest, HeldItemWithoutRunnerIsResumedAtStart) {
   o->Stop();
 }
 
+TEST_F(OrchestratorTest, EndedRunnerReleasesItsItem) {
+  // A runner that ends by itself (its idle window: it stopped its item) or
+  // lost its lease: the source forgets the delivery (the standalone source's
+  // held items); a crash does not release it (it is relaunched).
+  source.sessions["s1"] = Session("s1", "running");
+  auto o = Make();
+  ASSERT_TRUE(o->Start().ok());
+  o->HandleItem(Item("w1", "s1"));
+  std::string id = OnlySandbox();
+  {
+    std::lock_guard<std::mutex> l(sb.mu);
+    sb.files[std::string(kRunnerStateDir) + "/w1.exit"] = "0\n";
+  }
+  sb.EndRunners(id);
+  for (int i = 0; i < 300 && !o->Runners().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(o->Runners().empty());
+  {
+    std::lock_guard<std::mutex> l(source.mu);
+    EXPECT_EQ(source.released, std::vector<std::string>{"w1"});
+  }
+  // A crash (exit 137): relaunched, not released.
+  source.sessions["s1"] = Session("s1", "running");
+  o->HandleItem(Item("w2", "s1"));
+  {
+    std::lock_guard<std::mutex> l(sb.mu);
+    sb.files[std::string(kRunnerStateDir) + "/w2.exit"] = "137\n";
+  }
+  sb.EndRunners(id);
+  for (int i = 0; i < 300 && o->stats().runners_crashed == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(o->stats().runners_crashed, 1);
+  {
+    std::lock_guard<std::mutex> l(source.mu);
+    EXPECT_EQ(source.released, std::vector<std::string>{"w1"});
+  }
+  o->Stop();
+}
+
 TEST_F(OrchestratorTest, PollLoopServesConcurrentSessions) {
   for (int i = 0; i < 6; ++i) {
     std::string s = "s" + std::to_string(i);
@@ -718,7 +760,14 @@ TEST_F(OrchestratorTest, PollLoopServesConcurrentSessions) {
 
 // ------------------------------------------------------------ HttpWorkSource
 
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/ids.h"
 #include "common/testing/fake_http_client.h"
+#include "orchestrator/held_items.h"
 #include "orchestrator/http_work_source.h"
 
 namespace warren::orchestrator {
@@ -761,6 +810,218 @@ TEST(HttpWorkSource, SpeaksTheDocumentedProtocol) {
   EXPECT_EQ(reqs[3].body, R"({"force":true})");
   EXPECT_EQ(reqs[4].url, "http://svc:8400/v1/sessions/sesn_gone");
   EXPECT_EQ(FindHeader(reqs[0].headers, "authorization").value_or(""), "Bearer wrn-env-key");
+}
+
+// A private temporary directory, removed at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/warren-held-XXXXXX";
+    path_ = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::string SecretFor(const std::string& token) {
+  return Base64UrlEncode(DumpJson(Json{{"sessions_token", token}}));
+}
+
+WorkItem HeldItem(const std::string& id, const std::string& token) {
+  WorkItem w = Item(id, "sesn_" + id);
+  w.secret = SecretFor(token);
+  return w;
+}
+
+TEST(HeldItemStore, PutListRemoveAndHostileNames) {
+  TempDir tmp;
+  const std::string dir = tmp.path() + "/held";
+  auto st = HeldItemStore::Open(dir);
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  HeldItemStore& h = **st;
+  struct stat sd {};
+  ASSERT_EQ(::stat(dir.c_str(), &sd), 0);
+  EXPECT_EQ(sd.st_mode & 0777, 0700u);
+  ASSERT_TRUE(h.Put(HeldItem("work_b", "tok-b")).ok());
+  ASSERT_TRUE(h.Put(HeldItem("work_a", "tok-a1"), /*acked=*/false).ok());
+  ASSERT_TRUE(h.Flush().ok());
+  struct stat sf {};
+  ASSERT_EQ(::stat((dir + "/work_a.json").c_str(), &sf), 0);
+  EXPECT_EQ(sf.st_mode & 0777, 0600u) << "the file holds the work secret";
+  auto l = h.List();
+  ASSERT_TRUE(l.ok());
+  ASSERT_EQ(l->size(), 2u);
+  EXPECT_EQ((*l)[0].item.id, "work_a");
+  EXPECT_EQ((*l)[0].item.session_id, "sesn_work_a");
+  EXPECT_EQ((*l)[0].item.environment_id, "env_1");
+  EXPECT_EQ((*l)[0].item.type, "session");
+  EXPECT_EQ((*l)[0].item.created_at, "2026-01-01T00:00:00Z");
+  EXPECT_EQ(SessionsTokenOf((*l)[0].item.secret), "tok-a1");
+  EXPECT_TRUE((*l)[0].item.raw["secret"].is_null());
+  EXPECT_FALSE((*l)[0].acked);
+  EXPECT_TRUE((*l)[1].acked);
+  // A later delivery of the same work id replaces the earlier one; a late
+  // Remove for the earlier delivery leaves the new one alone.
+  ASSERT_TRUE(h.Put(HeldItem("work_a", "tok-a2")).ok());
+  ASSERT_TRUE(h.Remove("work_a", SecretFor("tok-a1")).ok());
+  l = h.List();
+  ASSERT_EQ(l->size(), 2u);
+  EXPECT_EQ(SessionsTokenOf((*l)[0].item.secret), "tok-a2");
+  ASSERT_TRUE(h.Remove("work_a", SecretFor("tok-a2")).ok());
+  ASSERT_TRUE(h.Remove("work_b", "").ok());
+  ASSERT_TRUE(h.Remove("work_gone", "").ok());
+  EXPECT_TRUE(h.List()->empty());
+  // Ids from a remote service never name a path outside the directory.
+  for (const std::string& bad : std::vector<std::string>{"", "../escape", "a/b", ".hidden", "x.json", std::string(129, 'a')})
+    EXPECT_EQ(h.Put(HeldItem(bad, "t")).code(), Code::kInvalidArgument) << bad;
+  EXPECT_FALSE(std::filesystem::exists(tmp.path() + "/escape.json"));
+  // A crash mid-Put leaves a temporary; a foreign or corrupt file: dropped.
+  std::ofstream(dir + "/.work_c.tmp") << "{\"id\":";
+  std::ofstream(dir + "/work_d.json") << "not json";
+  std::ofstream(dir + "/work_e.json") << R"({"id":"work_other","secret":"x"})";
+  ASSERT_TRUE(h.Put(HeldItem("work_f", "tok-f")).ok());
+  l = h.List();
+  ASSERT_TRUE(l.ok());
+  ASSERT_EQ(l->size(), 1u);
+  EXPECT_EQ((*l)[0].item.id, "work_f");
+  EXPECT_FALSE(std::filesystem::exists(dir + "/.work_c.tmp"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/work_d.json"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/work_e.json"));
+  // A new store on the same directory (the next process) sees it.
+  st->reset();
+  auto again = HeldItemStore::Open(dir);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)->List()->size(), 1u);
+  // The directory is not followed through a symlink.
+  std::filesystem::create_symlink(dir, tmp.path() + "/link");
+  EXPECT_FALSE(HeldItemStore::Open(tmp.path() + "/link").ok());
+}
+
+TEST(HttpWorkSource, RemembersHeldItemsAndChecksThemAtRestart) {
+  TempDir tmp;
+  auto held = HeldItemStore::Open(tmp.path() + "/held");
+  ASSERT_TRUE(held.ok());
+  auto fake = std::make_shared<warren::testing::FakeHttpClient>();
+  HttpWorkSourceOptions o;
+  o.base_url = "http://svc:8400";
+  o.environment_id = "env_1";
+  o.environment_key = "wrn-env-key";
+  o.client = fake;
+  o.held = held->get();
+  HttpWorkSource src(o);
+  const auto ok_work = [](const std::string& state) {
+    return warren::testing::FakeHttpReply{Status::Ok(), 200, {}, {R"({"type":"work","state":")" + state + R"("})"}};
+  };
+  const auto error = [](int status) {
+    return warren::testing::FakeHttpReply{
+        Status::Ok(), status, {}, {R"({"type":"error","error":{"type":"x","message":"no"}})"}};
+  };
+  // Acked items are remembered; a failed ack is not.
+  for (const char* id : {"work_a", "work_b", "work_c", "work_d", "work_e", "work_f", "work_g", "work_h"}) {
+    fake->Push(ok_work("starting"));
+    ASSERT_TRUE(src.Ack(HeldItem(id, std::string("tok-") + id)).ok());
+  }
+  fake->Push(error(409));
+  EXPECT_FALSE(src.Ack(HeldItem("work_x", "tok-x")).ok());
+  EXPECT_EQ((*held)->List()->size(), 8u);
+  // Stopping an item forgets it; so does releasing the delivery it holds.
+  fake->Push(ok_work("stopped"));
+  ASSERT_TRUE(src.Stop(HeldItem("work_g", "tok-work_g"), true).ok());
+  src.Release(HeldItem("work_h", "tok-other-delivery"));  // not the stored delivery: kept
+  EXPECT_EQ((*held)->List()->size(), 7u);
+  src.Release(HeldItem("work_h", "tok-work_h"));
+  EXPECT_EQ((*held)->List()->size(), 6u);
+  WorkItem no_token = HeldItem("work_i", "x");
+  no_token.secret = "bm90LWpzb24";  // "not-json"
+  ASSERT_TRUE((*held)->Put(no_token).ok());
+  // Recorded right before an ack whose answer never came (the process died):
+  ASSERT_TRUE((*held)->Put(HeldItem("work_c2", "tok-work_c2"), /*acked=*/false).ok());
+  ASSERT_TRUE((*held)->Put(HeldItem("work_c3", "tok-work_c3"), /*acked=*/false).ok());
+  ASSERT_TRUE((*held)->Put(HeldItem("work_f2", "tok-work_f2"), /*acked=*/false).ok());
+  const size_t before = fake->requests().size();
+
+  // The restart: each item is checked with an ack carrying its own token.
+  fake->Push(ok_work("active"));    // work_a: still ours
+  fake->Push(error(401));           // work_b: token revoked (lease lapsed)
+  fake->Push(ok_work("stopping"));  // work_c: a stop was asked ...
+  fake->Push(ok_work("stopped"));   //   ... and is forced now
+  // work_c2: unconfirmed, nobody beat the lease: resumed with a fresh lease.
+  fake->Push({Status::Ok(), 200, {}, {R"({"type":"work","state":"starting","latest_heartbeat_at":null})"}});
+  // work_c3: unconfirmed and beaten: another worker's runner holds it.
+  fake->Push({Status::Ok(), 200, {}, {R"({"type":"work","state":"active","latest_heartbeat_at":"2026-01-01T00:00:01Z"})"}});
+  fake->Push(error(409));           // work_d: stopped
+  fake->Push({Status::Unavailable("connection refused"), 0, {}, {}});  // work_e: unreachable
+  // work_f: not checked after a transport failure (returned as held);
+  // work_f2 (unconfirmed) cannot be checked: dropped, left to the queue.
+  auto got = src.HeldItems();
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  std::vector<std::string> ids;
+  for (const auto& w : *got) ids.push_back(w.id + (w.fresh_lease ? "+fresh" : ""));
+  EXPECT_EQ(ids, (std::vector<std::string>{"work_a", "work_c2+fresh", "work_e", "work_f"}));
+  EXPECT_EQ(SessionsTokenOf((*got)[0].secret), "tok-work_a");
+  auto reqs = fake->requests();
+  ASSERT_EQ(reqs.size() - before, 8u);
+  EXPECT_EQ(reqs[before].method, "POST");
+  EXPECT_EQ(reqs[before].url, "http://svc:8400/v1/environments/env_1/work/work_a/ack");
+  EXPECT_EQ(FindHeader(reqs[before].headers, "authorization").value_or(""), "Bearer tok-work_a");
+  EXPECT_EQ(reqs[before + 3].url, "http://svc:8400/v1/environments/env_1/work/work_c/stop");
+  EXPECT_EQ(reqs[before + 3].body, R"({"force":true})");
+  EXPECT_EQ(FindHeader(reqs[before + 3].headers, "authorization").value_or(""), "Bearer wrn-env-key");
+  EXPECT_EQ(FindHeader(reqs[before + 4].headers, "authorization").value_or(""), "Bearer tok-work_c2");
+  // What is left on disk: the items that may still be ours (work_c2 now
+  // confirmed).
+  ids.clear();
+  auto left = (*held)->List();
+  ASSERT_TRUE(left.ok());
+  for (const auto& h : *left) ids.push_back(h.item.id + (h.acked ? "" : "?"));
+  EXPECT_EQ(ids, (std::vector<std::string>{"work_a", "work_c2", "work_e", "work_f"}));
+}
+
+TEST(HttpWorkSource, RecordsBeforeTheAckAndConfirmsAfter) {
+  TempDir tmp;
+  auto held = HeldItemStore::Open(tmp.path() + "/held");
+  ASSERT_TRUE(held.ok());
+  // A client that looks at the record while the ack is on the wire.
+  class Peek final : public HttpClient {
+   public:
+    explicit Peek(HeldItemStore* h) : h_(h) {}
+    Result<HttpResponse> Send(const HttpRequest& req, const CancelToken*) override {
+      auto l = h_->List();
+      seen.push_back(l.ok() && l->size() == 1 && !(*l)[0].acked ? "unconfirmed" : "other");
+      HttpResponse r;
+      r.status = req.url.find("work_2") != std::string::npos ? 404 : 200;
+      r.body = r.status == 200 ? R"({"type":"work","state":"starting"})" : R"({"type":"error","error":{"message":"no"}})";
+      return r;
+    }
+    Result<HttpResponse> Stream(const HttpRequest& req, const StreamHandlers&, const CancelToken* c) override {
+      return Send(req, c);
+    }
+    void StreamAsync(HttpRequest, StreamHandlers, const CancelToken*, StreamDone done) override {
+      done(Status::Unimplemented("no"));
+    }
+    std::vector<std::string> seen;
+
+   private:
+    HeldItemStore* h_;
+  };
+  auto peek = std::make_shared<Peek>(held->get());
+  HttpWorkSourceOptions o;
+  o.base_url = "http://svc:8400";
+  o.environment_id = "env_1";
+  o.environment_key = "k";
+  o.client = peek;
+  o.held = held->get();
+  HttpWorkSource src(o);
+  ASSERT_TRUE(src.Ack(HeldItem("work_1", "tok-1")).ok());
+  auto l = (*held)->List();
+  ASSERT_EQ(l->size(), 1u);
+  EXPECT_TRUE((*l)[0].acked);
+  EXPECT_EQ(src.Ack(HeldItem("work_2", "tok-2")).code(), Code::kNotFound);
+  EXPECT_EQ(peek->seen, (std::vector<std::string>{"unconfirmed", "other"}));
+  EXPECT_EQ((*held)->List()->size(), 1u) << "a refused ack leaves no record";
 }
 
 TEST(HttpWorkSource, RetryableAndPermanentAnswers) {

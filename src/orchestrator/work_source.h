@@ -33,6 +33,12 @@ struct WorkItem {
   std::string secret;      // the opaque work secret (base64url JSON); never logged
   std::string created_at;  // RFC 3339, orders items of one session
   Json raw;                // the Work object as received (secret removed)
+  // Set by HeldItems() for an item whose ack may not have reached the
+  // service before a crash and whose lease nobody has beaten: its runner
+  // takes the lease with an ordinary first heartbeat (NO_HEARTBEAT), not
+  // --resume-lease, which would take over a lease another worker's runner
+  // holds (two deliveries of one un-acked item both carry valid tokens).
+  bool fresh_lease = false;
 };
 
 // Parses a Work object (as returned by poll). InvalidArgument on a shape
@@ -70,11 +76,19 @@ class WorkSource {
     return Status::Unimplemented("this work source cannot report failures to the session");
   }
   // Items whose lease this orchestrator may hold (acked, not stopped), with
-  // fresh credentials, for a source that knows nobody else serves them (the
-  // embedded source's cloud environments). After a restart the orchestrator
+  // credentials: the embedded source lists its cloud environments' items
+  // (nobody else serves them) with fresh tokens; the standalone one the
+  // items it recorded at ack (HeldItemStore), each checked over the
+  // protocol first. After a restart the orchestrator
   // resumes those that have no live runner (a SIGKILL between the ack and
   // the launch) instead of waiting for their lease to lapse. Default: none.
   virtual Result<std::vector<WorkItem>> HeldItems() { return std::vector<WorkItem>(); }
+  // The orchestrator is done with the item although it did not stop it
+  // itself: its runner ended (it stops the item itself, or lost the lease),
+  // or the item was given back to its lease. A source that remembers the
+  // items it holds (the standalone one) forgets this delivery. Default:
+  // nothing to do.
+  virtual void Release(const WorkItem& /*item*/) {}
 };
 
 // The agent.tool_use ids among `events` (a session's events, in order) that

@@ -4,55 +4,18 @@
 // with an environment key (poll, ack, stop, session retrieve) and its runners
 // reach the service through the orchestrator's relay socket (sandbox network
 // `none`). Then SIGKILL of the orchestrator: the restarted one re-adopts the
-// sandbox and the next turn runs in it with its files. Needs root.
+// sandbox and the next turn runs in it with its files; SIGKILL again, with
+// the runner killed too while the orchestrator is down: the held item is
+// resumed at once from the orchestrator's record. Needs root.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { spawn, execFile } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, rmSync, rmdirSync, mkdirSync, chmodSync } from 'node:fs';
-import path from 'node:path';
-import { startServer, missingBinaryReason, WARREN_BIN, REPO_ROOT } from './lib/server.mjs';
+import { rmSync, rmdirSync, mkdirSync, chmodSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { startServer } from './lib/server.mjs';
 import { CONTROLLERS, mountsUnder, loopsLeft, cgroupsUnder } from './lib/host.mjs';
 import { orchestratorSkipReason as skipReason, sleep, RUNNER } from './lib/orchestrator.mjs';
-
-function cli(args, { check = true } = {}) {
-  return new Promise((resolve, reject) => {
-    execFile(WARREN_BIN, args, { timeout: 30_000 }, (err, stdout, stderr) => {
-      if (err && check) reject(new Error(`warren ${args.join(' ')}: ${err.message}\n${stderr}`));
-      else resolve({ stdout, stderr, code: err ? err.code : 0 });
-    });
-  });
-}
-
-/** One `warren orchestrator` process (data dir B). */
-class Standalone {
-  constructor(args) { this.args = args; this.child = null; this.log = []; this.stderr = ''; }
-  async start() {
-    this.child = spawn(WARREN_BIN, ['orchestrator', ...this.args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.exited = new Promise((r) => this.child.on('exit', (code, signal) => r({ code, signal })));
-    let partial = '';
-    this.child.stderr.setEncoding('utf8');
-    this.child.stderr.on('data', (d) => {
-      this.stderr = (this.stderr + d).slice(-(1 << 18));
-      partial += d;
-      const lines = partial.split('\n');
-      partial = lines.pop();
-      for (const l of lines) { try { this.log.push(JSON.parse(l)); } catch { /* text */ } }
-    });
-    let out = '';
-    this.child.stdout.setEncoding('utf8');
-    await new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`orchestrator did not start:\n${this.stderr}`)), 20_000);
-      this.child.stdout.on('data', (d) => {
-        out += d;
-        if (out.includes('Warren orchestrator serving')) { clearTimeout(t); resolve(); }
-      });
-      this.exited.then((e) => { clearTimeout(t); reject(new Error(`orchestrator exited ${JSON.stringify(e)}:\n${this.stderr}`)); });
-    });
-  }
-  get alive() { return this.child && this.child.exitCode === null && this.child.signalCode === null; }
-  async kill(sig) { if (this.alive) { this.child.kill(sig); await this.exited; } }
-}
+import { cli, Standalone } from './lib/standalone.mjs';
+import { runnersBySession } from './lib/orchestrator_crash.mjs';
 
 async function events(client, sid) {
   const out = [];
@@ -161,5 +124,30 @@ describe('standalone orchestrator serves a separate warren serve over HTTP only'
     sbs = await listB();
     assert.equal(sbs.length, 1, 'no second sandbox');
     assert.equal(sbs[0].id, sb.id);
+
+    // The runner dies while the orchestrator is down, its item still held
+    // (the lease runs for 90 s): the restarted orchestrator finds the item
+    // in its held-items record, checks it over the protocol and resumes it
+    // at once (--resume-lease), instead of waiting for the lease to lapse.
+    const runners = runnersBySession(new Set([s.id])).get(s.id) || [];
+    assert.ok(runners.length >= 1, 'the runner idles after the turn');
+    const argv = readFileSync(`/proc/${runners[0]}/cmdline`, 'utf8').split('\0');
+    const workId = argv[argv.indexOf('--work-id') + 1];
+    const held = readdirSync(`${dirB}/held`);
+    assert.ok(held.includes(`${workId}.json`), `the runner's item ${workId} is recorded as held: ${held}`);
+    assert.equal(statSync(`${dirB}/held/${workId}.json`).mode & 0o777, 0o600, 'the record holds the work secret');
+    await orch.kill('SIGKILL');
+    for (const pid of runners) process.kill(pid, 'SIGKILL');
+    orch = new Standalone(orchArgs());
+    await orch.start();
+    assert.ok(orch.log.some((l) => l.msg === 'orchestrator.held_item_checked' && l.work_id === workId && /^held/.test(l.verdict)),
+      JSON.stringify(orch.log.filter((l) => l.work_id === workId)));
+    await say(client, s.id, 'a third time');
+    evs = await waitIdle(client, s.id, 3, 45_000);
+    const third = evs.filter((e) => e.type === 'user.tool_result');
+    assert.equal(third.length, 9);
+    assert.ok(third.every((r) => !r.is_error), JSON.stringify(third.slice(6)));
+    assert.ok(orch.log.some((l) => l.msg === 'orchestrator.item_resumed' && l.work_id === workId), 'the held item was resumed');
+    assert.ok(orch.log.some((l) => l.msg === 'orchestrator.runner_relaunched' && l.work_id === workId), 'with a new runner');
   });
 });
