@@ -1,5 +1,7 @@
 #include "orchestrator/packages.h"
 
+#include <unistd.h>
+
 #include <deque>
 #include <mutex>
 
@@ -14,6 +16,32 @@ namespace {
 constexpr size_t kMaxEntryBytes = 214;  // npm's limit; ample for the others
 constexpr int kRecipeFormat = 1;        // bump when the recipe text changes
 constexpr size_t kMaxKeptLogLines = 20000;
+// npm itself comes from its registry, pinned by version and sha512 (the
+// registry's dist.integrity): Debian's `npm` package is 475 packages
+// (76 MB, minutes of dpkg), node alone is about 15. Needs node >= 18.17
+// (bookworm: 18.20).
+constexpr const char* kNpmVersion = "10.9.9";
+constexpr const char* kNpmIntegrity =
+    "sha512-1g+6jLQvaIuB4zwvHL7yrXuXcWZwDsCtBX8bbWDqbvJSSr9nPiDDWTHNgwXR27iIcTTW7v3A57hDW9RYv2W4Yg==";
+
+// The RUN step that puts npm into an image that has node: fetch the
+// tarball with node, check its sha512, and let it install itself
+// globally (default prefix /usr: /usr/bin/npm).
+std::string NpmBootstrapStep() {
+  const std::string v = kNpmVersion;
+  const std::string fetch =
+      "const https=require(\"https\"),fs=require(\"fs\"),crypto=require(\"crypto\");"
+      "const fail=m=>{console.error(\"npm " + v + " tarball: \"+m);process.exit(1)};"
+      "https.get(\"https://registry.npmjs.org/npm/-/npm-" + v + ".tgz\",r=>{"
+      "if(r.statusCode!==200)fail(\"HTTP \"+r.statusCode);const c=[];r.on(\"data\",d=>c.push(d));"
+      "r.on(\"end\",()=>{const b=Buffer.concat(c);"
+      "const h=\"sha512-\"+crypto.createHash(\"sha512\").update(b).digest(\"base64\");"
+      "if(h!==\"" + std::string(kNpmIntegrity) + "\")fail(\"integrity mismatch \"+h);"
+      "fs.writeFileSync(\"/tmp/npm.tgz\",b)})}).on(\"error\",e=>fail(e.message))";
+  return "RUN node -e '" + fetch + "' && tar -xzf /tmp/npm.tgz -C /tmp && node /tmp/package/bin/npm-cli.js install -g "
+         "--no-fund --no-audit --no-update-notifier --cache /tmp/npm-cache 'npm@" + v +
+         "' && rm -rf /tmp/package /tmp/npm.tgz /tmp/npm-cache\n";
+}
 
 bool IsAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
 bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
@@ -250,6 +278,37 @@ Result<PackageSet> ParsePackages(const Json& packages) {
   return NormalisePackages(std::move(set));
 }
 
+std::vector<std::string> ToolchainPackages(const PackageSet& set) {
+  std::vector<std::string> out;
+  if (set.needs_build_network()) out.push_back("ca-certificates");
+  if (!set.pip.empty()) out.push_back("python3-pip");
+  if (!set.npm.empty()) out.push_back("nodejs");
+  if (!set.gem.empty()) out.push_back("ruby");
+  if (!set.cargo.empty()) out.push_back("cargo");
+  if (!set.go.empty()) out.insert(out.end(), {"golang-go", "git"});
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::string> PackageRegistryHosts(const PackageSet& set) {
+  std::vector<std::string> out;
+  if (!set.pip.empty()) out.insert(out.end(), {"pypi.org", "files.pythonhosted.org"});
+  if (!set.npm.empty()) out.push_back("registry.npmjs.org");
+  if (!set.gem.empty()) out.insert(out.end(), {"rubygems.org", "index.rubygems.org"});
+  if (!set.cargo.empty()) out.insert(out.end(), {"crates.io", "index.crates.io", "static.crates.io"});
+  if (!set.go.empty()) out.insert(out.end(), {"proxy.golang.org", "sum.golang.org"});
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+std::string HostCaBundle() {
+  for (const char* p : {"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"}) {
+    if (access(p, R_OK) == 0) return p;
+  }
+  return "";
+}
+
 Result<PackageRecipe> PackagesRecipe(const PackageSet& in, const PackageRecipeOptions& opts) {
   WARREN_ASSIGN_OR_RETURN(PackageSet set, NormalisePackages(in));
   if (opts.suite.empty() || opts.suite.find_first_not_of("abcdefghijklmnopqrstuvwxyz") != std::string::npos) {
@@ -262,39 +321,56 @@ Result<PackageRecipe> PackagesRecipe(const PackageSet& in, const PackageRecipeOp
   Json canon = {{"format", kRecipeFormat}, {"suite", opts.suite}, {"mirror", opts.mirror},
                 {"apt", set.apt},          {"cargo", set.cargo}, {"gem", set.gem},
                 {"go", set.go},            {"npm", set.npm},     {"pip", set.pip}};
+  // The apt-get layout is another recipe, so another name (the include=
+  // layout keeps the names it always had).
+  if (opts.build_network) canon["layout"] = "apt-get";
   PackageRecipe r;
   r.hash = Sha256Hex(DumpJson(canon));
   r.snapshot_name = "pkgs-" + r.hash.substr(0, 32);
-  // debootstrap installs the apt set plus the toolchains the other
-  // managers need (no network needed in RUN for these).
-  std::vector<std::string> include = set.apt;
-  if (set.needs_build_network()) include.push_back("ca-certificates");
-  if (!set.pip.empty()) include.push_back("python3-pip");
-  if (!set.npm.empty()) include.push_back("npm");
-  if (!set.gem.empty()) include.push_back("ruby");
-  if (!set.cargo.empty()) include.push_back("cargo");
-  if (!set.go.empty()) include.insert(include.end(), {"golang-go", "git"});
-  std::sort(include.begin(), include.end());
-  include.erase(std::unique(include.begin(), include.end()), include.end());
+  // The apt set plus the toolchains the other managers need.
+  std::vector<std::string> debs = set.apt;
+  for (auto& t : ToolchainPackages(set)) debs.push_back(std::move(t));
+  std::sort(debs.begin(), debs.end());
+  debs.erase(std::unique(debs.begin(), debs.end()), debs.end());
   std::string text = "# Warren packages snapshot " + r.hash + " (generated; docs/ORCHESTRATOR.md)\n";
   text += "FROM debian:" + opts.suite;
-  if (!include.empty()) text += " include=" + Join(include, ",");
+  if (!opts.build_network && !debs.empty()) text += " include=" + Join(debs, ",");
   if (!opts.mirror.empty()) text += " mirror=" + opts.mirror;
   text += "\n";
+  if (opts.build_network && !debs.empty()) {
+    // One layer: the lists are fetched, used and dropped in the same step.
+    // dpkg without an fsync per file (--force-unsafe-io): a build's scratch
+    // is thrown away on a crash anyway, and the fsyncs cost minutes on a
+    // loop-backed pool.
+    text += "RUN export DEBIAN_FRONTEND=noninteractive && apt-get update -q && apt-get install -q -y "
+            "--no-install-recommends -o Dpkg::Options::=--force-unsafe-io" + QuotedArgs(debs) +
+            " && apt-get clean && rm -rf /var/lib/apt/lists/*\n";
+    r.needs_mirror = true;
+  }
   if (!set.pip.empty()) {
     text += "RUN python3 -m pip install --no-cache-dir --no-input --break-system-packages" + QuotedArgs(set.pip) + "\n";
   }
-  if (!set.npm.empty()) text += "RUN npm install -g --no-fund --no-audit --no-update-notifier" + QuotedArgs(set.npm) + "\n";
+  if (!set.npm.empty()) {
+    text += NpmBootstrapStep();
+    text += "RUN npm install -g --no-fund --no-audit --no-update-notifier --cache /tmp/npm-cache" + QuotedArgs(set.npm) +
+            " && rm -rf /tmp/npm-cache\n";
+  }
   if (!set.gem.empty()) text += "RUN gem install --no-document" + QuotedArgs(set.gem) + "\n";
-  if (!set.cargo.empty()) text += "RUN cargo install --root /usr/local" + QuotedArgs(set.cargo) + "\n";
+  if (!set.cargo.empty()) {
+    text += "RUN export CARGO_HOME=/tmp/cargo && cargo install --root /usr/local" + QuotedArgs(set.cargo) +
+            " && rm -rf /tmp/cargo\n";
+  }
   if (!set.go.empty()) {
-    text += "RUN export GOBIN=/usr/local/bin GOPATH=/tmp/go GOCACHE=/tmp/go-cache";
+    // The module proxy only (no direct VCS fetches: those hosts are not
+    // allowed), checked against the checksum database.
+    text += "RUN export GOBIN=/usr/local/bin GOPATH=/tmp/go GOCACHE=/tmp/go-cache GOPROXY=https://proxy.golang.org";
     for (const auto& g : set.go) {
       text += " && go install " + ShellQuote(g.find('@') == std::string::npos ? g + "@latest" : g);
     }
     text += " && rm -rf /tmp/go /tmp/go-cache\n";
   }
   r.recipe = std::move(text);
+  r.hosts = PackageRegistryHosts(set);
   return r;
 }
 
@@ -305,11 +381,20 @@ int PackageSnapshots::builds_started() const {
 
 Result<sandbox::SnapshotRecord> PackageSnapshots::Ensure(const PackageSet& in, const sandbox::BuildLog& log) {
   WARREN_ASSIGN_OR_RETURN(PackageSet set, NormalisePackages(in));
-  WARREN_ASSIGN_OR_RETURN(PackageRecipe r, PackagesRecipe(set, opts_));
-  if (set.needs_build_network() && !backend_->BuildsHaveNetwork()) {
+  PackageRecipeOptions opts = opts_;
+  opts.build_network = backend_->BuildsHaveNetwork();
+  if (set.needs_build_network() && !opts.build_network) {
+    std::string why = backend_->BuildNetworkReason();
     return Status::FailedPrecondition(
-        "config.packages: cargo, gem, go, npm and pip packages need network during the snapshot build, which the "
-        "sandbox runtime does not give RUN steps yet (network none); apt packages are supported");
+        "config.packages: cargo, gem, go, npm and pip packages need network during the snapshot build, which this "
+        "host cannot give builds" + (why.empty() ? std::string() : " (" + why + ")") +
+        "; apt packages are supported");
+  }
+  WARREN_ASSIGN_OR_RETURN(PackageRecipe r, PackagesRecipe(set, opts));
+  sandbox::BuildOptions net;
+  if (opts.build_network) {
+    net.allow_hosts = r.hosts;
+    net.allow_base_mirror = r.needs_mirror;
   }
   auto existing = backend_->GetSnapshot(r.snapshot_name);
   if (existing.ok()) {
@@ -360,7 +445,7 @@ Result<sandbox::SnapshotRecord> PackageSnapshots::Ensure(const PackageSet& in, c
       if (f->lines.size() < kMaxKeptLogLines) f->lines.emplace_back(line);
       for (auto& [id, fn] : f->listeners) fn(line);
     };
-    auto built = backend_->BuildSnapshot(r.snapshot_name, r.recipe, broadcast);
+    auto built = backend_->BuildSnapshot(r.snapshot_name, r.recipe, net, broadcast);
     {
       std::lock_guard<std::mutex> l(f->mu);
       f->done = true;
@@ -399,11 +484,16 @@ Result<std::string> SnapshotForEnvironment(const Json& env, PackageSnapshots* sn
   };
   auto snap = snapshots->Ensure(*set, logged);
   if (!snap.ok()) {
-    if (snap.status().code() == Code::kFailedPrecondition || snap.status().code() == Code::kInvalidArgument)
-      return Status::FailedPrecondition("environment " + id + " config.packages: " + snap.status().message());
     if (snap.status().code() == Code::kCancelled) return snap.status();
+    bool ran;  // a build ran (and logged) before failing; a refusal logs nothing
+    {
+      std::lock_guard<std::mutex> l(tail_mu);
+      ran = !tail.empty();
+    }
+    if (!ran && (snap.status().code() == Code::kFailedPrecondition || snap.status().code() == Code::kInvalidArgument))
+      return Status::FailedPrecondition("environment " + id + " config.packages: " + snap.status().message());
     // A build that ran and failed (a package that does not exist, a mirror
-    // that is down) is the session's problem too: retrying the item would
+    // that is down, a RUN step's non-zero exit) is the session's problem too: retrying the item would
     // rebuild for minutes at each delivery and never tell anyone. It is
     // reported to the session (the item stopped); the next turn that needs
     // the sandbox tries the build again (failures are not cached).

@@ -14,11 +14,16 @@
 //    whose snapshot name is `pkgs-<first 32 hex of sha256>` of the
 //    normalised set (plus the base suite, the mirror and the recipe format
 //    version): the same set always names the same snapshot.
-//  - apt packages are installed by debootstrap itself (`include=`), so they
-//    need no network inside the build. The other managers are RUN steps
-//    that fetch from their registries; the runtime runs RUN steps with
-//    network "none" today, so PackageSnapshots refuses them with
-//    FailedPrecondition until the backend reports build networking.
+//  - Where the backend gives RUN steps a network (BuildsHaveNetwork: the
+//    runtime's `limited` network through its egress proxy), every set
+//    starts from the plain `debian:<suite>` base (one debootstrap per data
+//    dir, shared by every set), apt packages and the managers' toolchains
+//    (ToolchainPackages) are installed by `apt-get` in a RUN step, npm is
+//    bootstrapped from its registry (pinned version and sha512), and each
+//    manager is a RUN step. The build may reach the base's mirror and the
+//    registries of the managers used (PackageRegistryHosts), nothing else. Without it, an apt-only set is
+//    installed by debootstrap itself (`include=`, no network inside the
+//    build) and any other manager is refused with FailedPrecondition.
 //  - PackageSnapshots::Ensure() returns the snapshot, building it if it is
 //    missing; concurrent callers for the same set share one build, and
 //    every caller's log receives the build log (lines so far, then live).
@@ -72,13 +77,31 @@ std::string ShellQuote(std::string_view text);
 struct PackageRecipeOptions {
   std::string suite = "bookworm";  // FROM debian:<suite>
   std::string mirror;              // "" = the runtime's default mirror
+  // RUN steps have a network (see the header comment): apt-get over the
+  // plain base. false: apt by debootstrap's include= (apt-only sets).
+  bool build_network = false;
 };
 
 struct PackageRecipe {
   std::string hash;           // sha256 hex of the normalised set + options
   std::string snapshot_name;  // "pkgs-" + hash[0:32]
   std::string recipe;         // the recipe text
+  // What the RUN steps may reach (build_network recipes): the managers'
+  // registries, and whether the base's Debian mirror (apt-get) too.
+  std::vector<std::string> hosts;
+  bool needs_mirror = false;
 };
+
+// The registry hosts the managers used by `set` need to install packages
+// (apt excluded: its mirror is the base's). A subset of
+// PackageManagerHosts() (networking.h). Sorted, unique.
+std::vector<std::string> PackageRegistryHosts(const PackageSet& set);
+
+// The Debian packages a manager's RUN step needs in the image: pip ->
+// python3-pip, npm -> nodejs (npm itself is then fetched from its
+// registry, pinned by version and sha512), gem -> ruby, cargo -> cargo,
+// go -> golang-go and git; plus ca-certificates for any of them.
+std::vector<std::string> ToolchainPackages(const PackageSet& set);
 
 // A pure function of the (normalised) set and the options.
 Result<PackageRecipe> PackagesRecipe(const PackageSet& set, const PackageRecipeOptions& opts = {});
@@ -88,25 +111,40 @@ class SnapshotBackend {
  public:
   virtual ~SnapshotBackend() = default;
   virtual Result<sandbox::SnapshotRecord> GetSnapshot(const std::string& name) = 0;
+  // `net`: what the RUN steps may reach (empty = no network).
   virtual Result<sandbox::SnapshotRecord> BuildSnapshot(const std::string& name, const std::string& recipe,
+                                                        const sandbox::BuildOptions& net,
                                                         const sandbox::BuildLog& log) = 0;
-  // Whether RUN steps can reach the network during a build.
+  // Whether RUN steps can reach the network during a build; if not, why.
   virtual bool BuildsHaveNetwork() const = 0;
+  virtual std::string BuildNetworkReason() const { return ""; }
 };
 
-// The SandboxRuntime as a SnapshotBackend. Borrows the runtime.
+// The host's CA bundle, handed to networked builds (BuildOptions::ca_bundle)
+// so that they trust what the host trusts (a TLS-inspecting egress proxy's
+// CA included); "" when the host has none.
+std::string HostCaBundle();
+
+// The SandboxRuntime as a SnapshotBackend. Borrows the runtime. Networked
+// builds get `ca_bundle` (default: HostCaBundle()).
 class RuntimeSnapshotBackend final : public SnapshotBackend {
  public:
-  explicit RuntimeSnapshotBackend(sandbox::SandboxRuntime* rt) : rt_(rt) {}
+  explicit RuntimeSnapshotBackend(sandbox::SandboxRuntime* rt, std::string ca_bundle = HostCaBundle())
+      : rt_(rt), ca_bundle_(std::move(ca_bundle)) {}
   Result<sandbox::SnapshotRecord> GetSnapshot(const std::string& name) override { return rt_->GetSnapshot(name); }
   Result<sandbox::SnapshotRecord> BuildSnapshot(const std::string& name, const std::string& recipe,
+                                                const sandbox::BuildOptions& net,
                                                 const sandbox::BuildLog& log) override {
-    return rt_->BuildSnapshot(name, recipe, "", log);
+    sandbox::BuildOptions o = net;
+    if (o.networked()) o.ca_bundle = ca_bundle_;
+    return rt_->BuildSnapshot(name, recipe, "", o, log);
   }
-  bool BuildsHaveNetwork() const override { return false; }  // RUN steps: network "none"
+  bool BuildsHaveNetwork() const override { return rt_->BuildNetworkStatus().ok(); }
+  std::string BuildNetworkReason() const override { return rt_->BuildNetworkStatus().message(); }
 
  private:
   sandbox::SandboxRuntime* rt_;
+  std::string ca_bundle_;
 };
 
 class PackageSnapshots final {
@@ -146,8 +184,8 @@ class PackageSnapshots final {
 
 // The snapshot for an environment object (spec 1.2): "" when its
 // config.packages is absent or empty, else PackageSnapshots::Ensure's name.
-// A set that is invalid or cannot be built here (non-apt managers today)
-// is FailedPrecondition naming the environment (the orchestrator stops the
+// A set that is invalid or cannot be built here (non-apt managers where
+// builds have no network) is FailedPrecondition naming the environment (the orchestrator stops the
 // item); other failures keep their code (retried).
 Result<std::string> SnapshotForEnvironment(const Json& environment, PackageSnapshots* snapshots,
                                            const sandbox::BuildLog& log = nullptr);

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <thread>
 
+#include "orchestrator/networking.h"
 #include "sandbox/recipe.h"
 
 namespace warren::orchestrator {
@@ -14,6 +15,19 @@ PackageSet Must(const Json& j) {
   auto r = ParsePackages(j);
   EXPECT_TRUE(r.ok()) << r.status().ToString();
   return r.ok() ? *r : PackageSet{};
+}
+
+// The script of the npm bootstrap step (node fetches npm's tarball from
+// the registry and checks it against the pinned sha512), as generated.
+std::string NpmFetch() {
+  return "const https=require(\"https\"),fs=require(\"fs\"),crypto=require(\"crypto\");"
+         "const fail=m=>{console.error(\"npm 10.9.9 tarball: \"+m);process.exit(1)};"
+         "https.get(\"https://registry.npmjs.org/npm/-/npm-10.9.9.tgz\",r=>{"
+         "if(r.statusCode!==200)fail(\"HTTP \"+r.statusCode);const c=[];r.on(\"data\",d=>c.push(d));"
+         "r.on(\"end\",()=>{const b=Buffer.concat(c);"
+         "const h=\"sha512-\"+crypto.createHash(\"sha512\").update(b).digest(\"base64\");"
+         "if(h!==\"sha512-1g+6jLQvaIuB4zwvHL7yrXuXcWZwDsCtBX8bbWDqbvJSSr9nPiDDWTHNgwXR27iIcTTW7v3A57hDW9RYv2W4Yg==\")"
+         "fail(\"integrity mismatch \"+h);fs.writeFileSync(\"/tmp/npm.tgz\",b)})}).on(\"error\",e=>fail(e.message))";
 }
 
 TEST(PackagesTest, NormalisedSetIsOrderInsensitiveAndDeduped) {
@@ -49,15 +63,23 @@ TEST(PackagesTest, RecipeGolden) {
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->recipe,
             "# Warren packages snapshot " + r->hash + " (generated; docs/ORCHESTRATOR.md)\n"
-            "FROM debian:bookworm include=ca-certificates,cargo,git,golang-go,jq,npm,python3-pip,ripgrep,ruby\n"
+            "FROM debian:bookworm include=ca-certificates,cargo,git,golang-go,jq,nodejs,python3-pip,ripgrep,ruby\n"
             "RUN python3 -m pip install --no-cache-dir --no-input --break-system-packages 'pandas[excel]>=2.0,<3' "
             "'requests'\n"
-            "RUN npm install -g --no-fund --no-audit --no-update-notifier '@anthropic-ai/sdk@1.10.0' 'left-pad'\n"
+            "RUN node -e '" + NpmFetch() + "' && tar -xzf /tmp/npm.tgz -C /tmp && node "
+            "/tmp/package/bin/npm-cli.js install -g --no-fund --no-audit --no-update-notifier --cache /tmp/npm-cache "
+            "'npm@10.9.9' && rm -rf /tmp/package /tmp/npm.tgz /tmp/npm-cache\n"
+            "RUN npm install -g --no-fund --no-audit --no-update-notifier --cache /tmp/npm-cache "
+            "'@anthropic-ai/sdk@1.10.0' 'left-pad' && rm -rf /tmp/npm-cache\n"
             "RUN gem install --no-document 'rake:13.0.6'\n"
-            "RUN cargo install --root /usr/local 'bat@0.24.0'\n"
-            "RUN export GOBIN=/usr/local/bin GOPATH=/tmp/go GOCACHE=/tmp/go-cache && go install "
-            "'github.com/x/y@v1.2.3' && go install 'golang.org/x/tools/cmd/goimports@latest' && rm -rf /tmp/go "
-            "/tmp/go-cache\n");
+            "RUN export CARGO_HOME=/tmp/cargo && cargo install --root /usr/local 'bat@0.24.0' && rm -rf /tmp/cargo\n"
+            "RUN export GOBIN=/usr/local/bin GOPATH=/tmp/go GOCACHE=/tmp/go-cache GOPROXY=https://proxy.golang.org "
+            "&& go install 'github.com/x/y@v1.2.3' && go install 'golang.org/x/tools/cmd/goimports@latest' && "
+            "rm -rf /tmp/go /tmp/go-cache\n");
+  EXPECT_EQ(r->hosts, (std::vector<std::string>{"crates.io", "files.pythonhosted.org", "index.crates.io",
+                                                "index.rubygems.org", "proxy.golang.org", "pypi.org",
+                                                "registry.npmjs.org", "rubygems.org", "static.crates.io",
+                                                "sum.golang.org"}));
   EXPECT_TRUE(s.needs_build_network());
   // apt only: debootstrap installs it all, no RUN, no network.
   PackageSet apt = Must(Json::parse(R"({"apt":["jq"]})"));
@@ -68,7 +90,63 @@ TEST(PackagesTest, RecipeGolden) {
             "FROM debian:bookworm\n");
   auto parsed = sandbox::ParseRecipe(r->recipe);
   ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
-  EXPECT_EQ(parsed->steps.size(), 6u);
+  EXPECT_EQ(parsed->steps.size(), 7u);
+}
+
+// Builds with a network: the plain base (shared by every set), apt-get for
+// the apt set and the toolchains, then each manager; only the registries of
+// the managers used are reachable, plus the base's mirror for apt-get.
+TEST(PackagesTest, NetworkedRecipeGolden) {
+  PackageRecipeOptions net{.build_network = true};
+  PackageSet npm = Must(Json::parse(R"({"npm":["is-number@7.0.0"],"apt":["jq"]})"));
+  auto r = PackagesRecipe(npm, net);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->recipe,
+            "# Warren packages snapshot " + r->hash + " (generated; docs/ORCHESTRATOR.md)\n"
+            "FROM debian:bookworm\n"
+            "RUN export DEBIAN_FRONTEND=noninteractive && apt-get update -q && apt-get install -q -y "
+            "--no-install-recommends -o Dpkg::Options::=--force-unsafe-io 'ca-certificates' 'jq' 'nodejs' && apt-get clean && rm -rf /var/lib/apt/lists/*\n"
+            "RUN node -e '" + NpmFetch() + "' && tar -xzf /tmp/npm.tgz -C /tmp && node "
+            "/tmp/package/bin/npm-cli.js install -g --no-fund --no-audit --no-update-notifier --cache /tmp/npm-cache "
+            "'npm@10.9.9' && rm -rf /tmp/package /tmp/npm.tgz /tmp/npm-cache\n"
+            "RUN npm install -g --no-fund --no-audit --no-update-notifier --cache /tmp/npm-cache 'is-number@7.0.0' "
+            "&& rm -rf /tmp/npm-cache\n");
+  EXPECT_EQ(r->hosts, std::vector<std::string>{"registry.npmjs.org"});
+  EXPECT_TRUE(r->needs_mirror);
+  // Another layout, another name than the include= recipe of the same set.
+  EXPECT_NE(r->snapshot_name, PackagesRecipe(npm)->snapshot_name);
+  // pip: python3-pip from the mirror, PyPI's two hosts and nothing else.
+  auto pip = PackagesRecipe(Must(Json::parse(R"({"pip":["requests==2.31.0"]})")), net);
+  ASSERT_TRUE(pip.ok());
+  EXPECT_NE(pip->recipe.find("--force-unsafe-io 'ca-certificates' 'python3-pip' &&"), std::string::npos)
+      << pip->recipe;
+  EXPECT_NE(pip->recipe.find("\nRUN python3 -m pip install --no-cache-dir --no-input --break-system-packages "
+                             "'requests==2.31.0'\n"),
+            std::string::npos)
+      << pip->recipe;
+  EXPECT_EQ(pip->hosts, (std::vector<std::string>{"files.pythonhosted.org", "pypi.org"}));
+  // apt only: one apt-get step, the mirror only.
+  auto apt = PackagesRecipe(Must(Json::parse(R"({"apt":["jq"]})")), net);
+  EXPECT_TRUE(apt->hosts.empty());
+  EXPECT_TRUE(apt->needs_mirror);
+  EXPECT_EQ(sandbox::ParseRecipe(apt->recipe)->steps.size(), 2u);
+  // Nothing: the plain base, no network at all.
+  auto none = PackagesRecipe(PackageSet{}, net);
+  EXPECT_FALSE(none->needs_mirror);
+  EXPECT_EQ(none->recipe.substr(none->recipe.find('\n') + 1), "FROM debian:bookworm\n");
+  for (const auto& rr : {*r, *pip, *apt}) {
+    auto parsed = sandbox::ParseRecipe(rr.recipe);
+    EXPECT_TRUE(parsed.ok()) << parsed.status().ToString();
+  }
+  // Every registry a build may reach is one that `allow_package_managers`
+  // gives a limited sandbox too (one list of what package managers need).
+  PackageSet all = Must(Json::parse(R"({"pip":["a"],"npm":["b"],"gem":["c"],"cargo":["d"],"go":["e.org/f"]})"));
+  for (const auto& h : PackageRegistryHosts(all)) {
+    EXPECT_NE(std::find(PackageManagerHosts().begin(), PackageManagerHosts().end(), h), PackageManagerHosts().end())
+        << h;
+  }
+  EXPECT_EQ(ToolchainPackages(all),
+            (std::vector<std::string>{"ca-certificates", "cargo", "git", "golang-go", "nodejs", "python3-pip", "ruby"}));
 }
 
 TEST(PackagesTest, InjectionAndBadNamesRefused) {
@@ -114,8 +192,14 @@ class FakeBackend final : public SnapshotBackend {
     return it->second;
   }
   Result<sandbox::SnapshotRecord> BuildSnapshot(const std::string& name, const std::string& recipe,
+                                                const sandbox::BuildOptions& net,
                                                 const sandbox::BuildLog& log) override {
     builds++;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      last_net = net;
+      last_recipe = recipe;
+    }
     log("[1/1] FROM " + name);
     std::unique_lock<std::mutex> l(mu_);
     started = true;
@@ -123,7 +207,9 @@ class FakeBackend final : public SnapshotBackend {
     cv_.wait(l, [&] { return release; });
     l.unlock();
     log("done " + name);
-    if (fail_next.exchange(false)) return Status::Unavailable("mirror unreachable");
+    if (fail_next.exchange(false)) {
+      return fail_step ? Status::FailedPrecondition("RUN npm install exited with 1") : Status::Unavailable("mirror unreachable");
+    }
     sandbox::SnapshotRecord rec;
     rec.name = name;
     rec.recipe = recipe;
@@ -133,6 +219,7 @@ class FakeBackend final : public SnapshotBackend {
     return rec;
   }
   bool BuildsHaveNetwork() const override { return network; }
+  std::string BuildNetworkReason() const override { return network ? "" : "no egress proxy here"; }
   void WaitStarted() {
     std::unique_lock<std::mutex> l(mu_);
     cv_.wait(l, [&] { return started; });
@@ -145,7 +232,10 @@ class FakeBackend final : public SnapshotBackend {
 
   std::atomic<int> builds{0};
   std::atomic<bool> fail_next{false};
+  bool fail_step = false;  // fail as a RUN step does (FailedPrecondition), not as debootstrap
   bool network = false;
+  sandbox::BuildOptions last_net;  // of the last build
+  std::string last_recipe;
 
  private:
   std::mutex mu_;
@@ -220,9 +310,24 @@ TEST(PackageSnapshotsTest, FailedBuildIsNotCachedAndNetworkIsChecked) {
   pip.pip = {"requests"};
   auto refused = ps.Ensure(pip);
   EXPECT_EQ(refused.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("need network during the snapshot build, which this host cannot give "
+                                            "builds (no egress proxy here)"),
+            std::string::npos)
+      << refused.status().message();
   EXPECT_EQ(be.builds.load(), 2) << "refused before any build";
+  // Without a network the apt set was built with debootstrap's include=
+  // and no build network.
+  EXPECT_FALSE(be.last_net.networked());
+  EXPECT_NE(be.last_recipe.find("FROM debian:bookworm include=jq\n"), std::string::npos) << be.last_recipe;
   be.network = true;
-  EXPECT_TRUE(ps.Ensure(pip).ok());
+  auto built = ps.Ensure(pip);
+  ASSERT_TRUE(built.ok()) << built.status().ToString();
+  // With one: the networked recipe, and the build may reach PyPI and the
+  // base's mirror, nothing else.
+  EXPECT_EQ(built->name, PackagesRecipe(pip, {.build_network = true})->snapshot_name);
+  EXPECT_EQ(be.last_net.allow_hosts, (std::vector<std::string>{"files.pythonhosted.org", "pypi.org"}));
+  EXPECT_TRUE(be.last_net.allow_base_mirror);
+  EXPECT_EQ(be.last_recipe, PackagesRecipe(pip, {.build_network = true})->recipe);
   PackageSet bad;
   bad.npm = {"x; id"};
   EXPECT_EQ(ps.Ensure(bad).status().code(), Code::kInvalidArgument);
@@ -248,6 +353,20 @@ TEST(PackageSnapshotsTest, EnvironmentBuildFailureIsPermanentAndSaysWhy) {
   auto again = SnapshotForEnvironment(env, &ps);
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_EQ(be.builds.load(), 2);
+  // A RUN step that failed (FailedPrecondition, like a refusal) is still a
+  // build that ran: the same plain words and the log's last lines.
+  be.network = true;
+  be.fail_step = true;
+  be.fail_next = true;
+  Json npm = {{"id", "env_npm"}, {"config", {{"type", "cloud"}, {"packages", {{"npm", {"left-pad"}}}}}}};
+  auto step = SnapshotForEnvironment(npm, &ps);
+  ASSERT_EQ(step.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(step.status().message().find("the environment's packages could not be installed (environment env_npm"),
+            std::string::npos)
+      << step.status().message();
+  EXPECT_NE(step.status().message().find("RUN npm install exited with 1); last lines of the build log:"),
+            std::string::npos)
+      << step.status().message();
 }
 
 }  // namespace

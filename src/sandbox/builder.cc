@@ -17,6 +17,7 @@
 #include <deque>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <cstring>
 #include <set>
 #include <sstream>
@@ -25,6 +26,7 @@
 #include "common/ids.h"
 #include "common/log.h"
 #include "sandbox/locks.h"
+#include "sandbox/network.h"
 #include "sandbox/recipe.h"
 #include "sandbox/runtime.h"
 #include "sandbox/sys.h"
@@ -389,7 +391,8 @@ bool ValidDebianWord(const std::string& s) {
 
 }  // namespace
 
-Result<std::string> SandboxRuntime::EnsureDebianLayer(const std::string& from, const BuildLog& log) {
+Result<std::string> SandboxRuntime::EnsureDebianLayer(const std::string& from, const BuildLog& log,
+                                                      std::string* mirror_out) {
   NamedLock base_lock(locks_.get(), "base-debian");
   WARREN_RETURN_IF_ERROR(base_lock.status());
   std::istringstream in(from);
@@ -417,6 +420,7 @@ Result<std::string> SandboxRuntime::EnsureDebianLayer(const std::string& from, c
     return Status::InvalidArgument("FROM debian: bad mirror URL " + mirror);
   }
   if (!include.empty() && !ValidDebianWord(include)) return Status::InvalidArgument("FROM debian: bad include list");
+  if (mirror_out) *mirror_out = mirror;
   std::string arch;
   auto rc = RunCommand({"dpkg", "--print-architecture"}, &arch);
   if (!rc.ok() || *rc != 0) return Status::Unavailable("dpkg --print-architecture failed");
@@ -497,7 +501,8 @@ Result<SnapshotRecord> SandboxRuntime::ResolveSnapshotLocked(const std::string& 
 }
 
 Status SandboxRuntime::RunBuildStep(const std::string& rootfs, const SnapshotRecord& cfg, const std::string& cmd,
-                                    const BuildLog& log) {
+                                    const BuildOptions* net, const BuildLog& log) {
+  if (net != nullptr && net->allow_hosts.empty()) net = nullptr;
   std::string id = NewId("", 12);
   std::string cg = "build-" + id;
   Json rec;
@@ -507,8 +512,21 @@ Status SandboxRuntime::RunBuildStep(const std::string& rootfs, const SnapshotRec
     WARREN_RETURN_IF_ERROR(reg.status());
     WARREN_ASSIGN_OR_RETURN(slot, AllocateSlotLocked());
     rec = Json{{"slot", slot}, {"rootfs", rootfs}, {"pid", -1}, {"start_time", 0}};
+    // Networked: the policy is in the record before anything exists, like a
+    // sandbox's record before its firewall sync (a full sync by anyone
+    // renders it from here once the init is alive).
+    if (net) {
+      rec["network"] = "limited";
+      rec["allow_hosts"] = net->allow_hosts;
+    }
     WARREN_RETURN_IF_ERROR(builds_.Put(id, rec));
   }
+  // The step's network state, undone by cleanup in reverse.
+  const std::string net_dir = opts_.data_dir + "/builds/" + id + ".d";  // the step's resolv.conf
+  std::vector<std::string> made;   // mount points this step made in the layer
+  std::optional<SandboxRecord> netrec;  // set once its rules may exist
+  std::optional<NetSlot> netslot;       // set once its veth may exist
+  std::optional<RootFs> layer_fs;
   auto cleanup = [&](pid_t pid, uint64_t start) {
     if (pid > 0) {
       UniqueFd fd(SysPidfdOpen(pid, 0));
@@ -519,6 +537,20 @@ Status SandboxRuntime::RunBuildStep(const std::string& rootfs, const SnapshotRec
     while (pid > 0 && ProcessAlive(pid, start) && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(milliseconds(1));
     }
+    if (netslot) {
+      if (Status s = DeleteLink(netslot->host_if); !s.ok()) {
+        log::Warn("sandbox.build.network_teardown", {{"build", id}, {"error", s.ToString()}});
+      }
+    }
+    if (netrec) {
+      if (Status s = SyncFirewallLocked(nullptr, &*netrec); !s.ok()) {
+        log::Warn("sandbox.build.network_teardown", {{"build", id}, {"error", s.ToString()}});
+      }
+    }
+    if (layer_fs) {
+      for (auto it = made.rbegin(); it != made.rend(); ++it) (void)layer_fs->Delete(*it, false);
+    }
+    if (net) (void)RemoveTree(net_dir);
     (void)builds_.Remove(id);
   };
   if (Status s = cgroups_->Create(cg, Resources{0, 4LL << 30, 4096, 0}); !s.ok()) {
@@ -532,14 +564,106 @@ Status SandboxRuntime::RunBuildStep(const std::string& rootfs, const SnapshotRec
   spec.root_mount = [this, rootfs, base = spec.ids.host_base()](int userns_fd) {
     return pool_->SandboxRootMount(rootfs, userns_fd, base, MOUNT_ATTR_NODEV);
   };
+  std::vector<std::string> net_env;
+  if (net) {
+    // DNS: the proxy on the gateway (any :53 is redirected there anyway;
+    // this covers images whose resolv.conf names a loopback stub). CA: the
+    // given bundle, for hosts whose TLS is inspected on the way out. Both
+    // are read-only binds over files of the layer (made here if absent and
+    // removed after), so neither lands in the snapshot.
+    auto ns = NetSlotFor(net_pool_, net_if_prefix_, slot);
+    auto fs = ns.ok() ? RootFs::Open(rootfs) : Result<RootFs>(ns.status());
+    Status s = fs.status();
+    if (s.ok()) {
+      layer_fs.emplace(std::move(*fs));
+      s = MkdirAll(net_dir, 0755);
+    }
+    if (s.ok()) s = WriteStringToFile(net_dir + "/resolv.conf", "nameserver " + FormatIpv4(ns->host_addr) + "\n");
+    // Readable inside: the bind is not idmapped (its owner shows as nobody).
+    if (s.ok() && chmod((net_dir + "/resolv.conf").c_str(), 0644) != 0) s = ErrnoStatus("chmod build resolv.conf");
+    // A file mount point at `path` in the layer: true when there is one
+    // (made if absent); false when something else is there (a symlink).
+    auto mount_point = [&](const std::string& path) -> Result<bool> {
+      auto st = layer_fs->Stat(path);
+      if (st.ok()) return st->type == "file";
+      if (st.status().code() != Code::kNotFound) return st.status();
+      std::string parent = path.substr(0, path.rfind('/'));
+      if (!parent.empty() && !layer_fs->Stat(parent).ok()) {
+        WARREN_RETURN_IF_ERROR(layer_fs->Mkdir(parent, true));
+        made.push_back(parent);
+      }
+      WARREN_RETURN_IF_ERROR(layer_fs->WriteFile(path, "", 0644));
+      made.push_back(path);
+      return true;
+    };
+    if (s.ok()) {
+      auto mp = mount_point("/etc/resolv.conf");
+      s = mp.status();
+      if (s.ok() && *mp) {
+        BindSpec b{net_dir + "/resolv.conf", "/etc/resolv.conf", true};
+        b.idmapped = false;
+        spec.binds.push_back(std::move(b));
+      }
+    }
+    if (s.ok() && !net->ca_bundle.empty()) {
+      char real[PATH_MAX];
+      if (realpath(net->ca_bundle.c_str(), real) == nullptr) s = ErrnoStatus("build CA bundle " + net->ca_bundle);
+      auto mp = s.ok() ? mount_point(kBuildCaPath) : Result<bool>(s);
+      s = mp.status();
+      if (s.ok() && *mp) {
+        BindSpec b{real, kBuildCaPath, true};
+        b.idmapped = false;
+        spec.binds.push_back(std::move(b));
+        for (const char* k : {"NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE",
+                              "CARGO_HTTP_CAINFO", "GIT_SSL_CAINFO"}) {
+          net_env.push_back(std::string(k) + "=" + kBuildCaPath);
+        }
+      }
+    }
+    if (!s.ok()) {
+      cleanup(-1, 0);
+      return s.WithContext("RUN network");
+    }
+    netslot = *ns;
+    if (log) {
+      std::string hosts;
+      for (const auto& hst : net->allow_hosts) hosts += (hosts.empty() ? "" : ", ") + hst;
+      log("  network: limited to " + hosts + " (egress proxy)");
+    }
+  }
   auto h = SpawnInit(spec, *cgroups_, cg);
   if (!h.ok()) {
+    netslot.reset();  // no veth was made
     cleanup(-1, 0);
     return h.status().WithContext("RUN");
   }
   rec["pid"] = h->pid;
   rec["start_time"] = h->start_time;
   (void)builds_.Put(id, rec);
+  if (net) {
+    // Rules first, then the veth (it never exists unfiltered), as for a
+    // sandbox's start (runtime_network.cc).
+    SandboxRecord r;
+    r.id = "build-" + id;
+    r.network = "limited";
+    r.state = SandboxState::kStarted;
+    r.id_slot = slot;
+    r.init_pid = h->pid;
+    r.init_start_time = h->start_time;
+    r.allow_hosts = net->allow_hosts;
+    netrec = r;
+    Status s = SyncFirewallLocked(&*netrec, nullptr);
+    UniqueFd pidfd(SysPidfdOpen(h->pid, 0));
+    if (s.ok() && (!pidfd || !ProcessAlive(h->pid, h->start_time))) {
+      s = Status::FailedPrecondition("build init exited before its network was set up");
+    }
+    if (s.ok()) s = DeleteLink(netslot->host_if);  // a stale link of a crash: the slot is ours now
+    if (s.ok()) s = SetupVeth(*netslot, pidfd.get());
+    if (!s.ok()) {
+      cleanup(h->pid, h->start_time);
+      return s.WithContext("RUN network");
+    }
+  }
   auto fs = RootFs::Open(rootfs);
   if (!fs.ok()) {
     cleanup(h->pid, h->start_time);
@@ -550,7 +674,7 @@ Status SandboxRuntime::RunBuildStep(const std::string& rootfs, const SnapshotRec
   dummy.id = "build";
   ExecSpec es;
   es.argv = {"/bin/sh", "-c", cmd};
-  es.env = ExecEnv(&cfg, dummy, {});
+  es.env = ExecEnv(&cfg, dummy, net_env);
   es.cwd = cfg.workdir.empty() ? "/" : cfg.workdir;
   std::string user = cfg.user.empty() ? "root" : cfg.user;
   uint32_t uid = 0, gid = 0;
@@ -612,13 +736,50 @@ Result<SnapshotRecord> SandboxRuntime::BuildSnapshot(const std::string& name, co
   // operation go on meanwhile.
   NamedLock build(locks_.get(), "snapshot-" + name);
   WARREN_RETURN_IF_ERROR(build.status());
-  return BuildLocked(name, recipe_text, context_dir, log);
+  return BuildLocked(name, recipe_text, context_dir, BuildOptions{}, log);
+}
+
+Result<SnapshotRecord> SandboxRuntime::BuildSnapshot(const std::string& name, const std::string& recipe_text,
+                                                     const std::string& context_dir, const BuildOptions& build_opts,
+                                                     const BuildLog& log) {
+  if (!ValidSnapshotName(name)) return Status::InvalidArgument("invalid snapshot name: " + name);
+  if (build_opts.networked()) {
+    WARREN_RETURN_IF_ERROR(BuildNetworkStatus());
+    // Refused before anything is built, like a sandbox's bad allowlist.
+    auto hosts = HostAllowlist::Parse(build_opts.allow_hosts);
+    if (!hosts.ok()) return hosts.status().WithContext("build network");
+    if (!build_opts.ca_bundle.empty() && access(build_opts.ca_bundle.c_str(), R_OK) != 0) {
+      return ErrnoStatus("build CA bundle " + build_opts.ca_bundle);
+    }
+  }
+  WorldLock world(locks_.get(), false);
+  WARREN_RETURN_IF_ERROR(world.status());
+  NamedLock build(locks_.get(), "snapshot-" + name);
+  WARREN_RETURN_IF_ERROR(build.status());
+  return BuildLocked(name, recipe_text, context_dir, build_opts, log);
+}
+
+Status SandboxRuntime::BuildNetworkStatus() const {
+  if (!features_.network_isolated) {
+    return Status::FailedPrecondition("builds cannot have a network on this host: " + features_.network_reason);
+  }
+  if (egress_tcp_port_ == 0 || egress_dns_port_ == 0) {
+    return Status::FailedPrecondition(
+        "builds with a network need the egress proxy, which runs in `warren serve` or `warren orchestrator` on "
+        "this data dir; none has run here");
+  }
+  return Status::Ok();
 }
 
 Result<SnapshotRecord> SandboxRuntime::BuildLocked(const std::string& name, const std::string& recipe_text,
-                                                   const std::string& context_dir, const BuildLog& log) {
+                                                   const std::string& context_dir, const BuildOptions& build_opts,
+                                                   const BuildLog& log) {
   if (!ValidSnapshotName(name)) return Status::InvalidArgument("invalid snapshot name: " + name);
   WARREN_ASSIGN_OR_RETURN(Recipe recipe, ParseRecipe(recipe_text));
+  // The RUN steps' network: the caller's hosts, plus the base's mirror
+  // host once a `FROM debian:` step names it.
+  BuildOptions net = build_opts;
+  net.allow_base_mirror = false;
   SnapshotRecord cfg;
   cfg.name = name;
   cfg.recipe = recipe_text;
@@ -670,8 +831,18 @@ Result<SnapshotRecord> SandboxRuntime::BuildLocked(const std::string& name, cons
           layer = *h;
           cached = true;
         } else if (base.rfind("debian:", 0) == 0) {
-          auto h = EnsureDebianLayer(base, log);
+          std::string mirror;
+          auto h = EnsureDebianLayer(base, log, &mirror);
           if (!h.ok()) return h.status();
+          if (build_opts.allow_base_mirror) {
+            // http(s)://host[:port]/path -> host (a file: mirror needs none).
+            size_t p = mirror.find("://");
+            std::string host = p == std::string::npos ? "" : mirror.substr(p + 3);
+            host = host.substr(0, host.find_first_of(":/"));
+            if (!host.empty() && std::find(net.allow_hosts.begin(), net.allow_hosts.end(), host) == net.allow_hosts.end()) {
+              net.allow_hosts.push_back(host);
+            }
+          }
           chain = *h;
           layer = *h;
           cached = true;
@@ -766,7 +937,9 @@ Result<SnapshotRecord> SandboxRuntime::BuildLocked(const std::string& name, cons
       }
       case RecipeStep::Kind::kRun: {
         chain = Chain(chain, "RUN " + st.text);
-        s = make_layer(chain, [&](const std::string& tmp) { return RunBuildStep(tmp, cfg, st.text, log); }, &cached);
+        s = make_layer(chain, [&](const std::string& tmp) {
+          return RunBuildStep(tmp, cfg, st.text, net.allow_hosts.empty() ? nullptr : &net, log);
+        }, &cached);
         new_layer = true;
         break;
       }

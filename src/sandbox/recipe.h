@@ -2,7 +2,8 @@
 //
 //   FROM scratch | builtin:minimal | dir:/abs/path | tar:/abs/file.tar[.gz] | <snapshot name>
 //        | debian:<suite>[-slim] [mirror=URL] [include=pkg1,pkg2]   (debootstrap --variant=minbase)
-//   RUN <shell command>            (run with /bin/sh -c in a sandbox, network none)
+//   RUN <shell command>            (run with /bin/sh -c in a sandbox; network none unless
+//                                   the build gives it one: runtime.h BuildOptions)
 //   COPY <src>... <dst>            (src relative to the build context; dst in the image)
 //   ENV KEY=value [KEY2=value2]    (also "ENV KEY value")
 //   WORKDIR /path                  (created if missing)

@@ -122,6 +122,29 @@ struct RuntimeOptions {
   std::function<void(const std::string& point, const std::string& id)> test_hook;
 };
 
+// The network of one build's RUN steps (docs/SANDBOX.md, "Build network").
+// Default: none. With hosts, each RUN step gets the `limited` network: its
+// TCP goes through the egress proxy, which lets only these names out and
+// resolves them on the host (the host's resolver and /etc/hosts), and its
+// DNS is answered by the proxy. Nothing of this lands in the snapshot: the
+// resolv.conf and CA file are bind-mounted for the step only, the env
+// below is the step's only.
+struct BuildOptions {
+  // HostAllowlist entries (exact names, `*.suffix`, IPv4 literals).
+  std::vector<std::string> allow_hosts;
+  // Also allow the host of the mirror of a `FROM debian:` base, so that
+  // `apt-get` in a RUN step reaches the mirror the base came from.
+  bool allow_base_mirror = false;
+  // A host PEM file of CA certificates (e.g. the host's
+  // /etc/ssl/certs/ca-certificates.crt, for hosts behind a TLS-inspecting
+  // proxy) bound read-only at kBuildCaPath during networked RUN steps, with
+  // NODE_EXTRA_CA_CERTS, SSL_CERT_FILE, PIP_CERT, REQUESTS_CA_BUNDLE,
+  // CARGO_HTTP_CAINFO and GIT_SSL_CAINFO pointing at it. "" = none.
+  std::string ca_bundle;
+  bool networked() const { return !allow_hosts.empty() || allow_base_mirror; }
+};
+inline constexpr const char* kBuildCaPath = "/.warren-build-ca.pem";
+
 // A named volume (docs/SANDBOX.md, "Volumes"). A volume outlives the
 // sandboxes that mount it; it is made by CreateVolume or on first mount.
 struct VolumeInfo {
@@ -238,6 +261,17 @@ class SandboxRuntime final : public Sandboxes {
   // --- snapshots (images) ---
   Result<SnapshotRecord> BuildSnapshot(const std::string& name, const std::string& recipe_text,
                                        const std::string& context_dir, const BuildLog& log = nullptr) override;
+  // The same with a network for the RUN steps (BuildOptions). A networked
+  // build needs BuildNetworkStatus() OK, else FailedPrecondition. The
+  // network is set up per RUN step and torn down after it (veth, nft chain,
+  // the build's record), whether the step succeeds or not.
+  Result<SnapshotRecord> BuildSnapshot(const std::string& name, const std::string& recipe_text,
+                                       const std::string& context_dir, const BuildOptions& build,
+                                       const BuildLog& log = nullptr);
+  // OK when networked builds can run here: the isolated network works and
+  // an egress proxy serves this data dir (this process's, or the one a
+  // long-lived owner recorded); else FailedPrecondition with the reason.
+  Status BuildNetworkStatus() const;
   Result<SnapshotRecord> GetSnapshot(const std::string& name) override;
   Result<std::vector<SnapshotRecord>> ListSnapshots() override;
   Status DeleteSnapshot(const std::string& name) override;
@@ -324,13 +358,20 @@ class SandboxRuntime final : public Sandboxes {
   Result<int> AllocateSlotLocked();
   Result<SnapshotRecord> ResolveSnapshotLocked(const std::string& name, const BuildLog& log);
   Result<SnapshotRecord> BuildLocked(const std::string& name, const std::string& recipe_text,
-                                     const std::string& context_dir, const BuildLog& log);
+                                     const std::string& context_dir, const BuildOptions& build, const BuildLog& log);
   Result<std::string> EnsureBuiltinLayer(const BuildLog& log);
   // The layer of a `FROM debian:<suite> [mirror=] [include=]` base, made once
   // with debootstrap and cached by (suite, variant, arch, mirror, includes).
-  Result<std::string> EnsureDebianLayer(const std::string& from, const BuildLog& log);
+  // *mirror (optional) receives the mirror URL the base is (or was) made from.
+  Result<std::string> EnsureDebianLayer(const std::string& from, const BuildLog& log, std::string* mirror = nullptr);
+  // `net`: the step's network (null or no hosts = none); its allow_hosts
+  // are final (the base mirror already added).
   Status RunBuildStep(const std::string& rootfs, const SnapshotRecord& cfg, const std::string& cmd,
-                      const BuildLog& log);
+                      const BuildOptions* net, const BuildLog& log);
+  // Networked RUN steps in flight (any process), as records for the
+  // firewall and the egress proxy: id "build-<key>", network limited, the
+  // build's slot and hosts, its init. Skips `skip_id`.
+  std::vector<SandboxRecord> LiveBuildNetworks(const std::string& skip_id) const;
   std::vector<std::string> ExecEnv(const SnapshotRecord* snap, const SandboxRecord& rec,
                                    const std::vector<std::string>& extra) const;
   // Overlay pools: deletes the layers in `layers` that no snapshot lists and

@@ -137,7 +137,45 @@ std::optional<EgressPolicy> SandboxRuntime::EgressPolicyFor(uint32_t addr) {
     egress_cache_[slot] = e;
     return e.policy;
   }
+  // A networked RUN step of a snapshot build (builder.cc) holds the slot.
+  for (const auto& b : LiveBuildNetworks("")) {
+    if (b.id_slot != slot) continue;
+    auto hosts = HostAllowlist::Parse(b.allow_hosts);
+    if (!hosts.ok()) return std::nullopt;
+    EgressCacheEntry e;
+    e.init_pid = b.init_pid;
+    e.init_start_time = b.init_start_time;
+    e.policy.sandbox_id = b.id;
+    e.policy.hosts = std::move(*hosts);
+    e.policy.gateway = net_pool_.addr + static_cast<uint32_t>(slot) * 4 + 1;
+    egress_cache_[slot] = e;
+    return e.policy;
+  }
   return std::nullopt;
+}
+
+std::vector<SandboxRecord> SandboxRuntime::LiveBuildNetworks(const std::string& skip_id) const {
+  std::vector<SandboxRecord> out;
+  for (const auto& key : builds_.Keys()) {
+    auto j = builds_.Get(key);
+    if (!j.ok() || !j->is_object() || j->value("network", "") != "limited") continue;
+    SandboxRecord r;
+    r.id = "build-" + key;
+    if (r.id == skip_id) continue;
+    r.network = "limited";
+    r.state = SandboxState::kStarted;
+    r.id_slot = j->value("slot", -1);
+    r.init_pid = j->value("pid", -1);
+    r.init_start_time = j->value("start_time", uint64_t{0});
+    if (r.id_slot < 0 || !ProcessAlive(r.init_pid, r.init_start_time)) continue;
+    auto hosts = j->find("allow_hosts");
+    if (hosts == j->end() || !hosts->is_array()) continue;
+    for (const auto& h : *hosts) {
+      if (h.is_string()) r.allow_hosts.push_back(h.get<std::string>());
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 Status SandboxRuntime::SyncFirewallLocked(const SandboxRecord* add, const SandboxRecord* drop) {
@@ -155,6 +193,12 @@ Status SandboxRuntime::SyncFirewallLocked(const SandboxRecord* add, const Sandbo
       continue;
     }
     auto f = FirewallFor(*r);
+    if (f.ok()) spec.sandboxes.push_back(std::move(*f));
+  }
+  // Networked build steps keep their rules too (their records are builds/).
+  for (const auto& b : LiveBuildNetworks(add ? add->id : drop ? drop->id : "")) {
+    if (drop && b.id == drop->id) continue;
+    auto f = FirewallFor(b);
     if (f.ok()) spec.sandboxes.push_back(std::move(*f));
   }
   std::optional<SandboxFirewall> changed;

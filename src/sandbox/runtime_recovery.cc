@@ -151,7 +151,10 @@ Result<RecoveryReport> SandboxRuntime::Recover() {
       if (Live(r->state)) live_cgroups.insert(r->id);
     }
   }
-  // Interrupted builds: kill their init, drop their cgroup and scratch.
+  // Interrupted builds: kill their init, drop their cgroup and scratch (a
+  // networked one's veth and rules go with the orphan links and the
+  // firewall re-render below).
+  std::error_code ec_builds;
   for (const auto& key : builds_.Keys()) {
     auto j = builds_.Get(key);
     if (j.ok() && j->is_object()) {
@@ -161,6 +164,11 @@ Result<RecoveryReport> SandboxRuntime::Recover() {
       if (!rootfs.empty()) (void)pool_->DeleteVolume(rootfs);
     }
     (void)builds_.Remove(key);
+  }
+  // Their network files (builds/<id>.d: a networked step's resolv.conf).
+  // No build runs now (the world lock is ours), so every one is stale.
+  for (const auto& e : std::filesystem::directory_iterator(builds_.dir(), ec_builds)) {
+    if (e.path().filename().string().ends_with(".d")) (void)RemoveTree(e.path());
   }
   auto cgs = cgroups_->List();
   if (cgs.ok()) {

@@ -1,5 +1,6 @@
 // A work item that cannot be served for a reason of the session's own (here:
-// its cloud environment's `config.packages` cannot become a snapshot) is
+// its cloud environment's `config.packages` cannot become a snapshot: an
+// entry the package grammar refuses, found before any build runs) is
 // reported to the session in plain words, as a `session.error` and as error
 // results for its pending calls, and the item is stopped without being
 // delivered again (docs/ORCHESTRATOR.md, "When an item cannot be served").
@@ -17,7 +18,7 @@ describe('orchestrator: an environment whose packages cannot be built', { skip: 
   test('the session gets a session.error naming the failure, its call an error result, and the item does not loop', async () => {
     const c = fx.client;
     const env = await c.beta.environments.create({
-      name: 'pip-env', config: { type: 'cloud', packages: { type: 'packages', pip: ['requests==2.31.0'] } },
+      name: 'pip-env', config: { type: 'cloud', packages: { type: 'packages', pip: ['--index-url=http://evil.test/'] } },
     });
     const agent = await c.beta.agents.create({ name: 'a', model: 'claude-sonnet-4-6', tools: [{ type: 'agent_toolset_20260401' }] });
     const s = await c.beta.sessions.create({ agent: agent.id, environment_id: env.id });
@@ -27,7 +28,7 @@ describe('orchestrator: an environment whose packages cannot be built', { skip: 
     assert.equal(errors.length, 1, JSON.stringify(errors));
     assert.equal(errors[0].error.type, 'unknown_error');
     assert.equal(errors[0].error.retry_status.type, 'terminal');
-    assert.match(errors[0].error.message, /^Warren could not prepare the sandbox for this session: environment env_\w+ config\.packages: .*pip packages need network during the snapshot build/);
+    assert.match(errors[0].error.message, /^Warren could not prepare the sandbox for this session: environment env_\w+: config\.packages\.pip\[0\]: '--index-url=http:\/\/evil\.test\/' is not a valid pip package: must not start with '-'$/);
     const results = evs.filter((e) => e.type === 'user.tool_result');
     assert.equal(results.length, 1);
     assert.equal(results[0].is_error, true);

@@ -5,12 +5,16 @@
 // of the preparer's state, datasets from a directory and from tarballs
 // (hostile ones refused), credentials that expire and vanish, a volume.
 #include <gtest/gtest.h>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include "../sandbox/harness.h"
@@ -24,6 +28,8 @@ namespace warren::orchestrator {
 namespace {
 
 using namespace warren::sandbox;
+using sandbox::testing::LinksWithPrefix;
+using sandbox::testing::NftTableExists;
 using sandbox::testing::RuntimeTest;
 
 // Runs a host shell command; returns its exit code and stdout.
@@ -302,11 +308,66 @@ class OneItemSource final : public WorkSource {
   std::vector<std::string> stopped;
 };
 
-// config.packages {"apt":["jq"]} -> a Debian snapshot with jq, built once by
-// debootstrap (its --include) and then cached. Needs the Debian mirror apt
-// uses here; skips with the reason when debootstrap or the mirror is missing.
-TEST_F(PrepareTest, AptPackagesSnapshotBuiltOnceThenCached) {
-  if (access("/usr/sbin/debootstrap", X_OK) != 0) GTEST_SKIP() << "debootstrap is not installed";
+// True if a TCP connection to host:port opens within 5 s (the host's own
+// resolver: /etc/hosts, then DNS).
+bool Reachable(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) != 0 || res == nullptr) return false;
+  UniqueFd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  timeval tv{5, 0};
+  setsockopt(s.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  bool ok = s && connect(s.get(), res->ai_addr, res->ai_addrlen) == 0;
+  freeaddrinfo(res);
+  return ok;
+}
+
+// Package snapshots over a real runtime whose builds have a network (the
+// runtime's egress proxy runs here, as in `warren serve`).
+class PackagesIntegrationTest : public RuntimeTest {
+ protected:
+  void SetUp() override {
+    egress_proxy_ = true;
+    RuntimeTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    if (access("/usr/sbin/debootstrap", X_OK) != 0) GTEST_SKIP() << "debootstrap is not installed";
+    if (Status s = rt_->BuildNetworkStatus(); !s.ok()) GTEST_SKIP() << s.ToString();
+  }
+  // No veth, nft rule or build record of a build is left.
+  void ExpectNoBuildNetworkLeft() {
+    EXPECT_TRUE(LinksWithPrefix(NetIfPrefix(prefix_)).empty()) << "veth left after a build";
+    EXPECT_FALSE(NftTableExists(FirewallTableName(prefix_))) << "nft rules left after a build";
+    EXPECT_TRUE(std::filesystem::is_empty(data_dir_ + "/builds")) << "build record or network files left";
+  }
+};
+
+// A backend that says builds have no network (a host without the proxy).
+class OfflineBackend final : public SnapshotBackend {
+ public:
+  explicit OfflineBackend(SnapshotBackend* real) : real_(real) {}
+  Result<SnapshotRecord> GetSnapshot(const std::string& name) override { return real_->GetSnapshot(name); }
+  Result<SnapshotRecord> BuildSnapshot(const std::string& name, const std::string& recipe, const BuildOptions& net,
+                                       const BuildLog& log) override {
+    return real_->BuildSnapshot(name, recipe, net, log);
+  }
+  bool BuildsHaveNetwork() const override { return false; }
+  std::string BuildNetworkReason() const override { return "no egress proxy"; }
+
+ private:
+  SnapshotBackend* real_;
+};
+
+// config.packages {"apt":["jq"]} and then {"npm":["semver@7.6.3"]}: both
+// from the one `debian:bookworm` base (one debootstrap for the whole test,
+// as for a data dir), apt-get in a RUN step that reaches the base's mirror
+// only, npm in one that reaches registry.npmjs.org only (through the host's
+// resolver and, on a host behind a TLS-inspecting proxy, its CA bundle).
+// Each snapshot is built once and then cached, its tools run in a sandbox
+// made from it, and no build leaves its network behind. Skips with the
+// reason when debootstrap, the mirror or the npm registry is missing.
+TEST_F(PackagesIntegrationTest, AptAndNpmSnapshotsShareOneBase) {
   RuntimeSnapshotBackend backend(rt_.get());
   PackageSnapshots snaps(&backend);
   auto set = ParsePackages(Json::parse(R"({"type":"packages","apt":["jq"]})"));
@@ -318,9 +379,13 @@ TEST_F(PrepareTest, AptPackagesSnapshotBuiltOnceThenCached) {
     log.emplace_back(l);
   });
   if (!snap.ok() && snap.status().code() == Code::kUnavailable) GTEST_SKIP() << snap.status().ToString();
-  ASSERT_TRUE(snap.ok()) << snap.status().ToString();
-  EXPECT_EQ(snap->name, PackagesRecipe(*set)->snapshot_name);
-  EXPECT_GT(log.size(), 10u) << "the debootstrap log is streamed";
+  ASSERT_TRUE(snap.ok()) << snap.status().ToString() << "\n" << ::testing::PrintToString(log);
+  EXPECT_EQ(snap->name, PackagesRecipe(*set, {.build_network = true})->snapshot_name);
+  EXPECT_GT(log.size(), 10u) << "the build log is streamed";
+  bool mirror_only = false;
+  for (const auto& l : log) mirror_only |= l.rfind("  network: limited to ", 0) == 0 && l.find(',') == std::string::npos;
+  EXPECT_TRUE(mirror_only) << "apt-get reaches the mirror and nothing else: " << ::testing::PrintToString(log);
+  ExpectNoBuildNetworkLeft();
   CreateOptions o;
   o.snapshot = snap->name;
   auto sb = MustCreate(o);
@@ -336,15 +401,21 @@ TEST_F(PrepareTest, AptPackagesSnapshotBuiltOnceThenCached) {
 
   // The orchestrator: a cloud environment with these packages gives its
   // session a sandbox from the snapshot (cached now), where the agent's
-  // bash finds jq; a pip set is refused clearly and the item stopped.
+  // bash finds jq. Where builds have no network, a pip set is refused
+  // clearly and its item stopped with no sandbox made.
   OneItemSource source;
   RuntimeSandboxHost host(rt_.get());
+  OfflineBackend offline_backend(&backend);
+  PackageSnapshots offline(&offline_backend);
   OrchestratorOptions oo;
   oo.instance = "pkgs-test";
   oo.max_item_attempts = 1;
   oo.environment_snapshot = [&](const std::string& env_id) {
     Json env = {{"id", env_id}, {"config", {{"type", "cloud"}, {"packages", {{"apt", {"jq"}}}}}}};
-    if (env_id == "env_pip") env["config"]["packages"] = {{"pip", {"requests"}}};
+    if (env_id == "env_pip") {
+      env["config"]["packages"] = {{"pip", {"requests"}}};
+      return SnapshotForEnvironment(env, &offline);
+    }
     return SnapshotForEnvironment(env, &snaps);
   };
   Orchestrator orch(&source, &host, Clock::Real(), oo);
@@ -368,6 +439,44 @@ TEST_F(PrepareTest, AptPackagesSnapshotBuiltOnceThenCached) {
   EXPECT_EQ(source.stopped, std::vector<std::string>{"work_pip"});
   EXPECT_EQ(rt_->Get("sesn_pip").status().code(), Code::kNotFound);
   orch.Stop();
+
+  // npm, from the same base (cached: no second debootstrap).
+  if (!Reachable("registry.npmjs.org", 443)) GTEST_SKIP() << "registry.npmjs.org:443 is not reachable from this host";
+  auto npm = ParsePackages(Json::parse(R"({"npm":["semver@7.6.3"]})"));
+  ASSERT_TRUE(npm.ok());
+  std::vector<std::string> npm_log;
+  auto npm_snap = snaps.Ensure(*npm, [&](std::string_view l) { npm_log.emplace_back(l); });
+  ASSERT_TRUE(npm_snap.ok()) << npm_snap.status().ToString() << "\n" << ::testing::PrintToString(npm_log);
+  // The build reaches npm's registry and the base's mirror (apt-get), nothing else.
+  bool registry_and_mirror = false;
+  for (const auto& l : npm_log) {
+    registry_and_mirror |= l.rfind("  network: limited to registry.npmjs.org, ", 0) == 0 &&
+                           std::count(l.begin(), l.end(), ',') == 1;
+  }
+  EXPECT_TRUE(registry_and_mirror) << ::testing::PrintToString(npm_log);
+  bool base_cached = false;
+  for (const auto& l : npm_log) base_cached |= l.rfind("debian:bookworm base cached", 0) == 0;
+  EXPECT_TRUE(base_cached) << "one debootstrap for both sets";
+  ExpectNoBuildNetworkLeft();
+  o.snapshot = npm_snap->name;
+  auto nsb = MustCreate(o);
+  auto semver = Sh(nsb.id, "semver -r '^1.2.0' 1.1.0 1.2.3 2.0.0");
+  EXPECT_EQ(semver.stdout_data, "1.2.3\n") << semver.stderr_data;
+  // npm itself is there too, the pinned one (for the agent's own installs).
+  EXPECT_EQ(Sh(nsb.id, "npm --version").stdout_data, "10.9.9\n");
+  EXPECT_EQ(Sh(nsb.id, "test -e /.warren-build-ca.pem || test -d /tmp/npm-cache; echo $?").stdout_data, "1\n")
+      << "neither the build's CA file nor npm's cache is in the snapshot";
+
+  // A package the registry does not have: a permanent failure that says
+  // why, in npm's words (the toolchain layer is cached: seconds).
+  Json env = {{"id", "env_npm404"},
+              {"config", {{"type", "cloud"}, {"packages", {{"npm", {"warren-no-such-package-7c1e2f"}}}}}}};
+  auto missing = SnapshotForEnvironment(env, &snaps);
+  ASSERT_EQ(missing.status().code(), Code::kFailedPrecondition) << missing.status().ToString();
+  EXPECT_NE(missing.status().message().find("the environment's packages could not be installed"), std::string::npos)
+      << missing.status().message();
+  EXPECT_NE(missing.status().message().find("404"), std::string::npos) << missing.status().message();
+  ExpectNoBuildNetworkLeft();
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <sched.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <random>
 
@@ -307,6 +308,84 @@ TEST_F(EgressTest, BadPoliciesRefused) {
   o.network = "isolated";
   o.allow_hosts = {"allowed.test"};
   EXPECT_EQ(rt_->Create(o).status().code(), Code::kInvalidArgument);
+}
+
+// A snapshot build's RUN steps get the `limited` network when asked
+// (BuildOptions): their hosts only, through the same proxy and its DNS; the
+// step's resolv.conf and CA file are binds that never land in the
+// snapshot; and after each step, succeeded or failed, no veth, nft rule,
+// build record or file of its network is left.
+TEST_F(EgressTest, BuildRunStepsReachTheirHostsOnlyAndLeaveNothing) {
+  ASSERT_TRUE(rt_->BuildNetworkStatus().ok()) << rt_->BuildNetworkStatus().ToString();
+  const std::string ca = data_dir_ + "-ca.pem";  // any readable file shows the bind
+  ASSERT_TRUE(WriteStringToFile(ca, "test-ca\n").ok());
+  BuildOptions bo;
+  bo.allow_hosts = {"allowed.test"};
+  bo.ca_bundle = ca;
+  const std::string if_prefix = NetIfPrefix(prefix_);
+  const std::string table = FirewallTableName(prefix_);
+  size_t links_during = 0;
+  bool table_during = false;
+  std::vector<std::string> log;
+  auto sink = [&](std::string_view l) {
+    log.emplace_back(l);
+    if (l == "probe-now") {  // printed by the RUN step: its network is up
+      links_during = LinksWithPrefix(if_prefix).size();
+      table_during = NftTableExists(table);
+    }
+  };
+  int64_t denied_before = rt_->egress_proxy()->stats().denied;
+  auto snap = rt_->BuildSnapshot("netbuild",
+                                 "FROM builtin:minimal\n"
+                                 "RUN wget -q -O /allowed.txt http://allowed.test/ && cat /etc/resolv.conf > /resolv.txt "
+                                 "&& cat \"$SSL_CERT_FILE\" \"$NODE_EXTRA_CA_CERTS\" > /ca.txt && "
+                                 "if wget -q -O - http://denied.test/ >/dev/null; then exit 3; fi && echo probe-now\n",
+                                 "", bo, sink);
+  ASSERT_TRUE(snap.ok()) << snap.status().ToString() << "\n" << ::testing::PrintToString(log);
+  EXPECT_EQ(links_during, 1u) << "the step had its veth";
+  EXPECT_TRUE(table_during) << "and its rules";
+  EXPECT_NE(std::find(log.begin(), log.end(), "  network: limited to allowed.test (egress proxy)"), log.end());
+  EXPECT_GT(rt_->egress_proxy()->stats().denied, denied_before) << "denied.test was refused by the proxy";
+  // Nothing of the network is left once the build is done.
+  EXPECT_TRUE(LinksWithPrefix(if_prefix).empty()) << "veth left after the build";
+  EXPECT_FALSE(NftTableExists(table)) << "nft rules left after the build";
+  EXPECT_TRUE(std::filesystem::is_empty(data_dir_ + "/builds")) << "build record or network files left";
+
+  // What the step fetched is in the snapshot; how it fetched it is not.
+  CreateOptions o;
+  o.snapshot = "netbuild";
+  auto sb = MustCreate(o);
+  EXPECT_EQ(Sh(sb.id, "cat /allowed.txt").stdout_data, "hello from " + net_.allowed_ip_ + "\n");
+  std::string resolv = Sh(sb.id, "cat /resolv.txt").stdout_data;
+  EXPECT_EQ(resolv.rfind("nameserver 10.213.", 0), 0u) << "the proxy's DNS on the gateway: " << resolv;
+  EXPECT_EQ(Sh(sb.id, "cat /ca.txt").stdout_data, "test-ca\ntest-ca\n");
+  EXPECT_EQ(Sh(sb.id, "cat /etc/resolv.conf").stdout_data, "") << "the image's own resolv.conf is untouched";
+  EXPECT_EQ(Sh(sb.id, "test -e /.warren-build-ca.pem; echo $?").stdout_data, "1\n") << "the CA mount point is gone";
+  EXPECT_EQ(Sh(sb.id, "echo \"$SSL_CERT_FILE\"").stdout_data, "\n") << "the step's env is not the image's";
+  ASSERT_TRUE(rt_->Delete(sb.id).ok());
+
+  // A failing step tears its network down too.
+  auto failed = rt_->BuildSnapshot("netfail", "FROM builtin:minimal\nRUN wget -q -O - http://allowed.test/ && exit 7\n",
+                                   "", bo, nullptr);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.status().message().find("exited with 7"), std::string::npos) << failed.status().ToString();
+  EXPECT_TRUE(LinksWithPrefix(if_prefix).empty()) << "veth left after a failed step";
+  EXPECT_FALSE(NftTableExists(table)) << "nft rules left after a failed step";
+  EXPECT_TRUE(std::filesystem::is_empty(data_dir_ + "/builds"));
+
+  // Without BuildOptions a RUN step has no network at all (not even by
+  // address), and bad options are refused before anything runs.
+  auto offline = rt_->BuildSnapshot("nonet", "FROM builtin:minimal\nRUN wget -q -T 3 -O - http://" + net_.allowed_ip_ + "/\n",
+                                    "", nullptr);
+  EXPECT_FALSE(offline.ok());
+  BuildOptions bad;
+  bad.allow_hosts = {"*"};
+  EXPECT_EQ(rt_->BuildSnapshot("badnet", "FROM builtin:minimal\nRUN true\n", "", bad, nullptr).status().code(),
+            Code::kInvalidArgument);
+  bad.allow_hosts = {"allowed.test"};
+  bad.ca_bundle = data_dir_ + "-no-such-ca.pem";
+  EXPECT_FALSE(rt_->BuildSnapshot("badnet", "FROM builtin:minimal\nRUN true\n", "", bad, nullptr).ok());
+  unlink(ca.c_str());
 }
 
 }  // namespace
