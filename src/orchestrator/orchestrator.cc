@@ -661,8 +661,11 @@ Status Orchestrator::LaunchRunner(const WorkItem& item, const SandboxRecord& rec
   if (t) t->Mark("runner_exec_ms");
   if (r.exit_code != 0)
     return Status::Internal("runner launch exited " + std::to_string(r.exit_code) + ": " + r.stderr_data.substr(0, 500));
-  // Find it (the subshell has forked it by now or very soon).
-  for (int i = 0; i < 200 && !stopping_; ++i) {
+  // Find it (the subshell has forked it by now or very soon). The runner is
+  // already at work meanwhile: this only starts its supervision, so look
+  // often (every 2 ms, for up to 2 s).
+  const auto find_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  for (int i = 0; std::chrono::steady_clock::now() < find_deadline && !stopping_; ++i) {
     WARREN_ASSIGN_OR_RETURN(procs, sandboxes_->Processes(rec.id));
     for (const auto& p : procs) {
       if (IsRunnerArgv(p.argv) && ArgAfter(p.argv, "--work-id") == item.id) {
@@ -673,13 +676,19 @@ Status Orchestrator::LaunchRunner(const WorkItem& item, const SandboxRecord& rec
         return Status::Ok();
       }
     }
-    auto exit_file = sandboxes_->ReadFile(rec.id, dir + "/" + item.id + ".exit");
-    if (exit_file.ok()) {
-      // It ran and ended already (a stopped item, say): nothing to supervise.
-      log::Info("orchestrator.runner_exited", {{"work_id", item.id}, {"status", exit_file.value()}});
-      return Status::Ok();
+    if (i % 5 == 4) {  // (a file read records activity on the sandbox: not at every look)
+      auto exit_file = sandboxes_->ReadFile(rec.id, dir + "/" + item.id + ".exit");
+      if (exit_file.ok()) {
+        // It ran and ended already (a stopped item, say): nothing to supervise.
+        log::Info("orchestrator.runner_exited", {{"work_id", item.id}, {"status", exit_file.value()}});
+        return Status::Ok();
+      }
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  if (auto exit_file = sandboxes_->ReadFile(rec.id, dir + "/" + item.id + ".exit"); exit_file.ok()) {
+    log::Info("orchestrator.runner_exited", {{"work_id", item.id}, {"status", exit_file.value()}});
+    return Status::Ok();
   }
   return Status::Internal("runner for " + item.id + " did not start");
 }
