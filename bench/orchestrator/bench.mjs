@@ -61,10 +61,85 @@ writeFileSync(path.join(dataDir, 'warren.json'), JSON.stringify({
     session_check_interval_ms: 300 },
 }));
 const srv = await startServer({ dataDir, orchestrator: true, env: {
+  WARREN_LOG_FORMAT: 'json',
   WARREN_MODEL_SCRIPT: path.join(here, 'script.json'), WARREN_SANDBOX_ENABLED: 'true', WARREN_SANDBOX_DATA_DIR: sbDir,
   WARREN_SANDBOX_CGROUP_PREFIX: prefix, WARREN_SANDBOX_POOL_BYTES: String(16 * 2 ** 30),
 } });
 const org = new Anthropic({ apiKey: srv.apiKey, baseURL: srv.url, maxRetries: 2 });
+
+// Breakdown (where the time goes): the server's timing log lines
+// (orchestrator.item_timing, sandbox.created, sandbox.started) and the
+// runner's own log in the sandbox, placed on one wall clock (all on this
+// host) against the moment the message was sent.
+const wall = () => performance.timeOrigin + performance.now();
+const tsMs = (ts) => Date.parse(ts.slice(0, 23) + 'Z') + Number(ts.slice(23, 26)) / 1000;  // RFC 3339 with micros
+const serverLog = [];
+{
+  let buf = '';
+  srv.child.stderr.on('data', (d) => {
+    buf += d;
+    for (let i; (i = buf.indexOf('\n')) >= 0;) {
+      const line = buf.slice(0, i); buf = buf.slice(i + 1);
+      if (!/"msg":"(orchestrator\.item_timing|sandbox\.created|sandbox\.started)"/.test(line)) continue;
+      try { const j = JSON.parse(line); j.at = tsMs(j.ts); serverLog.push(j); } catch { /* not ours */ }
+    }
+  });
+}
+const lastWork = new Map();  // session -> work id of its latest item
+async function runnerLog(sandboxId, workId) {
+  const res = await fetch(`${srv.url}/v1/warren/sandboxes/${sandboxId}/files/content?path=${encodeURIComponent(`/tmp/.warren-runner/${workId}.log`)}`,
+    { headers: { 'x-api-key': srv.apiKey } });
+  if (res.status !== 200) return [];
+  const out = [];
+  for (const line of (await res.text()).split('\n')) {
+    try { const j = JSON.parse(line); j.at = tsMs(j.ts); out.push(j); } catch { /* partial line */ }
+  }
+  return out;
+}
+/** Milestones of one turn, in ms after the message was sent (undefined when not seen). */
+async function breakdown(sessionId, t) {
+  const m = { tool_use_seen: t.toolUse - t.sent };
+  // The item claimed after this message (none when a live runner served it).
+  // Its line is written once the runner's pid was found for supervision,
+  // which may come after the result under load: wait a little for it.
+  const itemOf = () => serverLog.find((l) => l.msg === 'orchestrator.item_timing' && l.session_id === sessionId &&
+    l.at - l.total_ms > t.sent);
+  for (let i = 0; i < 20 && t.expectItem && !itemOf(); i++) await sleep(100);
+  const item = itemOf();
+  const [sb] = await sandboxes(sessionId);
+  if (item) {
+    lastWork.set(sessionId, item.work_id);
+    let at = item.at - item.total_ms - t.sent;
+    m.claimed = at;
+    for (const k of ['queued_ms', 'ack_ms', 'session_check_ms', 'session_lock_ms', 'find_ms', 'create_options_ms', 'sandbox_create_ms',
+      'sandbox_restore_ms', 'sandbox_start_ms', 'runner_settle_ms', 'runner_check_ms', 'runner_exec_ms', 'runner_found_ms']) {
+      if (item[k] === undefined) continue;
+      at += item[k];
+      m[k.replace(/_ms$/, '')] = at;
+    }
+  }
+  if (sb) {
+    const started = serverLog.find((l) => l.msg === 'sandbox.started' && l.id === sb.id && l.at > t.sent);
+    if (started) for (const [k, v] of Object.entries(started)) if (k.endsWith('_ms')) m[`start.${k.replace(/_ms$/, '')}`] = v;
+    const created = serverLog.find((l) => l.msg === 'sandbox.created' && l.id === sb.id && l.at > t.sent);
+    if (created) for (const [k, v] of Object.entries(created)) if (k.endsWith('_ms')) m[`create.${k.replace(/_ms$/, '')}`] = v;
+    const work = lastWork.get(sessionId);
+    if (work) {
+      const names = { 'first heartbeat answered': 'runner.first_heartbeat', 'session tool runner starting': 'runner.session_read',
+        'event stream open': 'runner.stream_open', 'executing tool': 'runner.tool_start', 'tool result posted': 'runner.result_posted' };
+      for (const l of await runnerLog(sb.id, work)) {
+        const k = names[l.msg];
+        if (k && l.at > t.sent && m[k] === undefined) {
+          m[k] = l.at - t.sent;
+          if (l.msg === 'tool result posted') { m['runner.exec'] = l.exec_ms; m['runner.post'] = l.post_ms; }
+        }
+      }
+    }
+  }
+  m.result_seen = t.result - t.sent;
+  return m;
+}
+const breakdowns = { cold: [], running: [], stopped: [] };
 const workdir = await mkdtemp(path.join(tmpdir(), 'warren-bench-orch-peer-'));
 const api = async (method, p, body) => {
   const res = await fetch(srv.url + p, { method, headers: { 'x-api-key': srv.apiKey, 'content-type': 'application/json' },
@@ -99,18 +174,21 @@ async function waitAllStopped(ids, timeoutMs = 120_000) {
 async function openSession(agentId, envId) {
   const s = await org.beta.sessions.create({ agent: agentId, environment_id: envId });
   const stream = await openSse(srv.url, `/v1/sessions/${s.id}/events/stream`, { 'x-api-key': srv.apiKey });
-  let firstResult = null;
+  let firstResult = null, firstUse = null;
   let idles = 0;
   stream.onFrame = (f) => {
+    if (f.event === 'agent.tool_use' && firstUse === null) firstUse = wall();
     if (f.event === 'user.tool_result' && firstResult === null) firstResult = now();
     else if (f.event === 'session.status_idle' && JSON.parse(f.data).stop_reason?.type === 'end_turn') idles++;
   };
   return {
     id: s.id,
     close: () => stream.close(),
+    last: null,  // wall-clock times of the last turn: {sent, toolUse, result}
     async turn(beforeSend = () => {}) {
       const want = idles + 1;
-      firstResult = null;
+      firstResult = null; firstUse = null;
+      const sent = wall();
       const t0 = now();
       beforeSend();
       await org.beta.sessions.events.send(s.id, { events: [{ type: 'user.message', content: [{ type: 'text', text: 'go' }] }] });
@@ -120,6 +198,7 @@ async function openSession(agentId, envId) {
         await sleep(1);
       }
       if (firstResult === null) throw new Error(`session ${s.id}: no tool_result`);
+      this.last = { sent, toolUse: firstUse, result: sent + (firstResult - t0) };
       return firstResult - t0;
     },
   };
@@ -142,14 +221,20 @@ try {
     const s = await openSession(agent.id, cloud.id);
     allSessions.push(s.id);
     const c = await s.turn();
+    const bc = await breakdown(s.id, { ...s.last, expectItem: true });
     const [sb] = await sandboxes(s.id);
     if (sb?.state !== 'started') throw new Error(`running case: sandbox is ${sb?.state}`);
     const r = await s.turn();
+    const br = await breakdown(s.id, s.last);
     if (i < 0) { s.close(); continue; }
+    breakdowns.cold.push(bc); breakdowns.running.push(br);
     sessions.push(s); cold.push(c); running.push(r);
   }
   await waitAllStopped(sessions.map((s) => s.id));
-  for (const s of sessions) stopped.push(await s.turn());
+  for (const s of sessions) {
+    stopped.push(await s.turn());
+    breakdowns.stopped.push(await breakdown(s.id, { ...s.last, expectItem: true }));
+  }
   for (const s of sessions) s.close();
   record('cold', cold); record('running', running); record('stopped', stopped);
 
@@ -241,6 +326,18 @@ const label = { cold: 'Warren, sandbox created (cold)', stopped: 'Warren, sandbo
 for (const [k, v] of Object.entries(results)) console.log(`| ${label[k]} | ${v.n} | ${f(v.p50)} | ${f(v.p99)} |`);
 const ratio = (a, b) => (results[a] && results[b] ? `p50 x${(results[a].p50 / results[b].p50).toFixed(2)}, p99 x${(results[a].p99 / results[b].p99).toFixed(2)}` : 'n/a');
 console.log(`\nWarren / peer: cold / peer first: ${ratio('cold', 'peer-first')}; stopped / peer later: ${ratio('stopped', 'peer-later')}; running / peer later: ${ratio('running', 'peer-later')}`);
+{
+  // Median of each milestone (ms after user.message was sent), per path.
+  const keys = [];
+  for (const xs of Object.values(breakdowns)) for (const m of xs) for (const k of Object.keys(m)) if (!keys.includes(k)) keys.push(k);
+  const order = (k) => (k.startsWith('start.') ? 2 : k.startsWith('create.') ? 1 : k === 'runner.exec' || k === 'runner.post' ? 3 : 0);
+  keys.sort((a, b) => order(a) - order(b));
+  const med = (path, k) => { const v = breakdowns[path].map((m) => m[k]).filter((x) => typeof x === 'number'); return v.length ? f(pct(v, 50)) : ''; };
+  console.log('\nBreakdown, median ms (milestones: ms after user.message was sent; create.*/start.*/runner.exec/post: durations)');
+  console.log('| milestone | cold | stopped | running |');
+  console.log('|---|---|---|---|');
+  for (const k of keys) console.log(`| ${k} | ${med('cold', k)} | ${med('stopped', k)} | ${med('running', k)} |`);
+}
 if (idleFigures) {
   const { n, base, after } = idleFigures;
   const kib = (x) => (x / 1024).toFixed(1);

@@ -343,7 +343,7 @@ void Orchestrator::WorkerLoop() {
     if (job.relaunch > 0) {
       Relaunch(job.item, job.relaunch);
     } else {
-      HandleItem(job.item);
+      HandleItem(job.item, job.claimed);
     }
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -355,7 +355,13 @@ void Orchestrator::WorkerLoop() {
 
 // ------------------------------------------------------------------ per item
 
-void Orchestrator::HandleItem(const WorkItem& item) {
+void Orchestrator::Timing::Mark(const char* name) {
+  auto now = std::chrono::steady_clock::now();
+  phases[name] = std::chrono::duration<double, std::milli>(now - last).count();
+  last = now;
+}
+
+void Orchestrator::HandleItem(const WorkItem& item, std::chrono::steady_clock::time_point claimed) {
   if (item.type != "session" || item.session_id.empty()) {
     log::Info("orchestrator.item_ignored", {{"work_id", item.id}, {"type", item.type}});
     (void)source_->Stop(item, true);
@@ -363,9 +369,19 @@ void Orchestrator::HandleItem(const WorkItem& item) {
   }
   auto backoff = options_.retry_initial;
   for (int attempt = 1; !stopping_; ++attempt) {
+    Timing t;
+    t.start = claimed;
+    t.Mark("queued_ms");  // claim -> a pool worker took it
     Status s = source_->Ack(item);
-    if (s.ok()) s = ServeItem(item);
-    if (s.ok()) return;
+    t.Mark("ack_ms");
+    if (s.ok()) s = ServeItem(item, false, &t);
+    if (s.ok()) {
+      Json f = {{"work_id", item.id}, {"session_id", item.session_id}, {"path", t.path}, {"attempt", attempt},
+                {"total_ms", std::chrono::duration<double, std::milli>(t.last - t.start).count()}};
+      f.update(t.phases);
+      log::Info("orchestrator.item_timing", f);
+      return;
+    }
     if (IsPermanent(s)) {
       log::Warn("orchestrator.item_failed",
                 {{"work_id", item.id}, {"session_id", item.session_id}, {"error", s.ToString()}, {"permanent", true}});
@@ -391,8 +407,9 @@ void Orchestrator::HandleItem(const WorkItem& item) {
   }
 }
 
-Status Orchestrator::ServeItem(const WorkItem& item, bool resume) {
+Status Orchestrator::ServeItem(const WorkItem& item, bool resume, Timing* t) {
   auto session = source_->GetSession(item.environment_id, item.session_id);
+  if (t) t->Mark("session_check_ms");
   if (!session.ok()) {
     if (session.status().code() == Code::kNotFound) {
       log::Info("orchestrator.session_gone", {{"work_id", item.id}, {"session_id", item.session_id}});
@@ -402,6 +419,7 @@ Status Orchestrator::ServeItem(const WorkItem& item, bool resume) {
     return session.status();
   }
   std::lock_guard<std::mutex> sl(*SessionLock(item.session_id));
+  if (t) t->Mark("session_lock_ms");
   if (SessionGone(*session)) {
     log::Info("orchestrator.session_ended", {{"work_id", item.id}, {"session_id", item.session_id}});
     (void)source_->Stop(item, true);
@@ -409,8 +427,9 @@ Status Orchestrator::ServeItem(const WorkItem& item, bool resume) {
     if (rec.ok()) ArchiveFor(*rec, "session ended");
     return Status::Ok();
   }
-  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, EnsureSandbox(item, *session));
-  return LaunchRunner(item, rec, resume);
+  bool fresh = false;
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, EnsureSandbox(item, *session, t, &fresh));
+  return LaunchRunner(item, rec, resume, t, fresh);
 }
 
 std::vector<sandbox::HostBind> Orchestrator::RunnerBinds() const {
@@ -429,11 +448,15 @@ Result<SandboxRecord> Orchestrator::FindSessionSandbox(const std::string& sessio
   return Status::NotFound("no sandbox for session " + session_id);
 }
 
-Result<SandboxRecord> Orchestrator::EnsureSandbox(const WorkItem& item, const Json& session) {
+Result<SandboxRecord> Orchestrator::EnsureSandbox(const WorkItem& item, const Json& session, Timing* t,
+                                                  bool* fresh) {
+  *fresh = false;
   auto found = FindSessionSandbox(item.session_id);
+  if (t) t->Mark("find_ms");
   SandboxRecord rec;
   if (found.ok()) {
     rec = std::move(found).value();
+    if (t) t->path = sandbox::StateName(rec.state) == "started" ? "running" : sandbox::StateName(rec.state);
     if (Label(rec, kLabelEnvironment) != item.environment_id)
       return Status::FailedPrecondition("sandbox " + rec.id + " of session " + item.session_id +
                                         " belongs to another environment");
@@ -456,6 +479,7 @@ Result<SandboxRecord> Orchestrator::EnsureSandbox(const WorkItem& item, const Js
     labels[kLabelOrchestrator] = options_.instance;
     labels[kLabelPrepared] = "true";  // every other label (credential expiry, the caller's) is kept
     WARREN_ASSIGN_OR_RETURN(rec, sandboxes_->SetLabels(p->id, labels));
+    if (t) t->path = "bound";
     log::Info("orchestrator.sandbox_bound", {{"sandbox", rec.id}, {"session_id", item.session_id}});
   } else {
     sandbox::CreateOptions c;
@@ -481,7 +505,12 @@ Result<SandboxRecord> Orchestrator::EnsureSandbox(const WorkItem& item, const Js
     if (c.network == "isolated" || c.network == "limited") c.allow_cidrs = options_.allow_cidrs;
     c.workdir = options_.workdir;
     c.host_binds = RunnerBinds();
+    if (t) {
+      t->Mark("create_options_ms");  // snapshot and network choice
+      t->path = "cold";
+    }
     auto created = sandboxes_->Create(c);
+    if (t) t->Mark("sandbox_create_ms");
     if (!created.ok()) {
       // A bad snapshot name in metadata is the session's problem, not a
       // transient one.
@@ -489,6 +518,7 @@ Result<SandboxRecord> Orchestrator::EnsureSandbox(const WorkItem& item, const Js
       return created.status();
     }
     rec = std::move(created).value();
+    *fresh = rec.state == SandboxState::kStarted;
     std::lock_guard<std::mutex> l(mu_);
     ++stats_.sandboxes_created;
     log::Info("orchestrator.sandbox_created", {{"sandbox", rec.id}, {"session_id", item.session_id},
@@ -521,10 +551,13 @@ Result<SandboxRecord> Orchestrator::EnsureSandbox(const WorkItem& item, const Js
   }
   if (rec.state == SandboxState::kArchived) {
     WARREN_ASSIGN_OR_RETURN(rec, sandboxes_->Restore(rec.id));
+    if (t) t->Mark("sandbox_restore_ms");
     log::Info("orchestrator.sandbox_restored", {{"sandbox", rec.id}, {"session_id", item.session_id}});
   }
   if (rec.state == SandboxState::kStopped || rec.state == SandboxState::kError) {
     WARREN_ASSIGN_OR_RETURN(rec, sandboxes_->Start(rec.id));
+    if (t) t->Mark("sandbox_start_ms");
+    *fresh = true;
     std::lock_guard<std::mutex> l(mu_);
     ++stats_.sandboxes_started;
     log::Info("orchestrator.sandbox_started", {{"sandbox", rec.id}, {"session_id", item.session_id}});
@@ -536,7 +569,8 @@ Result<SandboxRecord> Orchestrator::EnsureSandbox(const WorkItem& item, const Js
   return rec;
 }
 
-Status Orchestrator::LaunchRunner(const WorkItem& item, const SandboxRecord& rec, bool resume) {
+Status Orchestrator::LaunchRunner(const WorkItem& item, const SandboxRecord& rec, bool resume, Timing* t,
+                                  bool fresh) {
   {
     std::lock_guard<std::mutex> l(mu_);
     if (runners_.count(item.id)) return Status::Ok();  // already served (a redelivery of an item we run)
@@ -557,7 +591,7 @@ Status Orchestrator::LaunchRunner(const WorkItem& item, const SandboxRecord& rec
   // shell survives a SIGKILL of the service and starts the runner a moment
   // later): wait for it to settle rather than launch a second runner.
   std::vector<SandboxProcess> procs;
-  for (int settle = 0;; ++settle) {
+  for (int settle = 0; !fresh; ++settle) {
     WARREN_ASSIGN_OR_RETURN(procs, sandboxes_->Processes(rec.id));
     bool launching = false;
     for (const auto& p : procs) {
@@ -584,6 +618,7 @@ Status Orchestrator::LaunchRunner(const WorkItem& item, const SandboxRecord& rec
       if (IsLauncherArgv(p.argv) && ArgAfter(p.argv, "--session-id") == item.session_id) launching = true;
     }
     if (!launching) break;
+    if (t) t->Mark("runner_settle_ms");
     if (settle >= 150 || stopping_) {
       return Status::Unavailable("a launch of a runner for session " + item.session_id + " is still under way in sandbox " +
                                  rec.id);
@@ -623,28 +658,41 @@ Status Orchestrator::LaunchRunner(const WorkItem& item, const SandboxRecord& rec
   }
   req.cwd = "/";  // the workdir may not exist yet: the script makes it
   req.timeout = std::chrono::milliseconds(30000);
+  if (t) t->Mark("runner_check_ms");  // the scan for a runner already there
   WARREN_ASSIGN_OR_RETURN(sandbox::ExecResult r, sandboxes_->Exec(rec.id, req));
+  if (t) t->Mark("runner_exec_ms");
   if (r.exit_code != 0)
     return Status::Internal("runner launch exited " + std::to_string(r.exit_code) + ": " + r.stderr_data.substr(0, 500));
-  // Find it (the subshell has forked it by now or very soon).
-  for (int i = 0; i < 200 && !stopping_; ++i) {
+  // Find it (the subshell has forked it by now or very soon). The runner is
+  // already at work meanwhile: this only starts its supervision, so look
+  // often (every 2 ms, for up to 2 s).
+  const auto find_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  for (int i = 0; std::chrono::steady_clock::now() < find_deadline && !stopping_; ++i) {
     WARREN_ASSIGN_OR_RETURN(procs, sandboxes_->Processes(rec.id));
     for (const auto& p : procs) {
       if (IsRunnerArgv(p.argv) && ArgAfter(p.argv, "--work-id") == item.id) {
+        if (t) t->Mark("runner_found_ms");
         Track(Runner{item, rec.id, p.host_pid, p.start_time, -1, NowMs(), false});
         log::Info("orchestrator.runner_launched", {{"work_id", item.id}, {"session_id", item.session_id},
                                                    {"sandbox", rec.id}, {"pid", p.host_pid}});
         return Status::Ok();
       }
     }
-    auto exit_file = sandboxes_->ReadFile(rec.id, dir + "/" + item.id + ".exit");
-    if (exit_file.ok()) {
-      // It ran and ended already (a stopped item, say): nothing to supervise.
-      log::Info("orchestrator.runner_exited", {{"work_id", item.id}, {"status", exit_file.value()}});
-      source_->Release(item);
-      return Status::Ok();
+    if (i % 5 == 4) {  // (a file read records activity on the sandbox: not at every look)
+      auto exit_file = sandboxes_->ReadFile(rec.id, dir + "/" + item.id + ".exit");
+      if (exit_file.ok()) {
+        // It ran and ended already (a stopped item, say): nothing to supervise.
+        log::Info("orchestrator.runner_exited", {{"work_id", item.id}, {"status", exit_file.value()}});
+        source_->Release(item);
+        return Status::Ok();
+      }
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  if (auto exit_file = sandboxes_->ReadFile(rec.id, dir + "/" + item.id + ".exit"); exit_file.ok()) {
+    log::Info("orchestrator.runner_exited", {{"work_id", item.id}, {"status", exit_file.value()}});
+    source_->Release(item);
+    return Status::Ok();
   }
   return Status::Internal("runner for " + item.id + " did not start");
 }

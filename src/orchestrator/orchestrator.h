@@ -164,7 +164,9 @@ class Orchestrator final {
   // One janitor pass (tests call it directly with janitor_interval huge).
   void JanitorPass();
   // Handles one item synchronously (tests; the poll loop uses the pool).
-  void HandleItem(const WorkItem& item);
+  // `claimed`: when the poll returned it (the timing log counts from there).
+  void HandleItem(const WorkItem& item,
+                  std::chrono::steady_clock::time_point claimed = std::chrono::steady_clock::now());
   // Keeps the newest item per session; returns the rest (to force-stop).
   static std::vector<WorkItem> Dedupe(std::vector<WorkItem>* items);
 
@@ -187,12 +189,23 @@ class Orchestrator final {
   struct Job {
     WorkItem item;
     int relaunch = 0;
+    std::chrono::steady_clock::time_point claimed = std::chrono::steady_clock::now();
   };
   struct PendingRelaunch {
     WorkItem item;
     std::string sandbox_id;
     int attempt = 0;
     int64_t due_ms = 0;
+  };
+  // Where the time of one item goes (claim -> runner launched), logged as
+  // orchestrator.item_timing (docs/ORCHESTRATOR.md "Latency"). Each Mark()
+  // records the milliseconds since the previous one under `name`.
+  struct Timing {
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point last = start;
+    std::string path;  // cold | stopped | running | archived | bound
+    Json phases = Json::object();
+    void Mark(const char* name);
   };
   struct SandboxMemo {
     int64_t quiet_since = 0;      // first pass that saw only init (0 = not quiet)
@@ -207,7 +220,7 @@ class Orchestrator final {
   void WorkerLoop();
   void SupervisorLoop();
   void JanitorLoop();
-  Status ServeItem(const WorkItem& item, bool resume = false);
+  Status ServeItem(const WorkItem& item, bool resume = false, Timing* t = nullptr);
   // The supervisor saw the runner of `r` end with `status` ("unknown" when
   // no exit status was written).
   void OnRunnerExit(const Runner& r, const std::string& status);
@@ -217,10 +230,15 @@ class Orchestrator final {
   void ReportToSession(const WorkItem& item, const Status& s);  // moves relaunches whose backoff ended to the pool
   // Schedules relaunch `attempt` of `item`, or gives the item up after the cap.
   void ScheduleRelaunch(const WorkItem& item, const std::string& sandbox_id, int attempt, const std::string& why);
-  Result<sandbox::SandboxRecord> EnsureSandbox(const WorkItem& item, const Json& session);
+  // *fresh: the sandbox was created or started by this call (nothing runs
+  // in it but its init).
+  Result<sandbox::SandboxRecord> EnsureSandbox(const WorkItem& item, const Json& session, Timing* t, bool* fresh);
   Result<sandbox::SandboxRecord> FindSessionSandbox(const std::string& session_id);
   std::vector<sandbox::HostBind> RunnerBinds() const;  // the runner and the socket dir
-  Status LaunchRunner(const WorkItem& item, const sandbox::SandboxRecord& rec, bool resume = false);
+  // `fresh`: EnsureSandbox just created or started the sandbox, so no runner
+  // or launch can be in it yet: the scan for one is skipped.
+  Status LaunchRunner(const WorkItem& item, const sandbox::SandboxRecord& rec, bool resume, Timing* t,
+                      bool fresh = false);
   void Track(Runner r);
   void Adopt();
   // After Adopt: items whose lease we hold but whose runner is gone (the

@@ -172,6 +172,7 @@ class FakeSandboxes final : public SandboxHost {
   Result<sandbox::ExecResult> Exec(const std::string& id, const sandbox::ExecRequest& req) override {
     std::lock_guard<std::mutex> l(mu);
     execs.push_back(req);
+    scans_at_exec.push_back(scans);
     if (recs[id].state != SandboxState::kStarted) return Status::FailedPrecondition("not started");
     // The launch script backgrounds "$@": the runner's argv starts after "sh".
     std::vector<std::string> argv(req.argv.begin() + 4, req.argv.end());
@@ -180,6 +181,7 @@ class FakeSandboxes final : public SandboxHost {
   }
   Result<std::vector<SandboxProcess>> Processes(const std::string& id) override {
     std::lock_guard<std::mutex> l(mu);
+    ++scans;
     std::vector<SandboxProcess> out;
     if (recs.count(id) == 0 || recs[id].state != SandboxState::kStarted) return out;
     SandboxProcess init;
@@ -217,6 +219,8 @@ class FakeSandboxes final : public SandboxHost {
   std::map<std::string, std::string> files;
   std::vector<sandbox::CreateOptions> creates;
   std::vector<sandbox::ExecRequest> execs;
+  int scans = 0;                   // Processes() calls so far
+  std::vector<int> scans_at_exec;  // `scans` at each Exec()
   std::vector<std::string> log;
 };
 
@@ -295,6 +299,35 @@ TEST_F(OrchestratorTest, NewSessionGetsLabelledSandboxAndRunner) {
   // The same item again (a redelivery) does not launch a second runner.
   o->HandleItem(Item("w1", "s1"));
   EXPECT_EQ(sb.execs.size(), 1u);
+}
+
+TEST_F(OrchestratorTest, RunnerScanOnlyWhenTheSandboxWasAlreadyRunning) {
+  // A sandbox this item created or started runs nothing but its init: the
+  // runner is launched without first scanning for one (latency, docs/
+  // ORCHESTRATOR.md "Latency"). A sandbox found running is scanned first,
+  // so that a runner of the session already there is never doubled.
+  source.sessions["s1"] = Session("s1", "running");
+  auto o = Make();
+  o->HandleItem(Item("w1", "s1"));  // created
+  ASSERT_EQ(sb.scans_at_exec.size(), 1u);
+  EXPECT_EQ(sb.scans_at_exec[0], 0);
+  const std::string id = OnlySandbox();
+  sb.EndRunners(id);
+  ASSERT_TRUE(sb.Stop(id, false).ok());
+  int before = sb.scans;
+  o->HandleItem(Item("w2", "s1"));  // started from stopped
+  ASSERT_EQ(sb.scans_at_exec.size(), 2u);
+  EXPECT_EQ(sb.scans_at_exec[1], before);
+  sb.EndRunners(id);
+  before = sb.scans;
+  o->HandleItem(Item("w3", "s1"));  // found running
+  ASSERT_EQ(sb.scans_at_exec.size(), 3u);
+  EXPECT_GT(sb.scans_at_exec[2], before);
+  // A runner of the session that is still there (an earlier delivery) is
+  // found by that scan: no second runner.
+  before = static_cast<int>(sb.execs.size());
+  o->HandleItem(Item("w4", "s1"));
+  EXPECT_EQ(static_cast<int>(sb.execs.size()), before);
 }
 
 TEST_F(OrchestratorTest, SnapshotFromSessionMetadata) {

@@ -133,7 +133,11 @@ SessionRunner::End SessionRunner::Run() {
   auto stopfn = [this] { return ShouldStopIo(); };
   while (!ShouldStopIo()) {
     ApiResult r = api_->StreamEvents(
-        opts_.session_id, [this] { Reconcile(); },
+        opts_.session_id,
+        [this] {
+          log::Info("event stream open", {{"session_id", opts_.session_id}});
+          Reconcile();
+        },
         [this, &backoff](const SseEvent& frame) {
           backoff = opts_.reconnect_start_ms;
           return HandleFrame(frame);
@@ -389,6 +393,7 @@ void SessionRunner::Execute(const Json& ev, const std::string& confirmation) {
     }
   }
   log::Info("executing tool", {{"tool", name}, {"tool_use_id", id}});
+  const int64_t exec_start = NowMs();
   const Json input = ev.contains("input") ? ev["input"] : Json::object();
   int64_t limit = opts_.tool_timeout_ms;
   if (name == "bash" && input.is_object() && input.contains("timeout_ms") && input["timeout_ms"].is_number()) {
@@ -437,7 +442,10 @@ void SessionRunner::Execute(const Json& ev, const std::string& confirmation) {
     Record({id, name, result.is_error, false, confirmation});
     return;
   }
+  const int64_t ran = NowMs();
   bool posted = SendResult(event, id);
+  log::Info("tool result posted", {{"tool_use_id", id}, {"ok", posted}, {"exec_ms", ran - exec_start},
+                                   {"post_ms", NowMs() - ran}});
   Record({id, name, result.is_error, posted, confirmation});
 }
 

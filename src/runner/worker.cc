@@ -55,11 +55,24 @@ class Lease final {
     std::unique_lock<std::mutex> lock(mu_);
     return cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return end_ != LeaseEnd::kNone; });
   }
+  // The first heartbeat has been answered (successfully or not).
+  void FirstBeatDone() {
+    std::lock_guard<std::mutex> lock(mu_);
+    first_beat_ = true;
+    cv_.notify_all();
+  }
+  // Waits up to `ms` for the first heartbeat's answer or the lease's end;
+  // true once either happened.
+  bool WaitFirstBeat(int64_t ms) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return first_beat_ || end_ != LeaseEnd::kNone; });
+  }
 
  private:
   mutable std::mutex mu_;
   std::condition_variable cv_;
   LeaseEnd end_ = LeaseEnd::kNone;
+  bool first_beat_ = false;
 };
 
 }  // namespace
@@ -119,7 +132,6 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
   std::mutex runner_mu;
   SessionRunner* runner = nullptr;
   std::atomic<int64_t> ttl_ms{kTtlDefaultMs};
-  std::atomic<bool> first_beat_done{false};
 
   auto stop_runner = [&](bool post) {
     std::lock_guard<std::mutex> lock(runner_mu);
@@ -221,7 +233,8 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
       retry_soon = true;
     };
     beat();
-    first_beat_done.store(true);
+    log::Info("first heartbeat answered", {{"work_id", work_id}});
+    lease.FirstBeatDone();
     while (!lease.done()) {
       const int64_t wait = retry_soon ? std::min<int64_t>(interval, JitterMs(500, 1500)) : interval;
       retry_soon = false;
@@ -231,27 +244,31 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
     }
   });
 
-  // Serve only once the first heartbeat answered: a 412 there means another
-  // worker holds the lease, and running its calls too would double them.
-  while (!first_beat_done.load() && !lease.done() && !shutdown_.load()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
   Status result;
   do {
-    if (lease.done()) break;
     if (data_type != "session") {
-      log::Info("skipping non-session work item", {{"work_id", work_id}, {"type", data_type}});
+      // Still only after the first heartbeat (the item is acknowledged as held).
+      while (!lease.WaitFirstBeat(50) && !shutdown_.load()) {
+      }
+      if (!lease.done()) log::Info("skipping non-session work item", {{"work_id", work_id}, {"type", data_type}});
       break;
     }
-    // Transient failures (resets, 5xx, lost answers) are retried with
-    // backoff while the lease holds: giving the item up here would leave
-    // the session's calls waiting until the lease lapses.
+    // The session is read while the first heartbeat is in flight (a read
+    // changes nothing, and the two round trips overlap). Transient failures
+    // (resets, 5xx, lost answers) are retried with backoff while the lease
+    // holds: giving the item up here would leave the session's calls
+    // waiting until the lease lapses.
     ApiResult sess;
     for (int64_t backoff = 250;; backoff = std::min<int64_t>(backoff * 2, 5000)) {
       sess = api.GetSession(session_id, [&] { return lease.done() || shutdown_.load(); });
       if (sess.ok() || !sess.transient() || lease.done() || shutdown_.load()) break;
       log::Warn("session retrieve failed; retrying", {{"work_id", work_id}, {"backoff_ms", backoff}, {"error", sess.Describe()}});
       lease.WaitFor(backoff);
+    }
+    // Serve only once the first heartbeat answered: a 412 there means
+    // another worker holds the lease, and running its calls too would
+    // double them.
+    while (!lease.WaitFirstBeat(50) && !shutdown_.load()) {
     }
     if (lease.done() || shutdown_.load()) break;
     if (sess.status == 401) {

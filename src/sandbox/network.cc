@@ -285,17 +285,18 @@ Result<std::vector<std::string>> DefaultRouteInterfaces() {
   nl_cache* raw = nullptr;
   WARREN_RETURN_IF_ERROR(NlStatus(rtnl_route_alloc_cache(sk.get(), AF_INET, 0, &raw), "list routes"));
   Cache routes(raw);
-  WARREN_RETURN_IF_ERROR(NlStatus(rtnl_link_alloc_cache(sk.get(), AF_UNSPEC, &raw), "list links"));
-  Cache links(raw);
+  // Names by index one at a time (if_indextoname: an RCU lookup), not a
+  // dump of every link: that takes the rtnl lock and grows with the number
+  // of sandboxes (one veth each), and this runs at every sandbox start.
   std::vector<std::string> out;
   for (nl_object* o = nl_cache_get_first(routes.get()); o; o = nl_cache_get_next(o)) {
     auto* r = reinterpret_cast<rtnl_route*>(o);
     nl_addr* dst = rtnl_route_get_dst(r);
     if (rtnl_route_get_table(r) != RT_TABLE_MAIN || (dst && nl_addr_get_prefixlen(dst) != 0)) continue;
     for (int i = 0; i < rtnl_route_get_nnexthops(r); ++i) {
-      char name[IFNAMSIZ + 1] = {};
+      char name[IF_NAMESIZE + 1] = {};
       int idx = rtnl_route_nh_get_ifindex(rtnl_route_nexthop_n(r, i));
-      if (rtnl_link_i2name(links.get(), idx, name, sizeof(name)) && name[0]) out.emplace_back(name);
+      if (idx > 0 && if_indextoname(static_cast<unsigned>(idx), name) != nullptr && name[0]) out.emplace_back(name);
     }
   }
   return out;

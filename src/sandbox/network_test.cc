@@ -4,6 +4,11 @@
 #include "sandbox/network.h"
 
 #include <gtest/gtest.h>
+#include <net/if.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
 
 #include "sandbox/netfilter.h"
 
@@ -27,6 +32,30 @@ TEST(NetworkTest, ParsesStrictIpv4Cidrs) {
   auto host_bits = ParseIpv4Cidr("10.1.2.3/24");
   ASSERT_FALSE(host_bits.ok());
   EXPECT_NE(host_bits.status().message().find("10.1.2.0/24"), std::string::npos);
+}
+
+TEST(NetworkTest, DefaultRouteInterfacesMatchTheKernelRouteTable) {
+  // The uplinks whose forwarding a sandbox start turns on: the devices of
+  // the main table's IPv4 default routes, as /proc/net/route lists them
+  // (names looked up by index, no link dump).
+  auto got = DefaultRouteInterfaces();
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  std::set<std::string> want;
+  std::ifstream route("/proc/net/route");
+  std::string line;
+  std::getline(route, line);  // header
+  while (std::getline(route, line)) {
+    std::istringstream f(line);
+    std::string iface, dest, gw, flags, refcnt, use, metric, mask;
+    if (!(f >> iface >> dest >> gw >> flags >> refcnt >> use >> metric >> mask)) continue;
+    if (dest == "00000000" && mask == "00000000" && (std::stoul(flags, nullptr, 16) & 1)) want.insert(iface);
+  }
+  std::set<std::string> have(got->begin(), got->end());
+  for (const auto& w : want) EXPECT_TRUE(have.count(w)) << "missing uplink " << w;
+  for (const auto& h : have) EXPECT_NE(if_nametoindex(h.c_str()), 0u) << h;
+  if (want.empty()) {
+    EXPECT_TRUE(have.empty());
+  }
 }
 
 TEST(NetworkTest, SlotsArePointToPointSlash30s) {

@@ -385,7 +385,8 @@ class SandboxRuntime final : public Sandboxes {
   Result<VolumeInfo> VolumeInfoFor(const std::string& name, const std::vector<SandboxRecord>& records);
   // isolated network: rules first (so the veth never exists unfiltered),
   // then the veth into the init's netns. `pid`/`start` identify the init.
-  Status SetupNetworkLocked(SandboxRecord& rec, pid_t pid, uint64_t start);
+  // `timing` (optional) gets the milliseconds of its steps.
+  Status SetupNetworkLocked(SandboxRecord& rec, pid_t pid, uint64_t start, Json* timing = nullptr);
   // Removes the sandbox's veth and its chain/set. Idempotent.
   Status TeardownNetworkLocked(SandboxRecord& rec);
   // Brings the runtime's nft table to: every isolated sandbox whose init is

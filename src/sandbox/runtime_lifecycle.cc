@@ -68,6 +68,7 @@ Result<SandboxRecord> SandboxRuntime::Create(const CreateOptions& o) {
     // A limit that is silently not enforced is worse than none: refuse.
     return Status::FailedPrecondition("disk limits are not supported: " + features_.disk_quota_reason);
   }
+  const auto t0 = std::chrono::steady_clock::now();
   WorldLock world(locks_.get(), false);
   WARREN_RETURN_IF_ERROR(world.status());
   SandboxRecord rec;
@@ -115,6 +116,7 @@ Result<SandboxRecord> SandboxRuntime::Create(const CreateOptions& o) {
     WARREN_ASSIGN_OR_RETURN(rec.id_slot, AllocateSlotLocked());
     WARREN_RETURN_IF_ERROR(SaveLocked(rec));
   }
+  const auto t_rec = std::chrono::steady_clock::now();
   Status s;
   {
     // The layer cannot be collected (snapshot deleted) while it is copied.
@@ -122,6 +124,7 @@ Result<SandboxRecord> SandboxRuntime::Create(const CreateOptions& o) {
     s = layers.status();
     if (s.ok()) s = pool_->Snapshot(pool_->root() + "/layers/" + snap.layers.back(), RootfsPath(rec.id), false);
   }
+  const auto t_snap = std::chrono::steady_clock::now();
   if (s.ok() && rec.resources.disk_bytes > 0) s = pool_->SetQuota(RootfsPath(rec.id), rec.resources.disk_bytes);
   if (!s.ok()) {
     (void)pool_->DeleteVolume(RootfsPath(rec.id));
@@ -129,6 +132,14 @@ Result<SandboxRecord> SandboxRuntime::Create(const CreateOptions& o) {
     return s;
   }
   WARREN_RETURN_IF_ERROR(SetStateLocked(rec, SandboxState::kStopped));
+  using Ms = std::chrono::duration<double, std::milli>;
+  const auto t_made = std::chrono::steady_clock::now();
+  log::Info("sandbox.created", {{"id", rec.id},
+                                {"snapshot", rec.snapshot},
+                                {"record_ms", Ms(t_rec - t0).count()},
+                                {"rootfs_ms", Ms(t_snap - t_rec).count()},
+                                {"state_ms", Ms(t_made - t_snap).count()},
+                                {"total_ms", Ms(t_made - t0).count()}});
   if (o.start) WARREN_RETURN_IF_ERROR(StartLocked(rec));
   return rec;
 }
@@ -212,7 +223,17 @@ Status SandboxRuntime::StartLocked(SandboxRecord& rec) {
   if (rec.state == SandboxState::kStarted) return Status::Ok();
   if (rec.state == SandboxState::kPaused) return Status::Conflict("sandbox is paused; resume it");
   if (Archived(rec.state)) return Status::FailedPrecondition("sandbox is " + StateName(rec.state) + "; restore it");
+  using Ms = std::chrono::duration<double, std::milli>;
+  auto t0 = std::chrono::steady_clock::now();
+  auto last = t0;
+  Json timing = {{"id", rec.id}, {"network", rec.network}};
+  auto mark = [&](const char* name) {
+    auto now = std::chrono::steady_clock::now();
+    timing[name] = Ms(now - last).count();
+    last = now;
+  };
   WARREN_RETURN_IF_ERROR(SetStateLocked(rec, SandboxState::kStarting));
+  mark("state_ms");
   auto fail = [&](const Status& s) {
     (void)cgroups_->Destroy(rec.id);
     rec.error = s.ToString();
@@ -221,8 +242,10 @@ Status SandboxRuntime::StartLocked(SandboxRecord& rec) {
     return s;
   };
   if (Status s = cgroups_->Create(rec.id, rec.resources); !s.ok()) return fail(s);
+  mark("cgroup_ms");
   std::vector<BindSpec> binds;
   if (Status s = PrepareVolumesLocked(rec, &binds); !s.ok()) return fail(s);
+  mark("binds_ms");
   std::vector<std::string> nameservers = rec.dns;
   if (nameservers.empty() && rec.network == "limited") {
     // The egress proxy answers DNS on the gateway (any :53 is redirected
@@ -251,21 +274,29 @@ Status SandboxRuntime::StartLocked(SandboxRecord& rec) {
   spec.root_mount = [this, path = spec.rootfs, base = spec.ids.host_base()](int userns_fd) {
     return pool_->SandboxRootMount(path, userns_fd, base, MOUNT_ATTR_NODEV);
   };
+  mark("resolv_ms");
   auto h = SpawnInit(spec, *cgroups_, rec.id);
   if (!h.ok()) return fail(h.status());
+  mark("init_ms");
   if (RoutedNetwork(rec.network)) {
-    if (Status s = SetupNetworkLocked(rec, h->pid, h->start_time); !s.ok()) {
+    if (Status s = SetupNetworkLocked(rec, h->pid, h->start_time, &timing); !s.ok()) {
       KillInit(h->pid, h->start_time);
       WaitGone(h->pid, h->start_time, milliseconds(5000));
       (void)TeardownNetworkLocked(rec);
       return fail(s);
     }
+    mark("network_ms");
   }
   rec.init_pid = h->pid;
   rec.init_start_time = h->start_time;
   rec.error.clear();
   rec.last_activity = Now();
-  return SetStateLocked(rec, SandboxState::kStarted);
+  WARREN_RETURN_IF_ERROR(SetStateLocked(rec, SandboxState::kStarted));
+  mark("save_ms");
+  timing["total_ms"] = Ms(last - t0).count();
+  // Where a start's time goes (docs/SANDBOX.md "Start latency").
+  log::Info("sandbox.started", timing);
+  return Status::Ok();
 }
 
 Result<SandboxRecord> SandboxRuntime::Start(const std::string& id) {

@@ -31,7 +31,7 @@ namespace warren::sandbox {
 
 using std::chrono::milliseconds;
 
-Status SandboxRuntime::SetupNetworkLocked(SandboxRecord& rec, pid_t pid, uint64_t start) {
+Status SandboxRuntime::SetupNetworkLocked(SandboxRecord& rec, pid_t pid, uint64_t start, Json* timing) {
   using Ms = std::chrono::duration<double, std::milli>;
   auto t0 = std::chrono::steady_clock::now();
   WARREN_ASSIGN_OR_RETURN(NetSlot slot, NetSlotFor(net_pool_, net_if_prefix_, rec.id_slot));
@@ -64,10 +64,11 @@ Status SandboxRuntime::SetupNetworkLocked(SandboxRecord& rec, pid_t pid, uint64_
     }
   }
   auto t3 = std::chrono::steady_clock::now();
-  log::Debug("sandbox.network.setup", {{"id", rec.id},
-                                       {"firewall_ms", Ms(t1 - t0).count()},
-                                       {"veth_ms", Ms(t2 - t1).count()},
-                                       {"uplinks_ms", Ms(t3 - t2).count()}});
+  if (timing) {
+    (*timing)["net_firewall_ms"] = Ms(t1 - t0).count();
+    (*timing)["net_veth_ms"] = Ms(t2 - t1).count();
+    (*timing)["net_uplinks_ms"] = Ms(t3 - t2).count();
+  }
   return Status::Ok();
 }
 

@@ -24,6 +24,18 @@ const RUNNERS = `for p in /proc/[0-9]*; do
   case "$c" in "/.warren/bin/warren-runner run "*) echo \${p#/proc/};; esac
 done`;
 
+// The orchestrator logs a runner's launch (and a relaunch) once it has found
+// the runner's pid for supervision; the runner is at work meanwhile and may
+// have answered already. Waits for such a line instead of expecting it at once.
+async function logLine(fx, from, pred, timeoutMs = 10_000) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const hit = fx.log.slice(from).find(pred);
+    if (hit || Date.now() > end) return hit;
+    await sleep(20);
+  }
+}
+
 async function startedSandbox(fx, sid, probe, timeoutMs = 60_000) {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
@@ -64,7 +76,7 @@ describe('orchestrator: a runner killed inside its sandbox', { skip: skipReason(
     const log = fx.log.slice(from);
     assert.ok(log.some((l) => l.msg === 'orchestrator.runner_crashed' && l.session_id === s.id && l.exit === '137'),
       'the crash was seen through the pidfd with its exit status (128+SIGKILL)');
-    assert.ok(log.some((l) => l.msg === 'orchestrator.runner_relaunched' && l.session_id === s.id), 'relaunched');
+    assert.ok(await logLine(fx, from, (l) => l.msg === 'orchestrator.runner_relaunched' && l.session_id === s.id), 'relaunched');
     // Exactly one result for the call, and the command ran once: the
     // relaunched runner found it in the call journal and said so.
     const results = evs.filter((e) => e.type === 'user.tool_result');
@@ -117,6 +129,8 @@ describe('orchestrator: a runner killed inside its sandbox', { skip: skipReason(
     assert.equal(results.length, 1, JSON.stringify(results));
     assert.equal(results[0].is_error, true);
     assert.match(lastText(msgs), /The command failed: .*not run again/);
+    const firstWork = gaveUp.work_id;
+    await logLine(fx, from, (l) => l.msg === 'orchestrator.runner_launched' && l.session_id === s.id && l.work_id !== firstWork);
     const launched = fx.log.slice(from).filter((l) => l.msg === 'orchestrator.runner_launched' && l.session_id === s.id);
     assert.equal(new Set(launched.map((l) => l.work_id)).size, 2, 'a second work item was delivered and served');
   });
