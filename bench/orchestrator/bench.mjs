@@ -74,6 +74,7 @@ if (!existsSync(RUNNER)) { console.error(`warren-runner not found at ${RUNNER}`)
 const tag = `${process.pid}-${randomBytes(3).toString('hex')}`;
 const sbDir = `/var/tmp/warren-bench-orch-${tag}`;
 const prefix = `warren-bench-orch-${tag}`;
+const FW_TABLE = `warren_${prefix.replace(/[^A-Za-z0-9_]/g, '_')}`;  // the runtime's nft table (netfilter.cc)
 mkdirSync(sbDir, { recursive: true });
 chmodSync(sbDir, 0o755);
 const dataDir = await makeDataDir('bench-orch');
@@ -384,9 +385,15 @@ try {
   const mounts = mountsUnder(sbDir), loops = await loopsLeft(`${sbDir}/pool.img`, 30_000), cgs = cgroupsUnder(prefix);
   leaks = [...mounts.map((m) => `mount ${m.split(' ')[4]}`), ...loops.map((l) => `loop ${l}`), ...cgs.map((c) => `cgroup ${c}`)];
   if (leaks.length) forceCleanup();
+  // The runtime's nft table, if the server left it (it does when killed with isolated sandboxes running).
+  if (nftTable()) { try { execFileSync('nft', ['delete', 'table', 'inet', FW_TABLE]); teardown.nft_table_removed = true; } catch { /* */ } }
   for (const c of CONTROLLERS) { try { rmdirSync(`/sys/fs/cgroup/${c}/${prefix}`); } catch { /* absent */ } }
   if (mountsUnder(sbDir).length === 0 && loopsBacking(`${sbDir}/pool.img`).length === 0) rmSync(sbDir, { recursive: true, force: true });
   teardown.s = (Date.now() - tTear) / 1000;
+}
+
+function nftTable() {
+  try { execFileSync('nft', ['list', 'table', 'inet', FW_TABLE], { stdio: 'ignore' }); return true; } catch { return false; }
 }
 
 /** Kills what runs in the bench's cgroups, removes them, unmounts under the sandbox dir, detaches its loop devices. */
@@ -460,8 +467,8 @@ if (peerFoot) {
   const last = idle.steps[idle.steps.length - 1];
   if (last) console.log(`Warren PSS per idle session / peer PSS per session: x${(((last.pss - idle.base.pss) / last.n) / peerFoot.pss).toFixed(4)}`);
 }
-console.log(`\nTeardown: ${teardown.api_deleted} sandboxes deleted through the API, ${f(teardown.s)} s`);
-console.log(leaks.length ? `LEAKS (removed by force): ${leaks.join('; ')}` : 'cleanup: no mount, loop device or cgroup left');
+console.log(`\nTeardown: ${teardown.api_deleted} sandboxes deleted through the API, ${f(teardown.s)} s${teardown.nft_table_removed ? `; removed the runtime's nft table ${FW_TABLE}` : ''}`);
+console.log(leaks.length ? `LEAKS (removed by force): ${leaks.length} (${leaks.slice(0, 5).join('; ')}${leaks.length > 5 ? '; ...' : ''})` : 'cleanup: no mount, loop device or cgroup left');
 console.log(`RESULTS ${JSON.stringify({ results, idle, peerFoot, teardown, leaks })}`);
 if (failure) { console.error(failure); process.exit(1); }
 if (leaks.length) process.exit(1);
