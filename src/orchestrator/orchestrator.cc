@@ -440,7 +440,7 @@ std::vector<sandbox::HostBind> Orchestrator::RunnerBinds() const {
 }
 
 Result<SandboxRecord> Orchestrator::FindSessionSandbox(const std::string& session_id) {
-  WARREN_ASSIGN_OR_RETURN(auto all, sandboxes_->List());
+  WARREN_ASSIGN_OR_RETURN(auto all, sandboxes_->ListWithLabel(kLabelSession, session_id));
   for (auto& r : all) {
     if (r.deleted || !Live(r.state)) continue;
     if (Label(r, kLabelSession) == session_id) return r;
@@ -982,7 +982,14 @@ void Orchestrator::ExpireCredentials() {
 
 void Orchestrator::JanitorPass() {
   ExpireCredentials();
-  auto all = sandboxes_->List();
+  // The started sandboxes at every pass (idle stop, orphaned runners); all
+  // of them (the session checks of stopped ones, the retention of archived
+  // ones) once per session_check_interval: a pass costs O(started), not
+  // O(every sandbox ever made), between those.
+  const int64_t now = NowMs();
+  const bool full = last_full_pass_ < 0 || now - last_full_pass_ >= options_.session_check_interval.count();
+  if (full) last_full_pass_ = now;
+  auto all = full ? sandboxes_->List() : sandboxes_->ListInState(SandboxState::kStarted);
   if (!all.ok()) {
     log::Warn("orchestrator.janitor_failed", {{"error", all.status().ToString()}});
     return;
@@ -990,7 +997,7 @@ void Orchestrator::JanitorPass() {
   for (const auto& rec : *all) {
     if (stopping_) return;
     if (!Ours(rec)) continue;
-    JanitorOne(rec);
+    JanitorOne(rec, full);
   }
 }
 
@@ -1008,7 +1015,7 @@ void Orchestrator::ArchiveFor(const SandboxRecord& rec, const std::string& why) 
                                               {"reason", why}});
 }
 
-void Orchestrator::JanitorOne(const SandboxRecord& rec_in) {
+void Orchestrator::JanitorOne(const SandboxRecord& rec_in, bool full_pass) {
   const std::string sid = Label(rec_in, kLabelSession);
   const std::string env = Label(rec_in, kLabelEnvironment);
   const int64_t now = NowMs();
@@ -1073,7 +1080,7 @@ void Orchestrator::JanitorOne(const SandboxRecord& rec_in) {
     std::lock_guard<std::mutex> l(mu_);
     SandboxMemo& m = memo_[rec_in.id];
     bool stop_due = quiet && now - m.quiet_since >= options_.sandbox_idle_stop.count();
-    check = stop_due || now - m.session_checked >= options_.session_check_interval.count();
+    check = stop_due || full_pass || now - m.session_checked >= options_.session_check_interval.count();
     if (check) m.session_checked = now;
   }
   if (!check) return;

@@ -15,7 +15,9 @@
 // runner exited after its idle window and no process the agent started is
 // left) for `sandbox_idle_stop` and its session is idle; archives the
 // sandbox of an archived, terminated or deleted session; deletes archived
-// sandboxes after `archived_retention`.
+// sandboxes after `archived_retention`. Each pass visits the started
+// sandboxes; every `session_check_interval` one pass visits them all, so
+// thousands of stopped sandboxes cost nothing between those.
 //
 // Runners outlive the orchestrator process (a crash or restart of the
 // service does not kill them); Start() re-adopts them by scanning the
@@ -84,7 +86,9 @@ struct OrchestratorOptions {
   std::chrono::milliseconds sandbox_idle_stop{60000};   // quiet (init only) and session idle this long -> stop
   std::chrono::milliseconds archived_retention{std::chrono::hours(24 * 30)};  // archived -> deleted
   std::chrono::milliseconds janitor_interval{5000};
-  std::chrono::milliseconds session_check_interval{30000};  // liveness checks of stopped sandboxes' sessions
+  // Liveness checks of stopped sandboxes' sessions: the janitor visits
+  // every sandbox once per this interval, the started ones at every pass.
+  std::chrono::milliseconds session_check_interval{30000};
   std::chrono::milliseconds retry_initial{500};
   std::chrono::milliseconds retry_max{30000};
   int max_item_attempts = 6;  // then the item is left to its lease (redelivered later)
@@ -248,7 +252,9 @@ class Orchestrator final {
   void ResumeHeldItems();
   // Archives the sandbox (if any) of a session that is gone.
   void ArchiveFor(const sandbox::SandboxRecord& rec, const std::string& why);
-  void JanitorOne(const sandbox::SandboxRecord& rec);
+  // `full_pass`: the pass that visits every sandbox (once per
+  // session_check_interval): the session's liveness is checked.
+  void JanitorOne(const sandbox::SandboxRecord& rec, bool full_pass);
   std::mutex* SessionLock(const std::string& session_id);
   bool Sleep(std::chrono::milliseconds d);  // false when stopping
   bool Ours(const sandbox::SandboxRecord& rec) const;
@@ -271,6 +277,7 @@ class Orchestrator final {
   std::map<std::string, std::unique_ptr<std::mutex>> session_locks_;
   std::map<std::string, Runner> runners_;  // by work id
   std::map<std::string, SandboxMemo> memo_;  // by sandbox id
+  int64_t last_full_pass_ = -1;  // janitor thread (or a test calling JanitorPass) only
   OrchestratorStats stats_;
 
   std::thread poller_, supervisor_, janitor_;

@@ -126,8 +126,24 @@ class FakeSandboxes final : public SandboxHost {
   }
   Result<std::vector<SandboxRecord>> List() override {
     std::lock_guard<std::mutex> l(mu);
+    ++lists;
     std::vector<SandboxRecord> out;
     for (auto& [id, r] : recs) out.push_back(r);
+    return out;
+  }
+  // As the runtime: filtered without a full listing (not counted in `lists`).
+  Result<std::vector<SandboxRecord>> ListWithLabel(const std::string& key, const std::string& value) override {
+    std::lock_guard<std::mutex> l(mu);
+    std::vector<SandboxRecord> out;
+    for (auto& [id, r] : recs)
+      if (r.labels.count(key) && r.labels.at(key) == value) out.push_back(r);
+    return out;
+  }
+  Result<std::vector<SandboxRecord>> ListInState(SandboxState state) override {
+    std::lock_guard<std::mutex> l(mu);
+    std::vector<SandboxRecord> out;
+    for (auto& [id, r] : recs)
+      if (r.state == state) out.push_back(r);
     return out;
   }
   Result<SandboxRecord> SetState(const std::string& id, SandboxState s) {
@@ -213,6 +229,7 @@ class FakeSandboxes final : public SandboxHost {
 
   std::mutex mu;
   int next = 0;
+  int lists = 0;  // full listings asked for
   int64_t stopped_at = 0;
   std::map<std::string, SandboxRecord> recs;
   std::map<std::string, std::vector<SandboxProcess>> procs;
@@ -328,6 +345,28 @@ TEST_F(OrchestratorTest, RunnerScanOnlyWhenTheSandboxWasAlreadyRunning) {
   before = static_cast<int>(sb.execs.size());
   o->HandleItem(Item("w4", "s1"));
   EXPECT_EQ(static_cast<int>(sb.execs.size()), before);
+}
+
+// At 10,000 sessions a full listing costs a stat and a copy per sandbox:
+// serving an item finds its session's sandbox by label, never by listing
+// every sandbox (docs/BENCHMARKS.md, idle footprint).
+TEST_F(OrchestratorTest, ServingAnItemDoesNotListEverySandbox) {
+  for (int i = 0; i < 50; ++i) {
+    sandbox::CreateOptions c;
+    c.labels = {{kLabelSession, "other" + std::to_string(i)}, {kLabelEnvironment, "env_1"},
+                {kLabelMode, "session"}, {kLabelOrchestrator, "embedded"}};
+    ASSERT_TRUE(sb.Create(c).ok());
+  }
+  sb.creates.clear();
+  source.sessions["s1"] = Session("s1", "running");
+  auto o = Make();
+  o->HandleItem(Item("w1", "s1"));  // creates
+  ASSERT_EQ(sb.creates.size(), 1u);
+  sb.EndRunners("sbx_51");
+  o->HandleItem(Item("w2", "s1"));  // finds it
+  EXPECT_EQ(sb.creates.size(), 1u);
+  EXPECT_EQ(sb.execs.size(), 2u);
+  EXPECT_EQ(sb.lists, 0);
 }
 
 TEST_F(OrchestratorTest, SnapshotFromSessionMetadata) {
@@ -643,6 +682,48 @@ TEST_F(OrchestratorTest, JanitorStopsQuietIdleSandboxesOnly) {
   o->HandleItem(Item("w2", "s1"));
   EXPECT_EQ(sb.recs[id].state, SandboxState::kStarted);
   EXPECT_EQ(sb.execs.size(), 2u);
+  o->Stop();
+}
+
+// At 10,000 idle sessions nearly every sandbox is stopped: a janitor pass
+// visits the started ones only, and one pass per session_check_interval
+// visits them all (the session checks of the stopped ones).
+TEST_F(OrchestratorTest, JanitorVisitsStoppedSandboxesOncePerSessionCheck) {
+  opts.session_check_interval = std::chrono::milliseconds(60'000);
+  std::map<std::string, std::string> old;  // session -> sandbox
+  for (int i = 0; i < 20; ++i) {
+    const std::string sid = "old" + std::to_string(i);
+    sandbox::CreateOptions c;
+    c.start = false;
+    c.labels = {{kLabelSession, sid}, {kLabelEnvironment, "env_1"}, {kLabelMode, "session"},
+                {kLabelOrchestrator, "embedded"}};
+    old[sid] = sb.Create(c).value().id;
+    source.sessions[sid] = Session(sid, "idle");
+  }
+  source.sessions["s1"] = Session("s1", "running");
+  auto o = Make();
+  ASSERT_TRUE(o->Start().ok());
+  const int lists_at_start = sb.lists;  // Start adopts: one listing
+  o->HandleItem(Item("w1", "s1"));
+  const std::string id = "sbx_21";  // after the 20 old ones
+  ASSERT_EQ(sb.recs[id].state, SandboxState::kStarted);
+  sb.EndRunners(id);
+  for (int i = 0; i < 200 && !o->Runners().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(o->Runners().empty());
+  source.sessions["s1"] = Session("s1", "idle");
+  o->JanitorPass();  // the first pass visits all
+  EXPECT_EQ(sb.lists, lists_at_start + 1);
+  source.sessions["old3"]["archived_at"] = "2026-01-01T00:00:00Z";
+  clock.Advance(1'100'000);
+  o->JanitorPass();  // started ones only: s1's sandbox is stopped, old3's not looked at
+  EXPECT_EQ(sb.lists, lists_at_start + 1);
+  EXPECT_EQ(sb.recs[id].state, SandboxState::kStopped);
+  EXPECT_EQ(sb.recs[old["old3"]].state, SandboxState::kStopped);
+  clock.Advance(60'000'000);
+  o->JanitorPass();  // a full pass: the ended session's sandbox is archived
+  EXPECT_EQ(sb.lists, lists_at_start + 2);
+  EXPECT_EQ(sb.recs[old["old3"]].state, SandboxState::kArchived);
+  EXPECT_EQ(sb.recs[old["old4"]].state, SandboxState::kStopped);
   o->Stop();
 }
 

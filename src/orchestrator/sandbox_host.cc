@@ -28,6 +28,25 @@ std::string Slurp(const std::string& path) {
 
 }  // namespace
 
+Result<std::vector<sandbox::SandboxRecord>> SandboxHost::ListWithLabel(const std::string& key,
+                                                                       const std::string& value) {
+  WARREN_ASSIGN_OR_RETURN(auto all, List());
+  std::vector<sandbox::SandboxRecord> out;
+  for (auto& r : all) {
+    auto it = r.labels.find(key);
+    if (it != r.labels.end() && it->second == value) out.push_back(std::move(r));
+  }
+  return out;
+}
+
+Result<std::vector<sandbox::SandboxRecord>> SandboxHost::ListInState(sandbox::SandboxState state) {
+  WARREN_ASSIGN_OR_RETURN(auto all, List());
+  std::vector<sandbox::SandboxRecord> out;
+  for (auto& r : all)
+    if (r.state == state) out.push_back(std::move(r));
+  return out;
+}
+
 Result<std::vector<SandboxProcess>> ProcessesInPidNamespaceOf(pid_t init_pid, uint64_t init_start_time) {
   std::vector<SandboxProcess> out;
   if (init_pid <= 0 || !sandbox::ProcessAlive(init_pid, init_start_time)) return out;

@@ -34,6 +34,12 @@ class SandboxHost {
   virtual Result<sandbox::SandboxRecord> Create(const sandbox::CreateOptions& opts) = 0;
   virtual Result<sandbox::SandboxRecord> Get(const std::string& id_or_name) = 0;
   virtual Result<std::vector<sandbox::SandboxRecord>> List() = 0;
+  // The sandboxes of List() that carry label `key`=`value`. The default
+  // filters List(); the runtime adapter filters before copying any record,
+  // so finding one session's sandbox among thousands stays cheap.
+  virtual Result<std::vector<sandbox::SandboxRecord>> ListWithLabel(const std::string& key, const std::string& value);
+  // The sandboxes of List() in `state` (default: filters List()).
+  virtual Result<std::vector<sandbox::SandboxRecord>> ListInState(sandbox::SandboxState state);
   virtual Result<sandbox::SandboxRecord> Start(const std::string& id) = 0;
   virtual Result<sandbox::SandboxRecord> Stop(const std::string& id, bool force) = 0;
   virtual Result<sandbox::SandboxRecord> Archive(const std::string& id) = 0;
@@ -63,6 +69,12 @@ class RuntimeSandboxHost final : public SandboxHost {
   Result<sandbox::SandboxRecord> Create(const sandbox::CreateOptions& opts) override { return rt_->Create(opts); }
   Result<sandbox::SandboxRecord> Get(const std::string& id) override { return rt_->Get(id); }
   Result<std::vector<sandbox::SandboxRecord>> List() override { return rt_->List(); }
+  Result<std::vector<sandbox::SandboxRecord>> ListWithLabel(const std::string& key, const std::string& value) override {
+    return rt_->ListWithLabel(key, value);
+  }
+  Result<std::vector<sandbox::SandboxRecord>> ListInState(sandbox::SandboxState state) override {
+    return rt_->ListInState(state);
+  }
   Result<sandbox::SandboxRecord> Start(const std::string& id) override { return rt_->Start(id); }
   Result<sandbox::SandboxRecord> Stop(const std::string& id, bool force) override { return rt_->Stop(id, force); }
   Result<sandbox::SandboxRecord> Archive(const std::string& id) override { return rt_->Archive(id); }

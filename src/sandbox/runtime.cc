@@ -231,24 +231,17 @@ void SandboxRuntime::CollectLayersLocked(const std::vector<std::string>& layers)
 }
 
 Result<SandboxRecord> SandboxRuntime::LoadLocked(const std::string& id_or_name) {
-  auto j = sandboxes_.Get(id_or_name);
-  if (!j.ok() && j.status().code() == Code::kNotFound) {
+  auto found = records_.Get(id_or_name);
+  if (!found.ok() && found.status().code() == Code::kNotFound) {
     // Look up by name among live records.
-    for (const auto& key : sandboxes_.Keys()) {
-      auto jj = sandboxes_.Get(key);
-      if (!jj.ok()) continue;
-      auto r = SandboxRecord::FromJson(*jj);
-      if (r.ok() && r->name == id_or_name && r->state != SandboxState::kDestroyed) {
-        j = std::move(jj);
-        break;
-      }
-    }
+    auto id = records_.FindByName(id_or_name);
+    if (id.ok()) found = records_.Get(*id);
   }
-  if (!j.ok()) {
-    if (j.status().code() == Code::kNotFound) return Status::NotFound("no sandbox " + id_or_name);
-    return j.status();
+  if (!found.ok()) {
+    if (found.status().code() == Code::kNotFound) return Status::NotFound("no sandbox " + id_or_name);
+    return found.status();
   }
-  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, SandboxRecord::FromJson(*j));
+  SandboxRecord rec = std::move(found).value();
   if (rec.state == SandboxState::kDestroyed) return Status::NotFound("sandbox " + id_or_name + " was deleted");
   // Under the sandbox's lock no operation on it is in flight, so a
   // transitional state here means the process that set it died: finish or
@@ -261,26 +254,23 @@ Result<SandboxRecord> SandboxRuntime::LoadLocked(const std::string& id_or_name) 
 }
 
 Result<std::string> SandboxRuntime::ResolveId(const std::string& id_or_name) {
-  auto j = sandboxes_.Get(id_or_name);
-  if (j.ok()) return id_or_name;
-  if (j.status().code() != Code::kNotFound) return j.status();
-  for (const auto& key : sandboxes_.Keys()) {
-    auto jj = sandboxes_.Get(key);
-    if (!jj.ok()) continue;
-    auto r = SandboxRecord::FromJson(*jj);
-    if (r.ok() && r->name == id_or_name && r->state != SandboxState::kDestroyed) return r->id;
-  }
-  return Status::NotFound("no sandbox " + id_or_name);
+  auto r = records_.Get(id_or_name);
+  if (r.ok()) return id_or_name;
+  if (r.status().code() != Code::kNotFound) return r.status();
+  return records_.FindByName(id_or_name);
 }
 
 Result<SandboxRecord> SandboxRuntime::ReadRecord(const std::string& id_or_name) {
-  WARREN_ASSIGN_OR_RETURN(std::string id, ResolveId(id_or_name));
-  auto j = sandboxes_.Get(id);
-  if (!j.ok()) {
-    if (j.status().code() == Code::kNotFound) return Status::NotFound("no sandbox " + id_or_name);
-    return j.status();
+  auto found = records_.Get(id_or_name);
+  if (!found.ok() && found.status().code() == Code::kNotFound) {
+    auto id = records_.FindByName(id_or_name);
+    if (id.ok()) found = records_.Get(*id);
   }
-  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, SandboxRecord::FromJson(*j));
+  if (!found.ok()) {
+    if (found.status().code() == Code::kNotFound) return Status::NotFound("no sandbox " + id_or_name);
+    return found.status();
+  }
+  SandboxRecord rec = std::move(found).value();
   if (rec.state == SandboxState::kDestroyed) return Status::NotFound("sandbox " + id_or_name + " was deleted");
   if (IsTransitional(rec.state)) {
     // Busy: an operation is in flight; report the state it set. Free: the
@@ -304,7 +294,7 @@ Result<SandboxRecord> SandboxRuntime::LockSandbox(const std::string& id_or_name,
 
 Status SandboxRuntime::SaveLocked(SandboxRecord& rec) {
   rec.updated_at = Now();
-  return sandboxes_.Put(rec.id, rec.ToJson());
+  return records_.Put(rec);
 }
 
 Status SandboxRuntime::SetStateLocked(SandboxRecord& rec, SandboxState s) {
@@ -325,12 +315,9 @@ Status SandboxRuntime::SetStateLocked(SandboxRecord& rec, SandboxState s) {
 
 Result<int> SandboxRuntime::AllocateSlotLocked() {
   std::set<int> used;
-  for (const auto& key : sandboxes_.Keys()) {
-    auto j = sandboxes_.Get(key);
-    if (!j.ok()) continue;
-    auto r = SandboxRecord::FromJson(*j);
-    if (r.ok() && r->state != SandboxState::kDestroyed && r->id_slot >= 0) used.insert(r->id_slot);
-  }
+  records_.ForEach([&](const SandboxRecord& r) {
+    if (r.state != SandboxState::kDestroyed && r.id_slot >= 0) used.insert(r.id_slot);
+  });
   for (const auto& key : builds_.Keys()) {
     auto j = builds_.Get(key);
     if (j.ok() && j->is_object()) used.insert(j->value("slot", -1));
@@ -342,14 +329,11 @@ Result<int> SandboxRuntime::AllocateSlotLocked() {
 Status SandboxRuntime::UnmountPoolIfIdle() {
   WorldLock l(locks_.get(), true);
   WARREN_RETURN_IF_ERROR(l.status());
-  for (const auto& key : sandboxes_.Keys()) {
-    auto j = sandboxes_.Get(key);
-    if (!j.ok()) continue;
-    auto r = SandboxRecord::FromJson(*j);
-    if (r.ok() && ProcessAlive(r->init_pid, r->init_start_time)) {
-      return Status::FailedPrecondition("sandbox " + r->id + " is running");
-    }
-  }
+  std::string running;
+  records_.ForEach([&](const SandboxRecord& r) {
+    if (running.empty() && ProcessAlive(r.init_pid, r.init_start_time)) running = r.id;
+  });
+  if (!running.empty()) return Status::FailedPrecondition("sandbox " + running + " is running");
   return pool_->Unmount();
 }
 

@@ -9,6 +9,7 @@
 //     pool/tmp/                            build scratch
 //     pool/volumes/<name>/                 named volumes (btrfs loop pool; VolumeDir)
 //   <data>/sandboxes/<id>.json             sandbox state (state.h)
+//   <data>/records.seq                     write counter of the record caches (state.h RecordCache)
 //   <data>/snapshots/<name>.json           snapshot (image) metadata
 //   <data>/builds/<id>.json                in-flight build steps (recovery)
 //   <data>/volumes/<name>/                 named volumes (other pools; older ones)
@@ -187,6 +188,13 @@ class SandboxRuntime final : public Sandboxes {
   Result<SandboxRecord> Create(const CreateOptions& opts) override;
   Result<SandboxRecord> Get(const std::string& id_or_name) override;
   Result<std::vector<SandboxRecord>> List() override;
+  // The sandboxes List() returns that carry label `key`=`value`, filtered
+  // before any record is copied (the orchestrator's lookup of a session's
+  // sandbox among thousands).
+  Result<std::vector<SandboxRecord>> ListWithLabel(const std::string& key, const std::string& value);
+  // The sandboxes List() returns in `state`, filtered the same way (the
+  // janitor's pass over the started ones).
+  Result<std::vector<SandboxRecord>> ListInState(SandboxState state);
   Result<SandboxRecord> Start(const std::string& id) override;
   // freeze -> SIGTERM all -> thaw -> grace -> SIGKILL; files kept.
   Result<SandboxRecord> Stop(const std::string& id, bool force = false) override;
@@ -337,6 +345,8 @@ class SandboxRuntime final : public Sandboxes {
 
   // The id of a sandbox given by id or name (no lock; names are immutable).
   Result<std::string> ResolveId(const std::string& id_or_name);
+  // List() restricted to the records `pred` accepts (null: all).
+  Result<std::vector<SandboxRecord>> ListWhere(const std::function<bool(const SandboxRecord&)>& pred);
   // The record without its lock (world lock held): an in-flight transition
   // is reported as is; one left by a dead process is recovered first.
   Result<SandboxRecord> ReadRecord(const std::string& id_or_name);
@@ -428,6 +438,8 @@ class SandboxRuntime final : public Sandboxes {
   // Declared last: destroyed first, so its lookups never see a dying runtime.
   std::unique_ptr<EgressProxy> egress_;
   JsonDir sandboxes_, snapshots_, builds_;
+  // Parsed sandbox records, re-read only when their file changed (state.h).
+  RecordCache records_{&sandboxes_, opts_.data_dir + "/records.seq"};
   std::unique_ptr<LockSet> locks_;
   // Shell sessions by "<sandbox id>/<session id>". Lock order: every other
   // lock before sessions_mu_; never call into a ShellSession while holding

@@ -128,7 +128,7 @@ Result<SandboxRecord> SandboxRuntime::Create(const CreateOptions& o) {
   if (s.ok() && rec.resources.disk_bytes > 0) s = pool_->SetQuota(RootfsPath(rec.id), rec.resources.disk_bytes);
   if (!s.ok()) {
     (void)pool_->DeleteVolume(RootfsPath(rec.id));
-    (void)sandboxes_.Remove(rec.id);
+    (void)records_.Remove(rec.id);
     return s;
   }
   WARREN_RETURN_IF_ERROR(SetStateLocked(rec, SandboxState::kStopped));
@@ -150,13 +150,39 @@ Result<SandboxRecord> SandboxRuntime::Get(const std::string& id) {
   return ReadRecord(id);
 }
 
-Result<std::vector<SandboxRecord>> SandboxRuntime::List() {
+Result<std::vector<SandboxRecord>> SandboxRuntime::List() { return ListWhere(nullptr); }
+
+Result<std::vector<SandboxRecord>> SandboxRuntime::ListWithLabel(const std::string& key, const std::string& value) {
+  return ListWhere([&](const SandboxRecord& r) {
+    auto it = r.labels.find(key);
+    return it != r.labels.end() && it->second == value;
+  });
+}
+
+Result<std::vector<SandboxRecord>> SandboxRuntime::ListInState(SandboxState state) {
+  return ListWhere([state](const SandboxRecord& r) { return r.state == state; });
+}
+
+Result<std::vector<SandboxRecord>> SandboxRuntime::ListWhere(const std::function<bool(const SandboxRecord&)>& pred) {
   WorldLock world(locks_.get(), false);
   WARREN_RETURN_IF_ERROR(world.status());
+  std::vector<SandboxRecord> matched;
+  records_.ForEach([&](const SandboxRecord& r) {
+    if (r.state != SandboxState::kDestroyed && (!pred || pred(r))) matched.push_back(r);
+  });
   std::vector<SandboxRecord> out;
-  for (const auto& key : sandboxes_.Keys()) {
-    auto r = ReadRecord(key);
-    if (r.ok()) out.push_back(std::move(*r));
+  for (auto& r : matched) {
+    if (IsTransitional(r.state)) {
+      // As ReadRecord: busy, reported as is; free, left by a dead process
+      // and recovered under the lock.
+      auto l = locks_->TryLock(r.id);
+      if (l) {
+        auto again = LoadLocked(r.id);
+        if (!again.ok() || (pred && !pred(*again))) continue;
+        r = std::move(again).value();
+      }
+    }
+    out.push_back(std::move(r));
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.created_at < b.created_at; });
   return out;
@@ -481,7 +507,7 @@ Result<std::vector<SandboxRecord>> SandboxRuntime::Fork(const std::string& id, i
   for (size_t i = 0; i < kids.size(); ++i) {
     if (!freeze_status.ok() || !snap_status[i].ok()) {
       (void)pool_->DeleteVolume(RootfsPath(kids[i].id));
-      (void)sandboxes_.Remove(kids[i].id);
+      (void)records_.Remove(kids[i].id);
       continue;
     }
     rec.children.push_back(kids[i].id);
@@ -551,7 +577,7 @@ Status SandboxRuntime::DestroyLocked(SandboxRecord& rec) {
     rec.state_deadline = 0;
     return SaveLocked(rec);
   }
-  return sandboxes_.Remove(rec.id);
+  return records_.Remove(rec.id);
 }
 
 Status SandboxRuntime::Delete(const std::string& id) {

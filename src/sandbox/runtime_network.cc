@@ -115,11 +115,9 @@ std::optional<EgressPolicy> SandboxRuntime::EgressPolicyFor(uint32_t addr) {
   // A miss (first connection, or a sandbox another process started): the
   // records are the truth. Only limited sandboxes can reach the proxy at
   // all (input chain), so this scan is rare.
-  for (const auto& key : sandboxes_.Keys()) {
-    auto j = sandboxes_.Get(key);
-    if (!j.ok()) continue;
-    auto r = SandboxRecord::FromJson(*j);
-    if (!r.ok() || r->id_slot != slot || r->network != "limited" || r->state != SandboxState::kStarted ||
+  for (const auto& rec : records_.All()) {
+    const SandboxRecord* r = &rec;
+    if (r->id_slot != slot || r->network != "limited" || r->state != SandboxState::kStarted ||
         !ProcessAlive(r->init_pid, r->init_start_time)) {
       continue;
     }
@@ -184,12 +182,10 @@ Status SandboxRuntime::SyncFirewallLocked(const SandboxRecord* add, const Sandbo
   NamedLock fw_lock(locks_.get(), kFirewallLock);
   WARREN_RETURN_IF_ERROR(fw_lock.status());
   FirewallSpec spec{fw_table_, net_if_prefix_, net_pool_, {}, egress_tcp_port_, egress_dns_port_};
-  for (const auto& key : sandboxes_.Keys()) {
-    if ((drop && key == drop->id) || (add && key == add->id)) continue;
-    auto j = sandboxes_.Get(key);
-    if (!j.ok()) continue;
-    auto r = SandboxRecord::FromJson(*j);
-    if (!r.ok() || !RoutedNetwork(r->network) || r->state == SandboxState::kDestroyed ||
+  for (const auto& rec : records_.All()) {
+    if ((drop && rec.id == drop->id) || (add && rec.id == add->id)) continue;
+    const SandboxRecord* r = &rec;
+    if (!RoutedNetwork(r->network) || r->state == SandboxState::kDestroyed ||
         !ProcessAlive(r->init_pid, r->init_start_time)) {
       continue;
     }

@@ -50,7 +50,7 @@ Status SandboxRuntime::RecoverRecordLocked(SandboxRecord& rec, RecoveryReport* r
       rec.init_pid = -1;
       (void)TeardownNetworkLocked(rec);
       WARREN_RETURN_IF_ERROR(pool_->DeleteVolume(RootfsPath(rec.id)));
-      WARREN_RETURN_IF_ERROR(sandboxes_.Remove(rec.id));
+      WARREN_RETURN_IF_ERROR(records_.Remove(rec.id));
       if (report) report->removed.push_back(rec.id);
       rec.id.clear();
       return Status::Ok();

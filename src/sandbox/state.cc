@@ -1,8 +1,13 @@
 #include "sandbox/state.h"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <filesystem>
 
 #include "sandbox/sys.h"
@@ -199,6 +204,272 @@ std::vector<std::string> JsonDir::Keys() const {
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+// ------------------------------------------------------------ RecordCache
+
+namespace {
+
+constexpr std::string_view kJsonSuffix = ".json";
+
+template <typename SigT>
+void FillSig(const struct stat& st, SigT* s) {
+  s->dev = st.st_dev;
+  s->ino = st.st_ino;
+  s->size = st.st_size;
+  s->mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  s->ctime_ns = static_cast<int64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec;
+}
+
+// A key names one file of the directory: no separator, no dot-dot.
+bool PlainKey(const std::string& key) {
+  return !key.empty() && key != "." && key != ".." && key.find('/') == std::string::npos &&
+         key.find('\0') == std::string::npos;
+}
+
+}  // namespace
+
+RecordCache::~RecordCache() {
+  if (seq_) ::munmap(seq_, sizeof(uint64_t));
+}
+
+bool RecordCache::OpenSeqLocked() {
+  if (seq_) return true;
+  if (seq_path_.empty() || seq_failed_) return false;
+  UniqueFd fd(::open(seq_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd) {
+    if (errno != ENOENT) seq_failed_ = true;  // ENOENT: the data dir is not made yet
+    return false;
+  }
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
+      (st.st_size < static_cast<off_t>(sizeof(uint64_t)) && ::ftruncate(fd.get(), sizeof(uint64_t)) != 0)) {
+    seq_failed_ = true;
+    return false;
+  }
+  void* p = ::mmap(nullptr, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  if (p == MAP_FAILED) {
+    seq_failed_ = true;
+    return false;
+  }
+  seq_ = static_cast<uint64_t*>(p);
+  complete_ = false;  // counted from the next walk on
+  return true;
+}
+
+void RecordCache::BumpLocked() {
+  if (!OpenSeqLocked()) return;
+  __atomic_fetch_add(seq_, 1, __ATOMIC_SEQ_CST);
+  ++own_bumps_;
+}
+
+Result<SandboxRecord> RecordCache::Get(const std::string& key) {
+  if (!PlainKey(key)) return Status::NotFound("no record " + key);
+  const std::string path = dir_->dir() + "/" + key + std::string(kJsonSuffix);
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno != ENOENT && errno != ENOTDIR) return ErrnoStatus("stat " + path);
+    std::lock_guard<std::mutex> l(mu_);
+    entries_.erase(key);
+    return Status::NotFound("no such file: " + path);
+  }
+  Sig sig;
+  FillSig(st, &sig);
+  return Load(key, &sig);
+}
+
+Result<SandboxRecord> RecordCache::Load(const std::string& key, const Sig* sig) {
+  uint64_t gen;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = entries_.find(key);
+    if (it != entries_.end() && it->second.sig == *sig) return it->second.rec;
+    gen = writes_;
+  }
+  const std::string path = dir_->dir() + "/" + key + std::string(kJsonSuffix);
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) {
+    if (errno != ENOENT) return ErrnoStatus("open " + path);
+    std::lock_guard<std::mutex> l(mu_);
+    entries_.erase(key);
+    return Status::NotFound("no such file: " + path);
+  }
+  // The signature of the file actually read (it may have been replaced
+  // since the caller's stat).
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return ErrnoStatus("fstat " + path);
+  Sig read_sig;
+  FillSig(st, &read_sig);
+  std::string text;
+  char buf[16384];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus("read " + path);
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  fd.reset();
+  auto j = ParseJson(text);
+  Result<SandboxRecord> rec = j.ok() ? SandboxRecord::FromJson(*j) : Result<SandboxRecord>(j.status());
+  std::lock_guard<std::mutex> l(mu_);
+  ++reads_;
+  if (!rec.ok()) {
+    entries_.erase(key);
+    return rec.status();
+  }
+  // A Put or Remove while this read ran may have cached something newer:
+  // keep it (the next call stats again anyway).
+  if (writes_ == gen) entries_[key] = Entry{read_sig, *rec};
+  return rec;
+}
+
+template <typename Fn>
+void RecordCache::Scan(Fn fn) {
+  uint64_t gen, seq_start = 0;
+  bool counted;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    counted = OpenSeqLocked();
+    if (counted) {
+      seq_start = __atomic_load_n(seq_, __ATOMIC_SEQ_CST);
+      if (complete_ && seq_start - seq_base_ == own_bumps_) {
+        // Nobody else wrote since the last walk: memory is the directory.
+        for (const auto& [key, e] : entries_) fn(e.rec);
+        return;
+      }
+    }
+    gen = writes_;
+    ++walks_;
+  }
+  std::vector<std::pair<std::string, Sig>> files;
+  if (DIR* d = ::opendir(dir_->dir().c_str())) {
+    const int dfd = ::dirfd(d);
+    while (struct dirent* e = ::readdir(d)) {
+      std::string_view f = e->d_name;
+      if (f.size() <= kJsonSuffix.size() || f.substr(f.size() - kJsonSuffix.size()) != kJsonSuffix) continue;
+      struct stat st;
+      if (::fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
+      Sig sig;
+      FillSig(st, &sig);
+      files.emplace_back(std::string(f.substr(0, f.size() - kJsonSuffix.size())), sig);
+    }
+    ::closedir(d);
+  }
+  std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<size_t> changed;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (size_t i = 0; i < files.size(); ++i) {
+      auto it = entries_.find(files[i].first);
+      if (it == entries_.end() || !(it->second.sig == files[i].second)) changed.push_back(i);
+    }
+  }
+  // Read the changed files without the mutex.
+  std::map<std::string, SandboxRecord> fresh;
+  for (size_t i : changed) {
+    auto r = Load(files[i].first, &files[i].second);
+    if (r.ok()) fresh.emplace(files[i].first, std::move(r).value());
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  // A write of this cache during the walk may have added a file the walk
+  // did not see: then nothing is dropped, and the next scan walks again.
+  const bool quiet = writes_ == gen;
+  if (quiet) {
+    // Drop the records whose files are gone.
+    size_t fi = 0;
+    for (auto it = entries_.begin(); it != entries_.end();) {
+      while (fi < files.size() && files[fi].first < it->first) ++fi;
+      if (fi < files.size() && files[fi].first == it->first) {
+        ++it;
+      } else {
+        it = entries_.erase(it);
+      }
+    }
+  }
+  for (const auto& [key, sig] : files) {
+    if (auto f = fresh.find(key); f != fresh.end()) {
+      fn(f->second);
+    } else if (auto it = entries_.find(key); it != entries_.end()) {
+      fn(it->second.rec);
+    }  // else: not a valid record
+  }
+  // Every valid file read during a quiet walk was cached (Load caches when
+  // no write raced it): memory now holds the directory as of seq_start.
+  complete_ = counted && quiet;
+  if (complete_) {
+    seq_base_ = seq_start;
+    own_bumps_ = 0;
+  }
+}
+
+std::vector<SandboxRecord> RecordCache::All() {
+  std::vector<SandboxRecord> out;
+  Scan([&](const SandboxRecord& r) { out.push_back(r); });
+  return out;
+}
+
+void RecordCache::ForEach(const std::function<void(const SandboxRecord&)>& fn) { Scan(fn); }
+
+Result<std::string> RecordCache::FindByName(const std::string& name) {
+  std::string id;
+  Scan([&](const SandboxRecord& r) {
+    if (id.empty() && !name.empty() && r.name == name && r.state != SandboxState::kDestroyed) id = r.id;
+  });
+  if (id.empty()) return Status::NotFound("no sandbox " + name);
+  return id;
+}
+
+Status RecordCache::Put(const SandboxRecord& rec) {
+  const Json j = rec.ToJson();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    BumpLocked();  // before: a walk elsewhere sees a write under way
+  }
+  Status s = dir_->Put(rec.id, j);
+  const std::string path = dir_->dir() + "/" + rec.id + std::string(kJsonSuffix);
+  struct stat st;
+  const bool have = s.ok() && ::stat(path.c_str(), &st) == 0;
+  // What a reader would parse from the file just written.
+  auto back = SandboxRecord::FromJson(j);
+  std::lock_guard<std::mutex> l(mu_);
+  ++writes_;
+  if (have && back.ok()) {
+    Sig sig;
+    FillSig(st, &sig);
+    entries_[rec.id] = Entry{sig, std::move(back).value()};
+  } else {
+    entries_.erase(rec.id);
+    complete_ = false;  // the file may or may not hold it: walk next time
+  }
+  BumpLocked();
+  return s;
+}
+
+Status RecordCache::Remove(const std::string& key) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    BumpLocked();
+  }
+  Status s = dir_->Remove(key);
+  std::lock_guard<std::mutex> l(mu_);
+  ++writes_;
+  entries_.erase(key);
+  if (!s.ok()) complete_ = false;
+  BumpLocked();
+  return s;
+}
+
+int64_t RecordCache::walks() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return walks_;
+}
+
+int64_t RecordCache::reads() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return reads_;
 }
 
 }  // namespace warren::sandbox

@@ -7,7 +7,9 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -132,6 +134,95 @@ class JsonDir final {
 
  private:
   std::string dir_;
+};
+
+// A read cache over the sandbox records of a JsonDir. A record is read and
+// parsed again only when its file changed; a file is judged unchanged when
+// its inode, size, mtime and ctime are (every write is a new file renamed
+// into place, so a rewrite gets a new inode unless the file system reuses
+// the old one within one timestamp tick at the same size). A lookup by id
+// stats its file, so a record written or removed behind the cache's back
+// is seen at once.
+//
+// Scans (All, ForEach, FindByName: List, a lookup by name and the id-slot
+// allocation of every create, the janitor's passes) go further when the
+// cache has a write counter (`seq_path`, one 8-byte file shared through
+// mmap by every RecordCache on the same directory, in any process): each
+// Put/Remove bumps it before and after its write, so when the counter
+// moved by exactly this cache's own bumps since its last full walk, no
+// other writer touched the directory (nor is one half-way, nor died
+// half-way) and the scan answers from memory. Otherwise it walks the
+// directory: one readdir and one stat per record, a read and parse only
+// for the changed ones (docs/SANDBOX.md; bench/orchestrator
+// record_scan_bench). Without a counter every scan walks.
+//
+// Keeps one parsed SandboxRecord per file (about 1 KiB each).
+// Thread-safety: thread-safe; no call holds its mutex across file I/O
+// other than stat/readdir.
+class RecordCache final {
+ public:
+  // `seq_path`: the shared write counter ("" = none); made if missing.
+  explicit RecordCache(const JsonDir* dir, std::string seq_path = "") : dir_(dir), seq_path_(std::move(seq_path)) {}
+  ~RecordCache();
+  RecordCache(const RecordCache&) = delete;
+  RecordCache& operator=(const RecordCache&) = delete;
+
+  // The record of `key`: NotFound when its file is absent; the parse error
+  // when it is not a valid record.
+  Result<SandboxRecord> Get(const std::string& key);
+  // Every valid record, by key order (unparseable files are skipped).
+  std::vector<SandboxRecord> All();
+  // Calls fn on every valid record, by key order, without copying them.
+  // fn runs under the cache's mutex: it must not call back into the cache.
+  void ForEach(const std::function<void(const SandboxRecord&)>& fn);
+  // The key of the record named `name` whose state is not destroyed
+  // (NotFound if none).
+  Result<std::string> FindByName(const std::string& name);
+  // Writes the record's file (atomically) and caches it.
+  Status Put(const SandboxRecord& rec);
+  Status Remove(const std::string& key);
+  // Files read and parsed so far (tests: a scan of unchanged files reads none).
+  int64_t reads() const;
+  // Scans that walked the directory (tests: a scan with no other writer
+  // since the last walk does not).
+  int64_t walks() const;
+
+ private:
+  struct Sig {
+    uint64_t dev = 0, ino = 0;
+    int64_t size = -1, mtime_ns = 0, ctime_ns = 0;
+    bool operator==(const Sig& o) const {
+      return dev == o.dev && ino == o.ino && size == o.size && mtime_ns == o.mtime_ns && ctime_ns == o.ctime_ns;
+    }
+  };
+  struct Entry {
+    Sig sig;
+    SandboxRecord rec;
+  };
+  // The current record of `key` given the file's stat `sig`: the cached one
+  // when it matches, else read and parsed (and cached if still current).
+  Result<SandboxRecord> Load(const std::string& key, const Sig* sig);
+  // Walks every file and brings the cache up to date; calls fn on each
+  // valid record under the mutex (fn must not call back into the cache).
+  template <typename Fn>
+  void Scan(Fn fn);
+
+  // Maps the counter (mu_ held); false without one.
+  bool OpenSeqLocked();
+  // Bumps the shared counter for one of this cache's writes (mu_ held).
+  void BumpLocked();
+
+  const JsonDir* dir_;
+  const std::string seq_path_;
+  mutable std::mutex mu_;
+  std::map<std::string, Entry> entries_;
+  uint64_t writes_ = 0;  // bumped by every Put/Remove: a read that raced one is not cached
+  int64_t reads_ = 0, walks_ = 0;
+  uint64_t* seq_ = nullptr;  // the shared counter (mmap), or null
+  bool seq_failed_ = false;  // could not be opened: walk every time
+  bool complete_ = false;    // entries_ held every record at the last walk...
+  uint64_t seq_base_ = 0;    // ...when the counter read this,
+  uint64_t own_bumps_ = 0;   // and this cache bumped it this often since
 };
 
 }  // namespace warren::sandbox

@@ -1,5 +1,8 @@
 #include "sandbox/state.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include "common/ids.h"
@@ -67,6 +70,114 @@ TEST(StateTest, JsonDir) {
   ASSERT_TRUE(d.Remove("a").ok());
   ASSERT_TRUE(d.Remove("a").ok());
   EXPECT_EQ(d.Keys(), std::vector<std::string>{"b"});
+  (void)RemoveTree(dir);
+}
+
+// The record cache reads a file only when it changed, and sees every change
+// made behind its back (another process writing or removing a record).
+TEST(StateTest, RecordCacheRereadsOnlyChangedFiles) {
+  std::string dir = "/tmp/warren-reccache-" + NewId("", 8);
+  JsonDir d(dir);
+  RecordCache cache(&d);
+  EXPECT_TRUE(cache.All().empty());  // no directory yet
+  auto rec = [](const std::string& id, const std::string& name, SandboxState st) {
+    SandboxRecord r;
+    r.id = id;
+    r.name = name;
+    r.state = st;
+    r.id_slot = static_cast<int>(id.back() - '0');
+    return r;
+  };
+  // Written by "another process": straight to the directory.
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(d.Put("s" + std::to_string(i), rec("s" + std::to_string(i), "n" + std::to_string(i), SandboxState::kStopped).ToJson()).ok());
+  ASSERT_EQ(cache.All().size(), 5u);
+  EXPECT_EQ(cache.reads(), 5);
+  // Nothing changed: a full scan, a lookup by id and by name read nothing.
+  ASSERT_EQ(cache.All().size(), 5u);
+  ASSERT_TRUE(cache.Get("s3").ok());
+  EXPECT_EQ(*cache.FindByName("n4"), "s4");
+  EXPECT_EQ(cache.reads(), 5);
+  // Changed behind its back (same size: only the state's letters differ).
+  ASSERT_TRUE(d.Put("s2", rec("s2", "n2", SandboxState::kStarted).ToJson()).ok());
+  auto all = cache.All();
+  ASSERT_EQ(all.size(), 5u);
+  EXPECT_EQ(all[2].state, SandboxState::kStarted);
+  EXPECT_EQ(cache.reads(), 6);
+  ASSERT_TRUE(d.Put("s2", rec("s2", "n2", SandboxState::kStopped).ToJson()).ok());
+  EXPECT_EQ(cache.Get("s2")->state, SandboxState::kStopped);
+  EXPECT_EQ(cache.reads(), 7);
+  // Removed behind its back.
+  ASSERT_TRUE(d.Remove("s1").ok());
+  EXPECT_EQ(cache.Get("s1").status().code(), Code::kNotFound);
+  EXPECT_EQ(cache.All().size(), 4u);
+  EXPECT_EQ(cache.FindByName("n1").status().code(), Code::kNotFound);
+  // A destroyed record keeps its file (tombstone) but not its name.
+  ASSERT_TRUE(cache.Put(rec("s4", "n4", SandboxState::kDestroyed)).ok());
+  EXPECT_EQ(cache.FindByName("n4").status().code(), Code::kNotFound);
+  // Put caches what it wrote: no read, and the file holds it.
+  ASSERT_TRUE(cache.Put(rec("s5", "n5", SandboxState::kStopped)).ok());
+  const int64_t before = cache.reads();
+  EXPECT_EQ(*cache.FindByName("n5"), "s5");
+  EXPECT_EQ(cache.reads(), before);
+  EXPECT_EQ((*d.Get("s5"))["name"], "n5");
+  ASSERT_TRUE(cache.Remove("s5").ok());
+  EXPECT_EQ(d.Get("s5").status().code(), Code::kNotFound);
+  // A file that is not a record is skipped by scans and an error by id;
+  // a key that is not a plain file name is not found.
+  ASSERT_TRUE(WriteFileAtomic(dir + "/bad.json", "{not json").ok());
+  EXPECT_EQ(cache.All().size(), 4u);
+  EXPECT_FALSE(cache.Get("bad").ok());
+  EXPECT_NE(cache.Get("bad").status().code(), Code::kNotFound);
+  EXPECT_EQ(cache.Get("../" + dir.substr(5) + "/s0").status().code(), Code::kNotFound);
+  (void)RemoveTree(dir);
+}
+
+// With the shared write counter a scan answers from memory while no other
+// cache (another process) wrote since its last walk, and walks again as
+// soon as one did, or died half-way through a write.
+TEST(StateTest, RecordCacheWalksOnlyAfterAnotherWriter) {
+  const std::string dir = "/tmp/warren-recseq-" + NewId("", 8);
+  ASSERT_TRUE(MkdirAll(dir).ok());
+  JsonDir d(dir + "/sandboxes");
+  const std::string seq = dir + "/records.seq";
+  RecordCache a(&d, seq), b(&d, seq);
+  auto rec = [](const std::string& id) {
+    SandboxRecord r;
+    r.id = id;
+    r.name = "n" + id;
+    r.state = SandboxState::kStopped;
+    return r;
+  };
+  ASSERT_TRUE(a.Put(rec("1")).ok());
+  EXPECT_EQ(a.All().size(), 1u);  // walks
+  const int64_t w = a.walks();
+  EXPECT_EQ(a.All().size(), 1u);
+  EXPECT_EQ(*a.FindByName("n1"), "1");
+  ASSERT_TRUE(a.Put(rec("2")).ok());  // its own write: still from memory
+  EXPECT_EQ(a.All().size(), 2u);
+  EXPECT_EQ(*a.FindByName("n2"), "2");
+  EXPECT_EQ(a.walks(), w);
+  ASSERT_TRUE(b.Put(rec("3")).ok());  // another writer
+  EXPECT_EQ(*a.FindByName("n3"), "3");
+  EXPECT_EQ(a.walks(), w + 1);
+  ASSERT_TRUE(b.Remove("1").ok());
+  EXPECT_EQ(a.FindByName("n1").status().code(), Code::kNotFound);
+  EXPECT_EQ(a.walks(), w + 2);
+  EXPECT_EQ(a.All().size(), 2u);
+  EXPECT_EQ(a.walks(), w + 2);
+  // A writer that bumped the counter and died before its second bump.
+  {
+    UniqueFd fd(::open(seq.c_str(), O_RDWR | O_CLOEXEC));
+    ASSERT_TRUE(fd.valid());
+    uint64_t v = 0;
+    ASSERT_EQ(::pread(fd.get(), &v, sizeof(v), 0), static_cast<ssize_t>(sizeof(v)));
+    ++v;
+    ASSERT_EQ(::pwrite(fd.get(), &v, sizeof(v), 0), static_cast<ssize_t>(sizeof(v)));
+  }
+  EXPECT_EQ(a.All().size(), 2u);
+  EXPECT_EQ(a.walks(), w + 3);
+  EXPECT_EQ(a.All().size(), 2u);
+  EXPECT_EQ(a.walks(), w + 3);
   (void)RemoveTree(dir);
 }
 

@@ -765,7 +765,14 @@ Result<HandlerResult> SandboxApi::ListSandboxes(HttpRequest& req, const Params&,
     after_t = (*c)["t"].get<int64_t>();
     after_id = (*c)["i"].get<std::string>();
   }
-  WARREN_ASSIGN_OR_RETURN(auto all, rt->List());
+  // Filtered in the runtime before any record is copied when the query
+  // names a label or a state: at 10,000 sandboxes a copy of every record
+  // per request is what a listing costs (docs/BENCHMARKS.md, idle footprint).
+  Result<std::vector<sandbox::SandboxRecord>> listed =
+      !labels.empty() ? rt->ListWithLabel(labels[0].first, labels[0].second)
+      : state         ? rt->ListInState(*state)
+                      : rt->List();
+  WARREN_ASSIGN_OR_RETURN(auto all, std::move(listed));
   std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
     return a.created_at != b.created_at ? a.created_at < b.created_at : a.id < b.id;
   });
