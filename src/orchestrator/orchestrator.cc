@@ -994,10 +994,26 @@ void Orchestrator::JanitorPass() {
     log::Warn("orchestrator.janitor_failed", {{"error", all.status().ToString()}});
     return;
   }
+  // What runs in the started ones: one snapshot for the pass (one /proc
+  // walk, not one per sandbox). A stop re-checks its sandbox on its own.
+  std::vector<SandboxRecord> started;
+  for (const auto& rec : *all)
+    if (rec.state == SandboxState::kStarted && Ours(rec)) started.push_back(rec);
+  std::map<std::string, std::vector<SandboxProcess>> procs;
+  if (!started.empty()) {
+    auto snap = sandboxes_->ProcessesOfMany(started);
+    if (!snap.ok()) {
+      log::Warn("orchestrator.janitor_failed", {{"error", snap.status().ToString()}});
+      return;
+    }
+    procs = std::move(*snap);
+  }
+  static const std::vector<SandboxProcess> kNone;
   for (const auto& rec : *all) {
     if (stopping_) return;
     if (!Ours(rec)) continue;
-    JanitorOne(rec, full);
+    auto it = procs.find(rec.id);
+    JanitorOne(rec, full, it != procs.end() ? it->second : kNone);
   }
 }
 
@@ -1015,7 +1031,7 @@ void Orchestrator::ArchiveFor(const SandboxRecord& rec, const std::string& why) 
                                               {"reason", why}});
 }
 
-void Orchestrator::JanitorOne(const SandboxRecord& rec_in, bool full_pass) {
+void Orchestrator::JanitorOne(const SandboxRecord& rec_in, bool full_pass, const std::vector<SandboxProcess>& seen) {
   const std::string sid = Label(rec_in, kLabelSession);
   const std::string env = Label(rec_in, kLabelEnvironment);
   const int64_t now = NowMs();
@@ -1036,8 +1052,7 @@ void Orchestrator::JanitorOne(const SandboxRecord& rec_in, bool full_pass) {
   // every session_check_interval for the others.
   bool quiet = false;
   if (rec_in.state == SandboxState::kStarted) {
-    auto procs = sandboxes_->Processes(rec_in.id);
-    if (!procs.ok()) return;
+    const std::vector<SandboxProcess>* procs = &seen;
     quiet = std::all_of(procs->begin(), procs->end(), [](const SandboxProcess& p) { return p.ns_pid == 1; });
     // A runner nobody supervises (its launch finished after a restart of
     // this process had already re-adopted the sandbox): adopt it now, so

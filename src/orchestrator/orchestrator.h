@@ -253,8 +253,9 @@ class Orchestrator final {
   // Archives the sandbox (if any) of a session that is gone.
   void ArchiveFor(const sandbox::SandboxRecord& rec, const std::string& why);
   // `full_pass`: the pass that visits every sandbox (once per
-  // session_check_interval): the session's liveness is checked.
-  void JanitorOne(const sandbox::SandboxRecord& rec, bool full_pass);
+  // session_check_interval): the session's liveness is checked. `seen`: what
+  // ran in `rec` (if started) in the pass's snapshot (ProcessesOfMany).
+  void JanitorOne(const sandbox::SandboxRecord& rec, bool full_pass, const std::vector<SandboxProcess>& seen);
   std::mutex* SessionLock(const std::string& session_id);
   bool Sleep(std::chrono::milliseconds d);  // false when stopping
   bool Ours(const sandbox::SandboxRecord& rec) const;

@@ -207,6 +207,24 @@ class FakeSandboxes final : public SandboxHost {
       if (sandbox::ProcessAlive(p.host_pid, p.start_time)) out.push_back(p);
     return out;
   }
+  Result<std::map<std::string, std::vector<SandboxProcess>>> ProcessesOfMany(
+      const std::vector<SandboxRecord>& started) override {
+    std::map<std::string, std::vector<SandboxProcess>> out;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      ++many_scans;
+    }
+    for (const auto& r : started) {
+      std::lock_guard<std::mutex> l(mu);
+      if (recs.count(r.id) == 0 || recs[r.id].state != SandboxState::kStarted) continue;
+      SandboxProcess init;
+      init.ns_pid = 1;
+      out[r.id].push_back(init);
+      for (auto& p : procs[r.id])
+        if (sandbox::ProcessAlive(p.host_pid, p.start_time)) out[r.id].push_back(p);
+    }
+    return out;
+  }
   Result<std::string> ReadFile(const std::string&, const std::string& path) override {
     std::lock_guard<std::mutex> l(mu);
     auto it = files.find(path);
@@ -237,6 +255,7 @@ class FakeSandboxes final : public SandboxHost {
   std::vector<sandbox::CreateOptions> creates;
   std::vector<sandbox::ExecRequest> execs;
   int scans = 0;                   // Processes() calls so far
+  int many_scans = 0;              // ProcessesOfMany() calls so far
   std::vector<int> scans_at_exec;  // `scans` at each Exec()
   std::vector<std::string> log;
 };
@@ -724,6 +743,47 @@ TEST_F(OrchestratorTest, JanitorVisitsStoppedSandboxesOncePerSessionCheck) {
   EXPECT_EQ(sb.lists, lists_at_start + 2);
   EXPECT_EQ(sb.recs[old["old3"]].state, SandboxState::kArchived);
   EXPECT_EQ(sb.recs[old["old4"]].state, SandboxState::kStopped);
+  o->Stop();
+}
+
+// A janitor pass looks at what runs in its started sandboxes through one
+// snapshot (one /proc walk for the runtime), not one scan per sandbox: at
+// thousands of started sandboxes a per-sandbox scan costs sandboxes x host
+// processes and the janitor falls behind (docs/BENCHMARKS.md). Only the
+// sandbox about to be stopped is scanned again, right before its stop.
+TEST_F(OrchestratorTest, JanitorPassScansProcessesOnceNotPerSandbox) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) {
+    const std::string sid = "busy" + std::to_string(i);
+    sandbox::CreateOptions c;
+    c.labels = {{kLabelSession, sid}, {kLabelEnvironment, "env_1"}, {kLabelMode, "session"},
+                {kLabelOrchestrator, "embedded"}};
+    ids.push_back(sb.Create(c).value().id);
+    source.sessions[sid] = Session(sid, "idle");
+    // Something the agent started still runs in each: none may be stopped.
+    std::lock_guard<std::mutex> l(sb.mu);
+    sb.procs[ids.back()].push_back(FakeSandboxes::Spawn({"/bin/sleep", "60"}, 7));
+  }
+  auto o = Make();
+  const int scans = sb.scans, many = sb.many_scans;
+  o->JanitorPass();
+  clock.Advance(10'000'000);
+  o->JanitorPass();
+  EXPECT_EQ(sb.many_scans, many + 2);
+  EXPECT_EQ(sb.scans, scans);  // no per-sandbox scan: none was due to stop
+  for (const auto& id : ids) EXPECT_EQ(sb.recs[id].state, SandboxState::kStarted) << id;
+  // The processes end: each sandbox is quiet, and is stopped after a fresh
+  // scan of its own.
+  for (const auto& id : ids) {
+    std::lock_guard<std::mutex> l(sb.mu);
+    for (auto& p : sb.procs[id]) FakeSandboxes::Kill(p.host_pid);
+    sb.procs[id].clear();
+  }
+  o->JanitorPass();
+  clock.Advance(10'000'000);
+  o->JanitorPass();
+  for (const auto& id : ids) EXPECT_EQ(sb.recs[id].state, SandboxState::kStopped) << id;
+  EXPECT_EQ(sb.scans, scans + static_cast<int>(ids.size()));
   o->Stop();
 }
 

@@ -54,6 +54,12 @@ class SandboxHost {
   // Every process of a started sandbox, its init included. Empty when the
   // sandbox is not started.
   virtual Result<std::vector<SandboxProcess>> Processes(const std::string& id) = 0;
+  // The processes of each of `started` (records of started sandboxes), by
+  // sandbox id, as one snapshot: the janitor's view of a pass. A sandbox
+  // that is no longer running maps to nothing. The default asks Processes()
+  // for each; the runtime's host walks /proc once for all of them.
+  virtual Result<std::map<std::string, std::vector<SandboxProcess>>> ProcessesOfMany(
+      const std::vector<sandbox::SandboxRecord>& started);
   // A small file of the sandbox's rootfs (resolved inside the root, no
   // symlinks followed). NotFound when absent.
   virtual Result<std::string> ReadFile(const std::string& id, const std::string& path) = 0;
@@ -90,6 +96,8 @@ class RuntimeSandboxHost final : public SandboxHost {
     return rt_->Exec(id, req);
   }
   Result<std::vector<SandboxProcess>> Processes(const std::string& id) override;
+  Result<std::map<std::string, std::vector<SandboxProcess>>> ProcessesOfMany(
+      const std::vector<sandbox::SandboxRecord>& started) override;
   Result<std::string> ReadFile(const std::string& id, const std::string& path) override;
 
  private:
