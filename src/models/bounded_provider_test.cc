@@ -113,11 +113,13 @@ TEST(BoundedProvider, CancelWhileWaitingCompletesAtOnceAndFreesNothing) {
   ASSERT_TRUE(inner->WaitStarted(2));
   EXPECT_EQ(inner->order(), (std::vector<std::string>{"first", "third"}));
   EXPECT_EQ(inner->cancelled(), 1);
+  // "first" completes on the TimerLoop thread, which starts "third" before
+  // it hands first's result to `res`: wait for that result before answering
+  // "third", or the two callbacks race for the order checked below.
+  ASSERT_TRUE(res.WaitFor(1));
   ASSERT_TRUE(inner->Complete("third", HeldProvider::Text("ok")));
-  // "first" completes on the TimerLoop thread, which may still be handing
-  // its result to `res` after "third" started: wait for both callbacks, so
-  // that no completion outlives `res` and `p` (a use after free that once
-  // broke the next test with bad_function_call).
+  // Wait for both callbacks, so that no completion outlives `res` and `p`
+  // (a use after free that once broke the next test with bad_function_call).
   ASSERT_TRUE(res.WaitFor(2));
   {
     std::lock_guard<std::mutex> lock(res.mu);
