@@ -1026,24 +1026,7 @@ Result<Engine::Step> Engine::ModelTurn(const std::string& id) {
       }
       models::CallOptions opts;
       opts.cancel = token.get();
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        calls_outstanding_++;
-        awaiting_.insert(id);
-      }
-      try {
-        provider_->CallAsync(call->compaction->request, nullptr, opts,
-                             [this, id, call](models::ModelResult r) { OnModelDone(id, call, std::move(r)); });
-      } catch (...) {
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          calls_outstanding_--;
-          awaiting_.erase(id);
-        }
-        cv_.notify_all();
-        throw;
-      }
-      return Step::kAwaiting;
+      return StartCall(id, call, call->compaction->request, nullptr, opts);
     }
   }
   auto call = std::make_shared<InflightCall>();
@@ -1102,15 +1085,21 @@ Result<Engine::Step> Engine::ModelTurn(const std::string& id) {
     call->result = provider_->Call(req, &observer, call_opts);
     return RecordAnswer(id, *call);
   }
+  return StartCall(id, call, std::move(req), &observer, call_opts);
+}
+
+Engine::Step Engine::StartCall(const std::string& id, std::shared_ptr<InflightCall> call, models::ModelRequest req,
+                               models::ModelStreamObserver* observer, models::CallOptions opts) {
   // The call holds no engine thread: its completion queues the session
-  // again, and a worker records the answer (RecordAnswer) in one step.
+  // again, and a worker records the answer (RecordAnswer, or
+  // RecordCompaction for a summary) in one step.
   {
     std::lock_guard<std::mutex> lock(mu_);
     calls_outstanding_++;
     awaiting_.insert(id);
   }
   try {
-    provider_->CallAsync(std::move(req), &observer, call_opts,
+    provider_->CallAsync(std::move(req), observer, opts,
                          [this, id, call](models::ModelResult r) { OnModelDone(id, call, std::move(r)); });
   } catch (...) {
     {

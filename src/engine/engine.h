@@ -189,6 +189,10 @@ class Engine final : public domain::SessionObserver {
   // Starts one model call (kAwaiting), or settles the turn without one
   // (kDone); in pinned mode also records the answer (kMore: another is due).
   Result<Step> ModelTurn(const std::string& session_id);
+  // Starts `call` with CallAsync (kAwaiting): the session awaits its
+  // completion (OnModelDone), holding no engine thread.
+  Step StartCall(const std::string& session_id, std::shared_ptr<InflightCall> call, models::ModelRequest request,
+                 models::ModelStreamObserver* observer, models::CallOptions options);
   // A retry notice from the provider's thread: queued for a worker, which
   // runs it before the answer is recorded (inline in pinned mode).
   void PostNotice(const std::string& session_id, std::function<void()> fn);

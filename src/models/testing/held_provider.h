@@ -71,15 +71,7 @@ class HeldProvider final : public ModelProvider {
   // Completes the oldest held call whose last user text contains `marker`
   // ("" = any) with `response`; false if there is none.
   bool Complete(const std::string& marker, ModelResponse response) {
-    std::shared_ptr<Held> h;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (auto& c : held_)
-        if (marker.empty() || LastUserText(c->request).find(marker) != std::string::npos) {
-          h = c;
-          break;
-        }
-    }
+    std::shared_ptr<Held> h = Find(marker);
     if (!h || !Take(h)) return false;
     if (h->observer) {
       h->observer->OnAttemptStart(1);
@@ -99,15 +91,7 @@ class HeldProvider final : public ModelProvider {
   // Fails the oldest held call whose last user text contains `marker` with a
   // non-retryable request error; false if there is none.
   bool Fail(const std::string& marker) {
-    std::shared_ptr<Held> h;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (auto& c : held_)
-        if (marker.empty() || LastUserText(c->request).find(marker) != std::string::npos) {
-          h = c;
-          break;
-        }
-    }
+    std::shared_ptr<Held> h = Find(marker);
     if (!h || !Take(h)) return false;
     ModelError e;
     e.kind = ModelErrorKind::kRequestFailed;
@@ -163,6 +147,13 @@ class HeldProvider final : public ModelProvider {
   }
 
  private:
+  // The oldest held call whose last user text contains `marker` ("" = any).
+  std::shared_ptr<Held> Find(const std::string& marker) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& c : held_)
+      if (marker.empty() || LastUserText(c->request).find(marker) != std::string::npos) return c;
+    return nullptr;
+  }
   bool Take(const std::shared_ptr<Held>& h) {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto it = held_.begin(); it != held_.end(); ++it)
