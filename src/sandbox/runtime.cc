@@ -230,7 +230,7 @@ void SandboxRuntime::CollectLayersLocked(const std::vector<std::string>& layers)
   }
 }
 
-Result<SandboxRecord> SandboxRuntime::LoadLocked(const std::string& id_or_name) {
+Result<SandboxRecord> SandboxRuntime::FindRecord(const std::string& id_or_name) {
   auto found = records_.Get(id_or_name);
   if (!found.ok() && found.status().code() == Code::kNotFound) {
     // Look up by name among live records.
@@ -243,6 +243,11 @@ Result<SandboxRecord> SandboxRuntime::LoadLocked(const std::string& id_or_name) 
   }
   SandboxRecord rec = std::move(found).value();
   if (rec.state == SandboxState::kDestroyed) return Status::NotFound("sandbox " + id_or_name + " was deleted");
+  return rec;
+}
+
+Result<SandboxRecord> SandboxRuntime::LoadLocked(const std::string& id_or_name) {
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, FindRecord(id_or_name));
   // Under the sandbox's lock no operation on it is in flight, so a
   // transitional state here means the process that set it died: finish or
   // undo the transition now.
@@ -261,17 +266,7 @@ Result<std::string> SandboxRuntime::ResolveId(const std::string& id_or_name) {
 }
 
 Result<SandboxRecord> SandboxRuntime::ReadRecord(const std::string& id_or_name) {
-  auto found = records_.Get(id_or_name);
-  if (!found.ok() && found.status().code() == Code::kNotFound) {
-    auto id = records_.FindByName(id_or_name);
-    if (id.ok()) found = records_.Get(*id);
-  }
-  if (!found.ok()) {
-    if (found.status().code() == Code::kNotFound) return Status::NotFound("no sandbox " + id_or_name);
-    return found.status();
-  }
-  SandboxRecord rec = std::move(found).value();
-  if (rec.state == SandboxState::kDestroyed) return Status::NotFound("sandbox " + id_or_name + " was deleted");
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, FindRecord(id_or_name));
   if (IsTransitional(rec.state)) {
     // Busy: an operation is in flight; report the state it set. Free: the
     // process that set it died; recover under the lock.

@@ -347,6 +347,9 @@ class SandboxRuntime final : public Sandboxes {
   Result<std::string> ResolveId(const std::string& id_or_name);
   // List() restricted to the records `pred` accepts (null: all).
   Result<std::vector<SandboxRecord>> ListWhere(const std::function<bool(const SandboxRecord&)>& pred);
+  // The live record of a sandbox by id or name, as stored (NotFound for an
+  // unknown or deleted one); no recovery, no lock.
+  Result<SandboxRecord> FindRecord(const std::string& id_or_name);
   // The record without its lock (world lock held): an in-flight transition
   // is reported as is; one left by a dead process is recovered first.
   Result<SandboxRecord> ReadRecord(const std::string& id_or_name);
