@@ -26,6 +26,7 @@ class FakeSource final : public WorkSource {
   Result<std::optional<WorkItem>> Poll(int block_ms, int64_t) override {
     std::unique_lock<std::mutex> l(mu);
     if (queue.empty()) {
+      ++empty_polls;
       l.unlock();
       std::this_thread::sleep_for(std::chrono::milliseconds(std::min(block_ms, 10)));
       return std::optional<WorkItem>();
@@ -78,6 +79,7 @@ class FakeSource final : public WorkSource {
   std::map<std::string, Json> sessions;
   std::vector<std::string> acked, stopped;
   int ack_failures = 0;
+  int empty_polls = 0;  // polls that found the queue empty
 };
 
 class FakeSandboxes final : public SandboxHost {
@@ -526,6 +528,14 @@ TEST_F(OrchestratorTest, WebhookModeDrainsOnWake) {
   ASSERT_TRUE(o->Start().ok());
   for (int i = 0; i < 500 && o->stats().drains < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_EQ(o->stats().drains, 1);  // the drain at start
+  // ...has ended: it found the queue empty (items queued while it runs
+  // would be its to claim).
+  auto empty_polls = [&] {
+    std::lock_guard<std::mutex> l(source.mu);
+    return source.empty_polls;
+  };
+  for (int i = 0; i < 500 && empty_polls() < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_GE(empty_polls(), 1);
   for (int i = 0; i < 3; ++i) {
     std::string s = "s" + std::to_string(i);
     std::lock_guard<std::mutex> l(source.mu);
@@ -892,6 +902,14 @@ TEST_F(OrchestratorTest, EndedRunnerReleasesItsItem) {
   sb.EndRunners(id);
   for (int i = 0; i < 300 && !o->Runners().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_TRUE(o->Runners().empty());
+  // The release follows the runner's removal on the supervisor's thread.
+  for (int i = 0; i < 300; ++i) {
+    {
+      std::lock_guard<std::mutex> l(source.mu);
+      if (!source.released.empty()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   {
     std::lock_guard<std::mutex> l(source.mu);
     EXPECT_EQ(source.released, std::vector<std::string>{"w1"});
