@@ -41,10 +41,14 @@ TEST_F(ToolsTest, BashStatePersistsAndScrubsCredentials) {
 
 TEST_F(ToolsTest, BackgroundJobOutputBetweenCallsNeverBlocks) {
   Toolset t({work_});
-  auto r = t.Run("bash", {{"command", "(seq 1 200000; echo finished > bgdone) & echo started"}});
+  // The job waits for `go` so none of its output can race into this call's.
+  auto r = t.Run("bash", {{"command",
+                           "(while [ ! -e go ]; do sleep 0.01; done; seq 1 200000; "
+                           "echo finished > bgdone) & echo started"}});
   EXPECT_EQ(Text(r), "started");
+  std::ofstream(work_ + "/go") << "";
   // No call runs now; the job's ~1.3 MB of output must still drain.
-  for (int i = 0; i < 100 && access((work_ + "/bgdone").c_str(), F_OK) != 0; ++i) {
+  for (int i = 0; i < 400 && access((work_ + "/bgdone").c_str(), F_OK) != 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_EQ(Text(t.Run("bash", {{"command", "cat bgdone"}})), "finished");
