@@ -39,13 +39,7 @@ export function clock(ts) {
   return new Date(ts).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
 }
 
-// BetaMonetaryAmount: amount in cents as a string.
-export function cost(m) {
-  if (!m || m.amount === undefined) return '—';
-  const cents = Number(m.amount);
-  if (!Number.isFinite(cents)) return '—';
-  return (m.currency === 'USD' || !m.currency ? '$' : m.currency + ' ') + (cents / 100).toFixed(2);
-}
+export { cost } from './format.js';
 
 export function tokens(n) {
   if (n === undefined || n === null) return '0';
