@@ -39,10 +39,21 @@ std::string Elements(const std::vector<Ipv4Cidr>& v) {
   return out;
 }
 
+const char kAllowSetType[] = "type ipv4_addr; flags interval; auto-merge;";
+
+// A sandbox gets its set allow_<slot> only when it allows something. Before
+// every command, libnftables fills its cache with the elements of every
+// interval set in the table, one netlink dump per set, and the kernel finds
+// each set by a linear name search: with a set per sandbox, one sandbox's
+// add or remove cost O(sandboxes^2) (0.2 s each at 3,000 started sandboxes,
+// which starved the janitor). Most sandboxes (isolated, no allow_cidrs) now
+// have none, so that cost follows only the sandboxes with an allowlist.
+bool HasAllowSet(const SandboxFirewall& s) { return !s.allow.empty(); }
+
 // The rules of chain sbx_<slot>, one per line, without indentation.
 std::vector<std::string> SandboxRules(const SandboxFirewall& s) {
-  std::vector<std::string> r = {"meta nfproto ipv6 drop", "ip saddr != " + FormatIpv4(s.address) + " drop",
-                                "ip daddr @allow_" + std::to_string(s.slot) + " accept"};
+  std::vector<std::string> r = {"meta nfproto ipv6 drop", "ip saddr != " + FormatIpv4(s.address) + " drop"};
+  if (HasAllowSet(s)) r.push_back("ip daddr @allow_" + std::to_string(s.slot) + " accept");
   if (s.block_all) {
     r.push_back("drop");
   } else {
@@ -52,12 +63,11 @@ std::vector<std::string> SandboxRules(const SandboxFirewall& s) {
   return r;
 }
 
-const char kAllowSetType[] = "type ipv4_addr; flags interval; auto-merge;";
 
 // The rules of chain pre_<slot> (nat prerouting) of a limited sandbox.
 std::vector<std::string> PreRules(const SandboxFirewall& s) {
-  std::vector<std::string> r = {"meta nfproto ipv6 return", "ip saddr != " + FormatIpv4(s.address) + " return",
-                                "ip daddr @allow_" + std::to_string(s.slot) + " return"};
+  std::vector<std::string> r = {"meta nfproto ipv6 return", "ip saddr != " + FormatIpv4(s.address) + " return"};
+  if (HasAllowSet(s)) r.push_back("ip daddr @allow_" + std::to_string(s.slot) + " return");
   if (s.proxy_port) r.push_back("meta l4proto tcp redirect to :" + std::to_string(s.proxy_port));
   if (s.dns_port) r.push_back("udp dport 53 redirect to :" + std::to_string(s.dns_port));
   return r;
@@ -101,9 +111,9 @@ std::string RenderFirewall(const FirewallSpec& spec) {
   o << "table inet " << t << " {\n";
   o << "  set blocked { type ipv4_addr; flags interval; elements = { " << Elements(BlockedRanges()) << " } }\n";
   for (const auto& s : spec.sandboxes) {
-    o << "  set allow_" << s.slot << " { " << kAllowSetType;
-    if (!s.allow.empty()) o << " elements = { " << Elements(s.allow) << " }";
-    o << " }\n";
+    if (HasAllowSet(s)) {
+      o << "  set allow_" << s.slot << " { " << kAllowSetType << " elements = { " << Elements(s.allow) << " } }\n";
+    }
     o << "  chain sbx_" << s.slot << " {\n";
     for (const auto& r : SandboxRules(s)) o << "    " << r << "\n";
     o << "  }\n";
@@ -166,9 +176,11 @@ std::string RenderAddSandbox(const std::string& table, const SandboxFirewall& s)
   // refill), so re-adding a sandbox left over by a failed teardown works.
   std::ostringstream o;
   std::string t = "inet " + table, slot = std::to_string(s.slot);
-  o << "add set " << t << " allow_" << slot << " { " << kAllowSetType << " }\n";
-  o << "flush set " << t << " allow_" << slot << "\n";
-  if (!s.allow.empty()) o << "add element " << t << " allow_" << slot << " { " << Elements(s.allow) << " }\n";
+  if (HasAllowSet(s)) {
+    o << "add set " << t << " allow_" << slot << " { " << kAllowSetType << " }\n";
+    o << "flush set " << t << " allow_" << slot << "\n";
+    o << "add element " << t << " allow_" << slot << " { " << Elements(s.allow) << " }\n";
+  }
   o << "add chain " << t << " sbx_" << slot << "\n";
   o << "flush chain " << t << " sbx_" << slot << "\n";
   for (const auto& r : SandboxRules(s)) o << "add rule " << t << " sbx_" << slot << " " << r << "\n";
@@ -193,7 +205,7 @@ std::string RenderRemoveSandbox(const std::string& table, const SandboxFirewall&
     o << "delete chain " << t << " pre_" << slot << "\n";
   }
   o << "delete chain " << t << " sbx_" << slot << "\n";
-  o << "delete set " << t << " allow_" << slot << "\n";
+  if (HasAllowSet(s)) o << "delete set " << t << " allow_" << slot << "\n";
   return o.str();
 }
 
