@@ -136,7 +136,9 @@ Result<std::shared_ptr<McpConnection>> McpGateway::Connect(const Json& session, 
     // timeouts, not by the token of the call that connected.
     bearer = [this, c](bool refresh) { return credentials_.Bearer(c, refresh, nullptr); };
   }
-  auto conn = std::make_shared<McpConnection>(http_, s->url, bearer, options_.connection);
+  McpConnectionOptions copts = options_.connection;
+  copts.label = Str(session, "id") + "/" + name;
+  auto conn = std::make_shared<McpConnection>(http_, s->url, bearer, copts);
   WARREN_RETURN_IF_ERROR(conn->Initialize(cancel));
   log::Info("mcp.connected", {{"session", Str(session, "id")},
                               {"server", name},

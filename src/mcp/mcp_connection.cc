@@ -1,7 +1,10 @@
 #include "mcp/mcp_connection.h"
 
+#include <algorithm>
 #include <chrono>
+#include <thread>
 
+#include "common/log.h"
 #include "common/sse_parser.h"
 
 namespace warren::mcp {
@@ -24,10 +27,10 @@ std::string ContentType(const HttpResponse& r) {
   return ct;
 }
 
-Status HttpFailure(const std::string& what, const HttpResponse& r) {
-  if (r.status == 401 || r.status == 403)
-    return Status::Unauthenticated(what + ": the server refused the credentials (HTTP " + std::to_string(r.status) + ")");
-  return Status::Unavailable(what + ": HTTP " + std::to_string(r.status));
+Status HttpFailure(const std::string& what, int status) {
+  if (status == 401 || status == 403)
+    return Status::Unauthenticated(what + ": the server refused the credentials (HTTP " + std::to_string(status) + ")");
+  return Status::Unavailable(what + ": HTTP " + std::to_string(status));
 }
 
 }  // namespace
@@ -69,12 +72,44 @@ McpConnection::McpConnection(HttpClient* http, std::string url, BearerFn bearer,
     : http_(http), url_(std::move(url)), bearer_(std::move(bearer)), options_(options) {}
 
 McpConnection::~McpConnection() {
+  StopStandalone();
   stream_cancel_.Cancel();
   if (reader_.joinable()) reader_.join();
 }
 
-Result<HttpResponse> McpConnection::Post(const std::string& url, const std::string& body, int64_t timeout_ms,
-                                         const CancelToken* cancel) {
+namespace {
+
+int64_t NowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Milliseconds left before `deadline_us` (at least 1; 0 = no deadline).
+int64_t LeftMs(int64_t deadline_us) {
+  if (deadline_us == 0) return 0;
+  return std::max<int64_t>(1, (deadline_us - NowUs()) / 1000);
+}
+
+// Sleeps `ms`, waking early when `cancel` fires. False when cancelled.
+bool SleepUnlessCancelled(int64_t ms, const CancelToken* cancel) {
+  const int64_t until = NowUs() + ms * 1000;
+  while (NowUs() < until) {
+    if (cancel && cancel->cancelled()) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(10, std::max<int64_t>(1, (until - NowUs()) / 1000))));
+  }
+  return !(cancel && cancel->cancelled());
+}
+
+}  // namespace
+
+void McpConnection::OnToolsChanged(const char* where) {
+  tools_changed_ = true;
+  log::Info("mcp.tools_list_changed", {{"connection", options_.label}, {"server", url_}, {"stream", where}});
+}
+
+Result<McpConnection::Exchange> McpConnection::Send(const std::string& method, const std::string& url,
+                                                    const std::string& body, int64_t id, const HttpHeaders& extra,
+                                                    bool with_session, int64_t timeout_ms, const CancelToken* cancel) {
   bool refreshed = false;
   for (;;) {
     std::string token;
@@ -88,23 +123,74 @@ Result<HttpResponse> McpConnection::Post(const std::string& url, const std::stri
       token_ = token;
     }
     HttpRequest req;
-    req.method = "POST";
+    req.method = method;
     req.url = url;
     req.body = body;
     req.connect_timeout_ms = options_.connect_timeout_ms;
     req.total_timeout_ms = timeout_ms;
-    req.max_response_bytes = options_.max_response_bytes;
     req.proxy = "-";
-    req.headers = {{"Content-Type", "application/json"}, {"Accept", "application/json, text/event-stream"}};
+    if (method == "POST")
+      req.headers = {{"Content-Type", "application/json"}, {"Accept", "application/json, text/event-stream"}};
+    else
+      req.headers = {{"Accept", "text/event-stream"}};
     if (!token.empty()) req.headers.push_back({"Authorization", "Bearer " + token});
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (!session_id_.empty()) req.headers.push_back({"Mcp-Session-Id", session_id_});
-      if (!protocol_version_.empty()) req.headers.push_back({"MCP-Protocol-Version", protocol_version_});
+      if (with_session && !session_id_.empty()) req.headers.push_back({"Mcp-Session-Id", session_id_});
+      if (with_session && !protocol_version_.empty()) req.headers.push_back({"MCP-Protocol-Version", protocol_version_});
     }
-    auto r = http_->Send(req, cancel);
-    if (!r.ok()) return r.status().WithContext("MCP server " + url_);
-    if (r->status == 401 && !refreshed && bearer_) {
+    for (const auto& h : extra) req.headers.push_back(h);
+
+    Exchange x;
+    size_t stream_bytes = 0;
+    bool too_large = false;
+    SseParser parser(
+        [&](const SseEvent& ev) {
+          x.events++;
+          if (!ev.id.empty()) x.last_event_id = ev.id;  // sticky: the id to resume from
+          if (ev.retry_ms) x.retry_ms = ev.retry_ms;
+          if (ev.event != "message" || x.response) return;
+          auto j = ParseJson(ev.data);
+          if (!j.ok()) return;  // a priming event (empty data) or junk
+          auto visit = [&](const Json& m) {
+            if (IsNotification(m, "notifications/tools/list_changed")) OnToolsChanged(id < 0 ? "standalone" : "answer");
+            if (id >= 0 && !x.response && HasId(m, id)) x.response = m;
+          };
+          if (j->is_array()) {
+            for (const Json& m : *j) visit(m);
+          } else {
+            visit(*j);
+          }
+        },
+        options_.max_response_bytes);
+    StreamHandlers h;
+    h.on_headers = [&](const HttpResponse& head) {
+      x.status = head.status;
+      x.session_id = head.Header("mcp-session-id").value_or("");
+      x.event_stream = head.status >= 200 && head.status < 300 && ContentType(head).rfind("text/event-stream", 0) == 0;
+      return true;
+    };
+    h.on_data = [&](std::string_view chunk) {
+      stream_bytes += chunk.size();
+      if (stream_bytes > options_.max_response_bytes) {
+        too_large = true;
+        return false;
+      }
+      if (!x.event_stream) {
+        x.body.append(chunk);
+        return true;
+      }
+      return parser.Feed(chunk) && !x.response;  // the answer is in: no need to read on
+    };
+    auto r = http_->Stream(req, h, cancel);
+    if (cancel && cancel->cancelled() && !x.response) return Status::Cancelled("cancelled");
+    if (too_large) {
+      x.transport = Status::TooLarge("MCP server " + url_ + ": the answer is larger than " +
+                                     std::to_string(options_.max_response_bytes) + " bytes");
+    } else if (!r.ok() && !x.response) {
+      x.transport = r.status().WithContext("MCP server " + url_);
+    }
+    if (x.status == 401 && !refreshed && bearer_) {
       refreshed = true;
       auto fresh = bearer_(true);
       if (!fresh.ok()) return fresh.status();
@@ -112,9 +198,18 @@ Result<HttpResponse> McpConnection::Post(const std::string& url, const std::stri
       token_ = *fresh;
       continue;
     }
-    if (r->status == 401 || r->status == 403) return HttpFailure("MCP server " + url_, *r);
-    return r;
+    if (x.status == 401 || x.status == 403)
+      return Status::Unauthenticated("MCP server " + url_ + ": the server refused the credentials (HTTP " +
+                                     std::to_string(x.status) + ")");
+    return x;
   }
+}
+
+Result<McpConnection::Exchange> McpConnection::Post(const std::string& url, const std::string& body, int64_t timeout_ms,
+                                                    const CancelToken* cancel) {
+  WARREN_ASSIGN_OR_RETURN(Exchange x, Send("POST", url, body, -1, {}, true, timeout_ms, cancel));
+  if (x.status == 0) return x.transport.ok() ? Status::Unavailable("MCP server " + url_ + ": no answer") : x.transport;
+  return x;
 }
 
 Result<Json> McpConnection::ResultOf(const Json& response) {
@@ -130,33 +225,128 @@ Result<Json> McpConnection::ResultOf(const Json& response) {
 
 Result<Json> McpConnection::StreamableRequest(int64_t id, const std::string& body, int64_t timeout_ms,
                                               const CancelToken* cancel) {
-  WARREN_ASSIGN_OR_RETURN(HttpResponse r, Post(url_, body, timeout_ms, cancel));
-  if (r.status == 404) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!session_id_.empty()) return Status::Unavailable("MCP server " + url_ + ": session expired (HTTP 404)");
+  const int64_t deadline = NowUs() + timeout_ms * 1000;
+  for (int attempt = 0;; attempt++) {
+    std::string sid_used;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      sid_used = session_id_;
+    }
+    WARREN_ASSIGN_OR_RETURN(Exchange x, Send("POST", url_, body, id, {}, true, LeftMs(deadline), cancel));
+    if (x.status == 404 && !sid_used.empty()) {
+      if (attempt > 0) return Status::Unavailable("MCP server " + url_ + ": session expired (HTTP 404) again after re-initialising");
+      // The server forgot the session (a restart, an expiry): MCP says to
+      // start a new one with initialize; then this request once more.
+      WARREN_RETURN_IF_ERROR(Reinitialize(sid_used, cancel));
+      continue;
+    }
+    return AnswerOf(std::move(x), id, deadline, cancel);
   }
-  if (r.status < 200 || r.status >= 300) return HttpFailure("MCP server " + url_, r);
-  if (auto sid = r.Header("mcp-session-id")) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (session_id_.empty()) session_id_ = *sid;
+}
+
+Result<Json> McpConnection::AnswerOf(Exchange x, int64_t id, int64_t deadline_us, const CancelToken* cancel) {
+  if (x.response) return ResultOf(*x.response);
+  if (x.status == 0) return x.transport.ok() ? Status::Unavailable("MCP server " + url_ + ": no answer") : x.transport;
+  if (x.status < 200 || x.status >= 300)
+    return Status::Unavailable("MCP server " + url_ + ": HTTP " + std::to_string(x.status));
+  if (!x.event_stream) {
+    if (!x.transport.ok()) return x.transport;
+    auto j = ParseJson(x.body);
+    if (!j.ok()) return Status::Internal("MCP server " + url_ + ": the answer is not JSON");
+    if (j->is_array()) {
+      for (const Json& m : *j)
+        if (HasId(m, id)) return ResultOf(m);
+      return Status::Internal("MCP server " + url_ + ": no response to request " + std::to_string(id));
+    }
+    if (!HasId(*j, id)) return Status::Internal("MCP server " + url_ + ": no response to request " + std::to_string(id));
+    return ResultOf(*j);
   }
-  std::string ct = ContentType(r);
-  if (ct.rfind("text/event-stream", 0) == 0) {
-    bool changed = false;
-    auto resp = ResponseFromSse(r.body, id, &changed);
-    if (changed) tools_changed_ = true;
-    WARREN_RETURN_IF_ERROR(resp.status().WithContext("MCP server " + url_));
-    return ResultOf(*resp);
+  // An event stream that ended (or broke) before the response.
+  if (x.transport.code() == Code::kTimeout || x.transport.code() == Code::kTooLarge) return x.transport;
+  if (x.last_event_id.empty())
+    return Status::Unavailable("MCP server " + url_ + ": the event stream ended before the response to request " +
+                               std::to_string(id) + (x.transport.ok() ? "" : " (" + x.transport.message() + ")") +
+                               ", with no event id to resume from");
+  return Resume(id, x.last_event_id, x.retry_ms, deadline_us, cancel);
+}
+
+Result<Json> McpConnection::Resume(int64_t id, std::string last_event_id, std::optional<long> retry_ms,
+                                   int64_t deadline_us, const CancelToken* cancel) {
+  std::string why;
+  for (int attempt = 0; attempt < std::max(1, options_.max_resume_attempts); attempt++) {
+    if (attempt > 0) {
+      // The server's `retry:` when it gave one (at most 5 s), else a short
+      // growing pause.
+      int64_t pause = retry_ms ? std::clamp<int64_t>(*retry_ms, 0, 5000) : std::min<int64_t>(2000, 50ll << attempt);
+      if (!SleepUnlessCancelled(pause, cancel)) return Status::Cancelled("cancelled");
+    }
+    if (deadline_us != 0 && NowUs() >= deadline_us)
+      return Status::Timeout("MCP server " + url_ + ": no answer to request " + std::to_string(id) + " in time");
+    WARREN_ASSIGN_OR_RETURN(Exchange g, Send("GET", url_, "", id, {{"Last-Event-ID", last_event_id}}, true,
+                                             LeftMs(deadline_us), cancel));
+    if (g.response) {
+      resumptions_++;
+      log::Info("mcp.stream_resumed", {{"connection", options_.label}, {"server", url_}, {"attempt", attempt + 1}});
+      return ResultOf(*g.response);
+    }
+    if (g.transport.code() == Code::kTimeout) return g.transport;
+    if (g.status == 400 || g.status == 404 || g.status == 405)
+      return Status::Unavailable("MCP server " + url_ + ": the answer stream of request " + std::to_string(id) +
+                                 " broke and the server cannot resume it (HTTP " + std::to_string(g.status) + ")");
+    if (!g.last_event_id.empty()) last_event_id = g.last_event_id;
+    if (g.retry_ms) retry_ms = g.retry_ms;
+    why = g.status == 0 ? g.transport.message() : "HTTP " + std::to_string(g.status);
   }
-  auto j = ParseJson(r.body);
-  if (!j.ok()) return Status::Internal("MCP server " + url_ + ": the answer is not JSON");
-  if (j->is_array()) {
-    for (const Json& m : *j)
-      if (HasId(m, id)) return ResultOf(m);
-    return Status::Internal("MCP server " + url_ + ": no response to request " + std::to_string(id));
+  return Status::Unavailable("MCP server " + url_ + ": the answer stream of request " + std::to_string(id) +
+                             " broke and was not resumed after " + std::to_string(options_.max_resume_attempts) +
+                             " attempts (" + why + ")");
+}
+
+void McpConnection::StartStandalone() {
+  if (!options_.standalone_stream) return;
+  std::lock_guard<std::mutex> lock(standalone_mu_);
+  if (standalone_.joinable()) return;
+  standalone_stop_ = std::make_unique<CancelToken>();
+  CancelToken* stop = standalone_stop_.get();
+  standalone_ = std::thread([this, stop] { StandaloneLoop(stop); });
+}
+
+void McpConnection::StopStandalone() {
+  std::lock_guard<std::mutex> lock(standalone_mu_);
+  if (standalone_stop_) standalone_stop_->Cancel();
+  if (standalone_.joinable()) standalone_.join();
+  standalone_stop_.reset();
+}
+
+void McpConnection::StandaloneLoop(CancelToken* stop) {
+  std::string last_event_id;
+  int idle_rounds = 0;  // reconnects in a row that brought no event
+  while (!stop->cancelled()) {
+    HttpHeaders extra;
+    if (!last_event_id.empty()) extra.push_back({"Last-Event-ID", last_event_id});
+    auto x = Send("GET", url_, "", -1, extra, true, 0, stop);
+    if (!x.ok()) {
+      if (x.status().code() != Code::kCancelled)
+        log::Warn("mcp.standalone_stream_ended", {{"connection", options_.label}, {"server", url_}, {"error", x.status().ToString()}});
+      return;
+    }
+    if (x->status == 405) {
+      log::Info("mcp.standalone_stream_unsupported", {{"connection", options_.label}, {"server", url_}});
+      return;
+    }
+    if (x->status == 404) return;  // the session is gone; the next request re-initialises
+    if (!x->last_event_id.empty()) last_event_id = x->last_event_id;
+    idle_rounds = x->events > 0 ? 0 : idle_rounds + 1;
+    if (idle_rounds >= std::max(1, options_.max_resume_attempts)) {
+      log::Warn("mcp.standalone_stream_ended",
+                {{"connection", options_.label},
+                 {"server", url_},
+                 {"error", x->status == 0 ? x->transport.ToString() : "HTTP " + std::to_string(x->status)}});
+      return;
+    }
+    int64_t pause = x->retry_ms ? std::clamp<int64_t>(*x->retry_ms, 0, 5000) : std::min<int64_t>(2000, 50ll << idle_rounds);
+    if (!SleepUnlessCancelled(pause, stop)) return;
   }
-  if (!HasId(*j, id)) return Status::Internal("MCP server " + url_ + ": no response to request " + std::to_string(id));
-  return ResultOf(*j);
 }
 
 void McpConnection::OnLegacyMessage(const std::string& data) {
@@ -245,8 +435,8 @@ Result<Json> McpConnection::LegacyRequest(int64_t id, const std::string& body, i
     std::lock_guard<std::mutex> lock(mu_);
     post_url = post_url_;
   }
-  WARREN_ASSIGN_OR_RETURN(HttpResponse r, Post(post_url, body, timeout_ms, cancel));
-  if (r.status < 200 || r.status >= 300) return HttpFailure("MCP server " + url_, r);
+  WARREN_ASSIGN_OR_RETURN(Exchange r, Post(post_url, body, timeout_ms, cancel));
+  if (r.status < 200 || r.status >= 300) return HttpFailure("MCP server " + url_, r.status);
   if (id < 0) return Json();  // a notification: no answer
   std::unique_lock<std::mutex> lock(mu_);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
@@ -286,53 +476,90 @@ Result<Json> McpConnection::Request(const std::string& method, const Json& param
 Status McpConnection::Notify(const std::string& method, const CancelToken* cancel) {
   Json msg = {{"jsonrpc", "2.0"}, {"method", method}};
   if (transport_ == McpTransport::kHttpSse) return LegacyRequest(-1, DumpJson(msg), options_.request_timeout_ms, cancel).status();
-  WARREN_ASSIGN_OR_RETURN(HttpResponse r, Post(url_, DumpJson(msg), options_.request_timeout_ms, cancel));
-  if (r.status < 200 || r.status >= 300) return HttpFailure("MCP server " + url_, r);
+  WARREN_ASSIGN_OR_RETURN(Exchange r, Post(url_, DumpJson(msg), options_.request_timeout_ms, cancel));
+  if (r.status < 200 || r.status >= 300) return HttpFailure("MCP server " + url_, r.status);
+  return Status::Ok();
+}
+
+Result<McpConnection::Exchange> McpConnection::PostInitialize(int64_t id, const CancelToken* cancel) {
+  Json params = {{"protocolVersion", kProtocolVersion},
+                 {"capabilities", Json::object()},
+                 {"clientInfo", {{"name", "warren"}, {"version", "0.1"}}}};
+  Json msg = {{"jsonrpc", "2.0"}, {"id", id}, {"method", "initialize"}, {"params", params}};
+  // A new session: no Mcp-Session-Id (nor a protocol version) is sent.
+  WARREN_ASSIGN_OR_RETURN(Exchange x, Send("POST", url_, DumpJson(msg), id, {}, false, options_.request_timeout_ms, cancel));
+  if (x.status == 0) return x.transport.ok() ? Status::Unavailable("MCP server " + url_ + ": no answer") : x.transport;
+  return x;
+}
+
+Status McpConnection::FinishInitialize(const Exchange& x, int64_t id, const CancelToken* cancel) {
+  if (x.status < 200 || x.status >= 300) return HttpFailure("MCP server " + url_, x.status);
+  Json resp;
+  if (x.response) {
+    resp = *x.response;
+  } else if (x.event_stream) {
+    return Status::Internal("MCP server " + url_ + ": the initialize stream ended without the answer" +
+                            (x.transport.ok() ? "" : " (" + x.transport.message() + ")"));
+  } else {
+    if (!x.transport.ok()) return x.transport;
+    auto j = ParseJson(x.body);
+    if (!j.ok() || !HasId(*j, id)) return Status::Internal("MCP server " + url_ + ": bad initialize answer");
+    resp = *j;
+  }
+  WARREN_ASSIGN_OR_RETURN(Json result, ResultOf(resp));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    session_id_ = x.session_id;
+    protocol_version_ = result.is_object() && result.contains("protocolVersion") && result["protocolVersion"].is_string()
+                            ? result["protocolVersion"].get<std::string>()
+                            : kProtocolVersion;
+  }
+  WARREN_RETURN_IF_ERROR(Notify("notifications/initialized", cancel));
+  StartStandalone();
   return Status::Ok();
 }
 
 Status McpConnection::Initialize(const CancelToken* cancel) {
-  Json params = {{"protocolVersion", kProtocolVersion},
-                 {"capabilities", Json::object()},
-                 {"clientInfo", {{"name", "warren"}, {"version", "0.1"}}}};
   int64_t id = next_id_++;
-  Json msg = {{"jsonrpc", "2.0"}, {"id", id}, {"method", "initialize"}, {"params", params}};
   transport_ = McpTransport::kStreamableHttp;
-  auto r = Post(url_, DumpJson(msg), options_.request_timeout_ms, cancel);
-  if (!r.ok()) return r.status();
-  Json result;
-  if (r->status == 400 || r->status == 404 || r->status == 405) {
+  WARREN_ASSIGN_OR_RETURN(Exchange x, PostInitialize(id, cancel));
+  if (x.status == 400 || x.status == 404 || x.status == 405) {
     // Not a Streamable HTTP endpoint: the older HTTP+SSE transport.
     transport_ = McpTransport::kHttpSse;
     WARREN_RETURN_IF_ERROR(StartLegacyStream(cancel));
     id = next_id_++;
-    msg["id"] = id;
-    WARREN_ASSIGN_OR_RETURN(result, LegacyRequest(id, DumpJson(msg), options_.request_timeout_ms, cancel));
-  } else {
-    if (r->status < 200 || r->status >= 300) return HttpFailure("MCP server " + url_, *r);
-    if (auto sid = r->Header("mcp-session-id")) {
-      std::lock_guard<std::mutex> lock(mu_);
-      session_id_ = *sid;
-    }
-    Json resp;
-    if (ContentType(*r).rfind("text/event-stream", 0) == 0) {
-      bool changed = false;
-      WARREN_ASSIGN_OR_RETURN(resp, ResponseFromSse(r->body, id, &changed));
-    } else {
-      auto j = ParseJson(r->body);
-      if (!j.ok() || !HasId(*j, id)) return Status::Internal("MCP server " + url_ + ": bad initialize answer");
-      resp = *j;
-    }
-    WARREN_ASSIGN_OR_RETURN(result, ResultOf(resp));
+    Json msg = {{"jsonrpc", "2.0"},
+                {"id", id},
+                {"method", "initialize"},
+                {"params",
+                 {{"protocolVersion", kProtocolVersion},
+                  {"capabilities", Json::object()},
+                  {"clientInfo", {{"name", "warren"}, {"version", "0.1"}}}}}};
+    WARREN_ASSIGN_OR_RETURN(Json result, LegacyRequest(id, DumpJson(msg), options_.request_timeout_ms, cancel));
+    (void)result;
+    // The old transport has no protocol-version header.
+    return Notify("notifications/initialized", cancel);
   }
+  return FinishInitialize(x, id, cancel);
+}
+
+Status McpConnection::Reinitialize(const std::string& stale, const CancelToken* cancel) {
+  std::lock_guard<std::mutex> guard(reinit_mu_);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    protocol_version_ = result.is_object() && result.contains("protocolVersion") && result["protocolVersion"].is_string()
-                            ? result["protocolVersion"].get<std::string>()
-                            : kProtocolVersion;
-    if (transport_ == McpTransport::kHttpSse) protocol_version_.clear();  // the old transport has no such header
+    if (session_id_ != stale) return Status::Ok();  // another request already did it
   }
-  return Notify("notifications/initialized", cancel);
+  // The old session's standalone stream is over (its GET gets 404 too).
+  StopStandalone();
+  int64_t id = next_id_++;
+  WARREN_ASSIGN_OR_RETURN(Exchange x, PostInitialize(id, cancel));
+  Status st = FinishInitialize(x, id, cancel);
+  if (!st.ok()) return st.WithContext("re-initialising after the server forgot its session");
+  reinitializations_++;
+  // A new session may offer other tools: list them again.
+  tools_changed_ = true;
+  log::Info("mcp.reinitialized", {{"connection", options_.label}, {"server", url_}});
+  return Status::Ok();
 }
 
 Result<std::vector<Json>> McpConnection::ListTools(const CancelToken* cancel) {

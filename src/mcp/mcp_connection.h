@@ -3,7 +3,14 @@
 //   - Streamable HTTP (MCP 2025-03-26+): every request is a POST to the
 //     server URL; the answer is application/json or a text/event-stream
 //     whose events carry the response (and notifications); the server's
-//     Mcp-Session-Id is sent back on every later request.
+//     Mcp-Session-Id is sent back on every later request. After
+//     initialize, a standalone GET event stream carries what the server
+//     sends outside any request (a 405 means the server offers none); it is
+//     reopened with Last-Event-ID when it ends, a bounded number of times in
+//     a row. An answer stream that breaks before the response is resumed by
+//     a GET with Last-Event-ID (bounded attempts). A 404 to a request that
+//     carried an Mcp-Session-Id means the server forgot the session: the
+//     connection initialises a new one and sends the request once more.
 //   - HTTP+SSE (MCP 2024-11-05): a GET opens an event stream whose first
 //     `endpoint` event names the URL to POST to; responses arrive on the
 //     stream. Used when the POST of `initialize` is refused with 400, 404
@@ -17,7 +24,8 @@
 //
 // Thread-safety: Call() may be used from several threads at once after
 // Initialize(); Initialize() itself runs once, before any Call(). Owns the
-// legacy transport's reader thread, joined by the destructor.
+// legacy transport's reader thread and the standalone stream's reader
+// thread, both joined by the destructor.
 #pragma once
 
 #include <atomic>
@@ -42,6 +50,13 @@ struct McpConnectionOptions {
   int64_t request_timeout_ms = 30'000;  // initialize, tools/list
   int64_t call_timeout_ms = 120'000;    // tools/call
   size_t max_response_bytes = 8u << 20;
+  // Streamable HTTP: open the standalone GET stream after initialize.
+  bool standalone_stream = true;
+  // Attempts to resume a broken answer stream, and reconnects in a row of
+  // the standalone stream that bring no event, before giving up.
+  int max_resume_attempts = 5;
+  // Names the connection in log lines (the gateway: "<session>/<server>").
+  std::string label;
 };
 
 enum class McpTransport { kNone, kStreamableHttp, kHttpSse };
@@ -73,16 +88,53 @@ class McpConnection final {
 
   bool TakeToolsChanged() { return tools_changed_.exchange(false); }
   McpTransport transport() const { return transport_; }
+  // Counters for tests and logs.
+  int reinitializations() const { return reinitializations_.load(); }
+  int resumptions() const { return resumptions_.load(); }
 
  private:
   // One JSON-RPC request; the `result` member of the response.
   Result<Json> Request(const std::string& method, const Json& params, int64_t timeout_ms, const CancelToken* cancel);
   Status Notify(const std::string& method, const CancelToken* cancel);
-  // One POST of `body` with auth (refresh once on 401). Transport errors and
-  // auth failures as Status; other HTTP statuses in the response.
-  Result<HttpResponse> Post(const std::string& url, const std::string& body, int64_t timeout_ms,
-                            const CancelToken* cancel);
+  // What one streamed HTTP exchange gave (a POST, or a GET stream).
+  struct Exchange {
+    int status = 0;  // 0: no response head (see transport)
+    bool event_stream = false;
+    std::optional<Json> response;  // the JSON-RPC response sought, when seen
+    std::string last_event_id;     // of an event stream
+    std::optional<long> retry_ms;  // the stream's `retry:` field
+    int events = 0;                // events seen on the stream
+    std::string body;              // a non-stream body (bounded)
+    std::string session_id;        // Mcp-Session-Id of the answer
+    Status transport;              // how the transfer ended (OK: cleanly)
+  };
+  // One request with auth (refresh once on 401): POST of `body`, or a GET
+  // (empty body) with `extra` headers. Reads an event stream as it arrives
+  // and stops once the response to `id` is seen (id < 0: none sought).
+  // Returns an error only for refused credentials (kUnauthenticated) and
+  // cancellation; everything else is in the Exchange.
+  Result<Exchange> Send(const std::string& method, const std::string& url, const std::string& body, int64_t id,
+                        const HttpHeaders& extra, bool with_session, int64_t timeout_ms, const CancelToken* cancel);
+  // POST of `body` expecting no answer but a status (legacy requests,
+  // notifications): transport errors as Status.
+  Result<Exchange> Post(const std::string& url, const std::string& body, int64_t timeout_ms, const CancelToken* cancel);
   Result<Json> StreamableRequest(int64_t id, const std::string& body, int64_t timeout_ms, const CancelToken* cancel);
+  // The result of request `id` from its POST's exchange, resuming a broken
+  // event stream when it can.
+  Result<Json> AnswerOf(Exchange x, int64_t id, int64_t deadline_us, const CancelToken* cancel);
+  Result<Json> Resume(int64_t id, std::string last_event_id, std::optional<long> retry_ms, int64_t deadline_us,
+                      const CancelToken* cancel);
+  // initialize over Streamable HTTP (no session id sent); the Exchange, for
+  // the caller to tell a legacy server apart.
+  Result<Exchange> PostInitialize(int64_t id, const CancelToken* cancel);
+  Status FinishInitialize(const Exchange& x, int64_t id, const CancelToken* cancel);
+  // The server forgot session `stale`: initialise a new one (once, however
+  // many requests saw the 404).
+  Status Reinitialize(const std::string& stale, const CancelToken* cancel);
+  void StartStandalone();
+  void StopStandalone();
+  void StandaloneLoop(CancelToken* stop);
+  void OnToolsChanged(const char* where);
   Result<Json> LegacyRequest(int64_t id, const std::string& body, int64_t timeout_ms, const CancelToken* cancel);
   Status StartLegacyStream(const CancelToken* cancel);
   void OnLegacyMessage(const std::string& data);
@@ -95,6 +147,14 @@ class McpConnection final {
   McpTransport transport_ = McpTransport::kNone;
   std::atomic<int64_t> next_id_{1};
   std::atomic<bool> tools_changed_{false};
+  std::atomic<int> reinitializations_{0};
+  std::atomic<int> resumptions_{0};
+  std::mutex reinit_mu_;  // serialises Reinitialize
+  // The standalone GET stream's reader (Streamable HTTP); guarded by
+  // standalone_mu_, which is taken before mu_ when both are.
+  std::mutex standalone_mu_;
+  std::unique_ptr<CancelToken> standalone_stop_;
+  std::thread standalone_;
 
   std::mutex mu_;
   std::string session_id_;        // Mcp-Session-Id (streamable)

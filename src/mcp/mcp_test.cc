@@ -3,8 +3,11 @@
 // HTTP server, bearer refresh on 401, credential matching and OAuth refresh.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <thread>
 
 #include "common/testing/fake_http_server.h"
 #include "domain/mcp_tools.h"
@@ -108,6 +111,7 @@ class StreamableServer {
  private:
   void Handle(const FakeRequest& r, ResponseWriter& w) {
     if (r.Header("authorization") != "Bearer " + token) return FakeHttpServer::Reply(w, 401, "{}");
+    if (r.method == "GET") return FakeHttpServer::Reply(w, 405, "");  // no standalone stream
     Json m = Rpc(r);
     std::string method = m.value("method", "");
     if (method == "initialize") {
@@ -154,9 +158,175 @@ TEST(McpConnectionTest, StreamableHttpSessionIdSseAnswersAndOneRefreshOn401) {
   // Every request after initialize carried the session id and the protocol version.
   auto reqs = server.requests();
   int with_session = 0;
-  for (const auto& q : reqs)
+  int gets = 0;
+  for (const auto& q : reqs) {
+    if (q.method == "GET") {
+      gets++;  // the standalone stream, refused with 405: not tried again
+      continue;
+    }
     if (q.Header("mcp-session-id") == "sess-1" && q.Header("mcp-protocol-version") == "2025-06-18") with_session++;
+  }
   EXPECT_EQ(with_session, 3);  // initialized, tools/list, tools/call
+  EXPECT_LE(gets, 1);
+}
+
+// Streamable HTTP beyond one request: a scripted server whose session can
+// be forgotten, whose tools/call answer stream breaks after a first event
+// (the answer then comes on a GET with Last-Event-ID), and whose standalone
+// GET stream carries a list_changed.
+class ResumableServer {
+ public:
+  ResumableServer() : srv_([this](const FakeRequest& r, ResponseWriter& w) { Handle(r, w); }) {}
+  ~ResumableServer() { Stop(); }
+  std::string url() const { return srv_.url() + "/mcp"; }
+  std::vector<FakeRequest> requests() const { return srv_.requests(); }
+  void Forget() {
+    std::lock_guard<std::mutex> lock(mu_);
+    session_.clear();
+    cv_.notify_all();
+  }
+  void Stop() {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopped_ = true;
+    cv_.notify_all();
+  }
+  bool break_calls = false;    // tools/call: the stream ends after one event
+  bool standalone = false;     // GET: a stream with a list_changed, held open
+  std::atomic<int> calls{0};   // tools/call executed (the side effect)
+
+ private:
+  void Handle(const FakeRequest& r, ResponseWriter& w) {
+    std::string sid;
+    int n = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      sid = session_;
+      n = ++inits_;
+    }
+    if (r.method == "GET") {
+      if (r.Header("mcp-session-id").empty() || r.Header("mcp-session-id") != sid) return FakeHttpServer::Reply(w, 404, "");
+      if (r.Header("last-event-id") == "call-1") {
+        // The resumed stream: the answer, then held open (the client stops reading).
+        w.WriteHead(200, {{"Content-Type", "text/event-stream"}});
+        w.Write("id: call-2\nevent: message\ndata: " +
+                DumpJson({{"jsonrpc", "2.0"}, {"id", pending_id_.load()}, {"result", {{"content", {{{"type", "text"}, {"text", "resumed"}}}}}}}) +
+                "\n\n");
+        Hold(w);
+        return;
+      }
+      if (!standalone) return FakeHttpServer::Reply(w, 405, "");
+      w.WriteHead(200, {{"Content-Type", "text/event-stream"}});
+      w.Write("id: s-1\nevent: message\ndata: " + DumpJson({{"jsonrpc", "2.0"}, {"method", "notifications/tools/list_changed"}}) + "\n\n");
+      Hold(w);
+      return;
+    }
+    Json m = Rpc(r);
+    std::string method = m.value("method", "");
+    if (method == "initialize") {
+      if (!r.Header("mcp-session-id").empty()) return FakeHttpServer::Reply(w, 400, "{}");
+      std::string fresh = "sess-" + std::to_string(n);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        session_ = fresh;
+      }
+      return FakeHttpServer::Reply(w, 200, DumpJson(Answer(m, {{"protocolVersion", "2025-06-18"}})),
+                                   {{"Content-Type", "application/json"}, {"Mcp-Session-Id", fresh}});
+    }
+    if (r.Header("mcp-session-id") != sid || sid.empty()) return FakeHttpServer::Reply(w, 404, "{}");
+    if (!m.contains("id")) return FakeHttpServer::Reply(w, 202, "");
+    if (method == "tools/call") {
+      calls++;
+      if (break_calls) {
+        pending_id_ = m["id"].get<int64_t>();
+        w.WriteHead(200, {{"Content-Type", "text/event-stream"}});
+        w.Write("id: call-1\nevent: message\ndata: " +
+                DumpJson({{"jsonrpc", "2.0"}, {"method", "notifications/progress"}, {"params", {{"progressToken", 1}, {"progress", 1}}}}) +
+                "\n\n");
+        w.Close();  // the connection drops before the answer
+        return;
+      }
+      return FakeHttpServer::Reply(w, 200, DumpJson(Answer(m, {{"content", {{{"type", "text"}, {"text", "called"}}}}})),
+                                   {{"Content-Type", "application/json"}});
+    }
+    FakeHttpServer::Reply(w, 200, DumpJson(Answer(m, {{"tools", Json::array()}})), {{"Content-Type", "application/json"}});
+  }
+  void Hold(ResponseWriter& w) {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stopped_ && !w.PeerClosed()) cv_.wait_for(lock, std::chrono::milliseconds(20));
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::string session_;
+  int inits_ = 0;
+  bool stopped_ = false;
+  std::atomic<int64_t> pending_id_{0};
+  FakeHttpServer srv_;
+};
+
+TEST(McpConnectionTest, ABrokenAnswerStreamIsResumedWithLastEventId) {
+  ResumableServer server;
+  server.break_calls = true;
+  auto http = NewCurlHttpClient();
+  McpConnection conn(http.get(), server.url(), nullptr);
+  ASSERT_TRUE(conn.Initialize(nullptr).ok());
+  auto r = conn.CallTool("t", Json::object(), nullptr);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ((*r)["content"][0]["text"], "resumed");
+  EXPECT_EQ(conn.resumptions(), 1);
+  EXPECT_EQ(server.calls.load(), 1);  // resumed, not called again
+  bool resumed_with_id = false;
+  for (const auto& q : server.requests())
+    if (q.method == "GET" && q.Header("last-event-id") == "call-1" && q.Header("mcp-session-id") == "sess-1")
+      resumed_with_id = true;
+  EXPECT_TRUE(resumed_with_id);
+  server.Stop();
+}
+
+TEST(McpConnectionTest, AForgottenSessionIsReinitialisedAndTheRequestSentOnce) {
+  ResumableServer server;
+  auto http = NewCurlHttpClient();
+  McpConnection conn(http.get(), server.url(), nullptr);
+  ASSERT_TRUE(conn.Initialize(nullptr).ok());
+  ASSERT_TRUE(conn.CallTool("t", Json::object(), nullptr).ok());
+  EXPECT_FALSE(conn.TakeToolsChanged());
+  server.Forget();  // a restart: the old session id now gets 404
+  auto r = conn.CallTool("t", Json::object(), nullptr);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ((*r)["content"][0]["text"], "called");
+  EXPECT_EQ(conn.reinitializations(), 1);
+  EXPECT_EQ(server.calls.load(), 2);  // once before, once after: the 404 ran nothing
+  EXPECT_TRUE(conn.TakeToolsChanged()) << "a new session is listed again";
+  // The new initialize carried no session id; later requests carry the new one.
+  auto reqs = server.requests();
+  int inits = 0;
+  for (const auto& q : reqs)
+    if (q.method == "POST" && Rpc(q).value("method", "") == "initialize") {
+      inits++;
+      EXPECT_EQ(q.Header("mcp-session-id"), "");
+    }
+  EXPECT_EQ(inits, 2);
+  ASSERT_FALSE(reqs.empty());
+  EXPECT_NE(reqs.back().Header("mcp-session-id"), "");
+  EXPECT_NE(reqs.back().Header("mcp-session-id"), "sess-1");
+  server.Stop();
+}
+
+TEST(McpConnectionTest, TheStandaloneStreamCarriesListChangedOutsideRequests) {
+  ResumableServer server;
+  server.standalone = true;
+  auto http = NewCurlHttpClient();
+  {
+    McpConnection conn(http.get(), server.url(), nullptr);
+    ASSERT_TRUE(conn.Initialize(nullptr).ok());
+    // No request is made: the notification can only come on the GET stream.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!conn.TakeToolsChanged()) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no list_changed seen";
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    // The destructor ends the held-open GET stream (it must not hang).
+  }
+  server.Stop();
 }
 
 TEST(McpConnectionTest, RefusedTwiceIsAnAuthenticationFailure) {

@@ -481,9 +481,19 @@ Result<Page> MemoryStore::ListVaults(bool include_archived, const PageSpec& page
 Status MemoryStore::DeleteVault(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!vaults_.erase(id)) return Status::NotFound("vault " + id + " not found");
-  for (auto it = creds_.begin(); it != creds_.end();)
-    it = StrOr(it->second.rec.body, "vault_id") == id ? creds_.erase(it) : std::next(it);
-  CommitObjectChangeLocked({"vault.deleted", id, "", "", FormatRfc3339(clock_->NowMicros())});
+  const std::string now = FormatRfc3339(clock_->NowMicros());
+  std::vector<std::string> cred_ids;  // by id, as the map is ordered
+  for (auto it = creds_.begin(); it != creds_.end();) {
+    if (StrOr(it->second.rec.body, "vault_id") == id) {
+      cred_ids.push_back(it->first);
+      it = creds_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  // Each credential deleted with the vault is reported (docs/WEBHOOKS.md).
+  for (const std::string& cid : cred_ids) CommitObjectChangeLocked({"vault_credential.deleted", cid, id, "", now});
+  CommitObjectChangeLocked({"vault.deleted", id, "", "", now});
   return Status::Ok();
 }
 

@@ -1299,10 +1299,22 @@ Status SqliteStore::DeleteVault(const std::string& id) {
     st.Bind({id});
     WARREN_RETURN_IF_ERROR(st.Exec());
     if (sqlite3_changes(db_) == 0) return Status::NotFound("vault " + id + " not found");
+    // Each credential deleted with the vault is reported (docs/WEBHOOKS.md).
+    std::vector<std::string> cred_ids;
+    Stmt list(db_, "SELECT id FROM vault_credentials WHERE vault_id = ? ORDER BY id");
+    list.Bind({id});
+    for (;;) {
+      WARREN_ASSIGN_OR_RETURN(bool row, list.Step());
+      if (!row) break;
+      cred_ids.push_back(list.Text(0));
+    }
     Stmt creds(db_, "DELETE FROM vault_credentials WHERE vault_id = ?");
     creds.Bind({id});
     WARREN_RETURN_IF_ERROR(creds.Exec());
-    return ObjectOutboxLocked({"vault.deleted", id, "", "", FormatRfc3339(clock_->NowMicros())});
+    const std::string now = FormatRfc3339(clock_->NowMicros());
+    for (const std::string& cid : cred_ids)
+      WARREN_RETURN_IF_ERROR(ObjectOutboxLocked({"vault_credential.deleted", cid, id, "", now}));
+    return ObjectOutboxLocked({"vault.deleted", id, "", "", now});
   });
 }
 

@@ -318,8 +318,8 @@ bool ApplyAttempt(const DeliveryAttempt& attempt, OutboxDelivery* d, EndpointSta
 //                              recorded (an in-place rewrite reports nothing)
 //   Create/Update/DeleteEnvironment  environment.created, .archived (as
 //                              above), .updated (any other change), .deleted
-//   Create/Update/DeleteVault  vault.created, .archived, .deleted (other
-//                              vault updates report nothing)
+//   Create/Update/DeleteVault  vault.created, .archived (no other update), .deleted
+//                              after a vault_credential.deleted per credential it held
 //   Create/Update/DeleteCredential  vault_credential.created, .archived,
 //                              .deleted (parent_id = the vault; rotations
 //                              and token refreshes report nothing)

@@ -1660,6 +1660,25 @@ TEST_P(StoreConformance, ObjectChangesCommitWithTheirWrites) {
   EXPECT_EQ(page->items[0]["object_id"], "agent_1");
 }
 
+// Deleting a vault deletes its credentials, archived or not, and reports
+// each of them in the same transaction, then the vault.
+TEST_P(StoreConformance, DeletingAVaultReportsEachOfItsCredentials) {
+  store_->SetObjectOutboxRule(TestObjectRule());
+  ASSERT_TRUE(store_->CreateVault({{"id", "vlt_d"}, {"archived_at", nullptr}}).ok());
+  ASSERT_TRUE(store_->CreateVault({{"id", "vlt_other"}, {"archived_at", nullptr}}).ok());
+  ASSERT_TRUE(store_->CreateCredential({{{"id", "vcrd_b"}, {"vault_id", "vlt_d"}, {"archived_at", nullptr}}, "s"}, 20).ok());
+  ASSERT_TRUE(store_->CreateCredential({{{"id", "vcrd_a"}, {"vault_id", "vlt_d"}, {"archived_at", Ts()}}, "s"}, 20).ok());
+  ASSERT_TRUE(store_->CreateCredential({{{"id", "vcrd_o"}, {"vault_id", "vlt_other"}, {"archived_at", nullptr}}, "s"}, 20).ok());
+  ASSERT_TRUE(store_->DeleteVault("vlt_d").ok());
+  EXPECT_EQ(ObjectChanges(store_.get()),
+            (std::vector<std::string>{"vault.created/vlt_d", "vault.created/vlt_other", "vault_credential.created/vcrd_b@vlt_d",
+                                      "vault_credential.created/vcrd_a@vlt_d", "vault_credential.created/vcrd_o@vlt_other",
+                                      "vault_credential.deleted/vcrd_a@vlt_d", "vault_credential.deleted/vcrd_b@vlt_d",
+                                      "vault.deleted/vlt_d"}));
+  EXPECT_TRUE(store_->GetCredential("vlt_other", "vcrd_o").ok());
+  EXPECT_EQ(store_->GetCredential("vlt_d", "vcrd_a").status().code(), Code::kNotFound);
+}
+
 TEST_P(StoreConformance, ObjectChangesSurviveRetriedTransactionsOnce) {
   auto store = Make(2);
   ASSERT_NE(store, nullptr);

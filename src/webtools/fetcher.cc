@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "webtools/charset.h"
 #include "webtools/html_text.h"
 
 namespace warren::webtools {
@@ -153,7 +154,7 @@ class CurlFetcher final : public Fetcher {
       std::string type = ct ? Lower(ct) : "";
       if (size_t semi = type.find(';'); semi != std::string::npos) type.resize(semi);
       while (!type.empty() && type.back() == ' ') type.pop_back();
-      WARREN_RETURN_IF_ERROR(Convert(type, t.body, &page));
+      WARREN_RETURN_IF_ERROR(Convert(type, ct ? ct : "", t.body, &page));
       return page;
     }
   }
@@ -172,7 +173,23 @@ class CurlFetcher final : public Fetcher {
     return Status::Ok();
   }
 
-  Status Convert(const std::string& type, const std::string& body, FetchedPage* page) {
+  // Decodes a text body to UTF-8 by its charset (charset.h) and records how.
+  static std::string Decode(const std::string& body, const std::string& raw_type, bool html, FetchedPage* page) {
+    Decoded d = DecodeBody(body, raw_type, html);
+    page->charset = d.charset;
+    page->charset_source = d.source;
+    if (!d.supported) {
+      page->charset_note = "the page's charset \"" + d.charset +
+                           "\" is not supported by this server: the page was read as UTF-8 and " +
+                           std::to_string(d.replaced) + " byte(s) that are not UTF-8 were replaced with U+FFFD";
+    } else if (d.replaced > 0) {
+      page->charset_note = std::to_string(d.replaced) + " byte sequence(s) not valid in " + d.charset +
+                           " were replaced with U+FFFD";
+    }
+    return std::move(d.text);
+  }
+
+  Status Convert(const std::string& type, const std::string& raw_type, const std::string& body, FetchedPage* page) {
     std::string t = type;
     if (t.empty()) {
       // Sniff: the server did not say.
@@ -182,7 +199,7 @@ class CurlFetcher final : public Fetcher {
     }
     page->content_type = t;
     if (t == "text/html" || t == "application/xhtml+xml") {
-      ReadableText r = HtmlToMarkdown(body, page->url);
+      ReadableText r = HtmlToMarkdown(Decode(body, raw_type, true, page), page->url);
       page->title = std::move(r.title);
       page->text = std::move(r.text);
     } else if (t == "application/pdf") {
@@ -192,7 +209,7 @@ class CurlFetcher final : public Fetcher {
       page->text = std::move(r->text);
     } else if (t.rfind("text/", 0) == 0 || t == "application/json" || t == "application/xml" ||
                (t.size() > 5 && (t.substr(t.size() - 5) == "+json" || t.substr(t.size() - 4) == "+xml"))) {
-      page->text = body;
+      page->text = Decode(body, raw_type, false, page);
     } else {
       return Fail(Code::kInvalidArgument, "unsupported_content_type", "content type " + t + " is not supported");
     }

@@ -12,6 +12,9 @@
 //  - The body is capped at max_bytes (after content decoding); a larger
 //    response fails with detail code url_too_large. The whole fetch,
 //    redirects included, is bounded by timeout_ms and cancellable.
+//  - Text bodies are decoded to UTF-8 by their charset: byte order mark,
+//    Content-Type charset, then (HTML) <meta charset>, else UTF-8 (glibc
+//    iconv, charset.h); an unknown charset is reported in charset_note.
 //  - HTML (text/html, application/xhtml+xml) becomes Markdown-ish text
 //    (html_text.h), PDFs their text, text/* and JSON/XML are kept as text;
 //    other types fail with unsupported_content_type. Text is cut at
@@ -55,6 +58,12 @@ struct FetchedPage {
   bool truncated = false;
   std::string full_text;  // when truncated: the whole text (for a file in the session's sandbox)
   int redirects = 0;
+  // Text pages: the charset the bytes were decoded from (charset.h), where
+  // it came from ("bom", "content-type", "meta", "default"), and a note
+  // when something could not be decoded (an unknown charset, bad bytes).
+  std::string charset;
+  std::string charset_source;
+  std::string charset_note;
 };
 
 class Fetcher {

@@ -143,12 +143,22 @@ domain::ServerToolResult WebTools::RunFetch(const Json& input, const CancelToken
   std::string context = "Fetched from " + page->url + " (" + page->content_type + ")";
   if (page->redirects > 0) context += " after " + std::to_string(page->redirects) + " redirect(s) from " + url;
   if (page->truncated) context += "; the text was truncated";
+  if (!page->charset.empty() && page->charset_source != "default")
+    context += "; decoded from " + page->charset + " (" +
+               (page->charset_source == "content-type" ? std::string("the Content-Type header")
+                : page->charset_source == "meta"       ? std::string("the page's <meta> charset")
+                                                       : std::string("its byte order mark")) +
+               ")";
+  if (!page->charset_note.empty()) context += "; " + page->charset_note;
   Json doc = {{"type", "document"},
               {"source", {{"type", "text"}, {"media_type", "text/plain"}, {"data", page->text.empty() ? "(empty page)" : page->text}}},
               {"title", page->title.empty() ? page->url : page->title},
               {"context", context}};
   domain::ServerToolResult r;
   r.content = Json::array({doc});
+  // An undecodable charset is said where the model reads the page, too.
+  if (!page->charset_note.empty() && page->charset_source == "default" && page->charset != "utf-8")
+    r.content.push_back({{"type", "text"}, {"text", "Note: " + page->charset_note + "."}});
   if (page->truncated && !page->full_text.empty()) r.full_text = std::move(page->full_text);
   return r;
 }

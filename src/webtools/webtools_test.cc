@@ -6,6 +6,7 @@
 #include "common/testing/fake_http_client.h"
 #include "common/testing/fake_http_server.h"
 #include "webtools/address_policy.h"
+#include "webtools/charset.h"
 #include "webtools/fetcher.h"
 #include "webtools/html_text.h"
 #include "webtools/web_tools.h"
@@ -209,6 +210,95 @@ TEST(Fetcher, HtmlPdfTextAndRedirects) {
   EXPECT_EQ(f->Fetch("ftp://127.0.0.1/x", nullptr).status().detail_code(), "invalid_input");
   EXPECT_EQ(f->Fetch("file:///etc/passwd", nullptr).status().detail_code(), "invalid_input");
   EXPECT_EQ(f->Fetch("http://x/" + std::string(3000, 'a'), nullptr).status().detail_code(), "url_too_long");
+}
+
+// Charsets: the Content-Type's, else the <meta>'s, else UTF-8; iconv does
+// the conversion; an unknown charset is said, not shown as mojibake.
+TEST(Charset, FindsTheDeclaredCharset) {
+  EXPECT_EQ(CharsetFromContentType("text/html; charset=ISO-8859-1"), "iso-8859-1");
+  EXPECT_EQ(CharsetFromContentType("text/html;charset=\"Shift_JIS\"; x=y"), "shift_jis");
+  EXPECT_EQ(CharsetFromContentType("text/html; foo=bar"), "");
+  EXPECT_EQ(CharsetFromHtmlMeta("<html><head><meta charset=\"Shift_JIS\"><title>x</title>"), "shift_jis");
+  EXPECT_EQ(CharsetFromHtmlMeta("<!-- <meta charset=koi8-r> --><meta http-equiv=\"Content-Type\" "
+                                "content=\"text/html; charset=windows-1251\">"),
+            "windows-1251");
+  EXPECT_EQ(CharsetFromHtmlMeta("<p>no meta here</p>"), "");
+  EXPECT_EQ(CharsetFromHtmlMeta(std::string(1100, ' ') + "<meta charset=latin1>"), "");  // past the prescan
+  EXPECT_EQ(CharsetFromBom("\xEF\xBB\xBFhi"), "utf-8");
+}
+
+TEST(Charset, ConvertsWithIconvAndReplacesWhatItCannot) {
+  auto latin = ToUtf8("caf\xE9 \x80", "iso-8859-1");  // read as windows-1252, as browsers do
+  EXPECT_EQ(latin.text, "caf\xC3\xA9 \xE2\x82\xAC");
+  EXPECT_TRUE(latin.supported);
+  auto sjis = ToUtf8("\x93\xFA\x96\x7B\x8C\xEA", "shift_jis");
+  EXPECT_EQ(sjis.text, "\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E");  // 日本語
+  auto bad = ToUtf8("ok\xFF\xFEok", "utf-8");
+  EXPECT_EQ(bad.text, "ok\xEF\xBF\xBD\xEF\xBF\xBDok");
+  EXPECT_EQ(bad.replaced, 2u);
+  auto unknown = DecodeBody("caf\xE9", "text/plain; charset=x-no-such-charset", false);
+  EXPECT_FALSE(unknown.supported);
+  EXPECT_EQ(unknown.charset, "x-no-such-charset");
+  EXPECT_EQ(unknown.text, "caf\xEF\xBF\xBD");
+  auto hostile = DecodeBody("abc", "text/plain; charset=UTF-8//TRANSLIT", false);
+  EXPECT_FALSE(hostile.supported);  // never handed to iconv as given
+  EXPECT_EQ(hostile.text, "abc");
+}
+
+TEST(Fetcher, DecodesLatin1AndShiftJisPages) {
+  FakeHttpServer server([&](const FakeRequest& req, ResponseWriter& w) {
+    if (req.target == "/latin1") {
+      FakeHttpServer::Reply(w, 200, "<html><head><title>Caf\xE9</title></head><body><p>cr\xE8me br\xFBl\xE9\x65</p></body></html>",
+                            {{"Content-Type", "text/html; charset=ISO-8859-1"}});
+    } else if (req.target == "/sjis") {
+      // No charset in the header: the parser's <meta> says Shift_JIS.
+      FakeHttpServer::Reply(w, 200,
+                            "<html><head><meta charset=\"Shift_JIS\"><title>\x93\xFA\x96\x7B</title></head>"
+                            "<body><p>\x93\xFA\x96\x7B\x8C\xEA\x82\xCC\x83\x79\x81\x5B\x83\x57</p></body></html>",
+                            {{"Content-Type", "text/html"}});
+    } else if (req.target == "/plain-latin1") {
+      FakeHttpServer::Reply(w, 200, "na\xEFve", {{"Content-Type", "text/plain; charset=latin1"}});
+    } else if (req.target == "/unknown") {
+      FakeHttpServer::Reply(w, 200, "<p>caf\xE9</p>", {{"Content-Type", "text/html; charset=x-martian"}});
+    } else {
+      FakeHttpServer::Reply(w, 200, "<p>caf\xC3\xA9</p>", {{"Content-Type", "text/html"}});
+    }
+  });
+  auto f = NewCurlFetcher(LocalOptions(server.port()));
+  auto latin = f->Fetch(server.url() + "/latin1", nullptr);
+  ASSERT_TRUE(latin.ok()) << latin.status().ToString();
+  EXPECT_EQ(latin->title, "Caf\xC3\xA9");
+  EXPECT_EQ(latin->text, "cr\xC3\xA8me br\xC3\xBBl\xC3\xA9\x65");
+  EXPECT_EQ(latin->charset, "iso-8859-1");
+  EXPECT_EQ(latin->charset_source, "content-type");
+  EXPECT_EQ(latin->charset_note, "");
+
+  auto sjis = f->Fetch(server.url() + "/sjis", nullptr);
+  ASSERT_TRUE(sjis.ok()) << sjis.status().ToString();
+  EXPECT_EQ(sjis->title, "\xE6\x97\xA5\xE6\x9C\xAC");                                                   // 日本
+  EXPECT_EQ(sjis->text, "\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E\xE3\x81\xAE\xE3\x83\x9A\xE3\x83\xBC\xE3\x82\xB8");  // 日本語のページ
+  EXPECT_EQ(sjis->charset_source, "meta");
+
+  auto plain = f->Fetch(server.url() + "/plain-latin1", nullptr);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->text, "na\xC3\xAFve");
+
+  auto utf8 = f->Fetch(server.url() + "/utf8", nullptr);
+  ASSERT_TRUE(utf8.ok());
+  EXPECT_EQ(utf8->text, "caf\xC3\xA9");
+  EXPECT_EQ(utf8->charset_source, "default");
+
+  // An unknown charset: said in the tool result, no mojibake.
+  WebTools tools(NewCurlFetcher(LocalOptions(server.port())), nullptr, 5);
+  auto r = tools.Run("web_fetch", {{"url", server.url() + "/unknown"}}, nullptr);
+  ASSERT_FALSE(r.is_error) << DumpJson(r.content);
+  EXPECT_EQ(r.content[0]["source"]["data"], "caf\xEF\xBF\xBD");
+  EXPECT_NE(r.content[0]["context"].get<std::string>().find("charset \"x-martian\" is not supported"), std::string::npos);
+  ASSERT_EQ(r.content.size(), 2u);
+  EXPECT_NE(r.content[1]["text"].get<std::string>().find("x-martian"), std::string::npos);
+  auto l = tools.Run("web_fetch", {{"url", server.url() + "/latin1"}}, nullptr);
+  EXPECT_NE(l.content[0]["context"].get<std::string>().find("decoded from iso-8859-1 (the Content-Type header)"),
+            std::string::npos);
 }
 
 TEST(Fetcher, SizeLimit) {

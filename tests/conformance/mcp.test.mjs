@@ -32,6 +32,10 @@ const SCRIPT = {
     call('call slow', 'mcp__str__slow', {}),
     call('grow tools', 'mcp__str__grow', {}),
     call('call gate', 'mcp__str__gate', {}),
+    call('call cutoff', 'mcp__str__cutoff', {}),
+    call('call count', 'mcp__str__count', {}),
+    { when: { user: 'what is offered', offered_tool: 'mcp__str__late2' }, reply: 'late2 is offered' },
+    { when: { user: 'what is offered' }, reply: 'late2 is not offered' },
     { when: { user: 'just talk' }, reply: 'talked' },
     { when: { tool_name: 'mcp__str__grow', offered_tool: 'mcp__str__late' }, reply: 'the late tool is offered' },
     { when: { tool_name: 'mcp__str__big' }, reply: 'big done' },
@@ -430,6 +434,74 @@ describe('MCP servers and vaults with the official SDK', { skip }, () => {
     const { evs } = await runTurn(agent, 'grow tools');
     assert.equal(textOf(evs.find((e) => e.type === 'agent.mcp_tool_result')), 'grown');
     assert.equal(textOf(evs.filter((e) => e.type === 'agent.message').at(-1)), 'the late tool is offered');
+  });
+
+  // Streamable HTTP beyond one request (MCP 2025-03-26+): the standalone GET
+  // stream, resuming a broken answer stream, a server that forgot the session.
+  const logLines = (needle, label) =>
+    (srv.stdout + '\n' + srv.stderr).split('\n').filter((l) => l.includes(needle) && l.includes(label));
+  // Waits for the session's n-th end of turn (what the assertions read).
+  const turnsEnded = (sid, n, what) => waitFor(async () =>
+    (await events(sid)).filter((e) => e.type === 'session.status_idle' && e.stop_reason?.type === 'end_turn').length >= n,
+  { timeoutMs: 30_000, what });
+
+  test('a list_changed sent outside any request (standalone GET stream) is seen by the next turn', async () => {
+    mcp.state.tokens.str = null;
+    const agent = await agentWith([{ name: 'str', url: `${mcp.base}/mcp` }]);
+    const s = await org.beta.sessions.create({ agent: agent.id, environment_id: env.id });
+    const known = mcp.state.sessionOrder.length;
+    await org.beta.sessions.events.send(s.id, { events: [msg('what is offered')] });
+    await turnsEnded(s.id, 1, 'turn 1');
+    assert.equal(textOf((await events(s.id)).filter((e) => e.type === 'agent.message').at(-1)), 'late2 is not offered');
+    // The MCP session this Warren session opened (the only one made since).
+    await waitFor(() => mcp.state.sessionOrder.length > known, { timeoutMs: 20_000, what: 'the MCP session' });
+    const mcpSid = mcp.state.sessionOrder[known];
+    await waitFor(() => mcp.state.standalone.has(mcpSid), { timeoutMs: 20_000, what: 'the standalone GET stream to open' });
+    // The server adds a tool outside any request: the SDK sends
+    // notifications/tools/list_changed on the standalone stream only.
+    mcp.addTool(mcpSid, 'late2');
+    await waitFor(() => logLines('mcp.tools_list_changed', `${s.id}/str`).some((l) => l.includes('standalone')),
+      { timeoutMs: 20_000, what: 'Warren to receive the notification' });
+    await org.beta.sessions.events.send(s.id, { events: [msg('what is offered')] });
+    await turnsEnded(s.id, 2, 'turn 2');
+    assert.equal(textOf((await events(s.id)).filter((e) => e.type === 'agent.message').at(-1)), 'late2 is offered');
+  });
+
+  test('an answer stream cut before the response is resumed with Last-Event-ID', async () => {
+    const agent = await agentWith([{ name: 'str', url: `${mcp.base}/mcp` }]);
+    const cutsBefore = mcp.state.cuts;
+    const { id: sid } = await org.beta.sessions.create({ agent: agent.id, environment_id: env.id });
+    await org.beta.sessions.events.send(sid, { events: [msg('call cutoff')] });
+    await turnsEnded(sid, 1, 'the turn');
+    const evs = await events(sid);
+    assert.equal(mcp.state.cuts, cutsBefore + 1, 'the stream was cut');
+    const res = evs.find((e) => e.type === 'agent.mcp_tool_result');
+    assert.ok(res, evs.map((e) => e.type).join(' '));
+    assert.equal(res.is_error, false);
+    assert.equal(textOf(res), 'after the cut');
+    assert.ok(!evs.some((e) => e.type === 'session.error'), 'no error');
+    assert.equal(lastIdle(evs).stop_reason.type, 'end_turn');
+    assert.equal(logLines('mcp.stream_resumed', `${sid}/str`).length, 1, 'resumed once');
+  });
+
+  test('a server restart that forgets the session: re-initialised transparently, the call made once', async () => {
+    const agent = await agentWith([{ name: 'str', url: `${mcp.base}/mcp` }]);
+    const s = await org.beta.sessions.create({ agent: agent.id, environment_id: env.id });
+    const counted = mcp.state.counted;
+    await org.beta.sessions.events.send(s.id, { events: [msg('call count')] });
+    await turnsEnded(s.id, 1, 'turn 1');
+    assert.equal(mcp.state.counted, counted + 1);
+    await mcp.forgetSessions();
+    await org.beta.sessions.events.send(s.id, { events: [msg('call count')] });
+    await turnsEnded(s.id, 2, 'turn 2');
+    const evs = await events(s.id);
+    assert.equal(mcp.state.counted, counted + 2, 'the side effect happened exactly once more');
+    const results = evs.filter((e) => e.type === 'agent.mcp_tool_result');
+    assert.equal(results[1].is_error, false);
+    assert.equal(textOf(results[1]), `counted ${counted + 2}`);
+    assert.ok(!evs.some((e) => e.type === 'session.error'), 'no error');
+    assert.equal(lastIdle(evs).stop_reason.type, 'end_turn');
+    assert.equal(logLines('mcp.reinitialized', `${s.id}/str`).length, 1, 're-initialised once');
   });
 
   test('no secret is in any vault response, session event or server log line', async () => {

@@ -86,6 +86,20 @@ describe('web_fetch and web_search run by the service', { skip }, () => {
       } else if (u.pathname === '/doc.pdf') {
         res.setHeader('Content-Type', 'application/pdf');
         res.end(makePdf('Quarterly report text'));
+      } else if (u.pathname === '/latin1') {
+        // ISO-8859-1 bytes, said by the header only.
+        res.setHeader('Content-Type', 'text/html; charset=ISO-8859-1');
+        res.end(Buffer.from('<html><head><title>Caf\u00e9</title></head><body><p>cr\u00e8me br\u00fbl\u00e9e</p></body></html>', 'latin1'));
+      } else if (u.pathname === '/sjis') {
+        // Shift_JIS bytes of "日本語のページ", said only by the page's <meta>.
+        res.setHeader('Content-Type', 'text/html');
+        res.end(Buffer.concat([Buffer.from('<html><head><meta charset="Shift_JIS"><title>'),
+          Buffer.from([0x93, 0xfa, 0x96, 0x7b]), Buffer.from('</title></head><body><p>'),
+          Buffer.from([0x93, 0xfa, 0x96, 0x7b, 0x8c, 0xea, 0x82, 0xcc, 0x83, 0x79, 0x81, 0x5b, 0x83, 0x57]),
+          Buffer.from('</p></body></html>')]));
+      } else if (u.pathname === '/martian') {
+        res.setHeader('Content-Type', 'text/html; charset=x-martian');
+        res.end(Buffer.from('<p>caf\u00e9</p>', 'latin1'));
       } else if (u.pathname === '/to-internal') {
         res.writeHead(302, { Location: `${internalUrl}/admin` }).end();
       } else if (u.pathname === '/to-metadata') {
@@ -195,6 +209,24 @@ describe('web_fetch and web_search run by the service', { skip }, () => {
     ({ res } = resultOf((await turn(`fetch: ${base}/doc.pdf`)).events));
     assert.equal(res.is_error, false, errorText(res));
     assert.ok(res.content[0].source.data.includes('Quarterly report text'), res.content[0].source.data);
+  });
+
+  test('pages are decoded by their charset: ISO-8859-1 (header), Shift_JIS (<meta>), an unknown one said', async () => {
+    const base = `http://127.0.0.1:${site.address().port}`;
+    let { res } = resultOf((await turn(`fetch: ${base}/latin1`)).events);
+    assert.equal(res.is_error, false, errorText(res));
+    assert.equal(res.content[0].title, 'Caf\u00e9');
+    assert.equal(res.content[0].source.data, 'cr\u00e8me br\u00fbl\u00e9e');
+    assert.match(res.content[0].context, /decoded from iso-8859-1 \(the Content-Type header\)/);
+    ({ res } = resultOf((await turn(`fetch: ${base}/sjis`)).events));
+    assert.equal(res.is_error, false, errorText(res));
+    assert.equal(res.content[0].title, '日本');
+    assert.equal(res.content[0].source.data, '日本語のページ');
+    assert.match(res.content[0].context, /decoded from shift_jis \(the page's <meta> charset\)/);
+    ({ res } = resultOf((await turn(`fetch: ${base}/martian`)).events));
+    assert.equal(res.is_error, false, errorText(res));
+    assert.equal(res.content[0].source.data, 'caf\ufffd');
+    assert.match(res.content.at(-1).text, /charset "x-martian" is not supported by this server/);
   });
 
   test('a body over the size limit is refused', async () => {

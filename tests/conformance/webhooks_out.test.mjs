@@ -192,6 +192,15 @@ describe('outgoing webhooks', { skip }, () => {
     assert.notEqual(val.refresh?.status, 'succeeded', JSON.stringify(val));
     await client.beta.vaults.archive(vault.id);
     const vault2 = await client.beta.vaults.create({ display_name: 'objects vault 2' });
+    // Deleting a vault deletes its credentials, live or archived: each gets
+    // its vault_credential.deleted (docs/WEBHOOKS.md).
+    const live2 = await client.beta.vaults.credentials.create(vault2.id, {
+      auth: { type: 'static_bearer', token: 'tok-live2', mcp_server_url: 'https://mcp2.example.invalid/' },
+    });
+    const gone2 = await client.beta.vaults.credentials.create(vault2.id, {
+      auth: { type: 'static_bearer', token: 'tok-gone2', mcp_server_url: 'https://mcp3.example.invalid/' },
+    });
+    await client.beta.vaults.credentials.archive(gone2.id, { vault_id: vault2.id });
     await client.beta.vaults.delete(vault2.id);
     const s = await client.beta.sessions.create({ agent: (await client.beta.agents.create({ name: 'for-archive', model: 'm' })).id,
       environment_id: env.id });
@@ -204,7 +213,8 @@ describe('outgoing webhooks', { skip }, () => {
       ['vault.created', vault.id], ['vault_credential.created', cred.id], ['vault_credential.archived', cred.id],
       ['vault_credential.deleted', cred.id], ['vault_credential.created', oauth.id],
       ['vault_credential.refresh_failed', oauth.id], ['vault_credential.archived', oauth.id],
-      ['vault.archived', vault.id], ['vault.created', vault2.id], ['vault.deleted', vault2.id],
+      ['vault.archived', vault.id], ['vault.created', vault2.id], ['vault_credential.deleted', live2.id],
+      ['vault_credential.deleted', gone2.id], ['vault.deleted', vault2.id],
       ['session.created', s.id], ['session.archived', s.id],
     ];
     const has = ([type, id]) => receiver.ofType(type).some((b) => b.data.id === id);
@@ -220,7 +230,8 @@ describe('outgoing webhooks', { skip }, () => {
         assert.deepEqual(Object.keys(b.data).sort(), keys, `${type}: ${JSON.stringify(b)}`);
         assert.match(b.id, /^event_/);
         assert.ok(b.created_at, `${type} has created_at`);
-        if (type.startsWith('vault_credential.')) assert.equal(b.data.vault_id, vault.id);
+        if (type.startsWith('vault_credential.'))
+          assert.equal(b.data.vault_id, [live2.id, gone2.id].includes(id) ? vault2.id : vault.id);
       }
     }
     // One agent.updated per new version; none for the archive (same version).

@@ -5,7 +5,16 @@
 //   /sse + /messages  the older HTTP+SSE transport, bearer `tokens.legacy` if set
 //   /token        an OAuth token endpoint (refresh_token grant, client_secret_post)
 // Every Authorization header and token request is recorded. Tools: echo,
-// big (a large text), slow (waits until the client goes away).
+// big (a large text), slow (waits until the client goes away), count (a
+// side effect: state.counted), cutoff (its answer stream is cut after a
+// first event; the answer is kept by the event store for a resume).
+// /mcp keeps an event store (resumability, Last-Event-ID) and serves the
+// standalone GET stream; state.standalone holds the MCP session ids whose
+// GET stream is open, state.sessionOrder every session id in creation
+// order. forgetSessions() drops every /mcp session (a restart that forgets
+// them); addTool(sid, name) adds a tool to one session's server, which
+// says so on its standalone stream (notifications/tools/list_changed
+// outside any request).
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
@@ -18,8 +27,43 @@ import { z } from 'zod';
 export { Client } from '@modelcontextprotocol/sdk/client/index.js';
 export { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
+// An event store that keeps events in the order they were stored (the SDK's
+// example store orders by time and a random suffix, which can reorder two
+// events of one millisecond). No getStreamIdForEventId: a resume replaces a
+// stream the server has not yet noticed is gone instead of answering 409.
+class OrderedEventStore {
+  constructor() {
+    this.events = [];
+  }
+  async storeEvent(streamId, message) {
+    const eventId = `ev${this.events.length + 1}`;
+    this.events.push({ eventId, streamId, message });
+    return eventId;
+  }
+  async replayEventsAfter(lastEventId, { send }) {
+    const at = this.events.findIndex((e) => e.eventId === lastEventId);
+    if (at < 0) return '';
+    const { streamId } = this.events[at];
+    for (const e of this.events.slice(at + 1)) if (e.streamId === streamId) await send(e.eventId, e.message);
+    return streamId;
+  }
+}
+
 function newMcp(tag, state) {
   const server = new McpServer({ name: `warren-test-${tag}`, version: '1.0.0' });
+  // A side effect the tests count: made once per call that reached the tool.
+  server.registerTool('count', { description: 'Counts its calls', inputSchema: {} }, async () => {
+    state.counted++;
+    return { content: [{ type: 'text', text: `counted ${state.counted}` }] };
+  });
+  // Sends a first event on its answer stream; the HTTP handler cuts the
+  // connection once that event is on the wire; then the tool answers (the
+  // event store keeps the answer for the client's resume).
+  server.registerTool('cutoff', { description: 'Its answer stream breaks', inputSchema: {} }, async (_args, extra) => {
+    await extra.sendNotification({ method: 'notifications/progress', params: { progressToken: 'cut', progress: 1 } });
+    await state.cut.done;
+    return { content: [{ type: 'text', text: 'after the cut' }] };
+  });
   // Waits until the client cancels (notifications/cancelled aborts `signal`) or 60 s.
   server.registerTool('slow', { description: 'Waits until cancelled', inputSchema: {} }, async (_args, extra) => {
     state.slowStarted++;
@@ -77,8 +121,19 @@ export async function startMcpServer() {
     gateStarted: 0,
     gateOpen: false,
     grown: new WeakSet(),
+    counted: 0,
+    cuts: 0,
+    cut: null,
+    standalone: new Set(),
+    sessionOrder: [],
   };
+  const armCut = () => {
+    let resolve;
+    state.cut = { done: new Promise((r) => (resolve = r)), resolve };
+  };
+  armCut();
   const streamable = new Map(); // session id -> transport
+  const servers = new Map(); // session id -> McpServer
   const legacy = new Map();
 
   const unauthorized = (res) => {
@@ -96,13 +151,46 @@ export async function startMcpServer() {
         res.end('{"jsonrpc":"2.0","error":{"code":-32000,"message":"no session"},"id":null}');
         return;
       }
+      const server = newMcp(tag, state);
       transport = new StreamableHTTPServerTransport({
         sessionIdGenerator: () => randomUUID(),
-        onsessioninitialized: (id) => streamable.set(id, transport),
+        eventStore: new OrderedEventStore(),
+        onsessioninitialized: (id) => {
+          streamable.set(id, transport);
+          servers.set(id, server);
+          state.sessionOrder.push(id);
+        },
       });
-      await newMcp(tag, state).connect(transport);
+      await server.connect(transport);
+    }
+    if (req.method === 'GET' && sid && !req.headers['last-event-id']) {
+      // The standalone stream is open once its head is written.
+      const writeHead = res.writeHead.bind(res);
+      res.writeHead = (code, ...rest) => {
+        if (code === 200) {
+          state.standalone.add(sid);
+          res.on('close', () => state.standalone.delete(sid));
+        }
+        return writeHead(code, ...rest);
+      };
     }
     if (body?.method === 'tools/call') state.toolCalls++;
+    if (body?.method === 'tools/call' && body.params?.name === 'cutoff') {
+      // Cut the connection right after the first event reaches the socket.
+      const write = res.write.bind(res);
+      let cut = false;
+      res.write = (chunk, ...rest) => {
+        if (!cut && Buffer.from(chunk).toString().includes('"progressToken":"cut"')) {
+          cut = true;
+          return write(chunk, () => {
+            state.cuts++;
+            res.socket?.destroy();
+            state.cut.resolve();
+          });
+        }
+        return write(chunk, ...rest);
+      };
+    }
     await transport.handleRequest(req, res, body);
   }
 
@@ -164,6 +252,21 @@ export async function startMcpServer() {
   return {
     base,
     state,
+    // A restart that forgets every /mcp session: their streams end and the
+    // old ids answer 404.
+    async forgetSessions() {
+      const all = [...streamable.values()];
+      streamable.clear();
+      servers.clear();
+      for (const t of all) await t.close().catch(() => {});
+    },
+    addTool(sid, name) {
+      const server = servers.get(sid);
+      if (!server) throw new Error(`no MCP session ${sid}`);
+      server.registerTool(name, { description: 'Added outside any request', inputSchema: {} },
+        async () => ({ content: [{ type: 'text', text: `${name} answer` }] }));
+    },
+    rearmCut: armCut,
     async close() {
       for (const t of [...streamable.values(), ...legacy.values()]) await t.close().catch(() => {});
       srv.closeAllConnections?.();
