@@ -320,6 +320,11 @@ std::vector<std::string> ToolchainPackages(const PackageSet& set) {
 
 Status CheckPackageRecipeOptions(const PackageRecipeOptions& opts) {
   if (!opts.pip_index_url.empty()) {
+    // Never echoed when it may hold a credential (user:password@host).
+    if (opts.pip_index_url.find('@') != std::string::npos) {
+      return Status::InvalidArgument("pip_index_url: credentials (user:password@) are not accepted; they would be "
+                                     "stored in the snapshot's recipe");
+    }
     if (auto h = IndexUrlHost(opts.pip_index_url); !h.ok()) {
       return Status::InvalidArgument("pip_index_url '" + opts.pip_index_url.substr(0, 120) + "': " + h.status().message());
     }

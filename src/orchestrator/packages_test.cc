@@ -235,6 +235,10 @@ TEST(PackagesTest, BadRegistryOptionsRefused) {
                                 "http://pypi.test", "https://mirror.example.com/pypi/simple"}) {
     EXPECT_TRUE(CheckPackageRecipeOptions({.pip_index_url = url}).ok()) << url;
   }
+  // A credential in the URL is refused without being echoed.
+  Status cred = CheckPackageRecipeOptions({.pip_index_url = "https://alice:s3cret@pypi.lan/simple"});
+  EXPECT_EQ(cred.code(), Code::kInvalidArgument);
+  EXPECT_EQ(cred.message().find("s3cret"), std::string::npos) << cred.message();
   const std::vector<std::pair<std::string, std::string>> bad_npm = {
       {"10.9.2", ""},                     // a version without its sha512
       {"", good_i},                       // a sha512 without its version
