@@ -69,6 +69,12 @@ std::vector<Key> Keys(ServeConfig* c) {
        &c->orchestrator_runner_max_relaunches},
       {"orchestrator.relaunch_initial_ms", "WARREN_ORCHESTRATOR_RELAUNCH_INITIAL_MS", Key::kInt,
        &c->orchestrator_relaunch_initial_ms},
+      {"orchestrator.packages_pip_index_url", "WARREN_ORCHESTRATOR_PACKAGES_PIP_INDEX_URL", Key::kString,
+       &c->orchestrator_packages_pip_index_url},
+      {"orchestrator.packages_npm_version", "WARREN_ORCHESTRATOR_PACKAGES_NPM_VERSION", Key::kString,
+       &c->orchestrator_packages_npm_version},
+      {"orchestrator.packages_npm_integrity", "WARREN_ORCHESTRATOR_PACKAGES_NPM_INTEGRITY", Key::kString,
+       &c->orchestrator_packages_npm_integrity},
       // Environment shortcuts into the "model" object.
       {"provider", "WARREN_MODEL_PROVIDER", Key::kModelField, &c->model},
       {"script", "WARREN_MODEL_SCRIPT", Key::kModelField, &c->model},

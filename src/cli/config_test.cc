@@ -106,6 +106,26 @@ TEST(ConfigTest, SandboxKeysNestedFlatAndEnvironment) {
   EXPECT_FALSE(ApplyConfigJson(Json{{"sandbox.cgroup_prefix", "a/b"}}, &c).ok());
 }
 
+// The package registries and npm pin: file (nested or flat) and
+// environment; their values are checked at start by the orchestrator
+// (packages_test.cc), not here.
+TEST(ConfigTest, PackagesKeys) {
+  ServeConfig c;
+  EXPECT_EQ(c.orchestrator_packages_pip_index_url, "");
+  ASSERT_TRUE(ApplyConfigJson(Json{{"orchestrator", {{"packages_pip_index_url", "http://pypi.lan:3141/simple/"}}},
+                                   {"orchestrator.packages_npm_version", "10.9.2"}},
+                              &c)
+                  .ok());
+  EXPECT_EQ(c.orchestrator_packages_pip_index_url, "http://pypi.lan:3141/simple/");
+  EXPECT_EQ(c.orchestrator_packages_npm_version, "10.9.2");
+  auto env = [](const char* n) -> const char* {
+    return std::string(n) == "WARREN_ORCHESTRATOR_PACKAGES_NPM_INTEGRITY" ? "sha512-x" : nullptr;
+  };
+  ASSERT_TRUE(ApplyEnvironment(&c, env).ok());
+  EXPECT_EQ(c.orchestrator_packages_npm_integrity, "sha512-x");
+  EXPECT_FALSE(ApplyConfigJson(Json{{"orchestrator", {{"packages_pip_index_url", 1}}}}, &c).ok());
+}
+
 TEST(ConfigTest, SandboxDataDirDefaultsUnderDataDirAndLongCallBounds) {
   ServeConfig c;
   EXPECT_EQ(c.sandbox_data_dir, "");  // "" = DATA_DIR/sandbox (serve)

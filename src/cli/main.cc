@@ -382,6 +382,15 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   webhooks_out::WebhookDispatcher webhook_dispatcher(store.get(), outbound_http.get(), Clock::Real(), *hooks_cfg);
 
 #ifdef WARREN_HAVE_ORCHESTRATOR
+  // Package snapshots' registries and npm pin: a bad value stops the start
+  // with the key named (never a build that fails later, per session).
+  orchestrator::PackageRecipeOptions pkg_opts;
+  pkg_opts.pip_index_url = cfg.orchestrator_packages_pip_index_url;
+  pkg_opts.npm_version = cfg.orchestrator_packages_npm_version;
+  pkg_opts.npm_integrity = cfg.orchestrator_packages_npm_integrity;
+  if (Status ps = orchestrator::CheckPackageRecipeOptions(pkg_opts); !ps.ok()) {
+    return Fail(ps.WithContext("orchestrator.packages_*"));
+  }
   // Wake-up by webhook (docs/ORCHESTRATOR.md): the route exists only with a
   // secret; the orchestrator is set once it runs (503 until then).
   std::unique_ptr<orchestrator::WebhookVerifier> webhook_verifier;
@@ -471,7 +480,7 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
     oo.relaunch_initial = std::chrono::milliseconds(cfg.orchestrator_relaunch_initial_ms);
     UsePreparer(sandbox_api.PreparerFor(orch_runtime), &oo);
     pkg_backend = std::make_unique<orchestrator::RuntimeSnapshotBackend>(orch_runtime);
-    pkg_snapshots = std::make_unique<orchestrator::PackageSnapshots>(pkg_backend.get());
+    pkg_snapshots = std::make_unique<orchestrator::PackageSnapshots>(pkg_backend.get(), pkg_opts);
     oo.environment_snapshot = [st = store.get(), ps = pkg_snapshots.get()](const std::string& env_id) {
       return EnvironmentSnapshot(st, ps, env_id);
     };

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 
+#include "common/host_names.h"
 #include "common/ids.h"
 
 namespace warren::orchestrator {
@@ -17,18 +18,16 @@ constexpr size_t kMaxEntryBytes = 214;  // npm's limit; ample for the others
 constexpr int kRecipeFormat = 1;        // bump when the recipe text changes
 constexpr size_t kMaxKeptLogLines = 20000;
 // npm itself comes from its registry, pinned by version and sha512 (the
-// registry's dist.integrity): Debian's `npm` package is 475 packages
-// (76 MB, minutes of dpkg), node alone is about 15. Needs node >= 18.17
+// registry's dist.integrity; PackageRecipeOptions, default
+// kDefaultNpmVersion): Debian's `npm` package is 475 packages (76 MB,
+// minutes of dpkg), node alone is about 15. The default needs node >= 18.17
 // (bookworm: 18.20).
-constexpr const char* kNpmVersion = "10.9.9";
-constexpr const char* kNpmIntegrity =
-    "sha512-1g+6jLQvaIuB4zwvHL7yrXuXcWZwDsCtBX8bbWDqbvJSSr9nPiDDWTHNgwXR27iIcTTW7v3A57hDW9RYv2W4Yg==";
 
 // The RUN step that puts npm into an image that has node: fetch the
 // tarball with node, check its sha512, and let it install itself
-// globally (default prefix /usr: /usr/bin/npm).
-std::string NpmBootstrapStep() {
-  const std::string v = kNpmVersion;
+// globally (default prefix /usr: /usr/bin/npm). `v` and `integrity` are
+// checked by CheckPackageRecipeOptions (no quote can reach the script).
+std::string NpmBootstrapStep(const std::string& v, const std::string& integrity) {
   const std::string fetch =
       "const https=require(\"https\"),fs=require(\"fs\"),crypto=require(\"crypto\");"
       "const fail=m=>{console.error(\"npm " + v + " tarball: \"+m);process.exit(1)};"
@@ -36,7 +35,7 @@ std::string NpmBootstrapStep() {
       "if(r.statusCode!==200)fail(\"HTTP \"+r.statusCode);const c=[];r.on(\"data\",d=>c.push(d));"
       "r.on(\"end\",()=>{const b=Buffer.concat(c);"
       "const h=\"sha512-\"+crypto.createHash(\"sha512\").update(b).digest(\"base64\");"
-      "if(h!==\"" + std::string(kNpmIntegrity) + "\")fail(\"integrity mismatch \"+h);"
+      "if(h!==\"" + integrity + "\")fail(\"integrity mismatch \"+h);"
       "fs.writeFileSync(\"/tmp/npm.tgz\",b)})}).on(\"error\",e=>fail(e.message))";
   return "RUN node -e '" + fetch + "' && tar -xzf /tmp/npm.tgz -C /tmp && node /tmp/package/bin/npm-cli.js install -g "
          "--no-fund --no-audit --no-update-notifier --cache /tmp/npm-cache 'npm@" + v +
@@ -182,6 +181,35 @@ Status ValidateGo(std::string_view e) {
   return Status::Ok();
 }
 
+// http[s]://host[:port][/path] -> canonical host (a name or an IPv4
+// literal); InvalidArgument otherwise. No userinfo (a credential would be
+// written into the recipe, which the snapshot record keeps), query,
+// fragment or IPv6 literal.
+Result<std::string> IndexUrlHost(std::string_view url) {
+  size_t scheme = url.rfind("http://", 0) == 0 ? 7 : url.rfind("https://", 0) == 0 ? 8 : 0;
+  if (scheme == 0) return Status::InvalidArgument("must start with http:// or https://");
+  if (url.size() > 512) return Status::InvalidArgument("longer than 512 characters");
+  if (!AllOf(url, ":/._~-%+")) {
+    return Status::InvalidArgument("only letters, digits and :/._~-%+ (no credentials, query or fragment)");
+  }
+  std::string_view rest = url.substr(scheme);
+  std::string_view hostport = rest.substr(0, rest.find('/'));
+  std::string_view host = hostport.substr(0, hostport.find(':'));
+  if (host.size() < hostport.size()) {
+    std::string_view port = hostport.substr(host.size() + 1);
+    if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+        std::stoi(std::string(port)) == 0 || std::stoi(std::string(port)) > 65535) {
+      return Status::InvalidArgument("bad port");
+    }
+  }
+  if (host.empty()) return Status::InvalidArgument("no host");
+  auto canon = CanonicalHostPattern(host);
+  if (!canon.ok() || canon->find('*') != std::string::npos) return Status::InvalidArgument("bad host name");
+  return *canon;
+}
+
+bool IsHttpUrl(std::string_view url) { return url.rfind("http://", 0) == 0; }
+
 std::string Join(const std::vector<std::string>& v, std::string_view sep) {
   std::string out;
   for (size_t i = 0; i < v.size(); ++i) {
@@ -290,9 +318,46 @@ std::vector<std::string> ToolchainPackages(const PackageSet& set) {
   return out;
 }
 
-std::vector<std::string> PackageRegistryHosts(const PackageSet& set) {
+Status CheckPackageRecipeOptions(const PackageRecipeOptions& opts) {
+  if (!opts.pip_index_url.empty()) {
+    // Never echoed when it may hold a credential (user:password@host).
+    if (opts.pip_index_url.find('@') != std::string::npos) {
+      return Status::InvalidArgument("pip_index_url: credentials (user:password@) are not accepted; they would be "
+                                     "stored in the snapshot's recipe");
+    }
+    if (auto h = IndexUrlHost(opts.pip_index_url); !h.ok()) {
+      return Status::InvalidArgument("pip_index_url '" + opts.pip_index_url.substr(0, 120) + "': " + h.status().message());
+    }
+  }
+  if (opts.npm_version.empty() != opts.npm_integrity.empty()) {
+    return Status::InvalidArgument("npm_version and npm_integrity go together (the integrity is the sha512 of that "
+                                   "version's tarball, the registry's dist.integrity)");
+  }
+  if (!opts.npm_version.empty()) {
+    const std::string& v = opts.npm_version;
+    if (v.size() > 64 || !(v[0] >= '0' && v[0] <= '9') || !AllOf(v, ".+-") ||
+        std::count(v.begin(), v.end(), '.') < 2) {
+      return Status::InvalidArgument("npm_version '" + v.substr(0, 64) +
+                                     "': expected an exact version like 10.9.2 (no range, tag or URL)");
+    }
+    const std::string& i = opts.npm_integrity;
+    // sha512 is 64 bytes: 88 characters of padded base64.
+    if (i.rfind("sha512-", 0) != 0 || i.size() != 7 + 88 || i.substr(i.size() - 2) != "==" ||
+        !AllOf(std::string_view(i).substr(7), "+/=")) {
+      return Status::InvalidArgument("npm_integrity: expected sha512-<88 characters of base64> (the registry's "
+                                     "dist.integrity of npm@" + v.substr(0, 64) + ")");
+    }
+  }
+  return Status::Ok();
+}
+
+std::vector<std::string> PackageRegistryHosts(const PackageSet& set, const PackageRecipeOptions& opts) {
   std::vector<std::string> out;
-  if (!set.pip.empty()) out.insert(out.end(), {"pypi.org", "files.pythonhosted.org"});
+  if (!set.pip.empty()) {
+    auto host = opts.pip_index_url.empty() ? Result<std::string>(Status::NotFound("")) : IndexUrlHost(opts.pip_index_url);
+    if (host.ok()) out.push_back(*host);
+    else out.insert(out.end(), {"pypi.org", "files.pythonhosted.org"});
+  }
   if (!set.npm.empty()) out.push_back("registry.npmjs.org");
   if (!set.gem.empty()) out.insert(out.end(), {"rubygems.org", "index.rubygems.org"});
   if (!set.cargo.empty()) out.insert(out.end(), {"crates.io", "index.crates.io", "static.crates.io"});
@@ -318,9 +383,18 @@ Result<PackageRecipe> PackagesRecipe(const PackageSet& in, const PackageRecipeOp
                                (opts.mirror.rfind("http://", 0) != 0 && opts.mirror.rfind("https://", 0) != 0))) {
     return Status::InvalidArgument("packages: bad mirror URL " + opts.mirror);
   }
+  if (Status s = CheckPackageRecipeOptions(opts); !s.ok()) return s.WithContext("packages");
+  const std::string npm_version = opts.npm_version.empty() ? kDefaultNpmVersion : opts.npm_version;
+  const std::string npm_integrity = opts.npm_version.empty() ? kDefaultNpmIntegrity : opts.npm_integrity;
   Json canon = {{"format", kRecipeFormat}, {"suite", opts.suite}, {"mirror", opts.mirror},
                 {"apt", set.apt},          {"cargo", set.cargo}, {"gem", set.gem},
                 {"go", set.go},            {"npm", set.npm},     {"pip", set.pip}};
+  // A configured registry or npm is another recipe, so another name; the
+  // defaults add nothing (the names made before these settings stay).
+  if (!set.pip.empty() && !opts.pip_index_url.empty()) canon["pip_index_url"] = opts.pip_index_url;
+  if (!set.npm.empty() && (npm_version != kDefaultNpmVersion || npm_integrity != kDefaultNpmIntegrity)) {
+    canon["npm_self"] = {npm_version, npm_integrity};
+  }
   // The apt-get layout is another recipe, so another name (the include=
   // layout keeps the names it always had).
   if (opts.build_network) canon["layout"] = "apt-get";
@@ -348,10 +422,15 @@ Result<PackageRecipe> PackagesRecipe(const PackageSet& in, const PackageRecipeOp
     r.needs_mirror = true;
   }
   if (!set.pip.empty()) {
-    text += "RUN python3 -m pip install --no-cache-dir --no-input --break-system-packages" + QuotedArgs(set.pip) + "\n";
+    text += "RUN python3 -m pip install --no-cache-dir --no-input --break-system-packages";
+    if (!opts.pip_index_url.empty()) {
+      text += " --index-url " + ShellQuote(opts.pip_index_url);
+      if (IsHttpUrl(opts.pip_index_url)) text += " --trusted-host " + ShellQuote(*IndexUrlHost(opts.pip_index_url));
+    }
+    text += QuotedArgs(set.pip) + "\n";
   }
   if (!set.npm.empty()) {
-    text += NpmBootstrapStep();
+    text += NpmBootstrapStep(npm_version, npm_integrity);
     text += "RUN npm install -g --no-fund --no-audit --no-update-notifier --cache /tmp/npm-cache" + QuotedArgs(set.npm) +
             " && rm -rf /tmp/npm-cache\n";
   }
@@ -370,7 +449,7 @@ Result<PackageRecipe> PackagesRecipe(const PackageSet& in, const PackageRecipeOp
     text += " && rm -rf /tmp/go /tmp/go-cache\n";
   }
   r.recipe = std::move(text);
-  r.hosts = PackageRegistryHosts(set);
+  r.hosts = PackageRegistryHosts(set, opts);
   return r;
 }
 

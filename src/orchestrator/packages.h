@@ -19,9 +19,11 @@
 //    starts from the plain `debian:<suite>` base (one debootstrap per data
 //    dir, shared by every set), apt packages and the managers' toolchains
 //    (ToolchainPackages) are installed by `apt-get` in a RUN step, npm is
-//    bootstrapped from its registry (pinned version and sha512), and each
-//    manager is a RUN step. The build may reach the base's mirror and the
-//    registries of the managers used (PackageRegistryHosts), nothing else. Without it, an apt-only set is
+//    bootstrapped from its registry (pinned version and sha512, both
+//    configurable), and each manager is a RUN step. The build may reach the
+//    base's mirror and the registries of the managers used
+//    (PackageRegistryHosts: pip's is configurable), nothing else. Without
+//    it, an apt-only set is
 //    installed by debootstrap itself (`include=`, no network inside the
 //    build) and any other manager is refused with FailedPrecondition.
 //  - PackageSnapshots::Ensure() returns the snapshot, building it if it is
@@ -74,13 +76,34 @@ Status ValidatePackage(std::string_view manager, std::string_view entry);
 // `'text'`, with embedded quotes as '\''. For /bin/sh -c.
 std::string ShellQuote(std::string_view text);
 
+// npm itself, as bootstrapped when no version is configured: a release
+// that runs on bookworm's node 18, and its registry dist.integrity.
+inline constexpr const char* kDefaultNpmVersion = "10.9.9";
+inline constexpr const char* kDefaultNpmIntegrity =
+    "sha512-1g+6jLQvaIuB4zwvHL7yrXuXcWZwDsCtBX8bbWDqbvJSSr9nPiDDWTHNgwXR27iIcTTW7v3A57hDW9RYv2W4Yg==";
+
 struct PackageRecipeOptions {
   std::string suite = "bookworm";  // FROM debian:<suite>
   std::string mirror;              // "" = the runtime's default mirror
   // RUN steps have a network (see the header comment): apt-get over the
   // plain base. false: apt by debootstrap's include= (apt-only sets).
   bool build_network = false;
+  // pip's index, a PEP 503 simple API (`http[s]://host[:port]/path`, as
+  // PIP_INDEX_URL; no credentials, query or IPv6 literal). "" = PyPI
+  // (pypi.org, files.pythonhosted.org). When set, a pip build reaches this
+  // URL's host and nothing else for pip (the files must be served from that
+  // host), and an http:// index is passed as pip's --trusted-host (plain
+  // http cannot be verified; writing it in the config is the opt-in).
+  std::string pip_index_url;
+  // npm itself: the version bootstrapped from registry.npmjs.org and the
+  // sha512 it must match (the registry's `dist.integrity`,
+  // "sha512-<base64>"). Both or neither; "" = kDefaultNpmVersion/Integrity.
+  std::string npm_version, npm_integrity;
 };
+
+// OK, or InvalidArgument naming the field (pip_index_url, npm_version,
+// npm_integrity) and what is wrong. PackagesRecipe checks this too.
+Status CheckPackageRecipeOptions(const PackageRecipeOptions& opts);
 
 struct PackageRecipe {
   std::string hash;           // sha256 hex of the normalised set + options
@@ -93,13 +116,14 @@ struct PackageRecipe {
 };
 
 // The registry hosts the managers used by `set` need to install packages
-// (apt excluded: its mirror is the base's). A subset of
-// PackageManagerHosts() (networking.h). Sorted, unique.
-std::vector<std::string> PackageRegistryHosts(const PackageSet& set);
+// (apt excluded: its mirror is the base's). With the default registries a
+// subset of PackageManagerHosts() (networking.h); a configured pip index
+// replaces PyPI's two hosts by its own. Sorted, unique.
+std::vector<std::string> PackageRegistryHosts(const PackageSet& set, const PackageRecipeOptions& opts = {});
 
 // The Debian packages a manager's RUN step needs in the image: pip ->
 // python3-pip, npm -> nodejs (npm itself is then fetched from its
-// registry, pinned by version and sha512), gem -> ruby, cargo -> cargo,
+// registry, pinned by version and sha512: PackageRecipeOptions), gem -> ruby, cargo -> cargo,
 // go -> golang-go and git; plus ca-certificates for any of them.
 std::vector<std::string> ToolchainPackages(const PackageSet& set);
 

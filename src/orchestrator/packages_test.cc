@@ -19,14 +19,17 @@ PackageSet Must(const Json& j) {
 
 // The script of the npm bootstrap step (node fetches npm's tarball from
 // the registry and checks it against the pinned sha512), as generated.
-std::string NpmFetch() {
+std::string NpmFetch(
+    const std::string& v = "10.9.9",
+    const std::string& integrity =
+        "sha512-1g+6jLQvaIuB4zwvHL7yrXuXcWZwDsCtBX8bbWDqbvJSSr9nPiDDWTHNgwXR27iIcTTW7v3A57hDW9RYv2W4Yg==") {
   return "const https=require(\"https\"),fs=require(\"fs\"),crypto=require(\"crypto\");"
-         "const fail=m=>{console.error(\"npm 10.9.9 tarball: \"+m);process.exit(1)};"
-         "https.get(\"https://registry.npmjs.org/npm/-/npm-10.9.9.tgz\",r=>{"
+         "const fail=m=>{console.error(\"npm " + v + " tarball: \"+m);process.exit(1)};"
+         "https.get(\"https://registry.npmjs.org/npm/-/npm-" + v + ".tgz\",r=>{"
          "if(r.statusCode!==200)fail(\"HTTP \"+r.statusCode);const c=[];r.on(\"data\",d=>c.push(d));"
          "r.on(\"end\",()=>{const b=Buffer.concat(c);"
          "const h=\"sha512-\"+crypto.createHash(\"sha512\").update(b).digest(\"base64\");"
-         "if(h!==\"sha512-1g+6jLQvaIuB4zwvHL7yrXuXcWZwDsCtBX8bbWDqbvJSSr9nPiDDWTHNgwXR27iIcTTW7v3A57hDW9RYv2W4Yg==\")"
+         "if(h!==\"" + integrity + "\")"
          "fail(\"integrity mismatch \"+h);fs.writeFileSync(\"/tmp/npm.tgz\",b)})}).on(\"error\",e=>fail(e.message))";
 }
 
@@ -147,6 +150,112 @@ TEST(PackagesTest, NetworkedRecipeGolden) {
   }
   EXPECT_EQ(ToolchainPackages(all),
             (std::vector<std::string>{"ca-certificates", "cargo", "git", "golang-go", "nodejs", "python3-pip", "ruby"}));
+}
+
+// A configured pip index (a LAN mirror, devpi, a test's own registry):
+// pip uses it, the build reaches its host instead of PyPI's two, an
+// http:// index is pip's trusted host, and the snapshot gets another name.
+// Sets without pip keep their names.
+TEST(PackagesTest, ConfiguredPipIndex) {
+  PackageRecipeOptions net{.build_network = true, .pip_index_url = "http://pypi.test:8080/simple/"};
+  PackageSet pip = Must(Json::parse(R"({"pip":["warren-hello==1.0"]})"));
+  auto r = PackagesRecipe(pip, net);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_NE(r->recipe.find("\nRUN python3 -m pip install --no-cache-dir --no-input --break-system-packages "
+                           "--index-url 'http://pypi.test:8080/simple/' --trusted-host 'pypi.test' "
+                           "'warren-hello==1.0'\n"),
+            std::string::npos)
+      << r->recipe;
+  EXPECT_EQ(r->hosts, std::vector<std::string>{"pypi.test"});
+  EXPECT_EQ(PackageRegistryHosts(pip, net), std::vector<std::string>{"pypi.test"});
+  EXPECT_NE(r->snapshot_name, PackagesRecipe(pip, {.build_network = true})->snapshot_name);
+  // https: verified as usual (the host's CA bundle is the build's), no
+  // trusted host; the host name is canonical (lower case).
+  auto https = PackagesRecipe(pip, {.build_network = true, .pip_index_url = "https://PyPI.Example.com/root/pypi/+simple/"});
+  ASSERT_TRUE(https.ok()) << https.status().ToString();
+  EXPECT_NE(https->recipe.find("--index-url 'https://PyPI.Example.com/root/pypi/+simple/' 'warren-hello==1.0'"),
+            std::string::npos)
+      << https->recipe;
+  EXPECT_EQ(https->recipe.find("--trusted-host"), std::string::npos);
+  EXPECT_EQ(https->hosts, std::vector<std::string>{"pypi.example.com"});
+  // Another index, another name.
+  EXPECT_NE(https->snapshot_name, r->snapshot_name);
+  // npm and apt sets: the same recipe and name as without the setting.
+  PackageSet npm = Must(Json::parse(R"({"npm":["semver"],"apt":["jq"]})"));
+  EXPECT_EQ(PackagesRecipe(npm, net)->snapshot_name, PackagesRecipe(npm, {.build_network = true})->snapshot_name);
+  EXPECT_EQ(PackagesRecipe(npm, net)->recipe, PackagesRecipe(npm, {.build_network = true})->recipe);
+  // Mixed: pip's index host plus npm's registry.
+  PackageSet both = Must(Json::parse(R"({"npm":["semver"],"pip":["a"]})"));
+  EXPECT_EQ(PackagesRecipe(both, net)->hosts, (std::vector<std::string>{"pypi.test", "registry.npmjs.org"}));
+}
+
+// npm itself: the pinned release is configurable (version and its sha512
+// together); the step checks the tarball against the configured sha512,
+// and the snapshot's name follows the pin. The default changes nothing.
+TEST(PackagesTest, ConfiguredNpmPin) {
+  const std::string integrity = "sha512-" + std::string(40, 'q') + "/+" + std::string(44, 'Z') + "==";
+  ASSERT_EQ(integrity.size(), 95u);
+  PackageRecipeOptions pin{.build_network = true, .npm_version = "10.8.3", .npm_integrity = integrity};
+  PackageSet npm = Must(Json::parse(R"({"npm":["is-number@7.0.0"]})"));
+  auto r = PackagesRecipe(npm, pin);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_NE(r->recipe.find("RUN node -e '" + NpmFetch("10.8.3", integrity) + "' && tar -xzf /tmp/npm.tgz -C /tmp && "
+                           "node /tmp/package/bin/npm-cli.js install -g --no-fund --no-audit --no-update-notifier "
+                           "--cache /tmp/npm-cache 'npm@10.8.3' && rm -rf /tmp/package /tmp/npm.tgz /tmp/npm-cache\n"),
+            std::string::npos)
+      << r->recipe;
+  EXPECT_EQ(r->recipe.find("10.9.9"), std::string::npos);
+  auto def = PackagesRecipe(npm, {.build_network = true});
+  EXPECT_NE(r->snapshot_name, def->snapshot_name);
+  // The default pin written out is the default: the same name.
+  auto spelled = PackagesRecipe(
+      npm, {.build_network = true, .npm_version = kDefaultNpmVersion, .npm_integrity = kDefaultNpmIntegrity});
+  EXPECT_EQ(spelled->snapshot_name, def->snapshot_name);
+  EXPECT_EQ(spelled->recipe, def->recipe);
+  // Sets without npm are not renamed by the pin.
+  PackageSet pip = Must(Json::parse(R"({"pip":["a"]})"));
+  EXPECT_EQ(PackagesRecipe(pip, pin)->snapshot_name, PackagesRecipe(pip, {.build_network = true})->snapshot_name);
+}
+
+TEST(PackagesTest, BadRegistryOptionsRefused) {
+  const std::string good_i =
+      "sha512-1g+6jLQvaIuB4zwvHL7yrXuXcWZwDsCtBX8bbWDqbvJSSr9nPiDDWTHNgwXR27iIcTTW7v3A57hDW9RYv2W4Yg==";
+  for (const std::string url :
+       {"pypi.test/simple", "ftp://pypi.test/simple", "http://user:pw@pypi.test/simple", "http://pypi.test/simple?x=1",
+        "http://pypi.test/simple#f", "http://[::1]/simple", "http://*.test/simple", "http:///simple",
+        "http://pypi.test:0/", "http://pypi.test:70000/", "http://pypi.test:/", "http://pypi.test:80x/",
+        "http://pypi.test/simple'; id; '", "http://pypi.test/ simple", "file:///srv/simple", "http://-x.test/"}) {
+    PackageRecipeOptions o{.pip_index_url = url};
+    Status s = CheckPackageRecipeOptions(o);
+    EXPECT_EQ(s.code(), Code::kInvalidArgument) << url;
+    EXPECT_NE(s.message().find("pip_index_url"), std::string::npos) << s.message();
+    EXPECT_EQ(PackagesRecipe(Must(Json::parse(R"({"pip":["a"]})")), o).status().code(), Code::kInvalidArgument) << url;
+  }
+  for (const std::string url : {"http://pypi.test/simple/", "https://10.0.0.5:3141/root/pypi/+simple/",
+                                "http://pypi.test", "https://mirror.example.com/pypi/simple"}) {
+    EXPECT_TRUE(CheckPackageRecipeOptions({.pip_index_url = url}).ok()) << url;
+  }
+  // A credential in the URL is refused without being echoed.
+  Status cred = CheckPackageRecipeOptions({.pip_index_url = "https://alice:s3cret@pypi.lan/simple"});
+  EXPECT_EQ(cred.code(), Code::kInvalidArgument);
+  EXPECT_EQ(cred.message().find("s3cret"), std::string::npos) << cred.message();
+  const std::vector<std::pair<std::string, std::string>> bad_npm = {
+      {"10.9.2", ""},                     // a version without its sha512
+      {"", good_i},                       // a sha512 without its version
+      {"^10.9.2", good_i},                // a range
+      {"latest", good_i},                 // a tag
+      {"10.9", good_i},                   // not exact
+      {"10.9.2'", good_i},                // a quote
+      {"10.9.2", "sha1-abc"},             // another algorithm
+      {"10.9.2", "sha512-short=="},       // too short
+      {"10.9.2", "sha512-" + std::string(86, 'A') + "'\""},  // not base64
+  };
+  for (const auto& [v, i] : bad_npm) {
+    EXPECT_EQ(CheckPackageRecipeOptions({.npm_version = v, .npm_integrity = i}).code(), Code::kInvalidArgument)
+        << v << " " << i;
+  }
+  EXPECT_TRUE(CheckPackageRecipeOptions({.npm_version = "11.0.0-pre.1", .npm_integrity = good_i}).ok());
+  EXPECT_TRUE(CheckPackageRecipeOptions({}).ok());
 }
 
 TEST(PackagesTest, InjectionAndBadNamesRefused) {
@@ -367,6 +476,24 @@ TEST(PackageSnapshotsTest, EnvironmentBuildFailureIsPermanentAndSaysWhy) {
   EXPECT_NE(step.status().message().find("RUN npm install exited with 1); last lines of the build log:"),
             std::string::npos)
       << step.status().message();
+}
+
+// A configured pip index: Ensure hands the backend exactly its host and
+// the mirror (the allowlist follows the setting), and the recipe uses it.
+TEST(PackageSnapshotsTest, ConfiguredIndexIsTheOnlyPipHost) {
+  FakeBackend be;
+  be.Release();
+  be.network = true;
+  PackageSnapshots ps(&be, {.pip_index_url = "http://10.0.0.5:3141/simple"});
+  PackageSet pip;
+  pip.pip = {"warren-hello"};
+  auto built = ps.Ensure(pip);
+  ASSERT_TRUE(built.ok()) << built.status().ToString();
+  EXPECT_EQ(be.last_net.allow_hosts, std::vector<std::string>{"10.0.0.5"});
+  EXPECT_TRUE(be.last_net.allow_base_mirror);
+  EXPECT_NE(be.last_recipe.find("--index-url 'http://10.0.0.5:3141/simple' --trusted-host '10.0.0.5' 'warren-hello'\n"),
+            std::string::npos)
+      << be.last_recipe;
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include "../sandbox/harness.h"
 #include "common/clock.h"
@@ -324,16 +325,160 @@ bool Reachable(const std::string& host, int port) {
   return ok;
 }
 
+// A local PEP 503 package index for pip, served by the test on its own
+// "internet": a network namespace joined to the host by a veth, the server
+// at a TEST-NET-1 address (192.0.2.0/24: routable, outside the egress
+// proxy's blocked ranges, used by no other test's routes), named
+// `pypi.test` only in the egress proxy's hosts override (as
+// `sandbox.egress_hosts` does in `warren serve`). Its one project,
+// warren-test-hello 1.0, is a wheel built here by a stdlib script from a
+// tiny source tree (no setuptools/wheel needed on the host). Every request
+// path is appended to DIR/requests. Down() removes the server, the veth
+// and the namespace.
+class LocalPipIndex {
+ public:
+  static constexpr const char* kName = "pypi.test";
+  LocalPipIndex() {
+    std::mt19937 rng(std::random_device{}());
+    char hex[8];
+    snprintf(hex, sizeof(hex), "%06x", static_cast<unsigned>(rng() & 0xffffff));
+    ns_ = std::string("wpy") + hex;
+    int k = static_cast<int>(rng() % 60) + 1;
+    host_ip_ = "192.0.2." + std::to_string(4 * k + 1);
+    ip_ = "192.0.2." + std::to_string(4 * k + 2);
+  }
+  ~LocalPipIndex() { Down(); }
+  const std::string& ip() const { return ip_; }
+  const std::string& ns() const { return ns_; }
+  std::string requests() const {
+    std::string out;
+    Host("cat " + dir_ + "/requests 2>/dev/null", &out);
+    return out;
+  }
+
+  // Builds the wheel and the index under `dir`, then brings the namespace
+  // and the server up; returns "" or what failed.
+  std::string Up(const std::string& dir) {
+    dir_ = dir;
+    std::ofstream(dir + "/build_index.py") << R"PY(
+import base64, hashlib, os, sys, zipfile
+src, out = sys.argv[1], sys.argv[2]
+name, project, ver = "warren_test_hello", "warren-test-hello", "1.0"
+dist = f"{name}-{ver}.dist-info"
+files = {}
+for root, _, names in os.walk(os.path.join(src, name)):
+    for f in sorted(names):
+        p = os.path.join(root, f)
+        files[os.path.relpath(p, src)] = open(p, "rb").read()
+files[dist + "/METADATA"] = f"Metadata-Version: 2.1\nName: {project}\nVersion: {ver}\n".encode()
+files[dist + "/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: warren-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+record = ""
+for k, v in files.items():
+    h = base64.urlsafe_b64encode(hashlib.sha256(v).digest()).rstrip(b"=").decode()
+    record += f"{k},sha256={h},{len(v)}\n"
+files[dist + "/RECORD"] = (record + dist + "/RECORD,,\n").encode()
+whl = f"{name}-{ver}-py3-none-any.whl"
+os.makedirs(os.path.join(out, "files"))
+os.makedirs(os.path.join(out, "simple", project))
+with zipfile.ZipFile(os.path.join(out, "files", whl), "w", zipfile.ZIP_DEFLATED) as z:
+    for k, v in files.items():
+        z.writestr(k, v)
+digest = hashlib.sha256(open(os.path.join(out, "files", whl), "rb").read()).hexdigest()
+with open(os.path.join(out, "simple", "index.html"), "w") as f:
+    f.write(f'<!DOCTYPE html><html><body><a href="{project}/">{project}</a></body></html>\n')
+with open(os.path.join(out, "simple", project, "index.html"), "w") as f:
+    f.write(f'<!DOCTYPE html><html><body><a href="../../files/{whl}#sha256={digest}">{whl}</a></body></html>\n')
+)PY";
+    std::ofstream(dir + "/serve_index.py") << R"PY(
+import functools, http.server, os, sys
+root, ip = sys.argv[1], sys.argv[2]
+class H(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        with open(os.path.join(os.path.dirname(root), "requests"), "a") as f:
+            f.write(self.path + "\n")
+        super().do_GET()
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer((ip, 80), functools.partial(H, directory=root))
+print("ready", flush=True)
+srv.serve_forever()
+)PY";
+    if (Host("mkdir -p " + dir + "/src/warren_test_hello && printf '%s\\n' "
+             "'def greet():' '    return \"hello from the local index\"' > " + dir + "/src/warren_test_hello/__init__.py && "
+             "python3 " + dir + "/build_index.py " + dir + "/src " + dir + "/www") != 0) {
+      return "building the wheel and the index failed";
+    }
+    const std::string h = ns_ + "h", pe = ns_ + "p", x = "ip netns exec " + ns_ + " ";
+    up_ = true;
+    for (const std::string& c : {"ip netns add " + ns_, "ip link add " + h + " type veth peer name " + pe,
+                                 "ip link set " + pe + " netns " + ns_, "ip addr add " + host_ip_ + "/30 dev " + h,
+                                 "ip link set " + h + " up", x + "ip addr add " + ip_ + "/30 dev " + pe,
+                                 x + "ip link set lo up", x + "ip link set " + pe + " up",
+                                 x + "ip route add default via " + host_ip_}) {
+      if (Host(c) != 0) return "setup failed: " + c;
+    }
+    // Ready when the server says it listens (it prints after bind).
+    int p[2];
+    if (pipe(p) != 0) return "pipe";
+    server_pid_ = fork();
+    if (server_pid_ == 0) {
+      dup2(p[1], 1);
+      close(p[0]);
+      execlp("ip", "ip", "netns", "exec", ns_.c_str(), "python3", (dir + "/serve_index.py").c_str(),
+             (dir + "/www").c_str(), ip_.c_str(), nullptr);
+      _exit(127);
+    }
+    close(p[1]);
+    std::string line;
+    char c;
+    while (read(p[0], &c, 1) == 1 && c != '\n') line += c;
+    close(p[0]);
+    return line == "ready" ? "" : "the index server did not start";
+  }
+  void Down() {
+    if (server_pid_ > 0) {
+      kill(server_pid_, SIGKILL);
+      waitpid(server_pid_, nullptr, 0);
+      server_pid_ = -1;
+    }
+    if (!up_) return;
+    Host("ip link del " + ns_ + "h 2>/dev/null");
+    Host("ip netns del " + ns_ + " 2>/dev/null");
+    up_ = false;
+  }
+
+ private:
+  std::string ns_, host_ip_, ip_, dir_;
+  pid_t server_pid_ = -1;
+  bool up_ = false;
+};
+
 // Package snapshots over a real runtime whose builds have a network (the
-// runtime's egress proxy runs here, as in `warren serve`).
+// runtime's egress proxy runs here, as in `warren serve`), with a local pip
+// index (LocalPipIndex) that the proxy resolves through its hosts override.
 class PackagesIntegrationTest : public RuntimeTest {
  protected:
   void SetUp() override {
     egress_proxy_ = true;
+    egress_.hosts_override[LocalPipIndex::kName] = index_.ip();
     RuntimeTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
     if (access("/usr/sbin/debootstrap", X_OK) != 0) GTEST_SKIP() << "debootstrap is not installed";
     if (Status s = rt_->BuildNetworkStatus(); !s.ok()) GTEST_SKIP() << s.ToString();
+    if (Host("command -v ip >/dev/null && command -v python3 >/dev/null") != 0) {
+      GTEST_SKIP() << "ip or python3 missing (the local pip index)";
+    }
+    index_dir_ = data_dir_ + "-index";
+    ASSERT_EQ(Host("mkdir -p " + index_dir_), 0);
+    std::string why = index_.Up(index_dir_);
+    ASSERT_EQ(why, "");
+  }
+  void TearDown() override {
+    index_.Down();
+    RuntimeTest::TearDown();
+    if (!index_dir_.empty()) Host("rm -rf " + index_dir_);
+    EXPECT_FALSE(std::filesystem::exists("/run/netns/" + index_.ns())) << "test netns left";
+    EXPECT_FALSE(std::filesystem::exists("/sys/class/net/" + index_.ns() + "h")) << "test veth left";
   }
   // No veth, nft rule or build record of a build is left.
   void ExpectNoBuildNetworkLeft() {
@@ -341,6 +486,8 @@ class PackagesIntegrationTest : public RuntimeTest {
     EXPECT_FALSE(NftTableExists(FirewallTableName(prefix_))) << "nft rules left after a build";
     EXPECT_TRUE(std::filesystem::is_empty(data_dir_ + "/builds")) << "build record or network files left";
   }
+  LocalPipIndex index_;
+  std::string index_dir_;
 };
 
 // A backend that says builds have no network (a host without the proxy).
@@ -359,18 +506,21 @@ class OfflineBackend final : public SnapshotBackend {
   SnapshotBackend* real_;
 };
 
-// config.packages {"apt":["jq"]} and then {"npm":["semver@7.6.3"]}: both
-// from the one `debian:bookworm` base (one debootstrap for the whole test,
-// as for a data dir), apt-get in a RUN step that reaches the base's mirror
-// only, npm in one that reaches registry.npmjs.org only (through the host's
-// resolver and, on a host behind a TLS-inspecting proxy, its CA bundle).
-// Each snapshot is built once and then cached, its tools run in a sandbox
-// made from it, and no build leaves its network behind. Skips with the
-// reason when debootstrap, the mirror or the npm registry is missing.
-TEST_F(PackagesIntegrationTest, AptAndNpmSnapshotsShareOneBase) {
+// config.packages {"apt":["jq"],"pip":["warren-test-hello==1.0"]} and then
+// {"npm":["semver@7.6.3"]}: both from the one `debian:bookworm` base (one
+// debootstrap for the whole test, as for a data dir). The first set's
+// apt-get (jq and python3-pip) reaches the base's mirror and its pip step
+// the configured local index (PackageRecipeOptions::pip_index_url), and
+// nothing else: not PyPI. npm's steps reach registry.npmjs.org only (through
+// the host's resolver and, on a host behind a TLS-inspecting proxy, its CA
+// bundle). Each snapshot is built once and then cached, its tools run in a
+// sandbox made from it, and no build leaves its network behind. Skips with
+// the reason when debootstrap, the mirror or the npm registry is missing.
+TEST_F(PackagesIntegrationTest, AptPipAndNpmSnapshotsShareOneBase) {
   RuntimeSnapshotBackend backend(rt_.get());
-  PackageSnapshots snaps(&backend);
-  auto set = ParsePackages(Json::parse(R"({"type":"packages","apt":["jq"]})"));
+  const std::string index_url = std::string("http://") + LocalPipIndex::kName + "/simple/";
+  PackageSnapshots snaps(&backend, {.pip_index_url = index_url});
+  auto set = ParsePackages(Json::parse(R"({"type":"packages","apt":["jq"],"pip":["warren-test-hello==1.0"]})"));
   ASSERT_TRUE(set.ok());
   std::vector<std::string> log;
   std::mutex mu;
@@ -380,24 +530,36 @@ TEST_F(PackagesIntegrationTest, AptAndNpmSnapshotsShareOneBase) {
   });
   if (!snap.ok() && snap.status().code() == Code::kUnavailable) GTEST_SKIP() << snap.status().ToString();
   ASSERT_TRUE(snap.ok()) << snap.status().ToString() << "\n" << ::testing::PrintToString(log);
-  EXPECT_EQ(snap->name, PackagesRecipe(*set, {.build_network = true})->snapshot_name);
+  EXPECT_EQ(snap->name, PackagesRecipe(*set, {.build_network = true, .pip_index_url = index_url})->snapshot_name);
   EXPECT_GT(log.size(), 10u) << "the build log is streamed";
-  bool mirror_only = false;
-  for (const auto& l : log) mirror_only |= l.rfind("  network: limited to ", 0) == 0 && l.find(',') == std::string::npos;
-  EXPECT_TRUE(mirror_only) << "apt-get reaches the mirror and nothing else: " << ::testing::PrintToString(log);
+  // The allowlist follows the setting: the local index and the mirror, not
+  // pypi.org or files.pythonhosted.org.
+  bool index_and_mirror = false;
+  for (const auto& l : log) {
+    index_and_mirror |= l.rfind("  network: limited to pypi.test, ", 0) == 0 && std::count(l.begin(), l.end(), ',') == 1;
+  }
+  EXPECT_TRUE(index_and_mirror) << ::testing::PrintToString(log);
   ExpectNoBuildNetworkLeft();
+  // pip fetched the project's page and its wheel from the local index.
+  std::string served = index_.requests();
+  EXPECT_NE(served.find("/simple/warren-test-hello/\n"), std::string::npos) << served;
+  EXPECT_NE(served.find("/files/warren_test_hello-1.0-py3-none-any.whl\n"), std::string::npos) << served;
   CreateOptions o;
   o.snapshot = snap->name;
   auto sb = MustCreate(o);
   auto jq = Sh(sb.id, "echo '{\"a\":[1,2]}' | jq -c .a");
   EXPECT_EQ(jq.stdout_data, "[1,2]\n") << jq.stderr_data;
+  auto hello = Sh(sb.id, "python3 -c 'import warren_test_hello; print(warren_test_hello.greet())'");
+  EXPECT_EQ(hello.stdout_data, "hello from the local index\n") << hello.stderr_data;
   std::vector<std::string> again;
-  auto cached = snaps.Ensure(*ParsePackages(Json::parse(R"({"apt":["jq","jq"]})")),
-                             [&](std::string_view l) { again.emplace_back(l); });
+  auto cached = snaps.Ensure(
+      *ParsePackages(Json::parse(R"({"pip":["warren-test-hello==1.0"],"apt":["jq","jq"]})")),
+      [&](std::string_view l) { again.emplace_back(l); });
   ASSERT_TRUE(cached.ok());
   EXPECT_EQ(cached->hash, snap->hash);
   EXPECT_EQ(again, std::vector<std::string>{"packages snapshot " + snap->name + " cached"});
   EXPECT_EQ(snaps.builds_started(), 1);
+  EXPECT_EQ(index_.requests(), served) << "a cache hit asks the index nothing";
 
   // The orchestrator: a cloud environment with these packages gives its
   // session a sandbox from the snapshot (cached now), where the agent's
@@ -411,7 +573,8 @@ TEST_F(PackagesIntegrationTest, AptAndNpmSnapshotsShareOneBase) {
   oo.instance = "pkgs-test";
   oo.max_item_attempts = 1;
   oo.environment_snapshot = [&](const std::string& env_id) {
-    Json env = {{"id", env_id}, {"config", {{"type", "cloud"}, {"packages", {{"apt", {"jq"}}}}}}};
+    Json env = {{"id", env_id},
+                {"config", {{"type", "cloud"}, {"packages", {{"apt", {"jq"}}, {"pip", {"warren-test-hello==1.0"}}}}}}};
     if (env_id == "env_pip") {
       env["config"]["packages"] = {{"pip", {"requests"}}};
       return SnapshotForEnvironment(env, &offline);
@@ -476,6 +639,19 @@ TEST_F(PackagesIntegrationTest, AptAndNpmSnapshotsShareOneBase) {
   EXPECT_NE(missing.status().message().find("the environment's packages could not be installed"), std::string::npos)
       << missing.status().message();
   EXPECT_NE(missing.status().message().find("404"), std::string::npos) << missing.status().message();
+  ExpectNoBuildNetworkLeft();
+
+  // A configured npm pin whose sha512 is not the tarball's: the bootstrap
+  // step refuses the download (the check bites), a permanent failure that
+  // says so. The toolchain layer is shared: seconds.
+  PackageSnapshots wrong_pin(
+      &backend, {.npm_version = kDefaultNpmVersion,
+                 .npm_integrity = "sha512-" + std::string(86, 'A') + "=="});
+  Json pinned = {{"id", "env_npmpin"}, {"config", {{"type", "cloud"}, {"packages", {{"npm", {"semver@7.6.3"}}}}}}};
+  auto refused = SnapshotForEnvironment(pinned, &wrong_pin);
+  ASSERT_EQ(refused.status().code(), Code::kFailedPrecondition) << refused.status().ToString();
+  EXPECT_NE(refused.status().message().find("npm 10.9.9 tarball: integrity mismatch sha512-"), std::string::npos)
+      << refused.status().message();
   ExpectNoBuildNetworkLeft();
 }
 
