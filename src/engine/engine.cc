@@ -339,7 +339,8 @@ Status Engine::Conversation::Add(const store::TranscriptEntry& row) {
 
 Engine::Engine(store::Store* store, domain::EventSink* bus, models::ModelProvider* provider, Clock* clock,
                EngineOptions options)
-    : store_(store), bus_(bus), provider_(provider), clock_(clock), options_(options), tool_pool_(options.tool_threads) {}
+    : store_(store), bus_(bus), provider_(provider), clock_(clock), options_(options),
+      tool_pool_(options.tool_threads, options.tool_threads) {}
 
 Engine::~Engine() { Stop(); }
 
@@ -1414,10 +1415,10 @@ bool Engine::SubmitToolJob(const std::shared_ptr<ToolJob>& job, size_t runners) 
     awaiting_.insert(job->session_id);
   }
   for (size_t i = 0; i < runners; i++) {
-    bool queued = tool_pool_.Submit([this, job] {
+    bool queued = tool_pool_.Submit("", [this, job] {
       RunToolJob(*job);
       if (job->runners.fetch_sub(1) == 1) OnToolDone(job);
-    });
+    }) != 0;
     if (!queued) {
       // The pool stops only after every job has completed (Stop), so this
       // is not expected; the run counts as cancelled, so nothing is recorded.
