@@ -29,6 +29,8 @@ std::vector<Key> Keys(ServeConfig* c) {
       {"sse_keepalive_ms", "WARREN_SSE_KEEPALIVE_MS", Key::kInt, &c->sse_keepalive_ms},
       {"engine_threads", "WARREN_ENGINE_THREADS", Key::kInt, &c->engine_threads},
       {"engine_tool_threads", "WARREN_ENGINE_TOOL_THREADS", Key::kInt, &c->engine_tool_threads},
+      {"engine_tool_threads_per_server", "WARREN_ENGINE_TOOL_THREADS_PER_SERVER", Key::kInt,
+       &c->engine_tool_threads_per_server},
       {"engine_pin_model_calls", "WARREN_ENGINE_PIN_MODEL_CALLS", Key::kBool, &c->engine_pin_model_calls},
       {"work_lease_ttl_seconds", "WARREN_WORK_LEASE_TTL_SECONDS", Key::kInt, &c->work_lease_ttl_seconds},
       {"sandbox.enabled", "WARREN_SANDBOX_ENABLED", Key::kBool, &c->sandbox_enabled},
@@ -123,6 +125,8 @@ Status Check(const ServeConfig& c) {
   if (c.engine_threads < 1 || c.engine_threads > 1024) return Status::InvalidArgument("engine_threads must be 1..1024");
   if (c.engine_tool_threads < 1 || c.engine_tool_threads > 1024)
     return Status::InvalidArgument("engine_tool_threads must be 1..1024");
+  if (c.engine_tool_threads_per_server < 1 || c.engine_tool_threads_per_server > 1024)
+    return Status::InvalidArgument("engine_tool_threads_per_server must be 1..1024");
   if (c.work_lease_ttl_seconds < 1 || c.work_lease_ttl_seconds > 600)
     return Status::InvalidArgument("work_lease_ttl_seconds must be 1..600");
   if (c.sandbox_pool_bytes < (256ULL << 20)) return Status::InvalidArgument("sandbox.pool_bytes must be at least 268435456");

@@ -28,6 +28,8 @@ struct ServeConfig {
   // Service-run tool calls (MCP, web_fetch, web_search) in flight at once:
   // they run on this pool, never on the engine threads (docs/MCP.md).
   int engine_tool_threads = 32;
+  // Of those, at most this many for one MCP server (by URL) or web tool.
+  int engine_tool_threads_per_server = 8;
   // The pre-async mode, a benchmark peer: each model call holds an engine
   // thread (docs/MODELS.md). Unset = off.
   std::optional<bool> engine_pin_model_calls;

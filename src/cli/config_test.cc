@@ -81,6 +81,26 @@ TEST(ConfigTest, MaxQueuedRequests) {
   EXPECT_FALSE(ApplyConfigJson(Json{{"max_queued_requests", "16"}}, &c).ok());
 }
 
+// The tool pool's bound per MCP server / web tool: file, environment, range.
+TEST(ConfigTest, EngineToolThreadsPerServer) {
+  ServeConfig c;
+  EXPECT_EQ(c.engine_tool_threads_per_server, 8);
+  ASSERT_TRUE(ApplyConfigJson(Json{{"engine_tool_threads_per_server", 3}}, &c).ok());
+  EXPECT_EQ(c.engine_tool_threads_per_server, 3);
+  auto env = [](const char* n) -> const char* {
+    return std::string(n) == "WARREN_ENGINE_TOOL_THREADS_PER_SERVER" ? "5" : nullptr;
+  };
+  ASSERT_TRUE(ApplyEnvironment(&c, env).ok());
+  EXPECT_EQ(c.engine_tool_threads_per_server, 5);
+  for (int bad : {0, -1, 1025}) {
+    ServeConfig d;
+    Status st = ApplyConfigJson(Json{{"engine_tool_threads_per_server", bad}}, &d);
+    EXPECT_FALSE(st.ok()) << bad;
+    EXPECT_NE(st.message().find("engine_tool_threads_per_server"), std::string::npos) << st.ToString();
+  }
+  EXPECT_FALSE(ApplyConfigJson(Json{{"engine_tool_threads_per_server", "4"}}, &c).ok());
+}
+
 TEST(ConfigTest, SandboxKeysNestedFlatAndEnvironment) {
   ServeConfig c;
   EXPECT_FALSE(c.sandbox_enabled.has_value());

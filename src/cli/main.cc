@@ -357,6 +357,7 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   engine::EngineOptions engine_opts;
   engine_opts.threads = cfg.engine_threads;
   engine_opts.tool_threads = cfg.engine_tool_threads;
+  engine_opts.tool_threads_per_key = cfg.engine_tool_threads_per_server;
   engine_opts.pin_model_calls = cfg.engine_pin_model_calls.value_or(false);
 #ifdef WARREN_HAVE_ORCHESTRATOR
   engine_opts.cloud_workers = orch_runtime != nullptr;

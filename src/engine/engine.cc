@@ -278,19 +278,38 @@ struct Engine::ToolJob {
   std::string session_id;
   Json session;  // as read when the job started (agent, vault_ids)
   std::shared_ptr<CancelToken> token;
+  // The job's units: one per call (kServer, kMcp) or per MCP server
+  // (kListing), each run as a ToolPool job under its key (the MCP server's
+  // URL, or the web tool's name), so a peer that hangs holds only its
+  // share of the pool. Each unit writes only its own slots below; the
+  // worker that records the job reads them after its completion.
+  std::vector<std::string> keys;
   // kServer, kMcp: the calls and their inputs.
   std::vector<PendingCall> calls;
   std::vector<Json> inputs;
-  // kServer: the results of the calls that ended before any interrupt, in
-  // order (the job's only run writes them).
-  std::vector<domain::ServerToolResult> server_results;
-  // kMcp: one outcome per call; each run writes the ones it took.
-  std::vector<domain::McpCallOutcome> mcp_outcomes;
-  std::atomic<size_t> next{0};     // kMcp: the next call to take
-  std::atomic<size_t> runners{0};  // runs not yet ended; the last one completes the job
-  // kListing: the span of the model call it is for, and the result.
+  // kServer / kMcp: each call's result, when it ended before any interrupt.
+  std::vector<std::optional<domain::ServerToolResult>> server_results;
+  std::vector<std::optional<domain::McpCallOutcome>> mcp_outcomes;
+  // kServer, kMcp: the unit recorded its result itself as it ended (one
+  // store transaction, durable at once: a stop or a crash later does not
+  // make the call again). RecordToolJob records the rest.
+  std::vector<char> recorded;
+  // kListing: the session as seen with each server alone (the units'
+  // argument to McpTools::ListTools), and each server's listing.
+  std::vector<Json> views;
+  std::vector<domain::McpListing> listings;
+  // kListing: the span of the model call it is for.
   std::string span_id;
-  domain::McpListing listing;
+  // The units run in `chains` chains (the job's bound on calls at once): a
+  // chain takes the next unit, submits it, and takes another when it ends;
+  // the last chain to end completes the job (OnToolDone). `swept`: the job
+  // was cancelled and its queued units dropped (CancelToolJob): no chain
+  // submits another.
+  std::mutex mu;
+  size_t next = 0;
+  bool swept = false;
+  std::vector<ToolPool::JobId> tickets;
+  std::atomic<size_t> chains{0};
 };
 
 // ---- the in-memory transcript of one session
@@ -339,7 +358,8 @@ Status Engine::Conversation::Add(const store::TranscriptEntry& row) {
 
 Engine::Engine(store::Store* store, domain::EventSink* bus, models::ModelProvider* provider, Clock* clock,
                EngineOptions options)
-    : store_(store), bus_(bus), provider_(provider), clock_(clock), options_(options), tool_pool_(options.tool_threads) {}
+    : store_(store), bus_(bus), provider_(provider), clock_(clock), options_(options),
+      tool_pool_(options.tool_threads, options.tool_threads_per_key) {}
 
 Engine::~Engine() { Stop(); }
 
@@ -360,11 +380,14 @@ void Engine::Stop() {
   std::vector<std::thread> threads;
   auto cancel_all = [this] {
     std::vector<std::shared_ptr<CancelToken>> tokens;
+    std::vector<std::shared_ptr<ToolJob>> jobs;
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (auto& [sid, token] : inflight_) tokens.push_back(token);
+      for (auto& [sid, job] : tool_jobs_) jobs.push_back(job);
     }
     for (auto& t : tokens) t->Cancel();  // outside mu_ (see OnClientEvents)
+    for (auto& j : jobs) CancelToolJob(j);  // drops queued units: may complete the job
   };
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -385,6 +408,7 @@ void Engine::Stop() {
   std::lock_guard<std::mutex> lock(mu_);
   completed_.clear();
   tool_done_.clear();
+  tool_jobs_.clear();
   listings_.clear();
   notices_.clear();
   skip_compaction_.clear();
@@ -415,13 +439,17 @@ void Engine::OnClientEvents(const Json& session, const std::vector<store::Stored
   if (id.empty()) return;
   for (const auto& e : events) {
     if (jr::Str(e.body, "type") == "user.interrupt") {
-      // Cancelled outside mu_: a provider may complete from the token's waker.
+      // Cancelled outside mu_: a provider may complete from the token's
+      // waker, and a tool job whose queued units are dropped completes here.
       std::shared_ptr<CancelToken> token;
+      std::shared_ptr<ToolJob> job;
       {
         std::lock_guard<std::mutex> lock(mu_);
         if (auto it = inflight_.find(id); it != inflight_.end()) token = it->second;
+        if (auto it = tool_jobs_.find(id); it != tool_jobs_.end()) job = it->second;
       }
       if (token) token->Cancel();
+      if (job) CancelToolJob(job);
     }
   }
   Schedule(id);
@@ -429,13 +457,16 @@ void Engine::OnClientEvents(const Json& session, const std::vector<store::Stored
 
 void Engine::OnSessionDeleted(const std::string& session_id) {
   std::shared_ptr<CancelToken> token;
+  std::shared_ptr<ToolJob> job;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (auto it = inflight_.find(session_id); it != inflight_.end()) token = it->second;
+    if (auto it = tool_jobs_.find(session_id); it != tool_jobs_.end()) job = it->second;
     conversations_.erase(session_id);
     listings_.erase(session_id);
   }
   if (token) token->Cancel();
+  if (job) CancelToolJob(job);
   if (mcp_ != nullptr) mcp_->ForgetSession(session_id);
 }
 
@@ -761,6 +792,9 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
     bool interrupted = false;
     // A model call cut off by a crash: close its span; it is made again.
     if (orphan_model && s->phase == Phase::kModel) out->append.push_back(SpanEnd(now, *s, true, {}));
+    // A span this process opened for a call not yet started (e.g. by the
+    // transition that recorded the last tool result): an interrupt closes it.
+    const bool span_open = !orphan_model && s->phase == Phase::kModel;
     Json unresolved_before = s->Unresolved();
     for (const auto& e : client) {
       Json done = e.body;
@@ -857,6 +891,7 @@ Result<bool> Engine::ConsumeClientEvents(const std::string& id) {
       }
     }
     if (interrupted && !need_model) {
+      if (span_open) out->append.push_back(SpanEnd(now, *s, true, {}));
       s->phase = Phase::kIdle;
       if (status != "idle" || orphan_model) {
         (*next)["status"] = "idle";
@@ -1332,6 +1367,21 @@ Result<Engine::Step> Engine::RecordAnswer(const std::string& id, InflightCall& c
 
 // ---- service-run tool calls: jobs on the tool pool
 
+namespace {
+
+// The pool key of MCP server `name` of the session's agent: its URL (the
+// peer a hang comes from; two agents naming one server share its bound).
+std::string McpKey(const Json& session, const std::string& name) {
+  for (const Json& srv : jr::Arr(jr::Obj(session, "agent"), "mcp_servers"))
+    if (jr::Str(srv, "name") == name) {
+      const std::string url = jr::Str(srv, "url");
+      if (!url.empty()) return "mcp " + url;
+    }
+  return "mcp-server " + name;
+}
+
+}  // namespace
+
 Result<bool> Engine::StartMcpCalls(const std::string& id) {
   WARREN_ASSIGN_OR_RETURN(Json session, store_->GetSession(id));
   WARREN_ASSIGN_OR_RETURN(EngineState st, LoadState(id, session));
@@ -1339,12 +1389,15 @@ Result<bool> Engine::StartMcpCalls(const std::string& id) {
   auto job = std::make_shared<ToolJob>();
   job->kind = ToolJob::Kind::kMcp;
   job->session_id = id;
+  // Only the calls without a result: a call whose result was recorded
+  // before a stop or a crash is not made again.
   for (const PendingCall& p : st.pending)
     if (p.McpRunnable()) job->calls.push_back(p);
   // Requested input of each call: from its agent.mcp_tool_use event.
   for (const PendingCall& p : job->calls) {
     auto ev = store_->GetEvent(id, p.event_id);
     job->inputs.push_back(ev.ok() && *ev ? jr::Get((*ev)->body, "input") : Json::object());
+    job->keys.push_back(McpKey(session, p.mcp_server));
   }
   if (jr::Str(session, "status") != "running") {
     // A confirmed call: the session runs again while the service calls it.
@@ -1359,10 +1412,10 @@ Result<bool> Engine::StartMcpCalls(const std::string& id) {
   }
   job->session = std::move(session);
   job->mcp_outcomes.resize(job->calls.size());
-  // Bounded concurrency per session: at most mcp_concurrency runs of the
-  // job, each taking the next call until none is left.
-  size_t runners = std::min<size_t>(job->calls.size(), static_cast<size_t>(std::max(1, options_.mcp_concurrency)));
-  return SubmitToolJob(job, runners);
+  job->recorded.assign(job->calls.size(), 0);
+  // Bounded concurrency per session: at most mcp_concurrency calls of the
+  // answer at once.
+  return SubmitToolJob(job, static_cast<size_t>(std::max(1, options_.mcp_concurrency)));
 }
 
 Result<bool> Engine::StartServerCalls(const std::string& id) {
@@ -1379,14 +1432,18 @@ Result<bool> Engine::StartServerCalls(const std::string& id) {
     auto ev = store_->GetEvent(id, p.event_id);
     if (ev.ok() && ev->has_value()) input = jr::Get((*ev)->body, "input");
     job->inputs.push_back(std::move(input));
+    job->keys.push_back(p.name);  // web_fetch | web_search
   }
   job->session = std::move(session);
+  job->server_results.resize(job->calls.size());
+  job->recorded.assign(job->calls.size(), 0);
   return SubmitToolJob(job, 1);  // one after the other, as a worker would
 }
 
 Result<bool> Engine::StartListing(const std::string& id) {
   WARREN_ASSIGN_OR_RETURN(Json session, store_->GetSession(id));
-  if (jr::Arr(jr::Obj(session, "agent"), "mcp_servers").empty()) return false;
+  const Json& servers = jr::Arr(jr::Obj(session, "agent"), "mcp_servers");
+  if (servers.empty()) return false;
   WARREN_ASSIGN_OR_RETURN(EngineState st, LoadState(id, session));
   if (st.phase != Phase::kModel) return false;
   {
@@ -1398,82 +1455,144 @@ Result<bool> Engine::StartListing(const std::string& id) {
   job->kind = ToolJob::Kind::kListing;
   job->session_id = id;
   job->span_id = st.model_request_start_id;
+  // One unit per server, all at once (a dead server costs only its own
+  // timeout), each under its server's key: the session as seen with that
+  // server alone is what McpTools::ListTools lists.
+  for (const Json& srv : servers) {
+    if (!srv.is_object() || jr::Str(srv, "name").empty()) continue;
+    Json view = session;
+    view["agent"]["mcp_servers"] = Json::array({srv});
+    job->keys.push_back(McpKey(session, jr::Str(srv, "name")));
+    job->views.push_back(std::move(view));
+  }
+  if (job->keys.empty()) return false;
+  job->listings.resize(job->keys.size());
   job->session = std::move(session);
-  return SubmitToolJob(job, 1);
+  return SubmitToolJob(job, job->keys.size());
 }
 
-bool Engine::SubmitToolJob(const std::shared_ptr<ToolJob>& job, size_t runners) {
+bool Engine::SubmitToolJob(const std::shared_ptr<ToolJob>& job, size_t concurrency) {
   job->token = std::make_shared<CancelToken>();
-  job->runners = runners;
+  const size_t chains = std::max<size_t>(1, std::min(job->keys.size(), concurrency));
+  job->chains = chains;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return false;
     // An interrupt (or the session's deletion, or Stop) cancels the job.
     inflight_[job->session_id] = job->token;
+    tool_jobs_[job->session_id] = job;
     calls_outstanding_++;
     awaiting_.insert(job->session_id);
   }
-  for (size_t i = 0; i < runners; i++) {
-    bool queued = tool_pool_.Submit([this, job] {
-      RunToolJob(*job);
-      if (job->runners.fetch_sub(1) == 1) OnToolDone(job);
-    });
-    if (!queued) {
-      // The pool stops only after every job has completed (Stop), so this
-      // is not expected; the run counts as cancelled, so nothing is recorded.
-      job->token->Cancel();
-      if (job->runners.fetch_sub(1) == 1) OnToolDone(job);
-    }
-  }
+  for (size_t c = 0; c < chains; c++) ContinueToolJob(job);
   return true;
 }
 
-void Engine::RunToolJob(ToolJob& job) {
+void Engine::ContinueToolJob(const std::shared_ptr<ToolJob>& job) {
+  {
+    std::lock_guard<std::mutex> lock(job->mu);
+    if (!job->swept && !job->token->cancelled() && job->next < job->keys.size()) {
+      const size_t i = job->next++;
+      // Submit never runs either callback itself, so job->mu may be held.
+      ToolPool::JobId ticket = tool_pool_.Submit(
+          job->keys[i],
+          [this, job, i] {
+            RunToolUnit(*job, i);
+            ContinueToolJob(job);
+          },
+          [this, job] { EndToolChain(job); });
+      if (ticket != 0) {
+        job->tickets.push_back(ticket);
+        return;
+      }
+      // The pool stops only after every job has completed (Stop), so this
+      // is not expected; the unit counts as cancelled: nothing is recorded.
+      job->token->Cancel();
+    }
+  }
+  EndToolChain(job);
+}
+
+void Engine::EndToolChain(const std::shared_ptr<ToolJob>& job) {
+  if (job->chains.fetch_sub(1) == 1) OnToolDone(job);
+}
+
+void Engine::CancelToolJob(const std::shared_ptr<ToolJob>& job) {
+  job->token->Cancel();  // units running see it; no chain takes another unit
+  std::vector<ToolPool::JobId> tickets;
+  {
+    std::lock_guard<std::mutex> lock(job->mu);
+    job->swept = true;
+    tickets = job->tickets;
+  }
+  // Units still queued (behind a busy server) are dropped now, so the job
+  // completes without waiting for their keys; Cancel is false for the rest.
+  for (ToolPool::JobId t : tickets) tool_pool_.Cancel(t);
+}
+
+void Engine::RunToolUnit(ToolJob& job, size_t i) {
   const CancelToken* cancel = job.token.get();
   switch (job.kind) {
     case ToolJob::Kind::kListing:
       try {
-        job.listing = mcp_->ListTools(job.session, cancel);
+        job.listings[i] = mcp_->ListTools(job.views[i], cancel);
       } catch (const std::exception& e) {
         log::Error("engine.mcp_listing_threw", {{"session", job.session_id}, {"error", e.what()}});
       } catch (...) {
         log::Error("engine.mcp_listing_threw", {{"session", job.session_id}});
       }
       return;
-    case ToolJob::Kind::kServer:
-      for (size_t i = 0; i < job.calls.size(); i++) {
-        if (cancel->cancelled()) return;  // interrupted: start no more calls
-        domain::ServerToolResult r;
-        try {
-          r = server_tools_->Run(job.calls[i].name, job.inputs[i], cancel);
-        } catch (const std::exception& e) {
-          r = {TextContent(job.calls[i].name + " failed: " + e.what()), true};
-        } catch (...) {
-          r = {TextContent(job.calls[i].name + " failed"), true};
-        }
-        // A call that ends with the interrupt is not recorded: consuming the
-        // interrupt answers it "Interrupted by the user.".
-        if (cancel->cancelled()) return;
-        if (r.content.empty()) r.content = TextContent(r.is_error ? "(error)" : "(no output)");
-        PlaceLargeServerOutput(job.session_id, job.calls[i].event_id, &r);
-        job.server_results.push_back(std::move(r));
+    case ToolJob::Kind::kServer: {
+      if (cancel->cancelled()) return;  // interrupted: start no more calls
+      domain::ServerToolResult r;
+      try {
+        r = server_tools_->Run(job.calls[i].name, job.inputs[i], cancel);
+      } catch (const std::exception& e) {
+        r = {TextContent(job.calls[i].name + " failed: " + e.what()), true};
+      } catch (...) {
+        r = {TextContent(job.calls[i].name + " failed"), true};
       }
-      return;
-    case ToolJob::Kind::kMcp:
-      for (size_t i; (i = job.next.fetch_add(1)) < job.calls.size();) {
-        if (cancel->cancelled()) return;  // interrupted: start no more calls
-        domain::McpCallOutcome& o = job.mcp_outcomes[i];
-        const PendingCall& call = job.calls[i];
-        try {
-          o = mcp_->CallTool(job.session, call.mcp_server, call.name, job.inputs[i], cancel);
-        } catch (const std::exception& e) {
-          o = domain::McpCallOutcome();
-          o.is_error = true;
-          o.content = TextContent(std::string("MCP call failed: ") + e.what());
-        }
-        if (!cancel->cancelled()) PlaceLargeMcpOutput(job.session_id, call.event_id, &o);
+      // A call that ends with the interrupt is not recorded: consuming the
+      // interrupt answers it "Interrupted by the user.".
+      if (cancel->cancelled()) return;
+      if (r.content.empty()) r.content = TextContent(r.is_error ? "(error)" : "(no output)");
+      PlaceLargeServerOutput(job.session_id, job.calls[i].event_id, &r);
+      job.server_results[i] = std::move(r);
+      break;
+    }
+    case ToolJob::Kind::kMcp: {
+      if (cancel->cancelled()) return;  // interrupted: start no more calls
+      const PendingCall& call = job.calls[i];
+      domain::McpCallOutcome o;
+      try {
+        o = mcp_->CallTool(job.session, call.mcp_server, call.name, job.inputs[i], cancel);
+      } catch (const std::exception& e) {
+        o = domain::McpCallOutcome();
+        o.is_error = true;
+        o.content = TextContent(std::string("MCP call failed: ") + e.what());
       }
-      return;
+      if (cancel->cancelled()) return;  // as above
+      PlaceLargeMcpOutput(job.session_id, call.event_id, &o);
+      job.mcp_outcomes[i] = std::move(o);
+      break;
+    }
+  }
+  // The result is recorded now, in its own transition, so that it is
+  // durable before any other call of the job ends (docs/MCP.md, "Stops and
+  // crashes"). The session awaits this job: no worker steps it meanwhile.
+  // If the store fails here, RecordToolJob tries again (and fails the
+  // session if it must).
+  bool model_due = false;
+  Status st = RecordToolResult(job, i, &model_due);
+  if (st.ok() || st.code() == Code::kNotFound) {
+    job.recorded[i] = 1;
+  } else {
+    log::Warn("engine.tool_result_deferred",
+              {{"session", job.session_id}, {"call", job.calls[i].event_id}, {"error", st.ToString()}});
+  }
+  if (st.ok() && model_due) {
+    std::lock_guard<std::mutex> lock(mu_);
+    started_here_.insert(job.session_id);
   }
 }
 
@@ -1484,9 +1603,11 @@ void Engine::OnToolDone(const std::shared_ptr<ToolJob>& job) {
     calls_outstanding_--;
     awaiting_.erase(id);
     if (auto it = inflight_.find(id); it != inflight_.end() && it->second == job->token) inflight_.erase(it);
+    if (auto it = tool_jobs_.find(id); it != tool_jobs_.end() && it->second == job) tool_jobs_.erase(it);
     if (stopping_) {
-      // Shutdown: nothing is recorded. The calls stay pending (or the model
-      // phase open) and run again at the next start, as after a crash.
+      // Shutdown: nothing more is recorded. The calls without a recorded
+      // result stay pending (or the model phase open) and run again at the
+      // next start, as after a crash.
       started_here_.erase(id);
       running_.erase(id);
     } else {
@@ -1514,44 +1635,67 @@ Status Engine::RecordToolJob(const std::string& id, ToolJob& job) {
         call.result = models::ModelResult(std::move(e));
         return RecordAnswer(id, call).status();
       }
+      // The servers' listings in the agent's order: a failure each, and
+      // of two tools mapped to one name the first wins.
+      domain::McpListing merged;
+      std::set<std::string> names;
+      for (domain::McpListing& l : job.listings) {
+        for (auto& f : l.failures) merged.failures.push_back(std::move(f));
+        for (auto& t : l.tools)
+          if (names.insert(t.exposed_name).second) merged.tools.push_back(std::move(t));
+      }
       std::lock_guard<std::mutex> lock(mu_);
-      listings_[id] = {job.span_id, std::move(job.listing)};
+      listings_[id] = {job.span_id, std::move(merged)};
       return Status::Ok();
     }
     case ToolJob::Kind::kServer:
-      return RecordServerResults(id, job);
     case ToolJob::Kind::kMcp:
-      return RecordMcpResults(id, job);
+      // Results the units could not record themselves (a store failure).
+      for (size_t i = 0; i < job.calls.size(); i++) {
+        if (job.recorded[i]) continue;
+        bool model_due = false;
+        WARREN_RETURN_IF_ERROR(RecordToolResult(job, i, &model_due));
+        job.recorded[i] = 1;
+        if (model_due) {
+          std::lock_guard<std::mutex> lock(mu_);
+          started_here_.insert(id);
+        }
+      }
+      return Status::Ok();
   }
   return Status::Ok();
 }
 
-Status Engine::RecordMcpResults(const std::string& id, ToolJob& job) {
-  // Interrupted: consuming the user.interrupt answers the calls and settles.
-  if (job.token->cancelled()) return Status::Ok();
-  const auto& calls = job.calls;
-  const auto& outcomes = job.mcp_outcomes;
-  bool due = false;
+Status Engine::RecordToolResult(ToolJob& job, size_t i, bool* model_due) {
+  *model_due = false;
+  if (job.kind == ToolJob::Kind::kMcp && job.mcp_outcomes[i])
+    return RecordMcpResult(job.session_id, job.calls[i], *job.mcp_outcomes[i], model_due);
+  if (job.kind == ToolJob::Kind::kServer && job.server_results[i])
+    return RecordServerResult(job.session_id, job.calls[i], *job.server_results[i], model_due);
+  return Status::Ok();  // no result: interrupted, stopped, or never started
+}
+
+Status Engine::RecordMcpResult(const std::string& id, const PendingCall& call, const domain::McpCallOutcome& o,
+                               bool* model_due) {
   std::string now = Now();
-  WARREN_RETURN_IF_ERROR(Transition(id, "mcp_results", [&](const Json& cur, EngineState* s, Json* next, store::Store::SessionStep* out) {
-    due = false;
+  return Transition(id, "mcp_result", [&](const Json& cur, EngineState* s, Json* next, store::Store::SessionStep* out) {
+    *model_due = false;
     if (s->phase != Phase::kTools) return Status::Ok();  // settled meanwhile
-    for (size_t i = 0; i < calls.size(); i++) {
-      PendingCall* p = nullptr;
-      for (PendingCall& q : s->pending)
-        if (q.event_id == calls[i].event_id) p = &q;
-      if (p == nullptr || p->result) continue;  // interrupted meanwhile: its result is set
-      const auto& o = outcomes[i];
-      if (o.failure) out->append.push_back(McpErrorEvent(now, *o.failure));
-      Json r = Event("agent.mcp_tool_result", now);
-      r["mcp_tool_use_id"] = p->event_id;
-      r["content"] = o.content;
-      r["is_error"] = o.is_error;
-      out->append.push_back(r);
-      p->result = ToolOutcome{o.content, o.is_error};
-    }
+    PendingCall* p = nullptr;
+    for (PendingCall& q : s->pending)
+      if (q.event_id == call.event_id) p = &q;
+    if (p == nullptr || p->result) return Status::Ok();  // answered meanwhile
+    if (o.failure) out->append.push_back(McpErrorEvent(now, *o.failure));
+    Json r = Event("agent.mcp_tool_result", now);
+    r["mcp_tool_use_id"] = p->event_id;
+    r["content"] = o.content;
+    r["is_error"] = o.is_error;
+    out->append.push_back(r);
+    p->result = ToolOutcome{o.content, o.is_error};
     (*next)["updated_at"] = now;
     if (!s->Unresolved().empty()) {
+      // The last of the answer's MCP calls to end says which calls wait
+      // for the client, if any.
       Json waiting = s->AwaitingClient();
       if (!waiting.empty() && !s->McpCallsDue()) {
         (*next)["status"] = "idle";
@@ -1563,63 +1707,47 @@ Status Engine::RecordMcpResults(const std::string& id, ToolJob& job) {
     if (!ReturnResultsToModel(cur, s, next, out, now, options_.max_model_calls_per_turn)) return Status::Ok();
     OpenModelSpan(s, out, now);
     s->phase = Phase::kModel;
-    due = true;
+    *model_due = true;
     return Status::Ok();
-  }));
-  if (due) {
-    std::lock_guard<std::mutex> lock(mu_);
-    started_here_.insert(id);
-  }
-  return Status::Ok();
+  });
 }
 
-Status Engine::RecordServerResults(const std::string& id, ToolJob& job) {
-  // The calls that ended before any interrupt, one transition each (as a
-  // worker's results would be); the others are answered by the interrupt.
-  bool model_due = false;
-  for (size_t i = 0; i < job.server_results.size(); i++) {
-    const PendingCall& call = job.calls[i];
-    const domain::ServerToolResult& r = job.server_results[i];
-    std::string now = Now();
-    WARREN_RETURN_IF_ERROR(Transition(id, "server_tool_result", [&](const Json& cur, EngineState* s, Json* next,
-                                                                   store::Store::SessionStep* out) {
-      model_due = false;
-      PendingCall* p = nullptr;
-      for (PendingCall& q : s->pending)
-        if (q.event_id == call.event_id) p = &q;
-      if (p == nullptr || p->result) return Status::Ok();  // interrupted or answered meanwhile
-      p->result = ToolOutcome{r.content, r.is_error};
-      Json e = Event("agent.tool_result", now);
-      e["tool_use_id"] = call.event_id;
-      e["content"] = r.content;
-      e["is_error"] = r.is_error;
-      out->append.push_back(e);
-      // usage.server_tool_use counts the requests (spec 1.3).
-      Json& usage = (*next)["usage"];
-      if (!usage.is_object()) usage = Json::object();
-      Json& stu = usage["server_tool_use"];
-      if (!stu.is_object()) stu = Json::object();
-      const char* key = call.name == "web_search" ? "web_search_requests" : "web_fetch_requests";
-      stu[key] = (stu.contains(key) && stu[key].is_number_integer() ? stu[key].get<int64_t>() : 0) + 1;
-      (*next)["updated_at"] = now;
-      if (!s->Unresolved().empty() || s->ServerCallsDue()) return Status::Ok();
-      // Every call answered: the results go back to the model.
-      if (!ReturnResultsToModel(cur, s, next, out, now, options_.max_model_calls_per_turn)) return Status::Ok();
-      if (jr::Str(cur, "status") != "running") {
-        (*next)["status"] = "running";
-        out->append.push_back(Event("session.status_running", now));
-      }
-      OpenModelSpan(s, out, now);
-      s->phase = Phase::kModel;
-      model_due = true;
-      return Status::Ok();
-    }));
-  }
-  if (model_due) {
-    std::lock_guard<std::mutex> lock(mu_);
-    started_here_.insert(id);
-  }
-  return Status::Ok();
+Status Engine::RecordServerResult(const std::string& id, const PendingCall& call, const domain::ServerToolResult& r,
+                                  bool* model_due) {
+  std::string now = Now();
+  return Transition(id, "server_tool_result", [&](const Json& cur, EngineState* s, Json* next,
+                                                  store::Store::SessionStep* out) {
+    *model_due = false;
+    PendingCall* p = nullptr;
+    for (PendingCall& q : s->pending)
+      if (q.event_id == call.event_id) p = &q;
+    if (p == nullptr || p->result) return Status::Ok();  // interrupted or answered meanwhile
+    p->result = ToolOutcome{r.content, r.is_error};
+    Json e = Event("agent.tool_result", now);
+    e["tool_use_id"] = call.event_id;
+    e["content"] = r.content;
+    e["is_error"] = r.is_error;
+    out->append.push_back(e);
+    // usage.server_tool_use counts the requests (spec 1.3).
+    Json& usage = (*next)["usage"];
+    if (!usage.is_object()) usage = Json::object();
+    Json& stu = usage["server_tool_use"];
+    if (!stu.is_object()) stu = Json::object();
+    const char* key = call.name == "web_search" ? "web_search_requests" : "web_fetch_requests";
+    stu[key] = (stu.contains(key) && stu[key].is_number_integer() ? stu[key].get<int64_t>() : 0) + 1;
+    (*next)["updated_at"] = now;
+    if (!s->Unresolved().empty() || s->ServerCallsDue()) return Status::Ok();
+    // Every call answered: the results go back to the model.
+    if (!ReturnResultsToModel(cur, s, next, out, now, options_.max_model_calls_per_turn)) return Status::Ok();
+    if (jr::Str(cur, "status") != "running") {
+      (*next)["status"] = "running";
+      out->append.push_back(Event("session.status_running", now));
+    }
+    OpenModelSpan(s, out, now);
+    s->phase = Phase::kModel;
+    *model_due = true;
+    return Status::Ok();
+  });
 }
 
 // ---- outputs too large for the context (docs/MCP.md "Large outputs")

@@ -52,10 +52,16 @@
 // MCP tools/call, web_fetch, web_search) do not hold a worker either: the
 // worker starts them as one job on the ToolPool (a bounded pool of their
 // own, tool_pool.h) and moves on; the session stays "running" (awaiting)
-// until the job's completion queues it again, and a worker records the
-// results (RecordToolJob), exactly the transitions and events of a call
-// made inline. An interrupt cancels the job's token; Stop() cancels it and
-// records nothing (the calls stay pending and run again at the next start).
+// until the job's completion queues it again. A job's units (one per call,
+// or one per server for a listing) run as pool jobs keyed by their peer
+// (the MCP server's URL, the web tool's name), so one hanging server holds
+// at most tool_threads_per_key threads. Each call's result is recorded as
+// the call ends, on the pool thread, in one transition of its own
+// (agent.mcp_tool_result / agent.tool_result; the session is awaiting, so
+// no worker steps it meanwhile): a stop or a crash afterwards does not make
+// that call again. An interrupt cancels the job's token and drops its
+// queued units; Stop() does the same, and the calls without a recorded
+// result stay pending and run again at the next start.
 // A tool output cut to fit the context (full_text) is written to the
 // session's sandbox through the domain::SessionFiles port when there is
 // one, and the model gets a preview and the file's path (docs/MCP.md).
@@ -115,6 +121,10 @@ struct EngineOptions {
   // Threads of the ToolPool: service-run tool jobs (MCP listings and calls,
   // web_fetch, web_search) in flight at once across sessions; more wait FIFO.
   int tool_threads = 32;
+  // Of those, at most this many talk to one peer at once (one MCP server,
+  // by URL; or one web tool), so a peer that hangs cannot take the whole
+  // pool; the rest of that peer's jobs wait their turn.
+  int tool_threads_per_key = 8;
   // With a sandbox to hold the full output (set_session_files), the model
   // gets this many bytes of a cut MCP output's text as its preview.
   size_t output_preview_bytes = 20'000;
@@ -209,18 +219,33 @@ class Engine final : public domain::SessionObserver {
   Result<bool> StartMcpCalls(const std::string& session_id);
   Result<bool> StartServerCalls(const std::string& session_id);
   Result<bool> StartListing(const std::string& session_id);
-  // Registers `job` (token, awaiting) and queues `runners` runs of it.
-  bool SubmitToolJob(const std::shared_ptr<ToolJob>& job, size_t runners);
-  // One pool run: makes calls of `job` until none is left (or cancelled).
-  void RunToolJob(ToolJob& job);
-  // The last run of a job ended (pool thread): queues the session.
+  // Registers `job` (token, awaiting) and starts its units, at most
+  // `concurrency` at a time, each a ToolPool job under its key.
+  bool SubmitToolJob(const std::shared_ptr<ToolJob>& job, size_t concurrency);
+  // One chain of `job`: submits its next unit (which continues the chain
+  // when it ends), or ends the chain when none is left or it is cancelled.
+  void ContinueToolJob(const std::shared_ptr<ToolJob>& job);
+  // A chain ended; the last one completes the job (OnToolDone).
+  void EndToolChain(const std::shared_ptr<ToolJob>& job);
+  // Cancels `job` (interrupt, deletion, Stop): its token, and its units
+  // still queued on the pool are dropped. Call without mu_ held.
+  void CancelToolJob(const std::shared_ptr<ToolJob>& job);
+  // Runs unit `i` of `job` on a pool thread; a call's result is recorded
+  // at once (RecordToolResult), durable before the job ends.
+  void RunToolUnit(ToolJob& job, size_t i);
+  // The last chain of a job ended (pool thread): queues the session.
   void OnToolDone(const std::shared_ptr<ToolJob>& job);
-  // Records a finished job: agent.mcp_tool_result / agent.tool_result (the
-  // transitions of a call made inline: the MCP calls of an answer
-  // together, server calls one each), or keeps the listing for ModelTurn.
+  // Records a finished job: the call results its units could not record
+  // (a store failure), or keeps the listing for ModelTurn.
   Status RecordToolJob(const std::string& session_id, ToolJob& job);
-  Status RecordMcpResults(const std::string& session_id, ToolJob& job);
-  Status RecordServerResults(const std::string& session_id, ToolJob& job);
+  // Records call `i`'s result, if it has one, in one transition: the
+  // agent.mcp_tool_result / agent.tool_result, and when it was the last
+  // call to wait for, the next model span (*model_due) or requires_action.
+  Status RecordToolResult(ToolJob& job, size_t i, bool* model_due);
+  Status RecordMcpResult(const std::string& session_id, const PendingCall& call, const domain::McpCallOutcome& o,
+                         bool* model_due);
+  Status RecordServerResult(const std::string& session_id, const PendingCall& call, const domain::ServerToolResult& r,
+                            bool* model_due);
   // A cut output (full_text) goes to the session's sandbox; the content
   // becomes a preview naming the file (or keeps the cut, with a note why).
   void PlaceLargeMcpOutput(const std::string& session_id, const std::string& call_id, domain::McpCallOutcome* o);
@@ -279,6 +304,7 @@ class Engine final : public domain::SessionObserver {
   std::map<std::string, std::shared_ptr<Conversation>> conversations_;
   std::map<std::string, std::shared_ptr<InflightCall>> completed_;  // answers to record
   std::map<std::string, std::shared_ptr<ToolJob>> tool_done_;       // tool jobs to record
+  std::map<std::string, std::shared_ptr<ToolJob>> tool_jobs_;       // tool jobs in flight (to cancel)
   // The MCP listing made for a session's due model call, by the call's
   // span id (a listing for another span is stale).
   std::map<std::string, std::pair<std::string, domain::McpListing>> listings_;

@@ -36,6 +36,9 @@ const SCRIPT = {
     call('call count', 'mcp__str__count', {}),
     { when: { user: 'what is offered', offered_tool: 'mcp__str__late2' }, reply: 'late2 is offered' },
     { when: { user: 'what is offered' }, reply: 'late2 is not offered' },
+    { when: { user: { regex: '^tally (\\w+)$' } }, reply: { text: 'tallying', tool_calls: [
+      { name: 'mcp__str__tally', input: { key: '{{1}}-first' } },
+      { name: 'mcp__str__tally', input: { key: '{{1}}-second', hold: true } }] } },
     { when: { user: 'just talk' }, reply: 'talked' },
     { when: { tool_name: 'mcp__str__grow', offered_tool: 'mcp__str__late' }, reply: 'the late tool is offered' },
     { when: { tool_name: 'mcp__str__big' }, reply: 'big done' },
@@ -428,6 +431,75 @@ describe('MCP servers and vaults with the official SDK', { skip }, () => {
       await rm(own.dataDir, { recursive: true, force: true });
     }
   });
+
+  // Issue 14's weak spot: a stop (clean or a crash) used to make every call
+  // of the job in flight again. Each result is now recorded as its call
+  // ends, so only the call that had not finished runs again.
+  for (const signal of ['SIGTERM', 'SIGKILL']) {
+    test(`${signal} while the second of two MCP calls runs: after a restart the first is not made again, the second runs once`, async () => {
+      const script = path.join(dir, 'script.json');
+      const serverEnv = { WARREN_MODEL_PROVIDER: 'scripted', WARREN_MODEL_SCRIPT: script };
+      const own = await startServer({ env: serverEnv });
+      const key = `${signal.toLowerCase()}${Date.now()}`;
+      const first = `${key}-first`;
+      const second = `${key}-second`;
+      let again;
+      try {
+        let c = new Anthropic({ apiKey: own.apiKey, baseURL: own.url, maxRetries: 0 });
+        const e = await c.beta.environments.create({ name: `tally-${signal}`, config: { type: 'self_hosted' } });
+        const a = await c.beta.agents.create({
+          name: `tally agent ${signal}`, model: 'claude-sonnet-4-6',
+          mcp_servers: [{ type: 'url', name: 'str', url: `${mcp.base}/mcp` }],
+          tools: [{ type: 'mcp_toolset', mcp_server_name: 'str' }],
+        });
+        const s = await c.beta.sessions.create({ agent: a.id, environment_id: e.id });
+        const list = async () => {
+          const out = [];
+          for await (const x of c.beta.sessions.events.list(s.id, { limit: 1000 })) out.push(x);
+          return out;
+        };
+        await c.beta.sessions.events.send(s.id, { events: [msg(`tally ${key}`)] });
+        // The first call finished and its result is in the log; the second is held at the server.
+        await waitFor(async () => mcp.state.tallyStarted[second] === 1 &&
+          (await list()).some((x) => x.type === 'agent.mcp_tool_result'),
+        { timeoutMs: 20_000, what: 'the first result recorded while the second call is held' });
+        if (signal === 'SIGKILL') {
+          await own.kill9();
+        } else {
+          await own.stop(15_000);
+          assert.equal(own.exit.code, 0, `graceful stop exits 0: ${JSON.stringify(own.exit)}\n${own.tail()}`);
+        }
+        assert.equal(mcp.state.tally[first], 1);
+        assert.equal(mcp.state.tally[second], undefined, 'the held call did not finish');
+        // The held attempt's client is gone (cancelled, or killed): it ends without its side effect.
+        for (const r of mcp.state.tallyHeld.splice(0)) r('abandoned');
+        again = await startServer({ dataDir: own.dataDir, env: serverEnv });
+        c = new Anthropic({ apiKey: own.apiKey, baseURL: again.url, maxRetries: 0 });
+        await waitFor(() => mcp.state.tallyStarted[second] === 2,
+          { timeoutMs: 20_000, what: 'the second call made again after the restart' });
+        for (const r of mcp.state.tallyHeld.splice(0)) r('release');
+        await waitFor(async () => lastIdle(await list())?.stop_reason.type === 'end_turn',
+          { timeoutMs: 20_000, what: 'end_turn after the restart' });
+        const evs = await list();
+        assert.equal(mcp.state.tallyStarted[first], 1, 'the finished call was not made again');
+        assert.equal(mcp.state.tally[first], 1);
+        assert.equal(mcp.state.tally[second], 1, 'the second call ran once');
+        const uses = evs.filter((x) => x.type === 'agent.mcp_tool_use');
+        assert.equal(uses.length, 2);
+        const results = evs.filter((x) => x.type === 'agent.mcp_tool_result');
+        assert.deepEqual(results.map((r) => r.mcp_tool_use_id).sort(), uses.map((u) => u.id).sort(), 'each call answered once');
+        const byUse = new Map(results.map((r) => [r.mcp_tool_use_id, textOf(r)]));
+        assert.equal(byUse.get(uses[0].id), `tally ${first}=1`);
+        assert.equal(byUse.get(uses[1].id), `tally ${second}=1`);
+        assert.equal(textOf(evs.filter((x) => x.type === 'agent.message').at(-1)), `Tool said: tally ${first}=1\ntally ${second}=1`);
+      } finally {
+        for (const r of mcp.state.tallyHeld.splice(0)) r('abandoned');
+        if (again) await again.kill9();
+        await own.cleanup();
+        await rm(own.dataDir, { recursive: true, force: true });
+      }
+    });
+  }
 
   test('notifications/tools/list_changed makes the next model call see the new tool', async () => {
     const agent = await agentWith([{ name: 'str', url: `${mcp.base}/mcp` }]);

@@ -6,7 +6,8 @@
 //   /token        an OAuth token endpoint (refresh_token grant, client_secret_post)
 // Every Authorization header and token request is recorded. Tools: echo,
 // big (a large text), slow (waits until the client goes away), count (a
-// side effect: state.counted), cutoff (its answer stream is cut after a
+// side effect: state.counted), gate (waits for state.gateOpen), tally (a
+// side effect counted when it completes), cutoff (its answer stream is cut after a
 // first event; the answer is kept by the event store for a resume).
 // /mcp keeps an event store (resumability, Last-Event-ID) and serves the
 // standalone GET stream; state.standalone holds the MCP session ids whose
@@ -93,6 +94,24 @@ function newMcp(tag, state) {
     await extra.sendNotification({ method: 'notifications/tools/list_changed' });
     return { content: [{ type: 'text', text: 'grown' }] };
   });
+  // A side effect counted when the call completes: state.tally[key]. With
+  // `hold`, the call first waits for the test: state.tallyHeld holds one
+  // resolver per held call; resolving it with 'release' completes the call,
+  // anything else ('abandoned': its client died) ends it without the side
+  // effect, as does a cancellation (notifications/cancelled).
+  server.registerTool('tally', { description: 'Counts a side effect', inputSchema: { key: z.string(), hold: z.boolean().optional() } },
+    async ({ key, hold }, extra) => {
+      state.tallyStarted[key] = (state.tallyStarted[key] ?? 0) + 1;
+      if (hold) {
+        const outcome = await new Promise((resolve) => {
+          state.tallyHeld.push(resolve);
+          extra.signal.addEventListener('abort', () => resolve('aborted'));
+        });
+        if (outcome !== 'release') return { content: [{ type: 'text', text: `tally ${key} ${outcome}` }], isError: true };
+      }
+      state.tally[key] = (state.tally[key] ?? 0) + 1;
+      return { content: [{ type: 'text', text: `tally ${key}=${state.tally[key]}` }] };
+    });
   server.registerTool('echo', { description: 'Echoes its text', inputSchema: { text: z.string() } },
     async ({ text }) => ({ content: [{ type: 'text', text: `${tag}-echo:${text}` }] }));
   server.registerTool('big', { description: 'A large answer', inputSchema: { bytes: z.number() } },
@@ -120,6 +139,9 @@ export async function startMcpServer() {
     slowAborted: 0,
     gateStarted: 0,
     gateOpen: false,
+    tally: {},          // key -> side effects done
+    tallyStarted: {},   // key -> calls started
+    tallyHeld: [],      // resolvers of held tally calls
     grown: new WeakSet(),
     counted: 0,
     cuts: 0,
