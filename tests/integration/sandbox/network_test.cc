@@ -282,8 +282,10 @@ TEST_F(NetworkTest, SandboxesCannotReachEachOther) {
   auto a = Isolated({"10.0.0.0/8"});  // even with the pool allowed
   auto b = Isolated({"10.0.0.0/8"});
   ASSERT_NE(a.ip, b.ip);
-  Sh(a.id, "(echo from-a | nc -l -p 9000) >/dev/null 2>&1 &");
-  std::this_thread::sleep_for(milliseconds(200));
+  // The exec returns once the listener is up (9000 = 0x2328, state 0A =
+  // LISTEN), not after a fixed sleep that a loaded machine can outlast.
+  Sh(a.id, "(echo from-a | nc -l -p 9000) >/dev/null 2>&1 & "
+           "until cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep -q ':2328 [0-9A-F]*:0000 0A'; do sleep 0.01; done");
   EXPECT_EQ(Fetch(b.id, a.ip, 9000), "");
   // Control: the listener is there (the host may connect to sandboxes).
   EXPECT_TRUE(HostConnects(a.ip, 9000));
