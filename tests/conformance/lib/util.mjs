@@ -19,7 +19,7 @@ export async function collect(iterable, max = 100_000) {
 }
 
 /** Polls `pred` until truthy or timeout; returns its value. */
-export async function waitFor(pred, { timeoutMs = 5000, intervalMs = 10, what = 'condition' } = {}) {
+export async function waitFor(pred, { timeoutMs = 30_000, intervalMs = 10, what = 'condition' } = {}) {
   const t0 = Date.now();
   for (;;) {
     const v = await pred();
