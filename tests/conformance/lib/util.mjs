@@ -90,7 +90,7 @@ export function uniq(prefix = 'x') {
  * comparing event lists or deleting/archiving (spec 1.3: delete/archive while
  * running is rejected). Works with an SDK client.
  */
-export async function settle(client, sid, { timeoutMs = 15_000 } = {}) {
+export async function settle(client, sid, { timeoutMs = 60_000 } = {}) {
   const t0 = Date.now();
   let lastCount = -1;
   for (;;) {
