@@ -86,7 +86,17 @@ class Source final : public StreamSource {
 
 class Poll final : public LongPoll {
  public:
-  void SetWaker(std::function<void()> w) override { waker = std::move(w); }
+  void SetWaker(std::function<void()> w) override {
+    std::lock_guard<std::mutex> l(mu);
+    waker = std::move(w);
+    cv.notify_all();
+  }
+  // The waker once the server parked the poll (empty if it never did).
+  std::function<void()> WaitWaker() {
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait_for(l, std::chrono::seconds(60), [&] { return static_cast<bool>(waker); });
+    return waker;
+  }
   std::optional<HttpResponse> TryComplete(bool deadline_passed) override {
     if (ready || deadline_passed) {
       HttpResponse r;
@@ -96,6 +106,8 @@ class Poll final : public LongPoll {
     return std::nullopt;
   }
   std::chrono::milliseconds Timeout() const override { return std::chrono::milliseconds(timeout_ms); }
+  std::mutex mu;
+  std::condition_variable cv;
   std::function<void()> waker;
   std::atomic<bool> ready{false};
   int timeout_ms = 5000;
@@ -297,7 +309,7 @@ TEST_F(HttpServerTest, StalledConsumerIsCutByWriteDeadline) {
   c.ReadUntil("text/event-stream");
   std::string big(1 << 20, 'x');
   for (int i = 0; i < 64; i++) source->Push("data: " + big + "\n\n");
-  for (int i = 0; i < 100 && !source->closed.load(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  for (int i = 0; i < 600 && !source->closed.load(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_TRUE(source->closed.load());
 }
 
@@ -310,12 +322,14 @@ TEST_F(HttpServerTest, LongPollWakesAndTimesOut) {
     EXPECT_NE(c.ReadUntil("null").find("null"), std::string::npos);
   }
   poll = std::make_shared<Poll>();
+  poll->timeout_ms = 600'000;  // only the wake can answer it, however slow the machine
   Conn c(server_->port());
   c.Send("GET /poll HTTP/1.1\r\nHost: x\r\n\r\n");
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // Wake once the server parked it (a fixed sleep could come too early).
+  auto wake = poll->WaitWaker();
+  ASSERT_TRUE(wake);
   poll->ready = true;
-  ASSERT_TRUE(poll->waker);
-  poll->waker();
+  wake();
   EXPECT_NE(c.ReadUntil("ready").find("ready"), std::string::npos);
 }
 

@@ -516,7 +516,7 @@ TEST_F(OrchestratorTest, ExpiredEnvCredentialsEndTheRunner) {
   o->JanitorPass();
   EXPECT_EQ(o->stats().runners_credentials_expired, 1);
   // The fake runner dies of the SIGTERM; the supervisor sees it go.
-  for (int i = 0; i < 500 && !o->Runners().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 3000 && !o->Runners().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_TRUE(o->Runners().empty());
   o->Stop();
 }
@@ -526,7 +526,7 @@ TEST_F(OrchestratorTest, WebhookModeDrainsOnWake) {
   opts.fallback_drain = std::chrono::hours(1);
   auto o = Make();
   ASSERT_TRUE(o->Start().ok());
-  for (int i = 0; i < 500 && o->stats().drains < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 3000 && o->stats().drains < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_EQ(o->stats().drains, 1);  // the drain at start
   // ...has ended: it found the queue empty (items queued while it runs
   // would be its to claim).
@@ -534,7 +534,7 @@ TEST_F(OrchestratorTest, WebhookModeDrainsOnWake) {
     std::lock_guard<std::mutex> l(source.mu);
     return source.empty_polls;
   };
-  for (int i = 0; i < 500 && empty_polls() < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 3000 && empty_polls() < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_GE(empty_polls(), 1);
   for (int i = 0; i < 3; ++i) {
     std::string s = "s" + std::to_string(i);
@@ -545,7 +545,7 @@ TEST_F(OrchestratorTest, WebhookModeDrainsOnWake) {
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_EQ(o->stats().items_claimed, 0);  // no poll between drains
   o->Wake();
-  for (int i = 0; i < 500 && o->Runners().size() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 3000 && o->Runners().size() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(o->Runners().size(), 3u);  // one wake-up drains everything waiting
   EXPECT_EQ(o->stats().drains, 2);
   o->Stop();
@@ -557,12 +557,12 @@ TEST_F(OrchestratorTest, WebhookModeFallbackDrain) {
   source.sessions["s1"] = Session("s1", "running");
   auto o = Make();
   ASSERT_TRUE(o->Start().ok());
-  for (int i = 0; i < 500 && o->stats().drains < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 3000 && o->stats().drains < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   {
     std::lock_guard<std::mutex> l(source.mu);
     source.queue.push_back(Item("w1", "s1"));
   }
-  for (int i = 0; i < 500 && o->Runners().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 3000 && o->Runners().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(o->Runners(), std::vector<std::string>{"w1"});  // no Wake(): the fallback drain found it
   o->Stop();
 }
@@ -685,7 +685,7 @@ TEST_F(OrchestratorTest, JanitorStopsQuietIdleSandboxesOnly) {
     sb.procs[id].push_back(FakeSandboxes::Spawn({"/bin/sleep", "1000"}, 50));
   }
   sb.EndRunners(id);
-  for (int i = 0; i < 200 && !o->Runners().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 3000 && !o->Runners().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_TRUE(o->Runners().empty());  // the supervisor saw the runner exit
   source.sessions["s1"] = Session("s1", "idle");
   o->JanitorPass();
@@ -737,7 +737,7 @@ TEST_F(OrchestratorTest, JanitorVisitsStoppedSandboxesOncePerSessionCheck) {
   const std::string id = "sbx_21";  // after the 20 old ones
   ASSERT_EQ(sb.recs[id].state, SandboxState::kStarted);
   sb.EndRunners(id);
-  for (int i = 0; i < 200 && !o->Runners().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 3000 && !o->Runners().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_TRUE(o->Runners().empty());
   source.sessions["s1"] = Session("s1", "idle");
   o->JanitorPass();  // the first pass visits all
@@ -875,7 +875,7 @@ TEST_F(OrchestratorTest, HeldItemWithoutRunnerIsResumedAtStart) {
   auto o = Make();
   ASSERT_TRUE(o->Start().ok());
   clock.Advance(1'000'000);  // past the settle delay
-  for (int i = 0; i < 500 && o->Runners().size() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 3000 && o->Runners().size() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(o->Runners(), (std::vector<std::string>{"w1", "w2"}));
   ASSERT_EQ(sb.execs.size(), 2u) << "one launch for w2 before, one resume for w1";
   const auto& argv = sb.execs[1].argv;
@@ -900,10 +900,10 @@ TEST_F(OrchestratorTest, EndedRunnerReleasesItsItem) {
     sb.files[std::string(kRunnerStateDir) + "/w1.exit"] = "0\n";
   }
   sb.EndRunners(id);
-  for (int i = 0; i < 300 && !o->Runners().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 3000 && !o->Runners().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_TRUE(o->Runners().empty());
   // The release follows the runner's removal on the supervisor's thread.
-  for (int i = 0; i < 300; ++i) {
+  for (int i = 0; i < 3000; ++i) {
     {
       std::lock_guard<std::mutex> l(source.mu);
       if (!source.released.empty()) break;
@@ -922,7 +922,7 @@ TEST_F(OrchestratorTest, EndedRunnerReleasesItsItem) {
     sb.files[std::string(kRunnerStateDir) + "/w2.exit"] = "137\n";
   }
   sb.EndRunners(id);
-  for (int i = 0; i < 300 && o->stats().runners_crashed == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 3000 && o->stats().runners_crashed == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(o->stats().runners_crashed, 1);
   {
     std::lock_guard<std::mutex> l(source.mu);
@@ -941,7 +941,7 @@ TEST_F(OrchestratorTest, PollLoopServesConcurrentSessions) {
   opts.poll_block_ms = 10;
   auto o = Make();
   ASSERT_TRUE(o->Start().ok());
-  for (int i = 0; i < 500 && o->Runners().size() < 6; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 3000 && o->Runners().size() < 6; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(o->Runners().size(), 6u);
   EXPECT_EQ(sb.recs.size(), 6u);
   o->Stop();

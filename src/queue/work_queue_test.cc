@@ -692,7 +692,7 @@ TEST_F(WorkQueueTest, BackgroundSweeperRuns) {
   q.AddWaiter(env_, &wakes, [&] { wakes++; });
   q.Start();
   clock_.Advance(91 * kSec);
-  for (int i = 0; i < 400 && wakes.load() == 0; i++) usleep(5000);
+  for (int i = 0; i < 12000 && wakes.load() == 0; i++) usleep(5000);  // up to 60 s
   q.Stop();
   EXPECT_EQ(wakes.load(), 1);
   EXPECT_EQ((*store_->GetWork(w["id"])).state, "queued");

@@ -43,8 +43,9 @@ class FakeApi {
 
   std::vector<ReceivedRequest> Requests(const std::string& path_substr = "") const;
   std::vector<Json> PostedEvents() const;  // user.* events sent by the client
-  // Waits until `pred` holds (checked on every change), up to `ms`.
-  bool WaitFor(const std::function<bool()>& pred, int ms = 10000);
+  // Waits until `pred` holds (checked every 20 ms), up to `ms`. The default
+  // is generous: it ends as soon as `pred` holds, and CI runs on 2 loaded cores.
+  bool WaitFor(const std::function<bool()>& pred, int ms = 60000);
 
   // Knobs.
   std::atomic<int> fail_list{0};        // next N list calls answer 500

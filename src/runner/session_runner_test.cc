@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <thread>
 
@@ -279,14 +280,19 @@ TEST(SessionRunner, StopCancelsTheRunningToolAndPostsItsError) {
   Harness h;
   h.Start();
   ASSERT_TRUE(h.fake.WaitFor([&] { return !h.fake.Requests("/events/stream").empty(); }));
-  h.fake.Append(ToolUse("sevt_slow", "sleep 30"));
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  // Stop only once the call runs (a fixed sleep could stop the runner before
+  // it even read the call, and then there is nothing to cancel or post).
+  char tmpl[] = "/tmp/warren_slow_XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  h.fake.Append(ToolUse("sevt_slow", "touch " + dir + "/running; sleep 30"));
+  ASSERT_TRUE(h.fake.WaitFor([&] { return access((dir + "/running").c_str(), F_OK) == 0; }));
   h.runner->Stop(/*post_cancelled_result=*/true);
   EXPECT_EQ(h.Finish(), SessionRunner::End::kStopped);
   auto r = ResultsFor(h.fake, "sevt_slow");
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0]["is_error"], true);
   EXPECT_EQ(r[0]["content"][0]["text"], "bash: This operation was aborted");
+  ASSERT_EQ(system(("rm -rf " + dir).c_str()), 0);
 }
 
 }  // namespace

@@ -81,12 +81,12 @@ TEST(EventStreamTest, ProducerWaitsForSlowClientAndStopsWhenItLeaves) {
     }
   });
   // The backlog bound holds the producer back until the client pulls.
-  for (int i = 0; i < 200 && sent.load() < 5; i++) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  for (int i = 0; i < 30000 && sent.load() < 5; i++) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_LE(sent.load(), 6);
   bool more;
   Drain(es, &more);
-  for (int i = 0; i < 200 && sent.load() < 8; i++) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  for (int i = 0; i < 30000 && sent.load() < 8; i++) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   EXPECT_GE(sent.load(), 8) << "pulling frees the producer";
   es.OnClose();  // the client went away: the producer is released and refused
   producer.join();

@@ -117,7 +117,7 @@ describe('warren client commands', { skip: missingBinaryReason(), timeout: 120_0
       const ok = await cli(['approve', sid, useId]);
       assert.equal(ok.code, 0, ok.stderr);
       let evs;
-      for (let i = 0; i < 200; i++) {
+      for (let i = 0; i < 600; i++) {
         evs = await events(sid);
         if (evs.some((x) => x.type === 'agent.message' && JSON.stringify(x.content).includes('cli-approved-content'))) break;
         await sleep(100);
@@ -132,7 +132,7 @@ describe('warren client commands', { skip: missingBinaryReason(), timeout: 120_0
       const use2 = [...r2.stdout.matchAll(/\[(sevt_\w+)\]/g)].at(-1)[1];
       const no = await cli(['approve', sid, use2, '--deny', '--message', 'not today']);
       assert.equal(no.code, 0, no.stderr);
-      for (let i = 0; i < 200; i++) {
+      for (let i = 0; i < 600; i++) {
         evs = await events(sid);
         if (evs.filter((x) => x.type === 'agent.message').some((x) => JSON.stringify(x.content).includes('No read'))) break;
         await sleep(100);
@@ -154,7 +154,7 @@ describe('warren client commands', { skip: missingBinaryReason(), timeout: 120_0
     child.stdout.on('data', (d) => { out += d; });
     child.stderr.on('data', (d) => { err += d; });
     const exited = new Promise((res) => child.on('exit', (code) => res(code)));
-    for (let i = 0; i < 100 && !err.includes('watching'); i++) await sleep(50);
+    for (let i = 0; i < 600 && !err.includes('watching'); i++) await sleep(50);
     assert.match(err, /watching sesn_/);
     await org.beta.sessions.events.send(sid, {
       events: [{ type: 'user.message', content: [{ type: 'text', text: 'stream please' }] }],
@@ -239,7 +239,7 @@ describe('warren client commands', { skip: missingBinaryReason(), timeout: 120_0
     child.stdout.on('data', (d) => { wout += d; });
     child.stderr.on('data', (d) => { werr += d; });
     const wexit = new Promise((res) => child.on('exit', (code) => res(code)));
-    for (let i = 0; i < 100 && !werr.includes('watching'); i++) await sleep(50);
+    for (let i = 0; i < 600 && !werr.includes('watching'); i++) await sleep(50);
     await org.beta.sessions.events.send(runSid, { events: [{ type: 'user.message', content: [{ type: 'text', text: 'stream please' }] }] });
     assert.equal(await wexit, 0, werr);
     const wevs = parseLines({ stdout: wout }, 'watch');
@@ -272,7 +272,7 @@ describe('warren client commands', { skip: missingBinaryReason(), timeout: 120_0
     assert.equal((await cli(['send', gated, 'read: /etc/hostname', '--wait'])).code, 3);
     // (--wait would wait for the worker: send, then wait for the idle.)
     assert.equal((await cli(['send', working, 'read: /etc/hostname'])).code, 0);
-    for (let i = 0; i < 200 && !(await events(working)).some((x) => x.stop_reason?.type === 'requires_action'); i++) await sleep(50);
+    for (let i = 0; i < 1200 && !(await events(working)).some((x) => x.stop_reason?.type === 'requires_action'); i++) await sleep(50);
     assert.equal((await cli(['send', done, 'stream please', '--wait'])).code, 0);
     for (const sid of [gated, working, done]) await settle(org, sid);
     const row = (out, sid) => out.split('\n').find((l) => l.startsWith(sid + ' '));

@@ -111,7 +111,7 @@ describe('engine end to end with the official SDK', { skip }, () => {
 
   test('bash round trip: the worker answers with the org key after requires_action; exact event sequence', async () => {
     const sid = await newSession();
-    const st = drain(await withTimeout(org.beta.sessions.events.stream(sid), 5000, 'stream opens'));
+    const st = drain(await withTimeout(org.beta.sessions.events.stream(sid), 30_000, 'stream opens'));
     const sent = (await org.beta.sessions.events.send(sid, { events: [msg('run: echo hello-from-bash')] })).data[0];
     assert.equal(sent.processed_at, null, 'the send response has the queued event');
 

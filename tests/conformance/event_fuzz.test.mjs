@@ -67,7 +67,7 @@ describe(`event-send type fuzzing (seed ${SEED}, ${EVENTS} events)`, { skip, tim
         const got = [];
         for await (const e of org.beta.sessions.events.list(s.id)) got.push(e);
         return got.some((e) => e.type === 'session.status_idle') ? got : null;
-      }, { timeoutMs: 15_000, what: `session ${s.id} to idle` });
+      }, { timeoutMs: 60_000, what: `session ${s.id} to idle` });
       s.toolUse = evs.find((e) => e.type === 'agent.tool_use')?.id;
       s.customUse = evs.find((e) => e.type === 'agent.custom_tool_use')?.id;
     }

@@ -166,7 +166,7 @@ describe('events: send and list', { skip: fx.skip }, () => {
     }
     const t0 = Date.now();
     const queued = () => seen.filter((e) => e.type === 'user.message' && e.processed_at === null);
-    while (queued().length < 80 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 10));
+    while (queued().length < 80 && Date.now() - t0 < 30_000) await new Promise((r) => setTimeout(r, 10));
     const streamedIds = queued().map((e) => e.id);
     assert.deepEqual(streamedIds, listedIds, 'stream order equals the persisted order');
     stream.controller.abort();

@@ -45,7 +45,7 @@ async function pendingToolUse(srv, command) {
     events: [{ type: 'user.message', content: [{ type: 'text', text: `run: ${command}` }] }],
   });
   const use = await waitFor(async () => (await allEvents(org, session.id)).find((e) => e.type === 'agent.tool_use'),
-    { timeoutMs: 10_000, what: 'agent.tool_use' });
+    { timeoutMs: 60_000, what: 'agent.tool_use' });
   const item = await srv.bearerClient(envKey).beta.environments.work.poll(env.id, { block_ms: 999 });
   assert.ok(item, 'the session has a work item');
   const token = JSON.parse(Buffer.from(item.secret, 'base64url').toString('utf8')).sessions_token;
@@ -60,7 +60,7 @@ async function settled(org, sid, what) {
     const evs = await allEvents(org, sid);
     const last = evs.at(-1);
     return last?.type === 'session.status_idle' || last?.type === 'session.status_terminated' ? evs : null;
-  }, { timeoutMs: 10_000, what });
+  }, { timeoutMs: 60_000, what });
 }
 
 describe('hostile client events (issue 14)', { skip, timeout: 120_000 }, () => {
@@ -128,7 +128,7 @@ describe('hostile client events (issue 14)', { skip, timeout: 120_000 }, () => {
         await waitFor(async () => {
           const evs = await allEvents(org, session.id);
           return evs.find((e) => e.id === 'sevt_poison')?.processed_at;
-        }, { timeoutMs: 10_000, what: 'the poisoned event to be processed' });
+        }, { timeoutMs: 60_000, what: 'the poisoned event to be processed' });
         assert.ok(srv.alive, `the service died on the poisoned event:\n${srv.tail()}`);
         const evs = await settled(org, session.id, 'the session to settle after the poisoned answer');
         assert.equal(evs.filter((e) => e.id === 'sevt_poison').length, 1);

@@ -124,7 +124,7 @@ describe('multiplexed stream', { skip: fx.skip }, () => {
     await waitFor(() => {
       const n = (sid) => eventsOf(first, sid).length + eventsOf(second, sid).length;
       return n(a) >= fullA.length && n(b) >= fullB.length;
-    }, { timeoutMs: 10_000, what: 'all events over the two connections' });
+    }, { timeoutMs: 60_000, what: 'all events over the two connections' });
     for (const [sid, full] of [[a, fullA], [b, fullB]]) {
       const all = [...eventsOf(first, sid), ...eventsOf(second, sid)].map((f) => f.json.event);
       // As on the per-session stream (spec: client-sent events appear on
@@ -188,9 +188,9 @@ describe('multiplexed stream', { skip: fx.skip }, () => {
     await waitFor(() => sessionFrames().length >= 1, { what: 'creation frame' });
     assert.equal(sessionFrames()[0].title, 'watched');
     await fx.client.beta.sessions.events.send(sid, { events: [msg('work please')] });
-    await waitFor(() => sessionFrames().some((x) => x.status === 'running'), { timeoutMs: 10_000, what: 'running frame' });
+    await waitFor(() => sessionFrames().some((x) => x.status === 'running'), { timeoutMs: 60_000, what: 'running frame' });
     await settle(fx.client, sid);
-    await waitFor(() => sessionFrames().at(-1).status === 'idle', { timeoutMs: 10_000, what: 'idle frame' });
+    await waitFor(() => sessionFrames().at(-1).status === 'idle', { timeoutMs: 60_000, what: 'idle frame' });
     await fx.client.beta.sessions.update(sid, { title: 'renamed' });
     await waitFor(() => sessionFrames().at(-1).title === 'renamed', { what: 'title frame' });
     // The object is the one GET /v1/sessions/{id} returns.

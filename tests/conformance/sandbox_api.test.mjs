@@ -259,7 +259,7 @@ describe('sandbox REST API', { skip: skipReason() }, () => {
     assert.equal(running.stdout.trim(), '1', 'the command runs while the client listens');
     ac.abort();
     let left = '1';
-    for (let i = 0; i < 100 && left !== '0'; i++) {
+    for (let i = 0; i < 600 && left !== '0'; i++) {
       await new Promise((r) => setTimeout(r, 100));
       left = (await exec(sb.id, { command: 'ps -o args | grep -c "^[s]leep 77"' })).stdout.trim();
     }
@@ -522,7 +522,7 @@ describe('sandbox REST API', { skip: skipReason() }, () => {
     assert.equal(a.running, true);
     await ok('POST', `${base}/work/commands/${a.id}/input`, { body: { data: 'ping\n' } });
     let done;
-    for (let i = 0; i < 100; i++) {
+    for (let i = 0; i < 1200; i++) {
       done = await ok('GET', `${base}/work/commands/${a.id}`);
       if (!done.running) break;
       await new Promise((r) => setTimeout(r, 50));

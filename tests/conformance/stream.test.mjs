@@ -38,7 +38,7 @@ describe('events: stream', { skip: fx.skip }, () => {
 
   test('the SDK stream yields a sent user.message; deleting the session ends the iteration after session.deleted', async () => {
     const sid = await newSession();
-    const stream = await withTimeout(fx.client.beta.sessions.events.stream(sid), 5000,
+    const stream = await withTimeout(fx.client.beta.sessions.events.stream(sid), 30_000,
       'stream() must resolve once headers arrive, before any event');
     const st = drain(stream);
     const sent = (await fx.client.beta.sessions.events.send(sid, { events: [msg('streamed hello')] })).data[0];
@@ -50,7 +50,7 @@ describe('events: stream', { skip: fx.skip }, () => {
 
     await settle(fx.client, sid); // delete while running is rejected (spec 1.3)
     await fx.client.beta.sessions.delete(sid);
-    await withTimeout(st.done, 5000, 'iteration ends after session.deleted');
+    await withTimeout(st.done, 30_000, 'iteration ends after session.deleted');
     assert.equal(st.error, null, `stream ended cleanly: ${st.error}`);
     assert.equal(st.events.at(-1).type, 'session.deleted', `last event: ${JSON.stringify(st.events.at(-1))}`);
     for (const e of st.events) assert.equal(typeof e.type, 'string', 'type inside data');
@@ -68,7 +68,7 @@ describe('events: stream', { skip: fx.skip }, () => {
     }
     await settle(fx.client, sid);
     await fx.client.beta.sessions.delete(sid);
-    await withTimeout(Promise.all([a.done, b.done]), 5000, 'both streams end');
+    await withTimeout(Promise.all([a.done, b.done]), 30_000, 'both streams end');
   });
 
   test('wire framing: text/event-stream, event: equals data.type, id: equals data.id', async () => {
@@ -84,7 +84,7 @@ describe('events: stream', { skip: fx.skip }, () => {
     assert.equal(f.id, sent.id, 'id: line carries the sevt_ id (spec 8)');
     await settle(fx.client, sid);
     await fx.client.beta.sessions.delete(sid);
-    await withTimeout(s.ended, 5000, 'server closes the stream after session.deleted');
+    await withTimeout(s.ended, 30_000, 'server closes the stream after session.deleted');
     const del = s.frames.find((x) => x.event === 'session.deleted');
     assert.ok(del, 'session.deleted frame');
     assert.equal(JSON.parse(del.data).type, 'session.deleted');
@@ -104,7 +104,7 @@ describe('events: stream', { skip: fx.skip }, () => {
     assert.ok(!st.events.some((e) => e.id === before.id), 'earlier event not replayed without Last-Event-ID');
     await settle(fx.client, sid);
     await fx.client.beta.sessions.delete(sid);
-    await withTimeout(st.done, 5000, 'stream ends');
+    await withTimeout(st.done, 30_000, 'stream ends');
   });
 
   test('Last-Event-ID replays persisted events after that id, then goes live (spec 8)', async () => {
@@ -135,7 +135,7 @@ describe('events: stream', { skip: fx.skip }, () => {
     const s = await openSse(fx.srv.url, `/v1/sessions/${sid}/events/stream`,
       { 'x-api-key': fx.srv.apiKey, 'last-event-id': log[10] });
     assert.equal(s.status, 200);
-    await waitFor(() => s.frames.filter((f) => f.id).length >= log.length - 11, { timeoutMs: 20_000, what: 'the whole replay' });
+    await waitFor(() => s.frames.filter((f) => f.id).length >= log.length - 11, { timeoutMs: 60_000, what: 'the whole replay' });
     const live = (await fx.client.beta.sessions.events.send(sid, { events: [msg('after the long replay')] })).data[0];
     await waitFor(() => s.frames.some((f) => f.id === live.id), { what: 'live frame after the replay' });
     const ids = s.frames.filter((f) => f.id).map((f) => f.id);
@@ -160,7 +160,7 @@ describe('events: stream', { skip: fx.skip }, () => {
     const opened = Date.now();
     raw.ended.then(() => { rawEnded = `closed by the server after ${Date.now() - opened} ms`; });
     const st = drain(await fx.client.beta.sessions.events.stream(sid));
-    const ping = await waitFor(() => raw.frames.find((f) => f.event === 'ping'), { timeoutMs: 20_000, intervalMs: 100, what: 'ping frame' });
+    const ping = await waitFor(() => raw.frames.find((f) => f.event === 'ping'), { timeoutMs: 60_000, intervalMs: 100, what: 'ping frame' });
     assert.deepEqual(JSON.parse(ping.data), { type: 'ping' });
     await new Promise((r) => setTimeout(r, 40_000 - (Date.now() - opened)));
     assert.equal(rawEnded, false, 'the server keeps an idle stream open (~40 s)');
@@ -173,6 +173,6 @@ describe('events: stream', { skip: fx.skip }, () => {
     raw.close();
     await settle(fx.client, sid);
     await fx.client.beta.sessions.delete(sid);
-    await withTimeout(st.done, 5000, 'stream ends');
+    await withTimeout(st.done, 30_000, 'stream ends');
   });
 });

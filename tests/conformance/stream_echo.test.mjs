@@ -93,7 +93,9 @@ describe('each event once per state on both stream kinds', { skip: fx.skip, time
     assert.equal(mux.status, 200);
 
     const [first] = (await client.beta.sessions.events.send(s.id, { events: [msg('stream please')] })).data;
-    await waitFor(async () => (await client.beta.sessions.retrieve(s.id)).status === 'running', { timeoutMs: 10_000, what: 'running' });
+    // The turn started: seen on the stream, which skips no status event
+    // (polling GET for status 'running' can miss a short turn entirely).
+    await waitFor(() => eventsOf(per, 'per').some((e) => e.type === 'session.status_running'), { timeoutMs: 60_000, what: 'running' });
     // Two late joiners with cursors, while the turn is under way.
     const perLate = await openSse(fx.srv.url, `/v1/sessions/${s.id}/events/stream`, { ...key, 'last-event-id': first.id });
     const muxLate = await openSse(fx.srv.url, `/v1/warren/stream?session=${s.id}@${first.id}`, key);
@@ -107,7 +109,7 @@ describe('each event once per state on both stream kinds', { skip: fx.skip, time
     await waitFor(() => [per, mux, perLate, muxLate].every((st) => {
       const evs = eventsOf(st, st === mux || st === muxLate ? 'mux' : 'per');
       return evs.length && evs.at(-1).id === log.at(-1).id;
-    }), { timeoutMs: 10_000, what: 'every stream reached the last event' });
+    }), { timeoutMs: 60_000, what: 'every stream reached the last event' });
 
     const r1 = checkOnce('per-session stream', eventsOf(per, 'per'), log);
     const r2 = checkOnce('multiplexed stream', eventsOf(mux, 'mux'), log);

@@ -141,12 +141,12 @@ describe('sandbox terminal (WebSocket)', { skip: skipReason() }, () => {
     await term.opened;
     // $((40+2)) proves the shell ran it (the typed echo shows "$((40+2))").
     term.type('echo hi-$((40+2))\n');
-    await waitFor(() => term.out.includes('hi-42'), { timeoutMs: 10_000, what: `'hi-42' in ${JSON.stringify(term.out)}` });
+    await waitFor(() => term.out.includes('hi-42'), { timeoutMs: 60_000, what: `'hi-42' in ${JSON.stringify(term.out)}` });
     term.type('stty size\n');
-    await waitFor(() => term.out.includes('30 100'), { timeoutMs: 10_000, what: `initial size in ${JSON.stringify(term.out)}` });
+    await waitFor(() => term.out.includes('30 100'), { timeoutMs: 60_000, what: `initial size in ${JSON.stringify(term.out)}` });
     term.ws.send(JSON.stringify({ type: 'resize', cols: 132, rows: 50 }));
     term.type('stty size\n');
-    await waitFor(() => term.out.includes('50 132'), { timeoutMs: 10_000, what: `resized in ${JSON.stringify(term.out)}` });
+    await waitFor(() => term.out.includes('50 132'), { timeoutMs: 60_000, what: `resized in ${JSON.stringify(term.out)}` });
     // A bad control message is answered, and the terminal lives on.
     term.ws.send(JSON.stringify({ type: 'resize', cols: 0, rows: 5 }));
     await waitFor(() => term.controls.some((c) => c.type === 'error'), { what: 'error control frame' });
@@ -194,13 +194,13 @@ describe('sandbox terminal (WebSocket)', { skip: skipReason() }, () => {
     const t = await ticket(sb.id, { command: ['/bin/sh', '-c', 'echo started; exec sleep 1000'] });
     const term = openTerminal(sb.id, t.ticket);
     await term.opened;
-    await waitFor(() => term.out.includes('started'), { timeoutMs: 10_000, what: 'program output' });
+    await waitFor(() => term.out.includes('started'), { timeoutMs: 60_000, what: 'program output' });
     const ps = async () => (await call('POST', `/v1/warren/sandboxes/${sb.id}/exec`, { command: 'ps' })).json;
     const before = await ps();
     assert.match(before.stdout, /sleep/, JSON.stringify(before));
     term.ws.close(1000);
     await term.closed;
     await waitFor(async () => !(await ps()).stdout.includes('sleep'),
-      { timeoutMs: 10_000, what: 'sleep killed' });
+      { timeoutMs: 60_000, what: 'sleep killed' });
   });
 });

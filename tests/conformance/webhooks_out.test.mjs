@@ -143,7 +143,7 @@ describe('outgoing webhooks', { skip }, () => {
     await waitFor(() => receiver.ofType('session.status_run_started').filter((b) => b.data.id === sid).length === 2 &&
       receiver.ofType('session.status_idled').filter((b) => b.data.id === sid).length === 2 &&
       receiver.ofType('session.created').some((b) => b.data.id === sid),
-    { timeoutMs: 15000, what: `deliveries for ${sid}: ${JSON.stringify([...receiver.accepted.values()].map((v) => v.body.data.type))}` });
+    { timeoutMs: 60_000, what: `deliveries for ${sid}: ${JSON.stringify([...receiver.accepted.values()].map((v) => v.body.data.type))}` });
     assert.deepEqual(receiver.failures, []);
     const run = receiver.ofType('session.status_run_started')[0];
     assert.equal(run.type, 'event');
@@ -219,7 +219,7 @@ describe('outgoing webhooks', { skip }, () => {
     ];
     const has = ([type, id]) => receiver.ofType(type).some((b) => b.data.id === id);
     await waitFor(() => want.every(has), {
-      timeoutMs: 15000, what: `object events; missing ${JSON.stringify(want.filter((w) => !has(w)))}`,
+      timeoutMs: 60_000, what: `object events; missing ${JSON.stringify(want.filter((w) => !has(w)))}`,
     });
     assert.deepEqual(receiver.failures, []);
     for (const [type, id] of want) {
@@ -259,7 +259,7 @@ describe('outgoing webhooks', { skip }, () => {
     await waitFor(async () => {
       const pending = await deliveries('state=pending');
       return pending.length >= 9 && pending.every((d) => d.attempts >= 1);
-    }, { timeoutMs: 15000, intervalMs: 100, what: 'failed attempts while the receiver is down' });
+    }, { timeoutMs: 60_000, intervalMs: 100, what: 'failed attempts while the receiver is down' });
     const pendingBefore = await deliveries('state=pending');
     const expected = new Set(pendingBefore.map((d) => d.webhook_id));
     for (const sid of sids) {
@@ -271,10 +271,10 @@ describe('outgoing webhooks', { skip }, () => {
     await receiver.up();  // same port
     client = await start();  // same data dir and config
     await waitFor(() => [...expected].every((id) => receiver.accepted.has(id)), {
-      timeoutMs: 20000, intervalMs: 50,
+      timeoutMs: 60_000, intervalMs: 50,
       what: `all ${expected.size} pending deliveries after the restart (have ${receiver.accepted.size - acceptedBefore})`,
     });
-    await waitFor(async () => (await deliveries('state=pending')).length === 0, { timeoutMs: 10000, what: 'no pending rows' });
+    await waitFor(async () => (await deliveries('state=pending')).length === 0, { timeoutMs: 60_000, what: 'no pending rows' });
     assert.deepEqual(receiver.failures, []);
     for (const id of expected) assert.equal(receiver.accepted.get(id).count, 1, `${id} accepted exactly once`);
     const all = await deliveries();
@@ -346,14 +346,14 @@ describe('outgoing webhooks: endpoint auto-disable', { skip }, () => {
     const agents = [];
     for (let i = 0; i < 4; i++) agents.push((await client.beta.agents.create({ name: `flaky-${i}`, model: 'm' })).id);
     const ep = await waitFor(async () => { const e = await endpoint(); return e.disabled ? e : null; },
-      { timeoutMs: 20000, intervalMs: 50, what: 'the endpoint to be disabled' });
+      { timeoutMs: 60_000, intervalMs: 50, what: 'the endpoint to be disabled' });
     assert.ok(ep.consecutive_failures >= 20, JSON.stringify(ep));
     assert.ok(!Number.isNaN(Date.parse(ep.disabled_at)), JSON.stringify(ep));
     // Every row is held: pending (none failed), with no next attempt.
     await waitFor(async () => {
       const p = await pending();
       return p.length === 4 && p.every((d) => d.next_attempt_at === null);
-    }, { timeoutMs: 10000, what: 'the 4 rows held' });
+    }, { timeoutMs: 60_000, what: 'the 4 rows held' });
     assert.equal((await get('/v1/warren/webhooks/deliveries?state=failed')).data.length, 0);
     // New deliveries while disabled are written and held, never sent.
     const sentBefore = requests;
@@ -361,7 +361,7 @@ describe('outgoing webhooks: endpoint auto-disable', { skip }, () => {
     await waitFor(async () => {
       const p = await pending();
       return p.length === 6 && p.every((d) => d.next_attempt_at === null);
-    }, { timeoutMs: 10000, what: 'the 2 new rows held (the dispatcher saw them)' });
+    }, { timeoutMs: 60_000, what: 'the 2 new rows held (the dispatcher saw them)' });
     assert.equal(requests, sentBefore, 'nothing was sent to a disabled endpoint');
     // The state is in the store: a SIGKILL and restart keep it.
     await srv.kill9();
@@ -379,8 +379,8 @@ describe('outgoing webhooks: endpoint auto-disable', { skip }, () => {
     assert.deepEqual([enabled.type, enabled.name, enabled.disabled, enabled.consecutive_failures, enabled.disabled_at],
       ['webhook_endpoint', 'flaky', false, 0, null]);
     await waitFor(() => agents.every((id) => receiver.ofType('agent.created').some((b) => b.data.id === id)),
-      { timeoutMs: 15000, what: 'all 6 agent.created deliveries after enable' });
-    await waitFor(async () => (await pending()).length === 0, { timeoutMs: 10000, what: 'no pending rows' });
+      { timeoutMs: 60_000, what: 'all 6 agent.created deliveries after enable' });
+    await waitFor(async () => (await pending()).length === 0, { timeoutMs: 60_000, what: 'no pending rows' });
     assert.deepEqual(receiver.failures, []);
     for (const v of receiver.accepted.values()) assert.equal(v.count, 1, `${v.body.id} accepted once`);
     assert.equal(receiver.accepted.size, 6);

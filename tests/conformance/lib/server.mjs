@@ -131,7 +131,7 @@ export function sdkClient(baseURL, opts = {}) {
 }
 
 /** Runs the warren CLI, resolves with trimmed stdout; rejects on non-zero exit. */
-export function runCli(args, { timeoutMs = 20_000 } = {}) {
+export function runCli(args, { timeoutMs = 60_000 } = {}) {
   return new Promise((resolve, reject) => {
     execFile(WARREN_BIN, args, { timeout: timeoutMs }, (err, stdout, stderr) => {
       if (err) {
@@ -153,7 +153,7 @@ export function runCli(args, { timeoutMs = 20_000 } = {}) {
  * by cleanup()). Resolves once the listening line (and, on a fresh dir, the
  * API key line) has been printed.
  */
-export async function startServer({ dataDir, startTimeoutMs = 20_000, extraArgs = [], env = {}, orchestrator = false } = {}) {
+export async function startServer({ dataDir, startTimeoutMs = 60_000, extraArgs = [], env = {}, orchestrator = false } = {}) {
   // The built-in orchestrator makes sandboxes for cloud tool calls: only the
   // suites that test it turn it on (with their own sandbox data dir).
   if (!orchestrator) extraArgs = ['--no-orchestrator', ...extraArgs];

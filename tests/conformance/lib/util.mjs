@@ -19,7 +19,7 @@ export async function collect(iterable, max = 100_000) {
 }
 
 /** Polls `pred` until truthy or timeout; returns its value. */
-export async function waitFor(pred, { timeoutMs = 5000, intervalMs = 10, what = 'condition' } = {}) {
+export async function waitFor(pred, { timeoutMs = 30_000, intervalMs = 10, what = 'condition' } = {}) {
   const t0 = Date.now();
   for (;;) {
     const v = await pred();
@@ -90,7 +90,7 @@ export function uniq(prefix = 'x') {
  * comparing event lists or deleting/archiving (spec 1.3: delete/archive while
  * running is rejected). Works with an SDK client.
  */
-export async function settle(client, sid, { timeoutMs = 15_000 } = {}) {
+export async function settle(client, sid, { timeoutMs = 60_000 } = {}) {
   const t0 = Date.now();
   let lastCount = -1;
   for (;;) {

@@ -101,11 +101,13 @@ TEST_P(PoolTest, StopStartKeepsFiles) {
 
 TEST_P(PoolTest, StopSendsTermThenKills) {
   auto sb = MustCreate();
-  // One process exits cleanly on TERM (leaves a mark), one ignores it.
+  // One process exits cleanly on TERM (leaves a mark), one ignores it. Each
+  // marks that its trap is set, and the exec waits for both marks (a fixed
+  // sleep could stop the sandbox before a shell set its trap).
   Sh(sb.id,
-     "sh -c 'trap \"echo termed > /root/term; exit 0\" TERM; while true; do sleep 0.05; done' "
-     ">/dev/null 2>&1 & sh -c 'trap \"\" TERM; while true; do sleep 0.05; done' >/dev/null 2>&1 &");
-  std::this_thread::sleep_for(milliseconds(200));
+     "sh -c 'trap \"echo termed > /root/term; exit 0\" TERM; touch /tmp/t1; while true; do sleep 0.05; done' "
+     ">/dev/null 2>&1 & sh -c 'trap \"\" TERM; touch /tmp/t2; while true; do sleep 0.05; done' >/dev/null 2>&1 & "
+     "while [ ! -e /tmp/t1 ] || [ ! -e /tmp/t2 ]; do sleep 0.01; done");
   auto t0 = std::chrono::steady_clock::now();
   ASSERT_TRUE(rt_->Stop(sb.id).ok());
   auto took = std::chrono::steady_clock::now() - t0;
@@ -119,8 +121,7 @@ TEST_P(PoolTest, PauseStopsCounterAndResumeContinuesFromMemory) {
   // Write-then-rename: the freezer may stop the loop between a truncate and
   // a write, and /tmp/c must never be read half-written.
   Sh(sb.id, "sh -c 'i=0; while true; do i=$((i+1)); echo $i > /tmp/c.new; mv /tmp/c.new /tmp/c; sleep 0.02; done' "
-            ">/dev/null 2>&1 &");
-  std::this_thread::sleep_for(milliseconds(300));
+            ">/dev/null 2>&1 & while [ ! -e /tmp/c ]; do sleep 0.01; done");
   auto fs = rt_->Files(sb.id);
   ASSERT_TRUE(fs.ok());
   auto paused = rt_->Pause(sb.id);
@@ -135,8 +136,12 @@ TEST_P(PoolTest, PauseStopsCounterAndResumeContinuesFromMemory) {
   req.argv = {"true"};
   EXPECT_EQ(rt_->Exec(sb.id, req).status().code(), Code::kFailedPrecondition);
   ASSERT_TRUE(rt_->Resume(sb.id).ok());
-  std::this_thread::sleep_for(milliseconds(300));
-  int c3 = std::stoi(Trim(*fs->ReadFile("/tmp/c")));
+  // Wait for the loop to advance (how soon depends on the machine's load).
+  int c3 = c2;
+  for (int i = 0; i < 3000 && c3 <= c2; ++i) {
+    std::this_thread::sleep_for(milliseconds(20));
+    c3 = std::stoi(Trim(*fs->ReadFile("/tmp/c")));
+  }
   EXPECT_GT(c3, c2);
   // It continued from memory: far from a restart at 0, and close to c2.
   EXPECT_LT(c3 - c2, 100);
@@ -346,7 +351,11 @@ TEST_P(PoolTest, RestartRecoveryReadoptsAndCleans) {
 TEST_P(PoolTest, RecoveryAfterInitKilledBehindOurBack) {
   auto sb = MustCreate();
   kill(sb.init_pid, SIGKILL);
-  std::this_thread::sleep_for(milliseconds(100));
+  // Gone once the kernel has torn down its pid namespace (not at a fixed time).
+  for (int i = 0; i < 3000 && ProcessAlive(sb.init_pid, sb.init_start_time); ++i) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  ASSERT_FALSE(ProcessAlive(sb.init_pid, sb.init_start_time));
   ExecRequest req;
   req.argv = {"true"};
   EXPECT_EQ(rt_->Exec(sb.id, req).status().code(), Code::kFailedPrecondition);
@@ -566,9 +575,8 @@ TEST_F(RuntimeTest, TinyInitIsPid1ReapsOrphansAndExitsOnRequest) {
   EXPECT_TRUE(ProcessAlive(sb.init_pid, sb.init_start_time));
   // TERM from the host: forwarded to every process, and pid 1 exits once
   // they are gone (the runtime then finds the sandbox stopped).
-  Sh(sb.id, "sh -c 'trap \"echo termed > /root/term; exit 0\" TERM; while true; do sleep 0.05; done' "
-            ">/dev/null 2>&1 &");
-  std::this_thread::sleep_for(milliseconds(200));
+  Sh(sb.id, "sh -c 'trap \"echo termed > /root/term; exit 0\" TERM; touch /tmp/t1; while true; do sleep 0.05; done' "
+            ">/dev/null 2>&1 & while [ ! -e /tmp/t1 ]; do sleep 0.01; done");
   ASSERT_EQ(kill(sb.init_pid, SIGTERM), 0);
   for (int i = 0; i < 400 && ProcessAlive(sb.init_pid, sb.init_start_time); ++i) {
     std::this_thread::sleep_for(milliseconds(25));
@@ -580,9 +588,9 @@ TEST_F(RuntimeTest, TinyInitIsPid1ReapsOrphansAndExitsOnRequest) {
   // (Start notices the init is gone and boots a new one.)
   ASSERT_TRUE(rt_->Start(sb.id).ok());
   EXPECT_NE(rt_->Get(sb.id)->init_pid, sb.init_pid);
-  Sh(sb.id, "rm /root/term; sh -c 'trap \"echo termed2 > /root/term; exit 0\" TERM; while true; do sleep 0.05; done' "
-            ">/dev/null 2>&1 & sh -c 'trap \"\" TERM; while true; do sleep 0.05; done' >/dev/null 2>&1 &");
-  std::this_thread::sleep_for(milliseconds(200));
+  Sh(sb.id, "rm -f /root/term /tmp/t1 /tmp/t2; sh -c 'trap \"echo termed2 > /root/term; exit 0\" TERM; touch /tmp/t1; "
+            "while true; do sleep 0.05; done' >/dev/null 2>&1 & sh -c 'trap \"\" TERM; touch /tmp/t2; "
+            "while true; do sleep 0.05; done' >/dev/null 2>&1 & while [ ! -e /tmp/t1 ] || [ ! -e /tmp/t2 ]; do sleep 0.01; done");
   ASSERT_TRUE(rt_->Stop(sb.id).ok());
   EXPECT_EQ(*rt_->Files(sb.id)->ReadFile("/root/term"), "termed2\n");
 }

@@ -439,7 +439,7 @@ TEST_F(SessionTest, PtyRunsAFullScreenEditor) {
     }
   }
   std::string rest = ReadPty(**p, "", milliseconds(5000));
-  EXPECT_EQ(WaitExit(**p, milliseconds(5000)), 0) << screen << "\n---\n" << rest;
+  EXPECT_EQ(WaitExit(**p, milliseconds(30000)), 0) << screen << "\n---\n" << rest;
   auto cat = Sh(sb.id, "cat /tmp/note.txt; stat -c %u /tmp/note.txt");
   EXPECT_EQ(cat.stdout_data, "hello from vi\n1000\n");
 }
