@@ -794,21 +794,45 @@ void Orchestrator::SupervisorLoop() {
         runners_.erase(it);
         if (r.pidfd >= 0) ::close(r.pidfd);
       }
-      std::string status = "unknown";
-      // The subshell writes the status right after the runner's exit: a
-      // short wait covers the race with the pidfd.
-      for (int i = 0; i < 20; ++i) {
-        auto f = sandboxes_->ReadFile(r.sandbox_id, std::string(kRunnerStateDir) + "/" + id + ".exit");
-        if (f.ok() && !f->empty()) {
-          status = *f;
-          while (!status.empty() && (status.back() == '\n' || status.back() == ' ')) status.pop_back();
-          break;
-        }
-        if (stopping_) break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      }
-      OnRunnerExit(r, status);
+      OnRunnerExit(r, ReadRunnerExit(r.sandbox_id, id));
     }
+  }
+}
+
+std::string Orchestrator::ReadRunnerExit(const std::string& sandbox_id, const std::string& work_id) {
+  // The subshell that launched the runner writes its status after the
+  // runner's exit, whenever it is scheduled again: under load that can be
+  // long after the pidfd fired. Reading "unknown" too early counts a clean
+  // exit as a crash (and, for an adopted runner, force-stops its item), so
+  // wait while the subshell still lives in the sandbox (its argv carries the
+  // work id), up to kRunnerExitWaitMs; stop at once when it is gone.
+  constexpr int64_t kRunnerExitWaitMs = 30000;
+  const std::string path = std::string(kRunnerStateDir) + "/" + work_id + ".exit";
+  const int64_t deadline = NowMs() + kRunnerExitWaitMs;
+  auto read = [&]() -> std::string {
+    auto f = sandboxes_->ReadFile(sandbox_id, path);
+    if (!f.ok() || f->empty()) return "";
+    std::string status = *f;
+    while (!status.empty() && (status.back() == '\n' || status.back() == ' ')) status.pop_back();
+    return status;
+  };
+  for (int i = 0;; ++i) {
+    if (std::string status = read(); !status.empty()) return status;
+    if (stopping_ || NowMs() >= deadline) return "unknown";
+    if (i % 5 == 4) {  // every ~50 ms: is the writer still there?
+      auto procs = sandboxes_->Processes(sandbox_id);
+      bool writer = false;
+      if (procs.ok()) {
+        for (const auto& p : *procs) {
+          for (const auto& a : p.argv) writer = writer || a == work_id;
+        }
+      }
+      if (!writer) {
+        std::string status = read();  // it may have written just before leaving
+        return status.empty() ? "unknown" : status;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 }
 

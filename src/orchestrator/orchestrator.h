@@ -229,6 +229,9 @@ class Orchestrator final {
   // no exit status was written).
   void OnRunnerExit(const Runner& r, const std::string& status);
   void Relaunch(const WorkItem& item, int attempt);
+  // The exit status the runner's launching subshell recorded for
+  // `work_id`, or "unknown" once that subshell is gone without one.
+  std::string ReadRunnerExit(const std::string& sandbox_id, const std::string& work_id);
   void ReleaseDueRelaunches();
   // A permanent failure that is the session's own: WorkSource::FailItem.
   void ReportToSession(const WorkItem& item, const Status& s);  // moves relaunches whose backoff ended to the pool

@@ -875,7 +875,10 @@ TEST_F(OrchestratorTest, HeldItemWithoutRunnerIsResumedAtStart) {
   auto o = Make();
   ASSERT_TRUE(o->Start().ok());
   clock.Advance(1'000'000);  // past the settle delay
-  for (int i = 0; i < 3000 && o->Runners().size() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  // The relaunch counts itself after its runner is registered: wait for both.
+  for (int i = 0; i < 3000 && (o->Runners().size() < 2 || o->stats().runners_relaunched < 1); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   EXPECT_EQ(o->Runners(), (std::vector<std::string>{"w1", "w2"}));
   ASSERT_EQ(sb.execs.size(), 2u) << "one launch for w2 before, one resume for w1";
   const auto& argv = sb.execs[1].argv;
