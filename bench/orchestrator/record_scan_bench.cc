@@ -13,13 +13,18 @@
 //          writes then a scan (still from memory); and another cache (a
 //          second runtime on the same dir) rewriting 1% of the records, or
 //          one, then a scan (a walk: readdir, a stat each, the changed
-//          ones parsed).
+//          ones parsed);
+//   a full listing in pages of 100 (the sandbox REST API's and the CLI's
+//          listing): keyset pages (RecordCache::Page, from its index)
+//          against the way before, a copy and sort of every record per page
+//          request (one request measured, times the number of pages).
 // p50 over R runs (default 7). Needs no root; writes under /tmp.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -108,6 +113,26 @@ int main(int argc, char** argv) {
   const double each = Ms([&] { cache.ForEach([&](const SandboxRecord&) { ++seen; }); }, runs);
   const double by_name = Ms([&] { (void)cache.FindByName("sesn_nobody"); }, runs);
   const double by_id = Ms([&] { for (int i = 0; i < 1000; ++i) (void)cache.Get(recs[i * 7 % n].id); }, runs) / 1000;
+  const int pages = (n + 99) / 100;
+  const double paged = Ms([&] {
+    std::optional<RecordKey> after;
+    size_t got = 0;
+    for (;;) {
+      auto p = cache.Page(after, 100);
+      got += p.size();
+      if (p.size() < 100) break;
+      after = RecordKey{p.back().created_at, p.back().id};
+    }
+    seen = got;
+  }, runs);
+  if (seen != static_cast<size_t>(n)) std::fprintf(stderr, "pages saw %zu of %d\n", seen, n);
+  const double old_page = Ms([&] {
+    auto every = cache.All();
+    std::sort(every.begin(), every.end(), [](const SandboxRecord& a, const SandboxRecord& b) {
+      return RecordKey{a.created_at, a.id} < RecordKey{b.created_at, b.id};
+    });
+    seen = every.size();
+  }, runs);
   const int64_t reads_before = cache.reads();
   const double churn = Ms([&] {
     for (int i = 0; i < n / 100; ++i) {
@@ -133,6 +158,9 @@ int main(int argc, char** argv) {
   std::printf("| RecordCache, another writer rewrote 1%% then All() (write time included; %lld re-read) | %.1f |\n",
               static_cast<long long>(reread), churn);
   std::printf("| RecordCache, another writer wrote 1 record then All() (a walk: readdir + stat each) | %.1f |\n", walk);
+  std::printf("| RecordCache, full listing in pages of 100 via Page() (%d pages, no other writer) | %.1f |\n", pages, paged);
+  std::printf("| peer: the same listing the way before (All() + sort per page request: one measured x %d) | %.1f |\n",
+              pages, old_page * pages);
   std::printf("\npeer / RecordCache walk: x%.1f; peer / lookup by name from memory: x%.0f\n", peer / walk, peer / by_name);
   (void)RemoveTree(dir);
   return seen > 0 ? 0 : 1;

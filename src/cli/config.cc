@@ -57,6 +57,8 @@ std::vector<Key> Keys(ServeConfig* c) {
        &c->orchestrator_archived_retention_minutes},
       {"orchestrator.janitor_interval_ms", "WARREN_ORCHESTRATOR_JANITOR_INTERVAL_MS", Key::kInt,
        &c->orchestrator_janitor_interval_ms},
+      {"orchestrator.janitor_concurrency", "WARREN_ORCHESTRATOR_JANITOR_CONCURRENCY", Key::kInt,
+       &c->orchestrator_janitor_concurrency},
       {"orchestrator.session_check_interval_ms", "WARREN_ORCHESTRATOR_SESSION_CHECK_INTERVAL_MS", Key::kInt,
        &c->orchestrator_session_check_interval_ms},
       {"orchestrator.reclaim_older_than_ms", "WARREN_ORCHESTRATOR_RECLAIM_OLDER_THAN_MS", Key::kInt,
@@ -142,6 +144,8 @@ Status Check(const ServeConfig& c) {
   if (c.orchestrator_max_concurrent_items < 1 || c.orchestrator_max_concurrent_items > 1024)
     return Status::InvalidArgument("orchestrator.max_concurrent_items must be 1..1024");
   if (c.orchestrator_janitor_interval_ms < 10) return Status::InvalidArgument("orchestrator.janitor_interval_ms must be at least 10");
+  if (c.orchestrator_janitor_concurrency < 1 || c.orchestrator_janitor_concurrency > 256)
+    return Status::InvalidArgument("orchestrator.janitor_concurrency must be 1..256");
   if (c.orchestrator_fallback_drain_ms < 100)
     return Status::InvalidArgument("orchestrator.fallback_drain_ms must be at least 100");
   if (c.orchestrator_runner_max_relaunches < 0 || c.orchestrator_runner_max_relaunches > 100)

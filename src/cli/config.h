@@ -63,6 +63,7 @@ struct ServeConfig {
   int orchestrator_sandbox_idle_stop_ms = 60000;  // quiet sandbox of an idle session -> stopped
   int orchestrator_archived_retention_minutes = 43200;  // archived sandbox -> deleted (30 days)
   int orchestrator_janitor_interval_ms = 5000;
+  int orchestrator_janitor_concurrency = 4;  // lifecycle actions (stop, archive, delete) at once, one per sandbox
   int orchestrator_session_check_interval_ms = 30000;
   int orchestrator_reclaim_older_than_ms = 2000;
   // The network of a cloud environment with `networking: unrestricted`:

@@ -476,6 +476,7 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
     oo.sandbox_idle_stop = std::chrono::milliseconds(cfg.orchestrator_sandbox_idle_stop_ms);
     oo.archived_retention = std::chrono::minutes(cfg.orchestrator_archived_retention_minutes);
     oo.janitor_interval = std::chrono::milliseconds(cfg.orchestrator_janitor_interval_ms);
+    oo.janitor_concurrency = cfg.orchestrator_janitor_concurrency;
     oo.session_check_interval = std::chrono::milliseconds(cfg.orchestrator_session_check_interval_ms);
     oo.runner_max_relaunches = cfg.orchestrator_runner_max_relaunches;
     oo.relaunch_initial = std::chrono::milliseconds(cfg.orchestrator_relaunch_initial_ms);
@@ -542,6 +543,7 @@ struct StandaloneArgs {
   std::vector<std::string> allow_cidrs, allow_hosts;
   int max_concurrent_items = 16, runner_idle_ms = 60000, sandbox_idle_stop_ms = 60000, janitor_interval_ms = 5000;
   int archived_retention_minutes = 43200, session_check_interval_ms = 30000, relay_max_connections = 128;
+  int janitor_concurrency = 4;
   std::string cgroup_prefix = "warren-orch";
   std::string ca_file;
   std::string webhook_listen, webhook_secret;  // wake-up by webhook (secret also ANTHROPIC_WEBHOOK_SIGNING_KEY)
@@ -631,6 +633,7 @@ int Standalone(StandaloneArgs a) {
   oo.sandbox_idle_stop = std::chrono::milliseconds(a.sandbox_idle_stop_ms);
   oo.archived_retention = std::chrono::minutes(a.archived_retention_minutes);
   oo.janitor_interval = std::chrono::milliseconds(a.janitor_interval_ms);
+  oo.janitor_concurrency = std::clamp(a.janitor_concurrency, 1, 256);
   oo.session_check_interval = std::chrono::milliseconds(a.session_check_interval_ms);
   oo.runner_max_relaunches = std::clamp(a.runner_max_relaunches, 0, 100);
   oo.relaunch_initial = std::chrono::milliseconds(std::clamp(a.relaunch_initial_ms, 1, 600000));
@@ -767,6 +770,9 @@ int main(int argc, char** argv) {
   orch_cmd->add_option("--runner-idle-ms", orch_args.runner_idle_ms)->capture_default_str();
   orch_cmd->add_option("--sandbox-idle-stop-ms", orch_args.sandbox_idle_stop_ms)->capture_default_str();
   orch_cmd->add_option("--janitor-interval-ms", orch_args.janitor_interval_ms)->capture_default_str();
+  orch_cmd->add_option("--janitor-concurrency", orch_args.janitor_concurrency,
+                       "lifecycle actions (stop, archive, delete) run at once, one per sandbox (1..256)")
+      ->capture_default_str();
   orch_cmd->add_option("--session-check-interval-ms", orch_args.session_check_interval_ms)->capture_default_str();
   orch_cmd->add_option("--archived-retention-minutes", orch_args.archived_retention_minutes)->capture_default_str();
   orch_cmd->add_option("--runner-max-relaunches", orch_args.runner_max_relaunches,

@@ -289,16 +289,22 @@ void RegisterSandboxCommands(CLI::App& app) {
     AddCommon(c, common);
     c->callback([common] {
       auto rt = OpenOrDie(*common);
-      auto list = rt->List();
-      Check(list.status());
-      if (common->json) {
-        Json arr = Json::array();
-        for (const auto& r : *list) arr.push_back(Summary(r));
-        std::cout << Json{{"data", arr}}.dump(2) << "\n";
-        return;
+      // Keyset pages in creation order: each record is copied once, never
+      // the whole set at once.
+      Json arr = Json::array();
+      if (!common->json) std::cout << "ID\tSTATE\tNAME\tSNAPSHOT\n";
+      std::optional<sandbox::RecordKey> after;
+      for (;;) {
+        auto page = rt->ListPage(after, 256);
+        Check(page.status());
+        for (const auto& r : *page) {
+          if (common->json) arr.push_back(Summary(r));
+          else PrintRecord(*common, r);
+        }
+        if (page->size() < 256) break;
+        after = sandbox::RecordKey{page->back().created_at, page->back().id};
       }
-      std::cout << "ID\tSTATE\tNAME\tSNAPSHOT\n";
-      for (const auto& r : *list) PrintRecord(*common, r);
+      if (common->json) std::cout << Json{{"data", arr}}.dump(2) << "\n";
     });
   }
   // sandbox get

@@ -151,6 +151,8 @@ Orchestrator::Orchestrator(WorkSource* source, SandboxHost* sandboxes, Clock* cl
     : source_(source), sandboxes_(sandboxes), clock_(clock), options_(std::move(options)) {
   if (options_.max_concurrent_items < 1) options_.max_concurrent_items = 1;
   if (options_.drain_batch < 1) options_.drain_batch = 1;
+  options_.janitor_concurrency = std::clamp(options_.janitor_concurrency, 1, 256);
+  janitor_pool_ = std::make_unique<KeyedExecutor>(options_.janitor_concurrency);
 }
 
 Orchestrator::~Orchestrator() {
@@ -160,6 +162,7 @@ Orchestrator::~Orchestrator() {
 }
 
 Status Orchestrator::Start() {
+  if (stopping_) janitor_pool_ = std::make_unique<KeyedExecutor>(options_.janitor_concurrency);  // after a Stop
   stopping_ = false;
   Adopt();
   ResumeHeldItems();
@@ -169,6 +172,7 @@ Status Orchestrator::Start() {
   janitor_ = std::thread([this] { JanitorLoop(); });
   log::Info("orchestrator.started", {{"instance", options_.instance},
                                      {"max_concurrent_items", options_.max_concurrent_items},
+                                     {"janitor_concurrency", options_.janitor_concurrency},
                                      {"runners_adopted", stats().runners_adopted}});
   return Status::Ok();
 }
@@ -184,7 +188,14 @@ void Orchestrator::Stop() {
   workers_.clear();
   if (supervisor_.joinable()) supervisor_.join();
   if (janitor_.joinable()) janitor_.join();
-  log::Info("orchestrator.stopped", {{"instance", options_.instance}});
+  // No pass runs any more: drop the actions not started (the next start's
+  // passes find them due again), wait for the running ones.
+  const size_t dropped = janitor_pool_->Shutdown();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stats_.janitor_actions_dropped += static_cast<int64_t>(dropped);
+  }
+  log::Info("orchestrator.stopped", {{"instance", options_.instance}, {"janitor_actions_dropped", dropped}});
 }
 
 bool Orchestrator::Sleep(std::chrono::milliseconds d) {
@@ -207,13 +218,6 @@ std::vector<std::string> Orchestrator::Runners() {
   std::vector<std::string> out;
   for (const auto& [id, r] : runners_) out.push_back(id);
   return out;
-}
-
-std::mutex* Orchestrator::SessionLock(const std::string& session_id) {
-  std::lock_guard<std::mutex> l(mu_);
-  auto& p = session_locks_[session_id];
-  if (!p) p = std::make_unique<std::mutex>();
-  return p.get();
 }
 
 // ------------------------------------------------------------------ claiming
@@ -418,7 +422,7 @@ Status Orchestrator::ServeItem(const WorkItem& item, bool resume, Timing* t) {
     }
     return session.status();
   }
-  std::lock_guard<std::mutex> sl(*SessionLock(item.session_id));
+  KeyedLocks::Guard sl = session_locks_.Lock(item.session_id);
   if (t) t->Mark("session_lock_ms");
   if (SessionGone(*session)) {
     log::Info("orchestrator.session_ended", {{"work_id", item.id}, {"session_id", item.session_id}});
@@ -968,7 +972,9 @@ void Orchestrator::Relaunch(const WorkItem& item_in, int attempt) {
 // ------------------------------------------------------------------- janitor
 
 void Orchestrator::JanitorLoop() {
-  while (Sleep(options_.janitor_interval)) JanitorPass();
+  // The pass hands its actions to the pool and returns: the next pass
+  // starts on time even while a slow stop runs (it skips that sandbox).
+  while (Sleep(options_.janitor_interval)) JanitorPass(/*wait=*/false);
 }
 
 void Orchestrator::ExpireCredentials() {
@@ -1004,7 +1010,8 @@ void Orchestrator::ExpireCredentials() {
   }
 }
 
-void Orchestrator::JanitorPass() {
+void Orchestrator::JanitorPass(bool wait) {
+  if (stopping_) return;
   ExpireCredentials();
   // The started sandboxes at every pass (idle stop, orphaned runners); all
   // of them (the session checks of stopped ones, the retention of archived
@@ -1020,9 +1027,10 @@ void Orchestrator::JanitorPass() {
   }
   // What runs in the started ones: one snapshot for the pass (one /proc
   // walk, not one per sandbox). A stop re-checks its sandbox on its own.
+  // A sandbox with an action in flight is left out of this pass.
   std::vector<SandboxRecord> started;
   for (const auto& rec : *all)
-    if (rec.state == SandboxState::kStarted && Ours(rec)) started.push_back(rec);
+    if (rec.state == SandboxState::kStarted && Ours(rec) && !janitor_pool_->Busy(rec.id)) started.push_back(rec);
   std::map<std::string, std::vector<SandboxProcess>> procs;
   if (!started.empty()) {
     auto snap = sandboxes_->ProcessesOfMany(started);
@@ -1035,10 +1043,21 @@ void Orchestrator::JanitorPass() {
   static const std::vector<SandboxProcess> kNone;
   for (const auto& rec : *all) {
     if (stopping_) return;
-    if (!Ours(rec)) continue;
+    if (!Ours(rec) || janitor_pool_->Busy(rec.id)) continue;
     auto it = procs.find(rec.id);
-    JanitorOne(rec, full, it != procs.end() ? it->second : kNone);
+    const JanitorAction action = JanitorVisit(rec, full, it != procs.end() ? it->second : kNone, now);
+    if (action == JanitorAction::kNone) continue;
+    // Busy was false just above and only this thread submits: accepted
+    // unless the pool is shutting down.
+    auto act = [this, id = rec.id, sid = Label(rec, kLabelSession), env = Label(rec, kLabelEnvironment), action, now] {
+      JanitorAct(id, sid, env, action, now);
+    };
+    if (janitor_pool_->Submit(rec.id, std::move(act))) {
+      std::lock_guard<std::mutex> l(mu_);
+      ++stats_.janitor_actions;
+    }
   }
+  if (wait) janitor_pool_->WaitIdle();
 }
 
 void Orchestrator::ArchiveFor(const SandboxRecord& rec, const std::string& why) {
@@ -1055,33 +1074,23 @@ void Orchestrator::ArchiveFor(const SandboxRecord& rec, const std::string& why) 
                                               {"reason", why}});
 }
 
-void Orchestrator::JanitorOne(const SandboxRecord& rec_in, bool full_pass, const std::vector<SandboxProcess>& seen) {
-  const std::string sid = Label(rec_in, kLabelSession);
-  const std::string env = Label(rec_in, kLabelEnvironment);
-  const int64_t now = NowMs();
+Orchestrator::JanitorAction Orchestrator::JanitorVisit(const SandboxRecord& rec_in, bool full_pass,
+                                                       const std::vector<SandboxProcess>& seen, int64_t now) {
   if (rec_in.state == SandboxState::kArchived) {
     int64_t since = (rec_in.stopped_at > 0 ? rec_in.stopped_at : rec_in.updated_at) / 1000;
-    if (now - since >= options_.archived_retention.count()) {
-      Status s = sandboxes_->Delete(rec_in.id);
-      std::lock_guard<std::mutex> l(mu_);
-      if (s.ok()) {
-        ++stats_.sandboxes_deleted;
-        log::Info("orchestrator.sandbox_deleted", {{"sandbox", rec_in.id}, {"session_id", sid}});
-      }
-    }
-    return;
+    return now - since >= options_.archived_retention.count() ? JanitorAction::kDelete : JanitorAction::kNone;
   }
-  if (rec_in.state != SandboxState::kStarted && rec_in.state != SandboxState::kStopped) return;
+  if (rec_in.state != SandboxState::kStarted && rec_in.state != SandboxState::kStopped) return JanitorAction::kNone;
+  const std::string sid = Label(rec_in, kLabelSession);
   // Session liveness: every pass for started sandboxes that are quiet,
   // every session_check_interval for the others.
   bool quiet = false;
   if (rec_in.state == SandboxState::kStarted) {
-    const std::vector<SandboxProcess>* procs = &seen;
-    quiet = std::all_of(procs->begin(), procs->end(), [](const SandboxProcess& p) { return p.ns_pid == 1; });
+    quiet = std::all_of(seen.begin(), seen.end(), [](const SandboxProcess& p) { return p.ns_pid == 1; });
     // A runner nobody supervises (its launch finished after a restart of
     // this process had already re-adopted the sandbox): adopt it now, so
     // that a crash of it is seen and relaunched.
-    for (const auto& p : *procs) {
+    for (const auto& p : seen) {
       if (!IsRunnerArgv(p.argv)) continue;
       const std::string wid = ArgAfter(p.argv, "--work-id");
       bool known;
@@ -1114,20 +1123,48 @@ void Orchestrator::JanitorOne(const SandboxRecord& rec_in, bool full_pass, const
       m.quiet_since = now;
     }
   }
-  bool check;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    SandboxMemo& m = memo_[rec_in.id];
-    bool stop_due = quiet && now - m.quiet_since >= options_.sandbox_idle_stop.count();
-    check = stop_due || full_pass || now - m.session_checked >= options_.session_check_interval.count();
-    if (check) m.session_checked = now;
+  std::lock_guard<std::mutex> l(mu_);
+  SandboxMemo& m = memo_[rec_in.id];
+  const bool stop_due = quiet && now - m.quiet_since >= options_.sandbox_idle_stop.count();
+  if (!stop_due && !full_pass && now - m.session_checked < options_.session_check_interval.count())
+    return JanitorAction::kNone;
+  m.session_checked = now;
+  return JanitorAction::kCheck;
+}
+
+void Orchestrator::JanitorAct(const std::string& sandbox_id, const std::string& sid, const std::string& env,
+                              JanitorAction action, int64_t now) {
+  if (stopping_) return;  // the next start's passes find it due again
+  Result<Json> session = Status::Internal("not retrieved");
+  if (action == JanitorAction::kCheck) {
+    session = source_->GetSession(env, sid);
+    if (!session.ok() && session.status().code() != Code::kNotFound) return;  // try again later
+    if (stopping_) return;
   }
-  if (!check) return;
-  auto session = source_->GetSession(env, sid);
-  if (!session.ok() && session.status().code() != Code::kNotFound) return;  // try again later
-  std::lock_guard<std::mutex> sl(*SessionLock(sid));
-  auto rec = sandboxes_->Get(rec_in.id);  // re-read under the session lock
+  // Tried, not waited for: a session whose item is being served (its
+  // sandbox created, started, a runner launched) is not idle, and a pool
+  // thread is not left waiting behind a slow start. A later pass retries.
+  KeyedLocks::Guard sl = session_locks_.TryLock(sid);
+  if (!sl) return;
+  auto rec = sandboxes_->Get(sandbox_id);  // re-read under the session lock
   if (!rec.ok()) return;
+  if (action == JanitorAction::kDelete) {
+    // Still archived (an item may have restored it meanwhile) and past its
+    // retention.
+    if (rec->state != SandboxState::kArchived) return;
+    int64_t since = (rec->stopped_at > 0 ? rec->stopped_at : rec->updated_at) / 1000;
+    if (now - since < options_.archived_retention.count()) return;
+    Status s = sandboxes_->Delete(rec->id);
+    std::lock_guard<std::mutex> l(mu_);
+    if (s.ok()) {
+      ++stats_.sandboxes_deleted;
+      memo_.erase(rec->id);
+      log::Info("orchestrator.sandbox_deleted", {{"sandbox", rec->id}, {"session_id", sid}});
+    } else {
+      log::Warn("orchestrator.delete_failed", {{"sandbox", rec->id}, {"error", s.ToString()}});
+    }
+    return;
+  }
   if (!session.ok() || SessionGone(*session)) {
     ArchiveFor(*rec, session.ok() ? "session ended" : "session deleted");
     return;

@@ -17,7 +17,13 @@
 // sandbox of an archived, terminated or deleted session; deletes archived
 // sandboxes after `archived_retention`. Each pass visits the started
 // sandboxes; every `session_check_interval` one pass visits them all, so
-// thousands of stopped sandboxes cost nothing between those.
+// thousands of stopped sandboxes cost nothing between those. A pass only
+// decides: the actions due (a session check, then a stop or an archive;
+// a delete) run on a pool of `janitor_concurrency` threads, at most one per
+// sandbox at a time (a sandbox with an action in flight is skipped by the
+// next pass), each under its session's lock, tried, never waited for (a
+// session being served is not idle). A slow stop holds one pool thread,
+// never the pass nor other sandboxes.
 //
 // Runners outlive the orchestrator process (a crash or restart of the
 // service does not kill them); Start() re-adopts them by scanning the
@@ -49,6 +55,7 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "orchestrator/keyed.h"
 #include "orchestrator/sandbox_host.h"
 #include "orchestrator/work_source.h"
 
@@ -86,6 +93,9 @@ struct OrchestratorOptions {
   std::chrono::milliseconds sandbox_idle_stop{60000};   // quiet (init only) and session idle this long -> stop
   std::chrono::milliseconds archived_retention{std::chrono::hours(24 * 30)};  // archived -> deleted
   std::chrono::milliseconds janitor_interval{5000};
+  // Lifecycle actions (session check + stop/archive, delete) run at once
+  // by the janitor, each on its own sandbox (1..256).
+  int janitor_concurrency = 4;
   // Liveness checks of stopped sandboxes' sessions: the janitor visits
   // every sandbox once per this interval, the started ones at every pass.
   std::chrono::milliseconds session_check_interval{30000};
@@ -146,6 +156,8 @@ struct OrchestratorStats {
   int64_t runners_crashed = 0;              // abnormal runner exits seen
   int64_t runners_relaunched = 0;           // relaunches after a crash (with the same delivery)
   int64_t items_given_up = 0;               // items stopped after runner_max_relaunches
+  int64_t janitor_actions = 0;              // lifecycle actions handed to the janitor's pool
+  int64_t janitor_actions_dropped = 0;      // queued ones dropped by Stop() (the next start redoes them)
 };
 
 class Orchestrator final {
@@ -158,15 +170,28 @@ class Orchestrator final {
   // Re-adopts this instance's sandboxes and runners, then starts the poll
   // loop, the item pool, the runner supervisor and the janitor.
   Status Start();
-  // Stops claiming and joins every thread. Runners keep running.
+  // Stops claiming and joins every thread. Lifecycle actions queued on the
+  // janitor's pool are dropped; the running ones (a sandbox stop, say) are
+  // waited for, and those that have not reached their action yet give up.
+  // Runners keep running.
   void Stop();
 
   // Webhook mode: drain the queue now (a session.status_run_started
   // delivery). Cheap; coalesces; callable from any thread.
   void Wake();
 
-  // One janitor pass (tests call it directly with janitor_interval huge).
-  void JanitorPass();
+  // One janitor pass (tests call it directly with janitor_interval huge):
+  // visits the sandboxes and hands the actions due to the janitor's pool.
+  // `wait`: returns once the pool is idle (every action done); else once
+  // they are handed over (the janitor's own loop). Call it from one thread
+  // at a time (the janitor's, or a test's before Start/after Stop).
+  void JanitorPass(bool wait = true);
+  // Tests: lifecycle actions queued / running on the janitor's pool, and
+  // sessions with a lock entry (held or waited for).
+  size_t janitor_queued() const { return janitor_pool_->queued(); }
+  size_t janitor_running() const { return janitor_pool_->running(); }
+  size_t session_locks_in_use() const { return session_locks_.size(); }
+  int session_lock_users(const std::string& session_id) const { return session_locks_.users(session_id); }
   // Handles one item synchronously (tests; the poll loop uses the pool).
   // `claimed`: when the poll returned it (the timing log counts from there).
   void HandleItem(const WorkItem& item,
@@ -255,11 +280,23 @@ class Orchestrator final {
   void ResumeHeldItems();
   // Archives the sandbox (if any) of a session that is gone.
   void ArchiveFor(const sandbox::SandboxRecord& rec, const std::string& why);
+  // The pass's look at one sandbox (the pass's thread): updates its memo,
+  // adopts an unsupervised runner, and says which action is due, if any.
   // `full_pass`: the pass that visits every sandbox (once per
   // session_check_interval): the session's liveness is checked. `seen`: what
   // ran in `rec` (if started) in the pass's snapshot (ProcessesOfMany).
-  void JanitorOne(const sandbox::SandboxRecord& rec, bool full_pass, const std::vector<SandboxProcess>& seen);
-  std::mutex* SessionLock(const std::string& session_id);
+  enum class JanitorAction { kNone, kDelete, kCheck };
+  JanitorAction JanitorVisit(const sandbox::SandboxRecord& rec, bool full_pass, const std::vector<SandboxProcess>& seen,
+                             int64_t now);
+  // The action, on a pool thread: under the session's lock (tried: a
+  // session being served is left for a later pass), with the record read
+  // again. kCheck: the session is retrieved; gone -> archive; idle, the
+  // sandbox quiet for sandbox_idle_stop and nothing but init running in it
+  // right now -> stop.
+  // Takes ids, not the record: a full pass may queue one action per
+  // sandbox, so the queue holds no record copies.
+  void JanitorAct(const std::string& sandbox_id, const std::string& session_id, const std::string& environment_id,
+                  JanitorAction action, int64_t now);
   bool Sleep(std::chrono::milliseconds d);  // false when stopping
   bool Ours(const sandbox::SandboxRecord& rec) const;
   int64_t NowMs() const { return clock_->NowMicros() / 1000; }
@@ -278,7 +315,9 @@ class Orchestrator final {
   std::map<std::string, int> relaunch_count_;          // by work id: relaunches so far
   bool wake_ = false;  // webhook mode: a drain was asked for
   int busy_ = 0;
-  std::map<std::string, std::unique_ptr<std::mutex>> session_locks_;
+  // One lock per session in work (ServeItem, the janitor's actions); an
+  // entry goes when nobody holds or waits for it.
+  KeyedLocks session_locks_;
   std::map<std::string, Runner> runners_;  // by work id
   std::map<std::string, SandboxMemo> memo_;  // by sandbox id
   int64_t last_full_pass_ = -1;  // janitor thread (or a test calling JanitorPass) only
@@ -286,6 +325,9 @@ class Orchestrator final {
 
   std::thread poller_, supervisor_, janitor_;
   std::vector<std::thread> workers_;
+  // The janitor's lifecycle actions, keyed by sandbox id. Made by the
+  // constructor (and by a Start after a Stop), shut down by Stop.
+  std::unique_ptr<KeyedExecutor> janitor_pool_;
 };
 
 }  // namespace warren::orchestrator

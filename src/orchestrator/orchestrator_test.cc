@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <map>
 #include <set>
 #include <thread>
@@ -162,7 +164,38 @@ class FakeSandboxes final : public SandboxHost {
     return it->second;
   }
   Result<SandboxRecord> Start(const std::string& id) override { return SetState(id, SandboxState::kStarted); }
-  Result<SandboxRecord> Stop(const std::string& id, bool) override { return SetState(id, SandboxState::kStopped); }
+  // A stop waits while its sandbox is blocked (block_all_stops or
+  // block_stops) until ReleaseStops(): a slow stop, for as long as a test
+  // wants. It counts stops in flight, overall and per sandbox.
+  Result<SandboxRecord> Stop(const std::string& id, bool) override {
+    {
+      std::unique_lock<std::mutex> l(mu);
+      ++stop_calls[id];
+      max_in_stop = std::max(max_in_stop, ++in_stop);
+      if (++in_stop_of[id] > 1) ++overlapping_stops;
+      stop_cv.wait(l, [&] { return stops_released || (!block_all_stops && block_stops.count(id) == 0); });
+    }
+    auto r = SetState(id, SandboxState::kStopped);
+    std::lock_guard<std::mutex> l(mu);
+    --in_stop;
+    --in_stop_of[id];
+    return r;
+  }
+  void ReleaseStops() {
+    {
+      std::lock_guard<std::mutex> l(mu);
+      stops_released = true;
+    }
+    stop_cv.notify_all();
+  }
+  SandboxState State(const std::string& id) {
+    std::lock_guard<std::mutex> l(mu);
+    return recs.count(id) ? recs[id].state : SandboxState::kDestroyed;
+  }
+  int InStop() {
+    std::lock_guard<std::mutex> l(mu);
+    return in_stop;
+  }
   Result<SandboxRecord> Archive(const std::string& id) override { return SetState(id, SandboxState::kArchived); }
   Result<SandboxRecord> Restore(const std::string& id) override { return SetState(id, SandboxState::kStopped); }
   Status Delete(const std::string& id) override {
@@ -260,7 +293,26 @@ class FakeSandboxes final : public SandboxHost {
   int many_scans = 0;              // ProcessesOfMany() calls so far
   std::vector<int> scans_at_exec;  // `scans` at each Exec()
   std::vector<std::string> log;
+  // Slow stops (Stop above).
+  std::condition_variable stop_cv;
+  bool block_all_stops = false;
+  std::set<std::string> block_stops;
+  bool stops_released = false;
+  int in_stop = 0, max_in_stop = 0, overlapping_stops = 0;
+  std::map<std::string, int> in_stop_of, stop_calls;
 };
+
+// Waits up to 30 s for `pred` (the state a test asserts next), never for a
+// fixed time.
+template <typename Pred>
+bool WaitFor(Pred pred) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
 
 WorkItem Item(const std::string& id, const std::string& session, const std::string& created = "2026-01-01T00:00:00Z") {
   WorkItem w;
@@ -291,6 +343,21 @@ class OrchestratorTest : public ::testing::Test {
     opts.janitor_interval = std::chrono::hours(1);  // passes are run by hand
   }
   std::unique_ptr<Orchestrator> Make() { return std::make_unique<Orchestrator>(&source, &sb, &clock, opts); }
+  // `n` started sandboxes of this orchestrator, each of an idle session,
+  // with nothing but init inside: due to stop once the idle window passed.
+  std::vector<std::string> QuietIdleSandboxes(int n, const std::string& prefix = "q") {
+    std::vector<std::string> ids;
+    for (int i = 0; i < n; ++i) {
+      const std::string sid = prefix + std::to_string(i);
+      sandbox::CreateOptions c;
+      c.labels = {{kLabelSession, sid}, {kLabelEnvironment, "env_1"}, {kLabelMode, "session"},
+                  {kLabelOrchestrator, "embedded"}};
+      ids.push_back(sb.Create(c).value().id);
+      std::lock_guard<std::mutex> l(source.mu);
+      source.sessions[sid] = Session(sid, "idle");
+    }
+    return ids;
+  }
   std::string OnlySandbox() {
     EXPECT_EQ(sb.recs.size(), 1u);
     return sb.recs.empty() ? "" : sb.recs.begin()->first;
@@ -948,6 +1015,163 @@ TEST_F(OrchestratorTest, PollLoopServesConcurrentSessions) {
   EXPECT_EQ(o->Runners().size(), 6u);
   EXPECT_EQ(sb.recs.size(), 6u);
   o->Stop();
+  EXPECT_EQ(o->session_locks_in_use(), 0u);  // six sessions served, no lock left
+}
+
+// The janitor's stops run on a pool of janitor_concurrency threads: with
+// every stop slow, exactly that many are in flight and the rest wait their
+// turn; a pass meanwhile hands nothing more for those sandboxes, so no
+// sandbox ever sees two stops.
+TEST_F(OrchestratorTest, JanitorStopsRunOnABoundedPool) {
+  opts.janitor_concurrency = 3;
+  auto ids = QuietIdleSandboxes(8);
+  auto o = Make();
+  o->JanitorPass();  // quiet from now
+  clock.Advance(2'000'000);
+  {
+    std::lock_guard<std::mutex> l(sb.mu);
+    sb.block_all_stops = true;
+  }
+  o->JanitorPass(/*wait=*/false);  // eight stops due: handed over, not waited for
+  ASSERT_TRUE(WaitFor([&] { return sb.InStop() == 3 && o->janitor_queued() == 5; }))
+      << "in stop " << sb.InStop() << ", queued " << o->janitor_queued();
+  EXPECT_EQ(o->janitor_running(), 3u);
+  const int64_t handed = o->stats().janitor_actions;
+  // Passes while they are in flight hand nothing more for those sandboxes.
+  clock.Advance(2'000'000);
+  o->JanitorPass(false);
+  o->JanitorPass(false);
+  EXPECT_EQ(o->stats().janitor_actions, handed);
+  sb.ReleaseStops();
+  ASSERT_TRUE(WaitFor([&] { return o->stats().sandboxes_stopped == 8; }));
+  o->JanitorPass();  // waits for the pool to be idle
+  std::lock_guard<std::mutex> l(sb.mu);
+  EXPECT_EQ(sb.max_in_stop, 3);
+  EXPECT_EQ(sb.overlapping_stops, 0);
+  for (const auto& id : ids) {
+    EXPECT_EQ(sb.stop_calls[id], 1) << id;
+    EXPECT_EQ(sb.recs[id].state, SandboxState::kStopped) << id;
+  }
+}
+
+// One slow stop holds one pool thread: the other sandboxes are stopped
+// meanwhile, later passes go on (new sandboxes due are stopped) without
+// touching the slow one again, and work for its session waits for the stop
+// (the session lock) instead of racing it.
+TEST_F(OrchestratorTest, JanitorSlowStopHoldsBackNoOtherSandbox) {
+  opts.janitor_concurrency = 2;
+  auto ids = QuietIdleSandboxes(5);
+  const std::string slow = ids[0];
+  {
+    std::lock_guard<std::mutex> l(sb.mu);
+    sb.block_stops.insert(slow);
+  }
+  auto o = Make();
+  o->JanitorPass();
+  clock.Advance(2'000'000);
+  o->JanitorPass(false);
+  ASSERT_TRUE(WaitFor([&] { return o->stats().sandboxes_stopped == 4; }));
+  EXPECT_EQ(sb.InStop(), 1);
+  EXPECT_EQ(sb.State(slow), SandboxState::kStarted);
+  // A sandbox that becomes due later is stopped by later passes.
+  auto late = QuietIdleSandboxes(1, "late");
+  o->JanitorPass(false);
+  clock.Advance(2'000'000);
+  ASSERT_TRUE(WaitFor([&] { return o->janitor_running() == 1 && o->janitor_queued() == 0; }));
+  o->JanitorPass(false);
+  ASSERT_TRUE(WaitFor([&] { return o->stats().sandboxes_stopped == 5; }));
+  EXPECT_EQ(sb.State(late[0]), SandboxState::kStopped);
+  // New work for the slow sandbox's session waits for its stop.
+  {
+    std::lock_guard<std::mutex> l(source.mu);
+    source.sessions["q0"] = Session("q0", "running");
+  }
+  std::thread item([&] { o->HandleItem(Item("w1", "q0")); });
+  ASSERT_TRUE(WaitFor([&] { return o->session_lock_users("q0") == 2; }));  // the stop holds it, the item waits
+  {
+    std::lock_guard<std::mutex> l(sb.mu);
+    EXPECT_TRUE(sb.execs.empty());
+    EXPECT_EQ(sb.stop_calls[slow], 1);
+    EXPECT_EQ(sb.overlapping_stops, 0);
+  }
+  sb.ReleaseStops();
+  item.join();
+  o->JanitorPass();
+  EXPECT_EQ(sb.State(slow), SandboxState::kStarted);  // stopped, then started again for the item
+  {
+    std::lock_guard<std::mutex> l(sb.mu);
+    const auto stopped_at = std::find(sb.log.begin(), sb.log.end(), slow + ":stopped") - sb.log.begin();
+    const auto started_at = std::find(sb.log.begin(), sb.log.end(), slow + ":started") - sb.log.begin();
+    EXPECT_LT(stopped_at, static_cast<long>(sb.log.size()));
+    EXPECT_LT(stopped_at, started_at);
+    EXPECT_EQ(sb.execs.size(), 1u);
+  }
+  EXPECT_EQ(o->session_locks_in_use(), 0u);
+}
+
+// Stop() with stops in flight: the queued actions are dropped (the next
+// start finds them due again), the running ones are waited for, and nothing
+// runs after it returned.
+TEST_F(OrchestratorTest, StopWaitsForInFlightStopsAndDropsQueuedOnes) {
+  opts.janitor_concurrency = 2;
+  auto ids = QuietIdleSandboxes(5);
+  auto o = Make();
+  o->JanitorPass();
+  clock.Advance(2'000'000);
+  {
+    std::lock_guard<std::mutex> l(sb.mu);
+    sb.block_all_stops = true;
+  }
+  o->JanitorPass(false);
+  ASSERT_TRUE(WaitFor([&] { return sb.InStop() == 2 && o->janitor_queued() == 3; }));
+  std::atomic<bool> returned{false};
+  std::thread stopper([&] {
+    o->Stop();
+    returned = true;
+  });
+  ASSERT_TRUE(WaitFor([&] { return o->janitor_queued() == 0; }));  // the three waiting ones dropped
+  EXPECT_FALSE(returned.load());  // two stops still run: Stop waits for them
+  sb.ReleaseStops();
+  stopper.join();
+  EXPECT_EQ(o->janitor_running(), 0u);
+  EXPECT_EQ(o->stats().sandboxes_stopped, 2);
+  EXPECT_EQ(o->stats().janitor_actions_dropped, 3);
+  int stopped = 0, started = 0, calls = 0;
+  {
+    std::lock_guard<std::mutex> l(sb.mu);
+    for (const auto& id : ids) {
+      stopped += sb.recs[id].state == SandboxState::kStopped;
+      started += sb.recs[id].state == SandboxState::kStarted;
+      calls += sb.stop_calls[id];
+    }
+    EXPECT_EQ(sb.in_stop, 0);
+  }
+  EXPECT_EQ(stopped, 2);
+  EXPECT_EQ(started, 3);
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(o->session_locks_in_use(), 0u);
+  // A start after the stop runs the janitor again: the dropped ones are
+  // stopped by its passes.
+  ASSERT_TRUE(o->Start().ok());
+  o->JanitorPass();
+  EXPECT_EQ(o->stats().sandboxes_stopped, 5);
+  o->Stop();
+}
+
+// The session lock table keeps an entry only while a session is in work.
+TEST_F(OrchestratorTest, SessionLocksAreFreedOnceUnused) {
+  for (int i = 0; i < 5; ++i) {
+    const std::string sid = "s" + std::to_string(i);
+    source.sessions[sid] = Session(sid, "running");
+  }
+  auto o = Make();
+  for (int i = 0; i < 5; ++i) o->HandleItem(Item("w" + std::to_string(i), "s" + std::to_string(i)));
+  EXPECT_EQ(sb.recs.size(), 5u);
+  EXPECT_EQ(o->session_locks_in_use(), 0u);
+  for (auto& [id, sess] : source.sessions) sess["archived_at"] = "2026-01-01T00:00:00Z";
+  o->JanitorPass();  // archives each one under its session's lock
+  EXPECT_EQ(o->stats().sandboxes_archived, 5);
+  EXPECT_EQ(o->session_locks_in_use(), 0u);
 }
 
 }  // namespace

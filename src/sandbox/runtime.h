@@ -195,6 +195,16 @@ class SandboxRuntime final : public Sandboxes {
   // The sandboxes List() returns in `state`, filtered the same way (the
   // janitor's pass over the started ones).
   Result<std::vector<SandboxRecord>> ListInState(SandboxState state);
+  // Keyset listing (the REST API's and the CLI's pages): up to `limit`
+  // sandboxes List() would return that `pred` accepts (null: all), ordered
+  // by (created_at, id), strictly after `after` (null: from the first).
+  // Copies only the records it returns (RecordCache::Page), so paging
+  // through n sandboxes costs O(n), not O(n^2). Passing the last record's
+  // key as the next `after` returns every sandbox present throughout
+  // exactly once, in order, while others are created or deleted between
+  // pages. `pred` must not call into the runtime.
+  Result<std::vector<SandboxRecord>> ListPage(const std::optional<RecordKey>& after, size_t limit,
+                                              const std::function<bool(const SandboxRecord&)>& pred = nullptr);
   Result<SandboxRecord> Start(const std::string& id) override;
   // freeze -> SIGTERM all -> thaw -> grace -> SIGKILL; files kept.
   Result<SandboxRecord> Stop(const std::string& id, bool force = false) override;

@@ -163,6 +163,38 @@ Result<std::vector<SandboxRecord>> SandboxRuntime::ListInState(SandboxState stat
   return ListWhere([state](const SandboxRecord& r) { return r.state == state; });
 }
 
+Result<std::vector<SandboxRecord>> SandboxRuntime::ListPage(const std::optional<RecordKey>& after, size_t limit,
+                                                            const std::function<bool(const SandboxRecord&)>& pred) {
+  WorldLock world(locks_.get(), false);
+  WARREN_RETURN_IF_ERROR(world.status());
+  std::vector<SandboxRecord> out;
+  std::optional<RecordKey> cursor = after;
+  auto live = [&pred](const SandboxRecord& r) { return r.state != SandboxState::kDestroyed && (!pred || pred(r)); };
+  // A record dropped below (recovered into a state pred refuses) leaves
+  // room: ask again after the last key seen until the page is full or the
+  // records end.
+  while (out.size() < limit) {
+    const size_t want = limit - out.size();
+    std::vector<SandboxRecord> page = records_.Page(cursor, want, live);
+    for (auto& r : page) {
+      cursor = RecordKey{r.created_at, r.id};
+      if (IsTransitional(r.state)) {
+        // As ReadRecord: busy, reported as is; free, left by a dead process
+        // and recovered under the lock.
+        auto l = locks_->TryLock(r.id);
+        if (l) {
+          auto again = LoadLocked(r.id);
+          if (!again.ok() || !live(*again)) continue;
+          r = std::move(again).value();
+        }
+      }
+      out.push_back(std::move(r));
+    }
+    if (page.size() < want) break;
+  }
+  return out;
+}
+
 Result<std::vector<SandboxRecord>> SandboxRuntime::ListWhere(const std::function<bool(const SandboxRecord&)>& pred) {
   WorldLock world(locks_.get(), false);
   WARREN_RETURN_IF_ERROR(world.status());

@@ -233,6 +233,33 @@ RecordCache::~RecordCache() {
   if (seq_) ::munmap(seq_, sizeof(uint64_t));
 }
 
+void RecordCache::SetEntryLocked(const std::string& key, Entry e) {
+  auto it = entries_.find(key);
+  if (it != entries_.end()) {
+    order_.erase(RecordKey{it->second.rec.created_at, key});
+    it->second = std::move(e);
+  } else {
+    it = entries_.emplace(key, std::move(e)).first;
+  }
+  order_.insert(RecordKey{it->second.rec.created_at, key});
+}
+
+void RecordCache::EraseEntryLocked(const std::string& key) {
+  auto it = entries_.find(key);
+  if (it != entries_.end()) EraseEntryLocked(it);
+}
+
+std::map<std::string, RecordCache::Entry>::iterator RecordCache::EraseEntryLocked(
+    std::map<std::string, Entry>::iterator it) {
+  order_.erase(RecordKey{it->second.rec.created_at, it->first});
+  return entries_.erase(it);
+}
+
+bool RecordCache::CurrentLocked() {
+  if (!OpenSeqLocked()) return false;
+  return complete_ && __atomic_load_n(seq_, __ATOMIC_SEQ_CST) - seq_base_ == own_bumps_;
+}
+
 bool RecordCache::OpenSeqLocked() {
   if (seq_) return true;
   if (seq_path_.empty() || seq_failed_) return false;
@@ -270,7 +297,7 @@ Result<SandboxRecord> RecordCache::Get(const std::string& key) {
   if (::stat(path.c_str(), &st) != 0) {
     if (errno != ENOENT && errno != ENOTDIR) return ErrnoStatus("stat " + path);
     std::lock_guard<std::mutex> l(mu_);
-    entries_.erase(key);
+    EraseEntryLocked(key);
     return Status::NotFound("no such file: " + path);
   }
   Sig sig;
@@ -291,7 +318,7 @@ Result<SandboxRecord> RecordCache::Load(const std::string& key, const Sig* sig) 
   if (!fd) {
     if (errno != ENOENT) return ErrnoStatus("open " + path);
     std::lock_guard<std::mutex> l(mu_);
-    entries_.erase(key);
+    EraseEntryLocked(key);
     return Status::NotFound("no such file: " + path);
   }
   // The signature of the file actually read (it may have been replaced
@@ -317,12 +344,12 @@ Result<SandboxRecord> RecordCache::Load(const std::string& key, const Sig* sig) 
   std::lock_guard<std::mutex> l(mu_);
   ++reads_;
   if (!rec.ok()) {
-    entries_.erase(key);
+    EraseEntryLocked(key);
     return rec.status();
   }
   // A Put or Remove while this read ran may have cached something newer:
   // keep it (the next call stats again anyway).
-  if (writes_ == gen) entries_[key] = Entry{read_sig, *rec};
+  if (writes_ == gen) SetEntryLocked(key, Entry{read_sig, *rec});
   return rec;
 }
 
@@ -385,7 +412,7 @@ void RecordCache::Scan(Fn fn) {
       if (fi < files.size() && files[fi].first == it->first) {
         ++it;
       } else {
-        it = entries_.erase(it);
+        it = EraseEntryLocked(it);
       }
     }
   }
@@ -422,6 +449,44 @@ Result<std::string> RecordCache::FindByName(const std::string& name) {
   return id;
 }
 
+std::vector<SandboxRecord> RecordCache::Page(const std::optional<RecordKey>& after, size_t limit,
+                                             const std::function<bool(const SandboxRecord&)>& pred) {
+  std::vector<SandboxRecord> out;
+  if (limit == 0) return out;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (CurrentLocked()) {
+      // Memory is the directory: from the index, starting after the cursor.
+      for (auto it = after ? order_.upper_bound(*after) : order_.begin(); it != order_.end() && out.size() < limit;
+           ++it) {
+        const SandboxRecord& r = entries_.at(it->id).rec;
+        if (!pred || pred(r)) out.push_back(r);
+      }
+      return out;
+    }
+  }
+  // Another writer since the last walk: walk (which brings the index up to
+  // date for the next page), keeping the `limit` smallest keys after the
+  // cursor in a max-heap.
+  auto less = [](const SandboxRecord& a, const SandboxRecord& b) {
+    return RecordKey{a.created_at, a.id} < RecordKey{b.created_at, b.id};
+  };
+  Scan([&](const SandboxRecord& r) {
+    if (after && !(*after < RecordKey{r.created_at, r.id})) return;
+    if (pred && !pred(r)) return;
+    if (out.size() < limit) {
+      out.push_back(r);
+      std::push_heap(out.begin(), out.end(), less);
+    } else if (less(r, out.front())) {
+      std::pop_heap(out.begin(), out.end(), less);
+      out.back() = r;
+      std::push_heap(out.begin(), out.end(), less);
+    }
+  });
+  std::sort_heap(out.begin(), out.end(), less);
+  return out;
+}
+
 Status RecordCache::Put(const SandboxRecord& rec) {
   const Json j = rec.ToJson();
   {
@@ -439,9 +504,9 @@ Status RecordCache::Put(const SandboxRecord& rec) {
   if (have && back.ok()) {
     Sig sig;
     FillSig(st, &sig);
-    entries_[rec.id] = Entry{sig, std::move(back).value()};
+    SetEntryLocked(rec.id, Entry{sig, std::move(back).value()});
   } else {
-    entries_.erase(rec.id);
+    EraseEntryLocked(rec.id);
     complete_ = false;  // the file may or may not hold it: walk next time
   }
   BumpLocked();
@@ -456,7 +521,7 @@ Status RecordCache::Remove(const std::string& key) {
   Status s = dir_->Remove(key);
   std::lock_guard<std::mutex> l(mu_);
   ++writes_;
-  entries_.erase(key);
+  EraseEntryLocked(key);
   if (!s.ok()) complete_ = false;
   BumpLocked();
   return s;

@@ -10,6 +10,8 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -122,6 +124,13 @@ struct SnapshotRecord {
 Json ResourcesToJson(const Resources& r);
 Resources ResourcesFromJson(const Json& j);
 
+// A position in the keyset order of sandbox records: (created_at, id).
+struct RecordKey {
+  int64_t created_at = 0;
+  std::string id;
+  bool operator<(const RecordKey& o) const { return created_at != o.created_at ? created_at < o.created_at : id < o.id; }
+};
+
 // A directory of `<key>.json` files.
 class JsonDir final {
  public:
@@ -178,6 +187,19 @@ class RecordCache final {
   // The key of the record named `name` whose state is not destroyed
   // (NotFound if none).
   Result<std::string> FindByName(const std::string& name);
+  // Keyset listing: up to `limit` valid records that `pred` accepts (null:
+  // all), in (created_at, key) order, strictly after `after` (null: from the
+  // first). Copies only what it returns. While no other writer touched the
+  // directory since the last walk (the write counter, above) it answers
+  // from an index kept beside the records: O(log n + records skipped by
+  // pred + limit) per page; else it walks once (as any scan), keeping the
+  // `limit` smallest. Paging through n records by passing the last key of
+  // each page as the next `after` returns every record present throughout
+  // exactly once, in order, whatever is added or removed in between; a
+  // record added behind the cursor is not returned. `pred` runs under the
+  // cache's mutex: it must not call back into the cache.
+  std::vector<SandboxRecord> Page(const std::optional<RecordKey>& after, size_t limit,
+                                  const std::function<bool(const SandboxRecord&)>& pred = nullptr);
   // Writes the record's file (atomically) and caches it.
   Status Put(const SandboxRecord& rec);
   Status Remove(const std::string& key);
@@ -207,6 +229,13 @@ class RecordCache final {
   template <typename Fn>
   void Scan(Fn fn);
 
+  // entries_ and order_ change together (mu_ held).
+  void SetEntryLocked(const std::string& key, Entry e);
+  void EraseEntryLocked(const std::string& key);
+  std::map<std::string, Entry>::iterator EraseEntryLocked(std::map<std::string, Entry>::iterator it);
+  // Memory holds the directory: no other writer since the last walk (mu_ held).
+  bool CurrentLocked();
+
   // Maps the counter (mu_ held); false without one.
   bool OpenSeqLocked();
   // Bumps the shared counter for one of this cache's writes (mu_ held).
@@ -216,6 +245,7 @@ class RecordCache final {
   const std::string seq_path_;
   mutable std::mutex mu_;
   std::map<std::string, Entry> entries_;
+  std::set<RecordKey> order_;  // (created_at, key) of every entry: Page's index
   uint64_t writes_ = 0;  // bumped by every Put/Remove: a read that raced one is not cached
   int64_t reads_ = 0, walks_ = 0;
   uint64_t* seq_ = nullptr;  // the shared counter (mmap), or null

@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <set>
+
 #include "common/ids.h"
 #include "sandbox/caps.h"
 #include "sandbox/seccomp.h"
@@ -178,6 +181,94 @@ TEST(StateTest, RecordCacheWalksOnlyAfterAnotherWriter) {
   EXPECT_EQ(a.walks(), w + 3);
   EXPECT_EQ(a.All().size(), 2u);
   EXPECT_EQ(a.walks(), w + 3);
+  (void)RemoveTree(dir);
+}
+
+// Keyset pages: every record present throughout is returned exactly once,
+// in (created_at, id) order, while records are added and removed between
+// pages, by this cache and by another writer (which makes the next page
+// walk); with no other writer a page is answered from the index.
+TEST(StateTest, RecordCachePagesInKeysetOrder) {
+  const std::string dir = "/tmp/warren-recpage-" + NewId("", 8);
+  ASSERT_TRUE(MkdirAll(dir).ok());
+  JsonDir d(dir + "/sandboxes");
+  const std::string seq = dir + "/records.seq";
+  RecordCache a(&d, seq), other(&d, seq);
+  auto rec = [](const std::string& id, int64_t t) {
+    SandboxRecord r;
+    r.id = id;
+    r.name = "n" + id;
+    r.created_at = t;
+    r.state = SandboxState::kStopped;
+    return r;
+  };
+  // 60 records; ids not in creation order, and pairs sharing a created_at
+  // (ordered by id then).
+  std::map<std::string, int64_t> live;
+  for (int i = 0; i < 60; ++i) {
+    const std::string id = "r" + std::to_string((i * 37) % 60 + 100);
+    const int64_t t = 1000 + (i / 2) * 10;
+    ASSERT_TRUE(a.Put(rec(id, t)).ok());
+    live[id] = t;
+  }
+  EXPECT_TRUE(a.Page(std::nullopt, 0).empty());
+  std::vector<RecordKey> seen;
+  std::set<std::string> removed_ahead, added_ahead;
+  std::optional<RecordKey> after;
+  int page_no = 0;
+  for (;; ++page_no) {
+    auto page = a.Page(after, 7);
+    for (const auto& r : page) seen.push_back(RecordKey{r.created_at, r.id});
+    if (page.size() < 7) break;
+    after = RecordKey{page.back().created_at, page.back().id};
+    // Between pages: one record ahead of the cursor goes, one already
+    // listed goes, one is added ahead and one behind the cursor.
+    RecordCache& w = page_no % 2 == 0 ? a : other;
+    for (const auto& [id, t] : live) {
+      if (*after < RecordKey{t, id}) {
+        ASSERT_TRUE(w.Remove(id).ok());
+        removed_ahead.insert(id);
+        live.erase(id);
+        break;
+      }
+    }
+    for (const auto& r : page) {
+      if (r.id[0] != 'r') continue;
+      ASSERT_TRUE(w.Remove(r.id).ok());
+      live.erase(r.id);
+      break;
+    }
+    const std::string ahead = "z" + std::to_string(page_no), behind = "b" + std::to_string(page_no);
+    ASSERT_TRUE(w.Put(rec(ahead, after->created_at + 1)).ok());
+    added_ahead.insert(ahead);
+    ASSERT_TRUE(w.Put(rec(behind, after->created_at - 1)).ok());
+  }
+  ASSERT_GT(page_no, 5);
+  // Strictly increasing: nothing twice, nothing out of order.
+  for (size_t i = 1; i < seen.size(); ++i) EXPECT_TRUE(seen[i - 1] < seen[i]) << i;
+  std::set<std::string> ids;
+  for (const auto& k : seen) ids.insert(k.id);
+  for (const auto& id : removed_ahead) EXPECT_EQ(ids.count(id), 0u) << id;
+  for (const auto& id : added_ahead) EXPECT_EQ(ids.count(id), 1u) << id;
+  for (const auto& k : seen) EXPECT_NE(k.id[0], 'b') << "added behind the cursor: " << k.id;
+  // Every original record not removed ahead of the cursor was listed.
+  for (int i = 0; i < 60; ++i) {
+    const std::string id = "r" + std::to_string(i + 100);
+    EXPECT_EQ(ids.count(id), removed_ahead.count(id) ? 0u : 1u) << id;
+  }
+  // No other writer: pages come from the index, without a walk, and a
+  // filter applies before the limit.
+  (void)a.Page(std::nullopt, 1);  // brings the cache up to date after `other`
+  const int64_t walks = a.walks(), reads = a.reads();
+  auto z = a.Page(std::nullopt, 3, [](const SandboxRecord& r) { return r.id[0] == 'z'; });
+  ASSERT_EQ(z.size(), 3u);
+  EXPECT_EQ(z[0].id, "z0");
+  EXPECT_EQ(z[1].id, "z1");
+  auto from_mid = a.Page(RecordKey{z[0].created_at, z[0].id}, 1000);
+  ASSERT_FALSE(from_mid.empty());
+  EXPECT_TRUE((RecordKey{z[0].created_at, z[0].id}) < (RecordKey{from_mid[0].created_at, from_mid[0].id}));
+  EXPECT_EQ(a.walks(), walks);
+  EXPECT_EQ(a.reads(), reads);
   (void)RemoveTree(dir);
 }
 

@@ -206,6 +206,49 @@ describe('sandbox REST API', { skip: skipReason() }, () => {
     made.delete(other.id);
   });
 
+  test('paging: each sandbox once, in order, while others are created and deleted between pages', async () => {
+    // A keyset listing (runtime ListPage): sandboxes created after the
+    // cursor are listed once, deleted ones not yet reached are not, nothing
+    // is listed twice (docs/SANDBOX.md "Listings page by key").
+    const label = `pg${tag.replace(/[^A-Za-z0-9]/g, '')}`;
+    const mk = async () => {
+      const s = await ok('POST', '/v1/warren/sandboxes', { body: { labels: { paging: label }, start: false } }, 201);
+      made.add(s.id);
+      return s;
+    };
+    const initial = [];
+    for (let i = 0; i < 9; i++) initial.push(await mk());
+    const seen = [];
+    const created = [];
+    const deletedAhead = new Set();
+    const addedAhead = new Set();
+    let page = null;
+    for (let n = 0; n < 60; n++) {
+      const r = await ok('GET', `/v1/warren/sandboxes?label=paging=${label}&limit=2${page ? `&page=${page}` : ''}`);
+      assert.ok(r.data.length <= 2);
+      for (const s of r.data) { seen.push(s.id); created.push(s.created_at); }
+      if (!r.next_page) break;
+      page = r.next_page;
+      addedAhead.add((await mk()).id); // created now: after the cursor
+      const notYet = initial.find((s) => !seen.includes(s.id) && !deletedAhead.has(s.id));
+      if (notYet) {
+        assert.deepEqual(await ok('DELETE', `/v1/warren/sandboxes/${notYet.id}`), { id: notYet.id, type: 'sandbox_deleted' });
+        made.delete(notYet.id);
+        deletedAhead.add(notYet.id);
+      }
+    }
+    assert.equal(new Set(seen).size, seen.length, `listed twice: ${seen.join(' ')}`);
+    for (let i = 1; i < created.length; i++) assert.ok(created[i - 1] <= created[i], `out of order at ${i}: ${created.join(' ')}`);
+    for (const s of initial) assert.equal(seen.includes(s.id), !deletedAhead.has(s.id), s.id);
+    for (const id of addedAhead) assert.ok(seen.includes(id), `created ahead of the cursor, not listed: ${id}`);
+    assert.ok(deletedAhead.size >= 2, 'some were deleted ahead of the cursor');
+    for (const id of [...made]) {
+      if (!seen.includes(id) && !addedAhead.has(id)) continue;
+      await ok('DELETE', `/v1/warren/sandboxes/${id}`);
+      made.delete(id);
+    }
+  });
+
   test('exec: argv, command, env, cwd, stdin, exit code, timeout', async () => {
     const a = await exec(sb.id, { argv: ['/bin/sh', '-c', 'echo "$GREETING $EXTRA"; pwd; cat; echo oops >&2; exit 7'], env: { EXTRA: 'world' }, cwd: '/tmp', stdin: 'from-stdin' });
     assert.equal(a.type, 'exec_result');
