@@ -121,7 +121,10 @@ describe('cloud environment networking: limited and unrestricted, enforced', { s
 
     // The environment's networking changes: the session's sandbox gets the
     // new policy at its next claim (live if it still runs, else before it
-    // starts again), and the hosts swap.
+    // starts again), and the hosts swap. The runner that served the turns
+    // above keeps serving the session until it exits after its idle window,
+    // so the next claim comes once the sandbox has been stopped for idleness.
+    await fx.waitSandbox(s.id, 'stopped');
     await c.beta.environments.update(env.id, {
       config: {
         type: 'cloud',
