@@ -56,7 +56,7 @@ class Upstream final {
   uint16_t port() const { return port_; }
   bool WaitClosed(size_t n) {
     std::unique_lock<std::mutex> l(mu_);
-    return cv_.wait_for(l, std::chrono::seconds(20), [&] { return closed_ >= n; });
+    return cv_.wait_for(l, std::chrono::seconds(60), [&] { return closed_ >= n; });
   }
   std::vector<std::string> received() {
     std::lock_guard<std::mutex> l(mu_);
@@ -119,13 +119,14 @@ class Client final {
   }
   bool connected() const { return connected_; }
   void Send(const std::string& s) { (void)!write(fd_.get(), s.data(), s.size()); }
-  // Reads until `want` appears, EOF or a reset (then eof() is true), or 10 s.
+  // Reads until `want` appears, EOF or a reset (then eof() is true), or 60 s
+  // without a byte (a generous bound: CI runs on 2 loaded cores).
   std::string Read(const std::string& want = "") {
     std::string out;
     char buf[4096];
     while (want.empty() || out.find(want) == std::string::npos) {
       pollfd p{fd_.get(), POLLIN, 0};
-      if (poll(&p, 1, 10000) <= 0) break;
+      if (poll(&p, 1, 60000) <= 0) break;
       ssize_t n = read(fd_.get(), buf, sizeof(buf));
       if (n <= 0) {
         eof_ = true;
