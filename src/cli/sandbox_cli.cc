@@ -283,6 +283,44 @@ void RegisterSandboxCommands(CLI::App& app) {
       PrintRecord(*common, *r);
     });
   }
+  // sandbox network
+  {
+    struct Args {
+      std::string id, network;
+      std::vector<std::string> allow_cidrs, dns, allow_hosts;
+      bool block_all = false;
+    };
+    auto a = std::make_shared<Args>();
+    CLI::App* c = sb->add_subcommand(
+        "network",
+        "Replace a sandbox's network policy; a running sandbox gets it at once, without a restart (new connections; "
+        "open TLS connections keep going until they close)");
+    AddCommon(c, common);
+    c->add_option("id", a->id, "Sandbox id or name")->required();
+    c->add_option("--network", a->network, "none, isolated or limited (the whole policy is replaced)")->required();
+    c->add_option("--allow-host", a->allow_hosts, "limited: host name, *.suffix or IPv4 literal (repeatable)")
+        ->allow_extra_args(false)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    c->add_option("--allow-cidr", a->allow_cidrs, "IPv4 CIDR reachable despite the default blocks (repeatable, max 10)")
+        ->allow_extra_args(false)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    c->add_flag("--block-all", a->block_all, "isolated: block all egress except --allow-cidr");
+    c->add_option("--dns", a->dns, "nameserver for /etc/resolv.conf (repeatable, max 3)")
+        ->allow_extra_args(false)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    c->callback([a, common] {
+      NetworkPolicy p;
+      p.network = a->network;
+      p.allow_cidrs = a->allow_cidrs;
+      p.allow_hosts = a->allow_hosts;
+      p.block_all = a->block_all;
+      p.dns = a->dns;
+      auto rt = OpenOrDie(*common);
+      auto r = rt->SetNetwork(a->id, p);
+      Check(r.status());
+      std::cout << Summary(*r).dump(2) << "\n";
+    });
+  }
   // sandbox list
   {
     CLI::App* c = sb->add_subcommand("list", "List sandboxes");

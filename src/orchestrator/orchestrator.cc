@@ -452,6 +452,60 @@ Result<SandboxRecord> Orchestrator::FindSessionSandbox(const std::string& sessio
   return Status::NotFound("no sandbox for session " + session_id);
 }
 
+Result<sandbox::NetworkPolicy> Orchestrator::WantedNetwork(const WorkItem& item, const Json& session, bool* decided) {
+  *decided = false;
+  sandbox::NetworkPolicy p;
+  p.network = options_.network;
+  if (p.network == "limited") p.allow_hosts = options_.allow_hosts;
+  if (options_.environment_network) {
+    WARREN_ASSIGN_OR_RETURN(auto net, options_.environment_network(item.environment_id, session));
+    if (!net.network.empty()) {
+      *decided = true;
+      p.network = net.network;
+      p.allow_hosts = p.network == "limited" ? net.allow_hosts : std::vector<std::string>{};
+    }
+  }
+  if (p.network == "isolated" || p.network == "limited") p.allow_cidrs = options_.allow_cidrs;
+  return p;
+}
+
+Status Orchestrator::ApplyEnvironmentNetwork(const WorkItem& item, const Json& session, SandboxRecord* rec) {
+  bool decided = false;
+  auto wanted = WantedNetwork(item, session, &decided);
+  // An environment that is gone decides nothing for a sandbox that exists.
+  if (!wanted.ok() && wanted.status().code() == Code::kNotFound) return Status::Ok();
+  WARREN_ASSIGN_OR_RETURN(sandbox::NetworkPolicy want, std::move(wanted));
+  if (!decided) return Status::Ok();  // the sandbox keeps what it was made with
+  // Compared in the record's canonical forms (host patterns, CIDRs).
+  if (want.network == "limited") {
+    auto hosts = sandbox::HostAllowlist::Parse(want.allow_hosts);
+    if (!hosts.ok()) return Status::FailedPrecondition("config.networking: " + hosts.status().message());
+    want.allow_hosts = hosts->entries();
+  }
+  std::vector<std::string> cidrs;
+  for (const auto& c : want.allow_cidrs) {
+    auto cidr = sandbox::ParseIpv4Cidr(c);
+    std::string canon = cidr.ok() ? cidr->ToString() : c;
+    if (std::find(cidrs.begin(), cidrs.end(), canon) == cidrs.end()) cidrs.push_back(canon);
+  }
+  want.allow_cidrs = std::move(cidrs);
+  // What the environment does not speak about stays as it is.
+  want.dns = want.network == "none" ? std::vector<std::string>{} : rec->dns;
+  want.block_all = want.network == "none" ? false : rec->block_all;
+  if (rec->network == want.network && rec->allow_hosts == want.allow_hosts && rec->allow_cidrs == want.allow_cidrs &&
+      rec->dns == want.dns && rec->block_all == want.block_all) {
+    return Status::Ok();
+  }
+  std::string before = rec->network;
+  WARREN_ASSIGN_OR_RETURN(*rec, sandboxes_->SetNetwork(rec->id, want));
+  log::Info("orchestrator.sandbox_network_updated", {{"sandbox", rec->id},
+                                                     {"session_id", item.session_id},
+                                                     {"from", before},
+                                                     {"network", rec->network},
+                                                     {"allow_hosts", static_cast<int64_t>(rec->allow_hosts.size())}});
+  return Status::Ok();
+}
+
 Result<SandboxRecord> Orchestrator::EnsureSandbox(const WorkItem& item, const Json& session, Timing* t,
                                                   bool* fresh) {
   *fresh = false;
@@ -464,6 +518,8 @@ Result<SandboxRecord> Orchestrator::EnsureSandbox(const WorkItem& item, const Js
     if (Label(rec, kLabelEnvironment) != item.environment_id)
       return Status::FailedPrecondition("sandbox " + rec.id + " of session " + item.session_id +
                                         " belongs to another environment");
+    WARREN_RETURN_IF_ERROR(ApplyEnvironmentNetwork(item, session, &rec));
+    if (t) t->Mark("network_ms");
   } else if (found.status().code() != Code::kNotFound) {
     return found.status();
   } else if (std::string prepared = MetaString(session, "warren.sandbox_id"); !prepared.empty()) {
@@ -497,16 +553,11 @@ Result<SandboxRecord> Orchestrator::EnsureSandbox(const WorkItem& item, const Js
                 {kLabelEnvironment, item.environment_id},
                 {kLabelMode, "session"},
                 {kLabelOrchestrator, options_.instance}};
-    c.network = options_.network;
-    if (c.network == "limited") c.allow_hosts = options_.allow_hosts;
-    if (options_.environment_network) {
-      WARREN_ASSIGN_OR_RETURN(auto net, options_.environment_network(item.environment_id, session));
-      if (!net.network.empty()) {
-        c.network = net.network;
-        c.allow_hosts = c.network == "limited" ? net.allow_hosts : std::vector<std::string>{};
-      }
-    }
-    if (c.network == "isolated" || c.network == "limited") c.allow_cidrs = options_.allow_cidrs;
+    bool decided = false;
+    WARREN_ASSIGN_OR_RETURN(sandbox::NetworkPolicy net, WantedNetwork(item, session, &decided));
+    c.network = net.network;
+    c.allow_hosts = net.allow_hosts;
+    c.allow_cidrs = net.allow_cidrs;
     c.workdir = options_.workdir;
     c.host_binds = RunnerBinds();
     if (t) {

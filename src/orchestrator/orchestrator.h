@@ -122,11 +122,13 @@ struct OrchestratorOptions {
   // "warren.snapshot" wins. InvalidArgument/FailedPrecondition (a package
   // set that cannot be built) are permanent: the item is stopped.
   std::function<Result<std::string>(const std::string& environment_id)> environment_snapshot;
-  // The network of a new session sandbox from its environment (a cloud
+  // The network of a session sandbox from its environment (a cloud
   // environment's config.networking -> networking.h) and the retrieved
   // session (its agent's MCP servers). A result with an empty `network`
   // keeps `network`/`allow_cidrs` above. FailedPrecondition/InvalidArgument
-  // are permanent: the item is stopped.
+  // are permanent: the item is stopped. Asked at every claim: a session
+  // whose sandbox exists gets a changed policy applied to it (live when the
+  // sandbox runs: SandboxHost::SetNetwork) before its runner is launched.
   struct SandboxNetworkChoice {
     std::string network;
     std::vector<std::string> allow_hosts;
@@ -266,6 +268,14 @@ class Orchestrator final {
   // in it but its init).
   Result<sandbox::SandboxRecord> EnsureSandbox(const WorkItem& item, const Json& session, Timing* t, bool* fresh);
   Result<sandbox::SandboxRecord> FindSessionSandbox(const std::string& session_id);
+  // The network policy a session sandbox of `item` should have now: the
+  // environment's choice (environment_network), else `network`/`allow_hosts`
+  // above; `allow_cidrs` for routed networks. `decided`: the environment
+  // chose (an existing sandbox is brought to it).
+  Result<sandbox::NetworkPolicy> WantedNetwork(const WorkItem& item, const Json& session, bool* decided);
+  // Brings an existing session sandbox to the environment's current
+  // network policy (live when it runs); no call when it already has it.
+  Status ApplyEnvironmentNetwork(const WorkItem& item, const Json& session, sandbox::SandboxRecord* rec);
   std::vector<sandbox::HostBind> RunnerBinds() const;  // the runner and the socket dir
   // `fresh`: EnsureSandbox just created or started the sandbox, so no runner
   // or launch can be in it yet: the scan for one is skipped.

@@ -117,6 +117,10 @@ class FakeSandboxes final : public SandboxHost {
     r.snapshot = o.snapshot;
     r.labels = o.labels;
     r.host_binds = o.host_binds;
+    r.network = o.network;
+    auto hosts = sandbox::HostAllowlist::Parse(o.allow_hosts);  // canonical in the record, as the runtime's
+    r.allow_hosts = hosts.ok() ? hosts->entries() : o.allow_hosts;
+    r.allow_cidrs = o.allow_cidrs;
     r.state = o.start ? SandboxState::kStarted : SandboxState::kStopped;
     recs[r.id] = r;
     creates.push_back(o);
@@ -211,6 +215,19 @@ class FakeSandboxes final : public SandboxHost {
     it->second.labels = std::move(labels);
     return it->second;
   }
+  Result<SandboxRecord> SetNetwork(const std::string& id, const sandbox::NetworkPolicy& p) override {
+    std::lock_guard<std::mutex> l(mu);
+    auto it = recs.find(id);
+    if (it == recs.end()) return Status::NotFound("no sandbox " + id);
+    it->second.network = p.network;
+    it->second.allow_hosts = p.allow_hosts;
+    it->second.allow_cidrs = p.allow_cidrs;
+    it->second.dns = p.dns;
+    it->second.block_all = p.block_all;
+    network_sets.push_back(p);
+    log.push_back(id + ":network=" + p.network + "/" + sandbox::StateName(it->second.state));
+    return it->second;
+  }
   Result<SandboxRecord> SetHostBinds(const std::string& id, std::vector<sandbox::HostBind> binds) override {
     std::lock_guard<std::mutex> l(mu);
     auto it = recs.find(id);
@@ -288,6 +305,7 @@ class FakeSandboxes final : public SandboxHost {
   std::map<std::string, std::vector<SandboxProcess>> procs;
   std::map<std::string, std::string> files;
   std::vector<sandbox::CreateOptions> creates;
+  std::vector<sandbox::NetworkPolicy> network_sets;
   std::vector<sandbox::ExecRequest> execs;
   int scans = 0;                   // Processes() calls so far
   int many_scans = 0;              // ProcessesOfMany() calls so far
@@ -710,6 +728,66 @@ TEST_F(OrchestratorTest, NetworkFromEnvironment) {
   other_env("w4", "s4", "env_bad");
   EXPECT_EQ(sb.creates.size(), made);
   EXPECT_EQ(source.stopped, std::vector<std::string>{"w4:force"});
+}
+
+// An environment whose `networking` changed: the session's existing
+// sandbox is brought to the new policy at its next claim (live: it is
+// running), before the runner is launched; an unchanged policy, or one the
+// environment does not decide, makes no call.
+TEST_F(OrchestratorTest, ChangedEnvironmentNetworkReachesTheExistingSandbox) {
+  OrchestratorOptions::SandboxNetworkChoice choice{"limited", {"Allowed.test"}};
+  opts.allow_cidrs = {"192.0.2.0/24"};
+  opts.environment_network = [&](const std::string&, const Json&) -> Result<OrchestratorOptions::SandboxNetworkChoice> {
+    if (choice.network == "bad") return Status::FailedPrecondition("config.networking: allowed host '*' is invalid");
+    return choice;
+  };
+  auto o = Make();
+  source.sessions["s1"] = Session("s1", "running");
+  o->HandleItem(Item("w1", "s1"));
+  const std::string id = OnlySandbox();
+  ASSERT_EQ(sb.creates.size(), 1u);
+  sb.EndRunners(id);
+  o->HandleItem(Item("w2", "s1"));  // same policy (canonically): no call
+  EXPECT_TRUE(sb.network_sets.empty());
+
+  choice = {"limited", {"allowed.test", "pypi.org"}};
+  sb.EndRunners(id);
+  size_t execs = sb.execs.size();
+  o->HandleItem(Item("w3", "s1"));
+  ASSERT_EQ(sb.network_sets.size(), 1u);
+  EXPECT_EQ(sb.network_sets[0].network, "limited");
+  EXPECT_EQ(sb.network_sets[0].allow_hosts, (std::vector<std::string>{"allowed.test", "pypi.org"}));
+  EXPECT_EQ(sb.network_sets[0].allow_cidrs, opts.allow_cidrs);
+  EXPECT_EQ(sb.Get(id)->allow_hosts, (std::vector<std::string>{"allowed.test", "pypi.org"}));
+  EXPECT_EQ(sb.creates.size(), 1u) << "the same sandbox, not a new one";
+  EXPECT_EQ(sb.execs.size(), execs + 1) << "and its runner launched after the change";
+  EXPECT_NE(std::find(sb.log.begin(), sb.log.end(), id + ":network=limited/started"), sb.log.end())
+      << "applied to the running sandbox";
+
+  // A stopped sandbox gets it before it starts again.
+  choice = {"isolated", {}};
+  sb.EndRunners(id);
+  ASSERT_TRUE(sb.Stop(id, false).ok());
+  o->HandleItem(Item("w4", "s1"));
+  ASSERT_EQ(sb.network_sets.size(), 2u);
+  EXPECT_EQ(sb.network_sets[1].network, "isolated");
+  EXPECT_TRUE(sb.network_sets[1].allow_hosts.empty());
+  auto at = std::find(sb.log.begin(), sb.log.end(), id + ":network=isolated/stopped");
+  ASSERT_NE(at, sb.log.end());
+  EXPECT_NE(std::find(at, sb.log.end(), id + ":started"), sb.log.end());
+
+  // Not decided by the environment: left alone.
+  choice = {};
+  sb.EndRunners(id);
+  o->HandleItem(Item("w5", "s1"));
+  EXPECT_EQ(sb.network_sets.size(), 2u);
+  // A policy that cannot be enforced stops the item; the sandbox keeps its own.
+  choice = {"bad", {}};
+  sb.EndRunners(id);
+  o->HandleItem(Item("w6", "s1"));
+  EXPECT_EQ(sb.network_sets.size(), 2u);
+  EXPECT_NE(std::find(source.stopped.begin(), source.stopped.end(), "w6:force"), source.stopped.end());
+  EXPECT_EQ(sb.Get(id)->network, "isolated");
 }
 
 TEST_F(OrchestratorTest, OwnLimitedNetworkWhenTheEnvironmentDoesNotDecide) {

@@ -47,6 +47,9 @@ class SandboxHost {
   virtual Status Delete(const std::string& id) = 0;
   virtual Result<sandbox::SandboxRecord> SetLabels(const std::string& id,
                                                    std::map<std::string, std::string> labels) = 0;
+  // Replaces a sandbox's network policy; a running sandbox gets it at once
+  // (SandboxRuntime::SetNetwork).
+  virtual Result<sandbox::SandboxRecord> SetNetwork(const std::string& id, const sandbox::NetworkPolicy& policy) = 0;
   // Replaces the read-only host binds of a stopped sandbox (applied at its
   // next start): a prepared sandbox gets the runner and the socket dir.
   virtual Result<sandbox::SandboxRecord> SetHostBinds(const std::string& id, std::vector<sandbox::HostBind> binds) = 0;
@@ -88,6 +91,9 @@ class RuntimeSandboxHost final : public SandboxHost {
   Status Delete(const std::string& id) override { return rt_->Delete(id); }
   Result<sandbox::SandboxRecord> SetLabels(const std::string& id, std::map<std::string, std::string> labels) override {
     return rt_->SetLabels(id, std::move(labels));
+  }
+  Result<sandbox::SandboxRecord> SetNetwork(const std::string& id, const sandbox::NetworkPolicy& policy) override {
+    return rt_->SetNetwork(id, policy);
   }
   Result<sandbox::SandboxRecord> SetHostBinds(const std::string& id, std::vector<sandbox::HostBind> binds) override {
     return rt_->SetHostBinds(id, std::move(binds));

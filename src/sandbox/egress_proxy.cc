@@ -36,7 +36,11 @@ using Steady = std::chrono::steady_clock;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
 Json EgressStats::ToJson() const {
-  return Json{{"allowed", allowed}, {"denied", denied}, {"dns_answers", dns_answers}, {"active", active}};
+  return Json{{"allowed", allowed},
+              {"denied", denied},
+              {"dns_answers", dns_answers},
+              {"active", active},
+              {"http_requests", http_requests}};
 }
 
 bool EgressTargetBlocked(uint32_t addr, const std::vector<Ipv4Cidr>& allow, const std::vector<uint32_t>& host_addrs) {
@@ -80,6 +84,13 @@ struct Conn {
   Steady::time_point last;      // splice phase: last byte either way
   bool splicing = false;
   bool done = false;
+  // A later request on a plain HTTP connection was refused: the upstream's
+  // side is being drained (its pending answers still reach the client),
+  // then `refusal` is written and the connection closed.
+  bool refusing = false;
+  bool upstream_eof = false;
+  std::string refusal;
+  Steady::time_point drain_deadline;
   std::string sandbox_id;  // set once counted in per_sandbox
   bool counted = false;
   void CloseAll() {
@@ -105,7 +116,7 @@ struct EgressProxy::Impl {
   udp::socket dns;
   std::thread thread;
   uint16_t tcp_port = 0, dns_port = 0;
-  std::atomic<int64_t> allowed{0}, denied{0}, dns_answers{0}, active{0};
+  std::atomic<int64_t> allowed{0}, denied{0}, dns_answers{0}, active{0}, http_requests{0};
   std::map<std::string, int> per_sandbox;  // io thread only
   // Denial log rate limit (io thread only).
   int64_t log_second = 0;
@@ -135,22 +146,27 @@ struct EgressProxy::Impl {
       (void)co_await c->timer.async_wait(kTuple);
       if (c->done) break;
       auto now = Steady::now();
-      if ((!c->splicing && now > c->deadline) || (c->splicing && now - c->last > opts.idle_timeout)) {
+      if ((!c->splicing && now > c->deadline) || (c->splicing && now - c->last > opts.idle_timeout) ||
+          (c->refusing && now > c->drain_deadline)) {
         c->CloseAll();
         break;
       }
     }
   }
 
+  static std::string HttpRefusal(int status, const std::string& reason) {
+    std::string body = "warren egress: " + reason + "\n";
+    std::string text = status == 403 ? "Forbidden" : status == 400 ? "Bad Request" : "Bad Gateway";
+    return "HTTP/1.1 " + std::to_string(status) + " " + text +
+           "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Warren-Egress: denied\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+  }
+
   // Refusal on the client socket: an HTTP answer, a TLS alert, or a reset.
   awaitable<void> Refuse(std::shared_ptr<Conn> c, Proto proto, int status, std::string reason) {
     boost::system::error_code ec;
     if (proto == Proto::kHttp) {
-      std::string body = "warren egress: " + reason + "\n";
-      std::string text = status == 403 ? "Forbidden" : status == 400 ? "Bad Request" : "Bad Gateway";
-      std::string resp = "HTTP/1.1 " + std::to_string(status) + " " + text +
-                         "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Warren-Egress: denied\r\nContent-Length: " +
-                         std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+      std::string resp = HttpRefusal(status, reason);
       co_await asio::async_write(c->client, asio::buffer(resp), kTuple);
       c->client.shutdown(tcp::socket::shutdown_send, ec);
     } else if (proto == Proto::kTls) {
@@ -186,6 +202,160 @@ struct EgressProxy::Impl {
       }
       c->last = Steady::now();
     }
+  }
+
+  // Client to upstream on a plain HTTP connection (or an HTTP tunnel after
+  // CONNECT): every request head is parsed and checked before a byte of it
+  // is forwarded; bodies are forwarded by their framing, so a head-like
+  // text inside a body is never taken for a head (nor a head for a body).
+  // A request is refused when its host differs from the one the upstream
+  // connection was opened for (`host`, and `port` for an absolute URL),
+  // when the sandbox's current policy no longer allows it, when it is a
+  // CONNECT or asks for an Upgrade (what would follow could not be
+  // checked), or when the framing is ambiguous or malformed. `buf` holds
+  // what was read already, from the start of a head.
+  awaitable<void> ForwardRequests(std::shared_ptr<Conn> c, std::string buf, uint32_t src, std::string host,
+                                  uint16_t port, const char* pname) {
+    HttpRequestFramer framer;
+    size_t off = 0;
+    std::array<char, 16384> tmp;
+    while (true) {
+      HttpRequestFramer::Step st = framer.Next(std::string_view(buf).substr(off));
+      if (st.kind == HttpRequestFramer::Step::kNeedMore) {
+        buf.erase(0, off);
+        off = 0;
+        auto [ec, n] = co_await c->client.async_read_some(asio::buffer(tmp), kTuple);
+        if (ec) {
+          boost::system::error_code ig;
+          if (ec == asio::error::eof) {
+            c->upstream.shutdown(tcp::socket::shutdown_send, ig);
+          } else {
+            c->CloseAll();
+          }
+          co_return;
+        }
+        c->last = Steady::now();
+        buf.append(tmp.data(), n);
+        continue;
+      }
+      int status = 0;
+      std::string reason;
+      if (st.kind == HttpRequestFramer::Step::kMalformed) {
+        status = 400;
+        reason = st.reason;
+      } else if (st.kind == HttpRequestFramer::Step::kHead) {
+        ++http_requests;
+        const HttpSniff& h = st.head;
+        std::optional<EgressPolicy> pol = lookup ? lookup(src) : std::nullopt;
+        status = 403;
+        if (h.connect) {
+          reason = "CONNECT inside a connection already open to " + host;
+        } else if (h.upgrade) {
+          reason = "HTTP Upgrade is not carried on plain HTTP (what follows could not be checked); use TLS";
+        } else if (h.host != host || (h.absolute && h.port != port)) {
+          reason = "request for " + h.host + " on a connection opened for " + host + " (open a new connection)";
+        } else if (!pol || !pol->hosts.Allows(h.host)) {
+          reason = "host " + h.host + " is not in this sandbox's allowed hosts";
+        } else {
+          status = 0;
+        }
+      }
+      if (status != 0) {
+        LogDenied(c->sandbox_id, st.kind == HttpRequestFramer::Step::kHead ? st.head.host : host, pname, reason);
+        boost::system::error_code ig;
+        // Nothing more goes up. What the upstream still owes for earlier
+        // requests reaches the client first (PipeBack), then the refusal.
+        c->refusal = HttpRefusal(status, reason);
+        c->refusing = true;
+        c->drain_deadline = Steady::now() + opts.drain_timeout;
+        c->upstream.shutdown(tcp::socket::shutdown_send, ig);
+        if (c->upstream_eof) c->CloseAll();  // the client's side is shut already
+        co_return;
+      }
+      auto [wec, m] = co_await asio::async_write(c->upstream, asio::buffer(buf.data() + off, st.len), kTuple);
+      if (wec) {
+        c->CloseAll();
+        co_return;
+      }
+      off += st.len;
+      c->last = Steady::now();
+    }
+  }
+
+  // Upstream to client, for ForwardRequests' connections: at the
+  // upstream's end of input, either passes the half-close on, or, when a
+  // request was refused, writes the refusal, shuts the client's side and
+  // reads what the client still sends until it closes (so the close does
+  // not reset the refusal away), within the drain deadline.
+  awaitable<void> PipeBack(std::shared_ptr<Conn> c) {
+    std::array<char, 16384> buf;
+    boost::system::error_code ig;
+    while (true) {
+      auto [ec, n] = co_await c->upstream.async_read_some(asio::buffer(buf), kTuple);
+      if (ec) {
+        if (ec != asio::error::eof) {
+          c->CloseAll();
+          co_return;
+        }
+        c->upstream_eof = true;
+        if (!c->refusing) {
+          c->client.shutdown(tcp::socket::shutdown_send, ig);
+          co_return;
+        }
+        c->drain_deadline = Steady::now() + opts.drain_timeout;
+        auto [wec, m] = co_await asio::async_write(c->client, asio::buffer(c->refusal), kTuple);
+        if (wec) break;
+        c->client.shutdown(tcp::socket::shutdown_send, ig);
+        while (true) {
+          auto [rec, k] = co_await c->client.async_read_some(asio::buffer(buf), kTuple);
+          if (rec) break;
+        }
+        break;
+      }
+      c->last = Steady::now();
+      auto [wec, m] = co_await asio::async_write(c->client, asio::buffer(buf.data(), n), kTuple);
+      if (wec) {
+        c->CloseAll();
+        co_return;
+      }
+      c->last = Steady::now();
+    }
+    c->CloseAll();
+  }
+
+  // A CONNECT tunnel: plain HTTP inside it is framed and checked like a
+  // plain connection to the CONNECT's host; anything else (TLS, another
+  // protocol) is spliced.
+  awaitable<void> ForwardTunnel(std::shared_ptr<Conn> c, std::string buf, uint32_t src, std::string host,
+                                uint16_t port) {
+    std::array<char, 4096> tmp;
+    while (true) {
+      std::optional<bool> http = buf.empty() ? std::nullopt : LooksLikeHttp(buf);
+      if (http.has_value()) break;
+      auto [ec, n] = co_await c->client.async_read_some(asio::buffer(tmp), kTuple);
+      if (ec) {
+        boost::system::error_code ig;
+        if (ec == asio::error::eof) {
+          if (!buf.empty()) co_await asio::async_write(c->upstream, asio::buffer(buf), kTuple);
+          c->upstream.shutdown(tcp::socket::shutdown_send, ig);
+        } else {
+          c->CloseAll();
+        }
+        co_return;
+      }
+      c->last = Steady::now();
+      buf.append(tmp.data(), n);
+    }
+    if (*LooksLikeHttp(buf)) {
+      co_await ForwardRequests(c, std::move(buf), src, host, port, "connect");
+      co_return;
+    }
+    auto [wec, m] = co_await asio::async_write(c->upstream, asio::buffer(buf), kTuple);
+    if (wec) {
+      c->CloseAll();
+      co_return;
+    }
+    co_await Pipe(c, c->client, c->upstream);
   }
 
   // What the first bytes say: the destination, a refusal, or "read more".
@@ -378,22 +548,27 @@ struct EgressProxy::Impl {
     ++allowed;
     log::Debug("sandbox.egress.allowed", {{"sandbox", c->sandbox_id}, {"host", d.host}, {"port", d.port}, {"proto", pname}});
 
-    // 4. Replay what was read, then splice.
-    size_t from = 0;
+    // 4. Replay what was read, then splice: TLS as is; plain HTTP (and
+    // HTTP inside a CONNECT tunnel) request by request, each one checked.
+    using namespace asio::experimental::awaitable_operators;
     if (d.connect) {
       static const std::string kOk = "HTTP/1.1 200 Connection Established\r\n\r\n";
       auto [wec, n] = co_await asio::async_write(c->client, asio::buffer(kOk), kTuple);
       if (wec) co_return;
-      from = d.head_len;
-    }
-    if (from < buf.size()) {
-      auto [wec, n] = co_await asio::async_write(c->upstream, asio::buffer(buf.data() + from, buf.size() - from), kTuple);
+      c->splicing = true;
+      c->last = Steady::now();
+      co_await (ForwardTunnel(c, buf.substr(d.head_len), src, d.host, d.port) && PipeBack(c));
+    } else if (d.proto == Proto::kHttp) {
+      c->splicing = true;
+      c->last = Steady::now();
+      co_await (ForwardRequests(c, std::move(buf), src, d.host, d.port, pname) && PipeBack(c));
+    } else {
+      auto [wec, n] = co_await asio::async_write(c->upstream, asio::buffer(buf), kTuple);
       if (wec) co_return;
+      c->splicing = true;
+      c->last = Steady::now();
+      co_await (Pipe(c, c->client, c->upstream) && Pipe(c, c->upstream, c->client));
     }
-    c->splicing = true;
-    c->last = Steady::now();
-    using namespace asio::experimental::awaitable_operators;
-    co_await (Pipe(c, c->client, c->upstream) && Pipe(c, c->upstream, c->client));
     c->CloseAll();
   }
 
@@ -492,7 +667,8 @@ uint16_t EgressProxy::tcp_port() const { return impl_->tcp_port; }
 uint16_t EgressProxy::dns_port() const { return impl_->dns_port; }
 
 EgressStats EgressProxy::stats() const {
-  return EgressStats{impl_->allowed.load(), impl_->denied.load(), impl_->dns_answers.load(), impl_->active.load()};
+  return EgressStats{impl_->allowed.load(), impl_->denied.load(), impl_->dns_answers.load(), impl_->active.load(),
+                     impl_->http_requests.load()};
 }
 
 }  // namespace warren::sandbox

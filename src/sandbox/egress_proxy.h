@@ -17,7 +17,13 @@
 //      sandbox's allow_cidrs list them, connects to an address it checked
 //      (never re-resolving), and verifies the connected peer is that one;
 //   5. replays the bytes it read and splices both ways until either side
-//      closes or the connection is idle for `idle_timeout`.
+//      closes or the connection is idle for `idle_timeout`. TLS is spliced
+//      as is. Plain HTTP (and plain HTTP inside a CONNECT tunnel) is framed
+//      request by request (HttpRequestFramer): every head on a kept-alive
+//      or pipelined connection is checked again, against the host the
+//      connection was opened for and the sandbox's current policy; a
+//      refused request never reaches the upstream, and the client gets the
+//      upstream's answers to earlier requests, then the 403, then a close.
 // A refusal is an HTTP 403 with the reason in the body (plain HTTP and
 // CONNECT), a TLS `access_denied` alert (TLS), or a reset (anything else),
 // and one `sandbox.egress.denied` log line (rate-limited).
@@ -71,6 +77,10 @@ struct EgressProxyOptions {
   std::chrono::milliseconds handshake_timeout{10000};  // first bytes until the name is known
   std::chrono::milliseconds connect_timeout{10000};
   std::chrono::milliseconds idle_timeout{300000};       // no byte either way
+  // After a later request on a plain HTTP connection is refused: how long
+  // the upstream may take to finish what it owes for earlier requests and
+  // close its side before the connection is cut without the 403.
+  std::chrono::milliseconds drain_timeout{10000};
 };
 
 struct EgressStats {
@@ -78,6 +88,7 @@ struct EgressStats {
   int64_t denied = 0;
   int64_t dns_answers = 0;
   int64_t active = 0;
+  int64_t http_requests = 0;  // request heads checked on plain HTTP connections and tunnels
   Json ToJson() const;
 };
 

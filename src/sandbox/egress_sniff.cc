@@ -212,16 +212,20 @@ HttpSniff SniffHttpHead(std::string_view data) {
     out.reason = std::move(why);
     return out;
   };
+  // A server that splits lines on a bare LF (or CR) would see header lines
+  // the proxy does not: refuse both, anywhere in what is read so far.
   size_t end = data.find("\r\n\r\n");
-  if (end == std::string_view::npos) {
+  std::string_view seen = data.substr(0, end == std::string_view::npos ? data.size() : end + 4);
+  for (size_t k = 0; k < seen.size(); ++k) {
+    if (seen[k] == '\n' && (k == 0 || seen[k - 1] != '\r')) return bad("bare LF in request head");
+    if (seen[k] == '\r' && k + 1 < seen.size() && seen[k + 1] != '\n') return bad("bare CR in request head");
+  }
+  size_t eol = data.find("\r\n");
+  if (eol == std::string_view::npos) {
     if (data.size() >= kMaxHttpHead) return bad("request head too large");
     return out;
   }
-  if (end + 4 > kMaxHttpHead) return bad("request head too large");
-  out.head_len = end + 4;
-  std::string_view head = data.substr(0, end + 2);  // keep the last CRLF
-  size_t eol = head.find("\r\n");
-  std::string_view line = head.substr(0, eol);
+  std::string_view line = data.substr(0, eol);
   size_t sp1 = line.find(' ');
   size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
   if (sp1 == std::string_view::npos || sp2 == std::string_view::npos || line.find(' ', sp2 + 1) != std::string_view::npos) {
@@ -234,8 +238,18 @@ HttpSniff SniffHttpHead(std::string_view data) {
   for (char c : out.method) {
     if (c < 'A' || c > 'Z') return bad("malformed method");
   }
-  // Headers: exactly one Host when present; no line folding; no NULs.
+  if (end == std::string_view::npos) {
+    if (data.size() >= kMaxHttpHead) return bad("request head too large");
+    out.method.clear();
+    return out;  // the request line is fine: need the rest of the head
+  }
+  if (end + 4 > kMaxHttpHead) return bad("request head too large");
+  out.head_len = end + 4;
+  std::string_view head = data.substr(0, end + 2);  // keep the last CRLF
+  // Headers: exactly one Host when present; no line folding; no NULs;
+  // body framing a server cannot read differently.
   std::optional<std::string_view> host_header;
+  std::optional<std::string_view> content_length, transfer_encoding;
   size_t i = eol + 2;
   while (i < head.size()) {
     size_t e = head.find("\r\n", i);
@@ -250,9 +264,40 @@ HttpSniff SniffHttpHead(std::string_view data) {
     if (name.find(' ') != std::string_view::npos || name.find('\t') != std::string_view::npos) {
       return bad("whitespace in header name");
     }
+    // A token only: a server that strips odd bytes from a name
+    // ("Transfer-Encoding\x0b") must not see a header the proxy did not.
+    for (char c : name) {
+      if (!std::isalnum(static_cast<unsigned char>(c)) && std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) {
+        return bad("bad character in header name");
+      }
+    }
+    std::string_view value = TrimOws(h.substr(colon + 1));
     if (IEquals(name, "host")) {
       if (host_header) return bad("two Host headers");
-      host_header = TrimOws(h.substr(colon + 1));
+      host_header = value;
+    } else if (IEquals(name, "content-length")) {
+      if (content_length) return bad("two Content-Length headers");
+      content_length = value;
+    } else if (IEquals(name, "transfer-encoding")) {
+      if (transfer_encoding) return bad("two Transfer-Encoding headers");
+      transfer_encoding = value;
+    } else if (IEquals(name, "upgrade")) {
+      out.upgrade = true;
+    }
+  }
+  if (content_length && transfer_encoding) return bad("both Content-Length and Transfer-Encoding");
+  if (transfer_encoding) {
+    if (version == "HTTP/1.0") return bad("Transfer-Encoding in an HTTP/1.0 request");
+    if (!IEquals(*transfer_encoding, "chunked")) {
+      return bad("unsupported Transfer-Encoding: " + std::string(transfer_encoding->substr(0, 64)));
+    }
+    out.chunked = true;
+  }
+  if (content_length) {
+    if (content_length->empty() || content_length->size() > 15) return bad("bad Content-Length");
+    for (char c : *content_length) {
+      if (c < '0' || c > '9') return bad("bad Content-Length");
+      out.content_length = out.content_length * 10 + static_cast<uint64_t>(c - '0');
     }
   }
   if (out.method == "CONNECT") {
@@ -274,6 +319,102 @@ HttpSniff SniffHttpHead(std::string_view data) {
   }
   out.state = SniffState::kDone;
   return out;
+}
+
+HttpRequestFramer::Step HttpRequestFramer::Next(std::string_view data) {
+  Step st;
+  auto bad = [&](std::string why) {
+    st.kind = Step::kMalformed;
+    st.reason = std::move(why);
+    return st;
+  };
+  auto body = [&](size_t n) {
+    st.kind = Step::kBody;
+    st.len = n;
+    return st;
+  };
+  if (data.empty()) return st;
+  switch (state_) {
+    case State::kHead: {
+      auto http = LooksLikeHttp(data);
+      if (!http.has_value()) return st;
+      if (!*http) return bad("bytes that are not an HTTP/1.x request where a request should start");
+      HttpSniff h = SniffHttpHead(data);
+      if (h.state == SniffState::kNeedMore) return st;
+      if (h.state == SniffState::kMalformed) return bad("malformed request: " + h.reason);
+      if (h.chunked) {
+        state_ = State::kChunkSize;
+      } else if (h.content_length > 0) {
+        state_ = State::kFixed;
+        remaining_ = h.content_length;
+      }
+      st.kind = Step::kHead;
+      st.len = h.head_len;
+      st.head = std::move(h);
+      return st;
+    }
+    case State::kFixed:
+    case State::kChunkData: {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(remaining_, data.size()));
+      remaining_ -= n;
+      if (remaining_ == 0) state_ = state_ == State::kFixed ? State::kHead : State::kChunkCrlf;
+      return body(n);
+    }
+    case State::kChunkCrlf: {
+      if (data[0] != '\r' || (data.size() >= 2 && data[1] != '\n')) return bad("chunk data not followed by CRLF");
+      if (data.size() < 2) return st;
+      state_ = State::kChunkSize;
+      return body(2);
+    }
+    case State::kChunkSize: {
+      // chunk-size [ BWS ";" chunk-ext ] CRLF
+      size_t i = 0;
+      uint64_t size = 0;
+      for (; i < data.size() && std::isxdigit(static_cast<unsigned char>(data[i])); ++i) {
+        if (i >= 15) return bad("chunk size too large");
+        char c = Lower(data[i]);
+        size = size * 16 + static_cast<uint64_t>(c <= '9' ? c - '0' : c - 'a' + 10);
+      }
+      if (i == data.size()) return data.size() >= kMaxChunkLine ? bad("chunk-size line too long") : st;
+      if (i == 0) return bad("bad chunk size");
+      size_t j = i;
+      while (j < data.size() && (data[j] == ' ' || data[j] == '\t')) ++j;
+      if (j < data.size() && data[j] == ';') {
+        for (++j; j < data.size() && data[j] != '\r'; ++j) {
+          char c = data[j];
+          if (c != '\t' && (c < 0x20 || c == 0x7f)) return bad("bad chunk extension");
+        }
+      }
+      if (j >= kMaxChunkLine) return bad("chunk-size line too long");
+      if (j == data.size()) return st;
+      if (data[j] != '\r') return bad("bad chunk-size line");
+      if (j + 1 == data.size()) return st;
+      if (data[j + 1] != '\n') return bad("bare CR in chunk-size line");
+      if (size == 0) {
+        state_ = State::kTrailer;
+        trailer_bytes_ = 0;
+      } else {
+        state_ = State::kChunkData;
+        remaining_ = size;
+      }
+      return body(j + 2);
+    }
+    case State::kTrailer: {
+      // Trailer field lines, then an empty line.
+      size_t eol = data.find("\r\n");
+      std::string_view line = data.substr(0, eol == std::string_view::npos ? data.size() : eol);
+      for (size_t k = 0; k < line.size(); ++k) {
+        if (line[k] == '\n' || (line[k] == '\r' && k + 1 < line.size())) return bad("bare CR or LF in trailers");
+      }
+      if (eol == std::string_view::npos || trailer_bytes_ + eol + 2 > kMaxHttpHead) {
+        return trailer_bytes_ + data.size() >= kMaxHttpHead ? bad("trailers too large") : st;
+      }
+      trailer_bytes_ += eol + 2;
+      if (eol == 0) state_ = State::kHead;
+      return body(eol + 2);
+    }
+  }
+  return st;
 }
 
 std::optional<std::string> AnswerDnsQuery(std::string_view q, uint32_t answer, uint32_t ttl) {

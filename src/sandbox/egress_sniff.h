@@ -8,7 +8,10 @@
 //   - SniffClientHello: the SNI of a TLS ClientHello, across TLS records
 //     (a ClientHello split over several records) and TCP reads.
 //   - SniffHttpHead: the destination of a plain HTTP/1.x request
-//     (origin-form + Host, absolute-form, CONNECT).
+//     (origin-form + Host, absolute-form, CONNECT) and its body framing.
+//   - HttpRequestFramer: splits the client's bytes on a plain HTTP
+//     connection into request heads and bodies (Content-Length, chunked),
+//     so the proxy checks every request, not only the first.
 //   - AnswerDnsQuery: the proxy's tiny DNS responder (every valid name
 //     resolves to one given address; nothing is forwarded anywhere).
 //
@@ -74,9 +77,52 @@ struct HttpSniff {
   bool connect = false;  // CONNECT host:port
   bool absolute = false; // GET http://host/... (a proxy request)
   size_t head_len = 0;   // bytes up to and including the blank line
+  // The body that follows the head (RFC 9112 section 6): `chunked`, or
+  // `content_length` bytes (0 when neither header is present). Anything a
+  // server could frame differently is kMalformed: Content-Length and
+  // Transfer-Encoding together, two of either, a Transfer-Encoding other
+  // than exactly "chunked" (or any in HTTP/1.0), a Content-Length that is
+  // not plain digits, a bare CR or LF anywhere in the head.
+  bool chunked = false;
+  uint64_t content_length = 0;
+  bool upgrade = false;  // an Upgrade header: the connection may switch protocols
   std::string reason;    // kMalformed
 };
+// Also kMalformed as soon as the request line is complete and invalid, so
+// a protocol that is not HTTP is refused without waiting for a blank line.
 HttpSniff SniffHttpHead(std::string_view data);
+
+// Frames the client-to-server byte stream of a plain HTTP/1.x connection
+// (keep-alive and pipelining included) as a server must read it: a head,
+// its body (Content-Length bytes, or chunks up to the last chunk and its
+// trailers), the next head, and so on. The proxy checks each head before
+// forwarding it, and forwards body bytes without looking for heads in
+// them. Bounded: a head or trailer section of at most kMaxHttpHead bytes,
+// a chunk-size line of at most kMaxChunkLine bytes.
+//
+// Use: Next(data) on the bytes not yet consumed; handle the step; drop its
+// `len` bytes from the front; call again. kNeedMore: read more and call
+// again with the longer buffer. kMalformed: stop (close the connection).
+// Thread-safety: none (one per connection).
+inline constexpr size_t kMaxChunkLine = 4096;
+class HttpRequestFramer final {
+ public:
+  struct Step {
+    enum Kind { kNeedMore, kHead, kBody, kMalformed } kind = kNeedMore;
+    size_t len = 0;      // kHead, kBody: bytes at the front of `data`
+    HttpSniff head;      // kHead: the parsed head (state kDone)
+    std::string reason;  // kMalformed
+  };
+  Step Next(std::string_view data);
+  // True between requests (the next byte starts a head).
+  bool at_head() const { return state_ == State::kHead; }
+
+ private:
+  enum class State { kHead, kFixed, kChunkSize, kChunkData, kChunkCrlf, kTrailer };
+  State state_ = State::kHead;
+  uint64_t remaining_ = 0;
+  size_t trailer_bytes_ = 0;
+};
 
 // True when the first bytes look like the start of an HTTP request line
 // (an upper-case token then a space), false when they cannot be, nullopt

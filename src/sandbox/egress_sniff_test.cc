@@ -175,6 +175,143 @@ TEST(EgressSniffTest, HttpHeads) {
   EXPECT_EQ(LooksLikeHttp(" GET"), false);
 }
 
+TEST(EgressSniffTest, HttpHeadFraming) {
+  auto chunked = SniffHttpHead("POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: Chunked\r\n\r\n");
+  ASSERT_EQ(chunked.state, SniffState::kDone) << chunked.reason;
+  EXPECT_TRUE(chunked.chunked);
+  auto cl = SniffHttpHead("POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length:  42 \r\n\r\n");
+  ASSERT_EQ(cl.state, SniffState::kDone) << cl.reason;
+  EXPECT_EQ(cl.content_length, 42u);
+  EXPECT_FALSE(cl.chunked);
+  EXPECT_TRUE(SniffHttpHead("GET / HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\n\r\n").upgrade);
+  auto reason = [](const std::string& s) {
+    auto h = SniffHttpHead(s);
+    return h.state == SniffState::kMalformed ? h.reason : std::string("not malformed");
+  };
+  EXPECT_EQ(reason("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            "both Content-Length and Transfer-Encoding");
+  EXPECT_EQ(reason("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            "unsupported Transfer-Encoding: gzip, chunked");
+  EXPECT_EQ(reason("POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            "Transfer-Encoding in an HTTP/1.0 request");
+  EXPECT_EQ(reason("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n"),
+            "two Content-Length headers");
+  EXPECT_EQ(reason("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            "two Transfer-Encoding headers");
+  for (const char* bad_cl : {"+5", "-1", "1 2", "0x10", "", "9999999999999999"}) {
+    EXPECT_EQ(reason(std::string("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: ") + bad_cl + "\r\n\r\n"), "bad Content-Length")
+        << bad_cl;
+  }
+  // A server splitting lines on a bare LF would see a second Host.
+  EXPECT_EQ(reason("GET / HTTP/1.1\r\nX: y\nHost: b.test\r\nHost: a.test\r\n\r\n"), "bare LF in request head");
+  EXPECT_EQ(reason("GET / HTTP/1.1\nHost: a.test\r\n\r\n"), "bare LF in request head");
+  EXPECT_EQ(reason("GET / HTTP/1.1\r\nX: y\rHost: b.test\r\nHost: a.test\r\n\r\n"), "bare CR in request head");
+  EXPECT_EQ(reason("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding\x0b: chunked\r\n\r\n"), "bad character in header name");
+  // A bad request line is refused at once, without waiting for a blank line.
+  EXPECT_EQ(reason("EHLO mail.test\r\n"), "malformed request line");
+  EXPECT_EQ(SniffHttpHead("GET / HTTP/1.1\r\n").state, SniffState::kNeedMore);
+  EXPECT_EQ(SniffHttpHead("GET / HTTP/1.1\r").state, SniffState::kNeedMore);
+}
+
+// What a framer makes of `in` when it arrives in pieces of `piece` bytes:
+// the heads it found ("METHOD host"), the body bytes, the error, and how
+// much it consumed.
+struct Framed {
+  std::vector<std::string> heads;
+  std::string bodies;
+  std::string error;
+  size_t consumed = 0;
+  bool operator==(const Framed& o) const {
+    return heads == o.heads && bodies == o.bodies && error == o.error && consumed == o.consumed;
+  }
+};
+Framed Frame(const std::string& in, size_t piece) {
+  HttpRequestFramer f;
+  Framed out;
+  std::string pending;
+  size_t fed = 0;
+  while (true) {
+    auto st = f.Next(pending);
+    if (st.kind == HttpRequestFramer::Step::kNeedMore) {
+      if (fed == in.size()) break;
+      size_t n = std::min(piece, in.size() - fed);
+      pending.append(in, fed, n);
+      fed += n;
+      continue;
+    }
+    if (st.kind == HttpRequestFramer::Step::kMalformed) {
+      out.error = st.reason;
+      break;
+    }
+    EXPECT_GT(st.len, 0u);
+    EXPECT_LE(st.len, pending.size());
+    if (st.kind == HttpRequestFramer::Step::kHead) {
+      out.heads.push_back(st.head.method + " " + st.head.host);
+    } else {
+      out.bodies += pending.substr(0, st.len);
+    }
+    out.consumed += st.len;
+    pending.erase(0, st.len);
+  }
+  return out;
+}
+
+TEST(EgressSniffTest, FramerFindsEveryHeadAndNoneInBodies) {
+  const std::string fake = "GET / HTTP/1.1\r\nHost: denied.test\r\n\r\n";
+  std::string hex;
+  for (size_t v = fake.size(); v; v /= 16) hex.insert(hex.begin(), "0123456789abcdef"[v % 16]);
+  const std::string chunks = "5;name=\"v\"\r\nhello\r\n" + hex + "\r\n" + fake + "\r\n0\r\nX-Trailer: 1\r\n\r\n";
+  const std::string stream = "GET /1 HTTP/1.1\r\nHost: a.test\r\n\r\n"
+                             "POST /2 HTTP/1.1\r\nHost: a.test\r\nContent-Length: " +
+                             std::to_string(fake.size()) + "\r\n\r\n" + fake +
+                             "POST /3 HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks +
+                             "GET http://a.test/4 HTTP/1.1\r\n\r\n"
+                             "PUT /5 HTTP/1.1\r\nHost: a.test\r\nContent-Length: 0\r\n\r\n";
+  Framed whole = Frame(stream, stream.size());
+  EXPECT_EQ(whole.error, "");
+  EXPECT_EQ(whole.heads, (std::vector<std::string>{"GET a.test", "POST a.test", "POST a.test", "GET a.test", "PUT a.test"}));
+  EXPECT_EQ(whole.bodies, fake + chunks);
+  EXPECT_EQ(whole.consumed, stream.size());
+  for (size_t piece : {1, 2, 3, 7, 64}) {
+    EXPECT_TRUE(Frame(stream, piece) == whole) << "piece " << piece;
+  }
+  // Every prefix: never an error, never a head that is not one of the five.
+  for (size_t n = 0; n < stream.size(); ++n) {
+    Framed p = Frame(stream.substr(0, n), 5);
+    EXPECT_EQ(p.error, "") << n;
+    EXPECT_LE(p.heads.size(), 5u);
+  }
+}
+
+TEST(EgressSniffTest, FramerRefusesWhatAServerCouldReadDifferently) {
+  auto error = [](const std::string& s) {
+    Framed f = Frame(s, s.size());
+    return f.error;
+  };
+  const std::string post = "POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n";
+  EXPECT_EQ(error(post + "zz\r\n"), "bad chunk size");
+  EXPECT_EQ(error(post + "5\r\nhelloXX0\r\n\r\n"), "chunk data not followed by CRLF");
+  EXPECT_EQ(error(post + "5\nhello\r\n"), "bad chunk-size line");
+  EXPECT_EQ(error(post + "5\r\rhello\r\n"), "bare CR in chunk-size line");
+  EXPECT_EQ(error(post + "5;a\nb\r\nhello\r\n"), "bad chunk extension");
+  EXPECT_EQ(error(post + "1000000000000000\r\n"), "chunk size too large");
+  EXPECT_EQ(error(post + "5;" + std::string(kMaxChunkLine, 'x')), "chunk-size line too long");
+  EXPECT_EQ(error(post + "0\r\nX: a\nY: b\r\n\r\n"), "bare CR or LF in trailers");
+  EXPECT_EQ(error(post + "0\r\nX: " + std::string(kMaxHttpHead, 'a')), "trailers too large");
+  // After a body, the next bytes must be a head.
+  EXPECT_EQ(error("POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 2\r\n\r\nhi\r\nGET / HTTP/1.1\r\n"),
+            "bytes that are not an HTTP/1.x request where a request should start");
+  EXPECT_EQ(error("GET / HTTP/1.1\r\nHost: a.test\r\n\r\nSSH-2.0-x\r\n"),
+            "bytes that are not an HTTP/1.x request where a request should start");
+  EXPECT_EQ(error("GET / HTTP/1.1\r\nHost: a.test\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            "malformed request: two Host headers");
+  EXPECT_EQ(error("GET / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            "malformed request: both Content-Length and Transfer-Encoding");
+  // Incomplete input is never an error: it waits.
+  EXPECT_EQ(error(post + "5\r\nhel"), "");
+  EXPECT_EQ(error(post + "0\r\nX: a"), "");
+}
+
 TEST(EgressSniffTest, Allowlist) {
   auto l = HostAllowlist::Parse({"Example.COM", "*.pythonhosted.org", "203.0.113.7", "example.com."});
   ASSERT_TRUE(l.ok()) << l.status().ToString();

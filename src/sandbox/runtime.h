@@ -232,6 +232,18 @@ class SandboxRuntime final : public Sandboxes {
   // quota accounting or the sandbox is archived).
   Result<QuotaInfo> DiskQuota(const std::string& id) override;
   Result<SandboxRecord> SetLabels(const std::string& id, std::map<std::string, std::string> labels) override;
+  // Replaces the sandbox's network policy (validated like Create's) and
+  // persists it. On a started or paused sandbox it applies at once, without
+  // a restart: the firewall entries are replaced in one transaction, the
+  // veth is added (none -> isolated/limited) or removed (-> none), the
+  // egress proxy sees the new allowlist at the next connection and at the
+  // next request on an open plain-HTTP connection, and /etc/resolv.conf
+  // is rewritten when the policy names nameservers (dns, or the proxy's
+  // for limited). Connections already open (TLS through the proxy, NATed
+  // flows) keep going until they close. In any other state it applies at
+  // the next start. NotFound for an unknown sandbox; InvalidArgument or
+  // FailedPrecondition as Create.
+  Result<SandboxRecord> SetNetwork(const std::string& id, const NetworkPolicy& policy) override;
   // Replaces the read-only host binds of a stopped sandbox (validated like
   // Create's; applied at the next start). FailedPrecondition unless stopped.
   // The orchestrator uses it to give a prepared sandbox the runner.
@@ -417,7 +429,12 @@ class SandboxRuntime final : public Sandboxes {
   // and sandboxes left, only that sandbox's chain/set/map entry is touched;
   // otherwise (recovery, first or last sandbox, or a failed incremental
   // change) the whole table is replaced from the records.
-  Status SyncFirewallLocked(const SandboxRecord* add, const SandboxRecord* drop);
+  // `full`: replace the whole table even for one change (a policy change
+  // that removes a limited sandbox's redirect entries).
+  Status SyncFirewallLocked(const SandboxRecord* add, const SandboxRecord* drop, bool full = false);
+  // Writes /etc/resolv.conf of `rec` when its policy names nameservers
+  // (dns, or the proxy's gateway for limited); OK and no change otherwise.
+  Status WriteResolvConf(const SandboxRecord& rec);
   Result<SandboxFirewall> FirewallFor(const SandboxRecord& rec) const;
   // The egress proxy's lookup: the policy of the running limited sandbox
   // whose address is `addr` (cached by slot, checked against its init).
@@ -445,6 +462,10 @@ class SandboxRuntime final : public Sandboxes {
     pid_t init_pid = -1;
     uint64_t init_start_time = 0;
     EgressPolicy policy;
+    // The record's policy fields the entry was made from: a hit re-reads
+    // the record (a stat unless it changed) and drops the entry when they
+    // differ, so SetNetwork from any process applies at the next lookup.
+    std::vector<std::string> allow_hosts, allow_cidrs;
   };
   std::mutex egress_mu_;
   std::map<int, EgressCacheEntry> egress_cache_;  // by slot

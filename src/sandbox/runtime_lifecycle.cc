@@ -304,26 +304,7 @@ Status SandboxRuntime::StartLocked(SandboxRecord& rec) {
   std::vector<BindSpec> binds;
   if (Status s = PrepareVolumesLocked(rec, &binds); !s.ok()) return fail(s);
   mark("binds_ms");
-  std::vector<std::string> nameservers = rec.dns;
-  if (nameservers.empty() && rec.network == "limited") {
-    // The egress proxy answers DNS on the gateway (any :53 is redirected
-    // there anyway); the image's resolver may be a loopback stub.
-    auto slot = NetSlotFor(net_pool_, net_if_prefix_, rec.id_slot);
-    if (!slot.ok()) return fail(slot.status());
-    nameservers.push_back(FormatIpv4(slot->host_addr));
-  }
-  if (!nameservers.empty()) {
-    // Replace, not write through: a symlink (e.g. to systemd-resolved's
-    // stub) would otherwise decide where the text lands.
-    std::string conf;
-    for (const auto& d : nameservers) conf += "nameserver " + d + "\n";
-    auto fs = OpenRootFs(RootfsPath(rec.id));
-    if (!fs.ok()) return fail(fs.status());
-    (void)fs->Delete("/etc/resolv.conf", false);
-    Status s = fs->Mkdir("/etc", true);
-    if (s.ok()) s = fs->WriteFile("/etc/resolv.conf", conf, 0644);
-    if (!s.ok()) return fail(s.WithContext("write /etc/resolv.conf"));
-  }
+  if (Status s = WriteResolvConf(rec); !s.ok()) return fail(s);
   InitSpec spec;
   spec.rootfs = RootfsPath(rec.id);
   spec.hostname = rec.name.empty() ? rec.id : rec.name;
@@ -632,6 +613,26 @@ Result<SandboxRecord> SandboxRuntime::SetLabels(const std::string& id, std::map<
   rec.labels = std::move(labels);
   WARREN_RETURN_IF_ERROR(SaveLocked(rec));
   return rec;
+}
+
+Status SandboxRuntime::WriteResolvConf(const SandboxRecord& rec) {
+  std::vector<std::string> nameservers = rec.dns;
+  if (nameservers.empty() && rec.network == "limited") {
+    // The egress proxy answers DNS on the gateway (any :53 is redirected
+    // there anyway); the image's resolver may be a loopback stub.
+    WARREN_ASSIGN_OR_RETURN(NetSlot slot, NetSlotFor(net_pool_, net_if_prefix_, rec.id_slot));
+    nameservers.push_back(FormatIpv4(slot.host_addr));
+  }
+  if (nameservers.empty()) return Status::Ok();
+  // Replace, not write through: a symlink (e.g. to systemd-resolved's
+  // stub) would otherwise decide where the text lands.
+  std::string conf;
+  for (const auto& d : nameservers) conf += "nameserver " + d + "\n";
+  WARREN_ASSIGN_OR_RETURN(RootFs fs, OpenRootFs(RootfsPath(rec.id)));
+  (void)fs.Delete("/etc/resolv.conf", false);
+  Status s = fs.Mkdir("/etc", true);
+  if (s.ok()) s = fs.WriteFile("/etc/resolv.conf", conf, 0644);
+  return s.WithContext("write /etc/resolv.conf");
 }
 
 Result<SandboxRecord> SandboxRuntime::SetHostBinds(const std::string& id, std::vector<HostBind> binds) {

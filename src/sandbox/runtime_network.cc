@@ -109,7 +109,16 @@ std::optional<EgressPolicy> SandboxRuntime::EgressPolicyFor(uint32_t addr) {
   std::lock_guard<std::mutex> l(egress_mu_);
   auto it = egress_cache_.find(slot);
   if (it != egress_cache_.end()) {
-    if (ProcessAlive(it->second.init_pid, it->second.init_start_time)) return it->second.policy;
+    bool fresh = ProcessAlive(it->second.init_pid, it->second.init_start_time);
+    if (fresh && it->second.policy.sandbox_id.rfind("build-", 0) != 0) {
+      // The record may have a new policy (SetNetwork, in this process or
+      // another one): a stat, and a read only when the file changed.
+      auto r = records_.Get(it->second.policy.sandbox_id);
+      fresh = r.ok() && r->network == "limited" && r->allow_hosts == it->second.allow_hosts &&
+              r->allow_cidrs == it->second.allow_cidrs && r->init_pid == it->second.init_pid &&
+              r->init_start_time == it->second.init_start_time;
+    }
+    if (fresh) return it->second.policy;
     egress_cache_.erase(it);
   }
   // A miss (first connection, or a sandbox another process started): the
@@ -126,6 +135,8 @@ std::optional<EgressPolicy> SandboxRuntime::EgressPolicyFor(uint32_t addr) {
     EgressCacheEntry e;
     e.init_pid = r->init_pid;
     e.init_start_time = r->init_start_time;
+    e.allow_hosts = r->allow_hosts;
+    e.allow_cidrs = r->allow_cidrs;
     e.policy.sandbox_id = r->id;
     e.policy.hosts = std::move(*hosts);
     e.policy.gateway = net_pool_.addr + static_cast<uint32_t>(slot) * 4 + 1;
@@ -177,7 +188,87 @@ std::vector<SandboxRecord> SandboxRuntime::LiveBuildNetworks(const std::string& 
   return out;
 }
 
-Status SandboxRuntime::SyncFirewallLocked(const SandboxRecord* add, const SandboxRecord* drop) {
+Result<SandboxRecord> SandboxRuntime::SetNetwork(const std::string& id, const NetworkPolicy& p) {
+  CreateOptions o;
+  o.network = p.network;
+  o.allow_cidrs = p.allow_cidrs;
+  o.block_all = p.block_all;
+  o.dns = p.dns;
+  o.allow_hosts = p.allow_hosts;
+  std::vector<std::string> cidrs, hosts;
+  WARREN_RETURN_IF_ERROR(ValidateNetwork(o, features_, &cidrs, &hosts));
+  if (o.network == "limited" && egress_tcp_port_ == 0) {
+    return Status::FailedPrecondition(
+        "network 'limited' needs the egress proxy, which runs in `warren serve` or `warren orchestrator` on this "
+        "data dir; none has run here");
+  }
+  SandboxGuard guard;
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord rec, LockSandbox(id, &guard));
+  if (IsTransitional(rec.state)) {
+    return Status::Conflict("sandbox " + rec.id + " is " + StateName(rec.state) + "; retry when it settles");
+  }
+  const SandboxRecord old = rec;
+  rec.network = o.network;
+  rec.allow_cidrs = std::move(cidrs);
+  rec.allow_hosts = std::move(hosts);
+  rec.block_all = o.block_all;
+  rec.dns = o.dns;
+  const bool live = (rec.state == SandboxState::kStarted || rec.state == SandboxState::kPaused) &&
+                    ProcessAlive(rec.init_pid, rec.init_start_time);
+  const bool had_link = RoutedNetwork(old.network) && !old.ip.empty();
+  if (!live) {
+    WARREN_RETURN_IF_ERROR(SaveLocked(rec));
+    log::Info("sandbox.network.updated", {{"id", rec.id}, {"network", rec.network}, {"live", false}});
+    return rec;
+  }
+  if (had_link && RoutedNetwork(rec.network)) {
+    // Same veth and address; the rules change. The record first: the
+    // table is rendered from the records, and the proxy re-reads the
+    // record at its next lookup. One full replace, so entries the old
+    // policy had and the new one has not (a limited sandbox's redirect)
+    // go in the same transaction.
+    WARREN_RETURN_IF_ERROR(SaveLocked(rec));
+    Status fw = SyncFirewallLocked(&rec, nullptr, /*full=*/true);
+    if (!fw.ok()) {
+      SandboxRecord back = old;
+      (void)SaveLocked(back);
+      (void)SyncFirewallLocked(&back, nullptr, true);
+      return fw.WithContext("apply network policy");
+    }
+  } else if (had_link) {
+    // -> none: the veth and the rules go; the sandbox keeps loopback.
+    SandboxRecord gone = old;
+    WARREN_RETURN_IF_ERROR(TeardownNetworkLocked(gone));
+    rec.ip.clear();
+    WARREN_RETURN_IF_ERROR(SaveLocked(rec));
+  } else if (RoutedNetwork(rec.network)) {
+    // none -> routed: rules first, then the veth into the running init's
+    // netns (SetupNetworkLocked saves the record with its address).
+    Status s = SetupNetworkLocked(rec, rec.init_pid, rec.init_start_time, nullptr);
+    if (!s.ok()) {
+      (void)TeardownNetworkLocked(rec);
+      SandboxRecord back = old;
+      (void)SaveLocked(back);
+      return s.WithContext("apply network policy");
+    }
+  } else {
+    WARREN_RETURN_IF_ERROR(SaveLocked(rec));  // none -> none
+  }
+  {
+    std::lock_guard<std::mutex> l(egress_mu_);
+    egress_cache_.erase(rec.id_slot);
+  }
+  if (rec.dns != old.dns || rec.network != old.network) {
+    if (Status s = WriteResolvConf(rec); !s.ok()) {
+      log::Warn("sandbox.network.resolv_conf", {{"id", rec.id}, {"error", s.ToString()}});
+    }
+  }
+  log::Info("sandbox.network.updated",
+            {{"id", rec.id}, {"network", rec.network}, {"live", true}, {"hosts", static_cast<int64_t>(rec.allow_hosts.size())}});
+  return rec;
+}
+
+Status SandboxRuntime::SyncFirewallLocked(const SandboxRecord* add, const SandboxRecord* drop, bool full) {
   if (!features_.network_isolated) return Status::Ok();
   NamedLock fw_lock(locks_.get(), kFirewallLock);
   WARREN_RETURN_IF_ERROR(fw_lock.status());
@@ -208,7 +299,7 @@ Status SandboxRuntime::SyncFirewallLocked(const SandboxRecord* add, const Sandbo
   // One sandbox changed and others keep the table: touch only its set,
   // chain and map entry. Anything unexpected (entries missing, no table)
   // falls back to replacing the whole table from the records.
-  if (changed && spec.sandboxes.size() > (add ? 1u : 0u)) {
+  if (changed && !full && spec.sandboxes.size() > (add ? 1u : 0u)) {
     Status s = add ? AddSandboxFirewall(fw_table_, *changed) : RemoveSandboxFirewall(fw_table_, *changed);
     if (s.ok()) return s;
     log::Debug("sandbox.network.firewall_full_sync", {{"reason", s.ToString()}});

@@ -72,6 +72,16 @@ struct CreateOptions {
   bool start = true;
 };
 
+// The network fields of CreateOptions on their own: the policy that
+// SetNetwork gives an existing sandbox (same rules, same validation).
+struct NetworkPolicy {
+  std::string network = "none";  // none | isolated | limited
+  std::vector<std::string> allow_cidrs;
+  bool block_all = false;
+  std::vector<std::string> dns;
+  std::vector<std::string> allow_hosts;  // limited only
+};
+
 struct ExecRequest {
   std::vector<std::string> argv;
   std::vector<std::string> env;
@@ -144,6 +154,7 @@ class Sandboxes {
   virtual Result<SandboxRecord> Restore(const std::string& id) = 0;
   virtual Result<QuotaInfo> DiskQuota(const std::string& id) = 0;
   virtual Result<SandboxRecord> SetLabels(const std::string& id, std::map<std::string, std::string> labels) = 0;
+  virtual Result<SandboxRecord> SetNetwork(const std::string& id, const NetworkPolicy& policy) = 0;
   virtual Result<ExecResult> Exec(const std::string& id, const ExecRequest& req) = 0;
 
   // --- shell sessions ---

@@ -568,6 +568,7 @@ void SandboxApi::RegisterRoutes() {
   RouteLong("POST", "/v1/warren/sandboxes/{id}/fork", &SandboxApi::ForkSandbox);
   Route("GET", "/v1/warren/sandboxes/{id}/tree", &SandboxApi::SandboxTree);
   Route("PUT", "/v1/warren/sandboxes/{id}/labels", &SandboxApi::PutLabels);
+  Route("PUT", "/v1/warren/sandboxes/{id}/network", &SandboxApi::PutNetwork);
   Route("GET", "/v1/warren/sandboxes/{id}/stats", &SandboxApi::SandboxStats);
   Route("POST", "/v1/warren/sandboxes/{id}/exec", &SandboxApi::Exec);
   Route("POST", "/v1/warren/sandboxes/{id}/terminal_tickets", &SandboxApi::CreateTerminalTicket);
@@ -880,6 +881,23 @@ Result<HandlerResult> SandboxApi::PutLabels(HttpRequest& req, const Params& p, S
   WARREN_RETURN_IF_ERROR(CheckLabels(labels));
   WARREN_ASSIGN_OR_RETURN(auto rec, Live(rt, p.at("id")));
   WARREN_ASSIGN_OR_RETURN(rec, rt->SetLabels(rec.id, std::move(labels)));
+  return Json200(SandboxJson(rec));
+}
+
+// PUT .../{id}/network {"network": <as in create>}: the policy is replaced
+// (not merged) and applied to a running sandbox at once (runtime.h
+// SetNetwork).
+Result<HandlerResult> SandboxApi::PutNetwork(HttpRequest& req, const Params& p, SandboxRuntime* rt) {
+  WARREN_ASSIGN_OR_RETURN(Json body, api::BodyObject(req));
+  WARREN_RETURN_IF_ERROR(api::ExpectKnownFields(body, {"network"}, ""));
+  if (!body.contains("network") || body["network"].is_null()) {
+    return Invalid("network", "is required (\"none\", \"isolated\", \"limited\" or an object)");
+  }
+  sandbox::CreateOptions o;
+  WARREN_RETURN_IF_ERROR(ReadNetwork(body, &o));
+  sandbox::NetworkPolicy policy{o.network, o.allow_cidrs, o.block_all, o.dns, o.allow_hosts};
+  WARREN_ASSIGN_OR_RETURN(auto rec, Live(rt, p.at("id")));
+  WARREN_ASSIGN_OR_RETURN(rec, rt->SetNetwork(rec.id, policy));
   return Json200(SandboxJson(rec));
 }
 

@@ -130,6 +130,7 @@ class SandboxApi final {
   Result<http::HandlerResult> ForkSandbox(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
   Result<http::HandlerResult> SandboxTree(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
   Result<http::HandlerResult> PutLabels(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
+  Result<http::HandlerResult> PutNetwork(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
   Result<http::HandlerResult> SandboxStats(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
   Result<http::HandlerResult> Exec(http::HttpRequest&, const api::Params&, sandbox::SandboxRuntime*);
   // shell sessions

@@ -118,6 +118,29 @@ describe('cloud environment networking: limited and unrestricted, enforced', { s
     assert.ok(sb.network.allow_hosts.includes('allowed.test'));
     assert.ok(sb.network.allow_hosts.includes('pypi.org'), 'allow_package_managers adds the package hosts');
     assert.equal(denials[0].sandbox, sb.id);
+
+    // The environment's networking changes: the session's sandbox gets the
+    // new policy at its next claim (live if it still runs, else before it
+    // starts again), and the hosts swap. The runner that served the turns
+    // above keeps serving the session until it exits after its idle window,
+    // so the next claim comes once the sandbox has been stopped for idleness.
+    await fx.waitSandbox(s.id, 'stopped');
+    await c.beta.environments.update(env.id, {
+      config: {
+        type: 'cloud',
+        networking: { type: 'limited', allowed_hosts: ['denied.test'], allow_package_managers: false, allow_mcp_servers: false },
+        packages: { type: 'packages', apt: [], pip: [] },
+      },
+    });
+    await say(c, s.id, "run: wget -q -O - http://denied.test/; printf 'GET / HTTP/1.0\\r\\nHost: allowed.test\\r\\n\\r\\n' | nc -w 5 allowed.test 80");
+    r = await waitIdle(c, s.id, 4);
+    const swapped = lastText(r.msgs);
+    assert.match(swapped, new RegExp(`hello from ${net.deniedIp.replace(/\./g, '\\.')} host=denied\\.test`));
+    assert.match(swapped, /warren egress: host allowed\.test is not in this sandbox's allowed hosts/);
+    const [after] = await fx.sandboxes(s.id);
+    assert.equal(after.id, sb.id, 'the same sandbox');
+    assert.deepEqual(after.network.allow_hosts, ['denied.test']);
+    assert.ok(fx.log.some((l) => l.msg === 'orchestrator.sandbox_network_updated' && l.sandbox === sb.id));
   });
 
   test('unrestricted: the sandbox reaches the internet directly', async () => {

@@ -463,6 +463,14 @@ describe('sandbox REST API', { skip: skipReason() }, () => {
       ['POST', `/v1/warren/sandboxes/${id}/fork`, { count: 0 }, 400, /count/],
       ['POST', `/v1/warren/sandboxes/${id}/fork`, { count: 1000 }, 400, /count/],
       ['PUT', `/v1/warren/sandboxes/${id}/labels`, { labels: 'x' }, 400, /labels/],
+      ['PUT', `/v1/warren/sandboxes/${id}/network`, {}, 400, /network: is required/],
+      ['PUT', `/v1/warren/sandboxes/${id}/network`, { network: 'bridge' }, 400, /network/],
+      ['PUT', `/v1/warren/sandboxes/${id}/network`, { network: 'none', extra: 1 }, 400, /extra: unknown field/],
+      ['PUT', `/v1/warren/sandboxes/${id}/network`, { network: { type: 'limited', allow_hosts: ['*'] } }, 400, /allowed host '\*'/],
+      ['PUT', `/v1/warren/sandboxes/${id}/network`, { network: { type: 'limited', allow_hosts: 'a.test' } }, 400, /allow_hosts/],
+      ['PUT', `/v1/warren/sandboxes/${id}/network`, { network: { type: 'isolated', allow_hosts: ['a.test'] } }, 400, /limited/],
+      ['PUT', `/v1/warren/sandboxes/${id}/network`, { network: { type: 'none', dns: ['192.0.2.1'] } }, 400, /isolated/],
+      ['PUT', '/v1/warren/sandboxes/sbx_doesnotexist/network', { network: 'none' }, 404, /not found/],
       ['POST', `/v1/warren/sandboxes/${id}/files/chmod`, { path: '/tmp', mode: '999' }, 400, /mode/],
       ['POST', `/v1/warren/sandboxes/${id}/files/mkdir`, { path: '' }, 400, /path/],
       ['POST', `/v1/warren/sandboxes/${id}/files/move`, { from: '/nope', to: '/nope2' }, 404, /no such file/],
@@ -503,6 +511,32 @@ describe('sandbox REST API', { skip: skipReason() }, () => {
     const ifs = await exec(s.id, { command: 'ls /sys/class/net | sort | tr "\\n" " "' });
     assert.equal(ifs.stdout, 'eth0 lo ');
     assertError(await call('POST', '/v1/warren/sandboxes', { body: { network: { type: 'isolated', allow_cidrs: ['10.0.0.0/33'] } } }), 400, 'invalid_request_error');
+    assert.deepEqual(await ok('DELETE', `/v1/warren/sandboxes/${s.id}`), { id: s.id, type: 'sandbox_deleted' });
+    made.delete(s.id);
+  });
+
+  test('network: changed on a running sandbox without a restart (when the host supports it)', async (t) => {
+    const f = await ok('GET', '/v1/warren/features');
+    if (!f.network_isolated) { t.skip(`isolated network unavailable: ${f.network_reason}`); return; }
+    const s = await ok('POST', '/v1/warren/sandboxes', { body: { network: 'none' } }, 201);
+    made.add(s.id);
+    const ifs = async () => (await exec(s.id, { command: 'ls /sys/class/net | sort | tr "\\n" " "' })).stdout;
+    assert.equal(await ifs(), 'lo ');
+    // The init's start time (field 22 of /proc/1/stat) changes if the sandbox restarts.
+    const initStart = async () => (await exec(s.id, { command: 'cut -d" " -f22 /proc/1/stat' })).stdout;
+    const started = await initStart();
+    assert.match(started, /^\d+\n$/);
+    const iso = await ok('PUT', `/v1/warren/sandboxes/${s.id}/network`, {
+      body: { network: { type: 'isolated', block_all: true, allow_cidrs: ['192.0.2.0/24'] } },
+    });
+    assert.equal(iso.state, 'started');
+    assert.deepEqual(iso.network, { type: 'isolated', allow_cidrs: ['192.0.2.0/24'], block_all: true, dns: [] });
+    assert.equal(await ifs(), 'eth0 lo ');
+    assert.deepEqual((await ok('GET', `/v1/warren/sandboxes/${s.id}`)).network, iso.network, 'persisted');
+    const none = await ok('PUT', `/v1/warren/sandboxes/${s.id}/network`, { body: { network: 'none' } });
+    assert.deepEqual(none.network, { type: 'none', allow_cidrs: [], block_all: false, dns: [] });
+    assert.equal(await ifs(), 'lo ');
+    assert.equal(await initStart(), started, 'never restarted');
     assert.deepEqual(await ok('DELETE', `/v1/warren/sandboxes/${s.id}`), { id: s.id, type: 'sandbox_deleted' });
     made.delete(s.id);
   });

@@ -378,6 +378,28 @@ Result<SandboxRecord> FakeSandboxes::SetLabels(const std::string& id, std::map<s
   return *r;
 }
 
+Result<SandboxRecord> FakeSandboxes::SetNetwork(const std::string& id, const NetworkPolicy& p) {
+  std::lock_guard<std::mutex> l(mu_);
+  WARREN_RETURN_IF_ERROR(Enter("SetNetwork"));
+  if (p.network != "none" && p.network != "isolated" && p.network != "limited") {
+    return Status::InvalidArgument("unknown network policy '" + p.network + "' (none, isolated, limited)");
+  }
+  if (p.network != "limited" && !p.allow_hosts.empty()) return Status::InvalidArgument("allow_hosts needs network 'limited'");
+  std::vector<std::string> hosts;
+  if (p.network == "limited") {
+    WARREN_ASSIGN_OR_RETURN(HostAllowlist list, HostAllowlist::Parse(p.allow_hosts));
+    hosts = list.entries();
+  }
+  WARREN_ASSIGN_OR_RETURN(SandboxRecord * r, Load(id));
+  r->network = p.network;
+  r->allow_hosts = std::move(hosts);
+  r->allow_cidrs = p.allow_cidrs;
+  r->block_all = p.block_all;
+  r->dns = p.dns;
+  r->updated_at = clock_->NowMicros();
+  return *r;
+}
+
 Result<ExecResult> FakeSandboxes::RunCommand(const SandboxRecord& rec, const ExecRequest& req) {
   ExecHandler handler;
   {

@@ -74,6 +74,9 @@ class FakeSandboxes final : public Sandboxes {
   Result<SandboxRecord> Restore(const std::string& id) override;
   Result<QuotaInfo> DiskQuota(const std::string& id) override;
   Result<SandboxRecord> SetLabels(const std::string& id, std::map<std::string, std::string> labels) override;
+  // Validates like Create (network name, allow_hosts only for limited,
+  // HostAllowlist) and stores the policy; nothing is applied.
+  Result<SandboxRecord> SetNetwork(const std::string& id, const NetworkPolicy& policy) override;
   Result<ExecResult> Exec(const std::string& id, const ExecRequest& req) override;
   Result<SessionInfo> CreateSession(const std::string& id, const std::string& session_id,
                                     const SessionOptions& opts = {}) override;

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <random>
 
 #include "harness.h"
@@ -32,11 +33,19 @@ int Sh0(const std::string& cmd) {
   return rc.ok() ? *rc : -1;
 }
 
-// HTTP on 0.0.0.0:80 ("hello from <address the client reached>") and a raw
-// answer on 0.0.0.0:443 ("tls-port local=<address> got=<bytes>"), inside
-// network namespace `netns`.
+// HTTP on 0.0.0.0:80 ("hello from <address the client reached>"), a raw
+// answer on 0.0.0.0:443 ("tls-port local=<address> got=<bytes>"), and a
+// keep-alive HTTP/1.1 server on 0.0.0.0:8080 that answers every request on
+// a connection with "<request line> via <address>" (Content-Length framed)
+// and records each request line it served, inside network namespace
+// `netns`.
 class Hosts final {
  public:
+  std::vector<std::string> served() {
+    std::lock_guard<std::mutex> l(mu_);
+    return served_;
+  }
+
   ~Hosts() { Stop(); }
   bool Start(const std::string& netns) {
     std::atomic<int> ready{0};
@@ -69,16 +78,16 @@ class Hosts final {
       ready->store(2);
       return;
     }
-    UniqueFd http(Listen(80)), tls(Listen(443));
-    if (!http || !tls) {
+    UniqueFd http(Listen(80)), tls(Listen(443)), keep(Listen(8080));
+    if (!http || !tls || !keep) {
       ready->store(2);
       return;
     }
     ready->store(1);
     while (!stop_) {
-      pollfd p[2] = {{http.get(), POLLIN, 0}, {tls.get(), POLLIN, 0}};
-      if (poll(p, 2, 50) <= 0) continue;
-      for (int i = 0; i < 2; ++i) {
+      pollfd p[3] = {{http.get(), POLLIN, 0}, {tls.get(), POLLIN, 0}, {keep.get(), POLLIN, 0}};
+      if (poll(p, 3, 50) <= 0) continue;
+      for (int i = 0; i < 3; ++i) {
         if (!(p[i].revents & POLLIN)) continue;
         UniqueFd c(accept4(p[i].fd, nullptr, nullptr, SOCK_CLOEXEC));
         if (!c) continue;
@@ -87,6 +96,10 @@ class Hosts final {
         getsockname(c.get(), reinterpret_cast<sockaddr*>(&local), &len);
         char ip[INET_ADDRSTRLEN];
         inet_ntop(AF_INET, &local.sin_addr, ip, sizeof(ip));
+        if (i == 2) {
+          KeepAlive(c.get(), ip);
+          continue;
+        }
         std::string got;
         char buf[4096];
         while (got.size() < 65536 && (i == 1 ? got.empty() : got.find("\r\n\r\n") == std::string::npos)) {
@@ -102,8 +115,36 @@ class Hosts final {
       }
     }
   }
+  // Requests without bodies, one after another, until the client closes
+  // (or says nothing for 10 s).
+  void KeepAlive(int c, const char* ip) {
+    std::string got;
+    char buf[4096];
+    while (!stop_) {
+      size_t end = got.find("\r\n\r\n");
+      if (end != std::string::npos) {
+        std::string line = got.substr(0, got.find("\r\n"));
+        got.erase(0, end + 4);
+        {
+          std::lock_guard<std::mutex> l(mu_);
+          served_.push_back(line);
+        }
+        std::string body = line + " via " + ip + "\n";
+        std::string msg = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+        if (WriteAll(c, msg.data(), msg.size()) != 0) return;
+        continue;
+      }
+      pollfd r{c, POLLIN, 0};
+      if (poll(&r, 1, 10000) <= 0) return;
+      ssize_t n = read(c, buf, sizeof(buf));
+      if (n <= 0) return;
+      got.append(buf, static_cast<size_t>(n));
+    }
+  }
   std::atomic<bool> stop_{false};
   std::thread thread_;
+  std::mutex mu_;
+  std::vector<std::string> served_;
 };
 
 class EgressNet final {
@@ -158,6 +199,7 @@ class EgressNet final {
     up_ = false;
   }
   const std::string& name() const { return name_; }
+  std::vector<std::string> served() { return hosts_.served(); }
   std::map<std::string, std::string> Names() const {
     return {{"allowed.test", allowed_ip_}, {"denied.test", denied_ip_}, {"internal.test", internal_ip_}};
   }
@@ -268,6 +310,30 @@ TEST_F(EgressTest, AllowedHostReachableOthersRefusedWithTheReason) {
   EXPECT_GE(stats.dns_answers, 3);
 }
 
+// Every request on a kept-alive connection is checked: from the sandbox,
+// four pipelined requests on one connection to allowed.test:8080; the
+// third names denied.test. The first two are answered, the third gets the
+// 403 and the connection ends; the server never sees the third or fourth.
+TEST_F(EgressTest, EveryRequestOnAKeptAliveConnectionIsChecked) {
+  auto sb = Limited({"allowed.test", "denied.test"});
+  std::string req;
+  for (std::string host : {"allowed.test", "allowed.test", "denied.test", "allowed.test"}) {
+    req += "GET /" + std::to_string(req.size()) + " HTTP/1.1\\r\\nHost: " + host + "\\r\\n\\r\\n";
+  }
+  std::string out = Sh(sb.id, "printf '" + req + "' | nc -w 10 allowed.test 8080").stdout_data;
+  std::vector<std::string> served = net_.served();
+  ASSERT_EQ(served.size(), 2u) << out;
+  EXPECT_NE(out.find(served[0] + " via " + net_.allowed_ip_ + "\n"), std::string::npos) << out;
+  EXPECT_NE(out.find(served[1] + " via " + net_.allowed_ip_ + "\n"), std::string::npos) << out;
+  size_t refusal = out.find("HTTP/1.1 403 Forbidden\r\n");
+  ASSERT_NE(refusal, std::string::npos) << out;
+  EXPECT_GT(refusal, out.find(served[1] + " via "));
+  // denied.test is allowed too, but not on a connection opened for allowed.test.
+  EXPECT_NE(out.find("warren egress: request for denied.test on a connection opened for allowed.test"), std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("200 OK", refusal), std::string::npos) << out;
+}
+
 TEST_F(EgressTest, NothingElseLeavesAndOtherSandboxesCannotUseTheProxy) {
   auto limited = Limited({"allowed.test"});
   // Bytes that are neither TLS nor HTTP, to the allowed host's own address
@@ -296,6 +362,89 @@ TEST_F(EgressTest, NothingElseLeavesAndOtherSandboxesCannotUseTheProxy) {
   ASSERT_TRUE(rt_->Stop(limited.id).ok());
   ASSERT_TRUE(rt_->Start(limited.id).ok());
   EXPECT_EQ(Sh(limited.id, "wget -q -O - http://allowed.test/").stdout_data, "hello from " + net_.allowed_ip_ + "\n");
+}
+
+// SetNetwork on a running sandbox: no restart (same init), new
+// connections see the new policy at once, and the record keeps it.
+TEST_F(EgressTest, LivePolicyUpdateWithoutRestart) {
+  auto sb = Limited({"allowed.test"});
+  const pid_t init = sb.init_pid;
+  const std::string hello_allowed = "hello from " + net_.allowed_ip_ + "\n";
+  const std::string hello_denied = "hello from " + net_.denied_ip_ + "\n";
+  EXPECT_EQ(Sh(sb.id, "wget -q -O - http://allowed.test/").stdout_data, hello_allowed);
+  EXPECT_NE(Get(sb.id, "denied.test", "denied.test").find("host denied.test is not in this sandbox's allowed hosts"),
+            std::string::npos);
+
+  // Allowed -> refused (HTTP 403 from the proxy), and the reverse.
+  NetworkPolicy p;
+  p.network = "limited";
+  p.allow_hosts = {"Denied.test"};
+  auto up = rt_->SetNetwork(sb.id, p);
+  ASSERT_TRUE(up.ok()) << up.status().ToString();
+  EXPECT_EQ(up->allow_hosts, std::vector<std::string>{"denied.test"});
+  EXPECT_EQ(up->init_pid, init) << "not restarted";
+  EXPECT_EQ(up->ip, sb.ip);
+  std::string now_denied = Get(sb.id, "allowed.test", "allowed.test");
+  EXPECT_EQ(now_denied.rfind("HTTP/1.1 403 Forbidden", 0), 0u) << now_denied;
+  EXPECT_NE(now_denied.find("host allowed.test is not in this sandbox's allowed hosts"), std::string::npos) << now_denied;
+  EXPECT_EQ(Sh(sb.id, "wget -q -O - http://denied.test/").stdout_data, hello_denied);
+  EXPECT_EQ(rt_->Get(sb.id)->allow_hosts, std::vector<std::string>{"denied.test"}) << "persisted";
+
+  // limited -> isolated: straight out through NAT; the proxy sees nothing.
+  p = NetworkPolicy{};
+  p.network = "isolated";
+  ASSERT_TRUE(rt_->SetNetwork(sb.id, p).ok());
+  int64_t allowed_before = rt_->egress_proxy()->stats().allowed;
+  EXPECT_EQ(Sh(sb.id, "wget -q -O - http://" + net_.allowed_ip_ + "/").stdout_data, hello_allowed);
+  EXPECT_EQ(rt_->egress_proxy()->stats().allowed, allowed_before);
+
+  // -> none: the veth is gone (connect fails with ENETUNREACH), loopback stays.
+  p = NetworkPolicy{};
+  ASSERT_TRUE(rt_->SetNetwork(sb.id, p).ok());
+  EXPECT_EQ(rt_->Get(sb.id)->ip, "");
+  EXPECT_EQ(Sh(sb.id, "grep -c eth0 /proc/net/dev").stdout_data, "0\n");
+  auto cut = Sh(sb.id, "nc -w 3 " + net_.allowed_ip_ + " 80 </dev/null; echo rc=$?");
+  EXPECT_EQ(cut.stdout_data, "rc=1\n");
+  EXPECT_NE(cut.stderr_data.find("Network is unreachable"), std::string::npos) << cut.stderr_data;
+
+  // none -> limited again, still without a restart: veth, rules, the
+  // proxy's DNS in resolv.conf.
+  p.network = "limited";
+  p.allow_hosts = {"allowed.test"};
+  auto back = rt_->SetNetwork(sb.id, p);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->init_pid, init);
+  EXPECT_FALSE(back->ip.empty());
+  EXPECT_EQ(Sh(sb.id, "wget -q -O - http://allowed.test/").stdout_data, hello_allowed);
+  EXPECT_NE(Get(sb.id, "denied.test", "denied.test").find("host denied.test is not in this sandbox's allowed hosts"),
+            std::string::npos);
+
+  // Bad policies are refused and change nothing.
+  p.allow_hosts = {"*.test"};
+  EXPECT_EQ(rt_->SetNetwork(sb.id, p).status().code(), Code::kInvalidArgument);
+  p.network = "isolated";
+  p.allow_hosts = {"allowed.test"};
+  EXPECT_EQ(rt_->SetNetwork(sb.id, p).status().code(), Code::kInvalidArgument);
+  p.network = "open";
+  p.allow_hosts = {};
+  EXPECT_EQ(rt_->SetNetwork(sb.id, p).status().code(), Code::kInvalidArgument);
+  p.network = "isolated";
+  p.allow_cidrs = {"10.0.0.1/8"};
+  EXPECT_EQ(rt_->SetNetwork(sb.id, p).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(rt_->SetNetwork("sbx_nosuch", NetworkPolicy{}).status().code(), Code::kNotFound);
+  EXPECT_EQ(rt_->Get(sb.id)->network, "limited");
+  EXPECT_EQ(Sh(sb.id, "wget -q -O - http://allowed.test/").stdout_data, hello_allowed);
+
+  // A stopped sandbox takes the policy at its next start.
+  ASSERT_TRUE(rt_->Stop(sb.id).ok());
+  p = NetworkPolicy{};
+  p.network = "limited";
+  p.allow_hosts = {"denied.test"};
+  ASSERT_TRUE(rt_->SetNetwork(sb.id, p).ok());
+  ASSERT_TRUE(rt_->Start(sb.id).ok());
+  EXPECT_EQ(Sh(sb.id, "wget -q -O - http://denied.test/").stdout_data, hello_denied);
+  EXPECT_NE(Get(sb.id, "allowed.test", "allowed.test").find("host allowed.test is not in this sandbox's allowed hosts"),
+            std::string::npos);
 }
 
 TEST_F(EgressTest, BadPoliciesRefused) {
