@@ -18,17 +18,31 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <thread>
 
+#include "common/log.h"
 #include "common/unique_fd.h"
+#include "sandbox/init/exec_protocol.h"
 #include "sandbox/mounts.h"
 #include "sandbox/sys.h"
 
 // The static warren-init binary (init/warren_init.c), embedded at build time.
 extern "C" const unsigned char warren_init_blob[];
 extern "C" const unsigned char warren_init_blob_end[];
+// The static warren-exec binary (init/warren_exec.c), embedded at build time.
+extern "C" const unsigned char warren_exec_blob[];
+extern "C" const unsigned char warren_exec_blob_end[];
 
 namespace warren::sandbox {
+
+namespace {
+std::atomic<SpawnMethod> g_spawn_method{SpawnMethod::kVfork};
+}  // namespace
+
+void SetSpawnMethod(SpawnMethod method) { g_spawn_method.store(method, std::memory_order_relaxed); }
+SpawnMethod GetSpawnMethod() { return g_spawn_method.load(std::memory_order_relaxed); }
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -79,19 +93,125 @@ int LoopbackUp() {
   return rc;
 }
 
-// A sealed, executable memfd holding warren-init, or -1. Async-signal-safe.
-int MemfdWithInit() {
+// A sealed, executable, close-on-exec memfd holding [begin, end), or -1.
+// Async-signal-safe.
+int MemfdWithBlob(const char* name, const unsigned char* begin, const unsigned char* end) {
   constexpr unsigned kMfdExec = 0x10;  // MFD_EXEC (6.3+): executable even under vm.memfd_noexec=1
-  int fd = memfd_create("warren-init", MFD_CLOEXEC | MFD_ALLOW_SEALING | kMfdExec);
-  if (fd < 0 && errno == EINVAL) fd = memfd_create("warren-init", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING | kMfdExec);
+  if (fd < 0 && errno == EINVAL) fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) return -1;
-  size_t n = static_cast<size_t>(warren_init_blob_end - warren_init_blob);
-  if (WriteAll(fd, warren_init_blob, n) < 0 ||
+  size_t n = static_cast<size_t>(end - begin);
+  if (WriteAll(fd, begin, n) < 0 ||
       fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
     close(fd);
     return -1;
   }
   return fd;
+}
+
+// A sealed, executable memfd holding warren-init, or -1. Async-signal-safe.
+int MemfdWithInit() { return MemfdWithBlob("warren-init", warren_init_blob, warren_init_blob_end); }
+
+// warren-exec as a sealed memfd, made once and kept for the life of the
+// process (close-on-exec), or -1 when the kernel refuses (then exec falls
+// back to fork). Thread-safe.
+int ExecHelperFd() {
+  static const int fd = [] {
+    int f = MemfdWithBlob("warren-exec", warren_exec_blob, warren_exec_blob_end);
+    if (f < 0) {
+      log::Warn("sandbox.exec_helper_unavailable",
+                Json{{"error", strerror(errno)}, {"fallback", "fork"}});
+    }
+    return f;
+  }();
+  return fd;
+}
+
+// --- vfork-style spawning -------------------------------------------------
+//
+// CloneVfork runs fn(arg) in a child created with clone(CLONE_VM |
+// CLONE_VFORK): the child shares the caller's memory instead of copying it,
+// and the calling thread is suspended by the kernel until the child execs
+// (its mm is replaced) or exits. That is what posix_spawn does (glibc
+// sysdeps/unix/sysv/linux/spawni.c), and its constraints bind `fn`:
+//  - Stack: `fn` runs on a private 256 KiB mmap'd stack (guard page below),
+//    never on the caller's: it must not return into the caller's frames,
+//    and the caller's stack is live memory. The stack is unmapped when
+//    CloneVfork returns, i.e. once the child has exec'd or exited: a child
+//    that outlives that point must be on its own mm (have exec'd, or be a
+//    fork of the child, which copies the stack).
+//  - Memory: `fn` may read the caller's memory (its plan, prepared before)
+//    and write only its own stack and the `err` slot of its argument, which
+//    the caller reads after CloneVfork returns. No malloc, no locks, no
+//    stdio: the parent thread may have been stopped holding none of them,
+//    but other threads of the caller keep running and own them.
+//  - TLS: no CLONE_SETTLS, so `fn` runs with the calling thread's TLS. That
+//    thread is suspended, so nothing else touches it concurrently, but the
+//    glibc wrappers the child calls write errno there: errno is unspecified
+//    when CloneVfork returns (it reports errors in its result instead).
+//    The cached tid in that TLS is the parent's: no raise()/pthread_* in
+//    the child.
+//  - Signals: every signal, glibc's internal ones included, is blocked in
+//    the calling thread around the clone (restored after), so no handler of
+//    the caller ever runs on the child, which inherits that mask. The child
+//    never unblocks: execve resets handled signals to SIG_DFL, and the
+//    program it execs sets its own mask (warren-exec resets dispositions
+//    and mask; a fork of the child restores what it needs). SIGKILL needs
+//    no unblocking.
+//  - No CLONE_FS: the child has its own cwd/root (it may chdir), and
+//    setns(CLONE_NEWNS) needs fs->users == 1. No CLONE_THREAD/SIGHAND:
+//    the child is its own thread group (exit_group ends only it).
+//  - What the child cannot do on a shared mm: setns(CLONE_NEWUSER) fails
+//    with EINVAL while mm_users > 1. That is why the exec path execs
+//    warren-exec first, which joins the sandbox on its own mm.
+// Returns the child's pid, or -errno. With `pidfd`, a pidfd of the child is
+// stored there (CLONE_PIDFD: no pid-reuse race).
+pid_t CloneVfork(int (*fn)(void*), void* arg, int* pidfd) {
+  constexpr size_t kGuard = 4096;
+  constexpr size_t kStack = 256 * 1024;
+  void* mem = mmap(nullptr, kGuard + kStack, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+  if (mem == MAP_FAILED) return -errno;
+  if (mprotect(mem, kGuard, PROT_NONE) != 0) {
+    int e = errno;
+    munmap(mem, kGuard + kStack);
+    return -e;
+  }
+  // Raw rt_sigprocmask: glibc's wrappers refuse to block its internal
+  // signals (SIGCANCEL, SIGSETXID), which posix_spawn also blocks here.
+  uint64_t all = ~0ULL, old = 0;
+  syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all, &old, sizeof(all));
+  int flags = CLONE_VM | CLONE_VFORK | SIGCHLD | (pidfd != nullptr ? CLONE_PIDFD : 0);
+  pid_t pid = clone(fn, static_cast<char*>(mem) + kGuard + kStack, flags, arg, pidfd);
+  int clone_errno = errno;
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, nullptr, sizeof(old));
+  munmap(mem, kGuard + kStack);
+  return pid < 0 ? -clone_errno : pid;
+}
+
+// The plan of a vfork-style exec: read-only for the child but for `err`.
+struct VforkExec {
+  int exe_fd;             // the program (an fd: no path lookup in the child)
+  char* const* argv;      // NULL-terminated
+  char* const* envp;      // NULL-terminated
+  const int* keep_fds;    // fds to pass on: their close-on-exec flag is cleared
+  size_t nkeep;
+  volatile int err = 0;   // set by the child when it fails before or at execveat
+};
+
+// Runs on CloneVfork's stack, sharing the caller's memory (see above): only
+// fd-table calls (the fd table is the child's own copy) and execveat.
+int VforkExecChild(void* arg) {
+  auto* x = static_cast<VforkExec*>(arg);
+  for (size_t i = 0; i < x->nkeep; ++i) {
+    if (x->keep_fds[i] >= 0 && fcntl(x->keep_fds[i], F_SETFD, 0) != 0) {
+      x->err = errno != 0 ? errno : EBADF;
+      _exit(127);
+    }
+  }
+  syscall(SYS_execveat, x->exe_fd, "", x->argv, x->envp, AT_EMPTY_PATH);
+  x->err = errno != 0 ? errno : ENOEXEC;
+  _exit(127);
 }
 
 // Runs in the cloned child: pid 1 of the new namespaces.
@@ -238,6 +358,27 @@ bool WaitReadable(int fd, std::chrono::milliseconds timeout) {
   return rc > 0;
 }
 
+// The init's helper: chdir into the rootfs (the cwd the init inherits, see
+// InitMain), clone the init into new namespaces, report its pid on the
+// control socket, exit. Runs vfork-style (CloneVfork: only syscalls on the
+// plan; its chdir changes its own fs_struct, not the caller's) or in a fork.
+int InitHelper(void* arg) {
+  const InitPlan& plan = *static_cast<const InitPlan*>(arg);
+  if (chdir(plan.rootfs) != 0) {
+    int32_t e = -errno;
+    (void)send(plan.sock, &e, sizeof(e), MSG_NOSIGNAL);
+    _exit(1);
+  }
+  // Fork semantics: the init gets its own copy of this mm (and of the
+  // helper's stack, on which it continues).
+  pid_t init = SysCloneFork(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS |
+                            CLONE_NEWIPC);
+  if (init == 0) InitMain(plan);
+  int32_t v = init < 0 ? -errno : init;
+  (void)send(plan.sock, &v, sizeof(v), MSG_NOSIGNAL);
+  _exit(init < 0 ? 1 : 0);
+}
+
 }  // namespace
 
 Result<InitHandle> SpawnInit(const InitSpec& spec, CgroupManager& cgroups, const std::string& cgroup_name) {
@@ -259,23 +400,23 @@ Result<InitHandle> SpawnInit(const InitSpec& spec, CgroupManager& cgroups, const
   InitPlan plan{child_sock.get(),      spec.rootfs.c_str(), spec.hostname.c_str(), spec.hostname.size(),
                 spec.binds.data(),     spec.binds.size(),   bind_rel.data()};
 
-  pid_t helper = fork();
-  if (helper < 0) return ErrnoStatus("fork");
-  if (helper == 0) {
-    // Helper: clone the init into new namespaces, report its pid, exit so
-    // the init is reparented away from the caller. The rootfs directory
-    // becomes the cwd the init inherits (see InitMain).
-    if (chdir(plan.rootfs) != 0) {
-      int32_t e = -errno;
-      (void)send(plan.sock, &e, sizeof(e), MSG_NOSIGNAL);
-      _exit(1);
-    }
-    pid_t init = SysCloneFork(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS |
-                              CLONE_NEWIPC);
-    if (init == 0) InitMain(plan);
-    int32_t v = init < 0 ? -errno : init;
-    (void)send(plan.sock, &v, sizeof(v), MSG_NOSIGNAL);
-    _exit(init < 0 ? 1 : 0);
+  // The helper (InitHelper) clones the init and exits, so the init is
+  // reparented away from the caller. With kVfork it runs vfork-style on the
+  // caller's memory (its work is two syscalls); the init it clones is then
+  // the only copy of the caller's address space, and lives until it execs
+  // warren-init at the end of its setup. The init cannot be vfork-style
+  // itself: it waits mid-setup for the host (id maps, cgroups, mount fds),
+  // so the caller cannot be suspended until its exec, and it cannot share
+  // the caller's memory while running (its setup is not confined to a
+  // pre-computed plan, and it would share the caller's TLS concurrently).
+  pid_t helper;
+  if (GetSpawnMethod() == SpawnMethod::kVfork) {
+    helper = CloneVfork(InitHelper, &plan, nullptr);
+    if (helper < 0) return Status::FromErrno(-helper, "clone");
+  } else {
+    helper = fork();
+    if (helper < 0) return ErrnoStatus("fork");
+    if (helper == 0) InitHelper(&plan);
   }
   child_sock.reset();
   int st;
@@ -328,12 +469,9 @@ Result<InitHandle> SpawnInit(const InitSpec& spec, CgroupManager& cgroups, const
 
 namespace {
 
-// Tagged messages on the exec report pipe (atomic: < PIPE_BUF).
-struct ReportMsg {
-  char tag;  // 'P' = pid of the command (host pid), 'E' = exec errno, 'S' = setup errno
-  int32_t value;
-  char where[32];
-};
+// Tagged messages on the exec report pipe (atomic: < PIPE_BUF); the same
+// records in both methods (see init/exec_protocol.h).
+using ReportMsg = warren_exec_report;
 
 [[noreturn]] void ExecFail(int fd, char tag, const char* where, int err) {
   ReportMsg m;
@@ -387,7 +525,8 @@ struct ExecPlan {
   report = 3;
   if (cmd >= 0 && dup2(cmd, 4) < 0) ExecFail(report, 'S', "dup2 command channel", errno);
   close_range(cmd >= 0 ? 5 : 4, ~0U, 0);
-  signal(SIGPIPE, SIG_DFL);
+  // Dispositions the host set to SIG_IGN would survive execve.
+  for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -499,6 +638,74 @@ struct ChildArgs {
   std::vector<const char*> procs;
 };
 
+// Lower-case hex of `n` bytes.
+std::string Hex(const void* data, size_t n) {
+  static const char kDigits[] = "0123456789abcdef";
+  const auto* b = static_cast<const unsigned char*>(data);
+  std::string out(2 * n, '0');
+  for (size_t i = 0; i < n; ++i) {
+    out[2 * i] = kDigits[b[i] >> 4];
+    out[2 * i + 1] = kDigits[b[i] & 15];
+  }
+  return out;
+}
+
+// Starts the intermediate of an exec for `p` and returns its pid (a child
+// of the caller); *mid_fd gets its pidfd. kVfork: warren-exec, exec'd
+// vfork-style (CloneVfork) with the plan as its argv (exec_protocol.h), so
+// the kernel copies the plan into the new process and nothing the caller
+// owns has to outlive this call. kFork: a fork running ExecIntermediate.
+Result<pid_t> StartIntermediate(const ExecPlan& p, UniqueFd* mid_fd) {
+  int exe = GetSpawnMethod() == SpawnMethod::kVfork ? ExecHelperFd() : -1;
+  if (exe < 0) {
+    pid_t mid = fork();
+    if (mid < 0) return ErrnoStatus("fork");
+    if (mid == 0) ExecIntermediate(p);
+    mid_fd->reset(SysPidfdOpen(mid, 0));
+    return mid;
+  }
+  // Every string first, then the pointers into them (a growing vector of
+  // strings would move them).
+  std::vector<std::string> nums = {
+      std::to_string(p.report_wr), std::to_string(p.pidfd),  std::to_string(p.in_rd),
+      std::to_string(p.out_wr),    std::to_string(p.err_wr), std::to_string(p.tty_fd),
+      std::to_string(p.cmd_rd),    std::to_string(p.uid),    std::to_string(p.gid),
+      std::to_string(p.caps.mask), std::to_string(p.nprocs)};
+  std::string seccomp = Hex(p.seccomp->data(), p.seccomp->size() * sizeof(sock_filter));
+  static char kName[] = "warren-exec";
+  std::vector<char*> argv;
+  argv.reserve(WARREN_EXEC_FIXED_ARGS + p.nprocs + 8);
+  argv.push_back(kName);
+  for (auto& n : nums) argv.push_back(n.data());
+  argv.push_back(seccomp.data());
+  argv.push_back(const_cast<char*>(p.cwd));
+  argv.push_back(const_cast<char*>(p.path_env));
+  for (size_t i = 0; i < p.nprocs; ++i) argv.push_back(const_cast<char*>(p.procs_files[i]));
+  for (char* const* a = p.argv; *a != nullptr; ++a) argv.push_back(*a);
+  argv.push_back(nullptr);
+  // The fds warren-exec uses; the host's ends of the pipes stay
+  // close-on-exec and so never reach it.
+  int keep[] = {p.report_wr, p.pidfd, p.in_rd, p.out_wr, p.err_wr, p.tty_fd, p.cmd_rd};
+  VforkExec x;
+  x.exe_fd = exe;
+  x.argv = argv.data();
+  x.envp = p.envp;
+  x.keep_fds = keep;
+  x.nkeep = sizeof(keep) / sizeof(keep[0]);
+  int pidfd = -1;
+  pid_t mid = CloneVfork(VforkExecChild, &x, &pidfd);
+  if (mid < 0) return Status::FromErrno(-mid, "clone warren-exec");
+  UniqueFd fd(pidfd);
+  if (x.err != 0) {
+    int e = x.err;
+    while (waitpid(mid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    return Status::FromErrno(e, "exec warren-exec");
+  }
+  *mid_fd = std::move(fd);
+  return mid;
+}
+
 }  // namespace
 
 Result<ExecResult> ExecInSandbox(pid_t init_pid, const std::vector<std::string>& procs_files,
@@ -519,10 +726,10 @@ Result<ExecResult> ExecInSandbox(pid_t init_pid, const std::vector<std::string>&
                 {in.wr.get(), out.rd.get(), err.rd.get(), report.rd.get(), -1},
                 -1,            -1};
 
-  pid_t mid = fork();
-  if (mid < 0) return ErrnoStatus("fork");
-  if (mid == 0) ExecIntermediate(plan);
-  UniqueFd mid_fd(SysPidfdOpen(mid, 0));
+  UniqueFd mid_fd;
+  auto started = StartIntermediate(plan, &mid_fd);
+  if (!started.ok()) return started.status();
+  pid_t mid = *started;
   in.rd.reset();
   out.wr.reset();
   err.wr.reset();
@@ -732,12 +939,11 @@ Result<SandboxProcess> SpawnInSandbox(pid_t init_pid, const std::vector<std::str
                 args.path_env.c_str(), spec.uid,     spec.gid,          &seccomp,          caps,
                 {fd_or(in.wr), fd_or(out.rd), fd_or(err.rd), report.rd.get(), fd_or(cmd.wr)},
                 spec.tty_fd,      fd_or(cmd.rd)};
-  pid_t mid = fork();
-  if (mid < 0) return ErrnoStatus("fork");
-  if (mid == 0) ExecIntermediate(plan);
   SandboxProcess proc;
+  auto started = StartIntermediate(plan, &proc.mid_pidfd);
+  if (!started.ok()) return started.status();
+  pid_t mid = *started;
   proc.mid = mid;
-  proc.mid_pidfd.reset(SysPidfdOpen(mid, 0));
   in.rd.reset();
   out.wr.reset();
   err.wr.reset();

@@ -3,7 +3,11 @@
 // command inside a running sandbox by joining those namespaces from the host
 // (setns through a pidfd) - no agent runs inside the sandbox.
 //
-// Child-side code between fork/clone and execve only uses data prepared on
+// Host-side processes are started without copying the caller's address
+// space (see SpawnMethod): the runtime usually lives in a large,
+// multi-threaded server, where a fork() costs a page-table copy and then a
+// copy-on-write fault for every page the server writes while the child
+// lives. Child-side code between clone and execve only uses data prepared on
 // the host beforehand and async-signal-safe calls, so the runtime may be
 // called from a multi-threaded program. Thread-safety: functions are
 // reentrant; callers serialise operations on one sandbox.
@@ -31,6 +35,23 @@ namespace warren::sandbox {
 // A host directory mounted into the sandbox as an idmapped bind (on-disk
 // ids 0..65535 appear as the sandbox's own ids, whatever its host range), so
 // one volume can be shared by sandboxes with different id ranges. At most 16.
+// How SpawnInit, ExecInSandbox and SpawnInSandbox start their host-side
+// processes.
+//  - kVfork (default): posix_spawn-style. clone(CLONE_VM | CLONE_VFORK) on a
+//    private mmap'd stack, the calling thread suspended until the child
+//    execs or exits; nothing of the caller's memory is copied. An exec's
+//    intermediate (which joins the sandbox and lives as long as the command)
+//    is the embedded program warren-exec (init/warren_exec.c), exec'd from a
+//    sealed memfd. The sandbox init's short-lived helper runs vfork-style;
+//    the init itself is still a copy of the caller until it execs
+//    warren-init (it must wait for the host mid-setup, see process.cc).
+//  - kFork: fork() of the caller (the former way). Kept as the benchmark
+//    peer, and used when warren-exec cannot be made (memfd exec refused).
+// Process-wide; set it before starting work (benchmarks, tests).
+enum class SpawnMethod { kVfork, kFork };
+void SetSpawnMethod(SpawnMethod method);
+SpawnMethod GetSpawnMethod();
+
 struct BindSpec {
   std::string host_path;     // absolute host path (host-trusted; see host_dir)
   std::string sandbox_path;  // absolute path inside the sandbox
@@ -119,7 +140,9 @@ struct SpawnSpec {
 // Owner of a process started by SpawnInSandbox. `pid` is the program's host
 // pid; `mid` is the host-side intermediate (a child of the caller, inside
 // the sandbox's cgroup) that waits for it and exits with its status
-// (128+N for signal N). Destruction SIGKILLs the program's process group
+// (128+N for signal N). With SpawnMethod::kVfork the intermediate is
+// warren-exec: it owns all of its (few KB of) memory, so nothing here has to
+// outlive it; with kFork it is a copy of the caller. Destruction SIGKILLs the program's process group
 // and reaps the intermediate. Move-only; not thread-safe (one owner).
 class SandboxProcess final {
  public:

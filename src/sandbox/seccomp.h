@@ -27,6 +27,8 @@ class SeccompProgram final {
   // no_new_privs or CAP_SYS_ADMIN. 0 or -errno.
   int Install() const;
   size_t size() const { return filter_.size(); }
+  // The compiled program (size() instructions), e.g. to hand to warren-exec.
+  const sock_filter* data() const { return filter_.data(); }
 
  private:
   std::vector<sock_filter> filter_;
