@@ -93,6 +93,9 @@ Result<std::optional<WorkItem>> HttpWorkSource::Poll(int block_ms, int64_t recla
     if (cancel_.cancelled()) return std::optional<WorkItem>();
     return j.status();
   }
+  if (!accepted_.exchange(true))
+    log::Info("orchestrator.environment_accepted",
+              {{"environment_id", options_.environment_id}, {"orchestrator_id", options_.orchestrator_id}});
   if (j->is_null()) return std::optional<WorkItem>();
   WARREN_ASSIGN_OR_RETURN(WorkItem w, ParseWorkItem(*j));
   if (w.environment_id.empty()) w.environment_id = options_.environment_id;

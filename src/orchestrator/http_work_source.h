@@ -80,6 +80,7 @@ class HttpWorkSource final : public WorkSource {
 
   HttpWorkSourceOptions options_;
   CancelToken cancel_;
+  std::atomic<bool> accepted_{false};  // a poll succeeded (logged once)
 };
 
 // The Status for an HTTP answer (OK for 2xx), with the error message of the
