@@ -638,7 +638,12 @@ TEST_F(OrchestratorTest, RefusedEnvironmentStopsClaimingAndKeepsRunners) {
     source.poll_error = Status::Conflict("environment env_1 is served by another orchestrator (id orch_b)")
                             .WithDetailCode(kEnvironmentHeldCode);
   }
-  ASSERT_TRUE(WaitFor([&] { return o->refused(); }));
+  // Refused, and told (the callback runs on the poll thread right after
+  // the flag is set).
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> l(cb_mu);
+    return o->refused() && !refusals.empty();
+  }));
   {
     std::lock_guard<std::mutex> l(source.mu);
     source.poll_error = Status::Ok();  // even if it would be accepted again: the loop has ended

@@ -373,8 +373,8 @@ Status WorkQueue::HoldEnvironment(const std::string& environment_id, const std::
   std::snprintf(wait, sizeof wait, "%.1f", static_cast<double>(options_.orchestrator_ttl_ms) / 1000.0);
   return Status::Conflict("environment " + environment_id + " is served by another orchestrator (id " +
                           h.orchestrator_id + ", host " + (h.host.empty() ? "unknown" : h.host) + ", last seen " +
-                          age + " s ago); one orchestrator serves an environment at a time: stop that one, or this "
-                          "one is accepted once it has not polled for " + wait +
+                          age + " s ago); one orchestrator serves an environment at a time: stop that one, or wait: "
+                          "this one is accepted once that one has not polled for " + wait +
                           " s. See docs/ORCHESTRATOR.md, \"Several orchestrators\"")
       .WithDetailCode(kEnvironmentHeldCode);
 }
