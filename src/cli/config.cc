@@ -63,6 +63,7 @@ std::vector<Key> Keys(ServeConfig* c) {
        &c->orchestrator_session_check_interval_ms},
       {"orchestrator.reclaim_older_than_ms", "WARREN_ORCHESTRATOR_RECLAIM_OLDER_THAN_MS", Key::kInt,
        &c->orchestrator_reclaim_older_than_ms},
+      {"orchestrator.holder_ttl_ms", "WARREN_ORCHESTRATOR_HOLDER_TTL_MS", Key::kInt, &c->orchestrator_holder_ttl_ms},
       {"orchestrator.unrestricted_network", "WARREN_ORCHESTRATOR_UNRESTRICTED_NETWORK", Key::kString,
        &c->orchestrator_unrestricted_network},
       {"orchestrator.webhook_secret", "WARREN_ORCHESTRATOR_WEBHOOK_SECRET", Key::kString,
@@ -152,6 +153,8 @@ Status Check(const ServeConfig& c) {
     return Status::InvalidArgument("orchestrator.runner_max_relaunches must be 0..100");
   if (c.orchestrator_relaunch_initial_ms < 1 || c.orchestrator_relaunch_initial_ms > 600000)
     return Status::InvalidArgument("orchestrator.relaunch_initial_ms must be 1..600000");
+  if (c.orchestrator_holder_ttl_ms < 1000 || c.orchestrator_holder_ttl_ms > 3600000)
+    return Status::InvalidArgument("orchestrator.holder_ttl_ms must be 1000..3600000");
   if (c.orchestrator_reclaim_older_than_ms < 1)
     return Status::InvalidArgument("orchestrator.reclaim_older_than_ms must be at least 1");
   if (c.orchestrator_unrestricted_network != "isolated" && c.orchestrator_unrestricted_network != "none")

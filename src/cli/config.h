@@ -66,6 +66,10 @@ struct ServeConfig {
   int orchestrator_janitor_concurrency = 4;  // lifecycle actions (stop, archive, delete) at once, one per sandbox
   int orchestrator_session_check_interval_ms = 30000;
   int orchestrator_reclaim_older_than_ms = 2000;
+  // One orchestrator per environment (docs/ORCHESTRATOR.md "Several
+  // orchestrators"): the holder keeps an environment this long after its
+  // last poll; then another orchestrator may take it over.
+  int orchestrator_holder_ttl_ms = 30000;
   // The network of a cloud environment with `networking: unrestricted`:
   // "isolated" (NAT egress; host, private and metadata addresses blocked)
   // or "none" (offline sandboxes).

@@ -101,6 +101,25 @@ TEST(ConfigTest, EngineToolThreadsPerServer) {
   EXPECT_FALSE(ApplyConfigJson(Json{{"engine_tool_threads_per_server", "4"}}, &c).ok());
 }
 
+// The environment holder's TTL (docs/ORCHESTRATOR.md "Several orchestrators").
+TEST(ConfigTest, OrchestratorHolderTtl) {
+  ServeConfig c;
+  EXPECT_EQ(c.orchestrator_holder_ttl_ms, 30000);
+  ASSERT_TRUE(ApplyConfigJson(Json{{"orchestrator", {{"holder_ttl_ms", 2000}}}}, &c).ok());
+  EXPECT_EQ(c.orchestrator_holder_ttl_ms, 2000);
+  auto env = [](const char* n) -> const char* {
+    return std::string(n) == "WARREN_ORCHESTRATOR_HOLDER_TTL_MS" ? "5000" : nullptr;
+  };
+  ASSERT_TRUE(ApplyEnvironment(&c, env).ok());
+  EXPECT_EQ(c.orchestrator_holder_ttl_ms, 5000);
+  for (int bad : {0, 999, 3600001}) {
+    ServeConfig d;
+    Status st = ApplyConfigJson(Json{{"orchestrator.holder_ttl_ms", bad}}, &d);
+    EXPECT_FALSE(st.ok()) << bad;
+    EXPECT_NE(st.message().find("orchestrator.holder_ttl_ms"), std::string::npos) << st.ToString();
+  }
+}
+
 TEST(ConfigTest, SandboxKeysNestedFlatAndEnvironment) {
   ServeConfig c;
   EXPECT_FALSE(c.sandbox_enabled.has_value());

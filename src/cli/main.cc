@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <chrono>
 #include <thread>
+#include <mutex>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -46,6 +47,7 @@
 #endif
 #ifdef WARREN_HAVE_ORCHESTRATOR
 #include "orchestrator/http_work_source.h"
+#include "orchestrator/identity.h"
 #include "orchestrator/local_work_source.h"
 #include "orchestrator/orchestrator.h"
 #include "orchestrator/networking.h"
@@ -321,6 +323,7 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   std::string orch_off_reason;
   std::string runner_path = FindRunner(cfg.orchestrator_runner_path);
   UniqueFd orch_lock;
+  orchestrator::OrchestratorIdentity orch_identity;  // one orchestrator per environment
   if (!cfg.orchestrator_enabled.value_or(true)) {
     orch_off_reason = "disabled (--no-orchestrator or orchestrator.enabled=false)";
   } else if (runner_path.empty()) {
@@ -336,7 +339,10 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
       orch_lock.reset(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
       if (!orch_lock || !FlockWithGrace(orch_lock.get())) {
         orch_off_reason = "another orchestrator holds " + lock_path;
+      } else if (auto id = orchestrator::LoadIdentity(sb_opts.runtime.data_dir); !id.ok()) {
+        orch_off_reason = "orchestrator id: " + id.status().ToString();
       } else {
+        orch_identity = *id;
         orch_runtime = *rt;
       }
     }
@@ -346,6 +352,7 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   queue::WorkQueueOptions queue_opts;
   queue_opts.default_ttl_seconds = cfg.work_lease_ttl_seconds;
   queue_opts.min_ttl_seconds = std::min(queue_opts.min_ttl_seconds, cfg.work_lease_ttl_seconds);
+  queue_opts.orchestrator_ttl_ms = cfg.orchestrator_holder_ttl_ms;
 #ifdef WARREN_HAVE_ORCHESTRATOR
   queue_opts.cloud_queues = orch_runtime != nullptr;
   service.set_cloud_tool_results(orch_runtime != nullptr);
@@ -462,6 +469,9 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
                                 const std::string& session_id, const std::string& message) {
       return ReportSessionFailure(st, b, observers, session_id, message);
     };
+    src_opts.orchestrator_id = orch_identity.id;
+    src_opts.orchestrator_host = orch_identity.host;
+    src_opts.refused_retry = std::chrono::milliseconds(cfg.orchestrator_holder_ttl_ms);
     orch_source = std::make_unique<orchestrator::LocalWorkSource>(&work_queue, store.get(), src_opts);
     orch_host = std::make_unique<orchestrator::RuntimeSandboxHost>(orch_runtime);
     orchestrator::OrchestratorOptions oo;
@@ -500,6 +510,7 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
     log::Info("serve.orchestrator", {{"enabled", true}, {"runner", runner_path}, {"socket", sopts.listen},
                                      {"sandbox_data_dir", sb_opts.runtime.data_dir},
                                      {"self_hosted", cfg.orchestrator_self_hosted},
+                                     {"orchestrator_id", orch_identity.id},
                                      {"wake_up", webhook_verifier ? "webhook" : "poll"}});
   } else {
     log::Info("serve.orchestrator", {{"enabled", false}, {"reason", orch_off_reason}});
@@ -582,6 +593,11 @@ int Standalone(StandaloneArgs a) {
   if (!lock || !FlockWithGrace(lock.get()))
     return Fail(Status::Unavailable("another orchestrator is using " + ro.data_dir +
                                     " (one orchestrator per sandbox data dir; docs/ORCHESTRATOR.md)"));
+  // Its stable id (DATA_DIR/orchestrator.id): one orchestrator serves an
+  // environment at a time; a replacement on this data dir is the same one
+  // (docs/ORCHESTRATOR.md, "Several orchestrators").
+  auto identity = orchestrator::LoadIdentity(ro.data_dir);
+  if (!identity.ok()) return Fail(identity.status().WithContext("orchestrator id"));
   auto rt = sandbox::SandboxRuntime::Open(ro);
   if (!rt.ok()) return Fail(rt.status().WithContext("sandbox runtime"));
   // The runners reach --base-url through the relay: a unix socket in
@@ -617,6 +633,8 @@ int Standalone(StandaloneArgs a) {
   so.environment_id = a.environment_id;
   so.environment_key = a.environment_key;
   so.held = held->get();
+  so.orchestrator_id = identity->id;
+  so.orchestrator_host = identity->host;
   orchestrator::HttpWorkSource source(so);
   orchestrator::RuntimeSandboxHost host(rt->get());
   orchestrator::OrchestratorOptions oo;
@@ -653,6 +671,18 @@ int Standalone(StandaloneArgs a) {
     oo.poll_continuously = false;
     oo.fallback_drain = std::chrono::milliseconds(std::max(100, a.fallback_drain_ms));
   }
+  // Another orchestrator serves the environment (409 at start, or it took
+  // over after this one was frozen past the holder TTL): exit non-zero with
+  // the service's message. Runners keep serving their leases.
+  std::mutex refused_mu;
+  Status refused;
+  oo.on_environment_refused = [&](const Status& s) {
+    {
+      std::lock_guard<std::mutex> l(refused_mu);
+      refused = s;
+    }
+    ::kill(::getpid(), SIGTERM);  // wakes the sigwait below (blocked in every thread)
+  };
   orchestrator::Orchestrator orch(&source, &host, Clock::Real(), oo);
   std::atomic<bool> closing{false};
   std::unique_ptr<http::HttpServer> webhook_server;
@@ -680,7 +710,8 @@ int Standalone(StandaloneArgs a) {
     std::printf("Webhook receiver on %s%s\n", webhook_server->url().c_str(), kOrchestratorWebhookPath);
   }
   log::Info("orchestrator.standalone", {{"base_url", a.base_url}, {"environment_id", a.environment_id},
-                                        {"data_dir", ro.data_dir}, {"runner", runner}, {"network", a.network},
+                                        {"data_dir", ro.data_dir}, {"orchestrator_id", identity->id},
+                                        {"host", identity->host}, {"runner", runner}, {"network", a.network},
                                         {"runner_base_url", runner_base_url}, {"relay", relay != nullptr},
                                         {"wake_up", webhook_server ? "webhook" : "poll"}});
   std::printf("Warren orchestrator serving %s at %s\n", a.environment_id.c_str(), a.base_url.c_str());
@@ -694,6 +725,10 @@ int Standalone(StandaloneArgs a) {
   // Like `warren serve`: the loop pool is unmounted when no sandbox runs.
   if (Status u = (*rt)->UnmountPoolIfIdle(); !u.ok() && u.code() != Code::kFailedPrecondition)
     log::Warn("orchestrator.unmount_failed", {{"error", u.ToString()}});
+  {
+    std::lock_guard<std::mutex> l(refused_mu);
+    if (!refused.ok()) return Fail(refused);
+  }
   return 0;
 }
 #endif

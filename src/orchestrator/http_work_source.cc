@@ -10,25 +10,33 @@ namespace warren::orchestrator {
 Status StatusForHttp(int status, const std::string& body) {
   if (status >= 200 && status < 300) return Status::Ok();
   std::string msg = "HTTP " + std::to_string(status);
+  std::string detail;
   auto j = ParseJson(body);
-  if (j.ok() && j->is_object() && j->contains("error") && (*j)["error"].is_object() &&
-      (*j)["error"].contains("message") && (*j)["error"]["message"].is_string()) {
-    msg += ": " + (*j)["error"]["message"].get<std::string>();
+  if (j.ok() && j->is_object() && j->contains("error") && (*j)["error"].is_object()) {
+    const Json& e = (*j)["error"];
+    if (e.contains("message") && e["message"].is_string()) msg += ": " + e["message"].get<std::string>();
+    if (e.contains("details") && e["details"].is_object() && e["details"].contains("error_code") &&
+        e["details"]["error_code"].is_string())
+      detail = e["details"]["error_code"].get<std::string>();
   }
-  switch (status) {
-    case 400: return Status::InvalidArgument(msg);
-    case 401: return Status::Unauthenticated(msg);
-    case 403: return Status::PermissionDenied(msg);
-    case 404: return Status::NotFound(msg);
-    case 409: return Status::Conflict(msg);
-    case 412: return Status::FailedPrecondition(msg);
-    case 413: return Status::TooLarge(msg);
-    case 429: return Status::ResourceExhausted(msg);
-    case 408: return Status::Unavailable(msg);
-    default: break;
-  }
-  if (status >= 400 && status < 500) return Status::InvalidArgument(msg);
-  return Status::Unavailable(msg);
+  auto status_of = [&]() -> Status {
+    switch (status) {
+      case 400: return Status::InvalidArgument(msg);
+      case 401: return Status::Unauthenticated(msg);
+      case 403: return Status::PermissionDenied(msg);
+      case 404: return Status::NotFound(msg);
+      case 409: return Status::Conflict(msg);
+      case 412: return Status::FailedPrecondition(msg);
+      case 413: return Status::TooLarge(msg);
+      case 429: return Status::ResourceExhausted(msg);
+      case 408: return Status::Unavailable(msg);
+      default: break;
+    }
+    if (status >= 400 && status < 500) return Status::InvalidArgument(msg);
+    return Status::Unavailable(msg);
+  };
+  Status s = status_of();
+  return detail.empty() ? s : s.WithDetailCode(detail);
 }
 
 std::string SessionsTokenOf(const std::string& secret) {
@@ -51,7 +59,7 @@ HttpWorkSource::HttpWorkSource(HttpWorkSourceOptions options) : options_(std::mo
 }
 
 Result<Json> HttpWorkSource::Call(const std::string& method, const std::string& path, const std::string& body,
-                                  int64_t timeout_ms, const std::string& bearer) {
+                                  int64_t timeout_ms, const std::string& bearer, bool identify) {
   HttpRequest req;
   req.method = method;
   req.url = options_.base_url + path;
@@ -60,6 +68,10 @@ Result<Json> HttpWorkSource::Call(const std::string& method, const std::string& 
                  {"anthropic-beta", "managed-agents-2026-04-01"},
                  {"anthropic-worker-id", options_.worker_id},
                  {"x-stainless-helper", "warren-orchestrator"}};
+  if (identify && !options_.orchestrator_id.empty()) {
+    req.headers.push_back({"warren-orchestrator-id", options_.orchestrator_id});
+    if (!options_.orchestrator_host.empty()) req.headers.push_back({"warren-orchestrator-host", options_.orchestrator_host});
+  }
   if (!body.empty()) {
     req.headers.push_back({"content-type", "application/json"});
     req.body = body;
@@ -76,11 +88,14 @@ Result<std::optional<WorkItem>> HttpWorkSource::Poll(int block_ms, int64_t recla
   std::string path = "/v1/environments/" + options_.environment_id + "/work/poll?reclaim_older_than_ms=" +
                      std::to_string(reclaim_older_than_ms);
   if (block_ms > 0) path += "&block_ms=" + std::to_string(std::min(block_ms, 999));
-  auto j = Call("GET", path, "", block_ms + 30000);
+  auto j = Call("GET", path, "", block_ms + 30000, "", /*identify=*/true);
   if (!j.ok()) {
     if (cancel_.cancelled()) return std::optional<WorkItem>();
     return j.status();
   }
+  if (!accepted_.exchange(true))
+    log::Info("orchestrator.environment_accepted",
+              {{"environment_id", options_.environment_id}, {"orchestrator_id", options_.orchestrator_id}});
   if (j->is_null()) return std::optional<WorkItem>();
   WARREN_ASSIGN_OR_RETURN(WorkItem w, ParseWorkItem(*j));
   if (w.environment_id.empty()) w.environment_id = options_.environment_id;

@@ -44,6 +44,13 @@ struct HttpWorkSourceOptions {
   std::string environment_id;
   std::string environment_key;  // Bearer
   std::string worker_id = "warren-orchestrator";
+  // Sent on every poll as warren-orchestrator-id / warren-orchestrator-host
+  // (identity.h): a Warren service lets one orchestrator serve an
+  // environment at a time and answers another with 409
+  // (kEnvironmentHeldCode). Anthropic's API ignores unknown headers. ""
+  // = not sent.
+  std::string orchestrator_id;
+  std::string orchestrator_host;
   std::shared_ptr<HttpClient> client;  // nullptr = libcurl
   HeldItemStore* held = nullptr;       // nullptr = held items are not remembered
   int64_t check_timeout_ms = 5000;     // per held item at start
@@ -68,15 +75,17 @@ class HttpWorkSource final : public WorkSource {
  private:
   // `bearer` empty = the environment key.
   Result<Json> Call(const std::string& method, const std::string& path, const std::string& body,
-                    int64_t timeout_ms, const std::string& bearer = "");
+                    int64_t timeout_ms, const std::string& bearer = "", bool identify = false);
   void Forget(const WorkItem& item, const std::string& secret, const char* why);
 
   HttpWorkSourceOptions options_;
   CancelToken cancel_;
+  std::atomic<bool> accepted_{false};  // a poll succeeded (logged once)
 };
 
 // The Status for an HTTP answer (OK for 2xx), with the error message of the
-// spec's envelope when there is one.
+// spec's envelope when there is one, and its error.details.error_code as
+// the Status's detail code.
 Status StatusForHttp(int status, const std::string& body);
 
 // The sessions token inside a work secret (base64url JSON, padding

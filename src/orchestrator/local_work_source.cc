@@ -3,8 +3,12 @@
 #include <algorithm>
 
 #include "common/log.h"
+#include "orchestrator/identity.h"
 
 namespace warren::orchestrator {
+
+static_assert(std::string_view(queue::kEnvironmentHeldCode) == std::string_view(kEnvironmentHeldCode),
+              "the queue's refusal code and the orchestrator's must agree");
 
 LocalWorkSource::LocalWorkSource(queue::WorkQueue* queue, store::Store* store, LocalWorkSourceOptions options)
     : queue_(queue), store_(store), options_(std::move(options)) {}
@@ -68,6 +72,26 @@ Result<std::optional<WorkItem>> LocalWorkSource::Poll(int block_ms, int64_t recl
     }
     for (size_t i = 0; i < envs.size(); ++i) {
       const std::string& env = envs[(next_ + i) % envs.size()];
+      if (!options_.orchestrator_id.empty()) {
+        const auto now = std::chrono::steady_clock::now();
+        auto r = refused_.find(env);
+        if (r != refused_.end() && now < r->second) continue;  // held by another: ask again later
+        Status h = queue_->HoldEnvironment(env, options_.orchestrator_id, options_.orchestrator_host);
+        if (h.code() == Code::kConflict && h.detail_code() == kEnvironmentHeldCode) {
+          log::Error("orchestrator.environment_refused",
+                     {{"environment_id", env},
+                      {"error", h.message()},
+                      {"action", "skipped; the other environments are served"},
+                      {"retry_ms", static_cast<int64_t>(options_.refused_retry.count())}});
+          refused_[env] = now + options_.refused_retry;
+          continue;
+        }
+        if (!h.ok()) return h;
+        if (r != refused_.end()) {
+          refused_.erase(r);
+          log::Info("orchestrator.environment_accepted", {{"environment_id", env}});
+        }
+      }
       (void)queue_->RecordWorker(env, options_.worker_id);
       auto c = queue_->Claim(env, reclaim_older_than_ms);
       if (!c.ok()) {

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -30,6 +31,15 @@ struct LocalWorkSourceOptions {
   std::vector<std::string> self_hosted;  // environment ids
   std::chrono::milliseconds refresh{2000};
   std::string worker_id = "warren-orchestrator";
+  // One orchestrator per environment (docs/ORCHESTRATOR.md, "Several
+  // orchestrators"): each environment is taken or renewed for this id
+  // (identity.h) before it is polled, through the queue's HoldEnvironment
+  // like a standalone orchestrator's poll. One held by another orchestrator
+  // is logged (orchestrator.environment_refused) and skipped for
+  // `refused_retry` while the others are served. "" = no check.
+  std::string orchestrator_id;
+  std::string orchestrator_host;
+  std::chrono::milliseconds refused_retry{30000};
   // WorkSource::FailItem for the embedded service (wired by `warren serve`:
   // appends session.error and error tool results through the service).
   std::function<Status(const std::string& session_id, const std::string& message)> fail_session;
@@ -67,6 +77,8 @@ class LocalWorkSource final : public WorkSource {
   std::set<std::string> envs_;
   std::chrono::steady_clock::time_point refreshed_{};
   size_t next_ = 0;  // round-robin start
+  // Refused environments -> when to ask again (poll thread only).
+  std::map<std::string, std::chrono::steady_clock::time_point> refused_;
 };
 
 }  // namespace warren::orchestrator

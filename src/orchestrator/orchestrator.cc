@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "common/log.h"
+#include "orchestrator/identity.h"
 #include "sandbox/sys.h"
 
 namespace warren::orchestrator {
@@ -147,6 +148,10 @@ bool IsPermanent(const Status& s) {
   }
 }
 
+bool IsEnvironmentRefusal(const Status& s) {
+  return s.code() == Code::kConflict && s.detail_code() == kEnvironmentHeldCode;
+}
+
 Orchestrator::Orchestrator(WorkSource* source, SandboxHost* sandboxes, Clock* clock, OrchestratorOptions options)
     : source_(source), sandboxes_(sandboxes), clock_(clock), options_(std::move(options)) {
   if (options_.max_concurrent_items < 1) options_.max_concurrent_items = 1;
@@ -255,6 +260,19 @@ bool Orchestrator::ClaimBatch(int block_ms, int* failures) {
     if (stopping_) return true;
   }
   auto first = source_->Poll(block_ms, options_.reclaim_older_than_ms);
+  if (!first.ok() && IsEnvironmentRefusal(first.status())) {
+    // Another orchestrator serves the environment (at start, or it took
+    // over while this one was frozen past the holder TTL): claim nothing
+    // more. Runners already launched keep serving their leases; the
+    // queue's lease compare-and-set keeps one serving runner per session.
+    refused_ = true;
+    log::Error("orchestrator.environment_refused",
+               {{"instance", options_.instance},
+                {"error", first.status().message()},
+                {"action", "stopped claiming new items; running runners keep serving their leases"}});
+    if (options_.on_environment_refused) options_.on_environment_refused(first.status());
+    return true;
+  }
   if (!first.ok()) {
     ++*failures;
     auto backoff = std::min(options_.retry_max, options_.retry_initial * (1 << std::min(*failures, 6)));
@@ -303,14 +321,14 @@ void Orchestrator::Wake() {
 void Orchestrator::PollLoop() {
   int failures = 0;
   if (options_.poll_continuously) {
-    while (!stopping_) ClaimBatch(options_.poll_block_ms, &failures);
+    while (!stopping_ && !refused_) ClaimBatch(options_.poll_block_ms, &failures);
     return;
   }
   // Webhook mode: drain on Wake() and every fallback_drain. A drain claims
   // until the queue is empty (or the pool is full: then it waits for room
   // and goes on, so nothing woken for is left behind).
   bool first = true;  // one drain at start: work queued while we were down
-  while (!stopping_) {
+  while (!stopping_ && !refused_) {
     std::string reason = "start";
     if (!first) {
       std::unique_lock<std::mutex> l(mu_);
@@ -329,7 +347,7 @@ void Orchestrator::PollLoop() {
     do {
       before = stats().items_claimed;
       if (!ClaimBatch(0, &failures)) break;
-    } while (!stopping_ && stats().items_claimed > before);
+    } while (!stopping_ && !refused_ && stats().items_claimed > before);
   }
 }
 

@@ -141,6 +141,16 @@ struct OrchestratorOptions {
   // every `fallback_drain` (lost deliveries).
   bool poll_continuously = true;
   std::chrono::milliseconds fallback_drain{30000};
+
+  // A poll was refused because another orchestrator serves the environment
+  // (IsEnvironmentRefusal; docs/ORCHESTRATOR.md "Several orchestrators"):
+  // the poll loop stops claiming for good (`orchestrator.environment_refused`
+  // is logged) and this is called once, from the poll thread, with the
+  // refusal. Runners already launched keep serving their leases. The
+  // standalone mode exits; a source serving several environments (the
+  // embedded one) handles refusals per environment itself and never
+  // returns one.
+  std::function<void(const Status&)> on_environment_refused;
 };
 
 struct OrchestratorStats {
@@ -202,6 +212,8 @@ class Orchestrator final {
   static std::vector<WorkItem> Dedupe(std::vector<WorkItem>* items);
 
   OrchestratorStats stats();
+  // True once a poll was refused (on_environment_refused): no more claims.
+  bool refused() const { return refused_; }
   // Work ids of the runners being supervised.
   std::vector<std::string> Runners();
 
@@ -317,6 +329,7 @@ class Orchestrator final {
   OrchestratorOptions options_;
 
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> refused_{false};  // a poll was refused: the poll loop ended
   std::mutex mu_;
   std::condition_variable cv_;        // items queued / stopping
   std::condition_variable space_cv_;  // a pool slot freed

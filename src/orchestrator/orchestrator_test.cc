@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "sandbox/sys.h"
+#include "orchestrator/identity.h"
 
 namespace warren::orchestrator {
 namespace {
@@ -27,6 +28,13 @@ class FakeSource final : public WorkSource {
  public:
   Result<std::optional<WorkItem>> Poll(int block_ms, int64_t) override {
     std::unique_lock<std::mutex> l(mu);
+    if (!poll_error.ok()) {
+      ++error_polls;
+      Status e = poll_error;
+      l.unlock();
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(block_ms, 10)));
+      return e;
+    }
     if (queue.empty()) {
       ++empty_polls;
       l.unlock();
@@ -82,6 +90,8 @@ class FakeSource final : public WorkSource {
   std::vector<std::string> acked, stopped;
   int ack_failures = 0;
   int empty_polls = 0;  // polls that found the queue empty
+  Status poll_error;    // every poll fails with it while not OK
+  int error_polls = 0;  // polls answered with poll_error
 };
 
 class FakeSandboxes final : public SandboxHost {
@@ -604,6 +614,81 @@ TEST_F(OrchestratorTest, ExpiredEnvCredentialsEndTheRunner) {
   for (int i = 0; i < 3000 && !o->Runners().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_TRUE(o->Runners().empty());
   o->Stop();
+}
+
+// Another orchestrator serves the environment (the service's 409 with
+// kEnvironmentHeldCode): the poll loop stops for good and says so once;
+// the runner already launched keeps running (its lease decides), and
+// nothing queued afterwards is claimed.
+TEST_F(OrchestratorTest, RefusedEnvironmentStopsClaimingAndKeepsRunners) {
+  source.sessions["s1"] = Session("s1", "running");
+  source.sessions["s2"] = Session("s2", "running");
+  source.queue.push_back(Item("w1", "s1"));
+  std::mutex cb_mu;
+  std::vector<std::string> refusals;
+  opts.on_environment_refused = [&](const Status& s) {
+    std::lock_guard<std::mutex> l(cb_mu);
+    refusals.push_back(s.message());
+  };
+  auto o = Make();
+  ASSERT_TRUE(o->Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return o->Runners().size() == 1; }));
+  {
+    std::lock_guard<std::mutex> l(source.mu);
+    source.poll_error = Status::Conflict("environment env_1 is served by another orchestrator (id orch_b)")
+                            .WithDetailCode(kEnvironmentHeldCode);
+  }
+  // Refused, and told (the callback runs on the poll thread right after
+  // the flag is set).
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> l(cb_mu);
+    return o->refused() && !refusals.empty();
+  }));
+  {
+    std::lock_guard<std::mutex> l(source.mu);
+    source.poll_error = Status::Ok();  // even if it would be accepted again: the loop has ended
+    source.queue.push_back(Item("w2", "s2"));
+  }
+  // The loop has ended: the refused poll was its last (a poll still in
+  // flight when the flag was read would have been the refused one).
+  {
+    std::lock_guard<std::mutex> l(source.mu);
+    EXPECT_EQ(source.error_polls, 1);
+  }
+  {
+    std::lock_guard<std::mutex> l(cb_mu);
+    ASSERT_EQ(refusals.size(), 1u);
+    EXPECT_NE(refusals[0].find("orch_b"), std::string::npos);
+  }
+  EXPECT_EQ(o->Runners(), std::vector<std::string>{"w1"});
+  EXPECT_EQ(o->stats().items_claimed, 1);
+  o->Stop();
+  EXPECT_EQ(source.queue.size(), 1u) << "w2 was never claimed";
+  EXPECT_TRUE(source.stopped.empty()) << "the runner's item was not stopped";
+}
+
+// A Conflict without the refusal's detail code is an ordinary poll
+// failure: retried, then the loop goes on.
+TEST_F(OrchestratorTest, OtherPollConflictsAreRetried) {
+  source.sessions["s1"] = Session("s1", "running");
+  source.poll_error = Status::Conflict("some other conflict");
+  bool called = false;
+  opts.on_environment_refused = [&](const Status&) { called = true; };
+  auto o = Make();
+  ASSERT_TRUE(o->Start().ok());
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> l(source.mu);
+    return source.error_polls >= 2;
+  }));
+  {
+    std::lock_guard<std::mutex> l(source.mu);
+    source.poll_error = Status::Ok();
+    source.queue.push_back(Item("w1", "s1"));
+  }
+  ASSERT_TRUE(WaitFor([&] { return o->Runners().size() == 1; }));
+  EXPECT_FALSE(o->refused());
+  o->Stop();
+  EXPECT_FALSE(called);
 }
 
 TEST_F(OrchestratorTest, WebhookModeDrainsOnWake) {

@@ -102,4 +102,8 @@ Json FailedToolResult(const std::string& tool_use_id, const std::string& message
 // FailedPrecondition, Conflict).
 bool IsPermanent(const Status& s);
 
+// True for the poll's refusal because another orchestrator serves the
+// environment (409 with detail code kEnvironmentHeldCode, identity.h).
+bool IsEnvironmentRefusal(const Status& s);
+
 }  // namespace warren::orchestrator

@@ -1,6 +1,8 @@
 #include "queue/work_queue.h"
 
 #include <algorithm>
+#include <cctype>
+#include <cstdio>
 #include <map>
 #include <set>
 
@@ -321,6 +323,60 @@ Result<store::WorkRecord> WorkQueue::LoadInEnvironment(const std::string& enviro
 Status WorkQueue::RecordWorker(const std::string& environment_id, const std::string& worker_id) {
   if (worker_id.empty()) return Status::Ok();
   return store_->RecordWorkerPoll(environment_id, worker_id, clock_->NowMicros());
+}
+
+namespace {
+
+bool ValidOrchestratorId(const std::string& id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.' && c != ':') return false;
+  return true;
+}
+
+// A host name for messages: printable ASCII, at most 255 bytes.
+std::string CleanHost(const std::string& host) {
+  std::string out = host.substr(0, 255);
+  for (char& c : out)
+    if (c < 0x20 || c > 0x7e) c = '?';
+  return out;
+}
+
+}  // namespace
+
+Status WorkQueue::HoldEnvironment(const std::string& environment_id, const std::string& orchestrator_id,
+                                  const std::string& host) {
+  if (!ValidOrchestratorId(orchestrator_id))
+    return Status::InvalidArgument(std::string(kOrchestratorIdHeader) +
+                                   ": an orchestrator id is 1..128 characters of A-Z a-z 0-9 _ . : -");
+  const int64_t now = clock_->NowMicros();
+  const int64_t ttl = std::max<int64_t>(options_.orchestrator_ttl_ms, 1) * 1000;
+  {
+    std::lock_guard<std::mutex> l(holders_mu_);
+    auto it = renewed_.find(environment_id);
+    if (it != renewed_.end() && it->second.orchestrator_id == orchestrator_id && now >= it->second.at &&
+        now - it->second.at < ttl / 4)
+      return Status::Ok();
+  }
+  const std::string clean_host = CleanHost(host);
+  WARREN_ASSIGN_OR_RETURN(store::EnvironmentHolder h,
+                          store_->HoldEnvironment(environment_id, orchestrator_id, clean_host, now, now - ttl));
+  if (h.orchestrator_id == orchestrator_id) {
+    std::lock_guard<std::mutex> l(holders_mu_);
+    renewed_[environment_id] = Renewal{orchestrator_id, now};
+    return Status::Ok();
+  }
+  const int64_t age_ms = std::max<int64_t>(0, (now - h.seen_at) / 1000);
+  char age[32];
+  std::snprintf(age, sizeof age, "%.1f", static_cast<double>(age_ms) / 1000.0);
+  char wait[32];
+  std::snprintf(wait, sizeof wait, "%.1f", static_cast<double>(options_.orchestrator_ttl_ms) / 1000.0);
+  return Status::Conflict("environment " + environment_id + " is served by another orchestrator (id " +
+                          h.orchestrator_id + ", host " + (h.host.empty() ? "unknown" : h.host) + ", last seen " +
+                          age + " s ago); one orchestrator serves an environment at a time: stop that one, or wait: "
+                          "this one is accepted once that one has not polled for " + wait +
+                          " s. See docs/ORCHESTRATOR.md, \"Several orchestrators\"")
+      .WithDetailCode(kEnvironmentHeldCode);
 }
 
 Result<std::optional<Json>> WorkQueue::Claim(const std::string& environment_id, int64_t reclaim_older_than_ms) {

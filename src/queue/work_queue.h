@@ -50,10 +50,21 @@ struct WorkQueueOptions {
   // True when an orchestrator serves `cloud` environments: they get work
   // items too, and their work endpoints answer (docs/ORCHESTRATOR.md).
   bool cloud_queues = false;
+  // An environment's orchestrator holds it this long after its last
+  // accepted poll (HoldEnvironment); then another may take it over.
+  int64_t orchestrator_ttl_ms = 30000;
 };
 
 // The literal first-heartbeat sentinel.
 inline constexpr std::string_view kNoHeartbeat = "NO_HEARTBEAT";
+
+// error.details.error_code of the 409 that refuses a second orchestrator
+// (HoldEnvironment). orchestrator::kEnvironmentHeldCode is the same string.
+inline constexpr const char* kEnvironmentHeldCode = "environment_held_by_another_orchestrator";
+// Warren extension headers of a work poll by an orchestrator (not sent by
+// the SDK's EnvironmentWorker; Anthropic's API ignores them).
+inline constexpr const char* kOrchestratorIdHeader = "warren-orchestrator-id";
+inline constexpr const char* kOrchestratorHostHeader = "warren-orchestrator-host";
 
 class WorkQueue final : public api::SessionObserver {
  public:
@@ -107,6 +118,24 @@ class WorkQueue final : public api::SessionObserver {
   // nullopt when nothing is claimable. Records `worker_id` when non-empty.
   Result<std::optional<Json>> Claim(const std::string& environment_id, int64_t reclaim_older_than_ms);
   Status RecordWorker(const std::string& environment_id, const std::string& worker_id);
+  // ---- one orchestrator per environment (docs/ORCHESTRATOR.md, "Several
+  // orchestrators"). Takes or renews `environment_id` for `orchestrator_id`
+  // (a stable id per sandbox data dir; `host` is for messages): a
+  // compare-and-set in the store (Store::HoldEnvironment), so it holds
+  // across service replicas sharing one store. The holder keeps the
+  // environment until it has not been seen for `orchestrator_ttl_ms`; the
+  // same id is always accepted (a replacement process on the same data dir).
+  // Conflict with detail code kEnvironmentHeldCode and a message naming the
+  // environment, the holder's id and host and how long ago it was seen,
+  // when another orchestrator holds it. InvalidArgument for an id that is
+  // empty, longer than 128 bytes or not [A-Za-z0-9_.:-]. Called by the
+  // poll route when the poll carries kOrchestratorIdHeader, and by the
+  // embedded orchestrator (LocalWorkSource) with its own id. A renewal less
+  // than a quarter TTL after the last one this queue wrote is answered from
+  // memory (no store write): the store's record is that fresh, so nobody
+  // can have taken the environment since.
+  Status HoldEnvironment(const std::string& environment_id, const std::string& orchestrator_id,
+                         const std::string& host);
   Result<Json> Ack(const std::string& environment_id, const std::string& work_id);
   // The Work object of an item whose lease is held (starting/active), with a
   // fresh sessions token in its `secret`: for the embedded orchestrator,
@@ -168,6 +197,13 @@ class WorkQueue final : public api::SessionObserver {
 
   std::mutex waiters_mu_;
   std::map<std::string, std::map<const void*, std::function<void()>>> waiters_;
+
+  struct Renewal {
+    std::string orchestrator_id;
+    int64_t at = 0;  // micros: when this queue last wrote the holder record
+  };
+  std::mutex holders_mu_;
+  std::map<std::string, Renewal> renewed_;  // by environment id
 
   std::mutex sweeper_mu_;
   std::condition_variable sweeper_cv_;

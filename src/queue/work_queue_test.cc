@@ -253,6 +253,79 @@ TEST_F(WorkQueueTest, PollValidation) {
   EXPECT_EQ(Poll("block_ms=999").status, 200);
 }
 
+// One orchestrator per environment (docs/ORCHESTRATOR.md, "Several
+// orchestrators"): a poll carrying warren-orchestrator-id takes the
+// environment; another id is refused with 409 while the holder is fresh,
+// the same id always passes, and after the TTL the other one takes over. A
+// poll without the header (the SDK's worker) is not checked.
+TEST_F(WorkQueueTest, OneOrchestratorPerEnvironment) {
+  auto poll_as = [&](const std::string& id, const std::string& host, const std::string& env = "") {
+    const std::string e = env.empty() ? env_ : env;
+    return Call("GET", W(e) + "/poll", nullptr, e == env_ ? env_key_ : env2_key_,
+                {{"warren-orchestrator-id", id}, {"warren-orchestrator-host", host}});
+  };
+  std::string sid = NewSession(env_);
+  Reply a = poll_as("orch_a", "host-a");
+  ASSERT_EQ(a.status, 200) << a.json.dump();
+  EXPECT_TRUE(a.json.is_object()) << "the holder's poll claims";
+  clock_.Advance(3 * kSec);
+  Reply b = poll_as("orch_b", "host-b");
+  ASSERT_EQ(b.status, 409) << b.json.dump();
+  EXPECT_EQ(b.json["type"], "error");
+  EXPECT_EQ(b.json["error"]["type"], "invalid_request_error");
+  EXPECT_EQ(b.json["error"]["details"]["error_code"], kEnvironmentHeldCode);
+  const std::string msg = b.json["error"]["message"];
+  EXPECT_NE(msg.find(env_), std::string::npos) << msg;
+  EXPECT_NE(msg.find("orch_a"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("host-a"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("last seen 3.0 s ago"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("docs/ORCHESTRATOR.md"), std::string::npos) << msg;
+  // The refused poll claimed nothing: the item is still pending for A.
+  EXPECT_EQ(Stats()["pending"], 1);
+  // Other environments are independent; a header-less poll is not checked.
+  EXPECT_EQ(poll_as("orch_b", "host-b", env2_).status, 200);
+  EXPECT_EQ(Poll().status, 200);
+  // A keeps renewing (polls every few seconds): B stays refused past the
+  // TTL counted from A's first poll.
+  for (int i = 0; i < 6; ++i) {
+    clock_.Advance(10 * kSec);
+    ASSERT_EQ(poll_as("orch_a", "host-a").status, 200) << i;
+    ASSERT_EQ(poll_as("orch_b", "host-b").status, 409) << i;
+  }
+  // A goes quiet: still refused at the TTL, taken over after it.
+  clock_.Advance(30 * kSec);
+  EXPECT_EQ(poll_as("orch_b", "host-b").status, 409);
+  clock_.Advance(1000);  // 1 ms
+  Reply took = poll_as("orch_b", "host-b");
+  EXPECT_EQ(took.status, 200) << took.json.dump();
+  // Now A is the one refused, with B named.
+  Reply lost = poll_as("orch_a", "host-a");
+  ASSERT_EQ(lost.status, 409);
+  EXPECT_NE(lost.json["error"]["message"].get<std::string>().find("orch_b"), std::string::npos);
+  // A malformed id is a 400, not a holder.
+  EXPECT_EQ(poll_as("", "h").status, 400);
+  EXPECT_EQ(poll_as("bad id", "h").status, 400);
+  EXPECT_EQ(poll_as(std::string(129, 'a'), "h").status, 400);
+  (void)sid;
+}
+
+// The renewal cache answers from memory only within a quarter TTL of the
+// last write, so a renewal after a long pause goes to the store and sees a
+// takeover made meanwhile (here: by another queue on the same store, as a
+// second service replica would).
+TEST_F(WorkQueueTest, HoldEnvironmentSeesTakeoverByAnotherReplica) {
+  WorkQueue other(store_.get(), auth_.get(), &clock_);
+  ASSERT_TRUE(queue_->HoldEnvironment(env_, "orch_a", "host-a").ok());
+  clock_.Advance(5 * kSec);
+  ASSERT_TRUE(queue_->HoldEnvironment(env_, "orch_a", "host-a").ok());  // answered from memory
+  EXPECT_EQ(other.HoldEnvironment(env_, "orch_b", "host-b").code(), Code::kConflict);
+  clock_.Advance(31 * kSec);
+  ASSERT_TRUE(other.HoldEnvironment(env_, "orch_b", "host-b").ok());
+  Status s = queue_->HoldEnvironment(env_, "orch_a", "host-a");
+  EXPECT_EQ(s.code(), Code::kConflict) << s.ToString();
+  EXPECT_EQ(s.detail_code(), kEnvironmentHeldCode);
+}
+
 TEST_F(WorkQueueTest, AckHeartbeatCompareAndSet) {
   NewSession(env_);
   Json w = Poll().json;

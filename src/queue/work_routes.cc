@@ -120,6 +120,13 @@ void WorkQueue::RegisterRoutes(api::ApiService* service) {
     int64_t reclaim = options_.default_reclaim_ms;
     if (auto r = req.Query("reclaim_older_than_ms"))
       WARREN_RETURN_IF_ERROR(api::ParseIntParam(*r, "reclaim_older_than_ms", 1, int64_t{1} << 40, &reclaim));
+    // An orchestrator (its Warren extension header; the SDK's worker sends
+    // none and is not checked): one per environment (docs/ORCHESTRATOR.md,
+    // "Several orchestrators").
+    if (const std::string* o = req.headers.Find(kOrchestratorIdHeader)) {
+      const std::string* host = req.headers.Find(kOrchestratorHostHeader);
+      WARREN_RETURN_IF_ERROR(HoldEnvironment(env, *o, host ? *host : ""));
+    }
     if (const std::string* w = req.headers.Find("anthropic-worker-id"); w && !w->empty()) {
       Status s = RecordWorker(env, w->substr(0, 256));
       if (!s.ok()) log::Warn("work.record_worker_failed", {{"error", s.ToString()}});

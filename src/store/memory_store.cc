@@ -800,6 +800,24 @@ Status MemoryStore::RecordWorkerPoll(const std::string& environment_id, const st
   return Status::Ok();
 }
 
+Result<EnvironmentHolder> MemoryStore::HoldEnvironment(const std::string& environment_id,
+                                                       const std::string& orchestrator_id, const std::string& host,
+                                                       int64_t now, int64_t stale_before) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = holders_.find(environment_id);
+  if (it == holders_.end() || (it->second.orchestrator_id != orchestrator_id && it->second.seen_at < stale_before)) {
+    EnvironmentHolder h{environment_id, orchestrator_id, host, now, now};
+    holders_[environment_id] = h;
+    return h;
+  }
+  EnvironmentHolder& h = it->second;
+  if (h.orchestrator_id == orchestrator_id) {
+    h.host = host;
+    h.seen_at = std::max(h.seen_at, now);
+  }
+  return h;
+}
+
 Result<WorkCounts> MemoryStore::CountWork(const std::string& environment_id, int64_t workers_since) {
   std::lock_guard<std::mutex> lock(mu_);
   WorkCounts c;

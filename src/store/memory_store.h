@@ -98,6 +98,8 @@ class MemoryStore final : public Store {
   Result<std::vector<std::string>> DueWork(const std::string& environment_id, int64_t now, int limit) override;
   Status RecordWorkerPoll(const std::string& environment_id, const std::string& worker_id, int64_t now) override;
   Result<WorkCounts> CountWork(const std::string& environment_id, int64_t workers_since) override;
+  Result<EnvironmentHolder> HoldEnvironment(const std::string& environment_id, const std::string& orchestrator_id,
+                                            const std::string& host, int64_t now, int64_t stale_before) override;
 
   void SetOutboxRule(OutboxRule rule) override;
   void SetObjectOutboxRule(ObjectOutboxRule rule) override;
@@ -166,6 +168,7 @@ class MemoryStore final : public Store {
   };
   std::map<std::string, CredRow> creds_;  // by credential id
   std::map<std::pair<std::string, std::string>, int64_t> workers_;  // (env, worker) -> last poll
+  std::map<std::string, EnvironmentHolder> holders_;               // by environment id
   OutboxRule outbox_rule_;
   ObjectOutboxRule object_rule_;
   std::function<void()> outbox_listener_;

@@ -345,6 +345,17 @@ CREATE TABLE webhook_endpoints (
   disabled_at INTEGER
 );
 CREATE INDEX webhook_outbox_finished ON webhook_outbox (state, last_attempt_at);
+)sql",
+    // 11: the one orchestrator that serves an environment (an exclusive,
+    // expiring holder record; docs/ORCHESTRATOR.md "Several orchestrators").
+    // A later session -> host affinity can key it by (environment, host).
+    R"sql(
+CREATE TABLE environment_holders (
+  environment_id TEXT PRIMARY KEY,
+  orchestrator_id TEXT NOT NULL,
+  host TEXT NOT NULL DEFAULT '',
+  acquired_at INTEGER NOT NULL,
+  seen_at INTEGER NOT NULL);
 )sql"
 };
 
@@ -1755,6 +1766,44 @@ Status SqliteStore::RecordWorkerPoll(const std::string& environment_id, const st
   WARREN_RETURN_IF_ERROR(st.prepared());
   st.Bind({environment_id, worker_id, now});
   return st.Exec();
+}
+
+Result<EnvironmentHolder> SqliteStore::HoldEnvironment(const std::string& environment_id,
+                                                       const std::string& orchestrator_id, const std::string& host,
+                                                       int64_t now, int64_t stale_before) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return InTxn([&]() -> Result<EnvironmentHolder> {
+    Stmt st(db_,
+            "SELECT orchestrator_id, host, acquired_at, seen_at FROM environment_holders WHERE environment_id = ?");
+    WARREN_RETURN_IF_ERROR(st.prepared());
+    st.Bind({environment_id});
+    WARREN_ASSIGN_OR_RETURN(bool row, st.Step());
+    EnvironmentHolder h;
+    h.environment_id = environment_id;
+    if (row) {
+      h.orchestrator_id = st.Text(0);
+      h.host = st.Text(1);
+      h.acquired_at = st.Int(2);
+      h.seen_at = st.Int(3);
+    }
+    if (row && h.orchestrator_id != orchestrator_id && h.seen_at >= stale_before) return h;  // held by another
+    if (!row || h.orchestrator_id != orchestrator_id) {
+      h.orchestrator_id = orchestrator_id;
+      h.acquired_at = now;
+      h.seen_at = now;
+    } else {
+      h.seen_at = std::max(h.seen_at, now);
+    }
+    h.host = host;
+    Stmt up(db_,
+            "INSERT INTO environment_holders (environment_id, orchestrator_id, host, acquired_at, seen_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (environment_id) DO UPDATE SET orchestrator_id = excluded.orchestrator_id, "
+            "host = excluded.host, acquired_at = excluded.acquired_at, seen_at = excluded.seen_at");
+    WARREN_RETURN_IF_ERROR(up.prepared());
+    up.Bind({environment_id, h.orchestrator_id, h.host, h.acquired_at, h.seen_at});
+    WARREN_RETURN_IF_ERROR(up.Exec());
+    return h;
+  });
 }
 
 Result<WorkCounts> SqliteStore::CountWork(const std::string& environment_id, int64_t workers_since) {

@@ -111,6 +111,8 @@ class SqliteStore final : public Store {
   Result<std::vector<std::string>> DueWork(const std::string& environment_id, int64_t now, int limit) override;
   Status RecordWorkerPoll(const std::string& environment_id, const std::string& worker_id, int64_t now) override;
   Result<WorkCounts> CountWork(const std::string& environment_id, int64_t workers_since) override;
+  Result<EnvironmentHolder> HoldEnvironment(const std::string& environment_id, const std::string& orchestrator_id,
+                                            const std::string& host, int64_t now, int64_t stale_before) override;
 
   void SetOutboxRule(OutboxRule rule) override;
   void SetObjectOutboxRule(ObjectOutboxRule rule) override;

@@ -196,6 +196,16 @@ struct WorkCounts {
   int64_t workers = 0;  // distinct worker ids that polled since `workers_since`
 };
 
+// The one orchestrator that serves an environment (docs/ORCHESTRATOR.md,
+// "Several orchestrators"): an exclusive, expiring holder record.
+struct EnvironmentHolder {
+  std::string environment_id;
+  std::string orchestrator_id;  // stable per sandbox data dir
+  std::string host;             // its hostname, for messages only
+  int64_t acquired_at = 0;      // micros: when this id took the environment
+  int64_t seen_at = 0;          // micros: its last accepted poll
+};
+
 // The engine's typed state of one session (DESIGN decision 10), kept as the
 // columns of its own table and changed only inside StepSession. Its meaning
 // belongs to the engine (engine/engine_state.h); the store keeps it.
@@ -540,6 +550,18 @@ class Store {
   // after `workers_since` (workers silent for a day before that are
   // forgotten).
   virtual Result<WorkCounts> CountWork(const std::string& environment_id, int64_t workers_since) = 0;
+  // Compare-and-set of the environment's orchestrator, in one transaction:
+  // `orchestrator_id` takes or renews the environment when it has no
+  // holder, when the holder is that same id, or when the holder was last
+  // seen before `stale_before`. Taking it sets {id, host, acquired_at = now,
+  // seen_at = now}; renewing sets host and seen_at = max(seen_at, now) and
+  // keeps acquired_at. Otherwise nothing is written. Returns the record
+  // after the call: the caller holds the environment iff its
+  // orchestrator_id is the caller's. Any string is a valid environment id
+  // (the caller checks that the environment exists).
+  virtual Result<EnvironmentHolder> HoldEnvironment(const std::string& environment_id,
+                                                    const std::string& orchestrator_id, const std::string& host,
+                                                    int64_t now, int64_t stale_before) = 0;
 
   // ---- outgoing webhooks outbox
   // Installs the rule that turns events into outbox rows in their own

@@ -1378,6 +1378,60 @@ TEST_P(StoreConformance, WorkWorkersPollingWindow) {
   EXPECT_EQ(store_->CountWork("env_3", 0)->workers, 0);
 }
 
+// The environment's orchestrator: taken when free, renewed by the same id
+// (host updated, acquired_at kept, seen_at never goes back), refused to
+// another id while the holder is fresh, taken over once it is stale.
+TEST_P(StoreConformance, EnvironmentHolderCompareAndSet) {
+  const int64_t t = 100'000 * kSec;
+  auto hold = [&](const std::string& env, const std::string& id, const std::string& host, int64_t now) {
+    auto r = store_->HoldEnvironment(env, id, host, now, now - 30 * kSec);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : EnvironmentHolder();
+  };
+  // Take a free environment.
+  EnvironmentHolder h = hold("env_1", "orch_a", "host-a", t);
+  EXPECT_EQ(h.environment_id, "env_1");
+  EXPECT_EQ(h.orchestrator_id, "orch_a");
+  EXPECT_EQ(h.host, "host-a");
+  EXPECT_EQ(h.acquired_at, t);
+  EXPECT_EQ(h.seen_at, t);
+  // Renew: the same id is always accepted; acquired_at stays.
+  h = hold("env_1", "orch_a", "host-a2", t + 10 * kSec);
+  EXPECT_EQ(h.orchestrator_id, "orch_a");
+  EXPECT_EQ(h.host, "host-a2");
+  EXPECT_EQ(h.acquired_at, t);
+  EXPECT_EQ(h.seen_at, t + 10 * kSec);
+  // An older renewal does not move seen_at back.
+  h = hold("env_1", "orch_a", "host-a2", t + 5 * kSec);
+  EXPECT_EQ(h.seen_at, t + 10 * kSec);
+  // Refused while fresh (seen 29 s ago with a 30 s TTL): the holder is
+  // returned unchanged and nothing is written.
+  h = hold("env_1", "orch_b", "host-b", t + 39 * kSec);
+  EXPECT_EQ(h.orchestrator_id, "orch_a");
+  EXPECT_EQ(h.host, "host-a2");
+  EXPECT_EQ(h.seen_at, t + 10 * kSec);
+  // The same id is accepted even long after (an upgrade on the same data dir).
+  h = hold("env_1", "orch_a", "host-a", t + 30 * kSec);
+  EXPECT_EQ(h.orchestrator_id, "orch_a");
+  EXPECT_EQ(h.seen_at, t + 30 * kSec);
+  // Exactly at the TTL the holder is still fresh (stale = seen before
+  // now - TTL); one microsecond later it is taken over.
+  h = hold("env_1", "orch_b", "host-b", t + 60 * kSec);
+  EXPECT_EQ(h.orchestrator_id, "orch_a");
+  h = hold("env_1", "orch_b", "host-b", t + 60 * kSec + 1);
+  EXPECT_EQ(h.orchestrator_id, "orch_b");
+  EXPECT_EQ(h.host, "host-b");
+  EXPECT_EQ(h.acquired_at, t + 60 * kSec + 1);
+  EXPECT_EQ(h.seen_at, t + 60 * kSec + 1);
+  // Now the old holder is the one refused.
+  h = hold("env_1", "orch_a", "host-a", t + 61 * kSec);
+  EXPECT_EQ(h.orchestrator_id, "orch_b");
+  // Environments are independent.
+  h = hold("env_2", "orch_a", "host-a", t + 61 * kSec);
+  EXPECT_EQ(h.orchestrator_id, "orch_a");
+  EXPECT_EQ(h.acquired_at, t + 61 * kSec);
+}
+
 // The engine's state and transcript ride in StepSession's transaction: the
 // record is replaced, rows are appended, a duplicate row aborts the whole
 // step (nothing of it kept), and both go with the session. Secrets too.
