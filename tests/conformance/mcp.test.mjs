@@ -12,12 +12,14 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { writeFile, mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import { writeFile, mkdtemp, rm, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import Anthropic from '@anthropic-ai/sdk';
 import { missingBinaryReason, startServer } from './lib/server.mjs';
 import { startMcpServer } from './lib/mcp_server.mjs';
 import { waitFor, settle } from './lib/util.mjs';
+import { rawRequest, envelopeProblems } from './lib/http.mjs';
 import { Fixture, orchestratorSkipReason, waitIdle, lastText, say } from './lib/orchestrator.mjs';
 
 const skip = missingBinaryReason();
@@ -64,7 +66,8 @@ describe('MCP servers and vaults with the official SDK', { skip }, () => {
     dir = await mkdtemp(path.join(tmpdir(), 'warren-mcp-'));
     const script = path.join(dir, 'script.json');
     await writeFile(script, JSON.stringify(SCRIPT));
-    srv = await startServer({ env: { WARREN_MODEL_PROVIDER: 'scripted', WARREN_MODEL_SCRIPT: script } });
+    // Debug level: every log line the server can write is checked for secrets.
+    srv = await startServer({ env: { WARREN_MODEL_PROVIDER: 'scripted', WARREN_MODEL_SCRIPT: script, WARREN_LOG_LEVEL: 'debug' } });
     org = new Anthropic({ apiKey: srv.apiKey, baseURL: srv.url, maxRetries: 0, timeout: 60_000 });
     env = await org.beta.environments.create({ name: 'mcp-env', config: { type: 'self_hosted' } });
   });
@@ -576,6 +579,138 @@ describe('MCP servers and vaults with the official SDK', { skip }, () => {
     assert.equal(logLines('mcp.reinitialized', `${s.id}/str`).length, 1, 're-initialised once');
   });
 
+  // Requests that carry a secret and are refused: the error never echoes it
+  // (the log and the data dir are checked by the last test of the suite).
+  test('refused credential requests never echo the secret they carry', async () => {
+    const v = keep(await org.beta.vaults.create({ display_name: 'refusals vault' }));
+    const base = `/v1/vaults/${v.id}/credentials`;
+    const send = async (method, p, raw) => {
+      const res = await rawRequest(srv.url, {
+        method, path: p, body: Buffer.from(raw, 'utf8'),
+        headers: { 'x-api-key': srv.apiKey, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
+      });
+      return res;
+    };
+    const refusals = [];
+    const expectRefused = async (what, method, p, raw, sec, status = 400) => {
+      const res = await send(method, p, raw);
+      assert.equal(res.status, status, `${what}: ${res.text}`);
+      assert.deepEqual(envelopeProblems(res), [], `${what}: envelope`);
+      for (const s of sec) assert.ok(!res.text.includes(s), `${what}: the error echoes a secret: ${res.text}`);
+      refusals.push(what);
+    };
+    const bearer = (token, extra = {}) => JSON.stringify({ auth: { type: 'static_bearer', token, mcp_server_url: 'https://r.invalid/mcp', ...extra } });
+    let t = secret(`refused-url-${Date.now()}-TOKEN`);
+    await expectRefused('ftp url', 'POST', base, bearer(t, { mcp_server_url: 'ftp://r.invalid/' }), [t]);
+    t = secret(`refused-field-${Date.now()}-TOKEN`);
+    await expectRefused('unknown auth field', 'POST', base, bearer(t, { scope: 'x' }), [t]);
+    t = secret(`refused-json-${Date.now()}-TOKEN`);
+    await expectRefused('truncated JSON', 'POST', base, bearer(t).slice(0, -3), [t]);
+    t = secret(`refused-ctl-${Date.now()}-TOKEN`);
+    await expectRefused('a control byte inside the body', 'POST', base, bearer(t).replace('TOKEN', 'TOK\u0001EN'), [t, t.replace('TOKEN', 'TOK')]);
+    t = secret(`refused-type-${Date.now()}-TOKEN`);
+    await expectRefused('auth type unknown', 'POST', base, JSON.stringify({ auth: { type: 'password', token: t } }), [t]);
+    const at = secret(`refused-at-${Date.now()}-OAUTH`);
+    const rt = secret(`refused-rt-${Date.now()}-OAUTH`);
+    const cs = secret(`refused-cs-${Date.now()}-OAUTH`);
+    await expectRefused('oauth bad expires_at', 'POST', base, JSON.stringify({ auth: {
+      type: 'mcp_oauth', access_token: at, mcp_server_url: 'https://r.invalid/o', expires_at: 'soon',
+      refresh: { client_id: 'c', refresh_token: rt, token_endpoint: 'https://r.invalid/t',
+        token_endpoint_auth: { type: 'client_secret_post', client_secret: cs } } } }), [at, rt, cs]);
+    await expectRefused('oauth none with a client secret', 'POST', base, JSON.stringify({ auth: {
+      type: 'mcp_oauth', access_token: at, mcp_server_url: 'https://r.invalid/o',
+      refresh: { client_id: 'c', refresh_token: rt, token_endpoint: 'https://r.invalid/t',
+        token_endpoint_auth: { type: 'none', client_secret: cs } } } }), [at, rt, cs]);
+    // Updates: a type change and an archived credential, both carrying a new token.
+    const c = keep(await org.beta.vaults.credentials.create(v.id, {
+      auth: { type: 'static_bearer', token: secret(`refusals-live-${Date.now()}`), mcp_server_url: 'https://r.invalid/mcp' } }));
+    t = secret(`refused-change-${Date.now()}-TOKEN`);
+    await expectRefused('type change', 'POST', `${base}/${c.id}`, JSON.stringify({ auth: { type: 'mcp_oauth', access_token: t } }), [t]);
+    keep(await org.beta.vaults.credentials.archive(c.id, { vault_id: v.id }));
+    t = secret(`refused-archived-${Date.now()}-TOKEN`);
+    await expectRefused('update of an archived credential', 'POST', `${base}/${c.id}`, JSON.stringify({ auth: { type: 'static_bearer', token: t } }), [t]);
+    // The 21st live credential of a vault.
+    const full = keep(await org.beta.vaults.create({ display_name: 'full vault' }));
+    for (let i = 0; i < 20; i++) {
+      keep(await org.beta.vaults.credentials.create(full.id, {
+        auth: { type: 'static_bearer', token: secret(`full-${i}-${Date.now()}`), mcp_server_url: `https://f${i}.invalid/` } }));
+    }
+    t = secret(`refused-21st-${Date.now()}-TOKEN`);
+    await expectRefused('the 21st credential', 'POST', `/v1/vaults/${full.id}/credentials`, bearer(t), [t], 409);
+    assert.equal(refusals.length, 10);
+  });
+
+  // A token endpoint that echoes what it got in its error answer (raw, JSON
+  // and form-encoded): neither mcp_oauth_validate's report nor the session's
+  // events carry the secrets.
+  test('a refusing token endpoint that echoes the refresh request: no secret in the report or the events', async () => {
+    const echoed = [];
+    const echo = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        echoed.push(body);
+        const form = Object.fromEntries(new URLSearchParams(body));
+        res.writeHead(400, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: 'invalid_grant', error_description: `refused ${form.refresh_token} for ${form.client_id}`,
+          got: body, client_secret: form.client_secret, authorization: req.headers.authorization ?? null }));
+      });
+    });
+    await new Promise((r) => echo.listen(0, '127.0.0.1', r));
+    try {
+      // Characters that form encoding changes ('/', '+', '='), so the
+      // encoded form differs from the raw secret.
+      const rt = secret(`rt/echo+${Date.now()}=`);
+      const cs = secret(`cs/echo+${Date.now()}=`);
+      const at = secret(`at-echo-${Date.now()}`);
+      const encoded = [rt, cs].map((s) => new URLSearchParams({ s }).toString().slice(2));
+      for (const e of encoded) secret(e);
+      const v = keep(await org.beta.vaults.create({ display_name: 'echo vault' }));
+      const cred = keep(await org.beta.vaults.credentials.create(v.id, {
+        auth: {
+          type: 'mcp_oauth', access_token: at, mcp_server_url: `${mcp.base}/oauth-mcp`, expires_at: '2099-01-01T00:00:00Z',
+          refresh: { client_id: 'echo-client', refresh_token: rt, token_endpoint: `http://127.0.0.1:${echo.address().port}/token`,
+            token_endpoint_auth: { type: 'client_secret_post', client_secret: cs } },
+        },
+      }));
+      const val = keep(await org.beta.vaults.credentials.mcpOAuthValidate(cred.id, { vault_id: v.id }));
+      assert.ok(echoed.length >= 1, 'the token endpoint was asked');
+      assert.ok(echoed[0].includes(encoded[0]), 'the request carried the refresh token, form-encoded');
+      assert.equal(val.refresh.status, 'failed', JSON.stringify(val));
+      assert.equal(val.refresh.http_response.status_code, 400);
+      assert.match(val.refresh.http_response.body, /invalid_grant/);
+      // client_secret_basic: the echoed Authorization header is the secret too.
+      const cs2 = secret(`cs-basic/${Date.now()}`);
+      secret(new URLSearchParams({ s: cs2 }).toString().slice(2));
+      const blob = secret(Buffer.from(`echo-client:${encodeURIComponent(cs2)}`).toString('base64'));
+      const basicCred = keep(await org.beta.vaults.credentials.create(v.id, {
+        auth: {
+          type: 'mcp_oauth', access_token: secret(`at-basic-${Date.now()}`), mcp_server_url: `${mcp.base}/oauth-mcp-basic`,
+          refresh: { client_id: 'echo-client', refresh_token: secret(`rt-basic-${Date.now()}`),
+            token_endpoint: `http://127.0.0.1:${echo.address().port}/token`,
+            token_endpoint_auth: { type: 'client_secret_basic', client_secret: cs2 } },
+        },
+      }));
+      const before = echoed.length;
+      const val2 = keep(await org.beta.vaults.credentials.mcpOAuthValidate(basicCred.id, { vault_id: v.id }));
+      assert.equal(echoed.length, before + 1);
+      assert.equal(val2.refresh.status, 'failed', JSON.stringify(val2));
+      assert.match(val2.refresh.http_response.body, /"authorization":"\[redacted\]"|"authorization":"Basic \[redacted\]"/, val2.refresh.http_response.body);
+      assert.ok(!JSON.stringify(val2).includes(blob));
+      // A session whose server refuses the stale access token: the refresh fails,
+      // the error names the server, and nothing echoed reaches the events.
+      const agent = await agentWith([{ name: 'oauth', url: `${mcp.base}/oauth-mcp` }]);
+      const { evs } = await runTurn(agent, 'call oauth echo', [v.id]);
+      const err = evs.find((e) => e.type === 'session.error');
+      assert.ok(err, evs.map((e) => e.type).join(' '));
+      assert.equal(err.error.type, 'mcp_authentication_failed_error');
+      assert.equal(err.error.mcp_server_name, 'oauth');
+      assert.ok(echoed.length >= 2, 'the 401 made the engine try a refresh');
+    } finally {
+      await new Promise((r) => echo.close(r));
+    }
+  });
+
   test('no secret is in any vault response, session event or server log line', async () => {
     assert.ok(secrets.length >= 10, `${secrets.length} secrets tracked`);
     const sessions = [];
@@ -584,11 +719,28 @@ describe('MCP servers and vaults with the official SDK', { skip }, () => {
     for (const sid of sessions) eventText.push(JSON.stringify(await events(sid)));
     const logs = srv.stdout + srv.stderr;
     for (const s of secrets) {
-      for (const r of responses) assert.ok(!r.includes(s), `a response carries a secret: ${r.slice(0, 200)}`);
+      for (const r of responses) assert.ok(!r.includes(s), `a response carries the secret ${s}: ${r}`);
       for (const t of eventText) assert.ok(!t.includes(s), 'an event carries a secret');
       assert.ok(!logs.includes(s), 'the server log carries a secret');
     }
     assert.ok(logs.length > 0, 'the server logged something');
+    assert.ok(/"level":"debug"|\bdebug\b|DEBUG/.test(logs), 'debug lines were written (and checked)');
+    // Encrypted at rest: no file of the data dir (the SQLite database, its
+    // WAL, the key file...) holds a secret's bytes.
+    const files = [];
+    const walk = async (d) => {
+      for (const e of await readdir(d, { withFileTypes: true })) {
+        const p = path.join(d, e.name);
+        if (e.isDirectory()) await walk(p);
+        else if (e.isFile()) files.push(p);
+      }
+    };
+    await walk(srv.dataDir);
+    assert.ok(files.some((f) => /\.(db|sqlite3?)(-wal)?$|store/.test(path.basename(f))), `the store is in the data dir: ${files}`);
+    for (const f of files) {
+      const bytes = await readFile(f);
+      for (const s of secrets) assert.ok(!bytes.includes(Buffer.from(s)), `${f} holds a secret in clear`);
+    }
   });
 });
 
