@@ -42,6 +42,10 @@ const SCRIPT = {
       { name: 'mcp__str__tally', input: { key: '{{1}}-first' } },
       { name: 'mcp__str__tally', input: { key: '{{1}}-second', hold: true } }] } },
     { when: { user: 'just talk' }, reply: 'talked' },
+    { when: { user: 'is echo offered', offered_tool: 'mcp__str__echo' }, reply: 'echo is offered' },
+    { when: { user: 'is echo offered' }, reply: 'echo is not offered' },
+    { when: { user: 'is count offered', offered_tool: 'mcp__str__count' }, reply: 'count is offered' },
+    { when: { user: 'is count offered' }, reply: 'count is not offered' },
     { when: { tool_name: 'mcp__str__grow', offered_tool: 'mcp__str__late' }, reply: 'the late tool is offered' },
     { when: { tool_name: 'mcp__str__big' }, reply: 'big done' },
     { when: { tool_name: { regex: '^mcp__' } }, reply: 'Tool said: {{tool_result}}' },
@@ -251,6 +255,33 @@ describe('MCP servers and vaults with the official SDK', { skip }, () => {
     evs = await events(s.id);
     assert.equal(mcp.state.toolCalls, before + 1);
     assert.equal(textOf(evs.find((e) => e.type === 'agent.mcp_tool_result')), 'str-echo:hi');
+  });
+
+  test('enabled: false on one MCP tool: not offered to the model, and a call to it anyway never reaches the server', async () => {
+    mcp.state.tokens.str = null;
+    const agent = await org.beta.agents.create({
+      name: 'mcp agent echo disabled', model: 'claude-sonnet-4-6',
+      mcp_servers: [{ type: 'url', name: 'str', url: `${mcp.base}/mcp` }],
+      tools: [{
+        type: 'mcp_toolset', mcp_server_name: 'str',
+        default_config: { enabled: true, permission_policy: { type: 'always_allow' } },
+        configs: [{ name: 'echo', enabled: false }],
+      }],
+    });
+    const s = await org.beta.sessions.create({ agent: agent.id, environment_id: env.id });
+    const ask = async (text, n) => {
+      await org.beta.sessions.events.send(s.id, { events: [msg(text)] });
+      await turnsEnded(s.id, n, text);
+      return textOf((await events(s.id)).filter((e) => e.type === 'agent.message').at(-1));
+    };
+    assert.equal(await ask('is echo offered', 1), 'echo is not offered');
+    assert.equal(await ask('is count offered', 2), 'count is offered', 'the server\'s other tools are offered');
+    const calls = mcp.state.toolCalls;
+    const reply = await ask('call str echo', 3);
+    assert.equal(mcp.state.toolCalls, calls, 'the disabled tool was never called');
+    const evs = await events(s.id);
+    assert.ok(!evs.some((e) => e.type === 'agent.mcp_tool_result' && !e.is_error), evs.map((e) => e.type).join(' '));
+    assert.match(reply, /^Tool said: .*(Unknown tool|not enabled).*mcp__str__echo/s, reply);
   });
 
   test('OAuth: the access token is refused once, refreshed once at the token endpoint, and the call succeeds', async () => {
