@@ -535,6 +535,23 @@ describe('MCP servers and vaults with the official SDK', { skip }, () => {
     });
   }
 
+  test('tools/list is cached per session: three turns with a call each list the tools once', async () => {
+    mcp.state.tokens.str = null;
+    const agent = await agentWith([{ name: 'str', url: `${mcp.base}/mcp` }]);
+    const s = await org.beta.sessions.create({ agent: agent.id, environment_id: env.id });
+    const known = mcp.state.sessionOrder.length;
+    for (let n = 1; n <= 3; n++) {
+      await org.beta.sessions.events.send(s.id, { events: [msg('call str echo')] });
+      await turnsEnded(s.id, n, `turn ${n}`);
+    }
+    const evs = await events(s.id);
+    assert.equal(evs.filter((e) => e.type === 'agent.mcp_tool_result' && textOf(e) === 'str-echo:hi').length, 3);
+    // Every model call (two per turn) was offered the tools; the server listed them once.
+    const made = mcp.state.sessionOrder.slice(known);
+    assert.equal(made.length, 1, 'one MCP session for the Warren session');
+    assert.equal(mcp.state.toolLists.get(made[0]), 1, 'tools/list sent once');
+  });
+
   test('notifications/tools/list_changed makes the next model call see the new tool', async () => {
     const agent = await agentWith([{ name: 'str', url: `${mcp.base}/mcp` }]);
     const { evs } = await runTurn(agent, 'grow tools');

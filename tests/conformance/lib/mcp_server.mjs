@@ -135,6 +135,7 @@ export async function startMcpServer() {
     tokens: { str: null, legacy: null },
     oauth: { access: 'at-initial-never-valid', refresh: null, clientSecret: null, issued: 0 },
     toolCalls: 0,
+    toolLists: new Map(), // MCP session id -> tools/list requests on /mcp
     slowStarted: 0,
     slowAborted: 0,
     gateStarted: 0,
@@ -197,6 +198,7 @@ export async function startMcpServer() {
       };
     }
     if (body?.method === 'tools/call') state.toolCalls++;
+    if (body?.method === 'tools/list') state.toolLists.set(sid, (state.toolLists.get(sid) ?? 0) + 1);
     if (body?.method === 'tools/call' && body.params?.name === 'cutoff') {
       // Cut the connection right after the first event reaches the socket.
       const write = res.write.bind(res);
