@@ -82,7 +82,7 @@ describe('outgoing webhooks', { skip }, () => {
   let apiKey = null;
   async function start() {
     srv = await startServer({ dataDir, extraArgs: ['--config', cfgPath],
-      env: { WARREN_MODEL_PROVIDER: 'scripted' } });
+      env: { WARREN_MODEL_PROVIDER: 'scripted', WARREN_LOG_LEVEL: 'debug' } });
     // A restart on the same data dir prints no new key: keep the first one.
     if (srv.apiKey) apiKey = srv.apiKey;
     else srv.apiKey = apiKey;
@@ -161,6 +161,9 @@ describe('outgoing webhooks', { skip }, () => {
     const eps = await (await fetch(`${srv.url}/v1/warren/webhooks/endpoints`, { headers: { 'x-api-key': srv.apiKey } })).json();
     assert.equal(eps.data[0].name, 'receiver');
     assert.ok(!JSON.stringify(eps).includes(SECRET.slice(6)), 'the endpoint list never shows the secret');
+    // Nor does any log line (debug level: every line the server writes).
+    assert.ok(srv.stdout.length + srv.stderr.length > 0);
+    assert.ok(!(srv.stdout + srv.stderr).includes(SECRET.slice(6)), 'the signing key is in the log');
   });
 
   test('agent, environment, vault, credential and session.archived events verify with standardwebhooks', async () => {
