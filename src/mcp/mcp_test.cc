@@ -345,6 +345,67 @@ TEST(McpConnectionTest, RefusedTwiceIsAnAuthenticationFailure) {
   EXPECT_EQ(st.message().find("wrong"), std::string::npos) << "no token in errors: " << st.message();
 }
 
+// A server that echoes the Authorization header it got: in a tool's
+// description, in a result and in a JSON-RPC error. None of it comes back
+// with the token: neither the first one nor the one after a 401 refresh.
+TEST(McpConnectionTest, WhatTheServerEchoesIsScrubbedOfTheTokensSent) {
+  std::string valid = "tok/first+1";
+  std::mutex mu;
+  FakeHttpServer srv([&](const FakeRequest& r, ResponseWriter& w) {
+    std::string auth = r.Header("authorization");
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (auth != "Bearer " + valid) return FakeHttpServer::Reply(w, 401, "{\"seen\":\"" + auth + "\"}");
+    }
+    if (r.method == "GET") return FakeHttpServer::Reply(w, 405, "");
+    Json m = Rpc(r);
+    const std::string method = m.value("method", "");
+    if (!m.contains("id")) return FakeHttpServer::Reply(w, 202, "");
+    Json answer;
+    if (method == "initialize") {
+      answer = Answer(m, {{"protocolVersion", "2025-06-18"}});
+    } else if (method == "tools/list") {
+      answer = Answer(m, {{"tools", {{{"name", "whoami"}, {"description", "Called with " + auth}}}}});
+    } else if (m["params"].value("name", "") == "whoami") {
+      answer = Answer(m, {{"content", {{{"type", "text"}, {"text", "you sent " + auth + " (form: " +
+                                                                         "tok%2Ffirst%2B1, json: tok\\/first+1)"}}}},
+                          {"structuredContent", {{"headers", {{"authorization", auth}}}}}});
+    } else {
+      answer = {{"jsonrpc", "2.0"}, {"id", m["id"]}, {"error", {{"code", -32000}, {"message", "refused " + auth}}}};
+    }
+    FakeHttpServer::Reply(w, 200, DumpJson(answer), {{"Content-Type", "application/json"}, {"Mcp-Session-Id", "echo-1"}});
+  });
+  auto http = NewCurlHttpClient();
+  std::string current = "tok/first+1";
+  BearerFn bearer = [&](bool refresh) -> Result<std::string> {
+    if (refresh) current = "tok-second-2";
+    return current;
+  };
+  McpConnection conn(http.get(), srv.url() + "/mcp", bearer);
+  ASSERT_TRUE(conn.Initialize(nullptr).ok());
+  auto tools = conn.ListTools(nullptr);
+  ASSERT_TRUE(tools.ok()) << tools.status().ToString();
+  ASSERT_EQ(tools->size(), 1u);
+  EXPECT_EQ((*tools)[0]["description"], "Called with Bearer [redacted]");
+  auto r = conn.CallTool("whoami", Json::object(), nullptr);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ((*r)["content"][0]["text"], "you sent Bearer [redacted] (form: [redacted], json: [redacted])");
+  EXPECT_EQ((*r)["structuredContent"]["headers"]["authorization"], "Bearer [redacted]");
+  auto e = conn.CallTool("other", Json::object(), nullptr);
+  ASSERT_EQ(e.status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(e.status().message().find("tok/first"), std::string::npos) << e.status().message();
+  // The server now wants another token: one 401, one refresh; the new
+  // token is scrubbed as well as the old.
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    valid = "tok-second-2";
+  }
+  auto r2 = conn.CallTool("whoami", Json::object(), nullptr);
+  ASSERT_TRUE(r2.ok()) << r2.status().ToString();
+  EXPECT_EQ((*r2)["content"][0]["text"], "you sent Bearer [redacted] (form: [redacted], json: [redacted])");
+  EXPECT_EQ(DumpJson(*r2).find("tok-second-2"), std::string::npos);
+}
+
 TEST(McpConnectionTest, DeadServerIsAConnectionFailure) {
   auto http = NewCurlHttpClient();
   McpConnection conn(http.get(), "http://127.0.0.1:1/mcp", nullptr);

@@ -36,6 +36,7 @@ const SCRIPT = {
     call('call gate', 'mcp__str__gate', {}),
     call('call cutoff', 'mcp__str__cutoff', {}),
     call('call count', 'mcp__str__count', {}),
+    call('call whoami', 'mcp__str__whoami', {}),
     { when: { user: 'what is offered', offered_tool: 'mcp__str__late2' }, reply: 'late2 is offered' },
     { when: { user: 'what is offered' }, reply: 'late2 is not offered' },
     { when: { user: { regex: '^tally (\\w+)$' } }, reply: { text: 'tallying', tool_calls: [
@@ -219,6 +220,25 @@ describe('MCP servers and vaults with the official SDK', { skip }, () => {
     assert.equal(lastIdle(evs).stop_reason.type, 'end_turn');
     assert.ok(!evs.some((e) => e.type === 'session.error'), 'no error');
     assert.ok(mcp.state.auth.some((a) => a.path === '/mcp' && a.authorization === `Bearer ${token}`), 'the bearer was sent');
+  });
+
+  test('a server that echoes the bearer it got: the result reaches the events and the model scrubbed', async () => {
+    const token = secret(`bearer-${Date.now()}-WHOAMI`);
+    mcp.state.tokens.str = token;
+    try {
+      const v = keep(await org.beta.vaults.create({ display_name: 'whoami vault' }));
+      keep(await org.beta.vaults.credentials.create(v.id, { auth: { type: 'static_bearer', token, mcp_server_url: `${mcp.base}/mcp` } }));
+      const agent = await agentWith([{ name: 'str', url: `${mcp.base}/mcp` }]);
+      const { evs } = await runTurn(agent, 'call whoami', [v.id]);
+      const res = evs.find((e) => e.type === 'agent.mcp_tool_result');
+      assert.ok(res, evs.map((e) => e.type).join(' '));
+      assert.equal(res.is_error, false);
+      assert.equal(textOf(res), 'you sent Bearer [redacted]');
+      assert.equal(textOf(evs.filter((e) => e.type === 'agent.message').at(-1)), 'Tool said: you sent Bearer [redacted]');
+      assert.ok(!JSON.stringify(evs).includes(token));
+    } finally {
+      mcp.state.tokens.str = null;
+    }
   });
 
   test('HTTP+SSE (older transport): the same call works', async () => {

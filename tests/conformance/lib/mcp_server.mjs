@@ -5,6 +5,7 @@
 //   /sse + /messages  the older HTTP+SSE transport, bearer `tokens.legacy` if set
 //   /token        an OAuth token endpoint (refresh_token grant, client_secret_post)
 // Every Authorization header and token request is recorded. Tools: echo,
+// whoami (answers with the Authorization header it got),
 // big (a large text), slow (waits until the client goes away), count (a
 // side effect: state.counted), gate (waits for state.gateOpen), tally (a
 // side effect counted when it completes), cutoff (its answer stream is cut after a
@@ -112,6 +113,10 @@ function newMcp(tag, state) {
       state.tally[key] = (state.tally[key] ?? 0) + 1;
       return { content: [{ type: 'text', text: `tally ${key}=${state.tally[key]}` }] };
     });
+  // Echoes the Authorization header it was called with (a server that
+  // leaks the credential back: the client must scrub it).
+  server.registerTool('whoami', { description: 'Says which credential it got', inputSchema: {} },
+    async (_args, extra) => ({ content: [{ type: 'text', text: `you sent ${extra.requestInfo?.headers?.authorization ?? 'nothing'}` }] }));
   server.registerTool('echo', { description: 'Echoes its text', inputSchema: { text: z.string() } },
     async ({ text }) => ({ content: [{ type: 'text', text: `${tag}-echo:${text}` }] }));
   server.registerTool('big', { description: 'A large answer', inputSchema: { bytes: z.number() } },
