@@ -338,6 +338,34 @@ describe('MCP servers and vaults with the official SDK', { skip }, () => {
     secret(mcp.state.oauth.refresh);
   });
 
+  test('OAuth: an expired access token is refreshed before use (never sent), once', async () => {
+    const refresh = secret(`rt-${Date.now()}-EXPIRED`);
+    const clientSecret = secret(`cs-${Date.now()}-EXPIRED`);
+    mcp.state.oauth.refresh = refresh;
+    mcp.state.oauth.clientSecret = clientSecret;
+    const stale = secret(`at-expired-${Date.now()}`);
+    const v = keep(await org.beta.vaults.create({ display_name: 'expired vault' }));
+    keep(await org.beta.vaults.credentials.create(v.id, {
+      auth: {
+        type: 'mcp_oauth', access_token: stale, mcp_server_url: `${mcp.base}/oauth-mcp`, expires_at: '2020-01-01T00:00:00Z',
+        refresh: { client_id: 'warren-test', refresh_token: refresh, token_endpoint: `${mcp.base}/token`,
+          token_endpoint_auth: { type: 'client_secret_post', client_secret: clientSecret } },
+      },
+    }));
+    const tokenRequests = mcp.state.tokenRequests.length;
+    const authSeen = mcp.state.auth.length;
+    const agent = await agentWith([{ name: 'oauth', url: `${mcp.base}/oauth-mcp` }]);
+    const { evs } = await runTurn(agent, 'call oauth echo', [v.id]);
+    assert.equal(textOf(evs.find((e) => e.type === 'agent.mcp_tool_result')), 'oauth-echo:tok');
+    assert.equal(mcp.state.tokenRequests.length, tokenRequests + 1, 'one refresh');
+    secret(mcp.state.oauth.access);
+    secret(mcp.state.oauth.refresh);
+    const sent = mcp.state.auth.slice(authSeen).filter((a) => a.path === '/oauth-mcp').map((a) => a.authorization);
+    assert.ok(sent.length >= 1);
+    assert.ok(!sent.includes(`Bearer ${stale}`), 'the expired token was never sent');
+    assert.ok(sent.every((a) => a === `Bearer ${mcp.state.oauth.access}`), JSON.stringify(sent.map((a) => a?.slice(0, 20))));
+  });
+
   test('a refused credential gives mcp_authentication_failed_error naming the server', async () => {
     const v = keep(await org.beta.vaults.create({ display_name: 'bad vault' }));
     keep(await org.beta.vaults.credentials.create(v.id, {
