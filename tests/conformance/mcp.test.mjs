@@ -29,6 +29,7 @@ const SCRIPT = {
   rules: [
     call('call str echo', 'mcp__str__echo', { text: 'hi' }),
     call('call legacy echo', 'mcp__legacy__echo', { text: 'old' }),
+    call('call json echo', 'mcp__jsonsrv__echo', { text: 'plain' }),
     call('call oauth echo', 'mcp__oauth__echo', { text: 'tok' }),
     call('call big', 'mcp__str__big', { bytes: 600000 }),
     call('call slow', 'mcp__str__slow', {}),
@@ -239,6 +240,25 @@ describe('MCP servers and vaults with the official SDK', { skip }, () => {
     } finally {
       mcp.state.tokens.str = null;
     }
+  });
+
+  test('Streamable HTTP with JSON answers (the SDK server with enableJsonResponse): the same call works', async () => {
+    const agent = await agentWith([{ name: 'jsonsrv', url: `${mcp.base}/json-mcp` }]);
+    const { evs } = await runTurn(agent, 'call json echo');
+    const res = evs.find((e) => e.type === 'agent.mcp_tool_result');
+    assert.ok(res, evs.map((e) => e.type).join(' '));
+    assert.equal(res.is_error, false);
+    assert.equal(textOf(res), 'json-echo:plain');
+    assert.ok(!evs.some((e) => e.type === 'session.error'), 'no error');
+    // The answers to its POSTs were JSON bodies, not event streams (the
+    // standalone GET stream is an event stream either way).
+    const posts = mcp.state.jsonContentTypes.filter((c) => c.startsWith('POST '));
+    assert.ok(posts.length >= 3, JSON.stringify(mcp.state.jsonContentTypes));  // initialize, tools/list, tools/call
+    assert.ok(posts.every((c) => c.startsWith('POST application/json')), JSON.stringify(mcp.state.jsonContentTypes));
+    // Warren's POSTs accept both answer kinds, as the transport requires.
+    const accepts = mcp.state.jsonAccepts.filter((a) => a.startsWith('POST '));
+    assert.ok(accepts.length >= 3 && accepts.every((a) => a.includes('application/json') && a.includes('text/event-stream')),
+      JSON.stringify(accepts));
   });
 
   test('HTTP+SSE (older transport): the same call works', async () => {
