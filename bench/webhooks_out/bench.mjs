@@ -25,7 +25,7 @@
 import http from 'node:http';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { writeFile, mkdtemp } from 'node:fs/promises';
+import { writeFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -165,4 +165,5 @@ try {
   await srv.cleanup();
   receiver.close();
   agent.destroy();
+  await rm(dir, { recursive: true, force: true });
 }

@@ -11,6 +11,13 @@
 namespace warren::api {
 namespace {
 
+// The actions (archive, mcp_oauth_validate) take no fields: no body or an
+// empty object. Anything else is refused rather than ignored.
+Status NoFieldsBody(const http::HttpRequest& req) {
+  WARREN_ASSIGN_OR_RETURN(Json body, BodyObject(req, true));
+  return ExpectKnownFields(body, {}, "");
+}
+
 constexpr int kMaxCredentialsPerVault = 20;
 constexpr size_t kMaxSecret = 16384;
 
@@ -251,8 +258,9 @@ Result<http::HandlerResult> ApiService::ListVaults(http::HttpRequest& req, const
   return JsonResult(PageBody(page, spec, false));
 }
 
-Result<http::HandlerResult> ApiService::ArchiveVault(http::HttpRequest&, const Params& params, const Principal& p) {
+Result<http::HandlerResult> ApiService::ArchiveVault(http::HttpRequest& req, const Params& params, const Principal& p) {
   WARREN_RETURN_IF_ERROR(RequireOrg(p));
+  WARREN_RETURN_IF_ERROR(NoFieldsBody(req));
   const std::string& id = params.at("vault_id");
   std::string now = Now();
   WARREN_ASSIGN_OR_RETURN(Json v, store_->UpdateVault(id, [&](const Json& cur) -> Result<Json> {
@@ -358,8 +366,9 @@ Result<http::HandlerResult> ApiService::UpdateCredential(http::HttpRequest& req,
   return JsonResult(r.body);
 }
 
-Result<http::HandlerResult> ApiService::ArchiveCredential(http::HttpRequest&, const Params& params, const Principal& p) {
+Result<http::HandlerResult> ApiService::ArchiveCredential(http::HttpRequest& req, const Params& params, const Principal& p) {
   WARREN_RETURN_IF_ERROR(RequireOrg(p));
+  WARREN_RETURN_IF_ERROR(NoFieldsBody(req));
   std::string now = Now();
   WARREN_ASSIGN_OR_RETURN(auto r, store_->UpdateCredential(params.at("vault_id"), params.at("credential_id"),
                                                            [&](store::CredentialRecord* rec) {
@@ -381,9 +390,10 @@ Result<http::HandlerResult> ApiService::DeleteCredential(http::HttpRequest&, con
   return JsonResult({{"id", id}, {"type", "vault_credential_deleted"}});
 }
 
-Result<http::HandlerResult> ApiService::ValidateCredential(http::HttpRequest&, const Params& params,
+Result<http::HandlerResult> ApiService::ValidateCredential(http::HttpRequest& req, const Params& params,
                                                            const Principal& p) {
   WARREN_RETURN_IF_ERROR(RequireOrg(p));
+  WARREN_RETURN_IF_ERROR(NoFieldsBody(req));
   const std::string& vault_id = params.at("vault_id");
   const std::string& id = params.at("credential_id");
   WARREN_ASSIGN_OR_RETURN(auto r, store_->GetCredential(vault_id, id));

@@ -51,6 +51,23 @@ TEST(VaultSecrets, SealedPerCredentialAndRedacted) {
   EXPECT_EQ(Redact("got access-token-value and refresh-token-value!", s), "got [redacted] and [redacted]!");
 }
 
+// A token endpoint or MCP server may echo what it was sent: the request's
+// form body (percent-encoded), a JSON string, a Basic credential.
+TEST(VaultSecrets, RedactsTheEncodedFormsAServerMayEcho) {
+  CredentialSecrets s;
+  s.refresh_token = "rt/a+b=c d~*";
+  s.client_secret = "short";
+  s.token = "abc";  // under 4 bytes: left alone
+  const std::string echoed =
+      "form: refresh_token=rt%2Fa%2Bb%3Dc%20d~%2A& | lower: rt%2fa%2bb%3dc%20d~%2a | whatwg: rt%2Fa%2Bb%3Dc+d%7E* | "
+      "json: {\"t\":\"rt/a+b=c d~*\"} escaped: rt\\/a+b=c d~* | raw: rt/a+b=c d~* | short abc";
+  std::string out = Redact(echoed, s);
+  EXPECT_EQ(out, "form: refresh_token=[redacted]& | lower: [redacted] | whatwg: [redacted] | "
+                 "json: {\"t\":\"[redacted]\"} escaped: [redacted] | raw: [redacted] | [redacted] abc");
+  EXPECT_EQ(RedactAll("Basic Y2lkOmNzZWNyZXQ= seen", {"Basic Y2lkOmNzZWNyZXQ="}), "[redacted] seen");
+  EXPECT_EQ(RedactAll("nothing here", {}), "nothing here");
+}
+
 TEST(ToolPolicy, DamagedToolsFailClosed) {
   for (const Json& tools : {Json(), Json("x"), Json::array({1, nullptr}), Toolset(nullptr), Toolset(Json::array({1})),
                             Toolset(Json::array({{{"name", 7}, {"enabled", true}}}))}) {

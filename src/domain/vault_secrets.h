@@ -7,6 +7,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "common/json.h"
 #include "common/secret_box.h"
@@ -29,7 +30,13 @@ Result<std::string> SealCredentialSecrets(const SecretBox& box, const std::strin
 Result<CredentialSecrets> OpenCredentialSecrets(const SecretBox& box, const std::string& credential_id,
                                                 const std::string& sealed);
 
-// Replaces every occurrence of each secret in `text` by "[redacted]".
+// Replaces every occurrence of each secret in `text` by "[redacted]", in
+// the forms a server may echo it back in: as is, percent-encoded (form and
+// URL encoding, either hex case, '+' for a space) and JSON-escaped (also
+// with "\/"). Secrets shorter than 4 bytes are left alone.
 std::string Redact(std::string text, const CredentialSecrets& secrets);
+// The same for any list of secret strings (for example a Basic
+// Authorization credential built from a client secret).
+std::string RedactAll(std::string text, const std::vector<std::string>& secrets);
 
 }  // namespace warren::domain

@@ -42,8 +42,13 @@ std::string Base64(std::string_view s) {
   return out;
 }
 
-Json HttpReport(const HttpResponse& r, const domain::CredentialSecrets& secrets, const std::string& new_tokens_scrub) {
-  std::string body = domain::Redact(r.body, secrets);
+// `basic`: the Basic credential sent (client_id:client_secret, base64), or
+// empty; scrubbed too, in case the server echoes the header.
+Json HttpReport(const HttpResponse& r, const domain::CredentialSecrets& secrets, const std::string& basic,
+                const std::string& new_tokens_scrub) {
+  std::vector<std::string> scrub = secrets.All();
+  if (!basic.empty()) scrub.push_back(basic);
+  std::string body = domain::RedactAll(r.body, scrub);
   if (!new_tokens_scrub.empty()) {
     // A successful answer carries the new tokens: never shown.
     body = "(token response withheld)";
@@ -147,8 +152,10 @@ Result<std::string> CredentialResolver::RefreshLocked(const std::string& vault_i
   req.proxy = "-";
   req.headers = {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}};
   std::string form = "grant_type=refresh_token&refresh_token=" + FormEncode(sec->refresh_token);
+  std::string basic;
   if (auth_type == "client_secret_basic") {
-    req.headers.push_back({"Authorization", "Basic " + Base64(FormEncode(client_id) + ":" + FormEncode(sec->client_secret))});
+    basic = Base64(FormEncode(client_id) + ":" + FormEncode(sec->client_secret));
+    req.headers.push_back({"Authorization", "Basic " + basic});
   } else {
     form += "&client_id=" + FormEncode(client_id);
     if (auth_type == "client_secret_post") form += "&client_secret=" + FormEncode(sec->client_secret);
@@ -161,10 +168,10 @@ Result<std::string> CredentialResolver::RefreshLocked(const std::string& vault_i
   auto j = ParseJson(r->body);
   std::string access = j.ok() ? Str(*j, "access_token") : "";
   if (r->status < 200 || r->status >= 300 || access.empty()) {
-    report->http_response = HttpReport(*r, *sec, "");
+    report->http_response = HttpReport(*r, *sec, basic, "");
     return fail("failed", "token endpoint answered HTTP " + std::to_string(r->status));
   }
-  report->http_response = HttpReport(*r, *sec, "withheld");
+  report->http_response = HttpReport(*r, *sec, basic, "withheld");
   domain::CredentialSecrets next = *sec;
   next.access_token = access;
   if (!Str(*j, "refresh_token").empty()) next.refresh_token = Str(*j, "refresh_token");

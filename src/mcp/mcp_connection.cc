@@ -6,6 +6,7 @@
 
 #include "common/log.h"
 #include "common/sse_parser.h"
+#include "domain/vault_secrets.h"
 
 namespace warren::mcp {
 namespace {
@@ -120,7 +121,7 @@ Result<McpConnection::Exchange> McpConnection::Send(const std::string& method, c
     if (token.empty() && bearer_) {
       WARREN_ASSIGN_OR_RETURN(token, bearer_(false));
       std::lock_guard<std::mutex> lock(mu_);
-      token_ = token;
+      SetTokenLocked(token);
     }
     HttpRequest req;
     req.method = method;
@@ -195,7 +196,7 @@ Result<McpConnection::Exchange> McpConnection::Send(const std::string& method, c
       auto fresh = bearer_(true);
       if (!fresh.ok()) return fresh.status();
       std::lock_guard<std::mutex> lock(mu_);
-      token_ = *fresh;
+      SetTokenLocked(*fresh);
       continue;
     }
     if (x.status == 401 || x.status == 403)
@@ -375,7 +376,7 @@ Status McpConnection::StartLegacyStream(const CancelToken* cancel) {
   if (bearer_) {
     WARREN_ASSIGN_OR_RETURN(token, bearer_(false));
     std::lock_guard<std::mutex> lock(mu_);
-    token_ = token;
+    SetTokenLocked(token);
   }
   auto head_status = std::make_shared<std::atomic<int>>(0);
   reader_ = std::thread([this, token, head_status] {
@@ -562,6 +563,31 @@ Status McpConnection::Reinitialize(const std::string& stale, const CancelToken* 
   return Status::Ok();
 }
 
+void McpConnection::SetTokenLocked(const std::string& token) {
+  token_ = token;
+  if (token.empty() || std::find(sent_tokens_.begin(), sent_tokens_.end(), token) != sent_tokens_.end()) return;
+  sent_tokens_.push_back(token);
+  if (sent_tokens_.size() > 8) sent_tokens_.erase(sent_tokens_.begin());  // the oldest is long refreshed away
+}
+
+Json McpConnection::Scrub(Json j) {
+  std::vector<std::string> sent;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sent = sent_tokens_;
+  }
+  if (sent.empty()) return j;
+  std::function<void(Json&)> walk = [&](Json& v) {
+    if (v.is_string()) {
+      v = domain::RedactAll(v.get<std::string>(), sent);
+    } else if (v.is_array() || v.is_object()) {
+      for (Json& x : v) walk(x);
+    }
+  };
+  walk(j);
+  return j;
+}
+
 Result<std::vector<Json>> McpConnection::ListTools(const CancelToken* cancel) {
   std::vector<Json> tools;
   Json params = Json::object();
@@ -569,7 +595,7 @@ Result<std::vector<Json>> McpConnection::ListTools(const CancelToken* cancel) {
     WARREN_ASSIGN_OR_RETURN(Json r, Request("tools/list", params, options_.request_timeout_ms, cancel));
     if (r.is_object() && r.contains("tools") && r["tools"].is_array())
       for (const Json& t : r["tools"])
-        if (t.is_object() && t.contains("name") && t["name"].is_string()) tools.push_back(t);
+        if (t.is_object() && t.contains("name") && t["name"].is_string()) tools.push_back(Scrub(t));
     if (!r.is_object() || !r.contains("nextCursor") || !r["nextCursor"].is_string()) break;
     params = {{"cursor", r["nextCursor"]}};
   }
@@ -578,7 +604,12 @@ Result<std::vector<Json>> McpConnection::ListTools(const CancelToken* cancel) {
 
 Result<Json> McpConnection::CallTool(const std::string& name, const Json& arguments, const CancelToken* cancel) {
   Json args = arguments.is_object() ? arguments : Json::object();
-  return Request("tools/call", {{"name", name}, {"arguments", args}}, options_.call_timeout_ms, cancel);
+  auto r = Request("tools/call", {{"name", name}, {"arguments", args}}, options_.call_timeout_ms, cancel);
+  if (r.ok()) return Scrub(std::move(*r));
+  // Only a JSON-RPC error's message carries the server's words.
+  if (r.status().code() == Code::kInvalidArgument)
+    return Status::InvalidArgument(Scrub(Json(r.status().message())).get<std::string>());
+  return r;
 }
 
 }  // namespace warren::mcp

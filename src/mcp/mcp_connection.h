@@ -20,7 +20,12 @@
 // A notifications/tools/list_changed seen on any stream sets
 // tools_changed(). Failures are Status values: kUnauthenticated (401/403
 // after the refresh), kUnavailable/kTimeout (transport), kCancelled,
-// kInternal (protocol). Messages never contain the token.
+// kInternal (protocol). Messages never contain the token, and what a server
+// says back is scrubbed of every token this connection sent it: the tools
+// of ListTools, the result of CallTool and a JSON-RPC error's message have
+// each such token (in the forms domain::RedactAll knows) replaced by
+// "[redacted]", so a server that echoes the Authorization header cannot
+// put the credential into an event or the model's context.
 //
 // Thread-safety: Call() may be used from several threads at once after
 // Initialize(); Initialize() itself runs once, before any Call(). Owns the
@@ -139,6 +144,10 @@ class McpConnection final {
   Status StartLegacyStream(const CancelToken* cancel);
   void OnLegacyMessage(const std::string& data);
   Result<Json> ResultOf(const Json& response);
+  // Sets token_ and remembers it for scrubbing; mu_ held.
+  void SetTokenLocked(const std::string& token);
+  // `j` with every string scrubbed of the tokens sent so far.
+  Json Scrub(Json j);
 
   HttpClient* http_;
   const std::string url_;
@@ -160,6 +169,7 @@ class McpConnection final {
   std::string session_id_;        // Mcp-Session-Id (streamable)
   std::string protocol_version_;  // negotiated
   std::string token_;             // current bearer
+  std::vector<std::string> sent_tokens_;  // every bearer set (the latest few), for scrubbing
   // Legacy transport: the stream's reader and the responses it delivers.
   std::condition_variable cv_;
   std::string post_url_;

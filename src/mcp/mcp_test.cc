@@ -3,6 +3,7 @@
 // HTTP server, bearer refresh on 401, credential matching and OAuth refresh.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -344,6 +345,67 @@ TEST(McpConnectionTest, RefusedTwiceIsAnAuthenticationFailure) {
   EXPECT_EQ(st.message().find("wrong"), std::string::npos) << "no token in errors: " << st.message();
 }
 
+// A server that echoes the Authorization header it got: in a tool's
+// description, in a result and in a JSON-RPC error. None of it comes back
+// with the token: neither the first one nor the one after a 401 refresh.
+TEST(McpConnectionTest, WhatTheServerEchoesIsScrubbedOfTheTokensSent) {
+  std::string valid = "tok/first+1";
+  std::mutex mu;
+  FakeHttpServer srv([&](const FakeRequest& r, ResponseWriter& w) {
+    std::string auth = r.Header("authorization");
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (auth != "Bearer " + valid) return FakeHttpServer::Reply(w, 401, "{\"seen\":\"" + auth + "\"}");
+    }
+    if (r.method == "GET") return FakeHttpServer::Reply(w, 405, "");
+    Json m = Rpc(r);
+    const std::string method = m.value("method", "");
+    if (!m.contains("id")) return FakeHttpServer::Reply(w, 202, "");
+    Json answer;
+    if (method == "initialize") {
+      answer = Answer(m, {{"protocolVersion", "2025-06-18"}});
+    } else if (method == "tools/list") {
+      answer = Answer(m, {{"tools", {{{"name", "whoami"}, {"description", "Called with " + auth}}}}});
+    } else if (m["params"].value("name", "") == "whoami") {
+      answer = Answer(m, {{"content", {{{"type", "text"}, {"text", "you sent " + auth + " (form: " +
+                                                                         "tok%2Ffirst%2B1, json: tok\\/first+1)"}}}},
+                          {"structuredContent", {{"headers", {{"authorization", auth}}}}}});
+    } else {
+      answer = {{"jsonrpc", "2.0"}, {"id", m["id"]}, {"error", {{"code", -32000}, {"message", "refused " + auth}}}};
+    }
+    FakeHttpServer::Reply(w, 200, DumpJson(answer), {{"Content-Type", "application/json"}, {"Mcp-Session-Id", "echo-1"}});
+  });
+  auto http = NewCurlHttpClient();
+  std::string current = "tok/first+1";
+  BearerFn bearer = [&](bool refresh) -> Result<std::string> {
+    if (refresh) current = "tok-second-2";
+    return current;
+  };
+  McpConnection conn(http.get(), srv.url() + "/mcp", bearer);
+  ASSERT_TRUE(conn.Initialize(nullptr).ok());
+  auto tools = conn.ListTools(nullptr);
+  ASSERT_TRUE(tools.ok()) << tools.status().ToString();
+  ASSERT_EQ(tools->size(), 1u);
+  EXPECT_EQ((*tools)[0]["description"], "Called with Bearer [redacted]");
+  auto r = conn.CallTool("whoami", Json::object(), nullptr);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ((*r)["content"][0]["text"], "you sent Bearer [redacted] (form: [redacted], json: [redacted])");
+  EXPECT_EQ((*r)["structuredContent"]["headers"]["authorization"], "Bearer [redacted]");
+  auto e = conn.CallTool("other", Json::object(), nullptr);
+  ASSERT_EQ(e.status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(e.status().message().find("tok/first"), std::string::npos) << e.status().message();
+  // The server now wants another token: one 401, one refresh; the new
+  // token is scrubbed as well as the old.
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    valid = "tok-second-2";
+  }
+  auto r2 = conn.CallTool("whoami", Json::object(), nullptr);
+  ASSERT_TRUE(r2.ok()) << r2.status().ToString();
+  EXPECT_EQ((*r2)["content"][0]["text"], "you sent Bearer [redacted] (form: [redacted], json: [redacted])");
+  EXPECT_EQ(DumpJson(*r2).find("tok-second-2"), std::string::npos);
+}
+
 TEST(McpConnectionTest, DeadServerIsAConnectionFailure) {
   auto http = NewCurlHttpClient();
   McpConnection conn(http.get(), "http://127.0.0.1:1/mcp", nullptr);
@@ -531,6 +593,97 @@ TEST_F(CredentialsTest, GatewayListsLiveServersReportsAFailureOnceAndBacksOff) {
   auto out = gw.CallTool(session, "live", "echo", {{"text", "x"}}, nullptr);
   EXPECT_FALSE(out.is_error);
   EXPECT_EQ(out.content[0]["text"], "echo:x");
+}
+
+// Holds requests until opened; `GateGuard` opens it before the servers
+// whose handlers wait on it are destroyed (declared after them).
+struct Gate {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool open = false;
+  std::atomic<int> waiting{0};
+  void Wait() {
+    waiting++;
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return open; });
+  }
+  void Open() {
+    std::lock_guard<std::mutex> lock(mu);
+    open = true;
+    cv.notify_all();
+  }
+};
+struct GateGuard {
+  Gate* gate;
+  ~GateGuard() { gate->Open(); }
+};
+
+// Timeouts: a server that accepts connections and never answers
+// `initialize`, and one that never answers a `tools/call`, each end in
+// mcp_connection_failed_error naming the server, within the gateway's
+// timeouts; the live server's tools are listed and called meanwhile.
+TEST_F(CredentialsTest, HangingServersTimeOutAndTheOthersGoOn) {
+  Gate gate;
+  StreamableServer live;
+  FakeHttpServer hang_init([&](const FakeRequest&, ResponseWriter&) { gate.Wait(); });
+  FakeHttpServer hang_call([&](const FakeRequest& r, ResponseWriter& w) {
+    if (r.method == "GET") return FakeHttpServer::Reply(w, 405, "");
+    Json m = Rpc(r);
+    const std::string method = m.value("method", "");
+    if (!m.contains("id")) return FakeHttpServer::Reply(w, 202, "");
+    Json result;
+    if (method == "initialize") {
+      return FakeHttpServer::Reply(w, 200, DumpJson(Answer(m, {{"protocolVersion", "2025-06-18"}})),
+                                   {{"Content-Type", "application/json"}, {"Mcp-Session-Id", "hang-1"}});
+    }
+    if (method == "tools/list") {
+      result = {{"tools", {{{"name", "wait"}, {"description", "Never answers"}, {"inputSchema", {{"type", "object"}}}}}}};
+      return FakeHttpServer::Reply(w, 200, DumpJson(Answer(m, result)), {{"Content-Type", "application/json"}});
+    }
+    gate.Wait();  // tools/call: no answer until the test ends
+    FakeHttpServer::Reply(w, 500, "");
+  });
+  GateGuard guard{&gate};
+  AddVault("vlt_h");
+  domain::CredentialSecrets sec;
+  sec.token = "live-token";
+  AddCredential("vlt_h", "vcrd_h", {{"type", "static_bearer"}, {"mcp_server_url", live.url()}}, sec);
+  live.token = "live-token";
+  // Short, but generous for the live server's loopback round trips on a
+  // loaded machine (they share these timeouts).
+  McpGatewayOptions opts;
+  opts.connection.request_timeout_ms = 2000;
+  opts.connection.call_timeout_ms = 2000;
+  auto http = NewCurlHttpClient();
+  McpGateway gw(&store_, http.get(), &box_, &clock_, opts);
+  Json servers = Json::array();
+  Json tools = Json::array();
+  for (auto [name, url] : {std::pair<std::string, std::string>{"live", live.url()}, {"hanginit", hang_init.url() + "/mcp"},
+                           {"hangcall", hang_call.url() + "/mcp"}}) {
+    servers.push_back({{"type", "url"}, {"name", name}, {"url", url}});
+    tools.push_back({{"type", "mcp_toolset"},
+                     {"mcp_server_name", name},
+                     {"default_config", {{"enabled", true}, {"permission_policy", {{"type", "always_allow"}}}}}});
+  }
+  Json session = {{"id", "sesn_h"}, {"vault_ids", {"vlt_h"}}, {"agent", {{"mcp_servers", servers}, {"tools", tools}}}};
+  auto listing = gw.ListTools(session, nullptr);
+  std::vector<std::string> names;
+  for (const auto& d : listing.tools) names.push_back(d.exposed_name);
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"mcp__hangcall__wait", "mcp__live__echo"}));
+  ASSERT_EQ(listing.failures.size(), 1u);
+  EXPECT_EQ(listing.failures[0].server, "hanginit");
+  EXPECT_EQ(listing.failures[0].error_type, "mcp_connection_failed_error");
+  EXPECT_GE(gate.waiting.load(), 1) << "the hanging server was reached";
+  auto hung = gw.CallTool(session, "hangcall", "wait", Json::object(), nullptr);
+  EXPECT_TRUE(hung.is_error);
+  ASSERT_TRUE(hung.failure.has_value());
+  EXPECT_EQ(hung.failure->server, "hangcall");
+  EXPECT_EQ(hung.failure->error_type, "mcp_connection_failed_error");
+  EXPECT_NE(hung.failure->message.find("hangcall"), std::string::npos) << hung.failure->message;
+  auto ok = gw.CallTool(session, "live", "echo", {{"text", "still here"}}, nullptr);
+  EXPECT_FALSE(ok.is_error);
+  EXPECT_EQ(ok.content[0]["text"], "echo:still here");
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <fstream>
@@ -339,6 +340,106 @@ TEST(Dispatcher, ACommitWakesTheDispatcher) {
   d.Stop();
   // After Stop the store no longer calls into the dispatcher.
   ASSERT_TRUE(store.CreateAgent({{"id", "agent_2"}, {"version", 1}, {"archived_at", nullptr}}).ok());
+}
+
+// Spec 3.8: only a 2xx is a delivery; a 3xx is a failure and its Location
+// is never followed (a receiver cannot redirect a signed body elsewhere).
+TEST(Dispatcher, ARedirectIsAFailureAndIsNotFollowed) {
+  FakeClock clock;
+  store::MemoryStore store(&clock);
+  std::atomic<int> elsewhere_hits{0};
+  FakeHttpServer elsewhere([&](const FakeRequest&, ResponseWriter& w) {
+    elsewhere_hits++;
+    FakeHttpServer::Reply(w, 204, "");
+  });
+  std::atomic<int> status{307};
+  FakeHttpServer receiver([&](const FakeRequest&, ResponseWriter& w) {
+    FakeHttpServer::Reply(w, status.load(), "", {{"Location", elsewhere.url() + "/stolen"}});
+  });
+  auto cfg = WebhooksConfigFromJson(Json{{"endpoints", {{{"name", "r"}, {"url", receiver.url()}, {"secret", kSecret}}}},
+                                         {"initial_backoff_ms", 10}, {"max_backoff_ms", 10}},
+                                    NoEnv);
+  ASSERT_TRUE(cfg.ok());
+  store.SetObjectOutboxRule(MakeObjectOutboxRule(*cfg));
+  ASSERT_TRUE(store.CreateAgent({{"id", "agent_1"}, {"version", 1}, {"archived_at", nullptr}}).ok());
+  auto http = NewCurlHttpClient();
+  WebhookDispatcher d(&store, http.get(), &clock, *cfg, [] { return 1.0; });
+  for (int s : {301, 302, 307, 308}) {
+    status = s;
+    EXPECT_EQ(d.RunOnce(), 1) << s;
+    clock.Advance(1'000'000);
+  }
+  EXPECT_EQ(elsewhere_hits.load(), 0);
+  auto pending = store.ListDeliveries({"r", "pending", ""}, {});
+  ASSERT_TRUE(pending.ok());
+  ASSERT_EQ(pending->items.size(), 1u);
+  EXPECT_EQ(pending->items[0]["attempts"], 4);
+  EXPECT_EQ(pending->items[0]["last_status"], 308);
+  EXPECT_TRUE(store.ListDeliveries({"r", "delivered", ""}, {})->items.empty());
+}
+
+// Bounded concurrency: with `concurrency` 2 and a receiver that holds every
+// request, exactly 2 are in flight at once, never more; released, all rows
+// are delivered once.
+TEST(Dispatcher, NoMoreThanConcurrencyDeliveriesInFlight) {
+  FakeClock clock;
+  store::MemoryStore store(&clock);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool open = false;
+  int in_flight = 0, max_in_flight = 0;
+  std::map<std::string, int> accepted;
+  FakeHttpServer receiver([&](const FakeRequest& req, ResponseWriter& w) {
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      in_flight++;
+      max_in_flight = std::max(max_in_flight, in_flight);
+      cv.notify_all();
+      cv.wait(lock, [&] { return open; });
+      in_flight--;
+      accepted[req.Header("webhook-id")]++;
+      cv.notify_all();
+    }
+    FakeHttpServer::Reply(w, 204, "");
+  });
+  // Opens the receiver before it is destroyed, whatever happens below.
+  struct Opener {
+    std::mutex& mu;
+    std::condition_variable& cv;
+    bool& open;
+    ~Opener() {
+      std::lock_guard<std::mutex> lock(mu);
+      open = true;
+      cv.notify_all();
+    }
+  } opener{mu, cv, open};
+  auto cfg = WebhooksConfigFromJson(Json{{"endpoints", {{{"name", "r"}, {"url", receiver.url()}, {"secret", kSecret}}}},
+                                         {"concurrency", 2}, {"timeout_ms", 60000}, {"poll_interval_ms", 50}},
+                                    NoEnv);
+  ASSERT_TRUE(cfg.ok());
+  store.SetObjectOutboxRule(MakeObjectOutboxRule(*cfg));
+  for (int i = 0; i < 6; i++)
+    ASSERT_TRUE(store.CreateAgent({{"id", "agent_" + std::to_string(i)}, {"version", 1}, {"archived_at", nullptr}}).ok());
+  auto http = NewCurlHttpClient();
+  WebhookDispatcher d(&store, http.get(), &clock, *cfg, [] { return 1.0; });
+  d.Start();
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return in_flight >= 2; }));
+    // Give a third sender every chance to show up while two are held: the
+    // claimer has room for nothing more (the rows wait in the store).
+    EXPECT_FALSE(cv.wait_for(lock, std::chrono::milliseconds(300), [&] { return in_flight > 2; }));
+    open = true;
+    cv.notify_all();
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return accepted.size() == 6u; }));
+  }
+  auto delivered = [&] { return store.ListDeliveries({"r", "delivered", ""}, {})->items.size(); };
+  for (int i = 0; i < 3000 && delivered() < 6u; i++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  d.Stop();
+  EXPECT_EQ(delivered(), 6u);
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(max_in_flight, 2);
+  for (auto& [id, n] : accepted) EXPECT_EQ(n, 1) << id;
 }
 
 }  // namespace

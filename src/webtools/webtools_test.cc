@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "common/testing/fake_http_client.h"
 #include "common/testing/fake_http_server.h"
@@ -317,6 +319,26 @@ TEST(Fetcher, SizeLimit) {
   EXPECT_EQ(r.status().detail_code(), "url_too_large");
   o.max_bytes = 1 << 20;
   EXPECT_TRUE(NewCurlFetcher(o)->Fetch(server.url() + "/big", nullptr).ok());
+}
+
+// The time limit bounds the whole fetch, not each read: a server that drips
+// one byte every 100 ms (never idle long enough for a read timeout) is cut
+// off at timeout_ms with the web_fetch code for it.
+TEST(Fetcher, TimeLimitBoundsTheWholeFetch) {
+  FakeHttpServer server([&](const FakeRequest&, ResponseWriter& w) {
+    w.WriteHead(200, {{"Content-Type", "text/plain"}});
+    for (int i = 0; i < 600; i++) {  // at most a minute, unless the client leaves first
+      if (!w.Write("x")) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    w.End();
+  });
+  FetchOptions o = LocalOptions(server.port());
+  o.timeout_ms = 700;
+  auto r = NewCurlFetcher(o)->Fetch(server.url() + "/drip", nullptr);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kTimeout) << r.status().ToString();
+  EXPECT_EQ(r.status().detail_code(), "unavailable") << r.status().ToString();
 }
 
 // A page longer than max_text_chars: the model's text is cut and the whole

@@ -9,7 +9,8 @@
 // the server fails today; it still runs and reports]. In path and body, {agent_id}, {env_id},
 // {env_name}, {env_b_id}, {cloud_env_id}, {session_id}, {session_b_id},
 // {cloud_session_id}, {opus_session_id}, {archived_session_id},
-// {sessions_asc_cursor}, {events_asc_cursor} name fixtures made below;
+// {sessions_asc_cursor}, {events_asc_cursor}, {vault_id}, {credential_id},
+// {archived_credential_id}, {archived_oauth_credential_id}, {archived_vault_id} name fixtures made below;
 // {{repeat:C:N}} expands to N copies of C and {{pairs:N}} to N "kI":"v" pairs.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -146,6 +147,14 @@ describe('bad requests (tests/golden/api/bad_requests.jsonl)', { skip: fx.skip }
     F.credential_id = (await post(`/v1/vaults/${F.vault_id}/credentials`, {
       auth: { type: 'static_bearer', token: 'table-token', mcp_server_url: 'https://mcp.example.invalid/' },
     })).id;
+    F.archived_credential_id = (await post(`/v1/vaults/${F.vault_id}/credentials`, {
+      auth: { type: 'static_bearer', token: 'table-archived-token', mcp_server_url: 'https://mcp2.example.invalid/' },
+    })).id;
+    await post(`/v1/vaults/${F.vault_id}/credentials/${F.archived_credential_id}/archive`, {});
+    F.archived_oauth_credential_id = (await post(`/v1/vaults/${F.vault_id}/credentials`, {
+      auth: { type: 'mcp_oauth', access_token: 'table-at', mcp_server_url: 'https://mcp3.example.invalid/' },
+    })).id;
+    await post(`/v1/vaults/${F.vault_id}/credentials/${F.archived_oauth_credential_id}/archive`, {});
     F.archived_vault_id = (await post('/v1/vaults', { display_name: 'table archived vault' })).id;
     await post(`/v1/vaults/${F.archived_vault_id}/archive`, {});
   });

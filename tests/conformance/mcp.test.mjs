@@ -12,12 +12,14 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { writeFile, mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import { writeFile, mkdtemp, rm, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import Anthropic from '@anthropic-ai/sdk';
 import { missingBinaryReason, startServer } from './lib/server.mjs';
 import { startMcpServer } from './lib/mcp_server.mjs';
 import { waitFor, settle } from './lib/util.mjs';
+import { rawRequest, envelopeProblems } from './lib/http.mjs';
 import { Fixture, orchestratorSkipReason, waitIdle, lastText, say } from './lib/orchestrator.mjs';
 
 const skip = missingBinaryReason();
@@ -27,6 +29,7 @@ const SCRIPT = {
   rules: [
     call('call str echo', 'mcp__str__echo', { text: 'hi' }),
     call('call legacy echo', 'mcp__legacy__echo', { text: 'old' }),
+    call('call json echo', 'mcp__jsonsrv__echo', { text: 'plain' }),
     call('call oauth echo', 'mcp__oauth__echo', { text: 'tok' }),
     call('call big', 'mcp__str__big', { bytes: 600000 }),
     call('call slow', 'mcp__str__slow', {}),
@@ -34,12 +37,17 @@ const SCRIPT = {
     call('call gate', 'mcp__str__gate', {}),
     call('call cutoff', 'mcp__str__cutoff', {}),
     call('call count', 'mcp__str__count', {}),
+    call('call whoami', 'mcp__str__whoami', {}),
     { when: { user: 'what is offered', offered_tool: 'mcp__str__late2' }, reply: 'late2 is offered' },
     { when: { user: 'what is offered' }, reply: 'late2 is not offered' },
     { when: { user: { regex: '^tally (\\w+)$' } }, reply: { text: 'tallying', tool_calls: [
       { name: 'mcp__str__tally', input: { key: '{{1}}-first' } },
       { name: 'mcp__str__tally', input: { key: '{{1}}-second', hold: true } }] } },
     { when: { user: 'just talk' }, reply: 'talked' },
+    { when: { user: 'is echo offered', offered_tool: 'mcp__str__echo' }, reply: 'echo is offered' },
+    { when: { user: 'is echo offered' }, reply: 'echo is not offered' },
+    { when: { user: 'is count offered', offered_tool: 'mcp__str__count' }, reply: 'count is offered' },
+    { when: { user: 'is count offered' }, reply: 'count is not offered' },
     { when: { tool_name: 'mcp__str__grow', offered_tool: 'mcp__str__late' }, reply: 'the late tool is offered' },
     { when: { tool_name: 'mcp__str__big' }, reply: 'big done' },
     { when: { tool_name: { regex: '^mcp__' } }, reply: 'Tool said: {{tool_result}}' },
@@ -64,7 +72,8 @@ describe('MCP servers and vaults with the official SDK', { skip }, () => {
     dir = await mkdtemp(path.join(tmpdir(), 'warren-mcp-'));
     const script = path.join(dir, 'script.json');
     await writeFile(script, JSON.stringify(SCRIPT));
-    srv = await startServer({ env: { WARREN_MODEL_PROVIDER: 'scripted', WARREN_MODEL_SCRIPT: script } });
+    // Debug level: every log line the server can write is checked for secrets.
+    srv = await startServer({ env: { WARREN_MODEL_PROVIDER: 'scripted', WARREN_MODEL_SCRIPT: script, WARREN_LOG_LEVEL: 'debug' } });
     org = new Anthropic({ apiKey: srv.apiKey, baseURL: srv.url, maxRetries: 0, timeout: 60_000 });
     env = await org.beta.environments.create({ name: 'mcp-env', config: { type: 'self_hosted' } });
   });
@@ -214,6 +223,44 @@ describe('MCP servers and vaults with the official SDK', { skip }, () => {
     assert.ok(mcp.state.auth.some((a) => a.path === '/mcp' && a.authorization === `Bearer ${token}`), 'the bearer was sent');
   });
 
+  test('a server that echoes the bearer it got: the result reaches the events and the model scrubbed', async () => {
+    const token = secret(`bearer-${Date.now()}-WHOAMI`);
+    mcp.state.tokens.str = token;
+    try {
+      const v = keep(await org.beta.vaults.create({ display_name: 'whoami vault' }));
+      keep(await org.beta.vaults.credentials.create(v.id, { auth: { type: 'static_bearer', token, mcp_server_url: `${mcp.base}/mcp` } }));
+      const agent = await agentWith([{ name: 'str', url: `${mcp.base}/mcp` }]);
+      const { evs } = await runTurn(agent, 'call whoami', [v.id]);
+      const res = evs.find((e) => e.type === 'agent.mcp_tool_result');
+      assert.ok(res, evs.map((e) => e.type).join(' '));
+      assert.equal(res.is_error, false);
+      assert.equal(textOf(res), 'you sent Bearer [redacted]');
+      assert.equal(textOf(evs.filter((e) => e.type === 'agent.message').at(-1)), 'Tool said: you sent Bearer [redacted]');
+      assert.ok(!JSON.stringify(evs).includes(token));
+    } finally {
+      mcp.state.tokens.str = null;
+    }
+  });
+
+  test('Streamable HTTP with JSON answers (the SDK server with enableJsonResponse): the same call works', async () => {
+    const agent = await agentWith([{ name: 'jsonsrv', url: `${mcp.base}/json-mcp` }]);
+    const { evs } = await runTurn(agent, 'call json echo');
+    const res = evs.find((e) => e.type === 'agent.mcp_tool_result');
+    assert.ok(res, evs.map((e) => e.type).join(' '));
+    assert.equal(res.is_error, false);
+    assert.equal(textOf(res), 'json-echo:plain');
+    assert.ok(!evs.some((e) => e.type === 'session.error'), 'no error');
+    // The answers to its POSTs were JSON bodies, not event streams (the
+    // standalone GET stream is an event stream either way).
+    const posts = mcp.state.jsonContentTypes.filter((c) => c.startsWith('POST '));
+    assert.ok(posts.length >= 3, JSON.stringify(mcp.state.jsonContentTypes));  // initialize, tools/list, tools/call
+    assert.ok(posts.every((c) => c.startsWith('POST application/json')), JSON.stringify(mcp.state.jsonContentTypes));
+    // Warren's POSTs accept both answer kinds, as the transport requires.
+    const accepts = mcp.state.jsonAccepts.filter((a) => a.startsWith('POST '));
+    assert.ok(accepts.length >= 3 && accepts.every((a) => a.includes('application/json') && a.includes('text/event-stream')),
+      JSON.stringify(accepts));
+  });
+
   test('HTTP+SSE (older transport): the same call works', async () => {
     const token = secret(`legacy-${Date.now()}-SSE`);
     mcp.state.tokens.legacy = token;
@@ -250,6 +297,33 @@ describe('MCP servers and vaults with the official SDK', { skip }, () => {
     assert.equal(textOf(evs.find((e) => e.type === 'agent.mcp_tool_result')), 'str-echo:hi');
   });
 
+  test('enabled: false on one MCP tool: not offered to the model, and a call to it anyway never reaches the server', async () => {
+    mcp.state.tokens.str = null;
+    const agent = await org.beta.agents.create({
+      name: 'mcp agent echo disabled', model: 'claude-sonnet-4-6',
+      mcp_servers: [{ type: 'url', name: 'str', url: `${mcp.base}/mcp` }],
+      tools: [{
+        type: 'mcp_toolset', mcp_server_name: 'str',
+        default_config: { enabled: true, permission_policy: { type: 'always_allow' } },
+        configs: [{ name: 'echo', enabled: false }],
+      }],
+    });
+    const s = await org.beta.sessions.create({ agent: agent.id, environment_id: env.id });
+    const ask = async (text, n) => {
+      await org.beta.sessions.events.send(s.id, { events: [msg(text)] });
+      await turnsEnded(s.id, n, text);
+      return textOf((await events(s.id)).filter((e) => e.type === 'agent.message').at(-1));
+    };
+    assert.equal(await ask('is echo offered', 1), 'echo is not offered');
+    assert.equal(await ask('is count offered', 2), 'count is offered', 'the server\'s other tools are offered');
+    const calls = mcp.state.toolCalls;
+    const reply = await ask('call str echo', 3);
+    assert.equal(mcp.state.toolCalls, calls, 'the disabled tool was never called');
+    const evs = await events(s.id);
+    assert.ok(!evs.some((e) => e.type === 'agent.mcp_tool_result' && !e.is_error), evs.map((e) => e.type).join(' '));
+    assert.match(reply, /^Tool said: .*(Unknown tool|not enabled).*mcp__str__echo/s, reply);
+  });
+
   test('OAuth: the access token is refused once, refreshed once at the token endpoint, and the call succeeds', async () => {
     const refresh = secret(`rt-${Date.now()}-OAUTH`);
     const clientSecret = secret(`cs-${Date.now()}-OAUTH`);
@@ -282,6 +356,34 @@ describe('MCP servers and vaults with the official SDK', { skip }, () => {
     assert.equal(val.mcp_probe.http_response.status_code, 200);
     secret(mcp.state.oauth.access);
     secret(mcp.state.oauth.refresh);
+  });
+
+  test('OAuth: an expired access token is refreshed before use (never sent), once', async () => {
+    const refresh = secret(`rt-${Date.now()}-EXPIRED`);
+    const clientSecret = secret(`cs-${Date.now()}-EXPIRED`);
+    mcp.state.oauth.refresh = refresh;
+    mcp.state.oauth.clientSecret = clientSecret;
+    const stale = secret(`at-expired-${Date.now()}`);
+    const v = keep(await org.beta.vaults.create({ display_name: 'expired vault' }));
+    keep(await org.beta.vaults.credentials.create(v.id, {
+      auth: {
+        type: 'mcp_oauth', access_token: stale, mcp_server_url: `${mcp.base}/oauth-mcp`, expires_at: '2020-01-01T00:00:00Z',
+        refresh: { client_id: 'warren-test', refresh_token: refresh, token_endpoint: `${mcp.base}/token`,
+          token_endpoint_auth: { type: 'client_secret_post', client_secret: clientSecret } },
+      },
+    }));
+    const tokenRequests = mcp.state.tokenRequests.length;
+    const authSeen = mcp.state.auth.length;
+    const agent = await agentWith([{ name: 'oauth', url: `${mcp.base}/oauth-mcp` }]);
+    const { evs } = await runTurn(agent, 'call oauth echo', [v.id]);
+    assert.equal(textOf(evs.find((e) => e.type === 'agent.mcp_tool_result')), 'oauth-echo:tok');
+    assert.equal(mcp.state.tokenRequests.length, tokenRequests + 1, 'one refresh');
+    secret(mcp.state.oauth.access);
+    secret(mcp.state.oauth.refresh);
+    const sent = mcp.state.auth.slice(authSeen).filter((a) => a.path === '/oauth-mcp').map((a) => a.authorization);
+    assert.ok(sent.length >= 1);
+    assert.ok(!sent.includes(`Bearer ${stale}`), 'the expired token was never sent');
+    assert.ok(sent.every((a) => a === `Bearer ${mcp.state.oauth.access}`), JSON.stringify(sent.map((a) => a?.slice(0, 20))));
   });
 
   test('a refused credential gives mcp_authentication_failed_error naming the server', async () => {
@@ -501,6 +603,23 @@ describe('MCP servers and vaults with the official SDK', { skip }, () => {
     });
   }
 
+  test('tools/list is cached per session: three turns with a call each list the tools once', async () => {
+    mcp.state.tokens.str = null;
+    const agent = await agentWith([{ name: 'str', url: `${mcp.base}/mcp` }]);
+    const s = await org.beta.sessions.create({ agent: agent.id, environment_id: env.id });
+    const known = mcp.state.sessionOrder.length;
+    for (let n = 1; n <= 3; n++) {
+      await org.beta.sessions.events.send(s.id, { events: [msg('call str echo')] });
+      await turnsEnded(s.id, n, `turn ${n}`);
+    }
+    const evs = await events(s.id);
+    assert.equal(evs.filter((e) => e.type === 'agent.mcp_tool_result' && textOf(e) === 'str-echo:hi').length, 3);
+    // Every model call (two per turn) was offered the tools; the server listed them once.
+    const made = mcp.state.sessionOrder.slice(known);
+    assert.equal(made.length, 1, 'one MCP session for the Warren session');
+    assert.equal(mcp.state.toolLists.get(made[0]), 1, 'tools/list sent once');
+  });
+
   test('notifications/tools/list_changed makes the next model call see the new tool', async () => {
     const agent = await agentWith([{ name: 'str', url: `${mcp.base}/mcp` }]);
     const { evs } = await runTurn(agent, 'grow tools');
@@ -576,6 +695,138 @@ describe('MCP servers and vaults with the official SDK', { skip }, () => {
     assert.equal(logLines('mcp.reinitialized', `${s.id}/str`).length, 1, 're-initialised once');
   });
 
+  // Requests that carry a secret and are refused: the error never echoes it
+  // (the log and the data dir are checked by the last test of the suite).
+  test('refused credential requests never echo the secret they carry', async () => {
+    const v = keep(await org.beta.vaults.create({ display_name: 'refusals vault' }));
+    const base = `/v1/vaults/${v.id}/credentials`;
+    const send = async (method, p, raw) => {
+      const res = await rawRequest(srv.url, {
+        method, path: p, body: Buffer.from(raw, 'utf8'),
+        headers: { 'x-api-key': srv.apiKey, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
+      });
+      return res;
+    };
+    const refusals = [];
+    const expectRefused = async (what, method, p, raw, sec, status = 400) => {
+      const res = await send(method, p, raw);
+      assert.equal(res.status, status, `${what}: ${res.text}`);
+      assert.deepEqual(envelopeProblems(res), [], `${what}: envelope`);
+      for (const s of sec) assert.ok(!res.text.includes(s), `${what}: the error echoes a secret: ${res.text}`);
+      refusals.push(what);
+    };
+    const bearer = (token, extra = {}) => JSON.stringify({ auth: { type: 'static_bearer', token, mcp_server_url: 'https://r.invalid/mcp', ...extra } });
+    let t = secret(`refused-url-${Date.now()}-TOKEN`);
+    await expectRefused('ftp url', 'POST', base, bearer(t, { mcp_server_url: 'ftp://r.invalid/' }), [t]);
+    t = secret(`refused-field-${Date.now()}-TOKEN`);
+    await expectRefused('unknown auth field', 'POST', base, bearer(t, { scope: 'x' }), [t]);
+    t = secret(`refused-json-${Date.now()}-TOKEN`);
+    await expectRefused('truncated JSON', 'POST', base, bearer(t).slice(0, -3), [t]);
+    t = secret(`refused-ctl-${Date.now()}-TOKEN`);
+    await expectRefused('a control byte inside the body', 'POST', base, bearer(t).replace('TOKEN', 'TOK\u0001EN'), [t, t.replace('TOKEN', 'TOK')]);
+    t = secret(`refused-type-${Date.now()}-TOKEN`);
+    await expectRefused('auth type unknown', 'POST', base, JSON.stringify({ auth: { type: 'password', token: t } }), [t]);
+    const at = secret(`refused-at-${Date.now()}-OAUTH`);
+    const rt = secret(`refused-rt-${Date.now()}-OAUTH`);
+    const cs = secret(`refused-cs-${Date.now()}-OAUTH`);
+    await expectRefused('oauth bad expires_at', 'POST', base, JSON.stringify({ auth: {
+      type: 'mcp_oauth', access_token: at, mcp_server_url: 'https://r.invalid/o', expires_at: 'soon',
+      refresh: { client_id: 'c', refresh_token: rt, token_endpoint: 'https://r.invalid/t',
+        token_endpoint_auth: { type: 'client_secret_post', client_secret: cs } } } }), [at, rt, cs]);
+    await expectRefused('oauth none with a client secret', 'POST', base, JSON.stringify({ auth: {
+      type: 'mcp_oauth', access_token: at, mcp_server_url: 'https://r.invalid/o',
+      refresh: { client_id: 'c', refresh_token: rt, token_endpoint: 'https://r.invalid/t',
+        token_endpoint_auth: { type: 'none', client_secret: cs } } } }), [at, rt, cs]);
+    // Updates: a type change and an archived credential, both carrying a new token.
+    const c = keep(await org.beta.vaults.credentials.create(v.id, {
+      auth: { type: 'static_bearer', token: secret(`refusals-live-${Date.now()}`), mcp_server_url: 'https://r.invalid/mcp' } }));
+    t = secret(`refused-change-${Date.now()}-TOKEN`);
+    await expectRefused('type change', 'POST', `${base}/${c.id}`, JSON.stringify({ auth: { type: 'mcp_oauth', access_token: t } }), [t]);
+    keep(await org.beta.vaults.credentials.archive(c.id, { vault_id: v.id }));
+    t = secret(`refused-archived-${Date.now()}-TOKEN`);
+    await expectRefused('update of an archived credential', 'POST', `${base}/${c.id}`, JSON.stringify({ auth: { type: 'static_bearer', token: t } }), [t]);
+    // The 21st live credential of a vault.
+    const full = keep(await org.beta.vaults.create({ display_name: 'full vault' }));
+    for (let i = 0; i < 20; i++) {
+      keep(await org.beta.vaults.credentials.create(full.id, {
+        auth: { type: 'static_bearer', token: secret(`full-${i}-${Date.now()}`), mcp_server_url: `https://f${i}.invalid/` } }));
+    }
+    t = secret(`refused-21st-${Date.now()}-TOKEN`);
+    await expectRefused('the 21st credential', 'POST', `/v1/vaults/${full.id}/credentials`, bearer(t), [t], 409);
+    assert.equal(refusals.length, 10);
+  });
+
+  // A token endpoint that echoes what it got in its error answer (raw, JSON
+  // and form-encoded): neither mcp_oauth_validate's report nor the session's
+  // events carry the secrets.
+  test('a refusing token endpoint that echoes the refresh request: no secret in the report or the events', async () => {
+    const echoed = [];
+    const echo = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        echoed.push(body);
+        const form = Object.fromEntries(new URLSearchParams(body));
+        res.writeHead(400, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: 'invalid_grant', error_description: `refused ${form.refresh_token} for ${form.client_id}`,
+          got: body, client_secret: form.client_secret, authorization: req.headers.authorization ?? null }));
+      });
+    });
+    await new Promise((r) => echo.listen(0, '127.0.0.1', r));
+    try {
+      // Characters that form encoding changes ('/', '+', '='), so the
+      // encoded form differs from the raw secret.
+      const rt = secret(`rt/echo+${Date.now()}=`);
+      const cs = secret(`cs/echo+${Date.now()}=`);
+      const at = secret(`at-echo-${Date.now()}`);
+      const encoded = [rt, cs].map((s) => new URLSearchParams({ s }).toString().slice(2));
+      for (const e of encoded) secret(e);
+      const v = keep(await org.beta.vaults.create({ display_name: 'echo vault' }));
+      const cred = keep(await org.beta.vaults.credentials.create(v.id, {
+        auth: {
+          type: 'mcp_oauth', access_token: at, mcp_server_url: `${mcp.base}/oauth-mcp`, expires_at: '2099-01-01T00:00:00Z',
+          refresh: { client_id: 'echo-client', refresh_token: rt, token_endpoint: `http://127.0.0.1:${echo.address().port}/token`,
+            token_endpoint_auth: { type: 'client_secret_post', client_secret: cs } },
+        },
+      }));
+      const val = keep(await org.beta.vaults.credentials.mcpOAuthValidate(cred.id, { vault_id: v.id }));
+      assert.ok(echoed.length >= 1, 'the token endpoint was asked');
+      assert.ok(echoed[0].includes(encoded[0]), 'the request carried the refresh token, form-encoded');
+      assert.equal(val.refresh.status, 'failed', JSON.stringify(val));
+      assert.equal(val.refresh.http_response.status_code, 400);
+      assert.match(val.refresh.http_response.body, /invalid_grant/);
+      // client_secret_basic: the echoed Authorization header is the secret too.
+      const cs2 = secret(`cs-basic/${Date.now()}`);
+      secret(new URLSearchParams({ s: cs2 }).toString().slice(2));
+      const blob = secret(Buffer.from(`echo-client:${encodeURIComponent(cs2)}`).toString('base64'));
+      const basicCred = keep(await org.beta.vaults.credentials.create(v.id, {
+        auth: {
+          type: 'mcp_oauth', access_token: secret(`at-basic-${Date.now()}`), mcp_server_url: `${mcp.base}/oauth-mcp-basic`,
+          refresh: { client_id: 'echo-client', refresh_token: secret(`rt-basic-${Date.now()}`),
+            token_endpoint: `http://127.0.0.1:${echo.address().port}/token`,
+            token_endpoint_auth: { type: 'client_secret_basic', client_secret: cs2 } },
+        },
+      }));
+      const before = echoed.length;
+      const val2 = keep(await org.beta.vaults.credentials.mcpOAuthValidate(basicCred.id, { vault_id: v.id }));
+      assert.equal(echoed.length, before + 1);
+      assert.equal(val2.refresh.status, 'failed', JSON.stringify(val2));
+      assert.match(val2.refresh.http_response.body, /"authorization":"\[redacted\]"|"authorization":"Basic \[redacted\]"/, val2.refresh.http_response.body);
+      assert.ok(!JSON.stringify(val2).includes(blob));
+      // A session whose server refuses the stale access token: the refresh fails,
+      // the error names the server, and nothing echoed reaches the events.
+      const agent = await agentWith([{ name: 'oauth', url: `${mcp.base}/oauth-mcp` }]);
+      const { evs } = await runTurn(agent, 'call oauth echo', [v.id]);
+      const err = evs.find((e) => e.type === 'session.error');
+      assert.ok(err, evs.map((e) => e.type).join(' '));
+      assert.equal(err.error.type, 'mcp_authentication_failed_error');
+      assert.equal(err.error.mcp_server_name, 'oauth');
+      assert.ok(echoed.length >= 2, 'the 401 made the engine try a refresh');
+    } finally {
+      await new Promise((r) => echo.close(r));
+    }
+  });
+
   test('no secret is in any vault response, session event or server log line', async () => {
     assert.ok(secrets.length >= 10, `${secrets.length} secrets tracked`);
     const sessions = [];
@@ -584,11 +835,28 @@ describe('MCP servers and vaults with the official SDK', { skip }, () => {
     for (const sid of sessions) eventText.push(JSON.stringify(await events(sid)));
     const logs = srv.stdout + srv.stderr;
     for (const s of secrets) {
-      for (const r of responses) assert.ok(!r.includes(s), `a response carries a secret: ${r.slice(0, 200)}`);
+      for (const r of responses) assert.ok(!r.includes(s), `a response carries the secret ${s}: ${r}`);
       for (const t of eventText) assert.ok(!t.includes(s), 'an event carries a secret');
       assert.ok(!logs.includes(s), 'the server log carries a secret');
     }
     assert.ok(logs.length > 0, 'the server logged something');
+    assert.ok(/"level":"debug"|\bdebug\b|DEBUG/.test(logs), 'debug lines were written (and checked)');
+    // Encrypted at rest: no file of the data dir (the SQLite database, its
+    // WAL, the key file...) holds a secret's bytes.
+    const files = [];
+    const walk = async (d) => {
+      for (const e of await readdir(d, { withFileTypes: true })) {
+        const p = path.join(d, e.name);
+        if (e.isDirectory()) await walk(p);
+        else if (e.isFile()) files.push(p);
+      }
+    };
+    await walk(srv.dataDir);
+    assert.ok(files.some((f) => /\.(db|sqlite3?)(-wal)?$|store/.test(path.basename(f))), `the store is in the data dir: ${files}`);
+    for (const f of files) {
+      const bytes = await readFile(f);
+      for (const s of secrets) assert.ok(!bytes.includes(Buffer.from(s)), `${f} holds a secret in clear`);
+    }
   });
 });
 

@@ -242,6 +242,10 @@ describe('web_fetch and web_search run by the service', { skip }, () => {
       `http://127.0.0.1:${internalPort}/admin`,          // loopback, a live server
       `http://localhost:${internalPort}/admin`,          // a name that resolves to loopback
       `http://[::ffff:127.0.0.1]:${internalPort}/admin`, // IPv4-mapped IPv6
+      `http://[::1]:${internalPort}/admin`,              // IPv6 loopback
+      `http://2130706433:${internalPort}/admin`,         // 127.0.0.1 as one decimal number
+      `http://0x7f.1:${internalPort}/admin`,             // ... hex and short forms
+      `http://0.0.0.0:${internalPort}/admin`,            // "this host" reaches loopback services on Linux
       'http://169.254.169.254/latest/meta-data/',        // cloud metadata
       `${site1}/to-internal`,                            // allowed host redirecting to loopback
       `${site1}/to-metadata`,

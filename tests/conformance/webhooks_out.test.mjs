@@ -82,7 +82,7 @@ describe('outgoing webhooks', { skip }, () => {
   let apiKey = null;
   async function start() {
     srv = await startServer({ dataDir, extraArgs: ['--config', cfgPath],
-      env: { WARREN_MODEL_PROVIDER: 'scripted' } });
+      env: { WARREN_MODEL_PROVIDER: 'scripted', WARREN_LOG_LEVEL: 'debug' } });
     // A restart on the same data dir prints no new key: keep the first one.
     if (srv.apiKey) apiKey = srv.apiKey;
     else srv.apiKey = apiKey;
@@ -161,6 +161,9 @@ describe('outgoing webhooks', { skip }, () => {
     const eps = await (await fetch(`${srv.url}/v1/warren/webhooks/endpoints`, { headers: { 'x-api-key': srv.apiKey } })).json();
     assert.equal(eps.data[0].name, 'receiver');
     assert.ok(!JSON.stringify(eps).includes(SECRET.slice(6)), 'the endpoint list never shows the secret');
+    // Nor does any log line (debug level: every line the server writes).
+    assert.ok(srv.stdout.length + srv.stderr.length > 0);
+    assert.ok(!(srv.stdout + srv.stderr).includes(SECRET.slice(6)), 'the signing key is in the log');
   });
 
   test('agent, environment, vault, credential and session.archived events verify with standardwebhooks', async () => {
@@ -284,6 +287,80 @@ describe('outgoing webhooks', { skip }, () => {
     }
     const retried = all.filter((d) => expected.has(d.webhook_id));
     assert.ok(retried.every((d) => d.attempts >= 2), 'each was retried with the same webhook-id');
+  });
+});
+
+// A SIGKILL while a delivery is in flight: the receiver got the request but
+// the service died before it could record the answer. At least once (spec
+// 3.8): after the restart the same delivery comes again with the same
+// webhook-id and body (re-signed), so a receiver that dedupes by id applies
+// it once.
+describe('outgoing webhooks: a SIGKILL during a delivery', { skip }, () => {
+  let srv, receiver, dataDir, cfgPath, apiKey = null;
+  let holding = true;
+  const held = [];  // { id, body, res } of requests not answered
+
+  async function start() {
+    srv = await startServer({ dataDir, extraArgs: ['--config', cfgPath], env: { WARREN_MODEL_PROVIDER: 'scripted' } });
+    if (srv.apiKey) apiKey = srv.apiKey;
+    else srv.apiKey = apiKey;
+    return srv.client();
+  }
+
+  before(async () => {
+    receiver = new Receiver();
+    const verify = receiver.handler.bind(receiver);
+    receiver.handler = (req, res) => {
+      if (!holding) return verify(req, res);
+      const chunks = [];
+      req.on('data', (c) => chunks.push(c));
+      req.on('end', () => {
+        const raw = Buffer.concat(chunks).toString('utf8');
+        receiver.wh.verify(raw, req.headers);  // a valid delivery, held unanswered
+        held.push({ id: req.headers['webhook-id'], raw, sig: req.headers['webhook-signature'], res });
+      });
+    };
+    await receiver.up();
+    dataDir = await makeDataDir('webhooks-kill-inflight');
+    cfgPath = path.join(dataDir, '..', `${path.basename(dataDir)}.json`);
+    await writeFile(cfgPath, JSON.stringify({
+      webhooks: {
+        endpoints: [{ name: 'r', url: `http://127.0.0.1:${receiver.port}/hooks`, secret: SECRET, event_types: ['agent.created'] }],
+        initial_backoff_ms: 100, max_backoff_ms: 400, max_attempts: 1000, concurrency: 2, timeout_ms: 2000,
+      },
+    }));
+  });
+
+  after(async () => {
+    for (const h of held) h.res.destroy();
+    await receiver?.down().catch(() => {});
+    if (srv) await srv.cleanup();
+    await rm(dataDir, { recursive: true, force: true }).catch(() => {});
+    await rm(cfgPath, { force: true }).catch(() => {});
+  });
+
+  test('the delivery in flight comes again after the restart with the same webhook-id and body', async () => {
+    let client = await start();
+    const agent = await client.beta.agents.create({ name: 'in-flight', model: 'm' });
+    await waitFor(() => held.some((h) => JSON.parse(h.raw).data.id === agent.id),
+      { timeoutMs: 60_000, what: 'the agent.created delivery to reach the receiver' });
+    const first = held.find((h) => JSON.parse(h.raw).data.id === agent.id);
+    await srv.kill9();
+    holding = false;
+    for (const h of held.splice(0)) h.res.destroy();
+    client = await start();
+    await waitFor(() => receiver.accepted.has(first.id),
+      { timeoutMs: 60_000, what: `the same webhook-id ${first.id} delivered after the restart` });
+    assert.deepEqual(receiver.failures, []);
+    const again = receiver.accepted.get(first.id);
+    assert.equal(again.count, 1);
+    assert.equal(JSON.stringify(again.body), JSON.stringify(JSON.parse(first.raw)), 'the same body');
+    const r = await fetch(`${srv.url}/v1/warren/webhooks/deliveries?webhook_id=${first.id}`, { headers: { 'x-api-key': srv.apiKey } });
+    const log = (await r.json()).data;
+    assert.equal(log.length, 1, 'one delivery row, not a new one');
+    assert.equal(log[0].state, 'delivered');
+    // Nothing else was made of it: one agent.created for the agent.
+    assert.equal(receiver.ofType('agent.created').filter((b) => b.data.id === agent.id).length, 1);
   });
 });
 

@@ -1,10 +1,12 @@
 // A real MCP server for the tests: the official @modelcontextprotocol/sdk
 // (McpServer) on 127.0.0.1, port 0, over both transports:
 //   /mcp          Streamable HTTP (stateful: Mcp-Session-Id), bearer `tokens.str` if set
+//   /json-mcp     Streamable HTTP whose answers are JSON bodies (enableJsonResponse)
 //   /oauth-mcp    Streamable HTTP that accepts only the current OAuth access token
 //   /sse + /messages  the older HTTP+SSE transport, bearer `tokens.legacy` if set
 //   /token        an OAuth token endpoint (refresh_token grant, client_secret_post)
 // Every Authorization header and token request is recorded. Tools: echo,
+// whoami (answers with the Authorization header it got),
 // big (a large text), slow (waits until the client goes away), count (a
 // side effect: state.counted), gate (waits for state.gateOpen), tally (a
 // side effect counted when it completes), cutoff (its answer stream is cut after a
@@ -112,6 +114,10 @@ function newMcp(tag, state) {
       state.tally[key] = (state.tally[key] ?? 0) + 1;
       return { content: [{ type: 'text', text: `tally ${key}=${state.tally[key]}` }] };
     });
+  // Echoes the Authorization header it was called with (a server that
+  // leaks the credential back: the client must scrub it).
+  server.registerTool('whoami', { description: 'Says which credential it got', inputSchema: {} },
+    async (_args, extra) => ({ content: [{ type: 'text', text: `you sent ${extra.requestInfo?.headers?.authorization ?? 'nothing'}` }] }));
   server.registerTool('echo', { description: 'Echoes its text', inputSchema: { text: z.string() } },
     async ({ text }) => ({ content: [{ type: 'text', text: `${tag}-echo:${text}` }] }));
   server.registerTool('big', { description: 'A large answer', inputSchema: { bytes: z.number() } },
@@ -135,6 +141,9 @@ export async function startMcpServer() {
     tokens: { str: null, legacy: null },
     oauth: { access: 'at-initial-never-valid', refresh: null, clientSecret: null, issued: 0 },
     toolCalls: 0,
+    jsonAccepts: [],      // "<method> <Accept>" of requests to /json-mcp
+    jsonContentTypes: [], // "<method> <Content-Type>" of its answers
+    toolLists: new Map(), // MCP session id -> tools/list requests on /mcp
     slowStarted: 0,
     slowAborted: 0,
     gateStarted: 0,
@@ -163,7 +172,7 @@ export async function startMcpServer() {
     res.end('{"error":"unauthorized"}');
   };
 
-  async function handleStreamable(req, res, tag) {
+  async function handleStreamable(req, res, tag, { json = false } = {}) {
     const body = req.method === 'POST' ? await readBody(req) : undefined;
     const sid = req.headers['mcp-session-id'];
     let transport = sid ? streamable.get(sid) : undefined;
@@ -176,6 +185,8 @@ export async function startMcpServer() {
       const server = newMcp(tag, state);
       transport = new StreamableHTTPServerTransport({
         sessionIdGenerator: () => randomUUID(),
+        // json: answers are application/json bodies instead of SSE streams.
+        enableJsonResponse: json,
         eventStore: new OrderedEventStore(),
         onsessioninitialized: (id) => {
           streamable.set(id, transport);
@@ -197,6 +208,7 @@ export async function startMcpServer() {
       };
     }
     if (body?.method === 'tools/call') state.toolCalls++;
+    if (body?.method === 'tools/list') state.toolLists.set(sid, (state.toolLists.get(sid) ?? 0) + 1);
     if (body?.method === 'tools/call' && body.params?.name === 'cutoff') {
       // Cut the connection right after the first event reaches the socket.
       const write = res.write.bind(res);
@@ -240,6 +252,17 @@ export async function startMcpServer() {
       if (url.pathname === '/mcp') {
         if (state.tokens.str && req.headers.authorization !== `Bearer ${state.tokens.str}`) return unauthorized(res);
         return await handleStreamable(req, res, 'str');
+      }
+      if (url.pathname === '/json-mcp') {
+        state.jsonAccepts.push(`${req.method} ${req.headers.accept ?? ''}`);
+        const res0 = res.writeHead.bind(res);
+        res.writeHead = (code, ...rest) => {
+          const h = rest.find((x) => x && typeof x === 'object') ?? {};
+          const ct = h['content-type'] ?? h['Content-Type'] ?? res.getHeader('content-type');
+          if (ct) state.jsonContentTypes.push(`${req.method} ${ct}`);
+          return res0(code, ...rest);
+        };
+        return await handleStreamable(req, res, 'json', { json: true });
       }
       if (url.pathname === '/oauth-mcp') {
         if (req.headers.authorization !== `Bearer ${state.oauth.access}`) return unauthorized(res);
