@@ -207,6 +207,15 @@ class NetworkTest : public RuntimeTest {
     auto r = Sh(id, "nc -w 2 " + ip + " " + std::to_string(port) + " </dev/null");
     return Trim(r.stdout_data);
   }
+  // A fetch that must get `want`: under load the first connection over a
+  // fresh veth can take longer than nc's 2 s, so it is retried (bounded)
+  // until the answer arrives. Only positive checks use it: a blocked
+  // destination never answers, so a retry cannot turn a block into a pass.
+  std::string FetchExpect(const std::string& id, const std::string& ip, const std::string& want, int port = 8080) {
+    std::string got;
+    for (int i = 0; i < 10 && got != want; ++i) got = Fetch(id, ip, port);
+    return got;
+  }
 
   std::string IfName(const SandboxRecord& r) {
     char hex[16];
@@ -231,7 +240,7 @@ TEST_F(NetworkTest, IsolatedReachesInternetThroughNat) {
   EXPECT_NE(Sh(sb.id, "ip -4 addr show eth0 2>/dev/null || cat /proc/net/fib_trie").stdout_data.find(sb.ip),
             std::string::npos);
   // The server sees the host's address on that link: NAT, not the sandbox's.
-  EXPECT_EQ(Fetch(sb.id, net.public_ip()), "peer=" + net.host_ip());
+  EXPECT_EQ(FetchExpect(sb.id, net.public_ip(), "peer=" + net.host_ip()), "peer=" + net.host_ip());
   EXPECT_TRUE(std::filesystem::exists("/sys/class/net/" + IfName(sb)));
   EXPECT_TRUE(NftTableExists(FirewallTableName(prefix_)));
 }
@@ -245,7 +254,7 @@ TEST_F(NetworkTest, HostPrivateAndMetadataBlocked) {
   ASSERT_TRUE(HostConnects(net.host_ip(), host.port()));  // the listener works
 
   auto sb = Isolated();
-  ASSERT_EQ(Fetch(sb.id, net.public_ip()), "peer=" + net.host_ip());  // control: egress works
+  ASSERT_EQ(FetchExpect(sb.id, net.public_ip(), "peer=" + net.host_ip()), "peer=" + net.host_ip());  // control: egress works
   std::string gw = FormatIpv4(*ParseIpv4(sb.ip) - 1);
   std::vector<std::string> host_ips = {net.host_ip(), gw};
   std::string out;
@@ -268,13 +277,13 @@ TEST_F(NetworkTest, AllowCidrsOpenExactlyTheListedRange) {
   TestNet net;
   ASSERT_TRUE(net.Up());
   auto sb = Isolated({net.private10_cidr()});
-  EXPECT_EQ(Fetch(sb.id, net.private10()), "peer=" + net.host_ip());
+  EXPECT_EQ(FetchExpect(sb.id, net.private10(), "peer=" + net.host_ip()), "peer=" + net.host_ip());
   EXPECT_EQ(Fetch(sb.id, net.private192()), "");
   EXPECT_EQ(Fetch(sb.id, "169.254.169.254"), "");
-  EXPECT_EQ(Fetch(sb.id, net.public_ip()), "peer=" + net.host_ip());
+  EXPECT_EQ(FetchExpect(sb.id, net.public_ip(), "peer=" + net.host_ip()), "peer=" + net.host_ip());
   // block_all: only the allow list.
   auto locked = Isolated({net.private10_cidr()}, /*block_all=*/true);
-  EXPECT_EQ(Fetch(locked.id, net.private10()), "peer=" + net.host_ip());
+  EXPECT_EQ(FetchExpect(locked.id, net.private10(), "peer=" + net.host_ip()), "peer=" + net.host_ip());
   EXPECT_EQ(Fetch(locked.id, net.public_ip()), "");
 }
 
@@ -303,7 +312,7 @@ TEST_F(NetworkTest, StopStartAndForkKeepWorking) {
   auto started = rt_->Start(sb.id);
   ASSERT_TRUE(started.ok()) << started.status().ToString();
   EXPECT_EQ(started->ip, sb.ip);
-  EXPECT_EQ(Fetch(sb.id, net.public_ip()), "peer=" + net.host_ip());
+  EXPECT_EQ(FetchExpect(sb.id, net.public_ip(), "peer=" + net.host_ip()), "peer=" + net.host_ip());
 
   auto kids = rt_->Fork(sb.id, 2);
   ASSERT_TRUE(kids.ok()) << kids.status().ToString();
@@ -312,15 +321,15 @@ TEST_F(NetworkTest, StopStartAndForkKeepWorking) {
   for (const auto& k : *kids) {
     EXPECT_EQ(k.network, "isolated");
     EXPECT_TRUE(ips.insert(k.ip).second) << "fork child reuses " << k.ip;
-    EXPECT_EQ(Fetch(k.id, net.public_ip()), "peer=" + net.host_ip());
+    EXPECT_EQ(FetchExpect(k.id, net.public_ip(), "peer=" + net.host_ip()), "peer=" + net.host_ip());
     EXPECT_EQ(Fetch(k.id, net.private10()), "");
   }
-  EXPECT_EQ(Fetch(sb.id, net.public_ip()), "peer=" + net.host_ip());
+  EXPECT_EQ(FetchExpect(sb.id, net.public_ip(), "peer=" + net.host_ip()), "peer=" + net.host_ip());
   EXPECT_EQ(LinksWithPrefix(NetIfPrefix(prefix_)).size(), 3u);
   // Deleting the parent leaves the children's links.
   ASSERT_TRUE(rt_->Delete(sb.id).ok());
   EXPECT_EQ(LinksWithPrefix(NetIfPrefix(prefix_)).size(), 2u);
-  EXPECT_EQ(Fetch((*kids)[0].id, net.public_ip()), "peer=" + net.host_ip());
+  EXPECT_EQ(FetchExpect((*kids)[0].id, net.public_ip(), "peer=" + net.host_ip()), "peer=" + net.host_ip());
 }
 
 TEST_F(NetworkTest, DeleteAndRecoverLeaveNothing) {
