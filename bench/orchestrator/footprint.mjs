@@ -111,15 +111,17 @@ async function sandboxes(query = '') {
 }
 const sessionSandboxes = (sessionId) => sandboxes(`&label=${encodeURIComponent(`warren.session_id=${sessionId}`)}`);
 const BUSY = ['creating', 'starting', 'started', 'stopping'];
-/** Waits until no sandbox is on its way to `stopped` (one small request per state). */
-async function waitAllStopped(timeoutMs = 600_000) {
+/** Waits (up to 30 min) until no sandbox is on its way to `stopped` (one small request per state). */
+async function waitAllStopped(timeoutMs = 1_800_000) {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const busy = [];
     for (const st of BUSY) busy.push(...(await api('GET', `/v1/warren/sandboxes?limit=5&state=${st}`)).data);
     if (busy.length === 0) return;
     if (Date.now() > end) throw new Error(`sandboxes never stopped: ${busy.map((b) => `${b.id} ${b.state}`).join(', ')}`);
-    await sleep(250);
+    // Every 2 s, not faster: the listing is the bench's, not the service's,
+    // load (a 250 ms poll of four listings slowed the janitor at 10,000).
+    await sleep(2000);
   }
 }
 /** Runs fn over items, `conc` at a time. */
