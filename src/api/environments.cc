@@ -189,6 +189,7 @@ Result<http::HandlerResult> ApiService::ListEnvironments(http::HttpRequest& req,
 Result<http::HandlerResult> ApiService::ArchiveEnvironment(http::HttpRequest& req, const Params& params,
                                                            const Principal& p) {
   WARREN_RETURN_IF_ERROR(RequireOrg(p));
+  WARREN_RETURN_IF_ERROR(NoFieldsBody(req));
   std::string now = Now();
   WARREN_ASSIGN_OR_RETURN(Json env, store_->UpdateEnvironment(params.at("environment_id"), [&](const Json& cur) -> Result<Json> {
                             if (!FieldOrNull(cur, "archived_at").is_null()) return cur;

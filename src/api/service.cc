@@ -115,6 +115,11 @@ Result<Json> BodyObject(const http::HttpRequest& req, bool allow_empty) {
   return std::move(j).value();
 }
 
+Status NoFieldsBody(const http::HttpRequest& req) {
+  WARREN_ASSIGN_OR_RETURN(Json body, BodyObject(req, true));
+  return ExpectKnownFields(body, {}, "");
+}
+
 static std::string EncodeCursor(store::Order order, const char* dir, int64_t seq) {
   Json c = {{"o", order == store::Order::kAsc ? "asc" : "desc"}, {dir, seq}};
   return "page_" + Base64UrlEncode(DumpJson(c));
@@ -399,6 +404,7 @@ Result<http::HandlerResult> ApiService::ListAgents(http::HttpRequest& req, const
 
 Result<http::HandlerResult> ApiService::ArchiveAgent(http::HttpRequest& req, const Params& params, const Principal& p) {
   WARREN_RETURN_IF_ERROR(RequireOrg(p));
+  WARREN_RETURN_IF_ERROR(NoFieldsBody(req));
   std::string now = Now();
   WARREN_ASSIGN_OR_RETURN(Json agent, store_->UpdateAgent(params.at("agent_id"), [&](const Json& cur) -> Result<Json> {
                             if (!FieldOrNull(cur, "archived_at").is_null()) return cur;  // idempotent

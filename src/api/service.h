@@ -158,5 +158,8 @@ Status ParseTimeRange(const http::HttpRequest& req, const std::string& field, st
 Json PageBody(const store::Page& page, const store::PageSpec& spec, bool bidirectional);
 // Parses the JSON body as an object (400 when empty, broken or not an object).
 Result<Json> BodyObject(const http::HttpRequest& req, bool allow_empty = false);
+// For actions that take no fields (archive, validate): no body or `{}`;
+// a malformed body or any field is a 400, never ignored.
+Status NoFieldsBody(const http::HttpRequest& req);
 
 }  // namespace warren::api

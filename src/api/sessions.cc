@@ -400,8 +400,9 @@ Result<http::HandlerResult> ApiService::ListSessions(http::HttpRequest& req, con
   return JsonResult(PageBody(page, spec, true));
 }
 
-Result<http::HandlerResult> ApiService::ArchiveSession(http::HttpRequest&, const Params& params, const Principal& p) {
+Result<http::HandlerResult> ApiService::ArchiveSession(http::HttpRequest& req, const Params& params, const Principal& p) {
   if (!p.is_org()) return Status::PermissionDenied("archiving sessions requires an organization API key (x-api-key)");
+  WARREN_RETURN_IF_ERROR(NoFieldsBody(req));
   const std::string& id = params.at("session_id");
   std::string now = Now();
   WARREN_ASSIGN_OR_RETURN(Json s, store_->UpdateSession(

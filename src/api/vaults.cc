@@ -11,13 +11,6 @@
 namespace warren::api {
 namespace {
 
-// The actions (archive, mcp_oauth_validate) take no fields: no body or an
-// empty object. Anything else is refused rather than ignored.
-Status NoFieldsBody(const http::HttpRequest& req) {
-  WARREN_ASSIGN_OR_RETURN(Json body, BodyObject(req, true));
-  return ExpectKnownFields(body, {}, "");
-}
-
 constexpr int kMaxCredentialsPerVault = 20;
 constexpr size_t kMaxSecret = 16384;
 
