@@ -192,8 +192,8 @@ class SandboxRuntime final : public Sandboxes {
   // before any record is copied (the orchestrator's lookup of a session's
   // sandbox among thousands).
   Result<std::vector<SandboxRecord>> ListWithLabel(const std::string& key, const std::string& value);
-  // The sandboxes List() returns in `state`, filtered the same way (the
-  // janitor's pass over the started ones).
+  // The sandboxes List() returns in `state` (the janitor's pass over the
+  // started ones), from the cache's per-state index, by (created_at, id).
   Result<std::vector<SandboxRecord>> ListInState(SandboxState state);
   // Keyset listing (the REST API's and the CLI's pages): up to `limit`
   // sandboxes List() would return that `pred` accepts (null: all), ordered
@@ -202,9 +202,13 @@ class SandboxRuntime final : public Sandboxes {
   // through n sandboxes costs O(n), not O(n^2). Passing the last record's
   // key as the next `after` returns every sandbox present throughout
   // exactly once, in order, while others are created or deleted between
-  // pages. `pred` must not call into the runtime.
+  // pages. `pred` must not call into the runtime. With `state`, only
+  // sandboxes whose record is in that state (as pred checking r.state), from
+  // the cache's per-state index: a page of a rare state does not visit the
+  // sandboxes in the others.
   Result<std::vector<SandboxRecord>> ListPage(const std::optional<RecordKey>& after, size_t limit,
-                                              const std::function<bool(const SandboxRecord&)>& pred = nullptr);
+                                              const std::function<bool(const SandboxRecord&)>& pred = nullptr,
+                                              std::optional<SandboxState> state = std::nullopt);
   Result<SandboxRecord> Start(const std::string& id) override;
   // freeze -> SIGTERM all -> thaw -> grace -> SIGKILL; files kept.
   Result<SandboxRecord> Stop(const std::string& id, bool force = false) override;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <optional>
@@ -160,22 +161,26 @@ Result<std::vector<SandboxRecord>> SandboxRuntime::ListWithLabel(const std::stri
 }
 
 Result<std::vector<SandboxRecord>> SandboxRuntime::ListInState(SandboxState state) {
-  return ListWhere([state](const SandboxRecord& r) { return r.state == state; });
+  if (state == SandboxState::kDestroyed) return std::vector<SandboxRecord>{};  // List() leaves them out
+  return ListPage(std::nullopt, SIZE_MAX, nullptr, state);
 }
 
 Result<std::vector<SandboxRecord>> SandboxRuntime::ListPage(const std::optional<RecordKey>& after, size_t limit,
-                                                            const std::function<bool(const SandboxRecord&)>& pred) {
+                                                            const std::function<bool(const SandboxRecord&)>& pred,
+                                                            std::optional<SandboxState> state) {
   WorldLock world(locks_.get(), false);
   WARREN_RETURN_IF_ERROR(world.status());
   std::vector<SandboxRecord> out;
   std::optional<RecordKey> cursor = after;
-  auto live = [&pred](const SandboxRecord& r) { return r.state != SandboxState::kDestroyed && (!pred || pred(r)); };
+  auto live = [&pred, state](const SandboxRecord& r) {
+    return r.state != SandboxState::kDestroyed && (!state || r.state == *state) && (!pred || pred(r));
+  };
   // A record dropped below (recovered into a state pred refuses) leaves
   // room: ask again after the last key seen until the page is full or the
   // records end.
   while (out.size() < limit) {
     const size_t want = limit - out.size();
-    std::vector<SandboxRecord> page = records_.Page(cursor, want, live);
+    std::vector<SandboxRecord> page = records_.Page(cursor, want, live, state);
     for (auto& r : page) {
       cursor = RecordKey{r.created_at, r.id};
       if (IsTransitional(r.state)) {

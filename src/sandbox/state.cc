@@ -233,15 +233,25 @@ RecordCache::~RecordCache() {
   if (seq_) ::munmap(seq_, sizeof(uint64_t));
 }
 
+void RecordCache::UnindexLocked(const std::string& key, const SandboxRecord& rec) {
+  const RecordKey k{rec.created_at, key};
+  order_.erase(k);
+  if (auto s = by_state_.find(rec.state); s != by_state_.end()) {
+    s->second.erase(k);
+    if (s->second.empty()) by_state_.erase(s);
+  }
+}
+
 void RecordCache::SetEntryLocked(const std::string& key, Entry e) {
   auto it = entries_.find(key);
   if (it != entries_.end()) {
-    order_.erase(RecordKey{it->second.rec.created_at, key});
+    UnindexLocked(key, it->second.rec);
     it->second = std::move(e);
   } else {
     it = entries_.emplace(key, std::move(e)).first;
   }
   order_.insert(RecordKey{it->second.rec.created_at, key});
+  by_state_[it->second.rec.state].insert(RecordKey{it->second.rec.created_at, key});
 }
 
 void RecordCache::EraseEntryLocked(const std::string& key) {
@@ -251,7 +261,7 @@ void RecordCache::EraseEntryLocked(const std::string& key) {
 
 std::map<std::string, RecordCache::Entry>::iterator RecordCache::EraseEntryLocked(
     std::map<std::string, Entry>::iterator it) {
-  order_.erase(RecordKey{it->second.rec.created_at, it->first});
+  UnindexLocked(it->first, it->second.rec);
   return entries_.erase(it);
 }
 
@@ -450,14 +460,22 @@ Result<std::string> RecordCache::FindByName(const std::string& name) {
 }
 
 std::vector<SandboxRecord> RecordCache::Page(const std::optional<RecordKey>& after, size_t limit,
-                                             const std::function<bool(const SandboxRecord&)>& pred) {
+                                             const std::function<bool(const SandboxRecord&)>& pred,
+                                             std::optional<SandboxState> state) {
   std::vector<SandboxRecord> out;
   if (limit == 0) return out;
   {
     std::lock_guard<std::mutex> l(mu_);
     if (CurrentLocked()) {
-      // Memory is the directory: from the index, starting after the cursor.
-      for (auto it = after ? order_.upper_bound(*after) : order_.begin(); it != order_.end() && out.size() < limit;
+      // Memory is the directory: from the index (of `state`, if given),
+      // starting after the cursor.
+      const std::set<RecordKey>* index = &order_;
+      if (state) {
+        auto s = by_state_.find(*state);
+        if (s == by_state_.end()) return out;
+        index = &s->second;
+      }
+      for (auto it = after ? index->upper_bound(*after) : index->begin(); it != index->end() && out.size() < limit;
            ++it) {
         const SandboxRecord& r = entries_.at(it->id).rec;
         if (!pred || pred(r)) out.push_back(r);
@@ -473,7 +491,7 @@ std::vector<SandboxRecord> RecordCache::Page(const std::optional<RecordKey>& aft
   };
   Scan([&](const SandboxRecord& r) {
     if (after && !(*after < RecordKey{r.created_at, r.id})) return;
-    if (pred && !pred(r)) return;
+    if ((state && r.state != *state) || (pred && !pred(r))) return;
     if (out.size() < limit) {
       out.push_back(r);
       std::push_heap(out.begin(), out.end(), less);

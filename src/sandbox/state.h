@@ -197,9 +197,13 @@ class RecordCache final {
   // each page as the next `after` returns every record present throughout
   // exactly once, in order, whatever is added or removed in between; a
   // record added behind the cursor is not returned. `pred` runs under the
-  // cache's mutex: it must not call back into the cache.
+  // cache's mutex: it must not call back into the cache. With `state`, only
+  // records in that state, from a per-state index: O(log n + records of
+  // that state skipped by pred + limit), however many records are in other
+  // states (the orchestrator polls the busy states of 10,000 sandboxes).
   std::vector<SandboxRecord> Page(const std::optional<RecordKey>& after, size_t limit,
-                                  const std::function<bool(const SandboxRecord&)>& pred = nullptr);
+                                  const std::function<bool(const SandboxRecord&)>& pred = nullptr,
+                                  std::optional<SandboxState> state = std::nullopt);
   // Writes the record's file (atomically) and caches it.
   Status Put(const SandboxRecord& rec);
   Status Remove(const std::string& key);
@@ -229,10 +233,12 @@ class RecordCache final {
   template <typename Fn>
   void Scan(Fn fn);
 
-  // entries_ and order_ change together (mu_ held).
+  // entries_, order_ and by_state_ change together (mu_ held).
   void SetEntryLocked(const std::string& key, Entry e);
   void EraseEntryLocked(const std::string& key);
   std::map<std::string, Entry>::iterator EraseEntryLocked(std::map<std::string, Entry>::iterator it);
+  // Drops the entry (key, rec)'s keys from order_ and by_state_ (mu_ held).
+  void UnindexLocked(const std::string& key, const SandboxRecord& rec);
   // Memory holds the directory: no other writer since the last walk (mu_ held).
   bool CurrentLocked();
 
@@ -246,6 +252,7 @@ class RecordCache final {
   mutable std::mutex mu_;
   std::map<std::string, Entry> entries_;
   std::set<RecordKey> order_;  // (created_at, key) of every entry: Page's index
+  std::map<SandboxState, std::set<RecordKey>> by_state_;  // order_ split by the entry's state
   uint64_t writes_ = 0;  // bumped by every Put/Remove: a read that raced one is not cached
   int64_t reads_ = 0, walks_ = 0;
   uint64_t* seq_ = nullptr;  // the shared counter (mmap), or null

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -269,6 +270,99 @@ TEST(StateTest, RecordCachePagesInKeysetOrder) {
   EXPECT_TRUE((RecordKey{z[0].created_at, z[0].id}) < (RecordKey{from_mid[0].created_at, from_mid[0].id}));
   EXPECT_EQ(a.walks(), walks);
   EXPECT_EQ(a.reads(), reads);
+  (void)RemoveTree(dir);
+}
+
+// Pages by state come from a per-state index: in (created_at, id) order
+// with cursors; pred (labels) applies on top; a record whose state changes
+// moves between the states' pages, a removed one leaves them, and writes by
+// another cache on the same directory (the shared counter: the next page
+// walks) are seen. pred counts the records a page visits: with no other
+// writer, only those of the wanted state.
+TEST(StateTest, RecordCachePagesByState) {
+  const std::string dir = "/tmp/warren-recstate-" + NewId("", 8);
+  ASSERT_TRUE(MkdirAll(dir).ok());
+  JsonDir d(dir + "/sandboxes");
+  const std::string seq = dir + "/records.seq";
+  RecordCache a(&d, seq), other(&d, seq);
+  auto rec = [](const std::string& id, int64_t t, SandboxState st, const std::string& team) {
+    SandboxRecord r;
+    r.id = id;
+    r.name = "n" + id;
+    r.created_at = t;
+    r.state = st;
+    r.labels["team"] = team;
+    return r;
+  };
+  // 200 stopped, 9 started (3 per created_at tick, ids out of order), labels
+  // alternating between two teams.
+  for (int i = 0; i < 200; ++i)
+    ASSERT_TRUE(a.Put(rec("s" + std::to_string(1000 + i), 10 + i, SandboxState::kStopped, "x")).ok());
+  for (int i = 0; i < 9; ++i)
+    ASSERT_TRUE(a.Put(rec("g" + std::to_string(108 - i), 500 + i / 3, SandboxState::kStarted, i % 2 ? "y" : "x")).ok());
+  (void)a.All();  // one walk: memory is the directory from here on
+  auto ids = [](const std::vector<SandboxRecord>& v) {
+    std::vector<std::string> out;
+    for (const auto& r : v) out.push_back(r.id);
+    return out;
+  };
+  using V = std::vector<std::string>;
+  const V started = {"g106", "g107", "g108", "g103", "g104", "g105", "g100", "g101", "g102"};
+  int visited = 0;
+  auto count = [&](const SandboxRecord&) { ++visited; return true; };
+  const int64_t walks = a.walks();
+  // Pages of 4 with cursors: every started record once, in order.
+  std::vector<std::string> seen;
+  std::optional<RecordKey> after;
+  for (;;) {
+    auto page = a.Page(after, 4, count, SandboxState::kStarted);
+    for (const auto& r : page) EXPECT_EQ(r.state, SandboxState::kStarted) << r.id;
+    for (const auto& id : ids(page)) seen.push_back(id);
+    if (page.size() < 4) break;
+    after = RecordKey{page.back().created_at, page.back().id};
+  }
+  EXPECT_EQ(seen, started);
+  EXPECT_EQ(visited, 9);  // none of the 200 stopped ones
+  EXPECT_EQ(a.walks(), walks);
+  EXPECT_TRUE(a.Page(std::nullopt, 5, nullptr, SandboxState::kPaused).empty());
+  EXPECT_EQ(a.Page(std::nullopt, 1000, nullptr, SandboxState::kStopped).size(), 200u);
+  // State and label together: the label filters within the state's index.
+  auto team_y = [](const SandboxRecord& r) { return r.labels.at("team") == "y"; };
+  EXPECT_EQ(ids(a.Page(std::nullopt, 10, team_y, SandboxState::kStarted)), (V{"g107", "g103", "g105", "g101"}));
+  EXPECT_EQ(ids(a.Page(RecordKey{500, "g107"}, 2, team_y, SandboxState::kStarted)), (V{"g103", "g105"}));
+  EXPECT_TRUE(a.Page(std::nullopt, 10, team_y, SandboxState::kStopped).empty());
+  // This cache stops one started record and starts one stopped record,
+  // removes one: each moves between (or leaves) the states' pages.
+  ASSERT_TRUE(a.Put(rec("g107", 500, SandboxState::kStopped, "y")).ok());
+  ASSERT_TRUE(a.Put(rec("s1005", 15, SandboxState::kStarted, "x")).ok());
+  ASSERT_TRUE(a.Remove("g103").ok());
+  EXPECT_EQ(ids(a.Page(std::nullopt, 100, nullptr, SandboxState::kStarted)),
+            (V{"s1005", "g106", "g108", "g104", "g105", "g100", "g101", "g102"}));
+  auto stopped = ids(a.Page(std::nullopt, 1000, nullptr, SandboxState::kStopped));
+  EXPECT_EQ(stopped.size(), 200u);
+  EXPECT_EQ(std::count(stopped.begin(), stopped.end(), "g107"), 1);
+  EXPECT_EQ(std::count(stopped.begin(), stopped.end(), "s1005"), 0);
+  EXPECT_EQ(a.walks(), walks);
+  // Another writer: pauses g106, deletes g100, adds a started record; the
+  // next page walks once and sees all of it, and the index is current
+  // again for the pages after it.
+  ASSERT_TRUE(other.Put(rec("g106", 500, SandboxState::kPaused, "x")).ok());
+  ASSERT_TRUE(other.Remove("g100").ok());
+  ASSERT_TRUE(other.Put(rec("g200", 600, SandboxState::kStarted, "y")).ok());
+  const V after_other = {"s1005", "g108", "g104", "g105", "g101", "g102", "g200"};
+  EXPECT_EQ(ids(a.Page(std::nullopt, 100, nullptr, SandboxState::kStarted)), after_other);
+  EXPECT_EQ(a.walks(), walks + 1);
+  visited = 0;
+  EXPECT_EQ(ids(a.Page(std::nullopt, 100, count, SandboxState::kStarted)), after_other);
+  EXPECT_EQ(visited, 7);
+  EXPECT_EQ(ids(a.Page(std::nullopt, 100, nullptr, SandboxState::kPaused)), (V{"g106"}));
+  EXPECT_EQ(ids(a.Page(RecordKey{15, "s1005"}, 2, team_y, SandboxState::kStarted)), (V{"g105", "g101"}));
+  EXPECT_EQ(a.walks(), walks + 1);
+  // A page across another writer's change, with a cursor and a label: the
+  // walk path filters by state too.
+  ASSERT_TRUE(other.Put(rec("g101", 501, SandboxState::kStopped, "y")).ok());
+  EXPECT_EQ(ids(a.Page(RecordKey{15, "s1005"}, 2, team_y, SandboxState::kStarted)), (V{"g105", "g200"}));
+  EXPECT_EQ(a.walks(), walks + 2);
   (void)RemoveTree(dir);
 }
 

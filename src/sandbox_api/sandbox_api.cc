@@ -780,7 +780,7 @@ Result<HandlerResult> SandboxApi::ListSandboxes(HttpRequest& req, const Params&,
     }
     return true;
   };
-  WARREN_ASSIGN_OR_RETURN(auto page, rt->ListPage(after, static_cast<size_t>(limit) + 1, match));
+  WARREN_ASSIGN_OR_RETURN(auto page, rt->ListPage(after, static_cast<size_t>(limit) + 1, match, state));
   Json data = Json::array();
   std::string next;
   for (const auto& r : page) {
