@@ -218,6 +218,7 @@ Status MemoryStore::DeleteEnvironment(const std::string& id) {
   if (!envs_.erase(id)) return Status::NotFound("environment " + id + " not found");
   for (auto it = keys_.begin(); it != keys_.end();)
     it = it->second.environment_id == id ? keys_.erase(it) : std::next(it);
+  holders_.erase(id);
   CommitObjectChangeLocked({"environment.deleted", id, "", "", FormatRfc3339(clock_->NowMicros())});
   return Status::Ok();
 }

@@ -723,6 +723,9 @@ Status SqliteStore::DeleteEnvironment(const std::string& id) {
     Stmt keys(db_, "DELETE FROM keys WHERE environment_id = ?");
     keys.Bind({id});
     WARREN_RETURN_IF_ERROR(keys.Exec());
+    Stmt holder(db_, "DELETE FROM environment_holders WHERE environment_id = ?");
+    holder.Bind({id});
+    WARREN_RETURN_IF_ERROR(holder.Exec());
     return ObjectOutboxLocked({"environment.deleted", id, "", "", FormatRfc3339(clock_->NowMicros())});
   });
 }

@@ -1432,6 +1432,25 @@ TEST_P(StoreConformance, EnvironmentHolderCompareAndSet) {
   EXPECT_EQ(h.acquired_at, t + 61 * kSec);
 }
 
+// Deleting an environment forgets its holder: a later orchestrator takes a
+// re-used id at once instead of waiting out the old holder's TTL, and no row
+// is left behind per deleted environment.
+TEST_P(StoreConformance, DeletedEnvironmentForgetsItsHolder) {
+  const int64_t t = 100'000 * kSec;
+  ASSERT_TRUE(store_->CreateEnvironment(Env("env_h", "holder")).ok());
+  auto held = store_->HoldEnvironment("env_h", "orch_a", "host-a", t, t - 30 * kSec);
+  ASSERT_TRUE(held.ok()) << held.status().ToString();
+  EXPECT_EQ(held->orchestrator_id, "orch_a");
+  // While orch_a is fresh, orch_b is refused.
+  EXPECT_EQ(store_->HoldEnvironment("env_h", "orch_b", "host-b", t + kSec, t - 29 * kSec)->orchestrator_id, "orch_a");
+  ASSERT_TRUE(store_->DeleteEnvironment("env_h").ok());
+  // Still fresh by time, but the record went with the environment.
+  held = store_->HoldEnvironment("env_h", "orch_b", "host-b", t + 2 * kSec, t - 28 * kSec);
+  ASSERT_TRUE(held.ok()) << held.status().ToString();
+  EXPECT_EQ(held->orchestrator_id, "orch_b");
+  EXPECT_EQ(held->acquired_at, t + 2 * kSec);
+}
+
 // The engine's state and transcript ride in StepSession's transaction: the
 // record is replaced, rows are appended, a duplicate row aborts the whole
 // step (nothing of it kept), and both go with the session. Secrets too.
