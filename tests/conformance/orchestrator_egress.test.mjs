@@ -34,9 +34,10 @@ const toolTexts = (evs) => evs.filter((e) => e.type === 'user.tool_result')
 const BUILD_DEADLINE_MS = 20 * 60_000;
 // The packages snapshot is Debian minbase + jq: no wget or nc. The agent's
 // HTTP client is bash's own /dev/tcp (`get ADDRESS HOST`: GET / over HTTP/1.0
-// to ADDRESS:80 with that Host), so that no package is added to the build
+// to ADDRESS:80 with that Host; the reply is read for up to 30 s, a bound
+// for a hang, not an expectation), so that no package is added to the build
 // for the test's sake.
-const GET = "get() { exec 3<>/dev/tcp/$1/80 || return; printf 'GET / HTTP/1.0\\r\\nHost: %s\\r\\n\\r\\n' \"$2\" >&3; timeout 10 cat <&3; exec 3<&-; };";
+const GET = "get() { exec 3<>/dev/tcp/$1/80 || return; printf 'GET / HTTP/1.0\\r\\nHost: %s\\r\\n\\r\\n' \"$2\" >&3; timeout 30 cat <&3; exec 3<&-; };";
 
 function skipReason() {
   const r = orchestratorSkipReason();
