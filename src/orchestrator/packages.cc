@@ -499,9 +499,13 @@ Result<PackageRecipe> PackagesRecipe(const PackageSet& in, const PackageRecipeOp
       // fetches it (cargo 0.66's libgit2 speaks only git's smart HTTP; git
       // speaks the dumb one as well, so a static file server works). The URL
       // holds no quote or backslash (IndexUrlHost's alphabet).
+      // Over plain http, downloads in HTTP/1.1: cargo's curl would ask the
+      // server to upgrade to h2c, and the build's egress proxy carries no
+      // Upgrade on plain HTTP (it could not check what follows).
       text += " && mkdir -p /tmp/cargo && printf '%s\\n' '[source.crates-io]' 'replace-with = \"warren\"' "
-              "'[source.warren]' 'registry = \"" + opts.cargo_index + "\"' '[net]' 'git-fetch-with-cli = true' "
-              "> /tmp/cargo/config.toml";
+              "'[source.warren]' 'registry = \"" + opts.cargo_index + "\"' '[net]' 'git-fetch-with-cli = true'";
+      if (IsHttpUrl(opts.cargo_index)) text += " '[http]' 'multiplexing = false'";
+      text += " > /tmp/cargo/config.toml";
     }
     text += " && cargo install --root /usr/local" + QuotedArgs(set.cargo) + " && rm -rf /tmp/cargo\n";
   }

@@ -624,7 +624,11 @@ TEST(PackageSnapshotsTest, ConfiguredRegistriesAreTheirManagersOnlyHosts) {
   EXPECT_NE(be.last_recipe.find("--clear-sources --source 'http://gems.test/' 'warren-hello'\n"), std::string::npos)
       << be.last_recipe;
   EXPECT_NE(be.last_recipe.find("GOPROXY='http://goproxy.test/' && go install"), std::string::npos) << be.last_recipe;
-  EXPECT_NE(be.last_recipe.find("'registry = \"http://crates.test/index.git\"'"), std::string::npos) << be.last_recipe;
+  // Plain http: HTTP/1.1 downloads (no h2c Upgrade, which the build's proxy refuses on plain HTTP).
+  EXPECT_NE(be.last_recipe.find("'registry = \"http://crates.test/index.git\"' '[net]' 'git-fetch-with-cli = true' "
+                                "'[http]' 'multiplexing = false' > /tmp/cargo/config.toml"),
+            std::string::npos)
+      << be.last_recipe;
 }
 
 }  // namespace
