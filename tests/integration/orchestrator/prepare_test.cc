@@ -586,12 +586,15 @@ class OfflineBackend final : public SnapshotBackend {
   SnapshotBackend* real_;
 };
 
-// config.packages {"apt":["jq"],"pip":["warren-test-hello==1.0"]} and then
-// {"npm":["semver@7.6.3"]}: both from the one `debian:bookworm` base (one
-// debootstrap for the whole test, as for a data dir). The first set's
-// apt-get (jq and python3-pip) reaches the base's mirror and its pip step
-// the configured local index (PackageRecipeOptions::pip_index_url), and
-// nothing else: not PyPI. npm's steps reach registry.npmjs.org only (through
+// config.packages {"apt":["jq"],"pip":["warren-test-hello==1.0"]}, then
+// {"gem":[...],"go":[...],"cargo":[...]} and {"npm":["semver@7.6.3"]}: all
+// from the one `debian:bookworm` base (one debootstrap for the whole test,
+// as for a data dir). The first set's apt-get (jq and python3-pip) reaches
+// the base's mirror and its pip step the configured local index
+// (PackageRecipeOptions::pip_index_url), and nothing else: not PyPI. The
+// second set's steps reach the configured local gem source, go proxy and
+// cargo index (and sum.golang.org, kept for go), not rubygems.org,
+// proxy.golang.org or crates.io. npm's steps reach registry.npmjs.org only (through
 // the host's resolver and, on a host behind a TLS-inspecting proxy, its CA
 // bundle). Each snapshot is built once and then cached, its tools run in a
 // sandbox made from it, and no build leaves its network behind. Skips with
@@ -737,6 +740,26 @@ TEST_F(PackagesIntegrationTest, AptPipAndNpmSnapshotsShareOneBase) {
   EXPECT_EQ(cargo_out.stdout_data, "hello from the local cargo index\n") << cargo_out.stderr_data;
   EXPECT_EQ(Sh(rsb.id, "test -e /tmp/go || test -e /tmp/cargo; echo $?").stdout_data, "1\n")
       << "neither go's nor cargo's caches are in the snapshot";
+  EXPECT_EQ(regs_served.find("/sumdb/"), std::string::npos) << "GONOSUMDB: the checksum database is not asked";
+
+  // The checksum database stays on with a configured proxy: without
+  // GONOSUMDB for the module, go asks the proxy whether it serves
+  // sum.golang.org (/sumdb/sum.golang.org/supported: 404 here), then the
+  // database itself, which cannot know a private module (or, in CI, cannot
+  // be reached): the go step fails, a permanent failure. The apt-get, gem
+  // and cargo layers are shared with the build above: seconds.
+  PackageSnapshots checked(&backend, {.gem_source = std::string("http://") + LocalRegistries::kGemName + "/gem/",
+                                      .go_proxy = std::string("http://") + LocalRegistries::kGoName + "/go",
+                                      .cargo_index = std::string("http://") + LocalRegistries::kCargoName +
+                                                     "/cargo/index.git"});
+  Json gosum = {{"id", "env_gosum"}, {"config", {{"type", "cloud"}, {"packages", Json::parse(R"({
+      "gem":["warren-hello:1.0.0"],"go":["warren.test/warren-hello-go@v1.0.0"],"cargo":["warren-hello@1.0.0"]})")}}}};
+  auto unverified = SnapshotForEnvironment(gosum, &checked);
+  ASSERT_EQ(unverified.status().code(), Code::kFailedPrecondition) << unverified.status().ToString();
+  EXPECT_NE(unverified.status().message().find("go install 'warren.test/warren-hello-go@v1.0.0'"), std::string::npos)
+      << unverified.status().message();
+  EXPECT_NE(index_.requests().find("/go/sumdb/sum.golang.org/supported\n"), std::string::npos) << index_.requests();
+  ExpectNoBuildNetworkLeft();
 
   // npm, from the same base (cached: no second debootstrap).
   if (!Reachable("registry.npmjs.org", 443)) GTEST_SKIP() << "registry.npmjs.org:443 is not reachable from this host";
