@@ -26,6 +26,8 @@ DEBS=(
   ripgrep nodejs unzip tar xz-utils ca-certificates curl jq
   # orchestrator preparation tests: a dumb-protocol git server and hostile tarballs
   python3
+  # package snapshot test: `gem build` + `gem generate_index` make its local gem source
+  ruby
   # web console browser tests (playwright-core drives Debian's chromium)
   chromium
 )

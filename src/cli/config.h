@@ -82,9 +82,15 @@ struct ServeConfig {
   int orchestrator_runner_max_relaunches = 3;  // relaunches of a crashed runner per item, then the item is stopped
   int orchestrator_relaunch_initial_ms = 200;  // backoff before the first relaunch (doubling)
   // Package snapshots (docs/ORCHESTRATOR.md "Packages"): pip's index (PEP
-  // 503, "" = PyPI), and the npm release bootstrapped with its sha512
-  // ("" = the built-in pin). Checked at start (orchestrator/packages.h).
+  // 503, "" = PyPI), gem's source ("" = rubygems.org), go's module proxy
+  // ("" = proxy.golang.org) and its GONOSUMDB, cargo's git index ("" =
+  // crates.io), and the npm release bootstrapped with its sha512 ("" = the
+  // built-in pin). Checked at start (orchestrator/packages.h).
   std::string orchestrator_packages_pip_index_url;
+  std::string orchestrator_packages_gem_source;
+  std::string orchestrator_packages_go_proxy;
+  std::string orchestrator_packages_go_nosumdb;
+  std::string orchestrator_packages_cargo_index;
   std::string orchestrator_packages_npm_version;
   std::string orchestrator_packages_npm_integrity;
   // The model provider (models::ModelConfigFromJson keys); scripted offline

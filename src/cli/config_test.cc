@@ -163,6 +163,27 @@ TEST(ConfigTest, PackagesKeys) {
   ASSERT_TRUE(ApplyEnvironment(&c, env).ok());
   EXPECT_EQ(c.orchestrator_packages_npm_integrity, "sha512-x");
   EXPECT_FALSE(ApplyConfigJson(Json{{"orchestrator", {{"packages_pip_index_url", 1}}}}, &c).ok());
+  // gem's source, go's proxy and GONOSUMDB, cargo's index.
+  EXPECT_EQ(c.orchestrator_packages_gem_source, "");
+  EXPECT_EQ(c.orchestrator_packages_go_proxy, "");
+  ASSERT_TRUE(ApplyConfigJson(Json{{"orchestrator", {{"packages_gem_source", "http://gems.lan/"},
+                                                     {"packages_go_proxy", "https://athens.lan"}}},
+                                   {"orchestrator.packages_cargo_index", "https://git.lan/crates.git"}},
+                              &c)
+                  .ok());
+  EXPECT_EQ(c.orchestrator_packages_gem_source, "http://gems.lan/");
+  EXPECT_EQ(c.orchestrator_packages_go_proxy, "https://athens.lan");
+  EXPECT_EQ(c.orchestrator_packages_cargo_index, "https://git.lan/crates.git");
+  auto env2 = [](const char* n) -> const char* {
+    return std::string(n) == "WARREN_ORCHESTRATOR_PACKAGES_GO_NOSUMDB" ? "corp.lan,*.corp.lan" : nullptr;
+  };
+  ASSERT_TRUE(ApplyEnvironment(&c, env2).ok());
+  EXPECT_EQ(c.orchestrator_packages_go_nosumdb, "corp.lan,*.corp.lan");
+  for (const char* k : {"packages_gem_source", "packages_go_proxy", "packages_go_nosumdb", "packages_cargo_index"}) {
+    Status s = ApplyConfigJson(Json{{"orchestrator", {{k, Json::array()}}}}, &c);
+    EXPECT_EQ(s.code(), Code::kInvalidArgument) << k;
+    EXPECT_NE(s.message().find(k), std::string::npos) << s.message();
+  }
 }
 
 TEST(ConfigTest, SandboxDataDirDefaultsUnderDataDirAndLongCallBounds) {

@@ -394,10 +394,16 @@ int Serve(ServeConfig cfg, const std::string& config_path) {
   // with the key named (never a build that fails later, per session).
   orchestrator::PackageRecipeOptions pkg_opts;
   pkg_opts.pip_index_url = cfg.orchestrator_packages_pip_index_url;
+  pkg_opts.gem_source = cfg.orchestrator_packages_gem_source;
+  pkg_opts.go_proxy = cfg.orchestrator_packages_go_proxy;
+  pkg_opts.go_nosumdb = cfg.orchestrator_packages_go_nosumdb;
+  pkg_opts.cargo_index = cfg.orchestrator_packages_cargo_index;
   pkg_opts.npm_version = cfg.orchestrator_packages_npm_version;
   pkg_opts.npm_integrity = cfg.orchestrator_packages_npm_integrity;
   if (Status ps = orchestrator::CheckPackageRecipeOptions(pkg_opts); !ps.ok()) {
-    return Fail(ps.WithContext("orchestrator.packages_*"));
+    // Each message starts with the field's name: the key is named in full
+    // ("orchestrator.packages_gem_source 'x': must start with http://...").
+    return Fail(Status::InvalidArgument("orchestrator.packages_" + ps.message()));
   }
   // Wake-up by webhook (docs/ORCHESTRATOR.md): the route exists only with a
   // secret; the orchestrator is set once it runs (503 until then).

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <array>
+#include <initializer_list>
+#include <utility>
 
 #include "common/host_names.h"
 #include "common/ids.h"
@@ -306,27 +308,54 @@ Result<PackageSet> ParsePackages(const Json& packages) {
   return NormalisePackages(std::move(set));
 }
 
-std::vector<std::string> ToolchainPackages(const PackageSet& set) {
+std::vector<std::string> ToolchainPackages(const PackageSet& set, const PackageRecipeOptions& opts) {
   std::vector<std::string> out;
   if (set.needs_build_network()) out.push_back("ca-certificates");
   if (!set.pip.empty()) out.push_back("python3-pip");
   if (!set.npm.empty()) out.push_back("nodejs");
   if (!set.gem.empty()) out.push_back("ruby");
   if (!set.cargo.empty()) out.push_back("cargo");
+  if (!set.cargo.empty() && !opts.cargo_index.empty()) out.push_back("git");  // net.git-fetch-with-cli
   if (!set.go.empty()) out.insert(out.end(), {"golang-go", "git"});
   std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
 
 Status CheckPackageRecipeOptions(const PackageRecipeOptions& opts) {
-  if (!opts.pip_index_url.empty()) {
+  // The registry URLs: one form for all (IndexUrlHost).
+  for (const auto& [field, url] : {std::pair<const char*, const std::string&>{"pip_index_url", opts.pip_index_url},
+                                   {"gem_source", opts.gem_source},
+                                   {"go_proxy", opts.go_proxy},
+                                   {"cargo_index", opts.cargo_index}}) {
+    if (url.empty()) continue;
     // Never echoed when it may hold a credential (user:password@host).
-    if (opts.pip_index_url.find('@') != std::string::npos) {
-      return Status::InvalidArgument("pip_index_url: credentials (user:password@) are not accepted; they would be "
-                                     "stored in the snapshot's recipe");
+    if (url.find('@') != std::string::npos) {
+      return Status::InvalidArgument(std::string(field) + ": credentials (user:password@) are not accepted; they "
+                                     "would be stored in the snapshot's recipe");
     }
-    if (auto h = IndexUrlHost(opts.pip_index_url); !h.ok()) {
-      return Status::InvalidArgument("pip_index_url '" + opts.pip_index_url.substr(0, 120) + "': " + h.status().message());
+    if (auto h = IndexUrlHost(url); !h.ok()) {
+      return Status::InvalidArgument(std::string(field) + " '" + url.substr(0, 120) + "': " + h.status().message());
+    }
+  }
+  if (!opts.go_nosumdb.empty()) {
+    if (opts.go_proxy.empty()) {
+      return Status::InvalidArgument("go_nosumdb needs go_proxy: proxy.golang.org serves public modules only, which "
+                                     "the checksum database knows");
+    }
+    const std::string& p = opts.go_nosumdb;
+    bool bad = p.size() > 512 || !AllOf(p, ",./_~*?-");
+    for (size_t start = 0; !bad;) {
+      size_t comma = p.find(',', start);
+      std::string_view el = std::string_view(p).substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      bad = el.empty() || el[0] == '-' || el[0] == '/' || el.find("..") != std::string_view::npos;
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+    if (bad) {
+      return Status::InvalidArgument("go_nosumdb '" + p.substr(0, 120) +
+                                     "': expected comma-separated module path prefixes or globs of "
+                                     "[A-Za-z0-9./_~*?-] (as GONOSUMDB), e.g. corp.example.com,*.internal.example");
     }
   }
   if (opts.npm_version.empty() != opts.npm_integrity.empty()) {
@@ -359,9 +388,24 @@ std::vector<std::string> PackageRegistryHosts(const PackageSet& set, const Packa
     else out.insert(out.end(), {"pypi.org", "files.pythonhosted.org"});
   }
   if (!set.npm.empty()) out.push_back("registry.npmjs.org");
-  if (!set.gem.empty()) out.insert(out.end(), {"rubygems.org", "index.rubygems.org"});
-  if (!set.cargo.empty()) out.insert(out.end(), {"crates.io", "index.crates.io", "static.crates.io"});
-  if (!set.go.empty()) out.insert(out.end(), {"proxy.golang.org", "sum.golang.org"});
+  // A configured registry's host replaces the public ones (the URLs were
+  // checked: CheckPackageRecipeOptions).
+  auto configured = [&](const std::string& url, std::initializer_list<const char*> public_hosts) {
+    if (!url.empty()) {
+      if (auto host = IndexUrlHost(url); host.ok()) out.push_back(*host);
+      return;
+    }
+    out.insert(out.end(), public_hosts.begin(), public_hosts.end());
+  };
+  if (!set.gem.empty()) configured(opts.gem_source, {"rubygems.org", "index.rubygems.org"});
+  // cargo 0.66 (bookworm) reads crates.io's git index from github.com (the
+  // sparse index.crates.io needs cargo 1.68); downloads go through
+  // crates.io to static.crates.io.
+  if (!set.cargo.empty()) configured(opts.cargo_index, {"crates.io", "index.crates.io", "static.crates.io", "github.com"});
+  if (!set.go.empty()) {
+    configured(opts.go_proxy, {"proxy.golang.org"});
+    out.push_back("sum.golang.org");
+  }
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
@@ -392,6 +436,9 @@ Result<PackageRecipe> PackagesRecipe(const PackageSet& in, const PackageRecipeOp
   // A configured registry or npm is another recipe, so another name; the
   // defaults add nothing (the names made before these settings stay).
   if (!set.pip.empty() && !opts.pip_index_url.empty()) canon["pip_index_url"] = opts.pip_index_url;
+  if (!set.gem.empty() && !opts.gem_source.empty()) canon["gem_source"] = opts.gem_source;
+  if (!set.go.empty() && !opts.go_proxy.empty()) canon["go_proxy"] = {opts.go_proxy, opts.go_nosumdb};
+  if (!set.cargo.empty() && !opts.cargo_index.empty()) canon["cargo_index"] = opts.cargo_index;
   if (!set.npm.empty() && (npm_version != kDefaultNpmVersion || npm_integrity != kDefaultNpmIntegrity)) {
     canon["npm_self"] = {npm_version, npm_integrity};
   }
@@ -403,7 +450,7 @@ Result<PackageRecipe> PackagesRecipe(const PackageSet& in, const PackageRecipeOp
   r.snapshot_name = "pkgs-" + r.hash.substr(0, 32);
   // The apt set plus the toolchains the other managers need.
   std::vector<std::string> debs = set.apt;
-  for (auto& t : ToolchainPackages(set)) debs.push_back(std::move(t));
+  for (auto& t : ToolchainPackages(set, opts)) debs.push_back(std::move(t));
   std::sort(debs.begin(), debs.end());
   debs.erase(std::unique(debs.begin(), debs.end()), debs.end());
   std::string text = "# Warren packages snapshot " + r.hash + " (generated; docs/ORCHESTRATOR.md)\n";
@@ -434,15 +481,41 @@ Result<PackageRecipe> PackagesRecipe(const PackageSet& in, const PackageRecipeOp
     text += "RUN npm install -g --no-fund --no-audit --no-update-notifier --cache /tmp/npm-cache" + QuotedArgs(set.npm) +
             " && rm -rf /tmp/npm-cache\n";
   }
-  if (!set.gem.empty()) text += "RUN gem install --no-document" + QuotedArgs(set.gem) + "\n";
+  if (!set.gem.empty()) {
+    text += "RUN gem install --no-document";
+    if (!opts.gem_source.empty()) {
+      // Only this source (not rubygems.org as well). RubyGems resolves
+      // specs.4.8.gz, quick/ and gems/ under it: a directory URL.
+      std::string src = opts.gem_source;
+      if (src.back() != '/') src += '/';
+      text += " --clear-sources --source " + ShellQuote(src);
+    }
+    text += QuotedArgs(set.gem) + "\n";
+  }
   if (!set.cargo.empty()) {
-    text += "RUN export CARGO_HOME=/tmp/cargo && cargo install --root /usr/local" + QuotedArgs(set.cargo) +
-            " && rm -rf /tmp/cargo\n";
+    text += "RUN export CARGO_HOME=/tmp/cargo";
+    if (!opts.cargo_index.empty()) {
+      // Source replacement: crates.io's name, this git index. The git CLI
+      // fetches it (cargo 0.66's libgit2 speaks only git's smart HTTP; git
+      // speaks the dumb one as well, so a static file server works). The URL
+      // holds no quote or backslash (IndexUrlHost's alphabet).
+      // Over plain http, downloads in HTTP/1.1: cargo's curl would ask the
+      // server to upgrade to h2c, and the build's egress proxy carries no
+      // Upgrade on plain HTTP (it could not check what follows).
+      text += " && mkdir -p /tmp/cargo && printf '%s\\n' '[source.crates-io]' 'replace-with = \"warren\"' "
+              "'[source.warren]' 'registry = \"" + opts.cargo_index + "\"' '[net]' 'git-fetch-with-cli = true'";
+      if (IsHttpUrl(opts.cargo_index)) text += " '[http]' 'multiplexing = false'";
+      text += " > /tmp/cargo/config.toml";
+    }
+    text += " && cargo install --root /usr/local" + QuotedArgs(set.cargo) + " && rm -rf /tmp/cargo\n";
   }
   if (!set.go.empty()) {
     // The module proxy only (no direct VCS fetches: those hosts are not
-    // allowed), checked against the checksum database.
-    text += "RUN export GOBIN=/usr/local/bin GOPATH=/tmp/go GOCACHE=/tmp/go-cache GOPROXY=https://proxy.golang.org";
+    // allowed), checked against the checksum database (except the
+    // configured GONOSUMDB prefixes).
+    text += "RUN export GOBIN=/usr/local/bin GOPATH=/tmp/go GOCACHE=/tmp/go-cache GOPROXY=";
+    text += opts.go_proxy.empty() ? std::string("https://proxy.golang.org") : ShellQuote(opts.go_proxy);
+    if (!opts.go_nosumdb.empty()) text += " GONOSUMDB=" + ShellQuote(opts.go_nosumdb);
     for (const auto& g : set.go) {
       text += " && go install " + ShellQuote(g.find('@') == std::string::npos ? g + "@latest" : g);
     }

@@ -22,7 +22,8 @@
 //    bootstrapped from its registry (pinned version and sha512, both
 //    configurable), and each manager is a RUN step. The build may reach the
 //    base's mirror and the registries of the managers used
-//    (PackageRegistryHosts: pip's is configurable), nothing else. Without
+//    (PackageRegistryHosts: pip's, gem's, go's and cargo's are
+//    configurable), nothing else. Without
 //    it, an apt-only set is
 //    installed by debootstrap itself (`include=`, no network inside the
 //    build) and any other manager is refused with FailedPrecondition.
@@ -95,14 +96,39 @@ struct PackageRecipeOptions {
   // host), and an http:// index is passed as pip's --trusted-host (plain
   // http cannot be verified; writing it in the config is the opt-in).
   std::string pip_index_url;
+  // gem's source (`gem install --clear-sources --source URL`, the same URL
+  // form): a RubyGems server or a static `gem generate_index` tree. "" =
+  // rubygems.org. When set, the gem step reaches this URL's host only (its
+  // specs, quick/ and gems/ are fetched under the URL).
+  std::string gem_source;
+  // Go's module proxy (GOPROXY, one URL of the same form: no `direct`, no
+  // list, so go never fetches from a VCS host). "" = proxy.golang.org. When
+  // set, the go step reaches this URL's host and sum.golang.org (the
+  // checksum database stays on: go reads it through the proxy when the
+  // proxy serves /sumdb/sum.golang.org/, else directly).
+  std::string go_proxy;
+  // GONOSUMDB: comma-separated module path prefixes (globs) that are not
+  // checked against the checksum database (private modules the public
+  // database cannot know). Only with go_proxy.
+  std::string go_nosumdb;
+  // cargo's index: a git repository served over http(s) (the registry's
+  // config.json inside names its `dl` URL), replacing crates.io for the
+  // cargo step (source replacement, fetched by the git CLI:
+  // net.git-fetch-with-cli, so a static dumb-protocol server works; the
+  // snapshot then gets git). "" = crates.io. When set, the cargo step
+  // reaches this URL's host only (the .crate files must be served from it).
+  std::string cargo_index;
   // npm itself: the version bootstrapped from registry.npmjs.org and the
   // sha512 it must match (the registry's `dist.integrity`,
   // "sha512-<base64>"). Both or neither; "" = kDefaultNpmVersion/Integrity.
   std::string npm_version, npm_integrity;
 };
 
-// OK, or InvalidArgument naming the field (pip_index_url, npm_version,
-// npm_integrity) and what is wrong. PackagesRecipe checks this too.
+// OK, or InvalidArgument whose message starts with the field's name
+// (pip_index_url, gem_source, go_proxy, go_nosumdb, cargo_index,
+// npm_version, npm_integrity: `warren serve` prefixes the key's
+// "orchestrator.packages_") and says what is wrong. PackagesRecipe checks
+// this too.
 Status CheckPackageRecipeOptions(const PackageRecipeOptions& opts);
 
 struct PackageRecipe {
@@ -117,15 +143,17 @@ struct PackageRecipe {
 
 // The registry hosts the managers used by `set` need to install packages
 // (apt excluded: its mirror is the base's). With the default registries a
-// subset of PackageManagerHosts() (networking.h); a configured pip index
-// replaces PyPI's two hosts by its own. Sorted, unique.
+// subset of PackageManagerHosts() (networking.h); a configured registry
+// replaces the manager's public hosts by its own (go keeps sum.golang.org).
+// Sorted, unique.
 std::vector<std::string> PackageRegistryHosts(const PackageSet& set, const PackageRecipeOptions& opts = {});
 
 // The Debian packages a manager's RUN step needs in the image: pip ->
 // python3-pip, npm -> nodejs (npm itself is then fetched from its
-// registry, pinned by version and sha512: PackageRecipeOptions), gem -> ruby, cargo -> cargo,
-// go -> golang-go and git; plus ca-certificates for any of them.
-std::vector<std::string> ToolchainPackages(const PackageSet& set);
+// registry, pinned by version and sha512: PackageRecipeOptions), gem -> ruby, cargo -> cargo
+// (and git with a configured cargo_index), go -> golang-go and git; plus ca-certificates for any
+// of them.
+std::vector<std::string> ToolchainPackages(const PackageSet& set, const PackageRecipeOptions& opts = {});
 
 // A pure function of the (normalised) set and the options.
 Result<PackageRecipe> PackagesRecipe(const PackageSet& set, const PackageRecipeOptions& opts = {});

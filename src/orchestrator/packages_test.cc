@@ -79,7 +79,8 @@ TEST(PackagesTest, RecipeGolden) {
             "RUN export GOBIN=/usr/local/bin GOPATH=/tmp/go GOCACHE=/tmp/go-cache GOPROXY=https://proxy.golang.org "
             "&& go install 'github.com/x/y@v1.2.3' && go install 'golang.org/x/tools/cmd/goimports@latest' && "
             "rm -rf /tmp/go /tmp/go-cache\n");
-  EXPECT_EQ(r->hosts, (std::vector<std::string>{"crates.io", "files.pythonhosted.org", "index.crates.io",
+  // cargo 0.66 reads crates.io's git index on github.com.
+  EXPECT_EQ(r->hosts, (std::vector<std::string>{"crates.io", "files.pythonhosted.org", "github.com", "index.crates.io",
                                                 "index.rubygems.org", "proxy.golang.org", "pypi.org",
                                                 "registry.npmjs.org", "rubygems.org", "static.crates.io",
                                                 "sum.golang.org"}));
@@ -217,6 +218,77 @@ TEST(PackagesTest, ConfiguredNpmPin) {
   EXPECT_EQ(PackagesRecipe(pip, pin)->snapshot_name, PackagesRecipe(pip, {.build_network = true})->snapshot_name);
 }
 
+// gem's source, go's proxy and cargo's index (a LAN mirror, a private
+// registry, a test's own): each step uses its registry, the build reaches
+// that host instead of the public ones (go keeps sum.golang.org), the
+// snapshot gets another name, and sets without the manager keep theirs.
+TEST(PackagesTest, ConfiguredGemGoAndCargoRegistries) {
+  PackageRecipeOptions net{.build_network = true,
+                           .gem_source = "http://gems.test/repo",
+                           .go_proxy = "http://goproxy.test:8080/",
+                           .go_nosumdb = "warren.test,*.corp.example",
+                           .cargo_index = "https://git.example.com/crates/index.git"};
+  PackageSet gem = Must(Json::parse(R"({"gem":["warren-hello:1.0.0"]})"));
+  auto g = PackagesRecipe(gem, net);
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  // A directory URL (RubyGems resolves specs.4.8.gz and gems/ under it),
+  // rubygems.org cleared.
+  EXPECT_NE(g->recipe.find("\nRUN gem install --no-document --clear-sources --source 'http://gems.test/repo/' "
+                           "'warren-hello:1.0.0'\n"),
+            std::string::npos)
+      << g->recipe;
+  EXPECT_EQ(g->hosts, std::vector<std::string>{"gems.test"});
+  EXPECT_NE(g->snapshot_name, PackagesRecipe(gem, {.build_network = true})->snapshot_name);
+  EXPECT_EQ(PackagesRecipe(gem, {.build_network = true, .gem_source = "http://gems.test/repo/"})->recipe.find(
+                "--source 'http://gems.test/repo/' "),
+            g->recipe.find("--source 'http://gems.test/repo/' "));
+
+  PackageSet go = Must(Json::parse(R"({"go":["warren.test/hello@v1.0.0"]})"));
+  auto o = PackagesRecipe(go, net);
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_NE(o->recipe.find("\nRUN export GOBIN=/usr/local/bin GOPATH=/tmp/go GOCACHE=/tmp/go-cache "
+                           "GOPROXY='http://goproxy.test:8080/' GONOSUMDB='warren.test,*.corp.example' && go install "
+                           "'warren.test/hello@v1.0.0' && rm -rf /tmp/go /tmp/go-cache\n"),
+            std::string::npos)
+      << o->recipe;
+  EXPECT_EQ(o->hosts, (std::vector<std::string>{"goproxy.test", "sum.golang.org"}));
+  auto o_plain = PackagesRecipe(go, {.build_network = true, .go_proxy = "http://goproxy.test:8080/"});
+  EXPECT_EQ(o_plain->recipe.find("GONOSUMDB"), std::string::npos) << "the checksum database stays on by default";
+  EXPECT_NE(o_plain->snapshot_name, o->snapshot_name) << "GONOSUMDB is part of the name";
+  EXPECT_NE(o_plain->snapshot_name, PackagesRecipe(go, {.build_network = true})->snapshot_name);
+
+  PackageSet cargo = Must(Json::parse(R"({"cargo":["warren-hello@1.0.0"]})"));
+  auto c = PackagesRecipe(cargo, net);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  // git for net.git-fetch-with-cli.
+  EXPECT_NE(c->recipe.find("--force-unsafe-io 'ca-certificates' 'cargo' 'git' &&"), std::string::npos) << c->recipe;
+  EXPECT_NE(c->recipe.find("\nRUN export CARGO_HOME=/tmp/cargo && mkdir -p /tmp/cargo && printf '%s\\n' "
+                           "'[source.crates-io]' 'replace-with = \"warren\"' '[source.warren]' "
+                           "'registry = \"https://git.example.com/crates/index.git\"' '[net]' "
+                           "'git-fetch-with-cli = true' > /tmp/cargo/config.toml && cargo install --root /usr/local "
+                           "'warren-hello@1.0.0' && rm -rf /tmp/cargo\n"),
+            std::string::npos)
+      << c->recipe;
+  EXPECT_EQ(c->hosts, std::vector<std::string>{"git.example.com"});
+  EXPECT_NE(c->snapshot_name, PackagesRecipe(cargo, {.build_network = true})->snapshot_name);
+  EXPECT_EQ(ToolchainPackages(cargo), std::vector<std::string>({"ca-certificates", "cargo"}));
+
+  // All three: one apt-get step, their three hosts, a recipe the runtime parses.
+  PackageSet all = Must(Json::parse(
+      R"({"gem":["warren-hello:1.0.0"],"go":["warren.test/hello@v1.0.0"],"cargo":["warren-hello@1.0.0"]})"));
+  auto a = PackagesRecipe(all, net);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->hosts, (std::vector<std::string>{"gems.test", "git.example.com", "goproxy.test", "sum.golang.org"}));
+  EXPECT_NE(a->recipe.find("'ca-certificates' 'cargo' 'git' 'golang-go' 'ruby' &&"), std::string::npos) << a->recipe;
+  auto parsed = sandbox::ParseRecipe(a->recipe);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->steps.size(), 5u);
+  // Sets without these managers: the same recipe and name as without the settings.
+  PackageSet npm = Must(Json::parse(R"({"npm":["semver"],"pip":["a"],"apt":["jq"]})"));
+  EXPECT_EQ(PackagesRecipe(npm, net)->snapshot_name, PackagesRecipe(npm, {.build_network = true})->snapshot_name);
+  EXPECT_EQ(PackagesRecipe(npm, net)->recipe, PackagesRecipe(npm, {.build_network = true})->recipe);
+}
+
 TEST(PackagesTest, BadRegistryOptionsRefused) {
   const std::string good_i =
       "sha512-1g+6jLQvaIuB4zwvHL7yrXuXcWZwDsCtBX8bbWDqbvJSSr9nPiDDWTHNgwXR27iIcTTW7v3A57hDW9RYv2W4Yg==";
@@ -239,6 +311,41 @@ TEST(PackagesTest, BadRegistryOptionsRefused) {
   Status cred = CheckPackageRecipeOptions({.pip_index_url = "https://alice:s3cret@pypi.lan/simple"});
   EXPECT_EQ(cred.code(), Code::kInvalidArgument);
   EXPECT_EQ(cred.message().find("s3cret"), std::string::npos) << cred.message();
+  // gem's source, go's proxy and cargo's index: the same URL rules, the
+  // field named in the error, the recipe refused too.
+  const std::vector<std::string> bad_urls = {
+      "gems.test/", "ftp://gems.test/", "http://u:s3cret@gems.test/", "http://gems.test/?x", "http://[::1]/",
+      "http://gems.test/'; id; '", "http://gems.test/ x", "https://proxy.golang.org,direct", "off", "direct",
+      "http://proxy.test|https://proxy.golang.org", "file:///srv/index", "http://gems.test:0/"};
+  for (const std::string& url : bad_urls) {
+    const std::vector<std::pair<std::string, PackageRecipeOptions>> cases = {
+        {"gem_source", {.gem_source = url}}, {"go_proxy", {.go_proxy = url}}, {"cargo_index", {.cargo_index = url}}};
+    for (const auto& [field, o] : cases) {
+      Status s = CheckPackageRecipeOptions(o);
+      EXPECT_EQ(s.code(), Code::kInvalidArgument) << field << " " << url;
+      EXPECT_EQ(s.message().rfind(field, 0), 0u) << s.message();
+      EXPECT_EQ(s.message().find("s3cret"), std::string::npos) << s.message();
+      PackageSet all = Must(Json::parse(R"({"gem":["a"],"go":["e.org/f"],"cargo":["c"]})"));
+      EXPECT_EQ(PackagesRecipe(all, o).status().code(), Code::kInvalidArgument) << field << " " << url;
+    }
+  }
+  for (const std::string url : {"http://gems.test/", "https://10.0.0.5:8443/gems", "http://gems.test"}) {
+    EXPECT_TRUE(CheckPackageRecipeOptions({.gem_source = url, .go_proxy = url, .cargo_index = url}).ok()) << url;
+  }
+  // GONOSUMDB: with a proxy only (proxy.golang.org serves public modules,
+  // which the checksum database knows), and a list of module path globs.
+  Status alone = CheckPackageRecipeOptions({.go_nosumdb = "warren.test"});
+  EXPECT_EQ(alone.code(), Code::kInvalidArgument);
+  EXPECT_EQ(alone.message().rfind("go_nosumdb needs go_proxy", 0), 0u) << alone.message();
+  for (const std::string& p : std::vector<std::string>{"a.test,", ",a.test", "a.test,,b.test", "-x", "a.test b.test", "a.test;id", "../x",
+                              "/abs", "a'b", std::string(600, 'a')}) {
+    Status s = CheckPackageRecipeOptions({.go_proxy = "http://goproxy.test/", .go_nosumdb = p});
+    EXPECT_EQ(s.code(), Code::kInvalidArgument) << p;
+    EXPECT_EQ(s.message().rfind("go_nosumdb", 0), 0u) << s.message();
+  }
+  for (const std::string p : {"warren.test", "*.corp.example,github.com/acme/*", "corp.example/x_y~z"}) {
+    EXPECT_TRUE(CheckPackageRecipeOptions({.go_proxy = "http://goproxy.test/", .go_nosumdb = p}).ok()) << p;
+  }
   const std::vector<std::pair<std::string, std::string>> bad_npm = {
       {"10.9.2", ""},                     // a version without its sha512
       {"", good_i},                       // a sha512 without its version
@@ -492,6 +599,34 @@ TEST(PackageSnapshotsTest, ConfiguredIndexIsTheOnlyPipHost) {
   EXPECT_EQ(be.last_net.allow_hosts, std::vector<std::string>{"10.0.0.5"});
   EXPECT_TRUE(be.last_net.allow_base_mirror);
   EXPECT_NE(be.last_recipe.find("--index-url 'http://10.0.0.5:3141/simple' --trusted-host '10.0.0.5' 'warren-hello'\n"),
+            std::string::npos)
+      << be.last_recipe;
+}
+
+// gem's, go's and cargo's configured registries: Ensure hands the backend
+// their hosts (go's plus the checksum database) and the mirror, nothing of
+// rubygems.org, proxy.golang.org or crates.io.
+TEST(PackageSnapshotsTest, ConfiguredRegistriesAreTheirManagersOnlyHosts) {
+  FakeBackend be;
+  be.Release();
+  be.network = true;
+  PackageSnapshots ps(&be, {.gem_source = "http://gems.test/", .go_proxy = "http://goproxy.test/",
+                            .cargo_index = "http://crates.test/index.git"});
+  PackageSet set;
+  set.gem = {"warren-hello"};
+  set.go = {"warren.test/hello@v1.0.0"};
+  set.cargo = {"warren-hello"};
+  auto built = ps.Ensure(set);
+  ASSERT_TRUE(built.ok()) << built.status().ToString();
+  EXPECT_EQ(be.last_net.allow_hosts,
+            (std::vector<std::string>{"crates.test", "gems.test", "goproxy.test", "sum.golang.org"}));
+  EXPECT_TRUE(be.last_net.allow_base_mirror);
+  EXPECT_NE(be.last_recipe.find("--clear-sources --source 'http://gems.test/' 'warren-hello'\n"), std::string::npos)
+      << be.last_recipe;
+  EXPECT_NE(be.last_recipe.find("GOPROXY='http://goproxy.test/' && go install"), std::string::npos) << be.last_recipe;
+  // Plain http: HTTP/1.1 downloads (no h2c Upgrade, which the build's proxy refuses on plain HTTP).
+  EXPECT_NE(be.last_recipe.find("'registry = \"http://crates.test/index.git\"' '[net]' 'git-fetch-with-cli = true' "
+                                "'[http]' 'multiplexing = false' > /tmp/cargo/config.toml"),
             std::string::npos)
       << be.last_recipe;
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -325,20 +326,36 @@ bool Reachable(const std::string& host, int port) {
   return ok;
 }
 
-// A local PEP 503 package index for pip, served by the test on its own
-// "internet": a network namespace joined to the host by a veth, the server
-// at a TEST-NET-1 address (192.0.2.0/24: routable, outside the egress
-// proxy's blocked ranges, used by no other test's routes), named
-// `pypi.test` only in the egress proxy's hosts override (as
-// `sandbox.egress_hosts` does in `warren serve`). Its one project,
-// warren-test-hello 1.0, is a wheel built here by a stdlib script from a
-// tiny source tree (no setuptools/wheel needed on the host). Every request
-// path is appended to DIR/requests. Down() removes the server, the veth
-// and the namespace.
-class LocalPipIndex {
+// Local package registries, served by the test on its own "internet": a
+// network namespace joined to the host by a veth, the server at a
+// TEST-NET-1 address (192.0.2.0/24: routable, outside the egress proxy's
+// blocked ranges, used by no other test's routes), named `pypi.test`,
+// `gems.test`, `goproxy.test` and `crates.test` only in the egress proxy's
+// hosts override (as `sandbox.egress_hosts` does in `warren serve`); one
+// static HTTP server answers all four names. What it serves, each one
+// package built here:
+//  - /simple/, /files/: a PEP 503 index with warren-test-hello 1.0, a wheel
+//    built by a stdlib script from a tiny source tree (no setuptools/wheel
+//    on the host);
+//  - /gem/: a RubyGems source with warren-hello 1.0.0 (executable
+//    `warren-hello-gem`), made by `gem build` and `gem generate_index`
+//    (host: ruby);
+//  - /go/: a GOPROXY tree (`<module>/@v/list`, `.info`, `.mod`, `.zip`
+//    with the `<module>@<version>/` prefix) with warren.test/warren-hello-go
+//    v1.0.0, a main package, written by a stdlib script;
+//  - /cargo/index.git: a git index (config.json whose `dl` is
+//    /cargo/crates/{crate}/{crate}-{version}.crate, and the crate's line
+//    with its sha256) served by the dumb protocol (host: git), and the
+//    .crate (a tar.gz of Cargo.toml and src/main.rs) of warren-hello 1.0.0.
+// Every request path is appended to DIR/requests. Down() removes the
+// server, the veth and the namespace.
+class LocalRegistries {
  public:
   static constexpr const char* kName = "pypi.test";
-  LocalPipIndex() {
+  static constexpr const char* kGemName = "gems.test";
+  static constexpr const char* kGoName = "goproxy.test";
+  static constexpr const char* kCargoName = "crates.test";
+  LocalRegistries() {
     std::mt19937 rng(std::random_device{}());
     char hex[8];
     snprintf(hex, sizeof(hex), "%06x", static_cast<unsigned>(rng() & 0xffffff));
@@ -347,7 +364,7 @@ class LocalPipIndex {
     host_ip_ = "192.0.2." + std::to_string(4 * k + 1);
     ip_ = "192.0.2." + std::to_string(4 * k + 2);
   }
-  ~LocalPipIndex() { Down(); }
+  ~LocalRegistries() { Down(); }
   const std::string& ip() const { return ip_; }
   const std::string& ns() const { return ns_; }
   std::string requests() const {
@@ -408,6 +425,64 @@ srv.serve_forever()
              "python3 " + dir + "/build_index.py " + dir + "/src " + dir + "/www") != 0) {
       return "building the wheel and the index failed";
     }
+    std::ofstream(dir + "/build_registries.py") << R"PY(
+import hashlib, io, json, os, sys, tarfile, zipfile
+out, crates_url = sys.argv[1], sys.argv[2]
+# Go: the module proxy protocol's files for one version.
+mod, ver = "warren.test/warren-hello-go", "v1.0.0"
+d = os.path.join(out, "go", mod, "@v")
+os.makedirs(d)
+gomod = f"module {mod}\n\ngo 1.19\n"
+main = 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("hello from the local go proxy") }\n'
+open(os.path.join(d, "list"), "w").write(ver + "\n")
+open(os.path.join(d, ver + ".info"), "w").write(json.dumps({"Version": ver, "Time": "2024-01-02T03:04:05Z"}))
+open(os.path.join(d, ver + ".mod"), "w").write(gomod)
+with zipfile.ZipFile(os.path.join(d, ver + ".zip"), "w", zipfile.ZIP_DEFLATED) as z:
+    z.writestr(f"{mod}@{ver}/go.mod", gomod)
+    z.writestr(f"{mod}@{ver}/main.go", main)
+# cargo: the .crate, and the git index's tree (config.json, the crate's line).
+name, cver = "warren-hello", "1.0.0"
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w:gz") as t:
+    for path, data in ((f"{name}-{cver}/Cargo.toml", f'[package]\nname = "{name}"\nversion = "{cver}"\nedition = "2018"\n'),
+                       (f"{name}-{cver}/src/main.rs", 'fn main() {\n    println!("hello from the local cargo index");\n}\n')):
+        b = data.encode()
+        ti = tarfile.TarInfo(path); ti.size = len(b); ti.mtime = 1700000000; ti.mode = 0o644
+        t.addfile(ti, io.BytesIO(b))
+crate = buf.getvalue()
+os.makedirs(os.path.join(out, "cargo", "crates", name))
+open(os.path.join(out, "cargo", "crates", name, f"{name}-{cver}.crate"), "wb").write(crate)
+idx = os.path.join(os.path.dirname(out), "cargo-index")
+os.makedirs(os.path.join(idx, name[0:2], name[2:4]))
+open(os.path.join(idx, "config.json"), "w").write(json.dumps({"dl": crates_url + "/{crate}/{crate}-{version}.crate"}))
+line = {"name": name, "vers": cver, "deps": [], "cksum": hashlib.sha256(crate).hexdigest(), "features": {}, "yanked": False}
+open(os.path.join(idx, name[0:2], name[2:4], name), "w").write(json.dumps(line) + "\n")
+)PY";
+    std::ofstream(dir + "/warren-hello.gemspec") << R"RB(
+Gem::Specification.new do |s|
+  s.name = "warren-hello"
+  s.version = "1.0.0"
+  s.summary = "Warren's test gem"
+  s.authors = ["Warren"]
+  s.license = "MIT"
+  s.files = ["bin/warren-hello-gem", "lib/warren_hello.rb"]
+  s.executables = ["warren-hello-gem"]
+end
+)RB";
+    const std::string git = "git -c user.name=t -c user.email=t@e -c init.defaultBranch=master ";
+    if (Host("cd " + dir + " && python3 build_registries.py " + dir + "/www http://" + kCargoName + "/cargo/crates && " +
+             git + "-C cargo-index init -q && " + git + "-C cargo-index add . && " + git +
+             "-C cargo-index commit -q -m index && git clone -q --bare cargo-index www/cargo/index.git && "
+             "git -C www/cargo/index.git update-server-info") != 0) {
+      return "building the go proxy tree or the cargo index failed";
+    }
+    if (Host("cd " + dir + " && mkdir -p bin lib www/gem/gems && printf '%s\\n' '#!/usr/bin/env ruby' "
+             "'require \"warren_hello\"' 'puts WarrenHello.greet' > bin/warren-hello-gem && chmod 755 bin/warren-hello-gem && "
+             "printf '%s\\n' 'module WarrenHello' '  def self.greet = \"hello from the local gem source\"' 'end' > "
+             "lib/warren_hello.rb && gem build -q warren-hello.gemspec >/dev/null 2>&1 && "
+             "mv warren-hello-1.0.0.gem www/gem/gems/ && gem generate_index -q --directory www/gem >/dev/null") != 0) {
+      return "building the gem source failed (gem build, gem generate_index)";
+    }
     const std::string h = ns_ + "h", pe = ns_ + "p", x = "ip netns exec " + ns_ + " ";
     up_ = true;
     for (const std::string& c : {"ip netns add " + ns_, "ip link add " + h + " type veth peer name " + pe,
@@ -455,18 +530,23 @@ srv.serve_forever()
 
 // Package snapshots over a real runtime whose builds have a network (the
 // runtime's egress proxy runs here, as in `warren serve`), with a local pip
-// index (LocalPipIndex) that the proxy resolves through its hosts override.
+// index and gem, go and cargo registries (LocalRegistries) that the proxy
+// resolves through its hosts override.
 class PackagesIntegrationTest : public RuntimeTest {
  protected:
   void SetUp() override {
     egress_proxy_ = true;
-    egress_.hosts_override[LocalPipIndex::kName] = index_.ip();
+    for (const char* name : {LocalRegistries::kName, LocalRegistries::kGemName, LocalRegistries::kGoName,
+                             LocalRegistries::kCargoName}) {
+      egress_.hosts_override[name] = index_.ip();
+    }
     RuntimeTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
     if (access("/usr/sbin/debootstrap", X_OK) != 0) GTEST_SKIP() << "debootstrap is not installed";
     if (Status s = rt_->BuildNetworkStatus(); !s.ok()) GTEST_SKIP() << s.ToString();
-    if (Host("command -v ip >/dev/null && command -v python3 >/dev/null") != 0) {
-      GTEST_SKIP() << "ip or python3 missing (the local pip index)";
+    if (Host("command -v ip >/dev/null && command -v python3 >/dev/null && command -v git >/dev/null && "
+             "command -v gem >/dev/null") != 0) {
+      GTEST_SKIP() << "ip, python3, git or gem (ruby) missing (the local registries; scripts/install.sh)";
     }
     index_dir_ = data_dir_ + "-index";
     ASSERT_EQ(Host("mkdir -p " + index_dir_), 0);
@@ -486,7 +566,7 @@ class PackagesIntegrationTest : public RuntimeTest {
     EXPECT_FALSE(NftTableExists(FirewallTableName(prefix_))) << "nft rules left after a build";
     EXPECT_TRUE(std::filesystem::is_empty(data_dir_ + "/builds")) << "build record or network files left";
   }
-  LocalPipIndex index_;
+  LocalRegistries index_;
   std::string index_dir_;
 };
 
@@ -506,19 +586,22 @@ class OfflineBackend final : public SnapshotBackend {
   SnapshotBackend* real_;
 };
 
-// config.packages {"apt":["jq"],"pip":["warren-test-hello==1.0"]} and then
-// {"npm":["semver@7.6.3"]}: both from the one `debian:bookworm` base (one
-// debootstrap for the whole test, as for a data dir). The first set's
-// apt-get (jq and python3-pip) reaches the base's mirror and its pip step
-// the configured local index (PackageRecipeOptions::pip_index_url), and
-// nothing else: not PyPI. npm's steps reach registry.npmjs.org only (through
+// config.packages {"apt":["jq"],"pip":["warren-test-hello==1.0"]}, then
+// {"gem":[...],"go":[...],"cargo":[...]} and {"npm":["semver@7.6.3"]}: all
+// from the one `debian:bookworm` base (one debootstrap for the whole test,
+// as for a data dir). The first set's apt-get (jq and python3-pip) reaches
+// the base's mirror and its pip step the configured local index
+// (PackageRecipeOptions::pip_index_url), and nothing else: not PyPI. The
+// second set's steps reach the configured local gem source, go proxy and
+// cargo index (and sum.golang.org, kept for go), not rubygems.org,
+// proxy.golang.org or crates.io. npm's steps reach registry.npmjs.org only (through
 // the host's resolver and, on a host behind a TLS-inspecting proxy, its CA
 // bundle). Each snapshot is built once and then cached, its tools run in a
 // sandbox made from it, and no build leaves its network behind. Skips with
 // the reason when debootstrap, the mirror or the npm registry is missing.
 TEST_F(PackagesIntegrationTest, AptPipAndNpmSnapshotsShareOneBase) {
   RuntimeSnapshotBackend backend(rt_.get());
-  const std::string index_url = std::string("http://") + LocalPipIndex::kName + "/simple/";
+  const std::string index_url = std::string("http://") + LocalRegistries::kName + "/simple/";
   PackageSnapshots snaps(&backend, {.pip_index_url = index_url});
   auto set = ParsePackages(Json::parse(R"({"type":"packages","apt":["jq"],"pip":["warren-test-hello==1.0"]})"));
   ASSERT_TRUE(set.ok());
@@ -602,6 +685,81 @@ TEST_F(PackagesIntegrationTest, AptPipAndNpmSnapshotsShareOneBase) {
   EXPECT_EQ(source.stopped, std::vector<std::string>{"work_pip"});
   EXPECT_EQ(rt_->Get("sesn_pip").status().code(), Code::kNotFound);
   orch.Stop();
+
+  // gem, go and cargo from the test's own registries (LocalRegistries), in
+  // one snapshot on the same base: ruby, golang-go, cargo and git come from
+  // the mirror in one apt-get step, then `gem install --clear-sources
+  // --source http://gems.test/gem/`, `go install` with
+  // GOPROXY=http://goproxy.test/go (GONOSUMDB for the module: the public
+  // checksum database cannot know it) and `cargo install` with crates.io
+  // replaced by the git index on crates.test. The build reaches those three
+  // hosts, sum.golang.org and the mirror, nothing else (not rubygems.org,
+  // proxy.golang.org or crates.io), and each installed program runs.
+  PackageSnapshots regs(&backend, {.gem_source = std::string("http://") + LocalRegistries::kGemName + "/gem/",
+                                   .go_proxy = std::string("http://") + LocalRegistries::kGoName + "/go",
+                                   .go_nosumdb = "warren.test",
+                                   .cargo_index = std::string("http://") + LocalRegistries::kCargoName +
+                                                  "/cargo/index.git"});
+  auto three = ParsePackages(Json::parse(R"({"gem":["warren-hello:1.0.0"],"go":["warren.test/warren-hello-go@v1.0.0"],
+                                             "cargo":["warren-hello@1.0.0"]})"));
+  ASSERT_TRUE(three.ok()) << three.status().ToString();
+  std::vector<std::string> regs_log;
+  const auto regs_start = std::chrono::steady_clock::now();  // printed below, never asserted
+  auto regs_snap = regs.Ensure(*three, [&](std::string_view l) { regs_log.emplace_back(l); });
+  if (!regs_snap.ok()) {  // the managers' own errors are at the end of the log
+    std::string tail;
+    for (size_t i = regs_log.size() > 40 ? regs_log.size() - 40 : 0; i < regs_log.size(); ++i) tail += regs_log[i] + "\n";
+    FAIL() << regs_snap.status().ToString() << "\nlast lines of the build log:\n" << tail;
+  }
+  const auto regs_seconds =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - regs_start).count();
+  std::printf("gem + go + cargo snapshot built in %lld s\n", static_cast<long long>(regs_seconds));
+  bool three_hosts_and_mirror = false, regs_base_cached = false;
+  for (const auto& l : regs_log) {
+    three_hosts_and_mirror |= l.rfind("  network: limited to crates.test, gems.test, goproxy.test, sum.golang.org, ", 0) == 0 &&
+                              std::count(l.begin(), l.end(), ',') == 4;
+    regs_base_cached |= l.rfind("debian:bookworm base cached", 0) == 0;
+  }
+  EXPECT_TRUE(three_hosts_and_mirror) << ::testing::PrintToString(regs_log);
+  EXPECT_TRUE(regs_base_cached) << "one debootstrap for every set";
+  ExpectNoBuildNetworkLeft();
+  // Each manager fetched its package from the local registry.
+  const std::string regs_served = index_.requests();
+  for (const char* path : {"/gem/specs.4.8.gz\n", "/gem/gems/warren-hello-1.0.0.gem\n",
+                           "/go/warren.test/warren-hello-go/@v/v1.0.0.zip\n", "/cargo/index.git/info/refs",
+                           "/cargo/crates/warren-hello/warren-hello-1.0.0.crate\n"}) {
+    EXPECT_NE(regs_served.find(path), std::string::npos) << path << " not requested:\n" << regs_served;
+  }
+  o.snapshot = regs_snap->name;
+  auto rsb = MustCreate(o);
+  auto gem_out = Sh(rsb.id, "warren-hello-gem");
+  EXPECT_EQ(gem_out.stdout_data, "hello from the local gem source\n") << gem_out.stderr_data;
+  auto go_out = Sh(rsb.id, "warren-hello-go");
+  EXPECT_EQ(go_out.stdout_data, "hello from the local go proxy\n") << go_out.stderr_data;
+  auto cargo_out = Sh(rsb.id, "warren-hello");
+  EXPECT_EQ(cargo_out.stdout_data, "hello from the local cargo index\n") << cargo_out.stderr_data;
+  EXPECT_EQ(Sh(rsb.id, "test -e /tmp/go || test -e /tmp/cargo; echo $?").stdout_data, "1\n")
+      << "neither go's nor cargo's caches are in the snapshot";
+  EXPECT_EQ(regs_served.find("/sumdb/"), std::string::npos) << "GONOSUMDB: the checksum database is not asked";
+
+  // The checksum database stays on with a configured proxy: without
+  // GONOSUMDB for the module, go asks the proxy whether it serves
+  // sum.golang.org (/sumdb/sum.golang.org/supported: 404 here), then the
+  // database itself, which cannot know a private module (or, in CI, cannot
+  // be reached): the go step fails, a permanent failure. The apt-get, gem
+  // and cargo layers are shared with the build above: seconds.
+  PackageSnapshots checked(&backend, {.gem_source = std::string("http://") + LocalRegistries::kGemName + "/gem/",
+                                      .go_proxy = std::string("http://") + LocalRegistries::kGoName + "/go",
+                                      .cargo_index = std::string("http://") + LocalRegistries::kCargoName +
+                                                     "/cargo/index.git"});
+  Json gosum = {{"id", "env_gosum"}, {"config", {{"type", "cloud"}, {"packages", Json::parse(R"({
+      "gem":["warren-hello:1.0.0"],"go":["warren.test/warren-hello-go@v1.0.0"],"cargo":["warren-hello@1.0.0"]})")}}}};
+  auto unverified = SnapshotForEnvironment(gosum, &checked);
+  ASSERT_EQ(unverified.status().code(), Code::kFailedPrecondition) << unverified.status().ToString();
+  EXPECT_NE(unverified.status().message().find("go install 'warren.test/warren-hello-go@v1.0.0'"), std::string::npos)
+      << unverified.status().message();
+  EXPECT_NE(index_.requests().find("/go/sumdb/sum.golang.org/supported\n"), std::string::npos) << index_.requests();
+  ExpectNoBuildNetworkLeft();
 
   // npm, from the same base (cached: no second debootstrap).
   if (!Reachable("registry.npmjs.org", 443)) GTEST_SKIP() << "registry.npmjs.org:443 is not reachable from this host";
