@@ -36,6 +36,15 @@
 // delivers the session's calls again. The runners keep a call journal in
 // the sandbox, so a relaunch never runs a call twice.
 //
+// The queue delivers an item again (a new sessions token) only once the
+// earlier delivery's lease lapsed, so only the newest delivery can serve:
+// each claimed delivery is stamped (WorkItem::claim_seq); one that a later
+// delivery of its work id supersedes is neither acked again nor launched,
+// and a later delivery that finds the item's runner launched with an
+// earlier one waits as its successor and is launched, with its own lease,
+// as soon as that runner exits (it lost its lease): a preparation longer
+// than the lease (a packages build) costs no extra lease.
+//
 // Ownership: borrows the WorkSource and SandboxHost (must outlive it).
 // Thread-safety: Start/Stop from one thread; everything else is internal.
 #pragma once
