@@ -1289,6 +1289,15 @@ TEST_F(OrchestratorTest, RunnerOfAnEarlierDeliveryHandsTheItemToTheNewest) {
     EXPECT_EQ(source.released_secrets, std::vector<std::string>{"sA"});
     EXPECT_EQ(source.acked.size(), 3u) << "the handed-over delivery is not acked again";
   }
+  // An earlier delivery coming back (a retry) once the later one runs is
+  // neither acked (the standalone source would record it over the later
+  // delivery's held item) nor launched.
+  o->HandleItem(b);
+  EXPECT_EQ(LaunchedSecrets(sb).size(), 2u);
+  {
+    std::lock_guard<std::mutex> l(source.mu);
+    EXPECT_EQ(source.acked.size(), 3u);
+  }
   // A crash of that runner with a newer delivery waiting.
   d.secret = "sD";
   d.claim_seq = 40;
