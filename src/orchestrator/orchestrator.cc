@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "common/log.h"
 #include "orchestrator/identity.h"
@@ -304,7 +305,10 @@ bool Orchestrator::ClaimBatch(int block_ms, int* failures) {
   std::lock_guard<std::mutex> l(mu_);
   stats_.items_claimed += static_cast<int64_t>(batch.size() + dupes.size());
   stats_.items_deduped += static_cast<int64_t>(dupes.size());
-  for (auto& w : batch) items_.push_back(Job{std::move(w), 0});
+  for (auto& w : batch) {
+    NoteDeliveryLocked(&w);
+    items_.push_back(Job{std::move(w), 0});
+  }
   cv_.notify_all();
   return true;
 }
@@ -365,7 +369,8 @@ void Orchestrator::WorkerLoop() {
     if (job.relaunch > 0) {
       Relaunch(job.item, job.relaunch);
     } else {
-      HandleItem(job.item, job.claimed);
+      ServeDelivery(job.item, job.claimed, /*ack=*/!job.acked);
+      EndDelivery(job.item);
     }
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -383,7 +388,37 @@ void Orchestrator::Timing::Mark(const char* name) {
   last = now;
 }
 
-void Orchestrator::HandleItem(const WorkItem& item, std::chrono::steady_clock::time_point claimed) {
+void Orchestrator::NoteDeliveryLocked(WorkItem* w) {
+  if (w->claim_seq == 0) w->claim_seq = ++claim_seq_;
+  Deliveries& d = deliveries_[w->id];
+  d.newest = std::max(d.newest, w->claim_seq);
+  ++d.in_flight;
+}
+
+void Orchestrator::EndDelivery(const WorkItem& w) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = deliveries_.find(w.id);
+  if (it != deliveries_.end() && --it->second.in_flight <= 0) deliveries_.erase(it);
+}
+
+bool Orchestrator::SupersededLocked(const WorkItem& item) const {
+  auto d = deliveries_.find(item.id);
+  if (d != deliveries_.end() && d->second.newest > item.claim_seq) return true;
+  auto r = runners_.find(item.id);
+  return r != runners_.end() && r->second.item.claim_seq > item.claim_seq && r->second.item.secret != item.secret;
+}
+
+void Orchestrator::HandleItem(const WorkItem& item_in, std::chrono::steady_clock::time_point claimed) {
+  WorkItem item = item_in;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    NoteDeliveryLocked(&item);
+  }
+  ServeDelivery(item, claimed, /*ack=*/true);
+  EndDelivery(item);
+}
+
+void Orchestrator::ServeDelivery(const WorkItem& item, std::chrono::steady_clock::time_point claimed, bool ack) {
   if (item.type != "session" || item.session_id.empty()) {
     log::Info("orchestrator.item_ignored", {{"work_id", item.id}, {"type", item.type}});
     (void)source_->Stop(item, true);
@@ -394,7 +429,19 @@ void Orchestrator::HandleItem(const WorkItem& item, std::chrono::steady_clock::t
     Timing t;
     t.start = claimed;
     t.Mark("queued_ms");  // claim -> a pool worker took it
-    Status s = source_->Ack(item);
+    {
+      // A later delivery of the item was claimed meanwhile (this one waited
+      // for a worker, or is retrying): its token is the valid one. An ack
+      // now would record this delivery over the later one's held-item
+      // record (standalone), and the later delivery serves the item.
+      std::lock_guard<std::mutex> l(mu_);
+      if (SupersededLocked(item)) {
+        log::Info("orchestrator.delivery_superseded",
+                  {{"work_id", item.id}, {"session_id", item.session_id}, {"at", "ack"}, {"attempt", attempt}});
+        return;
+      }
+    }
+    Status s = ack ? source_->Ack(item) : Status::Ok();
     t.Mark("ack_ms");
     if (s.ok()) s = ServeItem(item, false, &t);
     if (s.ok()) {
@@ -646,7 +693,33 @@ Status Orchestrator::LaunchRunner(const WorkItem& item, const SandboxRecord& rec
                                   bool fresh) {
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (runners_.count(item.id)) return Status::Ok();  // already served (a redelivery of an item we run)
+    // A later delivery of this item was claimed (its runner tracked, or it
+    // is on its way here): only its token is valid. A delivery whose
+    // preparation (a packages build) outlasted its lease ends here, and the
+    // later one launches.
+    if (SupersededLocked(item)) {
+      log::Info("orchestrator.delivery_superseded",
+                {{"work_id", item.id}, {"session_id", item.session_id}, {"at", "launch"}});
+      return Status::Ok();
+    }
+    if (auto it = runners_.find(item.id); it != runners_.end()) {
+      // A runner of this item runs. Launched with an earlier delivery, its
+      // lease is lost (the queue redelivered the item): it exits at its
+      // next heartbeat (3), and this delivery is launched then, at once
+      // (OnRunnerExit), instead of at the next redelivery. Only the newest
+      // such delivery is kept.
+      if (it->second.item.secret != item.secret && it->second.item.claim_seq < item.claim_seq) {
+        auto sit = successors_.find(item.id);
+        if (sit == successors_.end() || sit->second.claim_seq < item.claim_seq) {
+          successors_[item.id] = item;
+          log::Info("orchestrator.delivery_waiting", {{"work_id", item.id},
+                                                      {"session_id", item.session_id},
+                                                      {"reason", "the item's runner was launched with an earlier "
+                                                                 "delivery; this one is launched when it exits"}});
+        }
+      }
+      return Status::Ok();  // already served (a redelivery of an item we run)
+    }
     if (resume) {
       // Never two runners for one session: a relaunch yields to any live
       // runner of the session (it serves the session's calls).
@@ -927,18 +1000,34 @@ void Orchestrator::ReleaseDueRelaunches() {
 
 void Orchestrator::OnRunnerExit(const Runner& r, const std::string& status) {
   const std::string& id = r.item.id;
+  // A later delivery of the item waiting for this runner (LaunchRunner):
+  // the runner's own lease is lost, so whatever its exit, the later
+  // delivery is launched now with its own lease.
+  std::optional<WorkItem> next;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = successors_.find(id);
+    if (it != successors_.end()) {
+      if (it->second.claim_seq > r.item.claim_seq) next = std::move(it->second);
+      successors_.erase(it);
+    }
+  }
   // 0: the idle window ended or the item stopped. 3: the lease was lost
   // (the item is someone else's now). 2: a usage error, which a relaunch
   // cannot fix. Anything else (a signal: 128+N, a failure, no status at
   // all) is a crash.
-  if (status == "0" || status == "2" || status == "3") {
+  if (status == "0" || status == "2" || status == "3" || next) {
     {
       std::lock_guard<std::mutex> l(mu_);
       relaunch_count_.erase(id);
+      if (next && status != "0" && status != "2" && status != "3") ++stats_.runners_crashed;
     }
     log::Info("orchestrator.runner_exited",
               {{"work_id", id}, {"session_id", r.item.session_id}, {"sandbox", r.sandbox_id}, {"exit", status}});
-    source_->Release(r.item);  // the runner stopped its item or lost the lease
+    // The runner stopped its item or lost the lease. (The standalone
+    // source forgets this delivery only: a later one's record is kept.)
+    source_->Release(r.item);
+    if (next) LaunchSuccessor(*next, status);
     return;
   }
   int attempt;
@@ -950,6 +1039,20 @@ void Orchestrator::OnRunnerExit(const Runner& r, const std::string& status) {
   log::Warn("orchestrator.runner_crashed",
             {{"work_id", id}, {"session_id", r.item.session_id}, {"sandbox", r.sandbox_id}, {"exit", status}});
   ScheduleRelaunch(r.item, r.sandbox_id, attempt, "runner exited " + status);
+}
+
+void Orchestrator::LaunchSuccessor(const WorkItem& next_in, const std::string& after) {
+  if (stopping_) return;  // the later delivery's lease lapses; the queue delivers the item again
+  WorkItem next = next_in;
+  next.fresh_lease = false;  // an ordinary first heartbeat: nobody beat this delivery's lease yet
+  log::Info("orchestrator.delivery_handed_over",
+            {{"work_id", next.id}, {"session_id", next.session_id}, {"previous_runner_exit", after}});
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    NoteDeliveryLocked(&next);  // keeps its stamp; in flight until served
+    items_.push_back(Job{next, 0, std::chrono::steady_clock::now(), /*acked=*/true});
+  }
+  cv_.notify_all();
 }
 
 void Orchestrator::ScheduleRelaunch(const WorkItem& item, const std::string& sandbox_id, int attempt,

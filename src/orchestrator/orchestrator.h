@@ -36,6 +36,15 @@
 // delivers the session's calls again. The runners keep a call journal in
 // the sandbox, so a relaunch never runs a call twice.
 //
+// The queue delivers an item again (a new sessions token) only once the
+// earlier delivery's lease lapsed, so only the newest delivery can serve:
+// each claimed delivery is stamped (WorkItem::claim_seq); one that a later
+// delivery of its work id supersedes is neither acked again nor launched,
+// and a later delivery that finds the item's runner launched with an
+// earlier one waits as its successor and is launched, with its own lease,
+// as soon as that runner exits (it lost its lease): a preparation longer
+// than the lease (a packages build) costs no extra lease.
+//
 // Ownership: borrows the WorkSource and SandboxHost (must outlive it).
 // Thread-safety: Start/Stop from one thread; everything else is internal.
 #pragma once
@@ -233,6 +242,15 @@ class Orchestrator final {
     WorkItem item;
     int relaunch = 0;
     std::chrono::steady_clock::time_point claimed = std::chrono::steady_clock::now();
+    // A delivery acked already (a successor handed over by its
+    // predecessor's runner exit): served without a second ack.
+    bool acked = false;
+  };
+  // The deliveries of one work id in work here (claimed, not done with
+  // ServeDelivery yet): the newest one's claim_seq.
+  struct Deliveries {
+    uint64_t newest = 0;
+    int in_flight = 0;
   };
   struct PendingRelaunch {
     WorkItem item;
@@ -263,6 +281,21 @@ class Orchestrator final {
   void WorkerLoop();
   void SupervisorLoop();
   void JanitorLoop();
+  // HandleItem's body: ack (unless `ack` is false: the delivery was acked
+  // already), serve, retry; the delivery must be noted (NoteDeliveryLocked).
+  void ServeDelivery(const WorkItem& item, std::chrono::steady_clock::time_point claimed, bool ack);
+  // Stamps `w` with the next claim_seq if it has none and counts it in
+  // flight (deliveries_; the caller holds mu_); EndDelivery (takes mu_)
+  // undoes the count.
+  void NoteDeliveryLocked(WorkItem* w);
+  void EndDelivery(const WorkItem& w);
+  // A later delivery of the same work id was claimed here (in flight, or
+  // its runner tracked): this one's token is revoked or about to be, so it
+  // must not be acked again nor launched. Callers hold mu_.
+  bool SupersededLocked(const WorkItem& item) const;
+  // Queues `next`, a later delivery that a runner of an earlier one left
+  // waiting (successors_), to be served at once with its own lease.
+  void LaunchSuccessor(const WorkItem& next, const std::string& after);
   Status ServeItem(const WorkItem& item, bool resume = false, Timing* t = nullptr);
   // The supervisor saw the runner of `r` end with `status` ("unknown" when
   // no exit status was written).
@@ -342,6 +375,11 @@ class Orchestrator final {
   // entry goes when nobody holds or waits for it.
   KeyedLocks session_locks_;
   std::map<std::string, Runner> runners_;  // by work id
+  uint64_t claim_seq_ = 0;                 // the last claim_seq stamped
+  std::map<std::string, Deliveries> deliveries_;  // by work id, while a delivery of it is in flight
+  // By work id: the newest later delivery that found a runner of an earlier
+  // delivery tracked; launched when that runner exits (its lease is lost).
+  std::map<std::string, WorkItem> successors_;
   std::map<std::string, SandboxMemo> memo_;  // by sandbox id
   int64_t last_full_pass_ = -1;  // janitor thread (or a test calling JanitorPass) only
   OrchestratorStats stats_;

@@ -81,8 +81,10 @@ class FakeSource final : public WorkSource {
   void Release(const WorkItem& item) override {
     std::lock_guard<std::mutex> l(mu);
     released.push_back(item.id);
+    released_secrets.push_back(item.secret);
   }
   std::vector<std::string> released;
+  std::vector<std::string> released_secrets;  // which delivery each Release was for
 
   std::mutex mu;
   std::vector<WorkItem> queue;
@@ -1162,6 +1164,157 @@ TEST_F(OrchestratorTest, EndedRunnerReleasesItsItem) {
     EXPECT_EQ(source.released, std::vector<std::string>{"w1"});
   }
   o->Stop();
+}
+
+// The work secrets the runners were launched with, in launch order.
+std::vector<std::string> LaunchedSecrets(FakeSandboxes& sb) {
+  std::lock_guard<std::mutex> l(sb.mu);
+  std::vector<std::string> out;
+  for (const auto& e : sb.execs)
+    for (const auto& v : e.env)
+      if (v.rfind("ANTHROPIC_WORK_SECRET=", 0) == 0) out.push_back(v.substr(22));
+  return out;
+}
+
+bool Resumes(const sandbox::ExecRequest& e) {
+  return std::find(e.argv.begin(), e.argv.end(), "--resume-lease") != e.argv.end();
+}
+
+TEST_F(OrchestratorTest, PreparationLongerThanTheLeaseLaunchesTheNewestDeliveryOnly) {
+  // The environment's packages build (blocked here until the test says)
+  // outlasts the lease: the item is delivered again twice while the first
+  // delivery builds, and the redeliveries wait for the session. Only the
+  // newest delivery's token is valid: its runner is the one launched, never
+  // a runner with an earlier delivery's (revoked) token that would exit at
+  // its first heartbeat and leave the call to the next redelivery.
+  std::mutex bm;
+  std::condition_variable bcv;
+  bool entered = false, built = false;
+  opts.environment_snapshot = [&](const std::string&) -> Result<std::string> {
+    std::unique_lock<std::mutex> l(bm);
+    entered = true;
+    bcv.notify_all();
+    bcv.wait(l, [&] { return built; });
+    return std::string("pkgs-0123");
+  };
+  opts.max_concurrent_items = 4;
+  source.sessions["s1"] = Session("s1", "running");
+  WorkItem a = Item("w1", "s1"), b = a, c = a;
+  a.secret = "sA";
+  b.secret = "sB";
+  c.secret = "sC";
+  {
+    std::lock_guard<std::mutex> l(source.mu);
+    source.queue = {a};
+  }
+  auto o = Make();
+  ASSERT_TRUE(o->Start().ok());
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> l(bm);
+    return entered;
+  }));
+  // Each redelivery is acked and waits for the session (its lock, held by
+  // the build) before the next one comes.
+  for (const WorkItem& w : {b, c}) {
+    size_t acked;
+    {
+      std::lock_guard<std::mutex> l(source.mu);
+      acked = source.acked.size();
+      source.queue.push_back(w);
+    }
+    ASSERT_TRUE(WaitFor([&] {
+      std::lock_guard<std::mutex> l(source.mu);
+      return source.acked.size() == acked + 1 && o->session_lock_users("s1") == static_cast<int>(acked) + 1;
+    }));
+  }
+  {
+    std::lock_guard<std::mutex> l(bm);
+    built = true;
+  }
+  bcv.notify_all();
+  // Every delivery is done with the session (none holds or waits for it).
+  ASSERT_TRUE(WaitFor([&] { return o->session_lock_users("s1") == 0 && !o->Runners().empty(); }));
+  o->Stop();
+  EXPECT_EQ(LaunchedSecrets(sb), std::vector<std::string>{"sC"});
+  EXPECT_EQ(sb.creates.size(), 1u);
+  {
+    std::lock_guard<std::mutex> l(source.mu);
+    EXPECT_TRUE(source.released.empty()) << "no delivery is forgotten before its runner ends";
+    EXPECT_TRUE(source.stopped.empty());
+  }
+}
+
+TEST_F(OrchestratorTest, RunnerOfAnEarlierDeliveryHandsTheItemToTheNewest) {
+  // A runner launched with a delivery whose lease then lapsed: later
+  // deliveries of its item find it tracked. When it exits with its lease
+  // lost (3), the newest of them is launched at once with its own lease (an
+  // ordinary first heartbeat); an older one that reaches the session after
+  // the newest never replaces it. Then a crash of that runner with a newer
+  // delivery waiting hands over to it too (not a --resume-lease relaunch of
+  // the superseded delivery).
+  source.sessions["s1"] = Session("s1", "running");
+  auto o = Make();
+  ASSERT_TRUE(o->Start().ok());
+  WorkItem a = Item("w1", "s1"), b = a, c = a, d = a;
+  a.secret = "sA";
+  o->HandleItem(a);
+  ASSERT_EQ(LaunchedSecrets(sb), std::vector<std::string>{"sA"});
+  const std::string sbx = OnlySandbox();
+  // Stamped by claim order (the poll loop stamps them; set here so that an
+  // older delivery reaches the session after a newer one).
+  c.secret = "sC";
+  c.claim_seq = 30;
+  b.secret = "sB";
+  b.claim_seq = 20;
+  o->HandleItem(c);
+  o->HandleItem(b);
+  EXPECT_EQ(LaunchedSecrets(sb).size(), 1u) << "the runner of the earlier delivery still runs";
+  {
+    std::lock_guard<std::mutex> l(sb.mu);
+    sb.files[std::string(kRunnerStateDir) + "/w1.exit"] = "3\n";
+  }
+  sb.EndRunners(sbx);
+  ASSERT_TRUE(WaitFor([&] { return LaunchedSecrets(sb).size() == 2 && o->Runners().size() == 1; }));
+  {
+    std::lock_guard<std::mutex> l(sb.mu);
+    EXPECT_FALSE(Resumes(sb.execs[1])) << "a fresh lease: an ordinary first heartbeat";
+  }
+  // The ended runner's delivery is forgotten, the newest one's is kept.
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> l(source.mu);
+    return !source.released_secrets.empty();
+  }));
+  {
+    std::lock_guard<std::mutex> l(source.mu);
+    EXPECT_EQ(source.released_secrets, std::vector<std::string>{"sA"});
+    EXPECT_EQ(source.acked.size(), 3u) << "the handed-over delivery is not acked again";
+  }
+  // An earlier delivery coming back (a retry) once the later one runs is
+  // neither acked (the standalone source would record it over the later
+  // delivery's held item) nor launched.
+  o->HandleItem(b);
+  EXPECT_EQ(LaunchedSecrets(sb).size(), 2u);
+  {
+    std::lock_guard<std::mutex> l(source.mu);
+    EXPECT_EQ(source.acked.size(), 3u);
+  }
+  // A crash of that runner with a newer delivery waiting.
+  d.secret = "sD";
+  d.claim_seq = 40;
+  o->HandleItem(d);
+  EXPECT_EQ(LaunchedSecrets(sb).size(), 2u);
+  {
+    std::lock_guard<std::mutex> l(sb.mu);
+    sb.files[std::string(kRunnerStateDir) + "/w1.exit"] = "137\n";
+  }
+  sb.EndRunners(sbx);
+  ASSERT_TRUE(WaitFor([&] { return LaunchedSecrets(sb).size() == 3 && o->Runners().size() == 1; }));
+  o->Stop();
+  EXPECT_EQ(LaunchedSecrets(sb), (std::vector<std::string>{"sA", "sC", "sD"}))
+      << "never a launch with an earlier delivery after a later one";
+  std::lock_guard<std::mutex> l(sb.mu);
+  EXPECT_FALSE(Resumes(sb.execs[2]));
+  EXPECT_EQ(o->stats().runners_relaunched, 0);
 }
 
 TEST_F(OrchestratorTest, PollLoopServesConcurrentSessions) {

@@ -39,6 +39,12 @@ struct WorkItem {
   // --resume-lease, which would take over a lease another worker's runner
   // holds (two deliveries of one un-acked item both carry valid tokens).
   bool fresh_lease = false;
+  // Which delivery this is, as the orchestrator claimed it: stamped from a
+  // counter of this process when the item is claimed (0: not claimed by
+  // this process, e.g. an adopted runner's or a held item's). A larger
+  // stamp is a later delivery of the same work id, whose token is the valid
+  // one (the queue redelivers an item only once the earlier lease lapsed).
+  uint64_t claim_seq = 0;
 };
 
 // Parses a Work object (as returned by poll). InvalidArgument on a shape

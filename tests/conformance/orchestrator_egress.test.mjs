@@ -113,9 +113,10 @@ describe('cloud environment networking: limited (with packages) and unrestricted
   // snapshot is built at the first turn (the data dir's one debootstrap of
   // debian:bookworm, then apt-get), which outlasts the fixture's 10 s work
   // lease: the item is redelivered while the build runs, the redeliveries
-  // wait for the session's preparation, and the call runs once (possibly
-  // one more lease after the build: docs/ORCHESTRATOR.md "Packages in the
-  // loop"; the deadline covers it).
+  // wait for the session's preparation, and the call runs once, right after
+  // the build: only the newest delivery launches a runner (the others are
+  // logged orchestrator.delivery_superseded; docs/ORCHESTRATOR.md "Packages
+  // in the loop").
   test('limited + packages: jq works, an allowed host is reachable and another is not, with the reason', async (t) => {
     const c = fx.client;
     const env = await c.beta.environments.create({
