@@ -59,6 +59,7 @@ class FakeApi {
   std::atomic<int> drop_send_answer{0};
   std::atomic<int> drop_heartbeat_answer{0};
   std::atomic<int> ttl_seconds{2};
+  std::atomic<bool> never_lapse{false};  // the lease never expires (a short interval without a timing risk)
   std::atomic<bool> chunked_sse{false};  // SSE with Transfer-Encoding: chunked
   // A lease not renewed for ttl_seconds expires: the next claimant's
   // NO_HEARTBEAT matches again (spec section 8, lease expiry).

@@ -128,7 +128,8 @@ int main(int argc, char** argv) {
   bool resume_lease = false;
   std::string call_journal;
   run->add_flag("--resume-lease", resume_lease,
-                "take over the lease of a dead runner of the same delivery (supervisor relaunch)");
+                "take over the lease of a dead runner of the same delivery when its lease record in "
+                "--call-journal proves it (supervisor relaunch); otherwise an ordinary first heartbeat");
   run->add_option("--call-journal", call_journal,
                   "directory recording started and finished calls, so a relaunched runner never runs one twice");
   CLI::App* poll = app.add_subcommand("poll", "claim work items in a loop");

@@ -119,6 +119,167 @@ TEST(Worker, ALostHeartbeatAnswerIsNotALostLease) {
   EXPECT_TRUE(adopted) << ::testing::PrintToString(exp);
 }
 
+// Requests that carried `token` as their Bearer credential.
+std::vector<testing::ReceivedRequest> By(FakeApi& f, const std::string& path, const std::string& token) {
+  std::vector<testing::ReceivedRequest> out;
+  for (auto& r : f.Requests(path))
+    if (r.headers["authorization"] == "Bearer " + token) out.push_back(r);
+  return out;
+}
+
+std::string TempDir(const char* prefix) {
+  std::string tmpl = std::string("/tmp/") + prefix + "-XXXXXX";
+  return mkdtemp(tmpl.data());
+}
+
+// A worker with a call journal records each beat's token, naming its
+// delivery by the sessions token's hash, and removes the record when it ends
+// normally (only a crash leaves one for a relaunch).
+TEST(Worker, RecordsTheLeaseForARelaunchAndRemovesItAtTheEnd) {
+  FakeApi f;
+  f.ttl_seconds = 2;  // interval 1 s
+  f.never_lapse = true;
+  const std::string journal = TempDir("warren-lease");
+  WorkerOptions o = Opts();
+  o.call_journal_dir = journal;
+  Worker w(HttpClient(*ParseBaseUrl(f.base_url())), o);
+  std::thread t([&] { EXPECT_TRUE(w.HandleItem("work_1", "sesn_1", Secret("tok-a")).ok()); });
+  const std::string path = LeaseRecordPath(journal, "work_1");
+  ASSERT_EQ(path, journal + "/work_1.lease");
+  LeaseRecord rec;
+  // (Tokens are ordered: the record follows the beats.)
+  ASSERT_TRUE(f.WaitFor([&] { return ReadLeaseRecord(path, &rec) && rec.last_heartbeat > "2026-11-24T06:00:00.100001Z"; }));
+  EXPECT_EQ(rec.delivery, Sha256Hex("tok-a"));
+  EXPECT_EQ(rec.ttl_ms, 2000);
+  EXPECT_LE(rec.sent_at_ms, BootMs());
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  f.SetWorkState("stopping");
+  t.join();
+  EXPECT_NE(stat(path.c_str(), &st), 0) << "removed when the runner ended";
+  // Ids that do not belong in a file name get no record.
+  EXPECT_EQ(LeaseRecordPath(journal, "../x"), "");
+  EXPECT_EQ(LeaseRecordPath("", "work_1"), "");
+  system(("rm -rf " + journal).c_str());
+}
+
+// The edge case of docs/ORCHESTRATOR.md: two deliveries of one un-acked item
+// (the reclaim after reclaim_older_than_ms) both hold valid sessions tokens.
+// B's runner beat first and holds the lease; A's runner never beat, and A's
+// supervisor relaunches it with --resume-lease. It has no record of its own
+// delivery (the journal even holds B's record for the same item), so it
+// must not take the lease over: it yields as a lost lease, does not stop the
+// item and never reads the session, and B keeps its lease.
+TEST(Worker, AResumedRunnerDoesNotTakeOverAnotherDeliverysLease) {
+  FakeApi f;
+  f.ttl_seconds = 2;  // B beats every second
+  f.never_lapse = true;
+  const std::string journal = TempDir("warren-lease");
+  WorkerOptions ob = Opts();
+  ob.call_journal_dir = journal;
+  Worker b(HttpClient(*ParseBaseUrl(f.base_url())), ob);
+  std::thread tb([&] { EXPECT_TRUE(b.HandleItem("work_1", "sesn_1", Secret("tok-b")).ok()); });
+  ASSERT_TRUE(f.WaitFor([&] { return !By(f, "/events/stream", "tok-b").empty(); }));  // B serves
+  LeaseRecord rb;
+  ASSERT_TRUE(ReadLeaseRecord(LeaseRecordPath(journal, "work_1"), &rb));
+  ASSERT_EQ(rb.delivery, Sha256Hex("tok-b"));
+
+  WorkerOptions oa = ob;
+  oa.resume_lease = true;
+  Worker a(HttpClient(*ParseBaseUrl(f.base_url())), oa);
+  std::atomic<bool> a_ended{false};
+  std::thread ta([&] {
+    EXPECT_TRUE(a.HandleItem("work_1", "sesn_1", Secret("tok-a")).ok());
+    a_ended = true;
+  });
+  const bool yielded = f.WaitFor([&] { return a_ended.load(); });
+  // B still holds the lease: two more of its beats are answered after A
+  // ended, and the one that says `stopping` ends it (not a 412).
+  const size_t b_beats = By(f, "/heartbeat", "tok-b").size();
+  EXPECT_TRUE(f.WaitFor([&] { return By(f, "/heartbeat", "tok-b").size() >= b_beats + 2; }));
+  f.SetWorkState("stopping");
+  tb.join();
+  ta.join();  // (today's code: A took the lease over and ends only here)
+  EXPECT_TRUE(yielded) << "A's relaunch took over B's lease";
+  EXPECT_EQ(a.last_lease_end(), LeaseEnd::kLeaseLost);
+  EXPECT_EQ(b.last_lease_end(), LeaseEnd::kHeartbeatStop);
+  auto a_beats = By(f, "/heartbeat", "tok-a");
+  ASSERT_EQ(a_beats.size(), 1u);
+  EXPECT_EQ(a_beats[0].query.at("expected_last_heartbeat"), "NO_HEARTBEAT");
+  EXPECT_TRUE(By(f, "/events/stream", "tok-a").empty()) << "A never served the session";
+  EXPECT_TRUE(By(f, "/stop", "tok-a").empty()) << "A did not stop the item";
+  EXPECT_EQ(By(f, "/stop", "tok-b").size(), 1u);
+  system(("rm -rf " + journal).c_str());
+}
+
+// A relaunch of the same delivery whose predecessor beat after its last
+// record (the beat committed, the runner died before it wrote the answer):
+// the 412 shows the lease at a newer token, which only this delivery's chain
+// can have produced while the lease cannot have lapsed. Within the bound it
+// is adopted; a record too old to rule out a lapse proves nothing.
+TEST(Worker, AResumedRunnerAdoptsItsOwnUnrecordedBeatOnlyWithinTheTtl) {
+  for (bool fresh : {true, false}) {
+    SCOPED_TRACE(fresh ? "fresh record" : "record older than the ttl");
+    FakeApi f;
+    f.ttl_seconds = 600;
+    f.never_lapse = true;
+    const std::string journal = TempDir("warren-lease");
+    // The dead runner's last recorded beat moved the lease to 100001; its
+    // next beat (to 100002) was committed but never recorded.
+    ApiClient dead(HttpClient(*ParseBaseUrl(f.base_url())), "tok-a", "test");
+    auto never = [] { return false; };
+    ASSERT_TRUE(dead.Heartbeat("env_1", "work_1", "NO_HEARTBEAT", std::chrono::seconds(30), never).ok());
+    ASSERT_TRUE(dead.Heartbeat("env_1", "work_1", "2026-11-24T06:00:00.100001Z", std::chrono::seconds(30), never).ok());
+    const int64_t ttl_ms = 600000;
+    ASSERT_TRUE(WriteLeaseRecord(LeaseRecordPath(journal, "work_1"),
+                                 LeaseRecord{Sha256Hex("tok-a"), "2026-11-24T06:00:00.100001Z",
+                                             fresh ? BootMs() : BootMs() - ttl_ms, ttl_ms}));
+    WorkerOptions o = Opts();
+    o.call_journal_dir = journal;
+    o.resume_lease = true;
+    Worker w(HttpClient(*ParseBaseUrl(f.base_url())), o);
+    std::thread t([&] { EXPECT_TRUE(w.HandleItem("work_1", "sesn_1", Secret("tok-a")).ok()); });
+    if (fresh) {
+      ASSERT_TRUE(f.WaitFor([&] { return !By(f, "/events/stream", "tok-a").empty(); }));
+      f.Append({{"type", "session.status_terminated"}});
+    }
+    t.join();
+    auto exp = Expected(f);
+    ASSERT_GE(exp.size(), 3u);
+    EXPECT_EQ(exp[2], "2026-11-24T06:00:00.100001Z") << "the first beat compares against the record";
+    if (fresh) {
+      ASSERT_GE(exp.size(), 4u);
+      EXPECT_EQ(exp[3], "2026-11-24T06:00:00.100002Z") << "then renews from the adopted token";
+      EXPECT_EQ(w.last_lease_end(), LeaseEnd::kRunnerDone);
+    } else {
+      EXPECT_EQ(exp.size(), 3u);
+      EXPECT_EQ(w.last_lease_end(), LeaseEnd::kLeaseLost);
+      EXPECT_TRUE(By(f, "/events/stream", "tok-a").empty());
+      EXPECT_TRUE(Stops(f).empty());
+    }
+    system(("rm -rf " + journal).c_str());
+  }
+}
+
+// A first heartbeat (NO_HEARTBEAT) whose answer was lost, followed by a 412
+// with the lease held: every delivery of the item may send that beat, so
+// nothing proves the lease is this runner's. It yields without stopping the
+// item (if the beat was its own, the lease lapses and the queue delivers the
+// item again).
+TEST(Worker, ALostAnswerToTheFirstHeartbeatProvesNothing) {
+  FakeApi f;
+  f.ttl_seconds = 600;
+  f.never_lapse = true;
+  f.drop_heartbeat_answer = 1;
+  Worker w(HttpClient(*ParseBaseUrl(f.base_url())), Opts());
+  EXPECT_TRUE(w.HandleItem("work_1", "sesn_1", Secret("tok-a")).ok());
+  EXPECT_EQ(w.last_lease_end(), LeaseEnd::kLeaseLost);
+  EXPECT_EQ(Expected(f), (std::vector<std::string>{"NO_HEARTBEAT", "NO_HEARTBEAT"}));
+  EXPECT_TRUE(f.Requests("/events/stream").empty());
+  EXPECT_TRUE(Stops(f).empty());
+}
+
 // Issue 13, defect 3: one transient failure of the session retrieve must not
 // make the worker give the item up.
 TEST(Worker, TransientSessionRetrieveIsRetried) {
@@ -309,6 +470,83 @@ TEST(RunnerBinary, AKilledRunnersCallIsServedOnceByTheNextRunner) {
   EXPECT_EQ(posted[0]["tool_use_id"], "sevt_k");
   EXPECT_EQ(posted[0]["content"][0]["text"], "finished");
   EXPECT_EQ(Slurp(dir + "/runs"), "run\nrun\n");  // at-least-once execution
+  system(("rm -rf " + dir).c_str());
+}
+
+// The real binary across a SIGKILL, as the orchestrator relaunches it: the
+// same delivery's relaunch takes the lease over (its record proves it), also
+// after a beat its predecessor never recorded; a relaunch of another
+// delivery (whose runner never beat) exits 3 without stopping the item.
+TEST(RunnerBinary, AResumedRunnerTakesOverOnlyTheLeaseItsRecordProves) {
+  FakeApi f;
+  f.ttl_seconds = 600;  // no lapse however slowly the runners start
+  const std::string dir = TempDir("warren-resume");
+  const std::string journal = dir + "/calls";
+  std::vector<std::string> args = {WARREN_RUNNER_BIN, "run", "--workdir", dir, "--base-url", f.base_url(),
+                                   "--session-id", "sesn_1", "--work-id", "work_1", "--environment-id", "env_1",
+                                   "--max-idle", "0", "--call-journal", journal};
+  std::vector<std::string> resume = args;
+  resume.push_back("--resume-lease");
+  const std::string mine = "ANTHROPIC_WORK_SECRET=" + Secret("tok-a");
+  const std::string theirs = "ANTHROPIC_WORK_SECRET=" + Secret("tok-z");
+  const std::string path = LeaseRecordPath(journal, "work_1");
+
+  // 1. A runner beats and serves; it is killed.
+  pid_t a = Spawn(args, {mine});
+  ASSERT_TRUE(f.WaitFor([&] { return By(f, "/events/stream", "tok-a").size() == 1; }));
+  LeaseRecord rec;
+  ASSERT_TRUE(ReadLeaseRecord(path, &rec));  // written before anything is served
+  EXPECT_EQ(rec.delivery, Sha256Hex("tok-a"));
+  kill(a, SIGKILL);
+  waitpid(a, nullptr, 0);
+  ASSERT_TRUE(ReadLeaseRecord(path, &rec));
+  const std::string l1 = rec.last_heartbeat;
+
+  // 2. Its relaunch compares against the record and takes the lease over.
+  size_t beats = f.Requests("/heartbeat").size();
+  pid_t a2 = Spawn(resume, {mine});
+  ASSERT_TRUE(f.WaitFor([&] { return By(f, "/events/stream", "tok-a").size() == 2; }));
+  EXPECT_EQ(Expected(f).at(beats), l1);
+  ASSERT_TRUE(ReadLeaseRecord(path, &rec));
+  EXPECT_GT(rec.last_heartbeat, l1);
+  kill(a2, SIGKILL);
+  waitpid(a2, nullptr, 0);
+  ASSERT_TRUE(ReadLeaseRecord(path, &rec));
+  const std::string l2 = rec.last_heartbeat;
+  // ... and beat once more, committed but never recorded (the answer was
+  // lost with the runner).
+  ApiClient dead(HttpClient(*ParseBaseUrl(f.base_url())), "tok-a", "test");
+  ApiResult unrecorded = dead.Heartbeat("env_1", "work_1", l2, std::chrono::seconds(30), [] { return false; });
+  ASSERT_TRUE(unrecorded.ok());
+  const std::string l3 = unrecorded.body.value("last_heartbeat", "");
+
+  // 3. A relaunch of another delivery has nothing to prove: exit 3, no
+  //    stop, never attached to the session, the lease not moved.
+  beats = f.Requests("/heartbeat").size();
+  pid_t z = Spawn(resume, {theirs});
+  EXPECT_EQ(WaitExit(z, 60000), kExitLeaseLost);
+  auto z_beats = By(f, "/heartbeat", "tok-z");
+  ASSERT_EQ(z_beats.size(), 1u);
+  EXPECT_EQ(z_beats[0].query.at("expected_last_heartbeat"), "NO_HEARTBEAT");
+  EXPECT_TRUE(By(f, "/events/stream", "tok-z").empty());
+  EXPECT_TRUE(Stops(f).empty());
+  ASSERT_TRUE(ReadLeaseRecord(path, &rec)) << "another delivery's runner leaves this delivery's record alone";
+  EXPECT_EQ(rec.delivery, Sha256Hex("tok-a"));
+
+  // 4. The same delivery's relaunch adopts the unrecorded beat and serves.
+  pid_t a3 = Spawn(resume, {mine});
+  ASSERT_TRUE(f.WaitFor([&] { return By(f, "/events/stream", "tok-a").size() == 3; }));
+  auto exp = Expected(f);
+  ASSERT_GE(exp.size(), beats + 3);
+  EXPECT_EQ(exp[beats + 1], l2);  // the record's token: 412
+  EXPECT_EQ(exp[beats + 2], l3);  // the adopted one: renewed
+  f.Append({{"type", "agent.tool_use"}, {"id", "sevt_r"}, {"name", "bash"}, {"evaluated_permission", "allow"},
+            {"input", {{"command", "echo resumed"}}}});
+  ASSERT_TRUE(f.WaitFor([&] { return f.PostedEvents().size() == 1; }));
+  EXPECT_EQ(f.PostedEvents()[0]["content"][0]["text"], "resumed");
+  f.Append({{"type", "session.status_terminated"}});
+  EXPECT_EQ(WaitExit(a3, 10000), 0);
+  EXPECT_FALSE(ReadLeaseRecord(path, &rec)) << "removed at the normal end";
   system(("rm -rf " + dir).c_str());
 }
 
