@@ -34,10 +34,11 @@ struct WorkItem {
   std::string created_at;  // RFC 3339, orders items of one session
   Json raw;                // the Work object as received (secret removed)
   // Set by HeldItems() for an item whose ack may not have reached the
-  // service before a crash and whose lease nobody has beaten: its runner
-  // takes the lease with an ordinary first heartbeat (NO_HEARTBEAT), not
-  // --resume-lease, which would take over a lease another worker's runner
-  // holds (two deliveries of one un-acked item both carry valid tokens).
+  // service before a crash and whose lease nobody has beaten: no runner of
+  // ours served it, so its runner takes the lease with an ordinary first
+  // heartbeat (NO_HEARTBEAT), not --resume-lease (which takes over a lease
+  // only with a lease record of the same delivery, and otherwise does the
+  // same: two deliveries of one un-acked item both carry valid tokens).
   bool fresh_lease = false;
 };
 
