@@ -40,6 +40,13 @@ struct WorkItem {
   // only with a lease record of the same delivery, and otherwise does the
   // same: two deliveries of one un-acked item both carry valid tokens).
   bool fresh_lease = false;
+  // No other worker can hold a delivery of this item: an item of a cloud
+  // environment from the embedded source (the queue serves cloud
+  // environments to no one else, and the environment hold keeps other
+  // orchestrators off it). Its runner gets --sole-worker: a lease held at a
+  // token it cannot prove its own (a lost answer to its first beat, a
+  // resumed lease without a record of this delivery) is still its own.
+  bool sole_worker = false;
 };
 
 // Parses a Work object (as returned by poll). InvalidArgument on a shape

@@ -210,8 +210,10 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
     int64_t ttl = kTtlDefaultMs;
     int64_t last_success = NowMs();
     std::string last = "NO_HEARTBEAT";
-    // The previous beat got no answer: it may have been committed.
-    bool answer_lost = false;
+    // The previous beat got no answer: it may have been committed. A sole
+    // worker's resumed lease starts that way: the dead runner's last beat is
+    // its own, whatever the record says.
+    bool answer_lost = opts_.resume_lease && opts_.sole_worker;
     // A resumed lease with a record of this delivery: until the first
     // answered beat (a compare-and-set on the record's token), a 412 may
     // still be the dead runner's unrecorded beat (WorkerOptions::resume_lease).
@@ -314,11 +316,13 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
             beat_now = true;
             return;
           }
-          log::Error("lease lost: the resumed lease is not provably this delivery's",
-                     {{"work_id", work_id}, {"record_age_ms", age}, {"server_state", cs}});
-          lease.Finish(LeaseEnd::kLeaseLost);
-          stop_runner(false);
-          return;
+          if (!opts_.sole_worker) {
+            log::Error("lease lost: the resumed lease is not provably this delivery's",
+                       {{"work_id", work_id}, {"record_age_ms", age}, {"server_state", cs}});
+            lease.Finish(LeaseEnd::kLeaseLost);
+            stop_runner(false);
+            return;
+          }
         }
         // Our previous beat was committed but its answer was lost. With a
         // sessions token this is provable when that beat compared against a
@@ -327,15 +331,15 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
         // not 412). Adopt the server's token and carry on. A lost answer to
         // a beat from NO_HEARTBEAT proves nothing: every delivery of the
         // item may send that one (two deliveries of one un-acked item both
-        // hold valid tokens).
-        if (prev_lost && !token.empty() && from != "NO_HEARTBEAT" && held && !current.empty()) {
+        // hold valid tokens), except to a sole worker.
+        if (prev_lost && !token.empty() && (from != "NO_HEARTBEAT" || opts_.sole_worker) && held && !current.empty()) {
           log::Warn("heartbeat answer was lost but the beat was recorded; adopting the server's token",
                     {{"work_id", work_id}});
           last = current;
           beat_now = true;
           return;
         }
-        log::Error(from == "NO_HEARTBEAT" && (opts_.resume_lease || prev_lost)
+        log::Error(from == "NO_HEARTBEAT" && (opts_.resume_lease || prev_lost) && !opts_.sole_worker
                        ? "lease lost: heartbeat precondition failed; the lease is held at a token this runner cannot prove its own"
                        : "lease lost: heartbeat precondition failed",
                    {{"work_id", work_id}, {"server_state", cs}});

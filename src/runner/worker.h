@@ -66,6 +66,14 @@ struct WorkerOptions {
   // tokens), so it yields as a lost lease: exit 3, the item is not stopped,
   // the queue's own rules (lease lapse) deliver it again.
   bool resume_lease = false;
+  // The supervisor guarantees that no other worker can hold a delivery of
+  // this item (Warren's embedded orchestrator on a cloud environment, which
+  // the queue serves to no one else). A lease held at a token this runner
+  // cannot prove its own is then still its own: a 412 after a lost answer
+  // to the first beat, or on a resumed lease without (or beyond) a record,
+  // adopts the server's token, as every resume did before lease records.
+  // Never set it where other workers may poll the environment.
+  bool sole_worker = false;
   // SessionRunnerOptions::call_journal_dir ("" = none).
   std::string call_journal_dir;
 };

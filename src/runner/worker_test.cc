@@ -280,6 +280,38 @@ TEST(Worker, ALostAnswerToTheFirstHeartbeatProvesNothing) {
   EXPECT_TRUE(Stops(f).empty());
 }
 
+// A sole worker (the embedded orchestrator's runner on a cloud environment,
+// which nobody else can serve) keeps the old rule: a held lease it cannot
+// prove its own is still its own. A resume without a record adopts the
+// server's token, and so does a lost answer to the first beat.
+TEST(Worker, ASoleWorkerAdoptsAHeldLeaseItCannotProve) {
+  for (bool resume : {true, false}) {
+    SCOPED_TRACE(resume ? "resumed without a record" : "first beat's answer lost");
+    FakeApi f;
+    f.ttl_seconds = 600;
+    f.never_lapse = true;
+    if (resume) {  // the dead runner beat and left no record (no journal)
+      ApiClient dead(HttpClient(*ParseBaseUrl(f.base_url())), "tok-a", "test");
+      ASSERT_TRUE(dead.Heartbeat("env_1", "work_1", "NO_HEARTBEAT", std::chrono::seconds(30), [] { return false; }).ok());
+    } else {
+      f.drop_heartbeat_answer = 1;
+    }
+    WorkerOptions o = Opts();
+    o.resume_lease = resume;
+    o.sole_worker = true;
+    Worker w(HttpClient(*ParseBaseUrl(f.base_url())), o);
+    std::thread t([&] { EXPECT_TRUE(w.HandleItem("work_1", "sesn_1", Secret("tok-a")).ok()); });
+    ASSERT_TRUE(f.WaitFor([&] { return !By(f, "/events/stream", "tok-a").empty(); }));
+    f.Append({{"type", "session.status_terminated"}});
+    t.join();
+    EXPECT_EQ(w.last_lease_end(), LeaseEnd::kRunnerDone);
+    auto exp = By(f, "/heartbeat", "tok-a");
+    ASSERT_GE(exp.size(), 3u);
+    // NO_HEARTBEAT (412, or its answer lost then 412), then the adopted token.
+    EXPECT_EQ(exp.back().query.at("expected_last_heartbeat"), "2026-11-24T06:00:00.100001Z");
+  }
+}
+
 // Issue 13, defect 3: one transient failure of the session retrieve must not
 // make the worker give the item up.
 TEST(Worker, TransientSessionRetrieveIsRetried) {
