@@ -280,6 +280,11 @@ void FakeApi::Handle(int fd, const ReceivedRequest& req) {
       WriteResponse(fd, 401, Err("authentication_error", "invalid credential"));
       return;
     }
+    if (fail_heartbeat > 0) {
+      --fail_heartbeat;
+      WriteResponse(fd, 503, Err("overloaded_error", "try later"));
+      return;
+    }
     if (heartbeat_412 || expected != last_heartbeat_) {
       Json body = Err("invalid_request_error", "heartbeat precondition failed");
       body["error"]["details"] = {{"error_code", "heartbeat_precondition_failed"},

@@ -54,6 +54,7 @@ class FakeApi {
   std::atomic<int> heartbeat_412{0};    // 1: every heartbeat answers 412
   std::atomic<int> heartbeat_401{0};    // 1: every heartbeat answers 401 (token revoked)
   std::atomic<int> fail_session_get{0};  // next N GET /v1/sessions/{id} answer 503
+  std::atomic<int> fail_heartbeat{0};    // next N heartbeats answer 503 (nothing committed)
   // Next N sends / heartbeats are committed, then the connection is closed
   // without an answer (the "committed, answer lost" crash point).
   std::atomic<int> drop_send_answer{0};

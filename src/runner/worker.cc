@@ -244,8 +244,10 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
       if (lease.done()) return;
       const bool prev_lost = answer_lost;
       answer_lost = r.status == 0;
+      // (Until an answer that is not transient: a beat that got no answer,
+      // a 5xx, 408 or 429 may still have been committed.)
       const bool first_resumed = resuming;
-      if (r.status != 0) resuming = false;
+      if (!r.transient()) resuming = false;
       if (r.ok() && r.body.is_object()) {
         last_success = NowMs();
         if (r.body.contains("last_heartbeat") && r.body["last_heartbeat"].is_string()) {
