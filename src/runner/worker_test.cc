@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -127,10 +128,15 @@ std::vector<testing::ReceivedRequest> By(FakeApi& f, const std::string& path, co
   return out;
 }
 
-std::string TempDir(const char* prefix) {
-  std::string tmpl = std::string("/tmp/") + prefix + "-XXXXXX";
-  return mkdtemp(tmpl.data());
-}
+// A temporary directory, removed when the test ends (a failed ASSERT too).
+struct TempDir {
+  explicit TempDir(const char* prefix) {
+    std::string tmpl = std::string("/tmp/") + prefix + "-XXXXXX";
+    path = mkdtemp(tmpl.data());
+  }
+  ~TempDir() { (void)!system(("rm -rf " + path).c_str()); }
+  std::string path;
+};
 
 // A worker with a call journal records each beat's token, naming its
 // delivery by the sessions token's hash, and removes the record when it ends
@@ -139,7 +145,8 @@ TEST(Worker, RecordsTheLeaseForARelaunchAndRemovesItAtTheEnd) {
   FakeApi f;
   f.ttl_seconds = 2;  // interval 1 s
   f.never_lapse = true;
-  const std::string journal = TempDir("warren-lease");
+  TempDir tmp("warren-lease");
+  const std::string journal = tmp.path;
   WorkerOptions o = Opts();
   o.call_journal_dir = journal;
   Worker w(HttpClient(*ParseBaseUrl(f.base_url())), o);
@@ -161,7 +168,6 @@ TEST(Worker, RecordsTheLeaseForARelaunchAndRemovesItAtTheEnd) {
   // Ids that do not belong in a file name get no record.
   EXPECT_EQ(LeaseRecordPath(journal, "../x"), "");
   EXPECT_EQ(LeaseRecordPath("", "work_1"), "");
-  system(("rm -rf " + journal).c_str());
 }
 
 // The edge case of docs/ORCHESTRATOR.md: two deliveries of one un-acked item
@@ -175,7 +181,8 @@ TEST(Worker, AResumedRunnerDoesNotTakeOverAnotherDeliverysLease) {
   FakeApi f;
   f.ttl_seconds = 2;  // B beats every second
   f.never_lapse = true;
-  const std::string journal = TempDir("warren-lease");
+  TempDir tmp("warren-lease");
+  const std::string journal = tmp.path;
   WorkerOptions ob = Opts();
   ob.call_journal_dir = journal;
   Worker b(HttpClient(*ParseBaseUrl(f.base_url())), ob);
@@ -210,7 +217,6 @@ TEST(Worker, AResumedRunnerDoesNotTakeOverAnotherDeliverysLease) {
   EXPECT_TRUE(By(f, "/events/stream", "tok-a").empty()) << "A never served the session";
   EXPECT_TRUE(By(f, "/stop", "tok-a").empty()) << "A did not stop the item";
   EXPECT_EQ(By(f, "/stop", "tok-b").size(), 1u);
-  system(("rm -rf " + journal).c_str());
 }
 
 // A relaunch of the same delivery whose predecessor beat after its last
@@ -226,7 +232,8 @@ TEST(Worker, AResumedRunnerAdoptsItsOwnUnrecordedBeatOnlyWithinTheTtl) {
     FakeApi f;
     f.ttl_seconds = 600;
     f.never_lapse = true;
-    const std::string journal = TempDir("warren-lease");
+    TempDir tmp("warren-lease");
+  const std::string journal = tmp.path;
     // The dead runner's last recorded beat moved the lease to 100001; its
     // next beat (to 100002) was committed but never recorded.
     ApiClient dead(HttpClient(*ParseBaseUrl(f.base_url())), "tok-a", "test");
@@ -268,8 +275,7 @@ TEST(Worker, AResumedRunnerAdoptsItsOwnUnrecordedBeatOnlyWithinTheTtl) {
       EXPECT_TRUE(By(f, "/events/stream", "tok-a").empty());
       EXPECT_TRUE(Stops(f).empty());
     }
-    system(("rm -rf " + journal).c_str());
-  }
+    }
 }
 
 // A first heartbeat (NO_HEARTBEAT) whose answer was lost, followed by a 412
@@ -522,7 +528,8 @@ TEST(RunnerBinary, AKilledRunnersCallIsServedOnceByTheNextRunner) {
 TEST(RunnerBinary, AResumedRunnerTakesOverOnlyTheLeaseItsRecordProves) {
   FakeApi f;
   f.ttl_seconds = 600;  // no lapse however slowly the runners start
-  const std::string dir = TempDir("warren-resume");
+  TempDir tmp("warren-resume");
+  const std::string dir = tmp.path;
   const std::string journal = dir + "/calls";
   std::vector<std::string> args = {WARREN_RUNNER_BIN, "run", "--workdir", dir, "--base-url", f.base_url(),
                                    "--session-id", "sesn_1", "--work-id", "work_1", "--environment-id", "env_1",
@@ -532,27 +539,44 @@ TEST(RunnerBinary, AResumedRunnerTakesOverOnlyTheLeaseItsRecordProves) {
   const std::string mine = "ANTHROPIC_WORK_SECRET=" + Secret("tok-a");
   const std::string theirs = "ANTHROPIC_WORK_SECRET=" + Secret("tok-z");
   const std::string path = LeaseRecordPath(journal, "work_1");
+  // Runners still running when an ASSERT ends the test early are killed.
+  struct Reaper {
+    std::vector<pid_t> live;
+    ~Reaper() {
+      for (pid_t p : live) {
+        kill(p, SIGKILL);
+        waitpid(p, nullptr, 0);
+      }
+    }
+    pid_t Add(pid_t p) {
+      live.push_back(p);
+      return p;
+    }
+    void Reaped(pid_t p) { live.erase(std::remove(live.begin(), live.end(), p), live.end()); }
+  } reaper;
 
   // 1. A runner beats and serves; it is killed.
-  pid_t a = Spawn(args, {mine});
+  pid_t a = reaper.Add(Spawn(args, {mine}));
   ASSERT_TRUE(f.WaitFor([&] { return By(f, "/events/stream", "tok-a").size() == 1; }));
   LeaseRecord rec;
   ASSERT_TRUE(ReadLeaseRecord(path, &rec));  // written before anything is served
   EXPECT_EQ(rec.delivery, Sha256Hex("tok-a"));
   kill(a, SIGKILL);
   waitpid(a, nullptr, 0);
+  reaper.Reaped(a);
   ASSERT_TRUE(ReadLeaseRecord(path, &rec));
   const std::string l1 = rec.last_heartbeat;
 
   // 2. Its relaunch compares against the record and takes the lease over.
   size_t beats = f.Requests("/heartbeat").size();
-  pid_t a2 = Spawn(resume, {mine});
+  pid_t a2 = reaper.Add(Spawn(resume, {mine}));
   ASSERT_TRUE(f.WaitFor([&] { return By(f, "/events/stream", "tok-a").size() == 2; }));
   EXPECT_EQ(Expected(f).at(beats), l1);
   ASSERT_TRUE(ReadLeaseRecord(path, &rec));
   EXPECT_GT(rec.last_heartbeat, l1);
   kill(a2, SIGKILL);
   waitpid(a2, nullptr, 0);
+  reaper.Reaped(a2);
   ASSERT_TRUE(ReadLeaseRecord(path, &rec));
   const std::string l2 = rec.last_heartbeat;
   // ... and beat once more, committed but never recorded (the answer was
@@ -565,8 +589,9 @@ TEST(RunnerBinary, AResumedRunnerTakesOverOnlyTheLeaseItsRecordProves) {
   // 3. A relaunch of another delivery has nothing to prove: exit 3, no
   //    stop, never attached to the session, the lease not moved.
   beats = f.Requests("/heartbeat").size();
-  pid_t z = Spawn(resume, {theirs});
-  EXPECT_EQ(WaitExit(z, 60000), kExitLeaseLost);
+  pid_t z = reaper.Add(Spawn(resume, {theirs}));
+  EXPECT_EQ(WaitExit(z, 60000), kExitLeaseLost);  // (WaitExit reaps it, or kills it at the deadline)
+  reaper.Reaped(z);
   auto z_beats = By(f, "/heartbeat", "tok-z");
   ASSERT_EQ(z_beats.size(), 1u);
   EXPECT_EQ(z_beats[0].query.at("expected_last_heartbeat"), "NO_HEARTBEAT");
@@ -576,7 +601,7 @@ TEST(RunnerBinary, AResumedRunnerTakesOverOnlyTheLeaseItsRecordProves) {
   EXPECT_EQ(rec.delivery, Sha256Hex("tok-a"));
 
   // 4. The same delivery's relaunch adopts the unrecorded beat and serves.
-  pid_t a3 = Spawn(resume, {mine});
+  pid_t a3 = reaper.Add(Spawn(resume, {mine}));
   ASSERT_TRUE(f.WaitFor([&] { return By(f, "/events/stream", "tok-a").size() == 3; }));
   auto exp = Expected(f);
   ASSERT_GE(exp.size(), beats + 3);
@@ -588,9 +613,9 @@ TEST(RunnerBinary, AResumedRunnerTakesOverOnlyTheLeaseItsRecordProves) {
   EXPECT_EQ(f.PostedEvents()[0]["content"][0]["text"], "resumed");
   f.Append({{"type", "session.status_terminated"}});
   EXPECT_EQ(WaitExit(a3, 10000), 0);
+  reaper.Reaped(a3);
   EXPECT_FALSE(ReadLeaseRecord(path, &rec)) << "removed at the normal end";
-  system(("rm -rf " + dir).c_str());
-}
+  }
 
 TEST(RunnerBinary, PollHandsItemsToTheOnWorkScript) {
   FakeApi f;
