@@ -20,14 +20,17 @@ LocalWorkSource::~LocalWorkSource() {
 
 Status LocalWorkSource::Refresh() {
   std::set<std::string> now(options_.self_hosted.begin(), options_.self_hosted.end());
+  std::set<std::string> cloud;
   if (options_.serve_cloud) {
     // The newest 1000 environments (not archived).
     store::PageSpec page;
     page.limit = 1000;
     WARREN_ASSIGN_OR_RETURN(store::Page p, store_->ListEnvironments(false, page));
     for (const Json& env : p.items) {
-      if (env.contains("config") && env["config"].is_object() && env["config"].value("type", "") == "cloud")
+      if (env.contains("config") && env["config"].is_object() && env["config"].value("type", "") == "cloud") {
         now.insert(env.value("id", ""));
+        cloud.insert(env.value("id", ""));
+      }
     }
   }
   std::lock_guard<std::mutex> l(mu_);
@@ -44,6 +47,7 @@ Status LocalWorkSource::Refresh() {
   for (const auto& env : envs_)
     if (!now.count(env)) queue_->RemoveWaiter(env, this);
   envs_ = std::move(now);
+  cloud_ = std::move(cloud);
   refreshed_ = std::chrono::steady_clock::now();
   return Status::Ok();
 }
@@ -101,6 +105,10 @@ Result<std::optional<WorkItem>> LocalWorkSource::Poll(int block_ms, int64_t recl
       if (c->has_value()) {
         next_ = (next_ + i + 1) % std::max<size_t>(envs.size(), 1);
         WARREN_ASSIGN_OR_RETURN(WorkItem w, ParseWorkItem(**c));
+        {
+          std::lock_guard<std::mutex> l(mu_);
+          w.sole_worker = cloud_.count(env) > 0;
+        }
         return std::optional<WorkItem>(std::move(w));
       }
     }
@@ -136,7 +144,9 @@ Result<std::vector<WorkItem>> LocalWorkSource::HeldItems() {
       auto fresh = queue_->Reissue(env_id, w.value("id", ""));
       if (!fresh.ok()) continue;  // stopped or lapsed meanwhile
       auto item = ParseWorkItem(*fresh);
-      if (item.ok()) out.push_back(std::move(item).value());
+      if (!item.ok()) continue;
+      item->sole_worker = true;  // a cloud environment's
+      out.push_back(std::move(item).value());
     }
   }
   return out;

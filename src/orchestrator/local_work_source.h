@@ -75,6 +75,7 @@ class LocalWorkSource final : public WorkSource {
   bool interrupted_ = false;
   uint64_t wakes_ = 0;
   std::set<std::string> envs_;
+  std::set<std::string> cloud_;  // the cloud ones among envs_ (WorkItem::sole_worker)
   std::chrono::steady_clock::time_point refreshed_{};
   size_t next_ = 0;  // round-robin start
   // Refused environments -> when to ask again (poll thread only).

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "api/auth.h"
 #include "common/clock.h"
 #include "common/ids.h"
@@ -97,6 +99,37 @@ TEST_F(LocalWorkSourceTest, NoIdNoCheck) {
   auto r = src.Poll(0, 2000);
   ASSERT_TRUE(r.ok() && r->has_value());
   EXPECT_EQ((*r)->id, item);
+}
+
+// Only a cloud environment's items are marked sole_worker (the queue serves
+// cloud environments to no one else); a self-hosted one may have other
+// workers polling it, so its runner must prove a lease before it takes it
+// over (docs/ORCHESTRATOR.md, "Supervise").
+TEST_F(LocalWorkSourceTest, OnlyCloudItemsAreSoleWorkerItems) {
+  ASSERT_TRUE(store_.CreateEnvironment(Json{{"type", "environment"}, {"id", "env_cloud"}, {"name", "env_cloud"},
+                                            {"config", {{"type", "cloud"}}},
+                                            {"created_at", FormatRfc3339(clock_.NowMicros())}})
+                  .ok());
+  const std::string cloud_item = Enqueue("env_cloud");
+  const std::string self_item = Enqueue("env_free");
+  LocalWorkSourceOptions o;
+  o.serve_cloud = true;
+  o.self_hosted = {"env_free"};
+  LocalWorkSource src(&queue_, &store_, o);
+  std::map<std::string, bool> sole;
+  for (int i = 0; i < 2; ++i) {
+    auto r = src.Poll(0, 2000);
+    ASSERT_TRUE(r.ok() && r->has_value()) << r.status().ToString();
+    sole[(*r)->id] = (*r)->sole_worker;
+    ASSERT_TRUE(src.Ack(**r).ok());
+  }
+  EXPECT_EQ(sole, (std::map<std::string, bool>{{cloud_item, true}, {self_item, false}}));
+  // The restart resume (held items, reissued tokens) covers cloud items only.
+  auto held = src.HeldItems();
+  ASSERT_TRUE(held.ok()) << held.status().ToString();
+  ASSERT_EQ(held->size(), 1u);
+  EXPECT_EQ((*held)[0].id, cloud_item);
+  EXPECT_TRUE((*held)[0].sole_worker);
 }
 
 }  // namespace

@@ -787,6 +787,7 @@ Status Orchestrator::LaunchRunner(const WorkItem& item, const SandboxRecord& rec
               "--max-idle", std::to_string(options_.runner_max_idle.count()) + "ms", "--log-format", "json",
               "--call-journal", dir + "/calls"};
   if (resume) req.argv.push_back("--resume-lease");
+  if (item.sole_worker) req.argv.push_back("--sole-worker");
   req.env = {"ANTHROPIC_WORK_ID=" + item.id, "ANTHROPIC_WORK_SECRET=" + item.secret,
              "ANTHROPIC_BASE_URL=" + options_.runner_base_url};
   if (Label(rec, kLabelPrepared) == "true" && options_.prepared_runner_env) {
@@ -876,6 +877,7 @@ void Orchestrator::Adopt() {
       w.session_id = ArgAfter(p.argv, "--session-id");
       w.environment_id = ArgAfter(p.argv, "--environment-id");
       w.type = "session";
+      w.sole_worker = std::find(p.argv.begin(), p.argv.end(), "--sole-worker") != p.argv.end();
       if (w.id.empty()) continue;
       // The delivery's credentials, so that a crash of this runner can be
       // relaunched with them (its environment, read through /proc).
@@ -1276,6 +1278,7 @@ Orchestrator::JanitorAction Orchestrator::JanitorVisit(const SandboxRecord& rec_
       w.session_id = ArgAfter(p.argv, "--session-id");
       w.environment_id = ArgAfter(p.argv, "--environment-id");
       w.type = "session";
+      w.sole_worker = std::find(p.argv.begin(), p.argv.end(), "--sole-worker") != p.argv.end();
       w.secret = RunnerSecret(p.host_pid);
       Track(Runner{w, rec_in.id, p.host_pid, p.start_time, -1, NowMs(), true});
       log::Info("orchestrator.runner_adopted", {{"work_id", wid}, {"session_id", w.session_id}, {"sandbox", rec_in.id},

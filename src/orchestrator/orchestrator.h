@@ -30,8 +30,9 @@
 // sandboxes that carry this orchestrator's label. A runner that dies
 // abnormally (a signal, no exit status, a failure) while its item is live
 // is relaunched at once with the same delivery (`--resume-lease`: it takes
-// over the dead runner's lease), under the session lock and only when no
-// other runner of the session is alive, with backoff; after
+// over the dead runner's lease when the lease record in the call journal
+// proves the lease is that runner's), under the session lock and only when
+// no other runner of the session is alive, with backoff; after
 // `runner_max_relaunches` the item is force-stopped so that the queue
 // delivers the session's calls again. The runners keep a call journal in
 // the sandbox, so a relaunch never runs a call twice.

@@ -1104,6 +1104,7 @@ TEST_F(OrchestratorTest, HeldItemWithoutRunnerIsResumedAtStart) {
     o->HandleItem(Item("w2", "s2"));
   }
   source.held = {Item("w1", "s1"), Item("w2", "s2")};
+  source.held[0].sole_worker = true;  // a cloud environment's (LocalWorkSource)
   auto o = Make();
   ASSERT_TRUE(o->Start().ok());
   clock.Advance(1'000'000);  // past the settle delay
@@ -1116,6 +1117,10 @@ TEST_F(OrchestratorTest, HeldItemWithoutRunnerIsResumedAtStart) {
   const auto& argv = sb.execs[1].argv;
   EXPECT_NE(std::find(argv.begin(), argv.end(), "--resume-lease"), argv.end());
   EXPECT_NE(std::find(argv.begin(), argv.end(), "w1"), argv.end());
+  // The source vouches that nobody else can hold w1's lease; w2's launch
+  // (an ordinary item) carries no such flag.
+  EXPECT_NE(std::find(argv.begin(), argv.end(), "--sole-worker"), argv.end());
+  EXPECT_EQ(std::find(sb.execs[0].argv.begin(), sb.execs[0].argv.end(), "--sole-worker"), sb.execs[0].argv.end());
   EXPECT_EQ(source.acked, std::vector<std::string>{"w2"}) << "a resumed item is not acked again";
   EXPECT_EQ(o->stats().runners_relaunched, 1);
   o->Stop();

@@ -34,10 +34,11 @@ struct WorkItem {
   std::string created_at;  // RFC 3339, orders items of one session
   Json raw;                // the Work object as received (secret removed)
   // Set by HeldItems() for an item whose ack may not have reached the
-  // service before a crash and whose lease nobody has beaten: its runner
-  // takes the lease with an ordinary first heartbeat (NO_HEARTBEAT), not
-  // --resume-lease, which would take over a lease another worker's runner
-  // holds (two deliveries of one un-acked item both carry valid tokens).
+  // service before a crash and whose lease nobody has beaten: no runner of
+  // ours served it, so its runner takes the lease with an ordinary first
+  // heartbeat (NO_HEARTBEAT), not --resume-lease (which takes over a lease
+  // only with a lease record of the same delivery, and otherwise does the
+  // same: two deliveries of one un-acked item both carry valid tokens).
   bool fresh_lease = false;
   // Which delivery this is, as the orchestrator claimed it: stamped from a
   // counter of this process when the item is claimed (0: not claimed by
@@ -45,6 +46,14 @@ struct WorkItem {
   // stamp is a later delivery of the same work id, whose token is the valid
   // one (the queue redelivers an item only once the earlier lease lapsed).
   uint64_t claim_seq = 0;
+
+  // No other worker can hold a delivery of this item: an item of a cloud
+  // environment from the embedded source (the queue serves cloud
+  // environments to no one else, and the environment hold keeps other
+  // orchestrators off it). Its runner gets --sole-worker: a lease held at a
+  // token it cannot prove its own (a lost answer to its first beat, a
+  // resumed lease without a record of this delivery) is still its own.
+  bool sole_worker = false;
 };
 
 // Parses a Work object (as returned by poll). InvalidArgument on a shape

@@ -272,11 +272,17 @@ void FakeApi::Handle(int fd, const ReceivedRequest& req) {
     std::lock_guard<std::mutex> lock(mu_);
     std::string expected = req.query.count("expected_last_heartbeat") ? req.query.at("expected_last_heartbeat") : "";
     auto now = std::chrono::steady_clock::now();
-    if (last_heartbeat_ != "NO_HEARTBEAT" && now - last_beat_at_ > std::chrono::seconds(ttl_seconds.load())) {
+    if (!never_lapse && last_heartbeat_ != "NO_HEARTBEAT" &&
+        now - last_beat_at_ > std::chrono::seconds(ttl_seconds.load())) {
       last_heartbeat_ = "NO_HEARTBEAT";  // the lease expired
     }
     if (heartbeat_401) {
       WriteResponse(fd, 401, Err("authentication_error", "invalid credential"));
+      return;
+    }
+    if (fail_heartbeat > 0) {
+      --fail_heartbeat;
+      WriteResponse(fd, 503, Err("overloaded_error", "try later"));
       return;
     }
     if (heartbeat_412 || expected != last_heartbeat_) {

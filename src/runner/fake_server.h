@@ -54,11 +54,13 @@ class FakeApi {
   std::atomic<int> heartbeat_412{0};    // 1: every heartbeat answers 412
   std::atomic<int> heartbeat_401{0};    // 1: every heartbeat answers 401 (token revoked)
   std::atomic<int> fail_session_get{0};  // next N GET /v1/sessions/{id} answer 503
+  std::atomic<int> fail_heartbeat{0};    // next N heartbeats answer 503 (nothing committed)
   // Next N sends / heartbeats are committed, then the connection is closed
   // without an answer (the "committed, answer lost" crash point).
   std::atomic<int> drop_send_answer{0};
   std::atomic<int> drop_heartbeat_answer{0};
   std::atomic<int> ttl_seconds{2};
+  std::atomic<bool> never_lapse{false};  // the lease never expires (a short interval without a timing risk)
   std::atomic<bool> chunked_sse{false};  // SSE with Transfer-Encoding: chunked
   // A lease not renewed for ttl_seconds expires: the next claimant's
   // NO_HEARTBEAT matches again (spec section 8, lease expiry).

@@ -128,9 +128,14 @@ int main(int argc, char** argv) {
   bool resume_lease = false;
   std::string call_journal;
   run->add_flag("--resume-lease", resume_lease,
-                "take over the lease of a dead runner of the same delivery (supervisor relaunch)");
+                "take over the lease of a dead runner of the same delivery when its lease record in "
+                "--call-journal proves it (supervisor relaunch); otherwise an ordinary first heartbeat");
   run->add_option("--call-journal", call_journal,
                   "directory recording started and finished calls, so a relaunched runner never runs one twice");
+  bool sole_worker = false;
+  run->add_flag("--sole-worker", sole_worker,
+                "no other worker can hold a delivery of this item (Warren's embedded orchestrator on a cloud "
+                "environment): a held lease this runner cannot prove its own is still its own");
   CLI::App* poll = app.add_subcommand("poll", "claim work items in a loop");
   add_common(poll);
   add_worker(poll);
@@ -175,6 +180,7 @@ int main(int argc, char** argv) {
   wopts.max_idle_ms = idle_ms;
   wopts.on_work = on_work == "in-process" ? "" : on_work;
   wopts.resume_lease = resume_lease;
+  wopts.sole_worker = sole_worker;
   wopts.call_journal_dir = call_journal;
   if (env_id.empty()) {
     log::Error("--environment-id (ANTHROPIC_ENVIRONMENT_ID) is required");

@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <thread>
@@ -55,13 +57,13 @@ class Lease final {
     std::unique_lock<std::mutex> lock(mu_);
     return cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return end_ != LeaseEnd::kNone; });
   }
-  // The first heartbeat has been answered (successfully or not).
+  // A heartbeat succeeded: the lease is this runner's.
   void FirstBeatDone() {
     std::lock_guard<std::mutex> lock(mu_);
     first_beat_ = true;
     cv_.notify_all();
   }
-  // Waits up to `ms` for the first heartbeat's answer or the lease's end;
+  // Waits up to `ms` for the first successful heartbeat or the lease's end;
   // true once either happened.
   bool WaitFirstBeat(int64_t ms) {
     std::unique_lock<std::mutex> lock(mu_);
@@ -92,6 +94,66 @@ std::string SessionsTokenFromSecret(const std::string& secret) {
   const Json& j = *parsed;
   if (!j.contains("sessions_token") || !j["sessions_token"].is_string()) return "";
   return j["sessions_token"].get<std::string>();
+}
+
+int64_t BootMs() {
+  timespec ts;
+  clock_gettime(CLOCK_BOOTTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+std::string LeaseRecordPath(const std::string& journal_dir, const std::string& work_id) {
+  if (journal_dir.empty() || work_id.empty() || work_id.size() > 200) return "";
+  for (char c : work_id)
+    if (!(isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-')) return "";
+  return journal_dir + "/" + work_id + ".lease";
+}
+
+bool ReadLeaseRecord(const std::string& path, LeaseRecord* out) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return false;
+  std::string data;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    data.append(buf, static_cast<size_t>(n));
+    if (data.size() > 65536) break;  // not a record
+  }
+  ::close(fd);
+  auto j = ParseJson(data);
+  if (!j.ok() || !j->is_object()) return false;
+  const Json& r = *j;
+  auto str = [&](const char* k) { return r.contains(k) && r[k].is_string() ? r[k].get<std::string>() : std::string(); };
+  auto num = [&](const char* k) { return r.contains(k) && r[k].is_number_integer() ? r[k].get<int64_t>() : int64_t{-1}; };
+  LeaseRecord rec{str("delivery"), str("last_heartbeat"), num("sent_at_ms"), num("ttl_ms")};
+  if (rec.delivery.empty() || rec.last_heartbeat.empty() || rec.sent_at_ms < 0 || rec.ttl_ms <= 0) return false;
+  *out = std::move(rec);
+  return true;
+}
+
+bool WriteLeaseRecord(const std::string& path, const LeaseRecord& record) {
+  const std::string data = DumpJson(Json{{"delivery", record.delivery},
+                                         {"last_heartbeat", record.last_heartbeat},
+                                         {"sent_at_ms", record.sent_at_ms},
+                                         {"ttl_ms", record.ttl_ms}});
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return false;
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return false;
+    }
+    off += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  return ::rename(tmp.c_str(), path.c_str()) == 0;
 }
 
 std::string DefaultWorkerId() {
@@ -138,22 +200,54 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
     if (runner != nullptr) runner->Stop(post);
   };
 
+  // The lease record (a sessions token names the delivery; the environment
+  // key names none, so nothing is recorded or proven with it).
+  const std::string record_path = token.empty() ? "" : LeaseRecordPath(opts_.call_journal_dir, work_id);
+  const std::string delivery = token.empty() ? "" : Sha256Hex(token);
+
   std::thread heartbeat([&] {
     int64_t interval = kHeartbeatDefaultMs;
     int64_t ttl = kTtlDefaultMs;
     int64_t last_success = NowMs();
     std::string last = "NO_HEARTBEAT";
-    // The previous beat got no answer: it may have been committed. A
-    // resumed lease starts that way: the dead runner's last beat is ours.
-    bool answer_lost = opts_.resume_lease;
+    // The previous beat got no answer: it may have been committed. A sole
+    // worker's resumed lease starts that way: the dead runner's last beat is
+    // its own, whatever the record says.
+    bool answer_lost = opts_.resume_lease && opts_.sole_worker;
+    // A resumed lease with a record of this delivery: until the first
+    // answered beat (a compare-and-set on the record's token), a 412 may
+    // still be the dead runner's unrecorded beat (WorkerOptions::resume_lease).
+    LeaseRecord resumed;
+    bool resuming = false;
+    if (opts_.resume_lease) {
+      if (!record_path.empty() && ReadLeaseRecord(record_path, &resumed) && resumed.delivery == delivery) {
+        resuming = true;
+        last = resumed.last_heartbeat;
+        ttl = resumed.ttl_ms;
+        interval = std::clamp<int64_t>(ttl / 2, 1000, kHeartbeatDefaultMs);
+        log::Info("resuming the lease from this delivery's record",
+                  {{"work_id", work_id}, {"record_age_ms", BootMs() - resumed.sent_at_ms}});
+      } else {
+        log::Info("no lease record of this delivery: nothing proves a held lease is ours; first heartbeat from NO_HEARTBEAT",
+                  {{"work_id", work_id}});
+      }
+    }
+    bool record_failed = false;  // warned once
+    bool beat_ok = false;        // a beat succeeded: the lease is this runner's
     bool beat_now = false;     // adopted the server's token: renew at once, the lease still runs from the lost beat
     bool retry_soon = false;   // the last beat failed transiently
     auto beat = [&] {
+      const std::string from = last;
+      const int64_t sent_at = BootMs();
       ApiResult r = api.Heartbeat(env, work_id, last, std::chrono::milliseconds(interval),
                                   [&] { return lease.done(); });
       if (lease.done()) return;
       const bool prev_lost = answer_lost;
       answer_lost = r.status == 0;
+      // (Until an answer that is not transient: a beat that got no answer,
+      // a 5xx, 408 or 429 may still have been committed.)
+      const bool first_resumed = resuming;
+      if (!r.transient()) resuming = false;
       if (r.ok() && r.body.is_object()) {
         last_success = NowMs();
         if (r.body.contains("last_heartbeat") && r.body["last_heartbeat"].is_string()) {
@@ -166,6 +260,24 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
           ttl_ms.store(ttl);
           std::lock_guard<std::mutex> lock(runner_mu);
           if (runner != nullptr) runner->SetSendRetryWindow(ttl);
+        }
+        // Recorded before anything is served (the first answer gates the
+        // session), so a runner that dies while it serves always leaves
+        // its relaunch a record to prove the lease with.
+        if (!record_path.empty() && last != from && last != "NO_HEARTBEAT") {
+          if (!WriteLeaseRecord(record_path, LeaseRecord{delivery, last, sent_at, ttl}) && !record_failed) {
+            record_failed = true;
+            log::Warn("could not write the lease record; a relaunched runner will not take this lease over",
+                      {{"work_id", work_id}, {"errno", errno}});
+          }
+        }
+        // The session is served only from here on: a lease held by this
+        // runner is proven by a successful beat, never by a failed one (a
+        // beat with no answer or a 5xx says nothing about who holds it).
+        if (!beat_ok) {
+          beat_ok = true;
+          log::Info("first heartbeat answered", {{"work_id", work_id}});
+          lease.FirstBeatDone();
         }
         const std::string state = r.body.value("state", "");
         if (state == "stopping" || state == "stopped") {
@@ -186,20 +298,53 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
             r.body["error"].contains("details") && r.body["error"]["details"].is_object()) {
           cs = r.body["error"]["details"].value("current_state", Json());
         }
-        // Our previous beat was committed but its answer was lost. With a
-        // sessions token this is provable: the token dies with the lease
-        // (a lapse answers 401, not 412), and nobody else knows the token a
-        // held lease moved to. Adopt the server's token and carry on.
         const std::string state = cs.is_object() ? cs.value("state", "") : "";
-        if (prev_lost && !token.empty() && (state == "active" || state == "starting") && cs.is_object() &&
-            cs.contains("last_heartbeat") && cs["last_heartbeat"].is_string()) {
+        const bool held = state == "active" || state == "starting";
+        const std::string current = cs.is_object() && cs.contains("last_heartbeat") && cs["last_heartbeat"].is_string()
+                                        ? cs["last_heartbeat"].get<std::string>()
+                                        : "";
+        // A resumed runner's compare-and-set on its record's token: the
+        // lease held at another token is the dead runner's beat from that
+        // token, answered after its last record, provided the lease cannot
+        // have lapsed since (another chain could then hold it; Warren
+        // revokes the token at a lapse, a server that does not is covered by
+        // this bound).
+        if (first_resumed) {
+          const int64_t age = BootMs() - resumed.sent_at_ms;
+          if (held && !current.empty() && current != from && age >= 0 && age < resumed.ttl_ms - resumed.ttl_ms / 10) {
+            log::Warn("resumed lease: the dead runner beat after its last record; adopting the server's token",
+                      {{"work_id", work_id}, {"record_age_ms", age}});
+            last = current;
+            beat_now = true;
+            return;
+          }
+          if (!opts_.sole_worker) {
+            log::Error("lease lost: the resumed lease is not provably this delivery's",
+                       {{"work_id", work_id}, {"record_age_ms", age}, {"server_state", cs}});
+            lease.Finish(LeaseEnd::kLeaseLost);
+            stop_runner(false);
+            return;
+          }
+        }
+        // Our previous beat was committed but its answer was lost. With a
+        // sessions token this is provable when that beat compared against a
+        // token of our own: nobody else knows it (it was answered to us
+        // only), and the token dies with the lease (a lapse answers 401,
+        // not 412). Adopt the server's token and carry on. A lost answer to
+        // a beat from NO_HEARTBEAT proves nothing: every delivery of the
+        // item may send that one (two deliveries of one un-acked item both
+        // hold valid tokens), except to a sole worker.
+        if (prev_lost && !token.empty() && (from != "NO_HEARTBEAT" || opts_.sole_worker) && held && !current.empty()) {
           log::Warn("heartbeat answer was lost but the beat was recorded; adopting the server's token",
                     {{"work_id", work_id}});
-          last = cs["last_heartbeat"].get<std::string>();
+          last = current;
           beat_now = true;
           return;
         }
-        log::Error("lease lost: heartbeat precondition failed", {{"work_id", work_id}, {"server_state", cs}});
+        log::Error(from == "NO_HEARTBEAT" && (opts_.resume_lease || prev_lost) && !opts_.sole_worker
+                       ? "lease lost: heartbeat precondition failed; the lease is held at a token this runner cannot prove its own"
+                       : "lease lost: heartbeat precondition failed",
+                   {{"work_id", work_id}, {"server_state", cs}});
         lease.Finish(LeaseEnd::kLeaseLost);
         stop_runner(false);
         return;
@@ -233,8 +378,6 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
       retry_soon = true;
     };
     beat();
-    log::Info("first heartbeat answered", {{"work_id", work_id}});
-    lease.FirstBeatDone();
     while (!lease.done()) {
       const int64_t wait = retry_soon ? std::min<int64_t>(interval, JitterMs(500, 1500)) : interval;
       retry_soon = false;
@@ -265,9 +408,9 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
       log::Warn("session retrieve failed; retrying", {{"work_id", work_id}, {"backoff_ms", backoff}, {"error", sess.Describe()}});
       lease.WaitFor(backoff);
     }
-    // Serve only once the first heartbeat answered: a 412 there means
-    // another worker holds the lease, and running its calls too would
-    // double them.
+    // Serve only once a heartbeat succeeded: a 412 means another worker
+    // holds the lease, and running its calls too would double them; a beat
+    // that failed transiently proves nothing yet.
     while (!lease.WaitFirstBeat(50) && !shutdown_.load()) {
     }
     if (lease.done() || shutdown_.load()) break;
@@ -333,6 +476,12 @@ Status Worker::HandleItem(const std::string& work_id, const std::string& session
   lease.Finish(shutdown_.load() ? LeaseEnd::kShutdown : LeaseEnd::kRunnerDone);
   heartbeat.join();
   last_lease_end_.store(lease.end());
+  // The record served a relaunch after a crash; this runner ends normally
+  // (the item is released or no longer ours), so nothing may resume it.
+  // (Only this delivery's record: one of another delivery is not ours.)
+  LeaseRecord mine;
+  if (!record_path.empty() && ReadLeaseRecord(record_path, &mine) && mine.delivery == delivery)
+    ::unlink(record_path.c_str());
   if (lease.lost()) {
     log::Info("lease lost; released without stopping it", {{"work_id", work_id}});
   } else {

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -117,6 +118,214 @@ TEST(Worker, ALostHeartbeatAnswerIsNotALostLease) {
   for (size_t i = 0; i + 2 < exp.size(); ++i)
     if (exp[i] == exp[i + 1] && exp[i + 2] != exp[i]) adopted = true;
   EXPECT_TRUE(adopted) << ::testing::PrintToString(exp);
+}
+
+// Requests that carried `token` as their Bearer credential.
+std::vector<testing::ReceivedRequest> By(FakeApi& f, const std::string& path, const std::string& token) {
+  std::vector<testing::ReceivedRequest> out;
+  for (auto& r : f.Requests(path))
+    if (r.headers["authorization"] == "Bearer " + token) out.push_back(r);
+  return out;
+}
+
+// A temporary directory, removed when the test ends (a failed ASSERT too).
+struct TempDir {
+  explicit TempDir(const char* prefix) {
+    std::string tmpl = std::string("/tmp/") + prefix + "-XXXXXX";
+    path = mkdtemp(tmpl.data());
+  }
+  ~TempDir() { (void)!system(("rm -rf " + path).c_str()); }
+  std::string path;
+};
+
+// A worker with a call journal records each beat's token, naming its
+// delivery by the sessions token's hash, and removes the record when it ends
+// normally (only a crash leaves one for a relaunch).
+TEST(Worker, RecordsTheLeaseForARelaunchAndRemovesItAtTheEnd) {
+  FakeApi f;
+  f.ttl_seconds = 2;  // interval 1 s
+  f.never_lapse = true;
+  TempDir tmp("warren-lease");
+  const std::string journal = tmp.path;
+  WorkerOptions o = Opts();
+  o.call_journal_dir = journal;
+  Worker w(HttpClient(*ParseBaseUrl(f.base_url())), o);
+  std::thread t([&] { EXPECT_TRUE(w.HandleItem("work_1", "sesn_1", Secret("tok-a")).ok()); });
+  const std::string path = LeaseRecordPath(journal, "work_1");
+  ASSERT_EQ(path, journal + "/work_1.lease");
+  LeaseRecord rec;
+  // (Tokens are ordered: the record follows the beats.)
+  ASSERT_TRUE(f.WaitFor([&] { return ReadLeaseRecord(path, &rec) && rec.last_heartbeat > "2026-11-24T06:00:00.100001Z"; }));
+  EXPECT_EQ(rec.delivery, Sha256Hex("tok-a"));
+  EXPECT_EQ(rec.ttl_ms, 2000);
+  EXPECT_LE(rec.sent_at_ms, BootMs());
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  f.SetWorkState("stopping");
+  t.join();
+  EXPECT_NE(stat(path.c_str(), &st), 0) << "removed when the runner ended";
+  // Ids that do not belong in a file name get no record.
+  EXPECT_EQ(LeaseRecordPath(journal, "../x"), "");
+  EXPECT_EQ(LeaseRecordPath("", "work_1"), "");
+}
+
+// The edge case of docs/ORCHESTRATOR.md: two deliveries of one un-acked item
+// (the reclaim after reclaim_older_than_ms) both hold valid sessions tokens.
+// B's runner beat first and holds the lease; A's runner never beat, and A's
+// supervisor relaunches it with --resume-lease. It has no record of its own
+// delivery (the journal even holds B's record for the same item), so it
+// must not take the lease over: it yields as a lost lease, does not stop the
+// item and never reads the session, and B keeps its lease.
+TEST(Worker, AResumedRunnerDoesNotTakeOverAnotherDeliverysLease) {
+  FakeApi f;
+  f.ttl_seconds = 2;  // B beats every second
+  f.never_lapse = true;
+  TempDir tmp("warren-lease");
+  const std::string journal = tmp.path;
+  WorkerOptions ob = Opts();
+  ob.call_journal_dir = journal;
+  Worker b(HttpClient(*ParseBaseUrl(f.base_url())), ob);
+  std::thread tb([&] { EXPECT_TRUE(b.HandleItem("work_1", "sesn_1", Secret("tok-b")).ok()); });
+  ASSERT_TRUE(f.WaitFor([&] { return !By(f, "/events/stream", "tok-b").empty(); }));  // B serves
+  LeaseRecord rb;
+  ASSERT_TRUE(ReadLeaseRecord(LeaseRecordPath(journal, "work_1"), &rb));
+  ASSERT_EQ(rb.delivery, Sha256Hex("tok-b"));
+
+  WorkerOptions oa = ob;
+  oa.resume_lease = true;
+  Worker a(HttpClient(*ParseBaseUrl(f.base_url())), oa);
+  std::atomic<bool> a_ended{false};
+  std::thread ta([&] {
+    EXPECT_TRUE(a.HandleItem("work_1", "sesn_1", Secret("tok-a")).ok());
+    a_ended = true;
+  });
+  const bool yielded = f.WaitFor([&] { return a_ended.load(); });
+  // B still holds the lease: two more of its beats are answered after A
+  // ended, and the one that says `stopping` ends it (not a 412).
+  const size_t b_beats = By(f, "/heartbeat", "tok-b").size();
+  EXPECT_TRUE(f.WaitFor([&] { return By(f, "/heartbeat", "tok-b").size() >= b_beats + 2; }));
+  f.SetWorkState("stopping");
+  tb.join();
+  ta.join();  // (today's code: A took the lease over and ends only here)
+  EXPECT_TRUE(yielded) << "A's relaunch took over B's lease";
+  EXPECT_EQ(a.last_lease_end(), LeaseEnd::kLeaseLost);
+  EXPECT_EQ(b.last_lease_end(), LeaseEnd::kHeartbeatStop);
+  auto a_beats = By(f, "/heartbeat", "tok-a");
+  ASSERT_EQ(a_beats.size(), 1u);
+  EXPECT_EQ(a_beats[0].query.at("expected_last_heartbeat"), "NO_HEARTBEAT");
+  EXPECT_TRUE(By(f, "/events/stream", "tok-a").empty()) << "A never served the session";
+  EXPECT_TRUE(By(f, "/stop", "tok-a").empty()) << "A did not stop the item";
+  EXPECT_EQ(By(f, "/stop", "tok-b").size(), 1u);
+}
+
+// A relaunch of the same delivery whose predecessor beat after its last
+// record (the beat committed, the runner died before it wrote the answer):
+// the 412 shows the lease at a newer token, which only this delivery's chain
+// can have produced while the lease cannot have lapsed. Within the bound it
+// is adopted; a record too old to rule out a lapse proves nothing.
+TEST(Worker, AResumedRunnerAdoptsItsOwnUnrecordedBeatOnlyWithinTheTtl) {
+  for (int variant : {0, 1, 2}) {
+    const bool fresh = variant != 1;
+    SCOPED_TRACE(variant == 0 ? "fresh record" : variant == 1 ? "record older than the ttl"
+                                                              : "fresh record, the first beat answered 503");
+    FakeApi f;
+    f.ttl_seconds = 600;
+    f.never_lapse = true;
+    TempDir tmp("warren-lease");
+  const std::string journal = tmp.path;
+    // The dead runner's last recorded beat moved the lease to 100001; its
+    // next beat (to 100002) was committed but never recorded.
+    ApiClient dead(HttpClient(*ParseBaseUrl(f.base_url())), "tok-a", "test");
+    auto never = [] { return false; };
+    ASSERT_TRUE(dead.Heartbeat("env_1", "work_1", "NO_HEARTBEAT", std::chrono::seconds(30), never).ok());
+    ASSERT_TRUE(dead.Heartbeat("env_1", "work_1", "2026-11-24T06:00:00.100001Z", std::chrono::seconds(30), never).ok());
+    const int64_t ttl_ms = 600000;
+    ASSERT_TRUE(WriteLeaseRecord(LeaseRecordPath(journal, "work_1"),
+                                 LeaseRecord{Sha256Hex("tok-a"), "2026-11-24T06:00:00.100001Z",
+                                             fresh ? BootMs() : BootMs() - ttl_ms, ttl_ms}));
+    WorkerOptions o = Opts();
+    o.call_journal_dir = journal;
+    o.resume_lease = true;
+    // A 503 proves nothing either way: the 412 after it is still the first
+    // real answer to the compare-and-set on the record.
+    if (variant == 2) f.fail_heartbeat = 1;
+    Worker w(HttpClient(*ParseBaseUrl(f.base_url())), o);
+    std::thread t([&] { EXPECT_TRUE(w.HandleItem("work_1", "sesn_1", Secret("tok-a")).ok()); });
+    if (fresh) {
+      ASSERT_TRUE(f.WaitFor([&] { return !By(f, "/events/stream", "tok-a").empty(); }));
+      f.Append({{"type", "session.status_terminated"}});
+    }
+    t.join();
+    auto exp = Expected(f);
+    if (variant == 2) {  // the 503'd beat, then the same compare-and-set again
+      ASSERT_GE(exp.size(), 3u);
+      EXPECT_EQ(exp[2], "2026-11-24T06:00:00.100001Z");
+      exp.erase(exp.begin() + 2);
+    }
+    ASSERT_GE(exp.size(), 3u);
+    EXPECT_EQ(exp[2], "2026-11-24T06:00:00.100001Z") << "the first beat compares against the record";
+    if (fresh) {
+      ASSERT_GE(exp.size(), 4u);
+      EXPECT_EQ(exp[3], "2026-11-24T06:00:00.100002Z") << "then renews from the adopted token";
+      EXPECT_EQ(w.last_lease_end(), LeaseEnd::kRunnerDone);
+    } else {
+      EXPECT_EQ(exp.size(), 3u);
+      EXPECT_EQ(w.last_lease_end(), LeaseEnd::kLeaseLost);
+      EXPECT_TRUE(By(f, "/events/stream", "tok-a").empty());
+      EXPECT_TRUE(Stops(f).empty());
+    }
+    }
+}
+
+// A first heartbeat (NO_HEARTBEAT) whose answer was lost, followed by a 412
+// with the lease held: every delivery of the item may send that beat, so
+// nothing proves the lease is this runner's. It yields without stopping the
+// item (if the beat was its own, the lease lapses and the queue delivers the
+// item again).
+TEST(Worker, ALostAnswerToTheFirstHeartbeatProvesNothing) {
+  FakeApi f;
+  f.ttl_seconds = 600;
+  f.never_lapse = true;
+  f.drop_heartbeat_answer = 1;
+  Worker w(HttpClient(*ParseBaseUrl(f.base_url())), Opts());
+  EXPECT_TRUE(w.HandleItem("work_1", "sesn_1", Secret("tok-a")).ok());
+  EXPECT_EQ(w.last_lease_end(), LeaseEnd::kLeaseLost);
+  EXPECT_EQ(Expected(f), (std::vector<std::string>{"NO_HEARTBEAT", "NO_HEARTBEAT"}));
+  EXPECT_TRUE(f.Requests("/events/stream").empty());
+  EXPECT_TRUE(Stops(f).empty());
+}
+
+// A sole worker (the embedded orchestrator's runner on a cloud environment,
+// which nobody else can serve) keeps the old rule: a held lease it cannot
+// prove its own is still its own. A resume without a record adopts the
+// server's token, and so does a lost answer to the first beat.
+TEST(Worker, ASoleWorkerAdoptsAHeldLeaseItCannotProve) {
+  for (bool resume : {true, false}) {
+    SCOPED_TRACE(resume ? "resumed without a record" : "first beat's answer lost");
+    FakeApi f;
+    f.ttl_seconds = 600;
+    f.never_lapse = true;
+    if (resume) {  // the dead runner beat and left no record (no journal)
+      ApiClient dead(HttpClient(*ParseBaseUrl(f.base_url())), "tok-a", "test");
+      ASSERT_TRUE(dead.Heartbeat("env_1", "work_1", "NO_HEARTBEAT", std::chrono::seconds(30), [] { return false; }).ok());
+    } else {
+      f.drop_heartbeat_answer = 1;
+    }
+    WorkerOptions o = Opts();
+    o.resume_lease = resume;
+    o.sole_worker = true;
+    Worker w(HttpClient(*ParseBaseUrl(f.base_url())), o);
+    std::thread t([&] { EXPECT_TRUE(w.HandleItem("work_1", "sesn_1", Secret("tok-a")).ok()); });
+    ASSERT_TRUE(f.WaitFor([&] { return !By(f, "/events/stream", "tok-a").empty(); }));
+    f.Append({{"type", "session.status_terminated"}});
+    t.join();
+    EXPECT_EQ(w.last_lease_end(), LeaseEnd::kRunnerDone);
+    auto exp = By(f, "/heartbeat", "tok-a");
+    ASSERT_GE(exp.size(), 3u);
+    // NO_HEARTBEAT (412, or its answer lost then 412), then the adopted token.
+    EXPECT_EQ(exp.back().query.at("expected_last_heartbeat"), "2026-11-24T06:00:00.100001Z");
+  }
 }
 
 // Issue 13, defect 3: one transient failure of the session retrieve must not
@@ -311,6 +520,102 @@ TEST(RunnerBinary, AKilledRunnersCallIsServedOnceByTheNextRunner) {
   EXPECT_EQ(Slurp(dir + "/runs"), "run\nrun\n");  // at-least-once execution
   system(("rm -rf " + dir).c_str());
 }
+
+// The real binary across a SIGKILL, as the orchestrator relaunches it: the
+// same delivery's relaunch takes the lease over (its record proves it), also
+// after a beat its predecessor never recorded; a relaunch of another
+// delivery (whose runner never beat) exits 3 without stopping the item.
+TEST(RunnerBinary, AResumedRunnerTakesOverOnlyTheLeaseItsRecordProves) {
+  FakeApi f;
+  f.ttl_seconds = 600;  // no lapse however slowly the runners start
+  TempDir tmp("warren-resume");
+  const std::string dir = tmp.path;
+  const std::string journal = dir + "/calls";
+  std::vector<std::string> args = {WARREN_RUNNER_BIN, "run", "--workdir", dir, "--base-url", f.base_url(),
+                                   "--session-id", "sesn_1", "--work-id", "work_1", "--environment-id", "env_1",
+                                   "--max-idle", "0", "--call-journal", journal};
+  std::vector<std::string> resume = args;
+  resume.push_back("--resume-lease");
+  const std::string mine = "ANTHROPIC_WORK_SECRET=" + Secret("tok-a");
+  const std::string theirs = "ANTHROPIC_WORK_SECRET=" + Secret("tok-z");
+  const std::string path = LeaseRecordPath(journal, "work_1");
+  // Runners still running when an ASSERT ends the test early are killed.
+  struct Reaper {
+    std::vector<pid_t> live;
+    ~Reaper() {
+      for (pid_t p : live) {
+        kill(p, SIGKILL);
+        waitpid(p, nullptr, 0);
+      }
+    }
+    pid_t Add(pid_t p) {
+      live.push_back(p);
+      return p;
+    }
+    void Reaped(pid_t p) { live.erase(std::remove(live.begin(), live.end(), p), live.end()); }
+  } reaper;
+
+  // 1. A runner beats and serves; it is killed.
+  pid_t a = reaper.Add(Spawn(args, {mine}));
+  ASSERT_TRUE(f.WaitFor([&] { return By(f, "/events/stream", "tok-a").size() == 1; }));
+  LeaseRecord rec;
+  ASSERT_TRUE(ReadLeaseRecord(path, &rec));  // written before anything is served
+  EXPECT_EQ(rec.delivery, Sha256Hex("tok-a"));
+  kill(a, SIGKILL);
+  waitpid(a, nullptr, 0);
+  reaper.Reaped(a);
+  ASSERT_TRUE(ReadLeaseRecord(path, &rec));
+  const std::string l1 = rec.last_heartbeat;
+
+  // 2. Its relaunch compares against the record and takes the lease over.
+  size_t beats = f.Requests("/heartbeat").size();
+  pid_t a2 = reaper.Add(Spawn(resume, {mine}));
+  ASSERT_TRUE(f.WaitFor([&] { return By(f, "/events/stream", "tok-a").size() == 2; }));
+  EXPECT_EQ(Expected(f).at(beats), l1);
+  ASSERT_TRUE(ReadLeaseRecord(path, &rec));
+  EXPECT_GT(rec.last_heartbeat, l1);
+  kill(a2, SIGKILL);
+  waitpid(a2, nullptr, 0);
+  reaper.Reaped(a2);
+  ASSERT_TRUE(ReadLeaseRecord(path, &rec));
+  const std::string l2 = rec.last_heartbeat;
+  // ... and beat once more, committed but never recorded (the answer was
+  // lost with the runner).
+  ApiClient dead(HttpClient(*ParseBaseUrl(f.base_url())), "tok-a", "test");
+  ApiResult unrecorded = dead.Heartbeat("env_1", "work_1", l2, std::chrono::seconds(30), [] { return false; });
+  ASSERT_TRUE(unrecorded.ok());
+  const std::string l3 = unrecorded.body.value("last_heartbeat", "");
+
+  // 3. A relaunch of another delivery has nothing to prove: exit 3, no
+  //    stop, never attached to the session, the lease not moved.
+  beats = f.Requests("/heartbeat").size();
+  pid_t z = reaper.Add(Spawn(resume, {theirs}));
+  EXPECT_EQ(WaitExit(z, 60000), kExitLeaseLost);  // (WaitExit reaps it, or kills it at the deadline)
+  reaper.Reaped(z);
+  auto z_beats = By(f, "/heartbeat", "tok-z");
+  ASSERT_EQ(z_beats.size(), 1u);
+  EXPECT_EQ(z_beats[0].query.at("expected_last_heartbeat"), "NO_HEARTBEAT");
+  EXPECT_TRUE(By(f, "/events/stream", "tok-z").empty());
+  EXPECT_TRUE(Stops(f).empty());
+  ASSERT_TRUE(ReadLeaseRecord(path, &rec)) << "another delivery's runner leaves this delivery's record alone";
+  EXPECT_EQ(rec.delivery, Sha256Hex("tok-a"));
+
+  // 4. The same delivery's relaunch adopts the unrecorded beat and serves.
+  pid_t a3 = reaper.Add(Spawn(resume, {mine}));
+  ASSERT_TRUE(f.WaitFor([&] { return By(f, "/events/stream", "tok-a").size() == 3; }));
+  auto exp = Expected(f);
+  ASSERT_GE(exp.size(), beats + 3);
+  EXPECT_EQ(exp[beats + 1], l2);  // the record's token: 412
+  EXPECT_EQ(exp[beats + 2], l3);  // the adopted one: renewed
+  f.Append({{"type", "agent.tool_use"}, {"id", "sevt_r"}, {"name", "bash"}, {"evaluated_permission", "allow"},
+            {"input", {{"command", "echo resumed"}}}});
+  ASSERT_TRUE(f.WaitFor([&] { return f.PostedEvents().size() == 1; }));
+  EXPECT_EQ(f.PostedEvents()[0]["content"][0]["text"], "resumed");
+  f.Append({{"type", "session.status_terminated"}});
+  EXPECT_EQ(WaitExit(a3, 10000), 0);
+  reaper.Reaped(a3);
+  EXPECT_FALSE(ReadLeaseRecord(path, &rec)) << "removed at the normal end";
+  }
 
 TEST(RunnerBinary, PollHandsItemsToTheOnWorkScript) {
   FakeApi f;

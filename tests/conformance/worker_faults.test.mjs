@@ -15,7 +15,12 @@
 //   4. a graceful stop request reaches a running runner on its next
 //      heartbeat: exactly one heartbeat answers `stopping`, the runner
 //      cancels the running tool, posts a cancelled result and confirms the
-//      stop itself (not the server's stopping deadline).
+//      stop itself (not the server's stopping deadline);
+//   5. two deliveries of one un-acked item (the reclaim) both hold valid
+//      sessions tokens: B's runner beats and serves; A's runner, relaunched
+//      with --resume-lease after it died before its first beat, has no lease
+//      record of its own delivery and must not take B's lease over: it exits
+//      3 without stopping the item, and B keeps the lease and serves.
 //
 // Observations come from the event log, the Work objects and the server's
 // own structured log lines (json, debug level), never from timing.
@@ -308,6 +313,64 @@ describe('warren-runner faults against the real work queue', { skip, timeout: 24
     } finally {
       a.proc.kill('SIGTERM');
       await a.exited;
+    }
+  });
+
+  test('two deliveries of one item: a resumed runner of the one that never beat does not take over the lease', async () => {
+    const { env, envKey, session } = await setup('two-deliveries');
+    const runs = path.join(tmp, 'runs-6');
+    const poller = new Anthropic({ apiKey: null, authToken: envKey, baseURL: srv.url, maxRetries: 0 });
+    // Delivery 1 is not acked in time, so the reclaim hands the same item out
+    // again with a second sessions token; both are then acked (idempotent on
+    // a held item) and both tokens are valid.
+    const d1 = await until('a first delivery', () => poller.beta.environments.work.poll(env.id, { block_ms: 500 }));
+    const d2 = await until('a second delivery of the same item', () =>
+      poller.beta.environments.work.poll(env.id, { block_ms: 500, reclaim_older_than_ms: 1 }));
+    assert.equal(d2.id, d1.id);
+    assert.notEqual(d2.secret, d1.secret);
+    await poller.beta.environments.work.ack(d1.id, { environment_id: env.id });
+    await poller.beta.environments.work.ack(d2.id, { environment_id: env.id });
+    const secretFile = (name, w) => {
+      const f = path.join(tmp, name);
+      writeFileSync(f, w.secret, { mode: 0o600 });
+      return f;
+    };
+    const runArgs = (w, name) => ['run', '--session-id', session.id, '--work-id', w.id,
+      '--work-secret-file', secretFile(`secret-${name}`, w), '--call-journal', path.join(tmp, `journal-${name}`)];
+    // B (delivery 2) beats first and serves a call.
+    const b = spawnRunner('b6', env, envKey, { mode: runArgs(d2, 'b6') });
+    let a;
+    try {
+      await say(session.id, `run: echo "$PWD" >> ${runs}; echo first-served`);
+      await waitAnswer(session.id, 'printed: first-served');
+      assert.equal((await item(env.id)).state, 'active');
+      // A (delivery 1) died before its first beat; its supervisor relaunches
+      // it with --resume-lease. Nothing proves the held lease is its own.
+      a = spawnRunner('a6', env, envKey, { mode: [...runArgs(d1, 'a6'), '--resume-lease'] });
+      await until('the resumed runner of delivery 1 exits', () => a.exit, 30_000);
+      assert.equal(a.exit.code, 3, 'exit 3: lease lost, the item is not its to stop');
+      assert.match(a.log, /cannot prove its own/);
+      assert.doesNotMatch(a.log, /adopting the server's token/);
+      // B still holds the lease: every beat after A's exit is answered
+      // `active` (none is a 412), and B serves the next call.
+      const logFrom = serverLog.length;
+      await say(session.id, `run: echo "$PWD" >> ${runs}; echo second-served`);
+      await waitAnswer(session.id, 'printed: second-served');
+      await until('two beats after A exited', () =>
+        serverLog.slice(logFrom).filter((l) => l.msg === 'work.heartbeat' && l.work_id === d1.id).length >= 2);
+      const beats = serverLog.slice(logFrom).filter((l) => l.msg === 'work.heartbeat' && l.work_id === d1.id);
+      assert.ok(beats.every((l) => l.state === 'active'), JSON.stringify(beats));
+      assert.deepEqual(lines(runs), [path.join(tmp, 'b6'), path.join(tmp, 'b6')], 'both calls ran in B');
+      assert.equal(b.exit, null, 'B still serves');
+      assert.doesNotMatch(b.log, /lease lost/);
+      assert.equal((await item(env.id)).state, 'active');
+      assert.ok(!serverLog.some((l) => l.msg === 'work.stop' && l.work_id === d1.id), 'nobody stopped the item');
+    } catch (e) {
+      throw new Error(`${e.message}\nrunner A log:\n${a ? a.log.slice(-3000) : ''}\nrunner B log:\n${b.log.slice(-3000)}`);
+    } finally {
+      if (a && a.exit === null) a.proc.kill('SIGKILL');
+      b.proc.kill('SIGTERM');
+      await b.exited;
     }
   });
 
