@@ -29,4 +29,9 @@ for (const seed of seeds) {
     `every invariant held, ${((Date.now() - t0) / 1000).toFixed(0)} s; ` +
     `${kills.filter((k) => k.recovered && (k.recovered.stopped || k.recovered.removed)).length} kills caught a sandbox mid-transition, ` +
     `${kills.reduce((n, k) => n + (k.recovered?.orphan_links || 0), 0)} orphan veths removed`);
+  if (network !== 'none') {
+    const steps = new Map();
+    for (const c of kills.flatMap((k) => k.caught || [])) steps.set(c, (steps.get(c) || 0) + 1);
+    console.log(`${label} seed ${seed}: states at the kills: ${JSON.stringify(Object.fromEntries(steps))}`);
+  }
 }

@@ -7,8 +7,10 @@
 // `warren serve`); a limited session's first call proves that its redirect
 // reaches the live proxy (the proxy's 403 for a host outside its allow
 // list), retrying while the service is down. Kills land across sandbox
-// create and start (0-250 ms / 0-150 ms after `work.delivered`: the rules,
-// the veth, the addresses), launch, mid-tool (during the probe) and the
+// create and start (0-250 ms / 0-150 ms after `work.delivered`: the init,
+// the rules, the veth, the addresses; each kill reports the step it caught
+// a sandbox in, read from the records and the host before the restart),
+// launch, mid-tool (during the probe) and the
 // janitor's stop. The invariants of the campaign hold (each call once by
 // its side-effect line, every session completes, never two runners or two
 // sandboxes per session), and after every kill, at a moment when no sandbox
@@ -57,6 +59,9 @@ describe('orchestrator: SIGKILL of warren serve across the isolated and limited 
     const caught = kills.filter((k) => k.recovered && (k.recovered.stopped || k.recovered.removed));
     const links = kills.reduce((n, k) => n + (k.recovered?.orphan_links || 0), 0);
     t.diagnostic(`${caught.length} kills caught a sandbox mid-transition (${caught.map((k) => k.phase).join(', ')}); ${links} orphan veths removed`);
+    const steps = new Map();
+    for (const c of kills.flatMap((k) => k.caught || [])) steps.set(c, (steps.get(c) || 0) + 1);
+    t.diagnostic(`states at the kills: ${JSON.stringify(Object.fromEntries(steps))}`);
     t.diagnostic(`${jobs} jobs in ${sessions} sessions (${limitedJobs} limited), ${netns} sandbox network namespaces seen`);
   });
 });

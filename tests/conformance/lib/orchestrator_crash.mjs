@@ -32,7 +32,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Fixture, events, sleep } from './orchestrator.mjs';
@@ -535,6 +535,8 @@ export async function runCrashCampaign({ seed, points = 54, report = () => {}, m
         sid = current = await newSession();
         await send(sid, tag);
         anchor = await waitLine((l) => l.msg === 'work.delivered', from, 10_000);
+        // Network variant: the start after the create (init, rules, veth,
+        // addresses) takes longer.
         delay = between(0, netOn ? 250 : 120);
       } else if (phase === 'start' || phase === 'launch') {
         await waitStopped(sid);
@@ -567,6 +569,23 @@ export async function runCrashCampaign({ seed, points = 54, report = () => {}, m
       await tg.kill();
       const killedAt = Date.now();
       kills.push({ i, phase, anchor, delay });
+      if (netOn) {
+        // Where the kill left a sandbox that was changing state: read from
+        // the records and the host while nothing runs.
+        const st = netState(tg.sbDir, tg.prefix);
+        kills[kills.length - 1].caught = st.records.filter((r) => TRANSITIONAL.has(r.state)).map((r) => {
+          const veth = st.links.includes(`${st.ifPrefix}${r.slot.toString(16)}`);
+          const rules = st.chains.includes(`sbx_${r.slot}`);
+          const step = r.state !== 'starting' || r.network === 'none' ? r.state
+            : !r.ip ? 'starting: before the network'
+              : !rules ? 'starting: address recorded, no rules yet'
+                : !veth ? 'starting: rules in, no veth' : 'starting: veth made';
+          // An init that dies with the service takes its netns, and the
+          // veth with it: "no veth" then may mean "no longer".
+          const init = r.init_pid > 0 && existsSync(`/proc/${r.init_pid}`) ? '' : ' (init gone)';
+          return `${r.network} ${step}${init}`;
+        });
+      }
       lines = [];
       await tg.restart();
       await waitDone(sid);
@@ -577,7 +596,9 @@ export async function runCrashCampaign({ seed, points = 54, report = () => {}, m
       const rec = lines.find((l) => l.msg === 'sandbox.recovered');
       const found = rec ? { stopped: (rec.stopped || []).length, removed: (rec.removed || []).length, orphan_links: rec.orphan_links || 0 } : null;
       kills[kills.length - 1].recovered = found;
+      const caught = kills[kills.length - 1].caught;
       report(`kill ${i + 1}/${points} (${tg.victim}): ${phase} +${delay} ms${anchor ? '' : ' (anchor not seen)'} at ${killedAt - t0} ms, job done ${recovery} ms later` +
+        `${caught?.length ? `; caught ${caught.join(', ')}` : ''}` +
         `${found ? `; recovery: ${found.stopped} stopped, ${found.removed} removed, ${found.orphan_links} orphan veths` : ''}`);
       if (recovery > 5000) {
         // A slow recovery is a lease lapse somewhere: say which lines led to it.
