@@ -31,6 +31,7 @@ import { runCrashCampaign, PHASES } from './lib/orchestrator_crash.mjs';
 
 const SEED = Number(process.env.WARREN_CRASH_SEED || 20261002);
 const POINTS = Number(process.env.WARREN_CRASH_NET_POINTS || 24);
+const STANDALONE_POINTS = Number(process.env.WARREN_CRASH_NET_STANDALONE_POINTS || 12);
 
 function skipReason() {
   const r = orchestratorSkipReason();
@@ -63,5 +64,30 @@ describe('orchestrator: SIGKILL of warren serve across the isolated and limited 
     for (const c of kills.flatMap((k) => k.caught || [])) steps.set(c, (steps.get(c) || 0) + 1);
     t.diagnostic(`states at the kills: ${JSON.stringify(Object.fromEntries(steps))}`);
     t.diagnostic(`${jobs} jobs in ${sessions} sessions (${limitedJobs} limited), ${netns} sandbox network namespaces seen`);
+  });
+});
+
+// The standalone `warren orchestrator` (data dir B, its own egress proxy)
+// with `--network limited --allow-host allowed.test`, SIGKILLed while its
+// `warren serve` keeps running: the same checks against data dir B's
+// runtime (every sandbox limited, so every job probes the proxy).
+describe('orchestrator: SIGKILL of the standalone warren orchestrator across the limited network set-up', { skip: skipReason(), timeout: 600_000 }, () => {
+  test(`${STANDALONE_POINTS} kill points, seed ${SEED}: every session completes, each call ran once, no network state leaks`, async (t) => {
+    const { kills, jobs, sessions, netChecks, netns, limitedJobs } = await runCrashCampaign({
+      seed: SEED, points: STANDALONE_POINTS, mode: 'standalone', network: 'isolated', report: (l) => t.diagnostic(l),
+    });
+    assert.equal(kills.length, STANDALONE_POINTS);
+    for (const p of PHASES) {
+      const at = kills.filter((k) => k.phase === p);
+      const anchored = at.filter((k) => k.anchor).length;
+      t.diagnostic(`${p}: ${at.length} kills, ${anchored} after their anchor`);
+      assert.ok(anchored >= 1, `${p}: a kill after its anchor (${anchored}/${at.length})`);
+    }
+    assert.equal(limitedJobs, jobs, 'every job ran in a limited sandbox');
+    assert.equal(netChecks, STANDALONE_POINTS + 1, 'the network state was checked after every kill and at the end');
+    const steps = new Map();
+    for (const c of kills.flatMap((k) => k.caught || [])) steps.set(c, (steps.get(c) || 0) + 1);
+    t.diagnostic(`states at the kills: ${JSON.stringify(Object.fromEntries(steps))}`);
+    t.diagnostic(`${jobs} jobs in ${sessions} sessions, ${netns} sandbox network namespaces seen`);
   });
 });

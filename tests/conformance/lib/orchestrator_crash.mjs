@@ -31,8 +31,8 @@
 // prints it, and the same seed replays the same points and delays.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Fixture, events, sleep } from './orchestrator.mjs';
@@ -324,6 +324,8 @@ class EmbeddedTarget {
   }
   /** The service's data dir: its command line names it (a process check). */
   get serviceDir() { return this.fx.srv?.dataDir || this.dataDir; }
+  /** The process that runs the egress proxy. */
+  get proxyPid() { return this.fx.srv?.child.pid; }
   async kill() {
     this.dataDir = this.fx.srv.dataDir;
     await this.fx.srv.kill9();
@@ -349,12 +351,25 @@ class EmbeddedTarget {
  * keeps running.
  */
 class StandaloneTarget {
-  constructor(emit) {
+  constructor(emit, network = 'none') {
     this.emit = emit;
-    this.host = new StandaloneHost('orchcrash');
+    this.network = network;
+    this.host = new StandaloneHost(network === 'none' ? 'orchcrash' : 'orchcrashnet');
     this.sbDir = this.host.dir;
+    this.prefix = this.host.prefix;
     this.orch = null;
+    if (network !== 'none') {
+      // Every sandbox of this orchestrator is `limited` (its --network), on
+      // a /24 of its own (the runtime's default pool is shared by every
+      // runtime of the host), fixed in the data dir's config at first open.
+      writeFileSync(`${this.sbDir}/config.json`, JSON.stringify({
+        cgroup_prefix: this.prefix, network_pool: `10.213.${1 + randomBytes(1)[0] % 254}.0/24`,
+      }));
+    }
   }
+  /** The process that runs the egress proxy, and the data dir its command line names. */
+  get proxyPid() { return this.orch?.pid; }
+  get serviceDir() { return this.sbDir; }
   get victim() { return 'warren orchestrator'; }
   async start() {
     this.srv = await startServer({
@@ -371,10 +386,13 @@ class StandaloneTarget {
     this.orch = new Standalone(this.host.args({
       baseUrl: this.srv.url, environmentId: this.env.id, key: this.key,
       extra: ['--runner-idle-ms', '300', '--sandbox-idle-stop-ms', '300', '--janitor-interval-ms', '50',
-        '--session-check-interval-ms', '300'],
+        '--session-check-interval-ms', '300',
+        ...(this.network === 'none' ? [] : ['--network', 'limited', '--allow-host', 'allowed.test'])],
     }));
-    this.orch.onLine((l) => this.emit(l));
     await this.orch.start();
+    // Its start-up lines (the recovery) first, then as they come.
+    for (const l of this.orch.log) this.emit(l);
+    this.orch.onLine((l) => this.emit(l));
   }
   orchestratorLog() { return this.orch ? this.orch.log : []; }
   tail(n = 30) { return (this.orch ? this.orch.stderr : '').split('\n').slice(-n).join('\n'); }
@@ -421,15 +439,14 @@ export async function runCrashCampaign({ seed, points = 54, report = () => {}, m
   // Every JSON line of the service and the orchestrator since the last kill.
   let lines = [];
   const emit = (l) => lines.push(l);
-  assert.ok(network === 'none' || mode === 'embedded', 'the network variant is of the embedded mode');
-  const tg = mode === 'standalone' ? new StandaloneTarget(emit) : new EmbeddedTarget(emit, network);
+  const tg = mode === 'standalone' ? new StandaloneTarget(emit, network) : new EmbeddedTarget(emit, network);
   const netOn = network !== 'none';
   // Network namespaces of the sandboxes seen running (inodes), and checks
   // of the host's network state against the records (after each kill).
   const netnsSeen = new Set();
   let netChecks = 0;
   const checkNet = async () => {
-    const st = await checkNetSettled(tg.sbDir, tg.prefix, where(), { servicePid: tg.fx.srv.child.pid });
+    const st = await checkNetSettled(tg.sbDir, tg.prefix, where(), { servicePid: tg.proxyPid });
     netChecks++;
     for (const r of st.records) {
       if (r.state !== 'started' || r.network === 'none') continue;
@@ -466,10 +483,11 @@ export async function runCrashCampaign({ seed, points = 54, report = () => {}, m
     const c = () => tg.client;
     const env = tg.env;
     const agent = await c().beta.agents.create({ name: 'crash', model: 'claude-sonnet-4-6', tools: [{ type: 'agent_toolset_20260401' }] });
-    // Network variant: every other session in the limited environment.
+    // Network variant: every other session in the limited environment
+    // (standalone: the orchestrator's --network limited for all).
     const newSession = async () => {
-      const net = !netOn ? 'none' : sessions.size % 2 === 1 ? 'limited' : 'isolated';
-      const s = await c().beta.sessions.create({ agent: agent.id, environment_id: net === 'limited' ? tg.limitedEnv.id : env.id });
+      const net = !netOn ? 'none' : mode === 'standalone' || sessions.size % 2 === 1 ? 'limited' : 'isolated';
+      const s = await c().beta.sessions.create({ agent: agent.id, environment_id: net === 'limited' && tg.limitedEnv ? tg.limitedEnv.id : env.id });
       sessions.set(s.id, { tags: [], net });
       return s.id;
     };
