@@ -22,11 +22,17 @@
 //   - never two runners for one session (host /proc, sampled), never a
 //     second sandbox for a session;
 //   - after teardown: no sandbox, mount, loop device, cgroup or process
-//     left. The campaign pins sandboxes to network "none" (embedded:
-//     orchestrator.unrestricted_network; standalone: --network none, its
-//     default), so no veth is ever made (checked); kills across veth set-up
-//     of the isolated network are not part of this campaign
-//     (docs/ORCHESTRATOR.md, known gaps).
+//     left.
+// `network`: "none" (default) pins sandboxes to network none (embedded:
+// orchestrator.unrestricted_network; standalone: --network none, its
+// default), so no veth is ever made (checked). "isolated" puts them on real
+// networks (orchestrator_crash_net.test.mjs): embedded, sessions alternate
+// between a cloud environment with the default isolated network and one
+// with `networking: limited`; standalone, the orchestrator runs
+// `--network limited`. A limited session sends "netjob <tag>", whose first
+// call needs the egress proxy's answer; after every kill the host's network
+// state is checked against the records (netProblems), and after teardown
+// no veth, table, sandbox netns or proxy socket is left.
 // Everything random comes from the seed (WARREN_CRASH_SEED): a failure
 // prints it, and the same seed replays the same points and delays.
 import assert from 'node:assert/strict';
