@@ -139,6 +139,10 @@ Result<Outcome> Spawn(const std::vector<std::string>& argv, const std::vector<st
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, wr.get(), 1);
   posix_spawn_file_actions_adddup2(&fa, wr.get(), 2);
+  // Nothing else of this process: Asio's sockets (the API's and the egress
+  // proxy's listeners) are not O_CLOEXEC, and a clone that outlives a SIGKILL
+  // of the service would keep them bound (see sandbox RunCommandStreaming).
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);

@@ -44,6 +44,9 @@ CriuSupport DetectCriu(std::chrono::milliseconds timeout, const std::string& cri
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, wr.get(), 2);
+  // Nothing else of this process (Asio's sockets are not O_CLOEXEC; see
+  // RunCommandStreaming).
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
   std::vector<char*> argv = {const_cast<char*>(criu.c_str()), const_cast<char*>("check"), nullptr};
   pid_t pid;
   int rc = posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), environ);

@@ -3,6 +3,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -337,6 +339,28 @@ TEST_P(ProcessTest, ConcurrentExecs) {
   }
   for (auto& th : threads) th.join();
   EXPECT_EQ(ok.load(), 20);
+}
+
+// A helper command (cp, mkfs.btrfs, ...) gets none of the process's
+// descriptors beyond stdio. Boost.Asio opens its sockets without
+// O_CLOEXEC, so without closing them in the child a helper alive when
+// `warren serve` is SIGKILLed would keep its egress proxy's (and its API's)
+// listening sockets: the restart could not take the port back, and
+// connections would queue on a socket no one serves.
+TEST(RunCommandTest, ChildGetsNoInheritedSocket) {
+  UniqueFd sock(socket(AF_INET, SOCK_STREAM, 0));  // no SOCK_CLOEXEC, like Asio's
+  ASSERT_TRUE(sock) << strerror(errno);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(0, bind(sock.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a))) << strerror(errno);
+  ASSERT_EQ(0, listen(sock.get(), 1));
+  ASSERT_EQ(0, fcntl(sock.get(), F_GETFD) & FD_CLOEXEC);
+  std::string out;
+  auto rc = RunCommand({"/bin/sh", "-c", "for f in /proc/$$/fd/*; do echo \"${f##*/} $(readlink $f)\"; done"}, &out);
+  ASSERT_TRUE(rc.ok()) << rc.status().ToString();
+  EXPECT_EQ(*rc, 0) << out;
+  EXPECT_EQ(out.find("socket:"), std::string::npos) << out;
 }
 
 INSTANTIATE_TEST_SUITE_P(Methods, ProcessTest, ::testing::Values(SpawnMethod::kVfork, SpawnMethod::kFork),

@@ -127,6 +127,10 @@ Result<int> RunCommandStreaming(const std::vector<std::string>& argv,
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, wr.get(), 1);
   posix_spawn_file_actions_adddup2(&fa, wr.get(), 2);
+  // Nothing else of this process: Asio's sockets (the API's and the egress
+  // proxy's listeners) are not O_CLOEXEC, and a helper alive when the process
+  // is SIGKILLed would keep them bound (process_test.cc, RunCommandTest).
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);

@@ -70,7 +70,13 @@ class TestHosts {
     ]) sh(c);
     const code = `require('http').createServer((q, r) => r.end('hello from ' + q.socket.localAddress + ' host=' + q.headers.host + '\\n'))
       .listen(80, '0.0.0.0', () => console.log('ready'));`;
-    this.server = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // nsenter --net, not `ip netns exec`: the latter also makes a mount
+    // namespace, a copy of every mount of the host at that moment (the
+    // sandbox pools of the other suites running beside this one included),
+    // and that copy, alive as long as this server, keeps their loop devices
+    // attached after they unmount (their leak checks fail, their graceful
+    // stop waits 20 s for the loop device).
+    this.server = spawn('nsenter', [`--net=/run/netns/${ns}`, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise((resolve, reject) => {
       this.server.stdout.on('data', (d) => { if (String(d).includes('ready')) resolve(); });
       this.server.on('exit', (c) => reject(new Error(`test host server exited ${c}`)));

@@ -495,12 +495,15 @@ end
     // Ready when the server says it listens (it prints after bind).
     int p[2];
     if (pipe(p) != 0) return "pipe";
+    // nsenter --net, not `ip netns exec`: that one makes a mount namespace
+    // copying every mount of the host (other tests' sandbox pools), which
+    // would keep their loop devices attached while this server lives.
+    const std::string net = "--net=/run/netns/" + ns_, script = dir + "/serve_index.py", www = dir + "/www";
     server_pid_ = fork();
     if (server_pid_ == 0) {
       dup2(p[1], 1);
       close(p[0]);
-      execlp("ip", "ip", "netns", "exec", ns_.c_str(), "python3", (dir + "/serve_index.py").c_str(),
-             (dir + "/www").c_str(), ip_.c_str(), nullptr);
+      execlp("nsenter", "nsenter", net.c_str(), "python3", script.c_str(), www.c_str(), ip_.c_str(), nullptr);
       _exit(127);
     }
     close(p[1]);
