@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "sandbox/archive.h"
 #include "sandbox/criu.h"
+#include "sandbox/host_claim.h"
 #include "sandbox/locks.h"
 #include "sandbox/netfilter.h"
 #include "sandbox/network.h"
@@ -115,6 +116,9 @@ Status SandboxRuntime::Init() {
     if (!pool.ok()) return pool.status().WithContext("network_pool");
     if (pool->len < 8 || pool->len > 30) return Status::InvalidArgument("network_pool must be /8 to /30");
     net_pool_ = *pool;
+    if (!opts_.host_registry_dir.empty()) {
+      WARREN_RETURN_IF_ERROR(ClaimCgroupPrefix(opts_.host_registry_dir, opts_.cgroup_prefix, opts_.data_dir));
+    }
     net_if_prefix_ = NetIfPrefix(opts_.cgroup_prefix);
     fw_table_ = FirewallTableName(opts_.cgroup_prefix);
     if (dirty) WARREN_RETURN_IF_ERROR(config.Put("config", c));

@@ -99,6 +99,10 @@ struct RuntimeOptions {
   std::string debian_mirror;
   std::string debootstrap = "debootstrap";  // the tool to run (tests: a missing one)
   std::string cgroup_prefix = "warren";  // fixed by <data>/config.json once written
+  // Where the data dir claims its cgroup prefix host-wide (host_claim.h): a
+  // second data dir with the same prefix is refused at open instead of
+  // removing the first one's cgroups and veths as orphans. "" = no claim.
+  std::string host_registry_dir = "/run/warren/runtimes";
   // IPv4 pool for `isolated` sandboxes: slot N gets the N-th /30 (host end
   // .1, sandbox .2). Fixed by <data>/config.json once written. 10.213/16 is
   // rarely used by cloud VPCs (10.0-10.10), Docker (172.17+) or k8s (10.96,

@@ -524,6 +524,43 @@ TEST_F(RuntimeTest, DebianBookwormBaseBuiltOnceThenCached) {
   EXPECT_EQ(bad.status().code(), Code::kInvalidArgument);
 }
 
+// Two data dirs with one cgroup prefix (two servers left at the default, or
+// the CLI's default data dir beside a server's): the second one's recovery
+// used to remove the first one's running sandbox's cgroup (killing its init)
+// and veth as orphans, and re-render the shared nft table from its own
+// records. Now the second open is refused, naming the first data dir, and the
+// first one's sandbox keeps running (host_claim.h).
+TEST_F(RuntimeTest, ASecondDataDirWithTheSamePrefixIsRefusedAndHarmsNothing) {
+  auto sb = MustCreate();
+  ASSERT_TRUE(rt_->Start(sb.id).ok());
+  ASSERT_EQ(Sh(sb.id, "echo alive").stdout_data, "alive\n");
+  const std::string other = data_root_ + "/warren-it-" + NewId("", 10);
+  RuntimeOptions o;
+  o.data_dir = other;
+  o.cgroup_prefix = prefix_;
+  o.network_pool = network_pool_;
+  o.pool_kind = pool_kind_;
+  if (!mkfs_btrfs_.empty()) o.mkfs_btrfs = mkfs_btrfs_;
+  {
+    auto second = SandboxRuntime::Open(o);
+    EXPECT_EQ(second.status().code(), Code::kFailedPrecondition) << second.status().ToString();
+    EXPECT_NE(second.status().message().find(data_dir_), std::string::npos) << second.status().ToString();
+  }
+  EXPECT_EQ(Sh(sb.id, "echo still alive").stdout_data, "still alive\n");
+  auto rec = rt_->Get(sb.id);
+  ASSERT_TRUE(rec.ok());
+  EXPECT_EQ(rec->state, SandboxState::kStarted);
+  // With a prefix of its own the other data dir opens.
+  o.cgroup_prefix = prefix_ + "-2";
+  {
+    auto second = SandboxRuntime::Open(o);
+    ASSERT_TRUE(second.ok()) << second.status().ToString();
+    EXPECT_TRUE((*second)->UnmountPoolIfIdle().ok());
+  }
+  for (const char* c : {"cpu", "memory", "pids", "freezer"}) rmdir((std::string("/sys/fs/cgroup/") + c + "/" + o.cgroup_prefix).c_str());
+  (void)RemoveTree(other);
+}
+
 TEST_F(RuntimeTest, DebianBaseWithoutDebootstrapIsAClearError) {
   rt_.reset();
   RuntimeOptions o;
