@@ -438,7 +438,7 @@ TEST_F(RuntimeTest, CopyPoolRefusesDiskLimits) {
   RuntimeOptions o;
   o.data_dir = data_dir_ + "-copy";
   o.pool_kind = "copy";
-  o.cgroup_prefix = prefix_;
+  o.cgroup_prefix = prefix_ + "-copy";  // a data dir of its own needs a prefix of its own (host_claim.h)
   auto rt = SandboxRuntime::Open(o);
   ASSERT_TRUE(rt.ok()) << rt.status().ToString();
   EXPECT_FALSE((*rt)->features().disk_quota);
@@ -449,6 +449,7 @@ TEST_F(RuntimeTest, CopyPoolRefusesDiskLimits) {
   auto r = (*rt)->Create(lim);
   EXPECT_EQ(r.status().code(), Code::kFailedPrecondition) << r.status().ToString();
   rt->reset();
+  for (const char* c : {"cpu", "memory", "pids", "freezer"}) rmdir((std::string("/sys/fs/cgroup/") + c + "/" + o.cgroup_prefix).c_str());
   (void)RemoveTree(o.data_dir);
 }
 
