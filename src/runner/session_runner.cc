@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "runner/journal_files.h"
 
 namespace warren::runner {
 
@@ -34,42 +35,6 @@ std::string JournalName(const std::string& id) {
   for (char c : id)
     if (!(isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-')) return "";
   return id;
-}
-
-bool ReadSmallFile(const std::string& path, std::string* out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return false;
-  out->clear();
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out->append(buf, static_cast<size_t>(n));
-    if (out->size() > (64u << 20)) break;
-  }
-  ::close(fd);
-  return true;
-}
-
-// Writes `data` to `path` through a temporary file and a rename, so a
-// reader never sees half a result.
-bool WriteFileAtomic(const std::string& path, const std::string& data) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return false;
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      ::close(fd);
-      return false;
-    }
-    off += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  return ::rename(tmp.c_str(), path.c_str()) == 0;
 }
 
 bool EndsTurn(const Json& ev) {
@@ -359,7 +324,7 @@ void SessionRunner::Execute(const Json& ev, const std::string& confirmation) {
     ::mkdir(opts_.call_journal_dir.c_str(), 0700);
     journal = opts_.call_journal_dir + "/" + JournalName(id);
     std::string recorded;
-    if (ReadSmallFile(journal + ".result", &recorded)) {
+    if (ReadSmallFile(journal + ".result", &recorded, 64u << 20)) {
       auto parsed = ParseJson(recorded);
       if (parsed.ok() && parsed->is_object() && Str(*parsed, "tool_use_id") == id) {
         log::Info("tool call finished under an earlier runner; posting its recorded result", {{"tool_use_id", id}});

@@ -15,6 +15,7 @@
 
 #include "common/ids.h"
 #include "common/log.h"
+#include "runner/journal_files.h"
 #include "runner/skills.h"
 #include "runner/text_util.h"
 
@@ -110,18 +111,8 @@ std::string LeaseRecordPath(const std::string& journal_dir, const std::string& w
 }
 
 bool ReadLeaseRecord(const std::string& path, LeaseRecord* out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return false;
   std::string data;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    data.append(buf, static_cast<size_t>(n));
-    if (data.size() > 65536) break;  // not a record
-  }
-  ::close(fd);
+  if (!ReadSmallFile(path, &data, 65536) || data.size() > 65536) return false;  // longer: not a record
   auto j = ParseJson(data);
   if (!j.ok() || !j->is_object()) return false;
   const Json& r = *j;
@@ -138,22 +129,7 @@ bool WriteLeaseRecord(const std::string& path, const LeaseRecord& record) {
                                          {"last_heartbeat", record.last_heartbeat},
                                          {"sent_at_ms", record.sent_at_ms},
                                          {"ttl_ms", record.ttl_ms}});
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return false;
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return false;
-    }
-    off += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  return ::rename(tmp.c_str(), path.c_str()) == 0;
+  return WriteFileAtomic(path, data);
 }
 
 std::string DefaultWorkerId() {
