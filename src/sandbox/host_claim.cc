@@ -16,6 +16,7 @@
 #include "common/ids.h"
 #include "common/json.h"
 #include "common/unique_fd.h"
+#include "sandbox/sys.h"
 
 namespace warren::sandbox {
 namespace {
@@ -43,13 +44,7 @@ Status WriteAt(int dirfd, const std::string& name, const std::string& body) {
   (void)unlinkat(dirfd, tmp.c_str(), 0);
   UniqueFd fd(openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!fd) return Status::FromErrno(errno, "create claim " + tmp);
-  size_t off = 0;
-  while (off < body.size()) {
-    ssize_t n = write(fd.get(), body.data() + off, body.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::FromErrno(errno, "write claim " + tmp);
-    off += static_cast<size_t>(n);
-  }
+  if (int rc = WriteAll(fd.get(), body.data(), body.size()); rc < 0) return Status::FromErrno(-rc, "write claim " + tmp);
   if (renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) != 0) return Status::FromErrno(errno, "rename claim " + name);
   return Status::Ok();
 }
