@@ -49,6 +49,19 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const CRASH_SCRIPT = path.resolve(here, '../../golden/engine_e2e/orchestrator_crash.json');
 export const PHASES = ['claim', 'create', 'start', 'launch', 'mid-tool', 'stop'];
 
+/**
+ * Reports the kills per phase and asserts that at least `minAnchored` of
+ * each phase's kills landed after their anchor (the event that places them).
+ */
+export function checkPhases(t, kills, minAnchored) {
+  for (const p of PHASES) {
+    const at = kills.filter((k) => k.phase === p);
+    const anchored = at.filter((k) => k.anchor).length;
+    t.diagnostic(`${p}: ${at.length} kills, ${anchored} after their anchor`);
+    assert.ok(anchored >= minAnchored, `${p}: ${anchored}/${at.length} kills after their anchor, at least ${minAnchored} wanted`);
+  }
+}
+
 /** mulberry32: a small seeded PRNG in [0, 1). */
 export function rng(seed) {
   let a = seed >>> 0;
